@@ -1,0 +1,272 @@
+// Images as crit's JSON: {"magic": "PAGEMAP", "entries": [...]}, raw data
+// base64 under "extra", enums by name, bytes base64 (unix socket names
+// quoted-printable). "--pretty" shows integers the way the schema's crit options
+// say: hex addresses, flag names, "maj:min" devices, dictionary names, IP text.
+// fromCrit reads both forms back, as crit's encode does.
+
+import { type Extra, type Image, type ImageEntry, imageTypeByName } from "./codec.js";
+import { ImageError } from "./errors.js";
+import type { JsonValue } from "./json.js";
+import type { Msg } from "./message.js";
+import {
+  base64Lines,
+  decodeDev,
+  DICTS,
+  encodeDev,
+  FLAG_TABLES,
+  formatIp,
+  fromBase64,
+  hexString,
+  mapFlags,
+  parseIntLike,
+  parseIp,
+  quopriDecode,
+  quopriEncode,
+  unmapFlags,
+} from "./pretty.js";
+import type { FieldInfo, MessageDef } from "./schema/dsl.js";
+
+type Obj = { [k: string]: JsonValue };
+
+function castOut(f: FieldInfo, v: unknown, pretty: boolean, hex: boolean): JsonValue {
+  if (f.kind === "message") return msgOut(f.message!, v as Msg, pretty, hex);
+  if (f.kind === "enum") return typeof v === "string" ? v : null;
+  const s = f.scalar!;
+  if (s === "bytes") {
+    const b = v as Uint8Array;
+    return f.opts.conv === "unix_name" ? quopriEncode(b) : base64Lines(b);
+  }
+  if (s === "bool" || s === "string" || s === "float" || s === "double") return v as JsonValue;
+  const n = v as number | bigint;
+  if (pretty) {
+    if (hex) return hexString(n);
+    if (f.opts.dev) return decodeDev(n, f.opts.odev === true);
+    if (f.opts.flags !== undefined) {
+      const table = FLAG_TABLES.get(f.opts.flags);
+      return table ? mapFlags(n, table) : hexString(n);
+    }
+    if (f.opts.dict !== undefined) {
+      const name = DICTS.get(f.opts.dict)?.get(f.name)?.get(Number(n));
+      if (name !== undefined) return name;
+    }
+  }
+  return n;
+}
+
+function msgOut(def: MessageDef, m: Msg, pretty: boolean, hexIn: boolean): Obj {
+  const out: Obj = {};
+  for (const f of def.ordered) {
+    const v = m[f.name];
+    if (v === undefined) continue;
+    const hex = hexIn || f.opts.hex === true;
+    if (f.label === "repeated") {
+      const arr = v as unknown[];
+      if (arr.length === 0) continue;
+      if (pretty && f.opts.ipadd) out[f.name] = [formatIp(arr as number[])];
+      else out[f.name] = arr.map((x) => castOut(f, x, pretty, hex));
+    } else {
+      out[f.name] = castOut(f, v, pretty, hex);
+    }
+  }
+  return out;
+}
+
+function extraOut(img: Image, e: ImageEntry): JsonValue {
+  const x = e.extra;
+  if (x === undefined) return null;
+  if (x instanceof Uint8Array) return base64Lines(x);
+  if (Array.isArray(x)) {
+    if (img.type.layout.kind === "ipc-msg") {
+      const def = img.type.layout.msg;
+      return (x as (Msg | Uint8Array)[]).map((m) => (m instanceof Uint8Array ? base64Lines(m) : msgOut(def, m, false, false)));
+    }
+    return x as number[];
+  }
+  return { inq: base64Lines(x.inq), outq: base64Lines(x.outq) };
+}
+
+/** An image as crit's JSON value. */
+export function toCrit(img: Image, pretty = false): Obj {
+  const layout = img.type.layout;
+  const entries = img.entries.map((e, i) => {
+    let def = img.type.entry;
+    if (layout.kind === "pagemap" && i === 0) def = layout.head;
+    if (layout.kind === "ghost" && i > 0) def = layout.chunk;
+    const o = msgOut(def, e, pretty, false);
+    if (e.extra !== undefined) o["extra"] = extraOut(img, e);
+    return o;
+  });
+  return { magic: img.type.name, entries };
+}
+
+// ---------------------------------------------------------------- reading crit JSON
+
+class Path {
+  constructor(readonly text: string) {}
+  fail(msg: string): never {
+    throw new ImageError(`${this.text}: ${msg}`);
+  }
+}
+
+function isObj(v: JsonValue | undefined): v is Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function intIn(f: FieldInfo, v: JsonValue, p: Path): bigint {
+  if (typeof v === "number") {
+    if (!Number.isInteger(v)) p.fail(`expected an integer, got ${v}`);
+    return BigInt(v);
+  }
+  if (typeof v === "bigint") return v;
+  if (typeof v === "boolean") return v ? 1n : 0n;
+  if (typeof v !== "string") return p.fail(`expected an integer, got ${v === null ? "null" : typeof v}`);
+  try {
+    if (f.opts.dev) return encodeDev(v, f.opts.odev === true);
+    if (f.opts.flags !== undefined) {
+      const table = FLAG_TABLES.get(f.opts.flags);
+      if (table) return unmapFlags(v, table);
+    }
+    if (f.opts.dict !== undefined) {
+      const dict = DICTS.get(f.opts.dict)?.get(f.name);
+      if (dict) for (const [k, name] of dict) if (name === v) return BigInt(k);
+    }
+    return parseIntLike(v);
+  } catch (e) {
+    return p.fail((e as Error).message);
+  }
+}
+
+function castIn(f: FieldInfo, v: JsonValue, p: Path): unknown {
+  if (f.kind === "message") {
+    if (!isObj(v)) return p.fail(`expected an object (${f.message!.name})`);
+    return msgIn(f.message!, v, p);
+  }
+  if (f.kind === "enum") {
+    if (typeof v === "string") {
+      if (!(v in f.enumDef!.values)) p.fail(`${JSON.stringify(v)} is not a value of enum ${f.enumDef!.name}`);
+      return v;
+    }
+    if (typeof v === "number" && Number.isInteger(v)) return f.enumDef!.byNumber.get(v) ?? v;
+    return p.fail(`expected an enum name of ${f.enumDef!.name}`);
+  }
+  const s = f.scalar!;
+  switch (s) {
+    case "bytes":
+      if (typeof v !== "string") return p.fail("expected a base64 string");
+      try {
+        return f.opts.conv === "unix_name" ? quopriDecode(v) : fromBase64(v);
+      } catch (e) {
+        return p.fail((e as Error).message);
+      }
+    case "string":
+      if (typeof v !== "string") return p.fail("expected a string");
+      return v;
+    case "bool":
+      if (typeof v === "boolean") return v;
+      if (typeof v === "number") return v !== 0;
+      return p.fail("expected a boolean");
+    case "float":
+    case "double":
+      if (typeof v !== "number") return p.fail("expected a number");
+      return v;
+    default: {
+      const b = intIn(f, v, p);
+      const wide = s === "int64" || s === "uint64" || s === "sint64" || s === "fixed64" || s === "sfixed64";
+      if (wide) return b;
+      if (b < -(2n ** 31n) || b > 2n ** 32n - 1n) p.fail(`${b} does not fit a 32-bit field`);
+      return Number(b);
+    }
+  }
+}
+
+function msgIn(def: MessageDef, o: Obj, p: Path): Msg {
+  const out: Msg = {};
+  for (const k of Object.keys(o)) {
+    if (!def.byName.has(k)) p.fail(`${def.name} has no field ${JSON.stringify(k)}`);
+  }
+  for (const f of def.ordered) {
+    const v = o[f.name];
+    const fp = new Path(`${p.text}.${f.name}`);
+    if (v === undefined || v === null) {
+      if (f.label === "required") fp.fail("required field is missing");
+      continue;
+    }
+    if (f.label === "repeated") {
+      if (!Array.isArray(v)) return fp.fail("expected an array");
+      if (f.opts.ipadd && typeof v[0] === "string") {
+        try {
+          out[f.name] = parseIp(v[0]);
+        } catch (e) {
+          fp.fail((e as Error).message);
+        }
+        continue;
+      }
+      out[f.name] = v.map((x, i) => castIn(f, x, new Path(`${fp.text}[${i}]`)));
+    } else {
+      out[f.name] = castIn(f, v, fp);
+    }
+  }
+  return out;
+}
+
+function extraIn(img: { type: Image["type"] }, v: JsonValue, p: Path): Extra {
+  const b64 = (x: JsonValue | undefined, pp: Path): Uint8Array => {
+    if (typeof x !== "string") return pp.fail("expected base64 data");
+    try {
+      return fromBase64(x);
+    } catch (e) {
+      return pp.fail((e as Error).message);
+    }
+  };
+  const layout = img.type.layout;
+  switch (layout.kind) {
+    case "tcp":
+      if (!isObj(v)) return p.fail('expected {"inq": …, "outq": …}');
+      return { inq: b64(v["inq"], new Path(`${p.text}.inq`)), outq: b64(v["outq"], new Path(`${p.text}.outq`)) };
+    case "ipc-sem":
+      if (!Array.isArray(v)) return p.fail("expected a list of semaphore values");
+      return v.map((x, i) => {
+        if (typeof x !== "number" || !Number.isInteger(x) || x < 0 || x > 0xffff) new Path(`${p.text}[${i}]`).fail("expected a u16");
+        return x as number;
+      });
+    case "ipc-msg":
+      if (!Array.isArray(v)) return p.fail("expected a list of messages and their data");
+      return v.map((x, i) => {
+        const pp = new Path(`${p.text}[${i}]`);
+        if (i % 2 === 0) {
+          if (!isObj(x)) return pp.fail("expected a message object");
+          return msgIn(layout.msg, x, pp);
+        }
+        return b64(x, pp);
+      });
+    default:
+      return b64(v, p);
+  }
+}
+
+/** Reads crit's JSON (plain or --pretty) back into an image. Errors name the JSON path. */
+export function fromCrit(json: JsonValue, source = "JSON"): Image {
+  const root = new Path(source);
+  if (!isObj(json)) return root.fail('expected an object with "magic" and "entries"');
+  const magic = json["magic"];
+  if (typeof magic !== "string") return root.fail('"magic" is missing or not a string');
+  const type = imageTypeByName(magic);
+  if (!type) return root.fail(`unknown magic ${JSON.stringify(magic)}`);
+  const list = json["entries"];
+  if (!Array.isArray(list)) return root.fail('"entries" is missing or not an array');
+  const layout = type.layout;
+  let ghostChunks = false;
+  const entries = list.map((e, i): ImageEntry => {
+    const p = new Path(`${source}: entries[${i}]`);
+    if (!isObj(e)) return p.fail("expected an object");
+    let def = type.entry;
+    if (layout.kind === "pagemap" && i === 0) def = layout.head;
+    if (layout.kind === "ghost" && ghostChunks) def = layout.chunk;
+    const { extra, ...fields } = e;
+    const m: ImageEntry = msgIn(def, fields, p);
+    if (extra !== undefined && extra !== null) m.extra = extraIn({ type }, extra, new Path(`${p.text}.extra`));
+    if (layout.kind === "ghost" && i === 0 && m["chunks"] === true) ghostChunks = true;
+    return m;
+  });
+  return { type, entries };
+}

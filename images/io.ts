@@ -1,0 +1,166 @@
+// Image files on disk: read whole, stream entry by entry, and write. Writing never
+// replaces an existing file unless asked: criu users rely on an image directory
+// not being overwritten by accident.
+
+import { constants as fsc } from "node:fs";
+import { link, open, readFile, rename, unlink } from "node:fs/promises";
+import { basename } from "node:path";
+import {
+  decodeImage,
+  encodeEntry,
+  headBytes,
+  type Image,
+  type ImageEntry,
+  newParseState,
+  parseHead,
+  parseNext,
+} from "./codec.js";
+import { ImageError } from "./errors.js";
+import type { ImageType } from "./registry-types.js";
+import { WireWriter } from "./wire.js";
+
+function ioError(e: unknown, path: string, what: string): ImageError {
+  const err = e as NodeJS.ErrnoException;
+  return new ImageError(`${what}: ${err.code ?? ""} ${err.message}`.trim(), { file: path });
+}
+
+/** Reads and decodes a whole image file. */
+export async function readImage(path: string): Promise<Image> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    throw ioError(e, path, "cannot read image");
+  }
+  return decodeImage(buf, path);
+}
+
+const CHUNK = 1 << 20;
+
+/**
+ * Streams the entries of an image file without holding the whole file: reads in
+ * 1 MiB chunks and yields entries as they complete.
+ */
+export async function* readImageEntries(path: string): AsyncGenerator<ImageEntry, void, undefined> {
+  let fh;
+  try {
+    fh = await open(path, "r");
+  } catch (e) {
+    throw ioError(e, path, "cannot open image");
+  }
+  try {
+    const size = (await fh.stat()).size;
+    let buf = new Uint8Array(0);
+    let base = 0; // file offset of buf[0]
+    let readPos = 0;
+    const fill = async (min: number): Promise<void> => {
+      // Keeps unconsumed bytes and appends at least `min` more (or up to EOF).
+      const want = Math.max(min, CHUNK);
+      const room = Math.min(want, size - readPos);
+      if (room <= 0) return;
+      const nb = new Uint8Array(buf.length + room);
+      nb.set(buf);
+      const { bytesRead } = await fh.read(nb, buf.length, room, readPos);
+      readPos += bytesRead;
+      buf = nb.subarray(0, buf.length + bytesRead);
+      if (bytesRead === 0) throw new ImageError("file shrank while being read", { file: path, offset: readPos });
+    };
+    await fill(8);
+    const { type, start } = parseHead(buf, path);
+    const st = newParseState(type, path);
+    let pos = start;
+    for (;;) {
+      if (base + pos >= size) return;
+      const eof = readPos >= size;
+      const r = parseNext(st, buf, pos, base, size, eof);
+      if (r === null) {
+        // Drop what has been consumed, then read more.
+        buf = new Uint8Array(buf.subarray(pos));
+        base += pos;
+        pos = 0;
+        await fill(CHUNK);
+        continue;
+      }
+      pos = r.end;
+      yield r.entry;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface WriteOptions {
+  /** replace an existing file (default: refuse) */
+  overwrite?: boolean;
+  /** fsync before returning */
+  sync?: boolean;
+}
+
+function existsError(path: string): ImageError {
+  return new ImageError("refusing to overwrite an existing image (use --force / overwrite)", { file: path });
+}
+
+/** Writes a whole image. The file appears complete or not at all (temp file + rename). */
+export async function writeImage(path: string, img: { type: ImageType; entries: readonly ImageEntry[] }, opts: WriteOptions = {}): Promise<void> {
+  const w = new ImageWriter(img.type);
+  for (const e of img.entries) w.add(e);
+  await w.save(path, opts);
+}
+
+/** Builds an image entry by entry in memory, then saves it. */
+export class ImageWriter {
+  private readonly w = new WireWriter(4096);
+  private index = 0;
+  private ghostChunks = false;
+
+  constructor(readonly type: ImageType) {
+    this.w.raw(headBytes(type));
+  }
+
+  add(entry: ImageEntry): this {
+    encodeEntry(this.w, this.type, entry, this.index, this.ghostChunks);
+    if (this.type.layout.kind === "ghost" && this.index === 0 && entry["chunks"] === true) this.ghostChunks = true;
+    this.index++;
+    return this;
+  }
+
+  bytes(): Uint8Array {
+    return this.w.finish();
+  }
+
+  async save(path: string, opts: WriteOptions = {}): Promise<void> {
+    const tmp = `${path}.tmp-${process.pid}-${basename(path)}`;
+    let fh;
+    try {
+      fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    } catch (e) {
+      throw ioError(e, path, "cannot create image");
+    }
+    try {
+      await fh.writeFile(this.bytes());
+      if (opts.sync) await fh.sync();
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw ioError(e, path, "cannot write image");
+    }
+    await fh.close();
+    try {
+      if (!opts.overwrite) {
+        // link() fails with EEXIST instead of replacing, which rename() would do.
+        try {
+          await link(tmp, path);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === "EEXIST") throw existsError(path);
+          throw ioError(e, path, "cannot create image");
+        }
+        await unlink(tmp);
+      } else {
+        await rename(tmp, path);
+      }
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,284 @@
+// Schema-driven protobuf messages: decode bytes into plain objects and encode
+// them back. 64-bit integers are bigint, 32-bit ones numbers, bytes Uint8Array,
+// enums their name (or the number when the schema does not know it). Fields are
+// written in field-number order, as protobuf-c (criu) writes them, so a decoded
+// image encodes back to the same bytes.
+
+import { WireError } from "./errors.js";
+import type { FieldInfo, MessageDef, ScalarType } from "./schema/dsl.js";
+import { encodeUtf8, WireReader, WireWriter, WT_I32, WT_I64, WT_LEN, WT_VARINT } from "./wire.js";
+
+export type Msg = Record<string, unknown>;
+
+type Reader = (r: WireReader) => unknown;
+
+const scalarReaders: Record<ScalarType, Reader> = {
+  int32: (r) => r.int32(),
+  uint32: (r) => r.uint32(),
+  sint32: (r) => r.sint32(),
+  fixed32: (r) => r.fixed32(),
+  sfixed32: (r) => r.sfixed32(),
+  int64: (r) => r.int64(),
+  uint64: (r) => r.uint64(),
+  sint64: (r) => r.sint64(),
+  fixed64: (r) => r.fixed64(),
+  sfixed64: (r) => r.sfixed64(),
+  bool: (r) => r.bool(),
+  string: (r) => r.string(),
+  bytes: (r) => r.bytes(),
+  float: (r) => r.float(),
+  double: (r) => r.double(),
+};
+
+export function wireTypeOf(s: ScalarType): number {
+  switch (s) {
+    case "fixed64":
+    case "sfixed64":
+    case "double":
+      return WT_I64;
+    case "fixed32":
+    case "sfixed32":
+    case "float":
+      return WT_I32;
+    case "string":
+    case "bytes":
+      return WT_LEN;
+    default:
+      return WT_VARINT;
+  }
+}
+
+interface CompiledField {
+  info: FieldInfo;
+  wt: number;
+  read: Reader;
+  /** repeated numeric scalars may arrive packed even when the schema says not */
+  packable: boolean;
+}
+
+const compiled = new WeakMap<MessageDef, (CompiledField | undefined)[]>();
+
+function compile(def: MessageDef): (CompiledField | undefined)[] {
+  let c = compiled.get(def);
+  if (c) return c;
+  c = [];
+  for (const f of def.ordered) {
+    let read: Reader;
+    let wt: number;
+    if (f.kind === "message") {
+      const sub = f.message!;
+      wt = WT_LEN;
+      read = (r) => {
+        const n = r.length();
+        const end = r.pos + n;
+        const inner = new WireReader(r.buf, r.pos, end);
+        const v = decodeFields(sub, inner);
+        r.pos = end;
+        return v;
+      };
+    } else if (f.kind === "enum") {
+      const e = f.enumDef!;
+      wt = WT_VARINT;
+      read = (r) => {
+        const n = r.int32();
+        return e.byNumber.get(n) ?? n;
+      };
+    } else {
+      wt = wireTypeOf(f.scalar!);
+      read = scalarReaders[f.scalar!];
+    }
+    c[f.no] = { info: f, wt, read, packable: f.label === "repeated" && wt !== WT_LEN };
+  }
+  compiled.set(def, c);
+  return c;
+}
+
+function decodeFields(def: MessageDef, r: WireReader): Msg {
+  const table = compile(def);
+  const out: Msg = {};
+  const end = r.end;
+  while (r.pos < end) {
+    const at = r.pos;
+    const tag = r.uint32();
+    const no = tag >>> 3;
+    const wt = tag & 7;
+    if (no === 0) throw new WireError(`${def.name}: field number 0`, at);
+    const cf = table[no];
+    if (cf === undefined) {
+      r.skip(wt, no);
+      continue;
+    }
+    const name = cf.info.name;
+    if (cf.info.label === "repeated") {
+      let arr = out[name] as unknown[] | undefined;
+      if (arr === undefined) out[name] = arr = [];
+      if (wt === cf.wt) {
+        arr.push(cf.read(r));
+      } else if (wt === WT_LEN && cf.packable) {
+        const n = r.length();
+        const pend = r.pos + n;
+        const inner = new WireReader(r.buf, r.pos, pend);
+        while (inner.pos < pend) arr.push(cf.read(inner));
+        r.pos = pend;
+      } else {
+        throw new WireError(`${def.name}.${name}: wire type ${wt}, expected ${cf.wt}`, at);
+      }
+    } else {
+      if (wt !== cf.wt) throw new WireError(`${def.name}.${name}: wire type ${wt}, expected ${cf.wt}`, at);
+      out[name] = cf.read(r);
+    }
+  }
+  for (const f of def.ordered) {
+    if (f.label === "required" && !(f.name in out)) {
+      throw new WireError(`${def.name}: required field ${f.name} (${f.no}) is missing`, r.pos);
+    }
+  }
+  return out;
+}
+
+/** Decodes one message from buf[start, end). Throws WireError with an offset into buf. */
+export function decodeMessage(def: MessageDef, buf: Uint8Array, start = 0, end = buf.length): Msg {
+  return decodeFields(def, new WireReader(buf, start, end));
+}
+
+// ---------------------------------------------------------------- encoding
+
+/** Encoding problems name the field path, e.g. "core_entry.tc.comm". */
+export class EncodeError extends Error {
+  override readonly name = "EncodeError";
+}
+
+const I32_MIN = -0x8000_0000;
+const U64_MAX = (1n << 64n) - 1n;
+const I64_MIN = -(1n << 63n);
+
+function asInt(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v === "bigint") v = Number(v);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new EncodeError(`${path}: expected an integer in [${min}, ${max}], got ${describe(v)}`);
+  }
+  return v;
+}
+
+function asBig(v: unknown, path: string, signed: boolean): bigint {
+  let b: bigint;
+  if (typeof v === "bigint") b = v;
+  else if (typeof v === "number" && Number.isSafeInteger(v)) b = BigInt(v);
+  else throw new EncodeError(`${path}: expected a 64-bit integer, got ${describe(v)}`);
+  if (signed ? b < I64_MIN || b > (1n << 63n) - 1n : b < 0n || b > U64_MAX) {
+    throw new EncodeError(`${path}: ${b} is out of range for a ${signed ? "signed" : "unsigned"} 64-bit field`);
+  }
+  return b;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)}`;
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (v instanceof Uint8Array) return "bytes";
+  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return `${typeof v} ${v}`;
+  return typeof v;
+}
+
+function writeScalar(w: WireWriter, s: ScalarType, v: unknown, path: string): void {
+  switch (s) {
+    case "int32":
+      return w.int32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+    case "uint32":
+      return w.uint32(asInt(v, path, 0, 0xffff_ffff));
+    case "sint32":
+      return w.sint32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+    case "fixed32":
+      return w.fixed32(asInt(v, path, 0, 0xffff_ffff));
+    case "sfixed32":
+      return w.sfixed32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+    case "int64":
+      return w.uint64(BigInt.asUintN(64, asBig(v, path, true)));
+    case "uint64":
+      return w.uint64(asBig(v, path, false));
+    case "sint64":
+      return w.sint64(asBig(v, path, true));
+    case "fixed64":
+      return w.fixed64(asBig(v, path, false));
+    case "sfixed64":
+      return w.sfixed64(asBig(v, path, true));
+    case "bool":
+      if (typeof v !== "boolean") throw new EncodeError(`${path}: expected a boolean, got ${describe(v)}`);
+      return w.bool(v);
+    case "string":
+      if (typeof v !== "string") throw new EncodeError(`${path}: expected a string, got ${describe(v)}`);
+      return w.bytes(encodeUtf8(v));
+    case "bytes":
+      if (!(v instanceof Uint8Array)) throw new EncodeError(`${path}: expected bytes, got ${describe(v)}`);
+      return w.bytes(v);
+    case "float":
+    case "double":
+      if (typeof v !== "number") throw new EncodeError(`${path}: expected a number, got ${describe(v)}`);
+      return s === "float" ? w.float(v) : w.double(v);
+  }
+}
+
+function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string): void {
+  if (f.kind === "message") {
+    if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array) {
+      throw new EncodeError(`${path}: expected an object (${f.message!.name}), got ${describe(v)}`);
+    }
+    const body = new WireWriter(64);
+    encodeFields(body, f.message!, v as Msg, path);
+    w.bytes(body.finish());
+  } else if (f.kind === "enum") {
+    const e = f.enumDef!;
+    let n: number;
+    if (typeof v === "string") {
+      const known = (e.values as Record<string, number>)[v];
+      if (known === undefined) throw new EncodeError(`${path}: ${JSON.stringify(v)} is not a value of enum ${e.name}`);
+      n = known;
+    } else {
+      n = asInt(v, path, I32_MIN, 0x7fff_ffff);
+    }
+    w.int32(n);
+  } else {
+    writeScalar(w, f.scalar!, v, path);
+  }
+}
+
+function encodeFields(w: WireWriter, def: MessageDef, obj: Msg, path: string): void {
+  for (const f of def.ordered) {
+    const v = obj[f.name];
+    const fpath = `${path}.${f.name}`;
+    if (v === undefined) {
+      if (f.label === "required") throw new EncodeError(`${fpath}: required field is missing`);
+      continue;
+    }
+    if (f.label === "repeated") {
+      if (!Array.isArray(v)) throw new EncodeError(`${fpath}: expected an array, got ${describe(v)}`);
+      if (v.length === 0) continue;
+      if (f.packed && f.kind !== "message") {
+        const body = new WireWriter(v.length * 2 + 8);
+        v.forEach((x, i) => writeValue(body, f, x, `${fpath}[${i}]`));
+        w.tag(f.no, WT_LEN);
+        w.bytes(body.finish());
+      } else {
+        const wt = f.kind === "message" ? WT_LEN : f.kind === "enum" ? WT_VARINT : wireTypeOf(f.scalar!);
+        v.forEach((x, i) => {
+          w.tag(f.no, wt);
+          writeValue(w, f, x, `${fpath}[${i}]`);
+        });
+      }
+    } else {
+      const wt = f.kind === "message" ? WT_LEN : f.kind === "enum" ? WT_VARINT : wireTypeOf(f.scalar!);
+      w.tag(f.no, wt);
+      writeValue(w, f, v, fpath);
+    }
+  }
+  for (const k of Object.keys(obj)) {
+    if (!def.byName.has(k)) throw new EncodeError(`${path}: ${def.name} has no field ${JSON.stringify(k)}`);
+  }
+}
+
+/** Encodes one message body (without the size prefix). */
+export function encodeMessage(def: MessageDef, obj: Msg, w: WireWriter = new WireWriter()): Uint8Array {
+  const start = w.pos;
+  encodeFields(w, def, obj, def.name);
+  return w.buf.subarray(start, w.pos);
+}

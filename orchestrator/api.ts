@@ -1,0 +1,35 @@
+// The library API: `import { openImageDir, readImage, … } from "tscriu"`.
+// Image functions need neither root nor the native addon.
+
+export { ImageError, isImageError } from "../images/errors.js";
+export {
+  decodeImage,
+  encodeImage,
+  imageTypeByMagic,
+  imageTypeByName,
+  type Image,
+  type ImageEntry,
+  type Extra,
+} from "../images/codec.js";
+export { readImage, readImageEntries, writeImage, ImageWriter, type WriteOptions } from "../images/io.js";
+export { toCrit, fromCrit } from "../images/crit-json.js";
+export { parseJson, stringifyJson, type JsonValue } from "../images/json.js";
+export {
+  openImageDir,
+  ImageDir,
+  taskId,
+  type CoreEntry,
+  type MmEntry,
+  type PstreeEntry,
+  type InventoryEntry,
+  type IdsEntry,
+  type FsEntry,
+  type FdinfoEntry,
+  type FileEntry,
+} from "../images/dir.js";
+export { PageReader, parsePagemap, type Pagemap, type PageRun, PE_PARENT, PE_LAZY, PE_PRESENT, PAGE_SIZE } from "../images/pages.js";
+export { IMAGE_TYPES } from "../images/registry.js";
+export type { ImageType, Layout } from "../images/registry-types.js";
+export type { Entry } from "../images/schema/dsl.js";
+export * as schema from "../images/schema/index.js";
+export { explorePs, exploreFds, exploreMems, exploreRss } from "../images/explore.js";

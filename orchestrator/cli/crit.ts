@@ -1,0 +1,145 @@
+// crit's image verbs: decode, encode, show, info and x, with crit's JSON layout.
+
+import { readFile, writeFile } from "node:fs/promises";
+import { constants as fsc } from "node:fs";
+import { countEntries, decodeImage, encodeImage, type Image } from "../../images/codec.js";
+import { fromCrit, toCrit } from "../../images/crit-json.js";
+import { openImageDir } from "../../images/dir.js";
+import { ImageError } from "../../images/errors.js";
+import { EXPLORERS, type ExploreWhat } from "../../images/explore.js";
+import { parseJson, stringifyJson } from "../../images/json.js";
+import type { CliContext, CommandSpec } from "./run.js";
+
+async function readInput(path: string | undefined): Promise<{ data: Buffer; name: string }> {
+  if (path !== undefined && path !== "-") {
+    try {
+      return { data: await readFile(path), name: path };
+    } catch (e) {
+      throw new ImageError(`cannot read input: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
+    }
+  }
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return { data: Buffer.concat(chunks), name: "<stdin>" };
+}
+
+async function writeOutput(ctx: CliContext, path: string | undefined, data: string | Uint8Array, force: boolean): Promise<void> {
+  if (path === undefined || path === "-") return ctx.out(data);
+  try {
+    // An image is never overwritten silently (JSON output may be, as with crit).
+    const flag = force || typeof data === "string" ? "w" : fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
+    await writeFile(path, data, { flag });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw new ImageError("output exists; refusing to overwrite an image (use --force)", { file: path });
+    throw new ImageError(`cannot write output: ${code ?? (e as Error).message}`, { file: path });
+  }
+}
+
+/** Replaces raw data by its size, as crit's --nopl does. */
+function dropPayload(json: Record<string, unknown>, img: Image): void {
+  const human = (n: number): string => {
+    for (const unit of ["", "K", "M", "G", "T", "P", "E", "Z"]) {
+      if (n < 1024) return Number.isInteger(n) ? `${n}${unit}B` : `${n.toFixed(1)}${unit}B`;
+      n /= 1024;
+    }
+    return `${n.toFixed(1)}YB`;
+  };
+  const entries = json["entries"] as Record<string, unknown>[];
+  img.entries.forEach((e, i) => {
+    const x = e.extra;
+    if (x === undefined) return;
+    let size = 0;
+    if (x instanceof Uint8Array) size = x.length;
+    else if (Array.isArray(x)) size = x.reduce<number>((s, v) => s + (v instanceof Uint8Array ? v.length : typeof v === "number" ? 2 : 0), 0);
+    else size = x.inq.length + x.outq.length;
+    entries[i]!["extra"] = `... <${human(size)}>`;
+  });
+}
+
+export function critCommands(): CommandSpec[] {
+  return [
+    {
+      command: "decode",
+      describe: "convert an image from binary to JSON (crit decode)",
+      builder: (y) =>
+        y
+          .option("in", { alias: "i", type: "string", describe: "image to decode (stdin by default)" })
+          .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
+      handler: async (args, ctx) => {
+        const { data, name } = await readInput(args["in"] as string | undefined);
+        const img = decodeImage(data, name);
+        const pretty = args["pretty"] === true;
+        const text = stringifyJson(toCrit(img, pretty), pretty ? 4 : undefined);
+        const out = args["out"] as string | undefined;
+        await writeOutput(ctx, out, out === undefined || out === "-" ? text + "\n" : text, true);
+        return 0;
+      },
+    },
+    {
+      command: "encode",
+      describe: "convert an image from JSON to binary (crit encode)",
+      builder: (y) =>
+        y
+          .option("in", { alias: "i", type: "string", describe: "JSON to encode (stdin by default)" })
+          .option("force", { type: "boolean", describe: "overwrite an existing output file" }),
+      handler: async (args, ctx) => {
+        const { data, name } = await readInput(args["in"] as string | undefined);
+        let json;
+        try {
+          json = parseJson(data.toString("utf8"));
+        } catch (e) {
+          throw new ImageError(`not JSON (encode expects crit's JSON): ${(e as Error).message}`, { file: name });
+        }
+        const bytes = encodeImage(fromCrit(json, name));
+        await writeOutput(ctx, args["out"] as string | undefined, bytes, args["force"] === true);
+        return 0;
+      },
+    },
+    {
+      command: "show <in>",
+      describe: "show an image as indented JSON (crit show)",
+      builder: (y) =>
+        y
+          .positional("in", { type: "string", describe: "image file" })
+          .option("nopl", { type: "boolean", describe: "do not show entry payload (raw data)" }),
+      handler: async (args, ctx) => {
+        const { data, name } = await readInput(args["in"] as string);
+        const img = decodeImage(data, name);
+        const json = toCrit(img, true);
+        if (args["nopl"] === true) dropPayload(json, img);
+        await ctx.out(stringifyJson(json, 4) + "\n");
+        return 0;
+      },
+    },
+    {
+      command: "info <in>",
+      describe: "show the type and entry count of an image (crit info)",
+      builder: (y) => y.positional("in", { type: "string", describe: "image file" }),
+      handler: async (args, ctx) => {
+        const { data, name } = await readInput(args["in"] as string);
+        const { type, count } = countEntries(data, name);
+        await ctx.out(stringifyJson({ magic: type.name, count }, 4) + "\n");
+        return 0;
+      },
+    },
+    {
+      command: "x <dir> <what>",
+      describe: "explore an image directory: ps, fds, mems, rss (crit x)",
+      builder: (y) =>
+        y
+          .positional("dir", { type: "string", describe: "image directory" })
+          .positional("what", { choices: ["ps", "fds", "mems", "rss"] as const, describe: "what to show" }),
+      handler: async (args, ctx) => {
+        const dir = await openImageDir(args["dir"] as string);
+        try {
+          const lines = await EXPLORERS[args["what"] as ExploreWhat](dir);
+          await ctx.out(lines.map((l) => l + "\n").join(""));
+        } finally {
+          await dir.close();
+        }
+        return 0;
+      },
+    },
+  ];
+}
