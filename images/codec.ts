@@ -88,6 +88,11 @@ function num(v: unknown): number {
   return typeof v === "bigint" ? Number(v) : typeof v === "number" ? v : 0;
 }
 
+function needMore(st: ParseState, eof: boolean, offset: number): null {
+  if (eof) throw new ImageError(`truncated entry ${st.index}: the file ends inside it`, { file: st.file, offset });
+  return null;
+}
+
 /**
  * Parses the entry at buf[pos…]. `base` is the file offset of buf[0], `fileSize`
  * the whole file's size (so a size field can be checked before anything is
@@ -105,10 +110,6 @@ export function parseNext(
   const file = st.file;
   const at = base + pos;
   const avail = buf.length - pos;
-  const more = (): null => {
-    if (eof) throw new ImageError(`truncated entry ${st.index}: the file ends inside it`, { file, offset: base + buf.length });
-    return null;
-  };
   if (avail < 4) {
     if (eof) throw new ImageError(`truncated entry ${st.index}: ${avail} bytes where a 4-byte size belongs`, { file, offset: at });
     return null;
@@ -120,7 +121,7 @@ export function parseNext(
       offset: at,
     });
   }
-  if (avail < 4 + size) return more();
+  if (avail < 4 + size) return needMore(st, eof, base + buf.length);
   const layout = st.type.layout;
   let def = st.type.entry;
   if (layout.kind === "pagemap" && st.index === 0) def = layout.head;
@@ -135,6 +136,11 @@ export function parseNext(
     throw e;
   }
   let end = pos + 4 + size;
+  if (layout.kind === "plain" || layout.kind === "pagemap") {
+    st.index++;
+    return { entry, end };
+  }
+  const more = (): null => needMore(st, eof, base + buf.length);
 
   // Raw data after the entry.
   const take = (n: number, what: string): Uint8Array | null => {
@@ -147,9 +153,6 @@ export function parseNext(
     return b;
   };
   switch (layout.kind) {
-    case "plain":
-    case "pagemap":
-      break;
     case "blob": {
       let n = 0;
       for (const f of layout.sizeFields) n += num(entry[f]);

@@ -6,7 +6,7 @@
 
 import { type Extra, type Image, type ImageEntry, imageTypeByName } from "./codec.js";
 import { ImageError } from "./errors.js";
-import type { JsonValue } from "./json.js";
+import { type JsonValue, JsonWriter, writeJsonValue } from "./json.js";
 import type { Msg } from "./message.js";
 import {
   base64Lines,
@@ -245,7 +245,8 @@ function extraIn(img: { type: Image["type"] }, v: JsonValue, p: Path): Extra {
 }
 
 /** Reads crit's JSON (plain or --pretty) back into an image. Errors name the JSON path. */
-export function fromCrit(json: JsonValue, source = "JSON"): Image {
+export function fromCrit(input: unknown, source = "JSON"): Image {
+  const json = input as JsonValue;
   const root = new Path(source);
   if (!isObj(json)) return root.fail('expected an object with "magic" and "entries"');
   const magic = json["magic"];
@@ -269,4 +270,57 @@ export function fromCrit(json: JsonValue, source = "JSON"): Image {
     return m;
   });
   return { type, entries };
+}
+
+// ---------------------------------------------------------------- streaming text
+
+function writeMsg(w: JsonWriter, def: MessageDef, m: Msg, pretty: boolean, hexIn: boolean): void {
+  w.beginObjectValue();
+  for (const f of def.ordered) {
+    const v = m[f.name];
+    if (v === undefined) continue;
+    const hex = hexIn || f.opts.hex === true;
+    if (f.label === "repeated") {
+      const arr = v as unknown[];
+      if (arr.length === 0) continue;
+      w.key(f.name);
+      w.beginArrayValue();
+      if (pretty && f.opts.ipadd) w.value(formatIp(arr as number[]));
+      else if (f.kind === "message") for (const x of arr) writeMsg(w, f.message!, x as Msg, pretty, hex);
+      else for (const x of arr) w.value(castOut(f, x, pretty, hex) as string | number | bigint | boolean | null);
+      w.endArray();
+    } else {
+      w.key(f.name);
+      if (f.kind === "message") writeMsg(w, f.message!, v as Msg, pretty, hex);
+      else w.value(castOut(f, v, pretty, hex) as string | number | bigint | boolean | null);
+    }
+  }
+  w.endObject();
+}
+
+/**
+ * Writes an image as crit's JSON text straight from the decoded entries (no
+ * intermediate JSON objects): the same result as writeJsonValue(w, toCrit(img)),
+ * used where images are large.
+ */
+export function writeCrit(w: JsonWriter, img: Image, pretty = false): void {
+  const layout = img.type.layout;
+  w.beginObjectValue();
+  w.key("magic");
+  w.value(img.type.name);
+  w.key("entries");
+  w.beginArrayValue();
+  img.entries.forEach((e, i) => {
+    let def = img.type.entry;
+    if (layout.kind === "pagemap" && i === 0) def = layout.head;
+    if (layout.kind === "ghost" && i > 0) def = layout.chunk;
+    if (e.extra === undefined) {
+      writeMsg(w, def, e, pretty, false);
+    } else {
+      // Entries with raw data are few and small: the object path is simplest.
+      writeJsonValue(w, { ...msgOut(def, e, pretty, false), extra: extraOut(img, e) });
+    }
+  });
+  w.endArray();
+  w.endObject();
 }

@@ -173,7 +173,11 @@ export function parseJson(text: string): JsonValue {
   return v;
 }
 
+// Characters that need escaping in a JSON string (Python's ensure_ascii rules).
+const NEEDS_ESCAPE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
 function quote(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return '"' + s + '"';
   let out = '"';
   for (let k = 0; k < s.length; k++) {
     const c = s.charCodeAt(k);
@@ -191,59 +195,200 @@ function quote(s: string): string {
 }
 
 function num(v: number): string {
-  if (Number.isFinite(v)) return Number.isInteger(v) && !Object.is(v, -0) ? String(v) : String(v);
+  if (Number.isFinite(v)) return String(v);
   return v > 0 ? "Infinity" : v < 0 ? "-Infinity" : "NaN";
 }
 
-/** Python json.dump(v) (indent undefined) or json.dump(v, indent=4). */
-export function stringifyJson(v: unknown, indent?: number): string {
-  const parts: string[] = [];
-  const walk = (x: unknown, level: number): void => {
-    if (x === null || x === undefined) parts.push("null");
-    else if (typeof x === "boolean") parts.push(x ? "true" : "false");
-    else if (typeof x === "number") parts.push(num(x));
-    else if (typeof x === "bigint") parts.push(x.toString());
-    else if (typeof x === "string") parts.push(quote(x));
-    else if (Array.isArray(x)) {
-      if (x.length === 0) {
-        parts.push("[]");
-        return;
-      }
-      if (indent === undefined) {
-        parts.push("[");
-        x.forEach((e, k) => {
-          if (k) parts.push(", ");
-          walk(e, level + 1);
-        });
-        parts.push("]");
-      } else {
-        const pad = "\n" + " ".repeat(indent * (level + 1));
-        parts.push("[");
-        x.forEach((e, k) => {
-          parts.push(k ? "," + pad : pad);
-          walk(e, level + 1);
-        });
-        parts.push("\n" + " ".repeat(indent * level) + "]");
-      }
-    } else if (typeof x === "object") {
-      const keys = Object.keys(x).filter((k) => (x as Record<string, unknown>)[k] !== undefined);
-      if (keys.length === 0) {
-        parts.push("{}");
-        return;
-      }
-      const pad = indent === undefined ? "" : "\n" + " ".repeat(indent * (level + 1));
-      parts.push("{");
-      keys.forEach((k, idx) => {
-        if (indent === undefined) parts.push(idx ? ", " : "");
-        else parts.push(idx ? "," + pad : pad);
-        parts.push(quote(k), ": ");
-        walk((x as Record<string, unknown>)[k], level + 1);
-      });
-      parts.push(indent === undefined ? "}" : "\n" + " ".repeat(indent * level) + "}");
-    } else {
-      throw new TypeError(`cannot write ${typeof x} as JSON`);
+const PAD_SPACES = " ".repeat(256);
+
+/**
+ * Writes JSON text as bytes (ASCII only: non-ASCII is escaped, as Python does),
+ * in Python's json.dump layout. Output goes to a growing buffer, or to `sink` in
+ * chunks of about 1 MiB so a large image never exists twice in memory.
+ */
+export class JsonWriter {
+  private buf = Buffer.allocUnsafe(1 << 20);
+  private pos = 0;
+  /** per open container: has it an item yet */
+  private readonly first: boolean[] = [];
+
+  constructor(
+    readonly indent: number | undefined,
+    private readonly sink?: (chunk: Uint8Array) => void,
+  ) {}
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    if (this.sink && this.pos > 0) {
+      this.sink(this.buf.subarray(0, this.pos));
+      this.buf = Buffer.allocUnsafe(this.buf.length);
+      this.pos = 0;
+      if (n <= this.buf.length) return;
     }
-  };
-  walk(v, 0);
-  return parts.join("");
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const nb = Buffer.allocUnsafe(size);
+    this.buf.copy(nb, 0, 0, this.pos);
+    this.buf = nb;
+  }
+
+  /** Appends ASCII text. */
+  raw(s: string): void {
+    const n = s.length;
+    this.room(n);
+    if (n < 48) {
+      // Short strings: a JS loop beats the native call's fixed cost.
+      const buf = this.buf;
+      const p = this.pos;
+      for (let i = 0; i < n; i++) buf[p + i] = s.charCodeAt(i);
+      this.pos = p + n;
+    } else {
+      this.pos += this.buf.write(s, this.pos, "latin1");
+    }
+  }
+
+  private newline(level: number): void {
+    const n = (this.indent ?? 0) * level;
+    this.raw("\n");
+    let left = n;
+    while (left > 0) {
+      const k = Math.min(left, PAD_SPACES.length);
+      this.raw(PAD_SPACES.slice(0, k));
+      left -= k;
+    }
+  }
+
+  /** Separator before the next item of the innermost container. */
+  private sep(): void {
+    const d = this.first.length;
+    if (d === 0) return;
+    if (this.first[d - 1]) {
+      this.first[d - 1] = false;
+      if (this.indent !== undefined) this.newline(d);
+    } else if (this.indent === undefined) this.raw(", ");
+    else {
+      this.raw(",");
+      this.newline(d);
+    }
+  }
+
+  private open(c: string): void {
+    this.raw(c);
+    this.first.push(true);
+  }
+
+  private close(c: string, empty: string): void {
+    const wasEmpty = this.first.pop();
+    if (wasEmpty) {
+      // "{}" / "[]": drop the opening bracket written by open()
+      this.pos -= 1;
+      this.raw(empty);
+      return;
+    }
+    if (this.indent !== undefined) this.newline(this.first.length);
+    this.raw(c);
+  }
+
+  beginObject(): void {
+    this.open("{");
+  }
+  endObject(): void {
+    this.close("}", "{}");
+  }
+  beginArray(): void {
+    this.open("[");
+  }
+  endArray(): void {
+    this.close("]", "[]");
+  }
+
+  /** An object key; the value follows with value() or a begin*(). */
+  key(k: string): void {
+    this.sep();
+    let q = this.keys.get(k);
+    if (q === undefined) this.keys.set(k, (q = quote(k) + ": "));
+    this.raw(q);
+    this.keyed = true;
+  }
+  private readonly keys = new Map<string, string>();
+  /** a key was just written: its value needs no separator */
+  private keyed = false;
+
+  /** Before a value: a separator in arrays, nothing after a key. */
+  private before(): void {
+    if (this.keyed) this.keyed = false;
+    else this.sep();
+  }
+
+  value(x: null | boolean | number | bigint | string): void {
+    this.before();
+    switch (typeof x) {
+      case "string":
+        this.raw(NEEDS_ESCAPE.test(x) ? quote(x) : '"' + x + '"');
+        return;
+      case "number":
+        this.raw(num(x));
+        return;
+      case "bigint":
+        this.raw(x.toString());
+        return;
+      case "boolean":
+        this.raw(x ? "true" : "false");
+        return;
+      default:
+        this.raw("null");
+    }
+  }
+
+  /** begin*() after key() or in an array. */
+  beginObjectValue(): void {
+    this.before();
+    this.beginObject();
+  }
+  beginArrayValue(): void {
+    this.before();
+    this.beginArray();
+  }
+
+  /** Everything written so far (when there is no sink). */
+  text(): string {
+    return this.buf.toString("latin1", 0, this.pos);
+  }
+
+  /** Hands the rest to the sink. */
+  end(): void {
+    if (this.sink && this.pos > 0) this.sink(this.buf.subarray(0, this.pos));
+    this.pos = 0;
+  }
+}
+
+/** Writes any JSON value (objects, arrays, bigint, …) to w. */
+export function writeJsonValue(w: JsonWriter, x: unknown): void {
+  if (x === null || x === undefined || typeof x !== "object") {
+    if (typeof x === "function" || typeof x === "symbol") throw new TypeError(`cannot write ${typeof x} as JSON`);
+    w.value((x ?? null) as null | boolean | number | bigint | string);
+    return;
+  }
+  if (Array.isArray(x)) {
+    w.beginArrayValue();
+    for (const e of x) writeJsonValue(w, e);
+    w.endArray();
+    return;
+  }
+  w.beginObjectValue();
+  const obj = x as Record<string, unknown>;
+  for (const k in obj) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    w.key(k);
+    writeJsonValue(w, v);
+  }
+  w.endObject();
+}
+
+/** Python json.dump(v) (indent undefined) or json.dump(v, indent=4), as a string. */
+export function stringifyJson(v: unknown, indent?: number): string {
+  const w = new JsonWriter(indent);
+  writeJsonValue(w, v);
+  return w.text();
 }

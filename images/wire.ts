@@ -28,28 +28,30 @@ export class WireReader {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
-  /** Reads a varint of up to 64 bits as [lo, hi] 32-bit halves (unsigned). */
-  private varint64(): [number, number] {
+  /** Halves of the last varint read by varint64() (kept here to avoid allocating a pair). */
+  private lo = 0;
+  private hi = 0;
+
+  /** Reads a varint of up to 64 bits into this.lo / this.hi (unsigned 32-bit halves). */
+  private varint64(): void {
     const buf = this.buf;
     let lo = 0;
     let hi = 0;
-    let shift = 0;
     let p = this.pos;
+    const end = this.end;
     for (let i = 0; i < 10; i++) {
-      if (p >= this.end) throw new WireError("truncated varint", this.pos);
+      if (p >= end) throw new WireError("truncated varint", this.pos);
       const b = buf[p++]!;
-      if (i < 4) {
-        lo |= (b & 0x7f) << shift;
-      } else if (i === 4) {
+      if (i < 4) lo |= (b & 0x7f) << (7 * i);
+      else if (i === 4) {
         lo |= (b & 0x0f) << 28;
         hi |= (b & 0x7f) >>> 4;
-      } else {
-        hi |= (b & 0x7f) << (shift - 32);
-      }
-      shift += 7;
+      } else hi |= (b & 0x7f) << (7 * i - 32);
       if ((b & 0x80) === 0) {
         this.pos = p;
-        return [lo >>> 0, hi >>> 0];
+        this.lo = lo >>> 0;
+        this.hi = hi >>> 0;
+        return;
       }
     }
     throw new WireError("varint longer than 10 bytes", this.pos);
@@ -57,24 +59,23 @@ export class WireReader {
 
   /** A varint that must fit 32 bits unsigned (tags, lengths, uint32, enums). */
   uint32(): number {
-    const buf = this.buf;
     const p = this.pos;
     // Fast path: one byte.
     if (p < this.end) {
-      const b = buf[p]!;
+      const b = this.buf[p]!;
       if (b < 0x80) {
         this.pos = p + 1;
         return b;
       }
     }
-    const [lo] = this.varint64();
-    return lo;
+    this.varint64();
+    return this.lo;
   }
 
   /** int32: negative values are sign-extended to 10 bytes on the wire. */
   int32(): number {
-    const [lo] = this.varint64();
-    return lo | 0;
+    this.varint64();
+    return this.lo | 0;
   }
 
   sint32(): number {
@@ -83,12 +84,15 @@ export class WireReader {
   }
 
   uint64(): bigint {
-    const [lo, hi] = this.varint64();
-    return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+    this.varint64();
+    // One BigInt allocation when the value fits a double exactly (addresses, sizes).
+    return this.hi < 0x200000 ? BigInt(this.hi * TWO32 + this.lo) : (BigInt(this.hi) << 32n) | BigInt(this.lo);
   }
 
   int64(): bigint {
-    return BigInt.asIntN(64, this.uint64());
+    this.varint64();
+    if (this.hi < 0x200000) return BigInt(this.hi * TWO32 + this.lo);
+    return BigInt.asIntN(64, (BigInt(this.hi) << 32n) | BigInt(this.lo));
   }
 
   sint64(): bigint {
@@ -97,8 +101,8 @@ export class WireReader {
   }
 
   bool(): boolean {
-    const [lo, hi] = this.varint64();
-    return lo !== 0 || hi !== 0;
+    this.varint64();
+    return this.lo !== 0 || this.hi !== 0;
   }
 
   private need(n: number): number {
@@ -135,7 +139,9 @@ export class WireReader {
   /** Length of a length-delimited field, checked against what is left. */
   length(): number {
     const at = this.pos;
-    const [lo, hi] = this.varint64();
+    this.varint64();
+    const lo = this.lo;
+    const hi = this.hi;
     if (hi !== 0 || lo > this.end - this.pos) {
       const n = hi === 0 ? lo : hi * TWO32 + lo;
       throw new WireError(`length ${n} exceeds the ${this.end - this.pos} bytes left`, at);

@@ -111,10 +111,8 @@ test("seeded fuzz: random bytes and mutated fixtures fail cleanly", (t) => {
 });
 
 test("JSON with a missing required field names the field", (t) => {
-  const json = parseJson(readFileSync(join(FIXTURES, "counter/crit/pagemap-15232.img.json"), "utf8")) as {
-    entries: Record<string, unknown>[];
-  };
-  delete json.entries[3]!["vaddr"];
+  const json = parseJson(readFileSync(join(FIXTURES, "counter/crit/pagemap-15232.img.json"), "utf8"));
+  delete ((json as { entries: Record<string, unknown>[] }).entries[3]!)["vaddr"];
   const e = t.throws(() => fromCrit(json, "pm.json"), { instanceOf: ImageError });
   t.is(e!.message, "pm.json: entries[3].vaddr: required field is missing");
 });

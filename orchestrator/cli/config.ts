@@ -86,7 +86,11 @@ export function defaultConfigFiles(env: NodeJS.ProcessEnv = process.env): { file
  * Expands config files into argv: defaults (unless --no-default-config), then each
  * --config FILE, then the command line itself. The command word stays first.
  */
-export function applyConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+export function applyConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  isCommand: (word: string) => boolean = (w) => !w.startsWith("-"),
+): string[] {
   const noDefault = argv.includes("--no-default-config");
   const fromFiles: string[] = [];
   if (!noDefault) for (const { file, mustExist } of defaultConfigFiles(env)) fromFiles.push(...readConfigFile(file, mustExist));
@@ -104,6 +108,8 @@ export function applyConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
       rest.push(a);
     }
   }
-  // Config options go first: with the last occurrence winning, the command line overrides them.
-  return [...fromFiles, ...rest];
+  // Config options go right after the command word (command options are only known
+  // there) and before the command line's own, which win as the last occurrence.
+  const at = rest.findIndex(isCommand);
+  return at < 0 ? [...fromFiles, ...rest] : [...rest.slice(0, at + 1), ...fromFiles, ...rest.slice(at + 1)];
 }

@@ -1,13 +1,13 @@
 // crit's image verbs: decode, encode, show, info and x, with crit's JSON layout.
 
 import { readFile, writeFile } from "node:fs/promises";
-import { constants as fsc } from "node:fs";
+import { closeSync, constants as fsc, openSync, writeSync } from "node:fs";
 import { countEntries, decodeImage, encodeImage, type Image } from "../../images/codec.js";
-import { fromCrit, toCrit } from "../../images/crit-json.js";
+import { fromCrit, toCrit, writeCrit } from "../../images/crit-json.js";
 import { openImageDir } from "../../images/dir.js";
 import { ImageError } from "../../images/errors.js";
 import { EXPLORERS, type ExploreWhat } from "../../images/explore.js";
-import { parseJson, stringifyJson } from "../../images/json.js";
+import { JsonWriter, parseJson, stringifyJson } from "../../images/json.js";
 import type { CliContext, CommandSpec } from "./run.js";
 
 async function readInput(path: string | undefined): Promise<{ data: Buffer; name: string }> {
@@ -33,6 +33,28 @@ async function writeOutput(ctx: CliContext, path: string | undefined, data: stri
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EEXIST") throw new ImageError("output exists; refusing to overwrite an image (use --force)", { file: path });
     throw new ImageError(`cannot write output: ${code ?? (e as Error).message}`, { file: path });
+  }
+}
+
+/** Opens a JSON output file (replaced if it exists, as crit does). */
+function openOutput(path: string): number {
+  try {
+    return openSync(path, "w", 0o644);
+  } catch (e) {
+    throw new ImageError(`cannot write output: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path });
+  }
+}
+
+/** Writes a whole chunk synchronously; a non-blocking pipe may take it in parts. */
+function writeAll(fd: number, chunk: Uint8Array): void {
+  let off = 0;
+  while (off < chunk.length) {
+    try {
+      off += writeSync(fd, chunk, off, chunk.length - off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
   }
 }
 
@@ -66,13 +88,21 @@ export function critCommands(): CommandSpec[] {
         y
           .option("in", { alias: "i", type: "string", describe: "image to decode (stdin by default)" })
           .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
-      handler: async (args, ctx) => {
+      handler: async (args) => {
         const { data, name } = await readInput(args["in"] as string | undefined);
         const img = decodeImage(data, name);
         const pretty = args["pretty"] === true;
-        const text = stringifyJson(toCrit(img, pretty), pretty ? 4 : undefined);
         const out = args["out"] as string | undefined;
-        await writeOutput(ctx, out, out === undefined || out === "-" ? text + "\n" : text, true);
+        const toStdout = out === undefined || out === "-";
+        const fd = toStdout ? 1 : openOutput(out);
+        try {
+          const w = new JsonWriter(pretty ? 4 : undefined, (chunk) => writeAll(fd, chunk));
+          writeCrit(w, img, pretty);
+          if (toStdout) w.raw("\n");
+          w.end();
+        } finally {
+          if (!toStdout) closeSync(fd);
+        }
         return 0;
       },
     },

@@ -96,9 +96,11 @@ const CRIT_VERBS = new Set(["decode", "encode"]);
 
 /** Runs the CLI on argv (without "node" and the script); resolves to the exit code. */
 export async function run(argvIn: readonly string[]): Promise<number> {
+  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  const names = new Set(specs.map((s) => s.command.split(" ")[0]!));
   let argv: string[];
   try {
-    argv = applyConfig(normalizeVerbosity(argvIn));
+    argv = applyConfig(normalizeVerbosity(argvIn), process.env, (w) => names.has(w));
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`tscriu: ${e.message}\n`);
@@ -120,7 +122,6 @@ export async function run(argvIn: readonly string[]): Promise<number> {
     logger = new Logger(level, typeof file === "string" && file !== "-" ? fileSink(file) : stderrSink());
     return { log: logger, out: writeOut, err: (t) => process.stderr.write(t) };
   };
-  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
   let y = globalOptions(yargs(argv), critVerb)
     .scriptName("tscriu")
     .usage("Usage: tscriu <command> [options]")

@@ -1,0 +1,32 @@
+// Shared helpers of the benchmark scripts: timing commands, interleaved medians.
+import { spawnSync } from "node:child_process";
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Wall time of one run of a command, in seconds; throws if it fails. */
+export function timeCommand(cmd: string, args: string[]): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"], maxBuffer: 64 << 20 });
+  const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr?.toString().slice(0, 400)}`);
+  return dt;
+}
+
+/**
+ * Runs each variant `runs` times, interleaved (a b a b …) so that the VM's noise
+ * hits all of them alike, and returns the median seconds per variant.
+ */
+export function interleaved(variants: Record<string, () => number>, runs: number): Record<string, number> {
+  const times: Record<string, number[]> = {};
+  for (const k of Object.keys(variants)) times[k] = [];
+  for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(variants)) times[k]!.push(f());
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
+
+export function fmt(s: number): string {
+  return s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`;
+}
