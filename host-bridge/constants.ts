@@ -1,0 +1,109 @@
+// Kernel constants the bridge functions take or return (x86_64 Linux uapi values), so
+// callers do not scatter magic numbers. Signals: use os.constants.signals.
+
+/** PTRACE_O_* options for ptraceSeize / ptraceSetOptions. */
+export const PTRACE_O = {
+  TRACESYSGOOD: 0x1,
+  TRACEFORK: 0x2,
+  TRACEVFORK: 0x4,
+  TRACECLONE: 0x8,
+  TRACEEXEC: 0x10,
+  TRACEVFORKDONE: 0x20,
+  TRACEEXIT: 0x40,
+  TRACESECCOMP: 0x80,
+  EXITKILL: 0x100000,
+  SUSPEND_SECCOMP: 0x200000,
+} as const;
+
+/** PTRACE_EVENT_* as WaitStatus.event reports them. */
+export const PTRACE_EVENT = {
+  FORK: 1,
+  VFORK: 2,
+  CLONE: 3,
+  EXEC: 4,
+  VFORK_DONE: 5,
+  EXIT: 6,
+  SECCOMP: 7,
+  /** Interrupt (PTRACE_INTERRUPT) and group stops of a seized task. */
+  STOP: 128,
+} as const;
+
+/** waitpid flags (__WALL is always added by the bridge). */
+export const WAIT = {
+  WNOHANG: 1,
+  WUNTRACED: 2,
+  WNOTHREAD: 0x20000000,
+} as const;
+
+/** x86_64 syscall numbers used through remoteSyscall. */
+export const SYS = {
+  read: 0,
+  write: 1,
+  close: 3,
+  mmap: 9,
+  mprotect: 10,
+  munmap: 11,
+  rt_sigaction: 13,
+  rt_sigprocmask: 14,
+  mremap: 25,
+  dup2: 33,
+  nanosleep: 35,
+  getpid: 39,
+  fcntl: 72,
+  prctl: 157,
+  arch_prctl: 158,
+  gettid: 186,
+  clock_nanosleep: 230,
+  restart_syscall: 219,
+  set_robust_list: 273,
+  sigaltstack: 131,
+  rseq: 334,
+  clone3: 435,
+} as const;
+
+/**
+ * Kernel-internal restart codes seen in rax of a task stopped inside a syscall; criu's
+ * dump-time fix-up turns them into what resuming would have done.
+ */
+export const ERESTART = {
+  ERESTARTSYS: 512,
+  ERESTARTNOINTR: 513,
+  ERESTARTNOHAND: 514,
+  ERESTART_RESTARTBLOCK: 516,
+} as const;
+
+/** fcntl commands with an int argument. */
+export const F = {
+  GETFD: 1,
+  SETFD: 2,
+  GETFL: 3,
+  SETFL: 4,
+  SETPIPE_SZ: 1031,
+  GETPIPE_SZ: 1032,
+  GET_SEALS: 1034,
+} as const;
+
+/** splice/tee flags. */
+export const SPLICE_F = {
+  MOVE: 1,
+  NONBLOCK: 2,
+  MORE: 4,
+  GIFT: 8,
+} as const;
+
+/** O_* flags for pipe2. */
+export const O = {
+  NONBLOCK: 0o4000,
+  CLOEXEC: 0o2000000,
+  DIRECT: 0o40000,
+} as const;
+
+export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+
+export const MAP = {
+  SHARED: 0x01,
+  PRIVATE: 0x02,
+  FIXED: 0x10,
+  ANONYMOUS: 0x20,
+  FIXED_NOREPLACE: 0x100000,
+} as const;

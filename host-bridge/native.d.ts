@@ -1,0 +1,276 @@
+/**
+ * The whole surface of the native host bridge (host-bridge/src/*.c).
+ * Loaded and cast in exactly one place: host-bridge/load.ts.
+ *
+ * Errors thrown by these functions are `NativeError`s: an Error with `code`
+ * ("ESRCH"), `errno` (positive), `syscall`, and `pid` or `path` when one is involved.
+ * Argument errors are TypeErrors with code "ERR_INVALID_ARG_TYPE".
+ */
+export interface NativeBridge {
+  /** fallocate(fd, PUNCH_HOLE|KEEP_SIZE, offset, length). */
+  punchHole(fd: number, offset: number | bigint, length: number | bigint): void;
+  /** lseek(fd, offset, SEEK_DATA); -1 when there is no data at or after offset. */
+  seekData(fd: number, offset: number | bigint): number;
+  /** lseek(fd, offset, SEEK_HOLE); -1 when offset is past the end. */
+  seekHole(fd: number, offset: number | bigint): number;
+  /** CPUID(leaf, subleaf) as [eax, ebx, ecx, edx]. */
+  cpuid(leaf: number, subleaf: number): [number, number, number, number];
+  /** XGETBV(index), e.g. XCR0 for index 0. */
+  xgetbv(index: number): bigint;
+
+  // ---- ptrace control (src/ptrace.c) ----
+  // Every ptrace call for a tracee must come from the thread that seized it:
+  // call these synchronously from one JS thread (DESIGN.md).
+
+  /** PTRACE_SEIZE with PTRACE_O_* options (default 0). The task keeps running. */
+  ptraceSeize(pid: number, options?: number): void;
+  /** PTRACE_SETOPTIONS. */
+  ptraceSetOptions(pid: number, options: number): void;
+  /** PTRACE_INTERRUPT: the task stops with PTRACE_EVENT_STOP; collect it with waitpid. */
+  ptraceInterrupt(pid: number): void;
+  /** PTRACE_CONT, delivering `signal` (default 0: none). */
+  ptraceCont(pid: number, signal?: number): void;
+  /** PTRACE_DETACH, delivering `signal` (default 0). The task must be in a ptrace-stop. */
+  ptraceDetach(pid: number, signal?: number): void;
+  /** PTRACE_SYSCALL: resume until the next syscall entry/exit stop. */
+  ptraceSyscall(pid: number, signal?: number): void;
+  /** PTRACE_LISTEN: leave a group-stopped task stopped but let it report further events. */
+  ptraceListen(pid: number, signal?: number): void;
+  /** PTRACE_PEEKDATA: the 8 bytes at `addr` as an unsigned little-endian word. */
+  ptracePeekData(pid: number, addr: number | bigint): bigint;
+  /** PTRACE_POKEDATA: writes 8 bytes (negative numbers/bigints in two's complement). */
+  ptracePokeData(pid: number, addr: number | bigint, word: number | bigint): void;
+  /** PTRACE_GETEVENTMSG: the new pid after a fork/clone event, the exit status at PTRACE_EVENT_EXIT. */
+  ptraceGetEventMsg(pid: number): number;
+  /**
+   * waitpid(pid, flags | __WALL), retried on EINTR. `pid` may be -1 (any) as in waitpid(2),
+   * but that also reaps children that are not tracees. Without `timeoutMs` it blocks; with it,
+   * it polls and returns null on timeout (a stop cannot be waited for through a pidfd). With
+   * WNOHANG it returns null when nothing is pending. Throws ECHILD when `pid` is neither a
+   * child nor a tracee of this thread.
+   */
+  waitpid(pid: number, flags?: number, timeoutMs?: number): WaitStatus | null;
+
+  // ---- register sets and signal state of a stopped tracee (src/regset.c) ----
+
+  /**
+   * PTRACE_GETREGSET NT_PRSTATUS: `struct user_regs_struct` as the kernel lays it out —
+   * 216 bytes for a 64-bit task (27 little-endian u64: r15 r14 r13 r12 rbp rbx r11 r10 r9 r8
+   * rax rcx rdx rsi rdi orig_rax rip cs eflags rsp ss fs_base gs_base ds es fs gs), 68 for a
+   * 32-bit one. Bytes rather than an object because the image writer and restore take the
+   * layout verbatim; host-bridge/regs.ts decodes/encodes the named bigint view.
+   */
+  getRegs(pid: number): Buffer;
+  /** PTRACE_SETREGSET NT_PRSTATUS with a 216-byte (or 68-byte compat) buffer. */
+  setRegs(pid: number, regs: Uint8Array): void;
+  /** PTRACE_GETREGSET NT_PRFPREG: the 512-byte fxsave area (user_fpregs_struct). */
+  getFpregs(pid: number): Buffer;
+  /** PTRACE_SETREGSET NT_PRFPREG with exactly 512 bytes. */
+  setFpregs(pid: number, fpregs: Uint8Array): void;
+  /**
+   * PTRACE_GETREGSET NT_X86_XSTATE: the whole xsave area in the kernel's UABI format,
+   * as long as the kernel fills it (requested size from CPUID leaf 0xd).
+   */
+  getXstate(pid: number): Buffer;
+  /** PTRACE_SETREGSET NT_X86_XSTATE with a buffer as getXstate returns it. */
+  setXstate(pid: number, xstate: Uint8Array): void;
+  /** PTRACE_GETSIGMASK: the blocked-signal mask, bit (n-1) for signal n. */
+  getSigmask(pid: number): bigint;
+  /** PTRACE_SETSIGMASK. The kernel silently drops SIGKILL and SIGSTOP from the mask. */
+  setSigmask(pid: number, mask: bigint | number): void;
+  /**
+   * PTRACE_PEEKSIGINFO: every queued siginfo_t (128 bytes each, in queue order) of the
+   * thread's own queue, or of the process-wide queue with `shared` = true. Not consumed.
+   */
+  peekSiginfo(pid: number, shared?: boolean): Buffer[];
+  /** PTRACE_GET_RSEQ_CONFIGURATION; rseqAbiPointer is 0n when no rseq area is registered. */
+  getRseqConfiguration(pid: number): RseqConfiguration;
+
+  // ---- a syscall inside a stopped tracee (src/remote.c) ----
+
+  /**
+   * Runs syscall `nr` with up to 6 `args` (rdi rsi rdx r10 r8 r9; negative numbers/bigints in
+   * two's complement) inside the ptrace-stopped thread `pid`, and returns the raw rax as a
+   * signed bigint (-errno on failure). Writes `syscall; int3` over the 8-byte word at
+   * `scratchAddr` (default: the start of the first executable mapping in /proc/PID/maps that
+   * is not [vdso]/[vsyscall]/[uprobes]), blocks every signal, runs the thread to the trap,
+   * then puts back the word, the registers (orig_rax included) and the signal mask — on every
+   * path, errors included. Afterwards the thread sits in a SIGTRAP signal-delivery-stop with
+   * its own registers: resume it with signal 0. Requirements: every other thread of the
+   * process is stopped (the code bytes are shared); the stop is not a signal-delivery-stop of
+   * a signal the task should still get (resuming suppresses it) — use the PTRACE_EVENT_STOP
+   * of ptraceInterrupt. With `timeoutMs`, a syscall still blocked after that long is
+   * interrupted and ETIME is thrown (after putting everything back). Errors: ESRCH when the
+   * thread is not stopped or died, EFAULT when the injected code faulted (message names the
+   * signal), EIO when `scratchAddr` is not mapped.
+   */
+  remoteSyscall(
+    pid: number,
+    nr: number,
+    args: ReadonlyArray<number | bigint>,
+    scratchAddr?: number | bigint | null,
+    timeoutMs?: number,
+  ): bigint;
+
+  // ---- another task's memory (src/memory.c) ----
+
+  /**
+   * process_vm_readv of `length` bytes at `remoteAddr` into `into` at byte `offset` (default
+   * 0). Returns the bytes read: fewer than `length` when a page part-way cannot be read;
+   * throws (EFAULT, ESRCH, EPERM) only when not a single byte could be. Needs no ptrace-stop
+   * and may run on any thread.
+   */
+  processVmReadv(pid: number, remoteAddr: number | bigint, length: number, into: Uint8Array | ArrayBuffer, offset?: number): number;
+  /**
+   * Many ranges in few syscalls (up to IOV_MAX = 1024 ranges each): `ranges` holds
+   * (addr, length) pairs, read one after another into `into` from `offset`. Loops over
+   * partial reads; stops at the first byte that cannot be read and says how far it got:
+   * `bytes` copied in all, `complete` = ranges read in full (the next one is where it
+   * stopped), `stoppedBy` = "EFAULT" when it stopped early. Throws ESRCH/EPERM.
+   */
+  processVmReadvBatch(pid: number, ranges: BigUint64Array, into: Uint8Array | ArrayBuffer, offset?: number): BatchReadResult;
+  /**
+   * process_vm_writev of `from` [offset, offset+length) to `remoteAddr`; returns the bytes
+   * written. Fails with EFAULT on pages the task cannot write (read-only): use writeProcMem.
+   */
+  processVmWritev(pid: number, remoteAddr: number | bigint, from: Uint8Array | ArrayBuffer, offset?: number, length?: number): number;
+  /**
+   * pread on /proc/PID/mem: reaches PROT_NONE and other unreadable pages (the kernel uses
+   * FOLL_FORCE). Returns the bytes read; throws (EIO for unmapped memory) only when none were.
+   */
+  readProcMem(pid: number, remoteAddr: number | bigint, length: number, into: Uint8Array | ArrayBuffer, offset?: number): number;
+  /** pwrite on /proc/PID/mem: writes even into read-only and PROT_NONE private pages. */
+  writeProcMem(pid: number, remoteAddr: number | bigint, from: Uint8Array | ArrayBuffer, offset?: number, length?: number): number;
+  /**
+   * A Buffer of `size` bytes (1..2^32) starting on a 4096-byte boundary (posix_memalign,
+   * freed by the GC). Contents are uninitialised, as with Buffer.allocUnsafe.
+   * process_vm_readv into an unaligned buffer measured 3x slower here.
+   */
+  allocAligned(size: number): Buffer;
+
+  // ---- present pages (src/pagemap.c; host-bridge/pagemap.ts wraps it) ----
+
+  /**
+   * The PAGEMAP_SCAN ioctl (Linux >= 6.7) on /proc/PID/pagemap over [start, end)
+   * (page-aligned). Returns (start, end, categories) triples of page runs, adjacent runs with
+   * equal categories merged. By default selects pages that are present or swapped
+   * (categoryAnyofMask = PRESENT|SWAPPED) and reports PRESENT|SWAPPED|FILE|PFNZERO|HUGE
+   * (PAGE_IS_* bits, see host-bridge/pagemap.ts). EINVAL on kernels without it.
+   */
+  pagemapScan(pid: number, start: number | bigint, end: number | bigint, options?: PagemapScanOptions): BigUint64Array;
+
+  // ---- pidfds, pipes and fds (src/pidfd.c; host-bridge/pipe.ts wraps the peek) ----
+
+  /** pidfd_open(pid, flags); the fd is O_CLOEXEC. */
+  pidfdOpen(pid: number, flags?: number): number;
+  /** pidfd_getfd: a copy (O_CLOEXEC) of the target's fd `targetFd`, same open file description. */
+  pidfdGetfd(pidfd: number, targetFd: number): number;
+  /** pidfd_send_signal(pidfd, signal, NULL, 0). */
+  pidfdSendSignal(pidfd: number, signal: number): void;
+  /** close(2). */
+  close(fd: number): void;
+  /** pipe2(flags), default O_CLOEXEC: [readEnd, writeEnd]. */
+  pipe2(flags?: number): [number, number];
+  /**
+   * tee(fdIn, fdOut, length, flags): duplicates up to `length` bytes from pipe fdIn into pipe
+   * fdOut without consuming them. Returns 0 (not EAGAIN) when SPLICE_F_NONBLOCK finds nothing.
+   */
+  tee(fdIn: number, fdOut: number, length: number, flags?: number): number;
+  /** splice(2); offsets null for pipes. Returns 0 for EAGAIN under SPLICE_F_NONBLOCK. */
+  splice(fdIn: number, offIn: number | bigint | null, fdOut: number, offOut: number | bigint | null, length: number, flags?: number): number;
+  /** fcntl with an int argument or none (F_GETFL, F_GETPIPE_SZ, F_SETPIPE_SZ, F_GET_SEALS, ...). */
+  fcntl(fd: number, cmd: number, arg?: number): number;
+  /** ioctl(fd, FIONREAD): bytes queued in a pipe, socket, tty or inotify fd. */
+  fionread(fd: number): number;
+  /** readlink(2) (e.g. /proc/PID/fd/N, which fs.readlinkSync also does). */
+  readlink(path: string): string;
+  /** fstat(2), summarised. */
+  fstat(fd: number): FdStat;
+
+  // ---- processes (src/spawn.c, src/reaper.c) ----
+
+  /**
+   * Starts argv[0] (PATH-searched) so that it is NOT a child of Node: the bridge
+   * posix_spawn()s build/Release/tscriu_reaper (or $TSCRIU_REAPER), which forks once more
+   * and exits; the surviving copy is a child subreaper (PR_SET_CHILD_SUBREAPER) that
+   * forks+execs the program and reaps it (and orphans of its tree) the moment they die. The
+   * program runs in its own session, stdin /dev/null, stdout and stderr to `options.stdout`
+   * (truncated; default /dev/null), default signal dispositions, empty signal mask, the
+   * environment `options.env` (default: this process's), in `options.cwd`. With
+   * `killWithParent` the reaper SIGKILLs the whole tree when this Node process exits (for
+   * tests). Returns the program's pid once it has exec'd; a failed chdir/open/exec throws
+   * with that step in `syscall` and the path involved.
+   */
+  spawnDetached(argv: readonly string[], options?: SpawnOptions): number;
+}
+
+/** A decoded waitpid status. Fields that do not apply are 0/false. */
+export interface WaitStatus {
+  pid: number;
+  /** The raw status word. */
+  status: number;
+  exited: boolean;
+  /** WEXITSTATUS when exited. */
+  code: number;
+  signaled: boolean;
+  /** WTERMSIG when signaled. */
+  signal: number;
+  coreDumped: boolean;
+  stopped: boolean;
+  /** WSTOPSIG when stopped: SIGTRAP|0x80 for syscall stops under PTRACE_O_TRACESYSGOOD. */
+  stopSig: number;
+  /** PTRACE_EVENT_* (status >> 16) when stopped: 128 (PTRACE_EVENT_STOP) for interrupt and group stops. */
+  event: number;
+}
+
+export interface RseqConfiguration {
+  rseqAbiPointer: bigint;
+  rseqAbiSize: number;
+  signature: number;
+  flags: number;
+}
+
+export interface BatchReadResult {
+  bytes: number;
+  complete: number;
+  stoppedBy?: string;
+}
+
+/** struct pm_scan_arg fields (PAGE_IS_* category bits, PM_SCAN_* flags). */
+export interface PagemapScanOptions {
+  categoryMask?: number | undefined;
+  categoryInverted?: number | undefined;
+  categoryAnyofMask?: number | undefined;
+  returnMask?: number | undefined;
+  flags?: number | undefined;
+  maxPages?: number | undefined;
+}
+
+export interface FdStat {
+  type: "file" | "directory" | "fifo" | "socket" | "char" | "block" | "symlink" | "unknown";
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: bigint;
+  size: number;
+}
+
+export interface SpawnOptions {
+  /** "NAME=value" strings. */
+  env?: readonly string[] | undefined;
+  cwd?: string | undefined;
+  /** File for stdout and stderr, created/truncated. */
+  stdout?: string | undefined;
+  killWithParent?: boolean | undefined;
+}
+
+export interface NativeError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  pid?: number;
+  path?: string;
+}

@@ -1,0 +1,77 @@
+/* Shared helpers of the host bridge: argument checks and errors shaped like
+ * Node's SystemError (code, errno, syscall, and the pid or path involved). */
+#ifndef TSCRIU_BRIDGE_H
+#define TSCRIU_BRIDGE_H
+
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Throws an Error with .code ("ESRCH"), .errno (positive), .syscall, and
+ * .pid (when pid > 0) or .path (when path != NULL). Returns NULL. */
+napi_value bridge_throw_errno(napi_env env, const char *syscall, int err, int pid, const char *path);
+
+/* Throws a TypeError naming the function and argument. Returns NULL. */
+napi_value bridge_throw_arg(napi_env env, const char *fn, const char *what);
+
+/* Argument readers: each returns false after throwing a TypeError. */
+bool bridge_get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *fn);
+bool bridge_arg_int32(napi_env env, napi_value v, int32_t *out, const char *fn, const char *what);
+bool bridge_arg_uint32(napi_env env, napi_value v, uint32_t *out, const char *fn, const char *what);
+/* A non-negative integer given as number (safe integer) or bigint. */
+bool bridge_arg_u64(napi_env env, napi_value v, uint64_t *out, const char *fn, const char *what);
+
+/* Like bridge_get_args, but accepts between min and max arguments; the missing
+ * ones are undefined. *argc_out (may be NULL) gets the count actually passed. */
+bool bridge_get_args_range(napi_env env, napi_callback_info info, size_t min, size_t max, napi_value *argv,
+			   size_t *argc_out, const char *fn);
+/* undefined or null (or a NULL napi_value: "no such argument"). */
+bool bridge_is_nullish(napi_env env, napi_value v);
+/* A pid/tid: an int32 > 0. */
+bool bridge_arg_pid(napi_env env, napi_value v, int32_t *out, const char *fn);
+/* A file descriptor: an int32 >= 0. */
+bool bridge_arg_fd(napi_env env, napi_value v, int32_t *out, const char *fn, const char *what);
+/* A 64-bit machine word: a safe integer (negative ones in two's complement) or a
+ * bigint in [-2^63, 2^64). */
+bool bridge_arg_word(napi_env env, napi_value v, uint64_t *out, const char *fn, const char *what);
+/* The bytes of a TypedArray/Buffer/DataView (any element type) or an ArrayBuffer. */
+bool bridge_arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len, const char *fn, const char *what);
+/* A string, copied into a malloc'd, NUL-terminated buffer the caller frees. */
+bool bridge_arg_string(napi_env env, napi_value v, char **out, const char *fn, const char *what);
+/* An optional [offset, offset+length) window inside a byte buffer of size len.
+ * off_v/len_v may be undefined: offset defaults to 0, length to the rest. */
+bool bridge_arg_window(napi_env env, napi_value off_v, napi_value len_v, size_t buf_len, size_t *off, size_t *n,
+		       const char *fn);
+
+napi_value bridge_make_u64(napi_env env, uint64_t v);
+napi_value bridge_make_i64(napi_env env, int64_t v);
+
+typedef struct {
+	const char *name;
+	napi_callback fn;
+} bridge_fn;
+
+void bridge_register(napi_env env, napi_value exports, const bridge_fn *fns, size_t n);
+
+/* Per-area registration, one per source file. */
+void bridge_init_files(napi_env env, napi_value exports);
+void bridge_init_cpu(napi_env env, napi_value exports);
+void bridge_init_ptrace(napi_env env, napi_value exports);
+void bridge_init_regset(napi_env env, napi_value exports);
+void bridge_init_remote(napi_env env, napi_value exports);
+void bridge_init_memory(napi_env env, napi_value exports);
+void bridge_init_pagemap(napi_env env, napi_value exports);
+void bridge_init_pidfd(napi_env env, napi_value exports);
+void bridge_init_spawn(napi_env env, napi_value exports);
+
+/* Shared between ptrace.c and remote.c. */
+
+/* waitpid(pid, __WALL | flags) retried on EINTR. timeout_ms < 0 blocks; otherwise
+ * polls with WNOHANG and a growing back-off. Returns the pid, 0 on timeout (or
+ * WNOHANG with nothing to report), -1 with errno set. */
+int bridge_wait(int pid, int flags, int64_t timeout_ms, int *status);
+/* The x86_64 user_regs_struct, as NT_PRSTATUS carries it. */
+#define BRIDGE_REGS_SIZE 216
+
+#endif

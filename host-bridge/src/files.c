@@ -1,0 +1,63 @@
+/* File-level syscalls the image tools need: hole punching for dedup and
+ * SEEK_DATA/SEEK_HOLE to inspect the result. */
+#include "bridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+static napi_value punch_hole(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	int32_t fd;
+	uint64_t off, len;
+	if (!bridge_get_args(env, info, 3, argv, "punchHole") ||
+	    !bridge_arg_int32(env, argv[0], &fd, "punchHole", "fd must be an int32") ||
+	    !bridge_arg_u64(env, argv[1], &off, "punchHole", "offset must be a non-negative integer") ||
+	    !bridge_arg_u64(env, argv[2], &len, "punchHole", "length must be a non-negative integer"))
+		return NULL;
+	if (off > INT64_MAX || len > INT64_MAX)
+		return bridge_throw_arg(env, "punchHole", "offset/length out of range");
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
+		return bridge_throw_errno(env, "fallocate", errno, 0, NULL);
+	return NULL;
+}
+
+/* Returns the offset, or -1 when the kernel says ENXIO (no more data/holes). */
+static napi_value seek_common(napi_env env, napi_callback_info info, int whence, const char *fn)
+{
+	napi_value argv[2];
+	int32_t fd;
+	uint64_t off;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_int32(env, argv[0], &fd, fn, "fd must be an int32") ||
+	    !bridge_arg_u64(env, argv[1], &off, fn, "offset must be a non-negative integer"))
+		return NULL;
+	off_t r = lseek(fd, (off_t)off, whence);
+	if (r < 0) {
+		if (errno == ENXIO)
+			return bridge_make_i64(env, -1);
+		return bridge_throw_errno(env, "lseek", errno, 0, NULL);
+	}
+	return bridge_make_i64(env, (int64_t)r);
+}
+
+static napi_value seek_data(napi_env env, napi_callback_info info)
+{
+	return seek_common(env, info, SEEK_DATA, "seekData");
+}
+
+static napi_value seek_hole(napi_env env, napi_callback_info info)
+{
+	return seek_common(env, info, SEEK_HOLE, "seekHole");
+}
+
+void bridge_init_files(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "punchHole", punch_hole },
+		{ "seekData", seek_data },
+		{ "seekHole", seek_hole },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

@@ -1,0 +1,184 @@
+/* Which pages of a range are present or swapped, by the PAGEMAP_SCAN ioctl on
+ * /proc/PID/pagemap (Linux >= 6.7): one call returns whole runs of pages with
+ * the same categories instead of 8 bytes per page. host-bridge/pagemap.ts holds
+ * the fallback that reads /proc/PID/pagemap itself. */
+#include "bridge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#ifndef PAGEMAP_SCAN
+/* Debian 12's linux-libc-dev (6.1) predates PAGEMAP_SCAN; this is the 6.7 uapi
+ * (include/uapi/linux/fs.h), which later kernels only extend with new category
+ * bits. */
+#define PAGE_IS_WPALLOWED  (1 << 0)
+#define PAGE_IS_WRITTEN	   (1 << 1)
+#define PAGE_IS_FILE	   (1 << 2)
+#define PAGE_IS_PRESENT	   (1 << 3)
+#define PAGE_IS_SWAPPED	   (1 << 4)
+#define PAGE_IS_PFNZERO	   (1 << 5)
+#define PAGE_IS_HUGE	   (1 << 6)
+#define PAGE_IS_SOFT_DIRTY (1 << 7) /* 6.8 */
+#define PAGE_IS_GUARD	   (1 << 8) /* 6.14 */
+
+struct page_region {
+	uint64_t start;
+	uint64_t end;
+	uint64_t categories;
+};
+
+#define PM_SCAN_WP_MATCHING   (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+
+struct pm_scan_arg {
+	uint64_t size;
+	uint64_t flags;
+	uint64_t start;
+	uint64_t end;
+	uint64_t walk_end;
+	uint64_t vec;
+	uint64_t vec_len;
+	uint64_t max_pages;
+	uint64_t category_inverted;
+	uint64_t category_mask;
+	uint64_t category_anyof_mask;
+	uint64_t return_mask;
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#endif
+
+#define VEC_LEN 512
+
+/* Reads an optional numeric property of the options object. */
+static bool opt_u64(napi_env env, napi_value obj, const char *key, uint64_t *out, const char *what)
+{
+	bool has = false;
+	napi_value v;
+	if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has)
+		return true;
+	if (napi_get_named_property(env, obj, key, &v) != napi_ok)
+		return false;
+	if (bridge_is_nullish(env, v))
+		return true;
+	return bridge_arg_u64(env, v, out, "pagemapScan", what);
+}
+
+static napi_value pagemap_scan(napi_env env, napi_callback_info info)
+{
+	const char *fn = "pagemapScan";
+	napi_value argv[4];
+	int32_t pid;
+	uint64_t start, end;
+	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
+	    !bridge_arg_u64(env, argv[1], &start, fn, "start must be a non-negative integer") ||
+	    !bridge_arg_u64(env, argv[2], &end, fn, "end must be a non-negative integer"))
+		return NULL;
+	if (start % 4096 || end % 4096 || end < start)
+		return bridge_throw_arg(env, fn, "start and end must be page-aligned with start <= end");
+	struct pm_scan_arg arg;
+	memset(&arg, 0, sizeof(arg));
+	arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE | PAGE_IS_PFNZERO | PAGE_IS_HUGE;
+	if (!bridge_is_nullish(env, argv[3])) {
+		napi_valuetype t;
+		if (napi_typeof(env, argv[3], &t) != napi_ok || t != napi_object)
+			return bridge_throw_arg(env, fn, "options must be an object");
+		if (!opt_u64(env, argv[3], "categoryMask", &arg.category_mask, "categoryMask must be a bit mask") ||
+		    !opt_u64(env, argv[3], "categoryInverted", &arg.category_inverted,
+			     "categoryInverted must be a bit mask") ||
+		    !opt_u64(env, argv[3], "categoryAnyofMask", &arg.category_anyof_mask,
+			     "categoryAnyofMask must be a bit mask") ||
+		    !opt_u64(env, argv[3], "returnMask", &arg.return_mask, "returnMask must be a bit mask") ||
+		    !opt_u64(env, argv[3], "flags", &arg.flags, "flags must be a bit mask (PM_SCAN_*)") ||
+		    !opt_u64(env, argv[3], "maxPages", &arg.max_pages, "maxPages must be a non-negative integer"))
+			return NULL;
+	}
+
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bridge_throw_errno(env, "open", errno == ENOENT ? ESRCH : errno, pid, path);
+
+	struct page_region vec[VEC_LEN];
+	uint64_t *out = NULL; /* (start, end, categories) triples */
+	size_t n = 0, cap = 0;
+	uint64_t pages_left = arg.max_pages;
+	arg.size = sizeof(arg);
+	arg.start = start;
+	arg.end = end;
+	arg.vec = (uint64_t)(uintptr_t)vec;
+	arg.vec_len = VEC_LEN;
+	while (arg.start < end) {
+		int r = ioctl(fd, PAGEMAP_SCAN, &arg);
+		if (r < 0) {
+			int err = errno;
+			close(fd);
+			free(out);
+			return bridge_throw_errno(env, "ioctl(PAGEMAP_SCAN)", err, pid, path);
+		}
+		for (int i = 0; i < r; i++) {
+			/* Runs split by a full vector are joined again. */
+			if (n > 0 && out[3 * (n - 1) + 1] == vec[i].start &&
+			    out[3 * (n - 1) + 2] == vec[i].categories) {
+				out[3 * (n - 1) + 1] = vec[i].end;
+				continue;
+			}
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				uint64_t *p = realloc(out, ncap * 3 * sizeof(uint64_t));
+				if (!p) {
+					close(fd);
+					free(out);
+					return bridge_throw_errno(env, "realloc", ENOMEM, pid, NULL);
+				}
+				out = p;
+				cap = ncap;
+			}
+			out[3 * n] = vec[i].start;
+			out[3 * n + 1] = vec[i].end;
+			out[3 * n + 2] = vec[i].categories;
+			n++;
+		}
+		if (arg.max_pages) {
+			uint64_t found = 0;
+			for (int i = 0; i < r; i++)
+				found += (vec[i].end - vec[i].start) / 4096;
+			if (found >= pages_left)
+				break;
+			pages_left -= found;
+			arg.max_pages = pages_left;
+		}
+		if (arg.walk_end <= arg.start) /* no progress: never spin */
+			break;
+		arg.start = arg.walk_end;
+	}
+	close(fd);
+
+	napi_value ab, result;
+	void *data = NULL;
+	if (napi_create_arraybuffer(env, n * 3 * sizeof(uint64_t), &data, &ab) != napi_ok) {
+		free(out);
+		return bridge_throw_errno(env, "napi_create_arraybuffer", ENOMEM, pid, NULL);
+	}
+	if (n)
+		memcpy(data, out, n * 3 * sizeof(uint64_t));
+	free(out);
+	napi_create_typedarray(env, napi_biguint64_array, n * 3, ab, 0, &result);
+	return result;
+}
+
+void bridge_init_pagemap(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "pagemapScan", pagemap_scan },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

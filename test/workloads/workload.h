@@ -1,0 +1,110 @@
+/* Shared by the test workloads: each takes its state directory as argv[1],
+ * prints one "ready <pid> key=value ..." line to stdout once set up, and
+ * appends one line per self-check ("PASS ..." or "FAIL <reason>") to
+ * DIR/result when asked with SIGUSR1. Header-only so that every workload stays
+ * a single gcc invocation. */
+#ifndef TSCRIU_WORKLOAD_H
+#define TSCRIU_WORKLOAD_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *wl_dir;
+static volatile sig_atomic_t wl_check_requested;
+
+static inline void wl_on_usr1(int sig)
+{
+	(void)sig;
+	wl_check_requested = 1;
+}
+
+static inline void wl_die(const char *what)
+{
+	fprintf(stderr, "workload: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static inline void wl_init(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s STATE_DIR\n", argv[0]);
+		exit(2);
+	}
+	wl_dir = argv[1];
+}
+
+/* SIGUSR1 asks for a self-check; SA_RESTART is deliberately off so that a
+ * blocking syscall returns EINTR and the loop notices. */
+static inline void wl_install_check_handler(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = wl_on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGUSR2);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		wl_die("sigaction");
+}
+
+static inline void wl_ready(const char *fmt, ...)
+{
+	va_list ap;
+	printf("ready %d", (int)getpid());
+	if (fmt && *fmt) {
+		putchar(' ');
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* One line appended with a single write: a reader never sees half of it. */
+static inline void wl_result(const char *fmt, ...)
+{
+	char line[512], path[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	snprintf(path, sizeof(path), "%s/result", wl_dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		wl_die("open result");
+	if (write(fd, line, (size_t)n) != n)
+		wl_die("write result");
+	close(fd);
+}
+
+/* DIR/counter holds the value as text, replaced atomically (write + rename)
+ * so a poller never reads a torn number. No fd stays open. */
+static inline void wl_write_counter(unsigned long long v)
+{
+	char tmp[4096], path[4096], text[32];
+	snprintf(tmp, sizeof(tmp), "%s/counter.tmp", wl_dir);
+	snprintf(path, sizeof(path), "%s/counter", wl_dir);
+	int n = snprintf(text, sizeof(text), "%llu\n", v);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		wl_die("open counter");
+	if (write(fd, text, (size_t)n) != n)
+		wl_die("write counter");
+	close(fd);
+	if (rename(tmp, path) < 0)
+		wl_die("rename counter");
+}
+
+#endif
