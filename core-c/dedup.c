@@ -6,12 +6,11 @@
  * that is not PE_PARENT is fresh, so the same addresses are redundant in the
  * parent; the walk goes on to the grandparent through every part the parent
  * covers, whatever its flags, and stops where an ancestor has no run at all.
- * Pages an image marks PE_PARENT are still needed from its ancestors and are
- * kept. Applied to every image of the chain in turn (as --auto-dedup would
- * have done at each dump), this gives for layer j
+ * Only the newest image's fresh runs start walks, as with criu's `dedup`: an
+ * older image's own fresh pages leave its ancestors alone. For layer j:
  *
  *   reach(1)   = fresh(0)
- *   reach(j+1) = (reach(j) ∪ fresh(j)) ∩ cover(j)
+ *   reach(j+1) = reach(j) ∩ cover(j)
  *   punch(j)   = reach(j) ∩ present(j)
  *
  * One call handles one layer: it takes reach(j) and the layer's runs and
@@ -78,7 +77,7 @@ static int32_t check_reach(const struct tc_span *r, uint32_t n)
 
 TC_EXPORT("tc_dedup_step")
 int32_t tc_dedup_step(uint32_t reach_off, uint32_t n_reach, uint32_t runs_off, uint32_t n_runs, uint64_t base_page,
-		      uint32_t punch_off, uint32_t punch_cap, uint32_t next_off, uint32_t next_cap)
+		      uint32_t punch_off, uint32_t punch_cap, uint32_t next_off, uint32_t next_cap, uint32_t newest)
 {
 	const struct tc_span *reach;
 	const struct tc_run *runs;
@@ -114,15 +113,15 @@ int32_t tc_dedup_step(uint32_t reach_off, uint32_t n_reach, uint32_t runs_off, u
 			return tc_fail(TC_ERR_OVERFLOW, 0, i);
 		while (j < n_reach && reach[j].b <= start)
 			j++;
-		if (fresh)
+		/* The newest image starts the walks; older ones only pass them on. */
+		if (newest && fresh)
 			span_add(&next, start, end);
 		for (k = j; k < n_reach && reach[k].a < end; k++) {
 			uint64_t ps = TC_MAX(start, reach[k].a), pe = TC_MIN(end, reach[k].b);
 
 			if (present)
 				punch_add(&punch, (page << TC_PAGE_SHIFT) + (ps - start), pe - ps);
-			if (!fresh)
-				span_add(&next, ps, pe);
+			span_add(&next, ps, pe);
 		}
 		if (present)
 			page += r->nr_pages;

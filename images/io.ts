@@ -21,7 +21,7 @@ import { WireWriter } from "./wire.js";
 
 function ioError(e: unknown, path: string, what: string): ImageError {
   const err = e as NodeJS.ErrnoException;
-  return new ImageError(`${what}: ${err.code ?? ""} ${err.message}`.trim(), { file: path });
+  return new ImageError(`${what}: ${err.code ?? err.message}`, { file: path });
 }
 
 /** Reads and decodes a whole image file. */
@@ -97,7 +97,7 @@ export interface WriteOptions {
 }
 
 function existsError(path: string): ImageError {
-  return new ImageError("refusing to overwrite an existing image (use --force / overwrite)", { file: path });
+  return new ImageError("refusing to overwrite an existing image", { file: path });
 }
 
 /** Writes a whole image. The file appears complete or not at all (temp file + rename). */

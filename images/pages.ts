@@ -3,11 +3,10 @@
 // PE_PARENT: look in the parent dump; PE_LAZY: served by a page server), and the
 // raw pages file holds the bytes. Reads follow the `parent` symlink chain.
 
-import { open, type FileHandle } from "node:fs/promises";
+import { open, readFile, realpath, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeImage } from "./codec.js";
 import { ImageError } from "./errors.js";
-import { readFile, realpath } from "node:fs/promises";
 
 export const PAGE_SIZE = 4096;
 export const PE_PARENT = 1;
@@ -61,6 +60,18 @@ export function parsePagemap(buf: Uint8Array, file: string): Pagemap {
   return { file, pagesId: toNum(head["pages_id"]), runs };
 }
 
+/** Reads and normalizes pagemap `name` of an images dir. */
+export async function readPagemap(dir: string, name: string): Promise<Pagemap> {
+  const file = join(dir, name);
+  let buf: Buffer;
+  try {
+    buf = await readFile(file);
+  } catch (e) {
+    throw new ImageError(`cannot read pagemap: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
+  }
+  return parsePagemap(buf, file);
+}
+
 /** Finds the run holding page address a (binary search), or undefined. */
 export function findRun(runs: readonly PageRun[], a: bigint): PageRun | undefined {
   let lo = 0;
@@ -91,14 +102,7 @@ export class PageReader {
 
   /** Opens pagemap `name` (e.g. "pagemap-42.img") in dir. */
   static async open(dir: string, pagemapName: string, depth = 0): Promise<PageReader> {
-    const file = join(dir, pagemapName);
-    let buf: Buffer;
-    try {
-      buf = await readFile(file);
-    } catch (e) {
-      throw new ImageError(`cannot read pagemap: ${(e as Error).message}`, { file });
-    }
-    return new PageReader(dir, pagemapName, parsePagemap(buf, file), depth);
+    return new PageReader(dir, pagemapName, await readPagemap(dir, pagemapName), depth);
   }
 
   get pagesFile(): string {

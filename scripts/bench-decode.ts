@@ -7,7 +7,7 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { imageTypeByName } from "../images/codec.js";
 import { ImageWriter } from "../images/io.js";
-import { fmt, interleaved, timeCommand } from "./bench-util.js";
+import { fmt, interleaved, selfTimed, timeCommand } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const cli = join(root, "dist/orchestrator/cli/main.js");
@@ -41,6 +41,26 @@ try {
     runs,
   );
   console.log(`  ${critOk.length || files.length} fixture files, one process each: tscriu ${fmt(fx["tscriu"]!)}${crit ? `, crit ${fmt(fx["crit"]!)}, ratio ${(fx["crit"]! / fx["tscriu"]!).toFixed(1)}x` : " (no /usr/bin/crit: apt-get install criu)"}`);
+  // In one process each, without start-up costs: decode + JSON text of every fixture file, 20 times.
+  const listFile = join(work, "files.txt");
+  writeFileSync(listFile, (critOk.length ? critOk : files).join("\n"));
+  const inproc = interleaved(
+    {
+      tscriu: () => selfTimed(process.execPath, ["--import=tsx", join(root, "scripts/bench-decode-inproc.ts"), listFile, "20"]),
+      ...(crit
+        ? {
+            crit: () =>
+              selfTimed("/usr/bin/python3", [
+                "-c",
+                "import sys,json,time,pycriu\nfs=open(sys.argv[1]).read().split('\\n')\nt=time.perf_counter()\nfor _ in range(20):\n  for f in fs:\n    json.dumps(pycriu.images.load(open(f,'rb')))\nprint(time.perf_counter()-t)",
+                listFile,
+              ]),
+          }
+        : {}),
+    },
+    runs,
+  );
+  console.log(`  same files x20 in one process: tscriu ${fmt(inproc["tscriu"]!)}${crit ? `, crit ${fmt(inproc["crit"]!)}, ratio ${(inproc["crit"]! / inproc["tscriu"]!).toFixed(1)}x` : ""}`);
   const one = (cmd: string, pre: string[], extra: string[]) => () => timeCommand(cmd, [...pre, "decode", ...extra, "-i", big, "-o", "/dev/null"]);
   for (const pretty of [false, true]) {
     const flag = pretty ? ["--pretty"] : [];

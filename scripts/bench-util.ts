@@ -30,3 +30,12 @@ export function interleaved(variants: Record<string, () => number>, runs: number
 export function fmt(s: number): string {
   return s < 1 ? `${(s * 1000).toFixed(1)} ms` : `${s.toFixed(2)} s`;
 }
+
+/** Runs a command that prints its own measured seconds as the last line of stdout. */
+export function selfTimed(cmd: string, args: string[]): number {
+  const r = spawnSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr?.toString().slice(0, 400)}`);
+  const v = Number(r.stdout.toString().trim().split("\n").pop());
+  if (!Number.isFinite(v)) throw new Error(`${cmd}: no time printed`);
+  return v;
+}

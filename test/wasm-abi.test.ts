@@ -39,7 +39,7 @@ test("TC_ERR_BOUNDS: regions outside the buffer or misaligned", (t) => {
   t.is(x.tc_runs_validate(0, 0x7fffffff, 0), TC_ERR.BOUNDS);
   t.is(x.tc_runs_merge(0, 1, size - 8, 1), TC_ERR.BOUNDS);
   t.is(x.tc_runs_split(0, 1, 0n, size, 1), TC_ERR.BOUNDS);
-  t.is(x.tc_dedup_step(0, 0, 0, 0, 0n, size, 1, 0, 0), TC_ERR.BOUNDS);
+  t.is(x.tc_dedup_step(0, 0, 0, 0, 0n, size, 1, 0, 0, 1), TC_ERR.BOUNDS);
   t.is(x.tc_cpu_compare(0, 256, 0, size - 16), TC_ERR.BOUNDS);
   t.is(x.tc_cpucap_parse(size, 1, 1, 0), TC_ERR.BOUNDS);
   t.is(x.tc_hash_pages(0, 0xffffffff, LAYOUT.hashes, LAYOUT.zero), TC_ERR.BOUNDS, "a count whose size wraps 32 bits");
@@ -69,7 +69,7 @@ test("TC_ERR_NOSPACE: outputs larger than the capacity given", (t) => {
   putRun(RUN, 8192n, 1n, 4);
   t.is(x.tc_runs_merge(0, 2, 2 * RUN, 1), TC_ERR.NOSPACE);
   t.is(x.tc_runs_split(0, 2, 4096n, 2 * RUN, 1), TC_ERR.NOSPACE);
-  t.is(x.tc_dedup_step(0, 0, 0, 2, 0n, 4096, 0, 8192, 1), TC_ERR.NOSPACE, "next reach needs 2 spans");
+  t.is(x.tc_dedup_step(0, 0, 0, 2, 0n, 4096, 0, 8192, 1, 1), TC_ERR.NOSPACE, "next reach needs 2 spans");
 });
 
 test("TC_ERR_ARG: a streaming state with an impossible buffered length, and a bad reach list", (t) => {
@@ -81,14 +81,14 @@ test("TC_ERR_ARG: a streaming state with an impossible buffered length, and a ba
   // reach spans: [8192, 4096) is empty/backwards
   view.setBigUint64(0, 8192n, true);
   view.setBigUint64(8, 4096n, true);
-  t.is(x.tc_dedup_step(0, 1, 64, 0, 0n, 4096, 16, 8192, 16), TC_ERR.ARG);
+  t.is(x.tc_dedup_step(0, 1, 64, 0, 0n, 4096, 16, 8192, 16, 1), TC_ERR.ARG);
   t.is(x.tc_err_list(), -1);
   // unsorted reach spans
   view.setBigUint64(0, 8192n, true);
   view.setBigUint64(8, 12288n, true);
   view.setBigUint64(16, 0n, true);
   view.setBigUint64(24, 4096n, true);
-  t.is(x.tc_dedup_step(0, 2, 64, 0, 0n, 4096, 16, 8192, 16), TC_ERR.ARG);
+  t.is(x.tc_dedup_step(0, 2, 64, 0, 0n, 4096, 16, 8192, 16, 1), TC_ERR.ARG);
   t.is(x.tc_err_index(), 1);
 });
 
@@ -109,6 +109,6 @@ test("TC_ERR_OVERFLOW: a pages-file offset past 2^64 in dedup", (t) => {
   view.setBigUint64(0, 0n, true); // reach [0, 8192)
   view.setBigUint64(8, 8192n, true);
   putRun(64, 0n, 2n, 4);
-  t.is(x.tc_dedup_step(0, 1, 64, 1, 1n << 52n, 4096, 16, 8192, 16), TC_ERR.OVERFLOW);
-  t.is(x.tc_dedup_step(0, 1, 64, 1, (1n << 52n) - 3n, 4096, 16, 8192, 16), 1);
+  t.is(x.tc_dedup_step(0, 1, 64, 1, 1n << 52n, 4096, 16, 8192, 16, 1), TC_ERR.OVERFLOW);
+  t.is(x.tc_dedup_step(0, 1, 64, 1, (1n << 52n) - 3n, 4096, 16, 8192, 16, 1), 1);
 });

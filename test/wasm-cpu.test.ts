@@ -60,8 +60,8 @@ test("an extra instruction bit in the image fails ins and cpu, not fpu", (t) => 
   t.deepEqual(r.cpu.imageOnly, r.ins.missing);
   t.deepEqual(r.cpu.hostOnly, []);
   t.deepEqual(r.messages, [
-    "CPU instruction capabilities do not match run time: host lacks avx512f",
-    "CPU capabilities do not match run time (image only: avx512f)",
+    "image needs avx512f (word 9 bit 16); this CPU lacks it",
+    "CPU capabilities do not match run time (image only: avx512f (word 9 bit 16))",
   ]);
   t.false(compareCpuinfo(image, EPYC).ok, "the default fpu,ins fails too");
   t.true(compareCpuinfo(image, EPYC, CPU_CAP_FPU).ok, "fpu alone passes");

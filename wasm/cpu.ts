@@ -168,8 +168,9 @@ function bitsOf(words: (w: number) => number): CpuFeatureBit[] {
   return out;
 }
 
+/** "avx512f (word 9 bit 16), …": the name a user knows and where criu keeps it. */
 function names(bits: readonly CpuFeatureBit[]): string {
-  return bits.map((b) => b.name ?? `word ${b.word} bit ${b.bit}`).join(", ");
+  return bits.map((b) => (b.name ? `${b.name} (word ${b.word} bit ${b.bit})` : `word ${b.word} bit ${b.bit}`)).join(", ");
 }
 
 function entryError(code: number, list: number, value: number): Error {
@@ -247,7 +248,7 @@ export function compareCpuinfo(image: CpuCaps, host: CpuCaps, caps: number | str
     const sm = result.fpu.xsaveSizeMax;
     if (sm) m.push(`CPU xsave max size mismatch (image ${sm.image}, host ${sm.host})`);
   }
-  if (result.failed.ins) m.push(`CPU instruction capabilities do not match run time: host lacks ${names(result.ins.missing)}`);
+  if (result.failed.ins) m.push(`image needs ${names(result.ins.missing)}; this CPU lacks ${result.ins.missing.length > 1 ? "them" : "it"}`);
   if (result.failed.cpu) {
     const parts: string[] = [];
     if (result.cpu.imageOnly.length) parts.push(`image only: ${names(result.cpu.imageOnly)}`);

@@ -54,7 +54,7 @@ function planChain(layers: readonly (readonly PagemapRun[])[], bases: readonly b
     const punchCap = room >> 1;
     const nextOff = punchOff + punchCap * SPAN_BYTES;
     writeRuns(runs, runsOff);
-    const r = c.x.tc_dedup_step(0, nReach, runsOff, runs.length, bases[j] ?? 0n, punchOff, punchCap, nextOff, room - punchCap);
+    const r = c.x.tc_dedup_step(0, nReach, runsOff, runs.length, bases[j] ?? 0n, punchOff, punchCap, nextOff, room - punchCap, j === 0 ? 1 : 0);
     if (r === TC_ERR.NOSPACE) return null;
     if (r < 0) {
       if (c.x.tc_err_list() !== 0) throw internalError("tc_dedup_step", r);

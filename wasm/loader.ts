@@ -77,6 +77,7 @@ export interface CoreExports {
     punchCap: number,
     nextOff: number,
     nextCap: number,
+    newest: number,
   ): number;
   tc_cpu_compare(imgOff: number, hostOff: number, caps: number, outOff: number): number;
   tc_cpucap_parse(off: number, len: number, hasArg: number, initial: number): number;
