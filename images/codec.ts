@@ -8,7 +8,7 @@
 
 import { ImageError, WireError } from "./errors.js";
 import { decodeMessage, encodeMessage, EncodeError, type Msg } from "./message.js";
-import { IMAGE_TYPES } from "./registry.js";
+import { typeByMagic, typeByName } from "./registry.js";
 import type { ImageType } from "./registry-types.js";
 import { WireWriter } from "./wire.js";
 
@@ -25,18 +25,9 @@ export interface Image {
   readonly entries: ImageEntry[];
 }
 
-let byMagic: Map<number, ImageType> | undefined;
-let byName: Map<string, ImageType> | undefined;
-
-export function imageTypeByMagic(magic: number): ImageType | undefined {
-  byMagic ??= new Map(IMAGE_TYPES.map((t) => [t.magic >>> 0, t]));
-  return byMagic.get(magic >>> 0);
-}
-
-export function imageTypeByName(name: string): ImageType | undefined {
-  byName ??= new Map(IMAGE_TYPES.map((t) => [t.name, t]));
-  return byName.get(name);
-}
+/** The registry's look-ups, under the names the library exports. */
+export const imageTypeByMagic = typeByMagic;
+export const imageTypeByName = typeByName;
 
 const hex = (n: number): string => "0x" + (n >>> 0).toString(16).padStart(8, "0");
 
@@ -72,10 +63,12 @@ export interface ParseState {
   index: number;
   /** ghost-file: later entries are chunks */
   ghostChunks: boolean;
+  /** decode 64-bit integers as numbers where exact (text output only; see message.ts) */
+  readonly loose64: boolean;
 }
 
-export function newParseState(type: ImageType, file?: string): ParseState {
-  return { type, file, index: 0, ghostChunks: false };
+export function newParseState(type: ImageType, file?: string, loose64 = false): ParseState {
+  return { type, file, index: 0, ghostChunks: false, loose64 };
 }
 
 const pad = (n: number, a: number): number => Math.ceil(n / a) * a;
@@ -233,10 +226,13 @@ export function parseNext(
   return { entry, end };
 }
 
-/** Decodes a whole image held in memory. */
-export function decodeImage(buf: Uint8Array, file?: string): Image {
+/**
+ * Decodes a whole image held in memory. `loose64` is for callers that only print
+ * the entries: 64-bit values then come as numbers where exact (see message.ts).
+ */
+export function decodeImage(buf: Uint8Array, file?: string, opts: { loose64?: boolean } = {}): Image {
   const { type, start } = parseHead(buf, file);
-  const st = newParseState(type, file);
+  const st = newParseState(type, file, opts.loose64 === true);
   const entries: ImageEntry[] = [];
   let pos = start;
   while (pos < buf.length) {

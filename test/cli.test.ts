@@ -96,7 +96,8 @@ test("commands not built yet say so and exit 1", (t) => {
 });
 
 test("the version matches package.json", (t) => {
-  t.is(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version, VERSION);
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+  t.is(pkg.version, VERSION);
 });
 
 test("config syntax: one option per line, comments, quotes", (t) => {

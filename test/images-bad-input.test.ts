@@ -55,13 +55,13 @@ test("a wrong type magic names the magic, file and offset", (t) => {
   const buf = Buffer.from(readFileSync(join(FIXTURES, "counter/core-15232.img")));
   buf.writeUInt32LE(0x12345678, 4);
   const e = t.throws(() => decodeImage(buf, "core.img"), { instanceOf: ImageError });
-  t.regex(e!.message, /core\.img: offset 4 \(0x4\): unknown image magic 0x12345678/);
+  t.regex(e.message, /core\.img: offset 4 \(0x4\): unknown image magic 0x12345678/);
 });
 
 test("raw page data is refused as an image", (t) => {
   const buf = readFileSync(join(FIXTURES, "counter/pages-1.img"));
   const e = t.throws(() => decodeImage(buf, "pages-1.img"), { instanceOf: ImageError });
-  t.regex(e!.message, /pages-1\.img: offset 0 .*unknown image magic .*raw page data/);
+  t.regex(e.message, /pages-1\.img: offset 0 .*unknown image magic .*raw page data/);
 });
 
 test("a size field of 2^31 is an error before any allocation", (t) => {
@@ -70,14 +70,14 @@ test("a size field of 2^31 is an error before any allocation", (t) => {
   head.writeUInt32LE(0x55053847, 4); // CORE
   head.writeUInt32LE(2 ** 31, 8);
   const e = t.throws(() => decodeImage(head, "core-1.img"), { instanceOf: ImageError });
-  t.regex(e!.message, /core-1\.img: offset 8 .*claims 2147483648 bytes but only 0 are left/);
+  t.regex(e.message, /core-1\.img: offset 8 .*claims 2147483648 bytes but only 0 are left/);
 });
 
 test("a length inside a message beyond its entry is an error with the offset", (t) => {
   // pstree entry whose 'threads' field claims 200 bytes in a 4-byte message.
   const b = Buffer.from([0x19, 0x43, 0x56, 0x54, 0x30, 0x30, 0x27, 0x50, 4, 0, 0, 0, 0x08, 0x01, 0x2a, 0xc8]);
   const e = t.throws(() => decodeImage(b, "pstree.img"), { instanceOf: ImageError });
-  t.regex(e!.message, /pstree\.img: offset 1[45] .*entry 0 \(pstree_entry\)/);
+  t.regex(e.message, /pstree\.img: offset 1[45] .*entry 0 \(pstree_entry\)/);
 });
 
 test("seeded fuzz: random bytes and mutated fixtures fail cleanly", (t) => {
@@ -114,7 +114,7 @@ test("JSON with a missing required field names the field", (t) => {
   const json = parseJson(readFileSync(join(FIXTURES, "counter/crit/pagemap-15232.img.json"), "utf8"));
   delete ((json as { entries: Record<string, unknown>[] }).entries[3]!)["vaddr"];
   const e = t.throws(() => fromCrit(json, "pm.json"), { instanceOf: ImageError });
-  t.is(e!.message, "pm.json: entries[3].vaddr: required field is missing");
+  t.is(e.message, "pm.json: entries[3].vaddr: required field is missing");
 });
 
 test("JSON with a wrong kind of value or an unknown field names the path", (t) => {
