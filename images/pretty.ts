@@ -110,12 +110,29 @@ export const DICTS: ReadonlyMap<string, ReadonlyMap<string, ReadonlyMap<number, 
 ]);
 
 export function hexString(v: number | bigint): string {
-  const b = BigInt(v);
+  if (typeof v === "number") return v < 0 ? "-0x" + (-v).toString(16) : "0x" + v.toString(16);
+  const b = v;
   return b < 0n ? "-0x" + (-b).toString(16) : "0x" + b.toString(16);
 }
 
-/** "A | B | 0x40": known bits by name, the rest in hex; "" for 0 unless a name has value 0. */
+const flagMemo = new WeakMap<FlagTable, Map<number, string>>();
+
+/** "A | B | 0x40": known bits by name, the rest in hex; "" for 0. Memoized: flag values repeat. */
 export function mapFlags(value: number | bigint, table: FlagTable): string {
+  if (typeof value === "number") {
+    let memo = flagMemo.get(table);
+    if (!memo) flagMemo.set(table, (memo = new Map<number, string>()));
+    let s = memo.get(value);
+    if (s === undefined) {
+      s = mapFlagsSlow(value, table);
+      if (memo.size < 4096) memo.set(value, s);
+    }
+    return s;
+  }
+  return mapFlagsSlow(value, table);
+}
+
+function mapFlagsSlow(value: number | bigint, table: FlagTable): string {
   let v = BigInt(value);
   const names: string[] = [];
   let all = 0n;
