@@ -121,7 +121,7 @@ export function parseNext(
   if (layout.kind === "ghost" && st.ghostChunks) def = layout.chunk;
   let entry: ImageEntry;
   try {
-    entry = decodeMessage(def, buf, pos + 4, pos + 4 + size);
+    entry = decodeMessage(def, buf, pos + 4, pos + 4 + size, st.loose64);
   } catch (e) {
     if (e instanceof WireError) {
       throw new ImageError(`entry ${st.index} (${def.name}): ${e.message}`, { file, offset: base + e.at });

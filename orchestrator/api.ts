@@ -33,3 +33,26 @@ export type { ImageType, Layout } from "../images/registry-types.js";
 export type { Entry } from "../images/schema/dsl.js";
 export * as schema from "../images/schema/index.js";
 export { explorePs, exploreFds, exploreMems, exploreRss } from "../images/explore.js";
+// The wasm core: page hashing/diffing, pagemap run algebra, dedup planning, cpu comparison.
+export {
+  xxh64,
+  Xxh64,
+  hashPages,
+  diffPages,
+  diffAgainstHashes,
+  mergeRuns,
+  splitRuns,
+  subtractRuns,
+  intersectRuns,
+  unionRuns,
+  planDedup,
+  compareCpuinfo,
+  parseCpuCaps,
+  type PagemapRun,
+  type PunchRange,
+  type CpuCaps,
+  type CpuCompareResult,
+} from "../wasm/index.js";
+export { cpuinfoDump, cpuinfoCheck, readCpuinfo, toCpuCaps } from "./cpuinfo/cpuinfo.js";
+export { hostCpuinfo, type CpuinfoX86 } from "./cpuinfo/host.js";
+export { dedup, imageChain, type DedupStats } from "./dedup.js";
