@@ -17,7 +17,8 @@ const U64_MASK = (1n << 64n) - 1n;
 
 export class WireReader {
   pos: number;
-  private readonly view: DataView;
+  /** made on first use: most messages have no fixed-width fields, and a DataView costs */
+  private dv: DataView | undefined;
 
   constructor(
     readonly buf: Uint8Array,
@@ -25,7 +26,10 @@ export class WireReader {
     readonly end: number,
   ) {
     this.pos = start;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  private get view(): DataView {
+    return (this.dv ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength));
   }
 
   /** Halves of the last varint read by varint64() (kept here to avoid allocating a pair). */
@@ -87,6 +91,19 @@ export class WireReader {
     this.varint64();
     // One BigInt allocation when the value fits a double exactly (addresses, sizes).
     return this.hi < 0x200000 ? BigInt(this.hi * TWO32 + this.lo) : (BigInt(this.hi) << 32n) | BigInt(this.lo);
+  }
+
+  /** uint64 as a number when it fits a double exactly, else bigint. */
+  uint64Loose(): number | bigint {
+    this.varint64();
+    return this.hi < 0x200000 ? this.hi * TWO32 + this.lo : (BigInt(this.hi) << 32n) | BigInt(this.lo);
+  }
+
+  int64Loose(): number | bigint {
+    this.varint64();
+    if (this.hi < 0x200000) return this.hi * TWO32 + this.lo;
+    const v = BigInt.asIntN(64, (BigInt(this.hi) << 32n) | BigInt(this.lo));
+    return v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   }
 
   int64(): bigint {

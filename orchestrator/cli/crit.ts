@@ -90,7 +90,7 @@ export function critCommands(): CommandSpec[] {
           .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
       handler: async (args) => {
         const { data, name } = await readInput(args["in"] as string | undefined);
-        const img = decodeImage(data, name);
+        const img = decodeImage(data, name, { loose64: true });
         const pretty = args["pretty"] === true;
         const out = args["out"] as string | undefined;
         const toStdout = out === undefined || out === "-";
