@@ -12,7 +12,8 @@
         "src/memory.c",
         "src/pagemap.c",
         "src/pidfd.c",
-        "src/spawn.c"
+        "src/spawn.c",
+        "src/dumpsys.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
       "defines": ["NAPI_VERSION=8"]

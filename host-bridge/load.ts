@@ -6,12 +6,14 @@ import type { NativeBridge, NativeError } from "./native.js";
 
 export type {
   BatchReadResult,
+  FdOwner,
   FdStat,
   NativeBridge,
   NativeError,
   PagemapScanOptions,
   RseqConfiguration,
   SpawnOptions,
+  TtyInfo,
   WaitStatus,
 } from "./native.js";
 

@@ -202,6 +202,58 @@ export interface NativeBridge {
    * with that step in `syscall` and the path involved.
    */
   spawnDetached(argv: readonly string[], options?: SpawnOptions): number;
+
+  // ---- what a dump needs beyond ptrace and memory (src/dumpsys.c) ----
+
+  /** PTRACE_GET_THREAD_AREA: the 16-byte struct user_desc of GDT entry `index` (12..14 on x86_64). */
+  getThreadArea(pid: number, index: number): Buffer;
+  /** kcmp(2): 0 when both name the same kernel object, 1 or 2 for an order, 3 when unordered. KCMP_FILE = 0, KCMP_VM = 1, KCMP_FILES = 2, KCMP_FS = 3, KCMP_SIGHAND = 4. */
+  kcmp(pid1: number, pid2: number, type: number, idx1: number, idx2: number): number;
+  /** The owner of an open file description: F_GETOWN_EX, F_GETSIG and F_GETOWNER_UIDS. */
+  fdOwner(fd: number): FdOwner;
+  /** get_robust_list(2) of thread `pid`. */
+  getRobustList(pid: number): { head: bigint; len: number };
+  /** clock_gettime(2) in nanoseconds (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
+  clockGettime(clockId: number): bigint;
+  /** PTRACE_SECCOMP_GET_FILTER: the BPF program (8-byte sock_filter each) of filter `index` (0 = newest), null past the last one. */
+  seccompGetFilter(pid: number, index: number): Buffer | null;
+  /** A terminal's termios, window size, pty index (-1 if none), session, foreground group and modes. */
+  ttyInfo(fd: number): TtyInfo;
+}
+
+export interface FdOwner {
+  /** F_OWNER_TID = 0, F_OWNER_PID = 1, F_OWNER_PGRP = 2 */
+  pidType: number;
+  pid: number;
+  signum: number;
+  uid: number;
+  euid: number;
+}
+
+export interface Termios {
+  iflag: number;
+  oflag: number;
+  cflag: number;
+  lflag: number;
+  line: number;
+  /** the kernel's NCCS (19) control characters */
+  cc: number[];
+}
+
+export interface TtyInfo {
+  termios: Termios;
+  /** TIOCGLCKTRMIOS */
+  lockedTermios: Termios;
+  rows: number;
+  cols: number;
+  xpixel: number;
+  ypixel: number;
+  ptyIndex: number;
+  sid: number;
+  pgrp: number;
+  exclusive: number;
+  packetMode: number;
+  locked: number;
 }
 
 /** A decoded waitpid status. Fields that do not apply are 0/false. */

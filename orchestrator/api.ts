@@ -56,3 +56,6 @@ export {
 export { cpuinfoDump, cpuinfoCheck, readCpuinfo, toCpuCaps } from "./cpuinfo/cpuinfo.js";
 export { hostCpuinfo, type CpuinfoX86 } from "./cpuinfo/host.js";
 export { dedup, imageChain, type DedupStats } from "./dedup.js";
+export { dump, type DumpOptions, type DumpEvent, type DumpResult } from "./dump/dump.js";
+export { DumpError, isDumpError } from "./dump/errors.js";
+export type { DumpStats } from "./dump/stats.js";

@@ -90,9 +90,9 @@ test("usage errors exit 1; -V and -h exit 0", (t) => {
 });
 
 test("commands not built yet say so and exit 1", (t) => {
-  const r = tscriu(["dump", "-t", "1", "-D", tmp()], { env: NO_CONF });
+  const r = tscriu(["exec", "-t", "1"], { env: NO_CONF });
   t.is(r.code, 1);
-  t.regex(r.stderr, /dump: not implemented yet/);
+  t.regex(r.stderr, /exec: not implemented yet/);
 });
 
 test("the version matches package.json", (t) => {

@@ -1,12 +1,15 @@
 // The command line: criu's commands and flags, crit's image verbs, criu's config
 // files and exit codes (0 ok, 1 failure, usage errors included).
 
+import { mkdirSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
 import yargs from "yargs";
 import type { Argv } from "yargs";
 import { applyConfig, ConfigError } from "./config.js";
 import { fileSink, Logger, type LogLevel, normalizeVerbosity, stderrSink } from "../log.js";
 import { critCommands } from "./crit.js";
 import { toolCommands } from "./tools.js";
+import { dumpCommand } from "./dump.js";
 import { VERSION } from "../version.js";
 
 export interface CliContext {
@@ -23,11 +26,12 @@ export interface CommandSpec {
   describe: string;
   builder: (y: Argv) => Argv;
   handler: Handler;
+  /** the command creates -D when missing (dump): a relative log file may go there */
+  makesImagesDir?: boolean;
 }
 
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [string, string][] = [
-  ["dump", "checkpoint a process tree"],
   ["pre-dump", "pre-dump memory of a process tree"],
   ["restore", "restore a process tree"],
   ["check", "check kernel support"],
@@ -96,7 +100,7 @@ const CRIT_VERBS = new Set(["decode", "encode"]);
 
 /** Runs the CLI on argv (without "node" and the script); resolves to the exit code. */
 export async function run(argvIn: readonly string[]): Promise<number> {
-  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), dumpCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
   const names = new Set(specs.map((s) => s.command.split(" ")[0]!));
   let argv: string[];
   try {
@@ -116,10 +120,17 @@ export async function run(argvIn: readonly string[]): Promise<number> {
   const critVerb = CRIT_VERBS.has(argvIn[0] ?? "");
   let code = 0;
   let logger: Logger | undefined;
-  const ctxFor = (args: Record<string, unknown>): CliContext => {
+  const ctxFor = (args: Record<string, unknown>, spec: CommandSpec): CliContext => {
     const level = Math.max(0, Math.min(4, Number(args["verbosity"] ?? 2))) as LogLevel;
     const file = args["log-file"];
-    logger = new Logger(level, typeof file === "string" && file !== "-" ? fileSink(file) : stderrSink());
+    let sink = stderrSink();
+    if (typeof file === "string" && file !== "-") {
+      // As criu: a relative log file goes into the work dir (-W), else the images dir (-D).
+      const base = (args["work-dir"] ?? args["images-dir"]) as string | undefined;
+      if (base !== undefined && !isAbsolute(file) && spec.makesImagesDir) mkdirSync(base, { recursive: true });
+      sink = fileSink(base !== undefined && !isAbsolute(file) ? join(base, file) : file);
+    }
+    logger = new Logger(level, sink);
     return { log: logger, out: writeOut, err: (t) => process.stderr.write(t) };
   };
   let y = globalOptions(yargs(argv), critVerb)
@@ -144,7 +155,7 @@ export async function run(argvIn: readonly string[]): Promise<number> {
       s.describe,
       (b) => s.builder(b),
       async (args) => {
-        const ctx = ctxFor(args);
+        const ctx = ctxFor(args, s);
         code = await s.handler(args, ctx);
       },
     );

@@ -1,0 +1,259 @@
+/* The few calls a dump needs beyond ptrace and memory: TLS descriptors of a
+ * stopped thread, kcmp to tell shared kernel objects apart, the owner of an
+ * open file, the robust futex list, clocks for the time namespace, seccomp
+ * filters, and the settings of a terminal. */
+#include "bridge.h"
+
+#include <asm/termbits.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PTRACE_GET_THREAD_AREA
+#define PTRACE_GET_THREAD_AREA 25
+#endif
+#ifndef PTRACE_SECCOMP_GET_FILTER
+#define PTRACE_SECCOMP_GET_FILTER 0x420c
+#endif
+#ifndef F_GETOWNER_UIDS
+#define F_GETOWNER_UIDS 17
+#endif
+
+static void set_u32(napi_env env, napi_value obj, const char *key, uint32_t v)
+{
+	napi_value x;
+	napi_create_uint32(env, v, &x);
+	napi_set_named_property(env, obj, key, x);
+}
+
+static void set_i32(napi_env env, napi_value obj, const char *key, int32_t v)
+{
+	napi_value x;
+	napi_create_int32(env, v, &x);
+	napi_set_named_property(env, obj, key, x);
+}
+
+/* PTRACE_GET_THREAD_AREA: the 16-byte struct user_desc of GDT entry `index`. */
+static napi_value get_thread_area(napi_env env, napi_callback_info info)
+{
+	const char *fn = "getThreadArea";
+	napi_value argv[2];
+	int32_t pid;
+	uint32_t index;
+	if (!bridge_get_args(env, info, 2, argv, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
+	    !bridge_arg_uint32(env, argv[1], &index, fn, "index must be a GDT entry number (uint32)"))
+		return NULL;
+	uint32_t desc[4] = { 0, 0, 0, 0 };
+	if (ptrace(PTRACE_GET_THREAD_AREA, pid, (void *)(uintptr_t)index, desc) < 0)
+		return bridge_throw_errno(env, "ptrace(PTRACE_GET_THREAD_AREA)", errno, pid, NULL);
+	napi_value r;
+	napi_create_buffer_copy(env, sizeof(desc), desc, NULL, &r);
+	return r;
+}
+
+/* kcmp(pid1, pid2, type, idx1, idx2): 0 same object, 1/2 ordered, 3 different. */
+static napi_value kcmp_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "kcmp";
+	napi_value argv[5];
+	int32_t pid1, pid2;
+	uint32_t type;
+	uint64_t idx1, idx2;
+	if (!bridge_get_args(env, info, 5, argv, fn) || !bridge_arg_pid(env, argv[0], &pid1, fn) ||
+	    !bridge_arg_pid(env, argv[1], &pid2, fn) ||
+	    !bridge_arg_uint32(env, argv[2], &type, fn, "type must be a KCMP_* number") ||
+	    !bridge_arg_u64(env, argv[3], &idx1, fn, "idx1 must be a non-negative integer") ||
+	    !bridge_arg_u64(env, argv[4], &idx2, fn, "idx2 must be a non-negative integer"))
+		return NULL;
+	long r = syscall(SYS_kcmp, pid1, pid2, type, (unsigned long)idx1, (unsigned long)idx2);
+	if (r < 0)
+		return bridge_throw_errno(env, "kcmp", errno, pid1, NULL);
+	return bridge_make_i64(env, r);
+}
+
+/* The owner of an open file description: F_GETOWN_EX, F_GETSIG and the
+ * owner's uids (F_GETOWNER_UIDS, a CONFIG_CHECKPOINT_RESTORE fcntl). */
+static napi_value fd_owner(napi_env env, napi_callback_info info)
+{
+	const char *fn = "fdOwner";
+	napi_value argv[1];
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+		return NULL;
+	struct f_owner_ex owner = { 0, 0 };
+	if (fcntl(fd, F_GETOWN_EX, &owner) < 0)
+		return bridge_throw_errno(env, "fcntl(F_GETOWN_EX)", errno, 0, NULL);
+	int sig = fcntl(fd, F_GETSIG);
+	if (sig < 0)
+		return bridge_throw_errno(env, "fcntl(F_GETSIG)", errno, 0, NULL);
+	uint32_t uids[2] = { 0, 0 };
+	if (fcntl(fd, F_GETOWNER_UIDS, uids) < 0 && errno != EINVAL)
+		return bridge_throw_errno(env, "fcntl(F_GETOWNER_UIDS)", errno, 0, NULL);
+	napi_value r;
+	napi_create_object(env, &r);
+	set_u32(env, r, "pidType", (uint32_t)owner.type);
+	set_i32(env, r, "pid", owner.pid);
+	set_u32(env, r, "signum", (uint32_t)sig);
+	set_u32(env, r, "uid", uids[0]);
+	set_u32(env, r, "euid", uids[1]);
+	return r;
+}
+
+static napi_value get_robust_list(napi_env env, napi_callback_info info)
+{
+	const char *fn = "getRobustList";
+	napi_value argv[1];
+	int32_t pid;
+	if (!bridge_get_args(env, info, 1, argv, fn) || !bridge_arg_pid(env, argv[0], &pid, fn))
+		return NULL;
+	void *head = NULL;
+	size_t len = 0;
+	if (syscall(SYS_get_robust_list, pid, &head, &len) < 0)
+		return bridge_throw_errno(env, "get_robust_list", errno, pid, NULL);
+	napi_value r, v;
+	napi_create_object(env, &r);
+	napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)head, &v);
+	napi_set_named_property(env, r, "head", v);
+	set_u32(env, r, "len", (uint32_t)len);
+	return r;
+}
+
+static napi_value clock_gettime_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "clockGettime";
+	napi_value argv[1];
+	int32_t clk;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_int32(env, argv[0], &clk, fn, "clockId must be an int32"))
+		return NULL;
+	struct timespec ts;
+	if (clock_gettime(clk, &ts) < 0)
+		return bridge_throw_errno(env, "clock_gettime", errno, 0, NULL);
+	napi_value r;
+	napi_create_bigint_uint64(env, (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec, &r);
+	return r;
+}
+
+/* PTRACE_SECCOMP_GET_FILTER: the BPF program of filter `index` (0 = the most
+ * recently installed) as bytes, or null past the last one. */
+static napi_value seccomp_get_filter(napi_env env, napi_callback_info info)
+{
+	const char *fn = "seccompGetFilter";
+	napi_value argv[2];
+	int32_t pid;
+	uint32_t index;
+	if (!bridge_get_args(env, info, 2, argv, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
+	    !bridge_arg_uint32(env, argv[1], &index, fn, "index must be a uint32"))
+		return NULL;
+	long n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)(uintptr_t)index, NULL);
+	if (n < 0) {
+		if (errno == ENOENT) {
+			napi_value r;
+			napi_get_null(env, &r);
+			return r;
+		}
+		return bridge_throw_errno(env, "ptrace(PTRACE_SECCOMP_GET_FILTER)", errno, pid, NULL);
+	}
+	struct sock_filter *prog = calloc((size_t)n + 1, sizeof(*prog));
+	if (!prog)
+		return bridge_throw_errno(env, "calloc", ENOMEM, pid, NULL);
+	n = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)(uintptr_t)index, prog);
+	if (n < 0) {
+		int err = errno;
+		free(prog);
+		return bridge_throw_errno(env, "ptrace(PTRACE_SECCOMP_GET_FILTER)", err, pid, NULL);
+	}
+	napi_value r;
+	napi_create_buffer_copy(env, (size_t)n * sizeof(*prog), prog, NULL, &r);
+	free(prog);
+	return r;
+}
+
+static napi_value termios_obj(napi_env env, const struct termios *t)
+{
+	napi_value r, cc, v;
+	napi_create_object(env, &r);
+	set_u32(env, r, "iflag", t->c_iflag);
+	set_u32(env, r, "oflag", t->c_oflag);
+	set_u32(env, r, "cflag", t->c_cflag);
+	set_u32(env, r, "lflag", t->c_lflag);
+	set_u32(env, r, "line", t->c_line);
+	napi_create_array_with_length(env, NCCS, &cc);
+	for (uint32_t i = 0; i < NCCS; i++) {
+		napi_create_uint32(env, t->c_cc[i], &v);
+		napi_set_element(env, cc, i, v);
+	}
+	napi_set_named_property(env, r, "cc", cc);
+	return r;
+}
+
+/* A terminal's state: termios (TCGETS), window size, pty index, session and
+ * foreground group, and the exclusive / packet / lock modes. Values the
+ * terminal does not have (a pty index on a console) are -1. */
+static napi_value tty_info(napi_env env, napi_callback_info info)
+{
+	const char *fn = "ttyInfo";
+	napi_value argv[1];
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+		return NULL;
+	struct termios t, lt;
+	struct winsize ws;
+	if (ioctl(fd, TCGETS, &t) < 0)
+		return bridge_throw_errno(env, "ioctl(TCGETS)", errno, 0, NULL);
+	if (ioctl(fd, TIOCGLCKTRMIOS, &lt) < 0)
+		return bridge_throw_errno(env, "ioctl(TIOCGLCKTRMIOS)", errno, 0, NULL);
+	if (ioctl(fd, TIOCGWINSZ, &ws) < 0)
+		return bridge_throw_errno(env, "ioctl(TIOCGWINSZ)", errno, 0, NULL);
+	int ptn = -1, sid = -1, pgrp = -1, excl = 0, pkt = 0, lck = 0;
+	if (ioctl(fd, TIOCGPTN, &ptn) < 0)
+		ptn = -1;
+	if (ioctl(fd, TIOCGSID, &sid) < 0)
+		sid = -1;
+	if (ioctl(fd, TIOCGPGRP, &pgrp) < 0)
+		pgrp = -1;
+	if (ioctl(fd, TIOCGEXCL, &excl) < 0)
+		excl = 0;
+	if (ioctl(fd, TIOCGPKT, &pkt) < 0)
+		pkt = 0;
+	if (ioctl(fd, TIOCGPTLCK, &lck) < 0)
+		lck = 0;
+	napi_value r;
+	napi_create_object(env, &r);
+	napi_set_named_property(env, r, "termios", termios_obj(env, &t));
+	napi_set_named_property(env, r, "lockedTermios", termios_obj(env, &lt));
+	set_u32(env, r, "rows", ws.ws_row);
+	set_u32(env, r, "cols", ws.ws_col);
+	set_u32(env, r, "xpixel", ws.ws_xpixel);
+	set_u32(env, r, "ypixel", ws.ws_ypixel);
+	set_i32(env, r, "ptyIndex", ptn);
+	set_i32(env, r, "sid", sid);
+	set_i32(env, r, "pgrp", pgrp);
+	set_i32(env, r, "exclusive", excl);
+	set_i32(env, r, "packetMode", pkt);
+	set_i32(env, r, "locked", lck);
+	return r;
+}
+
+void bridge_init_dumpsys(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "getThreadArea", get_thread_area },
+		{ "kcmp", kcmp_ },
+		{ "fdOwner", fd_owner },
+		{ "getRobustList", get_robust_list },
+		{ "clockGettime", clock_gettime_ },
+		{ "seccompGetFilter", seccomp_get_filter },
+		{ "ttyInfo", tty_info },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

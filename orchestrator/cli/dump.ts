@@ -1,0 +1,72 @@
+// tscriu dump: criu's dump command for a single-threaded task.
+
+import { dump, type DumpEvent } from "../dump/dump.js";
+import { isDumpError } from "../dump/errors.js";
+import { progressBar } from "../dump/progress.js";
+import { formatStats } from "../dump/stats.js";
+import type { CommandSpec } from "./run.js";
+
+/** criu's size syntax: a number with an optional K, M or G suffix. */
+export function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (!m) throw new Error(`bad size "${text}" (a number with an optional K, M or G suffix)`);
+  const mult = { "": 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G"];
+  return Number(m[1]) * mult;
+}
+
+export function dumpCommand(): CommandSpec {
+  return {
+    command: "dump",
+    describe: "checkpoint a running process into images",
+    builder: (y) => y,
+    handler: async (args, ctx) => {
+      const pid = args["tree"];
+      const dir = args["images-dir"];
+      if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) {
+        ctx.err("tscriu dump: a task is needed: -t PID\n");
+        return 1;
+      }
+      if (typeof dir !== "string") {
+        ctx.err("tscriu dump: an images directory is needed: -D DIR\n");
+        return 1;
+      }
+      if (args["leave-running"] === true && args["leave-stopped"] === true) {
+        ctx.err("tscriu dump: --leave-running and --leave-stopped exclude each other\n");
+        return 1;
+      }
+      const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
+      const log = ctx.log;
+      const file = args["log-file"];
+      try {
+        const ghost = args["ghost-limit"];
+        const bar = progressBar(process.stderr);
+        const result = await dump(
+          {
+            pid,
+            imagesDir: dir,
+            workDir,
+            leaveRunning: args["leave-running"] === true,
+            leaveStopped: args["leave-stopped"] === true,
+            shellJob: args["shell-job"] === true,
+            timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
+            ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
+            cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,
+            actionScripts: Array.isArray(args["action-script"]) ? (args["action-script"] as string[]) : [],
+            log,
+          },
+          (e: DumpEvent) => bar(e),
+        );
+        if (args["display-stats"] === true) await ctx.out(formatStats(result.stats));
+        return 0;
+      } catch (e) {
+        if (isDumpError(e)) {
+          // dump() logged it; without a log file that went to stderr already.
+          if ((typeof file === "string" && file !== "-") || log.level < 1) ctx.err(`tscriu: ${e.message}\n`);
+          return 1;
+        }
+        throw e;
+      }
+    },
+    makesImagesDir: true,
+  };
+}

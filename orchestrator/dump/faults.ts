@@ -1,0 +1,69 @@
+// Fault injection by environment variable, like criu's CRIU_FAULT: TSCRIU_FAULT is a
+// comma-separated list of faults to force during a dump, so tests can check that a
+// failure at any point leaves the task as it was.
+//
+//   vm-read     process_vm_readv of task memory fails (EFAULT) while pages are read
+//   write       writing an image file fails (EIO)
+//   enospc      writing page data fails with ENOSPC (disk full)
+//   task-exit   the task seems to exit in the middle of the memory dump (ESRCH)
+//   STEP or N   the dump step of that name or number fails when it starts:
+//                 1 seize, 2 proc, 3 inside, 4 registers, 5 vmas, 6 files,
+//                 7 memory, 8 images, 9 sync, 10 post-dump
+//
+// Faults are injected errors, never real damage: "task-exit" does not kill the task.
+
+export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump"] as const;
+export type DumpStep = (typeof DUMP_STEPS)[number];
+
+const KNOWN = new Set<string>(["vm-read", "write", "enospc", "task-exit", ...DUMP_STEPS]);
+
+export class InjectedFault extends Error {
+  override readonly name = "InjectedFault";
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(what: string, code: string, errno: number, syscall: string) {
+    super(`${syscall}: ${code} (fault injected by TSCRIU_FAULT=${what})`);
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+export class Faults {
+  private readonly set: Set<string>;
+
+  constructor(spec: string | undefined) {
+    this.set = new Set();
+    for (const raw of (spec ?? "").split(",")) {
+      const name = raw.trim();
+      if (name === "") continue;
+      const n = Number(name);
+      const step = Number.isInteger(n) && n >= 1 && n <= DUMP_STEPS.length ? DUMP_STEPS[n - 1]! : name;
+      if (!KNOWN.has(step)) throw new Error(`TSCRIU_FAULT: unknown fault "${name}" (known: ${[...KNOWN].join(", ")} or 1..${DUMP_STEPS.length})`);
+      this.set.add(step);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.set.has(name);
+  }
+
+  /** Throws when step `name` is to fail. */
+  step(name: DumpStep): void {
+    if (this.set.has(name)) throw new InjectedFault(name, "EIO", 5, `step ${DUMP_STEPS.indexOf(name) + 1} (${name})`);
+  }
+
+  vmRead(): void {
+    if (this.set.has("vm-read")) throw new InjectedFault("vm-read", "EFAULT", 14, "process_vm_readv");
+  }
+
+  taskExit(): void {
+    if (this.set.has("task-exit")) throw new InjectedFault("task-exit", "ESRCH", 3, "process_vm_readv (task exited)");
+  }
+
+  write(pagesWrite: boolean): void {
+    if (this.set.has("write")) throw new InjectedFault("write", "EIO", 5, "write");
+    if (pagesWrite && this.set.has("enospc")) throw new InjectedFault("enospc", "ENOSPC", 28, "write");
+  }
+}

@@ -1,0 +1,189 @@
+// State only the task itself can tell, read by running syscalls inside the stopped
+// task (bridge remoteSyscall: `syscall; int3` borrowed over its first code bytes,
+// everything put back after each call). The kernel writes the answers into one
+// scratch page mapped in the task for the purpose and unmapped afterwards, so the
+// task's own memory is never touched.
+
+import { MAP, PROT, SYS } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import type { ProcTimer } from "./proc.js";
+
+const SYS_X = {
+  brk: 12,
+  getitimer: 36,
+  timer_gettime: 224,
+  timer_getoverrun: 225,
+} as const;
+
+const PR = {
+  GET_PDEATHSIG: 2,
+  GET_DUMPABLE: 3,
+  GET_TIMERSLACK: 30,
+  GET_SECUREBITS: 27,
+  GET_CHILD_SUBREAPER: 37,
+  GET_TID_ADDRESS: 40,
+  GET_THP_DISABLE: 42,
+} as const;
+
+export interface SigAction {
+  handler: bigint;
+  flags: bigint;
+  restorer: bigint;
+  mask: bigint;
+}
+
+export interface Itimer {
+  isec: bigint;
+  iusec: bigint;
+  vsec: bigint;
+  vusec: bigint;
+}
+
+export interface PosixTimerState extends ProcTimer {
+  isec: bigint;
+  insec: bigint;
+  vsec: bigint;
+  vnsec: bigint;
+  overrun: number;
+}
+
+export interface InsideState {
+  /** index i is signal i + 1, for signals 1..64 */
+  sigactions: SigAction[];
+  altstack: { sp: bigint; size: bigint; flags: number };
+  itimers: { real: Itimer; virt: Itimer; prof: Itimer };
+  posixTimers: PosixTimerState[];
+  tidAddress: bigint;
+  pdeathSig: number;
+  dumpable: number;
+  securebits: number;
+  childSubreaper: boolean;
+  thpDisabled: boolean;
+  timerslackNs: bigint;
+  brk: bigint;
+}
+
+const PAGE = 4096;
+const OFF = { act: 0, sas: 2048, itimer: 2112, int: 2240, its: 2304 } as const;
+
+/** Runs syscall nr in the task and throws on -errno, naming the call. */
+function call(pid: number, what: string, nr: number, args: (number | bigint)[]): bigint {
+  const r = bridge().remoteSyscall(pid, nr, args);
+  if (r < 0n && r > -4096n) {
+    const err = new Error(`${what} inside the task returned errno ${-r}`);
+    throw Object.assign(err, { errno: Number(-r), syscall: what });
+  }
+  return r;
+}
+
+export class Scratch {
+  private addr = 0n;
+  constructor(private readonly pid: number) {}
+
+  map(): bigint {
+    this.addr = call(this.pid, "mmap(scratch page)", SYS.mmap, [0, PAGE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0]);
+    return this.addr;
+  }
+
+  get base(): bigint {
+    return this.addr;
+  }
+
+  read(off: number, len: number): Buffer {
+    const buf = Buffer.alloc(len);
+    const n = bridge().processVmReadv(this.pid, this.addr + BigInt(off), len, buf);
+    if (n !== len) throw new Error(`short read of the scratch page at 0x${(this.addr + BigInt(off)).toString(16)}`);
+    return buf;
+  }
+
+  /** Unmaps the page; safe to call twice and after a failed map. */
+  unmap(): void {
+    if (this.addr === 0n) return;
+    const a = this.addr;
+    this.addr = 0n;
+    call(this.pid, "munmap(scratch page)", SYS.munmap, [a, PAGE]);
+  }
+}
+
+function itimer(b: Buffer, off: number): Itimer {
+  return {
+    isec: b.readBigUInt64LE(off),
+    iusec: b.readBigUInt64LE(off + 8),
+    vsec: b.readBigUInt64LE(off + 16),
+    vusec: b.readBigUInt64LE(off + 24),
+  };
+}
+
+/** Everything gathered through syscalls inside the task. The scratch page is mapped here and unmapped on every path. */
+export function collectInside(pid: number, timers: readonly ProcTimer[]): InsideState {
+  const s = new Scratch(pid);
+  try {
+    const base = s.map();
+    const sigactions: SigAction[] = [];
+    for (let sig = 1; sig <= 64; sig++) {
+      if (sig === 9 || sig === 19) {
+        // SIGKILL and SIGSTOP cannot be queried (EINVAL) and are never changed.
+        sigactions.push({ handler: 0n, flags: 0n, restorer: 0n, mask: 0n });
+        continue;
+      }
+      const at = base + BigInt(OFF.act + (sig - 1) * 32);
+      call(pid, `rt_sigaction(${sig})`, SYS.rt_sigaction, [sig, 0, at, 8]);
+    }
+    const acts = s.read(OFF.act, 64 * 32);
+    for (let sig = 1; sig <= 64; sig++) {
+      if (sig === 9 || sig === 19) continue;
+      const o = (sig - 1) * 32;
+      sigactions[sig - 1] = {
+        handler: acts.readBigUInt64LE(o),
+        flags: acts.readBigUInt64LE(o + 8),
+        restorer: acts.readBigUInt64LE(o + 16),
+        mask: acts.readBigUInt64LE(o + 24),
+      };
+    }
+    call(pid, "sigaltstack", SYS.sigaltstack, [0, base + BigInt(OFF.sas)]);
+    for (let which = 0; which < 3; which++) call(pid, `getitimer(${which})`, SYS_X.getitimer, [which, base + BigInt(OFF.itimer + which * 32)]);
+    const intAt = (i: number): bigint => base + BigInt(OFF.int + i * 8);
+    call(pid, "prctl(PR_GET_PDEATHSIG)", SYS.prctl, [PR.GET_PDEATHSIG, intAt(0)]);
+    call(pid, "prctl(PR_GET_CHILD_SUBREAPER)", SYS.prctl, [PR.GET_CHILD_SUBREAPER, intAt(1)]);
+    call(pid, "prctl(PR_GET_TID_ADDRESS)", SYS.prctl, [PR.GET_TID_ADDRESS, intAt(2)]);
+    const dumpable = Number(call(pid, "prctl(PR_GET_DUMPABLE)", SYS.prctl, [PR.GET_DUMPABLE]));
+    const securebits = Number(call(pid, "prctl(PR_GET_SECUREBITS)", SYS.prctl, [PR.GET_SECUREBITS]));
+    const thp = Number(call(pid, "prctl(PR_GET_THP_DISABLE)", SYS.prctl, [PR.GET_THP_DISABLE]));
+    const slack = call(pid, "prctl(PR_GET_TIMERSLACK)", SYS.prctl, [PR.GET_TIMERSLACK]);
+    const brk = call(pid, "brk(0)", SYS_X.brk, [0]);
+
+    const posixTimers: PosixTimerState[] = [];
+    for (const t of timers) {
+      call(pid, `timer_gettime(${t.id})`, SYS_X.timer_gettime, [t.id, base + BigInt(OFF.its)]);
+      const overrun = Number(call(pid, `timer_getoverrun(${t.id})`, SYS_X.timer_getoverrun, [t.id]));
+      const its = s.read(OFF.its, 32);
+      posixTimers.push({
+        ...t,
+        isec: its.readBigUInt64LE(0),
+        insec: its.readBigUInt64LE(8),
+        vsec: its.readBigUInt64LE(16),
+        vnsec: its.readBigUInt64LE(24),
+        overrun,
+      });
+    }
+
+    const rest = s.read(OFF.sas, OFF.its - OFF.sas);
+    const at = (o: number): number => o - OFF.sas;
+    return {
+      sigactions,
+      altstack: { sp: rest.readBigUInt64LE(at(OFF.sas)), flags: rest.readInt32LE(at(OFF.sas) + 8), size: rest.readBigUInt64LE(at(OFF.sas) + 16) },
+      itimers: { real: itimer(rest, at(OFF.itimer)), virt: itimer(rest, at(OFF.itimer) + 32), prof: itimer(rest, at(OFF.itimer) + 64) },
+      posixTimers,
+      pdeathSig: rest.readInt32LE(at(OFF.int)),
+      childSubreaper: rest.readInt32LE(at(OFF.int) + 8) !== 0,
+      tidAddress: rest.readBigUInt64LE(at(OFF.int) + 16),
+      dumpable,
+      securebits,
+      thpDisabled: thp !== 0,
+      timerslackNs: slack,
+      brk,
+    };
+  } finally {
+    s.unmap();
+  }
+}

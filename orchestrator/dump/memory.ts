@@ -1,0 +1,210 @@
+// Which pages to dump and copying them out of the task. Present (or swapped) pages
+// come from PAGEMAP_SCAN (falling back to /proc/PID/pagemap); as criu: anonymous VMAs
+// give every present page but the shared zero page, private file VMAs only their
+// copy-on-written pages, shared mappings none (their data is in the file), vvar and
+// vsyscall none. Memory is read with process_vm_readv in large batches into aligned
+// buffers, /proc/PID/mem for pages the task cannot read itself (PROT_NONE).
+
+import { closeSync, openSync, readSync } from "node:fs";
+import { bridge, isNativeError } from "../../host-bridge/load.js";
+import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
+import type { Faults } from "./faults.js";
+import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
+import { VMA, type ShmemObject, type Vma } from "./vmas.js";
+
+const PAGE = 4096;
+const MAP_PRIVATE = 0x2;
+const MAP_ANON = 0x20;
+const MAP_LOCKED = 0x2000;
+/** Bytes per read batch: two such buffers alternate between reading and writing. */
+const CHUNK = 8 << 20;
+
+export interface Segment {
+  addr: number;
+  len: number;
+  flags: number;
+  /** read through /proc/PID/mem (the VMA is not readable) */
+  procMem: boolean;
+}
+
+export interface PagePlan {
+  segments: Segment[];
+  scanned: number;
+  pages: number;
+}
+
+function lazyVma(v: Vma): boolean {
+  return (v.flags & MAP_ANON) !== 0 && (v.flags & MAP_PRIVATE) !== 0 && (v.flags & MAP_LOCKED) === 0 && (v.status & (VMA.VDSO | VMA.VSYSCALL)) === 0;
+}
+
+/** The pages to dump, VMA by VMA. */
+export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
+  const segments: Segment[] = [];
+  let scanned = 0;
+  let pages = 0;
+  for (const v of vmas) {
+    if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.MEMFD | VMA.ANON_SHARED)) continue;
+    const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
+    const flags = PE_PRESENT | (lazyVma(v) ? PE_LAZY : 0);
+    const procMem = (v.prot & 1) === 0;
+    for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
+      const n = (r.end - r.start) / PAGE;
+      scanned += n;
+      if (r.categories & PAGE_IS.PFNZERO) continue;
+      if (filePrivate && r.categories & PAGE_IS.FILE) continue;
+      const last = segments[segments.length - 1];
+      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem) last.len += r.end - r.start;
+      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem });
+      pages += n;
+    }
+  }
+  return { segments, scanned, pages };
+}
+
+export interface CopyProgress {
+  (bytesDone: number): void;
+}
+
+function readFailed(e: unknown): Error {
+  const err = new Error(`reading task memory: ${(e as Error).message}`);
+  return Object.assign(err, { cause: e, code: (e as NodeJS.ErrnoException).code });
+}
+
+/**
+ * Copies the planned pages into the transport, reading one chunk while the previous
+ * one is written. Returns the nanoseconds spent reading.
+ */
+export async function copyPages(pid: number, plan: PagePlan, out: PageTransport, faults: Faults, progress?: CopyProgress): Promise<bigint> {
+  const b = bridge();
+  const bufs = [b.allocAligned(CHUNK), b.allocAligned(CHUNK)];
+  const pending: (Promise<void> | undefined)[] = [undefined, undefined];
+  let which = 0;
+  let fill = 0;
+  let readNs = 0n;
+  let done = 0;
+  const ranges: number[] = [];
+
+  const flushRanges = (buf: Buffer): void => {
+    // process_vm_readv of the queued ranges into buf[0, fill)
+    if (ranges.length === 0) return;
+    const total = ranges.reduce((s, v, i) => (i % 2 ? s + v : s), 0);
+    const start = fill - total;
+    const arr = new BigUint64Array(ranges.map(BigInt));
+    faults.vmRead();
+    faults.taskExit();
+    const r = b.processVmReadvBatch(pid, arr, buf, start);
+    if (r.bytes < total) {
+      // Stopped on a page the task cannot read after all: the rest through /proc/PID/mem.
+      let off = start;
+      for (let i = 0; i < ranges.length; i += 2) {
+        const addr = ranges[i]!;
+        const len = ranges[i + 1]!;
+        const have = Math.max(0, Math.min(len, r.bytes - (off - start)));
+        if (have < len) readMem(pid, addr + have, len - have, buf, off + have);
+        off += len;
+      }
+    }
+    ranges.length = 0;
+  };
+
+  const emit = async (): Promise<void> => {
+    const buf = bufs[which]!;
+    const t0 = process.hrtime.bigint();
+    flushRanges(buf);
+    readNs += process.hrtime.bigint() - t0;
+    const len = fill;
+    pending[which] = out.write(buf, len).then(() => {
+      done += len;
+      progress?.(done);
+    });
+    which ^= 1;
+    fill = 0;
+    // The other buffer must be written out before it is filled again.
+    const prev = pending[which];
+    pending[which] = undefined;
+    if (prev) await prev;
+  };
+
+  try {
+    for (const s of plan.segments) {
+      out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
+      let at = s.addr;
+      let left = s.len;
+      while (left > 0) {
+        const n = Math.min(left, CHUNK - fill);
+        if (s.procMem) {
+          const t0 = process.hrtime.bigint();
+          flushRanges(bufs[which]!);
+          faults.vmRead();
+          readMem(pid, at, n, bufs[which]!, fill);
+          readNs += process.hrtime.bigint() - t0;
+        } else {
+          ranges.push(at, n);
+          if (ranges.length >= 2048) {
+            const t0 = process.hrtime.bigint();
+            flushRanges(bufs[which]!);
+            readNs += process.hrtime.bigint() - t0;
+          }
+        }
+        fill += n;
+        at += n;
+        left -= n;
+        if (fill === CHUNK) await emit();
+      }
+    }
+    if (fill > 0) await emit();
+    await Promise.all(pending.filter((p) => p !== undefined));
+  } catch (e) {
+    await Promise.allSettled(pending.filter((p) => p !== undefined));
+    throw isNativeError(e) || (e as Error).name === "InjectedFault" ? readFailed(e) : e;
+  }
+  return readNs;
+}
+
+function readMem(pid: number, addr: number, len: number, buf: Buffer, off: number): void {
+  let got = 0;
+  while (got < len) {
+    const n = bridge().readProcMem(pid, addr + got, len - got, buf, off + got);
+    if (n <= 0) throw new Error(`/proc/${pid}/mem: short read at 0x${(addr + got).toString(16)}`);
+    got += n;
+  }
+}
+
+/** Copies the data pages of a shared memory object (memfd or shared anonymous mapping). Returns pages written. */
+export async function copyShmem(obj: ShmemObject, out: PageTransport, faults: Faults): Promise<{ scanned: number; written: number }> {
+  const b = bridge();
+  const fd = openSync(obj.mapFile, "r");
+  try {
+    const size = Number(obj.size);
+    const buf = b.allocAligned(CHUNK);
+    let written = 0;
+    let off = 0;
+    while (off < size) {
+      const data = b.seekData(fd, off);
+      if (data < 0 || data >= size) break;
+      let hole = b.seekHole(fd, data);
+      if (hole < 0 || hole > size) hole = size;
+      const start = Math.floor(data / PAGE) * PAGE;
+      const end = Math.min(Math.ceil(hole / PAGE) * PAGE, Math.ceil(size / PAGE) * PAGE);
+      out.run({ vaddr: BigInt(start), pages: (end - start) / PAGE, flags: PE_PRESENT });
+      for (let p = start; p < end; ) {
+        const n = Math.min(CHUNK, end - p);
+        buf.fill(0, 0, n);
+        faults.vmRead();
+        let got = 0;
+        while (got < n) {
+          const r = readSync(fd, buf, got, n - got, p + got);
+          if (r === 0) break;
+          got += r;
+        }
+        await out.write(buf, n);
+        p += n;
+      }
+      written += (end - start) / PAGE;
+      off = end;
+    }
+    return { scanned: Math.ceil(size / PAGE), written };
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,111 @@
+// Page transport of a dump: where page data goes. The local variant writes a raw
+// pages-<id>.img and its pagemap; writes run on libuv's thread pool while the main
+// thread reads the next chunk of task memory, so reading and writing overlap.
+
+import { open, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { ImageWriter } from "../../images/io.js";
+import { imageTypeByName } from "../../images/codec.js";
+import type { Faults } from "./faults.js";
+
+/** Bytes written between two early writebacks (datasync on the thread pool). */
+const EARLY_SYNC = 64 << 20;
+
+export const PE_LAZY = 2;
+export const PE_PRESENT = 4;
+
+export interface PagemapRun {
+  vaddr: bigint;
+  pages: number;
+  flags: number;
+}
+
+/** One destination for pages: the data stream plus the pagemap that describes it. */
+export interface PageTransport {
+  /** queues `len` bytes of buf for writing; resolves when the buffer may be reused */
+  write(buf: Uint8Array, len: number): Promise<void>;
+  /** appends a pagemap entry; data for PE_PRESENT entries comes through write() in order */
+  run(r: PagemapRun): void;
+  /** flushes, writes the pagemap, fsyncs when asked */
+  close(sync: boolean): Promise<void>;
+  /** removes what was written (after a failure) */
+  abort(): Promise<void>;
+  /** nanoseconds spent waiting for writes */
+  writeNs: bigint;
+}
+
+export class LocalPages implements PageTransport {
+  private fh: FileHandle | undefined;
+  private readonly runs: PagemapRun[] = [];
+  private pos = 0;
+  private flushing: Promise<void> | undefined;
+  private flushedAt = 0;
+  /** start writeback while copying, so the final fsync has little left to do */
+  syncEarly = false;
+  writeNs = 0n;
+
+  private constructor(
+    readonly dir: string,
+    readonly pagemapName: string,
+    readonly pagesId: number,
+    private readonly faults: Faults,
+  ) {}
+
+  static async create(dir: string, pagemapName: string, pagesId: number, faults: Faults): Promise<LocalPages> {
+    const p = new LocalPages(dir, pagemapName, pagesId, faults);
+    p.fh = await open(join(dir, `pages-${pagesId}.img`), "w", 0o600);
+    return p;
+  }
+
+  get pagesFile(): string {
+    return join(this.dir, `pages-${this.pagesId}.img`);
+  }
+
+  async write(buf: Uint8Array, len: number): Promise<void> {
+    if (len === 0) return;
+    this.faults.write(true);
+    const t0 = process.hrtime.bigint();
+    let off = 0;
+    while (off < len) {
+      const { bytesWritten } = await this.fh!.write(buf, off, len - off, this.pos);
+      if (bytesWritten === 0) throw Object.assign(new Error(`write ${this.pagesFile}: no progress`), { code: "EIO" });
+      off += bytesWritten;
+      this.pos += bytesWritten;
+    }
+    this.writeNs += process.hrtime.bigint() - t0;
+    if (this.syncEarly && !this.flushing && this.pos - this.flushedAt >= EARLY_SYNC) {
+      this.flushedAt = this.pos;
+      this.flushing = this.fh!.datasync().finally(() => {
+        this.flushing = undefined;
+      });
+    }
+  }
+
+  run(r: PagemapRun): void {
+    const last = this.runs[this.runs.length - 1];
+    if (last && last.flags === r.flags && last.vaddr + BigInt(last.pages * 4096) === r.vaddr) last.pages += r.pages;
+    else this.runs.push({ ...r });
+  }
+
+  get entries(): readonly PagemapRun[] {
+    return this.runs;
+  }
+
+  async close(sync: boolean): Promise<void> {
+    await this.flushing;
+    if (sync) await this.fh!.sync();
+    await this.fh!.close();
+    this.fh = undefined;
+    const w = new ImageWriter(imageTypeByName("PAGEMAP")!);
+    w.add({ pages_id: this.pagesId });
+    for (const r of this.runs) w.add({ vaddr: r.vaddr, compat_nr_pages: 0, flags: r.flags, nr_pages: BigInt(r.pages) });
+    this.faults.write(false);
+    await w.save(join(this.dir, this.pagemapName), { overwrite: true, sync });
+  }
+
+  async abort(): Promise<void> {
+    await this.flushing?.catch(() => undefined);
+    await this.fh?.close().catch(() => undefined);
+    this.fh = undefined;
+  }
+}

@@ -1,0 +1,239 @@
+// The address space as criu's vma_entry list: /proc/PID/smaps parsed and each VMA
+// classified (anonymous, heap, file private/shared, shared anonymous as a memfd,
+// vdso, vvar, vsyscall) with the flags, madvise bits and status bits criu stores.
+// File-backed VMAs get their files.img ids from the file table.
+
+import { fstatSync, openSync, closeSync, lstatSync, type BigIntStats } from "node:fs";
+import { bridge } from "../../host-bridge/load.js";
+import type { FileTable } from "./filetable.js";
+import { procPath, readProc } from "./proc.js";
+
+export const VMA = {
+  REGULAR: 1 << 0,
+  STACK: 1 << 1,
+  VSYSCALL: 1 << 2,
+  VDSO: 1 << 3,
+  HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  SYSVIPC: 1 << 10,
+  VVAR: 1 << 12,
+  MEMFD: 1 << 14,
+} as const;
+
+const MAPF = { SHARED: 0x1, PRIVATE: 0x2, ANON: 0x20, GROWSDOWN: 0x100, LOCKED: 0x2000, NORESERVE: 0x4000, HUGETLB: 0x40000 } as const;
+const MADV = { SEQUENTIAL: 2, RANDOM: 1, DONTFORK: 10, DONTDUMP: 16, MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15 } as const;
+const F_GET_SEALS = 1034;
+
+export interface Vma {
+  start: bigint;
+  end: bigint;
+  pgoff: bigint;
+  prot: number;
+  flags: number;
+  status: number;
+  shmid: bigint;
+  madv: bigint;
+  fdflags: number | undefined;
+  /** the name column of smaps */
+  name: string;
+  /** for memfd-style shared memory: the object's inode number */
+  shmemIno?: bigint;
+}
+
+export interface ShmemObject {
+  ino: bigint;
+  fileId: number;
+  inodeId: number;
+  size: bigint;
+  /** /proc/PID/map_files path of one mapping, to read the contents from */
+  mapFile: string;
+  name: string;
+  uid: number;
+  gid: number;
+  mode: number;
+  seals: number;
+}
+
+interface SmapsVma {
+  start: bigint;
+  end: bigint;
+  perms: string;
+  pgoff: bigint;
+  dev: string;
+  ino: bigint;
+  name: string;
+  vmflags: string[];
+}
+
+export function parseSmaps(text: string): SmapsVma[] {
+  const out: SmapsVma[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$/.exec(line);
+    if (m) {
+      out.push({
+        start: BigInt(`0x${m[1]}`),
+        end: BigInt(`0x${m[2]}`),
+        perms: m[3]!,
+        pgoff: BigInt(`0x${m[4]}`),
+        dev: m[5]!,
+        ino: BigInt(m[6]!),
+        name: m[7]!,
+        vmflags: [],
+      });
+    } else if (line.startsWith("VmFlags:") && out.length > 0) {
+      out[out.length - 1]!.vmflags = line.slice(8).trim().split(/\s+/);
+    }
+  }
+  return out;
+}
+
+export class UnsupportedVma extends Error {}
+
+const hex = (v: bigint): string => v.toString(16);
+
+/** fdflags from the map_files link's mode: the open mode of the mapped file (as criu). */
+function mapFileFlags(path: string): number | undefined {
+  try {
+    const m = lstatSync(path).mode & 0o600;
+    return m === 0o600 ? 2 : m === 0o200 ? 1 : 0;
+  } catch {
+    return undefined;
+  }
+}
+
+function isShmemName(name: string): boolean {
+  return name.startsWith("/dev/zero (deleted)") || name.startsWith("/memfd:") || name.startsWith("/SYSV");
+}
+
+export interface VmaScan {
+  vmas: Vma[];
+  shmem: Map<bigint, ShmemObject>;
+}
+
+/**
+ * Reads and classifies the VMAs of a stopped task. File-backed ones are registered in
+ * `files` (and shmem objects get MEMFD entries) in address order, as criu numbers them.
+ */
+export function collectVmas(pid: number, files: FileTable): VmaScan {
+  const raw = parseSmaps(readProc(pid, "smaps"));
+  const vmas: Vma[] = [];
+  const shmem = new Map<bigint, ShmemObject>();
+  let inodeIds = 0;
+  for (const r of raw) {
+    const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
+    let flags = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
+    let madv = 0n;
+    let special = false;
+    for (const f of r.vmflags) {
+      if (f === "gd") flags |= MAPF.GROWSDOWN;
+      else if (f === "lo") flags |= MAPF.LOCKED;
+      else if (f === "nr") flags |= MAPF.NORESERVE;
+      else if (f === "ht") flags |= MAPF.HUGETLB;
+      const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE }[f];
+      if (adv !== undefined) madv |= 1n << BigInt(adv);
+      if (f === "io" || f === "pf") special = true;
+    }
+    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined };
+    // pgoff in smaps is in bytes already (hex offset column)
+    const where = `${hex(r.start)}-${hex(r.end)}`;
+    if (r.name === "[vsyscall]") {
+      vmas.push({ ...base, flags: flags | MAPF.ANON, status: VMA.VSYSCALL | VMA.ANON_PRIVATE });
+      continue;
+    }
+    if (r.name === "[vvar]" || r.name === "[vvar_vclock]") {
+      // criu >= 4.1 treats [vvar] and [vvar_vclock] as one region (kernel >= 6.16 splits them).
+      const prev = vmas[vmas.length - 1];
+      if (r.name === "[vvar_vclock]" && prev && prev.status & VMA.VVAR && prev.end === r.start) {
+        prev.end = r.end;
+        continue;
+      }
+      vmas.push({ ...base, name: "[vvar]", flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR });
+      continue;
+    }
+    if (special) throw new UnsupportedVma(`VM_IO/VM_PFNMAP mapping ${where} ${r.name}`);
+    if (r.name === "[vdso]") {
+      vmas.push({ ...base, flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | ((prot & 5) === 5 ? VMA.VDSO : 0) });
+      continue;
+    }
+    if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
+      throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
+    }
+    const mapFile = procPath(pid, `map_files/${where}`);
+    const hasFile = r.ino !== 0n || (r.name.startsWith("/") && r.dev !== "00:00");
+    if (!hasFile) {
+      const status = VMA.REGULAR | VMA.ANON_PRIVATE | (r.name === "[heap]" ? VMA.HEAP : 0);
+      if (flags & MAPF.SHARED) throw new UnsupportedVma(`shared anonymous mapping without a file ${where}`);
+      vmas.push({ ...base, flags: flags | MAPF.ANON, status });
+      continue;
+    }
+    const fdflags = mapFileFlags(mapFile);
+    let st: BigIntStats;
+    let fd: number;
+    try {
+      fd = openSync(mapFile, "r");
+    } catch (e) {
+      throw new UnsupportedVma(`cannot open ${mapFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}) for ${r.name}`);
+    }
+    try {
+      st = fstatSync(fd, { bigint: true });
+      if ((flags & MAPF.SHARED) && isShmemName(r.name) && r.dev.startsWith("00:")) {
+        if (r.name.startsWith("/SYSV")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
+        let obj = shmem.get(st.ino);
+        if (!obj) {
+          let name = r.name.replace(/ \(deleted\)$/, "");
+          if (name.startsWith("/memfd:")) name = name.slice(7);
+          let seals = 0;
+          try {
+            seals = bridge().fcntl(fd, F_GET_SEALS);
+          } catch {
+            seals = 0;
+          }
+          const inodeId = ++inodeIds;
+          obj = {
+            ino: st.ino,
+            fileId: files.memfd(st.ino, inodeId),
+            inodeId,
+            size: st.size,
+            mapFile,
+            name,
+            uid: Number(st.uid),
+            gid: Number(st.gid),
+            mode: Number(st.mode),
+            seals,
+          };
+          shmem.set(st.ino, obj);
+        }
+        vmas.push({ ...base, flags, status: VMA.REGULAR | VMA.FILE_SHARED | VMA.MEMFD, shmid: BigInt(obj.fileId), fdflags, shmemIno: st.ino });
+        continue;
+      }
+      const isReg = (Number(st.mode) & 0o170000) === 0o100000;
+      if (!isReg) throw new UnsupportedVma(`mapping of a non-regular file ${where} ${r.name}`);
+      const id = files.mappedFile(fd, st, r.name, pid);
+      const status = VMA.REGULAR | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+      vmas.push({ ...base, flags, status, shmid: BigInt(id), fdflags });
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { vmas, shmem };
+}
+
+/** The mm image's vma_entry for a VMA. */
+export function vmaEntry(v: Vma): Record<string, unknown> {
+  const e: Record<string, unknown> = {
+    start: v.start,
+    end: v.end,
+    pgoff: v.pgoff,
+    shmid: v.shmid,
+    prot: v.prot,
+    flags: v.flags,
+    status: v.status,
+    fd: -1n,
+  };
+  if (v.madv !== 0n) e["madv"] = v.madv;
+  if (v.fdflags !== undefined) e["fdflags"] = v.fdflags;
+  return e;
+}

@@ -1,0 +1,90 @@
+// Writing the image files of a dump through the images/ codec, each complete or not
+// at all, optionally fsynced, and remembered so a failed dump can remove them.
+
+import { randomUUID } from "node:crypto";
+import { open } from "node:fs/promises";
+import { join } from "node:path";
+import { imageTypeByName, type ImageEntry } from "../../images/codec.js";
+import { ImageWriter } from "../../images/io.js";
+import type { Faults } from "./faults.js";
+import { nsInode } from "./proc.js";
+
+export class ImageSet {
+  readonly written: string[] = [];
+
+  constructor(
+    readonly dir: string,
+    private readonly faults: Faults,
+  ) {}
+
+  /**
+   * fsyncs every written file at once and then the directory: parallel fsyncs share
+   * the filesystem's journal commits, one after another each would wait for its own.
+   */
+  async syncAll(): Promise<void> {
+    await Promise.all(
+      [...this.written, this.dir].map(async (path) => {
+        const fh = await open(path, "r");
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      }),
+    );
+  }
+
+  async write(name: string, type: string, entries: readonly ImageEntry[], dir = this.dir): Promise<void> {
+    const t = imageTypeByName(type);
+    if (!t) throw new Error(`no image type ${type}`);
+    const w = new ImageWriter(t);
+    for (const e of entries) w.add(e);
+    this.faults.write(false);
+    const path = join(dir, name);
+    await w.save(path, { overwrite: true });
+    this.written.push(path);
+  }
+}
+
+/** Namespaces in criu's numbering order (the ids of inventory.root_ids). */
+export const NAMESPACES = [
+  ["pid", "pid_ns_id"],
+  ["net", "net_ns_id"],
+  ["ipc", "ipc_ns_id"],
+  ["uts", "uts_ns_id"],
+  ["time", "time_ns_id"],
+  ["mnt", "mnt_ns_id"],
+  ["user", "user_ns_id"],
+  ["cgroup", "cgroup_ns_id"],
+] as const;
+
+/**
+ * The namespace ids for a task that shares every namespace with tscriu (criu numbers
+ * its own namespaces 1..8); a task in other namespaces would need them dumped too.
+ */
+export function namespaceIds(pid: number): Record<string, number> {
+  const ids: Record<string, number> = {};
+  NAMESPACES.forEach(([ns, key], i) => {
+    const mine = nsInode("self", ns);
+    const theirs = nsInode(pid, ns);
+    if (mine !== theirs) {
+      throw new Error(`the task is in another ${ns} namespace (${theirs} vs ${mine}); dumping namespaces is not supported yet`);
+    }
+    ids[key] = i + 1;
+  });
+  return ids;
+}
+
+export function inventoryEntry(nsIds: Record<string, number>): ImageEntry {
+  return {
+    img_version: 2,
+    fdinfo_per_id: true,
+    root_ids: { vm_id: 1, files_id: 1, fs_id: 1, sighand_id: 1, ...nsIds },
+    ns_per_id: true,
+    root_cg_set: 1,
+    lsmtype: "NO_LSM",
+    network_lock_method: 0,
+    plugins_entry: {},
+    dump_criu_run_id: randomUUID(),
+  };
+}

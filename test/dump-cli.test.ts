@@ -1,0 +1,67 @@
+// tscriu dump from the command line: criu's options (-R, -o, -v4, -W, --display-stats,
+// --action-script, --ghost-limit), exit codes, and no progress bar when stderr is not
+// a terminal.
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test from "ava";
+import { tscriu } from "./helpers/cli.js";
+import { tempDir } from "./helpers/dump.js";
+import { counterAdvances, startWorkload } from "./helpers/workloads.js";
+
+const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
+
+test("dump -R --display-stats -v4 -o LOG: stats on stdout, the log and stats-dump in the images dir", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "-R", "--display-stats", "-v4", "-o", "dump.log"], { env: NO_CONF });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^Displaying dump stats:\nFreezing time: \d+ us\nFrozen time: \d+ us\nMemory dump time: \d+ us\nMemory write time: \d+ us\nMemory pages scanned: \d+ \(0x[0-9a-f]+\)\nMemory pages skipped from parent: 0 \(0x0\)\nMemory pages written: \d+/);
+  t.false(r.stderr.includes("\r"), "no progress bar when stderr is not a terminal");
+  t.true(existsSync(join(dir, "stats-dump")));
+  t.regex(readFileSync(join(dir, "dump.log"), "utf8"), /\(\d+\.\d{6}\) \(dump\): Dumping finished successfully/);
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("-W puts log and stats in the work dir; action scripts see pre-dump and post-dump", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const work = tempDir(t);
+  const seen = join(work, "actions");
+  const script = join(work, "script.sh");
+  writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID" >> ${seen}\n`);
+  chmodSync(script, 0o755);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "-W", work, "-o", "d.log", "--action-script", script], { env: NO_CONF });
+  t.is(r.code, 0, r.stderr);
+  t.true(existsSync(join(work, "stats-dump")));
+  t.true(existsSync(join(work, "d.log")));
+  t.false(existsSync(join(dir, "stats-dump")));
+  t.is(readFileSync(seen, "utf8"), `pre-dump ${w.pid}\npost-dump ${w.pid}\n`);
+});
+
+test("a failing action script fails the dump and the task runs on", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const work = tempDir(t);
+  const script = join(work, "fail.sh");
+  writeFileSync(script, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] && exit 3\nexit 0\n`);
+  chmodSync(script, 0o755);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(work, "img"), "--action-script", script], { env: NO_CONF });
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`post-dump of pid ${w.pid} failed: action script .* exited with 3`));
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("errors exit 1 and name step and pid; --ghost-limit is enforced", async (t) => {
+  const w = await startWorkload(t, "sockfd");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(tempDir(t), "x")], { env: NO_CONF });
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`dump: files of pid ${w.pid} failed: unsupported fd 5: socket`));
+  const f = await startWorkload(t, "fdkinds");
+  const g = tscriu(["dump", "-t", String(f.pid), "-D", join(tempDir(t), "y"), "--ghost-limit", "16"], { env: NO_CONF });
+  t.is(g.code, 1);
+  t.regex(g.stderr, /ghost\.dat is 34 bytes, more than --ghost-limit 16/);
+  t.regex(await f.check(), /^PASS/);
+  t.is(tscriu(["dump", "-D", "/tmp"], { env: NO_CONF }).code, 1);
+});

@@ -1,0 +1,85 @@
+// A failed dump leaves the task exactly as it was: for an unsupported fd and for every
+// fault TSCRIU_FAULT can inject (a failed process_vm_readv, a failed write, ENOSPC, a
+// task that seems to exit, and each numbered step), the task runs on with the same
+// code bytes and mappings, passes its own check, and the error names step and pid.
+// Partial images are removed only when tscriu created the directory.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import test from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { dump } from "../orchestrator/dump/dump.js";
+import { isDumpError } from "../orchestrator/dump/errors.js";
+import { DUMP_STEPS } from "../orchestrator/dump/faults.js";
+import { freshDir, tempDir } from "./helpers/dump.js";
+import { counterAdvances, firstExecMapping, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+/** What a failed dump must leave untouched. */
+function snapshot(w: Workload): { code: string; maps: string } {
+  const at = firstExecMapping(w.pid);
+  const buf = Buffer.alloc(64);
+  bridge().readProcMem(w.pid, at, 64, buf);
+  return { code: buf.toString("hex"), maps: readFileSync(`/proc/${w.pid}/maps`, "utf8") };
+}
+
+async function expectUnharmed(t: import("ava").ExecutionContext, w: Workload, before: { code: string; maps: string }): Promise<void> {
+  await waitFor(`pid ${w.pid} to run on`, () => procState(w.pid) !== "t" && procState(w.pid) !== "T");
+  t.deepEqual(snapshot(w), before, "same code bytes and mappings: nothing injected is left");
+  t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/TracerPid:\s+(\d+)/)?.[1], "0", "detached");
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
+}
+
+const FAULTS = ["vm-read", "write", "enospc", "task-exit", ...DUMP_STEPS.map((_, i) => String(i + 1))];
+
+for (const fault of FAULTS) {
+  test(`TSCRIU_FAULT=${fault}: the dump fails, the task runs on unharmed`, async (t) => {
+    const w = await startWorkload(t, "counter");
+    const before = snapshot(w);
+    const dir = freshDir(t);
+    const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: dir, faults: fault }));
+    t.true(isDumpError(err), String(err));
+    if (isDumpError(err)) {
+      t.is(err.pid, w.pid);
+      t.regex(err.message, new RegExp(`dump: ${err.step} of pid ${w.pid} failed`));
+    }
+    t.false(existsSync(dir), "the images dir tscriu created is removed");
+    await expectUnharmed(t, w, before);
+  });
+}
+
+test("the failed step is named: a numbered step fails as that step", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t), faults: "7" }));
+  t.like(err, { step: "memory" });
+});
+
+test("an existing images dir keeps its partial images after a failure", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const before = snapshot(w);
+  const dir = tempDir(t);
+  await t.throwsAsync(dump({ pid: w.pid, imagesDir: dir, faults: "images" }));
+  t.true(existsSync(dir));
+  t.true(readdirSync(dir).some((f) => f.startsWith("pages-")), "pages written before the failure are kept");
+  await expectUnharmed(t, w, before);
+});
+
+test("unsupported fd: a clear error, the dump is aborted, the task resumes", async (t) => {
+  const w = await startWorkload(t, "sockfd");
+  const before = snapshot(w);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: freshDir(t) }));
+  t.like(err, { step: "files", pid: w.pid });
+  t.regex(err?.message ?? "", /unsupported fd 5: socket/);
+  await expectUnharmed(t, w, before);
+});
+
+test("trees and threads are refused before anything is touched", async (t) => {
+  const err = await t.throwsAsync(dump({ pid: 1, imagesDir: freshDir(t) }));
+  t.like(err, { step: "check", pid: 1 });
+  const err2 = await t.throwsAsync(dump({ pid: process.pid, imagesDir: freshDir(t) }));
+  t.regex(err2?.message ?? "", /itself/);
+});
+
+test("an unknown fault name is an error", async (t) => {
+  const w = await startWorkload(t, "counter");
+  await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t), faults: "nope" }), { message: /unknown fault "nope"/ });
+  await counterAdvances(w);
+});

@@ -1,0 +1,58 @@
+// Our images against criu 4.2's of a similar program (the counter fixture): image by
+// image, the same set of fields is filled in, and the values that do not depend on
+// the process (versions, flags, sizes of register areas) are the same.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import test from "ava";
+import { decodeImage } from "../images/codec.js";
+import { dump } from "../orchestrator/dump/dump.js";
+import { tempDir } from "./helpers/dump.js";
+import { startWorkload } from "./helpers/workloads.js";
+
+const FIXTURE = join(process.cwd(), "test/fixtures/criu-4.2/counter");
+
+/** Every field path of a decoded value ("tc.timers.real.isec", "vmas[].status"). */
+function paths(v: unknown, prefix = "", out = new Set<string>()): Set<string> {
+  if (Array.isArray(v)) {
+    for (const x of v) paths(x, `${prefix}[]`, out);
+  } else if (v !== null && typeof v === "object" && !(v instanceof Uint8Array)) {
+    for (const [k, x] of Object.entries(v)) {
+      out.add(`${prefix}${prefix ? "." : ""}${k}`);
+      paths(x, `${prefix}${prefix ? "." : ""}${k}`, out);
+    }
+  }
+  return out;
+}
+
+function load(dir: string, name: string): Record<string, unknown>[] {
+  return decodeImage(readFileSync(join(dir, name)), name).entries;
+}
+
+function kind(name: string): string {
+  return name.replace(/-\d+\.img$/, "").replace(/\.img$/, "");
+}
+
+test("the counter dump fills the fields criu 4.2 fills, image by image", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  const ours = new Map(readdirSync(dir).filter((f) => !f.startsWith("pages-")).map((f) => [kind(f), f]));
+  const theirs = new Map(readdirSync(FIXTURE).filter((f) => !f.startsWith("pages-") && f !== "crit" && f !== "fixture-info.txt").map((f) => [kind(f), f]));
+  t.deepEqual([...ours.keys()].sort(), [...theirs.keys()].sort(), "the same image files");
+  for (const [k, f] of theirs) {
+    const a = load(dir, ours.get(k)!);
+    const b = load(FIXTURE, f);
+    const pa = new Set<string>();
+    const pb = new Set<string>();
+    a.forEach((e) => paths(e, "", pa));
+    b.forEach((e) => paths(e, "", pb));
+    t.deepEqual([...pa].sort(), [...pb].sort(), `fields of ${k}`);
+  }
+  const inv = load(dir, "inventory.img")[0]!;
+  const finv = load(FIXTURE, "inventory.img")[0]!;
+  for (const key of ["img_version", "fdinfo_per_id", "ns_per_id", "root_cg_set", "lsmtype", "network_lock_method"]) t.deepEqual(inv[key], finv[key], key);
+  const core = load(dir, `core-${w.pid}.img`)[0] as { thread_info: { fpregs: Record<string, unknown[]> & { xsave: Record<string, unknown[]> } } };
+  const fcore = load(FIXTURE, "core-15232.img")[0] as typeof core;
+  for (const key of ["st_space", "xmm_space"]) t.is(core.thread_info.fpregs[key]!.length, fcore.thread_info.fpregs[key]!.length);
+  t.is(core.thread_info.fpregs.xsave["ymmh_space"]!.length, fcore.thread_info.fpregs.xsave["ymmh_space"]!.length);
+});
