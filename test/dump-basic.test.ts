@@ -7,7 +7,7 @@ import { join } from "node:path";
 import test from "ava";
 import { openImageDir } from "../images/dir.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { critDecodeAll, critJson, freshDir, tempDir } from "./helpers/dump.js";
+import { critDecodeAll, critInstalled, critJson, freshDir, tempDir } from "./helpers/dump.js";
 import { counterAdvances, patternBytes, patternWord, procState, startWorkload, waitFor } from "./helpers/workloads.js";
 
 const EXPECTED = ["core", "fdinfo-2.img", "files.img", "fs", "ids", "inventory.img", "mm", "pagemap", "pages-1.img", "pstree.img", "seccomp.img", "stats-dump", "timens-0.img"];
@@ -19,9 +19,11 @@ test("dump -R: images decode with tscriu and crit, memory and state read back, t
   t.true(res.stats.pages_written > 0n);
   for (const name of EXPECTED) t.true(res.files.some((f) => f.includes(`/${name}`)), `${name} written`);
 
-  const crit = critDecodeAll(dir);
-  t.deepEqual(crit.failed, []);
-  t.true(crit.decoded.length >= 12);
+  if (critInstalled(t)) {
+    const crit = critDecodeAll(dir);
+    t.deepEqual(crit.failed, []);
+    t.true(crit.decoded.length >= 12);
+  }
 
   const img = await openImageDir(dir);
   t.teardown(() => img.close());
@@ -51,8 +53,10 @@ test("dump -R: images decode with tscriu and crit, memory and state read back, t
   t.is(files.get(mm.exe_file_id)?.reg?.name, join(process.cwd(), "test/workloads/bin/counter"));
 
   // crit reads the same core
-  const cj = critJson(join(dir, `core-${w.pid}.img`)).entries[0] as { tc: { comm: string } };
-  t.is(cj.tc.comm, "counter");
+  if (critInstalled(t)) {
+    const cj = critJson(join(dir, `core-${w.pid}.img`)).entries[0] as { tc: { comm: string } };
+    t.is(cj.tc.comm, "counter");
+  }
 
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
@@ -64,7 +68,7 @@ test("dump without -R kills the task after the images are complete; -s leaves it
   await dump({ pid: w.pid, imagesDir: dir });
   t.true(existsSync(join(dir, "inventory.img")));
   await waitFor("the dumped task to be gone", () => !existsSync(`/proc/${w.pid}`) || procState(w.pid) === "Z");
-  t.deepEqual(critDecodeAll(dir).failed, []);
+  if (critInstalled(t)) t.deepEqual(critDecodeAll(dir).failed, []);
 
   const w2 = await startWorkload(t, "counter");
   await dump({ pid: w2.pid, imagesDir: tempDir(t), leaveStopped: true });
