@@ -28,29 +28,48 @@ import type { FieldInfo, MessageDef } from "./schema/dsl.js";
 
 type Obj = { [k: string]: JsonValue };
 
+type Scalar = string | number | bigint | boolean | null;
+type Convert = (v: unknown) => Scalar;
+
+const identity: Convert = (v) => v as Scalar;
+
+/**
+ * How crit shows one value of a scalar or enum field, decided once per field and
+ * mode: the checks of the crit options then run per field, not per value.
+ */
+function makeConverter(f: FieldInfo, pretty: boolean, hex: boolean): Convert {
+  if (f.kind === "enum") return (v) => (typeof v === "string" ? v : null);
+  const s = f.scalar!;
+  if (s === "bytes") return f.opts.conv === "unix_name" ? (v) => quopriEncode(v as Uint8Array) : (v) => base64Lines(v as Uint8Array);
+  if (s === "bool" || s === "string" || s === "float" || s === "double" || !pretty) return identity;
+  if (hex) return (v) => hexString(v as number | bigint);
+  if (f.opts.dev) {
+    const old = f.opts.odev === true;
+    return (v) => decodeDev(v as number | bigint, old);
+  }
+  if (f.opts.flags !== undefined) {
+    const table = FLAG_TABLES.get(f.opts.flags);
+    return table ? (v) => mapFlags(v as number | bigint, table) : (v) => hexString(v as number | bigint);
+  }
+  if (f.opts.dict !== undefined) {
+    const names = DICTS.get(f.opts.dict)?.get(f.name);
+    if (names) return (v) => names.get(Number(v)) ?? (v as number | bigint);
+  }
+  return identity;
+}
+
+const converters = new WeakMap<FieldInfo, Convert[]>();
+
+function converter(f: FieldInfo, pretty: boolean, hex: boolean): Convert {
+  let list = converters.get(f);
+  if (!list) converters.set(f, (list = []));
+  const k = (pretty ? 2 : 0) | (hex ? 1 : 0);
+  return (list[k] ??= makeConverter(f, pretty, hex));
+}
+
 function castOut(f: FieldInfo, v: unknown, pretty: boolean, hex: boolean): JsonValue {
   if (f.kind === "message") return msgOut(f.message!, v as Msg, pretty, hex);
-  if (f.kind === "enum") return typeof v === "string" ? v : null;
-  const s = f.scalar!;
-  if (s === "bytes") {
-    const b = v as Uint8Array;
-    return f.opts.conv === "unix_name" ? quopriEncode(b) : base64Lines(b);
-  }
-  if (s === "bool" || s === "string" || s === "float" || s === "double") return v as JsonValue;
-  const n = v as number | bigint;
-  if (pretty) {
-    if (hex) return hexString(n);
-    if (f.opts.dev) return decodeDev(n, f.opts.odev === true);
-    if (f.opts.flags !== undefined) {
-      const table = FLAG_TABLES.get(f.opts.flags);
-      return table ? mapFlags(n, table) : hexString(n);
-    }
-    if (f.opts.dict !== undefined) {
-      const name = DICTS.get(f.opts.dict)?.get(f.name)?.get(Number(n));
-      if (name !== undefined) return name;
-    }
-  }
-  return n;
+  return converter(f, pretty, hex)(v);
 }
 
 function msgOut(def: MessageDef, m: Msg, pretty: boolean, hexIn: boolean): Obj {
@@ -287,12 +306,15 @@ function writeMsg(w: JsonWriter, def: MessageDef, m: Msg, pretty: boolean, hexIn
       w.beginArrayValue();
       if (pretty && f.opts.ipadd) w.value(formatIp(arr as number[]));
       else if (f.kind === "message") for (const x of arr) writeMsg(w, f.message!, x as Msg, pretty, hex);
-      else for (const x of arr) w.value(castOut(f, x, pretty, hex) as string | number | bigint | boolean | null);
+      else {
+        const conv = converter(f, pretty, hex);
+        for (const x of arr) w.value(conv(x));
+      }
       w.endArray();
     } else {
       w.key(f.name);
       if (f.kind === "message") writeMsg(w, f.message!, v as Msg, pretty, hex);
-      else w.value(castOut(f, v, pretty, hex) as string | number | bigint | boolean | null);
+      else w.value(converter(f, pretty, hex)(v));
     }
   }
   w.endObject();

@@ -194,7 +194,20 @@ function quote(s: string): string {
   return out + '"';
 }
 
+const ZEROS = ["", "0", "00", "000", "0000", "00000", "000000", "0000000", "00000000"];
+
+/**
+ * Number to JSON text. Large integers (addresses) are cut in two below 2^30 each:
+ * V8 turns small integers into text much faster than big doubles (2-3x here).
+ */
 function num(v: number): string {
+  if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER) {
+    if (v < 0) return "-" + num(-v);
+    if (v < 0x40000000) return "" + v;
+    const hi = Math.floor(v / 1e9);
+    const lo = "" + (v - hi * 1e9);
+    return hi + ZEROS[9 - lo.length]! + lo;
+  }
   if (Number.isFinite(v)) return String(v);
   return v > 0 ? "Infinity" : v < 0 ? "-Infinity" : "NaN";
 }
