@@ -10,6 +10,7 @@ import { ImageError, WireError } from "./errors.js";
 import { decodeMessage, encodeMessage, EncodeError, type Msg } from "./message.js";
 import { typeByMagic, typeByName } from "./registry.js";
 import type { ImageType } from "./registry-types.js";
+import type { MessageDef } from "./schema/dsl.js";
 import { WireWriter } from "./wire.js";
 
 export const IMG_COMMON_MAGIC = 0x54564319;
@@ -71,6 +72,22 @@ export function newParseState(type: ImageType, file?: string, loose64 = false): 
   return { type, file, index: 0, ghostChunks: false, loose64 };
 }
 
+/**
+ * The message of entry `index`: pagemaps start with a pagemap_head; a ghost file
+ * whose first entry says `chunks` continues with ghost_chunk_entry records.
+ */
+export function entryDef(type: ImageType, index: number, ghostChunks: boolean): MessageDef {
+  const layout = type.layout;
+  if (layout.kind === "pagemap" && index === 0) return layout.head;
+  if (layout.kind === "ghost" && ghostChunks && index > 0) return layout.chunk;
+  return type.entry;
+}
+
+/** Whether entries after this first one are ghost chunks. */
+export function startsGhostChunks(type: ImageType, index: number, entry: Msg): boolean {
+  return type.layout.kind === "ghost" && index === 0 && entry["chunks"] === true;
+}
+
 const pad = (n: number, a: number): number => Math.ceil(n / a) * a;
 
 function u32At(buf: Uint8Array, p: number): number {
@@ -116,9 +133,7 @@ export function parseNext(
   }
   if (avail < 4 + size) return needMore(st, eof, base + buf.length);
   const layout = st.type.layout;
-  let def = st.type.entry;
-  if (layout.kind === "pagemap" && st.index === 0) def = layout.head;
-  if (layout.kind === "ghost" && st.ghostChunks) def = layout.chunk;
+  const def = entryDef(st.type, st.index, st.ghostChunks);
   let entry: ImageEntry;
   try {
     entry = decodeMessage(def, buf, pos + 4, pos + 4 + size, st.loose64);
@@ -277,9 +292,7 @@ function asBytes(v: unknown, what: string): Uint8Array {
 export function encodeEntry(w: WireWriter, type: ImageType, entry: ImageEntry, index: number, ghostChunks: boolean): void {
   const { extra, ...fields } = entry;
   const layout = type.layout;
-  let def = type.entry;
-  if (layout.kind === "pagemap" && index === 0) def = layout.head;
-  if (layout.kind === "ghost" && ghostChunks) def = layout.chunk;
+  const def = entryDef(type, index, ghostChunks);
   const sizeAt = w.pos;
   w.raw(new Uint8Array(4));
   const body = encodeMessage(def, fields, w);
@@ -344,7 +357,7 @@ export function encodeImage(img: { type: ImageType; entries: readonly ImageEntry
   let ghostChunks = false;
   img.entries.forEach((e, i) => {
     encodeEntry(w, img.type, e, i, ghostChunks);
-    if (img.type.layout.kind === "ghost" && i === 0 && e["chunks"] === true) ghostChunks = true;
+    if (startsGhostChunks(img.type, i, e)) ghostChunks = true;
   });
   return w.finish();
 }

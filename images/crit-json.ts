@@ -4,7 +4,7 @@
 // say: hex addresses, flag names, "maj:min" devices, dictionary names, IP text.
 // fromCrit reads both forms back, as crit's encode does.
 
-import { type Extra, type Image, type ImageEntry, imageTypeByName } from "./codec.js";
+import { entryDef, type Extra, type Image, type ImageEntry, imageTypeByName, startsGhostChunks } from "./codec.js";
 import { ImageError } from "./errors.js";
 import { type JsonValue, JsonWriter, writeJsonValue } from "./json.js";
 import type { Msg } from "./message.js";
@@ -106,12 +106,8 @@ function extraOut(img: Image, e: ImageEntry): JsonValue {
 
 /** An image as crit's JSON value. */
 export function toCrit(img: Image, pretty = false): Obj {
-  const layout = img.type.layout;
   const entries = img.entries.map((e, i) => {
-    let def = img.type.entry;
-    if (layout.kind === "pagemap" && i === 0) def = layout.head;
-    if (layout.kind === "ghost" && i > 0) def = layout.chunk;
-    const o = msgOut(def, e, pretty, false);
+    const o = msgOut(entryDef(img.type, i, true), e, pretty, false);
     if (e.extra !== undefined) o["extra"] = extraOut(img, e);
     return o;
   });
@@ -274,18 +270,15 @@ export function fromCrit(input: unknown, source = "JSON"): Image {
   if (!type) return root.fail(`unknown magic ${JSON.stringify(magic)}`);
   const list = json["entries"];
   if (!Array.isArray(list)) return root.fail('"entries" is missing or not an array');
-  const layout = type.layout;
   let ghostChunks = false;
   const entries = list.map((e, i): ImageEntry => {
     const p = new Path(`${source}: entries[${i}]`);
     if (!isObj(e)) return p.fail("expected an object");
-    let def = type.entry;
-    if (layout.kind === "pagemap" && i === 0) def = layout.head;
-    if (layout.kind === "ghost" && ghostChunks) def = layout.chunk;
+    const def = entryDef(type, i, ghostChunks);
     const { extra, ...fields } = e;
     const m: ImageEntry = msgIn(def, fields, p);
     if (extra !== undefined && extra !== null) m.extra = extraIn({ type }, extra, new Path(`${p.text}.extra`));
-    if (layout.kind === "ghost" && i === 0 && m["chunks"] === true) ghostChunks = true;
+    if (startsGhostChunks(type, i, m)) ghostChunks = true;
     return m;
   });
   return { type, entries };
@@ -326,16 +319,13 @@ function writeMsg(w: JsonWriter, def: MessageDef, m: Msg, pretty: boolean, hexIn
  * used where images are large.
  */
 export function writeCrit(w: JsonWriter, img: Image, pretty = false): void {
-  const layout = img.type.layout;
   w.beginObjectValue();
   w.key("magic");
   w.value(img.type.name);
   w.key("entries");
   w.beginArrayValue();
   img.entries.forEach((e, i) => {
-    let def = img.type.entry;
-    if (layout.kind === "pagemap" && i === 0) def = layout.head;
-    if (layout.kind === "ghost" && i > 0) def = layout.chunk;
+    const def = entryDef(img.type, i, true);
     if (e.extra === undefined) {
       writeMsg(w, def, e, pretty, false);
     } else {

@@ -14,6 +14,7 @@ import {
   newParseState,
   parseHead,
   parseNext,
+  startsGhostChunks,
 } from "./codec.js";
 import { ImageError } from "./errors.js";
 import type { ImageType } from "./registry-types.js";
@@ -119,7 +120,7 @@ export class ImageWriter {
 
   add(entry: ImageEntry): this {
     encodeEntry(this.w, this.type, entry, this.index, this.ghostChunks);
-    if (this.type.layout.kind === "ghost" && this.index === 0 && entry["chunks"] === true) this.ghostChunks = true;
+    if (startsGhostChunks(this.type, this.index, entry)) this.ghostChunks = true;
     this.index++;
     return this;
   }

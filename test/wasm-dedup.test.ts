@@ -2,6 +2,7 @@
 // recursive dedup walk (cr-dedup.c / dedup_one_iovec) as the reference.
 import test, { type ExecutionContext } from "ava";
 import { PE_LAZY, PE_PARENT, PE_PRESENT, planDedup, type PagemapRun, type PunchRange } from "../wasm/index.js";
+import { prng } from "./helpers/fixtures.js";
 
 const P = 4096;
 const BASE = 0x5555_0000_0000n;
@@ -15,16 +16,6 @@ const present = (page: number, nr: number) => run(page, nr, PE_PRESENT);
 const parent = (page: number, nr: number) => run(page, nr, PE_PARENT);
 const range = (offsetPages: number, pages: number): PunchRange => ({ offset: offsetPages * P, length: pages * P });
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Reference: criu's walk, page by page. For every run of the newest layer that is not

@@ -12,17 +12,8 @@ import {
   xxh64,
   type PageRun,
 } from "../wasm/index.js";
+import { prng } from "./helpers/fixtures.js";
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** nPages pages: random, with some zero pages and some pages that are zero but for one byte. */
 function makePages(rand: () => number, nPages: number): Uint8Array {

@@ -11,21 +11,12 @@ import {
   unionRuns,
   type PagemapRun,
 } from "../wasm/index.js";
+import { prng } from "./helpers/fixtures.js";
 
 const PAGE = 4096n;
 const BASE = 0x7f12_3400_0000n; // a high user address: everything is 64-bit
 const FLAG_CHOICES = [PE_PARENT, PE_LAZY, PE_PRESENT, PE_LAZY | PE_PRESENT];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const run = (page: number, nr: number, flags: number): PagemapRun => ({
   vaddr: BASE + BigInt(page) * PAGE,

@@ -2,6 +2,7 @@
 // BigInt transcription of the algorithm, and every argument error.
 import test from "ava";
 import { Xxh64, xxh64 } from "../wasm/index.js";
+import { prng } from "./helpers/fixtures.js";
 
 const PRIME32 = 2654435761n;
 const PRIME64 = 11400714785074694797n;
@@ -18,17 +19,6 @@ function sanityBuffer(len: number): Uint8Array {
   return out;
 }
 
-/** Seeded PRNG (mulberry32): the property tests are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(rand: () => number, len: number): Uint8Array {
   const b = new Uint8Array(len);
