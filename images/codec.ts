@@ -246,16 +246,30 @@ export function parseNext(
  * the entries: 64-bit values then come as numbers where exact (see message.ts).
  */
 export function decodeImage(buf: Uint8Array, file?: string, opts: { loose64?: boolean } = {}): Image {
+  const { type, entries } = iterateImage(buf, file, opts);
+  return { type, entries: [...entries] };
+}
+
+/**
+ * The type of an image held in memory and its entries one at a time: a caller that
+ * handles each entry and lets it go (decode to text) keeps memory flat.
+ */
+export function iterateImage(
+  buf: Uint8Array,
+  file?: string,
+  opts: { loose64?: boolean } = {},
+): { type: ImageType; entries: Iterable<ImageEntry> } {
   const { type, start } = parseHead(buf, file);
   const st = newParseState(type, file, opts.loose64 === true);
-  const entries: ImageEntry[] = [];
-  let pos = start;
-  while (pos < buf.length) {
-    const r = parseNext(st, buf, pos, 0, buf.length, true)!;
-    entries.push(r.entry);
-    pos = r.end;
+  function* entries(): Generator<ImageEntry> {
+    let pos = start;
+    while (pos < buf.length) {
+      const r = parseNext(st, buf, pos, 0, buf.length, true)!;
+      pos = r.end;
+      yield r.entry;
+    }
   }
-  return { type, entries };
+  return { type, entries: entries() };
 }
 
 /** Counts entries without decoding them (crit's "info"). Pagemap heads are not counted. */

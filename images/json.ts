@@ -214,6 +214,22 @@ function num(v: number): string {
 
 const PAD_SPACES = " ".repeat(256);
 
+/** JSON text of a scalar, as Python writes it. */
+export function scalarText(x: null | boolean | number | bigint | string): string {
+  switch (typeof x) {
+    case "string":
+      return NEEDS_ESCAPE.test(x) ? quote(x) : '"' + x + '"';
+    case "number":
+      return num(x);
+    case "bigint":
+      return x.toString();
+    case "boolean":
+      return x ? "true" : "false";
+    default:
+      return "null";
+  }
+}
+
 /**
  * Writes JSON text as bytes (ASCII only: non-ASCII is escaped, as Python does),
  * in Python's json.dump layout. Output goes to a growing buffer, or to `sink` in
@@ -266,7 +282,9 @@ export class JsonWriter {
   private readonly nl: string[] = [];
   private readonly commaNl: string[] = [];
 
-  private newlineText(level: number): string {
+  /** "\n" and the indentation of `level` ("" without indent). */
+  newlineText(level: number): string {
+    if (this.indent === undefined) return "";
     let t = this.nl[level];
     if (t === undefined) {
       const n = (this.indent ?? 0) * level;
@@ -346,22 +364,13 @@ export class JsonWriter {
 
   value(x: null | boolean | number | bigint | string): void {
     this.before();
-    switch (typeof x) {
-      case "string":
-        this.raw(NEEDS_ESCAPE.test(x) ? quote(x) : '"' + x + '"');
-        return;
-      case "number":
-        this.raw(num(x));
-        return;
-      case "bigint":
-        this.raw(x.toString());
-        return;
-      case "boolean":
-        this.raw(x ? "true" : "false");
-        return;
-      default:
-        this.raw("null");
-    }
+    this.raw(scalarText(x));
+  }
+
+  /** A value given as ready JSON text, e.g. a whole message from crit-json's msgText. */
+  item(text: string): void {
+    this.before();
+    this.raw(text);
   }
 
   /** begin*() after key() or in an array. */

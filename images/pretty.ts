@@ -110,7 +110,15 @@ export const DICTS: ReadonlyMap<string, ReadonlyMap<string, ReadonlyMap<number, 
 ]);
 
 export function hexString(v: number | bigint): string {
-  if (typeof v === "number") return v < 0 ? "-0x" + (-v).toString(16) : "0x" + v.toString(16);
+  if (typeof v === "number") {
+    if (v < 0) return "-" + hexString(-v);
+    // Doubles print in hex slowly; two 32-bit halves print fast (addresses are > 2^32).
+    if (v > 0xffffffff && v <= Number.MAX_SAFE_INTEGER) {
+      const lo = (v % 0x100000000).toString(16);
+      return "0x" + Math.floor(v / 0x100000000).toString(16) + "00000000".slice(lo.length) + lo;
+    }
+    return "0x" + v.toString(16);
+  }
   const b = v;
   return b < 0n ? "-0x" + (-b).toString(16) : "0x" + b.toString(16);
 }

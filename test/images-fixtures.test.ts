@@ -2,12 +2,12 @@
 import test from "ava";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeImage, encodeImage } from "../images/codec.js";
-import { fromCrit, toCrit } from "../images/crit-json.js";
+import { decodeImage, encodeImage, iterateImage } from "../images/codec.js";
+import { fromCrit, toCrit, writeCrit } from "../images/crit-json.js";
 import { openImageDir } from "../images/dir.js";
 import { EXPLORERS, type ExploreWhat } from "../images/explore.js";
 import { readImageEntries } from "../images/io.js";
-import { parseJson, stringifyJson } from "../images/json.js";
+import { JsonWriter, parseJson, stringifyJson } from "../images/json.js";
 import { FIXTURES, fixtureDirs, imageFiles } from "./helpers/fixtures.js";
 
 const critJson = (fx: string, f: string, pretty: boolean) =>
@@ -25,6 +25,14 @@ for (const [fx, f] of imageFiles()) {
   test(`decode --pretty ${fx}/${f} equals crit decode --pretty`, (t) => {
     const img = decodeImage(readFileSync(path), path);
     t.deepEqual(parseJson(stringifyJson(toCrit(img, true), 4)), critJson(fx, f, true));
+  });
+
+  test(`decode's text of ${fx}/${f} is crit's text, byte for byte (plain and pretty)`, (t) => {
+    for (const pretty of [false, true]) {
+      const w = new JsonWriter(pretty ? 4 : undefined);
+      writeCrit(w, iterateImage(readFileSync(path), path, { loose64: true }), pretty);
+      t.is(w.text(), readFileSync(join(FIXTURES, fx, "crit", `${f}${pretty ? ".pretty" : ""}.json`), "utf8"), pretty ? "pretty" : "plain");
+    }
   });
 
   test(`encode(decode(${fx}/${f})) is byte-identical`, (t) => {

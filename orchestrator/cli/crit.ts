@@ -2,7 +2,7 @@
 
 import { readFile, writeFile } from "node:fs/promises";
 import { closeSync, constants as fsc, openSync, writeSync } from "node:fs";
-import { countEntries, decodeImage, encodeImage, type Image } from "../../images/codec.js";
+import { countEntries, decodeImage, encodeImage, type Image, iterateImage } from "../../images/codec.js";
 import { fromCrit, toCrit, writeCrit } from "../../images/crit-json.js";
 import { openImageDir } from "../../images/dir.js";
 import { ImageError } from "../../images/errors.js";
@@ -90,7 +90,8 @@ export function critCommands(): CommandSpec[] {
           .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
       handler: async (args) => {
         const { data, name } = await readInput(args["in"] as string | undefined);
-        const img = decodeImage(data, name, { loose64: true });
+        // Entry by entry: a large image is never held decoded as a whole.
+        const img = iterateImage(data, name, { loose64: true });
         const pretty = args["pretty"] === true;
         const out = args["out"] as string | undefined;
         const toStdout = out === undefined || out === "-";
