@@ -236,7 +236,8 @@ export function scalarText(x: null | boolean | number | bigint | string): string
  * chunks of about 1 MiB so a large image never exists twice in memory.
  */
 export class JsonWriter {
-  private buf = Buffer.allocUnsafe(1 << 20);
+  // Starts small (most images are a few KiB) and doubles; a sink takes it in 1 MiB chunks.
+  private buf = Buffer.allocUnsafe(1 << 14);
   private pos = 0;
   /** per open container: has it an item yet */
   private readonly first: boolean[] = [];
@@ -248,7 +249,7 @@ export class JsonWriter {
 
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    if (this.sink && this.pos > 0) {
+    if (this.sink && this.pos > 0 && this.buf.length >= 1 << 20) {
       this.sink(this.buf.subarray(0, this.pos));
       this.buf = Buffer.allocUnsafe(this.buf.length);
       this.pos = 0;

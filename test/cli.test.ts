@@ -77,9 +77,10 @@ test("bad image input: exit 1 and a message naming the file and offset", (t) => 
 });
 
 test("usage errors exit 1; -V and -h exit 0", (t) => {
-  const u = tscriu(["decode", "--no-such-option"], { env: NO_CONF });
+  const u = tscriu(["decode", "--no-such-option", "-i", fx("counter/pstree.img")], { env: NO_CONF });
   t.is(u.code, 1);
   t.regex(u.stderr, /Unknown argument/);
+  t.is(u.stdout, "", "the command does not run after a usage error");
   t.is(tscriu([], { env: NO_CONF }).code, 1);
   const v = tscriu(["-V"], { env: NO_CONF });
   t.is(v.code, 0);

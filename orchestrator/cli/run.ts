@@ -3,7 +3,7 @@
 
 import { mkdirSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import yargs from "yargs";
+import { createRequire } from "node:module";
 import type { Argv } from "yargs";
 import { applyConfig, ConfigError } from "./config.js";
 import { fileSink, Logger, type LogLevel, normalizeVerbosity, stderrSink } from "../log.js";
@@ -11,6 +11,9 @@ import { critCommands } from "./crit.js";
 import { toolCommands } from "./tools.js";
 import { dumpCommand } from "./dump.js";
 import { VERSION } from "../version.js";
+
+// yargs' CommonJS build loads in half the time of its ESM entry (~0.1 s less per run here).
+const yargs = createRequire(import.meta.url)("yargs") as (args: readonly string[]) => Argv;
 
 export interface CliContext {
   log: Logger;
@@ -28,6 +31,11 @@ export interface CommandSpec {
   handler: Handler;
   /** the command creates -D when missing (dump): a relative log file may go there */
   makesImagesDir?: boolean;
+}
+
+/** A command line yargs refuses (unknown option, missing argument): exit 1 with usage. */
+class UsageError extends Error {
+  override readonly name = "UsageError";
 }
 
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
@@ -145,9 +153,8 @@ export async function run(argvIn: readonly string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      if (err) throw err;
-      process.stderr.write(`tscriu: ${msg}\nTry "tscriu --help".\n`);
-      code = 1;
+      // Throwing stops yargs from running the command after a usage error.
+      throw err ?? new UsageError(msg);
     });
   for (const s of specs) {
     y = y.command(
@@ -165,6 +172,7 @@ export async function run(argvIn: readonly string[]): Promise<number> {
   } catch (e) {
     const err = e as Error;
     process.stderr.write(`tscriu: ${err.message}\n`);
+    if (e instanceof UsageError) process.stderr.write('Try "tscriu --help".\n');
     if (process.env["TSCRIU_DEBUG"]) process.stderr.write(`${err.stack ?? ""}\n`);
     code = 1;
   } finally {
