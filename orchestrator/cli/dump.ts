@@ -1,9 +1,7 @@
 // tscriu dump: criu's dump command for a single-threaded task.
 
-import { dump, type DumpEvent } from "../dump/dump.js";
-import { isDumpError } from "../dump/errors.js";
-import { progressBar } from "../dump/progress.js";
-import { formatStats } from "../dump/stats.js";
+// The dump machinery is imported when the command runs: other commands start faster.
+import type { DumpEvent } from "../dump/dump.js";
 import type { CommandSpec } from "./run.js";
 
 /** criu's size syntax: a number with an optional K, M or G suffix. */
@@ -37,6 +35,12 @@ export function dumpCommand(): CommandSpec {
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
       const log = ctx.log;
       const file = args["log-file"];
+      const [{ dump }, { isDumpError }, { progressBar }, { formatStats }] = await Promise.all([
+        import("../dump/dump.js"),
+        import("../dump/errors.js"),
+        import("../dump/progress.js"),
+        import("../dump/stats.js"),
+      ]);
       try {
         const ghost = args["ghost-limit"];
         const bar = progressBar(process.stderr);

@@ -1,7 +1,5 @@
 // Offline operator tools that work on images alone: cpuinfo dump/check, dedup.
-import { cpuinfoCheck, cpuinfoDump } from "../cpuinfo/cpuinfo.js";
-import { dedup } from "../dedup.js";
-import { formatCpuCaps } from "../../wasm/index.js";
+// Implementations are imported when a command runs: the CLI starts faster.
 import type { CommandSpec } from "./run.js";
 
 function imagesDir(args: Record<string, unknown>): string {
@@ -18,6 +16,8 @@ export function toolCommands(): CommandSpec[] {
       handler: async (args, ctx) => {
         const log = ctx.log.module("cpuinfo");
         const dir = imagesDir(args);
+        const { cpuinfoCheck, cpuinfoDump } = await import("../cpuinfo/cpuinfo.js");
+        const { formatCpuCaps } = await import("../../wasm/index.js");
         if (args["action"] === "dump") {
           const e = await cpuinfoDump(dir);
           log.info(`wrote ${dir}/cpuinfo.img: ${String(e.vendor_id)} family ${e.cpu_family} model ${e.model} "${e.model_id ?? ""}"`);
@@ -43,6 +43,7 @@ export function toolCommands(): CommandSpec[] {
       builder: (y) => y,
       handler: async (args, ctx) => {
         const log = ctx.log.module("dedup");
+        const { dedup } = await import("../dedup.js");
         const s = await dedup(imagesDir(args), log);
         log.info(`dedup: ${s.bytes} bytes in ${s.ranges} ranges punched from ${s.files} pages files (${s.pagemaps} pagemaps)`);
         return 0;
