@@ -286,6 +286,22 @@ export function fromCrit(input: unknown, source = "JSON"): Image {
 
 // ---------------------------------------------------------------- streaming text
 
+/** Bytes of raw data after an entry (semaphores count 2 each). */
+function extraSize(x: Extra): number {
+  if (x instanceof Uint8Array) return x.length;
+  if (Array.isArray(x)) return x.reduce<number>((s, v) => s + (v instanceof Uint8Array ? v.length : typeof v === "number" ? 2 : 0), 0);
+  return x.inq.length + x.outq.length;
+}
+
+/** crit's --nopl size: "17B", "1.5KB", … */
+function humanSize(n: number): string {
+  for (const unit of ["", "K", "M", "G", "T", "P", "E", "Z"]) {
+    if (n < 1024) return Number.isInteger(n) ? `${n}${unit}B` : `${n.toFixed(1)}${unit}B`;
+    n /= 1024;
+  }
+  return `${n.toFixed(1)}YB`;
+}
+
 const keyTexts = new WeakMap<FieldInfo, string>();
 
 function keyText(f: FieldInfo): string {
@@ -339,7 +355,12 @@ function msgText(w: JsonWriter, def: MessageDef, m: Msg, pretty: boolean, hexIn:
  * intermediate JSON objects): the same result as writeJsonValue(w, toCrit(img)),
  * used where images are large.
  */
-export function writeCrit(w: JsonWriter, img: { type: Image["type"]; entries: Iterable<ImageEntry> }, pretty = false): void {
+export function writeCrit(
+  w: JsonWriter,
+  img: { type: Image["type"]; entries: Iterable<ImageEntry> },
+  pretty = false,
+  opts: { nopl?: boolean } = {},
+): void {
   w.beginObjectValue();
   w.key("magic");
   w.value(img.type.name);
@@ -353,7 +374,8 @@ export function writeCrit(w: JsonWriter, img: { type: Image["type"]; entries: It
       w.item(msgText(w, def, e, pretty, false, 2));
     } else {
       // Entries with raw data are few and small: the object path is simplest.
-      writeJsonValue(w, { ...msgOut(def, e, pretty, false), extra: extraOut(img.type, e) });
+      const extra = opts.nopl ? `... <${humanSize(extraSize(e.extra))}>` : extraOut(img.type, e);
+      writeJsonValue(w, { ...msgOut(def, e, pretty, false), extra });
     }
   }
   w.endArray();

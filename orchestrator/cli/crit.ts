@@ -2,8 +2,8 @@
 
 import { readFile, writeFile } from "node:fs/promises";
 import { closeSync, constants as fsc, openSync, writeSync } from "node:fs";
-import { countEntries, decodeImage, encodeImage, type Image, iterateImage } from "../../images/codec.js";
-import { fromCrit, toCrit, writeCrit } from "../../images/crit-json.js";
+import { countEntries, encodeImage, iterateImage } from "../../images/codec.js";
+import { fromCrit, writeCrit } from "../../images/crit-json.js";
 import { openImageDir } from "../../images/dir.js";
 import { ImageError } from "../../images/errors.js";
 import { EXPLORERS, type ExploreWhat } from "../../images/explore.js";
@@ -58,25 +58,22 @@ function writeAll(fd: number, chunk: Uint8Array): void {
   }
 }
 
-/** Replaces raw data by its size, as crit's --nopl does. */
-function dropPayload(json: Record<string, unknown>, img: Image): void {
-  const human = (n: number): string => {
-    for (const unit of ["", "K", "M", "G", "T", "P", "E", "Z"]) {
-      if (n < 1024) return Number.isInteger(n) ? `${n}${unit}B` : `${n.toFixed(1)}${unit}B`;
-      n /= 1024;
-    }
-    return `${n.toFixed(1)}YB`;
-  };
-  const entries = json["entries"] as Record<string, unknown>[];
-  img.entries.forEach((e, i) => {
-    const x = e.extra;
-    if (x === undefined) return;
-    let size = 0;
-    if (x instanceof Uint8Array) size = x.length;
-    else if (Array.isArray(x)) size = x.reduce<number>((s, v) => s + (v instanceof Uint8Array ? v.length : typeof v === "number" ? 2 : 0), 0);
-    else size = x.inq.length + x.outq.length;
-    entries[i]!["extra"] = `... <${human(size)}>`;
-  });
+/**
+ * Decodes an image to crit's JSON on a file or stdout, entry by entry (a large
+ * image is never held decoded as a whole); stdout gets a final newline, as crit's.
+ */
+async function printCrit(data: Uint8Array, name: string, out: string | undefined, opts: { pretty: boolean; nopl?: boolean }): Promise<void> {
+  const img = iterateImage(data, name, { loose64: true });
+  const toStdout = out === undefined || out === "-";
+  const fd = toStdout ? 1 : openOutput(out);
+  try {
+    const w = new JsonWriter(opts.pretty ? 4 : undefined, (chunk) => writeAll(fd, chunk));
+    writeCrit(w, img, opts.pretty, { nopl: opts.nopl === true });
+    if (toStdout) w.raw("\n");
+    w.end();
+  } finally {
+    if (!toStdout) closeSync(fd);
+  }
 }
 
 export function critCommands(): CommandSpec[] {
@@ -90,20 +87,7 @@ export function critCommands(): CommandSpec[] {
           .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
       handler: async (args) => {
         const { data, name } = await readInput(args["in"] as string | undefined);
-        // Entry by entry: a large image is never held decoded as a whole.
-        const img = iterateImage(data, name, { loose64: true });
-        const pretty = args["pretty"] === true;
-        const out = args["out"] as string | undefined;
-        const toStdout = out === undefined || out === "-";
-        const fd = toStdout ? 1 : openOutput(out);
-        try {
-          const w = new JsonWriter(pretty ? 4 : undefined, (chunk) => writeAll(fd, chunk));
-          writeCrit(w, img, pretty);
-          if (toStdout) w.raw("\n");
-          w.end();
-        } finally {
-          if (!toStdout) closeSync(fd);
-        }
+        await printCrit(data, name, args["out"] as string | undefined, { pretty: args["pretty"] === true });
         return 0;
       },
     },
@@ -134,12 +118,9 @@ export function critCommands(): CommandSpec[] {
         y
           .positional("in", { type: "string", describe: "image file" })
           .option("nopl", { type: "boolean", describe: "do not show entry payload (raw data)" }),
-      handler: async (args, ctx) => {
+      handler: async (args) => {
         const { data, name } = await readInput(args["in"] as string);
-        const img = decodeImage(data, name);
-        const json = toCrit(img, true);
-        if (args["nopl"] === true) dropPayload(json, img);
-        await ctx.out(stringifyJson(json, 4) + "\n");
+        await printCrit(data, name, undefined, { pretty: true, nopl: args["nopl"] === true });
         return 0;
       },
     },
