@@ -1,6 +1,6 @@
 // Each kind of state a dump saves, one workload each, read back from the images
 // through the library API; every workload keeps running (-R) and passes its own check.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { openImageDir } from "../images/dir.js";
@@ -163,4 +163,24 @@ test("registers: general purpose and AVX state where the task left them", async 
   t.true(ti.gpregs.fs_base > 0n, "glibc's TLS base");
   const stat0 = readFileSync(`/proc/${w.pid}/stat`, "utf8");
   await waitFor("the loop to spin on after the dump", () => readFileSync(`/proc/${w.pid}/stat`, "utf8") !== stat0);
+});
+
+test("large memory: 40 MiB written by the task read back word by word, the pages file exactly as long as its pagemap says", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["40"]);
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  const img = await openImageDir(dir);
+  t.teardown(() => img.close());
+  const pages = await img.pages(w.pid);
+  const present = pages.pagemap.runs.filter((r) => r.pageOffset >= 0).reduce((s, r) => s + r.nrPages, 0);
+  t.is(statSync(pages.pagesFile).size, present * PAGE);
+  const mem = BigInt(w.addr("mem"));
+  const buf = await pages.read(mem, 40 << 20);
+  let bad = -1;
+  for (let i = 0; i < buf.length / 8 && bad < 0; i++) {
+    const want = BigInt(Math.floor((i * 8) / PAGE)) ^ 0xb16b00b5000000n ^ BigInt(i);
+    if (Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readBigUInt64LE(i * 8) !== want) bad = i;
+  }
+  t.is(bad, -1, "every word as the workload wrote it");
+  t.regex(readFileSync(`/proc/${w.pid}/stat`, "utf8").split(") ")[1]!, /^[RS] /, "the task runs on (-R)");
 });

@@ -20,7 +20,7 @@ import { runScripts } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { newTtyState } from "./tty.js";
 import { collectVmas, vmaEntry, type VmaScan } from "./vmas.js";
-import { ImageSet, inventoryEntry, namespaceIds } from "./write.js";
+import { ImageSet, inventoryEntry, namespaceIds, taskClocks } from "./write.js";
 import { seccompImage } from "./seccomp.js";
 import { hostCpuinfo } from "../cpuinfo/host.js";
 import { CPU_CAP_IMAGE, parseCpuCaps } from "../../wasm/index.js";
@@ -235,7 +235,8 @@ export async function dump(opts: DumpOptions, onEvent: (e: DumpEvent) => void = 
     await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
     const b = bridge();
     const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
-    await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(b.clockGettime(1)), boottime: ts(b.clockGettime(7)) }]);
+    const clocks = taskClocks(pid, { monotonic: b.clockGettime(1), boottime: b.clockGettime(7) });
+    await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
     // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
     if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
       await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);

@@ -37,7 +37,8 @@ export class Faults {
     this.set = new Set();
     for (const raw of (spec ?? "").split(",")) {
       const name = raw.trim();
-      if (name === "") continue;
+      // "restore:STEP" entries belong to the restore (orchestrator/restore/faults.ts).
+      if (name === "" || name.startsWith("restore:")) continue;
       const n = Number(name);
       const step = Number.isInteger(n) && n >= 1 && n <= DUMP_STEPS.length ? DUMP_STEPS[n - 1]! : name;
       if (!KNOWN.has(step)) throw new Error(`TSCRIU_FAULT: unknown fault "${name}" (known: ${[...KNOWN].join(", ")} or 1..${DUMP_STEPS.length})`);

@@ -65,12 +65,15 @@ export class LocalPages implements PageTransport {
     if (len === 0) return;
     this.faults.write(true);
     const t0 = process.hrtime.bigint();
+    // Reserve the file range before the first await: the next write() may start
+    // while this one is in flight (reading and writing overlap), and must go after it.
+    const at = this.pos;
+    this.pos += len;
     let off = 0;
     while (off < len) {
-      const { bytesWritten } = await this.fh!.write(buf, off, len - off, this.pos);
+      const { bytesWritten } = await this.fh!.write(buf, off, len - off, at + off);
       if (bytesWritten === 0) throw Object.assign(new Error(`write ${this.pagesFile}: no progress`), { code: "EIO" });
       off += bytesWritten;
-      this.pos += bytesWritten;
     }
     this.writeNs += process.hrtime.bigint() - t0;
     if (this.syncEarly && !this.flushing && this.pos - this.flushedAt >= EARLY_SYNC) {
