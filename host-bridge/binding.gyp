@@ -13,7 +13,11 @@
         "src/pagemap.c",
         "src/pidfd.c",
         "src/spawn.c",
-        "src/dumpsys.c"
+        "src/dumpsys.c",
+        "src/restore.c",
+        "src/restore_remote.c",
+        "src/restore_pages.c",
+        "src/restore_uffd.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
       "defines": ["NAPI_VERSION=8"]
@@ -23,6 +27,22 @@
       "type": "executable",
       "sources": ["src/reaper.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"]
+    },
+    {
+      "target_name": "tscriu_stub",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "build_stub",
+          "inputs": ["stub/stub.c"],
+          "outputs": ["<(PRODUCT_DIR)/tscriu_stub"],
+          "action": [
+            "cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", "-nostdlib", "-static", "-ffreestanding",
+            "-fno-stack-protector", "-fno-pie", "-no-pie", "-fno-asynchronous-unwind-tables", "-Wl,--build-id=none",
+            "-o", "<@(_outputs)", "<@(_inputs)"
+          ]
+        }
+      ]
     }
   ]
 }

@@ -326,3 +326,70 @@ export interface NativeError extends Error {
   pid?: number;
   path?: string;
 }
+
+// ---- restore (src/restore*.c, host-bridge/stub/stub.c) ----
+// Declared as a second part of NativeBridge (interfaces merge), so that this block
+// stays apart from the rest.
+
+export interface NativeBridge {
+  /**
+   * Starts the restore stub (build/Release/tscriu_stub, a static program that blocks every
+   * signal and pauses) as the task to be restored, with clone3 `set_tid` = `options.pid`
+   * (EEXIST when that PID is in use, EINVAL above pid_max). The child resets every signal
+   * disposition, sets up its session, enters a new time namespace whose CLOCK_MONOTONIC and
+   * CLOCK_BOOTTIME continue from `options.timens` (the dump-time values), closes every fd and
+   * execs the stub; this thread waits until it has. Modes: "child" (default) a child of this
+   * process; "sibling" a child of this process's parent (CLONE_PARENT); "detached" a child of
+   * a new child subreaper (the stub in "reap" mode: `reaper` in the result) that is not ours
+   * and reaps the task the moment it dies. Errors name the failing step in `syscall`.
+   */
+  restoreSpawn(options: RestoreSpawnOptions): { pid: number; reaper: number };
+  /**
+   * Runs syscalls inside the ptrace-stopped stub `pid` from the trampoline at `trampoline`
+   * (which must hold `syscall; int3`): `calls` holds 7 words per call (nr, six arguments).
+   * Returns the raw results (-errno on failure), stopping after the first failing call unless
+   * `keepGoing`. With `toSyscallExit` (exactly one call; needs PTRACE_O_TRACESYSGOOD) the
+   * call is run under PTRACE_SYSCALL and the task is left at its syscall-exit stop. Nothing
+   * of the task's state is saved or put back (the stub's state is disposable). EFAULT when the
+   * task stopped anywhere but at the trampoline's trap, ESRCH when it died.
+   */
+  remoteSyscalls(
+    pid: number,
+    trampoline: number | bigint,
+    calls: BigUint64Array | BigInt64Array,
+    options?: { keepGoing?: boolean; toSyscallExit?: boolean },
+  ): BigInt64Array;
+  /**
+   * Copies page data from the file `fd` (a pages-N.img) into task `pid`: `segments` holds
+   * (remote address, file offset, length) triples. The file is mapped and process_vm_writev
+   * copies from the mapping on `threads` threads (default 2, at most 8); ranges the task may
+   * not write go through /proc/PID/mem. Needs no ptrace-stop.
+   */
+  writePages(pid: number, fd: number, segments: BigUint64Array, threads?: number): { bytes: number; procMemBytes: number };
+  /** memfd_create(name, flags) (MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2). */
+  memfdCreate(name: string, flags: number): number;
+  /**
+   * On a userfaultfd (taken from the task with pidfdGetfd): with `register`, the UFFDIO_API
+   * handshake and UFFDIO_REGISTER (missing pages) of each (start, length) of `ranges`;
+   * without, UFFDIO_UNREGISTER of each.
+   */
+  uffdRegister(fd: number, ranges: BigUint64Array, register: boolean): void;
+  /**
+   * UFFDIO_COPY of (address, file offset, length) page-aligned triples from the pages file
+   * `pagesFd` (mapped) into the registered ranges, on `threads` threads (default 2). Returns
+   * the bytes copied. The task must not run meanwhile.
+   */
+  uffdCopy(fd: number, pagesFd: number, segments: BigUint64Array, threads?: number): number;
+}
+
+export interface RestoreSpawnOptions {
+  /** path of tscriu_stub */
+  stub: string;
+  /** the PID to take; 0 or absent: any */
+  pid?: number;
+  mode?: "child" | "sibling" | "detached";
+  /** "setsid" (the task led its session), "setpgid" (its own group), "inherit" (ours; shell jobs) */
+  session?: "inherit" | "setsid" | "setpgid";
+  /** clocks at dump time (timens-0.img), in nanoseconds */
+  timens?: { monotonicNs: bigint; boottimeNs: bigint };
+}

@@ -59,3 +59,6 @@ export { dedup, imageChain, type DedupStats } from "./dedup.js";
 export { dump, type DumpOptions, type DumpEvent, type DumpResult } from "./dump/dump.js";
 export { DumpError, isDumpError } from "./dump/errors.js";
 export type { DumpStats } from "./dump/stats.js";
+export { restore, waitRestored, type RestoreOptions, type RestoreEvent, type RestoreResult, type ExitStatus } from "./restore/restore.js";
+export { RestoreError, isRestoreError } from "./restore/errors.js";
+export type { RestoreStats } from "./restore/stats.js";

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const files = [];
-for (const dir of ["core-c", "host-bridge/src", "test/workloads"]) {
+for (const dir of ["core-c", "host-bridge/src", "host-bridge/stub", "test/workloads"]) {
   try {
     for (const f of readdirSync(join(root, dir))) if (/\.[ch]$/.test(f)) files.push(join(root, dir, f));
   } catch {

@@ -10,6 +10,7 @@ import { fileSink, Logger, type LogLevel, normalizeVerbosity, stderrSink } from 
 import { critCommands } from "./crit.js";
 import { toolCommands } from "./tools.js";
 import { dumpCommand } from "./dump.js";
+import { restoreCommand } from "./restore.js";
 import { VERSION } from "../version.js";
 
 // yargs' CommonJS build loads in half the time of its ESM entry (~0.1 s less per run here).
@@ -41,7 +42,6 @@ class UsageError extends Error {
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [string, string][] = [
   ["pre-dump", "pre-dump memory of a process tree"],
-  ["restore", "restore a process tree"],
   ["check", "check kernel support"],
   ["page-server", "serve pages over the network"],
   ["lazy-pages", "serve lazy pages to a restored tree"],
@@ -108,7 +108,7 @@ const CRIT_VERBS = new Set(["decode", "encode"]);
 
 /** Runs the CLI on argv (without "node" and the script); resolves to the exit code. */
 export async function run(argvIn: readonly string[]): Promise<number> {
-  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), dumpCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), dumpCommand(), restoreCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
   const names = new Set(specs.map((s) => s.command.split(" ")[0]!));
   let argv: string[];
   try {

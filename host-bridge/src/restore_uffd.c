@@ -1,0 +1,258 @@
+/* Filling anonymous memory of the restored task through its userfaultfd.
+ *
+ * process_vm_writev into fresh anonymous memory faults every page in (the kernel
+ * allocates a zeroed page) and then copies over it. UFFDIO_COPY allocates the page
+ * and copies into it in one go, without the zeroing and the fault path: measured
+ * here 0.23 s instead of 0.37 s for 1 GiB on two threads. The task makes the
+ * userfaultfd (it belongs to the mm of its creator), tscriu takes a copy of it
+ * with pidfd_getfd, registers the anonymous VMAs, copies straight from the mapped
+ * pages file, and unregisters them again; the task is ptrace-stopped throughout,
+ * so it never meets a missing page while they are registered. */
+#include "restore.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#define UFFD_PAGE	 4096ULL
+#define UFFD_MAX_THREADS 8
+#define UFFD_STEP	 (64ULL << 20)
+
+struct useg {
+	uint64_t addr, off, len;
+};
+
+struct uworker {
+	pthread_t thread;
+	int uffd;
+	const uint8_t *base;
+	uint64_t base_off;
+	struct useg *segs;
+	size_t nsegs;
+	int err;
+	uint64_t err_addr;
+	uint64_t bytes;
+};
+
+static void *ucopy(void *arg)
+{
+	struct uworker *w = arg;
+	for (size_t i = 0; i < w->nsegs && !w->err; i++) {
+		struct useg *s = &w->segs[i];
+		uint64_t done = 0;
+		while (done < s->len) {
+			uint64_t n = s->len - done < UFFD_STEP ? s->len - done : UFFD_STEP;
+			struct uffdio_copy c;
+			memset(&c, 0, sizeof(c));
+			c.dst = s->addr + done;
+			c.src = (uint64_t)(uintptr_t)(w->base + (s->off - w->base_off) + done);
+			c.len = n;
+			if (ioctl(w->uffd, UFFDIO_COPY, &c) < 0 && c.copy <= 0) {
+				if (errno == EAGAIN && c.copy == -EAGAIN)
+					continue;
+				w->err = errno;
+				w->err_addr = c.dst;
+				return NULL;
+			}
+			uint64_t got = c.copy > 0 ? (uint64_t)c.copy : n;
+			done += got;
+			w->bytes += got;
+		}
+	}
+	return NULL;
+}
+
+static bool get_u64s(napi_env env, napi_value v, uint64_t **out, size_t *n, size_t per, const char *fn,
+		     const char *what)
+{
+	uint8_t *data;
+	size_t len;
+	if (!bridge_arg_bytes(env, v, &data, &len, fn, what))
+		return false;
+	if (len % (per * 8)) {
+		bridge_throw_arg(env, fn, what);
+		return false;
+	}
+	*out = (uint64_t *)(void *)data;
+	*n = len / (per * 8);
+	return true;
+}
+
+/* uffdRegister(fd, ranges, register): UFFDIO_API once (first call), then
+ * UFFDIO_REGISTER (MISSING) or UFFDIO_UNREGISTER of each (start, length). */
+static napi_value uffd_register(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdRegister";
+	napi_value argv[3];
+	int32_t fd;
+	uint64_t *r;
+	size_t n;
+	bool reg = false;
+	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !get_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs") ||
+	    napi_get_value_bool(env, argv[2], &reg) != napi_ok)
+		return NULL;
+	if (reg) {
+		struct uffdio_api api;
+		memset(&api, 0, sizeof(api));
+		api.api = UFFD_API;
+		if (ioctl(fd, UFFDIO_API, &api) < 0)
+			return bridge_throw_errno(env, "ioctl(UFFDIO_API)", errno, 0, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct uffdio_range range = { r[2 * i], r[2 * i + 1] };
+		int rc;
+		if (reg) {
+			struct uffdio_register rg;
+			memset(&rg, 0, sizeof(rg));
+			rg.range = range;
+			rg.mode = UFFDIO_REGISTER_MODE_MISSING;
+			rc = ioctl(fd, UFFDIO_REGISTER, &rg);
+		} else {
+			rc = ioctl(fd, UFFDIO_UNREGISTER, &range);
+		}
+		if (rc < 0) {
+			char what[96];
+			snprintf(what, sizeof(what), "ioctl(%s) of 0x%" PRIx64 "+0x%" PRIx64,
+				 reg ? "UFFDIO_REGISTER" : "UFFDIO_UNREGISTER", (uint64_t)range.start,
+				 (uint64_t)range.len);
+			return bridge_throw_errno(env, what, errno, 0, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* uffdCopy(fd, pagesFd, segments, threads): UFFDIO_COPY of (address, file offset,
+ * length) triples from the mapped pages file, on several threads. */
+static napi_value uffd_copy(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdCopy";
+	napi_value argv[4];
+	int32_t fd, pfd;
+	uint64_t *raw;
+	size_t nsegs;
+	uint32_t nthreads = 2;
+	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_fd(env, argv[1], &pfd, fn, "pagesFd must be an open file descriptor") ||
+	    !get_u64s(env, argv[2], &raw, &nsegs, 3, fn, "segments must be (address, offset, length) triples"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[3]) &&
+	    !bridge_arg_uint32(env, argv[3], &nthreads, fn, "threads must be a uint32"))
+		return NULL;
+	if (nthreads < 1)
+		nthreads = 1;
+	if (nthreads > UFFD_MAX_THREADS)
+		nthreads = UFFD_MAX_THREADS;
+	napi_value res;
+	if (nsegs == 0) {
+		napi_create_double(env, 0, &res);
+		return res;
+	}
+	struct useg *segs = malloc(nsegs * sizeof(*segs));
+	struct useg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
+	if (!segs || !parts) {
+		free(segs);
+		free(parts);
+		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+	}
+	memcpy(segs, raw, nsegs * sizeof(*segs));
+	uint64_t lo = UINT64_MAX, hi = 0, total = 0;
+	for (size_t i = 0; i < nsegs; i++) {
+		if (segs[i].len == 0 || segs[i].off > UINT64_MAX - segs[i].len || segs[i].len % UFFD_PAGE ||
+		    segs[i].addr % UFFD_PAGE) {
+			free(segs);
+			free(parts);
+			return bridge_throw_arg(env, fn, "segments must be whole pages");
+		}
+		lo = segs[i].off < lo ? segs[i].off : lo;
+		hi = segs[i].off + segs[i].len > hi ? segs[i].off + segs[i].len : hi;
+		total += segs[i].len;
+	}
+	struct stat st;
+	if (fstat(pfd, &st) < 0 || hi > (uint64_t)st.st_size) {
+		free(segs);
+		free(parts);
+		return bridge_throw_errno(env, "uffdCopy: the pages file is shorter than the segments", EIO, 0, NULL);
+	}
+	uint64_t base_off = lo & ~(UFFD_PAGE - 1);
+	size_t map_len = (size_t)(hi - base_off);
+	const uint8_t *base = mmap(NULL, map_len, PROT_READ, MAP_SHARED, pfd, (off_t)base_off);
+	if (base == MAP_FAILED) {
+		free(segs);
+		free(parts);
+		return bridge_throw_errno(env, "mmap (pages file)", errno, 0, NULL);
+	}
+	madvise((void *)base, map_len, MADV_WILLNEED);
+	struct uworker w[UFFD_MAX_THREADS];
+	memset(w, 0, sizeof(w));
+	uint64_t share = ((total / nthreads) + UFFD_PAGE - 1) & ~(UFFD_PAGE - 1);
+	size_t np = 0, si = 0;
+	uint64_t used = 0;
+	uint32_t nw = 0;
+	for (uint32_t t = 0; t < nthreads && si < nsegs; t++, nw++) {
+		w[t].uffd = fd;
+		w[t].base = base;
+		w[t].base_off = base_off;
+		w[t].segs = parts + np;
+		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
+		while (si < nsegs && room > 0) {
+			struct useg s = segs[si];
+			s.addr += used;
+			s.off += used;
+			s.len -= used;
+			if (s.len > room) {
+				s.len = room;
+				used += room;
+			} else {
+				used = 0;
+				si++;
+			}
+			room -= s.len;
+			parts[np++] = s;
+			w[t].nsegs++;
+		}
+	}
+	uint32_t started = 0;
+	for (uint32_t t = 1; t < nw; t++) {
+		if (pthread_create(&w[t].thread, NULL, ucopy, &w[t]) != 0)
+			break;
+		started = t;
+	}
+	ucopy(&w[0]);
+	for (uint32_t t = started + 1; t < nw; t++)
+		ucopy(&w[t]);
+	for (uint32_t t = 1; t <= started; t++)
+		pthread_join(w[t].thread, NULL);
+	munmap((void *)base, map_len);
+	free(parts);
+	free(segs);
+	uint64_t bytes = 0;
+	for (uint32_t t = 0; t < nw; t++) {
+		bytes += w[t].bytes;
+		if (w[t].err) {
+			char what[96];
+			snprintf(what, sizeof(what), "ioctl(UFFDIO_COPY) at 0x%" PRIx64, w[t].err_addr);
+			return bridge_throw_errno(env, what, w[t].err, 0, NULL);
+		}
+	}
+	napi_create_double(env, (double)bytes, &res);
+	return res;
+}
+
+void bridge_init_restore_uffd(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "uffdRegister", uffd_register },
+		{ "uffdCopy", uffd_copy },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

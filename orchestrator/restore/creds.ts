@@ -1,0 +1,171 @@
+// Task-wide settings of core-PID.img: rlimits, personality, credentials and capabilities,
+// and the prctl flags that a change of credentials resets (parent-death signal, dumpable),
+// so those come after. The credentials go in criu's order: groups, then with
+// SECURE_NO_SETUID_FIXUP the uids and gids without losing capabilities on the way, the
+// securebits, the bounding set, the capability sets, the ambient set, no_new_privs.
+// Some values are set from tscriu's side through /proc and setpriority.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { setPriority } from "node:os";
+import type { CoreEntry, MmEntry } from "../../images/dir.js";
+import type { ModuleLog } from "../log.js";
+import { NR, type Call, type Remote } from "./remote.js";
+
+const PR = {
+  SET_PDEATHSIG: 1,
+  SET_DUMPABLE: 4,
+  SET_TIMERSLACK: 29,
+  SET_SECUREBITS: 28,
+  CAPBSET_DROP: 24,
+  SET_CHILD_SUBREAPER: 36,
+  SET_NO_NEW_PRIVS: 38,
+  CAP_AMBIENT: 47,
+} as const;
+const CAP_AMBIENT_RAISE = 2;
+const CAP_AMBIENT_CLEAR_ALL = 4;
+const SECURE_NO_SETUID_FIXUP = 1 << 2;
+const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+const RLIM_NAMES = ["CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"];
+
+function capLast(): number {
+  try {
+    return Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
+  } catch {
+    return 40;
+  }
+}
+
+/** The 64-bit capability set of criu's two-word layout. */
+const caps = (words: readonly number[] | undefined): bigint => BigInt(words?.[0] ?? 0) | (BigInt(words?.[1] ?? 0) << 32n);
+
+function capNames(set: bigint): string {
+  const out: number[] = [];
+  for (let i = 0; i < 64; i++) if (set & (1n << BigInt(i))) out.push(i);
+  return out.join(", ");
+}
+
+/** Our own permitted set: capabilities we cannot hand out are left out, with a warning. */
+function ourPermitted(): bigint {
+  const m = /^CapPrm:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? BigInt(`0x${m[1]}`) : ~0n;
+}
+
+/**
+ * Every rlimit; a hard limit above ours needs CAP_SYS_RESOURCE (which root lacks on these
+ * machines): then the hard limit stays ours and the soft one is capped to it, with a warning.
+ */
+export function restoreRlimits(remote: Remote, core: CoreEntry, log: ModuleLog): void {
+  const list = core.tc?.rlimits?.rlimits ?? [];
+  list.forEach((r, i) => {
+    if (i >= RLIM_NAMES.length) return;
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(r.cur, 0);
+    b.writeBigUInt64LE(r.max, 8);
+    const at = remote.write(0, b);
+    if (remote.try(NR.prlimit64, [0, i, at, 0]) === 0n) return;
+    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[i]}) (read)`, NR.prlimit64, [0, i, 0, at]);
+    const cur = remote.read(0, 16);
+    const hard = cur.readBigUInt64LE(8);
+    const soft = r.cur < hard ? r.cur : hard;
+    cur.writeBigUInt64LE(soft, 0);
+    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[i]})`, NR.prlimit64, [0, i, remote.write(0, cur), 0]);
+    log.warn(`RLIMIT_${RLIM_NAMES[i]}: hard limit ${r.max} needs CAP_SYS_RESOURCE; kept ${hard}, soft ${soft} (wanted ${r.cur})`);
+  });
+}
+
+export function restoreCreds(remote: Remote, core: CoreEntry, log: ModuleLog): void {
+  const c = core.thread_core?.creds;
+  const calls: Call[] = [];
+  if (core.tc) calls.push({ what: `personality(0x${core.tc.personality.toString(16)})`, nr: NR.personality, args: [core.tc.personality] });
+  if (!c) {
+    remote.batch(calls);
+    return;
+  }
+  const groups = Buffer.alloc(Math.max(4, (c.groups ?? []).length * 4));
+  (c.groups ?? []).forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+  const groupsAt = remote.write(0, groups);
+  let prm = caps(c.cap_prm);
+  let eff = caps(c.cap_eff);
+  let inh = caps(c.cap_inh);
+  const have = ourPermitted();
+  if (prm & ~have) {
+    log.warn(`capabilities ${capNames(prm & ~have)} of the image are not ours to give; the task gets the others`);
+    prm &= have;
+    eff &= prm;
+    inh &= have;
+  }
+  const data = Buffer.alloc(8 + 24);
+  data.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0);
+  data.writeInt32LE(0, 4);
+  const word = (v: bigint, i: number): number => Number((v >> BigInt(32 * i)) & 0xffffffffn);
+  for (let i = 0; i < 2; i++) {
+    data.writeUInt32LE(word(eff, i), 8 + i * 12);
+    data.writeUInt32LE(word(prm, i), 12 + i * 12);
+    data.writeUInt32LE(word(inh, i), 16 + i * 12);
+  }
+  const capAt = remote.write(groups.length, data);
+  calls.push(
+    { what: `setgroups(${(c.groups ?? []).join(",")})`, nr: NR.setgroups, args: [(c.groups ?? []).length, groupsAt] },
+    { what: "prctl(PR_SET_SECUREBITS, SECURE_NO_SETUID_FIXUP)", nr: NR.prctl, args: [PR.SET_SECUREBITS, SECURE_NO_SETUID_FIXUP, 0, 0, 0] },
+    { what: `setresgid(${c.gid}, ${c.egid}, ${c.sgid})`, nr: NR.setresgid, args: [c.gid, c.egid, c.sgid] },
+    { what: `setresuid(${c.uid}, ${c.euid}, ${c.suid})`, nr: NR.setresuid, args: [c.uid, c.euid, c.suid] },
+    { what: `setfsgid(${c.fsgid})`, nr: NR.setfsgid, args: [c.fsgid] },
+    { what: `setfsuid(${c.fsuid})`, nr: NR.setfsuid, args: [c.fsuid] },
+    { what: `prctl(PR_SET_SECUREBITS, 0x${c.secbits.toString(16)})`, nr: NR.prctl, args: [PR.SET_SECUREBITS, c.secbits, 0, 0, 0] },
+  );
+  // setfsuid/setfsgid return the previous id, never -errno: a "failure" there is a big number.
+  const bnd = c.cap_bnd ? caps(c.cap_bnd) : ~0n;
+  for (let cap = 0; cap <= capLast(); cap++) {
+    if (!(bnd & (1n << BigInt(cap)))) calls.push({ what: `prctl(PR_CAPBSET_DROP, ${cap})`, nr: NR.prctl, args: [PR.CAPBSET_DROP, cap, 0, 0, 0] });
+  }
+  calls.push({ what: `capset(eff ${eff.toString(16)}, prm ${prm.toString(16)}, inh ${inh.toString(16)})`, nr: NR.capset, args: [capAt, capAt + 8n] });
+  const amb = caps(c.cap_amb) & prm & inh;
+  calls.push({ what: "prctl(PR_CAP_AMBIENT, CLEAR_ALL)", nr: NR.prctl, args: [PR.CAP_AMBIENT, CAP_AMBIENT_CLEAR_ALL, 0, 0, 0] });
+  for (let cap = 0; cap < 64; cap++) {
+    if (amb & (1n << BigInt(cap))) calls.push({ what: `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`, nr: NR.prctl, args: [PR.CAP_AMBIENT, CAP_AMBIENT_RAISE, cap, 0, 0] });
+  }
+  if (c.no_new_privs) calls.push({ what: "prctl(PR_SET_NO_NEW_PRIVS)", nr: NR.prctl, args: [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0] });
+  remote.batch(calls);
+}
+
+/** The flags a change of credentials resets, set after it. */
+export function restoreTaskFlags(remote: Remote, core: CoreEntry, mm: MmEntry): void {
+  const th = core.thread_core;
+  const calls: Call[] = [];
+  if (th?.pdeath_sig) calls.push({ what: `prctl(PR_SET_PDEATHSIG, ${th.pdeath_sig})`, nr: NR.prctl, args: [PR.SET_PDEATHSIG, th.pdeath_sig, 0, 0, 0] });
+  if (mm.dumpable !== undefined) calls.push({ what: `prctl(PR_SET_DUMPABLE, ${mm.dumpable})`, nr: NR.prctl, args: [PR.SET_DUMPABLE, mm.dumpable, 0, 0, 0] });
+  if (core.tc?.child_subreaper) calls.push({ what: "prctl(PR_SET_CHILD_SUBREAPER)", nr: NR.prctl, args: [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0] });
+  if (th?.timerslack_ns !== undefined) calls.push({ what: `prctl(PR_SET_TIMERSLACK, ${th.timerslack_ns})`, nr: NR.prctl, args: [PR.SET_TIMERSLACK, th.timerslack_ns, 0, 0, 0] });
+  remote.batch(calls);
+}
+
+/** The scheduling policy, while the task still has CAP_SYS_NICE (before the credentials). */
+export function restoreSched(remote: Remote, core: CoreEntry): void {
+  const th = core.thread_core;
+  if (th?.sched_policy === undefined || th.sched_policy === 0) return;
+  const param = Buffer.alloc(4);
+  param.writeInt32LE(th.sched_prio ?? 0, 0);
+  remote.call(`sched_setscheduler(policy ${th.sched_policy}, priority ${th.sched_prio ?? 0})`, NR.sched_setscheduler, [0, th.sched_policy, remote.write(0, param)]);
+}
+
+/** Values set from outside: oom_score_adj, loginuid, nice. Failures are warnings, as in criu. */
+export function restoreFromOutside(pid: number, core: CoreEntry, log: ModuleLog): void {
+  const tc = core.tc;
+  const write = (file: string, value: string): void => {
+    try {
+      if (readFileSync(`/proc/${pid}/${file}`, "utf8").trim() !== value) writeFileSync(`/proc/${pid}/${file}`, value);
+    } catch (e) {
+      log.warn(`${file} ${value} not restored: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  if (tc?.oom_score_adj !== undefined) write("oom_score_adj", String(tc.oom_score_adj));
+  if (tc?.loginuid !== undefined) write("loginuid", String(tc.loginuid));
+  const nice = core.thread_core?.sched_nice;
+  if (nice !== undefined && nice !== 0) {
+    try {
+      setPriority(pid, nice);
+    } catch (e) {
+      log.warn(`nice ${nice} not restored: ${(e as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,317 @@
+// The address space from mm-PID.img and the pages images: every VMA mapped at its address
+// with its protection, flags and file backing, then the dumped pages written into it.
+//
+//   anonymous private (heap, stack, …)   mmap MAP_PRIVATE|MAP_ANONYMOUS
+//   private / shared file mappings       the file opened by tscriu, handed to the task,
+//                                        mmap at the dumped offset
+//   shared anonymous / memfd memory      one object per memfd.img entry (shmem.ts), each
+//                                        VMA a mapping of it at its offset
+//   [vdso] [vvar] [vsyscall]             not mapped: the kernel's own (vdso.ts)
+//
+// Pages: anonymous and private-file pages from pagemap-PID.img (copy-on-written pages of
+// private file mappings are anonymous copies, written over the file's data); shared file
+// mappings have their data in the file. Every VMA is mapped with MAP_FIXED_NOREPLACE, so
+// an overlap is an error instead of a silent replacement.
+
+import { closeSync, constants as fsc, openSync } from "node:fs";
+import { bridge } from "../../host-bridge/load.js";
+import { MAP } from "../../host-bridge/constants.js";
+import type { MmEntry } from "../../images/dir.js";
+import type { ModuleLog } from "../log.js";
+import { RestoreError } from "./errors.js";
+import type { FileSet, RegFile } from "./fileset.js";
+import { PageResolver, type PageSeg } from "./pagesegs.js";
+import { NR, type Call, type Remote } from "./remote.js";
+import type { ShmObject, ShmTable } from "./shmem.js";
+import { planVdso, type VdsoPlan } from "./vdso.js";
+
+export type Vma = NonNullable<MmEntry["vmas"]>[number];
+
+export const VMA = {
+  REGULAR: 1 << 0,
+  STACK: 1 << 1,
+  VSYSCALL: 1 << 2,
+  VDSO: 1 << 3,
+  HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6,
+  FILE_SHARED: 1 << 7,
+  ANON_SHARED: 1 << 8,
+  ANON_PRIVATE: 1 << 9,
+  SYSVIPC: 1 << 10,
+  SOCKET: 1 << 11,
+  VVAR: 1 << 12,
+  AIORING: 1 << 13,
+  MEMFD: 1 << 14,
+  SHSTK: 1 << 15,
+  UPROBES: 1 << 17,
+  UNSUPP: 2 ** 31,
+} as const;
+
+const MAP_HUGETLB = 0x40000;
+const PROT_WRITE = 2;
+
+export type VmaKind = "anon" | "file" | "shm" | "vdso" | "vvar" | "vsyscall" | "uprobes";
+
+export interface VmaPlan {
+  vma: Vma;
+  kind: VmaKind;
+  shared: boolean;
+  /** file mappings */
+  file?: RegFile | undefined;
+  /** open flags for the file */
+  openFlags?: number | undefined;
+  /** shared memory mappings (or private mappings of a memfd) */
+  shm?: ShmObject | undefined;
+}
+
+export interface MemoryPlan {
+  vmas: VmaPlan[];
+  /** pages to write into the task (private memory) */
+  segs: PageSeg[];
+  pages: number;
+  vdso: VdsoPlan;
+}
+
+const hex = (v: bigint): string => v.toString(16);
+const range = (v: Vma): string => `${hex(v.start)}-${hex(v.end)}`;
+
+/** The image's VMAs checked and classified, and where every page's data is. No side effects. */
+export async function planMemory(pid: number, dir: string, mm: MmEntry, files: FileSet, shm: ShmTable, log: ModuleLog): Promise<MemoryPlan> {
+  const vmas: VmaPlan[] = [];
+  const unsupported = (v: Vma, what: string): RestoreError => new RestoreError("plan", pid, `VMA ${range(v)}: ${what} is not supported`, { address: v.start });
+  let prevEnd = 0n;
+  for (const v of [...(mm.vmas ?? [])].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+    if (v.start >= v.end || v.start % 4096n !== 0n || v.end % 4096n !== 0n) throw new RestoreError("plan", pid, `VMA ${range(v)} is empty or not page aligned`, { address: v.start });
+    if (v.start < prevEnd) throw new RestoreError("plan", pid, `VMA ${range(v)} overlaps the one before it`, { address: v.start });
+    prevEnd = v.end;
+    const s = v.status;
+    const shared = (v.flags & MAP.SHARED) !== 0;
+    if (s & VMA.VSYSCALL) vmas.push({ vma: v, kind: "vsyscall", shared });
+    else if (s & VMA.VVAR) vmas.push({ vma: v, kind: "vvar", shared });
+    else if (s & VMA.VDSO) vmas.push({ vma: v, kind: "vdso", shared });
+    else if (s & VMA.UPROBES) vmas.push({ vma: v, kind: "uprobes", shared });
+    else if (s & VMA.SYSVIPC) throw unsupported(v, "System V shared memory");
+    else if (s & VMA.SOCKET) throw unsupported(v, "a mapped socket (packet ring)");
+    else if (s & VMA.AIORING) throw unsupported(v, "an AIO ring");
+    else if (s & VMA.SHSTK) throw unsupported(v, "a shadow stack");
+    else if (s & VMA.UNSUPP || !(s & VMA.REGULAR)) throw unsupported(v, `status 0x${s.toString(16)}`);
+    else if (v.flags & MAP_HUGETLB) throw unsupported(v, "a hugetlbfs mapping");
+    else if (s & VMA.MEMFD || s & VMA.ANON_SHARED) {
+      const obj = await shm.forVma(v);
+      vmas.push({ vma: v, kind: "shm", shared, shm: obj });
+    } else if (s & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+      const f = await files.reg(Number(v.shmid), `the mapping ${range(v)}`);
+      vmas.push({ vma: v, kind: "file", shared, file: f, openFlags: openFlags(v, shared) });
+    } else if (s & VMA.ANON_PRIVATE) {
+      vmas.push({ vma: v, kind: "anon", shared: false });
+    } else {
+      throw unsupported(v, `status 0x${s.toString(16)}`);
+    }
+  }
+  const { segs: all, pages } = await new PageResolver(dir, `pagemap-${pid}.img`, pid).resolve();
+  const vdso = planVdso(pid, vmas.map((p) => p.vma), all);
+  // Keep the pages that go into private memory; the rest is checked or skipped.
+  const segs: PageSeg[] = [];
+  let i = 0;
+  for (const seg of all) {
+    let at = seg.vaddr;
+    const end = seg.vaddr + BigInt(seg.len);
+    while (at < end) {
+      while (i < vmas.length && vmas[i]!.vma.end <= at) i++;
+      const p = vmas[i];
+      if (!p || p.vma.start > at) throw new RestoreError("plan", pid, `the pagemap has data for 0x${hex(at)}, which is in no VMA`, { address: at, file: seg.file });
+      const stop = p.vma.end < end ? p.vma.end : end;
+      const keep = (p.kind === "anon" || p.kind === "file" || (p.kind === "shm" && !p.shared)) && !p.shared;
+      if (keep) {
+        const piece = { vaddr: at, len: Number(stop - at), file: seg.file, off: seg.off + Number(at - seg.vaddr) };
+        const last = segs[segs.length - 1];
+        if (last && last.file === piece.file && last.vaddr + BigInt(last.len) === piece.vaddr && last.off + last.len === piece.off) last.len += piece.len;
+        else segs.push(piece);
+      } else if (p.shared && p.kind !== "vdso") {
+        log.warn(`pages for the shared mapping ${range(p.vma)} in the process pagemap are ignored (its data is in the file)`);
+      }
+      at = stop;
+    }
+  }
+  return { vmas, segs, pages, vdso };
+}
+
+/** How to open a mapped file: as the mapping's own fd was (fdflags), or as its protection needs. */
+function openFlags(v: Vma, shared: boolean): number {
+  if (v.fdflags !== undefined) return v.fdflags & 3;
+  return shared && v.prot & PROT_WRITE ? fsc.O_RDWR : fsc.O_RDONLY;
+}
+
+/** mmap flags for the VMA at its address: its own flags, never replacing anything. */
+function mmapFlags(v: Vma, anon: boolean): number {
+  let f = (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE;
+  if (anon) f |= MAP.ANONYMOUS;
+  return f;
+}
+
+/** madvise calls for the VMA's saved advice bits (criu stores 1 << MADV_x). */
+function madviseCalls(v: Vma): Call[] {
+  const calls: Call[] = [];
+  const bits = v.madv ?? 0n;
+  for (let b = 0; b < 64; b++) {
+    if (bits & (1n << BigInt(b))) calls.push({ what: `madvise(${range(v)}, ${b})`, nr: NR.madvise, args: [v.start, v.end - v.start, b] });
+  }
+  return calls;
+}
+
+/**
+ * Maps every anonymous and file VMA (shared memory objects are shmem.ts's). File fds are
+ * handed to the task, used by their mmaps, then closed there.
+ */
+export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: ModuleLog): void {
+  const remoteFds = new Map<number, number>();
+  const calls: Call[] = [];
+  for (const p of plan.vmas) {
+    const v = p.vma;
+    if (p.kind === "anon") {
+      calls.push({ what: `mmap of the anonymous VMA ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, true), -1, 0] });
+    } else if (p.kind === "file") {
+      const local = files.open(p.file!, p.openFlags!);
+      let fd = remoteFds.get(local);
+      if (fd === undefined) {
+        fd = remote.takeFd(local, p.file!.name);
+        remoteFds.set(local, fd);
+      }
+      calls.push({ what: `mmap of ${p.file!.name} at ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, false), fd, v.pgoff] });
+    } else {
+      continue;
+    }
+    calls.push(...madviseCalls(v));
+  }
+  const results = remote.batch(calls);
+  calls.forEach((c, i) => {
+    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${c.what} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
+  });
+  remote.batch([...remoteFds.values()].map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
+  log.debug(`${calls.filter((c) => c.nr === NR.mmap).length} VMAs mapped`);
+}
+
+/** madvise for shared-memory VMAs, after shmem.ts mapped them. */
+export function adviseShm(remote: Remote, plan: MemoryPlan): void {
+  remote.batch(plan.vmas.filter((p) => p.kind === "shm").flatMap((p) => madviseCalls(p.vma)));
+}
+
+const MAP_LOCKED = 0x2000;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+/** The segments cut at VMA boundaries, each with the VMA it lies in. */
+function perVma(plan: MemoryPlan): { seg: PageSeg; vma: VmaPlan }[] {
+  const out: { seg: PageSeg; vma: VmaPlan }[] = [];
+  let i = 0;
+  for (const s of plan.segs) {
+    let at = s.vaddr;
+    const end = s.vaddr + BigInt(s.len);
+    while (at < end) {
+      while (plan.vmas[i]!.vma.end <= at) i++;
+      const p = plan.vmas[i]!;
+      const stop = p.vma.end < end ? p.vma.end : end;
+      out.push({ seg: { vaddr: at, len: Number(stop - at), file: s.file, off: s.off + Number(at - s.vaddr) }, vma: p });
+      at = stop;
+    }
+  }
+  return out;
+}
+
+/**
+ * Writes the dumped pages into the task. Anonymous VMAs (most of a task's memory) are
+ * filled through a userfaultfd of the task (UFFDIO_COPY: no zeroing, no fault path);
+ * the rest -- copy-on-written pages of file mappings, locked memory -- and everything when
+ * the kernel refuses a userfaultfd goes through writeSegments. Returns the bytes written.
+ */
+export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void): number {
+  const b = bridge();
+  const pieces = perVma(plan);
+  const viaUffd = pieces.filter((p) => p.vma.kind === "anon" && !(p.vma.vma.flags & MAP_LOCKED));
+  let rest = pieces.filter((p) => !viaUffd.includes(p)).map((p) => p.seg);
+  let done = 0;
+  if (viaUffd.length) {
+    const rfd = remote.try(NR.userfaultfd, [O_CLOEXEC | O_NONBLOCK]);
+    if (rfd < 0n) {
+      log.debug(`userfaultfd in the task: errno ${-rfd}; pages go through process_vm_writev`);
+      rest = pieces.map((p) => p.seg);
+    } else {
+      const pidfd = b.pidfdOpen(remote.pid);
+      let uffd: number;
+      try {
+        uffd = b.pidfdGetfd(pidfd, Number(rfd));
+      } finally {
+        b.close(pidfd);
+      }
+      remote.call("close (userfaultfd)", NR.close, [rfd]);
+      try {
+        const vmas = [...new Set(viaUffd.map((p) => p.vma))];
+        const ranges = new BigUint64Array(vmas.flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
+        b.uffdRegister(uffd, ranges, true);
+        try {
+          done = copyStrides(viaUffd.map((p) => p.seg), (fd, words) => b.uffdCopy(uffd, fd, words, threads), progress, fault, 0);
+        } finally {
+          b.uffdRegister(uffd, ranges, false);
+        }
+      } finally {
+        b.close(uffd);
+      }
+    }
+  }
+  return done + copyStrides(rest, (fd, words) => b.writePages(remote.pid, fd, words, threads).bytes, progress, fault, done);
+}
+
+export interface FillProgress {
+  (bytesDone: number): void;
+}
+
+/** Bytes per writePages call: the progress bar moves between calls. */
+const STRIDE = 64 << 20;
+
+/**
+ * Writes page segments into task `pid` (no ptrace-stop needed): several threads per call,
+ * the pages file mapped and copied straight from the page cache, /proc/PID/mem for the
+ * pages the task may not write. Returns the bytes written.
+ */
+export function writeSegments(pid: number, segs: readonly PageSeg[], threads: number, progress?: FillProgress, fault?: () => void): number {
+  return copyStrides(segs, (fd, words) => bridge().writePages(pid, fd, words, threads).bytes, progress, fault, 0);
+}
+
+/** Runs `copy` over the segments, file by file, STRIDE bytes a call; progress counts on from `base`. */
+function copyStrides(segs: readonly PageSeg[], copy: (fd: number, words: BigUint64Array) => number, progress: FillProgress | undefined, fault: (() => void) | undefined, base: number): number {
+  const byFile = new Map<string, PageSeg[]>();
+  for (const s of segs) {
+    let l = byFile.get(s.file);
+    if (!l) byFile.set(s.file, (l = []));
+    // long runs in STRIDE pieces, so that progress moves
+    for (let at = 0; at < s.len; at += STRIDE) l.push({ ...s, vaddr: s.vaddr + BigInt(at), off: s.off + at, len: Math.min(STRIDE, s.len - at) });
+  }
+  let done = 0;
+  for (const [file, list] of byFile) {
+    const fd = openSync(file, "r");
+    try {
+      let i = 0;
+      while (i < list.length) {
+        const batch: number[] = [];
+        let bytes = 0;
+        while (i < list.length && (bytes === 0 || bytes + list[i]!.len <= STRIDE)) {
+          const s = list[i++]!;
+          batch.push(Number(s.vaddr), s.off, s.len);
+          bytes += s.len;
+        }
+        fault?.();
+        const words = new BigUint64Array(batch.map((x) => BigInt(x)));
+        try {
+          copy(fd, words);
+        } catch (e) {
+          throw Object.assign(new Error(`writing pages from ${file}: ${(e as Error).message}`), { cause: e, file });
+        }
+        done += bytes;
+        progress?.(base + done);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return done;
+}

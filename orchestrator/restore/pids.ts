@@ -1,0 +1,51 @@
+// Is the dumped PID free? clone3's set_tid fails with EEXIST while the number is in use
+// in any role: a process, a thread, a zombie not reaped yet, or the id of a process group
+// or session whose leader is gone. The check names the holder, before anything is made.
+
+import { readdirSync, readFileSync } from "node:fs";
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+function statFields(text: string): { comm: string; state: string; ppid: number; pgrp: number; session: number } {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  const f = text.slice(close + 2).split(" ");
+  return { comm: text.slice(open + 1, close), state: f[0] ?? "?", ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]) };
+}
+
+/**
+ * Why `pid` cannot be taken, or undefined when it is free. Without `groups` only processes
+ * and threads are looked at (one /proc lookup); with it every process is read to find a
+ * process group or session using that id (done when clone3 said EEXIST).
+ */
+export function pidHolder(pid: number, groups = true): string | undefined {
+  const max = Number(read("/proc/sys/kernel/pid_max")?.trim() ?? 4194304);
+  if (pid >= max) return `PID ${pid} is above this system's pid_max (${max})`;
+  const stat = read(`/proc/${pid}/stat`);
+  if (stat !== undefined) {
+    const s = statFields(stat);
+    const tgid = Number(/^Tgid:\s*(\d+)/m.exec(read(`/proc/${pid}/status`) ?? "")?.[1] ?? pid);
+    if (tgid !== pid) {
+      const owner = read(`/proc/${tgid}/stat`);
+      return `PID ${pid} is taken by a thread of process ${tgid} (${owner ? statFields(owner).comm : "?"})`;
+    }
+    if (s.state === "Z") return `PID ${pid} is taken by a zombie (${s.comm}) that its parent ${s.ppid} has not reaped yet`;
+    return `PID ${pid} is taken by process ${pid} (${s.comm}, parent ${s.ppid})`;
+  }
+  if (!groups) return undefined;
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    const t = read(`/proc/${d}/stat`);
+    if (!t) continue;
+    const s = statFields(t);
+    if (s.pgrp === pid) return `PID ${pid} is in use as the process group id of process ${d} (${s.comm})`;
+    if (s.session === pid) return `PID ${pid} is in use as the session id of process ${d} (${s.comm})`;
+  }
+  return undefined;
+}

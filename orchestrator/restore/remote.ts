@@ -1,0 +1,212 @@
+// Syscalls run inside the task being rebuilt. The stub is seized and stopped; tscriu maps
+// one trampoline area at an address free in both the stub's and the image's layout, puts
+// `syscall; int3` at its start and keeps the rest as a data area that syscall arguments
+// point into (structures are written there with process_vm_writev). Every later syscall of
+// the restore runs from there (bridge remoteSyscalls), so the stub's own mappings can go.
+
+import { constants as osConstants } from "node:os";
+import { MAP, PROT, SYS } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import { RestoreError } from "./errors.js";
+
+/** Size of the trampoline area: one page of code + data, three of data. */
+export const TRAMPOLINE_SIZE = 4 * 4096;
+/** The data area starts here (the code is 3 bytes at offset 0). */
+export const DATA_OFFSET = 64;
+const CODE = Buffer.from([0x0f, 0x05, 0xcc]); // syscall; int3
+
+/** x86_64 syscall numbers the restore uses beyond host-bridge/constants.ts. */
+export const NR = {
+  ...SYS,
+  open: 2,
+  lseek: 8,
+  madvise: 28,
+  dup3: 292,
+  getitimer: 36,
+  setitimer: 38,
+  fchdir: 81,
+  chroot: 161,
+  umask: 95,
+  setrlimit: 160,
+  prlimit64: 302,
+  setresuid: 117,
+  setresgid: 119,
+  setfsuid: 122,
+  setfsgid: 123,
+  setgroups: 116,
+  capset: 126,
+  personality: 135,
+  set_thread_area: 205,
+  set_tid_address: 218,
+  timer_create: 222,
+  timer_settime: 223,
+  timer_delete: 226,
+  rt_sigqueueinfo: 129,
+  rt_tgsigqueueinfo: 297,
+  sched_setscheduler: 144,
+  pidfd_open: 434,
+  pidfd_getfd: 438,
+  close_range: 436,
+  seccomp: 317,
+  userfaultfd: 323,
+} as const;
+
+export interface Call {
+  /** what the call does, for error messages ("mmap of 7f..-7f..") */
+  what: string;
+  nr: number;
+  args: readonly (number | bigint)[];
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/** "EEXIST" for 17: the names of node's own errno table. */
+function errnoName(e: number): string {
+  return ERRNO_NAMES.get(e) ?? `errno ${e}`;
+}
+
+export class Remote {
+  private step = "trampoline";
+
+  constructor(
+    readonly pid: number,
+    /** the trampoline's address */
+    readonly tramp: bigint,
+  ) {}
+
+  /** The step named in errors from now on. */
+  enter(step: string): void {
+    this.step = step;
+  }
+
+  get data(): bigint {
+    return this.tramp + BigInt(DATA_OFFSET);
+  }
+
+  /**
+   * Maps the trampoline in the stopped stub (borrowing the stub's own code for that one
+   * call) and writes the code into it.
+   */
+  static create(pid: number, tramp: bigint): Remote {
+    const b = bridge();
+    const r = b.remoteSyscall(pid, SYS.mmap, [tramp, TRAMPOLINE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE, -1, 0]);
+    if (r !== tramp) {
+      throw new RestoreError("trampoline", pid, `mmap of the trampoline returned ${r < 0n && r > -4096n ? errnoName(Number(-r)) : `0x${r.toString(16)}`}`, { address: tramp });
+    }
+    if (b.processVmWritev(pid, tramp, CODE) !== CODE.length) throw new RestoreError("trampoline", pid, "short write of the trampoline code", { address: tramp });
+    return new Remote(pid, tramp);
+  }
+
+  /** Runs calls in order; throws naming the first that fails. Returns every result. */
+  batch(calls: readonly Call[]): bigint[] {
+    if (calls.length === 0) return [];
+    const words = new BigUint64Array(calls.length * 7);
+    calls.forEach((c, i) => {
+      words[i * 7] = BigInt(c.nr);
+      c.args.forEach((a, j) => {
+        words[i * 7 + 1 + j] = BigInt.asUintN(64, BigInt(a));
+      });
+    });
+    let res: BigInt64Array;
+    try {
+      res = bridge().remoteSyscalls(this.pid, this.tramp, words);
+    } catch (e) {
+      throw new RestoreError(this.step, this.pid, (e as Error).message, { cause: e });
+    }
+    const last = res.length - 1;
+    const r = res[last]!;
+    if (r < 0n && r > -4096n) {
+      const c = calls[last]!;
+      throw Object.assign(new RestoreError(this.step, this.pid, `${c.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+    }
+    return Array.from(res);
+  }
+
+  /** One syscall; throws on failure. */
+  call(what: string, nr: number, args: readonly (number | bigint)[] = []): bigint {
+    return this.batch([{ what, nr, args }])[0]!;
+  }
+
+  /** One syscall; returns -errno instead of throwing. */
+  try(nr: number, args: readonly (number | bigint)[] = []): bigint {
+    const words = new BigUint64Array(7);
+    words[0] = BigInt(nr);
+    args.forEach((a, j) => {
+      words[1 + j] = BigInt.asUintN(64, BigInt(a));
+    });
+    try {
+      return bridge().remoteSyscalls(this.pid, this.tramp, words)[0]!;
+    } catch (e) {
+      throw new RestoreError(this.step, this.pid, (e as Error).message, { cause: e });
+    }
+  }
+
+  /** Runs one syscall to its syscall-exit stop (the last call of a restore). */
+  toExit(what: string, nr: number, args: readonly (number | bigint)[]): bigint {
+    const words = new BigUint64Array(7);
+    words[0] = BigInt(nr);
+    args.forEach((a, j) => {
+      words[1 + j] = BigInt.asUintN(64, BigInt(a));
+    });
+    let r: bigint;
+    try {
+      r = bridge().remoteSyscalls(this.pid, this.tramp, words, { toSyscallExit: true })[0]!;
+    } catch (e) {
+      throw new RestoreError(this.step, this.pid, `${what}: ${(e as Error).message}`, { cause: e });
+    }
+    if (r < 0n && r > -4096n) throw new RestoreError(this.step, this.pid, `${what}: ${errnoName(Number(-r))}`);
+    return r;
+  }
+
+  private pidfd = -1;
+
+  /**
+   * Opens, inside the task, a pidfd of this tscriu process, kept at fd `above` or higher
+   * (out of the way of the fds to restore). Through it the task takes copies of tscriu's
+   * open files with pidfd_getfd: tscriu opens files, makes pipes and memfds itself and
+   * hands them over, and the task sees the same open file descriptions.
+   */
+  openPidfd(above: number): void {
+    const fd = this.call(`pidfd_open(${process.pid}) (tscriu itself)`, NR.pidfd_open, [process.pid, 0]);
+    const high = this.call(`fcntl(F_DUPFD_CLOEXEC, ${above})`, NR.fcntl, [fd, 1030, above]);
+    this.call("close", NR.close, [fd]);
+    this.pidfd = Number(high);
+  }
+
+  /** The number of the pidfd (it must be closed before the end of the restore). */
+  get pidfdNumber(): number {
+    return this.pidfd;
+  }
+
+  /** Copies tscriu's fd `local` into the task; returns its number there (the lowest free, close-on-exec). */
+  takeFd(local: number, what: string): number {
+    if (this.pidfd < 0) throw new Error("takeFd before openPidfd");
+    return Number(this.call(`pidfd_getfd of ${what}`, NR.pidfd_getfd, [this.pidfd, local, 0]));
+  }
+
+  closePidfd(): void {
+    if (this.pidfd < 0) return;
+    this.call("close(pidfd)", NR.close, [this.pidfd]);
+    this.pidfd = -1;
+  }
+
+  /** Writes bytes into the data area at `offset`; returns their address in the task. */
+  write(offset: number, bytes: Uint8Array): bigint {
+    if (offset < 0 || DATA_OFFSET + offset + bytes.length > TRAMPOLINE_SIZE) throw new RangeError(`trampoline data area overflow (${offset}+${bytes.length})`);
+    const at = this.data + BigInt(offset);
+    if (bytes.length === 0) return at;
+    const n = bridge().processVmWritev(this.pid, at, bytes);
+    if (n !== bytes.length) throw new RestoreError(this.step, this.pid, "short write into the trampoline data area", { address: at });
+    return at;
+  }
+
+  /** Reads bytes back from the data area. */
+  read(offset: number, length: number): Buffer {
+    const out = Buffer.alloc(length);
+    const at = this.data + BigInt(offset);
+    if (bridge().processVmReadv(this.pid, at, length, out) !== length) throw new RestoreError(this.step, this.pid, "short read of the trampoline data area", { address: at });
+    return out;
+  }
+}
+
+export { errnoName };

@@ -1,0 +1,205 @@
+// Shared memory objects: MAP_SHARED|MAP_ANONYMOUS regions and memfds, described by
+// memfd.img entries (criu and tscriu dump shared anonymous memory "the memfd way", named
+// "/dev/zero") or, in older images, by VMA_ANON_SHARED VMAs alone; their contents are in
+// pagemap-shmem-<shmid>.img (addresses there are offsets in the object).
+//
+// A "/dev/zero" object is made as the kernel makes one: an anonymous shared mapping in the
+// task (at a spot the kernel picks), filled there; its other mappings take the same object
+// through /proc/PID/map_files, so /proc shows "/dev/zero (deleted)" as before. A memfd is
+// made by tscriu (memfd_create with its name), filled with pwrite and handed over.
+
+import { closeSync, existsSync, fchmodSync, fchownSync, ftruncateSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
+import { join } from "node:path";
+import { bridge } from "../../host-bridge/load.js";
+import { MAP, PROT } from "../../host-bridge/constants.js";
+import type { FileEntry } from "../../images/dir.js";
+import { readImage } from "../../images/io.js";
+import type { ModuleLog } from "../log.js";
+import { RestoreError } from "./errors.js";
+import { writeSegments, type Vma } from "./memory.js";
+import { PageResolver, type PageSeg } from "./pagesegs.js";
+import { NR, type Call, type Remote } from "./remote.js";
+
+/** open(2)'s O_CLOEXEC (node:fs constants leave it out; libuv adds it by itself). */
+const O_CLOEXEC = 0o2000000;
+
+const F_ADD_SEALS = 1033;
+const F_SEAL_SEAL = 1;
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+
+export interface ShmObject {
+  key: string;
+  /** "/dev/zero" for shared anonymous memory, else the memfd's name */
+  name: string;
+  devZero: boolean;
+  size: bigint;
+  seals: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  shmid: number;
+  segs: PageSeg[];
+  pages: number;
+  vmas: Vma[];
+  /** tscriu's fd of the object, once made */
+  local: number;
+}
+
+const hex = (v: bigint): string => v.toString(16);
+
+export class ShmTable {
+  readonly objects = new Map<string, ShmObject>();
+  private memfds = new Map<number, Record<string, unknown>>();
+
+  private constructor(
+    private readonly dir: string,
+    private readonly files: Map<number, FileEntry>,
+    private readonly pid: number,
+  ) {}
+
+  static async load(dir: string, files: Map<number, FileEntry>, pid: number): Promise<ShmTable> {
+    const t = new ShmTable(dir, files, pid);
+    if (existsSync(join(dir, "memfd.img"))) {
+      for (const e of (await readImage(join(dir, "memfd.img"))).entries) t.memfds.set(Number(e["inode_id"]), e);
+    }
+    return t;
+  }
+
+  private async object(key: string, make: () => Omit<ShmObject, "segs" | "pages" | "vmas" | "local" | "key">): Promise<ShmObject> {
+    let o = this.objects.get(key);
+    if (o) return o;
+    const base = make();
+    const pagemap = `pagemap-shmem-${base.shmid}.img`;
+    let segs: PageSeg[] = [];
+    let pages = 0;
+    if (existsSync(join(this.dir, pagemap))) ({ segs, pages } = await new PageResolver(this.dir, pagemap, this.pid).resolve());
+    for (const s of segs) {
+      if (s.vaddr + BigInt(s.len) > ((base.size + 4095n) & ~4095n)) {
+        throw new RestoreError("plan", this.pid, `${pagemap} has data at offset 0x${hex(s.vaddr)}, past the object's ${base.size} bytes`, { file: join(this.dir, pagemap) });
+      }
+    }
+    o = { ...base, key, segs, pages, vmas: [], local: -1 };
+    this.objects.set(key, o);
+    return o;
+  }
+
+  /** The object behind a MEMFD files.img entry (a mapping's shmid or an fd's id). */
+  async forMemfdFile(id: number, what: string): Promise<ShmObject> {
+    const f = this.files.get(id);
+    const inode = f?.memfd?.inode_id;
+    if (inode === undefined) throw new RestoreError("plan", this.pid, `${what}: file id ${id} is not a MEMFD entry of files.img`, { file: join(this.dir, "files.img") });
+    const e = this.memfds.get(inode);
+    if (!e) throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} is not in memfd.img`, { file: join(this.dir, "memfd.img") });
+    if (e["hugetlb_flag"]) throw new RestoreError("plan", this.pid, `${what}: hugetlb memfds are not supported`);
+    const name = String(e["name"]);
+    return this.object(`memfd:${inode}`, () => ({
+      name,
+      devZero: name === "/dev/zero",
+      size: BigInt(e["size"] as bigint | number),
+      seals: Number(e["seals"] ?? F_SEAL_SEAL),
+      mode: Number(e["mode"] ?? 0o100666),
+      uid: Number(e["uid"] ?? 0),
+      gid: Number(e["gid"] ?? 0),
+      shmid: Number(e["shmid"]),
+    }));
+  }
+
+  /** The object a shared-memory VMA maps. */
+  async forVma(v: Vma): Promise<ShmObject> {
+    const what = `the mapping ${hex(v.start)}-${hex(v.end)}`;
+    let o: ShmObject;
+    if (v.status & (1 << 14)) {
+      o = await this.forMemfdFile(Number(v.shmid), what);
+    } else {
+      // old-style VMA_ANON_SHARED: the shmid names the object, its size is what is mapped
+      const shmid = Number(v.shmid);
+      o = await this.object(`anon:${shmid}`, () => ({ name: "/dev/zero", devZero: true, size: 0n, seals: F_SEAL_SEAL, mode: 0o100666, uid: 0, gid: 0, shmid }));
+      const need = v.pgoff + (v.end - v.start);
+      if (need > o.size) o.size = need;
+    }
+    o.vmas.push(v);
+    return o;
+  }
+
+  /**
+   * Makes and fills every object, maps its VMAs, keeps tscriu's fd of it (memfd fds are
+   * reopened from there). Returns the pages written.
+   */
+  restore(remote: Remote, threads: number, log: ModuleLog): number {
+    let pages = 0;
+    for (const o of this.objects.values()) {
+      if (o.size === 0n) continue;
+      if (o.devZero) this.makeDevZero(remote, o, threads);
+      else this.makeMemfd(o);
+      pages += o.pages;
+      const rfd = remote.takeFd(o.local, o.name);
+      const calls: Call[] = o.vmas.map((v) => ({
+        what: `mmap of ${o.name} at ${hex(v.start)}-${hex(v.end)}`,
+        nr: NR.mmap,
+        args: [v.start, v.end - v.start, v.prot, (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE, rfd, v.pgoff],
+      }));
+      calls.push({ what: `close(${rfd})`, nr: NR.close, args: [rfd] });
+      const res = remote.batch(calls);
+      o.vmas.forEach((v, i) => {
+        if (res[i] !== v.start) throw new RestoreError("vmas", remote.pid, `mmap of ${o.name} landed at 0x${hex(res[i]!)}`, { address: v.start });
+      });
+      if (!o.devZero && o.seals & ~F_SEAL_SEAL) {
+        try {
+          bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
+        } catch (e) {
+          log.warn(`memfd ${o.name}: seals 0x${o.seals.toString(16)} not restored: ${(e as Error).message}`);
+        }
+      }
+    }
+    return pages;
+  }
+
+  private makeDevZero(remote: Remote, o: ShmObject, threads: number): void {
+    const size = (o.size + 4095n) & ~4095n;
+    const at = remote.call(`mmap of a ${size}-byte shared anonymous object`, NR.mmap, [0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS, -1, 0]);
+    writeSegments(remote.pid, o.segs.map((s) => ({ ...s, vaddr: at + s.vaddr })), threads);
+    o.local = openSync(`/proc/${remote.pid}/map_files/${hex(at)}-${hex(at + size)}`, fsc.O_RDWR | O_CLOEXEC);
+    remote.call("munmap of the shared object's first mapping", NR.munmap, [at, size]);
+  }
+
+  private makeMemfd(o: ShmObject): void {
+    const sealing = (o.seals & ~F_SEAL_SEAL) !== 0 || (o.seals & F_SEAL_SEAL) === 0;
+    o.local = bridge().memfdCreate(o.name, MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0));
+    ftruncateSync(o.local, Number(o.size));
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (const s of o.segs) {
+      const fd = openSync(s.file, "r");
+      try {
+        for (let done = 0; done < s.len; ) {
+          const n = readSync(fd, buf, 0, Math.min(buf.length, s.len - done), s.off + done);
+          if (n <= 0) throw new Error(`short read of ${s.file} at ${s.off + done}`);
+          for (let w = 0; w < n; ) w += writeSync(o.local, buf, w, n - w, Number(s.vaddr) + done + w);
+          done += n;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    // A sealable memfd that had no seals: F_SEAL_SEAL is all memfd_create sets by default.
+    fchmodSync(o.local, o.mode & 0o7777);
+    try {
+      fchownSync(o.local, o.uid, o.gid);
+    } catch {
+      // keep our owner when the id does not exist here
+    }
+  }
+
+  closeAll(): void {
+    for (const o of this.objects.values()) {
+      if (o.local >= 0) {
+        try {
+          closeSync(o.local);
+        } catch {
+          // closed already
+        }
+        o.local = -1;
+      }
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// Starting the stub with the dumped PID, seizing it, and getting rid of it again when a
+// restore fails (kill, then wait until the PID is free).
+
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
+import { bridge, isNativeError } from "../../host-bridge/load.js";
+import type { RestoreSpawnOptions } from "../../host-bridge/native.js";
+import { RestoreError } from "./errors.js";
+
+/** Where tscriu_stub is: $TSCRIU_STUB, or built next to the addon (source tree or dist/). */
+export function stubPath(): string {
+  const env = process.env["TSCRIU_STUB"];
+  if (env) return env;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const tried = [resolve(here, "../../host-bridge/build/Release/tscriu_stub"), resolve(here, "../../../host-bridge/build/Release/tscriu_stub")];
+  for (const p of tried) if (existsSync(p)) return p;
+  throw new Error(`the restore stub is not built (run "npm run build"); tried: ${tried.join(", ")}`);
+}
+
+export interface Spawned {
+  pid: number;
+  /** the subreaper of a detached restore, 0 otherwise */
+  reaper: number;
+  mode: "child" | "sibling" | "detached";
+}
+
+export function spawnStub(opts: Omit<RestoreSpawnOptions, "stub">): Spawned {
+  const r = bridge().restoreSpawn({ stub: stubPath(), ...opts });
+  return { pid: r.pid, reaper: r.reaper, mode: opts.mode ?? "child" };
+}
+
+/**
+ * Seizes the stub and stops it. The stub blocks every signal and pauses, so the only
+ * stop to expect is our interrupt; EXITKILL makes sure it dies with us if tscriu dies
+ * half-way, TRACESYSGOOD tells syscall stops apart for the last call of the restore.
+ */
+export function seizeStub(pid: number): void {
+  const b = bridge();
+  b.ptraceSeize(pid, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL);
+  b.ptraceInterrupt(pid);
+  for (;;) {
+    const st = b.waitpid(pid, 0, 10_000);
+    if (!st) throw new RestoreError("seize", pid, "the stub did not stop within 10 s of PTRACE_INTERRUPT");
+    if (st.exited || st.signaled) throw new RestoreError("seize", pid, `the stub died (${st.exited ? `exit ${st.code}` : `signal ${st.signal}`})`);
+    if (st.stopped && st.event === PTRACE_EVENT.STOP) return;
+    b.ptraceCont(pid, 0);
+  }
+}
+
+/** A PID is free once /proc has no entry for it (a zombie still holds it). */
+function gone(pid: number): boolean {
+  return !existsSync(`/proc/${pid}`);
+}
+
+/**
+ * Kills a task this restore created and waits until its PID is free: as its tracer we
+ * collect the exit first; its parent (us, or the reaper) then reaps it. Returns a
+ * message when the PID could not be seen free within the time limit.
+ */
+export async function killCreated(pid: number, timeoutMs = 5000): Promise<string | undefined> {
+  const b = bridge();
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      b.waitpid(pid, 1 /* WNOHANG */);
+    } catch (e) {
+      if (!(isNativeError(e) && e.code === "ECHILD")) return (e as Error).message;
+    }
+    if (gone(pid)) return undefined;
+    if (Date.now() > deadline) return `pid ${pid} is still there ${timeoutMs} ms after SIGKILL`;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}

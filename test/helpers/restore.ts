@@ -1,0 +1,75 @@
+// Shared by the restore tests: dump a workload (the task is killed, its PID freed), restore
+// it through the library with cleanup registered, and fingerprint an images directory to
+// show it was not changed.
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { ExecutionContext } from "ava";
+import { dump, type DumpOptions } from "../../orchestrator/dump/dump.js";
+import { restore, type RestoreOptions, type RestoreResult } from "../../orchestrator/restore/restore.js";
+import { tempDir } from "./dump.js";
+import { killAndReap, waitFor, type Workload } from "./workloads.js";
+
+/** Dumps the workload into a new images dir (the task is killed) and waits until its PID is free. */
+export async function dumpGone(t: ExecutionContext, w: Pick<Workload, "pid">, opts: Partial<DumpOptions> = {}): Promise<string> {
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, ...opts });
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  return dir;
+}
+
+/** Restores through the library; the restored task is killed and reaped at teardown. */
+export async function restoreTask(t: ExecutionContext, dir: string, opts: Partial<RestoreOptions> = {}): Promise<RestoreResult> {
+  const r = await restore({ imagesDir: dir, ...opts });
+  t.teardown(() => killAndReap(r.pid));
+  return r;
+}
+
+/** sha256 of every file of a directory (and its size): equal before and after means untouched. */
+export function digest(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of readdirSync(dir).sort()) {
+    const p = join(dir, f);
+    if (!statSync(p).isFile()) continue;
+    out[f] = createHash("sha256").update(readFileSync(p)).digest("hex");
+  }
+  return out;
+}
+
+/** The fields of /proc/PID/status as a map. */
+export function status(pid: number): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
+    const c = line.indexOf(":");
+    if (c > 0) m.set(line.slice(0, c), line.slice(c + 1).trim());
+  }
+  return m;
+}
+
+/**
+ * /proc/PID/maps as "start-end perms offset name" rows, with neighbours joined where the
+ * kernel may join them (same perms and file, contiguous offsets): a restore maps VMAs one
+ * by one and the kernel merges some that the original kept apart for reasons no image
+ * records (e.g. the accounting flag of a once-writable relro segment).
+ */
+export function mapsSummary(pid: number): string[] {
+  const rows = readFileSync(`/proc/${pid}/maps`, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => {
+      const f = l.split(/\s+/);
+      const [a, b] = f[0]!.split("-").map((x) => BigInt(`0x${x}`));
+      return { start: a!, end: b!, perms: f[1]!, off: BigInt(`0x${f[2]}`), name: f.slice(5).join(" ") };
+    });
+  const out: typeof rows = [];
+  for (const r of rows) {
+    const p = out[out.length - 1];
+    const anon = r.name === "" || r.name === "[heap]" || r.name === "[stack]";
+    if (p && p.end === r.start && p.perms === r.perms && p.name === r.name && !r.name.startsWith("[v") && (anon || p.off + (p.end - p.start) === r.off)) {
+      p.end = r.end;
+      continue;
+    }
+    out.push({ ...r });
+  }
+  return out.map((r) => `${r.start.toString(16)}-${r.end.toString(16)} ${r.perms} ${r.off.toString(16)} ${r.name}`);
+}

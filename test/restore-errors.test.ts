@@ -1,0 +1,97 @@
+// One negative test per refusal of the plan step: each error names the file or the kind,
+// and nothing was created (the PID stays free).
+import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, unlinkSync, truncateSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import test from "ava";
+import { readImage, writeImage } from "../images/io.js";
+import { isRestoreError } from "../orchestrator/restore/errors.js";
+import { restore } from "../orchestrator/restore/restore.js";
+import { stageFixture } from "./helpers/criu-fixtures.js";
+import { dumpGone } from "./helpers/restore.js";
+import { killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
+import { tempDir } from "./helpers/dump.js";
+import { bridge } from "../host-bridge/load.js";
+
+async function refused(t: import("ava").ExecutionContext, dir: string, pid: number, re: RegExp): Promise<void> {
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.true(isRestoreError(err), String(err));
+  t.like(err, { step: "plan" });
+  t.regex(err.message, re);
+  t.false(existsSync(`/proc/${pid}`), "nothing was created");
+}
+
+test("a missing mapped file is named", async (t) => {
+  const w = await startWorkload(t, "memkinds");
+  const dir = await dumpGone(t, w);
+  unlinkSync(join(w.dir, "private.dat"));
+  await refused(t, dir, w.pid, new RegExp(`cannot open ${w.dir}/private.dat \\(the mapping [0-9a-f]+-[0-9a-f]+\\): ENOENT`));
+});
+
+test("a file whose size changed since the dump is refused, as criu does", async (t) => {
+  const w = await startWorkload(t, "memkinds");
+  const dir = await dumpGone(t, w);
+  appendFileSync(join(w.dir, "shared.dat"), "x");
+  await refused(t, dir, w.pid, new RegExp(`file ${w.dir}/shared.dat has bad size 16385 \\(expect 16384\\)`));
+});
+
+test("a truncated pages file is refused before anything is read into the task", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  const pages = join(dir, "pages-1.img");
+  truncateSync(pages, statSync(pages).size - 4096);
+  await refused(t, dir, w.pid, /the pages file ends at \d+ bytes, but the pagemap wants data up to \d+/);
+});
+
+test("a vDSO of another size than this kernel's is refused (no vDSO proxy)", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  const file = join(dir, `mm-${w.pid}.img`);
+  const img = await readImage(file);
+  const vmas = img.entries[0]!["vmas"] as { start: bigint; end: bigint; status: number }[];
+  const i = vmas.findIndex((v) => v.status & 8);
+  vmas[i]!.start -= 4096n;
+  vmas[i - 1]!.end -= 4096n; // the [vvar] region before it
+  rmSync(file);
+  await writeImage(file, img);
+  await refused(t, dir, w.pid, /this kernel's vDSO differs from the image's \(\[vdso\] is 8192 bytes here, 12288 in the image\); restoring with a vDSO proxy is not implemented/);
+});
+
+test("criu's fds image: the first fd of a kind restore does not do is named (EVENTFD)", async (t) => {
+  const s = await stageFixture(t, "fds", "fds", { "rw.dat": Buffer.alloc(100, "a"), "append.log": Buffer.from("appended line\n") });
+  if (!s) {
+    t.pass();
+    return;
+  }
+  rmSync(join(s.run, "fifo"), { force: true });
+  spawnSync("mkfifo", [join(s.run, "fifo")]);
+  await refused(t, s.images, s.pid, /restore: plan of pid 15800 failed: fd 10: restoring EVENTFD files is not supported/);
+});
+
+test("a PID still used as a process group id (its leader gone) is named at spawn, nothing left behind", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dumped = await dumpGone(t, w);
+  // A session whose leader exits at once: its PID stays in use as pgid/sid of the sleep.
+  const leader = bridge().spawnDetached(["bash", "-c", "sleep 30 & exit 0"], { killWithParent: true });
+  await waitFor("the leader to be gone", () => !existsSync(`/proc/${leader}`));
+  const sleeper = readdirSync("/proc").find((d) => /^\d+$/.test(d) && (() => {
+    try {
+      return readFileSync(`/proc/${d}/stat`, "utf8").split(") ")[1]!.split(" ")[2] === String(leader);
+    } catch {
+      return false;
+    }
+  })());
+  t.truthy(sleeper);
+  t.teardown(() => killAndReap(Number(sleeper)));
+  // The images of pid `leader`: the counter's images renamed.
+  const dir = tempDir(t);
+  for (const f of readdirSync(dumped)) copyFileSync(join(dumped, f), join(dir, f.replace(`-${w.pid}.img`, `-${leader}.img`)));
+  const ps = await readImage(join(dir, "pstree.img"));
+  ps.entries[0] = { ...ps.entries[0], pid: leader, pgid: leader, sid: leader, threads: [leader] };
+  rmSync(join(dir, "pstree.img"));
+  await writeImage(join(dir, "pstree.img"), ps);
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.like(err, { step: "spawn", pid: leader });
+  t.regex(err.message, new RegExp(`PID ${leader} is in use as the process group id of process ${sleeper} \\(sleep\\)`));
+  t.true(existsSync(`/proc/${sleeper}`), "the holder is untouched");
+});

@@ -1,0 +1,93 @@
+// Programs nobody here wrote survive dump + restore and keep working: a python3 loop
+// writing a file, coreutils sleep (which then exits on time with status 0, reaped by us
+// as its parent), a bash loop, and a bash loop on a terminal restored as a shell job.
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { CLI } from "./helpers/cli.js";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { waitRestored } from "../orchestrator/restore/restore.js";
+import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { killAndReap, waitFor, type Workload } from "./helpers/workloads.js";
+
+/** Starts a program under the test reaper (as startWorkload does for ours). */
+async function startProgram(t: ExecutionContext, argv: string[], ready: (dir: string) => boolean): Promise<Workload & { out: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "tscriu-real-"));
+  let pid = 0;
+  t.teardown(async () => {
+    if (pid > 0) await killAndReap(pid);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const out = join(dir, "stdout");
+  pid = bridge().spawnDetached(argv, { cwd: dir, stdout: out, killWithParent: true });
+  await waitFor(`${argv[0]} to be ready`, () => ready(dir));
+  const counter = (): number => Number(readFileSync(join(dir, "count"), "utf8").trim() || "NaN");
+  return { name: argv[0]!, pid, dir, out, info: {}, addr: () => 0, counter, results: () => [], check: async () => "" };
+}
+
+const readCount = (dir: string): number => {
+  try {
+    return Number(readFileSync(join(dir, "count"), "utf8").trim());
+  } catch {
+    return Number.NaN;
+  }
+};
+
+async function countsOn(dir: string): Promise<void> {
+  let first = Number.NaN;
+  await waitFor("the count to be written", () => !Number.isNaN((first = readCount(dir))));
+  await waitFor(`the count to go on from ${first}`, () => readCount(dir) >= first + 3);
+}
+
+test("python3: a loop writing a file counts on", async (t) => {
+  const py = "import time\nn = 0\nwhile True:\n    n += 1\n    with open('count.tmp', 'w') as f:\n        f.write(str(n))\n    import os\n    os.replace('count.tmp', 'count')\n    time.sleep(0.02)\n";
+  const w = await startProgram(t, ["python3", "-c", py], (d) => readCount(d) > 5);
+  const dir = await dumpGone(t, w);
+  const at = readCount(w.dir);
+  await restoreTask(t, dir);
+  await countsOn(w.dir);
+  t.true(readCount(w.dir) > at);
+  t.is(readFileSync(`/proc/${w.pid}/comm`, "utf8").trim(), "python3");
+});
+
+test("sleep 2: dumped part-way, restored as our child, sleeps the rest and exits 0", async (t) => {
+  const w = await startProgram(t, ["sleep", "2"], () => true);
+  await waitFor("sleep to be in nanosleep", () => /^State:\s+S/m.test(readFileSync(`/proc/${w.pid}/status`, "utf8")));
+  const started = Date.now();
+  await waitFor("0.5 s to pass", () => Date.now() - started >= 500, 5000);
+  const dir = await dumpGone(t, w);
+  const r = await restoreTask(t, dir);
+  const t0 = Date.now();
+  t.deepEqual(await waitRestored(r.pid, 10), { code: 0, signal: 0 }, "exit status 0");
+  const slept = Date.now() - t0;
+  // At most the 1.5 s left at dump time (not the 2 s again), and not 0.
+  t.true(slept > 50 && slept < 1800, `slept ${slept} ms more: the time that was left`);
+});
+
+test("bash: a builtin-only loop counts on", async (t) => {
+  // Builtins only (a dump refuses a task with children): read -t on a FIFO is the sleep.
+  const loop = "mkfifo tick; exec 3<>tick; i=0; while :; do i=$((i+1)); echo $i > count; read -t 0.02 -u 3; done";
+  const w = await startProgram(t, ["bash", "-c", loop], (d) => readCount(d) > 5);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  await countsOn(w.dir);
+  t.is(readFileSync(`/proc/${w.pid}/comm`, "utf8").trim(), "bash");
+});
+
+test("bash on a terminal: a shell job (-j) restored by `tscriu restore -j` on another terminal writes on to that one", async (t) => {
+  // script(1) runs bash on a new pty and copies what bash writes there into ./typescript.
+  const loop = "mkfifo tick; exec 3<>tick; i=0; while :; do i=$((i+1)); echo $i > count; echo tick-$i; read -t 0.05 -u 3; done";
+  const w = await startProgram(t, ["script", "-qfec", `bash -c '${loop}'`, "typescript"], (d) => readCount(d) > 3);
+  const bash = Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(/\s+/)[0]);
+  t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
+  const dir = await dumpGone(t, { ...w, pid: bash }, { shellJob: true });
+  // As with criu: the shell job gets the terminal of the tscriu that restores it (the
+  // first one is gone with its script). tscriu stays its parent and waits (no -d).
+  const again = await startProgram(t, ["script", "-qfec", `${process.execPath} ${CLI} restore -j -D ${dir}`, "typescript2"], () => existsSync(`/proc/${bash}`));
+  t.teardown(() => killAndReap(bash));
+  await waitFor("bash to write on to the new terminal", () => /tick-\d+/.test(readFileSync(join(again.dir, "typescript2"), "utf8")));
+  t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
+  t.is(readFileSync(`/proc/${bash}/comm`, "utf8").trim(), "bash");
+  await countsOn(w.dir);
+});

@@ -1,0 +1,167 @@
+// Every workload of test/workloads/ through dump + restore: each passes its own check
+// afterwards, and what the kernel shows of it (/proc maps, fds, signal state, timers,
+// registers) is what it was before the dump.
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import test from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { decodeRegs } from "../host-bridge/regs.js";
+import { dumpGone, mapsSummary, restoreTask, status } from "./helpers/restore.js";
+import { seizeAndStop, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+/** Sends SIGUSR1 until the check line matches `re` (timers take a while to fire). */
+async function checkUntil(w: Workload, re: RegExp, timeoutMs = 8000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const line = await w.check();
+    if (re.test(line) || Date.now() > deadline) return line;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function fdTable(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8");
+    const pos = /^pos:\s*(\d+)/m.exec(info)?.[1];
+    const flags = /^flags:\s*(\d+)/m.exec(info)?.[1];
+    out[fd] = `${readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/\[\d+\]/, "[N]")} pos=${pos} flags=${flags}`;
+  }
+  return out;
+}
+
+test("memkinds: private/shared anonymous, PROT_NONE, read-only, file private/shared, deleted file", async (t) => {
+  const w = await startWorkload(t, "memkinds");
+  const maps = mapsSummary(w.pid);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.deepEqual(mapsSummary(w.pid), maps, "the same VMAs, /dev/zero and the deleted file included");
+  t.regex(await w.check(), /^PASS/);
+  t.true(readFileSync(`/proc/${w.pid}/maps`, "utf8").includes(`${w.dir}/deleted.dat (deleted)`));
+  t.deepEqual(readdirSync(w.dir).filter((f) => f.startsWith("deleted") || f.startsWith(".tscriu")), [], "the recreated unlinked file is gone again");
+});
+
+test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file", async (t) => {
+  const w = await startWorkload(t, "fdkinds");
+  const fds = fdTable(w.pid);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.deepEqual(fdTable(w.pid), fds);
+  t.regex(await w.check(), /^PASS/);
+  t.regex(await w.check(), /^PASS/, "the check puts the data back: a second one passes too");
+});
+
+test("sigstate: handlers, masks, pending signals, altstack, itimer and POSIX timer firing, rlimits, creds, comm", async (t) => {
+  const w = await startWorkload(t, "sigstate");
+  const keys = ["SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "Umask", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "Name"];
+  const before = keys.map((k) => status(w.pid).get(k));
+  const timers = readFileSync(`/proc/${w.pid}/timers`, "utf8");
+  const limits = readFileSync(`/proc/${w.pid}/limits`, "utf8");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.deepEqual(keys.map((k) => status(w.pid).get(k)), before);
+  t.is(readFileSync(`/proc/${w.pid}/timers`, "utf8"), timers, "the POSIX timer with its id, signal, value and clock");
+  t.is(readFileSync(`/proc/${w.pid}/limits`, "utf8"), limits);
+  const line = await checkUntil(w, /^PASS alarms=[1-9]\d* rt=[1-9]/);
+  t.regex(line, /^PASS alarms=[1-9]\d* rt=[1-9]/, "ITIMER_REAL and the POSIX timer fire after the restore");
+});
+
+test("regs: general registers and AVX halves where the spinning task left them; it spins on", async (t) => {
+  const w = await startWorkload(t, "regs");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  seizeAndStop(t, w.pid);
+  const b = bridge();
+  const regs = decodeRegs(b.getRegs(w.pid));
+  t.is(regs.r12, 0x1212121212121212n);
+  t.is(regs.r13, 0x1313131313131313n);
+  t.is(regs.r14, 0x1414141414141414n);
+  t.is(regs.r15, 0x1515151515151515n);
+  const xs = b.getXstate(w.pid);
+  const [, ymmOff] = b.cpuid(0xd, 2);
+  t.is(xs.readBigUInt64LE(160), 0x1111111111111111n, "xmm0 low");
+  t.is(xs.readBigUInt64LE(ymmOff), 0x3333333333333333n, "ymm0 upper half");
+  t.is(xs.readBigUInt64LE(ymmOff + 16 + 8), 0xfedcba9876543210n, "ymm1 upper half");
+  const rbx = regs.rbx;
+  b.ptraceCont(w.pid, 0);
+  await waitFor("the loop to count on", () => {
+    b.ptraceInterrupt(w.pid);
+    b.waitpid(w.pid, 0, 5000);
+    const now = decodeRegs(b.getRegs(w.pid)).rbx;
+    b.ptraceCont(w.pid, 0);
+    return now > rbx;
+  });
+  t.pass();
+});
+
+test("r-fpu: ymm0-3, MXCSR and the x87 control word survive in a loop that never calls the kernel", async (t) => {
+  const w = await startWorkload(t, "r-fpu");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.regex(await w.check(), /^PASS rounds=\d+/);
+});
+
+test("busy: a loop without syscalls counts on in memory", async (t) => {
+  const w = await startWorkload(t, "busy");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  const read = (): bigint => {
+    const buf = Buffer.alloc(8);
+    bridge().processVmReadv(w.pid, w.addr("counter"), 8, buf);
+    return buf.readBigUInt64LE(0);
+  };
+  const first = read();
+  await waitFor("the counter in memory to move", () => read() > first);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("sleeper: a task dumped in nanosleep sleeps on for the time that was left (no early EINTR)", async (t) => {
+  const w = await startWorkload(t, "sleeper");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  await waitFor("the task to sleep", () => /^State:\s+S/m.test(readFileSync(`/proc/${w.pid}/status`, "utf8")));
+  t.deepEqual(w.results(), [], "no FAIL line: the sleep was not cut short");
+  t.regex(await w.check(), /^PASS slept=\d+/);
+});
+
+test("pipe: 10000 unread bytes in three pipe buffers are there to read", async (t) => {
+  const w = await startWorkload(t, "pipe");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS read=10000");
+});
+
+test("r-vdso: clock_gettime through the vDSO runs on, CLOCK_MONOTONIC continuous across a 1.5 s wait", async (t) => {
+  const w = await startWorkload(t, "r-vdso");
+  const dir = await dumpGone(t, w);
+  const waitedUntil = Date.now() + 1500;
+  await waitFor("1.5 s to pass between dump and restore", () => Date.now() >= waitedUntil, 5000);
+  await restoreTask(t, dir);
+  const line = await w.check();
+  t.regex(line, /^PASS calls=\d+ maxstep_ms=\d+/);
+  t.true(Number(/maxstep_ms=(\d+)/.exec(line)?.[1]) < 1000, `the clock did not jump by the time the images waited: ${line}`);
+});
+
+// 40 MiB: several of the dump's 8 MiB write chunks in flight (a lost-write bug lived there).
+test("bigmem: 40 MiB of written memory comes back word by word", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["40"]);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  const mem = w.addr("mem");
+  const buf = Buffer.alloc(40 << 20);
+  t.is(bridge().processVmReadv(w.pid, mem, buf.length, buf), buf.length);
+  let bad = -1;
+  for (let i = 0; i < buf.length / 8 && bad < 0; i++) {
+    const want = BigInt(Math.floor((i * 8) / 4096)) ^ 0xb16b00b5000000n ^ BigInt(i);
+    if (buf.readBigUInt64LE(i * 8) !== want) bad = i;
+  }
+  t.is(bad, -1, "every word as the workload wrote it");
+});
+
+test("r-seccomp: the seccomp filter is back (getppid still fails with EPERM) and the restore was not hit by it", async (t) => {
+  const w = await startWorkload(t, "r-seccomp");
+  t.regex(await w.check(), /^PASS filters=1/);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(status(w.pid).get("Seccomp"), "2");
+  t.is(await w.check(), "PASS filters=1");
+});
