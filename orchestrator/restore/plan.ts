@@ -4,7 +4,7 @@
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
 
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
 import { readImage } from "../../images/io.js";
@@ -70,6 +70,17 @@ async function timens(dir: string): Promise<Plan["timens"]> {
   return { monotonicNs: ns(e["monotonic"]), boottimeNs: ns(e["boottime"]) };
 }
 
+const ZOMBIE_WAIT_MS = 5000;
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false;
+  }
+}
+
 export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Plan> {
   const dir = resolve(opts.imagesDir);
   const images = await openImageDir(dir);
@@ -85,7 +96,14 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     throw fail(`pid ${pid} has ${(pstree.threads ?? []).length} threads (${(pstree.threads ?? []).join(", ")}); restoring multi-threaded processes is not supported yet`, "pstree.img", pid);
   }
   // First of the checks on this machine: a taken PID says more than what follows from it.
-  const holder = pidHolder(pid, false);
+  // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
+  // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
+  let holder = pidHolder(pid, false);
+  for (let waited = 0; holder && isZombie(pid) && waited < ZOMBIE_WAIT_MS; waited += 50) {
+    if (waited === 0) log.info(`PID ${pid} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
+    await new Promise((r) => setTimeout(r, 50));
+    holder = pidHolder(pid, false);
+  }
   if (holder) throw fail(`${holder}; it must be free to restore the task with its PID`, undefined, pid);
   const core = await images.core(pid);
   checkRegisters(pid, core);
