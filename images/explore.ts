@@ -5,6 +5,7 @@
 import { quopriEncode } from "./pretty.js";
 import { type ImageDir, taskId, type PstreeEntry } from "./dir.js";
 import { ImageError } from "./errors.js";
+import { VMA } from "./vma-status.js";
 
 const pad = (s: string | number, n: number): string => String(s).padStart(n);
 const padR = (s: string, n: number): string => s.padEnd(n);
@@ -133,15 +134,6 @@ export async function exploreFds(dir: ImageDir): Promise<string[]> {
   return out;
 }
 
-const VMA_AREA_REGULAR = 1 << 0;
-const VMA_AREA_STACK = 1 << 1;
-const VMA_AREA_VSYSCALL = 1 << 2;
-const VMA_AREA_VDSO = 1 << 3;
-const VMA_FILE_PRIVATE = 1 << 6;
-const VMA_FILE_SHARED = 1 << 7;
-const VMA_ANON_SHARED = 1 << 8;
-const VMA_AREA_SYSVIPC = 1 << 10;
-const VMA_AREA_SOCKET = 1 << 11;
 const MAP_GROWSDOWN = 0x100;
 
 export async function exploreMems(dir: ImageDir): Promise<string[]> {
@@ -161,20 +153,20 @@ export async function exploreMems(dir: ImageDir): Promise<string[]> {
     for (const v of (mm["vmas"] as Rec[] | undefined) ?? []) {
       const st = v["status"] as number;
       let fn: string;
-      if (st & VMA_AREA_SYSVIPC) fn = ` ips[${vid(v["shmid"])}]`;
-      else if (st & VMA_ANON_SHARED) fn = ` shmem[${vid(v["shmid"])}]`;
-      else if (st & VMA_AREA_SOCKET) fn = ` packet[${vid(v["shmid"])}]`;
-      else if (st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) {
+      if (st & VMA.SYSVIPC) fn = ` ips[${vid(v["shmid"])}]`;
+      else if (st & VMA.ANON_SHARED) fn = ` shmem[${vid(v["shmid"])}]`;
+      else if (st & VMA.SOCKET) fn = ` packet[${vid(v["shmid"])}]`;
+      else if (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         fn = " " + (await names.name("REG", Number(v["shmid"])));
         const pgoff = v["pgoff"] as bigint;
         if (pgoff) fn += ` + 0x${hex(pgoff)}`;
-        if (st & VMA_FILE_SHARED) fn += " (s)";
-      } else if (st & VMA_AREA_STACK) fn = " [stack]";
-      else if (st & VMA_AREA_VSYSCALL) fn = " [vsyscall]";
-      else if (st & VMA_AREA_VDSO) fn = " [vdso]";
+        if (st & VMA.FILE_SHARED) fn += " (s)";
+      } else if (st & VMA.STACK) fn = " [stack]";
+      else if (st & VMA.VSYSCALL) fn = " [vsyscall]";
+      else if (st & VMA.VDSO) fn = " [vdso]";
       else if ((v["flags"] as number) & MAP_GROWSDOWN) fn = " [stack?]";
       else fn = "";
-      if (!(st & VMA_AREA_REGULAR)) fn += " *";
+      if (!(st & VMA.REGULAR)) fn += " *";
       const prot = v["prot"] as number;
       const p = (prot & 1 ? "r" : "-") + (prot & 2 ? "w" : "-") + (prot & 4 ? "x" : "-");
       out.push(`\t${padR(`${hex8(v["start"] as bigint)}-${hex8(v["end"] as bigint)}`, 36)}${p}${fn}`);
@@ -204,7 +196,7 @@ export async function exploreRss(dir: ImageDir): Promise<string[]> {
           const start = v["start"] as bigint;
           const end = v["end"] as bigint;
           vstr += ` ${hex8(start)} / ${padR(String((end - start) >> 12n), 8)}`;
-          if ((v["status"] as number) & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) {
+          if ((v["status"] as number) & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
             vstr += " " + (await names.name("REG", Number(v["shmid"])));
           }
           pvmi = vmi;

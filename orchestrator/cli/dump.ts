@@ -38,12 +38,12 @@ export function dumpCommand(): CommandSpec {
       const [{ dump }, { isDumpError }, { progressBar }, { formatStats }] = await Promise.all([
         import("../dump/dump.js"),
         import("../dump/errors.js"),
-        import("../dump/progress.js"),
+        import("../progress.js"),
         import("../dump/stats.js"),
       ]);
       try {
         const ghost = args["ghost-limit"];
-        const bar = progressBar(process.stderr);
+        const bar = progressBar(process.stderr, "dumping memory");
         const result = await dump(
           {
             pid,

@@ -32,14 +32,14 @@ export function restoreCommand(): CommandSpec {
       const [{ bridge }, { isRestoreError }, { progressBar }, { restore }, { formatStats }] = await Promise.all([
         import("../../host-bridge/load.js"),
         import("../restore/errors.js"),
-        import("../restore/progress.js"),
+        import("../progress.js"),
         import("../restore/restore.js"),
         import("../restore/stats.js"),
       ]);
       const cap = args["cpu-cap"];
       let pid = 0;
       try {
-        const bar = progressBar(process.stderr);
+        const bar = progressBar(process.stderr, "restoring memory");
         const result = await restore(
           {
             imagesDir: dir,

@@ -8,20 +8,9 @@ import { bridge } from "../../host-bridge/load.js";
 import type { FileTable } from "./filetable.js";
 import { procPath, readProc } from "./proc.js";
 
-export const VMA = {
-  REGULAR: 1 << 0,
-  STACK: 1 << 1,
-  VSYSCALL: 1 << 2,
-  VDSO: 1 << 3,
-  HEAP: 1 << 5,
-  FILE_PRIVATE: 1 << 6,
-  FILE_SHARED: 1 << 7,
-  ANON_SHARED: 1 << 8,
-  ANON_PRIVATE: 1 << 9,
-  SYSVIPC: 1 << 10,
-  VVAR: 1 << 12,
-  MEMFD: 1 << 14,
-} as const;
+import { VMA } from "../../images/vma-status.js";
+
+export { VMA };
 
 const MAPF = { SHARED: 0x1, PRIVATE: 0x2, ANON: 0x20, GROWSDOWN: 0x100, LOCKED: 0x2000, NORESERVE: 0x4000, HUGETLB: 0x40000 } as const;
 const MADV = { SEQUENTIAL: 2, RANDOM: 1, DONTFORK: 10, DONTDUMP: 16, MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15 } as const;

@@ -27,25 +27,9 @@ import { planVdso, type VdsoPlan } from "./vdso.js";
 
 export type Vma = NonNullable<MmEntry["vmas"]>[number];
 
-export const VMA = {
-  REGULAR: 1 << 0,
-  STACK: 1 << 1,
-  VSYSCALL: 1 << 2,
-  VDSO: 1 << 3,
-  HEAP: 1 << 5,
-  FILE_PRIVATE: 1 << 6,
-  FILE_SHARED: 1 << 7,
-  ANON_SHARED: 1 << 8,
-  ANON_PRIVATE: 1 << 9,
-  SYSVIPC: 1 << 10,
-  SOCKET: 1 << 11,
-  VVAR: 1 << 12,
-  AIORING: 1 << 13,
-  MEMFD: 1 << 14,
-  SHSTK: 1 << 15,
-  UPROBES: 1 << 17,
-  UNSUPP: 2 ** 31,
-} as const;
+import { VMA } from "../../images/vma-status.js";
+
+export { VMA };
 
 const MAP_HUGETLB = 0x40000;
 const PROT_WRITE = 2;

@@ -1,0 +1,39 @@
+// A progress bar on a terminal while the memory of a large dump or restore (over
+// about 100 MiB) moves; nothing when the stream is not a tty (logs and pipes get no
+// control characters).
+
+/** The memory events dump() and restore() both report. */
+export type MemoryEvent =
+  | { type: "memory-start"; bytes: number }
+  | { type: "memory-progress"; done: number }
+  | { type: "memory-done" }
+  | { type: string };
+
+const THRESHOLD = 100 << 20;
+
+/** `what` names the work: "dumping memory", "restoring memory". */
+export function progressBar(stream: NodeJS.WriteStream, what: string): (e: MemoryEvent) => void {
+  let total = 0;
+  let shown = false;
+  let lastDraw = 0;
+  return (e) => {
+    if (!stream.isTTY) return;
+    if (e.type === "memory-start" && "bytes" in e) {
+      total = e.bytes;
+      return;
+    }
+    if (e.type === "memory-progress" && "done" in e && total >= THRESHOLD) {
+      const now = Date.now();
+      if (now - lastDraw < 100 && e.done < total) return;
+      lastDraw = now;
+      const width = Math.max(10, Math.min(50, (stream.columns || 80) - 40));
+      const fill = Math.round(Math.min(1, e.done / total) * width);
+      stream.write(`\r${what} [${"#".repeat(fill)}${" ".repeat(width - fill)}] ${(e.done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`);
+      shown = true;
+    }
+    if (e.type === "memory-done" && shown) {
+      stream.write("\n");
+      shown = false;
+    }
+  };
+}
