@@ -7,6 +7,22 @@
 
 #include "bridge.h"
 
+/* A run of pages to fill: `len` bytes at task address `addr`, taken from offset
+ * `off` of the pages file. */
+struct restore_seg {
+	uint64_t addr, off, len;
+};
+
+/* Most threads a page fill uses. */
+#define RESTORE_MAX_THREADS 8
+
+/* Shares segs out among up to nthreads workers by bytes (shares of total/nthreads,
+ * page aligned), cutting a segment where a share ends. parts must hold
+ * nsegs + nthreads entries; worker t gets parts[first[t]] .. + count[t].
+ * Returns the number of workers with work. */
+uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
+		       struct restore_seg *parts, size_t *first, size_t *count);
+
 void bridge_init_restore_remote(napi_env env, napi_value exports);
 void bridge_init_restore_pages(napi_env env, napi_value exports);
 void bridge_init_restore_uffd(napi_env env, napi_value exports);

@@ -28,19 +28,15 @@
 #define PAGE	    4096ULL
 #define IOV_BATCH   1024
 #define BATCH_BYTES (64ULL << 20)
-#define MAX_THREADS 8
+#define MAX_THREADS RESTORE_MAX_THREADS
 #define SEG_WORDS   3 /* remote address, file offset, length */
-
-struct seg {
-	uint64_t addr, off, len;
-};
 
 struct worker {
 	pthread_t thread;
 	int pid;
 	const uint8_t *base; /* the file mapped from file offset base_off */
 	uint64_t base_off;
-	struct seg *segs;
+	struct restore_seg *segs;
 	size_t nsegs;
 	/* results */
 	uint64_t bytes, proc_mem_bytes;
@@ -94,7 +90,7 @@ static void *work(void *arg)
 		size_t j = i;
 		uint64_t at = in_seg;
 		while (j < w->nsegs && n < IOV_BATCH && want < BATCH_BYTES) {
-			struct seg *s = &w->segs[j];
+			struct restore_seg *s = &w->segs[j];
 			uint64_t len = s->len - at;
 			if (len > BATCH_BYTES - want)
 				len = BATCH_BYTES - want;
@@ -187,13 +183,13 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		napi_set_named_property(env, res, "procMemBytes", v);
 		return res;
 	}
-	struct seg *segs = malloc(nsegs * sizeof(*segs));
+	struct restore_seg *segs = malloc(nsegs * sizeof(*segs));
 	if (!segs)
 		return bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
 	memcpy(segs, data, nsegs * sizeof(*segs));
 	uint64_t lo = UINT64_MAX, hi = 0, total = 0;
 	for (size_t i = 0; i < nsegs; i++) {
-		struct seg *s = &segs[i];
+		struct restore_seg *s = &segs[i];
 		if (s->len == 0 || s->off > UINT64_MAX - s->len || s->addr > UINT64_MAX - s->len) {
 			free(segs);
 			return bridge_throw_arg(env, fn, "a segment is empty or overflows");
@@ -228,7 +224,7 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 
 	/* Share the work out by bytes; a segment may be split at a page boundary,
 	 * which needs one more slot per thread. */
-	struct seg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
+	struct restore_seg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
 	struct worker w[MAX_THREADS];
 	memset(w, 0, sizeof(w));
 	if (!parts) {
@@ -236,33 +232,14 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		free(segs);
 		return bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
 	}
-	uint64_t share = ((total / nthreads) + PAGE - 1) & ~(PAGE - 1);
-	size_t np = 0, si = 0;
-	uint64_t used = 0;
-	uint32_t nw = 0;
-	for (uint32_t t = 0; t < nthreads && si < nsegs; t++) {
+	size_t first[MAX_THREADS], count[MAX_THREADS];
+	uint32_t nw = restore_split(segs, nsegs, total, nthreads, parts, first, count);
+	for (uint32_t t = 0; t < nw; t++) {
 		w[t].pid = pid;
 		w[t].base = base;
 		w[t].base_off = base_off;
-		w[t].segs = parts + np;
-		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
-		while (si < nsegs && room > 0) {
-			struct seg s = segs[si];
-			s.addr += used;
-			s.off += used;
-			s.len -= used;
-			if (s.len > room) {
-				s.len = room;
-				used += room;
-			} else {
-				used = 0;
-				si++;
-			}
-			room -= s.len;
-			parts[np++] = s;
-			w[t].nsegs++;
-		}
-		nw++;
+		w[t].segs = parts + first[t];
+		w[t].nsegs = count[t];
 	}
 	uint32_t started = 0;
 	for (uint32_t t = 1; t < nw; t++) {
@@ -319,6 +296,37 @@ static napi_value memfd_create_(napi_env env, napi_callback_info info)
 	napi_value r;
 	napi_create_int32(env, fd, &r);
 	return r;
+}
+
+uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
+		       struct restore_seg *parts, size_t *first, size_t *count)
+{
+	uint64_t share = ((total / nthreads) + PAGE - 1) & ~(PAGE - 1);
+	size_t np = 0, si = 0;
+	uint64_t used = 0; /* bytes of segs[si] given to earlier workers */
+	uint32_t nw = 0;
+	for (uint32_t t = 0; t < nthreads && si < nsegs; t++, nw++) {
+		first[t] = np;
+		count[t] = 0;
+		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
+		while (si < nsegs && room > 0) {
+			struct restore_seg s = segs[si];
+			s.addr += used;
+			s.off += used;
+			s.len -= used;
+			if (s.len > room) {
+				s.len = room;
+				used += room;
+			} else {
+				used = 0;
+				si++;
+			}
+			room -= s.len;
+			parts[np++] = s;
+			count[t]++;
+		}
+	}
+	return nw;
 }
 
 void bridge_init_restore_pages(napi_env env, napi_value exports)

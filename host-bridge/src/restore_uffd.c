@@ -22,19 +22,15 @@
 #include <sys/stat.h>
 
 #define UFFD_PAGE	 4096ULL
-#define UFFD_MAX_THREADS 8
+#define UFFD_MAX_THREADS RESTORE_MAX_THREADS
 #define UFFD_STEP	 (64ULL << 20)
-
-struct useg {
-	uint64_t addr, off, len;
-};
 
 struct uworker {
 	pthread_t thread;
 	int uffd;
 	const uint8_t *base;
 	uint64_t base_off;
-	struct useg *segs;
+	struct restore_seg *segs;
 	size_t nsegs;
 	int err;
 	uint64_t err_addr;
@@ -45,7 +41,7 @@ static void *ucopy(void *arg)
 {
 	struct uworker *w = arg;
 	for (size_t i = 0; i < w->nsegs && !w->err; i++) {
-		struct useg *s = &w->segs[i];
+		struct restore_seg *s = &w->segs[i];
 		uint64_t done = 0;
 		while (done < s->len) {
 			uint64_t n = s->len - done < UFFD_STEP ? s->len - done : UFFD_STEP;
@@ -157,8 +153,8 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 		napi_create_double(env, 0, &res);
 		return res;
 	}
-	struct useg *segs = malloc(nsegs * sizeof(*segs));
-	struct useg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
+	struct restore_seg *segs = malloc(nsegs * sizeof(*segs));
+	struct restore_seg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
 	if (!segs || !parts) {
 		free(segs);
 		free(parts);
@@ -194,32 +190,14 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 	madvise((void *)base, map_len, MADV_WILLNEED);
 	struct uworker w[UFFD_MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	uint64_t share = ((total / nthreads) + UFFD_PAGE - 1) & ~(UFFD_PAGE - 1);
-	size_t np = 0, si = 0;
-	uint64_t used = 0;
-	uint32_t nw = 0;
-	for (uint32_t t = 0; t < nthreads && si < nsegs; t++, nw++) {
+	size_t first[UFFD_MAX_THREADS], count[UFFD_MAX_THREADS];
+	uint32_t nw = restore_split(segs, nsegs, total, nthreads, parts, first, count);
+	for (uint32_t t = 0; t < nw; t++) {
 		w[t].uffd = fd;
 		w[t].base = base;
 		w[t].base_off = base_off;
-		w[t].segs = parts + np;
-		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
-		while (si < nsegs && room > 0) {
-			struct useg s = segs[si];
-			s.addr += used;
-			s.off += used;
-			s.len -= used;
-			if (s.len > room) {
-				s.len = room;
-				used += room;
-			} else {
-				used = 0;
-				si++;
-			}
-			room -= s.len;
-			parts[np++] = s;
-			w[t].nsegs++;
-		}
+		w[t].segs = parts + first[t];
+		w[t].nsegs = count[t];
 	}
 	uint32_t started = 0;
 	for (uint32_t t = 1; t < nw; t++) {
