@@ -7,14 +7,7 @@ import test from "ava";
 import { ERESTART, PTRACE_EVENT, PTRACE_O, SYS } from "../host-bridge/constants.js";
 import { bridge } from "../host-bridge/load.js";
 import { decodeRegs, encodeRegs, regOffset, signedReg, USER_REGS_SIZE } from "../host-bridge/regs.js";
-import {
-  counterAdvances,
-  patternWord,
-  procState,
-  seizeAndStop,
-  startWorkload,
-  waitFor,
-} from "./helpers/workloads.js";
+import { counterAdvances, patternWord, procState, seizeAndStop, seizeRunning, startWorkload, waitFor } from "./helpers/workloads.js";
 
 const b = bridge();
 const { SIGTRAP, SIGUSR1, SIGTERM } = constants.signals;
@@ -204,16 +197,7 @@ test("PTRACE_O_TRACEEXIT: the exit event carries the status in the event message
 
 test("waitpid with a timeout returns null while a seized task keeps running", async (t) => {
   const w = await startWorkload(t, "counter");
-  b.ptraceSeize(w.pid);
-  t.teardown(() => {
-    try {
-      b.ptraceInterrupt(w.pid);
-      b.waitpid(w.pid, 0, 10_000);
-      b.ptraceDetach(w.pid, 0);
-    } catch {
-      // gone already
-    }
-  });
+  seizeRunning(t, w.pid);
   t.is(b.waitpid(w.pid, 0, 30), null);
   t.is(b.waitpid(w.pid, 1 /* WNOHANG */), null);
   await counterAdvances(w);

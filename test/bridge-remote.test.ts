@@ -6,14 +6,7 @@ import test from "ava";
 import { MAP, PROT, SYS } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { decodeRegs } from "../host-bridge/regs.js";
-import {
-  counterAdvances,
-  firstExecMapping,
-  procState,
-  seizeAndStop,
-  startWorkload,
-  waitFor,
-} from "./helpers/workloads.js";
+import { counterAdvances, firstExecMapping, procState, seizeAndStop, seizeRunning, startWorkload, waitFor } from "./helpers/workloads.js";
 
 const b = bridge();
 const { SIGUSR1, SIGUSR2 } = constants.signals;
@@ -120,16 +113,7 @@ test("a remote syscall that blocks past its timeout is interrupted: ETIME, state
 
 test("remoteSyscall on a task that is seized but running fails with ESRCH and changes nothing", async (t) => {
   const w = await startWorkload(t, "counter");
-  b.ptraceSeize(w.pid);
-  t.teardown(() => {
-    try {
-      b.ptraceInterrupt(w.pid);
-      b.waitpid(w.pid, 0, 10_000);
-      b.ptraceDetach(w.pid, 0);
-    } catch {
-      // gone already
-    }
-  });
+  seizeRunning(t, w.pid);
   t.throws(() => b.remoteSyscall(w.pid, SYS.getpid, []), { code: "ESRCH" });
   await counterAdvances(w);
 });

@@ -23,6 +23,10 @@ struct restore_seg {
 uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
 		       struct restore_seg *parts, size_t *first, size_t *count);
 
+/* Runs fn on n workers laid out `size` bytes apart: workers 1..n-1 on threads, worker 0
+ * here; a worker whose thread cannot be started runs here too. Returns when all are done. */
+void restore_run_workers(void *workers, size_t size, uint32_t n, void *(*fn)(void *));
+
 void bridge_init_restore_remote(napi_env env, napi_value exports);
 void bridge_init_restore_pages(napi_env env, napi_value exports);
 void bridge_init_restore_uffd(napi_env env, napi_value exports);

@@ -32,7 +32,6 @@
 #define SEG_WORDS   3 /* remote address, file offset, length */
 
 struct worker {
-	pthread_t thread;
 	int pid;
 	const uint8_t *base; /* the file mapped from file offset base_off */
 	uint64_t base_off;
@@ -241,18 +240,7 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		w[t].segs = parts + first[t];
 		w[t].nsegs = count[t];
 	}
-	uint32_t started = 0;
-	for (uint32_t t = 1; t < nw; t++) {
-		if (pthread_create(&w[t].thread, NULL, work, &w[t]) != 0)
-			break;
-		started = t;
-	}
-	work(&w[0]);
-	/* Threads that could not be started: their share runs here. */
-	for (uint32_t t = started + 1; t < nw; t++)
-		work(&w[t]);
-	for (uint32_t t = 1; t <= started; t++)
-		pthread_join(w[t].thread, NULL);
+	restore_run_workers(w, sizeof(w[0]), nw, work);
 	munmap((void *)base, map_len);
 	free(parts);
 	free(segs);
@@ -327,6 +315,24 @@ uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t to
 		}
 	}
 	return nw;
+}
+
+void restore_run_workers(void *workers, size_t size, uint32_t n, void *(*fn)(void *))
+{
+	pthread_t th[RESTORE_MAX_THREADS];
+	char *w = workers;
+	uint32_t started = 0;
+	for (uint32_t t = 1; t < n && t < RESTORE_MAX_THREADS; t++) {
+		if (pthread_create(&th[t], NULL, fn, w + t * size) != 0)
+			break;
+		started = t;
+	}
+	fn(w);
+	/* Threads that could not be started: their share runs here. */
+	for (uint32_t t = started + 1; t < n; t++)
+		fn(w + t * size);
+	for (uint32_t t = 1; t <= started; t++)
+		pthread_join(th[t], NULL);
 }
 
 void bridge_init_restore_pages(napi_env env, napi_value exports)

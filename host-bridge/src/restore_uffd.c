@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +25,6 @@
 #define UFFD_STEP	 (64ULL << 20)
 
 struct uworker {
-	pthread_t thread;
 	int uffd;
 	const uint8_t *base;
 	uint64_t base_off;
@@ -199,17 +197,7 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 		w[t].segs = parts + first[t];
 		w[t].nsegs = count[t];
 	}
-	uint32_t started = 0;
-	for (uint32_t t = 1; t < nw; t++) {
-		if (pthread_create(&w[t].thread, NULL, ucopy, &w[t]) != 0)
-			break;
-		started = t;
-	}
-	ucopy(&w[0]);
-	for (uint32_t t = started + 1; t < nw; t++)
-		ucopy(&w[t]);
-	for (uint32_t t = 1; t <= started; t++)
-		pthread_join(w[t].thread, NULL);
+	restore_run_workers(w, sizeof(w[0]), nw, ucopy);
 	munmap((void *)base, map_len);
 	free(parts);
 	free(segs);

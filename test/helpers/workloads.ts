@@ -174,6 +174,21 @@ export function seizeAndStop(t: ExecutionContext, pid: number, options = 0): Wai
   return st;
 }
 
+/** Seizes pid and leaves it running; teardown stops and detaches it (if it still lives). */
+export function seizeRunning(t: ExecutionContext, pid: number): void {
+  const b = bridge();
+  b.ptraceSeize(pid);
+  t.teardown(() => {
+    try {
+      b.ptraceInterrupt(pid);
+      b.waitpid(pid, 0, 10_000);
+      b.ptraceDetach(pid, 0);
+    } catch {
+      // gone already
+    }
+  });
+}
+
 /** The pattern word i of the counter workload (test/workloads/counter.c). */
 export function patternWord(i: number): bigint {
   return BigInt.asUintN(64, (BigInt(i) + 1n) * 0x9e3779b97f4a7c15n) ^ 0x5453435249550000n;
