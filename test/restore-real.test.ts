@@ -77,14 +77,16 @@ test("bash: a builtin-only loop counts on", async (t) => {
 
 test("bash on a terminal: a shell job (-j) restored by `tscriu restore -j` on another terminal writes on to that one", async (t) => {
   // script(1) runs bash on a new pty and copies what bash writes there into ./typescript.
+  // It runs the command with $SHELL -c; `exec` keeps that shell (dash forks) from staying
+  // on as bash's parent.
   const loop = "mkfifo tick; exec 3<>tick; i=0; while :; do i=$((i+1)); echo $i > count; echo tick-$i; read -t 0.05 -u 3; done";
-  const w = await startProgram(t, ["script", "-qfec", `bash -c '${loop}'`, "typescript"], (d) => readCount(d) > 3);
+  const w = await startProgram(t, ["script", "-qfec", `exec bash -c '${loop}'`, "typescript"], (d) => readCount(d) > 3);
   const bash = Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(/\s+/)[0]);
   t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
   const dir = await dumpGone(t, { ...w, pid: bash }, { shellJob: true });
   // As with criu: the shell job gets the terminal of the tscriu that restores it (the
   // first one is gone with its script). tscriu stays its parent and waits (no -d).
-  const again = await startProgram(t, ["script", "-qfec", `${process.execPath} ${CLI} restore -j -D ${dir}`, "typescript2"], () => existsSync(`/proc/${bash}`));
+  const again = await startProgram(t, ["script", "-qfec", `exec ${process.execPath} ${CLI} restore -j -D ${dir}`, "typescript2"], () => existsSync(`/proc/${bash}`));
   t.teardown(() => killAndReap(bash));
   await waitFor("bash to write on to the new terminal", () => /tick-\d+/.test(readFileSync(join(again.dir, "typescript2"), "utf8")));
   t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
