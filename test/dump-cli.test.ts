@@ -1,7 +1,7 @@
 // tscriu dump from the command line: criu's options (-R, -o, -v4, -W, --display-stats,
 // --action-script, --ghost-limit), exit codes, and no progress bar when stderr is not
 // a terminal.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
@@ -64,4 +64,27 @@ test("errors exit 1 and name step and pid; --ghost-limit is enforced", async (t)
   t.regex(g.stderr, /ghost\.dat is 34 bytes, more than --ghost-limit 16/);
   t.regex(await f.check(), /^PASS/);
   t.is(tscriu(["dump", "-D", "/tmp"], { env: NO_CONF }).code, 1);
+});
+
+test("a pid that does not exist: exit 1, the error on stderr, no directory made", (t) => {
+  const dir = join(tempDir(t), "never");
+  const r = tscriu(["dump", "-t", "4194303", "-D", dir], { env: NO_CONF });
+  t.is(r.code, 1);
+  t.regex(r.stderr, /dump: check of pid 4194303 failed: no such process/);
+  t.false(existsSync(dir));
+});
+
+test("a directory that already holds images is refused before the task is touched; the old images stay as they were", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  t.is(tscriu(["dump", "-t", String(w.pid), "-D", dir, "-R"], { env: NO_CONF }).code, 0);
+  const before = readdirSync(dir).map((n) => [n, readFileSync(join(dir, n))] as const);
+  const again = tscriu(["dump", "-t", String(w.pid), "-D", dir, "-R"], { env: NO_CONF });
+  t.is(again.code, 1);
+  t.regex(again.stderr, new RegExp(`dump: images of pid ${w.pid} failed: ${dir} already holds images \\(core-${w.pid}\\.img, fdinfo-2\\.img, files\\.img, … \\(\\d+ files\\)\\); tscriu does not overwrite them`));
+  for (const [n, bytes] of before) t.deepEqual(readFileSync(join(dir, n)), bytes, n);
+  t.is(readdirSync(dir).length, before.length);
+  t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/^TracerPid:\s+(\d+)/m)?.[1], "0");
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
 });

@@ -6,6 +6,8 @@ export class DumpError extends Error {
   /** e.g. "freeze", "memory", "files" */
   readonly step: string;
   readonly pid: number;
+  /** what went wrong while cleaning up after the failure, e.g. resuming the task */
+  readonly notes: string[] = [];
 
   constructor(step: string, pid: number, message: string, options: { cause?: unknown } = {}) {
     super(`dump: ${step} of pid ${pid} failed: ${message}`, options.cause === undefined ? {} : { cause: options.cause });

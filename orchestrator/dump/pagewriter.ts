@@ -53,7 +53,7 @@ export class LocalPages implements PageTransport {
 
   static async create(dir: string, pagemapName: string, pagesId: number, faults: Faults): Promise<LocalPages> {
     const p = new LocalPages(dir, pagemapName, pagesId, faults);
-    p.fh = await open(join(dir, `pages-${pagesId}.img`), "w", 0o600);
+    p.fh = await open(join(dir, `pages-${pagesId}.img`), "wx", 0o600);
     return p;
   }
 
@@ -103,7 +103,7 @@ export class LocalPages implements PageTransport {
     w.add({ pages_id: this.pagesId });
     for (const r of this.runs) w.add({ vaddr: r.vaddr, compat_nr_pages: 0, flags: r.flags, nr_pages: BigInt(r.pages) });
     this.faults.write(false);
-    await w.save(join(this.dir, this.pagemapName), { overwrite: true, sync });
+    await w.save(join(this.dir, this.pagemapName), { sync });
   }
 
   async abort(): Promise<void> {

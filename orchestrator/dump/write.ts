@@ -35,6 +35,7 @@ export class ImageSet {
     );
   }
 
+  /** writes one image file; an existing file is an error (only stats-dump is replaced, as criu does) */
   async write(name: string, type: string, entries: readonly ImageEntry[], dir = this.dir): Promise<void> {
     const t = imageTypeByName(type);
     if (!t) throw new Error(`no image type ${type}`);
@@ -42,7 +43,7 @@ export class ImageSet {
     for (const e of entries) w.add(e);
     this.faults.write(false);
     const path = join(dir, name);
-    await w.save(path, { overwrite: true });
+    await w.save(path, { overwrite: name === "stats-dump" });
     this.written.push(path);
   }
 }
