@@ -33,13 +33,7 @@ async function waitGone(pid: number): Promise<void> {
   if (existsSync(`/proc/${pid}`)) throw new Error(`pid ${pid} is still there`);
 }
 
-/**
- * The dump's page writer can lose data past its first 8 MiB chunk (two writes in flight at
- * one file position, orchestrator/dump/pagewriter.ts): while that stands, the pages file
- * is written again here from the still running task, so that the benchmark restores
- * complete images. A no-op once the dump writes them right.
- */
-/** The dump's pages file must hold every PE_PRESENT page of its pagemap. */
+/** The dump's pages file must hold every PE_PRESENT page of its pagemap (else the figures mean nothing). */
 function checkPages(dir: string, pid: number): void {
   const name = `pagemap-${pid}.img`;
   const map = parsePagemap(readFileSync(join(dir, name)), name);
