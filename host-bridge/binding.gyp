@@ -15,6 +15,7 @@
         "src/spawn.c",
         "src/dumpsys.c",
         "src/restore.c",
+        "src/restore_timens.c",
         "src/restore_remote.c",
         "src/restore_pages.c",
         "src/restore_uffd.c"

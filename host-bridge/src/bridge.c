@@ -141,6 +141,16 @@ bool bridge_is_nullish(napi_env env, napi_value v)
 	return napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null);
 }
 
+bool bridge_opt_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
+{
+	bool has = false;
+	if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has)
+		return false;
+	if (napi_get_named_property(env, obj, key, out) != napi_ok)
+		return false;
+	return !bridge_is_nullish(env, *out);
+}
+
 bool bridge_arg_pid(napi_env env, napi_value v, int32_t *out, const char *fn)
 {
 	if (!bridge_arg_int32(env, v, out, fn, "pid must be a positive int32"))

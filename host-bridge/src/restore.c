@@ -32,9 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CLONE_NEWTIME
-#define CLONE_NEWTIME 0x00000080
-#endif
 #define PR_SET_CHILD_SUBREAPER 36
 #define STACK_SIZE	       (64 * 1024)
 
@@ -96,118 +93,6 @@ static int fail(struct spawn_plan *p, const char *stage, long r)
 	return 127;
 }
 
-/* Unsigned decimal into buf (no libc in the child); returns the length. */
-static int fmt_u64(char *buf, uint64_t v)
-{
-	char tmp[24];
-	int n = 0, len = 0;
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) > 0);
-	while (n > 0)
-		buf[len++] = tmp[--n];
-	return len;
-}
-
-static int fmt_i64(char *buf, int64_t v)
-{
-	if (v >= 0)
-		return fmt_u64(buf, (uint64_t)v);
-	buf[0] = '-';
-	return 1 + fmt_u64(buf + 1, (uint64_t)0 - (uint64_t)v);
-}
-
-/* "monotonic SEC NSEC" for an offset in nanoseconds (NSEC within 0..1e9-1). */
-static int fmt_offset(char *buf, const char *clock, int64_t off_ns)
-{
-	int64_t sec = off_ns / 1000000000, nsec = off_ns % 1000000000;
-	if (nsec < 0) {
-		nsec += 1000000000;
-		sec--;
-	}
-	int n = 0;
-	while (*clock)
-		buf[n++] = *clock++;
-	buf[n++] = ' ';
-	n += fmt_i64(buf + n, sec);
-	buf[n++] = ' ';
-	n += fmt_i64(buf + n, nsec);
-	buf[n++] = '\n';
-	return n;
-}
-
-/* The offsets of the clock on the line starting with `name` in
- * /proc/self/timens_offsets ("monotonic  -2586  0"), in nanoseconds. */
-static int64_t parse_offset(const char *text, const char *name)
-{
-	for (const char *line = text; *line;) {
-		const char *a = line, *b = name;
-		while (*b && *a == *b) {
-			a++;
-			b++;
-		}
-		if (!*b) {
-			int64_t v[2] = { 0, 0 };
-			for (int i = 0; i < 2; i++) {
-				while (*a == ' ')
-					a++;
-				bool neg = *a == '-';
-				if (neg)
-					a++;
-				while (*a >= '0' && *a <= '9')
-					v[i] = v[i] * 10 + (*a++ - '0');
-				if (neg)
-					v[i] = -v[i];
-			}
-			return v[0] * 1000000000 + v[1];
-		}
-		while (*line && *line != '\n')
-			line++;
-		if (*line)
-			line++;
-	}
-	return 0;
-}
-
-static int64_t clock_ns(int clock)
-{
-	struct timespec ts = { 0, 0 };
-	restore_raw6(SYS_clock_gettime, clock, (long)&ts, 0, 0, 0, 0);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* A new time namespace for the children and the next exec of this process, whose
- * CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from the values at dump time. The
- * offsets file reads as this namespace's offsets until it is written. */
-static int enter_timens(struct spawn_plan *p)
-{
-	long r = restore_raw6(SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0);
-	if (r < 0)
-		return fail(p, "unshare(CLONE_NEWTIME)", r);
-	long fd = restore_raw6(SYS_openat, AT_FDCWD, (long)"/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-	if (fd < 0)
-		return fail(p, "open /proc/self/timens_offsets", fd);
-	char text[256];
-	long n = restore_raw6(SYS_read, fd, (long)text, sizeof(text) - 1, 0, 0, 0);
-	restore_raw6(SYS_close, fd, 0, 0, 0, 0, 0);
-	if (n < 0)
-		return fail(p, "read /proc/self/timens_offsets", n);
-	text[n] = 0;
-	int64_t prev_mono = parse_offset(text, "monotonic"), prev_boot = parse_offset(text, "boottime");
-	char out[128];
-	int len = fmt_offset(out, "monotonic", p->mono_ns - clock_ns(CLOCK_MONOTONIC) + prev_mono);
-	len += fmt_offset(out + len, "boottime", p->boot_ns - clock_ns(CLOCK_BOOTTIME) + prev_boot);
-	/* The kernel takes the offsets as one write at file position 0: a fresh open. */
-	fd = restore_raw6(SYS_openat, AT_FDCWD, (long)"/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC, 0, 0, 0);
-	if (fd < 0)
-		return fail(p, "open /proc/self/timens_offsets for writing", fd);
-	r = restore_raw6(SYS_write, fd, (long)out, len, 0, 0, 0);
-	restore_raw6(SYS_close, fd, 0, 0, 0, 0, 0);
-	if (r != len)
-		return fail(p, "write /proc/self/timens_offsets", r < 0 ? r : -EIO);
-	return 0;
-}
-
 static void default_signals(void)
 {
 	struct {
@@ -230,8 +115,9 @@ static int target_child(struct spawn_plan *p)
 		return fail(p, "setsid", r);
 	if (p->session == SESSION_SETPGID && (r = restore_raw6(SYS_setpgid, 0, 0, 0, 0, 0, 0)) < 0)
 		return fail(p, "setpgid", r);
-	if (p->timens && (r = enter_timens(p)) != 0)
-		return (int)r;
+	const char *stage = NULL;
+	if (p->timens && (r = restore_enter_timens(p->mono_ns, p->boot_ns, &stage)) < 0)
+		return fail(p, stage, r);
 	if ((r = restore_raw6(SYS_close_range, 0, ~0U, 0, 0, 0, 0)) < 0)
 		return fail(p, "close_range", r);
 	r = restore_raw6(SYS_execve, (long)p->stub, (long)p->argv_target, (long)p->envp, 0, 0, 0);
@@ -294,23 +180,13 @@ static int middle_child(struct spawn_plan *p)
 	return 0;
 }
 
-static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
-{
-	bool has = false;
-	if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has)
-		return false;
-	if (napi_get_named_property(env, obj, key, out) != napi_ok)
-		return false;
-	return !bridge_is_nullish(env, *out);
-}
-
 static bool get_choice(napi_env env, napi_value obj, const char *key, const char *const *names, int *out,
 		       const char *what)
 {
 	napi_value v;
 	char buf[32];
 	size_t len = 0;
-	if (!get_prop(env, obj, key, &v))
+	if (!bridge_opt_prop(env, obj, key, &v))
 		return true; /* keep the default */
 	if (napi_get_value_string_utf8(env, v, buf, sizeof(buf), &len) == napi_ok)
 		for (int i = 0; names[i]; i++)
@@ -326,7 +202,7 @@ static bool get_i64(napi_env env, napi_value obj, const char *key, int64_t *out,
 {
 	napi_value v;
 	bool lossless = false;
-	if (!get_prop(env, obj, key, &v) || napi_get_value_bigint_int64(env, v, out, &lossless) != napi_ok) {
+	if (!bridge_opt_prop(env, obj, key, &v) || napi_get_value_bigint_int64(env, v, out, &lossless) != napi_ok) {
 		bridge_throw_arg(env, "restoreSpawn", what);
 		return false;
 	}
@@ -358,12 +234,12 @@ static napi_value restore_spawn(napi_env env, napi_callback_info info)
 	struct spawn_plan p;
 	memset(&p, 0, sizeof(p));
 	napi_value result = NULL;
-	if (!get_prop(env, argv[0], "stub", &v))
+	if (!bridge_opt_prop(env, argv[0], "stub", &v))
 		return bridge_throw_arg(env, fn, "options.stub is required");
 	if (!bridge_arg_string(env, v, &p.stub, fn, "options.stub must be the path of the stub"))
 		return NULL;
 	int32_t pid = 0;
-	if (get_prop(env, argv[0], "pid", &v) &&
+	if (bridge_opt_prop(env, argv[0], "pid", &v) &&
 	    !bridge_arg_int32(env, v, &pid, fn, "options.pid must be an int32 (0: any pid)"))
 		goto out;
 	if (pid < 0) {
@@ -375,7 +251,7 @@ static napi_value restore_spawn(napi_env env, napi_callback_info info)
 	    !get_choice(env, argv[0], "session", sessions, &p.session,
 			"options.session must be inherit, setsid or setpgid"))
 		goto out;
-	if (get_prop(env, argv[0], "timens", &v)) {
+	if (bridge_opt_prop(env, argv[0], "timens", &v)) {
 		if (!get_i64(env, v, "monotonicNs", &p.mono_ns, "options.timens.monotonicNs must be a bigint") ||
 		    !get_i64(env, v, "boottimeNs", &p.boot_ns, "options.timens.boottimeNs must be a bigint"))
 			goto out;

@@ -1,7 +1,7 @@
 /* The restore side of the host bridge: starting the stub with the dumped PID
- * (restore.c), running syscalls inside it from the trampoline page
- * (restore_remote.c) and filling its memory from page images
- * (restore_pages.c). */
+ * (restore.c) in its time namespace (restore_timens.c), running syscalls inside
+ * it from the trampoline page (restore_remote.c) and filling its memory from page
+ * images (restore_pages.c, restore_uffd.c). */
 #ifndef TSCRIU_RESTORE_H
 #define TSCRIU_RESTORE_H
 
@@ -16,16 +16,36 @@ struct restore_seg {
 /* Most threads a page fill uses. */
 #define RESTORE_MAX_THREADS 8
 
-/* Shares segs out among up to nthreads workers by bytes (shares of total/nthreads,
- * page aligned), cutting a segment where a share ends. parts must hold
- * nsegs + nthreads entries; worker t gets parts[first[t]] .. + count[t].
+/* One worker's part of a page fill (the first member of each fill's worker
+ * struct): its runs, read from the pages file mapped at `base` from file offset
+ * `base_off`, and what it did. */
+struct restore_job {
+	const uint8_t *base;
+	uint64_t base_off;
+	struct restore_seg *segs;
+	size_t nsegs;
+	/* results */
+	uint64_t bytes;
+	int err;
+	uint64_t err_addr;
+};
+
+/* Shares segs out among up to nthreads workers, laid out `size` bytes apart, by
+ * bytes (shares of total/nthreads, page aligned), cutting a segment where a share
+ * ends, and fills each worker's job. parts must hold nsegs + nthreads entries.
  * Returns the number of workers with work. */
-uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
-		       struct restore_seg *parts, size_t *first, size_t *count);
+uint32_t restore_share(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
+		       struct restore_seg *parts, const uint8_t *base, uint64_t base_off, void *workers, size_t size);
 
 /* Runs fn on n workers laid out `size` bytes apart: workers 1..n-1 on threads, worker 0
  * here; a worker whose thread cannot be started runs here too. Returns when all are done. */
 void restore_run_workers(void *workers, size_t size, uint32_t n, void *(*fn)(void *));
+
+/* Moves the calling process's future children (and its next exec) into a new time
+ * namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from the given values
+ * (those at dump time). Raw syscalls only. Returns 0, or -errno with *stage naming
+ * the call that failed. */
+long restore_enter_timens(int64_t mono_ns, int64_t boot_ns, const char **stage);
 
 void bridge_init_restore_remote(napi_env env, napi_value exports);
 void bridge_init_restore_pages(napi_env env, napi_value exports);

@@ -32,15 +32,10 @@
 #define SEG_WORDS   3 /* remote address, file offset, length */
 
 struct worker {
+	struct restore_job job; /* first: restore_share fills it */
 	int pid;
-	const uint8_t *base; /* the file mapped from file offset base_off */
-	uint64_t base_off;
-	struct restore_seg *segs;
-	size_t nsegs;
-	/* results */
-	uint64_t bytes, proc_mem_bytes;
-	int err;
-	uint64_t err_addr;
+	/* results besides the job's */
+	uint64_t proc_mem_bytes;
 	const char *err_step;
 };
 
@@ -52,8 +47,8 @@ static int write_proc_mem(struct worker *w, int *memfd, const uint8_t *src, uint
 		snprintf(path, sizeof(path), "/proc/%d/mem", w->pid);
 		*memfd = open(path, O_WRONLY | O_CLOEXEC);
 		if (*memfd < 0) {
-			w->err = errno == ENOENT ? ESRCH : errno;
-			w->err_addr = addr;
+			w->job.err = errno == ENOENT ? ESRCH : errno;
+			w->job.err_addr = addr;
 			w->err_step = "open /proc/PID/mem";
 			return -1;
 		}
@@ -64,8 +59,8 @@ static int write_proc_mem(struct worker *w, int *memfd, const uint8_t *src, uint
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			w->err = r < 0 ? errno : EIO;
-			w->err_addr = addr + done;
+			w->job.err = r < 0 ? errno : EIO;
+			w->job.err_addr = addr + done;
 			w->err_step = "pwrite /proc/PID/mem";
 			return -1;
 		}
@@ -82,18 +77,18 @@ static void *work(void *arg)
 	int memfd = -1;
 	size_t i = 0;
 	uint64_t in_seg = 0; /* bytes of segs[i] already handled */
-	while (i < w->nsegs && !w->err) {
+	while (i < w->job.nsegs && !w->job.err) {
 		/* One batch: up to IOV_BATCH ranges and BATCH_BYTES bytes. */
 		size_t n = 0;
 		uint64_t want = 0;
 		size_t j = i;
 		uint64_t at = in_seg;
-		while (j < w->nsegs && n < IOV_BATCH && want < BATCH_BYTES) {
-			struct restore_seg *s = &w->segs[j];
+		while (j < w->job.nsegs && n < IOV_BATCH && want < BATCH_BYTES) {
+			struct restore_seg *s = &w->job.segs[j];
 			uint64_t len = s->len - at;
 			if (len > BATCH_BYTES - want)
 				len = BATCH_BYTES - want;
-			local[n].iov_base = (void *)(w->base + (s->off - w->base_off) + at);
+			local[n].iov_base = (void *)(w->job.base + (s->off - w->job.base_off) + at);
 			local[n].iov_len = len;
 			remote[n].iov_base = (void *)(uintptr_t)(s->addr + at);
 			remote[n].iov_len = len;
@@ -107,14 +102,14 @@ static void *work(void *arg)
 		}
 		ssize_t got = process_vm_writev(w->pid, local, n, remote, n, 0);
 		if (got < 0 && errno != EFAULT) {
-			w->err = errno;
-			w->err_addr = (uint64_t)(uintptr_t)remote[0].iov_base;
+			w->job.err = errno;
+			w->job.err_addr = (uint64_t)(uintptr_t)remote[0].iov_base;
 			w->err_step = "process_vm_writev";
 			break;
 		}
 		if (got < 0)
 			got = 0;
-		w->bytes += (uint64_t)got;
+		w->job.bytes += (uint64_t)got;
 		if ((uint64_t)got == want) {
 			i = j;
 			in_seg = at;
@@ -130,13 +125,13 @@ static void *work(void *arg)
 		if (write_proc_mem(w, &memfd, (const uint8_t *)local[k].iov_base + left,
 				   (uint64_t)(uintptr_t)remote[k].iov_base + left, rest) < 0)
 			break;
-		w->bytes += rest;
+		w->job.bytes += rest;
 		/* Advance (i, in_seg) past iovec k. */
 		uint64_t skip = 0;
 		for (size_t q = 0; q <= k; q++)
 			skip += remote[q].iov_len;
 		while (skip > 0) {
-			uint64_t room = w->segs[i].len - in_seg;
+			uint64_t room = w->job.segs[i].len - in_seg;
 			if (skip >= room) {
 				skip -= room;
 				i++;
@@ -231,15 +226,9 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		free(segs);
 		return bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
 	}
-	size_t first[MAX_THREADS], count[MAX_THREADS];
-	uint32_t nw = restore_split(segs, nsegs, total, nthreads, parts, first, count);
-	for (uint32_t t = 0; t < nw; t++) {
+	uint32_t nw = restore_share(segs, nsegs, total, nthreads, parts, base, base_off, w, sizeof(w[0]));
+	for (uint32_t t = 0; t < nw; t++)
 		w[t].pid = pid;
-		w[t].base = base;
-		w[t].base_off = base_off;
-		w[t].segs = parts + first[t];
-		w[t].nsegs = count[t];
-	}
 	restore_run_workers(w, sizeof(w[0]), nw, work);
 	munmap((void *)base, map_len);
 	free(parts);
@@ -247,12 +236,12 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 
 	uint64_t bytes = 0, pm = 0;
 	for (uint32_t t = 0; t < nw; t++) {
-		bytes += w[t].bytes;
+		bytes += w[t].job.bytes;
 		pm += w[t].proc_mem_bytes;
-		if (w[t].err) {
+		if (w[t].job.err) {
 			char what[160];
-			snprintf(what, sizeof(what), "writePages: %s at 0x%" PRIx64, w[t].err_step, w[t].err_addr);
-			return bridge_throw_errno(env, what, w[t].err, pid, NULL);
+			snprintf(what, sizeof(what), "writePages: %s at 0x%" PRIx64, w[t].err_step, w[t].job.err_addr);
+			return bridge_throw_errno(env, what, w[t].job.err, pid, NULL);
 		}
 	}
 	napi_value res, v;
@@ -286,16 +275,19 @@ static napi_value memfd_create_(napi_env env, napi_callback_info info)
 	return r;
 }
 
-uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
-		       struct restore_seg *parts, size_t *first, size_t *count)
+uint32_t restore_share(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
+		       struct restore_seg *parts, const uint8_t *base, uint64_t base_off, void *workers, size_t size)
 {
 	uint64_t share = ((total / nthreads) + PAGE - 1) & ~(PAGE - 1);
 	size_t np = 0, si = 0;
 	uint64_t used = 0; /* bytes of segs[si] given to earlier workers */
 	uint32_t nw = 0;
 	for (uint32_t t = 0; t < nthreads && si < nsegs; t++, nw++) {
-		first[t] = np;
-		count[t] = 0;
+		struct restore_job *job = (struct restore_job *)((char *)workers + t * size);
+		job->base = base;
+		job->base_off = base_off;
+		job->segs = parts + np;
+		job->nsegs = 0;
 		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
 		while (si < nsegs && room > 0) {
 			struct restore_seg s = segs[si];
@@ -311,7 +303,7 @@ uint32_t restore_split(const struct restore_seg *segs, size_t nsegs, uint64_t to
 			}
 			room -= s.len;
 			parts[np++] = s;
-			count[t]++;
+			job->nsegs++;
 		}
 	}
 	return nw;

@@ -25,39 +25,33 @@
 #define UFFD_STEP	 (64ULL << 20)
 
 struct uworker {
+	struct restore_job job; /* first: restore_share fills it */
 	int uffd;
-	const uint8_t *base;
-	uint64_t base_off;
-	struct restore_seg *segs;
-	size_t nsegs;
-	int err;
-	uint64_t err_addr;
-	uint64_t bytes;
 };
 
 static void *ucopy(void *arg)
 {
 	struct uworker *w = arg;
-	for (size_t i = 0; i < w->nsegs && !w->err; i++) {
-		struct restore_seg *s = &w->segs[i];
+	for (size_t i = 0; i < w->job.nsegs && !w->job.err; i++) {
+		struct restore_seg *s = &w->job.segs[i];
 		uint64_t done = 0;
 		while (done < s->len) {
 			uint64_t n = s->len - done < UFFD_STEP ? s->len - done : UFFD_STEP;
 			struct uffdio_copy c;
 			memset(&c, 0, sizeof(c));
 			c.dst = s->addr + done;
-			c.src = (uint64_t)(uintptr_t)(w->base + (s->off - w->base_off) + done);
+			c.src = (uint64_t)(uintptr_t)(w->job.base + (s->off - w->job.base_off) + done);
 			c.len = n;
 			if (ioctl(w->uffd, UFFDIO_COPY, &c) < 0 && c.copy <= 0) {
 				if (errno == EAGAIN && c.copy == -EAGAIN)
 					continue;
-				w->err = errno;
-				w->err_addr = c.dst;
+				w->job.err = errno;
+				w->job.err_addr = c.dst;
 				return NULL;
 			}
 			uint64_t got = c.copy > 0 ? (uint64_t)c.copy : n;
 			done += got;
-			w->bytes += got;
+			w->job.bytes += got;
 		}
 	}
 	return NULL;
@@ -188,26 +182,20 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 	madvise((void *)base, map_len, MADV_WILLNEED);
 	struct uworker w[UFFD_MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	size_t first[UFFD_MAX_THREADS], count[UFFD_MAX_THREADS];
-	uint32_t nw = restore_split(segs, nsegs, total, nthreads, parts, first, count);
-	for (uint32_t t = 0; t < nw; t++) {
+	uint32_t nw = restore_share(segs, nsegs, total, nthreads, parts, base, base_off, w, sizeof(w[0]));
+	for (uint32_t t = 0; t < nw; t++)
 		w[t].uffd = fd;
-		w[t].base = base;
-		w[t].base_off = base_off;
-		w[t].segs = parts + first[t];
-		w[t].nsegs = count[t];
-	}
 	restore_run_workers(w, sizeof(w[0]), nw, ucopy);
 	munmap((void *)base, map_len);
 	free(parts);
 	free(segs);
 	uint64_t bytes = 0;
 	for (uint32_t t = 0; t < nw; t++) {
-		bytes += w[t].bytes;
-		if (w[t].err) {
+		bytes += w[t].job.bytes;
+		if (w[t].job.err) {
 			char what[96];
-			snprintf(what, sizeof(what), "ioctl(UFFDIO_COPY) at 0x%" PRIx64, w[t].err_addr);
-			return bridge_throw_errno(env, what, w[t].err, 0, NULL);
+			snprintf(what, sizeof(what), "ioctl(UFFDIO_COPY) at 0x%" PRIx64, w[t].job.err_addr);
+			return bridge_throw_errno(env, what, w[t].job.err, 0, NULL);
 		}
 	}
 	napi_create_double(env, (double)bytes, &res);

@@ -75,16 +75,6 @@ static char **get_strv(napi_env env, napi_value arr, size_t lead, const char *fn
 	return v;
 }
 
-static bool opt_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
-{
-	bool has = false;
-	if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has)
-		return false;
-	if (napi_get_named_property(env, obj, key, out) != napi_ok)
-		return false;
-	return !bridge_is_nullish(env, *out);
-}
-
 static napi_value spawn_detached(napi_env env, napi_callback_info info)
 {
 	const char *fn = "spawnDetached";
@@ -105,16 +95,16 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 			bridge_throw_arg(env, fn, "options must be an object");
 			goto out;
 		}
-		if (opt_prop(env, argv[1], "env", &v) &&
+		if (bridge_opt_prop(env, argv[1], "env", &v) &&
 		    !(envv = get_strv(env, v, 0, fn, "options.env must be an array of \"NAME=value\" strings", false)))
 			goto out;
-		if (opt_prop(env, argv[1], "cwd", &v) &&
+		if (bridge_opt_prop(env, argv[1], "cwd", &v) &&
 		    !bridge_arg_string(env, v, &cwd, fn, "options.cwd must be a string"))
 			goto out;
-		if (opt_prop(env, argv[1], "stdout", &v) &&
+		if (bridge_opt_prop(env, argv[1], "stdout", &v) &&
 		    !bridge_arg_string(env, v, &out, fn, "options.stdout must be a string (a file path)"))
 			goto out;
-		if (opt_prop(env, argv[1], "killWithParent", &v)) {
+		if (bridge_opt_prop(env, argv[1], "killWithParent", &v)) {
 			napi_valuetype bt;
 			if (napi_typeof(env, v, &bt) != napi_ok || bt != napi_boolean) {
 				bridge_throw_arg(env, fn, "options.killWithParent must be a boolean");
