@@ -17,6 +17,7 @@
         "src/restore.c",
         "src/restore_timens.c",
         "src/restore_remote.c",
+        "src/restore_fill.c",
         "src/restore_pages.c",
         "src/restore_uffd.c"
       ],

@@ -1,6 +1,10 @@
 // Reading and writing a workload's memory (process_vm_readv/writev, /proc/PID/mem) and
-// finding its present pages (PAGEMAP_SCAN against the /proc/PID/pagemap reader).
-import test from "ava";
+// finding its present pages (PAGEMAP_SCAN against the /proc/PID/pagemap reader), and
+// the page fills of restore (writePages) with their argument checks.
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { PAGE_IS, pagemapScan, presentPages, readPagemap } from "../host-bridge/pagemap.js";
 import { maps, patternBytes, seizeAndStop, startWorkload } from "./helpers/workloads.js";
@@ -138,4 +142,55 @@ test("allocAligned buffers are independent and usable as any Buffer", (t) => {
   t.true(a.every((x) => x === 1));
   t.deepEqual([...c], [2, 2, 2]);
   t.true(a.buffer instanceof ArrayBuffer);
+});
+
+/** A pages file in a temp dir holding `data`; returns its open fd (closed at teardown). */
+function pagesFile(t: ExecutionContext, data: Buffer): number {
+  const dir = mkdtempSync(join(tmpdir(), "tscriu-fill-"));
+  const path = join(dir, "pages-1.img");
+  writeFileSync(path, data);
+  const fd = openSync(path, "r");
+  t.teardown(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return fd;
+}
+
+test("writePages: runs from the pages file land in the task on several threads, the read-only rest through /proc/PID/mem", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const inbox = w.addr("inbox");
+  const secret = w.addr("secret");
+  const saved = Buffer.alloc(PAGE);
+  t.is(b.readProcMem(w.pid, secret, PAGE, saved), PAGE);
+  // File: the secret page's own bytes, then a message for the inbox.
+  const msg = Buffer.from("filled-by-writePages\0");
+  const fd = pagesFile(t, Buffer.concat([saved, Buffer.alloc(100), msg]));
+  const segs = new BigUint64Array([BigInt(secret), 0n, BigInt(PAGE), BigInt(inbox), BigInt(PAGE + 100), BigInt(msg.length)]);
+  for (const threads of [1, 2, 8]) {
+    const r = b.writePages(w.pid, fd, segs, threads);
+    t.deepEqual(r, { bytes: PAGE + msg.length, procMemBytes: PAGE }, `${threads} threads`);
+    t.regex(await w.check(), /^PASS count=\d+ inbox=filled-by-writePages$/);
+  }
+  t.deepEqual(b.writePages(w.pid, fd, new BigUint64Array(0)), { bytes: 0, procMemBytes: 0 });
+});
+
+test("page fills refuse bad segments before touching anything, and a pages file shorter than they say", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const inbox = BigInt(w.addr("inbox"));
+  const fd = pagesFile(t, Buffer.alloc(PAGE, 0x5a));
+  const bad: [string, BigUint64Array, RegExp][] = [
+    ["not triples", new BigUint64Array([inbox, 0n]), /segments must hold \(address, offset, length\) triples/],
+    ["empty", new BigUint64Array([inbox, 0n, 0n]), /a segment is empty or overflows/],
+    ["overflowing", new BigUint64Array([inbox, 2n ** 64n - 8n, 16n]), /a segment is empty or overflows/],
+  ];
+  for (const [what, segs, message] of bad) {
+    t.throws(() => b.writePages(w.pid, fd, segs), { instanceOf: TypeError, message }, `writePages: ${what}`);
+    t.throws(() => b.uffdCopy(fd, fd, segs), { instanceOf: TypeError, message }, `uffdCopy: ${what}`);
+  }
+  t.throws(() => b.uffdCopy(fd, fd, new BigUint64Array([inbox + 8n, 0n, BigInt(PAGE)])), { instanceOf: TypeError, message: /segments must be whole pages/ });
+  const short = new BigUint64Array([inbox, 0n, 16n, inbox + 16n, BigInt(PAGE), 8n]);
+  t.throws(() => b.writePages(w.pid, fd, short), { code: "EIO", message: /writePages: the pages file ends at 4096, data is wanted up to 4104/ });
+  t.throws(() => b.uffdCopy(fd, fd, new BigUint64Array([inbox, BigInt(PAGE), BigInt(PAGE)])), { code: "EIO", message: /uffdCopy: the pages file ends at 4096, data is wanted up to 8192/ });
+  t.regex(await w.check(), /^PASS count=\d+ inbox=$/, "the task's memory is as it was");
 });

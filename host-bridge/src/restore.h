@@ -1,7 +1,7 @@
 /* The restore side of the host bridge: starting the stub with the dumped PID
  * (restore.c) in its time namespace (restore_timens.c), running syscalls inside
  * it from the trampoline page (restore_remote.c) and filling its memory from page
- * images (restore_pages.c, restore_uffd.c). */
+ * images (restore_fill.c, with restore_pages.c or restore_uffd.c). */
 #ifndef TSCRIU_RESTORE_H
 #define TSCRIU_RESTORE_H
 
@@ -30,12 +30,28 @@ struct restore_job {
 	uint64_t err_addr;
 };
 
-/* Shares segs out among up to nthreads workers, laid out `size` bytes apart, by
- * bytes (shares of total/nthreads, page aligned), cutting a segment where a share
- * ends, and fills each worker's job. parts must hold nsegs + nthreads entries.
- * Returns the number of workers with work. */
-uint32_t restore_share(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
-		       struct restore_seg *parts, const uint8_t *base, uint64_t base_off, void *workers, size_t size);
+/* The input of one page fill (restore_fill.c): the segments and the part of the
+ * pages file they cover, mapped read-only. */
+struct restore_fill {
+	struct restore_seg *segs, *parts;
+	size_t nsegs;
+	uint64_t total;
+	const uint8_t *base;
+	uint64_t base_off;
+	size_t map_len;
+};
+
+/* Takes (address, file offset, length) triples from a BigUint64Array, checks them
+ * (whole pages when asked; none past the end of the pages file) and maps what they
+ * cover. On false a JS exception is pending and nothing is held. */
+bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, int pages_fd, uint32_t nthreads,
+		       bool whole_pages, int pid, struct restore_fill *f);
+void restore_fill_close(struct restore_fill *f);
+
+/* Shares the fill out among up to nthreads workers, laid out `size` bytes apart,
+ * by bytes (shares of total/nthreads, page aligned), cutting a segment where a
+ * share ends, and fills each worker's job. Returns the number of workers with work. */
+uint32_t restore_share(const struct restore_fill *f, uint32_t nthreads, void *workers, size_t size);
 
 /* Runs fn on n workers laid out `size` bytes apart: workers 1..n-1 on threads, worker 0
  * here; a worker whose thread cannot be started runs here too. Returns when all are done. */

@@ -16,20 +16,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
+#include <sys/mman.h> /* memfd_create */
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define PAGE	    4096ULL
 #define IOV_BATCH   1024
 #define BATCH_BYTES (64ULL << 20)
 #define MAX_THREADS RESTORE_MAX_THREADS
-#define SEG_WORDS   3 /* remote address, file offset, length */
 
 struct worker {
 	struct restore_job job; /* first: restore_share fills it */
@@ -152,12 +148,9 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 	const char *fn = "writePages";
 	napi_value argv[4];
 	int32_t pid, fd;
-	uint8_t *data;
-	size_t len;
 	uint32_t nthreads = 2;
 	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
-	    !bridge_arg_fd(env, argv[1], &fd, fn, "fd must be an open file descriptor") ||
-	    !bridge_arg_bytes(env, argv[2], &data, &len, fn, "segments must be a BigUint64Array"))
+	    !bridge_arg_fd(env, argv[1], &fd, fn, "fd must be an open file descriptor"))
 		return NULL;
 	if (!bridge_is_nullish(env, argv[3]) &&
 	    !bridge_arg_uint32(env, argv[3], &nthreads, fn, "threads must be a uint32"))
@@ -166,10 +159,10 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		nthreads = 1;
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
-	if (len % (SEG_WORDS * 8) != 0)
-		return bridge_throw_arg(env, fn, "segments must hold (address, offset, length) triples");
-	size_t nsegs = len / (SEG_WORDS * 8);
-	if (nsegs == 0) {
+	struct restore_fill f;
+	if (!restore_fill_open(env, fn, argv[2], fd, nthreads, false, pid, &f))
+		return NULL;
+	if (f.nsegs == 0) {
 		napi_value res, v;
 		napi_create_object(env, &res);
 		napi_create_double(env, 0, &v);
@@ -177,62 +170,13 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		napi_set_named_property(env, res, "procMemBytes", v);
 		return res;
 	}
-	struct restore_seg *segs = malloc(nsegs * sizeof(*segs));
-	if (!segs)
-		return bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
-	memcpy(segs, data, nsegs * sizeof(*segs));
-	uint64_t lo = UINT64_MAX, hi = 0, total = 0;
-	for (size_t i = 0; i < nsegs; i++) {
-		struct restore_seg *s = &segs[i];
-		if (s->len == 0 || s->off > UINT64_MAX - s->len || s->addr > UINT64_MAX - s->len) {
-			free(segs);
-			return bridge_throw_arg(env, fn, "a segment is empty or overflows");
-		}
-		if (s->off < lo)
-			lo = s->off;
-		if (s->off + s->len > hi)
-			hi = s->off + s->len;
-		total += s->len;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		free(segs);
-		return bridge_throw_errno(env, "fstat", errno, pid, NULL);
-	}
-	if (hi > (uint64_t)st.st_size) {
-		free(segs);
-		char what[128];
-		snprintf(what, sizeof(what),
-			 "writePages: the pages file ends at %" PRIu64 ", data is wanted up to %" PRIu64,
-			 (uint64_t)st.st_size, hi);
-		return bridge_throw_errno(env, what, EIO, pid, NULL);
-	}
-	uint64_t base_off = lo & ~(PAGE - 1);
-	size_t map_len = (size_t)(hi - base_off);
-	const uint8_t *base = mmap(NULL, map_len, PROT_READ, MAP_SHARED, fd, (off_t)base_off);
-	if (base == MAP_FAILED) {
-		free(segs);
-		return bridge_throw_errno(env, "mmap (pages file)", errno, pid, NULL);
-	}
-	madvise((void *)base, map_len, MADV_WILLNEED);
-
-	/* Share the work out by bytes; a segment may be split at a page boundary,
-	 * which needs one more slot per thread. */
-	struct restore_seg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
 	struct worker w[MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	if (!parts) {
-		munmap((void *)base, map_len);
-		free(segs);
-		return bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
-	}
-	uint32_t nw = restore_share(segs, nsegs, total, nthreads, parts, base, base_off, w, sizeof(w[0]));
+	uint32_t nw = restore_share(&f, nthreads, w, sizeof(w[0]));
 	for (uint32_t t = 0; t < nw; t++)
 		w[t].pid = pid;
 	restore_run_workers(w, sizeof(w[0]), nw, work);
-	munmap((void *)base, map_len);
-	free(parts);
-	free(segs);
+	restore_fill_close(&f);
 
 	uint64_t bytes = 0, pm = 0;
 	for (uint32_t t = 0; t < nw; t++) {
@@ -273,58 +217,6 @@ static napi_value memfd_create_(napi_env env, napi_callback_info info)
 	napi_value r;
 	napi_create_int32(env, fd, &r);
 	return r;
-}
-
-uint32_t restore_share(const struct restore_seg *segs, size_t nsegs, uint64_t total, uint32_t nthreads,
-		       struct restore_seg *parts, const uint8_t *base, uint64_t base_off, void *workers, size_t size)
-{
-	uint64_t share = ((total / nthreads) + PAGE - 1) & ~(PAGE - 1);
-	size_t np = 0, si = 0;
-	uint64_t used = 0; /* bytes of segs[si] given to earlier workers */
-	uint32_t nw = 0;
-	for (uint32_t t = 0; t < nthreads && si < nsegs; t++, nw++) {
-		struct restore_job *job = (struct restore_job *)((char *)workers + t * size);
-		job->base = base;
-		job->base_off = base_off;
-		job->segs = parts + np;
-		job->nsegs = 0;
-		uint64_t room = t == nthreads - 1 ? UINT64_MAX : share;
-		while (si < nsegs && room > 0) {
-			struct restore_seg s = segs[si];
-			s.addr += used;
-			s.off += used;
-			s.len -= used;
-			if (s.len > room) {
-				s.len = room;
-				used += room;
-			} else {
-				used = 0;
-				si++;
-			}
-			room -= s.len;
-			parts[np++] = s;
-			job->nsegs++;
-		}
-	}
-	return nw;
-}
-
-void restore_run_workers(void *workers, size_t size, uint32_t n, void *(*fn)(void *))
-{
-	pthread_t th[RESTORE_MAX_THREADS];
-	char *w = workers;
-	uint32_t started = 0;
-	for (uint32_t t = 1; t < n && t < RESTORE_MAX_THREADS; t++) {
-		if (pthread_create(&th[t], NULL, fn, w + t * size) != 0)
-			break;
-		started = t;
-	}
-	fn(w);
-	/* Threads that could not be started: their share runs here. */
-	for (uint32_t t = started + 1; t < n; t++)
-		fn(w + t * size);
-	for (uint32_t t = 1; t <= started; t++)
-		pthread_join(th[t], NULL);
 }
 
 void bridge_init_restore_pages(napi_env env, napi_value exports)

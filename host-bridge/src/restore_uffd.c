@@ -17,10 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 
-#define UFFD_PAGE	 4096ULL
 #define UFFD_MAX_THREADS RESTORE_MAX_THREADS
 #define UFFD_STEP	 (64ULL << 20)
 
@@ -125,13 +122,10 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 	const char *fn = "uffdCopy";
 	napi_value argv[4];
 	int32_t fd, pfd;
-	uint64_t *raw;
-	size_t nsegs;
 	uint32_t nthreads = 2;
 	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
-	    !bridge_arg_fd(env, argv[1], &pfd, fn, "pagesFd must be an open file descriptor") ||
-	    !get_u64s(env, argv[2], &raw, &nsegs, 3, fn, "segments must be (address, offset, length) triples"))
+	    !bridge_arg_fd(env, argv[1], &pfd, fn, "pagesFd must be an open file descriptor"))
 		return NULL;
 	if (!bridge_is_nullish(env, argv[3]) &&
 	    !bridge_arg_uint32(env, argv[3], &nthreads, fn, "threads must be a uint32"))
@@ -141,54 +135,20 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 	if (nthreads > UFFD_MAX_THREADS)
 		nthreads = UFFD_MAX_THREADS;
 	napi_value res;
-	if (nsegs == 0) {
+	struct restore_fill f;
+	if (!restore_fill_open(env, fn, argv[2], pfd, nthreads, true, 0, &f))
+		return NULL;
+	if (f.nsegs == 0) {
 		napi_create_double(env, 0, &res);
 		return res;
 	}
-	struct restore_seg *segs = malloc(nsegs * sizeof(*segs));
-	struct restore_seg *parts = malloc((nsegs + nthreads) * sizeof(*parts));
-	if (!segs || !parts) {
-		free(segs);
-		free(parts);
-		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
-	}
-	memcpy(segs, raw, nsegs * sizeof(*segs));
-	uint64_t lo = UINT64_MAX, hi = 0, total = 0;
-	for (size_t i = 0; i < nsegs; i++) {
-		if (segs[i].len == 0 || segs[i].off > UINT64_MAX - segs[i].len || segs[i].len % UFFD_PAGE ||
-		    segs[i].addr % UFFD_PAGE) {
-			free(segs);
-			free(parts);
-			return bridge_throw_arg(env, fn, "segments must be whole pages");
-		}
-		lo = segs[i].off < lo ? segs[i].off : lo;
-		hi = segs[i].off + segs[i].len > hi ? segs[i].off + segs[i].len : hi;
-		total += segs[i].len;
-	}
-	struct stat st;
-	if (fstat(pfd, &st) < 0 || hi > (uint64_t)st.st_size) {
-		free(segs);
-		free(parts);
-		return bridge_throw_errno(env, "uffdCopy: the pages file is shorter than the segments", EIO, 0, NULL);
-	}
-	uint64_t base_off = lo & ~(UFFD_PAGE - 1);
-	size_t map_len = (size_t)(hi - base_off);
-	const uint8_t *base = mmap(NULL, map_len, PROT_READ, MAP_SHARED, pfd, (off_t)base_off);
-	if (base == MAP_FAILED) {
-		free(segs);
-		free(parts);
-		return bridge_throw_errno(env, "mmap (pages file)", errno, 0, NULL);
-	}
-	madvise((void *)base, map_len, MADV_WILLNEED);
 	struct uworker w[UFFD_MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	uint32_t nw = restore_share(segs, nsegs, total, nthreads, parts, base, base_off, w, sizeof(w[0]));
+	uint32_t nw = restore_share(&f, nthreads, w, sizeof(w[0]));
 	for (uint32_t t = 0; t < nw; t++)
 		w[t].uffd = fd;
 	restore_run_workers(w, sizeof(w[0]), nw, ucopy);
-	munmap((void *)base, map_len);
-	free(parts);
-	free(segs);
+	restore_fill_close(&f);
 	uint64_t bytes = 0;
 	for (uint32_t t = 0; t < nw; t++) {
 		bytes += w[t].job.bytes;
