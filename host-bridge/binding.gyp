@@ -14,6 +14,7 @@
         "src/pidfd.c",
         "src/spawn.c",
         "src/dumpsys.c",
+        "src/tty.c",
         "src/restore.c",
         "src/restore_timens.c",
         "src/restore_remote.c",

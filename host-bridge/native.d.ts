@@ -219,6 +219,8 @@ export interface NativeBridge {
   seccompGetFilter(pid: number, index: number): Buffer | null;
   /** A terminal's termios, window size, pty index (-1 if none), session, foreground group and modes. */
   ttyInfo(fd: number): TtyInfo;
+  /** Sets locked termios (TIOCSLCKTRMIOS), termios (TCSETS) and window size (TIOCSWINSZ), each when given, in that order. */
+  ttySetParams(fd: number, params: TtyParams): void;
 }
 
 export interface FdOwner {
@@ -254,6 +256,12 @@ export interface TtyInfo {
   exclusive: number;
   packetMode: number;
   locked: number;
+}
+
+export interface TtyParams {
+  termios?: Termios;
+  lockedTermios?: Termios;
+  winsize?: { rows: number; cols: number; xpixel: number; ypixel: number };
 }
 
 /** A decoded waitpid status. Fields that do not apply are 0/false. */

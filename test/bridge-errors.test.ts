@@ -4,6 +4,7 @@
 import test, { type ExecutionContext } from "ava";
 import { SYS } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
+import type { Termios } from "../host-bridge/native.js";
 import { killAndReap, seizeAndStop, startWorkload } from "./helpers/workloads.js";
 
 const b = bridge();
@@ -79,6 +80,12 @@ test("fd errors: EBADF for a target fd that is not open, ECHILD for waiting on a
   t.throws(() => b.fstat(99999), { code: "EBADF" });
   t.throws(() => b.close(99999), { code: "EBADF" });
   t.throws(() => b.tee(pidfd, pidfd, 1), { code: "EINVAL" });
+  // Not a terminal: ENOTTY from reading or setting terminal settings; nothing set is no call.
+  const cc = new Array<number>(19).fill(0);
+  throwsNative(t, () => b.ttyInfo(pidfd), { code: "ENOTTY", syscall: "ioctl(TCGETS)" });
+  throwsNative(t, () => b.ttySetParams(pidfd, { termios: { iflag: 0, oflag: 0, cflag: 0, lflag: 0, line: 0, cc } }), { code: "ENOTTY", syscall: "ioctl(TCSETS)" });
+  throwsNative(t, () => b.ttySetParams(pidfd, { winsize: { rows: 1, cols: 1, xpixel: 0, ypixel: 0 } }), { code: "ENOTTY", syscall: "ioctl(TIOCSWINSZ)" });
+  t.notThrows(() => b.ttySetParams(pidfd, {}));
 });
 
 test("bad arguments are TypeErrors with code ERR_INVALID_ARG_TYPE", (t) => {
@@ -116,6 +123,8 @@ test("bad arguments are TypeErrors with code ERR_INVALID_ARG_TYPE", (t) => {
     ["fcntl with a pointer", () => b.fcntl(0, 5 /* F_GETLK */)],
     ["readlink path", () => b.readlink(7 as unknown as string)],
     ["setSigmask string", () => b.setSigmask(1, "0" as unknown as bigint)],
+    ["ttySetParams termios without cc", () => b.ttySetParams(0, { termios: { iflag: 0, oflag: 0, cflag: 0, lflag: 0, line: 0 } as unknown as Termios })],
+    ["ttySetParams winsize past 65535", () => b.ttySetParams(0, { winsize: { rows: 70000, cols: 80, xpixel: 0, ypixel: 0 } })],
   ];
   for (const [name, call] of bad) {
     t.throws(call, { instanceOf: TypeError, code: "ERR_INVALID_ARG_TYPE" }, name);

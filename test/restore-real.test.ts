@@ -1,12 +1,13 @@
 // Programs nobody here wrote survive dump + restore and keep working: a python3 loop
 // writing a file, coreutils sleep (which then exits on time with status 0, reaped by us
 // as its parent), a bash loop, and a bash loop on a terminal restored as a shell job.
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { CLI } from "./helpers/cli.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
+import type { TtyInfo } from "../host-bridge/native.js";
 import { waitRestored } from "../orchestrator/restore/restore.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { killAndReap, waitFor, type Workload } from "./helpers/workloads.js";
@@ -75,14 +76,17 @@ test("bash: a builtin-only loop counts on", async (t) => {
   t.is(readFileSync(`/proc/${w.pid}/comm`, "utf8").trim(), "bash");
 });
 
-test("bash on a terminal: a shell job (-j) restored by `tscriu restore -j` on another terminal writes on to that one", async (t) => {
+test("bash on a terminal: a shell job (-j) restored by `tscriu restore -j` on another terminal writes on to that one, with its terminal settings", async (t) => {
   // script(1) runs bash on a new pty and copies what bash writes there into ./typescript.
   // It runs the command with $SHELL -c; `exec` keeps that shell (dash forks) from staying
-  // on as bash's parent.
-  const loop = "mkfifo tick; exec 3<>tick; i=0; while :; do i=$((i+1)); echo $i > count; echo tick-$i; read -t 0.05 -u 3; done";
+  // on as bash's parent. stty runs (and ends) before the loop: settings to come back.
+  const loop = "stty -echo rows 33 cols 111; mkfifo tick; exec 3<>tick; i=0; while :; do i=$((i+1)); echo $i > count; echo tick-$i; read -t 0.05 -u 3; done";
   const w = await startProgram(t, ["script", "-qfec", `exec bash -c '${loop}'`, "typescript"], (d) => readCount(d) > 3);
   const bash = Number(readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(/\s+/)[0]);
   t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
+  const dumped = terminalOf(bash);
+  t.like(dumped, { rows: 33, cols: 111 });
+  t.is(dumped.termios.lflag & ECHO, 0);
   const dir = await dumpGone(t, { ...w, pid: bash }, { shellJob: true });
   // As with criu: the shell job gets the terminal of the tscriu that restores it (the
   // first one is gone with its script). tscriu stays its parent and waits (no -d).
@@ -91,5 +95,20 @@ test("bash on a terminal: a shell job (-j) restored by `tscriu restore -j` on an
   await waitFor("bash to write on to the new terminal", () => /tick-\d+/.test(readFileSync(join(again.dir, "typescript2"), "utf8")));
   t.regex(readlinkSync(`/proc/${bash}/fd/1`), /^\/dev\/pts\/\d+$/);
   t.is(readFileSync(`/proc/${bash}/comm`, "utf8").trim(), "bash");
+  // The new terminal (script's, 0x0 and echoing when it began) now has the dumped settings.
+  const now = terminalOf(bash);
+  t.deepEqual({ rows: now.rows, cols: now.cols, termios: now.termios }, { rows: 33, cols: 111, termios: dumped.termios });
   await countsOn(w.dir);
 });
+
+const ECHO = 0o10;
+
+/** The settings of the terminal on a task's fd 1. */
+function terminalOf(pid: number): TtyInfo {
+  const fd = openSync(`/proc/${pid}/fd/1`, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+  try {
+    return bridge().ttyInfo(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

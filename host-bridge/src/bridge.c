@@ -141,6 +141,20 @@ bool bridge_is_nullish(napi_env env, napi_value v)
 	return napi_typeof(env, v, &t) == napi_ok && (t == napi_undefined || t == napi_null);
 }
 
+void bridge_set_u32(napi_env env, napi_value obj, const char *key, uint32_t v)
+{
+	napi_value x;
+	napi_create_uint32(env, v, &x);
+	napi_set_named_property(env, obj, key, x);
+}
+
+void bridge_set_i32(napi_env env, napi_value obj, const char *key, int32_t v)
+{
+	napi_value x;
+	napi_create_int32(env, v, &x);
+	napi_set_named_property(env, obj, key, x);
+}
+
 bool bridge_opt_prop(napi_env env, napi_value obj, const char *key, napi_value *out)
 {
 	bool has = false;
@@ -347,6 +361,7 @@ static napi_value init(napi_env env, napi_value exports)
 	bridge_init_pidfd(env, exports);
 	bridge_init_spawn(env, exports);
 	bridge_init_dumpsys(env, exports);
+	bridge_init_tty(env, exports);
 	bridge_init_restore(env, exports);
 	return exports;
 }

@@ -30,6 +30,9 @@ bool bridge_get_args_range(napi_env env, napi_callback_info info, size_t min, si
 bool bridge_is_nullish(napi_env env, napi_value v);
 /* obj[key] into *out when it is there and neither undefined nor null. */
 bool bridge_opt_prop(napi_env env, napi_value obj, const char *key, napi_value *out);
+/* obj[key] = v */
+void bridge_set_u32(napi_env env, napi_value obj, const char *key, uint32_t v);
+void bridge_set_i32(napi_env env, napi_value obj, const char *key, int32_t v);
 /* A pid/tid: an int32 > 0. */
 bool bridge_arg_pid(napi_env env, napi_value v, int32_t *out, const char *fn);
 /* A file descriptor: an int32 >= 0. */
@@ -67,6 +70,7 @@ void bridge_init_pagemap(napi_env env, napi_value exports);
 void bridge_init_pidfd(napi_env env, napi_value exports);
 void bridge_init_spawn(napi_env env, napi_value exports);
 void bridge_init_dumpsys(napi_env env, napi_value exports);
+void bridge_init_tty(napi_env env, napi_value exports);
 void bridge_init_restore(napi_env env, napi_value exports);
 
 /* Shared between ptrace.c and remote.c. */

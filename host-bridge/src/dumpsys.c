@@ -1,10 +1,9 @@
 /* The few calls a dump needs beyond ptrace and memory: TLS descriptors of a
  * stopped thread, kcmp to tell shared kernel objects apart, the owner of an
- * open file, the robust futex list, clocks for the time namespace, seccomp
- * filters, and the settings of a terminal. */
+ * open file, the robust futex list, clocks for the time namespace and seccomp
+ * filters. (A terminal's settings: tty.c.) */
 #include "bridge.h"
 
-#include <asm/termbits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -25,20 +24,6 @@
 #ifndef F_GETOWNER_UIDS
 #define F_GETOWNER_UIDS 17
 #endif
-
-static void set_u32(napi_env env, napi_value obj, const char *key, uint32_t v)
-{
-	napi_value x;
-	napi_create_uint32(env, v, &x);
-	napi_set_named_property(env, obj, key, x);
-}
-
-static void set_i32(napi_env env, napi_value obj, const char *key, int32_t v)
-{
-	napi_value x;
-	napi_create_int32(env, v, &x);
-	napi_set_named_property(env, obj, key, x);
-}
 
 /* PTRACE_GET_THREAD_AREA: the 16-byte struct user_desc of GDT entry `index`. */
 static napi_value get_thread_area(napi_env env, napi_callback_info info)
@@ -99,11 +84,11 @@ static napi_value fd_owner(napi_env env, napi_callback_info info)
 		return bridge_throw_errno(env, "fcntl(F_GETOWNER_UIDS)", errno, 0, NULL);
 	napi_value r;
 	napi_create_object(env, &r);
-	set_u32(env, r, "pidType", (uint32_t)owner.type);
-	set_i32(env, r, "pid", owner.pid);
-	set_u32(env, r, "signum", (uint32_t)sig);
-	set_u32(env, r, "uid", uids[0]);
-	set_u32(env, r, "euid", uids[1]);
+	bridge_set_u32(env, r, "pidType", (uint32_t)owner.type);
+	bridge_set_i32(env, r, "pid", owner.pid);
+	bridge_set_u32(env, r, "signum", (uint32_t)sig);
+	bridge_set_u32(env, r, "uid", uids[0]);
+	bridge_set_u32(env, r, "euid", uids[1]);
 	return r;
 }
 
@@ -122,7 +107,7 @@ static napi_value get_robust_list(napi_env env, napi_callback_info info)
 	napi_create_object(env, &r);
 	napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)head, &v);
 	napi_set_named_property(env, r, "head", v);
-	set_u32(env, r, "len", (uint32_t)len);
+	bridge_set_u32(env, r, "len", (uint32_t)len);
 	return r;
 }
 
@@ -177,73 +162,6 @@ static napi_value seccomp_get_filter(napi_env env, napi_callback_info info)
 	return r;
 }
 
-static napi_value termios_obj(napi_env env, const struct termios *t)
-{
-	napi_value r, cc, v;
-	napi_create_object(env, &r);
-	set_u32(env, r, "iflag", t->c_iflag);
-	set_u32(env, r, "oflag", t->c_oflag);
-	set_u32(env, r, "cflag", t->c_cflag);
-	set_u32(env, r, "lflag", t->c_lflag);
-	set_u32(env, r, "line", t->c_line);
-	napi_create_array_with_length(env, NCCS, &cc);
-	for (uint32_t i = 0; i < NCCS; i++) {
-		napi_create_uint32(env, t->c_cc[i], &v);
-		napi_set_element(env, cc, i, v);
-	}
-	napi_set_named_property(env, r, "cc", cc);
-	return r;
-}
-
-/* A terminal's state: termios (TCGETS), window size, pty index, session and
- * foreground group, and the exclusive / packet / lock modes. Values the
- * terminal does not have (a pty index on a console) are -1. */
-static napi_value tty_info(napi_env env, napi_callback_info info)
-{
-	const char *fn = "ttyInfo";
-	napi_value argv[1];
-	int32_t fd;
-	if (!bridge_get_args(env, info, 1, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
-		return NULL;
-	struct termios t, lt;
-	struct winsize ws;
-	if (ioctl(fd, TCGETS, &t) < 0)
-		return bridge_throw_errno(env, "ioctl(TCGETS)", errno, 0, NULL);
-	if (ioctl(fd, TIOCGLCKTRMIOS, &lt) < 0)
-		return bridge_throw_errno(env, "ioctl(TIOCGLCKTRMIOS)", errno, 0, NULL);
-	if (ioctl(fd, TIOCGWINSZ, &ws) < 0)
-		return bridge_throw_errno(env, "ioctl(TIOCGWINSZ)", errno, 0, NULL);
-	int ptn = -1, sid = -1, pgrp = -1, excl = 0, pkt = 0, lck = 0;
-	if (ioctl(fd, TIOCGPTN, &ptn) < 0)
-		ptn = -1;
-	if (ioctl(fd, TIOCGSID, &sid) < 0)
-		sid = -1;
-	if (ioctl(fd, TIOCGPGRP, &pgrp) < 0)
-		pgrp = -1;
-	if (ioctl(fd, TIOCGEXCL, &excl) < 0)
-		excl = 0;
-	if (ioctl(fd, TIOCGPKT, &pkt) < 0)
-		pkt = 0;
-	if (ioctl(fd, TIOCGPTLCK, &lck) < 0)
-		lck = 0;
-	napi_value r;
-	napi_create_object(env, &r);
-	napi_set_named_property(env, r, "termios", termios_obj(env, &t));
-	napi_set_named_property(env, r, "lockedTermios", termios_obj(env, &lt));
-	set_u32(env, r, "rows", ws.ws_row);
-	set_u32(env, r, "cols", ws.ws_col);
-	set_u32(env, r, "xpixel", ws.ws_xpixel);
-	set_u32(env, r, "ypixel", ws.ws_ypixel);
-	set_i32(env, r, "ptyIndex", ptn);
-	set_i32(env, r, "sid", sid);
-	set_i32(env, r, "pgrp", pgrp);
-	set_i32(env, r, "exclusive", excl);
-	set_i32(env, r, "packetMode", pkt);
-	set_i32(env, r, "locked", lck);
-	return r;
-}
-
 void bridge_init_dumpsys(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
@@ -253,7 +171,6 @@ void bridge_init_dumpsys(napi_env env, napi_value exports)
 		{ "getRobustList", get_robust_list },
 		{ "clockGettime", clock_gettime_ },
 		{ "seccompGetFilter", seccomp_get_filter },
-		{ "ttyInfo", tty_info },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { isatty } from "node:tty";
 import { F, O } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
+import type { Termios, TtyParams } from "../../host-bridge/native.js";
 import type { FdinfoEntry, FileEntry, FsEntry } from "../../images/dir.js";
 import { readImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
@@ -31,7 +32,7 @@ export type FdSource =
   | { kind: "pipe"; pipeId: number; flags: number; fown: Fown | undefined }
   | { kind: "fifo"; pipeId: number; file: RegFile }
   | { kind: "memfd"; obj: ShmObject; flags: number; pos: bigint; fown: Fown | undefined }
-  | { kind: "tty"; path: string; flags: number; fown: Fown | undefined }
+  | { kind: "tty"; path: string; flags: number; fown: Fown | undefined; params: TtyParams }
   | { kind: "inherit"; local: number; what: string };
 
 export interface FdPlan {
@@ -129,7 +130,7 @@ export async function planFds(
       case "TTY": {
         if (!opts.shellJob) throw new RestoreError("plan", pid, `${what} is a terminal: restore the shell job with --shell-job (-j)`);
         const name = regById.get(e.id)?.reg?.name ?? "";
-        plan.sources.set(e.id, { kind: "tty", path: name, flags: f.tty!.flags, fown: f.tty!.fown });
+        plan.sources.set(e.id, { kind: "tty", path: name, flags: f.tty!.flags, fown: f.tty!.fown, params: ttyParams(tty.get(f.tty!.tty_info_id)) });
         break;
       }
       default:
@@ -149,6 +150,25 @@ export async function planFds(
     }
   }
   return plan;
+}
+
+type TermiosEntry = { c_iflag: number; c_oflag: number; c_cflag: number; c_lflag: number; c_line: number; c_cc: number[] };
+
+function termios(e: TermiosEntry | undefined): Termios | undefined {
+  return e && { iflag: e.c_iflag, oflag: e.c_oflag, cflag: e.c_cflag, lflag: e.c_lflag, line: e.c_line, cc: e.c_cc };
+}
+
+/** What of a tty-info.img entry goes back onto the terminal (each part is optional there). */
+function ttyParams(info: Record<string, unknown> | undefined): TtyParams {
+  if (!info) return {};
+  const w = info["winsize"] as { ws_row: number; ws_col: number; ws_xpixel: number; ws_ypixel: number } | undefined;
+  const t = termios(info["termios"] as TermiosEntry | undefined);
+  const lt = termios(info["termios_locked"] as TermiosEntry | undefined);
+  return {
+    ...(lt ? { lockedTermios: lt } : {}),
+    ...(t ? { termios: t } : {}),
+    ...(w ? { winsize: { rows: w.ws_row, cols: w.ws_col, xpixel: w.ws_xpixel, ypixel: w.ws_ypixel } } : {}),
+  };
 }
 
 /** The terminal a shell job gets: tscriu's own (as criu), else the image's device path. */
@@ -241,6 +261,9 @@ export class FdMaker {
         break;
       case "tty":
         fd = this.own(shellTty(src.path, src.flags));
+        // As criu: the terminal the job comes back on gets the dumped settings (a
+        // program in raw mode stays in raw mode).
+        bridge().ttySetParams(fd, src.params);
         break;
       case "inherit":
         fd = src.local;
