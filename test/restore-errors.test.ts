@@ -95,3 +95,38 @@ test("a PID still used as a process group id (its leader gone) is named at spawn
   t.regex(err.message, new RegExp(`PID ${leader} is in use as the process group id of process ${sleeper} \\(sleep\\)`));
   t.true(existsSync(`/proc/${sleeper}`), "the holder is untouched");
 });
+
+test("hostile images: each is refused at plan, naming what is wrong, and nothing is created", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  type Entries = Record<string, unknown>[];
+  type Vma = { start: bigint; end: bigint };
+  const vmas = (e: Entries): Vma[] => e[0]!["vmas"] as Vma[];
+  const cases: [string, string, (e: Entries) => void, RegExp][] = [
+    ["a run of 2^40 pages", `pagemap-${w.pid}.img`, (e) => void (e[1]!["nr_pages"] = 1n << 40n), /pagemap-\d+\.img: pagemap entries overlap or are unsorted at 0x[0-9a-f]+/],
+    ["an unaligned run", `pagemap-${w.pid}.img`, (e) => void (e[1]!["vaddr"] = (e[1]!["vaddr"] as bigint) + 12n), /pagemap-\d+\.img: pagemap entry at 0x[0-9a-f]+c is not page aligned/],
+    ["a run twice", `pagemap-${w.pid}.img`, (e) => void e.splice(2, 0, { ...e[1] }), /pagemap-\d+\.img: pagemap entries overlap or are unsorted/],
+    ["a VMA ending before it starts", `mm-${w.pid}.img`, (e) => void ([vmas(e)[2]!.start, vmas(e)[2]!.end] = [vmas(e)[2]!.end, vmas(e)[2]!.start]), /VMA [0-9a-f]+-[0-9a-f]+ is empty or not page aligned/],
+    ["an unaligned VMA", `mm-${w.pid}.img`, (e) => void (vmas(e)[2]!.start += 5n), /VMA [0-9a-f]+5-[0-9a-f]+ is empty or not page aligned/],
+    ["a VMA twice", `mm-${w.pid}.img`, (e) => void vmas(e).splice(3, 0, { ...vmas(e)[2]! }), /VMA [0-9a-f]+-[0-9a-f]+ overlaps the one before it/],
+    ["pid 0", "pstree.img", (e) => void (e[0]!["pid"] = 0), /bad pid 0 \(.*pstree\.img\)/],
+    ["a pid above pid_max", "pstree.img", (e) => void (e[0]!["pid"] = 2 ** 31 - 1), /PID 2147483647 is above this system's pid_max/],
+    ["an fd of a file that is not there", "fdinfo-2.img", (e) => void (e[0]!["id"] = 99999), /fd 0 refers to file id 99999, which files.img does not have/],
+    ["63 sigactions", `core-${w.pid}.img`, (e) => void ((e[0]!["tc"] as { sigactions: unknown[] }).sigactions.push({ sigaction: 1n, flags: 0n, restorer: 0n, mask: 0n })), /63 sigactions in the core image \(at most 62\)/],
+    ["no x86 thread_info", `core-${w.pid}.img`, (e) => void delete e[0]!["thread_info"], /the core image has no x86 thread_info/],
+    ["image version 1", "inventory.img", (e) => void (e[0]!["img_version"] = 1), /image version 1 is not supported \(criu 4\.x writes 2\) \(.*inventory\.img\)/],
+  ];
+  for (const [what, file, mutate, re] of cases) {
+    const copy = tempDir(t);
+    for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
+    const img = await readImage(join(copy, file));
+    mutate(img.entries as Entries);
+    rmSync(join(copy, file));
+    await writeImage(join(copy, file), img);
+    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
+    t.true(isRestoreError(err), `${what}: ${String(err)}`);
+    t.like(err, { step: "plan" }, what);
+    t.regex(err?.message ?? "", re, what);
+    t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
+  }
+});

@@ -42,9 +42,7 @@ export function mmMapStruct(mm: MmEntry, auxvAt: bigint, auxvBytes: number, exeF
 
 /** The saved auxv as the kernel wants it: pairs ending in AT_NULL, at most AT_VECTOR_SIZE words. */
 export function auxvBytes(words: readonly bigint[]): Buffer {
-  const list = [...words];
-  if (list.length % 2) list.pop();
-  while (list.length > AT_VECTOR_SIZE - 2) list.splice(list.length - 2, 2);
+  const list = words.slice(0, Math.min(words.length & ~1, AT_VECTOR_SIZE - 2));
   list.push(0n, 0n);
   const b = Buffer.alloc(list.length * 8);
   list.forEach((w, i) => b.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8));
