@@ -1,13 +1,14 @@
 // tscriu dump from the command line: criu's options (-R, -o, -v4, -W, --display-stats,
 // --action-script, --ghost-limit), exit codes, and no progress bar when stderr is not
-// a terminal.
+// a terminal (and a bar when it is one, for large dumps).
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { tscriu } from "./helpers/cli.js";
+import { spawnSync } from "node:child_process";
+import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
-import { counterAdvances, startWorkload } from "./helpers/workloads.js";
+import { counterAdvances, procState, startWorkload } from "./helpers/workloads.js";
 
 const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
 
@@ -87,4 +88,21 @@ test("a directory that already holds images is refused before the task is touche
   t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/^TracerPid:\s+(\d+)/m)?.[1], "0");
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
+});
+
+test("on a terminal, a dump of over 100 MiB draws a progress bar on stderr and ends it with a newline", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["128"]);
+  const dir = join(tempDir(t), "img");
+  const work = tempDir(t);
+  const typescript = join(work, "typescript");
+  // script(1) gives tscriu a pty as stdin/stdout/stderr and copies what it writes there.
+  const r = spawnSync("script", ["-qfec", `exec ${process.execPath} ${CLI} dump -t ${w.pid} -D ${dir} -R`, typescript], {
+    env: { ...process.env, ...NO_CONF },
+    encoding: "utf8",
+  });
+  t.is(r.status, 0, r.stderr);
+  const seen = readFileSync(typescript, "utf8");
+  t.regex(seen, /\rdumping memory \[#+ *\] \d+\/128 MiB/);
+  t.regex(seen, /\rdumping memory \[#+\] 128\/128 MiB\r?\n/, "the last draw is full and ends the line");
+  t.regex(procState(w.pid) ?? "gone", /^[RS]$/, "-R: the task runs on");
 });
