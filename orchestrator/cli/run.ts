@@ -11,6 +11,7 @@ import { critCommands } from "./crit.js";
 import { toolCommands } from "./tools.js";
 import { dumpCommand } from "./dump.js";
 import { restoreCommand } from "./restore.js";
+import { checkCommand } from "./check.js";
 import { VERSION } from "../version.js";
 
 // yargs' CommonJS build loads in half the time of its ESM entry (~0.1 s less per run here).
@@ -42,7 +43,6 @@ class UsageError extends Error {
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [string, string][] = [
   ["pre-dump", "pre-dump memory of a process tree"],
-  ["check", "check kernel support"],
   ["page-server", "serve pages over the network"],
   ["lazy-pages", "serve lazy pages to a restored tree"],
   ["service", "RPC daemon"],
@@ -108,7 +108,7 @@ const CRIT_VERBS = new Set(["decode", "encode"]);
 
 /** Runs the CLI on argv (without "node" and the script); resolves to the exit code. */
 export async function run(argvIn: readonly string[]): Promise<number> {
-  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), dumpCommand(), restoreCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  const specs: CommandSpec[] = [...critCommands(), ...toolCommands(), dumpCommand(), restoreCommand(), checkCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
   const names = new Set(specs.map((s) => s.command.split(" ")[0]!));
   let argv: string[];
   try {
