@@ -1,9 +1,12 @@
 // Benchmark of `tscriu dump` (the compiled CLI, as an operator runs it) on a task
 // with 256 MiB and 1 GiB of written anonymous memory: wall time, frozen time (from
 // --display-stats) and throughput, medians of interleaved runs, next to the raw
-// limits of this VM. Run: node --import=tsx scripts/bench-dump.ts [runs]
+// limits of this VM measured in the same runs (this VM's disk and page cache vary a
+// lot from hour to hour): process_vm_readv of the task's memory into an aligned
+// buffer, and writing that much to the page cache, then fsync.
+// Run: node --import=tsx scripts/bench-dump.ts [runs]
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,6 +41,35 @@ interface Run {
   frozen: number;
 }
 
+const CHUNK = 8 << 20;
+
+/** The raw limits for `mib` MiB: readv of a live task's memory; page-cache write; the fsync after it. */
+async function raw(mib: number): Promise<{ readv: number; write: number; fsync: number }> {
+  const work = mkdtempSync(join(tmpdir(), "bench-dump-raw-"));
+  const pid = await start(mib, work);
+  const b = bridge();
+  const buf = b.allocAligned(CHUNK);
+  try {
+    const ready = readFileSync(join(work, "stdout"), "utf8");
+    const mem = Number(/mem=(0x[0-9a-f]+)/.exec(ready)![1]);
+    const len = mib << 20;
+    const t0 = process.hrtime.bigint();
+    for (let off = 0; off < len; off += CHUNK) b.processVmReadv(pid, mem + off, CHUNK, buf);
+    const t1 = process.hrtime.bigint();
+    const fd = openSync(join(work, "raw.img"), "w");
+    for (let off = 0; off < len; off += CHUNK) writeSync(fd, buf, 0, CHUNK, off);
+    const t2 = process.hrtime.bigint();
+    fsyncSync(fd);
+    const t3 = process.hrtime.bigint();
+    closeSync(fd);
+    return { readv: Number(t1 - t0) / 1e9, write: Number(t2 - t1) / 1e9, fsync: Number(t3 - t2) / 1e9 };
+  } finally {
+    process.kill(pid, "SIGKILL");
+    await gone(pid);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function once(mib: number, mode: "kill" | "leave-running"): Promise<Run> {
   const work = mkdtempSync(join(tmpdir(), "bench-dump-w-"));
   const images = mkdtempSync(join(tmpdir(), "bench-dump-i-"));
@@ -63,15 +95,23 @@ async function once(mib: number, mode: "kill" | "leave-running"): Promise<Run> {
 }
 
 if (!existsSync(CLI)) throw new Error("build the CLI first: node scripts/build-ts.mjs");
-console.log(`tscriu dump benchmark: medians of ${runs} interleaved runs; raw limits here: page-cache write ~0.33 s/GiB, process_vm_readv ~5 GB/s; criu 4.2: 1.96 s for 1 GiB`);
+console.log(`tscriu dump benchmark: medians of ${runs} interleaved runs; criu 4.2 measured here: 1.96 s for 1 GiB`);
 for (const mib of [256, 1024]) {
   const res: Record<string, Run[]> = { kill: [], "leave-running": [] };
+  const limits: { readv: number; write: number; fsync: number }[] = [];
   for (let i = 0; i < runs; i++) {
+    limits.push(await raw(mib));
     for (const mode of ["kill", "leave-running"] as const) res[mode]!.push(await once(mib, mode));
   }
+  const gib = mib / 1024;
+  const lim = (k: "readv" | "write" | "fsync"): number => median(limits.map((l) => l[k]));
+  console.log(
+    `${String(mib).padStart(5)} MiB  raw: process_vm_readv ${fmt(lim("readv"))} (${(gib / lim("readv")).toFixed(2)} GiB/s), page-cache write ${fmt(lim("write"))} = ${(lim("write") / gib).toFixed(2)} s/GiB, then fsync ${fmt(lim("fsync"))}`,
+  );
   for (const [mode, rs] of Object.entries(res)) {
     const wall = median(rs.map((r) => r.wall));
     const frozen = median(rs.map((r) => r.frozen));
-    console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(13)}  wall ${fmt(wall).padStart(9)}  frozen ${fmt(frozen).padStart(9)}  throughput ${(mib / 1024 / wall).toFixed(2)} GiB/s (wall)`);
+    const vsCriu = mib === 1024 ? `  criu 4.2 / tscriu: ${(1.96 / wall).toFixed(2)}x` : "";
+    console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(13)}  wall ${fmt(wall).padStart(9)}  frozen ${fmt(frozen).padStart(9)}  throughput ${(mib / 1024 / wall).toFixed(2)} GiB/s (wall)${vsCriu}`);
   }
 }
