@@ -86,6 +86,17 @@ function globalOptions(y: Argv, crit: boolean): Argv {
   return g;
 }
 
+/**
+ * yargs renders the whole help text (cliui) after every command handler starts, only to
+ * cache it for a later failure message; tscriu prints its own ("Try tscriu --help"). That
+ * rendering was ~30 ms of every run, so the cache is switched off (an internal of yargs
+ * 17: where it is missing, nothing changes).
+ */
+function skipHelpCache(y: Argv): void {
+  const usage = (y as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } }).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => undefined;
+}
+
 function writeOut(text: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
     process.stdout.write(text, (e) => (e ? reject(e) : resolve()));
@@ -156,6 +167,7 @@ export async function run(argvIn: readonly string[]): Promise<number> {
       // Throwing stops yargs from running the command after a usage error.
       throw err ?? new UsageError(msg);
     });
+  skipHelpCache(y);
   for (const s of specs) {
     y = y.command(
       s.command,
