@@ -6,7 +6,7 @@ import test from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { decodeRegs } from "../host-bridge/regs.js";
 import { dumpGone, mapsSummary, restoreTask, status } from "./helpers/restore.js";
-import { seizeAndStop, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { procState, seizeAndStop, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 /** Sends SIGUSR1 until the check line matches `re` (timers take a while to fire). */
 async function checkUntil(w: Workload, re: RegExp, timeoutMs = 8000): Promise<string> {
@@ -42,10 +42,17 @@ test("memkinds: private/shared anonymous, PROT_NONE, read-only, file private/sha
 
 test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file", async (t) => {
   const w = await startWorkload(t, "fdkinds");
+  // Stopped first, so that the table read here is the one the dump sees: the workload
+  // opens counter.tmp for a moment at every count, and a running task may have it open
+  // at one moment and not the next. A task dumped stopped comes back stopped.
+  process.kill(w.pid, "SIGSTOP");
+  await waitFor("the workload to stop", () => procState(w.pid) === "T");
   const fds = fdTable(w.pid);
   const dir = await dumpGone(t, w);
   await restoreTask(t, dir);
   t.deepEqual(fdTable(w.pid), fds);
+  t.is(procState(w.pid), "T");
+  process.kill(w.pid, "SIGCONT");
   t.regex(await w.check(), /^PASS/);
   t.regex(await w.check(), /^PASS/, "the check puts the data back: a second one passes too");
 });
