@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { openImageDir } from "../images/dir.js";
+import { readImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { critDecodeAll, critInstalled, critJson, freshDir, tempDir } from "./helpers/dump.js";
 import { counterAdvances, patternBytes, patternWord, procState, startWorkload, waitFor } from "./helpers/workloads.js";
@@ -43,6 +44,10 @@ test("dump -R: images decode with tscriu and crit, memory and state read back, t
   t.is(tc.sigactions!.length, 62);
   t.is(core.thread_info!.gpregs.cs, 0x33n);
   t.true(core.thread_info!.fpregs.xsave !== undefined);
+  // Every run counts its pages twice: nr_pages for criu 4.2, compat_nr_pages for criu up to 4.1.
+  const pagemap = (await readImage(join(dir, `pagemap-${w.pid}.img`))).entries.slice(1);
+  t.true(pagemap.length > 3);
+  for (const e of pagemap) t.is(BigInt(e["compat_nr_pages"] as number), e["nr_pages"] as bigint);
   const mm = await img.mm(w.pid);
   const vma = mm.vmas!.find((v) => v.start === BigInt(pattern));
   t.truthy(vma, "the pattern VMA is in mm");
