@@ -94,8 +94,8 @@ export async function killAndReap(pid: number): Promise<void> {
   });
 }
 
-/** Starts test/workloads/bin/NAME with a fresh state dir and waits for its ready line. */
-export async function startWorkload(t: ExecutionContext, name: string, args: readonly string[] = []): Promise<Workload> {
+/** Starts test/workloads/bin/NAME (bin/static/NAME with `static`) with a fresh state dir and waits for its ready line. */
+export async function startWorkload(t: ExecutionContext, name: string, args: readonly string[] = [], opts: { static?: boolean } = {}): Promise<Workload> {
   buildWorkloads();
   const dir = mkdtempSync(join(tmpdir(), `tscriu-${name}-`));
   const stdout = join(dir, "stdout");
@@ -104,7 +104,7 @@ export async function startWorkload(t: ExecutionContext, name: string, args: rea
     if (pid > 0) await killAndReap(pid);
     rmSync(dir, { recursive: true, force: true });
   });
-  pid = bridge().spawnDetached([join(WORKLOAD_BIN, name), dir, ...args], { stdout, killWithParent: true });
+  pid = bridge().spawnDetached([join(WORKLOAD_BIN, opts.static ? "static" : "", name), dir, ...args], { stdout, killWithParent: true });
   const line = await waitFor(`${name} (pid ${pid}) to print its ready line`, () => {
     const out = readOr(stdout, "");
     const ready = out.split("\n").find((l) => l.startsWith("ready "));

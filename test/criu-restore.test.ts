@@ -1,0 +1,97 @@
+// criu itself restores tscriu's images. Each workload (built static: criu runs in a
+// Debian trixie root of its own, with another libc; scripts/criu-root.sh) is dumped by
+// tscriu, restored by criu with its PID (criu stays its parent, as without -d), and then
+// passes its own self-check. CI creates the root; elsewhere the tests say how and pass.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, openSync, readFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { ROOT } from "./helpers/fixtures.js";
+import { dumpGone } from "./helpers/restore.js";
+import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
+const SCRIPT = join(ROOT, "scripts/criu-root.sh");
+
+function haveRoot(t: ExecutionContext): boolean {
+  if (existsSync(join(CRIU_ROOT, "usr/sbin/criu")) && tmpdir() === "/tmp") return true;
+  const why = tmpdir() !== "/tmp" ? `TMPDIR is ${tmpdir()}, the root only sees /tmp` : `no criu root at ${CRIU_ROOT} (bash scripts/criu-root.sh create ${CRIU_ROOT})`;
+  if (process.env["CI"]) t.fail(`CI must check that criu restores tscriu's images: ${why}`);
+  else {
+    t.log(`skipped: ${why}`);
+    t.pass();
+  }
+  return false;
+}
+
+let version: string | undefined;
+function criuVersion(): string {
+  version ??= /Version: (\S+)/.exec(spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "--version"], { encoding: "utf8" }).stdout)?.[1] ?? "?";
+  return version;
+}
+
+/** criu restore of `dir`, started in the criu root; its log goes to dir/restore.log. */
+function criuRestore(t: ExecutionContext, dir: string): ChildProcess {
+  const err = openSync(join(dir, "criu.stderr"), "w");
+  const c = spawn("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "restore", "-D", dir, "-v4", "-o", "restore.log"], { stdio: ["ignore", err, err] });
+  // criu exits when the restored task does (the workload's teardown kills it)
+  t.teardown(() => {
+    c.kill("SIGKILL");
+  });
+  return c;
+}
+
+function logTail(dir: string): string {
+  const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
+  return `${read("criu.stderr")}\n${read("restore.log").split("\n").filter((l) => /Error|Warn/.test(l)).slice(-8).join("\n")}`;
+}
+
+async function restoredByCriu(t: ExecutionContext, w: Workload, dir: string): Promise<void> {
+  const c = criuRestore(t, dir);
+  try {
+    await waitFor(`criu to restore pid ${w.pid}`, () => {
+      if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${w.pid} ran`);
+      return existsSync(`/proc/${w.pid}/exe`) && readFileSync(`/proc/${w.pid}/comm`, "utf8").trim() !== "criu" && /^[RS]$/.test(procState(w.pid) ?? "");
+    }, 20_000);
+  } catch (e) {
+    t.fail(`${(e as Error).message}; criu said:\n${logTail(dir)}`);
+    throw e;
+  }
+}
+
+const CASES: [name: string, args: string[], pass: RegExp][] = [
+  ["counter", [], /^PASS count=\d+/],
+  ["busy", [], /^PASS/],
+  ["fdkinds", [], /^PASS/],
+  ["memkinds", [], /^PASS/],
+  ["pipe", [], /^PASS read=10000/],
+  ["r-fpu", [], /^PASS/],
+  ["r-seccomp", [], /^PASS filters=1/],
+  ["r-vdso", [], /^PASS/],
+  ["sleeper", [], /^PASS/],
+];
+
+for (const [name, args, pass] of CASES) {
+  test(`criu restores tscriu's images: ${name}`, async (t) => {
+    if (!haveRoot(t)) return;
+    const w = await startWorkload(t, name, args, { static: true });
+    const dir = await dumpGone(t, w);
+    await restoredByCriu(t, w, dir);
+    t.regex(await w.check(), pass, `criu ${criuVersion()}`);
+  });
+}
+
+test("criu restores tscriu's images: sigstate (handlers, masks, pending signals, timers, creds)", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "sigstate", [], { static: true });
+  const dir = await dumpGone(t, w);
+  await restoredByCriu(t, w, dir);
+  // its timers have to fire again before the check passes
+  let line = "";
+  for (const deadline = Date.now() + 10_000; !/^PASS/.test(line) && Date.now() < deadline; ) {
+    line = await w.check();
+    if (!/^PASS/.test(line)) await new Promise((r) => setTimeout(r, 200));
+  }
+  t.regex(line, /^PASS/, `criu ${criuVersion()}`);
+});
