@@ -73,7 +73,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
 ];
 
 for (const [name, args, pass] of CASES) {
-  test(`criu restores tscriu's images: ${name}`, async (t) => {
+  test.serial(`criu restores tscriu's images: ${name}`, async (t) => {
     if (!haveRoot(t)) return;
     const w = await startWorkload(t, name, args, { static: true });
     const dir = await dumpGone(t, w);
@@ -82,7 +82,7 @@ for (const [name, args, pass] of CASES) {
   });
 }
 
-test("criu restores tscriu's images: sigstate (handlers, masks, pending signals, timers, creds)", async (t) => {
+test.serial("criu restores tscriu's images: sigstate (handlers, masks, pending signals, timers, creds)", async (t) => {
   if (!haveRoot(t)) return;
   const w = await startWorkload(t, "sigstate", [], { static: true });
   const dir = await dumpGone(t, w);

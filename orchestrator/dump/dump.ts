@@ -142,6 +142,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     throw asDumpError("seize", pid, e);
   }
   stats.freezing_time = frozen.freezingUs;
+  // The clocks the task saw when it stopped: a restore continues them from here (timens),
+  // so however long the memory takes to write, the task sees no jump for it.
+  const frozenAt = { monotonic: bridge().clockGettime(1), boottime: bridge().clockGettime(7) };
   const images = new ImageSet(dir, faults);
   const pages: LocalPages[] = [];
   try {
@@ -262,9 +265,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const g of files.ghosts) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", [{ ...g.entry, extra: g.data }]);
     if (tty.infos.length) await images.write(`tty-info.img`, "TTY_INFO", tty.infos);
     await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
-    const b = bridge();
     const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
-    const clocks = taskClocks(pid, { monotonic: b.clockGettime(1), boottime: b.clockGettime(7) });
+    const clocks = taskClocks(pid, frozenAt);
     await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
     // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
     if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
