@@ -2,14 +2,13 @@
 // codes; --feature NAME and --feature list; a missing feature, made missing by dropping
 // capabilities or by TSCRIU_FAULT=check:NAME; only root may check; no stub left behind.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import test from "ava";
 import { FEATURES } from "../orchestrator/check.js";
 import { CLI, tscriu } from "./helpers/cli.js";
+import { scratchDir } from "./helpers/tmp.js";
 
-const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
+const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
 const MAYBE = "Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\ndump or restore failure.\n";
 
 /** The stubs a check run says (-v4) it started that are still there as stubs. */

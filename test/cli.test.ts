@@ -1,7 +1,6 @@
 // The command line: crit's verbs, criu's option frame, config files, exit codes.
 import test from "ava";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseJson } from "../images/json.js";
 import { parseConfigText, applyConfig } from "../orchestrator/cli/config.js";
@@ -9,10 +8,11 @@ import { normalizeVerbosity } from "../orchestrator/log.js";
 import { VERSION } from "../orchestrator/version.js";
 import { tscriu } from "./helpers/cli.js";
 import { FIXTURES, ROOT } from "./helpers/fixtures.js";
+import { scratchDir } from "./helpers/tmp.js";
 
-const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
+const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
 const fx = (p: string) => join(FIXTURES, p);
-const tmp = () => mkdtempSync(join(tmpdir(), "tscriu-cli-"));
+const tmp = () => scratchDir("tscriu-cli-");
 
 test("decode to stdout equals crit's JSON", (t) => {
   const r = tscriu(["decode", "-i", fx("fds/files.img")], { env: NO_CONF });

@@ -1,16 +1,16 @@
 // cpuinfo dump/check against criu 4.2's cpuinfo.img and modified copies of it.
 import test from "ava";
-import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readImage, writeImage } from "../images/io.js";
 import { cpuinfoCheck, readCpuinfo } from "../orchestrator/cpuinfo/cpuinfo.js";
 import { hostCpuinfo, type CpuinfoX86 } from "../orchestrator/cpuinfo/host.js";
 import { tscriu } from "./helpers/cli.js";
 import { FIXTURES } from "./helpers/fixtures.js";
+import { scratchDir } from "./helpers/tmp.js";
 
 const FIXTURE_DIR = join(FIXTURES, "cpuinfo");
-const tmp = () => mkdtempSync(join(tmpdir(), "tscriu-cpu-"));
+const tmp = () => scratchDir("tscriu-cpu-");
 const ENV = { HOME: tmp(), CRIU_CONFIG_FILE: "" };
 
 async function fixture(): Promise<CpuinfoX86> {

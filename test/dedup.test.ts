@@ -2,8 +2,7 @@
 // criu's rule says, offsets never move, and every byte the newest dump covers reads
 // the same before and after.
 import test from "ava";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { bridge } from "../host-bridge/load.js";
 import { imageTypeByName } from "../images/codec.js";
@@ -12,6 +11,7 @@ import { PageReader, PE_PARENT, PE_PRESENT } from "../images/pages.js";
 import { dedup } from "../orchestrator/dedup.js";
 import { tscriu } from "./helpers/cli.js";
 import { prng } from "./helpers/fixtures.js";
+import { scratchDir } from "./helpers/tmp.js";
 
 const P = 4096;
 const BASE = 0x7f0000000000n;
@@ -89,11 +89,11 @@ function makeChain(root: string): string[] {
 }
 
 test("dedup punches the newest dump's fresh pages out of every ancestor, offsets unchanged", async (t) => {
-  const [d0, d1, d2] = makeChain(mkdtempSync(join(tmpdir(), "tscriu-dedup-")));
+  const [d0, d1, d2] = makeChain(scratchDir("tscriu-dedup-"));
   const before = await snapshot(d2!, D2);
   const sizes = [statSync(join(d0!, "pages-10.img")).size, statSync(join(d1!, "pages-11.img")).size];
 
-  const r = tscriu(["dedup", "-D", d2!, "-v3"], { env: { HOME: mkdtempSync(join(tmpdir(), "h-")) } });
+  const r = tscriu(["dedup", "-D", d2!, "-v3"], { env: { HOME: scratchDir("h-") } });
   t.is(r.code, 0, r.stderr);
 
   // d2 is fresh at pages 1,2,3 and 8,9 and 20. In d1 (file pages: 0,1 | 12→2 | 20,21,22→3,4,5):
@@ -115,7 +115,7 @@ test("dedup punches the newest dump's fresh pages out of every ancestor, offsets
 test("dedup on random chains keeps every byte of the newest dump (seeded)", async (t) => {
   const rand = prng(77);
   for (let iter = 0; iter < 25; iter++) {
-    const root = mkdtempSync(join(tmpdir(), "tscriu-dedup-r-"));
+    const root = scratchDir("tscriu-dedup-r-");
     const universe = 8 + Math.floor(rand() * 40);
     const layers: Run[][] = [];
     for (let l = 0; l < 3; l++) {
@@ -148,7 +148,7 @@ test("dedup on random chains keeps every byte of the newest dump (seeded)", asyn
 });
 
 test("a pages file shorter than its pagemap says: an error naming it, and nothing punched", async (t) => {
-  const [d0, d1, d2] = makeChain(mkdtempSync(join(tmpdir(), "tscriu-dedup-bad-")));
+  const [d0, d1, d2] = makeChain(scratchDir("tscriu-dedup-bad-"));
   truncateSync(join(d1!, "pages-11.img"), 2 * P); // d1 must hold 6 pages
   const e = await t.throwsAsync(dedup(d2!));
   t.regex(e.message, /pages-11\.img: offset 12288 .*does not fit this pages file of 8192 bytes/);
@@ -156,14 +156,14 @@ test("a pages file shorter than its pagemap says: an error naming it, and nothin
 });
 
 test("a parent link loop is refused", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "tscriu-dedup-loop-"));
+  const root = scratchDir("tscriu-dedup-loop-");
   writeDump(join(root, "a"), 0, D0, "../b");
   writeDump(join(root, "b"), 1, D1, "../a");
   await t.throwsAsync(dedup(join(root, "b")), { message: /parent chain loops/ });
 });
 
 test("dedup of a dump without a parent does nothing", async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "tscriu-dedup-one-"));
+  const root = scratchDir("tscriu-dedup-one-");
   writeDump(join(root, "d0"), 0, D0);
   const before = readFileSync(join(root, "d0/pages-10.img"));
   const s = await dedup(join(root, "d0"));

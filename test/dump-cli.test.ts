@@ -1,16 +1,16 @@
 // tscriu dump from the command line: criu's options (-R, -o, -v4, -W, --display-stats,
 // --action-script, --ghost-limit), exit codes, and no progress bar when stderr is not
 // a terminal (and a bar when it is one, for large dumps).
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { spawnSync } from "node:child_process";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { counterAdvances, procState, startWorkload } from "./helpers/workloads.js";
+import { scratchDir } from "./helpers/tmp.js";
 
-const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
+const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
 
 test("dump -R --display-stats -v4 -o LOG: stats on stdout, the log and stats-dump in the images dir", async (t) => {
   const w = await startWorkload(t, "counter");

@@ -2,8 +2,7 @@
 // --display-stats; without -d tscriu waits and exits with the task's status; action
 // scripts in criu's order; -S; --inherit-fd; -r; --cpu-cap; the progress bar.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import test from "ava";
 import { readImage } from "../images/io.js";
@@ -12,8 +11,9 @@ import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone } from "./helpers/restore.js";
 import { counterAdvances, killAndReap, procPpid, procState, startWorkload, waitFor } from "./helpers/workloads.js";
+import { scratchDir } from "./helpers/tmp.js";
 
-const NO_CONF = { HOME: mkdtempSync(join(tmpdir(), "tscriu-home-")), CRIU_CONFIG_FILE: "" };
+const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
 test.after.always(() => rmSync(NO_CONF.HOME, { recursive: true, force: true }));
 
 test("restore -d --pidfile --display-stats -v4 -o: detached, pid file, stats on stdout, log in the images dir", async (t) => {
