@@ -1,14 +1,15 @@
 // criu itself restores tscriu's images. Each workload (built static: criu runs in a
 // Debian trixie root of its own, with another libc; scripts/criu-root.sh) is dumped by
 // tscriu, restored by criu with its PID (criu stays its parent, as without -d), and then
-// passes its own self-check. CI creates the root; elsewhere the tests say how and pass.
+// passes its own self-check (regs: its registers are read back). CI creates the root;
+// elsewhere the tests say how and pass.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { ROOT } from "./helpers/fixtures.js";
-import { dumpGone } from "./helpers/restore.js";
+import { dumpGone, regsAsLeft } from "./helpers/restore.js";
 import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
@@ -94,4 +95,12 @@ test.serial("criu restores tscriu's images: sigstate (handlers, masks, pending s
     if (!/^PASS/.test(line)) await new Promise((r) => setTimeout(r, 200));
   }
   t.regex(line, /^PASS/, `criu ${criuVersion()}`);
+});
+
+test.serial("criu restores tscriu's images: regs (general registers and AVX halves in a loop without syscalls)", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "regs", [], { static: true });
+  const dir = await dumpGone(t, w);
+  await restoredByCriu(t, w, dir);
+  await regsAsLeft(t, w.pid);
 });

@@ -8,7 +8,9 @@ import type { ExecutionContext } from "ava";
 import { dump, type DumpOptions } from "../../orchestrator/dump/dump.js";
 import { restore, type RestoreOptions, type RestoreResult } from "../../orchestrator/restore/restore.js";
 import { tempDir } from "./dump.js";
-import { killAndReap, waitFor, type Workload } from "./workloads.js";
+import { killAndReap, seizeAndStop, waitFor, type Workload } from "./workloads.js";
+import { bridge } from "../../host-bridge/load.js";
+import { decodeRegs } from "../../host-bridge/regs.js";
 
 /** Dumps the workload into a new images dir (the task is killed) and waits until its PID is free. */
 export async function dumpGone(t: ExecutionContext, w: Pick<Workload, "pid">, opts: Partial<DumpOptions> = {}): Promise<string> {
@@ -72,4 +74,33 @@ export function mapsSummary(pid: number): string[] {
     out.push({ ...r });
   }
   return out.map((r) => `${r.start.toString(16)}-${r.end.toString(16)} ${r.perms} ${r.off.toString(16)} ${r.name}`);
+}
+
+/**
+ * The regs workload after a restore: r12..r15, xmm0 and the ymm0/ymm1 upper halves hold
+ * what it set, and its loop (rbx) counts on. Seizes the task for the look.
+ */
+export async function regsAsLeft(t: ExecutionContext, pid: number): Promise<void> {
+  seizeAndStop(t, pid);
+  const b = bridge();
+  const regs = decodeRegs(b.getRegs(pid));
+  t.is(regs.r12, 0x1212121212121212n);
+  t.is(regs.r13, 0x1313131313131313n);
+  t.is(regs.r14, 0x1414141414141414n);
+  t.is(regs.r15, 0x1515151515151515n);
+  const xs = b.getXstate(pid);
+  const [, ymmOff] = b.cpuid(0xd, 2);
+  t.is(xs.readBigUInt64LE(160), 0x1111111111111111n, "xmm0 low");
+  t.is(xs.readBigUInt64LE(ymmOff), 0x3333333333333333n, "ymm0 upper half");
+  t.is(xs.readBigUInt64LE(ymmOff + 16 + 8), 0xfedcba9876543210n, "ymm1 upper half");
+  const rbx = regs.rbx;
+  b.ptraceCont(pid, 0);
+  await waitFor("the loop to count on", () => {
+    b.ptraceInterrupt(pid);
+    b.waitpid(pid, 0, 5000);
+    const now = decodeRegs(b.getRegs(pid)).rbx;
+    b.ptraceCont(pid, 0);
+    return now > rbx;
+  });
+  t.pass();
 }
