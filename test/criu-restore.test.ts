@@ -53,7 +53,9 @@ async function restoredByCriu(t: ExecutionContext, w: Workload, dir: string): Pr
   try {
     await waitFor(`criu to restore pid ${w.pid}`, () => {
       if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${w.pid} ran`);
-      return existsSync(`/proc/${w.pid}/exe`) && readFileSync(`/proc/${w.pid}/comm`, "utf8").trim() !== "criu" && /^[RS]$/.test(procState(w.pid) ?? "");
+      // criu logs this once the task runs its own code again (registers and all)
+      const log = join(dir, "restore.log");
+      return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && /^[RS]$/.test(procState(w.pid) ?? "");
     }, 20_000);
   } catch (e) {
     t.fail(`${(e as Error).message}; criu said:\n${logTail(dir)}`);
