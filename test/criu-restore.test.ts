@@ -1,4 +1,4 @@
-// criu itself restores tscriu's images. Each workload (built static: criu runs in a
+// criu itself restores tscriu's images, and tscriu restores criu's. Each workload (built static: criu runs in a
 // Debian trixie root of its own, with another libc; scripts/criu-root.sh) is dumped by
 // tscriu, restored by criu with its PID (criu stays its parent, as without -d), and then
 // passes its own self-check (regs: its registers are read back). CI creates the root;
@@ -9,8 +9,9 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { ROOT } from "./helpers/fixtures.js";
-import { dumpGone, regsAsLeft } from "./helpers/restore.js";
-import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { dumpGone, regsAsLeft, restoreTask } from "./helpers/restore.js";
+import { scratchDir } from "./helpers/tmp.js";
+import { buildWorkloads, killAndReap, procState, startWorkload, waitFor, WORKLOAD_BIN, type Workload } from "./helpers/workloads.js";
 
 const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
 const SCRIPT = join(ROOT, "scripts/criu-root.sh");
@@ -106,3 +107,42 @@ test.serial("criu restores tscriu's images: regs (general registers and AVX halv
   await restoredByCriu(t, w, dir);
   await regsAsLeft(t, w.pid);
 });
+
+// And the other way: criu (in its root) dumps a workload it started there, and tscriu,
+// outside that mount namespace, restores it.
+const FROM_CRIU: [name: string, pass: RegExp][] = [
+  ["counter", /^PASS count=\d+/],
+  ["fdkinds", /^PASS/],
+  ["memkinds", /^PASS/],
+  ["pipe", /^PASS read=10000/],
+  ["r-vdso", /^PASS/],
+];
+
+for (const [name, pass] of FROM_CRIU) {
+  test.serial(`tscriu restores criu's images: ${name}`, async (t) => {
+    if (!haveRoot(t)) return;
+    buildWorkloads();
+    const work = scratchDir(`tscriu-fromcriu-${name}-`);
+    const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
+    const bin = join(WORKLOAD_BIN, "static", name);
+    // Inside the root: start the workload, wait for its ready line, then criu dump (kill).
+    const script = [
+      `mkdir -p ${state} ${images}`,
+      `cd ${work}`,
+      `setsid ${bin} ${state} >${out} 2>&1 </dev/null &`,
+      `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
+      `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log`,
+    ].join("\n");
+    const r = spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], { encoding: "utf8" });
+    const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
+    t.teardown(() => killAndReap(pid));
+    t.is(r.status, 0, `criu dump: ${r.stderr}\n${existsSync(join(images, "dump.log")) ? readFileSync(join(images, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n") : ""}`);
+    await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+    await restoreTask(t, images);
+    const w = { pid, results: () => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []) };
+    const before = w.results().length;
+    process.kill(pid, "SIGUSR1");
+    const lines = await waitFor(`${name} (pid ${pid}) to answer its self-check`, () => (w.results().length > before ? w.results() : undefined));
+    t.regex(lines[before] ?? "", pass, `criu ${criuVersion()} dumped it`);
+  });
+}
