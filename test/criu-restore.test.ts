@@ -1,9 +1,9 @@
-// criu itself restores tscriu's images, and tscriu restores criu's. Each workload
-// (built static: criu runs in a Debian trixie root of its own, with another libc;
-// scripts/criu-root.sh) is dumped by
-// tscriu, restored by criu with its PID (criu stays its parent, as without -d), and then
-// passes its own self-check (regs: its registers are read back). CI creates the root;
-// elsewhere the tests say how and pass.
+// criu itself restores tscriu's images, and tscriu restores criu's. The workloads are
+// built static: criu runs in a Debian trixie root of its own, with another libc
+// (scripts/criu-root.sh). Each is dumped by tscriu, restored by criu with its PID (criu
+// stays its parent, as without -d), and then passes its own self-check (regs: its
+// registers are read back); and the other way round. CI creates the root; elsewhere
+// the tests say how to and pass.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
