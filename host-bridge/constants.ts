@@ -100,6 +100,12 @@ export const O = {
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
+/** clock ids of clockGettime */
+export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
+
+/** kcmp types */
+export const KCMP = { FILE: 0 } as const;
+
 export const MAP = {
   SHARED: 0x01,
   PRIVATE: 0x02,

@@ -7,7 +7,9 @@
 // without, slower (checked with --extra or --all); 3 is experimental (none yet).
 
 import { closeSync, openSync, readFileSync, readlinkSync } from "node:fs";
+import { CLOCK, KCMP, O } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
+import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
 import { isRestoreError } from "./restore/errors.js";
 import { findGap, readMaps } from "./restore/layout.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./restore/remote.js";
@@ -27,16 +29,9 @@ export interface Feature {
   probe(p: Probe): Promise<void> | void;
 }
 
-const CLOCK_MONOTONIC = 1;
-const CLOCK_BOOTTIME = 7;
-const KCMP_FILE = 0;
-const PR_SET_MM = 35;
 const PR_SET_MM_MAP_SIZE = 15;
-/** sizeof(struct prctl_mm_map) on x86_64 */
-const MM_MAP_SIZE = 104;
 const CAP_SYS_ADMIN = 21;
 const CAP_CHECKPOINT_RESTORE = 40;
-const UFFD_CLOEXEC_NONBLOCK = 0o2004000;
 
 /** The stub a check works on: spawned, seized and given a trampoline once, on first use. */
 export class Probe {
@@ -159,8 +154,8 @@ export const FEATURES: readonly Feature[] = [
       try {
         const local = openSync("/dev/null", "r");
         try {
-          if (b.kcmp(process.pid, process.pid, KCMP_FILE, local, local) !== 0) throw new Error("kcmp calls one file two");
-          if (b.kcmp(process.pid, process.pid, KCMP_FILE, local, pidfd) === 0) throw new Error("kcmp calls two files one");
+          if (b.kcmp(process.pid, process.pid, KCMP.FILE, local, local) !== 0) throw new Error("kcmp calls one file two");
+          if (b.kcmp(process.pid, process.pid, KCMP.FILE, local, pidfd) === 0) throw new Error("kcmp calls two files one");
         } finally {
           closeSync(local);
         }
@@ -196,7 +191,7 @@ export const FEATURES: readonly Feature[] = [
     probe: (p) => {
       const b = bridge();
       const hour = 3600n * 1_000_000_000n;
-      const pid = p.spawn({ timens: { monotonicNs: b.clockGettime(CLOCK_MONOTONIC) + hour, boottimeNs: b.clockGettime(CLOCK_BOOTTIME) + hour } });
+      const pid = p.spawn({ timens: { monotonicNs: b.clockGettime(CLOCK.MONOTONIC) + hour, boottimeNs: b.clockGettime(CLOCK.BOOTTIME) + hour } });
       const offsets = readFileSync(`/proc/${pid}/timens_offsets`, "utf8");
       const m = /^monotonic\s+(-?\d+)\s/m.exec(offsets);
       if (!m) throw new Error(`/proc/${pid}/timens_offsets has no monotonic line`);
@@ -262,7 +257,7 @@ export const FEATURES: readonly Feature[] = [
     use: "filling anonymous memory with UFFDIO_COPY (else process_vm_writev, slower)",
     probe: (p) => {
       const r = p.remote;
-      const fd = r.call("userfaultfd", NR.userfaultfd, [UFFD_CLOEXEC_NONBLOCK]);
+      const fd = r.call("userfaultfd", NR.userfaultfd, [O.CLOEXEC | O.NONBLOCK]);
       r.call("close", NR.close, [fd]);
     },
   },

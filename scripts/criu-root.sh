@@ -31,14 +31,17 @@ create)
 	mkdir -p "$dir"
 	tmp="$dir.tmp-$$"
 	rm -rf "$tmp"
-	debootstrap --variant=minbase --include=criu trixie "$tmp" http://deb.debian.org/debian >"$tmp.log" 2>&1 ||
-		{ echo "$0: debootstrap failed, see $tmp.log" >&2; exit 1; }
+	if ! debootstrap --variant=minbase --include=criu trixie "$tmp" http://deb.debian.org/debian >"$tmp.log" 2>&1; then
+		rm -rf "$tmp"
+		echo "$0: debootstrap failed, see $tmp.log" >&2
+		exit 1
+	fi
 	rm -rf "$dir" "$tmp.log"
 	mv "$tmp" "$dir"
 	;;
 run)
 	[ $# -ge 4 ] || usage
-	exec unshare -m "$0" _inside "$dir" "$(realpath "$3")" "${@:4}"
+	exec unshare -m bash "$0" _inside "$dir" "$(realpath "$3")" "${@:4}"
 	;;
 _inside)
 	repo=$3

@@ -35,23 +35,25 @@ struct restore_job {
 struct restore_fill {
 	struct restore_seg *segs, *parts;
 	size_t nsegs;
+	uint32_t nthreads; /* 1..RESTORE_MAX_THREADS */
 	uint64_t total;
 	const uint8_t *base;
 	uint64_t base_off;
 	size_t map_len;
 };
 
-/* Takes (address, file offset, length) triples from a BigUint64Array, checks them
- * (whole pages when asked; none past the end of the pages file) and maps what they
- * cover. On false a JS exception is pending and nothing is held. */
-bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, int pages_fd, uint32_t nthreads,
+/* Takes (address, file offset, length) triples from a BigUint64Array and the thread
+ * count (optional: 2; clamped to 1..RESTORE_MAX_THREADS), checks the triples (whole
+ * pages when asked; none past the end of the pages file) and maps what they cover.
+ * On false a JS exception is pending and nothing is held. */
+bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, napi_value threads_v, int pages_fd,
 		       bool whole_pages, int pid, struct restore_fill *f);
 void restore_fill_close(struct restore_fill *f);
 
-/* Shares the fill out among up to nthreads workers, laid out `size` bytes apart,
+/* Shares the fill out among up to f->nthreads workers, laid out `size` bytes apart,
  * by bytes (shares of total/nthreads, page aligned), cutting a segment where a
  * share ends, and fills each worker's job. Returns the number of workers with work. */
-uint32_t restore_share(const struct restore_fill *f, uint32_t nthreads, void *workers, size_t size);
+uint32_t restore_share(const struct restore_fill *f, void *workers, size_t size);
 
 /* Runs fn on n workers laid out `size` bytes apart: workers 1..n-1 on threads, worker 0
  * here; a worker whose thread cannot be started runs here too. Returns when all are done. */

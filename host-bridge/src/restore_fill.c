@@ -16,10 +16,15 @@
 #define PAGE	  4096ULL
 #define SEG_WORDS 3 /* remote address, file offset, length */
 
-bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, int pages_fd, uint32_t nthreads,
+bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, napi_value threads_v, int pages_fd,
 		       bool whole_pages, int pid, struct restore_fill *f)
 {
 	memset(f, 0, sizeof(*f));
+	uint32_t nthreads = 2;
+	if (!bridge_is_nullish(env, threads_v) &&
+	    !bridge_arg_uint32(env, threads_v, &nthreads, fn, "threads must be a uint32"))
+		return false;
+	f->nthreads = nthreads < 1 ? 1 : nthreads > RESTORE_MAX_THREADS ? RESTORE_MAX_THREADS : nthreads;
 	uint8_t *data;
 	size_t len;
 	if (!bridge_arg_bytes(env, segs_v, &data, &len, fn, "segments must be a BigUint64Array"))
@@ -32,7 +37,7 @@ bool restore_fill_open(napi_env env, const char *fn, napi_value segs_v, int page
 	if (f->nsegs == 0)
 		return true;
 	f->segs = malloc(f->nsegs * sizeof(*f->segs));
-	f->parts = malloc((f->nsegs + nthreads) * sizeof(*f->parts));
+	f->parts = malloc((f->nsegs + f->nthreads) * sizeof(*f->parts));
 	if (!f->segs || !f->parts) {
 		restore_fill_close(f);
 		bridge_throw_errno(env, "malloc", ENOMEM, pid, NULL);
@@ -93,8 +98,9 @@ void restore_fill_close(struct restore_fill *f)
 	memset(f, 0, sizeof(*f));
 }
 
-uint32_t restore_share(const struct restore_fill *f, uint32_t nthreads, void *workers, size_t size)
+uint32_t restore_share(const struct restore_fill *f, void *workers, size_t size)
 {
+	uint32_t nthreads = f->nthreads;
 	const struct restore_seg *segs = f->segs;
 	size_t nsegs = f->nsegs;
 	uint64_t total = f->total;

@@ -25,7 +25,6 @@
 
 #define IOV_BATCH   1024
 #define BATCH_BYTES (64ULL << 20)
-#define MAX_THREADS RESTORE_MAX_THREADS
 
 struct worker {
 	struct restore_job job; /* first: restore_share fills it */
@@ -148,19 +147,11 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 	const char *fn = "writePages";
 	napi_value argv[4];
 	int32_t pid, fd;
-	uint32_t nthreads = 2;
 	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
 	    !bridge_arg_fd(env, argv[1], &fd, fn, "fd must be an open file descriptor"))
 		return NULL;
-	if (!bridge_is_nullish(env, argv[3]) &&
-	    !bridge_arg_uint32(env, argv[3], &nthreads, fn, "threads must be a uint32"))
-		return NULL;
-	if (nthreads < 1)
-		nthreads = 1;
-	if (nthreads > MAX_THREADS)
-		nthreads = MAX_THREADS;
 	struct restore_fill f;
-	if (!restore_fill_open(env, fn, argv[2], fd, nthreads, false, pid, &f))
+	if (!restore_fill_open(env, fn, argv[2], argv[3], fd, false, pid, &f))
 		return NULL;
 	if (f.nsegs == 0) {
 		napi_value res, v;
@@ -170,9 +161,9 @@ static napi_value write_pages(napi_env env, napi_callback_info info)
 		napi_set_named_property(env, res, "procMemBytes", v);
 		return res;
 	}
-	struct worker w[MAX_THREADS];
+	struct worker w[RESTORE_MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	uint32_t nw = restore_share(&f, nthreads, w, sizeof(w[0]));
+	uint32_t nw = restore_share(&f, w, sizeof(w[0]));
 	for (uint32_t t = 0; t < nw; t++)
 		w[t].pid = pid;
 	restore_run_workers(w, sizeof(w[0]), nw, work);

@@ -18,8 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define UFFD_MAX_THREADS RESTORE_MAX_THREADS
-#define UFFD_STEP	 (64ULL << 20)
+#define UFFD_STEP (64ULL << 20)
 
 struct uworker {
 	struct restore_job job; /* first: restore_share fills it */
@@ -122,29 +121,21 @@ static napi_value uffd_copy(napi_env env, napi_callback_info info)
 	const char *fn = "uffdCopy";
 	napi_value argv[4];
 	int32_t fd, pfd;
-	uint32_t nthreads = 2;
 	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
 	    !bridge_arg_fd(env, argv[1], &pfd, fn, "pagesFd must be an open file descriptor"))
 		return NULL;
-	if (!bridge_is_nullish(env, argv[3]) &&
-	    !bridge_arg_uint32(env, argv[3], &nthreads, fn, "threads must be a uint32"))
-		return NULL;
-	if (nthreads < 1)
-		nthreads = 1;
-	if (nthreads > UFFD_MAX_THREADS)
-		nthreads = UFFD_MAX_THREADS;
 	napi_value res;
 	struct restore_fill f;
-	if (!restore_fill_open(env, fn, argv[2], pfd, nthreads, true, 0, &f))
+	if (!restore_fill_open(env, fn, argv[2], argv[3], pfd, true, 0, &f))
 		return NULL;
 	if (f.nsegs == 0) {
 		napi_create_double(env, 0, &res);
 		return res;
 	}
-	struct uworker w[UFFD_MAX_THREADS];
+	struct uworker w[RESTORE_MAX_THREADS];
 	memset(w, 0, sizeof(w));
-	uint32_t nw = restore_share(&f, nthreads, w, sizeof(w[0]));
+	uint32_t nw = restore_share(&f, w, sizeof(w[0]));
 	for (uint32_t t = 0; t < nw; t++)
 		w[t].uffd = fd;
 	restore_run_workers(w, sizeof(w[0]), nw, ucopy);

@@ -4,6 +4,7 @@
 
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { CLOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, readRegs } from "./core.js";
@@ -144,7 +145,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   stats.freezing_time = frozen.freezingUs;
   // The clocks the task saw when it stopped: a restore continues them from here (timens),
   // so however long the memory takes to write, the task sees no jump for it.
-  const frozenAt = { monotonic: bridge().clockGettime(1), boottime: bridge().clockGettime(7) };
+  const frozenAt = { monotonic: bridge().clockGettime(CLOCK.MONOTONIC), boottime: bridge().clockGettime(CLOCK.BOOTTIME) };
   const images = new ImageSet(dir, faults);
   const pages: LocalPages[] = [];
   try {

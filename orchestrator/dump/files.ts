@@ -6,7 +6,7 @@
 
 import { fstatSync, openSync, closeSync } from "node:fs";
 import { constants as fsc } from "node:fs";
-import { F } from "../../host-bridge/constants.js";
+import { F, KCMP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import { peekPipe } from "../../host-bridge/pipe.js";
 import { type FileTable, type Fown } from "./filetable.js";
@@ -14,7 +14,6 @@ import { listFds, parseFdinfo, procPath, readProc } from "./proc.js";
 import { ttyFile, type TtyState } from "./tty.js";
 
 const O_CLOEXEC = 0o2000000;
-const KCMP_FILE = 0;
 const MEM_MAJOR = 1;
 
 export interface PipeData {
@@ -63,7 +62,7 @@ export function collectFds(pid: number, files: FileTable, shellJob: boolean, tty
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const flags = info.flags & ~O_CLOEXEC;
       // The same open file description under another fd number: the same entry.
-      const same = known.find((k) => b.kcmp(pid, pid, KCMP_FILE, k.fd, fd) === 0);
+      const same = known.find((k) => b.kcmp(pid, pid, KCMP.FILE, k.fd, fd) === 0);
       if (same) {
         fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
         continue;

@@ -9,12 +9,12 @@ import type { RegFile } from "./fileset.js";
 import type { FileSet } from "./fileset.js";
 import { NR, type Remote } from "./remote.js";
 
-const PR_SET_MM = 35;
+export const PR_SET_MM = 35;
 const PR_SET_MM_MAP = 14;
 const PR_SET_NAME = 15;
 const PR_SET_THP_DISABLE = 41;
 /** sizeof(struct prctl_mm_map) */
-const MM_MAP_SIZE = 104;
+export const MM_MAP_SIZE = 104;
 /** The kernel keeps AT_VECTOR_SIZE words of auxv (x86_64: 2 * (3 + 22 + 1)). */
 const AT_VECTOR_SIZE = 52;
 
