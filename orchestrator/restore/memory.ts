@@ -6,7 +6,9 @@
 //                                        mmap at the dumped offset
 //   shared anonymous / memfd memory      one object per memfd.img entry (shmem.ts), each
 //                                        VMA a mapping of it at its offset
-//   [vdso] [vvar] [vsyscall]             not mapped: the kernel's own (vdso.ts)
+//   [vdso] [vvar] [vsyscall]             the kernel's own, moved in place (vdso.ts); with
+//                                        a vDSO proxy, [vdso] and [vvar] are private memory
+//                                        (the dumped vDSO, an empty vvar)
 //
 // Pages: anonymous and private-file pages from pagemap-PID.img (copy-on-written pages of
 // private file mappings are anonymous copies, written over the file's data); shared file
@@ -93,7 +95,10 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
     }
   }
   const { segs: all, pages } = await new PageResolver(dir, `pagemap-${pid}.img`, pid).resolve();
-  const vdso = planVdso(pid, vmas.map((p) => p.vma), all);
+  const vdso = planVdso(pid, vmas.map((p) => p.vma), all, log);
+  if (vdso.mode === "proxy") {
+    for (const p of vmas) if (p.kind === "vdso" || p.kind === "vvar") p.kind = "anon";
+  }
   // Keep the pages that go into private memory; the rest is checked or skipped.
   const segs: PageSeg[] = [];
   let i = 0;

@@ -27,7 +27,7 @@ import { restoreAltstack, restorePending, restoreSigactions } from "./signals.js
 import { killCreated, seizeStub, spawnStub, type Spawned } from "./spawn.js";
 import { emptyStats, writeStats, type RestoreStats } from "./stats.js";
 import { restoreItimers, restorePosixTimers } from "./timers.js";
-import { moveVdso } from "./vdso.js";
+import { moveVdso, writeVdsoProxy } from "./vdso.js";
 
 export interface RestoreOptions {
   /** -D */
@@ -147,7 +147,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
         .filter((m) => !special.has(m.name) && m.start !== remote!.tramp)
         .map((m) => ({ what: `munmap of the stub's ${m.name || "anonymous memory"} ${m.start.toString(16)}-${m.end.toString(16)}`, nr: NR.munmap, args: [m.start, m.end - m.start] })),
     );
-    moveVdso(remote, plan.memory.vdso, stubMaps, [...imageVmas, { start: remote.tramp, end: remote.tramp + BigInt(TRAMPOLINE_SIZE) }]);
+    const parked = moveVdso(remote, plan.memory.vdso, stubMaps, [...imageVmas, { start: remote.tramp, end: remote.tramp + BigInt(TRAMPOLINE_SIZE) }]);
 
     enter("vmas");
     mapVmas(remote, plan.memory, plan.files, log);
@@ -163,6 +163,10 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     const shmPages = plan.shm.restore(remote, threads, log);
     adviseShm(remote, plan.memory);
     stats.pages_restored = BigInt(bytes / 4096 + shmPages);
+    if (plan.memory.vdso.mode === "proxy") {
+      const n = writeVdsoProxy(pid, plan.memory.vdso, parked!);
+      log.info(`vDSO proxy at 0x${plan.memory.vdso.vdso!.start.toString(16)}: ${n} entry points jump to this kernel's vDSO at 0x${parked!.vdso.toString(16)}`);
+    }
 
     enter("files");
     maker = new FdMaker(plan.fds, plan.files, log);
