@@ -21,6 +21,7 @@ import { runScripts } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { newTtyState } from "./tty.js";
 import { collectVmas, vmaEntry, type VmaScan } from "./vmas.js";
+import { unproxyVdso } from "./vdso.js";
 import { ImageSet, inventoryEntry, namespaceIds, taskClocks } from "./write.js";
 import { seccompImage } from "./seccomp.js";
 import { hostCpuinfo } from "../cpuinfo/host.js";
@@ -171,6 +172,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
     enter("vmas");
     const scan: VmaScan = collectVmas(pid, files);
+    unproxyVdso(pid, scan.vmas, log);
     log.debug(`${scan.vmas.length} VMAs`);
 
     enter("files");

@@ -2,8 +2,9 @@
 // come from PAGEMAP_SCAN (falling back to /proc/PID/pagemap); as criu: anonymous VMAs
 // give every present page but the shared zero page, private file VMAs only their
 // copy-on-written pages, shared mappings none (their data is in the file), vvar and
-// vsyscall none. Memory is read with process_vm_readv in large batches into aligned
-// buffers, /proc/PID/mem for pages the task cannot read itself (PROT_NONE).
+// vsyscall none, the vDSO all of its pages. Memory is read with process_vm_readv in
+// large batches into aligned buffers, /proc/PID/mem for pages the task cannot read
+// itself (PROT_NONE).
 
 import { closeSync, openSync, readSync } from "node:fs";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
@@ -47,6 +48,14 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
     const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
     const flags = PE_PRESENT | (lazyVma(v) ? PE_LAZY : 0);
     const procMem = (v.prot & 1) === 0;
+    if (v.status & VMA.VDSO) {
+      // Whole, present or not, as criu does: a restore reads the dumped vDSO's symbols
+      // (criu's restorer reads them from the restored pages) to decide how to map it.
+      segments.push({ addr: Number(v.start), len: Number(v.end - v.start), flags: PE_PRESENT, procMem });
+      scanned += Number(v.end - v.start) / PAGE;
+      pages += Number(v.end - v.start) / PAGE;
+      continue;
+    }
     for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
       const n = (r.end - r.start) / PAGE;
       scanned += n;
