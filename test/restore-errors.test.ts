@@ -11,6 +11,7 @@ import { stageFixture } from "./helpers/criu-fixtures.js";
 import { dumpGone } from "./helpers/restore.js";
 import { killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
 import { tempDir } from "./helpers/dump.js";
+import { dumpedVdso } from "./helpers/vdso.js";
 import { bridge } from "../host-bridge/load.js";
 
 async function refused(t: import("ava").ExecutionContext, dir: string, pid: number, re: RegExp): Promise<void> {
@@ -43,18 +44,13 @@ test("a truncated pages file is refused before anything is read into the task", 
   await refused(t, dir, w.pid, /the pages file ends at \d+ bytes, but the pagemap wants data up to \d+/);
 });
 
-test("a vDSO of another size than this kernel's is refused (no vDSO proxy)", async (t) => {
+test("dumped [vdso] pages that are not a vDSO are refused, naming the address", async (t) => {
   const w = await startWorkload(t, "counter");
   const dir = await dumpGone(t, w);
-  const file = join(dir, `mm-${w.pid}.img`);
-  const img = await readImage(file);
-  const vmas = img.entries[0]!["vmas"] as { start: bigint; end: bigint; status: number }[];
-  const i = vmas.findIndex((v) => v.status & 8);
-  vmas[i]!.start -= 4096n;
-  vmas[i - 1]!.end -= 4096n; // the [vvar] region before it
-  rmSync(file);
-  await writeImage(file, img);
-  await refused(t, dir, w.pid, /this kernel's vDSO differs from the image's \(\[vdso\] is 8192 bytes here, 12288 in the image\); restoring with a vDSO proxy is not implemented/);
+  const v = await dumpedVdso(dir, w.pid);
+  v.bytes.fill(0);
+  v.save();
+  await refused(t, dir, w.pid, new RegExp(`the image's vDSO cannot be restored: the dumped \\[vdso\\] pages are not an ELF vDSO at 0x${v.start.toString(16)}`));
 });
 
 test("criu's fds image: the first fd of a kind restore does not do is named (EVENTFD)", async (t) => {
