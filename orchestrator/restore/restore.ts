@@ -176,6 +176,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     plan.files.unlinkTemporaries();
 
     enter("signals");
+    remote.exitStops = true;
     restoreSigactions(remote, plan.core);
     restoreAltstack(remote, plan.core);
     restorePending(remote, plan.core, pid);
