@@ -104,7 +104,8 @@ static int syscall_stop(int pid)
 		return PTRACE_SYSCALL_INFO_NONE;
 	if (ptrace(PTRACE_GETEVENTMSG, pid, NULL, &msg) < 0)
 		return PTRACE_SYSCALL_INFO_NONE;
-	return msg == PTRACE_SYSCALL_INFO_ENTRY || msg == PTRACE_SYSCALL_INFO_EXIT ? (int)msg : PTRACE_SYSCALL_INFO_NONE;
+	return msg == PTRACE_SYSCALL_INFO_ENTRY || msg == PTRACE_SYSCALL_INFO_EXIT ? (int)msg
+										   : PTRACE_SYSCALL_INFO_NONE;
 }
 
 /* -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: an injected call cut short by our interrupt. */
@@ -185,7 +186,7 @@ static int run_to_exit(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *fau
 				return result;
 			if (state == INTERRUPTED)
 				return ETIME; /* stopped before the syscall started */
-			/* A group-stop while the syscall ran: run on through it. */
+					      /* A group-stop while the syscall ran: run on through it. */
 		} else if (event == 0 && state == FINISHED) {
 			/* The task's own mask is back: this signal is its own. */
 			resume_sig = sig;
@@ -198,8 +199,8 @@ static int run_to_exit(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *fau
 			*fault_sig = sig;
 			return EFAULT;
 		}
-		if (ptrace(state == FINISHED ? PTRACE_CONT : PTRACE_SYSCALL, c->pid, NULL, (void *)(uintptr_t)resume_sig) <
-		    0)
+		if (ptrace(state == FINISHED ? PTRACE_CONT : PTRACE_SYSCALL, c->pid, NULL,
+			   (void *)(uintptr_t)resume_sig) < 0)
 			return errno;
 	}
 }

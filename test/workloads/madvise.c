@@ -117,11 +117,13 @@ int main(int argc, char **argv)
 			if (vmflags_of(regions[r].at, now, sizeof(now)) < 0)
 				snprintf(bad, sizeof(bad), "%s: no VMA at %p", regions[r].name, (void *)regions[r].at);
 			else if (strcmp(now, regions[r].flags) != 0)
-				snprintf(bad, sizeof(bad), "%s: VmFlags %s, was %s", regions[r].name, now, regions[r].flags);
+				snprintf(bad, sizeof(bad), "%s: VmFlags %s, was %s", regions[r].name, now,
+					 regions[r].flags);
 			for (size_t i = 0; i < PAGES * PAGE && !bad[0]; i++)
 				if (regions[r].at[i] != byte_of(r, i))
 					snprintf(bad, sizeof(bad), "%s: byte %zu changed", regions[r].name, i);
-			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s:%s ", regions[r].name, regions[r].flags);
+			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s:%s ", regions[r].name,
+				 regions[r].flags);
 		}
 		if (bad[0])
 			wl_result("FAIL %s", bad);
