@@ -116,8 +116,10 @@ export function release(pid: number, how: "resume" | "stop" | "kill"): string | 
       return undefined;
     }
     // PTRACE_DETACH needs a ptrace-stop; after a remote syscall the task sits in a
-    // PTRACE_EVENT_STOP again, as after the freeze.
-    b.ptraceDetach(pid, how === "stop" ? SIGSTOP : 0);
+    // PTRACE_EVENT_STOP again, as after the freeze. The kernel drops the signal given
+    // to PTRACE_DETACH from such a stop, so the SIGSTOP of -s is queued first.
+    if (how === "stop") process.kill(pid, SIGSTOP);
+    b.ptraceDetach(pid, 0);
     return undefined;
   } catch (e) {
     if (isNativeError(e) && (e.code === "ESRCH" || e.code === "ECHILD")) {
@@ -125,7 +127,7 @@ export function release(pid: number, how: "resume" | "stop" | "kill"): string | 
       try {
         b.ptraceInterrupt(pid);
         b.waitpid(pid, 0, 2000);
-        b.ptraceDetach(pid, how === "stop" ? SIGSTOP : 0);
+        b.ptraceDetach(pid, 0);
         return undefined;
       } catch (e2) {
         return (e2 as Error).message;

@@ -73,7 +73,18 @@ export class Remote {
    * everything) resets the SIGTRAP handler to SIG_DFL and swallows a pending SIGTRAP. It
    * costs one more stop per call, so the bulk of the rebuild (mmaps) keeps the int3.
    */
-  exitStops = false;
+  private exitStops = false;
+
+  /**
+   * From now on every call runs to its syscall-exit stop. The int3 traps so far have
+   * unblocked SIGTRAP in the stub's mask (the kernel does that for a trap that arrives
+   * blocked), so the stub blocks everything again first: a SIGTRAP queued as pending
+   * must not be delivered while the rebuild goes on.
+   */
+  useExitStops(): void {
+    bridge().setSigmask(this.pid, ~0n);
+    this.exitStops = true;
+  }
 
   constructor(
     readonly pid: number,

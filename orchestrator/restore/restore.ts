@@ -177,10 +177,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     plan.files.unlinkTemporaries();
 
     enter("signals");
-    remote.exitStops = true;
+    remote.useExitStops();
     restoreSigactions(remote, plan.core);
     restoreAltstack(remote, plan.core);
-    restorePending(remote, plan.core, pid);
 
     enter("timers");
     restoreItimers(remote, plan.core);
@@ -193,6 +192,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     restoreLoginuid(remote, plan.core, log);
     restoreCreds(remote, plan.core, log);
     restoreTaskFlags(remote, plan.core, plan.mm);
+    // Queued once the task has its own uid: a pending signal counts against the user its
+    // task had when it was queued (SigQ, RLIMIT_SIGPENDING).
+    restorePending(remote, plan.core, pid);
     restoreFromOutside(pid, plan.core, log);
 
     enter("post-restore");
