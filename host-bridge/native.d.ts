@@ -356,8 +356,8 @@ export interface NativeBridge {
    * Runs syscalls inside the ptrace-stopped stub `pid` from the trampoline at `trampoline`
    * (which must hold `syscall; int3`): `calls` holds 7 words per call (nr, six arguments).
    * Returns the raw results (-errno on failure), stopping after the first failing call unless
-   * `keepGoing`. With `toSyscallExit` (exactly one call; needs PTRACE_O_TRACESYSGOOD) the
-   * call is run under PTRACE_SYSCALL and the task is left at its syscall-exit stop. Nothing
+   * `keepGoing`. With `toSyscallExit` (needs PTRACE_O_TRACESYSGOOD) each call is run under
+   * PTRACE_SYSCALL, no int3 is reached, and the task is left at the last syscall-exit stop. Nothing
    * of the task's state is saved or put back (the stub's state is disposable). EFAULT when the
    * task stopped anywhere but at the trampoline's trap, ESRCH when it died.
    */

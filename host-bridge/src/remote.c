@@ -2,9 +2,10 @@
  * can tell (sigactions, some socket options) and for every step of a restore.
  *
  * No parasite blob: `syscall; int3` is written over the first bytes of an
- * executable mapping, the registers point there, the task runs until the trap,
- * and then bytes, registers and signal mask are put back -- on every path,
- * errors included. While it runs every blockable signal is blocked, so a
+ * executable mapping, the registers point there, the task runs to the
+ * syscall's exit stop (the int3 is only a guard, never reached), and then
+ * bytes, registers and signal mask are put back -- on every path, errors
+ * included. While it runs every blockable signal is blocked, so a
  * pending signal cannot be delivered into the borrowed register state; only a
  * SIGSTOP can still arrive, and it is sent again after the call. */
 #include "bridge.h"
@@ -87,13 +88,55 @@ static int put_back(remote_ctx *c)
 	return err;
 }
 
-/* Waits for the trap after the injected syscall. Returns 0 and sets *ret, or an
- * errno: ESRCH (task died), ETIME (timeout, task interrupted), EFAULT (a fault
- * signal from the injected code, in *fault_sig). The task is stopped on return
- * unless it died. */
-static int run_until_trap(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *fault_sig)
+/* Which syscall stop the task is in: PTRACE_SYSCALL_INFO_ENTRY or _EXIT, or
+ * PTRACE_SYSCALL_INFO_NONE for any other stop (a signal's). The dump does not
+ * set PTRACE_O_TRACESYSGOOD (and PTRACE_GET_SYSCALL_INFO needs it), so a
+ * syscall stop is told by its siginfo (si_code SIGTRAP, or SIGTRAP | 0x80 with
+ * the option; a real SIGTRAP has SI_KERNEL, SI_USER, TRAP_*) and entry from
+ * exit by the event message the kernel leaves there (PTRACE_EVENTMSG_SYSCALL_*,
+ * which are the same numbers). */
+static int syscall_stop(int pid)
 {
-	enum { RUNNING, INTERRUPTED, DONE_INTERRUPT_PENDING } state = RUNNING;
+	siginfo_t si;
+	unsigned long msg = 0;
+	if (ptrace(PTRACE_GETSIGINFO, pid, NULL, &si) < 0 || si.si_signo != SIGTRAP ||
+	    (si.si_code != SIGTRAP && si.si_code != (SIGTRAP | 0x80)))
+		return PTRACE_SYSCALL_INFO_NONE;
+	if (ptrace(PTRACE_GETEVENTMSG, pid, NULL, &msg) < 0)
+		return PTRACE_SYSCALL_INFO_NONE;
+	return msg == PTRACE_SYSCALL_INFO_ENTRY || msg == PTRACE_SYSCALL_INFO_EXIT ? (int)msg
+										   : PTRACE_SYSCALL_INFO_NONE;
+}
+
+/* -ERESTARTSYS .. -ERESTART_RESTARTBLOCK: an injected call cut short by our interrupt. */
+static bool is_restart(int64_t rax)
+{
+	return rax <= -512 && rax >= -516;
+}
+
+/* Runs the injected syscall to its syscall-exit stop (PTRACE_SYSCALL), takes
+ * the result, puts the task back and brings it into a PTRACE_EVENT_STOP.
+ *
+ * Why not let it run into the int3: a trap taken while SIGTRAP is blocked or
+ * ignored -- and the mask blocks everything while the call runs -- makes the
+ * kernel (force_sig_info_to_task) reset the task's SIGTRAP handler to SIG_DFL
+ * and unblock SIGTRAP, and a SIGTRAP the task had pending would be taken for
+ * ours and lost. A syscall stop raises no signal at all.
+ *
+ * Why the final interrupt stop: the task was frozen in a stop inside signal
+ * handling, where resuming runs the kernel's syscall-restart logic on its own
+ * registers (a task stopped in nanosleep has rax = -ERESTART_RESTARTBLOCK).
+ * Resumed from a syscall-exit stop it would return to user space with that
+ * rax. So the registers are put back at the exit stop, and one more
+ * PTRACE_INTERRUPT brings the task to where it was.
+ *
+ * Returns 0 and sets *ret, or an errno: ESRCH (task died), ETIME (timeout,
+ * task interrupted), EFAULT (a fault signal from the injected code, in
+ * *fault_sig). The task is stopped on return unless it died. */
+static int run_to_exit(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *fault_sig)
+{
+	enum { RUNNING, INTERRUPTED, FINISHED } state = RUNNING;
+	int result = 0; /* returned once FINISHED reaches its interrupt stop */
 	for (;;) {
 		int st = 0;
 		int r = bridge_wait(c->pid, 0, state == RUNNING ? timeout_ms : -1, &st);
@@ -114,32 +157,37 @@ static int run_until_trap(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *
 		if (!WIFSTOPPED(st))
 			continue;
 		int sig = WSTOPSIG(st), event = (st >> 16) & 0xff;
-		int resume_sig = 0;
-		if (event == 0 && sig == SIGTRAP && state != DONE_INTERRUPT_PENDING) {
-			struct user_regs_struct regs;
-			struct iovec iov = { &regs, sizeof(regs) };
-			if (ptrace(PTRACE_GETREGSET, c->pid, (void *)NT_PRSTATUS, &iov) < 0)
-				return errno;
-			if (regs.rip == c->addr + 3) {
+		int resume_sig = 0, op;
+		if (event == 0 && (sig & 0x7f) == SIGTRAP && state != FINISHED &&
+		    (op = syscall_stop(c->pid)) != PTRACE_SYSCALL_INFO_NONE) {
+			if (op == PTRACE_SYSCALL_INFO_EXIT) {
+				struct user_regs_struct regs;
+				struct iovec iov = { &regs, sizeof(regs) };
+				if (ptrace(PTRACE_GETREGSET, c->pid, (void *)NT_PRSTATUS, &iov) < 0)
+					return errno;
 				*ret = (int64_t)regs.rax;
-				if (state == RUNNING)
-					return 0;
-				/* Finished just as the timeout hit, with the interrupt still
-				 * pending. Put the task back first so that running into the
-				 * interrupt stop executes none of the borrowed code. */
+				result = state == INTERRUPTED && is_restart(*ret) ? ETIME : 0;
 				int err = put_back(c);
 				c->word_changed = c->regs_changed = c->mask_changed = c->resend_sigstop = false;
 				if (err)
 					return err;
-				state = DONE_INTERRUPT_PENDING;
+				/* Every trap clears a pending interrupt, this one
+				 * included: a timeout's interrupt is gone too. */
+				if (ptrace(PTRACE_INTERRUPT, c->pid, NULL, NULL) < 0)
+					return errno;
+				state = FINISHED;
+			} else if (state == INTERRUPTED && ptrace(PTRACE_INTERRUPT, c->pid, NULL, NULL) < 0) {
+				/* The timeout's interrupt was used up by this entry stop:
+				 * again, so that a blocking call returns at once. */
+				return errno;
 			}
 		} else if (event == PTRACE_EVENT_STOP) {
+			if (state == FINISHED)
+				return result;
 			if (state == INTERRUPTED)
-				return ETIME;
-			if (state == DONE_INTERRUPT_PENDING)
-				return 0;
-			/* A group-stop while the syscall ran: run on through it. */
-		} else if (event == 0 && state == DONE_INTERRUPT_PENDING) {
+				return ETIME; /* stopped before the syscall started */
+					      /* A group-stop while the syscall ran: run on through it. */
+		} else if (event == 0 && state == FINISHED) {
 			/* The task's own mask is back: this signal is its own. */
 			resume_sig = sig;
 		} else if (event == 0 && sig == SIGSTOP) {
@@ -151,7 +199,8 @@ static int run_until_trap(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *
 			*fault_sig = sig;
 			return EFAULT;
 		}
-		if (ptrace(PTRACE_CONT, c->pid, NULL, (void *)(uintptr_t)resume_sig) < 0)
+		if (ptrace(state == FINISHED ? PTRACE_CONT : PTRACE_SYSCALL, c->pid, NULL,
+			   (void *)(uintptr_t)resume_sig) < 0)
 			return errno;
 	}
 }
@@ -190,11 +239,11 @@ static int inject(remote_ctx *c, uint32_t nr, const uint64_t args[6], int64_t ti
 	if (ptrace(PTRACE_SETREGSET, c->pid, (void *)NT_PRSTATUS, &riov) < 0)
 		return errno;
 	c->regs_changed = true;
-	*step = "ptrace(PTRACE_CONT)";
-	if (ptrace(PTRACE_CONT, c->pid, NULL, NULL) < 0)
+	*step = "ptrace(PTRACE_SYSCALL)";
+	if (ptrace(PTRACE_SYSCALL, c->pid, NULL, NULL) < 0)
 		return errno;
-	int err = run_until_trap(c, timeout_ms, ret, fault_sig);
-	*step = err == ETIME ? "timed out; the task was interrupted" : "waiting for the trap";
+	int err = run_to_exit(c, timeout_ms, ret, fault_sig);
+	*step = err == ETIME ? "timed out; the task was interrupted" : "waiting for the syscall-exit stop";
 	return err;
 }
 

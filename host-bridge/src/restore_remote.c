@@ -8,7 +8,10 @@
  * crosses into C once. The last syscall of a restore (munmap of the
  * trampoline) is run to its syscall-exit stop instead (toSyscallExit), so that
  * the task never returns into the page it just unmapped; that needs
- * PTRACE_O_TRACESYSGOOD set on the tracee. */
+ * PTRACE_O_TRACESYSGOOD set on the tracee. So is every call once the task's
+ * own signal handlers are installed: the int3's trap, taken with SIGTRAP
+ * blocked, would reset the SIGTRAP handler to SIG_DFL (the kernel's rule for
+ * a trap that cannot be delivered) and swallow a pending SIGTRAP. */
 #include "restore.h"
 
 #include <elf.h>
@@ -152,8 +155,6 @@ static napi_value remote_syscalls(napi_env env, napi_callback_info info)
 	bool stop_on_error = !opt_bool(env, argv[3], "keepGoing");
 	bool to_exit = opt_bool(env, argv[3], "toSyscallExit");
 	size_t n = len / (CALL_WORDS * 8);
-	if (to_exit && n != 1)
-		return bridge_throw_arg(env, fn, "toSyscallExit runs exactly one call");
 	int64_t *results = calloc(n ? n : 1, sizeof(int64_t));
 	if (!results)
 		return bridge_throw_errno(env, "calloc", ENOMEM, pid, NULL);

@@ -184,6 +184,7 @@ export function buildCore(inp: CoreInput, rs: RegState): Record<string, unknown>
     child_subreaper: inside.childSubreaper,
   };
   if (inp.stopSignal) tc["stop_signo"] = inp.stopSignal;
+  if (inside.membarrierMask) tc["membarrier_registration_mask"] = inside.membarrierMask;
   const credsEntry: Record<string, unknown> = {
     uid: creds.uids[0],
     gid: creds.gids[0],

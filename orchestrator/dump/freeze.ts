@@ -6,7 +6,7 @@ import { constants } from "node:os";
 import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { DumpError } from "./errors.js";
-import { parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
+import { nsInode, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
 
 const { SIGKILL, SIGSTOP } = constants.signals;
 
@@ -34,6 +34,18 @@ export function checkDumpable(pid: number): void {
   }
   if (st.state === "Z" || st.state === "X") throw new DumpError("check", pid, "the task is a zombie");
   if (st.tracerPid !== 0) throw new DumpError("check", pid, `the task is already traced by pid ${st.tracerPid}`);
+  // unshare(CLONE_NEWTIME) makes a time namespace only the task's future children
+  // enter; no image records it (criu refuses such a task too), so a restore would
+  // drop it silently.
+  const timeNs = nsInode(pid, "time");
+  const childTimeNs = nsInode(pid, "time_for_children");
+  if (timeNs !== undefined && childTimeNs !== undefined && timeNs !== childTimeNs) {
+    throw new DumpError(
+      "check",
+      pid,
+      `the task made a time namespace for its children (ns/time_for_children is time:[${childTimeNs}], its own ns/time is time:[${timeNs}], as after unshare(CLONE_NEWTIME)); a pending time namespace cannot be dumped`,
+    );
+  }
   const { threads, children } = threadsAndChildren(pid);
   if (threads.length > 1) {
     throw new DumpError("check", pid, `the task has ${threads.length} threads (${threads.join(", ")}); multi-threaded dumps are not supported yet`);
@@ -104,8 +116,10 @@ export function release(pid: number, how: "resume" | "stop" | "kill"): string | 
       return undefined;
     }
     // PTRACE_DETACH needs a ptrace-stop; after a remote syscall the task sits in a
-    // signal-delivery-stop of SIGTRAP, which detaching with signal 0 suppresses.
-    b.ptraceDetach(pid, how === "stop" ? SIGSTOP : 0);
+    // PTRACE_EVENT_STOP again, as after the freeze. The kernel drops the signal given
+    // to PTRACE_DETACH from such a stop, so the SIGSTOP of -s is queued first.
+    if (how === "stop") process.kill(pid, SIGSTOP);
+    b.ptraceDetach(pid, 0);
     return undefined;
   } catch (e) {
     if (isNativeError(e) && (e.code === "ESRCH" || e.code === "ECHILD")) {
@@ -113,7 +127,7 @@ export function release(pid: number, how: "resume" | "stop" | "kill"): string | 
       try {
         b.ptraceInterrupt(pid);
         b.waitpid(pid, 0, 2000);
-        b.ptraceDetach(pid, how === "stop" ? SIGSTOP : 0);
+        b.ptraceDetach(pid, 0);
         return undefined;
       } catch (e2) {
         return (e2 as Error).message;

@@ -13,6 +13,15 @@ const SYS_X = {
   getitimer: 36,
   timer_gettime: 224,
   timer_getoverrun: 225,
+  membarrier: 324,
+} as const;
+
+/** membarrier(2) commands: each MEMBARRIER_CMD_REGISTER_x is MEMBARRIER_CMD_x << 1. */
+const MEMBARRIER = {
+  PRIVATE_EXPEDITED: 1 << 3,
+  PRIVATE_EXPEDITED_SYNC_CORE: 1 << 5,
+  PRIVATE_EXPEDITED_RSEQ: 1 << 7,
+  GET_REGISTRATIONS: 1 << 9,
 } as const;
 
 const PR = {
@@ -61,6 +70,8 @@ export interface InsideState {
   thpDisabled: boolean;
   timerslackNs: bigint;
   brk: bigint;
+  /** the MEMBARRIER_CMD_REGISTER_* commands the mm was registered with (criu's tc.membarrier_registration_mask) */
+  membarrierMask: number;
 }
 
 const PAGE = 4096;
@@ -114,6 +125,24 @@ function itimer(b: Buffer, off: number): Itimer {
   };
 }
 
+/**
+ * The membarrier registrations of the task's mm. MEMBARRIER_CMD_GET_REGISTRATIONS
+ * (Linux 6.3) tells them at once; before it, an expedited barrier succeeds only when its
+ * registration was made (EPERM otherwise, EINVAL where the kernel lacks the kind), which
+ * is criu's fallback too.
+ */
+function membarrierRegistrations(pid: number): number {
+  const r = bridge().remoteSyscall(pid, SYS_X.membarrier, [MEMBARRIER.GET_REGISTRATIONS, 0, 0]);
+  if (r >= 0n) return Number(r);
+  let mask = 0;
+  for (const cmd of [MEMBARRIER.PRIVATE_EXPEDITED, MEMBARRIER.PRIVATE_EXPEDITED_SYNC_CORE, MEMBARRIER.PRIVATE_EXPEDITED_RSEQ]) {
+    const e = bridge().remoteSyscall(pid, SYS_X.membarrier, [cmd, 0, 0]);
+    if (e === 0n) mask |= cmd << 1;
+    else if (e !== -1n && e !== -22n && e !== -38n) throw new Error(`membarrier(${cmd}) inside the task returned errno ${-e}`);
+  }
+  return mask;
+}
+
 /** Everything gathered through syscalls inside the task. The scratch page is mapped here and unmapped on every path. */
 export function collectInside(pid: number, timers: readonly ProcTimer[]): InsideState {
   const s = new Scratch(pid);
@@ -151,6 +180,7 @@ export function collectInside(pid: number, timers: readonly ProcTimer[]): Inside
     const thp = Number(call(pid, "prctl(PR_GET_THP_DISABLE)", SYS.prctl, [PR.GET_THP_DISABLE]));
     const slack = call(pid, "prctl(PR_GET_TIMERSLACK)", SYS.prctl, [PR.GET_TIMERSLACK]);
     const brk = call(pid, "brk(0)", SYS_X.brk, [0]);
+    const membarrierMask = membarrierRegistrations(pid);
 
     const posixTimers: PosixTimerState[] = [];
     for (const t of timers) {
@@ -182,6 +212,7 @@ export function collectInside(pid: number, timers: readonly ProcTimer[]): Inside
       thpDisabled: thp !== 0,
       timerslackNs: slack,
       brk,
+      membarrierMask,
     };
   } finally {
     s.unmap();

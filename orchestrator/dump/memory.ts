@@ -149,16 +149,18 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
           readNs += process.hrtime.bigint() - t0;
         } else {
           ranges.push(at, n);
-          if (ranges.length >= 2048) {
-            const t0 = process.hrtime.bigint();
-            flushRanges(bufs[which]!);
-            readNs += process.hrtime.bigint() - t0;
-          }
         }
+        // fill counts the queued ranges before they are flushed: flushRanges places
+        // them at fill - (their total).
         fill += n;
         at += n;
         left -= n;
         if (fill === CHUNK) await emit();
+        else if (ranges.length >= 2048) {
+          const t0 = process.hrtime.bigint();
+          flushRanges(bufs[which]!);
+          readNs += process.hrtime.bigint() - t0;
+        }
       }
     }
     if (fill > 0) await emit();

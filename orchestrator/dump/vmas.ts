@@ -13,7 +13,7 @@ import { VMA } from "../../images/vma-status.js";
 export { VMA };
 
 const MAPF = { SHARED: 0x1, PRIVATE: 0x2, ANON: 0x20, GROWSDOWN: 0x100, LOCKED: 0x2000, NORESERVE: 0x4000, HUGETLB: 0x40000 } as const;
-const MADV = { SEQUENTIAL: 2, RANDOM: 1, DONTFORK: 10, DONTDUMP: 16, MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15 } as const;
+const MADV = { SEQUENTIAL: 2, RANDOM: 1, DONTFORK: 10, DONTDUMP: 16, MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15, WIPEONFORK: 18 } as const;
 const F_GET_SEALS = 1034;
 
 export interface Vma {
@@ -121,7 +121,7 @@ export function collectVmas(pid: number, files: FileTable): VmaScan {
       else if (f === "lo") flags |= MAPF.LOCKED;
       else if (f === "nr") flags |= MAPF.NORESERVE;
       else if (f === "ht") flags |= MAPF.HUGETLB;
-      const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE }[f];
+      const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, wf: MADV.WIPEONFORK }[f];
       if (adv !== undefined) madv |= 1n << BigInt(adv);
       if (f === "io" || f === "pf") special = true;
     }

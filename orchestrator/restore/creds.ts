@@ -9,7 +9,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import type { CoreEntry, MmEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
-import { NR, type Call, type Remote } from "./remote.js";
+import { RestoreError } from "./errors.js";
+import { errnoName, NR, type Call, type Remote } from "./remote.js";
 
 const PR = {
   SET_PDEATHSIG: 1,
@@ -148,7 +149,40 @@ export function restoreSched(remote: Remote, core: CoreEntry): void {
   remote.call(`sched_setscheduler(policy ${th.sched_policy}, priority ${th.sched_prio ?? 0})`, NR.sched_setscheduler, [0, th.sched_policy, remote.write(0, param)]);
 }
 
-/** Values set from outside: oom_score_adj, loginuid, nice. Failures are warnings, as in criu. */
+const AUDIT_UID_UNSET = 4294967295;
+
+/**
+ * The audit login uid, written by the task itself: the kernel lets a task set only its own
+ * (/proc/PID/loginuid of another task is EPERM even for root), and only with
+ * CAP_AUDIT_CONTROL, so this runs before the credentials are dropped. The stub inherited
+ * tscriu's own value; it is changed only where the image's differs. As in criu, a dumped
+ * uid that cannot be set fails the restore (it is what the audit trail trusts); an unset one
+ * that cannot be unset again is a warning.
+ */
+export function restoreLoginuid(remote: Remote, core: CoreEntry, log: ModuleLog): void {
+  const want = core.tc?.loginuid;
+  if (want === undefined) return;
+  let have: number;
+  try {
+    have = Number(readFileSync(`/proc/${remote.pid}/loginuid`, "utf8").trim());
+  } catch (e) {
+    log.warn(`loginuid ${want} not restored: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return;
+  }
+  if (have === want) return;
+  const path = remote.write(0, Buffer.from("/proc/self/loginuid\0"));
+  const text = Buffer.from(String(want));
+  const at = remote.write(64, text);
+  const fd = remote.try(NR.open, [path, 1 /* O_WRONLY */, 0]);
+  const r = fd < 0n ? fd : remote.try(NR.write, [fd, at, text.length]);
+  if (fd >= 0n) remote.call("close(/proc/self/loginuid)", NR.close, [fd]);
+  if (r >= 0n) return;
+  const why = `writing ${want} to /proc/self/loginuid (was ${have}) failed: ${errnoName(Number(-r))}${-r === 1n ? " (needs CAP_AUDIT_CONTROL, and the audit rule loginuid_immutable forbids any change once set)" : ""}`;
+  if (want === AUDIT_UID_UNSET) log.warn(why);
+  else throw new RestoreError("creds", remote.pid, why);
+}
+
+/** Values set from outside: oom_score_adj, nice. Failures are warnings, as in criu. */
 export function restoreFromOutside(pid: number, core: CoreEntry, log: ModuleLog): void {
   const tc = core.tc;
   const write = (file: string, value: string): void => {
@@ -159,7 +193,6 @@ export function restoreFromOutside(pid: number, core: CoreEntry, log: ModuleLog)
     }
   };
   if (tc?.oom_score_adj !== undefined) write("oom_score_adj", String(tc.oom_score_adj));
-  if (tc?.loginuid !== undefined) write("loginuid", String(tc.loginuid));
   const nice = core.thread_core?.sched_nice;
   if (nice !== undefined && nice !== 0) {
     try {

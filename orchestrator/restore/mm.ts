@@ -64,3 +64,20 @@ export function restoreMm(remote: Remote, mm: MmEntry, exe: RegFile, files: File
   if (mm.thp_disabled) calls.push({ what: "prctl(PR_SET_THP_DISABLE)", nr: NR.prctl, args: [PR_SET_THP_DISABLE, 1, 0, 0, 0] });
   remote.batch(calls);
 }
+
+const NR_MEMBARRIER = 324;
+
+/**
+ * The membarrier registrations of the mm (criu's tc.membarrier_registration_mask: the
+ * MEMBARRIER_CMD_REGISTER_* commands, one bit each), made again from inside the task.
+ * Without them the task's next expedited barrier fails with EPERM.
+ */
+export function restoreMembarrier(remote: Remote, mask: number | undefined): void {
+  if (!mask) return;
+  const calls = [];
+  for (let bit = 0; bit < 32; bit++) {
+    const cmd = (1 << bit) >>> 0;
+    if (mask & cmd) calls.push({ what: `membarrier(0x${cmd.toString(16)}) (registration of the dumped mm)`, nr: NR_MEMBARRIER, args: [cmd, 0, 0] });
+  }
+  remote.batch(calls);
+}

@@ -67,6 +67,24 @@ function errnoName(e: number): string {
 
 export class Remote {
   private step = "trampoline";
+  /**
+   * Run every call to its syscall-exit stop rather than into the int3. Set once the task's
+   * sigactions are installed: a trap taken while SIGTRAP is blocked (the stub blocks
+   * everything) resets the SIGTRAP handler to SIG_DFL and swallows a pending SIGTRAP. It
+   * costs one more stop per call, so the bulk of the rebuild (mmaps) keeps the int3.
+   */
+  private exitStops = false;
+
+  /**
+   * From now on every call runs to its syscall-exit stop. The int3 traps so far have
+   * unblocked SIGTRAP in the stub's mask (the kernel does that for a trap that arrives
+   * blocked), so the stub blocks everything again first: a SIGTRAP queued as pending
+   * must not be delivered while the rebuild goes on.
+   */
+  useExitStops(): void {
+    bridge().setSigmask(this.pid, ~0n);
+    this.exitStops = true;
+  }
 
   constructor(
     readonly pid: number,
@@ -109,7 +127,7 @@ export class Remote {
     });
     let res: BigInt64Array;
     try {
-      res = bridge().remoteSyscalls(this.pid, this.tramp, words);
+      res = bridge().remoteSyscalls(this.pid, this.tramp, words, { toSyscallExit: this.exitStops });
     } catch (e) {
       throw new RestoreError(this.step, this.pid, (e as Error).message, { cause: e });
     }
@@ -135,7 +153,7 @@ export class Remote {
       words[1 + j] = BigInt.asUintN(64, BigInt(a));
     });
     try {
-      return bridge().remoteSyscalls(this.pid, this.tramp, words)[0]!;
+      return bridge().remoteSyscalls(this.pid, this.tramp, words, { toSyscallExit: this.exitStops })[0]!;
     } catch (e) {
       throw new RestoreError(this.step, this.pid, (e as Error).message, { cause: e });
     }

@@ -15,10 +15,10 @@ import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds, restoreFs } from "./files.js";
 import { findGap, readMaps } from "./layout.js";
-import { restoreMm } from "./mm.js";
+import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type Plan } from "./plan.js";
 import { pidHolder } from "./pids.js";
-import { restoreCreds, restoreFromOutside, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
+import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState } from "./registers.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
@@ -175,14 +175,15 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
     enter("mm");
     restoreMm(remote, plan.mm, plan.exe, plan.files, plan.core.thread_core?.comm ?? plan.core.tc?.comm ?? "");
+    restoreMembarrier(remote, plan.core.tc?.membarrier_registration_mask);
     remote.closePidfd();
     // Every fd and mapping holds the recreated unlinked files now.
     plan.files.unlinkTemporaries();
 
     enter("signals");
+    remote.useExitStops();
     restoreSigactions(remote, plan.core);
     restoreAltstack(remote, plan.core);
-    restorePending(remote, plan.core, pid);
 
     enter("timers");
     restoreItimers(remote, plan.core);
@@ -192,8 +193,12 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     restoreSeccomp(remote, plan.seccomp);
     restoreRlimits(remote, plan.core, log);
     restoreSched(remote, plan.core);
+    restoreLoginuid(remote, plan.core, log);
     restoreCreds(remote, plan.core, log);
     restoreTaskFlags(remote, plan.core, plan.mm);
+    // Queued once the task has its own uid: a pending signal counts against the user its
+    // task had when it was queued (SigQ, RLIMIT_SIGPENDING).
+    restorePending(remote, plan.core, pid);
     restoreFromOutside(pid, plan.core, log);
 
     enter("post-restore");
