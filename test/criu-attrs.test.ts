@@ -4,27 +4,13 @@
 // plumbing follows test/criu-restore.test.ts (kept apart so that both files can change).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, openSync, readFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { ROOT } from "./helpers/fixtures.js";
+import { CRIU_ROOT, haveRoot, SCRIPT } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
 import { buildWorkloads, killAndReap, procState, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
-
-const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
-const SCRIPT = join(ROOT, "scripts/criu-root.sh");
-
-function haveRoot(t: ExecutionContext): boolean {
-  if (existsSync(join(CRIU_ROOT, "usr/sbin/criu")) && tmpdir() === "/tmp") return true;
-  const why = tmpdir() !== "/tmp" ? `TMPDIR is ${tmpdir()}, the root only sees /tmp` : `no criu root at ${CRIU_ROOT} (bash scripts/criu-root.sh create ${CRIU_ROOT})`;
-  if (process.env["CI"]) t.fail(`CI must run the criu interop checks: ${why}`);
-  else {
-    t.log(`skipped: ${why}`);
-    t.pass();
-  }
-  return false;
-}
 
 function tail(dir: string, log: string): string {
   const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
