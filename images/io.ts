@@ -3,7 +3,7 @@
 // not being overwritten by accident.
 
 import { constants as fsc } from "node:fs";
-import { link, open, readFile, rename, unlink } from "node:fs/promises";
+import { link, lstat, open, readFile, rename, unlink } from "node:fs/promises";
 import { basename } from "node:path";
 import {
   decodeImage,
@@ -42,6 +42,21 @@ const CHUNK = 1 << 20;
  * Streams the entries of an image file without holding the whole file: reads in
  * 1 MiB chunks and yields entries as they complete.
  */
+/**
+ * An image that may be absent (pipes-data.img without pipes, tty-info.img without
+ * terminals): undefined when there is no such file. Any other failure -- a damaged or
+ * truncated image -- throws, naming the file and offset: a damaged image is not a missing one.
+ */
+export async function readOptionalImage(path: string): Promise<Image | undefined> {
+  try {
+    await lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  return await readImage(path);
+}
+
 export async function* readImageEntries(path: string): AsyncGenerator<ImageEntry, void, undefined> {
   let fh;
   try {

@@ -3,7 +3,7 @@
 // PE_PARENT: look in the parent dump; PE_LAZY: served by a page server), and the
 // raw pages file holds the bytes. Reads follow the `parent` symlink chain.
 
-import { open, readFile, realpath, type FileHandle } from "node:fs/promises";
+import { lstat, open, readFile, realpath, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeImage } from "./codec.js";
 import { ImageError } from "./errors.js";
@@ -115,9 +115,17 @@ export class PageReader {
     let pdir: string;
     try {
       pdir = await realpath(join(this.dir, "parent"));
-    } catch {
-      this.parentReader = null;
-      return null;
+    } catch (e) {
+      // No parent link ends the chain; a link that leads nowhere is a broken chain.
+      const link = await lstat(join(this.dir, "parent")).then(
+        (st) => st.isSymbolicLink(),
+        () => false,
+      );
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" && !link) {
+        this.parentReader = null;
+        return null;
+      }
+      throw new ImageError(`the parent link is broken: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: join(this.dir, "parent") });
     }
     this.parentReader = await PageReader.open(pdir, this.pagemapName, this.depth + 1);
     return this.parentReader;

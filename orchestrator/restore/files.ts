@@ -13,7 +13,7 @@ import { F, O } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Termios, TtyParams } from "../../host-bridge/native.js";
 import type { FdinfoEntry, FileEntry, FsEntry } from "../../images/dir.js";
-import { readImage } from "../../images/io.js";
+import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "./errors.js";
 import { reopenFlags, type FileSet, type RegFile } from "./fileset.js";
@@ -88,11 +88,7 @@ export async function planFds(
   for (const f of all) if (f.type === "REG") regById.set(f.id, f);
   const tty = new Map<number, Record<string, unknown>>();
   const ttyImg = join(dir, "tty-info.img");
-  try {
-    for (const e of (await readImage(ttyImg)).entries) tty.set(Number(e["id"]), e);
-  } catch {
-    // no terminals
-  }
+  for (const e of (await readOptionalImage(ttyImg))?.entries ?? []) tty.set(Number(e["id"]), e);
   const inherit = opts.inheritFds.map(parseInheritFd);
   for (const i of inherit) {
     try {
@@ -138,15 +134,10 @@ export async function planFds(
     }
   }
   for (const name of ["pipes-data.img", "fifo-data.img"]) {
-    try {
-      for (const d of (await readImage(join(dir, name))).entries) {
-        const bytes = (d["extra"] as Uint8Array | undefined) ?? new Uint8Array(0);
-        if (bytes.length !== Number(d["bytes"])) throw new RestoreError("plan", pid, `pipe ${String(d["pipe_id"])}: ${bytes.length} bytes of data, the entry says ${String(d["bytes"])}`, { file: join(dir, name) });
-        plan.data.set(Number(d["pipe_id"]), { bytes, size: Number(d["size"] ?? 0) });
-      }
-    } catch (e) {
-      if (e instanceof RestoreError) throw e;
-      // no such image: no queued data
+    for (const d of (await readOptionalImage(join(dir, name)))?.entries ?? []) {
+      const bytes = (d["extra"] as Uint8Array | undefined) ?? new Uint8Array(0);
+      if (bytes.length !== Number(d["bytes"])) throw new RestoreError("plan", pid, `pipe ${String(d["pipe_id"])}: ${bytes.length} bytes of data, the entry says ${String(d["bytes"])}`, { file: join(dir, name) });
+      plan.data.set(Number(d["pipe_id"]), { bytes, size: Number(d["size"] ?? 0) });
     }
   }
   return plan;

@@ -4,7 +4,7 @@
 // PE_PRESENT is set too (criu marks every anonymous page that way); a lazy run without
 // data needs a lazy-pages server, which restore does not do.
 
-import { realpathSync, statSync } from "node:fs";
+import { lstatSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, readPagemap, type Pagemap } from "../../images/pages.js";
 import { RestoreError } from "./errors.js";
@@ -21,6 +21,14 @@ export interface PageSeg {
 }
 
 const MAX_CHAIN = 64;
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
 
 interface Level {
   dir: string;
@@ -46,9 +54,14 @@ export class PageResolver {
       if (!prev) return null;
       try {
         dir = realpathSync(join(prev.dir, "parent"));
-      } catch {
-        this.levels.push(null);
-        return null;
+      } catch (e) {
+        // No parent link: the chain ends. A link that leads nowhere is a broken chain.
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === "ENOENT" && !isLink(join(prev.dir, "parent"))) {
+          this.levels.push(null);
+          return null;
+        }
+        throw new RestoreError("plan", this.pid, `the parent link of ${prev.dir} is broken: ${err.code ?? err.message}`, { file: join(prev.dir, "parent") });
       }
     }
     const map = await readPagemap(dir, this.name);
