@@ -19,7 +19,7 @@ import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
 import { planSeccomp, type SeccompPlan } from "./seccomp.js";
 import { checkSignals } from "./signals.js";
-import { missingXfeatures } from "./xstate.js";
+import { missingXfeatures, xfeatureNames } from "./xstate.js";
 
 const TASK_ALIVE = 1;
 const TASK_STOPPED = 3;
@@ -135,7 +135,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const cap = opts.cpuCap;
   if (cap !== "none") {
     const missing = missingXfeatures(core.thread_info!.fpregs);
-    if (missing !== 0n) throw fail(`the FPU state uses xsave features 0x${missing.toString(16)} this CPU does not have (--cpu-cap=none to try anyway)`, `core-${pid}.img`, pid);
+    if (missing !== 0n) throw fail(`the FPU state uses xsave features this CPU does not have: ${xfeatureNames(missing)} (--cpu-cap=none to try anyway)`, `core-${pid}.img`, pid);
     if (existsSync(join(dir, "cpuinfo.img")) && cap !== undefined) {
       const r = await cpuinfoCheck(dir, cap);
       if (!r.ok) throw fail(`the CPU is not compatible with the image (--cpu-cap ${cap === null ? "" : cap}): ${r.messages.join("; ")}`, "cpuinfo.img", pid);

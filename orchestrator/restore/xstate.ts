@@ -23,6 +23,28 @@ const COMPONENTS: { bit: number; field: "ymmh_space" | "bndreg_state" | "bndcsr_
   { bit: 17, field: "xtilecfg", word: 8 },
 ];
 
+const XFEATURE_NAMES: Record<number, string> = {
+  0: "x87",
+  1: "sse",
+  2: "avx (ymm upper halves)",
+  3: "mpx bounds registers",
+  4: "mpx bounds config",
+  5: "avx-512 opmask",
+  6: "avx-512 zmm upper halves",
+  7: "avx-512 zmm16-31",
+  9: "pkru",
+  11: "cet user",
+  17: "amx tile config",
+  18: "amx tile data",
+};
+
+/** "avx-512 opmask (bit 5), …" for an xfeature mask. */
+export function xfeatureNames(mask: bigint): string {
+  const out: string[] = [];
+  for (let b = 0; b < 64; b++) if (mask & (1n << BigInt(b))) out.push(`${XFEATURE_NAMES[b] ?? "xfeature"} (bit ${b})`);
+  return out.join(", ");
+}
+
 /** The features of the image's xsave area this CPU lacks (XCR0), 0n when none. */
 export function missingXfeatures(fp: Fpregs): bigint {
   const bv = fp.xsave?.xstate_bv ?? 0n;
