@@ -1,6 +1,6 @@
 // One negative test per refusal of the plan step: each error names the file or the kind,
 // and nothing was created (the PID stays free).
-import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, unlinkSync, truncateSync, statSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import test from "ava";
@@ -125,4 +125,51 @@ test("hostile images: each is refused at plan, naming what is wrong, and nothing
     t.regex(err?.message ?? "", re, what);
     t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
   }
+});
+
+// A missing optional image is no data; a damaged one is an error naming it, at plan.
+test("a truncated pipes-data.img is refused at plan, naming the file and offset", async (t) => {
+  const w = await startWorkload(t, "pipe");
+  const dir = await dumpGone(t, w);
+  const file = join(dir, "pipes-data.img");
+  truncateSync(file, statSync(file).size - 3);
+  await refused(t, dir, w.pid, /pipes-data\.img: offset \d+ .*/);
+});
+
+test("a damaged tty-info.img is refused at plan, naming the file", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  // a real tty-info image would do as well: any image cut short in an entry
+  copyFileSync(join(dir, `core-${w.pid}.img`), join(dir, "tty-info.img"));
+  truncateSync(join(dir, "tty-info.img"), statSync(join(dir, "tty-info.img")).size - 3);
+  await refused(t, dir, w.pid, /tty-info\.img/);
+});
+
+test("a parent link that leads nowhere is refused at plan", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  // the pagemap must send a page to the parent for the chain to be followed
+  const file = join(dir, `pagemap-${w.pid}.img`);
+  const img = await readImage(file);
+  const run = img.entries.find((e) => e["vaddr"] !== undefined)!;
+  run["flags"] = 1; // PE_PARENT
+  rmSync(file);
+  await writeImage(file, img);
+  symlinkSync(join(dir, "no-such-dump"), join(dir, "parent"));
+  await refused(t, dir, w.pid, /the parent link of .* is broken: ENOENT/);
+});
+
+test("an FPU state using an xsave feature this CPU lacks is refused at plan, naming the feature", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  // a feature this CPU does not have, whatever the CPU: AMX, then others, then a reserved bit
+  const have = bridge().xgetbv(0);
+  const bit = [18, 17, 7, 9, 62].find((b) => !(have & (1n << BigInt(b))))!;
+  const file = join(dir, `core-${w.pid}.img`);
+  const img = await readImage(file);
+  const xsave = (img.entries[0]!["thread_info"] as { fpregs: { xsave: { xstate_bv: bigint } } }).fpregs.xsave;
+  xsave.xstate_bv |= 1n << BigInt(bit);
+  rmSync(file);
+  await writeImage(file, img);
+  await refused(t, dir, w.pid, new RegExp(`the FPU state uses xsave features this CPU does not have: .*\\(bit ${bit}\\)`));
 });

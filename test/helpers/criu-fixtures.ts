@@ -11,11 +11,11 @@ import type { ExecutionContext } from "ava";
 import { readImage } from "../../images/io.js";
 import { elfBuildId } from "../../orchestrator/dump/filetable.js";
 import { pidHolder } from "../../orchestrator/restore/pids.js";
-import { FIXTURES } from "./fixtures.js";
+import { FIXTURES, ROOT } from "./fixtures.js";
 import { waitFor } from "./workloads.js";
 
 export const FX_WORK = "/tmp/fixtures-work";
-const SRC = "/work/shared/fixtures/src";
+const SRC = join(ROOT, "test/fixtures/src");
 
 function buildId(path: string): string | undefined {
   const fd = openSync(path, "r");
