@@ -2,39 +2,16 @@
 // scripts/criu-root.sh): criu restores tscriu's images of each workload, and tscriu
 // restores criu's dumps of them; each workload then passes its own check. The criu
 // plumbing follows test/criu-restore.test.ts (kept apart so that both files can change).
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, openSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 import { ROOT } from "./helpers/fixtures.js";
-import { CRIU_ROOT, haveRoot, SCRIPT } from "./helpers/criu-root.js";
+import { CRIU_ROOT, criuLogTail, haveRoot, restoredByCriu, SCRIPT } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, killAndReap, procState, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
+import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
 
-function tail(dir: string, log: string): string {
-  const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
-  return `${read("criu.stderr")}\n${read(log).split("\n").filter((l) => /Error|Warn/.test(l)).slice(-8).join("\n")}`;
-}
-
-/** criu restore of tscriu's images; resolves once criu says the task runs its own code. */
-async function restoredByCriu(t: ExecutionContext, pid: number, dir: string): Promise<void> {
-  const err = openSync(join(dir, "criu.stderr"), "w");
-  const c = spawn("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "restore", "-D", dir, "-v4", "-o", "restore.log"], { stdio: ["ignore", err, err] });
-  t.teardown(() => {
-    c.kill("SIGKILL");
-  });
-  try {
-    await waitFor(`criu to restore pid ${pid}`, () => {
-      if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${pid} ran`);
-      const log = join(dir, "restore.log");
-      return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && /^[RS]$/.test(procState(pid) ?? "");
-    }, 60_000);
-  } catch (e) {
-    t.fail(`${(e as Error).message}; criu said:\n${tail(dir, "restore.log")}`);
-    throw e;
-  }
-}
 
 // Left out, criu's own limits: a pending SIGTRAP (criu dump refuses the task, and criu
 // restore of tscriu's images loses it), and ten thousand mappings (criu 4.1.1 dump and
@@ -52,7 +29,7 @@ for (const [name, args, pass] of CASES) {
     if (!haveRoot(t)) return;
     const w = await startWorkload(t, name, args, { static: true });
     const dir = await dumpGone(t, w);
-    await restoredByCriu(t, w.pid, dir);
+    await restoredByCriu(t, w.pid, dir, 60_000);
     t.regex(await w.check(30_000), pass);
   });
 
@@ -72,7 +49,7 @@ for (const [name, args, pass] of CASES) {
     const r = spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], { encoding: "utf8" });
     const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
     t.teardown(() => killAndReap(pid));
-    t.is(r.status, 0, `criu dump: ${r.stderr}\n${tail(images, "dump.log")}`);
+    t.is(r.status, 0, `criu dump: ${r.stderr}\n${criuLogTail(images, "dump.log")}`);
     await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
     await restoreTask(t, images);
     const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);

@@ -4,46 +4,15 @@
 // stays its parent, as without -d), and then passes its own self-check (regs: its
 // registers are read back); and the other way round. CI creates the root; elsewhere
 // the tests say how to and pass.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, openSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 import { ROOT } from "./helpers/fixtures.js";
-import { CRIU_ROOT, criuVersion, haveRoot, SCRIPT } from "./helpers/criu-root.js";
+import { CRIU_ROOT, criuVersion, haveRoot, restoredByCriu, SCRIPT } from "./helpers/criu-root.js";
 import { dumpGone, regsAsLeft, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, killAndReap, procState, startWorkload, waitFor, WORKLOAD_BIN, type Workload } from "./helpers/workloads.js";
-
-/** criu restore of `dir`, started in the criu root; its log goes to dir/restore.log. */
-function criuRestore(t: ExecutionContext, dir: string): ChildProcess {
-  const err = openSync(join(dir, "criu.stderr"), "w");
-  const c = spawn("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "restore", "-D", dir, "-v4", "-o", "restore.log"], { stdio: ["ignore", err, err] });
-  // criu exits when the restored task does (the workload's teardown kills it)
-  t.teardown(() => {
-    c.kill("SIGKILL");
-  });
-  return c;
-}
-
-function logTail(dir: string): string {
-  const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
-  return `${read("criu.stderr")}\n${read("restore.log").split("\n").filter((l) => /Error|Warn/.test(l)).slice(-8).join("\n")}`;
-}
-
-async function restoredByCriu(t: ExecutionContext, w: Workload, dir: string): Promise<void> {
-  const c = criuRestore(t, dir);
-  try {
-    await waitFor(`criu to restore pid ${w.pid}`, () => {
-      if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${w.pid} ran`);
-      // criu logs this once the task runs its own code again (registers and all)
-      const log = join(dir, "restore.log");
-      return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && /^[RS]$/.test(procState(w.pid) ?? "");
-    }, 20_000);
-  } catch (e) {
-    t.fail(`${(e as Error).message}; criu said:\n${logTail(dir)}`);
-    throw e;
-  }
-}
+import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
 
 const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["counter", [], /^PASS count=\d+/],
@@ -62,7 +31,7 @@ for (const [name, args, pass] of CASES) {
     if (!haveRoot(t)) return;
     const w = await startWorkload(t, name, args, { static: true });
     const dir = await dumpGone(t, w);
-    await restoredByCriu(t, w, dir);
+    await restoredByCriu(t, w.pid, dir);
     t.regex(await w.check(), pass, `criu ${criuVersion()}`);
   });
 }
@@ -71,7 +40,7 @@ test.serial("criu restores tscriu's images: sigstate (handlers, masks, pending s
   if (!haveRoot(t)) return;
   const w = await startWorkload(t, "sigstate", [], { static: true });
   const dir = await dumpGone(t, w);
-  await restoredByCriu(t, w, dir);
+  await restoredByCriu(t, w.pid, dir);
   // its timers have to fire again before the check passes
   let line = "";
   for (const deadline = Date.now() + 10_000; !/^PASS/.test(line) && Date.now() < deadline; ) {
@@ -85,7 +54,7 @@ test.serial("criu restores tscriu's images: regs (general registers and AVX halv
   if (!haveRoot(t)) return;
   const w = await startWorkload(t, "regs", [], { static: true });
   const dir = await dumpGone(t, w);
-  await restoredByCriu(t, w, dir);
+  await restoredByCriu(t, w.pid, dir);
   await regsAsLeft(t, w.pid);
 });
 

@@ -1,13 +1,13 @@
 // The Debian trixie root with criu 4.x (scripts/criu-root.sh) that the interop tests run
 // criu in, and whether criu works there at all on this machine.
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, openSync, readFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { ROOT } from "./fixtures.js";
 import { scratchDir } from "./tmp.js";
-import { buildWorkloads, WORKLOAD_BIN } from "./workloads.js";
+import { buildWorkloads, procState, waitFor, WORKLOAD_BIN } from "./workloads.js";
 
 export const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
 export const SCRIPT = join(ROOT, "scripts/criu-root.sh");
@@ -63,3 +63,36 @@ export function criuVersion(): string {
   return version;
 }
 
+
+/** criu's stderr and the errors and warnings at the end of its log LOG in `dir`. */
+export function criuLogTail(dir: string, log = "restore.log"): string {
+  const read = (f: string): string => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
+  return `${read("criu.stderr")}\n${read(log).split("\n").filter((l) => /Error|Warn/.test(l)).slice(-8).join("\n")}`;
+}
+
+/**
+ * criu restore of `dir`, started in the criu root (criu stays the task's parent, as
+ * without -d; killed at teardown); resolves once criu says the task runs its own code
+ * again, registers and all.
+ */
+export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000): Promise<void> {
+  const err = openSync(join(dir, "criu.stderr"), "w");
+  const c = spawn("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "restore", "-D", dir, "-v4", "-o", "restore.log"], { stdio: ["ignore", err, err] });
+  t.teardown(() => {
+    c.kill("SIGKILL");
+  });
+  try {
+    await waitFor(
+      `criu to restore pid ${pid}`,
+      () => {
+        if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${pid} ran`);
+        const log = join(dir, "restore.log");
+        return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && /^[RS]$/.test(procState(pid) ?? "");
+      },
+      timeoutMs,
+    );
+  } catch (e) {
+    t.fail(`${(e as Error).message}; criu said:\n${criuLogTail(dir)}`);
+    throw e;
+  }
+}
