@@ -13,6 +13,8 @@ export interface NativeBridge {
   seekData(fd: number, offset: number | bigint): number;
   /** lseek(fd, offset, SEEK_HOLE); -1 when offset is past the end. */
   seekHole(fd: number, offset: number | bigint): number;
+  /** mknod(path, mode, dev): a FIFO, device node or empty file; mode holds the type bits. */
+  mknod(path: string, mode: number, dev: number | bigint): void;
   /** CPUID(leaf, subleaf) as [eax, ebx, ecx, edx]. */
   cpuid(leaf: number, subleaf: number): [number, number, number, number];
   /** XGETBV(index), e.g. XCR0 for index 0. */

@@ -1,9 +1,12 @@
-/* File-level syscalls the image tools need: hole punching for dedup and
- * SEEK_DATA/SEEK_HOLE to inspect the result. */
+/* File-level syscalls Node has no call for: hole punching for dedup,
+ * SEEK_DATA/SEEK_HOLE (dedup's checks, sparse ghost files) and mknod (ghost
+ * FIFOs and device nodes come back as the nodes they were). */
 #include "bridge.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static napi_value punch_hole(napi_env env, napi_callback_info info)
@@ -52,12 +55,34 @@ static napi_value seek_hole(napi_env env, napi_callback_info info)
 	return seek_common(env, info, SEEK_HOLE, "seekHole");
 }
 
+/* mknod(path, mode, dev): mode carries the file type (S_IFIFO, S_IFCHR, ...). */
+static napi_value mknod_(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	char *path = NULL;
+	uint32_t mode;
+	uint64_t dev;
+	if (!bridge_get_args(env, info, 3, argv, "mknod") ||
+	    !bridge_arg_string(env, argv[0], &path, "mknod", "path must be a string"))
+		return NULL;
+	napi_value ret = NULL;
+	if (!bridge_arg_uint32(env, argv[1], &mode, "mknod", "mode must be a uint32") ||
+	    !bridge_arg_u64(env, argv[2], &dev, "mknod", "dev must be a non-negative integer"))
+		goto out;
+	if (mknod(path, (mode_t)mode, (dev_t)dev) < 0)
+		bridge_throw_errno(env, "mknod", errno, 0, path);
+out:
+	free(path);
+	return ret;
+}
+
 void bridge_init_files(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "punchHole", punch_hole },
 		{ "seekData", seek_data },
 		{ "seekHole", seek_hole },
+		{ "mknod", mknod_ },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }
