@@ -1,6 +1,7 @@
 // The fd table: each fd of the task becomes a fdinfo entry pointing at a files.img
-// entry. Supported: regular files and directories, memory character devices
-// (/dev/null, /dev/zero, ...: REG as criu), pipes and FIFOs with their unread data
+// entry. Supported: regular files and directories (unlinked ones as ghosts), memfds and
+// shared anonymous memory opened through /proc (MEMFD, shmem.ts), memory character
+// devices (/dev/null, /dev/zero, ...: REG as criu), pipes and FIFOs with their unread data
 // (tee from a pidfd_getfd copy, never consumed), terminals with --shell-job. Any other
 // kind is refused with "unsupported fd N: <kind>".
 
@@ -11,6 +12,7 @@ import { bridge } from "../../host-bridge/load.js";
 import { peekPipe } from "../../host-bridge/pipe.js";
 import { type FileTable, type Fown } from "./filetable.js";
 import { listFds, parseFdinfo, procPath, readProc } from "./proc.js";
+import { ShmemTable } from "./shmem.js";
 import { ttyFile, type TtyState } from "./tty.js";
 
 const O_CLOEXEC = 0o2000000;
@@ -48,7 +50,7 @@ function owner(fd: number): Fown {
   return { uid: o.uid, euid: o.euid, signum: o.signum, pid_type: o.pidType, pid: o.pid };
 }
 
-export function collectFds(pid: number, files: FileTable, shellJob: boolean, tty: TtyState): FdTable {
+export function collectFds(pid: number, files: FileTable, shm: ShmemTable, shellJob: boolean, tty: TtyState): FdTable {
   const b = bridge();
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
@@ -73,8 +75,11 @@ export function collectFds(pid: number, files: FileTable, shellJob: boolean, tty
         const fmt = Number(st.mode) & fsc.S_IFMT;
         let type: string;
         let id: number;
-        if (fmt === fsc.S_IFREG || fmt === fsc.S_IFDIR) {
-          if (link.startsWith("/memfd:")) throw new UnsupportedFd(`unsupported fd ${fd}: memfd (${link})`);
+        if (fmt === fsc.S_IFREG && ShmemTable.isShmem(link, st)) {
+          type = "MEMFD";
+          id = shm.fdFile(shm.object(copy, st, link, procPath(pid, `fd/${fd}`)), flags, info.pos, owner(copy));
+        } else if (fmt === fsc.S_IFREG || fmt === fsc.S_IFDIR) {
+          if (link.startsWith("/memfd:")) throw new UnsupportedFd(`unsupported fd ${fd}: a memfd outside the shmem mount (hugetlb?) (${link})`);
           if (!link.startsWith("/")) throw new UnsupportedFd(`unsupported fd ${fd}: ${link}`);
           type = "REG";
           id = files.newId();

@@ -1,7 +1,8 @@
 // Which pages to dump and copying them out of the task. Present (or swapped) pages
 // come from PAGEMAP_SCAN (falling back to /proc/PID/pagemap); as criu: anonymous VMAs
 // give every present page but the shared zero page, private file VMAs only their
-// copy-on-written pages, shared mappings none (their data is in the file), vvar and
+// copy-on-written pages (private mappings of memfds and shared anonymous memory too),
+// shared mappings none (their data is in the file or the shmem object), vvar and
 // vsyscall none, the vDSO all of its pages. Memory is read with process_vm_readv in
 // large batches into aligned buffers, /proc/PID/mem for pages the task cannot read
 // itself (PROT_NONE).
@@ -11,7 +12,8 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import type { Faults } from "./faults.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
-import { VMA, type ShmemObject, type Vma } from "./vmas.js";
+import type { ShmemObject } from "./shmem.js";
+import { VMA, type Vma } from "./vmas.js";
 
 const PAGE = 4096;
 const MAP_PRIVATE = 0x2;
@@ -44,7 +46,7 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
   let scanned = 0;
   let pages = 0;
   for (const v of vmas) {
-    if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.MEMFD | VMA.ANON_SHARED)) continue;
+    if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED)) continue;
     const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
     const flags = PE_PRESENT | (lazyVma(v) ? PE_LAZY : 0);
     const procMem = (v.prot & 1) === 0;
@@ -184,7 +186,7 @@ function readMem(pid: number, addr: number, len: number, buf: Buffer, off: numbe
 /** Copies the data pages of a shared memory object (memfd or shared anonymous mapping). Returns pages written. */
 export async function copyShmem(obj: ShmemObject, out: PageTransport, faults: Faults): Promise<{ scanned: number; written: number }> {
   const b = bridge();
-  const fd = openSync(obj.mapFile, "r");
+  const fd = openSync(obj.readPath, "r");
   try {
     const size = Number(obj.size);
     const buf = b.allocAligned(CHUNK);

@@ -4,9 +4,9 @@
 // File-backed VMAs get their files.img ids from the file table.
 
 import { fstatSync, openSync, closeSync, lstatSync, type BigIntStats } from "node:fs";
-import { bridge } from "../../host-bridge/load.js";
 import type { FileTable } from "./filetable.js";
 import { procPath, readProc } from "./proc.js";
+import { ShmemTable } from "./shmem.js";
 
 import { VMA } from "../../images/vma-status.js";
 
@@ -14,7 +14,6 @@ export { VMA };
 
 const MAPF = { SHARED: 0x1, PRIVATE: 0x2, ANON: 0x20, GROWSDOWN: 0x100, LOCKED: 0x2000, NORESERVE: 0x4000, HUGETLB: 0x40000 } as const;
 const MADV = { SEQUENTIAL: 2, RANDOM: 1, DONTFORK: 10, DONTDUMP: 16, MERGEABLE: 12, HUGEPAGE: 14, NOHUGEPAGE: 15, WIPEONFORK: 18 } as const;
-const F_GET_SEALS = 1034;
 
 export interface Vma {
   start: bigint;
@@ -30,20 +29,6 @@ export interface Vma {
   name: string;
   /** for memfd-style shared memory: the object's inode number */
   shmemIno?: bigint;
-}
-
-export interface ShmemObject {
-  ino: bigint;
-  fileId: number;
-  inodeId: number;
-  size: bigint;
-  /** /proc/PID/map_files path of one mapping, to read the contents from */
-  mapFile: string;
-  name: string;
-  uid: number;
-  gid: number;
-  mode: number;
-  seals: number;
 }
 
 interface SmapsVma {
@@ -93,24 +78,14 @@ function mapFileFlags(path: string): number | undefined {
   }
 }
 
-function isShmemName(name: string): boolean {
-  return name.startsWith("/dev/zero (deleted)") || name.startsWith("/memfd:") || name.startsWith("/SYSV");
-}
-
-export interface VmaScan {
-  vmas: Vma[];
-  shmem: Map<bigint, ShmemObject>;
-}
-
 /**
  * Reads and classifies the VMAs of a stopped task. File-backed ones are registered in
- * `files` (and shmem objects get MEMFD entries) in address order, as criu numbers them.
+ * `files` (and shmem objects in `shm`, with MEMFD entries) in address order, as criu
+ * numbers them.
  */
-export function collectVmas(pid: number, files: FileTable): VmaScan {
+export function collectVmas(pid: number, files: FileTable, shm: ShmemTable): Vma[] {
   const raw = parseSmaps(readProc(pid, "smaps"));
   const vmas: Vma[] = [];
-  const shmem = new Map<bigint, ShmemObject>();
-  let inodeIds = 0;
   for (const r of raw) {
     const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
     let flags = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
@@ -168,34 +143,12 @@ export function collectVmas(pid: number, files: FileTable): VmaScan {
     }
     try {
       st = fstatSync(fd, { bigint: true });
-      if ((flags & MAPF.SHARED) && isShmemName(r.name) && r.dev.startsWith("00:")) {
-        if (r.name.startsWith("/SYSV")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
-        let obj = shmem.get(st.ino);
-        if (!obj) {
-          let name = r.name.replace(/ \(deleted\)$/, "");
-          if (name.startsWith("/memfd:")) name = name.slice(7);
-          let seals = 0;
-          try {
-            seals = bridge().fcntl(fd, F_GET_SEALS);
-          } catch {
-            seals = 0;
-          }
-          const inodeId = ++inodeIds;
-          obj = {
-            ino: st.ino,
-            fileId: files.memfd(st.ino, inodeId),
-            inodeId,
-            size: st.size,
-            mapFile,
-            name,
-            uid: Number(st.uid),
-            gid: Number(st.gid),
-            mode: Number(st.mode),
-            seals,
-          };
-          shmem.set(st.ino, obj);
-        }
-        vmas.push({ ...base, flags, status: VMA.REGULAR | VMA.FILE_SHARED | VMA.MEMFD, shmid: BigInt(obj.fileId), fdflags, shmemIno: st.ino });
+      if (r.name.startsWith("/SYSV") && r.dev.startsWith("00:")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
+      if (ShmemTable.isShmem(r.name, st)) {
+        // Shared or private, a mapping of a memfd or of shared anonymous memory maps the object.
+        const obj = shm.object(fd, st, r.name, mapFile);
+        const status = VMA.REGULAR | VMA.MEMFD | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
+        vmas.push({ ...base, flags, status, shmid: BigInt(shm.mappingFile(obj)), fdflags, shmemIno: st.ino });
         continue;
       }
       const isReg = (Number(st.mode) & 0o170000) === 0o100000;
@@ -207,7 +160,7 @@ export function collectVmas(pid: number, files: FileTable): VmaScan {
       closeSync(fd);
     }
   }
-  return { vmas, shmem };
+  return vmas;
 }
 
 /** The mm image's vma_entry for a VMA. */

@@ -129,7 +129,8 @@ export class ShmTable {
   restore(remote: Remote, threads: number, log: ModuleLog): number {
     let pages = 0;
     for (const o of this.objects.values()) {
-      if (o.size === 0n) continue;
+      // (shared anonymous memory is never empty; an empty memfd is made all the same)
+      if (o.size === 0n && o.devZero) continue;
       if (o.devZero) this.makeDevZero(remote, o, threads);
       else this.makeMemfd(o);
       pages += o.pages;
