@@ -20,7 +20,9 @@ import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, 
 import { runScripts } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { newTtyState } from "./tty.js";
-import { collectVmas, vmaEntry, type VmaScan } from "./vmas.js";
+import { collectVmas, vmaEntry } from "./vmas.js";
+import { ghostImageEntries } from "./ghost.js";
+import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
 import { ImageSet, inventoryEntry, namespaceIds, taskClocks } from "./write.js";
 import { seccompImage } from "./seccomp.js";
@@ -171,13 +173,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const inside = collectInside(pid, timers);
 
     enter("vmas");
-    const scan: VmaScan = collectVmas(pid, files);
+    const shm = new ShmemTable(files);
+    const scan = { vmas: collectVmas(pid, files, shm) };
     unproxyVdso(pid, scan.vmas, log);
     log.debug(`${scan.vmas.length} VMAs`);
 
     enter("files");
     const tty = newTtyState();
-    const fds: FdTable = collectFds(pid, files, opts.shellJob === true, tty);
+    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true, tty);
     const special = (name: string): number => {
       const fd = openSync(procPath(pid, name), "r");
       try {
@@ -195,8 +198,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const memStart = process.hrtime.bigint();
     let readNs = 0n;
     let writeNs = 0n;
-    const memfdEntries: Record<string, unknown>[] = [];
-    for (const obj of scan.shmem.values()) {
+    for (const obj of shm.objects.values()) {
       const out = await LocalPages.create(dir, `pagemap-shmem-${obj.ino}.img`, ++pagesId, faults);
       pages.push(out);
       const r = await copyShmem(obj, out, faults);
@@ -205,7 +207,6 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       writeNs += out.writeNs;
       stats.shpages_scanned += BigInt(r.scanned);
       stats.shpages_written += BigInt(r.written);
-      memfdEntries.push({ name: obj.name, uid: obj.uid, gid: obj.gid, size: obj.size, shmid: Number(obj.ino), seals: obj.seals, inode_id: BigInt(obj.inodeId), mode: obj.mode });
     }
     const plan = planPages(pid, scan.vmas);
     const out = await LocalPages.create(dir, `pagemap-${pid}.img`, ++pagesId, faults);
@@ -263,9 +264,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const pdEntry = (p: (typeof pipes)[number]): Record<string, unknown> => ({ pipe_id: p.pipeId, bytes: p.data.length, size: p.size, extra: new Uint8Array(p.data) });
     if (pipes.length) await images.write(`pipes-data.img`, "PIPES_DATA", pipes.map(pdEntry));
     if (fifos.length) await images.write(`fifo-data.img`, "FIFO_DATA", fifos.map(pdEntry));
-    if (memfdEntries.length) await images.write(`memfd.img`, "MEMFD_INODE", memfdEntries);
+    if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
     if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
-    for (const g of files.ghosts) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", [{ ...g.entry, extra: g.data }]);
+    for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
     if (tty.infos.length) await images.write(`tty-info.img`, "TTY_INFO", tty.infos);
     await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
     const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });

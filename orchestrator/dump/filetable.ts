@@ -1,10 +1,11 @@
 // files.img: every file the images refer to, numbered as criu numbers them (in the
 // order the dump meets them: mapped files, then fds, then cwd and root). Files that
 // are not opened through an fd (mappings, exe, cwd, root) are shared by device and
-// inode; files open in fds by open file description. Unlinked files get a ghost copy
-// (remap-fpath.img + ghost-file-N.img), as criu does, within --ghost-limit.
+// inode; files open in fds by open file description. Unlinked files point at a ghost
+// (remap-fpath.img + ghost-file-N.img, ghost.ts), as criu does, within --ghost-limit.
 
-import { closeSync, openSync, readSync, type BigIntStats } from "node:fs";
+import { lstatSync, readSync, type BigIntStats } from "node:fs";
+import { Ghosts } from "./ghost.js";
 
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
@@ -19,19 +20,6 @@ export interface Fown {
 }
 
 export const NO_OWNER: Fown = { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
-
-export interface GhostFile {
-  id: number;
-  entry: Record<string, unknown>;
-  data: Uint8Array;
-}
-
-/** The kernel's dev_t encoding (major << 20 | minor) criu stores, from glibc's st_dev. */
-export function kernelDev(dev: bigint): number {
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return Number((major << 20n) | minor);
-}
 
 /** The GNU build-id of an ELF file as little-endian 32-bit words, or undefined (also for unreadable fds). */
 export function elfBuildId(fd: number): number[] | undefined {
@@ -77,16 +65,25 @@ function buildIdOf(fd: number): number[] | undefined {
   return undefined;
 }
 
+function sameInode(path: string, st: BigIntStats): boolean {
+  try {
+    const now = lstatSync(path, { bigint: true });
+    return now.ino === st.ino && now.dev === st.dev;
+  } catch {
+    return false;
+  }
+}
+
 export class FileTable {
   private next = 1;
   private readonly byInode = new Map<string, number>();
-  private readonly byShmem = new Map<bigint, number>();
   readonly entries: Record<string, unknown>[] = [];
   readonly remaps: Record<string, unknown>[] = [];
-  readonly ghosts: GhostFile[] = [];
-  private ghostIds = 0;
+  readonly ghosts: Ghosts;
 
-  constructor(private readonly ghostLimit: number) {}
+  constructor(ghostLimit: number) {
+    this.ghosts = new Ghosts(ghostLimit);
+  }
 
   newId(): number {
     return this.next++;
@@ -94,17 +91,6 @@ export class FileTable {
 
   add(entry: Record<string, unknown>): void {
     this.entries.push(entry);
-  }
-
-  /** The MEMFD entry of a shared memory object (by inode), added when first met. */
-  memfd(ino: bigint, inodeId: number): number {
-    let id = this.byShmem.get(ino);
-    if (id === undefined) {
-      id = this.newId();
-      this.byShmem.set(ino, id);
-      this.add({ type: "MEMFD", id, memfd: { id, flags: 0, pos: 0n, fown: NO_OWNER, inode_id: inodeId } });
-    }
-    return id;
   }
 
   /**
@@ -124,8 +110,12 @@ export class FileTable {
 
   /** The reg_file_entry of an open file; registers a ghost copy when it is unlinked. */
   regEntry(id: number, fd: number, st: BigIntStats, linkName: string, flags: number, pos: bigint, fown: Fown, pid: number): Record<string, unknown> {
-    const deleted = linkName.endsWith(" (deleted)") && st.nlink === 0n;
+    // (A file really named "x (deleted)" is that file, not an unlinked "x".)
+    const deleted = linkName.endsWith(" (deleted)") && !sameInode(linkName, st);
     const name = deleted ? linkName.slice(0, -" (deleted)".length) : linkName;
+    if (deleted && st.nlink > 0n) {
+      throw new Error(`${name} of pid ${pid} was unlinked but has ${st.nlink} other links; criu keeps such files with --link-remap, which tscriu dump does not support yet`);
+    }
     const reg: Record<string, unknown> = { id, flags, pos, fown, name, mode: Number(st.mode) };
     const isReg = (Number(st.mode) & 0o170000) === 0o100000;
     // criu skips the size check of append-only logs: they grow after the dump.
@@ -134,43 +124,13 @@ export class FileTable {
       const bid = elfBuildId(fd);
       if (bid) reg["build_id"] = bid;
     }
-    if (deleted) this.ghost(id, fd, st, name, pid);
-    return reg;
-  }
-
-  private ghost(origId: number, fd: number, st: BigIntStats, name: string, pid: number): void {
-    const isReg = (Number(st.mode) & 0o170000) === 0o100000;
-    if (!isReg) throw new Error(`unlinked ${name} of pid ${pid} is not a regular file; only regular ghost files are supported`);
-    if (st.size > BigInt(this.ghostLimit)) {
-      throw new Error(`unlinked file ${name} is ${st.size} bytes, more than --ghost-limit ${this.ghostLimit}`);
-    }
-    const data = Buffer.alloc(Number(st.size));
-    // Through /proc/self/fd: the task's own fd may be write-only.
-    const rd = openSync(`/proc/self/fd/${fd}`, "r");
-    try {
-      for (let got = 0; got < data.length; ) {
-        const n = readSync(rd, data, got, data.length - got, got);
-        if (n === 0) break;
-        got += n;
+    if (deleted) {
+      try {
+        this.remaps.push({ orig_id: id, remap_id: this.ghosts.of(fd, st, name), remap_type: "GHOST" });
+      } catch (e) {
+        throw new Error(`pid ${pid}: ${(e as Error).message}`);
       }
-    } finally {
-      closeSync(rd);
     }
-    const remapId = ++this.ghostIds;
-    const tv = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_usec: (ns % 1_000_000_000n) / 1000n });
-    this.ghosts.push({
-      id: remapId,
-      entry: {
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-        mode: Number(st.mode),
-        dev: kernelDev(st.dev),
-        ino: st.ino,
-        atim: tv(st.atimeNs),
-        mtim: tv(st.mtimeNs),
-      },
-      data,
-    });
-    this.remaps.push({ orig_id: origId, remap_id: remapId, remap_type: "GHOST" });
+    return reg;
   }
 }

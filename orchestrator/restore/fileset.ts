@@ -2,16 +2,17 @@
 // is created, then opened by tscriu when a mapping, an fd, the exe link, cwd or root needs
 // them. As criu: a regular file must have the size it had at dump time and, for ELF files
 // with a build-id, the same build-id; a missing file is an error naming it. Files that
-// were unlinked while in use come back from their ghost images (remap-fpath.img +
-// ghost-file-N.img): recreated under their old name when it is free (so /proc shows the
-// same "(deleted)" path), opened, and unlinked again at the end of the restore.
+// were unlinked while in use come back from their ghost images (ghost.ts), made again,
+// opened, and removed again at the end of the restore.
 
-import { closeSync, constants as fsc, existsSync, fchmodSync, fchownSync, ftruncateSync, futimesSync, openSync, fstatSync, unlinkSync, writeSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { closeSync, constants as fsc, existsSync, openSync, fstatSync } from "node:fs";
+import { join } from "node:path";
 import { readImage } from "../../images/io.js";
 import type { FileEntry } from "../../images/dir.js";
+import type { ModuleLog } from "../log.js";
 import { elfBuildId } from "../dump/filetable.js";
 import { RestoreError } from "./errors.js";
+import { GhostNodes, readGhost, type Ghost } from "./ghost.js";
 
 /** open(2)'s O_CLOEXEC (node:fs constants leave it out; libuv adds it by itself). */
 const O_CLOEXEC = 0o2000000;
@@ -33,13 +34,6 @@ export interface RegFile {
   linkedFrom: string | undefined;
 }
 
-interface Ghost {
-  remapId: number;
-  entry: Record<string, unknown>;
-  chunks: { off: number; data: Uint8Array }[];
-  size: number;
-}
-
 /** Joins an image path onto --root (the images hold absolute paths of the dumped task). */
 export function underRoot(root: string | undefined, path: string): string {
   if (!root || root === "/") return path;
@@ -49,15 +43,17 @@ export function underRoot(root: string | undefined, path: string): string {
 export class FileSet {
   private readonly remaps = new Map<number, { remapId: number; type: string }>();
   private readonly opened = new Map<string, number>();
-  private readonly ghostFiles: string[] = [];
-  private readonly ghostFds = new Map<number, number>();
+  private readonly ghosts: GhostNodes;
+  private readonly ghostImages = new Map<number, Promise<Ghost>>();
 
   private constructor(
     readonly dir: string,
     readonly files: Map<number, FileEntry>,
     readonly root: string | undefined,
     readonly pid: number,
-  ) {}
+  ) {
+    this.ghosts = new GhostNodes(pid);
+  }
 
   static async load(dir: string, files: Map<number, FileEntry>, root: string | undefined, pid: number): Promise<FileSet> {
     const set = new FileSet(dir, files, root, pid);
@@ -104,7 +100,10 @@ export class FileSet {
     };
     const remap = this.remaps.get(id);
     if (remap?.type === "GHOST") {
-      out.ghost = await this.readGhost(remap.remapId);
+      // Files that share a ghost share one read of it.
+      let g = this.ghostImages.get(remap.remapId);
+      if (!g) this.ghostImages.set(remap.remapId, (g = readGhost(this.dir, remap.remapId, this.pid)));
+      out.ghost = await g;
       return out;
     }
     if (remap?.type === "LINKED") {
@@ -116,19 +115,6 @@ export class FileSet {
     }
     this.check(out, what);
     return out;
-  }
-
-  private async readGhost(remapId: number): Promise<Ghost> {
-    const file = join(this.dir, `ghost-file-${remapId.toString(16)}.img`);
-    const img = await readImage(file);
-    const [head, ...chunks] = img.entries;
-    if (!head) throw new RestoreError("plan", this.pid, "ghost image has no entry", { file });
-    if (head["chunks"] === true) {
-      const list = chunks.map((c) => ({ off: Number(c["off"]), data: c["extra"] as Uint8Array }));
-      return { remapId, entry: head, chunks: list, size: Number(head["size"] ?? 0) };
-    }
-    const data = (head["extra"] as Uint8Array | undefined) ?? new Uint8Array(0);
-    return { remapId, entry: head, chunks: [{ off: 0, data }], size: data.length };
   }
 
   /** criu's file validation: present, same size, same ELF build-id. */
@@ -191,60 +177,20 @@ export class FileSet {
   }
 
   private ghostFd(f: RegFile): number {
-    const known = this.ghostFds.get(f.id);
-    if (known !== undefined) return known;
-    const g = f.ghost!;
-    const mode = Number(g.entry["mode"] ?? f.mode ?? 0o100600);
-    if ((mode & fsc.S_IFMT) !== fsc.S_IFREG) throw new Error(`ghost file ${f.name}: only regular files can be recreated (mode 0${mode.toString(8)})`);
-    // The old name when it is free; else a name beside it that says what it is.
-    let path = f.path;
-    let fd: number | undefined;
-    for (let i = 0; fd === undefined; i++) {
-      try {
-        fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | O_CLOEXEC, 0o600);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || i > 100) {
-          throw Object.assign(new Error(`cannot recreate the unlinked file ${f.name} at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`), { file: path });
-        }
-        path = join(dirname(f.path), `.tscriu-ghost-${process.pid}-${g.remapId}-${i}`);
-      }
-    }
-    this.ghostFiles.push(path);
-    for (const c of g.chunks) for (let done = 0; done < c.data.length; ) done += writeSync(fd, c.data, done, c.data.length - done, c.off + done);
-    // chunked images may end in a hole
-    if (g.size > fstatSync(fd).size) ftruncateSync(fd, g.size);
-    fchmodSync(fd, mode & 0o7777);
-    try {
-      fchownSync(fd, Number(g.entry["uid"] ?? 0), Number(g.entry["gid"] ?? 0));
-    } catch {
-      // keep our owner when the id does not exist here
-    }
-    const tv = (t: unknown): number => {
-      const o = t as { tv_sec?: bigint; tv_usec?: bigint } | undefined;
-      return o?.tv_sec !== undefined ? Number(o.tv_sec) + Number(o.tv_usec ?? 0n) / 1e6 : Date.now() / 1000;
-    };
-    futimesSync(fd, tv(g.entry["atim"]), tv(g.entry["mtim"]));
-    this.ghostFds.set(f.id, fd);
-    return fd;
+    return this.ghosts.fd(f.ghost!, f.path, f.name);
   }
 
   /**
-   * Removes recreated ghost files (once every fd and mapping holds them). Link-remap files
-   * stay: the images still need them for the next restore.
+   * Removes the names of made-again unlinked files (once every fd and mapping holds
+   * them). Link-remap files stay: the images still need them for the next restore.
    */
-  unlinkTemporaries(): void {
-    for (const p of this.ghostFiles.splice(0)) {
-      try {
-        unlinkSync(p);
-      } catch {
-        // gone already
-      }
-    }
+  unlinkTemporaries(log: ModuleLog): void {
+    this.ghosts.remove(log);
   }
 
   /** Closes every fd tscriu opened (the task holds its own copies by now). */
   closeAll(): void {
-    for (const fd of [...this.opened.values(), ...this.ghostFds.values()]) {
+    for (const fd of this.opened.values()) {
       try {
         closeSync(fd);
       } catch {
@@ -252,12 +198,21 @@ export class FileSet {
       }
     }
     this.opened.clear();
-    this.ghostFds.clear();
+    this.ghosts.closeAll();
   }
 }
 
-/** open(2) flags to reopen a file as the task had it (the kernel keeps no O_CREAT/O_TRUNC in f_flags). */
+/** O_TMPFILE without its O_DIRECTORY part (the kernel's __O_TMPFILE). */
+const O_TMPFILE_BIT = 0o20000000;
+
+/**
+ * open(2) flags to reopen a file as the task had it: no O_CREAT/O_EXCL/O_TRUNC/O_NOCTTY,
+ * and a file made with O_TMPFILE (whose f_flags keep O_TMPFILE, O_DIRECTORY included)
+ * reopened as the regular file it is.
+ */
 export function reopenFlags(flags: number): number {
-  return flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_TRUNC | fsc.O_NOCTTY);
+  let f = flags & ~(fsc.O_CREAT | fsc.O_EXCL | fsc.O_TRUNC | fsc.O_NOCTTY);
+  if (f & O_TMPFILE_BIT) f &= ~(O_TMPFILE_BIT | fsc.O_DIRECTORY);
+  return f;
 }
 

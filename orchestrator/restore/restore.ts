@@ -158,10 +158,11 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     const bytes = plan.memory.segs.reduce((s, x) => s + x.len, 0);
     onEvent({ type: "memory-start", bytes });
     const fault = faults.has("pages-write") ? () => { throw Object.assign(new Error("writePages: EIO (fault injected by TSCRIU_FAULT=restore:pages-write)"), { code: "EIO" }); } : undefined;
-    fillMemory(remote, plan.memory, threads, log, (done) => onEvent({ type: "memory-progress", done }), fault);
-    onEvent({ type: "memory-done" });
+    // Shared memory objects first: a private mapping of one gets its written pages below.
     const shmPages = plan.shm.restore(remote, threads, log);
     adviseShm(remote, plan.memory);
+    fillMemory(remote, plan.memory, threads, log, (done) => onEvent({ type: "memory-progress", done }), fault);
+    onEvent({ type: "memory-done" });
     stats.pages_restored = BigInt(bytes / 4096 + shmPages);
     if (plan.memory.vdso.mode === "proxy") {
       const n = writeVdsoProxy(pid, plan.memory.vdso, parked!);
@@ -178,7 +179,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     restoreMembarrier(remote, plan.core.tc?.membarrier_registration_mask);
     remote.closePidfd();
     // Every fd and mapping holds the recreated unlinked files now.
-    plan.files.unlinkTemporaries();
+    plan.files.unlinkTemporaries(log);
 
     enter("signals");
     remote.useExitStops();
@@ -228,7 +229,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       const why = await killCreated(spawned.pid);
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }
-    plan.files.unlinkTemporaries();
+    plan.files.unlinkTemporaries(log);
     if (pidfileWritten && opts.pidfile) {
       try {
         unlinkSync(opts.pidfile);
