@@ -22,10 +22,12 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["loginuid", ["3"], /^PASS loginuid=3$/],
   ["madvise", [], /^PASS regions=14 /],
   ["membarrier", [], /^PASS registered=0x/],
+  ...["memfd-priv", "shmem-priv", "mmap", "holes", "attrs", "dirs", "fifo", "devices"].map((c): [string, string[], RegExp] => ["unlinked", [c], new RegExp(`^PASS ${c}$`)]),
 ];
 
 for (const [name, args, pass] of CASES) {
-  test.serial(`criu restores tscriu's images: ${name}`, async (t) => {
+  const title = [name, ...args].join(" ");
+  test.serial(`criu restores tscriu's images: ${title}`, async (t) => {
     if (!haveRoot(t)) return;
     const w = await startWorkload(t, name, args, { static: true });
     const dir = await dumpGone(t, w);
@@ -33,10 +35,10 @@ for (const [name, args, pass] of CASES) {
     t.regex(await w.check(30_000), pass);
   });
 
-  test.serial(`tscriu restores criu's images: ${name}`, async (t) => {
+  test.serial(`tscriu restores criu's images: ${title}`, async (t) => {
     if (!haveRoot(t)) return;
     buildWorkloads();
-    const work = scratchDir(`tscriu-fromcriu-${name}-`);
+    const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-")}-`);
     const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
     const bin = join(WORKLOAD_BIN, "static", name);
     const script = [
