@@ -10,7 +10,7 @@ import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, readRegs } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
-import { collectFds, type FdTable } from "./files.js";
+import { collectFds, type FdTable } from "../fds/dump.js";
 import { FileTable } from "./filetable.js";
 import { alive, checkDumpable, freeze, release, type Frozen } from "./freeze.js";
 import { collectInside } from "./inside.js";
@@ -19,7 +19,6 @@ import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds } from "./proc.js";
 import { runScripts } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { newTtyState } from "./tty.js";
 import { collectVmas, vmaEntry } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
 import { ShmemTable } from "./shmem.js";
@@ -179,8 +178,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     log.debug(`${scan.vmas.length} VMAs`);
 
     enter("files");
-    const tty = newTtyState();
-    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true, tty);
+    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true);
     const special = (name: string): number => {
       const fd = openSync(procPath(pid, name), "r");
       try {
@@ -259,15 +257,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     await images.write(`fs-${pid}.img`, "FS", [{ cwd_id: cwdId, root_id: rootId, umask: creds.umask }]);
     await images.write(`fdinfo-2.img`, "FDINFO", fds.fdinfo);
     await images.write(`files.img`, "FILES", files.entries);
-    const pipes = fds.pipeData.filter((p) => !p.fifo);
-    const fifos = fds.pipeData.filter((p) => p.fifo);
-    const pdEntry = (p: (typeof pipes)[number]): Record<string, unknown> => ({ pipe_id: p.pipeId, bytes: p.data.length, size: p.size, extra: new Uint8Array(p.data) });
-    if (pipes.length) await images.write(`pipes-data.img`, "PIPES_DATA", pipes.map(pdEntry));
-    if (fifos.length) await images.write(`fifo-data.img`, "FIFO_DATA", fifos.map(pdEntry));
+    for (const x of fds.images) await images.write(x.name, x.type, x.entries);
     if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
     if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
     for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
-    if (tty.infos.length) await images.write(`tty-info.img`, "TTY_INFO", tty.infos);
     await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
     const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
     const clocks = taskClocks(pid, frozenAt);

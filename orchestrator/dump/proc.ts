@@ -193,24 +193,39 @@ export function parseTimers(text: string): ProcTimer[] {
   return out.sort((a, b) => a.id - b.id);
 }
 
-/** /proc/PID/fdinfo/N: pos, flags (octal), mnt_id and the type-specific lines. */
+/**
+ * /proc/PID/fdinfo/N: pos, flags (octal), mnt_id and the type-specific lines. Keys may
+ * repeat (an epoll's "tfd:" line per target, an inotify's "inotify wd:" per watch):
+ * `lines` keeps every value of a key, in order.
+ */
 export interface FdInfo {
   pos: bigint;
   flags: number;
   mntId: number;
-  lines: Map<string, string>;
+  lines: Map<string, string[]>;
+}
+
+/** The first value of a key of an fdinfo, or undefined. */
+export function fdinfoValue(info: FdInfo, key: string): string | undefined {
+  return info.lines.get(key)?.[0];
 }
 
 export function parseFdinfo(text: string): FdInfo {
-  const lines = new Map<string, string>();
+  const lines = new Map<string, string[]>();
   for (const line of text.split("\n")) {
     const c = line.indexOf(":");
-    if (c > 0 && !lines.has(line.slice(0, c))) lines.set(line.slice(0, c), line.slice(c + 1).trim());
+    if (c <= 0) continue;
+    const key = line.slice(0, c);
+    const value = line.slice(c + 1).trim();
+    const all = lines.get(key);
+    if (all) all.push(value);
+    else lines.set(key, [value]);
   }
+  const first = (k: string): string | undefined => lines.get(k)?.[0];
   return {
-    pos: BigInt(lines.get("pos") ?? "0"),
-    flags: Number.parseInt(lines.get("flags") ?? "0", 8),
-    mntId: Number(lines.get("mnt_id") ?? -1),
+    pos: BigInt(first("pos") ?? "0"),
+    flags: Number.parseInt(first("flags") ?? "0", 8),
+    mntId: Number(first("mnt_id") ?? -1),
     lines,
   };
 }

@@ -12,7 +12,8 @@ import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
 import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
-import { planFds, type FdPlan } from "./files.js";
+import { planFds, type FdPlan } from "../fds/restore.js";
+import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
 import { checkRegisters } from "./registers.js";
@@ -49,6 +50,8 @@ export interface Plan {
   exe: RegFile;
   memory: MemoryPlan;
   fds: FdPlan;
+  /** cwd, root and umask */
+  dirs: FsPlan;
   /** the task was stopped (SIGSTOP) at dump time */
   stopped: boolean;
   session: "setsid" | "setpgid" | "inherit";
@@ -128,7 +131,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const shm = await ShmTable.load(dir, filesById, pid);
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
-  const fds = await planFds(pid, dir, fdinfo, fs, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] });
+  const cwdRoot = await planFs(fs, files);
+  const fds = await planFds(pid, dir, fdinfo, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
   log.debug(`${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
@@ -166,6 +170,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     exe,
     memory,
     fds,
+    dirs: cwdRoot,
     stopped: state === TASK_STOPPED,
     session,
     timens: await timens(dir),

@@ -13,7 +13,8 @@ import type { Logger, ModuleLog } from "../log.js";
 import { adviseShm, fillMemory, mapVmas } from "./memory.js";
 import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
-import { FdMaker, restoreFds, restoreFs } from "./files.js";
+import { FdMaker, restoreFds } from "../fds/restore.js";
+import { restoreFs } from "./fs.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type Plan } from "./plan.js";
@@ -170,9 +171,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("files");
-    maker = new FdMaker(plan.fds, plan.files, log);
+    maker = new FdMaker(plan.fds);
     restoreFds(remote, plan.fds, maker);
-    restoreFs(remote, plan.fds, plan.files);
+    restoreFs(remote, plan.dirs, plan.files);
 
     enter("mm");
     restoreMm(remote, plan.mm, plan.exe, plan.files, plan.core.thread_core?.comm ?? plan.core.tc?.comm ?? "");

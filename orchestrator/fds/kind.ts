@@ -1,0 +1,111 @@
+// What a kind of file is to tscriu: one module per kind (regular.ts, pipe.ts, fifo.ts,
+// memfd.ts, tty.ts, …), each saying how its fds are recognised on dump and what they
+// write, and how they are planned and opened again on restore. table.ts lists them;
+// dump.ts and restore.ts are the two loops that use them and know no kind by name.
+// Adding a kind is adding one module and one line to the table.
+
+import type { BigIntStats } from "node:fs";
+import type { FileEntry } from "../../images/dir.js";
+import type { FdInfo } from "../dump/proc.js";
+import type { FileTable, Fown } from "../dump/filetable.js";
+import type { ShmemTable } from "../dump/shmem.js";
+import type { ModuleLog } from "../log.js";
+import type { FileSet } from "../restore/fileset.js";
+import type { ShmTable } from "../restore/shmem.js";
+
+export type { Fown };
+
+/** Everything the dump knows of one fd of the task when it asks which kind it is. */
+export interface FdFacts {
+  pid: number;
+  fd: number;
+  /** tscriu's copy of the task's fd (pidfd_getfd): the same open file description */
+  copy: number;
+  st: BigIntStats;
+  /** st.mode's file type bits (S_IFREG, S_IFIFO, …) */
+  fmt: number;
+  /** the kernel's name for it (/proc/PID/fd/N) */
+  link: string;
+  /** f_flags without O_CLOEXEC */
+  flags: number;
+  info: FdInfo;
+  /** its owner (F_GETOWN_EX, F_GETSIG), as criu's fown_entry */
+  fown(): Fown;
+}
+
+export interface DumpContext {
+  pid: number;
+  files: FileTable;
+  shm: ShmemTable;
+  shellJob: boolean;
+}
+
+/** An image a kind writes besides its files.img entries (pipe data, tty info). */
+export interface ExtraImage {
+  name: string;
+  type: string;
+  entries: Record<string, unknown>[];
+}
+
+/** The dump side of a kind, one per dump. */
+export interface FdDumper {
+  /** Whether the fd is of this kind; the first kind of the table that says yes takes it. */
+  matches(f: FdFacts): boolean;
+  /** Adds the fd's files.img entries (and whatever it keeps for its own images); returns the entry's id and type. */
+  dump(f: FdFacts): { id: number; type: string };
+  /** Its own images, written after files.img. */
+  images(): ExtraImage[];
+}
+
+export interface PlanContext {
+  pid: number;
+  dir: string;
+  files: FileSet;
+  shm: ShmTable;
+  shellJob: boolean;
+  log: ModuleLog;
+  /** every files.img entry with this id (a TTY and the REG naming its device share one) */
+  entries(id: number): FileEntry[];
+  /** an optional image's entries, read once (undefined when the file does not exist) */
+  optional(name: string): Promise<Record<string, unknown>[] | undefined>;
+}
+
+/** One open file description to make on restore, planned and checked before anything exists. */
+export interface FdSource {
+  /** what it is, for messages ("/etc/passwd", "pipe:[1234]") */
+  describe: string;
+  /** tscriu's fd of it; called once (the result is shared by every fd of the task that has it) */
+  open(): number;
+  /** the offset to set once the task holds it */
+  pos?: bigint;
+  fown?: Fown | undefined;
+}
+
+/** The restore side of a kind, one per restore. */
+export interface FdRestorer {
+  /** Reads and checks entry `e` (no side effects). `what` names the fd for messages. */
+  plan(e: FileEntry, what: string): Promise<FdSource>;
+  /** The names --inherit-fd fd[N]:NAME gives a file of this kind (criu's resource keys). */
+  inheritKeys(e: FileEntry): string[] | Promise<string[]>;
+  /** Closes every fd it made (the task has its copies by then). */
+  close(): void;
+}
+
+export interface FdKind {
+  /** the files.img entry type it restores ("REG", "PIPE", …) */
+  type: string;
+  /** a few words for messages and the README */
+  describe: string;
+  /** images of its own that a restore reads (and checks at plan whenever they exist) */
+  images?: readonly string[];
+  dumper?: (ctx: DumpContext) => FdDumper;
+  restorer: (ctx: PlanContext) => FdRestorer;
+}
+
+/** A file the dump does not keep: the task is left as it was and the message names the fd. */
+export class UnsupportedFd extends Error {}
+
+/** The REG entry of the same id (ttys and FIFOs keep their path there). */
+export function regOf(ctx: PlanContext, id: number): FileEntry | undefined {
+  return ctx.entries(id).find((x) => x.type === "REG");
+}

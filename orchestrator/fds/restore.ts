@@ -1,0 +1,157 @@
+// The fd table on restore (fdinfo-N.img + files.img): every entry is planned by its
+// kind (table.ts) and checked before anything is made; then tscriu makes each open file
+// description itself, the task takes a copy through pidfd_getfd and dup3s it to its
+// number, and offsets and owners are set in the task (the description is shared).
+// --inherit-fd gives the task one of tscriu's own fds in place of a file of the images.
+// An entry of a kind tscriu does not restore is refused at plan, naming the fd.
+
+import { fstatSync } from "node:fs";
+import { join } from "node:path";
+import { F } from "../../host-bridge/constants.js";
+import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
+import { readImage, readOptionalImage } from "../../images/io.js";
+import type { ModuleLog } from "../log.js";
+import { RestoreError } from "../restore/errors.js";
+import type { FileSet } from "../restore/fileset.js";
+import { NR, type Call, type Remote } from "../restore/remote.js";
+import type { ShmTable } from "../restore/shmem.js";
+import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
+import { FD_KINDS, kindOf } from "./table.js";
+
+const SEEK_SET = 0;
+const F_SETOWN_EX = 15;
+const F_SETSIG = 10;
+const O_CLOEXEC = 0o2000000;
+
+export interface FdPlan {
+  fds: { fd: number; id: number; cloexec: boolean }[];
+  sources: Map<number, FdSource>;
+  /** the kinds' restorers: they close what they made */
+  restorers: FdRestorer[];
+  maxFd: number;
+}
+
+export interface FdOptions {
+  shellJob: boolean;
+  /** --inherit-fd fd[N]:resource */
+  inheritFds: readonly string[];
+}
+
+/** --inherit-fd fd[N]:resource as criu writes it. */
+export function parseInheritFd(arg: string): { fd: number; key: string } {
+  const m = /^fd\[(\d+)\]:(.+)$/.exec(arg);
+  if (!m) throw new Error(`--inherit-fd ${arg}: expected fd[N]:resource`);
+  return { fd: Number(m[1]), key: m[2]! };
+}
+
+/** Reads and checks the fd table. No side effects. */
+export async function planFds(pid: number, dir: string, fdinfo: readonly FdinfoEntry[], files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog): Promise<FdPlan> {
+  const all = (await readImage(join(dir, "files.img"))).entries as FileEntry[];
+  const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
+  const ctx: PlanContext = {
+    pid,
+    dir,
+    files,
+    shm,
+    shellJob: opts.shellJob,
+    log,
+    entries: (id) => all.filter((x) => x.id === id),
+    optional: (name) => {
+      let p = optional.get(name);
+      if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
+      return p;
+    },
+  };
+  const inherit = opts.inheritFds.map(parseInheritFd);
+  for (const i of inherit) {
+    try {
+      fstatSync(i.fd);
+    } catch {
+      throw new RestoreError("plan", pid, `--inherit-fd fd[${i.fd}]:${i.key}: tscriu has no fd ${i.fd}`);
+    }
+  }
+  const restorers = new Map<string, FdRestorer>();
+  const plan: FdPlan = { fds: [], sources: new Map(), restorers: [], maxFd: -1 };
+  for (const e of [...fdinfo].sort((a, b) => a.fd - b.fd)) {
+    plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
+    plan.maxFd = Math.max(plan.maxFd, e.fd);
+    if (plan.sources.has(e.id)) continue;
+    const what = `fd ${e.fd}`;
+    const type = String(e.type);
+    const f = ctx.entries(e.id).find((x) => x.type === e.type) ?? files.files.get(e.id);
+    if (!f) throw new RestoreError("plan", pid, `${what} refers to file id ${e.id}, which files.img does not have`, { file: join(dir, "files.img") });
+    const kind = kindOf(type);
+    if (!kind) throw new RestoreError("plan", pid, `${what}: restoring ${type} files is not supported`, { file: join(dir, "files.img") });
+    let r = restorers.get(type);
+    if (!r) {
+      restorers.set(type, (r = kind.restorer(ctx)));
+      plan.restorers.push(r);
+    }
+    const keys = inherit.length ? await r.inheritKeys(f) : [];
+    const inh = inherit.find((i) => keys.includes(i.key));
+    if (inh) {
+      plan.sources.set(e.id, { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd });
+      continue;
+    }
+    plan.sources.set(e.id, await r.plan(f, what));
+  }
+  // A damaged image is an error even where no fd needs it (as criu, which reads them all).
+  for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
+  return plan;
+}
+
+/** tscriu's fds of the plan's open file descriptions, made on first use. */
+export class FdMaker {
+  readonly locals = new Map<number, number>();
+
+  constructor(private readonly plan: FdPlan) {}
+
+  make(id: number): number {
+    let fd = this.locals.get(id);
+    if (fd === undefined) this.locals.set(id, (fd = this.plan.sources.get(id)!.open()));
+    return fd;
+  }
+
+  /** Closes what the kinds made (the task has its copies). */
+  closeAll(): void {
+    for (const r of this.plan.restorers) r.close();
+  }
+}
+
+/** Installs every fd in the task at its number, then offsets and owners. */
+export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
+  const first = new Map<number, number>();
+  for (const { fd, id, cloexec } of plan.fds) {
+    const src = plan.sources.get(id)!;
+    const local = maker.make(id);
+    const what = `fd ${fd} (${src.describe})`;
+    const got = first.has(id) ? first.get(id)! : remote.takeFd(local, what);
+    const calls: Call[] = [];
+    if (got !== fd) {
+      calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [got, fd, cloexec ? O_CLOEXEC : 0] });
+      if (!first.has(id)) calls.push({ what: `close(${got})`, nr: NR.close, args: [got] });
+    } else if (!cloexec) {
+      calls.push({ what: `fcntl(F_SETFD) of ${what}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
+    }
+    if (!first.has(id)) {
+      first.set(id, fd);
+      calls.push(...settle(fd, src, remote, what));
+    }
+    remote.batch(calls);
+  }
+}
+
+/** Offset and owner of a freshly installed description. */
+function settle(fd: number, src: FdSource, remote: Remote, what: string): Call[] {
+  const calls: Call[] = [];
+  if (src.pos !== undefined && src.pos > 0n) calls.push({ what: `lseek of ${what} to ${src.pos}`, nr: NR.lseek, args: [fd, src.pos, SEEK_SET] });
+  const fown = src.fown;
+  if (fown && fown.pid !== 0) {
+    const owner = Buffer.alloc(8);
+    owner.writeInt32LE(fown.pid_type === 2 ? 2 : fown.pid_type === 1 ? 1 : 0, 0);
+    owner.writeInt32LE(fown.pid, 4);
+    calls.push({ what: `fcntl(F_SETOWN_EX) of ${what}`, nr: NR.fcntl, args: [fd, F_SETOWN_EX, remote.write(0, owner)] });
+  }
+  if (fown && fown.signum !== 0) calls.push({ what: `fcntl(F_SETSIG) of ${what}`, nr: NR.fcntl, args: [fd, F_SETSIG, fown.signum] });
+  return calls;
+}

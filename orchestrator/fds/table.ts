@@ -1,0 +1,17 @@
+// The kinds of file tscriu dumps and restores, in the order the dump asks them (the
+// first whose `matches` says yes takes an fd: memfds before regular files, terminals
+// before other character devices). A file of no kind here is refused by name.
+
+import type { FdKind } from "./kind.js";
+import { fifoKind } from "./fifo.js";
+import { memfdKind } from "./memfd.js";
+import { pipeKind } from "./pipe.js";
+import { regularKind } from "./regular.js";
+import { ttyKind } from "./tty.js";
+
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind];
+
+/** The kind that restores files.img entries of `type`. */
+export function kindOf(type: string): FdKind | undefined {
+  return FD_KINDS.find((k) => k.type === type);
+}
