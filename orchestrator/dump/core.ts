@@ -5,7 +5,7 @@
 import { bridge } from "../../host-bridge/load.js";
 import { ERESTART } from "../../host-bridge/constants.js";
 import { decodeRegs, REG_NAMES, type UserRegs } from "../../host-bridge/regs.js";
-import type { InsideState } from "./inside.js";
+import type { InsideState, ThreadInside } from "./inside.js";
 import type { ProcCreds, ProcStat } from "./proc.js";
 
 const EINTR = 4;
@@ -111,10 +111,10 @@ function siginfos(list: Buffer[]): Record<string, unknown> {
   return list.length ? { signals: list.map((s) => ({ siginfo: new Uint8Array(s) })) } : {};
 }
 
+/** The process-wide part of the leader's core (criu's tc). */
 export interface CoreInput {
   pid: number;
   stat: ProcStat;
-  creds: ProcCreds;
   inside: InsideState;
   comm: string;
   personality: number;
@@ -123,6 +123,18 @@ export interface CoreInput {
   oomScoreAdj: number;
   /** the task was in a group-stop: saved as TASK_STOPPED */
   stopSignal: number;
+}
+
+/** One thread's own state: registers and what the thread holds alone. */
+export interface ThreadInput {
+  tid: number;
+  regs: RegState;
+  inside: ThreadInside;
+  /** /proc/PID/task/TID/stat and status: scheduling and credentials are per thread */
+  stat: ProcStat;
+  creds: ProcCreds;
+  comm: string;
+  /** index of the thread's newest filter in seccomp.img */
   seccompFilter: number | undefined;
 }
 
@@ -132,19 +144,84 @@ export interface RegState {
   blocked: bigint;
 }
 
-/** Registers and signal mask, read before anything runs inside the task. */
-export function readRegs(pid: number): RegState {
+/** Registers and signal mask of a thread, read before anything runs inside the task. */
+export function readRegs(tid: number): RegState {
   const b = bridge();
-  return { regs: decodeRegs(b.getRegs(pid)), xstate: b.getXstate(pid), blocked: b.getSigmask(pid) };
+  return { regs: decodeRegs(b.getRegs(tid)), xstate: b.getXstate(tid), blocked: b.getSigmask(tid) };
 }
 
-/** core_entry of a single-threaded task. */
-export function buildCore(inp: CoreInput, rs: RegState): Record<string, unknown> {
+function credsEntry(creds: ProcCreds, securebits: number): Record<string, unknown> {
+  const e: Record<string, unknown> = {
+    uid: creds.uids[0],
+    gid: creds.gids[0],
+    euid: creds.uids[1],
+    egid: creds.gids[1],
+    suid: creds.uids[2],
+    sgid: creds.gids[2],
+    fsuid: creds.uids[3],
+    fsgid: creds.gids[3],
+    cap_inh: creds.capInh,
+    cap_prm: creds.capPrm,
+    cap_eff: creds.capEff,
+    cap_bnd: creds.capBnd,
+    secbits: securebits,
+    cap_amb: creds.capAmb,
+  };
+  if (creds.groups.length) e["groups"] = creds.groups;
+  if (creds.noNewPrivs) e["no_new_privs"] = creds.noNewPrivs;
+  return e;
+}
+
+/**
+ * The core_entry of one thread: thread_info (registers, FPU, TLS) and thread_core. As
+ * criu writes them, the leader's blocked mask is in tc (buildCore), another thread's in
+ * its thread_core.
+ */
+export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string, unknown> {
   const b = bridge();
-  const { pid, stat, creds, inside } = inp;
-  const regs = fixupSyscallRestart(rs.regs);
-  const rseq = b.getRseqConfiguration(pid);
-  const robust = b.getRobustList(pid);
+  const regs = fixupSyscallRestart(t.regs.regs);
+  const rseq = b.getRseqConfiguration(t.tid);
+  const robust = b.getRobustList(t.tid);
+  const { stat, creds, inside } = t;
+  const threadCore: Record<string, unknown> = {
+    futex_rla: robust.head,
+    futex_rla_len: robust.len,
+    sched_nice: stat.nice,
+    sched_policy: stat.policy,
+  };
+  if (!leader) threadCore["blk_sigset"] = t.regs.blocked;
+  Object.assign(threadCore, {
+    sas: { ss_sp: inside.altstack.sp, ss_size: inside.altstack.size, ss_flags: inside.altstack.flags },
+    signals_p: siginfos(b.peekSiginfo(t.tid, false)),
+    creds: credsEntry(creds, inside.securebits),
+    comm: t.comm,
+    cg_set: 1,
+  });
+  if (stat.policy !== 0 && stat.policy !== 3 && stat.policy !== 5) threadCore["sched_prio"] = stat.rtPriority;
+  if (inside.pdeathSig) threadCore["pdeath_sig"] = inside.pdeathSig;
+  if (creds.seccomp !== 0) {
+    threadCore["seccomp_mode"] = creds.seccomp === 1 ? "strict" : "filter";
+    if (t.seccompFilter !== undefined) threadCore["seccomp_filter"] = t.seccompFilter;
+  }
+  if (rseq.rseqAbiPointer !== 0n) {
+    threadCore["rseq_entry"] = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
+  }
+  return {
+    mtype: "X86_64",
+    thread_info: {
+      clear_tid_addr: inside.tidAddress,
+      gpregs: gpregsEntry(regs),
+      fpregs: fpregsEntry(t.regs.xstate),
+      tls: tlsEntries(t.tid),
+    },
+    thread_core: threadCore,
+  };
+}
+
+/** The leader's core_entry: its thread's core plus the process-wide tc. */
+export function buildCore(inp: CoreInput, leader: ThreadInput): Record<string, unknown> {
+  const b = bridge();
+  const { stat, inside } = inp;
   const sigactions: Record<string, unknown>[] = [];
   inside.sigactions.forEach((a, i) => {
     const sig = i + 1;
@@ -156,7 +233,7 @@ export function buildCore(inp: CoreInput, rs: RegState): Record<string, unknown>
     exit_code: 0,
     personality: inp.personality,
     flags: stat.flags,
-    blk_sigset: rs.blocked,
+    blk_sigset: leader.regs.blocked,
     comm: inp.comm,
     timers: {
       real: inside.itimers.real,
@@ -177,7 +254,7 @@ export function buildCore(inp: CoreInput, rs: RegState): Record<string, unknown>
       })),
     },
     rlimits: { rlimits: inp.rlimits },
-    signals_s: siginfos(b.peekSiginfo(pid, true)),
+    signals_s: siginfos(b.peekSiginfo(inp.pid, true)),
     loginuid: inp.loginuid,
     oom_score_adj: inp.oomScoreAdj,
     sigactions,
@@ -185,53 +262,6 @@ export function buildCore(inp: CoreInput, rs: RegState): Record<string, unknown>
   };
   if (inp.stopSignal) tc["stop_signo"] = inp.stopSignal;
   if (inside.membarrierMask) tc["membarrier_registration_mask"] = inside.membarrierMask;
-  const credsEntry: Record<string, unknown> = {
-    uid: creds.uids[0],
-    gid: creds.gids[0],
-    euid: creds.uids[1],
-    egid: creds.gids[1],
-    suid: creds.uids[2],
-    sgid: creds.gids[2],
-    fsuid: creds.uids[3],
-    fsgid: creds.gids[3],
-    cap_inh: creds.capInh,
-    cap_prm: creds.capPrm,
-    cap_eff: creds.capEff,
-    cap_bnd: creds.capBnd,
-    secbits: inside.securebits,
-    cap_amb: creds.capAmb,
-  };
-  if (creds.groups.length) credsEntry["groups"] = creds.groups;
-  if (creds.noNewPrivs) credsEntry["no_new_privs"] = creds.noNewPrivs;
-  const threadCore: Record<string, unknown> = {
-    futex_rla: robust.head,
-    futex_rla_len: robust.len,
-    sched_nice: stat.nice,
-    sched_policy: stat.policy,
-    sas: { ss_sp: inside.altstack.sp, ss_size: inside.altstack.size, ss_flags: inside.altstack.flags },
-    signals_p: siginfos(b.peekSiginfo(pid, false)),
-    creds: credsEntry,
-    comm: inp.comm,
-    cg_set: 1,
-  };
-  if (stat.policy !== 0 && stat.policy !== 3 && stat.policy !== 5) threadCore["sched_prio"] = stat.rtPriority;
-  if (inside.pdeathSig) threadCore["pdeath_sig"] = inside.pdeathSig;
-  if (creds.seccomp !== 0) {
-    threadCore["seccomp_mode"] = creds.seccomp === 1 ? "strict" : "filter";
-    if (inp.seccompFilter !== undefined) threadCore["seccomp_filter"] = inp.seccompFilter;
-  }
-  if (rseq.rseqAbiPointer !== 0n) {
-    threadCore["rseq_entry"] = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
-  }
-  return {
-    mtype: "X86_64",
-    thread_info: {
-      clear_tid_addr: inside.tidAddress,
-      gpregs: gpregsEntry(regs),
-      fpregs: fpregsEntry(rs.xstate),
-      tls: tlsEntries(pid),
-    },
-    tc,
-    thread_core: threadCore,
-  };
+  const core = buildThreadCore(leader, true);
+  return { mtype: core["mtype"], thread_info: core["thread_info"], tc, thread_core: core["thread_core"] };
 }

@@ -1,4 +1,4 @@
-// The dump of one single-threaded task: freeze, collect, write images, then let the
+// The dump of one task and its threads: freeze, collect, write images, then let the
 // task go as asked (kill by default, -R leave running, -s leave stopped). Any failure
 // resumes the task exactly as it was and names the step that failed.
 
@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { CLOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
-import { buildCore, readRegs } from "./core.js";
+import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
 import { collectFds, type FdTable } from "../fds/dump.js";
@@ -166,10 +166,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const auxv = parseAuxv(readFileSync(procPath(pid, "auxv")));
 
     enter("registers");
-    const regs = readRegs(pid);
+    const regs = new Map(frozen.tids.map((tid) => [tid, readRegs(tid)]));
 
     enter("inside");
-    const inside = collectInside(pid, timers);
+    const inside = collectInside(pid, timers, frozen.tids);
 
     enter("vmas");
     const shm = new ShmemTable(files);
@@ -225,13 +225,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     log.info(`${plan.pages} pages written (${plan.scanned} scanned) in ${us(memStart)} us`);
 
     enter("images");
-    const core = buildCore(
-      { pid, stat, creds, inside, comm, personality, rlimits, loginuid, oomScoreAdj, stopSignal: frozen.stopSignal, seccompFilter: undefined },
-      regs,
-    );
-    const seccomp = seccompImage(pid, creds.seccomp);
-    if (seccomp.filterIndex !== undefined) (core["thread_core"] as Record<string, unknown>)["seccomp_filter"] = seccomp.filterIndex;
+    // Scheduling, credentials, name and seccomp are each thread's own.
+    const threads = frozen.tids.map((tid) => {
+      const task = (f: string): string => readProc(pid, `task/${tid}/${f}`);
+      return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, "") };
+    });
+    const seccomp = seccompImage(threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp })));
+    const threadInput = (t: (typeof threads)[number]): ThreadInput => ({ ...t, regs: regs.get(t.tid)!, inside: inside.threads.get(t.tid)!, seccompFilter: seccomp.filterIndex.get(t.tid) });
+    const core = buildCore({ pid, stat, inside, comm, personality, rlimits, loginuid, oomScoreAdj, stopSignal: frozen.stopSignal }, threadInput(threads[0]!));
     await images.write(`core-${pid}.img`, "CORE", [core]);
+    for (const t of threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
     await images.write(`mm-${pid}.img`, "MM", [
       {
         mm_start_code: stat.startCode,
@@ -252,7 +255,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         thp_disabled: inside.thpDisabled,
       },
     ]);
-    await images.write(`pstree.img`, "PSTREE", [{ pid, ppid: 0, pgid: stat.pgid, sid: stat.sid, threads: [pid] }]);
+    await images.write(`pstree.img`, "PSTREE", [{ pid, ppid: 0, pgid: stat.pgid, sid: stat.sid, threads: frozen.tids }]);
     await images.write(`ids-${pid}.img`, "IDS", [{ vm_id: 2, files_id: 2, fs_id: 2, sighand_id: 2, ...nsIds }]);
     await images.write(`fs-${pid}.img`, "FS", [{ cwd_id: cwdId, root_id: rootId, umask: creds.umask }]);
     await images.write(`fdinfo-2.img`, "FDINFO", fds.fdinfo);
@@ -280,14 +283,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     for (const p of pages) await p.abort();
     const err = asDumpError(step, pid, e);
-    const why = alive(pid) ? release(pid, frozen.wasStopped ? "stop" : "resume") : "the task is gone";
+    const why = alive(pid) ? release(pid, frozen.wasStopped ? "stop" : "resume", frozen.tids) : "the task is gone";
     if (why) err.notes.push(`resuming pid ${pid} after the failure: ${why}`);
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 
   stats.frozen_time = us(frozen.frozenAt);
-  const why = release(pid, finalState);
+  const why = release(pid, finalState, frozen.tids);
   if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
   log.info(`Dumping finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {

@@ -1,6 +1,8 @@
-// Freezing and releasing the task: PTRACE_SEIZE + PTRACE_INTERRUPT, then at the end
-// detach (resume), detach into a stop (-s), or kill (criu's default after a dump).
-// Every ptrace call is made synchronously from this (the main JS) thread.
+// Freezing and releasing the task: every thread seized (PTRACE_SEIZE + PTRACE_INTERRUPT),
+// the thread list read again until no new thread shows up (a thread made during the
+// freeze is caught), then at the end every thread detached (resume), detached into a
+// stop (-s), or the task killed and each thread's exit collected (criu's default after
+// a dump). Every ptrace call is made synchronously from this (the main JS) thread.
 
 import { constants } from "node:os";
 import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
@@ -12,6 +14,8 @@ const { SIGKILL, SIGSTOP } = constants.signals;
 
 export interface Frozen {
   pid: number;
+  /** every thread, the leader first, each in a ptrace-stop */
+  tids: number[];
   /** the task was in a group-stop (state T) before we seized it */
   wasStopped: boolean;
   /** the stop signal of that group-stop */
@@ -22,7 +26,7 @@ export interface Frozen {
   frozenAt: bigint;
 }
 
-/** Refuses what this version cannot dump: trees, threads, zombies, ourselves. */
+/** Refuses what this version cannot dump: trees, zombies, ourselves. */
 export function checkDumpable(pid: number): void {
   if (pid === process.pid) throw new DumpError("check", pid, "tscriu cannot dump itself");
   if (pid === 1) throw new DumpError("check", pid, "refusing to dump init (pid 1)");
@@ -46,52 +50,70 @@ export function checkDumpable(pid: number): void {
       `the task made a time namespace for its children (ns/time_for_children is time:[${childTimeNs}], its own ns/time is time:[${timeNs}], as after unshare(CLONE_NEWTIME)); a pending time namespace cannot be dumped`,
     );
   }
-  const { threads, children } = threadsAndChildren(pid);
-  if (threads.length > 1) {
-    throw new DumpError("check", pid, `the task has ${threads.length} threads (${threads.join(", ")}); multi-threaded dumps are not supported yet`);
-  }
+  const { children } = threadsAndChildren(pid);
   if (children.length > 0) {
     throw new DumpError("check", pid, `the task has children (${children.join(", ")}); dumping process trees is not supported yet`);
   }
 }
 
-/** Seizes and stops the task within timeoutMs. */
-export function freeze(pid: number, timeoutMs: number): Frozen {
+/** Seizes one thread and waits for its stop; false when it is gone (a thread that exited meanwhile). */
+function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number): boolean {
   const b = bridge();
+  try {
+    b.ptraceSeize(tid, opts);
+  } catch (e) {
+    if (isNativeError(e) && e.code === "ESRCH" && tid !== pid) return false;
+    throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
+  }
+  // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
+  if (!wasStopped) b.ptraceInterrupt(tid);
+  for (;;) {
+    const st = b.waitpid(tid, 0, Math.max(1, deadline - Date.now()));
+    if (!st) throw new DumpError("seize", pid, `thread ${tid} did not stop within the --timeout`);
+    if (st.exited || st.signaled) {
+      if (tid === pid) throw new DumpError("seize", pid, "the task exited while being frozen");
+      return false;
+    }
+    if (st.stopped && st.event === PTRACE_EVENT.STOP) return true;
+    // A signal arrived before our interrupt: let it through and keep waiting.
+    b.ptraceCont(tid, st.stopped && st.event === 0 ? st.stopSig : 0);
+  }
+}
+
+/** Seizes and stops every thread of the task within timeoutMs. */
+export function freeze(pid: number, timeoutMs: number): Frozen {
   const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + timeoutMs;
   const status = statusCreds(parseStatus(readProc(pid, "status")));
   const wasStopped = status.state === "T";
   // A task under a seccomp filter could be killed by the syscalls we run inside it.
   const opts = status.seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0;
+  const tids: number[] = [];
   try {
-    b.ptraceSeize(pid, opts);
-  } catch (e) {
-    throw new DumpError("seize", pid, (e as Error).message, { cause: e });
-  }
-  try {
-    // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
-    if (!wasStopped) b.ptraceInterrupt(pid);
-    for (;;) {
-      const st = b.waitpid(pid, 0, timeoutMs);
-      if (!st) throw new DumpError("seize", pid, `the task did not stop within ${timeoutMs} ms (--timeout)`);
-      if (st.exited || st.signaled) throw new DumpError("seize", pid, "the task exited while being frozen");
-      if (st.stopped && st.event === PTRACE_EVENT.STOP) break;
-      // A signal arrived before our interrupt: let it through and keep waiting.
-      b.ptraceCont(pid, st.stopped && st.event === 0 ? st.stopSig : 0);
+    if (seizeThread(pid, pid, opts, wasStopped, deadline)) tids.push(pid);
+    // Threads made while others were being seized: read the list until it holds no new one.
+    for (let again = true; again; ) {
+      again = false;
+      for (const tid of threadsAndChildren(pid).threads) {
+        if (tids.includes(tid)) continue;
+        if (seizeThread(pid, tid, opts, wasStopped, deadline)) tids.push(tid);
+        again = true;
+      }
     }
   } catch (e) {
-    release(pid, "resume");
+    release(pid, "resume", tids);
     throw e instanceof DumpError ? e : new DumpError("seize", pid, (e as Error).message, { cause: e });
   }
-  // It may have cloned between the check and the seize.
-  const { threads, children } = threadsAndChildren(pid);
-  if (threads.length > 1 || children.length > 0) {
-    release(pid, "resume");
-    throw new DumpError("seize", pid, "the task started threads or children while being frozen; trees and threads are not supported yet");
+  // It may have forked between the check and the seize.
+  const { children } = threadsAndChildren(pid);
+  if (children.length > 0) {
+    release(pid, "resume", tids);
+    throw new DumpError("seize", pid, `the task started children (${children.join(", ")}) while being frozen; process trees are not supported yet`);
   }
   const frozenAt = process.hrtime.bigint();
   return {
     pid,
+    tids,
     wasStopped,
     stopSignal: wasStopped ? SIGSTOP : 0,
     freezingUs: Number((frozenAt - t0) / 1000n),
@@ -100,34 +122,61 @@ export function freeze(pid: number, timeoutMs: number): Frozen {
 }
 
 /**
- * Lets the task go: "resume" detaches so it runs on, "stop" detaches into a stop
- * (-s), "kill" kills it and collects the exit as its tracer so that its parent can
- * reap it at once. Returns an error message instead of throwing (used on error paths).
+ * Lets the task go: "resume" detaches every thread so it runs on, "stop" detaches into a
+ * stop (-s), "kill" kills it and collects each thread's exit as its tracer so that its
+ * parent can reap it at once. Returns an error message instead of throwing (used on error
+ * paths).
  */
-export function release(pid: number, how: "resume" | "stop" | "kill"): string | undefined {
+export function release(pid: number, how: "resume" | "stop" | "kill", tids: readonly number[] = [pid]): string | undefined {
+  const b = bridge();
+  if (how === "kill") {
+    try {
+      process.kill(pid, SIGKILL);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    // Other threads first: the leader's exit is reported once they are all gone.
+    for (const tid of [...tids.filter((t) => t !== pid), pid]) {
+      try {
+        for (;;) {
+          const st = b.waitpid(tid, 0, 10_000);
+          if (!st || st.exited || st.signaled) break;
+        }
+      } catch {
+        // not ours to wait for any more
+      }
+    }
+    return undefined;
+  }
+  // The SIGSTOP of -s is queued first: the kernel drops a signal given to PTRACE_DETACH
+  // from the PTRACE_EVENT_STOP every thread sits in (also after a remote syscall).
+  if (how === "stop") {
+    try {
+      process.kill(pid, SIGSTOP);
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  const errors: string[] = [];
+  for (const tid of tids) {
+    const why = detach(tid);
+    if (why) errors.push(tids.length > 1 ? `thread ${tid}: ${why}` : why);
+  }
+  return errors.length ? errors.join("; ") : undefined;
+}
+
+function detach(tid: number): string | undefined {
   const b = bridge();
   try {
-    if (how === "kill") {
-      process.kill(pid, SIGKILL);
-      for (;;) {
-        const st = b.waitpid(pid, 0, 10_000);
-        if (!st || st.exited || st.signaled) break;
-      }
-      return undefined;
-    }
-    // PTRACE_DETACH needs a ptrace-stop; after a remote syscall the task sits in a
-    // PTRACE_EVENT_STOP again, as after the freeze. The kernel drops the signal given
-    // to PTRACE_DETACH from such a stop, so the SIGSTOP of -s is queued first.
-    if (how === "stop") process.kill(pid, SIGSTOP);
-    b.ptraceDetach(pid, 0);
+    b.ptraceDetach(tid, 0);
     return undefined;
   } catch (e) {
     if (isNativeError(e) && (e.code === "ESRCH" || e.code === "ECHILD")) {
       // Not in a stop we can detach from (or gone): interrupt and try once more.
       try {
-        b.ptraceInterrupt(pid);
-        b.waitpid(pid, 0, 2000);
-        b.ptraceDetach(pid, 0);
+        b.ptraceInterrupt(tid);
+        b.waitpid(tid, 0, 2000);
+        b.ptraceDetach(tid, 0);
         return undefined;
       } catch (e2) {
         return (e2 as Error).message;

@@ -56,16 +56,22 @@ export interface PosixTimerState extends ProcTimer {
   overrun: number;
 }
 
+/** What each thread holds of its own (read by a syscall run in that thread). */
+export interface ThreadInside {
+  altstack: { sp: bigint; size: bigint; flags: number };
+  tidAddress: bigint;
+  pdeathSig: number;
+  securebits: number;
+}
+
 export interface InsideState {
   /** index i is signal i + 1, for signals 1..64 */
   sigactions: SigAction[];
-  altstack: { sp: bigint; size: bigint; flags: number };
   itimers: { real: Itimer; virt: Itimer; prof: Itimer };
   posixTimers: PosixTimerState[];
-  tidAddress: bigint;
-  pdeathSig: number;
+  /** per thread, by tid (the leader's too) */
+  threads: Map<number, ThreadInside>;
   dumpable: number;
-  securebits: number;
   childSubreaper: boolean;
   thpDisabled: boolean;
   timerslackNs: bigint;
@@ -75,7 +81,7 @@ export interface InsideState {
 }
 
 const PAGE = 4096;
-const OFF = { act: 0, sas: 2048, itimer: 2112, int: 2240, its: 2304 } as const;
+const OFF = { act: 0, sas: 2048, itimer: 2112, int: 2240, its: 2304, thread: 2368 } as const;
 
 /** Runs syscall nr in the task and throws on -errno, naming the call. */
 function call(pid: number, what: string, nr: number, args: (number | bigint)[]): bigint {
@@ -143,8 +149,28 @@ function membarrierRegistrations(pid: number): number {
   return mask;
 }
 
-/** Everything gathered through syscalls inside the task. The scratch page is mapped here and unmapped on every path. */
-export function collectInside(pid: number, timers: readonly ProcTimer[]): InsideState {
+/** A thread's own state, by syscalls run in that thread; answers go to the (shared) scratch page. */
+function threadInside(tid: number, s: Scratch): ThreadInside {
+  const at = s.base + BigInt(OFF.thread);
+  call(tid, "sigaltstack", SYS.sigaltstack, [0, at]);
+  call(tid, "prctl(PR_GET_PDEATHSIG)", SYS.prctl, [PR.GET_PDEATHSIG, at + 24n]);
+  call(tid, "prctl(PR_GET_TID_ADDRESS)", SYS.prctl, [PR.GET_TID_ADDRESS, at + 32n]);
+  const securebits = Number(call(tid, "prctl(PR_GET_SECUREBITS)", SYS.prctl, [PR.GET_SECUREBITS]));
+  const b = s.read(OFF.thread, 40);
+  return {
+    altstack: { sp: b.readBigUInt64LE(0), flags: b.readInt32LE(8), size: b.readBigUInt64LE(16) },
+    pdeathSig: b.readInt32LE(24),
+    tidAddress: b.readBigUInt64LE(32),
+    securebits,
+  };
+}
+
+/**
+ * Everything gathered through syscalls inside the task: the process-wide state through
+ * the leader, each thread's own through that thread (`tids`, the leader first). The
+ * scratch page is mapped here and unmapped on every path.
+ */
+export function collectInside(pid: number, timers: readonly ProcTimer[], tids: readonly number[] = [pid]): InsideState {
   const s = new Scratch(pid);
   try {
     const base = s.map();
@@ -169,14 +195,10 @@ export function collectInside(pid: number, timers: readonly ProcTimer[]): Inside
         mask: acts.readBigUInt64LE(o + 24),
       };
     }
-    call(pid, "sigaltstack", SYS.sigaltstack, [0, base + BigInt(OFF.sas)]);
     for (let which = 0; which < 3; which++) call(pid, `getitimer(${which})`, SYS_X.getitimer, [which, base + BigInt(OFF.itimer + which * 32)]);
     const intAt = (i: number): bigint => base + BigInt(OFF.int + i * 8);
-    call(pid, "prctl(PR_GET_PDEATHSIG)", SYS.prctl, [PR.GET_PDEATHSIG, intAt(0)]);
     call(pid, "prctl(PR_GET_CHILD_SUBREAPER)", SYS.prctl, [PR.GET_CHILD_SUBREAPER, intAt(1)]);
-    call(pid, "prctl(PR_GET_TID_ADDRESS)", SYS.prctl, [PR.GET_TID_ADDRESS, intAt(2)]);
     const dumpable = Number(call(pid, "prctl(PR_GET_DUMPABLE)", SYS.prctl, [PR.GET_DUMPABLE]));
-    const securebits = Number(call(pid, "prctl(PR_GET_SECUREBITS)", SYS.prctl, [PR.GET_SECUREBITS]));
     const thp = Number(call(pid, "prctl(PR_GET_THP_DISABLE)", SYS.prctl, [PR.GET_THP_DISABLE]));
     const slack = call(pid, "prctl(PR_GET_TIMERSLACK)", SYS.prctl, [PR.GET_TIMERSLACK]);
     const brk = call(pid, "brk(0)", SYS_X.brk, [0]);
@@ -197,18 +219,17 @@ export function collectInside(pid: number, timers: readonly ProcTimer[]): Inside
       });
     }
 
-    const rest = s.read(OFF.sas, OFF.its - OFF.sas);
-    const at = (o: number): number => o - OFF.sas;
+    const rest = s.read(OFF.itimer, OFF.its - OFF.itimer);
+    const at = (o: number): number => o - OFF.itimer;
+    const threads = new Map<number, ThreadInside>();
+    for (const tid of tids) threads.set(tid, threadInside(tid, s));
     return {
       sigactions,
-      altstack: { sp: rest.readBigUInt64LE(at(OFF.sas)), flags: rest.readInt32LE(at(OFF.sas) + 8), size: rest.readBigUInt64LE(at(OFF.sas) + 16) },
       itimers: { real: itimer(rest, at(OFF.itimer)), virt: itimer(rest, at(OFF.itimer) + 32), prof: itimer(rest, at(OFF.itimer) + 64) },
       posixTimers,
-      pdeathSig: rest.readInt32LE(at(OFF.int)),
+      threads,
       childSubreaper: rest.readInt32LE(at(OFF.int) + 8) !== 0,
-      tidAddress: rest.readBigUInt64LE(at(OFF.int) + 16),
       dumpable,
-      securebits,
       thpDisabled: thp !== 0,
       timerslackNs: slack,
       brk,

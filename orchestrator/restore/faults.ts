@@ -15,7 +15,9 @@
 //   restore:mm          PR_SET_MM_MAP (exe, brk, arguments, auxv), name, madvise
 //   restore:signals     sigactions, sigaltstack, pending signals
 //   restore:timers      itimers and POSIX timers
-//   restore:creds       seccomp, rlimits, credentials, personality, task flags
+//   restore:threads     the audit login uid and rlimits, then the other threads made
+//   restore:creds       per thread: altstack, seccomp, scheduling, credentials, task
+//                       flags, pending signals
 //   restore:post-restore the post-restore action scripts
 //   restore:registers   rseq, robust list, TLS, registers, FPU state, signal mask
 //   restore:pre-resume  the pre-resume action scripts (criu: must not fail; a fault here
@@ -37,6 +39,7 @@ export const RESTORE_STEPS = [
   "mm",
   "signals",
   "timers",
+  "threads",
   "creds",
   "post-restore",
   "registers",

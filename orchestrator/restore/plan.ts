@@ -1,5 +1,5 @@
 // Reading and checking the images before anything is created: what this restore can do
-// (one single-threaded task, the file and memory kinds of memory.ts and files.ts), that
+// (one process and its threads, the file and memory kinds of memory.ts and fds/), that
 // every file they name is there as it was, that this kernel's vDSO and this CPU's FPU fit,
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
@@ -18,6 +18,7 @@ import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
 import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
+import type { ThreadPlan } from "./threads.js";
 import { planSeccomp, type SeccompPlan } from "./seccomp.js";
 import { checkSignals } from "./signals.js";
 import { missingXfeatures, xfeatureNames } from "./xstate.js";
@@ -59,6 +60,8 @@ export interface Plan {
   /** the signal mask to give back */
   blocked: bigint;
   seccomp: SeccompPlan | undefined;
+  /** the other threads, in pstree order */
+  threads: ThreadPlan[];
 }
 
 async function timens(dir: string): Promise<Plan["timens"]> {
@@ -95,9 +98,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   if (tasks.length !== 1) throw fail(`the images hold ${tasks.length} processes (${tasks.map((t) => t.pid).join(", ")}); restoring process trees is not supported yet`, "pstree.img");
   const { pid, entry: pstree } = tasks[0]!;
   if (!(pid > 0)) throw fail(`bad pid ${pid}`, "pstree.img");
-  if ((pstree.threads ?? []).length !== 1) {
-    throw fail(`pid ${pid} has ${(pstree.threads ?? []).length} threads (${(pstree.threads ?? []).join(", ")}); restoring multi-threaded processes is not supported yet`, "pstree.img", pid);
-  }
+  const tids = pstree.threads ?? [];
+  if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
+  if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
@@ -108,6 +111,10 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     holder = pidHolder(pid, false);
   }
   if (holder) throw fail(`${holder}; it must be free to restore the task with its PID`, undefined, pid);
+  for (const tid of tids.slice(1)) {
+    const h = pidHolder(tid, false);
+    if (h) throw fail(`${h}; it must be free to restore thread ${tid} of pid ${pid} with its TID`, undefined, pid);
+  }
   const core = await images.core(pid);
   checkRegisters(pid, core);
   const state = Number(core.tc?.task_state ?? TASK_ALIVE);
@@ -123,6 +130,19 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     }
   }
   const seccomp = await planSeccomp(dir, pid, core);
+  const threads: ThreadPlan[] = [];
+  for (const tid of tids.slice(1)) {
+    const t = await images.core(tid);
+    const file = `core-${tid}.img`;
+    try {
+      checkRegisters(pid, t);
+      checkSignals(pid, t);
+    } catch (e) {
+      throw fail(`thread ${tid}: ${(e as Error).message}`, file, pid);
+    }
+    if (t.tc) throw fail(`thread ${tid}'s core has process state (tc), which only the leader's has`, file, pid);
+    threads.push({ tid, core: t, blocked: t.thread_core?.blk_sigset ?? 0n, seccomp: await planSeccomp(dir, pid, t) });
+  }
   const mm = await images.mm(pid);
   const fs = await images.fs(pid);
   const fdinfo = await images.fdinfo(pid);
@@ -138,8 +158,10 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
   const cap = opts.cpuCap;
   if (cap !== "none") {
-    const missing = missingXfeatures(core.thread_info!.fpregs);
-    if (missing !== 0n) throw fail(`the FPU state uses xsave features this CPU does not have: ${xfeatureNames(missing)} (--cpu-cap=none to try anyway)`, `core-${pid}.img`, pid);
+    for (const [tid, c] of [[pid, core] as const, ...threads.map((t) => [t.tid, t.core] as const)]) {
+      const missing = missingXfeatures(c.thread_info!.fpregs);
+      if (missing !== 0n) throw fail(`the FPU state uses xsave features this CPU does not have: ${xfeatureNames(missing)} (--cpu-cap=none to try anyway)`, `core-${tid}.img`, pid);
+    }
     if (existsSync(join(dir, "cpuinfo.img")) && cap !== undefined) {
       const r = await cpuinfoCheck(dir, cap);
       if (!r.ok) throw fail(`the CPU is not compatible with the image (--cpu-cap ${cap === null ? "" : cap}): ${r.messages.join("; ")}`, "cpuinfo.img", pid);
@@ -176,5 +198,6 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     timens: await timens(dir),
     blocked,
     seccomp,
+    threads,
   };
 }

@@ -135,22 +135,28 @@ export function restoreThreadState(remote: Remote, core: CoreEntry): void {
   remote.batch(calls);
 }
 
+/** A thread's dumped mask, registers and FPU state, put in place while it is stopped. */
+export function threadRegisters(tid: number, core: CoreEntry, blocked: bigint, xstateTemplate: Buffer): void {
+  const b = bridge();
+  const regs = userRegs(core.thread_info!.gpregs);
+  rseqFixup(tid, core, regs);
+  restartSleep(tid, regs, core.thread_info!.gpregs.orig_ax);
+  const xstate = buildXstate(core.thread_info!.fpregs, xstateTemplate.length);
+  b.setSigmask(tid, blocked);
+  b.setRegs(tid, encodeRegs(regs));
+  try {
+    b.setXstate(tid, xstate);
+  } catch (e) {
+    throw new RestoreError("registers", tid, `the FPU/xsave state of the image was refused: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /**
  * The last step inside the task: unmap the trampoline (stopping at the syscall's exit),
  * then put the dumped mask, registers and FPU state in place. The task stays stopped.
+ * Other threads get theirs first (threadRegisters): nothing runs in them any more.
  */
 export function finalRegisters(remote: Remote, core: CoreEntry, blocked: bigint, xstateTemplate: Buffer): void {
-  const b = bridge();
-  const regs = userRegs(core.thread_info!.gpregs);
-  rseqFixup(remote.pid, core, regs);
-  restartSleep(remote.pid, regs, core.thread_info!.gpregs.orig_ax);
-  const xstate = buildXstate(core.thread_info!.fpregs, xstateTemplate.length);
   remote.toExit("munmap of the trampoline", NR.munmap, [remote.tramp, TRAMPOLINE_SIZE]);
-  b.setSigmask(remote.pid, blocked);
-  b.setRegs(remote.pid, encodeRegs(regs));
-  try {
-    b.setXstate(remote.pid, xstate);
-  } catch (e) {
-    throw new RestoreError("registers", remote.pid, `the FPU/xsave state of the image was refused: ${(e as Error).message}`, { cause: e });
-  }
+  threadRegisters(remote.pid, core, blocked, xstateTemplate);
 }

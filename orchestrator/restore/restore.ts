@@ -1,7 +1,8 @@
-// The restore of one single-threaded task from an images directory (tscriu's or criu's):
-// check everything (plan.ts), start the stub with the dumped PID, seize it, and rebuild the
-// task in it step by step from a trampoline page; then detach so it runs on where it was
-// dumped. A failure at any step kills what was created, waits until the PID is free
+// The restore of one process and its threads from an images directory (tscriu's or
+// criu's): check everything (plan.ts), start the stub with the dumped PID, seize it, and
+// rebuild the task in it step by step from a trampoline page, the other threads made by
+// it (threads.ts) once its memory and files are back; then detach so it runs on where it
+// was dumped. A failure at any step kills what was created, waits until the PID is free
 // again, removes what tscriu made on the way (recreated ghost files, the pidfile) and
 // names the step; the images are only read.
 
@@ -20,7 +21,8 @@ import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type Plan } from "./plan.js";
 import { pidHolder } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
-import { finalRegisters, restoreThreadState } from "./registers.js";
+import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
+import { eachThread, makeThreads, restoreThreadName, type MadeThread } from "./threads.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
@@ -110,6 +112,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   log.info(`Restoring pid ${pid} from ${dir} (${mode})`);
   let spawned: Spawned | undefined;
   let maker: FdMaker | undefined;
+  /** the other threads, each as soon as it exists */
+  const made: MadeThread[] = [];
   let pidfileWritten = false;
   try {
     enter("pre-restore");
@@ -185,29 +189,42 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     enter("signals");
     remote.useExitStops();
     restoreSigactions(remote, plan.core);
-    restoreAltstack(remote, plan.core);
 
     enter("timers");
     restoreItimers(remote, plan.core);
     restorePosixTimers(remote, plan.core);
 
-    enter("creds");
-    restoreSeccomp(remote, plan.seccomp);
+    enter("threads");
+    // Process-wide, and what new threads must inherit (the audit login uid), while the
+    // task still has every capability: then the threads, which need it for their TIDs.
     restoreRlimits(remote, plan.core, log);
-    restoreSched(remote, plan.core);
     restoreLoginuid(remote, plan.core, log);
-    restoreCreds(remote, plan.core, log);
-    restoreTaskFlags(remote, plan.core, plan.mm);
+    makeThreads(remote, plan.threads, made);
+    for (const t of made) t.remote.useExitStops();
+
+    enter("creds");
+    const seccompOf = new Map([[pid, plan.seccomp], ...made.map((t) => [t.plan.tid, t.plan.seccomp] as const)]);
+    eachThread(remote, plan.core, made, (r, core, tid) => {
+      if (tid !== pid) restoreThreadName(r, core);
+      restoreAltstack(r, core);
+      restoreSeccomp(r, seccompOf.get(tid));
+      restoreSched(r, core);
+      restoreCreds(r, core, log);
+      restoreTaskFlags(r, core, plan.mm);
+    });
     // Queued once the task has its own uid: a pending signal counts against the user its
     // task had when it was queued (SigQ, RLIMIT_SIGPENDING).
-    restorePending(remote, plan.core, pid);
-    restoreFromOutside(pid, plan.core, log);
+    eachThread(remote, plan.core, made, (r, core, tid) => {
+      restorePending(r, core, pid, tid);
+      restoreFromOutside(tid, core, log);
+    });
 
     enter("post-restore");
     runScripts(scripts, "post-restore", dir, pid);
 
     enter("registers");
-    restoreThreadState(remote, plan.core);
+    eachThread(remote, plan.core, made, (r, core) => restoreThreadState(r, core));
+    for (const t of made) threadRegisters(t.plan.tid, t.plan.core, t.plan.blocked, xstateTemplate);
     finalRegisters(remote, plan.core, plan.blocked, xstateTemplate);
     if (opts.pidfile) {
       writeFileSync(opts.pidfile, `${pid}`);
@@ -222,12 +239,15 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
+    // The other threads first: the process runs on as a whole once its leader goes too
+    // (a SIGSTOP given to the leader's detach stops every thread).
+    for (const t of made) bridge().ptraceDetach(t.plan.tid, 0);
     bridge().ptraceDetach(pid, opts.leaveStopped || plan.stopped ? os.signals.SIGSTOP : 0);
   } catch (e) {
     const err = asRestoreError(step, pid, e);
     log.error(err.message);
     if (spawned) {
-      const why = await killCreated(spawned.pid);
+      const why = await killCreated(spawned.pid, made.map((t) => t.plan.tid));
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }
     plan.files.unlinkTemporaries(log);

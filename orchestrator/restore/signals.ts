@@ -58,8 +58,11 @@ export function restoreAltstack(remote: Remote, core: CoreEntry): void {
   remote.call(`sigaltstack(0x${sas.ss_sp.toString(16)}, ${sas.ss_size})`, NR.sigaltstack, [remote.write(0, st), 0]);
 }
 
-/** Queues the pending signals again, in their order. Returns how many. */
-export function restorePending(remote: Remote, core: CoreEntry, pid: number): number {
+/**
+ * Queues the pending signals again, in their order: the process's (tc, the leader's core
+ * only) and thread `tid`'s own. Returns how many.
+ */
+export function restorePending(remote: Remote, core: CoreEntry, pid: number, tid = pid): number {
   const items: { info: Uint8Array; shared: boolean }[] = [
     ...(core.tc?.signals_s?.signals ?? []).map((s) => ({ info: s.siginfo, shared: true })),
     ...(core.thread_core?.signals_p?.signals ?? []).map((s) => ({ info: s.siginfo, shared: false })),
@@ -73,7 +76,7 @@ export function restorePending(remote: Remote, core: CoreEntry, pid: number): nu
       const at = remote.write(i * SIGINFO_SIZE, info);
       return s.shared
         ? { what: `rt_sigqueueinfo(${sig}) (pending for the process)`, nr: NR.rt_sigqueueinfo, args: [pid, sig, at] }
-        : { what: `rt_tgsigqueueinfo(${sig}) (pending for the thread)`, nr: NR.rt_tgsigqueueinfo, args: [pid, pid, sig, at] };
+        : { what: `rt_tgsigqueueinfo(${sig}) (pending for the thread)`, nr: NR.rt_tgsigqueueinfo, args: [pid, tid, sig, at] };
     });
     remote.batch(calls);
   }

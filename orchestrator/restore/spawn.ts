@@ -55,11 +55,11 @@ function gone(pid: number): boolean {
 }
 
 /**
- * Kills a task this restore created and waits until its PID is free: as its tracer we
- * collect the exit first; its parent (us, or the reaper) then reaps it. Returns a
+ * Kills a task this restore created and waits until its PID is free: as the tracer of
+ * its threads (`tids`, made by the restore) we collect their exits first; its parent (us, or the reaper) then reaps it. Returns a
  * message when the PID could not be seen free within the time limit.
  */
-export async function killCreated(pid: number, timeoutMs = 5000): Promise<string | undefined> {
+export async function killCreated(pid: number, tids: readonly number[] = [], timeoutMs = 5000): Promise<string | undefined> {
   const b = bridge();
   try {
     process.kill(pid, "SIGKILL");
@@ -68,10 +68,14 @@ export async function killCreated(pid: number, timeoutMs = 5000): Promise<string
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    try {
-      b.waitpid(pid, 1 /* WNOHANG */);
-    } catch (e) {
-      if (!(isNativeError(e) && e.code === "ECHILD")) return (e as Error).message;
+    // Traced threads wait for their tracer (us) to collect them before the leader's exit
+    // is reported.
+    for (const tid of [...tids.filter((t) => t !== pid), pid]) {
+      try {
+        b.waitpid(tid, 1 /* WNOHANG */);
+      } catch (e) {
+        if (!(isNativeError(e) && e.code === "ECHILD")) return (e as Error).message;
+      }
     }
     if (gone(pid)) return undefined;
     if (Date.now() > deadline) return `pid ${pid} is still there ${timeoutMs} ms after SIGKILL`;

@@ -1,0 +1,75 @@
+// A process with threads through dump and restore: every thread comes back with its TID,
+// name, registers, FPU state, TLS, signal mask, private pending signal, altstack and nice
+// value, and keeps running (the workload checks all of it itself). The images hold a
+// core per thread as criu writes them (the leader's with tc and the blocked mask there,
+// the others' in thread_core). A dump -R leaves every thread as it was; a failed restore
+// leaves no thread behind.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import test from "ava";
+import { dump } from "../orchestrator/dump/dump.js";
+import { restore } from "../orchestrator/restore/restore.js";
+import { readImage } from "../images/io.js";
+import { join } from "node:path";
+import { tempDir } from "./helpers/dump.js";
+import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+function tidsOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+}
+
+function names(pid: number): string[] {
+  return tidsOf(pid).map((t) => readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim());
+}
+
+async function threaded(t: Parameters<typeof startWorkload>[0], n: number): Promise<{ w: Workload; tids: number[] }> {
+  const w = await startWorkload(t, "threads", [String(n)]);
+  const tids = [w.pid, ...w.info["tids"]!.split(",").map(Number)].sort((a, b) => a - b);
+  t.deepEqual(tidsOf(w.pid), tids);
+  t.is(await w.check(), `PASS threads=${n}`, "before the dump");
+  return { w, tids };
+}
+
+test("threads: every thread comes back with its TID and name and passes its own checks", async (t) => {
+  const { w, tids } = await threaded(t, 4);
+  const before = names(w.pid);
+  const dir = await dumpGone(t, w);
+  const pstree = (await readImage(join(dir, "pstree.img"))).entries[0]!;
+  t.deepEqual([...(pstree["threads"] as number[])].sort((a, b) => a - b), tids);
+  const leader = (await readImage(join(dir, `core-${w.pid}.img`))).entries[0]!;
+  t.truthy(leader["tc"], "the leader's core has tc");
+  for (const tid of tids.filter((x) => x !== w.pid)) {
+    const c = (await readImage(join(dir, `core-${tid}.img`))).entries[0]!;
+    t.falsy(c["tc"], `core-${tid}: no tc`);
+    t.not((c["thread_core"] as Record<string, unknown>)["blk_sigset"], undefined, `core-${tid}: its mask in thread_core`);
+  }
+  await restoreTask(t, dir);
+  t.deepEqual(tidsOf(w.pid), tids, "the same TIDs");
+  t.deepEqual(names(w.pid), before, "the same names");
+  t.is(await w.check(), "PASS threads=4", "after the restore");
+});
+
+test("threads: dump -R leaves every thread running as it was; a dump of the restored process restores again", async (t) => {
+  const { w, tids } = await threaded(t, 3);
+  await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });
+  t.deepEqual(tidsOf(w.pid), tids);
+  t.is(await w.check(), "PASS threads=3", "after dump -R");
+  for (const tid of tids) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${w.pid}/task/${tid}/status`, "utf8"))?.[1], "0", `thread ${tid} not traced`);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS threads=3", "after the first restore");
+  const again = await dumpGone(t, w);
+  await restoreTask(t, again);
+  t.deepEqual(tidsOf(w.pid), tids);
+  t.is(await w.check(), "PASS threads=3", "after the second restore");
+});
+
+test("threads: a restore that fails after the threads exist leaves no thread and no PID behind", async (t) => {
+  const { w, tids } = await threaded(t, 2);
+  const dir = await dumpGone(t, w);
+  const err = await t.throwsAsync(restore({ imagesDir: dir, faults: "restore:creds" }));
+  t.regex(err?.message ?? "", /creds/);
+  for (const tid of tids) await waitFor(`TID ${tid} to be free`, () => !existsSync(`/proc/${tid}`));
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS threads=2", "the images restore after the failed try");
+});
