@@ -6,11 +6,11 @@
 // the vDSO pages, compel's copy-on-written code page, the memfd way of shared anonymous
 // memory with its own pagemap and pages file, pending signals queued with SI_TKILL and
 // SI_QUEUE, a POSIX timer, an alternate stack, timens-0.img, cpuinfo.img.
-// The kinds restore does not do yet (process trees, threads, sockets and other fd kinds)
-// are refused by name before anything is created.
+// The kinds restore does not do yet (process trees, sockets and other fd kinds) are
+// refused by name before anything is created.
 import { join } from "node:path";
 import test from "ava";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { cpuinfoCheck } from "../orchestrator/cpuinfo/cpuinfo.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
@@ -105,12 +105,29 @@ test.serial("criu's signals: masks, pending signals, altstack, itimer and POSIX 
   t.pass();
 });
 
-test("criu's tree, threads and fds images are refused by name before anything is made", async (t) => {
+test.serial("criu's threads: the five threads come back with their TIDs and names, each counting on; worker 2 keeps SIGUSR1 blocked and pending", async (t) => {
+  const s = await stageFixture(t, "threads", "threads", { log: Buffer.from("worker 0 tid 15675\nworker 1 tid 15676\nworker 2 tid 15677\nworker 3 tid 15678\nready 15672\n") });
+  if (!s) {
+    t.pass();
+    return;
+  }
+  const r = await restoreTask(t, s.images);
+  const tids = [15672, 15675, 15676, 15677, 15678];
+  t.deepEqual(readdirSync(`/proc/${r.pid}/task`).map(Number).sort(), tids);
+  t.deepEqual(tids.slice(1).map((tid) => readFileSync(`/proc/${r.pid}/task/${tid}/comm`, "utf8").trim()), ["worker-0", "worker-1", "worker-2", "worker-3"]);
+  const counts = (): number[] => (/main=(\d+) w0=(\d+) w1=(\d+) w2=(\d+) w3=(\d+)/.exec(readRunFile(s, "counter.txt") ?? "")?.slice(1) ?? []).map(Number);
+  await waitFor("counter.txt", () => counts().length === 5);
+  const first = counts();
+  await waitFor("every thread to count on", () => counts().every((c, i) => c >= first[i]! + 2));
+  const w2 = readFileSync(`/proc/${r.pid}/task/15677/status`, "utf8");
+  t.regex(w2, /^SigPnd:\s+0*200$/m, "SIGUSR1 pending for worker 2");
+  t.regex(w2, /^SigBlk:\s+0*200$/m, "and blocked there");
+});
+
+test("criu's tree and fds images are refused by name before anything is made", async (t) => {
   const tree = await t.throwsAsync(restore({ imagesDir: join(FIXTURES, "tree") }));
   t.true(isRestoreError(tree));
   t.regex(tree.message, /restore: plan failed: the images hold 4 processes \(15442, 15445, 15446, 15447\); restoring process trees is not supported yet/);
-  const threads = await t.throwsAsync(restore({ imagesDir: join(FIXTURES, "threads") }));
-  t.regex(threads.message, /pid 15672 has 5 threads \(15672, 15675, 15676, 15677, 15678\); restoring multi-threaded processes is not supported yet/);
   const fds = await t.throwsAsync(restore({ imagesDir: join(FIXTURES, "fds") }));
   // (restore-errors.test.ts stages this one to get to its first unsupported fd)
   t.regex(fds.message, /restore: plan of pid 15800 failed: cannot open \/tmp\/fixtures-work\/\S+ \((the exe link|cwd|fd \d+|the mapping [0-9a-f-]+)\): ENOENT$/, "a missing file is named");
