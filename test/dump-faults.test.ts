@@ -71,7 +71,7 @@ test("unsupported fd: a clear error, the dump is aborted, the task resumes", asy
   await expectUnharmed(t, w, before);
 });
 
-test("trees and threads are refused before anything is touched", async (t) => {
+test("init and tscriu itself are refused before anything is touched", async (t) => {
   const err = await t.throwsAsync(dump({ pid: 1, imagesDir: freshDir(t) }));
   t.like(err, { step: "check", pid: 1 });
   const err2 = await t.throwsAsync(dump({ pid: process.pid, imagesDir: freshDir(t) }));

@@ -24,6 +24,10 @@ function names(pid: number): string[] {
 
 async function threaded(t: Parameters<typeof startWorkload>[0], n: number): Promise<{ w: Workload; tids: number[] }> {
   const w = await startWorkload(t, "threads", [String(n)]);
+  return settled(t, w, n);
+}
+
+async function settled(t: Parameters<typeof startWorkload>[0], w: Workload, n: number): Promise<{ w: Workload; tids: number[] }> {
   const tids = [w.pid, ...w.info["tids"]!.split(",").map(Number)].sort((a, b) => a - b);
   t.deepEqual(tidsOf(w.pid), tids);
   t.is(await w.check(), `PASS threads=${n}`, "before the dump");
@@ -72,4 +76,18 @@ test("threads: a restore that fails after the threads exist leaves no thread and
   for (const tid of tids) await waitFor(`TID ${tid} to be free`, () => !existsSync(`/proc/${tid}`));
   await restoreTask(t, dir);
   t.is(await w.check(), "PASS threads=2", "the images restore after the failed try");
+});
+
+test("threads: threads made and ended without a pause during the freeze are caught or gone; the dump succeeds and restores", async (t) => {
+  const w = await startWorkload(t, "threads", ["2", "churn"]);
+  t.is(await w.check(), "PASS threads=2", "before the dumps");
+  for (let i = 0; i < 5; i++) {
+    await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });
+    t.is(await w.check(), "PASS threads=2", `after dump -R number ${i + 1}`);
+  }
+  const dir = await dumpGone(t, w);
+  const pstree = (await readImage(join(dir, "pstree.img"))).entries[0]!;
+  t.true((pstree["threads"] as number[]).length >= 4, "the leader, two workers, the churner (and the short-lived thread of the moment, if any)");
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS threads=2", "after the restore");
 });

@@ -239,10 +239,18 @@ export function listFds(pid: number): number[] {
 
 /** Thread ids and direct children of a process (from the leader's task entry). */
 export function threadsAndChildren(pid: number): { threads: number[]; children: number[] } {
-  const threads = readdirSync(procPath(pid, "task")).map(Number);
+  const threads: number[] = [];
   let children: number[] = [];
-  for (const tid of threads) {
-    const text = readFileSync(procPath(pid, `task/${tid}/children`), "utf8").trim();
+  for (const tid of readdirSync(procPath(pid, "task")).map(Number)) {
+    let text: string;
+    try {
+      text = readFileSync(procPath(pid, `task/${tid}/children`), "utf8").trim();
+    } catch (e) {
+      // A thread that ended since the directory was read: it is no thread any more.
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ESRCH") continue;
+      throw e;
+    }
+    threads.push(tid);
     if (text !== "") children = children.concat(text.split(/\s+/).map(Number));
   }
   return { threads: threads.sort((a, b) => a - b), children };

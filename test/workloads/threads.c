@@ -6,7 +6,9 @@
  * register loop with a short nanosleep, so a dump finds threads in both. The main
  * thread waits in sigsuspend; on SIGUSR1 it makes sure every worker has moved on twice
  * and that none has seen a wrong value: "PASS threads=N" (or "FAIL why").
- * The ready line names the TIDs: "tids=T1,T2,…". */
+ * The ready line names the TIDs: "tids=T1,T2,…". With argv[3] "churn" one more thread
+ * makes and joins short-lived threads without a pause, so that a dump meets threads
+ * that appear and end while it freezes the process (its count is "churned=N"). */
 #include "workload.h"
 
 #include <pthread.h>
@@ -32,6 +34,25 @@ static struct worker workers[MAXT];
 static int nworkers = 4;
 static __thread uint64_t tls_value;
 static atomic_int ready_count;
+static atomic_ulong churned;
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+static void *churn(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, nothing, NULL) == 0) {
+			pthread_join(th, NULL);
+			atomic_fetch_add(&churned, 1);
+		}
+	}
+	return NULL;
+}
 
 static void note_failure(struct worker *w, const char *fmt, ...)
 {
@@ -193,6 +214,12 @@ int main(int argc, char **argv)
 	}
 	while (atomic_load(&ready_count) < nworkers)
 		usleep(1000);
+	int churning = argc > 3 && strcmp(argv[3], "churn") == 0;
+	if (churning) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, churn, NULL) != 0)
+			wl_die("pthread_create churn");
+	}
 	char tids[MAXT * 12] = "";
 	for (int i = 0; i < nworkers; i++)
 		snprintf(tids + strlen(tids), sizeof(tids) - strlen(tids), "%s%d", i ? "," : "", workers[i].tid);
@@ -203,8 +230,11 @@ int main(int argc, char **argv)
 			continue;
 		wl_check_requested = 0;
 		char why[200] = "";
+		unsigned long churned_before = atomic_load(&churned);
 		if (check(why, sizeof(why)))
 			wl_result("FAIL %s", why);
+		else if (churning && atomic_load(&churned) == churned_before)
+			wl_result("FAIL the churning thread stands still");
 		else
 			wl_result("PASS threads=%d", nworkers);
 	}
