@@ -59,3 +59,27 @@ test("the counter dump fills the fields criu 4.2 fills, image by image", async (
   for (const key of ["st_space", "xmm_space"]) t.is(core.thread_info.fpregs[key]!.length, fcore.thread_info.fpregs[key]!.length);
   t.is(core.thread_info.fpregs.xsave["ymmh_space"]!.length, fcore.thread_info.fpregs.xsave["ymmh_space"]!.length);
 });
+
+test("a threaded dump fills the fields criu 4.2 fills: pstree, the leader's core and the other threads' cores", async (t) => {
+  const fixture = join(process.cwd(), "test/fixtures/criu-4.2/threads");
+  const w = await startWorkload(t, "threads", ["4"]);
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  const cpuBound = (p: string): boolean => /^thread_info\.fpregs\.xsave\./.test(p) && !/^thread_info\.fpregs\.xsave\.(xstate_bv|ymmh_space)$/.test(p);
+  const fieldsOf = (d: string, files: string[]): string[] => {
+    const out = new Set<string>();
+    for (const f of files) load(d, f).forEach((e) => paths(e, "", out));
+    return [...out].filter((p) => !cpuBound(p)).sort();
+  };
+  const cores = (d: string, leader: number): { leader: string[]; others: string[] } => {
+    const all = readdirSync(d).filter((f) => /^core-\d+\.img$/.test(f));
+    return { leader: [`core-${leader}.img`], others: all.filter((f) => f !== `core-${leader}.img`) };
+  };
+  const ours = cores(dir, w.pid);
+  const theirs = cores(fixture, 15672);
+  t.is(ours.others.length, 4);
+  t.is(theirs.others.length, 4);
+  t.deepEqual(fieldsOf(dir, ours.leader), fieldsOf(fixture, theirs.leader), "the leader's core");
+  t.deepEqual(fieldsOf(dir, ours.others), fieldsOf(fixture, theirs.others), "the other threads' cores");
+  t.deepEqual(fieldsOf(dir, ["pstree.img"]), fieldsOf(fixture, ["pstree.img"]), "pstree");
+});
