@@ -97,6 +97,10 @@ test("hostile images: each is refused at plan, naming what is wrong, and nothing
   const dir = await dumpGone(t, w);
   type Entries = Record<string, unknown>[];
   type Vma = { start: bigint; end: bigint };
+  // A TID no task has, below pid_max: the missing core image is what is wrong.
+  const pidMax = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8"));
+  let freeTid = pidMax - 1;
+  while (existsSync(`/proc/${freeTid}`)) freeTid--;
   const vmas = (e: Entries): Vma[] => e[0]!["vmas"] as Vma[];
   const cases: [string, string, (e: Entries) => void, RegExp][] = [
     ["a run of 2^40 pages", `pagemap-${w.pid}.img`, (e) => void (e[1]!["nr_pages"] = 1n << 40n), /pagemap-\d+\.img: pagemap entries overlap or are unsorted at 0x[0-9a-f]+/],
@@ -107,6 +111,9 @@ test("hostile images: each is refused at plan, naming what is wrong, and nothing
     ["a VMA twice", `mm-${w.pid}.img`, (e) => void vmas(e).splice(3, 0, { ...vmas(e)[2]! }), /VMA [0-9a-f]+-[0-9a-f]+ overlaps the one before it/],
     ["pid 0", "pstree.img", (e) => void (e[0]!["pid"] = 0), /bad pid 0 \(.*pstree\.img\)/],
     ["a pid above pid_max", "pstree.img", (e) => void (e[0]!["pid"] = 2 ** 31 - 1), /PID 2147483647 is above this system's pid_max/],
+    ["a thread list without its leader first", "pstree.img", (e) => void (e[0]!["threads"] = [w.pid + 1, w.pid]), /thread list \(\d+, \d+\) does not start with the leader/],
+    ["a thread twice", "pstree.img", (e) => void (e[0]!["threads"] = [w.pid, w.pid]), /thread list \(\d+, \d+\) has a bad or repeated TID/],
+    ["a thread without its core image", "pstree.img", (e) => void (e[0]!["threads"] = [w.pid, freeTid]), new RegExp(`core-${freeTid}\\.img`)],
     ["an fd of a file that is not there", "fdinfo-2.img", (e) => void (e[0]!["id"] = 99999), /fd 0 refers to file id 99999, which files.img does not have/],
     ["63 sigactions", `core-${w.pid}.img`, (e) => void ((e[0]!["tc"] as { sigactions: unknown[] }).sigactions.push({ sigaction: 1n, flags: 0n, restorer: 0n, mask: 0n })), /63 sigactions in the core image \(at most 62\)/],
     ["no x86 thread_info", `core-${w.pid}.img`, (e) => void delete e[0]!["thread_info"], /the core image has no x86 thread_info/],

@@ -98,9 +98,6 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   if (tasks.length !== 1) throw fail(`the images hold ${tasks.length} processes (${tasks.map((t) => t.pid).join(", ")}); restoring process trees is not supported yet`, "pstree.img");
   const { pid, entry: pstree } = tasks[0]!;
   if (!(pid > 0)) throw fail(`bad pid ${pid}`, "pstree.img");
-  const tids = pstree.threads ?? [];
-  if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
-  if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
@@ -111,6 +108,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     holder = pidHolder(pid, false);
   }
   if (holder) throw fail(`${holder}; it must be free to restore the task with its PID`, undefined, pid);
+  const tids = pstree.threads ?? [];
+  if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
+  if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
   for (const tid of tids.slice(1)) {
     const h = pidHolder(tid, false);
     if (h) throw fail(`${h}; it must be free to restore thread ${tid} of pid ${pid} with its TID`, undefined, pid);
