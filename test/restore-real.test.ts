@@ -1,7 +1,7 @@
 // Programs nobody here wrote survive dump + restore and keep working: a python3 loop
-// writing a file, coreutils sleep (which then exits on time with status 0, reaped by us
+// writing a file, python3 with four worker threads, coreutils sleep (which then exits on time with status 0, reaped by us
 // as its parent), a bash loop, and a bash loop on a terminal restored as a shell job.
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { CLI } from "./helpers/cli.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,6 +50,37 @@ test("python3: a loop writing a file counts on", async (t) => {
   await countsOn(w.dir);
   t.true(readCount(w.dir) > at);
   t.is(readFileSync(`/proc/${w.pid}/comm`, "utf8").trim(), "python3");
+});
+
+test("python3 with worker threads: every thread counts on after the restore", async (t) => {
+  // Four threads each count into a file of their own (under the GIL, with time.sleep),
+  // the main thread joins them; count = the sum once all of them have started.
+  const py = [
+    "import os, threading, time",
+    "counts = [0, 0, 0, 0]",
+    "def work(i):",
+    "    while True:",
+    "        counts[i] += 1",
+    "        with open(f'w{i}.tmp', 'w') as f: f.write(str(counts[i]))",
+    "        os.replace(f'w{i}.tmp', f'w{i}')",
+    "        time.sleep(0.01)",
+    "ts = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]",
+    "for th in ts: th.start()",
+    "while True:",
+    "    with open('count.tmp', 'w') as f: f.write(str(min(counts)))",
+    "    os.replace('count.tmp', 'count')",
+    "    time.sleep(0.02)",
+  ].join("\n");
+  const w = await startProgram(t, ["python3", "-c", py], (d) => readCount(d) > 5);
+  t.is(readdirSync(`/proc/${w.pid}/task`).length, 5, "the main thread and four workers");
+  const dir = await dumpGone(t, w);
+  const worker = (i: number): number => Number(readFileSync(join(w.dir, `w${i}`), "utf8") || "NaN");
+  const at = [0, 1, 2, 3].map(worker);
+  await restoreTask(t, dir);
+  t.is(readdirSync(`/proc/${w.pid}/task`).length, 5);
+  await countsOn(w.dir);
+  await waitFor("every worker to count on", () => [0, 1, 2, 3].every((i) => worker(i) > at[i]! + 2));
+  t.pass();
 });
 
 test("sleep 2: dumped part-way, restored as our child, sleeps the rest and exits 0", async (t) => {
