@@ -6,13 +6,12 @@
 // the vDSO pages, compel's copy-on-written code page, the memfd way of shared anonymous
 // memory with its own pagemap and pages file, pending signals queued with SI_TKILL and
 // SI_QUEUE, a POSIX timer, an alternate stack, timens-0.img, cpuinfo.img.
-// The kinds restore does not do yet (process trees, sockets and other fd kinds) are
-// refused by name before anything is created.
+// The kinds restore does not do yet (sockets and other fd kinds) are refused by name
+// before anything is created.
 import { join } from "node:path";
 import test from "ava";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from "node:fs";
 import { cpuinfoCheck } from "../orchestrator/cpuinfo/cpuinfo.js";
-import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { FIXTURES } from "./helpers/fixtures.js";
 import { readRunFile, stageFixture } from "./helpers/criu-fixtures.js";
@@ -124,10 +123,53 @@ test.serial("criu's threads: the five threads come back with their TIDs and name
   t.regex(w2, /^SigBlk:\s+0*200$/m, "and blocked there");
 });
 
-test("criu's tree and fds images are refused by name before anything is made", async (t) => {
-  const tree = await t.throwsAsync(restore({ imagesDir: join(FIXTURES, "tree") }));
-  t.true(isRestoreError(tree));
-  t.regex(tree.message, /restore: plan failed: the images hold 4 processes \(15442, 15445, 15446, 15447\); restoring process trees is not supported yet/);
+test.serial("criu's tree: four processes with their PIDs, parents, sessions and groups, the pipes between them with their data, all counting", async (t) => {
+  const s = await stageFixture(t, "tree", "tree", { log: Buffer.from("child A 15445 pgid 15445 sid 15442\nchild B 15446 pgid 15446 sid 15446\ngrandchild G 15447 ppid 15446 pgid 15446 sid 15446\nready 15442\n") });
+  if (!s) {
+    t.pass();
+    return;
+  }
+  const r = await restoreTask(t, s.images);
+  // The children go with the root (reaped by whoever inherits them).
+  t.teardown(() => {
+    for (const p of [15447, 15446, 15445]) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  t.is(r.pid, 15442);
+  const stat = (pid: number): { ppid: number; pgid: number; sid: number } => {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(rest[1]), pgid: Number(rest[2]), sid: Number(rest[3]) };
+  };
+  t.deepEqual(stat(15445), { ppid: 15442, pgid: 15445, sid: 15442 }, "A: its own group in P's session");
+  t.deepEqual(stat(15446), { ppid: 15442, pgid: 15446, sid: 15446 }, "B: its own session");
+  t.deepEqual(stat(15447), { ppid: 15446, pgid: 15446, sid: 15446 }, "G: in B's session and group");
+  t.deepEqual({ pgid: stat(15442).pgid, sid: stat(15442).sid }, { pgid: 15442, sid: 15442 });
+  const pipeOf = (pid: number, fd: number): string => readlinkSync(`/proc/${pid}/fd/${fd}`);
+  t.is(pipeOf(15442, 3), pipeOf(15445, 3), "P and A share pipe PA");
+  t.is(pipeOf(15442, 4), pipeOf(15446, 4), "P and B share pipe BP");
+  t.is(pipeOf(15446, 4), pipeOf(15447, 4), "and G holds B's end");
+  // The bytes still queued in each pipe, read through new read ends.
+  const peek = (pid: number, fd: number): string => {
+    const rd = openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const buf = Buffer.alloc(64);
+      return buf.subarray(0, readSync(rd, buf)).toString();
+    } finally {
+      closeSync(rd);
+    }
+  };
+  t.is(peek(15445, 3), "P->A unread\n");
+  t.is(peek(15442, 4), "B->P unread\n");
+  for (const role of ["P", "A", "B", "G"]) await countsOn(s, `counter-${role}.txt`);
+});
+
+test("criu's fds images are refused by name before anything is made", async (t) => {
   const fds = await t.throwsAsync(restore({ imagesDir: join(FIXTURES, "fds") }));
   // (restore-errors.test.ts stages this one to get to its first unsupported fd)
   t.regex(fds.message, /restore: plan of pid 15800 failed: cannot open \/tmp\/fixtures-work\/\S+ \((the exe link|cwd|fd \d+|the mapping [0-9a-f-]+)\): ENOENT$/, "a missing file is named");

@@ -26,8 +26,6 @@ const O_CLOEXEC = 0o2000000;
 export interface FdPlan {
   fds: { fd: number; id: number; cloexec: boolean }[];
   sources: Map<number, FdSource>;
-  /** the kinds' restorers: they close what they made */
-  restorers: FdRestorer[];
   maxFd: number;
 }
 
@@ -44,77 +42,99 @@ export function parseInheritFd(arg: string): { fd: number; key: string } {
   return { fd: Number(m[1]), key: m[2]! };
 }
 
-/** Reads and checks the fd table. No side effects. */
-export async function planFds(pid: number, dir: string, fdinfo: readonly FdinfoEntry[], files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog): Promise<FdPlan> {
-  const all = (await readImage(join(dir, "files.img"))).entries as FileEntry[];
-  const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
-  const ctx: PlanContext = {
-    pid,
-    dir,
-    files,
-    shm,
-    shellJob: opts.shellJob,
-    log,
-    entries: (id) => all.filter((x) => x.id === id),
-    optional: (name) => {
-      let p = optional.get(name);
-      if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
-      return p;
-    },
-  };
-  const inherit = opts.inheritFds.map(parseInheritFd);
-  for (const i of inherit) {
-    try {
-      fstatSync(i.fd);
-    } catch {
-      throw new RestoreError("plan", pid, `--inherit-fd fd[${i.fd}]:${i.key}: tscriu has no fd ${i.fd}`);
-    }
+/**
+ * Plans the fd tables of every process of a restore, one process at a time. The kinds'
+ * restorers are shared by all of them: a pipe whose ends two processes hold is one pipe,
+ * an open file description two processes share (one files.img id) is opened once.
+ */
+export class FdPlanner {
+  private readonly ctx: PlanContext;
+  private readonly inherit: { fd: number; key: string }[];
+  private readonly restorers = new Map<string, FdRestorer>();
+
+  private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: FileEntry[]) {
+    const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
+    this.ctx = {
+      pid: 0,
+      dir,
+      files,
+      shm,
+      shellJob: opts.shellJob,
+      log,
+      entries: (id) => all.filter((x) => x.id === id),
+      optional: (name) => {
+        let p = optional.get(name);
+        if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
+        return p;
+      },
+    };
+    this.inherit = opts.inheritFds.map(parseInheritFd);
   }
-  const restorers = new Map<string, FdRestorer>();
-  const plan: FdPlan = { fds: [], sources: new Map(), restorers: [], maxFd: -1 };
-  for (const e of [...fdinfo].sort((a, b) => a.fd - b.fd)) {
-    plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
-    plan.maxFd = Math.max(plan.maxFd, e.fd);
-    if (plan.sources.has(e.id)) continue;
-    const what = `fd ${e.fd}`;
-    const type = String(e.type);
-    const f = ctx.entries(e.id).find((x) => x.type === e.type) ?? files.files.get(e.id);
-    if (!f) throw new RestoreError("plan", pid, `${what} refers to file id ${e.id}, which files.img does not have`, { file: join(dir, "files.img") });
-    const kind = kindOf(type);
-    if (!kind) throw new RestoreError("plan", pid, `${what}: restoring ${type} files is not supported`, { file: join(dir, "files.img") });
-    let r = restorers.get(type);
-    if (!r) {
-      restorers.set(type, (r = kind.restorer(ctx)));
-      plan.restorers.push(r);
-    }
-    const keys = inherit.length ? await r.inheritKeys(f) : [];
-    const inh = inherit.find((i) => keys.includes(i.key));
-    if (inh) {
-      plan.sources.set(e.id, { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd });
-      continue;
-    }
-    plan.sources.set(e.id, await r.plan(f, what));
+
+  static async create(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog): Promise<FdPlanner> {
+    const all = (await readImage(join(dir, "files.img"))).entries as FileEntry[];
+    return new FdPlanner(dir, files, shm, opts, log, all);
   }
-  // A damaged image is an error even where no fd needs it (as criu, which reads them all).
-  for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
-  return plan;
+
+  /** Every restorer made so far: they close what they made. */
+  get all(): FdRestorer[] {
+    return [...this.restorers.values()];
+  }
+
+  /** Reads and checks the fd table of process `pid`. No side effects. */
+  async plan(pid: number, fdinfo: readonly FdinfoEntry[]): Promise<FdPlan> {
+    const { ctx, inherit } = this;
+    // Messages name the process being planned.
+    ctx.pid = pid;
+    for (const i of inherit) {
+      try {
+        fstatSync(i.fd);
+      } catch {
+        throw new RestoreError("plan", pid, `--inherit-fd fd[${i.fd}]:${i.key}: tscriu has no fd ${i.fd}`);
+      }
+    }
+    const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1 };
+    for (const e of [...fdinfo].sort((a, b) => a.fd - b.fd)) {
+      plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
+      plan.maxFd = Math.max(plan.maxFd, e.fd);
+      if (plan.sources.has(e.id)) continue;
+      const what = `fd ${e.fd}`;
+      const type = String(e.type);
+      const f = ctx.entries(e.id).find((x) => x.type === e.type) ?? ctx.files.files.get(e.id);
+      if (!f) throw new RestoreError("plan", pid, `${what} refers to file id ${e.id}, which files.img does not have`, { file: join(ctx.dir, "files.img") });
+      const kind = kindOf(type);
+      if (!kind) throw new RestoreError("plan", pid, `${what}: restoring ${type} files is not supported`, { file: join(ctx.dir, "files.img") });
+      let r = this.restorers.get(type);
+      if (!r) this.restorers.set(type, (r = kind.restorer(ctx)));
+      const keys = inherit.length ? await r.inheritKeys(f) : [];
+      const inh = inherit.find((i) => keys.includes(i.key));
+      if (inh) {
+        plan.sources.set(e.id, { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd });
+        continue;
+      }
+      plan.sources.set(e.id, await r.plan(f, what));
+    }
+    // A damaged image is an error even where no fd needs it (as criu, which reads them all).
+    for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
+    return plan;
+  }
 }
 
-/** tscriu's fds of the plan's open file descriptions, made on first use. */
+/** tscriu's fds of the open file descriptions, made on first use, one per files.img id for the whole restore. */
 export class FdMaker {
-  readonly locals = new Map<number, number>();
+  private readonly locals = new Map<number, number>();
 
-  constructor(private readonly plan: FdPlan) {}
+  constructor(private readonly planner: FdPlanner) {}
 
-  make(id: number): number {
+  make(id: number, src: FdSource): number {
     let fd = this.locals.get(id);
-    if (fd === undefined) this.locals.set(id, (fd = this.plan.sources.get(id)!.open()));
+    if (fd === undefined) this.locals.set(id, (fd = src.open()));
     return fd;
   }
 
-  /** Closes what the kinds made (the task has its copies). */
+  /** Closes what the kinds made (the tasks have their copies). */
   closeAll(): void {
-    for (const r of this.plan.restorers) r.close();
+    for (const r of this.planner.all) r.close();
   }
 }
 
@@ -123,7 +143,7 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   const first = new Map<number, number>();
   for (const { fd, id, cloexec } of plan.fds) {
     const src = plan.sources.get(id)!;
-    const local = maker.make(id);
+    const local = maker.make(id, src);
     const what = `fd ${fd} (${src.describe})`;
     const got = first.has(id) ? first.get(id)! : remote.takeFd(local, what);
     const calls: Call[] = [];

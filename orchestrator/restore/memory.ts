@@ -83,7 +83,7 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
     else if (s & VMA.UNSUPP || !(s & VMA.REGULAR)) throw unsupported(v, `status 0x${s.toString(16)}`);
     else if (v.flags & MAP_HUGETLB) throw unsupported(v, "a hugetlbfs mapping");
     else if (s & VMA.MEMFD || s & VMA.ANON_SHARED) {
-      const obj = await shm.forVma(v);
+      const obj = await shm.forVma(v, pid);
       vmas.push({ vma: v, kind: "shm", shared, shm: obj });
     } else if (s & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
       const f = await files.reg(Number(v.shmid), `the mapping ${range(v)}`);

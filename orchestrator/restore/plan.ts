@@ -1,5 +1,6 @@
 // Reading and checking the images before anything is created: what this restore can do
-// (one process and its threads, the file and memory kinds of memory.ts and fds/), that
+// (a tree of processes with their threads, the file and memory kinds of memory.ts and
+// fds/), that
 // every file they name is there as it was, that this kernel's vDSO and this CPU's FPU fit,
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
@@ -12,7 +13,7 @@ import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
 import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
-import { planFds, type FdPlan } from "../fds/restore.js";
+import { FdPlanner, type FdPlan } from "../fds/restore.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
@@ -24,6 +25,7 @@ import { checkSignals } from "./signals.js";
 import { missingXfeatures, xfeatureNames } from "./xstate.js";
 
 const TASK_ALIVE = 1;
+const TASK_DEAD = 2;
 const TASK_STOPPED = 3;
 const NS_KEYS = ["pid_ns_id", "net_ns_id", "ipc_ns_id", "uts_ns_id", "mnt_ns_id", "user_ns_id", "cgroup_ns_id", "time_ns_id"] as const;
 
@@ -36,18 +38,17 @@ export interface PlanOptions {
   cpuCap?: string | null | undefined;
 }
 
-export interface Plan {
-  dir: string;
-  images: ImageDir;
+/** One process of the images: everything its restore needs, checked. */
+export interface ProcPlan {
   pid: number;
+  /** its parent in the images (0 for the root) */
+  ppid: number;
   pstree: PstreeEntry;
   core: CoreEntry;
   mm: MmEntry;
   ids: IdsEntry;
   fs: FsEntry;
   fdinfo: FdinfoEntry[];
-  files: FileSet;
-  shm: ShmTable;
   exe: RegFile;
   memory: MemoryPlan;
   fds: FdPlan;
@@ -55,13 +56,30 @@ export interface Plan {
   dirs: FsPlan;
   /** the task was stopped (SIGSTOP) at dump time */
   stopped: boolean;
-  session: "setsid" | "setpgid" | "inherit";
-  timens: { monotonicNs: bigint; boottimeNs: bigint } | undefined;
   /** the signal mask to give back */
   blocked: bigint;
   seccomp: SeccompPlan | undefined;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
+  /**
+   * How it joins its session and group: the root as the stub starts ("setsid",
+   * "setpgid", "inherit" for a shell job); a child after its fork (setsid, setpgid to
+   * itself, setpgid into a group made before it, or nothing: its parent's).
+   */
+  session: "setsid" | "setpgid" | "inherit" | { join: number };
+  children: ProcPlan[];
+}
+
+export interface Plan {
+  dir: string;
+  images: ImageDir;
+  files: FileSet;
+  shm: ShmTable;
+  fdPlanner: FdPlanner;
+  timens: { monotonicNs: bigint; boottimeNs: bigint } | undefined;
+  root: ProcPlan;
+  /** every process, each after its parent (pstree order) */
+  processes: ProcPlan[];
 }
 
 async function timens(dir: string): Promise<Plan["timens"]> {
@@ -95,29 +113,75 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   if (inv.img_version !== 2) throw fail(`image version ${inv.img_version} is not supported (criu 4.x writes 2)`, "inventory.img");
   if (inv.fdinfo_per_id !== true) throw fail("images with per-task fdinfo files (fdinfo_per_id off) are not supported", "inventory.img");
   const tasks = await images.tasks();
-  if (tasks.length !== 1) throw fail(`the images hold ${tasks.length} processes (${tasks.map((t) => t.pid).join(", ")}); restoring process trees is not supported yet`, "pstree.img");
-  const { pid, entry: pstree } = tasks[0]!;
-  if (!(pid > 0)) throw fail(`bad pid ${pid}`, "pstree.img");
+  if (tasks.length === 0) throw fail("the images hold no process", "pstree.img");
+  const rootPid = tasks[0]!.pid;
+  const seen = new Set<number>();
+  for (const { pid, entry } of tasks) {
+    if (!(pid > 0)) throw fail(`bad pid ${pid}`, "pstree.img");
+    if (seen.has(pid)) throw fail(`pid ${pid} is in the tree twice`, "pstree.img", pid);
+    const ppid = Number(entry.ppid ?? 0);
+    if (pid !== rootPid && !seen.has(ppid)) throw fail(`pid ${pid}'s parent ${ppid} is not before it in the tree`, "pstree.img", pid);
+    if (pid === rootPid && ppid !== 0 && tasks.some((t) => t.pid === ppid)) throw fail(`the root ${pid} has a parent in the tree`, "pstree.img", pid);
+    seen.add(pid);
+  }
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
-  let holder = pidHolder(pid, false);
-  for (let waited = 0; holder && isZombie(pid) && waited < ZOMBIE_WAIT_MS; waited += 50) {
-    if (waited === 0) log.info(`PID ${pid} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
-    await new Promise((r) => setTimeout(r, 50));
-    holder = pidHolder(pid, false);
+  const threadsOk = (): void => {
+    for (const { pid, entry } of tasks) {
+      const tids = entry.threads ?? [];
+      if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
+      if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
+    }
+  };
+  // The processes' PIDs first, then the thread lists and the threads' TIDs.
+  const allTids = [...tasks.map((t) => t.pid), null, ...tasks.flatMap((t) => (t.entry.threads ?? []).filter((x) => x !== t.pid))];
+  for (const id of allTids) {
+    if (id === null) {
+      threadsOk();
+      continue;
+    }
+    let holder = pidHolder(id, false);
+    for (let waited = 0; holder && isZombie(id) && waited < ZOMBIE_WAIT_MS; waited += 50) {
+      if (waited === 0) log.info(`PID ${id} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
+      await new Promise((r) => setTimeout(r, 50));
+      holder = pidHolder(id, false);
+    }
+    const owner = tasks.find((t) => t.pid === id) ? undefined : tasks.find((t) => (t.entry.threads ?? []).includes(id));
+    if (holder) throw fail(`${holder}; it must be free to restore ${owner ? `thread ${id} of pid ${owner.pid} with its TID` : "the task with its PID"}`, undefined, owner?.pid ?? id);
   }
-  if (holder) throw fail(`${holder}; it must be free to restore the task with its PID`, undefined, pid);
+  const filesById = await images.files();
+  const files = await FileSet.load(dir, filesById, opts.root, rootPid);
+  const shm = await ShmTable.load(dir, filesById, rootPid);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
+  const processes: ProcPlan[] = [];
+  for (const { pid, entry } of tasks) processes.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
+  const byPid = new Map(processes.map((p) => [p.pid, p]));
+  for (const p of processes.slice(1)) byPid.get(p.ppid)!.children.push(p);
+  const root = processes[0]!;
+  sessions(root, byPid, opts.shellJob === true, fail);
+  return { dir, images, files, shm, fdPlanner, timens: await timens(dir), root, processes };
+}
+
+interface PlanShared {
+  images: ImageDir;
+  dir: string;
+  files: FileSet;
+  shm: ShmTable;
+  fdPlanner: FdPlanner;
+  opts: PlanOptions;
+  log: ModuleLog;
+  fail: (msg: string, file?: string, pid?: number) => RestoreError;
+  inv: Awaited<ReturnType<ImageDir["inventory"]>>;
+}
+
+async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Promise<ProcPlan> {
+  const { images, dir, files, shm, opts, log, fail, inv } = sh;
   const tids = pstree.threads ?? [];
-  if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
-  if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
-  for (const tid of tids.slice(1)) {
-    const h = pidHolder(tid, false);
-    if (h) throw fail(`${h}; it must be free to restore thread ${tid} of pid ${pid} with its TID`, undefined, pid);
-  }
   const core = await images.core(pid);
   checkRegisters(pid, core);
   const state = Number(core.tc?.task_state ?? TASK_ALIVE);
+  if (state === TASK_DEAD) throw fail(`pid ${pid} is a zombie; restoring zombies is not supported yet`, `core-${pid}.img`, pid);
   if (state !== TASK_ALIVE && state !== TASK_STOPPED) throw fail(`the task's state ${state} (dead or a helper) cannot be restored`, `core-${pid}.img`, pid);
   checkSignals(pid, core);
   const ids = await images.ids(pid);
@@ -146,14 +210,11 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const mm = await images.mm(pid);
   const fs = await images.fs(pid);
   const fdinfo = await images.fdinfo(pid);
-  const filesById = await images.files();
-  const files = await FileSet.load(dir, filesById, opts.root, pid);
-  const shm = await ShmTable.load(dir, filesById, pid);
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
-  const cwdRoot = await planFs(fs, files);
-  const fds = await planFds(pid, dir, fdinfo, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
-  log.debug(`${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds`);
+  const dirs = await planFs(fs, files);
+  const fds = await sh.fdPlanner.plan(pid, fdinfo);
+  log.debug(`pid ${pid}: ${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds, ${tids.length} threads`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
   const cap = opts.cpuCap;
@@ -167,37 +228,71 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
       if (!r.ok) throw fail(`the CPU is not compatible with the image (--cpu-cap ${cap === null ? "" : cap}): ${r.messages.join("; ")}`, "cpuinfo.img", pid);
     }
   }
-
-  const sid = taskId(pstree, "sid");
-  const pgid = taskId(pstree, "pgid");
-  let session: Plan["session"];
-  if (opts.shellJob) session = "inherit";
-  else if (sid === pid) session = "setsid";
-  else throw fail(`the task's session leader (sid ${sid}) is not in the images: restore it as a shell job (--shell-job) to put it into tscriu's session`, "pstree.img", pid);
-  if (!opts.shellJob && pgid !== pid && pgid !== sid) throw fail(`the task's process group leader (pgid ${pgid}) is not in the images`, "pstree.img", pid);
-
-  const blocked = core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n;
   return {
-    dir,
-    images,
     pid,
+    ppid: Number(pstree.ppid ?? 0),
     pstree,
     core,
     mm,
     ids,
     fs,
     fdinfo,
-    files,
-    shm,
     exe,
     memory,
     fds,
-    dirs: cwdRoot,
+    dirs,
     stopped: state === TASK_STOPPED,
-    session,
-    timens: await timens(dir),
-    blocked,
+    blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
     threads,
+    session: "inherit",
+    children: [],
   };
+}
+
+/**
+ * How each process gets its session and process group, as the kernel allows them to be
+ * made: a child starts in its parent's; it makes a session of its own (setsid), a group of
+ * its own (setpgid to itself), or joins a group made earlier in the same session. What
+ * needs a helper process (a session or group whose leader is gone, a group of another
+ * branch made later) is refused by name.
+ */
+function sessions(root: ProcPlan, byPid: Map<number, ProcPlan>, shellJob: boolean, fail: PlanShared["fail"]): void {
+  const pid = root.pid;
+  const sid = taskId(root.pstree, "sid");
+  const pgid = taskId(root.pstree, "pgid");
+  if (shellJob) root.session = "inherit";
+  else if (sid === pid) root.session = "setsid";
+  else throw fail(`the task's session leader (sid ${sid}) is not in the images: restore it as a shell job (--shell-job) to put it into tscriu's session`, "pstree.img", pid);
+  if (!shellJob && pgid !== pid && pgid !== sid) throw fail(`the task's process group leader (pgid ${pgid}) is not in the images`, "pstree.img", pid);
+  // Where each process is once made: its session and group.
+  const where = new Map<number, { sid: number; pgid: number }>();
+  where.set(pid, { sid, pgid });
+  const made: number[] = [pid];
+  const walk = (p: ProcPlan): void => {
+    for (const c of p.children) {
+      const csid = taskId(c.pstree, "sid");
+      const cpgid = taskId(c.pstree, "pgid");
+      const parent = where.get(p.pid)!;
+      if (csid === c.pid) {
+        if (cpgid !== c.pid) throw fail(`pid ${c.pid} leads session ${csid} but is in group ${cpgid}; that needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
+        c.session = "setsid";
+      } else if (csid !== parent.sid) {
+        throw fail(`pid ${c.pid} is in session ${csid}, its parent ${p.pid} in ${parent.sid}: a session of another branch needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
+      } else if (cpgid === c.pid) {
+        c.session = "setpgid";
+      } else if (cpgid === parent.pgid) {
+        c.session = "inherit";
+      } else if (made.includes(cpgid) && where.get(cpgid)?.sid === csid && where.get(cpgid)?.pgid === cpgid) {
+        c.session = { join: cpgid };
+      } else {
+        throw fail(`pid ${c.pid}'s process group ${cpgid} has no leader made before it in its session: that needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
+      }
+      where.set(c.pid, { sid: csid, pgid: cpgid });
+      made.push(c.pid);
+      walk(c);
+    }
+  };
+  walk(root);
+  void byPid;
 }

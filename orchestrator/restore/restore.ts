@@ -22,7 +22,8 @@ import { planRestore, type Plan } from "./plan.js";
 import { pidHolder } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
-import { eachThread, makeThreads, restoreThreadName, type MadeThread } from "./threads.js";
+import { eachThread, makeThreads, restoreThreadName } from "./threads.js";
+import { forkChild, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
@@ -91,11 +92,17 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   const mode = opts.detached ? (opts.sibling ? "sibling" : "detached") : opts.sibling ? "sibling" : "child";
   let step: RestoreStep = "plan";
   let remote: Remote | undefined;
+  /** every process made so far (the root first), with its threads as soon as each exists */
+  const tasks: Task[] = [];
   const enter = (s: RestoreStep): void => {
     step = s;
     onEvent({ type: "step", step: s });
     log.info(`step: ${s}`);
     remote?.enter(s);
+    for (const t of tasks) {
+      t.remote.enter(s);
+      for (const th of t.threads) th.remote.enter(s);
+    }
     faults.step(s);
   };
 
@@ -108,28 +115,28 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     log.error(err.message);
     throw err;
   }
-  const pid = plan.pid;
-  log.info(`Restoring pid ${pid} from ${dir} (${mode})`);
+  const root = plan.root;
+  const pid = root.pid;
+  log.info(`Restoring pid ${pid}${plan.processes.length > 1 ? ` and ${plan.processes.length - 1} more processes` : ""} from ${dir} (${mode})`);
   let spawned: Spawned | undefined;
-  let maker: FdMaker | undefined;
-  /** the other threads, each as soon as it exists */
-  const made: MadeThread[] = [];
+  const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
+  const stopped = opts.leaveStopped || root.stopped;
   try {
     enter("pre-restore");
     runScripts(scripts, "pre-restore", dir, undefined);
 
     enter("spawn");
     const tSpawn = process.hrtime.bigint();
+    const session = typeof root.session === "string" ? root.session : "inherit";
     try {
-      spawned = spawnStub({ pid, mode, session: plan.session, ...(plan.timens ? { timens: plan.timens } : {}) });
+      spawned = spawnStub({ pid, mode, session, ...(plan.timens ? { timens: plan.timens } : {}) });
     } catch (e) {
       if (isNativeError(e) && e.code === "EEXIST") {
         throw new RestoreError("spawn", pid, `${pidHolder(pid) ?? `PID ${pid} is in use`}; it must be free to restore the task with its PID`, { cause: e });
       }
       throw e;
     }
-    stats.forking_time = us(tSpawn);
     onEvent({ type: "spawned", pid: spawned.pid, reaper: spawned.reaper });
     if (spawned.pid !== pid) throw new RestoreError("spawn", pid, `the stub got pid ${spawned.pid}`);
 
@@ -139,93 +146,114 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
     enter("trampoline");
     const stubMaps = readMaps(pid);
-    const imageVmas = plan.memory.vmas.map((p) => p.vma);
-    remote = Remote.create(pid, findGap([...stubMaps, ...imageVmas], TRAMPOLINE_SIZE));
+    // One trampoline address for every process: the children are forked from it.
+    const imageVmas = plan.processes.flatMap((p) => p.memory.vmas.map((v) => v.vma));
+    remote = Remote.create(pid, findGap([...stubMaps, ...imageVmas].sort((a, b) => (a.start < b.start ? -1 : 1)), TRAMPOLINE_SIZE));
     remote.enter("trampoline");
-    remote.openPidfd(Math.max(3, plan.fds.maxFd + 1));
+    tasks.push({ plan: root, remote, threads: [] });
     log.debug(`trampoline at 0x${remote.tramp.toString(16)}`);
+    // The other processes, each forked by its parent while all are still stubs.
+    for (const p of plan.processes.slice(1)) {
+      const parent = tasks.find((x) => x.plan.pid === p.ppid)!;
+      const child = forkChild(parent.remote, p.pid, p.session);
+      tasks.push({ plan: p, remote: child, threads: [] });
+    }
+    stats.forking_time = us(tSpawn);
 
-    enter("vdso");
-    const special = new Set(["[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]"]);
-    remote.batch(
-      stubMaps
-        .filter((m) => !special.has(m.name) && m.start !== remote!.tramp)
-        .map((m) => ({ what: `munmap of the stub's ${m.name || "anonymous memory"} ${m.start.toString(16)}-${m.end.toString(16)}`, nr: NR.munmap, args: [m.start, m.end - m.start] })),
-    );
-    const parked = moveVdso(remote, plan.memory.vdso, stubMaps, [...imageVmas, { start: remote.tramp, end: remote.tramp + BigInt(TRAMPOLINE_SIZE) }]);
+    const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
+    const bytes = plan.processes.reduce((sum, p) => sum + p.memory.segs.reduce((s2, x) => s2 + x.len, 0), 0);
+    let shmPages = 0;
+    for (const task of tasks) {
+      const p = task.plan;
+      const r = task.remote;
+      r.openPidfd(Math.max(3, p.fds.maxFd + 1));
 
-    enter("vmas");
-    mapVmas(remote, plan.memory, plan.files, log);
+      enter("vdso");
+      const maps = readMaps(p.pid);
+      const special = new Set(["[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]"]);
+      r.batch(
+        maps
+          .filter((m) => !special.has(m.name) && m.start !== r.tramp)
+          .map((m) => ({ what: `munmap of the stub's ${m.name || "anonymous memory"} ${m.start.toString(16)}-${m.end.toString(16)}`, nr: NR.munmap, args: [m.start, m.end - m.start] })),
+      );
+      task.parked = moveVdso(r, p.memory.vdso, maps, [...p.memory.vmas.map((v) => v.vma), { start: r.tramp, end: r.tramp + BigInt(TRAMPOLINE_SIZE) }]);
 
-    enter("pages");
-    // Two threads gave the most here (2 vCPUs); more help where there are more cores.
-    const threads = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
-    const bytes = plan.memory.segs.reduce((s, x) => s + x.len, 0);
-    onEvent({ type: "memory-start", bytes });
-    const fault = faults.has("pages-write") ? () => { throw Object.assign(new Error("writePages: EIO (fault injected by TSCRIU_FAULT=restore:pages-write)"), { code: "EIO" }); } : undefined;
-    // Shared memory objects first: a private mapping of one gets its written pages below.
-    const shmPages = plan.shm.restore(remote, threads, log);
-    adviseShm(remote, plan.memory);
-    fillMemory(remote, plan.memory, threads, log, (done) => onEvent({ type: "memory-progress", done }), fault);
+      enter("vmas");
+      mapVmas(r, p.memory, plan.files, log);
+
+      enter("pages");
+      if (task === tasks[0]) onEvent({ type: "memory-start", bytes });
+      const fault = faults.has("pages-write") ? () => { throw Object.assign(new Error("writePages: EIO (fault injected by TSCRIU_FAULT=restore:pages-write)"), { code: "EIO" }); } : undefined;
+      // Shared memory objects first: a private mapping of one gets its written pages below.
+      shmPages += plan.shm.restore(r, threadsOut, log);
+      adviseShm(r, p.memory);
+      fillMemory(r, p.memory, threadsOut, log, (done) => onEvent({ type: "memory-progress", done }), fault);
+      if (p.memory.vdso.mode === "proxy") {
+        const n = writeVdsoProxy(p.pid, p.memory.vdso, task.parked!);
+        log.info(`pid ${p.pid}: vDSO proxy at 0x${p.memory.vdso.vdso!.start.toString(16)}: ${n} entry points jump to this kernel's vDSO at 0x${task.parked!.vdso.toString(16)}`);
+      }
+
+      enter("files");
+      restoreFds(r, p.fds, maker);
+      restoreFs(r, p.dirs, plan.files);
+
+      enter("mm");
+      restoreMm(r, p.mm, p.exe, plan.files, p.core.thread_core?.comm ?? p.core.tc?.comm ?? "");
+      restoreMembarrier(r, p.core.tc?.membarrier_registration_mask);
+      r.closePidfd();
+    }
     onEvent({ type: "memory-done" });
     stats.pages_restored = BigInt(bytes / 4096 + shmPages);
-    if (plan.memory.vdso.mode === "proxy") {
-      const n = writeVdsoProxy(pid, plan.memory.vdso, parked!);
-      log.info(`vDSO proxy at 0x${plan.memory.vdso.vdso!.start.toString(16)}: ${n} entry points jump to this kernel's vDSO at 0x${parked!.vdso.toString(16)}`);
-    }
-
-    enter("files");
-    maker = new FdMaker(plan.fds);
-    restoreFds(remote, plan.fds, maker);
-    restoreFs(remote, plan.dirs, plan.files);
-
-    enter("mm");
-    restoreMm(remote, plan.mm, plan.exe, plan.files, plan.core.thread_core?.comm ?? plan.core.tc?.comm ?? "");
-    restoreMembarrier(remote, plan.core.tc?.membarrier_registration_mask);
-    remote.closePidfd();
     // Every fd and mapping holds the recreated unlinked files now.
     plan.files.unlinkTemporaries(log);
 
-    enter("signals");
-    remote.useExitStops();
-    restoreSigactions(remote, plan.core);
+    for (const task of tasks) {
+      const p = task.plan;
+      const r = task.remote;
+      enter("signals");
+      r.useExitStops();
+      restoreSigactions(r, p.core);
 
-    enter("timers");
-    restoreItimers(remote, plan.core);
-    restorePosixTimers(remote, plan.core);
+      enter("timers");
+      restoreItimers(r, p.core);
+      restorePosixTimers(r, p.core);
 
-    enter("threads");
-    // Process-wide, and what new threads must inherit (the audit login uid), while the
-    // task still has every capability: then the threads, which need it for their TIDs.
-    restoreRlimits(remote, plan.core, log);
-    restoreLoginuid(remote, plan.core, log);
-    makeThreads(remote, plan.threads, made);
-    for (const t of made) t.remote.useExitStops();
+      enter("threads");
+      // Process-wide, and what new threads must inherit (the audit login uid), while the
+      // task still has every capability: then the threads, which need it for their TIDs.
+      restoreRlimits(r, p.core, log);
+      restoreLoginuid(r, p.core, log);
+      makeThreads(r, p.threads, task.threads);
+      for (const t of task.threads) t.remote.useExitStops();
 
-    enter("creds");
-    const seccompOf = new Map([[pid, plan.seccomp], ...made.map((t) => [t.plan.tid, t.plan.seccomp] as const)]);
-    eachThread(remote, plan.core, made, (r, core, tid) => {
-      if (tid !== pid) restoreThreadName(r, core);
-      restoreAltstack(r, core);
-      restoreSeccomp(r, seccompOf.get(tid));
-      restoreSched(r, core);
-      restoreCreds(r, core, log);
-      restoreTaskFlags(r, core, plan.mm);
-    });
-    // Queued once the task has its own uid: a pending signal counts against the user its
-    // task had when it was queued (SigQ, RLIMIT_SIGPENDING).
-    eachThread(remote, plan.core, made, (r, core, tid) => {
-      restorePending(r, core, pid, tid);
-      restoreFromOutside(tid, core, log);
-    });
+      enter("creds");
+      const seccompOf = new Map([[p.pid, p.seccomp], ...task.threads.map((t) => [t.plan.tid, t.plan.seccomp] as const)]);
+      eachThread(r, p.core, task.threads, (tr, core, tid) => {
+        if (tid !== p.pid) restoreThreadName(tr, core);
+        restoreAltstack(tr, core);
+        restoreSeccomp(tr, seccompOf.get(tid));
+        restoreSched(tr, core);
+        restoreCreds(tr, core, log);
+        restoreTaskFlags(tr, core, p.mm);
+      });
+      // Queued once the task has its own uid: a pending signal counts against the user its
+      // task had when it was queued (SigQ, RLIMIT_SIGPENDING).
+      eachThread(r, p.core, task.threads, (tr, core, tid) => {
+        restorePending(tr, core, p.pid, tid);
+        restoreFromOutside(tid, core, log);
+      });
+    }
 
     enter("post-restore");
     runScripts(scripts, "post-restore", dir, pid);
 
     enter("registers");
-    eachThread(remote, plan.core, made, (r, core) => restoreThreadState(r, core));
-    for (const t of made) threadRegisters(t.plan.tid, t.plan.core, t.plan.blocked, xstateTemplate);
-    finalRegisters(remote, plan.core, plan.blocked, xstateTemplate);
+    for (const task of tasks) {
+      const p = task.plan;
+      eachThread(task.remote, p.core, task.threads, (r, core) => restoreThreadState(r, core));
+      for (const t of task.threads) threadRegisters(t.plan.tid, t.plan.core, t.plan.blocked, xstateTemplate);
+      finalRegisters(task.remote, p.core, p.blocked, xstateTemplate);
+    }
     if (opts.pidfile) {
       writeFileSync(opts.pidfile, `${pid}`);
       pidfileWritten = true;
@@ -239,15 +267,23 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
-    // The other threads first: the process runs on as a whole once its leader goes too
-    // (a SIGSTOP given to the leader's detach stops every thread).
-    for (const t of made) bridge().ptraceDetach(t.plan.tid, 0);
-    bridge().ptraceDetach(pid, opts.leaveStopped || plan.stopped ? os.signals.SIGSTOP : 0);
+    // Children first, each process's other threads before its leader: a process runs on
+    // as a whole once its leader goes too (a SIGSTOP given to the leader's detach stops
+    // every thread).
+    for (const task of [...tasks].reverse()) {
+      for (const t of task.threads) bridge().ptraceDetach(t.plan.tid, 0);
+      bridge().ptraceDetach(task.plan.pid, stopped || task.plan.stopped ? os.signals.SIGSTOP : 0);
+    }
   } catch (e) {
-    const err = asRestoreError(step, pid, e);
+    const err = asRestoreError(step, remote?.pid ?? pid, e);
     log.error(err.message);
     if (spawned) {
-      const why = await killCreated(spawned.pid, made.map((t) => t.plan.tid));
+      // Children first: each is collected by us (its tracer) before its parent goes.
+      for (const task of [...tasks].reverse().filter((x) => x.plan.pid !== pid)) {
+        const why = await killCreated(task.plan.pid, task.threads.map((t) => t.plan.tid));
+        if (why) log.error(`cleaning up after the failure: ${why}`);
+      }
+      const why = await killCreated(spawned.pid, tasks[0]?.threads.map((t) => t.plan.tid) ?? []);
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }
     plan.files.unlinkTemporaries(log);
@@ -260,13 +296,13 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     throw err;
   } finally {
-    maker?.closeAll();
+    maker.closeAll();
     plan.files.closeAll();
     plan.shm.closeAll();
     await plan.images.close();
   }
   stats.restore_time = us(t0);
-  log.info(`Restore finished successfully; pid ${pid} resumed${opts.leaveStopped || plan.stopped ? " (stopped)" : ""}`);
+  log.info(`Restore finished successfully; pid ${pid} resumed${stopped ? " (stopped)" : ""}`);
   try {
     runScripts(scripts, "post-resume", dir, pid);
   } catch (e) {

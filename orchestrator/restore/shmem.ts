@@ -41,7 +41,8 @@ export interface ShmObject {
   shmid: number;
   segs: PageSeg[];
   pages: number;
-  vmas: Vma[];
+  /** its mappings, each with the process it is in */
+  vmas: { pid: number; vma: Vma }[];
   /** tscriu's fd of the object, once made */
   local: number;
 }
@@ -105,8 +106,8 @@ export class ShmTable {
     }));
   }
 
-  /** The object a shared-memory VMA maps. */
-  async forVma(v: Vma): Promise<ShmObject> {
+  /** The object a shared-memory VMA of process `pid` maps. */
+  async forVma(v: Vma, pid: number): Promise<ShmObject> {
     const what = `the mapping ${hex(v.start)}-${hex(v.end)}`;
     let o: ShmObject;
     if (v.status & (1 << 14)) {
@@ -118,40 +119,46 @@ export class ShmTable {
       const need = v.pgoff + (v.end - v.start);
       if (need > o.size) o.size = need;
     }
-    o.vmas.push(v);
+    o.vmas.push({ pid, vma: v });
     return o;
   }
 
   /**
-   * Makes and fills every object, maps its VMAs, keeps tscriu's fd of it (memfd fds are
-   * reopened from there). Returns the pages written.
+   * Makes and fills every object not made yet (in the task of `remote`, where shared
+   * anonymous memory needs a task), then maps the objects' VMAs of that task. tscriu keeps
+   * its fd of each object (memfd fds, and the other processes' mappings, are opened from
+   * there). Returns the pages written.
    */
   restore(remote: Remote, threads: number, log: ModuleLog): number {
     let pages = 0;
     for (const o of this.objects.values()) {
       // (shared anonymous memory is never empty; an empty memfd is made all the same)
       if (o.size === 0n && o.devZero) continue;
-      if (o.devZero) this.makeDevZero(remote, o, threads);
-      else this.makeMemfd(o);
-      pages += o.pages;
+      if (o.local < 0) {
+        if (o.devZero) this.makeDevZero(remote, o, threads);
+        else this.makeMemfd(o);
+        pages += o.pages;
+        if (!o.devZero && o.seals & ~F_SEAL_SEAL) {
+          try {
+            bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
+          } catch (e) {
+            log.warn(`memfd ${o.name}: seals 0x${o.seals.toString(16)} not restored: ${(e as Error).message}`);
+          }
+        }
+      }
+      const mine = o.vmas.filter((m) => m.pid === remote.pid).map((m) => m.vma);
+      if (mine.length === 0) continue;
       const rfd = remote.takeFd(o.local, o.name);
-      const calls: Call[] = o.vmas.map((v) => ({
+      const calls: Call[] = mine.map((v) => ({
         what: `mmap of ${o.name} at ${hex(v.start)}-${hex(v.end)}`,
         nr: NR.mmap,
         args: [v.start, v.end - v.start, v.prot, (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE, rfd, v.pgoff],
       }));
       calls.push({ what: `close(${rfd})`, nr: NR.close, args: [rfd] });
       const res = remote.batch(calls);
-      o.vmas.forEach((v, i) => {
+      mine.forEach((v, i) => {
         if (res[i] !== v.start) throw new RestoreError("vmas", remote.pid, `mmap of ${o.name} landed at 0x${hex(res[i]!)}`, { address: v.start });
       });
-      if (!o.devZero && o.seals & ~F_SEAL_SEAL) {
-        try {
-          bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
-        } catch (e) {
-          log.warn(`memfd ${o.name}: seals 0x${o.seals.toString(16)} not restored: ${(e as Error).message}`);
-        }
-      }
     }
     return pages;
   }

@@ -44,18 +44,39 @@ export interface MadeThread {
   remote: Remote;
 }
 
-/** Seizes a just-made thread (parked in pause()) and waits for its stop. */
-function seizeThread(pid: number, tid: number): void {
+/** Seizes a just-made thread or process (parked in pause()) and waits for its stop. */
+export function seizeMade(pid: number, tid: number, step: string, what: string): void {
   const b = bridge();
   b.ptraceSeize(tid, PTRACE_O.TRACESYSGOOD | PTRACE_O.EXITKILL);
   b.ptraceInterrupt(tid);
   for (;;) {
     const st = b.waitpid(tid, 0, 10_000);
-    if (!st) throw new RestoreError("threads", pid, `thread ${tid} did not stop within 10 s of PTRACE_INTERRUPT`);
-    if (st.exited || st.signaled) throw new RestoreError("threads", pid, `thread ${tid} died (${st.exited ? `exit ${st.code}` : `signal ${st.signal}`})`);
+    if (!st) throw new RestoreError(step, pid, `${what} ${tid} did not stop within 10 s of PTRACE_INTERRUPT`);
+    if (st.exited || st.signaled) throw new RestoreError(step, pid, `${what} ${tid} died (${st.exited ? `exit ${st.code}` : `signal ${st.signal}`})`);
     if (st.stopped && st.event === PTRACE_EVENT.STOP) return;
     b.ptraceCont(tid, 0);
   }
+}
+
+/**
+ * Runs clone3 in `parent` (a remote of a stopped stub) from the clone snippet, with
+ * `flags`, exit signal `exitSignal` and the id `id` (set_tid); the child parks in pause().
+ */
+export function cloneFrom(parent: Remote, flags: number, exitSignal: number, id: number, what: string): void {
+  const b = bridge();
+  const code = parent.tramp + BigInt(CLONE_CODE_OFFSET);
+  if (b.processVmWritev(parent.pid, code, CLONE_CODE) !== CLONE_CODE.length) throw new RestoreError("threads", parent.pid, "short write of the clone snippet", { address: code });
+  const setTid = Buffer.alloc(4);
+  setTid.writeInt32LE(id, 0);
+  const tidAt = parent.write(CLONE_ARGS_SIZE, setTid);
+  const args = Buffer.alloc(CLONE_ARGS_SIZE);
+  args.writeBigUInt64LE(BigInt(flags), 0);
+  args.writeBigUInt64LE(BigInt(exitSignal), 32);
+  args.writeBigUInt64LE(tidAt, 64);
+  args.writeBigUInt64LE(1n, 72);
+  const cloner = new Remote(parent.pid, code);
+  const got = cloner.toExit(`clone3 of ${what} ${id}`, NR_CLONE3, [parent.write(0, args), CLONE_ARGS_SIZE]);
+  if (Number(got) !== id) throw new RestoreError("threads", parent.pid, `clone3 of ${what} ${id} made ${got}`);
 }
 
 /**
@@ -64,25 +85,11 @@ function seizeThread(pid: number, tid: number): void {
  * every thread to collect.
  */
 export function makeThreads(leader: Remote, threads: readonly ThreadPlan[], made: MadeThread[]): void {
-  if (threads.length === 0) return;
-  const b = bridge();
-  const code = leader.tramp + BigInt(CLONE_CODE_OFFSET);
-  if (b.processVmWritev(leader.pid, code, CLONE_CODE) !== CLONE_CODE.length) throw new RestoreError("threads", leader.pid, "short write of the clone snippet", { address: code });
-  const cloner = new Remote(leader.pid, code);
-  cloner.enter("threads");
   for (const t of threads) {
-    const setTid = Buffer.alloc(4);
-    setTid.writeInt32LE(t.tid, 0);
-    const tidAt = leader.write(CLONE_ARGS_SIZE, setTid);
-    const args = Buffer.alloc(CLONE_ARGS_SIZE);
-    args.writeBigUInt64LE(BigInt(THREAD_FLAGS), 0);
-    args.writeBigUInt64LE(tidAt, 64);
-    args.writeBigUInt64LE(1n, 72);
-    const got = cloner.toExit(`clone3 of thread ${t.tid}`, NR_CLONE3, [leader.write(0, args), CLONE_ARGS_SIZE]);
-    if (Number(got) !== t.tid) throw new RestoreError("threads", leader.pid, `clone3 of thread ${t.tid} made thread ${got}`);
+    cloneFrom(leader, THREAD_FLAGS, 0, t.tid, "thread");
     const remote = new Remote(t.tid, leader.tramp);
     made.push({ plan: t, remote });
-    seizeThread(leader.pid, t.tid);
+    seizeMade(leader.pid, t.tid, "threads", "thread");
     remote.enter("threads");
   }
 }
