@@ -104,7 +104,7 @@ export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
 
 /** kcmp types */
-export const KCMP = { FILE: 0 } as const;
+export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4 } as const;
 
 export const MAP = {
   SHARED: 0x01,

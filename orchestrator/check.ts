@@ -70,7 +70,7 @@ export class Probe {
 
   async close(): Promise<void> {
     for (const pid of [...this.extra, ...(this.stub ? [this.stub.pid] : [])]) {
-      const why = await killCreated(pid);
+      const why = await killCreated([{ pid, tids: [] }]);
       if (why) this.log.warn(why);
     }
     this.extra.length = 0;

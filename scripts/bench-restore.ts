@@ -138,7 +138,7 @@ async function rawRun(dir: string, pid: number, mib: number, threads: number, ho
       closeSync(fd);
     }
   } finally {
-    await killCreated(s.pid);
+    await killCreated([{ pid: s.pid, tids: [] }]);
   }
 }
 

@@ -1,5 +1,5 @@
-// The dump of one task and its threads: freeze, collect, write images, then let the
-// task go as asked (kill by default, -R leave running, -s leave stopped). Any failure
+// The dump of a process tree with its threads: freeze it whole, collect each process,
+// copy the memory, write images, then let the tree go as asked (kill by default, -R leave running, -s leave stopped). Any failure
 // resumes the task exactly as it was and names the step that failed.
 
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
@@ -10,16 +10,17 @@ import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
-import { collectFds, type FdTable } from "../fds/dump.js";
+import { collectFds, fdImages, newFdDumpState } from "../fds/dump.js";
 import { FileTable } from "./filetable.js";
-import { alive, checkDumpable, freeze, release, type Frozen } from "./freeze.js";
-import { collectInside } from "./inside.js";
+import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
+import { SharedIds, type TaskIds } from "./ids.js";
+import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages } from "./memory.js";
 import { LocalPages } from "./pagewriter.js";
-import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds } from "./proc.js";
+import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runScripts } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, vmaEntry } from "./vmas.js";
+import { collectVmas, vmaEntry, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
@@ -76,6 +77,31 @@ function refuseOldImages(pid: number, dir: string): void {
   if (names.length === 0) return;
   const some = names.slice(0, 3).join(", ") + (names.length > 3 ? `, … (${names.length} files)` : "");
   throw new DumpError("images", pid, `${dir} already holds images (${some}); tscriu does not overwrite them: remove them or dump into another directory`);
+}
+
+/** What is collected of one process before its memory is copied and its images written. */
+interface Collected {
+  pid: number;
+  ppid: number;
+  frozen: Frozen;
+  stat: ProcStat;
+  creds: ProcCreds;
+  nsIds: Record<string, number>;
+  rlimits: { cur: bigint; max: bigint }[];
+  comm: string;
+  personality: number;
+  loginuid: number;
+  oomScoreAdj: number;
+  auxv: bigint[];
+  inside: InsideState;
+  vmas: Vma[];
+  /** its fd table, or undefined when it shares an earlier process's */
+  fdinfo: Record<string, unknown>[] | undefined;
+  exeId: number;
+  cwdId: number;
+  rootId: number;
+  threads: Omit<ThreadInput, "seccompFilter">[];
+  ids: TaskIds;
 }
 
 function us(from: bigint, to = process.hrtime.bigint()): number {
@@ -136,15 +162,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     log.info(`step: ${s}`);
     faults.step(s);
   };
-  let frozen: Frozen;
+  let tree: FrozenTree;
   try {
     enter("seize");
-    frozen = freeze(pid, Math.round((opts.timeoutSec ?? 10) * 1000));
+    tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000));
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("seize", pid, e);
   }
-  stats.freezing_time = frozen.freezingUs;
+  const frozen = tree.processes[0]!;
+  stats.freezing_time = tree.freezingUs;
   // The clocks the task saw when it stopped: a restore continues them from here (timens),
   // so however long the memory takes to write, the task sees no jump for it.
   const frozenAt = { monotonic: bridge().clockGettime(CLOCK.MONOTONIC), boottime: bridge().clockGettime(CLOCK.BOOTTIME) };
@@ -152,44 +179,58 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const pages: LocalPages[] = [];
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
-
-    enter("proc");
-    const stat = parseStat(readProc(pid, "stat"));
-    const creds = statusCreds(parseStatus(readProc(pid, "status")));
-    const nsIds = namespaceIds(pid);
-    const timers = parseTimers(readProc(pid, "timers"));
-    const rlimits = parseLimits(readProc(pid, "limits"));
-    const comm = readProc(pid, "comm").replace(/\n$/, "");
-    const personality = Number.parseInt(readProc(pid, "personality").trim(), 16);
-    const loginuid = Number(readProc(pid, "loginuid").trim());
-    const oomScoreAdj = Number(readProc(pid, "oom_score_adj").trim());
-    const auxv = parseAuxv(readFileSync(procPath(pid, "auxv")));
-
-    enter("registers");
-    const regs = new Map(frozen.tids.map((tid) => [tid, readRegs(tid)]));
-
-    enter("inside");
-    const inside = collectInside(pid, timers, frozen.tids);
-
-    enter("vmas");
     const shm = new ShmemTable(files);
-    const scan = { vmas: collectVmas(pid, files, shm) };
-    unproxyVdso(pid, scan.vmas, log);
-    log.debug(`${scan.vmas.length} VMAs`);
+    const fdState = newFdDumpState({ files, shm, shellJob: opts.shellJob === true });
+    const ids = new SharedIds();
+    const procs: Collected[] = [];
+    for (const fp of tree.processes) {
+      const p = fp.pid;
+      log.info(`Collecting pid ${p}${fp.tids.length > 1 ? ` (${fp.tids.length} threads)` : ""}`);
+      enter("proc");
+      const stat = parseStat(readProc(p, "stat"));
+      const creds = statusCreds(parseStatus(readProc(p, "status")));
+      const nsIds = namespaceIds(p);
+      const timers = parseTimers(readProc(p, "timers"));
+      const rlimits = parseLimits(readProc(p, "limits"));
+      const comm = readProc(p, "comm").replace(/\n$/, "");
+      const personality = Number.parseInt(readProc(p, "personality").trim(), 16);
+      const loginuid = Number(readProc(p, "loginuid").trim());
+      const oomScoreAdj = Number(readProc(p, "oom_score_adj").trim());
+      const auxv = parseAuxv(readFileSync(procPath(p, "auxv")));
+      const taskIds = ids.of(p, procs.map((x) => x.pid));
 
-    enter("files");
-    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true);
-    const special = (name: string): number => {
-      const fd = openSync(procPath(pid, name), "r");
-      try {
-        return files.mappedFile(fd, fstatSync(fd, { bigint: true }), readlinkSync(procPath(pid, name)), pid);
-      } finally {
-        closeSync(fd);
-      }
-    };
-    const exeId = special("exe");
-    const cwdId = special("cwd");
-    const rootId = special("root");
+      enter("registers");
+      const regs = new Map(fp.tids.map((tid) => [tid, readRegs(tid)]));
+
+      enter("inside");
+      const inside = collectInside(p, timers, fp.tids);
+
+      enter("vmas");
+      const vmas = collectVmas(p, files, shm);
+      unproxyVdso(p, vmas, log);
+      log.debug(`pid ${p}: ${vmas.length} VMAs`);
+
+      enter("files");
+      // Processes that share one fd table (CLONE_FILES) share its image too.
+      const fdinfo = procs.some((x) => x.ids.files_id === taskIds.files_id) ? undefined : collectFds(p, fdState);
+      const special = (name: string): number => {
+        const fd = openSync(procPath(p, name), "r");
+        try {
+          return files.mappedFile(fd, fstatSync(fd, { bigint: true }), readlinkSync(procPath(p, name)), p);
+        } finally {
+          closeSync(fd);
+        }
+      };
+      const exeId = special("exe");
+      const cwdId = special("cwd");
+      const rootId = special("root");
+      // Scheduling, credentials, name and seccomp are each thread's own.
+      const threads = fp.tids.map((tid) => {
+        const task = (f: string): string => readProc(p, `task/${tid}/${f}`);
+        return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, ""), regs: regs.get(tid)!, inside: inside.threads.get(tid)! };
+      });
+      procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, exeId, cwdId, rootId, threads, ids: taskIds });
+    }
 
     enter("memory");
     let pagesId = 0;
@@ -206,61 +247,72 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       stats.shpages_scanned += BigInt(r.scanned);
       stats.shpages_written += BigInt(r.written);
     }
-    const plan = planPages(pid, scan.vmas);
-    const out = await LocalPages.create(dir, `pagemap-${pid}.img`, ++pagesId, faults);
-    out.syncEarly = finalState === "kill";
-    pages.push(out);
-    onEvent({ type: "memory-start", bytes: plan.pages * 4096 });
-    readNs += await copyPages(pid, plan, out, faults, (done) => onEvent({ type: "memory-progress", done }));
-    await out.close(false);
-    images.written.push(out.pagesFile, join(dir, out.pagemapName));
+    const plans = procs.map((c) => planPages(c.pid, c.vmas));
+    const total = plans.reduce((sum, pl) => sum + pl.pages, 0);
+    onEvent({ type: "memory-start", bytes: total * 4096 });
+    let before = 0;
+    for (const [i, c] of procs.entries()) {
+      const plan = plans[i]!;
+      const out = await LocalPages.create(dir, `pagemap-${c.pid}.img`, ++pagesId, faults);
+      out.syncEarly = finalState === "kill";
+      pages.push(out);
+      const base = before;
+      readNs += await copyPages(c.pid, plan, out, faults, (done) => onEvent({ type: "memory-progress", done: base + done }));
+      before += plan.pages * 4096;
+      await out.close(false);
+      images.written.push(out.pagesFile, join(dir, out.pagemapName));
+      writeNs += out.writeNs;
+      stats.pages_scanned += BigInt(plan.scanned);
+      stats.pages_written += BigInt(plan.pages);
+    }
     onEvent({ type: "memory-done" });
-    writeNs += out.writeNs;
-    stats.pages_scanned = BigInt(plan.scanned);
-    stats.pages_written = BigInt(plan.pages);
-    stats.page_pipes = BigInt(Math.max(1, Math.ceil((plan.pages * 4096) / (8 << 20))));
+    stats.page_pipes = BigInt(Math.max(1, Math.ceil((total * 4096) / (8 << 20))));
     stats.page_pipe_bufs = stats.page_pipes;
     stats.memdump_time = Number(readNs / 1000n);
     stats.memwrite_time = Math.max(0, Math.min(Number(writeNs / 1000n), us(memStart) - stats.memdump_time));
-    log.info(`${plan.pages} pages written (${plan.scanned} scanned) in ${us(memStart)} us`);
+    log.info(`${total} pages written (${stats.pages_scanned} scanned) in ${us(memStart)} us`);
 
     enter("images");
-    // Scheduling, credentials, name and seccomp are each thread's own.
-    const threads = frozen.tids.map((tid) => {
-      const task = (f: string): string => readProc(pid, `task/${tid}/${f}`);
-      return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, "") };
-    });
-    const seccomp = seccompImage(threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp })));
-    const threadInput = (t: (typeof threads)[number]): ThreadInput => ({ ...t, regs: regs.get(t.tid)!, inside: inside.threads.get(t.tid)!, seccompFilter: seccomp.filterIndex.get(t.tid) });
-    const core = buildCore({ pid, stat, inside, comm, personality, rlimits, loginuid, oomScoreAdj, stopSignal: frozen.stopSignal }, threadInput(threads[0]!));
-    await images.write(`core-${pid}.img`, "CORE", [core]);
-    for (const t of threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
-    await images.write(`mm-${pid}.img`, "MM", [
-      {
-        mm_start_code: stat.startCode,
-        mm_end_code: stat.endCode,
-        mm_start_data: stat.startData,
-        mm_end_data: stat.endData,
-        mm_start_stack: stat.startStack,
-        mm_start_brk: stat.startBrk,
-        mm_brk: inside.brk,
-        mm_arg_start: stat.argStart,
-        mm_arg_end: stat.argEnd,
-        mm_env_start: stat.envStart,
-        mm_env_end: stat.envEnd,
-        exe_file_id: exeId,
-        mm_saved_auxv: auxv,
-        vmas: scan.vmas.map(vmaEntry),
-        dumpable: inside.dumpable,
-        thp_disabled: inside.thpDisabled,
-      },
-    ]);
-    await images.write(`pstree.img`, "PSTREE", [{ pid, ppid: 0, pgid: stat.pgid, sid: stat.sid, threads: frozen.tids }]);
-    await images.write(`ids-${pid}.img`, "IDS", [{ vm_id: 2, files_id: 2, fs_id: 2, sighand_id: 2, ...nsIds }]);
-    await images.write(`fs-${pid}.img`, "FS", [{ cwd_id: cwdId, root_id: rootId, umask: creds.umask }]);
-    await images.write(`fdinfo-2.img`, "FDINFO", fds.fdinfo);
+    const seccomp = seccompImage(procs.flatMap((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
+    for (const c of procs) {
+      const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccompFilter: seccomp.filterIndex.get(t.tid) });
+      const core = buildCore(
+        { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
+        threadInput(c.threads[0]!),
+      );
+      await images.write(`core-${c.pid}.img`, "CORE", [core]);
+      for (const t of c.threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
+      await images.write(`mm-${c.pid}.img`, "MM", [
+        {
+          mm_start_code: c.stat.startCode,
+          mm_end_code: c.stat.endCode,
+          mm_start_data: c.stat.startData,
+          mm_end_data: c.stat.endData,
+          mm_start_stack: c.stat.startStack,
+          mm_start_brk: c.stat.startBrk,
+          mm_brk: c.inside.brk,
+          mm_arg_start: c.stat.argStart,
+          mm_arg_end: c.stat.argEnd,
+          mm_env_start: c.stat.envStart,
+          mm_env_end: c.stat.envEnd,
+          exe_file_id: c.exeId,
+          mm_saved_auxv: c.auxv,
+          vmas: c.vmas.map(vmaEntry),
+          dumpable: c.inside.dumpable,
+          thp_disabled: c.inside.thpDisabled,
+        },
+      ]);
+      await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
+      await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
+      if (c.fdinfo) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+    }
+    await images.write(
+      `pstree.img`,
+      "PSTREE",
+      procs.map((c) => ({ pid: c.pid, ppid: c.ppid, pgid: c.stat.pgid, sid: c.stat.sid, threads: c.frozen.tids })),
+    );
     await images.write(`files.img`, "FILES", files.entries);
-    for (const x of fds.images) await images.write(x.name, x.type, x.entries);
+    for (const x of fdImages(fdState)) await images.write(x.name, x.type, x.entries);
     if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
     if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
     for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
@@ -272,7 +324,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
       await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
     }
-    await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(nsIds)]);
+    await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds)]);
 
     enter("post-dump");
     runScripts(scripts, "post-dump", dir, pid);
@@ -283,14 +335,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     for (const p of pages) await p.abort();
     const err = asDumpError(step, pid, e);
-    const why = alive(pid) ? release(pid, frozen.wasStopped ? "stop" : "resume", frozen.tids) : "the task is gone";
-    if (why) err.notes.push(`resuming pid ${pid} after the failure: ${why}`);
+    const why = releaseTree(tree, "resume");
+    if (why) err.notes.push(`resuming the dumped processes after the failure: ${why}`);
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 
   stats.frozen_time = us(frozen.frozenAt);
-  const why = release(pid, finalState, frozen.tids);
+  const why = releaseTree(tree, finalState);
   if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
   log.info(`Dumping finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {

@@ -14,6 +14,8 @@ const { SIGKILL, SIGSTOP } = constants.signals;
 
 export interface Frozen {
   pid: number;
+  /** its parent in the tree (0 for the root) */
+  ppid: number;
   /** every thread, the leader first, each in a ptrace-stop */
   tids: number[];
   /** the task was in a group-stop (state T) before we seized it */
@@ -26,7 +28,7 @@ export interface Frozen {
   frozenAt: bigint;
 }
 
-/** Refuses what this version cannot dump: trees, zombies, ourselves. */
+/** Refuses what this version cannot dump: zombies, tscriu itself, init, a pending time namespace. */
 export function checkDumpable(pid: number): void {
   if (pid === process.pid) throw new DumpError("check", pid, "tscriu cannot dump itself");
   if (pid === 1) throw new DumpError("check", pid, "refusing to dump init (pid 1)");
@@ -38,9 +40,14 @@ export function checkDumpable(pid: number): void {
   }
   if (st.state === "Z" || st.state === "X") throw new DumpError("check", pid, "the task is a zombie");
   if (st.tracerPid !== 0) throw new DumpError("check", pid, `the task is already traced by pid ${st.tracerPid}`);
-  // unshare(CLONE_NEWTIME) makes a time namespace only the task's future children
-  // enter; no image records it (criu refuses such a task too), so a restore would
-  // drop it silently.
+  checkTimeNs(pid);
+}
+
+/**
+ * unshare(CLONE_NEWTIME) makes a time namespace only the task's future children enter; no
+ * image records it (criu refuses such a task too), so a restore would drop it silently.
+ */
+function checkTimeNs(pid: number): void {
   const timeNs = nsInode(pid, "time");
   const childTimeNs = nsInode(pid, "time_for_children");
   if (timeNs !== undefined && childTimeNs !== undefined && timeNs !== childTimeNs) {
@@ -49,10 +56,6 @@ export function checkDumpable(pid: number): void {
       pid,
       `the task made a time namespace for its children (ns/time_for_children is time:[${childTimeNs}], its own ns/time is time:[${timeNs}], as after unshare(CLONE_NEWTIME)); a pending time namespace cannot be dumped`,
     );
-  }
-  const { children } = threadsAndChildren(pid);
-  if (children.length > 0) {
-    throw new DumpError("check", pid, `the task has children (${children.join(", ")}); dumping process trees is not supported yet`);
   }
 }
 
@@ -104,15 +107,10 @@ export function freeze(pid: number, timeoutMs: number): Frozen {
     release(pid, "resume", tids);
     throw e instanceof DumpError ? e : new DumpError("seize", pid, (e as Error).message, { cause: e });
   }
-  // It may have forked between the check and the seize.
-  const { children } = threadsAndChildren(pid);
-  if (children.length > 0) {
-    release(pid, "resume", tids);
-    throw new DumpError("seize", pid, `the task started children (${children.join(", ")}) while being frozen; process trees are not supported yet`);
-  }
   const frozenAt = process.hrtime.bigint();
   return {
     pid,
+    ppid: 0,
     tids,
     wasStopped,
     stopSignal: wasStopped ? SIGSTOP : 0,
@@ -194,4 +192,58 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+export interface FrozenTree {
+  /** every process, each after its parent (criu's pstree order: depth first) */
+  processes: Frozen[];
+  freezingUs: number;
+}
+
+/**
+ * Freezes the process tree under `pid`: each process with all its threads, then its
+ * children (read once it is frozen, so it can make no more), depth first. A child that is
+ * a zombie, or that ends before it is seized, is refused by name; everything frozen so far
+ * is let go again on any failure.
+ */
+export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
+  const t0 = process.hrtime.bigint();
+  const deadline = Date.now() + timeoutMs;
+  const processes: Frozen[] = [];
+  const visit = (p: number, ppid: number): void => {
+    if (p !== pid) {
+      const st = statusCreds(parseStatus(readProc(p, "status")));
+      if (st.state === "Z" || st.state === "X") throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is a zombie; dumping zombies is not supported yet`);
+      if (st.tracerPid !== 0) throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is already traced by pid ${st.tracerPid}`);
+      checkTimeNs(p);
+    }
+    const f = freeze(p, Math.max(1, deadline - Date.now()));
+    processes.push({ ...f, ppid });
+    for (const c of threadsAndChildren(p).children.sort((a, b) => a - b)) visit(c, p);
+  };
+  try {
+    visit(pid, 0);
+  } catch (e) {
+    releaseTree({ processes, freezingUs: 0 }, "resume");
+    if (e instanceof DumpError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ESRCH") throw new DumpError("seize", pid, `a child ended while the tree was being frozen; dumping zombies is not supported yet (${(e as Error).message})`, { cause: e });
+    throw new DumpError("seize", pid, (e as Error).message, { cause: e });
+  }
+  return { processes, freezingUs: Number((process.hrtime.bigint() - t0) / 1000n) };
+}
+
+/**
+ * Lets every process of the tree go: "resume" (a process that was stopped before the dump
+ * is left stopped), "stop" (-s), or "kill" (children first). Returns what went wrong, if
+ * anything.
+ */
+export function releaseTree(tree: FrozenTree, how: "resume" | "stop" | "kill"): string | undefined {
+  const errors: string[] = [];
+  for (const f of [...tree.processes].reverse()) {
+    if (how !== "kill" && !alive(f.pid)) continue;
+    const why = release(f.pid, how === "resume" && f.wasStopped ? "stop" : how, f.tids);
+    if (why) errors.push(tree.processes.length > 1 ? `pid ${f.pid}: ${why}` : why);
+  }
+  return errors.length ? errors.join("; ") : undefined;
 }

@@ -8,22 +8,15 @@ import { fstatSync } from "node:fs";
 import { constants as fsc } from "node:fs";
 import { KCMP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
-import type { FileTable, Fown } from "../dump/filetable.js";
+import type { Fown } from "../dump/filetable.js";
 import { listFds, parseFdinfo, procPath, readProc } from "../dump/proc.js";
-import type { ShmemTable } from "../dump/shmem.js";
-import { UnsupportedFd, type ExtraImage, type FdFacts } from "./kind.js";
+import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty.js";
 
 export { UnsupportedFd };
 
 const O_CLOEXEC = 0o2000000;
-
-export interface FdTable {
-  fdinfo: Record<string, unknown>[];
-  /** the kinds' own images (pipe data, tty info) */
-  images: ExtraImage[];
-}
 
 function owner(fd: number): Fown {
   const o = bridge().fdOwner(fd);
@@ -42,31 +35,47 @@ function whatItIs(f: FdFacts): string {
   return f.link;
 }
 
-export function collectFds(pid: number, files: FileTable, shm: ShmemTable, shellJob: boolean): FdTable {
+/** What the dump of every process's fd table shares: the kinds, and every open file description met so far. */
+export interface FdDumpState {
+  dumpers: FdDumper[];
+  known: { pid: number; fd: number; id: number; type: string; key: string }[];
+}
+
+export function newFdDumpState(ctx: DumpContext): FdDumpState {
+  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: [] };
+}
+
+/** The kinds' own images (pipe data, tty info), for the whole tree. */
+export function fdImages(state: FdDumpState): ExtraImage[] {
+  return state.dumpers.flatMap((d) => d.images());
+}
+
+/** The fdinfo entries of process `pid`; files.img entries go to the shared file table. */
+export function collectFds(pid: number, state: FdDumpState): Record<string, unknown>[] {
   const b = bridge();
-  const dumpers = FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper({ pid, files, shm, shellJob })] : []));
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
-  const known: { fd: number; id: number; type: string }[] = [];
   try {
     for (const fd of listFds(pid)) {
       const info = parseFdinfo(readProc(pid, `fdinfo/${fd}`));
       const link = b.readlink(procPath(pid, `fd/${fd}`));
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
-      // The same open file description under another fd number: the same entry.
-      const same = known.find((k) => b.kcmp(pid, pid, KCMP.FILE, k.fd, fd) === 0);
-      if (same) {
-        fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
-        continue;
-      }
       const copy = b.pidfdGetfd(pidfd, fd);
       try {
         const st = fstatSync(copy, { bigint: true });
+        // The same open file description under another fd number, or in another process
+        // (dup, fork): the same entry. kcmp only where device and inode agree.
+        const key = `${st.dev}:${st.ino}`;
+        const same = state.known.find((k) => k.key === key && b.kcmp(k.pid, pid, KCMP.FILE, k.fd, fd) === 0);
+        if (same) {
+          fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
+          continue;
+        }
         const facts: FdFacts = { pid, fd, copy, st, fmt: Number(st.mode) & fsc.S_IFMT, link, flags: info.flags & ~O_CLOEXEC, info, fown: () => owner(copy) };
-        const kind = dumpers.find((d) => d.matches(facts));
+        const kind = state.dumpers.find((d) => d.matches(facts));
         if (!kind) throw new UnsupportedFd(`unsupported fd ${fd}: ${whatItIs(facts)}`);
         const { id, type } = kind.dump(facts);
-        known.push({ fd, id, type });
+        state.known.push({ pid, fd, id, type, key });
         fdinfo.push({ id, flags: fdflags, type, fd });
       } finally {
         b.close(copy);
@@ -75,5 +84,5 @@ export function collectFds(pid: number, files: FileTable, shm: ShmemTable, shell
   } finally {
     b.close(pidfd);
   }
-  return { fdinfo, images: dumpers.flatMap((d) => d.images()) };
+  return fdinfo;
 }

@@ -34,7 +34,6 @@ export interface FdFacts {
 }
 
 export interface DumpContext {
-  pid: number;
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;

@@ -155,8 +155,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     // The other processes, each forked by its parent while all are still stubs.
     for (const p of plan.processes.slice(1)) {
       const parent = tasks.find((x) => x.plan.pid === p.ppid)!;
-      const child = forkChild(parent.remote, p.pid, p.session);
-      tasks.push({ plan: p, remote: child, threads: [] });
+      forkChild(parent.remote, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }));
     }
     stats.forking_time = us(tSpawn);
 
@@ -278,12 +277,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     const err = asRestoreError(step, remote?.pid ?? pid, e);
     log.error(err.message);
     if (spawned) {
-      // Children first: each is collected by us (its tracer) before its parent goes.
-      for (const task of [...tasks].reverse().filter((x) => x.plan.pid !== pid)) {
-        const why = await killCreated(task.plan.pid, task.threads.map((t) => t.plan.tid));
-        if (why) log.error(`cleaning up after the failure: ${why}`);
-      }
-      const why = await killCreated(spawned.pid, tasks[0]?.threads.map((t) => t.plan.tid) ?? []);
+      const created = tasks.length ? tasks.map((x) => ({ pid: x.plan.pid, tids: x.threads.map((th) => th.plan.tid) })) : [{ pid: spawned.pid, tids: [] }];
+      const why = await killCreated(created);
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }
     plan.files.unlinkTemporaries(log);

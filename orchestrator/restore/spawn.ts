@@ -55,30 +55,37 @@ function gone(pid: number): boolean {
 }
 
 /**
- * Kills a task this restore created and waits until its PID is free: as the tracer of
- * its threads (`tids`, made by the restore) we collect their exits first; its parent (us, or the reaper) then reaps it. Returns a
- * message when the PID could not be seen free within the time limit.
+ * Kills the processes this restore created (each with the threads it made) and waits until
+ * every PID is free: all are killed at once (a child whose parent is still a stub would
+ * otherwise wait for a reaper that never comes); as the tracer of each process and thread
+ * we collect their exits; their parents (us, the reaper, or whoever inherits an orphan)
+ * reap them. Returns a message when a PID could not be seen free within the time limit.
  */
-export async function killCreated(pid: number, tids: readonly number[] = [], timeoutMs = 5000): Promise<string | undefined> {
+export async function killCreated(tasks: readonly { pid: number; tids: readonly number[] }[], timeoutMs = 8000): Promise<string | undefined> {
   const b = bridge();
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    // gone already
+  for (const t of tasks) {
+    try {
+      process.kill(t.pid, "SIGKILL");
+    } catch {
+      // gone already
+    }
   }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     // Traced threads wait for their tracer (us) to collect them before the leader's exit
     // is reported.
-    for (const tid of [...tids.filter((t) => t !== pid), pid]) {
-      try {
-        b.waitpid(tid, 1 /* WNOHANG */);
-      } catch (e) {
-        if (!(isNativeError(e) && e.code === "ECHILD")) return (e as Error).message;
+    for (const t of tasks) {
+      for (const tid of [...t.tids.filter((x) => x !== t.pid), t.pid]) {
+        try {
+          b.waitpid(tid, 1 /* WNOHANG */);
+        } catch (e) {
+          if (!(isNativeError(e) && e.code === "ECHILD")) return (e as Error).message;
+        }
       }
     }
-    if (gone(pid)) return undefined;
-    if (Date.now() > deadline) return `pid ${pid} is still there ${timeoutMs} ms after SIGKILL`;
+    const left = tasks.filter((t) => !gone(t.pid));
+    if (left.length === 0) return undefined;
+    if (Date.now() > deadline) return `pid ${left.map((t) => t.pid).join(", ")} still there ${timeoutMs} ms after SIGKILL`;
     await new Promise((r) => setTimeout(r, 2));
   }
 }

@@ -24,11 +24,16 @@ export interface Task {
   parked?: ParkedVdso | undefined;
 }
 
-/** Forks process `pid` from its parent's stub, seizes it and puts it into its session and group. */
-export function forkChild(parent: Remote, pid: number, session: ProcPlan["session"]): Remote {
+/**
+ * Forks process `pid` from its parent's stub, seizes it and puts it into its session and
+ * group. `made` hears of the child as soon as it exists, so that a failure after the fork
+ * still kills it.
+ */
+export function forkChild(parent: Remote, pid: number, session: ProcPlan["session"], made: (r: Remote) => void): Remote {
   cloneFrom(parent, 0, SIGCHLD, pid, "process");
-  seizeMade(pid, pid, "spawn", "process");
   const r = new Remote(pid, parent.tramp);
+  made(r);
+  seizeMade(pid, pid, "spawn", "process");
   r.enter("spawn");
   if (session === "setsid") r.call("setsid", NR_SETSID, []);
   else if (session === "setpgid") r.call("setpgid(0, 0)", NR_SETPGID, [0, 0]);

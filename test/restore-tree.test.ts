@@ -1,0 +1,80 @@
+// A process tree through dump and restore: five processes (a child with a group of its
+// own, a child that leads a session of its own with a grandchild in it, a child in the
+// root's group) come back with their PIDs, parents, groups and sessions, the anonymous
+// memory they share (still shared), one open file description they share (one offset)
+// and a pipe between two of them with its bytes. The workload checks all of it itself;
+// the images hold the tree as criu lays it out (one fdinfo per fd table, shared ids).
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { readImage } from "../images/io.js";
+import { dump } from "../orchestrator/dump/dump.js";
+import { restore } from "../orchestrator/restore/restore.js";
+import { tempDir } from "./helpers/dump.js";
+import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+function others(w: Workload): number[] {
+  return ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
+}
+
+/** Kills the tree's other processes at teardown (the root's own teardown kills it). */
+function killOthersAtEnd(t: ExecutionContext, pids: number[]): void {
+  t.teardown(() => {
+    for (const p of pids) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+}
+
+async function tree(t: ExecutionContext): Promise<Workload> {
+  const w = await startWorkload(t, "tree");
+  killOthersAtEnd(t, others(w));
+  t.is(await w.check(), "PASS tree=5", "before the dump");
+  return w;
+}
+
+test("tree: five processes come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset and a pipe", async (t) => {
+  const w = await tree(t);
+  const dir = await dumpGone(t, w);
+  for (const p of others(w)) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
+  const pstree = (await readImage(join(dir, "pstree.img"))).entries;
+  t.deepEqual(new Set(pstree.map((e) => e["pid"])), new Set([w.pid, ...others(w)]), "the five processes");
+  t.is(pstree.length, 5);
+  t.is(pstree[0]!["pid"], w.pid, "the root first");
+  const ids = await Promise.all(pstree.map(async (e) => (await readImage(join(dir, `ids-${String(e["pid"])}.img`))).entries[0]!));
+  t.is(new Set(ids.map((i) => i["vm_id"])).size, 5, "five address spaces");
+  t.true(existsSync(join(dir, `fdinfo-${String(ids[0]!["files_id"])}.img`)));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, others(w));
+  t.is(await w.check(), "PASS tree=5", "after the restore");
+});
+
+test("tree: dump -R leaves every process running untraced; the tree dumps and restores twice", async (t) => {
+  const w = await tree(t);
+  await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });
+  for (const p of [w.pid, ...others(w)]) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1], "0", `pid ${p} not traced`);
+  t.is(await w.check(), "PASS tree=5", "after dump -R");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, others(w));
+  t.is(await w.check(), "PASS tree=5", "after the first restore");
+  const again = await dumpGone(t, w);
+  await restoreTask(t, again);
+  t.is(await w.check(), "PASS tree=5", "after the second restore");
+});
+
+test("tree: a restore that fails part-way (creds) leaves no process behind; the images restore afterwards", async (t) => {
+  const w = await tree(t);
+  const dir = await dumpGone(t, w);
+  const err = await t.throwsAsync(restore({ imagesDir: dir, faults: "restore:creds" }));
+  t.regex(err?.message ?? "", /creds/);
+  for (const p of [w.pid, ...others(w)]) await waitFor(`PID ${p} to be free`, () => !existsSync(`/proc/${p}`));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, others(w));
+  t.is(await w.check(), "PASS tree=5");
+});
