@@ -83,3 +83,30 @@ test("a threaded dump fills the fields criu 4.2 fills: pstree, the leader's core
   t.deepEqual(fieldsOf(dir, ours.others), fieldsOf(fixture, theirs.others), "the other threads' cores");
   t.deepEqual(fieldsOf(dir, ["pstree.img"]), fieldsOf(fixture, ["pstree.img"]), "pstree");
 });
+
+test("a tree dump lays out pstree, ids, fs and fdinfo as criu 4.2 does", async (t) => {
+  const fixture = join(process.cwd(), "test/fixtures/criu-4.2/tree");
+  const w = await startWorkload(t, "tree");
+  t.teardown(() => {
+    for (const k of ["a", "b", "g", "c"]) {
+      try {
+        process.kill(Number(w.info[k]), "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  const fieldsOf = (d: string, re: RegExp): string[] => {
+    const out = new Set<string>();
+    for (const f of readdirSync(d).filter((x) => re.test(x))) load(d, f).forEach((e) => paths(e, "", out));
+    return [...out].sort();
+  };
+  for (const re of [/^pstree\.img$/, /^ids-\d+\.img$/, /^fs-\d+\.img$/, /^fdinfo-\d+\.img$/]) t.deepEqual(fieldsOf(dir, re), fieldsOf(fixture, re), String(re));
+  // One fdinfo per fd table, named by its files_id; every process's ids point at one.
+  const ids = readdirSync(dir).filter((f) => /^ids-\d+\.img$/.test(f)).map((f) => load(dir, f)[0]!);
+  t.is(ids.length, 5);
+  for (const i of ids) t.true(readdirSync(dir).includes(`fdinfo-${String(i["files_id"])}.img`));
+  t.deepEqual(ids.map((i) => i["vm_id"]).sort(), [2, 3, 4, 5, 6], "criu's numbering: the dumper holds 1, the processes 2 on");
+});
