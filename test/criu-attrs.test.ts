@@ -1,4 +1,4 @@
-// The attributes of issue 14 between tscriu and criu 4.1.1 (in its Debian trixie root,
+// The attributes of issue 14, threads and trees (issue 15) between tscriu and criu 4.1.1 (in its Debian trixie root,
 // scripts/criu-root.sh): criu restores tscriu's images of each workload, and tscriu
 // restores criu's dumps of them; each workload then passes its own check. The criu
 // plumbing follows test/criu-restore.test.ts (kept apart so that both files can change).
@@ -23,6 +23,9 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["madvise", [], /^PASS regions=14 /],
   ["membarrier", [], /^PASS registered=0x/],
   ...["memfd-priv", "shmem-priv", "mmap", "holes", "attrs", "dirs", "fifo", "devices"].map((c): [string, string[], RegExp] => ["unlinked", [c], new RegExp(`^PASS ${c}$`)]),
+  // issue 15: threads and a process tree
+  ["threads", ["4"], /^PASS threads=4$/],
+  ["tree", [], /^PASS tree=5$/],
 ];
 
 for (const [name, args, pass] of CASES) {

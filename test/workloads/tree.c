@@ -12,12 +12,14 @@
  * bytes nobody reads. On SIGUSR1 the root checks that every process counts on, sits
  * where it sat in the tree, that the shared file offset is shared, and that the pipe
  * still holds its bytes: "PASS tree=5" or "FAIL why". The ready line names the pids:
- * "a=… b=… g=… c=…". */
+ * "a=… b=… g=… c=…". Each child dies with its parent (PR_SET_PDEATHSIG), which the
+ * dump keeps too. */
 #include "workload.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -65,6 +67,8 @@ static pid_t fork_as(int who, void (*setup)(void))
 	if (pid < 0)
 		wl_die("fork");
 	if (pid == 0) {
+		/* the tree goes with its root (and G with B): no test leaves a process behind */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (setup)
 			setup();
 		if (who == B) {
