@@ -1,6 +1,7 @@
 // A process tree through dump and restore: five processes (a child with a group of its
 // own, a child that leads a session of its own with a grandchild in it, a child in the
-// root's group) come back with their PIDs, parents, groups and sessions, the anonymous
+// root's group) and two zombies (an exit status, a fatal signal) come back with their
+// PIDs, parents, groups and sessions, the anonymous
 // memory they share (still shared), one open file description they share (one offset)
 // and a pipe between two of them with its bytes. The workload checks all of it itself;
 // the images hold the tree as criu lays it out (one fdinfo per fd table, shared ids).
@@ -38,15 +39,21 @@ async function tree(t: ExecutionContext): Promise<Workload> {
   return w;
 }
 
-test("tree: five processes come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset and a pipe", async (t) => {
+test("tree: five processes and two zombies come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset and a pipe", async (t) => {
   const w = await tree(t);
   const dir = await dumpGone(t, w);
   for (const p of others(w)) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
   const pstree = (await readImage(join(dir, "pstree.img"))).entries;
-  t.deepEqual(new Set(pstree.map((e) => e["pid"])), new Set([w.pid, ...others(w)]), "the five processes");
-  t.is(pstree.length, 5);
+  const zombies = [Number(w.info["z1"]), Number(w.info["z2"])];
+  t.deepEqual(new Set(pstree.map((e) => e["pid"])), new Set([w.pid, ...others(w), ...zombies]), "the five processes and the two zombies");
   t.is(pstree[0]!["pid"], w.pid, "the root first");
-  const ids = await Promise.all(pstree.map(async (e) => (await readImage(join(dir, `ids-${String(e["pid"])}.img`))).entries[0]!));
+  for (const [z, code] of [[zombies[0]!, 7 << 8], [zombies[1]!, 15]] as const) {
+    const core = (await readImage(join(dir, `core-${z}.img`))).entries[0]!;
+    t.like(core["tc"], { task_state: 2, exit_code: code }, `zombie ${z}: criu's TASK_DEAD core with its exit status`);
+    t.false(existsSync(join(dir, `mm-${z}.img`)), "and nothing else");
+  }
+  const live = pstree.filter((e) => !zombies.includes(e["pid"] as number));
+  const ids = await Promise.all(live.map(async (e) => (await readImage(join(dir, `ids-${String(e["pid"])}.img`))).entries[0]!));
   t.is(new Set(ids.map((i) => i["vm_id"])).size, 5, "five address spaces");
   t.true(existsSync(join(dir, `fdinfo-${String(ids[0]!["files_id"])}.img`)));
   await restoreTask(t, dir);

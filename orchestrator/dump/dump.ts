@@ -104,6 +104,9 @@ interface Collected {
   ids: TaskIds;
 }
 
+/** criu's task_state of a zombie. */
+const TASK_DEAD = 2;
+
 function us(from: bigint, to = process.hrtime.bigint()): number {
   return Number((to - from) / 1000n);
 }
@@ -184,6 +187,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const ids = new SharedIds();
     const procs: Collected[] = [];
     for (const fp of tree.processes) {
+      if (fp.zombie) continue;
       const p = fp.pid;
       log.info(`Collecting pid ${p}${fp.tids.length > 1 ? ` (${fp.tids.length} threads)` : ""}`);
       enter("proc");
@@ -306,10 +310,19 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
       if (c.fdinfo) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
     }
+    // Zombies: a core with only their exit status and name (criu's layout), nothing else.
+    for (const z of tree.processes) {
+      if (!z.zombie) continue;
+      const tc = { task_state: TASK_DEAD, exit_code: z.zombie.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: z.zombie.comm };
+      await images.write(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
+    }
     await images.write(
       `pstree.img`,
       "PSTREE",
-      procs.map((c) => ({ pid: c.pid, ppid: c.ppid, pgid: c.stat.pgid, sid: c.stat.sid, threads: c.frozen.tids })),
+      tree.processes.map((f) => {
+        const c = procs.find((x) => x.pid === f.pid);
+        return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.tids };
+      }),
     );
     await images.write(`files.img`, "FILES", files.entries);
     for (const x of fdImages(fdState)) await images.write(x.name, x.type, x.entries);

@@ -8,7 +8,7 @@ import { constants } from "node:os";
 import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { DumpError } from "./errors.js";
-import { nsInode, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
+import { nsInode, parseStat, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
 
 const { SIGKILL, SIGSTOP } = constants.signals;
 
@@ -16,6 +16,8 @@ export interface Frozen {
   pid: number;
   /** its parent in the tree (0 for the root) */
   ppid: number;
+  /** a child that had exited and was not reaped yet: nothing to freeze, only its stat */
+  zombie?: { exitCode: number; comm: string; pgid: number; sid: number } | undefined;
   /** every thread, the leader first, each in a ptrace-stop */
   tids: number[];
   /** the task was in a group-stop (state T) before we seized it */
@@ -203,21 +205,35 @@ export interface FrozenTree {
 /**
  * Freezes the process tree under `pid`: each process with all its threads, then its
  * children (read once it is frozen, so it can make no more), depth first. A child that is
- * a zombie, or that ends before it is seized, is refused by name; everything frozen so far
- * is let go again on any failure.
+ * a zombie is kept as one (its exit status); one that ends while it is being seized is
+ * refused by name; everything frozen so far is let go again on any failure.
  */
 export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
   const t0 = process.hrtime.bigint();
   const deadline = Date.now() + timeoutMs;
   const processes: Frozen[] = [];
   const visit = (p: number, ppid: number): void => {
+    // Its parent is frozen and cannot reap a zombie: it stays as it is until the release.
+    const asZombie = (): boolean => {
+      if (p === pid || statusCreds(parseStatus(readProc(p, "status"))).state !== "Z") return false;
+      const stat = parseStat(readProc(p, "stat"));
+      processes.push({ pid: p, ppid, tids: [p], wasStopped: false, stopSignal: 0, freezingUs: 0, frozenAt: process.hrtime.bigint(), zombie: { exitCode: stat.exitCode, comm: stat.comm, pgid: stat.pgid, sid: stat.sid } });
+      return true;
+    };
     if (p !== pid) {
+      if (asZombie()) return;
       const st = statusCreds(parseStatus(readProc(p, "status")));
-      if (st.state === "Z" || st.state === "X") throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is a zombie; dumping zombies is not supported yet`);
       if (st.tracerPid !== 0) throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is already traced by pid ${st.tracerPid}`);
       checkTimeNs(p);
     }
-    const f = freeze(p, Math.max(1, deadline - Date.now()));
+    let f: Frozen;
+    try {
+      f = freeze(p, Math.max(1, deadline - Date.now()));
+    } catch (e) {
+      // It exited while being seized: a zombie now.
+      if (asZombie()) return;
+      throw e;
+    }
     processes.push({ ...f, ppid });
     for (const c of threadsAndChildren(p).children.sort((a, b) => a - b)) visit(c, p);
   };
@@ -241,7 +257,7 @@ export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
 export function releaseTree(tree: FrozenTree, how: "resume" | "stop" | "kill"): string | undefined {
   const errors: string[] = [];
   for (const f of [...tree.processes].reverse()) {
-    if (how !== "kill" && !alive(f.pid)) continue;
+    if (f.zombie || (how !== "kill" && !alive(f.pid))) continue;
     const why = release(f.pid, how === "resume" && f.wasStopped ? "stop" : how, f.tids);
     if (why) errors.push(tree.processes.length > 1 ? `pid ${f.pid}: ${why}` : why);
   }

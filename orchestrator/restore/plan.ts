@@ -38,12 +38,28 @@ export interface PlanOptions {
   cpuCap?: string | null | undefined;
 }
 
-/** One process of the images: everything its restore needs, checked. */
-export interface ProcPlan {
+/** A process of the tree, live or a zombie: where it sits. */
+export interface TreeNode {
   pid: number;
   /** its parent in the images (0 for the root) */
   ppid: number;
   pstree: PstreeEntry;
+  /**
+   * How it joins its session and group: the root as the stub starts ("setsid",
+   * "setpgid", "inherit" for a shell job); a child after its fork (setsid, setpgid to
+   * itself, setpgid into a group made before it, or nothing: its parent's).
+   */
+  session: "setsid" | "setpgid" | "inherit" | { join: number };
+  children: TreeNode[];
+}
+
+/** A child that had exited and was not reaped at dump time: it comes back as a zombie. */
+export interface ZombiePlan extends TreeNode {
+  zombie: { exitCode: number; comm: string };
+}
+
+/** One live process of the images: everything its restore needs, checked. */
+export interface ProcPlan extends TreeNode {
   core: CoreEntry;
   mm: MmEntry;
   ids: IdsEntry;
@@ -61,13 +77,6 @@ export interface ProcPlan {
   seccomp: SeccompPlan | undefined;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
-  /**
-   * How it joins its session and group: the root as the stub starts ("setsid",
-   * "setpgid", "inherit" for a shell job); a child after its fork (setsid, setpgid to
-   * itself, setpgid into a group made before it, or nothing: its parent's).
-   */
-  session: "setsid" | "setpgid" | "inherit" | { join: number };
-  children: ProcPlan[];
 }
 
 export interface Plan {
@@ -78,8 +87,10 @@ export interface Plan {
   fdPlanner: FdPlanner;
   timens: { monotonicNs: bigint; boottimeNs: bigint } | undefined;
   root: ProcPlan;
-  /** every process, each after its parent (pstree order) */
+  /** every live process, each after its parent (pstree order) */
   processes: ProcPlan[];
+  /** every process, zombies too, each after its parent (pstree order) */
+  order: TreeNode[];
 }
 
 async function timens(dir: string): Promise<Plan["timens"]> {
@@ -154,13 +165,27 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
-  const processes: ProcPlan[] = [];
-  for (const { pid, entry } of tasks) processes.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
-  const byPid = new Map(processes.map((p) => [p.pid, p]));
-  for (const p of processes.slice(1)) byPid.get(p.ppid)!.children.push(p);
-  const root = processes[0]!;
-  sessions(root, byPid, opts.shellJob === true, fail);
-  return { dir, images, files, shm, fdPlanner, timens: await timens(dir), root, processes };
+  const order: TreeNode[] = [];
+  for (const { pid, entry } of tasks) {
+    const core = await images.core(pid);
+    if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
+      if (pid === rootPid) throw fail(`the root ${pid} is a zombie`, `core-${pid}.img`, pid);
+      if ((entry.threads ?? []).length !== 1) throw fail(`zombie ${pid} has ${(entry.threads ?? []).length} threads`, "pstree.img", pid);
+      order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
+      continue;
+    }
+    order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
+  }
+  const byPid = new Map(order.map((p) => [p.pid, p]));
+  for (const p of order.slice(1)) {
+    const parent = byPid.get(p.ppid)!;
+    if ("zombie" in parent) throw fail(`pid ${p.pid}'s parent ${p.ppid} is a zombie`, "pstree.img", p.pid);
+    parent.children.push(p);
+  }
+  const root = order[0] as ProcPlan;
+  sessions(root, opts.shellJob === true, fail);
+  const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
+  return { dir, images, files, shm, fdPlanner, timens: await timens(dir), root, processes, order };
 }
 
 interface PlanShared {
@@ -181,7 +206,6 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const core = await images.core(pid);
   checkRegisters(pid, core);
   const state = Number(core.tc?.task_state ?? TASK_ALIVE);
-  if (state === TASK_DEAD) throw fail(`pid ${pid} is a zombie; restoring zombies is not supported yet`, `core-${pid}.img`, pid);
   if (state !== TASK_ALIVE && state !== TASK_STOPPED) throw fail(`the task's state ${state} (dead or a helper) cannot be restored`, `core-${pid}.img`, pid);
   checkSignals(pid, core);
   const ids = await images.ids(pid);
@@ -257,7 +281,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
  * needs a helper process (a session or group whose leader is gone, a group of another
  * branch made later) is refused by name.
  */
-function sessions(root: ProcPlan, byPid: Map<number, ProcPlan>, shellJob: boolean, fail: PlanShared["fail"]): void {
+function sessions(root: ProcPlan, shellJob: boolean, fail: PlanShared["fail"]): void {
   const pid = root.pid;
   const sid = taskId(root.pstree, "sid");
   const pgid = taskId(root.pstree, "pgid");
@@ -269,7 +293,7 @@ function sessions(root: ProcPlan, byPid: Map<number, ProcPlan>, shellJob: boolea
   const where = new Map<number, { sid: number; pgid: number }>();
   where.set(pid, { sid, pgid });
   const made: number[] = [pid];
-  const walk = (p: ProcPlan): void => {
+  const walk = (p: TreeNode): void => {
     for (const c of p.children) {
       const csid = taskId(c.pstree, "sid");
       const cpgid = taskId(c.pstree, "pgid");
@@ -294,5 +318,4 @@ function sessions(root: ProcPlan, byPid: Map<number, ProcPlan>, shellJob: boolea
     }
   };
   walk(root);
-  void byPid;
 }

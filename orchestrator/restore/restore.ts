@@ -18,12 +18,12 @@ import { FdMaker, restoreFds } from "../fds/restore.js";
 import { restoreFs } from "./fs.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
-import { planRestore, type Plan } from "./plan.js";
+import { planRestore, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
 import { pidHolder } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
 import { eachThread, makeThreads, restoreThreadName } from "./threads.js";
-import { forkChild, type Task } from "./tree.js";
+import { becomeZombie, forkChild, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
@@ -94,6 +94,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let remote: Remote | undefined;
   /** every process made so far (the root first), with its threads as soon as each exists */
   const tasks: Task[] = [];
+  /** the zombies made so far */
+  const zombies: number[] = [];
   const enter = (s: RestoreStep): void => {
     step = s;
     onEvent({ type: "step", step: s });
@@ -153,8 +155,15 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     tasks.push({ plan: root, remote, threads: [] });
     log.debug(`trampoline at 0x${remote.tramp.toString(16)}`);
     // The other processes, each forked by its parent while all are still stubs.
-    for (const p of plan.processes.slice(1)) {
-      const parent = tasks.find((x) => x.plan.pid === p.ppid)!;
+    for (const node of plan.order.slice(1)) {
+      const parent = tasks.find((x) => x.plan.pid === node.ppid)!;
+      if ("zombie" in node) {
+        const z = node as ZombiePlan;
+        const r = forkChild(parent.remote, z.pid, z.session, () => zombies.push(z.pid));
+        becomeZombie(r, z.zombie.exitCode, z.zombie.comm);
+        continue;
+      }
+      const p = node as ProcPlan;
       forkChild(parent.remote, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }));
     }
     stats.forking_time = us(tSpawn);
@@ -278,6 +287,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     log.error(err.message);
     if (spawned) {
       const created = tasks.length ? tasks.map((x) => ({ pid: x.plan.pid, tids: x.threads.map((th) => th.plan.tid) })) : [{ pid: spawned.pid, tids: [] }];
+      created.push(...zombies.map((z) => ({ pid: z, tids: [] })));
       const why = await killCreated(created);
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }

@@ -3,10 +3,14 @@
 // from the clone snippet of threads.ts) while all of them are still stubs, so that each
 // starts with the stub's mappings and the trampoline at the same address. A forked child
 // parks in pause() until tscriu seizes it, then makes or joins its session and process
-// group (plan.ts decided how).
+// group (plan.ts decided how). A zombie of the images is forked the same way and then
+// made to exit as it had.
 
+import { bridge } from "../../host-bridge/load.js";
+import { decodeRegs, encodeRegs } from "../../host-bridge/regs.js";
+import { RestoreError } from "./errors.js";
 import { NR, Remote } from "./remote.js";
-import type { ProcPlan } from "./plan.js";
+import type { ProcPlan, TreeNode } from "./plan.js";
 import { cloneFrom, seizeMade, type MadeThread } from "./threads.js";
 import type { ParkedVdso } from "./vdso.js";
 
@@ -29,7 +33,7 @@ export interface Task {
  * group. `made` hears of the child as soon as it exists, so that a failure after the fork
  * still kills it.
  */
-export function forkChild(parent: Remote, pid: number, session: ProcPlan["session"], made: (r: Remote) => void): Remote {
+export function forkChild(parent: Remote, pid: number, session: TreeNode["session"], made: (r: Remote) => void): Remote {
   cloneFrom(parent, 0, SIGCHLD, pid, "process");
   const r = new Remote(pid, parent.tramp);
   made(r);
@@ -39,6 +43,49 @@ export function forkChild(parent: Remote, pid: number, session: ProcPlan["sessio
   else if (session === "setpgid") r.call("setpgid(0, 0)", NR_SETPGID, [0, 0]);
   else if (typeof session === "object") r.call(`setpgid(0, ${session.join})`, NR_SETPGID, [0, session.join]);
   return r;
+}
+
+const NR_EXIT_GROUP = 231;
+const PR_SET_NAME = 15;
+const PR_SET_DUMPABLE = 4;
+
+/**
+ * Makes a forked stub the zombie it was: its name, then its death -- exit_group with its
+ * code, or its fatal signal (no core file: not dumpable). Its parent, still a stub, does
+ * not reap it; as its tracer tscriu collects the exit, so the parent finds it later.
+ */
+export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
+  const b = bridge();
+  const name = Buffer.alloc(16);
+  Buffer.from(comm, "utf8").copy(name, 0, 0, 15);
+  r.call(`prctl(PR_SET_NAME, "${comm}")`, NR.prctl, [PR_SET_NAME, r.write(0, name), 0, 0, 0]);
+  const signal = exitCode & 0x7f;
+  if (signal) {
+    r.call("prctl(PR_SET_DUMPABLE, 0)", NR.prctl, [PR_SET_DUMPABLE, 0, 0, 0, 0]);
+    b.setSigmask(r.pid, 0n);
+    process.kill(r.pid, signal);
+    // The signal-delivery stop: pass the signal on, its default action ends the process.
+    for (let sig = 0; ; ) {
+      b.ptraceCont(r.pid, sig);
+      const st = b.waitpid(r.pid, 0, 10_000);
+      if (!st) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} did not die of signal ${signal} within 10 s`);
+      if (st.exited || st.signaled) return;
+      sig = st.stopped && st.event === 0 ? st.stopSig : 0;
+    }
+  }
+  const regs = decodeRegs(b.getRegs(r.pid));
+  regs.rip = r.tramp;
+  regs.rax = BigInt(NR_EXIT_GROUP);
+  regs.orig_rax = 0xffffffffffffffffn;
+  regs.rdi = BigInt((exitCode >> 8) & 0xff);
+  b.setRegs(r.pid, encodeRegs(regs));
+  b.ptraceCont(r.pid, 0);
+  for (;;) {
+    const st = b.waitpid(r.pid, 0, 10_000);
+    if (!st) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} did not exit within 10 s`);
+    if (st.exited || st.signaled) return;
+    b.ptraceCont(r.pid, 0);
+  }
 }
 
 export { NR };

@@ -6,6 +6,9 @@
  *        +- grandchild G   in B's session and group
  *    +- child C   stays in P's group
  *
+ * and two zombies of P's: one that exited with status 7, one killed by SIGTERM, which P
+ * never reaps.
+ *
  * They share a MAP_SHARED anonymous region (made before the forks) where each counts
  * and notes its own pid, ppid, pgid and sid; a file opened once before the forks (one
  * open file description: its offset moves for all); and a pipe from P to A holding
@@ -36,6 +39,37 @@ static struct slot *shared;
 static int shared_fd; /* one open file description for all */
 static int pipe_fds[2];
 static int a_read_fd; /* A's read end of the pipe (the number P had for it) */
+static pid_t zombie_exit, zombie_signal;
+
+/* A zombie child of ours: state Z, its parent us, the wait status `status`. */
+static int zombie_ok(pid_t pid, int status, char *why, size_t len)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return snprintf(why, len, "zombie %d is gone", pid), -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	char state = 0;
+	int ppid = 0, field = 3;
+	long exit_code = -1;
+	for (char *tok = p ? strtok(p + 2, " ") : NULL; tok; tok = strtok(NULL, " "), field++) {
+		if (field == 3)
+			state = tok[0];
+		else if (field == 4)
+			ppid = atoi(tok);
+		else if (field == 52)
+			exit_code = strtol(tok, NULL, 10);
+	}
+	if (state != 'Z' || ppid != getpid() || exit_code != status)
+		return snprintf(why, len, "zombie %d: state %c, ppid %d, exit code %ld (want Z, %d, %d)", pid, state,
+				ppid, exit_code, getpid(), status),
+		       -1;
+	return 0;
+}
 
 static void note(int who)
 {
@@ -129,6 +163,8 @@ static int check(char *why, size_t len)
 					x->ppid, x->pgid, x->sid, want[i].ppid, want[i].pgid, want[i].sid),
 			       -1;
 	}
+	if (zombie_ok(zombie_exit, 7 << 8, why, len) || zombie_ok(zombie_signal, SIGTERM, why, len))
+		return -1;
 	/* the shared offset: a write here moves it for all (one description) */
 	off_t at = lseek(shared_fd, 0, SEEK_CUR);
 	if (write(shared_fd, "x", 1) != 1)
@@ -176,6 +212,19 @@ int main(int argc, char **argv)
 	fork_as(A, own_group);
 	fork_as(B, own_session);
 	fork_as(C, NULL);
+	zombie_exit = fork();
+	if (zombie_exit == 0)
+		_exit(7);
+	zombie_signal = fork();
+	if (zombie_signal == 0) {
+		signal(SIGTERM, SIG_DFL);
+		raise(SIGTERM);
+		_exit(0);
+	}
+	/* both gone before the ready line, never reaped */
+	siginfo_t info;
+	waitid(P_PID, (id_t)zombie_exit, &info, WEXITED | WNOWAIT);
+	waitid(P_PID, (id_t)zombie_signal, &info, WEXITED | WNOWAIT);
 	/* P keeps the write end; A the read end (the number P had for it) */
 	a_read_fd = pipe_fds[0];
 	close(pipe_fds[0]);
@@ -188,7 +237,8 @@ int main(int argc, char **argv)
 			break;
 		usleep(2000);
 	}
-	wl_ready("a=%d b=%d g=%d c=%d", shared[A].pid, shared[B].pid, shared[G].pid, shared[C].pid);
+	wl_ready("a=%d b=%d g=%d c=%d z1=%d z2=%d", shared[A].pid, shared[B].pid, shared[G].pid, shared[C].pid,
+		 zombie_exit, zombie_signal);
 	sigset_t block, old;
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
