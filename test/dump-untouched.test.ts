@@ -6,7 +6,6 @@
 // without the handler. The images must hold the real handler too. And a task with a
 // pending time namespace is refused by name before it is touched.
 import { readFileSync } from "node:fs";
-import { constants } from "node:os";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { dump } from "../orchestrator/dump/dump.js";
@@ -35,7 +34,11 @@ function regsOf(pid: number): Buffer {
   const st = b.waitpid(pid, 0, 10_000);
   if (!st?.stopped) throw new Error(`pid ${pid} did not stop for the look at its registers`);
   const regs = b.getRegs(pid);
-  b.ptraceDetach(pid, stopped ? constants.signals.SIGSTOP : 0);
+  // The kernel drops a signal given to PTRACE_DETACH from an event stop, and whether the
+  // task goes back into its group-stop then depends on timing: queue the SIGSTOP first
+  // (as tscriu's own release does), so the look leaves a stopped task stopped.
+  if (stopped) process.kill(pid, "SIGSTOP");
+  b.ptraceDetach(pid, 0);
   return regs;
 }
 
