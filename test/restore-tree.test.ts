@@ -85,3 +85,19 @@ test("tree: a restore that fails part-way (creds) leaves no process behind; the 
   killOthersAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5");
 });
+
+test("tree: a restore that fails at the fifth of ten processes kills the four made before it and frees every PID", async (t) => {
+  const w = await startWorkload(t, "fan", ["10"]);
+  const kids = w.info["pids"]!.split(",").map(Number);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=10");
+  const dir = await dumpGone(t, w);
+  for (const p of kids) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
+  const err = await t.throwsAsync(restore({ imagesDir: dir, faults: "restore:files#5" }));
+  t.regex(err?.message ?? "", /files/);
+  t.regex(err?.message ?? "", new RegExp(`of pid ${kids[3]} failed`), "the fifth process is named");
+  for (const p of [w.pid, ...kids]) await waitFor(`PID ${p} to be free`, () => !existsSync(`/proc/${p}`));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=10", "the images restore after the failed try");
+});

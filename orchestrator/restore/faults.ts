@@ -25,6 +25,8 @@
 //   restore:resume      detaching from the restored task
 //
 // A "restore:pages-write" fault makes the page copy itself fail part-way (EIO).
+// "restore:STEP#N" fails the N-th time STEP starts: the steps from vdso to mm and from
+// signals to creds run once per process of a tree, so #5 is the fifth process.
 
 export const RESTORE_STEPS = [
   "plan",
@@ -60,16 +62,25 @@ export class InjectedFault extends Error {
 }
 
 export class RestoreFaults {
-  private readonly set = new Set<string>();
+  /** step → on which entry it fails (1: the first; a step entered once per process counts processes) */
+  private readonly set = new Map<string, number>();
+  private readonly entered = new Map<string, number>();
 
-  /** Reads the "restore:" entries of a TSCRIU_FAULT value; other entries belong to the dump. */
+  /**
+   * Reads the "restore:" entries of a TSCRIU_FAULT value ("restore:STEP", or
+   * "restore:STEP#N" for the N-th time the step starts: in a tree, the N-th process);
+   * other entries belong to the dump.
+   */
   constructor(spec: string | undefined) {
     for (const raw of (spec ?? "").split(",")) {
       const item = raw.trim();
       if (!item.startsWith("restore:")) continue;
-      const name = item.slice("restore:".length);
-      if (!KNOWN.has(name)) throw new Error(`TSCRIU_FAULT: unknown restore fault "${name}" (known: ${[...KNOWN].join(", ")})`);
-      this.set.add(name);
+      const m = /^([a-z-]+)(?:#(\d+))?$/.exec(item.slice("restore:".length));
+      const name = m?.[1] ?? item;
+      if (!m || !KNOWN.has(name) || (m[2] !== undefined && Number(m[2]) < 1)) {
+        throw new Error(`TSCRIU_FAULT: unknown restore fault "${item.slice("restore:".length)}" (known: ${[...KNOWN].join(", ")}, each optionally #N)`);
+      }
+      this.set.set(name, Number(m[2] ?? 1));
     }
   }
 
@@ -77,8 +88,12 @@ export class RestoreFaults {
     return this.set.has(name);
   }
 
-  /** Throws when `step` is to fail. */
+  /** Throws when `step` is to fail this time. */
   step(step: RestoreStep): void {
-    if (this.set.has(step)) throw new InjectedFault(step);
+    const at = this.set.get(step);
+    if (at === undefined) return;
+    const n = (this.entered.get(step) ?? 0) + 1;
+    this.entered.set(step, n);
+    if (n === at) throw new InjectedFault(at > 1 ? `${step}#${at}` : step);
   }
 }

@@ -124,6 +124,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
   const stopped = opts.leaveStopped || root.stopped;
+  /** the process being rebuilt, named when a step fails */
+  let current = pid;
   try {
     enter("pre-restore");
     runScripts(scripts, "pre-restore", dir, undefined);
@@ -174,6 +176,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     for (const task of tasks) {
       const p = task.plan;
       const r = task.remote;
+      current = p.pid;
       r.openPidfd(Math.max(3, p.fds.maxFd + 1));
 
       enter("vdso");
@@ -218,6 +221,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     for (const task of tasks) {
       const p = task.plan;
       const r = task.remote;
+      current = p.pid;
       enter("signals");
       r.useExitStops();
       restoreSigactions(r, p.core);
@@ -283,7 +287,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       bridge().ptraceDetach(task.plan.pid, stopped || task.plan.stopped ? os.signals.SIGSTOP : 0);
     }
   } catch (e) {
-    const err = asRestoreError(step, remote?.pid ?? pid, e);
+    const err = asRestoreError(step, current, e);
     log.error(err.message);
     if (spawned) {
       const created = tasks.length ? tasks.map((x) => ({ pid: x.plan.pid, tids: x.threads.map((th) => th.plan.tid) })) : [{ pid: spawned.pid, tids: [] }];

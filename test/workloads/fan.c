@@ -1,0 +1,72 @@
+/* A root with N-1 children (argv[2]: N, the processes in all, default 10), each
+ * counting in a slot of one MAP_SHARED anonymous page made before the forks. On
+ * SIGUSR1 the root waits until every process has counted on twice: "PASS fan=N" (or
+ * "FAIL why"). Children die with the root (PR_SET_PDEATHSIG). The ready line names the
+ * children: "pids=P1,P2,…". For the tree benchmark and the partial-failure tests. */
+#include "workload.h"
+
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#define MAXN 512
+
+static atomic_ulong *counts;
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv);
+	int n = argc > 2 ? atoi(argv[2]) : 10;
+	if (n < 1 || n > MAXN)
+		n = 10;
+	wl_install_check_handler();
+	counts = mmap(NULL, MAXN * sizeof(*counts), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (counts == MAP_FAILED)
+		wl_die("mmap");
+	static pid_t pids[MAXN];
+	for (int i = 1; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			wl_die("fork");
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (;;) {
+				atomic_fetch_add(&counts[i], 1);
+				struct timespec ts = { 0, 20 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+			}
+		}
+		pids[i] = pid;
+	}
+	for (int i = 1; i < n; i++)
+		while (atomic_load(&counts[i]) == 0)
+			usleep(1000);
+	static char list[MAXN * 12];
+	for (int i = 1; i < n; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%d", i > 1 ? "," : "", pids[i]);
+	wl_ready("fan=%d pids=%s", n, list);
+	for (;;) {
+		pause();
+		if (!wl_check_requested)
+			continue;
+		wl_check_requested = 0;
+		unsigned long before[MAXN];
+		for (int i = 1; i < n; i++)
+			before[i] = atomic_load(&counts[i]);
+		int stuck = -1;
+		for (int tries = 0; tries < 500; tries++) {
+			stuck = -1;
+			for (int i = 1; i < n && stuck < 0; i++)
+				if (atomic_load(&counts[i]) < before[i] + 2)
+					stuck = i;
+			if (stuck < 0)
+				break;
+			usleep(10000);
+		}
+		if (stuck >= 0)
+			wl_result("FAIL child %d (pid %d) stands still", stuck, pids[stuck]);
+		else
+			wl_result("PASS fan=%d", n);
+	}
+}
