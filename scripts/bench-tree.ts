@@ -81,7 +81,7 @@ for (const [what, one, name, sizes] of cases) {
       for (const tool of tools) {
         const r = await once(tool, name, n);
         (got[tool] ??= { dump: [], restore: [] }).dump.push(r.dump);
-        got[tool]!.restore.push(r.restore);
+        got[tool].restore.push(r.restore);
       }
     }
     const line = (tool: string): string => {
