@@ -101,3 +101,16 @@ test("tree: a restore that fails at the fifth of ten processes kills the four ma
   killOthersAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=10", "the images restore after the failed try");
 });
+
+test("tree: a root master with workers running as another user (as nginx's) dumps and restores; the workers keep their uid", async (t) => {
+  const uid = 40000 + (process.pid % 20000);
+  const w = await startWorkload(t, "fan", ["4", `uid=${uid}`]);
+  const kids = w.info["pids"]!.split(",").map(Number);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=4");
+  for (const k of kids) t.regex(readFileSync(`/proc/${k}/status`, "utf8"), new RegExp(`^Uid:\\s+${uid}\\s+${uid}`, "m"));
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=4", "after the restore: counting, and uid as before");
+});

@@ -59,10 +59,7 @@ int main(int argc, char **argv)
 			((uint64_t *)(data + offs[k]))[w] = word_of(k, w);
 	wl_ready("none=%p data=%p", (void *)none, (void *)data);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		char bad[256] = "", perms[8];
 		unsigned long len = 0;
 		if (vma_at(none, &len, perms) < 0 || len != SIZE || strncmp(perms, "---p", 4) != 0)

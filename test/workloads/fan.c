@@ -2,11 +2,14 @@
  * counting in a slot of one MAP_SHARED anonymous page made before the forks. On
  * SIGUSR1 the root waits until every process has counted on twice: "PASS fan=N" (or
  * "FAIL why"). Children die with the root (PR_SET_PDEATHSIG). The ready line names the
- * children: "pids=P1,P2,…". For the tree benchmark and the partial-failure tests. */
+ * children: "pids=P1,P2,…". With argv[3] "uid=N" the children drop to uid and gid N (as
+ * nginx's workers run as another user than their root master) and the check wants them
+ * still there. For the tree benchmark and the partial-failure tests. */
 #include "workload.h"
 
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <time.h>
 
@@ -18,6 +21,7 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
 	int n = argc > 2 ? atoi(argv[2]) : 10;
+	int uid = argc > 3 && strncmp(argv[3], "uid=", 4) == 0 ? atoi(argv[3] + 4) : -1;
 	if (n < 1 || n > MAXN)
 		n = 10;
 	wl_install_check_handler();
@@ -30,6 +34,11 @@ int main(int argc, char **argv)
 		if (pid < 0)
 			wl_die("fork");
 		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (uid >= 0 &&
+			    (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0))
+				wl_die("setresuid");
+			/* a uid change clears the parent-death signal */
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			for (;;) {
 				atomic_fetch_add(&counts[i], 1);
@@ -47,10 +56,7 @@ int main(int argc, char **argv)
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%d", i > 1 ? "," : "", pids[i]);
 	wl_ready("fan=%d pids=%s", n, list);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		unsigned long before[MAXN];
 		for (int i = 1; i < n; i++)
 			before[i] = atomic_load(&counts[i]);
@@ -64,8 +70,24 @@ int main(int argc, char **argv)
 				break;
 			usleep(10000);
 		}
+		int wrong = -1;
+		for (int i = 1; i < n && uid >= 0 && wrong < 0; i++) {
+			char path[64], line[256];
+			snprintf(path, sizeof(path), "/proc/%d/status", pids[i]);
+			FILE *f = fopen(path, "re");
+			int real = -1, eff = -1;
+			while (f && fgets(line, sizeof(line), f))
+				if (sscanf(line, "Uid: %d %d", &real, &eff) == 2)
+					break;
+			if (f)
+				fclose(f);
+			if (real != uid || eff != uid)
+				wrong = i;
+		}
 		if (stuck >= 0)
 			wl_result("FAIL child %d (pid %d) stands still", stuck, pids[stuck]);
+		else if (wrong >= 0)
+			wl_result("FAIL child %d (pid %d) is not uid %d", wrong, pids[wrong], uid);
 		else
 			wl_result("PASS fan=%d", n);
 	}

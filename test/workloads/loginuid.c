@@ -32,10 +32,7 @@ int main(int argc, char **argv)
 	close(fd);
 	long set = read_loginuid();
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		long now = read_loginuid();
 		if (now != set)
 			wl_result("FAIL loginuid %ld, was %ld", now, set);

@@ -107,10 +107,7 @@ int main(int argc, char **argv)
 	wl_ready("dontfork=%s dontdump=%s wipeonfork=%s three=%s", regions[0].flags, regions[1].flags, regions[2].flags,
 		 regions[8].flags);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		char bad[512] = "", all[1024] = "";
 		for (size_t r = 0; r < NREG && !bad[0]; r++) {
 			char now[256];

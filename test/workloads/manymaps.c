@@ -42,10 +42,7 @@ int main(int argc, char **argv)
 	}
 	wl_ready("maps=%zu base=%p", n, (void *)base);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		char bad[256] = "";
 		/* Protection and presence from maps: walk it once, in address order. */
 		FILE *f = fopen("/proc/self/maps", "re");

@@ -39,10 +39,7 @@ int main(int argc, char **argv)
 	}
 	wl_ready("registered=0x%lx", registered);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		char bad[128] = "";
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]) && !bad[0]; i++)
 			if ((registered & (cmds[i] << 1)) && membarrier(cmds[i]) < 0)

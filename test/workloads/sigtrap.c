@@ -120,10 +120,7 @@ int main(int argc, char **argv)
 	queue_pending();
 	wl_ready("traps=%d", (int)traps);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		const char *bad = check();
 		if (bad)
 			wl_result("FAIL %s", bad);

@@ -32,10 +32,7 @@ int main(int argc, char **argv)
 	ns_of("time_for_children", children, sizeof(children));
 	wl_ready("time=%s children=%s", own, children);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		char now_own[64], now_children[64];
 		ns_of("time", now_own, sizeof(now_own));
 		ns_of("time_for_children", now_children, sizeof(now_children));

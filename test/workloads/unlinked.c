@@ -496,10 +496,7 @@ int main(int argc, char **argv)
 	k->setup();
 	wl_ready("case=%s", k->name);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
-		wl_check_requested = 0;
+		wl_wait_check();
 		if (k->check())
 			wl_result("FAIL %s: %s", k->name, failure);
 		else
