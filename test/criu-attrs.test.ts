@@ -2,12 +2,10 @@
 // scripts/criu-root.sh): criu restores tscriu's images of each workload, and tscriu
 // restores criu's dumps of them; each workload then passes its own check. The criu
 // plumbing follows test/criu-restore.test.ts (kept apart so that both files can change).
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { ROOT } from "./helpers/fixtures.js";
-import { CRIU_ROOT, criuLogTail, haveRoot, restoredByCriu, SCRIPT } from "./helpers/criu-root.js";
+import { criuLogTail, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
 import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
@@ -51,7 +49,7 @@ for (const [name, args, pass] of CASES) {
       `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
       `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log`,
     ].join("\n");
-    const r = spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], { encoding: "utf8" });
+    const r = runCriuShell(script);
     const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
     t.teardown(() => killAndReap(pid));
     t.is(r.status, 0, `criu dump: ${r.stderr}\n${criuLogTail(images, "dump.log")}`);

@@ -4,12 +4,10 @@
 // stays its parent, as without -d), and then passes its own self-check (regs: its
 // registers are read back); and the other way round. CI creates the root; elsewhere
 // the tests say how to and pass.
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { ROOT } from "./helpers/fixtures.js";
-import { CRIU_ROOT, criuVersion, haveRoot, restoredByCriu, SCRIPT } from "./helpers/criu-root.js";
+import { criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, regsAsLeft, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
 import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
@@ -83,7 +81,7 @@ for (const [name, pass] of FROM_CRIU) {
       `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
       `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log`,
     ].join("\n");
-    const r = spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], { encoding: "utf8" });
+    const r = runCriuShell(script);
     const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
     t.teardown(() => killAndReap(pid));
     t.is(r.status, 0, `criu dump: ${r.stderr}\n${existsSync(join(images, "dump.log")) ? readFileSync(join(images, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n") : ""}`);

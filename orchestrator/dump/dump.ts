@@ -321,7 +321,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       "PSTREE",
       tree.processes.map((f) => {
         const c = procs.find((x) => x.pid === f.pid);
-        return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.tids };
+        // criu writes a zombie's thread list as [0]
+        return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.zombie ? [0] : f.tids };
       }),
     );
     await images.write(`files.img`, "FILES", files.entries);

@@ -141,12 +141,14 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const threadsOk = (): void => {
     for (const { pid, entry } of tasks) {
       const tids = entry.threads ?? [];
+      // criu writes a zombie's thread list as [0] (checked against its core below)
+      if (tids.length === 1 && tids[0] === 0) continue;
       if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
       if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
     }
   };
   // The processes' PIDs first, then the thread lists and the threads' TIDs.
-  const allTids = [...tasks.map((t) => t.pid), null, ...tasks.flatMap((t) => (t.entry.threads ?? []).filter((x) => x !== t.pid))];
+  const allTids = [...tasks.map((t) => t.pid), null, ...tasks.flatMap((t) => (t.entry.threads ?? []).filter((x) => x !== t.pid && x !== 0))];
   for (const id of allTids) {
     if (id === null) {
       threadsOk();
@@ -171,6 +173,10 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
       if (pid === rootPid) throw fail(`the root ${pid} is a zombie`, `core-${pid}.img`, pid);
       if ((entry.threads ?? []).length !== 1) throw fail(`zombie ${pid} has ${(entry.threads ?? []).length} threads`, "pstree.img", pid);
+    } else if ((entry.threads ?? [])[0] === 0) {
+      throw fail(`pid ${pid}'s thread list (0) is a zombie's, but its core is not`, `core-${pid}.img`, pid);
+    }
+    if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
       order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
       continue;
     }

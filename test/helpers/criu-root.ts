@@ -1,7 +1,9 @@
 // The Debian trixie root with criu 4.x (scripts/criu-root.sh) that the interop tests run
-// criu in, and whether criu works there at all on this machine.
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, openSync, readFileSync } from "node:fs";
+// criu in, and whether criu works there at all on this machine. TSCRIU_CRIU=/path/to/criu
+// runs a criu binary of the host instead (an upstream build, say: criu 4.1.1 in the root
+// hangs on some kernels where 4.2 works); CI uses the root.
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { existsSync, openSync, readFileSync, symlinkSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
@@ -11,6 +13,25 @@ import { buildWorkloads, procState, waitFor, WORKLOAD_BIN } from "./workloads.js
 
 export const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
 export const SCRIPT = join(ROOT, "scripts/criu-root.sh");
+/** a host criu binary to use instead of the root's */
+export const HOST_CRIU = process.env["TSCRIU_CRIU"];
+
+/**
+ * `bash -c script` where `criu` is the interop criu: in the root, or the host binary
+ * (TSCRIU_CRIU) found first on PATH.
+ */
+export function criuShell(script: string): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
+  if (!HOST_CRIU) return { cmd: "bash", args: [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], env: process.env };
+  const bin = scratchDir("tscriu-host-criu-");
+  symlinkSync(HOST_CRIU, join(bin, "criu"));
+  return { cmd: "bash", args: ["-c", script], env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } };
+}
+
+/** Runs `script` (see criuShell) to its end. */
+export function runCriuShell(script: string): SpawnSyncReturns<string> {
+  const c = criuShell(script);
+  return spawnSync(c.cmd, c.args, { encoding: "utf8", env: c.env });
+}
 
 let canary: string | undefined;
 
@@ -33,14 +54,14 @@ function criuCannot(): string | undefined {
     `kill -9 "$pid" 2>/dev/null; exit $rc`,
   ].join("\n");
   buildWorkloads();
-  const r = spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], { encoding: "utf8" });
+  const r = runCriuShell(script);
   const log = existsSync(join(work, "dump.log")) ? readFileSync(join(work, "dump.log"), "utf8").trim().split("\n").slice(-2).join(" / ") : r.stderr;
   canary = r.status === 0 ? "" : `criu ${criuVersion()} cannot checkpoint a task of its own on this kernel (${r.status === 137 ? "its dump hung for 15 s" : `exit ${r.status}`}; it last logged: ${log})`;
   return canary || undefined;
 }
 
 export function haveRoot(t: ExecutionContext): boolean {
-  if (existsSync(join(CRIU_ROOT, "usr/sbin/criu")) && tmpdir() === "/tmp") {
+  if ((HOST_CRIU ? existsSync(HOST_CRIU) : existsSync(join(CRIU_ROOT, "usr/sbin/criu"))) && tmpdir() === "/tmp") {
     const broken = criuCannot();
     if (!broken) return true;
     // Not a missing tool: criu itself does not work here. Said on every test it affects.
@@ -59,7 +80,7 @@ export function haveRoot(t: ExecutionContext): boolean {
 
 let version: string | undefined;
 export function criuVersion(): string {
-  version ??= /Version: (\S+)/.exec(spawnSync("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "--version"], { encoding: "utf8" }).stdout)?.[1] ?? "?";
+  version ??= /Version: (\S+)/.exec(runCriuShell("criu --version").stdout)?.[1] ?? "?";
   return version;
 }
 
@@ -77,7 +98,8 @@ export function criuLogTail(dir: string, log = "restore.log"): string {
  */
 export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000): Promise<void> {
   const err = openSync(join(dir, "criu.stderr"), "w");
-  const c = spawn("bash", [SCRIPT, "run", CRIU_ROOT, ROOT, "criu", "restore", "-D", dir, "-v4", "-o", "restore.log"], { stdio: ["ignore", err, err] });
+  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log`);
+  const c = spawn(sh.cmd, sh.args, { stdio: ["ignore", err, err], env: sh.env });
   t.teardown(() => {
     c.kill("SIGKILL");
   });
