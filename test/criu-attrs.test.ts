@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { criuLogTail, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
+import { criuLogTail, criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
 import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
@@ -25,6 +25,11 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["threads", ["4"], /^PASS threads=4$/],
   ["tree", [], /^PASS tree=5$/],
 ];
+
+/** What an older criu loses in its own dump (tscriu restores what the images hold). */
+const CRIU_LOSES: Record<string, { versions: RegExp; result: RegExp; why: string }> = {
+  madvise: { versions: /^4\.1(\.|$)/, result: /^FAIL wipeonfork: VmFlags , was wf,$/, why: "criu 4.1 does not dump MADV_WIPEONFORK (criu 4.2 does)" },
+};
 
 for (const [name, args, pass] of CASES) {
   const title = [name, ...args].join(" ");
@@ -59,6 +64,11 @@ for (const [name, args, pass] of CASES) {
     const before = results().length;
     process.kill(pid, "SIGUSR1");
     const lines = await waitFor(`${name} (pid ${pid}) to answer its self-check`, () => (results().length > before ? results() : undefined), 30_000);
+    const lost = CRIU_LOSES[title];
+    if (lost && lost.versions.test(criuVersion()) && lost.result.test(lines[before] ?? "")) {
+      t.log(`criu ${criuVersion()}'s own loss, not tscriu's: ${lost.why}`);
+      return;
+    }
     t.regex(lines[before] ?? "", pass, "criu dumped it");
   });
 }

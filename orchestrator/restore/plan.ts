@@ -138,31 +138,32 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
-  const threadsOk = (): void => {
-    for (const { pid, entry } of tasks) {
-      const tids = entry.threads ?? [];
-      // criu writes a zombie's thread list as [0] (checked against its core below)
-      if (tids.length === 1 && tids[0] === 0) continue;
-      if (tids[0] !== pid) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
-      if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
-    }
-  };
-  // The processes' PIDs first, then the thread lists and the threads' TIDs.
-  const allTids = [...tasks.map((t) => t.pid), null, ...tasks.flatMap((t) => (t.entry.threads ?? []).filter((x) => x !== t.pid && x !== 0))];
-  for (const id of allTids) {
-    if (id === null) {
-      threadsOk();
-      continue;
-    }
+  const free = async (id: number, owner: number | undefined): Promise<void> => {
     let holder = pidHolder(id, false);
     for (let waited = 0; holder && isZombie(id) && waited < ZOMBIE_WAIT_MS; waited += 50) {
       if (waited === 0) log.info(`PID ${id} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
       await new Promise((r) => setTimeout(r, 50));
       holder = pidHolder(id, false);
     }
-    const owner = tasks.find((t) => t.pid === id) ? undefined : tasks.find((t) => (t.entry.threads ?? []).includes(id));
-    if (holder) throw fail(`${holder}; it must be free to restore ${owner ? `thread ${id} of pid ${owner.pid} with its TID` : "the task with its PID"}`, undefined, owner?.pid ?? id);
+    if (holder) throw fail(`${holder}; it must be free to restore ${owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID"}`, undefined, owner ?? id);
+  };
+  // The processes' PIDs first, then the thread lists, then the threads' TIDs.
+  for (const t of tasks) await free(t.pid, undefined);
+  // A zombie's thread list says nothing: criu 4.2 writes [0], criu 4.1.1 leaves it
+  // uninitialized. Its core tells it is one.
+  const dead = new Set<number>();
+  for (const { pid, entry } of tasks) {
+    const tids = entry.threads ?? [];
+    if (tids[0] !== pid) {
+      if (tids.length === 1 && Number((await images.core(pid)).tc?.task_state) === TASK_DEAD) {
+        dead.add(pid);
+        continue;
+      }
+      throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) does not start with the leader`, "pstree.img", pid);
+    }
+    if (new Set(tids).size !== tids.length || tids.some((t) => !(Number.isInteger(t) && t > 0))) throw fail(`pid ${pid}'s thread list (${tids.join(", ")}) has a bad or repeated TID`, "pstree.img", pid);
   }
+  for (const t of tasks) if (!dead.has(t.pid)) for (const tid of (t.entry.threads ?? []).slice(1)) await free(tid, t.pid);
   const filesById = await images.files();
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
@@ -173,8 +174,6 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
       if (pid === rootPid) throw fail(`the root ${pid} is a zombie`, `core-${pid}.img`, pid);
       if ((entry.threads ?? []).length !== 1) throw fail(`zombie ${pid} has ${(entry.threads ?? []).length} threads`, "pstree.img", pid);
-    } else if ((entry.threads ?? [])[0] === 0) {
-      throw fail(`pid ${pid}'s thread list (0) is a zombie's, but its core is not`, `core-${pid}.img`, pid);
     }
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
       order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);

@@ -21,10 +21,16 @@ export const HOST_CRIU = process.env["TSCRIU_CRIU"];
  * (TSCRIU_CRIU) found first on PATH.
  */
 export function criuShell(script: string): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
-  if (!HOST_CRIU) return { cmd: "bash", args: [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", script], env: process.env };
+  // criu stops the task at the end of its parasite with a hardware breakpoint; in a VM
+  // whose hypervisor accepts but never fires them (the PVM guests of the 2026-12 machine
+  // kind) criu 4.1.1 waits for that trap forever. criu 4.2 tests for working breakpoints
+  // itself; CRIU_FAULT=130 (criu's FI_NO_BREAKPOINTS) makes any criu stop on the syscall
+  // instead, which works everywhere.
+  const full = `export CRIU_FAULT=130\n${script}`;
+  if (!HOST_CRIU) return { cmd: "bash", args: [SCRIPT, "run", CRIU_ROOT, ROOT, "bash", "-c", full], env: process.env };
   const bin = scratchDir("tscriu-host-criu-");
   symlinkSync(HOST_CRIU, join(bin, "criu"));
-  return { cmd: "bash", args: ["-c", script], env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } };
+  return { cmd: "bash", args: ["-c", full], env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` } };
 }
 
 /** Runs `script` (see criuShell) to its end. */
