@@ -4,7 +4,7 @@
 // dump.ts and restore.ts are the two loops that use them and know no kind by name.
 // Adding a kind is adding one module and one line to the table.
 
-import type { BigIntStats } from "node:fs";
+import { closeSync, type BigIntStats } from "node:fs";
 import type { FileEntry } from "../../images/dir.js";
 import type { FdInfo } from "../dump/proc.js";
 import type { FileTable, Fown } from "../dump/filetable.js";
@@ -99,6 +99,17 @@ export interface FdKind {
   images?: readonly string[];
   dumper?: (ctx: DumpContext) => FdDumper;
   restorer: (ctx: PlanContext) => FdRestorer;
+}
+
+/** Closes tscriu's fds in `list` (emptying it); one closed already is no error. */
+export function closeFds(list: number[]): void {
+  for (const fd of list.splice(0)) {
+    try {
+      closeSync(fd);
+    } catch {
+      // closed already
+    }
+  }
 }
 
 /** A file the dump does not keep: the task is left as it was and the message names the fd. */

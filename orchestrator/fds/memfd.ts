@@ -4,14 +4,14 @@
 // dump/shmem.ts's and restore/shmem.ts's. On restore each description is opened anew
 // from tscriu's fd of the object.
 
-import { closeSync, openSync } from "node:fs";
+import { openSync } from "node:fs";
 import { join } from "node:path";
 import type { FileEntry } from "../../images/dir.js";
 import { procPath } from "../dump/proc.js";
 import { ShmemTable } from "../dump/shmem.js";
 import { RestoreError } from "../restore/errors.js";
 import { reopenFlags } from "../restore/fileset.js";
-import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
+import { closeFds, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 
 const O_CLOEXEC = 0o2000000;
 
@@ -61,13 +61,7 @@ class MemfdRestorer implements FdRestorer {
   }
 
   close(): void {
-    for (const fd of this.mine.splice(0)) {
-      try {
-        closeSync(fd);
-      } catch {
-        // closed already
-      }
-    }
+    closeFds(this.mine);
   }
 }
 

@@ -14,7 +14,7 @@ import type { FileEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { procPath } from "../dump/proc.js";
 import { RestoreError } from "../restore/errors.js";
-import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
+import { closeFds, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 
 const O_CLOEXEC = 0o2000000;
 
@@ -144,13 +144,7 @@ class PipeRestorer implements FdRestorer {
   }
 
   close(): void {
-    for (const fd of this.mine.splice(0)) {
-      try {
-        closeSync(fd);
-      } catch {
-        // closed already
-      }
-    }
+    closeFds(this.mine);
   }
 }
 

@@ -5,7 +5,7 @@
 // terminal (as criu), which gets the dumped settings, so a program in raw mode stays in
 // raw mode; without a terminal of tscriu's, the image's device path is opened.
 
-import { closeSync, constants as fsc, openSync } from "node:fs";
+import { constants as fsc, openSync } from "node:fs";
 import { join } from "node:path";
 import { isatty } from "node:tty";
 import { bridge } from "../../host-bridge/load.js";
@@ -13,7 +13,7 @@ import type { Termios, TtyParams } from "../../host-bridge/native.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { reopenFlags } from "../restore/fileset.js";
-import { regOf, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
+import { closeFds, regOf, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 import { regInheritKeys } from "./regular.js";
 
 const O_CLOEXEC = 0o2000000;
@@ -160,13 +160,7 @@ class TtyRestorer implements FdRestorer {
   }
 
   close(): void {
-    for (const fd of this.mine.splice(0)) {
-      try {
-        closeSync(fd);
-      } catch {
-        // closed already
-      }
-    }
+    closeFds(this.mine);
   }
 }
 
