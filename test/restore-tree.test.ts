@@ -114,3 +114,15 @@ test("tree: a root master with workers running as another user (as nginx's) dump
   killOthersAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=4", "after the restore: counting, and uid as before");
 });
+
+for (const kind of ["files", "fs"]) {
+  test(`tree: a child sharing its ${kind === "files" ? "fd table (CLONE_FILES)" : "cwd and root (CLONE_FS)"} is refused by name; both run on untraced`, async (t) => {
+    const w = await startWorkload(t, "shared", [kind]);
+    const child = Number(w.info["child"]);
+    killOthersAtEnd(t, [child]);
+    const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t) }));
+    t.regex(err?.message ?? "", new RegExp(`pid ${child} shares ${kind === "files" ? "an fd table \\(CLONE_FILES\\)" : "a cwd and root \\(CLONE_FS\\)"} with pid ${w.pid} without being its thread`));
+    for (const p of [w.pid, child]) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1], "0");
+    t.is(await w.check(), "PASS shared");
+  });
+}

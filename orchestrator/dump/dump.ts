@@ -95,8 +95,7 @@ interface Collected {
   auxv: bigint[];
   inside: InsideState;
   vmas: Vma[];
-  /** its fd table, or undefined when it shares an earlier process's */
-  fdinfo: Record<string, unknown>[] | undefined;
+  fdinfo: Record<string, unknown>[];
   exeId: number;
   cwdId: number;
   rootId: number;
@@ -202,6 +201,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const oomScoreAdj = Number(readProc(p, "oom_score_adj").trim());
       const auxv = parseAuxv(readFileSync(procPath(p, "auxv")));
       const taskIds = ids.of(p, procs.map((x) => x.pid));
+      // What a restore cannot share again yet is refused, not split silently in two.
+      for (const [key, what] of [
+        ["vm_id", "an address space (CLONE_VM, vfork)"],
+        ["files_id", "an fd table (CLONE_FILES)"],
+        ["fs_id", "a cwd and root (CLONE_FS)"],
+        ["sighand_id", "signal handlers (CLONE_SIGHAND)"],
+      ] as const) {
+        const other = procs.find((x) => x.ids[key] === taskIds[key]);
+        if (other) throw new DumpError("proc", pid, `pid ${p} shares ${what} with pid ${other.pid} without being its thread; tscriu cannot restore that sharing yet`);
+      }
 
       enter("registers");
       const regs = new Map(fp.tids.map((tid) => [tid, readRegs(tid)]));
@@ -215,8 +224,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
 
       enter("files");
-      // Processes that share one fd table (CLONE_FILES) share its image too.
-      const fdinfo = procs.some((x) => x.ids.files_id === taskIds.files_id) ? undefined : collectFds(p, fdState);
+      const fdinfo = collectFds(p, fdState);
       const special = (name: string): number => {
         const fd = openSync(procPath(p, name), "r");
         try {
@@ -308,7 +316,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       ]);
       await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
       await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
-      if (c.fdinfo) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+      await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
     }
     // Zombies: a core with only their exit status and name (criu's layout), nothing else.
     for (const z of tree.processes) {
