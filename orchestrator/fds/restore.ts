@@ -95,6 +95,7 @@ export async function planFds(pid: number, dir: string, fdinfo: readonly FdinfoE
     }
     plan.sources.set(e.id, await r.plan(f, what));
   }
+  for (const r of plan.restorers) await r.planned?.();
   // A damaged image is an error even where no fd needs it (as criu, which reads them all).
   for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
   return plan;
