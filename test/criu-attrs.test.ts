@@ -23,6 +23,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["madvise", [], /^PASS regions=14 /],
   ["membarrier", [], /^PASS registered=0x/],
   ...["memfd-priv", "shmem-priv", "mmap", "holes", "attrs", "dirs", "fifo", "devices"].map((c): [string, string[], RegExp] => ["unlinked", [c], new RegExp(`^PASS ${c}$`)]),
+  ...["stream", "dgram", "seqpacket", "listen", "abstract", "shutdown", "opts", "deleted"].map((c): [string, string[], RegExp] => ["unixsk", [c], new RegExp(`^PASS ${c}$`)]),
 ];
 
 for (const [name, args, pass] of CASES) {
