@@ -233,6 +233,16 @@ test("a peer outside the task is refused by name, and the task runs on untouched
   t.is(await w.check(), "PASS outside");
 });
 
+test("fds in flight (SCM_RIGHTS) are refused by name; the message and its fd stay where they were", async (t) => {
+  const w = await startWorkload(t, "unixsk", ["inflight"]);
+  t.is(await w.check(), "PASS inflight");
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img") }));
+  t.like(err, { step: "files", pid: w.pid });
+  t.regex(err?.message ?? "", /unsupported fd 4: unix socket socket:\[\d+\] has file descriptors in flight \(SCM_RIGHTS\) in its receive queue; passing fds is not supported yet/);
+  t.is(status(w.pid).get("TracerPid"), "0", "not traced");
+  t.is(await w.check(), "PASS inflight");
+});
+
 test("criu 4.2's fds fixture: its socketpair (with queued data) and listener come back", async (t) => {
   const s = await stageFixture(t, "fds", "fds", { "rw.dat": Buffer.alloc(100, "a"), "append.log": Buffer.from("appended line\n") });
   if (!s) {
@@ -256,12 +266,13 @@ test("criu 4.2's fds fixture: its socketpair (with queued data) and listener com
   t.regex(check, /^listen\.acceptconn=1 connect=0 accept_ok=1$/m);
 });
 
-test("hostile images: a peer that is not there, messages for no socket: refused at plan naming the file, nothing made", async (t) => {
+test("hostile images: a peer that is not there, messages for no socket, an fd in flight: refused at plan naming the file, nothing made", async (t) => {
   const w = await startWorkload(t, "unixsk", ["stream"]);
   const dir = await dumpGone(t, w);
   const cases: [string, string, (e: E[]) => void, RegExp][] = [
     ["a peer inode that does not exist", "files.img", (e) => void ((e.find((f) => f["type"] === "UNIXSK")!["usk"] as E)["peer"] = 4000000000), /fd \d: unix socket \d+'s peer \(inode 4000000000\) is not in files\.img \(.*files\.img\)/],
     ["messages for a file id no socket has", "sk-queues.img", (e) => void (e[0]!["id_for"] = 9999), /messages are queued for file id 9999, which is no unix socket of the task \(.*sk-queues\.img\)/],
+    ["an fd in flight", "sk-queues.img", (e) => void (e[0]!["scm"] = [{ type: 1, rights: [3] }]), /a message queued for file id \d+ carries file descriptors \(SCM_RIGHTS\); restoring fds in flight is not supported yet \(.*sk-queues\.img\)/],
     ["a peer of another type", "files.img", (e) => void ((e.find((f) => f["type"] === "UNIXSK")!["usk"] as E)["type"] = 2), /unix datagram socket \d+ and its peer \d+ are of different types|unix stream socket \d+ and its peer \d+ are of different types/],
   ];
   for (const [what, file, mutate, re] of cases) {

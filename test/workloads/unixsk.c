@@ -23,6 +23,8 @@
  *   deleted    a datagram socket bound to gone.sock, then removed, with messages
  *              from a socket connected to it; another bound to taken.sock,
  *              removed, and a regular file made with that name since.
+ *   inflight   a stream pair with an fd in flight (SCM_RIGHTS), which the dump
+ *              must refuse, leaving the message and its fd where they were.
  *   outside PATH  a stream socket connected to PATH, a listener of someone else's
  *              (the dump must refuse it); its check only says the task runs.
  */
@@ -458,6 +460,51 @@ static int check_deleted(void)
 	return 0;
 }
 
+/* ---- inflight ---- */
+
+static int fl[2];
+
+/* A message carrying an fd (the pipe's read end) waits on fl[1]. */
+static void setup_inflight(void)
+{
+	int p[2];
+	pair(SOCK_STREAM, fl);
+	if (pipe(p) < 0)
+		wl_die("pipe");
+	char c[CMSG_SPACE(sizeof(int))];
+	memset(c, 0, sizeof(c));
+	struct iovec iov = { "fd", 2 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof(c) };
+	struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+	ch->cmsg_level = SOL_SOCKET;
+	ch->cmsg_type = SCM_RIGHTS;
+	ch->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(ch), &p[0], sizeof(int));
+	if (sendmsg(fl[0], &mh, 0) != 2)
+		wl_die("sendmsg");
+	close(p[0]);
+	close(p[1]);
+}
+
+/* The message is still there with its fd: a peek gets a copy of the fd. */
+static int check_inflight(void)
+{
+	char buf[8], c[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c, .msg_controllen = sizeof(c) };
+	if (recvmsg(fl[1], &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 2)
+		return fail("the message carrying an fd is gone");
+	struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+	int fd = -1;
+	struct stat st;
+	if (!ch || ch->cmsg_type != SCM_RIGHTS)
+		return fail("the message no longer carries its fd");
+	memcpy(&fd, CMSG_DATA(ch), sizeof(int));
+	int ok = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+	close(fd);
+	return ok ? 0 : fail("the fd in flight is not the pipe");
+}
+
 /* ---- outside ---- */
 
 static void setup_outside(const char *path)
@@ -497,6 +544,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "deleted")) {
 		setup_deleted();
 		check = check_deleted;
+	} else if (!strcmp(name, "inflight")) {
+		setup_inflight();
+		check = check_inflight;
 	} else if (!strcmp(name, "outside") && argc > 3) {
 		setup_outside(argv[3]);
 	} else {
