@@ -96,6 +96,7 @@ export const O = {
   NONBLOCK: 0o4000,
   CLOEXEC: 0o2000000,
   DIRECT: 0o40000,
+  PATH: 0o10000000,
 } as const;
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;

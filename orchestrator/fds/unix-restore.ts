@@ -32,8 +32,6 @@ import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
 /** criu's unix_sk_entry.uflags: a peer outside the dump (--ext-unix-sk), criu's own service socket, a plugin's, an inherited one. */
 const USK_EXTERN = 1;
 const UNIX_PATH_MAX = 108;
-const O_PATH = 0o10000000;
-const O_CLOEXEC = 0o2000000;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
 const HOW: Record<number, number> = { 1: SHUT.RD, 2: SHUT.WR, 3: SHUT.RDWR };
@@ -328,7 +326,7 @@ export class UnixRestorer implements FdRestorer {
       bridge().unixBind(s.fd!, s.name, s.path!.base ?? null);
       try {
         this.perms(s);
-        s.ghost = openSync(file, O_PATH | O_CLOEXEC);
+        s.ghost = openSync(file, O.PATH | O.CLOEXEC);
         this.mine.push(s.ghost);
       } finally {
         unlinkSync(file);
