@@ -243,7 +243,7 @@ test("fds in flight (SCM_RIGHTS) are refused by name; the message and its fd sta
   t.is(await w.check(), "PASS inflight");
 });
 
-test("criu 4.2's fds fixture: its socketpair (with queued data) and listener come back", async (t) => {
+test("criu 4.2's fds fixture: its socketpair (with queued data) and listener come back, and every fd of the kinds tscriu restores", async (t) => {
   const s = await stageFixture(t, "fds", "fds", { "rw.dat": Buffer.alloc(100, "a"), "append.log": Buffer.from("appended line\n") });
   if (!s) {
     t.pass();
@@ -264,6 +264,10 @@ test("criu 4.2's fds fixture: its socketpair (with queued data) and listener com
   t.regex(check, /^sock16=pair 17->16 unread\|$/m);
   t.regex(check, /^sock17=pair 16->17 unread\|$/m);
   t.regex(check, /^listen\.acceptconn=1 connect=0 accept_ok=1$/m);
+  // Every other line of the fds it still has is what criu's own restore gave (fixture-info.txt).
+  const info = readFileSync(join(FIXTURES, "fds/fixture-info.txt"), "utf8");
+  const criuSaw = /^check\.txt \(SIGUSR1 after restore\):\n((?: {2}.*\n)+)/m.exec(info)![1]!.split("\n").map((l) => l.trim());
+  for (const line of criuSaw.filter((l) => l !== "" && !/^(epoll|eventfd|timerfd|signalfd|inotify)\b/.test(l))) t.true(check.split("\n").includes(line), line);
 });
 
 test("hostile images: a peer that is not there, messages for no socket, an fd in flight: refused at plan naming the file, nothing made", async (t) => {
