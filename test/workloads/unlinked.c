@@ -495,10 +495,17 @@ int main(int argc, char **argv)
 	wl_install_check_handler();
 	k->setup();
 	wl_ready("case=%s", k->name);
+	/* SIGUSR1 stays blocked except inside sigsuspend: with pause() a request that
+	 * came before the task got back into it (a restored task not yet scheduled)
+	 * was lost. */
+	sigset_t usr1, none;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigemptyset(&none);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
 	for (;;) {
-		pause();
-		if (!wl_check_requested)
-			continue;
+		while (!wl_check_requested)
+			sigsuspend(&none);
 		wl_check_requested = 0;
 		if (k->check())
 			wl_result("FAIL %s: %s", k->name, failure);
