@@ -224,7 +224,7 @@ export interface NativeBridge {
   /** Sets locked termios (TIOCSLCKTRMIOS), termios (TCSETS) and window size (TIOCSWINSZ), each when given, in that order. */
   ttySetParams(fd: number, params: TtyParams): void;
 
-  // ---- sockets (src/unix.c) ----
+  // ---- sockets (src/unix.c, src/sockets.c) ----
 
   /** Every unix socket of tscriu's network namespace, as sock_diag (NETLINK_SOCK_DIAG) reports it. */
   unixDiag(): UnixDiag[];
