@@ -15,6 +15,8 @@
         "src/spawn.c",
         "src/dumpsys.c",
         "src/tty.c",
+        "src/sockets.c",
+        "src/unix.c",
         "src/restore.c",
         "src/restore_timens.c",
         "src/restore_remote.c",

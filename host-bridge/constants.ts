@@ -96,6 +96,7 @@ export const O = {
   NONBLOCK: 0o4000,
   CLOEXEC: 0o2000000,
   DIRECT: 0o40000,
+  PATH: 0o10000000,
 } as const;
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
@@ -113,3 +114,41 @@ export const MAP = {
   ANONYMOUS: 0x20,
   FIXED_NOREPLACE: 0x100000,
 } as const;
+
+/** Sockets (asm-generic/socket.h, linux/net.h): the family, types and options tscriu uses. */
+export const AF_UNIX = 1;
+export const SOCK = { STREAM: 1, DGRAM: 2, SEQPACKET: 5 } as const;
+export const SOL_SOCKET = 1;
+export const SO = {
+  REUSEADDR: 2,
+  TYPE: 3,
+  DONTROUTE: 5,
+  BROADCAST: 6,
+  SNDBUF: 7,
+  RCVBUF: 8,
+  KEEPALIVE: 9,
+  OOBINLINE: 10,
+  NO_CHECK: 11,
+  PRIORITY: 12,
+  LINGER: 13,
+  REUSEPORT: 15,
+  PASSCRED: 16,
+  RCVLOWAT: 18,
+  RCVTIMEO: 20,
+  SNDTIMEO: 21,
+  BINDTODEVICE: 25,
+  GET_FILTER: 26,
+  SNDBUFFORCE: 32,
+  RCVBUFFORCE: 33,
+  PASSSEC: 34,
+  MARK: 36,
+  DOMAIN: 39,
+  PEEK_OFF: 42,
+  BUF_LOCK: 72,
+  PASSPIDFD: 76,
+  PASSRIGHTS: 83,
+} as const;
+/** shutdown(2)'s how */
+export const SHUT = { RD: 0, WR: 1, RDWR: 2 } as const;
+/** The states sock_diag reports for a unix socket (the kernel reuses TCP's numbers). */
+export const SK_STATE = { ESTABLISHED: 1, CLOSE: 7, LISTEN: 10 } as const;

@@ -223,6 +223,66 @@ export interface NativeBridge {
   ttyInfo(fd: number): TtyInfo;
   /** Sets locked termios (TIOCSLCKTRMIOS), termios (TCSETS) and window size (TIOCSWINSZ), each when given, in that order. */
   ttySetParams(fd: number, params: TtyParams): void;
+
+  // ---- sockets (src/unix.c, src/sockets.c) ----
+
+  /** Every unix socket of tscriu's network namespace, as sock_diag (NETLINK_SOCK_DIAG) reports it. */
+  unixDiag(): UnixDiag[];
+  /**
+   * The receive queue of a socket, message by message, left in place (MSG_PEEK walked by
+   * SO_PEEK_OFF, which is put back). Datagrams come whole, a stream in chunks. `fds` counts
+   * the descriptors a message carries (SCM_RIGHTS; they are closed at once in tscriu).
+   */
+  unixPeekQueue(fd: number): { data: Buffer; fds: number }[];
+  /** ioctl(SIOCUNIXFILE): an O_PATH fd of the file a unix socket is bound to; ENOENT when there is none. */
+  unixSocketFile(fd: number): number;
+  /**
+   * bind(2) to sun_path `name` as the kernel keeps it (abstract names start with a NUL, path
+   * names end with theirs); address length 2 + name.length. A path name is resolved against
+   * `base` when given: a relative one from it as cwd, an absolute one with it as root.
+   */
+  unixBind(fd: number, name: Uint8Array, base?: string | null): void;
+  /** connect(2), the address as unixBind takes it. */
+  unixConnect(fd: number, name: Uint8Array, base?: string | null): void;
+  /** connect(AF_UNSPEC): a datagram socket loses its peer. */
+  unixDisconnect(fd: number): void;
+  /** socket(domain, type | SOCK_CLOEXEC, protocol). */
+  socket(domain: number, type: number, protocol?: number): number;
+  /** socketpair(domain, type | SOCK_CLOEXEC, 0). */
+  socketpair(domain: number, type: number): [number, number];
+  listen(fd: number, backlog: number): void;
+  /** shutdown(fd, SHUT_RD = 0 | SHUT_WR = 1 | SHUT_RDWR = 2). */
+  shutdown(fd: number, how: number): void;
+  /** One sendmsg of the whole buffer (MSG_NOSIGNAL added); the bytes the kernel took. */
+  send(fd: number, data: Uint8Array, flags?: number): number;
+  /** getsockopt(2): the option's bytes, at most `size`. */
+  getsockopt(fd: number, level: number, name: number, size: number): Buffer;
+  /** setsockopt(2) with the option's bytes. */
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array): void;
+}
+
+/** One unix socket as sock_diag reports it. */
+export interface UnixDiag {
+  ino: number;
+  /** SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5 */
+  type: number;
+  /** TCP_ESTABLISHED = 1, TCP_CLOSE = 7, TCP_LISTEN = 10 */
+  state: number;
+  /** the peer's inode; 0 for none (or a peer with no inode: an embryo, a closed one) */
+  peer: number;
+  /** sun_path as bound (a path name with its NUL, an abstract one with its leading NUL), null when unbound */
+  name: Buffer | null;
+  /** the bound file's device (the kernel's internal dev_t) and inode */
+  vfsDev: number;
+  vfsIno: number;
+  /** a listener's connections not yet accepted: the inode of each one's client */
+  icons: number[];
+  /** bytes queued to read (a datagram socket: the first datagram's length); a listener's pending connections */
+  rqlen: number;
+  /** bytes sent and not yet read by the peer; a listener's backlog */
+  wqlen: number;
+  /** RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2 */
+  shutdown: number;
 }
 
 export interface FdOwner {

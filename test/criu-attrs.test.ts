@@ -24,6 +24,8 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   // issue 15: threads and a process tree
   ["threads", ["4"], /^PASS threads=4$/],
   ["tree", [], /^PASS tree=5$/],
+  // issue 8: unix sockets
+  ...["stream", "dgram", "seqpacket", "listen", "abstract", "shutdown", "opts", "deleted"].map((c): [string, string[], RegExp] => ["unixsk", [c], new RegExp(`^PASS ${c}$`)]),
 ];
 
 /** What an older criu loses in its own dump (tscriu restores what the images hold). */

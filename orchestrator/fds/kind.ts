@@ -84,6 +84,8 @@ export interface FdSource {
 export interface FdRestorer {
   /** Reads and checks entry `e` (no side effects). `what` names the fd for messages. */
   plan(e: FileEntry, what: string): Promise<FdSource>;
+  /** Called once every fd of the task is planned, for checks across entries (a unix socket's peer among the task's fds). No side effects. */
+  planned?(): void | Promise<void>;
   /** The names --inherit-fd fd[N]:NAME gives a file of this kind (criu's resource keys). */
   inheritKeys(e: FileEntry): string[] | Promise<string[]>;
   /** Closes every fd it made (the task has its copies by then). */

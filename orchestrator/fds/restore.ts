@@ -76,6 +76,11 @@ export class FdPlanner {
     return new FdPlanner(dir, files, shm, opts, log, all);
   }
 
+  /** Once every process is planned: the kinds' checks across entries (a unix socket's peer among the tree's fds). */
+  async finish(): Promise<void> {
+    for (const r of this.restorers.values()) await r.planned?.();
+  }
+
   /** Every restorer made so far: they close what they made. */
   get all(): FdRestorer[] {
     return [...this.restorers.values()];

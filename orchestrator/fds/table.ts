@@ -8,8 +8,9 @@ import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
 import { ttyKind } from "./tty.js";
+import { unixKind } from "./unix.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {

@@ -181,6 +181,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     }
     order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
   }
+  await fdPlanner.finish();
   const byPid = new Map(order.map((p) => [p.pid, p]));
   for (const p of order.slice(1)) {
     const parent = byPid.get(p.ppid)!;

@@ -189,6 +189,8 @@ export class ShmTable {
         closeSync(fd);
       }
     }
+    // Pages go in whole: the last one written grows a memfd whose size is not a page multiple.
+    ftruncateSync(o.local, Number(o.size));
     // A sealable memfd that had no seals: F_SEAL_SEAL is all memfd_create sets by default.
     fchmodSync(o.local, o.mode & 0o7777);
     try {

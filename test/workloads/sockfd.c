@@ -1,21 +1,25 @@
-/* A task holding a unix socketpair (fds 5 and 6), which this dump refuses: the
- * dump must fail with "unsupported fd 5: socket" and leave the task running.
- * Self-check (SIGUSR1): the socket still carries a byte ("PASS"). */
+/* A task holding a UDP socket on the loopback (fd 5), a kind of file this dump
+ * refuses: the dump must fail with "unsupported fd 5: socket" and leave the
+ * task running. Self-check (SIGUSR1): the socket still sends a datagram to
+ * itself ("PASS"). */
 #include "workload.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		wl_die("socketpair");
-	if (dup2(sv[0], 5) < 0 || dup2(sv[1], 6) < 0)
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || getsockname(s, (struct sockaddr *)&a, &l) < 0)
+		wl_die("socket");
+	if (dup2(s, 5) < 0)
 		wl_die("dup2");
-	close(sv[0]);
-	close(sv[1]);
+	close(s);
 	wl_install_check_handler();
 	wl_write_counter(0);
 	wl_ready("sock=5");
@@ -25,7 +29,8 @@ int main(int argc, char **argv)
 		if (wl_check_requested) {
 			wl_check_requested = 0;
 			char c = 0;
-			if (write(5, "x", 1) == 1 && read(6, &c, 1) == 1 && c == 'x')
+			if (sendto(5, "x", 1, 0, (struct sockaddr *)&a, sizeof(a)) == 1 && recv(5, &c, 1, 0) == 1 &&
+			    c == 'x')
 				wl_result("PASS count=%llu", n);
 			else
 				wl_result("FAIL socket");

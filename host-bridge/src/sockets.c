@@ -1,0 +1,162 @@
+/* The socket calls every kind of socket needs on restore and dump: socket,
+ * socketpair, listen, shutdown, send, and the options (getsockopt and
+ * setsockopt on raw bytes; orchestrator/fds/sockopts.ts knows the layouts). */
+#include "bridge.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+static napi_value make_buffer(napi_env env, const void *data, size_t len)
+{
+	napi_value b;
+	void *out;
+	napi_create_buffer_copy(env, len, data, &out, &b);
+	return b;
+}
+
+static napi_value socket_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "socket";
+	napi_value argv[3];
+	int32_t domain, type, proto = 0;
+	if (!bridge_get_args_range(env, info, 2, 3, argv, NULL, fn) ||
+	    !bridge_arg_int32(env, argv[0], &domain, fn, "domain must be an int32") ||
+	    !bridge_arg_int32(env, argv[1], &type, fn, "type must be an int32"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[2]) &&
+	    !bridge_arg_int32(env, argv[2], &proto, fn, "protocol must be an int32"))
+		return NULL;
+	int fd = socket(domain, type | SOCK_CLOEXEC, proto);
+	if (fd < 0)
+		return bridge_throw_errno(env, "socket", errno, 0, NULL);
+	return bridge_make_i64(env, fd);
+}
+
+static napi_value socketpair_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "socketpair";
+	napi_value argv[2], arr;
+	int32_t domain, type;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_int32(env, argv[0], &domain, fn, "domain must be an int32") ||
+	    !bridge_arg_int32(env, argv[1], &type, fn, "type must be an int32"))
+		return NULL;
+	int sv[2];
+	if (socketpair(domain, type | SOCK_CLOEXEC, 0, sv) < 0)
+		return bridge_throw_errno(env, "socketpair", errno, 0, NULL);
+	napi_create_array_with_length(env, 2, &arr);
+	napi_set_element(env, arr, 0, bridge_make_i64(env, sv[0]));
+	napi_set_element(env, arr, 1, bridge_make_i64(env, sv[1]));
+	return arr;
+}
+
+static napi_value two_ints(napi_env env, napi_callback_info info, const char *fn, const char *what,
+			   int (*call)(int, int), const char *syscall)
+{
+	napi_value argv[2];
+	int32_t fd, v;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_int32(env, argv[1], &v, fn, what))
+		return NULL;
+	if (call(fd, v) < 0)
+		return bridge_throw_errno(env, syscall, errno, 0, NULL);
+	return NULL;
+}
+
+static napi_value listen_(napi_env env, napi_callback_info info)
+{
+	return two_ints(env, info, "listen", "backlog must be an int32", listen, "listen");
+}
+
+static napi_value shutdown_(napi_env env, napi_callback_info info)
+{
+	return two_ints(env, info, "shutdown", "how must be SHUT_RD (0), SHUT_WR (1) or SHUT_RDWR (2)", shutdown,
+			"shutdown");
+}
+
+/* send(fd, data, flags): one sendmsg of the whole buffer (one datagram);
+ * returns the bytes the kernel took. MSG_NOSIGNAL is always added. */
+static napi_value send_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "send";
+	napi_value argv[3];
+	int32_t fd, flags = 0;
+	uint8_t *data;
+	size_t len;
+	if (!bridge_get_args_range(env, info, 2, 3, argv, NULL, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Buffer"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[2]) && !bridge_arg_int32(env, argv[2], &flags, fn, "flags must be an int32"))
+		return NULL;
+	ssize_t n;
+	do
+		n = send(fd, data, len, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return bridge_throw_errno(env, "sendmsg", errno, 0, NULL);
+	return bridge_make_i64(env, n);
+}
+
+/* getsockopt(fd, level, name, size): the option's bytes (as many as the kernel
+ * gives back, at most size). */
+static napi_value getsockopt_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "getsockopt";
+	napi_value argv[4];
+	int32_t fd, level, name;
+	uint32_t size;
+	if (!bridge_get_args(env, info, 4, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_int32(env, argv[1], &level, fn, "level must be an int32") ||
+	    !bridge_arg_int32(env, argv[2], &name, fn, "name must be an int32") ||
+	    !bridge_arg_uint32(env, argv[3], &size, fn, "size must be a uint32"))
+		return NULL;
+	if (size > 65536)
+		return bridge_throw_arg(env, fn, "size must be at most 65536");
+	char *buf = calloc(1, size ? size : 1);
+	if (!buf)
+		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+	socklen_t l = size;
+	napi_value r = NULL;
+	if (getsockopt(fd, level, name, buf, &l) < 0)
+		bridge_throw_errno(env, "getsockopt", errno, 0, NULL);
+	else
+		r = make_buffer(env, buf, l < size ? l : size);
+	free(buf);
+	return r;
+}
+
+static napi_value setsockopt_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "setsockopt";
+	napi_value argv[4];
+	int32_t fd, level, name;
+	uint8_t *data;
+	size_t len;
+	if (!bridge_get_args(env, info, 4, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_int32(env, argv[1], &level, fn, "level must be an int32") ||
+	    !bridge_arg_int32(env, argv[2], &name, fn, "name must be an int32") ||
+	    !bridge_arg_bytes(env, argv[3], &data, &len, fn, "value must be a Buffer"))
+		return NULL;
+	if (setsockopt(fd, level, name, data, (socklen_t)len) < 0)
+		return bridge_throw_errno(env, "setsockopt", errno, 0, NULL);
+	return NULL;
+}
+
+void bridge_init_sockets(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "socket", socket_ },
+		{ "socketpair", socketpair_ },
+		{ "listen", listen_ },
+		{ "shutdown", shutdown_ },
+		{ "send", send_ },
+		{ "getsockopt", getsockopt_ },
+		{ "setsockopt", setsockopt_ },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}
