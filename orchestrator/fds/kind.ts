@@ -34,6 +34,8 @@ export interface FdFacts {
 }
 
 export interface DumpContext {
+  /** every live process of the dumped tree (a unix socket's peer may be in any of them) */
+  pids: readonly number[];
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;

@@ -81,13 +81,15 @@ export class UnixDumper implements FdDumper {
     return this.diag;
   }
 
-  /** The socket inodes the task holds in its fd table. */
+  /** The socket inodes the dumped processes hold in their fd tables. */
   private heldByTask(): Set<number> {
     if (!this.held) {
       this.held = new Set();
-      for (const fd of listFds(this.ctx.pid)) {
-        const m = /^socket:\[(\d+)\]$/.exec(bridge().readlink(procPath(this.ctx.pid, `fd/${fd}`)));
-        if (m) this.held.add(Number(m[1]));
+      for (const pid of this.ctx.pids) {
+        for (const fd of listFds(pid)) {
+          const m = /^socket:\[(\d+)\]$/.exec(bridge().readlink(procPath(pid, `fd/${fd}`)));
+          if (m) this.held.add(Number(m[1]));
+        }
       }
     }
     return this.held;
