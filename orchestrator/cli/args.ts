@@ -15,7 +15,9 @@ const FRAME = new Set(["help", "version", "config", "no-default-config"]);
 export const NOT_YET_GROUP = "criu options tscriu does not support yet (refused):";
 
 function yargsOption(o: CriuOption): Options {
-  const kind = o.kind === "array" ? { type: "string" as const, array: true } : { type: o.kind };
+  // yargs-parser takes a repeated number option whose new value is 1 for a counter and
+  // adds it (--verbosity 4 from a config file, then -v1: 5); nargs: 1 makes it replace.
+  const kind = o.kind === "array" ? { type: "string" as const, array: true } : o.kind === "number" ? { type: "number" as const, nargs: 1 } : { type: o.kind };
   return {
     ...kind,
     describe: o.describe,
