@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { createRequire } from "node:module";
 import type { Argv } from "yargs";
-import { applyConfig, ConfigError } from "./config.js";
+import { applyConfig, ConfigError, type ConfigOption, type ConfigVerdict } from "./config.js";
 import { fileSink, Logger, type LogLevel, normalizeVerbosity, stderrSink } from "../log.js";
 import { critCommands } from "./crit.js";
 import { toolCommands } from "./tools.js";
@@ -115,9 +115,11 @@ export function parseCommandLine(argvIn: readonly string[], env: NodeJS.ProcessE
   if (cli.includes("-V") || cli.includes("--version")) return exit(0, `Version: ${VERSION}\n`, "");
   const command = commandOf(cli, specs);
   const built = specs.some((s) => s.handler && command !== undefined && command !== "crit" && s.criu?.includes(command));
+  // A command not built yet says so whatever its config files hold: their options pass to it.
+  const judge = (o: ConfigOption): ConfigVerdict => (command === "crit" || command === undefined || built ? judgeConfigOption(o.name, command) : "keep");
   let argv: string[];
   try {
-    argv = applyConfig(cli, env, (w) => names.has(w), (o) => (command === "crit" || command === undefined || built ? judgeConfigOption(o.name, command) : "keep"));
+    argv = applyConfig(cli, env, (w) => names.has(w), judge);
   } catch (e) {
     if (e instanceof ConfigError) return exit(1, "", `tscriu: ${e.message}\n`);
     throw e;
