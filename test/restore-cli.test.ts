@@ -1,5 +1,5 @@
 // tscriu restore on the command line, with criu's options: -d with --pidfile, -o/-v4 and
-// --display-stats; without -d tscriu waits and exits with the task's status; action
+// --display-stats; -W; without -d tscriu waits and exits with the task's status; action
 // scripts in criu's order; -S; --inherit-fd; -r; --cpu-cap; the progress bar.
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
@@ -30,6 +30,21 @@ test("restore -d --pidfile --display-stats -v4 -o: detached, pid file, stats on 
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
   t.true(existsSync(join(dir, "stats-restore")));
+});
+
+test("-W: the log, stats-restore and a relative pid file go into the work dir, not the images dir", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  const work = tempDir(t);
+  const r = tscriu(["restore", "-D", dir, "-d", "-W", work, "-o", "r.log", "--pidfile", "pid", "-v4"], { env: NO_CONF });
+  t.teardown(() => killAndReap(w.pid));
+  t.is(r.code, 0, r.stderr);
+  t.regex(readFileSync(join(work, "r.log"), "utf8"), /\(restore\): step: registers/);
+  t.is(readFileSync(join(work, "pid"), "utf8"), String(w.pid));
+  t.true(existsSync(join(work, "stats-restore")));
+  for (const f of ["r.log", "pid", "stats-restore"]) t.false(existsSync(join(dir, f)), f);
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
 });
 
 test("restore without -d: tscriu stays the parent and exits with the task's status", async (t) => {

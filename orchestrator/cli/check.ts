@@ -11,12 +11,9 @@ export function checkCommand(): CommandSpec {
   return {
     command: "check",
     describe: "check that this kernel has what dump and restore use",
-    builder: (y) =>
-      y
-        .option("extra", { type: "boolean", describe: "also check the features only some tasks need (category 2)" })
-        .option("experimental", { type: "boolean", describe: "also check experimental features (category 3)" })
-        .option("all", { type: "boolean", describe: "check categories 1, 2 and 3" })
-        .option("feature", { type: "string", describe: "check one feature; `list` names them" }),
+    // --extra, --experimental, --all and --feature are rows of the option table.
+    builder: (y) => y,
+    criu: ["check"],
     handler: async (args, ctx) => {
       const log = ctx.log.module("check");
       const { check, featureByName, featureList } = await import("../check.js");

@@ -2,7 +2,11 @@
 // work is in crit-run.ts, imported when a verb runs: the CLI starts faster.
 
 import type { ExploreWhat } from "../../images/explore.js";
+import type { Argv } from "yargs";
 import type { CommandSpec } from "./run.js";
+
+/** crit's -o: the output file (criu's commands use -o for the log). */
+const out = (y: Argv): Argv => y.option("out", { alias: "o", type: "string", describe: "output file (stdout by default)" });
 
 export function critCommands(): CommandSpec[] {
   return [
@@ -10,7 +14,7 @@ export function critCommands(): CommandSpec[] {
       command: "decode",
       describe: "convert an image from binary to JSON (crit decode)",
       builder: (y) =>
-        y
+        out(y)
           .option("in", { alias: "i", type: "string", describe: "image to decode (stdin by default)" })
           .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
       handler: async (args) => {
@@ -24,7 +28,7 @@ export function critCommands(): CommandSpec[] {
       command: "encode",
       describe: "convert an image from JSON to binary (crit encode)",
       builder: (y) =>
-        y
+        out(y)
           .option("in", { alias: "i", type: "string", describe: "JSON to encode (stdin by default)" })
           .option("force", { type: "boolean", describe: "overwrite an existing output file" }),
       handler: async (args, ctx) => {

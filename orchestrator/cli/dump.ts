@@ -17,6 +17,7 @@ export function dumpCommand(): CommandSpec {
     command: "dump",
     describe: "checkpoint a running process into images",
     builder: (y) => y,
+    criu: ["dump"],
     handler: async (args, ctx) => {
       const pid = args["tree"];
       const dir = args["images-dir"];

@@ -14,6 +14,7 @@ export function restoreCommand(): CommandSpec {
     command: "restore",
     describe: "restore a process from images",
     builder: (y) => y,
+    criu: ["restore"],
     handler: async (args, ctx) => {
       const dir = args["images-dir"];
       if (typeof dir !== "string" || dir === "") {

@@ -13,6 +13,7 @@ export function toolCommands(): CommandSpec[] {
       command: "cpuinfo <action>",
       describe: "dump this CPU's capabilities to cpuinfo.img, or check an image against this CPU",
       builder: (y) => y.positional("action", { choices: ["dump", "check"] as const, describe: "dump or check" }),
+      criu: ["cpuinfo dump", "cpuinfo check"],
       handler: async (args, ctx) => {
         const log = ctx.log.module("cpuinfo");
         const dir = imagesDir(args);
@@ -41,6 +42,7 @@ export function toolCommands(): CommandSpec[] {
       command: "dedup",
       describe: "punch pages that newer dumps hold out of the parent chain's pages files",
       builder: (y) => y,
+      criu: ["dedup"],
       handler: async (args, ctx) => {
         const log = ctx.log.module("dedup");
         const { dedup } = await import("../dedup.js");

@@ -1,0 +1,176 @@
+// criu's options, one row each: the name, the one-letter alias, the kind of value, the
+// commands criu takes it with, and the commands tscriu implements it for. The CLI
+// (yargs declarations, --help, the refusal of what tscriu does not do yet), the config
+// file reader and the RPC's criu_opts check all read this one table.
+//
+// `takes` follows criu(8): the common options go with every command, the others with
+// the command whose section lists them. Where criu honours an option the manual does not
+// list there, or an option of criu 4.x the manual predates, the row says so in a comment.
+// `tscriu` lists a command only when the option changes what tscriu does there and a test
+// checks that effect (test/cli-options.test.ts maps each pair to its test).
+
+export const CRIU_COMMANDS = [
+  "dump",
+  "pre-dump",
+  "restore",
+  "check",
+  "page-server",
+  "lazy-pages",
+  "service",
+  "swrk",
+  "dedup",
+  "cpuinfo dump",
+  "cpuinfo check",
+  "exec",
+] as const;
+export type CriuCommand = (typeof CRIU_COMMANDS)[number];
+
+/** The criu commands tscriu runs; the others say "not implemented yet" whatever the options. */
+export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check"];
+
+export type OptionKind = "boolean" | "string" | "number" | "array";
+
+export interface CriuOption {
+  /** the long name, without "--" */
+  name: string;
+  /** the one-letter alias, without "-" */
+  alias?: string;
+  kind: OptionKind;
+  /** the value may be left out (`--cpu-cap`, `--manage-cgroups`): it reads as "" then */
+  optionalValue?: true;
+  describe: string;
+  /** the commands criu takes it with */
+  takes: readonly CriuCommand[];
+  /** the commands tscriu implements it for (a subset of `takes`) */
+  tscriu: readonly CriuCommand[];
+}
+
+const ALL = CRIU_COMMANDS;
+const BUILT = BUILT_COMMANDS;
+/** Where a page server's address goes: the page server itself and its clients. */
+const PAGE_SERVER_PEERS: readonly CriuCommand[] = ["page-server", "dump", "pre-dump", "lazy-pages"];
+
+export const CRIU_OPTIONS: readonly CriuOption[] = [
+  // Common options: criu(8) applies them to every command.
+  { name: "verbosity", alias: "v", kind: "number", describe: "log level 0..4 (-v0 … -v4; -v, -vv … raise it by one each)", takes: ALL, tscriu: BUILT },
+  { name: "config", kind: "string", describe: "read options from this config file too", takes: ALL, tscriu: BUILT },
+  { name: "no-default-config", kind: "boolean", describe: "skip /etc/criu/default.conf and ~/.criu/default.conf", takes: ALL, tscriu: BUILT },
+  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore"] },
+  { name: "log-file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
+  { name: "display-stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "restore"] },
+  { name: "images-dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
+  { name: "stream", kind: "boolean", describe: "read or write the images through criu-image-streamer", takes: ALL, tscriu: [] },
+  { name: "prev-images-dir", kind: "string", describe: "the previous dump's directory, for an incremental dump", takes: ALL, tscriu: [] },
+  { name: "work-dir", alias: "W", kind: "string", describe: "where logs, pid files and statistics go (default: -D)", takes: ALL, tscriu: BUILT },
+  { name: "close", kind: "number", describe: "close this file descriptor before anything else", takes: ALL, tscriu: [] },
+  { name: "libdir", alias: "L", kind: "string", describe: "the plugins directory", takes: ALL, tscriu: [] },
+  { name: "enable-fs", kind: "string", describe: "file systems (comma-separated, or all) whose mounts are detected automatically", takes: ALL, tscriu: [] },
+  { name: "action-script", kind: "array", describe: "run this script at each stage; $CRTOOLS_SCRIPT_ACTION names the stage", takes: ALL, tscriu: ["dump", "restore"] },
+  { name: "version", alias: "V", kind: "boolean", describe: "print the version and exit", takes: ALL, tscriu: ALL },
+  { name: "help", alias: "h", kind: "boolean", describe: "print help and exit", takes: ALL, tscriu: ALL },
+
+  // pre-dump. criu's dump takes --track-mem too (the first dump of an iterative migration).
+  { name: "track-mem", kind: "boolean", describe: "turn on the kernel's tracking of memory changes", takes: ["pre-dump", "dump"], tscriu: [] },
+  { name: "pre-dump-mode", kind: "string", describe: "how pre-dump reads memory: splice or read", takes: ["pre-dump"], tscriu: [] },
+
+  // dump. criu's exec takes -t as well (the task to run the syscall in).
+  { name: "tree", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump"] },
+  { name: "leave-running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
+  { name: "leave-stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "freeze-cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: [] },
+  { name: "manage-cgroups", kind: "string", optionalValue: true, describe: "dump or restore the tasks' cgroups (restore mode: none, props, soft, full, strict, ignore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "cgroup-props", kind: "string", describe: "controllers and properties to dump, as YAML", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-props-file", kind: "string", describe: "the same, read from a file", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-dump-controller", kind: "array", describe: "dump only this controller", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-yard", kind: "string", describe: "a directory of cgroup mounts made beforehand", takes: ["dump", "restore"], tscriu: [] },
+  { name: "cgroup-root", kind: "array", describe: "[controller:]/newroot: another root for a controller", takes: ["dump", "restore"], tscriu: [] },
+  { name: "tcp-established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: [] },
+  { name: "tcp-close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "skip-in-flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: [] },
+  { name: "evasive-devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
+  // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
+  { name: "page-server", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
+  { name: "force-irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
+  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "file-locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: [] },
+  { name: "link-remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
+  { name: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "ghost-limit", kind: "string", describe: "largest deleted file to carry in the images (K, M, G suffixes; default 1M)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "shell-job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  // criu's cpuinfo check reads --cpu-cap too.
+  { name: "cpu-cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
+  { name: "lazy-pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: [] },
+  { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
+  { name: "network-lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables or nftables", takes: ["dump"], tscriu: [] },
+
+  // restore
+  { name: "inherit-fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },
+  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run", takes: ["restore"], tscriu: ["restore"] },
+  { name: "restore-sibling", alias: "S", kind: "boolean", describe: "restore the root task as a sibling of tscriu (with -d)", takes: ["restore"], tscriu: ["restore"] },
+  { name: "log-pid", kind: "boolean", describe: "one log file per pid", takes: ["restore"], tscriu: [] },
+  { name: "root", alias: "r", kind: "string", describe: "the root directory to restore into", takes: ["restore"], tscriu: ["restore"] },
+  { name: "join-ns", alias: "J", kind: "array", describe: "NS:{PID|NS_FILE}[,extra]: restore into an existing namespace", takes: ["restore"], tscriu: [] },
+  { name: "veth-pair", kind: "array", describe: "IN=OUT: outside name of a veth device", takes: ["restore"], tscriu: [] },
+  { name: "lsm-profile", kind: "string", describe: "type:name: the AppArmor or SELinux profile to restore with", takes: ["restore"], tscriu: [] },
+  { name: "lsm-mount-context", kind: "string", describe: "a new SELinux context= for mounts that had one", takes: ["restore"], tscriu: [] },
+  { name: "weak-sysctls", kind: "boolean", describe: "skip the sysctls this kernel lacks", takes: ["restore"], tscriu: [] },
+
+  // check
+  { name: "extra", kind: "boolean", describe: "check the features only some tasks need too (category 2)", takes: ["check"], tscriu: ["check"] },
+  { name: "experimental", kind: "boolean", describe: "check experimental features too (category 3)", takes: ["check"], tscriu: ["check"] },
+  { name: "all", kind: "boolean", describe: "check categories 1, 2 and 3", takes: ["check"], tscriu: ["check"] },
+  { name: "feature", kind: "string", describe: "check this one feature; `list` names them", takes: ["check"], tscriu: ["check"] },
+
+  // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
+  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server"], tscriu: [] },
+  { name: "status-fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server"], tscriu: [] },
+  { name: "address", kind: "string", describe: "the page server's address", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server"], tscriu: [] },
+  { name: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: [] },
+
+  // criu 4.x options that the criu(8) page of 3.17 does not list.
+  { name: "ext-unix-sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },
+  { name: "skip-mnt", kind: "array", describe: "leave this mount point out of the dump", takes: ["dump"], tscriu: [] },
+  { name: "ext-mount-map", alias: "M", kind: "array", describe: "KEY:VALUE for an external mount (older form of --external mnt[])", takes: ["dump", "restore"], tscriu: [] },
+  { name: "empty-ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "unprivileged", kind: "boolean", describe: "work with CAP_CHECKPOINT_RESTORE instead of root", takes: ["dump", "restore", "check"], tscriu: [] },
+  { name: "mntns-compat-mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
+];
+
+const byName = new Map<string, CriuOption>();
+for (const o of CRIU_OPTIONS) {
+  byName.set(o.name, o);
+  if (o.alias !== undefined) byName.set(o.alias, o);
+}
+
+/** The row of a long name or a one-letter alias ("lazy-pages", "t"). */
+export function criuOption(name: string): CriuOption | undefined {
+  return byName.get(name);
+}
+
+/**
+ * What tscriu does with an option given to a command: runs with it, refuses it as not
+ * supported yet (criu takes it there), or refuses it as not an option of that command.
+ */
+export type Support = "implemented" | "not-yet" | "not-taken";
+
+export function support(o: CriuOption, command: CriuCommand): Support {
+  if (o.tscriu.includes(command)) return "implemented";
+  return o.takes.includes(command) ? "not-yet" : "not-taken";
+}
+
+/** The refusal of an option tscriu does not implement for a command criu takes it with. */
+export function notSupportedYet(o: CriuOption, command: CriuCommand): string {
+  return `--${o.name} is not supported yet by tscriu ${command}`;
+}
+
+/** The refusal of a criu option that belongs to other commands. */
+export function notAnOptionOf(o: CriuOption, command: CriuCommand): string {
+  return `--${o.name} is not an option of tscriu ${command} (criu takes it with ${o.takes.join(", ")})`;
+}
