@@ -52,6 +52,7 @@ const EFFECT: Record<string, string> = {
   "dump --leave-stopped": "dump-untouched.test.ts: dump -s leaves the task stopped with its signal state, registers and maps",
   "dump --timeout": "dump-cli.test.ts: --timeout N: a task that cannot stop fails the dump after N s",
   "dump --ghost-limit": "dump-cli.test.ts: errors exit 1 and name step and pid; --ghost-limit is enforced",
+  "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",
   "dump --cpu-cap": "restore-cli.test.ts: --cpu-cap: a dump with cpuinfo.img restores with --cpu-cap=all and with --cpu-cap",
   "restore --verbosity": RESTORE_STATS,

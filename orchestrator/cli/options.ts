@@ -96,7 +96,10 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "file-locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: [] },
   { name: "link-remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
   { name: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
-  { name: "ghost-limit", kind: "string", describe: "largest deleted file to carry in the images (K, M, G suffixes; default 1M)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "ghost-limit", kind: "string", describe: "most data of one deleted file to carry in the images (K, M, G suffixes; default 1M; holes not counted)", takes: ["dump"], tscriu: ["dump"] },
+  // criu 4.x: copy only the data of a sparse ghost file (FIEMAP). tscriu always copies only
+  // the data (SEEK_DATA/SEEK_HOLE) and counts only the data against --ghost-limit.
+  { name: "ghost-fiemap", kind: "boolean", describe: "copy only the data of sparse deleted files (tscriu always does)", takes: ["dump", "pre-dump"], tscriu: ["dump"] },
   { name: "shell-job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   // criu's cpuinfo check reads --cpu-cap too.
   { name: "cpu-cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },

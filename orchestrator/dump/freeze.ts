@@ -62,7 +62,7 @@ function checkTimeNs(pid: number): void {
 }
 
 /** Seizes one thread and waits for its stop; false when it is gone (a thread that exited meanwhile). */
-function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number): boolean {
+function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number, timeoutMs: number): boolean {
   const b = bridge();
   try {
     b.ptraceSeize(tid, opts);
@@ -74,7 +74,7 @@ function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean
   if (!wasStopped) b.ptraceInterrupt(tid);
   for (;;) {
     const st = b.waitpid(tid, 0, Math.max(1, deadline - Date.now()));
-    if (!st) throw new DumpError("seize", pid, `thread ${tid} did not stop within the --timeout`);
+    if (!st) throw new DumpError("seize", pid, `${tid === pid ? "the task" : `thread ${tid}`} did not stop within ${timeoutMs} ms (--timeout)`);
     if (st.exited || st.signaled) {
       if (tid === pid) throw new DumpError("seize", pid, "the task exited while being frozen");
       return false;
@@ -86,22 +86,21 @@ function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean
 }
 
 /** Seizes and stops every thread of the task within timeoutMs. */
-export function freeze(pid: number, timeoutMs: number): Frozen {
+export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs): Frozen {
   const t0 = process.hrtime.bigint();
-  const deadline = Date.now() + timeoutMs;
   const status = statusCreds(parseStatus(readProc(pid, "status")));
   const wasStopped = status.state === "T";
   // A task under a seccomp filter could be killed by the syscalls we run inside it.
   const opts = status.seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0;
   const tids: number[] = [];
   try {
-    if (seizeThread(pid, pid, opts, wasStopped, deadline)) tids.push(pid);
+    if (seizeThread(pid, pid, opts, wasStopped, deadline, timeoutMs)) tids.push(pid);
     // Threads made while others were being seized: read the list until it holds no new one.
     for (let again = true; again; ) {
       again = false;
       for (const tid of threadsAndChildren(pid).threads) {
         if (tids.includes(tid)) continue;
-        if (seizeThread(pid, tid, opts, wasStopped, deadline)) tids.push(tid);
+        if (seizeThread(pid, tid, opts, wasStopped, deadline, timeoutMs)) tids.push(tid);
         again = true;
       }
     }
@@ -228,7 +227,7 @@ export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
     }
     let f: Frozen;
     try {
-      f = freeze(p, Math.max(1, deadline - Date.now()));
+      f = freeze(p, timeoutMs, deadline);
     } catch (e) {
       // It exited while being seized: a zombie now.
       if (asZombie()) return;
