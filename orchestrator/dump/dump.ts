@@ -178,7 +178,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     log.debug(`${scan.vmas.length} VMAs`);
 
     enter("files");
-    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true);
+    const fds: FdTable = collectFds(pid, files, shm, opts.shellJob === true, frozenAt);
     const special = (name: string): number => {
       const fd = openSync(procPath(pid, name), "r");
       try {

@@ -11,7 +11,7 @@ import { bridge } from "../../host-bridge/load.js";
 import type { FileTable, Fown } from "../dump/filetable.js";
 import { listFds, parseFdinfo, procPath, readProc } from "../dump/proc.js";
 import type { ShmemTable } from "../dump/shmem.js";
-import { UnsupportedFd, type ExtraImage, type FdFacts } from "./kind.js";
+import { UnsupportedFd, type DumpContext, type ExtraImage, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty.js";
 
@@ -42,9 +42,9 @@ function whatItIs(f: FdFacts): string {
   return f.link;
 }
 
-export function collectFds(pid: number, files: FileTable, shm: ShmemTable, shellJob: boolean): FdTable {
+export function collectFds(pid: number, files: FileTable, shm: ShmemTable, shellJob: boolean, frozenAt: DumpContext["frozenAt"]): FdTable {
   const b = bridge();
-  const dumpers = FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper({ pid, files, shm, shellJob })] : []));
+  const dumpers = FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper({ pid, files, shm, shellJob, frozenAt })] : []));
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
   const known: { fd: number; id: number; type: string }[] = [];

@@ -132,7 +132,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
   const cwdRoot = await planFs(fs, files);
-  const fds = await planFds(pid, dir, fdinfo, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
+  const clocks = await timens(dir);
+  const fds = await planFds(pid, dir, fdinfo, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks }, log);
   log.debug(`${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
@@ -173,7 +174,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     dirs: cwdRoot,
     stopped: state === TASK_STOPPED,
     session,
-    timens: await timens(dir),
+    timens: clocks,
     blocked,
     seccomp,
   };
