@@ -3,13 +3,14 @@
 // before other character devices). A file of no kind here is refused by name.
 
 import type { FdKind } from "./kind.js";
+import { eventfdKind } from "./eventfd.js";
 import { fifoKind } from "./fifo.js";
 import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
 import { ttyKind } from "./tty.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {
