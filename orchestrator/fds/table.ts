@@ -8,9 +8,10 @@ import { fifoKind } from "./fifo.js";
 import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
+import { signalfdKind } from "./signalfd.js";
 import { ttyKind } from "./tty.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind, signalfdKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {
