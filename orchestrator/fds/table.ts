@@ -9,9 +9,10 @@ import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
 import { signalfdKind } from "./signalfd.js";
+import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind, signalfdKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind, signalfdKind, timerfdKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {
