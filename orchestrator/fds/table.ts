@@ -5,6 +5,7 @@
 import type { FdKind } from "./kind.js";
 import { eventfdKind } from "./eventfd.js";
 import { fifoKind } from "./fifo.js";
+import { inotifyKind } from "./inotify.js";
 import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
@@ -12,7 +13,7 @@ import { signalfdKind } from "./signalfd.js";
 import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind, signalfdKind, timerfdKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {
