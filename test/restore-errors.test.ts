@@ -1,6 +1,6 @@
 // One negative test per refusal of the plan step: each error names the file or the kind,
 // and nothing was created (the PID stays free).
-import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import test from "ava";
@@ -53,7 +53,7 @@ test("dumped [vdso] pages that are not a vDSO are refused, naming the address", 
   await refused(t, dir, w.pid, new RegExp(`the image's vDSO cannot be restored: the dumped \\[vdso\\] pages are not an ELF vDSO at 0x${v.start.toString(16)}`));
 });
 
-test("criu's fds image: the first fd of a kind restore does not do is named (EVENTFD)", async (t) => {
+test("criu's fds image: the first fd of a kind restore does not do is named (UNIXSK, after the anonymous files it plans)", async (t) => {
   const s = await stageFixture(t, "fds", "fds", { "rw.dat": Buffer.alloc(100, "a"), "append.log": Buffer.from("appended line\n") });
   if (!s) {
     t.pass();
@@ -61,7 +61,8 @@ test("criu's fds image: the first fd of a kind restore does not do is named (EVE
   }
   rmSync(join(s.run, "fifo"), { force: true });
   spawnSync("mkfifo", [join(s.run, "fifo")]);
-  await refused(t, s.images, s.pid, /restore: plan of pid 15800 failed: fd 10: restoring EVENTFD files is not supported/);
+  mkdirSync(join(s.run, "watched"));
+  await refused(t, s.images, s.pid, /restore: plan of pid 15800 failed: fd 16: restoring UNIXSK files is not supported/);
 });
 
 test("a PID still used as a process group id (its leader gone) is named at spawn, nothing left behind", async (t) => {
