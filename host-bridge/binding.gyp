@@ -5,6 +5,7 @@
       "sources": [
         "src/bridge.c",
         "src/files.c",
+        "src/anonfd.c",
         "src/cpu.c",
         "src/ptrace.c",
         "src/regset.c",

@@ -91,21 +91,22 @@ export const SPLICE_F = {
   GIFT: 8,
 } as const;
 
-/** O_* flags for pipe2. */
+/** O_* flags (pipe2, open; node:fs constants leave O_PATH and O_CLOEXEC out). */
 export const O = {
   NONBLOCK: 0o4000,
+  DIRECTORY: 0o200000,
+  PATH: 0o10000000,
   CLOEXEC: 0o2000000,
   DIRECT: 0o40000,
-  PATH: 0o10000000,
 } as const;
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
 /** clock ids of clockGettime */
-export const CLOCK = { MONOTONIC: 1, BOOTTIME: 7 } as const;
+export const CLOCK = { REALTIME: 0, MONOTONIC: 1, BOOTTIME: 7 } as const;
 
 /** kcmp types */
-export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4 } as const;
+export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, EPOLL_TFD: 7 } as const;
 
 export const MAP = {
   SHARED: 0x01,
@@ -152,3 +153,33 @@ export const SO = {
 export const SHUT = { RD: 0, WR: 1, RDWR: 2 } as const;
 /** The states sock_diag reports for a unix socket (the kernel reuses TCP's numbers). */
 export const SK_STATE = { ESTABLISHED: 1, CLOSE: 7, LISTEN: 10 } as const;
+/** eventfd(2) flags; EFD_SEMAPHORE is not an f_flags bit (the rest are O_NONBLOCK, O_CLOEXEC). */
+export const EFD = { SEMAPHORE: 1 } as const;
+
+/** timerfd_settime(2) flags and the ioctl that sets a timerfd's count of expirations. */
+export const TFD = {
+  TIMER_ABSTIME: 1,
+  TIMER_CANCEL_ON_SET: 2,
+  /** _IOW('T', 0, u64) */
+  IOC_SET_TICKS: 0x40085400,
+} as const;
+
+/** epoll_ctl(2) operations and the flag bits of an item's events. */
+export const EPOLL = {
+  CTL_ADD: 1,
+  CTL_MOD: 3,
+  EXCLUSIVE: 1 << 28,
+  WAKEUP: 1 << 29,
+  ONESHOT: 1 << 30,
+  ET: 2 ** 31,
+} as const;
+
+/** inotify: the events a watch may ask for and the watch flags fdinfo shows with them. */
+export const IN = {
+  ALL_EVENTS: 0xfff,
+  EXCL_UNLINK: 0x04000000,
+  ONESHOT: 0x80000000,
+} as const;
+
+/** Flags F_SETFL changes (the rest of f_flags are fixed at open). */
+export const SETFL_MASK = 0o2000 | 0o20000 | 0o4000 | 0o40000 | 0o1000000; // O_APPEND O_ASYNC O_NONBLOCK O_DIRECT O_NOATIME

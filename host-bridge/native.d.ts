@@ -189,6 +189,33 @@ export interface NativeBridge {
   /** fstat(2), summarised. */
   fstat(fd: number): FdStat;
 
+  // ---- anonymous-inode files (src/anonfd.c) ----
+
+  /** eventfd(initval, flags) (EFD_SEMAPHORE = 1, EFD_NONBLOCK, EFD_CLOEXEC); a larger count is written afterwards. */
+  eventfd(initval: number, flags: number): number;
+  /** signalfd4(-1, mask, 8, flags): a new signalfd for the 64-bit mask (bit n-1 for signal n). */
+  signalfd(mask: bigint | number, flags: number): number;
+  /** timerfd_create(clockId, flags). */
+  timerfdCreate(clockId: number, flags: number): number;
+  /**
+   * timerfd_gettime: nanoseconds to the next expiry (0: disarmed or expired) and the interval.
+   * On a periodic timer that expired unread the kernel first moves it to its next period and
+   * adds the periods missed to its tick count, as a read would.
+   */
+  timerfdGettime(fd: number): { valueNs: bigint; intervalNs: bigint };
+  /** epoll_create1(flags). */
+  epollCreate1(flags: number): number;
+  /** inotify_init1(flags). */
+  inotifyInit1(flags: number): number;
+  /** inotify_add_watch(fd, path, mask): the watch descriptor. */
+  inotifyAddWatch(fd: number, path: string, mask: number): number;
+  /** inotify_rm_watch(fd, wd). */
+  inotifyRmWatch(fd: number, wd: number): void;
+  /** ioctl(INOTIFY_IOC_SETNEXTWD): the next watch gets descriptor `wd` if free (ENOTTY without CONFIG_CHECKPOINT_RESTORE). */
+  inotifySetNextWd(fd: number, wd: number): void;
+  /** open_by_handle_at(mountFd, {handle.length, type, handle}, flags); needs CAP_DAC_READ_SEARCH. */
+  openByHandleAt(mountFd: number, type: number, handle: Uint8Array, flags: number): number;
+
   // ---- processes (src/spawn.c, src/reaper.c) ----
 
   /**
@@ -211,6 +238,12 @@ export interface NativeBridge {
   getThreadArea(pid: number, index: number): Buffer;
   /** kcmp(2): 0 when both name the same kernel object, 1 or 2 for an order, 3 when unordered. KCMP_FILE = 0, KCMP_VM = 1, KCMP_FILES = 2, KCMP_FS = 3, KCMP_SIGHAND = 4. */
   kcmp(pid1: number, pid2: number, type: number, idx1: number, idx2: number): number;
+  /**
+   * kcmp(pid1, pid2, KCMP_EPOLL_TFD, fd, {efd, tfd, toff}): 0 when pid1's `fd` is the file pid2's
+   * epoll `efd` watches as its toff-th target numbered `tfd`. Throws EBADF (no such fd) or ENOENT
+   * (no such target).
+   */
+  kcmpEpollTfd(pid1: number, fd: number, pid2: number, efd: number, tfd: number, toff: number): number;
   /** The owner of an open file description: F_GETOWN_EX, F_GETSIG and F_GETOWNER_UIDS. */
   fdOwner(fd: number): FdOwner;
   /** get_robust_list(2) of thread `pid`. */

@@ -1,13 +1,11 @@
 // One negative test per refusal of the plan step: each error names the file or the kind,
 // and nothing was created (the PID stays free).
 import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
-import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import test from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
-import { stageFixture } from "./helpers/criu-fixtures.js";
 import { dumpGone } from "./helpers/restore.js";
 import { killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
 import { tempDir } from "./helpers/dump.js";
@@ -51,17 +49,6 @@ test("dumped [vdso] pages that are not a vDSO are refused, naming the address", 
   v.bytes.fill(0);
   v.save();
   await refused(t, dir, w.pid, new RegExp(`the image's vDSO cannot be restored: the dumped \\[vdso\\] pages are not an ELF vDSO at 0x${v.start.toString(16)}`));
-});
-
-test("criu's fds image: the first fd of a kind restore does not do is named (EVENTFD)", async (t) => {
-  const s = await stageFixture(t, "fds", "fds", { "rw.dat": Buffer.alloc(100, "a"), "append.log": Buffer.from("appended line\n") });
-  if (!s) {
-    t.pass();
-    return;
-  }
-  rmSync(join(s.run, "fifo"), { force: true });
-  spawnSync("mkfifo", [join(s.run, "fifo")]);
-  await refused(t, s.images, s.pid, /restore: plan of pid 15800 failed: fd 10: restoring EVENTFD files is not supported/);
 });
 
 test("a PID still used as a process group id (its leader gone) is named at spawn, nothing left behind", async (t) => {

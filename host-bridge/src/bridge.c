@@ -352,6 +352,7 @@ void bridge_register(napi_env env, napi_value exports, const bridge_fn *fns, siz
 static napi_value init(napi_env env, napi_value exports)
 {
 	bridge_init_files(env, exports);
+	bridge_init_anonfd(env, exports);
 	bridge_init_cpu(env, exports);
 	bridge_init_ptrace(env, exports);
 	bridge_init_regset(env, exports);

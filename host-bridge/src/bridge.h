@@ -61,6 +61,7 @@ void bridge_register(napi_env env, napi_value exports, const bridge_fn *fns, siz
 
 /* Per-area registration, one per source file. */
 void bridge_init_files(napi_env env, napi_value exports);
+void bridge_init_anonfd(napi_env env, napi_value exports);
 void bridge_init_cpu(napi_env env, napi_value exports);
 void bridge_init_ptrace(napi_env env, napi_value exports);
 void bridge_init_regset(napi_env env, napi_value exports);

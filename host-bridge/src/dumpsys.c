@@ -21,6 +21,8 @@
 #ifndef PTRACE_SECCOMP_GET_FILTER
 #define PTRACE_SECCOMP_GET_FILTER 0x420c
 #endif
+/* linux/kcmp.h's KCMP_EPOLL_TFD */
+#define KCMP_EPOLL_TFD_ 7
 #ifndef F_GETOWNER_UIDS
 #define F_GETOWNER_UIDS 17
 #endif
@@ -58,6 +60,32 @@ static napi_value kcmp_(napi_env env, napi_callback_info info)
 	    !bridge_arg_u64(env, argv[4], &idx2, fn, "idx2 must be a non-negative integer"))
 		return NULL;
 	long r = syscall(SYS_kcmp, pid1, pid2, type, (unsigned long)idx1, (unsigned long)idx2);
+	if (r < 0)
+		return bridge_throw_errno(env, "kcmp", errno, pid1, NULL);
+	return bridge_make_i64(env, r);
+}
+
+/* kcmp(pid1, pid2, KCMP_EPOLL_TFD, fd, &slot): whether pid1's fd is the file
+ * that pid2's epoll `efd` watches as target `tfd` (the toff-th item of that
+ * number). 0 when it is; errors (EBADF: no such fd, ENOENT: no such target)
+ * are thrown. */
+static napi_value kcmp_epoll_tfd(napi_env env, napi_callback_info info)
+{
+	const char *fn = "kcmpEpollTfd";
+	napi_value argv[6];
+	int32_t pid1, pid2;
+	uint32_t fd, efd, tfd, toff;
+	if (!bridge_get_args(env, info, 6, argv, fn) || !bridge_arg_pid(env, argv[0], &pid1, fn) ||
+	    !bridge_arg_uint32(env, argv[1], &fd, fn, "fd must be a uint32") ||
+	    !bridge_arg_pid(env, argv[2], &pid2, fn) ||
+	    !bridge_arg_uint32(env, argv[3], &efd, fn, "efd must be a uint32") ||
+	    !bridge_arg_uint32(env, argv[4], &tfd, fn, "tfd must be a uint32") ||
+	    !bridge_arg_uint32(env, argv[5], &toff, fn, "toff must be a uint32"))
+		return NULL;
+	struct {
+		uint32_t efd, tfd, toff;
+	} slot = { efd, tfd, toff };
+	long r = syscall(SYS_kcmp, pid1, pid2, KCMP_EPOLL_TFD_, (unsigned long)fd, (unsigned long)&slot);
 	if (r < 0)
 		return bridge_throw_errno(env, "kcmp", errno, pid1, NULL);
 	return bridge_make_i64(env, r);
@@ -165,11 +193,9 @@ static napi_value seccomp_get_filter(napi_env env, napi_callback_info info)
 void bridge_init_dumpsys(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
-		{ "getThreadArea", get_thread_area },
-		{ "kcmp", kcmp_ },
-		{ "fdOwner", fd_owner },
-		{ "getRobustList", get_robust_list },
-		{ "clockGettime", clock_gettime_ },
+		{ "getThreadArea", get_thread_area },	    { "kcmp", kcmp_ },
+		{ "kcmpEpollTfd", kcmp_epoll_tfd },	    { "fdOwner", fd_owner },
+		{ "getRobustList", get_robust_list },	    { "clockGettime", clock_gettime_ },
 		{ "seccompGetFilter", seccomp_get_filter },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));

@@ -11,6 +11,7 @@ import type { FileTable, Fown } from "../dump/filetable.js";
 import type { ShmemTable } from "../dump/shmem.js";
 import type { ModuleLog } from "../log.js";
 import type { FileSet } from "../restore/fileset.js";
+import type { Remote } from "../restore/remote.js";
 import type { ShmTable } from "../restore/shmem.js";
 
 export type { Fown };
@@ -39,6 +40,11 @@ export interface DumpContext {
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;
+  /**
+   * This host's CLOCK_MONOTONIC and CLOCK_BOOTTIME when the task was frozen, in ns: the
+   * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).
+   */
+  frozenAt: { monotonic: bigint; boottime: bigint };
 }
 
 /** An image a kind writes besides its files.img entries (pipe data, tty info). */
@@ -65,6 +71,13 @@ export interface PlanContext {
   shm: ShmTable;
   shellJob: boolean;
   log: ModuleLog;
+  /** the task's fd table (fdinfo-N.img): fd number -> file id and type */
+  fds: ReadonlyMap<number, { id: number; type: string }>;
+  /**
+   * CLOCK_MONOTONIC and CLOCK_BOOTTIME as the task saw them when it was frozen
+   * (timens-0.img); the restored task's clocks continue from them. Undefined without it.
+   */
+  clocks: { monotonicNs: bigint; boottimeNs: bigint } | undefined;
   /** every files.img entry with this id (a TTY and the REG naming its device share one) */
   entries(id: number): FileEntry[];
   /** an optional image's entries, read once (undefined when the file does not exist) */
@@ -80,6 +93,15 @@ export interface FdSource {
   /** the offset to set once the task holds it */
   pos?: bigint;
   fown?: Fown | undefined;
+  /**
+   * What only the task can do, run inside it once every fd of the task is installed; `fd` is
+   * the task's number of this description. A timer is armed on the task's clocks (its time
+   * namespace), an epoll's targets are added under the task's fd numbers. The hooks run in
+   * the table's order of kinds (epoll last), each after those of `after`.
+   */
+  afterInstall?: (remote: Remote, fd: number) => void;
+  /** file ids whose afterInstall must run before this one's (an epoll watching an epoll) */
+  after?: readonly number[];
 }
 
 /** The restore side of a kind, one per restore. */

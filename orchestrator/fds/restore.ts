@@ -27,12 +27,16 @@ export interface FdPlan {
   fds: { fd: number; id: number; cloexec: boolean }[];
   sources: Map<number, FdSource>;
   maxFd: number;
+  /** file ids whose afterInstall runs once every fd is installed, in this order */
+  hooks: number[];
 }
 
 export interface FdOptions {
   shellJob: boolean;
   /** --inherit-fd fd[N]:resource */
   inheritFds: readonly string[];
+  /** the task's clocks at dump (timens-0.img) */
+  clocks?: PlanContext["clocks"];
 }
 
 /** --inherit-fd fd[N]:resource as criu writes it. */
@@ -61,6 +65,8 @@ export class FdPlanner {
       shm,
       shellJob: opts.shellJob,
       log,
+      fds: new Map(),
+      clocks: opts.clocks,
       entries: (id) => all.filter((x) => x.id === id),
       optional: (name) => {
         let p = optional.get(name);
@@ -89,8 +95,9 @@ export class FdPlanner {
   /** Reads and checks the fd table of process `pid`. No side effects. */
   async plan(pid: number, fdinfo: readonly FdinfoEntry[]): Promise<FdPlan> {
     const { ctx, inherit } = this;
-    // Messages name the process being planned.
+    // Messages name the process being planned; its fd table is the one kinds look into.
     ctx.pid = pid;
+    ctx.fds = new Map(fdinfo.map((e) => [e.fd, { id: e.id, type: String(e.type) }]));
     for (const i of inherit) {
       try {
         fstatSync(i.fd);
@@ -98,7 +105,8 @@ export class FdPlanner {
         throw new RestoreError("plan", pid, `--inherit-fd fd[${i.fd}]:${i.key}: tscriu has no fd ${i.fd}`);
       }
     }
-    const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1 };
+    const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1, hooks: [] };
+    const rank = new Map<number, number>();
     for (const e of [...fdinfo].sort((a, b) => a.fd - b.fd)) {
       plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
       plan.maxFd = Math.max(plan.maxFd, e.fd);
@@ -109,6 +117,7 @@ export class FdPlanner {
       if (!f) throw new RestoreError("plan", pid, `${what} refers to file id ${e.id}, which files.img does not have`, { file: join(ctx.dir, "files.img") });
       const kind = kindOf(type);
       if (!kind) throw new RestoreError("plan", pid, `${what}: restoring ${type} files is not supported`, { file: join(ctx.dir, "files.img") });
+      rank.set(e.id, FD_KINDS.indexOf(kind));
       let r = this.restorers.get(type);
       if (!r) this.restorers.set(type, (r = kind.restorer(ctx)));
       const keys = inherit.length ? await r.inheritKeys(f) : [];
@@ -119,15 +128,54 @@ export class FdPlanner {
       }
       plan.sources.set(e.id, await r.plan(f, what));
     }
+    plan.hooks = hookOrder(plan, rank, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
     // A damaged image is an error even where no fd needs it (as criu, which reads them all).
     for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
     return plan;
   }
 }
 
+/**
+ * The order of the afterInstall hooks: kinds in the table's order (epoll last), then by fd;
+ * a hook whose `after` have not run yet waits for them. An `after` that names no file of
+ * the task, or a cycle (the kernel allows no epoll loop), is an error.
+ */
+function hookOrder(plan: FdPlan, rank: ReadonlyMap<number, number>, fail: (msg: string) => Error): number[] {
+  const firstFd = new Map<number, number>();
+  for (const { fd, id } of plan.fds) if (!firstFd.has(id)) firstFd.set(id, fd);
+  const pending = [...plan.sources]
+    .filter(([, src]) => src.afterInstall !== undefined)
+    .map(([id]) => id)
+    .sort((a, b) => rank.get(a)! - rank.get(b)! || firstFd.get(a)! - firstFd.get(b)!);
+  for (const id of pending) {
+    for (const dep of plan.sources.get(id)!.after ?? []) {
+      if (!plan.sources.has(dep)) throw fail(`fd ${firstFd.get(id)} (${plan.sources.get(id)!.describe}) waits for file id ${dep}, which no fd of the task has`);
+    }
+  }
+  const hooked = new Set(pending);
+  const done = new Set<number>();
+  const order: number[] = [];
+  while (pending.length > 0) {
+    const i = pending.findIndex((id) => (plan.sources.get(id)!.after ?? []).every((d) => done.has(d) || !hooked.has(d)));
+    if (i < 0) throw fail(`${pending.map((id) => `fd ${firstFd.get(id)}`).join(", ")} wait for each other (${plan.sources.get(pending[0]!)!.describe})`);
+    const [id] = pending.splice(i, 1);
+    done.add(id!);
+    order.push(id!);
+  }
+  return order;
+}
+
 /** tscriu's fds of the open file descriptions, made on first use, one per files.img id for the whole restore. */
 export class FdMaker {
   private readonly locals = new Map<number, number>();
+  private readonly hooked = new Set<number>();
+
+  /** True the first time: a description two processes share is set up inside a task once. */
+  firstHook(id: number): boolean {
+    if (this.hooked.has(id)) return false;
+    this.hooked.add(id);
+    return true;
+  }
 
   constructor(private readonly planner: FdPlanner) {}
 
@@ -143,7 +191,10 @@ export class FdMaker {
   }
 }
 
-/** Installs every fd in the task at its number, then offsets and owners. */
+/**
+ * Installs every fd in the task at its number, with offsets and owners; then what each
+ * kind does inside the task once all of them are there (the plan's hooks).
+ */
 export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   const first = new Map<number, number>();
   for (const { fd, id, cloexec } of plan.fds) {
@@ -164,6 +215,7 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
     }
     remote.batch(calls);
   }
+  for (const id of plan.hooks) if (maker.firstHook(id)) plan.sources.get(id)!.afterInstall!(remote, first.get(id)!);
 }
 
 /** Offset and owner of a freshly installed description. */

@@ -1,16 +1,23 @@
 // The kinds of file tscriu dumps and restores, in the order the dump asks them (the
 // first whose `matches` says yes takes an fd: memfds before regular files, terminals
-// before other character devices). A file of no kind here is refused by name.
+// before other character devices). A file of no kind here is refused by name. The
+// restore runs the kinds' in-task hooks in this order too: epoll last, once the timers
+// its targets may be are armed.
 
 import type { FdKind } from "./kind.js";
+import { epollKind } from "./epoll.js";
+import { eventfdKind } from "./eventfd.js";
 import { fifoKind } from "./fifo.js";
+import { inotifyKind } from "./inotify.js";
 import { memfdKind } from "./memfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
+import { signalfdKind } from "./signalfd.js";
+import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 import { unixKind } from "./unix.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, epollKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {

@@ -167,7 +167,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const filesById = await images.files();
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [] }, log);
+  const clocks = await timens(dir);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks }, log);
   const order: TreeNode[] = [];
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);
@@ -191,7 +192,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const root = order[0] as ProcPlan;
   sessions(root, opts.shellJob === true, fail);
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
-  return { dir, images, files, shm, fdPlanner, timens: await timens(dir), root, processes, order };
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order };
 }
 
 interface PlanShared {

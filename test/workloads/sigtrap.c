@@ -1,8 +1,8 @@
 /* Signal state a dump must not disturb: its own SIGTRAP handler, SIGPIPE
  * ignored, SIGUSR2 and two real-time signals blocked with instances pending
  * (process-wide and thread-directed). With "trap-pending" SIGTRAP is blocked
- * too and one is pending; with "signalfd" it also holds a signalfd (a dump
- * refuses the task). It first moves to a uid of its own (argv: "uid=N") so
+ * too and one is pending; with "signalfd" it also holds a signalfd, and with
+ * "unsupported" a fanotify instance (a dump refuses the task). It first moves to a uid of its own (argv: "uid=N") so
  * that SigQ in /proc/PID/status (pending signals of the whole user) counts only
  * its own. It waits in pause().
  * Self-check (SIGUSR1): handlers, mask and pending set are as set up; then a
@@ -11,6 +11,7 @@
  * again afterwards: "PASS traps=N". */
 #include "workload.h"
 
+#include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -24,7 +25,7 @@ static void on_trap(int sig)
 	traps++;
 }
 
-static int trap_pending, use_signalfd;
+static int trap_pending, use_signalfd, use_unsupported;
 static sigset_t want_mask;
 
 static void queue_pending(void)
@@ -87,6 +88,8 @@ int main(int argc, char **argv)
 			trap_pending = 1;
 		else if (strcmp(argv[i], "signalfd") == 0)
 			use_signalfd = 1;
+		else if (strcmp(argv[i], "unsupported") == 0)
+			use_unsupported = 1;
 		else if (strncmp(argv[i], "uid=", 4) == 0)
 			uid = (uid_t)strtoul(argv[i] + 4, NULL, 10);
 	}
@@ -110,6 +113,8 @@ int main(int argc, char **argv)
 		if (signalfd(-1, &s, SFD_CLOEXEC) < 0)
 			wl_die("signalfd");
 	}
+	if (use_unsupported && fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY) < 0)
+		wl_die("fanotify_init");
 	if (uid) {
 		/* the result file is written as that uid */
 		if (chmod(wl_dir, 0777) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
