@@ -7,7 +7,7 @@ import test from "ava";
 import { spawnSync } from "node:child_process";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
-import { counterAdvances, procState, startWorkload } from "./helpers/workloads.js";
+import { counterAdvances, procState, RUNS_ON, startWorkload } from "./helpers/workloads.js";
 import { scratchDir } from "./helpers/tmp.js";
 
 const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
@@ -104,7 +104,7 @@ test("on a terminal, a dump of over 100 MiB draws a progress bar on stderr and e
   const seen = readFileSync(typescript, "utf8");
   t.regex(seen, /\rdumping memory \[#+ *\] \d+\/128 MiB/);
   t.regex(seen, /\rdumping memory \[#+\] 128\/128 MiB\r?\n/, "the last draw is full and ends the line");
-  t.regex(procState(w.pid) ?? "gone", /^[RS]$/, "-R: the task runs on");
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON, "-R: the task runs on");
 });
 
 // A task in a frozen cgroup-v1 freezer cannot enter a ptrace-stop until it is thawed: the

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { ROOT } from "./fixtures.js";
 import { scratchDir } from "./tmp.js";
-import { buildWorkloads, procState, waitFor, WORKLOAD_BIN } from "./workloads.js";
+import { buildWorkloads, procState, RUNS_ON, waitFor, WORKLOAD_BIN } from "./workloads.js";
 
 export const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
 export const SCRIPT = join(ROOT, "scripts/criu-root.sh");
@@ -115,7 +115,7 @@ export async function restoredByCriu(t: ExecutionContext, pid: number, dir: stri
       () => {
         if (c.exitCode !== null) throw new Error(`criu restore exited with ${c.exitCode} before pid ${pid} ran`);
         const log = join(dir, "restore.log");
-        return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && /^[RS]$/.test(procState(pid) ?? "");
+        return existsSync(log) && readFileSync(log, "utf8").includes("Restore finished successfully. Tasks resumed.") && RUNS_ON.test(procState(pid) ?? "");
       },
       timeoutMs,
     );

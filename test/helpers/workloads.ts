@@ -54,6 +54,10 @@ export function procState(pid: number): string | undefined {
   return close < 0 ? undefined : stat.slice(close + 2, close + 3);
 }
 
+/** The states of a task that runs on, neither stopped, traced nor dead: a task writing its
+ * counter file may be caught in the write (D) on a busy machine. */
+export const RUNS_ON = /^[RSD]$/;
+
 /** The parent pid from /proc/PID/stat. */
 export function procPpid(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
