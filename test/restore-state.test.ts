@@ -59,12 +59,18 @@ test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file",
 test("sigstate: handlers, masks, pending signals, altstack, itimer and POSIX timer firing, rlimits, creds, comm", async (t) => {
   const w = await startWorkload(t, "sigstate");
   const keys = ["SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "Umask", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "Name"];
-  const before = keys.map((k) => status(w.pid).get(k));
+  // The timers' own signals (SIGALRM, SIGRTMIN+1) are pending for a moment each time
+  // they fire, until the busy task gets to run its handler: not part of the state kept.
+  const bit = (signal: number): bigint => 1n << BigInt(signal - 1);
+  const firing = bit(14) | bit(Number(w.info["sigrtmin"]) + 1);
+  const steady = (k: string, v: string | undefined): string | undefined => (k === "ShdPnd" && v !== undefined ? (BigInt(`0x${v}`) & ~firing).toString(16).padStart(16, "0") : v);
+  const state = (): (string | undefined)[] => keys.map((k) => steady(k, status(w.pid).get(k)));
+  const before = state();
   const timers = readFileSync(`/proc/${w.pid}/timers`, "utf8");
   const limits = readFileSync(`/proc/${w.pid}/limits`, "utf8");
   const dir = await dumpGone(t, w);
   await restoreTask(t, dir);
-  t.deepEqual(keys.map((k) => status(w.pid).get(k)), before);
+  t.deepEqual(state(), before);
   t.is(readFileSync(`/proc/${w.pid}/timers`, "utf8"), timers, "the POSIX timer with its id, signal, value and clock");
   t.is(readFileSync(`/proc/${w.pid}/limits`, "utf8"), limits);
   const line = await checkUntil(w, /^PASS alarms=[1-9]\d* rt=[1-9]/);
