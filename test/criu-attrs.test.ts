@@ -29,6 +29,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   // issue 15: threads and a process tree
   ["threads", ["4"], /^PASS threads=4$/],
   ["tree", [], /^PASS tree=5$/],
+  ["daemon", [], /^PASS daemon=3$/],
   // issue 8: unix sockets
   ...["stream", "dgram", "seqpacket", "listen", "abstract", "shutdown", "opts", "deleted"].map((c): [string, string[], RegExp] => ["unixsk", [c], new RegExp(`^PASS ${c}$`)]),
   // issue 8: eventfd, signalfd, timerfd, epoll, inotify
@@ -38,6 +39,11 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
 /** What an older criu loses in its own dump (tscriu restores what the images hold). */
 const CRIU_LOSES: Record<string, { versions: RegExp; result: RegExp; why: string }> = {
   madvise: { versions: /^4\.1(\.|$)/, result: /^FAIL wipeonfork: VmFlags , was wf,$/, why: "criu 4.1 does not dump MADV_WIPEONFORK (criu 4.2 does)" },
+};
+
+/** What criu's restore loses of a state, from its own dump as well (checked by hand with criu 4.1.1 and 4.2). */
+const CRIU_RESTORE_LOSES: Record<string, { result: RegExp; why: string }> = {
+  daemon: { result: /^FAIL D: ppid 1 pgid (\d+) sid \1, want \d+ \1 \1$/, why: "criu gives a daemon whose session leader is gone to init (ppid 1) instead of the child subreaper it was under" },
 };
 
 /** States criu itself cannot dump or restore (tscriu can: test/restore-unixsk.test.ts). */
@@ -62,7 +68,14 @@ for (const [name, args, pass] of CASES) {
       return;
     }
     await restoredByCriu(t, w.pid, dir, 60_000);
-    t.regex(await w.check(30_000), pass);
+    const result = await w.check(30_000);
+    const lost = CRIU_RESTORE_LOSES[title];
+    if (lost?.result.test(result)) {
+      t.log(`criu's own loss, not tscriu's: ${lost.why}`);
+      t.regex(result, lost.result, "everything else criu restores");
+      return;
+    }
+    t.regex(result, pass);
   });
 
   test.serial(`tscriu restores criu's images: ${title}`, async (t) => {

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
-import { readImage } from "../images/io.js";
+import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { tempDir } from "./helpers/dump.js";
@@ -126,3 +126,39 @@ for (const kind of ["files", "fs"]) {
     t.is(await w.check(), "PASS shared");
   });
 }
+
+test("tree: a daemon whose session leader is gone and a process whose group leader is gone come back in that session and group (a helper makes each and goes)", async (t) => {
+  const w = await startWorkload(t, "daemon");
+  const live = ["d", "e", "m"].map((k) => Number(w.info[k]));
+  killOthersAtEnd(t, live);
+  t.is(await w.check(), "PASS daemon=3", "before the dump");
+  const dir = await dumpGone(t, w);
+  const pstree = (await readImage(join(dir, "pstree.img"))).entries;
+  t.deepEqual(pstree.map((e) => e["pid"] as number).sort(), [w.pid, ...live].sort(), "the gone leaders are not in the images");
+  for (const p of live) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, live);
+  for (const leader of [Number(w.info["a"]), Number(w.info["l"])]) t.false(existsSync(`/proc/${leader}`), `no helper left with pid ${leader}`);
+  t.is(await w.check(), "PASS daemon=3", "after the restore: sessions, groups and parents as they were, nothing to reap");
+  const again = await dumpGone(t, w);
+  await restoreTask(t, again);
+  killOthersAtEnd(t, live);
+  t.is(await w.check(), "PASS daemon=3", "dumped and restored again");
+});
+
+test("tree: a helper that cannot be made fails the restore at plan, naming the process, before anything is made", async (t) => {
+  const w = await startWorkload(t, "daemon");
+  const live = ["d", "e", "m"].map((k) => Number(w.info[k]));
+  killOthersAtEnd(t, live);
+  const dir = await dumpGone(t, w);
+  for (const p of live) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
+  // The root's core without the child-subreaper flag: its daemon could not be its child.
+  const core = join(dir, `core-${w.pid}.img`);
+  const img = await readImage(core);
+  (img.entries[0]!["tc"] as Record<string, unknown>)["child_subreaper"] = false;
+  await writeImage(core, img, { overwrite: true });
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.regex(err?.message ?? "", new RegExp(`pid (${live[0]} is in the session of ${w.info["a"]}|${live[2]} is in the group of ${w.info["l"]}), whose leader is gone, yet its parent ${w.pid} is no child subreaper`));
+  t.regex(err?.message ?? "", /pstree\.img/);
+  t.false(existsSync(`/proc/${w.pid}`), "nothing made");
+});

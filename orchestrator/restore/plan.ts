@@ -51,6 +51,18 @@ export interface TreeNode {
    */
   session: "setsid" | "setpgid" | "inherit" | { join: number };
   children: TreeNode[];
+  /** the process that forks it: its parent, or a helper that makes its session or group */
+  forker: number;
+}
+
+/**
+ * A process that exists only while the tree is made: it takes the PID of a session or
+ * group leader that is gone, makes that session (setsid) or group (setpgid), forks the
+ * processes that belong to it, and exits once all are made; its parent, a child subreaper
+ * in the images, inherits them and reaps it.
+ */
+export interface HelperPlan extends TreeNode {
+  helper: "session" | "group";
 }
 
 /** A child that had exited and was not reaped at dump time: it comes back as a zombie. */
@@ -89,7 +101,7 @@ export interface Plan {
   root: ProcPlan;
   /** every live process, each after its parent (pstree order) */
   processes: ProcPlan[];
-  /** every process, zombies too, each after its parent (pstree order) */
+  /** every process, zombies and helpers too, each after the process that forks it */
   order: TreeNode[];
 }
 
@@ -177,7 +189,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
       if ((entry.threads ?? []).length !== 1) throw fail(`zombie ${pid} has ${(entry.threads ?? []).length} threads`, "pstree.img", pid);
     }
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
-      order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
+      order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], forker: Number(entry.ppid ?? 0), zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
       continue;
     }
     order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
@@ -190,9 +202,10 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     parent.children.push(p);
   }
   const root = order[0] as ProcPlan;
-  sessions(root, opts.shellJob === true, fail);
+  const helpers = sessions(root, opts.shellJob === true, new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])])), fail);
+  for (const h of helpers) await free(h.pid, undefined);
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order };
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: withHelpers(order, helpers) };
 }
 
 interface PlanShared {
@@ -278,17 +291,19 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     threads,
     session: "inherit",
     children: [],
+    forker: Number(pstree.ppid ?? 0),
   };
 }
 
 /**
  * How each process gets its session and process group, as the kernel allows them to be
  * made: a child starts in its parent's; it makes a session of its own (setsid), a group of
- * its own (setpgid to itself), or joins a group made earlier in the same session. What
- * needs a helper process (a session or group whose leader is gone, a group of another
- * branch made later) is refused by name.
+ * its own (setpgid to itself), or joins a group made earlier in the same session. A
+ * session or group whose leader is gone (a daemon's, reparented to a child subreaper) is
+ * made by a helper process with the leader's PID, as criu does; the helpers are returned.
+ * What cannot be made so is refused by name.
  */
-function sessions(root: ProcPlan, shellJob: boolean, fail: PlanShared["fail"]): void {
+function sessions(root: ProcPlan, shellJob: boolean, treeIds: ReadonlySet<number>, fail: PlanShared["fail"]): HelperPlan[] {
   const pid = root.pid;
   const sid = taskId(root.pstree, "sid");
   const pgid = taskId(root.pstree, "pgid");
@@ -296,33 +311,67 @@ function sessions(root: ProcPlan, shellJob: boolean, fail: PlanShared["fail"]): 
   else if (sid === pid) root.session = "setsid";
   else throw fail(`the task's session leader (sid ${sid}) is not in the images: restore it as a shell job (--shell-job) to put it into tscriu's session`, "pstree.img", pid);
   if (!shellJob && pgid !== pid && pgid !== sid) throw fail(`the task's process group leader (pgid ${pgid}) is not in the images`, "pstree.img", pid);
-  // Where each process is once made: its session and group.
+  // Where each process (and helper) is once made: its session and group.
   const where = new Map<number, { sid: number; pgid: number }>();
   where.set(pid, { sid, pgid });
-  const made: number[] = [pid];
+  const helpers = new Map<number, HelperPlan>();
+  /** The helper with PID `id` under `p` (made once), placed in `at`. */
+  const helper = (id: number, kind: HelperPlan["helper"], p: TreeNode, forker: number, c: TreeNode): HelperPlan => {
+    const known = helpers.get(id);
+    if (known) {
+      if (known.ppid !== p.pid) throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, as are processes under another parent (${known.ppid}): one helper cannot make it for both`, "pstree.img", c.pid);
+      return known;
+    }
+    if (treeIds.has(id)) throw fail(`pid ${c.pid}'s ${kind} leader ${id} is in the images but not made before it; that order of the tree is not supported`, "pstree.img", c.pid);
+    if (!("core" in p) || (p as ProcPlan).core.tc?.child_subreaper !== true) {
+      throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, yet its parent ${p.pid} is no child subreaper: the images do not describe a tree the kernel makes`, "pstree.img", c.pid);
+    }
+    const h: HelperPlan = { pid: id, ppid: p.pid, pstree: { pid: id, ppid: p.pid, pgid: id, sid: kind === "session" ? id : where.get(forker)!.sid, threads: [id] }, session: kind === "session" ? "setsid" : "setpgid", children: [], forker, helper: kind };
+    helpers.set(id, h);
+    where.set(id, { sid: h.pstree.sid, pgid: id });
+    return h;
+  };
   const walk = (p: TreeNode): void => {
     for (const c of p.children) {
       const csid = taskId(c.pstree, "sid");
       const cpgid = taskId(c.pstree, "pgid");
-      const parent = where.get(p.pid)!;
+      let forker = p.pid;
       if (csid === c.pid) {
-        if (cpgid !== c.pid) throw fail(`pid ${c.pid} leads session ${csid} but is in group ${cpgid}; that needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
+        if (cpgid !== c.pid) throw fail(`pid ${c.pid} leads session ${csid} but is in group ${cpgid}, which the kernel does not allow`, "pstree.img", c.pid);
         c.session = "setsid";
-      } else if (csid !== parent.sid) {
-        throw fail(`pid ${c.pid} is in session ${csid}, its parent ${p.pid} in ${parent.sid}: a session of another branch needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
-      } else if (cpgid === c.pid) {
-        c.session = "setpgid";
-      } else if (cpgid === parent.pgid) {
-        c.session = "inherit";
-      } else if (made.includes(cpgid) && where.get(cpgid)?.sid === csid && where.get(cpgid)?.pgid === cpgid) {
-        c.session = { join: cpgid };
       } else {
-        throw fail(`pid ${c.pid}'s process group ${cpgid} has no leader made before it in its session: that needs a helper process, which tscriu does not make yet`, "pstree.img", c.pid);
+        if (csid !== where.get(forker)!.sid) forker = helper(csid, "session", p, forker, c).pid;
+        const at = where.get(forker)!;
+        if (cpgid === c.pid) c.session = "setpgid";
+        else if (cpgid === at.pgid) c.session = "inherit";
+        else if (where.get(cpgid)?.sid === csid && where.get(cpgid)?.pgid === cpgid) c.session = { join: cpgid };
+        else {
+          forker = helper(cpgid, "group", p, forker, c).pid;
+          c.session = "inherit";
+        }
       }
+      c.forker = forker;
       where.set(c.pid, { sid: csid, pgid: cpgid });
-      made.push(c.pid);
       walk(c);
     }
   };
   walk(root);
+  return [...helpers.values()];
+}
+
+/** The order of making: each helper just before the first process it forks. */
+function withHelpers(order: TreeNode[], helpers: HelperPlan[]): TreeNode[] {
+  const byPid = new Map(helpers.map((h) => [h.pid, h]));
+  const out: TreeNode[] = [];
+  const placed = new Set<number>();
+  const place = (n: TreeNode): void => {
+    const h = byPid.get(n.forker);
+    if (h && !placed.has(h.pid)) {
+      placed.add(h.pid);
+      place(h);
+    }
+    out.push(n);
+  };
+  for (const n of order) place(n);
+  return out;
 }

@@ -18,12 +18,12 @@ import { FdMaker, restoreFds } from "../fds/restore.js";
 import { restoreFs } from "./fs.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
-import { planRestore, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
+import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
 import { pidHolder } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
 import { eachThread, makeThreads, restoreThreadName } from "./threads.js";
-import { becomeZombie, forkChild, type Task } from "./tree.js";
+import { becomeZombie, endHelper, forkChild, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
@@ -94,7 +94,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let remote: Remote | undefined;
   /** every process made so far (the root first), with its threads as soon as each exists */
   const tasks: Task[] = [];
-  /** the zombies made so far */
+  /** the zombies and helpers made so far (a helper leaves once reaped) */
   const zombies: number[] = [];
   const enter = (s: RestoreStep): void => {
     step = s;
@@ -157,17 +157,32 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     tasks.push({ plan: root, remote, threads: [] });
     log.debug(`trampoline at 0x${remote.tramp.toString(16)}`);
     // The other processes, each forked by its parent while all are still stubs.
+    // Helpers (gone session and group leaders) fork theirs, then go, newest first.
+    const makers = new Map<number, Remote>([[pid, remote]]);
+    const helpers: HelperPlan[] = [];
     for (const node of plan.order.slice(1)) {
-      const parent = tasks.find((x) => x.plan.pid === node.ppid)!;
+      const forker = makers.get(node.forker)!;
+      current = node.pid;
       if ("zombie" in node) {
         const z = node as ZombiePlan;
-        const r = forkChild(parent.remote, z.pid, z.session, () => zombies.push(z.pid));
+        const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid));
         becomeZombie(r, z.zombie.exitCode, z.zombie.comm);
         continue;
       }
+      if ("helper" in node) {
+        helpers.push(node as HelperPlan);
+        makers.set(node.pid, forkChild(forker, node.pid, node.session, () => zombies.push(node.pid)));
+        continue;
+      }
       const p = node as ProcPlan;
-      forkChild(parent.remote, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }));
+      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] })));
     }
+    for (const h of helpers.reverse()) {
+      current = h.pid;
+      endHelper(makers.get(h.pid)!, makers.get(h.forker)!, makers.get(h.ppid)!);
+      zombies.splice(zombies.indexOf(h.pid), 1);
+    }
+    current = pid;
     stats.forking_time = us(tSpawn);
 
     const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));

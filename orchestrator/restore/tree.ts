@@ -4,7 +4,8 @@
 // starts with the stub's mappings and the trampoline at the same address. A forked child
 // parks in pause() until tscriu seizes it, then makes or joins its session and process
 // group (plan.ts decided how). A zombie of the images is forked the same way and then
-// made to exit as it had.
+// made to exit as it had. A helper (a gone session or group leader) is forked the same
+// way, forks the processes of its session or group, and exits once all exist.
 
 import { bridge } from "../../host-bridge/load.js";
 import { decodeRegs, encodeRegs } from "../../host-bridge/regs.js";
@@ -86,6 +87,22 @@ export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
     if (st.exited || st.signaled) return;
     b.ptraceCont(r.pid, 0);
   }
+}
+
+const PR_SET_CHILD_SUBREAPER = 36;
+const NR_WAIT4 = 61;
+const WALL = 0x40000000;
+
+/**
+ * Ends a helper once every process it forked exists: its parent in the images becomes
+ * the child subreaper the images say it is, so that the helper's children go to it; the
+ * helper exits, and the process that forked it reaps it, which frees its PID.
+ */
+export function endHelper(helper: Remote, forker: Remote, parent: Remote): void {
+  parent.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
+  becomeZombie(helper, 0, "tscriu-helper");
+  const reaped = forker.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
+  if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", forker.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
 }
 
 export { NR };
