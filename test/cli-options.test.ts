@@ -51,6 +51,7 @@ const EFFECT: Record<string, string> = {
   "dump --leave-running": DUMP_STATS,
   "dump --leave-stopped": "dump-untouched.test.ts: dump -s leaves the task stopped with its signal state, registers and maps",
   "dump --timeout": "dump-cli.test.ts: --timeout N: a task that cannot stop fails the dump after N s",
+  "dump --freeze-cgroup": "dump-freeze-cgroup.test.ts: dump -R --freeze-cgroup leaves the tree and a bystander of the cgroup running untraced",
   "dump --ghost-limit": "dump-cli.test.ts: errors exit 1 and name step and pid; --ghost-limit is enforced",
   "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",

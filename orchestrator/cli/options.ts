@@ -78,7 +78,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "leave-running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
   { name: "leave-stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
-  { name: "freeze-cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: [] },
+  { name: "freeze-cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: ["dump"] },
   { name: "manage-cgroups", kind: "string", optionalValue: true, describe: "dump or restore the tasks' cgroups (restore mode: none, props, soft, full, strict, ignore)", takes: ["dump", "restore"], tscriu: [] },
   { name: "cgroup-props", kind: "string", describe: "controllers and properties to dump, as YAML", takes: ["dump"], tscriu: [] },
   { name: "cgroup-props-file", kind: "string", describe: "the same, read from a file", takes: ["dump"], tscriu: [] },

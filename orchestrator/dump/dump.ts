@@ -12,6 +12,7 @@ import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
 import { collectFds, fdImages, newFdDumpState } from "../fds/dump.js";
 import { FileTable } from "./filetable.js";
+import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
@@ -39,6 +40,8 @@ export interface DumpOptions {
   leaveRunning?: boolean | undefined;
   leaveStopped?: boolean | undefined;
   shellJob?: boolean | undefined;
+  /** --freeze-cgroup: the cgroup (v1 freezer or v2) that stops the tasks first */
+  freezeCgroup?: string | undefined;
   /** seconds to wait for the task to freeze (--timeout, default 10) */
   timeoutSec?: number | undefined;
   /** largest unlinked file copied into the images, bytes (--ghost-limit, default 1 MiB) */
@@ -131,6 +134,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const finalState = opts.leaveRunning ? "resume" : opts.leaveStopped ? "stop" : "kill";
   const stats = emptyStats();
 
+  // --freeze-cgroup names a cgroup that can freeze, or nothing is touched.
+  const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
+  if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
   let createdDir = false;
   if (existsSync(dir)) refuseOldImages(pid, dir);
@@ -167,7 +173,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let tree: FrozenTree;
   try {
     enter("seize");
-    tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000));
+    tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer);
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("seize", pid, e);

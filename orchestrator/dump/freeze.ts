@@ -2,11 +2,13 @@
 // the thread list read again until no new thread shows up (a thread made during the
 // freeze is caught), then at the end every thread detached (resume), detached into a
 // stop (-s), or the task killed and each thread's exit collected (criu's default after
-// a dump). Every ptrace call is made synchronously from this (the main JS) thread.
+// a dump). With --freeze-cgroup the cgroup freezer stops the tasks first
+// (cgroup-freezer.ts). Every ptrace call is made synchronously from this (the main JS) thread.
 
 import { constants } from "node:os";
 import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
+import { frozenCgroupOf, seizeFrozen, type CgroupFreezer } from "./cgroup-freezer.js";
 import { DumpError } from "./errors.js";
 import { nsInode, parseStat, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
 
@@ -61,17 +63,34 @@ function checkTimeNs(pid: number): void {
   }
 }
 
-/** Seizes one thread and waits for its stop; false when it is gone (a thread that exited meanwhile). */
-function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number, timeoutMs: number): boolean {
+/** The ptrace options a thread of `pid` is seized with. */
+function seizeOptions(pid: number): number {
+  // A task under a seccomp filter could be killed by the syscalls we run inside it.
+  return statusCreds(parseStatus(readProc(pid, "status"))).seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0;
+}
+
+/**
+ * Seizes one thread and waits for its stop; false when it is gone (a thread that exited
+ * meanwhile). A thread in `preSeized` (seized while its cgroup was frozen) is only waited for.
+ */
+function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number, timeoutMs: number, preSeized?: Set<number>): boolean {
   const b = bridge();
-  try {
-    b.ptraceSeize(tid, opts);
-  } catch (e) {
-    if (isNativeError(e) && e.code === "ESRCH" && tid !== pid) return false;
-    throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
+  if (!preSeized?.delete(tid)) {
+    try {
+      b.ptraceSeize(tid, opts);
+    } catch (e) {
+      if (isNativeError(e) && e.code === "ESRCH" && tid !== pid) return false;
+      throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
+    }
+    // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
+    if (!wasStopped) b.ptraceInterrupt(tid);
   }
-  // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
-  if (!wasStopped) b.ptraceInterrupt(tid);
+  return waitStop(pid, tid, deadline, timeoutMs);
+}
+
+/** Waits for a seized thread's PTRACE_EVENT_STOP, passing on signals that come first. */
+function waitStop(pid: number, tid: number, deadline: number, timeoutMs: number): boolean {
+  const b = bridge();
   for (;;) {
     const st = b.waitpid(tid, 0, Math.max(1, deadline - Date.now()));
     if (!st) throw new DumpError("seize", pid, `${tid === pid ? "the task" : `thread ${tid}`} did not stop within ${timeoutMs} ms (--timeout)`);
@@ -86,21 +105,19 @@ function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean
 }
 
 /** Seizes and stops every thread of the task within timeoutMs. */
-export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs): Frozen {
+export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>): Frozen {
   const t0 = process.hrtime.bigint();
-  const status = statusCreds(parseStatus(readProc(pid, "status")));
-  const wasStopped = status.state === "T";
-  // A task under a seccomp filter could be killed by the syscalls we run inside it.
-  const opts = status.seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0;
+  const wasStopped = statusCreds(parseStatus(readProc(pid, "status"))).state === "T";
+  const opts = seizeOptions(pid);
   const tids: number[] = [];
   try {
-    if (seizeThread(pid, pid, opts, wasStopped, deadline, timeoutMs)) tids.push(pid);
+    if (seizeThread(pid, pid, opts, wasStopped, deadline, timeoutMs, preSeized)) tids.push(pid);
     // Threads made while others were being seized: read the list until it holds no new one.
     for (let again = true; again; ) {
       again = false;
       for (const tid of threadsAndChildren(pid).threads) {
         if (tids.includes(tid)) continue;
-        if (seizeThread(pid, tid, opts, wasStopped, deadline, timeoutMs)) tids.push(tid);
+        if (seizeThread(pid, tid, opts, wasStopped, deadline, timeoutMs, preSeized)) tids.push(tid);
         again = true;
       }
     }
@@ -199,6 +216,8 @@ export interface FrozenTree {
   /** every process, each after its parent (criu's pstree order: depth first) */
   processes: Frozen[];
   freezingUs: number;
+  /** --freeze-cgroup: its freezer, and the threads of it seized outside the tree */
+  cgroup?: { freezer: CgroupFreezer; others: number[] } | undefined;
 }
 
 /**
@@ -207,10 +226,12 @@ export interface FrozenTree {
  * a zombie is kept as one (its exit status); one that ends while it is being seized is
  * refused by name; everything frozen so far is let go again on any failure.
  */
-export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
+export function freezeTree(pid: number, timeoutMs: number, freezer?: CgroupFreezer): FrozenTree {
   const t0 = process.hrtime.bigint();
   const deadline = Date.now() + timeoutMs;
   const processes: Frozen[] = [];
+  const cgroup = freezer ? seizeCgroup(pid, freezer, deadline, timeoutMs) : undefined;
+  const preSeized = cgroup ? new Set(cgroup.others) : undefined;
   const visit = (p: number, ppid: number): void => {
     // Its parent is frozen and cannot reap a zombie: it stays as it is until the release.
     const asZombie = (): boolean => {
@@ -222,12 +243,16 @@ export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
     if (p !== pid) {
       if (asZombie()) return;
       const st = statusCreds(parseStatus(readProc(p, "status")));
-      if (st.tracerPid !== 0) throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is already traced by pid ${st.tracerPid}`);
+      if (st.tracerPid !== 0 && !preSeized?.has(p)) throw new DumpError("seize", pid, `pid ${p} (a child of ${ppid}) is already traced by pid ${st.tracerPid}`);
       checkTimeNs(p);
+    }
+    const frozenIn = preSeized?.has(p) ? undefined : frozenCgroupOf(p);
+    if (frozenIn !== undefined) {
+      throw new DumpError("seize", pid, `${p === pid ? "the task" : `pid ${p}`} is in the frozen cgroup ${frozenIn}: dump with --freeze-cgroup ${frozenIn} (it is thawed for the dump and frozen again after it), or thaw it first`);
     }
     let f: Frozen;
     try {
-      f = freeze(p, timeoutMs, deadline);
+      f = freeze(p, timeoutMs, deadline, preSeized);
     } catch (e) {
       // It exited while being seized: a zombie now.
       if (asZombie()) return;
@@ -238,14 +263,44 @@ export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
   };
   try {
     visit(pid, 0);
+    // The cgroup's threads outside the tree: stopped too, let go at the release.
+    if (cgroup) {
+      cgroup.others = [...preSeized!];
+      for (const tid of cgroup.others) waitStop(pid, tid, deadline, timeoutMs);
+    }
   } catch (e) {
-    releaseTree({ processes, freezingUs: 0 }, "resume");
+    if (cgroup) cgroup.others = [...preSeized!];
+    releaseTree({ processes, freezingUs: 0, cgroup }, "resume");
     if (e instanceof DumpError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ESRCH") throw new DumpError("seize", pid, `a child ended while the tree was being frozen; dumping zombies is not supported yet (${(e as Error).message})`, { cause: e });
     throw new DumpError("seize", pid, (e as Error).message, { cause: e });
   }
-  return { processes, freezingUs: Number((process.hrtime.bigint() - t0) / 1000n) };
+  return { processes, freezingUs: Number((process.hrtime.bigint() - t0) / 1000n), cgroup };
+}
+
+/**
+ * --freeze-cgroup: freezes the cgroup, seizes and interrupts every thread in it, thaws it
+ * (the threads then stop in ptrace) and returns the freezer with the TIDs seized.
+ */
+function seizeCgroup(pid: number, freezer: CgroupFreezer, deadline: number, timeoutMs: number): NonNullable<FrozenTree["cgroup"]> {
+  try {
+    freezer.freeze(deadline, timeoutMs);
+  } catch (e) {
+    throw new DumpError("seize", pid, (e as Error).message, { cause: e });
+  }
+  const seized: number[] = [];
+  try {
+    seizeFrozen(freezer, (tid) => seizeOptions(tid), seized);
+  } catch (e) {
+    freezer.thaw();
+    for (const tid of seized) detach(tid);
+    freezer.restoreOrigin();
+    throw new DumpError("seize", pid, `seizing the tasks of the cgroup ${freezer.path}: ${(e as Error).message}`, { cause: e });
+  }
+  // The threads fall into their ptrace stops once thawed (criu thaws here too).
+  freezer.thaw();
+  return { freezer, others: seized };
 }
 
 /**
@@ -255,6 +310,18 @@ export function freezeTree(pid: number, timeoutMs: number): FrozenTree {
  */
 export function releaseTree(tree: FrozenTree, how: "resume" | "stop" | "kill"): string | undefined {
   const errors: string[] = [];
+  if (tree.cgroup) {
+    // A cgroup frozen before the dump is frozen again before its tasks are let go.
+    try {
+      if (how !== "kill") tree.cgroup.freezer.restoreOrigin();
+    } catch (e) {
+      errors.push(`freezing the cgroup ${tree.cgroup.freezer.path} again: ${(e as Error).message}`);
+    }
+    for (const tid of tree.cgroup.others) {
+      const why = detach(tid);
+      if (why) errors.push(`thread ${tid} of the cgroup: ${why}`);
+    }
+  }
   for (const f of [...tree.processes].reverse()) {
     if (f.zombie || (how !== "kill" && !alive(f.pid))) continue;
     const why = release(f.pid, how === "resume" && f.wasStopped ? "stop" : how, f.tids);
