@@ -18,6 +18,7 @@
         "src/tty.c",
         "src/sockets.c",
         "src/unix.c",
+        "src/inet.c",
         "src/restore.c",
         "src/restore_timens.c",
         "src/restore_remote.c",

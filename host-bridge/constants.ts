@@ -118,7 +118,36 @@ export const MAP = {
 
 /** Sockets (asm-generic/socket.h, linux/net.h): the family, types and options tscriu uses. */
 export const AF_UNIX = 1;
-export const SOCK = { STREAM: 1, DGRAM: 2, SEQPACKET: 5 } as const;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5 } as const;
+/** IP protocol numbers (netinet/in.h) */
+export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255, MPTCP: 262 } as const;
+/** Option levels and the IP, IPv6, TCP and UDP options tscriu keeps (linux/in.h, in6.h, tcp.h, udp.h). */
+export const SOL_IP = 0;
+export const SOL_IPV6 = 41;
+export const SOL_TCP = 6;
+export const SOL_UDP = 17;
+export const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
+export const IPV6 = { RECVPKTINFO: 49, V6ONLY: 26, FREEBIND: 78 } as const;
+export const TCP = { NODELAY: 1, KEEPIDLE: 4, KEEPINTVL: 5, KEEPCNT: 6, CORK: 3, INFO: 11 } as const;
+export const UDP_CORK = 1;
+/** TCP's states as sock_diag and TCP_INFO report them (net/tcp_states.h). */
+export const TCP_STATE = {
+  ESTABLISHED: 1,
+  SYN_SENT: 2,
+  SYN_RECV: 3,
+  FIN_WAIT1: 4,
+  FIN_WAIT2: 5,
+  TIME_WAIT: 6,
+  CLOSE: 7,
+  CLOSE_WAIT: 8,
+  LAST_ACK: 9,
+  LISTEN: 10,
+  CLOSING: 11,
+} as const;
+/** poll(2) events */
+export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000 } as const;
 export const SOL_SOCKET = 1;
 export const SO = {
   REUSEADDR: 2,
@@ -143,6 +172,7 @@ export const SO = {
   RCVBUFFORCE: 33,
   PASSSEC: 34,
   MARK: 36,
+  PROTOCOL: 38,
   DOMAIN: 39,
   PEEK_OFF: 42,
   BUF_LOCK: 72,

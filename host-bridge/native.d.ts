@@ -292,6 +292,40 @@ export interface NativeBridge {
   getsockopt(fd: number, level: number, name: number, size: number): Buffer;
   /** setsockopt(2) with the option's bytes. */
   setsockopt(fd: number, level: number, name: number, value: Uint8Array): void;
+
+  // ---- TCP and UDP sockets (src/inet.c) ----
+
+  /** Every socket of `family` and `protocol` in tscriu's network namespace whose state's bit is set in `states`, as sock_diag reports it. */
+  inetDiag(family: number, protocol: number, states: number): InetDiag[];
+  /** getsockname(2): the sockaddr's bytes. */
+  sockName(fd: number): Buffer;
+  /** getpeername(2): the sockaddr's bytes; null when the socket is not connected. */
+  peerName(fd: number): Buffer | null;
+  /** bind(2) to a sockaddr given as its bytes. */
+  bindAddr(fd: number, addr: Uint8Array): void;
+  /** connect(2) to a sockaddr given as its bytes. */
+  connectAddr(fd: number, addr: Uint8Array): void;
+  /** poll(2) of one fd without waiting: its revents (0 when nothing is ready). */
+  pollNow(fd: number, events: number): number;
+}
+
+/** One TCP, UDP or UDP-Lite socket as sock_diag reports it. */
+export interface InetDiag {
+  ino: number;
+  /** TCP's state numbers (a UDP socket: ESTABLISHED when connected, else CLOSE) */
+  state: number;
+  /** ports in host order */
+  sport: number;
+  dport: number;
+  /** the kernel's 16 address bytes (an IPv4 address in the first four) */
+  src: Buffer;
+  dst: Buffer;
+  /** a listener: connections waiting to be accepted; a connection: bytes not yet read */
+  rqlen: number;
+  /** a listener: its backlog; a connection: bytes not yet acknowledged */
+  wqlen: number;
+  /** RCV_SHUTDOWN = 1 | SEND_SHUTDOWN = 2; -1 when the kernel does not say */
+  shutdown: number;
 }
 
 /** One unix socket as sock_diag reports it. */

@@ -55,6 +55,7 @@ const EFFECT: Record<string, string> = {
   "dump --ghost-limit": "dump-cli.test.ts: errors exit 1 and name step and pid; --ghost-limit is enforced",
   "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",
+  "dump --skip-in-flight": "restore-inetsk.test.ts: a listener with a connection not yet accepted is refused with criu's hint, the task untouched; --skip-in-flight leaves the connection out",
   "dump --cpu-cap": "restore-cli.test.ts: --cpu-cap: a dump with cpuinfo.img restores with --cpu-cap=all and with --cpu-cap",
   "restore --verbosity": RESTORE_STATS,
   "restore --log-file": RESTORE_STATS,

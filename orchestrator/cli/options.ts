@@ -87,7 +87,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "cgroup-root", kind: "array", describe: "[controller:]/newroot: another root for a controller", takes: ["dump", "restore"], tscriu: [] },
   { name: "tcp-established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: [] },
   { name: "tcp-close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: [] },
-  { name: "skip-in-flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: [] },
+  { name: "skip-in-flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
   { name: "evasive-devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
   { name: "page-server", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },

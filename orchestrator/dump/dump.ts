@@ -42,6 +42,12 @@ export interface DumpOptions {
   shellJob?: boolean | undefined;
   /** --freeze-cgroup: the cgroup (v1 freezer or v2) that stops the tasks first */
   freezeCgroup?: string | undefined;
+  /** --tcp-established: dump established TCP connections (TCP_REPAIR) */
+  tcpEstablished?: boolean | undefined;
+  /** --tcp-close: leave established TCP connections out, to restore them closed */
+  tcpClose?: boolean | undefined;
+  /** --skip-in-flight: leave out connections a listener has not accepted yet */
+  skipInFlight?: boolean | undefined;
   /** seconds to wait for the task to freeze (--timeout, default 10) */
   timeoutSec?: number | undefined;
   /** largest unlinked file copied into the images, bytes (--ghost-limit, default 1 MiB) */
@@ -188,7 +194,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
-    const fdState = newFdDumpState({ pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid), files, shm, shellJob: opts.shellJob === true, frozenAt });
+    const fdState = newFdDumpState({ pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid), files, shm, shellJob: opts.shellJob === true,
+      tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true },
+      log,
+      frozenAt,
+    });
     const ids = new SharedIds();
     const procs: Collected[] = [];
     for (const fp of tree.processes) {

@@ -40,6 +40,9 @@ export interface DumpContext {
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;
+  /** what to do with TCP connections (--tcp-established, --tcp-close, --skip-in-flight) */
+  tcp: { established: boolean; close: boolean; skipInFlight: boolean };
+  log: ModuleLog;
   /**
    * This host's CLOCK_MONOTONIC and CLOCK_BOOTTIME when the task was frozen, in ns: the
    * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).

@@ -28,20 +28,22 @@ export function hasSocketFilter(fd: number): boolean {
 }
 
 /**
- * The options of a unix socket, with the fields criu 4.2 writes for one: the timeouts,
- * priority, rcvlowat, buf_lock and the flags always; mark and linger only when set. Two
- * options criu 4.2 does not know are written only when they differ from the default
- * (SO_PASSPIDFD on, SO_PASSRIGHTS off), so that a plain socket's entry is criu's.
+ * The options of a socket, with the fields criu 4.2 writes for one: the timeouts,
+ * priority, rcvlowat, buf_lock and the flags always; mark and linger only when set. A
+ * unix socket's credentials options too (criu keeps them for unix and netlink sockets
+ * only; since Linux 6.16 no other family has them). Two options criu 4.2 does not know
+ * are written only when they differ from the default (SO_PASSPIDFD on, SO_PASSRIGHTS
+ * off), so that a plain socket's entry is criu's.
  */
-export function dumpSockOpts(fd: number): SkOpts {
+export function dumpSockOpts(fd: number, unix = true): SkOpts {
   const bool = (name: number): boolean => getInt(fd, name) !== 0;
   const [sndSec, sndUsec] = getTimeval(fd, SO.SNDTIMEO);
   const [rcvSec, rcvUsec] = getTimeval(fd, SO.RCVTIMEO);
   const mark = getInt(fd, SO.MARK);
   const linger = bridge().getsockopt(fd, SOL_SOCKET, SO.LINGER, 8);
   const dev = bridge().getsockopt(fd, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
-  const passpidfd = bool(SO.PASSPIDFD);
-  const passrights = bool(SO.PASSRIGHTS);
+  const passpidfd = unix && bool(SO.PASSPIDFD);
+  const passrights = !unix || bool(SO.PASSRIGHTS);
   return {
     so_sndbuf: getInt(fd, SO.SNDBUF),
     so_rcvbuf: getInt(fd, SO.RCVBUF),
@@ -53,8 +55,7 @@ export function dumpSockOpts(fd: number): SkOpts {
     so_priority: getInt(fd, SO.PRIORITY),
     so_rcvlowat: getInt(fd, SO.RCVLOWAT),
     ...(mark !== 0 ? { so_mark: mark } : {}),
-    so_passcred: bool(SO.PASSCRED),
-    so_passsec: bool(SO.PASSSEC),
+    ...(unix ? { so_passcred: bool(SO.PASSCRED), so_passsec: bool(SO.PASSSEC) } : {}),
     so_dontroute: bool(SO.DONTROUTE),
     so_no_check: bool(SO.NO_CHECK),
     ...(dev !== "" ? { so_bound_dev: dev } : {}),

@@ -1,0 +1,242 @@
+/* TCP and UDP sockets: the kernel's table of them through sock_diag (state,
+ * addresses, queue lengths, shutdown: what /proc does not tell), their own
+ * addresses (getsockname, getpeername), bind and connect to an address given
+ * as the raw sockaddr bytes (orchestrator/fds/inet-addr.ts lays them out), and
+ * poll's verdict on a socket, which is the only way to learn the shutdown state
+ * of a TCP socket that sock_diag does not list. */
+#include "bridge.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Netlink dumps come in messages of at most 32 KiB (the kernel's largest
+ * dump allocation). */
+#define DIAG_BUF (64 * 1024)
+
+static napi_value make_buffer(napi_env env, const void *data, size_t len)
+{
+	napi_value b;
+	void *out;
+	napi_create_buffer_copy(env, len, data, &out, &b);
+	return b;
+}
+
+/* One inet_diag_msg as {ino, state, sport, dport, src, dst, rqlen, wqlen,
+ * shutdown}; the addresses as the kernel's 16 bytes (an IPv4 one in the first
+ * four), ports in host order, shutdown -1 when the kernel did not say. */
+static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
+{
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	napi_value r;
+	napi_create_object(env, &r);
+	bridge_set_u32(env, r, "ino", m->idiag_inode);
+	bridge_set_u32(env, r, "state", m->idiag_state);
+	bridge_set_u32(env, r, "sport", ntohs(m->id.idiag_sport));
+	bridge_set_u32(env, r, "dport", ntohs(m->id.idiag_dport));
+	napi_set_named_property(env, r, "src", make_buffer(env, m->id.idiag_src, 16));
+	napi_set_named_property(env, r, "dst", make_buffer(env, m->id.idiag_dst, 16));
+	bridge_set_u32(env, r, "rqlen", m->idiag_rqueue);
+	bridge_set_u32(env, r, "wqlen", m->idiag_wqueue);
+	int32_t shutdown_ = -1;
+	int len = (int)h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+	for (struct rtattr *a = (struct rtattr *)((char *)m + NLMSG_ALIGN(sizeof(*m))); RTA_OK(a, len);
+	     a = RTA_NEXT(a, len)) {
+		if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
+			shutdown_ = *(const uint8_t *)RTA_DATA(a);
+	}
+	bridge_set_i32(env, r, "shutdown", shutdown_);
+	return r;
+}
+
+/* inetDiag(family, protocol, states): every socket of that family and
+ * protocol in tscriu's network namespace whose state is in the bit mask. */
+static napi_value inet_diag(napi_env env, napi_callback_info info)
+{
+	const char *fn = "inetDiag";
+	napi_value argv[3];
+	int32_t family, protocol;
+	uint32_t states;
+	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	    !bridge_arg_int32(env, argv[0], &family, fn, "family must be AF_INET or AF_INET6") ||
+	    !bridge_arg_int32(env, argv[1], &protocol, fn, "protocol must be an int32") ||
+	    !bridge_arg_uint32(env, argv[2], &states, fn, "states must be a uint32 bit mask"))
+		return NULL;
+	if (family != AF_INET && family != AF_INET6)
+		return bridge_throw_arg(env, fn, "family must be AF_INET or AF_INET6");
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return bridge_throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} msg = {
+		.nlh = { .nlmsg_len = sizeof(msg),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+			 .nlmsg_seq = 1 },
+		.req = { .sdiag_family = (uint8_t)family, .sdiag_protocol = (uint8_t)protocol, .idiag_states = states },
+	};
+	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
+	napi_value out = NULL;
+	char *buf = NULL;
+	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&nladdr, sizeof(nladdr)) != sizeof(msg)) {
+		bridge_throw_errno(env, "sendto(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+		goto out;
+	}
+	buf = malloc(DIAG_BUF);
+	if (!buf) {
+		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+		goto out;
+	}
+	napi_value arr;
+	uint32_t count = 0;
+	napi_create_array(env, &arr);
+	for (;;) {
+		struct iovec iov = { buf, DIAG_BUF };
+		struct msghdr mh = {
+			.msg_name = &nladdr, .msg_namelen = sizeof(nladdr), .msg_iov = &iov, .msg_iovlen = 1
+		};
+		ssize_t n = recvmsg(nl, &mh, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+			goto out;
+		}
+		if (mh.msg_flags & MSG_TRUNC) {
+			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", EMSGSIZE, 0, NULL);
+			goto out;
+		}
+		int len = (int)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				out = arr;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				/* A protocol the kernel has no diag module for (UDP-Lite, raw). */
+				bridge_throw_errno(env, "sock_diag", e->error ? -e->error : EPROTO, 0, NULL);
+				goto out;
+			}
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+				continue;
+			napi_set_element(env, arr, count++, diag_entry(env, h));
+		}
+	}
+out:
+	free(buf);
+	close(nl);
+	return out;
+}
+
+static napi_value name_common(napi_env env, napi_callback_info info, bool peer)
+{
+	const char *fn = peer ? "peerName" : "sockName";
+	napi_value argv[1];
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+		return NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	memset(&ss, 0, sizeof(ss));
+	if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len)) <
+	    0) {
+		if (peer && errno == ENOTCONN) {
+			napi_value n;
+			napi_get_null(env, &n);
+			return n;
+		}
+		return bridge_throw_errno(env, peer ? "getpeername" : "getsockname", errno, 0, NULL);
+	}
+	return make_buffer(env, &ss, len < sizeof(ss) ? len : sizeof(ss));
+}
+
+/* sockName(fd): getsockname's sockaddr bytes. */
+static napi_value sock_name(napi_env env, napi_callback_info info)
+{
+	return name_common(env, info, false);
+}
+
+/* peerName(fd): getpeername's sockaddr bytes, null when not connected. */
+static napi_value peer_name(napi_env env, napi_callback_info info)
+{
+	return name_common(env, info, true);
+}
+
+static napi_value addr_common(napi_env env, napi_callback_info info, bool conn)
+{
+	const char *fn = conn ? "connectAddr" : "bindAddr";
+	napi_value argv[2];
+	int32_t fd;
+	uint8_t *addr;
+	size_t len;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &addr, &len, fn, "address must be the sockaddr's bytes"))
+		return NULL;
+	if (len < sizeof(sa_family_t) || len > sizeof(struct sockaddr_storage))
+		return bridge_throw_arg(env, fn, "address must be a sockaddr of 2 to 128 bytes");
+	struct sockaddr_storage ss;
+	memcpy(&ss, addr, len);
+	int r;
+	do
+		r = conn ? connect(fd, (struct sockaddr *)&ss, (socklen_t)len)
+			 : bind(fd, (struct sockaddr *)&ss, (socklen_t)len);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return bridge_throw_errno(env, conn ? "connect" : "bind", errno, 0, NULL);
+	return NULL;
+}
+
+/* bindAddr(fd, sockaddr) */
+static napi_value bind_addr(napi_env env, napi_callback_info info)
+{
+	return addr_common(env, info, false);
+}
+
+/* connectAddr(fd, sockaddr) */
+static napi_value connect_addr(napi_env env, napi_callback_info info)
+{
+	return addr_common(env, info, true);
+}
+
+/* pollNow(fd, events): the revents poll gives without waiting. */
+static napi_value poll_now(napi_env env, napi_callback_info info)
+{
+	const char *fn = "pollNow";
+	napi_value argv[2];
+	int32_t fd, events;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_int32(env, argv[1], &events, fn, "events must be an int32"))
+		return NULL;
+	struct pollfd p = { .fd = fd, .events = (short)events };
+	int r;
+	do
+		r = poll(&p, 1, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return bridge_throw_errno(env, "poll", errno, 0, NULL);
+	return bridge_make_i64(env, r == 0 ? 0 : p.revents);
+}
+
+void bridge_init_inet(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "inetDiag", inet_diag }, { "sockName", sock_name },	    { "peerName", peer_name },
+		{ "bindAddr", bind_addr }, { "connectAddr", connect_addr }, { "pollNow", poll_now },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

@@ -1,0 +1,212 @@
+// TCP and UDP sockets on dump (INETSK entries in files.img, criu's sk-inet.c). The state,
+// addresses, queue lengths and shutdown come from the kernel's sock_diag table, read once
+// per family and protocol (the tree is frozen); a socket the table does not list (a TCP
+// socket never bound, or bound and not listening; an unbound UDP socket) is closed, its
+// addresses from getsockname/getpeername and a TCP socket's shutdown from poll, as criu
+// does. Options from getsockopt: the socket's (sockopts.ts), IP or IPv6 ones (ip_opts),
+// TCP ones (tcp_opts).
+//
+// What is refused, with criu's hints: a connected TCP socket (--tcp-established), a
+// listener with connections it has not accepted yet (--skip-in-flight leaves them out:
+// their clients see the connection reset once the task is gone, as with criu), a corked
+// UDP socket, raw sockets and other protocols (MPTCP). A UDP socket's queued datagrams
+// are dropped, as criu drops them (the kernel gives no way to put a datagram back with
+// its sender's address); the dump says so in the log.
+
+import { constants as fsc } from "node:fs";
+import { AF_INET, AF_INET6, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import type { InetDiag } from "../../host-bridge/native.js";
+import { NAMESPACES } from "../dump/write.js";
+import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
+import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
+import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
+
+/** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
+const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
+
+/** The TCP states criu asks sock_diag for: listeners and connections (not closed or bound-only ones). */
+const TCP_DIAG_STATES = [TCP_STATE.LISTEN, ...[TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING, TCP_STATE.SYN_SENT]].reduce((m, s) => m | (1 << s), 0);
+const ALL_STATES = 0xffffffff;
+
+function getInt(fd: number, level: number, name: number): number {
+  return bridge().getsockopt(fd, level, name, 4).readInt32LE(0);
+}
+
+/** One socket as the dump sees it: sock_diag's view, or the one made up for a socket it does not list. */
+interface SkView {
+  state: number;
+  sport: number;
+  dport: number;
+  src: Buffer;
+  dst: Buffer;
+  rqlen: number;
+  wqlen: number;
+  shutdown: number;
+  /** listed by sock_diag (criu then writes the socket's network namespace) */
+  listed: boolean;
+}
+
+export class InetDumper implements FdDumper {
+  private readonly tables = new Map<string, Map<number, InetDiag>>();
+
+  constructor(private readonly ctx: DumpContext) {}
+
+  matches(f: FdFacts): boolean {
+    if (f.fmt !== fsc.S_IFSOCK) return false;
+    const family = getInt(f.copy, SOL_SOCKET, SO.DOMAIN);
+    return family === AF_INET || family === AF_INET6;
+  }
+
+  /** sock_diag's table of one family and protocol, read once. */
+  private table(family: number, proto: number): Map<number, InetDiag> {
+    const key = `${family}:${proto}`;
+    let t = this.tables.get(key);
+    if (!t) {
+      let list: InetDiag[];
+      try {
+        list = bridge().inetDiag(family, proto, proto === IPPROTO.TCP ? TCP_DIAG_STATES : ALL_STATES);
+      } catch (e) {
+        // A kernel without UDP-Lite's diag module: its sockets are looked at one by one.
+        if (proto !== IPPROTO.UDPLITE) throw e;
+        list = [];
+      }
+      this.tables.set(key, (t = new Map(list.map((d) => [d.ino, d]))));
+    }
+    return t;
+  }
+
+  /** criu's gen_uncon_sk: a socket sock_diag does not list is closed; its addresses are its own. */
+  private unlisted(f: FdFacts, proto: number, refuse: (why: string) => UnsupportedFd): SkView {
+    const b = bridge();
+    const src = parseSockaddr(b.sockName(f.copy));
+    const peer = b.peerName(f.copy);
+    const dst = peer ? parseSockaddr(peer) : { port: 0, addr: Buffer.alloc(16) };
+    let wqlen = 0;
+    let shutdown = 0;
+    if (proto === IPPROTO.TCP) {
+      const info = b.getsockopt(f.copy, SOL_TCP, TCP.INFO, 8);
+      if (info[0] !== TCP_STATE.CLOSE) throw refuse(`is in TCP state ${STATE_NAME[info[0]!] ?? info[0]}, which sock_diag does not list`);
+      // criu keeps tcpi_backoff in the backlog field of such a socket.
+      wqlen = info[4]!;
+      // Only poll tells whether a socket that never connected was shut down.
+      const ev = b.pollNow(f.copy, POLL.RDHUP | POLL.HUP);
+      if (ev & POLL.HUP && ev & POLL.RDHUP) shutdown = 1;
+    }
+    return { state: TCP_STATE.CLOSE, sport: src.port, dport: dst.port, src: src.addr, dst: dst.addr, rqlen: 0, wqlen, shutdown, listed: false };
+  }
+
+  dump(f: FdFacts): { id: number; type: string } {
+    const b = bridge();
+    const family = getInt(f.copy, SOL_SOCKET, SO.DOMAIN);
+    const proto = getInt(f.copy, SOL_SOCKET, SO.PROTOCOL);
+    const type = getInt(f.copy, SOL_SOCKET, SO.TYPE);
+    const v = family === AF_INET6 ? "IPv6" : "IPv4";
+    const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
+    if (type === SOCK.RAW) throw refuse("is a raw socket; dumping raw sockets is not supported yet");
+    if (proto === IPPROTO.MPTCP) throw refuse("is a multipath TCP socket, which criu does not dump either (Go programs: GODEBUG=multipathtcp=0 turns it off)");
+    if (PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
+    if (type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream and datagram sockets are dumped`);
+    if (hasSocketFilter(f.copy)) throw refuse("has a socket filter (SO_ATTACH_FILTER); dumping one is not supported yet");
+
+    const ino = Number(f.st.ino);
+    const d = this.table(family, proto).get(ino);
+    const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, refuse);
+    const local = showAddr(family, addrWords(sk.src, family), sk.sport);
+
+    if (type === SOCK.DGRAM) {
+      if (getInt(f.copy, SOL_UDP, UDP_CORK) !== 0) throw refuse("is corked (UDP_CORK): what it holds back cannot be dumped (criu refuses it too)");
+      if (sk.wqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the write queue of UDP socket ${local} is not empty (${sk.wqlen} bytes); it is not kept`);
+      if (sk.rqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the datagrams queued for UDP socket ${local} (${sk.rqlen} bytes) are dropped, as criu drops them`);
+    } else if (sk.state === TCP_STATE.LISTEN) {
+      if (sk.rqlen !== 0) {
+        if (!this.ctx.tcp.skipInFlight) throw refuse(`listening on ${local} has ${sk.rqlen} connection${sk.rqlen === 1 ? "" : "s"} not yet accepted (in flight); criu's --skip-in-flight leaves them out`);
+        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: skipping ${sk.rqlen} connection(s) in flight on ${local} (--skip-in-flight)`);
+      }
+    } else if (CONNECTED_STATES.has(sk.state)) {
+      const peer = showAddr(family, addrWords(sk.dst, family), sk.dport);
+      if (!this.ctx.tcp.established && !this.ctx.tcp.close) throw refuse(`is a connected TCP socket (${local} -> ${peer}, ${STATE_NAME[sk.state]}); consider using --tcp-established`);
+      throw refuse(`is a connected TCP socket (${local} -> ${peer}, ${STATE_NAME[sk.state]}); dumping established connections is not supported yet`);
+    } else if (sk.state !== TCP_STATE.CLOSE) {
+      throw refuse(`is in the unknown state ${sk.state}`);
+    }
+
+    const id = this.ctx.files.newId();
+    const entry: InetSkEntry = {
+      id,
+      ino,
+      family,
+      type,
+      proto,
+      state: sk.state,
+      src_port: sk.sport,
+      dst_port: sk.dport,
+      flags: f.flags,
+      // criu keeps the write queue length here (a listener's: its backlog)
+      backlog: sk.wqlen,
+      src_addr: addrWords(sk.src, family),
+      dst_addr: addrWords(sk.dst, family),
+      fown: f.fown(),
+      opts: dumpSockOpts(f.copy, false),
+      ip_opts: ipOpts(f.copy, family),
+      tcp_opts: proto === IPPROTO.TCP ? tcpOpts(f.copy) : {},
+      ...(sk.listed ? { ns_id: NET_NS_ID } : {}),
+    };
+    if (family === AF_INET6) {
+      entry.v6only = getInt(f.copy, SOL_IPV6, IPV6.V6ONLY) !== 0;
+      // A link-local address binds only with its interface (the scope id).
+      if (sk.sport !== 0 && needsScopeId(sk.src)) {
+        const dev = b.getsockopt(f.copy, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
+        if (!dev) throw refuse(`is bound to the link-local address ${local} without a device to say which link`);
+        entry.ifname = dev;
+      }
+    }
+    // criu writes the shutdown state only when there is one (criu 4.x restores NONE as an error).
+    if (sk.shutdown > 0) entry.shutdown = sk.shutdown;
+    this.ctx.files.add({ type: "INETSK", id, isk: entry });
+    return { id, type: "INETSK" };
+  }
+
+  images(): ExtraImage[] {
+    return [];
+  }
+}
+
+/** criu's dump_ip_opts: each one written only when set (IP_TTL reads as the default TTL when unset, so it always is). */
+function ipOpts(fd: number, family: number): NonNullable<InetSkEntry["ip_opts"]> {
+  const on = (level: number, name: number): number => getInt(fd, level, name);
+  const o: NonNullable<InetSkEntry["ip_opts"]> = {};
+  if (family === AF_INET6) {
+    if (on(SOL_IPV6, IPV6.FREEBIND)) o.freebind = true;
+    if (on(SOL_IPV6, IPV6.RECVPKTINFO)) o.pktinfo = true;
+  } else {
+    if (on(SOL_IP, IP.FREEBIND)) o.freebind = true;
+    if (on(SOL_IP, IP.PKTINFO)) o.pktinfo = true;
+    const tos = on(SOL_IP, IP.TOS);
+    if (tos) o.tos = tos;
+    const ttl = on(SOL_IP, IP.TTL);
+    if (ttl) o.ttl = ttl;
+  }
+  return o;
+}
+
+/** criu's dump_tcp_opts: each one written only when not zero. */
+function tcpOpts(fd: number): NonNullable<InetSkEntry["tcp_opts"]> {
+  const get = (name: number): number => getInt(fd, SOL_TCP, name);
+  const o: NonNullable<InetSkEntry["tcp_opts"]> = {};
+  if (get(TCP.NODELAY)) o.nodelay = true;
+  if (get(TCP.CORK)) o.cork = true;
+  const cnt = get(TCP.KEEPCNT);
+  if (cnt) o.keepcnt = cnt;
+  const idle = get(TCP.KEEPIDLE);
+  if (idle) o.keepidle = idle;
+  const intvl = get(TCP.KEEPINTVL);
+  if (intvl) o.keepintvl = intvl;
+  return o;
+}
+
+/** Link-local unicast and link- or node-local multicast addresses need a scope id (the kernel's __ipv6_addr_needs_scope_id). */
+function needsScopeId(addr: Buffer): boolean {
+  if (addr[0] === 0xff) return (addr[1]! & 0x0f) === 0x01 || (addr[1]! & 0x0f) === 0x02;
+  return addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80;
+}

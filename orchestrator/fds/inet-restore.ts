@@ -1,0 +1,231 @@
+// TCP and UDP sockets on restore (INETSK entries; criu's sk-inet.c). Plan checks each
+// entry (family, type, protocol, state, address lengths, ports, shutdown, the device of a
+// link-local address) with no side effects. Make: tscriu makes every socket of the
+// restore at once, in criu's order of kernel calls -- socket, IPV6_V6ONLY, SO_REUSEADDR
+// and SO_REUSEPORT on (several sockets may share a port while they are made, as they
+// did in the task), bind (an IPv6 one with IP_FREEBIND on, as criu binds it: a fresh
+// address may still be tentative), listen, connect (a UDP socket's peer), then file
+// flags, IP options, socket options, TCP options and shutdown; once all are made,
+// SO_REUSEADDR and SO_REUSEPORT are put back to what the task had.
+
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, SHUT, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import type { FileEntry } from "../../images/dir.js";
+import { RestoreError } from "../restore/errors.js";
+import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
+import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
+import { restoreSockOpts } from "./sockopts.js";
+
+const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
+/** sk_shutdown → shutdown(2)'s how */
+const HOW: Record<number, number> = { 1: SHUT.RD, 2: SHUT.WR, 3: SHUT.RDWR };
+
+function shutdownOf(e: InetSkEntry): number {
+  const v = e.shutdown ?? 0;
+  return typeof v === "number" ? v : (SHUTDOWN[v] ?? -1);
+}
+
+function int32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v | 0, 0);
+  return b;
+}
+
+function setInt(fd: number, level: number, name: number, label: string, v: number): void {
+  try {
+    bridge().setsockopt(fd, level, name, int32(v));
+  } catch (e) {
+    throw new Error(`setsockopt(${label}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+}
+
+/** One socket of the plan. */
+interface Sk {
+  e: InetSkEntry;
+  /** its address words, as many as its family has */
+  src: number[];
+  dst: number[];
+  what: string;
+  /** "TCP socket 1234 (0.0.0.0:8080)" */
+  label: string;
+  /** the interface index a link-local address binds with (0: none) */
+  scopeId: number;
+  fd?: number;
+}
+
+export class InetRestorer implements FdRestorer {
+  private readonly sockets: Sk[] = [];
+  private made = false;
+  private readonly mine: number[] = [];
+
+  constructor(private readonly ctx: PlanContext) {}
+
+  private fail(msg: string): RestoreError {
+    return new RestoreError("plan", this.ctx.pid, msg, { file: join(this.ctx.dir, "files.img") });
+  }
+
+  // eslint-disable-next-line @typescript-eslint/require-await -- FdRestorer's plan is async; this one reads nothing
+  async plan(f: FileEntry, what: string): Promise<FdSource> {
+    const e = f.isk;
+    if (!e) throw this.fail(`${what}: an INETSK entry without its socket fields`);
+    const sock = `${what}: inet socket ${e.ino}`;
+    if (e.family !== AF_INET && e.family !== AF_INET6) throw this.fail(`${sock} has the address family ${e.family}, which is neither AF_INET (2) nor AF_INET6 (10)`);
+    if (e.type === SOCK.RAW) throw this.fail(`${sock} is a raw socket; restoring raw sockets is not supported yet`);
+    if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM) throw this.fail(`${sock} has the type ${e.type}; only stream and datagram sockets are restored`);
+    if (e.type === SOCK.STREAM ? e.proto !== IPPROTO.TCP : e.proto !== IPPROTO.UDP && e.proto !== IPPROTO.UDPLITE) {
+      throw this.fail(`${sock} is a ${typeName(e.type)} socket of protocol ${e.proto}; only TCP streams and UDP or UDP-Lite datagrams are restored`);
+    }
+    const words = ADDR_WORDS[e.family]!;
+    const src = e.src_addr ?? [];
+    const dst = e.dst_addr ?? [];
+    // criu's inet_validate_address: an IPv4 entry of criu 0.1 had 4 words, an IPv6 one has exactly 4.
+    const lenOk = (n: number): boolean => (e.family === AF_INET ? n >= 1 : n === words);
+    if (!lenOk(src.length) || !lenOk(dst.length)) {
+      throw this.fail(`${sock}: its addresses have ${src.length} and ${dst.length} words, not the ${words} of an ${e.family === AF_INET ? "IPv4" : "IPv6"} address`);
+    }
+    if (e.src_port > 0xffff || e.dst_port > 0xffff) throw this.fail(`${sock} has the port ${Math.max(e.src_port, e.dst_port)}, past 65535`);
+    const label = `${PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
+    const state = `${what}: ${label}`;
+    if (e.proto === IPPROTO.TCP) {
+      if (e.state === TCP_STATE.LISTEN) {
+        if (e.src_port === 0) throw this.fail(`${state} is listening without a port`);
+      } else if (e.dst_port !== 0) {
+        throw this.fail(`${state} is a TCP connection to ${showAddr(e.family, dst.slice(0, words), e.dst_port)} (${STATE_NAME[e.state] ?? e.state}); restoring established connections is not supported yet`);
+      } else if (e.state !== TCP_STATE.CLOSE) {
+        throw this.fail(`${state} is in the state ${STATE_NAME[e.state] ?? e.state}, which criu does not dump for a socket without a peer`);
+      }
+    } else if (e.state === TCP_STATE.LISTEN) {
+      throw this.fail(`${state} is listening, which a datagram socket cannot`);
+    }
+    const sh = shutdownOf(e);
+    if (sh < 0 || sh > 3) throw this.fail(`${state} has the shutdown state ${String(e.shutdown)}, which is none of NONE, READ, WRITE, BOTH`);
+    if (e.opts.so_filter?.length) throw this.fail(`${state} has a socket filter (SO_ATTACH_FILTER); restoring one is not supported yet`);
+    let scopeId = 0;
+    if (e.ifname !== undefined) {
+      const file = `/sys/class/net/${e.ifname}/ifindex`;
+      if (e.ifname.includes("/") || !existsSync(file)) throw this.fail(`${state} is bound on the interface ${e.ifname}, which this host does not have`);
+      scopeId = Number(readFileSync(file, "utf8").trim());
+    }
+    const sk: Sk = { e, src: src.slice(0, words), dst: dst.slice(0, words), what, label, scopeId };
+    this.sockets.push(sk);
+    return {
+      describe: `socket:[${e.ino}] ${label}`,
+      fown: e.fown,
+      open: () => {
+        this.make();
+        return sk.fd!;
+      },
+    };
+  }
+
+  /** Makes every socket of the plan, once. */
+  private make(): void {
+    if (this.made) return;
+    this.made = true;
+    const b = bridge();
+    for (const s of this.sockets) {
+      const e = s.e;
+      this.step(s, "socket", () => {
+        s.fd = b.socket(e.family, e.type, e.proto);
+        this.mine.push(s.fd);
+      });
+      const fd = s.fd!;
+      // criu sets IPV6_V6ONLY only when on; set either way, a host whose
+      // net.ipv6.bindv6only is 1 would turn a dual-stack listener into an IPv6-only one.
+      if (e.family === AF_INET6 && e.v6only !== undefined) this.step(s, "options", () => setInt(fd, SOL_IPV6, IPV6.V6ONLY, "IPV6_V6ONLY", e.v6only ? 1 : 0));
+      this.step(s, "options", () => {
+        setInt(fd, SOL_SOCKET, SO.REUSEADDR, "SO_REUSEADDR", 1);
+        setInt(fd, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 1);
+      });
+      if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
+      if (e.state === TCP_STATE.LISTEN) this.step(s, "listen", () => b.listen(fd, e.backlog));
+      if (e.dst_port !== 0) this.step(s, `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
+      this.step(s, "fcntl(F_SETFL)", () => b.fcntl(fd, F.SETFL, e.flags & ~3));
+      this.step(s, "IP options", () => restoreIpOpts(fd, e));
+      this.step(s, "options", () => restoreSockOpts(fd, e.opts));
+      if (e.proto === IPPROTO.TCP) this.step(s, "TCP options", () => restoreTcpOpts(fd, e));
+      const how = HOW[shutdownOf(e)];
+      if (how !== undefined) {
+        this.step(s, "shutdown", () => {
+          try {
+            b.shutdown(fd, how);
+          } catch (err) {
+            // A socket that never connected has nothing to shut down (criu lets it be).
+            if ((err as NodeJS.ErrnoException).code !== "ENOTCONN") throw err;
+          }
+        });
+      }
+    }
+    // Every socket is made: each gets back its own SO_REUSEADDR and SO_REUSEPORT (criu's post_open_inet_sk).
+    for (const s of this.sockets) {
+      const o = s.e.opts;
+      if (o.reuseaddr && o.so_reuseport) continue;
+      this.step(s, "options", () => {
+        if (!o.reuseaddr) setInt(s.fd!, SOL_SOCKET, SO.REUSEADDR, "SO_REUSEADDR", 0);
+        if (!o.so_reuseport) setInt(s.fd!, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 0);
+      });
+    }
+  }
+
+  /** criu's inet_bind: an IPv6 address binds with IP_FREEBIND on (it may still be tentative), turned off again unless the task had it. */
+  private bind(s: Sk): void {
+    const e = s.e;
+    const v6 = e.family === AF_INET6;
+    if (v6) setInt(s.fd!, SOL_IP, IP.FREEBIND, "IP_FREEBIND", 1);
+    bridge().bindAddr(s.fd!, sockaddr(e.family, e.src_port, s.src, s.scopeId));
+    if (v6 && !e.ip_opts?.freebind) setInt(s.fd!, SOL_IP, IP.FREEBIND, "IP_FREEBIND", 0);
+  }
+
+  private step(s: Sk, what: string, run: () => void): void {
+    try {
+      run();
+    } catch (err) {
+      throw new Error(`${what} of ${s.label} for ${s.what}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  inheritKeys(f: FileEntry): string[] {
+    return f.isk ? [`socket:[${f.isk.ino}]`] : [];
+  }
+
+  close(): void {
+    for (const fd of this.mine.splice(0)) {
+      try {
+        bridge().close(fd);
+      } catch {
+        // closed already
+      }
+    }
+  }
+}
+
+/** criu's restore_ip_opts: what the entry has. */
+function restoreIpOpts(fd: number, e: InetSkEntry): void {
+  const o = e.ip_opts;
+  if (!o) return;
+  if (e.family === AF_INET6) {
+    if (o.freebind !== undefined) setInt(fd, SOL_IPV6, IPV6.FREEBIND, "IPV6_FREEBIND", o.freebind ? 1 : 0);
+    if (o.pktinfo !== undefined) setInt(fd, SOL_IPV6, IPV6.RECVPKTINFO, "IPV6_RECVPKTINFO", o.pktinfo ? 1 : 0);
+    return;
+  }
+  if (o.freebind !== undefined) setInt(fd, SOL_IP, IP.FREEBIND, "IP_FREEBIND", o.freebind ? 1 : 0);
+  if (o.pktinfo !== undefined) setInt(fd, SOL_IP, IP.PKTINFO, "IP_PKTINFO", o.pktinfo ? 1 : 0);
+  if (o.tos !== undefined) setInt(fd, SOL_IP, IP.TOS, "IP_TOS", o.tos);
+  if (o.ttl !== undefined) setInt(fd, SOL_IP, IP.TTL, "IP_TTL", o.ttl);
+}
+
+/** criu's restore_tcp_opts (and the older copies of the keepalive ones in sk_opts). */
+function restoreTcpOpts(fd: number, e: InetSkEntry): void {
+  const o = e.tcp_opts ?? {};
+  const s = e.opts;
+  if (o.nodelay !== undefined) setInt(fd, SOL_TCP, TCP.NODELAY, "TCP_NODELAY", o.nodelay ? 1 : 0);
+  if (o.cork !== undefined) setInt(fd, SOL_TCP, TCP.CORK, "TCP_CORK", o.cork ? 1 : 0);
+  const cnt = o.keepcnt ?? s.tcp_keepcnt;
+  if (cnt !== undefined) setInt(fd, SOL_TCP, TCP.KEEPCNT, "TCP_KEEPCNT", cnt);
+  const idle = o.keepidle ?? s.tcp_keepidle;
+  if (idle !== undefined) setInt(fd, SOL_TCP, TCP.KEEPIDLE, "TCP_KEEPIDLE", idle);
+  const intvl = o.keepintvl ?? s.tcp_keepintvl;
+  if (intvl !== undefined) setInt(fd, SOL_TCP, TCP.KEEPINTVL, "TCP_KEEPINTVL", intvl);
+}

@@ -1,0 +1,520 @@
+/* TCP and UDP sockets, one case per run (argv[2]); checks on every SIGUSR1
+ * ("PASS <case>" or "FAIL <case>: why"), any number of times. Ports are the
+ * kernel's choice; the ready line names them (pN=port of fd N).
+ *
+ *   listen     fd 3: IPv4 listener on 127.0.0.1 (backlog 5, O_NONBLOCK,
+ *              SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY, TCP_KEEPIDLE 77,
+ *              TCP_KEEPCNT 4, SO_RCVBUF, SO_SNDBUF, IP_TOS, SO_BINDTODEVICE lo);
+ *              fd 4: IPv6 listener on ::1, IPV6_V6ONLY, SO_REUSEPORT;
+ *              fd 5: dual-stack listener on :: (IPV6_V6ONLY off);
+ *              fd 6: a TCP socket never bound; fd 7: one bound to 127.0.0.1,
+ *              not listening. The check connects to each listener (the
+ *              dual-stack one over IPv4 and IPv6), accepts, and sends a byte
+ *              each way; it reads every option and address back.
+ *   udp        fd 3: UDP on 127.0.0.1 (SO_BROADCAST); fd 4: UDP connected to
+ *              it; fd 5: UDP on ::1 (IPV6_RECVPKTINFO); fd 6: UDP connected to
+ *              it; fd 7: UDP-Lite on 127.0.0.1 when the kernel has it (else a
+ *              second UDP socket; the ready line says lite=0|1); fd 8: UDP
+ *              never bound; fd 9: UDP connected to fd 3, shut down for reading.
+ *              The check sends through each connected socket and receives it
+ *              with its sender's address (and the IPv6 one with its pktinfo).
+ *   shared     fd 3: an IPv4 listener a child (child=PID) holds too, as a
+ *              server's workers hold their master's; the child accepts one
+ *              connection per SIGUSR1 sent to it and answers with "w".
+ *   established  a listener, a connection to it and the accepted end (the dump
+ *              must refuse it without --tcp-established).
+ */
+#include "workload.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#ifndef IPPROTO_UDPLITE
+#define IPPROTO_UDPLITE 136
+#endif
+
+static char failure[512];
+
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(failure, sizeof(failure), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A socket at a fixed fd number, so the tests can name it. */
+static int sock_at(int fd, int family, int type, int proto)
+{
+	int s = socket(family, type, proto);
+	if (s < 0)
+		return -1;
+	if (s != fd) {
+		if (dup2(s, fd) < 0)
+			wl_die("dup2");
+		close(s);
+	}
+	return fd;
+}
+
+static void seti(int fd, int level, int name, int v, const char *what)
+{
+	if (setsockopt(fd, level, name, &v, sizeof(v)) < 0)
+		wl_die(what);
+}
+
+static int geti(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	if (getsockopt(fd, level, name, &v, &l) < 0)
+		return -1;
+	return v;
+}
+
+static void bind4(int fd, const char *addr, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		wl_die("bind4");
+}
+
+static void bind6(int fd, const char *addr, int port)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	inet_pton(AF_INET6, addr, &a.sin6_addr);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		wl_die("bind6");
+}
+
+static int port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0)
+		return -1;
+	return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					     : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* The address getsockname gives, as text. */
+static const char *name_of(int fd, char *buf, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0)
+		return "?";
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)n);
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)n);
+	return buf;
+}
+
+/* Connects to addr:port, accepts on listener l (waiting for it), sends a byte
+ * each way. */
+static int talk(int l, int family, const char *addr, int port)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		inet_pton(AF_INET, addr, &a->sin_addr);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		inet_pton(AF_INET6, addr, &a->sin6_addr);
+		len = sizeof(*a);
+	}
+	int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c < 0)
+		return fail("socket: %s", strerror(errno));
+	if (connect(c, (struct sockaddr *)&ss, len) < 0) {
+		close(c);
+		return fail("connect to %s port %d: %s", addr, port, strerror(errno));
+	}
+	struct pollfd p = { .fd = l, .events = POLLIN };
+	if (poll(&p, 1, 5000) != 1) {
+		close(c);
+		return fail("listener fd %d never had the connection from %s", l, addr);
+	}
+	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (a < 0) {
+		close(c);
+		return fail("accept on fd %d: %s", l, strerror(errno));
+	}
+	char x = 0;
+	int ok = write(c, "c", 1) == 1 && read(a, &x, 1) == 1 && x == 'c' && write(a, "a", 1) == 1 &&
+		 read(c, &x, 1) == 1 && x == 'a';
+	/* The client closes first, so that TIME_WAIT falls on its port, not the
+	 * listener's: a listener without SO_REUSEADDR cannot be bound again over
+	 * one (nor by criu, nor by the program itself started again). */
+	close(c);
+	struct pollfd e = { .fd = a, .events = POLLIN };
+	ok = ok && poll(&e, 1, 5000) == 1 && read(a, &x, 1) == 0;
+	close(a);
+	return ok ? 0 : fail("no byte through the connection to %s port %d", addr, port);
+}
+
+/* ---- listen ---- */
+
+static int lport[8];
+
+static void setup_listen(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	seti(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	seti(3, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+	seti(3, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	seti(3, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
+	seti(3, IPPROTO_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT");
+	seti(3, SOL_SOCKET, SO_RCVBUF, 65536, "SO_RCVBUF");
+	seti(3, SOL_SOCKET, SO_SNDBUF, 32768, "SO_SNDBUF");
+	seti(3, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS");
+	if (setsockopt(3, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) < 0)
+		wl_die("SO_BINDTODEVICE");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 5) < 0 || fcntl(3, F_SETFL, O_NONBLOCK) < 0)
+		wl_die("listen 3");
+
+	if (sock_at(4, AF_INET6, SOCK_STREAM, 0) < 0)
+		wl_die("socket 4");
+	seti(4, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+	seti(4, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+	bind6(4, "::1", 0);
+	if (listen(4, 16) < 0)
+		wl_die("listen 4");
+
+	if (sock_at(5, AF_INET6, SOCK_STREAM, 0) < 0)
+		wl_die("socket 5");
+	seti(5, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
+	bind6(5, "::", 0);
+	if (listen(5, 128) < 0)
+		wl_die("listen 5");
+
+	if (sock_at(6, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 6");
+	if (sock_at(7, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 7");
+	bind4(7, "127.0.0.1", 0);
+	for (int fd = 3; fd <= 7; fd++)
+		lport[fd] = port_of(fd);
+}
+
+static int check_listen(void)
+{
+	char buf[64];
+	for (int fd = 3; fd <= 7; fd++)
+		if (port_of(fd) != lport[fd])
+			return fail("fd %d is on port %d, was %d", fd, port_of(fd), lport[fd]);
+	if (strcmp(name_of(3, buf, sizeof(buf)), "127.0.0.1"))
+		return fail("fd 3 is bound to %s", buf);
+	if (strcmp(name_of(4, buf, sizeof(buf)), "::1"))
+		return fail("fd 4 is bound to %s", buf);
+	if (strcmp(name_of(5, buf, sizeof(buf)), "::"))
+		return fail("fd 5 is bound to %s", buf);
+	if (strcmp(name_of(7, buf, sizeof(buf)), "127.0.0.1"))
+		return fail("fd 7 is bound to %s", buf);
+	if (geti(3, SOL_SOCKET, SO_ACCEPTCONN) != 1 || geti(4, SOL_SOCKET, SO_ACCEPTCONN) != 1 ||
+	    geti(5, SOL_SOCKET, SO_ACCEPTCONN) != 1 || geti(6, SOL_SOCKET, SO_ACCEPTCONN) != 0 ||
+	    geti(7, SOL_SOCKET, SO_ACCEPTCONN) != 0)
+		return fail("SO_ACCEPTCONN is not 1 1 1 0 0");
+	if (!(fcntl(3, F_GETFL) & O_NONBLOCK) || (fcntl(4, F_GETFL) & O_NONBLOCK))
+		return fail("O_NONBLOCK: fd 3 %d, fd 4 %d", !!(fcntl(3, F_GETFL) & O_NONBLOCK),
+			    !!(fcntl(4, F_GETFL) & O_NONBLOCK));
+	if (geti(3, SOL_SOCKET, SO_REUSEADDR) != 1 || geti(4, SOL_SOCKET, SO_REUSEADDR) != 0 ||
+	    geti(5, SOL_SOCKET, SO_REUSEADDR) != 0)
+		return fail("SO_REUSEADDR: %d %d %d", geti(3, SOL_SOCKET, SO_REUSEADDR),
+			    geti(4, SOL_SOCKET, SO_REUSEADDR), geti(5, SOL_SOCKET, SO_REUSEADDR));
+	if (geti(4, SOL_SOCKET, SO_REUSEPORT) != 1 || geti(3, SOL_SOCKET, SO_REUSEPORT) != 0 ||
+	    geti(5, SOL_SOCKET, SO_REUSEPORT) != 0)
+		return fail("SO_REUSEPORT: %d %d %d", geti(3, SOL_SOCKET, SO_REUSEPORT),
+			    geti(4, SOL_SOCKET, SO_REUSEPORT), geti(5, SOL_SOCKET, SO_REUSEPORT));
+	if (geti(4, IPPROTO_IPV6, IPV6_V6ONLY) != 1 || geti(5, IPPROTO_IPV6, IPV6_V6ONLY) != 0)
+		return fail("IPV6_V6ONLY: fd 4 %d, fd 5 %d", geti(4, IPPROTO_IPV6, IPV6_V6ONLY),
+			    geti(5, IPPROTO_IPV6, IPV6_V6ONLY));
+	if (geti(3, SOL_SOCKET, SO_KEEPALIVE) != 1 || geti(4, SOL_SOCKET, SO_KEEPALIVE) != 0)
+		return fail("SO_KEEPALIVE");
+	if (geti(3, IPPROTO_TCP, TCP_NODELAY) != 1 || geti(4, IPPROTO_TCP, TCP_NODELAY) != 0)
+		return fail("TCP_NODELAY");
+	if (geti(3, IPPROTO_TCP, TCP_KEEPIDLE) != 77 || geti(3, IPPROTO_TCP, TCP_KEEPCNT) != 4)
+		return fail("TCP_KEEPIDLE %d, TCP_KEEPCNT %d", geti(3, IPPROTO_TCP, TCP_KEEPIDLE),
+			    geti(3, IPPROTO_TCP, TCP_KEEPCNT));
+	if (geti(3, SOL_SOCKET, SO_RCVBUF) != 2 * 65536 || geti(3, SOL_SOCKET, SO_SNDBUF) != 2 * 32768)
+		return fail("SO_RCVBUF %d, SO_SNDBUF %d", geti(3, SOL_SOCKET, SO_RCVBUF),
+			    geti(3, SOL_SOCKET, SO_SNDBUF));
+	if (geti(3, IPPROTO_IP, IP_TOS) != 0x10)
+		return fail("IP_TOS %d", geti(3, IPPROTO_IP, IP_TOS));
+	char dev[IFNAMSIZ] = "";
+	socklen_t dl = sizeof(dev);
+	if (getsockopt(3, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl) < 0 || strcmp(dev, "lo"))
+		return fail("SO_BINDTODEVICE is \"%s\"", dev);
+	int backlog_ok = geti(6, IPPROTO_TCP, TCP_NODELAY) == 0;
+	if (!backlog_ok)
+		return fail("fd 6 has TCP_NODELAY");
+	if (talk(3, AF_INET, "127.0.0.1", lport[3]) || talk(4, AF_INET6, "::1", lport[4]) ||
+	    talk(5, AF_INET, "127.0.0.1", lport[5]) || talk(5, AF_INET6, "::1", lport[5]))
+		return -1;
+	return 0;
+}
+
+/* ---- udp ---- */
+
+static int uport[10];
+static int lite;
+
+static struct sockaddr_storage peer_of(int fd, socklen_t *l)
+{
+	struct sockaddr_storage ss = { 0 };
+	*l = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, l) < 0)
+		*l = 0;
+	return ss;
+}
+
+static void setup_udp(void)
+{
+	if (sock_at(3, AF_INET, SOCK_DGRAM, 0) < 0)
+		wl_die("socket 3");
+	seti(3, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
+	bind4(3, "127.0.0.1", 0);
+	struct sockaddr_in a3;
+	socklen_t l = sizeof(a3);
+	getsockname(3, (struct sockaddr *)&a3, &l);
+	if (sock_at(4, AF_INET, SOCK_DGRAM, 0) < 0 || connect(4, (struct sockaddr *)&a3, l) < 0)
+		wl_die("connect 4");
+
+	if (sock_at(5, AF_INET6, SOCK_DGRAM, 0) < 0)
+		wl_die("socket 5");
+	seti(5, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
+	bind6(5, "::1", 0);
+	struct sockaddr_in6 a5;
+	l = sizeof(a5);
+	getsockname(5, (struct sockaddr *)&a5, &l);
+	if (sock_at(6, AF_INET6, SOCK_DGRAM, 0) < 0 || connect(6, (struct sockaddr *)&a5, l) < 0)
+		wl_die("connect 6");
+
+	lite = sock_at(7, AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE) == 7;
+	if (!lite && sock_at(7, AF_INET, SOCK_DGRAM, 0) < 0)
+		wl_die("socket 7");
+	bind4(7, "127.0.0.1", 0);
+
+	if (sock_at(8, AF_INET, SOCK_DGRAM, 0) < 0)
+		wl_die("socket 8");
+	l = sizeof(a3);
+	if (sock_at(9, AF_INET, SOCK_DGRAM, 0) < 0 || connect(9, (struct sockaddr *)&a3, l) < 0 ||
+	    shutdown(9, SHUT_RD) < 0)
+		wl_die("socket 9");
+	for (int fd = 3; fd <= 9; fd++)
+		uport[fd] = port_of(fd);
+}
+
+/* Sends a datagram through `from` (to its peer, or to `to`'s name), receives it on
+ * `to` and checks it came from `from`'s port; with want_pktinfo, that it
+ * carries IPV6_PKTINFO. */
+static int through(int from, int to, const char *msg, int want_pktinfo)
+{
+	struct sockaddr_storage dst;
+	socklen_t dl = sizeof(dst);
+	getsockname(to, (struct sockaddr *)&dst, &dl);
+	ssize_t n = from == to ? sendto(from, msg, strlen(msg), 0, (struct sockaddr *)&dst, dl)
+			       : send(from, msg, strlen(msg), 0);
+	if (n != (ssize_t)strlen(msg))
+		return fail("send through fd %d: %s", from, strerror(errno));
+	char buf[64], cbuf[256];
+	struct sockaddr_storage src;
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_name = &src,
+			     .msg_namelen = sizeof(src),
+			     .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct pollfd p = { .fd = to, .events = POLLIN };
+	if (poll(&p, 1, 5000) != 1)
+		return fail("fd %d never got the datagram of fd %d", to, from);
+	n = recvmsg(to, &mh, MSG_DONTWAIT);
+	if (n != (ssize_t)strlen(msg) || memcmp(buf, msg, (size_t)n))
+		return fail("fd %d got %zd bytes, not \"%s\"", to, n, msg);
+	int sport = ntohs(src.ss_family == AF_INET ? ((struct sockaddr_in *)&src)->sin_port
+						   : ((struct sockaddr_in6 *)&src)->sin6_port);
+	if (sport != uport[from])
+		return fail("fd %d's datagram came from port %d, fd %d is on %d", from, sport, from, uport[from]);
+	if (want_pktinfo) {
+		int seen = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			seen |= c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO;
+		if (!seen)
+			return fail("fd %d's datagram has no IPV6_PKTINFO", to);
+	}
+	return 0;
+}
+
+static int check_udp(void)
+{
+	char buf[64];
+	for (int fd = 3; fd <= 9; fd++)
+		if (port_of(fd) != uport[fd])
+			return fail("fd %d is on port %d, was %d", fd, port_of(fd), uport[fd]);
+	if (uport[8] != 0)
+		return fail("fd 8 is bound");
+	if (strcmp(name_of(5, buf, sizeof(buf)), "::1"))
+		return fail("fd 5 is bound to %s", buf);
+	socklen_t l;
+	struct sockaddr_storage p4 = peer_of(4, &l);
+	if (l == 0 || ntohs(((struct sockaddr_in *)&p4)->sin_port) != uport[3])
+		return fail("fd 4 is not connected to fd 3");
+	peer_of(3, &l);
+	if (l != 0)
+		return fail("fd 3 is connected");
+	if (geti(7, SOL_SOCKET, SO_PROTOCOL) != (lite ? IPPROTO_UDPLITE : IPPROTO_UDP))
+		return fail("fd 7 has protocol %d", geti(7, SOL_SOCKET, SO_PROTOCOL));
+	if (geti(3, SOL_SOCKET, SO_BROADCAST) != 1 || geti(4, SOL_SOCKET, SO_BROADCAST) != 0)
+		return fail("SO_BROADCAST");
+	if (geti(5, IPPROTO_IPV6, IPV6_RECVPKTINFO) != 1)
+		return fail("IPV6_RECVPKTINFO");
+	/* Shut down for reading: poll says so at once. */
+	struct pollfd p9 = { .fd = 9, .events = POLLRDHUP };
+	if (poll(&p9, 1, 0) != 1 || !(p9.revents & POLLRDHUP))
+		return fail("fd 9 is not shut down for reading");
+	if (through(4, 3, "four", 0) || through(6, 5, "six", 1) || through(7, 7, "lite", 0) || through(9, 3, "nine", 0))
+		return -1;
+	return 0;
+}
+
+/* ---- shared ---- */
+
+static pid_t child;
+
+static void setup_shared(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 8) < 0)
+		wl_die("listen");
+	lport[3] = port_of(3);
+	wl_install_check_handler();
+	child = fork();
+	if (child < 0)
+		wl_die("fork");
+	if (child == 0) {
+		/* The worker: one accept per SIGUSR1, answered with "w". */
+		for (;;) {
+			wl_wait_check();
+			int a = accept4(3, NULL, NULL, SOCK_CLOEXEC);
+			if (a >= 0) {
+				char x;
+				struct pollfd e = { .fd = a, .events = POLLIN };
+				/* the client closes first (see talk) */
+				if (write(a, "w", 1) == 1 && poll(&e, 1, 5000) == 1 && read(a, &x, 1) < 0) {
+					/* the client went away */
+				}
+				close(a);
+			}
+		}
+	}
+}
+
+static int check_shared(void)
+{
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(lport[3]) };
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(c);
+		return fail("connect: %s", strerror(errno));
+	}
+	/* The worker accepts it. */
+	kill(child, SIGUSR1);
+	char x = 0;
+	struct pollfd p = { .fd = c, .events = POLLIN };
+	int ok = poll(&p, 1, 5000) == 1 && read(c, &x, 1) == 1 && x == 'w';
+	close(c);
+	if (!ok)
+		return fail("the worker (pid %d) did not answer on the shared listener", (int)child);
+	return talk(3, AF_INET, "127.0.0.1", lport[3]);
+}
+
+/* ---- established ---- */
+
+static void setup_established(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 8) < 0)
+		wl_die("listen");
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+	getsockname(3, (struct sockaddr *)&a, &l);
+	if (sock_at(4, AF_INET, SOCK_STREAM, 0) < 0 || connect(4, (struct sockaddr *)&a, l) < 0)
+		wl_die("connect");
+	int s = accept4(3, NULL, NULL, 0);
+	if (s < 0 || dup2(s, 5) < 0)
+		wl_die("accept");
+	if (s != 5)
+		close(s);
+}
+
+static int check_established(void)
+{
+	char x = 0;
+	if (write(4, "e", 1) != 1 || read(5, &x, 1) != 1 || x != 'e')
+		return fail("no byte through the connection");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv);
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s STATE_DIR CASE\n", argv[0]);
+		return 2;
+	}
+	const char *name = argv[2];
+	int (*check)(void) = NULL;
+	char info[256] = "";
+	if (!strcmp(name, "listen")) {
+		setup_listen();
+		check = check_listen;
+		snprintf(info, sizeof(info), "p3=%d p4=%d p5=%d p7=%d", lport[3], lport[4], lport[5], lport[7]);
+	} else if (!strcmp(name, "udp")) {
+		setup_udp();
+		check = check_udp;
+		snprintf(info, sizeof(info), "p3=%d p5=%d p7=%d lite=%d", uport[3], uport[5], uport[7], lite);
+	} else if (!strcmp(name, "shared")) {
+		setup_shared();
+		check = check_shared;
+		snprintf(info, sizeof(info), "p3=%d child=%d", lport[3], (int)child);
+	} else if (!strcmp(name, "established")) {
+		setup_established();
+		check = check_established;
+	} else {
+		fprintf(stderr, "unknown case %s\n", name);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	wl_install_check_handler();
+	wl_ready("case=%s %s", name, info);
+	for (;;) {
+		wl_wait_check();
+		failure[0] = 0;
+		if (check() == 0)
+			wl_result("PASS %s", name);
+		else
+			wl_result("FAIL %s: %s", name, failure);
+	}
+}
