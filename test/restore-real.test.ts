@@ -1,31 +1,16 @@
 // Programs nobody here wrote survive dump + restore and keep working: a python3 loop
 // writing a file, python3 with four worker threads, coreutils sleep (which then exits on time with status 0, reaped by us
 // as its parent), a bash loop, and a bash loop on a terminal restored as a shell job.
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { CLI } from "./helpers/cli.js";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 import { bridge } from "../host-bridge/load.js";
 import type { TtyInfo } from "../host-bridge/native.js";
 import { waitRestored } from "../orchestrator/restore/restore.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { killAndReap, waitFor, type Workload } from "./helpers/workloads.js";
-
-/** Starts a program under the test reaper (as startWorkload does for ours). */
-async function startProgram(t: ExecutionContext, argv: string[], ready: (dir: string) => boolean): Promise<Workload & { out: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "tscriu-real-"));
-  let pid = 0;
-  t.teardown(async () => {
-    if (pid > 0) await killAndReap(pid);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const out = join(dir, "stdout");
-  pid = bridge().spawnDetached(argv, { cwd: dir, stdout: out, killWithParent: true });
-  await waitFor(`${argv[0]} to be ready`, () => ready(dir));
-  const counter = (): number => Number(readFileSync(join(dir, "count"), "utf8").trim() || "NaN");
-  return { name: argv[0]!, pid, dir, out, info: {}, addr: () => 0, counter, results: () => [], check: async () => "" };
-}
+import { startProgram } from "./helpers/programs.js";
+import { killAndReap, waitFor } from "./helpers/workloads.js";
 
 const readCount = (dir: string): number => {
   try {

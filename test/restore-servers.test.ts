@@ -1,0 +1,236 @@
+// Servers nobody here wrote, through dump and restore with their listening sockets:
+// redis-server (five threads) answers the keys set before the dump, memcached with four
+// worker threads (ten in all) too, nginx (a master and two workers running as www-data)
+// serves its page from the same processes, and node's HTTP server counts on from where
+// it was. Clients connect before the dump and again after the restore; none is connected
+// while the dump runs (established connections need --tcp-established). Debian's
+// redis-server, memcached and nginx-light must be installed (.ci/run installs them).
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { tempDir } from "./helpers/dump.js";
+import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { freePort, startProgram } from "./helpers/programs.js";
+import { waitFor } from "./helpers/workloads.js";
+
+/** Where a program is, or a failure naming the Debian package that has it. */
+function need(t: ExecutionContext, program: string, pkg: string): string | undefined {
+  for (const dir of ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]) if (existsSync(join(dir, program))) return join(dir, program);
+  t.fail(`${program} is not installed (Debian package ${pkg}; .ci/run installs it)`);
+  return undefined;
+}
+
+/**
+ * Sends `request` on a new TCP connection to 127.0.0.1:port and returns all it gets until
+ * `done` says so; then hangs up and waits for the server to close its end, so that no
+ * connection of the server is left for a dump to find.
+ */
+async function ask(port: number, request: string, done: (reply: string) => boolean): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    let reply = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no full answer from port ${port} within 10 s (got ${JSON.stringify(reply)})`));
+    }, 10_000);
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on("data", (d) => {
+      reply += d.toString("utf8");
+      if (done(reply)) sock.end();
+    });
+    sock.on("close", () => {
+      clearTimeout(timer);
+      if (done(reply)) resolve(reply);
+      else reject(new Error(`port ${port} hung up after ${JSON.stringify(reply)}`));
+    });
+    sock.write(request);
+  });
+}
+
+/** Waits until the server on `port` accepts connections. */
+async function listening(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(port, "127.0.0.1", () => {
+          s.destroy();
+          resolve();
+        });
+        s.on("error", reject);
+      });
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after 10 s: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/**
+ * Waits until the server on `port` holds no connection (ESTABLISHED or CLOSE_WAIT on its
+ * side: the states a socket still open in the server can be in), only its listener.
+ */
+async function quiet(port: number): Promise<void> {
+  const open = (): boolean =>
+    ["/proc/net/tcp", "/proc/net/tcp6"].some((f) =>
+      readFileSync(f, "utf8")
+        .split("\n")
+        .slice(1)
+        .some((line) => {
+          const [, local, , state] = line.trim().split(/\s+/);
+          return local !== undefined && Number.parseInt(local.split(":")[1]!, 16) === port && (state === "01" || state === "08");
+        }),
+    );
+  await waitFor(`the server on port ${port} to close its connections`, () => !open());
+}
+
+const threadsOf = (pid: number): number => readdirSync(`/proc/${pid}/task`).length;
+
+/** An HTTP/1.0 GET: the server closes the connection after its answer. */
+async function get(port: number): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    let reply = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no answer from port ${port} within 10 s`));
+    }, 10_000);
+    sock.on("data", (d) => (reply += d.toString("utf8")));
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on("end", () => {
+      clearTimeout(timer);
+      resolve(reply);
+    });
+    sock.write("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+  });
+}
+
+test("redis-server: the keys set before the dump are there after the restore, and it takes new ones", async (t) => {
+  const bin = need(t, "redis-server", "redis-server");
+  if (!bin) return;
+  const port = await freePort();
+  const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
+  await listening(port);
+  const redis = (cmd: string): Promise<string> => ask(port, `${cmd}\r\n`, (r) => r.endsWith("\r\n"));
+  t.is(await redis("SET greeting hello"), "+OK\r\n");
+  t.is(await redis("RPUSH list a b c"), ":3\r\n");
+  const threads = threadsOf(w.pid);
+  t.true(threads >= 4, `redis-server has its background threads (${threads})`);
+  await quiet(port);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(threadsOf(w.pid), threads, "every thread back");
+  t.is(await redis("GET greeting"), "$5\r\nhello\r\n");
+  t.is(await redis("LLEN list"), ":3\r\n");
+  t.is(await redis("SET after restored"), "+OK\r\n");
+  t.is(await redis("GET after"), "$8\r\nrestored\r\n");
+  t.regex(await ask(port, "INFO server\r\n", (r) => r.includes("process_id")), new RegExp(`process_id:${w.pid}\\r\\n`));
+});
+
+test("memcached -t 4: the items stored before the dump are there after the restore; its ten threads are back", async (t) => {
+  const bin = need(t, "memcached", "memcached");
+  if (!bin) return;
+  const port = await freePort();
+  const w = await startProgram(t, [bin, "-p", String(port), "-U", "0", "-l", "127.0.0.1", "-t", "4", "-u", "root"], () => true);
+  await listening(port);
+  const mc = (cmd: string, end: string): Promise<string> => ask(port, cmd, (r) => r.endsWith(end));
+  t.is(await mc("set before 0 0 5\r\nhello\r\n", "\r\n"), "STORED\r\n");
+  const threads = threadsOf(w.pid);
+  t.true(threads >= 8, `memcached has its worker and helper threads (${threads})`);
+  await quiet(port);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(threadsOf(w.pid), threads);
+  t.is(await mc("get before\r\n", "END\r\n"), "VALUE before 0 5\r\nhello\r\nEND\r\n");
+  t.is(await mc("set after 0 0 8\r\nrestored\r\n", "\r\n"), "STORED\r\n");
+  t.is(await mc("get after\r\n", "END\r\n"), "VALUE after 0 8\r\nrestored\r\nEND\r\n");
+  // Every worker thread takes connections: several at once all get answers.
+  const many = await Promise.all(Array.from({ length: 8 }, () => mc("get before\r\n", "END\r\n")));
+  t.deepEqual(new Set(many), new Set(["VALUE before 0 5\r\nhello\r\nEND\r\n"]));
+});
+
+test("nginx: a master and two workers running as www-data serve the page after the restore, as the same processes", async (t) => {
+  const bin = need(t, "nginx", "nginx-light");
+  if (!bin) return;
+  const port = await freePort();
+  const root = tempDir(t, "tscriu-nginx-");
+  chmodSync(root, 0o755);
+  mkdirSync(join(root, "html"));
+  writeFileSync(join(root, "html/index.html"), "hello from nginx\n");
+  const conf = join(root, "nginx.conf");
+  writeFileSync(
+    conf,
+    [
+      "daemon off;",
+      "master_process on;",
+      "worker_processes 2;",
+      "user www-data;",
+      `pid ${root}/nginx.pid;`,
+      `error_log ${root}/error.log;`,
+      "events { worker_connections 64; }",
+      "http {",
+      `  access_log ${root}/access.log;`,
+      ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((k) => `  ${k}_temp_path ${root}/${k};`),
+      `  server { listen 127.0.0.1:${port}; root ${root}/html; }`,
+      "}",
+    ].join("\n"),
+  );
+  const w = await startProgram(t, [bin, "-p", root, "-c", conf], () => true);
+  await listening(port);
+  const workers = (): number[] => readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number).sort((a, b) => a - b);
+  const kids = await waitFor("nginx's two workers", () => (workers().length === 2 ? workers() : undefined));
+  t.teardown(() => {
+    for (const k of kids) {
+      try {
+        process.kill(k, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  const uid = (pid: number): string | undefined => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  const wwwData = uid(kids[0]!);
+  t.not(wwwData, "0", "the workers run as www-data, not root");
+  t.regex(await get(port), /^HTTP\/1\.1 200 OK[\s\S]*hello from nginx\n$/);
+  await quiet(port);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.deepEqual(workers(), kids, "the same two workers, children of the master");
+  for (const k of kids) t.is(uid(k), wwwData, `worker ${k} still runs as www-data`);
+  for (let i = 0; i < 6; i++) t.regex(await get(port), /^HTTP\/1\.1 200 OK[\s\S]*hello from nginx\n$/, `request ${i + 1} after the restore`);
+  t.regex(readFileSync(join(root, "access.log"), "utf8"), /"GET \/ HTTP\/1\.0" 200/, "the workers still log to their access log");
+});
+
+test("node: an HTTP server with a timer counts on after the restore; its libuv threads are back", async (t) => {
+  const port = await freePort();
+  const js = [
+    "const http = require('http');",
+    "let hits = 0, ticks = 0;",
+    "setInterval(() => { ticks++; }, 5);",
+    `http.createServer((req, res) => { hits++; res.end(JSON.stringify({ hits, ticks })); }).listen(${port}, '127.0.0.1');`,
+  ].join("\n");
+  const w = await startProgram(t, [process.execPath, "-e", js], () => true);
+  await listening(port);
+  const body = async (): Promise<{ hits: number; ticks: number }> => JSON.parse((await get(port)).split("\r\n\r\n")[1]!) as { hits: number; ticks: number };
+  const first = await body();
+  t.is(first.hits, 1);
+  const threads = threadsOf(w.pid);
+  await quiet(port);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(threadsOf(w.pid), threads);
+  const second = await body();
+  t.is(second.hits, 2, "the hit count went on from the dump");
+  t.true(second.ticks >= first.ticks);
+  await new Promise((r) => setTimeout(r, 200));
+  t.true((await body()).ticks > second.ticks, "the timer ticks on after the restore");
+});
+
