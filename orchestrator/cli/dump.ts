@@ -53,6 +53,7 @@ export function dumpCommand(): CommandSpec {
             leaveRunning: args["leave-running"] === true,
             leaveStopped: args["leave-stopped"] === true,
             shellJob: args["shell-job"] === true,
+            fileLocks: args["file-locks"] === true,
             timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,

@@ -40,6 +40,8 @@ export interface DumpContext {
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;
+  /** --file-locks: locks are dumped (otherwise a task holding one is refused) */
+  fileLocks: boolean;
   /**
    * This host's CLOCK_MONOTONIC and CLOCK_BOOTTIME when the task was frozen, in ns: the
    * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).

@@ -8,12 +8,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
-import { readImage } from "../../images/io.js";
+import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
 import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
 import { FdPlanner, type FdPlan } from "../fds/restore.js";
+import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
@@ -34,6 +35,8 @@ export interface PlanOptions {
   shellJob?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
+  /** --file-locks: take the locks of filelocks.img again */
+  fileLocks?: boolean | undefined;
   /** --cpu-cap: undefined = not given (criu's default fpu check), null = given without a value */
   cpuCap?: string | null | undefined;
 }
@@ -77,6 +80,8 @@ export interface ProcPlan extends TreeNode {
   seccomp: SeccompPlan | undefined;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
+  /** the file locks it takes again (--file-locks) */
+  locks: FileLockEntry[];
 }
 
 export interface Plan {
@@ -192,6 +197,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const root = order[0] as ProcPlan;
   sessions(root, opts.shellJob === true, fail);
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
+  const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
+  const locks = planLocks(dir, lockImage?.entries as FileLockEntry[] | undefined, opts.fileLocks === true, processes, (id) => filesById.get(id), log);
+  for (const p of processes) p.locks = locks.get(p.pid) ?? [];
   return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order };
 }
 
@@ -276,6 +284,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
     threads,
+    locks: [],
     session: "inherit",
     children: [],
   };

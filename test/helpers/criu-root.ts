@@ -100,11 +100,11 @@ export function criuLogTail(dir: string, log = "restore.log"): string {
 /**
  * criu restore of `dir`, started in the criu root (criu stays the task's parent, as
  * without -d; killed at teardown); resolves once criu says the task runs its own code
- * again, registers and all.
+ * again, registers and all. `extra`: more of criu's options ("--file-locks").
  */
-export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000): Promise<void> {
+export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000, extra = ""): Promise<void> {
   const err = openSync(join(dir, "criu.stderr"), "w");
-  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log`);
+  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log${extra ? ` ${extra}` : ""}`);
   const c = spawn(sh.cmd, sh.args, { stdio: ["ignore", err, err], env: sh.env });
   t.teardown(() => {
     c.kill("SIGKILL");
