@@ -252,7 +252,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
   const dirs = await planFs(fs, files);
-  const fds = await sh.fdPlanner.plan(pid, fdinfo);
+  const fds = await sh.fdPlanner.plan(pid, fdinfo, `fdinfo-${String(ids.files_id)}.img`);
   log.debug(`pid ${pid}: ${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds, ${tids.length} threads`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
