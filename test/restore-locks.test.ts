@@ -4,18 +4,17 @@
 // process of its own (F_GETLK, F_OFD_GETLK, flock LOCK_NB). Without --file-locks a task
 // holding a lock is refused, left running; hostile lock entries are refused at plan; criu
 // restores tscriu's images and tscriu criu's, both with --file-locks.
-import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
-import { criuLogTail, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
+import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN, type Workload } from "./helpers/workloads.js";
+import { startWorkload, type Workload } from "./helpers/workloads.js";
 
 type Entry = Record<string, unknown>;
 
@@ -153,38 +152,23 @@ for (const args of [[], ["tree"]]) {
 for (const args of [[], ["tree"]]) {
   test.serial(`tscriu restores criu's images with --file-locks: ${["locks", ...args].join(" ")}`, async (t) => {
     if (!haveRoot(t)) return;
-    buildWorkloads();
-    const work = scratchDir(`tscriu-fromcriu-locks-${args.join("-")}-`);
-    const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
-    const script = [
-      `mkdir -p ${state} ${images}`,
-      `cd ${work}`,
-      `setsid ${join(WORKLOAD_BIN, "static", "locks")} ${state} ${args.join(" ")} >${out} 2>&1 </dev/null &`,
-      `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
-      `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log --file-locks`,
-    ].join("\n");
-    const r = runCriuShell(script);
-    const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
-    t.teardown(() => killAndReap(pid));
-    t.is(r.status, 0, `criu dump: ${r.stderr}\n${criuLogTail(images, "dump.log")}`);
-    await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+    const c = await criuDumps(t, "locks", args, "--file-locks");
+    const [pid, images] = [c.pid, c.images];
+    t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(images, "dump.log")}`);
     const theirs = rows(await locks(images));
     t.is(theirs.length, 7, "criu wrote the root's seven locks");
     t.true(theirs.every((r) => r[2] === pid), "all of them the root's");
     await restoreTask(t, images, { fileLocks: true });
-    const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);
-    const before = results().length;
-    process.kill(pid, "SIGUSR1");
-    const lines = await waitFor(`locks (pid ${pid}) to answer its self-check`, () => (results().length > before ? results() : undefined), 30_000);
+    const answer = await c.check();
     if (args.length === 0) {
-      t.is(lines[before], "PASS locks");
+      t.is(answer, "PASS locks");
       return;
     }
     // criu (4.1.1 and 4.2) drops a lock found on an fd whose description an earlier process has
     // (discard_dup_locks_tail), a child's own POSIX lock on an inherited file too: its image
     // lacks the child's lock, so the prober passes every check before that one (10..14) and
     // fails there, as it fails after criu's own restore.
-    t.is(lines[before], "FAIL locks: prober check 15 (status 0xf00)", "criu's own loss: the child's POSIX lock on 300-399");
+    t.is(answer, "FAIL locks: prober check 15 (status 0xf00)", "criu's own loss: the child's POSIX lock on 300-399");
     t.log("criu's own loss, not tscriu's: criu 4.x does not dump a child's POSIX lock taken through a description it inherited");
   });
 }

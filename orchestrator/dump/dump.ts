@@ -184,7 +184,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
-    const fdState = newFdDumpState({ pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid), files, shm, shellJob: opts.shellJob === true, fileLocks: opts.fileLocks === true, frozenAt });
+    const fdState = newFdDumpState({ pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid), zombies: tree.processes.filter((f) => f.zombie).map((f) => f.pid), files, shm, shellJob: opts.shellJob === true, fileLocks: opts.fileLocks === true, frozenAt });
     const ids = new SharedIds();
     const procs: Collected[] = [];
     for (const fp of tree.processes) {

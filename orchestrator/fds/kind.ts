@@ -37,6 +37,8 @@ export interface FdFacts {
 export interface DumpContext {
   /** every live process of the dumped tree (a unix socket's peer may be in any of them) */
   pids: readonly number[];
+  /** the zombies of the dumped tree (a pidfd may refer to one) */
+  zombies: readonly number[];
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;
@@ -73,6 +75,8 @@ export interface PlanContext {
   shm: ShmTable;
   shellJob: boolean;
   log: ModuleLog;
+  /** every process of the images, zombies included */
+  tree: ReadonlySet<number>;
   /** the task's fd table (fdinfo-N.img): fd number -> file id and type */
   fds: ReadonlyMap<number, { id: number; type: string }>;
   /**

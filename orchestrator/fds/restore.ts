@@ -45,6 +45,8 @@ export interface FdOptions {
   inheritFds: readonly string[];
   /** the task's clocks at dump (timens-0.img) */
   clocks?: PlanContext["clocks"];
+  /** every process of the images, zombies included */
+  pids?: readonly number[];
 }
 
 /** --inherit-fd fd[N]:resource as criu writes it. */
@@ -73,6 +75,7 @@ export class FdPlanner {
       shm,
       shellJob: opts.shellJob,
       log,
+      tree: new Set(opts.pids ?? []),
       fds: new Map(),
       clocks: opts.clocks,
       entries: (id) => all.filter((x) => x.id === id),

@@ -10,6 +10,7 @@ import { eventfdKind } from "./eventfd.js";
 import { fifoKind } from "./fifo.js";
 import { inotifyKind } from "./inotify.js";
 import { memfdKind } from "./memfd.js";
+import { pidfdKind } from "./pidfd.js";
 import { pipeKind } from "./pipe.js";
 import { regularKind } from "./regular.js";
 import { signalfdKind } from "./signalfd.js";
@@ -17,7 +18,7 @@ import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 import { unixKind } from "./unix.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, epollKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, pidfdKind, epollKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {

@@ -173,7 +173,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);

@@ -124,3 +124,54 @@ export async function restoredByCriu(t: ExecutionContext, pid: number, dir: stri
     throw e;
   }
 }
+
+/** A workload that criu dumped (criuDumps): where its images and its state are. */
+export interface CriuDumped {
+  pid: number;
+  images: string;
+  /** criu's exit status */
+  status: number | null;
+  stderr: string;
+  /** asks the restored workload for its self-check (SIGUSR1) and returns its answer */
+  check(timeoutMs?: number): Promise<string>;
+}
+
+/**
+ * Starts the static build of workload `name` in the criu root, has criu dump it (`extra`:
+ * more of criu's options) and waits for its PID to be free. The task is killed at teardown.
+ */
+export async function criuDumps(t: ExecutionContext, name: string, args: readonly string[], extra = ""): Promise<CriuDumped> {
+  buildWorkloads();
+  const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-")}-`);
+  const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
+  const script = [
+    `mkdir -p ${state} ${images}`,
+    `cd ${work}`,
+    `setsid ${join(WORKLOAD_BIN, "static", name)} ${state} ${args.join(" ")} >${out} 2>&1 </dev/null &`,
+    `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
+    `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log${extra ? ` ${extra}` : ""}`,
+  ].join("\n");
+  const r = runCriuShell(script);
+  const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
+  t.teardown(() => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  if (r.status === 0) await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+  const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);
+  return {
+    pid,
+    images,
+    status: r.status,
+    stderr: r.stderr,
+    async check(timeoutMs = 30_000) {
+      const before = results().length;
+      process.kill(pid, "SIGUSR1");
+      const lines = await waitFor(`${name} (pid ${pid}) to answer its self-check`, () => (results().length > before ? results() : undefined), timeoutMs);
+      return lines[before]!;
+    },
+  };
+}
