@@ -56,6 +56,8 @@ const EFFECT: Record<string, string> = {
   "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",
   "dump --skip-in-flight": "restore-inetsk.test.ts: a listener with a connection not yet accepted is refused with criu's hint, the task untouched; --skip-in-flight leaves the connection out",
+  "dump --file-locks": "restore-locks.test.ts: without --file-locks a task holding a lock is refused, naming the fd and the option, and runs on",
+  "restore --file-locks": "restore-locks.test.ts: locks: POSIX ranges, OFD ranges, an exclusive and a shared flock come back with --file-locks",
   "dump --cpu-cap": "restore-cli.test.ts: --cpu-cap: a dump with cpuinfo.img restores with --cpu-cap=all and with --cpu-cap",
   "restore --verbosity": RESTORE_STATS,
   "restore --log-file": RESTORE_STATS,
@@ -216,10 +218,10 @@ test("an option that is not criu's stays a usage error", async (t) => {
 });
 
 test("a short alias is refused by its long name; several refusals are all named; criu's no- prefix passes; a repeated option's last value wins", async (t) => {
-  const r = await cli(["restore", "-D", "/tmp", "-l", "-J", "net:1", "--tcp-established"]);
+  const r = await cli(["restore", "-D", "/tmp", "-M", "a:b", "-J", "net:1", "--tcp-established"]);
   t.is(r.code, 1);
   // in the table's order
-  t.is(r.stderr, ["--tcp-established", "--file-locks", "--join-ns"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
+  t.is(r.stderr, ["--tcp-established", "--join-ns", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
   const p = parseCommandLine(["dump", "-t", "1", "-D", "/tmp", "--no-lazy-pages", "--no-restore-detached", "--timeout", "5", "--timeout", "1"], NO_CONF);
   t.is(p.kind, "run", p.kind === "exit" ? p.stderr : "");
   // (yargs-parser alone adds a repeated number option's later 1 to it: 6 here)
@@ -237,8 +239,8 @@ test("a config file's unsupported option is refused naming file and line, before
   const r = await cli([...dump, "--config", conf], env);
   t.deepEqual([r.code, r.stderr, r.stdout], [1, `tscriu: ${conf}:3: --lazy-pages is not supported yet by tscriu dump\n`, ""]);
   const short = join(home, "short.conf");
-  writeFileSync(short, "R\nl\n");
-  t.is((await cli([...dump, "--config", short], env)).stderr, `tscriu: ${short}:2: --file-locks is not supported yet by tscriu dump\n`);
+  writeFileSync(short, "R\nM a:b\n");
+  t.is((await cli([...dump, "--config", short], env)).stderr, `tscriu: ${short}:2: --ext-mount-map is not supported yet by tscriu dump\n`);
   const viaEnv = await cli(dump, { ...env, CRIU_CONFIG_FILE: conf });
   t.is(viaEnv.stderr, `tscriu: ${conf}:3: --lazy-pages is not supported yet by tscriu dump\n`);
   mkdirSync(join(home, ".criu"));

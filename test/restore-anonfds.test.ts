@@ -211,3 +211,38 @@ test("hostile anonymous-file entries are refused at plan, naming files.img, noth
     (wd["f_handle"] as Entry)["path"] = "/nonexistent/tscriu-watched";
   }, /inotify watch \d: cannot find \/nonexistent\/tscriu-watched: ENOENT/);
 });
+
+test("what the kernel would refuse in the task is refused at plan: owners, fd numbers, epoll watching a regular file or EPOLLEXCLUSIVE misused", async (t) => {
+  const ep = await startWorkload(t, "anonfds", ["epoll"]);
+  const dir = await dumpGone(t, ep);
+  const fdinfoName = readdirSync(dir).find((f) => f.startsWith("fdinfo-"))!;
+  const epoll = (f: Entry[]): Entry => f.find((e) => e["type"] === "EVENTPOLL")!["epfd"] as Entry;
+  await hostile(t, ep, dir, "an owner signal of 99", (f) => void ((epoll(f)["fown"] as Entry)["signum"] = 99), /owner signal 99 \(at most 64\)/);
+  await hostile(t, ep, dir, "an owner pid type of 7", (f) => void ((epoll(f)["fown"] as Entry)["pid_type"] = 7), /owner pid type 7/);
+  await hostile(t, ep, dir, "EPOLLEXCLUSIVE with EPOLLPRI", (f) => {
+    const tfd = (epoll(f)["tfd"] as Entry[])[0]!;
+    tfd["events"] = (1 << 28) | 0x2;
+  }, /EPOLLEXCLUSIVE with events 0x10000002/);
+  await hostile(t, ep, dir, "an epoll watching a regular file", (f, fdOf) => {
+    // the workload's stdout, a regular file
+    const reg = f.find((e) => e["type"] === "REG" && ((e["reg"] as Entry)["mode"] as number) >>> 12 === 0o10 && String((e["reg"] as Entry)["name"]).endsWith("/stdout"));
+    (epoll(f)["tfd"] as Entry[])[0]!["tfd"] = fdOf(reg!["id"]);
+  }, /epoll target fd \d+ is a regular file \(.*\), which epoll cannot watch/);
+  // fdinfo: an fd number twice, one out of range
+  for (const [what, mutate, re] of [
+    ["an fd listed twice", (e: Entry[]) => void (e[1]!["fd"] = e[0]!["fd"]), /fd \d+ is listed twice/],
+    ["an fd number above fs.nr_open", (e: Entry[]) => void (e[0]!["fd"] = 4000000000), /fd 4000000000 is not an fd number \(0\.\.\d+\)/],
+  ] as const) {
+    const copy = tempDir(t);
+    for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
+    const img = await readImage(join(copy, fdinfoName));
+    mutate(img.entries);
+    rmSync(join(copy, fdinfoName));
+    await writeImage(join(copy, fdinfoName), img);
+    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
+    t.like(err, { step: "plan" }, what);
+    t.regex(err?.message ?? "", re, what);
+    t.regex(err?.message ?? "", new RegExp(fdinfoName.replace(".", "\\.")), `${what}: names the file`);
+    t.false(existsSync(`/proc/${ep.pid}`), `${what}: nothing was created`);
+  }
+});

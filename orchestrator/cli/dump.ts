@@ -54,6 +54,7 @@ export function dumpCommand(): CommandSpec {
             leaveStopped: args["leave-stopped"] === true,
             shellJob: args["shell-job"] === true,
             skipInFlight: args["skip-in-flight"] === true,
+            fileLocks: args["file-locks"] === true,
             timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
             freezeCgroup: typeof args["freeze-cgroup"] === "string" ? args["freeze-cgroup"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,

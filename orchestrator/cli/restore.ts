@@ -48,6 +48,7 @@ export function restoreCommand(): CommandSpec {
             detached,
             sibling,
             shellJob: args["shell-job"] === true,
+            fileLocks: args["file-locks"] === true,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

@@ -52,6 +52,8 @@ export interface DumpOptions {
   timeoutSec?: number | undefined;
   /** largest unlinked file copied into the images, bytes (--ghost-limit, default 1 MiB) */
   ghostLimit?: number | undefined;
+  /** --file-locks: dump the tasks' file locks (without it a task holding one is refused) */
+  fileLocks?: boolean | undefined;
   /** --cpu-cap given: also write cpuinfo.img */
   cpuCap?: string | undefined;
   actionScripts?: readonly string[] | undefined;
@@ -194,7 +196,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
-    const fdState = newFdDumpState({ pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid), files, shm, shellJob: opts.shellJob === true,
+    const fdState = newFdDumpState({
+      pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid),
+      zombies: tree.processes.filter((f) => f.zombie).map((f) => f.pid),
+      files,
+      shm,
+      shellJob: opts.shellJob === true,
+      fileLocks: opts.fileLocks === true,
       tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true },
       log,
       frozenAt,

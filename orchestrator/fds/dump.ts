@@ -10,6 +10,7 @@ import { KCMP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Fown } from "../dump/filetable.js";
 import { listFds, parseFdinfo, procPath, readProc } from "../dump/proc.js";
+import { LockDump } from "./locks.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty.js";
@@ -39,15 +40,18 @@ function whatItIs(f: FdFacts): string {
 export interface FdDumpState {
   dumpers: FdDumper[];
   known: { pid: number; fd: number; id: number; type: string; key: string }[];
+  /** "pid:id" of every open file description met in each process */
+  inProcess: Set<string>;
+  locks: LockDump;
 }
 
 export function newFdDumpState(ctx: DumpContext): FdDumpState {
-  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: [] };
+  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: [], inProcess: new Set(), locks: new LockDump(ctx.fileLocks) };
 }
 
 /** The kinds' own images (pipe data, tty info), for the whole tree. */
 export function fdImages(state: FdDumpState): ExtraImage[] {
-  return state.dumpers.flatMap((d) => d.images());
+  return [...state.dumpers.flatMap((d) => d.images()), ...state.locks.images()];
 }
 
 /** The fdinfo entries of process `pid`; files.img entries go to the shared file table. */
@@ -67,7 +71,10 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
         // (dup, fork): the same entry. kcmp only where device and inode agree.
         const key = `${st.dev}:${st.ino}`;
         const same = state.known.find((k) => k.key === key && b.kcmp(k.pid, pid, KCMP.FILE, k.fd, fd) === 0);
+        const locks = info.lines.get("lock");
         if (same) {
+          if (locks) state.locks.note(pid, fd, link, locks, false, !state.inProcess.has(`${pid}:${same.id}`));
+          state.inProcess.add(`${pid}:${same.id}`);
           fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
           continue;
         }
@@ -75,6 +82,8 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
         const kind = state.dumpers.find((d) => d.matches(facts));
         if (!kind) throw new UnsupportedFd(`unsupported fd ${fd}: ${whatItIs(facts)}`);
         const { id, type } = kind.dump(facts);
+        if (locks) state.locks.note(pid, fd, link, locks, true, true);
+        state.inProcess.add(`${pid}:${id}`);
         state.known.push({ pid, fd, id, type, key });
         fdinfo.push({ id, flags: fdflags, type, fd });
       } finally {

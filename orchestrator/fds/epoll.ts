@@ -99,6 +99,14 @@ class EpollRestorer implements FdRestorer {
       if (numbers.has(t.tfd)) throw badEntry(this.ctx, what, `epoll target fd ${t.tfd} is listed twice`);
       numbers.add(t.tfd);
       if (target.type === "EVENTPOLL") after.add(target.id);
+      // What EPOLL_CTL_ADD would refuse in the task, refused here: a regular file (EPERM),
+      // EPOLLEXCLUSIVE on an epoll or with other events than in, out, err, hup (EINVAL).
+      const reg = target.type === "REG" ? this.ctx.entries(target.id).find((x) => x.type === "REG")?.reg : undefined;
+      if (reg?.mode !== undefined && (reg.mode & 0o170000) === 0o100000) throw badEntry(this.ctx, what, `epoll target fd ${t.tfd} is a regular file (${reg.name}), which epoll cannot watch`);
+      if (t.events & EPOLL.EXCLUSIVE) {
+        if (target.type === "EVENTPOLL") throw badEntry(this.ctx, what, `epoll target fd ${t.tfd} is an epoll watched with EPOLLEXCLUSIVE`);
+        if ((t.events & ~EXCLUSIVE_OK) >>> 0) throw badEntry(this.ctx, what, `epoll target fd ${t.tfd}: EPOLLEXCLUSIVE with events 0x${(t.events >>> 0).toString(16)} (only IN, OUT, ERR, HUP, WAKEUP, ET)`);
+      }
     }
     const targets: Target[] = (ep.tfd ?? []).map((t) => ({ tfd: t.tfd, events: t.events, data: t.data }));
     return Promise.resolve({
@@ -122,6 +130,8 @@ class EpollRestorer implements FdRestorer {
 /** What a target may wait for (ADD adds EPOLLERR and EPOLLHUP itself): IN PRI OUT RDNORM RDBAND WRNORM WRBAND MSG RDHUP. */
 const ANY_EVENT = 0x1 | 0x2 | 0x4 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000;
 const FLAG_BITS = EPOLL.ONESHOT | EPOLL.ET | EPOLL.WAKEUP | EPOLL.EXCLUSIVE;
+/** The kernel's EPOLLEXCLUSIVE_OK_BITS: IN OUT ERR HUP WAKEUP ET EXCLUSIVE. */
+const EXCLUSIVE_OK = 0x1 | 0x4 | 0x8 | 0x10 | EPOLL.WAKEUP | EPOLL.ET | EPOLL.EXCLUSIVE;
 
 /**
  * A oneshot item that fired: the kernel left it only its flag bits. EPOLL_CTL_ADD cannot

@@ -37,12 +37,16 @@ export interface FdFacts {
 export interface DumpContext {
   /** every live process of the dumped tree (a unix socket's peer may be in any of them) */
   pids: readonly number[];
+  /** the zombies of the dumped tree (a pidfd may refer to one) */
+  zombies: readonly number[];
   files: FileTable;
   shm: ShmemTable;
   shellJob: boolean;
   /** what to do with TCP connections (--tcp-established, --tcp-close, --skip-in-flight) */
   tcp: { established: boolean; close: boolean; skipInFlight: boolean };
   log: ModuleLog;
+  /** --file-locks: locks are dumped (otherwise a task holding one is refused) */
+  fileLocks: boolean;
   /**
    * This host's CLOCK_MONOTONIC and CLOCK_BOOTTIME when the task was frozen, in ns: the
    * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).
@@ -74,6 +78,8 @@ export interface PlanContext {
   shm: ShmTable;
   shellJob: boolean;
   log: ModuleLog;
+  /** every process of the images, zombies included */
+  tree: ReadonlySet<number>;
   /** the task's fd table (fdinfo-N.img): fd number -> file id and type */
   fds: ReadonlyMap<number, { id: number; type: string }>;
   /**

@@ -5,7 +5,7 @@
 // --inherit-fd gives the task one of tscriu's own fds in place of a file of the images.
 // An entry of a kind tscriu does not restore is refused at plan, naming the fd.
 
-import { fstatSync } from "node:fs";
+import { fstatSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { F } from "../../host-bridge/constants.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
@@ -22,6 +22,14 @@ const SEEK_SET = 0;
 const F_SETOWN_EX = 15;
 const F_SETSIG = 10;
 const O_CLOEXEC = 0o2000000;
+/** The most fds a process can have (fs.nr_open; the kernel's default when unreadable). */
+const NR_OPEN = (() => {
+  try {
+    return Number(readFileSync("/proc/sys/fs/nr_open", "utf8").trim()) || 1 << 20;
+  } catch {
+    return 1 << 20;
+  }
+})();
 
 export interface FdPlan {
   fds: { fd: number; id: number; cloexec: boolean }[];
@@ -37,6 +45,8 @@ export interface FdOptions {
   inheritFds: readonly string[];
   /** the task's clocks at dump (timens-0.img) */
   clocks?: PlanContext["clocks"];
+  /** every process of the images, zombies included */
+  pids?: readonly number[];
 }
 
 /** --inherit-fd fd[N]:resource as criu writes it. */
@@ -65,6 +75,7 @@ export class FdPlanner {
       shm,
       shellJob: opts.shellJob,
       log,
+      tree: new Set(opts.pids ?? []),
       fds: new Map(),
       clocks: opts.clocks,
       entries: (id) => all.filter((x) => x.id === id),
@@ -92,8 +103,8 @@ export class FdPlanner {
     return [...this.restorers.values()];
   }
 
-  /** Reads and checks the fd table of process `pid`. No side effects. */
-  async plan(pid: number, fdinfo: readonly FdinfoEntry[]): Promise<FdPlan> {
+  /** Reads and checks the fd table of process `pid` (read from `fdinfoName`). No side effects. */
+  async plan(pid: number, fdinfo: readonly FdinfoEntry[], fdinfoName = "fdinfo.img"): Promise<FdPlan> {
     const { ctx, inherit } = this;
     // Messages name the process being planned; its fd table is the one kinds look into.
     ctx.pid = pid;
@@ -107,7 +118,13 @@ export class FdPlanner {
     }
     const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1, hooks: [] };
     const rank = new Map<number, number>();
-    for (const e of [...fdinfo].sort((a, b) => a.fd - b.fd)) {
+    const sorted = [...fdinfo].sort((a, b) => a.fd - b.fd);
+    const fdinfoFile = join(ctx.dir, fdinfoName);
+    for (const [i, e] of sorted.entries()) {
+      // An fd number the kernel cannot have, or one listed twice (the second dup3 would
+      // silently replace the first).
+      if (!Number.isInteger(e.fd) || e.fd < 0 || e.fd >= NR_OPEN) throw new RestoreError("plan", pid, `fd ${e.fd} is not an fd number (0..${NR_OPEN - 1})`, { file: fdinfoFile });
+      if (i > 0 && sorted[i - 1]!.fd === e.fd) throw new RestoreError("plan", pid, `fd ${e.fd} is listed twice`, { file: fdinfoFile });
       plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
       plan.maxFd = Math.max(plan.maxFd, e.fd);
       if (plan.sources.has(e.id)) continue;
@@ -126,13 +143,29 @@ export class FdPlanner {
         plan.sources.set(e.id, { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd });
         continue;
       }
-      plan.sources.set(e.id, await r.plan(f, what));
+      const src = await r.plan(f, what);
+      checkOwner(src, what, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
+      plan.sources.set(e.id, src);
     }
     plan.hooks = hookOrder(plan, rank, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
     // A damaged image is an error even where no fd needs it (as criu, which reads them all).
     for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
     return plan;
   }
+}
+
+/** The kernel's _NSIG: F_SETSIG takes 0..64. */
+const NSIG = 64;
+/** F_OWNER_TID, F_OWNER_PID, F_OWNER_PGRP */
+const OWNER_TYPES = 3;
+
+/** An owner F_SETOWN_EX and F_SETSIG would refuse at restore: refused at plan instead. */
+function checkOwner(src: FdSource, what: string, fail: (msg: string) => Error): void {
+  const o = src.fown;
+  if (!o) return;
+  if (o.signum > NSIG) throw fail(`${what} (${src.describe}): owner signal ${o.signum} (at most ${NSIG})`);
+  if (o.pid_type >= OWNER_TYPES) throw fail(`${what} (${src.describe}): owner pid type ${o.pid_type} (0 thread, 1 process, 2 process group)`);
+  if (o.pid > 0x3fffffff) throw fail(`${what} (${src.describe}): owner pid ${o.pid}`);
 }
 
 /**

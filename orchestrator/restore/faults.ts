@@ -13,6 +13,7 @@
 //   restore:pages       filling memory from the pages images
 //   restore:files       file descriptors, cwd and root
 //   restore:mm          PR_SET_MM_MAP (exe, brk, arguments, auxv), name, madvise
+//   restore:locks       file locks (--file-locks), taken by the process that held them
 //   restore:signals     sigactions, sigaltstack, pending signals
 //   restore:timers      itimers and POSIX timers
 //   restore:threads     the audit login uid and rlimits, then the other threads made
@@ -25,7 +26,7 @@
 //   restore:resume      detaching from the restored task
 //
 // A "restore:pages-write" fault makes the page copy itself fail part-way (EIO).
-// "restore:STEP#N" fails the N-th time STEP starts: the steps from vdso to mm and from
+// "restore:STEP#N" fails the N-th time STEP starts: the steps from vdso to locks and from
 // signals to creds run once per process of a tree, so #5 is the fifth process.
 
 export const RESTORE_STEPS = [
@@ -39,6 +40,7 @@ export const RESTORE_STEPS = [
   "pages",
   "files",
   "mm",
+  "locks",
   "signals",
   "timers",
   "threads",

@@ -8,12 +8,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
-import { readImage } from "../../images/io.js";
+import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
 import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
 import { FdPlanner, type FdPlan } from "../fds/restore.js";
+import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
@@ -34,6 +35,8 @@ export interface PlanOptions {
   shellJob?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
+  /** --file-locks: take the locks of filelocks.img again */
+  fileLocks?: boolean | undefined;
   /** --cpu-cap: undefined = not given (criu's default fpu check), null = given without a value */
   cpuCap?: string | null | undefined;
 }
@@ -89,6 +92,8 @@ export interface ProcPlan extends TreeNode {
   seccomp: SeccompPlan | undefined;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
+  /** the file locks it takes again (--file-locks) */
+  locks: FileLockEntry[];
 }
 
 export interface Plan {
@@ -180,7 +185,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);
@@ -205,6 +210,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const helpers = sessions(root, opts.shellJob === true, new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])])), fail);
   for (const h of helpers) await free(h.pid, undefined);
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
+  const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
+  const locks = planLocks(dir, lockImage?.entries as FileLockEntry[] | undefined, opts.fileLocks === true, processes, (id) => filesById.get(id), log);
+  for (const p of processes) p.locks = locks.get(p.pid) ?? [];
   return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: withHelpers(order, helpers) };
 }
 
@@ -257,7 +265,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
   const dirs = await planFs(fs, files);
-  const fds = await sh.fdPlanner.plan(pid, fdinfo);
+  const fds = await sh.fdPlanner.plan(pid, fdinfo, `fdinfo-${String(ids.files_id)}.img`);
   log.debug(`pid ${pid}: ${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds, ${tids.length} threads`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
@@ -289,6 +297,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
     threads,
+    locks: [],
     session: "inherit",
     children: [],
     forker: Number(pstree.ppid ?? 0),

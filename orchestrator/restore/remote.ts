@@ -20,6 +20,7 @@ export const NR = {
   ...SYS,
   open: 2,
   lseek: 8,
+  flock: 73,
   ioctl: 16,
   madvise: 28,
   dup3: 292,

@@ -16,6 +16,7 @@ import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/restore.js";
 import { restoreFs } from "./fs.js";
+import { restoreLocks } from "../fds/locks.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
@@ -51,6 +52,8 @@ export interface RestoreOptions {
   root?: string | undefined;
   /** --inherit-fd fd[N]:resource */
   inheritFds?: readonly string[] | undefined;
+  /** --file-locks: take the dumped file locks again */
+  fileLocks?: boolean | undefined;
   /** --cpu-cap: undefined when not given, null when given without a value */
   cpuCap?: string | null | undefined;
   actionScripts?: readonly string[] | undefined;
@@ -111,7 +114,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let plan: Plan;
   try {
     enter("plan");
-    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, root: opts.root, inheritFds: opts.inheritFds, cpuCap: opts.cpuCap }, log);
+    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap }, log);
   } catch (e) {
     const err = asRestoreError("plan", 0, e);
     log.error(err.message);
@@ -226,6 +229,10 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       enter("mm");
       restoreMm(r, p.mm, p.exe, plan.files, p.core.thread_core?.comm ?? p.core.tc?.comm ?? "");
       restoreMembarrier(r, p.core.tc?.membarrier_registration_mask);
+
+      // Last of the files: a close in the task (the exe's fd in mm) drops its POSIX locks.
+      enter("locks");
+      restoreLocks(r, p.locks);
       r.closePidfd();
     }
     onEvent({ type: "memory-done" });

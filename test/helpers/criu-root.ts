@@ -100,11 +100,11 @@ export function criuLogTail(dir: string, log = "restore.log"): string {
 /**
  * criu restore of `dir`, started in the criu root (criu stays the task's parent, as
  * without -d; killed at teardown); resolves once criu says the task runs its own code
- * again, registers and all.
+ * again, registers and all. `extra`: more of criu's options ("--file-locks").
  */
-export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000): Promise<void> {
+export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000, extra = ""): Promise<void> {
   const err = openSync(join(dir, "criu.stderr"), "w");
-  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log`);
+  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log${extra ? ` ${extra}` : ""}`);
   const c = spawn(sh.cmd, sh.args, { stdio: ["ignore", err, err], env: sh.env });
   t.teardown(() => {
     c.kill("SIGKILL");
@@ -123,4 +123,55 @@ export async function restoredByCriu(t: ExecutionContext, pid: number, dir: stri
     t.fail(`${(e as Error).message}; criu said:\n${criuLogTail(dir)}`);
     throw e;
   }
+}
+
+/** A workload that criu dumped (criuDumps): where its images and its state are. */
+export interface CriuDumped {
+  pid: number;
+  images: string;
+  /** criu's exit status */
+  status: number | null;
+  stderr: string;
+  /** asks the restored workload for its self-check (SIGUSR1) and returns its answer */
+  check(timeoutMs?: number): Promise<string>;
+}
+
+/**
+ * Starts the static build of workload `name` in the criu root, has criu dump it (`extra`:
+ * more of criu's options) and waits for its PID to be free. The task is killed at teardown.
+ */
+export async function criuDumps(t: ExecutionContext, name: string, args: readonly string[], extra = ""): Promise<CriuDumped> {
+  buildWorkloads();
+  const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-")}-`);
+  const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
+  const script = [
+    `mkdir -p ${state} ${images}`,
+    `cd ${work}`,
+    `setsid ${join(WORKLOAD_BIN, "static", name)} ${state} ${args.join(" ")} >${out} 2>&1 </dev/null &`,
+    `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
+    `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log${extra ? ` ${extra}` : ""}`,
+  ].join("\n");
+  const r = runCriuShell(script);
+  const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
+  t.teardown(() => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  if (r.status === 0) await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+  const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);
+  return {
+    pid,
+    images,
+    status: r.status,
+    stderr: r.stderr,
+    async check(timeoutMs = 30_000) {
+      const before = results().length;
+      process.kill(pid, "SIGUSR1");
+      const lines = await waitFor(`${name} (pid ${pid}) to answer its self-check`, () => (results().length > before ? results() : undefined), timeoutMs);
+      return lines[before]!;
+    },
+  };
 }

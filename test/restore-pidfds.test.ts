@@ -1,0 +1,91 @@
+// pidfds (issue 8): a pidfd of a live process of the tree, of the task itself, of a zombie
+// of the tree and of a process that is gone come back referring to the same processes,
+// written as criu 4.2 writes PIDFD entries; a pidfd of a process outside the tree, a
+// thread pidfd, io_uring and userfaultfd are refused at dump by name with the task left
+// running; hostile PIDFD entries are refused at plan.
+import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import test from "ava";
+import { readImage, writeImage } from "../images/io.js";
+import { isRestoreError } from "../orchestrator/restore/errors.js";
+import { restore } from "../orchestrator/restore/restore.js";
+import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
+import { tempDir } from "./helpers/dump.js";
+import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { startWorkload } from "./helpers/workloads.js";
+
+type Entry = Record<string, unknown>;
+
+async function pidfds(dir: string): Promise<Entry[]> {
+  return (await readImage(join(dir, "files.img"))).entries.filter((e) => e["type"] === "PIDFD").map((e) => e["pidfd"] as Entry);
+}
+
+test("pidfd: pidfds of a live child, of the task itself (non-blocking), of a zombie child and of a reaped child come back", async (t) => {
+  const w = await startWorkload(t, "pidfds", ["pidfd"]);
+  t.is(await w.check(), "PASS pidfd", "before the dump");
+  const [live, zombie] = [Number(w.info["live"]), Number(w.info["zombie"])];
+  const dir = await dumpGone(t, w);
+  const entries = await pidfds(dir);
+  t.deepEqual(entries.map((e) => [e["nspid"], e["flags"]]).sort(), [[-1, 0], [-1, 0o4000], [live, 0], [w.pid, 0o4000], [zombie, 0]].sort(), "nspid and flags (O_RDWR left out, as criu)");
+  const gone = entries.filter((e) => e["nspid"] === -1);
+  t.is(gone[0]!["ino"], gone[1]!["ino"], "both pidfds of the reaped child: one inode");
+  t.true(entries.every((e) => typeof e["ino"] === "bigint" && (e["ino"]) > 0n));
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS pidfd", "after the restore");
+  t.is(await w.check(), "PASS pidfd", "and again");
+});
+
+for (const [kind, re] of [
+  ["outside", /unsupported fd 20: a pidfd of pid 1, which is outside the dumped tree/],
+  ["thread", /unsupported fd 20: a thread pidfd \(PIDFD_THREAD\), which tscriu does not dump/],
+  ["io_uring", /unsupported fd 20: anon_inode:\[io_uring\]/],
+  ["userfaultfd", /unsupported fd 20: anon_inode:\[userfaultfd\]/],
+] as const) {
+  test(`${kind}: refused at dump by name, the task left running`, async (t) => {
+    const w = await startWorkload(t, "pidfds", [kind]);
+    const dir = tempDir(t);
+    const err = await t.throwsAsync(dumpGone(t, w, { imagesDir: dir }));
+    t.regex(err?.message ?? "", re);
+    t.deepEqual(readdirSync(dir), [], "no image written");
+    t.is(await w.check(), `PASS ${kind}`, "the task runs on, its fd in place");
+  });
+}
+
+test("hostile pidfd entries are refused at plan, naming files.img, nothing created", async (t) => {
+  const w = await startWorkload(t, "pidfds", ["pidfd"]);
+  const dir = await dumpGone(t, w);
+  for (const [what, mutate, re] of [
+    ["a pidfd of a process not in the images", (p: Entry) => void (p["nspid"] = 4000000), /a pidfd of pid 4000000, which is not a process of the images/],
+    ["a thread pidfd", (p: Entry) => void (p["flags"] = 0o200), /a pidfd with flags 0o200/],
+  ] as const) {
+    const copy = tempDir(t);
+    for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
+    const img = await readImage(join(copy, "files.img"));
+    mutate(img.entries.find((e) => e["type"] === "PIDFD" && (e["pidfd"] as Entry)["nspid"] !== -1)!["pidfd"] as Entry);
+    rmSync(join(copy, "files.img"));
+    await writeImage(join(copy, "files.img"), img);
+    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
+    t.true(isRestoreError(err), `${what}: ${String(err)}`);
+    t.like(err, { step: "plan" }, what);
+    t.regex(err?.message ?? "", re, what);
+    t.regex(err?.message ?? "", /files\.img/, `${what}: names the file`);
+    t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
+  }
+});
+
+test.serial("criu restores tscriu's images: pidfds pidfd", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "pidfds", ["pidfd"], { static: true });
+  const dir = await dumpGone(t, w);
+  await restoredByCriu(t, w.pid, dir, 60_000);
+  t.is(await w.check(30_000), "PASS pidfd");
+});
+
+test.serial("tscriu restores criu's images: pidfds pidfd", async (t) => {
+  if (!haveRoot(t)) return;
+  const c = await criuDumps(t, "pidfds", ["pidfd"]);
+  t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(c.images, "dump.log")}`);
+  t.is((await pidfds(c.images)).length, 5, "criu wrote the five pidfds");
+  await restoreTask(t, c.images);
+  t.is(await c.check(), "PASS pidfd");
+});
