@@ -2,13 +2,13 @@
 // scripts/criu-root.sh): criu restores tscriu's images of each workload, and tscriu
 // restores criu's dumps of them; each workload then passes its own check. The criu
 // plumbing follows test/criu-restore.test.ts (kept apart so that both files can change).
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { criuLogTail, criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
+import { buildWorkloads, counterAdvances, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
 
 
 // Left out, criu's own limits: a pending SIGTRAP (criu dump refuses the task, and criu
@@ -130,3 +130,25 @@ for (const [name, args, pass] of CASES) {
     t.regex(lines[before] ?? "", pass, "criu dumped it");
   });
 }
+
+test.serial("a task criu restored from tscriu's images (in a time namespace of its own), dumped by criu again, restores with tscriu", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "counter", [], { static: true });
+  const first = await dumpGone(t, w);
+  // One criu session restores it and dumps it again (the task lives in that session's
+  // mount namespace, which another criu run would not find its files in).
+  const second = scratchDir("tscriu-criu-again-");
+  const r = runCriuShell(
+    [
+      `criu restore -D ${first} -d -v4 -o restore.log || exit 1`,
+      `for i in $(seq 100); do [ -s ${w.dir}/counter ] && break; sleep 0.05; done`,
+      `criu dump -t ${w.pid} -D ${second} -v4 -o dump.log`,
+    ].join("\n"),
+  );
+  t.is(r.status, 0, `criu restore + dump: ${r.stderr}\n${criuLogTail(first)}\n${criuLogTail(second, "dump.log")}`);
+  t.true(readdirSync(second).some((f) => /^timens-[1-9]\d*\.img$/.test(f)), "criu names the task's own time namespace by its id");
+  await waitFor(`pid ${w.pid} to be free after criu's dump`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, second);
+  await counterAdvances(w);
+  t.regex(await w.check(30_000), /^PASS/, "restored by tscriu from criu's dump");
+});

@@ -5,7 +5,7 @@
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
 import { readImage, readOptionalImage } from "../../images/io.js";
@@ -110,9 +110,17 @@ export interface Plan {
   order: TreeNode[];
 }
 
-async function timens(dir: string): Promise<Plan["timens"]> {
-  const file = join(dir, "timens-0.img");
-  if (!existsSync(file)) return undefined;
+/**
+ * The clocks of the tree's time namespace: timens-0.img as tscriu and criu write it for a
+ * task in the dumper's time namespace, or timens-ID.img for a task in a time namespace of
+ * its own (criu names it by the task's time_ns_id: one tscriu or criu restored before).
+ * Either way the tree comes back in a new time namespace whose clocks go on from these.
+ */
+async function timens(dir: string, fail: PlanShared["fail"]): Promise<Plan["timens"]> {
+  const found = readdirSync(dir).filter((f) => /^timens-\d+\.img$/.test(f));
+  if (found.length > 1) throw fail(`the images hold ${found.length} time namespaces (${found.join(", ")}); tscriu restores a tree in one`, found[1]);
+  if (found.length === 0) return undefined;
+  const file = join(dir, found[0]!);
   const e = (await readImage(file)).entries[0];
   if (!e) return undefined;
   const ns = (t: unknown): bigint => {
@@ -184,7 +192,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const filesById = await images.files();
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
-  const clocks = await timens(dir);
+  const clocks = await timens(dir, fail);
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   for (const { pid, entry } of tasks) {
@@ -241,6 +249,8 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   for (const k of NS_KEYS) {
     const mine = (ids as Record<string, unknown>)[k] as number | undefined;
     const theirs = root?.[k] as number | undefined;
+    // A time namespace of its own is the one the images' timens-ID.img describes.
+    if (k === "time_ns_id" && mine !== undefined && existsSync(join(sh.dir, `timens-${mine}.img`))) continue;
     if (mine !== undefined && theirs !== undefined && mine !== theirs) {
       throw fail(`the task was in a namespace of its own (${k} ${mine}, dumper's ${theirs}); restoring namespaces is not supported`, `ids-${pid}.img`, pid);
     }
