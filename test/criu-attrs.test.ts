@@ -30,6 +30,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["threads", ["4"], /^PASS threads=4$/],
   ["tree", [], /^PASS tree=5$/],
   ["daemon", [], /^PASS daemon=3$/],
+  ["shared", ["files"], /^PASS shared$/],
   // issue 8: unix sockets
   ...["stream", "dgram", "seqpacket", "listen", "abstract", "shutdown", "opts", "deleted"].map((c): [string, string[], RegExp] => ["unixsk", [c], new RegExp(`^PASS ${c}$`)]),
   // issue 8: eventfd, signalfd, timerfd, epoll, inotify

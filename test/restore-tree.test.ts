@@ -5,7 +5,7 @@
 // memory they share (still shared), one open file description they share (one offset)
 // and a pipe between two of them with its bytes. The workload checks all of it itself;
 // the images hold the tree as criu lays it out (one fdinfo per fd table, shared ids).
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
@@ -115,17 +115,34 @@ test("tree: a root master with workers running as another user (as nginx's) dump
   t.is(await w.check(), "PASS fan=4", "after the restore: counting, and uid as before");
 });
 
-for (const kind of ["files", "fs"]) {
-  test(`tree: a child sharing its ${kind === "files" ? "fd table (CLONE_FILES)" : "cwd and root (CLONE_FS)"} is refused by name; both run on untraced`, async (t) => {
-    const w = await startWorkload(t, "shared", [kind]);
-    const child = Number(w.info["child"]);
-    killOthersAtEnd(t, [child]);
-    const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t) }));
-    t.regex(err?.message ?? "", new RegExp(`pid ${child} shares ${kind === "files" ? "an fd table \\(CLONE_FILES\\)" : "a cwd and root \\(CLONE_FS\\)"} with pid ${w.pid} without being its thread`));
-    for (const p of [w.pid, child]) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1], "0");
-    t.is(await w.check(), "PASS shared");
-  });
-}
+test("tree: a child sharing its cwd and root (CLONE_FS) is refused by name, as criu refuses it; both run on untraced", async (t) => {
+  const w = await startWorkload(t, "shared", ["fs"]);
+  const child = Number(w.info["child"]);
+  killOthersAtEnd(t, [child]);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t) }));
+  t.regex(err?.message ?? "", new RegExp(`pid ${child} shares a cwd and root \\(CLONE_FS\\) with pid ${w.pid} without being its thread`));
+  for (const p of [w.pid, child]) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1], "0");
+  t.is(await w.check(), "PASS shared");
+});
+
+test("tree: a child sharing its parent's fd table (CLONE_FILES) is dumped with one fdinfo image and shares the table again after the restore", async (t) => {
+  const w = await startWorkload(t, "shared", ["files"]);
+  const child = Number(w.info["child"]);
+  killOthersAtEnd(t, [child]);
+  t.is(await w.check(), "PASS shared", "before the dump: an fd the root opens is open in the child");
+  const dir = await dumpGone(t, w);
+  const ids = await Promise.all([w.pid, child].map(async (p) => (await readImage(join(dir, `ids-${p}.img`))).entries[0]!));
+  t.is(ids[0]!["files_id"], ids[1]!["files_id"], "one files_id");
+  t.deepEqual(readdirSync(dir).filter((f) => f.startsWith("fdinfo-")), [`fdinfo-${String(ids[0]!["files_id"])}.img`], "one fdinfo image, the table's");
+  await waitFor(`pid ${child} to go with its parent`, () => !existsSync(`/proc/${child}`));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, [child]);
+  t.is(await w.check(), "PASS shared", "after the restore: still one table");
+  const again = await dumpGone(t, w);
+  await waitFor(`pid ${child} to go with its parent`, () => !existsSync(`/proc/${child}`));
+  await restoreTask(t, again);
+  t.is(await w.check(), "PASS shared", "dumped and restored again");
+});
 
 test("tree: a daemon whose session leader is gone and a process whose group leader is gone come back in that session and group (a helper makes each and goes)", async (t) => {
   const w = await startWorkload(t, "daemon");

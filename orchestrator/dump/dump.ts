@@ -107,6 +107,8 @@ interface Collected {
   inside: InsideState;
   vmas: Vma[];
   fdinfo: Record<string, unknown>[];
+  /** its fd table is its parent's (CLONE_FILES): one fdinfo image, written with the parent's */
+  sharesFiles: boolean;
   exeId: number;
   cwdId: number;
   rootId: number;
@@ -225,10 +227,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const oomScoreAdj = Number(readProc(p, "oom_score_adj").trim());
       const auxv = parseAuxv(readFileSync(procPath(p, "auxv")));
       const taskIds = ids.of(p, procs.map((x) => x.pid));
-      // What a restore cannot share again yet is refused, not split silently in two.
+      // An fd table shared with the parent (CLONE_FILES) is dumped once, with the parent's,
+      // and shared again on restore, as criu does. Any other sharing is refused, not split
+      // silently in two (criu refuses it too).
+      const sharesFiles = procs.find((x) => x.ids.files_id === taskIds.files_id);
+      if (sharesFiles && sharesFiles.pid !== fp.ppid) throw new DumpError("proc", pid, `pid ${p} shares an fd table (CLONE_FILES) with pid ${sharesFiles.pid}, which is not its parent; only a table shared with the parent can be restored`);
       for (const [key, what] of [
         ["vm_id", "an address space (CLONE_VM, vfork)"],
-        ["files_id", "an fd table (CLONE_FILES)"],
         ["fs_id", "a cwd and root (CLONE_FS)"],
         ["sighand_id", "signal handlers (CLONE_SIGHAND)"],
       ] as const) {
@@ -248,7 +253,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
 
       enter("files");
-      const fdinfo = collectFds(p, fdState);
+      const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
       const special = (name: string): number => {
         const fd = openSync(procPath(p, name), "r");
         try {
@@ -265,7 +270,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const task = (f: string): string => readProc(p, `task/${tid}/${f}`);
         return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, ""), regs: regs.get(tid)!, inside: inside.threads.get(tid)! };
       });
-      procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, exeId, cwdId, rootId, threads, ids: taskIds });
+      procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, sharesFiles: sharesFiles !== undefined, exeId, cwdId, rootId, threads, ids: taskIds });
     }
 
     enter("memory");
@@ -340,7 +345,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       ]);
       await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
       await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
-      await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+      if (!c.sharesFiles) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
     }
     // Zombies: a core with only their exit status and name (criu's layout), nothing else.
     for (const z of tree.processes) {

@@ -92,6 +92,8 @@ export interface ProcPlan extends TreeNode {
   seccomp: SeccompPlan | undefined;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
+  /** its fd table is its parent's (CLONE_FILES): forked sharing it; the parent restores it */
+  sharesFiles: boolean;
   /** the file locks it takes again (--file-locks) */
   locks: FileLockEntry[];
 }
@@ -195,6 +197,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const clocks = await timens(dir, fail);
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
+  const filesOwners = new Map<number, ProcPlan>();
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
@@ -205,7 +208,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
       order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], forker: Number(entry.ppid ?? 0), zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
       continue;
     }
-    order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv }));
+    order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv, filesOwners }));
   }
   await fdPlanner.finish();
   const byPid = new Map(order.map((p) => [p.pid, p]));
@@ -217,6 +220,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const root = order[0] as ProcPlan;
   const helpers = sessions(root, opts.shellJob === true, new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])])), fail);
   for (const h of helpers) await free(h.pid, undefined);
+  for (const p of order) {
+    if ("sharesFiles" in p && p.sharesFiles && p.forker !== p.ppid) throw fail(`pid ${p.pid} shares its parent's fd table but must be forked by a helper (its session or group leader is gone); that is not supported`, "pstree.img", p.pid);
+  }
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
   const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
   const locks = planLocks(dir, lockImage?.entries as FileLockEntry[] | undefined, opts.fileLocks === true, processes, (id) => filesById.get(id), log);
@@ -234,6 +240,8 @@ interface PlanShared {
   log: ModuleLog;
   fail: (msg: string, file?: string, pid?: number) => RestoreError;
   inv: Awaited<ReturnType<ImageDir["inventory"]>>;
+  /** the process that restores each fd table (files_id), for children sharing it */
+  filesOwners: Map<number, ProcPlan>;
 }
 
 async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Promise<ProcPlan> {
@@ -275,7 +283,11 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log);
   const dirs = await planFs(fs, files);
-  const fds = await sh.fdPlanner.plan(pid, fdinfo, `fdinfo-${String(ids.files_id)}.img`);
+  // An fd table shared with the parent (CLONE_FILES) is the parent's plan: it restores it.
+  const owner = sh.filesOwners.get(ids.files_id);
+  const ppid = Number(pstree.ppid ?? 0);
+  if (owner && owner.pid !== ppid) throw fail(`pid ${pid} shares its fd table (files_id ${ids.files_id}) with pid ${owner.pid}, which is not its parent; only a table shared with the parent can be restored`, `ids-${pid}.img`, pid);
+  const fds = owner ? owner.fds : await sh.fdPlanner.plan(pid, fdinfo, `fdinfo-${String(ids.files_id)}.img`);
   log.debug(`pid ${pid}: ${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds, ${tids.length} threads`);
 
   // FPU: criu checks the image's xsave features against this CPU unless --cpu-cap=none.
@@ -290,9 +302,9 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
       if (!r.ok) throw fail(`the CPU is not compatible with the image (--cpu-cap ${cap === null ? "" : cap}): ${r.messages.join("; ")}`, "cpuinfo.img", pid);
     }
   }
-  return {
+  const plan: ProcPlan = {
     pid,
-    ppid: Number(pstree.ppid ?? 0),
+    ppid,
     pstree,
     core,
     mm,
@@ -308,10 +320,13 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     seccomp,
     threads,
     locks: [],
+    sharesFiles: owner !== undefined,
     session: "inherit",
     children: [],
-    forker: Number(pstree.ppid ?? 0),
+    forker: ppid,
   };
+  if (!owner) sh.filesOwners.set(ids.files_id, plan);
+  return plan;
 }
 
 /**

@@ -23,7 +23,7 @@ import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan
 import { pidHolder } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
-import { eachThread, makeThreads, restoreThreadName } from "./threads.js";
+import { CLONE, eachThread, makeThreads, restoreThreadName } from "./threads.js";
 import { becomeZombie, endHelper, forkChild, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runScripts } from "./scripts.js";
@@ -178,7 +178,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
         continue;
       }
       const p = node as ProcPlan;
-      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] })));
+      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), p.sharesFiles ? CLONE.FILES : 0));
     }
     for (const h of helpers.reverse()) {
       current = h.pid;
@@ -223,7 +223,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       }
 
       enter("files");
-      restoreFds(r, p.fds, maker);
+      // A table shared with the parent (CLONE_FILES) was filled by the parent already.
+      if (!p.sharesFiles) restoreFds(r, p.fds, maker);
       restoreFs(r, p.dirs, plan.files);
 
       enter("mm");

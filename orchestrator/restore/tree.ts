@@ -30,12 +30,12 @@ export interface Task {
 }
 
 /**
- * Forks process `pid` from its parent's stub, seizes it and puts it into its session and
- * group. `made` hears of the child as soon as it exists, so that a failure after the fork
+ * Forks process `pid` from its parent's stub (with `flags`: CLONE_FILES for a child that
+ * shares its parent's fd table), seizes it and puts it into its session and group. `made` hears of the child as soon as it exists, so that a failure after the fork
  * still kills it.
  */
-export function forkChild(parent: Remote, pid: number, session: TreeNode["session"], made: (r: Remote) => void): Remote {
-  cloneFrom(parent, 0, SIGCHLD, pid, "process");
+export function forkChild(parent: Remote, pid: number, session: TreeNode["session"], made: (r: Remote) => void, flags = 0): Remote {
+  cloneFrom(parent, flags, SIGCHLD, pid, "process");
   const r = new Remote(pid, parent.tramp);
   made(r);
   seizeMade(pid, pid, "spawn", "process");
