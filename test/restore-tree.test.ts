@@ -179,3 +179,21 @@ test("tree: a helper that cannot be made fails the restore at plan, naming the p
   t.regex(err?.message ?? "", /pstree\.img/);
   t.false(existsSync(`/proc/${w.pid}`), "nothing made");
 });
+
+test("tree: children born and ended without a pause during the freeze are caught alive or kept as zombies; five dumps -R succeed and the tree restores", async (t) => {
+  const w = await startWorkload(t, "fan", ["4", "churn"]);
+  const kids = w.info["pids"]!.split(",").map(Number);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=4", "before the dumps");
+  for (let i = 0; i < 5; i++) {
+    await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });
+    t.is(await w.check(), "PASS fan=4", `after dump -R number ${i + 1}`);
+  }
+  const dir = await dumpGone(t, w);
+  const pstree = (await readImage(join(dir, "pstree.img"))).entries;
+  t.true(pstree.length >= 4, "the root, its three workers, and the churned child of the moment if any (alive or a zombie)");
+  for (const p of kids) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, kids);
+  t.is(await w.check(), "PASS fan=4", "after the restore: the churning thread reaps what it had forked and goes on");
+});

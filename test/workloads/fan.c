@@ -4,8 +4,14 @@
  * "FAIL why"). Children die with the root (PR_SET_PDEATHSIG). The ready line names the
  * children: "pids=P1,P2,…". With argv[3] "uid=N" the children drop to uid and gid N (as
  * nginx's workers run as another user than their root master) and the check wants them
- * still there. For the tree benchmark and the partial-failure tests. */
+ * still there. With argv[3] "churn" a thread of the root forks children that exit at once
+ * and reaps them, without a pause, so that a dump finds children being born and dying
+ * (the check then also wants that thread to churn on). For the tree benchmark and the
+ * partial-failure tests. */
 #include "workload.h"
+
+#include <pthread.h>
+#include <sys/wait.h>
 
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -16,12 +22,27 @@
 #define MAXN 512
 
 static atomic_ulong *counts;
+static atomic_ulong churned;
+
+static void *churn(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(3);
+		if (pid > 0 && waitpid(pid, NULL, 0) == pid)
+			atomic_fetch_add(&churned, 1);
+	}
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
 	int n = argc > 2 ? atoi(argv[2]) : 10;
 	int uid = argc > 3 && strncmp(argv[3], "uid=", 4) == 0 ? atoi(argv[3] + 4) : -1;
+	int churning = argc > 3 && strcmp(argv[3], "churn") == 0;
 	if (n < 1 || n > MAXN)
 		n = 10;
 	wl_install_check_handler();
@@ -51,6 +72,11 @@ int main(int argc, char **argv)
 	for (int i = 1; i < n; i++)
 		while (atomic_load(&counts[i]) == 0)
 			usleep(1000);
+	if (churning) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, churn, NULL) != 0)
+			wl_die("pthread_create");
+	}
 	static char list[MAXN * 12];
 	for (int i = 1; i < n; i++)
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%d", i > 1 ? "," : "", pids[i]);
@@ -70,6 +96,9 @@ int main(int argc, char **argv)
 				break;
 			usleep(10000);
 		}
+		unsigned long churned_before = atomic_load(&churned);
+		for (int tries = 0; churning && tries < 1000 && atomic_load(&churned) == churned_before; tries++)
+			usleep(10000);
 		int wrong = -1;
 		for (int i = 1; i < n && uid >= 0 && wrong < 0; i++) {
 			char path[64], line[256];
@@ -86,6 +115,8 @@ int main(int argc, char **argv)
 		}
 		if (stuck >= 0)
 			wl_result("FAIL child %d (pid %d) stands still", stuck, pids[stuck]);
+		else if (churning && atomic_load(&churned) == churned_before)
+			wl_result("FAIL the churning thread stands still");
 		else if (wrong >= 0)
 			wl_result("FAIL child %d (pid %d) is not uid %d", wrong, pids[wrong], uid);
 		else
