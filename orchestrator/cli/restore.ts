@@ -48,6 +48,8 @@ export function restoreCommand(): CommandSpec {
             detached,
             sibling,
             shellJob: args["shell-job"] === true,
+            tcpEstablished: args["tcp-established"] === true,
+            tcpClose: args["tcp-close"] === true,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

@@ -33,6 +33,8 @@ export interface FdPlan {
 
 export interface FdOptions {
   shellJob: boolean;
+  /** --tcp-established, --tcp-close */
+  tcp?: { established: boolean; close: boolean };
   /** --inherit-fd fd[N]:resource */
   inheritFds: readonly string[];
   /** the task's clocks at dump (timens-0.img) */
@@ -64,6 +66,7 @@ export class FdPlanner {
       files,
       shm,
       shellJob: opts.shellJob,
+      tcp: opts.tcp ?? { established: false, close: false },
       log,
       fds: new Map(),
       clocks: opts.clocks,
@@ -183,6 +186,11 @@ export class FdMaker {
     let fd = this.locals.get(id);
     if (fd === undefined) this.locals.set(id, (fd = src.open()));
     return fd;
+  }
+
+  /** Every task is about to run: the kinds' last changes (TCP repair mode off, the network unlocked). */
+  beforeResume(): void {
+    for (const r of this.planner.all) r.beforeResume?.();
   }
 
   /** Closes what the kinds made (the tasks have their copies). */

@@ -5,6 +5,7 @@
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
 
+import { lockMethodOf, NetworkLock } from "../net/lock.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
@@ -32,6 +33,8 @@ const NS_KEYS = ["pid_ns_id", "net_ns_id", "ipc_ns_id", "uts_ns_id", "mnt_ns_id"
 export interface PlanOptions {
   imagesDir: string;
   shellJob?: boolean | undefined;
+  tcpEstablished?: boolean | undefined;
+  tcpClose?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
   /** --cpu-cap: undefined = not given (criu's default fpu check), null = given without a value */
@@ -91,6 +94,8 @@ export interface Plan {
   processes: ProcPlan[];
   /** every process, zombies too, each after its parent (pstree order) */
   order: TreeNode[];
+  /** the network lock the dump left (inventory.img), removed once the connections are back */
+  netLock: NetworkLock;
 }
 
 async function timens(dir: string): Promise<Plan["timens"]> {
@@ -123,6 +128,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const inv = await images.inventory();
   if (inv.img_version !== 2) throw fail(`image version ${inv.img_version} is not supported (criu 4.x writes 2)`, "inventory.img");
   if (inv.fdinfo_per_id !== true) throw fail("images with per-task fdinfo files (fdinfo_per_id off) are not supported", "inventory.img");
+  const lockMethod = lockMethodOf(inv.network_lock_method);
+  if (!lockMethod) throw fail(`the network lock method ${String(inv.network_lock_method)} is none of criu's (0 iptables, 1 nftables, 2 skip)`, "inventory.img");
   const tasks = await images.tasks();
   if (tasks.length === 0) throw fail("the images hold no process", "pstree.img");
   const rootPid = tasks[0]!.pid;
@@ -168,7 +175,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, inheritFds: opts.inheritFds ?? [], clocks }, log);
   const order: TreeNode[] = [];
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);
@@ -192,7 +199,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const root = order[0] as ProcPlan;
   sessions(root, opts.shellJob === true, fail);
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order };
+  // criu's images from before run ids name the nftables table by the root pid.
+  const netLock = new NetworkLock(lockMethod, typeof inv.dump_criu_run_id === "string" && inv.dump_criu_run_id !== "" ? inv.dump_criu_run_id : String(rootPid), log);
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order, netLock };
 }
 
 interface PlanShared {
