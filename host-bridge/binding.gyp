@@ -27,6 +27,7 @@
         "src/restore_uffd.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
+      "libraries": ["-ldl"],
       "defines": ["NAPI_VERSION=8"]
     },
     {

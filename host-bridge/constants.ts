@@ -74,6 +74,7 @@ export const ERESTART = {
 
 /** fcntl commands with an int argument. */
 export const F = {
+  DUPFD_CLOEXEC: 1030,
   GETFD: 1,
   SETFD: 2,
   GETFL: 3,
@@ -130,7 +131,29 @@ export const SOL_TCP = 6;
 export const SOL_UDP = 17;
 export const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
 export const IPV6 = { RECVPKTINFO: 49, V6ONLY: 26, FREEBIND: 78 } as const;
-export const TCP = { NODELAY: 1, KEEPIDLE: 4, KEEPINTVL: 5, KEEPCNT: 6, CORK: 3, INFO: 11 } as const;
+export const TCP = {
+  NODELAY: 1,
+  MAXSEG: 2,
+  CORK: 3,
+  KEEPIDLE: 4,
+  KEEPINTVL: 5,
+  KEEPCNT: 6,
+  INFO: 11,
+  REPAIR: 19,
+  REPAIR_QUEUE: 20,
+  QUEUE_SEQ: 21,
+  REPAIR_OPTIONS: 22,
+  TIMESTAMP: 24,
+  REPAIR_WINDOW: 29,
+} as const;
+/** TCP_REPAIR_QUEUE's queues */
+export const TCP_QUEUE = { NO: 0, RECV: 1, SEND: 2 } as const;
+/** tcp_info's tcpi_options bits */
+export const TCPI_OPT = { TIMESTAMPS: 1, SACK: 2, WSCALE: 4, ECN: 8 } as const;
+/** TCP option kinds, as TCP_REPAIR_OPTIONS takes them */
+export const TCPOPT = { MAXSEG: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
+/** Socket queue ioctls: bytes to read, bytes not yet acknowledged, bytes not yet sent. */
+export const SIOC = { INQ: 0x541b, OUTQ: 0x5411, OUTQNSD: 0x894b } as const;
 export const UDP_CORK = 1;
 /** TCP's states as sock_diag and TCP_INFO report them (net/tcp_states.h). */
 export const TCP_STATE = {

@@ -307,6 +307,15 @@ export interface NativeBridge {
   connectAddr(fd: number, addr: Uint8Array): void;
   /** poll(2) of one fd without waiting: its revents (0 when nothing is ready). */
   pollNow(fd: number, events: number): number;
+  /** An ioctl that fills an int (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD): the int. */
+  ioctlInt(fd: number, request: number): number;
+  /** recv(MSG_PEEK | MSG_DONTWAIT) of at most `size` bytes: what is queued, left in place. */
+  recvPeek(fd: number, size: number): Buffer;
+  /**
+   * nft commands in nft's syntax, run through libnftables (loaded on first use): what they
+   * print. Throws code ENFT with nft's message when they fail, ENOENT without the library.
+   */
+  nftRun(commands: string): string;
 }
 
 /** One TCP, UDP or UDP-Lite socket as sock_diag reports it. */

@@ -58,6 +58,11 @@ const EFFECT: Record<string, string> = {
   "dump --skip-in-flight": "restore-inetsk.test.ts: a listener with a connection not yet accepted is refused with criu's hint, the task untouched; --skip-in-flight leaves the connection out",
   "dump --file-locks": "restore-locks.test.ts: without --file-locks a task holding a lock is refused, naming the fd and the option, and runs on",
   "restore --file-locks": "restore-locks.test.ts: locks: POSIX ranges, OFD ranges, an exclusive and a shared flock come back with --file-locks",
+  "dump --tcp-established": "restore-tcp.test.ts: a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF",
+  "restore --tcp-established": "restore-tcp.test.ts: both ends in the task, data unread each way: dumped with their queues as criu writes them, locked until the restore, read back after it",
+  "dump --tcp-close": "restore-tcp.test.ts: --tcp-close: a connection dumped without its state, restored closed; a restore without either option refuses it at plan",
+  "restore --tcp-close": "restore-tcp.test.ts: --tcp-close: a connection dumped without its state, restored closed; a restore without either option refuses it at plan",
+  "dump --network-lock": "restore-tcp.test.ts: a failed dump (fault after the lock) leaves the connection working and the lock removed; so does -R",
   "dump --cpu-cap": "restore-cli.test.ts: --cpu-cap: a dump with cpuinfo.img restores with --cpu-cap=all and with --cpu-cap",
   "restore --verbosity": RESTORE_STATS,
   "restore --log-file": RESTORE_STATS,
@@ -218,10 +223,10 @@ test("an option that is not criu's stays a usage error", async (t) => {
 });
 
 test("a short alias is refused by its long name; several refusals are all named; criu's no- prefix passes; a repeated option's last value wins", async (t) => {
-  const r = await cli(["restore", "-D", "/tmp", "-M", "a:b", "-J", "net:1", "--tcp-established"]);
+  const r = await cli(["restore", "-D", "/tmp", "-M", "a:b", "-J", "net:1", "--ext-unix-sk"]);
   t.is(r.code, 1);
   // in the table's order
-  t.is(r.stderr, ["--tcp-established", "--join-ns", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
+  t.is(r.stderr, ["--join-ns", "--ext-unix-sk", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
   const p = parseCommandLine(["dump", "-t", "1", "-D", "/tmp", "--no-lazy-pages", "--no-restore-detached", "--timeout", "5", "--timeout", "1"], NO_CONF);
   t.is(p.kind, "run", p.kind === "exit" ? p.stderr : "");
   // (yargs-parser alone adds a repeated number option's later 1 to it: 6 here)
@@ -245,9 +250,9 @@ test("a config file's unsupported option is refused naming file and line, before
   t.is(viaEnv.stderr, `tscriu: ${conf}:3: --lazy-pages is not supported yet by tscriu dump\n`);
   mkdirSync(join(home, ".criu"));
   const def = join(home, ".criu/default.conf");
-  writeFileSync(def, 'work-dir "/tmp"\ntcp-established\n');
+  writeFileSync(def, 'work-dir "/tmp"\next-unix-sk\n');
   const viaDefault = await cli(dump, env);
-  t.deepEqual([viaDefault.code, viaDefault.stderr], [1, `tscriu: ${def}:2: --tcp-established is not supported yet by tscriu dump\n`]);
+  t.deepEqual([viaDefault.code, viaDefault.stderr], [1, `tscriu: ${def}:2: --ext-unix-sk is not supported yet by tscriu dump\n`]);
   await untouched(t, w, dir);
 });
 

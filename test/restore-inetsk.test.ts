@@ -143,7 +143,7 @@ test("an established TCP connection is refused with criu's hint (--tcp-establish
   t.is(await w.check(), "PASS established");
 });
 
-test("hostile images: an unknown address family, short addresses, a port past 65535, a listening UDP socket, a TCP connection: refused at plan naming the file, nothing made", async (t) => {
+test("hostile images: an unknown address family, short addresses, a port past 65535, a listening UDP socket, a TCP connection without --tcp-established: refused at plan naming the file, nothing made", async (t) => {
   const w = await startWorkload(t, "inetsk", ["listen"]);
   const dir = await dumpGone(t, w);
   const first = (e: E[]): E => e.find((f) => f["type"] === "INETSK")!["isk"] as E;
@@ -152,7 +152,7 @@ test("hostile images: an unknown address family, short addresses, a port past 65
     ["an IPv6 socket with an IPv4 address", (e) => void ((e.find((f) => (f["isk"] as E | undefined)?.["family"] === 10)!["isk"] as E)["src_addr"] = [1]), /fd 4: inet socket \d+: its addresses have 1 and 4 words, not the 4 of an IPv6 address/],
     ["a port past 65535", (e) => void (first(e)["src_port"] = 70000), /has the port 70000, past 65535/],
     ["a listening UDP socket", (e) => void Object.assign(first(e), { type: 2, proto: 17 }), /UDP socket \d+ \(127\.0\.0\.1:\d+\) is listening, which a datagram socket cannot/],
-    ["a TCP connection", (e) => void Object.assign(first(e), { state: 1, dst_port: 80, dst_addr: [0x0100007f] }), /is a TCP connection to 127\.0\.0\.1:80 \(ESTABLISHED\); restoring established connections is not supported yet/],
+    ["a TCP connection, restored without --tcp-established", (e) => void Object.assign(first(e), { state: 1, dst_port: 80, dst_addr: [0x0100007f] }), /is a TCP connection to 127\.0\.0\.1:80 \(ESTABLISHED\): restore it with --tcp-established, or closed with --tcp-close/],
   ];
   for (const [what, mutate, re] of cases) {
     const copy = tempDir(t);

@@ -6,6 +6,7 @@
  * of a TCP socket that sock_diag does not list. */
 #include "bridge.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -14,7 +15,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -232,11 +235,147 @@ static napi_value poll_now(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, r == 0 ? 0 : p.revents);
 }
 
+/* ioctlInt(fd, request): an ioctl that fills an int (SIOCINQ, SIOCOUTQ,
+ * SIOCOUTQNSD); returns the int. */
+static napi_value ioctl_int(napi_env env, napi_callback_info info)
+{
+	const char *fn = "ioctlInt";
+	napi_value argv[2];
+	int32_t fd;
+	uint32_t req;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_uint32(env, argv[1], &req, fn, "request must be a uint32"))
+		return NULL;
+	int v = 0;
+	if (ioctl(fd, (unsigned long)req, &v) < 0)
+		return bridge_throw_errno(env, "ioctl", errno, 0, NULL);
+	return bridge_make_i64(env, v);
+}
+
+/* The most recvPeek reads at once: more than any socket buffer can hold. */
+#define PEEK_MAX (1u << 30)
+
+/* recvPeek(fd, size): recv(MSG_PEEK | MSG_DONTWAIT) of at most size bytes; what
+ * it gave (empty when nothing is queued). */
+static napi_value recv_peek(napi_env env, napi_callback_info info)
+{
+	const char *fn = "recvPeek";
+	napi_value argv[2];
+	int32_t fd;
+	uint32_t size;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_uint32(env, argv[1], &size, fn, "size must be a uint32"))
+		return NULL;
+	if (size > PEEK_MAX)
+		return bridge_throw_arg(env, fn, "size must be at most 1 GiB");
+	char *buf = malloc(size ? size : 1);
+	if (!buf)
+		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+	ssize_t n;
+	do
+		n = recv(fd, buf, size, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	napi_value r = NULL;
+	if (n < 0 && errno != EAGAIN)
+		bridge_throw_errno(env, "recv(MSG_PEEK)", errno, 0, NULL);
+	else
+		r = make_buffer(env, buf, n < 0 ? 0 : (size_t)n);
+	free(buf);
+	return r;
+}
+
+/* libnftables, loaded when first needed: the network lock is the only user,
+ * and a machine without it can still do everything else. */
+struct nft_ctx;
+static struct {
+	void *lib;
+	struct nft_ctx *(*ctx_new)(uint32_t flags);
+	void (*ctx_free)(struct nft_ctx *ctx);
+	int (*buffer_output)(struct nft_ctx *ctx);
+	int (*buffer_error)(struct nft_ctx *ctx);
+	const char *(*get_error)(struct nft_ctx *ctx);
+	const char *(*get_output)(struct nft_ctx *ctx);
+	int (*run)(struct nft_ctx *ctx, const char *buf);
+} nft;
+
+static const char *nft_load(void)
+{
+	if (nft.lib)
+		return NULL;
+	void *lib = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		return dlerror();
+	nft.ctx_new = (struct nft_ctx * (*)(uint32_t)) dlsym(lib, "nft_ctx_new");
+	nft.ctx_free = (void (*)(struct nft_ctx *))dlsym(lib, "nft_ctx_free");
+	nft.buffer_output = (int (*)(struct nft_ctx *))dlsym(lib, "nft_ctx_buffer_output");
+	nft.buffer_error = (int (*)(struct nft_ctx *))dlsym(lib, "nft_ctx_buffer_error");
+	nft.get_error = (const char *(*)(struct nft_ctx *))dlsym(lib, "nft_ctx_get_error_buffer");
+	nft.get_output = (const char *(*)(struct nft_ctx *))dlsym(lib, "nft_ctx_get_output_buffer");
+	nft.run = (int (*)(struct nft_ctx *, const char *))dlsym(lib, "nft_run_cmd_from_buffer");
+	if (!nft.ctx_new || !nft.ctx_free || !nft.buffer_output || !nft.buffer_error || !nft.get_error ||
+	    !nft.get_output || !nft.run) {
+		dlclose(lib);
+		return "libnftables.so.1 lacks the functions of its API";
+	}
+	nft.lib = lib;
+	return NULL;
+}
+
+/* nftRun(commands): runs nft commands (nft's own syntax) through libnftables;
+ * returns what they print (a list command's listing); throws with nft's error
+ * text when they fail. */
+static napi_value nft_run(napi_env env, napi_callback_info info)
+{
+	const char *fn = "nftRun";
+	napi_value argv[1];
+	char *cmd = NULL;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_string(env, argv[0], &cmd, fn, "commands must be a string"))
+		return NULL;
+	const char *why = nft_load();
+	if (why) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "nftables: cannot load libnftables.so.1 (%s)", why);
+		free(cmd);
+		napi_throw_error(env, "ENOENT", msg);
+		return NULL;
+	}
+	struct nft_ctx *ctx = nft.ctx_new(0);
+	if (!ctx) {
+		free(cmd);
+		return bridge_throw_errno(env, "nft_ctx_new", ENOMEM, 0, NULL);
+	}
+	nft.buffer_output(ctx);
+	nft.buffer_error(ctx);
+	int rc = nft.run(ctx, cmd);
+	if (rc != 0) {
+		const char *err = nft.get_error(ctx);
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "nftables: %s", err && *err ? err : "the commands failed");
+		/* nft's messages end with a newline */
+		size_t n = strlen(msg);
+		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			msg[--n] = 0;
+		napi_throw_error(env, "ENFT", msg);
+	}
+	napi_value out = NULL;
+	if (rc == 0) {
+		const char *o = nft.get_output(ctx);
+		napi_create_string_utf8(env, o ? o : "", NAPI_AUTO_LENGTH, &out);
+	}
+	nft.ctx_free(ctx);
+	free(cmd);
+	return out;
+}
+
 void bridge_init_inet(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "inetDiag", inet_diag }, { "sockName", sock_name },	    { "peerName", peer_name },
 		{ "bindAddr", bind_addr }, { "connectAddr", connect_addr }, { "pollNow", poll_now },
+		{ "ioctlInt", ioctl_int }, { "recvPeek", recv_peek },	    { "nftRun", nft_run },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -36,12 +36,20 @@ export function dumpCommand(): CommandSpec {
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
       const log = ctx.log;
       const file = args["log-file"];
-      const [{ dump }, { isDumpError }, { progressBar }, { formatStats }] = await Promise.all([
+      const [{ dump }, { isDumpError }, { progressBar }, { formatStats }, { parseLockMethod }] = await Promise.all([
         import("../dump/dump.js"),
         import("../dump/errors.js"),
         import("../progress.js"),
         import("../dump/stats.js"),
+        import("../net/lock.js"),
       ]);
+      let networkLock;
+      try {
+        networkLock = parseLockMethod(typeof args["network-lock"] === "string" ? args["network-lock"] : undefined);
+      } catch (e) {
+        ctx.err(`tscriu dump: ${(e as Error).message}\n`);
+        return 1;
+      }
       try {
         const ghost = args["ghost-limit"];
         const bar = progressBar(process.stderr, "dumping memory");
@@ -55,6 +63,9 @@ export function dumpCommand(): CommandSpec {
             shellJob: args["shell-job"] === true,
             skipInFlight: args["skip-in-flight"] === true,
             fileLocks: args["file-locks"] === true,
+            tcpEstablished: args["tcp-established"] === true,
+            tcpClose: args["tcp-close"] === true,
+            networkLock,
             timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
             freezeCgroup: typeof args["freeze-cgroup"] === "string" ? args["freeze-cgroup"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,

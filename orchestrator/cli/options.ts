@@ -85,8 +85,8 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "cgroup-dump-controller", kind: "array", describe: "dump only this controller", takes: ["dump"], tscriu: [] },
   { name: "cgroup-yard", kind: "string", describe: "a directory of cgroup mounts made beforehand", takes: ["dump", "restore"], tscriu: [] },
   { name: "cgroup-root", kind: "array", describe: "[controller:]/newroot: another root for a controller", takes: ["dump", "restore"], tscriu: [] },
-  { name: "tcp-established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: [] },
-  { name: "tcp-close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "tcp-established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "tcp-close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "skip-in-flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
   { name: "evasive-devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
@@ -105,7 +105,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "cpu-cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
   { name: "lazy-pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: [] },
   { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
-  { name: "network-lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables or nftables", takes: ["dump"], tscriu: [] },
+  { name: "network-lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
 
   // restore
   { name: "inherit-fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },

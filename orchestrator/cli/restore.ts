@@ -49,6 +49,8 @@ export function restoreCommand(): CommandSpec {
             sibling,
             shellJob: args["shell-job"] === true,
             fileLocks: args["file-locks"] === true,
+            tcpEstablished: args["tcp-established"] === true,
+            tcpClose: args["tcp-close"] === true,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

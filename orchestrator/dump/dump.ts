@@ -2,6 +2,7 @@
 // copy the memory, write images, then let the tree go as asked (kill by default, -R leave running, -s leave stopped). Any failure
 // resumes the task exactly as it was and names the step that failed.
 
+import { randomUUID } from "node:crypto";
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CLOCK } from "../../host-bridge/constants.js";
@@ -10,7 +11,8 @@ import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
-import { collectFds, fdImages, newFdDumpState } from "../fds/dump.js";
+import { collectFds, fdImages, newFdDumpState, releaseFds, type FdDumpState } from "../fds/dump.js";
+import { LOCK_METHOD_ID, NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
 import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
@@ -48,6 +50,8 @@ export interface DumpOptions {
   tcpClose?: boolean | undefined;
   /** --skip-in-flight: leave out connections a listener has not accepted yet */
   skipInFlight?: boolean | undefined;
+  /** --network-lock: iptables (criu's default), nftables or skip */
+  networkLock?: LockMethod | undefined;
   /** seconds to wait for the task to freeze (--timeout, default 10) */
   timeoutSec?: number | undefined;
   /** largest unlinked file copied into the images, bytes (--ghost-limit, default 1 MiB) */
@@ -195,10 +199,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const frozenAt = { monotonic: bridge().clockGettime(CLOCK.MONOTONIC), boottime: bridge().clockGettime(CLOCK.BOOTTIME) };
   const images = new ImageSet(dir, faults);
   const pages: LocalPages[] = [];
+  // criu's run id names the dump (inventory.img) and its network lock (nftables' table).
+  const runId = randomUUID();
+  const netLock = new NetworkLock(opts.networkLock ?? "iptables", runId, log);
+  let fdState: FdDumpState | undefined;
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
-    const fdState = newFdDumpState({
+    fdState = newFdDumpState({
       pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid),
       zombies: tree.processes.filter((f) => f.zombie).map((f) => f.pid),
       files,
@@ -206,6 +214,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       shellJob: opts.shellJob === true,
       fileLocks: opts.fileLocks === true,
       tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true },
+      netLock,
       log,
       frozenAt,
     });
@@ -375,7 +384,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
       await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
     }
-    await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds)]);
+    await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
 
     enter("post-dump");
     runScripts(scripts, "post-dump", dir, pid);
@@ -386,6 +395,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     for (const p of pages) await p.abort();
     const err = asDumpError(step, pid, e);
+    // Connections out of repair mode and unlocked before their tasks run again.
+    for (const undo of [() => fdState && releaseFds(fdState, "resume"), () => netLock.unlock()]) {
+      try {
+        undo();
+      } catch (u) {
+        err.notes.push(`undoing the dump's changes to the task's connections: ${(u as Error).message}`);
+      }
+    }
     const why = releaseTree(tree, "resume");
     if (why) err.notes.push(`resuming the dumped processes after the failure: ${why}`);
     if (createdDir) rmSync(dir, { recursive: true, force: true });
@@ -393,7 +410,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   }
 
   stats.frozen_time = us(frozen.frozenAt);
+  if (finalState === "resume") {
+    // -R: the connections go on as they were, before their tasks run (criu unlocks too).
+    releaseFds(fdState, "resume");
+    netLock.unlock();
+  }
   const why = releaseTree(tree, finalState);
+  // Killed or stopped: the connections stay in repair mode and locked until a restore.
+  if (finalState !== "resume") releaseFds(fdState, finalState);
   if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
   log.info(`Dumping finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {

@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 // Writing the image files of a dump through the images/ codec, each complete or not
 // at all, optionally fsynced, and remembered so a failed dump can remove them.
 
-import { randomUUID } from "node:crypto";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { imageTypeByName, type ImageEntry } from "../../images/codec.js";
@@ -79,7 +78,7 @@ export function namespaceIds(pid: number): Record<string, number> {
   return ids;
 }
 
-export function inventoryEntry(nsIds: Record<string, number>): ImageEntry {
+export function inventoryEntry(nsIds: Record<string, number>, runId: string, networkLockMethod: number): ImageEntry {
   return {
     img_version: 2,
     fdinfo_per_id: true,
@@ -87,9 +86,9 @@ export function inventoryEntry(nsIds: Record<string, number>): ImageEntry {
     ns_per_id: true,
     root_cg_set: 1,
     lsmtype: "NO_LSM",
-    network_lock_method: 0,
+    network_lock_method: networkLockMethod,
     plugins_entry: {},
-    dump_criu_run_id: randomUUID(),
+    dump_criu_run_id: runId,
   };
 }
 

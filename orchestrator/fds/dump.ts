@@ -49,6 +49,19 @@ export function newFdDumpState(ctx: DumpContext): FdDumpState {
   return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: [], inProcess: new Set(), locks: new LockDump(ctx.fileLocks) };
 }
 
+/** The dump is over (see FdDumper.release); every kind is told, the first error is thrown once all are. */
+export function releaseFds(state: FdDumpState, outcome: "resume" | "kill" | "stop"): void {
+  let first: Error | undefined;
+  for (const d of state.dumpers) {
+    try {
+      d.release?.(outcome);
+    } catch (e) {
+      first ??= e as Error;
+    }
+  }
+  if (first !== undefined) throw first;
+}
+
 /** The kinds' own images (pipe data, tty info), for the whole tree. */
 export function fdImages(state: FdDumpState): ExtraImage[] {
   return [...state.dumpers.flatMap((d) => d.images()), ...state.locks.images()];

@@ -6,6 +6,11 @@
 // does. Options from getsockopt: the socket's (sockopts.ts), IP or IPv6 ones (ip_opts),
 // TCP ones (tcp_opts).
 //
+// A TCP connection, with --tcp-established, is locked (net/lock.ts), put in repair mode
+// and read out into tcp-stream-<inode>.img (net/tcp-repair.ts); it stays so until the dump
+// is over: killed, its socket goes without a word to the peer; left running (-R) or after
+// a failure, it leaves repair mode and is unlocked before the task runs again.
+//
 // What is refused, with criu's hints: a connected TCP socket (--tcp-established), a
 // listener with connections it has not accepted yet (--skip-in-flight leaves them out:
 // their clients see the connection reset once the task is gone, as with criu), a corked
@@ -14,13 +19,15 @@
 // its sender's address); the dump says so in the log.
 
 import { constants as fsc } from "node:fs";
-import { AF_INET, AF_INET6, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { InetDiag } from "../../host-bridge/native.js";
 import { NAMESPACES } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
+import type { LockedConn } from "../net/lock.js";
+import { leaveRepair, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
 /** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
 const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
@@ -49,6 +56,9 @@ interface SkView {
 
 export class InetDumper implements FdDumper {
   private readonly tables = new Map<string, Map<number, InetDiag>>();
+  /** tscriu's copies of the connections it put in repair mode, and their SO_REUSEADDR */
+  private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
+  private readonly streams: ExtraImage[] = [];
 
   constructor(private readonly ctx: DumpContext) {}
 
@@ -125,8 +135,15 @@ export class InetDumper implements FdDumper {
       }
     } else if (CONNECTED_STATES.has(sk.state)) {
       const peer = showAddr(family, addrWords(sk.dst, family), sk.dport);
-      if (!this.ctx.tcp.established && !this.ctx.tcp.close) throw refuse(`is a connected TCP socket (${local} -> ${peer}, ${STATE_NAME[sk.state]}); consider using --tcp-established`);
-      throw refuse(`is a connected TCP socket (${local} -> ${peer}, ${STATE_NAME[sk.state]}); dumping established connections is not supported yet`);
+      const conn = `(${local} -> ${peer}, ${STATE_NAME[sk.state]})`;
+      if (!this.ctx.tcp.established && !this.ctx.tcp.close) throw refuse(`is a connected TCP socket ${conn}; consider using --tcp-established`);
+      if (this.ctx.tcp.close) {
+        // criu's --tcp-close: the connection is neither locked nor kept; a restore makes it closed.
+        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} dumped without its state (--tcp-close)`);
+      } else {
+        if (sk.state !== TCP_STATE.ESTABLISHED) throw refuse(`is a TCP connection ${conn}; only established connections are dumped yet (a half-closed one needs its FIN restored with a raw packet)`);
+        this.repair(f, ino, { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport }, conn);
+      }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
     }
@@ -167,8 +184,43 @@ export class InetDumper implements FdDumper {
     return { id, type: "INETSK" };
   }
 
+  /**
+   * criu's tcp_repair_established and dump_tcp_conn_state: the connection is locked, put in
+   * repair mode (through a copy of the socket kept until the dump is over) and read out.
+   */
+  private repair(f: FdFacts, ino: number, c: LockedConn, conn: string): void {
+    this.ctx.netLock.lock(c);
+    const fd = bridge().fcntl(f.copy, F.DUPFD_CLOEXEC, 0);
+    const reuseaddr = getInt(fd, SOL_SOCKET, SO.REUSEADDR) !== 0;
+    this.repaired.push({ fd, reuseaddr });
+    repairOn(fd);
+    let s: TcpStream;
+    try {
+      s = saveConnection(fd);
+    } catch (e) {
+      throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${(e as Error).message}`, { cause: e });
+    }
+    this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
+    this.streams.push({ name: `tcp-stream-${ino.toString(16)}.img`, type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+  }
+
   images(): ExtraImage[] {
-    return [];
+    return this.streams;
+  }
+
+  release(outcome: "resume" | "kill" | "stop"): void {
+    let first: Error | undefined;
+    for (const r of this.repaired.splice(0)) {
+      try {
+        // Killed or stopped: repair mode stays on, so that the socket goes without a word to its peer.
+        if (outcome === "resume") leaveRepair(r.fd, r.reuseaddr);
+      } catch (e) {
+        first ??= e as Error;
+      } finally {
+        bridge().close(r.fd);
+      }
+    }
+    if (first !== undefined) throw first;
   }
 }
 

@@ -10,13 +10,14 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, SHUT, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, O, SHUT, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { restoreSockOpts } from "./sockopts.js";
+import { restoreSockOpts, widenBuffers } from "./sockopts.js";
+import { leaveRepair, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -52,6 +53,10 @@ interface Sk {
   label: string;
   /** the interface index a link-local address binds with (0: none) */
   scopeId: number;
+  /** a connection restored closed (--tcp-close) */
+  closed: boolean;
+  /** a connection's state and queues (--tcp-established) */
+  stream: TcpStream | undefined;
   fd?: number;
 }
 
@@ -62,11 +67,35 @@ export class InetRestorer implements FdRestorer {
 
   constructor(private readonly ctx: PlanContext) {}
 
+  /** tcp-stream-<inode>.img of a connection, checked: one entry whose queues are its data. */
+  private async stream(e: InetSkEntry, conn: string): Promise<TcpStream> {
+    const name = `tcp-stream-${e.ino.toString(16)}.img`;
+    const bad = (why: string): RestoreError => new RestoreError("plan", this.ctx.pid, `${conn}: ${why}`, { file: join(this.ctx.dir, name) });
+    let list: Record<string, unknown>[] | undefined;
+    try {
+      list = await this.ctx.optional(name);
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
+    if (!list) throw bad(`its state (${name}) is not in the images`);
+    if (list.length !== 1) throw bad(`${name} holds ${list.length} entries, not one`);
+    const { extra, ...entry } = list[0] as TcpStreamEntry & { extra?: { inq?: Uint8Array; outq?: Uint8Array } };
+    const inq = Buffer.from(extra?.inq ?? new Uint8Array(0));
+    const outq = Buffer.from(extra?.outq ?? new Uint8Array(0));
+    if (inq.length !== entry.inq_len || outq.length !== entry.outq_len) throw bad(`its queues hold ${inq.length} and ${outq.length} bytes, the entry says ${entry.inq_len} and ${entry.outq_len}`);
+    if (entry.unsq_len === undefined) throw bad("the length of its unsent data (unsq_len) is missing");
+    if (entry.unsq_len > entry.outq_len) throw bad(`${entry.unsq_len} bytes are said to be unsent of a send queue of ${entry.outq_len}`);
+    if (entry.opt_mask & TCPI_OPT.WSCALE && entry.rcv_wscale === undefined) throw bad("window scaling is on but rcv_wscale is missing");
+    if (entry.opt_mask & TCPI_OPT.TIMESTAMPS && entry.timestamp === undefined) throw bad("timestamps are on but the timestamp is missing");
+    if (entry.snd_wscale > 14 || (entry.rcv_wscale ?? 0) > 14) throw bad(`a window scale of ${Math.max(entry.snd_wscale, entry.rcv_wscale ?? 0)}, past TCP's 14`);
+    if (entry.mss_clamp === 0 || entry.mss_clamp > 0xffff) throw bad(`the MSS ${entry.mss_clamp} is no MSS`);
+    return { state: e.state, entry, inq, outq };
+  }
+
   private fail(msg: string): RestoreError {
     return new RestoreError("plan", this.ctx.pid, msg, { file: join(this.ctx.dir, "files.img") });
   }
 
-  // eslint-disable-next-line @typescript-eslint/require-await -- FdRestorer's plan is async; this one reads nothing
   async plan(f: FileEntry, what: string): Promise<FdSource> {
     const e = f.isk;
     if (!e) throw this.fail(`${what}: an INETSK entry without its socket fields`);
@@ -88,11 +117,22 @@ export class InetRestorer implements FdRestorer {
     if (e.src_port > 0xffff || e.dst_port > 0xffff) throw this.fail(`${sock} has the port ${Math.max(e.src_port, e.dst_port)}, past 65535`);
     const label = `${PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
     const state = `${what}: ${label}`;
+    // --tcp-close: a connection comes back as a socket closed; --tcp-established: with its stream.
+    let closed = false;
+    let stream: TcpStream | undefined;
     if (e.proto === IPPROTO.TCP) {
       if (e.state === TCP_STATE.LISTEN) {
         if (e.src_port === 0) throw this.fail(`${state} is listening without a port`);
       } else if (e.dst_port !== 0) {
-        throw this.fail(`${state} is a TCP connection to ${showAddr(e.family, dst.slice(0, words), e.dst_port)} (${STATE_NAME[e.state] ?? e.state}); restoring established connections is not supported yet`);
+        const conn = `${state} is a TCP connection to ${showAddr(e.family, dst.slice(0, words), e.dst_port)} (${STATE_NAME[e.state] ?? e.state})`;
+        if (this.ctx.tcp.close) {
+          closed = true;
+        } else if (!this.ctx.tcp.established) {
+          throw this.fail(`${conn}: restore it with --tcp-established, or closed with --tcp-close`);
+        } else {
+          if (e.state !== TCP_STATE.ESTABLISHED) throw this.fail(`${conn}; only established connections are restored yet`);
+          stream = await this.stream(e, conn);
+        }
       } else if (e.state !== TCP_STATE.CLOSE) {
         throw this.fail(`${state} is in the state ${STATE_NAME[e.state] ?? e.state}, which criu does not dump for a socket without a peer`);
       }
@@ -108,7 +148,7 @@ export class InetRestorer implements FdRestorer {
       if (e.ifname.includes("/") || !existsSync(file)) throw this.fail(`${state} is bound on the interface ${e.ifname}, which this host does not have`);
       scopeId = Number(readFileSync(file, "utf8").trim());
     }
-    const sk: Sk = { e, src: src.slice(0, words), dst: dst.slice(0, words), what, label, scopeId };
+    const sk: Sk = { e, src: src.slice(0, words), dst: dst.slice(0, words), what, label, scopeId, closed, stream };
     this.sockets.push(sk);
     return {
       describe: `socket:[${e.ino}] ${label}`,
@@ -139,9 +179,20 @@ export class InetRestorer implements FdRestorer {
         setInt(fd, SOL_SOCKET, SO.REUSEADDR, "SO_REUSEADDR", 1);
         setInt(fd, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 1);
       });
-      if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
-      if (e.state === TCP_STATE.LISTEN) this.step(s, "listen", () => b.listen(fd, e.backlog));
-      if (e.dst_port !== 0) this.step(s, `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
+      const stream = s.stream;
+      if (stream) {
+        // criu's restore_one_tcp: nothing may block, then the connection in repair mode.
+        this.step(s, `restoring the connection to ${showAddr(e.family, s.dst, e.dst_port)}`, () => {
+          widenBuffers(fd);
+          b.fcntl(fd, F.SETFL, b.fcntl(fd, F.GETFL) | O.NONBLOCK);
+          repairOn(fd);
+          restoreConnection(fd, sockaddr(e.family, e.src_port, s.src, s.scopeId), sockaddr(e.family, e.dst_port, s.dst), stream);
+        });
+      } else if (!s.closed) {
+        if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
+        if (e.state === TCP_STATE.LISTEN) this.step(s, "listen", () => b.listen(fd, e.backlog));
+        if (e.dst_port !== 0) this.step(s, `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
+      }
       this.step(s, "fcntl(F_SETFL)", () => b.fcntl(fd, F.SETFL, e.flags & ~3));
       this.step(s, "IP options", () => restoreIpOpts(fd, e));
       this.step(s, "options", () => restoreSockOpts(fd, e.opts));
@@ -158,9 +209,11 @@ export class InetRestorer implements FdRestorer {
         });
       }
     }
-    // Every socket is made: each gets back its own SO_REUSEADDR and SO_REUSEPORT (criu's post_open_inet_sk).
+    // Every socket is made: each gets back its own SO_REUSEADDR and SO_REUSEPORT (criu's
+    // post_open_inet_sk); a connection's waits until it leaves repair mode (beforeResume).
     for (const s of this.sockets) {
       const o = s.e.opts;
+      if (s.stream) continue;
       if (o.reuseaddr && o.so_reuseport) continue;
       this.step(s, "options", () => {
         if (!o.reuseaddr) setInt(s.fd!, SOL_SOCKET, SO.REUSEADDR, "SO_REUSEADDR", 0);
@@ -183,6 +236,17 @@ export class InetRestorer implements FdRestorer {
       run();
     } catch (err) {
       throw new Error(`${what} of ${s.label} for ${s.what}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The connections leave repair mode, with their SO_REUSEADDR back (criu's rst_unlock_tcp_connections); restore.ts then removes the dump's lock. */
+  beforeResume(): void {
+    for (const s of this.sockets) {
+      if (!s.stream || s.fd === undefined) continue;
+      this.step(s, "leaving repair mode", () => {
+        leaveRepair(s.fd!, s.e.opts.reuseaddr === true);
+        if (!s.e.opts.so_reuseport) setInt(s.fd!, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 0);
+      });
     }
   }
 

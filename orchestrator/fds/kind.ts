@@ -10,6 +10,7 @@ import type { FdInfo } from "../dump/proc.js";
 import type { FileTable, Fown } from "../dump/filetable.js";
 import type { ShmemTable } from "../dump/shmem.js";
 import type { ModuleLog } from "../log.js";
+import type { NetworkLock } from "../net/lock.js";
 import type { FileSet } from "../restore/fileset.js";
 import type { Remote } from "../restore/remote.js";
 import type { ShmTable } from "../restore/shmem.js";
@@ -44,6 +45,8 @@ export interface DumpContext {
   shellJob: boolean;
   /** what to do with TCP connections (--tcp-established, --tcp-close, --skip-in-flight) */
   tcp: { established: boolean; close: boolean; skipInFlight: boolean };
+  /** locks each TCP connection dumped with its state (--network-lock) */
+  netLock: NetworkLock;
   log: ModuleLog;
   /** --file-locks: locks are dumped (otherwise a task holding one is refused) */
   fileLocks: boolean;
@@ -69,6 +72,12 @@ export interface FdDumper {
   dump(f: FdFacts): { id: number; type: string };
   /** Its own images, written after files.img. */
   images(): ExtraImage[];
+  /**
+   * The dump is over: the tasks are about to run on ("resume": also after a failure) or
+   * are gone or stopped for good ("kill", "stop"). What the kind changed in their files
+   * for the dump (TCP repair mode) is undone for "resume".
+   */
+  release?(outcome: "resume" | "kill" | "stop"): void;
 }
 
 export interface PlanContext {
@@ -77,6 +86,8 @@ export interface PlanContext {
   files: FileSet;
   shm: ShmTable;
   shellJob: boolean;
+  /** --tcp-established, --tcp-close */
+  tcp: { established: boolean; close: boolean };
   log: ModuleLog;
   /** every process of the images, zombies included */
   tree: ReadonlySet<number>;
@@ -123,6 +134,8 @@ export interface FdRestorer {
   inheritKeys(e: FileEntry): string[] | Promise<string[]>;
   /** Closes every fd it made (the task has its copies by then). */
   close(): void;
+  /** Every task is about to run: the last changes to what it made (TCP connections leave repair mode, the network is unlocked). */
+  beforeResume?(): void;
 }
 
 export interface FdKind {

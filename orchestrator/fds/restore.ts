@@ -41,6 +41,8 @@ export interface FdPlan {
 
 export interface FdOptions {
   shellJob: boolean;
+  /** --tcp-established, --tcp-close */
+  tcp?: { established: boolean; close: boolean };
   /** --inherit-fd fd[N]:resource */
   inheritFds: readonly string[];
   /** the task's clocks at dump (timens-0.img) */
@@ -74,6 +76,7 @@ export class FdPlanner {
       files,
       shm,
       shellJob: opts.shellJob,
+      tcp: opts.tcp ?? { established: false, close: false },
       log,
       tree: new Set(opts.pids ?? []),
       fds: new Map(),
@@ -216,6 +219,11 @@ export class FdMaker {
     let fd = this.locals.get(id);
     if (fd === undefined) this.locals.set(id, (fd = src.open()));
     return fd;
+  }
+
+  /** Every task is about to run: the kinds' last changes (TCP repair mode off, the network unlocked). */
+  beforeResume(): void {
+    for (const r of this.planner.all) r.beforeResume?.();
   }
 
   /** Closes what the kinds made (the tasks have their copies). */

@@ -6,6 +6,7 @@
 // and nothing has changed on the machine.
 
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { lockMethodOf, NetworkLock } from "../net/lock.js";
 import { join, resolve } from "node:path";
 import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
 import { readImage, readOptionalImage } from "../../images/io.js";
@@ -33,6 +34,8 @@ const NS_KEYS = ["pid_ns_id", "net_ns_id", "ipc_ns_id", "uts_ns_id", "mnt_ns_id"
 export interface PlanOptions {
   imagesDir: string;
   shellJob?: boolean | undefined;
+  tcpEstablished?: boolean | undefined;
+  tcpClose?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
   /** --file-locks: take the locks of filelocks.img again */
@@ -110,6 +113,8 @@ export interface Plan {
   processes: ProcPlan[];
   /** every process, zombies and helpers too, each after the process that forks it */
   order: TreeNode[];
+  /** the network lock the dump left (inventory.img), removed once the connections are back */
+  netLock: NetworkLock;
 }
 
 /**
@@ -150,6 +155,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const inv = await images.inventory();
   if (inv.img_version !== 2) throw fail(`image version ${inv.img_version} is not supported (criu 4.x writes 2)`, "inventory.img");
   if (inv.fdinfo_per_id !== true) throw fail("images with per-task fdinfo files (fdinfo_per_id off) are not supported", "inventory.img");
+  const lockMethod = lockMethodOf(inv.network_lock_method);
+  if (!lockMethod) throw fail(`the network lock method ${String(inv.network_lock_method)} is none of criu's (0 iptables, 1 nftables, 2 skip)`, "inventory.img");
   const tasks = await images.tasks();
   if (tasks.length === 0) throw fail("the images hold no process", "pstree.img");
   const rootPid = tasks[0]!.pid;
@@ -195,7 +202,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
   for (const { pid, entry } of tasks) {
@@ -227,7 +234,9 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
   const locks = planLocks(dir, lockImage?.entries as FileLockEntry[] | undefined, opts.fileLocks === true, processes, (id) => filesById.get(id), log);
   for (const p of processes) p.locks = locks.get(p.pid) ?? [];
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: withHelpers(order, helpers) };
+  // criu's images from before run ids name the nftables table by the root pid.
+  const netLock = new NetworkLock(lockMethod, typeof inv.dump_criu_run_id === "string" && inv.dump_criu_run_id !== "" ? inv.dump_criu_run_id : String(rootPid), log);
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: withHelpers(order, helpers), netLock };
 }
 
 interface PlanShared {

@@ -45,6 +45,10 @@ export interface RestoreOptions {
   sibling?: boolean | undefined;
   /** -j */
   shellJob?: boolean | undefined;
+  /** --tcp-established: restore TCP connections with their state */
+  tcpEstablished?: boolean | undefined;
+  /** --tcp-close: restore TCP connections closed */
+  tcpClose?: boolean | undefined;
   /** -s: leave the task stopped (SIGSTOP) */
   leaveStopped?: boolean | undefined;
   pidfile?: string | undefined;
@@ -114,7 +118,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let plan: Plan;
   try {
     enter("plan");
-    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap }, log);
+    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap }, log);
   } catch (e) {
     const err = asRestoreError("plan", 0, e);
     log.error(err.message);
@@ -302,6 +306,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
+    // TCP connections leave repair mode and the network is unlocked just before the tasks run.
+    maker.beforeResume();
+    plan.netLock.unlock();
     // Children first, each process's other threads before its leader: a process runs on
     // as a whole once its leader goes too (a SIGSTOP given to the leader's detach stops
     // every thread).

@@ -102,9 +102,9 @@ export function criuLogTail(dir: string, log = "restore.log"): string {
  * without -d; killed at teardown); resolves once criu says the task runs its own code
  * again, registers and all. `extra`: more of criu's options ("--file-locks").
  */
-export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000, extra = ""): Promise<void> {
+export async function restoredByCriu(t: ExecutionContext, pid: number, dir: string, timeoutMs = 20_000, extraArgs = ""): Promise<void> {
   const err = openSync(join(dir, "criu.stderr"), "w");
-  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log${extra ? ` ${extra}` : ""}`);
+  const sh = criuShell(`exec criu restore -D ${dir} -v4 -o restore.log ${extraArgs}`);
   const c = spawn(sh.cmd, sh.args, { stdio: ["ignore", err, err], env: sh.env });
   t.teardown(() => {
     c.kill("SIGKILL");

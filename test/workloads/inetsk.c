@@ -21,8 +21,11 @@
  *   shared     fd 3: an IPv4 listener a child (child=PID) holds too, as a
  *              server's workers hold their master's; the child accepts one
  *              connection per SIGUSR1 sent to it and answers with "w".
- *   established  a listener, a connection to it and the accepted end (the dump
- *              must refuse it without --tcp-established).
+ *   established  fd 3: a listener; fd 4: a connection to it (TCP_NODELAY);
+ *              fd 5: its accepted end; data left unread each way. The check
+ *              reads both (and sends them again) and talks to the listener.
+ *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
+ *              gets back what it sends, upper-cased.
  */
 #include "workload.h"
 
@@ -450,6 +453,9 @@ static int check_shared(void)
 
 /* ---- established ---- */
 
+static const char c2s[] = "client to server, unread|";
+static const char s2c[] = "server to client, unread|";
+
 static void setup_established(void)
 {
 	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
@@ -467,14 +473,95 @@ static void setup_established(void)
 		wl_die("accept");
 	if (s != 5)
 		close(s);
+	seti(4, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	/* Data left unread each way: it must be in the queues after a restore. */
+	if (write(4, c2s, strlen(c2s)) != (ssize_t)strlen(c2s) || write(5, s2c, strlen(s2c)) != (ssize_t)strlen(s2c))
+		wl_die("write");
+	lport[3] = port_of(3);
+	lport[4] = port_of(4);
+}
+
+/* Reads exactly what `want` is from fd (waiting for it), then queues it again for the next check. */
+static int expect(int rd, int wr, const char *want)
+{
+	char buf[128];
+	size_t n = strlen(want), got = 0;
+	while (got < n) {
+		struct pollfd p = { .fd = rd, .events = POLLIN };
+		if (poll(&p, 1, 5000) != 1)
+			return fail("fd %d: %zu of %zu bytes came", rd, got, n);
+		ssize_t r = read(rd, buf + got, n - got);
+		if (r <= 0)
+			return fail("fd %d: read gave %zd (%s)", rd, r, r < 0 ? strerror(errno) : "EOF");
+		got += (size_t)r;
+	}
+	if (memcmp(buf, want, n))
+		return fail("fd %d read \"%.*s\", not \"%s\"", rd, (int)n, buf, want);
+	if (write(wr, want, n) != (ssize_t)n)
+		return fail("write to fd %d: %s", wr, strerror(errno));
+	return 0;
 }
 
 static int check_established(void)
 {
-	char x = 0;
-	if (write(4, "e", 1) != 1 || read(5, &x, 1) != 1 || x != 'e')
-		return fail("no byte through the connection");
-	return 0;
+	if (port_of(4) != lport[4])
+		return fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
+	if (geti(4, IPPROTO_TCP, TCP_NODELAY) != 1)
+		return fail("fd 4 lost TCP_NODELAY");
+	if (expect(5, 4, c2s) || expect(4, 5, s2c))
+		return -1;
+	return talk(3, AF_INET, "127.0.0.1", lport[3]);
+}
+
+/* ---- echo ---- */
+
+/* A server: fd 3 listens on 127.0.0.1; every connection gets back each line it
+ * sends, upper-cased. Checks (SIGUSR1) only say it runs. */
+static void run_echo(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	seti(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 64) < 0)
+		wl_die("listen");
+	wl_install_check_handler();
+	wl_ready("case=echo p3=%d", port_of(3));
+	struct pollfd p[1100];
+	int n = 1;
+	p[0] = (struct pollfd){ .fd = 3, .events = POLLIN };
+	for (;;) {
+		if (wl_check_requested) {
+			wl_check_requested = 0;
+			wl_result("PASS echo");
+		}
+		if (poll(p, (nfds_t)n, 100) <= 0)
+			continue;
+		if (p[0].revents & POLLIN) {
+			int c = accept4(3, NULL, NULL, SOCK_CLOEXEC);
+			if (c >= 0 && n < 1100)
+				p[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
+			else if (c >= 0)
+				close(c);
+		}
+		for (int i = 1; i < n; i++) {
+			if (!p[i].revents)
+				continue;
+			char buf[4096];
+			ssize_t r = read(p[i].fd, buf, sizeof(buf));
+			if (r <= 0) {
+				close(p[i].fd);
+				p[i--] = p[--n];
+				continue;
+			}
+			for (ssize_t k = 0; k < r; k++)
+				if (buf[k] >= 'a' && buf[k] <= 'z')
+					buf[k] = (char)(buf[k] - 'a' + 'A');
+			if (write(p[i].fd, buf, (size_t)r) != r) {
+				/* the client went away */
+			}
+		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -502,6 +589,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "established")) {
 		setup_established();
 		check = check_established;
+	} else if (!strcmp(name, "echo")) {
+		signal(SIGPIPE, SIG_IGN);
+		run_echo();
 	} else {
 		fprintf(stderr, "unknown case %s\n", name);
 		return 2;

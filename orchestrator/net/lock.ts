@@ -1,0 +1,142 @@
+// The network lock (criu's --network-lock): from the moment a TCP connection is put in
+// repair mode at dump until its restore takes it out again, no packet of it may reach
+// the host's TCP stack or leave it -- a packet of the peer's meeting no socket (the task
+// is gone) would be answered with a reset, and the peer would drop the connection.
+//
+// nftables, as criu does it (its table, chains, sets and rules, so that either tool's
+// restore unlocks the other's dump): a table "inet CRIU-<dump_criu_run_id>" with input
+// and output chains that accept criu's packet mark and drop every packet of the locked
+// connections, kept in one set per family (address . port . address . port, both
+// directions). The run id is the dump's (inventory.img), so the restore finds the table.
+// skip: no lock (the connections must be quiet, or their peers reset them). iptables,
+// criu's default, needs iptables-restore; where it is missing the dump refuses and says
+// which method works. The method goes into inventory.img as criu numbers it.
+
+import { existsSync } from "node:fs";
+import { AF_INET } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import type { ModuleLog } from "../log.js";
+
+export type LockMethod = "iptables" | "nftables" | "skip";
+
+/** criu's NETWORK_LOCK_METHOD numbers, as inventory.img keeps them. */
+export const LOCK_METHOD_ID: Record<LockMethod, number> = { iptables: 0, nftables: 1, skip: 2 };
+
+/** criu's SOCCR_MARK: packets tscriu or criu send themselves while locked pass. */
+const SOCCR_MARK = 0xc114;
+
+export function lockMethodOf(id: number | undefined): LockMethod | undefined {
+  return (Object.keys(LOCK_METHOD_ID) as LockMethod[]).find((m) => LOCK_METHOD_ID[m] === (id ?? 0));
+}
+
+/** --network-lock's value: criu's default when not given. */
+export function parseLockMethod(v: string | undefined): LockMethod {
+  if (v === undefined || v === "") return "iptables";
+  if (v === "iptables" || v === "nftables" || v === "skip") return v;
+  throw new Error(`--network-lock ${v}: the method is one of iptables, nftables, skip`);
+}
+
+function whereIs(tool: string): string | undefined {
+  for (const dir of (process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) if (dir && existsSync(`${dir}/${tool}`)) return `${dir}/${tool}`;
+  return undefined;
+}
+
+/** One connection, as the lock names it: the local end first. */
+export interface LockedConn {
+  family: number;
+  /** address bytes (4 or 16) */
+  src: Buffer;
+  sport: number;
+  dst: Buffer;
+  dport: number;
+}
+
+function ipText(family: number, b: Buffer): string {
+  if (family === AF_INET) return [...b.subarray(0, 4)].join(".");
+  return Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(":");
+}
+
+/** An IPv4-mapped IPv6 address (::ffff:a.b.c.d): its packets are IPv4 ones. */
+function mapped(b: Buffer): boolean {
+  return b.length === 16 && b.readUInt32BE(0) === 0 && b.readUInt32BE(4) === 0 && b.readUInt32BE(8) === 0xffff;
+}
+
+export class NetworkLock {
+  private tableMade = false;
+  /** connections locked by this run (criu unlocks them all at once by deleting its table) */
+  readonly locked: LockedConn[] = [];
+
+  constructor(
+    readonly method: LockMethod,
+    /** the dump's dump_criu_run_id */
+    readonly runId: string,
+    private readonly log?: ModuleLog,
+  ) {}
+
+  /** criu writes the name into 32 bytes: "inet CRIU-" and the run id's first 21 characters. */
+  get table(): string {
+    return `inet CRIU-${this.runId}`.slice(0, 31);
+  }
+
+  /**
+   * Whether this method can lock here, before anything is touched: the error a dump with
+   * connections gives when it cannot.
+   */
+  check(): void {
+    if (this.method === "iptables") {
+      if (!whereIs("iptables-restore")) {
+        throw new Error("the network lock by iptables (criu's default) needs iptables-restore, which this machine does not have: lock with --network-lock nftables, or --network-lock skip for connections whose peers stay quiet");
+      }
+      throw new Error("the network lock by iptables is not supported by tscriu yet: lock with --network-lock nftables");
+    }
+  }
+
+  /** Locks one connection (both directions); the first one makes the table. */
+  lock(c: LockedConn): void {
+    if (this.method === "skip") return;
+    this.check();
+    const nft = bridge();
+    if (!this.tableMade) {
+      const t = this.table;
+      nft.nftRun(
+        [
+          `create table ${t}`,
+          `add chain ${t} output { type filter hook output priority 0; }`,
+          `add rule ${t} output meta mark ${SOCCR_MARK} accept`,
+          `add chain ${t} input { type filter hook input priority 0; }`,
+          `add rule ${t} input meta mark ${SOCCR_MARK} accept`,
+          `add set ${t} conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }`,
+          `add rule ${t} output ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop`,
+          `add rule ${t} input ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop`,
+          `add set ${t} conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }`,
+          `add rule ${t} output ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop`,
+          `add rule ${t} input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop`,
+        ].join("\n"),
+      );
+      this.tableMade = true;
+      this.log?.info(`network locked with nftables (table ${t})`);
+    }
+    let { family, src, dst } = c;
+    if (family !== AF_INET && mapped(dst)) {
+      family = AF_INET;
+      src = src.subarray(12);
+      dst = dst.subarray(12);
+    }
+    const set = family === AF_INET ? "conns4" : "conns6";
+    const [s, d] = [ipText(family, src), ipText(family, dst)];
+    nft.nftRun([`add element ${this.table} ${set} { ${d} . ${c.dport} . ${s} . ${c.sport} }`, `add element ${this.table} ${set} { ${s} . ${c.sport} . ${d} . ${c.dport} }`].join("\n"));
+    this.locked.push(c);
+  }
+
+  /** Removes the lock of this run (criu's network_unlock); a lock already gone is no error. */
+  unlock(): void {
+    if (this.method !== "nftables") return;
+    try {
+      bridge().nftRun(`delete table ${this.table}`);
+      this.log?.info(`network unlocked (table ${this.table} removed)`);
+    } catch (e) {
+      if (!/No such file or directory/.test((e as Error).message)) throw e;
+    }
+    this.tableMade = false;
+  }
+}

@@ -1,0 +1,192 @@
+// A TCP connection through the kernel's repair mode (TCP_REPAIR, criu's libsoccr): on
+// dump, the sequence numbers, queues, options and window of a socket in repair mode,
+// written as tcp-stream-<inode>.img (a tcp_stream_entry, then the receive queue's bytes,
+// then the send queue's); on restore, a new socket in repair mode is given the same
+// addresses, sequence numbers, options, queues and window, and connected without a
+// handshake. The send queue is two parts the kernel must tell apart: what was sent and
+// not yet acknowledged (restored in repair mode, so that the peer's acknowledgment of it
+// is understood, and retransmitted if it never comes) and what was never sent (sent
+// again normally once repair mode is off for it).
+//
+// Only ESTABLISHED connections are dumped yet: a half-closed one (FIN_WAIT*, CLOSE_WAIT,
+// LAST_ACK, CLOSING) needs its FIN put back, which takes a raw packet (criu's libnet).
+
+import { SIOC, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT, TCPOPT } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
+import type { Entry } from "../../images/schema/dsl.js";
+import type { tcp_stream_entry } from "../../images/schema/index.js";
+
+export type TcpStreamEntry = Entry<typeof tcp_stream_entry>;
+
+/** What a dump keeps of one connection: the entry and its queues' bytes. */
+export interface TcpStream {
+  state: number;
+  entry: TcpStreamEntry;
+  inq: Buffer;
+  outq: Buffer;
+}
+
+function int32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v | 0, 0);
+  return b;
+}
+
+function setInt(fd: number, name: number, v: number, label: string): void {
+  try {
+    bridge().setsockopt(fd, SOL_TCP, name, int32(v));
+  } catch (e) {
+    throw new Error(`setsockopt(${label}, ${v}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+}
+
+function getU32(fd: number, name: number): number {
+  return bridge().getsockopt(fd, SOL_TCP, name, 4).readUInt32LE(0);
+}
+
+export function repairOn(fd: number): void {
+  setInt(fd, TCP.REPAIR, 1, "TCP_REPAIR");
+}
+
+/** Out of repair mode (the kernel then sends a window probe to resynchronise with the peer). */
+export function repairOff(fd: number): void {
+  setInt(fd, TCP.REPAIR, 0, "TCP_REPAIR");
+}
+
+/** The queue of a socket in repair mode: its sequence number and bytes (checked to be exactly `len`). */
+function readQueue(fd: number, queue: number, len: number, what: string): { seq: number; bytes: Buffer } {
+  setInt(fd, TCP.REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE");
+  const seq = getU32(fd, TCP.QUEUE_SEQ);
+  if (len === 0) return { seq, bytes: Buffer.alloc(0) };
+  // One byte more than expected: a queue that grew would show.
+  const bytes = bridge().recvPeek(fd, len + 1);
+  if (bytes.length !== len) throw new Error(`the ${what} queue holds ${bytes.length} bytes, its size said ${len}`);
+  return { seq, bytes };
+}
+
+/** libsoccr_save: the state of a connection already in repair mode. */
+export function saveConnection(fd: number): TcpStream {
+  const b = bridge();
+  const info = b.getsockopt(fd, SOL_TCP, TCP.INFO, 8);
+  const state = info[0]!;
+  if (state !== TCP_STATE.ESTABLISHED) throw new Error(`the connection is in TCP state ${state}; only established connections are dumped yet (a half-closed one needs its FIN restored with a raw packet)`);
+  const options = info[5]!;
+  const outqLen = b.ioctlInt(fd, SIOC.OUTQ);
+  const unsqLen = b.ioctlInt(fd, SIOC.OUTQNSD);
+  const inqLen = b.ioctlInt(fd, SIOC.INQ);
+  const entry: TcpStreamEntry = {
+    inq_len: inqLen,
+    inq_seq: 0,
+    outq_len: outqLen,
+    outq_seq: 0,
+    opt_mask: options,
+    snd_wscale: 0,
+    // in repair mode TCP_MAXSEG gives the clamp the peer announced
+    mss_clamp: getU32(fd, TCP.MAXSEG),
+    unsq_len: unsqLen,
+  };
+  if (options & TCPI_OPT.WSCALE) {
+    entry.snd_wscale = info[6]! & 0x0f;
+    entry.rcv_wscale = info[6]! >> 4;
+  }
+  if (options & TCPI_OPT.TIMESTAMPS) entry.timestamp = getU32(fd, TCP.TIMESTAMP);
+  const w = b.getsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, 20);
+  Object.assign(entry, { snd_wl1: w.readUInt32LE(0), snd_wnd: w.readUInt32LE(4), max_window: w.readUInt32LE(8), rcv_wnd: w.readUInt32LE(12), rcv_wup: w.readUInt32LE(16) });
+  const rq = readQueue(fd, TCP_QUEUE.RECV, inqLen, "receive");
+  const sq = readQueue(fd, TCP_QUEUE.SEND, outqLen, "send");
+  entry.inq_seq = rq.seq;
+  entry.outq_seq = sq.seq;
+  return { state, entry, inq: rq.bytes, outq: sq.bytes };
+}
+
+/** Sends `data` in chunks the kernel takes (a repair-mode receive queue wants linear buffers: a large one may fail with ENOMEM). */
+function sendAll(fd: number, data: Buffer, what: string): void {
+  let max = data.length;
+  let off = 0;
+  while (off < data.length) {
+    const chunk = data.subarray(off, off + Math.min(max, data.length - off));
+    let n: number;
+    try {
+      n = bridge().send(fd, chunk);
+    } catch (e) {
+      if (max > 1024 && ["ENOMEM", "EAGAIN", "ENOBUFS"].includes((e as NodeJS.ErrnoException).code ?? "")) {
+        max >>= 1;
+        continue;
+      }
+      throw new Error(`restoring the ${what} queue (${off} of ${data.length} bytes done): ${(e as Error).message}`, { cause: e });
+    }
+    if (n <= 0) throw new Error(`restoring the ${what} queue: send took nothing at ${off} of ${data.length} bytes`);
+    off += n;
+  }
+}
+
+/**
+ * libsoccr_restore for an established connection: `fd` is a new socket of the family, in
+ * repair mode; src and dst its sockaddrs. Leaves it in repair mode (repairOff when the
+ * task is about to run).
+ */
+export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
+  const b = bridge();
+  const e = s.entry;
+  try {
+    b.bindAddr(fd, src);
+  } catch (err) {
+    throw new Error(`bind: ${(err as Error).message}`, { cause: err });
+  }
+  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
+  setInt(fd, TCP.QUEUE_SEQ, (e.inq_seq - e.inq_len) | 0, "TCP_QUEUE_SEQ");
+  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
+  setInt(fd, TCP.QUEUE_SEQ, (e.outq_seq - e.outq_len) | 0, "TCP_QUEUE_SEQ");
+  try {
+    b.connectAddr(fd, dst);
+  } catch (err) {
+    throw new Error(`connect: ${(err as Error).message}`, { cause: err });
+  }
+  const opts: [number, number][] = [];
+  if (e.opt_mask & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);
+  if (e.opt_mask & TCPI_OPT.WSCALE) opts.push([TCPOPT.WINDOW, e.snd_wscale + ((e.rcv_wscale ?? 0) << 16)]);
+  if (e.opt_mask & TCPI_OPT.TIMESTAMPS) opts.push([TCPOPT.TIMESTAMP, 0]);
+  opts.push([TCPOPT.MAXSEG, e.mss_clamp]);
+  const raw = Buffer.alloc(8 * opts.length);
+  opts.forEach(([code, val], i) => {
+    raw.writeUInt32LE(code, 8 * i);
+    raw.writeUInt32LE(val >>> 0, 8 * i + 4);
+  });
+  try {
+    b.setsockopt(fd, SOL_TCP, TCP.REPAIR_OPTIONS, raw);
+  } catch (err) {
+    throw new Error(`setsockopt(TCP_REPAIR_OPTIONS): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  if (e.opt_mask & TCPI_OPT.TIMESTAMPS) setInt(fd, TCP.TIMESTAMP, e.timestamp ?? 0, "TCP_TIMESTAMP");
+  if (s.inq.length) {
+    setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
+    sendAll(fd, s.inq, "receive");
+  }
+  const unsent = e.unsq_len ?? 0;
+  const sent = s.outq.subarray(0, s.outq.length - unsent);
+  if (sent.length) {
+    setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
+    sendAll(fd, sent, "send");
+  }
+  if (unsent) {
+    // Never sent: it goes out as the task would have sent it.
+    repairOff(fd);
+    sendAll(fd, s.outq.subarray(s.outq.length - unsent), "unsent part of the send");
+    repairOn(fd);
+  }
+  if (e.snd_wnd !== undefined) {
+    const w = Buffer.alloc(20);
+    [e.snd_wl1 ?? 0, e.snd_wnd, e.max_window ?? 0, e.rcv_wnd ?? 0, e.rcv_wup ?? 0].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
+    try {
+      b.setsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, w);
+    } catch (err) {
+      throw new Error(`setsockopt(TCP_REPAIR_WINDOW): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+/** Out of repair mode for good, with the task's SO_REUSEADDR back (repair mode changes it). */
+export function leaveRepair(fd: number, reuseaddr: boolean): void {
+  repairOff(fd);
+  bridge().setsockopt(fd, SOL_SOCKET, SO.REUSEADDR, int32(reuseaddr ? 1 : 0));
+}

@@ -1,0 +1,246 @@
+// Established TCP connections (issue 9): dump --tcp-established puts each connection in
+// repair mode behind the nftables network lock and writes tcp-stream-<inode>.img; restore
+// --tcp-established brings it back with its sequence numbers, queues, options and window,
+// then removes the lock. Checked with both ends in the task (data unread each way), and
+// with a client outside the tree (tscriu's own socket) that keeps its connection: what it
+// sent while the task was gone is answered after the restore, with no reset and no EOF.
+// A failed dump leaves the connections working and the lock removed; -R too. Without a
+// lock that works here, the dump is refused; --tcp-close; hostile tcp-stream images.
+import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { SOL_SOCKET, SO } from "../host-bridge/constants.js";
+import { readImage, writeImage } from "../images/io.js";
+import { dump } from "../orchestrator/dump/dump.js";
+import { isRestoreError } from "../orchestrator/restore/errors.js";
+import { restore } from "../orchestrator/restore/restore.js";
+import { tempDir } from "./helpers/dump.js";
+import { dumpGone, restoreTask, status } from "./helpers/restore.js";
+import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+type E = Record<string, unknown>;
+
+async function entries(dir: string, file: string): Promise<E[]> {
+  return (await readImage(join(dir, file))).entries;
+}
+
+/** The nftables table of a dump (criu's name: 31 characters at most). */
+async function lockTable(dir: string): Promise<string> {
+  const runId = String((await entries(dir, "inventory.img"))[0]!["dump_criu_run_id"]);
+  return `CRIU-${runId}`.slice(0, 26);
+}
+
+const tables = (): string[] =>
+  bridge()
+    .nftRun("list tables")
+    .split("\n")
+    .filter((l) => l.startsWith("table "))
+    .map((l) => l.split(" ")[2]!);
+
+/** A client outside the tree: what it has received, and whether it saw the connection end. */
+interface Client {
+  s: Socket;
+  got: () => string;
+  ended: () => string | undefined;
+}
+
+async function client(t: ExecutionContext, port: number): Promise<Client> {
+  const s = connect({ port, host: "127.0.0.1" });
+  let got = "";
+  let ended: string | undefined;
+  s.setEncoding("latin1");
+  s.on("data", (d: string) => (got += d));
+  s.on("error", (e) => (ended = `error ${e.message}`));
+  s.on("end", () => (ended ??= "EOF"));
+  s.on("close", () => (ended ??= "closed"));
+  t.teardown(() => s.destroy());
+  await new Promise<void>((resolve, reject) => {
+    s.once("connect", resolve);
+    s.once("error", reject);
+  });
+  return { s, got: () => got, ended: () => ended };
+}
+
+async function ask(c: Client, line: string): Promise<void> {
+  const want = c.got() + line.toUpperCase();
+  c.s.write(line);
+  await waitFor(`the answer to ${JSON.stringify(line)}`, () => c.got() === want || (c.got().length > want.length && `more than asked: ${c.got()}`));
+  if (c.got() !== want) throw new Error(`got ${JSON.stringify(c.got())}`);
+}
+
+async function echoServer(t: ExecutionContext): Promise<{ w: Workload; c: Client }> {
+  const w = await startWorkload(t, "inetsk", ["echo"]);
+  const c = await client(t, Number(w.info["p3"]));
+  await ask(c, "hello\n");
+  return { w, c };
+}
+
+/** An ioctl's count (SIOCINQ 0x541b, SIOCOUTQNSD 0x894b) of fd `fd` of `pid`, through a copy of it. */
+function queued(pid: number, fd: number, request: number): number {
+  const b = bridge();
+  const pidfd = b.pidfdOpen(pid);
+  try {
+    const copy = b.pidfdGetfd(pidfd, fd);
+    try {
+      return b.ioctlInt(copy, request);
+    } finally {
+      b.close(copy);
+    }
+  } finally {
+    b.close(pidfd);
+  }
+}
+
+const LOCK = { tcpEstablished: true, networkLock: "nftables" as const };
+
+test.serial("both ends in the task, data unread each way: dumped with their queues as criu writes them, locked until the restore, read back after it", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["established"]);
+  const dir = await dumpGone(t, w, LOCK);
+  const table = await lockTable(dir);
+  t.true(tables().includes(table), "the connections stay locked while the task is gone");
+  const streams = readdirSync(dir).filter((f) => f.startsWith("tcp-stream-"));
+  t.is(streams.length, 2, "one tcp-stream image per connection end");
+  const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
+  for (const s of streams) {
+    const [e, ...rest] = await entries(dir, s);
+    t.is(rest.length, 0);
+    const isk = files.find((f) => `tcp-stream-${Number(f["ino"]).toString(16)}.img` === s)!;
+    t.like(isk, { state: 1, proto: 6 }, "named after the inode of an established connection");
+    // The fields criu 4.2 writes for an established loopback connection.
+    t.deepEqual(Object.keys(e!).sort(), ["extra", "inq_len", "inq_seq", "max_window", "mss_clamp", "opt_mask", "outq_len", "outq_seq", "rcv_wnd", "rcv_wscale", "rcv_wup", "snd_wl1", "snd_wnd", "snd_wscale", "timestamp", "unsq_len"]);
+    t.like(e, { inq_len: 25, outq_len: 0, unsq_len: 0 });
+    const listener = files.find((f) => f["state"] === 10)!;
+    const isClient = isk["dst_port"] === listener["src_port"];
+    t.is(Buffer.from((e!["extra"] as { inq: Uint8Array }).inq).toString(), isClient ? "server to client, unread|" : "client to server, unread|");
+    t.is(Number(e!["opt_mask"]) & 7, 7, "timestamps, SACK and window scaling, as loopback connections have them");
+  }
+  const inv = (await entries(dir, "inventory.img"))[0]!;
+  t.is(inv["network_lock_method"], 1, "criu's number for nftables");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.false(tables().includes(table), "the restore removed the lock");
+  t.is(await w.check(), "PASS established", "the unread data reads back, each way, and the connection carries more");
+  t.is(await w.check(), "PASS established");
+});
+
+test.serial("a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF", async (t) => {
+  const { w, c } = await echoServer(t);
+  // Stopped, the server leaves what comes in unread: it is in the receive queue at the dump.
+  process.kill(w.pid, "SIGSTOP");
+  await waitFor("the server to stop", () => procState(w.pid) === "T");
+  c.s.write("queued before the dump\n");
+  await waitFor("the line to be in the server's queue", () => queued(w.pid, 4, 0x541b) > 0 || undefined);
+  const dir = await dumpGone(t, w, LOCK);
+  // The task is gone, the connection locked: this goes nowhere until the restore (no reset).
+  c.s.write("sent while it was gone\n");
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(c.ended(), undefined, "the client saw nothing happen");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  process.kill(w.pid, "SIGCONT");
+  await waitFor("both answers", () => c.got() === "HELLO\nQUEUED BEFORE THE DUMP\nSENT WHILE IT WAS GONE\n" || undefined, 20_000);
+  await ask(c, "and the next one\n");
+  t.is(c.ended(), undefined, "no reset, no EOF");
+  t.is(await w.check(), "PASS echo");
+});
+
+test.serial("a send queue full of what the client has not read (sent and not yet sent parts kept apart) is all delivered after the restore", async (t) => {
+  const { w, c } = await echoServer(t);
+  // A small receive window on the client, which stops reading: the server's echo fills its send queue.
+  const fd = (c.s as unknown as { _handle: { fd: number } })._handle.fd;
+  const small = Buffer.alloc(4);
+  small.writeInt32LE(4096, 0);
+  bridge().setsockopt(fd, SOL_SOCKET, SO.RCVBUF, small);
+  c.s.pause();
+  const line = "x".repeat(1023) + "\n";
+  const total = 2048 * 1024;
+  c.s.write(line.repeat(total / line.length));
+  await waitFor("the server's send queue to hold data never sent", () => queued(w.pid, 4, 0x894b) > 0 || undefined);
+  const dir = await dumpGone(t, w, LOCK);
+  const stream = readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!;
+  const [e] = await entries(dir, stream);
+  t.true(Number(e!["unsq_len"]) > 0, "some of it was never sent");
+  t.true(Number(e!["outq_len"]) > Number(e!["unsq_len"]), "and some sent, not yet acknowledged");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  c.s.resume();
+  await waitFor("the whole echo", () => c.got().length >= 6 + total || undefined, 30_000);
+  t.is(c.got(), "HELLO\n" + line.toUpperCase().repeat(total / line.length), "every byte, in order");
+  t.is(c.ended(), undefined);
+});
+
+test.serial("a failed dump (fault after the lock) leaves the connection working and the lock removed; so does -R", async (t) => {
+  const { w, c } = await echoServer(t);
+  const before = tables();
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img"), ...LOCK, faults: "images" }));
+  t.like(err, { step: "images" });
+  t.deepEqual(tables(), before, "no lock left behind");
+  t.is(status(w.pid).get("TracerPid"), "0");
+  await ask(c, "after the failed dump\n");
+
+  const dir = join(tempDir(t), "img");
+  await dump({ pid: w.pid, imagesDir: dir, ...LOCK, leaveRunning: true });
+  t.deepEqual(tables(), before, "-R: unlocked");
+  await ask(c, "after dump -R\n");
+  t.true(existsSync(join(dir, readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!)));
+  t.is(c.ended(), undefined);
+});
+
+test.serial("without a lock that works here (criu's default, iptables) a connection is refused, the task untouched", async (t) => {
+  const { w, c } = await echoServer(t);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img"), tcpEstablished: true }));
+  t.regex(err?.message ?? "", /the network lock by iptables \(criu's default\) needs iptables-restore, which this machine does not have: lock with --network-lock nftables/);
+  t.is(status(w.pid).get("TracerPid"), "0");
+  await ask(c, "still here\n");
+});
+
+test.serial("--tcp-close: a connection dumped without its state, restored closed; a restore without either option refuses it at plan", async (t) => {
+  const { w } = await echoServer(t);
+  const dir = await dumpGone(t, w, { tcpClose: true });
+  t.deepEqual(
+    readdirSync(dir).filter((f) => f.startsWith("tcp-stream-")),
+    [],
+  );
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.true(isRestoreError(err));
+  t.regex(err?.message ?? "", /fd 4: TCP socket \d+ \(127\.0\.0\.1:\d+\) is a TCP connection to 127\.0\.0\.1:\d+ \(ESTABLISHED\): restore it with --tcp-established, or closed with --tcp-close \(.*files\.img\)/);
+  await restoreTask(t, dir, { tcpClose: true });
+  // The server finds the connection closed and drops it; new clients are served.
+  const c2 = await client(t, Number(w.info["p3"]));
+  await ask(c2, "a new client\n");
+  t.is(await w.check(), "PASS echo");
+});
+
+test.serial("hostile tcp-stream images: queues that do not match their lengths, unsent data past the queue, a missing image: refused at plan naming the file", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["established"]);
+  const dir = await dumpGone(t, w, LOCK);
+  const table = await lockTable(dir);
+  t.teardown(() => {
+    if (tables().includes(table)) bridge().nftRun(`delete table inet ${table}`);
+  });
+  const stream = readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!;
+  const cases: [string, (e: E) => void, RegExp][] = [
+    ["a receive queue shorter than its length", (e) => void (e["inq_len"] = Number(e["inq_len"]) + 100), new RegExp(`${stream}`)],
+    ["a receive queue longer than its length", (e) => void (e["inq_len"] = 3), new RegExp(`${stream}`)],
+    ["more unsent data than the send queue holds", (e) => void (e["unsq_len"] = 9), /9 bytes are said to be unsent of a send queue of 0/],
+    ["a window scale past 14", (e) => void (e["rcv_wscale"] = 15), /a window scale of 15, past TCP's 14/],
+  ];
+  for (const [what, mutate, re] of cases) {
+    const copy = tempDir(t);
+    for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
+    const img = await readImage(join(copy, stream));
+    mutate(img.entries[0]!);
+    rmSync(join(copy, stream));
+    await writeImage(join(copy, stream), img);
+    const err = await t.throwsAsync(restore({ imagesDir: copy, tcpEstablished: true }), undefined, what);
+    t.true(isRestoreError(err), `${what}: ${String(err)}`);
+    t.like(err, { step: "plan" }, what);
+    t.regex(err?.message ?? "", re, what);
+    t.true((err?.message ?? "").includes(join(copy, stream)), `${what}: names the file`);
+    t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
+  }
+  const copy = tempDir(t);
+  for (const f of readdirSync(dir)) if (f !== stream) copyFileSync(join(dir, f), join(copy, f));
+  const err = await t.throwsAsync(restore({ imagesDir: copy, tcpEstablished: true }));
+  t.regex(err?.message ?? "", new RegExp(`its state \\(${stream}\\) is not in the images`));
+  t.true(tables().includes(table), "a refused restore leaves the lock");
+});
