@@ -13,7 +13,7 @@ import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "../restore/errors.js";
 import type { FileSet } from "../restore/fileset.js";
-import { NR, type Call, type Remote } from "../restore/remote.js";
+import { LOOP_TABLE, NR, type Call, type Remote } from "../restore/remote.js";
 import type { ShmTable } from "../restore/shmem.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { FD_KINDS, kindOf } from "./table.js";
@@ -230,10 +230,10 @@ export class FdMaker {
   }
 }
 
-/** Calls per remote batch while installing fds (about three per fd). */
-const INSTALL_BATCH = 768;
-/** Bytes of the trampoline's data area one batch may use for owners (8 each). */
-const OWNER_AREA = 8192;
+/** Calls per remote batch while installing fds (about one per fd). */
+const INSTALL_BATCH = 1024;
+/** Bytes of the trampoline's data area one batch may use for owners (8 each), below Remote.loop's table. */
+const OWNER_AREA = LOOP_TABLE;
 
 /**
  * Installs every fd in the task at its number, with offsets and owners; then what each
@@ -242,8 +242,9 @@ const OWNER_AREA = 8192;
  * The task takes tscriu's fd of a description with pidfd_getfd, which gives it the lowest
  * free number, then dup3s it to its own number. The stopped stub opens nothing by itself,
  * so that lowest number is known beforehand from its fd table: the installs of many fds
- * go in one batch of remote calls (one ptrace round trip per call, not a JavaScript round
- * trip per fd), and each number pidfd_getfd gave is checked against the one expected.
+ * go in one run of the trampoline's syscall loop (Remote.loop: one ptrace stop for a
+ * hundred calls, where a JavaScript round trip per fd cost 20 times criu's time), and
+ * each number pidfd_getfd gave is checked against the one expected.
  */
 export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   const open = new Set(readdirSync(`/proc/${remote.pid}/fd`).map(Number));
@@ -253,7 +254,7 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   let expected: { at: number; fd: number; what: string }[] = [];
   let area = 0;
   const flush = (): void => {
-    const res = remote.batch(calls);
+    const res = remote.loop(calls);
     for (const e of expected) {
       if (Number(res[e.at]) !== e.fd) throw new RestoreError("files", remote.pid, `pidfd_getfd of ${e.what} gave fd ${String(res[e.at])}, not the lowest free fd ${e.fd}`);
     }
