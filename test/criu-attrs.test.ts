@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { criuLogTail, criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
+import { criuLogTail, criuVersion, haveRoot, HOST_CRIU, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
 import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
@@ -32,12 +32,22 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   // issue 8: unix sockets
   ...["stream", "dgram", "seqpacket", "listen", "abstract", "shutdown", "opts", "deleted"].map((c): [string, string[], RegExp] => ["unixsk", [c], new RegExp(`^PASS ${c}$`)]),
   // issue 8: eventfd, signalfd, timerfd, epoll, inotify
-  ...["signalfd", "timerfd-oneshot", "epoll-nested", "epoll-moved", "fixture"].map((c): [string, string[], RegExp] => ["anonfds", [c], new RegExp(`^PASS ${c}$`)]),
+  ...["signalfd", "timerfd-oneshot", "epoll-nested", "epoll-moved", "fixture", "fanotify"].map((c): [string, string[], RegExp] => ["anonfds", [c], new RegExp(`^PASS ${c}$`)]),
 ];
 
 /** What an older criu loses in its own dump (tscriu restores what the images hold). */
 const CRIU_LOSES: Record<string, { versions: RegExp; result: RegExp; why: string }> = {
   madvise: { versions: /^4\.1(\.|$)/, result: /^FAIL wipeonfork: VmFlags , was wf,$/, why: "criu 4.1 does not dump MADV_WIPEONFORK (criu 4.2 does)" },
+};
+
+/**
+ * What criu run in the trixie root (a chroot) restores differently from the host's criu:
+ * a fanotify mount mark is put back by path from criu's root, so in the chroot it lands
+ * on the chroot's mount, not on the host mount the task's files are on (TSCRIU_CRIU, a
+ * host criu, passes).
+ */
+const IN_ROOT_LOSES: Record<string, { result: RegExp; why: string }> = {
+  "anonfds fanotify": { result: /^FAIL fanotify: no event for outside \(the mount mark\)$/, why: "criu in the chroot re-adds the mount mark on the chroot's own mount" },
 };
 
 /** States criu itself cannot dump or restore (tscriu can: test/restore-unixsk.test.ts). */
@@ -62,7 +72,15 @@ for (const [name, args, pass] of CASES) {
       return;
     }
     await restoredByCriu(t, w.pid, dir, 60_000);
-    t.regex(await w.check(30_000), pass);
+    const answer = await w.check(30_000);
+    const root = IN_ROOT_LOSES[title];
+    if (root && !HOST_CRIU && root.result.test(answer)) {
+      // everything checked before the mount mark passed
+      t.regex(answer, root.result);
+      t.log(`the criu root's chroot, not tscriu: ${root.why}`);
+      return;
+    }
+    t.regex(answer, pass);
   });
 
   test.serial(`tscriu restores criu's images: ${title}`, async (t) => {
