@@ -31,13 +31,23 @@ async function until(what: string, f: () => boolean, ms = 60_000): Promise<void>
   for (const end = Date.now() + ms; !f(); await sleep(5)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+/** CPU seconds of the children this process has waited for (cutime + cstime of /proc/self/stat). */
+function childCpu(): number {
+  const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[13]) + Number(f[14])) / 100;
+}
+
+/** Wall and CPU seconds of one run of a command (CPU: the machine is shared, wall time is noisy). */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { wall: number; cpu: number } {
+  const c0 = childCpu();
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { encoding: "utf8", env });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}\n${r.stderr}`);
-  return s;
+  return { wall, cpu: childCpu() - c0 };
 }
+
+type Times = { dump: { wall: number; cpu: number }; restore: { wall: number; cpu: number } };
 
 /** The restored task's own check of every fd. */
 async function check(pid: number, work: string, n: number): Promise<void> {
@@ -49,7 +59,7 @@ async function check(pid: number, work: string, n: number): Promise<void> {
   if (!line.startsWith("PASS") || Number(/fds=(\d+)/.exec(line)?.[1]) < n) throw new Error(`after the restore: ${line}`);
 }
 
-async function once(tool: "tscriu" | "criu", n: number): Promise<{ dump: number; restore: number }> {
+async function once(tool: "tscriu" | "criu", n: number): Promise<Times> {
   const work = mkdtempSync(join(tmpdir(), "bench-fds-w-"));
   const images = mkdtempSync(join(tmpdir(), "bench-fds-i-"));
   const out = join(work, "stdout");
@@ -74,27 +84,37 @@ async function once(tool: "tscriu" | "criu", n: number): Promise<{ dump: number;
   }
 }
 
-console.log(`\nfds of mixed kinds in one process: median of ${runs} (dump = until the task is killed with its images on disk; restore -d = until it runs; each restored task checked every fd)`);
+console.log(
+  `\nfds of mixed kinds in one process: median of ${runs}, runs interleaved across sizes and tools (dump = until the task is killed with its images on disk; restore -d = until it runs; each restored task checked every fd). Wall time, and CPU time of the command in brackets`,
+);
 const tools: ("tscriu" | "criu")[] = criu ? ["tscriu", "criu"] : ["tscriu"];
-for (const n of sizes) {
-  const got: Record<string, { dump: number[]; restore: number[] }> = {};
-  for (let i = 0; i < runs; i++) {
+const got = new Map<string, Times[]>();
+for (let i = 0; i < runs; i++) {
+  for (const n of sizes) {
     for (const tool of tools) {
-      const r = await once(tool, n);
-      (got[tool] ??= { dump: [], restore: [] }).dump.push(r.dump);
-      got[tool].restore.push(r.restore);
+      const key = `${tool} ${n}`;
+      if (!got.has(key)) got.set(key, []);
+      got.get(key)!.push(await once(tool, n));
     }
   }
-  const line = (tool: string): string => {
-    const d = median(got[tool]!.dump);
-    const r = median(got[tool]!.restore);
-    return `${tool} dump ${fmt(d)} (${((d / n) * 1000).toFixed(2)} s per 1000 fds), restore ${fmt(r)} (${((r / n) * 1000).toFixed(2)} s per 1000)`;
-  };
-  let text = `  ${String(n).padStart(5)} fds: ${line("tscriu")}`;
+}
+const med = (tool: string, n: number, k: "dump" | "restore", w: "wall" | "cpu"): number => median(got.get(`${tool} ${n}`)!.map((x) => x[k][w]));
+for (const n of sizes) {
+  const line = (tool: string): string =>
+    (["dump", "restore"] as const).map((k) => `${k} ${fmt(med(tool, n, k, "wall"))} [${fmt(med(tool, n, k, "cpu"))}]`).join(", ");
+  let text = `  ${String(n).padStart(5)} fds: tscriu ${line("tscriu")}`;
   if (criu) {
-    const ratio = (k: "dump" | "restore"): string => (median(got["tscriu"]![k]) / median(got["criu"]![k])).toFixed(2);
-    text += `\n             ${line("criu")}; tscriu/criu: dump ${ratio("dump")}, restore ${ratio("restore")}`;
+    const ratio = (k: "dump" | "restore", w: "wall" | "cpu"): string => (med("tscriu", n, k, w) / med("criu", n, k, w)).toFixed(2);
+    text += `\n             criu   ${line("criu")}; tscriu/criu: dump ${ratio("dump", "wall")} [${ratio("dump", "cpu")}], restore ${ratio("restore", "wall")} [${ratio("restore", "cpu")}]`;
   }
   console.log(text);
+}
+// The cost per fd: the slope between the smallest and the largest size.
+const [lo, hi] = [sizes[0]!, sizes[sizes.length - 1]!];
+if (hi > lo) {
+  for (const tool of tools) {
+    const slope = (k: "dump" | "restore", w: "wall" | "cpu"): string => (((med(tool, hi, k, w) - med(tool, lo, k, w)) / (hi - lo)) * 1e6).toFixed(0);
+    console.log(`  ${tool}: per fd from ${lo} to ${hi}: dump ${slope("dump", "wall")} us [${slope("dump", "cpu")} us CPU], restore ${slope("restore", "wall")} us [${slope("restore", "cpu")} us CPU]`);
+  }
 }
 if (!criu) console.log("\ncriu: not measured (set TSCRIU_BENCH_CRIU to a criu binary, e.g. /work/criu-4.2/criu/criu)");

@@ -4,7 +4,9 @@
  *   two regular files (each its own open of one of 16 files, at its own offset), a pipe
  *   (both ends, 3 bytes queued), a unix socketpair (both ends, 5 bytes queued one way),
  *   an eventfd (count = the group number), a timerfd (armed, 1000 s), a dup of the
- *   group's first file, an epoll watching the group's eventfd.
+ *   group's first file, an epoll watching the group's eventfd;
+ *
+ * and one more epoll watching every group's eventfd (N/10 targets).
  *
  * RLIMIT_NOFILE is raised to what N needs. On SIGUSR1 it checks every group: offsets,
  * queued bytes, counts, the timer armed, the epoll reporting its eventfd ("PASS fds=N")
@@ -21,6 +23,7 @@
 #define GROUP 10
 
 static int groups;
+static int all_ep; /* the epoll of every eventfd */
 static int *first; /* each group's first fd */
 
 static int count_fds(void)
@@ -107,6 +110,14 @@ int main(int argc, char **argv)
 		if (ep != f + GROUP - 1)
 			wl_die("the group's fds are not consecutive");
 	}
+	all_ep = epoll_create1(0);
+	if (all_ep < 0)
+		wl_die("epoll_create1");
+	for (int g = 0; g < groups; g++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (unsigned)g };
+		if (epoll_ctl(all_ep, EPOLL_CTL_ADD, first[g] + 6, &ev) < 0)
+			wl_die("epoll_ctl");
+	}
 	wl_install_check_handler();
 	wl_ready("fds=%d", count_fds());
 	for (;;) {
@@ -115,6 +126,13 @@ int main(int argc, char **argv)
 		int ok = 1;
 		for (int g = 0; g < groups && ok; g++)
 			ok = check_group(g, why, sizeof(why)) == 0;
+		struct epoll_event *evs = calloc((size_t)groups + 1, sizeof(*evs));
+		int n_ready = epoll_wait(all_ep, evs, groups + 1, 0);
+		free(evs);
+		if (ok && n_ready != groups) {
+			ok = 0;
+			snprintf(why, sizeof(why), "the epoll of every eventfd reports %d of %d", n_ready, groups);
+		}
 		if (ok)
 			wl_result("PASS fds=%d", count_fds());
 		else
