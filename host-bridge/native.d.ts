@@ -209,6 +209,10 @@ export interface NativeBridge {
   inotifyInit1(flags: number): number;
   /** inotify_add_watch(fd, path, mask): the watch descriptor. */
   inotifyAddWatch(fd: number, path: string, mask: number): number;
+  /** fanotify_init(flags, eventFlags). */
+  fanotifyInit(flags: number, eventFlags: number): number;
+  /** fanotify_mark(fd, flags, mask, AT_FDCWD, path). */
+  fanotifyMark(fd: number, flags: number, mask: number, path: string): void;
   /** inotify_rm_watch(fd, wd). */
   inotifyRmWatch(fd: number, wd: number): void;
   /** ioctl(INOTIFY_IOC_SETNEXTWD): the next watch gets descriptor `wd` if free (ENOTTY without CONFIG_CHECKPOINT_RESTORE). */

@@ -93,6 +93,16 @@ test("system errors name the syscall, and the path where there is one", (t) => {
     ["removing a watch that is not there", () => b.inotifyRmWatch(ify, 77), { code: "EINVAL", syscall: "inotify_rm_watch" }],
     ["SETNEXTWD on an eventfd", () => b.inotifySetNextWd(e, 3), { code: "ENOTTY", syscall: "ioctl(INOTIFY_IOC_SETNEXTWD)" }],
     ["a handle on an eventfd as mount", () => b.openByHandleAt(e, 1, Buffer.alloc(8), O.PATH), { syscall: "open_by_handle_at" }],
+    ["fanotify_init flags that do not exist", () => b.fanotifyInit(0x80000000, 0), { code: "EINVAL", syscall: "fanotify_init" }],
+    ["a fanotify mark through an eventfd", () => b.fanotifyMark(e, 1, 8, "/"), { code: "EINVAL", syscall: "fanotify_mark" }],
+    ["a fanotify mark on no file", () => {
+      const fan = b.fanotifyInit(1, 0);
+      try {
+        b.fanotifyMark(fan, 1, 8, "/nonexistent/tscriu");
+      } finally {
+        closeSync(fan);
+      }
+    }, { code: "ENOENT", syscall: "fanotify_mark", path: "/nonexistent/tscriu" }],
   ];
   for (const [what, call, expected] of cases) {
     const err = t.throws(call, undefined, what);
@@ -110,6 +120,8 @@ test("bad arguments are TypeErrors before any syscall", (t) => {
     ["an empty handle", () => b.openByHandleAt(0, 1, Buffer.alloc(0), 0)],
     ["a handle of 129 bytes", () => b.openByHandleAt(0, 1, Buffer.alloc(129), 0)],
     ["kcmpEpollTfd pid 0", () => b.kcmpEpollTfd(0, 1, 1, 1, 1, 0)],
+    ["fanotify flags negative", () => b.fanotifyInit(-1, 0)],
+    ["fanotify mark path not a string", () => b.fanotifyMark(0, 1, 8, 5 as unknown as string)],
   ];
   for (const [what, call] of bad) t.throws(call, { instanceOf: TypeError, code: "ERR_INVALID_ARG_TYPE" }, what);
 });

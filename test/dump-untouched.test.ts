@@ -121,12 +121,12 @@ for (const [mode, opts] of [
   [" -R", { leaveRunning: true }],
   [" -s", { leaveStopped: true }],
 ] as const) {
-  test(`a refused dump${mode} (a signalfd, a fanotify instance) leaves handlers, mask, pending signals, registers and maps as they were`, async (t) => {
+  test(`a refused dump${mode} (a signalfd, an io_uring instance) leaves handlers, mask, pending signals, registers and maps as they were`, async (t) => {
     const w = await startWorkload(t, "sigtrap", ["signalfd", "unsupported", "trap-pending", ownUid()]);
     await sleeping(w);
     const before = look(w.pid);
     const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t), ...opts }));
-    t.regex(err?.message ?? "", /unsupported fd \d+: anon_inode:\[fanotify\]/);
+    t.regex(err?.message ?? "", /unsupported fd \d+: anon_inode:\[io_uring\]/);
     await sleeping(w);
     same(t, look(w.pid), before, "after the refused dump");
     t.true(catchesTrap(w.pid));

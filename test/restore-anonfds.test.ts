@@ -108,11 +108,31 @@ test("inotify: watch descriptors 2 and 3 with their masks, events after the rest
   ]);
 });
 
-test("fanotify stays refused by name, the task left running", async (t) => {
+test("fanotify: an inode mark for a directory's children, an ignored mask, a mount mark; events after the restore", async (t) => {
+  const { w, dir } = await roundTrip(t, "fanotify");
+  const [ffy] = await parts(dir, "FANOTIFY", "ffy");
+  t.is(Number(ffy!["faflags"]) & 0x2, 0x2, "FAN_NONBLOCK among the init flags");
+  const marks = (ffy!["mark"] as Entry[]).map((m) => [m["type"], m["mask"], m["ignored_mask"], ((m["ie"] as Entry | undefined)?.["f_handle"] as Entry | undefined)?.["path"] ?? (m["me"] as Entry)["path"]]);
+  t.deepEqual(
+    marks.filter((m) => m[0] === "INODE").sort((a, b) => String(a[3]).localeCompare(String(b[3]))),
+    [
+      ["INODE", 0x8000008, 0, join(w.dir, "fd1")],
+      ["INODE", 0, 0x8, join(w.dir, "fd1/ignored")],
+    ],
+    "FAN_CLOSE_WRITE|FAN_EVENT_ON_CHILD on fd1, FAN_CLOSE_WRITE ignored on fd1/ignored",
+  );
+  const mount = marks.find((m) => m[0] === "MOUNT");
+  t.is(mount?.[1], 0x8, "FAN_CLOSE_WRITE on the mount");
+});
+
+test("hostile fanotify entries are refused at plan, naming files.img, nothing created", async (t) => {
   const w = await startWorkload(t, "anonfds", ["fanotify"]);
-  const err = await t.throwsAsync(dumpGone(t, w));
-  t.regex(err?.message ?? "", /unsupported fd \d+: anon_inode:\[fanotify\]/);
-  t.is(await w.check(), "PASS fanotify");
+  const dir = await dumpGone(t, w);
+  const mark = (f: Entry[], type: string): Entry => ((f.find((e) => e["type"] === "FANOTIFY")!["ffy"] as Entry)["mark"] as Entry[]).find((m) => m["type"] === type)!;
+  await hostile(t, w, dir, "a mark of a path that is gone", (f) => void (((mark(f, "INODE")["ie"] as Entry)["f_handle"] as Entry)["path"] = "/nonexistent/tscriu-marked"), /fanotify mark \d: cannot find \/nonexistent\/tscriu-marked: ENOENT/);
+  await hostile(t, w, dir, "a mount mark without its path", (f) => void delete (mark(f, "MOUNT")["me"] as Entry)["path"], /a mount mark without its mount's path/);
+  await hostile(t, w, dir, "a mark asking for nothing", (f) => void Object.assign(mark(f, "MOUNT"), { mask: 0, ignored_mask: 0 }), /asks for nothing/);
+  await hostile(t, w, dir, "unknown mark flags", (f) => void (mark(f, "MOUNT")["mflags"] = 0x1000), /mark flags 0x1000/);
 });
 
 /** files.img as crit prints it (criu 4.2's fixture keeps crit's own output). */

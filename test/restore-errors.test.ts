@@ -167,3 +167,13 @@ test("an FPU state using an xsave feature this CPU lacks is refused at plan, nam
   await writeImage(file, img);
   await refused(t, dir, w.pid, new RegExp(`the FPU state uses xsave features this CPU does not have: .*\\(bit ${bit}\\)`));
 });
+
+test("a memfd with seals the kernel does not have is refused, naming memfd.img", async (t) => {
+  const w = await startWorkload(t, "unlinked", ["memfd-priv"]);
+  const dir = await dumpGone(t, w);
+  const img = await readImage(join(dir, "memfd.img"));
+  img.entries[0]!["seals"] = 0x41;
+  rmSync(join(dir, "memfd.img"));
+  await writeImage(join(dir, "memfd.img"), img);
+  await refused(t, dir, w.pid, /memfd inode \d+ has seals 0x41 \(known: 0x3f\).*memfd\.img/);
+});

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -180,6 +181,42 @@ static napi_value inotify_set_next_wd(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* fanotify_init(flags, eventFlags); needs CAP_SYS_ADMIN for most classes. */
+static napi_value fanotify_init_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "fanotifyInit";
+	napi_value argv[2];
+	uint32_t flags, event_flags;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_uint32(env, argv[0], &flags, fn, "flags must be a uint32") ||
+	    !bridge_arg_uint32(env, argv[1], &event_flags, fn, "eventFlags must be a uint32"))
+		return NULL;
+	int fd = fanotify_init(flags, event_flags);
+	if (fd < 0)
+		return bridge_throw_errno(env, "fanotify_init", errno, 0, NULL);
+	return bridge_make_i64(env, fd);
+}
+
+/* fanotify_mark(fd, flags, mask, AT_FDCWD, path). */
+static napi_value fanotify_mark_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "fanotifyMark";
+	napi_value argv[4];
+	int32_t fd;
+	uint32_t flags, mask;
+	char *path = NULL;
+	if (!bridge_get_args(env, info, 4, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_uint32(env, argv[1], &flags, fn, "flags must be a uint32") ||
+	    !bridge_arg_uint32(env, argv[2], &mask, fn, "mask must be a uint32") ||
+	    !bridge_arg_string(env, argv[3], &path, fn, "path must be a string"))
+		return NULL;
+	if (fanotify_mark(fd, flags, mask, AT_FDCWD, path) < 0)
+		bridge_throw_errno(env, "fanotify_mark", errno, 0, path);
+	free(path);
+	return NULL;
+}
+
 /* open_by_handle_at(mountFd, {bytes, type, handle}, flags); needs CAP_DAC_READ_SEARCH. */
 static napi_value open_by_handle_at_(napi_env env, napi_callback_info info)
 {
@@ -222,6 +259,8 @@ void bridge_init_anonfd(napi_env env, napi_value exports)
 		{ "inotifyRmWatch", inotify_rm_watch_ },
 		{ "inotifySetNextWd", inotify_set_next_wd },
 		{ "openByHandleAt", open_by_handle_at_ },
+		{ "fanotifyInit", fanotify_init_ },
+		{ "fanotifyMark", fanotify_mark_ },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -36,17 +36,60 @@ function whatItIs(f: FdFacts): string {
   return f.link;
 }
 
+/** An open file description met so far: the first fd that had it, its entry's id and type. */
+interface Known {
+  pid: number;
+  fd: number;
+  id: number;
+  type: string;
+}
+
+/**
+ * The open file descriptions met so far, by device and inode, each list in kcmp's order.
+ * Every eventfd, epoll, timerfd and signalfd shares one anonymous inode, so a lookup by
+ * inode alone would compare a new one with all of them (10,000 fds: 10^7 kcmp calls);
+ * kcmp orders files (1: the first is less, 2: greater), so a binary search takes log n.
+ */
+class Descriptions {
+  private readonly byInode = new Map<string, Known[]>();
+
+  /** The description `pid`'s fd `fd` (of inode `key`) shares with one met before, or where it goes in the list. */
+  find(key: string, pid: number, fd: number): Known | { at: number; list: Known[] } {
+    let list = this.byInode.get(key);
+    if (!list) this.byInode.set(key, (list = []));
+    let lo = 0;
+    let hi = list.length;
+    const b = bridge();
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const k = list[mid]!;
+      const order = b.kcmp(pid, k.pid, KCMP.FILE, fd, k.fd);
+      if (order === 0) return k;
+      if (order === 1) hi = mid;
+      else if (order === 2) lo = mid + 1;
+      else return this.linear(list, pid, fd);
+    }
+    return { at: lo, list };
+  }
+
+  /** Without an order (kcmp says 3): one by one. */
+  private linear(list: Known[], pid: number, fd: number): Known | { at: number; list: Known[] } {
+    const b = bridge();
+    return list.find((k) => b.kcmp(pid, k.pid, KCMP.FILE, fd, k.fd) === 0) ?? { at: list.length, list };
+  }
+}
+
 /** What the dump of every process's fd table shares: the kinds, and every open file description met so far. */
 export interface FdDumpState {
   dumpers: FdDumper[];
-  known: { pid: number; fd: number; id: number; type: string; key: string }[];
+  known: Descriptions;
   /** "pid:id" of every open file description met in each process */
   inProcess: Set<string>;
   locks: LockDump;
 }
 
 export function newFdDumpState(ctx: DumpContext): FdDumpState {
-  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: [], inProcess: new Set(), locks: new LockDump(ctx.fileLocks) };
+  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: new Descriptions(), inProcess: new Set(), locks: new LockDump(ctx.fileLocks) };
 }
 
 /** The dump is over (see FdDumper.release); every kind is told, the first error is thrown once all are. */
@@ -83,9 +126,10 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
         // The same open file description under another fd number, or in another process
         // (dup, fork): the same entry. kcmp only where device and inode agree.
         const key = `${st.dev}:${st.ino}`;
-        const same = state.known.find((k) => k.key === key && b.kcmp(k.pid, pid, KCMP.FILE, k.fd, fd) === 0);
+        const found = state.known.find(key, pid, fd);
         const locks = info.lines.get("lock");
-        if (same) {
+        if ("id" in found) {
+          const same = found;
           if (locks) state.locks.note(pid, fd, link, locks, false, !state.inProcess.has(`${pid}:${same.id}`));
           state.inProcess.add(`${pid}:${same.id}`);
           fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
@@ -97,7 +141,7 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
         const { id, type } = kind.dump(facts);
         if (locks) state.locks.note(pid, fd, link, locks, true, true);
         state.inProcess.add(`${pid}:${id}`);
-        state.known.push({ pid, fd, id, type, key });
+        found.list.splice(found.at, 0, { pid, fd, id, type });
         fdinfo.push({ id, flags: fdflags, type, fd });
       } finally {
         b.close(copy);

@@ -20,14 +20,14 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { listFds } from "../dump/proc.js";
 import type { ModuleLog } from "../log.js";
-import { NR, type Call, type Remote } from "../restore/remote.js";
+import { LOOP_TABLE, NR, type Call, type Remote } from "../restore/remote.js";
 import { badEntry, isAnon, MadeFds, part } from "./anon.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 
 /** struct epoll_event is packed on x86_64: u32 events, u64 data. */
 const EVENT_SIZE = 12;
-/** epoll_ctl calls per batch: their events fit the trampoline's data area. */
-const BATCH = 512;
+/** epoll_ctl calls per Remote.loop: their events fit the data area below the loop's table. */
+const BATCH = Math.floor(LOOP_TABLE / EVENT_SIZE);
 
 const TFD_LINE = /^(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)(?:\s+pos:(\d+)\s+ino:([0-9a-f]+)\s+sdev:([0-9a-f]+))?/;
 
@@ -169,7 +169,8 @@ function addTargets(remote: Remote, epfd: number, targets: readonly Target[], lo
       nr: NR.epoll_ctl,
       args: [epfd, EPOLL.CTL_ADD, t.tfd, at + BigInt(j * EVENT_SIZE)],
     }));
-    remote.batch(calls);
+    // one ptrace stop for the whole chunk
+    remote.loop(calls);
   }
 }
 

@@ -20,7 +20,7 @@ import { badEntry, isAnon, MadeFds, part } from "./anon.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 
 /** criu's fh_entry keeps the handle as 16 u64 (FH_ENTRY_SIZES__min_entries), the kernel's MAX_HANDLE_SZ. */
-const HANDLE_WORDS = 16;
+export const HANDLE_WORDS = 16;
 /** The flags of a watch that inotify_add_watch takes back (fdinfo shows them in the mask). */
 const WATCH_BITS = IN.ALL_EVENTS | IN.ONESHOT | IN.EXCL_UNLINK;
 /** Without INOTIFY_IOC_SETNEXTWD, descriptors skipped one by one at most this many times. */
@@ -68,13 +68,13 @@ export function pathOfHandle(sdev: number, ino: bigint, type: number, handle: Ui
 }
 
 /** criu's layout of a handle: its bytes as little-endian u64s, 16 of them. */
-function handleWords(bytes: Buffer): bigint[] {
+export function handleWords(bytes: Buffer): bigint[] {
   const padded = Buffer.alloc(HANDLE_WORDS * 8);
   bytes.copy(padded, 0, 0, Math.min(bytes.length, padded.length));
   return Array.from({ length: HANDLE_WORDS }, (_, i) => padded.readBigUInt64LE(i * 8));
 }
 
-function handleBytes(words: readonly bigint[], n: number): Buffer {
+export function handleBytes(words: readonly bigint[], n: number): Buffer {
   const b = Buffer.alloc(Math.max(words.length * 8, n));
   words.forEach((w, i) => b.writeBigUInt64LE(BigInt.asUintN(64, w), i * 8));
   return b.subarray(0, n);

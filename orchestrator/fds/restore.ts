@@ -5,7 +5,7 @@
 // --inherit-fd gives the task one of tscriu's own fds in place of a file of the images.
 // An entry of a kind tscriu does not restore is refused at plan, naming the fd.
 
-import { fstatSync, readFileSync } from "node:fs";
+import { fstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { F } from "../../host-bridge/constants.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
@@ -13,7 +13,7 @@ import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "../restore/errors.js";
 import type { FileSet } from "../restore/fileset.js";
-import { NR, type Call, type Remote } from "../restore/remote.js";
+import { LOOP_TABLE, NR, type Call, type Remote } from "../restore/remote.js";
 import type { ShmTable } from "../restore/shmem.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { FD_KINDS, kindOf } from "./table.js";
@@ -70,6 +70,12 @@ export class FdPlanner {
 
   private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: FileEntry[]) {
     const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
+    const byId = new Map<number, FileEntry[]>();
+    for (const x of all) {
+      const list = byId.get(x.id);
+      if (list) list.push(x);
+      else byId.set(x.id, [x]);
+    }
     this.ctx = {
       pid: 0,
       dir,
@@ -81,7 +87,7 @@ export class FdPlanner {
       tree: new Set(opts.pids ?? []),
       fds: new Map(),
       clocks: opts.clocks,
-      entries: (id) => all.filter((x) => x.id === id),
+      entries: (id) => byId.get(id) ?? [],
       optional: (name) => {
         let p = optional.get(name);
         if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
@@ -232,35 +238,83 @@ export class FdMaker {
   }
 }
 
+/** Calls per remote batch while installing fds (about one per fd). */
+const INSTALL_BATCH = 1024;
+/** Bytes of the trampoline's data area one batch may use for owners (8 each), below Remote.loop's table. */
+const OWNER_AREA = LOOP_TABLE;
+
 /**
  * Installs every fd in the task at its number, with offsets and owners; then what each
  * kind does inside the task once all of them are there (the plan's hooks).
+ *
+ * The task takes tscriu's fd of a description with pidfd_getfd, which gives it the lowest
+ * free number, then dup3s it to its own number. The stopped stub opens nothing by itself,
+ * so that lowest number is known beforehand from its fd table: the installs of many fds
+ * go in one run of the trampoline's syscall loop (Remote.loop: one ptrace stop for a
+ * hundred calls, where a JavaScript round trip per fd cost 20 times criu's time), and
+ * each number pidfd_getfd gave is checked against the one expected.
  */
 export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
+  const open = new Set(readdirSync(`/proc/${remote.pid}/fd`).map(Number));
   const first = new Map<number, number>();
+  let calls: Call[] = [];
+  /** index in `calls` of each pidfd_getfd, and the number it must give */
+  let expected: { at: number; fd: number; what: string }[] = [];
+  let area = 0;
+  const flush = (): void => {
+    const res = remote.loop(calls);
+    for (const e of expected) {
+      if (Number(res[e.at]) !== e.fd) throw new RestoreError("files", remote.pid, `pidfd_getfd of ${e.what} gave fd ${String(res[e.at])}, not the lowest free fd ${e.fd}`);
+    }
+    calls = [];
+    expected = [];
+    area = 0;
+  };
+  // No number below `low` is free (a close lowers it again).
+  let low = 0;
+  const lowestFree = (): number => {
+    while (open.has(low)) low++;
+    return low;
+  };
   for (const { fd, id, cloexec } of plan.fds) {
     const src = plan.sources.get(id)!;
     const local = maker.make(id, src);
     const what = `fd ${fd} (${src.describe})`;
-    const got = first.has(id) ? first.get(id)! : remote.takeFd(local, what);
-    const calls: Call[] = [];
-    if (got !== fd) {
-      calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [got, fd, cloexec ? O_CLOEXEC : 0] });
-      if (!first.has(id)) calls.push({ what: `close(${got})`, nr: NR.close, args: [got] });
-    } else if (!cloexec) {
-      calls.push({ what: `fcntl(F_SETFD) of ${what}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
-    }
-    if (!first.has(id)) {
+    const shared = first.get(id);
+    if (shared !== undefined) {
+      calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [shared, fd, cloexec ? O_CLOEXEC : 0] });
+      open.add(fd);
+    } else {
+      const got = lowestFree();
+      expected.push({ at: calls.length, fd: got, what });
+      calls.push({ what: `pidfd_getfd of ${what}`, nr: NR.pidfd_getfd, args: [remote.pidfdNumber, local, 0] });
+      open.add(got);
+      if (got !== fd) {
+        calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [got, fd, cloexec ? O_CLOEXEC : 0] });
+        calls.push({ what: `close(${got})`, nr: NR.close, args: [got] });
+        open.delete(got);
+        low = Math.min(low, got);
+        open.add(fd);
+      } else if (!cloexec) {
+        calls.push({ what: `fcntl(F_SETFD) of ${what}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
+      }
       first.set(id, fd);
-      calls.push(...settle(fd, src, remote, what));
+      // (settle may flush the batch to make room for an owner: its calls go after)
+      const then = settle(fd, src, remote, what, () => {
+        if (area + 8 > OWNER_AREA) flush();
+        area += 8;
+        return area - 8;
+      });
+      calls.push(...then);
     }
-    remote.batch(calls);
+    if (calls.length >= INSTALL_BATCH) flush();
   }
+  flush();
   for (const id of plan.hooks) if (maker.firstHook(id)) plan.sources.get(id)!.afterInstall!(remote, first.get(id)!);
 }
 
-/** Offset and owner of a freshly installed description. */
-function settle(fd: number, src: FdSource, remote: Remote, what: string): Call[] {
+/** Offset and owner of a freshly installed description; `place` gives room for 8 bytes in the data area. */
+function settle(fd: number, src: FdSource, remote: Remote, what: string, place: () => number): Call[] {
   const calls: Call[] = [];
   if (src.pos !== undefined && src.pos > 0n) calls.push({ what: `lseek of ${what} to ${src.pos}`, nr: NR.lseek, args: [fd, src.pos, SEEK_SET] });
   const fown = src.fown;
@@ -268,7 +322,7 @@ function settle(fd: number, src: FdSource, remote: Remote, what: string): Call[]
     const owner = Buffer.alloc(8);
     owner.writeInt32LE(fown.pid_type === 2 ? 2 : fown.pid_type === 1 ? 1 : 0, 0);
     owner.writeInt32LE(fown.pid, 4);
-    calls.push({ what: `fcntl(F_SETOWN_EX) of ${what}`, nr: NR.fcntl, args: [fd, F_SETOWN_EX, remote.write(0, owner)] });
+    calls.push({ what: `fcntl(F_SETOWN_EX) of ${what}`, nr: NR.fcntl, args: [fd, F_SETOWN_EX, remote.write(place(), owner)] });
   }
   if (fown && fown.signum !== 0) calls.push({ what: `fcntl(F_SETSIG) of ${what}`, nr: NR.fcntl, args: [fd, F_SETSIG, fown.signum] });
   return calls;

@@ -7,6 +7,7 @@
 import type { FdKind } from "./kind.js";
 import { epollKind } from "./epoll.js";
 import { eventfdKind } from "./eventfd.js";
+import { fanotifyKind } from "./fanotify.js";
 import { fifoKind } from "./fifo.js";
 import { inetKind } from "./inet.js";
 import { inotifyKind } from "./inotify.js";
@@ -19,7 +20,7 @@ import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 import { unixKind } from "./unix.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, inetKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, pidfdKind, epollKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, inetKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, pidfdKind, epollKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {

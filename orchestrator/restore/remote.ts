@@ -7,6 +7,7 @@
 import { constants as osConstants } from "node:os";
 import { MAP, PROT, SYS } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
+import { regOffset } from "../../host-bridge/regs.js";
 import { RestoreError } from "./errors.js";
 
 /** Size of the trampoline area: one page of code + data, three of data. */
@@ -14,6 +15,26 @@ export const TRAMPOLINE_SIZE = 4 * 4096;
 /** The data area starts here (the code is 3 bytes at offset 0). */
 export const DATA_OFFSET = 64;
 const CODE = Buffer.from([0x0f, 0x05, 0xcc]); // syscall; int3
+
+/**
+ * Many syscalls for one stop (Remote.loop): x86-64 code that runs a table of calls at rbx,
+ * r12 of them, each 8 words {nr, six arguments, result}, stores each result and stops at
+ * the first error, then traps (int3). In the trampoline's last 64 bytes.
+ *
+ *   loop: test r12,r12; jz done; mov rax,[rbx]; mov rdi,[rbx+8]; mov rsi,[rbx+16];
+ *         mov rdx,[rbx+24]; mov r10,[rbx+32]; mov r8,[rbx+40]; mov r9,[rbx+48]; syscall;
+ *         mov [rbx+56],rax; cmp rax,-4095; jae done; add rbx,64; dec r12; jmp loop
+ *   done: int3
+ */
+const LOOP_CODE = Buffer.from("4d85e47432488b03488b7b08488b7310488b53184c8b53204c8b43284c8b4b300f0548894338483d01f0ffff73094883c34049ffccebc9cc", "hex");
+/** Offset of the loop's code in the trampoline. */
+const LOOP_AT = TRAMPOLINE_SIZE - 64;
+/** Offset of its table in the data area: the half below it is left to the callers' structures. */
+export const LOOP_TABLE = 8192;
+/** Calls per loop: the table fills the data area from LOOP_TABLE up to the code. */
+export const LOOP_MAX = Math.floor((LOOP_AT - DATA_OFFSET - LOOP_TABLE) / 64);
+const SIGTRAP = 5;
+const PTRACE_EVENT_STOP = 128;
 
 /** x86_64 syscall numbers the restore uses beyond host-bridge/constants.ts. */
 export const NR = {
@@ -144,6 +165,74 @@ export class Remote {
       throw Object.assign(new RestoreError(this.step, this.pid, `${c.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
     }
     return Array.from(res);
+  }
+
+  private loopReady = false;
+
+  /**
+   * Runs calls in order as batch() does, but for one ptrace stop per LOOP_MAX calls instead
+   * of one per call: the loop code in the trampoline runs them from a table in the data
+   * area (offsets LOOP_TABLE and up, so structures the calls point to must lie below).
+   * Before the task's own signal handlers are in (useExitStops), as the int3 of batch().
+   */
+  loop(calls: readonly Call[]): bigint[] {
+    if (this.exitStops) return this.batch(calls);
+    const out: bigint[] = [];
+    for (let i = 0; i < calls.length; i += LOOP_MAX) out.push(...this.loopOnce(calls.slice(i, i + LOOP_MAX)));
+    return out;
+  }
+
+  private loopOnce(calls: readonly Call[]): bigint[] {
+    if (calls.length === 0) return [];
+    const b = bridge();
+    const fail = (msg: string, e?: unknown): RestoreError => new RestoreError(this.step, this.pid, msg, e === undefined ? {} : { cause: e });
+    const codeAt = this.tramp + BigInt(LOOP_AT);
+    if (!this.loopReady) {
+      if (b.processVmWritev(this.pid, codeAt, LOOP_CODE) !== LOOP_CODE.length) throw fail("short write of the syscall loop's code");
+      this.loopReady = true;
+    }
+    const table = Buffer.alloc(calls.length * 64);
+    calls.forEach((c, i) => {
+      table.writeBigUInt64LE(BigInt(c.nr), i * 64);
+      c.args.forEach((a, j) => table.writeBigUInt64LE(BigInt.asUintN(64, BigInt(a)), i * 64 + 8 + j * 8));
+    });
+    const tableAt = this.write(LOOP_TABLE, table);
+    let regs: Buffer;
+    try {
+      regs = b.getRegs(this.pid);
+      regs.writeBigUInt64LE(codeAt, regOffset("rip"));
+      regs.writeBigUInt64LE(tableAt, regOffset("rbx"));
+      regs.writeBigUInt64LE(BigInt(calls.length), regOffset("r12"));
+      // The kernel's syscall-restart logic must not fire on resume.
+      regs.writeBigUInt64LE(2n ** 64n - 1n, regOffset("orig_rax"));
+      b.setRegs(this.pid, regs);
+      b.ptraceCont(this.pid, 0);
+      for (;;) {
+        const st = b.waitpid(this.pid, 0);
+        if (!st || !st.stopped) throw fail(`the task ended while running ${calls.length} calls (${calls[0]!.what}, …)`);
+        if (st.event === PTRACE_EVENT_STOP) {
+          b.ptraceCont(this.pid, 0);
+          continue;
+        }
+        if (st.stopSig !== SIGTRAP) throw fail(`the syscall loop stopped with signal ${st.stopSig} (${calls[0]!.what}, …)`);
+        break;
+      }
+      regs = b.getRegs(this.pid);
+    } catch (e) {
+      if (e instanceof RestoreError) throw e;
+      throw fail((e as Error).message, e);
+    }
+    const rip = regs.readBigUInt64LE(regOffset("rip"));
+    if (rip !== codeAt + BigInt(LOOP_CODE.length)) throw fail(`the syscall loop trapped at 0x${rip.toString(16)}, not at its end`);
+    const left = Number(regs.readBigUInt64LE(regOffset("r12")));
+    const ran = calls.length - left;
+    const back = this.read(LOOP_TABLE, calls.length * 64);
+    const res = calls.map((_, i) => back.readBigInt64LE(i * 64 + 56));
+    if (left > 0) {
+      const r = res[ran]!;
+      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[ran]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+    }
+    return res;
   }
 
   /** One syscall; throws on failure. */

@@ -25,6 +25,8 @@ const O_CLOEXEC = 0o2000000;
 
 const F_ADD_SEALS = 1033;
 const F_SEAL_SEAL = 1;
+/** F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC */
+const ALL_SEALS = 0x3f;
 const MFD_CLOEXEC = 1;
 const MFD_ALLOW_SEALING = 2;
 
@@ -93,6 +95,9 @@ export class ShmTable {
     const e = this.memfds.get(inode);
     if (!e) throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} is not in memfd.img`, { file: join(this.dir, "memfd.img") });
     if (e["hugetlb_flag"]) throw new RestoreError("plan", this.pid, `${what}: hugetlb memfds are not supported`);
+    // F_ADD_SEALS would refuse other bits (EINVAL) and the seals would be lost with a warning.
+    const seals = Number(e["seals"] ?? F_SEAL_SEAL);
+    if (seals & ~ALL_SEALS) throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} has seals 0x${seals.toString(16)} (known: 0x${ALL_SEALS.toString(16)})`, { file: join(this.dir, "memfd.img") });
     const name = String(e["name"]);
     return this.object(`memfd:${inode}`, () => ({
       name,

@@ -23,7 +23,10 @@
  *                    events after the restore come with them, a new watch gets 4 or more.
  *   fixture          fds 6..14 of criu 4.2's fds fixture (test/fixtures/src/fds.c): pipe,
  *                    eventfd 42, epoll, timerfd 1000 s/5 s, signalfd, inotify.
- *   fanotify         a fanotify instance (refused by name).
+ *   fanotify         a fanotify group (non-blocking): an inode mark on directory fd1 for
+ *                    its children's FAN_CLOSE_WRITE, an ignored mask on fd1/ignored, a
+ *                    mount mark on the state directory's mount: a write to fd1/f and to
+ *                    a file outside fd1 come as events, one to fd1/ignored does not.
  */
 #include "workload.h"
 
@@ -632,14 +635,82 @@ static int check_fixture(void)
 
 /* ---- fanotify ---- */
 
+static int fan_fd = -1;
+
 static void setup_fanotify(void)
 {
-	if (fanotify_init(FAN_CLASS_NOTIF, O_RDONLY) < 0)
+	char d[4096], ign[4096];
+	dir_path(d, sizeof(d), "fd1");
+	mkdir(d, 0755);
+	dir_path(ign, sizeof(ign), "fd1/ignored");
+	close(open(ign, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+	fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE);
+	if (fan_fd < 0)
 		wl_die("fanotify_init");
+	/* an inode mark on a directory for its children, an ignored mask on one of them, and
+	 * a mount mark on the mount of the state directory */
+	if (fanotify_mark(fan_fd, FAN_MARK_ADD, FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD, AT_FDCWD, d) < 0 ||
+	    fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_CLOSE_WRITE,
+			  AT_FDCWD, ign) < 0 ||
+	    fanotify_mark(fan_fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD, wl_dir) < 0)
+		wl_die("fanotify_mark");
 }
 
-static int check_nothing(void)
+/* Reads the group's events for up to 2 s: which of the names came (each event's fd
+ * names its file), stopping once `want` of them did. */
+static void fan_events(const char *const *names, int n, int *seen, int want, int ms)
 {
+	char buf[8192], link[64], got[4096];
+	for (int waited = 0, found = 0; waited < ms && found < want;) {
+		ssize_t len = read(fan_fd, buf, sizeof(buf));
+		if (len <= 0) {
+			usleep(10000);
+			waited += 10;
+			continue;
+		}
+		for (struct fanotify_event_metadata *m = (void *)buf; FAN_EVENT_OK(m, len);
+		     m = FAN_EVENT_NEXT(m, len)) {
+			if (m->fd < 0)
+				continue;
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", m->fd);
+			ssize_t l = readlink(link, got, sizeof(got) - 1);
+			close(m->fd);
+			got[l > 0 ? l : 0] = 0;
+			for (int i = 0; i < n; i++)
+				if (strcmp(got, names[i]) == 0 && !seen[i]++)
+					found++;
+		}
+	}
+}
+
+static int check_fanotify(void)
+{
+	char f[4096], ign[4096], out[4096];
+	dir_path(f, sizeof(f), "fd1/f");
+	dir_path(ign, sizeof(ign), "fd1/ignored");
+	dir_path(out, sizeof(out), "outside");
+	const char *names[] = { f, ign, out };
+	int seen[3] = { 0, 0, 0 };
+	fan_events(names, 3, seen, 99, 0); /* what came before */
+	memset(seen, 0, sizeof(seen));
+	for (int i = 0; i < 3; i++) {
+		int fd = open(names[i], O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, "x", 1) != 1)
+			return fail("write %s", names[i]);
+		close(fd);
+	}
+	fan_events(names, 3, seen, 2, 2000);
+	/* the ignored file's event would have come with the others (events are queued in order) */
+	fan_events(names, 3, seen, 3, 100);
+	if (!seen[0])
+		return fail("no event for fd1/f (the directory's inode mark)");
+	if (!seen[2])
+		return fail("no event for outside (the mount mark)");
+	if (seen[1])
+		return fail("an event for fd1/ignored (its ignored mask)");
+	int fl = fcntl(fan_fd, F_GETFL);
+	if (!(fl & O_NONBLOCK))
+		return fail("the group is blocking (flags %#x)", fl);
 	return 0;
 }
 
@@ -660,7 +731,7 @@ static const struct kase cases[] = {
 	{ "epoll-moved", setup_moved, check_moved },
 	{ "inotify", setup_inotify, check_inotify },
 	{ "fixture", setup_fixture, check_fixture },
-	{ "fanotify", setup_fanotify, check_nothing },
+	{ "fanotify", setup_fanotify, check_fanotify },
 };
 
 int main(int argc, char **argv)

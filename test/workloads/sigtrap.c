@@ -2,7 +2,7 @@
  * ignored, SIGUSR2 and two real-time signals blocked with instances pending
  * (process-wide and thread-directed). With "trap-pending" SIGTRAP is blocked
  * too and one is pending; with "signalfd" it also holds a signalfd, and with
- * "unsupported" a fanotify instance (a dump refuses the task). It first moves to a uid of its own (argv: "uid=N") so
+ * "unsupported" an io_uring instance (a dump refuses the task). It first moves to a uid of its own (argv: "uid=N") so
  * that SigQ in /proc/PID/status (pending signals of the whole user) counts only
  * its own. It waits in pause().
  * Self-check (SIGUSR1): handlers, mask and pending set are as set up; then a
@@ -11,7 +11,7 @@
  * again afterwards: "PASS traps=N". */
 #include "workload.h"
 
-#include <sys/fanotify.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -113,8 +113,10 @@ int main(int argc, char **argv)
 		if (signalfd(-1, &s, SFD_CLOEXEC) < 0)
 			wl_die("signalfd");
 	}
-	if (use_unsupported && fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC, O_RDONLY) < 0)
-		wl_die("fanotify_init");
+	char uring_params[120];
+	memset(uring_params, 0, sizeof(uring_params));
+	if (use_unsupported && syscall(SYS_io_uring_setup, 4, uring_params) < 0)
+		wl_die("io_uring_setup");
 	if (uid) {
 		/* the result file is written as that uid */
 		if (chmod(wl_dir, 0777) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
