@@ -4,6 +4,13 @@
 // (1-2 s per GiB here). The buffers are allocated and populated before the freeze, sized
 // from the tree's anonymous memory; a task with more pages to dump than the memory tscriu
 // may hold is dumped the old way (its pages written while it is frozen).
+//
+// Fresh memory is not free: this VM's host backs it page by page, and populating 1 GiB
+// took 0.1-0.3 s on a quiet machine but 3-5 s under load (where the pages file, written
+// with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB). So the first chunk is
+// timed: when the whole pool would take longer to populate than writing the pages while
+// frozen (about 1 s per GiB), the pages are written while frozen instead.
+// TSCRIU_CAPTURE=always|never overrides that guess (benchmarks, tests).
 
 import { readFileSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
@@ -14,6 +21,8 @@ import { threadsAndChildren } from "./proc.js";
 const PAGE = 4096;
 /** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
 export const CAPTURE_CHUNK = 64 << 20;
+/** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
+const STREAM_S_PER_GIB = 1;
 
 /** A run of pages copied out of the task: its data at buf[off, off + pages * 4096). */
 export interface CapturedRun {
@@ -44,6 +53,25 @@ export class CapturePool {
     readonly chunk = CAPTURE_CHUNK,
   ) {
     for (let n = 0; n < bytes; n += chunk) this.free.push(bridge().allocPopulated(chunk));
+  }
+
+  /**
+   * A pool for `bytes` of pages, or undefined when populating it would take longer than
+   * writing the pages while the task is frozen (see the top of this file).
+   */
+  static forCapture(bytes: number, log?: { info(m: string): void }): CapturePool | undefined {
+    const mode = process.env["TSCRIU_CAPTURE"] ?? "auto";
+    if (mode === "never") return undefined;
+    const pool = new CapturePool(0);
+    const t0 = process.hrtime.bigint();
+    if (bytes > 0) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
+    const sPerGiB = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / CAPTURE_CHUNK);
+    if (mode !== "always" && bytes > CAPTURE_CHUNK && sPerGiB > STREAM_S_PER_GIB) {
+      log?.info(`fresh memory comes at ${sPerGiB.toFixed(2)} s/GiB here now: the pages are written while the task is frozen`);
+      return undefined;
+    }
+    for (let n = CAPTURE_CHUNK; n < bytes; n += CAPTURE_CHUNK) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
+    return pool;
   }
 
   take(): Buffer {

@@ -188,7 +188,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // The task goes before its pages are written when nothing needs it frozen until the
   // end: not killed (that waits for the images on disk), no post-dump script (criu runs
   // it with the task still frozen). Its pages are then copied into memory populated
-  // before the freeze, as much as its anonymous memory, if that fits.
+  // before the freeze, as much as its anonymous memory, if that fits and the machine
+  // gives memory fast enough (capture.ts).
   const early = finalState !== "kill" && scripts.length === 0;
   const limit = captureLimit();
   let pool: CapturePool | undefined;
@@ -196,7 +197,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     runScripts(scripts, "pre-dump", dir, pid);
     const want = early ? estimateAnon(pid) : 0;
-    if (early && want <= limit) pool = new CapturePool(want);
+    if (early && want <= limit) pool = CapturePool.forCapture(want, log);
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
