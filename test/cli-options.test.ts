@@ -90,6 +90,7 @@ const EFFECT: Record<string, string> = {
   "pre-dump --log-file": PRE_UNTOUCHED,
   "pre-dump --work-dir": PRE_UNTOUCHED,
   "pre-dump --pre-dump-mode": PRE_UNTOUCHED,
+  "restore --auto-dedup": "dump-incremental.test.ts: restore --auto-dedup punches the restored pages out of the chain's pages files once the task runs",
   "dump --auto-dedup": "dump-incremental.test.ts: --auto-dedup punches the parent's replaced pages; dump -R lets the task go before writing, the chain restores",
 };
 

@@ -165,3 +165,21 @@ test.serial("criu restores tscriu's chain: pre-dump, pre-dump, dump", async (t) 
   await restoredByCriu(t, w.pid, join(base, "d3"));
   t.regex(await w.check(), /^PASS /);
 });
+
+test.serial("restore --auto-dedup punches the restored pages out of the chain's pages files once the task runs", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  await runsOn(t, w);
+  await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  const blocks = (dir: string): number => statSync(join(base, dir, "pages-1.img")).blocks;
+  const before = { d1: blocks("d1"), d2: blocks("d2") };
+  const size1 = statSync(join(base, "d1", "pages-1.img")).size;
+  const r = tscriu(["restore", "-D", join(base, "d2"), "-d", "--auto-dedup"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(await w.check(), /^PASS /);
+  // 16 MiB is 32768 blocks of 512 bytes: what is left is d1's pages that d2 replaced
+  t.true(blocks("d2") < before.d2 / 4 && blocks("d1") < before.d1 / 2, `${JSON.stringify(before)} -> d1 ${blocks("d1")}, d2 ${blocks("d2")}`);
+  t.is(statSync(join(base, "d1", "pages-1.img")).size, size1, "the files keep their size");
+});

@@ -95,7 +95,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
   { name: "page-server", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
   { name: "force-irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
-  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump"] },
+  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "file-locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: [] },
   { name: "link-remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
   { name: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
