@@ -3,7 +3,7 @@
 // workload (test/workloads/incr.c) writes 1 % of its pages every 100 ms the whole time and
 // checks on SIGUSR1 that every page holds the version its table says: a stale page taken
 // from a parent, a page from after the freeze or a torn one fails it.
-import { existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
@@ -182,4 +182,48 @@ test.serial("restore --auto-dedup punches the restored pages out of the chain's 
   // 16 MiB is 32768 blocks of 512 bytes: what is left is d1's pages that d2 replaced
   t.true(blocks("d2") < before.d2 / 4 && blocks("d1") < before.d1 / 2, `${JSON.stringify(before)} -> d1 ${blocks("d1")}, d2 ${blocks("d2")}`);
   t.is(statSync(join(base, "d1", "pages-1.img")).size, size1, "the files keep their size");
+});
+
+test.serial("a damaged parent fails the dump naming its file; the task runs on, nothing is left", async (t) => {
+  const w = await startWorkload(t, "incr", ["8"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  const pm = join(base, "d1", `pagemap-${w.pid}.img`);
+  const good = readFileSync(pm);
+  // a run claiming more pages than the pages file holds
+  writeFileSync(pm, good.subarray(0, good.length - 3));
+  for (const leaveRunning of [false, true]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1", leaveRunning }), { message: new RegExp(`dump: parent of pid ${w.pid} failed: the parent chain cannot be read: .*pagemap-${w.pid}\\.img`) });
+    t.false(existsSync(join(base, "d2")));
+    await runsOn(t, w);
+  }
+  writeFileSync(join(base, "d1", "pages-1.img"), Buffer.alloc(4096));
+  writeFileSync(pm, good);
+  await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" }), { message: /the parent chain cannot be read: the pages file ends at 4096 bytes, but the pagemap wants data up to \d+ .*pages-1\.img/ });
+  await runsOn(t, w);
+});
+
+test.serial("a process tree through pre-dump and dump: a pagemap per process, each restored from the chain", async (t) => {
+  const w = await startWorkload(t, "tree");
+  const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
+  t.teardown(() => {
+    for (const p of others) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  t.is(await w.check(), "PASS tree=5");
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  t.deepEqual(readdirSync(join(base, "d1")).filter((f) => f.startsWith("pagemap-")).length, 5);
+  t.is(await w.check(), "PASS tree=5", "the tree runs on after the pre-dump");
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+  t.true(r.stats.pages_skipped_parent > 0n);
+  for (const p of others) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, join(base, "d2"));
+  t.is(await w.check(), "PASS tree=5");
 });

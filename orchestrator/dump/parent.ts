@@ -14,7 +14,9 @@ import { open, type FileHandle } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { PE_PARENT } from "../../images/pages.js";
-import { PageResolver } from "../restore/pagesegs.js";
+import { ImageError } from "../../images/errors.js";
+import { RestoreError } from "../restore/errors.js";
+import { PageResolver, type PageSeg } from "../restore/pagesegs.js";
 import type { Captured } from "./capture.js";
 import { DumpError } from "./errors.js";
 import type { PageTransport } from "./pagewriter.js";
@@ -115,6 +117,18 @@ class Writer {
   }
 }
 
+/** The parent chain's segments for a run; a damaged chain is this dump's error, naming the file. */
+async function locate(parent: PageResolver, pid: number, vaddr: number, pages: number): Promise<PageSeg[]> {
+  try {
+    return await parent.locate(BigInt(vaddr), pages);
+  } catch (e) {
+    if (!(e instanceof RestoreError) && !(e instanceof ImageError)) throw e;
+    // a RestoreError's message starts with the restore's own "restore: plan of pid N failed: "
+    const why = e instanceof RestoreError ? e.message.slice(e.message.indexOf("failed: ") + 8) : e.message;
+    throw new DumpError("parent", pid, `the parent chain cannot be read: ${why}`, { cause: e });
+  }
+}
+
 /**
  * Writes copied pages to `out`: pages the parent chain holds with the same bytes as a
  * PE_PARENT entry, the others with their data.
@@ -135,7 +149,7 @@ export async function writeCaptured(c: Captured, out: PageTransport, parent: Pag
         await present(r.vaddr, r.pages, r.flags, r.buf, r.off);
         continue;
       }
-      for (const seg of await parent.locate(BigInt(r.vaddr), r.pages)) {
+      for (const seg of await locate(parent, c.pid, r.vaddr, r.pages)) {
         const at = Number(seg.vaddr) - r.vaddr;
         if (seg.file === "") {
           await present(Number(seg.vaddr), seg.len / PAGE, r.flags, r.buf, r.off + at);
