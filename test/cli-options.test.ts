@@ -91,6 +91,7 @@ const EFFECT: Record<string, string> = {
   "pre-dump --work-dir": PRE_UNTOUCHED,
   "pre-dump --pre-dump-mode": PRE_UNTOUCHED,
   "restore --auto-dedup": "dump-incremental.test.ts: restore --auto-dedup punches the restored pages out of the chain's pages files once the task runs",
+  "dump --wp-snapshot": "dump-incremental.test.ts: dump -R --wp-snapshot: the task runs on while its pages are copied; the images are those of the frozen instant",
   "dump --auto-dedup": "dump-incremental.test.ts: --auto-dedup punches the parent's replaced pages; dump -R lets the task go before writing, the chain restores",
 };
 

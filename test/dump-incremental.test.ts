@@ -227,3 +227,34 @@ test.serial("a process tree through pre-dump and dump: a pagemap per process, ea
   await restoreTask(t, join(base, "d2"));
   t.is(await w.check(), "PASS tree=5");
 });
+
+/** No VMA of the task is registered with a userfaultfd any more (smaps' um/uw flags). */
+function noUffd(t: ExecutionContext, pid: number): void {
+  const flags = readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n").filter((l) => l.startsWith("VmFlags:") && / u[mw]\b/.test(l));
+  t.deepEqual(flags, [], "no userfaultfd registration left");
+}
+
+test.serial("dump -R --wp-snapshot: the task runs on while its pages are copied; the images are those of the frozen instant", async (t) => {
+  const w = await startWorkload(t, "incr", ["64", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(readFileSync(join(base, "dump.log"), "utf8"), /write-protect snapshot copied with the task running, \d+ pages copied first because it wrote them/);
+  noUffd(t, w.pid);
+  await runsOn(t, w);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+  t.is(tscriu(["dump", "-t", "1", "-D", join(base, "x"), "--wp-snapshot"]).stderr, "tscriu dump: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n");
+});
+
+test.serial("dump -R --wp-snapshot that fails before or after the task is let go: write-protection removed, the task runs on", async (t) => {
+  const w = await startWorkload(t, "incr", ["16", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  for (const fault of ["images", "enospc", "post-dump"]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true, faults: fault }), { message: /dump: .* of pid \d+ failed/ });
+    t.false(existsSync(join(base, "d")), fault);
+    noUffd(t, w.pid);
+    await runsOn(t, w);
+  }
+});

@@ -37,6 +37,10 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         return 1;
       }
       const prev = args["prev-images-dir"];
+      if (args["wp-snapshot"] === true && args["leave-running"] !== true) {
+        ctx.err(`tscriu ${command}: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n`);
+        return 1;
+      }
       if (args["leave-running"] === true && args["leave-stopped"] === true) {
         ctx.err("tscriu dump: --leave-running and --leave-stopped exclude each other\n");
         return 1;
@@ -68,6 +72,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             preDump,
             prevImagesDir: typeof prev === "string" ? prev : undefined,
             autoDedup: args["auto-dedup"] === true,
+            wpSnapshot: args["wp-snapshot"] === true,
             preDumpMode: mode,
             log,
           },

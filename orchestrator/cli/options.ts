@@ -147,6 +147,9 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "empty-ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },
   { name: "unprivileged", kind: "boolean", describe: "work with CAP_CHECKPOINT_RESTORE instead of root", takes: ["dump", "restore", "check"], tscriu: [] },
   { name: "mntns-compat-mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
+
+  // tscriu's own: criu has no such option (orchestrator/dump/wpsnap.ts).
+  { name: "wp-snapshot", kind: "boolean", describe: "with -R: write-protect the task's anonymous memory and copy it while the task runs (tscriu's own)", takes: ["dump"], tscriu: ["dump"] },
 ];
 
 const byName = new Map<string, CriuOption>();

@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
 import type { Faults } from "./faults.js";
-import { readBatch, readMem, readFailed, type PagePlan } from "./memory.js";
+import { readBatch, readMem, readFailed, type PagePlan, type Segment } from "./memory.js";
 import { threadsAndChildren } from "./proc.js";
 
 const PAGE = 4096;
@@ -40,6 +40,8 @@ export interface Captured {
   runs: CapturedRun[];
   pages: number;
   scanned: number;
+  /** runs given room but not read yet (a write-protect snapshot copies them later) */
+  reserved: Set<number>;
 }
 
 /** Populated buffers, taken one by one while the task is frozen. */
@@ -59,8 +61,8 @@ export class CapturePool {
    * A pool for `bytes` of pages, or undefined when populating it would take longer than
    * writing the pages while the task is frozen (see the top of this file).
    */
-  static forCapture(bytes: number, log?: { info(m: string): void }): CapturePool | undefined {
-    const mode = process.env["TSCRIU_CAPTURE"] ?? "auto";
+  static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
+    const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
     if (mode === "never") return undefined;
     const pool = new CapturePool(0);
     const t0 = process.hrtime.bigint();
@@ -126,9 +128,13 @@ export function estimateAnon(pid: number): number {
   return bytes;
 }
 
-/** Copies the planned pages of a frozen task into buffers of the pool. */
-export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults): Captured {
+/**
+ * Copies the planned pages of a frozen task into buffers of the pool; the segments
+ * `later` picks get their room but are not read.
+ */
+export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults, later?: (s: Segment) => boolean): Captured {
   const runs: CapturedRun[] = [];
+  const reserved = new Set<number>();
   const CHUNK = pool.chunk;
   let buf = pool.take();
   let fill = 0;
@@ -152,7 +158,11 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
           fill = 0;
         }
         const n = Math.min(left, CHUNK - fill);
-        if (s.procMem) {
+        if (later?.(s)) {
+          // the queued ranges are read packed one after another: not across this gap
+          flush();
+          reserved.add(runs.length);
+        } else if (s.procMem) {
           flush();
           faults.vmRead();
           readMem(pid, at, n, buf, fill);
@@ -171,5 +181,5 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
   } catch (e) {
     throw readFailed(e);
   }
-  return { pid, runs, pages: plan.pages, scanned: plan.scanned };
+  return { pid, runs, pages: plan.pages, scanned: plan.scanned, reserved };
 }

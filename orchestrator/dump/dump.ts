@@ -20,11 +20,12 @@ import { FileTable } from "./filetable.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
-import { copyPages, copyShmem, planPages, slicePlan } from "./memory.js";
+import { copyPages, copyShmem, planPages, slicePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
+import { protectable, WpSnapshot } from "./wpsnap.js";
 import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runScripts } from "./scripts.js";
@@ -67,6 +68,11 @@ export interface DumpOptions {
   prevImagesDir?: string | undefined;
   /** punch the pages this dump holds out of the parent chain's pages files (--auto-dedup) */
   autoDedup?: boolean | undefined;
+  /**
+   * with leaveRunning: write-protect the task's private anonymous memory and copy it while
+   * the task runs (wpsnap.ts); the frozen time no longer grows with that memory
+   */
+  wpSnapshot?: boolean | undefined;
   /** criu's --pre-dump-mode, recorded in the inventory (tscriu reads memory one way: process_vm_readv) */
   preDumpMode?: "splice" | "read" | undefined;
 }
@@ -197,7 +203,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     runScripts(scripts, "pre-dump", dir, pid);
     const want = early ? estimateAnon(pid) : 0;
-    if (early && want <= limit) pool = CapturePool.forCapture(want, log);
+    if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
@@ -228,6 +234,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const images = new ImageSet(dir, faults);
   const pages: LocalPages[] = [];
   let released = false;
+  const snaps: WpSnapshot[] = [];
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
@@ -325,7 +332,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     onEvent({ type: "memory-start", bytes: total * PAGE });
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
-    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined }[] = [];
+    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined; snap?: WpSnapshot | undefined }[] = [];
     const fits = pool !== undefined && total * PAGE <= limit;
     if (pool && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     let before = 0;
@@ -342,7 +349,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       before += plan.pages * PAGE;
       if (fits) {
         const t0 = process.hrtime.bigint();
-        deferred.push({ c: capturePages(c.pid, plan, pool!, faults), out, parent });
+        const snap = opts.wpSnapshot && finalState === "resume" && !preDump ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
+        if (snap) snaps.push(snap);
+        const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
+        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, snap });
         readNs += process.hrtime.bigint() - t0;
         continue;
       }
@@ -444,6 +454,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
       log.info(`task let go after ${stats.frozen_time} us frozen; writing its pages`);
     }
+    for (const d of deferred) {
+      if (!d.snap) continue;
+      const t0 = process.hrtime.bigint();
+      const early = d.snap.copy(d.c, d.c.reserved);
+      readNs += process.hrtime.bigint() - t0;
+      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
+    }
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
       const r = await writeCaptured(d.c, d.out, d.parent, progress(0));
@@ -472,8 +489,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // Killing the task destroys the only other copy of its state: the images must be on disk first.
     if (finalState === "kill") await images.syncAll();
   } catch (e) {
-    for (const p of pages) await p.abort();
     const err = asDumpError(step, pid, e);
+    // Unprotected before the task may run (or, let go already, before it waits on a write for good).
+    for (const s of snaps) {
+      const why = s.end();
+      if (why) err.notes.push(`removing the write-protection of pid ${s.pid}: ${why}`);
+    }
+    for (const p of pages) await p.abort();
     // Let go early, the task runs on (or stays stopped, -s) as asked: only the images failed.
     const why = released ? undefined : releaseTree(tree, "resume");
     if (why) err.notes.push(`resuming the dumped processes after the failure: ${why}`);
