@@ -258,3 +258,23 @@ test.serial("dump -R --wp-snapshot that fails before or after the task is let go
     await runsOn(t, w);
   }
 });
+
+test.serial("dump -R --wp-snapshot of a task that gives memory back while it is copied: a clear failure or a true snapshot, never a page of later", async (t) => {
+  const w = await startWorkload(t, "incr", ["128", "20", "discard"]);
+  const base = tempDir(t, "tscriu-wp-");
+  try {
+    await dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true });
+  } catch (e) {
+    // the usual outcome: the task discarded pages not copied yet
+    t.regex((e as Error).message, /the task discarded memory at 0x[0-9a-f]+ \(munmap, MADV_DONTNEED or mremap\) before it was copied/);
+    t.false(existsSync(join(base, "d")));
+    noUffd(t, w.pid);
+    await runsOn(t, w);
+    return;
+  }
+  t.log("the copy finished before the task discarded a page not copied yet");
+  noUffd(t, w.pid);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});

@@ -7,7 +7,12 @@
  * go on; every page copied is unprotected right away. So the copy holds each page as
  * it was at the freeze, while the task stood still only to be protected.
  *
- * Page states: 0 not copied, 1 being copied (by one of the two threads), 2 copied. */
+ * Page states: 0 not copied, 1 being copied (by one of the two threads), 2 copied.
+ *
+ * Memory the task discards meanwhile (munmap, MADV_DONTNEED, mremap) cannot be held
+ * back: the kernel goes on as soon as the event is read. So such an event over a page
+ * not copied yet makes the copy fail, naming the address, rather than give that page's
+ * later contents (zeros) as the frozen ones. */
 #include "bridge.h"
 
 #include <errno.h>
@@ -42,6 +47,7 @@ struct wp_snap {
 	atomic_bool stop;
 	int err;	/* first error of the fault thread */
 	uint64_t early; /* pages copied first because the task wrote them */
+	uint64_t torn;	/* an address the task discarded before it was copied (0: none) */
 };
 
 static int unprotect(int uffd, uint64_t addr, uint64_t len)
@@ -99,6 +105,17 @@ static void *faults(void *arg)
 		struct uffd_msg m;
 		if (read(s->uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
 			continue;
+		if (m.event == UFFD_EVENT_REMOVE || m.event == UFFD_EVENT_UNMAP || m.event == UFFD_EVENT_REMAP) {
+			uint64_t start = m.event == UFFD_EVENT_REMAP ? m.arg.remap.from : m.arg.remove.start;
+			uint64_t end =
+			    m.event == UFFD_EVENT_REMAP ? m.arg.remap.from + m.arg.remap.len : m.arg.remove.end;
+			for (uint64_t a = start; a < end && !s->torn; a += PAGE) {
+				struct wp_seg *g = find_seg(s, a);
+				if (g && atomic_load(&s->state[g->first + (a - g->addr) / PAGE]) != 2)
+					s->torn = a;
+			}
+			continue;
+		}
 		if (m.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		uint64_t addr = m.arg.pagefault.address & ~(PAGE - 1);
@@ -143,7 +160,8 @@ static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
 	struct uffdio_api api;
 	memset(&api, 0, sizeof(api));
 	api.api = UFFD_API;
-	api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+		       UFFD_FEATURE_EVENT_REMAP;
 	if (ioctl(fd, UFFDIO_API, &api) < 0)
 		return bridge_throw_errno(env, "ioctl(UFFDIO_API, UFFD_FEATURE_PAGEFAULT_FLAG_WP)", errno, 0, NULL);
 	for (size_t i = 0; i < len / 16; i++) {
@@ -265,6 +283,16 @@ static napi_value uffd_snapshot_copy(napi_env env, napi_callback_info info)
 	pthread_join(th, NULL);
 	if (!err && s.err)
 		err = s.err;
+	if (!err && s.torn) {
+		free((void *)s.state);
+		free(segs);
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "write-protect snapshot: the task discarded memory at 0x%" PRIx64
+			 " (munmap, MADV_DONTNEED or mremap) before it was copied",
+			 s.torn);
+		return bridge_throw_errno(env, msg, EAGAIN, pid, NULL);
+	}
 	free((void *)s.state);
 	free(segs);
 	if (err) {

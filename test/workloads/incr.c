@@ -4,7 +4,8 @@
  * table of their own, written before the page. On SIGUSR1 it checks that every page
  * holds exactly the version the table says (the page being written at the stop is the
  * one it cannot judge): a page older than its version is a stale page from a parent
- * dump, a newer one is from after the freeze, a mixed one is torn. */
+ * dump, a newer one is from after the freeze, a mixed one is torn. With argv[4] "discard"
+ * it never sleeps and gives each page back (MADV_DONTNEED) before writing it again. */
 #include "workload.h"
 
 #include <stdint.h>
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
 	wl_install_check_handler();
 	size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
 	size_t permille = argc > 3 ? strtoul(argv[3], NULL, 10) : 1;
+	int discard = argc > 4 && strcmp(argv[4], "discard") == 0;
 	size_t pages = (mib << 20) / 4096;
 	uint64_t *mem = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint32_t *ver = mmap(NULL, pages * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -78,6 +80,8 @@ int main(int argc, char **argv)
 			barrier();
 			uint32_t v = ++ver[p];
 			barrier();
+			if (discard && madvise(&mem[p * WORDS], 4096, MADV_DONTNEED) < 0)
+				wl_die("madvise");
 			for (size_t j = 0; j < WORDS; j++)
 				mem[p * WORDS + j] = word(p, v, j);
 			barrier();
@@ -85,6 +89,7 @@ int main(int argc, char **argv)
 			writes++;
 		}
 		struct timespec ts = { 0, 10000000 };
-		nanosleep(&ts, NULL);
+		if (!discard)
+			nanosleep(&ts, NULL);
 	}
 }
