@@ -75,12 +75,14 @@ async function raw(mib: number): Promise<{ readv: number; write: number; fsync: 
 const CRIU = process.env["TSCRIU_CRIU"] ?? "/work/criu-4.2/criu/criu";
 const haveCriu = existsSync(CRIU);
 
-async function once(mib: number, mode: "kill" | "leave-running", tool: "tscriu" | "criu"): Promise<Run> {
+type Mode = "kill" | "leave-running" | "wp-snapshot";
+
+async function once(mib: number, mode: Mode, tool: "tscriu" | "criu"): Promise<Run> {
   const work = mkdtempSync(join(tmpdir(), "bench-dump-w-"));
   const images = mkdtempSync(join(tmpdir(), "bench-dump-i-"));
   const pid = await start(mib, work);
   try {
-    const common = ["dump", "-t", String(pid), "-D", images, "--display-stats", ...(mode === "leave-running" ? ["-R"] : [])];
+    const common = ["dump", "-t", String(pid), "-D", images, "--display-stats", ...(mode === "kill" ? [] : ["-R"]), ...(mode === "wp-snapshot" ? ["--wp-snapshot"] : [])];
     const t0 = process.hrtime.bigint();
     // criu stops its parasite on the syscall (CRIU_FAULT=130): this VM never fires hardware breakpoints.
     const r =
@@ -112,16 +114,19 @@ for (const mib of [256, 1024]) {
   for (let i = 0; i < runs; i++) {
     limits.push(await raw(mib));
     for (const mode of ["kill", "leave-running"] as const) for (const tool of tools) (res[`${tool} ${mode}`] ??= []).push(await once(mib, mode, tool));
+    // tscriu's own (criu has none): set beside criu's -R
+    (res["tscriu wp-snapshot"] ??= []).push(await once(mib, "wp-snapshot", "tscriu"));
   }
   const gib = mib / 1024;
   const lim = (k: "readv" | "write" | "fsync"): number => median(limits.map((l) => l[k]));
   console.log(
     `${String(mib).padStart(5)} MiB  raw: process_vm_readv ${fmt(lim("readv"))} (${(gib / lim("readv")).toFixed(2)} GiB/s), page-cache write ${fmt(lim("write"))} = ${(lim("write") / gib).toFixed(2)} s/GiB, then fsync ${fmt(lim("fsync"))}`,
   );
-  for (const mode of ["kill", "leave-running"] as const) {
-    const m = (tool: string, k: keyof Run): number => median(res[`${tool} ${mode}`]!.map((r) => r[k]));
-    const vs = haveCriu ? `   tscriu/criu: wall ${(m("tscriu", "wall") / m("criu", "wall")).toFixed(2)}x, frozen ${(m("tscriu", "frozen") / m("criu", "frozen")).toFixed(2)}x` : "";
-    for (const tool of tools) {
+  for (const mode of ["kill", "leave-running", "wp-snapshot"] as const) {
+    const m = (tool: string, k: keyof Run, md: Mode = mode): number => median(res[`${tool} ${md}`]!.map((r) => r[k]));
+    const criuMode = mode === "wp-snapshot" ? "leave-running" : mode;
+    const vs = haveCriu ? `   tscriu/criu${criuMode !== mode ? " -R" : ""}: wall ${(m("tscriu", "wall") / m("criu", "wall", criuMode)).toFixed(2)}x, frozen ${(m("tscriu", "frozen") / m("criu", "frozen", criuMode)).toFixed(2)}x` : "";
+    for (const tool of mode === "wp-snapshot" ? (["tscriu"] as const) : tools) {
       console.log(`${String(mib).padStart(5)} MiB  ${tool.padEnd(6)} ${mode.padEnd(13)}  wall ${fmt(m(tool, "wall")).padStart(9)}  frozen ${fmt(m(tool, "frozen")).padStart(9)}  throughput ${(gib / m(tool, "wall")).toFixed(2)} GiB/s (wall)`);
     }
     if (vs) console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(20)}${vs}`);
