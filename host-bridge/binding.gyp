@@ -11,6 +11,7 @@
         "src/regset.c",
         "src/remote.c",
         "src/memory.c",
+        "src/uffd_wp.c",
         "src/pagemap.c",
         "src/pidfd.c",
         "src/spawn.c",

@@ -149,6 +149,13 @@ export interface NativeBridge {
    * process_vm_readv into an unaligned buffer measured 3x slower here.
    */
   allocAligned(size: number): Buffer;
+  /**
+   * A Buffer of `size` bytes (a multiple of 4096, up to 2^32) of fresh anonymous memory whose
+   * pages are already allocated (MADV_POPULATE_WRITE),
+   * unmapped by the GC. Zero-filled. Faulting pages in one by one costs ~30x more on nested
+   * paging: this is the buffer to copy a frozen task's memory into.
+   */
+  allocPopulated(size: number): Buffer;
 
   // ---- present pages (src/pagemap.c; host-bridge/pagemap.ts wraps it) ----
 
@@ -530,6 +537,26 @@ export interface NativeBridge {
    * the bytes copied. The task must not run meanwhile.
    */
   uffdCopy(fd: number, pagesFd: number, segments: BigUint64Array, threads?: number): number;
+
+  // ---- write-protect snapshot (src/uffd_wp.c) ----
+
+  /**
+   * On a userfaultfd of a frozen task (made in it, taken with pidfdGetfd): UFFDIO_API with
+   * UFFD_FEATURE_PAGEFAULT_FLAG_WP (sync write-protect), then UFFDIO_REGISTER (MODE_WP) and
+   * UFFDIO_WRITEPROTECT of each (start, length) of `ranges`. Unregister with uffdRegister(fd,
+   * ranges, false).
+   */
+  uffdWriteProtect(fd: number, ranges: BigUint64Array): void;
+  /**
+   * With the task running again: copies each (addr, length, buffer index, offset) quad of
+   * `segments` (page-aligned, in address order) into buffers[index] at offset with
+   * process_vm_readv, unprotecting each run once copied; a thread of its own serves the
+   * task's write faults meanwhile, copying a faulting page first. Returns the bytes copied
+   * and how many pages were copied first because the task wrote them (`early`). The
+   * ranges stay registered: unregister them at once afterwards (a write to a protected
+   * page outside the segments would wait until then).
+   */
+  uffdSnapshotCopy(fd: number, pid: number, segments: BigUint64Array, buffers: readonly Buffer[]): { bytes: number; early: number };
 }
 
 export interface RestoreSpawnOptions {

@@ -3,7 +3,9 @@
 // --display-stats) and throughput, medians of interleaved runs, next to the raw
 // limits of this VM measured in the same runs (this VM's disk and page cache vary a
 // lot from hour to hour): process_vm_readv of the task's memory into an aligned
-// buffer, and writing that much to the page cache, then fsync.
+// buffer, and writing that much to the page cache, then fsync. Where criu is there
+// (TSCRIU_CRIU, else /work/criu-4.2/criu/criu) it dumps the same task in the same runs,
+// interleaved, and the figures are given as ratios tscriu / criu.
 // Run: node --import=tsx scripts/bench-dump.ts [runs]
 import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
@@ -70,17 +72,26 @@ async function raw(mib: number): Promise<{ readv: number; write: number; fsync: 
   }
 }
 
-async function once(mib: number, mode: "kill" | "leave-running"): Promise<Run> {
+const CRIU = process.env["TSCRIU_CRIU"] ?? "/work/criu-4.2/criu/criu";
+const haveCriu = existsSync(CRIU);
+
+type Mode = "kill" | "leave-running" | "wp-snapshot";
+
+async function once(mib: number, mode: Mode, tool: "tscriu" | "criu"): Promise<Run> {
   const work = mkdtempSync(join(tmpdir(), "bench-dump-w-"));
   const images = mkdtempSync(join(tmpdir(), "bench-dump-i-"));
   const pid = await start(mib, work);
   try {
-    const args = [CLI, "dump", "-t", String(pid), "-D", images, "--display-stats", ...(mode === "leave-running" ? ["-R"] : [])];
+    const common = ["dump", "-t", String(pid), "-D", images, "--display-stats", ...(mode === "kill" ? [] : ["-R"]), ...(mode === "wp-snapshot" ? ["--wp-snapshot"] : [])];
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(process.execPath, args, { encoding: "utf8" });
+    // criu stops its parasite on the syscall (CRIU_FAULT=130): this VM never fires hardware breakpoints.
+    const r =
+      tool === "tscriu"
+        ? spawnSync(process.execPath, [CLI, ...common], { encoding: "utf8" })
+        : spawnSync(CRIU, [...common, "-o", "dump.log"], { encoding: "utf8", env: { ...process.env, CRIU_FAULT: "130" } });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (r.status !== 0) throw new Error(`dump failed: ${r.stderr}`);
-    const frozen = Number(/Frozen time: (\d+) us/.exec(r.stdout)?.[1] ?? NaN) / 1e6;
+    if (r.status !== 0) throw new Error(`${tool} dump failed: ${r.stderr}${r.stdout}`);
+    const frozen = Number(/Frozen time: (\d+) us/.exec(r.stdout + r.stderr)?.[1] ?? NaN) / 1e6;
     return { wall, frozen };
   } finally {
     try {
@@ -95,23 +106,29 @@ async function once(mib: number, mode: "kill" | "leave-running"): Promise<Run> {
 }
 
 if (!existsSync(CLI)) throw new Error("build the CLI first: node scripts/build-ts.mjs");
-console.log(`tscriu dump benchmark: medians of ${runs} interleaved runs; criu 4.2 measured here: 1.96 s for 1 GiB`);
+console.log(`tscriu dump benchmark: medians of ${runs} interleaved runs${haveCriu ? `, side by side with ${CRIU}` : " (no criu here: tscriu alone)"}`);
+const tools = haveCriu ? (["tscriu", "criu"] as const) : (["tscriu"] as const);
 for (const mib of [256, 1024]) {
-  const res: Record<string, Run[]> = { kill: [], "leave-running": [] };
+  const res: Record<string, Run[]> = {};
   const limits: { readv: number; write: number; fsync: number }[] = [];
   for (let i = 0; i < runs; i++) {
     limits.push(await raw(mib));
-    for (const mode of ["kill", "leave-running"] as const) res[mode]!.push(await once(mib, mode));
+    for (const mode of ["kill", "leave-running"] as const) for (const tool of tools) (res[`${tool} ${mode}`] ??= []).push(await once(mib, mode, tool));
+    // tscriu's own (criu has none): set beside criu's -R
+    (res["tscriu wp-snapshot"] ??= []).push(await once(mib, "wp-snapshot", "tscriu"));
   }
   const gib = mib / 1024;
   const lim = (k: "readv" | "write" | "fsync"): number => median(limits.map((l) => l[k]));
   console.log(
     `${String(mib).padStart(5)} MiB  raw: process_vm_readv ${fmt(lim("readv"))} (${(gib / lim("readv")).toFixed(2)} GiB/s), page-cache write ${fmt(lim("write"))} = ${(lim("write") / gib).toFixed(2)} s/GiB, then fsync ${fmt(lim("fsync"))}`,
   );
-  for (const [mode, rs] of Object.entries(res)) {
-    const wall = median(rs.map((r) => r.wall));
-    const frozen = median(rs.map((r) => r.frozen));
-    const vsCriu = mib === 1024 ? `  criu 4.2 / tscriu: ${(1.96 / wall).toFixed(2)}x` : "";
-    console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(13)}  wall ${fmt(wall).padStart(9)}  frozen ${fmt(frozen).padStart(9)}  throughput ${(mib / 1024 / wall).toFixed(2)} GiB/s (wall)${vsCriu}`);
+  for (const mode of ["kill", "leave-running", "wp-snapshot"] as const) {
+    const m = (tool: string, k: keyof Run, md: Mode = mode): number => median(res[`${tool} ${md}`]!.map((r) => r[k]));
+    const criuMode = mode === "wp-snapshot" ? "leave-running" : mode;
+    const vs = haveCriu ? `   tscriu/criu${criuMode !== mode ? " -R" : ""}: wall ${(m("tscriu", "wall") / m("criu", "wall", criuMode)).toFixed(2)}x, frozen ${(m("tscriu", "frozen") / m("criu", "frozen", criuMode)).toFixed(2)}x` : "";
+    for (const tool of mode === "wp-snapshot" ? (["tscriu"] as const) : tools) {
+      console.log(`${String(mib).padStart(5)} MiB  ${tool.padEnd(6)} ${mode.padEnd(13)}  wall ${fmt(m(tool, "wall")).padStart(9)}  frozen ${fmt(m(tool, "frozen")).padStart(9)}  throughput ${(gib / m(tool, "wall")).toFixed(2)} GiB/s (wall)`);
+    }
+    if (vs) console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(20)}${vs}`);
   }
 }

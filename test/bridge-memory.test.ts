@@ -194,3 +194,15 @@ test("page fills refuse bad segments before touching anything, and a pages file 
   t.throws(() => b.uffdCopy(fd, fd, new BigUint64Array([inbox, BigInt(PAGE), BigInt(PAGE)])), { code: "EIO", message: /uffdCopy: the pages file ends at 4096, data is wanted up to 8192/ });
   t.regex(await w.check(), /^PASS count=\d+ inbox=$/, "the task's memory is as it was");
 });
+
+test("allocPopulated: zero-filled whole pages a task's memory reads into; sizes that are not whole pages are refused", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const pattern = w.addr("pattern");
+  const buf = b.allocPopulated(3 * PAGE);
+  t.is(buf.length, 3 * PAGE);
+  t.is(buf.byteOffset, 0);
+  t.true(buf.every((x) => x === 0));
+  t.is(b.processVmReadv(w.pid, pattern, PAGE, buf, PAGE), PAGE);
+  t.deepEqual(buf.subarray(PAGE, 2 * PAGE), patternBytes(0, PAGE));
+  for (const size of [0, 100, PAGE + 1, 2 ** 32 + PAGE]) t.throws(() => b.allocPopulated(size), { code: "ERR_INVALID_ARG_TYPE", message: /allocPopulated: size must be a multiple of 4096/ });
+});

@@ -36,6 +36,8 @@ const RESTORE_STATS = "restore-cli.test.ts: restore -d --pidfile --display-stats
 const RESTORE_W = "restore-cli.test.ts: -W: the log, stats-restore and a relative pid file go into the work dir";
 const CHECK = "check.test.ts: check, check --extra, check --all: every feature is there on this machine";
 const CPUINFO_CHECK = "cpuinfo.test.ts: an extra instruction bit fails ins and cpu, not fpu";
+const CHAIN = "dump-incremental.test.ts: pre-dump, pre-dump, dump --track-mem: a task writing its memory all along restores with every page it last wrote";
+const PRE_UNTOUCHED = "dump-incremental.test.ts: pre-dump leaves the task running and untouched";
 const EFFECT: Record<string, string> = {
   ...Object.fromEntries(CRIU_COMMANDS.flatMap((c) => [[`${c} --help`, THIS], [`${c} --version`, THIS]])),
   ...Object.fromEntries(BUILT_COMMANDS.flatMap((c) => [[`${c} --config`, CONFIG_TEST], [`${c} --no-default-config`, CONFIG_TEST]])),
@@ -86,6 +88,20 @@ const EFFECT: Record<string, string> = {
   "cpuinfo dump --images-dir": "cpuinfo.test.ts: cpuinfo dump writes criu's cpuinfo.img",
   "cpuinfo check --images-dir": CPUINFO_CHECK,
   "cpuinfo check --cpu-cap": CPUINFO_CHECK,
+  "pre-dump --tree": CHAIN,
+  "pre-dump --images-dir": CHAIN,
+  "pre-dump --display-stats": CHAIN,
+  "pre-dump --prev-images-dir": CHAIN,
+  "pre-dump --track-mem": CHAIN,
+  "dump --prev-images-dir": CHAIN,
+  "dump --track-mem": CHAIN,
+  "pre-dump --verbosity": PRE_UNTOUCHED,
+  "pre-dump --log-file": PRE_UNTOUCHED,
+  "pre-dump --work-dir": PRE_UNTOUCHED,
+  "pre-dump --pre-dump-mode": PRE_UNTOUCHED,
+  "restore --auto-dedup": "dump-incremental.test.ts: restore --auto-dedup punches the restored pages out of the chain's pages files once the task runs",
+  "dump --wp-snapshot": "dump-incremental.test.ts: dump -R --wp-snapshot: the task runs on while its pages are copied; the images are those of the frozen instant",
+  "dump --auto-dedup": "dump-incremental.test.ts: --auto-dedup punches the parent's replaced pages; dump -R lets the task go before writing, the chain restores",
 };
 
 interface Ran {
@@ -109,7 +125,7 @@ async function cli(argv: string[], env: NodeJS.ProcessEnv = NO_CONF): Promise<Ra
 /** The words of a command line that would run the command for real: dump a live task, restore from DIR. */
 function base(command: CriuCommand, pid: number, dir: string): string[] {
   const words = command.split(" ");
-  if (command === "dump") return [...words, "-t", String(pid), "-D", dir];
+  if (command === "dump" || command === "pre-dump") return [...words, "-t", String(pid), "-D", dir];
   if (command === "restore" || command === "dedup" || command.startsWith("cpuinfo")) return [...words, "-D", dir];
   return words;
 }
@@ -333,11 +349,13 @@ test("--help lists what tscriu implements for the command, then what it refuses;
   t.regex(options, /-t, --tree/);
   t.regex(options, /--ghost-limit/);
   t.regex(refused, /--lazy-pages/);
-  t.regex(refused, /--prev-images-dir/);
+  t.regex(refused, /--page-server/);
+  t.regex(options, /--prev-images-dir/);
   t.notRegex(dump.stdout, /--restore-detached|--extra\b/);
   const restore = await cli(["restore", "--help"]);
   t.regex(restore.stdout.split("(refused)")[0]!, /-d, --restore-detached/);
   t.notRegex(restore.stdout, /--tree|--ghost-limit/);
   const top = await cli(["--help"]);
-  t.regex(top.stdout, /tscriu pre-dump +pre-dump memory of a process tree \(not available yet\)/);
+  t.regex(top.stdout, /tscriu page-server +serve pages over the network \(not available yet\)/);
+  t.regex(top.stdout, /tscriu pre-dump +pre-dump the memory of a process tree, leaving it running/);
 });

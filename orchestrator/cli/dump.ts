@@ -12,21 +12,33 @@ export function parseSize(text: string): number {
   return Number(m[1]) * mult;
 }
 
-export function dumpCommand(): CommandSpec {
+/** dump, and pre-dump (memory only, the task left running: the start of an incremental chain). */
+export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec {
+  const preDump = command === "pre-dump";
   return {
-    command: "dump",
-    describe: "checkpoint a running process into images",
+    command,
+    describe: preDump ? "pre-dump the memory of a process tree, leaving it running (the start of an incremental chain)" : "checkpoint a running process into images",
     builder: (y) => y,
-    criu: ["dump"],
+    criu: [command],
     handler: async (args, ctx) => {
       const pid = args["tree"];
       const dir = args["images-dir"];
       if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 0) {
-        ctx.err("tscriu dump: a task is needed: -t PID\n");
+        ctx.err(`tscriu ${command}: a task is needed: -t PID\n`);
         return 1;
       }
       if (typeof dir !== "string") {
-        ctx.err("tscriu dump: an images directory is needed: -D DIR\n");
+        ctx.err(`tscriu ${command}: an images directory is needed: -D DIR\n`);
+        return 1;
+      }
+      const mode = args["pre-dump-mode"];
+      if (mode !== undefined && mode !== "splice" && mode !== "read") {
+        ctx.err(`tscriu ${command}: --pre-dump-mode must be splice or read, not "${typeof mode === "string" ? mode : JSON.stringify(mode)}"\n`);
+        return 1;
+      }
+      const prev = args["prev-images-dir"];
+      if (args["wp-snapshot"] === true && args["leave-running"] !== true) {
+        ctx.err(`tscriu ${command}: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n`);
         return 1;
       }
       if (args["leave-running"] === true && args["leave-stopped"] === true) {
@@ -52,7 +64,7 @@ export function dumpCommand(): CommandSpec {
       }
       try {
         const ghost = args["ghost-limit"];
-        const bar = progressBar(process.stderr, "dumping memory");
+        const bar = progressBar(process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
         const result = await dump(
           {
             pid,
@@ -71,6 +83,11 @@ export function dumpCommand(): CommandSpec {
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,
             actionScripts: Array.isArray(args["action-script"]) ? (args["action-script"] as string[]) : [],
+            preDump,
+            prevImagesDir: typeof prev === "string" ? prev : undefined,
+            autoDedup: args["auto-dedup"] === true,
+            wpSnapshot: args["wp-snapshot"] === true,
+            preDumpMode: mode,
             log,
           },
           (e: DumpEvent) => bar(e),

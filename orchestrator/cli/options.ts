@@ -26,7 +26,7 @@ export const CRIU_COMMANDS = [
 export type CriuCommand = (typeof CRIU_COMMANDS)[number];
 
 /** The criu commands tscriu runs; the others say "not implemented yet" whatever the options. */
-export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check"];
+export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check"];
 
 export type OptionKind = "boolean" | "string" | "number" | "array";
 
@@ -57,10 +57,10 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "no-default-config", kind: "boolean", describe: "skip /etc/criu/default.conf and ~/.criu/default.conf", takes: ALL, tscriu: BUILT },
   { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore"] },
   { name: "log-file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
-  { name: "display-stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "restore"] },
-  { name: "images-dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
+  { name: "display-stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "pre-dump", "restore"] },
+  { name: "images-dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
   { name: "stream", kind: "boolean", describe: "read or write the images through criu-image-streamer", takes: ALL, tscriu: [] },
-  { name: "prev-images-dir", kind: "string", describe: "the previous dump's directory, for an incremental dump", takes: ALL, tscriu: [] },
+  { name: "prev-images-dir", kind: "string", describe: "the previous dump's directory (relative to -D), for an incremental dump", takes: ALL, tscriu: ["dump", "pre-dump"] },
   { name: "work-dir", alias: "W", kind: "string", describe: "where logs, pid files and statistics go (default: -D)", takes: ALL, tscriu: BUILT },
   { name: "close", kind: "number", describe: "close this file descriptor before anything else", takes: ALL, tscriu: [] },
   { name: "libdir", alias: "L", kind: "string", describe: "the plugins directory", takes: ALL, tscriu: [] },
@@ -70,11 +70,14 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "help", alias: "h", kind: "boolean", describe: "print help and exit", takes: ALL, tscriu: ALL },
 
   // pre-dump. criu's dump takes --track-mem too (the first dump of an iterative migration).
-  { name: "track-mem", kind: "boolean", describe: "turn on the kernel's tracking of memory changes", takes: ["pre-dump", "dump"], tscriu: [] },
-  { name: "pre-dump-mode", kind: "string", describe: "how pre-dump reads memory: splice or read", takes: ["pre-dump"], tscriu: [] },
+  // tscriu finds changed pages by comparing them with the parent's, which needs nothing
+  // turned on in the kernel: every dump and pre-dump can be a parent, --track-mem or not.
+  { name: "track-mem", kind: "boolean", describe: "make this dump a possible parent (tscriu: every dump is)", takes: ["pre-dump", "dump"], tscriu: ["pre-dump", "dump"] },
+  // tscriu always reads with process_vm_readv (criu's "read"); the mode is recorded in the inventory.
+  { name: "pre-dump-mode", kind: "string", describe: "how pre-dump reads memory: splice or read (tscriu reads either way)", takes: ["pre-dump"], tscriu: ["pre-dump"] },
 
   // dump. criu's exec takes -t as well (the task to run the syscall in).
-  { name: "tree", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump"] },
+  { name: "tree", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump", "pre-dump"] },
   { name: "leave-running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
   { name: "leave-stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
@@ -92,7 +95,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
   { name: "page-server", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
   { name: "force-irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
-  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "file-locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "link-remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
   { name: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
@@ -144,6 +147,9 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "empty-ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },
   { name: "unprivileged", kind: "boolean", describe: "work with CAP_CHECKPOINT_RESTORE instead of root", takes: ["dump", "restore", "check"], tscriu: [] },
   { name: "mntns-compat-mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
+
+  // tscriu's own: criu has no such option (orchestrator/dump/wpsnap.ts).
+  { name: "wp-snapshot", kind: "boolean", describe: "with -R: write-protect the task's anonymous memory and copy it while the task runs (tscriu's own)", takes: ["dump"], tscriu: ["dump"] },
 ];
 
 const byName = new Map<string, CriuOption>();

@@ -57,6 +57,7 @@ export function restoreCommand(): CommandSpec {
             root: typeof args["root"] === "string" ? args["root"] : undefined,
             inheritFds: list(args["inherit-fd"]),
             cpuCap: typeof cap === "string" ? (cap === "" ? null : cap) : undefined,
+            autoDedup: args["auto-dedup"] === true,
             actionScripts: list(args["action-script"]),
             log,
           },

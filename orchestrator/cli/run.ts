@@ -50,7 +50,6 @@ export interface CommandSpec {
 
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [CriuCommand, string][] = [
-  ["pre-dump", "pre-dump memory of a process tree"],
   ["page-server", "serve pages over the network"],
   ["lazy-pages", "serve lazy pages to a restored tree"],
   ["service", "RPC daemon"],
@@ -74,7 +73,7 @@ function notYet(name: CriuCommand, describe: string): CommandSpec {
 }
 
 export function commandSpecs(): CommandSpec[] {
-  return [...critCommands(), ...toolCommands(), dumpCommand(), restoreCommand(), checkCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
 }
 
 /** The criu command a command line names, before parsing (for its config files); "crit" for crit's verbs. */

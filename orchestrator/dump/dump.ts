@@ -1,6 +1,11 @@
 // The dump of a process tree with its threads: freeze it whole, collect each process,
 // copy the memory, write images, then let the tree go as asked (kill by default, -R leave running, -s leave stopped). Any failure
 // resumes the task exactly as it was and names the step that failed.
+//
+// With -R or -s the tree goes as soon as its state is collected and its pages copied into
+// memory (capture.ts); the pages are written after. A kill waits for every image on disk.
+// A pre-dump is the same walk taking memory only. With a parent (--prev-images-dir) pages
+// whose bytes the parent chain holds are written as PE_PARENT (parent.ts).
 
 import { randomUUID } from "node:crypto";
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
@@ -18,7 +23,12 @@ import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
-import { copyPages, copyShmem, planPages } from "./memory.js";
+import { copyPages, copyShmem, planPages, slicePlan, type Segment } from "./memory.js";
+import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
+import { checkParentDir, linkParent, parentPages, writeCaptured } from "./parent.js";
+import type { PageResolver } from "../restore/pagesegs.js";
+import { dedup } from "../dedup.js";
+import { protectable, WpSnapshot } from "./wpsnap.js";
 import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runScripts } from "./scripts.js";
@@ -64,6 +74,22 @@ export interface DumpOptions {
   log?: Logger | undefined;
   /** fault injection spec; defaults to $TSCRIU_FAULT */
   faults?: string | undefined;
+  /**
+   * pre-dump: only memory (pagemaps, pages, inventory), the task left running; as criu,
+   * the start of a chain that a later dump names with prevImagesDir
+   */
+  preDump?: boolean | undefined;
+  /** the previous dump of the chain, relative to imagesDir (--prev-images-dir) */
+  prevImagesDir?: string | undefined;
+  /** punch the pages this dump holds out of the parent chain's pages files (--auto-dedup) */
+  autoDedup?: boolean | undefined;
+  /**
+   * with leaveRunning: write-protect the task's private anonymous memory and copy it while
+   * the task runs (wpsnap.ts); the frozen time no longer grows with that memory
+   */
+  wpSnapshot?: boolean | undefined;
+  /** criu's --pre-dump-mode, recorded in the inventory (tscriu reads memory one way: process_vm_readv) */
+  preDumpMode?: "splice" | "read" | undefined;
 }
 
 export type DumpEvent =
@@ -123,6 +149,19 @@ interface Collected {
 /** criu's task_state of a zombie. */
 const TASK_DEAD = 2;
 
+const PAGE = 4096;
+/**
+ * Pages compared with a parent while the task stays frozen go through one buffer of this
+ * size, used again and again: fresh memory is what costs here (see capture.ts).
+ */
+const SLICE = 16 << 20;
+
+/** /proc/uptime in microseconds, as criu records it in a pre-dump's inventory. */
+function uptimeUs(): bigint {
+  const [sec, frac] = readFileSync("/proc/uptime", "utf8").split(" ")[0]!.split(".");
+  return BigInt(sec!) * 1_000_000n + BigInt((frac ?? "0").padEnd(2, "0").slice(0, 2)) * 10_000n;
+}
+
 function us(from: bigint, to = process.hrtime.bigint()): number {
   return Number((to - from) / 1000n);
 }
@@ -145,13 +184,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const faults = new Faults(opts.faults ?? process.env["TSCRIU_FAULT"]);
   const dir = resolve(opts.imagesDir);
   const workDir = resolve(opts.workDir ?? dir);
-  const finalState = opts.leaveRunning ? "resume" : opts.leaveStopped ? "stop" : "kill";
+  const preDump = opts.preDump === true;
+  // criu's pre-dump always leaves the tasks running.
+  const finalState = opts.leaveRunning || preDump ? "resume" : opts.leaveStopped ? "stop" : "kill";
   const stats = emptyStats();
 
   // --freeze-cgroup names a cgroup that can freeze, or nothing is touched.
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
+  if (opts.prevImagesDir !== undefined) checkParentDir(pid, dir, opts.prevImagesDir);
   let createdDir = false;
   if (existsSync(dir)) refuseOldImages(pid, dir);
   else {
@@ -169,10 +211,22 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     throw new DumpError("images", pid, `cannot create the work dir ${workDir}: ${(e as Error).message}`, { cause: e });
   }
   const scripts = opts.actionScripts ?? [];
+  // The task goes before its pages are written when nothing needs it frozen until the
+  // end: not killed (that waits for the images on disk), no post-dump script (criu runs
+  // it with the task still frozen). Its pages are then copied into memory populated
+  // before the freeze, as much as its anonymous memory, if that fits and the machine
+  // gives memory fast enough (capture.ts).
+  const early = finalState !== "kill" && scripts.length === 0;
+  const limit = captureLimit();
+  let pool: CapturePool | undefined;
   try {
+    if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     runScripts(scripts, "pre-dump", dir, pid);
+    const want = early ? estimateAnon(pid) : 0;
+    if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
+    else rmSync(join(dir, "parent"), { force: true });
     throw asDumpError("pre-dump", pid, e);
   }
 
@@ -203,6 +257,26 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const runId = randomUUID();
   const netLock = new NetworkLock(opts.networkLock ?? "iptables", runId, log);
   let fdState: FdDumpState | undefined;
+  /** the connections are out of repair mode and unlocked (once, before the tasks run on) */
+  let connectionsFreed = false;
+  const freeConnections = (): void => {
+    if (connectionsFreed) return;
+    connectionsFreed = true;
+    if (fdState) releaseFds(fdState, "resume");
+    netLock.unlock();
+  };
+  /**
+   * Lets the tree go: with -R its connections go on as they were before their tasks run
+   * (criu unlocks too); killed or stopped, they stay in repair mode and locked until a restore.
+   */
+  const letGo = (how: "resume" | "stop" | "kill"): string | undefined => {
+    if (how === "resume") freeConnections();
+    const why = releaseTree(tree, how);
+    if (how !== "resume" && fdState) releaseFds(fdState, how);
+    return why;
+  };
+  let released = false;
+  const snaps: WpSnapshot[] = [];
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
@@ -220,10 +294,19 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     });
     const ids = new SharedIds();
     const procs: Collected[] = [];
+    const memProcs: { pid: number; vmas: Vma[] }[] = [];
     for (const fp of tree.processes) {
       if (fp.zombie) continue;
       const p = fp.pid;
       log.info(`Collecting pid ${p}${fp.tids.length > 1 ? ` (${fp.tids.length} threads)` : ""}`);
+      if (preDump) {
+        // A pre-dump takes memory only: no syscall runs inside the task, no fd is looked at.
+        enter("vmas");
+        const vmas = collectVmas(p, files, shm);
+        unproxyVdso(p, vmas, log);
+        memProcs.push({ pid: p, vmas });
+        continue;
+      }
       enter("proc");
       const stat = parseStat(readProc(p, "stat"));
       const creds = statusCreds(parseStatus(readProc(p, "status")));
@@ -280,6 +363,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, ""), regs: regs.get(tid)!, inside: inside.threads.get(tid)! };
       });
       procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, sharesFiles: sharesFiles !== undefined, exeId, cwdId, rootId, threads, ids: taskIds });
+      memProcs.push({ pid: p, vmas });
     }
 
     enter("memory");
@@ -287,7 +371,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const memStart = process.hrtime.bigint();
     let readNs = 0n;
     let writeNs = 0n;
-    for (const obj of shm.objects.values()) {
+    // Shared memory is written whole and while the task is frozen (criu's pre-dump takes
+    // it too; tscriu's leaves it to the dump).
+    for (const obj of preDump ? [] : shm.objects.values()) {
       const out = await LocalPages.create(dir, `pagemap-shmem-${obj.ino}.img`, ++pagesId, faults);
       pages.push(out);
       const r = await copyShmem(obj, out, faults);
@@ -297,94 +383,160 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       stats.shpages_scanned += BigInt(r.scanned);
       stats.shpages_written += BigInt(r.written);
     }
-    const plans = procs.map((c) => planPages(c.pid, c.vmas));
+    const plans = memProcs.map((c) => planPages(c.pid, c.vmas));
     const total = plans.reduce((sum, pl) => sum + pl.pages, 0);
-    onEvent({ type: "memory-start", bytes: total * 4096 });
+    onEvent({ type: "memory-start", bytes: total * PAGE });
+    // Copied now, written once the task is let go; or, when that is not possible or does
+    // not fit in memory, written now (in slices, when compared with a parent).
+    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined; snap?: WpSnapshot | undefined }[] = [];
+    const fits = pool !== undefined && total * PAGE <= limit;
+    if (pool && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     let before = 0;
-    for (const [i, c] of procs.entries()) {
+    const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
+    for (const [i, c] of memProcs.entries()) {
       const plan = plans[i]!;
       const out = await LocalPages.create(dir, `pagemap-${c.pid}.img`, ++pagesId, faults);
       out.syncEarly = finalState === "kill";
       pages.push(out);
-      const base = before;
-      readNs += await copyPages(c.pid, plan, out, faults, (done) => onEvent({ type: "memory-progress", done: base + done }));
-      before += plan.pages * 4096;
-      await out.close(false);
       images.written.push(out.pagesFile, join(dir, out.pagemapName));
-      writeNs += out.writeNs;
       stats.pages_scanned += BigInt(plan.scanned);
-      stats.pages_written += BigInt(plan.pages);
+      const parent = opts.prevImagesDir !== undefined ? parentPages(dir, out.pagemapName, c.pid) : undefined;
+      const base = before;
+      before += plan.pages * PAGE;
+      if (fits) {
+        const t0 = process.hrtime.bigint();
+        const snap = opts.wpSnapshot && finalState === "resume" && !preDump ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
+        if (snap) snaps.push(snap);
+        const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
+        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, snap });
+        readNs += process.hrtime.bigint() - t0;
+        continue;
+      }
+      if (!parent) {
+        readNs += await copyPages(c.pid, plan, out, faults, progress(base));
+        stats.pages_written += BigInt(plan.pages);
+      } else {
+        const slices = new CapturePool(SLICE, SLICE);
+        for (const slice of slicePlan(plan, SLICE)) {
+          const t0 = process.hrtime.bigint();
+          const got = capturePages(c.pid, slice, slices, faults);
+          readNs += process.hrtime.bigint() - t0;
+          const r = await writeCaptured(got, out, parent, progress(base));
+          stats.pages_written += BigInt(r.written);
+          stats.pages_skipped_parent += BigInt(r.skipped);
+          slices.recycle(got);
+        }
+      }
+      await out.close(false);
+      writeNs += out.writeNs;
     }
-    onEvent({ type: "memory-done" });
-    stats.page_pipes = BigInt(Math.max(1, Math.ceil((total * 4096) / (8 << 20))));
-    stats.page_pipe_bufs = stats.page_pipes;
-    stats.memdump_time = Number(readNs / 1000n);
-    stats.memwrite_time = Math.max(0, Math.min(Number(writeNs / 1000n), us(memStart) - stats.memdump_time));
-    log.info(`${total} pages written (${stats.pages_scanned} scanned) in ${us(memStart)} us`);
+    pool?.drop();
+    if (deferred.length) log.info(`${total} pages copied in ${Number(readNs / 1000n)} us; written once the task is let go`);
 
     enter("images");
-    const seccomp = seccompImage(procs.flatMap((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
-    for (const c of procs) {
-      const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccompFilter: seccomp.filterIndex.get(t.tid) });
-      const core = buildCore(
-        { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
-        threadInput(c.threads[0]!),
+    if (preDump) {
+      // criu's pre-dump inventory: the uptime (criu checks a pid was not reused with it) and the mode.
+      await images.write(`inventory.img`, "INVENTORY", [{ ...inventoryEntry(namespaceIds(pid), runId, LOCK_METHOD_ID[netLock.method]), dump_uptime: uptimeUs(), pre_dump_mode: opts.preDumpMode === "read" ? 2 : 1 }]);
+    }
+    if (!preDump) {
+      const seccomp = seccompImage(procs.flatMap((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
+      for (const c of procs) {
+        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccompFilter: seccomp.filterIndex.get(t.tid) });
+        const core = buildCore(
+          { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
+          threadInput(c.threads[0]!),
+        );
+        await images.write(`core-${c.pid}.img`, "CORE", [core]);
+        for (const t of c.threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
+        await images.write(`mm-${c.pid}.img`, "MM", [
+          {
+            mm_start_code: c.stat.startCode,
+            mm_end_code: c.stat.endCode,
+            mm_start_data: c.stat.startData,
+            mm_end_data: c.stat.endData,
+            mm_start_stack: c.stat.startStack,
+            mm_start_brk: c.stat.startBrk,
+            mm_brk: c.inside.brk,
+            mm_arg_start: c.stat.argStart,
+            mm_arg_end: c.stat.argEnd,
+            mm_env_start: c.stat.envStart,
+            mm_env_end: c.stat.envEnd,
+            exe_file_id: c.exeId,
+            mm_saved_auxv: c.auxv,
+            vmas: c.vmas.map(vmaEntry),
+            dumpable: c.inside.dumpable,
+            thp_disabled: c.inside.thpDisabled,
+          },
+        ]);
+        await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
+        await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
+        if (!c.sharesFiles) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+      }
+      // Zombies: a core with only their exit status and name (criu's layout), nothing else.
+      for (const z of tree.processes) {
+        if (!z.zombie) continue;
+        const tc = { task_state: TASK_DEAD, exit_code: z.zombie.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: z.zombie.comm };
+        await images.write(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
+      }
+      await images.write(
+        `pstree.img`,
+        "PSTREE",
+        tree.processes.map((f) => {
+          const c = procs.find((x) => x.pid === f.pid);
+          // criu writes a zombie's thread list as [0]
+          return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.zombie ? [0] : f.tids };
+        }),
       );
-      await images.write(`core-${c.pid}.img`, "CORE", [core]);
-      for (const t of c.threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
-      await images.write(`mm-${c.pid}.img`, "MM", [
-        {
-          mm_start_code: c.stat.startCode,
-          mm_end_code: c.stat.endCode,
-          mm_start_data: c.stat.startData,
-          mm_end_data: c.stat.endData,
-          mm_start_stack: c.stat.startStack,
-          mm_start_brk: c.stat.startBrk,
-          mm_brk: c.inside.brk,
-          mm_arg_start: c.stat.argStart,
-          mm_arg_end: c.stat.argEnd,
-          mm_env_start: c.stat.envStart,
-          mm_env_end: c.stat.envEnd,
-          exe_file_id: c.exeId,
-          mm_saved_auxv: c.auxv,
-          vmas: c.vmas.map(vmaEntry),
-          dumpable: c.inside.dumpable,
-          thp_disabled: c.inside.thpDisabled,
-        },
-      ]);
-      await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
-      await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
-      if (!c.sharesFiles) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+      await images.write(`files.img`, "FILES", files.entries);
+      for (const x of fdImages(fdState)) await images.write(x.name, x.type, x.entries);
+      if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
+      if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
+      for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
+      await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
+      const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
+      const clocks = taskClocks(pid, frozenAt);
+      await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
+      // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
+      if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
+        await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
+      }
+      await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
     }
-    // Zombies: a core with only their exit status and name (criu's layout), nothing else.
-    for (const z of tree.processes) {
-      if (!z.zombie) continue;
-      const tc = { task_state: TASK_DEAD, exit_code: z.zombie.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: z.zombie.comm };
-      await images.write(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
+
+    if (early) {
+      stats.frozen_time = us(frozen.frozenAt);
+      released = true;
+      const why = letGo(finalState);
+      if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
+      log.info(`task let go after ${stats.frozen_time} us frozen; writing its pages`);
     }
-    await images.write(
-      `pstree.img`,
-      "PSTREE",
-      tree.processes.map((f) => {
-        const c = procs.find((x) => x.pid === f.pid);
-        // criu writes a zombie's thread list as [0]
-        return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.zombie ? [0] : f.tids };
-      }),
-    );
-    await images.write(`files.img`, "FILES", files.entries);
-    for (const x of fdImages(fdState)) await images.write(x.name, x.type, x.entries);
-    if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
-    if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
-    for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
-    await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
-    const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
-    const clocks = taskClocks(pid, frozenAt);
-    await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
-    // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
-    if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
-      await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
+    for (const d of deferred) {
+      if (!d.snap) continue;
+      const t0 = process.hrtime.bigint();
+      const early = d.snap.copy(d.c, d.c.reserved);
+      readNs += process.hrtime.bigint() - t0;
+      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
     }
-    await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
+    const writeStart = process.hrtime.bigint();
+    for (const d of deferred) {
+      const r = await writeCaptured(d.c, d.out, d.parent, progress(0));
+      stats.pages_written += BigInt(r.written);
+      stats.pages_skipped_parent += BigInt(r.skipped);
+      await d.out.close(false);
+      writeNs += d.out.writeNs;
+      d.c.runs.length = 0;
+    }
+    if (deferred.length) writeNs = process.hrtime.bigint() - writeStart;
+    onEvent({ type: "memory-done" });
+    stats.page_pipes = BigInt(Math.max(1, Math.ceil((total * PAGE) / (8 << 20))));
+    stats.page_pipe_bufs = stats.page_pipes;
+    stats.memdump_time = Number(readNs / 1000n);
+    stats.memwrite_time = deferred.length ? Number(writeNs / 1000n) : Math.max(0, Math.min(Number(writeNs / 1000n), us(memStart) - stats.memdump_time));
+    log.info(`${stats.pages_written} pages written, ${stats.pages_skipped_parent} found in the parent (${stats.pages_scanned} scanned) in ${us(memStart)} us`);
+    if (opts.autoDedup && opts.prevImagesDir !== undefined) {
+      const d = await dedup(dir, log);
+      log.info(`--auto-dedup: ${d.bytes} bytes punched from ${d.files} pages files of the parent chain`);
+    }
 
     enter("post-dump");
     runScripts(scripts, "post-dump", dir, pid);
@@ -393,33 +545,32 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // Killing the task destroys the only other copy of its state: the images must be on disk first.
     if (finalState === "kill") await images.syncAll();
   } catch (e) {
-    for (const p of pages) await p.abort();
     const err = asDumpError(step, pid, e);
-    // Connections out of repair mode and unlocked before their tasks run again.
-    for (const undo of [() => fdState && releaseFds(fdState, "resume"), () => netLock.unlock()]) {
-      try {
-        undo();
-      } catch (u) {
-        err.notes.push(`undoing the dump's changes to the task's connections: ${(u as Error).message}`);
-      }
+    // Unprotected before the task may run (or, let go already, before it waits on a write for good).
+    for (const s of snaps) {
+      const why = s.end();
+      if (why) err.notes.push(`removing the write-protection of pid ${s.pid}: ${why}`);
     }
-    const why = releaseTree(tree, "resume");
+    for (const p of pages) await p.abort();
+    // Connections out of repair mode and unlocked before their tasks run again (also
+    // after an early -s release: the images that would restore them are not complete).
+    try {
+      freeConnections();
+    } catch (u) {
+      err.notes.push(`undoing the dump's changes to the task's connections: ${(u as Error).message}`);
+    }
+    // Let go early, the task runs on (or stays stopped, -s) as asked: only the images failed.
+    const why = released ? undefined : releaseTree(tree, "resume");
     if (why) err.notes.push(`resuming the dumped processes after the failure: ${why}`);
     if (createdDir) rmSync(dir, { recursive: true, force: true });
+    else rmSync(join(dir, "parent"), { force: true });
     throw err;
   }
 
-  stats.frozen_time = us(frozen.frozenAt);
-  if (finalState === "resume") {
-    // -R: the connections go on as they were, before their tasks run (criu unlocks too).
-    releaseFds(fdState, "resume");
-    netLock.unlock();
-  }
-  const why = releaseTree(tree, finalState);
-  // Killed or stopped: the connections stay in repair mode and locked until a restore.
-  if (finalState !== "resume") releaseFds(fdState, finalState);
+  if (!released) stats.frozen_time = us(frozen.frozenAt);
+  const why = released ? undefined : letGo(finalState);
   if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
-  log.info(`Dumping finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
+  log.info(`${preDump ? "Pre-dumping" : "Dumping"} finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {
     await images.write("stats-dump", "STATS", [statsEntry(stats)], workDir);
   } catch (e) {

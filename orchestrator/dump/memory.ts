@@ -28,6 +28,8 @@ export interface Segment {
   flags: number;
   /** read through /proc/PID/mem (the VMA is not readable) */
   procMem: boolean;
+  /** never written as PE_PARENT: the vDSO, whose symbols a restore reads from this dump */
+  fresh?: boolean;
 }
 
 export interface PagePlan {
@@ -53,7 +55,7 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
     if (v.status & VMA.VDSO) {
       // Whole, present or not, as criu does: a restore reads the dumped vDSO's symbols
       // (criu's restorer reads them from the restored pages) to decide how to map it.
-      segments.push({ addr: Number(v.start), len: Number(v.end - v.start), flags: PE_PRESENT, procMem });
+      segments.push({ addr: Number(v.start), len: Number(v.end - v.start), flags: PE_PRESENT, procMem, fresh: true });
       scanned += Number(v.end - v.start) / PAGE;
       pages += Number(v.end - v.start) / PAGE;
       continue;
@@ -64,7 +66,7 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
       if (r.categories & PAGE_IS.PFNZERO) continue;
       if (filePrivate && r.categories & PAGE_IS.FILE) continue;
       const last = segments[segments.length - 1];
-      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem) last.len += r.end - r.start;
+      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && !last.fresh) last.len += r.end - r.start;
       else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem });
       pages += n;
     }
@@ -72,13 +74,56 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
   return { segments, scanned, pages };
 }
 
+/** The plan cut into pieces of at most `bytes` (page-aligned) of pages each. */
+export function slicePlan(plan: PagePlan, bytes: number): PagePlan[] {
+  const out: PagePlan[] = [];
+  let cur: PagePlan = { segments: [], scanned: 0, pages: 0 };
+  let size = 0;
+  for (const s of plan.segments) {
+    for (let at = 0; at < s.len; ) {
+      const n = Math.min(s.len - at, bytes - size);
+      cur.segments.push({ ...s, addr: s.addr + at, len: n });
+      cur.pages += n / PAGE;
+      size += n;
+      at += n;
+      if (size === bytes) {
+        out.push(cur);
+        cur = { segments: [], scanned: 0, pages: 0 };
+        size = 0;
+      }
+    }
+  }
+  if (cur.segments.length) out.push(cur);
+  return out;
+}
+
 export interface CopyProgress {
   (bytesDone: number): void;
 }
 
-function readFailed(e: unknown): Error {
+/** A failure to read task memory (a native error or an injected fault) as the dump reports it. */
+export function readFailed(e: unknown): unknown {
+  if (!isNativeError(e) && (e as Error).name !== "InjectedFault") return e;
   const err = new Error(`reading task memory: ${(e as Error).message}`);
   return Object.assign(err, { cause: e, code: (e as NodeJS.ErrnoException).code });
+}
+
+/**
+ * process_vm_readv of (addr, len) pairs, packed one after another into buf from `start`;
+ * what it cannot read (a page the task cannot read after all) through /proc/PID/mem.
+ */
+export function readBatch(pid: number, ranges: readonly number[], buf: Buffer, start: number): void {
+  const total = ranges.reduce((s, v, i) => (i % 2 ? s + v : s), 0);
+  const r = bridge().processVmReadvBatch(pid, new BigUint64Array(ranges.map(BigInt)), buf, start);
+  if (r.bytes >= total) return;
+  let off = start;
+  for (let i = 0; i < ranges.length; i += 2) {
+    const addr = ranges[i]!;
+    const len = ranges[i + 1]!;
+    const have = Math.max(0, Math.min(len, r.bytes - (off - start)));
+    if (have < len) readMem(pid, addr + have, len - have, buf, off + have);
+    off += len;
+  }
 }
 
 /**
@@ -99,22 +144,9 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     // process_vm_readv of the queued ranges into buf[0, fill)
     if (ranges.length === 0) return;
     const total = ranges.reduce((s, v, i) => (i % 2 ? s + v : s), 0);
-    const start = fill - total;
-    const arr = new BigUint64Array(ranges.map(BigInt));
     faults.vmRead();
     faults.taskExit();
-    const r = b.processVmReadvBatch(pid, arr, buf, start);
-    if (r.bytes < total) {
-      // Stopped on a page the task cannot read after all: the rest through /proc/PID/mem.
-      let off = start;
-      for (let i = 0; i < ranges.length; i += 2) {
-        const addr = ranges[i]!;
-        const len = ranges[i + 1]!;
-        const have = Math.max(0, Math.min(len, r.bytes - (off - start)));
-        if (have < len) readMem(pid, addr + have, len - have, buf, off + have);
-        off += len;
-      }
-    }
+    readBatch(pid, ranges, buf, fill - total);
     ranges.length = 0;
   };
 
@@ -169,12 +201,12 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     await Promise.all(pending.filter((p) => p !== undefined));
   } catch (e) {
     await Promise.allSettled(pending.filter((p) => p !== undefined));
-    throw isNativeError(e) || (e as Error).name === "InjectedFault" ? readFailed(e) : e;
+    throw readFailed(e);
   }
   return readNs;
 }
 
-function readMem(pid: number, addr: number, len: number, buf: Buffer, off: number): void {
+export function readMem(pid: number, addr: number, len: number, buf: Buffer, off: number): void {
   let got = 0;
   while (got < len) {
     const n = bridge().readProcMem(pid, addr + got, len - got, buf, off + got);

@@ -1,7 +1,14 @@
 // Page transport of a dump: where page data goes. The local variant writes a raw
 // pages-<id>.img and its pagemap; writes run on libuv's thread pool while the main
 // thread reads the next chunk of task memory, so reading and writing overlap.
+//
+// The pages file is written with O_DIRECT where the file system takes it: page data is
+// written once and read back rarely, and the page cache is the slow part here. 1 GiB
+// from an aligned buffer took 1.9-2.2 s into the page cache and 0.27-0.36 s with
+// O_DIRECT (then an fsync of ~0.5 s either way). Every write is whole pages from a
+// page-aligned buffer at a page-aligned offset, which is what O_DIRECT asks.
 
+import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ImageWriter } from "../../images/io.js";
@@ -53,7 +60,15 @@ export class LocalPages implements PageTransport {
 
   static async create(dir: string, pagemapName: string, pagesId: number, faults: Faults): Promise<LocalPages> {
     const p = new LocalPages(dir, pagemapName, pagesId, faults);
-    p.fh = await open(join(dir, `pages-${pagesId}.img`), "wx", 0o600);
+    const path = join(dir, `pages-${pagesId}.img`);
+    const { O_WRONLY, O_CREAT, O_EXCL, O_DIRECT } = constants;
+    try {
+      p.fh = await open(path, O_WRONLY | O_CREAT | O_EXCL | O_DIRECT, 0o600);
+    } catch (e) {
+      // A file system without O_DIRECT (EINVAL at open): through the page cache.
+      if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
+      p.fh = await open(path, "wx", 0o600);
+    }
     return p;
   }
 

@@ -4,7 +4,7 @@
 // PE_PRESENT is set too (criu marks every anonymous page that way); a lazy run without
 // data needs a lazy-pages server, which restore does not do.
 
-import { lstatSync, realpathSync, statSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, readPagemap, type Pagemap } from "../../images/pages.js";
 import { RestoreError } from "./errors.js";
@@ -43,6 +43,8 @@ export class PageResolver {
     private readonly dir: string,
     private readonly name: string,
     private readonly pid: number,
+    /** a dump in the chain without this pagemap ends the chain (a dump's parent lookup) */
+    private readonly missingEnds = false,
   ) {}
 
   private async level(i: number): Promise<Level | null> {
@@ -64,6 +66,10 @@ export class PageResolver {
         throw new RestoreError("plan", this.pid, `the parent link of ${prev.dir} is broken: ${err.code ?? err.message}`, { file: join(prev.dir, "parent") });
       }
     }
+    if (this.missingEnds && !existsSync(join(dir, this.name))) {
+      this.levels.push(null);
+      return null;
+    }
     const map = await readPagemap(dir, this.name);
     const lvl = { dir, map };
     this.levels.push(lvl);
@@ -84,9 +90,28 @@ export class PageResolver {
     return { segs, pages };
   }
 
-  private async resolveRange(depth: number, vaddr: bigint, nrPages: number, out: PageSeg[]): Promise<void> {
+  /**
+   * Where the chain holds pages [vaddr, vaddr + nrPages): segments in address order, those
+   * the chain does not hold (no entry, a lazy page without data, no pagemap) with file "".
+   * For an incremental dump, which looks its pages up in its parent.
+   */
+  async locate(vaddr: bigint, nrPages: number): Promise<PageSeg[]> {
+    const out: PageSeg[] = [];
+    await this.resolveRange(0, vaddr, nrPages, out, true);
+    await this.checkSizes(out.filter((s) => s.file !== ""));
+    return out;
+  }
+
+  private gap(out: PageSeg[], at: bigint, n: number): void {
+    const last = out[out.length - 1];
+    if (last && last.file === "" && last.vaddr + BigInt(last.len) === at) last.len += n * PAGE_SIZE;
+    else out.push({ vaddr: at, len: n * PAGE_SIZE, file: "", off: -1 });
+  }
+
+  private async resolveRange(depth: number, vaddr: bigint, nrPages: number, out: PageSeg[], gaps = false): Promise<void> {
     const lvl = await this.level(depth);
     const P = BigInt(PAGE_SIZE);
+    if (!lvl && gaps) return this.gap(out, vaddr, nrPages);
     if (!lvl) throw new RestoreError("plan", this.pid, `pages at 0x${vaddr.toString(16)} are in the parent dump, but there is no parent link`, { file: join(this.dir, this.name) });
     let at = vaddr;
     const end = vaddr + BigInt(nrPages) * P;
@@ -102,6 +127,13 @@ export class PageResolver {
     }
     for (let i = lo; at < end; i++) {
       const r = runs[i];
+      if ((!r || r.vaddr > at) && gaps) {
+        const stop = r && r.vaddr < end ? r.vaddr : end;
+        this.gap(out, at, Number((stop - at) / P));
+        at = stop;
+        i--;
+        continue;
+      }
       if (!r || r.vaddr > at) {
         throw new RestoreError("plan", this.pid, `missing 0x${at.toString(16)} in the pagemap of ${lvl.dir}`, { file: join(lvl.dir, this.name) });
       }
@@ -109,13 +141,15 @@ export class PageResolver {
       const stop = rEnd < end ? rEnd : end;
       const n = Number((stop - at) / P);
       if (r.flags & PE_PARENT) {
-        await this.resolveRange(depth + 1, at, n, out);
+        await this.resolveRange(depth + 1, at, n, out, gaps);
       } else if (r.flags & PE_PRESENT) {
         const file = join(lvl.dir, `pages-${lvl.map.pagesId}.img`);
         const off = (r.pageOffset + Number((at - r.vaddr) / P)) * PAGE_SIZE;
         const last = out[out.length - 1];
         if (last && last.file === file && last.vaddr + BigInt(last.len) === at && last.off + last.len === off) last.len += n * PAGE_SIZE;
         else out.push({ vaddr: at, len: n * PAGE_SIZE, file, off });
+      } else if (gaps) {
+        this.gap(out, at, n);
       } else if (r.flags & PE_LAZY) {
         throw new RestoreError("plan", this.pid, `0x${at.toString(16)} is a lazy page (PE_LAZY) with no data in the images: restoring with a lazy-pages server is not supported`, { file: join(lvl.dir, this.name) });
       } else {

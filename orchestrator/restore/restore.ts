@@ -6,10 +6,11 @@
 // again, removes what tscriu made on the way (recreated ghost files, the pidfile) and
 // names the step; the images are only read.
 
-import { unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { availableParallelism, constants as os } from "node:os";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
+import type { PageSeg } from "./pagesegs.js";
 import type { Logger, ModuleLog } from "../log.js";
 import { adviseShm, fillMemory, mapVmas } from "./memory.js";
 import { asRestoreError, RestoreError } from "./errors.js";
@@ -66,6 +67,8 @@ export interface RestoreOptions {
   log?: Logger | undefined;
   /** fault injection spec; defaults to $TSCRIU_FAULT */
   faults?: string | undefined;
+  /** punch the restored pages out of the pages files once the tree runs (--auto-dedup) */
+  autoDedup?: boolean | undefined;
 }
 
 export type RestoreEvent =
@@ -88,6 +91,27 @@ export interface RestoreResult {
 const NULL_LOG = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined } as unknown as ModuleLog;
 
 const us = (from: bigint): number => Number((process.hrtime.bigint() - from) / 1000n);
+
+/** fallocate(PUNCH_HOLE) of every segment's range in its pages file; returns the bytes punched. */
+function punchSegments(segs: readonly PageSeg[]): number {
+  const byFile = new Map<string, PageSeg[]>();
+  for (const s of segs) byFile.set(s.file, [...(byFile.get(s.file) ?? []), s]);
+  let bytes = 0;
+  for (const [file, list] of byFile) {
+    const fd = openSync(file, "r+");
+    try {
+      for (const s of list) {
+        bridge().punchHole(fd, s.off, s.len);
+        bytes += s.len;
+      }
+    } catch (e) {
+      throw new Error(`punching ${file}: ${(e as Error).message}`, { cause: e });
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return bytes;
+}
 
 export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) => void = () => undefined): Promise<RestoreResult> {
   const log = opts.log?.module("restore") ?? NULL_LOG;
@@ -342,6 +366,17 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   }
   stats.restore_time = us(t0);
   log.info(`Restore finished successfully; pid ${pid} resumed${stopped ? " (stopped)" : ""}`);
+  if (opts.autoDedup) {
+    // criu punches each page once restored, freeing the images' disk space (they restore no
+    // more); tscriu does it once the tree runs, so a failed restore leaves them whole.
+    const segs = [...plan.processes.flatMap((p) => p.memory.segs), ...[...plan.shm.objects.values()].flatMap((o) => o.segs)];
+    try {
+      const bytes = punchSegments(segs);
+      log.info(`--auto-dedup: ${bytes} bytes of restored pages punched out of the pages files`);
+    } catch (e) {
+      log.error(`--auto-dedup: ${(e as Error).message}`);
+    }
+  }
   try {
     runScripts(scripts, "post-resume", dir, pid);
   } catch (e) {

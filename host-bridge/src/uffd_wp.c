@@ -1,0 +1,319 @@
+/* A write-protect snapshot of a task's private anonymous memory.
+ *
+ * While the task is frozen its pages are write-protected through a userfaultfd of
+ * its own (made inside it, taken with pidfd_getfd); then it runs again and tscriu
+ * copies the pages out. A page the task writes before it was copied faults (sync
+ * write-protect: the writer waits), a thread here copies it first and lets the write
+ * go on; every page copied is unprotected right away. So the copy holds each page as
+ * it was at the freeze, while the task stood still only to be protected.
+ *
+ * Page states: 0 not copied, 1 being copied (by one of the two threads), 2 copied.
+ *
+ * Memory the task discards meanwhile (munmap, MADV_DONTNEED, mremap) cannot be held
+ * back: the kernel goes on as soon as the event is read. So such an event over a page
+ * not copied yet makes the copy fail, naming the address, rather than give that page's
+ * later contents (zeros) as the frozen ones. */
+#include "bridge.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define PAGE	    4096ULL
+#define RUN_PAGES   256
+#define MAX_BUFFERS 4096
+
+struct wp_seg {
+	uint64_t addr, len;
+	uint8_t *dst;
+	uint64_t first; /* index of its first page in the state array */
+};
+
+struct wp_snap {
+	int uffd, pid;
+	struct wp_seg *segs;
+	size_t nsegs;
+	_Atomic uint8_t *state;
+	atomic_bool stop;
+	int err;	/* first error of the fault thread */
+	uint64_t early; /* pages copied first because the task wrote them */
+	uint64_t torn;	/* an address the task discarded before it was copied (0: none) */
+};
+
+static int unprotect(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_writeprotect wp = { { addr, len }, 0 };
+	while (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		if (errno != EAGAIN)
+			return -1;
+	}
+	return 0;
+}
+
+static int copy_run(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t len)
+{
+	struct iovec l = { g->dst + (addr - g->addr), len };
+	struct iovec r = { (void *)(uintptr_t)addr, len };
+	uint64_t done = 0;
+	while (done < len) {
+		ssize_t n = process_vm_readv(s->pid, &l, 1, &r, 1, 0);
+		if (n <= 0)
+			return n < 0 ? -1 : (errno = EFAULT, -1);
+		done += (uint64_t)n;
+		l.iov_base = (uint8_t *)l.iov_base + n;
+		l.iov_len -= (size_t)n;
+		r.iov_base = (uint8_t *)r.iov_base + n;
+		r.iov_len -= (size_t)n;
+	}
+	return 0;
+}
+
+static struct wp_seg *find_seg(struct wp_snap *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->nsegs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->segs[mid].addr + s->segs[mid].len <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->nsegs && s->segs[lo].addr <= addr)
+		return &s->segs[lo];
+	return NULL;
+}
+
+/* The fault thread: a write to a page not copied yet copies it, then lets it go. */
+static void *faults(void *arg)
+{
+	struct wp_snap *s = arg;
+	while (!atomic_load(&s->stop)) {
+		struct pollfd p = { s->uffd, POLLIN, 0 };
+		int r = poll(&p, 1, 20);
+		if (r <= 0)
+			continue;
+		struct uffd_msg m;
+		if (read(s->uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+			continue;
+		if (m.event == UFFD_EVENT_REMOVE || m.event == UFFD_EVENT_UNMAP || m.event == UFFD_EVENT_REMAP) {
+			uint64_t start = m.event == UFFD_EVENT_REMAP ? m.arg.remap.from : m.arg.remove.start;
+			uint64_t end =
+			    m.event == UFFD_EVENT_REMAP ? m.arg.remap.from + m.arg.remap.len : m.arg.remove.end;
+			for (uint64_t a = start; a < end && !s->torn; a += PAGE) {
+				struct wp_seg *g = find_seg(s, a);
+				if (g && atomic_load(&s->state[g->first + (a - g->addr) / PAGE]) != 2)
+					s->torn = a;
+			}
+			continue;
+		}
+		if (m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uint64_t addr = m.arg.pagefault.address & ~(PAGE - 1);
+		struct wp_seg *g = find_seg(s, addr);
+		if (g) {
+			_Atomic uint8_t *st = &s->state[g->first + (addr - g->addr) / PAGE];
+			uint8_t zero = 0;
+			if (atomic_compare_exchange_strong(st, &zero, 1)) {
+				if (copy_run(s, g, addr, PAGE) < 0 && !s->err)
+					s->err = errno;
+				atomic_store(st, 2);
+				s->early++;
+			} else {
+				while (atomic_load(st) != 2)
+					sched_yield();
+			}
+		}
+		/* unprotects and wakes the writer (again, if the copier did already) */
+		if (unprotect(s->uffd, addr, PAGE) < 0 && !s->err)
+			s->err = errno;
+	}
+	return NULL;
+}
+
+/* uffdWriteProtect(fd, ranges): UFFDIO_API with write-protect faults, then each
+ * (start, length) registered for write-protect and protected. */
+static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdWriteProtect";
+	napi_value argv[2];
+	int32_t fd;
+	uint8_t *data;
+	size_t len;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_bytes(env, argv[1], &data, &len, fn,
+			      "ranges must be a BigUint64Array of (start, length) pairs"))
+		return NULL;
+	if (len % 16)
+		return bridge_throw_arg(env, fn, "ranges must be a BigUint64Array of (start, length) pairs");
+	const uint64_t *r = (const uint64_t *)(const void *)data;
+	struct uffdio_api api;
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+		       UFFD_FEATURE_EVENT_REMAP;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		return bridge_throw_errno(env, "ioctl(UFFDIO_API, UFFD_FEATURE_PAGEFAULT_FLAG_WP)", errno, 0, NULL);
+	for (size_t i = 0; i < len / 16; i++) {
+		struct uffdio_register rg;
+		memset(&rg, 0, sizeof(rg));
+		rg.range.start = r[2 * i];
+		rg.range.len = r[2 * i + 1];
+		rg.mode = UFFDIO_REGISTER_MODE_WP;
+		struct uffdio_writeprotect wp = { { r[2 * i], r[2 * i + 1] }, UFFDIO_WRITEPROTECT_MODE_WP };
+		const char *what = "ioctl(UFFDIO_REGISTER, MODE_WP)";
+		int rc = ioctl(fd, UFFDIO_REGISTER, &rg);
+		if (rc == 0) {
+			what = "ioctl(UFFDIO_WRITEPROTECT)";
+			rc = ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+		}
+		if (rc < 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "%s of 0x%" PRIx64 "+0x%" PRIx64, what, r[2 * i], r[2 * i + 1]);
+			return bridge_throw_errno(env, msg, errno, 0, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* uffdSnapshotCopy(fd, pid, segments, buffers): copies (addr, length, buffer index,
+ * offset) quads of the running task into buffers[index] at offset, pages the task
+ * writes first; unprotects each page once copied. Returns { bytes, early }. */
+static napi_value uffd_snapshot_copy(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdSnapshotCopy";
+	napi_value argv[4];
+	int32_t fd, pid;
+	uint8_t *data;
+	size_t len;
+	uint32_t nbufs = 0;
+	bool isarr = false;
+	if (!bridge_get_args(env, info, 4, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_pid(env, argv[1], &pid, fn) ||
+	    !bridge_arg_bytes(env, argv[2], &data, &len, fn, "segments must be a BigUint64Array of quads") ||
+	    napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+	    napi_get_array_length(env, argv[3], &nbufs) != napi_ok || nbufs > MAX_BUFFERS)
+		return bridge_throw_arg(env, fn, "buffers must be an array of Buffers");
+	if (len % 32)
+		return bridge_throw_arg(env, fn,
+					"segments must be a BigUint64Array of (addr, length, buffer, offset) quads");
+	uint8_t *bufs[MAX_BUFFERS];
+	size_t blen[MAX_BUFFERS];
+	for (uint32_t i = 0; i < nbufs; i++) {
+		napi_value b;
+		if (napi_get_element(env, argv[3], i, &b) != napi_ok ||
+		    !bridge_arg_bytes(env, b, &bufs[i], &blen[i], fn, "buffers must be an array of Buffers"))
+			return NULL;
+	}
+	const uint64_t *q = (const uint64_t *)(const void *)data;
+	size_t nsegs = len / 32;
+	struct wp_seg *segs = calloc(nsegs ? nsegs : 1, sizeof(*segs));
+	if (!segs)
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	uint64_t pages = 0;
+	for (size_t i = 0; i < nsegs; i++) {
+		uint64_t a = q[4 * i], l = q[4 * i + 1], bi = q[4 * i + 2], off = q[4 * i + 3];
+		if (a % PAGE || l % PAGE || bi >= nbufs || off > blen[bi] || l > blen[bi] - off ||
+		    (i > 0 && a < segs[i - 1].addr + segs[i - 1].len)) {
+			free(segs);
+			return bridge_throw_arg(env, fn, "a segment is unaligned, out of its buffer or out of order");
+		}
+		segs[i] = (struct wp_seg){ a, l, bufs[bi] + off, pages };
+		pages += l / PAGE;
+	}
+	struct wp_snap s = { .uffd = fd, .pid = pid, .segs = segs, .nsegs = nsegs };
+	s.state = calloc(pages ? pages : 1, 1);
+	if (!s.state) {
+		free(segs);
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	}
+	atomic_init(&s.stop, false);
+	pthread_t th;
+	int perr = pthread_create(&th, NULL, faults, &s);
+	if (perr) {
+		free((void *)s.state);
+		free(segs);
+		return bridge_throw_errno(env, "pthread_create", perr, 0, NULL);
+	}
+	int err = 0;
+	uint64_t err_addr = 0, bytes = 0;
+	for (size_t i = 0; i < nsegs && !err; i++) {
+		struct wp_seg *g = &segs[i];
+		uint64_t n = g->len / PAGE;
+		for (uint64_t p = 0; p < n && !err;) {
+			/* claim a run of pages the fault thread has not taken */
+			uint64_t k = 0;
+			while (p + k < n && k < RUN_PAGES) {
+				uint8_t zero = 0;
+				if (!atomic_compare_exchange_strong(&s.state[g->first + p + k], &zero, 1))
+					break;
+				k++;
+			}
+			if (k == 0) {
+				p++;
+				continue;
+			}
+			uint64_t addr = g->addr + p * PAGE;
+			if (copy_run(&s, g, addr, k * PAGE) < 0) {
+				err = errno;
+				err_addr = addr;
+			}
+			for (uint64_t j = 0; j < k; j++)
+				atomic_store(&s.state[g->first + p + j], 2);
+			if (!err && unprotect(fd, addr, k * PAGE) < 0) {
+				err = errno;
+				err_addr = addr;
+			}
+			bytes += k * PAGE;
+			p += k;
+		}
+	}
+	atomic_store(&s.stop, true);
+	pthread_join(th, NULL);
+	if (!err && s.err)
+		err = s.err;
+	if (!err && s.torn) {
+		free((void *)s.state);
+		free(segs);
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "write-protect snapshot: the task discarded memory at 0x%" PRIx64
+			 " (munmap, MADV_DONTNEED or mremap) before it was copied",
+			 s.torn);
+		return bridge_throw_errno(env, msg, EAGAIN, pid, NULL);
+	}
+	free((void *)s.state);
+	free(segs);
+	if (err) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "write-protect snapshot at 0x%" PRIx64, err_addr);
+		return bridge_throw_errno(env, msg, err, pid, NULL);
+	}
+	napi_value res, v;
+	napi_create_object(env, &res);
+	napi_create_double(env, (double)bytes, &v);
+	napi_set_named_property(env, res, "bytes", v);
+	napi_create_double(env, (double)s.early, &v);
+	napi_set_named_property(env, res, "early", v);
+	return res;
+}
+
+void bridge_init_uffd_wp(napi_env env, napi_value exports)
+{
+	static const bridge_fn fns[] = {
+		{ "uffdWriteProtect", uffd_write_protect },
+		{ "uffdSnapshotCopy", uffd_snapshot_copy },
+	};
+	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+}

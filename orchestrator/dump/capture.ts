@@ -1,0 +1,185 @@
+// Copying a frozen task's pages into tscriu's own memory, so that the task can be let go
+// before the pages are written (dump -R, -s, pre-dump): it then stands still only while
+// its pages are copied (process_vm_readv, ~0.1 s per GiB here), not while they go to disk
+// (1-2 s per GiB here). The buffers are allocated and populated before the freeze, sized
+// from the tree's anonymous memory; a task with more pages to dump than the memory tscriu
+// may hold is dumped the old way (its pages written while it is frozen).
+//
+// Fresh memory is not free: this VM's host backs it page by page, and populating 1 GiB
+// took 0.1-0.3 s on a quiet machine but 3-5 s under load (where the pages file, written
+// with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB). So the first chunk is
+// timed: when the whole pool would take longer to populate than writing the pages while
+// frozen (about 1 s per GiB), the pages are written while frozen instead.
+// TSCRIU_CAPTURE=always|never overrides that guess (benchmarks, tests).
+
+import { readFileSync } from "node:fs";
+import { bridge } from "../../host-bridge/load.js";
+import type { Faults } from "./faults.js";
+import { readBatch, readMem, readFailed, type PagePlan, type Segment } from "./memory.js";
+import { threadsAndChildren } from "./proc.js";
+
+const PAGE = 4096;
+/** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
+export const CAPTURE_CHUNK = 64 << 20;
+/** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
+const STREAM_S_PER_GIB = 1;
+
+/** A run of pages copied out of the task: its data at buf[off, off + pages * 4096). */
+export interface CapturedRun {
+  vaddr: number;
+  pages: number;
+  flags: number;
+  /** never written as PE_PARENT (the vDSO: a restore reads its symbols from this dump) */
+  fresh: boolean;
+  buf: Buffer;
+  off: number;
+}
+
+export interface Captured {
+  pid: number;
+  runs: CapturedRun[];
+  pages: number;
+  scanned: number;
+  /** runs given room but not read yet (a write-protect snapshot copies them later) */
+  reserved: Set<number>;
+}
+
+/** Populated buffers, taken one by one while the task is frozen. */
+export class CapturePool {
+  private readonly free: Buffer[] = [];
+  /** bytes taken beyond what was populated before the freeze */
+  extra = 0;
+
+  constructor(
+    bytes: number,
+    readonly chunk = CAPTURE_CHUNK,
+  ) {
+    for (let n = 0; n < bytes; n += chunk) this.free.push(bridge().allocPopulated(chunk));
+  }
+
+  /**
+   * A pool for `bytes` of pages, or undefined when populating it would take longer than
+   * writing the pages while the task is frozen (see the top of this file).
+   */
+  static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
+    const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
+    if (mode === "never") return undefined;
+    const pool = new CapturePool(0);
+    const t0 = process.hrtime.bigint();
+    if (bytes > 0) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
+    const sPerGiB = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / CAPTURE_CHUNK);
+    if (mode !== "always" && bytes > CAPTURE_CHUNK && sPerGiB > STREAM_S_PER_GIB) {
+      log?.info(`fresh memory comes at ${sPerGiB.toFixed(2)} s/GiB here now: the pages are written while the task is frozen`);
+      return undefined;
+    }
+    for (let n = CAPTURE_CHUNK; n < bytes; n += CAPTURE_CHUNK) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
+    return pool;
+  }
+
+  take(): Buffer {
+    const b = this.free.pop();
+    if (b) return b;
+    this.extra += this.chunk;
+    return bridge().allocPopulated(this.chunk);
+  }
+
+  /** gives the buffers of a capture back once its pages are written */
+  recycle(c: Captured): void {
+    for (const b of new Set(c.runs.map((r) => r.buf))) this.free.push(b);
+    c.runs.length = 0;
+  }
+
+  /** lets the GC have what was not used */
+  drop(): void {
+    this.free.length = 0;
+  }
+}
+
+/** /proc/meminfo's MemAvailable, bytes (0 when unknown). */
+function memAvailable(): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync("/proc/meminfo", "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/**
+ * The most page data tscriu holds in memory at once: half of what the system has
+ * available, so that copying a task never pushes the machine into reclaim.
+ */
+export function captureLimit(): number {
+  return Math.floor(memAvailable() / 2);
+}
+
+/** The anonymous memory of the tree under pid (smaps_rollup), read before the freeze to size the pool. */
+export function estimateAnon(pid: number): number {
+  let bytes = 0;
+  const seen = new Set<number>();
+  const visit = (p: number): void => {
+    if (seen.has(p) || seen.size > 4096) return;
+    seen.add(p);
+    try {
+      const m = /^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, "utf8"));
+      if (m) bytes += Number(m[1]) * 1024;
+      for (const c of threadsAndChildren(p).children) visit(c);
+    } catch {
+      // gone, or a zombie: nothing to copy
+    }
+  };
+  visit(pid);
+  return bytes;
+}
+
+/**
+ * Copies the planned pages of a frozen task into buffers of the pool; the segments
+ * `later` picks get their room but are not read.
+ */
+export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults, later?: (s: Segment) => boolean): Captured {
+  const runs: CapturedRun[] = [];
+  const reserved = new Set<number>();
+  const CHUNK = pool.chunk;
+  let buf = pool.take();
+  let fill = 0;
+  let queuedFrom = 0;
+  const ranges: number[] = [];
+  const flush = (): void => {
+    if (ranges.length === 0) return;
+    faults.vmRead();
+    faults.taskExit();
+    readBatch(pid, ranges, buf, queuedFrom);
+    ranges.length = 0;
+  };
+  try {
+    for (const s of plan.segments) {
+      let at = s.addr;
+      let left = s.len;
+      while (left > 0) {
+        if (fill === CHUNK) {
+          flush();
+          buf = pool.take();
+          fill = 0;
+        }
+        const n = Math.min(left, CHUNK - fill);
+        if (later?.(s)) {
+          // the queued ranges are read packed one after another: not across this gap
+          flush();
+          reserved.add(runs.length);
+        } else if (s.procMem) {
+          flush();
+          faults.vmRead();
+          readMem(pid, at, n, buf, fill);
+        } else {
+          if (ranges.length === 0) queuedFrom = fill;
+          ranges.push(at, n);
+          if (ranges.length >= 2048) flush();
+        }
+        runs.push({ vaddr: at, pages: n / PAGE, flags: s.flags, fresh: s.fresh === true, buf, off: fill });
+        fill += n;
+        at += n;
+        left -= n;
+      }
+    }
+    flush();
+  } catch (e) {
+    throw readFailed(e);
+  }
+  return { pid, runs, pages: plan.pages, scanned: plan.scanned, reserved };
+}

@@ -1,0 +1,129 @@
+// The write-protect snapshot of `dump -R --wp-snapshot` (criu has none): while the task is
+// frozen, its writable private anonymous memory is write-protected through a userfaultfd
+// made inside it; the task is let go at once, and its pages are copied while it runs. A
+// page it writes before it was copied waits in the fault until a thread of tscriu has
+// copied it (host-bridge/src/uffd_wp.c), so the copy is the memory of the frozen instant.
+// The task stands still for the protection (page tables, not data), not for the copy.
+//
+// Limits: only writable private anonymous VMAs (heap, stacks, anonymous mappings) are
+// protected; the other pages that a dump takes (copy-on-written pages of private file
+// mappings, read-only anonymous memory, the vDSO, shared memory) are copied while the
+// task is frozen, as without the snapshot. A task that uses userfaultfd itself on those
+// VMAs, or a kernel without write-protect faults, falls back to copying while frozen.
+// Only with -R: a task that runs on while its pages are copied must not be killed after
+// (what it did meanwhile would be lost) or left stopped (-s).
+
+import { bridge } from "../../host-bridge/load.js";
+import type { ModuleLog } from "../log.js";
+import type { Captured } from "./capture.js";
+import { VMA, type Vma } from "./vmas.js";
+
+const NR_USERFAULTFD = 323;
+const NR_CLOSE = 3;
+const O_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const MAP_PRIVATE = 0x2;
+const MAP_ANON = 0x20;
+const PROT_WRITE = 2;
+
+/** The VMAs a snapshot protects: writable, private, anonymous, none of the kernel's special ones. */
+export function protectable(v: Vma): boolean {
+  return (
+    (v.status & VMA.ANON_PRIVATE) !== 0 &&
+    (v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) === 0 &&
+    (v.flags & (MAP_PRIVATE | MAP_ANON)) === (MAP_PRIVATE | MAP_ANON) &&
+    (v.prot & PROT_WRITE) !== 0
+  );
+}
+
+/** One task's protected memory, from the freeze until the copy is done. */
+export class WpSnapshot {
+  private done = false;
+
+  private constructor(
+    readonly pid: number,
+    private readonly uffd: number,
+    private readonly ranges: BigUint64Array,
+  ) {}
+
+  /**
+   * Makes a userfaultfd in the frozen task, takes it and protects `vmas`; undefined (and
+   * the task as it was) when the kernel or the task does not allow it.
+   */
+  static protect(pid: number, vmas: readonly Vma[], log: ModuleLog): WpSnapshot | undefined {
+    const b = bridge();
+    if (vmas.length === 0) return undefined;
+    const rfd = b.remoteSyscall(pid, NR_USERFAULTFD, [O_CLOEXEC | O_NONBLOCK]);
+    if (rfd < 0n) {
+      log.info(`pid ${pid}: userfaultfd inside the task returned errno ${-rfd}: its pages are copied while it is frozen`);
+      return undefined;
+    }
+    let uffd: number;
+    const pidfd = b.pidfdOpen(pid);
+    try {
+      uffd = b.pidfdGetfd(pidfd, Number(rfd));
+    } finally {
+      b.close(pidfd);
+      const r = b.remoteSyscall(pid, NR_CLOSE, [rfd]);
+      if (r < 0n) log.warn(`pid ${pid}: close(${rfd}) of the userfaultfd inside the task returned errno ${-r}`);
+    }
+    const ranges = new BigUint64Array(vmas.flatMap((v) => [v.start, v.end - v.start]));
+    try {
+      b.uffdWriteProtect(uffd, ranges);
+    } catch (e) {
+      log.info(`pid ${pid}: write-protect refused (${(e as Error).message}): its pages are copied while it is frozen`);
+      try {
+        b.uffdRegister(uffd, ranges, false);
+      } catch {
+        // some were never registered
+      }
+      b.close(uffd);
+      return undefined;
+    }
+    return new WpSnapshot(pid, uffd, ranges);
+  }
+
+  /** Copies the reserved runs of `c` while the task runs; returns pages copied early (the task wrote them). */
+  copy(c: Captured, reserved: ReadonlySet<number>): number {
+    const bufs: Buffer[] = [];
+    const index = new Map<Buffer, number>();
+    const quads: bigint[] = [];
+    c.runs.forEach((r, i) => {
+      if (!reserved.has(i)) return;
+      let bi = index.get(r.buf);
+      if (bi === undefined) index.set(r.buf, (bi = bufs.push(r.buf) - 1));
+      quads.push(BigInt(r.vaddr), BigInt(r.pages * 4096), BigInt(bi), BigInt(r.off));
+    });
+    try {
+      return bridge().uffdSnapshotCopy(this.uffd, this.pid, new BigUint64Array(quads), bufs).early;
+    } finally {
+      this.end();
+    }
+  }
+
+  /**
+   * Unregisters (every page unprotected, every waiting write let go) and closes, once.
+   * Returns what went wrong (a task that exited meanwhile has nothing left to unregister).
+   */
+  end(): string | undefined {
+    if (this.done) return undefined;
+    this.done = true;
+    try {
+      bridge().uffdRegister(this.uffd, this.ranges, false);
+      return undefined;
+    } catch (e) {
+      return (e as Error).message;
+    } finally {
+      bridge().close(this.uffd);
+    }
+  }
+
+  /** Whether [addr, addr + len) lies inside the protected ranges. */
+  covers(addr: number, len: number): boolean {
+    for (let i = 0; i < this.ranges.length; i += 2) {
+      const start = Number(this.ranges[i]!);
+      if (addr >= start && addr + len <= start + Number(this.ranges[i + 1]!)) return true;
+    }
+    return false;
+  }
+}

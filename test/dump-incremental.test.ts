@@ -1,0 +1,280 @@
+// Incremental dumps without soft-dirty: pre-dump, --prev-images-dir chains, --track-mem,
+// --auto-dedup, dedup, and dump -R letting the task go before its pages are written. The
+// workload (test/workloads/incr.c) writes 1 % of its pages every 100 ms the whole time and
+// checks on SIGUSR1 that every page holds the version its table says: a stale page taken
+// from a parent, a page from after the freeze or a torn one fails it.
+import { existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { dump } from "../orchestrator/dump/dump.js";
+import { readImage } from "../images/io.js";
+import { PE_PARENT, readPagemap } from "../images/pages.js";
+import { tscriu } from "./helpers/cli.js";
+import { haveRoot, restoredByCriu } from "./helpers/criu-root.js";
+import { tempDir } from "./helpers/dump.js";
+import { restoreTask, status } from "./helpers/restore.js";
+import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+/** The writes counter of the workload's last check. */
+async function checked(t: ExecutionContext, w: Workload): Promise<number> {
+  const line = await w.check();
+  t.regex(line, /^PASS pages=\d+ writes=\d+$/);
+  return Number(/writes=(\d+)/.exec(line)?.[1] ?? NaN);
+}
+
+/** The task runs on and writes on. */
+async function runsOn(t: ExecutionContext, w: Workload): Promise<void> {
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  t.is(status(w.pid).get("TracerPid"), "0");
+  const first = await checked(t, w);
+  for (let i = 0; i < 500; i++) {
+    if ((await checked(t, w)) > first) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.fail(`${w.name} (pid ${w.pid}) wrote nothing in 5 s`);
+}
+
+const stat = (out: string, what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(out)?.[1] ?? NaN);
+
+async function pagemapOf(dir: string, pid: number): Promise<{ parent: number; present: number }> {
+  const pm = await readPagemap(dir, `pagemap-${pid}.img`);
+  let parent = 0;
+  let present = 0;
+  for (const r of pm.runs) {
+    if (r.flags & PE_PARENT) parent += r.nrPages;
+    else present += r.nrPages;
+  }
+  return { parent, present };
+}
+
+test.serial("pre-dump, pre-dump, dump --track-mem: a task writing its memory all along restores with every page it last wrote", async (t) => {
+  const w = await startWorkload(t, "incr", ["32"]);
+  const base = tempDir(t, "tscriu-chain-");
+  const d = (n: number): string => join(base, `d${n}`);
+  const p1 = tscriu(["pre-dump", "-t", String(w.pid), "-D", d(1), "--display-stats"]);
+  t.is(p1.code, 0, p1.stderr);
+  t.true(stat(p1.stdout, "Memory pages written") >= 8192, p1.stdout);
+  t.is(stat(p1.stdout, "Memory pages skipped from parent"), 0);
+  await runsOn(t, w);
+  const p2 = tscriu(["pre-dump", "-t", String(w.pid), "-D", d(2), "--prev-images-dir", "../d1", "--track-mem", "--display-stats"]);
+  t.is(p2.code, 0, p2.stderr);
+  t.is(readlinkSync(join(d(2), "parent")), "../d1");
+  // the task wrote some pages between the passes (it checked itself in between), not all
+  t.true(stat(p2.stdout, "Memory pages skipped from parent") > 4096, p2.stdout);
+  t.true(stat(p2.stdout, "Memory pages written") > 0, p2.stdout);
+  await runsOn(t, w);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", d(3), "--prev-images-dir", "../d2", "--track-mem", "--display-stats"]);
+  t.is(r.code, 0, r.stderr);
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 4096, r.stdout);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  const map = await pagemapOf(d(3), w.pid);
+  t.true(map.parent > 4096 && map.present > 0, JSON.stringify(map));
+  // A pre-dump's inventory, as criu writes it: the uptime (criu's pid-reuse check) and the mode.
+  const inv = (await readImage(join(d(1), "inventory.img"))).entries[0]!;
+  t.true(typeof inv["dump_uptime"] === "bigint" && inv["dump_uptime"] > 0n);
+  t.is(inv["pre_dump_mode"], 1);
+  t.deepEqual(readdirSync(d(1)).sort(), ["inventory.img", `pagemap-${w.pid}.img`, "pages-1.img", "stats-dump"]);
+
+  // dedup of the chain first: the restore reads the same bytes.
+  const dd = tscriu(["dedup", "-D", d(3)]);
+  t.is(dd.code, 0, dd.stderr);
+  await restoreTask(t, d(3));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("pre-dump leaves the task running and untouched", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const work = tempDir(t, "tscriu-work-");
+  const dir = join(tempDir(t, "tscriu-chain-"), "pre");
+  const before = { status: status(w.pid), maps: readFileSync(`/proc/${w.pid}/maps`, "utf8"), fds: readdirSync(`/proc/${w.pid}/fd`).sort() };
+  const r = tscriu(["pre-dump", "-t", String(w.pid), "-D", dir, "--pre-dump-mode", "read", "-W", work, "-v4", "-o", "pre.log"]);
+  t.is(r.code, 0, r.stderr);
+  const after = status(w.pid);
+  for (const k of ["SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd", "TracerPid", "Threads", "NoNewPrivs", "Seccomp"]) t.is(after.get(k), before.status.get(k), k);
+  t.is(readFileSync(`/proc/${w.pid}/maps`, "utf8"), before.maps);
+  t.deepEqual(readdirSync(`/proc/${w.pid}/fd`).sort(), before.fds);
+  await runsOn(t, w);
+  // -W takes the log and the stats; the mode is criu's number for "read".
+  t.regex(readFileSync(join(work, "pre.log"), "utf8"), /Pre-dumping finished successfully \(task left running\)/);
+  t.true(existsSync(join(work, "stats-dump")));
+  t.is((await readImage(join(dir, "inventory.img"))).entries[0]!["pre_dump_mode"], 2);
+  t.is(tscriu(["pre-dump", "-t", String(w.pid), "-D", join(dir, "x"), "--pre-dump-mode", "copy"]).stderr, 'tscriu pre-dump: --pre-dump-mode must be splice or read, not "copy"\n');
+});
+
+test.serial("--prev-images-dir that does not exist or holds no images is refused by name, the task untouched", async (t) => {
+  const w = await startWorkload(t, "incr", ["8"]);
+  const base = tempDir(t, "tscriu-chain-");
+  mkdirSync(join(base, "empty"));
+  for (const [prev, why] of [
+    ["../nowhere", /--prev-images-dir \.\.\/nowhere \(.*\/nowhere\) does not exist: ENOENT/],
+    ["../empty", /--prev-images-dir \.\.\/empty \(.*\/empty\) holds no images of a dump or pre-dump/],
+  ] as const) {
+    for (const cmd of ["pre-dump", "dump"]) {
+      const r = tscriu([cmd, "-t", String(w.pid), "-D", join(base, "new"), "--prev-images-dir", prev]);
+      t.is(r.code, 1);
+      t.regex(r.stderr, why);
+      t.false(existsSync(join(base, "new")), "nothing made");
+    }
+  }
+  await runsOn(t, w);
+});
+
+test.serial("--auto-dedup punches the parent's replaced pages; dump -R lets the task go before writing, the chain restores", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  const pages1 = join(base, "d1/pages-1.img");
+  const blocks = statSync(pages1).blocks;
+  await runsOn(t, w);
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1", autoDedup: true, leaveRunning: true });
+  t.true(r.stats.pages_skipped_parent > 0n && r.stats.pages_written > 0n);
+  // every page d2 wrote itself is a hole in d1 now; the file keeps its size
+  t.true(statSync(pages1).blocks < blocks, `${statSync(pages1).blocks} blocks, were ${blocks}`);
+  await runsOn(t, w);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d2"));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("a pass that fails in the middle of a chain: the task runs on, the earlier images still make a chain", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  for (const fault of ["enospc", "vm-read", "write"]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1", preDump: true, faults: fault }), { message: /dump: .* of pid \d+ failed/ });
+    t.false(existsSync(join(base, "d2")), `${fault}: the failed pass leaves nothing`);
+    await runsOn(t, w);
+  }
+  await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, join(base, "d2"));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("criu restores tscriu's chain: pre-dump, pre-dump, dump", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "incr", ["16"], { static: true });
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  await runsOn(t, w);
+  await dump({ pid: w.pid, imagesDir: join(base, "d2"), preDump: true, prevImagesDir: "../d1" });
+  await runsOn(t, w);
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d3"), prevImagesDir: "../d2" });
+  t.true(r.stats.pages_skipped_parent > 0n);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoredByCriu(t, w.pid, join(base, "d3"));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("restore --auto-dedup punches the restored pages out of the chain's pages files once the task runs", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  await runsOn(t, w);
+  await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  const blocks = (dir: string): number => statSync(join(base, dir, "pages-1.img")).blocks;
+  const before = { d1: blocks("d1"), d2: blocks("d2") };
+  const size1 = statSync(join(base, "d1", "pages-1.img")).size;
+  const r = tscriu(["restore", "-D", join(base, "d2"), "-d", "--auto-dedup"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(await w.check(), /^PASS /);
+  // 16 MiB is 32768 blocks of 512 bytes: what is left is d1's pages that d2 replaced
+  t.true(blocks("d2") < before.d2 / 4 && blocks("d1") < before.d1 / 2, `${JSON.stringify(before)} -> d1 ${blocks("d1")}, d2 ${blocks("d2")}`);
+  t.is(statSync(join(base, "d1", "pages-1.img")).size, size1, "the files keep their size");
+});
+
+test.serial("a damaged parent fails the dump naming its file; the task runs on, nothing is left", async (t) => {
+  const w = await startWorkload(t, "incr", ["8"]);
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  const pm = join(base, "d1", `pagemap-${w.pid}.img`);
+  const good = readFileSync(pm);
+  // a run claiming more pages than the pages file holds
+  writeFileSync(pm, good.subarray(0, good.length - 3));
+  for (const leaveRunning of [false, true]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1", leaveRunning }), { message: new RegExp(`dump: parent of pid ${w.pid} failed: the parent chain cannot be read: .*pagemap-${w.pid}\\.img`) });
+    t.false(existsSync(join(base, "d2")));
+    await runsOn(t, w);
+  }
+  writeFileSync(join(base, "d1", "pages-1.img"), Buffer.alloc(4096));
+  writeFileSync(pm, good);
+  await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" }), { message: /the parent chain cannot be read: the pages file ends at 4096 bytes, but the pagemap wants data up to \d+ .*pages-1\.img/ });
+  await runsOn(t, w);
+});
+
+test.serial("a process tree through pre-dump and dump: a pagemap per process, each restored from the chain", async (t) => {
+  const w = await startWorkload(t, "tree");
+  const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
+  t.teardown(() => {
+    for (const p of others) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  t.is(await w.check(), "PASS tree=5");
+  const base = tempDir(t, "tscriu-chain-");
+  await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+  t.deepEqual(readdirSync(join(base, "d1")).filter((f) => f.startsWith("pagemap-")).length, 5);
+  t.is(await w.check(), "PASS tree=5", "the tree runs on after the pre-dump");
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+  t.true(r.stats.pages_skipped_parent > 0n);
+  for (const p of others) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, join(base, "d2"));
+  t.is(await w.check(), "PASS tree=5");
+});
+
+/** No VMA of the task is registered with a userfaultfd any more (smaps' um/uw flags). */
+function noUffd(t: ExecutionContext, pid: number): void {
+  const flags = readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n").filter((l) => l.startsWith("VmFlags:") && / u[mw]\b/.test(l));
+  t.deepEqual(flags, [], "no userfaultfd registration left");
+}
+
+test.serial("dump -R --wp-snapshot: the task runs on while its pages are copied; the images are those of the frozen instant", async (t) => {
+  const w = await startWorkload(t, "incr", ["64", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(readFileSync(join(base, "dump.log"), "utf8"), /write-protect snapshot copied with the task running, \d+ pages copied first because it wrote them/);
+  noUffd(t, w.pid);
+  await runsOn(t, w);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+  t.is(tscriu(["dump", "-t", "1", "-D", join(base, "x"), "--wp-snapshot"]).stderr, "tscriu dump: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n");
+});
+
+test.serial("dump -R --wp-snapshot that fails before or after the task is let go: write-protection removed, the task runs on", async (t) => {
+  const w = await startWorkload(t, "incr", ["16", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  for (const fault of ["images", "enospc", "post-dump"]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true, faults: fault }), { message: /dump: .* of pid \d+ failed/ });
+    t.false(existsSync(join(base, "d")), fault);
+    noUffd(t, w.pid);
+    await runsOn(t, w);
+  }
+});
+
+test.serial("dump -R --wp-snapshot of a task that gives memory back while it is copied: a clear failure or a true snapshot, never a page of later", async (t) => {
+  const w = await startWorkload(t, "incr", ["128", "20", "discard"]);
+  const base = tempDir(t, "tscriu-wp-");
+  try {
+    await dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true });
+  } catch (e) {
+    // the usual outcome: the task discarded pages not copied yet
+    t.regex((e as Error).message, /the task discarded memory at 0x[0-9a-f]+ \(munmap, MADV_DONTNEED or mremap\) before it was copied/);
+    t.false(existsSync(join(base, "d")));
+    noUffd(t, w.pid);
+    await runsOn(t, w);
+    return;
+  }
+  t.log("the copy finished before the task discarded a page not copied yet");
+  noUffd(t, w.pid);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
