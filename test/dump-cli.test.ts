@@ -111,9 +111,20 @@ test("on a terminal, a dump of over 100 MiB draws a progress bar on stderr and e
 // exits: the one way here to make a freeze outlast --timeout. (A task in a frozen cgroup
 // is refused before the seize: test/dump-freeze-cgroup.test.ts.)
 test("--timeout N: a task that cannot stop fails the dump after N s (not criu's default 10) and runs on untouched", async (t) => {
-  const w = await startWorkload(t, "vforker", ["4"]);
+  // The child sleeps a minute (however slow a busy machine makes the dump); killed after.
+  const w = await startWorkload(t, "vforker", ["60"]);
   process.kill(w.pid, "SIGUSR2");
-  await waitFor("the vfork child to exist and its parent to wait for it", () => readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim() !== "" && procState(w.pid) === "D");
+  const child = await waitFor("the vfork child to exist and its parent to wait for it", () => {
+    const kids = readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim();
+    return kids !== "" && procState(w.pid) === "D" ? Number(kids) : undefined;
+  });
+  t.teardown(() => {
+    try {
+      process.kill(child, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
   const dir = join(tempDir(t), "img");
   const t0 = Date.now();
   const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "--timeout", "1"], { env: NO_CONF });
@@ -122,6 +133,7 @@ test("--timeout N: a task that cannot stop fails the dump after N s (not criu's 
   t.regex(r.stderr, new RegExp(`dump: seize of pid ${w.pid} failed: the task did not stop within 1000 ms \\(--timeout\\)`));
   t.true(took < 9000, `gave up after ${took} ms`);
   t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/^TracerPid:\s+(\d+)/m)?.[1], "0");
+  process.kill(child, "SIGKILL");
   await waitFor("the vfork to complete", () => readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim() === "", 10_000);
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
