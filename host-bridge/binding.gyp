@@ -17,6 +17,7 @@
         "src/dumpsys.c",
         "src/tty.c",
         "src/sockets.c",
+        "src/rpc.c",
         "src/unix.c",
         "src/restore.c",
         "src/restore_timens.c",
