@@ -19,7 +19,7 @@ import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages } from "./memory.js";
 import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
-import { runScripts } from "./scripts.js";
+import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { collectVmas, vmaEntry, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
@@ -49,6 +49,8 @@ export interface DumpOptions {
   /** --cpu-cap given: also write cpuinfo.img */
   cpuCap?: string | undefined;
   actionScripts?: readonly string[] | undefined;
+  /** called at pre-dump and post-dump before the scripts (the RPC's notify) */
+  onAction?: ActionHook | undefined;
   log?: Logger | undefined;
   /** fault injection spec; defaults to $TSCRIU_FAULT */
   faults?: string | undefined;
@@ -156,7 +158,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   }
   const scripts = opts.actionScripts ?? [];
   try {
-    runScripts(scripts, "pre-dump", dir, pid);
+    await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
   } catch (e) {
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("pre-dump", pid, e);
@@ -355,7 +357,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds)]);
 
     enter("post-dump");
-    runScripts(scripts, "post-dump", dir, pid);
+    await runActions(scripts, opts.onAction, "post-dump", dir, pid);
 
     enter("sync");
     // Killing the task destroys the only other copy of its state: the images must be on disk first.
