@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { RpcClient } from "../orchestrator/rpc/client.js";
 import { CLI } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { pycriu as drive, pycriuInstalled } from "./helpers/pycriu.js";
@@ -80,4 +81,51 @@ test("swrk: requests and options tscriu cannot do yet are refused by name, a mis
   t.like(gone, { success: false, type: "DUMP", cr_errno: 3 });
   t.regex(String(gone["cr_errmsg"]), /no such process/);
   t.regex(await w.check(), /^PASS/, "the task was not touched");
+});
+
+test("swrk: NOTIFY sends each action stage to the client (the Node client), and a stage the client fails fails the dump", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const stages: string[] = [];
+  const note = (s: string, pid: number | undefined): void => void stages.push(pid === undefined ? s : `${s} ${pid}`);
+  // a client that fails pre-dump: nothing is done to the task
+  const failing = RpcClient.swrk(CLI);
+  await t.throwsAsync(
+    failing.dump({ images_dir: dir, pid: w.pid }, (s) => {
+      if (s === "pre-dump") throw new Error("no");
+    }),
+    { message: "DUMP failed: dump: pre-dump of pid " + w.pid + " failed: the RPC client reported the pre-dump notification failed" },
+  );
+  t.is(await failing.close(), 1);
+  t.regex(await w.check(), /^PASS/, "the task was not touched");
+  const c = RpcClient.swrk(CLI);
+  await c.dump({ images_dir: dir, pid: w.pid, log_file: "dump.log" }, note);
+  t.is(await c.close(), 0);
+  t.deepEqual(stages, ["pre-dump", "post-dump"]);
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  stages.length = 0;
+  const r = RpcClient.swrk(CLI);
+  const pid = await r.restore({ images_dir: dir, log_file: "restore.log" }, note);
+  t.teardown(() => killAndReap(pid));
+  t.is(await r.close(), 0);
+  t.is(pid, w.pid);
+  // as criu: the pid goes with setup-namespaces and post-restore only
+  t.deepEqual(stages, ["pre-restore", `setup-namespaces ${pid}`, "post-setup-namespaces", `post-restore ${pid}`, "pre-resume", "post-resume"]);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("swrk: CPUINFO_DUMP and CPUINFO_CHECK on one connection (keep_open), WAIT_PID, VERSION from the Node client", async (t) => {
+  const dir = tempDir(t);
+  const c = RpcClient.swrk(CLI);
+  t.like(await c.version(), { major_number: 4, minor_number: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
+  t.like(await c.request({ type: "CPUINFO_DUMP", keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } }), { type: "CPUINFO_DUMP", success: true });
+  t.true(existsSync(join(dir, "cpuinfo.img")));
+  t.like(await c.request({ type: "CPUINFO_CHECK", keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } }), { type: "CPUINFO_CHECK", success: true });
+  // the last request without keep_open ends the connection: tscriu swrk exits
+  t.like(await c.request({ type: "WAIT_PID", pid: 1 }), { type: "WAIT_PID", success: false, cr_errno: 10 });
+  t.is(await c.close(), 1);
+  // a request that may not keep the connection says so
+  const d = RpcClient.swrk(CLI);
+  t.like(await d.request({ type: "CHECK", keep_open: true }), { success: false, cr_errno: 56, cr_errmsg: "keep_open is not allowed with CHECK (as in criu: only VERSION, FEATURE_CHECK, CPUINFO_DUMP/CHECK and the page server keep the connection)" });
+  await d.close();
 });
