@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { decodeMessage, encodeMessage } from "../images/message.js";
 import { criu_req, criu_resp } from "../images/schema/rpc.js";
-import { CLI } from "./helpers/cli.js";
+import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { killAndReap, procState, startWorkload, waitFor } from "./helpers/workloads.js";
@@ -21,8 +21,8 @@ interface Service {
 }
 
 /** Starts `tscriu service -d` and waits for the \0 on its status fd; stopped at teardown. */
-async function startService(t: ExecutionContext, extra: string[] = []): Promise<Service> {
-  const dir = tempDir(t, "tscriu-svc-");
+async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string): Promise<Service> {
+  const dir = inDir ?? tempDir(t, "tscriu-svc-");
   chmodSync(dir, 0o755);
   const sock = join(dir, "criu.sock");
   const pidfile = join(dir, "service.pid");
@@ -38,7 +38,11 @@ async function startService(t: ExecutionContext, extra: string[] = []): Promise<
   t.deepEqual([...ready], [0], `the status fd gets one \\0 once the service is ready (${stderr})`);
   const pid = Number(readFileSync(pidfile, "utf8"));
   t.teardown(async () => {
-    process.kill(pid, "SIGTERM");
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // stopped by the test
+    }
     await waitFor(`service ${pid} to end`, () => (procState(pid) ?? "Z") === "Z");
   });
   return { dir, sock, pid };
@@ -86,6 +90,22 @@ test("service -d --address --status-fd --pidfile: pycriu dumps and restores thro
     success: false,
     cr_errmsg: "criu_opts.rst_sibling is not allowed in a standalone service (swrk only, as in criu)",
   });
+});
+
+test("service --address refuses a path that is not an old socket, and replaces an old one", async (t) => {
+  const dir = tempDir(t, "tscriu-svc-");
+  const file = join(dir, "precious");
+  writeFileSync(file, "keep me\n");
+  const r = tscriu(["service", "--address", file]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`cannot listen on ${file}: ${file} exists and is not a socket; tscriu replaces only an old service socket`));
+  t.is(readFileSync(file, "utf8"), "keep me\n");
+  const s = await startService(t);
+  process.kill(s.pid, "SIGTERM");
+  await waitFor(`service ${s.pid} to end`, () => (procState(s.pid) ?? "Z") === "Z");
+  t.true(statSync(s.sock).isSocket(), "the old socket stays");
+  const again = await startService(t, [], s.dir);
+  t.is(version(again.sock), true, "a new service replaces the old socket");
 });
 
 test("swrk and service log to -o in -W at -v", async (t) => {

@@ -7,7 +7,7 @@
 // arrive while the next spare starts wait in the listen backlog.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, closeSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, lstatSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
@@ -34,12 +34,17 @@ export interface ServiceOptions {
 
 /** Binds and listens: the socket file is made 0600 (umask 077 while it is bound, then chmod). */
 function listenOn(path: string): number {
-  const fd = bridge().socket(AF_UNIX, SOCK_SEQPACKET);
+  // criu unlinks whatever is there; tscriu replaces only an old socket (a mistyped
+  // --address must not remove a file as root).
+  let there;
   try {
-    unlinkSync(path);
+    there = lstatSync(path);
   } catch {
     // not there
   }
+  if (there && !there.isSocket()) throw new Error(`${path} exists and is not a socket; tscriu replaces only an old service socket`);
+  if (there) unlinkSync(path);
+  const fd = bridge().socket(AF_UNIX, SOCK_SEQPACKET);
   const old = process.umask(0o077);
   try {
     bridge().unixBind(fd, Buffer.from(`${path}\0`));
