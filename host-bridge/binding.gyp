@@ -18,6 +18,7 @@
         "src/dumpsys.c",
         "src/tty.c",
         "src/sockets.c",
+        "src/rpc.c",
         "src/unix.c",
         "src/inet.c",
         "src/restore.c",

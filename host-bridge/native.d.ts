@@ -327,6 +327,26 @@ export interface NativeBridge {
    * print. Throws code ENFT with nft's message when they fail, ENOENT without the library.
    */
   nftRun(commands: string): string;
+
+  // ---- criu's RPC over SOCK_SEQPACKET (src/rpc.c) ----
+
+  /**
+   * The next packet whole (sized with MSG_PEEK|MSG_TRUNC), null at EOF. One longer than
+   * `maxLen` is read and dropped, then an EMSGSIZE error with its `size` is thrown.
+   * Blocks, or up to `timeoutMs` (ETIMEDOUT from poll).
+   */
+  seqpacketRecv(fd: number, maxLen: number, timeoutMs?: number | null): Buffer | null;
+  /** One packet; `passFd` (>= 0) goes along with SCM_RIGHTS. */
+  seqpacketSend(fd: number, data: Uint8Array, passFd?: number | null): number;
+  /** accept4(fd, SOCK_CLOEXEC); blocks, or up to `timeoutMs` (ETIMEDOUT). */
+  accept(fd: number, timeoutMs?: number | null): number;
+  /**
+   * Whether a process with these credentials (uid, gid and groups; `caps` its effective
+   * capability mask) may open `path` for reading: 0, or the errno it would get. Opening
+   * /proc/PID/mem follows ptrace's access rule. Run on a thread that takes those
+   * credentials (raw syscalls: only that thread) and ends.
+   */
+  openAs(path: string, creds: { uid: number; gid: number; groups: readonly number[]; caps: bigint }): number;
 }
 
 /** One TCP, UDP or UDP-Lite socket as sock_diag reports it. */

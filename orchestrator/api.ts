@@ -62,3 +62,6 @@ export type { DumpStats } from "./dump/stats.js";
 export { restore, waitRestored, type RestoreOptions, type RestoreEvent, type RestoreResult, type ExitStatus } from "./restore/restore.js";
 export { RestoreError, isRestoreError } from "./restore/errors.js";
 export type { RestoreStats } from "./restore/stats.js";
+// criu's RPC: a client for `tscriu swrk` / `service` (and criu's), and the server loop.
+export { RpcClient, RpcRequestError, type NotifyHook } from "./rpc/client.js";
+export { serve as serveRpc, type ServeOptions } from "./rpc/server.js";

@@ -38,7 +38,11 @@ const CHECK = "check.test.ts: check, check --extra, check --all: every feature i
 const CPUINFO_CHECK = "cpuinfo.test.ts: an extra instruction bit fails ins and cpu, not fpu";
 const CHAIN = "dump-incremental.test.ts: pre-dump, pre-dump, dump --track-mem: a task writing its memory all along restores with every page it last wrote";
 const PRE_UNTOUCHED = "dump-incremental.test.ts: pre-dump leaves the task running and untouched";
+const RPC_LOG = "rpc-service.test.ts: swrk and service log to -o in -W at -v";
+const SERVICE = "rpc-service.test.ts: service -d --address --status-fd --pidfile: pycriu dumps and restores through the socket";
 const EFFECT: Record<string, string> = {
+  ...Object.fromEntries(["swrk", "service"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, RPC_LOG]))),
+  ...Object.fromEntries(["address", "daemon", "restore-detached", "status-fd", "pidfile"].map((o) => [`service --${o}`, SERVICE])),
   ...Object.fromEntries(CRIU_COMMANDS.flatMap((c) => [[`${c} --help`, THIS], [`${c} --version`, THIS]])),
   ...Object.fromEntries(BUILT_COMMANDS.flatMap((c) => [[`${c} --config`, CONFIG_TEST], [`${c} --no-default-config`, CONFIG_TEST]])),
   ...Object.fromEntries(["check", "dedup", "cpuinfo dump", "cpuinfo check"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, FRAME_TEST]))),
@@ -127,6 +131,7 @@ function base(command: CriuCommand, pid: number, dir: string): string[] {
   const words = command.split(" ");
   if (command === "dump" || command === "pre-dump") return [...words, "-t", String(pid), "-D", dir];
   if (command === "restore" || command === "dedup" || command.startsWith("cpuinfo")) return [...words, "-D", dir];
+  if (command === "swrk") return [...words, "3"];
   return words;
 }
 
@@ -310,7 +315,7 @@ test("--config, CRIU_CONFIG_FILE, ~/.criu/default.conf and --no-default-config s
     return p.kind === "run" ? p.args["verbosity"] : p.stderr;
   };
   for (const command of BUILT_COMMANDS) {
-    const words = command.split(" ");
+    const words = command === "swrk" ? ["swrk", "3"] : command.split(" ");
     t.is(verbosity(words, env), 4, `${command}: ~/.criu/default.conf`);
     t.is(verbosity([...words, "--no-default-config"], env), 2, `${command}: --no-default-config`);
     t.is(verbosity([...words, "--config", CONF], env), 3, `${command}: --config after the defaults`);

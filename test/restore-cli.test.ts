@@ -90,7 +90,7 @@ test("--action-script runs pre-restore, post-restore, pre-resume, post-resume wi
   const r = tscriu(["restore", "-D", dir, "-d", "--action-script", script], { env: NO_CONF });
   t.teardown(() => killAndReap(w.pid));
   t.is(r.code, 0, r.stderr);
-  t.deepEqual(readFileSync(log, "utf8").trim().split("\n"), [`pre-restore none ${dir}`, `post-restore ${w.pid} ${dir}`, `pre-resume ${w.pid} ${dir}`, `post-resume ${w.pid} ${dir}`]);
+  t.deepEqual(readFileSync(log, "utf8").trim().split("\n"), [`pre-restore none ${dir}`, `setup-namespaces ${w.pid} ${dir}`, `post-setup-namespaces ${w.pid} ${dir}`, `post-restore ${w.pid} ${dir}`, `pre-resume ${w.pid} ${dir}`, `post-resume ${w.pid} ${dir}`]);
 
   // A failing pre-restore script fails the restore before anything is made.
   const w2 = await startWorkload(t, "counter");

@@ -26,7 +26,7 @@ export const CRIU_COMMANDS = [
 export type CriuCommand = (typeof CRIU_COMMANDS)[number];
 
 /** The criu commands tscriu runs; the others say "not implemented yet" whatever the options. */
-export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check"];
+export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check", "swrk", "service"];
 
 export type OptionKind = "boolean" | "string" | "number" | "array";
 
@@ -43,6 +43,8 @@ export interface CriuOption {
   takes: readonly CriuCommand[];
   /** the commands tscriu implements it for (a subset of `takes`) */
   tscriu: readonly CriuCommand[];
+  /** the field of criu's RPC criu_opts that asks for it (rpc/opts.ts judges them by this row) */
+  rpc?: string;
 }
 
 const ALL = CRIU_COMMANDS;
@@ -52,19 +54,19 @@ const PAGE_SERVER_PEERS: readonly CriuCommand[] = ["page-server", "dump", "pre-d
 
 export const CRIU_OPTIONS: readonly CriuOption[] = [
   // Common options: criu(8) applies them to every command.
-  { name: "verbosity", alias: "v", kind: "number", describe: "log level 0..4 (-v0 … -v4; -v, -vv … raise it by one each)", takes: ALL, tscriu: BUILT },
-  { name: "config", kind: "string", describe: "read options from this config file too", takes: ALL, tscriu: BUILT },
+  { name: "verbosity", rpc: "log_level", alias: "v", kind: "number", describe: "log level 0..4 (-v0 … -v4; -v, -vv … raise it by one each)", takes: ALL, tscriu: BUILT },
+  { name: "config", rpc: "config_file", kind: "string", describe: "read options from this config file too", takes: ALL, tscriu: BUILT },
   { name: "no-default-config", kind: "boolean", describe: "skip /etc/criu/default.conf and ~/.criu/default.conf", takes: ALL, tscriu: BUILT },
-  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore"] },
-  { name: "log-file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
-  { name: "display-stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "pre-dump", "restore"] },
-  { name: "images-dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
+  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore", "service"] },
+  { name: "log-file", rpc: "log_file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
+  { name: "display-stats", rpc: "display_stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "pre-dump", "restore"] },
+  { name: "images-dir", rpc: "images_dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
   { name: "stream", kind: "boolean", describe: "read or write the images through criu-image-streamer", takes: ALL, tscriu: [] },
-  { name: "prev-images-dir", kind: "string", describe: "the previous dump's directory (relative to -D), for an incremental dump", takes: ALL, tscriu: ["dump", "pre-dump"] },
-  { name: "work-dir", alias: "W", kind: "string", describe: "where logs, pid files and statistics go (default: -D)", takes: ALL, tscriu: BUILT },
+  { name: "prev-images-dir", rpc: "parent_img", kind: "string", describe: "the previous dump's directory (relative to -D), for an incremental dump", takes: ALL, tscriu: ["dump", "pre-dump"] },
+  { name: "work-dir", rpc: "work_dir_fd", alias: "W", kind: "string", describe: "where logs, pid files and statistics go (default: -D)", takes: ALL, tscriu: BUILT },
   { name: "close", kind: "number", describe: "close this file descriptor before anything else", takes: ALL, tscriu: [] },
   { name: "libdir", alias: "L", kind: "string", describe: "the plugins directory", takes: ALL, tscriu: [] },
-  { name: "enable-fs", kind: "string", describe: "file systems (comma-separated, or all) whose mounts are detected automatically", takes: ALL, tscriu: [] },
+  { name: "enable-fs", rpc: "enable_fs", kind: "string", describe: "file systems (comma-separated, or all) whose mounts are detected automatically", takes: ALL, tscriu: [] },
   { name: "action-script", kind: "array", describe: "run this script at each stage; $CRTOOLS_SCRIPT_ACTION names the stage", takes: ALL, tscriu: ["dump", "restore"] },
   { name: "version", alias: "V", kind: "boolean", describe: "print the version and exit", takes: ALL, tscriu: ALL },
   { name: "help", alias: "h", kind: "boolean", describe: "print help and exit", takes: ALL, tscriu: ALL },
@@ -72,55 +74,56 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // pre-dump. criu's dump takes --track-mem too (the first dump of an iterative migration).
   // tscriu finds changed pages by comparing them with the parent's, which needs nothing
   // turned on in the kernel: every dump and pre-dump can be a parent, --track-mem or not.
-  { name: "track-mem", kind: "boolean", describe: "make this dump a possible parent (tscriu: every dump is)", takes: ["pre-dump", "dump"], tscriu: ["pre-dump", "dump"] },
+  { name: "track-mem", rpc: "track_mem", kind: "boolean", describe: "make this dump a possible parent (tscriu: every dump is)", takes: ["pre-dump", "dump"], tscriu: ["pre-dump", "dump"] },
   // tscriu always reads with process_vm_readv (criu's "read"); the mode is recorded in the inventory.
-  { name: "pre-dump-mode", kind: "string", describe: "how pre-dump reads memory: splice or read (tscriu reads either way)", takes: ["pre-dump"], tscriu: ["pre-dump"] },
+  { name: "pre-dump-mode", rpc: "pre_dump_mode", kind: "string", describe: "how pre-dump reads memory: splice or read (tscriu reads either way)", takes: ["pre-dump"], tscriu: ["pre-dump"] },
 
   // dump. criu's exec takes -t as well (the task to run the syscall in).
-  { name: "tree", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump", "pre-dump"] },
-  { name: "leave-running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
-  { name: "leave-stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
-  { name: "freeze-cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: ["dump"] },
-  { name: "manage-cgroups", kind: "string", optionalValue: true, describe: "dump or restore the tasks' cgroups (restore mode: none, props, soft, full, strict, ignore)", takes: ["dump", "restore"], tscriu: [] },
-  { name: "cgroup-props", kind: "string", describe: "controllers and properties to dump, as YAML", takes: ["dump"], tscriu: [] },
-  { name: "cgroup-props-file", kind: "string", describe: "the same, read from a file", takes: ["dump"], tscriu: [] },
-  { name: "cgroup-dump-controller", kind: "array", describe: "dump only this controller", takes: ["dump"], tscriu: [] },
-  { name: "cgroup-yard", kind: "string", describe: "a directory of cgroup mounts made beforehand", takes: ["dump", "restore"], tscriu: [] },
-  { name: "cgroup-root", kind: "array", describe: "[controller:]/newroot: another root for a controller", takes: ["dump", "restore"], tscriu: [] },
-  { name: "tcp-established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "tcp-close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "skip-in-flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
-  { name: "evasive-devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
+  { name: "tree", rpc: "pid", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump", "pre-dump"] },
+  { name: "leave-running", rpc: "leave_running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
+  { name: "leave-stopped", rpc: "leave_stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "external", rpc: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "freeze-cgroup", rpc: "freeze_cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: ["dump"] },
+  { name: "manage-cgroups", rpc: "manage_cgroups_mode", kind: "string", optionalValue: true, describe: "dump or restore the tasks' cgroups (restore mode: none, props, soft, full, strict, ignore)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "cgroup-props", rpc: "cgroup_props", kind: "string", describe: "controllers and properties to dump, as YAML", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-props-file", rpc: "cgroup_props_file", kind: "string", describe: "the same, read from a file", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-dump-controller", rpc: "cgroup_dump_controller", kind: "array", describe: "dump only this controller", takes: ["dump"], tscriu: [] },
+  { name: "cgroup-yard", rpc: "cgroup_yard", kind: "string", describe: "a directory of cgroup mounts made beforehand", takes: ["dump", "restore"], tscriu: [] },
+  { name: "cgroup-root", rpc: "cg_root", kind: "array", describe: "[controller:]/newroot: another root for a controller", takes: ["dump", "restore"], tscriu: [] },
+  { name: "tcp-established", rpc: "tcp_established", kind: "boolean", describe: "dump or restore established TCP connections", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "tcp-close", rpc: "tcp_close", kind: "boolean", describe: "leave established TCP connections out (dump), restore them closed (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "skip-in-flight", rpc: "tcp_skip_in_flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
+  { name: "evasive-devices", rpc: "evasive_devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
-  { name: "page-server", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
-  { name: "force-irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
-  { name: "auto-dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "file-locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "link-remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
-  { name: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
-  { name: "ghost-limit", kind: "string", describe: "most data of one deleted file to carry in the images (K, M, G suffixes; default 1M; holes not counted)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
+  { name: "force-irmap", rpc: "force_irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
+  { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "file-locks", rpc: "file_locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "link-remap", rpc: "link_remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
+  { name: "timeout", rpc: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "ghost-limit", rpc: "ghost_limit", kind: "string", describe: "most data of one deleted file to carry in the images (K, M, G suffixes; default 1M; holes not counted)", takes: ["dump"], tscriu: ["dump"] },
   // criu 4.x: copy only the data of a sparse ghost file (FIEMAP). tscriu always copies only
   // the data (SEEK_DATA/SEEK_HOLE) and counts only the data against --ghost-limit.
   { name: "ghost-fiemap", kind: "boolean", describe: "copy only the data of sparse deleted files (tscriu always does)", takes: ["dump", "pre-dump"], tscriu: ["dump"] },
-  { name: "shell-job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  { name: "shell-job", rpc: "shell_job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   // criu's cpuinfo check reads --cpu-cap too.
-  { name: "cpu-cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
-  { name: "lazy-pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: [] },
+  { name: "cpu-cap", rpc: "cpu_cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
+  { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: [] },
   { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
-  { name: "network-lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
+  { name: "network-lock", rpc: "network_lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
 
   // restore
-  { name: "inherit-fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },
-  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run", takes: ["restore"], tscriu: ["restore"] },
-  { name: "restore-sibling", alias: "S", kind: "boolean", describe: "restore the root task as a sibling of tscriu (with -d)", takes: ["restore"], tscriu: ["restore"] },
+  { name: "inherit-fd", rpc: "inherit_fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },
+  // criu reads -d as one getopt letter: detached for restore, the daemon for service and page-server.
+  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run (service: run in the background)", takes: ["restore", "service", "page-server"], tscriu: ["restore", "service"] },
+  { name: "restore-sibling", rpc: "rst_sibling", alias: "S", kind: "boolean", describe: "restore the root task as a sibling of tscriu (with -d)", takes: ["restore"], tscriu: ["restore"] },
   { name: "log-pid", kind: "boolean", describe: "one log file per pid", takes: ["restore"], tscriu: [] },
-  { name: "root", alias: "r", kind: "string", describe: "the root directory to restore into", takes: ["restore"], tscriu: ["restore"] },
-  { name: "join-ns", alias: "J", kind: "array", describe: "NS:{PID|NS_FILE}[,extra]: restore into an existing namespace", takes: ["restore"], tscriu: [] },
-  { name: "veth-pair", kind: "array", describe: "IN=OUT: outside name of a veth device", takes: ["restore"], tscriu: [] },
-  { name: "lsm-profile", kind: "string", describe: "type:name: the AppArmor or SELinux profile to restore with", takes: ["restore"], tscriu: [] },
-  { name: "lsm-mount-context", kind: "string", describe: "a new SELinux context= for mounts that had one", takes: ["restore"], tscriu: [] },
-  { name: "weak-sysctls", kind: "boolean", describe: "skip the sysctls this kernel lacks", takes: ["restore"], tscriu: [] },
+  { name: "root", rpc: "root", alias: "r", kind: "string", describe: "the root directory to restore into", takes: ["restore"], tscriu: ["restore"] },
+  { name: "join-ns", rpc: "join_ns", alias: "J", kind: "array", describe: "NS:{PID|NS_FILE}[,extra]: restore into an existing namespace", takes: ["restore"], tscriu: [] },
+  { name: "veth-pair", rpc: "veths", kind: "array", describe: "IN=OUT: outside name of a veth device", takes: ["restore"], tscriu: [] },
+  { name: "lsm-profile", rpc: "lsm_profile", kind: "string", describe: "type:name: the AppArmor or SELinux profile to restore with", takes: ["restore"], tscriu: [] },
+  { name: "lsm-mount-context", rpc: "lsm_mount_context", kind: "string", describe: "a new SELinux context= for mounts that had one", takes: ["restore"], tscriu: [] },
+  { name: "weak-sysctls", rpc: "weak_sysctls", kind: "boolean", describe: "skip the sysctls this kernel lacks", takes: ["restore"], tscriu: [] },
 
   // check
   { name: "extra", kind: "boolean", describe: "check the features only some tasks need too (category 2)", takes: ["check"], tscriu: ["check"] },
@@ -129,24 +132,25 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "feature", kind: "string", describe: "check this one feature; `list` names them", takes: ["check"], tscriu: ["check"] },
 
   // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
-  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server"], tscriu: [] },
-  { name: "status-fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server"], tscriu: [] },
-  { name: "address", kind: "string", describe: "the page server's address", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  // criu's service takes --address (its socket's path), -d and --status-fd as well.
+  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service"], tscriu: ["service"] },
+  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service"], tscriu: ["service"] },
+  { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service"] },
   { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: [] },
   { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server"], tscriu: [] },
-  { name: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: [] },
 
   // criu 4.x options that the criu(8) page of 3.17 does not list.
-  { name: "ext-unix-sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },
-  { name: "skip-mnt", kind: "array", describe: "leave this mount point out of the dump", takes: ["dump"], tscriu: [] },
-  { name: "ext-mount-map", alias: "M", kind: "array", describe: "KEY:VALUE for an external mount (older form of --external mnt[])", takes: ["dump", "restore"], tscriu: [] },
-  { name: "empty-ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },
-  { name: "unprivileged", kind: "boolean", describe: "work with CAP_CHECKPOINT_RESTORE instead of root", takes: ["dump", "restore", "check"], tscriu: [] },
-  { name: "mntns-compat-mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
+  { name: "ext-unix-sk", rpc: "ext_unix_sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },
+  { name: "skip-mnt", rpc: "skip_mnt", kind: "array", describe: "leave this mount point out of the dump", takes: ["dump"], tscriu: [] },
+  { name: "ext-mount-map", rpc: "ext_mnt", alias: "M", kind: "array", describe: "KEY:VALUE for an external mount (older form of --external mnt[])", takes: ["dump", "restore"], tscriu: [] },
+  { name: "empty-ns", rpc: "empty_ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "unprivileged", rpc: "unprivileged", kind: "boolean", describe: "work with CAP_CHECKPOINT_RESTORE instead of root", takes: ["dump", "restore", "check"], tscriu: [] },
+  { name: "mntns-compat-mode", rpc: "mntns_compat_mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
 
   // tscriu's own: criu has no such option (orchestrator/dump/wpsnap.ts).
   { name: "wp-snapshot", kind: "boolean", describe: "with -R: write-protect the task's anonymous memory and copy it while the task runs (tscriu's own)", takes: ["dump"], tscriu: ["dump"] },
@@ -156,6 +160,14 @@ const byName = new Map<string, CriuOption>();
 for (const o of CRIU_OPTIONS) {
   byName.set(o.name, o);
   if (o.alias !== undefined) byName.set(o.alias, o);
+}
+
+const byRpc = new Map<string, CriuOption>();
+for (const o of CRIU_OPTIONS) if (o.rpc !== undefined) byRpc.set(o.rpc, o);
+
+/** The row whose criu_opts field is `field` ("leave_running"). */
+export function criuOptionByRpc(field: string): CriuOption | undefined {
+  return byRpc.get(field);
 }
 
 /** The row of a long name or a one-letter alias ("lazy-pages", "t"). */

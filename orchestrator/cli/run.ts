@@ -13,6 +13,7 @@ import { toolCommands } from "./tools.js";
 import { dumpCommand } from "./dump.js";
 import { restoreCommand } from "./restore.js";
 import { checkCommand } from "./check.js";
+import { rpcCommands } from "./rpc.js";
 import { declareCriuOptions, declareVerbosity, judgeConfigOption, refusals } from "./args.js";
 import type { CriuCommand } from "./options.js";
 import { VERSION } from "../version.js";
@@ -52,8 +53,6 @@ export interface CommandSpec {
 const NOT_YET: [CriuCommand, string][] = [
   ["page-server", "serve pages over the network"],
   ["lazy-pages", "serve lazy pages to a restored tree"],
-  ["service", "RPC daemon"],
-  ["swrk", "RPC over an inherited socket"],
   ["exec", "run a syscall in a task (deprecated in criu)"],
 ];
 
@@ -73,7 +72,7 @@ function notYet(name: CriuCommand, describe: string): CommandSpec {
 }
 
 export function commandSpecs(): CommandSpec[] {
-  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
 }
 
 /** The criu command a command line names, before parsing (for its config files); "crit" for crit's verbs. */

@@ -31,7 +31,7 @@ import { dedup } from "../dedup.js";
 import { protectable, WpSnapshot } from "./wpsnap.js";
 import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
-import { runScripts } from "./scripts.js";
+import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { collectVmas, vmaEntry, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
@@ -71,6 +71,8 @@ export interface DumpOptions {
   /** --cpu-cap given: also write cpuinfo.img */
   cpuCap?: string | undefined;
   actionScripts?: readonly string[] | undefined;
+  /** called at pre-dump and post-dump before the scripts (the RPC's notify) */
+  onAction?: ActionHook | undefined;
   log?: Logger | undefined;
   /** fault injection spec; defaults to $TSCRIU_FAULT */
   faults?: string | undefined;
@@ -221,7 +223,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let pool: CapturePool | undefined;
   try {
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
-    runScripts(scripts, "pre-dump", dir, pid);
+    await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
     const want = early ? estimateAnon(pid) : 0;
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
@@ -539,7 +541,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
 
     enter("post-dump");
-    runScripts(scripts, "post-dump", dir, pid);
+    await runActions(scripts, opts.onAction, "post-dump", dir, pid);
 
     enter("sync");
     // Killing the task destroys the only other copy of its state: the images must be on disk first.

@@ -14,3 +14,11 @@ export function runScripts(scripts: readonly string[], action: string, imagesDir
     if (r.status !== 0) throw new Error(`action script ${path} (${action}) exited with ${r.status ?? `signal ${r.signal}`}`);
   }
 }
+
+/** Called at each action before the scripts run (criu's RPC notify); throwing fails the dump. */
+export type ActionHook = (action: string, pid: number | undefined) => void | Promise<void>;
+
+export async function runActions(scripts: readonly string[], hook: ActionHook | undefined, action: "pre-dump" | "post-dump", imagesDir: string, pid: number): Promise<void> {
+  if (hook) await hook(action, undefined);
+  runScripts(scripts, action, imagesDir, pid);
+}

@@ -27,7 +27,7 @@ import { finalRegisters, restoreThreadState, threadRegisters } from "./registers
 import { CLONE, eachThread, makeThreads, restoreThreadName } from "./threads.js";
 import { becomeZombie, endHelper, forkChild, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
-import { runScripts } from "./scripts.js";
+import { runActions, type ActionHook } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
 import { restoreAltstack, restorePending, restoreSigactions } from "./signals.js";
 import { killCreated, seizeStub, spawnStub, type Spawned } from "./spawn.js";
@@ -62,6 +62,8 @@ export interface RestoreOptions {
   /** --cpu-cap: undefined when not given, null when given without a value */
   cpuCap?: string | null | undefined;
   actionScripts?: readonly string[] | undefined;
+  /** called at each action before the scripts (the RPC's notify) */
+  onAction?: ActionHook | undefined;
   /** threads writing memory (default: 2 to 4, by the CPUs there are) */
   pageThreads?: number | undefined;
   log?: Logger | undefined;
@@ -159,7 +161,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let current = pid;
   try {
     enter("pre-restore");
-    runScripts(scripts, "pre-restore", dir, undefined);
+    await runActions(scripts, opts.onAction, "pre-restore", dir, undefined);
 
     enter("spawn");
     const tSpawn = process.hrtime.bigint();
@@ -215,6 +217,10 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     current = pid;
     stats.forking_time = us(tSpawn);
+    // criu's stages once every task exists; tscriu makes no namespace but the time one,
+    // made with the root: an action script or RPC client may still set things up here.
+    await runActions(scripts, opts.onAction, "setup-namespaces", dir, pid);
+    await runActions(scripts, opts.onAction, "post-setup-namespaces", dir, pid);
 
     const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
     const bytes = plan.processes.reduce((sum, p) => sum + p.memory.segs.reduce((s2, x) => s2 + x.len, 0), 0);
@@ -308,7 +314,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("post-restore");
-    runScripts(scripts, "post-restore", dir, pid);
+    await runActions(scripts, opts.onAction, "post-restore", dir, pid);
 
     enter("registers");
     for (const task of tasks) {
@@ -324,7 +330,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
     enter("pre-resume");
     try {
-      runScripts(scripts, "pre-resume", dir, pid);
+      await runActions(scripts, opts.onAction, "pre-resume", dir, pid);
     } catch (e) {
       log.error(`${(e as Error).message} (the restore goes on: pre-resume scripts must not fail)`);
     }
@@ -378,7 +384,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
   }
   try {
-    runScripts(scripts, "post-resume", dir, pid);
+    await runActions(scripts, opts.onAction, "post-resume", dir, pid);
   } catch (e) {
     log.error((e as Error).message);
   }

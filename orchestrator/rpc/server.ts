@@ -1,0 +1,360 @@
+// The requests of criu's RPC, served on one connection: `tscriu swrk FD` serves the
+// socket its client gave it, a service worker the connection it accepted. What tscriu
+// cannot do yet (pre-dump, the page server, lazy pages…) is refused by name; every
+// criu_opts field is honoured or refused (opts.ts). A failure is answered with
+// success=false, cr_errno and cr_errmsg (the first error, as criu answers with its first
+// logged error), and the connection ends unless the request may keep it open.
+
+import { join } from "node:path";
+import { bridge } from "../../host-bridge/load.js";
+import { fileSink, Logger, type LogLevel, type LogSink, stderrSink } from "../log.js";
+import { VERSION } from "../version.js";
+import type { CriuCommand } from "../cli/options.js";
+import { BadRequest, type CriuReq, type CriuResp, RpcChannel } from "./channel.js";
+import { cpuCapText, type CriuOpts, refuseOpts, type RpcMode } from "./opts.js";
+import type { PeerCheck } from "./peer.js";
+
+/** The criu release whose images, options and RPC tscriu follows (VERSION's answer). */
+export const CRIU_COMPAT = { major: 4, minor: 2 } as const;
+
+const EBADRQC = 56;
+const ESRCH = 3;
+const EEXIST = 17;
+const ENOTSUP = 95;
+
+/** What each request is to criu's command line (for the option table) and whether tscriu serves it. */
+const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boolean; notYet?: string }>> = {
+  DUMP: { command: "dump", keepOpen: false },
+  RESTORE: { command: "restore", keepOpen: false },
+  CHECK: { command: "check", keepOpen: false },
+  PRE_DUMP: { command: "pre-dump", keepOpen: false, notYet: "pre-dump (tscriu has no memory tracking yet)" },
+  SINGLE_PRE_DUMP: { command: "pre-dump", keepOpen: false, notYet: "pre-dump (tscriu has no memory tracking yet)" },
+  PAGE_SERVER: { command: "page-server", keepOpen: true, notYet: "the page server" },
+  PAGE_SERVER_CHLD: { command: "page-server", keepOpen: true, notYet: "the page server" },
+  CPUINFO_DUMP: { command: "cpuinfo dump", keepOpen: true },
+  CPUINFO_CHECK: { command: "cpuinfo check", keepOpen: true },
+  FEATURE_CHECK: { keepOpen: true },
+  VERSION: { keepOpen: true },
+  WAIT_PID: { keepOpen: false },
+};
+
+/**
+ * criu_features as tscriu answers FEATURE_CHECK: what tscriu itself can do on this kernel.
+ * mem_track (pre-dump's dirty tracking), lazy_pages and pidfd_store are not built yet, so
+ * they are false whatever the kernel has; each becomes a probe when it lands.
+ */
+const FEATURES: Readonly<Record<"mem_track" | "lazy_pages" | "pidfd_store", () => boolean>> = {
+  mem_track: () => false,
+  lazy_pages: () => false,
+  pidfd_store: () => false,
+};
+
+/** An error of a request: answered with cr_errno (when known) and the message. */
+export class RpcError extends Error {
+  override readonly name = "RpcError";
+  constructor(
+    message: string,
+    readonly errno?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The errno a failure stands for, as criu reports it: ESRCH for a gone task, EEXIST for a PID in use. */
+function errnoOf(e: unknown): number | undefined {
+  const msg = e instanceof Error ? e.message : "";
+  if (e instanceof RpcError) return e.errno;
+  if (/^dump: check of pid \d+ failed: no such process/.test(msg)) return ESRCH;
+  if (/PID \d+ is taken by|it must be free to restore/.test(msg)) return EEXIST;
+  for (let c: unknown = e; c instanceof Error; c = c.cause) {
+    const n = (c as { errno?: unknown }).errno;
+    if (typeof n === "number" && n !== 0) return Math.abs(n);
+  }
+  return undefined;
+}
+
+/** A log that keeps its first error for cr_errmsg, written to the request's log file or stderr. */
+class RequestLog {
+  first: string | undefined;
+  readonly logger: Logger;
+  constructor(level: number, sink: LogSink) {
+    const keep: LogSink = {
+      write: (l) => {
+        if (this.first === undefined && /\bError \(/.test(l)) this.first = l.replace(/^\(\S+\) /, "").replace(/^Error \([^)]*\): /, "").trimEnd();
+        sink.write(l);
+      },
+      close: () => sink.close(),
+    };
+    this.logger = new Logger(Math.max(0, Math.min(4, level)) as LogLevel, keep);
+  }
+}
+
+export interface ServeOptions {
+  mode: RpcMode;
+  /** the client (SO_PEERCRED): images_dir_fd and work_dir_fd are its fds */
+  peer: { pid: number; uid: number; gid: number };
+  /** who may ask what (service: the peer check); none: the client is trusted (swrk) */
+  access?: PeerCheck | undefined;
+  /** the process's own log (-v, -o): protocol errors, one line per request */
+  log: Logger;
+}
+
+/**
+ * Serves requests on `fd` until the client closes it or a request ends the connection.
+ * Resolves to 0 when every request succeeded, 1 otherwise (swrk's exit code).
+ */
+export async function serve(fd: number, o: ServeOptions): Promise<number> {
+  const ch = new RpcChannel(fd);
+  const log = o.log.module("rpc");
+  let status = 0;
+  for (;;) {
+    let req: CriuReq | undefined;
+    try {
+      req = ch.recv();
+    } catch (e) {
+      const msg = e instanceof BadRequest ? e.message : `cannot read a request: ${(e as Error).message}`;
+      log.error(msg);
+      trySend(ch, { type: "EMPTY", success: false, cr_errno: EBADRQC, cr_errmsg: msg }, log);
+      return 1;
+    }
+    if (req === undefined) return status;
+    const type = req.type;
+    const name = typeof type === "string" ? type : `request type ${type}`;
+    log.info(`${name} from pid ${o.peer.pid} (uid ${o.peer.uid})`);
+    const spec = typeof type === "string" ? REQUESTS[type] : undefined;
+    let resp: CriuResp;
+    let keep = false;
+    try {
+      if (!spec) {
+        throw new RpcError(type === "NOTIFY" ? "a NOTIFY request outside a notification (a client answers NOTIFY only when tscriu sends one)" : type === "EMPTY" ? "an EMPTY request" : `unknown request type ${type}`, EBADRQC);
+      }
+      if (req.keep_open && !spec.keepOpen) throw new RpcError(`keep_open is not allowed with ${name} (as in criu: only VERSION, FEATURE_CHECK, CPUINFO_DUMP/CHECK and the page server keep the connection)`, EBADRQC);
+      keep = req.keep_open === true;
+      if (spec.notYet !== undefined) throw new RpcError(`${name} is not supported yet by tscriu: ${spec.notYet}`, ENOTSUP);
+      o.access?.request(req);
+      resp = await handle(ch, req, spec.command, o);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      log.error(`${name}: ${msg}`);
+      resp = { type: spec ? (type) : "EMPTY", success: false, cr_errmsg: msg };
+      const n = errnoOf(e);
+      if (n !== undefined) resp.cr_errno = n;
+      if (type === "DUMP") resp.dump = { restored: false };
+      if (type === "RESTORE") resp.restore = { pid: -1 };
+      keep = false;
+    }
+    if (!resp.success) status = 1;
+    if (!trySend(ch, resp, log)) return 1;
+    if (!keep) return status;
+  }
+}
+
+function trySend(ch: RpcChannel, resp: CriuResp, log: ReturnType<Logger["module"]>): boolean {
+  try {
+    ch.send(resp);
+    return true;
+  } catch (e) {
+    log.warn(`the response to ${String(resp.type)} could not be sent: ${(e as Error).message}`);
+    return false;
+  }
+}
+
+/** /proc/PEER/fd/N: an fd of the client, as criu opens images_dir_fd and work_dir_fd. */
+function clientFd(peer: number, fd: number): string {
+  return `/proc/${peer}/fd/${fd}`;
+}
+
+interface Dirs {
+  images: string | undefined;
+  work: string | undefined;
+}
+
+function dirsOf(opts: CriuOpts, peer: number, need: boolean): Dirs {
+  const images = opts.images_dir_fd !== -1 ? clientFd(peer, opts.images_dir_fd) : opts.images_dir;
+  if (images === undefined && need) throw new RpcError("neither images_dir_fd nor images_dir was given", EBADRQC);
+  const work = opts.work_dir_fd !== undefined ? clientFd(peer, opts.work_dir_fd) : images;
+  return { images, work };
+}
+
+/** The request's log: log_file in the work dir (criu's default name criu.log), or stderr. */
+function requestLog(opts: CriuOpts, dirs: Dirs): RequestLog {
+  const level = opts.log_level ?? 2;
+  if (opts.log_to_stderr) return new RequestLog(level, stderrSink());
+  const name = opts.log_file ?? "criu.log";
+  if (name.includes("/")) throw new RpcError(`criu_opts.log_file ${JSON.stringify(name)}: no subdirectories are allowed in the log file name (use work_dir_fd)`, EBADRQC);
+  if (dirs.work === undefined) return new RequestLog(level, stderrSink());
+  return new RequestLog(level, fileSink(join(dirs.work, name)));
+}
+
+async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undefined, o: ServeOptions): Promise<CriuResp> {
+  const opts: CriuOpts = req.opts ?? { images_dir_fd: -1 };
+  if (command !== undefined) {
+    const refused = refuseOpts(opts, command, o.mode);
+    if (refused.length > 0) throw new RpcError(refused.join("; "), EBADRQC);
+  }
+  switch (req.type) {
+    case "VERSION":
+      return {
+        type: "VERSION",
+        success: true,
+        version: { major_number: CRIU_COMPAT.major, minor_number: CRIU_COMPAT.minor, gitid: `tscriu-${VERSION}`, name: `tscriu ${VERSION} (criu ${CRIU_COMPAT.major}.${CRIU_COMPAT.minor} compatible)` },
+      };
+    case "FEATURE_CHECK": {
+      const asked = req.features ?? {};
+      const features: CriuResp["features"] = {};
+      for (const k of Object.keys(FEATURES) as (keyof typeof FEATURES)[]) features[k] = asked[k] === true ? FEATURES[k]() : false;
+      return { type: "FEATURE_CHECK", success: true, features };
+    }
+    case "WAIT_PID":
+      return waitPid(req.pid);
+    case "CHECK":
+      return await check(opts, o);
+    case "CPUINFO_DUMP":
+    case "CPUINFO_CHECK":
+      return await cpuinfo(req.type, opts, o);
+    case "DUMP":
+      return await dump(ch, opts, o);
+    case "RESTORE":
+      return await restore(ch, opts, o);
+    default:
+      throw new RpcError(`unknown request type ${String(req.type)}`, EBADRQC);
+  }
+}
+
+/** Runs `body` with the request's log; its first error becomes the answer's message. */
+async function withLog(opts: CriuOpts, dirs: Dirs, body: (log: Logger) => Promise<CriuResp>): Promise<CriuResp> {
+  const rl = requestLog(opts, dirs);
+  try {
+    const r = await body(rl.logger);
+    if (!r.success && r.cr_errmsg === undefined && rl.first !== undefined) r.cr_errmsg = rl.first;
+    return r;
+  } catch (e) {
+    if (rl.first !== undefined && e instanceof Error && !(e instanceof RpcError)) {
+      // the log's first error names the step; the thrown one may repeat it
+      throw Object.assign(new RpcError(rl.first, errnoOf(e)), { cause: e });
+    }
+    throw e;
+  } finally {
+    rl.logger.close();
+  }
+}
+
+function waitPid(pid: number | undefined): CriuResp {
+  if (pid === undefined || pid <= 0 || pid > 0x7fffffff) throw new RpcError(`WAIT_PID needs criu_req.pid (got ${pid ?? "none"})`, EBADRQC);
+  let st;
+  try {
+    st = bridge().waitpid(pid, 0);
+  } catch (e) {
+    throw Object.assign(new RpcError(`cannot wait for pid ${pid}: ${(e as Error).message}`, errnoOf(e)), { cause: e });
+  }
+  if (!st) throw new RpcError(`cannot wait for pid ${pid}`);
+  return { type: "WAIT_PID", success: true, status: st.status };
+}
+
+async function check(opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+  const dirs = dirsOf(opts, o.peer.pid, false);
+  return withLog(opts, dirs, async (log) => {
+    const { check } = await import("../check.js");
+    const r = await check([1], log.module("check"));
+    if (r.verdict === 0) return { type: "CHECK", success: true };
+    const m = r.missing[0]!;
+    return { type: "CHECK", success: false, cr_errmsg: `${m.feature.name} is not supported: ${m.why} (tscriu uses it for ${m.feature.use})` };
+  });
+}
+
+async function cpuinfo(type: "CPUINFO_DUMP" | "CPUINFO_CHECK", opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+  const dirs = dirsOf(opts, o.peer.pid, true);
+  return withLog(opts, dirs, async (log) => {
+    const { cpuinfoCheck, cpuinfoDump } = await import("../cpuinfo/cpuinfo.js");
+    const m = log.module("cpuinfo");
+    if (type === "CPUINFO_DUMP") {
+      await cpuinfoDump(dirs.images!);
+      return { type, success: true };
+    }
+    const r = await cpuinfoCheck(dirs.images!, opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined);
+    for (const msg of r.messages) m.error(msg);
+    // criu answers an incompatible CPU with ENOTSUP
+    return r.ok ? { type, success: true } : { type, success: false, cr_errno: ENOTSUP, cr_errmsg: r.messages.join("; ") || "the CPU is not compatible with the image" };
+  });
+}
+
+/** criu_notify for each action-script stage; the client answers NOTIFY with notify_success. */
+function notifier(ch: RpcChannel, log: Logger): (action: string, pid: number | undefined) => void {
+  const m = log.module("rpc");
+  return (action, pid) => {
+    // criu names the task only where a client needs it: setup-namespaces and post-restore
+    const withPid = pid !== undefined && (action === "setup-namespaces" || action === "post-restore");
+    m.debug(`notify ${action}${withPid ? ` (pid ${pid})` : ""}`);
+    ch.send({ type: "NOTIFY", success: true, notify: { script: action, ...(withPid ? { pid } : {}) } });
+    const answer = ch.recv();
+    if (answer === undefined) throw new Error(`the RPC client closed the connection at the ${action} notification`);
+    if (answer.type !== "NOTIFY" || answer.notify_success !== true) throw new Error(`the RPC client reported the ${action} notification failed`);
+  };
+}
+
+/** criu_opts.network_lock (criu's enum: IPTABLES 1, NFTABLES 2, SKIP 3) as dump takes it. */
+function lockMethodOf(v: string | number | undefined): "iptables" | "nftables" | "skip" | undefined {
+  if (v === undefined) return undefined;
+  const name = typeof v === "number" ? ({ 1: "IPTABLES", 2: "NFTABLES", 3: "SKIP" } as Record<number, string>)[v] : v;
+  if (name === "IPTABLES" || name === "NFTABLES" || name === "SKIP") return name.toLowerCase() as "iptables" | "nftables" | "skip";
+  throw new Error(`criu_opts.network_lock ${v} is not one of criu's methods (IPTABLES, NFTABLES, SKIP)`);
+}
+
+async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+  const dirs = dirsOf(opts, o.peer.pid, true);
+  // as criu: no pid dumps the client itself
+  const pid = opts.pid ?? o.peer.pid;
+  return withLog(opts, dirs, async (log) => {
+    const [{ dump }, { formatStats }] = await Promise.all([import("../dump/dump.js"), import("../dump/stats.js")]);
+    const r = await dump({
+      pid,
+      imagesDir: dirs.images!,
+      workDir: dirs.work,
+      leaveRunning: opts.leave_running === true,
+      leaveStopped: opts.leave_stopped === true,
+      shellJob: opts.shell_job === true,
+      freezeCgroup: opts.freeze_cgroup,
+      tcpEstablished: opts.tcp_established === true,
+      tcpClose: opts.tcp_close === true,
+      skipInFlight: opts.tcp_skip_in_flight === true,
+      networkLock: lockMethodOf(opts.network_lock),
+      fileLocks: opts.file_locks === true,
+      prevImagesDir: opts.parent_img,
+      autoDedup: opts.auto_dedup === true,
+      timeoutSec: opts.timeout,
+      ghostLimit: opts.ghost_limit,
+      cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
+      onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
+      log,
+    });
+    if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
+    return { type: "DUMP", success: true, dump: { restored: false } };
+  });
+}
+
+async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+  const dirs = dirsOf(opts, o.peer.pid, true);
+  return withLog(opts, dirs, async (log) => {
+    const [{ restore }, { formatStats }] = await Promise.all([import("../restore/restore.js"), import("../restore/stats.js")]);
+    // As criu: an RPC restore is always detached; rst_sibling makes the task the client's child.
+    const r = await restore({
+      imagesDir: dirs.images!,
+      workDir: dirs.work,
+      detached: true,
+      sibling: opts.rst_sibling === true,
+      shellJob: opts.shell_job === true,
+      tcpEstablished: opts.tcp_established === true,
+      tcpClose: opts.tcp_close === true,
+      fileLocks: opts.file_locks === true,
+      autoDedup: opts.auto_dedup === true,
+      leaveStopped: opts.leave_stopped === true,
+      root: opts.root,
+      inheritFds: (opts.inherit_fd ?? []).map((x) => `fd[${x.fd}]:${x.key}`),
+      cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
+      onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
+      log,
+    });
+    if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
+    return { type: "RESTORE", success: true, restore: { pid: r.pid } };
+  });
+}

@@ -1,0 +1,160 @@
+// tscriu service: criu's RPC on a unix SOCK_SEQPACKET socket, one worker process per
+// connection as criu forks one. Node cannot fork, so the service keeps one spare worker
+// started ahead, its modules loaded, blocked in accept(2) on the listening socket; the
+// worker that takes a connection tells the service (a line on a pipe), which starts the
+// next spare at once, and serves that one client with its own rights check (peer.ts)
+// until it closes, then exits. A warm request thus costs no start-up; connections that
+// arrive while the next spare starts wait in the listen backlog.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, closeSync, lstatSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { bridge } from "../../host-bridge/load.js";
+import type { CliContext } from "../cli/run.js";
+
+/** criu's default when --address is not given (with a warning, as criu). */
+const DEFAULT_ADDRESS = "criu_service.socket";
+const AF_UNIX = 1;
+const SOCK_SEQPACKET = 5;
+/** the fds a worker or a daemon gets the listening socket and its pipe on */
+export const LISTEN_FD = 3;
+export const REPORT_FD = 4;
+
+export interface ServiceOptions {
+  address: string | undefined;
+  daemon: boolean;
+  statusFd: number | undefined;
+  pidfile: string | undefined;
+  /** the service's -o file, which its workers append to too (else their stderr) */
+  logFile: string | undefined;
+  /** the command line, for the daemon to run again without -d */
+  argv: readonly string[];
+}
+
+/** Binds and listens: the socket file is made 0600 (umask 077 while it is bound, then chmod). */
+function listenOn(path: string): number {
+  // criu unlinks whatever is there; tscriu replaces only an old socket (a mistyped
+  // --address must not remove a file as root).
+  let there;
+  try {
+    there = lstatSync(path);
+  } catch {
+    // not there
+  }
+  if (there && !there.isSocket()) throw new Error(`${path} exists and is not a socket; tscriu replaces only an old service socket`);
+  if (there) unlinkSync(path);
+  const fd = bridge().socket(AF_UNIX, SOCK_SEQPACKET);
+  const old = process.umask(0o077);
+  try {
+    bridge().unixBind(fd, Buffer.from(`${path}\0`));
+  } finally {
+    process.umask(old);
+  }
+  chmodSync(path, 0o600);
+  bridge().listen(fd, 16);
+  return fd;
+}
+
+/** The command line again for the daemon: without -d, and the parent has done --pidfile; --status-fd goes by env. */
+function daemonArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "-d" || a === "--daemon" || /^--(status-fd|pidfile)=/.test(a)) continue;
+    if (a === "--status-fd" || a === "--pidfile") {
+      i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+function workerCommand(): { file: string; execArgv: string[] } {
+  const url = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+  return { file: fileURLToPath(url), execArgv: process.execArgv };
+}
+
+export async function runService(o: ServiceOptions, ctx: CliContext): Promise<number> {
+  const log = ctx.log.module("service");
+  const inherited = process.env["TSCRIU_SERVICE_LISTEN_FD"];
+  let listenFd: number;
+  if (inherited !== undefined) {
+    listenFd = Number(inherited);
+  } else {
+    if (o.address === undefined) log.warn(`binding to ${DEFAULT_ADDRESS} in the current directory (--address PATH names the socket)`);
+    const path = resolve(o.address ?? DEFAULT_ADDRESS);
+    try {
+      listenFd = listenOn(path);
+    } catch (e) {
+      log.error(`cannot listen on ${path}: ${(e as Error).message}`);
+      return 1;
+    }
+    log.info(`The service socket is bound to ${path}`);
+    if (o.daemon) {
+      // The socket listens already: clients may connect as soon as this returns.
+      const env: NodeJS.ProcessEnv = { ...process.env, TSCRIU_SERVICE_LISTEN_FD: String(LISTEN_FD) };
+      const stdio: (number | "ignore")[] = ["ignore", "ignore", "ignore", listenFd];
+      if (o.statusFd !== undefined) {
+        env["TSCRIU_SERVICE_STATUS_FD"] = String(REPORT_FD);
+        stdio.push(o.statusFd);
+      }
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...daemonArgv(o.argv)], { detached: true, stdio, env });
+      if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${child.pid}`);
+      child.unref();
+      return 0;
+    }
+  }
+  if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${process.pid}`);
+  const statusFd = process.env["TSCRIU_SERVICE_STATUS_FD"] !== undefined ? Number(process.env["TSCRIU_SERVICE_STATUS_FD"]) : o.statusFd;
+  return await acceptLoop(listenFd, statusFd, o.logFile, ctx);
+}
+
+async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
+  const log = ctx.log.module("service");
+  const w = workerCommand();
+  let spare: ChildProcess | undefined;
+  let stopping = false;
+  let quickFailures = 0;
+  const env: NodeJS.ProcessEnv = { ...process.env, TSCRIU_RPC_LEVEL: String(ctx.log.level) };
+  if (logFile !== undefined) env["TSCRIU_RPC_LOG"] = logFile;
+  delete env["TSCRIU_SERVICE_LISTEN_FD"];
+  delete env["TSCRIU_SERVICE_STATUS_FD"];
+  const start = (): void => {
+    if (stopping) return;
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [...w.execArgv, w.file], { stdio: ["ignore", "ignore", "inherit", listenFd, "pipe"], env });
+    spare = child;
+    let accepted = false;
+    (child.stdio[REPORT_FD] as NodeJS.ReadableStream).on("data", () => {
+      if (accepted) return;
+      accepted = true;
+      quickFailures = 0;
+      log.info(`worker ${child.pid} took a connection`);
+      if (spare === child) start();
+    });
+    child.on("exit", (code, signal) => {
+      log.info(`worker ${child.pid} exited with ${code ?? `signal ${signal}`}`);
+      if (accepted || stopping || spare !== child) return;
+      // the spare died before taking a connection: start another, slowly if it keeps failing
+      quickFailures = Date.now() - t0 < 1000 ? quickFailures + 1 : 0;
+      log.error(`the spare worker ${child.pid} exited before any connection (${code ?? `signal ${signal}`})`);
+      setTimeout(start, quickFailures > 2 ? 1000 : 0);
+    });
+  };
+  start();
+  if (statusFd !== undefined) {
+    writeSync(statusFd, Buffer.from([0]));
+    closeSync(statusFd);
+  }
+  return await new Promise<number>((done) => {
+    const stop = (): void => {
+      stopping = true;
+      spare?.kill("SIGKILL");
+      done(0);
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+}

@@ -1,0 +1,41 @@
+// A worker of `tscriu service` (service.ts): loads what requests need, blocks in accept(2)
+// on the listening socket (fd 3), says so on its pipe (fd 4) so the service starts the next
+// one, checks its client (peer.ts) and serves it (server.ts), then exits.
+
+import { closeSync, writeSync } from "node:fs";
+import { bridge } from "../../host-bridge/load.js";
+import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
+import { type Peer, PeerCheck, peerOf } from "./peer.js";
+import { LISTEN_FD, REPORT_FD } from "./service.js";
+import { serve } from "./server.js";
+import { RpcChannel } from "./channel.js";
+
+// Loaded before the connection comes, so that a request does not wait for them.
+await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), import("../dump/stats.js"), import("../restore/stats.js")]);
+
+const logFile = process.env["TSCRIU_RPC_LOG"];
+const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
+const conn = bridge().accept(LISTEN_FD);
+writeSync(REPORT_FD, "accepted\n");
+closeSync(REPORT_FD);
+closeSync(LISTEN_FD);
+
+let code = 1;
+let peer: Peer | undefined;
+try {
+  peer = peerOf(conn);
+  const access = new PeerCheck(peer);
+  code = await serve(conn, { mode: "service", peer, access, log });
+} catch (e) {
+  // the client could not even be judged: answer its first request with why
+  const msg = (e as Error).message;
+  log.module("service").error(`client pid ${peer?.pid ?? "?"}: ${msg}`);
+  try {
+    const ch = new RpcChannel(conn);
+    const req = ch.recv(5000);
+    ch.send({ type: req?.type ?? "EMPTY", success: false, cr_errno: 1, cr_errmsg: msg });
+  } catch {
+    // the client is gone
+  }
+}
+process.exit(code);

@@ -1,0 +1,177 @@
+// `tscriu service`: criu's RPC on a unix socket, a worker process per connection. Debian's
+// pycriu dumps and restores through it; the socket is 0600 and each client is judged by
+// SO_PEERCRED (a non-root one refused, root clients served meanwhile); bad input on a
+// connection is answered with an error and the service goes on serving the others.
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { decodeMessage, encodeMessage } from "../images/message.js";
+import { criu_req, criu_resp } from "../images/schema/rpc.js";
+import { CLI, tscriu } from "./helpers/cli.js";
+import { tempDir } from "./helpers/dump.js";
+import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
+import { killAndReap, procState, startWorkload, waitFor } from "./helpers/workloads.js";
+
+interface Service {
+  dir: string;
+  sock: string;
+  pid: number;
+}
+
+/** Starts `tscriu service -d` and waits for the \0 on its status fd; stopped at teardown. */
+async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string): Promise<Service> {
+  const dir = inDir ?? tempDir(t, "tscriu-svc-");
+  chmodSync(dir, 0o755);
+  const sock = join(dir, "criu.sock");
+  const pidfile = join(dir, "service.pid");
+  const child = spawn(process.execPath, [CLI, "service", "-d", "--address", sock, "--status-fd", "3", "--pidfile", pidfile, ...extra], { stdio: ["ignore", "pipe", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+  const ready = await new Promise<Buffer>((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    child.stdio[3]!.on("data", (b: Buffer) => (got = Buffer.concat([got, b])));
+    child.stdio[3]!.on("end", () => resolve(got));
+    child.stdio[3]!.on("error", reject);
+  });
+  t.deepEqual([...ready], [0], `the status fd gets one \\0 once the service is ready (${stderr})`);
+  const pid = Number(readFileSync(pidfile, "utf8"));
+  t.teardown(async () => {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // stopped by the test
+    }
+    await waitFor(`service ${pid} to end`, () => (procState(pid) ?? "Z") === "Z");
+  });
+  return { dir, sock, pid };
+}
+
+/** One raw packet to the service, its answer decoded (a client that speaks bytes, not pycriu). */
+function rawRequest(sock: string, packet: Uint8Array, sndbuf?: number): Record<string, unknown> {
+  const b = bridge();
+  const fd = b.socket(1, 5);
+  try {
+    b.unixConnect(fd, Buffer.from(`${sock}\0`));
+    if (sndbuf !== undefined) {
+      const v = Buffer.alloc(4);
+      v.writeInt32LE(sndbuf);
+      b.setsockopt(fd, 1, 32 /* SO_SNDBUFFORCE */, v);
+    }
+    b.seqpacketSend(fd, packet);
+    const answer = b.seqpacketRecv(fd, 1 << 20, 60_000);
+    if (answer === null) throw new Error("the service closed the connection without an answer");
+    return decodeMessage(criu_resp, answer);
+  } finally {
+    b.close(fd);
+  }
+}
+
+const version = (sock: string): unknown => pycriu(`sk:${sock}`, ["version"])["success"];
+
+test("service -d --address --status-fd --pidfile: pycriu dumps and restores through the socket", async (t) => {
+  pycriuInstalled(t);
+  const s = await startService(t);
+  t.is(statSync(s.sock).mode & 0o777, 0o600, "the socket is 0600");
+  t.is(procState(s.pid) !== undefined, true, "the daemon runs");
+  t.deepEqual(pycriu(`sk:${s.sock}`, ["version"]), { success: true, major: 4, minor: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
+  t.deepEqual(pycriu(`sk:${s.sock}`, ["check"]), { success: true });
+  const w = await startWorkload(t, "counter");
+  const images = tempDir(t);
+  t.deepEqual(pycriu(`sk:${s.sock}`, ["dump", String(w.pid), images]), { success: true, restored: false });
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  const r = pycriu(`sk:${s.sock}`, ["restore", images]);
+  if (r["success"] === true) t.teardown(() => killAndReap(w.pid));
+  t.deepEqual(r, { success: true, pid: w.pid });
+  t.regex(await w.check(), /^PASS/);
+  // rst_sibling would make the task a child of the service's worker, not the client's
+  t.like(pycriu(`sk:${s.sock}`, ["req", "RESTORE", JSON.stringify({ images_dir: `fd:${images}`, rst_sibling: true })]), {
+    success: false,
+    cr_errmsg: "criu_opts.rst_sibling is not allowed in a standalone service (swrk only, as in criu)",
+  });
+});
+
+test("service --address refuses a path that is not an old socket, and replaces an old one", async (t) => {
+  const dir = tempDir(t, "tscriu-svc-");
+  const file = join(dir, "precious");
+  writeFileSync(file, "keep me\n");
+  const r = tscriu(["service", "--address", file]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`cannot listen on ${file}: ${file} exists and is not a socket; tscriu replaces only an old service socket`));
+  t.is(readFileSync(file, "utf8"), "keep me\n");
+  const s = await startService(t);
+  process.kill(s.pid, "SIGTERM");
+  await waitFor(`service ${s.pid} to end`, () => (procState(s.pid) ?? "Z") === "Z");
+  t.true(statSync(s.sock).isSocket(), "the old socket stays");
+  const again = await startService(t, [], s.dir);
+  t.is(version(again.sock), true, "a new service replaces the old socket");
+});
+
+test("swrk and service log to -o in -W at -v", async (t) => {
+  pycriuInstalled(t);
+  const work = tempDir(t);
+  chmodSync(work, 0o755);
+  const wrapper = join(work, "tscriu-v4");
+  writeFileSync(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@" -v4 -o swrk.log -W "${work}"\n`, { mode: 0o755 });
+  t.is(pycriu(`swrk:${wrapper}`, ["version"])["success"], true);
+  t.regex(readFileSync(join(work, "swrk.log"), "utf8"), /^\(\d+\.\d+\) \(rpc\): VERSION from pid \d+ \(uid 0\)$/m);
+  const s = await startService(t, ["-v4", "-o", "service.log", "-W", work]);
+  t.is(version(s.sock), true);
+  const log = readFileSync(join(work, "service.log"), "utf8");
+  t.regex(log, /\(service\): The service socket is bound to /);
+  t.regex(log, /\(rpc\): VERSION from pid \d+ \(uid 0\)/);
+});
+
+test("a non-root client is refused while root clients keep being served", async (t) => {
+  pycriuInstalled(t);
+  const s = await startService(t);
+  const nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"];
+  // The socket is 0600: another user cannot even connect.
+  t.deepEqual(pycriu(`sk:${s.sock}`, ["version"], nobody), { success: false, error: "VERSION failed with internal error: [Errno 13] Permission denied" });
+  // An administrator who opens the socket up still has the service judge each client.
+  chmodSync(s.sock, 0o666);
+  const held = bridge().socket(1, 5);
+  t.teardown(() => bridge().close(held));
+  bridge().unixConnect(held, Buffer.from(`${s.sock}\0`)); // a root client that stays connected, silent
+  t.like(pycriu(`sk:${s.sock}`, ["req", "VERSION"], nobody), { success: false, cr_errno: 1 });
+  t.regex(String(pycriu(`sk:${s.sock}`, ["req", "VERSION"], nobody)["cr_errmsg"]), /^the service serves root; uid 65534 \(pid \d+\) is not root and has not CAP_CHECKPOINT_RESTORE$/);
+  t.is(version(s.sock), true, "root is served meanwhile");
+  // With CAP_CHECKPOINT_RESTORE (criu's --unprivileged): served, but only for what it may ptrace itself.
+  const capped = [...nobody, "--inh-caps", "+checkpoint_restore", "--ambient-caps", "+checkpoint_restore"];
+  t.is(pycriu(`sk:${s.sock}`, ["req", "VERSION"], capped)["success"], true);
+  const w = await startWorkload(t, "counter");
+  const images = tempDir(t);
+  chmodSync(images, 0o777);
+  const refused = pycriu(`sk:${s.sock}`, ["req", "DUMP", JSON.stringify({ images_dir: `fd:${images}`, pid: w.pid })], capped);
+  t.like(refused, { success: false, cr_errno: 13 });
+  t.regex(String(refused["cr_errmsg"]), new RegExp(`^uid 65534 \\(pid \\d+\\) may not ptrace pid ${w.pid} \\(opening its /proc/${w.pid}/mem as the client: errno 13\\)$`));
+  // images_dir (a path) is newer than Debian's pycriu: the request goes as bytes
+  const byPath = Buffer.from(encodeMessage(criu_req, { type: "DUMP", opts: { images_dir_fd: -1, images_dir: images, pid: w.pid } })).toString("hex");
+  t.regex(String(pycriu(`sk:${s.sock}`, ["raw", byPath], capped)["cr_errmsg"]), /give the images directory as images_dir_fd/);
+  t.regex(String(pycriu(`sk:${s.sock}`, ["req", "RESTORE", JSON.stringify({ images_dir: `fd:${images}` })], capped)["cr_errmsg"]), /^the service restores only for root/);
+  t.regex(await w.check(), /^PASS/, "the task was not touched");
+  t.is(version(s.sock), true, "root is still served");
+});
+
+test("bad input: a truncated message, an unknown type, a huge field, no images_dir_fd: an error each, the service serves on", async (t) => {
+  pycriuInstalled(t);
+  const s = await startService(t);
+  const dump = encodeMessage(criu_req, { type: "DUMP", opts: { images_dir_fd: -1, images_dir: "/tmp/x", pid: 1234 } });
+  const truncated = rawRequest(s.sock, dump.subarray(0, dump.length - 3));
+  t.like(truncated, { type: "EMPTY", success: false, cr_errno: 56 });
+  t.regex(String(truncated["cr_errmsg"]), /^a request of \d+ bytes that is not a criu_req: /);
+  t.like(rawRequest(s.sock, Uint8Array.from([0x08, 99])), { type: "EMPTY", success: false, cr_errmsg: "unknown request type 99" });
+  // a length that claims 2 GiB inside a small packet, then a packet bigger than tscriu reads
+  const claim = rawRequest(s.sock, Uint8Array.from([0x08, 0x01, 0x12, 0x80, 0x80, 0x80, 0x80, 0x08]));
+  t.like(claim, { type: "EMPTY", success: false });
+  t.regex(String(claim["cr_errmsg"]), /not a criu_req/);
+  const huge = encodeMessage(criu_req, { type: "DUMP", opts: { images_dir_fd: -1, images_dir: "x".repeat(3 << 20) } });
+  t.like(rawRequest(s.sock, huge, 8 << 20), { type: "EMPTY", success: false, cr_errmsg: `a request of ${huge.length} bytes, more than the 1048576 tscriu reads` });
+  // criu_req{type: DUMP, opts{pid: 5}}: images_dir_fd is a required field of criu_opts
+  const noFd = rawRequest(s.sock, Uint8Array.from([0x08, 0x01, 0x12, 0x02, 0x10, 0x05]));
+  t.like(noFd, { type: "EMPTY", success: false });
+  t.regex(String(noFd["cr_errmsg"]), /images_dir_fd \(1\) is missing/);
+  t.like(rawRequest(s.sock, Uint8Array.from([0x08, 0x06])), { success: false, cr_errmsg: "a NOTIFY request outside a notification (a client answers NOTIFY only when tscriu sends one)" });
+  t.is(version(s.sock), true, "the service serves on");
+});

@@ -1,0 +1,131 @@
+// criu's RPC through `tscriu swrk FD`, driven by Debian's pycriu (python3-pycriu, from the
+// criu package CI installs) exactly as a Python client drives criu: VERSION, FEATURE_CHECK,
+// CHECK, then dump and restore of workloads (one task, a tree, threads) that each pass their
+// own check after the restore; what tscriu cannot do yet is refused by name.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { RpcClient } from "../orchestrator/rpc/client.js";
+import { CLI } from "./helpers/cli.js";
+import { tempDir } from "./helpers/dump.js";
+import { pycriu as drive, pycriuInstalled } from "./helpers/pycriu.js";
+import { killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
+
+const SWRK = `swrk:${CLI}`;
+const pycriu = (how: string, ...args: string[]): Record<string, unknown> => drive(how, args);
+
+test("swrk: pycriu's VERSION, FEATURE_CHECK and CHECK", (t) => {
+  pycriuInstalled(t);
+  t.deepEqual(pycriu(SWRK, "version"), { success: true, major: 4, minor: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
+  // tscriu has no memory tracking, lazy pages or pidfd store yet, whatever the kernel has
+  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: false, lazy_pages: false, pidfd_store: false });
+  t.deepEqual(pycriu(SWRK, "check"), { success: true });
+});
+
+/** Dumps w through pycriu, waits for its PID to be free, restores it through pycriu. */
+async function dumpRestore(t: ExecutionContext, pid: number): Promise<string> {
+  const dir = tempDir(t);
+  t.deepEqual(pycriu(SWRK, "dump", String(pid), dir), { success: true, restored: false });
+  t.true(existsSync(join(dir, `core-${pid}.img`)) && existsSync(join(dir, "dump.log")), "images and the log file named by the request");
+  await waitFor(`pid ${pid} to be free after the dump`, () => !existsSync(`/proc/${pid}`));
+  const r = pycriu(SWRK, "restore", dir);
+  if (r["success"] === true) t.teardown(() => killAndReap(pid));
+  t.deepEqual(r, { success: true, pid }, readFileSync(join(dir, "restore.log"), "utf8").slice(-2000));
+  return dir;
+}
+
+test("swrk: pycriu dumps and restores a task, which passes its own check", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "counter");
+  await dumpRestore(t, w.pid);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("swrk: pycriu dumps and restores a process tree and a process with threads", async (t) => {
+  pycriuInstalled(t);
+  const tree = await startWorkload(t, "tree");
+  t.is(await tree.check(), "PASS tree=5", "before the dump");
+  await dumpRestore(t, tree.pid);
+  t.is(await tree.check(), "PASS tree=5", "after the restore");
+  const th = await startWorkload(t, "threads", ["3"]);
+  await dumpRestore(t, th.pid);
+  t.is(await th.check(), "PASS threads=3", "after the restore");
+});
+
+test("swrk: dump with leave_running leaves the task running", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  t.deepEqual(pycriu(SWRK, "dump", String(w.pid), dir, "leave_running"), { success: true, restored: false });
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("swrk: requests and options tscriu cannot do yet are refused by name, a missing task is ESRCH", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const refused = (type: string, opts: Record<string, unknown>): Record<string, unknown> => pycriu(SWRK, "req", type, JSON.stringify(opts));
+  t.like(refused("PRE_DUMP", { images_dir: `fd:${dir}`, pid: w.pid }), { success: false, type: "PRE_DUMP", cr_errno: 95, cr_errmsg: "PRE_DUMP is not supported yet by tscriu: pre-dump (tscriu has no memory tracking yet)" });
+  t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}` }), { success: false, type: "PAGE_SERVER", cr_errmsg: "PAGE_SERVER is not supported yet by tscriu: the page server" });
+  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, tcp_established: true, lazy_pages: true }), {
+    success: false,
+    type: "DUMP",
+    cr_errno: 56,
+    cr_errmsg: "criu_opts.tcp_established (--tcp-established) is not supported yet by tscriu dump; criu_opts.lazy_pages (--lazy-pages) is not supported yet by tscriu dump",
+  });
+  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, exec_cmd: ["true"] }), { success: false, cr_errmsg: "criu_opts.exec_cmd (a command to exec once the restore is done) is not an option of dump" });
+  t.like(refused("RESTORE", { images_dir: `fd:${dir}`, orphan_pts_master: true }), { success: false, cr_errmsg: "criu_opts.orphan_pts_master (the master of an orphan pty sent to the client) is not supported yet by tscriu restore" });
+  t.like(refused("DUMP", { images_dir_fd: -1, pid: w.pid }), { success: false, cr_errmsg: "neither images_dir_fd nor images_dir was given" });
+  // false asks for nothing: passes
+  const gone = refused("DUMP", { images_dir: `fd:${dir}`, pid: 0x3ffffff, tcp_established: false });
+  t.like(gone, { success: false, type: "DUMP", cr_errno: 3 });
+  t.regex(String(gone["cr_errmsg"]), /no such process/);
+  t.regex(await w.check(), /^PASS/, "the task was not touched");
+});
+
+test("swrk: NOTIFY sends each action stage to the client (the Node client), and a stage the client fails fails the dump", async (t) => {
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const stages: string[] = [];
+  const note = (s: string, pid: number | undefined): void => void stages.push(pid === undefined ? s : `${s} ${pid}`);
+  // a client that fails pre-dump: nothing is done to the task
+  const failing = RpcClient.swrk(CLI);
+  await t.throwsAsync(
+    failing.dump({ images_dir: dir, pid: w.pid }, (s) => {
+      if (s === "pre-dump") throw new Error("no");
+    }),
+    { message: "DUMP failed: dump: pre-dump of pid " + w.pid + " failed: the RPC client reported the pre-dump notification failed" },
+  );
+  t.is(await failing.close(), 1);
+  t.regex(await w.check(), /^PASS/, "the task was not touched");
+  const c = RpcClient.swrk(CLI);
+  await c.dump({ images_dir: dir, pid: w.pid, log_file: "dump.log" }, note);
+  t.is(await c.close(), 0);
+  t.deepEqual(stages, ["pre-dump", "post-dump"]);
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  stages.length = 0;
+  const r = RpcClient.swrk(CLI);
+  const pid = await r.restore({ images_dir: dir, log_file: "restore.log" }, note);
+  t.teardown(() => killAndReap(pid));
+  t.is(await r.close(), 0);
+  t.is(pid, w.pid);
+  // as criu: the pid goes with setup-namespaces and post-restore only
+  t.deepEqual(stages, ["pre-restore", `setup-namespaces ${pid}`, "post-setup-namespaces", `post-restore ${pid}`, "pre-resume", "post-resume"]);
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("swrk: CPUINFO_DUMP and CPUINFO_CHECK on one connection (keep_open), WAIT_PID, VERSION from the Node client", async (t) => {
+  const dir = tempDir(t);
+  const c = RpcClient.swrk(CLI);
+  t.like(await c.version(), { major_number: 4, minor_number: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
+  t.like(await c.request({ type: "CPUINFO_DUMP", keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } }), { type: "CPUINFO_DUMP", success: true });
+  t.true(existsSync(join(dir, "cpuinfo.img")));
+  t.like(await c.request({ type: "CPUINFO_CHECK", keep_open: true, opts: { images_dir_fd: -1, images_dir: dir } }), { type: "CPUINFO_CHECK", success: true });
+  // the last request without keep_open ends the connection: tscriu swrk exits
+  t.like(await c.request({ type: "WAIT_PID", pid: 1 }), { type: "WAIT_PID", success: false, cr_errno: 10 });
+  t.is(await c.close(), 1);
+  // a request that may not keep the connection says so
+  const d = RpcClient.swrk(CLI);
+  t.like(await d.request({ type: "CHECK", keep_open: true }), { success: false, cr_errno: 56, cr_errmsg: "keep_open is not allowed with CHECK (as in criu: only VERSION, FEATURE_CHECK, CPUINFO_DUMP/CHECK and the page server keep the connection)" });
+  await d.close();
+});
