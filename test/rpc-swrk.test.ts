@@ -2,7 +2,7 @@
 // criu package CI installs) exactly as a Python client drives criu: VERSION, FEATURE_CHECK,
 // CHECK, then dump and restore of workloads (one task, a tree, threads) that each pass their
 // own check after the restore; what tscriu cannot do yet is refused by name.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { RpcClient } from "../orchestrator/rpc/client.js";
@@ -17,8 +17,8 @@ const pycriu = (how: string, ...args: string[]): Record<string, unknown> => driv
 test("swrk: pycriu's VERSION, FEATURE_CHECK and CHECK", (t) => {
   pycriuInstalled(t);
   t.deepEqual(pycriu(SWRK, "version"), { success: true, major: 4, minor: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
-  // tscriu has no memory tracking, lazy pages or pidfd store yet, whatever the kernel has
-  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: false, lazy_pages: false, pidfd_store: false });
+  // pre-dumps work on any kernel (no soft-dirty needed); no lazy pages or pidfd store yet
+  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: true, lazy_pages: false, pidfd_store: false });
   t.deepEqual(pycriu(SWRK, "check"), { success: true });
 });
 
@@ -52,6 +52,24 @@ test("swrk: pycriu dumps and restores a process tree and a process with threads"
   t.is(await th.check(), "PASS threads=3", "after the restore");
 });
 
+test("swrk: pycriu's pre_dump, then dump with parent_img: the task runs on after the pre-dump, the chain restores", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "counter");
+  const work = tempDir(t);
+  const [pre, full] = [join(work, "pre"), join(work, "full")];
+  mkdirSync(pre);
+  mkdirSync(full);
+  t.deepEqual(pycriu(SWRK, "pre_dump", String(w.pid), pre), { success: true, restored: false });
+  t.regex(await w.check(), /^PASS/, "running on after the pre-dump");
+  t.deepEqual(pycriu(SWRK, "dump", String(w.pid), full, "parent=../pre"), { success: true, restored: false });
+  t.is(readlinkSync(join(full, "parent")), "../pre", "criu's parent link");
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  const r = pycriu(SWRK, "restore", full);
+  if (r["success"] === true) t.teardown(() => killAndReap(w.pid));
+  t.deepEqual(r, { success: true, pid: w.pid });
+  t.regex(await w.check(), /^PASS/, "restored from the chain");
+});
+
 test("swrk: dump with leave_running leaves the task running", async (t) => {
   pycriuInstalled(t);
   const w = await startWorkload(t, "counter");
@@ -65,13 +83,12 @@ test("swrk: requests and options tscriu cannot do yet are refused by name, a mis
   const w = await startWorkload(t, "counter");
   const dir = tempDir(t);
   const refused = (type: string, opts: Record<string, unknown>): Record<string, unknown> => pycriu(SWRK, "req", type, JSON.stringify(opts));
-  t.like(refused("PRE_DUMP", { images_dir: `fd:${dir}`, pid: w.pid }), { success: false, type: "PRE_DUMP", cr_errno: 95, cr_errmsg: "PRE_DUMP is not supported yet by tscriu: pre-dump (tscriu has no memory tracking yet)" });
   t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}` }), { success: false, type: "PAGE_SERVER", cr_errmsg: "PAGE_SERVER is not supported yet by tscriu: the page server" });
-  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, tcp_established: true, lazy_pages: true }), {
+  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, ext_unix_sk: true, lazy_pages: true }), {
     success: false,
     type: "DUMP",
     cr_errno: 56,
-    cr_errmsg: "criu_opts.tcp_established (--tcp-established) is not supported yet by tscriu dump; criu_opts.lazy_pages (--lazy-pages) is not supported yet by tscriu dump",
+    cr_errmsg: "criu_opts.ext_unix_sk (--ext-unix-sk) is not supported yet by tscriu dump; criu_opts.lazy_pages (--lazy-pages) is not supported yet by tscriu dump",
   });
   t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, exec_cmd: ["true"] }), { success: false, cr_errmsg: "criu_opts.exec_cmd (a command to exec once the restore is done) is not an option of dump" });
   t.like(refused("RESTORE", { images_dir: `fd:${dir}`, orphan_pts_master: true }), { success: false, cr_errmsg: "criu_opts.orphan_pts_master (the master of an orphan pty sent to the client) is not supported yet by tscriu restore" });

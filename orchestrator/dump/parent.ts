@@ -9,7 +9,7 @@
 // task between passes: a pid reused, a page written and written back, a pass that
 // failed half-way are all seen for what they are.
 
-import { existsSync, readdirSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync, symlinkSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
@@ -34,7 +34,15 @@ const IN_FLIGHT = 4;
  * Returns its path.
  */
 export function checkParentDir(pid: number, imagesDir: string, prev: string): string {
-  const path = resolve(imagesDir, prev);
+  // Relative to where the images dir really is (an RPC client's dir comes as /proc/PID/fd/N),
+  // as the parent link made from it resolves.
+  let base = imagesDir;
+  try {
+    base = realpathSync(imagesDir);
+  } catch {
+    // made by the dump later: as given
+  }
+  const path = resolve(base, prev);
   let isDir = false;
   try {
     isDir = statSync(path).isDirectory();

@@ -27,8 +27,8 @@ const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boole
   DUMP: { command: "dump", keepOpen: false },
   RESTORE: { command: "restore", keepOpen: false },
   CHECK: { command: "check", keepOpen: false },
-  PRE_DUMP: { command: "pre-dump", keepOpen: false, notYet: "pre-dump (tscriu has no memory tracking yet)" },
-  SINGLE_PRE_DUMP: { command: "pre-dump", keepOpen: false, notYet: "pre-dump (tscriu has no memory tracking yet)" },
+  PRE_DUMP: { command: "pre-dump", keepOpen: false },
+  SINGLE_PRE_DUMP: { command: "pre-dump", keepOpen: false },
   PAGE_SERVER: { command: "page-server", keepOpen: true, notYet: "the page server" },
   PAGE_SERVER_CHLD: { command: "page-server", keepOpen: true, notYet: "the page server" },
   CPUINFO_DUMP: { command: "cpuinfo dump", keepOpen: true },
@@ -40,11 +40,12 @@ const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boole
 
 /**
  * criu_features as tscriu answers FEATURE_CHECK: what tscriu itself can do on this kernel.
- * mem_track (pre-dump's dirty tracking), lazy_pages and pidfd_store are not built yet, so
- * they are false whatever the kernel has; each becomes a probe when it lands.
+ * mem_track: clients ask it before iterative pre-dumps, which tscriu makes on any kernel
+ * (it finds changed pages by comparing them with the parent's, not by soft-dirty bits).
+ * lazy_pages and pidfd_store are not built yet, so they are false whatever the kernel has.
  */
 const FEATURES: Readonly<Record<"mem_track" | "lazy_pages" | "pidfd_store", () => boolean>> = {
-  mem_track: () => false,
+  mem_track: () => true,
   lazy_pages: () => false,
   pidfd_store: () => false,
 };
@@ -214,6 +215,9 @@ async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undef
       return await cpuinfo(req.type, opts, o);
     case "DUMP":
       return await dump(ch, opts, o);
+    case "PRE_DUMP":
+    case "SINGLE_PRE_DUMP":
+      return await dump(ch, opts, o, req.type);
     case "RESTORE":
       return await restore(ch, opts, o);
     default:
@@ -300,7 +304,8 @@ function lockMethodOf(v: string | number | undefined): "iptables" | "nftables" |
   throw new Error(`criu_opts.network_lock ${v} is not one of criu's methods (IPTABLES, NFTABLES, SKIP)`);
 }
 
-async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+/** DUMP, or a pre-dump (PRE_DUMP, SINGLE_PRE_DUMP: memory only, the tasks run on). */
+async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "PRE_DUMP" | "SINGLE_PRE_DUMP"): Promise<CriuResp> {
   const dirs = dirsOf(opts, o.peer.pid, true);
   // as criu: no pid dumps the client itself
   const pid = opts.pid ?? o.peer.pid;
@@ -320,6 +325,8 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<Cr
       networkLock: lockMethodOf(opts.network_lock),
       fileLocks: opts.file_locks === true,
       prevImagesDir: opts.parent_img,
+      preDump: preDump !== undefined,
+      preDumpMode: opts.pre_dump_mode === undefined ? undefined : opts.pre_dump_mode === "VM_READ" || opts.pre_dump_mode === 2 ? "read" : "splice",
       autoDedup: opts.auto_dedup === true,
       timeoutSec: opts.timeout,
       ghostLimit: opts.ghost_limit,
@@ -328,6 +335,7 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<Cr
       log,
     });
     if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
+    if (preDump) return { type: preDump, success: true };
     return { type: "DUMP", success: true, dump: { restored: false } };
   });
 }

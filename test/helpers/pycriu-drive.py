@@ -1,7 +1,8 @@
 # Drives tscriu through Debian's pycriu, as a Python client of criu would: one request per
 # call, the result as one JSON line on stdout. Run with /usr/bin/python3 (Debian's pycriu).
 #   pycriu-drive.py swrk:/path/to/tscriu | sk:/path/to/socket  ACTION [ARGS...]
-#   ACTION: version | check | features | dump PID DIR [leave_running] | restore DIR | pre_dump PID DIR
+#   ACTION: version | check | features | dump PID DIR [leave_running] [parent=REL] | restore DIR
+#           | pre_dump PID DIR [parent=REL]
 #           | req TYPE [OPTS_JSON] (images_dir "fd:PATH" is sent as images_dir_fd) | raw HEX (sk: only)
 import json, os, sys
 import pycriu
@@ -35,6 +36,9 @@ try:
         c.opts.log_level = 4
         if "leave_running" in args[2:]:
             c.opts.leave_running = True
+        for a in args[2:]:
+            if a.startswith("parent="):
+                c.opts.parent_img = a[len("parent="):]
         r = c.dump() if action == "dump" else c.pre_dump()
         out = {"success": True, "restored": r.restored}
     elif action == "restore":
