@@ -212,32 +212,45 @@ async function locate(parent: PageResolver, pid: number, vaddr: number, pages: n
 }
 
 /**
- * Writes copied pages to `out`: pages the parent chain holds with the same bytes as a
- * PE_PARENT entry, the others with their data.
+ * Writes copied pages to `out`, one capture after another: pages the parent chain holds
+ * with the same bytes as a PE_PARENT entry, the others with their data. Its buffers (the
+ * parent's windows, the staging buffers) serve every capture: fresh memory costs here.
  */
-export async function writeCaptured(c: Captured, out: PageTransport, parent: PageResolver | undefined, progress: (bytes: number) => void = () => undefined): Promise<WriteStats> {
-  const w = new Writer(out, progress);
-  const files = new Map<string, ParentFile>();
-  const stats: WriteStats = { written: 0, skipped: 0 };
-  const present = async (vaddr: number, pages: number, flags: number, buf: Buffer, off: number): Promise<void> => {
-    out.run({ vaddr: BigInt(vaddr), pages, flags });
-    stats.written += pages;
-    await w.add(buf, off, pages * PAGE);
-  };
-  try {
+export class PageSink {
+  private readonly w: Writer;
+  private readonly files = new Map<string, ParentFile>();
+  readonly stats: WriteStats = { written: 0, skipped: 0 };
+
+  constructor(
+    private readonly out: PageTransport,
+    private readonly parent: PageResolver | undefined,
+    progress: (bytes: number) => void = () => undefined,
+  ) {
+    this.w = new Writer(out, progress);
+  }
+
+  private async present(vaddr: number, pages: number, flags: number, buf: Buffer, off: number): Promise<void> {
+    this.out.run({ vaddr: BigInt(vaddr), pages, flags });
+    this.stats.written += pages;
+    await this.w.add(buf, off, pages * PAGE);
+  }
+
+  /** Queues the runs of `c` (their buffers stay in use until drain()). */
+  async add(c: Captured): Promise<void> {
+    const parent = this.parent;
     for (const r of c.runs) {
       if (!parent || r.fresh) {
-        await present(r.vaddr, r.pages, r.flags, r.buf, r.off);
+        await this.present(r.vaddr, r.pages, r.flags, r.buf, r.off);
         continue;
       }
       for (const seg of await locate(parent, c.pid, r.vaddr, r.pages)) {
         const at = Number(seg.vaddr) - r.vaddr;
         if (seg.file === "") {
-          await present(Number(seg.vaddr), seg.len / PAGE, r.flags, r.buf, r.off + at);
+          await this.present(Number(seg.vaddr), seg.len / PAGE, r.flags, r.buf, r.off + at);
           continue;
         }
-        let pf = files.get(seg.file);
-        if (!pf) files.set(seg.file, (pf = new ParentFile(await open(seg.file, "r"), seg.file)));
+        let pf = this.files.get(seg.file);
+        if (!pf) this.files.set(seg.file, (pf = new ParentFile(await open(seg.file, "r"), seg.file)));
         for (let done = 0; done < seg.len; ) {
           const n = Math.min(SCRATCH, seg.len - done);
           const { buf: scratch, at: base } = await pf.get(seg.off + done, n, c.pid);
@@ -250,10 +263,10 @@ export async function writeCaptured(c: Captured, out: PageTransport, parent: Pag
             if (eq === same) continue;
             const vaddr = Number(seg.vaddr) + done + from;
             if (same) {
-              out.run({ vaddr: BigInt(vaddr), pages: (p - from) / PAGE, flags: PE_PARENT });
-              stats.skipped += (p - from) / PAGE;
+              this.out.run({ vaddr: BigInt(vaddr), pages: (p - from) / PAGE, flags: PE_PARENT });
+              this.stats.skipped += (p - from) / PAGE;
             } else {
-              await present(vaddr, (p - from) / PAGE, r.flags, r.buf, mine + from);
+              await this.present(vaddr, (p - from) / PAGE, r.flags, r.buf, mine + from);
             }
             from = p;
             same = eq;
@@ -262,12 +275,41 @@ export async function writeCaptured(c: Captured, out: PageTransport, parent: Pag
         }
       }
     }
-    await w.flush();
-  } catch (e) {
-    await w.abort();
-    throw e;
-  } finally {
-    for (const pf of files.values()) await pf.close();
   }
-  return stats;
+
+  /** Waits until every write queued so far is done: the captured buffers may be used again. */
+  async drain(): Promise<void> {
+    await this.w.flush();
+  }
+
+  async finish(): Promise<WriteStats> {
+    try {
+      await this.w.flush();
+    } finally {
+      for (const pf of this.files.values()) await pf.close();
+      this.files.clear();
+    }
+    return this.stats;
+  }
+
+  async abort(): Promise<void> {
+    await this.w.abort();
+    for (const pf of this.files.values()) await pf.close().catch(() => undefined);
+    this.files.clear();
+  }
+}
+
+/**
+ * Writes copied pages to `out`: pages the parent chain holds with the same bytes as a
+ * PE_PARENT entry, the others with their data.
+ */
+export async function writeCaptured(c: Captured, out: PageTransport, parent: PageResolver | undefined, progress: (bytes: number) => void = () => undefined): Promise<WriteStats> {
+  const sink = new PageSink(out, parent, progress);
+  try {
+    await sink.add(c);
+    return await sink.finish();
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
 }
