@@ -25,7 +25,7 @@ import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages, slicePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
-import { checkParentDir, linkParent, parentPages, writeCaptured } from "./parent.js";
+import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
 import { protectable, WpSnapshot } from "./wpsnap.js";
@@ -419,14 +419,22 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         stats.pages_written += BigInt(plan.pages);
       } else {
         const slices = new CapturePool(SLICE, SLICE);
-        for (const slice of slicePlan(plan, SLICE)) {
-          const t0 = process.hrtime.bigint();
-          const got = capturePages(c.pid, slice, slices, faults);
-          readNs += process.hrtime.bigint() - t0;
-          const r = await writeCaptured(got, out, parent, progress(base));
+        const sink = new PageSink(out, parent, progress(base));
+        try {
+          for (const slice of slicePlan(plan, SLICE)) {
+            const t0 = process.hrtime.bigint();
+            const got = capturePages(c.pid, slice, slices, faults);
+            readNs += process.hrtime.bigint() - t0;
+            await sink.add(got);
+            await sink.drain();
+            slices.recycle(got);
+          }
+          const r = await sink.finish();
           stats.pages_written += BigInt(r.written);
           stats.pages_skipped_parent += BigInt(r.skipped);
-          slices.recycle(got);
+        } catch (e) {
+          await sink.abort();
+          throw e;
         }
       }
       await out.close(false);

@@ -19,7 +19,7 @@ const PAGE = 4096;
 const MAP_PRIVATE = 0x2;
 const MAP_ANON = 0x20;
 const MAP_LOCKED = 0x2000;
-/** Bytes per read batch: two such buffers alternate between reading and writing. */
+/** Bytes per read batch (BUFFERS such buffers take turns between reading and writing). */
 const CHUNK = 8 << 20;
 
 export interface Segment {
@@ -127,13 +127,19 @@ export function readBatch(pid: number, ranges: readonly number[], buf: Buffer, s
 }
 
 /**
+ * Buffers in turn: one is read into while the others are written. With O_DIRECT each write
+ * waits for the disk, so several in flight keep it busy (libuv has 4 threads).
+ */
+const BUFFERS = 4;
+
+/**
  * Copies the planned pages into the transport, reading one chunk while the previous
- * one is written. Returns the nanoseconds spent reading.
+ * ones are written. Returns the nanoseconds spent reading.
  */
 export async function copyPages(pid: number, plan: PagePlan, out: PageTransport, faults: Faults, progress?: CopyProgress): Promise<bigint> {
   const b = bridge();
-  const bufs = [b.allocAligned(CHUNK), b.allocAligned(CHUNK)];
-  const pending: (Promise<void> | undefined)[] = [undefined, undefined];
+  const bufs = Array.from({ length: BUFFERS }, () => b.allocAligned(CHUNK));
+  const pending: (Promise<void> | undefined)[] = bufs.map(() => undefined);
   let which = 0;
   let fill = 0;
   let readNs = 0n;
@@ -160,9 +166,9 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
       done += len;
       progress?.(done);
     });
-    which ^= 1;
+    which = (which + 1) % BUFFERS;
     fill = 0;
-    // The other buffer must be written out before it is filled again.
+    // The next buffer must be written out before it is filled again.
     const prev = pending[which];
     pending[which] = undefined;
     if (prev) await prev;
