@@ -304,6 +304,9 @@ export interface NativeBridge {
   /** setsockopt(2) with the option's bytes. */
   setsockopt(fd: number, level: number, name: number, value: Uint8Array): void;
 
+  /** syncfs(2): writes out the file system `fd` is on. */
+  syncfs(fd: number): void;
+
   // ---- TCP and UDP sockets (src/inet.c) ----
 
   /** Every socket of `family` and `protocol` in tscriu's network namespace whose state's bit is set in `states`, as sock_diag reports it. */

@@ -5,6 +5,7 @@
 // refuses with criu's hints (a connection, connections not yet accepted) with the task
 // left running; hostile entries refused at plan.
 import { copyFileSync, existsSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { createSocket } from "node:dgram";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -89,6 +90,17 @@ test("udp: bound and connected, IPv4 and IPv6, UDP-Lite, never bound, shut down 
   t.false("shutdown" in byFd(sks, 3) || "shutdown" in byFd(sks, 8), "criu writes a shutdown state only when there is one");
   t.like(byFd(sks, 9), { state: 1, shutdown: "READ" });
   if (w.info["lite"] !== "1") t.log("this kernel has no UDP-Lite: fd 7 was a UDP socket");
+});
+
+test("udp: datagrams queued at the dump are dropped, as criu drops them; the socket works on", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["udp"]);
+  const sender = createSocket("udp4");
+  t.teardown(() => sender.close());
+  await new Promise<void>((resolve, reject) => sender.send("stale", Number(w.info["p3"]), "127.0.0.1", (e) => (e ? reject(e) : resolve())));
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  // The check receives one datagram on fd 3 and wants its own: a stale one would fail it.
+  t.is(await w.check(), "PASS udp", "nothing was queued after the restore");
 });
 
 test("shared: a listener held by a parent and its worker is one entry, one socket again after the restore", async (t) => {

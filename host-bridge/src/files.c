@@ -76,13 +76,26 @@ out:
 	return ret;
 }
 
+/* syncfs(fd): writes out the whole file system fd is on, in one call (many
+ * small image files cost one fsync each otherwise). */
+static napi_value syncfs_(napi_env env, napi_callback_info info)
+{
+	const char *fn = "syncfs";
+	napi_value argv[1];
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+		return NULL;
+	if (syncfs(fd) < 0)
+		return bridge_throw_errno(env, "syncfs", errno, 0, NULL);
+	return NULL;
+}
+
 void bridge_init_files(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
-		{ "punchHole", punch_hole },
-		{ "seekData", seek_data },
-		{ "seekHole", seek_hole },
-		{ "mknod", mknod_ },
+		{ "punchHole", punch_hole }, { "seekData", seek_data }, { "seekHole", seek_hole },
+		{ "mknod", mknod_ },	     { "syncfs", syncfs_ },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 // Writing the image files of a dump through the images/ codec, each complete or not
 // at all, optionally fsynced, and remembered so a failed dump can remove them.
 
@@ -8,6 +8,10 @@ import { imageTypeByName, type ImageEntry } from "../../images/codec.js";
 import { ImageWriter } from "../../images/io.js";
 import type { Faults } from "./faults.js";
 import { nsInode } from "./proc.js";
+import { bridge } from "../../host-bridge/load.js";
+
+/** The number of image files from which a dump syncs their file system rather than each file. */
+const SYNCFS_FROM = 64;
 
 export class ImageSet {
   readonly written: string[] = [];
@@ -22,6 +26,17 @@ export class ImageSet {
    * the filesystem's journal commits, one after another each would wait for its own.
    */
   async syncAll(): Promise<void> {
+    // Past a few dozen files (a server's tcp-stream images, one per connection) one
+    // syncfs of the images' file system is much faster than a fsync each.
+    if (this.written.length > SYNCFS_FROM) {
+      const fd = openSync(this.dir, "r");
+      try {
+        bridge().syncfs(fd);
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
     await Promise.all(
       [...this.written, this.dir].map(async (path) => {
         const fh = await open(path, "r");

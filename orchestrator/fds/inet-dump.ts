@@ -22,6 +22,7 @@ import { constants as fsc } from "node:fs";
 import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { InetDiag } from "../../host-bridge/native.js";
+import { listFds, procPath } from "../dump/proc.js";
 import { NAMESPACES } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
@@ -59,6 +60,8 @@ export class InetDumper implements FdDumper {
   /** tscriu's copies of the connections it put in repair mode, and their SO_REUSEADDR */
   private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
   private readonly streams: ExtraImage[] = [];
+  /** the connections locked so far, by inode */
+  private readonly lockedInos = new Set<number>();
 
   constructor(private readonly ctx: DumpContext) {}
 
@@ -189,7 +192,8 @@ export class InetDumper implements FdDumper {
    * repair mode (through a copy of the socket kept until the dump is over) and read out.
    */
   private repair(f: FdFacts, ino: number, c: LockedConn, conn: string): void {
-    this.ctx.netLock.lock(c);
+    this.lockTree();
+    if (!this.lockedInos.has(ino)) this.ctx.netLock.lock(c);
     const fd = bridge().fcntl(f.copy, F.DUPFD_CLOEXEC, 0);
     const reuseaddr = getInt(fd, SOL_SOCKET, SO.REUSEADDR) !== 0;
     this.repaired.push({ fd, reuseaddr });
@@ -202,6 +206,31 @@ export class InetDumper implements FdDumper {
     }
     this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
     this.streams.push({ name: `tcp-stream-${ino.toString(16)}.img`, type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+  }
+
+  /**
+   * Locks every connection of the dumped tree at once, at the first one met (one nftables
+   * transaction rather than one per connection: a server with a thousand clients): the
+   * tree is frozen, sock_diag's tables list them all.
+   */
+  private lockTree(): void {
+    if (this.lockedInos.size > 0) return;
+    const held = new Set<number>();
+    for (const pid of this.ctx.pids) {
+      for (const fd of listFds(pid)) {
+        const m = /^socket:\[(\d+)\]$/.exec(bridge().readlink(procPath(pid, `fd/${fd}`)));
+        if (m) held.add(Number(m[1]));
+      }
+    }
+    const conns: LockedConn[] = [];
+    for (const family of [AF_INET, AF_INET6]) {
+      for (const d of this.table(family, IPPROTO.TCP).values()) {
+        if (!held.has(d.ino) || d.state !== TCP_STATE.ESTABLISHED || this.lockedInos.has(d.ino)) continue;
+        conns.push({ family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport });
+        this.lockedInos.add(d.ino);
+      }
+    }
+    this.ctx.netLock.lockAll(conns);
   }
 
   images(): ExtraImage[] {

@@ -93,7 +93,12 @@ export class NetworkLock {
 
   /** Locks one connection (both directions); the first one makes the table. */
   lock(c: LockedConn): void {
-    if (this.method === "skip") return;
+    this.lockAll([c]);
+  }
+
+  /** Locks connections (both directions each) in one nftables transaction; the first call makes the table. */
+  lockAll(conns: readonly LockedConn[]): void {
+    if (this.method === "skip" || conns.length === 0) return;
     this.check();
     const nft = bridge();
     if (!this.tableMade) {
@@ -116,16 +121,24 @@ export class NetworkLock {
       this.tableMade = true;
       this.log?.info(`network locked with nftables (table ${t})`);
     }
-    let { family, src, dst } = c;
-    if (family !== AF_INET && mapped(dst)) {
-      family = AF_INET;
-      src = src.subarray(12);
-      dst = dst.subarray(12);
+    const elements: Record<string, string[]> = { conns4: [], conns6: [] };
+    for (const c of conns) {
+      let { family, src, dst } = c;
+      if (family !== AF_INET && mapped(dst)) {
+        family = AF_INET;
+        src = src.subarray(12);
+        dst = dst.subarray(12);
+      }
+      const [s, d] = [ipText(family, src), ipText(family, dst)];
+      elements[family === AF_INET ? "conns4" : "conns6"]!.push(`${d} . ${c.dport} . ${s} . ${c.sport}`, `${s} . ${c.sport} . ${d} . ${c.dport}`);
     }
-    const set = family === AF_INET ? "conns4" : "conns6";
-    const [s, d] = [ipText(family, src), ipText(family, dst)];
-    nft.nftRun([`add element ${this.table} ${set} { ${d} . ${c.dport} . ${s} . ${c.sport} }`, `add element ${this.table} ${set} { ${s} . ${c.sport} . ${d} . ${c.dport} }`].join("\n"));
-    this.locked.push(c);
+    nft.nftRun(
+      Object.entries(elements)
+        .filter(([, list]) => list.length > 0)
+        .map(([set, list]) => `add element ${this.table} ${set} { ${list.join(", ")} }`)
+        .join("\n"),
+    );
+    this.locked.push(...conns);
   }
 
   /** Removes the lock of this run (criu's network_unlock); a lock already gone is no error. */

@@ -336,9 +336,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
-    // TCP connections leave repair mode and the network is unlocked just before the tasks run.
+    // TCP connections leave repair mode just before the tasks run (the lock goes once they do).
     maker.beforeResume();
-    plan.netLock.unlock();
     // Children first, each process's other threads before its leader: a process runs on
     // as a whole once its leader goes too (a SIGSTOP given to the leader's detach stops
     // every thread).
@@ -369,6 +368,14 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     plan.files.closeAll();
     plan.shm.closeAll();
     await plan.images.close();
+  }
+  // As criu, the network is unlocked once the tasks run, and once tscriu has closed its own
+  // copies of their sockets: libnftables polls its netlink socket with select(), which
+  // aborts on an fd past 1023 (a server with a thousand connections).
+  try {
+    plan.netLock.unlock();
+  } catch (e) {
+    log.error(`the tasks run, but their connections are still locked: ${(e as Error).message} (remove the lock with: nft delete table ${plan.netLock.table})`);
   }
   stats.restore_time = us(t0);
   log.info(`Restore finished successfully; pid ${pid} resumed${stopped ? " (stopped)" : ""}`);

@@ -1,0 +1,138 @@
+// Benchmark of dump and restore of a server holding N established TCP connections
+// (default 1000) from clients outside its tree (this script's own sockets): the inetsk
+// workload's echo server, dumped with --tcp-established (--network-lock nftables, and
+// skip: the clients stay quiet) and restored with --tcp-established, by tscriu (the compiled CLI) and, side by side, by
+// criu where one is given (TSCRIU_CRIU=/path/to/criu; it runs with CRIU_FAULT=130, see
+// test/helpers/criu-root.ts). Each tool restores its own dump; after every restore each
+// client sends a line and must get its answer, so a run that loses a connection fails.
+// Wall times, medians of interleaved runs.
+// Run: node --import=tsx scripts/bench-tcp.ts [runs] [connections]
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { bridge } from "../host-bridge/load.js";
+import { fmt, median } from "./bench-util.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const CLI = join(root, "dist/orchestrator/cli/main.js");
+const BIN = join(root, "test/workloads/bin/inetsk");
+const runs = Number(process.argv[2] ?? 5);
+const conns = Number(process.argv[3] ?? 1000);
+const CRIU = process.env["TSCRIU_CRIU"];
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Server {
+  pid: number;
+  work: string;
+  clients: { s: Socket; got: string }[];
+}
+
+async function start(): Promise<Server> {
+  const work = mkdtempSync(join(tmpdir(), "bench-tcp-"));
+  const out = join(work, "stdout");
+  const pid = bridge().spawnDetached([BIN, work, "echo"], { stdout: out, killWithParent: true });
+  let port = 0;
+  for (let i = 0; i < 2000 && !port; i++) {
+    port = Number(/p3=(\d+)/.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1] ?? 0);
+    if (!port) await sleep(5);
+  }
+  if (!port) throw new Error("the echo server did not get ready");
+  const clients: Server["clients"] = [];
+  for (let i = 0; i < conns; i++) {
+    const s = connect({ port, host: "127.0.0.1" });
+    const c = { s, got: "" };
+    s.setEncoding("latin1");
+    s.on("data", (d: string) => (c.got += d));
+    s.on("error", (e) => (c.got += `<${e.message}>`));
+    clients.push(c);
+  }
+  await roundTrip({ pid, work, clients }, "hello\n");
+  return { pid, work, clients };
+}
+
+/** Every client sends `line` and waits for its answer. */
+async function roundTrip(srv: Server, line: string): Promise<void> {
+  const want = srv.clients.map((c) => c.got + line.toUpperCase());
+  for (const c of srv.clients) c.s.write(line);
+  for (let i = 0; i < 4000; i++) {
+    if (srv.clients.every((c, k) => c.got === want[k])) return;
+    await sleep(5);
+  }
+  const bad = srv.clients.findIndex((c, k) => c.got !== want[k]);
+  throw new Error(`client ${bad} got ${JSON.stringify(srv.clients[bad]!.got.slice(-80))}`);
+}
+
+function stop(srv: Server): void {
+  for (const c of srv.clients) c.s.destroy();
+  try {
+    process.kill(srv.pid, "SIGKILL");
+  } catch {
+    // gone
+  }
+  rmSync(srv.work, { recursive: true, force: true });
+}
+
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env });
+  const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr.toString().slice(0, 400)}`);
+  return dt;
+}
+
+async function gone(pid: number): Promise<void> {
+  for (let i = 0; i < 2000 && existsSync(`/proc/${pid}`); i++) await sleep(5);
+}
+
+type Tool = { dump: (pid: number, dir: string) => number; restore: (dir: string) => number };
+const TOOLS: Record<string, Tool> = {};
+for (const lock of ["nftables", "skip"]) {
+  TOOLS[`tscriu ${lock}`] = {
+    dump: (pid, dir) => timed("node", [CLI, "dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock]),
+    restore: (dir) => timed("node", [CLI, "restore", "-D", dir, "-d", "--tcp-established"]),
+  };
+  if (CRIU) {
+    const env = { ...process.env, CRIU_FAULT: "130" };
+    TOOLS[`criu ${lock}`] = {
+      dump: (pid, dir) => timed(CRIU, ["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock, "-o", "dump.log"], env),
+      restore: (dir) => timed(CRIU, ["restore", "-D", dir, "-d", "--tcp-established", "-o", "restore.log"], env),
+    };
+  }
+}
+
+const times: Record<string, { dump: number[]; restore: number[] }> = {};
+const failed: Record<string, string> = {};
+for (let i = 0; i < runs; i++) {
+  for (const [name, tool] of Object.entries(TOOLS)) {
+    if (failed[name]) continue;
+    const srv = await start();
+    const dir = mkdtempSync(join(tmpdir(), "bench-tcp-img-"));
+    try {
+      const d = tool.dump(srv.pid, dir);
+      await gone(srv.pid);
+      const r = tool.restore(dir);
+      await roundTrip(srv, `after the restore ${i}\n`);
+      (times[name] ??= { dump: [], restore: [] }).dump.push(d);
+      times[name].restore.push(r);
+    } catch (e) {
+      // A tool that cannot do it is reported, not retried.
+      failed[name] = (e as Error).message.split("\n")[0]!.slice(0, 300);
+    } finally {
+      stop(srv);
+      rmSync(dir, { recursive: true, force: true });
+      // A failed dump may leave its lock behind (criu's table): the next run's ports differ.
+    }
+  }
+}
+console.log(`${conns} established connections from clients outside the tree, ${runs} runs each, medians (every connection answered after each restore):`);
+for (const [name, t] of Object.entries(times)) console.log(`  ${name.padEnd(16)} dump ${fmt(median(t.dump)).padStart(9)}   restore ${fmt(median(t.restore)).padStart(9)}`);
+for (const [name, why] of Object.entries(failed)) console.log(`  ${name.padEnd(16)} FAILED: ${why}`);
+for (const lock of ["nftables", "skip"]) {
+  const [a, b] = [times[`tscriu ${lock}`], times[`criu ${lock}`]];
+  if (a && b) console.log(`  tscriu/criu (${lock}): dump ${(median(a.dump) / median(b.dump)).toFixed(2)}x, restore ${(median(a.restore) / median(b.restore)).toFixed(2)}x`);
+}
+process.exit(0);
