@@ -21,18 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Netlink dumps come in messages of at most 32 KiB (the kernel's largest
- * dump allocation). */
-#define DIAG_BUF (64 * 1024)
-
-static napi_value make_buffer(napi_env env, const void *data, size_t len)
-{
-	napi_value b;
-	void *out;
-	napi_create_buffer_copy(env, len, data, &out, &b);
-	return b;
-}
-
 /* One inet_diag_msg as {ino, state, sport, dport, src, dst, rqlen, wqlen,
  * shutdown}; the addresses as the kernel's 16 bytes (an IPv4 one in the first
  * four), ports in host order, shutdown -1 when the kernel did not say. */
@@ -45,8 +33,8 @@ static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
 	bridge_set_u32(env, r, "state", m->idiag_state);
 	bridge_set_u32(env, r, "sport", ntohs(m->id.idiag_sport));
 	bridge_set_u32(env, r, "dport", ntohs(m->id.idiag_dport));
-	napi_set_named_property(env, r, "src", make_buffer(env, m->id.idiag_src, 16));
-	napi_set_named_property(env, r, "dst", make_buffer(env, m->id.idiag_dst, 16));
+	napi_set_named_property(env, r, "src", bridge_make_buffer(env, m->id.idiag_src, 16));
+	napi_set_named_property(env, r, "dst", bridge_make_buffer(env, m->id.idiag_dst, 16));
 	bridge_set_u32(env, r, "rqlen", m->idiag_rqueue);
 	bridge_set_u32(env, r, "wqlen", m->idiag_wqueue);
 	int32_t shutdown_ = -1;
@@ -75,72 +63,10 @@ static napi_value inet_diag(napi_env env, napi_callback_info info)
 		return NULL;
 	if (family != AF_INET && family != AF_INET6)
 		return bridge_throw_arg(env, fn, "family must be AF_INET or AF_INET6");
-	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return bridge_throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-	struct {
-		struct nlmsghdr nlh;
-		struct inet_diag_req_v2 req;
-	} msg = {
-		.nlh = { .nlmsg_len = sizeof(msg),
-			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-			 .nlmsg_seq = 1 },
-		.req = { .sdiag_family = (uint8_t)family, .sdiag_protocol = (uint8_t)protocol, .idiag_states = states },
-	};
-	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
-	napi_value out = NULL;
-	char *buf = NULL;
-	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&nladdr, sizeof(nladdr)) != sizeof(msg)) {
-		bridge_throw_errno(env, "sendto(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-		goto out;
-	}
-	buf = malloc(DIAG_BUF);
-	if (!buf) {
-		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
-		goto out;
-	}
-	napi_value arr;
-	uint32_t count = 0;
-	napi_create_array(env, &arr);
-	for (;;) {
-		struct iovec iov = { buf, DIAG_BUF };
-		struct msghdr mh = {
-			.msg_name = &nladdr, .msg_namelen = sizeof(nladdr), .msg_iov = &iov, .msg_iovlen = 1
-		};
-		ssize_t n = recvmsg(nl, &mh, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-			goto out;
-		}
-		if (mh.msg_flags & MSG_TRUNC) {
-			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", EMSGSIZE, 0, NULL);
-			goto out;
-		}
-		int len = (int)n;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-			if (h->nlmsg_type == NLMSG_DONE) {
-				out = arr;
-				goto out;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(h);
-				/* A protocol the kernel has no diag module for (UDP-Lite, raw). */
-				bridge_throw_errno(env, "sock_diag", e->error ? -e->error : EPROTO, 0, NULL);
-				goto out;
-			}
-			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
-				continue;
-			napi_set_element(env, arr, count++, diag_entry(env, h));
-		}
-	}
-out:
-	free(buf);
-	close(nl);
-	return out;
+	struct inet_diag_req_v2 req = { .sdiag_family = (uint8_t)family,
+					.sdiag_protocol = (uint8_t)protocol,
+					.idiag_states = states };
+	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct inet_diag_msg), diag_entry);
 }
 
 static napi_value name_common(napi_env env, napi_callback_info info, bool peer)
@@ -163,7 +89,7 @@ static napi_value name_common(napi_env env, napi_callback_info info, bool peer)
 		}
 		return bridge_throw_errno(env, peer ? "getpeername" : "getsockname", errno, 0, NULL);
 	}
-	return make_buffer(env, &ss, len < sizeof(ss) ? len : sizeof(ss));
+	return bridge_make_buffer(env, &ss, len < sizeof(ss) ? len : sizeof(ss));
 }
 
 /* sockName(fd): getsockname's sockaddr bytes. */
@@ -281,7 +207,7 @@ static napi_value recv_peek(napi_env env, napi_callback_info info)
 	if (n < 0 && errno != EAGAIN)
 		bridge_throw_errno(env, "recv(MSG_PEEK)", errno, 0, NULL);
 	else
-		r = make_buffer(env, buf, n < 0 ? 0 : (size_t)n);
+		r = bridge_make_buffer(env, buf, n < 0 ? 0 : (size_t)n);
 	free(buf);
 	return r;
 }

@@ -4,15 +4,90 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
-static napi_value make_buffer(napi_env env, const void *data, size_t len)
+/* Netlink dumps come in messages of at most 32 KiB (the kernel's largest
+ * dump allocation). */
+#define DIAG_BUF (64 * 1024)
+
+napi_value bridge_make_buffer(napi_env env, const void *data, size_t len)
 {
 	napi_value b;
 	void *out;
 	napi_create_buffer_copy(env, len, data, &out, &b);
 	return b;
+}
+
+napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry)
+{
+	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return bridge_throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+	struct nlmsghdr nlh = { .nlmsg_len = NLMSG_LENGTH(req_len),
+				.nlmsg_type = SOCK_DIAG_BY_FAMILY,
+				.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+				.nlmsg_seq = 1 };
+	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
+	struct iovec req_iov[2] = { { &nlh, NLMSG_HDRLEN }, { (void *)req, req_len } };
+	struct msghdr req_mh = {
+		.msg_name = &nladdr, .msg_namelen = sizeof(nladdr), .msg_iov = req_iov, .msg_iovlen = 2
+	};
+	napi_value out = NULL;
+	char *buf = NULL;
+	if (sendmsg(nl, &req_mh, 0) != (ssize_t)(NLMSG_HDRLEN + req_len)) {
+		bridge_throw_errno(env, "sendmsg(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+		goto out;
+	}
+	buf = malloc(DIAG_BUF);
+	if (!buf) {
+		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+		goto out;
+	}
+	napi_value arr;
+	uint32_t count = 0;
+	napi_create_array(env, &arr);
+	for (;;) {
+		struct iovec iov = { buf, DIAG_BUF };
+		struct msghdr mh = {
+			.msg_name = &nladdr, .msg_namelen = sizeof(nladdr), .msg_iov = &iov, .msg_iovlen = 1
+		};
+		ssize_t n = recvmsg(nl, &mh, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", errno, 0, NULL);
+			goto out;
+		}
+		if (mh.msg_flags & MSG_TRUNC) {
+			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", EMSGSIZE, 0, NULL);
+			goto out;
+		}
+		int len = (int)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				out = arr;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				/* e.g. a protocol the kernel has no diag module for (UDP-Lite, raw) */
+				bridge_throw_errno(env, "sock_diag", e->error ? -e->error : EPROTO, 0, NULL);
+				goto out;
+			}
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(min_len))
+				continue;
+			napi_set_element(env, arr, count++, entry(env, h));
+		}
+	}
+out:
+	free(buf);
+	close(nl);
+	return out;
 }
 
 static napi_value socket_(napi_env env, napi_callback_info info)
@@ -124,7 +199,7 @@ static napi_value getsockopt_(napi_env env, napi_callback_info info)
 	if (getsockopt(fd, level, name, buf, &l) < 0)
 		bridge_throw_errno(env, "getsockopt", errno, 0, NULL);
 	else
-		r = make_buffer(env, buf, l < size ? l : size);
+		r = bridge_make_buffer(env, buf, l < size ? l : size);
 	free(buf);
 	return r;
 }

@@ -32,22 +32,11 @@
 #define SCM_PIDFD 0x04
 #endif
 
-/* Netlink dumps come in messages of at most 32 KiB (the kernel's largest
- * dump allocation). */
-#define DIAG_BUF (64 * 1024)
 /* More messages than a unix queue can hold under any sndbuf: a queue that
  * never ends is an error, not a hang. */
 #define PEEK_MAX_MESSAGES (1 << 22)
 #define PEEK_CHUNK	  (64 * 1024)
 #define PEEK_MAX_DGRAM	  (1u << 30)
-
-static napi_value make_buffer(napi_env env, const void *data, size_t len)
-{
-	napi_value b;
-	void *out;
-	napi_create_buffer_copy(env, len, data, &out, &b);
-	return b;
-}
 
 /* One unix_diag_msg and its attributes as {ino, type, state, peer, name,
  * vfsDev, vfsIno, icons, rqlen, wqlen, shutdown}. */
@@ -69,7 +58,7 @@ static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
 		const void *p = RTA_DATA(a);
 		switch (a->rta_type) {
 		case UNIX_DIAG_NAME:
-			name = make_buffer(env, p, n);
+			name = bridge_make_buffer(env, p, n);
 			break;
 		case UNIX_DIAG_VFS:
 			if (n >= sizeof(struct unix_diag_vfs)) {
@@ -121,74 +110,11 @@ static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
 static napi_value unix_diag(napi_env env, napi_callback_info info)
 {
 	(void)info;
-	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		return bridge_throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg = {
-		.nlh = { .nlmsg_len = sizeof(msg),
-			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-			 .nlmsg_seq = 1 },
-		.req = { .sdiag_family = AF_UNIX,
-			 .udiag_states = ~0u,
-			 .udiag_show =
-			     UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN },
-	};
-	struct sockaddr_nl nladdr = { .nl_family = AF_NETLINK };
-	napi_value out = NULL;
-	char *buf = NULL;
-	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&nladdr, sizeof(nladdr)) != sizeof(msg)) {
-		bridge_throw_errno(env, "sendto(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-		goto out;
-	}
-	buf = malloc(DIAG_BUF);
-	if (!buf) {
-		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
-		goto out;
-	}
-	napi_value arr;
-	uint32_t count = 0;
-	napi_create_array(env, &arr);
-	for (;;) {
-		struct iovec iov = { buf, DIAG_BUF };
-		struct msghdr mh = {
-			.msg_name = &nladdr, .msg_namelen = sizeof(nladdr), .msg_iov = &iov, .msg_iovlen = 1
-		};
-		ssize_t n = recvmsg(nl, &mh, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", errno, 0, NULL);
-			goto out;
-		}
-		if (mh.msg_flags & MSG_TRUNC) {
-			bridge_throw_errno(env, "recvmsg(NETLINK_SOCK_DIAG)", EMSGSIZE, 0, NULL);
-			goto out;
-		}
-		int len = (int)n;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-			if (h->nlmsg_type == NLMSG_DONE) {
-				out = arr;
-				goto out;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(h);
-				bridge_throw_errno(env, "sock_diag", e->error ? -e->error : EPROTO, 0, NULL);
-				goto out;
-			}
-			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
-				continue;
-			napi_set_element(env, arr, count++, diag_entry(env, h));
-		}
-	}
-out:
-	free(buf);
-	close(nl);
-	return out;
+	struct unix_diag_req req = { .sdiag_family = AF_UNIX,
+				     .udiag_states = ~0u,
+				     .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER |
+						   UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN };
+	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct unix_diag_msg), diag_entry);
 }
 
 /* Closes the fds a peek put into tscriu's table (SCM_RIGHTS, SCM_PIDFD);
@@ -303,7 +229,7 @@ static napi_value unix_peek_queue(napi_env env, napi_callback_info info)
 		off += (int)n;
 		napi_value m;
 		napi_create_object(env, &m);
-		napi_set_named_property(env, m, "data", make_buffer(env, buf, (size_t)n));
+		napi_set_named_property(env, m, "data", bridge_make_buffer(env, buf, (size_t)n));
 		bridge_set_u32(env, m, "fds", rights);
 		napi_set_element(env, arr, count++, m);
 	}
