@@ -17,6 +17,7 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { tempDir } from "./helpers/dump.js";
+import { dropLockAtTeardown, dropSegments, lockTable, tables } from "./helpers/nft.js";
 import { dumpGone, restoreTask, status } from "./helpers/restore.js";
 import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -25,19 +26,6 @@ type E = Record<string, unknown>;
 async function entries(dir: string, file: string): Promise<E[]> {
   return (await readImage(join(dir, file))).entries;
 }
-
-/** The nftables table of a dump (criu's name: 31 characters at most). */
-async function lockTable(dir: string): Promise<string> {
-  const runId = String((await entries(dir, "inventory.img"))[0]!["dump_criu_run_id"]);
-  return `CRIU-${runId}`.slice(0, 26);
-}
-
-const tables = (): string[] =>
-  bridge()
-    .nftRun("list tables")
-    .split("\n")
-    .filter((l) => l.startsWith("table "))
-    .map((l) => l.split(" ")[2]!);
 
 /** A client outside the tree: what it has received, and whether it saw the connection end. */
 interface Client {
@@ -133,6 +121,37 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
   t.is(await w.check(), "PASS established");
 });
 
+test.serial("half-closed connections (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING), data unread each way: restored in their states; the FINs lost before the dump come after it", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["halfclosed"]);
+  const port = (fd: number): number => Number(w.info[`p${fd}`]);
+  // Accepted ends share the listener's port: a segment is told by both ports.
+  const undrop = dropSegments(t, [
+    [port(6), port(7)],
+    [port(9), port(8)],
+  ]);
+  t.is(await w.check(60_000), "PASS halfclosed", "the workload closed its ends and saw each state");
+  const dir = await dumpGone(t, w, LOCK);
+  undrop();
+  const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
+  const states = Object.fromEntries(files.map((f) => [`${String(f["src_port"])}-${String(f["dst_port"])}`, Number(f["state"])]));
+  t.deepEqual(
+    [4, 5, 6, 7, 8, 9].map((fd) => states[`${port(fd)}-${port(fd & 1 ? fd - 1 : fd + 1)}`]),
+    [5, 8, 11, 4, 4, 9],
+    "FIN_WAIT2, CLOSE_WAIT, CLOSING, FIN_WAIT1, FIN_WAIT1, LAST_ACK",
+  );
+  // The FINs are in no queue: each holds the 6 bytes written before the close, or nothing
+  // where the segments were dropped (kept unacknowledged in the sender's send queue).
+  const queues: Record<number, [inq: number, outq: number]> = { 4: [6, 0], 5: [6, 0], 6: [6, 6], 7: [0, 6], 8: [0, 6], 9: [6, 6] };
+  for (const [fd, [inq, outq]] of Object.entries(queues)) {
+    const n = Number(fd);
+    const f = files.find((x) => x["src_port"] === port(n) && x["dst_port"] === port(n & 1 ? n - 1 : n + 1))!;
+    const [e] = await entries(dir, `tcp-stream-${Number(f["ino"]).toString(16)}.img`);
+    t.like(e, { inq_len: inq, outq_len: outq }, `fd ${fd}'s queues`);
+  }
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(await w.check(90_000), "PASS halfclosed", "every end reads its data, then EOF where the peer had closed");
+});
+
 test.serial("a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF", async (t) => {
   const { w, c } = await echoServer(t);
   // Stopped, the server leaves what comes in unread: it is in the receive queue at the dump.
@@ -222,10 +241,7 @@ test.serial("--tcp-close: a connection dumped without its state, restored closed
 test.serial("hostile tcp-stream images: queues that do not match their lengths, unsent data past the queue, a missing image: refused at plan naming the file", async (t) => {
   const w = await startWorkload(t, "inetsk", ["established"]);
   const dir = await dumpGone(t, w, LOCK);
-  const table = await lockTable(dir);
-  t.teardown(() => {
-    if (tables().includes(table)) bridge().nftRun(`delete table inet ${table}`);
-  });
+  const table = await dropLockAtTeardown(t, dir);
   const stream = readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!;
   const cases: [string, (e: E) => void, RegExp][] = [
     ["a receive queue shorter than its length", (e) => void (e["inq_len"] = Number(e["inq_len"]) + 100), new RegExp(`${stream}`)],

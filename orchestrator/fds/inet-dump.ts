@@ -28,7 +28,7 @@ import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type F
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
-import { leaveRepair, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
+import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
 /** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
 const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
@@ -144,7 +144,7 @@ export class InetDumper implements FdDumper {
         // criu's --tcp-close: the connection is neither locked nor kept; a restore makes it closed.
         this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} dumped without its state (--tcp-close)`);
       } else {
-        if (sk.state !== TCP_STATE.ESTABLISHED) throw refuse(`is a TCP connection ${conn}; only established connections are dumped yet (a half-closed one needs its FIN restored with a raw packet)`);
+        if (!(REPAIRED_STATES & (1 << sk.state))) throw refuse(`is a TCP connection ${conn} still opening; only connections that are established or half-closed are dumped`);
         this.repair(f, ino, { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport }, conn);
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
@@ -225,7 +225,7 @@ export class InetDumper implements FdDumper {
     const conns: LockedConn[] = [];
     for (const family of [AF_INET, AF_INET6]) {
       for (const d of this.table(family, IPPROTO.TCP).values()) {
-        if (!held.has(d.ino) || d.state !== TCP_STATE.ESTABLISHED || this.lockedInos.has(d.ino)) continue;
+        if (!held.has(d.ino) || !(REPAIRED_STATES & (1 << d.state)) || this.lockedInos.has(d.ino)) continue;
         conns.push({ family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport });
         this.lockedInos.add(d.ino);
       }

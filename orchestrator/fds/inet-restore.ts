@@ -17,7 +17,7 @@ import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { restoreSockOpts, widenBuffers } from "./sockopts.js";
-import { leaveRepair, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
+import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -130,7 +130,7 @@ export class InetRestorer implements FdRestorer {
         } else if (!this.ctx.tcp.established) {
           throw this.fail(`${conn}: restore it with --tcp-established, or closed with --tcp-close`);
         } else {
-          if (e.state !== TCP_STATE.ESTABLISHED) throw this.fail(`${conn}; only established connections are restored yet`);
+          if (!(REPAIRED_STATES & (1 << e.state))) throw this.fail(`${conn}; only connections that are established or half-closed are restored`);
           stream = await this.stream(e, conn);
         }
       } else if (e.state !== TCP_STATE.CLOSE) {

@@ -23,7 +23,7 @@ export type LockMethod = "iptables" | "nftables" | "skip";
 export const LOCK_METHOD_ID: Record<LockMethod, number> = { iptables: 0, nftables: 1, skip: 2 };
 
 /** criu's SOCCR_MARK: packets tscriu or criu send themselves while locked pass. */
-const SOCCR_MARK = 0xc114;
+export const SOCCR_MARK = 0xc114;
 
 export function lockMethodOf(id: number | undefined): LockMethod | undefined {
   return (Object.keys(LOCK_METHOD_ID) as LockMethod[]).find((m) => LOCK_METHOD_ID[m] === (id ?? 0));

@@ -8,13 +8,20 @@
 // is understood, and retransmitted if it never comes) and what was never sent (sent
 // again normally once repair mode is off for it).
 //
-// Only ESTABLISHED connections are dumped yet: a half-closed one (FIN_WAIT*, CLOSE_WAIT,
-// LAST_ACK, CLOSING) needs its FIN put back, which takes a raw packet (criu's libnet).
+// A half-closed connection (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING) is
+// dumped and restored as criu's libsoccr does it: each FIN takes one sequence number but
+// no byte of a queue, so the dump leaves it out of the queue lengths and the restore
+// starts one sequence number before it. Our FIN is put back by shutdown() in repair
+// mode, which marks it sent; the peer's FIN, and the peer's acknowledgment of ours, by
+// the segment the peer sent (tcp-segment.ts). A connection still opening (SYN_SENT) is
+// refused by name.
 
-import { SIOC, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT, TCPOPT } from "../../host-bridge/constants.js";
+import { SHUT, SIOC, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT, TCPOPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
+import { STATE_NAME } from "../fds/inet-common.js";
+import { injectSegment, TH } from "./tcp-segment.js";
 
 export type TcpStreamEntry = Entry<typeof tcp_stream_entry>;
 
@@ -64,15 +71,37 @@ function readQueue(fd: number, queue: number, len: number, what: string): { seq:
   return { seq, bytes };
 }
 
+const bit = (...states: number[]): number => states.reduce((m, st) => m | (1 << st), 0);
+/** The states a connection is dumped in with --tcp-established (criu's, but SYN_SENT). */
+export const REPAIRED_STATES = bit(TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING);
+/** Our FIN is in the send queue, put there before the peer's FIN arrives (criu's SNDQ_FIRST_FIN). */
+const SNDQ_FIRST_FIN = bit(TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSING);
+/** Our FIN is in the send queue, put there after the peer's FIN (SNDQ_SECOND_FIN). */
+const SNDQ_SECOND_FIN = bit(TCP_STATE.LAST_ACK);
+/** The peer acknowledged our FIN. */
+const SNDQ_FIN_ACKED = bit(TCP_STATE.FIN_WAIT2);
+/** The peer's FIN is in the receive queue. */
+const RCVQ_FIN = bit(TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING);
+
+export function stateName(state: number): string {
+  return STATE_NAME[state] ?? `state ${state}`;
+}
+
 /** libsoccr_save: the state of a connection already in repair mode. */
 export function saveConnection(fd: number): TcpStream {
   const b = bridge();
   const info = b.getsockopt(fd, SOL_TCP, TCP.INFO, 8);
   const state = info[0]!;
-  if (state !== TCP_STATE.ESTABLISHED) throw new Error(`the connection is in TCP state ${state}; only established connections are dumped yet (a half-closed one needs its FIN restored with a raw packet)`);
+  if (!(REPAIRED_STATES & (1 << state))) throw new Error(`the connection is in TCP state ${stateName(state)}, which tscriu does not dump`);
   const options = info[5]!;
-  const outqLen = b.ioctlInt(fd, SIOC.OUTQ);
-  const unsqLen = b.ioctlInt(fd, SIOC.OUTQNSD);
+  let outqLen = b.ioctlInt(fd, SIOC.OUTQ);
+  let unsqLen = b.ioctlInt(fd, SIOC.OUTQNSD);
+  // Our FIN counts in the send queue's sizes (not yet acknowledged, maybe not yet sent) but is no byte of it.
+  if ((1 << state) & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) {
+    if (outqLen > 0) outqLen--;
+    if (unsqLen > 0) unsqLen--;
+  }
+  // SIOCINQ leaves the peer's FIN out already.
   const inqLen = b.ioctlInt(fd, SIOC.INQ);
   const entry: TcpStreamEntry = {
     inq_len: inqLen,
@@ -128,15 +157,20 @@ function sendAll(fd: number, data: Buffer, what: string): void {
 export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
   const b = bridge();
   const e = s.entry;
+  const m = 1 << s.state;
+  if (!(REPAIRED_STATES & m)) throw new Error(`a connection in TCP state ${stateName(s.state)} is not restored`);
+  // The dumped sequence numbers are past the FINs; the queues end where each FIN begins.
+  const inqSeq = (e.inq_seq - (m & RCVQ_FIN ? 1 : 0)) | 0;
+  const outqSeq = (e.outq_seq - (m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN) ? 1 : 0)) | 0;
   try {
     b.bindAddr(fd, src);
   } catch (err) {
     throw new Error(`bind: ${(err as Error).message}`, { cause: err });
   }
   setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
-  setInt(fd, TCP.QUEUE_SEQ, (e.inq_seq - e.inq_len) | 0, "TCP_QUEUE_SEQ");
+  setInt(fd, TCP.QUEUE_SEQ, (inqSeq - e.inq_len) | 0, "TCP_QUEUE_SEQ");
   setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
-  setInt(fd, TCP.QUEUE_SEQ, (e.outq_seq - e.outq_len) | 0, "TCP_QUEUE_SEQ");
+  setInt(fd, TCP.QUEUE_SEQ, (outqSeq - e.outq_len) | 0, "TCP_QUEUE_SEQ");
   try {
     b.connectAddr(fd, dst);
   } catch (err) {
@@ -176,13 +210,64 @@ export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpSt
   }
   if (e.snd_wnd !== undefined) {
     const w = Buffer.alloc(20);
-    [e.snd_wl1 ?? 0, e.snd_wnd, e.max_window ?? 0, e.rcv_wnd ?? 0, e.rcv_wup ?? 0].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
+    // The window was advanced past the peer's FIN; it is before it until the FIN comes again.
+    const fin = m & RCVQ_FIN ? 1 : 0;
+    [e.snd_wl1 ?? 0, e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
     try {
       b.setsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, w);
     } catch (err) {
       throw new Error(`setsockopt(TCP_REPAIR_WINDOW): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     }
   }
+  if (!(m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN | RCVQ_FIN))) return;
+  // What the peer sends: from its sequence number (where our receive queue ends) with what it acknowledged.
+  const window = (e.snd_wnd ?? 0xffff) >>> (e.opt_mask & TCPI_OPT.WSCALE ? e.snd_wscale : 0);
+  const peer = (flags: number, ack: number): void => injectSegment(src, dst, { seq: inqSeq, ack, flags, window });
+  if (m & SNDQ_FIRST_FIN) finSent(fd);
+  if (m & RCVQ_FIN) {
+    peer(TH.FIN | TH.ACK, outqSeq - e.outq_len);
+    // LAST_ACK goes through CLOSE_WAIT: our FIN must follow the peer's.
+    awaitState(fd, m & SNDQ_SECOND_FIN ? TCP_STATE.CLOSE_WAIT : s.state, "the peer's FIN");
+  }
+  if (m & SNDQ_SECOND_FIN) finSent(fd);
+  if (m & SNDQ_FIN_ACKED) {
+    peer(TH.ACK, outqSeq + 1 - e.outq_len);
+    awaitState(fd, s.state, "the peer's acknowledgment of our FIN");
+  }
+  const now = tcpState(fd);
+  if (now !== s.state) throw new Error(`the connection came back in TCP state ${stateName(now)}, not ${stateName(s.state)}`);
+}
+
+function tcpState(fd: number): number {
+  return bridge().getsockopt(fd, SOL_TCP, TCP.INFO, 1)[0]!;
+}
+
+/**
+ * Our FIN, queued as sent (a socket in repair mode with the send queue selected marks what
+ * it would transmit as transmitted): the peer has it, or it goes again at the next retransmission.
+ */
+function finSent(fd: number): void {
+  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
+  try {
+    bridge().shutdown(fd, SHUT.WR);
+  } catch (err) {
+    throw new Error(`shutdown(SHUT_WR) to put our FIN back: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.NO, "TCP_REPAIR_QUEUE");
+}
+
+/**
+ * Waits for an injected segment to have been taken: over loopback it is processed before
+ * send() returns, unless the kernel left it to ksoftirqd. A second is plenty either way.
+ */
+function awaitState(fd: number, want: number, what: string): void {
+  const until = Date.now() + 1000;
+  let now = tcpState(fd);
+  while (now !== want && Date.now() < until) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    now = tcpState(fd);
+  }
+  if (now !== want) throw new Error(`after ${what} was sent, the connection is in TCP state ${stateName(now)}, not ${stateName(want)} (a firewall dropping packets marked ${"0x"}c114?)`);
 }
 
 /** Out of repair mode for good, with the task's SO_REUSEADDR back (repair mode changes it). */

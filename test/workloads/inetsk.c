@@ -26,6 +26,14 @@
  *              reads both (and sends them again) and talks to the listener.
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
+ *   halfclosed three loopback pairs (fd 4-5, 6-7, 8-9, clients first; pN
+ *              names each port), data left unread each way. Pair 4-5 is
+ *              half-closed at once: 4 FIN_WAIT2, 5 CLOSE_WAIT. The first check
+ *              closes the others while the test drops what goes to port p7
+ *              and to port p8 (lost FINs and ACKs): 6 CLOSING, 7 FIN_WAIT1,
+ *              8 FIN_WAIT1, 9 LAST_ACK, and waits for each state. The second
+ *              check reads every end: its data, then EOF where the peer sent a
+ *              FIN (retransmitted after a restore); 5 sends 4 more.
  */
 #include "workload.h"
 
@@ -513,6 +521,137 @@ static int check_established(void)
 	return talk(3, AF_INET, "127.0.0.1", lport[3]);
 }
 
+/* ---- halfclosed ---- */
+
+static const char *hc_data[10] = {
+	[4] = "A c2s|", [5] = "A s2c|", [6] = "B c2s|", [7] = "B s2c|", [8] = "C c2s|", [9] = "C s2c|",
+};
+static int hc_port[10];
+static int hc_phase;
+
+static int tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
+		return -1;
+	return ti.tcpi_state;
+}
+
+/* Waits up to 10 s for fd to reach TCP state `want`. */
+static int await_state(int fd, int want)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (tcp_state(fd) == want)
+			return 0;
+		usleep(10000);
+	}
+	return fail("fd %d is in TCP state %d, not %d", fd, tcp_state(fd), want);
+}
+
+/* A connected pair at fds c (client) and s (accepted), data written each way. */
+static void hc_pair(int l, int c, int s)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	getsockname(l, (struct sockaddr *)&a, &al);
+	if (sock_at(c, AF_INET, SOCK_STREAM, 0) < 0 || connect(c, (struct sockaddr *)&a, al) < 0)
+		wl_die("connect");
+	int x = accept4(l, NULL, NULL, 0);
+	if (x < 0 || dup2(x, s) < 0)
+		wl_die("accept");
+	if (x != s)
+		close(x);
+	hc_port[c] = port_of(c);
+	hc_port[s] = port_of(s);
+}
+
+static void hc_send(int fd)
+{
+	if (write(fd, hc_data[fd], strlen(hc_data[fd])) != (ssize_t)strlen(hc_data[fd]))
+		wl_die("write");
+}
+
+static void setup_halfclosed(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 8) < 0)
+		wl_die("listen");
+	hc_pair(3, 4, 5);
+	hc_pair(3, 6, 7);
+	hc_pair(3, 8, 9);
+	close(3);
+	hc_send(4);
+	hc_send(5);
+	shutdown(4, SHUT_WR);
+	if (await_state(4, TCP_FIN_WAIT2) || await_state(5, TCP_CLOSE_WAIT))
+		wl_die(failure);
+}
+
+/* Reads fd's peer's data, then EOF when `eof`. */
+static int hc_read(int fd, const char *want, int eof)
+{
+	char buf[64];
+	size_t n = strlen(want), got = 0;
+	for (;;) {
+		/* what was lost before the dump comes with the next retransmission */
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 30000) != 1)
+			return fail("fd %d: %zu of %zu bytes came%s", fd, got, n, got == n ? ", then no EOF" : "");
+		ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+		if (r < 0)
+			return fail("fd %d: read: %s", fd, strerror(errno));
+		if (r == 0) {
+			if (got == n && eof)
+				break;
+			return fail("fd %d: EOF after %zu of %zu bytes", fd, got, n);
+		}
+		got += (size_t)r;
+		if (got > n || memcmp(buf, want, got))
+			return fail("fd %d read \"%.*s\", not \"%s\"", fd, (int)got, buf, want);
+		if (got == n && !eof)
+			break;
+	}
+	return 0;
+}
+
+static int check_halfclosed(void)
+{
+	for (int fd = 4; fd <= 9; fd++)
+		if (port_of(fd) != hc_port[fd])
+			return fail("fd %d is on port %d, was %d", fd, port_of(fd), hc_port[fd]);
+	if (hc_phase++ == 0) {
+		hc_send(6);
+		shutdown(6, SHUT_WR);
+		hc_send(7);
+		shutdown(7, SHUT_WR);
+		hc_send(8);
+		shutdown(8, SHUT_WR);
+		if (await_state(9, TCP_CLOSE_WAIT))
+			return -1;
+		hc_send(9);
+		shutdown(9, SHUT_WR);
+		if (await_state(4, TCP_FIN_WAIT2) || await_state(5, TCP_CLOSE_WAIT) || await_state(6, TCP_CLOSING) ||
+		    await_state(7, TCP_FIN_WAIT1) || await_state(8, TCP_FIN_WAIT1) || await_state(9, TCP_LAST_ACK))
+			return -1;
+		return 0;
+	}
+	if (hc_phase > 2)
+		return fail("asked a third time: every end was read to its end already");
+	if (hc_read(4, hc_data[5], 0) || hc_read(5, hc_data[4], 1))
+		return -1;
+	if (write(5, "more|", 5) != 5)
+		return fail("fd 5 (CLOSE_WAIT) cannot send: %s", strerror(errno));
+	if (hc_read(4, "more|", 0))
+		return -1;
+	for (int fd = 6; fd <= 9; fd++)
+		if (hc_read(fd, hc_data[fd & 1 ? fd - 1 : fd + 1], 1))
+			return -1;
+	return 0;
+}
+
 /* ---- echo ---- */
 
 /* A server: fd 3 listens on 127.0.0.1; every connection gets back each line it
@@ -589,6 +728,11 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "established")) {
 		setup_established();
 		check = check_established;
+	} else if (!strcmp(name, "halfclosed")) {
+		setup_halfclosed();
+		check = check_halfclosed;
+		snprintf(info, sizeof(info), "p4=%d p5=%d p6=%d p7=%d p8=%d p9=%d", hc_port[4], hc_port[5], hc_port[6],
+			 hc_port[7], hc_port[8], hc_port[9]);
 	} else if (!strcmp(name, "echo")) {
 		signal(SIGPIPE, SIG_IGN);
 		run_echo();
