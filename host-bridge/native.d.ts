@@ -303,6 +303,13 @@ export interface NativeBridge {
   getsockopt(fd: number, level: number, name: number, size: number): Buffer;
   /** setsockopt(2) with the option's bytes. */
   setsockopt(fd: number, level: number, name: number, value: Uint8Array): void;
+  /**
+   * Int options in one call: `spec` holds (level, name) pairs, `out[i]` gets the i-th
+   * value. Throws at the first that fails, its syscall naming the level and name.
+   */
+  getsockoptInts(fd: number, spec: Int32Array, out: Int32Array): void;
+  /** Int options set in order, `spec` holding (level, name, value) triples; throws at the first that fails. */
+  setsockoptInts(fd: number, spec: Int32Array): void;
 
   /** syncfs(2): writes out the file system `fd` is on. */
   syncfs(fd: number): void;

@@ -2,10 +2,11 @@
 // pagemap, ids, fs and file descriptors, plus a page reader. This is what
 // `openImageDir` in the library API returns.
 
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeImage, type Image } from "./codec.js";
 import { ImageError } from "./errors.js";
+import { readWhole } from "./io.js";
 import { PageReader } from "./pages.js";
 import type { Entry } from "./schema/dsl.js";
 import type {
@@ -48,7 +49,7 @@ export class ImageDir {
     let p = this.cache.get(name);
     if (!p) {
       const file = join(this.dir, name);
-      p = readFile(file).then(
+      p = readWhole(file).then(
         (buf) => decodeImage(buf, file),
         (e: NodeJS.ErrnoException) => {
           throw new ImageError(`cannot read image: ${e.code ?? e.message}`, { file });

@@ -22,6 +22,8 @@ const BIN = join(root, "test/workloads/bin/inetsk");
 const runs = Number(process.argv[2] ?? 5);
 const conns = Number(process.argv[3] ?? 1000);
 const CRIU = process.env["TSCRIU_CRIU"];
+/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (node --cpu-prof). */
+const PROF = process.env["TSCRIU_PROF"] ? ["--cpu-prof", `--cpu-prof-dir=${process.env["TSCRIU_PROF"]}`] : [];
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -92,8 +94,8 @@ type Tool = { dump: (pid: number, dir: string) => number; restore: (dir: string)
 const TOOLS: Record<string, Tool> = {};
 for (const lock of ["nftables", "skip"]) {
   TOOLS[`tscriu ${lock}`] = {
-    dump: (pid, dir) => timed("node", [CLI, "dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock]),
-    restore: (dir) => timed("node", [CLI, "restore", "-D", dir, "-d", "--tcp-established"]),
+    dump: (pid, dir) => timed("node", [...PROF, CLI, "dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock]),
+    restore: (dir) => timed("node", [...PROF, CLI, "restore", "-D", dir, "-d", "--tcp-established"]),
   };
   if (CRIU) {
     const env = { ...process.env, CRIU_FAULT: "130" };

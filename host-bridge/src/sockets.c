@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -222,6 +224,68 @@ static napi_value setsockopt_(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* The call that failed, named with its option: "getsockopt(level 6, name 3)". */
+static napi_value throw_opt(napi_env env, const char *call, int32_t level, int32_t name, int err)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "%s(level %d, name %d)", call, (int)level, (int)name);
+	return bridge_throw_errno(env, what, err, 0, NULL);
+}
+
+/* getsockoptInts(fd, spec, out): int options by the pair, spec holding level, name,
+ * level, name, ...; out[i] gets the i-th option's value. One call for the dozens of
+ * options of a socket: a server's thousand connections are tens of thousands of them. */
+static napi_value getsockopt_ints(napi_env env, napi_callback_info info)
+{
+	const char *fn = "getsockoptInts";
+	napi_value argv[3];
+	int32_t fd;
+	uint8_t *spec, *out;
+	size_t slen, olen;
+	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &spec, &slen, fn, "spec must be an Int32Array") ||
+	    !bridge_arg_bytes(env, argv[2], &out, &olen, fn, "out must be an Int32Array"))
+		return NULL;
+	size_t n = slen / 8;
+	if (slen % 8 || olen < n * 4)
+		return bridge_throw_arg(env, fn, "spec must hold (level, name) pairs and out one int for each");
+	for (size_t i = 0; i < n; i++) {
+		int32_t level, name, v = 0;
+		memcpy(&level, spec + 8 * i, 4);
+		memcpy(&name, spec + 8 * i + 4, 4);
+		socklen_t l = sizeof(v);
+		if (getsockopt(fd, level, name, &v, &l) < 0)
+			return throw_opt(env, "getsockopt", level, name, errno);
+		memcpy(out + 4 * i, &v, 4);
+	}
+	return NULL;
+}
+
+/* setsockoptInts(fd, spec): int options set in order, spec holding level, name, value
+ * triples. */
+static napi_value setsockopt_ints(napi_env env, napi_callback_info info)
+{
+	const char *fn = "setsockoptInts";
+	napi_value argv[2];
+	int32_t fd;
+	uint8_t *spec;
+	size_t slen;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &spec, &slen, fn, "spec must be an Int32Array"))
+		return NULL;
+	if (slen % 12)
+		return bridge_throw_arg(env, fn, "spec must hold (level, name, value) triples");
+	for (size_t i = 0; i < slen / 12; i++) {
+		int32_t t[3];
+		memcpy(t, spec + 12 * i, 12);
+		if (setsockopt(fd, t[0], t[1], &t[2], sizeof(t[2])) < 0)
+			return throw_opt(env, "setsockopt", t[0], t[1], errno);
+	}
+	return NULL;
+}
+
 void bridge_init_sockets(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
@@ -232,6 +296,8 @@ void bridge_init_sockets(napi_env env, napi_value exports)
 		{ "send", send_ },
 		{ "getsockopt", getsockopt_ },
 		{ "setsockopt", setsockopt_ },
+		{ "getsockoptInts", getsockopt_ints },
+		{ "setsockoptInts", setsockopt_ints },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

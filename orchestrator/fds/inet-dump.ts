@@ -26,7 +26,7 @@ import { listFds, procPath } from "../dump/proc.js";
 import { NAMESPACES } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
-import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
+import { dumpSockOpts, getsockoptInts, hasSocketFilter } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
@@ -111,9 +111,7 @@ export class InetDumper implements FdDumper {
 
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
-    const family = getInt(f.copy, SOL_SOCKET, SO.DOMAIN);
-    const proto = getInt(f.copy, SOL_SOCKET, SO.PROTOCOL);
-    const type = getInt(f.copy, SOL_SOCKET, SO.TYPE);
+    const [family, proto, type] = getsockoptInts(f.copy, KIND_OPTS) as [number, number, number];
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
     if (type === SOCK.RAW) throw refuse("is a raw socket; dumping raw sockets is not supported yet");
@@ -254,34 +252,42 @@ export class InetDumper implements FdDumper {
 }
 
 /** criu's dump_ip_opts: each one written only when set (IP_TTL reads as the default TTL when unset, so it always is). */
+const KIND_OPTS = [
+  [SOL_SOCKET, SO.DOMAIN],
+  [SOL_SOCKET, SO.PROTOCOL],
+  [SOL_SOCKET, SO.TYPE],
+] as const;
+const IP4_OPTS = [
+  [SOL_IP, IP.FREEBIND],
+  [SOL_IP, IP.PKTINFO],
+  [SOL_IP, IP.TOS],
+  [SOL_IP, IP.TTL],
+] as const;
+const IP6_OPTS = [
+  [SOL_IPV6, IPV6.FREEBIND],
+  [SOL_IPV6, IPV6.RECVPKTINFO],
+] as const;
+
 function ipOpts(fd: number, family: number): NonNullable<InetSkEntry["ip_opts"]> {
-  const on = (level: number, name: number): number => getInt(fd, level, name);
   const o: NonNullable<InetSkEntry["ip_opts"]> = {};
-  if (family === AF_INET6) {
-    if (on(SOL_IPV6, IPV6.FREEBIND)) o.freebind = true;
-    if (on(SOL_IPV6, IPV6.RECVPKTINFO)) o.pktinfo = true;
-  } else {
-    if (on(SOL_IP, IP.FREEBIND)) o.freebind = true;
-    if (on(SOL_IP, IP.PKTINFO)) o.pktinfo = true;
-    const tos = on(SOL_IP, IP.TOS);
-    if (tos) o.tos = tos;
-    const ttl = on(SOL_IP, IP.TTL);
-    if (ttl) o.ttl = ttl;
-  }
+  const [freebind, pktinfo, tos, ttl] = getsockoptInts(fd, family === AF_INET6 ? IP6_OPTS : IP4_OPTS);
+  if (freebind) o.freebind = true;
+  if (pktinfo) o.pktinfo = true;
+  if (tos) o.tos = tos;
+  if (ttl) o.ttl = ttl;
   return o;
 }
 
+const TCP_OPTS = [TCP.NODELAY, TCP.CORK, TCP.KEEPCNT, TCP.KEEPIDLE, TCP.KEEPINTVL].map((n) => [SOL_TCP, n] as const);
+
 /** criu's dump_tcp_opts: each one written only when not zero. */
 function tcpOpts(fd: number): NonNullable<InetSkEntry["tcp_opts"]> {
-  const get = (name: number): number => getInt(fd, SOL_TCP, name);
+  const [nodelay, cork, cnt, idle, intvl] = getsockoptInts(fd, TCP_OPTS);
   const o: NonNullable<InetSkEntry["tcp_opts"]> = {};
-  if (get(TCP.NODELAY)) o.nodelay = true;
-  if (get(TCP.CORK)) o.cork = true;
-  const cnt = get(TCP.KEEPCNT);
+  if (nodelay) o.nodelay = true;
+  if (cork) o.cork = true;
   if (cnt) o.keepcnt = cnt;
-  const idle = get(TCP.KEEPIDLE);
   if (idle) o.keepidle = idle;
-  const intvl = get(TCP.KEEPINTVL);
   if (intvl) o.keepintvl = intvl;
   return o;
 }

@@ -16,7 +16,7 @@ import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { restoreSockOpts, widenBuffers } from "./sockopts.js";
+import { restoreSockOpts, setsockoptInts, widenBuffers } from "./sockopts.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
@@ -175,10 +175,12 @@ export class InetRestorer implements FdRestorer {
       // criu sets IPV6_V6ONLY only when on; set either way, a host whose
       // net.ipv6.bindv6only is 1 would turn a dual-stack listener into an IPv6-only one.
       if (e.family === AF_INET6 && e.v6only !== undefined) this.step(s, "options", () => setInt(fd, SOL_IPV6, IPV6.V6ONLY, "IPV6_V6ONLY", e.v6only ? 1 : 0));
-      this.step(s, "options", () => {
-        setInt(fd, SOL_SOCKET, SO.REUSEADDR, "SO_REUSEADDR", 1);
-        setInt(fd, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 1);
-      });
+      this.step(s, "options", () =>
+        setsockoptInts(fd, [
+          [SOL_SOCKET, SO.REUSEADDR, 1],
+          [SOL_SOCKET, SO.REUSEPORT, 1],
+        ]),
+      );
       const stream = s.stream;
       if (stream) {
         // criu's restore_one_tcp: nothing may block, then the connection in repair mode.
@@ -269,27 +271,30 @@ export class InetRestorer implements FdRestorer {
 function restoreIpOpts(fd: number, e: InetSkEntry): void {
   const o = e.ip_opts;
   if (!o) return;
+  const set: [number, number, number][] = [];
+  const flag = (level: number, name: number, v: boolean | undefined): void => void (v !== undefined && set.push([level, name, v ? 1 : 0]));
   if (e.family === AF_INET6) {
-    if (o.freebind !== undefined) setInt(fd, SOL_IPV6, IPV6.FREEBIND, "IPV6_FREEBIND", o.freebind ? 1 : 0);
-    if (o.pktinfo !== undefined) setInt(fd, SOL_IPV6, IPV6.RECVPKTINFO, "IPV6_RECVPKTINFO", o.pktinfo ? 1 : 0);
-    return;
+    flag(SOL_IPV6, IPV6.FREEBIND, o.freebind);
+    flag(SOL_IPV6, IPV6.RECVPKTINFO, o.pktinfo);
+  } else {
+    flag(SOL_IP, IP.FREEBIND, o.freebind);
+    flag(SOL_IP, IP.PKTINFO, o.pktinfo);
+    if (o.tos !== undefined) set.push([SOL_IP, IP.TOS, o.tos]);
+    if (o.ttl !== undefined) set.push([SOL_IP, IP.TTL, o.ttl]);
   }
-  if (o.freebind !== undefined) setInt(fd, SOL_IP, IP.FREEBIND, "IP_FREEBIND", o.freebind ? 1 : 0);
-  if (o.pktinfo !== undefined) setInt(fd, SOL_IP, IP.PKTINFO, "IP_PKTINFO", o.pktinfo ? 1 : 0);
-  if (o.tos !== undefined) setInt(fd, SOL_IP, IP.TOS, "IP_TOS", o.tos);
-  if (o.ttl !== undefined) setInt(fd, SOL_IP, IP.TTL, "IP_TTL", o.ttl);
+  setsockoptInts(fd, set);
 }
 
 /** criu's restore_tcp_opts (and the older copies of the keepalive ones in sk_opts). */
 function restoreTcpOpts(fd: number, e: InetSkEntry): void {
   const o = e.tcp_opts ?? {};
   const s = e.opts;
-  if (o.nodelay !== undefined) setInt(fd, SOL_TCP, TCP.NODELAY, "TCP_NODELAY", o.nodelay ? 1 : 0);
-  if (o.cork !== undefined) setInt(fd, SOL_TCP, TCP.CORK, "TCP_CORK", o.cork ? 1 : 0);
-  const cnt = o.keepcnt ?? s.tcp_keepcnt;
-  if (cnt !== undefined) setInt(fd, SOL_TCP, TCP.KEEPCNT, "TCP_KEEPCNT", cnt);
-  const idle = o.keepidle ?? s.tcp_keepidle;
-  if (idle !== undefined) setInt(fd, SOL_TCP, TCP.KEEPIDLE, "TCP_KEEPIDLE", idle);
-  const intvl = o.keepintvl ?? s.tcp_keepintvl;
-  if (intvl !== undefined) setInt(fd, SOL_TCP, TCP.KEEPINTVL, "TCP_KEEPINTVL", intvl);
+  const set: [number, number, number][] = [];
+  const int = (name: number, v: number | boolean | undefined): void => void (v !== undefined && set.push([SOL_TCP, name, Number(v)]));
+  int(TCP.NODELAY, o.nodelay);
+  int(TCP.CORK, o.cork);
+  int(TCP.KEEPCNT, o.keepcnt ?? s.tcp_keepcnt);
+  int(TCP.KEEPIDLE, o.keepidle ?? s.tcp_keepidle);
+  int(TCP.KEEPINTVL, o.keepintvl ?? s.tcp_keepintvl);
+  setsockoptInts(fd, set);
 }

@@ -13,10 +13,6 @@ export type SkOpts = Entry<typeof sk_opts_entry>;
 /** The kernel keeps a buffer size in an int and doubles what it is given. */
 const MAX_BUF = Math.floor(0x7fffffff / 2);
 
-function getInt(fd: number, name: number): number {
-  return bridge().getsockopt(fd, SOL_SOCKET, name, 4).readInt32LE(0);
-}
-
 function getTimeval(fd: number, name: number): [bigint, bigint] {
   const b = bridge().getsockopt(fd, SOL_SOCKET, name, 16);
   return [b.readBigInt64LE(0), b.readBigInt64LE(8)];
@@ -36,24 +32,26 @@ export function hasSocketFilter(fd: number): boolean {
  * off), so that a plain socket's entry is criu's.
  */
 export function dumpSockOpts(fd: number, unix = true): SkOpts {
-  const bool = (name: number): boolean => getInt(fd, name) !== 0;
+  const v = readInts(fd, unix ? UNIX_OPTS : INET_OPTS);
+  const bool = (name: number): boolean => v.get(name)! !== 0;
+  const int = (name: number): number => v.get(name)!;
   const [sndSec, sndUsec] = getTimeval(fd, SO.SNDTIMEO);
   const [rcvSec, rcvUsec] = getTimeval(fd, SO.RCVTIMEO);
-  const mark = getInt(fd, SO.MARK);
+  const mark = int(SO.MARK);
   const linger = bridge().getsockopt(fd, SOL_SOCKET, SO.LINGER, 8);
   const dev = bridge().getsockopt(fd, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
   const passpidfd = unix && bool(SO.PASSPIDFD);
   const passrights = !unix || bool(SO.PASSRIGHTS);
   return {
-    so_sndbuf: getInt(fd, SO.SNDBUF),
-    so_rcvbuf: getInt(fd, SO.RCVBUF),
+    so_sndbuf: int(SO.SNDBUF),
+    so_rcvbuf: int(SO.RCVBUF),
     so_snd_tmo_sec: sndSec,
     so_snd_tmo_usec: sndUsec,
     so_rcv_tmo_sec: rcvSec,
     so_rcv_tmo_usec: rcvUsec,
     reuseaddr: bool(SO.REUSEADDR),
-    so_priority: getInt(fd, SO.PRIORITY),
-    so_rcvlowat: getInt(fd, SO.RCVLOWAT),
+    so_priority: int(SO.PRIORITY),
+    so_rcvlowat: int(SO.RCVLOWAT),
     ...(mark !== 0 ? { so_mark: mark } : {}),
     ...(unix ? { so_passcred: bool(SO.PASSCRED), so_passsec: bool(SO.PASSSEC) } : {}),
     so_dontroute: bool(SO.DONTROUTE),
@@ -62,12 +60,34 @@ export function dumpSockOpts(fd: number, unix = true): SkOpts {
     so_reuseport: bool(SO.REUSEPORT),
     so_broadcast: bool(SO.BROADCAST),
     so_keepalive: bool(SO.KEEPALIVE),
-    so_oobinline: getInt(fd, SO.OOBINLINE) !== 0 ? 1 : 0,
+    so_oobinline: int(SO.OOBINLINE) !== 0 ? 1 : 0,
     ...(linger.readInt32LE(0) !== 0 ? { so_linger: linger.readInt32LE(4) } : {}),
-    so_buf_lock: getInt(fd, SO.BUF_LOCK),
+    so_buf_lock: int(SO.BUF_LOCK),
     ...(passpidfd ? { so_passpidfd: true } : {}),
     ...(!passrights ? { so_passrights: false } : {}),
   };
+}
+
+/** The SOL_SOCKET int options every socket's entry has. */
+const COMMON_OPTS = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK];
+const INET_OPTS = [...COMMON_OPTS];
+const UNIX_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC, SO.PASSPIDFD, SO.PASSRIGHTS];
+
+/** SOL_SOCKET int options by name, read in one call. */
+function readInts(fd: number, names: readonly number[]): Map<number, number> {
+  return new Map(getsockoptInts(fd, names.map((n) => [SOL_SOCKET, n] as const)).map((v, i) => [names[i]!, v]));
+}
+
+/** Int options of any level set in one call, in order: (level, name, value). */
+export function setsockoptInts(fd: number, opts: readonly (readonly [level: number, name: number, value: number])[]): void {
+  if (opts.length > 0) bridge().setsockoptInts(fd, Int32Array.from(opts.flat()));
+}
+
+/** Int options of any level, read in one call, in the order asked. */
+export function getsockoptInts(fd: number, opts: readonly (readonly [level: number, name: number])[]): number[] {
+  const out = new Int32Array(opts.length);
+  bridge().getsockoptInts(fd, Int32Array.from(opts.flat()), out);
+  return Array.from(out);
 }
 
 function int32(v: number): Buffer {
@@ -112,27 +132,32 @@ function timeval(sec: bigint, usec: bigint): Buffer {
 export function restoreSockOpts(fd: number, o: SkOpts): void {
   if (o.so_filter?.length) throw new Error("a socket filter (SO_ATTACH_FILTER) cannot be restored yet");
   setBuffers(fd, Math.floor(o.so_sndbuf / 2), Math.floor(o.so_rcvbuf / 2));
-  if (o.so_buf_lock !== undefined) set(fd, SO.BUF_LOCK, "SO_BUF_LOCK", int32(o.so_buf_lock));
-  if (o.so_priority !== undefined) set(fd, SO.PRIORITY, "SO_PRIORITY", int32(o.so_priority));
-  if (o.so_rcvlowat !== undefined) set(fd, SO.RCVLOWAT, "SO_RCVLOWAT", int32(o.so_rcvlowat));
-  if (o.so_mark !== undefined) set(fd, SO.MARK, "SO_MARK", int32(o.so_mark));
-  const on = int32(1);
-  if (o.reuseaddr) set(fd, SO.REUSEADDR, "SO_REUSEADDR", on);
-  if (o.so_passcred) set(fd, SO.PASSCRED, "SO_PASSCRED", on);
-  if (o.so_passsec) set(fd, SO.PASSSEC, "SO_PASSSEC", on);
-  if (o.so_dontroute) set(fd, SO.DONTROUTE, "SO_DONTROUTE", on);
-  if (o.so_no_check) set(fd, SO.NO_CHECK, "SO_NO_CHECK", on);
-  if (o.so_broadcast) set(fd, SO.BROADCAST, "SO_BROADCAST", on);
-  if (o.so_oobinline) set(fd, SO.OOBINLINE, "SO_OOBINLINE", on);
+  // The int options in one call, in criu's order; linger, timeouts and the device after.
+  const ints: [number, number][] = [];
+  const int = (name: number, v: number | undefined): void => void (v !== undefined && ints.push([name, v]));
+  const on = (name: number, v: boolean | number | undefined): void => void (v && ints.push([name, 1]));
+  int(SO.BUF_LOCK, o.so_buf_lock);
+  int(SO.PRIORITY, o.so_priority);
+  int(SO.RCVLOWAT, o.so_rcvlowat);
+  int(SO.MARK, o.so_mark);
+  on(SO.REUSEADDR, o.reuseaddr);
+  on(SO.PASSCRED, o.so_passcred);
+  on(SO.PASSSEC, o.so_passsec);
+  on(SO.DONTROUTE, o.so_dontroute);
+  on(SO.NO_CHECK, o.so_no_check);
+  on(SO.BROADCAST, o.so_broadcast);
+  on(SO.OOBINLINE, o.so_oobinline);
   if (o.so_linger !== undefined) {
+    setsockoptInts(fd, ints.splice(0).map(([n, v]) => [SOL_SOCKET, n, v] as const));
     const l = Buffer.alloc(8);
     l.writeInt32LE(1, 0);
     l.writeInt32LE(o.so_linger | 0, 4);
     set(fd, SO.LINGER, "SO_LINGER", l);
   }
-  if (o.so_keepalive) set(fd, SO.KEEPALIVE, "SO_KEEPALIVE", on);
-  if (o.so_passpidfd) set(fd, SO.PASSPIDFD, "SO_PASSPIDFD", on);
-  if (o.so_passrights === false) set(fd, SO.PASSRIGHTS, "SO_PASSRIGHTS", int32(0));
+  on(SO.KEEPALIVE, o.so_keepalive);
+  on(SO.PASSPIDFD, o.so_passpidfd);
+  if (o.so_passrights === false) ints.push([SO.PASSRIGHTS, 0]);
+  setsockoptInts(fd, ints.map(([n, v]) => [SOL_SOCKET, n, v] as const));
   set(fd, SO.SNDTIMEO, "SO_SNDTIMEO", timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
   set(fd, SO.RCVTIMEO, "SO_RCVTIMEO", timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
   if (o.so_bound_dev) set(fd, SO.BINDTODEVICE, "SO_BINDTODEVICE", Buffer.from(`${o.so_bound_dev}\0`, "latin1"));
