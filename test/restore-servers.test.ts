@@ -2,13 +2,17 @@
 // redis-server (five threads) answers the keys set before the dump, memcached with four
 // worker threads (ten in all) too, nginx (a master and two workers running as www-data)
 // serves its page from the same processes, and node's HTTP server counts on from where
-// it was. Clients connect before the dump and again after the restore; none is connected
-// while the dump runs (established connections need --tcp-established). Debian's
-// redis-server, memcached and nginx-light must be installed (.ci/run installs them).
+// it was, python3's http.server too. Clients connect
+// before the dump and again after the restore; none is connected while the dump runs,
+// but for redis with a client that keeps its connection through dump and restore
+// (--tcp-established): its next command on the same connection is answered. Debian's
+// redis-server, memcached and nginx-light must be installed (.ci/run installs them), and
+// Debian's python3 (/usr/bin/python3).
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { bridge } from "../host-bridge/load.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { freePort, startProgram } from "./helpers/programs.js";
@@ -239,3 +243,69 @@ test("node: an HTTP server with a timer counts on after the restore; its libuv t
   t.true(ticks > second.ticks, "the timer ticks on after the restore");
 });
 
+
+test("redis-server with a client connected through dump and restore (--tcp-established): the same connection carries the next commands; what the client sent while the server was gone is answered", async (t) => {
+  const bin = need(t, "redis-server", "redis-server");
+  if (!bin) return;
+  const port = await freePort();
+  const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
+  await listening(port);
+  const sock = connect(port, "127.0.0.1");
+  t.teardown(() => sock.destroy());
+  let got = "";
+  let ended: string | undefined;
+  sock.on("data", (d) => (got += d.toString("latin1")));
+  sock.on("error", (e) => (ended = `error ${e.message}`));
+  sock.on("end", () => (ended ??= "EOF"));
+  await new Promise<void>((resolve, reject) => {
+    sock.once("connect", resolve);
+    sock.once("error", reject);
+  });
+  // What the client sends while the server is gone is retransmitted with a backoff that
+  // doubles up to 120 s; TCP_RTO_MAX_MS (Linux 6.15) caps it at 1 s, so that a dump and
+  // restore slowed by a busy machine is not followed by a long silence.
+  const cap = Buffer.alloc(4);
+  cap.writeInt32LE(1000, 0);
+  bridge().setsockopt((sock as unknown as { _handle: { fd: number } })._handle.fd, 6 /* IPPROTO_TCP */, 44 /* TCP_RTO_MAX_MS */, cap);
+  const command = async (cmd: string, want: string): Promise<void> => {
+    const before = got;
+    sock.write(`${cmd}\r\n`);
+    await waitFor(`redis to answer ${cmd}`, () => ended ?? got === before + want);
+    t.is(got, before + want, cmd);
+  };
+  await command("SET kept 1", "+OK\r\n");
+  const dir = await dumpGone(t, w, { tcpEstablished: true, networkLock: "nftables" });
+  // Sent while the server is gone: kept by the client's TCP until the restore.
+  const before = got;
+  sock.write("INCR kept\r\n");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  await waitFor("the answer to what was sent during the dump", () => ended ?? got === before + ":2\r\n", 60_000);
+  t.is(got, before + ":2\r\n");
+  await command("GET kept", "$1\r\n2\r\n");
+  t.is(ended, undefined, "the client saw no reset and no EOF");
+});
+
+/** Debian's python3 (the one on PATH may be another build). */
+function python(t: ExecutionContext): string | undefined {
+  if (existsSync("/usr/bin/python3")) return "/usr/bin/python3";
+  t.fail("/usr/bin/python3 is not installed (Debian package python3)");
+  return undefined;
+}
+
+test("python3 -m http.server: serves its directory after the restore", async (t) => {
+  const py = python(t);
+  if (!py) return;
+  const port = await freePort();
+  const root = tempDir(t, "tscriu-httproot-");
+  writeFileSync(join(root, "hello.txt"), "served by python\n");
+  const w = await startProgram(t, [py, "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", root], () => true);
+  await listening(port);
+  const fetch = async (): Promise<string> => (await ask(port, "GET /hello.txt HTTP/1.0\r\n\r\n", (r) => r.includes("served by python\n"))).split("\r\n\r\n")[1]!;
+  t.is(await fetch(), "served by python\n");
+  await quiet(port);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(await fetch(), "served by python\n");
+  writeFileSync(join(root, "hello.txt"), "served by python\nand after the restore\n");
+  t.is(await fetch(), "served by python\nand after the restore\n");
+});
