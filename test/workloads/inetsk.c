@@ -27,8 +27,9 @@
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
  *   halfclosed three loopback pairs (fd 4-5, 6-7, 8-9, clients first; pN
- *              names each port), data left unread each way. Pair 4-5 is
- *              half-closed at once: 4 FIN_WAIT2, 5 CLOSE_WAIT. The first check
+ *              names each port) and one over IPv6 (fd 10-11), data left unread
+ *              each way. Pairs 4-5 and 10-11 are half-closed at once: 4 and 10
+ *              FIN_WAIT2, 5 and 11 CLOSE_WAIT. The first check
  *              closes the others while the test drops what goes to port p7
  *              and to port p8 (lost FINs and ACKs): 6 CLOSING, 7 FIN_WAIT1,
  *              8 FIN_WAIT1, 9 LAST_ACK, and waits for each state. The second
@@ -523,10 +524,11 @@ static int check_established(void)
 
 /* ---- halfclosed ---- */
 
-static const char *hc_data[10] = {
-	[4] = "A c2s|", [5] = "A s2c|", [6] = "B c2s|", [7] = "B s2c|", [8] = "C c2s|", [9] = "C s2c|",
+static const char *hc_data[12] = {
+	[4] = "A c2s|", [5] = "A s2c|", [6] = "B c2s|",	 [7] = "B s2c|",
+	[8] = "C c2s|", [9] = "C s2c|", [10] = "D c2s|", [11] = "D s2c|",
 };
-static int hc_port[10];
+static int hc_port[12];
 static int hc_phase;
 
 static int tcp_state(int fd)
@@ -550,12 +552,12 @@ static int await_state(int fd, int want)
 }
 
 /* A connected pair at fds c (client) and s (accepted), data written each way. */
-static void hc_pair(int l, int c, int s)
+static void hc_pair(int l, int family, int c, int s)
 {
-	struct sockaddr_in a;
+	struct sockaddr_storage a;
 	socklen_t al = sizeof(a);
 	getsockname(l, (struct sockaddr *)&a, &al);
-	if (sock_at(c, AF_INET, SOCK_STREAM, 0) < 0 || connect(c, (struct sockaddr *)&a, al) < 0)
+	if (sock_at(c, family, SOCK_STREAM, 0) < 0 || connect(c, (struct sockaddr *)&a, al) < 0)
 		wl_die("connect");
 	int x = accept4(l, NULL, NULL, 0);
 	if (x < 0 || dup2(x, s) < 0)
@@ -579,15 +581,24 @@ static void setup_halfclosed(void)
 	bind4(3, "127.0.0.1", 0);
 	if (listen(3, 8) < 0)
 		wl_die("listen");
-	hc_pair(3, 4, 5);
-	hc_pair(3, 6, 7);
-	hc_pair(3, 8, 9);
+	hc_pair(3, AF_INET, 4, 5);
+	hc_pair(3, AF_INET, 6, 7);
+	hc_pair(3, AF_INET, 8, 9);
 	close(3);
-	hc_send(4);
-	hc_send(5);
-	shutdown(4, SHUT_WR);
-	if (await_state(4, TCP_FIN_WAIT2) || await_state(5, TCP_CLOSE_WAIT))
-		wl_die(failure);
+	if (sock_at(3, AF_INET6, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	bind6(3, "::1", 0);
+	if (listen(3, 8) < 0)
+		wl_die("listen");
+	hc_pair(3, AF_INET6, 10, 11);
+	close(3);
+	for (int c = 4; c <= 10; c += 6) {
+		hc_send(c);
+		hc_send(c + 1);
+		shutdown(c, SHUT_WR);
+		if (await_state(c, TCP_FIN_WAIT2) || await_state(c + 1, TCP_CLOSE_WAIT))
+			wl_die(failure);
+	}
 }
 
 /* Reads fd's peer's data, then EOF when `eof`. */
@@ -619,7 +630,7 @@ static int hc_read(int fd, const char *want, int eof)
 
 static int check_halfclosed(void)
 {
-	for (int fd = 4; fd <= 9; fd++)
+	for (int fd = 4; fd <= 11; fd++)
 		if (port_of(fd) != hc_port[fd])
 			return fail("fd %d is on port %d, was %d", fd, port_of(fd), hc_port[fd]);
 	if (hc_phase++ == 0) {
@@ -633,19 +644,22 @@ static int check_halfclosed(void)
 			return -1;
 		hc_send(9);
 		shutdown(9, SHUT_WR);
-		if (await_state(4, TCP_FIN_WAIT2) || await_state(5, TCP_CLOSE_WAIT) || await_state(6, TCP_CLOSING) ||
-		    await_state(7, TCP_FIN_WAIT1) || await_state(8, TCP_FIN_WAIT1) || await_state(9, TCP_LAST_ACK))
+		if (await_state(4, TCP_FIN_WAIT2) || await_state(5, TCP_CLOSE_WAIT) || await_state(10, TCP_FIN_WAIT2) ||
+		    await_state(11, TCP_CLOSE_WAIT) || await_state(6, TCP_CLOSING) || await_state(7, TCP_FIN_WAIT1) ||
+		    await_state(8, TCP_FIN_WAIT1) || await_state(9, TCP_LAST_ACK))
 			return -1;
 		return 0;
 	}
 	if (hc_phase > 2)
 		return fail("asked a third time: every end was read to its end already");
-	if (hc_read(4, hc_data[5], 0) || hc_read(5, hc_data[4], 1))
-		return -1;
-	if (write(5, "more|", 5) != 5)
-		return fail("fd 5 (CLOSE_WAIT) cannot send: %s", strerror(errno));
-	if (hc_read(4, "more|", 0))
-		return -1;
+	for (int c = 4; c <= 10; c += 6) {
+		if (hc_read(c, hc_data[c + 1], 0) || hc_read(c + 1, hc_data[c], 1))
+			return -1;
+		if (write(c + 1, "more|", 5) != 5)
+			return fail("fd %d (CLOSE_WAIT) cannot send: %s", c + 1, strerror(errno));
+		if (hc_read(c, "more|", 0))
+			return -1;
+	}
 	for (int fd = 6; fd <= 9; fd++)
 		if (hc_read(fd, hc_data[fd & 1 ? fd - 1 : fd + 1], 1))
 			return -1;
@@ -731,8 +745,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(name, "halfclosed")) {
 		setup_halfclosed();
 		check = check_halfclosed;
-		snprintf(info, sizeof(info), "p4=%d p5=%d p6=%d p7=%d p8=%d p9=%d", hc_port[4], hc_port[5], hc_port[6],
-			 hc_port[7], hc_port[8], hc_port[9]);
+		snprintf(info, sizeof(info), "p4=%d p5=%d p6=%d p7=%d p8=%d p9=%d p10=%d p11=%d", hc_port[4],
+			 hc_port[5], hc_port[6], hc_port[7], hc_port[8], hc_port[9], hc_port[10], hc_port[11]);
 	} else if (!strcmp(name, "echo")) {
 		signal(SIGPIPE, SIG_IGN);
 		run_echo();
