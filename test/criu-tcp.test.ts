@@ -4,7 +4,8 @@
 // name it after the dump's run id as criu does). criu 4.1 cannot dump TCP or UDP sockets
 // on Linux >= 6.16 (it asks them for SO_PASSCRED): that direction says so with it.
 // The same both ways for half-closed connections (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
-// LAST_ACK, CLOSING), whose FINs each tool puts back with a marked raw segment.
+// LAST_ACK, CLOSING), whose FINs each tool puts back with a marked raw segment, and for
+// a connection still opening (SYN_SENT), whose SYN goes again after the restore.
 import type { SpawnSyncReturns } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -68,39 +69,53 @@ test.serial("tscriu restores criu's dump of an established connection (data unre
   t.is(lines[before], "PASS established");
 });
 
-/** The halfclosed workload with its lost segments, closed down to its five states (see inetsk.c). */
-async function halfClosed(t: ExecutionContext): Promise<{ w: Workload; undrop: () => void }> {
-  const w = await startWorkload(t, "inetsk", ["halfclosed"], { static: true });
-  const port = (fd: number): number => Number(w.info[`p${fd}`]);
-  const undrop = dropSegments(t, [
-    [port(6), port(7)],
-    [port(9), port(8)],
-  ]);
-  t.is(await w.check(60_000), "PASS halfclosed");
+/**
+ * An inetsk case whose first check sets its sockets up while the test drops the
+ * segments `drops` names (ports by the workload's fd numbers; 0: any port).
+ */
+async function prepared(t: ExecutionContext, name: string, drops: (port: (fd: number) => number) => [number, number][]): Promise<{ w: Workload; undrop: () => void }> {
+  const w = await startWorkload(t, "inetsk", [name], { static: true });
+  const undrop = dropSegments(t, drops((fd) => Number(w.info[`p${fd}`])));
+  t.is(await w.check(60_000), `PASS ${name}`);
   return { w, undrop };
 }
 
-test.serial("criu restores tscriu's dump of half-closed connections in each state, data unread each way", async (t) => {
-  if (!haveRoot(t)) return;
-  const { w, undrop } = await halfClosed(t);
-  const dir = await dumpGone(t, w, { tcpEstablished: true, networkLock: "nftables" });
-  undrop();
-  const table = await dropLockAtTeardown(t, dir);
-  await restoredByCriu(t, w.pid, dir, 60_000, "--tcp-established");
-  t.is(await w.check(90_000), "PASS halfclosed", "every end reads its data, then EOF where the peer had closed");
-  t.false(tables().includes(table), "criu removed tscriu's lock");
-});
+/** The two cases: half-closed connections in each state, and one still opening. */
+const CASES: [name: string, what: string, drops: (port: (fd: number) => number) => [number, number][]][] = [
+  [
+    "halfclosed",
+    "half-closed connections in each state, data unread each way",
+    (port) => [
+      [port(6), port(7)],
+      [port(9), port(8)],
+    ],
+  ],
+  ["connecting", "a connection still opening (SYN_SENT)", (port) => [[0, port(3)]]],
+];
 
-test.serial("tscriu restores criu's dump of half-closed connections in each state, data unread each way", async (t) => {
-  if (!haveRoot(t)) return;
-  const { w, undrop } = await halfClosed(t);
-  const images = scratchDir("tscriu-fromcriu-halfclosed-");
-  const r = runCriuShell(`criu dump -t ${w.pid} -D ${images} -v4 -o dump.log --tcp-established --network-lock nftables`);
-  undrop();
-  if (!criuDumpedTcp(t, r, images)) return;
-  const table = await dropLockAtTeardown(t, images);
-  await waitFor(`pid ${w.pid} to be free after criu's dump`, () => !existsSync(`/proc/${w.pid}`));
-  await restoreTask(t, images, { tcpEstablished: true });
-  t.false(tables().includes(table), "tscriu removed criu's lock");
-  t.is(await w.check(90_000), "PASS halfclosed", "every end reads its data, then EOF where the peer had closed");
-});
+for (const [name, what, drops] of CASES) {
+  test.serial(`criu restores tscriu's dump of ${what}`, async (t) => {
+    if (!haveRoot(t)) return;
+    const { w, undrop } = await prepared(t, name, drops);
+    const dir = await dumpGone(t, w, { tcpEstablished: true, networkLock: "nftables" });
+    undrop();
+    const table = await dropLockAtTeardown(t, dir);
+    await restoredByCriu(t, w.pid, dir, 60_000, "--tcp-established");
+    t.is(await w.check(90_000), `PASS ${name}`);
+    t.false(tables().includes(table), "criu removed tscriu's lock");
+  });
+
+  test.serial(`tscriu restores criu's dump of ${what}`, async (t) => {
+    if (!haveRoot(t)) return;
+    const { w, undrop } = await prepared(t, name, drops);
+    const images = scratchDir(`tscriu-fromcriu-${name}-`);
+    const r = runCriuShell(`criu dump -t ${w.pid} -D ${images} -v4 -o dump.log --tcp-established --network-lock nftables`);
+    undrop();
+    if (!criuDumpedTcp(t, r, images)) return;
+    const table = await dropLockAtTeardown(t, images);
+    await waitFor(`pid ${w.pid} to be free after criu's dump`, () => !existsSync(`/proc/${w.pid}`));
+    await restoreTask(t, images, { tcpEstablished: true });
+    t.false(tables().includes(table), "tscriu removed criu's lock");
+    t.is(await w.check(90_000), `PASS ${name}`);
+  });
+}

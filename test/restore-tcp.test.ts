@@ -152,6 +152,20 @@ test.serial("half-closed connections (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK
   t.is(await w.check(90_000), "PASS halfclosed", "every end reads its data, then EOF where the peer had closed");
 });
 
+test.serial("a connection still opening (SYN_SENT, its SYNs lost): restored opening; it completes after the restore and carries data", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["connecting"]);
+  const undrop = dropSegments(t, [[0, Number(w.info["p3"])]]);
+  t.is(await w.check(30_000), "PASS connecting", "the connect() is in progress");
+  const dir = await dumpGone(t, w, LOCK);
+  undrop();
+  const isk = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
+  const opening = isk.find((f) => f["state"] === 2);
+  t.truthy(opening, "dumped in SYN_SENT");
+  t.true(existsSync(join(dir, `tcp-stream-${Number(opening!["ino"]).toString(16)}.img`)));
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(await w.check(60_000), "PASS connecting", "the connect completes, the listener accepts it, a byte goes each way");
+});
+
 test.serial("a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF", async (t) => {
   const { w, c } = await echoServer(t);
   // Stopped, the server leaves what comes in unread: it is in the receive queue at the dump.

@@ -85,6 +85,7 @@ export class InetRestorer implements FdRestorer {
     if (inq.length !== entry.inq_len || outq.length !== entry.outq_len) throw bad(`its queues hold ${inq.length} and ${outq.length} bytes, the entry says ${entry.inq_len} and ${entry.outq_len}`);
     if (entry.unsq_len === undefined) throw bad("the length of its unsent data (unsq_len) is missing");
     if (entry.unsq_len > entry.outq_len) throw bad(`${entry.unsq_len} bytes are said to be unsent of a send queue of ${entry.outq_len}`);
+    if (e.state === TCP_STATE.SYN_SENT && entry.inq_len + entry.outq_len > 0) throw bad(`it is still opening (SYN_SENT) but has ${entry.inq_len + entry.outq_len} bytes queued`);
     if (entry.opt_mask & TCPI_OPT.WSCALE && entry.rcv_wscale === undefined) throw bad("window scaling is on but rcv_wscale is missing");
     if (entry.opt_mask & TCPI_OPT.TIMESTAMPS && entry.timestamp === undefined) throw bad("timestamps are on but the timestamp is missing");
     if (entry.snd_wscale > 14 || (entry.rcv_wscale ?? 0) > 14) throw bad(`a window scale of ${Math.max(entry.snd_wscale, entry.rcv_wscale ?? 0)}, past TCP's 14`);

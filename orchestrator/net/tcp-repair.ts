@@ -13,8 +13,9 @@
 // no byte of a queue, so the dump leaves it out of the queue lengths and the restore
 // starts one sequence number before it. Our FIN is put back by shutdown() in repair
 // mode, which marks it sent; the peer's FIN, and the peer's acknowledgment of ours, by
-// the segment the peer sent (tcp-segment.ts). A connection still opening (SYN_SENT) is
-// refused by name.
+// the segment the peer sent (tcp-segment.ts). A connection still opening (SYN_SENT, a
+// non-blocking connect() not yet answered) is connected again out of repair mode from
+// the same first sequence number: its SYN goes again, as a retransmission would.
 
 import { SHUT, SIOC, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT, TCPOPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
@@ -72,8 +73,8 @@ function readQueue(fd: number, queue: number, len: number, what: string): { seq:
 }
 
 const bit = (...states: number[]): number => states.reduce((m, st) => m | (1 << st), 0);
-/** The states a connection is dumped in with --tcp-established (criu's, but SYN_SENT). */
-export const REPAIRED_STATES = bit(TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING);
+/** The states a connection is dumped in with --tcp-established (criu's). */
+export const REPAIRED_STATES = bit(TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING, TCP_STATE.SYN_SENT);
 /** Our FIN is in the send queue, put there before the peer's FIN arrives (criu's SNDQ_FIRST_FIN). */
 const SNDQ_FIRST_FIN = bit(TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSING);
 /** Our FIN is in the send queue, put there after the peer's FIN (SNDQ_SECOND_FIN). */
@@ -103,6 +104,7 @@ export function saveConnection(fd: number): TcpStream {
   }
   // SIOCINQ leaves the peer's FIN out already.
   const inqLen = b.ioctlInt(fd, SIOC.INQ);
+  if (state === TCP_STATE.SYN_SENT && outqLen > 0) throw new Error(`the connection is still opening with ${outqLen} bytes queued to send with its SYN (TCP Fast Open), which tscriu does not dump`);
   const entry: TcpStreamEntry = {
     inq_len: inqLen,
     inq_seq: 0,
@@ -170,11 +172,24 @@ export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpSt
   setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
   setInt(fd, TCP.QUEUE_SEQ, (inqSeq - e.inq_len) | 0, "TCP_QUEUE_SEQ");
   setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
-  setInt(fd, TCP.QUEUE_SEQ, (outqSeq - e.outq_len) | 0, "TCP_QUEUE_SEQ");
+  const opening = s.state === TCP_STATE.SYN_SENT;
+  // An opening connection's send queue starts at its SYN, one before the first byte.
+  setInt(fd, TCP.QUEUE_SEQ, (outqSeq - e.outq_len - (opening ? 1 : 0)) | 0, "TCP_QUEUE_SEQ");
+  // Opening: connected for real (the SYN goes out, from the sequence number just set).
+  if (opening) repairOff(fd);
   try {
     b.connectAddr(fd, dst);
   } catch (err) {
-    throw new Error(`connect: ${(err as Error).message}`, { cause: err });
+    if (!opening || (err as NodeJS.ErrnoException).code !== "EINPROGRESS") throw new Error(`connect: ${(err as Error).message}`, { cause: err });
+  }
+  if (opening) {
+    repairOn(fd);
+    // Nothing was agreed with the peer yet: no options, no queues, no window.
+    if (e.opt_mask & TCPI_OPT.TIMESTAMPS) setInt(fd, TCP.TIMESTAMP, e.timestamp ?? 0, "TCP_TIMESTAMP");
+    const now = tcpState(fd);
+    // The peer may have answered already (nothing locks it): then it is established.
+    if (now !== TCP_STATE.SYN_SENT && now !== TCP_STATE.ESTABLISHED) throw new Error(`the opening connection is in TCP state ${stateName(now)} after its connect()`);
+    return;
   }
   const opts: [number, number][] = [];
   if (e.opt_mask & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);

@@ -28,8 +28,9 @@ export async function dropLockAtTeardown(t: ExecutionContext, dir: string): Prom
 }
 
 /**
- * A table of the test's that drops every TCP segment sent from port `from` to port `to`
- * of each pair (FINs and ACKs lost on the way); returns its removal, also run at teardown.
+ * A table of the test's that drops every TCP segment sent from port `from` (0: any) to
+ * port `to` of each pair (FINs and ACKs lost on the way); returns its removal, also run
+ * at teardown.
  */
 export function dropSegments(t: ExecutionContext, pairs: [from: number, to: number][]): () => void {
   const table = `tscriu_test_drop_${process.pid}`;
@@ -37,7 +38,7 @@ export function dropSegments(t: ExecutionContext, pairs: [from: number, to: numb
     [
       `add table inet ${table}`,
       `add chain inet ${table} out { type filter hook output priority 0; policy accept; }`,
-      ...pairs.map(([from, to]) => `add rule inet ${table} out tcp sport ${from} tcp dport ${to} drop`),
+      ...pairs.map(([from, to]) => `add rule inet ${table} out ${from ? `tcp sport ${from} ` : ""}tcp dport ${to} drop`),
     ].join("\n"),
   );
   let gone = false;

@@ -24,6 +24,10 @@
  *   established  fd 3: a listener; fd 4: a connection to it (TCP_NODELAY);
  *              fd 5: its accepted end; data left unread each way. The check
  *              reads both (and sends them again) and talks to the listener.
+ *   connecting fd 3 listens on 127.0.0.1 (p3). The first check starts a
+ *              non-blocking connect() from fd 4 to it (the test drops the SYNs
+ *              first) and waits for SYN_SENT; the second waits for it to
+ *              complete, accepts it on fd 3 and sends a byte each way.
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
  *   halfclosed three loopback pairs (fd 4-5, 6-7, 8-9, clients first; pN
@@ -666,6 +670,48 @@ static int check_halfclosed(void)
 	return 0;
 }
 
+/* ---- connecting ---- */
+
+static int cn_phase;
+
+static int check_connecting(void)
+{
+	if (port_of(3) != lport[3])
+		return fail("fd 3 is on port %d, was %d", port_of(3), lport[3]);
+	if (cn_phase++ == 0) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)lport[3]) };
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		if (connect(4, (struct sockaddr *)&a, sizeof(a)) == 0 || errno != EINPROGRESS)
+			return fail("connect did not stay in progress: %s", strerror(errno));
+		lport[4] = port_of(4);
+		return await_state(4, TCP_SYN_SENT);
+	}
+	if (port_of(4) != lport[4])
+		return fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
+	/* the SYN dropped before the dump goes again after the restore */
+	struct pollfd p = { .fd = 4, .events = POLLOUT };
+	if (poll(&p, 1, 30000) != 1)
+		return fail("the connect did not complete (TCP state %d)", tcp_state(4));
+	int err = geti(4, SOL_SOCKET, SO_ERROR);
+	if (err)
+		return fail("the connect failed: %s", strerror(err));
+	struct pollfd l = { .fd = 3, .events = POLLIN };
+	if (poll(&l, 1, 5000) != 1)
+		return fail("fd 3 has no connection to accept");
+	int c = accept4(3, NULL, NULL, SOCK_CLOEXEC);
+	if (c < 0)
+		return fail("accept: %s", strerror(errno));
+	char x = 0;
+	struct pollfd r = { .fd = 4, .events = POLLIN };
+	int ok = write(c, "s", 1) == 1 && poll(&r, 1, 5000) == 1 && read(4, &x, 1) == 1 && x == 's';
+	if (ok) {
+		struct pollfd q = { .fd = c, .events = POLLIN };
+		ok = write(4, "c", 1) == 1 && poll(&q, 1, 5000) == 1 && read(c, &x, 1) == 1 && x == 'c';
+	}
+	close(c);
+	return ok ? 0 : fail("no byte each way over the completed connection");
+}
+
 /* ---- echo ---- */
 
 /* A server: fd 3 listens on 127.0.0.1; every connection gets back each line it
@@ -747,6 +793,19 @@ int main(int argc, char **argv)
 		check = check_halfclosed;
 		snprintf(info, sizeof(info), "p4=%d p5=%d p6=%d p7=%d p8=%d p9=%d p10=%d p11=%d", hc_port[4],
 			 hc_port[5], hc_port[6], hc_port[7], hc_port[8], hc_port[9], hc_port[10], hc_port[11]);
+	} else if (!strcmp(name, "connecting")) {
+		if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+			wl_die("socket 3");
+		bind4(3, "127.0.0.1", 0);
+		if (listen(3, 8) < 0)
+			wl_die("listen");
+		lport[3] = port_of(3);
+		/* made now: fds made after the check handler could take the number of its pipe */
+		if (sock_at(4, AF_INET, SOCK_STREAM, 0) < 0)
+			wl_die("socket 4");
+		fcntl(4, F_SETFL, O_NONBLOCK);
+		check = check_connecting;
+		snprintf(info, sizeof(info), "p3=%d", lport[3]);
 	} else if (!strcmp(name, "echo")) {
 		signal(SIGPIPE, SIG_IGN);
 		run_echo();
