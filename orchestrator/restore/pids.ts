@@ -49,3 +49,9 @@ export function pidHolder(pid: number, groups = true): string | undefined {
   }
   return undefined;
 }
+
+/** The state letter of /proc/PID/stat ("R", "S", "T"…), undefined once the process is gone. */
+export function processState(pid: number): string | undefined {
+  const stat = read(`/proc/${pid}/stat`);
+  return stat === undefined ? undefined : statFields(stat).state;
+}

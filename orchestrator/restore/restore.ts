@@ -21,7 +21,7 @@ import { restoreLocks } from "../fds/locks.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
-import { pidHolder } from "./pids.js";
+import { pidHolder, processState } from "./pids.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
 import { CLONE, eachThread, makeThreads, restoreThreadName } from "./threads.js";
@@ -345,6 +345,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       for (const t of task.threads) bridge().ptraceDetach(t.plan.tid, 0);
       bridge().ptraceDetach(task.plan.pid, stopped || task.plan.stopped ? os.signals.SIGSTOP : 0);
     }
+    awaitStopped(tasks.filter((x) => stopped || x.plan.stopped).map((x) => x.plan.pid), log);
   } catch (e) {
     const err = asRestoreError(step, current, e);
     log.error(err.message);
@@ -420,5 +421,23 @@ export async function waitRestored(pid: number, pollMs = 20): Promise<ExitStatus
     if (st && st.exited) return { code: st.code, signal: 0 };
     if (st && st.signaled) return { code: 128 + st.signal, signal: st.signal };
     await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
+
+/**
+ * Waits for the processes given SIGSTOP at their detach to be stopped: the signal is taken
+ * once each runs again, a moment after the detach, and a restore that returns first would
+ * show a task dumped stopped as running. Two seconds at most: something else may have
+ * sent SIGCONT meanwhile (a warning then, not a failure: the tasks are restored).
+ */
+function awaitStopped(pids: number[], log: ModuleLog): void {
+  const until = Date.now() + 2000;
+  for (const pid of pids) {
+    let state = processState(pid);
+    while (state !== undefined && state !== "T" && state !== "t" && Date.now() < until) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      state = processState(pid);
+    }
+    if (state !== "T" && state !== "t") log.warn(`pid ${pid} was to be left stopped but is in state ${state ?? "gone"}`);
   }
 }
