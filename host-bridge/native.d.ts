@@ -114,6 +114,19 @@ export interface NativeBridge {
     timeoutMs?: number,
   ): bigint;
 
+  /**
+   * Runs the syscall loop whose code is at `code` (Remote.loop's: a table of `count` calls
+   * at `table`, 8 words each {nr, six arguments, result}; it stops at the first error and
+   * ends with an int3 whose address + 1 is `end`) in the ptrace-stopped thread `pid`: one
+   * stop for all the calls instead of two per call. Registers and signal mask are saved and
+   * put back, and the thread is left in a PTRACE_EVENT_STOP as after remoteSyscall. Only
+   * SIGTRAP is unblocked while the loop runs; a task that ignores SIGTRAP or has one pending
+   * is refused with ENOTSUP (the kernel would reset the handler, or the pending one would be
+   * taken for the loop's). Returns how many calls ran (results are in the table). Errors:
+   * ESRCH (died), EFAULT (a fault in the loop), ENOTSUP.
+   */
+  remoteLoop(pid: number, code: bigint, end: bigint, table: bigint, count: number): number;
+
   // ---- another task's memory (src/memory.c) ----
 
   /**

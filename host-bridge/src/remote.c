@@ -15,10 +15,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <elf.h>
 
 _Static_assert(sizeof(struct user_regs_struct) == BRIDGE_REGS_SIZE, "x86_64 user_regs_struct");
@@ -327,10 +330,167 @@ static napi_value remote_syscall(napi_env env, napi_callback_info info)
 	return r;
 }
 
+/* Whether signal `sig` is set in the hex mask of /proc/PID/status line `key`
+ * ("SigIgn:", "SigPnd:", "ShdPnd:"); an unreadable file counts as set. */
+static bool status_sig(int pid, const char *key, int sig)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true;
+	bool set = true;
+	size_t klen = strlen(key);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen))
+			continue;
+		unsigned long long m = strtoull(line + klen, NULL, 16);
+		set = (m >> (sig - 1)) & 1;
+		break;
+	}
+	fclose(f);
+	return set;
+}
+
+/* Runs the syscall loop at `code` (its table at `table`, `count` calls) in a
+ * stopped tracee until the loop's closing int3, then puts registers and mask
+ * back and brings the task into a PTRACE_EVENT_STOP, as run_to_exit does after
+ * one call. SIGTRAP is the one signal left unblocked while the loop runs, so
+ * that its int3 is an ordinary trap: the kernel resets a blocked or ignored
+ * SIGTRAP's handler when it forces one, so the caller refuses (ENOTSUP) a task
+ * that ignores SIGTRAP or has one pending (it would be taken for ours). A
+ * SIGSTOP or SIGTRAP sent meanwhile is sent again afterwards. Returns 0 and
+ * *left (calls not run: the loop stops at the first error), or an errno. */
+static int run_loop(remote_ctx *c, uint64_t code, uint64_t end, uint64_t table, uint64_t count, uint64_t *left,
+		    int *fault_sig, const char **step)
+{
+	uint64_t mask = ~0ULL & ~(1ULL << (SIGTRAP - 1));
+	struct user_regs_struct regs = c->saved_regs;
+	regs.rip = code;
+	regs.rbx = table;
+	regs.r12 = count;
+	regs.orig_rax = (uint64_t)-1;
+	struct iovec riov = { &regs, sizeof(regs) };
+	bool resend_trap = false;
+	*step = "ptrace(PTRACE_SETSIGMASK)";
+	if (ptrace(PTRACE_SETSIGMASK, c->pid, (void *)sizeof(mask), &mask) < 0)
+		return errno;
+	c->mask_changed = true;
+	*step = "ptrace(PTRACE_SETREGSET)";
+	if (ptrace(PTRACE_SETREGSET, c->pid, (void *)NT_PRSTATUS, &riov) < 0)
+		return errno;
+	c->regs_changed = true;
+	*step = "ptrace(PTRACE_CONT)";
+	if (ptrace(PTRACE_CONT, c->pid, NULL, NULL) < 0)
+		return errno;
+	bool finished = false;
+	*step = "waiting for the loop's trap";
+	for (;;) {
+		int st = 0;
+		int r = bridge_wait(c->pid, 0, -1, &st);
+		if (r < 0) {
+			c->gone = errno == ECHILD;
+			return c->gone ? ESRCH : errno;
+		}
+		if (WIFEXITED(st) || WIFSIGNALED(st)) {
+			c->gone = true;
+			return ESRCH;
+		}
+		if (!WIFSTOPPED(st))
+			continue;
+		int sig = WSTOPSIG(st), event = (st >> 16) & 0xff;
+		int resume_sig = 0;
+		if (event == PTRACE_EVENT_STOP) {
+			if (finished) {
+				if (resend_trap)
+					syscall(SYS_tgkill, c->pid, c->pid, SIGTRAP);
+				return 0;
+			}
+			/* a group-stop while the loop ran: run on through it */
+		} else if (finished) {
+			/* the task's own mask is back: this signal is its own */
+			resume_sig = sig;
+		} else if (sig == SIGTRAP) {
+			struct user_regs_struct now;
+			struct iovec iov = { &now, sizeof(now) };
+			if (ptrace(PTRACE_GETREGSET, c->pid, (void *)NT_PRSTATUS, &iov) < 0)
+				return errno;
+			if (now.rip != end) {
+				/* someone else's SIGTRAP: kept, and sent again */
+				resend_trap = true;
+			} else {
+				*left = now.r12;
+				int err = put_back(c);
+				c->regs_changed = c->mask_changed = c->resend_sigstop = false;
+				if (err)
+					return err;
+				if (ptrace(PTRACE_INTERRUPT, c->pid, NULL, NULL) < 0)
+					return errno;
+				finished = true;
+			}
+		} else if (sig == SIGSTOP) {
+			c->resend_sigstop = true;
+		} else {
+			*fault_sig = sig;
+			return EFAULT;
+		}
+		if (ptrace(PTRACE_CONT, c->pid, NULL, (void *)(uintptr_t)resume_sig) < 0)
+			return errno;
+	}
+}
+
+/* remoteLoop(pid, code, end, table, count): see native.d.ts. */
+static napi_value remote_loop(napi_env env, napi_callback_info info)
+{
+	const char *fn = "remoteLoop";
+	napi_value argv[5];
+	int32_t pid;
+	uint64_t code, end, table, count;
+	if (!bridge_get_args(env, info, 5, argv, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
+	    !bridge_arg_u64(env, argv[1], &code, fn, "code must be an address") ||
+	    !bridge_arg_u64(env, argv[2], &end, fn, "end must be an address") ||
+	    !bridge_arg_u64(env, argv[3], &table, fn, "table must be an address") ||
+	    !bridge_arg_u64(env, argv[4], &count, fn, "count must be a non-negative integer"))
+		return NULL;
+	if (status_sig(pid, "SigIgn:", SIGTRAP) || status_sig(pid, "SigPnd:", SIGTRAP) ||
+	    status_sig(pid, "ShdPnd:", SIGTRAP))
+		return bridge_throw_errno(env, "remoteLoop: SIGTRAP is ignored or pending in the task", ENOTSUP, pid,
+					  NULL);
+	remote_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.pid = pid;
+	struct iovec iov = { &c.saved_regs, sizeof(c.saved_regs) };
+	if (ptrace(PTRACE_GETREGSET, pid, (void *)NT_PRSTATUS, &iov) < 0)
+		return bridge_throw_errno(env, "remoteLoop: ptrace(PTRACE_GETREGSET)", errno, pid, NULL);
+	if (iov.iov_len != sizeof(c.saved_regs))
+		return bridge_throw_errno(env, "remoteLoop: 32-bit tasks are not supported", ENOTSUP, pid, NULL);
+	if (ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof(c.saved_mask), &c.saved_mask) < 0)
+		return bridge_throw_errno(env, "remoteLoop: ptrace(PTRACE_GETSIGMASK)", errno, pid, NULL);
+	const char *step = NULL;
+	int fault_sig = 0;
+	uint64_t left = count;
+	int err = run_loop(&c, code, end, table, count, &left, &fault_sig, &step);
+	int rerr = put_back(&c);
+	if (err) {
+		char what[192];
+		if (fault_sig)
+			snprintf(what, sizeof(what), "remoteLoop: the loop got signal %d", fault_sig);
+		else
+			snprintf(what, sizeof(what), "remoteLoop: %s", step);
+		return bridge_throw_errno(env, what, err, pid, NULL);
+	}
+	if (rerr)
+		return bridge_throw_errno(env, "remoteLoop: putting back registers/sigmask", rerr, pid, NULL);
+	napi_value r;
+	napi_create_double(env, (double)(count - left), &r);
+	return r;
+}
+
 void bridge_init_remote(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "remoteSyscall", remote_syscall },
+		{ "remoteLoop", remote_loop },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -26,7 +26,7 @@ const CODE = Buffer.from([0x0f, 0x05, 0xcc]); // syscall; int3
  *         mov [rbx+56],rax; cmp rax,-4095; jae done; add rbx,64; dec r12; jmp loop
  *   done: int3
  */
-const LOOP_CODE = Buffer.from("4d85e47432488b03488b7b08488b7310488b53184c8b53204c8b43284c8b4b300f0548894338483d01f0ffff73094883c34049ffccebc9cc", "hex");
+export const LOOP_CODE = Buffer.from("4d85e47432488b03488b7b08488b7310488b53184c8b53204c8b43284c8b4b300f0548894338483d01f0ffff73094883c34049ffccebc9cc", "hex");
 /** Offset of the loop's code in the trampoline. */
 const LOOP_AT = TRAMPOLINE_SIZE - 64;
 /** Offset of its table in the data area: the half below it is left to the callers' structures. */
