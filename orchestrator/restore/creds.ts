@@ -79,7 +79,7 @@ export function restoreCreds(remote: Remote, core: CoreEntry, log: ModuleLog): v
   const calls: Call[] = [];
   if (core.tc) calls.push({ what: `personality(0x${core.tc.personality.toString(16)})`, nr: NR.personality, args: [core.tc.personality] });
   if (!c) {
-    remote.batch(calls);
+    remote.loop(calls);
     return;
   }
   const groups = Buffer.alloc(Math.max(4, (c.groups ?? []).length * 4));
@@ -126,7 +126,7 @@ export function restoreCreds(remote: Remote, core: CoreEntry, log: ModuleLog): v
     if (amb & (1n << BigInt(cap))) calls.push({ what: `prctl(PR_CAP_AMBIENT_RAISE, ${cap})`, nr: NR.prctl, args: [PR.CAP_AMBIENT, CAP_AMBIENT_RAISE, cap, 0, 0] });
   }
   if (c.no_new_privs) calls.push({ what: "prctl(PR_SET_NO_NEW_PRIVS)", nr: NR.prctl, args: [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0] });
-  remote.batch(calls);
+  remote.loop(calls);
 }
 
 /** The flags a change of credentials resets, set after it. */
@@ -137,7 +137,7 @@ export function restoreTaskFlags(remote: Remote, core: CoreEntry, mm: MmEntry): 
   if (mm.dumpable !== undefined) calls.push({ what: `prctl(PR_SET_DUMPABLE, ${mm.dumpable})`, nr: NR.prctl, args: [PR.SET_DUMPABLE, mm.dumpable, 0, 0, 0] });
   if (core.tc?.child_subreaper) calls.push({ what: "prctl(PR_SET_CHILD_SUBREAPER)", nr: NR.prctl, args: [PR.SET_CHILD_SUBREAPER, 1, 0, 0, 0] });
   if (th?.timerslack_ns !== undefined) calls.push({ what: `prctl(PR_SET_TIMERSLACK, ${th.timerslack_ns})`, nr: NR.prctl, args: [PR.SET_TIMERSLACK, th.timerslack_ns, 0, 0, 0] });
-  remote.batch(calls);
+  remote.loop(calls);
 }
 
 /** The scheduling policy, while the task still has CAP_SYS_NICE (before the credentials). */

@@ -34,5 +34,5 @@ export function restoreFs(remote: Remote, plan: FsPlan, files: FileSet): void {
     { what: "close", nr: NR.close, args: [c] },
   ];
   if (plan.umask !== undefined) calls.push({ what: `umask(0${plan.umask.toString(8)})`, nr: NR.umask, args: [plan.umask] });
-  remote.batch(calls);
+  remote.loop(calls);
 }

@@ -172,17 +172,17 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
     }
     calls.push(...madviseCalls(v));
   }
-  const results = remote.batch(calls);
+  const results = remote.loop(calls);
   calls.forEach((c, i) => {
     if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${c.what} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
   });
-  remote.batch([...remoteFds.values()].map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
+  remote.loop([...remoteFds.values()].map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
   log.debug(`${calls.filter((c) => c.nr === NR.mmap).length} VMAs mapped`);
 }
 
 /** madvise for shared-memory VMAs, after shmem.ts mapped them. */
 export function adviseShm(remote: Remote, plan: MemoryPlan): void {
-  remote.batch(plan.vmas.filter((p) => p.kind === "shm").flatMap((p) => madviseCalls(p.vma)));
+  remote.loop(plan.vmas.filter((p) => p.kind === "shm").flatMap((p) => madviseCalls(p.vma)));
 }
 
 const MAP_LOCKED = 0x2000;

@@ -62,7 +62,7 @@ export function restoreMm(remote: Remote, mm: MmEntry, exe: RegFile, files: File
     { what: `prctl(PR_SET_NAME, "${comm}")`, nr: NR.prctl, args: [PR_SET_NAME, nameAt, 0, 0, 0] },
   ];
   if (mm.thp_disabled) calls.push({ what: "prctl(PR_SET_THP_DISABLE)", nr: NR.prctl, args: [PR_SET_THP_DISABLE, 1, 0, 0, 0] });
-  remote.batch(calls);
+  remote.loop(calls);
 }
 
 const NR_MEMBARRIER = 324;
@@ -79,5 +79,5 @@ export function restoreMembarrier(remote: Remote, mask: number | undefined): voi
     const cmd = (1 << bit) >>> 0;
     if (mask & cmd) calls.push({ what: `membarrier(0x${cmd.toString(16)}) (registration of the dumped mm)`, nr: NR_MEMBARRIER, args: [cmd, 0, 0] });
   }
-  remote.batch(calls);
+  remote.loop(calls);
 }

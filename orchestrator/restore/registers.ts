@@ -132,7 +132,7 @@ export function restoreThreadState(remote: Remote, core: CoreEntry): void {
     calls.push({ what: `set_thread_area(${d.entry_number})`, nr: NR.set_thread_area, args: [remote.write(off, u)] });
     off += 16;
   }
-  remote.batch(calls);
+  remote.loop(calls);
 }
 
 /** A thread's dumped mask, registers and FPU state, put in place while it is stopped. */

@@ -171,24 +171,25 @@ export class Remote {
 
   /**
    * Runs calls in order as batch() does, but for one ptrace stop per LOOP_MAX calls instead
-   * of one per call: the loop code in the trampoline runs them from a table in the data
-   * area (offsets LOOP_TABLE and up, so structures the calls point to must lie below).
-   * Before the task's own signal handlers are in (useExitStops), as the int3 of batch().
+   * of one (or two) per call: the loop code in the trampoline runs them from a table in the
+   * data area (offsets LOOP_TABLE and up, so structures the calls point to must lie below).
+   * Not for calls that make SIGTRAP ignored or pending (the loop ends in a trap).
    */
   loop(calls: readonly Call[]): bigint[] {
-    if (this.exitStops) return this.batch(calls);
     const out: bigint[] = [];
-    for (let i = 0; i < calls.length; i += LOOP_MAX) out.push(...this.loopOnce(calls.slice(i, i + LOOP_MAX)));
+    for (let i = 0; i < calls.length; i += LOOP_MAX) {
+      const chunk = calls.slice(i, i + LOOP_MAX);
+      if (!this.exitStops) out.push(...this.loopOnce(chunk));
+      else out.push(...(this.loopTrapping(chunk) ?? this.batch(chunk)));
+    }
     return out;
   }
 
-  private loopOnce(calls: readonly Call[]): bigint[] {
-    if (calls.length === 0) return [];
-    const b = bridge();
-    const fail = (msg: string, e?: unknown): RestoreError => new RestoreError(this.step, this.pid, msg, e === undefined ? {} : { cause: e });
+  /** Writes the loop's code (once) and a table of `calls`; returns the code's and the table's addresses. */
+  private loopTable(calls: readonly Call[]): { codeAt: bigint; tableAt: bigint } {
     const codeAt = this.tramp + BigInt(LOOP_AT);
     if (!this.loopReady) {
-      if (b.processVmWritev(this.pid, codeAt, LOOP_CODE) !== LOOP_CODE.length) throw fail("short write of the syscall loop's code");
+      if (bridge().processVmWritev(this.pid, codeAt, LOOP_CODE) !== LOOP_CODE.length) throw new RestoreError(this.step, this.pid, "short write of the syscall loop's code");
       this.loopReady = true;
     }
     const table = Buffer.alloc(calls.length * 64);
@@ -196,7 +197,43 @@ export class Remote {
       table.writeBigUInt64LE(BigInt(c.nr), i * 64);
       c.args.forEach((a, j) => table.writeBigUInt64LE(BigInt.asUintN(64, BigInt(a)), i * 64 + 8 + j * 8));
     });
-    const tableAt = this.write(LOOP_TABLE, table);
+    return { codeAt, tableAt: this.write(LOOP_TABLE, table) };
+  }
+
+  /** The results of the first `ran` of `calls` from the table; throws naming the call that failed when not all ran. */
+  private loopResults(calls: readonly Call[], ran: number): bigint[] {
+    const back = this.read(LOOP_TABLE, calls.length * 64);
+    const res = calls.map((_, i) => back.readBigInt64LE(i * 64 + 56));
+    if (ran < calls.length) {
+      const r = res[ran]!;
+      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[ran]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+    }
+    return res;
+  }
+
+  /**
+   * Once the task's signal handlers are in (useExitStops), the loop's int3 is taken with
+   * only SIGTRAP unblocked (bridge remoteLoop, as the dump runs its calls), which keeps the
+   * task's SIGTRAP handler: refused where the image ignores SIGTRAP or has one pending
+   * (undefined: then one call at a time).
+   */
+  private loopTrapping(calls: readonly Call[]): bigint[] | undefined {
+    const { codeAt, tableAt } = this.loopTable(calls);
+    let ran: number;
+    try {
+      ran = bridge().remoteLoop(this.pid, codeAt, codeAt + BigInt(LOOP_CODE.length), tableAt, calls.length);
+    } catch (e) {
+      if (["ENOTSUP", "EOPNOTSUPP"].includes((e as NodeJS.ErrnoException).code ?? "")) return undefined;
+      throw new RestoreError(this.step, this.pid, (e as Error).message, { cause: e });
+    }
+    return this.loopResults(calls, ran);
+  }
+
+  private loopOnce(calls: readonly Call[]): bigint[] {
+    if (calls.length === 0) return [];
+    const b = bridge();
+    const fail = (msg: string, e?: unknown): RestoreError => new RestoreError(this.step, this.pid, msg, e === undefined ? {} : { cause: e });
+    const { codeAt, tableAt } = this.loopTable(calls);
     let regs: Buffer;
     try {
       regs = b.getRegs(this.pid);
@@ -225,14 +262,7 @@ export class Remote {
     const rip = regs.readBigUInt64LE(regOffset("rip"));
     if (rip !== codeAt + BigInt(LOOP_CODE.length)) throw fail(`the syscall loop trapped at 0x${rip.toString(16)}, not at its end`);
     const left = Number(regs.readBigUInt64LE(regOffset("r12")));
-    const ran = calls.length - left;
-    const back = this.read(LOOP_TABLE, calls.length * 64);
-    const res = calls.map((_, i) => back.readBigInt64LE(i * 64 + 56));
-    if (left > 0) {
-      const r = res[ran]!;
-      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[ran]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
-    }
-    return res;
+    return this.loopResults(calls, calls.length - left);
   }
 
   /** One syscall; throws on failure. */

@@ -9,6 +9,8 @@ import type { CoreEntry } from "../../images/dir.js";
 import { RestoreError } from "./errors.js";
 import { DATA_OFFSET, NR, TRAMPOLINE_SIZE, type Call, type Remote } from "./remote.js";
 
+const SIGTRAP = 5;
+
 const SIGINFO_SIZE = 128;
 const SS_DISABLE = 2;
 const SS_AUTODISARM = 0x80000000;
@@ -44,7 +46,11 @@ export function restoreSigactions(remote: Remote, core: CoreEntry): number {
     set.push(i);
   });
   const at = remote.write(0, buf);
-  remote.batch(set.map((i) => ({ what: `rt_sigaction(${sigactionSignal(i)})`, nr: NR.rt_sigaction, args: [sigactionSignal(i), at + BigInt(i * SA_SIZE), 0, 8] })));
+  const call = (i: number): Call => ({ what: `rt_sigaction(${sigactionSignal(i)})`, nr: NR.rt_sigaction, args: [sigactionSignal(i), at + BigInt(i * SA_SIZE), 0, 8] });
+  // SIGTRAP's own last, one call at a time: the loop ends in a trap that must meet the
+  // handler the task had so far, not one made ignoring while the loop runs.
+  remote.loop(set.filter((i) => sigactionSignal(i) !== SIGTRAP).map(call));
+  remote.batch(set.filter((i) => sigactionSignal(i) === SIGTRAP).map(call));
   return set.length;
 }
 

@@ -32,7 +32,7 @@ export function restoreItimers(remote: Remote, core: CoreEntry): number {
     b.writeBigInt64LE(it.vusec, 24);
     calls.push({ what: `setitimer(${name})`, nr: NR.setitimer, args: [which, remote.write(which * 32, b), 0] });
   }
-  remote.batch(calls);
+  remote.loop(calls);
   return calls.length;
 }
 
