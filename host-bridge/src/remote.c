@@ -330,26 +330,29 @@ static napi_value remote_syscall(napi_env env, napi_callback_info info)
 	return r;
 }
 
-/* Whether signal `sig` is set in the hex mask of /proc/PID/status line `key`
- * ("SigIgn:", "SigPnd:", "ShdPnd:"); an unreadable file counts as set. */
-static bool status_sig(int pid, const char *key, int sig)
+/* Whether signal `sig` is ignored (SigIgn) or pending (SigPnd, ShdPnd) per
+ * /proc/PID/status; an unreadable file counts as yes. */
+static bool sig_ignored_or_pending(int pid, int sig)
 {
+	static const char *const keys[] = { "SigIgn:", "SigPnd:", "ShdPnd:" };
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return true;
-	bool set = true;
-	size_t klen = strlen(key);
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, key, klen))
-			continue;
-		unsigned long long m = strtoull(line + klen, NULL, 16);
-		set = (m >> (sig - 1)) & 1;
-		break;
+	int seen = 0;
+	bool set = false;
+	while (!set && seen < 3 && fgets(line, sizeof(line), f)) {
+		for (int k = 0; k < 3; k++) {
+			size_t klen = strlen(keys[k]);
+			if (strncmp(line, keys[k], klen))
+				continue;
+			seen++;
+			set = (strtoull(line + klen, NULL, 16) >> (sig - 1)) & 1;
+		}
 	}
 	fclose(f);
-	return set;
+	return set || seen < 3;
 }
 
 /* Runs the syscall loop at `code` (its table at `table`, `count` calls) in a
@@ -452,8 +455,7 @@ static napi_value remote_loop(napi_env env, napi_callback_info info)
 	    !bridge_arg_u64(env, argv[3], &table, fn, "table must be an address") ||
 	    !bridge_arg_u64(env, argv[4], &count, fn, "count must be a non-negative integer"))
 		return NULL;
-	if (status_sig(pid, "SigIgn:", SIGTRAP) || status_sig(pid, "SigPnd:", SIGTRAP) ||
-	    status_sig(pid, "ShdPnd:", SIGTRAP))
+	if (sig_ignored_or_pending(pid, SIGTRAP))
 		return bridge_throw_errno(env, "remoteLoop: SIGTRAP is ignored or pending in the task", ENOTSUP, pid,
 					  NULL);
 	remote_ctx c;

@@ -28,12 +28,17 @@ const SECURE_NO_SETUID_FIXUP = 1 << 2;
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 const RLIM_NAMES = ["CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"];
 
+let lastCap: number | undefined;
+
+/** The kernel's highest capability number, read once (a sysctl read took half a millisecond, for every thread). */
 function capLast(): number {
+  if (lastCap !== undefined) return lastCap;
   try {
-    return Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
+    lastCap = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8").trim());
   } catch {
-    return 40;
+    lastCap = 40;
   }
+  return lastCap;
 }
 
 /** The 64-bit capability set of criu's two-word layout. */
@@ -45,10 +50,13 @@ function capNames(set: bigint): string {
   return out.join(", ");
 }
 
-/** Our own permitted set: capabilities we cannot hand out are left out, with a warning. */
+let permitted: bigint | undefined;
+
+/** Our own permitted set (read once): capabilities we cannot hand out are left out, with a warning. */
 function ourPermitted(): bigint {
+  if (permitted !== undefined) return permitted;
   const m = /^CapPrm:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
-  return m ? BigInt(`0x${m[1]}`) : ~0n;
+  return (permitted = m ? BigInt(`0x${m[1]}`) : ~0n);
 }
 
 /**
