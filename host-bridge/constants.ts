@@ -121,6 +121,21 @@ export const MAP = {
 export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+/** Netlink's socket options (linux/netlink.h): SOL_NETLINK level. */
+export const SOL_NETLINK = 270;
+export const NETLINK_OPT = {
+  ADD_MEMBERSHIP: 1,
+  DROP_MEMBERSHIP: 2,
+  PKTINFO: 3,
+  BROADCAST_ERROR: 4,
+  NO_ENOBUFS: 5,
+  LISTEN_ALL_NSID: 8,
+  LIST_MEMBERSHIPS: 9,
+  CAP_ACK: 10,
+  EXT_ACK: 11,
+  GET_STRICT_CHK: 12,
+} as const;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5 } as const;
 /** IP protocol numbers (netinet/in.h) */
 export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255, MPTCP: 262 } as const;

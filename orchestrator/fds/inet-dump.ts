@@ -165,7 +165,7 @@ export class InetDumper implements FdDumper {
       src_addr: addrWords(sk.src, family),
       dst_addr: addrWords(sk.dst, family),
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, false),
+      opts: dumpSockOpts(f.copy, "inet"),
       ip_opts: ipOpts(f.copy, family),
       tcp_opts: proto === IPPROTO.TCP ? tcpOpts(f.copy) : {},
       ...(sk.listed ? { ns_id: NET_NS_ID } : {}),

@@ -26,13 +26,15 @@ export function hasSocketFilter(fd: number): boolean {
 /**
  * The options of a socket, with the fields criu 4.2 writes for one: the timeouts,
  * priority, rcvlowat, buf_lock and the flags always; mark and linger only when set. A
- * unix socket's credentials options too (criu keeps them for unix and netlink sockets
- * only; since Linux 6.16 no other family has them). Two options criu 4.2 does not know
+ * unix or netlink socket's credentials options too (criu keeps them for those only;
+ * since Linux 6.16 no other family has them). Two options criu 4.2 does not know
  * are written only when they differ from the default (SO_PASSPIDFD on, SO_PASSRIGHTS
  * off), so that a plain socket's entry is criu's.
  */
-export function dumpSockOpts(fd: number, unix = true): SkOpts {
-  const v = readInts(fd, unix ? UNIX_OPTS : INET_OPTS);
+export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet"): SkOpts {
+  const unix = family === "unix";
+  const creds = family !== "inet";
+  const v = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
   const bool = (name: number): boolean => v.get(name)! !== 0;
   const int = (name: number): number => v.get(name)!;
   const [sndSec, sndUsec] = getTimeval(fd, SO.SNDTIMEO);
@@ -53,7 +55,7 @@ export function dumpSockOpts(fd: number, unix = true): SkOpts {
     so_priority: int(SO.PRIORITY),
     so_rcvlowat: int(SO.RCVLOWAT),
     ...(mark !== 0 ? { so_mark: mark } : {}),
-    ...(unix ? { so_passcred: bool(SO.PASSCRED), so_passsec: bool(SO.PASSSEC) } : {}),
+    ...(creds ? { so_passcred: bool(SO.PASSCRED), so_passsec: bool(SO.PASSSEC) } : {}),
     so_dontroute: bool(SO.DONTROUTE),
     so_no_check: bool(SO.NO_CHECK),
     ...(dev !== "" ? { so_bound_dev: dev } : {}),
@@ -71,7 +73,8 @@ export function dumpSockOpts(fd: number, unix = true): SkOpts {
 /** The SOL_SOCKET int options every socket's entry has. */
 const COMMON_OPTS = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK];
 const INET_OPTS = [...COMMON_OPTS];
-const UNIX_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC, SO.PASSPIDFD, SO.PASSRIGHTS];
+const NETLINK_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC];
+const UNIX_OPTS = [...NETLINK_OPTS, SO.PASSPIDFD, SO.PASSRIGHTS];
 
 /** SOL_SOCKET int options by name, read in one call. */
 function readInts(fd: number, names: readonly number[]): Map<number, number> {

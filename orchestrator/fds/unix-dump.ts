@@ -166,7 +166,7 @@ export class UnixDumper implements FdDumper {
       backlog: d.wqlen,
       peer,
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy),
+      opts: dumpSockOpts(f.copy, "unix"),
       name: new Uint8Array(name),
       ...(d.shutdown !== 0 ? { shutdown: d.shutdown } : {}),
       ...named,
