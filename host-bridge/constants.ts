@@ -144,8 +144,12 @@ export const SOL_IP = 0;
 export const SOL_IPV6 = 41;
 export const SOL_TCP = 6;
 export const SOL_UDP = 17;
-export const IP = { TOS: 1, TTL: 2, PKTINFO: 8, FREEBIND: 15 } as const;
-export const IPV6 = { RECVPKTINFO: 49, V6ONLY: 26, FREEBIND: 78 } as const;
+export const IP = { TOS: 1, TTL: 2, HDRINCL: 3, PKTINFO: 8, FREEBIND: 15, NODEFRAG: 22 } as const;
+export const IPV6 = { CHECKSUM: 7, RECVPKTINFO: 49, V6ONLY: 26, HDRINCL: 36, FREEBIND: 78 } as const;
+/** A raw ICMP socket's filter of ICMP types: ICMP_FILTER at SOL_RAW, ICMPV6_FILTER at SOL_ICMPV6 (both 1). */
+export const SOL_RAW = 255;
+export const SOL_ICMPV6 = 58;
+export const ICMP_FILTER = 1;
 export const TCP = {
   NODELAY: 1,
   MAXSEG: 2,

@@ -66,7 +66,7 @@ export function showAddr(family: number, words: readonly number[], port: number)
   return `[${text}]:${port}`;
 }
 
-export const PROTO_NAME: Record<number, string> = { [IPPROTO.TCP]: "TCP", [IPPROTO.UDP]: "UDP", [IPPROTO.UDPLITE]: "UDP-Lite" };
+export const PROTO_NAME: Record<number, string> = { [IPPROTO.TCP]: "TCP", [IPPROTO.UDP]: "UDP", [IPPROTO.UDPLITE]: "UDP-Lite", [IPPROTO.ICMP]: "ICMP", [IPPROTO.ICMPV6]: "ICMPv6" };
 
 /** TCP states that are a connection (criu's list of states it dumps with --tcp-established). */
 export const CONNECTED_STATES: ReadonlySet<number> = new Set([

@@ -18,8 +18,8 @@
 // are dropped, as criu drops them (the kernel gives no way to put a datagram back with
 // its sender's address); the dump says so in the log.
 
-import { constants as fsc } from "node:fs";
-import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
+import { constants as fsc, readFileSync } from "node:fs";
+import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { InetDiag } from "../../host-bridge/native.js";
 import { listFds, procPath } from "../dump/proc.js";
@@ -109,23 +109,58 @@ export class InetDumper implements FdDumper {
     return { state: TCP_STATE.CLOSE, sport: src.port, dport: dst.port, src: src.addr, dst: dst.addr, rqlen: 0, wqlen, shutdown, listed: false };
   }
 
+  private readonly rawTables = new Map<number, Map<number, { state: number; dst: Buffer }>>();
+
+  /**
+   * A raw socket's peer: getpeername has none to give (a raw socket has no port), and
+   * sock_diag does not list raw sockets here; /proc/net/raw{,6} has the state and the
+   * remote address of each, by inode.
+   */
+  private rawPeer(family: number, ino: number, sk: SkView): void {
+    let t = this.rawTables.get(family);
+    if (!t) {
+      t = new Map();
+      const v6 = family === AF_INET6;
+      const text = readFileSync(`/proc/net/${v6 ? "raw6" : "raw"}`, "utf8");
+      for (const line of text.split("\n").slice(1)) {
+        const col = line.trim().split(/\s+/);
+        if (col.length < 10) continue;
+        // An address as the kernel prints it: each 32-bit word in host order.
+        const hex = col[2]!.split(":")[0]!;
+        const dst = Buffer.alloc(16);
+        for (let w = 0; w < hex.length / 8; w++) dst.writeUInt32LE(Number.parseInt(hex.slice(8 * w, 8 * w + 8), 16), 4 * w);
+        t.set(Number(col[9]), { state: Number.parseInt(col[3]!, 16), dst });
+      }
+      this.rawTables.set(family, t);
+    }
+    const r = t.get(ino);
+    if (!r) return;
+    sk.state = r.state;
+    sk.dst = r.dst;
+  }
+
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
     const [family, proto, type] = getsockoptInts(f.copy, KIND_OPTS) as [number, number, number];
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
-    if (type === SOCK.RAW) throw refuse("is a raw socket; dumping raw sockets is not supported yet");
+    // A raw socket may carry any protocol (criu's can_dump_ipproto).
+    const raw = type === SOCK.RAW;
     if (proto === IPPROTO.MPTCP) throw refuse("is a multipath TCP socket, which criu does not dump either (Go programs: GODEBUG=multipathtcp=0 turns it off)");
-    if (PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
-    if (type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream and datagram sockets are dumped`);
+    if (!raw && PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
+    if (!raw && type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream, datagram and raw sockets are dumped`);
     if (hasSocketFilter(f.copy)) throw refuse("has a socket filter (SO_ATTACH_FILTER); dumping one is not supported yet");
 
     const ino = Number(f.st.ino);
-    const d = this.table(family, proto).get(ino);
+    // sock_diag lists neither raw nor ping sockets here: they are read from the socket, as criu's gen_uncon_sk does.
+    const d = raw || ICMP_PROTOS.has(proto) ? undefined : this.table(family, proto).get(ino);
     const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, refuse);
+    if (raw) this.rawPeer(family, ino, sk);
     const local = showAddr(family, addrWords(sk.src, family), sk.sport);
 
-    if (type === SOCK.DGRAM) {
+    if (raw || ICMP_PROTOS.has(proto)) {
+      if (b.pollNow(f.copy, POLL.IN) & POLL.IN) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the packets queued for ${raw ? "raw" : "ping"} socket ${local} are dropped, as criu drops them`);
+    } else if (type === SOCK.DGRAM) {
       if (getInt(f.copy, SOL_UDP, UDP_CORK) !== 0) throw refuse("is corked (UDP_CORK): what it holds back cannot be dumped (criu refuses it too)");
       if (sk.wqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the write queue of UDP socket ${local} is not empty (${sk.wqlen} bytes); it is not kept`);
       if (sk.rqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the datagrams queued for UDP socket ${local} (${sk.rqlen} bytes) are dropped, as criu drops them`);
@@ -166,8 +201,8 @@ export class InetDumper implements FdDumper {
       dst_addr: addrWords(sk.dst, family),
       fown: f.fown(),
       opts: dumpSockOpts(f.copy, "inet"),
-      ip_opts: ipOpts(f.copy, family),
-      tcp_opts: proto === IPPROTO.TCP ? tcpOpts(f.copy) : {},
+      ip_opts: { ...ipOpts(f.copy, family), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
+      tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOpts(f.copy) : {},
       ...(sk.listed ? { ns_id: NET_NS_ID } : {}),
     };
     if (family === AF_INET6) {
@@ -276,6 +311,27 @@ function ipOpts(fd: number, family: number): NonNullable<InetSkEntry["ip_opts"]>
   if (tos) o.tos = tos;
   if (ttl) o.ttl = ttl;
   return o;
+}
+
+/** ICMP datagram ("ping") sockets: what criu's can_dump_ipproto allows besides TCP and UDP. */
+const ICMP_PROTOS: ReadonlySet<number> = new Set([IPPROTO.ICMP, IPPROTO.ICMPV6]);
+
+/**
+ * criu's dump_ip_raw_opts: IP_HDRINCL (IPV6_HDRINCL), IP_NODEFRAG (IPv4), each written only
+ * when on, and an ICMP socket's type filter (ICMP_FILTER: one word; ICMPV6_FILTER: eight).
+ */
+function rawOpts(fd: number, family: number, proto: number): NonNullable<NonNullable<InetSkEntry["ip_opts"]>["raw"]> {
+  const v6 = family === AF_INET6;
+  const [hdrincl, nodefrag] = getsockoptInts(fd, v6 ? [[SOL_IPV6, IPV6.HDRINCL]] : [[SOL_IP, IP.HDRINCL], [SOL_IP, IP.NODEFRAG]]);
+  const r: NonNullable<NonNullable<InetSkEntry["ip_opts"]>["raw"]> = {};
+  if (hdrincl) r.hdrincl = true;
+  if (nodefrag) r.nodefrag = true;
+  if (proto === (v6 ? IPPROTO.ICMPV6 : IPPROTO.ICMP)) {
+    const words = v6 ? 8 : 1;
+    const f = bridge().getsockopt(fd, v6 ? SOL_ICMPV6 : SOL_RAW, ICMP_FILTER, 4 * words);
+    r.icmpv_filter = Array.from({ length: words }, (_, i) => (4 * i + 4 <= f.length ? f.readUInt32LE(4 * i) : 0));
+  }
+  return r;
 }
 
 const TCP_OPTS = [TCP.NODELAY, TCP.CORK, TCP.KEEPCNT, TCP.KEEPIDLE, TCP.KEEPINTVL].map((n) => [SOL_TCP, n] as const);

@@ -10,7 +10,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AF_INET, AF_INET6, F, IP, IPPROTO, IPV6, O, SHUT, SO, SOCK, SOL_IP, SOL_IPV6, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, O, SHUT, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
@@ -102,10 +102,11 @@ export class InetRestorer implements FdRestorer {
     if (!e) throw this.fail(`${what}: an INETSK entry without its socket fields`);
     const sock = `${what}: inet socket ${e.ino}`;
     if (e.family !== AF_INET && e.family !== AF_INET6) throw this.fail(`${sock} has the address family ${e.family}, which is neither AF_INET (2) nor AF_INET6 (10)`);
-    if (e.type === SOCK.RAW) throw this.fail(`${sock} is a raw socket; restoring raw sockets is not supported yet`);
-    if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM) throw this.fail(`${sock} has the type ${e.type}; only stream and datagram sockets are restored`);
-    if (e.type === SOCK.STREAM ? e.proto !== IPPROTO.TCP : e.proto !== IPPROTO.UDP && e.proto !== IPPROTO.UDPLITE) {
-      throw this.fail(`${sock} is a ${typeName(e.type)} socket of protocol ${e.proto}; only TCP streams and UDP or UDP-Lite datagrams are restored`);
+    const raw = e.type === SOCK.RAW;
+    if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM && !raw) throw this.fail(`${sock} has the type ${e.type}; only stream, datagram and raw sockets are restored`);
+    const icmp = e.family === AF_INET6 ? IPPROTO.ICMPV6 : IPPROTO.ICMP;
+    if (raw ? e.proto > 255 : e.type === SOCK.STREAM ? e.proto !== IPPROTO.TCP : e.proto !== IPPROTO.UDP && e.proto !== IPPROTO.UDPLITE && e.proto !== icmp) {
+      throw this.fail(`${sock} is a ${typeName(e.type)} socket of protocol ${e.proto}; only TCP streams, UDP, UDP-Lite and ICMP datagrams and raw IP sockets are restored`);
     }
     const words = ADDR_WORDS[e.family]!;
     const src = e.src_addr ?? [];
@@ -116,12 +117,12 @@ export class InetRestorer implements FdRestorer {
       throw this.fail(`${sock}: its addresses have ${src.length} and ${dst.length} words, not the ${words} of an ${e.family === AF_INET ? "IPv4" : "IPv6"} address`);
     }
     if (e.src_port > 0xffff || e.dst_port > 0xffff) throw this.fail(`${sock} has the port ${Math.max(e.src_port, e.dst_port)}, past 65535`);
-    const label = `${PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
+    const label = `${raw ? `raw (protocol ${e.proto})` : PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
     const state = `${what}: ${label}`;
     // --tcp-close: a connection comes back as a socket closed; --tcp-established: with its stream.
     let closed = false;
     let stream: TcpStream | undefined;
-    if (e.proto === IPPROTO.TCP) {
+    if (e.proto === IPPROTO.TCP && !raw) {
       if (e.state === TCP_STATE.LISTEN) {
         if (e.src_port === 0) throw this.fail(`${state} is listening without a port`);
       } else if (e.dst_port !== 0) {
@@ -175,7 +176,8 @@ export class InetRestorer implements FdRestorer {
       const fd = s.fd!;
       // criu sets IPV6_V6ONLY only when on; set either way, a host whose
       // net.ipv6.bindv6only is 1 would turn a dual-stack listener into an IPv6-only one.
-      if (e.family === AF_INET6 && e.v6only !== undefined) this.step(s, "options", () => setInt(fd, SOL_IPV6, IPV6.V6ONLY, "IPV6_V6ONLY", e.v6only ? 1 : 0));
+      // A raw socket has its protocol as its port from the start: IPV6_V6ONLY is EINVAL there (and means nothing).
+      if (e.family === AF_INET6 && e.v6only !== undefined && e.type !== SOCK.RAW) this.step(s, "options", () => setInt(fd, SOL_IPV6, IPV6.V6ONLY, "IPV6_V6ONLY", e.v6only ? 1 : 0));
       this.step(s, "options", () =>
         setsockoptInts(fd, [
           [SOL_SOCKET, SO.REUSEADDR, 1],
@@ -192,14 +194,19 @@ export class InetRestorer implements FdRestorer {
           restoreConnection(fd, sockaddr(e.family, e.src_port, s.src, s.scopeId), sockaddr(e.family, e.dst_port, s.dst), stream);
         });
       } else if (!s.closed) {
-        if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
+        // A raw socket's "port" is its protocol, given by socket(): only an address is bound.
+        if (e.type === SOCK.RAW) {
+          if (s.src.some((w) => w !== 0)) this.step(s, "bind", () => b.bindAddr(fd, sockaddr(e.family, 0, s.src, s.scopeId)));
+        } else if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
         if (e.state === TCP_STATE.LISTEN) this.step(s, "listen", () => b.listen(fd, e.backlog));
         if (e.dst_port !== 0) this.step(s, `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
+        // A raw socket's peer has no port (criu restores it unconnected; the address is kept).
+        else if (e.type === SOCK.RAW && s.dst.some((w) => w !== 0)) this.step(s, `connect to ${showAddr(e.family, s.dst, 0)}`, () => b.connectAddr(fd, sockaddr(e.family, 0, s.dst)));
       }
       this.step(s, "fcntl(F_SETFL)", () => b.fcntl(fd, F.SETFL, e.flags & ~3));
       this.step(s, "IP options", () => restoreIpOpts(fd, e));
       this.step(s, "options", () => restoreSockOpts(fd, e.opts));
-      if (e.proto === IPPROTO.TCP) this.step(s, "TCP options", () => restoreTcpOpts(fd, e));
+      if (e.proto === IPPROTO.TCP && e.type !== SOCK.RAW) this.step(s, "TCP options", () => restoreTcpOpts(fd, e));
       const how = HOW[shutdownOf(e)];
       if (how !== undefined) {
         this.step(s, "shutdown", () => {
@@ -268,10 +275,27 @@ export class InetRestorer implements FdRestorer {
   }
 }
 
+/** criu's restore_ip_raw_opts: a raw socket's ICMP type filter, IP_NODEFRAG, IP_HDRINCL. */
+function restoreRawOpts(fd: number, e: InetSkEntry): void {
+  const r = e.ip_opts?.raw;
+  if (!r || e.type !== SOCK.RAW) return;
+  const v6 = e.family === AF_INET6;
+  if (r.icmpv_filter?.length && e.proto === (v6 ? IPPROTO.ICMPV6 : IPPROTO.ICMP)) {
+    const f = Buffer.alloc(4 * r.icmpv_filter.length);
+    r.icmpv_filter.forEach((w, i) => f.writeUInt32LE(w >>> 0, 4 * i));
+    bridge().setsockopt(fd, v6 ? SOL_ICMPV6 : SOL_RAW, ICMP_FILTER, f);
+  }
+  const set: [number, number, number][] = [];
+  if (r.nodefrag !== undefined) set.push([SOL_IP, IP.NODEFRAG, r.nodefrag ? 1 : 0]);
+  if (r.hdrincl !== undefined) set.push(v6 ? [SOL_IPV6, IPV6.HDRINCL, r.hdrincl ? 1 : 0] : [SOL_IP, IP.HDRINCL, r.hdrincl ? 1 : 0]);
+  setsockoptInts(fd, set);
+}
+
 /** criu's restore_ip_opts: what the entry has. */
 function restoreIpOpts(fd: number, e: InetSkEntry): void {
   const o = e.ip_opts;
   if (!o) return;
+  restoreRawOpts(fd, e);
   const set: [number, number, number][] = [];
   const flag = (level: number, name: number, v: boolean | undefined): void => void (v !== undefined && set.push([level, name, v ? 1 : 0]));
   if (e.family === AF_INET6) {

@@ -28,6 +28,13 @@
  *              non-blocking connect() from fd 4 to it (the test drops the SYNs
  *              first) and waits for SYN_SENT; the second waits for it to
  *              complete, accepts it on fd 3 and sends a byte each way.
+ *   raw        fd 3: raw ICMP socket with an ICMP_FILTER passing only echo
+ *              replies; fd 4: raw ICMPv6 socket with an ICMPV6_FILTER; fd 5:
+ *              IPPROTO_RAW (IP_HDRINCL); fd 6: raw UDP socket bound to
+ *              127.0.0.1 and connected to 127.0.0.2, IP_NODEFRAG on; fd 7 (with
+ *              ping=1 in argv[3]): a ping socket (ICMP datagrams, echo id = its
+ *              port). The check reads each filter and option back and pings
+ *              127.0.0.1 through fd 3 (and fd 7), reading the replies.
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
  *   halfclosed three loopback pairs (fd 4-5, 6-7, 8-9, clients first; pN
@@ -712,6 +719,122 @@ static int check_connecting(void)
 	return ok ? 0 : fail("no byte each way over the completed connection");
 }
 
+/* ---- raw ---- */
+
+#include <linux/icmp.h>
+#include <linux/icmpv6.h>
+
+static int with_ping;
+static unsigned icmp6_filter_words[8];
+
+static uint16_t csum(const void *p, size_t n)
+{
+	const uint16_t *w = p;
+	uint32_t s = 0;
+	for (; n > 1; n -= 2)
+		s += *w++;
+	if (n)
+		s += *(const uint8_t *)w;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static void setup_raw(void)
+{
+	if (sock_at(3, AF_INET, SOCK_RAW, IPPROTO_ICMP) < 0)
+		wl_die("raw icmp");
+	struct icmp_filter f = { .data = ~(1u << ICMP_ECHOREPLY) };
+	if (setsockopt(3, SOL_RAW, ICMP_FILTER, &f, sizeof(f)) < 0)
+		wl_die("ICMP_FILTER");
+	if (sock_at(4, AF_INET6, SOCK_RAW, IPPROTO_ICMPV6) < 0)
+		wl_die("raw icmpv6");
+	for (int i = 0; i < 8; i++)
+		icmp6_filter_words[i] = 0x01020304u * (unsigned)(i + 1);
+	if (setsockopt(4, SOL_ICMPV6, ICMPV6_FILTER, icmp6_filter_words, sizeof(icmp6_filter_words)) < 0)
+		wl_die("ICMPV6_FILTER");
+	if (sock_at(5, AF_INET, SOCK_RAW, IPPROTO_RAW) < 0)
+		wl_die("IPPROTO_RAW");
+	if (sock_at(6, AF_INET, SOCK_RAW, IPPROTO_UDP) < 0)
+		wl_die("raw udp");
+	bind4(6, "127.0.0.1", 0);
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	inet_pton(AF_INET, "127.0.0.2", &to.sin_addr);
+	if (connect(6, (struct sockaddr *)&to, sizeof(to)) < 0)
+		wl_die("connect raw");
+	seti(6, SOL_IP, IP_NODEFRAG, 1, "IP_NODEFRAG");
+	if (with_ping) {
+		if (sock_at(7, AF_INET, SOCK_DGRAM, IPPROTO_ICMP) < 0)
+			wl_die("ping socket");
+		bind4(7, "127.0.0.1", 4242);
+	}
+}
+
+/* An echo request to 127.0.0.1 through fd (raw: with its header; ping: the kernel's), and its reply read back. */
+static int ping(int fd, int rawsk)
+{
+	struct icmphdr h = { .type = ICMP_ECHO, .un.echo = { .id = htons(4242), .sequence = htons(7) } };
+	h.checksum = csum(&h, sizeof(h));
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	if (sendto(fd, &h, sizeof(h), 0, (struct sockaddr *)&to, sizeof(to)) != sizeof(h))
+		return fail("fd %d: sendto: %s", fd, strerror(errno));
+	for (int i = 0; i < 20; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 5000) != 1)
+			return fail("fd %d: no echo reply", fd);
+		unsigned char buf[256];
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		size_t off = rawsk ? (size_t)(buf[0] & 0xf) * 4 : 0;
+		if (n < (ssize_t)(off + sizeof(h)))
+			continue;
+		struct icmphdr *r = (struct icmphdr *)(buf + off);
+		if (r->type == ICMP_ECHOREPLY && r->un.echo.sequence == htons(7))
+			return 0;
+		if (rawsk && r->type != ICMP_ECHOREPLY)
+			return fail("fd %d got ICMP type %d past its filter", fd, r->type);
+	}
+	return fail("fd %d: no echo reply among 20 packets", fd);
+}
+
+static int check_raw(void)
+{
+	struct icmp_filter f;
+	socklen_t l = sizeof(f);
+	if (getsockopt(3, SOL_RAW, ICMP_FILTER, &f, &l) < 0 || f.data != ~(1u << ICMP_ECHOREPLY))
+		return fail("fd 3's ICMP_FILTER is %08x", f.data);
+	unsigned w[8];
+	l = sizeof(w);
+	if (getsockopt(4, SOL_ICMPV6, ICMPV6_FILTER, w, &l) < 0 || memcmp(w, icmp6_filter_words, sizeof(w)))
+		return fail("fd 4's ICMPV6_FILTER differs");
+	if (geti(5, SOL_IP, IP_HDRINCL) != 1)
+		return fail("fd 5 lost IP_HDRINCL");
+	if (geti(5, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW || geti(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP)
+		return fail("a raw socket's protocol changed");
+	if (geti(6, SOL_IP, IP_NODEFRAG) != 1)
+		return fail("fd 6 lost IP_NODEFRAG");
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	char s[32];
+	if (getsockname(6, (struct sockaddr *)&a, &al) < 0 ||
+	    strcmp(inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), "127.0.0.1"))
+		return fail("fd 6 is bound to %s", s);
+	/* A raw socket has no peer name to tell: only a connected one sends without an address. */
+	char b8[8] = { 0 };
+	if (send(6, b8, sizeof(b8), 0) != sizeof(b8))
+		return fail("fd 6 cannot send without an address (not connected): %s", strerror(errno));
+	if (ping(3, 1))
+		return -1;
+	if (with_ping) {
+		al = sizeof(a);
+		if (getsockname(7, (struct sockaddr *)&a, &al) < 0 || ntohs(a.sin_port) != 4242)
+			return fail("fd 7 (ping) has the echo id %d", ntohs(a.sin_port));
+		if (ping(7, 0))
+			return -1;
+	}
+	return 0;
+}
+
 /* ---- echo ---- */
 
 /* A server: fd 3 listens on 127.0.0.1; every connection gets back each line it
@@ -793,6 +916,11 @@ int main(int argc, char **argv)
 		check = check_halfclosed;
 		snprintf(info, sizeof(info), "p4=%d p5=%d p6=%d p7=%d p8=%d p9=%d p10=%d p11=%d", hc_port[4],
 			 hc_port[5], hc_port[6], hc_port[7], hc_port[8], hc_port[9], hc_port[10], hc_port[11]);
+	} else if (!strcmp(name, "raw")) {
+		with_ping = argc > 3 && !strcmp(argv[3], "ping=1");
+		setup_raw();
+		check = check_raw;
+		snprintf(info, sizeof(info), "ping=%d", with_ping);
 	} else if (!strcmp(name, "connecting")) {
 		if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
 			wl_die("socket 3");
