@@ -208,6 +208,22 @@ static int run_to_exit(remote_ctx *c, int64_t timeout_ms, int64_t *ret, int *fau
 	}
 }
 
+/* The task's signal mask and registers replaced for the borrowed code, each change
+ * flagged in c as soon as it is made. */
+static int borrow(remote_ctx *c, uint64_t mask, struct user_regs_struct *regs, const char **step)
+{
+	struct iovec riov = { regs, sizeof(*regs) };
+	*step = "ptrace(PTRACE_SETSIGMASK)";
+	if (ptrace(PTRACE_SETSIGMASK, c->pid, (void *)sizeof(mask), &mask) < 0)
+		return errno;
+	c->mask_changed = true;
+	*step = "ptrace(PTRACE_SETREGSET)";
+	if (ptrace(PTRACE_SETREGSET, c->pid, (void *)NT_PRSTATUS, &riov) < 0)
+		return errno;
+	c->regs_changed = true;
+	return 0;
+}
+
 /* Borrows the task for one syscall. Each change is flagged in c as soon as it
  * is made, so put_back undoes exactly what was done. Returns 0 or an errno,
  * with *step naming what failed. */
@@ -227,25 +243,19 @@ static int inject(remote_ctx *c, uint32_t nr, const uint64_t args[6], int64_t ti
 	/* Without orig_rax = -1 the kernel's syscall-restart logic would rewind
 	 * rip/rax on resume if the task was stopped inside an interrupted syscall. */
 	regs.orig_rax = (uint64_t)-1;
-	struct iovec riov = { &regs, sizeof(regs) };
 
-	*step = "ptrace(PTRACE_SETSIGMASK)";
-	if (ptrace(PTRACE_SETSIGMASK, c->pid, (void *)sizeof(all), &all) < 0)
-		return errno;
-	c->mask_changed = true;
 	*step = "ptrace(PTRACE_POKEDATA)";
 	if (ptrace(PTRACE_POKEDATA, c->pid, (void *)(uintptr_t)c->addr,
 		   (void *)(uintptr_t)((c->saved_word & ~INJECT_MASK) | INJECT_CODE)) < 0)
 		return errno;
 	c->word_changed = true;
-	*step = "ptrace(PTRACE_SETREGSET)";
-	if (ptrace(PTRACE_SETREGSET, c->pid, (void *)NT_PRSTATUS, &riov) < 0)
-		return errno;
-	c->regs_changed = true;
+	int err = borrow(c, all, &regs, step);
+	if (err)
+		return err;
 	*step = "ptrace(PTRACE_SYSCALL)";
 	if (ptrace(PTRACE_SYSCALL, c->pid, NULL, NULL) < 0)
 		return errno;
-	int err = run_to_exit(c, timeout_ms, ret, fault_sig);
+	err = run_to_exit(c, timeout_ms, ret, fault_sig);
 	*step = err == ETIME ? "timed out; the task was interrupted" : "waiting for the syscall-exit stop";
 	return err;
 }
@@ -373,16 +383,10 @@ static int run_loop(remote_ctx *c, uint64_t code, uint64_t end, uint64_t table, 
 	regs.rbx = table;
 	regs.r12 = count;
 	regs.orig_rax = (uint64_t)-1;
-	struct iovec riov = { &regs, sizeof(regs) };
 	bool resend_trap = false;
-	*step = "ptrace(PTRACE_SETSIGMASK)";
-	if (ptrace(PTRACE_SETSIGMASK, c->pid, (void *)sizeof(mask), &mask) < 0)
-		return errno;
-	c->mask_changed = true;
-	*step = "ptrace(PTRACE_SETREGSET)";
-	if (ptrace(PTRACE_SETREGSET, c->pid, (void *)NT_PRSTATUS, &riov) < 0)
-		return errno;
-	c->regs_changed = true;
+	int err = borrow(c, mask, &regs, step);
+	if (err)
+		return err;
 	*step = "ptrace(PTRACE_CONT)";
 	if (ptrace(PTRACE_CONT, c->pid, NULL, NULL) < 0)
 		return errno;

@@ -143,6 +143,16 @@ static const char *name_of(int fd, char *buf, size_t n)
 
 /* Connects to addr:port, accepts on listener l (waiting for it), sends a byte
  * each way. */
+/* fd 3: a TCP listener on 127.0.0.1, a port of the kernel's choice. */
+static void listen_at3(void)
+{
+	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
+		wl_die("socket 3");
+	bind4(3, "127.0.0.1", 0);
+	if (listen(3, 8) < 0)
+		wl_die("listen");
+}
+
 static int talk(int l, int family, const char *addr, int port)
 {
 	struct sockaddr_storage ss = { 0 };
@@ -423,11 +433,7 @@ static pid_t child;
 
 static void setup_shared(void)
 {
-	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
-		wl_die("socket 3");
-	bind4(3, "127.0.0.1", 0);
-	if (listen(3, 8) < 0)
-		wl_die("listen");
+	listen_at3();
 	lport[3] = port_of(3);
 	wl_install_check_handler();
 	child = fork();
@@ -478,11 +484,7 @@ static const char s2c[] = "server to client, unread|";
 
 static void setup_established(void)
 {
-	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
-		wl_die("socket 3");
-	bind4(3, "127.0.0.1", 0);
-	if (listen(3, 8) < 0)
-		wl_die("listen");
+	listen_at3();
 	struct sockaddr_in a;
 	socklen_t l = sizeof(a);
 	getsockname(3, (struct sockaddr *)&a, &l);
@@ -587,11 +589,7 @@ static void hc_send(int fd)
 
 static void setup_halfclosed(void)
 {
-	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
-		wl_die("socket 3");
-	bind4(3, "127.0.0.1", 0);
-	if (listen(3, 8) < 0)
-		wl_die("listen");
+	listen_at3();
 	hc_pair(3, AF_INET, 4, 5);
 	hc_pair(3, AF_INET, 6, 7);
 	hc_pair(3, AF_INET, 8, 9);
