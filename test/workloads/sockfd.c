@@ -1,12 +1,14 @@
-/* A task holding a netlink socket (fd 5), a kind of socket this dump refuses,
- * and a UDP socket on the loopback (fd 6): the dump must fail with
- * "unsupported fd 5: socket" and leave the task running. Self-check (SIGUSR1):
+/* A task holding a netlink socket (fd 5) with the kernel's answer to a link
+ * dump queued on it, a socket this dump refuses (as criu does: a queue cannot
+ * be put back), and a UDP socket on the loopback (fd 6): the dump must fail
+ * with "unsupported fd 5: netlink socket ... queued" and leave the task running. Self-check (SIGUSR1):
  * fd 5 is still the netlink socket, and the UDP one still sends a datagram to
  * itself ("PASS"). */
 #include "workload.h"
 
 #include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,6 +28,15 @@ int main(int argc, char **argv)
 	if (nl < 0 || dup2(nl, 5) < 0)
 		wl_die("netlink");
 	close(nl);
+	struct {
+		struct nlmsghdr h;
+		struct rtgenmsg g;
+	} req = {
+		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.g = { .rtgen_family = AF_UNSPEC }
+	};
+	if (send(5, &req, sizeof(req), 0) != sizeof(req))
+		wl_die("netlink request");
 	wl_install_check_handler();
 	wl_write_counter(0);
 	wl_ready("sock=5 udp=6");
