@@ -13,7 +13,7 @@ import { tscriu } from "./helpers/cli.js";
 import { haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { restoreTask, status } from "./helpers/restore.js";
-import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 /** The writes counter of the workload's last check. */
 async function checked(t: ExecutionContext, w: Workload): Promise<number> {
@@ -222,7 +222,7 @@ test.serial("a process tree through pre-dump and dump: a pagemap per process, ea
   t.is(await w.check(), "PASS tree=5", "the tree runs on after the pre-dump");
   const r = await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
   t.true(r.stats.pages_skipped_parent > 0n);
-  for (const p of others) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
+  for (const p of others) await waitFor(`pid ${p} to be gone after the dump`, () => goneOrZombie(p));
   await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
   await restoreTask(t, join(base, "d2"));
   t.is(await w.check(), "PASS tree=5");

@@ -13,7 +13,7 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 function others(w: Workload): number[] {
   return ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
@@ -42,7 +42,7 @@ async function tree(t: ExecutionContext): Promise<Workload> {
 test("tree: five processes and two zombies come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset and a pipe", async (t) => {
   const w = await tree(t);
   const dir = await dumpGone(t, w);
-  for (const p of others(w)) await waitFor(`pid ${p} to be gone after the dump`, () => !existsSync(`/proc/${p}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${p}/status`, "utf8")));
+  for (const p of others(w)) await waitFor(`pid ${p} to be gone after the dump`, () => goneOrZombie(p));
   const pstree = (await readImage(join(dir, "pstree.img"))).entries;
   const zombies = [Number(w.info["z1"]), Number(w.info["z2"])];
   t.deepEqual(new Set(pstree.map((e) => e["pid"])), new Set([w.pid, ...others(w), ...zombies]), "the five processes and the two zombies");

@@ -54,6 +54,12 @@ export function procState(pid: number): string | undefined {
   return close < 0 ? undefined : stat.slice(close + 2, close + 3);
 }
 
+/** Whether pid is gone or a zombie (read once: it may vanish between two reads). */
+export function goneOrZombie(pid: number): boolean {
+  const s = procState(pid);
+  return s === undefined || s === "Z";
+}
+
 /** The states of a task that runs on, neither stopped, traced nor dead: a task writing its
  * counter file may be caught in the write (D) on a busy machine. */
 export const RUNS_ON = /^[RSD]$/;
