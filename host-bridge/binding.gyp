@@ -12,6 +12,7 @@
         "src/remote.c",
         "src/memory.c",
         "src/uffd_wp.c",
+        "src/uffd_track.c",
         "src/pagemap.c",
         "src/pidfd.c",
         "src/spawn.c",
@@ -36,6 +37,12 @@
       "target_name": "tscriu_reaper",
       "type": "executable",
       "sources": ["src/reaper.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"]
+    },
+    {
+      "target_name": "tscriu_tracker",
+      "type": "executable",
+      "sources": ["src/tracker.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"]
     },
     {

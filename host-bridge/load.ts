@@ -1,4 +1,5 @@
 // The one place that loads the native addon and gives it its type.
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,4 +51,17 @@ export function bridge(): NativeBridge {
 
 export function isNativeError(e: unknown): e is NativeError {
   return e instanceof Error && typeof (e as NativeError).errno === "number" && typeof (e as NativeError).syscall === "string";
+}
+
+/**
+ * A program built next to the addon (build/Release/NAME, from the source tree or from
+ * dist/), or $ENV when set; the error names every path tried.
+ */
+export function helperProgram(name: "tscriu_stub" | "tscriu_tracker", env: string): string {
+  const set = process.env[env];
+  if (set) return set;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const tried = [resolve(here, `build/Release/${name}`), resolve(here, `../../host-bridge/build/Release/${name}`)];
+  for (const p of tried) if (existsSync(p)) return p;
+  throw new Error(`${name} is not built (run "npm run build"); tried: ${tried.join(", ")}`);
 }

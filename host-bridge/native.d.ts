@@ -600,6 +600,15 @@ export interface NativeBridge {
    * page outside the segments would wait until then).
    */
   uffdSnapshotCopy(fd: number, pid: number, segments: BigUint64Array, buffers: readonly Buffer[]): { bytes: number; early: number };
+
+  // ---- write tracking between incremental passes (src/uffd_track.c) ----
+
+  /** On a userfaultfd of the task (taken with pidfdGetfd): UFFDIO_API with UFFD_FEATURE_WP_ASYNC (Linux >= 6.7). */
+  uffdTrackStart(fd: number): void;
+  /** UFFDIO_REGISTER (MODE_WP) of each (start, length) of `ranges`: an errno per range, 0 where it worked (EBUSY: another userfaultfd has it). */
+  uffdTrackRegister(fd: number, ranges: BigUint64Array): Int32Array;
+  /** UFFDIO_WRITEPROTECT of each (start, length) of `ranges`: protect (`on`) or unprotect. */
+  uffdTrackProtect(fd: number, ranges: BigUint64Array, on: boolean): void;
 }
 
 export interface RestoreSpawnOptions {

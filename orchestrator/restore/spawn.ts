@@ -2,21 +2,14 @@
 // restore fails (kill, then wait until the PID is free).
 
 import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
-import { bridge, isNativeError } from "../../host-bridge/load.js";
+import { bridge, helperProgram, isNativeError } from "../../host-bridge/load.js";
 import type { RestoreSpawnOptions } from "../../host-bridge/native.js";
 import { RestoreError } from "./errors.js";
 
 /** Where tscriu_stub is: $TSCRIU_STUB, or built next to the addon (source tree or dist/). */
 export function stubPath(): string {
-  const env = process.env["TSCRIU_STUB"];
-  if (env) return env;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const tried = [resolve(here, "../../host-bridge/build/Release/tscriu_stub"), resolve(here, "../../../host-bridge/build/Release/tscriu_stub")];
-  for (const p of tried) if (existsSync(p)) return p;
-  throw new Error(`the restore stub is not built (run "npm run build"); tried: ${tried.join(", ")}`);
+  return helperProgram("tscriu_stub", "TSCRIU_STUB");
 }
 
 export interface Spawned {
