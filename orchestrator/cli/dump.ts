@@ -87,6 +87,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             prevImagesDir: typeof prev === "string" ? prev : undefined,
             autoDedup: args["auto-dedup"] === true,
             wpSnapshot: args["wp-snapshot"] === true,
+            trackMem: args["track-mem"] === true,
             preDumpMode: mode,
             log,
           },

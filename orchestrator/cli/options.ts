@@ -72,9 +72,9 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "help", alias: "h", kind: "boolean", describe: "print help and exit", takes: ALL, tscriu: ALL },
 
   // pre-dump. criu's dump takes --track-mem too (the first dump of an iterative migration).
-  // tscriu finds changed pages by comparing them with the parent's, which needs nothing
-  // turned on in the kernel: every dump and pre-dump can be a parent, --track-mem or not.
-  { name: "track-mem", rpc: "track_mem", kind: "boolean", describe: "make this dump a possible parent (tscriu: every dump is)", takes: ["pre-dump", "dump"], tscriu: ["pre-dump", "dump"] },
+  // tscriu tracks writes with userfaultfd (write-tracking.ts) where the kernel allows it,
+  // and compares pages with the parent's where it does not: any dump can be a parent.
+  { name: "track-mem", rpc: "track_mem", kind: "boolean", describe: "track the task's writes after this dump, for the next one (with -R; pre-dump always does)", takes: ["pre-dump", "dump"], tscriu: ["pre-dump", "dump"] },
   // tscriu always reads with process_vm_readv (criu's "read"); the mode is recorded in the inventory.
   { name: "pre-dump-mode", rpc: "pre_dump_mode", kind: "string", describe: "how pre-dump reads memory: splice or read (tscriu reads either way)", takes: ["pre-dump"], tscriu: ["pre-dump"] },
 

@@ -23,12 +23,13 @@ import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
-import { copyPages, copyShmem, planPages, slicePlan, type Segment } from "./memory.js";
+import { copyPages, copyShmem, planPages, slicePlan, type PagePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
 import { protectable, WpSnapshot } from "./wpsnap.js";
+import { WriteTracking } from "./write-tracking.js";
 import { LocalPages } from "./pagewriter.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
@@ -90,6 +91,11 @@ export interface DumpOptions {
    * the task runs (wpsnap.ts); the frozen time no longer grows with that memory
    */
   wpSnapshot?: boolean | undefined;
+  /**
+   * criu's --track-mem: keep tracking the tasks' writes after this dump for the next pass
+   * (write-tracking.ts); a pre-dump always does. Only when the tasks run on.
+   */
+  trackMem?: boolean | undefined;
   /** criu's --pre-dump-mode, recorded in the inventory (tscriu reads memory one way: process_vm_readv) */
   preDumpMode?: "splice" | "read" | undefined;
 }
@@ -195,7 +201,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
-  if (opts.prevImagesDir !== undefined) checkParentDir(pid, dir, opts.prevImagesDir);
+  const parentDir = opts.prevImagesDir !== undefined ? checkParentDir(pid, dir, opts.prevImagesDir) : undefined;
   let createdDir = false;
   if (existsSync(dir)) refuseOldImages(pid, dir);
   else {
@@ -221,12 +227,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const early = finalState !== "kill" && scripts.length === 0;
   const limit = captureLimit();
   let pool: CapturePool | undefined;
+  // Writes tracked since the parent pass, and whether to track them for the next one.
+  const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
   try {
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
-    const want = early ? estimateAnon(pid) : 0;
+    const want = early ? Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes) : 0;
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
+    tracking.release();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
     throw asDumpError("pre-dump", pid, e);
@@ -245,6 +254,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     enter("seize");
     tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer);
   } catch (e) {
+    tracking.release();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("seize", pid, e);
   }
@@ -302,7 +312,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const p = fp.pid;
       log.info(`Collecting pid ${p}${fp.tids.length > 1 ? ` (${fp.tids.length} threads)` : ""}`);
       if (preDump) {
-        // A pre-dump takes memory only: no syscall runs inside the task, no fd is looked at.
+        // A pre-dump takes memory only: no fd is looked at, and no syscall runs inside the
+        // task but the one that makes its write tracking the first time (write-tracking.ts).
         enter("vmas");
         const vmas = collectVmas(p, files, shm);
         unproxyVdso(p, vmas, log);
@@ -385,7 +396,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       stats.shpages_scanned += BigInt(r.scanned);
       stats.shpages_written += BigInt(r.written);
     }
-    const plans = memProcs.map((c) => planPages(c.pid, c.vmas));
+    const parents = memProcs.map((c) => (opts.prevImagesDir !== undefined ? parentPages(dir, `pagemap-${c.pid}.img`, c.pid) : undefined));
+    const plans: PagePlan[] = [];
+    for (const c of memProcs) {
+      const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
+      const plan = planPages(c.pid, c.vmas, tracked);
+      if (tracked) tracking.checkParent(c.pid, plan);
+      plans.push(plan);
+    }
+    if (opts.wpSnapshot && tracking.active) log.info("--wp-snapshot stands aside: the write tracking of the incremental dump protects the same memory");
     const total = plans.reduce((sum, pl) => sum + pl.pages, 0);
     onEvent({ type: "memory-start", bytes: total * PAGE });
     // Copied now, written once the task is let go; or, when that is not possible or does
@@ -402,16 +421,17 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       pages.push(out);
       images.written.push(out.pagesFile, join(dir, out.pagemapName));
       stats.pages_scanned += BigInt(plan.scanned);
-      const parent = opts.prevImagesDir !== undefined ? parentPages(dir, out.pagemapName, c.pid) : undefined;
+      const parent = parents[i];
       const base = before;
       before += plan.pages * PAGE;
       if (fits) {
         const t0 = process.hrtime.bigint();
-        const snap = opts.wpSnapshot && finalState === "resume" && !preDump ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
+        const snap = opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
         if (snap) snaps.push(snap);
         const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
         deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, snap });
         readNs += process.hrtime.bigint() - t0;
+        tracking.arm(c.pid, c.vmas, plan);
         continue;
       }
       if (!parent) {
@@ -439,6 +459,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       }
       await out.close(false);
       writeNs += out.writeNs;
+      tracking.arm(c.pid, c.vmas, plan);
     }
     pool?.drop();
     if (deferred.length) log.info(`${total} pages copied in ${Number(readNs / 1000n)} us; written once the task is let go`);
@@ -561,6 +582,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const why = s.end();
       if (why) err.notes.push(`removing the write-protection of pid ${s.pid}: ${why}`);
     }
+    const untracked = tracking.release();
+    if (untracked) err.notes.push(`ending the write tracking: ${untracked}`);
     for (const p of pages) await p.abort();
     // Connections out of repair mode and unlocked before their tasks run again (also
     // after an early -s release: the images that would restore them are not complete).
@@ -579,7 +602,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
   if (!released) stats.frozen_time = us(frozen.frozenAt);
   const why = released ? undefined : letGo(finalState);
+  if (why) tracking.release();
   if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
+  const untracked = await tracking.commit(dir);
+  if (untracked) log.warn(`ending the write tracking: ${untracked}`);
   log.info(`${preDump ? "Pre-dumping" : "Dumping"} finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {
     await images.write("stats-dump", "STATS", [statsEntry(stats)], workDir);

@@ -11,6 +11,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import type { Faults } from "./faults.js";
+import { PE_PARENT } from "../../images/pages.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
 import type { ShmemObject } from "./shmem.js";
 import { VMA, type Vma } from "./vmas.js";
@@ -28,13 +29,16 @@ export interface Segment {
   flags: number;
   /** read through /proc/PID/mem (the VMA is not readable) */
   procMem: boolean;
-  /** never written as PE_PARENT: the vDSO, whose symbols a restore reads from this dump */
+  /** never written as PE_PARENT: the vDSO, whose symbols a restore reads from this dump; pages written since a tracked parent */
   fresh?: boolean;
+  /** not copied: unchanged since the parent dump (write tracking), written as PE_PARENT */
+  parent?: boolean;
 }
 
 export interface PagePlan {
   segments: Segment[];
   scanned: number;
+  /** pages to copy (not those of `parent` segments) */
   pages: number;
 }
 
@@ -42,8 +46,12 @@ function lazyVma(v: Vma): boolean {
   return (v.flags & MAP_ANON) !== 0 && (v.flags & MAP_PRIVATE) !== 0 && (v.flags & MAP_LOCKED) === 0 && (v.status & (VMA.VDSO | VMA.VSYSCALL)) === 0;
 }
 
-/** The pages to dump, VMA by VMA. */
-export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
+/**
+ * The pages to dump, VMA by VMA. In the VMAs `tracked` picks (their writes tracked since
+ * the parent dump, write-tracking.ts), pages not written since are `parent` segments and
+ * the written ones `fresh`.
+ */
+export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean): PagePlan {
   const segments: Segment[] = [];
   let scanned = 0;
   let pages = 0;
@@ -60,15 +68,17 @@ export function planPages(pid: number, vmas: readonly Vma[]): PagePlan {
       pages += Number(v.end - v.start) / PAGE;
       continue;
     }
-    for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
+    const known = tracked?.(v) === true;
+    for (const r of presentPages(pid, Number(v.start), Number(v.end), known)) {
       const n = (r.end - r.start) / PAGE;
       scanned += n;
       if (r.categories & PAGE_IS.PFNZERO) continue;
       if (filePrivate && r.categories & PAGE_IS.FILE) continue;
+      const kind = !known ? {} : r.categories & PAGE_IS.WRITTEN ? { fresh: true } : { parent: true };
       const last = segments[segments.length - 1];
-      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && !last.fresh) last.len += r.end - r.start;
-      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem });
-      pages += n;
+      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && last.fresh === kind.fresh && last.parent === kind.parent) last.len += r.end - r.start;
+      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem, ...kind });
+      if (!kind.parent) pages += n;
     }
   }
   return { segments, scanned, pages };
@@ -80,6 +90,11 @@ export function slicePlan(plan: PagePlan, bytes: number): PagePlan[] {
   let cur: PagePlan = { segments: [], scanned: 0, pages: 0 };
   let size = 0;
   for (const s of plan.segments) {
+    if (s.parent) {
+      // nothing to copy: takes no room
+      cur.segments.push(s);
+      continue;
+    }
     for (let at = 0; at < s.len; ) {
       const n = Math.min(s.len - at, bytes - size);
       cur.segments.push({ ...s, addr: s.addr + at, len: n });
@@ -180,6 +195,10 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
 
   try {
     for (const s of plan.segments) {
+      if (s.parent) {
+        out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: PE_PARENT });
+        continue;
+      }
       out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
       let at = s.addr;
       let left = s.len;

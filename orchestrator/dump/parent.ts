@@ -247,6 +247,12 @@ export class PageSink {
   async add(c: Captured): Promise<void> {
     const parent = this.parent;
     for (const r of c.runs) {
+      if (r.parent) {
+        // unchanged since the parent (write tracking checked that the chain holds it)
+        this.out.run({ vaddr: BigInt(r.vaddr), pages: r.pages, flags: PE_PARENT });
+        this.stats.skipped += r.pages;
+        continue;
+      }
       if (!parent || r.fresh) {
         await this.present(r.vaddr, r.pages, r.flags, r.buf, r.off);
         continue;

@@ -29,6 +29,8 @@ export interface Vma {
   name: string;
   /** for memfd-style shared memory: the object's inode number */
   shmemIno?: bigint;
+  /** registered for userfaultfd write-protect ("uw" in smaps' VmFlags), by whichever userfaultfd */
+  uffdWp?: boolean;
 }
 
 interface SmapsVma {
@@ -100,7 +102,7 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable): Vma
       if (adv !== undefined) madv |= 1n << BigInt(adv);
       if (f === "io" || f === "pf") special = true;
     }
-    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined };
+    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined, ...(r.vmflags.includes("uw") ? { uffdWp: true } : {}) };
     // pgoff in smaps is in bytes already (hex offset column)
     const where = `${hex(r.start)}-${hex(r.end)}`;
     if (r.name === "[vsyscall]") {

@@ -36,6 +36,25 @@ export function protectable(v: Vma): boolean {
   );
 }
 
+/**
+ * A userfaultfd of the frozen task's address space, made inside it (a userfaultfd serves
+ * the memory of whoever made it), taken here with pidfd_getfd and closed in the task
+ * again: the task's fd table is as it was. A string says why there is none.
+ */
+export function takeUserfaultfd(pid: number, log: ModuleLog): number | string {
+  const b = bridge();
+  const rfd = b.remoteSyscall(pid, NR_USERFAULTFD, [O_CLOEXEC | O_NONBLOCK]);
+  if (rfd < 0n) return `userfaultfd inside the task returned errno ${-rfd}`;
+  const pidfd = b.pidfdOpen(pid);
+  try {
+    return b.pidfdGetfd(pidfd, Number(rfd));
+  } finally {
+    b.close(pidfd);
+    const r = b.remoteSyscall(pid, NR_CLOSE, [rfd]);
+    if (r < 0n) log.warn(`pid ${pid}: close(${rfd}) of the userfaultfd inside the task returned errno ${-r}`);
+  }
+}
+
 /** One task's protected memory, from the freeze until the copy is done. */
 export class WpSnapshot {
   private done = false;
@@ -53,19 +72,10 @@ export class WpSnapshot {
   static protect(pid: number, vmas: readonly Vma[], log: ModuleLog): WpSnapshot | undefined {
     const b = bridge();
     if (vmas.length === 0) return undefined;
-    const rfd = b.remoteSyscall(pid, NR_USERFAULTFD, [O_CLOEXEC | O_NONBLOCK]);
-    if (rfd < 0n) {
-      log.info(`pid ${pid}: userfaultfd inside the task returned errno ${-rfd}: its pages are copied while it is frozen`);
+    const uffd = takeUserfaultfd(pid, log);
+    if (typeof uffd === "string") {
+      log.info(`pid ${pid}: ${uffd}: its pages are copied while it is frozen`);
       return undefined;
-    }
-    let uffd: number;
-    const pidfd = b.pidfdOpen(pid);
-    try {
-      uffd = b.pidfdGetfd(pidfd, Number(rfd));
-    } finally {
-      b.close(pidfd);
-      const r = b.remoteSyscall(pid, NR_CLOSE, [rfd]);
-      if (r < 0n) log.warn(`pid ${pid}: close(${rfd}) of the userfaultfd inside the task returned errno ${-r}`);
     }
     const ranges = new BigUint64Array(vmas.flatMap((v) => [v.start, v.end - v.start]));
     try {

@@ -326,6 +326,7 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       fileLocks: opts.file_locks === true,
       prevImagesDir: opts.parent_img,
       preDump: preDump !== undefined,
+      trackMem: opts.track_mem === true,
       preDumpMode: opts.pre_dump_mode === undefined ? undefined : opts.pre_dump_mode === "VM_READ" || opts.pre_dump_mode === 2 ? "read" : "splice",
       autoDedup: opts.auto_dedup === true,
       timeoutSec: opts.timeout,

@@ -1,0 +1,483 @@
+// Write tracking between the passes of an incremental dump (pre-dump, dump --track-mem),
+// on kernels without soft-dirty bits: each process of the tree gets a userfaultfd in
+// asynchronous write-protect mode (host-bridge/src/uffd_track.c). While the tree is
+// frozen, its writable private anonymous VMAs are registered and their pages protected;
+// a write then clears a page's protection in the kernel (no fault to serve), and the next
+// pass asks PAGEMAP_SCAN which pages were written. A protected page the task never wrote
+// still holds what the last pass saved: it is written as PE_PARENT without being copied
+// or compared. Everything else (other memory kinds, VMAs mapped since, a task whose
+// tracking cannot be trusted) goes through the byte comparison with the parent (parent.ts).
+//
+// The userfaultfds outlive tscriu in a small holder process (host-bridge/src/tracker.c),
+// recorded in a state file per tree root ($TSCRIU_TRACK_DIR, default /run/tscriu/track).
+// A pass trusts the tracking only when the state says it was armed by the pass whose
+// images are this pass's parent (same directory, same inventory.img), for the same root
+// process (start time) and the same holder. The state is marked unarmed before anything
+// changes, so a pass that fails or dies half-way leaves nothing that claims to be valid.
+// A pass that keeps the tracking (a pre-dump; a dump --track-mem leaving the task
+// running) hands the fds to a new holder once its images are complete; any other pass,
+// and any failure, ends it: the fds closed, the ranges unregistered and unprotected.
+
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { bridge, helperProgram, isNativeError } from "../../host-bridge/load.js";
+import { PAGE_IS, pagemapScan } from "../../host-bridge/pagemap.js";
+import type { ModuleLog } from "../log.js";
+import { PE_PARENT, readPagemap } from "../../images/pages.js";
+import { PE_PRESENT } from "./pagewriter.js";
+import type { PagePlan, Segment } from "./memory.js";
+import type { Vma } from "./vmas.js";
+import { protectable, takeUserfaultfd } from "./wpsnap.js";
+
+const EBUSY = 16;
+const PAGE = 4096;
+/** How long the holder may take to say it holds the fds. */
+const READY_MS = 5000;
+/** Written runs this close (bytes) are protected again as one range (one ioctl ~ 10 us, a protected page ~ 0.2 us here). */
+const MERGE_GAP = 48 * PAGE;
+
+interface TaskEntry {
+  /** start time (clock ticks since boot, /proc/PID/stat): a reused pid is not the task */
+  start: string;
+  /** the userfaultfd's number in the holder */
+  fd: number;
+}
+
+interface TrackState {
+  root: number;
+  rootStart: string;
+  holder: { pid: number; start: string };
+  /** the pass the protection was set by; null while a pass changes it */
+  armed: { dir: string; dev: string; ino: string } | null;
+  tasks: Record<string, TaskEntry>;
+}
+
+function stateDir(): string {
+  return process.env["TSCRIU_TRACK_DIR"] ?? "/run/tscriu/track";
+}
+
+/** A process's start time, or undefined when it is gone. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number, start: string): boolean {
+  const now = startTime(pid);
+  if (now !== start) return false;
+  try {
+    return !/^State:\s+[ZX]/m.test(readFileSync(`/proc/${pid}/status`, "latin1"));
+  } catch {
+    return false;
+  }
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Which pass a directory's images are: its real path and its inventory.img. */
+function passIdentity(dir: string): TrackState["armed"] {
+  try {
+    const real = realpathSync(dir);
+    const st = statSync(join(real, "inventory.img"), { bigint: true });
+    return { dir: real, dev: String(st.dev), ino: String(st.ino) };
+  } catch {
+    return null;
+  }
+}
+
+interface Range {
+  start: number;
+  end: number;
+}
+
+/**
+ * Bytes of the task's pages protected and not written since (only a VMA registered for
+ * write-protect has such pages), counted with the task running: an estimate.
+ */
+function unwrittenNow(pid: number): number {
+  try {
+    // the task's mappings but the vsyscall page, which is no VMA of its own
+    const lines = readFileSync(`/proc/${pid}/maps`, "latin1").trimEnd().split("\n").filter((l) => !l.endsWith("[vsyscall]"));
+    const range = (l: string | undefined): string[] => (l ?? "0-0").split(" ")[0]!.split("-");
+    const start = Number.parseInt(range(lines[0])[0]!, 16);
+    const end = Number.parseInt(range(lines[lines.length - 1])[1]!, 16);
+    let bytes = 0;
+    const w = PAGE_IS.WRITTEN;
+    for (const r of pagemapScan(pid, start, end, { categoryMask: w, categoryInverted: w, categoryAnyofMask: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returnMask: w })) bytes += r.end - r.start;
+    return bytes;
+  } catch {
+    return 0;
+  }
+}
+
+/** The ranges pagemap-PID.img of `dir` has entries with data (here or further up the chain) for. */
+async function parentCoverage(dir: string, pid: number): Promise<Range[] | string> {
+  try {
+    const covered: Range[] = [];
+    for (const r of (await readPagemap(dir, `pagemap-${pid}.img`)).runs) {
+      if (!(r.flags & (PE_PRESENT | PE_PARENT)) || r.nrPages === 0) continue;
+      const start = Number(r.vaddr);
+      const last = covered[covered.length - 1];
+      if (last && last.end === start) last.end += r.nrPages * PAGE;
+      else covered.push({ start, end: start + r.nrPages * PAGE });
+    }
+    return covered;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+function rangesOf(list: readonly { start: number; len: number }[]): BigUint64Array {
+  return new BigUint64Array(list.flatMap((r) => [BigInt(r.start), BigInt(r.len)]));
+}
+
+/** One process's userfaultfd (ours), the ranges registered on it, and what this pass knows. */
+interface TaskTrack {
+  fd: number;
+  /** made by this pass (UFFDIO_API done here) */
+  fresh: boolean;
+  /** VMAs whose writes were tracked since the parent (start addresses) */
+  tracked: Set<bigint>;
+  /** ranges registered on it by this pass */
+  registered: { start: number; len: number }[];
+}
+
+export class WriteTracking {
+  private readonly tasks = new Map<number, TaskTrack>();
+  /** the address ranges each task's parent pagemap has entries for (or why not) */
+  private readonly covered = new Map<number, Range[] | string>();
+  private ended = false;
+  /** before the freeze: bytes of tracked pages not written since the parent (what this pass will likely not copy) */
+  unwrittenBytes = 0;
+
+  private constructor(
+    private readonly root: number,
+    private readonly log: ModuleLog,
+    /** the state found, valid for this pass's parent */
+    private readonly old: TrackState | undefined,
+    /** keep the tracking after a successful pass */
+    readonly keep: boolean,
+  ) {}
+
+  /** Whether the writes since the parent are known for some of the tree's memory. */
+  get valid(): boolean {
+    return this.old !== undefined;
+  }
+
+  /** Whether this pass changes any task's memory protection (the write-protect snapshot then stands aside). */
+  get active(): boolean {
+    return this.valid || this.keep;
+  }
+
+  private static statePath(root: number): string {
+    return join(stateDir(), `${root}.json`);
+  }
+
+  /**
+   * Before the freeze: reads the tree's tracking state and decides whether it holds for
+   * `parentDir` (the resolved --prev-images-dir, if any). Tracking that does not hold is
+   * ended here (its holder killed: the protection goes with its fds), so that the VMAs
+   * this pass sees are registered by nothing of tscriu's.
+   */
+  static async open(root: number, parentDir: string | undefined, keep: boolean, log: ModuleLog): Promise<WriteTracking> {
+    const path = WriteTracking.statePath(root);
+    let state: TrackState | undefined;
+    try {
+      state = JSON.parse(readFileSync(path, "utf8")) as TrackState;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") log.warn(`write tracking state ${path} unreadable (${(e as Error).message}): ignored`);
+    }
+    if (!state) return new WriteTracking(root, log, undefined, keep);
+    const holderAlive = typeof state.holder?.pid === "number" && alive(state.holder.pid, String(state.holder.start));
+    const parent = parentDir !== undefined ? passIdentity(parentDir) : null;
+    const why =
+      state.root !== root || state.rootStart !== startTime(root)
+        ? "it was for another process of that pid"
+        : !holderAlive
+          ? "its holder process is gone"
+          : state.armed === null
+            ? "the pass that set it did not finish"
+            : parent === null
+              ? "this pass has no parent images"
+              : state.armed.dir !== parent.dir || state.armed.dev !== parent.dev || state.armed.ino !== parent.ino
+                ? `it was set by the pass in ${state.armed.dir}, not by the parent ${parent.dir}`
+                : undefined;
+    // Nothing may claim the tracking valid while this pass changes it.
+    try {
+      writeFileSync(path, JSON.stringify({ ...state, armed: null }));
+    } catch (e) {
+      log.warn(`cannot update ${path}: ${(e as Error).message}`);
+    }
+    if (why !== undefined) {
+      log.info(`write tracking of pid ${root} not used: ${why}`);
+      if (holderAlive) killHolder(state.holder.pid, state.holder.start);
+      rmSync(path, { force: true });
+      return new WriteTracking(root, log, undefined, keep);
+    }
+    log.info(`write tracking of pid ${root} holds since the parent (${state.armed!.dir})`);
+    const t = new WriteTracking(root, log, state, keep);
+    // What the parent's pagemaps cover, read now rather than while the tree is frozen,
+    // and how much memory this pass will not copy (to size its buffers).
+    for (const pid of Object.keys(state.tasks)) {
+      t.covered.set(Number(pid), await parentCoverage(parentDir!, Number(pid)));
+      t.unwrittenBytes += unwrittenNow(Number(pid));
+    }
+    log.info(`${t.unwrittenBytes} bytes tracked as not written since the parent`);
+    return t;
+  }
+
+  /**
+   * With the process frozen: the VMAs of `vmas` whose writes are known since the parent
+   * (registered on this tree's userfaultfd since then). A VMA registered by a userfaultfd
+   * of the task's own (EBUSY) is not.
+   */
+  trackedVmas(pid: number, vmas: readonly Vma[]): (v: Vma) => boolean {
+    const none = (): boolean => false;
+    const entry = this.old?.tasks[String(pid)];
+    if (!this.old || !entry || entry.start !== startTime(pid)) return none;
+    const b = bridge();
+    let fd: number;
+    const pidfd = b.pidfdOpen(this.old.holder.pid);
+    try {
+      fd = b.pidfdGetfd(pidfd, entry.fd);
+    } catch (e) {
+      this.log.info(`pid ${pid}: the tracking userfaultfd cannot be taken from its holder (${(e as Error).message}): compared with the parent`);
+      return none;
+    } finally {
+      b.close(pidfd);
+    }
+    const t: TaskTrack = { fd, fresh: false, tracked: new Set(), registered: [] };
+    this.tasks.set(pid, t);
+    const candidates = vmas.filter((v) => v.uffdWp && protectable(v));
+    if (candidates.length) {
+      const errs = b.uffdTrackRegister(fd, rangesOf(candidates.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }))));
+      candidates.forEach((v, i) => {
+        if (errs[i] === 0) t.tracked.add(v.start);
+        else if (errs[i] !== EBUSY) this.log.info(`pid ${pid}: re-registering ${v.start.toString(16)}-${v.end.toString(16)} failed (errno ${errs[i]}): compared with the parent`);
+      });
+    }
+    this.log.info(`pid ${pid}: ${t.tracked.size} VMAs with their writes tracked since the parent`);
+    return (v) => t.tracked.has(v.start);
+  }
+
+  /**
+   * With the process frozen, after its pages are planned: pages the plan takes from the
+   * parent that the parent's pagemap has no entry for are copied
+   * after all. The parent's own entries are enough: a pass writes PE_PARENT only for
+   * pages its parent chain holds.
+   */
+  checkParent(pid: number, plan: PagePlan): void {
+    if (!plan.segments.some((s) => s.parent)) return;
+    let covered = this.covered.get(pid) ?? "it was not read";
+    if (typeof covered === "string") {
+      this.log.info(`pid ${pid}: the parent's pagemap cannot be read (${covered}): every page is copied`);
+      covered = [];
+    }
+    const out: Segment[] = [];
+    let c = 0;
+    let copied = 0;
+    for (const s of plan.segments) {
+      if (!s.parent) {
+        out.push(s);
+        continue;
+      }
+      const end = s.addr + s.len;
+      while (c < covered.length && covered[c]!.end <= s.addr) c++;
+      if (c < covered.length && covered[c]!.start <= s.addr && covered[c]!.end >= end) {
+        out.push(s);
+        continue;
+      }
+      const hole = (from: number, to: number): void => {
+        if (to <= from) return;
+        out.push({ addr: from, len: to - from, flags: s.flags, procMem: s.procMem, fresh: true });
+        copied += (to - from) / PAGE;
+      };
+      let at = s.addr;
+      for (let k = c; k < covered.length && covered[k]!.start < end && at < end; k++) {
+        hole(at, Math.min(end, covered[k]!.start));
+        at = Math.max(at, covered[k]!.start);
+        const to = Math.min(end, covered[k]!.end);
+        out.push({ ...s, addr: at, len: to - at });
+        at = to;
+      }
+      hole(at, end);
+    }
+    plan.pages += copied;
+    plan.segments = out;
+    if (copied) this.log.info(`pid ${pid}: ${copied} unwritten pages have no entry in the parent's pagemap: copied`);
+  }
+
+  /**
+   * With the process frozen, once its pages are copied (or planned and copied before it
+   * runs): protects what the next pass must see written. Tracked VMAs only need the
+   * pages written since the parent protected again; other VMAs are registered and
+   * protected whole. Does nothing unless the tracking is kept.
+   */
+  arm(pid: number, vmas: readonly Vma[], plan: PagePlan): void {
+    if (!this.keep) return;
+    const b = bridge();
+    let t = this.tasks.get(pid);
+    if (t && !vmas.some((v) => v.uffdWp)) {
+      // Nothing of this address space is registered: the fd is of an address space the
+      // task left (execve). A new one serves this one.
+      b.close(t.fd);
+      this.tasks.delete(pid);
+      t = undefined;
+    }
+    if (!t) {
+      const fd = takeUserfaultfd(pid, this.log);
+      if (typeof fd === "string") {
+        this.log.info(`pid ${pid}: no write tracking (${fd}): the next pass compares its pages with this one`);
+        return;
+      }
+      try {
+        b.uffdTrackStart(fd);
+      } catch (e) {
+        b.close(fd);
+        this.log.info(`pid ${pid}: no write tracking (${(e as Error).message}): the next pass compares its pages with this one`);
+        return;
+      }
+      t = { fd, fresh: true, tracked: new Set(), registered: [] };
+      this.tasks.set(pid, t);
+    }
+    const others = vmas.filter((v) => protectable(v) && !t.tracked.has(v.start));
+    const ranges = others.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }));
+    const errs = ranges.length ? b.uffdTrackRegister(t.fd, rangesOf(ranges)) : new Int32Array(0);
+    const whole = ranges.filter((_, i) => errs[i] === 0);
+    const busy = errs.filter((e) => e === EBUSY).length;
+    if (busy) this.log.info(`pid ${pid}: ${busy} VMAs have a userfaultfd of the task's own: compared with the parent at the next pass`);
+    t.registered.push(...whole);
+    const written = writtenIn(plan, vmas.filter((v) => t.tracked.has(v.start)));
+    b.uffdTrackProtect(t.fd, rangesOf([...whole, ...written]), true);
+    this.log.debug(`pid ${pid}: ${whole.length} VMAs protected whole, ${written.length} written runs protected again`);
+  }
+
+  /**
+   * After a successful pass: a kept tracking goes to a new holder, recorded as armed by
+   * the images in `imagesDir`; otherwise it ends. Returns what went wrong in ending it.
+   */
+  async commit(imagesDir: string): Promise<string | undefined> {
+    if (!this.keep || this.tasks.size === 0) return this.release();
+    const b = bridge();
+    const dir = stateDir();
+    const path = WriteTracking.statePath(this.root);
+    const outFile = join(dir, `${this.root}.holder`);
+    let holder: number | undefined;
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      rmSync(outFile, { force: true });
+      const list = [...this.tasks].map(([pid, t]) => `${pid}:${t.fd}`);
+      holder = b.spawnDetached([helperProgram("tscriu_tracker", "TSCRIU_TRACKER"), String(process.pid), ...list], { stdout: outFile });
+      const got = await holderReady(outFile, holder);
+      const tasks: Record<string, TaskEntry> = {};
+      for (const [pid, fd] of got) {
+        const start = startTime(pid);
+        if (start !== undefined) tasks[String(pid)] = { start, fd };
+      }
+      const armed = passIdentity(imagesDir);
+      if (!armed) throw new Error(`${imagesDir}/inventory.img is missing`);
+      const state: TrackState = { root: this.root, rootStart: startTime(this.root) ?? "", holder: { pid: holder, start: startTime(holder) ?? "" }, armed, tasks };
+      writeFileSync(`${path}.tmp`, JSON.stringify(state));
+      renameSync(`${path}.tmp`, path);
+    } catch (e) {
+      this.log.warn(`write tracking not kept (${(e as Error).message}): the next pass compares pages with these images`);
+      if (holder !== undefined) killHolder(holder, startTime(holder));
+      return this.release();
+    } finally {
+      rmSync(outFile, { force: true });
+    }
+    const n = this.tasks.size;
+    for (const t of this.tasks.values()) b.close(t.fd);
+    this.tasks.clear();
+    this.ended = true;
+    if (this.old) killHolder(this.old.holder.pid, this.old.holder.start);
+    this.log.info(`write tracking of ${n} processes kept by holder pid ${holder} until the next pass`);
+    return undefined;
+  }
+
+  /**
+   * Ends the tracking, once: every range this pass registered unregistered (which drops
+   * its protection), the fds closed, the holder killed (closing the last copies drops the
+   * rest), the state removed. Returns what went wrong.
+   */
+  release(): string | undefined {
+    if (this.ended) return undefined;
+    this.ended = true;
+    const b = bridge();
+    const problems: string[] = [];
+    for (const [pid, t] of this.tasks) {
+      const all = [...t.registered];
+      if (all.length) {
+        try {
+          b.uffdRegister(t.fd, rangesOf(all), false);
+        } catch (e) {
+          // a task that exited or unmapped meanwhile has nothing left to unregister
+          if (!(isNativeError(e) && (e.code === "ESRCH" || e.code === "EINVAL" || e.code === "ENOMEM"))) problems.push(`pid ${pid}: ${(e as Error).message}`);
+        }
+      }
+      b.close(t.fd);
+    }
+    this.tasks.clear();
+    if (this.old) killHolder(this.old.holder.pid, this.old.holder.start);
+    rmSync(WriteTracking.statePath(this.root), { force: true });
+    return problems.length ? problems.join("; ") : undefined;
+  }
+}
+
+/** The copied runs of `plan` inside the `tracked` VMAs (both in address order), clipped to them. */
+function writtenIn(plan: PagePlan, tracked: readonly Vma[]): { start: number; len: number }[] {
+  const out: { start: number; len: number }[] = [];
+  let i = 0;
+  let lastVma = -1;
+  for (const s of plan.segments) {
+    if (s.parent) continue;
+    const end = s.addr + s.len;
+    while (i < tracked.length && Number(tracked[i]!.end) <= s.addr) i++;
+    for (let j = i; j < tracked.length && Number(tracked[j]!.start) < end; j++) {
+      const from = Math.max(s.addr, Number(tracked[j]!.start));
+      const to = Math.min(end, Number(tracked[j]!.end));
+      if (to <= from) continue;
+      // Runs close together in one VMA are protected as one: protecting pages that are
+      // protected already costs less than another ioctl.
+      const last = out[out.length - 1];
+      if (last && lastVma === j && from - (last.start + last.len) <= MERGE_GAP) last.len = to - last.start;
+      else out.push({ start: from, len: to - from });
+      lastVma = j;
+    }
+  }
+  return out;
+}
+
+/** Kills a holder (if it is still the one recorded) and waits until its fds are closed. */
+function killHolder(pid: number, start: string | undefined): void {
+  if (start === undefined || !alive(pid, start)) return;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  // Its fds are closed on exit, before it is a zombie.
+  for (let i = 0; i < 5000 && alive(pid, start); i++) sleepMs(1);
+}
+
+/** Waits for the holder's "ready": the (task pid, fd) pairs it holds. */
+async function holderReady(outFile: string, holder: number): Promise<[number, number][]> {
+  const start = startTime(holder);
+  for (let waited = 0; waited < READY_MS; waited += 2) {
+    const text = existsSync(outFile) ? readFileSync(outFile, "utf8") : "";
+    const err = /^error (\S+) (\d+)$/m.exec(text);
+    if (err) throw new Error(`the holder failed at ${err[1]} (errno ${err[2]})`);
+    if (/^ready$/m.test(text)) {
+      return [...text.matchAll(/^(\d+) (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])] as [number, number]);
+    }
+    if (start === undefined || !alive(holder, start)) throw new Error(`the holder (pid ${holder}) exited: ${text.trim() || "no output"}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  throw new Error(`the holder (pid ${holder}) did not get ready in ${READY_MS} ms`);
+}
