@@ -1,0 +1,182 @@
+// Write tracking between incremental passes (orchestrator/dump/write-tracking.ts): a
+// pre-dump (or dump -R --track-mem) leaves the task's anonymous memory write-protected
+// through a userfaultfd held by tscriu_tracker; the next pass copies only the pages the
+// kernel reports written, and takes the others from the parent without comparing them.
+// The workload (test/workloads/incr.c) writes 1 % of its pages every 100 ms throughout
+// and checks on SIGUSR1 that every page holds the version it last wrote: a page missed
+// by the tracking is a stale page and fails it.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { PE_PARENT, readPagemap } from "../images/pages.js";
+import { tscriu, type CliResult } from "./helpers/cli.js";
+import { haveRoot, restoredByCriu } from "./helpers/criu-root.js";
+import { tempDir } from "./helpers/dump.js";
+import { restoreTask } from "./helpers/restore.js";
+import { goneOrZombie, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+interface Chain {
+  w: Workload;
+  /** images dir of pass n */
+  d: (n: number) => string;
+  /** where the tracking state goes (one per test) */
+  env: NodeJS.ProcessEnv;
+  stateFile: string;
+  run: (args: string[]) => CliResult;
+}
+
+async function chain(t: ExecutionContext, args: string[] = ["32"], opts: { static?: boolean } = {}): Promise<Chain> {
+  const w = await startWorkload(t, "incr", args, opts);
+  const base = tempDir(t, "tscriu-track-");
+  const track = tempDir(t, "tscriu-trackstate-");
+  const env = { TSCRIU_TRACK_DIR: track };
+  return {
+    w,
+    d: (n) => join(base, `d${n}`),
+    env,
+    stateFile: join(track, `${w.pid}.json`),
+    run: (a) => tscriu([...a, "--display-stats", "-v4"], { env }),
+  };
+}
+
+const stat = (out: string, what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(out)?.[1] ?? NaN);
+
+/** Whether any VMA of pid is registered for userfaultfd write-protect. */
+const registered = (pid: number): boolean => /^VmFlags:.*\buw\b/m.test(readFileSync(`/proc/${pid}/smaps`, "utf8"));
+
+/** The holder the state file names, alive and a tscriu_tracker. */
+function holder(c: Chain): number {
+  const state = JSON.parse(readFileSync(c.stateFile, "utf8")) as { holder: { pid: number }; armed: { dir: string } | null };
+  const pid = state.holder.pid;
+  if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "tscriu_tracker") throw new Error(`pid ${pid} is not the holder`);
+  return pid;
+}
+
+async function passes(t: ExecutionContext, w: Workload): Promise<void> {
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  t.regex(await w.check(), /^PASS /);
+  // a little more written before the next pass
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+test.serial("pre-dump, pre-dump, dump: the second and third passes copy only what the task wrote; restored by tscriu", async (t) => {
+  const c = await chain(t);
+  const p1 = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]);
+  t.is(p1.code, 0, p1.stderr);
+  t.true(registered(c.w.pid), "the task's memory is tracked after a pre-dump");
+  const h1 = holder(c);
+  await passes(t, c.w);
+
+  const p2 = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]);
+  t.is(p2.code, 0, p2.stderr);
+  t.regex(p2.stderr, /write tracking of pid \d+ holds since the parent/);
+  t.regex(p2.stderr, /pid \d+: [1-9]\d* VMAs with their writes tracked since the parent/);
+  // written since: a few % of 8192 pages; the rest from the parent, neither copied nor compared
+  t.true(stat(p2.stdout, "Memory pages skipped from parent") > 6000, p2.stdout);
+  t.true(stat(p2.stdout, "Memory pages written") < 4000, p2.stdout);
+  const h2 = holder(c);
+  t.not(h2, h1);
+  await waitFor(`the first holder ${h1} to go`, () => goneOrZombie(h1));
+  await passes(t, c.w);
+
+  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /write tracking of pid \d+ holds since the parent/);
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 6000, r.stdout);
+  // a final dump ends the tracking: no holder, no state
+  await waitFor(`the holder ${h2} to go`, () => goneOrZombie(h2));
+  t.false(existsSync(c.stateFile));
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  const pm = await readPagemap(c.d(3), `pagemap-${c.w.pid}.img`);
+  t.true(pm.runs.some((x) => x.flags & PE_PARENT));
+  await restoreTask(t, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
+});
+
+test.serial("a tracked chain ending in dump -R --track-mem goes on; the last dump restores with criu 4.1.1", async (t) => {
+  if (!haveRoot(t)) return;
+  // static: criu's root has a libc of its own
+  const c = await chain(t, ["32"], { static: true });
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  await passes(t, c.w);
+  const r2 = c.run(["dump", "-R", "--track-mem", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]);
+  t.is(r2.code, 0, r2.stderr);
+  t.regex(r2.stderr, /holds since the parent/);
+  t.true(registered(c.w.pid), "--track-mem keeps the tracking");
+  t.truthy(holder(c));
+  await passes(t, c.w);
+  const r3 = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
+  t.is(r3.code, 0, r3.stderr);
+  t.regex(r3.stderr, /holds since the parent/);
+  t.true(stat(r3.stdout, "Memory pages skipped from parent") > 6000, r3.stdout);
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  await restoredByCriu(t, c.w.pid, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
+});
+
+test.serial("a pass that fails after protecting ends the tracking: the task runs on unprotected, the next pass compares pages and restores", async (t) => {
+  const c = await chain(t);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  const h1 = holder(c);
+  await passes(t, c.w);
+  // the images step comes after the memory was protected again
+  const bad = tscriu(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1", "-v4"], { env: { ...c.env, TSCRIU_FAULT: "images" } });
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /fault injected by TSCRIU_FAULT=images/);
+  t.false(existsSync(c.d(2)));
+  await waitFor(`the holder ${h1} to go`, () => goneOrZombie(h1));
+  t.false(registered(c.w.pid), "no VMA is left registered");
+  t.false(existsSync(c.stateFile));
+  await passes(t, c.w);
+  await passes(t, c.w);
+  // The chain's earlier images stay a parent: found by comparing bytes now.
+  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d1"]);
+  t.is(r.code, 0, r.stderr);
+  t.notRegex(r.stderr, /holds since the parent/);
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 0, r.stdout);
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  await restoreTask(t, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
+});
+
+test.serial("tracking set by another pass than the parent is not trusted: the dump compares bytes and restores", async (t) => {
+  const c = await chain(t);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  await passes(t, c.w);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]).code, 0);
+  await passes(t, c.w);
+  // the parent named is d1, but the tracking was armed by d2: pages written between d1 and d2 are not reported any more
+  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d1"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /write tracking of pid \d+ not used: it was set by the pass in .*d2, not by the parent .*d1/);
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  await restoreTask(t, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
+});
+
+test.serial("pages given back (MADV_DONTNEED) and written again between passes are seen as written", async (t) => {
+  const c = await chain(t, ["16", "1", "discard"]);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  await passes(t, c.w);
+  const p2 = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]);
+  t.is(p2.code, 0, p2.stderr);
+  t.regex(p2.stderr, /holds since the parent/);
+  await passes(t, c.w);
+  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
+  t.is(r.code, 0, r.stderr);
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  await restoreTask(t, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
+});
+
+test.serial("a task that exits between passes takes its tracking with it: the holder exits, the next pass is refused by name", async (t) => {
+  const c = await chain(t);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  const h = holder(c);
+  process.kill(c.w.pid, "SIGKILL");
+  await waitFor(`the holder ${h} to go after its task`, () => goneOrZombie(h));
+  const r = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`${c.w.pid}`));
+  t.false(existsSync(c.d(2)));
+});
