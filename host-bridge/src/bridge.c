@@ -274,6 +274,23 @@ bad:
 	return false;
 }
 
+/* A BigUint64Array (or any bytes) of groups of `per` 64-bit values: false after throwing. */
+bool bridge_arg_u64s(napi_env env, napi_value v, uint64_t **out, size_t *n, size_t per, const char *fn,
+		     const char *what)
+{
+	uint8_t *data;
+	size_t len;
+	if (!bridge_arg_bytes(env, v, &data, &len, fn, what))
+		return false;
+	if (len % (per * 8)) {
+		bridge_throw_arg(env, fn, what);
+		return false;
+	}
+	*out = (uint64_t *)(void *)data;
+	*n = len / (per * 8);
+	return true;
+}
+
 bool bridge_arg_string(napi_env env, napi_value v, char **out, const char *fn, const char *what)
 {
 	napi_valuetype t;

@@ -42,6 +42,9 @@ bool bridge_arg_fd(napi_env env, napi_value v, int32_t *out, const char *fn, con
 bool bridge_arg_word(napi_env env, napi_value v, uint64_t *out, const char *fn, const char *what);
 /* The bytes of a TypedArray/Buffer/DataView (any element type) or an ArrayBuffer. */
 bool bridge_arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len, const char *fn, const char *what);
+/* groups of `per` uint64 values (a BigUint64Array): *n groups at *out; false after throwing */
+bool bridge_arg_u64s(napi_env env, napi_value v, uint64_t **out, size_t *n, size_t per, const char *fn,
+		     const char *what);
 /* A string, copied into a malloc'd, NUL-terminated buffer the caller frees. */
 bool bridge_arg_string(napi_env env, napi_value v, char **out, const char *fn, const char *what);
 /* An optional [offset, offset+length) window inside a byte buffer of size len.

@@ -53,22 +53,6 @@ static void *ucopy(void *arg)
 	return NULL;
 }
 
-static bool get_u64s(napi_env env, napi_value v, uint64_t **out, size_t *n, size_t per, const char *fn,
-		     const char *what)
-{
-	uint8_t *data;
-	size_t len;
-	if (!bridge_arg_bytes(env, v, &data, &len, fn, what))
-		return false;
-	if (len % (per * 8)) {
-		bridge_throw_arg(env, fn, what);
-		return false;
-	}
-	*out = (uint64_t *)(void *)data;
-	*n = len / (per * 8);
-	return true;
-}
-
 /* uffdRegister(fd, ranges, register): UFFDIO_API once (first call), then
  * UFFDIO_REGISTER (MISSING) or UFFDIO_UNREGISTER of each (start, length). */
 static napi_value uffd_register(napi_env env, napi_callback_info info)
@@ -81,7 +65,7 @@ static napi_value uffd_register(napi_env env, napi_callback_info info)
 	bool reg = false;
 	if (!bridge_get_args(env, info, 3, argv, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
-	    !get_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs") ||
+	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs") ||
 	    napi_get_value_bool(env, argv[2], &reg) != napi_ok)
 		return NULL;
 	if (reg) {

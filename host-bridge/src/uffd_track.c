@@ -19,21 +19,7 @@
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
 
-/* (start, length) pairs of a BigUint64Array; false after throwing. */
-static bool ranges_arg(napi_env env, napi_value v, const uint64_t **r, size_t *n, const char *fn)
-{
-	uint8_t *data;
-	size_t len;
-	if (!bridge_arg_bytes(env, v, &data, &len, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
-		return false;
-	if (len % 16) {
-		bridge_throw_arg(env, fn, "ranges must be a BigUint64Array of (start, length) pairs");
-		return false;
-	}
-	*r = (const uint64_t *)(const void *)data;
-	*n = len / 16;
-	return true;
-}
+#define RANGES "ranges must be a BigUint64Array of (start, length) pairs"
 
 /* uffdTrackStart(fd): the UFFDIO_API handshake with asynchronous write-protect. */
 static napi_value uffd_track_start(napi_env env, napi_callback_info info)
@@ -60,10 +46,11 @@ static napi_value uffd_track_register(napi_env env, napi_callback_info info)
 	const char *fn = "uffdTrackRegister";
 	napi_value argv[2];
 	int32_t fd;
-	const uint64_t *r;
+	uint64_t *r;
 	size_t n;
 	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") || !ranges_arg(env, argv[1], &r, &n, fn))
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, RANGES))
 		return NULL;
 	napi_value ab, out;
 	void *mem;
@@ -89,11 +76,12 @@ static napi_value uffd_track_protect(napi_env env, napi_callback_info info)
 	const char *fn = "uffdTrackProtect";
 	napi_value argv[3];
 	int32_t fd;
-	const uint64_t *r;
+	uint64_t *r;
 	size_t n;
 	bool on;
 	if (!bridge_get_args(env, info, 3, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") || !ranges_arg(env, argv[1], &r, &n, fn))
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, RANGES))
 		return NULL;
 	if (napi_get_value_bool(env, argv[2], &on) != napi_ok)
 		return bridge_throw_arg(env, fn, "on must be a boolean");
