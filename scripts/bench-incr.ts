@@ -2,9 +2,10 @@
 // (test/workloads/incr) goes through `pre-dump`, `pre-dump --prev-images-dir`, then the
 // final `dump --prev-images-dir` (killed after fsync, and -R), against a plain dump of the
 // same task: frozen and wall time (from --display-stats), pages written and found in the
-// parent; medians of interleaved runs. criu 4.2 cannot pre-dump on this kernel (no
-// soft-dirty: "Tracking memory is not available"), so there is nothing of criu's to
-// set beside it.
+// parent; medians of interleaved runs. The pre-dumps leave the task's writes tracked
+// (userfaultfd, write-tracking.ts), so the second pass and the final dump copy only what
+// was written since. criu 4.2 cannot pre-dump on this kernel (no soft-dirty: "Tracking
+// memory is not available"), so there is nothing of criu's to set beside it.
 // Run: node --import=tsx scripts/bench-incr.ts [runs] [MiB]
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
