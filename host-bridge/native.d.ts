@@ -180,6 +180,13 @@ export interface NativeBridge {
    * (PAGE_IS_* bits, see host-bridge/pagemap.ts). EINVAL on kernels without it.
    */
   pagemapScan(pid: number, start: number | bigint, end: number | bigint, options?: PagemapScanOptions): BigUint64Array;
+  /**
+   * The present or swapped pages of a VMA whose writes are tracked (userfaultfd async
+   * write-protect), but the zero page, split in one pass: `parent` the pages not written
+   * since they were protected that lie in `covered` (sorted (start, end) pairs), `copy` the
+   * others; (start, length) pairs in address order. `holes`: unwritten pages not covered.
+   */
+  pagemapSplit(pid: number, start: number | bigint, end: number | bigint, covered: BigUint64Array): { copy: BigUint64Array; parent: BigUint64Array; scanned: number; holes: number };
 
   // ---- pidfds, pipes and fds (src/pidfd.c; host-bridge/pipe.ts wraps the peek) ----
 

@@ -5,7 +5,7 @@
 // The workload (test/workloads/incr.c) writes 1 % of its pages every 100 ms throughout
 // and checks on SIGUSR1 that every page holds the version it last wrote: a page missed
 // by the tracking is a stale page and fails it.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { PE_PARENT, readPagemap } from "../images/pages.js";
@@ -59,7 +59,7 @@ async function passes(t: ExecutionContext, w: Workload): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
 }
 
-test.serial("pre-dump, pre-dump, dump: the second and third passes copy only what the task wrote; restored by tscriu", async (t) => {
+test.serial("pre-dump, pre-dump, dump: the second and third passes copy only what the task wrote; --auto-dedup; restored by tscriu", async (t) => {
   const c = await chain(t);
   const p1 = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]);
   t.is(p1.code, 0, p1.stderr);
@@ -79,10 +79,13 @@ test.serial("pre-dump, pre-dump, dump: the second and third passes copy only wha
   await waitFor(`the first holder ${h1} to go`, () => goneOrZombie(h1));
   await passes(t, c.w);
 
-  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
+  const before = statSync(join(c.d(1), "pages-1.img")).blocks;
+  const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2", "--auto-dedup"]);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /write tracking of pid \d+ holds since the parent/);
   t.true(stat(r.stdout, "Memory pages skipped from parent") > 6000, r.stdout);
+  // --auto-dedup punched the pages written since out of the first pass's pages file
+  t.true(statSync(join(c.d(1), "pages-1.img")).blocks < before);
   // a final dump ends the tracking: no holder, no state
   await waitFor(`the holder ${h2} to go`, () => goneOrZombie(h2));
   t.false(existsSync(c.stateFile));
@@ -93,7 +96,7 @@ test.serial("pre-dump, pre-dump, dump: the second and third passes copy only wha
   t.regex(await c.w.check(), /^PASS /);
 });
 
-test.serial("a tracked chain ending in dump -R --track-mem goes on; the last dump restores with criu 4.1.1", async (t) => {
+test.serial("a tracked chain ending in dump -R --track-mem goes on; after dedup the last dump restores with criu 4.1.1", async (t) => {
   if (!haveRoot(t)) return;
   // static: criu's root has a libc of its own
   const c = await chain(t, ["32"], { static: true });
@@ -110,6 +113,8 @@ test.serial("a tracked chain ending in dump -R --track-mem goes on; the last dum
   t.regex(r3.stderr, /holds since the parent/);
   t.true(stat(r3.stdout, "Memory pages skipped from parent") > 6000, r3.stdout);
   await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  const dd = tscriu(["dedup", "-D", c.d(3)]);
+  t.is(dd.code, 0, dd.stderr);
   await restoredByCriu(t, c.w.pid, c.d(3));
   t.regex(await c.w.check(), /^PASS /);
 });

@@ -175,10 +175,151 @@ static napi_value pagemap_scan(napi_env env, napi_callback_info info)
 	return result;
 }
 
+/* A growing array of (start, length) pairs; adjacent pairs merge. */
+struct pairs {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static bool pairs_add(struct pairs *p, uint64_t start, uint64_t end)
+{
+	if (end <= start)
+		return true;
+	if (p->n && p->v[2 * (p->n - 1)] + p->v[2 * (p->n - 1) + 1] == start) {
+		p->v[2 * (p->n - 1) + 1] += end - start;
+		return true;
+	}
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 64;
+		uint64_t *v = realloc(p->v, ncap * 2 * sizeof(uint64_t));
+		if (!v)
+			return false;
+		p->v = v;
+		p->cap = ncap;
+	}
+	p->v[2 * p->n] = start;
+	p->v[2 * p->n + 1] = end - start;
+	p->n++;
+	return true;
+}
+
+static napi_value pairs_array(napi_env env, const struct pairs *p)
+{
+	napi_value ab, arr;
+	void *data = NULL;
+	if (napi_create_arraybuffer(env, p->n * 2 * sizeof(uint64_t), &data, &ab) != napi_ok ||
+	    napi_create_typedarray(env, napi_biguint64_array, p->n * 2, ab, 0, &arr) != napi_ok)
+		return NULL;
+	if (p->n)
+		memcpy(data, p->v, p->n * 2 * sizeof(uint64_t));
+	return arr;
+}
+
+/* pagemapSplit(pid, start, end, covered): the present or swapped pages of [start, end) of
+ * a VMA whose writes are tracked (userfaultfd write-protect, PAGEMAP_SCAN's written bit),
+ * but the shared zero page: { copy, parent, scanned, holes }. `parent` holds the pages not
+ * written since they were protected that lie in `covered` ((start, end) pairs, sorted:
+ * where the parent pagemap has entries); `copy` the written ones and those the parent does
+ * not cover (`holes` pages). Both are (start, length) pairs in address order. One pass in
+ * C: a scan with scattered writes gives a region per written run. */
+static napi_value pagemap_split(napi_env env, napi_callback_info info)
+{
+	const char *fn = "pagemapSplit";
+	napi_value argv[4];
+	int32_t pid;
+	uint64_t start, end, *cov;
+	size_t ncov;
+	if (!bridge_get_args(env, info, 4, argv, fn) || !bridge_arg_pid(env, argv[0], &pid, fn) ||
+	    !bridge_arg_u64(env, argv[1], &start, fn, "start must be a non-negative integer") ||
+	    !bridge_arg_u64(env, argv[2], &end, fn, "end must be a non-negative integer") ||
+	    !bridge_arg_u64s(env, argv[3], &cov, &ncov, 2, fn,
+			     "covered must be a BigUint64Array of sorted (start, end) pairs"))
+		return NULL;
+	if (start % 4096 || end % 4096 || end < start)
+		return bridge_throw_arg(env, fn, "start and end must be page-aligned with start <= end");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return bridge_throw_errno(env, "open", errno == ENOENT ? ESRCH : errno, pid, path);
+	struct page_region vec[VEC_LEN];
+	struct pm_scan_arg arg;
+	memset(&arg, 0, sizeof(arg));
+	arg.size = sizeof(arg);
+	arg.start = start;
+	arg.end = end;
+	arg.vec = (uint64_t)(uintptr_t)vec;
+	arg.vec_len = VEC_LEN;
+	arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PFNZERO;
+	struct pairs copy = { 0 }, parent = { 0 };
+	uint64_t scanned = 0, holes = 0;
+	size_t c = 0;
+	bool ok = true;
+	int err = 0;
+	while (ok && arg.start < end) {
+		int r = ioctl(fd, PAGEMAP_SCAN, &arg);
+		if (r < 0) {
+			err = errno;
+			break;
+		}
+		for (int i = 0; ok && i < r; i++) {
+			uint64_t a = vec[i].start, b = vec[i].end;
+			scanned += (b - a) / 4096;
+			if (vec[i].categories & PAGE_IS_PFNZERO)
+				continue;
+			if (vec[i].categories & PAGE_IS_WRITTEN) {
+				ok = pairs_add(&copy, a, b);
+				continue;
+			}
+			/* not written: from the parent where it covers the pages */
+			while (c < ncov && cov[2 * c + 1] <= a)
+				c++;
+			for (size_t k = c; ok && a < b; k++) {
+				uint64_t cs = k < ncov ? cov[2 * k] : b, ce = k < ncov ? cov[2 * k + 1] : b;
+				uint64_t gap = cs < b ? (cs > a ? cs : a) : b;
+				holes += (gap - a) / 4096;
+				ok = pairs_add(&copy, a, gap);
+				a = gap;
+				if (!ok || a >= b)
+					break;
+				uint64_t to = ce < b ? ce : b;
+				ok = pairs_add(&parent, a, to);
+				a = to;
+			}
+		}
+		if (arg.walk_end <= arg.start)
+			break;
+		arg.start = arg.walk_end;
+	}
+	close(fd);
+	if (err || !ok) {
+		free(copy.v);
+		free(parent.v);
+		return err ? bridge_throw_errno(env, "ioctl(PAGEMAP_SCAN)", err, pid, path)
+			   : bridge_throw_errno(env, "realloc", ENOMEM, pid, NULL);
+	}
+	napi_value out, v;
+	napi_create_object(env, &out);
+	napi_value copy_arr = pairs_array(env, &copy), parent_arr = pairs_array(env, &parent);
+	free(copy.v);
+	free(parent.v);
+	if (!copy_arr || !parent_arr)
+		return bridge_throw_errno(env, "napi_create_arraybuffer", ENOMEM, pid, NULL);
+	napi_set_named_property(env, out, "copy", copy_arr);
+	napi_set_named_property(env, out, "parent", parent_arr);
+	napi_create_double(env, (double)scanned, &v);
+	napi_set_named_property(env, out, "scanned", v);
+	napi_create_double(env, (double)holes, &v);
+	napi_set_named_property(env, out, "holes", v);
+	return out;
+}
+
 void bridge_init_pagemap(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "pagemapScan", pagemap_scan },
+		{ "pagemapSplit", pagemap_split },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

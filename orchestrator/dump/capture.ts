@@ -21,8 +21,6 @@ import { threadsAndChildren } from "./proc.js";
 const PAGE = 4096;
 /** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
 export const CAPTURE_CHUNK = 64 << 20;
-/** The buffer of a run that has no data (a PE_PARENT run). */
-const NO_DATA = Buffer.alloc(0);
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
 
@@ -33,8 +31,6 @@ export interface CapturedRun {
   flags: number;
   /** never written as PE_PARENT (the vDSO: a restore reads its symbols from this dump) */
   fresh: boolean;
-  /** not copied: written as PE_PARENT (unchanged since a tracked parent); buf is empty */
-  parent?: boolean;
   buf: Buffer;
   off: number;
 }
@@ -89,7 +85,7 @@ export class CapturePool {
 
   /** gives the buffers of a capture back once its pages are written */
   recycle(c: Captured): void {
-    for (const b of new Set(c.runs.filter((r) => !r.parent).map((r) => r.buf))) this.free.push(b);
+    for (const b of new Set(c.runs.map((r) => r.buf))) this.free.push(b);
     c.runs.length = 0;
   }
 
@@ -153,10 +149,6 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
   };
   try {
     for (const s of plan.segments) {
-      if (s.parent) {
-        runs.push({ vaddr: s.addr, pages: s.len / PAGE, flags: s.flags, fresh: false, parent: true, buf: NO_DATA, off: 0 });
-        continue;
-      }
       let at = s.addr;
       let left = s.len;
       while (left > 0) {

@@ -400,8 +400,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const plans: PagePlan[] = [];
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
-      const plan = planPages(c.pid, c.vmas, tracked);
-      if (tracked) tracking.checkParent(c.pid, plan);
+      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid));
+      if (plan.holes) log.info(`pid ${c.pid}: ${plan.holes} unwritten pages have no entry in the parent's pagemap: copied`);
       plans.push(plan);
     }
     if (opts.wpSnapshot && tracking.active) log.info("--wp-snapshot stands aside: the write tracking of the incremental dump protects the same memory");
@@ -409,7 +409,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     onEvent({ type: "memory-start", bytes: total * PAGE });
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
-    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined; snap?: WpSnapshot | undefined }[] = [];
+    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined; unchanged: BigUint64Array[]; snap?: WpSnapshot | undefined }[] = [];
     const fits = pool !== undefined && total * PAGE <= limit;
     if (pool && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     let before = 0;
@@ -429,17 +429,17 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const snap = opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
         if (snap) snaps.push(snap);
         const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
-        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, snap });
+        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, unchanged: plan.parentRanges, snap });
         readNs += process.hrtime.bigint() - t0;
         tracking.arm(c.pid, c.vmas, plan);
         continue;
       }
-      if (!parent) {
+      if (!parent && plan.parentRanges.length === 0) {
         readNs += await copyPages(c.pid, plan, out, faults, progress(base));
         stats.pages_written += BigInt(plan.pages);
       } else {
         const slices = new CapturePool(SLICE, SLICE);
-        const sink = new PageSink(out, parent, progress(base));
+        const sink = new PageSink(out, parent, progress(base), plan.parentRanges);
         try {
           for (const slice of slicePlan(plan, SLICE)) {
             const t0 = process.hrtime.bigint();
@@ -550,7 +550,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
-      const r = await writeCaptured(d.c, d.out, d.parent, progress(0));
+      const r = await writeCaptured(d.c, d.out, d.parent, progress(0), d.unchanged);
       stats.pages_written += BigInt(r.written);
       stats.pages_skipped_parent += BigInt(r.skipped);
       await d.out.close(false);

@@ -11,7 +11,6 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import type { Faults } from "./faults.js";
-import { PE_PARENT } from "../../images/pages.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
 import type { ShmemObject } from "./shmem.js";
 import { VMA, type Vma } from "./vmas.js";
@@ -20,6 +19,7 @@ const PAGE = 4096;
 const MAP_PRIVATE = 0x2;
 const MAP_ANON = 0x20;
 const MAP_LOCKED = 0x2000;
+const NOTHING_COVERED = new BigUint64Array(0);
 /** Bytes per read batch (BUFFERS such buffers take turns between reading and writing). */
 const CHUNK = 8 << 20;
 
@@ -29,17 +29,22 @@ export interface Segment {
   flags: number;
   /** read through /proc/PID/mem (the VMA is not readable) */
   procMem: boolean;
-  /** never written as PE_PARENT: the vDSO, whose symbols a restore reads from this dump; pages written since a tracked parent */
+  /** never compared with the parent: the vDSO, whose symbols a restore reads from this dump; pages written since a tracked parent */
   fresh?: boolean;
-  /** not copied: unchanged since the parent dump (write tracking), written as PE_PARENT */
-  parent?: boolean;
 }
 
 export interface PagePlan {
   segments: Segment[];
   scanned: number;
-  /** pages to copy (not those of `parent` segments) */
+  /** pages to copy */
   pages: number;
+  /**
+   * Pages not copied: unchanged since the parent (write tracking), written as PE_PARENT;
+   * (start, length) pairs in address order, one array per tracked VMA
+   */
+  parentRanges: BigUint64Array[];
+  /** tracked pages not written that the parent has no entry for (copied) */
+  holes: number;
 }
 
 function lazyVma(v: Vma): boolean {
@@ -48,13 +53,17 @@ function lazyVma(v: Vma): boolean {
 
 /**
  * The pages to dump, VMA by VMA. In the VMAs `tracked` picks (their writes tracked since
- * the parent dump, write-tracking.ts), pages not written since are `parent` segments and
- * the written ones `fresh`.
+ * the parent dump, write-tracking.ts), only the pages written since are copied (`fresh`),
+ * and those the parent's pagemap does not cover (`covered`: sorted (start, end) pairs);
+ * the others go to `parentRanges`, found in one pass of the bridge (a region per written
+ * run is too many objects for a task that stands frozen meanwhile).
  */
-export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean): PagePlan {
+export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED): PagePlan {
   const segments: Segment[] = [];
+  const parentRanges: BigUint64Array[] = [];
   let scanned = 0;
   let pages = 0;
+  let holes = 0;
   for (const v of vmas) {
     if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED)) continue;
     const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
@@ -68,33 +77,40 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       pages += Number(v.end - v.start) / PAGE;
       continue;
     }
-    const known = tracked?.(v) === true;
-    for (const r of presentPages(pid, Number(v.start), Number(v.end), known)) {
+    if (tracked?.(v) === true) {
+      const split = bridge().pagemapSplit(pid, v.start, v.end, covered);
+      scanned += split.scanned;
+      holes += split.holes;
+      // (start, length) as 32-bit halves: no BigInt per pair
+      const w = new Uint32Array(split.copy.buffer, split.copy.byteOffset, split.copy.length * 2);
+      for (let i = 0; i < w.length; i += 4) {
+        const len = w[i + 3]! * 0x1_0000_0000 + w[i + 2]!;
+        segments.push({ addr: w[i + 1]! * 0x1_0000_0000 + w[i]!, len, flags, procMem, fresh: true });
+        pages += len / PAGE;
+      }
+      if (split.parent.length) parentRanges.push(split.parent);
+      continue;
+    }
+    for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
       const n = (r.end - r.start) / PAGE;
       scanned += n;
       if (r.categories & PAGE_IS.PFNZERO) continue;
       if (filePrivate && r.categories & PAGE_IS.FILE) continue;
-      const kind = !known ? {} : r.categories & PAGE_IS.WRITTEN ? { fresh: true } : { parent: true };
       const last = segments[segments.length - 1];
-      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && last.fresh === kind.fresh && last.parent === kind.parent) last.len += r.end - r.start;
-      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem, ...kind });
-      if (!kind.parent) pages += n;
+      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && !last.fresh) last.len += r.end - r.start;
+      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem });
+      pages += n;
     }
   }
-  return { segments, scanned, pages };
+  return { segments, scanned, pages, parentRanges, holes };
 }
 
 /** The plan cut into pieces of at most `bytes` (page-aligned) of pages each. */
 export function slicePlan(plan: PagePlan, bytes: number): PagePlan[] {
   const out: PagePlan[] = [];
-  let cur: PagePlan = { segments: [], scanned: 0, pages: 0 };
+  let cur: PagePlan = { segments: [], scanned: 0, pages: 0, parentRanges: [], holes: 0 };
   let size = 0;
   for (const s of plan.segments) {
-    if (s.parent) {
-      // nothing to copy: takes no room
-      cur.segments.push(s);
-      continue;
-    }
     for (let at = 0; at < s.len; ) {
       const n = Math.min(s.len - at, bytes - size);
       cur.segments.push({ ...s, addr: s.addr + at, len: n });
@@ -103,7 +119,7 @@ export function slicePlan(plan: PagePlan, bytes: number): PagePlan[] {
       at += n;
       if (size === bytes) {
         out.push(cur);
-        cur = { segments: [], scanned: 0, pages: 0 };
+        cur = { segments: [], scanned: 0, pages: 0, parentRanges: [], holes: 0 };
         size = 0;
       }
     }
@@ -128,8 +144,17 @@ export function readFailed(e: unknown): unknown {
  * what it cannot read (a page the task cannot read after all) through /proc/PID/mem.
  */
 export function readBatch(pid: number, ranges: readonly number[], buf: Buffer, start: number): void {
-  const total = ranges.reduce((s, v, i) => (i % 2 ? s + v : s), 0);
-  const r = bridge().processVmReadvBatch(pid, new BigUint64Array(ranges.map(BigInt)), buf, start);
+  // Written as 32-bit halves: a BigInt per value would cost more than the read of a page.
+  const pairs = new BigUint64Array(ranges.length);
+  const w = new Uint32Array(pairs.buffer);
+  let total = 0;
+  for (let i = 0; i < ranges.length; i++) {
+    const v = ranges[i]!;
+    w[2 * i] = v % 0x1_0000_0000;
+    w[2 * i + 1] = Math.floor(v / 0x1_0000_0000);
+    if (i % 2) total += v;
+  }
+  const r = bridge().processVmReadvBatch(pid, pairs, buf, start);
   if (r.bytes >= total) return;
   let off = start;
   for (let i = 0; i < ranges.length; i += 2) {
@@ -195,10 +220,6 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
 
   try {
     for (const s of plan.segments) {
-      if (s.parent) {
-        out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: PE_PARENT });
-        continue;
-      }
       out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
       let at = s.addr;
       let left = s.len;

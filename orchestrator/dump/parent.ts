@@ -228,13 +228,34 @@ export class PageSink {
   private readonly w: Writer;
   private readonly files = new Map<string, ParentFile>();
   readonly stats: WriteStats = { written: 0, skipped: 0 };
+  /** the next of `unchanged`: array, then pair */
+  private ua = 0;
+  private up = 0;
 
+  /**
+   * `unchanged`: pages known unchanged since the parent (write tracking), (start, length)
+   * pairs in address order, written as PE_PARENT entries between the runs.
+   */
   constructor(
     private readonly out: PageTransport,
     private readonly parent: PageResolver | undefined,
     progress: (bytes: number) => void = () => undefined,
+    private readonly unchanged: readonly BigUint64Array[] = [],
   ) {
     this.w = new Writer(out, progress);
+  }
+
+  /** Writes the unchanged ranges that start below `until` (all with Infinity). */
+  private unchangedBelow(until: number): void {
+    for (; this.ua < this.unchanged.length; this.ua++, this.up = 0) {
+      const a = this.unchanged[this.ua]!;
+      for (; this.up < a.length; this.up += 2) {
+        if (Number(a[this.up]!) >= until) return;
+        const pages = Number(a[this.up + 1]!) / PAGE;
+        this.out.run({ vaddr: a[this.up]!, pages, flags: PE_PARENT });
+        this.stats.skipped += pages;
+      }
+    }
   }
 
   private async present(vaddr: number, pages: number, flags: number, buf: Buffer, off: number): Promise<void> {
@@ -247,12 +268,7 @@ export class PageSink {
   async add(c: Captured): Promise<void> {
     const parent = this.parent;
     for (const r of c.runs) {
-      if (r.parent) {
-        // unchanged since the parent (write tracking checked that the chain holds it)
-        this.out.run({ vaddr: BigInt(r.vaddr), pages: r.pages, flags: PE_PARENT });
-        this.stats.skipped += r.pages;
-        continue;
-      }
+      this.unchangedBelow(r.vaddr);
       if (!parent || r.fresh) {
         await this.present(r.vaddr, r.pages, r.flags, r.buf, r.off);
         continue;
@@ -297,6 +313,7 @@ export class PageSink {
   }
 
   async finish(): Promise<WriteStats> {
+    this.unchangedBelow(Infinity);
     try {
       await this.w.flush();
     } finally {
@@ -315,10 +332,10 @@ export class PageSink {
 
 /**
  * Writes copied pages to `out`: pages the parent chain holds with the same bytes as a
- * PE_PARENT entry, the others with their data.
+ * PE_PARENT entry, the others with their data; `unchanged` ranges as PE_PARENT.
  */
-export async function writeCaptured(c: Captured, out: PageTransport, parent: PageResolver | undefined, progress: (bytes: number) => void = () => undefined): Promise<WriteStats> {
-  const sink = new PageSink(out, parent, progress);
+export async function writeCaptured(c: Captured, out: PageTransport, parent: PageResolver | undefined, progress: (bytes: number) => void = () => undefined, unchanged: readonly BigUint64Array[] = []): Promise<WriteStats> {
+  const sink = new PageSink(out, parent, progress, unchanged);
   try {
     await sink.add(c);
     return await sink.finish();

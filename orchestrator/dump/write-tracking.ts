@@ -25,7 +25,7 @@ import { PAGE_IS, pagemapScan } from "../../host-bridge/pagemap.js";
 import type { ModuleLog } from "../log.js";
 import { PE_PARENT, readPagemap } from "../../images/pages.js";
 import { PE_PRESENT } from "./pagewriter.js";
-import type { PagePlan, Segment } from "./memory.js";
+import type { PagePlan } from "./memory.js";
 import type { Vma } from "./vmas.js";
 import { protectable, takeUserfaultfd } from "./wpsnap.js";
 
@@ -91,11 +91,6 @@ function passIdentity(dir: string): TrackState["armed"] {
   }
 }
 
-interface Range {
-  start: number;
-  end: number;
-}
-
 /**
  * Bytes of the task's pages protected and not written since (only a VMA registered for
  * write-protect has such pages), counted with the task running: an estimate.
@@ -116,18 +111,17 @@ function unwrittenNow(pid: number): number {
   }
 }
 
-/** The ranges pagemap-PID.img of `dir` has entries with data (here or further up the chain) for. */
-async function parentCoverage(dir: string, pid: number): Promise<Range[] | string> {
+/** The (start, end) pairs pagemap-PID.img of `dir` has entries with data for (here or further up the chain). */
+async function parentCoverage(dir: string, pid: number): Promise<BigUint64Array | string> {
   try {
-    const covered: Range[] = [];
+    const covered: bigint[] = [];
     for (const r of (await readPagemap(dir, `pagemap-${pid}.img`)).runs) {
       if (!(r.flags & (PE_PRESENT | PE_PARENT)) || r.nrPages === 0) continue;
-      const start = Number(r.vaddr);
-      const last = covered[covered.length - 1];
-      if (last && last.end === start) last.end += r.nrPages * PAGE;
-      else covered.push({ start, end: start + r.nrPages * PAGE });
+      const end = r.vaddr + BigInt(r.nrPages * PAGE);
+      if (covered.length && covered[covered.length - 1] === r.vaddr) covered[covered.length - 1] = end;
+      else covered.push(r.vaddr, end);
     }
-    return covered;
+    return new BigUint64Array(covered);
   } catch (e) {
     return (e as Error).message;
   }
@@ -151,7 +145,7 @@ interface TaskTrack {
 export class WriteTracking {
   private readonly tasks = new Map<number, TaskTrack>();
   /** the address ranges each task's parent pagemap has entries for (or why not) */
-  private readonly covered = new Map<number, Range[] | string>();
+  private readonly covered_ = new Map<number, BigUint64Array | string>();
   private ended = false;
   /** before the freeze: bytes of tracked pages not written since the parent (what this pass will likely not copy) */
   unwrittenBytes = 0;
@@ -225,7 +219,7 @@ export class WriteTracking {
     // What the parent's pagemaps cover, read now rather than while the tree is frozen,
     // and how much memory this pass will not copy (to size its buffers).
     for (const pid of Object.keys(state.tasks)) {
-      t.covered.set(Number(pid), await parentCoverage(parentDir!, Number(pid)));
+      t.covered_.set(Number(pid), await parentCoverage(parentDir!, Number(pid)));
       t.unwrittenBytes += unwrittenNow(Number(pid));
     }
     log.info(`${t.unwrittenBytes} bytes tracked as not written since the parent`);
@@ -267,50 +261,13 @@ export class WriteTracking {
   }
 
   /**
-   * With the process frozen, after its pages are planned: pages the plan takes from the
-   * parent that the parent's pagemap has no entry for are copied
-   * after all. The parent's own entries are enough: a pass writes PE_PARENT only for
-   * pages its parent chain holds.
+   * Where the parent's pagemap of `pid` has entries ((start, end) pairs), read before the
+   * freeze: unwritten pages outside them are copied. Empty when it could not be read.
    */
-  checkParent(pid: number, plan: PagePlan): void {
-    if (!plan.segments.some((s) => s.parent)) return;
-    let covered = this.covered.get(pid) ?? "it was not read";
-    if (typeof covered === "string") {
-      this.log.info(`pid ${pid}: the parent's pagemap cannot be read (${covered}): every page is copied`);
-      covered = [];
-    }
-    const out: Segment[] = [];
-    let c = 0;
-    let copied = 0;
-    for (const s of plan.segments) {
-      if (!s.parent) {
-        out.push(s);
-        continue;
-      }
-      const end = s.addr + s.len;
-      while (c < covered.length && covered[c]!.end <= s.addr) c++;
-      if (c < covered.length && covered[c]!.start <= s.addr && covered[c]!.end >= end) {
-        out.push(s);
-        continue;
-      }
-      const hole = (from: number, to: number): void => {
-        if (to <= from) return;
-        out.push({ addr: from, len: to - from, flags: s.flags, procMem: s.procMem, fresh: true });
-        copied += (to - from) / PAGE;
-      };
-      let at = s.addr;
-      for (let k = c; k < covered.length && covered[k]!.start < end && at < end; k++) {
-        hole(at, Math.min(end, covered[k]!.start));
-        at = Math.max(at, covered[k]!.start);
-        const to = Math.min(end, covered[k]!.end);
-        out.push({ ...s, addr: at, len: to - at });
-        at = to;
-      }
-      hole(at, end);
-    }
-    plan.pages += copied;
-    plan.segments = out;
-    if (copied) this.log.info(`pid ${pid}: ${copied} unwritten pages have no entry in the parent's pagemap: copied`);
+  covered(pid: number): BigUint64Array | undefined {
+    const c = this.covered_.get(pid);
+    if (typeof c === "string") this.log.info(`pid ${pid}: the parent's pagemap cannot be read (${c}): every page is copied`);
+    return typeof c === "string" ? new BigUint64Array(0) : c;
   }
 
   /**
@@ -436,7 +393,6 @@ function writtenIn(plan: PagePlan, tracked: readonly Vma[]): { start: number; le
   let i = 0;
   let lastVma = -1;
   for (const s of plan.segments) {
-    if (s.parent) continue;
     const end = s.addr + s.len;
     while (i < tracked.length && Number(tracked[i]!.end) <= s.addr) i++;
     for (let j = i; j < tracked.length && Number(tracked[j]!.start) < end; j++) {
