@@ -228,7 +228,9 @@ int main(int argc, char **argv)
 	/* P keeps the write end; A the read end (the number P had for it) */
 	a_read_fd = pipe_fds[0];
 	close(pipe_fds[0]);
-	for (int tries = 0; tries < 1000; tries++) {
+	/* every process set up and noted before the ready line names them (a loaded machine may
+	 * take seconds to run a new child: a ready line with a pid of 0 would be a race) */
+	for (int tries = 0; tries < 15000; tries++) {
 		int all = 1;
 		for (int i = 0; i < N; i++)
 			if (i != P && atomic_load(&shared[i].count) == 0)
