@@ -13,6 +13,7 @@
         "src/memory.c",
         "src/uffd_wp.c",
         "src/uffd_track.c",
+        "src/packet.c",
         "src/pagemap.c",
         "src/pidfd.c",
         "src/spawn.c",

@@ -136,7 +136,26 @@ export const NETLINK_OPT = {
   EXT_ACK: 11,
   GET_STRICT_CHK: 12,
 } as const;
-export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5 } as const;
+export const AF_PACKET = 17;
+/** Packet sockets' options (linux/if_packet.h): SOL_PACKET level. */
+export const SOL_PACKET = 263;
+export const PACKET_OPT = {
+  ADD_MEMBERSHIP: 1,
+  COPY_THRESH: 7,
+  AUXDATA: 8,
+  ORIGDEV: 9,
+  VERSION: 10,
+  RESERVE: 12,
+  LOSS: 14,
+  VNET_HDR: 15,
+  TIMESTAMP: 17,
+  FANOUT: 18,
+  TX_HAS_OFF: 19,
+  QDISC_BYPASS: 20,
+  IGNORE_OUTGOING: 23,
+  VNET_HDR_SZ: 24,
+} as const;
+export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, PACKET: 10 } as const;
 /** IP protocol numbers (netinet/in.h) */
 export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255, MPTCP: 262 } as const;
 /** Option levels and the IP, IPv6, TCP and UDP options tscriu keeps (linux/in.h, in6.h, tcp.h, udp.h). */

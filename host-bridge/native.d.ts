@@ -290,6 +290,8 @@ export interface NativeBridge {
 
   // ---- sockets (src/unix.c, src/sockets.c) ----
 
+  /** Every packet socket of tscriu's network namespace, as sock_diag (packet_diag) reports it. */
+  packetDiag(): PacketDiag[];
   /** Every unix socket of tscriu's network namespace, as sock_diag (NETLINK_SOCK_DIAG) reports it. */
   unixDiag(): UnixDiag[];
   /**
@@ -396,6 +398,37 @@ export interface InetDiag {
   wqlen: number;
   /** RCV_SHUTDOWN = 1 | SEND_SHUTDOWN = 2; -1 when the kernel does not say */
   shutdown: number;
+}
+
+/** A mapped ring of a packet socket (PACKET_RX_RING, PACKET_TX_RING), as packet_diag reports it. */
+export interface PacketDiagRing {
+  blockSize: number;
+  blockNr: number;
+  frameSize: number;
+  frameNr: number;
+  retireTmo: number;
+  sizeofPriv: number;
+  features: number;
+}
+
+/** One packet socket as sock_diag reports it (PACKET_DIAG_INFO's fields flattened). */
+export interface PacketDiag {
+  ino: number;
+  type: number;
+  /** the protocol, host byte order */
+  num: number;
+  ifindex?: number;
+  version?: number;
+  reserve?: number;
+  copyThresh?: number;
+  tstamp?: number;
+  /** PDI_RUNNING 1, PDI_AUXDATA 2, PDI_ORIGDEV 4, PDI_VNETHDR 8, PDI_LOSS 16 */
+  flags?: number;
+  mclist: { index: number; type: number; addr: Buffer }[];
+  /** id | (type and flags << 16), when in a fanout group */
+  fanout?: number;
+  rxRing?: PacketDiagRing;
+  txRing?: PacketDiagRing;
 }
 
 /** One unix socket as sock_diag reports it. */
