@@ -127,6 +127,8 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable): Vma
     if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
       throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
     }
+    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task
+    if (r.name.startsWith("socket:")) throw new UnsupportedVma(`mapping ${where} of ${r.name} (a packet socket's ring), which tscriu does not dump yet`);
     const mapFile = procPath(pid, `map_files/${where}`);
     const hasFile = r.ino !== 0n || (r.name.startsWith("/") && r.dev !== "00:00");
     if (!hasFile) {

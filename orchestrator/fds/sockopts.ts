@@ -31,9 +31,9 @@ export function hasSocketFilter(fd: number): boolean {
  * are written only when they differ from the default (SO_PASSPIDFD on, SO_PASSRIGHTS
  * off), so that a plain socket's entry is criu's.
  */
-export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet"): SkOpts {
+export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet"): SkOpts {
   const unix = family === "unix";
-  const creds = family !== "inet";
+  const creds = unix || family === "netlink";
   const v = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
   const bool = (name: number): boolean => v.get(name)! !== 0;
   const int = (name: number): number => v.get(name)!;
