@@ -5,16 +5,13 @@
 // criu's (the workload keeps to 32 groups for criu, which refuses more). A socket with
 // an option criu's entry cannot hold, or with messages queued, is refused by name and
 // the task runs on; hostile entries are refused at plan naming files.img.
-import { copyFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { readImage, writeImage } from "../images/io.js";
+import { readImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { isRestoreError } from "../orchestrator/restore/errors.js";
-import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone, restoreTask, status } from "./helpers/restore.js";
+import { dumpGone, refusedAtPlan, restoreTask, status, type FileFields } from "./helpers/restore.js";
 import { startWorkload } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
@@ -59,24 +56,13 @@ test("a netlink socket with NETLINK_EXT_ACK on, or with a message queued, is ref
 test("hostile netlink entries (a protocol past 31, an unknown state, a group of a connection past 32): refused at plan naming files.img", async (t) => {
   const w = await startWorkload(t, "netlinksk", ["all"]);
   const dir = await dumpGone(t, w);
-  const img = await readImage(join(dir, "files.img"));
-  const cases: [string, (e: E) => void, RegExp][] = [
+  const cases: [string, (e: FileFields) => void, RegExp][] = [
     ["protocol 99", (e) => void (e["protocol"] = 99), /has the protocol 99; netlink protocols are 0\.\.31/],
     ["state 5", (e) => void (e["state"] = 5), /is in the state 5/],
     ["dst_group 40", (e) => void ((e["state"] = 1), (e["dst_group"] = 40)), /is connected to the group 40/],
   ];
-  for (const [what, mutate, re] of cases) {
-    const copy = tempDir(t);
-    const entries = img.entries.map((e) => structuredClone(e));
-    mutate(entries.find((e) => e["type"] === "NETLINKSK")!["nlsk"] as E);
-    for (const f of readdirSync(dir)) if (f !== "files.img") copyFileSync(join(dir, f), join(copy, f));
-    await writeImage(join(copy, "files.img"), { type: img.type, entries });
-    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
-    t.true(isRestoreError(err), what);
-    t.like(err, { step: "plan" }, what);
-    t.regex(err?.message ?? "", re, what);
-    t.true((err?.message ?? "").includes(join(copy, "files.img")), `${what}: names the file`);
-  }
+  await refusedAtPlan(t, dir, "NETLINKSK", "nlsk", cases);
+
 });
 
 test.serial("criu restores tscriu's images of netlink sockets", async (t) => {

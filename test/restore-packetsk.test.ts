@@ -5,16 +5,13 @@
 // restores tscriu's images and tscriu criu's. A socket with a mapped ring or an option
 // criu's entry has no field for is refused by name and the task runs on; hostile entries
 // are refused at plan naming files.img.
-import { copyFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { readImage, writeImage } from "../images/io.js";
+import { readImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { isRestoreError } from "../orchestrator/restore/errors.js";
-import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone, restoreTask, status } from "./helpers/restore.js";
+import { dumpGone, refusedAtPlan, restoreTask, status, type FileFields } from "./helpers/restore.js";
 import { startWorkload } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
@@ -62,25 +59,14 @@ test.serial("a packet socket with a mapped ring or PACKET_QDISC_BYPASS on is ref
 test.serial("hostile packet entries (an unknown type, a protocol past 16 bits, an unknown version, a ring): refused at plan naming files.img", async (t) => {
   const w = await startWorkload(t, "packetsk", ["all"]);
   const dir = await dumpGone(t, w);
-  const img = await readImage(join(dir, "files.img"));
-  const cases: [string, (e: E) => void, RegExp][] = [
+  const cases: [string, (e: FileFields) => void, RegExp][] = [
     ["type 4", (e) => void (e["type"] = 4), /has the type 4; packet sockets are raw \(3\), datagram \(2\) or SOCK_PACKET \(10\)/],
     ["protocol 0x10000", (e) => void (e["protocol"] = 0x10000), /has the protocol 0x10000, more than 16 bits/],
     ["version 9", (e) => void (e["version"] = 9), /has PACKET_VERSION 9/],
     ["rx ring", (e) => void (e["rx_ring"] = { block_size: 4096, block_nr: 1, frame_size: 2048, frame_nr: 2, retire_tmo: 0, sizeof_priv: 0, features: 0 }), /has a mapped ring/],
   ];
-  for (const [what, mutate, re] of cases) {
-    const copy = tempDir(t);
-    const entries = img.entries.map((e) => structuredClone(e));
-    mutate(entries.find((e) => e["type"] === "PACKETSK")!["psk"] as E);
-    for (const f of readdirSync(dir)) if (f !== "files.img") copyFileSync(join(dir, f), join(copy, f));
-    await writeImage(join(copy, "files.img"), { type: img.type, entries });
-    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
-    t.true(isRestoreError(err), what);
-    t.like(err, { step: "plan" }, what);
-    t.regex(err?.message ?? "", re, what);
-    t.true((err?.message ?? "").includes(join(copy, "files.img")), `${what}: names the file`);
-  }
+  await refusedAtPlan(t, dir, "PACKETSK", "psk", cases);
+
 });
 
 test.serial("criu restores tscriu's images of packet sockets", async (t) => {

@@ -2,11 +2,13 @@
 // it through the library with cleanup registered, and fingerprint an images directory to
 // show it was not changed.
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { dump, type DumpOptions } from "../../orchestrator/dump/dump.js";
+import { isRestoreError } from "../../orchestrator/restore/errors.js";
 import { restore, type RestoreOptions, type RestoreResult } from "../../orchestrator/restore/restore.js";
+import { readImage, writeImage } from "../../images/io.js";
 import { tempDir } from "./dump.js";
 import { killAndReap, seizeAndStop, waitFor, type Workload } from "./workloads.js";
 import { bridge } from "../../host-bridge/load.js";
@@ -103,4 +105,28 @@ export async function regsAsLeft(t: ExecutionContext, pid: number): Promise<void
     return now > rbx;
   });
   t.pass();
+}
+
+/** A files.img entry's own fields (nlsk, psk, …), as readImage gives them. */
+export type FileFields = Record<string, unknown>;
+
+/**
+ * Each case changes the first `type` entry of files.img (its `part` fields) in a copy of
+ * the images in `dir`; the restore of the copy must be refused at plan with `re`,
+ * naming the copy's files.img.
+ */
+export async function refusedAtPlan(t: ExecutionContext, dir: string, type: string, part: string, cases: readonly [what: string, change: (e: FileFields) => void, re: RegExp][]): Promise<void> {
+  const img = await readImage(join(dir, "files.img"));
+  for (const [what, change, re] of cases) {
+    const copy = tempDir(t);
+    const entries = img.entries.map((e) => structuredClone(e));
+    change(entries.find((e) => e["type"] === type)![part] as FileFields);
+    for (const f of readdirSync(dir)) if (f !== "files.img") copyFileSync(join(dir, f), join(copy, f));
+    await writeImage(join(copy, "files.img"), { type: img.type, entries });
+    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
+    t.true(isRestoreError(err), what);
+    t.like(err, { step: "plan" }, what);
+    t.regex(err?.message ?? "", re, what);
+    t.true((err?.message ?? "").includes(join(copy, "files.img")), `${what}: names the file`);
+  }
 }

@@ -61,17 +61,6 @@
 #define IPPROTO_UDPLITE 136
 #endif
 
-static char failure[512];
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(failure, sizeof(failure), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* A socket at a fixed fd number, so the tests can name it. */
 static int sock_at(int fd, int family, int type, int proto)
 {
@@ -84,21 +73,6 @@ static int sock_at(int fd, int family, int type, int proto)
 		close(s);
 	}
 	return fd;
-}
-
-static void seti(int fd, int level, int name, int v, const char *what)
-{
-	if (setsockopt(fd, level, name, &v, sizeof(v)) < 0)
-		wl_die(what);
-}
-
-static int geti(int fd, int level, int name)
-{
-	int v = -1;
-	socklen_t l = sizeof(v);
-	if (getsockopt(fd, level, name, &v, &l) < 0)
-		return -1;
-	return v;
 }
 
 static void bind4(int fd, const char *addr, int port)
@@ -172,20 +146,20 @@ static int talk(int l, int family, const char *addr, int port)
 	}
 	int c = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c < 0)
-		return fail("socket: %s", strerror(errno));
+		return wl_fail("socket: %s", strerror(errno));
 	if (connect(c, (struct sockaddr *)&ss, len) < 0) {
 		close(c);
-		return fail("connect to %s port %d: %s", addr, port, strerror(errno));
+		return wl_fail("connect to %s port %d: %s", addr, port, strerror(errno));
 	}
 	struct pollfd p = { .fd = l, .events = POLLIN };
 	if (poll(&p, 1, 5000) != 1) {
 		close(c);
-		return fail("listener fd %d never had the connection from %s", l, addr);
+		return wl_fail("listener fd %d never had the connection from %s", l, addr);
 	}
 	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	if (a < 0) {
 		close(c);
-		return fail("accept on fd %d: %s", l, strerror(errno));
+		return wl_fail("accept on fd %d: %s", l, strerror(errno));
 	}
 	char x = 0;
 	int ok = write(c, "c", 1) == 1 && read(a, &x, 1) == 1 && x == 'c' && write(a, "a", 1) == 1 &&
@@ -197,7 +171,7 @@ static int talk(int l, int family, const char *addr, int port)
 	struct pollfd e = { .fd = a, .events = POLLIN };
 	ok = ok && poll(&e, 1, 5000) == 1 && read(a, &x, 1) == 0;
 	close(a);
-	return ok ? 0 : fail("no byte through the connection to %s port %d", addr, port);
+	return ok ? 0 : wl_fail("no byte through the connection to %s port %d", addr, port);
 }
 
 /* ---- listen ---- */
@@ -208,14 +182,14 @@ static void setup_listen(void)
 {
 	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
 		wl_die("socket 3");
-	seti(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
-	seti(3, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
-	seti(3, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
-	seti(3, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
-	seti(3, IPPROTO_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT");
-	seti(3, SOL_SOCKET, SO_RCVBUF, 65536, "SO_RCVBUF");
-	seti(3, SOL_SOCKET, SO_SNDBUF, 32768, "SO_SNDBUF");
-	seti(3, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS");
+	wl_set_int(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	wl_set_int(3, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+	wl_set_int(3, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	wl_set_int(3, IPPROTO_TCP, TCP_KEEPIDLE, 77, "TCP_KEEPIDLE");
+	wl_set_int(3, IPPROTO_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT");
+	wl_set_int(3, SOL_SOCKET, SO_RCVBUF, 65536, "SO_RCVBUF");
+	wl_set_int(3, SOL_SOCKET, SO_SNDBUF, 32768, "SO_SNDBUF");
+	wl_set_int(3, IPPROTO_IP, IP_TOS, 0x10, "IP_TOS");
 	if (setsockopt(3, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) < 0)
 		wl_die("SO_BINDTODEVICE");
 	bind4(3, "127.0.0.1", 0);
@@ -224,15 +198,15 @@ static void setup_listen(void)
 
 	if (sock_at(4, AF_INET6, SOCK_STREAM, 0) < 0)
 		wl_die("socket 4");
-	seti(4, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
-	seti(4, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+	wl_set_int(4, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+	wl_set_int(4, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
 	bind6(4, "::1", 0);
 	if (listen(4, 16) < 0)
 		wl_die("listen 4");
 
 	if (sock_at(5, AF_INET6, SOCK_STREAM, 0) < 0)
 		wl_die("socket 5");
-	seti(5, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
+	wl_set_int(5, IPPROTO_IPV6, IPV6_V6ONLY, 0, "IPV6_V6ONLY");
 	bind6(5, "::", 0);
 	if (listen(5, 128) < 0)
 		wl_die("listen 5");
@@ -251,52 +225,52 @@ static int check_listen(void)
 	char buf[64];
 	for (int fd = 3; fd <= 7; fd++)
 		if (port_of(fd) != lport[fd])
-			return fail("fd %d is on port %d, was %d", fd, port_of(fd), lport[fd]);
+			return wl_fail("fd %d is on port %d, was %d", fd, port_of(fd), lport[fd]);
 	if (strcmp(name_of(3, buf, sizeof(buf)), "127.0.0.1"))
-		return fail("fd 3 is bound to %s", buf);
+		return wl_fail("fd 3 is bound to %s", buf);
 	if (strcmp(name_of(4, buf, sizeof(buf)), "::1"))
-		return fail("fd 4 is bound to %s", buf);
+		return wl_fail("fd 4 is bound to %s", buf);
 	if (strcmp(name_of(5, buf, sizeof(buf)), "::"))
-		return fail("fd 5 is bound to %s", buf);
+		return wl_fail("fd 5 is bound to %s", buf);
 	if (strcmp(name_of(7, buf, sizeof(buf)), "127.0.0.1"))
-		return fail("fd 7 is bound to %s", buf);
-	if (geti(3, SOL_SOCKET, SO_ACCEPTCONN) != 1 || geti(4, SOL_SOCKET, SO_ACCEPTCONN) != 1 ||
-	    geti(5, SOL_SOCKET, SO_ACCEPTCONN) != 1 || geti(6, SOL_SOCKET, SO_ACCEPTCONN) != 0 ||
-	    geti(7, SOL_SOCKET, SO_ACCEPTCONN) != 0)
-		return fail("SO_ACCEPTCONN is not 1 1 1 0 0");
+		return wl_fail("fd 7 is bound to %s", buf);
+	if (wl_get_int(3, SOL_SOCKET, SO_ACCEPTCONN) != 1 || wl_get_int(4, SOL_SOCKET, SO_ACCEPTCONN) != 1 ||
+	    wl_get_int(5, SOL_SOCKET, SO_ACCEPTCONN) != 1 || wl_get_int(6, SOL_SOCKET, SO_ACCEPTCONN) != 0 ||
+	    wl_get_int(7, SOL_SOCKET, SO_ACCEPTCONN) != 0)
+		return wl_fail("SO_ACCEPTCONN is not 1 1 1 0 0");
 	if (!(fcntl(3, F_GETFL) & O_NONBLOCK) || (fcntl(4, F_GETFL) & O_NONBLOCK))
-		return fail("O_NONBLOCK: fd 3 %d, fd 4 %d", !!(fcntl(3, F_GETFL) & O_NONBLOCK),
-			    !!(fcntl(4, F_GETFL) & O_NONBLOCK));
-	if (geti(3, SOL_SOCKET, SO_REUSEADDR) != 1 || geti(4, SOL_SOCKET, SO_REUSEADDR) != 0 ||
-	    geti(5, SOL_SOCKET, SO_REUSEADDR) != 0)
-		return fail("SO_REUSEADDR: %d %d %d", geti(3, SOL_SOCKET, SO_REUSEADDR),
-			    geti(4, SOL_SOCKET, SO_REUSEADDR), geti(5, SOL_SOCKET, SO_REUSEADDR));
-	if (geti(4, SOL_SOCKET, SO_REUSEPORT) != 1 || geti(3, SOL_SOCKET, SO_REUSEPORT) != 0 ||
-	    geti(5, SOL_SOCKET, SO_REUSEPORT) != 0)
-		return fail("SO_REUSEPORT: %d %d %d", geti(3, SOL_SOCKET, SO_REUSEPORT),
-			    geti(4, SOL_SOCKET, SO_REUSEPORT), geti(5, SOL_SOCKET, SO_REUSEPORT));
-	if (geti(4, IPPROTO_IPV6, IPV6_V6ONLY) != 1 || geti(5, IPPROTO_IPV6, IPV6_V6ONLY) != 0)
-		return fail("IPV6_V6ONLY: fd 4 %d, fd 5 %d", geti(4, IPPROTO_IPV6, IPV6_V6ONLY),
-			    geti(5, IPPROTO_IPV6, IPV6_V6ONLY));
-	if (geti(3, SOL_SOCKET, SO_KEEPALIVE) != 1 || geti(4, SOL_SOCKET, SO_KEEPALIVE) != 0)
-		return fail("SO_KEEPALIVE");
-	if (geti(3, IPPROTO_TCP, TCP_NODELAY) != 1 || geti(4, IPPROTO_TCP, TCP_NODELAY) != 0)
-		return fail("TCP_NODELAY");
-	if (geti(3, IPPROTO_TCP, TCP_KEEPIDLE) != 77 || geti(3, IPPROTO_TCP, TCP_KEEPCNT) != 4)
-		return fail("TCP_KEEPIDLE %d, TCP_KEEPCNT %d", geti(3, IPPROTO_TCP, TCP_KEEPIDLE),
-			    geti(3, IPPROTO_TCP, TCP_KEEPCNT));
-	if (geti(3, SOL_SOCKET, SO_RCVBUF) != 2 * 65536 || geti(3, SOL_SOCKET, SO_SNDBUF) != 2 * 32768)
-		return fail("SO_RCVBUF %d, SO_SNDBUF %d", geti(3, SOL_SOCKET, SO_RCVBUF),
-			    geti(3, SOL_SOCKET, SO_SNDBUF));
-	if (geti(3, IPPROTO_IP, IP_TOS) != 0x10)
-		return fail("IP_TOS %d", geti(3, IPPROTO_IP, IP_TOS));
+		return wl_fail("O_NONBLOCK: fd 3 %d, fd 4 %d", !!(fcntl(3, F_GETFL) & O_NONBLOCK),
+			       !!(fcntl(4, F_GETFL) & O_NONBLOCK));
+	if (wl_get_int(3, SOL_SOCKET, SO_REUSEADDR) != 1 || wl_get_int(4, SOL_SOCKET, SO_REUSEADDR) != 0 ||
+	    wl_get_int(5, SOL_SOCKET, SO_REUSEADDR) != 0)
+		return wl_fail("SO_REUSEADDR: %d %d %d", wl_get_int(3, SOL_SOCKET, SO_REUSEADDR),
+			       wl_get_int(4, SOL_SOCKET, SO_REUSEADDR), wl_get_int(5, SOL_SOCKET, SO_REUSEADDR));
+	if (wl_get_int(4, SOL_SOCKET, SO_REUSEPORT) != 1 || wl_get_int(3, SOL_SOCKET, SO_REUSEPORT) != 0 ||
+	    wl_get_int(5, SOL_SOCKET, SO_REUSEPORT) != 0)
+		return wl_fail("SO_REUSEPORT: %d %d %d", wl_get_int(3, SOL_SOCKET, SO_REUSEPORT),
+			       wl_get_int(4, SOL_SOCKET, SO_REUSEPORT), wl_get_int(5, SOL_SOCKET, SO_REUSEPORT));
+	if (wl_get_int(4, IPPROTO_IPV6, IPV6_V6ONLY) != 1 || wl_get_int(5, IPPROTO_IPV6, IPV6_V6ONLY) != 0)
+		return wl_fail("IPV6_V6ONLY: fd 4 %d, fd 5 %d", wl_get_int(4, IPPROTO_IPV6, IPV6_V6ONLY),
+			       wl_get_int(5, IPPROTO_IPV6, IPV6_V6ONLY));
+	if (wl_get_int(3, SOL_SOCKET, SO_KEEPALIVE) != 1 || wl_get_int(4, SOL_SOCKET, SO_KEEPALIVE) != 0)
+		return wl_fail("SO_KEEPALIVE");
+	if (wl_get_int(3, IPPROTO_TCP, TCP_NODELAY) != 1 || wl_get_int(4, IPPROTO_TCP, TCP_NODELAY) != 0)
+		return wl_fail("TCP_NODELAY");
+	if (wl_get_int(3, IPPROTO_TCP, TCP_KEEPIDLE) != 77 || wl_get_int(3, IPPROTO_TCP, TCP_KEEPCNT) != 4)
+		return wl_fail("TCP_KEEPIDLE %d, TCP_KEEPCNT %d", wl_get_int(3, IPPROTO_TCP, TCP_KEEPIDLE),
+			       wl_get_int(3, IPPROTO_TCP, TCP_KEEPCNT));
+	if (wl_get_int(3, SOL_SOCKET, SO_RCVBUF) != 2 * 65536 || wl_get_int(3, SOL_SOCKET, SO_SNDBUF) != 2 * 32768)
+		return wl_fail("SO_RCVBUF %d, SO_SNDBUF %d", wl_get_int(3, SOL_SOCKET, SO_RCVBUF),
+			       wl_get_int(3, SOL_SOCKET, SO_SNDBUF));
+	if (wl_get_int(3, IPPROTO_IP, IP_TOS) != 0x10)
+		return wl_fail("IP_TOS %d", wl_get_int(3, IPPROTO_IP, IP_TOS));
 	char dev[IFNAMSIZ] = "";
 	socklen_t dl = sizeof(dev);
 	if (getsockopt(3, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl) < 0 || strcmp(dev, "lo"))
-		return fail("SO_BINDTODEVICE is \"%s\"", dev);
-	int backlog_ok = geti(6, IPPROTO_TCP, TCP_NODELAY) == 0;
+		return wl_fail("SO_BINDTODEVICE is \"%s\"", dev);
+	int backlog_ok = wl_get_int(6, IPPROTO_TCP, TCP_NODELAY) == 0;
 	if (!backlog_ok)
-		return fail("fd 6 has TCP_NODELAY");
+		return wl_fail("fd 6 has TCP_NODELAY");
 	if (talk(3, AF_INET, "127.0.0.1", lport[3]) || talk(4, AF_INET6, "::1", lport[4]) ||
 	    talk(5, AF_INET, "127.0.0.1", lport[5]) || talk(5, AF_INET6, "::1", lport[5]))
 		return -1;
@@ -321,7 +295,7 @@ static void setup_udp(void)
 {
 	if (sock_at(3, AF_INET, SOCK_DGRAM, 0) < 0)
 		wl_die("socket 3");
-	seti(3, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
+	wl_set_int(3, SOL_SOCKET, SO_BROADCAST, 1, "SO_BROADCAST");
 	bind4(3, "127.0.0.1", 0);
 	struct sockaddr_in a3;
 	socklen_t l = sizeof(a3);
@@ -331,7 +305,7 @@ static void setup_udp(void)
 
 	if (sock_at(5, AF_INET6, SOCK_DGRAM, 0) < 0)
 		wl_die("socket 5");
-	seti(5, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
+	wl_set_int(5, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
 	bind6(5, "::1", 0);
 	struct sockaddr_in6 a5;
 	l = sizeof(a5);
@@ -365,7 +339,7 @@ static int through(int from, int to, const char *msg, int want_pktinfo)
 	ssize_t n = from == to ? sendto(from, msg, strlen(msg), 0, (struct sockaddr *)&dst, dl)
 			       : send(from, msg, strlen(msg), 0);
 	if (n != (ssize_t)strlen(msg))
-		return fail("send through fd %d: %s", from, strerror(errno));
+		return wl_fail("send through fd %d: %s", from, strerror(errno));
 	char buf[64], cbuf[256];
 	struct sockaddr_storage src;
 	struct iovec iov = { buf, sizeof(buf) };
@@ -377,20 +351,20 @@ static int through(int from, int to, const char *msg, int want_pktinfo)
 			     .msg_controllen = sizeof(cbuf) };
 	struct pollfd p = { .fd = to, .events = POLLIN };
 	if (poll(&p, 1, 5000) != 1)
-		return fail("fd %d never got the datagram of fd %d", to, from);
+		return wl_fail("fd %d never got the datagram of fd %d", to, from);
 	n = recvmsg(to, &mh, MSG_DONTWAIT);
 	if (n != (ssize_t)strlen(msg) || memcmp(buf, msg, (size_t)n))
-		return fail("fd %d got %zd bytes, not \"%s\"", to, n, msg);
+		return wl_fail("fd %d got %zd bytes, not \"%s\"", to, n, msg);
 	int sport = ntohs(src.ss_family == AF_INET ? ((struct sockaddr_in *)&src)->sin_port
 						   : ((struct sockaddr_in6 *)&src)->sin6_port);
 	if (sport != uport[from])
-		return fail("fd %d's datagram came from port %d, fd %d is on %d", from, sport, from, uport[from]);
+		return wl_fail("fd %d's datagram came from port %d, fd %d is on %d", from, sport, from, uport[from]);
 	if (want_pktinfo) {
 		int seen = 0;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 			seen |= c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO;
 		if (!seen)
-			return fail("fd %d's datagram has no IPV6_PKTINFO", to);
+			return wl_fail("fd %d's datagram has no IPV6_PKTINFO", to);
 	}
 	return 0;
 }
@@ -400,28 +374,28 @@ static int check_udp(void)
 	char buf[64];
 	for (int fd = 3; fd <= 9; fd++)
 		if (port_of(fd) != uport[fd])
-			return fail("fd %d is on port %d, was %d", fd, port_of(fd), uport[fd]);
+			return wl_fail("fd %d is on port %d, was %d", fd, port_of(fd), uport[fd]);
 	if (uport[8] != 0)
-		return fail("fd 8 is bound");
+		return wl_fail("fd 8 is bound");
 	if (strcmp(name_of(5, buf, sizeof(buf)), "::1"))
-		return fail("fd 5 is bound to %s", buf);
+		return wl_fail("fd 5 is bound to %s", buf);
 	socklen_t l;
 	struct sockaddr_storage p4 = peer_of(4, &l);
 	if (l == 0 || ntohs(((struct sockaddr_in *)&p4)->sin_port) != uport[3])
-		return fail("fd 4 is not connected to fd 3");
+		return wl_fail("fd 4 is not connected to fd 3");
 	peer_of(3, &l);
 	if (l != 0)
-		return fail("fd 3 is connected");
-	if (geti(7, SOL_SOCKET, SO_PROTOCOL) != (lite ? IPPROTO_UDPLITE : IPPROTO_UDP))
-		return fail("fd 7 has protocol %d", geti(7, SOL_SOCKET, SO_PROTOCOL));
-	if (geti(3, SOL_SOCKET, SO_BROADCAST) != 1 || geti(4, SOL_SOCKET, SO_BROADCAST) != 0)
-		return fail("SO_BROADCAST");
-	if (geti(5, IPPROTO_IPV6, IPV6_RECVPKTINFO) != 1)
-		return fail("IPV6_RECVPKTINFO");
+		return wl_fail("fd 3 is connected");
+	if (wl_get_int(7, SOL_SOCKET, SO_PROTOCOL) != (lite ? IPPROTO_UDPLITE : IPPROTO_UDP))
+		return wl_fail("fd 7 has protocol %d", wl_get_int(7, SOL_SOCKET, SO_PROTOCOL));
+	if (wl_get_int(3, SOL_SOCKET, SO_BROADCAST) != 1 || wl_get_int(4, SOL_SOCKET, SO_BROADCAST) != 0)
+		return wl_fail("SO_BROADCAST");
+	if (wl_get_int(5, IPPROTO_IPV6, IPV6_RECVPKTINFO) != 1)
+		return wl_fail("IPV6_RECVPKTINFO");
 	/* Shut down for reading: poll says so at once. */
 	struct pollfd p9 = { .fd = 9, .events = POLLRDHUP };
 	if (poll(&p9, 1, 0) != 1 || !(p9.revents & POLLRDHUP))
-		return fail("fd 9 is not shut down for reading");
+		return wl_fail("fd 9 is not shut down for reading");
 	if (through(4, 3, "four", 0) || through(6, 5, "six", 1) || through(7, 7, "lite", 0) || through(9, 3, "nine", 0))
 		return -1;
 	return 0;
@@ -464,7 +438,7 @@ static int check_shared(void)
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 	if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		close(c);
-		return fail("connect: %s", strerror(errno));
+		return wl_fail("connect: %s", strerror(errno));
 	}
 	/* The worker accepts it. */
 	kill(child, SIGUSR1);
@@ -473,7 +447,7 @@ static int check_shared(void)
 	int ok = poll(&p, 1, 5000) == 1 && read(c, &x, 1) == 1 && x == 'w';
 	close(c);
 	if (!ok)
-		return fail("the worker (pid %d) did not answer on the shared listener", (int)child);
+		return wl_fail("the worker (pid %d) did not answer on the shared listener", (int)child);
 	return talk(3, AF_INET, "127.0.0.1", lport[3]);
 }
 
@@ -495,7 +469,7 @@ static void setup_established(void)
 		wl_die("accept");
 	if (s != 5)
 		close(s);
-	seti(4, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
+	wl_set_int(4, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
 	/* Data left unread each way: it must be in the queues after a restore. */
 	if (write(4, c2s, strlen(c2s)) != (ssize_t)strlen(c2s) || write(5, s2c, strlen(s2c)) != (ssize_t)strlen(s2c))
 		wl_die("write");
@@ -511,25 +485,25 @@ static int expect(int rd, int wr, const char *want)
 	while (got < n) {
 		struct pollfd p = { .fd = rd, .events = POLLIN };
 		if (poll(&p, 1, 5000) != 1)
-			return fail("fd %d: %zu of %zu bytes came", rd, got, n);
+			return wl_fail("fd %d: %zu of %zu bytes came", rd, got, n);
 		ssize_t r = read(rd, buf + got, n - got);
 		if (r <= 0)
-			return fail("fd %d: read gave %zd (%s)", rd, r, r < 0 ? strerror(errno) : "EOF");
+			return wl_fail("fd %d: read gave %zd (%s)", rd, r, r < 0 ? strerror(errno) : "EOF");
 		got += (size_t)r;
 	}
 	if (memcmp(buf, want, n))
-		return fail("fd %d read \"%.*s\", not \"%s\"", rd, (int)n, buf, want);
+		return wl_fail("fd %d read \"%.*s\", not \"%s\"", rd, (int)n, buf, want);
 	if (write(wr, want, n) != (ssize_t)n)
-		return fail("write to fd %d: %s", wr, strerror(errno));
+		return wl_fail("write to fd %d: %s", wr, strerror(errno));
 	return 0;
 }
 
 static int check_established(void)
 {
 	if (port_of(4) != lport[4])
-		return fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
-	if (geti(4, IPPROTO_TCP, TCP_NODELAY) != 1)
-		return fail("fd 4 lost TCP_NODELAY");
+		return wl_fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
+	if (wl_get_int(4, IPPROTO_TCP, TCP_NODELAY) != 1)
+		return wl_fail("fd 4 lost TCP_NODELAY");
 	if (expect(5, 4, c2s) || expect(4, 5, s2c))
 		return -1;
 	return talk(3, AF_INET, "127.0.0.1", lport[3]);
@@ -561,7 +535,7 @@ static int await_state(int fd, int want)
 			return 0;
 		usleep(10000);
 	}
-	return fail("fd %d is in TCP state %d, not %d", fd, tcp_state(fd), want);
+	return wl_fail("fd %d is in TCP state %d, not %d", fd, tcp_state(fd), want);
 }
 
 /* A connected pair at fds c (client) and s (accepted), data written each way. */
@@ -606,7 +580,7 @@ static void setup_halfclosed(void)
 		hc_send(c + 1);
 		shutdown(c, SHUT_WR);
 		if (await_state(c, TCP_FIN_WAIT2) || await_state(c + 1, TCP_CLOSE_WAIT))
-			wl_die(failure);
+			wl_die(wl_failure);
 	}
 }
 
@@ -619,18 +593,18 @@ static int hc_read(int fd, const char *want, int eof)
 		/* what was lost before the dump comes with the next retransmission */
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, 30000) != 1)
-			return fail("fd %d: %zu of %zu bytes came%s", fd, got, n, got == n ? ", then no EOF" : "");
+			return wl_fail("fd %d: %zu of %zu bytes came%s", fd, got, n, got == n ? ", then no EOF" : "");
 		ssize_t r = read(fd, buf + got, sizeof(buf) - got);
 		if (r < 0)
-			return fail("fd %d: read: %s", fd, strerror(errno));
+			return wl_fail("fd %d: read: %s", fd, strerror(errno));
 		if (r == 0) {
 			if (got == n && eof)
 				break;
-			return fail("fd %d: EOF after %zu of %zu bytes", fd, got, n);
+			return wl_fail("fd %d: EOF after %zu of %zu bytes", fd, got, n);
 		}
 		got += (size_t)r;
 		if (got > n || memcmp(buf, want, got))
-			return fail("fd %d read \"%.*s\", not \"%s\"", fd, (int)got, buf, want);
+			return wl_fail("fd %d read \"%.*s\", not \"%s\"", fd, (int)got, buf, want);
 		if (got == n && !eof)
 			break;
 	}
@@ -641,7 +615,7 @@ static int check_halfclosed(void)
 {
 	for (int fd = 4; fd <= 11; fd++)
 		if (port_of(fd) != hc_port[fd])
-			return fail("fd %d is on port %d, was %d", fd, port_of(fd), hc_port[fd]);
+			return wl_fail("fd %d is on port %d, was %d", fd, port_of(fd), hc_port[fd]);
 	if (hc_phase++ == 0) {
 		hc_send(6);
 		shutdown(6, SHUT_WR);
@@ -660,12 +634,12 @@ static int check_halfclosed(void)
 		return 0;
 	}
 	if (hc_phase > 2)
-		return fail("asked a third time: every end was read to its end already");
+		return wl_fail("asked a third time: every end was read to its end already");
 	for (int c = 4; c <= 10; c += 6) {
 		if (hc_read(c, hc_data[c + 1], 0) || hc_read(c + 1, hc_data[c], 1))
 			return -1;
 		if (write(c + 1, "more|", 5) != 5)
-			return fail("fd %d (CLOSE_WAIT) cannot send: %s", c + 1, strerror(errno));
+			return wl_fail("fd %d (CLOSE_WAIT) cannot send: %s", c + 1, strerror(errno));
 		if (hc_read(c, "more|", 0))
 			return -1;
 	}
@@ -682,30 +656,30 @@ static int cn_phase;
 static int check_connecting(void)
 {
 	if (port_of(3) != lport[3])
-		return fail("fd 3 is on port %d, was %d", port_of(3), lport[3]);
+		return wl_fail("fd 3 is on port %d, was %d", port_of(3), lport[3]);
 	if (cn_phase++ == 0) {
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)lport[3]) };
 		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
 		if (connect(4, (struct sockaddr *)&a, sizeof(a)) == 0 || errno != EINPROGRESS)
-			return fail("connect did not stay in progress: %s", strerror(errno));
+			return wl_fail("connect did not stay in progress: %s", strerror(errno));
 		lport[4] = port_of(4);
 		return await_state(4, TCP_SYN_SENT);
 	}
 	if (port_of(4) != lport[4])
-		return fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
+		return wl_fail("fd 4 is on port %d, was %d", port_of(4), lport[4]);
 	/* the SYN dropped before the dump goes again after the restore */
 	struct pollfd p = { .fd = 4, .events = POLLOUT };
 	if (poll(&p, 1, 30000) != 1)
-		return fail("the connect did not complete (TCP state %d)", tcp_state(4));
-	int err = geti(4, SOL_SOCKET, SO_ERROR);
+		return wl_fail("the connect did not complete (TCP state %d)", tcp_state(4));
+	int err = wl_get_int(4, SOL_SOCKET, SO_ERROR);
 	if (err)
-		return fail("the connect failed: %s", strerror(err));
+		return wl_fail("the connect failed: %s", strerror(err));
 	struct pollfd l = { .fd = 3, .events = POLLIN };
 	if (poll(&l, 1, 5000) != 1)
-		return fail("fd 3 has no connection to accept");
+		return wl_fail("fd 3 has no connection to accept");
 	int c = accept4(3, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
-		return fail("accept: %s", strerror(errno));
+		return wl_fail("accept: %s", strerror(errno));
 	char x = 0;
 	struct pollfd r = { .fd = 4, .events = POLLIN };
 	int ok = write(c, "s", 1) == 1 && poll(&r, 1, 5000) == 1 && read(4, &x, 1) == 1 && x == 's';
@@ -714,7 +688,7 @@ static int check_connecting(void)
 		ok = write(4, "c", 1) == 1 && poll(&q, 1, 5000) == 1 && read(c, &x, 1) == 1 && x == 'c';
 	}
 	close(c);
-	return ok ? 0 : fail("no byte each way over the completed connection");
+	return ok ? 0 : wl_fail("no byte each way over the completed connection");
 }
 
 /* ---- raw ---- */
@@ -760,7 +734,7 @@ static void setup_raw(void)
 	inet_pton(AF_INET, "127.0.0.2", &to.sin_addr);
 	if (connect(6, (struct sockaddr *)&to, sizeof(to)) < 0)
 		wl_die("connect raw");
-	seti(6, SOL_IP, IP_NODEFRAG, 1, "IP_NODEFRAG");
+	wl_set_int(6, SOL_IP, IP_NODEFRAG, 1, "IP_NODEFRAG");
 	if (with_ping) {
 		if (sock_at(7, AF_INET, SOCK_DGRAM, IPPROTO_ICMP) < 0)
 			wl_die("ping socket");
@@ -776,11 +750,11 @@ static int ping(int fd, int rawsk)
 	struct sockaddr_in to = { .sin_family = AF_INET };
 	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
 	if (sendto(fd, &h, sizeof(h), 0, (struct sockaddr *)&to, sizeof(to)) != sizeof(h))
-		return fail("fd %d: sendto: %s", fd, strerror(errno));
+		return wl_fail("fd %d: sendto: %s", fd, strerror(errno));
 	for (int i = 0; i < 20; i++) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (poll(&p, 1, 5000) != 1)
-			return fail("fd %d: no echo reply", fd);
+			return wl_fail("fd %d: no echo reply", fd);
 		unsigned char buf[256];
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
 		size_t off = rawsk ? (size_t)(buf[0] & 0xf) * 4 : 0;
@@ -790,9 +764,9 @@ static int ping(int fd, int rawsk)
 		if (r->type == ICMP_ECHOREPLY && r->un.echo.sequence == htons(7))
 			return 0;
 		if (rawsk && r->type != ICMP_ECHOREPLY)
-			return fail("fd %d got ICMP type %d past its filter", fd, r->type);
+			return wl_fail("fd %d got ICMP type %d past its filter", fd, r->type);
 	}
-	return fail("fd %d: no echo reply among 20 packets", fd);
+	return wl_fail("fd %d: no echo reply among 20 packets", fd);
 }
 
 static int check_raw(void)
@@ -800,33 +774,34 @@ static int check_raw(void)
 	struct icmp_filter f;
 	socklen_t l = sizeof(f);
 	if (getsockopt(3, SOL_RAW, ICMP_FILTER, &f, &l) < 0 || f.data != ~(1u << ICMP_ECHOREPLY))
-		return fail("fd 3's ICMP_FILTER is %08x", f.data);
+		return wl_fail("fd 3's ICMP_FILTER is %08x", f.data);
 	unsigned w[8];
 	l = sizeof(w);
 	if (getsockopt(4, SOL_ICMPV6, ICMPV6_FILTER, w, &l) < 0 || memcmp(w, icmp6_filter_words, sizeof(w)))
-		return fail("fd 4's ICMPV6_FILTER differs");
-	if (geti(5, SOL_IP, IP_HDRINCL) != 1)
-		return fail("fd 5 lost IP_HDRINCL");
-	if (geti(5, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW || geti(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP)
-		return fail("a raw socket's protocol changed");
-	if (geti(6, SOL_IP, IP_NODEFRAG) != 1)
-		return fail("fd 6 lost IP_NODEFRAG");
+		return wl_fail("fd 4's ICMPV6_FILTER differs");
+	if (wl_get_int(5, SOL_IP, IP_HDRINCL) != 1)
+		return wl_fail("fd 5 lost IP_HDRINCL");
+	if (wl_get_int(5, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW ||
+	    wl_get_int(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP)
+		return wl_fail("a raw socket's protocol changed");
+	if (wl_get_int(6, SOL_IP, IP_NODEFRAG) != 1)
+		return wl_fail("fd 6 lost IP_NODEFRAG");
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
 	char s[32];
 	if (getsockname(6, (struct sockaddr *)&a, &al) < 0 ||
 	    strcmp(inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), "127.0.0.1"))
-		return fail("fd 6 is bound to %s", s);
+		return wl_fail("fd 6 is bound to %s", s);
 	/* A raw socket has no peer name to tell: only a connected one sends without an address. */
 	char b8[8] = { 0 };
 	if (send(6, b8, sizeof(b8), 0) != sizeof(b8))
-		return fail("fd 6 cannot send without an address (not connected): %s", strerror(errno));
+		return wl_fail("fd 6 cannot send without an address (not connected): %s", strerror(errno));
 	if (ping(3, 1))
 		return -1;
 	if (with_ping) {
 		al = sizeof(a);
 		if (getsockname(7, (struct sockaddr *)&a, &al) < 0 || ntohs(a.sin_port) != 4242)
-			return fail("fd 7 (ping) has the echo id %d", ntohs(a.sin_port));
+			return wl_fail("fd 7 (ping) has the echo id %d", ntohs(a.sin_port));
 		if (ping(7, 0))
 			return -1;
 	}
@@ -841,7 +816,7 @@ static void run_echo(void)
 {
 	if (sock_at(3, AF_INET, SOCK_STREAM, 0) < 0)
 		wl_die("socket 3");
-	seti(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	wl_set_int(3, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 	bind4(3, "127.0.0.1", 0);
 	if (listen(3, 64) < 0)
 		wl_die("listen");
@@ -942,12 +917,5 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	wl_install_check_handler();
 	wl_ready("case=%s %s", name, info);
-	for (;;) {
-		wl_wait_check();
-		failure[0] = 0;
-		if (check() == 0)
-			wl_result("PASS %s", name);
-		else
-			wl_result("FAIL %s: %s", name, failure);
-	}
+	wl_serve_checks(name, check);
 }

@@ -29,30 +29,12 @@
 #define SOL_NETLINK 270
 #endif
 
-static char failure[512];
 static unsigned port;
 static int upto32;
 
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(failure, sizeof(failure), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static int nl_at(int fd, int proto)
 {
-	int s = socket(AF_NETLINK, SOCK_RAW, proto);
-	if (s < 0)
-		wl_die("socket(AF_NETLINK)");
-	if (s != fd) {
-		if (dup2(s, fd) < 0)
-			wl_die("dup2");
-		close(s);
-	}
-	return fd;
+	return wl_fd_at(fd, socket(AF_NETLINK, SOCK_RAW, proto), "socket(AF_NETLINK)");
 }
 
 static void bind_nl(int fd, unsigned pid, unsigned groups)
@@ -127,20 +109,20 @@ static int dump_links(void)
 		  .i = { .ifi_family = AF_UNSPEC } };
 	struct sockaddr_nl k = { .nl_family = AF_NETLINK };
 	if (sendto(3, &req, sizeof(req), 0, (struct sockaddr *)&k, sizeof(k)) != sizeof(req))
-		return fail("RTM_GETLINK: %s", strerror(errno));
+		return wl_fail("RTM_GETLINK: %s", strerror(errno));
 	int links = 0;
 	static char buf[1 << 16];
 	for (;;) {
 		ssize_t n = recv(3, buf, sizeof(buf), 0);
 		if (n < 0)
-			return fail("recv of the link dump: %s", strerror(errno));
+			return wl_fail("recv of the link dump: %s", strerror(errno));
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_seq != 7)
 				continue; /* a group message (a link changed): not ours */
 			if (h->nlmsg_type == NLMSG_DONE)
-				return links > 0 ? 0 : fail("the link dump listed no link");
+				return links > 0 ? 0 : wl_fail("the link dump listed no link");
 			if (h->nlmsg_type == NLMSG_ERROR)
-				return fail("the link dump failed");
+				return wl_fail("the link dump failed");
 			if (h->nlmsg_type == RTM_NEWLINK)
 				links++;
 		}
@@ -150,44 +132,44 @@ static int dump_links(void)
 static int check(void)
 {
 	if (port_of(3) != autoport)
-		return fail("fd 3 has port %u, was %u", port_of(3), autoport);
+		return wl_fail("fd 3 has port %u, was %u", port_of(3), autoport);
 	if (port_of(4) != port)
-		return fail("fd 4 has port %u, was %u", port_of(4), port);
+		return wl_fail("fd 4 has port %u, was %u", port_of(4), port);
 	unsigned groups[4] = { 0 };
 	socklen_t l = sizeof(groups);
 	if (getsockopt(3, SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, groups, &l) < 0)
-		return fail("NETLINK_LIST_MEMBERSHIPS: %s", strerror(errno));
+		return wl_fail("NETLINK_LIST_MEMBERSHIPS: %s", strerror(errno));
 	if (groups[0] != RTMGRP_LINK || groups[1] != (upto32 ? 0u : 1u))
-		return fail("fd 3 is in groups %08x %08x", groups[0], groups[1]);
+		return wl_fail("fd 3 is in groups %08x %08x", groups[0], groups[1]);
 	int v;
 	l = sizeof(v);
 	if (getsockopt(5, SOL_SOCKET, SO_PROTOCOL, &v, &l) < 0 || v != NETLINK_KOBJECT_UEVENT)
-		return fail("fd 5 has protocol %d", v);
+		return wl_fail("fd 5 has protocol %d", v);
 	if (port_of(5) != 0)
-		return fail("fd 5 is bound (port %u)", port_of(5));
+		return wl_fail("fd 5 is bound (port %u)", port_of(5));
 	if (!(fcntl(6, F_GETFL) & O_NONBLOCK))
-		return fail("fd 6 lost O_NONBLOCK");
+		return wl_fail("fd 6 lost O_NONBLOCK");
 	l = sizeof(v);
 	getsockopt(6, SOL_SOCKET, SO_RCVBUF, &v, &l);
 	if (v != 2 * 65536)
-		return fail("fd 6 has SO_RCVBUF %d", v);
+		return wl_fail("fd 6 has SO_RCVBUF %d", v);
 	l = sizeof(v);
 	getsockopt(6, SOL_SOCKET, SO_PASSCRED, &v, &l);
 	if (v != 1)
-		return fail("fd 6 lost SO_PASSCRED");
+		return wl_fail("fd 6 lost SO_PASSCRED");
 	if (dump_links())
 		return -1;
 	struct nlmsghdr h = { .nlmsg_len = sizeof(h), .nlmsg_type = NLMSG_NOOP, .nlmsg_seq = 42 };
 	if (send(8, &h, sizeof(h), 0) != sizeof(h))
-		return fail("send on fd 8 (connected to port %u): %s", port + 1, strerror(errno));
+		return wl_fail("send on fd 8 (connected to port %u): %s", port + 1, strerror(errno));
 	struct nlmsghdr got;
 	struct sockaddr_nl from;
 	socklen_t fl = sizeof(from);
 	if (recvfrom(7, &got, sizeof(got), MSG_DONTWAIT, (struct sockaddr *)&from, &fl) != sizeof(got) ||
 	    got.nlmsg_seq != 42)
-		return fail("fd 7 did not get fd 8's message");
+		return wl_fail("fd 7 did not get fd 8's message");
 	if (from.nl_pid != port + 2)
-		return fail("fd 8's message came from port %u, not %u", from.nl_pid, port + 2);
+		return wl_fail("fd 8's message came from port %u, not %u", from.nl_pid, port + 2);
 	return 0;
 }
 
@@ -198,12 +180,5 @@ int main(int argc, char **argv)
 	setup(mode);
 	wl_install_check_handler();
 	wl_ready("case=%s port=%u autoport=%u", mode, port, autoport);
-	for (;;) {
-		wl_wait_check();
-		failure[0] = 0;
-		if (check() == 0)
-			wl_result("PASS netlinksk");
-		else
-			wl_result("FAIL netlinksk: %s", failure);
-	}
+	wl_serve_checks("netlinksk", check);
 }

@@ -24,46 +24,13 @@
 
 #define MAGIC "packetsk magic payload"
 
-static char failure[512];
 static int lo;
 /* the fanout group id: the pid's, so that no other workload shares the group */
 static int fanout;
 
-static int fail(const char *fmt, ...)
+static int packet_at(int fd, int type, int proto)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(failure, sizeof(failure), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-static int sk_at(int fd, int type, int proto)
-{
-	int s = socket(AF_PACKET, type, proto);
-	if (s < 0)
-		wl_die("socket(AF_PACKET)");
-	if (s != fd) {
-		if (dup2(s, fd) < 0)
-			wl_die("dup2");
-		close(s);
-	}
-	return fd;
-}
-
-static void set_int(int fd, int level, int opt, int v, const char *what)
-{
-	if (setsockopt(fd, level, opt, &v, sizeof(v)) < 0)
-		wl_die(what);
-}
-
-static int get_int(int fd, int level, int opt)
-{
-	int v = -1;
-	socklen_t l = sizeof(v);
-	if (getsockopt(fd, level, opt, &v, &l) < 0)
-		return -1;
-	return v;
+	return wl_fd_at(fd, socket(AF_PACKET, type, proto), "socket(AF_PACKET)");
 }
 
 static void setup(const char *mode)
@@ -71,18 +38,18 @@ static void setup(const char *mode)
 	lo = (int)if_nametoindex("lo");
 	if (!lo)
 		wl_die("if_nametoindex(lo)");
-	sk_at(3, SOCK_RAW, htons(ETH_P_ALL));
+	packet_at(3, SOCK_RAW, htons(ETH_P_ALL));
 	struct sockaddr_ll a = { .sll_family = AF_PACKET, .sll_ifindex = lo };
 	if (bind(3, (struct sockaddr *)&a, sizeof(a)) < 0)
 		wl_die("bind(lo)");
-	set_int(3, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION");
-	set_int(3, SOL_PACKET, PACKET_AUXDATA, 1, "PACKET_AUXDATA");
-	set_int(3, SOL_PACKET, PACKET_ORIGDEV, 1, "PACKET_ORIGDEV");
-	set_int(3, SOL_PACKET, PACKET_RESERVE, 128, "PACKET_RESERVE");
-	set_int(3, SOL_PACKET, PACKET_TIMESTAMP, 1, "PACKET_TIMESTAMP");
-	set_int(3, SOL_PACKET, PACKET_COPY_THRESH, 256, "PACKET_COPY_THRESH");
+	wl_set_int(3, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION");
+	wl_set_int(3, SOL_PACKET, PACKET_AUXDATA, 1, "PACKET_AUXDATA");
+	wl_set_int(3, SOL_PACKET, PACKET_ORIGDEV, 1, "PACKET_ORIGDEV");
+	wl_set_int(3, SOL_PACKET, PACKET_RESERVE, 128, "PACKET_RESERVE");
+	wl_set_int(3, SOL_PACKET, PACKET_TIMESTAMP, 1, "PACKET_TIMESTAMP");
+	wl_set_int(3, SOL_PACKET, PACKET_COPY_THRESH, 256, "PACKET_COPY_THRESH");
 	fanout = getpid() & 0xffff;
-	set_int(3, SOL_PACKET, PACKET_FANOUT, fanout | (PACKET_FANOUT_HASH << 16), "PACKET_FANOUT");
+	wl_set_int(3, SOL_PACKET, PACKET_FANOUT, fanout | (PACKET_FANOUT_HASH << 16), "PACKET_FANOUT");
 	struct packet_mreq m = { .mr_ifindex = lo, .mr_type = PACKET_MR_PROMISC };
 	if (setsockopt(3, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
 		wl_die("PACKET_MR_PROMISC");
@@ -92,19 +59,19 @@ static void setup(const char *mode)
 				  .mr_address = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb } };
 	if (setsockopt(3, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mc, sizeof(mc)) < 0)
 		wl_die("PACKET_MR_MULTICAST");
-	sk_at(4, SOCK_DGRAM, htons(ETH_P_IP));
+	packet_at(4, SOCK_DGRAM, htons(ETH_P_IP));
 	fcntl(4, F_SETFL, O_NONBLOCK);
-	set_int(4, SOL_PACKET, PACKET_LOSS, 1, "PACKET_LOSS");
-	set_int(4, SOL_SOCKET, SO_RCVBUF, 65536, "SO_RCVBUF");
-	sk_at(5, SOCK_RAW, htons(ETH_P_IPV6));
-	set_int(5, SOL_PACKET, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR");
-	sk_at(6, SOCK_PACKET, htons(ETH_P_ALL));
+	wl_set_int(4, SOL_PACKET, PACKET_LOSS, 1, "PACKET_LOSS");
+	wl_set_int(4, SOL_SOCKET, SO_RCVBUF, 65536, "SO_RCVBUF");
+	packet_at(5, SOCK_RAW, htons(ETH_P_IPV6));
+	wl_set_int(5, SOL_PACKET, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR");
+	packet_at(6, SOCK_PACKET, htons(ETH_P_ALL));
 	struct sockaddr old = { .sa_family = AF_PACKET };
 	strcpy(old.sa_data, "lo");
 	if (bind(6, &old, sizeof(old)) < 0)
 		wl_die("bind(SOCK_PACKET, lo)");
 	if (!strcmp(mode, "ring")) {
-		sk_at(7, SOCK_RAW, htons(ETH_P_ALL));
+		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
 		struct tpacket_req req = {
 			.tp_block_size = 4096, .tp_block_nr = 1, .tp_frame_size = 2048, .tp_frame_nr = 2
 		};
@@ -114,8 +81,8 @@ static void setup(const char *mode)
 			wl_die("mmap(ring)");
 	}
 	if (!strcmp(mode, "bypass")) {
-		sk_at(7, SOCK_RAW, htons(ETH_P_ALL));
-		set_int(7, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
+		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
+		wl_set_int(7, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
 	}
 }
 
@@ -128,7 +95,7 @@ static int sniff(void)
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9), .sin_addr = { htonl(INADDR_LOOPBACK) } };
 	if (u < 0 || sendto(u, MAGIC, sizeof(MAGIC), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
-		return fail("sendto 127.0.0.1: %s", strerror(errno));
+		return wl_fail("sendto 127.0.0.1: %s", strerror(errno));
 	close(u);
 	for (int i = 0; i < 200; i++) {
 		struct pollfd p = { .fd = 3, .events = POLLIN };
@@ -138,7 +105,7 @@ static int sniff(void)
 		if (n > 0 && memmem(drain, (size_t)n, MAGIC, sizeof(MAGIC)))
 			return 0;
 	}
-	return fail("fd 3 did not see the datagram sent to 127.0.0.1");
+	return wl_fail("fd 3 did not see the datagram sent to 127.0.0.1");
 }
 
 /* lo's promiscuity count (IFLA_PROMISCUITY by rtnetlink: neither /sys, which a restored
@@ -185,44 +152,45 @@ static int check(void)
 	socklen_t l;
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		int fd = want[i].fd;
-		if (get_int(fd, SOL_SOCKET, SO_DOMAIN) != AF_PACKET || get_int(fd, SOL_SOCKET, SO_TYPE) != want[i].type)
-			return fail("fd %d: domain %d type %d", fd, get_int(fd, SOL_SOCKET, SO_DOMAIN),
-				    get_int(fd, SOL_SOCKET, SO_TYPE));
+		if (wl_get_int(fd, SOL_SOCKET, SO_DOMAIN) != AF_PACKET ||
+		    wl_get_int(fd, SOL_SOCKET, SO_TYPE) != want[i].type)
+			return wl_fail("fd %d: domain %d type %d", fd, wl_get_int(fd, SOL_SOCKET, SO_DOMAIN),
+				       wl_get_int(fd, SOL_SOCKET, SO_TYPE));
 		if (want[i].type == SOCK_PACKET)
 			continue;
 		/* the protocol shows in the name (SO_PROTOCOL says 0 for packet sockets) */
 		memset(&a, 0, sizeof(a));
 		l = sizeof(a);
 		if (getsockname(fd, (struct sockaddr *)&a, &l) < 0 || a.sll_protocol != htons(want[i].proto))
-			return fail("fd %d: protocol 0x%x, want 0x%x", fd, ntohs(a.sll_protocol), want[i].proto);
+			return wl_fail("fd %d: protocol 0x%x, want 0x%x", fd, ntohs(a.sll_protocol), want[i].proto);
 	}
 	l = sizeof(a);
 	if (getsockname(3, (struct sockaddr *)&a, &l) < 0 || a.sll_ifindex != lo)
-		return fail("fd 3 is bound to ifindex %d, not lo (%d)", a.sll_ifindex, lo);
-	if (get_int(3, SOL_PACKET, PACKET_VERSION) != TPACKET_V2 || get_int(3, SOL_PACKET, PACKET_AUXDATA) != 1 ||
-	    get_int(3, SOL_PACKET, PACKET_ORIGDEV) != 1 || get_int(3, SOL_PACKET, PACKET_RESERVE) != 128 ||
-	    get_int(3, SOL_PACKET, PACKET_TIMESTAMP) != 1)
-		return fail("fd 3: version %d auxdata %d origdev %d reserve %d timestamp %d",
-			    get_int(3, SOL_PACKET, PACKET_VERSION), get_int(3, SOL_PACKET, PACKET_AUXDATA),
-			    get_int(3, SOL_PACKET, PACKET_ORIGDEV), get_int(3, SOL_PACKET, PACKET_RESERVE),
-			    get_int(3, SOL_PACKET, PACKET_TIMESTAMP));
-	if (get_int(3, SOL_PACKET, PACKET_FANOUT) != (fanout | (PACKET_FANOUT_HASH << 16)))
-		return fail("fd 3: fanout 0x%x", get_int(3, SOL_PACKET, PACKET_FANOUT));
+		return wl_fail("fd 3 is bound to ifindex %d, not lo (%d)", a.sll_ifindex, lo);
+	if (wl_get_int(3, SOL_PACKET, PACKET_VERSION) != TPACKET_V2 || wl_get_int(3, SOL_PACKET, PACKET_AUXDATA) != 1 ||
+	    wl_get_int(3, SOL_PACKET, PACKET_ORIGDEV) != 1 || wl_get_int(3, SOL_PACKET, PACKET_RESERVE) != 128 ||
+	    wl_get_int(3, SOL_PACKET, PACKET_TIMESTAMP) != 1)
+		return wl_fail("fd 3: version %d auxdata %d origdev %d reserve %d timestamp %d",
+			       wl_get_int(3, SOL_PACKET, PACKET_VERSION), wl_get_int(3, SOL_PACKET, PACKET_AUXDATA),
+			       wl_get_int(3, SOL_PACKET, PACKET_ORIGDEV), wl_get_int(3, SOL_PACKET, PACKET_RESERVE),
+			       wl_get_int(3, SOL_PACKET, PACKET_TIMESTAMP));
+	if (wl_get_int(3, SOL_PACKET, PACKET_FANOUT) != (fanout | (PACKET_FANOUT_HASH << 16)))
+		return wl_fail("fd 3: fanout 0x%x", wl_get_int(3, SOL_PACKET, PACKET_FANOUT));
 	int promiscuity = lo_promiscuity();
 	if (promiscuity < 1)
-		return fail("lo's promiscuity is %d: fd 3's membership is gone", promiscuity);
+		return wl_fail("lo's promiscuity is %d: fd 3's membership is gone", promiscuity);
 	if (!(fcntl(4, F_GETFL) & O_NONBLOCK))
-		return fail("fd 4 lost O_NONBLOCK");
-	if (get_int(4, SOL_PACKET, PACKET_LOSS) != 1)
-		return fail("fd 4 lost PACKET_LOSS");
-	if (get_int(4, SOL_SOCKET, SO_RCVBUF) != 2 * 65536)
-		return fail("fd 4 has SO_RCVBUF %d", get_int(4, SOL_SOCKET, SO_RCVBUF));
-	if (get_int(5, SOL_PACKET, PACKET_VNET_HDR) != 1)
-		return fail("fd 5 lost PACKET_VNET_HDR");
+		return wl_fail("fd 4 lost O_NONBLOCK");
+	if (wl_get_int(4, SOL_PACKET, PACKET_LOSS) != 1)
+		return wl_fail("fd 4 lost PACKET_LOSS");
+	if (wl_get_int(4, SOL_SOCKET, SO_RCVBUF) != 2 * 65536)
+		return wl_fail("fd 4 has SO_RCVBUF %d", wl_get_int(4, SOL_SOCKET, SO_RCVBUF));
+	if (wl_get_int(5, SOL_PACKET, PACKET_VNET_HDR) != 1)
+		return wl_fail("fd 5 lost PACKET_VNET_HDR");
 	struct sockaddr old;
 	l = sizeof(old);
 	if (getsockname(6, &old, &l) < 0 || strcmp(old.sa_data, "lo"))
-		return fail("fd 6 (SOCK_PACKET) is bound to \"%.14s\", not lo", old.sa_data);
+		return wl_fail("fd 6 (SOCK_PACKET) is bound to \"%.14s\", not lo", old.sa_data);
 	return sniff();
 }
 
@@ -233,12 +201,5 @@ int main(int argc, char **argv)
 	setup(mode);
 	wl_install_check_handler();
 	wl_ready("case=%s lo=%d fanout=%d", mode, lo, fanout);
-	for (;;) {
-		wl_wait_check();
-		failure[0] = 0;
-		if (check() == 0)
-			wl_result("PASS packetsk");
-		else
-			wl_result("FAIL packetsk: %s", failure);
-	}
+	wl_serve_checks("packetsk", check);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static const char *wl_dir;
@@ -122,6 +123,61 @@ static inline void wl_result(const char *fmt, ...)
 	if (write(fd, line, (size_t)n) != n)
 		wl_die("write result");
 	close(fd);
+}
+
+/* Why the last check failed: wl_fail() notes it and returns -1, wl_serve_checks()
+ * writes it after "FAIL NAME: ". */
+static char wl_failure[512] __attribute__((unused));
+
+static inline int wl_fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(wl_failure, sizeof(wl_failure), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Runs `check` on every SIGUSR1, forever: "PASS NAME" or "FAIL NAME: why". */
+static inline void wl_serve_checks(const char *name, int (*check)(void))
+{
+	for (;;) {
+		wl_wait_check();
+		wl_failure[0] = 0;
+		if (check() == 0)
+			wl_result("PASS %s", name);
+		else
+			wl_result("FAIL %s: %s", name, wl_failure);
+	}
+}
+
+/* Moves the new fd `s` (a socket just made) to the number `fd`. */
+static inline int wl_fd_at(int fd, int s, const char *what)
+{
+	if (s < 0)
+		wl_die(what);
+	if (s != fd) {
+		if (dup2(s, fd) < 0)
+			wl_die("dup2");
+		close(s);
+	}
+	return fd;
+}
+
+/* An int socket option set (dies when refused) and read (-1 when refused). */
+static inline void wl_set_int(int fd, int level, int name, int v, const char *what)
+{
+	if (setsockopt(fd, level, name, &v, sizeof(v)) < 0)
+		wl_die(what);
+}
+
+static inline int wl_get_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	if (getsockopt(fd, level, name, &v, &l) < 0)
+		return -1;
+	return v;
 }
 
 /* DIR/counter holds the value as text, replaced atomically (write + rename)
