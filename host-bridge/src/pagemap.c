@@ -70,6 +70,13 @@ static bool opt_u64(napi_env env, napi_value obj, const char *key, uint64_t *out
 	return bridge_arg_u64(env, v, out, "pagemapScan", what);
 }
 
+/* /proc/PID/pagemap, read-only (its path left in `path` for errors): -1 and errno. */
+static int open_pagemap(int pid, char path[64])
+{
+	snprintf(path, 64, "/proc/%d/pagemap", pid);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 static napi_value pagemap_scan(napi_env env, napi_callback_info info)
 {
 	const char *fn = "pagemapScan";
@@ -102,8 +109,7 @@ static napi_value pagemap_scan(napi_env env, napi_callback_info info)
 	}
 
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_pagemap(pid, path);
 	if (fd < 0)
 		return bridge_throw_errno(env, "open", errno == ENOENT ? ESRCH : errno, pid, path);
 
@@ -238,8 +244,7 @@ static napi_value pagemap_split(napi_env env, napi_callback_info info)
 	if (start % 4096 || end % 4096 || end < start)
 		return bridge_throw_arg(env, fn, "start and end must be page-aligned with start <= end");
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_pagemap(pid, path);
 	if (fd < 0)
 		return bridge_throw_errno(env, "open", errno == ENOENT ? ESRCH : errno, pid, path);
 	struct page_region vec[VEC_LEN];
