@@ -134,8 +134,6 @@ function rangesOf(list: readonly { start: number; len: number }[]): BigUint64Arr
 /** One process's userfaultfd (ours), the ranges registered on it, and what this pass knows. */
 interface TaskTrack {
   fd: number;
-  /** made by this pass (UFFDIO_API done here) */
-  fresh: boolean;
   /** VMAs whose writes were tracked since the parent (start addresses) */
   tracked: Set<bigint>;
   /** ranges registered on it by this pass */
@@ -246,7 +244,7 @@ export class WriteTracking {
     } finally {
       b.close(pidfd);
     }
-    const t: TaskTrack = { fd, fresh: false, tracked: new Set(), registered: [] };
+    const t: TaskTrack = { fd, tracked: new Set(), registered: [] };
     this.tasks.set(pid, t);
     const candidates = vmas.filter((v) => v.uffdWp && protectable(v));
     if (candidates.length) {
@@ -300,19 +298,33 @@ export class WriteTracking {
         this.log.info(`pid ${pid}: no write tracking (${(e as Error).message}): the next pass compares its pages with this one`);
         return;
       }
-      t = { fd, fresh: true, tracked: new Set(), registered: [] };
+      t = { fd, tracked: new Set(), registered: [] };
       this.tasks.set(pid, t);
     }
-    const others = vmas.filter((v) => protectable(v) && !t.tracked.has(v.start));
-    const ranges = others.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }));
-    const errs = ranges.length ? b.uffdTrackRegister(t.fd, rangesOf(ranges)) : new Int32Array(0);
-    const whole = ranges.filter((_, i) => errs[i] === 0);
-    const busy = errs.filter((e) => e === EBUSY).length;
-    if (busy) this.log.info(`pid ${pid}: ${busy} VMAs have a userfaultfd of the task's own: compared with the parent at the next pass`);
-    t.registered.push(...whole);
-    const written = writtenIn(plan, vmas.filter((v) => t.tracked.has(v.start)));
-    b.uffdTrackProtect(t.fd, rangesOf([...whole, ...written]), true);
-    this.log.debug(`pid ${pid}: ${whole.length} VMAs protected whole, ${written.length} written runs protected again`);
+    const tracked = vmas.filter((v) => t.tracked.has(v.start));
+    try {
+      const ranges = vmas.filter((v) => protectable(v) && !t.tracked.has(v.start)).map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }));
+      const errs = ranges.length ? b.uffdTrackRegister(t.fd, rangesOf(ranges)) : new Int32Array(0);
+      const whole = ranges.filter((_, i) => errs[i] === 0);
+      const busy = errs.filter((e) => e === EBUSY).length;
+      if (busy) this.log.info(`pid ${pid}: ${busy} VMAs have a userfaultfd of the task's own: compared with the parent at the next pass`);
+      t.registered.push(...whole);
+      const written = writtenIn(plan, tracked);
+      b.uffdTrackProtect(t.fd, rangesOf([...whole, ...written]), true);
+      this.log.debug(`pid ${pid}: ${whole.length} VMAs protected whole, ${written.length} written runs protected again`);
+    } catch (e) {
+      // This process goes untracked (the next pass compares its pages); nothing of the
+      // tracking may stay on it: the old holder's copy of the fd is killed at commit.
+      this.log.info(`pid ${pid}: write tracking not set (${(e as Error).message}): the next pass compares its pages with this one`);
+      const all = [...t.registered, ...tracked.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }))];
+      try {
+        if (all.length) b.uffdRegister(t.fd, rangesOf(all), false);
+      } catch {
+        // unmapped meanwhile: nothing left to unregister
+      }
+      b.close(t.fd);
+      this.tasks.delete(pid);
+    }
   }
 
   /**
