@@ -141,11 +141,13 @@ export const AF_PACKET = 17;
 export const SOL_PACKET = 263;
 export const PACKET_OPT = {
   ADD_MEMBERSHIP: 1,
+  RX_RING: 5,
   COPY_THRESH: 7,
   AUXDATA: 8,
   ORIGDEV: 9,
   VERSION: 10,
   RESERVE: 12,
+  TX_RING: 13,
   LOSS: 14,
   VNET_HDR: 15,
   TIMESTAMP: 17,

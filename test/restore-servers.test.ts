@@ -7,8 +7,10 @@
 // but for redis with a client that keeps its connection through dump and restore
 // (--tcp-established): its next command on the same connection is answered. Debian's
 // redis-server, memcached and nginx-light must be installed (.ci/run installs them), and
-// Debian's python3 (/usr/bin/python3).
+// Debian's python3 (/usr/bin/python3). tcpdump (installed by .ci/run too) captures on lo
+// through a mapped packet ring before the dump and after the restore.
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createSocket } from "node:dgram";
 import { connect } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -308,4 +310,48 @@ test("python3 -m http.server: serves its directory after the restore", async (t)
   t.is(await fetch(), "served by python\n");
   writeFileSync(join(root, "hello.txt"), "served by python\nand after the restore\n");
   t.is(await fetch(), "served by python\nand after the restore\n");
+});
+
+/** The UDP payloads of the packets in a pcap file (classic format, Ethernet or loopback link, IPv4). */
+function pcapPayloads(file: string): string[] {
+  const b = readFileSync(file);
+  const out: string[] = [];
+  for (let at = 24; at + 16 <= b.length; ) {
+    const caplen = b.readUInt32LE(at + 8);
+    const pkt = b.subarray(at + 16, at + 16 + caplen);
+    at += 16 + caplen;
+    // Ethernet header (14), IPv4 header (IHL words), UDP header (8)
+    if (pkt.length < 14 + 20 + 8 || pkt.readUInt16BE(12) !== 0x0800) continue;
+    const ihl = (pkt[14]! & 0x0f) * 4;
+    out.push(pkt.subarray(14 + ihl + 8).toString("latin1"));
+  }
+  return out;
+}
+
+test("tcpdump: capturing on lo through its mapped TPACKET_V3 ring, it writes what arrives after the restore to the same file", async (t) => {
+  const tcpdump = need(t, "tcpdump", "tcpdump");
+  if (!tcpdump) return;
+  const port = await freePort();
+  const cap = join(tempDir(t, "tscriu-pcap-"), "lo.pcap");
+  // -U: each packet written at once; -Z root: no change of user (the file stays its own)
+  const w = await startProgram(t, [tcpdump, "-i", "lo", "-n", "-U", "-Z", "root", "-w", cap, "udp", "port", String(port)], () => existsSync(cap));
+  const sock = createSocket("udp4");
+  t.teardown(() => sock.close());
+  const send = async (text: string): Promise<void> => await new Promise((resolve, reject) => sock.send(text, port, "127.0.0.1", (e) => (e ? reject(e) : resolve())));
+  const seen = (text: string): boolean => pcapPayloads(cap).includes(text);
+  // Sent again until tcpdump has written it (its capture may start a moment after the file).
+  const captured = async (text: string): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!seen(text)) {
+      if (Date.now() > deadline) throw new Error(`tcpdump wrote no packet "${text}" in 10 s`);
+      await send(text);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  await captured("before the dump");
+  t.true(readFileSync(`/proc/${w.pid}/maps`, "utf8").includes("socket:["), "its ring is mapped");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  await captured("after the restore");
+  t.true(seen("before the dump"), "the packets written before are still in the file");
 });

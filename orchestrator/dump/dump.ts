@@ -187,6 +187,21 @@ export async function dump(opts: DumpOptions, onEvent: (e: DumpEvent) => void = 
   }
 }
 
+/**
+ * A mapped packet ring names its socket's file (shmid), as criu's socket map: the socket
+ * must be an fd of the same process, which the restore maps the ring from again.
+ */
+function socketMaps(pid: number, vmas: readonly Vma[], fdinfo: readonly Record<string, unknown>[], files: FileTable): void {
+  for (const v of vmas) {
+    if (v.socketIno === undefined) continue;
+    const id = files.sockets.get(v.socketIno);
+    if (id === undefined || !fdinfo.some((e) => e["id"] === id)) {
+      throw new DumpError("files", pid, `the packet ring mapped at ${v.start.toString(16)}-${v.end.toString(16)} belongs to socket:[${v.socketIno}], which pid ${pid} has no fd of (criu refuses it too)`);
+    }
+    v.shmid = BigInt(id);
+  }
+}
+
 async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEvent) => void): Promise<DumpResult> {
   const pid = opts.pid;
   const faults = new Faults(opts.faults ?? process.env["TSCRIU_FAULT"]);
@@ -359,6 +374,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
       enter("files");
       const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
+      socketMaps(p, vmas, fdinfo, files);
       const special = (name: string): number => {
         const fd = openSync(procPath(p, name), "r");
         try {

@@ -79,6 +79,8 @@ export class FileTable {
   private readonly byInode = new Map<string, number>();
   readonly entries: Record<string, unknown>[] = [];
   readonly remaps: Record<string, unknown>[] = [];
+  /** the file id of each packet socket dumped, by inode (a mapped ring names its socket by it) */
+  readonly sockets = new Map<bigint, number>();
   readonly ghosts: Ghosts;
 
   constructor(ghostLimit: number) {

@@ -65,7 +65,7 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
   let pages = 0;
   let holes = 0;
   for (const v of vmas) {
-    if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED)) continue;
+    if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.SOCKET)) continue;
     const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
     const flags = PE_PRESENT | (lazyVma(v) ? PE_LAZY : 0);
     const procMem = (v.prot & 1) === 0;

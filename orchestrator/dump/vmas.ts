@@ -29,6 +29,8 @@ export interface Vma {
   name: string;
   /** for memfd-style shared memory: the object's inode number */
   shmemIno?: bigint;
+  /** a mapped packet ring: its socket's inode */
+  socketIno?: bigint;
   /** registered for userfaultfd write-protect ("uw" in smaps' VmFlags), by whichever userfaultfd */
   uffdWp?: boolean;
 }
@@ -127,8 +129,15 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable): Vma
     if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
       throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
     }
-    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task
-    if (r.name.startsWith("socket:")) throw new UnsupportedVma(`mapping ${where} of ${r.name} (a packet socket's ring), which tscriu does not dump yet`);
+    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task.
+    // Its pages are the ring's (not dumped); its shmid names the socket's file, filled in
+    // once the fds are dumped (socketMaps).
+    const sock = /^socket:\[(\d+)\]$/.exec(r.name);
+    if (sock) {
+      if (!(flags & MAPF.SHARED)) throw new UnsupportedVma(`private mapping ${where} of ${r.name}`);
+      vmas.push({ ...base, flags, status: VMA.REGULAR | VMA.SOCKET, socketIno: BigInt(sock[1]!) });
+      continue;
+    }
     const mapFile = procPath(pid, `map_files/${where}`);
     const hasFile = r.ino !== 0n || (r.name.startsWith("/") && r.dev !== "00:00");
     if (!hasFile) {

@@ -6,18 +6,19 @@
 // Read from sock_diag (packet_diag: the only place the memberships and the fanout group
 // show) and getsockopt. As criu, frames queued to read are dropped (with a warning): a
 // capture socket loses what arrived while the tree was frozen, as it would lose frames on
-// a busy link. Refused by name rather than lost: a socket with a mapped ring
-// (PACKET_RX_RING/PACKET_TX_RING; the ring is a VMA of the task's, which tscriu does not
-// map back yet), and one with an option criu's entry has no field for
+// a busy link. A mapped ring (PACKET_RX_RING/PACKET_TX_RING) keeps its geometry here; the
+// task's mapping of it is a VMA naming this socket (criu's socket map), mapped again from
+// the restored socket (restore/memory.ts); the frames in it are dropped as the queue's
+// are. Refused by name rather than lost: an option criu's entry has no field for
 // (PACKET_QDISC_BYPASS, PACKET_TX_HAS_OFF, PACKET_IGNORE_OUTGOING).
 
 import { readdirSync, readFileSync } from "node:fs";
 import { AF_PACKET, PACKET_OPT, POLL, SO, SOCK, SOL_PACKET, SOL_SOCKET } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
-import type { PacketDiag } from "../../host-bridge/native.js";
+import type { PacketDiag, PacketDiagRing } from "../../host-bridge/native.js";
 import type { FileEntry } from "../../images/dir.js";
 import type { Entry } from "../../images/schema/dsl.js";
-import type { packet_sock_entry } from "../../images/schema/index.js";
+import type { packet_ring, packet_sock_entry } from "../../images/schema/index.js";
 import { NAMESPACES } from "../dump/write.js";
 import { badEntry, MadeFds, part } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
@@ -25,6 +26,7 @@ import { UnsupportedFd } from "./kind.js";
 import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
 
 type PacketSkEntry = Entry<typeof packet_sock_entry>;
+type PacketRing = Entry<typeof packet_ring>;
 
 /** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
 const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
@@ -32,6 +34,8 @@ const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
 const PDI = { AUXDATA: 2, ORIGDEV: 4, VNETHDR: 8, LOSS: 16 } as const;
 /** TPACKET_V1..V3 */
 const MAX_VERSION = 2;
+/** The largest ring taken from an image (the kernel allocates it in tscriu). */
+const MAX_RING = 2 ** 32;
 /** MAX_ADDR_LEN: the longest hardware address a membership holds. */
 const MAX_ADDR = 32;
 
@@ -56,6 +60,10 @@ function ifName(index: number): string | undefined {
   return undefined;
 }
 
+function ringEntry(r: PacketDiagRing): PacketRing {
+  return { block_size: r.blockSize, block_nr: r.blockNr, frame_size: r.frameSize, frame_nr: r.frameNr, retire_tmo: r.retireTmo, sizeof_priv: r.sizeofPriv, features: r.features };
+}
+
 class PacketDumper implements FdDumper {
   private diag: Map<number, PacketDiag> | undefined;
 
@@ -70,7 +78,6 @@ class PacketDumper implements FdDumper {
     this.diag ??= new Map(bridge().packetDiag().map((d) => [d.ino, d]));
     const d = this.diag.get(Number(f.st.ino));
     if (!d) throw refuse("is not in sock_diag's table of this network namespace");
-    if (d.rxRing || d.txRing) throw refuse(`has a mapped ${d.rxRing ? "PACKET_RX_RING" : "PACKET_TX_RING"}, which tscriu does not dump yet`);
     // The old SOCK_PACKET interface has no SOL_PACKET options at all.
     const on = d.type === SOCK.PACKET ? [] : getsockoptInts(
       f.copy,
@@ -100,9 +107,12 @@ class PacketDumper implements FdDumper {
       copy_thresh: d.copyThresh ?? 0,
       mclist: d.mclist.map((m) => ({ index: m.index, type: m.type, addr: new Uint8Array(m.addr) })),
       ...(d.fanout !== undefined ? { fanout: d.fanout } : {}),
+      ...(d.rxRing ? { rx_ring: ringEntry(d.rxRing) } : {}),
+      ...(d.txRing ? { tx_ring: ringEntry(d.txRing) } : {}),
       ns_id: NET_NS_ID,
     };
     this.ctx.files.add({ type: "PACKETSK", id, psk: entry });
+    this.ctx.files.sockets.set(BigInt(f.st.ino), id);
     return { id, type: "PACKETSK" };
   }
 
@@ -129,6 +139,13 @@ function packetMreq(index: number, type: number, addr: Uint8Array): Buffer {
   return m;
 }
 
+/** A struct tpacket_req3 (the kernel takes it for every PACKET_VERSION). */
+function tpacketReq3(r: PacketRing): Buffer {
+  const b = Buffer.alloc(28);
+  [r.block_size, r.block_nr, r.frame_size, r.frame_nr, r.retire_tmo, r.sizeof_priv, r.features].forEach((v, i) => b.writeUInt32LE(v >>> 0, 4 * i));
+  return b;
+}
+
 const int = (v: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v >>> 0, 0);
@@ -147,7 +164,9 @@ class PacketRestorer implements FdRestorer {
     if (p.protocol > 0xffff) throw bad(`has the protocol 0x${p.protocol.toString(16)}, more than 16 bits`);
     if (p.version > MAX_VERSION) throw bad(`has PACKET_VERSION ${p.version}; TPACKET_V1..V3 are 0..${MAX_VERSION}`);
     for (const m of p.mclist ?? []) if (m.addr.length > MAX_ADDR) throw bad(`has a membership with a ${m.addr.length}-byte address, more than ${MAX_ADDR}`);
-    if (p.rx_ring || p.tx_ring) throw bad("has a mapped ring (PACKET_RX_RING/PACKET_TX_RING); restoring one is not supported yet");
+    for (const [name, r] of [["PACKET_RX_RING", p.rx_ring], ["PACKET_TX_RING", p.tx_ring]] as const) {
+      if (r && r.block_size * r.block_nr > MAX_RING) throw bad(`has a ${name} of ${r.block_nr} blocks of ${r.block_size} bytes, more than ${MAX_RING} bytes`);
+    }
     if (p.opts.so_filter?.length) throw bad("has a socket filter (SO_ATTACH_FILTER); restoring one is not supported yet");
     return Promise.resolve({
       describe: `packet socket ${p.id} (${typeName(p.type)}, protocol 0x${p.protocol.toString(16)}, ifindex ${p.ifindex})`,
@@ -192,6 +211,9 @@ class PacketRestorer implements FdRestorer {
     if (p.vnet_hdr) set("PACKET_VNET_HDR", PACKET_OPT.VNET_HDR, int(1));
     if (p.loss) set("PACKET_LOSS", PACKET_OPT.LOSS, int(1));
     for (const m of p.mclist ?? []) set(`PACKET_ADD_MEMBERSHIP (ifindex ${m.index}, type ${m.type})`, PACKET_OPT.ADD_MEMBERSHIP, packetMreq(m.index, m.type, m.addr));
+    // The rings before the fanout group, as criu; the task maps them again (restore/memory.ts).
+    if (p.rx_ring) set("PACKET_RX_RING", PACKET_OPT.RX_RING, tpacketReq3(p.rx_ring));
+    if (p.tx_ring) set("PACKET_TX_RING", PACKET_OPT.TX_RING, tpacketReq3(p.tx_ring));
     if (p.fanout !== undefined) set(`PACKET_FANOUT 0x${p.fanout.toString(16)}`, PACKET_OPT.FANOUT, int(p.fanout));
     step("options", () => restoreSockOpts(fd, p.opts));
     return fd;

@@ -21,6 +21,7 @@ import { MAP } from "../../host-bridge/constants.js";
 import type { MmEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "./errors.js";
+import type { FdPlan } from "../fds/restore.js";
 import type { FileSet, RegFile } from "./fileset.js";
 import { PageResolver, type PageSeg } from "./pagesegs.js";
 import { NR, type Call, type Remote } from "./remote.js";
@@ -34,9 +35,10 @@ import { VMA } from "../../images/vma-status.js";
 export { VMA };
 
 const MAP_HUGETLB = 0x40000;
+const MAP_NORESERVE = 0x4000;
 const PROT_WRITE = 2;
 
-export type VmaKind = "anon" | "file" | "shm" | "vdso" | "vvar" | "vsyscall" | "uprobes";
+export type VmaKind = "anon" | "file" | "shm" | "vdso" | "vvar" | "vsyscall" | "uprobes" | "socket";
 
 export interface VmaPlan {
   vma: Vma;
@@ -77,7 +79,11 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
     else if (s & VMA.VDSO) vmas.push({ vma: v, kind: "vdso", shared });
     else if (s & VMA.UPROBES) vmas.push({ vma: v, kind: "uprobes", shared });
     else if (s & VMA.SYSVIPC) throw unsupported(v, "System V shared memory");
-    else if (s & VMA.SOCKET) throw unsupported(v, "a mapped socket (packet ring)");
+    else if (s & VMA.SOCKET) {
+      // criu's socket map: a packet socket's ring, mapped from the socket once it exists
+      if (!shared) throw unsupported(v, "a private mapping of a socket");
+      vmas.push({ vma: v, kind: "socket", shared });
+    }
     else if (s & VMA.AIORING) throw unsupported(v, "an AIO ring");
     else if (s & VMA.SHSTK) throw unsupported(v, "a shadow stack");
     else if (s & VMA.UNSUPP || !(s & VMA.REGULAR)) throw unsupported(v, `status 0x${s.toString(16)}`);
@@ -159,6 +165,10 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
     const v = p.vma;
     if (p.kind === "anon") {
       calls.push({ what: `mmap of the anonymous VMA ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, true), -1, 0] });
+    } else if (p.kind === "socket") {
+      // its place kept until the socket is made (mapSocketRings)
+      calls.push({ what: `placeholder of the packet ring ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, 0, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE | MAP_NORESERVE, -1, 0] });
+      continue;
     } else if (p.kind === "file") {
       const local = files.open(p.file!, p.openFlags!);
       let fd = remoteFds.get(local);
@@ -178,6 +188,28 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
   });
   remote.loop([...remoteFds.values()].map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
   log.debug(`${calls.filter((c) => c.nr === NR.mmap).length} VMAs mapped`);
+}
+
+/**
+ * With the task's fds in place: each packet ring is mapped from its socket (the fd the
+ * task has of the file its VMA names) over the placeholder mapVmas left, as criu's
+ * restorer maps a socket map.
+ */
+export function mapSocketRings(remote: Remote, plan: MemoryPlan, fds: FdPlan): void {
+  const calls: Call[] = [];
+  for (const p of plan.vmas) {
+    if (p.kind !== "socket") continue;
+    const v = p.vma;
+    const fd = fds.fds.find((f) => f.id === Number(v.shmid))?.fd;
+    if (fd === undefined) throw new RestoreError("vmas", remote.pid, `the packet ring ${range(v)} maps the socket of file id ${v.shmid}, which the task has no fd of`, { address: v.start });
+    const flags = (v.flags & ~(MAP.FIXED_NOREPLACE | MAP.ANONYMOUS | MAP.PRIVATE)) | MAP.SHARED | MAP.FIXED;
+    calls.push({ what: `mmap of the packet ring ${range(v)} from fd ${fd}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, flags, fd, v.pgoff] }, ...madviseCalls(v));
+  }
+  if (calls.length === 0) return;
+  const results = remote.loop(calls);
+  calls.forEach((c, i) => {
+    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${c.what}: ${results[i]! < 0n && results[i]! > -4096n ? `errno ${-results[i]!}` : `landed at 0x${hex(results[i]!)}`}`, { address: BigInt(c.args[0]!) });
+  });
 }
 
 /** madvise for shared-memory VMAs, after shmem.ts mapped them. */

@@ -12,7 +12,7 @@ import { availableParallelism, constants as os } from "node:os";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { PageSeg } from "./pagesegs.js";
 import type { Logger, ModuleLog } from "../log.js";
-import { adviseShm, fillMemory, mapVmas } from "./memory.js";
+import { adviseShm, fillMemory, mapSocketRings, mapVmas } from "./memory.js";
 import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/restore.js";
@@ -259,6 +259,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       enter("files");
       // A table shared with the parent (CLONE_FILES) was filled by the parent already.
       if (!p.sharesFiles) restoreFds(r, p.fds, maker);
+      mapSocketRings(r, p.memory, p.fds);
       restoreFs(r, p.dirs, plan.files);
 
       enter("mm");

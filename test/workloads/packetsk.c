@@ -7,8 +7,10 @@
  *   fd 4  SOCK_DGRAM, ETH_P_IP, unbound, O_NONBLOCK, PACKET_LOSS, SO_RCVBUF 65536.
  *   fd 5  SOCK_RAW, ETH_P_IPV6, unbound, PACKET_VNET_HDR.
  *   fd 6  SOCK_PACKET (the old interface), ETH_P_ALL, bound to lo by name.
- * With argv[2] = "ring", fd 7 has a mapped PACKET_RX_RING (which the dump refuses);
- * with "bypass", fd 7 has PACKET_QDISC_BYPASS on (refused too). */
+ * With argv[2] = "ring", fd 7 (ETH_P_ALL, bound to lo, TPACKET_V2) has a PACKET_RX_RING
+ * of 4 blocks of 8 KiB mapped: the check finds the mapping where it was and the datagram
+ * it sends in a frame of the ring. With "bypass", fd 7 has PACKET_QDISC_BYPASS on (which
+ * the dump refuses). */
 #include "workload.h"
 
 #include <arpa/inet.h>
@@ -24,7 +26,13 @@
 
 #define MAGIC "packetsk magic payload"
 
+#define RING_BLOCK  8192
+#define RING_BLOCKS 4
+#define RING_FRAME  2048
+
 static int lo;
+/* fd 7's mapped ring ("ring"), or NULL */
+static unsigned char *ring;
 /* the fanout group id: the pid's, so that no other workload shares the group */
 static int fanout;
 
@@ -72,12 +80,17 @@ static void setup(const char *mode)
 		wl_die("bind(SOCK_PACKET, lo)");
 	if (!strcmp(mode, "ring")) {
 		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
-		struct tpacket_req req = {
-			.tp_block_size = 4096, .tp_block_nr = 1, .tp_frame_size = 2048, .tp_frame_nr = 2
-		};
+		if (bind(7, (struct sockaddr *)&a, sizeof(a)) < 0)
+			wl_die("bind(lo) of the ring's socket");
+		wl_set_int(7, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION of the ring");
+		struct tpacket_req req = { .tp_block_size = RING_BLOCK,
+					   .tp_block_nr = RING_BLOCKS,
+					   .tp_frame_size = RING_FRAME,
+					   .tp_frame_nr = RING_BLOCK / RING_FRAME * RING_BLOCKS };
 		if (setsockopt(7, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
 			wl_die("PACKET_RX_RING");
-		if (mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 7, 0) == MAP_FAILED)
+		ring = mmap(NULL, RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_SHARED, 7, 0);
+		if (ring == MAP_FAILED)
 			wl_die("mmap(ring)");
 	}
 	if (!strcmp(mode, "bypass")) {
@@ -138,6 +151,43 @@ static int lo_promiscuity(void)
 	return result;
 }
 
+/* The ring is where it was, mapped from a socket, and a datagram to 127.0.0.1 shows in one
+ * of its frames (each frame given back to the kernel once looked at). */
+static int ring_sees(void)
+{
+	char line[512], want[32];
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)ring);
+	FILE *m = fopen("/proc/self/maps", "re");
+	int mapped = 0;
+	while (m && fgets(line, sizeof(line), m))
+		if (!strncmp(line, want, strlen(want)) && strstr(line, "socket:["))
+			mapped = 1;
+	if (m)
+		fclose(m);
+	if (!mapped)
+		return wl_fail("the ring at %p is not a socket mapping any more", (void *)ring);
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9), .sin_addr = { htonl(INADDR_LOOPBACK) } };
+	if (u < 0 || sendto(u, MAGIC, sizeof(MAGIC), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
+		return wl_fail("sendto 127.0.0.1: %s", strerror(errno));
+	close(u);
+	for (int tries = 0; tries < 200; tries++) {
+		for (int i = 0; i < RING_BLOCK / RING_FRAME * RING_BLOCKS; i++) {
+			volatile struct tpacket2_hdr *h = (void *)(ring + i * RING_FRAME);
+			if (!(h->tp_status & TP_STATUS_USER))
+				continue;
+			int seen = h->tp_mac + h->tp_snaplen <= RING_FRAME &&
+				   memmem(ring + i * RING_FRAME + h->tp_mac, h->tp_snaplen, MAGIC, sizeof(MAGIC));
+			h->tp_status = TP_STATUS_KERNEL;
+			if (seen)
+				return 0;
+		}
+		struct pollfd p = { .fd = 7, .events = POLLIN };
+		poll(&p, 1, 10);
+	}
+	return wl_fail("the ring of fd 7 did not get the datagram sent to 127.0.0.1");
+}
+
 static int check(void)
 {
 	static const struct {
@@ -191,6 +241,8 @@ static int check(void)
 	l = sizeof(old);
 	if (getsockname(6, &old, &l) < 0 || strcmp(old.sa_data, "lo"))
 		return wl_fail("fd 6 (SOCK_PACKET) is bound to \"%.14s\", not lo", old.sa_data);
+	if (ring && ring_sees())
+		return -1;
 	return sniff();
 }
 
