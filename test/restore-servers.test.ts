@@ -333,8 +333,10 @@ test("tcpdump: capturing on lo through its mapped TPACKET_V3 ring, it writes wha
   if (!tcpdump) return;
   const port = await freePort();
   const cap = join(tempDir(t, "tscriu-pcap-"), "lo.pcap");
-  // -U: each packet written at once; -Z root: no change of user (the file stays its own)
-  const w = await startProgram(t, [tcpdump, "-i", "lo", "-n", "-U", "-Z", "root", "-w", cap, "udp", "port", String(port)], () => existsSync(cap));
+  // -U: each packet written at once; -Z root: no change of user (the file stays its own);
+  // -p: lo not made promiscuous (that change is told to every netlink socket in the link
+  // group, and another test's would have a message queued at its dump)
+  const w = await startProgram(t, [tcpdump, "-i", "lo", "-n", "-p", "-U", "-Z", "root", "-w", cap, "udp", "port", String(port)], () => existsSync(cap));
   const sock = createSocket("udp4");
   t.teardown(() => sock.close());
   const send = async (text: string): Promise<void> => await new Promise((resolve, reject) => sock.send(text, port, "127.0.0.1", (e) => (e ? reject(e) : resolve())));

@@ -2,8 +2,12 @@
  *
  *   fd 3  SOCK_RAW, ETH_P_ALL, bound to lo: TPACKET_V2, PACKET_AUXDATA, PACKET_ORIGDEV,
  *         PACKET_RESERVE 128, PACKET_TIMESTAMP, in a fanout group of its own (hash, the
- *         group id from its pid), members of lo's promiscuous mode and of a multicast address
- *         on lo; the check sends a UDP datagram to 127.0.0.1 and reads it on fd 3.
+ *         group id from its pid), member of a multicast address on lo (01:00:5e and
+ *         the pid's low 23 bits: its own); the check finds the address in
+ *         /proc/net/dev_mcast and reads a UDP datagram it sends to 127.0.0.1 on fd 3.
+ *         (No promiscuous membership: it would tell every netlink socket in the link
+ *         group of the change, and another test's netlink socket would have a message
+ *         queued at its dump.)
  *   fd 4  SOCK_DGRAM, ETH_P_IP, unbound, O_NONBLOCK, PACKET_LOSS, SO_RCVBUF 65536.
  *   fd 5  SOCK_RAW, ETH_P_IPV6, unbound, PACKET_VNET_HDR.
  *   fd 6  SOCK_PACKET (the old interface), ETH_P_ALL, bound to lo by name.
@@ -16,8 +20,6 @@
 #include <arpa/inet.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -31,6 +33,8 @@
 #define RING_FRAME  2048
 
 static int lo;
+/* fd 3's multicast address, as /proc/net/dev_mcast writes it */
+static char mcast[13];
 /* fd 7's mapped ring ("ring"), or NULL */
 static unsigned char *ring;
 /* the fanout group id: the pid's, so that no other workload shares the group */
@@ -58,13 +62,14 @@ static void setup(const char *mode)
 	wl_set_int(3, SOL_PACKET, PACKET_COPY_THRESH, 256, "PACKET_COPY_THRESH");
 	fanout = getpid() & 0xffff;
 	wl_set_int(3, SOL_PACKET, PACKET_FANOUT, fanout | (PACKET_FANOUT_HASH << 16), "PACKET_FANOUT");
-	struct packet_mreq m = { .mr_ifindex = lo, .mr_type = PACKET_MR_PROMISC };
-	if (setsockopt(3, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m, sizeof(m)) < 0)
-		wl_die("PACKET_MR_PROMISC");
+	unsigned id = (unsigned)getpid() & 0x7fffff;
 	struct packet_mreq mc = { .mr_ifindex = lo,
 				  .mr_type = PACKET_MR_MULTICAST,
 				  .mr_alen = 6,
-				  .mr_address = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb } };
+				  .mr_address = { 0x01, 0x00, 0x5e, (unsigned char)(id >> 16), (unsigned char)(id >> 8),
+						  (unsigned char)id } };
+	snprintf(mcast, sizeof(mcast), "%02x%02x%02x%02x%02x%02x", mc.mr_address[0], mc.mr_address[1], mc.mr_address[2],
+		 mc.mr_address[3], mc.mr_address[4], mc.mr_address[5]);
 	if (setsockopt(3, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mc, sizeof(mc)) < 0)
 		wl_die("PACKET_MR_MULTICAST");
 	packet_at(4, SOCK_DGRAM, htons(ETH_P_IP));
@@ -121,34 +126,20 @@ static int sniff(void)
 	return wl_fail("fd 3 did not see the datagram sent to 127.0.0.1");
 }
 
-/* lo's promiscuity count (IFLA_PROMISCUITY by rtnetlink: neither /sys, which a restored
- * task's root may lack, nor SIOCGIFFLAGS, which shows only a promiscuous mode set by
- * flags, tells a packet socket's membership), or -1. */
-static int lo_promiscuity(void)
+/* Whether lo has the multicast address `mcast` (/proc/net/dev_mcast: index, name, users,
+ * global, address). */
+static int lo_has_mcast(void)
 {
-	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (s < 0)
-		return -1;
-	struct {
-		struct nlmsghdr h;
-		struct ifinfomsg i;
-	} req = { .h = { .nlmsg_len = sizeof(req), .nlmsg_type = RTM_GETLINK, .nlmsg_flags = NLM_F_REQUEST },
-		  .i = { .ifi_family = AF_UNSPEC, .ifi_index = lo } };
-	static char buf[1 << 14];
-	int result = -1;
-	if (send(s, &req, sizeof(req), 0) == sizeof(req)) {
-		ssize_t n = recv(s, buf, sizeof(buf), 0);
-		struct nlmsghdr *h = (struct nlmsghdr *)buf;
-		if (n > 0 && NLMSG_OK(h, (size_t)n) && h->nlmsg_type == RTM_NEWLINK) {
-			struct ifinfomsg *ifi = NLMSG_DATA(h);
-			int len = (int)h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi));
-			for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len))
-				if (a->rta_type == IFLA_PROMISCUITY)
-					memcpy(&result, RTA_DATA(a), sizeof(result));
-		}
-	}
-	close(s);
-	return result;
+	char line[256], name[32], addr[64];
+	int index, users, global, found = 0;
+	FILE *f = fopen("/proc/net/dev_mcast", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d %31s %d %d %63s", &index, name, &users, &global, addr) == 5 && index == lo &&
+		    !strcmp(addr, mcast))
+			found = 1;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 /* The ring is where it was, mapped from a socket, and a datagram to 127.0.0.1 shows in one
@@ -226,9 +217,8 @@ static int check(void)
 			       wl_get_int(3, SOL_PACKET, PACKET_TIMESTAMP));
 	if (wl_get_int(3, SOL_PACKET, PACKET_FANOUT) != (fanout | (PACKET_FANOUT_HASH << 16)))
 		return wl_fail("fd 3: fanout 0x%x", wl_get_int(3, SOL_PACKET, PACKET_FANOUT));
-	int promiscuity = lo_promiscuity();
-	if (promiscuity < 1)
-		return wl_fail("lo's promiscuity is %d: fd 3's membership is gone", promiscuity);
+	if (!lo_has_mcast())
+		return wl_fail("lo has not the multicast address %s: fd 3's membership is gone", mcast);
 	if (!(fcntl(4, F_GETFL) & O_NONBLOCK))
 		return wl_fail("fd 4 lost O_NONBLOCK");
 	if (wl_get_int(4, SOL_PACKET, PACKET_LOSS) != 1)
