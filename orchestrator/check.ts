@@ -262,6 +262,28 @@ export const FEATURES: readonly Feature[] = [
     },
   },
   {
+    name: "uffd_wp_async",
+    category: 2,
+    use: "tracking writes between incremental dumps (userfaultfd UFFD_FEATURE_WP_ASYNC; else pages are compared with the parent)",
+    probe: (p) => {
+      const r = p.remote;
+      const fd = Number(r.call("userfaultfd", NR.userfaultfd, [O.CLOEXEC | O.NONBLOCK]));
+      const b = bridge();
+      const pidfd = b.pidfdOpen(p.pid);
+      try {
+        const mine = b.pidfdGetfd(pidfd, fd);
+        try {
+          b.uffdTrackStart(mine);
+        } finally {
+          b.close(mine);
+        }
+      } finally {
+        b.close(pidfd);
+        r.call("close", NR.close, [fd]);
+      }
+    },
+  },
+  {
     name: "memfd",
     category: 2,
     use: "restoring shared anonymous memory and memfds (memfd_create)",
