@@ -21,6 +21,8 @@ import { threadsAndChildren } from "./proc.js";
 const PAGE = 4096;
 /** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
 export const CAPTURE_CHUNK = 64 << 20;
+/** The smallest buffer of a pool: pages beyond a small estimate come in buffers this big. */
+const SMALL_CHUNK = 1 << 20;
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
 
@@ -64,10 +66,13 @@ export class CapturePool {
   static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
     const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
     if (mode === "never") return undefined;
-    const pool = new CapturePool(0);
+    // A small task gets one buffer of its own size, not a chunk of 64 MiB to populate
+    // (that alone took 0.1 s of a small dump); pages beyond the estimate get more.
+    const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.max(SMALL_CHUNK, Math.ceil(bytes / PAGE) * PAGE);
+    const pool = new CapturePool(0, chunk);
     const t0 = process.hrtime.bigint();
-    if (bytes > 0) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
-    const sPerGiB = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / CAPTURE_CHUNK);
+    if (bytes > 0) pool.free.push(bridge().allocPopulated(chunk));
+    const sPerGiB = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / chunk);
     if (mode !== "always" && bytes > CAPTURE_CHUNK && sPerGiB > STREAM_S_PER_GIB) {
       log?.info(`fresh memory comes at ${sPerGiB.toFixed(2)} s/GiB here now: the pages are written while the task is frozen`);
       return undefined;
