@@ -1,16 +1,19 @@
 // Files and memory whose names are gone (issue 14's silent losses): private mappings of
 // memfds and shared anonymous memory, unlinked files mapped and open at once, sparse
 // unlinked files, unlinked files' mode, owner, times and offset, removed directories
-// (the cwd and an open one), an unlinked FIFO with data, unlinked device nodes. Each
+// (the cwd and an open one), an unlinked FIFO with data, unlinked device nodes, a binary
+// replaced while its program ran. Each
 // workload checks itself before the dump and after the restore; the images are checked
 // for what criu writes (one ghost per inode, chunks that leave holes out), and the
 // names made for the restore are gone afterwards.
-import { readdirSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage } from "../images/io.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { startWorkload, type Workload } from "./helpers/workloads.js";
+import { tempDir } from "./helpers/dump.js";
+import { startProgram } from "./helpers/programs.js";
+import { startWorkload, waitFor, WORKLOAD_BIN, type Workload } from "./helpers/workloads.js";
 
 /** The state directory's entries (result and stdout aside): a restore must leave none behind. */
 function leftovers(w: Workload): string[] {
@@ -86,4 +89,23 @@ test("devices: unlinked /dev/null and /dev/zero nodes come back as those devices
   const { dir } = await roundTrip(t, "devices");
   const heads = await Promise.all(readdirSync(dir).filter((x) => x.startsWith("ghost-file-")).map(async (f) => (await entries(dir, f))[0]!));
   t.deepEqual(heads.map((h) => Number(h["rdev"])).sort(), [0x103, 0x105], "criu's rdev: glibc's st_rdev");
+});
+
+test("exe: a program whose binary was replaced while it ran (a package upgrade) comes back running the old binary", async (t) => {
+  // The workload runs from a copy, which is then replaced by another program.
+  const bin = join(tempDir(t, "tscriu-exe-"), "counter");
+  copyFileSync(join(WORKLOAD_BIN, "counter"), bin);
+  chmodSync(bin, 0o755);
+  const state = tempDir(t, "tscriu-exe-state-");
+  const w = await startProgram(t, [bin, state], () => existsSync(join(state, "counter")));
+  const count = (): number => Number(readFileSync(join(state, "counter"), "utf8").trim());
+  unlinkSync(bin);
+  copyFileSync(join(WORKLOAD_BIN, "sleeper"), bin);
+  const dir = await dumpGone(t, w);
+  t.is((await entries(dir, "remap-fpath.img")).length, 1, "the old binary is a ghost file");
+  await restoreTask(t, dir);
+  t.regex(readlinkSync(`/proc/${w.pid}/exe`), / \(deleted\)$/, "its exe is the old, unlinked binary");
+  const before = count();
+  await waitFor("the restored counter to count on", () => count() > before);
+  t.is(readFileSync(bin).equals(readFileSync(join(WORKLOAD_BIN, "sleeper"))), true, "the new binary is untouched");
 });

@@ -115,6 +115,13 @@ export class GhostNodes {
       // After the chown, which clears set-user-ID and set-group-ID bits.
       chmodSync(self, g.mode & 0o7777);
       if (g.atime !== undefined || g.mtime !== undefined) utimesSync(self, g.atime ?? Date.now() / 1000, g.mtime ?? Date.now() / 1000);
+      if (type === fsc.S_IFREG) {
+        // Kept read-only from here: the kernel refuses a file open for writing as a task's
+        // exe (PR_SET_MM_MAP: EACCES), and the task's own fds reopen it with their flags.
+        const ro = openSync(self, fsc.O_RDONLY | O_CLOEXEC);
+        closeSync(made.fd);
+        made.fd = ro;
+      }
     } catch (e) {
       throw Object.assign(new Error(`the unlinked file ${name}, made again at ${made.path}: ${(e as Error).message}`), { file: made.path, cause: e });
     }
