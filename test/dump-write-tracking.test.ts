@@ -5,7 +5,7 @@
 // The workload (test/workloads/incr.c) writes 1 % of its pages every 100 ms throughout
 // and checks on SIGUSR1 that every page holds the version it last wrote: a page missed
 // by the tracking is a stale page and fails it.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { PE_PARENT, readPagemap } from "../images/pages.js";
@@ -184,4 +184,28 @@ test.serial("a task that exits between passes takes its tracking with it: the ho
   t.is(r.code, 1);
   t.regex(r.stderr, new RegExp(`${c.w.pid}`));
   t.false(existsSync(c.d(2)));
+});
+
+test.serial("a pass that died half-way (its state unarmed, a holder retired) is not trusted: its holders are killed, the next pass compares bytes", async (t) => {
+  const c = await chain(t);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  const h = holder(c);
+  // What a pass killed while it changed the protection, or while it handed the fds to a
+  // new holder, leaves behind.
+  const state = JSON.parse(readFileSync(c.stateFile, "utf8")) as Record<string, unknown>;
+  writeFileSync(c.stateFile, JSON.stringify({ ...state, armed: null, retired: [state["holder"]] }));
+  await passes(t, c.w);
+  const r = c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /write tracking of pid \d+ not used: its holder process is gone/);
+  t.true(goneOrZombie(h), "the retired holder was killed");
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 0, "compared with the parent instead");
+  t.not(holder(c), h, "a new holder keeps this pass's tracking");
+  await passes(t, c.w);
+  const d = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
+  t.is(d.code, 0, d.stderr);
+  t.regex(d.stderr, /holds since the parent/);
+  await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
+  await restoreTask(t, c.d(3));
+  t.regex(await c.w.check(), /^PASS /);
 });

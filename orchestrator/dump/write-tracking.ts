@@ -50,6 +50,8 @@ interface TrackState {
   /** the pass the protection was set by; null while a pass changes it */
   armed: { dir: string; dev: string; ino: string } | null;
   tasks: Record<string, TaskEntry>;
+  /** holders being replaced when the state was written: killed by the next pass if still there */
+  retired?: { pid: number; start: string }[];
 }
 
 function stateDir(): string {
@@ -127,6 +129,12 @@ async function parentCoverage(dir: string, pid: number): Promise<BigUint64Array 
   }
 }
 
+/** Replaces the state file whole (a reader never sees half of it). */
+function writeState(path: string, state: TrackState): void {
+  writeFileSync(`${path}.tmp`, JSON.stringify(state));
+  renameSync(`${path}.tmp`, path);
+}
+
 function rangesOf(list: readonly { start: number; len: number }[]): BigUint64Array {
   return new BigUint64Array(list.flatMap((r) => [BigInt(r.start), BigInt(r.len)]));
 }
@@ -186,6 +194,8 @@ export class WriteTracking {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") log.warn(`write tracking state ${path} unreadable (${(e as Error).message}): ignored`);
     }
     if (!state) return new WriteTracking(root, log, undefined, keep);
+    // A pass that died while handing the fds over: the holders it left are not trusted.
+    for (const h of state.retired ?? []) killHolder(h.pid, h.start);
     const holderAlive = typeof state.holder?.pid === "number" && alive(state.holder.pid, String(state.holder.start));
     const parent = parentDir !== undefined ? passIdentity(parentDir) : null;
     const why =
@@ -202,7 +212,7 @@ export class WriteTracking {
                 : undefined;
     // Nothing may claim the tracking valid while this pass changes it.
     try {
-      writeFileSync(path, JSON.stringify({ ...state, armed: null }));
+      writeState(path, { ...state, armed: null });
     } catch (e) {
       log.warn(`cannot update ${path}: ${(e as Error).message}`);
     }
@@ -343,6 +353,10 @@ export class WriteTracking {
       rmSync(outFile, { force: true });
       const list = [...this.tasks].map(([pid, t]) => `${pid}:${t.fd}`);
       holder = b.spawnDetached([helperProgram("tscriu_tracker", "TSCRIU_TRACKER"), String(process.pid), ...list], { stdout: outFile });
+      // Written at once: should this process die before the state below, the next pass
+      // finds both holders and kills them.
+      const holders = [{ pid: holder, start: startTime(holder) ?? "" }, ...(this.old ? [this.old.holder] : [])];
+      writeState(path, { root: this.root, rootStart: startTime(this.root) ?? "", holder: holders[0]!, armed: null, tasks: {}, retired: holders });
       const got = await holderReady(outFile, holder);
       const tasks: Record<string, TaskEntry> = {};
       for (const [pid, fd] of got) {
@@ -351,9 +365,8 @@ export class WriteTracking {
       }
       const armed = passIdentity(imagesDir);
       if (!armed) throw new Error(`${imagesDir}/inventory.img is missing`);
-      const state: TrackState = { root: this.root, rootStart: startTime(this.root) ?? "", holder: { pid: holder, start: startTime(holder) ?? "" }, armed, tasks };
-      writeFileSync(`${path}.tmp`, JSON.stringify(state));
-      renameSync(`${path}.tmp`, path);
+      // The old holder stays retired until it is killed below.
+      writeState(path, { root: this.root, rootStart: startTime(this.root) ?? "", holder: holders[0]!, armed, tasks, retired: holders.slice(1) });
     } catch (e) {
       this.log.warn(`write tracking not kept (${(e as Error).message}): the next pass compares pages with these images`);
       if (holder !== undefined) killHolder(holder, startTime(holder));
@@ -365,7 +378,14 @@ export class WriteTracking {
     for (const t of this.tasks.values()) b.close(t.fd);
     this.tasks.clear();
     this.ended = true;
-    if (this.old) killHolder(this.old.holder.pid, this.old.holder.start);
+    if (this.old) {
+      killHolder(this.old.holder.pid, this.old.holder.start);
+      try {
+        writeState(path, { ...(JSON.parse(readFileSync(path, "utf8")) as TrackState), retired: [] });
+      } catch {
+        // the next pass finds the old holder gone
+      }
+    }
     this.log.info(`write tracking of ${n} processes kept by holder pid ${holder} until the next pass`);
     return undefined;
   }
