@@ -71,9 +71,10 @@ test.serial("pre-dump, pre-dump, dump: the second and third passes copy only wha
   t.is(p2.code, 0, p2.stderr);
   t.regex(p2.stderr, /write tracking of pid \d+ holds since the parent/);
   t.regex(p2.stderr, /pid \d+: [1-9]\d* VMAs with their writes tracked since the parent/);
-  // written since: a few % of 8192 pages; the rest from the parent, neither copied nor compared
-  t.true(stat(p2.stdout, "Memory pages skipped from parent") > 6000, p2.stdout);
-  t.true(stat(p2.stdout, "Memory pages written") < 4000, p2.stdout);
+  // written since: a few % of 8192 pages (under half even on a loaded machine); the rest
+  // from the parent, neither copied nor compared
+  t.true(stat(p2.stdout, "Memory pages skipped from parent") > 4096, p2.stdout);
+  t.true(stat(p2.stdout, "Memory pages written") < 4096, p2.stdout);
   const h2 = holder(c);
   t.not(h2, h1);
   await waitFor(`the first holder ${h1} to go`, () => goneOrZombie(h1));
@@ -83,7 +84,7 @@ test.serial("pre-dump, pre-dump, dump: the second and third passes copy only wha
   const r = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2", "--auto-dedup"]);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /write tracking of pid \d+ holds since the parent/);
-  t.true(stat(r.stdout, "Memory pages skipped from parent") > 6000, r.stdout);
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 4096, r.stdout);
   // --auto-dedup punched the pages written since out of the first pass's pages file
   t.true(statSync(join(c.d(1), "pages-1.img")).blocks < before);
   // a final dump ends the tracking: no holder, no state
@@ -111,7 +112,7 @@ test.serial("a tracked chain ending in dump -R --track-mem goes on; after dedup 
   const r3 = c.run(["dump", "-t", String(c.w.pid), "-D", c.d(3), "--prev-images-dir", "../d2"]);
   t.is(r3.code, 0, r3.stderr);
   t.regex(r3.stderr, /holds since the parent/);
-  t.true(stat(r3.stdout, "Memory pages skipped from parent") > 6000, r3.stdout);
+  t.true(stat(r3.stdout, "Memory pages skipped from parent") > 4096, r3.stdout);
   await waitFor(`pid ${c.w.pid} to be free`, () => !existsSync(`/proc/${c.w.pid}`));
   const dd = tscriu(["dedup", "-D", c.d(3)]);
   t.is(dd.code, 0, dd.stderr);
