@@ -63,3 +63,17 @@ export class MadeFds {
     }
   }
 }
+
+/**
+ * Runs the steps of making one file for a restore: a step that throws is named, with
+ * the file and what it is made for ("bind of packet socket 7 for fd 3 of pid 42: …").
+ */
+export function stepsOf(file: string, what: string): <T>(name: string, run: () => T) => T {
+  return (name, run) => {
+    try {
+      return run();
+    } catch (err) {
+      throw new Error(`${name} of ${file} for ${what}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+}

@@ -18,7 +18,7 @@ import type { FileEntry } from "../../images/dir.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { netlink_sk_entry } from "../../images/schema/index.js";
 import { NAMESPACES } from "../dump/write.js";
-import { badEntry, MadeFds, part } from "./anon.js";
+import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
 import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
@@ -135,13 +135,7 @@ class NetlinkRestorer implements FdRestorer {
 
   private make(nl: NetlinkSkEntry, what: string): number {
     const b = bridge();
-    const step = <T>(name: string, run: () => T): T => {
-      try {
-        return run();
-      } catch (err) {
-        throw new Error(`${name} of netlink socket ${nl.ino} for ${what}: ${(err as Error).message}`, { cause: err });
-      }
-    };
+    const step = stepsOf(`netlink socket ${nl.ino}`, what);
     const fd = this.made.add(
       step("socket", () => b.socket(AF_NETLINK, SOCK.RAW, nl.protocol)),
       nl.flags,

@@ -20,7 +20,7 @@ import type { FileEntry } from "../../images/dir.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { packet_ring, packet_sock_entry } from "../../images/schema/index.js";
 import { NAMESPACES } from "../dump/write.js";
-import { badEntry, MadeFds, part } from "./anon.js";
+import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
 import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
@@ -177,13 +177,7 @@ class PacketRestorer implements FdRestorer {
 
   private make(p: PacketSkEntry, what: string): number {
     const b = bridge();
-    const step = <T>(name: string, run: () => T): T => {
-      try {
-        return run();
-      } catch (err) {
-        throw new Error(`${name} of packet socket ${p.id} for ${what}: ${(err as Error).message}`, { cause: err });
-      }
-    };
+    const step = stepsOf(`packet socket ${p.id}`, what);
     const fd = this.made.add(
       step("socket", () => b.socket(AF_PACKET, p.type, p.protocol)),
       p.flags,
