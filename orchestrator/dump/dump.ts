@@ -481,9 +481,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (deferred.length) log.info(`${total} pages copied in ${Number(readNs / 1000n)} us; written once the task is let go`);
 
     enter("images");
+    // Built now, from the tree as it stands frozen (some entries read the tasks: pending
+    // signals, robust lists, rseq); encoded and written below, after a task let go early.
+    const built: [name: string, type: string, entries: Record<string, unknown>[]][] = [];
+    const image = (name: string, type: string, entries: Record<string, unknown>[]): void => void built.push([name, type, entries]);
     if (preDump) {
       // criu's pre-dump inventory: the uptime (criu checks a pid was not reused with it) and the mode.
-      await images.write(`inventory.img`, "INVENTORY", [{ ...inventoryEntry(namespaceIds(pid), runId, LOCK_METHOD_ID[netLock.method]), dump_uptime: uptimeUs(), pre_dump_mode: opts.preDumpMode === "read" ? 2 : 1 }]);
+      image(`inventory.img`, "INVENTORY", [{ ...inventoryEntry(namespaceIds(pid), runId, LOCK_METHOD_ID[netLock.method]), dump_uptime: uptimeUs(), pre_dump_mode: opts.preDumpMode === "read" ? 2 : 1 }]);
     }
     if (!preDump) {
       const seccomp = seccompImage(procs.flatMap((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
@@ -493,9 +497,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
           { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
           threadInput(c.threads[0]!),
         );
-        await images.write(`core-${c.pid}.img`, "CORE", [core]);
-        for (const t of c.threads.slice(1)) await images.write(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
-        await images.write(`mm-${c.pid}.img`, "MM", [
+        image(`core-${c.pid}.img`, "CORE", [core]);
+        for (const t of c.threads.slice(1)) image(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
+        image(`mm-${c.pid}.img`, "MM", [
           {
             mm_start_code: c.stat.startCode,
             mm_end_code: c.stat.endCode,
@@ -515,17 +519,17 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
             thp_disabled: c.inside.thpDisabled,
           },
         ]);
-        await images.write(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
-        await images.write(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
-        if (!c.sharesFiles) await images.write(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
+        image(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
+        image(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
+        if (!c.sharesFiles) image(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
       }
       // Zombies: a core with only their exit status and name (criu's layout), nothing else.
       for (const z of tree.processes) {
         if (!z.zombie) continue;
         const tc = { task_state: TASK_DEAD, exit_code: z.zombie.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: z.zombie.comm };
-        await images.write(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
+        image(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
       }
-      await images.write(
+      image(
         `pstree.img`,
         "PSTREE",
         tree.processes.map((f) => {
@@ -534,22 +538,26 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
           return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.zombie ? [0] : f.tids };
         }),
       );
-      await images.write(`files.img`, "FILES", files.entries);
-      for (const x of fdImages(fdState)) await images.write(x.name, x.type, x.entries);
-      if (shm.objects.size) await images.write(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
-      if (files.remaps.length) await images.write(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
-      for (const g of files.ghosts.files) await images.write(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
-      await images.write(`seccomp.img`, "SECCOMP", [seccomp.entry]);
+      image(`files.img`, "FILES", files.entries);
+      for (const x of fdImages(fdState)) image(x.name, x.type, x.entries);
+      if (shm.objects.size) image(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
+      if (files.remaps.length) image(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
+      for (const g of files.ghosts.files) image(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
+      image(`seccomp.img`, "SECCOMP", [seccomp.entry]);
       const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
       const clocks = taskClocks(pid, frozenAt);
-      await images.write(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
+      image(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
       // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
       if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
-        await images.write(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
+        image(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
       }
-      await images.write(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
+      image(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
     }
 
+    const writeBuilt = async (): Promise<void> => {
+      for (const [name, type, entries] of built.splice(0)) await images.write(name, type, entries);
+    };
+    if (!early) await writeBuilt();
     if (early) {
       stats.frozen_time = us(frozen.frozenAt);
       released = true;
@@ -564,6 +572,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       readNs += process.hrtime.bigint() - t0;
       log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
     }
+    await writeBuilt();
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
       const r = await writeCaptured(d.c, d.out, d.parent, progress(0), d.unchanged);
