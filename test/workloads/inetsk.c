@@ -54,6 +54,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -414,6 +415,10 @@ static void setup_shared(void)
 	if (child < 0)
 		wl_die("fork");
 	if (child == 0) {
+		/* it goes with its parent: a test that kills the root leaves nothing behind */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(0);
 		/* The worker: one accept per SIGUSR1, answered with "w". */
 		for (;;) {
 			wl_wait_check();
