@@ -66,9 +66,10 @@ export class CapturePool {
   static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
     const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
     if (mode === "never") return undefined;
-    // A small task gets one buffer of its own size, not a chunk of 64 MiB to populate
-    // (that alone took 0.1 s of a small dump); pages beyond the estimate get more.
-    const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.max(SMALL_CHUNK, Math.ceil(bytes / PAGE) * PAGE);
+    // A small task gets one buffer of its own size (and a quarter more: the estimate is
+    // taken while it runs, and a buffer taken while it is frozen costs its populating), not
+    // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
+    const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
     const pool = new CapturePool(0, chunk);
     const t0 = process.hrtime.bigint();
     if (bytes > 0) pool.free.push(bridge().allocPopulated(chunk));
