@@ -3,6 +3,7 @@
 // /proc/PID/pagemap itself (8 bytes per page) for kernels without it.
 import { closeSync, openSync, readSync } from "node:fs";
 import { bridge, isNativeError } from "./load.js";
+import { u64At, u64Halves } from "./u64.js";
 import type { PagemapScanOptions } from "./native.js";
 
 /** PAGE_IS_* category bits of PAGEMAP_SCAN (include/uapi/linux/fs.h). */
@@ -68,11 +69,10 @@ function checkRange(fn: string, start: number, end: number): void {
 export function pagemapScan(pid: number, start: number, end: number, options?: PagemapScanOptions): PageRegion[] {
   checkRange("pagemapScan", start, end);
   const triples = bridge().pagemapScan(pid, start, end, options);
-  // Read as 32-bit halves: a BigInt per element would cost more than the scan itself.
-  const w = new Uint32Array(triples.buffer, triples.byteOffset, triples.length * 2);
+  const h = u64Halves(triples);
   const out: PageRegion[] = new Array<PageRegion>(Math.floor(triples.length / 3));
-  for (let i = 0, j = 0; j < out.length; i += 6, j++) {
-    out[j] = { start: w[i + 1]! * 0x1_0000_0000 + w[i]!, end: w[i + 3]! * 0x1_0000_0000 + w[i + 2]!, categories: w[i + 4]! };
+  for (let j = 0; j < out.length; j++) {
+    out[j] = { start: u64At(h, 3 * j), end: u64At(h, 3 * j + 1), categories: u64At(h, 3 * j + 2) };
   }
   return out;
 }
@@ -141,16 +141,14 @@ export function readPagemap(pid: number, start: number, end: number, select: Pag
 
 /**
  * Present-or-swapped pages of [start, end): PAGEMAP_SCAN where the kernel has it, else the
- * /proc/PID/pagemap reader (ENOTTY before 6.7). `withWritten` also reports PAGE_IS_WRITTEN
- * (no userfaultfd write-protect bit: written since it was protected, or never protected).
+ * /proc/PID/pagemap reader (ENOTTY before 6.7).
  */
-export function presentPages(pid: number, start: number, end: number, withWritten = false): PageRegion[] {
-  const returnMask = SCAN_RETURN | (withWritten ? PAGE_IS.WRITTEN : 0);
+export function presentPages(pid: number, start: number, end: number): PageRegion[] {
   try {
-    return pagemapScan(pid, start, end, { returnMask });
+    return pagemapScan(pid, start, end);
   } catch (e) {
     if (isNativeError(e) && (e.code === "ENOTTY" || e.code === "EINVAL" || e.code === "EOPNOTSUPP")) {
-      return readPagemap(pid, start, end, { returnMask });
+      return readPagemap(pid, start, end);
     }
     throw e;
   }

@@ -554,10 +554,6 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       image(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
     }
 
-    const writeBuilt = async (): Promise<void> => {
-      for (const [name, type, entries] of built.splice(0)) await images.write(name, type, entries);
-    };
-    if (!early) await writeBuilt();
     if (early) {
       stats.frozen_time = us(frozen.frozenAt);
       released = true;
@@ -572,7 +568,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       readNs += process.hrtime.bigint() - t0;
       log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
     }
-    await writeBuilt();
+    for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
       const r = await writeCaptured(d.c, d.out, d.parent, progress(0), d.unchanged);
@@ -627,8 +623,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
   if (!released) stats.frozen_time = us(frozen.frozenAt);
   const why = released ? undefined : letGo(finalState);
-  if (why) tracking.release();
-  if (why) throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
+  if (why) {
+    tracking.release();
+    throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
+  }
   const untracked = await tracking.commit(dir);
   if (untracked) log.warn(`ending the write tracking: ${untracked}`);
   log.info(`${preDump ? "Pre-dumping" : "Dumping"} finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);

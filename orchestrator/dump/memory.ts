@@ -10,6 +10,7 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
+import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
 import type { Faults } from "./faults.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
 import type { ShmemObject } from "./shmem.js";
@@ -81,11 +82,10 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       const split = bridge().pagemapSplit(pid, v.start, v.end, covered);
       scanned += split.scanned;
       holes += split.holes;
-      // (start, length) as 32-bit halves: no BigInt per pair
-      const w = new Uint32Array(split.copy.buffer, split.copy.byteOffset, split.copy.length * 2);
-      for (let i = 0; i < w.length; i += 4) {
-        const len = w[i + 3]! * 0x1_0000_0000 + w[i + 2]!;
-        segments.push({ addr: w[i + 1]! * 0x1_0000_0000 + w[i]!, len, flags, procMem, fresh: true });
+      const h = u64Halves(split.copy);
+      for (let i = 0; i < split.copy.length; i += 2) {
+        const len = u64At(h, i + 1);
+        segments.push({ addr: u64At(h, i), len, flags, procMem, fresh: true });
         pages += len / PAGE;
       }
       if (split.parent.length) parentRanges.push(split.parent);
@@ -144,17 +144,9 @@ export function readFailed(e: unknown): unknown {
  * what it cannot read (a page the task cannot read after all) through /proc/PID/mem.
  */
 export function readBatch(pid: number, ranges: readonly number[], buf: Buffer, start: number): void {
-  // Written as 32-bit halves: a BigInt per value would cost more than the read of a page.
-  const pairs = new BigUint64Array(ranges.length);
-  const w = new Uint32Array(pairs.buffer);
   let total = 0;
-  for (let i = 0; i < ranges.length; i++) {
-    const v = ranges[i]!;
-    w[2 * i] = v % 0x1_0000_0000;
-    w[2 * i + 1] = Math.floor(v / 0x1_0000_0000);
-    if (i % 2) total += v;
-  }
-  const r = bridge().processVmReadvBatch(pid, pairs, buf, start);
+  for (let i = 1; i < ranges.length; i += 2) total += ranges[i]!;
+  const r = bridge().processVmReadvBatch(pid, toU64Array(ranges), buf, start);
   if (r.bytes >= total) return;
   let off = start;
   for (let i = 0; i < ranges.length; i += 2) {

@@ -18,8 +18,7 @@ import type { Faults } from "./faults.js";
 /** Bytes written between two early writebacks (datasync on the thread pool). */
 const EARLY_SYNC = 64 << 20;
 
-export const PE_LAZY = 2;
-export const PE_PRESENT = 4;
+export { PE_LAZY, PE_PRESENT } from "../../images/pages.js";
 
 export interface PagemapRun {
   vaddr: bigint;

@@ -22,9 +22,9 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, 
 import { join } from "node:path";
 import { bridge, helperProgram, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, pagemapScan } from "../../host-bridge/pagemap.js";
+import { toU64Array } from "../../host-bridge/u64.js";
 import type { ModuleLog } from "../log.js";
-import { PE_PARENT, readPagemap } from "../../images/pages.js";
-import { PE_PRESENT } from "./pagewriter.js";
+import { PE_PARENT, PE_PRESENT, readPagemap } from "../../images/pages.js";
 import type { PagePlan } from "./memory.js";
 import type { Vma } from "./vmas.js";
 import { protectable, takeUserfaultfd } from "./wpsnap.js";
@@ -129,6 +129,33 @@ async function parentCoverage(dir: string, pid: number): Promise<BigUint64Array 
   }
 }
 
+/** The state file, or undefined (with a warning naming it, when it is there but not a state tscriu wrote). */
+function readState(path: string, log: ModuleLog): TrackState | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") log.warn(`write tracking state ${path} unreadable (${(e as Error).message}): ignored`);
+    return undefined;
+  }
+  const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+  const isProc = (x: unknown): boolean => isObj(x) && Number.isInteger(x["pid"]) && (x["pid"] as number) > 0 && typeof x["start"] === "string";
+  const ok =
+    isObj(v) &&
+    Number.isInteger(v["root"]) &&
+    typeof v["rootStart"] === "string" &&
+    isProc(v["holder"]) &&
+    (v["armed"] === null || (isObj(v["armed"]) && ["dir", "dev", "ino"].every((k) => typeof (v["armed"] as Record<string, unknown>)[k] === "string"))) &&
+    isObj(v["tasks"]) &&
+    Object.values(v["tasks"]).every((t) => isObj(t) && typeof t["start"] === "string" && Number.isInteger(t["fd"]) && (t["fd"] as number) >= 0) &&
+    (v["retired"] === undefined || (Array.isArray(v["retired"]) && v["retired"].every(isProc)));
+  if (!ok) {
+    log.warn(`write tracking state ${path} is not one tscriu wrote: ignored`);
+    return undefined;
+  }
+  return v as TrackState;
+}
+
 /** Replaces the state file whole (a reader never sees half of it). */
 function writeState(path: string, state: TrackState): void {
   writeFileSync(`${path}.tmp`, JSON.stringify(state));
@@ -136,7 +163,7 @@ function writeState(path: string, state: TrackState): void {
 }
 
 function rangesOf(list: readonly { start: number; len: number }[]): BigUint64Array {
-  return new BigUint64Array(list.flatMap((r) => [BigInt(r.start), BigInt(r.len)]));
+  return toU64Array(list.flatMap((r) => [r.start, r.len]));
 }
 
 /** One process's userfaultfd (ours), the ranges registered on it, and what this pass knows. */
@@ -187,16 +214,11 @@ export class WriteTracking {
    */
   static async open(root: number, parentDir: string | undefined, keep: boolean, log: ModuleLog): Promise<WriteTracking> {
     const path = WriteTracking.statePath(root);
-    let state: TrackState | undefined;
-    try {
-      state = JSON.parse(readFileSync(path, "utf8")) as TrackState;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") log.warn(`write tracking state ${path} unreadable (${(e as Error).message}): ignored`);
-    }
+    const state = readState(path, log);
     if (!state) return new WriteTracking(root, log, undefined, keep);
     // A pass that died while handing the fds over: the holders it left are not trusted.
     for (const h of state.retired ?? []) killHolder(h.pid, h.start);
-    const holderAlive = typeof state.holder?.pid === "number" && alive(state.holder.pid, String(state.holder.start));
+    const holderAlive = alive(state.holder.pid, state.holder.start);
     const parent = parentDir !== undefined ? passIdentity(parentDir) : null;
     const why =
       state.root !== root || state.rootStart !== startTime(root)

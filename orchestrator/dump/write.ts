@@ -74,6 +74,9 @@ export const NAMESPACES = [
   ["cgroup", "cgroup_ns_id"],
 ] as const;
 
+/** criu's id of tscriu's network namespace, which a dumped task shares (write.ts refuses any other). */
+export const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
+
 /**
  * The namespace ids for a task that shares every namespace with tscriu (criu numbers
  * its own namespaces 1..8); a task in other namespaces would need them dumped too.

@@ -23,15 +23,13 @@ import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, S
 import { bridge } from "../../host-bridge/load.js";
 import type { InetDiag } from "../../host-bridge/native.js";
 import { listFds, procPath } from "../dump/proc.js";
-import { NAMESPACES } from "../dump/write.js";
+import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts, hasSocketFilter } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
-/** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
-const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
 
 /** The TCP states criu asks sock_diag for: listeners and connections (not closed or bound-only ones). */
 const TCP_DIAG_STATES = [TCP_STATE.LISTEN, ...[TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING, TCP_STATE.SYN_SENT]].reduce((m, s) => m | (1 << s), 0);

@@ -17,7 +17,7 @@ import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { netlink_sk_entry } from "../../images/schema/index.js";
-import { NAMESPACES } from "../dump/write.js";
+import { NET_NS_ID } from "../dump/write.js";
 import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
@@ -25,8 +25,6 @@ import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
 
 type NetlinkSkEntry = Entry<typeof netlink_sk_entry>;
 
-/** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
-const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
 /** sock_diag's state of a netlink socket is its sk_state: TCP_ESTABLISHED once connected, TCP_CLOSE (7) else, as criu writes it. */
 const NETLINK_CONNECTED = 1;
 const NETLINK_UNCONNECTED = 7;

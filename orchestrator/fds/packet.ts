@@ -19,17 +19,15 @@ import type { PacketDiag, PacketDiagRing } from "../../host-bridge/native.js";
 import type { FileEntry } from "../../images/dir.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { packet_ring, packet_sock_entry } from "../../images/schema/index.js";
-import { NAMESPACES } from "../dump/write.js";
+import { NET_NS_ID } from "../dump/write.js";
 import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
-import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
+import { dumpSockOpts, getsockoptInts, int32, restoreSockOpts } from "./sockopts.js";
 
 type PacketSkEntry = Entry<typeof packet_sock_entry>;
 type PacketRing = Entry<typeof packet_ring>;
 
-/** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
-const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
 /** packet_diag_info's pdi_flags. */
 const PDI = { AUXDATA: 2, ORIGDEV: 4, VNETHDR: 8, LOSS: 16 } as const;
 /** TPACKET_V1..V3 */
@@ -146,11 +144,6 @@ function tpacketReq3(r: PacketRing): Buffer {
   return b;
 }
 
-const int = (v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0, 0);
-  return b;
-};
 
 class PacketRestorer implements FdRestorer {
   private readonly made = new MadeFds();
@@ -196,19 +189,19 @@ class PacketRestorer implements FdRestorer {
     }
     step("bind", () => b.bindAddr(fd, sockaddrLl(p.ifindex)));
     const set = (name: string, opt: number, value: Buffer): void => step(name, () => b.setsockopt(fd, SOL_PACKET, opt, value));
-    set("PACKET_VERSION", PACKET_OPT.VERSION, int(p.version));
-    set("PACKET_RESERVE", PACKET_OPT.RESERVE, int(p.reserve));
-    set("PACKET_TIMESTAMP", PACKET_OPT.TIMESTAMP, int(p.timestamp));
-    set("PACKET_COPY_THRESH", PACKET_OPT.COPY_THRESH, int(p.copy_thresh));
-    if (p.aux_data) set("PACKET_AUXDATA", PACKET_OPT.AUXDATA, int(1));
-    if (p.orig_dev) set("PACKET_ORIGDEV", PACKET_OPT.ORIGDEV, int(1));
-    if (p.vnet_hdr) set("PACKET_VNET_HDR", PACKET_OPT.VNET_HDR, int(1));
-    if (p.loss) set("PACKET_LOSS", PACKET_OPT.LOSS, int(1));
+    set("PACKET_VERSION", PACKET_OPT.VERSION, int32(p.version));
+    set("PACKET_RESERVE", PACKET_OPT.RESERVE, int32(p.reserve));
+    set("PACKET_TIMESTAMP", PACKET_OPT.TIMESTAMP, int32(p.timestamp));
+    set("PACKET_COPY_THRESH", PACKET_OPT.COPY_THRESH, int32(p.copy_thresh));
+    if (p.aux_data) set("PACKET_AUXDATA", PACKET_OPT.AUXDATA, int32(1));
+    if (p.orig_dev) set("PACKET_ORIGDEV", PACKET_OPT.ORIGDEV, int32(1));
+    if (p.vnet_hdr) set("PACKET_VNET_HDR", PACKET_OPT.VNET_HDR, int32(1));
+    if (p.loss) set("PACKET_LOSS", PACKET_OPT.LOSS, int32(1));
     for (const m of p.mclist ?? []) set(`PACKET_ADD_MEMBERSHIP (ifindex ${m.index}, type ${m.type})`, PACKET_OPT.ADD_MEMBERSHIP, packetMreq(m.index, m.type, m.addr));
     // The rings before the fanout group, as criu; the task maps them again (restore/memory.ts).
     if (p.rx_ring) set("PACKET_RX_RING", PACKET_OPT.RX_RING, tpacketReq3(p.rx_ring));
     if (p.tx_ring) set("PACKET_TX_RING", PACKET_OPT.TX_RING, tpacketReq3(p.tx_ring));
-    if (p.fanout !== undefined) set(`PACKET_FANOUT 0x${p.fanout.toString(16)}`, PACKET_OPT.FANOUT, int(p.fanout));
+    if (p.fanout !== undefined) set(`PACKET_FANOUT 0x${p.fanout.toString(16)}`, PACKET_OPT.FANOUT, int32(p.fanout));
     step("options", () => restoreSockOpts(fd, p.opts));
     return fd;
   }

@@ -93,7 +93,8 @@ export function getsockoptInts(fd: number, opts: readonly (readonly [level: numb
   return Array.from(out);
 }
 
-function int32(v: number): Buffer {
+/** An int option's value as setsockopt takes it. */
+export function int32(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeInt32LE(v | 0, 0);
   return b;

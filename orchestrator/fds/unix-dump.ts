@@ -14,15 +14,13 @@ import type { UnixDiag } from "../../host-bridge/native.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { sk_packet_entry, unix_sk_entry } from "../../images/schema/index.js";
 import { listFds, procPath } from "../dump/proc.js";
-import { NAMESPACES } from "../dump/write.js";
+import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
 
 export type UnixSkEntry = Entry<typeof unix_sk_entry>;
 type SkPacket = Entry<typeof sk_packet_entry> & { extra: Uint8Array };
 
-/** The task shares tscriu's network namespace (write.ts refuses any other): criu's id of it. */
-const NET_NS_ID = NAMESPACES.findIndex(([ns]) => ns === "net") + 1;
 /** sk_shutdown BOTH: the kernel's RCV_SHUTDOWN | SEND_SHUTDOWN, as sock_diag reports them. */
 const SHUTDOWN_BOTH = 3;
 
