@@ -321,6 +321,13 @@ export interface NativeBridge {
   shutdown(fd: number, how: number): void;
   /** One sendmsg of the whole buffer (MSG_NOSIGNAL added); the bytes the kernel took. */
   send(fd: number, data: Uint8Array, flags?: number): number;
+  /**
+   * Fills `buf` from a stream socket; the bytes read, fewer only when the peer closed.
+   * With `timeoutMs`, each wait for more data may last that long (ETIMEDOUT).
+   */
+  recvFull(fd: number, buf: Uint8Array, timeoutMs?: number | null): number;
+  /** Sends all of `data` on a stream socket (MSG_NOSIGNAL). */
+  sendFull(fd: number, data: Uint8Array): void;
   /** getsockopt(2): the option's bytes, at most `size`. */
   getsockopt(fd: number, level: number, name: number, size: number): Buffer;
   /** setsockopt(2) with the option's bytes. */

@@ -72,6 +72,26 @@ export async function readPagemap(dir: string, name: string): Promise<Pagemap> {
   return parsePagemap(buf, file);
 }
 
+/**
+ * The address ranges pagemap entries have data for, here or further up the chain
+ * (PE_PRESENT or PE_PARENT), as (start, end) pairs with adjacent entries joined.
+ */
+export function coverageOf(runs: readonly Pick<PageRun, "vaddr" | "nrPages" | "flags">[]): BigUint64Array {
+  const covered: bigint[] = [];
+  for (const r of runs) {
+    if (!(r.flags & (PE_PRESENT | PE_PARENT)) || r.nrPages === 0) continue;
+    const end = r.vaddr + BigInt(r.nrPages) * BigInt(PAGE_SIZE);
+    if (covered.length && covered[covered.length - 1] === r.vaddr) covered[covered.length - 1] = end;
+    else covered.push(r.vaddr, end);
+  }
+  return new BigUint64Array(covered);
+}
+
+/** What a pagemap image covers (coverageOf its entries). */
+export async function pagemapCoverage(dir: string, name: string): Promise<BigUint64Array> {
+  return coverageOf((await readPagemap(dir, name)).runs);
+}
+
 /** Finds the run holding page address a (binary search), or undefined. */
 export function findRun(runs: readonly PageRun[], a: bigint): PageRun | undefined {
   let lo = 0;

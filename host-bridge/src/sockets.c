@@ -4,6 +4,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <stdio.h>
@@ -286,6 +287,79 @@ static napi_value setsockopt_ints(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* Waits until fd has `events`; false with errno ETIMEDOUT when timeout_ms passes
+ * (a negative timeout waits for ever). */
+static bool wait_for(int fd, short events, int32_t timeout_ms)
+{
+	if (timeout_ms < 0)
+		return true;
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		errno = ETIMEDOUT;
+	return r > 0;
+}
+
+/* recvFull(fd, buf, timeoutMs): fills buf from a stream socket; returns the bytes
+ * read, fewer than buf holds only when the peer closed. With a timeout, each wait
+ * for more data may last that long (ETIMEDOUT). */
+static napi_value recv_full(napi_env env, napi_callback_info info)
+{
+	const char *fn = "recvFull";
+	napi_value argv[3];
+	int32_t fd, timeout = -1;
+	uint8_t *buf;
+	size_t len;
+	if (!bridge_get_args_range(env, info, 2, 3, argv, NULL, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &buf, &len, fn, "buf must be a Uint8Array"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[2]) &&
+	    !bridge_arg_int32(env, argv[2], &timeout, fn, "timeoutMs must be an int32"))
+		return NULL;
+	size_t got = 0;
+	while (got < len) {
+		if (!wait_for(fd, POLLIN, timeout))
+			return bridge_throw_errno(env, "poll", errno, 0, NULL);
+		ssize_t n = recv(fd, buf + got, len - got, timeout < 0 ? MSG_WAITALL : 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return bridge_throw_errno(env, "recv", errno, 0, NULL);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return bridge_make_i64(env, (int64_t)got);
+}
+
+/* sendFull(fd, data): sends all of data on a stream socket (MSG_NOSIGNAL). */
+static napi_value send_full(napi_env env, napi_callback_info info)
+{
+	const char *fn = "sendFull";
+	napi_value argv[2];
+	int32_t fd;
+	uint8_t *data;
+	size_t len;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Uint8Array"))
+		return NULL;
+	size_t sent = 0;
+	while (sent < len) {
+		ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return bridge_throw_errno(env, "send", errno, 0, NULL);
+		sent += (size_t)n;
+	}
+	return NULL;
+}
+
 void bridge_init_sockets(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
@@ -294,6 +368,8 @@ void bridge_init_sockets(napi_env env, napi_value exports)
 		{ "listen", listen_ },
 		{ "shutdown", shutdown_ },
 		{ "send", send_ },
+		{ "recvFull", recv_full },
+		{ "sendFull", send_full },
 		{ "getsockopt", getsockopt_ },
 		{ "setsockopt", setsockopt_ },
 		{ "getsockoptInts", getsockopt_ints },

@@ -12,6 +12,19 @@ export function parseSize(text: string): number {
   return Number(m[1]) * mult;
 }
 
+/** --page-server with its --address, --port or --ps-socket; a message when they do not go together. */
+function pageServerOf(args: Record<string, unknown>): { address?: string; port?: number; psSocket?: number } | string | undefined {
+  const address = typeof args["address"] === "string" ? args["address"] : undefined;
+  const port = typeof args["port"] === "number" ? args["port"] : undefined;
+  const psSocket = typeof args["ps-socket"] === "number" ? args["ps-socket"] : undefined;
+  if (args["page-server"] !== true) {
+    const given = [address !== undefined && "--address", port !== undefined && "--port", psSocket !== undefined && "--ps-socket"].filter(Boolean);
+    return given.length ? `${given.join(", ")} ${given.length > 1 ? "are" : "is"} for --page-server, which is not given` : undefined;
+  }
+  if (psSocket === undefined && (port === undefined || !Number.isInteger(port) || port <= 0 || port > 65535)) return "--page-server needs the server's --port (1-65535) or --ps-socket";
+  return { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}), ...(psSocket !== undefined ? { psSocket } : {}) };
+}
+
 /** dump, and pre-dump (memory only, the task left running: the start of an incremental chain). */
 export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec {
   const preDump = command === "pre-dump";
@@ -43,6 +56,11 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       }
       if (args["leave-running"] === true && args["leave-stopped"] === true) {
         ctx.err("tscriu dump: --leave-running and --leave-stopped exclude each other\n");
+        return 1;
+      }
+      const pageServer = pageServerOf(args);
+      if (typeof pageServer === "string") {
+        ctx.err(`tscriu ${command}: ${pageServer}\n`);
         return 1;
       }
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
@@ -89,6 +107,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             wpSnapshot: args["wp-snapshot"] === true,
             trackMem: args["track-mem"] === true,
             preDumpMode: mode,
+            pageServer,
             log,
           },
           (e: DumpEvent) => bar(e),

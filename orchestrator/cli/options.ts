@@ -26,7 +26,7 @@ export const CRIU_COMMANDS = [
 export type CriuCommand = (typeof CRIU_COMMANDS)[number];
 
 /** The criu commands tscriu runs; the others say "not implemented yet" whatever the options. */
-export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "check", "dedup", "cpuinfo dump", "cpuinfo check", "swrk", "service"];
+export const BUILT_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "check", "page-server", "dedup", "cpuinfo dump", "cpuinfo check", "swrk", "service"];
 
 export type OptionKind = "boolean" | "string" | "number" | "array";
 
@@ -57,12 +57,12 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "verbosity", rpc: "log_level", alias: "v", kind: "number", describe: "log level 0..4 (-v0 … -v4; -v, -vv … raise it by one each)", takes: ALL, tscriu: BUILT },
   { name: "config", rpc: "config_file", kind: "string", describe: "read options from this config file too", takes: ALL, tscriu: BUILT },
   { name: "no-default-config", kind: "boolean", describe: "skip /etc/criu/default.conf and ~/.criu/default.conf", takes: ALL, tscriu: BUILT },
-  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore", "service"] },
+  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore", "service", "page-server"] },
   { name: "log-file", rpc: "log_file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
   { name: "display-stats", rpc: "display_stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "pre-dump", "restore"] },
-  { name: "images-dir", rpc: "images_dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "dedup", "cpuinfo dump", "cpuinfo check"] },
+  { name: "images-dir", rpc: "images_dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "page-server", "dedup", "cpuinfo dump", "cpuinfo check"] },
   { name: "stream", kind: "boolean", describe: "read or write the images through criu-image-streamer", takes: ALL, tscriu: [] },
-  { name: "prev-images-dir", rpc: "parent_img", kind: "string", describe: "the previous dump's directory (relative to -D), for an incremental dump", takes: ALL, tscriu: ["dump", "pre-dump"] },
+  { name: "prev-images-dir", rpc: "parent_img", kind: "string", describe: "the previous dump's directory (relative to -D), for an incremental dump", takes: ALL, tscriu: ["dump", "pre-dump", "page-server"] },
   { name: "work-dir", rpc: "work_dir_fd", alias: "W", kind: "string", describe: "where logs, pid files and statistics go (default: -D)", takes: ALL, tscriu: BUILT },
   { name: "close", kind: "number", describe: "close this file descriptor before anything else", takes: ALL, tscriu: [] },
   { name: "libdir", alias: "L", kind: "string", describe: "the plugins directory", takes: ALL, tscriu: [] },
@@ -95,9 +95,10 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "skip-in-flight", rpc: "tcp_skip_in_flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
   { name: "evasive-devices", rpc: "evasive_devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
-  { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: [] },
+  { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: ["dump", "pre-dump"] },
   { name: "force-irmap", rpc: "force_irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
-  { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump); punch each page once restored (restore)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
+  // criu's page server punches its parent's pages with --auto-dedup too (the manual lists it for dump and restore).
+  { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump, page-server); punch each page once restored (restore)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore", "page-server"] },
   { name: "file-locks", rpc: "file_locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "link-remap", rpc: "link_remap", kind: "boolean", describe: "link unlinked files back into the file system to dump them", takes: ["dump"], tscriu: [] },
   { name: "timeout", rpc: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
@@ -115,7 +116,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // restore
   { name: "inherit-fd", rpc: "inherit_fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },
   // criu reads -d as one getopt letter: detached for restore, the daemon for service and page-server.
-  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run (service: run in the background)", takes: ["restore", "service", "page-server"], tscriu: ["restore", "service"] },
+  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run (service: run in the background)", takes: ["restore", "service", "page-server"], tscriu: ["restore", "service", "page-server"] },
   { name: "restore-sibling", rpc: "rst_sibling", alias: "S", kind: "boolean", describe: "restore the root task as a sibling of tscriu (with -d)", takes: ["restore"], tscriu: ["restore"] },
   { name: "log-pid", kind: "boolean", describe: "one log file per pid", takes: ["restore"], tscriu: [] },
   { name: "root", rpc: "root", alias: "r", kind: "string", describe: "the root directory to restore into", takes: ["restore"], tscriu: ["restore"] },
@@ -133,11 +134,12 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
 
   // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
   // criu's service takes --address (its socket's path), -d and --status-fd as well.
-  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service"], tscriu: ["service"] },
-  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service"], tscriu: ["service"] },
-  { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service"] },
-  { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server"], tscriu: [] },
+  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service"], tscriu: ["service", "page-server"] },
+  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service"], tscriu: ["service", "page-server"] },
+  { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump"] },
+  { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  // criu's dump talks to its page server over --ps-socket too (the manual lists it for page-server).
+  { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server", "dump", "pre-dump"], tscriu: ["page-server", "dump", "pre-dump"] },
   { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: [] },
   { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: [] },
   { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },

@@ -14,6 +14,7 @@ import { dumpCommand } from "./dump.js";
 import { restoreCommand } from "./restore.js";
 import { checkCommand } from "./check.js";
 import { rpcCommands } from "./rpc.js";
+import { pageServerCommand } from "./page-server.js";
 import { declareCriuOptions, declareVerbosity, judgeConfigOption, refusals } from "./args.js";
 import type { CriuCommand } from "./options.js";
 import { VERSION } from "../version.js";
@@ -51,7 +52,6 @@ export interface CommandSpec {
 
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [CriuCommand, string][] = [
-  ["page-server", "serve pages over the network"],
   ["lazy-pages", "serve lazy pages to a restored tree"],
   ["exec", "run a syscall in a task (deprecated in criu)"],
 ];
@@ -72,7 +72,7 @@ function notYet(name: CriuCommand, describe: string): CommandSpec {
 }
 
 export function commandSpecs(): CommandSpec[] {
-  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), pageServerCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
 }
 
 /** The criu command a command line names, before parsing (for its config files); "crit" for crit's verbs. */

@@ -30,7 +30,8 @@ import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
 import { protectable, WpSnapshot } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
-import { LocalPages } from "./pagewriter.js";
+import { LocalPages, type PageTransport } from "./pagewriter.js";
+import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
@@ -98,6 +99,8 @@ export interface DumpOptions {
   trackMem?: boolean | undefined;
   /** criu's --pre-dump-mode, recorded in the inventory (tscriu reads memory one way: process_vm_readv) */
   preDumpMode?: "splice" | "read" | undefined;
+  /** --page-server: the pages go to a page server (page-server/send.ts), the other images into imagesDir */
+  pageServer?: PageServerAddress | undefined;
 }
 
 export type DumpEvent =
@@ -216,7 +219,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
-  const parentDir = opts.prevImagesDir !== undefined ? checkParentDir(pid, dir, opts.prevImagesDir) : undefined;
+  const parentDir = opts.prevImagesDir !== undefined ? checkParentDir(pid, dir, opts.prevImagesDir, opts.pageServer !== undefined) : undefined;
   let createdDir = false;
   if (existsSync(dir)) refuseOldImages(pid, dir);
   else {
@@ -244,16 +247,23 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let pool: CapturePool | undefined;
   // Writes tracked since the parent pass, and whether to track them for the next one.
   const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
+  let remote: PageServerClient | undefined;
   try {
+    if (opts.pageServer) {
+      remote = await PageServerClient.connect(opts.pageServer, log);
+      // Unwritten pages are PE_PARENT entries only where the server has the parent's pagemap.
+      for (const p of tracking.trackedPids()) if (!remote.hasParent("pid", p)) tracking.noParent(p, `the page server ${remote.peer} has no parent pagemap of it`);
+    }
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
     const want = early ? Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes) : 0;
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
     tracking.release();
+    remote?.abort();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
-    throw asDumpError("pre-dump", pid, e);
+    throw asDumpError(remote || !opts.pageServer ? "pre-dump" : "page-server", pid, e);
   }
 
   log.info(`Dumping process (pid: ${pid})`);
@@ -270,6 +280,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer);
   } catch (e) {
     tracking.release();
+    remote?.abort();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("seize", pid, e);
   }
@@ -279,7 +290,25 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // so however long the memory takes to write, the task sees no jump for it.
   const frozenAt = { monotonic: bridge().clockGettime(CLOCK.MONOTONIC), boottime: bridge().clockGettime(CLOCK.BOOTTIME) };
   const images = new ImageSet(dir, faults);
-  const pages: LocalPages[] = [];
+  const pages: PageTransport[] = [];
+  /** each process's pagemap (what the next pass's parent covers) */
+  const pidPages = new Map<number, PageTransport>();
+  /** where one pagemap's pages go: a pages file here, or the page server */
+  let pagesId = 0;
+  const openPages = async (kind: "pid" | "shmem", id: number): Promise<PageTransport> => {
+    if (remote) {
+      const out = remote.open(kind, id);
+      pages.push(out);
+      if (kind === "pid") pidPages.set(id, out);
+      return out;
+    }
+    const out = await LocalPages.create(dir, kind === "pid" ? `pagemap-${id}.img` : `pagemap-shmem-${id}.img`, ++pagesId, faults);
+    out.syncEarly = finalState === "kill";
+    pages.push(out);
+    if (kind === "pid") pidPages.set(id, out);
+    images.written.push(out.pagesFile, join(dir, out.pagemapName));
+    return out;
+  };
   // criu's run id names the dump (inventory.img) and its network lock (nftables' table).
   const runId = randomUUID();
   const netLock = new NetworkLock(opts.networkLock ?? "iptables", runId, log);
@@ -396,23 +425,21 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
 
     enter("memory");
-    let pagesId = 0;
     const memStart = process.hrtime.bigint();
     let readNs = 0n;
     let writeNs = 0n;
     // Shared memory is written whole and while the task is frozen (criu's pre-dump takes
     // it too; tscriu's leaves it to the dump).
     for (const obj of preDump ? [] : shm.objects.values()) {
-      const out = await LocalPages.create(dir, `pagemap-shmem-${obj.ino}.img`, ++pagesId, faults);
-      pages.push(out);
+      const out = await openPages("shmem", Number(obj.ino));
       const r = await copyShmem(obj, out, faults);
       await out.close(false);
-      images.written.push(out.pagesFile, join(dir, out.pagemapName));
       writeNs += out.writeNs;
       stats.shpages_scanned += BigInt(r.scanned);
       stats.shpages_written += BigInt(r.written);
     }
-    const parents = memProcs.map((c) => (opts.prevImagesDir !== undefined ? parentPages(dir, `pagemap-${c.pid}.img`, c.pid) : undefined));
+    // The parent's pages are on the page server, out of reach of the byte comparison.
+    const parents = memProcs.map((c) => (opts.prevImagesDir !== undefined && !remote ? parentPages(dir, `pagemap-${c.pid}.img`, c.pid) : undefined));
     const plans: PagePlan[] = [];
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
@@ -425,17 +452,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     onEvent({ type: "memory-start", bytes: total * PAGE });
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
-    const deferred: { c: Captured; out: LocalPages; parent: PageResolver | undefined; unchanged: BigUint64Array[]; snap?: WpSnapshot | undefined }[] = [];
+    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; snap?: WpSnapshot | undefined }[] = [];
     const fits = pool !== undefined && total * PAGE <= limit;
     if (pool && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     let before = 0;
     const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
     for (const [i, c] of memProcs.entries()) {
       const plan = plans[i]!;
-      const out = await LocalPages.create(dir, `pagemap-${c.pid}.img`, ++pagesId, faults);
-      out.syncEarly = finalState === "kill";
-      pages.push(out);
-      images.written.push(out.pagesFile, join(dir, out.pagemapName));
+      const out = await openPages("pid", c.pid);
       stats.pages_scanned += BigInt(plan.scanned);
       const parent = parents[i];
       const base = before;
@@ -579,13 +603,19 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       d.c.runs.length = 0;
     }
     if (deferred.length) writeNs = process.hrtime.bigint() - writeStart;
+    if (remote) {
+      // answered once the server holds every page (tscriu's server: on its disk)
+      enter("page-server");
+      remote.close();
+    }
     onEvent({ type: "memory-done" });
     stats.page_pipes = BigInt(Math.max(1, Math.ceil((total * PAGE) / (8 << 20))));
     stats.page_pipe_bufs = stats.page_pipes;
     stats.memdump_time = Number(readNs / 1000n);
     stats.memwrite_time = deferred.length ? Number(writeNs / 1000n) : Math.max(0, Math.min(Number(writeNs / 1000n), us(memStart) - stats.memdump_time));
     log.info(`${stats.pages_written} pages written, ${stats.pages_skipped_parent} found in the parent (${stats.pages_scanned} scanned) in ${us(memStart)} us`);
-    if (opts.autoDedup && opts.prevImagesDir !== undefined) {
+    if (opts.autoDedup && opts.prevImagesDir !== undefined && remote) log.info("--auto-dedup: the parent's pages are on the page server, which punches them when it runs with --auto-dedup");
+    else if (opts.autoDedup && opts.prevImagesDir !== undefined) {
       const d = await dedup(dir, log);
       log.info(`--auto-dedup: ${d.bytes} bytes punched from ${d.files} pages files of the parent chain`);
     }
@@ -606,6 +636,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const untracked = tracking.release();
     if (untracked) err.notes.push(`ending the write tracking: ${untracked}`);
     for (const p of pages) await p.abort();
+    remote?.abort();
     // Connections out of repair mode and unlocked before their tasks run again (also
     // after an early -s release: the images that would restore them are not complete).
     try {
@@ -627,7 +658,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     tracking.release();
     throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
   }
-  const untracked = await tracking.commit(dir);
+  const untracked = await tracking.commit(dir, new Map([...pidPages].map(([p, out]) => [p, out.entries])));
   if (untracked) log.warn(`ending the write tracking: ${untracked}`);
   log.info(`${preDump ? "Pre-dumping" : "Dumping"} finished successfully (${finalState === "kill" ? "task killed" : finalState === "stop" ? "task left stopped" : "task left running"})`);
   try {

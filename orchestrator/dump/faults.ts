@@ -8,11 +8,12 @@
 //   task-exit   the task seems to exit in the middle of the memory dump (ESRCH)
 //   STEP or N   the dump step of that name or number fails when it starts:
 //                 1 seize, 2 proc, 3 inside, 4 registers, 5 vmas, 6 files,
-//                 7 memory, 8 images, 9 sync, 10 post-dump
+//                 7 memory, 8 images, 9 sync, 10 post-dump, 11 page-server
+//                 (the close of a --page-server session, after every page is sent)
 //
 // Faults are injected errors, never real damage: "task-exit" does not kill the task.
 
-export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump"] as const;
+export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump", "page-server"] as const;
 export type DumpStep = (typeof DUMP_STEPS)[number];
 
 const KNOWN = new Set<string>(["vm-read", "write", "enospc", "task-exit", ...DUMP_STEPS]);

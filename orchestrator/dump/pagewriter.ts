@@ -38,6 +38,8 @@ export interface PageTransport {
   abort(): Promise<void>;
   /** nanoseconds spent waiting for writes */
   writeNs: bigint;
+  /** the pagemap's entries so far, in order */
+  readonly entries: readonly PagemapRun[];
 }
 
 export class LocalPages implements PageTransport {

@@ -36,7 +36,7 @@ const STAGE = 8 << 20;
  * criu reads it), an existing directory that holds images of a dump or pre-dump.
  * Returns its path.
  */
-export function checkParentDir(pid: number, imagesDir: string, prev: string): string {
+export function checkParentDir(pid: number, imagesDir: string, prev: string, pagesRemote = false): string {
   // Relative to where the images dir really is (an RPC client's dir comes as /proc/PID/fd/N),
   // as the parent link made from it resolves.
   let base = imagesDir;
@@ -54,8 +54,9 @@ export function checkParentDir(pid: number, imagesDir: string, prev: string): st
   }
   if (!isDir) throw new DumpError("parent", pid, `--prev-images-dir ${prev} (${path}) is not a directory`);
   const names = readdirSync(path);
-  if (!names.includes("inventory.img") || !names.some((n) => /^pagemap-\d+\.img$/.test(n))) {
-    throw new DumpError("parent", pid, `--prev-images-dir ${prev} (${path}) holds no images of a dump or pre-dump (no inventory.img and pagemap-PID.img)`);
+  // With --page-server the pagemaps are on the server: the inventory is here.
+  if (!names.includes("inventory.img") || (!pagesRemote && !names.some((n) => /^pagemap-\d+\.img$/.test(n)))) {
+    throw new DumpError("parent", pid, `--prev-images-dir ${prev} (${path}) holds no images of a dump or pre-dump (no inventory.img${pagesRemote ? "" : " and pagemap-PID.img"})`);
   }
   return path;
 }

@@ -24,7 +24,8 @@ import { bridge, helperProgram, isNativeError } from "../../host-bridge/load.js"
 import { PAGE_IS, pagemapScan } from "../../host-bridge/pagemap.js";
 import { toU64Array } from "../../host-bridge/u64.js";
 import type { ModuleLog } from "../log.js";
-import { PE_PARENT, PE_PRESENT, readPagemap } from "../../images/pages.js";
+import { coverageOf, pagemapCoverage } from "../../images/pages.js";
+import type { PagemapRun } from "./pagewriter.js";
 import type { PagePlan } from "./memory.js";
 import type { Vma } from "./vmas.js";
 import { protectable, takeUserfaultfd } from "./wpsnap.js";
@@ -50,6 +51,11 @@ interface TrackState {
   /** the pass the protection was set by; null while a pass changes it */
   armed: { dir: string; dev: string; ino: string } | null;
   tasks: Record<string, TaskEntry>;
+  /**
+   * what the arming pass's pagemap of each task covers, as hex "start-end" ranges: its
+   * parent for the next pass, also when that pagemap is on a page server
+   */
+  covered?: Record<string, string[]>;
   /** holders being replaced when the state was written: killed by the next pass if still there */
   retired?: { pid: number; start: string }[];
 }
@@ -113,22 +119,6 @@ function unwrittenNow(pid: number): number {
   }
 }
 
-/** The (start, end) pairs pagemap-PID.img of `dir` has entries with data for (here or further up the chain). */
-async function parentCoverage(dir: string, pid: number): Promise<BigUint64Array | string> {
-  try {
-    const covered: bigint[] = [];
-    for (const r of (await readPagemap(dir, `pagemap-${pid}.img`)).runs) {
-      if (!(r.flags & (PE_PRESENT | PE_PARENT)) || r.nrPages === 0) continue;
-      const end = r.vaddr + BigInt(r.nrPages * PAGE);
-      if (covered.length && covered[covered.length - 1] === r.vaddr) covered[covered.length - 1] = end;
-      else covered.push(r.vaddr, end);
-    }
-    return new BigUint64Array(covered);
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
-
 /** The state file, or undefined (with a warning naming it, when it is there but not a state tscriu wrote). */
 function readState(path: string, log: ModuleLog): TrackState | undefined {
   let v: unknown;
@@ -148,7 +138,8 @@ function readState(path: string, log: ModuleLog): TrackState | undefined {
     (v["armed"] === null || (isObj(v["armed"]) && ["dir", "dev", "ino"].every((k) => typeof (v["armed"] as Record<string, unknown>)[k] === "string"))) &&
     isObj(v["tasks"]) &&
     Object.values(v["tasks"]).every((t) => isObj(t) && typeof t["start"] === "string" && Number.isInteger(t["fd"]) && (t["fd"] as number) >= 0) &&
-    (v["retired"] === undefined || (Array.isArray(v["retired"]) && v["retired"].every(isProc)));
+    (v["retired"] === undefined || (Array.isArray(v["retired"]) && v["retired"].every(isProc))) &&
+    (v["covered"] === undefined || (isObj(v["covered"]) && Object.values(v["covered"]).every((c) => Array.isArray(c) && c.every((r) => typeof r === "string" && /^[0-9a-f]{1,16}-[0-9a-f]{1,16}$/.test(r)))));
   if (!ok) {
     log.warn(`write tracking state ${path} is not one tscriu wrote: ignored`);
     return undefined;
@@ -160,6 +151,17 @@ function readState(path: string, log: ModuleLog): TrackState | undefined {
 function writeState(path: string, state: TrackState): void {
   writeFileSync(`${path}.tmp`, JSON.stringify(state));
   renameSync(`${path}.tmp`, path);
+}
+
+/** Coverage pairs as the state file keeps them, and back. */
+function toRanges(pairs: BigUint64Array): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) out.push(`${pairs[i]!.toString(16)}-${pairs[i + 1]!.toString(16)}`);
+  return out;
+}
+
+function fromRanges(ranges: readonly string[]): BigUint64Array {
+  return new BigUint64Array(ranges.flatMap((r) => r.split("-").map((h) => BigInt(`0x${h}`))));
 }
 
 function rangesOf(list: readonly { start: number; len: number }[]): BigUint64Array {
@@ -249,11 +251,22 @@ export class WriteTracking {
     // What the parent's pagemaps cover, read now rather than while the tree is frozen,
     // and how much memory this pass will not copy (to size its buffers).
     for (const pid of Object.keys(state.tasks)) {
-      t.covered_.set(Number(pid), await parentCoverage(parentDir!, Number(pid)));
+      const recorded = state.covered?.[pid];
+      t.covered_.set(Number(pid), recorded ? fromRanges(recorded) : await pagemapCoverage(parentDir!, `pagemap-${pid}.img`).catch((e: unknown) => (e as Error).message));
       t.unwrittenBytes += unwrittenNow(Number(pid));
     }
     log.info(`${t.unwrittenBytes} bytes tracked as not written since the parent`);
     return t;
+  }
+
+  /** The processes whose writes are tracked since the parent. */
+  trackedPids(): number[] {
+    return this.old ? Object.keys(this.old.tasks).map(Number) : [];
+  }
+
+  /** The parent holds no pages of `pid` after all: every page of it is copied. */
+  noParent(pid: number, why: string): void {
+    this.covered_.set(pid, why);
   }
 
   /**
@@ -363,7 +376,7 @@ export class WriteTracking {
    * After a successful pass: a kept tracking goes to a new holder, recorded as armed by
    * the images in `imagesDir`; otherwise it ends. Returns what went wrong in ending it.
    */
-  async commit(imagesDir: string): Promise<string | undefined> {
+  async commit(imagesDir: string, pagemaps: ReadonlyMap<number, readonly PagemapRun[]>): Promise<string | undefined> {
     if (!this.keep || this.tasks.size === 0) return this.release();
     const b = bridge();
     const dir = stateDir();
@@ -388,7 +401,12 @@ export class WriteTracking {
       const armed = passIdentity(imagesDir);
       if (!armed) throw new Error(`${imagesDir}/inventory.img is missing`);
       // The old holder stays retired until it is killed below.
-      writeState(path, { root: this.root, rootStart: startTime(this.root) ?? "", holder: holders[0]!, armed, tasks, retired: holders.slice(1) });
+      const covered: Record<string, string[]> = {};
+      for (const pid of Object.keys(tasks)) {
+        const runs = pagemaps.get(Number(pid));
+        if (runs) covered[pid] = toRanges(coverageOf(runs.map((r) => ({ vaddr: r.vaddr, nrPages: r.pages, flags: r.flags }))));
+      }
+      writeState(path, { root: this.root, rootStart: startTime(this.root) ?? "", holder: holders[0]!, armed, tasks, covered, retired: holders.slice(1) });
     } catch (e) {
       this.log.warn(`write tracking not kept (${(e as Error).message}): the next pass compares pages with these images`);
       if (holder !== undefined) killHolder(holder, startTime(holder));

@@ -24,6 +24,43 @@ export function addrBytes(words: readonly number[]): Buffer {
   return b;
 }
 
+/**
+ * A numeric address ("10.0.0.1", "::1", "::ffff:10.0.0.1") as the words of criu's inet
+ * entries (what sockaddr() takes), or undefined when it is not one.
+ */
+export function addrWordsOf(text: string): number[] | undefined {
+  const v4 = (s: string): number[] | undefined => {
+    const parts = s.split(".");
+    if (parts.length !== 4 || !parts.every((x) => /^\d{1,3}$/.test(x) && Number(x) < 256)) return undefined;
+    return parts.map(Number);
+  };
+  const four = v4(text);
+  if (four) return [Buffer.from(four).readUInt32LE(0)];
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (s: string | undefined): number[] | undefined => {
+    if (!s) return [];
+    const out: number[] = [];
+    const items = s.split(":");
+    for (const [i, g] of items.entries()) {
+      const tail = i === items.length - 1 ? v4(g) : undefined;
+      if (tail) out.push((tail[0]! << 8) | tail[1]!, (tail[2]! << 8) | tail[3]!);
+      else if (/^[0-9a-fA-F]{1,4}$/.test(g)) out.push(Number.parseInt(g, 16));
+      else return undefined;
+    }
+    return out;
+  };
+  const head = groups(halves[0]);
+  const tail = groups(halves[1]);
+  if (!head || !tail) return undefined;
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 2 ? fill < 1 : fill !== 0) return undefined;
+  const all = [...head, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...tail];
+  const bytes = Buffer.alloc(16);
+  all.forEach((g, i) => bytes.writeUInt16BE(g, 2 * i));
+  return [0, 4, 8, 12].map((o) => bytes.readUInt32LE(o));
+}
+
 /** A sockaddr_in or sockaddr_in6 as bind and connect take it. */
 export function sockaddr(family: number, port: number, words: readonly number[], scopeId = 0): Buffer {
   if (family === AF_INET) {

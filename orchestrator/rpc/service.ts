@@ -7,17 +7,18 @@
 // arrive while the next spare starts wait in the listen backlog.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, closeSync, lstatSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { chmodSync, lstatSync, unlinkSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import type { CliContext } from "../cli/run.js";
+import { childEnv, inheritedListenFd, signalReady, startDaemon, statusFdOf } from "../cli/daemon.js";
 
 /** criu's default when --address is not given (with a warning, as criu). */
 const DEFAULT_ADDRESS = "criu_service.socket";
 const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
-/** the fds a worker or a daemon gets the listening socket and its pipe on */
+/** the fds a worker gets the listening socket and its pipe on */
 export const LISTEN_FD = 3;
 export const REPORT_FD = 4;
 
@@ -56,21 +57,6 @@ function listenOn(path: string): number {
   return fd;
 }
 
-/** The command line again for the daemon: without -d, and the parent has done --pidfile; --status-fd goes by env. */
-function daemonArgv(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "-d" || a === "--daemon" || /^--(status-fd|pidfile)=/.test(a)) continue;
-    if (a === "--status-fd" || a === "--pidfile") {
-      i++;
-      continue;
-    }
-    out.push(a);
-  }
-  return out;
-}
-
 function workerCommand(): { file: string; execArgv: string[] } {
   const url = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
   return { file: fileURLToPath(url), execArgv: process.execArgv };
@@ -78,10 +64,10 @@ function workerCommand(): { file: string; execArgv: string[] } {
 
 export async function runService(o: ServiceOptions, ctx: CliContext): Promise<number> {
   const log = ctx.log.module("service");
-  const inherited = process.env["TSCRIU_SERVICE_LISTEN_FD"];
+  const inherited = inheritedListenFd();
   let listenFd: number;
   if (inherited !== undefined) {
-    listenFd = Number(inherited);
+    listenFd = inherited;
   } else {
     if (o.address === undefined) log.warn(`binding to ${DEFAULT_ADDRESS} in the current directory (--address PATH names the socket)`);
     const path = resolve(o.address ?? DEFAULT_ADDRESS);
@@ -93,22 +79,12 @@ export async function runService(o: ServiceOptions, ctx: CliContext): Promise<nu
     }
     log.info(`The service socket is bound to ${path}`);
     if (o.daemon) {
-      // The socket listens already: clients may connect as soon as this returns.
-      const env: NodeJS.ProcessEnv = { ...process.env, TSCRIU_SERVICE_LISTEN_FD: String(LISTEN_FD) };
-      const stdio: (number | "ignore")[] = ["ignore", "ignore", "ignore", listenFd];
-      if (o.statusFd !== undefined) {
-        env["TSCRIU_SERVICE_STATUS_FD"] = String(REPORT_FD);
-        stdio.push(o.statusFd);
-      }
-      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...daemonArgv(o.argv)], { detached: true, stdio, env });
-      if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${child.pid}`);
-      child.unref();
+      startDaemon(listenFd, o);
       return 0;
     }
   }
   if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${process.pid}`);
-  const statusFd = process.env["TSCRIU_SERVICE_STATUS_FD"] !== undefined ? Number(process.env["TSCRIU_SERVICE_STATUS_FD"]) : o.statusFd;
-  return await acceptLoop(listenFd, statusFd, o.logFile, ctx);
+  return await acceptLoop(listenFd, statusFdOf(o), o.logFile, ctx);
 }
 
 async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
@@ -117,10 +93,8 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
   let spare: ChildProcess | undefined;
   let stopping = false;
   let quickFailures = 0;
-  const env: NodeJS.ProcessEnv = { ...process.env, TSCRIU_RPC_LEVEL: String(ctx.log.level) };
+  const env = childEnv({ TSCRIU_RPC_LEVEL: String(ctx.log.level) });
   if (logFile !== undefined) env["TSCRIU_RPC_LOG"] = logFile;
-  delete env["TSCRIU_SERVICE_LISTEN_FD"];
-  delete env["TSCRIU_SERVICE_STATUS_FD"];
   const start = (): void => {
     if (stopping) return;
     const t0 = Date.now();
@@ -144,10 +118,7 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     });
   };
   start();
-  if (statusFd !== undefined) {
-    writeSync(statusFd, Buffer.from([0]));
-    closeSync(statusFd);
-  }
+  signalReady(statusFd);
   return await new Promise<number>((done) => {
     const stop = (): void => {
       stopping = true;

@@ -1,0 +1,419 @@
+// tscriu page-server: receives a dump's pages over TCP (criu's protocol, wire.ts) and
+// writes them as pagemap-*.img and pages-*.img in its own images dir, with page ids from
+// 0x10001 as criu's server (a dump may write its other images into the same dir). One
+// connection is served, as with criu, then the command exits with its result.
+//
+// What a peer sends is checked before it is acted on: a dst_id of an unknown type, a run
+// that is not page-aligned, reaches past any address space, goes back in the pagemap, or
+// has flags criu never sends, a PE_PARENT run the parent images do not hold, an unknown
+// command: the session ends with an error naming the peer and the command, and the files
+// this session wrote are removed (what the dir held before is left as it was). Page data
+// is received in chunks of CHUNK bytes whatever a header claims.
+//
+// The answer to PS_IOV_CLOSE means "everything is on disk" here: the pages and pagemaps
+// are fsynced first, so the dump may kill its tasks when it gets it (criu's server
+// answers before anything is synced).
+
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { bridge } from "../../host-bridge/load.js";
+import { pagemapCoverage, PE_LAZY, PE_PARENT, PE_PRESENT } from "../../images/pages.js";
+import { dedup } from "../dedup.js";
+import { Faults } from "../dump/faults.js";
+import { LocalPages } from "../dump/pagewriter.js";
+import type { ModuleLog } from "../log.js";
+import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
+import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
+import { peerName } from "./send.js";
+import { commandName, decodeDst, decodeHeader, entryFlags, layoutOf, pagemapName, PS_IOV, type Header, type Layout } from "./wire.js";
+
+const PAGE = 4096;
+/** Page data is received and written in pieces of this size. */
+const CHUNK = 4 << 20;
+/** No user address space reaches past 2^57 (x86-64 with 5-level paging; arm64 52 bits). */
+const ADDRESS_LIMIT = 1n << 57n;
+/** Where criu's page server starts its pages ids. */
+const FIRST_PAGES_ID = 0x10001;
+/** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
+const LAYOUT_WAIT_MS = 200;
+
+export interface SessionOptions {
+  /** the images dir (absolute) */
+  dir: string;
+  /** punch what this session received out of the parent chain's pages (--auto-dedup) */
+  autoDedup: boolean;
+  log: ModuleLog;
+}
+
+export interface SessionResult {
+  /** pagemaps written */
+  pagemaps: number;
+  pagesWritten: bigint;
+  /** the header layout the peer spoke */
+  layout: Layout | undefined;
+}
+
+/** The pagemap being received. */
+interface Open {
+  dstId: bigint;
+  name: string;
+  out: LocalPages;
+  /** where the parent's pagemap has entries ((start, end) pairs); undefined without a parent */
+  parent: BigUint64Array | undefined;
+  /** end of the last run: runs must come in address order */
+  end: bigint;
+}
+
+class PeerError extends Error {}
+
+/**
+ * Serves one connection until its CLOSE (or an error, which is thrown after the
+ * session's files are removed). `fd` is the connected socket; it is not closed here.
+ */
+export async function serveSession(fd: number, peer: string, o: SessionOptions): Promise<SessionResult> {
+  const s = new Session(fd, peer, o);
+  try {
+    return await s.run();
+  } catch (e) {
+    await s.discard();
+    throw e;
+  }
+}
+
+class Session {
+  private readonly b = bridge();
+  private readonly faults = new Faults(undefined);
+  private layout: Layout | undefined;
+  private cur: Open | undefined;
+  /** files this session made: removed should it fail */
+  private readonly made: string[] = [];
+  private readonly names = new Set<string>();
+  private nextId = FIRST_PAGES_ID;
+  private bufs: Buffer[] = [];
+  private pagemaps = 0;
+  private pages = 0n;
+  private last = "the first header";
+
+  constructor(
+    private readonly fd: number,
+    private readonly peer: string,
+    private readonly o: SessionOptions,
+  ) {}
+
+  private fail(h: Header | undefined, why: string): never {
+    throw new PeerError(`page server: ${this.peer}, ${h ? commandName(h.cmd) : this.last}: ${why}`);
+  }
+
+  /** The next header, or undefined when the peer closed between headers. */
+  private header(): Header | undefined {
+    if (this.layout === undefined) {
+      const first = Buffer.alloc(32);
+      const got = this.b.recvFull(this.fd, first.subarray(0, 24));
+      if (got === 0) return undefined;
+      if (got < 24) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
+      this.layout = layoutOf(first) ?? this.closeLayout(first);
+      if (this.layout === 32 && this.b.recvFull(this.fd, first.subarray(24, 32)) < 8) this.fail(undefined, "the connection closed inside a header");
+      this.o.log.info(`${this.peer} speaks ${this.layout}-byte headers (criu ${this.layout === 24 ? "up to 4.1" : "4.2"})`);
+      return decodeHeader(this.layout, first);
+    }
+    const buf = Buffer.alloc(this.layout);
+    const got = this.b.recvFull(this.fd, buf);
+    if (got === 0) return undefined;
+    if (got < this.layout) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
+    return decodeHeader(this.layout, buf);
+  }
+
+  /** A session that opens with CLOSE: 32-byte if 8 more bytes follow at once. */
+  private closeLayout(first: Buffer): Layout {
+    try {
+      return this.b.recvFull(this.fd, first.subarray(24, 32), LAYOUT_WAIT_MS) === 8 ? 32 : 24;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ETIMEDOUT") return 24;
+      throw e;
+    }
+  }
+
+  async run(): Promise<SessionResult> {
+    for (;;) {
+      const h = this.header();
+      if (h === undefined) this.fail(undefined, `the connection closed without ${commandName(PS_IOV.CLOSE)} (after ${this.last}): the dump did not finish`);
+      this.last = commandName(h.cmd);
+      switch (h.cmd) {
+        case PS_IOV.OPEN:
+        case PS_IOV.OPEN2: {
+          const hasParent = await this.open(h);
+          if (h.cmd === PS_IOV.OPEN2) this.b.sendFull(this.fd, Buffer.of(hasParent ? 1 : 0));
+          break;
+        }
+        case PS_IOV.PARENT: {
+          const d = this.dst(h);
+          const answer = Buffer.alloc(4);
+          answer.writeInt32LE(existsSync(join(this.o.dir, "parent", pagemapName(d))) ? 1 : 0);
+          this.b.sendFull(this.fd, answer);
+          break;
+        }
+        case PS_IOV.ADD:
+        case PS_IOV.ADD_F:
+        case PS_IOV.HOLE:
+          await this.add(h);
+          break;
+        case PS_IOV.CLOSE:
+        case PS_IOV.FORCE_CLOSE:
+          await this.close(h);
+          return { pagemaps: this.pagemaps, pagesWritten: this.pages, layout: this.layout };
+        case PS_IOV.GET:
+          this.fail(h, "asks for lazy pages, which tscriu's page server does not serve yet");
+        // falls through: fail() throws
+        default:
+          this.fail(h, "not a command of criu's page-server protocol");
+      }
+    }
+  }
+
+  private dst(h: Header): { kind: "pid" | "shmem"; id: number } {
+    const d = decodeDst(h.dstId);
+    if (!d) this.fail(h, `dst_id 0x${h.dstId.toString(16)} names no pagemap type criu knows`);
+    return d;
+  }
+
+  /** Opens a pagemap (ending the one before); whether the parent images have it. */
+  private async open(h: Header): Promise<boolean> {
+    const d = this.dst(h);
+    await this.finish(false);
+    const name = pagemapName(d);
+    if (this.names.has(name)) this.fail(h, `${name} was sent already in this session`);
+    if (existsSync(join(this.o.dir, name))) this.fail(h, `${join(this.o.dir, name)} exists; tscriu does not overwrite images`);
+    while (existsSync(join(this.o.dir, `pages-${this.nextId}.img`))) this.nextId++;
+    const out = await LocalPages.create(this.o.dir, name, this.nextId++, this.faults);
+    this.made.push(out.pagesFile);
+    this.names.add(name);
+    let parent: BigUint64Array | undefined;
+    const parentDir = join(this.o.dir, "parent");
+    if (existsSync(join(parentDir, name))) {
+      try {
+        parent = await pagemapCoverage(parentDir, name);
+      } catch (e) {
+        this.fail(h, `the parent's ${name} cannot be read: ${(e as Error).message}`);
+      }
+    }
+    this.cur = { dstId: h.dstId, name, out, parent, end: 0n };
+    this.o.log.debug(`${this.peer}: ${name} opened (pages-${out.pagesId}.img${parent ? ", with a parent" : ""})`);
+    return parent !== undefined;
+  }
+
+  private async add(h: Header): Promise<void> {
+    // criu's old clients sent runs without opening first: the run opens its pagemap
+    if (this.cur?.dstId !== h.dstId) await this.open(h);
+    const cur = this.cur!;
+    const flags = entryFlags(h);
+    if (flags & ~(PE_PARENT | PE_LAZY | PE_PRESENT) || (flags & PE_PARENT && flags & PE_PRESENT)) this.fail(h, `pagemap flags 0x${flags.toString(16)} are not a combination criu writes`);
+    if (h.nrPages === 0n) this.fail(h, `a run of 0 pages at 0x${h.vaddr.toString(16)}`);
+    const len = h.nrPages * BigInt(PAGE);
+    if (h.vaddr % BigInt(PAGE) !== 0n || h.vaddr + len > ADDRESS_LIMIT) this.fail(h, `${h.nrPages} pages at 0x${h.vaddr.toString(16)} are no range of an address space`);
+    if (h.vaddr < cur.end) this.fail(h, `the run at 0x${h.vaddr.toString(16)} comes after one that ends at 0x${cur.end.toString(16)} in ${cur.name}`);
+    if (flags & PE_PARENT && !covers(cur.parent, h.vaddr, h.vaddr + len)) {
+      this.fail(h, cur.parent ? `the parent's ${cur.name} does not hold 0x${h.vaddr.toString(16)}-0x${(h.vaddr + len).toString(16)}` : `a PE_PARENT run, but there are no parent images of ${cur.name}`);
+    }
+    cur.end = h.vaddr + len;
+    cur.out.run({ vaddr: h.vaddr, pages: Number(h.nrPages), flags });
+    if (flags & PE_PRESENT) {
+      await this.receive(h, Number(len), cur.out);
+      this.pages += h.nrPages;
+    }
+  }
+
+  /** Receives a run's data into the pages file, a chunk being written while the next arrives. */
+  private async receive(h: Header, len: number, out: LocalPages): Promise<void> {
+    if (this.bufs.length === 0) this.bufs = [this.b.allocAligned(CHUNK), this.b.allocAligned(CHUNK)];
+    const pending: (Promise<void> | undefined)[] = [undefined, undefined];
+    let which = 0;
+    let done = 0;
+    try {
+      while (done < len) {
+        await pending[which];
+        pending[which] = undefined;
+        const n = Math.min(CHUNK, len - done);
+        const buf = this.bufs[which]!;
+        const got = this.b.recvFull(this.fd, buf.subarray(0, n));
+        if (got < n) this.fail(h, `the connection closed after ${done + got} of the ${len} bytes of the run at 0x${h.vaddr.toString(16)}`);
+        pending[which] = out.write(buf, n);
+        done += n;
+        which ^= 1;
+      }
+      await Promise.all(pending.filter((p) => p !== undefined));
+    } catch (e) {
+      await Promise.allSettled(pending.filter((p) => p !== undefined));
+      throw e;
+    }
+  }
+
+  /** Writes the open pagemap (its pages file synced when asked). */
+  private async finish(sync: boolean): Promise<void> {
+    const cur = this.cur;
+    if (!cur) return;
+    this.cur = undefined;
+    this.made.push(join(this.o.dir, cur.name));
+    await cur.out.close(sync);
+    this.pagemaps++;
+  }
+
+  private async close(h: Header): Promise<void> {
+    const status = Buffer.alloc(4);
+    try {
+      await this.finish(true);
+      // each file is synced; the directory holds their names
+      syncDir(this.o.dir);
+      if (this.o.autoDedup && existsSync(join(this.o.dir, "parent"))) {
+        const d = await dedup(this.o.dir, this.o.log);
+        this.o.log.info(`--auto-dedup: ${d.bytes} bytes punched from ${d.files} pages files of the parent chain`);
+      }
+    } catch (e) {
+      status.writeInt32LE(-1);
+      this.b.sendFull(this.fd, status);
+      this.fail(h, `the images could not be completed: ${(e as Error).message}`);
+    }
+    this.b.sendFull(this.fd, status);
+    // As criu, wait for the peer to close first (the TIME_WAIT stays on its side); a
+    // --ps-socket peer (FORCE_CLOSE) may keep the socket open.
+    if (h.cmd === PS_IOV.CLOSE) {
+      const one = Buffer.alloc(1);
+      if (this.b.recvFull(this.fd, one) !== 0) this.o.log.warn(`${this.peer} sent data after ${commandName(PS_IOV.CLOSE)}`);
+    }
+  }
+
+  /** After a failure: the files of this session go, and nothing else. */
+  async discard(): Promise<void> {
+    await this.cur?.out.abort();
+    for (const f of this.made) rmSync(f, { force: true });
+  }
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Whether the (start, end) pairs of `cover` hold [from, to) whole. */
+function covers(cover: BigUint64Array | undefined, from: bigint, to: bigint): boolean {
+  if (!cover) return false;
+  let at = from;
+  for (let i = 0; i < cover.length && at < to; i += 2) {
+    if (cover[i + 1]! <= at) continue;
+    if (cover[i]! > at) return false;
+    at = cover[i + 1]!;
+  }
+  return at >= to;
+}
+
+export interface PageServerOptions {
+  imagesDir: string;
+  address?: string | undefined;
+  port?: number | undefined;
+  psSocket?: number | undefined;
+  prevImagesDir?: string | undefined;
+  autoDedup?: boolean | undefined;
+}
+
+/** The images dir made ready: created when missing, the parent link made from --prev-images-dir. */
+export function prepareDir(o: PageServerOptions): string {
+  const dir = resolve(o.imagesDir);
+  mkdirSync(dir, { recursive: true });
+  if (o.prevImagesDir !== undefined) {
+    const target = resolve(dir, o.prevImagesDir);
+    if (!existsSync(target)) throw new Error(`--prev-images-dir ${o.prevImagesDir} (${target}) does not exist`);
+    if (!existsSync(join(dir, "parent"))) symlinkSync(o.prevImagesDir, join(dir, "parent"));
+  }
+  return dir;
+}
+
+export interface PageServerCommand extends PageServerOptions, DaemonOptions {
+  daemon: boolean;
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const IPPROTO_TCP = 6;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+
+/** criu's setup_tcp_server: bound (any IPv4 address by default), listening; and the port, when 0 asked for one. */
+function listenTcp(address: string | undefined, port: number): { fd: number; port: number } {
+  const b = bridge();
+  const words = address === undefined ? [0] : addrWordsOf(address);
+  if (!words) throw new Error(`the address ${address} is neither IPv4 nor IPv6 (criu takes numeric addresses here)`);
+  const family = words.length === 1 ? AF_INET : AF_INET6;
+  const fd = b.socket(family, SOCK_STREAM, IPPROTO_TCP);
+  try {
+    b.setsockoptInts(fd, Int32Array.of(SOL_SOCKET, SO_REUSEADDR, 1));
+    b.bindAddr(fd, sockaddr(family, port, words));
+    b.listen(fd, 1);
+    return { fd, port: parseSockaddr(b.sockName(fd)).port };
+  } catch (e) {
+    b.close(fd);
+    throw e;
+  }
+}
+
+/** tscriu page-server: one session, then the result as the exit code. */
+export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promise<number> {
+  const b = bridge();
+  let dir: string;
+  try {
+    dir = prepareDir(o);
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
+  }
+  let conn: number;
+  let peer: string;
+  if (o.psSocket !== undefined) {
+    if (o.address !== undefined || o.port !== undefined) log.warn("--address and --port are not used with --ps-socket");
+    signalReady(statusFdOf(o));
+    conn = o.psSocket;
+    peer = `--ps-socket ${conn} (${peerName(conn)})`;
+  } else {
+    let listenFd = inheritedListenFd();
+    if (listenFd === undefined) {
+      let l;
+      try {
+        l = listenTcp(o.address, o.port ?? 0);
+      } catch (e) {
+        log.error(`cannot listen on ${o.address ?? "0.0.0.0"} port ${o.port ?? 0}: ${(e as Error).message}`);
+        return 1;
+      }
+      log.info(`page server on ${o.address ?? "0.0.0.0"} port ${l.port}, images in ${dir}`);
+      if (o.daemon) {
+        startDaemon(l.fd, o);
+        return 0;
+      }
+      listenFd = l.fd;
+      if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${process.pid}`);
+    }
+    signalReady(statusFdOf(o));
+    try {
+      conn = b.accept(listenFd);
+    } catch (e) {
+      log.error(`cannot accept a connection: ${(e as Error).message}`);
+      return 1;
+    } finally {
+      b.close(listenFd);
+    }
+    peer = peerName(conn);
+    log.info(`accepted a connection from ${peer}`);
+  }
+  try {
+    const r = await serveSession(conn, peer, { dir, autoDedup: o.autoDedup === true, log });
+    log.info(`session with ${peer} over: ${r.pagemaps} pagemaps, ${r.pagesWritten} pages written in ${dir}`);
+    return 0;
+  } catch (e) {
+    log.error((e as Error).message);
+    return 1;
+  } finally {
+    if (o.psSocket === undefined) b.close(conn);
+  }
+}
