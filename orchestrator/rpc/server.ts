@@ -195,10 +195,13 @@ async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undef
   }
   switch (req.type) {
     case "VERSION":
+      // No gitid, as a criu release (criu sends one only when built from git): go-criu's
+      // GetCriuVersion, and runc through it, read a gitid as "after this release" and add
+      // one to the minor number, which made tscriu criu 4.3 to them.
       return {
         type: "VERSION",
         success: true,
-        version: { major_number: CRIU_COMPAT.major, minor_number: CRIU_COMPAT.minor, gitid: `tscriu-${VERSION}`, name: `tscriu ${VERSION} (criu ${CRIU_COMPAT.major}.${CRIU_COMPAT.minor} compatible)` },
+        version: { major_number: CRIU_COMPAT.major, minor_number: CRIU_COMPAT.minor, name: `tscriu ${VERSION} (criu ${CRIU_COMPAT.major}.${CRIU_COMPAT.minor} compatible)` },
       };
     case "FEATURE_CHECK": {
       const asked = req.features ?? {};
