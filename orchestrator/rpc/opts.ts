@@ -3,6 +3,7 @@
 // one of criu's command-line options is judged by that option's row (cli/options.ts);
 // the few that exist only in the RPC are judged here.
 
+import { existsSync } from "node:fs";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { criu_opts } from "../../images/schema/rpc.js";
 import { criuOptionByRpc, support, type CriuCommand } from "../cli/options.js";
@@ -35,7 +36,8 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   ext_masters: { takes: ["dump", "restore"], tscriu: [], what: "external mount masters" },
   unix_sk_ino: { takes: ["dump"], tscriu: [], what: "external unix sockets by inode" },
   irmap_scan_paths: { takes: ["dump", "pre-dump"], tscriu: [], what: "--irmap-scan-path" },
-  orphan_pts_master: { takes: ["restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
+  // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
+  orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
   tls_no_cn_verify: { takes: ["dump", "pre-dump", "page-server", "lazy-pages"], tscriu: [], what: "--tls-no-cn-verify" },
   pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: [], what: "a pidfd store socket" },
   skip_file_rwx_check: { takes: ["restore"], tscriu: [], what: "--skip-file-rwx-check" },
@@ -62,6 +64,11 @@ export function refuseOpts(opts: CriuOpts, command: CriuCommand, mode: RpcMode):
       out.push(`criu_opts.${field} is not allowed in a standalone service (swrk only, as in criu)`);
       continue;
     }
+    if (field === "config_file") {
+      const refused = judgeConfigFile(opts.config_file ?? "", command);
+      if (refused !== undefined) out.push(refused);
+      continue;
+    }
     const row = criuOptionByRpc(field);
     if (row) {
       const s = support(row, command);
@@ -78,6 +85,17 @@ export function refuseOpts(opts: CriuOpts, command: CriuCommand, mode: RpcMode):
     out.push(only.takes.includes(command) ? `criu_opts.${field} (${only.what}) is not supported yet by tscriu ${command}` : `criu_opts.${field} (${only.what}) is not an option of ${command}`);
   }
   return out;
+}
+
+/**
+ * criu_opts.config_file: criu reads that file over the request's settings, and skips it
+ * when it does not exist (runc names /etc/criu/runc.conf in every request; few machines
+ * have one). tscriu does the same with a missing file; one that exists it does not read
+ * over the RPC yet, so it is refused rather than ignored.
+ */
+function judgeConfigFile(path: string, command: CriuCommand): string | undefined {
+  if (!existsSync(path)) return undefined;
+  return `criu_opts.config_file ${JSON.stringify(path)} (--config) is not supported yet by tscriu ${command} over the RPC: the file exists and its options would override the request's`;
 }
 
 /**

@@ -191,14 +191,20 @@ async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undef
   const opts: CriuOpts = req.opts ?? { images_dir_fd: -1 };
   if (command !== undefined) {
     const refused = refuseOpts(opts, command, o.mode);
-    if (refused.length > 0) throw new RpcError(refused.join("; "), EBADRQC);
+    if (refused.length > 0) {
+      logRefusals(opts, o, String(req.type), refused);
+      throw new RpcError(refused.join("; "), EBADRQC);
+    }
   }
   switch (req.type) {
     case "VERSION":
+      // No gitid, as a criu release (criu sends one only when built from git): go-criu's
+      // GetCriuVersion, and runc through it, read a gitid as "after this release" and add
+      // one to the minor number, which made tscriu criu 4.3 to them.
       return {
         type: "VERSION",
         success: true,
-        version: { major_number: CRIU_COMPAT.major, minor_number: CRIU_COMPAT.minor, gitid: `tscriu-${VERSION}`, name: `tscriu ${VERSION} (criu ${CRIU_COMPAT.major}.${CRIU_COMPAT.minor} compatible)` },
+        version: { major_number: CRIU_COMPAT.major, minor_number: CRIU_COMPAT.minor, name: `tscriu ${VERSION} (criu ${CRIU_COMPAT.major}.${CRIU_COMPAT.minor} compatible)` },
       };
     case "FEATURE_CHECK": {
       const asked = req.features ?? {};
@@ -223,6 +229,25 @@ async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undef
     default:
       throw new RpcError(`unknown request type ${String(req.type)}`, EBADRQC);
   }
+}
+
+/**
+ * Writes the refused options to the request's log too, each naming its field: criu opens
+ * its log before it judges the options, and runc reports no cr_errmsg, only "criu failed:
+ * type DUMP errno 56" and the log file's path, so the log is where its user looks.
+ */
+function logRefusals(opts: CriuOpts, o: ServeOptions, name: string, refused: readonly string[]): void {
+  let rl: RequestLog;
+  try {
+    rl = requestLog(opts, dirsOf(opts, o.peer.pid, false));
+  } catch (e) {
+    // the answer still carries the refusals
+    o.log.module("rpc").warn(`${name}: the refusal is not in the request's log, which cannot be opened: ${(e as Error).message}`);
+    return;
+  }
+  const m = rl.logger.module("rpc");
+  for (const r of refused) m.error(`${name}: ${r}`);
+  rl.logger.close();
 }
 
 /** Runs `body` with the request's log; its first error becomes the answer's message. */
