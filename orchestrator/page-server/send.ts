@@ -48,6 +48,15 @@ export interface PageServerAddress {
   psSocket?: number | undefined;
 }
 
+/** Sets a TCP option to 1; a --ps-socket that is no TCP socket (a unix socketpair) has none, and needs none. */
+function tcpOption(fd: number, name: number): void {
+  try {
+    bridge().setsockoptInts(fd, Int32Array.of(IPPROTO_TCP, name, 1));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EOPNOTSUPP") throw e;
+  }
+}
+
 /** "127.0.0.1:27" or "[::1]:27": the other end of a connected socket. */
 export function peerName(fd: number): string {
   try {
@@ -85,7 +94,7 @@ export class PageServerClient {
       peer = peerName(fd);
     }
     try {
-      b.setsockoptInts(fd, Int32Array.of(IPPROTO_TCP, TCP_CORK, 1));
+      tcpOption(fd, TCP_CORK);
       const layout = probeLayout(fd, peer);
       log.info(`page server ${peer}: ${layout}-byte headers (criu ${layout === 24 ? "up to 4.1" : "4.2"})`);
       return new PageServerClient(fd, peer, layout, to.psSocket !== undefined, log);
@@ -105,7 +114,7 @@ export class PageServerClient {
 
   /** Pushes what is corked: an answer is awaited. */
   private push(): void {
-    this.b.setsockoptInts(this.fd, Int32Array.of(IPPROTO_TCP, TCP_NODELAY, 1));
+    tcpOption(this.fd, TCP_NODELAY);
   }
 
   private answer(len: 1 | 4, what: number): number {
@@ -187,7 +196,7 @@ function probeLayout(fd: number, peer: string): Layout {
   const b = bridge();
   const probe = { cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: PROBE_DST };
   b.sendFull(fd, encodeHeader(24, probe));
-  b.setsockoptInts(fd, Int32Array.of(IPPROTO_TCP, TCP_NODELAY, 1));
+  tcpOption(fd, TCP_NODELAY);
   const answer = Buffer.alloc(4);
   let layout: Layout = 24;
   try {

@@ -1,0 +1,263 @@
+// The page server (orchestrator/page-server/): dump --page-server sends the pages to a
+// page-server over TCP in criu's protocol, the other images stay in the dump's dir. Both
+// sides against each other and against criu 4.1.1 (CI's root), pre-dump chains over it,
+// the daemon's options, a fault in the dump, and hostile peers. The workload
+// (test/workloads/incr.c) writes 1 % of its pages every 100 ms and checks every page on
+// SIGUSR1: a page lost or stale on the way fails it.
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { bridge } from "../host-bridge/load.js";
+import { PE_PARENT, readPagemap } from "../images/pages.js";
+import { encodeDst, encodeHeader, PS_IOV, type Layout } from "../orchestrator/page-server/wire.js";
+import { CLI, tscriu } from "./helpers/cli.js";
+import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root.js";
+import { tempDir } from "./helpers/dump.js";
+import { restoreTask } from "./helpers/restore.js";
+import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+interface Server {
+  port: number;
+  /** resolves when the server exits: its code and what it logged */
+  done: Promise<{ code: number | null; log: string }>;
+}
+
+/**
+ * A page server (`argv` runs it: tscriu's by default) on a port it picks itself, found in
+ * its log ("page server on … port N" for tscriu, "Using N port" for criu).
+ */
+async function pageServer(t: ExecutionContext, dir: string, extra: string[] = [], how: "tscriu" | "criu" = "tscriu"): Promise<Server> {
+  const log = join(tempDir(t, "tscriu-pslog-"), "ps.log");
+  const c =
+    how === "tscriu"
+      ? spawn(process.execPath, [CLI, "page-server", "-D", dir, "-v4", "-o", log, ...extra], { stdio: "ignore" })
+      : (() => {
+          const sh = criuShell(`exec criu page-server -D ${dir} -v4 -o ${log} ${extra.join(" ")}`);
+          return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
+        })();
+  t.teardown(() => {
+    c.kill("SIGKILL");
+  });
+  const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: existsSync(log) ? readFileSync(log, "utf8") : "" })));
+  const port = await waitFor(`the ${how} page server to listen`, () => {
+    if (c.exitCode !== null) throw new Error(`the page server exited with ${c.exitCode}: ${existsSync(log) ? readFileSync(log, "utf8") : ""}`);
+    const text = existsSync(log) ? readFileSync(log, "utf8") : "";
+    const m = /page server on \S+ port (\d+)/.exec(text) ?? /Using (\d+) port/.exec(text);
+    return m ? Number(m[1]) : undefined;
+  });
+  return { port, done };
+}
+
+/** The dump's images and the server's in one dir, as a user copies them for a restore. */
+function merge(from: string, into: string): void {
+  for (const f of readdirSync(from)) if (f.endsWith(".img") && !existsSync(join(into, f))) copyFileSync(join(from, f), join(into, f));
+}
+
+/** The writes counter of a passing self-check, after the task wrote some more. */
+async function passes(t: ExecutionContext, w: Workload): Promise<void> {
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  const writes = async (): Promise<number> => {
+    const line = await w.check();
+    t.regex(line, /^PASS /);
+    return Number(/writes=(\d+)/.exec(line)?.[1]);
+  };
+  const first = await writes();
+  const deadline = Date.now() + 10_000;
+  while ((await writes()) < first + 50) {
+    if (Date.now() > deadline) return t.fail(`${w.name} (pid ${w.pid}) wrote fewer than 50 pages in 10 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const stat = (out: string, what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(out)?.[1] ?? NaN);
+
+test("dump -R --page-server: the pages go to tscriu's page server, the rest stays; restored from both, every page right", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const [local, remote] = [tempDir(t), tempDir(t)];
+  const ps = await pageServer(t, remote);
+  const r = tscriu(["dump", "-R", "-t", String(w.pid), "-D", local, "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), "-v4", "--display-stats"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /24-byte headers/);
+  const s = await ps.done;
+  t.is(s.code, 0, s.log);
+  t.regex(s.log, /session with 127\.0\.0\.1:\d+ over: 1 pagemaps, \d+ pages written/);
+  t.false(readdirSync(local).some((f) => /^(pagemap|pages)-/.test(f)), "no pages in the dump's own dir");
+  t.deepEqual(readdirSync(remote).sort(), [`pagemap-${w.pid}.img`, "pages-65537.img"]);
+  t.true(stat(r.stdout, "Memory pages written") >= 4096, r.stdout);
+  t.regex(await w.check(), /^PASS /);
+  await killAndReap(w.pid);
+  merge(local, remote);
+  await restoreTask(t, remote);
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("pre-dump, pre-dump, dump over page servers: later passes send what was written; the server's --auto-dedup; restored", async (t) => {
+  const w = await startWorkload(t, "incr", ["32"]);
+  const base = tempDir(t, "tscriu-pschain-");
+  const env = { TSCRIU_TRACK_DIR: tempDir(t, "tscriu-trackstate-") };
+  const d = (side: "src" | "dst", n: number): string => join(base, `${side}${n}`);
+  const pass = async (n: number, cmd: string, extra: string[] = []): Promise<string> => {
+    const ps = await pageServer(t, d("dst", n), n > 1 ? ["--prev-images-dir", `../dst${n - 1}`, ...(n === 3 ? ["--auto-dedup"] : [])] : []);
+    const prev = n > 1 ? ["--prev-images-dir", `../src${n - 1}`] : [];
+    const r = tscriu([cmd, "-t", String(w.pid), "-D", d("src", n), ...prev, "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), "--display-stats", "-v4", ...extra], { env });
+    t.is(r.code, 0, r.stderr);
+    const s = await ps.done;
+    t.is(s.code, 0, s.log);
+    return r.stdout;
+  };
+  await pass(1, "pre-dump");
+  await passes(t, w);
+  const out2 = await pass(2, "pre-dump");
+  // written since: a few % of 8192 pages; the rest PE_PARENT on the server
+  t.true(stat(out2, "Memory pages skipped from parent") > 4096, out2);
+  t.true(stat(out2, "Memory pages written") < 4096, out2);
+  await passes(t, w);
+  const blocks = (): number => Number(spawnSync("stat", ["-c", "%b", join(d("dst", 1), "pages-65537.img")], { encoding: "utf8" }).stdout);
+  const before = blocks();
+  const out3 = await pass(3, "dump");
+  t.true(stat(out3, "Memory pages skipped from parent") > 4096, out3);
+  t.true(blocks() < before, "the server's --auto-dedup punched the first pass's pages");
+  const pm = await readPagemap(d("dst", 3), `pagemap-${w.pid}.img`);
+  t.true(pm.runs.some((x) => x.flags & PE_PARENT));
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  merge(d("src", 3), d("dst", 3));
+  await restoreTask(t, d("dst", 3));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("criu 4.1.1 both ways: tscriu's dump into criu's page server, criu's dump into tscriu's; each restored, every page right", async (t) => {
+  if (!haveRoot(t)) return;
+  // tscriu → criu
+  const w = await startWorkload(t, "incr", ["16"], { static: true });
+  const [local, remote] = [tempDir(t), tempDir(t)];
+  const ps = await pageServer(t, remote, [], "criu");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", local, "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), "-v4"]);
+  t.is(r.code, 0, r.stderr);
+  const layout: Layout = /^4\.1(\.|$)/.test(criuVersion()) ? 24 : 32;
+  t.regex(r.stderr, new RegExp(`${layout}-byte headers`));
+  t.is((await ps.done).code, 0);
+  merge(local, remote);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, remote);
+  t.regex(await w.check(), /^PASS /);
+
+  // criu → tscriu
+  const into = tempDir(t);
+  const ps2 = await pageServer(t, into);
+  const c = await criuDumps(t, "incr", ["16"], `--page-server --address 127.0.0.1 --port ${ps2.port}`);
+  t.is(c.status, 0, c.stderr);
+  const s = await ps2.done;
+  t.is(s.code, 0, s.log);
+  t.regex(s.log, new RegExp(`speaks ${layout}-byte headers`));
+  merge(c.images, into);
+  await restoreTask(t, into);
+  t.regex(await c.check(), /^PASS /);
+});
+
+test("a dump that fails after its pages are sent (fault at page-server): the task runs on, the server keeps nothing", async (t) => {
+  const w = await startWorkload(t, "incr", ["8"]);
+  const [local, remote] = [tempDir(t), tempDir(t)];
+  writeFileSync(join(remote, "kept.img"), "an earlier file");
+  const ps = await pageServer(t, remote);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", local, "--page-server", "--port", String(ps.port)], { env: { TSCRIU_FAULT: "page-server" } });
+  t.is(r.code, 1);
+  t.regex(r.stderr, /page-server of pid \d+ failed/);
+  const s = await ps.done;
+  t.is(s.code, 1);
+  t.regex(s.log, /closed without PS_IOV_CLOSE/);
+  t.deepEqual(readdirSync(remote), ["kept.img"], "the session's files are gone, the earlier one stays");
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  t.regex(await w.check(), /^PASS /);
+});
+
+test("page-server -d --pidfile, --status-fd, --ps-socket; dump without --port is refused", async (t) => {
+  const w = await startWorkload(t, "incr", ["8"]);
+  // -d: the command returns at once, the daemon serves one dump and exits
+  const dir = tempDir(t);
+  const pidfile = join(tempDir(t), "ps.pid");
+  const port = 27000 + (process.pid % 2000);
+  const d = tscriu(["page-server", "-D", dir, "--port", String(port), "-d", "--pidfile", pidfile]);
+  t.is(d.code, 0, d.stderr);
+  const daemon = Number(readFileSync(pidfile, "utf8"));
+  t.teardown(() => {
+    try {
+      process.kill(daemon, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  t.regex(procState(daemon) ?? "gone", /^[RS]/);
+  t.is(tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--port", String(port)]).code, 0);
+  await waitFor(`the daemon ${daemon} to exit`, () => !existsSync(`/proc/${daemon}`) || procState(daemon) === "Z");
+  t.true(existsSync(join(dir, `pagemap-${w.pid}.img`)));
+
+  // --status-fd: \0 once listening
+  const sdir = tempDir(t);
+  const c = spawn(process.execPath, [CLI, "page-server", "-D", sdir, "--status-fd", "3", "-v3"], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+  t.teardown(() => c.kill("SIGKILL"));
+  const status = await new Promise<Buffer>((resolve) => c.stdio[3]!.once("data", (b: Buffer) => resolve(b)));
+  t.deepEqual([...status], [0]);
+  c.kill("SIGKILL");
+
+  // --ps-socket on both sides: a socketpair carries the session
+  const [a, b] = bridge().socketpair(1, 1);
+  const pdir = tempDir(t);
+  const server = spawn(process.execPath, [CLI, "page-server", "-D", pdir, "--ps-socket", "3"], { stdio: ["ignore", "ignore", "pipe", a] });
+  t.teardown(() => server.kill("SIGKILL"));
+  const dumped = spawnSync(process.execPath, [CLI, "dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--ps-socket", "3"], { stdio: ["ignore", "pipe", "pipe", b], encoding: "utf8" });
+  t.is(dumped.status, 0, dumped.stderr);
+  bridge().close(a);
+  bridge().close(b);
+  const code = await new Promise<number | null>((resolve) => (server.exitCode !== null ? resolve(server.exitCode) : server.on("exit", resolve)));
+  t.is(code, 0);
+  t.true(existsSync(join(pdir, `pagemap-${w.pid}.img`)));
+
+  const refused = tscriu(["dump", "-t", String(w.pid), "-D", tempDir(t), "--page-server"]);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /--page-server needs the server's --port/);
+  const stray = tscriu(["dump", "-t", String(w.pid), "-D", tempDir(t), "--port", "27"]);
+  t.regex(stray.stderr, /--port is for --page-server, which is not given/);
+  t.regex(await w.check(), /^PASS /);
+});
+
+/** Sends `bytes` to a fresh tscriu page server, closes; the server's exit code and log. */
+async function hostile(t: ExecutionContext, bytes: Buffer, keep?: string): Promise<{ code: number | null; log: string; dir: string }> {
+  const dir = tempDir(t);
+  if (keep !== undefined) writeFileSync(join(dir, keep), "earlier");
+  const ps = await pageServer(t, dir);
+  await new Promise<void>((resolve) => {
+    const s = connect(ps.port, "127.0.0.1", () => s.end(bytes));
+    // a server that stops with bytes unread resets the connection
+    s.on("error", () => undefined);
+    s.on("data", () => undefined);
+    s.on("close", () => resolve());
+  });
+  return { ...(await ps.done), dir };
+}
+
+const hdr = (cmd: number, nrPages: bigint, vaddr: bigint, dstId = encodeDst("pid", 4242), flags = 0, layout: Layout = 24): Buffer => encodeHeader(layout, { cmd, flags, nrPages, vaddr, dstId });
+
+test("hostile peers: a huge run, an unknown command, an unknown pagemap type, a run out of order, a close mid-page: an error naming peer and command, earlier images kept", async (t) => {
+  const open = hdr(PS_IOV.OPEN, 0n, 0n);
+  const cases: [string, Buffer, RegExp][] = [
+    // criu 4.2's 32-byte headers carry a 64-bit page count
+    ["a run of 2^50 pages (32-byte headers)", Buffer.concat([hdr(PS_IOV.OPEN, 0n, 0n, undefined, 0, 32), hdr(PS_IOV.ADD_F, 1n << 50n, 0x10000n, undefined, 4, 32)]), /PS_IOV_ADD_F: \d+ pages at 0x10000 are no range of an address space/],
+    ["a run of 2^40 pages, then the connection closes", Buffer.concat([hdr(PS_IOV.OPEN, 0n, 0n, undefined, 0, 32), hdr(PS_IOV.ADD_F, 1n << 40n, 0x10000n, undefined, 4, 32)]), /PS_IOV_ADD_F: the connection closed after 0 of the \d+ bytes/],
+    ["a run of 2^31 pages with 8 KiB of data", Buffer.concat([open, hdr(PS_IOV.ADD_F, 1n << 31n, 0x10000n, undefined, 4), Buffer.alloc(8192)]), /PS_IOV_ADD_F: the connection closed after 8192 of the \d+ bytes/],
+    ["an unknown command", Buffer.concat([open, hdr(0x99, 0n, 0n)]), /127\.0\.0\.1:\d+, command 0x99: not a command of criu's page-server protocol/],
+    ["a dst_id of type 9", hdr(PS_IOV.OPEN2, 0n, 0n, 0x1209n), /PS_IOV_OPEN2: dst_id 0x1209 names no pagemap type/],
+    ["runs out of order", Buffer.concat([open, hdr(PS_IOV.ADD_F, 1n, 0x20000n, undefined, 4), Buffer.alloc(4096), hdr(PS_IOV.ADD_F, 1n, 0x10000n, undefined, 4), Buffer.alloc(4096)]), /comes after one that ends at 0x21000/],
+    ["a PE_PARENT run without a parent", Buffer.concat([open, hdr(PS_IOV.ADD_F, 1n, 0x20000n, undefined, 1)]), /a PE_PARENT run, but there are no parent images/],
+    ["flags PRESENT|PARENT", Buffer.concat([open, hdr(PS_IOV.ADD_F, 1n, 0x20000n, undefined, 5)]), /pagemap flags 0x5 are not a combination criu writes/],
+    ["half a header", hdr(PS_IOV.OPEN2, 0n, 0n).subarray(0, 10), /the connection closed after 10 bytes of a header/],
+    ["lazy pages asked for", Buffer.concat([open, hdr(PS_IOV.GET, 1n, 0x1000n)]), /PS_IOV_GET: asks for lazy pages/],
+  ];
+  for (const [what, bytes, re] of cases) {
+    const r = await hostile(t, bytes, "earlier.img");
+    t.is(r.code, 1, what);
+    t.regex(r.log, re, what);
+    t.deepEqual(readdirSync(r.dir), ["earlier.img"], `${what}: only what was there before`);
+  }
+});
