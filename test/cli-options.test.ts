@@ -40,7 +40,17 @@ const CHAIN = "dump-incremental.test.ts: pre-dump, pre-dump, dump --track-mem: a
 const PRE_UNTOUCHED = "dump-incremental.test.ts: pre-dump leaves the task running and untouched";
 const RPC_LOG = "rpc-service.test.ts: swrk and service log to -o in -W at -v";
 const SERVICE = "rpc-service.test.ts: service -d --address --status-fd --pidfile: pycriu dumps and restores through the socket";
+const PS = "page-server.test.ts: dump -R --page-server: the pages go to tscriu's page server, the rest stays; restored from both, every page right";
+const PS_CHAIN = "page-server.test.ts: pre-dump, pre-dump, dump over page servers: later passes send what was written; the server's --auto-dedup; restored";
+const PS_OPTS = "page-server.test.ts: page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pre-dump and dump; --page-server without a port is refused";
 const EFFECT: Record<string, string> = {
+  ...Object.fromEntries(["verbosity", "log-file", "images-dir", "address"].map((o) => [`page-server --${o}`, PS])),
+  ...Object.fromEntries(["port", "ps-socket", "daemon", "restore-detached", "status-fd", "pidfile", "work-dir"].map((o) => [`page-server --${o}`, PS_OPTS])),
+  ...Object.fromEntries(["prev-images-dir", "auto-dedup"].map((o) => [`page-server --${o}`, PS_CHAIN])),
+  ...Object.fromEntries(["page-server", "address", "port"].map((o) => [`dump --${o}`, PS])),
+  ...Object.fromEntries(["page-server", "address", "port"].map((o) => [`pre-dump --${o}`, PS_CHAIN])),
+  "dump --ps-socket": PS_OPTS,
+  "pre-dump --ps-socket": PS_OPTS,
   ...Object.fromEntries(["swrk", "service"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, RPC_LOG]))),
   ...Object.fromEntries(["address", "daemon", "restore-detached", "status-fd", "pidfile"].map((o) => [`service --${o}`, SERVICE])),
   ...Object.fromEntries(CRIU_COMMANDS.flatMap((c) => [[`${c} --help`, THIS], [`${c} --version`, THIS]])),
@@ -354,13 +364,15 @@ test("--help lists what tscriu implements for the command, then what it refuses;
   t.regex(options, /-t, --tree/);
   t.regex(options, /--ghost-limit/);
   t.regex(refused, /--lazy-pages/);
-  t.regex(refused, /--page-server/);
+  t.regex(refused, /--tls\b/);
+  t.regex(options, /--page-server/);
   t.regex(options, /--prev-images-dir/);
   t.notRegex(dump.stdout, /--restore-detached|--extra\b/);
   const restore = await cli(["restore", "--help"]);
   t.regex(restore.stdout.split("(refused)")[0]!, /-d, --restore-detached/);
   t.notRegex(restore.stdout, /--tree|--ghost-limit/);
   const top = await cli(["--help"]);
-  t.regex(top.stdout, /tscriu page-server +serve pages over the network \(not available yet\)/);
+  t.regex(top.stdout, /tscriu lazy-pages +serve lazy pages to a restored tree \(not available yet\)/);
+  t.regex(top.stdout, /tscriu page-server +receive a dump's pages over TCP/);
   t.regex(top.stdout, /tscriu pre-dump +pre-dump the memory of a process tree, leaving it running/);
 });

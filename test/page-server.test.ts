@@ -15,11 +15,14 @@ import { encodeDst, encodeHeader, PS_IOV, type Layout } from "../orchestrator/pa
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { restoreTask } from "./helpers/restore.js";
 import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 interface Server {
   port: number;
+  /** what it logged so far */
+  log: () => Promise<string>;
   /** resolves when the server exits: its code and what it logged */
   done: Promise<{ code: number | null; log: string }>;
 }
@@ -47,7 +50,7 @@ async function pageServer(t: ExecutionContext, dir: string, extra: string[] = []
     const m = /page server on \S+ port (\d+)/.exec(text) ?? /Using (\d+) port/.exec(text);
     return m ? Number(m[1]) : undefined;
   });
-  return { port, done };
+  return { port, done, log: () => Promise.resolve(existsSync(log) ? readFileSync(log, "utf8") : "") };
 }
 
 /** The dump's images and the server's in one dir, as a user copies them for a restore. */
@@ -76,7 +79,8 @@ const stat = (out: string, what: string): number => Number(new RegExp(`${what}: 
 test("dump -R --page-server: the pages go to tscriu's page server, the rest stays; restored from both, every page right", async (t) => {
   const w = await startWorkload(t, "incr", ["16"]);
   const [local, remote] = [tempDir(t), tempDir(t)];
-  const ps = await pageServer(t, remote);
+  const ps = await pageServer(t, remote, ["--address", "127.0.0.1"]);
+  t.regex((await ps.log()), /page server on 127\.0\.0\.1 port/);
   const r = tscriu(["dump", "-R", "-t", String(w.pid), "-D", local, "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), "-v4", "--display-stats"]);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /24-byte headers/);
@@ -172,47 +176,62 @@ test("a dump that fails after its pages are sent (fault at page-server): the tas
   t.regex(await w.check(), /^PASS /);
 });
 
-test("page-server -d --pidfile, --status-fd, --ps-socket; dump without --port is refused", async (t) => {
+test("page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pre-dump and dump; --page-server without a port is refused", async (t) => {
   const w = await startWorkload(t, "incr", ["8"]);
-  // -d: the command returns at once, the daemon serves one dump and exits
-  const dir = tempDir(t);
-  const pidfile = join(tempDir(t), "ps.pid");
   const port = 27000 + (process.pid % 2000);
-  const d = tscriu(["page-server", "-D", dir, "--port", String(port), "-d", "--pidfile", pidfile]);
-  t.is(d.code, 0, d.stderr);
-  const daemon = Number(readFileSync(pidfile, "utf8"));
-  t.teardown(() => {
-    try {
-      process.kill(daemon, "SIGKILL");
-    } catch {
-      // gone
-    }
-  });
-  t.regex(procState(daemon) ?? "gone", /^[RS]/);
+  const daemonAt = (flag: string, p: number): { dir: string; pid: number } => {
+    const dir = tempDir(t);
+    const pidfile = join(tempDir(t), "ps.pid");
+    const d = tscriu(["page-server", "-D", dir, "--port", String(p), flag, "--pidfile", pidfile]);
+    t.is(d.code, 0, d.stderr);
+    const pid = Number(readFileSync(pidfile, "utf8"));
+    t.teardown(() => {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    });
+    t.regex(procState(pid) ?? "gone", /^[RS]/, `${flag}: the daemon runs`);
+    return { dir, pid };
+  };
+  // -d: the command returns at once, the daemon serves one dump and exits
+  const d = daemonAt("-d", port);
   t.is(tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--port", String(port)]).code, 0);
-  await waitFor(`the daemon ${daemon} to exit`, () => !existsSync(`/proc/${daemon}`) || procState(daemon) === "Z");
-  t.true(existsSync(join(dir, `pagemap-${w.pid}.img`)));
+  await waitFor(`the daemon ${d.pid} to exit`, () => !existsSync(`/proc/${d.pid}`) || procState(d.pid) === "Z");
+  t.true(existsSync(join(d.dir, `pagemap-${w.pid}.img`)));
+  // --daemon: the same, listening before the command returned
+  const d2 = daemonAt("--daemon", port + 1);
+  await new Promise<void>((resolve, reject) => {
+    const s = connect(port + 1, "127.0.0.1", () => s.destroy());
+    s.on("error", reject);
+    s.on("close", () => resolve());
+  });
+  await waitFor(`the daemon ${d2.pid} to end its session`, () => !existsSync(`/proc/${d2.pid}`) || procState(d2.pid) === "Z");
 
-  // --status-fd: \0 once listening
-  const sdir = tempDir(t);
-  const c = spawn(process.execPath, [CLI, "page-server", "-D", sdir, "--status-fd", "3", "-v3"], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+  // --status-fd: \0 once listening; -W takes the log
+  const work = tempDir(t);
+  const c = spawn(process.execPath, [CLI, "page-server", "-D", tempDir(t), "--status-fd", "3", "-v4", "-W", work, "-o", "ps.log"], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
   t.teardown(() => c.kill("SIGKILL"));
   const status = await new Promise<Buffer>((resolve) => c.stdio[3]!.once("data", (b: Buffer) => resolve(b)));
   t.deepEqual([...status], [0]);
+  t.regex(readFileSync(join(work, "ps.log"), "utf8"), /page server on 0\.0\.0\.0 port \d+/);
   c.kill("SIGKILL");
 
   // --ps-socket on both sides: a socketpair carries the session
-  const [a, b] = bridge().socketpair(1, 1);
-  const pdir = tempDir(t);
-  const server = spawn(process.execPath, [CLI, "page-server", "-D", pdir, "--ps-socket", "3"], { stdio: ["ignore", "ignore", "pipe", a] });
-  t.teardown(() => server.kill("SIGKILL"));
-  const dumped = spawnSync(process.execPath, [CLI, "dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--ps-socket", "3"], { stdio: ["ignore", "pipe", "pipe", b], encoding: "utf8" });
-  t.is(dumped.status, 0, dumped.stderr);
-  bridge().close(a);
-  bridge().close(b);
-  const code = await new Promise<number | null>((resolve) => (server.exitCode !== null ? resolve(server.exitCode) : server.on("exit", resolve)));
-  t.is(code, 0);
-  t.true(existsSync(join(pdir, `pagemap-${w.pid}.img`)));
+  for (const cmd of [["pre-dump"], ["dump", "-R"]]) {
+    const [a, b] = bridge().socketpair(1, 1);
+    const pdir = tempDir(t);
+    const server = spawn(process.execPath, [CLI, "page-server", "-D", pdir, "--ps-socket", "3"], { stdio: ["ignore", "ignore", "pipe", a] });
+    t.teardown(() => server.kill("SIGKILL"));
+    const dumped = spawnSync(process.execPath, [CLI, ...cmd, "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--ps-socket", "3"], { stdio: ["ignore", "pipe", "pipe", b], encoding: "utf8" });
+    t.is(dumped.status, 0, dumped.stderr);
+    bridge().close(a);
+    bridge().close(b);
+    const code = await new Promise<number | null>((resolve) => (server.exitCode !== null ? resolve(server.exitCode) : server.on("exit", resolve)));
+    t.is(code, 0, cmd[0]);
+    t.true(existsSync(join(pdir, `pagemap-${w.pid}.img`)), cmd[0]);
+  }
 
   const refused = tscriu(["dump", "-t", String(w.pid), "-D", tempDir(t), "--page-server"]);
   t.is(refused.code, 1);
@@ -260,4 +279,31 @@ test("hostile peers: a huge run, an unknown command, an unknown pagemap type, a 
     t.regex(r.log, re, what);
     t.deepEqual(readdirSync(r.dir), ["earlier.img"], `${what}: only what was there before`);
   }
+});
+
+test("RPC: pycriu's PAGE_SERVER starts one (its pid and port in the answer), a DUMP with criu_opts.ps sends to it; restored", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "incr", ["8"]);
+  const [local, remote] = [tempDir(t), tempDir(t)];
+  const swrk = `swrk:${CLI}`;
+  const ps = pycriu(swrk, ["req", "PAGE_SERVER", JSON.stringify({ images_dir: `fd:${remote}`, log_file: "ps.log", log_level: 4 })]);
+  t.like(ps, { success: true, type: "PAGE_SERVER" });
+  const { pid, port } = ps["ps"] as { pid: number; port: number };
+  t.true(port > 0 && pid > 0, JSON.stringify(ps));
+  t.teardown(() => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  const d = pycriu(swrk, ["req", "DUMP", JSON.stringify({ images_dir: `fd:${local}`, pid: w.pid, leave_running: true, log_file: "dump.log", log_level: 4, ps: { address: "127.0.0.1", port } })]);
+  t.like(d, { success: true, type: "DUMP" }, readFileSync(join(local, "dump.log"), "utf8"));
+  await waitFor(`the page server ${pid} to exit`, () => !existsSync(`/proc/${pid}`) || procState(pid) === "Z");
+  t.regex(readFileSync(join(remote, "ps.log"), "utf8"), /session with 127\.0\.0\.1:\d+ over: 1 pagemaps/);
+  t.false(readdirSync(local).some((f) => /^pages-/.test(f)));
+  await killAndReap(w.pid);
+  merge(local, remote);
+  await restoreTask(t, remote);
+  t.regex(await w.check(), /^PASS /);
 });

@@ -14,7 +14,7 @@
 // are fsynced first, so the dump may kill its tasks when it gets it (criu's server
 // answers before anything is synced).
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { pagemapCoverage, PE_LAZY, PE_PARENT, PE_PRESENT } from "../../images/pages.js";
@@ -25,6 +25,7 @@ import type { ModuleLog } from "../log.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
 import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 import { peerName } from "./send.js";
+import { INFO_FD_ENV } from "./spawn.js";
 import { commandName, decodeDst, decodeHeader, entryFlags, layoutOf, pagemapName, PS_IOV, type Header, type Layout } from "./wire.js";
 
 const PAGE = 4096;
@@ -359,6 +360,19 @@ function listenTcp(address: string | undefined, port: number): { fd: number; por
   }
 }
 
+/** Started for an RPC client (spawn.ts): its pid and port on the fd it was given. */
+function tellStarter(port: number): void {
+  const v = process.env[INFO_FD_ENV];
+  if (v === undefined) return;
+  delete process.env[INFO_FD_ENV];
+  try {
+    writeSync(Number(v), `${process.pid} ${port}\n`);
+    closeSync(Number(v));
+  } catch {
+    // the starter is gone: the session goes on
+  }
+}
+
 /** tscriu page-server: one session, then the result as the exit code. */
 export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promise<number> {
   const b = bridge();
@@ -378,6 +392,7 @@ export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promi
     peer = `--ps-socket ${conn} (${peerName(conn)})`;
   } else {
     let listenFd = inheritedListenFd();
+    let port = o.port ?? 0;
     if (listenFd === undefined) {
       let l;
       try {
@@ -392,9 +407,11 @@ export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promi
         return 0;
       }
       listenFd = l.fd;
+      port = l.port;
       if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${process.pid}`);
     }
     signalReady(statusFdOf(o));
+    tellStarter(port);
     try {
       conn = b.accept(listenFd);
     } catch (e) {

@@ -26,9 +26,9 @@ const IMAGE_COMMANDS: readonly CriuCommand[] = ["dump", "pre-dump", "restore", "
 
 /** criu_opts fields that no command-line option stands for. */
 const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
-  images_dir_fd: { takes: [...IMAGE_COMMANDS, "check"], tscriu: ["dump", "pre-dump", "restore", "cpuinfo dump", "cpuinfo check", "check"], what: "the images directory as an fd of the client" },
+  images_dir_fd: { takes: [...IMAGE_COMMANDS, "check"], tscriu: ["dump", "pre-dump", "restore", "page-server", "cpuinfo dump", "cpuinfo check", "check"], what: "the images directory as an fd of the client" },
   notify_scripts: { takes: ["dump", "pre-dump", "restore"], tscriu: ["dump", "pre-dump", "restore"], what: "the action-script stages sent to the client (NOTIFY)" },
-  log_to_stderr: { takes: [...IMAGE_COMMANDS, "check"], tscriu: ["dump", "pre-dump", "restore", "check", "cpuinfo dump", "cpuinfo check"], what: "log to stderr instead of a file" },
+  log_to_stderr: { takes: [...IMAGE_COMMANDS, "check"], tscriu: ["dump", "pre-dump", "restore", "page-server", "check", "cpuinfo dump", "cpuinfo check"], what: "log to stderr instead of a file" },
   exec_cmd: { takes: ["restore"], tscriu: [], what: "a command to exec once the restore is done" },
   manage_cgroups: { takes: ["dump", "restore"], tscriu: [], what: "--manage-cgroups (soft)" },
   auto_ext_mnt: { takes: ["dump", "restore"], tscriu: [], what: "external mounts found automatically" },
@@ -69,6 +69,9 @@ export function refuseOpts(opts: CriuOpts, command: CriuCommand, mode: RpcMode):
       if (refused !== undefined) out.push(refused);
       continue;
     }
+    // ps names the page server a dump sends to (--page-server) and, in PAGE_SERVER,
+    // where the server listens (--address, --port)
+    if (field === "ps" && command === "page-server") continue;
     const row = criuOptionByRpc(field);
     if (row) {
       const s = support(row, command);

@@ -5,7 +5,9 @@
 // success=false, cr_errno and cr_errmsg (the first error, as criu answers with its first
 // logged error), and the connection ends unless the request may keep it open.
 
+import { realpathSync } from "node:fs";
 import { join } from "node:path";
+import type { PageServerAddress } from "../page-server/send.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, type LogSink, stderrSink } from "../log.js";
 import { VERSION } from "../version.js";
@@ -29,8 +31,8 @@ const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boole
   CHECK: { command: "check", keepOpen: false },
   PRE_DUMP: { command: "pre-dump", keepOpen: false },
   SINGLE_PRE_DUMP: { command: "pre-dump", keepOpen: false },
-  PAGE_SERVER: { command: "page-server", keepOpen: true, notYet: "the page server" },
-  PAGE_SERVER_CHLD: { command: "page-server", keepOpen: true, notYet: "the page server" },
+  PAGE_SERVER: { command: "page-server", keepOpen: true },
+  PAGE_SERVER_CHLD: { command: "page-server", keepOpen: true },
   CPUINFO_DUMP: { command: "cpuinfo dump", keepOpen: true },
   CPUINFO_CHECK: { command: "cpuinfo check", keepOpen: true },
   FEATURE_CHECK: { keepOpen: true },
@@ -226,6 +228,9 @@ async function handle(ch: RpcChannel, req: CriuReq, command: CriuCommand | undef
       return await dump(ch, opts, o, req.type);
     case "RESTORE":
       return await restore(ch, opts, o);
+    case "PAGE_SERVER":
+    case "PAGE_SERVER_CHLD":
+      return await pageServer(req.type, opts, o);
     default:
       throw new RpcError(`unknown request type ${String(req.type)}`, EBADRQC);
   }
@@ -358,12 +363,48 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       ghostLimit: opts.ghost_limit,
       cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
       onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
+      pageServer: pageServerOf(opts, o),
       log,
     });
     if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
     if (preDump) return { type: preDump, success: true };
     return { type: "DUMP", success: true, dump: { restored: false } };
   });
+}
+
+/**
+ * criu_opts.ps of a dump: the page server to send the pages to. Its fd (a socket already
+ * connected) is one of this process's own, inherited from the client: swrk only, as criu.
+ */
+function pageServerOf(opts: CriuOpts, o: ServeOptions): PageServerAddress | undefined {
+  const ps = opts.ps;
+  if (!ps) return undefined;
+  if (ps.fd !== undefined && o.mode !== "swrk") throw new RpcError("criu_opts.ps.fd is an fd the client passes to swrk; a standalone service cannot use one (as criu)", EBADRQC);
+  return { address: ps.address, port: ps.port, psSocket: ps.fd };
+}
+
+/**
+ * PAGE_SERVER, PAGE_SERVER_CHLD: a page server started for the client (tscriu
+ * page-server, detached, one session), answered with its pid and port once it listens.
+ */
+async function pageServer(type: "PAGE_SERVER" | "PAGE_SERVER_CHLD", opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {
+  const dirs = dirsOf(opts, o.peer.pid, true);
+  // the client's fds are read through /proc while it runs; the server keeps real paths
+  const images = realpathSync(dirs.images!);
+  const work = dirs.work !== undefined ? realpathSync(dirs.work) : images;
+  if (opts.ps?.fd !== undefined) throw new RpcError("criu_opts.ps.fd is not supported yet by tscriu page-server over the RPC (give the address and port)", EBADRQC);
+  if (opts.log_file?.includes("/")) throw new RpcError(`criu_opts.log_file ${JSON.stringify(opts.log_file)}: no subdirectories are allowed in the log file name (use work_dir_fd)`, EBADRQC);
+  const { startPageServer } = await import("../page-server/spawn.js");
+  const r = await startPageServer({
+    imagesDir: images,
+    address: opts.ps?.address,
+    port: opts.ps?.port || undefined,
+    prevImagesDir: opts.parent_img,
+    autoDedup: opts.auto_dedup === true,
+    logFile: opts.log_to_stderr ? undefined : join(work, opts.log_file ?? "page-server.log"),
+    level: opts.log_level ?? 2,
+  });
+  return { type, success: true, ps: { pid: r.pid, port: r.port } };
 }
 
 async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise<CriuResp> {

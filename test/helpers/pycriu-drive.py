@@ -59,6 +59,8 @@ try:
             json_format.ParseDict(opts, req.opts)
         r = c._send_req_and_recv_resp(req)
         out = {"success": r.success, "type": pycriu.rpc.criu_req_type.Name(r.type), "cr_errno": r.cr_errno, "cr_errmsg": r.cr_errmsg}
+        if r.HasField("ps"):
+            out["ps"] = {"pid": r.ps.pid, "port": r.ps.port}
     elif action == "raw":
         # raw HEX: these bytes as the request (fields this pycriu's rpc.proto predates), the answer back
         import socket
