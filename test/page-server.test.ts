@@ -170,7 +170,8 @@ test("a dump that fails after its pages are sent (fault at page-server): the tas
   t.regex(r.stderr, /page-server of pid \d+ failed/);
   const s = await ps.done;
   t.is(s.code, 1);
-  t.regex(s.log, /closed without PS_IOV_CLOSE/);
+  // the connection ends inside the last run (still gathered to be sent) or after it
+  t.regex(s.log, /the connection closed (without PS_IOV_CLOSE|after \d+ of the \d+ bytes)/);
   t.deepEqual(readdirSync(remote), ["kept.img"], "the session's files are gone, the earlier one stays");
   t.regex(procState(w.pid) ?? "gone", RUNS_ON);
   t.regex(await w.check(), /^PASS /);

@@ -37,6 +37,10 @@ const PROBE_MS = 500;
 const PROBE_DST = encodeDst("pid", 0xff);
 /** How long the server may take to answer a command (its CLOSE answer waits for its fsync). */
 const ANSWER_MS = 120_000;
+/** Bytes gathered before a send (see PageServerClient.queue). */
+const OUTBOX = 1 << 20;
+/** Data up to this size is gathered with the headers; larger pieces are sent from where they are. */
+const SMALL_DATA = 64 << 10;
 /** Most pages one header carries (a 24-byte header's u32, in whole pages). */
 const MAX_RUN = 0xfffff000;
 
@@ -104,16 +108,39 @@ export class PageServerClient {
     }
   }
 
+  /**
+   * Headers and small pieces of data are gathered here and sent together: a pass of
+   * pages written here and there is thousands of short runs, a header and a page or two
+   * each, and a send each was most of its time.
+   */
+  private readonly outbox = Buffer.allocUnsafe(OUTBOX);
+  private queued = 0;
+
   private send(h: Header): void {
-    this.b.sendFull(this.fd, encodeHeader(this.layout, h));
+    this.queue(encodeHeader(this.layout, h));
+  }
+
+  private queue(bytes: Uint8Array): void {
+    if (this.queued + bytes.length > OUTBOX) this.flush();
+    this.outbox.set(bytes, this.queued);
+    this.queued += bytes.length;
+  }
+
+  private flush(): void {
+    if (this.queued === 0) return;
+    this.b.sendFull(this.fd, this.outbox.subarray(0, this.queued));
+    this.queued = 0;
   }
 
   sendData(buf: Uint8Array): void {
+    if (buf.length <= SMALL_DATA) return this.queue(buf);
+    this.flush();
     this.b.sendFull(this.fd, buf);
   }
 
-  /** Pushes what is corked: an answer is awaited. */
+  /** Sends what is gathered and pushes what is corked: an answer is awaited. */
   private push(): void {
+    this.flush();
     tcpOption(this.fd, TCP_NODELAY);
   }
 

@@ -91,6 +91,10 @@ class Session {
   private readonly names = new Set<string>();
   private nextId = FIRST_PAGES_ID;
   private bufs: Buffer[] = [];
+  /** the staging buffer being filled, its fill, and the write of each buffer in flight */
+  private which = 0;
+  private fill = 0;
+  private readonly pending: (Promise<void> | undefined)[] = [undefined, undefined];
   private pagemaps = 0;
   private pages = 0n;
   private last = "the first header";
@@ -218,40 +222,57 @@ class Session {
     cur.end = h.vaddr + len;
     cur.out.run({ vaddr: h.vaddr, pages: Number(h.nrPages), flags });
     if (flags & PE_PRESENT) {
-      await this.receive(h, Number(len), cur.out);
+      await this.receive(h, Number(len));
       this.pages += h.nrPages;
     }
   }
 
-  /** Receives a run's data into the pages file, a chunk being written while the next arrives. */
-  private async receive(h: Header, len: number, out: LocalPages): Promise<void> {
+  /**
+   * Receives a run's data into the staging buffer, written out a chunk at a time while
+   * the next fills: the runs of a pagemap are contiguous in its pages file, and a pass
+   * sends many small ones (the pages a task wrote since its parent), each of which would
+   * otherwise wait for a write of its own.
+   */
+  private async receive(h: Header, len: number): Promise<void> {
     if (this.bufs.length === 0) this.bufs = [this.b.allocAligned(CHUNK), this.b.allocAligned(CHUNK)];
-    const pending: (Promise<void> | undefined)[] = [undefined, undefined];
-    let which = 0;
     let done = 0;
-    try {
-      while (done < len) {
-        await pending[which];
-        pending[which] = undefined;
-        const n = Math.min(CHUNK, len - done);
-        const buf = this.bufs[which]!;
-        const got = this.b.recvFull(this.fd, buf.subarray(0, n));
-        if (got < n) this.fail(h, `the connection closed after ${done + got} of the ${len} bytes of the run at 0x${h.vaddr.toString(16)}`);
-        pending[which] = out.write(buf, n);
-        done += n;
-        which ^= 1;
-      }
-      await Promise.all(pending.filter((p) => p !== undefined));
-    } catch (e) {
-      await Promise.allSettled(pending.filter((p) => p !== undefined));
-      throw e;
+    while (done < len) {
+      const n = Math.min(CHUNK - this.fill, len - done);
+      const got = this.b.recvFull(this.fd, this.bufs[this.which]!.subarray(this.fill, this.fill + n));
+      if (got < n) this.fail(h, `the connection closed after ${done + got} of the ${len} bytes of the run at 0x${h.vaddr.toString(16)}`);
+      this.fill += n;
+      done += n;
+      if (this.fill === CHUNK) await this.flush();
     }
+  }
+
+  /** Writes what is staged; the other buffer is free once this returns. */
+  private async flush(): Promise<void> {
+    const out = this.cur?.out;
+    if (out && this.fill > 0) {
+      const w = out.write(this.bufs[this.which]!, this.fill);
+      // awaited at the next flush; a failure meanwhile is not an unhandled rejection
+      w.catch(() => undefined);
+      this.pending[this.which] = w;
+      this.which ^= 1;
+      this.fill = 0;
+    }
+    const prev = this.pending[this.which];
+    this.pending[this.which] = undefined;
+    await prev;
+  }
+
+  /** Everything staged written, both buffers free. */
+  private async drain(): Promise<void> {
+    await this.flush();
+    await this.flush();
   }
 
   /** Writes the open pagemap (its pages file synced when asked). */
   private async finish(sync: boolean): Promise<void> {
     const cur = this.cur;
     if (!cur) return;
+    await this.drain();
     this.cur = undefined;
     this.made.push(join(this.o.dir, cur.name));
     await cur.out.close(sync);
@@ -284,6 +305,7 @@ class Session {
 
   /** After a failure: the files of this session go, and nothing else. */
   async discard(): Promise<void> {
+    await Promise.allSettled(this.pending.filter((p) => p !== undefined));
     await this.cur?.out.abort();
     for (const f of this.made) rmSync(f, { force: true });
   }
