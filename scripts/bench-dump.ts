@@ -13,29 +13,15 @@ import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { fmt, median } from "./bench-util.js";
+import { CRIU, criuEnv, fmt, gone, median, startWorkload } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = join(root, "dist/orchestrator/cli/main.js");
 const BIN = join(root, "test/workloads/bin/bigmem");
 const runs = Number(process.argv[2] ?? 5);
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function start(mib: number, work: string): Promise<number> {
-  const out = join(work, "stdout");
-  const pid = bridge().spawnDetached([BIN, work, String(mib)], { stdout: out, killWithParent: true });
-  for (let i = 0; i < 6000; i++) {
-    if (existsSync(out) && readFileSync(out, "utf8").startsWith("ready")) return pid;
-    await sleep(5);
-  }
-  throw new Error(`bigmem ${mib} MiB did not get ready`);
-}
-
-async function gone(pid: number): Promise<void> {
-  for (let i = 0; i < 2000 && existsSync(`/proc/${pid}`); i++) await sleep(5);
+function start(mib: number, work: string): Promise<number> {
+  return startWorkload([BIN, work, String(mib)], work);
 }
 
 interface Run {
@@ -72,7 +58,6 @@ async function raw(mib: number): Promise<{ readv: number; write: number; fsync: 
   }
 }
 
-const CRIU = process.env["TSCRIU_CRIU"] ?? "/work/criu-4.2/criu/criu";
 const haveCriu = existsSync(CRIU);
 
 type Mode = "kill" | "leave-running" | "wp-snapshot";
@@ -84,11 +69,10 @@ async function once(mib: number, mode: Mode, tool: "tscriu" | "criu"): Promise<R
   try {
     const common = ["dump", "-t", String(pid), "-D", images, "--display-stats", ...(mode === "kill" ? [] : ["-R"]), ...(mode === "wp-snapshot" ? ["--wp-snapshot"] : [])];
     const t0 = process.hrtime.bigint();
-    // criu stops its parasite on the syscall (CRIU_FAULT=130): this VM never fires hardware breakpoints.
     const r =
       tool === "tscriu"
         ? spawnSync(process.execPath, [CLI, ...common], { encoding: "utf8" })
-        : spawnSync(CRIU, [...common, "-o", "dump.log"], { encoding: "utf8", env: { ...process.env, CRIU_FAULT: "130" } });
+        : spawnSync(CRIU, [...common, "-o", "dump.log"], { encoding: "utf8", env: criuEnv });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     if (r.status !== 0) throw new Error(`${tool} dump failed: ${r.stderr}${r.stdout}`);
     const frozen = Number(/Frozen time: (\d+) us/.exec(r.stdout + r.stderr)?.[1] ?? NaN) / 1e6;

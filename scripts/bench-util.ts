@@ -1,5 +1,9 @@
-// Shared helpers of the benchmark scripts: timing commands, interleaved medians.
+// Shared helpers of the benchmark scripts: timing commands, interleaved medians,
+// starting a workload and waiting for it, where criu is and how it must run here.
 import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { bridge } from "../host-bridge/load.js";
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,3 +43,33 @@ export function selfTimed(cmd: string, args: string[]): number {
   if (!Number.isFinite(v)) throw new Error(`${cmd}: no time printed`);
   return v;
 }
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Starts a workload from test/workloads/bin (argv[1] is its work dir, where its
+ * stdout goes), detached in its own session as criu wants its root task, and
+ * returns its pid once it has printed "ready".
+ */
+export async function startWorkload(argv: string[], work: string): Promise<number> {
+  const out = join(work, "stdout");
+  const pid = bridge().spawnDetached(argv, { stdout: out, killWithParent: true });
+  for (let i = 0; i < 6000; i++) {
+    if (existsSync(out) && readFileSync(out, "utf8").startsWith("ready")) return pid;
+    await sleep(5);
+  }
+  throw new Error(`${basename(argv[0]!)} ${argv.slice(2).join(" ")} (pid ${pid}) did not get ready in 30 s`);
+}
+
+/** Waits (up to 10 s) for a killed task to be gone from /proc. */
+export async function gone(pid: number): Promise<void> {
+  for (let i = 0; i < 2000 && existsSync(`/proc/${pid}`); i++) await sleep(5);
+}
+
+/** The criu to compare with: TSCRIU_CRIU, else the one built in /work. */
+export const CRIU = process.env["TSCRIU_CRIU"] ?? "/work/criu-4.2/criu/criu";
+
+/** criu stops its parasite on the syscall (CRIU_FAULT=130): this VM never fires hardware breakpoints. */
+export const criuEnv = { ...process.env, CRIU_FAULT: "130" };
