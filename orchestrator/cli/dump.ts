@@ -2,6 +2,7 @@
 
 // The dump machinery is imported when the command runs: other commands start faster.
 import type { DumpEvent } from "../dump/dump.js";
+import type { TlsOptions } from "../page-server/channel.js";
 import type { CommandSpec } from "./run.js";
 
 /** criu's size syntax: a number with an optional K, M or G suffix. */
@@ -12,17 +13,31 @@ export function parseSize(text: string): number {
   return Number(m[1]) * mult;
 }
 
+const TLS_OPTIONS = ["tls", "tls-cacert", "tls-cacrl", "tls-cert", "tls-key", "tls-no-cn-verify"] as const;
+
+/** criu's --tls and its files, or a message when a file is given without --tls (it would do nothing). */
+export function tlsOf(args: Record<string, unknown>): TlsOptions | string | undefined {
+  const str = (k: string): string | undefined => (typeof args[k] === "string" ? (args[k]) : undefined);
+  if (args["tls"] !== true) {
+    const given = TLS_OPTIONS.filter((o) => o !== "tls" && args[o] !== undefined && args[o] !== false);
+    return given.length ? `${given.map((o) => `--${o}`).join(", ")} ${given.length > 1 ? "are" : "is"} for --tls, which is not given` : undefined;
+  }
+  return { cacert: str("tls-cacert"), cacrl: str("tls-cacrl"), cert: str("tls-cert"), key: str("tls-key"), noCnVerify: args["tls-no-cn-verify"] === true };
+}
+
 /** --page-server with its --address, --port or --ps-socket; a message when they do not go together. */
 function pageServerOf(args: Record<string, unknown>): { address?: string; port?: number; psSocket?: number } | string | undefined {
   const address = typeof args["address"] === "string" ? args["address"] : undefined;
   const port = typeof args["port"] === "number" ? args["port"] : undefined;
   const psSocket = typeof args["ps-socket"] === "number" ? args["ps-socket"] : undefined;
   if (args["page-server"] !== true) {
-    const given = [address !== undefined && "--address", port !== undefined && "--port", psSocket !== undefined && "--ps-socket"].filter(Boolean);
+    const given = [address !== undefined && "--address", port !== undefined && "--port", psSocket !== undefined && "--ps-socket", ...TLS_OPTIONS.filter((o) => args[o] !== undefined && args[o] !== false).map((o) => `--${o}`)].filter(Boolean);
     return given.length ? `${given.join(", ")} ${given.length > 1 ? "are" : "is"} for --page-server, which is not given` : undefined;
   }
   if (psSocket === undefined && (port === undefined || !Number.isInteger(port) || port <= 0 || port > 65535)) return "--page-server needs the server's --port (1-65535) or --ps-socket";
-  return { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}), ...(psSocket !== undefined ? { psSocket } : {}) };
+  const tls = tlsOf(args);
+  if (typeof tls === "string") return tls;
+  return { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}), ...(psSocket !== undefined ? { psSocket } : {}), ...(tls ? { tls } : {}) };
 }
 
 /** dump, and pre-dump (memory only, the task left running: the start of an incremental chain). */

@@ -1,6 +1,7 @@
 // tscriu page-server: receives a dump's pages over TCP (page-server/serve.ts), criu's
 // command with criu's options: -D, --address, --port, --ps-socket, -d/--daemon,
-// --status-fd, --pidfile, --prev-images-dir, --auto-dedup.
+// --status-fd, --pidfile, --prev-images-dir, --auto-dedup, --tls and its files.
+import { tlsOf } from "./dump.js";
 import type { CommandSpec } from "./run.js";
 
 const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
@@ -30,6 +31,11 @@ export function pageServerCommand(): CommandSpec {
         ctx.err("tscriu page-server: --ps-socket cannot be a standard fd (0-2) with --daemon\n");
         return 1;
       }
+      const tls = tlsOf(args);
+      if (typeof tls === "string") {
+        ctx.err(`tscriu page-server: ${tls}\n`);
+        return 1;
+      }
       const { runPageServer } = await import("../page-server/serve.js");
       return await runPageServer(
         {
@@ -39,6 +45,7 @@ export function pageServerCommand(): CommandSpec {
           psSocket,
           prevImagesDir: str(args["prev-images-dir"]),
           autoDedup: args["auto-dedup"] === true,
+          tls,
           daemon,
           statusFd: num(args["status-fd"]),
           pidfile: str(args["pidfile"]),

@@ -252,7 +252,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (opts.pageServer) {
       remote = await PageServerClient.connect(opts.pageServer, log);
       // Unwritten pages are PE_PARENT entries only where the server has the parent's pagemap.
-      for (const p of tracking.trackedPids()) if (!remote.hasParent("pid", p)) tracking.noParent(p, `the page server ${remote.peer} has no parent pagemap of it`);
+      for (const p of tracking.trackedPids()) if (!(await remote.hasParent("pid", p))) tracking.noParent(p, `the page server ${remote.peer} has no parent pagemap of it`);
     }
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
@@ -297,7 +297,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let pagesId = 0;
   const openPages = async (kind: "pid" | "shmem", id: number): Promise<PageTransport> => {
     if (remote) {
-      const out = remote.open(kind, id);
+      const out = await remote.open(kind, id);
       pages.push(out);
       if (kind === "pid") pidPages.set(id, out);
       return out;
@@ -606,7 +606,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (remote) {
       // answered once the server holds every page (tscriu's server: on its disk)
       enter("page-server");
-      remote.close();
+      await remote.close();
     }
     onEvent({ type: "memory-done" });
     stats.page_pipes = BigInt(Math.max(1, Math.ceil((total * PAGE) / (8 << 20))));

@@ -22,13 +22,13 @@ import { PE_PRESENT } from "../../images/pages.js";
 import { addrWordsOf, parseSockaddr, showAddr, sockaddr } from "../fds/inet-common.js";
 import type { ModuleLog } from "../log.js";
 import type { PagemapRun, PageTransport } from "../dump/pagewriter.js";
+import { type Channel, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
 import { commandName, encodeDst, encodeHeader, PS_IOV, type Header, type Layout, type PagemapKind } from "./wire.js";
 
 const AF_INET = 2;
 const AF_INET6 = 10;
 const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
 const TCP_CORK = 3;
 const PAGE = 4096;
 /** How long a 24-byte server may take to answer the probe. */
@@ -41,6 +41,8 @@ const ANSWER_MS = 120_000;
 const OUTBOX = 1 << 20;
 /** Data up to this size is gathered with the headers; larger pieces are sent from where they are. */
 const SMALL_DATA = 64 << 10;
+/** The plaintext of one TLS record. */
+const RECORD = 16384;
 /** Most pages one header carries (a 24-byte header's u32, in whole pages). */
 const MAX_RUN = 0xfffff000;
 
@@ -50,15 +52,8 @@ export interface PageServerAddress {
   port?: number | undefined;
   /** --ps-socket: an fd already connected to the server */
   psSocket?: number | undefined;
-}
-
-/** Sets a TCP option to 1; a --ps-socket that is no TCP socket (a unix socketpair) has none, and needs none. */
-function tcpOption(fd: number, name: number): void {
-  try {
-    bridge().setsockoptInts(fd, Int32Array.of(IPPROTO_TCP, name, 1));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EOPNOTSUPP") throw e;
-  }
+  /** --tls and its files */
+  tls?: TlsOptions | undefined;
 }
 
 /** "127.0.0.1:27" or "[::1]:27": the other end of a connected socket. */
@@ -72,19 +67,20 @@ export function peerName(fd: number): string {
 }
 
 export class PageServerClient {
-  private readonly b = bridge();
   private closed = false;
 
   private constructor(
-    private readonly fd: number,
+    private readonly ch: Channel,
     readonly peer: string,
     readonly layout: Layout,
-    /** the fd came with --ps-socket: the session ends with FORCE_CLOSE, the fd stays the caller's to close */
+    /** the fd came with --ps-socket: the session ends with FORCE_CLOSE */
     private readonly given: boolean,
+    /** over TLS each header goes alone (the channel keeps it in one record), nothing is gathered */
+    readonly tls: boolean,
     private readonly log: ModuleLog,
   ) {}
 
-  /** Connects (or takes --ps-socket) and learns the server's header layout. */
+  /** Connects (or takes --ps-socket), sets TLS up when asked, and learns the server's header layout. */
   static async connect(to: PageServerAddress, log: ModuleLog): Promise<PageServerClient> {
     const b = bridge();
     let fd: number;
@@ -97,13 +93,19 @@ export class PageServerClient {
       fd = await connectTcp(to.address, to.port, log);
       peer = peerName(fd);
     }
+    let ch: Channel | undefined;
     try {
-      tcpOption(fd, TCP_CORK);
-      const layout = probeLayout(fd, peer);
+      // corked plain; TLS sends whole records, each pushed (TlsChannel)
+      if (!to.tls) tcpOption(fd, TCP_CORK);
+      ch = to.tls ? await TlsChannel.open(fd, "client", to.address, to.tls) : new PlainChannel(fd, to.psSocket !== undefined);
+      if (to.tls) log.info(`page server ${peer}: TLS session set up, its certificate verified`);
+      const layout = to.tls ? tlsLayout() : await probeLayout(ch, peer);
       log.info(`page server ${peer}: ${layout}-byte headers (criu ${layout === 24 ? "up to 4.1" : "4.2"})`);
-      return new PageServerClient(fd, peer, layout, to.psSocket !== undefined, log);
+      return new PageServerClient(ch, peer, layout, to.psSocket !== undefined, to.tls !== undefined, log);
     } catch (e) {
-      if (to.psSocket === undefined) b.close(fd);
+      if (ch) ch.abort();
+      // a TLS channel that failed to open has closed the socket already
+      else if (to.psSocket === undefined && !to.tls) b.close(fd);
       throw e;
     }
   }
@@ -121,51 +123,54 @@ export class PageServerClient {
   }
 
   private queue(bytes: Uint8Array): void {
-    if (this.queued + bytes.length > OUTBOX) this.flush();
+    if (this.tls) return this.ch.send(bytes);
+    if (this.queued + bytes.length > OUTBOX) this.sendQueued();
     this.outbox.set(bytes, this.queued);
     this.queued += bytes.length;
   }
 
-  private flush(): void {
+  private sendQueued(): void {
     if (this.queued === 0) return;
-    this.b.sendFull(this.fd, this.outbox.subarray(0, this.queued));
+    this.ch.send(this.outbox.subarray(0, this.queued));
     this.queued = 0;
   }
 
-  sendData(buf: Uint8Array): void {
-    if (buf.length <= SMALL_DATA) return this.queue(buf);
-    this.flush();
-    this.b.sendFull(this.fd, buf);
+  /** Page data; resolves when the channel can take more (TLS buffers what it has not sent). */
+  async sendData(buf: Uint8Array): Promise<void> {
+    if (buf.length <= SMALL_DATA && !this.tls) return this.queue(buf);
+    this.sendQueued();
+    this.ch.send(buf);
+    await this.ch.flushIfBehind();
   }
 
   /** Sends what is gathered and pushes what is corked: an answer is awaited. */
-  private push(): void {
-    this.flush();
-    tcpOption(this.fd, TCP_NODELAY);
+  private async push(): Promise<void> {
+    this.sendQueued();
+    await this.ch.flush();
   }
 
-  private answer(len: 1 | 4, what: number): number {
+  private async answer(len: 1 | 4, what: number): Promise<number> {
     const buf = Buffer.alloc(len);
-    const got = this.b.recvFull(this.fd, buf, ANSWER_MS);
+    const got = await this.ch.recvFull(buf, ANSWER_MS);
     if (got !== len) throw new Error(`the page server ${this.peer} closed the connection instead of answering ${commandName(what)}`);
     return len === 1 ? buf[0]! : buf.readInt32LE(0);
   }
 
   /** PS_IOV_PARENT: whether the server's parent images have this pagemap. */
-  hasParent(kind: PagemapKind, id: number): boolean {
+  async hasParent(kind: PagemapKind, id: number): Promise<boolean> {
     this.send({ cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: encodeDst(kind, id) });
-    this.push();
-    const r = this.answer(4, PS_IOV.PARENT);
+    await this.push();
+    const r = await this.answer(4, PS_IOV.PARENT);
     if (r < 0) throw new Error(`the page server ${this.peer} could not look for its parent's ${kind === "pid" ? `pagemap-${id}.img` : `pagemap-shmem-${id}.img`}`);
     return r === 1;
   }
 
   /** PS_IOV_OPEN2: the pagemap's pages go to the server from here. */
-  open(kind: PagemapKind, id: number): RemotePages {
+  async open(kind: PagemapKind, id: number): Promise<RemotePages> {
     const dstId = encodeDst(kind, id);
     this.send({ cmd: PS_IOV.OPEN2, flags: 0, nrPages: 0n, vaddr: 0n, dstId });
-    this.push();
-    const hasParent = this.answer(1, PS_IOV.OPEN2) !== 0;
+    await this.push();
+    const hasParent = (await this.answer(1, PS_IOV.OPEN2)) !== 0;
     this.log.debug(`page server: ${kind} ${id} opened${hasParent ? " (the server has its parent)" : ""}`);
     return new RemotePages(this, dstId, hasParent);
   }
@@ -175,16 +180,17 @@ export class PageServerClient {
   }
 
   /** PS_IOV_CLOSE: the server answers once it has every page (on disk, for tscriu's server). */
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     try {
       this.send({ cmd: this.given ? PS_IOV.FORCE_CLOSE : PS_IOV.CLOSE, flags: 0, nrPages: 0n, vaddr: 0n, dstId: 0n });
-      this.push();
-      const status = this.answer(4, PS_IOV.CLOSE);
+      await this.push();
+      const status = await this.answer(4, PS_IOV.CLOSE);
       if (status !== 0) throw new Error(`the page server ${this.peer} answered the close with status ${status}`);
+      await this.ch.end();
     } finally {
-      if (!this.given) this.b.close(this.fd);
+      this.ch.close();
     }
   }
 
@@ -192,8 +198,7 @@ export class PageServerClient {
   abort(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.given) this.b.close(this.fd);
-    else this.b.shutdown(this.fd, 2);
+    this.ch.abort();
   }
 }
 
@@ -218,26 +223,37 @@ async function connectTcp(address: string | undefined, port: number, log: Module
   throw new Error(`cannot connect to the page server: ${why.join("; ")}`);
 }
 
+/**
+ * Over TLS there is no probe: criu reads a header from one TLS record and stops at a
+ * short one, so a 24-byte probe ends a criu 4.2 server's session. tscriu speaks criu 4.2's
+ * layout there; TSCRIU_PAGE_SERVER_HEADERS=24 for a criu 4.1 server (tscriu's own server
+ * reads either).
+ */
+function tlsLayout(): Layout {
+  const v = process.env["TSCRIU_PAGE_SERVER_HEADERS"];
+  if (v === undefined || v === "32") return 32;
+  if (v === "24") return 24;
+  throw new Error(`TSCRIU_PAGE_SERVER_HEADERS=${v}: 24 (criu up to 4.1) or 32 (criu 4.2)`);
+}
+
 /** The probe described at the top: returns the layout the server reads. */
-function probeLayout(fd: number, peer: string): Layout {
-  const b = bridge();
-  const probe = { cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: PROBE_DST };
-  b.sendFull(fd, encodeHeader(24, probe));
-  tcpOption(fd, TCP_NODELAY);
+async function probeLayout(ch: Channel, peer: string): Promise<Layout> {
+  ch.send(encodeHeader(24, { cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: PROBE_DST }));
+  await ch.flush();
   const answer = Buffer.alloc(4);
-  let layout: Layout = 24;
   try {
-    if (b.recvFull(fd, answer, PROBE_MS) !== 4) throw new Error(`the page server ${peer} closed the connection at once`);
+    if ((await ch.recvFull(answer, PROBE_MS)) !== 4) throw new Error(`the page server ${peer} closed the connection at once`);
+    return 24;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ETIMEDOUT") throw e;
-    // A 32-byte server: these bytes make the probe a whole PARENT for the same pagemap.
-    const rest = Buffer.alloc(8);
-    rest.writeBigUInt64LE(PROBE_DST);
-    b.sendFull(fd, rest);
-    layout = 32;
-    if (b.recvFull(fd, answer, ANSWER_MS) !== 4) throw new Error(`the page server ${peer} closed the connection instead of answering ${commandName(PS_IOV.PARENT)}`);
   }
-  return layout;
+  // A 32-byte server: these bytes make the probe a whole PARENT for the same pagemap.
+  const rest = Buffer.alloc(8);
+  rest.writeBigUInt64LE(PROBE_DST);
+  ch.send(rest);
+  await ch.flush();
+  if ((await ch.recvFull(answer, ANSWER_MS)) !== 4) throw new Error(`the page server ${peer} closed the connection instead of answering ${commandName(PS_IOV.PARENT)}`);
+  return 32;
 }
 
 /**
@@ -284,27 +300,58 @@ export class RemotePages implements PageTransport {
     }
   }
 
-  async write(buf: Uint8Array, len: number): Promise<void> {
+  /** writes in the order they were asked for: the writers keep several in flight, and a TLS send may wait */
+  private chain: Promise<void> = Promise.resolve();
+
+  write(buf: Uint8Array, len: number): Promise<void> {
+    const w = this.chain.then(() => this.writeNow(buf, len));
+    this.chain = w.catch(() => undefined);
+    return w;
+  }
+
+  private async writeNow(buf: Uint8Array, len: number): Promise<void> {
     const t0 = process.hrtime.bigint();
     let off = 0;
     while (off < len) {
       if (this.owed === 0) this.sendHeaders();
       if (this.owed === 0) throw new Error(`${len - off} bytes of page data with no run of pages to carry them`);
       const n = Math.min(this.owed, len - off);
-      this.client.sendData(buf.subarray(off, off + n));
+      // owed drops only once the data is out: a run() meanwhile must not send the next header
+      if (this.client.tls) await this.record(buf.subarray(off, off + n), n === this.owed);
+      else await this.client.sendData(buf.subarray(off, off + n));
       this.owed -= n;
       off += n;
       if (this.owed === 0) this.sendHeaders();
     }
     this.writeNs += process.hrtime.bigint() - t0;
-    return Promise.resolve();
+  }
+
+  /**
+   * Over TLS a run's data goes in records of 16 KiB counted from the run's start: criu's
+   * server takes whole records into a pipe of 64 KiB per read, and one that crossed its
+   * 64 KiB steps would not fit (criu 4.1's server then waits for ever on its own pipe).
+   */
+  private readonly rec = Buffer.allocUnsafe(RECORD);
+  private recFill = 0;
+
+  private async record(data: Uint8Array, ends: boolean): Promise<void> {
+    for (let at = 0; at < data.length; ) {
+      const n = Math.min(RECORD - this.recFill, data.length - at);
+      this.rec.set(data.subarray(at, at + n), this.recFill);
+      this.recFill += n;
+      at += n;
+      if (this.recFill === RECORD || (at === data.length && ends)) {
+        await this.client.sendData(this.rec.subarray(0, this.recFill));
+        this.recFill = 0;
+      }
+    }
   }
 
   /** Every run sent (the server writes the pagemap; the session's CLOSE ends it). */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.chain;
     this.sendHeaders();
     if (this.owed !== 0 || this.queue.length) throw new Error(`the pages of ${this.queue.length} runs were never given (${this.owed} bytes owed)`);
-    return Promise.resolve();
   }
 
   abort(): Promise<void> {

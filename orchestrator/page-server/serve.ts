@@ -25,6 +25,7 @@ import type { ModuleLog } from "../log.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
 import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 import { peerName } from "./send.js";
+import { type Channel, PlainChannel, TlsChannel, type TlsOptions } from "./channel.js";
 import { INFO_FD_ENV } from "./spawn.js";
 import { commandName, decodeDst, decodeHeader, entryFlags, layoutOf, pagemapName, PS_IOV, type Header, type Layout } from "./wire.js";
 
@@ -69,10 +70,10 @@ class PeerError extends Error {}
 
 /**
  * Serves one connection until its CLOSE (or an error, which is thrown after the
- * session's files are removed). `fd` is the connected socket; it is not closed here.
+ * session's files are removed). The channel is not ended here.
  */
-export async function serveSession(fd: number, peer: string, o: SessionOptions): Promise<SessionResult> {
-  const s = new Session(fd, peer, o);
+export async function serveSession(ch: Channel, peer: string, o: SessionOptions): Promise<SessionResult> {
+  const s = new Session(ch, peer, o);
   try {
     return await s.run();
   } catch (e) {
@@ -100,7 +101,7 @@ class Session {
   private last = "the first header";
 
   constructor(
-    private readonly fd: number,
+    private readonly ch: Channel,
     private readonly peer: string,
     private readonly o: SessionOptions,
   ) {}
@@ -110,28 +111,28 @@ class Session {
   }
 
   /** The next header, or undefined when the peer closed between headers. */
-  private header(): Header | undefined {
+  private async header(): Promise<Header | undefined> {
     if (this.layout === undefined) {
       const first = Buffer.alloc(32);
-      const got = this.b.recvFull(this.fd, first.subarray(0, 24));
+      const got = await this.ch.recvFull(first.subarray(0, 24));
       if (got === 0) return undefined;
       if (got < 24) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
-      this.layout = layoutOf(first) ?? this.closeLayout(first);
-      if (this.layout === 32 && this.b.recvFull(this.fd, first.subarray(24, 32)) < 8) this.fail(undefined, "the connection closed inside a header");
+      this.layout = layoutOf(first) ?? (await this.closeLayout(first));
+      if (this.layout === 32 && (await this.ch.recvFull(first.subarray(24, 32))) < 8) this.fail(undefined, "the connection closed inside a header");
       this.o.log.info(`${this.peer} speaks ${this.layout}-byte headers (criu ${this.layout === 24 ? "up to 4.1" : "4.2"})`);
       return decodeHeader(this.layout, first);
     }
     const buf = Buffer.alloc(this.layout);
-    const got = this.b.recvFull(this.fd, buf);
+    const got = await this.ch.recvFull(buf);
     if (got === 0) return undefined;
     if (got < this.layout) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
     return decodeHeader(this.layout, buf);
   }
 
   /** A session that opens with CLOSE: 32-byte if 8 more bytes follow at once. */
-  private closeLayout(first: Buffer): Layout {
+  private async closeLayout(first: Buffer): Promise<Layout> {
     try {
-      return this.b.recvFull(this.fd, first.subarray(24, 32), LAYOUT_WAIT_MS) === 8 ? 32 : 24;
+      return (await this.ch.recvFull(first.subarray(24, 32), LAYOUT_WAIT_MS)) === 8 ? 32 : 24;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ETIMEDOUT") return 24;
       throw e;
@@ -140,21 +141,21 @@ class Session {
 
   async run(): Promise<SessionResult> {
     for (;;) {
-      const h = this.header();
+      const h = await this.header();
       if (h === undefined) this.fail(undefined, `the connection closed without ${commandName(PS_IOV.CLOSE)} (after ${this.last}): the dump did not finish`);
       this.last = commandName(h.cmd);
       switch (h.cmd) {
         case PS_IOV.OPEN:
         case PS_IOV.OPEN2: {
           const hasParent = await this.open(h);
-          if (h.cmd === PS_IOV.OPEN2) this.b.sendFull(this.fd, Buffer.of(hasParent ? 1 : 0));
+          if (h.cmd === PS_IOV.OPEN2) await this.answer(Buffer.of(hasParent ? 1 : 0));
           break;
         }
         case PS_IOV.PARENT: {
           const d = this.dst(h);
           const answer = Buffer.alloc(4);
           answer.writeInt32LE(existsSync(join(this.o.dir, "parent", pagemapName(d))) ? 1 : 0);
-          this.b.sendFull(this.fd, answer);
+          await this.answer(answer);
           break;
         }
         case PS_IOV.ADD:
@@ -173,6 +174,11 @@ class Session {
           this.fail(h, "not a command of criu's page-server protocol");
       }
     }
+  }
+
+  private async answer(bytes: Buffer): Promise<void> {
+    this.ch.send(bytes);
+    await this.ch.flush();
   }
 
   private dst(h: Header): { kind: "pid" | "shmem"; id: number } {
@@ -238,7 +244,7 @@ class Session {
     let done = 0;
     while (done < len) {
       const n = Math.min(CHUNK - this.fill, len - done);
-      const got = this.b.recvFull(this.fd, this.bufs[this.which]!.subarray(this.fill, this.fill + n));
+      const got = await this.ch.recvFull(this.bufs[this.which]!.subarray(this.fill, this.fill + n));
       if (got < n) this.fail(h, `the connection closed after ${done + got} of the ${len} bytes of the run at 0x${h.vaddr.toString(16)}`);
       this.fill += n;
       done += n;
@@ -291,15 +297,15 @@ class Session {
       }
     } catch (e) {
       status.writeInt32LE(-1);
-      this.b.sendFull(this.fd, status);
+      await this.answer(status);
       this.fail(h, `the images could not be completed: ${(e as Error).message}`);
     }
-    this.b.sendFull(this.fd, status);
+    await this.answer(status);
     // As criu, wait for the peer to close first (the TIME_WAIT stays on its side); a
     // --ps-socket peer (FORCE_CLOSE) may keep the socket open.
     if (h.cmd === PS_IOV.CLOSE) {
       const one = Buffer.alloc(1);
-      if (this.b.recvFull(this.fd, one) !== 0) this.o.log.warn(`${this.peer} sent data after ${commandName(PS_IOV.CLOSE)}`);
+      if ((await this.ch.recvFull(one)) !== 0) this.o.log.warn(`${this.peer} sent data after ${commandName(PS_IOV.CLOSE)}`);
     }
   }
 
@@ -339,6 +345,8 @@ export interface PageServerOptions {
   psSocket?: number | undefined;
   prevImagesDir?: string | undefined;
   autoDedup?: boolean | undefined;
+  /** --tls and its files */
+  tls?: TlsOptions | undefined;
 }
 
 /** The images dir made ready: created when missing, the parent link made from --prev-images-dir. */
@@ -445,14 +453,20 @@ export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promi
     peer = peerName(conn);
     log.info(`accepted a connection from ${peer}`);
   }
+  let ch: Channel | undefined;
   try {
-    const r = await serveSession(conn, peer, { dir, autoDedup: o.autoDedup === true, log });
+    ch = o.tls ? await TlsChannel.open(conn, "server", o.address, o.tls) : new PlainChannel(conn, o.psSocket !== undefined);
+    if (o.tls) log.info(`TLS session with ${peer} set up, its certificate verified`);
+    const r = await serveSession(ch, peer, { dir, autoDedup: o.autoDedup === true, log });
     log.info(`session with ${peer} over: ${r.pagemaps} pagemaps, ${r.pagesWritten} pages written in ${dir}`);
     return 0;
   } catch (e) {
     log.error((e as Error).message);
     return 1;
   } finally {
-    if (o.psSocket === undefined) b.close(conn);
+    await ch?.end().catch(() => undefined);
+    if (ch) ch.close();
+    // a TLS channel that failed to open has closed the socket already
+    else if (o.psSocket === undefined && !o.tls) b.close(conn);
   }
 }

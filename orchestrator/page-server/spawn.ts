@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { TlsOptions } from "./channel.js";
 
 /** the env variable that names the fd the page server writes "PID PORT" to once it listens */
 export const INFO_FD_ENV = "TSCRIU_PAGE_SERVER_INFO_FD";
@@ -18,6 +19,7 @@ export interface StartOptions {
   port?: number | undefined;
   prevImagesDir?: string | undefined;
   autoDedup: boolean;
+  tls?: TlsOptions | undefined;
   /** its log file; stderr (the RPC's) when undefined */
   logFile: string | undefined;
   level: number;
@@ -35,6 +37,11 @@ export async function startPageServer(o: StartOptions): Promise<{ pid: number; p
   if (o.port !== undefined) args.push("--port", String(o.port));
   if (o.prevImagesDir !== undefined) args.push("--prev-images-dir", o.prevImagesDir);
   if (o.autoDedup) args.push("--auto-dedup");
+  if (o.tls) {
+    args.push("--tls");
+    for (const [k, v] of [["cacert", o.tls.cacert], ["cacrl", o.tls.cacrl], ["cert", o.tls.cert], ["key", o.tls.key]] as const) if (v !== undefined) args.push(`--tls-${k}`, v);
+    if (o.tls.noCnVerify) args.push("--tls-no-cn-verify");
+  }
   if (o.logFile !== undefined) args.push("-o", o.logFile);
   const child = spawn(process.execPath, [...cli.execArgv, cli.file, ...args], {
     detached: true,

@@ -38,7 +38,6 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   irmap_scan_paths: { takes: ["dump", "pre-dump"], tscriu: [], what: "--irmap-scan-path" },
   // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
   orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
-  tls_no_cn_verify: { takes: ["dump", "pre-dump", "page-server", "lazy-pages"], tscriu: [], what: "--tls-no-cn-verify" },
   pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: [], what: "a pidfd store socket" },
   skip_file_rwx_check: { takes: ["restore"], tscriu: [], what: "--skip-file-rwx-check" },
 };

@@ -8,6 +8,7 @@
 import { realpathSync } from "node:fs";
 import { join } from "node:path";
 import type { PageServerAddress } from "../page-server/send.js";
+import type { TlsOptions } from "../page-server/channel.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, type LogSink, stderrSink } from "../log.js";
 import { VERSION } from "../version.js";
@@ -380,7 +381,13 @@ function pageServerOf(opts: CriuOpts, o: ServeOptions): PageServerAddress | unde
   const ps = opts.ps;
   if (!ps) return undefined;
   if (ps.fd !== undefined && o.mode !== "swrk") throw new RpcError("criu_opts.ps.fd is an fd the client passes to swrk; a standalone service cannot use one (as criu)", EBADRQC);
-  return { address: ps.address, port: ps.port, psSocket: ps.fd };
+  return { address: ps.address, port: ps.port, psSocket: ps.fd, tls: tlsOfOpts(opts) };
+}
+
+/** criu_opts.tls and its files. */
+function tlsOfOpts(opts: CriuOpts): TlsOptions | undefined {
+  if (!opts.tls) return undefined;
+  return { cacert: opts.tls_cacert, cacrl: opts.tls_cacrl, cert: opts.tls_cert, key: opts.tls_key, noCnVerify: opts.tls_no_cn_verify === true };
 }
 
 /**
@@ -401,6 +408,7 @@ async function pageServer(type: "PAGE_SERVER" | "PAGE_SERVER_CHLD", opts: CriuOp
     port: opts.ps?.port || undefined,
     prevImagesDir: opts.parent_img,
     autoDedup: opts.auto_dedup === true,
+    tls: tlsOfOpts(opts),
     logFile: opts.log_to_stderr ? undefined : join(work, opts.log_file ?? "page-server.log"),
     level: opts.log_level ?? 2,
   });

@@ -9,12 +9,15 @@ import { type Peer, PeerCheck, peerOf } from "./peer.js";
 import { LISTEN_FD, REPORT_FD } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
+import { warmUp } from "./warmup.js";
 
 // Loaded before the connection comes, so that a request does not wait for them.
 await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), import("../dump/stats.js"), import("../restore/stats.js")]);
 
 const logFile = process.env["TSCRIU_RPC_LOG"];
 const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
+// and run once, so that the first request does not run cold code
+await warmUp(log.module("service"));
 const conn = bridge().accept(LISTEN_FD);
 writeSync(REPORT_FD, "accepted\n");
 closeSync(REPORT_FD);

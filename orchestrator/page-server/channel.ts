@@ -1,0 +1,284 @@
+// The byte stream of a page-server session: the TCP socket itself, or TLS over it
+// (criu's --tls: X.509 both ways, each side checking the other's certificate against the
+// CA). The plain channel reads and writes the socket with blocking calls (page data goes
+// from and to buffers without a copy through Node's streams); the TLS one goes through
+// node:tls, the same calls awaited.
+
+import { readFileSync } from "node:fs";
+import { Socket } from "node:net";
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, createServer, type PeerCertificate, type SecureContextOptions, type TLSSocket } from "node:tls";
+import { bridge } from "../../host-bridge/load.js";
+
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
+
+export interface Channel {
+  /** fills buf; the bytes read, fewer only when the peer closed (ETIMEDOUT after timeoutMs without data) */
+  recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number>;
+  /** sends all of data (TLS: queued; `flush` waits until it is taken) */
+  send(data: Uint8Array): void;
+  /** pushes what is queued and corked out now: an answer is awaited */
+  flush(): Promise<void>;
+  /** waits while much is queued and not sent (TLS): page data must not pile up in memory */
+  flushIfBehind(): Promise<void>;
+  /** ends the session (TLS: close_notify) */
+  end(): Promise<void>;
+  /** lets go of the socket: closed, unless it was given (--ps-socket) to a plain channel */
+  close(): void;
+  /** after a failure: the peer sees the connection end at once */
+  abort(): void;
+}
+
+/** Sets a TCP option to 1; a socket that is no TCP socket (a socketpair given as --ps-socket) has none, and needs none. */
+export function tcpOption(fd: number, name: number): void {
+  try {
+    bridge().setsockoptInts(fd, Int32Array.of(IPPROTO_TCP, name, 1));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EOPNOTSUPP") throw e;
+  }
+}
+
+export class PlainChannel implements Channel {
+  constructor(
+    private readonly fd: number,
+    /** a --ps-socket: the caller's, shut down rather than closed */
+    private readonly given = false,
+  ) {}
+
+  close(): void {
+    if (!this.given) bridge().close(this.fd);
+  }
+
+  abort(): void {
+    if (this.given) bridge().shutdown(this.fd, 2);
+    else bridge().close(this.fd);
+  }
+
+  recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number> {
+    return Promise.resolve(bridge().recvFull(this.fd, buf, timeoutMs));
+  }
+
+  send(data: Uint8Array): void {
+    bridge().sendFull(this.fd, data);
+  }
+
+  flush(): Promise<void> {
+    tcpOption(this.fd, TCP_NODELAY);
+    return Promise.resolve();
+  }
+
+  flushIfBehind(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  end(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Bytes TLS may hold unsent before a sender waits. */
+const TLS_BACKLOG = 8 << 20;
+/** The most plaintext one TLS record carries. */
+const RECORD = 16384;
+
+/** criu's TLS options; unset files are criu's defaults. */
+export interface TlsOptions {
+  cacert?: string | undefined;
+  cacrl?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  /** --tls-no-cn-verify: the peer's certificate need not name the page server's address */
+  noCnVerify?: boolean | undefined;
+}
+
+const DEFAULTS = { cacert: "/etc/pki/CA/cacert.pem", cacrl: "/etc/pki/CA/cacrl.pem", cert: "/etc/pki/criu/cert.pem", key: "/etc/pki/criu/private/key.pem" };
+
+function readPem(path: string, what: string, must: boolean): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    if (!must && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new Error(`TLS: cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The credentials as criu loads them: its default paths, the system's CAs when no --tls-cacert is given. */
+function credentials(o: TlsOptions): SecureContextOptions {
+  const cert = readPem(o.cert ?? DEFAULTS.cert, "certificate (--tls-cert)", true)!;
+  const key = readPem(o.key ?? DEFAULTS.key, "private key (--tls-key)", true)!;
+  const ca = readPem(o.cacert ?? DEFAULTS.cacert, "CA certificate (--tls-cacert)", o.cacert !== undefined);
+  const crl = readPem(o.cacrl ?? DEFAULTS.cacrl, "revocation list (--tls-cacrl)", o.cacrl !== undefined);
+  const creds = { cert, key, ...(ca ? { ca } : {}), ...(crl ? { crl } : {}) };
+  createSecureContext(creds); // a key that does not match its certificate fails here, named
+  return creds;
+}
+
+/**
+ * The peer's certificate against `name` (criu's gnutls_certificate_verify_peers3 with the
+ * page server's address as the hostname), or why not.
+ */
+function nameCheck(name: string | undefined, cert: PeerCertificate): string | undefined {
+  if (name === undefined) return undefined;
+  const err = checkServerIdentity(name, cert);
+  return err ? err.message : undefined;
+}
+
+export class TlsChannel implements Channel {
+  private readonly chunks: Buffer[] = [];
+  private have = 0;
+  private ended = false;
+  private error: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  private constructor(private readonly tls: TLSSocket) {
+    tls.on("data", (b: Buffer) => {
+      this.chunks.push(b);
+      this.have += b.length;
+      this.wake?.();
+    });
+    const ended = (): void => {
+      this.ended = true;
+      this.wake?.();
+    };
+    tls.on("end", ended);
+    tls.on("close", ended);
+    tls.on("error", (e: Error) => {
+      this.error ??= e;
+      this.wake?.();
+    });
+  }
+
+  /**
+   * TLS over the connected socket `fd`, as a client (the dump) or a server (the page
+   * server); resolves once the handshake is done and the peer's certificate checked:
+   * against the CA, and against `address` (the page server's) unless --tls-no-cn-verify.
+   * The socket is node:tls's from here on, closed with the channel (or at a failure).
+   */
+  static async open(fd: number, role: "client" | "server", address: string | undefined, o: TlsOptions): Promise<TlsChannel> {
+    const socket = new Socket({ fd, readable: true, writable: true });
+    socket.setNoDelay(true);
+    let creds: SecureContextOptions;
+    try {
+      creds = credentials(o);
+    } catch (e) {
+      socket.destroy();
+      throw e;
+    }
+    const tls: TLSSocket = await new Promise((resolve, reject) => {
+      const fail = (e: Error): void => {
+        socket.destroy();
+        reject(new Error(`TLS handshake: ${e.message}`));
+      };
+      if (role === "client") {
+        const t = tlsConnect({ socket, ...creds, rejectUnauthorized: true, servername: undefined, checkServerIdentity: () => undefined }, () => resolve(t));
+        t.once("error", fail);
+      } else {
+        // through a tls.Server, which checks the client's certificate (a bare server-side
+        // TLSSocket does not). TLS 1.2: a TLS 1.3 server sends session tickets after the handshake, which criu's
+        // client reads as an error ("The page server doesn't answer: Resource temporarily unavailable")
+        const server = createServer({ ...creds, requestCert: true, rejectUnauthorized: true, maxVersion: "TLSv1.2" });
+        server.once("secureConnection", (t: TLSSocket) => resolve(t));
+        server.once("tlsClientError", fail);
+        server.emit("connection", socket);
+      }
+    });
+    if (!tls.authorized) {
+      tls.destroy();
+      throw new Error(`TLS: the peer's certificate is not trusted: ${String(tls.authorizationError)}`);
+    }
+    const why = o.noCnVerify ? undefined : nameCheck(address, tls.getPeerCertificate());
+    if (why) {
+      tls.destroy();
+      throw new Error(`TLS: the peer's certificate does not name ${address} (--tls-no-cn-verify skips this check): ${why}`);
+    }
+    tls.removeAllListeners("error");
+    return new TlsChannel(tls);
+  }
+
+  async recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number> {
+    let got = 0;
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    while (got < buf.length) {
+      if (this.have === 0) {
+        if (this.error) throw this.error;
+        if (this.ended) break;
+        const left = deadline - Date.now();
+        if (left <= 0) throw Object.assign(new Error("recv: ETIMEDOUT"), { code: "ETIMEDOUT" });
+        await new Promise<void>((r) => {
+          const timer = left === Infinity ? undefined : setTimeout(r, left);
+          this.wake = () => {
+            if (timer) clearTimeout(timer);
+            this.wake = undefined;
+            r();
+          };
+        });
+        continue;
+      }
+      const c = this.chunks[0]!;
+      const n = Math.min(c.length, buf.length - got);
+      buf.set(c.subarray(0, n), got);
+      got += n;
+      this.have -= n;
+      if (n === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(n);
+    }
+    return got;
+  }
+
+  /**
+   * What send() was given, written one piece at a time, each piece at most one TLS record:
+   * criu reads a header with one gnutls_record_recv and fails on a short one, so a header
+   * must never straddle two records. node:tls joins writes queued together into one
+   * record stream, hence a single write in flight.
+   */
+  private readonly pieces: Buffer[] = [];
+  private queued = 0;
+  /** whether pump() runs; set and cleared in the same turns as the queue changes */
+  private running = false;
+  private pumping: Promise<void> = Promise.resolve();
+
+  send(data: Uint8Array): void {
+    if (this.error) throw this.error;
+    // a copy: the caller reuses its buffer
+    const copy = Buffer.from(data);
+    for (let off = 0; off < copy.length; off += RECORD) this.pieces.push(copy.subarray(off, off + RECORD));
+    this.queued += copy.length;
+    if (this.running) return;
+    this.running = true;
+    this.pumping = this.pump();
+    this.pumping.catch(() => undefined);
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      for (let p = this.pieces.shift(); p; p = this.pieces.shift()) {
+        await new Promise<void>((resolve, reject) => this.tls.write(p, (e) => (e ? reject(e) : resolve())));
+        this.queued -= p.length;
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.error) throw this.error;
+    while (this.running) await this.pumping;
+    await this.pumping;
+  }
+
+  async flushIfBehind(): Promise<void> {
+    if (this.queued > TLS_BACKLOG) await this.flush();
+  }
+
+  async end(): Promise<void> {
+    await new Promise<void>((resolve) => this.tls.end(resolve));
+  }
+
+  close(): void {
+    this.tls.destroy();
+  }
+
+  abort(): void {
+    this.tls.destroy();
+  }
+}
