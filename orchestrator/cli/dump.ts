@@ -31,7 +31,6 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
   return {
     command,
     describe: preDump ? "pre-dump the memory of a process tree, leaving it running (the start of an incremental chain)" : "checkpoint a running process into images",
-    builder: (y) => y,
     criu: [command],
     handler: async (args, ctx) => {
       const pid = args["tree"];

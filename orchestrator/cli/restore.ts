@@ -13,7 +13,6 @@ export function restoreCommand(): CommandSpec {
   return {
     command: "restore",
     describe: "restore a process from images",
-    builder: (y) => y,
     criu: ["restore"],
     handler: async (args, ctx) => {
       const dir = args["images-dir"];
