@@ -81,7 +81,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       }
       try {
         const ghost = args["ghost-limit"];
-        const bar = progressBar(process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
+        const bar = progressBar(() => process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
         const result = await dump(
           {
             pid,

@@ -39,7 +39,7 @@ export function restoreCommand(): CommandSpec {
       const cap = args["cpu-cap"];
       let pid = 0;
       try {
-        const bar = progressBar(process.stderr, "restoring memory");
+        const bar = progressBar(() => process.stderr, "restoring memory");
         const result = await restore(
           {
             imagesDir: dir,
