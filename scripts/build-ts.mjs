@@ -4,14 +4,14 @@
 //
 // Why a bundle: Node 20's ESM loader resolves, opens, reads and compiles every module on
 // its own, ~120 of them for a dump, which made most of a small dump's start-up after
-// Node's own. dist/cli/ holds:
+// Node's own; one CommonJS file can also run from a V8 code cache, which Node 20 has no
+// way to give ES modules. dist/cli/ holds:
 //   tscriu.cjs   the bin (orchestrator/cli/bin.ts): launcher line, then runs main.cjs
 //   main.cjs     the CLI, orchestrator/cli/main.ts and all it imports, one CommonJS file
 //                (each module initialised when first imported, as before), ASCII only,
 //                written with main.cache: edit neither by hand (V8 knows a cache's
 //                source by its length only)
-//   main.cache   V8's code cache of main.cjs, written by running a few commands that
-//                load the dump, restore and crit machinery (see bin.ts)
+//   main.cache   V8's code cache of main.cjs (scripts/cli-cache.mjs, bin.ts)
 //   worker.js    a service's worker (orchestrator/rpc/worker.ts), one ES module
 //   main.js      the bin again, as an ES module, for what starts the CLI by its path
 //   core.wasm    the wasm core
@@ -21,8 +21,7 @@
 // request starts (page-server/spawn.ts). dist/cli/ is two levels below the package root
 // like the modules themselves, so those still hold.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, chmodSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
@@ -78,18 +77,6 @@ writeFileSync(join(cli, "main.js"), 'import "./tscriu.cjs";\n');
 copyFileSync(resolve(root, "wasm/core.wasm"), join(cli, "core.wasm"));
 chmodSync(join(cli, "tscriu.cjs"), 0o755);
 
-// The code cache: commands that load each command family's machinery and stop early
-// (no root needed, nothing touched: a pid that cannot exist, an empty images dir, an
-// empty image). Each run starts from the cache the one before wrote.
-const scratch = mkdtempSync(join(tmpdir(), "tscriu-cache-"));
-const env = { ...process.env, TSCRIU_WRITE_CODE_CACHE: "1", HOME: scratch, CRIU_CONFIG_FILE: "", TSCRIU_SYSTEM_CONFIG: join(scratch, "none") };
-for (const argv of [
-  ["dump", "-t", "4194304", "-D", join(scratch, "d")],
-  ["restore", "-D", scratch],
-  ["decode", "-i", "/dev/null"],
-  ["check", "--feature", "list"],
-]) {
-  spawnSync(process.execPath, [join(cli, "tscriu.cjs"), ...argv], { env, stdio: "ignore" });
-}
-rmSync(scratch, { recursive: true, force: true });
-if (!existsSync(join(cli, "main.cache"))) console.warn("build-ts: no code cache was written (dist/cli/main.cache): the CLI starts slower");
+// The code cache of main.cjs (after the bundle, which it is a cache of).
+const c = spawnSync(process.execPath, [resolve(root, "scripts/cli-cache.mjs")], { stdio: "inherit" });
+if (c.status !== 0) process.exit(c.status ?? 1);

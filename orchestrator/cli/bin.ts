@@ -11,13 +11,14 @@
 // ${VAR}: GNU coreutils 8.30, FreeBSD; busybox's env lacks it. Unset and empty read the
 // same there, and mean the same to Node.)
 //
-// The bundle runs from V8's code cache of it, main.cache, which the build writes by
-// running a few commands with TSCRIU_WRITE_CODE_CACHE=1: compiling the bundle's ~0.5 MB
-// was the largest part of a small dump's start-up after Node's own. Where the cache is
-// missing, or was made by another Node (V8 checks its version and flags), the code
-// compiles as usual. -V is answered before the bundle is read.
+// The bundle runs from V8's code cache of it, main.cache, which scripts/cli-cache.mjs
+// writes at build and install time by running a few commands with
+// TSCRIU_WRITE_CODE_CACHE=1: compiling the bundle's code was the largest part of a small
+// dump's start-up after Node's own. Where the cache is missing, or was made by another
+// Node or with other V8 flags (V8 checks both), the code compiles as usual. -V is
+// answered before the bundle is read.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,8 +54,12 @@ const script = new Script(`(function (exports, require, module, __filename, __di
   ...(cachedData !== undefined ? { cachedData } : {}),
 });
 if (process.env["TSCRIU_WRITE_CODE_CACHE"] === "1") {
-  // Everything compiled by the time the command exits: what was in the cache and what ran.
-  process.on("exit", () => writeFileSync(cacheFile, script.createCachedData()));
+  // Everything compiled by the time the command exits: what was in the cache and what
+  // ran. Renamed into place, so that no run reads half a cache.
+  process.on("exit", () => {
+    writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData());
+    renameSync(`${cacheFile}.${process.pid}`, cacheFile);
+  });
 }
 type CommonJsWrapper = (exports: object, require: NodeJS.Require, module: { exports: object }, filename: string, dirname: string) => void;
 const module = { exports: {} };
