@@ -11,18 +11,26 @@ export type MemoryEvent =
 
 const THRESHOLD = 100 << 20;
 
-/** `what` names the work: "dumping memory", "restoring memory". */
-export function progressBar(stream: NodeJS.WriteStream, what: string): (e: MemoryEvent) => void {
+/**
+ * `what` names the work: "dumping memory", "restoring memory". `output` is asked for
+ * the stream only once the memory is large enough for a bar: process.stderr is made on
+ * first use, which costs a few milliseconds (node:net, for a pipe) a small dump or
+ * restore has no need to spend.
+ */
+export function progressBar(output: () => NodeJS.WriteStream, what: string): (e: MemoryEvent) => void {
   let total = 0;
   let shown = false;
   let lastDraw = 0;
+  let stream: NodeJS.WriteStream | undefined;
   return (e) => {
-    if (!stream.isTTY) return;
     if (e.type === "memory-start" && "bytes" in e) {
       total = e.bytes;
       return;
     }
-    if (e.type === "memory-progress" && "done" in e && total >= THRESHOLD) {
+    if (total < THRESHOLD) return;
+    stream ??= output();
+    if (!stream.isTTY) return;
+    if (e.type === "memory-progress" && "done" in e) {
       const now = Date.now();
       if (now - lastDraw < 100 && e.done < total) return;
       lastDraw = now;

@@ -262,7 +262,7 @@ test("a short alias is refused by its long name; several refusals are all named;
   t.is(r.stderr, ["--join-ns", "--ext-unix-sk", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
   const p = parseCommandLine(["dump", "-t", "1", "-D", "/tmp", "--no-lazy-pages", "--no-restore-detached", "--timeout", "5", "--timeout", "1"], NO_CONF);
   t.is(p.kind, "run", p.kind === "exit" ? p.stderr : "");
-  // (yargs-parser alone adds a repeated number option's later 1 to it: 6 here)
+  // (yargs-parser, the parser before, added a repeated number option's later 1 to it: 6 here)
   if (p.kind === "run") t.is(p.args["timeout"], 1);
 });
 

@@ -1,12 +1,13 @@
 // The command line: crit's verbs, criu's option frame, config files, exit codes.
 import test from "ava";
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { parseJson } from "../images/json.js";
 import { parseConfigText, applyConfig } from "../orchestrator/cli/config.js";
 import { normalizeVerbosity } from "../orchestrator/log.js";
 import { VERSION } from "../orchestrator/version.js";
-import { tscriu } from "./helpers/cli.js";
+import { CLI, tscriu } from "./helpers/cli.js";
 import { FIXTURES, ROOT } from "./helpers/fixtures.js";
 import { scratchDir } from "./helpers/tmp.js";
 
@@ -94,6 +95,25 @@ test("commands not built yet say so and exit 1", (t) => {
   const r = tscriu(["exec", "-t", "1"], { env: NO_CONF });
   t.is(r.code, 1);
   t.regex(r.stderr, /exec: not implemented yet/);
+});
+
+test("the bin runs the same without its code cache and with one that is not its own, and writes one when asked", (t) => {
+  // A copy of the bundle's directory: decode needs neither the addon nor the package around it.
+  const bin = join(tmp(), "cli", "tscriu.cjs");
+  cpSync(dirname(CLI), dirname(bin), { recursive: true });
+  const cache = join(dirname(bin), "main.cache");
+  t.true(existsSync(cache), "the build wrote a code cache");
+  const decode = (env: NodeJS.ProcessEnv = {}) => spawnSync(bin, ["decode", "-i", fx("counter/pstree.img")], { env: { ...process.env, ...NO_CONF, ...env }, encoding: "utf8" });
+  const expected = decode();
+  t.is(expected.status, 0, expected.stderr);
+  t.deepEqual(parseJson(expected.stdout), parseJson(readFileSync(fx("counter/crit/pstree.img.json"), "utf8")));
+  writeFileSync(cache, Buffer.alloc(4096, 0x5a));
+  t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "a cache V8 refuses");
+  rmSync(cache);
+  t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "no cache");
+  t.is(decode({ TSCRIU_WRITE_CODE_CACHE: "1" }).stdout, expected.stdout);
+  t.true(statSync(cache).size > 10_000, "TSCRIU_WRITE_CODE_CACHE=1 wrote one");
+  t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "the cache it wrote");
 });
 
 test("the version matches package.json", (t) => {

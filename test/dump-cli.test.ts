@@ -31,10 +31,15 @@ test("-W puts log and stats in the work dir; action scripts see pre-dump and pos
   const work = tempDir(t);
   const seen = join(work, "actions");
   const script = join(work, "script.sh");
-  writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID" >> ${seen}\n`);
+  writeFileSync(script, `#!/bin/sh\necho "$CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID" >> ${seen}\necho "\${NODE_EXTRA_CA_CERTS-unset}" > ${seen}.ca\n`);
   chmodSync(script, 0o755);
-  const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "-W", work, "-o", "d.log", "--action-script", script], { env: NO_CONF });
+  // The launcher starts Node without NODE_EXTRA_CA_CERTS (Node would warn that it cannot
+  // read this file) and hands it on to what tscriu runs.
+  const ca = join(work, "no-such-ca.pem");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "-W", work, "-o", "d.log", "--action-script", script], { env: { ...NO_CONF, NODE_EXTRA_CA_CERTS: ca } });
   t.is(r.code, 0, r.stderr);
+  t.notRegex(r.stderr, /extra certs/);
+  t.is(readFileSync(`${seen}.ca`, "utf8"), `${ca}\n`);
   t.true(existsSync(join(work, "stats-dump")));
   t.true(existsSync(join(work, "d.log")));
   t.false(existsSync(join(dir, "stats-dump")));

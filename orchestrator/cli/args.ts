@@ -1,58 +1,61 @@
-// criu's option table (options.ts) put to work on a command line: declared to yargs per
-// command, judged in config files, and refused before a command runs when tscriu does
-// not do what it asks.
+// criu's option table (options.ts) put to work on a command line: the options a command
+// parses, the groups its --help shows, the refusal of what tscriu does not do, and the
+// verdict on an option of a config file.
 
-import type { Argv, Options } from "yargs";
 import type { ConfigVerdict } from "./config.js";
+import type { HelpGroup, HelpOption } from "./help.js";
 import { CRIU_OPTIONS, type CriuCommand, type CriuOption, criuOption, notAnOptionOf, notSupportedYet, support } from "./options.js";
+import type { OptionSpec } from "./parse.js";
 
 /**
- * Options the CLI frame handles before yargs sees the command line: -V (run.ts),
- * --config and --no-default-config (config.ts); -h is yargs' own help.
+ * Options the CLI frame handles before the command line is parsed: -V (main.ts, run.ts),
+ * --config and --no-default-config (config.ts); -h is read by the parser itself.
  */
 const FRAME = new Set(["help", "version", "config", "no-default-config"]);
 
 export const NOT_YET_GROUP = "criu options tscriu does not support yet (refused):";
 
-function yargsOption(o: CriuOption): Options {
-  // yargs-parser takes a repeated number option whose new value is 1 for a counter and
-  // adds it (--verbosity 4 from a config file, then -v1: 5); nargs: 1 makes it replace.
-  const kind = o.kind === "array" ? { type: "string" as const, array: true } : o.kind === "number" ? { type: "number" as const, nargs: 1 } : { type: o.kind };
-  return {
-    ...kind,
-    describe: o.describe,
-    ...(o.alias !== undefined ? { alias: o.alias } : {}),
-    ...(o.name === "verbosity" ? { default: 2 } : {}),
-  };
-}
+/** criu's default log level: -v raises it from 2. */
+const withDefault = (o: CriuOption): HelpOption => (o.name === "verbosity" ? { ...o, default: 2 } : o);
 
 /**
- * Declares every criu option to yargs, so that each one parses with its value whatever
- * the command (and is then refused by name, see `refusals`). --help shows the options
- * tscriu implements for `commands` under "Options:", those criu takes there that tscriu
- * does not support yet in a group of their own (a user coming from criu's manual sees
- * where tscriu stands), and hides those of other commands.
+ * Every criu option, whatever the command: each one parses with its value, and is then
+ * refused by name where tscriu does not take it (see `refusals`) rather than reported as
+ * unknown.
  */
-export function declareCriuOptions(y: Argv, commands: readonly CriuCommand[]): Argv {
-  const implemented: string[] = [];
-  const notYet: string[] = [];
-  for (const o of CRIU_OPTIONS) {
-    if (FRAME.has(o.name)) continue;
-    const s = commands.map((c) => support(o, c));
-    const hidden = s.every((x) => x === "not-taken");
-    y = y.option(o.name, { ...yargsOption(o), ...(hidden ? { hidden: true } : {}) });
-    if (s.includes("implemented")) implemented.push(o.name);
-    else if (!hidden) notYet.push(o.name);
-  }
-  // Named groups come before yargs' own "Options:" (which holds --help): name both.
-  y = y.group(implemented, "Options:");
-  if (notYet.length > 0) y = y.group(notYet, NOT_YET_GROUP);
-  return y.epilog("criu's config files apply (--config FILE adds one, --no-default-config skips the defaults); -V prints the version.");
+export function criuOptionTable(): OptionSpec[] {
+  return CRIU_OPTIONS.filter((o) => !FRAME.has(o.name)).map(withDefault);
 }
 
 /** criu's -v for crit's verbs too (normalizeVerbosity gives every form as --verbosity=N). */
-export function declareVerbosity(y: Argv): Argv {
-  return y.option("verbosity", yargsOption(criuOption("verbosity")!));
+export function verbosityOption(): HelpOption {
+  return withDefault(criuOption("verbosity")!);
+}
+
+/** -h, --help, as the option table describes it. */
+export function helpOption(): HelpOption {
+  return criuOption("help")!;
+}
+
+/**
+ * --help of criu's `commands`: the options tscriu implements there under "Options:",
+ * those criu takes there that tscriu does not support yet in a group of their own (a
+ * user coming from criu's manual sees where tscriu stands); those of other commands are
+ * left out.
+ */
+export function criuHelpGroups(commands: readonly CriuCommand[]): HelpGroup[] {
+  const implemented: HelpOption[] = [];
+  const notYet: HelpOption[] = [];
+  for (const o of CRIU_OPTIONS) {
+    if (FRAME.has(o.name)) continue;
+    const s = commands.map((c) => support(o, c));
+    if (s.includes("implemented")) implemented.push(withDefault(o));
+    else if (s.includes("not-yet")) notYet.push(o);
+  }
+  return [
+    { title: "Options:", options: [...implemented, helpOption()] },
+    { title: NOT_YET_GROUP, options: notYet },
+  ];
 }
 
 /**
@@ -77,8 +80,8 @@ export function refusals(args: Readonly<Record<string, unknown>>, command: CriuC
  * The verdict on one option of a config file for `command` ("crit": one of crit's verbs;
  * undefined: no command on the line). Config files serve every command, as in
  * criu: an option of other commands is left out; one criu takes with this command and
- * tscriu does not support is refused; what is not criu's stays for yargs to judge (crit's
- * `pretty` is decode's, anything else is a usage error).
+ * tscriu does not support is refused; what is not criu's stays for the command line to
+ * judge (crit's `pretty` is decode's, anything else is a usage error).
  */
 export function judgeConfigOption(written: string, command: CriuCommand | "crit" | undefined): ConfigVerdict {
   const name = written.replace(/=.*$/s, "");

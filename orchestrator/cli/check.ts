@@ -12,7 +12,6 @@ export function checkCommand(): CommandSpec {
     command: "check",
     describe: "check that this kernel has what dump and restore use",
     // --extra, --experimental, --all and --feature are rows of the option table.
-    builder: (y) => y,
     criu: ["check"],
     handler: async (args, ctx) => {
       const log = ctx.log.module("check");

@@ -2,21 +2,22 @@
 // work is in crit-run.ts, imported when a verb runs: the CLI starts faster.
 
 import type { ExploreWhat } from "../../images/explore.js";
-import type { Argv } from "yargs";
+import type { HelpOption } from "./help.js";
 import type { CommandSpec } from "./run.js";
 
 /** crit's -o: the output file (criu's commands use -o for the log). */
-const out = (y: Argv): Argv => y.option("out", { alias: "o", type: "string", describe: "output file (stdout by default)" });
+const OUT: HelpOption = { name: "out", alias: "o", kind: "string", describe: "output file (stdout by default)" };
 
 export function critCommands(): CommandSpec[] {
   return [
     {
       command: "decode",
       describe: "convert an image from binary to JSON (crit decode)",
-      builder: (y) =>
-        out(y)
-          .option("in", { alias: "i", type: "string", describe: "image to decode (stdin by default)" })
-          .option("pretty", { type: "boolean", describe: "indented, with hex addresses and flag names" }),
+      options: [
+        OUT,
+        { name: "in", alias: "i", kind: "string", describe: "image to decode (stdin by default)" },
+        { name: "pretty", kind: "boolean", describe: "indented, with hex addresses and flag names" },
+      ],
       handler: async (args) => {
         const { printCrit, readInput } = await import("./crit-run.js");
         const { data, name } = await readInput(args["in"] as string | undefined);
@@ -27,10 +28,11 @@ export function critCommands(): CommandSpec[] {
     {
       command: "encode",
       describe: "convert an image from JSON to binary (crit encode)",
-      builder: (y) =>
-        out(y)
-          .option("in", { alias: "i", type: "string", describe: "JSON to encode (stdin by default)" })
-          .option("force", { type: "boolean", describe: "overwrite an existing output file" }),
+      options: [
+        OUT,
+        { name: "in", alias: "i", kind: "string", describe: "JSON to encode (stdin by default)" },
+        { name: "force", kind: "boolean", describe: "overwrite an existing output file" },
+      ],
       handler: async (args, ctx) => {
         const { encode } = await import("./crit-run.js");
         await encode(ctx, args["in"] as string | undefined, args["out"] as string | undefined, args["force"] === true);
@@ -38,12 +40,10 @@ export function critCommands(): CommandSpec[] {
       },
     },
     {
-      command: "show <in>",
+      command: "show",
       describe: "show an image as indented JSON (crit show)",
-      builder: (y) =>
-        y
-          .positional("in", { type: "string", describe: "image file" })
-          .option("nopl", { type: "boolean", describe: "do not show entry payload (raw data)" }),
+      positionals: [{ name: "in", describe: "image file" }],
+      options: [{ name: "nopl", kind: "boolean", describe: "do not show entry payload (raw data)" }],
       handler: async (args) => {
         const { printCrit, readInput } = await import("./crit-run.js");
         const { data, name } = await readInput(args["in"] as string);
@@ -52,9 +52,9 @@ export function critCommands(): CommandSpec[] {
       },
     },
     {
-      command: "info <in>",
+      command: "info",
       describe: "show the type and entry count of an image (crit info)",
-      builder: (y) => y.positional("in", { type: "string", describe: "image file" }),
+      positionals: [{ name: "in", describe: "image file" }],
       handler: async (args, ctx) => {
         const { info } = await import("./crit-run.js");
         await info(ctx, args["in"] as string);
@@ -62,12 +62,12 @@ export function critCommands(): CommandSpec[] {
       },
     },
     {
-      command: "x <dir> <what>",
+      command: "x",
       describe: "explore an image directory: ps, fds, mems, rss (crit x)",
-      builder: (y) =>
-        y
-          .positional("dir", { type: "string", describe: "image directory" })
-          .positional("what", { choices: ["ps", "fds", "mems", "rss"] as const, describe: "what to show" }),
+      positionals: [
+        { name: "dir", describe: "image directory" },
+        { name: "what", describe: "what to show", choices: ["ps", "fds", "mems", "rss"] },
+      ],
       handler: async (args, ctx) => {
         const { explore } = await import("./crit-run.js");
         await explore(ctx, args["dir"] as string, args["what"] as ExploreWhat);

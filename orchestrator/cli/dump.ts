@@ -46,7 +46,6 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
   return {
     command,
     describe: preDump ? "pre-dump the memory of a process tree, leaving it running (the start of an incremental chain)" : "checkpoint a running process into images",
-    builder: (y) => y,
     criu: [command],
     handler: async (args, ctx) => {
       const pid = args["tree"];
@@ -97,7 +96,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       }
       try {
         const ghost = args["ghost-limit"];
-        const bar = progressBar(process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
+        const bar = progressBar(() => process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
         const result = await dump(
           {
             pid,

@@ -1,6 +1,6 @@
 // criu's options, one row each: the name, the one-letter alias, the kind of value, the
 // commands criu takes it with, and the commands tscriu implements it for. The CLI
-// (yargs declarations, --help, the refusal of what tscriu does not do yet), the config
+// (the parsed options, --help, the refusal of what tscriu does not do yet), the config
 // file reader and the RPC's criu_opts check all read this one table.
 //
 // `takes` follows criu(8): the common options go with every command, the others with

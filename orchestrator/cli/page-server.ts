@@ -11,7 +11,6 @@ export function pageServerCommand(): CommandSpec {
   return {
     command: "page-server",
     describe: "receive a dump's pages over TCP (dump --page-server sends them)",
-    builder: (y) => y,
     criu: ["page-server"],
     handler: async (args, ctx) => {
       const dir = str(args["images-dir"]);

@@ -13,7 +13,6 @@ export function restoreCommand(): CommandSpec {
   return {
     command: "restore",
     describe: "restore a process from images",
-    builder: (y) => y,
     criu: ["restore"],
     handler: async (args, ctx) => {
       const dir = args["images-dir"];
@@ -40,7 +39,7 @@ export function restoreCommand(): CommandSpec {
       const cap = args["cpu-cap"];
       let pid = 0;
       try {
-        const bar = progressBar(process.stderr, "restoring memory");
+        const bar = progressBar(() => process.stderr, "restoring memory");
         const result = await restore(
           {
             imagesDir: dir,

@@ -15,9 +15,9 @@ function logPath(args: Record<string, unknown>): string | undefined {
 export function rpcCommands(): CommandSpec[] {
   return [
     {
-      command: "swrk <fd>",
+      command: "swrk",
       describe: "serve criu's RPC on an inherited SOCK_SEQPACKET socket (for pycriu, go-criu, libcriu)",
-      builder: (y) => y.positional("fd", { type: "number", describe: "the socket's file descriptor" }),
+      positionals: [{ name: "fd", describe: "the socket's file descriptor", kind: "number" }],
       criu: ["swrk"],
       handler: async (args, ctx) => {
         const fd = args["fd"];
@@ -39,7 +39,6 @@ export function rpcCommands(): CommandSpec[] {
     {
       command: "service",
       describe: "serve criu's RPC on a unix socket (--address PATH), a worker process per connection",
-      builder: (y) => y,
       criu: ["service"],
       handler: async (args, ctx) => {
         const { runService } = await import("../rpc/service.js");

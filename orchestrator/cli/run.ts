@@ -4,8 +4,6 @@
 
 import { mkdirSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { createRequire } from "node:module";
-import type { Argv } from "yargs";
 import { applyConfig, ConfigError, type ConfigOption, type ConfigVerdict } from "./config.js";
 import { fileSink, Logger, type LogLevel, normalizeVerbosity, stderrSink } from "../log.js";
 import { critCommands } from "./crit.js";
@@ -15,12 +13,11 @@ import { restoreCommand } from "./restore.js";
 import { checkCommand } from "./check.js";
 import { rpcCommands } from "./rpc.js";
 import { pageServerCommand } from "./page-server.js";
-import { declareCriuOptions, declareVerbosity, judgeConfigOption, refusals } from "./args.js";
-import type { CriuCommand } from "./options.js";
+import { criuHelpGroups, criuOptionTable, helpOption, judgeConfigOption, refusals, verbosityOption } from "./args.js";
+import { commandHelp, type HelpOption, type HelpPositional, topHelp } from "./help.js";
+import { criuOption, type CriuCommand } from "./options.js";
+import { type OptionSpec, parseLine } from "./parse.js";
 import { VERSION } from "../version.js";
-
-// yargs' CommonJS build loads in half the time of its ESM entry (~0.1 s less per run here).
-const yargs = createRequire(import.meta.url)("yargs") as (args: readonly string[]) => Argv;
 
 /** Where the CLI writes: the process's stdout and stderr, or a test's buffers. */
 export interface CliIo {
@@ -35,15 +32,25 @@ export interface CliContext extends CliIo {
 
 export type Handler = (args: Record<string, unknown>, ctx: CliContext) => Promise<number>;
 
+/** A word the command takes after its name (crit's `show <in>`); its value is a string unless kind says number. */
+export interface Positional extends HelpPositional {
+  kind?: "number";
+}
+
 export interface CommandSpec {
+  /** the word that names it: "decode", "cpuinfo" */
   command: string;
   describe: string;
-  builder: (y: Argv) => Argv;
+  /** the words after the name, all required */
+  positionals?: readonly Positional[];
+  /** options of its own, besides criu's (crit's -i, -o, --pretty …) */
+  options?: readonly HelpOption[];
   /** none: a criu command tscriu has not built yet */
   handler?: Handler;
   /**
    * The criu command(s) this is, for the option table; one per value of its positional
-   * where criu has one per value ("cpuinfo dump", "cpuinfo check"). None: crit's verbs.
+   * where criu has one per value ("cpuinfo dump", "cpuinfo check"). None: crit's verbs,
+   * which take -v and their own options only.
    */
   criu?: readonly CriuCommand[];
   /** the command creates -D when missing (dump): a relative log file may go there */
@@ -56,42 +63,48 @@ const NOT_YET: [CriuCommand, string][] = [
   ["exec", "run a syscall in a task (deprecated in criu)"],
 ];
 
-/**
- * yargs renders the whole help text (cliui) after every command handler starts, only to
- * cache it for a later failure message; tscriu prints its own ("Try tscriu --help"). That
- * rendering was ~30 ms of every run, so the cache is switched off (an internal of yargs
- * 17: where it is missing, nothing changes).
- */
-function skipHelpCache(y: Argv): void {
-  const usage = (y as unknown as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } }).getInternalMethods?.().getUsageInstance?.();
-  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => undefined;
-}
-
 function notYet(name: CriuCommand, describe: string): CommandSpec {
-  return { command: name, describe: `${describe} (not available yet)`, builder: (y) => y, criu: [name] };
+  return { command: name, describe: `${describe} (not available yet)`, criu: [name] };
 }
 
 export function commandSpecs(): CommandSpec[] {
   return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), pageServerCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
 }
 
-/** The criu command a command line names, before parsing (for its config files); "crit" for crit's verbs. */
-function commandOf(argv: readonly string[], specs: readonly CommandSpec[]): CriuCommand | "crit" | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const spec = specs.find((s) => s.command.split(" ")[0] === argv[i]);
-    if (!spec) continue;
-    if (!spec.criu) return "crit";
-    if (spec.criu.length === 1) return spec.criu[0];
-    const rest = argv.slice(i + 1);
-    return spec.criu.find((c) => rest.includes(c.split(" ")[1]!));
-  }
-  return undefined;
+const EPILOG = "criu's config files apply (--config FILE adds one, --no-default-config skips the defaults); -V prints the version.";
+
+/** The options a command parses: all of criu's for a criu command (refused by name later), else -v and its own. */
+function optionTable(spec: CommandSpec): OptionSpec[] {
+  return [...(spec.criu ? criuOptionTable() : [verbosityOption()]), ...(spec.options ?? [])];
 }
 
-/** The criu command of a parsed command line: its positional picks one where there are several. */
-function criuCommand(spec: CommandSpec, args: Record<string, unknown>): CriuCommand | undefined {
-  if (!spec.criu || spec.criu.length === 1) return spec.criu?.[0];
-  return spec.criu.find((c) => c === `${spec.command.split(" ")[0]!} ${String(args["action"])}`);
+const usageOf = (spec: CommandSpec): string => ["tscriu", spec.command, ...(spec.positionals ?? []).map((p) => `<${p.name}>`)].join(" ");
+
+function helpOf(spec: CommandSpec): string {
+  const groups = spec.criu ? criuHelpGroups(spec.criu) : [{ title: "Options:", options: [verbosityOption(), ...(spec.options ?? []), helpOption()] }];
+  if (spec.criu && spec.options) groups[0] = { ...groups[0]!, options: [...spec.options, ...groups[0]!.options] };
+  return commandHelp(usageOf(spec), spec.describe, spec.positionals ?? [], groups, EPILOG);
+}
+
+function topHelpOf(specs: readonly CommandSpec[]): string {
+  return topHelp(
+    specs.map((s) => [usageOf(s), s.describe] as const),
+    [helpOption(), criuOption("version")!],
+    `"tscriu <command> --help" shows a command's options. ${EPILOG}`,
+  );
+}
+
+/**
+ * The command a command line names: its first word that is not an option or an option's
+ * value (read against every table, as the command is not known yet), and the criu
+ * command it is ("cpuinfo" and the word after it), or "crit" for crit's verbs.
+ */
+function commandOf(argv: readonly string[], specs: readonly CommandSpec[]): { spec: CommandSpec; criu: CriuCommand | "crit" | undefined } | { word: string | undefined } {
+  const { words } = parseLine(argv, [...criuOptionTable(), ...specs.flatMap((s) => s.options ?? [])]);
+  const spec = specs.find((s) => s.command === words[0]);
+  if (!spec) return { word: words[0] };
+  if (!spec.criu) return { spec, criu: "crit" };
+  return { spec, criu: spec.criu.length === 1 ? spec.criu[0] : spec.criu.find((c) => c === `${spec.command} ${words[1]}`) };
 }
 
 export type Parsed =
@@ -100,6 +113,8 @@ export type Parsed =
   | { kind: "exit"; code: number; stdout: string; stderr: string };
 
 const exit = (code: number, stdout: string, stderr: string): Parsed => ({ kind: "exit", code, stdout, stderr });
+const usageError = (message: string): Parsed => exit(1, "", `tscriu: ${message}\nTry "tscriu --help".\n`);
+const unknownArguments = (names: readonly string[]): string => `Unknown argument${names.length > 1 ? "s" : ""}: ${names.join(", ")}`;
 
 /**
  * Reads config files, parses the command line and refuses what tscriu does not do, all
@@ -107,12 +122,13 @@ const exit = (code: number, stdout: string, stderr: string): Parsed => ({ kind: 
  */
 export function parseCommandLine(argvIn: readonly string[], env: NodeJS.ProcessEnv = process.env): Parsed {
   const specs = commandSpecs();
-  const names = new Set(specs.map((s) => s.command.split(" ")[0]!));
+  const names = new Set(specs.map((s) => s.command));
   const cli = normalizeVerbosity(argvIn);
   // As criu: -V prints the version whatever else the line says.
   if (cli.includes("-V") || cli.includes("--version")) return exit(0, `Version: ${VERSION}\n`, "");
-  const command = commandOf(cli, specs);
-  const built = specs.some((s) => s.handler && command !== undefined && command !== "crit" && s.criu?.includes(command));
+  const named = commandOf(cli, specs);
+  const command = "spec" in named ? named.criu : undefined;
+  const built = "spec" in named && named.spec.handler !== undefined && command !== undefined;
   // A command not built yet says so whatever its config files hold: their options pass to it.
   const judge = (o: ConfigOption): ConfigVerdict => (command === "crit" || command === undefined || built ? judgeConfigOption(o.name, command) : "keep");
   let argv: string[];
@@ -122,34 +138,32 @@ export function parseCommandLine(argvIn: readonly string[], env: NodeJS.ProcessE
     if (e instanceof ConfigError) return exit(1, "", `tscriu: ${e.message}\n`);
     throw e;
   }
-  let y = yargs(argv)
-    .scriptName("tscriu")
-    .usage("Usage: tscriu <command> [options]")
-    .version(false)
-    .help("help")
-    .alias("h", "help")
-    .strict()
-    .demandCommand(1, "a command is needed")
-    .parserConfiguration({ "duplicate-arguments-array": false })
-    .wrap(Math.min(110, process.stdout.columns || 100));
-  skipHelpCache(y);
-  for (const s of specs) {
-    y = y.command(s.command, s.describe, (b) => s.builder(s.criu ? declareCriuOptions(b, s.criu) : declareVerbosity(b)));
+  if (!("spec" in named)) {
+    if (argv.includes("--help") || argv.includes("-h")) return exit(0, topHelpOf(specs), "");
+    return usageError(named.word === undefined ? "a command is needed" : unknownArguments([named.word]));
   }
-  // With a callback yargs prints nothing and never exits: help and errors come back here.
-  let result: { err: Error | undefined; args: Record<string, unknown>; output: string } | undefined;
-  void y.parse(argv, {}, (err, args, output) => {
-    result = { err: err ?? undefined, args, output };
-  });
-  if (!result) throw new Error("yargs did not call back");
-  const { err, args, output } = result;
-  if (err) return exit(1, "", `tscriu: ${err.message}\nTry "tscriu --help".\n`);
-  if (output !== "") return exit(0, `${output}\n`, "");
-  const spec = specs.find((s) => s.command.split(" ")[0] === String((args["_"] as unknown[])[0]))!;
-  const criu = criuCommand(spec, args);
+  const spec = named.spec;
+  const line = parseLine(argv, optionTable(spec));
+  if (line.help) return exit(0, helpOf(spec), "");
+  const wanted = spec.positionals ?? [];
+  // words[0] is the command's name
+  const given = line.words.slice(1);
+  const extra = given.slice(wanted.length);
+  // An unknown option may have taken a value, which would read as an extra word: name the options alone then.
+  if (line.unknown.length > 0) return usageError(unknownArguments(line.unknown));
+  if (extra.length > 0) return usageError(unknownArguments(extra));
+  if (line.errors.length > 0) return usageError(line.errors.join("; "));
+  if (given.length < wanted.length) return usageError(`${spec.command} needs <${wanted[given.length]!.name}> (${usageOf(spec)})`);
+  const args = line.values;
+  for (const [i, p] of wanted.entries()) {
+    const word = given[i]!;
+    if (p.choices && !p.choices.includes(word)) return usageError(`${spec.command}: <${p.name}> is one of ${p.choices.join(", ")}, not ${JSON.stringify(word)}`);
+    if (p.kind === "number" && !/^\d+$/.test(word)) return usageError(`${spec.command}: <${p.name}> is a number, not ${JSON.stringify(word)}`);
+    args[p.name] = p.kind === "number" ? Number(word) : word;
+  }
   if (!spec.handler) return exit(1, "", `tscriu ${spec.command}: not implemented yet in tscriu ${VERSION} (see README: what works)\n`);
-  if (criu !== undefined) {
-    const refused = refusals(args, criu);
+  if (command !== undefined && command !== "crit") {
+    const refused = refusals(args, command);
     if (refused.length > 0) return exit(1, "", refused.map((m) => `tscriu: ${m}\n`).join(""));
   }
   return { kind: "run", spec: { ...spec, handler: spec.handler }, args };

@@ -10,9 +10,9 @@ function imagesDir(args: Record<string, unknown>): string {
 export function toolCommands(): CommandSpec[] {
   return [
     {
-      command: "cpuinfo <action>",
+      command: "cpuinfo",
       describe: "dump this CPU's capabilities to cpuinfo.img, or check an image against this CPU",
-      builder: (y) => y.positional("action", { choices: ["dump", "check"] as const, describe: "dump or check" }),
+      positionals: [{ name: "action", describe: "dump or check", choices: ["dump", "check"] }],
       criu: ["cpuinfo dump", "cpuinfo check"],
       handler: async (args, ctx) => {
         const log = ctx.log.module("cpuinfo");
@@ -41,7 +41,6 @@ export function toolCommands(): CommandSpec[] {
     {
       command: "dedup",
       describe: "punch pages that newer dumps hold out of the parent chain's pages files",
-      builder: (y) => y,
       criu: ["dedup"],
       handler: async (args, ctx) => {
         const log = ctx.log.module("dedup");

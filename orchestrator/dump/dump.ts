@@ -7,7 +7,6 @@
 // A pre-dump is the same walk taking memory only. With a parent (--prev-images-dir) pages
 // whose bytes the parent chain holds are written as PE_PARENT (parent.ts).
 
-import { randomUUID } from "node:crypto";
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CLOCK } from "../../host-bridge/constants.js";
@@ -39,7 +38,7 @@ import { collectVmas, vmaEntry, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
-import { ImageSet, inventoryEntry, namespaceIds, taskClocks } from "./write.js";
+import { ImageSet, inventoryEntry, namespaceIds, newRunId, taskClocks } from "./write.js";
 import { seccompImage } from "./seccomp.js";
 import { hostCpuinfo } from "../cpuinfo/host.js";
 import { CPU_CAP_IMAGE, parseCpuCaps } from "../../wasm/index.js";
@@ -310,7 +309,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     return out;
   };
   // criu's run id names the dump (inventory.img) and its network lock (nftables' table).
-  const runId = randomUUID();
+  const runId = newRunId();
   const netLock = new NetworkLock(opts.networkLock ?? "iptables", runId, log);
   let fdState: FdDumpState | undefined;
   /** the connections are out of repair mode and unlocked (once, before the tasks run on) */

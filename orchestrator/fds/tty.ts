@@ -6,8 +6,8 @@
 // raw mode; without a terminal of tscriu's, the image's device path is opened.
 
 import { constants as fsc, openSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { isatty } from "node:tty";
 import { bridge } from "../../host-bridge/load.js";
 import type { Termios, TtyParams } from "../../host-bridge/native.js";
 import type { FileEntry } from "../../images/dir.js";
@@ -17,6 +17,11 @@ import { closeFds, regOf, UnsupportedFd, type DumpContext, type ExtraImage, type
 import { regInheritKeys } from "./regular.js";
 
 const O_CLOEXEC = 0o2000000;
+
+/** node:tty brings node:net with it (~5 ms of every dump and restore): loaded when a shell job is restored. */
+function isatty(fd: number): boolean {
+  return (createRequire(import.meta.url)("node:tty") as typeof import("node:tty")).isatty(fd);
+}
 
 /** [major, minor] of glibc's dev_t. */
 export function deviceNumbers(dev: bigint): [number, number] {

@@ -1,0 +1,66 @@
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
+// The tscriu command as package.json's "bin" names it: dist/cli/tscriu.cjs, which starts
+// the CLI (main.ts) bundled into one file, dist/cli/main.cjs (scripts/build-ts.mjs). Both
+// are CommonJS: an ES module as the main script costs Node ~6 ms more to start.
+//
+// The launcher line: Node reads the whole file NODE_EXTRA_CA_CERTS names before any script
+// runs (~60 ms of each start where it is set), and tscriu has no use for it (its TLS takes
+// criu's --tls-cacert). So env(1) starts Node without it and keeps its value in
+// TSCRIU_NODE_EXTRA_CA_CERTS, which is put back first thing: action scripts, a service's
+// workers and the tools tscriu runs see the environment they were given. (`env -S` with
+// ${VAR}: GNU coreutils 8.30, FreeBSD; busybox's env lacks it. Unset and empty read the
+// same there, and mean the same to Node.)
+//
+// The bundle runs from V8's code cache of it, main.cache, which scripts/cli-cache.mjs
+// writes at build and install time by running a few commands with
+// TSCRIU_WRITE_CODE_CACHE=1: compiling the bundle's code was the largest part of a small
+// dump's start-up after Node's own. Where the cache is missing, or was made by another
+// Node or with other V8 flags (V8 checks both), the code compiles as usual. -V is
+// answered before the bundle is read.
+
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Script } from "node:vm";
+import { VERSION } from "../version.js";
+
+const saved = process.env["TSCRIU_NODE_EXTRA_CA_CERTS"];
+if (saved !== undefined) {
+  delete process.env["TSCRIU_NODE_EXTRA_CA_CERTS"];
+  if (saved !== "") process.env["NODE_EXTRA_CA_CERTS"] = saved;
+}
+
+const argv = process.argv.slice(2);
+if (argv.includes("-V") || argv.includes("--version")) {
+  process.stdout.write(`Version: ${VERSION}\n`);
+  process.exit(0);
+}
+
+const file = fileURLToPath(new URL("./main.cjs", import.meta.url));
+const cacheFile = fileURLToPath(new URL("./main.cache", import.meta.url));
+let cachedData: Buffer | undefined;
+try {
+  cachedData = readFileSync(cacheFile);
+} catch {
+  // No cache (or none readable): V8 compiles the source, which is all a cache saves.
+}
+// The bundle is ASCII (esbuild's charset "ascii"): read as latin1 it becomes a one-byte
+// string without UTF-8 decoding. The wrapper is CommonJS's, on the first line so that
+// line numbers in stack traces are the file's.
+const source = readFileSync(file, "latin1");
+const script = new Script(`(function (exports, require, module, __filename, __dirname) {"use strict";${source}\n})`, {
+  filename: file,
+  ...(cachedData !== undefined ? { cachedData } : {}),
+});
+if (process.env["TSCRIU_WRITE_CODE_CACHE"] === "1") {
+  // Everything compiled by the time the command exits: what was in the cache and what
+  // ran. Renamed into place, so that no run reads half a cache.
+  process.on("exit", () => {
+    writeFileSync(`${cacheFile}.${process.pid}`, script.createCachedData());
+    renameSync(`${cacheFile}.${process.pid}`, cacheFile);
+  });
+}
+type CommonJsWrapper = (exports: object, require: NodeJS.Require, module: { exports: object }, filename: string, dirname: string) => void;
+const module = { exports: {} };
+(script.runInThisContext() as CommonJsWrapper)(module.exports, createRequire(file), module, file, dirname(file));
