@@ -1,6 +1,8 @@
 /* Module entry of the native host bridge, and the helpers every area uses. */
 #include "bridge.h"
 
+#include <poll.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,3 +394,19 @@ static napi_value init(napi_env env, napi_value exports)
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
+
+/* Waits until fd is readable; false with errno ETIMEDOUT when timeout_ms passes (a
+ * negative timeout: true at once, the read that follows blocks). */
+bool bridge_wait_readable(int fd, int32_t timeout_ms)
+{
+	if (timeout_ms < 0)
+		return true;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+	do
+		r = poll(&p, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		errno = ETIMEDOUT;
+	return r > 0;
+}

@@ -28,6 +28,8 @@ bool bridge_get_args_range(napi_env env, napi_callback_info info, size_t min, si
 			   size_t *argc_out, const char *fn);
 /* undefined or null (or a NULL napi_value: "no such argument"). */
 bool bridge_is_nullish(napi_env env, napi_value v);
+/* Waits until fd is readable; false with errno ETIMEDOUT after timeout_ms (negative: no wait). */
+bool bridge_wait_readable(int fd, int32_t timeout_ms);
 /* obj[key] into *out when it is there and neither undefined nor null. */
 bool bridge_opt_prop(napi_env env, napi_value obj, const char *key, napi_value *out);
 /* obj[key] = v */

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,21 +16,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
-
-/* Waits until fd is readable; false with errno ETIMEDOUT when timeout_ms passes. */
-static bool wait_readable(int fd, int32_t timeout_ms)
-{
-	if (timeout_ms < 0)
-		return true;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		errno = ETIMEDOUT;
-	return r > 0;
-}
 
 /* seqpacketRecv(fd, maxLen, timeoutMs): the next packet, null at EOF. A packet
  * longer than maxLen is read and dropped, then EMSGSIZE is thrown with its size. */
@@ -48,7 +32,7 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info)
 	if (!bridge_is_nullish(env, argv[2]) &&
 	    !bridge_arg_int32(env, argv[2], &timeout, fn, "timeoutMs must be an int32"))
 		return NULL;
-	if (!wait_readable(fd, timeout))
+	if (!bridge_wait_readable(fd, timeout))
 		return bridge_throw_errno(env, "poll", errno, 0, NULL);
 	ssize_t len;
 	char probe;
@@ -143,7 +127,7 @@ static napi_value accept_(napi_env env, napi_callback_info info)
 	if (!bridge_is_nullish(env, argv[1]) &&
 	    !bridge_arg_int32(env, argv[1], &timeout, fn, "timeoutMs must be an int32"))
 		return NULL;
-	if (!wait_readable(fd, timeout))
+	if (!bridge_wait_readable(fd, timeout))
 		return bridge_throw_errno(env, "poll", errno, 0, NULL);
 	int c;
 	do

@@ -4,7 +4,6 @@
 #include "bridge.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <stdio.h>
@@ -287,22 +286,6 @@ static napi_value setsockopt_ints(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* Waits until fd has `events`; false with errno ETIMEDOUT when timeout_ms passes
- * (a negative timeout waits for ever). */
-static bool wait_for(int fd, short events, int32_t timeout_ms)
-{
-	if (timeout_ms < 0)
-		return true;
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		errno = ETIMEDOUT;
-	return r > 0;
-}
-
 /* recvFull(fd, buf, timeoutMs): fills buf from a stream socket; returns the bytes
  * read, fewer than buf holds only when the peer closed. With a timeout, each wait
  * for more data may last that long (ETIMEDOUT). */
@@ -322,7 +305,7 @@ static napi_value recv_full(napi_env env, napi_callback_info info)
 		return NULL;
 	size_t got = 0;
 	while (got < len) {
-		if (!wait_for(fd, POLLIN, timeout))
+		if (!bridge_wait_readable(fd, timeout))
 			return bridge_throw_errno(env, "poll", errno, 0, NULL);
 		ssize_t n = recv(fd, buf + got, len - got, timeout < 0 ? MSG_WAITALL : 0);
 		if (n < 0 && errno == EINTR)
