@@ -16,7 +16,7 @@
 // header with an unknown command: it stops, and the dump fails saying so (never a
 // silent mix of layouts).
 
-import { lookup } from "node:dns/promises";
+import { createRequire } from "node:module";
 import { bridge } from "../../host-bridge/load.js";
 import { PE_PRESENT } from "../../images/pages.js";
 import { addrWordsOf, parseSockaddr, showAddr, sockaddr } from "../fds/inet-common.js";
@@ -204,7 +204,12 @@ export class PageServerClient {
 
 async function connectTcp(address: string | undefined, port: number, log: ModuleLog): Promise<number> {
   const b = bridge();
-  const names = address === undefined ? ["127.0.0.1", "::1"] : addrWordsOf(address) ? [address] : (await lookup(address, { all: true }).catch(() => [])).map((a) => a.address);
+  // node:dns only when a name has to be looked up (it costs every dump a millisecond to load)
+  const lookup = async (name: string): Promise<string[]> => {
+    const dns = createRequire(import.meta.url)("node:dns/promises") as typeof import("node:dns/promises");
+    return (await dns.lookup(name, { all: true }).catch(() => [])).map((a) => a.address);
+  };
+  const names = address === undefined ? ["127.0.0.1", "::1"] : addrWordsOf(address) ? [address] : await lookup(address);
   if (names.length === 0) throw new Error(`the page server's address ${address} does not resolve`);
   const why: string[] = [];
   for (const a of names) {
