@@ -6,7 +6,7 @@
 // SIGUSR1: a page lost or stale on the way fails it.
 import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
@@ -51,6 +51,15 @@ async function pageServer(t: ExecutionContext, dir: string, extra: string[] = []
     return m ? Number(m[1]) : undefined;
   });
   return { port, done, log: () => Promise.resolve(existsSync(log) ? readFileSync(log, "utf8") : "") };
+}
+
+/** A port nothing listens on now (the kernel's pick). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }
 
 /** The dump's images and the server's in one dir, as a user copies them for a restore. */
@@ -179,12 +188,15 @@ test("a dump that fails after its pages are sent (fault at page-server): the tas
 
 test("page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pre-dump and dump; --page-server without a port is refused", async (t) => {
   const w = await startWorkload(t, "incr", ["8"]);
-  const port = 27000 + (process.pid % 2000);
-  const daemonAt = (flag: string, p: number): { dir: string; pid: number } => {
+  // the first daemon picks its port (logged by the command before it returns), the second is given one
+  const daemonAt = (flag: string, port?: number): { dir: string; pid: number; port: number } => {
     const dir = tempDir(t);
     const pidfile = join(tempDir(t), "ps.pid");
-    const d = tscriu(["page-server", "-D", dir, "--port", String(p), flag, "--pidfile", pidfile]);
+    const log = join(tempDir(t), "ps.log");
+    const d = tscriu(["page-server", "-D", dir, ...(port !== undefined ? ["--port", String(port)] : []), flag, "--pidfile", pidfile, "-v3", "-o", log]);
     t.is(d.code, 0, d.stderr);
+    const listens = Number(/page server on \S+ port (\d+)/.exec(readFileSync(log, "utf8"))?.[1]);
+    if (port !== undefined) t.is(listens, port);
     const pid = Number(readFileSync(pidfile, "utf8"));
     t.teardown(() => {
       try {
@@ -194,17 +206,17 @@ test("page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pr
       }
     });
     t.regex(procState(pid) ?? "gone", /^[RS]/, `${flag}: the daemon runs`);
-    return { dir, pid };
+    return { dir, pid, port: listens };
   };
   // -d: the command returns at once, the daemon serves one dump and exits
-  const d = daemonAt("-d", port);
-  t.is(tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--port", String(port)]).code, 0);
+  const d = daemonAt("-d");
+  t.is(tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--port", String(d.port)]).code, 0);
   await waitFor(`the daemon ${d.pid} to exit`, () => !existsSync(`/proc/${d.pid}`) || procState(d.pid) === "Z");
   t.true(existsSync(join(d.dir, `pagemap-${w.pid}.img`)));
   // --daemon: the same, listening before the command returned
-  const d2 = daemonAt("--daemon", port + 1);
+  const d2 = daemonAt("--daemon", await freePort());
   await new Promise<void>((resolve, reject) => {
-    const s = connect(port + 1, "127.0.0.1", () => s.destroy());
+    const s = connect(d2.port, "127.0.0.1", () => s.destroy());
     s.on("error", reject);
     s.on("close", () => resolve());
   });
@@ -239,6 +251,9 @@ test("page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pr
   t.regex(refused.stderr, /--page-server needs the server's --port/);
   const stray = tscriu(["dump", "-t", String(w.pid), "-D", tempDir(t), "--port", "27"]);
   t.regex(stray.stderr, /--port is for --page-server, which is not given/);
+  const dedupHere = tscriu(["dump", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--port", "27", "--auto-dedup"]);
+  t.is(dedupHere.code, 1);
+  t.regex(dedupHere.stderr, /--auto-dedup with --page-server: the parent's pages are on the page server; give --auto-dedup to the page server instead/);
   t.regex(await w.check(), /^PASS /);
 });
 

@@ -215,6 +215,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const stats = emptyStats();
 
   // --freeze-cgroup names a cgroup that can freeze, or nothing is touched.
+  // The parent chain's pages are on the page server: only it can punch them (criu's too).
+  if (opts.pageServer && opts.autoDedup) throw new DumpError("check", pid, "--auto-dedup with --page-server: the parent's pages are on the page server; give --auto-dedup to the page server instead");
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
@@ -613,8 +615,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     stats.memdump_time = Number(readNs / 1000n);
     stats.memwrite_time = deferred.length ? Number(writeNs / 1000n) : Math.max(0, Math.min(Number(writeNs / 1000n), us(memStart) - stats.memdump_time));
     log.info(`${stats.pages_written} pages written, ${stats.pages_skipped_parent} found in the parent (${stats.pages_scanned} scanned) in ${us(memStart)} us`);
-    if (opts.autoDedup && opts.prevImagesDir !== undefined && remote) log.info("--auto-dedup: the parent's pages are on the page server, which punches them when it runs with --auto-dedup");
-    else if (opts.autoDedup && opts.prevImagesDir !== undefined) {
+    if (opts.autoDedup && opts.prevImagesDir !== undefined) {
       const d = await dedup(dir, log);
       log.info(`--auto-dedup: ${d.bytes} bytes punched from ${d.files} pages files of the parent chain`);
     }

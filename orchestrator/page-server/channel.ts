@@ -79,7 +79,7 @@ export class PlainChannel implements Channel {
 /** Bytes TLS may hold unsent before a sender waits. */
 const TLS_BACKLOG = 8 << 20;
 /** The most plaintext one TLS record carries. */
-const RECORD = 16384;
+export const RECORD = 16384;
 
 /** criu's TLS options; unset files are criu's defaults. */
 export interface TlsOptions {

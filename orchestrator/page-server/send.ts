@@ -18,11 +18,11 @@
 
 import { createRequire } from "node:module";
 import { bridge } from "../../host-bridge/load.js";
-import { PE_PRESENT } from "../../images/pages.js";
+import { PE_PARENT, PE_PRESENT } from "../../images/pages.js";
 import { addrWordsOf, parseSockaddr, showAddr, sockaddr } from "../fds/inet-common.js";
 import type { ModuleLog } from "../log.js";
 import type { PagemapRun, PageTransport } from "../dump/pagewriter.js";
-import { type Channel, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
+import { type Channel, PlainChannel, RECORD, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
 import { commandName, encodeDst, encodeHeader, PS_IOV, type Header, type Layout, type PagemapKind } from "./wire.js";
 
 const AF_INET = 2;
@@ -41,8 +41,6 @@ const ANSWER_MS = 120_000;
 const OUTBOX = 1 << 20;
 /** Data up to this size is gathered with the headers; larger pieces are sent from where they are. */
 const SMALL_DATA = 64 << 10;
-/** The plaintext of one TLS record. */
-const RECORD = 16384;
 /** Most pages one header carries (a 24-byte header's u32, in whole pages). */
 const MAX_RUN = 0xfffff000;
 
@@ -118,7 +116,7 @@ export class PageServerClient {
   private readonly outbox = Buffer.allocUnsafe(OUTBOX);
   private queued = 0;
 
-  private send(h: Header): void {
+  header(h: Header): void {
     this.queue(encodeHeader(this.layout, h));
   }
 
@@ -158,7 +156,7 @@ export class PageServerClient {
 
   /** PS_IOV_PARENT: whether the server's parent images have this pagemap. */
   async hasParent(kind: PagemapKind, id: number): Promise<boolean> {
-    this.send({ cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: encodeDst(kind, id) });
+    this.header({ cmd: PS_IOV.PARENT, flags: 0, nrPages: 0n, vaddr: 0n, dstId: encodeDst(kind, id) });
     await this.push();
     const r = await this.answer(4, PS_IOV.PARENT);
     if (r < 0) throw new Error(`the page server ${this.peer} could not look for its parent's ${kind === "pid" ? `pagemap-${id}.img` : `pagemap-shmem-${id}.img`}`);
@@ -168,15 +166,11 @@ export class PageServerClient {
   /** PS_IOV_OPEN2: the pagemap's pages go to the server from here. */
   async open(kind: PagemapKind, id: number): Promise<RemotePages> {
     const dstId = encodeDst(kind, id);
-    this.send({ cmd: PS_IOV.OPEN2, flags: 0, nrPages: 0n, vaddr: 0n, dstId });
+    this.header({ cmd: PS_IOV.OPEN2, flags: 0, nrPages: 0n, vaddr: 0n, dstId });
     await this.push();
     const hasParent = (await this.answer(1, PS_IOV.OPEN2)) !== 0;
     this.log.debug(`page server: ${kind} ${id} opened${hasParent ? " (the server has its parent)" : ""}`);
     return new RemotePages(this, dstId, hasParent);
-  }
-
-  header(h: Header): void {
-    this.send(h);
   }
 
   /** PS_IOV_CLOSE: the server answers once it has every page (on disk, for tscriu's server). */
@@ -184,7 +178,7 @@ export class PageServerClient {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.send({ cmd: this.given ? PS_IOV.FORCE_CLOSE : PS_IOV.CLOSE, flags: 0, nrPages: 0n, vaddr: 0n, dstId: 0n });
+      this.header({ cmd: this.given ? PS_IOV.FORCE_CLOSE : PS_IOV.CLOSE, flags: 0, nrPages: 0n, vaddr: 0n, dstId: 0n });
       await this.push();
       const status = await this.answer(4, PS_IOV.CLOSE);
       if (status !== 0) throw new Error(`the page server ${this.peer} answered the close with status ${status}`);
@@ -282,6 +276,8 @@ export class RemotePages implements PageTransport {
   ) {}
 
   run(r: PagemapRun): void {
+    // criu's server writes a PE_PARENT entry it has no parent for without a word: an image that cannot restore
+    if (r.flags & PE_PARENT && !this.hasParent) throw new Error(`a run of pages unchanged since the parent at 0x${r.vaddr.toString(16)}, but the page server ${this.client.peer} has no parent of this pagemap`);
     // queued runs have no header sent yet
     const last = this.queue[this.queue.length - 1];
     if (last && last.flags === r.flags && last.vaddr + BigInt(last.pages * PAGE) === r.vaddr) last.pages += r.pages;

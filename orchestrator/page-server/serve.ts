@@ -51,8 +51,6 @@ export interface SessionResult {
   /** pagemaps written */
   pagemaps: number;
   pagesWritten: bigint;
-  /** the header layout the peer spoke */
-  layout: Layout | undefined;
 }
 
 /** The pagemap being received. */
@@ -166,7 +164,7 @@ class Session {
         case PS_IOV.CLOSE:
         case PS_IOV.FORCE_CLOSE:
           await this.close(h);
-          return { pagemaps: this.pagemaps, pagesWritten: this.pages, layout: this.layout };
+          return { pagemaps: this.pagemaps, pagesWritten: this.pages };
         case PS_IOV.GET:
           this.fail(h, "asks for lazy pages, which tscriu's page server does not serve yet");
         // falls through: fail() throws
