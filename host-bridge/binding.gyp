@@ -28,7 +28,8 @@
         "src/restore_remote.c",
         "src/restore_fill.c",
         "src/restore_pages.c",
-        "src/restore_uffd.c"
+        "src/restore_uffd.c",
+        "src/lazy.c"
       ],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
       "libraries": ["-ldl"],

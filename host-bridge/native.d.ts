@@ -377,6 +377,11 @@ export interface NativeBridge {
   seqpacketRecv(fd: number, maxLen: number, timeoutMs?: number | null): Buffer | null;
   /** One packet; `passFd` (>= 0) goes along with SCM_RIGHTS. */
   seqpacketSend(fd: number, data: Uint8Array, passFd?: number | null): number;
+  /**
+   * One recvmsg of at most `len` bytes (1..65536) that may carry one fd (SCM_RIGHTS, taken
+   * CLOEXEC; -1 when none came); empty data at EOF. Blocks, or up to `timeoutMs`.
+   */
+  recvFd(fd: number, len: number, timeoutMs?: number | null): { data: Buffer; fd: number };
   /** accept4(fd, SOCK_CLOEXEC); blocks, or up to `timeoutMs` (ETIMEDOUT). */
   accept(fd: number, timeoutMs?: number | null): number;
   /**
@@ -618,15 +623,40 @@ export interface NativeBridge {
   /**
    * On a userfaultfd (taken from the task with pidfdGetfd): with `register`, the UFFDIO_API
    * handshake and UFFDIO_REGISTER (missing pages) of each (start, length) of `ranges`;
-   * without, UFFDIO_UNREGISTER of each.
+   * without, UFFDIO_UNREGISTER of each. `features` (UFFD_FEATURE_* bits) go with the handshake.
    */
-  uffdRegister(fd: number, ranges: BigUint64Array, register: boolean): void;
+  uffdRegister(fd: number, ranges: BigUint64Array, register: boolean, features?: bigint | number): void;
   /**
    * UFFDIO_COPY of (address, file offset, length) page-aligned triples from the pages file
    * `pagesFd` (mapped) into the registered ranges, on `threads` threads (default 2). Returns
    * the bytes copied. The task must not run meanwhile.
    */
   uffdCopy(fd: number, pagesFd: number, segments: BigUint64Array, threads?: number): number;
+
+  // ---- the lazy-pages daemon's engine (src/lazy.c) ----
+
+  /**
+   * Starts the engine: a thread serving the faults and events of every userfaultfd given
+   * to it, and `threads` threads filling local pages in the background. Notes of 24 bytes
+   * ({type u32, space u32, image u64, addr u64}, little-endian) go to `noteFd`: 1 a fault
+   * on a page whose data is remote (image, its image address), 2 a fork (the new space,
+   * addr = the parent space), 3 a space whose task is gone, 4 an error (addr = errno),
+   * 5 nothing left to fill.
+   */
+  lazyStart(noteFd: number, threads: number): void;
+  /**
+   * A task's userfaultfd (the engine owns it from here on) and the pages it lacks:
+   * (address, pages, pages-file fd or 2n**64n-1n when the data is remote, file offset)
+   * quadruples in address order. Returns the space's id.
+   */
+  lazyAddSpace(uffd: number, image: number | bigint, views: BigUint64Array): number;
+  /** Remote pages of task `image` at image address `imgAddr`, copied wherever still wanted; pages copied. */
+  lazySupply(image: number | bigint, imgAddr: bigint, data: Uint8Array): number;
+  /** The first run of remote pages of `image` still wanted at image address >= `from` (at most `max` pages). */
+  lazyWanted(image: number | bigint, from: bigint, max: number): [bigint, number] | null;
+  lazyStatus(): LazyStatus;
+  /** Stops the threads, closes every userfaultfd (faults then get zero pages), unmaps the pages files. */
+  lazyStop(): void;
 
   // ---- write-protect snapshot (src/uffd_wp.c) ----
 
@@ -668,4 +698,19 @@ export interface RestoreSpawnOptions {
   session?: "inherit" | "setsid" | "setpgid";
   /** clocks at dump time (timens-0.img), in nanoseconds */
   timens?: { monotonicNs: bigint; boottimeNs: bigint };
+}
+
+/** What the lazy-pages engine has done (pages unless said otherwise). */
+export interface LazyStatus {
+  /** pages not filled yet, every space */
+  left: number;
+  spaces: number;
+  /** faults served (events, not pages) */
+  faults: number;
+  faultPages: number;
+  fillPages: number;
+  zeroPages: number;
+  suppliedPages: number;
+  /** fork, mremap, munmap and madvise events */
+  events: number;
 }

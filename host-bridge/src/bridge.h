@@ -94,6 +94,7 @@ void bridge_init_unix(napi_env env, napi_value exports);
 void bridge_init_inet(napi_env env, napi_value exports);
 void bridge_init_rpc(napi_env env, napi_value exports);
 void bridge_init_restore(napi_env env, napi_value exports);
+void bridge_init_lazy(napi_env env, napi_value exports);
 
 /* Shared between ptrace.c and remote.c. */
 

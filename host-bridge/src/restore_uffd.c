@@ -53,25 +53,31 @@ static void *ucopy(void *arg)
 	return NULL;
 }
 
-/* uffdRegister(fd, ranges, register): UFFDIO_API once (first call), then
- * UFFDIO_REGISTER (MISSING) or UFFDIO_UNREGISTER of each (start, length). */
+/* uffdRegister(fd, ranges, register, features): UFFDIO_API once (first call, with
+ * `features`: a lazy restore asks for the fork, mremap, munmap and madvise events its
+ * daemon needs), then UFFDIO_REGISTER (MISSING) or UFFDIO_UNREGISTER of each
+ * (start, length). */
 static napi_value uffd_register(napi_env env, napi_callback_info info)
 {
 	const char *fn = "uffdRegister";
-	napi_value argv[3];
+	napi_value argv[4];
 	int32_t fd;
-	uint64_t *r;
+	uint64_t *r, features = 0;
 	size_t n;
 	bool reg = false;
-	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
 	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs") ||
 	    napi_get_value_bool(env, argv[2], &reg) != napi_ok)
+		return NULL;
+	if (!bridge_is_nullish(env, argv[3]) &&
+	    !bridge_arg_word(env, argv[3], &features, fn, "features must be UFFD_FEATURE_* bits"))
 		return NULL;
 	if (reg) {
 		struct uffdio_api api;
 		memset(&api, 0, sizeof(api));
 		api.api = UFFD_API;
+		api.features = features;
 		if (ioctl(fd, UFFDIO_API, &api) < 0)
 			return bridge_throw_errno(env, "ioctl(UFFDIO_API)", errno, 0, NULL);
 	}

@@ -115,6 +115,71 @@ static napi_value seqpacket_send(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, n);
 }
 
+/* recvFd(fd, len, timeoutMs): one recvmsg of at most len bytes that may carry a file
+ * descriptor (SCM_RIGHTS, taken CLOEXEC): { data, fd } with fd -1 when none came; data
+ * is empty at EOF. A message with more than one fd is refused (they are closed). */
+static napi_value recv_fd(napi_env env, napi_callback_info info)
+{
+	const char *fn = "recvFd";
+	napi_value argv[3];
+	int32_t fd, timeout = -1;
+	uint32_t len;
+	if (!bridge_get_args_range(env, info, 2, 3, argv, NULL, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_uint32(env, argv[1], &len, fn, "len must be a byte count"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[2]) &&
+	    !bridge_arg_int32(env, argv[2], &timeout, fn, "timeoutMs must be an int32"))
+		return NULL;
+	if (len == 0 || len > 65536)
+		return bridge_throw_arg(env, fn, "len must be 1..65536");
+	if (!bridge_wait_readable(fd, timeout))
+		return bridge_throw_errno(env, "poll", errno, 0, NULL);
+	uint8_t data[65536];
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)
+	};
+	ssize_t n;
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return bridge_throw_errno(env, "recvmsg", errno, 0, NULL);
+	int got = -1, extra = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int x;
+			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got < 0) {
+				got = x;
+			} else {
+				close(x);
+				extra++;
+			}
+		}
+	}
+	if (extra || (mh.msg_flags & MSG_CTRUNC)) {
+		if (got >= 0)
+			close(got);
+		return bridge_throw_errno(env, "recvmsg: more than one fd in a message", EBADMSG, 0, NULL);
+	}
+	napi_value o, b, f;
+	napi_create_object(env, &o);
+	b = bridge_make_buffer(env, data, (size_t)n);
+	napi_create_int32(env, got, &f);
+	napi_set_named_property(env, o, "data", b);
+	napi_set_named_property(env, o, "fd", f);
+	return o;
+}
+
 /* accept(fd, timeoutMs): the connected socket (SOCK_CLOEXEC). */
 static napi_value accept_(napi_env env, napi_callback_info info)
 {
@@ -244,6 +309,7 @@ void bridge_init_rpc(napi_env env, napi_value exports)
 	static const bridge_fn fns[] = {
 		{ "seqpacketRecv", seqpacket_recv },
 		{ "seqpacketSend", seqpacket_send },
+		{ "recvFd", recv_fd },
 		{ "accept", accept_ },
 		{ "openAs", open_as },
 	};

@@ -57,6 +57,7 @@ export function restoreCommand(): CommandSpec {
             inheritFds: list(args["inherit-fd"]),
             cpuCap: typeof cap === "string" ? (cap === "" ? null : cap) : undefined,
             autoDedup: args["auto-dedup"] === true,
+            lazyPages: args["lazy-pages"] === true,
             actionScripts: list(args["action-script"]),
             log,
           },

@@ -13,6 +13,7 @@ import { restoreCommand } from "./restore.js";
 import { checkCommand } from "./check.js";
 import { rpcCommands } from "./rpc.js";
 import { pageServerCommand } from "./page-server.js";
+import { lazyPagesCommand } from "./lazy-pages.js";
 import { criuHelpGroups, criuOptionTable, helpOption, judgeConfigOption, refusals, verbosityOption } from "./args.js";
 import { commandHelp, type HelpOption, type HelpPositional, topHelp } from "./help.js";
 import { criuOption, type CriuCommand } from "./options.js";
@@ -59,7 +60,6 @@ export interface CommandSpec {
 
 /** criu commands that are part of the CLI but not built yet: a clear error, exit 1. */
 const NOT_YET: [CriuCommand, string][] = [
-  ["lazy-pages", "serve lazy pages to a restored tree"],
   ["exec", "run a syscall in a task (deprecated in criu)"],
 ];
 
@@ -68,7 +68,7 @@ function notYet(name: CriuCommand, describe: string): CommandSpec {
 }
 
 export function commandSpecs(): CommandSpec[] {
-  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), pageServerCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
+  return [...critCommands(), ...toolCommands(), dumpCommand(), dumpCommand("pre-dump"), restoreCommand(), checkCommand(), pageServerCommand(), lazyPagesCommand(), ...rpcCommands(), ...NOT_YET.map(([n, d]) => notYet(n, d))];
 }
 
 const EPILOG = "criu's config files apply (--config FILE adds one, --no-default-config skips the defaults); -V prints the version.";

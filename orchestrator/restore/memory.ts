@@ -16,6 +16,7 @@
 // an overlap is an error instead of a silent replacement.
 
 import { closeSync, constants as fsc, openSync } from "node:fs";
+import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { MAP } from "../../host-bridge/constants.js";
 import type { MmEntry } from "../../images/dir.js";
@@ -35,6 +36,7 @@ import { VMA } from "../../images/vma-status.js";
 export { VMA };
 
 const MAP_HUGETLB = 0x40000;
+const MAP_LOCKED = 0x2000;
 const MAP_NORESERVE = 0x4000;
 const PROT_WRITE = 2;
 
@@ -58,13 +60,16 @@ export interface MemoryPlan {
   segs: PageSeg[];
   pages: number;
   vdso: VdsoPlan;
+  /** a lazy restore: the PE_LAZY pages (this many) are the lazy-pages daemon's */
+  lazy: boolean;
+  lazyPages: number;
 }
 
 const hex = (v: bigint): string => v.toString(16);
 const range = (v: Vma): string => `${hex(v.start)}-${hex(v.end)}`;
 
 /** The image's VMAs checked and classified, and where every page's data is. No side effects. */
-export async function planMemory(pid: number, dir: string, mm: MmEntry, files: FileSet, shm: ShmTable, log: ModuleLog): Promise<MemoryPlan> {
+export async function planMemory(pid: number, dir: string, mm: MmEntry, files: FileSet, shm: ShmTable, log: ModuleLog, lazy = false): Promise<MemoryPlan> {
   const vmas: VmaPlan[] = [];
   const unsupported = (v: Vma, what: string): RestoreError => new RestoreError("plan", pid, `VMA ${range(v)}: ${what} is not supported`, { address: v.start });
   let prevEnd = 0n;
@@ -100,7 +105,14 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
       throw unsupported(v, `status 0x${s.toString(16)}`);
     }
   }
-  const { segs: all, pages } = await new PageResolver(dir, `pagemap-${pid}.img`, pid).resolve();
+  const { segs: all, pages, lazy: lazyRuns } = await new PageResolver(dir, `pagemap-${pid}.img`, pid).resolve(lazy);
+  // A lazy page the daemon cannot fill (its VMA is not registered) would read as zeros.
+  for (const r of lazyRuns) {
+    const end = r.vaddr + BigInt(r.pages) * 4096n;
+    const p = vmas.find((x) => x.vma.start <= r.vaddr && end <= x.vma.end);
+    if (!p || !lazyVma(p)) throw new RestoreError("plan", pid, `the lazy pages at 0x${hex(r.vaddr)}-0x${hex(end)} are not in one private anonymous VMA a lazy restore can leave to its daemon`, { address: r.vaddr, file: join(dir, `pagemap-${pid}.img`) });
+  }
+  const lazyPages = lazyRuns.reduce((n, r) => n + r.pages, 0);
   const vdso = planVdso(pid, vmas.map((p) => p.vma), all, log);
   if (vdso.mode === "proxy") {
     for (const p of vmas) if (p.kind === "vdso" || p.kind === "vvar") p.kind = "anon";
@@ -128,7 +140,17 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
       at = stop;
     }
   }
-  return { vmas, segs, pages, vdso };
+  return { vmas, segs, pages, vdso, lazy, lazyPages };
+}
+
+/**
+ * Whether a lazy restore registers the VMA with the task's userfaultfd for its daemon:
+ * criu's rule (private anonymous memory, not locked, not the kernel's vDSO/vvar/vsyscall,
+ * not hugetlb), as the dump marks its pages PE_LAZY.
+ */
+export function lazyVma(p: VmaPlan): boolean {
+  const v = p.vma;
+  return p.kind === "anon" && !p.shared && !(v.flags & (MAP_LOCKED | MAP_HUGETLB)) && !(v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL));
 }
 
 /** How to open a mapped file: as the mapping's own fd was (fdflags), or as its protection needs. */
@@ -217,7 +239,6 @@ export function adviseShm(remote: Remote, plan: MemoryPlan): void {
   remote.loop(plan.vmas.filter((p) => p.kind === "shm").flatMap((p) => madviseCalls(p.vma)));
 }
 
-const MAP_LOCKED = 0x2000;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 
@@ -239,20 +260,34 @@ function perVma(plan: MemoryPlan): { seg: PageSeg; vma: VmaPlan }[] {
   return out;
 }
 
+/** UFFD_FEATURE_EVENT_FORK | _REMAP | _REMOVE | _UNMAP: what a lazy-pages daemon must hear of. */
+export const LAZY_UFFD_FEATURES = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6);
+
+/** Where a lazy restore's userfaultfds go: the lazy-pages daemon (lazy-handoff.ts). */
+export interface LazyTaker {
+  give(pid: number, uffd: number): void;
+}
+
 /**
  * Writes the dumped pages into the task. Anonymous VMAs (most of a task's memory) are
  * filled through a userfaultfd of the task (UFFDIO_COPY: no zeroing, no fault path);
  * the rest -- copy-on-written pages of file mappings, locked memory -- and everything when
  * the kernel refuses a userfaultfd goes through writeSegments. Returns the bytes written.
+ *
+ * A lazy restore (plan.lazy) keeps the lazy VMAs registered and hands the userfaultfd,
+ * with the fork/mremap/munmap/madvise events on, to the lazy-pages daemon (`lazy`), which
+ * fills the PE_LAZY pages the plan left out while the task runs.
  */
-export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void): number {
+export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void, lazy?: LazyTaker): number {
   const b = bridge();
   const pieces = perVma(plan);
   const viaUffd = pieces.filter((p) => p.vma.kind === "anon" && !(p.vma.vma.flags & MAP_LOCKED));
   let rest = pieces.filter((p) => !viaUffd.includes(p)).map((p) => p.seg);
   let done = 0;
-  if (viaUffd.length) {
+  const lazyVmas = plan.lazy ? plan.vmas.filter(lazyVma) : [];
+  if (viaUffd.length || lazyVmas.length) {
     const rfd = remote.try(NR.userfaultfd, [O_CLOEXEC | O_NONBLOCK]);
+    if (rfd < 0n && plan.lazy) throw new RestoreError("pages", remote.pid, `userfaultfd in the task failed (errno ${-rfd}): a lazy restore needs one`);
     if (rfd < 0n) {
       log.debug(`userfaultfd in the task: errno ${-rfd}; pages go through process_vm_writev`);
       rest = pieces.map((p) => p.seg);
@@ -265,17 +300,30 @@ export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, lo
         b.close(pidfd);
       }
       remote.call("close (userfaultfd)", NR.close, [rfd]);
+      let given = false;
       try {
-        const vmas = [...new Set(viaUffd.map((p) => p.vma))];
+        const vmas = [...new Set([...viaUffd.map((p) => p.vma), ...lazyVmas])];
         const ranges = new BigUint64Array(vmas.flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
-        b.uffdRegister(uffd, ranges, true);
+        const lazyRanges = vmas.filter((v) => lazyVmas.includes(v));
+        const keep = new BigUint64Array(vmas.filter((v) => !lazyRanges.includes(v)).flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
+        try {
+          b.uffdRegister(uffd, ranges, true, plan.lazy ? LAZY_UFFD_FEATURES : 0);
+        } catch (e) {
+          if (plan.lazy) throw new RestoreError("pages", remote.pid, `the kernel's userfaultfd refuses what a lazy restore needs (missing pages and fork/mremap/munmap events): ${(e as Error).message}`, { cause: e });
+          throw e;
+        }
         try {
           done = copyStrides(viaUffd.map((p) => p.seg), (fd, words) => b.uffdCopy(uffd, fd, words, threads), progress, fault, 0);
         } finally {
-          b.uffdRegister(uffd, ranges, false);
+          b.uffdRegister(uffd, plan.lazy ? keep : ranges, false);
+        }
+        if (plan.lazy) {
+          given = true;
+          lazy!.give(remote.pid, uffd);
+          log.debug(`${lazyRanges.length} VMAs with ${plan.lazyPages} lazy pages handed to the lazy-pages daemon`);
         }
       } finally {
-        b.close(uffd);
+        if (!given) b.close(uffd);
       }
     }
   }

@@ -2,7 +2,9 @@
 // segments, following the `parent` chain for PE_PARENT runs (pre-dumps and incremental
 // dumps), as the page reader does for single reads. PE_LAZY runs count as present when
 // PE_PRESENT is set too (criu marks every anonymous page that way); a lazy run without
-// data needs a lazy-pages server, which restore does not do.
+// data (a `dump --lazy-pages`) needs a lazy-pages daemon. With `restore --lazy-pages`
+// the top-level PE_LAZY runs are left out and go to the daemon (resolveLazy), as criu
+// leaves them.
 
 import { existsSync, lstatSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -76,18 +78,44 @@ export class PageResolver {
     return lvl;
   }
 
-  /** Every page of the pagemap as segments, in address order; throws for pages without data. */
-  async resolve(): Promise<{ segs: PageSeg[]; pages: number }> {
+  /**
+   * Every page of the pagemap as segments, in address order; throws for pages without
+   * data. With `skipLazy`, the PE_LAZY runs are left out (a lazy restore's daemon fills
+   * them) and listed in `lazy`.
+   */
+  async resolve(skipLazy = false): Promise<{ segs: PageSeg[]; pages: number; lazy: { vaddr: bigint; pages: number }[] }> {
     const top = (await this.level(0))!;
     const segs: PageSeg[] = [];
     let pages = 0;
+    const lazy: { vaddr: bigint; pages: number }[] = [];
     for (const r of top.map.runs) {
       if (r.nrPages === 0) continue;
+      if (skipLazy && r.flags & PE_LAZY) {
+        lazy.push({ vaddr: r.vaddr, pages: r.nrPages });
+        continue;
+      }
       await this.resolveRange(0, r.vaddr, r.nrPages, segs);
       pages += r.nrPages;
     }
     await this.checkSizes(segs);
-    return { segs, pages };
+    return { segs, pages, lazy };
+  }
+
+  /**
+   * The PE_LAZY runs of the pagemap, for a lazy-pages daemon: where the images hold their
+   * data (PE_PRESENT too), segments of the pages file; where they do not (a dump with
+   * --lazy-pages), segments with file "" (the data is on the dump's page server).
+   */
+  async resolveLazy(): Promise<PageSeg[]> {
+    const top = (await this.level(0))!;
+    const out: PageSeg[] = [];
+    for (const r of top.map.runs) {
+      if (r.nrPages === 0 || !(r.flags & PE_LAZY)) continue;
+      if (r.flags & PE_PRESENT) await this.resolveRange(0, r.vaddr, r.nrPages, out);
+      else this.gap(out, r.vaddr, r.nrPages);
+    }
+    await this.checkSizes(out.filter((s) => s.file !== ""));
+    return out;
   }
 
   /**
@@ -151,7 +179,7 @@ export class PageResolver {
       } else if (gaps) {
         this.gap(out, at, n);
       } else if (r.flags & PE_LAZY) {
-        throw new RestoreError("plan", this.pid, `0x${at.toString(16)} is a lazy page (PE_LAZY) with no data in the images: restoring with a lazy-pages server is not supported`, { file: join(lvl.dir, this.name) });
+        throw new RestoreError("plan", this.pid, `0x${at.toString(16)} is a lazy page (PE_LAZY) with no data in the images: restore it with --lazy-pages and a lazy-pages daemon`, { file: join(lvl.dir, this.name) });
       } else {
         throw new RestoreError("plan", this.pid, `pagemap entry at 0x${r.vaddr.toString(16)} has unknown flags ${r.flags}`, { file: join(lvl.dir, this.name) });
       }

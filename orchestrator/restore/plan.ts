@@ -42,6 +42,8 @@ export interface PlanOptions {
   fileLocks?: boolean | undefined;
   /** --cpu-cap: undefined = not given (criu's default fpu check), null = given without a value */
   cpuCap?: string | null | undefined;
+  /** --lazy-pages: the PE_LAZY pages are left to a lazy-pages daemon */
+  lazyPages?: boolean | undefined;
 }
 
 /** A process of the tree, live or a zombie: where it sits. */
@@ -290,7 +292,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const fs = await images.fs(pid);
   const fdinfo = await images.fdinfo(pid);
   const exe = await files.reg(mm.exe_file_id, "the exe link");
-  const memory = await planMemory(pid, dir, mm, files, shm, log);
+  const memory = await planMemory(pid, dir, mm, files, shm, log, sh.opts.lazyPages === true);
   const dirs = await planFs(fs, files);
   // An fd table shared with the parent (CLONE_FILES) is the parent's plan: it restores it.
   const owner = sh.filesOwners.get(ids.files_id);

@@ -13,6 +13,7 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { PageSeg } from "./pagesegs.js";
 import type { Logger, ModuleLog } from "../log.js";
 import { adviseShm, fillMemory, mapSocketRings, mapVmas } from "./memory.js";
+import { LazyHandoff } from "./lazy-handoff.js";
 import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/restore.js";
@@ -66,6 +67,8 @@ export interface RestoreOptions {
   onAction?: ActionHook | undefined;
   /** threads writing memory (default: 2 to 4, by the CPUs there are) */
   pageThreads?: number | undefined;
+  /** --lazy-pages: the PE_LAZY pages are filled by a lazy-pages daemon while the tree runs */
+  lazyPages?: boolean | undefined;
   log?: Logger | undefined;
   /** fault injection spec; defaults to $TSCRIU_FAULT */
   faults?: string | undefined;
@@ -144,7 +147,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let plan: Plan;
   try {
     enter("plan");
-    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap }, log);
+    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
   } catch (e) {
     const err = asRestoreError("plan", 0, e);
     log.error(err.message);
@@ -154,12 +157,14 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   const pid = root.pid;
   log.info(`Restoring pid ${pid}${plan.processes.length > 1 ? ` and ${plan.processes.length - 1} more processes` : ""} from ${dir} (${mode})`);
   let spawned: Spawned | undefined;
+  let lazy: LazyHandoff | undefined;
   const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
   const stopped = opts.leaveStopped || root.stopped;
   /** the process being rebuilt, named when a step fails */
   let current = pid;
   try {
+    if (opts.lazyPages) lazy = LazyHandoff.connect(resolve(opts.workDir ?? dir));
     enter("pre-restore");
     await runActions(scripts, opts.onAction, "pre-restore", dir, undefined);
 
@@ -200,6 +205,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
         const z = node as ZombiePlan;
         const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid));
         becomeZombie(r, z.zombie.exitCode, z.zombie.comm);
+        lazy?.zombie(z.pid);
         continue;
       }
       if ("helper" in node) {
@@ -250,7 +256,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       // Shared memory objects first: a private mapping of one gets its written pages below.
       shmPages += plan.shm.restore(r, threadsOut, log);
       adviseShm(r, p.memory);
-      fillMemory(r, p.memory, threadsOut, log, (done) => onEvent({ type: "memory-progress", done }), fault);
+      fillMemory(r, p.memory, threadsOut, log, (done) => onEvent({ type: "memory-progress", done }), fault, lazy);
       if (p.memory.vdso.mode === "proxy") {
         const n = writeVdsoProxy(p.pid, p.memory.vdso, task.parked!);
         log.info(`pid ${p.pid}: vDSO proxy at 0x${p.memory.vdso.vdso!.start.toString(16)}: ${n} entry points jump to this kernel's vDSO at 0x${task.parked!.vdso.toString(16)}`);
@@ -329,6 +335,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       pidfileWritten = true;
     }
 
+    // criu's restore tells its daemon here, once every task is ready and none runs yet
+    lazy?.finish();
+
     enter("pre-resume");
     try {
       await runActions(scripts, opts.onAction, "pre-resume", dir, pid);
@@ -366,6 +375,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     throw err;
   } finally {
+    // without "restore finished" first, the daemon takes the hangup for a failed restore
+    lazy?.close();
     maker.closeAll();
     plan.files.closeAll();
     plan.shm.closeAll();
