@@ -208,6 +208,16 @@ static enum copy_end copy_pages(int uffd, uint64_t addr, const uint8_t *src, uin
 			return COPY_AGAIN;
 		if (e == ESRCH)
 			return COPY_EXITED;
+		if ((e == ENOENT || e == EFAULT) && n - *done > 1) {
+			/* a range must lie in one VMA: the first page alone tells whether
+			 * it is gone or the range crossed into the next VMA */
+			uint64_t one;
+			enum copy_end end = copy_pages(uffd, addr + *done * PG, src + *done * PG, 1, &one, err);
+			if (end != COPY_OK)
+				return end;
+			(*done)++;
+			continue;
+		}
 		if (e == ENOENT || e == EFAULT)
 			return COPY_GONE;
 		return COPY_FAIL;

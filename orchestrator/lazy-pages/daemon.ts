@@ -22,7 +22,7 @@ import { PAGE_SIZE } from "../../images/pages.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
 import type { ModuleLog } from "../log.js";
 import { LAZY_SOCKET, RESTORE_FINISHED } from "../restore/lazy-handoff.js";
-import { PageResolver } from "../restore/pagesegs.js";
+import { PageResolver, type PageSeg } from "../restore/pagesegs.js";
 import type { LazySource } from "./remote.js";
 
 export interface LazyPagesCommand extends DaemonOptions {
@@ -261,9 +261,17 @@ class Session {
       this.b.close(uffd);
       throw e;
     }
+    // A copy must lie in one VMA, and a pagemap run may go on into the next: cut there.
+    let bounds: bigint[];
+    try {
+      bounds = ((await this.images.mm(pid)).vmas ?? []).map((v) => v.end).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    } catch (e) {
+      this.b.close(uffd);
+      throw e;
+    }
     const quads: bigint[] = [];
     let pages = 0;
-    for (const s of segs) {
+    for (const s of cutAt(segs, bounds)) {
       const n = s.len / PAGE_SIZE;
       pages += n;
       if (this.source) {
@@ -414,6 +422,24 @@ class Session {
     void this.source?.close();
     this.done?.(code);
   }
+}
+
+/** The segments cut at each boundary address (sorted) inside them. */
+function cutAt(segs: readonly PageSeg[], bounds: readonly bigint[]): PageSeg[] {
+  const out: PageSeg[] = [];
+  let i = 0;
+  for (const s of segs) {
+    let at = s.vaddr;
+    const end = s.vaddr + BigInt(s.len);
+    while (i < bounds.length && bounds[i]! <= at) i++;
+    while (at < end) {
+      const b = i < bounds.length && bounds[i]! < end ? bounds[i]! : end;
+      out.push({ vaddr: at, len: Number(b - at), file: s.file, off: s.file === "" ? s.off : s.off + Number(at - s.vaddr) });
+      at = b;
+      if (b < end) i++;
+    }
+  }
+  return out;
 }
 
 function errnoName(e: number): string {

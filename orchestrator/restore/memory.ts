@@ -107,10 +107,14 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
   }
   const { segs: all, pages, lazy: lazyRuns } = await new PageResolver(dir, `pagemap-${pid}.img`, pid).resolve(lazy);
   // A lazy page the daemon cannot fill (its VMA is not registered) would read as zeros.
+  // A run may go on across adjacent VMAs: each part must lie in one of them.
   for (const r of lazyRuns) {
     const end = r.vaddr + BigInt(r.pages) * 4096n;
-    const p = vmas.find((x) => x.vma.start <= r.vaddr && end <= x.vma.end);
-    if (!p || !lazyVma(p)) throw new RestoreError("plan", pid, `the lazy pages at 0x${hex(r.vaddr)}-0x${hex(end)} are not in one private anonymous VMA a lazy restore can leave to its daemon`, { address: r.vaddr, file: join(dir, `pagemap-${pid}.img`) });
+    for (let at = r.vaddr; at < end; ) {
+      const p = vmas.find((x) => x.vma.start <= at && at < x.vma.end);
+      if (!p || !lazyVma(p)) throw new RestoreError("plan", pid, `the lazy page at 0x${hex(at)} is not in a private anonymous VMA a lazy restore can leave to its daemon`, { address: at, file: join(dir, `pagemap-${pid}.img`) });
+      at = p.vma.end;
+    }
   }
   const lazyPages = lazyRuns.reduce((n, r) => n + r.pages, 0);
   const vdso = planVdso(pid, vmas.map((p) => p.vma), all, log);

@@ -1,0 +1,140 @@
+// Lazy (post-copy) restores: `restore --lazy-pages` hands each task's userfaultfd to the
+// lazy-pages daemon (orchestrator/lazy-pages/) over criu's socket, and the tasks run
+// while their memory comes in. The workloads check every word of their memory on
+// SIGUSR1, sent as soon as the restore returns, while pages are still missing: incr.c
+// writes and gives back pages (MADV_DONTNEED) all along, lazyfork.c moves a region with
+// mremap, forks a child that reads everything, and gives a MiB back. tscriu's daemon and
+// restore against criu 4.1.1's (CI's root), both ways; a failed restore and a missing
+// daemon.
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import test, { type ExecutionContext } from "ava";
+import { restore } from "../orchestrator/restore/restore.js";
+import { CLI } from "./helpers/cli.js";
+import { criuShell, haveRoot, runCriuShell } from "./helpers/criu-root.js";
+import { tempDir } from "./helpers/dump.js";
+import { digest, dumpGone, restoreTask } from "./helpers/restore.js";
+import { procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+
+interface Daemon {
+  /** resolves when the daemon exits: its code and what it logged */
+  done: Promise<{ code: number | null; log: string }>;
+}
+
+/** A lazy-pages daemon for `dir` (tscriu's or criu's), once its socket is there. */
+async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu"): Promise<Daemon> {
+  const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
+  const c =
+    how === "tscriu"
+      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log], { stdio: "ignore" })
+      : (() => {
+          const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log}`);
+          return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
+        })();
+  t.teardown(() => {
+    c.kill("SIGKILL");
+  });
+  const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
+  const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
+  await waitFor(`the ${how} lazy-pages daemon to listen`, () => {
+    if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
+    return existsSync(join(dir, "lazy-pages.socket"));
+  });
+  return { done };
+}
+
+/** The daemon's end: exit 0, every page in. */
+async function allIn(t: ExecutionContext, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
+  const r = await Promise.race([d.done, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the lazy-pages daemon did not finish in 60 s")), 60_000))]);
+  t.is(r.code, 0, r.log.split("\n").slice(-5).join("\n"));
+  if (how === "tscriu") t.regex(r.log, /all lazy pages in: \d+ pages/);
+  else t.regex(r.log, /UFFD transferred pages: \((\d+)\/\1\)/);
+}
+
+/** Checks at once (pages still missing), then after the daemon is done. */
+async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check">, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
+  t.regex(await w.check(30_000), /^PASS /);
+  await allIn(t, d, how);
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  t.regex(await w.check(30_000), /^PASS /);
+}
+
+test.serial("restore --lazy-pages: 256 MiB written and given back (MADV_DONTNEED) all along comes in page by page, every page right", async (t) => {
+  const w = await startWorkload(t, "incr", ["256", "1", "discard"]);
+  const dir = await dumpGone(t, w);
+  const d = await lazyDaemon(t, dir);
+  const r = await restoreTask(t, dir, { lazyPages: true });
+  t.is(r.pid, w.pid);
+  await passesTwice(t, w, d);
+  const log = (await d.done).log;
+  t.regex(log, /the restore finished; the tasks run/);
+  // the task gave pages back while they were missing: the daemon heard of it
+  t.regex(log, /[1-9]\d* fork\/mremap\/munmap events/);
+});
+
+test.serial("restore --lazy-pages: 1 GiB; a region moved by mremap, a forked child reading all of it, a MiB given back, while pages are missing", async (t) => {
+  const w = await startWorkload(t, "lazyfork", ["1024"]);
+  const dir = await dumpGone(t, w);
+  const d = await lazyDaemon(t, dir);
+  await restoreTask(t, dir, { lazyPages: true });
+  await passesTwice(t, w, d);
+  t.regex((await d.done).log, /forked/);
+});
+
+test.serial("restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd", async (t) => {
+  for (const name of ["tree", "threads"]) {
+    const w = await startWorkload(t, name);
+    const dir = await dumpGone(t, w);
+    const d = await lazyDaemon(t, dir);
+    await restoreTask(t, dir, { lazyPages: true });
+    await passesTwice(t, w, d);
+    if (name === "tree") t.regex((await d.done).log, /is a zombie/);
+  }
+});
+
+test.serial("restore --lazy-pages without a daemon is refused before anything is made; a restore failing after the handoff kills the tree and the daemon says so", async (t) => {
+  const w = await startWorkload(t, "incr", ["16"]);
+  const dir = await dumpGone(t, w);
+  const before = digest(dir);
+  const e = await t.throwsAsync(restore({ imagesDir: dir, lazyPages: true }));
+  t.regex(e.message, /no lazy-pages daemon listens on .*lazy-pages\.socket/);
+  t.false(existsSync(`/proc/${w.pid}`));
+  t.deepEqual(digest(dir), before);
+
+  const d = await lazyDaemon(t, dir);
+  const e2 = await t.throwsAsync(restore({ imagesDir: dir, lazyPages: true, faults: "restore:registers" }));
+  t.regex(e2.message, /registers/);
+  const r = await d.done;
+  t.is(r.code, 1);
+  t.regex(r.log, /the restore closed the lazy-pages socket before it finished/);
+  await waitFor(`pid ${w.pid} to be gone`, () => !existsSync(`/proc/${w.pid}`));
+});
+
+test.serial("lazy restores across tools: criu 4.1.1's daemon fills tscriu's restore, tscriu's daemon fills criu 4.1.1's", async (t) => {
+  if (!haveRoot(t)) return;
+  // criu's daemon serving tscriu's restore
+  {
+    const w = await startWorkload(t, "lazyfork", ["128"], { static: true });
+    const dir = await dumpGone(t, w);
+    const d = await lazyDaemon(t, dir, "criu");
+    await restoreTask(t, dir, { lazyPages: true });
+    await passesTwice(t, w, d, "criu");
+  }
+  // tscriu's daemon serving criu's restore (of tscriu's images)
+  {
+    const w = await startWorkload(t, "lazyfork", ["128"], { static: true });
+    const dir = await dumpGone(t, w);
+    const d = await lazyDaemon(t, dir);
+    const r = runCriuShell(`criu restore -D ${dir} -d --lazy-pages -v4 -o restore.log`);
+    t.is(r.status, 0, existsSync(join(dir, "restore.log")) ? readFileSync(join(dir, "restore.log"), "utf8").split("\n").slice(-5).join("\n") : r.stderr);
+    t.teardown(() => {
+      try {
+        process.kill(w.pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    });
+    await passesTwice(t, w, d);
+  }
+});
