@@ -109,7 +109,8 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "shell-job", rpc: "shell_job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   // criu's cpuinfo check reads --cpu-cap too.
   { name: "cpu-cap", rpc: "cpu_cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
-  { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: [] },
+  // dump --lazy-pages listens on --address/--port (or --ps-socket) for the daemon once the dump is done.
+  { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: ["dump"] },
   { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
   { name: "network-lock", rpc: "network_lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
 
@@ -133,9 +134,10 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "feature", kind: "string", describe: "check this one feature; `list` names them", takes: ["check"], tscriu: ["check"] },
 
   // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
-  // criu's service takes --address (its socket's path), -d and --status-fd as well.
+  // criu's service takes --address (its socket's path), -d and --status-fd as well; criu's
+  // dump --lazy-pages writes --status-fd's byte when it listens for the lazy-pages daemon.
   { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service"], tscriu: ["service", "page-server"] },
-  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service"], tscriu: ["service", "page-server"] },
+  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "dump"], tscriu: ["service", "page-server", "dump"] },
   { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump"] },
   { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
   // criu's dump talks to its page server over --ps-socket too (the manual lists it for page-server).
