@@ -12,6 +12,7 @@ import { PE_LAZY, PE_PRESENT, readPagemap, type PageRun } from "../images/pages.
 import { PageFetcher } from "../orchestrator/page-server/fetch.js";
 import { decodeHeader, encodeHeader, PS_IOV, type Layout } from "../orchestrator/page-server/wire.js";
 import { CLI, tscriu } from "./helpers/cli.js";
+import { criuLogTail, criuShell, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -234,4 +235,33 @@ test("dump --lazy-pages refuses what it does not combine with, by name, before t
   const s = tscriu(["dump", "-t", String(process.pid), "-D", dir, "--status-fd", "3"]);
   t.is(s.code, 1);
   t.regex(s.stderr, /--status-fd is for --lazy-pages/);
+});
+
+test.serial("criu 4.1.1's lazy-pages daemon and restore --lazy-pages restore tscriu's dump --lazy-pages: the task passes its own check and runs on", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "incr", ["16"], { static: true });
+  const d = await lazyDump(t, w);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  const sh = criuShell(
+    [
+      `criu lazy-pages --page-server --address 127.0.0.1 --port ${d.port} -D ${d.dir} -v4 -o lazy-pages.log &`,
+      `for i in $(seq 100); do [ -S ${d.dir}/lazy-pages.socket ] && break; sleep 0.05; done`,
+      `criu restore --lazy-pages -D ${d.dir} -v4 -o restore.log -d || exit 1`,
+      "wait",
+    ].join("\n"),
+  );
+  const c = spawnSync(sh.cmd, sh.args, { encoding: "utf8", env: sh.env, timeout: 60_000 });
+  t.is(c.status, 0, `${c.stderr}\n${criuLogTail(d.dir)}\n${criuLogTail(d.dir, "lazy-pages.log")}`);
+  t.regex(await w.check(), /^PASS /);
+  const r = await d.done;
+  t.is(r.code, 0, r.log);
+  t.regex(r.log, /lazy pages: 127\.0\.0\.1:\d+ speaks 24-byte headers/);
+  t.regex(r.log, /session with 127\.0\.0\.1:\d+ over: \d+ pages sent/);
+  const writes = async (): Promise<number> => Number(/writes=(\d+)/.exec(await w.check())?.[1]);
+  const first = await writes();
+  const deadline = Date.now() + 10_000;
+  while ((await writes()) <= first) {
+    if (Date.now() > deadline) return t.fail(`the restored task (pid ${w.pid}) wrote nothing in 10 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 });
