@@ -52,6 +52,8 @@ const EFFECT: Record<string, string> = {
   ...Object.fromEntries(["page-server", "address", "port"].map((o) => [`pre-dump --${o}`, PS_CHAIN])),
   ...Object.fromEntries(["page-server", "dump", "pre-dump"].flatMap((c) => ["tls", "tls-cacert", "tls-cert", "tls-key", "tls-no-cn-verify"].map((o) => [`${c} --${o}`, PS_TLS]))),
   "dump --ps-socket": PS_OPTS,
+  "dump --lazy-pages": "lazy-dump.test.ts: dump --lazy-pages: lazy runs are PE_LAZY without data; every lazy page fetched equals the task's memory at the freeze; the dump exits 0 after the close",
+  "dump --status-fd": "lazy-dump.test.ts: dump --lazy-pages --tls: fetched over TLS with a CA made here; --status-fd's byte comes when it listens",
   "pre-dump --ps-socket": PS_OPTS,
   ...Object.fromEntries(["swrk", "service"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, RPC_LOG]))),
   ...Object.fromEntries(["address", "daemon", "restore-detached", "status-fd", "pidfile"].map((o) => [`service --${o}`, SERVICE])),
@@ -272,15 +274,15 @@ test("a config file's unsupported option is refused naming file and line, before
   const home = tempDir(t);
   const env = { HOME: home, CRIU_CONFIG_FILE: "", TSCRIU_SYSTEM_CONFIG: join(home, "none") };
   const conf = join(home, "x.conf");
-  writeFileSync(conf, "# mine\nleave-running\nlazy-pages\n");
+  writeFileSync(conf, "# mine\nleave-running\nlink-remap\n");
   const dump = ["dump", "-t", String(w.pid), "-D", dir];
   const r = await cli([...dump, "--config", conf], env);
-  t.deepEqual([r.code, r.stderr, r.stdout], [1, `tscriu: ${conf}:3: --lazy-pages is not supported yet by tscriu dump\n`, ""]);
+  t.deepEqual([r.code, r.stderr, r.stdout], [1, `tscriu: ${conf}:3: --link-remap is not supported yet by tscriu dump\n`, ""]);
   const short = join(home, "short.conf");
   writeFileSync(short, "R\nM a:b\n");
   t.is((await cli([...dump, "--config", short], env)).stderr, `tscriu: ${short}:2: --ext-mount-map is not supported yet by tscriu dump\n`);
   const viaEnv = await cli(dump, { ...env, CRIU_CONFIG_FILE: conf });
-  t.is(viaEnv.stderr, `tscriu: ${conf}:3: --lazy-pages is not supported yet by tscriu dump\n`);
+  t.is(viaEnv.stderr, `tscriu: ${conf}:3: --link-remap is not supported yet by tscriu dump\n`);
   mkdirSync(join(home, ".criu"));
   const def = join(home, ".criu/default.conf");
   writeFileSync(def, 'work-dir "/tmp"\next-unix-sk\n');
@@ -365,7 +367,8 @@ test("--help lists what tscriu implements for the command, then what it refuses;
   const [options, refused] = dump.stdout.split("criu options tscriu does not support yet (refused):") as [string, string];
   t.regex(options, /-t, --tree/);
   t.regex(options, /--ghost-limit/);
-  t.regex(refused, /--lazy-pages/);
+  t.regex(refused, /--ext-unix-sk/);
+  t.regex(options, /--lazy-pages/);
   t.regex(refused, /--tls-cacrl/);
   t.regex(options, /--page-server/);
   t.regex(options, /--prev-images-dir/);

@@ -85,11 +85,11 @@ test("swrk: requests and options tscriu cannot do yet are refused by name, a mis
   const refused = (type: string, opts: Record<string, unknown>): Record<string, unknown> => pycriu(SWRK, "req", type, JSON.stringify(opts));
   t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}`, ps: { fd: 0 } }), { success: false, type: "PAGE_SERVER", cr_errmsg: "criu_opts.ps.fd is not supported yet by tscriu page-server over the RPC (give the address and port)" });
   t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}`, tls: true, tls_cacrl: "/etc/crl.pem" }), { success: false, type: "PAGE_SERVER", cr_errmsg: "criu_opts.tls_cacrl (--tls-cacrl) is not supported yet by tscriu page-server" });
-  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, ext_unix_sk: true, lazy_pages: true }), {
+  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, ext_unix_sk: true, skip_mnt: ["/mnt"] }), {
     success: false,
     type: "DUMP",
     cr_errno: 56,
-    cr_errmsg: "criu_opts.ext_unix_sk (--ext-unix-sk) is not supported yet by tscriu dump; criu_opts.lazy_pages (--lazy-pages) is not supported yet by tscriu dump",
+    cr_errmsg: "criu_opts.ext_unix_sk (--ext-unix-sk) is not supported yet by tscriu dump; criu_opts.skip_mnt (--skip-mnt) is not supported yet by tscriu dump",
   });
   t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, exec_cmd: ["true"] }), { success: false, cr_errmsg: "criu_opts.exec_cmd (a command to exec once the restore is done) is not an option of dump" });
   t.like(refused("RESTORE", { images_dir: `fd:${dir}`, orphan_pts_master: true }), { success: false, cr_errmsg: "criu_opts.orphan_pts_master (the master of an orphan pty sent to the client) is not supported yet by tscriu restore" });

@@ -40,6 +40,24 @@ function pageServerOf(args: Record<string, unknown>): { address?: string; port?:
   return { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}), ...(psSocket !== undefined ? { psSocket } : {}), ...(tls ? { tls } : {}) };
 }
 
+/**
+ * --lazy-pages with where to listen for the lazy-pages daemon (--address, --port: criu's
+ * default 0 lets the kernel pick, --ps-socket) and --tls; a message when they do not go together.
+ */
+function lazyPagesOf(args: Record<string, unknown>): { address?: string; port?: number; psSocket?: number; tls?: TlsOptions } | string | undefined {
+  if (args["lazy-pages"] !== true) return typeof args["status-fd"] === "number" ? "--status-fd is for --lazy-pages (its byte says the lazy pages can be fetched), which is not given" : undefined;
+  if (args["page-server"] === true) {
+    return "--lazy-pages with --page-server is not supported yet by tscriu (criu sends the other pages to the page server, then listens for the lazy-pages daemon on the same --address and --port)";
+  }
+  const address = typeof args["address"] === "string" ? args["address"] : undefined;
+  const port = typeof args["port"] === "number" ? args["port"] : undefined;
+  const psSocket = typeof args["ps-socket"] === "number" ? args["ps-socket"] : undefined;
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) return `--port ${port}: 0-65535 (0: the kernel picks one)`;
+  const tls = tlsOf(args);
+  if (typeof tls === "string") return tls;
+  return { ...(address !== undefined ? { address } : {}), ...(port !== undefined ? { port } : {}), ...(psSocket !== undefined ? { psSocket } : {}), ...(tls ? { tls } : {}) };
+}
+
 /** dump, and pre-dump (memory only, the task left running: the start of an incremental chain). */
 export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec {
   const preDump = command === "pre-dump";
@@ -72,7 +90,12 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         ctx.err("tscriu dump: --leave-running and --leave-stopped exclude each other\n");
         return 1;
       }
-      const pageServer = pageServerOf(args);
+      const lazyPages = preDump ? undefined : lazyPagesOf(args);
+      if (typeof lazyPages === "string") {
+        ctx.err(`tscriu ${command}: ${lazyPages}\n`);
+        return 1;
+      }
+      const pageServer = lazyPages ? undefined : pageServerOf(args);
       if (typeof pageServer === "string") {
         ctx.err(`tscriu ${command}: ${pageServer}\n`);
         return 1;
@@ -122,9 +145,14 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             trackMem: args["track-mem"] === true,
             preDumpMode: mode,
             pageServer,
+            lazyPages,
+            statusFd: typeof args["status-fd"] === "number" ? args["status-fd"] : undefined,
             log,
           },
-          (e: DumpEvent) => bar(e),
+          (e: DumpEvent) => {
+            if (e.type === "lazy-pages") ctx.err(`tscriu dump: serving ${e.pages} lazy pages on ${e.where} until the lazy-pages daemon closes\n`);
+            else bar(e);
+          },
         );
         if (args["display-stats"] === true) await ctx.out(formatStats(result.stats));
         return 0;

@@ -41,11 +41,12 @@ export function lazyPagesCommand(): CommandSpec {
       }
       const log = ctx.log.module("lazy-pages");
       const { runLazyPages } = await import("../lazy-pages/daemon.js");
-      if (remote) {
-        ctx.err("tscriu lazy-pages: --page-server is not built yet\n");
-        return 1;
-      }
-      const source = undefined;
+      const source = remote
+        ? async () => {
+            const { connectLazySource } = await import("../lazy-pages/remote.js");
+            return connectLazySource({ address: address!, port: port!, tls }, log);
+          }
+        : undefined;
       return await runLazyPages(
         {
           imagesDir: dir,

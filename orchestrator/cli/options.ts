@@ -95,7 +95,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "skip-in-flight", rpc: "tcp_skip_in_flight", kind: "boolean", describe: "leave out TCP connections not yet established", takes: ["dump"], tscriu: ["dump"] },
   { name: "evasive-devices", rpc: "evasive_devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
-  { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: ["dump", "pre-dump"] },
+  { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: ["dump", "pre-dump", "lazy-pages"] },
   { name: "force-irmap", rpc: "force_irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
   // criu's page server punches its parent's pages with --auto-dedup too (the manual lists it for dump and restore).
   { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump, page-server); punch each page once restored (restore)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore", "page-server"] },
@@ -109,7 +109,8 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "shell-job", rpc: "shell_job", alias: "j", kind: "boolean", describe: "a shell job: a tty, and the session and group of tscriu itself on restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   // criu's cpuinfo check reads --cpu-cap too.
   { name: "cpu-cap", rpc: "cpu_cap", kind: "string", optionalValue: true, describe: "CPU capabilities to write or check: fpu, cpu, ins, all, none, ^item", takes: ["dump", "restore", "cpuinfo check"], tscriu: ["dump", "restore", "cpuinfo check"] },
-  { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: ["restore"] },
+  // dump --lazy-pages listens on --address/--port (or --ps-socket) for the daemon once the dump is done.
+  { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore"] },
   { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
   { name: "network-lock", rpc: "network_lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
 
@@ -133,19 +134,20 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "feature", kind: "string", describe: "check this one feature; `list` names them", takes: ["check"], tscriu: ["check"] },
 
   // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
-  // criu's service takes --address (its socket's path), -d and --status-fd as well.
+  // criu's service takes --address (its socket's path), -d and --status-fd as well; criu's
+  // dump --lazy-pages writes --status-fd's byte when it listens for the lazy-pages daemon.
   { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service", "lazy-pages"], tscriu: ["service", "page-server", "lazy-pages"] },
-  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "lazy-pages"], tscriu: ["service", "page-server", "lazy-pages"] },
-  { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump"] },
-  { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "dump", "lazy-pages"], tscriu: ["service", "page-server", "dump", "lazy-pages"] },
+  { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   // criu's dump talks to its page server over --ps-socket too (the manual lists it for page-server).
   { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server", "dump", "pre-dump"], tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
 
   // criu 4.x options that the criu(8) page of 3.17 does not list.
   { name: "ext-unix-sk", rpc: "ext_unix_sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },

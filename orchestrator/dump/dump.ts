@@ -22,7 +22,7 @@ import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
-import { copyPages, copyShmem, planPages, slicePlan, type PagePlan, type Segment } from "./memory.js";
+import { copyPages, copyShmem, planPages, slicePlan, takeLazy, type PagePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
@@ -31,6 +31,7 @@ import { protectable, WpSnapshot } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
+import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeResult } from "../page-server/lazy-serve.js";
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
@@ -100,19 +101,31 @@ export interface DumpOptions {
   preDumpMode?: "splice" | "read" | undefined;
   /** --page-server: the pages go to a page server (page-server/send.ts), the other images into imagesDir */
   pageServer?: PageServerAddress | undefined;
+  /**
+   * --lazy-pages: the pages of lazy VMAs stay out of the images (PE_LAZY entries), held in
+   * tscriu's memory and served from here to a lazy-pages daemon once the dump is done
+   * (page-server/lazy-serve.ts); the dump returns when the daemon has closed
+   */
+  lazyPages?: LazyServeOptions | undefined;
+  /** --status-fd: \0 is written there when the lazy pages are ready to be fetched */
+  statusFd?: number | undefined;
 }
 
 export type DumpEvent =
   | { type: "step"; step: string }
   | { type: "memory-start"; bytes: number }
   | { type: "memory-progress"; done: number }
-  | { type: "memory-done" };
+  | { type: "memory-done" }
+  /** --lazy-pages: the dump is done; its lazy pages wait for the daemon there */
+  | { type: "lazy-pages"; where: string; pages: number };
 
 export interface DumpResult {
   pid: number;
   imagesDir: string;
   stats: DumpStats;
   files: string[];
+  /** --lazy-pages: the session that fetched them */
+  lazy?: LazyServeResult | undefined;
 }
 
 const NULL_LOG: ModuleLog = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined } as unknown as ModuleLog;
@@ -217,6 +230,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // --freeze-cgroup names a cgroup that can freeze, or nothing is touched.
   // The parent chain's pages are on the page server: only it can punch them (criu's too).
   if (opts.pageServer && opts.autoDedup) throw new DumpError("check", pid, "--auto-dedup with --page-server: the parent's pages are on the page server; give --auto-dedup to the page server instead");
+  if (opts.lazyPages) {
+    // what tscriu's lazy dump does not combine with yet, by name rather than ignored
+    const not = [preDump && "pre-dump", opts.prevImagesDir !== undefined && "--prev-images-dir", opts.trackMem && "--track-mem", opts.wpSnapshot && "--wp-snapshot"].filter(Boolean);
+    if (not.length) throw new DumpError("check", pid, `--lazy-pages with ${not.join(", ")} is not supported yet by tscriu`);
+  }
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
@@ -243,13 +261,24 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // it with the task still frozen). Its pages are then copied into memory populated
   // before the freeze, as much as its anonymous memory, if that fits and the machine
   // gives memory fast enough (capture.ts).
-  const early = finalState !== "kill" && scripts.length === 0;
+  // A --lazy-pages dump copies its lazy pages while frozen anyway, and serves them after.
+  const early = finalState !== "kill" && scripts.length === 0 && !opts.lazyPages;
   const limit = captureLimit();
   let pool: CapturePool | undefined;
   // Writes tracked since the parent pass, and whether to track them for the next one.
   const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
   let remote: PageServerClient | undefined;
+  let lazyServer: LazyPagesServer | undefined;
+  /** the lazy pages' buffers, populated before the freeze (capture.ts) */
+  let lazyPool: CapturePool | undefined;
   try {
+    if (opts.lazyPages) {
+      // Listening before the freeze: a port in use fails the dump with the tasks untouched.
+      lazyServer = LazyPagesServer.listen(opts.lazyPages, log);
+      const anon = estimateAnon(pid);
+      if (anon > limit) throw new Error(`--lazy-pages holds the lazy pages in tscriu's memory until they are fetched: the tree has ${anon} bytes of anonymous memory, more than the ${limit} tscriu may hold here (half of MemAvailable)`);
+      lazyPool = CapturePool.forCapture(anon, log, true);
+    }
     if (opts.pageServer) {
       remote = await PageServerClient.connect(opts.pageServer, log);
       // Unwritten pages are PE_PARENT entries only where the server has the parent's pagemap.
@@ -262,9 +291,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     tracking.release();
     remote?.abort();
+    lazyServer?.close();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
-    throw asDumpError(remote || !opts.pageServer ? "pre-dump" : "page-server", pid, e);
+    throw asDumpError(opts.lazyPages && !lazyServer ? "lazy-pages" : remote || !opts.pageServer ? "pre-dump" : "page-server", pid, e);
   }
 
   log.info(`Dumping process (pid: ${pid})`);
@@ -282,6 +312,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     tracking.release();
     remote?.abort();
+    lazyServer?.close();
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     throw asDumpError("seize", pid, e);
   }
@@ -334,6 +365,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   };
   let released = false;
   const snaps: WpSnapshot[] = [];
+  const lazyStore = new LazyPageStore();
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
@@ -444,7 +476,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const plans: PagePlan[] = [];
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
-      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid));
+      const sps = procs.find((x) => x.pid === c.pid)?.threads.map((th) => th.regs.regs.rsp) ?? [];
+      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid), sps);
       if (plan.holes) log.info(`pid ${c.pid}: ${plan.holes} unwritten pages have no entry in the parent's pagemap: copied`);
       plans.push(plan);
     }
@@ -460,6 +493,17 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
     for (const [i, c] of memProcs.entries()) {
       const plan = plans[i]!;
+      if (lazyPool) {
+        // copied now, as the frozen task holds them; its pagemap gets PE_LAZY entries
+        const lazy = takeLazy(plan);
+        const t0 = process.hrtime.bigint();
+        const held = capturePages(c.pid, lazy, lazyPool, faults);
+        readNs += process.hrtime.bigint() - t0;
+        lazyStore.hold(c.pid, held.runs);
+        stats.pages_lazy += BigInt(lazy.pages);
+        if (lazyStore.pages * PAGE > limit) throw new DumpError("memory", pid, `--lazy-pages: ${lazyStore.pages * PAGE} bytes of lazy pages are more than tscriu may hold in memory here (${limit}, half of MemAvailable)`);
+        log.info(`pid ${c.pid}: ${lazy.pages} lazy pages held for the lazy-pages daemon`);
+      }
       const out = await openPages("pid", c.pid);
       stats.pages_scanned += BigInt(plan.scanned);
       const parent = parents[i];
@@ -628,6 +672,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (finalState === "kill") await images.syncAll();
   } catch (e) {
     const err = asDumpError(step, pid, e);
+    lazyServer?.close();
     // Unprotected before the task may run (or, let go already, before it waits on a write for good).
     for (const s of snaps) {
       const why = s.end();
@@ -656,6 +701,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const why = released ? undefined : letGo(finalState);
   if (why) {
     tracking.release();
+    lazyServer?.close();
     throw new DumpError("release", pid, `images are complete, but the task could not be ${finalState === "kill" ? "killed" : "released"}: ${why}`);
   }
   const untracked = await tracking.commit(dir, new Map([...pidPages].map(([p, out]) => [p, out.entries])));
@@ -667,5 +713,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // As criu: the dump itself is done; only the statistics are missing.
     log.warn(`stats-dump not written: ${(e as Error).message}`);
   }
-  return { pid, imagesDir: dir, stats, files: images.written };
+  let lazy: LazyServeResult | undefined;
+  if (lazyServer) {
+    lazyPool?.drop();
+    onEvent({ type: "lazy-pages", where: lazyServer.where, pages: lazyStore.pages });
+    try {
+      lazy = await lazyServer.serve(lazyStore, opts.statusFd);
+    } catch (e) {
+      throw new DumpError("lazy-pages", pid, `the images are complete and the tasks ${finalState === "kill" ? "killed" : finalState === "stop" ? "left stopped" : "running"}, but serving their lazy pages failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return { pid, imagesDir: dir, stats, files: images.written, lazy };
 }

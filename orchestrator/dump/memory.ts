@@ -20,6 +20,7 @@ const PAGE = 4096;
 const MAP_PRIVATE = 0x2;
 const MAP_ANON = 0x20;
 const MAP_LOCKED = 0x2000;
+const MAP_HUGETLB = 0x40000;
 const NOTHING_COVERED = new BigUint64Array(0);
 /** Bytes per read batch (BUFFERS such buffers take turns between reading and writing). */
 const CHUNK = 8 << 20;
@@ -48,8 +49,55 @@ export interface PagePlan {
   holes: number;
 }
 
+/** criu's vma_entry_can_be_lazy: private anonymous memory a lazy-pages daemon can fill with userfaultfd. */
 function lazyVma(v: Vma): boolean {
-  return (v.flags & MAP_ANON) !== 0 && (v.flags & MAP_PRIVATE) !== 0 && (v.flags & MAP_LOCKED) === 0 && (v.status & (VMA.VDSO | VMA.VSYSCALL)) === 0;
+  return (v.flags & MAP_ANON) !== 0 && (v.flags & MAP_PRIVATE) !== 0 && (v.flags & (MAP_LOCKED | MAP_HUGETLB)) === 0 && (v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) === 0;
+}
+
+/**
+ * The page under each thread's stack pointer is not lazy: the task touches it as soon as
+ * it runs, and a fault there only costs a round trip to the dump's host. This is what
+ * criu's is_stack() meant (commit 5432a964d); its mask, `(sp ^ vaddr) & ~PAGE_MASK`,
+ * compares the offsets within the page instead, so criu 4.2 marks that page lazy unless
+ * the stack pointer is page-aligned, and then marks no page of any lazy VMA lazy at all
+ * (the counter fixture's stack pointer page is PE_LAZY).
+ */
+function unlazyStackPages(segments: Segment[], stackPointers: readonly bigint[]): Segment[] {
+  if (stackPointers.length === 0) return segments;
+  const pages = [...new Set(stackPointers.map((sp) => Number(sp & ~BigInt(PAGE - 1))))].sort((a, b) => a - b);
+  const out: Segment[] = [];
+  for (const s of segments) {
+    if (!(s.flags & PE_LAZY)) {
+      out.push(s);
+      continue;
+    }
+    let at = s.addr;
+    for (const p of pages) {
+      if (p < at || p >= s.addr + s.len) continue;
+      if (p > at) out.push({ ...s, addr: at, len: p - at });
+      out.push({ ...s, addr: p, len: PAGE, flags: s.flags & ~PE_LAZY });
+      at = p + PAGE;
+    }
+    if (at < s.addr + s.len) out.push({ ...s, addr: at, len: s.addr + s.len - at });
+  }
+  return out;
+}
+
+/**
+ * A --lazy-pages dump: the lazy runs of the plan lose PE_PRESENT (their data stays out
+ * of the pages images, served to a lazy-pages daemon instead); returns them, to be
+ * copied out of the task while it is frozen.
+ */
+export function takeLazy(plan: PagePlan): PagePlan {
+  const lazy: PagePlan = { segments: [], scanned: 0, pages: 0, parentRanges: [], holes: 0 };
+  for (const s of plan.segments) {
+    if (!(s.flags & PE_LAZY)) continue;
+    lazy.segments.push({ ...s });
+    lazy.pages += s.len / PAGE;
+    s.flags = PE_LAZY;
+  }
+  plan.pages -= lazy.pages;
+  return lazy;
 }
 
 /**
@@ -59,7 +107,7 @@ function lazyVma(v: Vma): boolean {
  * the others go to `parentRanges`, found in one pass of the bridge (a region per written
  * run is too many objects for a task that stands frozen meanwhile).
  */
-export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED): PagePlan {
+export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED, stackPointers: readonly bigint[] = []): PagePlan {
   const segments: Segment[] = [];
   const parentRanges: BigUint64Array[] = [];
   let scanned = 0;
@@ -102,7 +150,7 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       pages += n;
     }
   }
-  return { segments, scanned, pages, parentRanges, holes };
+  return { segments: unlazyStackPages(segments, stackPointers), scanned, pages, parentRanges, holes };
 }
 
 /** The plan cut into pieces of at most `bytes` (page-aligned) of pages each. */
@@ -172,7 +220,7 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
   const b = bridge();
   // Buffers for what there is: a small process does not get 4 x 8 MiB (fifty of them made
   // V8 spend a fifth of a tree's dump in collections the external memory asked for).
-  const total = plan.segments.reduce((n, s) => n + s.len, 0);
+  const total = plan.segments.reduce((n, s) => n + (s.flags & PE_PRESENT ? s.len : 0), 0);
   const chunk = Math.max(PAGE, Math.min(CHUNK, Math.ceil(total / PAGE) * PAGE));
   const bufs = Array.from({ length: Math.max(1, Math.min(BUFFERS, Math.ceil(total / chunk))) }, () => b.allocAligned(chunk));
   const pending: (Promise<void> | undefined)[] = bufs.map(() => undefined);
@@ -213,6 +261,8 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
   try {
     for (const s of plan.segments) {
       out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
+      // a lazy run of a --lazy-pages dump: an entry without data
+      if (!(s.flags & PE_PRESENT)) continue;
       let at = s.addr;
       let left = s.len;
       while (left > 0) {

@@ -129,21 +129,26 @@ export class TlsChannel implements Channel {
   private ended = false;
   private error: Error | undefined;
   private wake: (() => void) | undefined;
+  /** takes the incoming data instead of recvFull (readInto) */
+  private taker: { data(b: Buffer): void; gone(e: Error | undefined): void } | undefined;
 
   private constructor(private readonly tls: TLSSocket) {
     tls.on("data", (b: Buffer) => {
+      if (this.taker) return this.taker.data(b);
       this.chunks.push(b);
       this.have += b.length;
       this.wake?.();
     });
     const ended = (): void => {
       this.ended = true;
+      this.taker?.gone(undefined);
       this.wake?.();
     };
     tls.on("end", ended);
     tls.on("close", ended);
     tls.on("error", (e: Error) => {
       this.error ??= e;
+      this.taker?.gone(e);
       this.wake?.();
     });
   }
@@ -193,6 +198,19 @@ export class TlsChannel implements Channel {
     }
     tls.removeAllListeners("error");
     return new TlsChannel(tls);
+  }
+
+  /**
+   * Hands what arrives to `data` as it comes (and the end or an error to `gone`) instead of
+   * keeping it for recvFull: a reader with many answers in flight (fetch.ts) puts each
+   * where it belongs with one copy.
+   */
+  readInto(data: (b: Buffer) => void, gone: (e: Error | undefined) => void): void {
+    this.taker = { data, gone };
+    for (const c of this.chunks.splice(0)) data(c);
+    this.have = 0;
+    if (this.error) gone(this.error);
+    else if (this.ended) gone(undefined);
   }
 
   async recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number> {

@@ -196,7 +196,7 @@ export class PageServerClient {
   }
 }
 
-async function connectTcp(address: string | undefined, port: number, log: ModuleLog): Promise<number> {
+export async function connectTcp(address: string | undefined, port: number, log: ModuleLog): Promise<number> {
   const b = bridge();
   // node:dns only when a name has to be looked up (it costs every dump a millisecond to load)
   const lookup = async (name: string): Promise<string[]> => {
@@ -228,7 +228,7 @@ async function connectTcp(address: string | undefined, port: number, log: Module
  * layout there; TSCRIU_PAGE_SERVER_HEADERS=24 for a criu 4.1 server (tscriu's own server
  * reads either).
  */
-function tlsLayout(): Layout {
+export function tlsLayout(): Layout {
   const v = process.env["TSCRIU_PAGE_SERVER_HEADERS"];
   if (v === undefined || v === "32") return 32;
   if (v === "24") return 24;

@@ -371,7 +371,7 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 
 /** criu's setup_tcp_server: bound (any IPv4 address by default), listening; and the port, when 0 asked for one. */
-function listenTcp(address: string | undefined, port: number): { fd: number; port: number } {
+export function listenTcp(address: string | undefined, port: number): { fd: number; port: number } {
   const b = bridge();
   const words = address === undefined ? [0] : addrWordsOf(address);
   if (!words) throw new Error(`the address ${address} is neither IPv4 nor IPv6 (criu takes numeric addresses here)`);

@@ -117,3 +117,24 @@ export function entryFlags(h: Header): number {
   if (h.cmd === PS_IOV.HOLE) return PE_PARENT;
   return h.flags;
 }
+
+/** pid_max's ceiling (PID_MAX_LIMIT on 64-bit): a task's pid is below it. */
+const PID_LIMIT = 1n << 22n;
+
+/**
+ * The layout of a lazy-pages session from its first 24 bytes, or undefined when they do
+ * not tell (a session that opens with CLOSE: the caller looks for 8 more bytes, as above).
+ * A lazy-pages daemon opens with PS_IOV_GET, whose dst_id is a task's pid and vaddr a
+ * page address: in a 24-byte header bytes 16..24 are that pid and bytes 8..16 a
+ * page-aligned address; in a 32-byte one bytes 8..16 are the page count and 16..24 the
+ * address. Only an address below 4 MiB (nothing is mapped there by default) asked with a
+ * count that is a multiple of 4096 would read wrong. tscriu's client may open with the
+ * probe PARENT of send.ts instead, which `layoutOf` reads.
+ */
+export function lazyLayoutOf(first24: Uint8Array): Layout | undefined {
+  const v = new DataView(first24.buffer, first24.byteOffset, 24);
+  if ((v.getUint32(0, true) & 0xffff) !== PS_IOV.GET) return layoutOf(first24);
+  const at8 = v.getBigUint64(8, true);
+  const at16 = v.getBigUint64(16, true);
+  return at16 < PID_LIMIT && at8 !== 0n && at8 % 4096n === 0n ? 24 : 32;
+}

@@ -9,6 +9,7 @@ import { realpathSync } from "node:fs";
 import { join } from "node:path";
 import type { PageServerAddress } from "../page-server/send.js";
 import type { TlsOptions } from "../page-server/channel.js";
+import type { LazyServeOptions } from "../page-server/lazy-serve.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, type LogSink, stderrSink } from "../log.js";
 import { VERSION } from "../version.js";
@@ -364,7 +365,8 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       ghostLimit: opts.ghost_limit,
       cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
       onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
-      pageServer: pageServerOf(opts, o),
+      pageServer: opts.lazy_pages ? undefined : pageServerOf(opts, o),
+      lazyPages: opts.lazy_pages ? lazyPagesOf(opts, log.module("rpc")) : undefined,
       log,
     });
     if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
@@ -382,6 +384,16 @@ function pageServerOf(opts: CriuOpts, o: ServeOptions): PageServerAddress | unde
   if (!ps) return undefined;
   if (ps.fd !== undefined && o.mode !== "swrk") throw new RpcError("criu_opts.ps.fd is an fd the client passes to swrk; a standalone service cannot use one (as criu)", EBADRQC);
   return { address: ps.address, port: ps.port, psSocket: ps.fd, tls: tlsOfOpts(opts) };
+}
+
+/**
+ * criu_opts.lazy_pages of a DUMP: as criu's service, ps gives only the port to listen on
+ * for the lazy-pages daemon (any address; its address and fd are not read), and the dump
+ * answers once the daemon has closed.
+ */
+function lazyPagesOf(opts: CriuOpts, log: { warn(m: string): void }): LazyServeOptions {
+  if (opts.ps?.address !== undefined || opts.ps?.fd !== undefined) log.warn("criu_opts.lazy_pages: ps.address and ps.fd are not used (criu listens on any address, at ps.port)");
+  return { port: opts.ps?.port || undefined, tls: tlsOfOpts(opts) };
 }
 
 /** criu_opts.tls and its files. */
