@@ -887,7 +887,7 @@ static napi_value lazy_wanted(napi_env env, napi_callback_info info)
 	}
 	napi_value a, c;
 	napi_create_array_with_length(env, 2, &r);
-	a = bridge_make_u64(env, best);
+	napi_create_bigint_uint64(env, best, &a);
 	napi_create_double(env, (double)best_n, &c);
 	napi_set_element(env, r, 0, a);
 	napi_set_element(env, r, 1, c);

@@ -43,8 +43,8 @@ const N = { FAULT: 1, FORK: 2, EXITED: 3, ERROR: 4, DRAINED: 5 } as const;
 /** pages a remote fault asks for: the faulting one and those after it */
 const FAULT_PAGES = 16;
 /** pages of one background request to the page server, and how many are in flight */
-const FILL_PAGES = 256;
-const IN_FLIGHT = 8;
+const FILL_PAGES = 1024;
+const IN_FLIGHT = 4;
 
 /** Listens on the work directory's socket (or takes the daemon's inherited one). */
 function listenSocket(workDir: string): number {
@@ -203,7 +203,11 @@ class Session {
     this.noteRead.on("data", (chunk: Buffer) => {
       pendingNotes = pendingNotes.length ? Buffer.concat([pendingNotes, chunk]) : chunk;
       let off = 0;
-      for (; off + NOTE <= pendingNotes.length; off += NOTE) this.onNote(pendingNotes.subarray(off, off + NOTE));
+      try {
+        for (; off + NOTE <= pendingNotes.length; off += NOTE) this.onNote(pendingNotes.subarray(off, off + NOTE));
+      } catch (e) {
+        this.fail((e as Error).message);
+      }
       pendingNotes = pendingNotes.subarray(off);
     });
     this.control = new Socket({ fd: this.conn, readable: true, writable: false });
@@ -225,8 +229,12 @@ class Session {
     this.control.on("error", (e) => {
       if (!this.finished) this.fail(`the lazy-pages socket: ${e.message}`);
     });
-    this.pump();
-    this.check();
+    try {
+      this.pump();
+      this.check();
+    } catch (e) {
+      this.fail((e as Error).message);
+    }
     const c = await code;
     return c;
   }
@@ -360,11 +368,15 @@ class Session {
             this.fail(`the page server has no pages of pid ${r.pid} at 0x${r.at.toString(16)}`);
             return;
           }
-          this.b.lazySupply(r.pid, got.vaddr, got.data.subarray(0, got.nrPages * PAGE_SIZE));
-          // pages it did not send (a shorter answer) are asked for again
-          if (got.nrPages < r.pages && !r.fault) this.cursors.set(r.pid, got.vaddr + BigInt(got.nrPages * PAGE_SIZE));
-          this.pump();
-          this.check();
+          try {
+            this.b.lazySupply(r.pid, got.vaddr, got.data.subarray(0, got.nrPages * PAGE_SIZE));
+            // pages it did not send (a shorter answer) are asked for again
+            if (got.nrPages < r.pages && !r.fault) this.cursors.set(r.pid, got.vaddr + BigInt(got.nrPages * PAGE_SIZE));
+            this.pump();
+            this.check();
+          } catch (e) {
+            this.fail((e as Error).message);
+          }
         },
         (e: Error) => this.fail(`the page server, asked for ${r.pages} pages of pid ${r.pid} at 0x${r.at.toString(16)}: ${e.message}`),
       );
@@ -419,8 +431,9 @@ class Session {
     this.noteW = -1;
     for (const fd of this.files.values()) closeSync(fd);
     this.files.clear();
-    void this.source?.close();
-    this.done?.(code);
+    // criu's daemon says PS_IOV_CLOSE and waits for the answer: the dump then ends well
+    const closed = code === 0 && this.source ? this.source.close().catch((e: Error) => this.log.warn(`closing the page server session: ${e.message}`)) : Promise.resolve();
+    void closed.then(() => this.done?.(code));
   }
 }
 
