@@ -44,7 +44,14 @@ const PS = "page-server.test.ts: dump -R --page-server: the pages go to tscriu's
 const PS_CHAIN = "page-server.test.ts: pre-dump, pre-dump, dump over page servers: later passes send what was written; the server's --auto-dedup; restored";
 const PS_OPTS = "page-server.test.ts: page-server -d/--daemon --pidfile, --status-fd with -W, --ps-socket for pre-dump and dump; --page-server without a port is refused";
 const PS_TLS = "page-server.test.ts: --tls: tscriu to tscriu (dump and pre-dump), and with criu 4.1.1 both ways (a CA made here); a certificate of another CA or for another address is refused";
+const LAZY = "lazy-pages.test.ts: restore --lazy-pages: 256 MiB written and given back (MADV_DONTNEED) all along comes in page by page, every page right";
+const LAZY_W = "lazy-pages.test.ts: restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd; -W: the socket in the work dir";
+const LAZY_REMOTE = "lazy-pages.test.ts: post-copy: dump --lazy-pages serves, lazy-pages --page-server fetches (faults first), restore --lazy-pages runs the task at once; 256 MiB with fork, mremap and MADV_DONTNEED";
 const EFFECT: Record<string, string> = {
+  ...Object.fromEntries(["verbosity", "log-file", "images-dir"].map((o) => [`lazy-pages --${o}`, LAZY])),
+  "restore --lazy-pages": LAZY,
+  "lazy-pages --work-dir": LAZY_W,
+  ...Object.fromEntries(["page-server", "address", "port"].map((o) => [`lazy-pages --${o}`, LAZY_REMOTE])),
   ...Object.fromEntries(["verbosity", "log-file", "images-dir", "address"].map((o) => [`page-server --${o}`, PS])),
   ...Object.fromEntries(["port", "ps-socket", "daemon", "restore-detached", "status-fd", "pidfile", "work-dir"].map((o) => [`page-server --${o}`, PS_OPTS])),
   ...Object.fromEntries(["prev-images-dir", "auto-dedup"].map((o) => [`page-server --${o}`, PS_CHAIN])),
@@ -377,7 +384,8 @@ test("--help lists what tscriu implements for the command, then what it refuses;
   t.regex(restore.stdout.split("(refused)")[0]!, /-d, --restore-detached/);
   t.notRegex(restore.stdout, /--tree|--ghost-limit/);
   const top = await cli(["--help"]);
-  t.regex(top.stdout, /tscriu lazy-pages +serve lazy pages to a restored tree \(not available yet\)/);
+  t.regex(top.stdout, /tscriu lazy-pages +fill a lazy restore's memory while its tasks run/);
+  t.regex(top.stdout, /tscriu exec +run a syscall in a task \(deprecated in criu\) \(not available yet\)/);
   t.regex(top.stdout, /tscriu page-server +receive a dump's pages over TCP/);
   t.regex(top.stdout, /tscriu pre-dump +pre-dump the memory of a process tree, leaving it running/);
 });

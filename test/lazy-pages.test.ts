@@ -8,6 +8,7 @@
 // daemon.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { restore } from "../orchestrator/restore/restore.js";
@@ -23,11 +24,11 @@ interface Daemon {
 }
 
 /** A lazy-pages daemon for `dir` (tscriu's or criu's), once its socket is there. */
-async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu"): Promise<Daemon> {
+async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu", workDir?: string): Promise<Daemon> {
   const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
   const c =
     how === "tscriu"
-      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log], { stdio: "ignore" })
+      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : [])], { stdio: "ignore" })
       : (() => {
           const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log}`);
           return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
@@ -39,7 +40,7 @@ async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "cri
   const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
   await waitFor(`the ${how} lazy-pages daemon to listen`, () => {
     if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
-    return existsSync(join(dir, "lazy-pages.socket"));
+    return existsSync(join(workDir ?? dir, "lazy-pages.socket"));
   });
   return { done };
 }
@@ -82,12 +83,13 @@ test.serial("restore --lazy-pages: 1 GiB; a region moved by mremap, a forked chi
   t.regex((await d.done).log, /forked/);
 });
 
-test.serial("restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd", async (t) => {
+test.serial("restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd; -W: the socket in the work dir", async (t) => {
   for (const name of ["tree", "threads"]) {
     const w = await startWorkload(t, name);
     const dir = await dumpGone(t, w);
-    const d = await lazyDaemon(t, dir);
-    await restoreTask(t, dir, { lazyPages: true });
+    const work = tempDir(t, "tscriu-lazywork-");
+    const d = await lazyDaemon(t, dir, "tscriu", work);
+    await restoreTask(t, dir, { lazyPages: true, workDir: work });
     await passesTwice(t, w, d);
     if (name === "tree") t.regex((await d.done).log, /is a zombie/);
   }
@@ -137,4 +139,72 @@ test.serial("lazy restores across tools: criu 4.1.1's daemon fills tscriu's rest
     });
     await passesTwice(t, w, d);
   }
+});
+
+/** `dump --lazy-pages` serving on a port the kernel picks; resolves its port and end. */
+async function lazyDump(t: ExecutionContext, pid: number, dir: string): Promise<{ port: number; proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; log: string }> }> {
+  const log = join(dir, "dump.log");
+  const port = await freePort();
+  const proc = spawn(process.execPath, [CLI, "dump", "-t", String(pid), "-D", dir, "-v4", "-o", log, "--lazy-pages", "--address", "127.0.0.1", "--port", String(port)], { stdio: "ignore" });
+  t.teardown(() => {
+    proc.kill("SIGKILL");
+  });
+  const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
+  const done = new Promise<{ code: number | null; log: string }>((resolve) => proc.on("exit", (code) => resolve({ code, log: read() })));
+  await waitFor("the lazy dump to serve", () => {
+    if (proc.exitCode !== null) throw new Error(`the dump exited with ${proc.exitCode}: ${read()}`);
+    return /serving \d+ lazy pages/.test(read());
+  }, 30_000);
+  await waitFor(`pid ${pid} to be free after the dump`, () => !existsSync(`/proc/${pid}`));
+  return { port, proc, done };
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/** tscriu's daemon fetching from the dump's page server. */
+async function remoteDaemon(t: ExecutionContext, dir: string, port: number): Promise<Daemon> {
+  const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
+  const c = spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, "--page-server", "--address", "127.0.0.1", "--port", String(port)], { stdio: "ignore" });
+  t.teardown(() => {
+    c.kill("SIGKILL");
+  });
+  const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
+  const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
+  await waitFor("the lazy-pages daemon to listen", () => {
+    if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
+    return existsSync(join(dir, "lazy-pages.socket"));
+  });
+  return { done };
+}
+
+test.serial("post-copy: dump --lazy-pages serves, lazy-pages --page-server fetches (faults first), restore --lazy-pages runs the task at once; 256 MiB with fork, mremap and MADV_DONTNEED", async (t) => {
+  const w = await startWorkload(t, "lazyfork", ["256"]);
+  const dir = tempDir(t);
+  const d = await lazyDump(t, w.pid, dir);
+  const daemon = await remoteDaemon(t, dir, d.port);
+  await restoreTask(t, dir, { lazyPages: true });
+  await passesTwice(t, w, daemon);
+  t.regex((await daemon.done).log, /[1-9]\d* from the page server/);
+  const dumped = await d.done;
+  t.is(dumped.code, 0, dumped.log.split("\n").slice(-3).join("\n"));
+});
+
+test.serial("post-copy: a page server lost in the middle kills the restored task and the daemon says why", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["1024"]);
+  const dir = tempDir(t);
+  const d = await lazyDump(t, w.pid, dir);
+  const daemon = await remoteDaemon(t, dir, d.port);
+  const r = await restore({ imagesDir: dir, lazyPages: true, detached: true });
+  t.is(r.pid, w.pid);
+  d.proc.kill("SIGKILL");
+  const end = await daemon.done;
+  t.is(end.code, 1);
+  t.regex(end.log, /the page server.*; the restored tree is killed/);
+  await waitFor(`pid ${w.pid} to be gone`, () => !existsSync(`/proc/${w.pid}`) || procState(w.pid) === "Z");
 });

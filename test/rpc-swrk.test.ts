@@ -18,7 +18,7 @@ test("swrk: pycriu's VERSION, FEATURE_CHECK and CHECK", (t) => {
   pycriuInstalled(t);
   t.deepEqual(pycriu(SWRK, "version"), { success: true, major: 4, minor: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
   // pre-dumps work on any kernel (no soft-dirty needed); no lazy pages or pidfd store yet
-  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: true, lazy_pages: false, pidfd_store: false });
+  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: true, lazy_pages: true, pidfd_store: false });
   t.deepEqual(pycriu(SWRK, "check"), { success: true });
 });
 

@@ -5,7 +5,7 @@
 // success=false, cr_errno and cr_errmsg (the first error, as criu answers with its first
 // logged error), and the connection ends unless the request may keep it open.
 
-import { realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import type { PageServerAddress } from "../page-server/send.js";
 import type { TlsOptions } from "../page-server/channel.js";
@@ -46,11 +46,13 @@ const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boole
  * criu_features as tscriu answers FEATURE_CHECK: what tscriu itself can do on this kernel.
  * mem_track: clients ask it before iterative pre-dumps, which tscriu makes on any kernel
  * (it finds changed pages by comparing them with the parent's, not by soft-dirty bits).
- * lazy_pages and pidfd_store are not built yet, so they are false whatever the kernel has.
+ * lazy_pages: a lazy restore needs userfaultfd (its sysctl is there when the kernel has
+ * it; the fork/mremap/munmap events came with Linux 4.11). pidfd_store is not built yet, so
+ * it is false whatever the kernel has.
  */
 const FEATURES: Readonly<Record<"mem_track" | "lazy_pages" | "pidfd_store", () => boolean>> = {
   mem_track: () => true,
-  lazy_pages: () => false,
+  lazy_pages: () => existsSync("/proc/sys/vm/unprivileged_userfaultfd"),
   pidfd_store: () => false,
 };
 
@@ -442,6 +444,7 @@ async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise
       tcpClose: opts.tcp_close === true,
       fileLocks: opts.file_locks === true,
       autoDedup: opts.auto_dedup === true,
+      lazyPages: opts.lazy_pages === true,
       leaveStopped: opts.leave_stopped === true,
       root: opts.root,
       inheritFds: (opts.inherit_fd ?? []).map((x) => `fd[${x.fd}]:${x.key}`),
