@@ -97,6 +97,7 @@ static struct {
 	int64_t left; /* atomic, all spaces */
 	struct {
 		int fd;
+		int direct; /* the same file opened O_DIRECT for the fill threads, or -1 */
 		const uint8_t *base;
 		size_t len;
 	} maps[MAX_MAPS];
@@ -561,9 +562,38 @@ static bool next_chunk(struct space **sp, uint64_t *addr, const uint8_t **src, u
 	return false;
 }
 
+/* The fill threads read their chunk with O_DIRECT into a buffer of their own and copy
+ * from there: 1 GiB took 1.0-1.3 s through the mapped file's page faults here, the disk
+ * reads 3 GB/s straight. The mapping stays for faults (a page or a few, at random). */
+static const uint8_t *direct_read(const uint8_t *src, uint64_t len, uint8_t *buf)
+{
+	for (uint32_t i = 0; i < E.nmaps; i++) {
+		if (src < E.maps[i].base || src + len > E.maps[i].base + E.maps[i].len)
+			continue;
+		if (E.maps[i].direct < 0)
+			return src;
+		off_t off = (off_t)(src - E.maps[i].base);
+		uint64_t got = 0;
+		while (got < len) {
+			ssize_t r = pread(E.maps[i].direct, buf + got, len - got, off + (off_t)got);
+			if (r <= 0) {
+				if (r < 0 && errno == EINTR)
+					continue;
+				return src; /* the mapping then */
+			}
+			got += (uint64_t)r;
+		}
+		return buf;
+	}
+	return src;
+}
+
 static void *fill_main(void *arg)
 {
 	(void)arg;
+	uint8_t *buf = NULL;
+	if (posix_memalign((void **)&buf, PG, FILL_CHUNK * PG) != 0)
+		buf = NULL;
 	pthread_mutex_lock(&E.mu);
 	while (!E.stop) {
 		struct space *s;
@@ -585,6 +615,8 @@ static void *fill_main(void *arg)
 		pthread_mutex_unlock(&E.mu);
 		uint64_t done;
 		int err = 0;
+		if (buf)
+			src = direct_read(src, n * PG, buf);
 		enum copy_end end = copy_pages(s->uffd, addr, src, n, &done, &err);
 		__atomic_add_fetch(&E.fill_pages, done, __ATOMIC_RELAXED);
 		settle(s, st, n, done, end, err, addr);
@@ -597,6 +629,7 @@ static void *fill_main(void *arg)
 		pthread_mutex_lock(&E.mu);
 	}
 	pthread_mutex_unlock(&E.mu);
+	free(buf);
 	return NULL;
 }
 
@@ -658,8 +691,11 @@ static const uint8_t *map_source(int fd, uint64_t off, uint64_t len, napi_env en
 		bridge_throw_errno(env, "mmap of a pages file", errno, 0, NULL);
 		return NULL;
 	}
-	madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+	madvise(p, (size_t)st.st_size, MADV_RANDOM);
 	E.maps[E.nmaps].fd = fd;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	E.maps[E.nmaps].direct = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	E.maps[E.nmaps].base = p;
 	E.maps[E.nmaps].len = (size_t)st.st_size;
 	E.nmaps++;
@@ -942,8 +978,11 @@ static napi_value lazy_stop(napi_env env, napi_callback_info info)
 		close(E.spaces[i]->uffd);
 		/* views and state arrays stay: small, and a forked space shares none */
 	}
-	for (uint32_t i = 0; i < E.nmaps; i++)
+	for (uint32_t i = 0; i < E.nmaps; i++) {
 		munmap((void *)E.maps[i].base, E.maps[i].len);
+		if (E.maps[i].direct >= 0)
+			close(E.maps[i].direct);
+	}
 	E.nmaps = 0;
 	close(E.ctl_fd);
 	E.ctl_fd = -1;
