@@ -22,15 +22,15 @@ import { bridge } from "../../host-bridge/load.js";
 import { PE_PRESENT } from "../../images/pages.js";
 import { signalReady } from "../cli/daemon.js";
 import type { ModuleLog } from "../log.js";
+import { HeaderReader } from "./headers.js";
 import { type Channel, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
 import { peerName } from "./send.js";
 import { listenTcp } from "./serve.js";
-import { commandName, decodeDst, decodeHeader, encodeHeader, lazyLayoutOf, PS_IOV, type Header, type Layout } from "./wire.js";
+import { commandName, decodeDst, encodeHeader, lazyLayoutOf, PS_IOV, type Header, type Layout } from "./wire.js";
 
 const PAGE = 4096;
 const TCP_CORK = 3;
 /** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
-const LAYOUT_WAIT_MS = 200;
 
 /** Pages copied out of a task: its data at buf[off, off + pages * 4096). */
 export interface HeldRun {
@@ -212,6 +212,7 @@ export class LazyPagesServer {
 
 class LazySession {
   private layout: Layout | undefined;
+  private headers: HeaderReader | undefined;
   private requests = 0;
   private pagesSent = 0;
   private last = "the first header";
@@ -228,32 +229,12 @@ class LazySession {
   }
 
   /** The next header, or undefined when the peer closed between headers. */
-  private async header(): Promise<Header | undefined> {
-    if (this.layout === undefined) {
-      const first = Buffer.alloc(32);
-      const got = await this.ch.recvFull(first.subarray(0, 24));
-      if (got === 0) return undefined;
-      if (got < 24) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
-      this.layout = lazyLayoutOf(first) ?? (await this.closeLayout(first));
-      if (this.layout === 32 && (await this.ch.recvFull(first.subarray(24, 32))) < 8) this.fail(undefined, "the connection closed inside a header");
-      this.log.info(`lazy pages: ${this.peer} speaks ${this.layout}-byte headers (criu ${this.layout === 24 ? "up to 4.1" : "4.2"})`);
-      return decodeHeader(this.layout, first);
-    }
-    const buf = Buffer.alloc(this.layout);
-    const got = await this.ch.recvFull(buf);
-    if (got === 0) return undefined;
-    if (got < this.layout) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
-    return decodeHeader(this.layout, buf);
-  }
-
-  /** A session that opens with CLOSE: 32-byte if 8 more bytes follow at once. */
-  private async closeLayout(first: Buffer): Promise<Layout> {
-    try {
-      return (await this.ch.recvFull(first.subarray(24, 32), LAYOUT_WAIT_MS)) === 8 ? 32 : 24;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ETIMEDOUT") return 24;
-      throw e;
-    }
+  private header(): Promise<Header | undefined> {
+    this.headers ??= new HeaderReader(this.ch, lazyLayoutOf, (why) => this.fail(undefined, why), (l) => {
+      this.layout = l;
+      this.log.info(`lazy pages: ${this.peer} speaks ${l}-byte headers (criu ${l === 24 ? "up to 4.1" : "4.2"})`);
+    });
+    return this.headers.next();
   }
 
   async run(): Promise<LazyServeResult> {

@@ -25,9 +25,10 @@ import type { ModuleLog } from "../log.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
 import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 import { peerName } from "./send.js";
+import { HeaderReader } from "./headers.js";
 import { type Channel, PlainChannel, TlsChannel, type TlsOptions } from "./channel.js";
 import { INFO_FD_ENV } from "./spawn.js";
-import { commandName, decodeDst, decodeHeader, entryFlags, layoutOf, pagemapName, PS_IOV, type Header, type Layout } from "./wire.js";
+import { commandName, decodeDst, entryFlags, layoutOf, pagemapName, PS_IOV, type Header } from "./wire.js";
 
 const PAGE = 4096;
 /** Page data is received and written in pieces of this size. */
@@ -37,7 +38,6 @@ const ADDRESS_LIMIT = 1n << 57n;
 /** Where criu's page server starts its pages ids. */
 const FIRST_PAGES_ID = 0x10001;
 /** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
-const LAYOUT_WAIT_MS = 200;
 
 export interface SessionOptions {
   /** the images dir (absolute) */
@@ -83,7 +83,7 @@ export async function serveSession(ch: Channel, peer: string, o: SessionOptions)
 class Session {
   private readonly b = bridge();
   private readonly faults = new Faults(undefined);
-  private layout: Layout | undefined;
+  private headers: HeaderReader | undefined;
   private cur: Open | undefined;
   /** files this session made: removed should it fail */
   private readonly made: string[] = [];
@@ -109,32 +109,11 @@ class Session {
   }
 
   /** The next header, or undefined when the peer closed between headers. */
-  private async header(): Promise<Header | undefined> {
-    if (this.layout === undefined) {
-      const first = Buffer.alloc(32);
-      const got = await this.ch.recvFull(first.subarray(0, 24));
-      if (got === 0) return undefined;
-      if (got < 24) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
-      this.layout = layoutOf(first) ?? (await this.closeLayout(first));
-      if (this.layout === 32 && (await this.ch.recvFull(first.subarray(24, 32))) < 8) this.fail(undefined, "the connection closed inside a header");
-      this.o.log.info(`${this.peer} speaks ${this.layout}-byte headers (criu ${this.layout === 24 ? "up to 4.1" : "4.2"})`);
-      return decodeHeader(this.layout, first);
-    }
-    const buf = Buffer.alloc(this.layout);
-    const got = await this.ch.recvFull(buf);
-    if (got === 0) return undefined;
-    if (got < this.layout) this.fail(undefined, `the connection closed after ${got} bytes of a header`);
-    return decodeHeader(this.layout, buf);
-  }
-
-  /** A session that opens with CLOSE: 32-byte if 8 more bytes follow at once. */
-  private async closeLayout(first: Buffer): Promise<Layout> {
-    try {
-      return (await this.ch.recvFull(first.subarray(24, 32), LAYOUT_WAIT_MS)) === 8 ? 32 : 24;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ETIMEDOUT") return 24;
-      throw e;
-    }
+  private header(): Promise<Header | undefined> {
+    this.headers ??= new HeaderReader(this.ch, layoutOf, (why) => this.fail(undefined, why), (l) => {
+      this.o.log.info(`${this.peer} speaks ${l}-byte headers (criu ${l === 24 ? "up to 4.1" : "4.2"})`);
+    });
+    return this.headers.next();
   }
 
   async run(): Promise<SessionResult> {
