@@ -71,12 +71,12 @@ test("an old pagemap (no flags, no nr_pages) restores as PE_PRESENT", async (t) 
   t.regex(await w.check(), /^PASS/);
 });
 
-test("lazy pages without data (criu --lazy-pages) are refused by name", async (t) => {
+test("lazy pages without data (a dump --lazy-pages) are refused without --lazy-pages, naming what restores them", async (t) => {
   const w = await startWorkload(t, "counter");
   const dumped = await dumpGone(t, w);
   const dir = tempDir(t);
   copyImages(dumped, dir);
   rewritePagemap(dumped, dir, w.pid, (i) => (i === 3 ? PE_LAZY : PE_PRESENT), (r) => ({ vaddr: r.vaddr, compat_nr_pages: 0, flags: r.flags, nr_pages: BigInt(r.nrPages) }));
   const err = await t.throwsAsync(restore({ imagesDir: dir }));
-  t.regex(err.message, /restore: plan of pid \d+ failed: 0x[0-9a-f]+ is a lazy page \(PE_LAZY\) with no data in the images: restoring with a lazy-pages server is not supported/);
+  t.regex(err.message, /restore: plan of pid \d+ failed: 0x[0-9a-f]+ is a lazy page \(PE_LAZY\) with no data in the images: restore it with --lazy-pages and a lazy-pages daemon/);
 });
