@@ -47,7 +47,9 @@ const PS_TLS = "page-server.test.ts: --tls: tscriu to tscriu (dump and pre-dump)
 const LAZY = "lazy-pages.test.ts: restore --lazy-pages: 256 MiB written and given back (MADV_DONTNEED) all along comes in page by page, every page right";
 const LAZY_W = "lazy-pages.test.ts: restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd; -W: the socket in the work dir";
 const LAZY_REMOTE = "lazy-pages.test.ts: post-copy: dump --lazy-pages serves, lazy-pages --page-server fetches (faults first), restore --lazy-pages runs the task at once; 256 MiB with fork, mremap and MADV_DONTNEED";
+const LAZY_OPTS = "lazy-pages.test.ts: post-copy over TLS with the daemon in the background: lazy-pages -d --pidfile --status-fd --tls (a CA made here)";
 const EFFECT: Record<string, string> = {
+  ...Object.fromEntries(["daemon", "restore-detached", "status-fd", "pidfile", "tls", "tls-cacert", "tls-cert", "tls-key", "tls-no-cn-verify"].map((o) => [`lazy-pages --${o}`, LAZY_OPTS])),
   ...Object.fromEntries(["verbosity", "log-file", "images-dir"].map((o) => [`lazy-pages --${o}`, LAZY])),
   "restore --lazy-pages": LAZY,
   "lazy-pages --work-dir": LAZY_W,

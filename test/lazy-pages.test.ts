@@ -6,8 +6,8 @@
 // mremap, forks a child that reads everything, and gives a MiB back. tscriu's daemon and
 // restore against criu 4.1.1's (CI's root), both ways; a failed restore and a missing
 // daemon.
-import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -142,10 +142,10 @@ test.serial("lazy restores across tools: criu 4.1.1's daemon fills tscriu's rest
 });
 
 /** `dump --lazy-pages` serving on a port the kernel picks; resolves its port and end. */
-async function lazyDump(t: ExecutionContext, pid: number, dir: string): Promise<{ port: number; proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; log: string }> }> {
+async function lazyDump(t: ExecutionContext, pid: number, dir: string, extra: string[] = []): Promise<{ port: number; proc: ReturnType<typeof spawn>; done: Promise<{ code: number | null; log: string }> }> {
   const log = join(dir, "dump.log");
   const port = await freePort();
-  const proc = spawn(process.execPath, [CLI, "dump", "-t", String(pid), "-D", dir, "-v4", "-o", log, "--lazy-pages", "--address", "127.0.0.1", "--port", String(port)], { stdio: "ignore" });
+  const proc = spawn(process.execPath, [CLI, "dump", "-t", String(pid), "-D", dir, "-v4", "-o", log, "--lazy-pages", "--address", "127.0.0.1", "--port", String(port), ...extra], { stdio: "ignore" });
   t.teardown(() => {
     proc.kill("SIGKILL");
   });
@@ -207,4 +207,53 @@ test.serial("post-copy: a page server lost in the middle kills the restored task
   t.is(end.code, 1);
   t.regex(end.log, /the page server.*; the restored tree is killed/);
   await waitFor(`pid ${w.pid} to be gone`, () => !existsSync(`/proc/${w.pid}`) || procState(w.pid) === "Z");
+});
+
+test.serial("post-copy over TLS with the daemon in the background: lazy-pages -d --pidfile --status-fd --tls (a CA made here)", async (t) => {
+  const pki = tempDir(t, "tscriu-pki-");
+  const run = (args: string[]): void => {
+    const r = spawnSync("openssl", args, { cwd: pki, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
+  };
+  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tscriu test CA"]);
+  for (const who of ["server", "client"]) {
+    run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", "/CN=127.0.0.1"]);
+    writeFileSync(join(pki, `${who}.ext`), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n");
+    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${who}.pem`, "-days", "2", "-extfile", `${who}.ext`]);
+  }
+  const tls = (who: string): string[] => ["--tls", "--tls-cacert", join(pki, "ca.pem"), "--tls-cert", join(pki, `${who}.pem`), "--tls-key", join(pki, `${who}.key`)];
+  const w = await startWorkload(t, "incr", ["64"]);
+  const dir = tempDir(t);
+  const d = await lazyDump(t, w.pid, dir, tls("server"));
+  const work = tempDir(t, "tscriu-lazywork-");
+  const pidfile = join(work, "lazy.pid");
+  // -d: the foreground starts the daemon, writes --pidfile and exits 0; the daemon writes
+  // --status-fd's byte once it listens
+  const fg = spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-W", work, "-d", "--pidfile", pidfile, "--status-fd", "3", "-v4", "-o", "lazy.log", "--page-server", "--address", "127.0.0.1", "--port", String(d.port), ...tls("client")], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+  const ready = new Promise<Buffer>((resolve) => {
+    const got: Buffer[] = [];
+    fg.stdio[3]!.on("data", (b: Buffer) => got.push(b));
+    fg.stdio[3]!.on("end", () => resolve(Buffer.concat(got)));
+  });
+  const code = await new Promise<number | null>((resolve) => fg.on("exit", resolve));
+  t.is(code, 0);
+  t.deepEqual(await ready, Buffer.from([0]));
+  const daemonPid = Number(readFileSync(pidfile, "utf8"));
+  t.teardown(() => {
+    try {
+      process.kill(daemonPid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  t.true(existsSync(`/proc/${daemonPid}`));
+  await restoreTask(t, dir, { lazyPages: true, workDir: work });
+  t.regex(await w.check(30_000), /^PASS /);
+  await waitFor("the daemon to finish", () => !existsSync(`/proc/${daemonPid}`), 60_000);
+  const log = readFileSync(join(work, "lazy.log"), "utf8");
+  t.regex(log, /; TLS, the server's certificate verified/);
+  t.regex(log, /all lazy pages in: \d+ pages/);
+  t.regex(await w.check(30_000), /^PASS /);
+  const dumped = await d.done;
+  t.is(dumped.code, 0, dumped.log.split("\n").slice(-3).join("\n"));
 });

@@ -57,7 +57,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "verbosity", rpc: "log_level", alias: "v", kind: "number", describe: "log level 0..4 (-v0 … -v4; -v, -vv … raise it by one each)", takes: ALL, tscriu: BUILT },
   { name: "config", rpc: "config_file", kind: "string", describe: "read options from this config file too", takes: ALL, tscriu: BUILT },
   { name: "no-default-config", kind: "boolean", describe: "skip /etc/criu/default.conf and ~/.criu/default.conf", takes: ALL, tscriu: BUILT },
-  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore", "service", "page-server"] },
+  { name: "pidfile", kind: "string", describe: "write the pid of the restored root task (or of a daemon) to this file", takes: ALL, tscriu: ["restore", "service", "page-server", "lazy-pages"] },
   { name: "log-file", rpc: "log_file", alias: "o", kind: "string", describe: "log to this file (a relative name goes into -W, else -D)", takes: ALL, tscriu: BUILT },
   { name: "display-stats", rpc: "display_stats", kind: "boolean", describe: "print the statistics of the dump or restore at the end", takes: ALL, tscriu: ["dump", "pre-dump", "restore"] },
   { name: "images-dir", rpc: "images_dir", alias: "D", kind: "string", describe: "the directory of image files", takes: ALL, tscriu: ["dump", "pre-dump", "restore", "page-server", "lazy-pages", "dedup", "cpuinfo dump", "cpuinfo check"] },
@@ -117,7 +117,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // restore
   { name: "inherit-fd", rpc: "inherit_fd", kind: "array", describe: "fd[N]:resource: give the task tscriu's fd N in place of resource", takes: ["restore"], tscriu: ["restore"] },
   // criu reads -d as one getopt letter: detached for restore, the daemon for service and page-server.
-  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run (service, page-server, lazy-pages: run in the background)", takes: ["restore", "service", "page-server", "lazy-pages"], tscriu: ["restore", "service", "page-server"] },
+  { name: "restore-detached", alias: "d", kind: "boolean", describe: "leave the restored tasks once they run (service, page-server, lazy-pages: run in the background)", takes: ["restore", "service", "page-server", "lazy-pages"], tscriu: ["restore", "service", "page-server", "lazy-pages"] },
   { name: "restore-sibling", rpc: "rst_sibling", alias: "S", kind: "boolean", describe: "restore the root task as a sibling of tscriu (with -d)", takes: ["restore"], tscriu: ["restore"] },
   { name: "log-pid", kind: "boolean", describe: "one log file per pid", takes: ["restore"], tscriu: [] },
   { name: "root", rpc: "root", alias: "r", kind: "string", describe: "the root directory to restore into", takes: ["restore"], tscriu: ["restore"] },
@@ -136,18 +136,18 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // page-server; its address, port and TLS options serve its clients (dump, pre-dump, lazy-pages) too.
   // criu's service takes --address (its socket's path), -d and --status-fd as well; criu's
   // dump --lazy-pages writes --status-fd's byte when it listens for the lazy-pages daemon.
-  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service", "lazy-pages"], tscriu: ["service", "page-server"] },
-  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "dump", "lazy-pages"], tscriu: ["service", "page-server", "dump"] },
+  { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service", "lazy-pages"], tscriu: ["service", "page-server", "lazy-pages"] },
+  { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "dump", "lazy-pages"], tscriu: ["service", "page-server", "dump", "lazy-pages"] },
   { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   // criu's dump talks to its page server over --ps-socket too (the manual lists it for page-server).
   { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server", "dump", "pre-dump"], tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
-  { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
-  { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump"] },
+  { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
 
   // criu 4.x options that the criu(8) page of 3.17 does not list.
   { name: "ext-unix-sk", rpc: "ext_unix_sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },

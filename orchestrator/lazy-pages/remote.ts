@@ -23,7 +23,7 @@ export interface LazySource {
 /** The dump's page server through page-server/fetch.ts's pipelined client. */
 export async function connectLazySource(o: FetchOptions, log: ModuleLog): Promise<LazySource> {
   const f = await PageFetcher.connect(o, log);
-  log.info(`fetching lazy pages from ${f.peer} (${f.layout}-byte headers)`);
+  log.info(`fetching lazy pages from ${f.peer} (${f.layout}-byte headers${o.tls ? "; TLS, the server's certificate verified" : ""})`);
   return {
     get: (pid, vaddr, nrPages) => f.get(pid, vaddr, nrPages),
     onError: (cb) => {
