@@ -339,6 +339,49 @@ function pki(dir: string, name = "127.0.0.1"): { ca: string; cert: (who: string)
   return { ca: join(dir, "ca.pem"), cert: (who) => ["--tls", "--tls-cacert", join(dir, "ca.pem"), "--tls-cert", join(dir, `${who}.pem`), "--tls-key", join(dir, `${who}.key`)] };
 }
 
+/** CRLs of pki()'s CA in `dir`: one revoking nothing, one revoking the `revoke` certificate. */
+function crls(dir: string, revoke: string): { empty: string; revoked: string } {
+  const run = (args: string[]): void => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr || r.error?.message}`);
+  };
+  writeFileSync(join(dir, "ca.cnf"), "[ ca ]\ndefault_ca = testca\n[ testca ]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n");
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "crlnumber"), "01\n");
+  const gen = (out: string): void => run(["ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out", out]);
+  gen("empty-crl.pem");
+  run(["ca", "-config", "ca.cnf", "-revoke", `${revoke}.pem`, "-keyfile", "ca.key", "-cert", "ca.pem"]);
+  gen("revoked-crl.pem");
+  return { empty: join(dir, "empty-crl.pem"), revoked: join(dir, "revoked-crl.pem") };
+}
+
+test.serial("--tls-cacrl: the page server refuses a dump whose certificate the list revokes, and the dump a page server whose certificate it revokes; a list without them changes nothing", async (t) => {
+  const dir = tempDir(t, "tscriu-pki-");
+  const p = pki(dir);
+  const w = await startWorkload(t, "incr", ["8"]);
+  // the client's certificate revoked: the page server refuses it
+  const c = crls(dir, "client");
+  for (const [crl, ok] of [[c.empty, true], [c.revoked, false]] as const) {
+    const ps = await pageServer(t, tempDir(t), ["--address", "127.0.0.1", ...p.cert("server"), "--tls-cacrl", crl]);
+    const r = tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), ...p.cert("client")]);
+    const s = await ps.done;
+    t.is(r.code, ok ? 0 : 1, r.stderr);
+    t.is(s.code, ok ? 0 : 1, s.log);
+    // node's TLS server reports the client's certificate check as the handshake failing
+    if (!ok) t.regex(s.log, /Error \(page-server\): TLS handshake: /);
+  }
+  // the server's certificate revoked: the dump refuses the page server
+  const dir2 = tempDir(t, "tscriu-pki2-");
+  const p2 = pki(dir2);
+  const c2 = crls(dir2, "server");
+  const ps = await pageServer(t, tempDir(t), ["--address", "127.0.0.1", ...p2.cert("server")]);
+  const r = tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), ...p2.cert("client"), "--tls-cacrl", c2.revoked]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /TLS.*revoked/i);
+  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  t.regex(await w.check(), /^PASS /);
+});
+
 test.serial("--tls: tscriu to tscriu (dump and pre-dump), and with criu 4.1.1 both ways (a CA made here); a certificate of another CA or for another address is refused", async (t) => {
   const p = pki(tempDir(t, "tscriu-pki-"));
   const w = await startWorkload(t, "incr", ["8"], { static: true });

@@ -144,7 +144,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server", "dump", "pre-dump"], tscriu: ["page-server", "dump", "pre-dump"] },
   { name: "tls", rpc: "tls", kind: "boolean", describe: "talk to the page server over TLS", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "tls-cacert", rpc: "tls_cacert", kind: "string", describe: "the CA certificate (PEM) to verify the peer with", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
-  { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: [] },
+  { name: "tls-cacrl", rpc: "tls_cacrl", kind: "string", describe: "the certificate revocation list (PEM)", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump"] },
   { name: "tls-cert", rpc: "tls_cert", kind: "string", describe: "the certificate (PEM) to present", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "tls-key", rpc: "tls_key", kind: "string", describe: "the private key (PEM) of --tls-cert", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
