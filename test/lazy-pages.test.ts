@@ -8,14 +8,14 @@
 // daemon.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { restore } from "../orchestrator/restore/restore.js";
 import { CLI } from "./helpers/cli.js";
-import { criuShell, haveRoot, runCriuShell } from "./helpers/criu-root.js";
+import { criuDumps, criuShell, haveRoot, runCriuShell } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, restoreTask } from "./helpers/restore.js";
+import { freePort } from "./helpers/programs.js";
 import { procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 interface Daemon {
@@ -23,12 +23,12 @@ interface Daemon {
   done: Promise<{ code: number | null; log: string }>;
 }
 
-/** A lazy-pages daemon for `dir` (tscriu's or criu's), once its socket is there. */
-async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu", workDir?: string): Promise<Daemon> {
+/** A lazy-pages daemon for `dir` (tscriu's or criu's; `extra`: tscriu's options, --page-server…), once its socket is there. */
+async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu", workDir?: string, extra: string[] = []): Promise<Daemon> {
   const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
   const c =
     how === "tscriu"
-      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : [])], { stdio: "ignore" })
+      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : []), ...extra], { stdio: "ignore" })
       : (() => {
           const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log}`);
           return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
@@ -113,8 +113,16 @@ test.serial("restore --lazy-pages without a daemon is refused before anything is
   await waitFor(`pid ${w.pid} to be gone`, () => !existsSync(`/proc/${w.pid}`));
 });
 
-test.serial("lazy restores across tools: criu 4.1.1's daemon fills tscriu's restore, tscriu's daemon fills criu 4.1.1's", async (t) => {
+test.serial("lazy restores across tools: criu 4.1.1's daemon fills tscriu's restore, tscriu's daemon fills criu 4.1.1's; criu's images restored lazily by tscriu", async (t) => {
   if (!haveRoot(t)) return;
+  // criu's dump (its PE_LAZY|PE_PRESENT runs), restored lazily by tscriu's restore and daemon
+  {
+    const c = await criuDumps(t, "lazyfork", ["64"]);
+    t.is(c.status, 0, c.stderr);
+    const d = await lazyDaemon(t, c.images);
+    await restoreTask(t, c.images, { lazyPages: true });
+    await passesTwice(t, c, d);
+  }
   // criu's daemon serving tscriu's restore
   {
     const w = await startWorkload(t, "lazyfork", ["128"], { static: true });
@@ -159,35 +167,11 @@ async function lazyDump(t: ExecutionContext, pid: number, dir: string, extra: st
   return { port, proc, done };
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
-
-/** tscriu's daemon fetching from the dump's page server. */
-async function remoteDaemon(t: ExecutionContext, dir: string, port: number): Promise<Daemon> {
-  const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
-  const c = spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, "--page-server", "--address", "127.0.0.1", "--port", String(port)], { stdio: "ignore" });
-  t.teardown(() => {
-    c.kill("SIGKILL");
-  });
-  const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
-  const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
-  await waitFor("the lazy-pages daemon to listen", () => {
-    if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
-    return existsSync(join(dir, "lazy-pages.socket"));
-  });
-  return { done };
-}
-
 test.serial("post-copy: dump --lazy-pages serves, lazy-pages --page-server fetches (faults first), restore --lazy-pages runs the task at once; 256 MiB with fork, mremap and MADV_DONTNEED", async (t) => {
   const w = await startWorkload(t, "lazyfork", ["256"]);
   const dir = tempDir(t);
   const d = await lazyDump(t, w.pid, dir);
-  const daemon = await remoteDaemon(t, dir, d.port);
+  const daemon = await lazyDaemon(t, dir, "tscriu", undefined, ["--page-server", "--address", "127.0.0.1", "--port", String(d.port)]);
   await restoreTask(t, dir, { lazyPages: true });
   await passesTwice(t, w, daemon);
   t.regex((await daemon.done).log, /[1-9]\d* from the page server/);
@@ -199,7 +183,7 @@ test.serial("post-copy: a page server lost in the middle kills the restored task
   const w = await startWorkload(t, "bigmem", ["1024"]);
   const dir = tempDir(t);
   const d = await lazyDump(t, w.pid, dir);
-  const daemon = await remoteDaemon(t, dir, d.port);
+  const daemon = await lazyDaemon(t, dir, "tscriu", undefined, ["--page-server", "--address", "127.0.0.1", "--port", String(d.port)]);
   const r = await restore({ imagesDir: dir, lazyPages: true, detached: true });
   t.is(r.pid, w.pid);
   d.proc.kill("SIGKILL");

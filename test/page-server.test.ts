@@ -6,7 +6,7 @@
 // SIGUSR1: a page lost or stale on the way fails it.
 import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { type AddressInfo, connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
@@ -15,6 +15,7 @@ import { encodeDst, encodeHeader, PS_IOV, type Layout } from "../orchestrator/pa
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { freePort } from "./helpers/programs.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { restoreTask } from "./helpers/restore.js";
 import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
@@ -51,15 +52,6 @@ async function pageServer(t: ExecutionContext, dir: string, extra: string[] = []
     return m ? Number(m[1]) : undefined;
   });
   return { port, done, log: () => Promise.resolve(existsSync(log) ? readFileSync(log, "utf8") : "") };
-}
-
-/** A port nothing listens on now (the kernel's pick). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 /** The dump's images and the server's in one dir, as a user copies them for a restore. */

@@ -802,6 +802,21 @@ static napi_value lazy_add_space(napi_env env, napi_callback_info info)
 	return r;
 }
 
+/* The next live space of task `image` (the task or a child it forked) from *i on, or
+ * NULL; the table only grows, so *i carries on where the last call stopped. */
+static struct space *next_of_image(uint64_t image, uint32_t *i)
+{
+	pthread_mutex_lock(&E.mu);
+	uint32_t n = E.nspaces;
+	pthread_mutex_unlock(&E.mu);
+	while (*i < n) {
+		struct space *s = E.spaces[(*i)++];
+		if (s->image == image && !__atomic_load_n(&s->dead, __ATOMIC_SEQ_CST))
+			return s;
+	}
+	return NULL;
+}
+
 /* lazySupply(image, imgAddr, data): pages of task `image` from a page server, copied
  * into every space that still wants them (forks and mremaps included); the number of
  * pages copied. */
@@ -820,13 +835,9 @@ static napi_value lazy_supply(napi_env env, napi_callback_info info)
 	if (img % PG || len % PG)
 		return bridge_throw_arg(env, fn, "data must be whole pages at a page address");
 	uint64_t end = img + len, copied = 0;
-	pthread_mutex_lock(&E.mu);
-	uint32_t nsp = E.nspaces;
-	pthread_mutex_unlock(&E.mu);
-	for (uint32_t si = 0; si < nsp; si++) {
-		struct space *s = E.spaces[si];
-		if (s->image != image || __atomic_load_n(&s->dead, __ATOMIC_SEQ_CST))
-			continue;
+	uint32_t si = 0;
+	struct space *s;
+	while ((s = next_of_image(image, &si))) {
 		for (;;) {
 			/* one claim at a time: the views may change while the lock is dropped */
 			uint64_t addr = 0, n = 0;
@@ -889,13 +900,9 @@ static napi_value lazy_wanted(napi_env env, napi_callback_info info)
 	    !bridge_arg_uint32(env, argv[2], &max, fn, "max must be a page count"))
 		return NULL;
 	uint64_t best = UINT64_MAX, best_n = 0;
-	pthread_mutex_lock(&E.mu);
-	uint32_t nsp = E.nspaces;
-	pthread_mutex_unlock(&E.mu);
-	for (uint32_t si = 0; si < nsp; si++) {
-		struct space *s = E.spaces[si];
-		if (s->image != image || __atomic_load_n(&s->dead, __ATOMIC_SEQ_CST))
-			continue;
+	uint32_t si = 0;
+	struct space *s;
+	while ((s = next_of_image(image, &si))) {
 		pthread_mutex_lock(&s->mu);
 		for (size_t i = 0; i < s->nviews; i++) {
 			struct view *v = &s->views[i];

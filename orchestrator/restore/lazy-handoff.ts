@@ -19,15 +19,15 @@ const SOCK_STREAM = 1;
 export class LazyHandoff implements LazyTaker {
   private constructor(private fd: number) {}
 
-  /** Connects to the daemon of `workDir`; a restore without one is refused before it starts. */
-  static connect(workDir: string): LazyHandoff {
+  /** Connects to the daemon of `workDir`; a restore (of root `pid`) without one is refused before it starts. */
+  static connect(workDir: string, pid: number): LazyHandoff {
     const b = bridge();
     const fd = b.socket(AF_UNIX, SOCK_STREAM);
     try {
       b.unixConnect(fd, Buffer.from(`${LAZY_SOCKET}\0`), workDir);
     } catch (e) {
       b.close(fd);
-      throw new RestoreError("plan", 0, `no lazy-pages daemon listens on ${workDir}/${LAZY_SOCKET} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): start \`tscriu lazy-pages\` (or criu's) with the same images and work directory first`, { cause: e });
+      throw new RestoreError("plan", pid, `no lazy-pages daemon listens on ${workDir}/${LAZY_SOCKET} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): start \`tscriu lazy-pages\` (or criu's) with the same images and work directory first`, { cause: e });
     }
     return new LazyHandoff(fd);
   }

@@ -307,9 +307,10 @@ export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, lo
       let given = false;
       try {
         const vmas = [...new Set([...viaUffd.map((p) => p.vma), ...lazyVmas])];
-        const ranges = new BigUint64Array(vmas.flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
-        const lazyRanges = vmas.filter((v) => lazyVmas.includes(v));
-        const keep = new BigUint64Array(vmas.filter((v) => !lazyRanges.includes(v)).flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
+        const rangesOf = (vs: readonly VmaPlan[]): BigUint64Array => new BigUint64Array(vs.flatMap((v) => [v.vma.start, v.vma.end - v.vma.start]));
+        const ranges = rangesOf(vmas);
+        // a lazy restore leaves the lazy VMAs registered for the daemon
+        const unregister = plan.lazy ? rangesOf(vmas.filter((v) => !lazyVmas.includes(v))) : ranges;
         try {
           b.uffdRegister(uffd, ranges, true, plan.lazy ? LAZY_UFFD_FEATURES : 0);
         } catch (e) {
@@ -319,12 +320,12 @@ export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, lo
         try {
           done = copyStrides(viaUffd.map((p) => p.seg), (fd, words) => b.uffdCopy(uffd, fd, words, threads), progress, fault, 0);
         } finally {
-          b.uffdRegister(uffd, plan.lazy ? keep : ranges, false);
+          b.uffdRegister(uffd, unregister, false);
         }
         if (plan.lazy) {
           given = true;
           lazy!.give(remote.pid, uffd);
-          log.debug(`${lazyRanges.length} VMAs with ${plan.lazyPages} lazy pages handed to the lazy-pages daemon`);
+          log.debug(`${lazyVmas.length} VMAs with ${plan.lazyPages} lazy pages handed to the lazy-pages daemon`);
         }
       } finally {
         if (!given) b.close(uffd);

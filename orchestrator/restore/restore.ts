@@ -164,7 +164,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   /** the process being rebuilt, named when a step fails */
   let current = pid;
   try {
-    if (opts.lazyPages) lazy = LazyHandoff.connect(resolve(opts.workDir ?? dir));
+    if (opts.lazyPages) lazy = LazyHandoff.connect(resolve(opts.workDir ?? dir), pid);
     enter("pre-restore");
     await runActions(scripts, opts.onAction, "pre-restore", dir, undefined);
 
