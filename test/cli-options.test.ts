@@ -48,10 +48,13 @@ const LAZY = "lazy-pages.test.ts: restore --lazy-pages: 256 MiB written and give
 const LAZY_W = "lazy-pages.test.ts: restore --lazy-pages: a tree with zombies and a threaded task, each process with its own userfaultfd; -W: the socket in the work dir";
 const LAZY_REMOTE = "lazy-pages.test.ts: post-copy: dump --lazy-pages serves, lazy-pages --page-server fetches (faults first), restore --lazy-pages runs the task at once; 256 MiB with fork, mremap and MADV_DONTNEED";
 const LAZY_OPTS = "lazy-pages.test.ts: post-copy over TLS with the daemon in the background: lazy-pages -d --pidfile --status-fd --tls (a CA made here)";
-const PS_CRL = "page-server.test.ts: --tls-cacrl: the page server refuses a dump whose certificate the list revokes, and the dump a page server whose certificate it revokes; a list without them changes nothing";
+const PS_CRL = "page-server.test.ts: --tls-cacrl: the page server refuses a dump whose certificate the list revokes; dump, pre-dump and the lazy-pages daemon a page server whose certificate it revokes; a list without them changes nothing";
 const EFFECT: Record<string, string> = {
   "page-server --tls-cacrl": PS_CRL,
   "dump --tls-cacrl": PS_CRL,
+  "pre-dump --tls-cacrl": PS_CRL,
+  "lazy-pages --tls-cacrl": PS_CRL,
+  "page-server --lazy-pages": "lazy-pages.test.ts: page-server --lazy-pages: a dump on disk served to tscriu's lazy-pages daemon, then to criu 4.1.1's; the task runs on at once, every page right",
   ...Object.fromEntries(["daemon", "restore-detached", "status-fd", "pidfile", "tls", "tls-cacert", "tls-cert", "tls-key", "tls-no-cn-verify"].map((o) => [`lazy-pages --${o}`, LAZY_OPTS])),
   ...Object.fromEntries(["verbosity", "log-file", "images-dir"].map((o) => [`lazy-pages --${o}`, LAZY])),
   "restore --lazy-pages": LAZY,

@@ -15,7 +15,7 @@ import { decodeHeader, encodeHeader, PS_IOV, type Layout } from "../orchestrator
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuLogTail, criuShell, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { bigmemWord, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 const PAGE = 4096;
 
@@ -49,11 +49,6 @@ async function lazyDump(t: ExecutionContext, w: Workload, extra: string[] = []):
     30_000,
   );
   return { dir, port, done };
-}
-
-/** bigmem's word i of its region (test/workloads/bigmem.c). */
-function bigmemWord(i: number): bigint {
-  return BigInt(Math.floor((i * 8) / 4096)) ^ 0xb16b00b5000000n ^ BigInt(i);
 }
 
 test.serial("dump --lazy-pages: lazy runs are PE_LAZY without data; every lazy page fetched equals the task's memory at the freeze; the dump exits 0 after the close", async (t) => {
@@ -121,6 +116,7 @@ test.serial("dump --lazy-pages: lazy runs are PE_LAZY without data; every lazy p
   // holds them; but the page it did not have yet, and the page of its rseq area, where the
   // kernel writes the CPU the task runs on whenever it moves
   const reader = await PageReader.open(plain, `pagemap-${w.pid}.img`);
+  t.teardown(() => reader.close());
   const core = (await readImage(join(d.dir, `core-${w.pid}.img`))).entries[0] as { thread_core: { rseq_entry?: { rseq_abi_pointer: bigint } } };
   const rseqPage = (core.thread_core.rseq_entry?.rseq_abi_pointer ?? 0n) & ~BigInt(PAGE - 1);
   let other = 0;

@@ -7,30 +7,33 @@
 // restore against criu 4.1.1's (CI's root), both ways; a failed restore and a missing
 // daemon.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { PAGE_SIZE } from "../images/pages.js";
+import { PageFetcher } from "../orchestrator/page-server/fetch.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { CLI } from "./helpers/cli.js";
 import { criuDumps, criuShell, haveRoot, runCriuShell } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, restoreTask } from "./helpers/restore.js";
 import { freePort } from "./helpers/programs.js";
-import { procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
+import { bigmemWord, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 interface Daemon {
   /** resolves when the daemon exits: its code and what it logged */
   done: Promise<{ code: number | null; log: string }>;
 }
 
-/** A lazy-pages daemon for `dir` (tscriu's or criu's; `extra`: tscriu's options, --page-server…), once its socket is there. */
+/** A lazy-pages daemon for `dir` (tscriu's or criu's; `extra`: more options, --page-server…), once its socket is there. */
 async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "criu" = "tscriu", workDir?: string, extra: string[] = []): Promise<Daemon> {
   const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
   const c =
     how === "tscriu"
       ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : []), ...extra], { stdio: "ignore" })
       : (() => {
-          const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log}`);
+          const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log} ${extra.join(" ")}`);
           return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
         })();
   t.teardown(() => {
@@ -240,4 +243,100 @@ test.serial("post-copy over TLS with the daemon in the background: lazy-pages -d
   t.regex(await w.check(30_000), /^PASS /);
   const dumped = await d.done;
   t.is(dumped.code, 0, dumped.log.split("\n").slice(-3).join("\n"));
+});
+
+/** `tscriu page-server --lazy-pages` serving the dump in `dir` on a port the kernel picks, once it listens. */
+async function lazyPageServer(t: ExecutionContext, dir: string, extra: string[] = []): Promise<{ port: number; done: Promise<{ code: number | null; log: string }> }> {
+  const log = join(tempDir(t, "tscriu-pslog-"), "ps.log");
+  const port = await freePort();
+  const proc = spawn(process.execPath, [CLI, "page-server", "--lazy-pages", "-D", dir, "-v4", "-o", log, "--address", "127.0.0.1", "--port", String(port), ...extra], { stdio: "ignore" });
+  t.teardown(() => {
+    proc.kill("SIGKILL");
+  });
+  const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
+  const done = new Promise<{ code: number | null; log: string }>((resolve) => proc.on("exit", (code) => resolve({ code, log: read() })));
+  await waitFor("the lazy page server to listen", () => {
+    if (proc.exitCode !== null) throw new Error(`the page server exited with ${proc.exitCode}: ${read()}`);
+    return /serving \d+ lazy pages of pid/.test(read());
+  });
+  return { port, done };
+}
+
+test.serial("page-server --lazy-pages: a dump on disk served to tscriu's lazy-pages daemon, then to criu 4.1.1's; the task runs on at once, every page right", async (t) => {
+  const w = await startWorkload(t, "lazyfork", ["256"], { static: true });
+  for (const how of ["tscriu", "criu"] as const) {
+    if (how === "criu" && !haveRoot(t)) return;
+    const dir = await dumpGone(t, w);
+    const ps = await lazyPageServer(t, dir);
+    const d = await lazyDaemon(t, dir, how, undefined, ["--page-server", "--address", "127.0.0.1", "--port", String(ps.port)]);
+    await restoreTask(t, dir, { lazyPages: true });
+    await passesTwice(t, w, d, how);
+    if (how === "tscriu") t.regex((await d.done).log, /[1-9]\d* from the page server/);
+    const served = await ps.done;
+    t.is(served.code, 0, served.log.split("\n").slice(-3).join("\n"));
+    t.regex(served.log, /lazy pages: session with 127\.0\.0\.1:\d+ over: [1-9]\d* pages sent/);
+  }
+});
+
+test.serial("page-server --lazy-pages refuses images without the lazy pages' data and --auto-dedup; a GET for a page not held or a pages file cut short ends the session naming peer, file and offset", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["16"]);
+  const mem = BigInt(w.addr("mem"));
+  // a dump --lazy-pages leaves no data in the images: refused before listening
+  {
+    const dir = tempDir(t);
+    const d = await lazyDump(t, w.pid, dir);
+    const r = spawnSync(process.execPath, [CLI, "page-server", "--lazy-pages", "-D", dir, "--port", String(await freePort())], { encoding: "utf8" });
+    t.is(r.status, 1);
+    t.regex(r.stderr, new RegExp(`pagemap-${w.pid}\\.img: the lazy pages at 0x[0-9a-f]+ have no data in these images`));
+    // the dump still serves its daemon: it restores from there
+    const daemon = await lazyDaemon(t, dir, "tscriu", undefined, ["--page-server", "--address", "127.0.0.1", "--port", String(d.port)]);
+    await restoreTask(t, dir, { lazyPages: true });
+    await allIn(t, daemon);
+    t.is((await d.done).code, 0);
+  }
+  const dir = await dumpGone(t, w);
+  const r = spawnSync(process.execPath, [CLI, "page-server", "--lazy-pages", "--auto-dedup", "-D", dir, "--port", String(await freePort())], { encoding: "utf8" });
+  t.is(r.status, 1);
+  t.regex(r.stderr, /--auto-dedup is for receiving a dump, not for --lazy-pages/);
+  // a page no lazy run holds
+  let ps = await lazyPageServer(t, dir);
+  let f = await PageFetcher.connect({ address: "127.0.0.1", port: ps.port });
+  await t.throwsAsync(f.get(w.pid, 0x1000n, 1), { message: /closed the connection with 1 requests unanswered/ });
+  let end = await ps.done;
+  t.is(end.code, 1);
+  t.regex(end.log, new RegExp(`lazy pages: 127\\.0\\.0\\.1:\\d+, PS_IOV_GET: pid ${w.pid}, 0x1000, 1 pages: pid ${w.pid} holds no lazy page at 0x1000`));
+  // the pages file cut short once the server has read the pagemap
+  ps = await lazyPageServer(t, dir);
+  f = await PageFetcher.connect({ address: "127.0.0.1", port: ps.port });
+  const first = await f.get(w.pid, mem, 1);
+  t.is(first.nrPages, 1);
+  t.is(first.data.readBigUInt64LE(8), bigmemWord(1));
+  const pages = readdirSync(dir).filter((n) => /^pages-\d+\.img$/.test(n));
+  t.is(pages.length, 1);
+  truncateSync(join(dir, pages[0]!), 8192);
+  await t.throwsAsync(f.get(w.pid, mem + BigInt(4 * PAGE_SIZE), 1024));
+  end = await ps.done;
+  t.is(end.code, 1);
+  t.regex(end.log, new RegExp(`PS_IOV_GET: pid ${w.pid}, 0x[0-9a-f]+: \\S*/${pages[0]!.replace(".", "\\.")}: \\d+ of \\d+ bytes read at offset \\d+ \\(the file was cut short`));
+});
+
+test.serial("RPC: pycriu's PAGE_SERVER with lazy_pages serves a dump on disk; the lazy-pages daemon fetches from it, the task runs on", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "incr", ["32"]);
+  const dir = await dumpGone(t, w);
+  const ps = pycriu(`swrk:${CLI}`, ["req", "PAGE_SERVER", JSON.stringify({ images_dir: `fd:${dir}`, lazy_pages: true, log_file: "ps.log", log_level: 4, ps: { address: "127.0.0.1", port: 0 } })]);
+  t.like(ps, { success: true, type: "PAGE_SERVER" });
+  const { pid, port } = ps["ps"] as { pid: number; port: number };
+  t.teardown(() => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  });
+  const d = await lazyDaemon(t, dir, "tscriu", undefined, ["--page-server", "--address", "127.0.0.1", "--port", String(port)]);
+  await restoreTask(t, dir, { lazyPages: true });
+  await passesTwice(t, w, d);
+  await waitFor(`the page server ${pid} to exit`, () => !existsSync(`/proc/${pid}`) || procState(pid) === "Z");
+  t.regex(readFileSync(join(dir, "ps.log"), "utf8"), /lazy pages: session with 127\.0\.0\.1:\d+ over: [1-9]\d* pages sent/);
 });

@@ -17,6 +17,8 @@ import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root
 import { tempDir } from "./helpers/dump.js";
 import { freePort } from "./helpers/programs.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
+import { dump } from "../orchestrator/dump/dump.js";
+import { restore } from "../orchestrator/restore/restore.js";
 import { restoreTask } from "./helpers/restore.js";
 import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -347,7 +349,7 @@ function crls(dir: string, revoke: string): { empty: string; revoked: string } {
   return { empty: join(dir, "empty-crl.pem"), revoked: join(dir, "revoked-crl.pem") };
 }
 
-test.serial("--tls-cacrl: the page server refuses a dump whose certificate the list revokes, and the dump a page server whose certificate it revokes; a list without them changes nothing", async (t) => {
+test.serial("--tls-cacrl: the page server refuses a dump whose certificate the list revokes; dump, pre-dump and the lazy-pages daemon a page server whose certificate it revokes; a list without them changes nothing", async (t) => {
   const dir = tempDir(t, "tscriu-pki-");
   const p = pki(dir);
   const w = await startWorkload(t, "incr", ["8"]);
@@ -366,12 +368,32 @@ test.serial("--tls-cacrl: the page server refuses a dump whose certificate the l
   const dir2 = tempDir(t, "tscriu-pki2-");
   const p2 = pki(dir2);
   const c2 = crls(dir2, "server");
-  const ps = await pageServer(t, tempDir(t), ["--address", "127.0.0.1", ...p2.cert("server")]);
-  const r = tscriu(["dump", "-R", "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), ...p2.cert("client"), "--tls-cacrl", c2.revoked]);
-  t.is(r.code, 1);
-  t.regex(r.stderr, /TLS.*revoked/i);
-  t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  for (const cmd of ["dump", "pre-dump"]) {
+    const ps = await pageServer(t, tempDir(t), ["--address", "127.0.0.1", ...p2.cert("server")]);
+    const r = tscriu([cmd, ...(cmd === "dump" ? ["-R"] : []), "-t", String(w.pid), "-D", tempDir(t), "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), ...p2.cert("client"), "--tls-cacrl", c2.revoked]);
+    t.is(r.code, 1, cmd);
+    t.regex(r.stderr, /TLS.*revoked/i, cmd);
+    t.regex(procState(w.pid) ?? "gone", RUNS_ON);
+  }
   t.regex(await w.check(), /^PASS /);
+  // the lazy-pages daemon refuses a page server --lazy-pages whose certificate is revoked:
+  // the restore it serves is killed, and the daemon says why
+  const images = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: images });
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  const lazy = await pageServer(t, images, ["--lazy-pages", "--address", "127.0.0.1", ...p2.cert("server")]);
+  const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
+  const daemon = spawn(process.execPath, [CLI, "lazy-pages", "-D", images, "-o", log, "--page-server", "--address", "127.0.0.1", "--port", String(lazy.port), ...p2.cert("client"), "--tls-cacrl", c2.revoked], { stdio: "ignore" });
+  t.teardown(() => {
+    daemon.kill("SIGKILL");
+  });
+  const ended = new Promise<number | null>((resolve) => daemon.on("exit", resolve));
+  await waitFor("the lazy-pages daemon to listen", () => existsSync(join(images, "lazy-pages.socket")));
+  const restored = await restore({ imagesDir: images, lazyPages: true, detached: true }).catch((e: Error) => e);
+  t.teardown(() => (restored instanceof Error ? undefined : killAndReap(restored.pid)));
+  t.is(await ended, 1);
+  t.regex(readFileSync(log, "utf8"), /the page server: .*revoked.*; the restored tree is killed/i);
+  await waitFor(`pid ${w.pid} to be gone`, () => !existsSync(`/proc/${w.pid}`) || procState(w.pid) === "Z");
 });
 
 test.serial("--tls: tscriu to tscriu (dump and pre-dump), and with criu 4.1.1 both ways (a CA made here); a certificate of another CA or for another address is refused", async (t) => {

@@ -1,6 +1,7 @@
 // tscriu page-server: receives a dump's pages over TCP (page-server/serve.ts), criu's
 // command with criu's options: -D, --address, --port, --ps-socket, -d/--daemon,
-// --status-fd, --pidfile, --prev-images-dir, --auto-dedup, --tls and its files.
+// --status-fd, --pidfile, --prev-images-dir, --auto-dedup, --tls and its files; with
+// --lazy-pages it serves the lazy pages of the dump in -D to a lazy-pages daemon instead.
 import { tlsOf } from "./dump.js";
 import type { CommandSpec } from "./run.js";
 
@@ -10,7 +11,7 @@ const str = (v: unknown): string | undefined => (typeof v === "string" ? v : und
 export function pageServerCommand(): CommandSpec {
   return {
     command: "page-server",
-    describe: "receive a dump's pages over TCP (dump --page-server sends them)",
+    describe: "receive a dump's pages over TCP (dump --page-server sends them); with --lazy-pages, serve a dump's lazy pages to a lazy-pages daemon",
     criu: ["page-server"],
     handler: async (args, ctx) => {
       const dir = str(args["images-dir"]);
@@ -30,6 +31,15 @@ export function pageServerCommand(): CommandSpec {
         ctx.err("tscriu page-server: --ps-socket cannot be a standard fd (0-2) with --daemon\n");
         return 1;
       }
+      const lazyPages = args["lazy-pages"] === true;
+      if (lazyPages) {
+        // the served dump is read, not written: nothing for a parent or a dedup to do
+        const wrong = ["prev-images-dir", "auto-dedup"].filter((k) => args[k] !== undefined && args[k] !== false);
+        if (wrong.length) {
+          ctx.err(`tscriu page-server: --${wrong.join(" and --")} ${wrong.length > 1 ? "are" : "is"} for receiving a dump, not for --lazy-pages (serving one)\n`);
+          return 1;
+        }
+      }
       const tls = tlsOf(args);
       if (typeof tls === "string") {
         ctx.err(`tscriu page-server: ${tls}\n`);
@@ -45,6 +55,7 @@ export function pageServerCommand(): CommandSpec {
           prevImagesDir: str(args["prev-images-dir"]),
           autoDedup: args["auto-dedup"] === true,
           tls,
+          lazyPages,
           daemon,
           statusFd: num(args["status-fd"]),
           pidfile: str(args["pidfile"]),

@@ -186,7 +186,9 @@ class Session {
     }
     try {
       if (this.o.source) {
-        this.source = await this.o.source();
+        this.source = await this.o.source().catch((e: Error) => {
+          throw new Error(`the page server: ${e.message}`, { cause: e });
+        });
         this.source.onError((e) => this.fail(`the page server: ${e.message}`));
       }
       this.b.lazyStart(noteW, this.o.threads ?? 2);

@@ -2,12 +2,14 @@
 // (criu's --tls: X.509 both ways, each side checking the other's certificate against the
 // CA). The plain channel reads and writes the socket with blocking calls (page data goes
 // from and to buffers without a copy through Node's streams); the TLS one goes through
-// node:tls, the same calls awaited.
+// node:tls, the same calls awaited. And the listening socket the serving sides accept
+// their one connection on (listenTcp).
 
 import { readFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, createServer, type PeerCertificate, type SecureContextOptions, type TLSSocket } from "node:tls";
 import { bridge } from "../../host-bridge/load.js";
+import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
@@ -300,3 +302,28 @@ export class TlsChannel implements Channel {
     this.tls.destroy();
   }
 }
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+
+/** criu's setup_tcp_server: bound (any IPv4 address by default), listening; and the port, when 0 asked for one. */
+export function listenTcp(address: string | undefined, port: number): { fd: number; port: number } {
+  const b = bridge();
+  const words = address === undefined ? [0] : addrWordsOf(address);
+  if (!words) throw new Error(`the address ${address} is neither IPv4 nor IPv6 (criu takes numeric addresses here)`);
+  const family = words.length === 1 ? AF_INET : AF_INET6;
+  const fd = b.socket(family, SOCK_STREAM, IPPROTO_TCP);
+  try {
+    b.setsockoptInts(fd, Int32Array.of(SOL_SOCKET, SO_REUSEADDR, 1));
+    b.bindAddr(fd, sockaddr(family, port, words));
+    b.listen(fd, 1);
+    return { fd, port: parseSockaddr(b.sockName(fd)).port };
+  } catch (e) {
+    b.close(fd);
+    throw e;
+  }
+}
+

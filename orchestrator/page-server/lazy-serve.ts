@@ -1,4 +1,4 @@
-// The dump's side of criu's lazy pages (dump --lazy-pages, post-copy migration): the
+// The serving side of criu's lazy pages. For dump --lazy-pages (post-copy migration) the
 // pages of lazy VMAs are not written; they are copied out of the frozen tasks into the
 // dump's own memory (LazyPageStore), and once the images are complete and the tasks
 // gone, the dump serves them to one lazy-pages daemon (criu's uffd.c, or tscriu's) in
@@ -7,7 +7,8 @@
 // criu keeps those pages in page pipes (vmsplice) and serves them while the tasks are
 // still frozen, killing or resuming them afterwards. tscriu has no parasite to vmsplice
 // with: it copies the pages (process_vm_readv) and lets the tasks go first, so that a
-// restore on the same host finds their pids free.
+// restore on the same host finds their pids free. page-server --lazy-pages serves the
+// same session from a dump on disk (ImagePageStore, lazy-images.ts).
 //
 // The session is criu's and as synchronous: a PS_IOV_GET {pid, vaddr, nr_pages} is
 // answered by PS_IOV_ADD_F|PE_PRESENT {n, vaddr, pid} and n pages, n at most what was
@@ -23,19 +24,22 @@ import { PE_PRESENT } from "../../images/pages.js";
 import { signalReady } from "../cli/daemon.js";
 import type { ModuleLog } from "../log.js";
 import { HeaderReader } from "./headers.js";
-import { type Channel, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
+import { type Channel, listenTcp, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
 import { peerName } from "./send.js";
-import { listenTcp } from "./serve.js";
 import { commandName, decodeDst, encodeHeader, lazyLayoutOf, PS_IOV, type Header, type Layout } from "./wire.js";
 
 const PAGE = 4096;
 const TCP_CORK = 3;
 /** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
 
-/** Pages copied out of a task: its data at buf[off, off + pages * 4096). */
-export interface HeldRun {
+/** A run of lazy pages a server holds: `pages` pages from `vaddr`. */
+export interface LazyRun {
   vaddr: number;
   pages: number;
+}
+
+/** Pages copied out of a task: its data at buf[off, off + pages * 4096). */
+export interface HeldRun extends LazyRun {
   buf: Buffer;
   off: number;
 }
@@ -43,17 +47,23 @@ export interface HeldRun {
 /** What answers a GET: `pages` pages whose data are `pieces` one after another. */
 export interface Found {
   pages: number;
-  pieces: Buffer[];
+  pieces: Iterable<Buffer>;
 }
 
-/** The lazy pages of every dumped task, by pid, as the frozen tasks held them. */
-export class LazyPageStore {
-  private readonly tasks = new Map<number, HeldRun[]>();
+/**
+ * The lazy pages of every task a server serves, by pid, in address order; where their
+ * data are is the subclass's (the dump's memory, or the images' pages files).
+ */
+export abstract class LazyRuns<R extends LazyRun> {
+  private readonly tasks = new Map<number, R[]>();
   /** pages held */
   pages = 0;
 
-  /** Holds a task's runs (in address order, as a capture gives them). */
-  hold(pid: number, runs: readonly HeldRun[]): void {
+  /** The data of `n` pages of `r`, from its page `skip` on. */
+  protected abstract data(r: R, skip: number, n: number): Iterable<Buffer>;
+
+  /** Holds a task's runs (in address order, as a capture or a pagemap gives them). */
+  hold(pid: number, runs: readonly R[]): void {
     const list = this.tasks.get(pid) ?? [];
     for (const r of runs) {
       const last = list[list.length - 1];
@@ -74,7 +84,7 @@ export class LazyPageStore {
 
   /**
    * The held pages from `vaddr` on, at most `want`, as far as they run without a gap; a
-   * reason when the page at `vaddr` is not held.
+   * reason when the page at `vaddr` is not held. The data are read as the pieces are taken.
    */
   find(pid: number, vaddr: bigint, want: bigint): Found | string {
     const runs = this.tasks.get(pid);
@@ -95,7 +105,7 @@ export class LazyPageStore {
     }
     const first = runs[i];
     if (!first || first.vaddr + first.pages * PAGE <= at) return `pid ${pid} holds no lazy page at 0x${vaddr.toString(16)}`;
-    const pieces: Buffer[] = [];
+    const parts: { r: R; skip: number; n: number }[] = [];
     let pages = 0;
     let next = at;
     for (let j = i; j < runs.length && BigInt(pages) < want; j++) {
@@ -103,12 +113,25 @@ export class LazyPageStore {
       if (r.vaddr > next) break;
       const skip = (next - r.vaddr) / PAGE;
       const n = Math.min(r.pages - skip, Number(want - BigInt(pages)));
-      const from = r.off + skip * PAGE;
-      pieces.push(r.buf.subarray(from, from + n * PAGE));
+      parts.push({ r, skip, n });
       pages += n;
       next += n * PAGE;
     }
-    return { pages, pieces };
+    const data = (r: R, skip: number, n: number): Iterable<Buffer> => this.data(r, skip, n);
+    return {
+      pages,
+      pieces: (function* () {
+        for (const p of parts) yield* data(p.r, p.skip, p.n);
+      })(),
+    };
+  }
+}
+
+/** The lazy pages of a dump --lazy-pages, as the frozen tasks held them (copied into the dump's memory). */
+export class LazyPageStore extends LazyRuns<HeldRun> {
+  protected data(r: HeldRun, skip: number, n: number): Iterable<Buffer> {
+    const from = r.off + skip * PAGE;
+    return [r.buf.subarray(from, from + n * PAGE)];
   }
 }
 
@@ -167,7 +190,7 @@ export class LazyPagesServer {
    * Waits for the lazy-pages daemon (after the ready byte on `statusFd`, criu's
    * status_ready), serves `store` to it until it closes, and returns what was served.
    */
-  async serve(store: LazyPageStore, statusFd: number | undefined): Promise<LazyServeResult> {
+  async serve(store: LazyRuns<LazyRun>, statusFd: number | undefined): Promise<LazyServeResult> {
     const b = bridge();
     let conn: number;
     let peer: string;
@@ -196,8 +219,7 @@ export class LazyPagesServer {
         tcpOption(conn, TCP_CORK);
         ch = new PlainChannel(conn, this.o.psSocket !== undefined);
       }
-      const r = await new LazySession(ch, peer, store, this.log).run();
-      this.log.info(`lazy pages: session with ${peer} over: ${r.pagesSent} pages sent in ${r.requests} answers`);
+      const r = await serveLazy(ch, peer, store, this.log);
       await ch.end().catch(() => undefined);
       ch.close();
       return r;
@@ -210,6 +232,16 @@ export class LazyPagesServer {
   }
 }
 
+/**
+ * Serves `store` on an open channel until the daemon's CLOSE; what was served. The
+ * channel is not ended here.
+ */
+export async function serveLazy(ch: Channel, peer: string, store: LazyRuns<LazyRun>, log: ModuleLog): Promise<LazyServeResult> {
+  const r = await new LazySession(ch, peer, store, log).run();
+  log.info(`lazy pages: session with ${peer} over: ${r.pagesSent} pages sent in ${r.requests} answers`);
+  return r;
+}
+
 class LazySession {
   private layout: Layout | undefined;
   private headers: HeaderReader | undefined;
@@ -220,7 +252,7 @@ class LazySession {
   constructor(
     private readonly ch: Channel,
     private readonly peer: string,
-    private readonly store: LazyPageStore,
+    private readonly store: LazyRuns<LazyRun>,
     private readonly log: ModuleLog,
   ) {}
 
@@ -276,8 +308,17 @@ class LazySession {
     const found = this.store.find(Number(h.dstId), h.vaddr, h.nrPages);
     if (typeof found === "string") this.fail(h, `${where}, ${h.nrPages} pages: ${found}`);
     this.ch.send(encodeHeader(this.layout!, { cmd: PS_IOV.ADD_F, flags: PE_PRESENT, nrPages: BigInt(found.pages), vaddr: h.vaddr, dstId: h.dstId }));
-    for (const p of found.pieces) {
-      this.ch.send(p);
+    const pieces = found.pieces[Symbol.iterator]();
+    for (;;) {
+      let p: IteratorResult<Buffer>;
+      try {
+        p = pieces.next();
+      } catch (e) {
+        // the data could not be read (a pages file cut short): the daemon gets no more
+        this.fail(h, `${where}: ${(e as Error).message}`);
+      }
+      if (p.done) break;
+      this.ch.send(p.value);
       await this.ch.flushIfBehind();
     }
     await this.ch.flush();

@@ -10,6 +10,9 @@
 // this session wrote are removed (what the dir held before is left as it was). Page data
 // is received in chunks of CHUNK bytes whatever a header claims.
 //
+// With --lazy-pages it serves instead: the lazy pages of the dump in its images dir, to a
+// remote lazy-pages daemon (lazy-images.ts, in lazy-serve.ts's session).
+//
 // The answer to PS_IOV_CLOSE means "everything is on disk" here: the pages and pagemaps
 // are fsynced first, so the dump may kill its tasks when it gets it (criu's server
 // answers before anything is synced).
@@ -23,11 +26,12 @@ import { Faults } from "../dump/faults.js";
 import { LocalPages } from "../dump/pagewriter.js";
 import type { ModuleLog } from "../log.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
-import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 import { peerName } from "./send.js";
 import { HeaderReader } from "./headers.js";
-import { type Channel, PlainChannel, TlsChannel, type TlsOptions } from "./channel.js";
+import { type Channel, listenTcp, PlainChannel, TlsChannel, type TlsOptions } from "./channel.js";
 import { INFO_FD_ENV } from "./spawn.js";
+import { ImagePageStore } from "./lazy-images.js";
+import { serveLazy } from "./lazy-serve.js";
 import { commandName, decodeDst, entryFlags, layoutOf, pagemapName, PS_IOV, type Header } from "./wire.js";
 
 const PAGE = 4096;
@@ -145,7 +149,7 @@ class Session {
           await this.close(h);
           return { pagemaps: this.pagemaps, pagesWritten: this.pages };
         case PS_IOV.GET:
-          this.fail(h, "asks for lazy pages, which tscriu's page server does not serve yet");
+          this.fail(h, "asks for lazy pages: this page server receives a dump (page-server --lazy-pages serves one)");
         // falls through: fail() throws
         default:
           this.fail(h, "not a command of criu's page-server protocol");
@@ -324,6 +328,8 @@ export interface PageServerOptions {
   autoDedup?: boolean | undefined;
   /** --tls and its files */
   tls?: TlsOptions | undefined;
+  /** --lazy-pages: serve the lazy pages of the dump in the images dir to a lazy-pages daemon (lazy-images.ts) */
+  lazyPages?: boolean | undefined;
 }
 
 /** The images dir made ready: created when missing, the parent link made from --prev-images-dir. */
@@ -342,31 +348,6 @@ export interface PageServerCommand extends PageServerOptions, DaemonOptions {
   daemon: boolean;
 }
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const IPPROTO_TCP = 6;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-
-/** criu's setup_tcp_server: bound (any IPv4 address by default), listening; and the port, when 0 asked for one. */
-export function listenTcp(address: string | undefined, port: number): { fd: number; port: number } {
-  const b = bridge();
-  const words = address === undefined ? [0] : addrWordsOf(address);
-  if (!words) throw new Error(`the address ${address} is neither IPv4 nor IPv6 (criu takes numeric addresses here)`);
-  const family = words.length === 1 ? AF_INET : AF_INET6;
-  const fd = b.socket(family, SOCK_STREAM, IPPROTO_TCP);
-  try {
-    b.setsockoptInts(fd, Int32Array.of(SOL_SOCKET, SO_REUSEADDR, 1));
-    b.bindAddr(fd, sockaddr(family, port, words));
-    b.listen(fd, 1);
-    return { fd, port: parseSockaddr(b.sockName(fd)).port };
-  } catch (e) {
-    b.close(fd);
-    throw e;
-  }
-}
-
 /** Started for an RPC client (spawn.ts): its pid and port on the fd it was given. */
 function tellStarter(port: number): void {
   const v = process.env[INFO_FD_ENV];
@@ -382,14 +363,27 @@ function tellStarter(port: number): void {
 
 /** tscriu page-server: one session, then the result as the exit code. */
 export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promise<number> {
-  const b = bridge();
   let dir: string;
+  let lazy: ImagePageStore | undefined;
   try {
-    dir = prepareDir(o);
+    if (o.lazyPages) {
+      dir = resolve(o.imagesDir);
+      lazy = await ImagePageStore.load(dir, log);
+    } else dir = prepareDir(o);
   } catch (e) {
     log.error((e as Error).message);
     return 1;
   }
+  try {
+    return await listenAndServe(o, dir, lazy, log);
+  } finally {
+    lazy?.close();
+  }
+}
+
+/** The one connection: accepted (or given), served, ended; the exit code. */
+async function listenAndServe(o: PageServerCommand, dir: string, lazy: ImagePageStore | undefined, log: ModuleLog): Promise<number> {
+  const b = bridge();
   let conn: number;
   let peer: string;
   if (o.psSocket !== undefined) {
@@ -408,7 +402,7 @@ export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promi
         log.error(`cannot listen on ${o.address ?? "0.0.0.0"} port ${o.port ?? 0}: ${(e as Error).message}`);
         return 1;
       }
-      log.info(`page server on ${o.address ?? "0.0.0.0"} port ${l.port}, images in ${dir}`);
+      log.info(`page server on ${o.address ?? "0.0.0.0"} port ${l.port}, ${lazy ? `serving ${lazy.pages} lazy pages of pid ${lazy.pids.join(", ")} from` : "images in"} ${dir}`);
       if (o.daemon) {
         startDaemon(l.fd, o);
         return 0;
@@ -434,6 +428,10 @@ export async function runPageServer(o: PageServerCommand, log: ModuleLog): Promi
   try {
     ch = o.tls ? await TlsChannel.open(conn, "server", o.address, o.tls) : new PlainChannel(conn, o.psSocket !== undefined);
     if (o.tls) log.info(`TLS session with ${peer} set up, its certificate verified`);
+    if (lazy) {
+      await serveLazy(ch, peer, lazy, log);
+      return 0;
+    }
     const r = await serveSession(ch, peer, { dir, autoDedup: o.autoDedup === true, log });
     log.info(`session with ${peer} over: ${r.pagemaps} pagemaps, ${r.pagesWritten} pages written in ${dir}`);
     return 0;

@@ -19,6 +19,8 @@ export interface StartOptions {
   port?: number | undefined;
   prevImagesDir?: string | undefined;
   autoDedup: boolean;
+  /** serve the lazy pages of the dump in imagesDir (page-server --lazy-pages) */
+  lazyPages: boolean;
   tls?: TlsOptions | undefined;
   /** its log file; stderr (the RPC's) when undefined */
   logFile: string | undefined;
@@ -37,6 +39,7 @@ export async function startPageServer(o: StartOptions): Promise<{ pid: number; p
   if (o.port !== undefined) args.push("--port", String(o.port));
   if (o.prevImagesDir !== undefined) args.push("--prev-images-dir", o.prevImagesDir);
   if (o.autoDedup) args.push("--auto-dedup");
+  if (o.lazyPages) args.push("--lazy-pages");
   if (o.tls) {
     args.push("--tls");
     for (const [k, v] of [["cacert", o.tls.cacert], ["cacrl", o.tls.cacrl], ["cert", o.tls.cert], ["key", o.tls.key]] as const) if (v !== undefined) args.push(`--tls-${k}`, v);

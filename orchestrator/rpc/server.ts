@@ -422,6 +422,7 @@ async function pageServer(type: "PAGE_SERVER" | "PAGE_SERVER_CHLD", opts: CriuOp
     port: opts.ps?.port || undefined,
     prevImagesDir: opts.parent_img,
     autoDedup: opts.auto_dedup === true,
+    lazyPages: opts.lazy_pages === true,
     tls: tlsOfOpts(opts),
     logFile: opts.log_to_stderr ? undefined : join(work, opts.log_file ?? "page-server.log"),
     level: opts.log_level ?? 2,

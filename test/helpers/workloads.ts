@@ -239,3 +239,8 @@ export function maps(pid: number): { start: number; end: number; perms: string; 
       return { start: Number.parseInt(m[1] ?? "", 16), end: Number.parseInt(m[2] ?? "", 16), perms: m[3] ?? "", name: m[4] ?? "" };
     });
 }
+
+/** bigmem's word i of its region (test/workloads/bigmem.c). */
+export function bigmemWord(i: number): bigint {
+  return BigInt(Math.floor((i * 8) / 4096)) ^ 0xb16b00b5000000n ^ BigInt(i);
+}
