@@ -1,11 +1,13 @@
 // Every workload of test/workloads/ through dump + restore: each passes its own check
 // afterwards, and what the kernel shows of it (/proc maps, fds, signal state, timers,
 // registers) is what it was before the dump.
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import test from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { dumpGone, mapsSummary, regsAsLeft, restoreTask, status } from "./helpers/restore.js";
-import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { CLI } from "./helpers/cli.js";
+import { killAndReap, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 /** Sends SIGUSR1 until the check line matches `re` (timers take a while to fire). */
 async function checkUntil(w: Workload, re: RegExp, timeoutMs = 8000): Promise<string> {
@@ -77,6 +79,25 @@ test("sigstate: handlers, masks, pending signals, altstack, itimer and POSIX tim
   t.is(readFileSync(`/proc/${w.pid}/limits`, "utf8"), limits);
   const line = await checkUntil(w, /^PASS alarms=[1-9]\d* rt=[1-9]/);
   t.regex(line, /^PASS alarms=[1-9]\d* rt=[1-9]/, "ITIMER_REAL and the POSIX timer fire after the restore");
+});
+
+test("rlimits: a hard limit the restore may not raise (no CAP_SYS_RESOURCE) is kept as high as it goes, with a warning; the limits after it are set", async (t) => {
+  const w = await startWorkload(t, "counter");
+  // lowered in the task (as root may), so that the image's are known: STACK before
+  // NOFILE in criu's order, MSGQUEUE after it
+  const set = spawnSync("prlimit", ["-p", String(w.pid), "--stack=4194304:16777216", "--nofile=4096:4096", "--msgqueue=409600:409600"], { encoding: "utf8" });
+  t.is(set.status, 0, set.stderr);
+  const dir = await dumpGone(t, w);
+  // restored under a hard NOFILE of 1000: the image's 4096 cannot be had
+  const r = spawnSync("prlimit", ["--nofile=512:1000", CLI, "restore", "-D", dir, "-d"], { encoding: "utf8" });
+  t.teardown(() => killAndReap(w.pid));
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stderr, /RLIMIT_NOFILE: hard limit 4096 needs CAP_SYS_RESOURCE; kept 1000, soft 1000 \(wanted 4096\)/);
+  const limits = readFileSync(`/proc/${w.pid}/limits`, "utf8");
+  t.regex(limits, /^Max stack size\s+4194304\s+16777216\s+bytes/m);
+  t.regex(limits, /^Max open files\s+1000\s+1000\s+files/m);
+  t.regex(limits, /^Max msgqueue size\s+409600\s+409600\s+bytes/m);
+  t.regex(await w.check(), /^PASS/);
 });
 
 test("regs: general registers and AVX halves where the spinning task left them; it spins on", async (t) => {

@@ -64,22 +64,33 @@ function ourPermitted(): bigint {
  * machines): then the hard limit stays ours and the soft one is capped to it, with a warning.
  */
 export function restoreRlimits(remote: Remote, core: CoreEntry, log: ModuleLog): void {
-  const list = core.tc?.rlimits?.rlimits ?? [];
+  const list = (core.tc?.rlimits?.rlimits ?? []).slice(0, RLIM_NAMES.length);
+  if (list.length === 0) return;
+  // every limit in the data area, set in one stop of the task; a hard limit above the
+  // present one needs CAP_SYS_RESOURCE: that one is raised as far as it goes, then on
+  const wanted = Buffer.alloc(list.length * 16);
   list.forEach((r, i) => {
-    if (i >= RLIM_NAMES.length) return;
-    const b = Buffer.alloc(16);
-    b.writeBigUInt64LE(r.cur, 0);
-    b.writeBigUInt64LE(r.max, 8);
-    const at = remote.write(0, b);
-    if (remote.try(NR.prlimit64, [0, i, at, 0]) === 0n) return;
-    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[i]}) (read)`, NR.prlimit64, [0, i, 0, at]);
-    const cur = remote.read(0, 16);
+    wanted.writeBigUInt64LE(r.cur, i * 16);
+    wanted.writeBigUInt64LE(r.max, i * 16 + 8);
+  });
+  const at = remote.write(0, wanted);
+  const scratch = BigInt(list.length * 16);
+  for (let i = 0; i < list.length; ) {
+    const calls = list.slice(i).map((_, k) => ({ what: `prlimit64(RLIMIT_${RLIM_NAMES[i + k]})`, nr: NR.prlimit64, args: [0, i + k, at + BigInt((i + k) * 16), 0] }));
+    const res = remote.loopUntilError(calls);
+    const failed = res.length - 1;
+    if (res[failed]! >= 0n) return;
+    const n = i + failed;
+    const r = list[n]!;
+    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[n]}) (read)`, NR.prlimit64, [0, n, 0, at + scratch]);
+    const cur = remote.read(Number(scratch), 16);
     const hard = cur.readBigUInt64LE(8);
     const soft = r.cur < hard ? r.cur : hard;
     cur.writeBigUInt64LE(soft, 0);
-    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[i]})`, NR.prlimit64, [0, i, remote.write(0, cur), 0]);
-    log.warn(`RLIMIT_${RLIM_NAMES[i]}: hard limit ${r.max} needs CAP_SYS_RESOURCE; kept ${hard}, soft ${soft} (wanted ${r.cur})`);
-  });
+    remote.call(`prlimit64(RLIMIT_${RLIM_NAMES[n]})`, NR.prlimit64, [0, n, remote.write(Number(scratch), cur), 0]);
+    log.warn(`RLIMIT_${RLIM_NAMES[n]}: hard limit ${r.max} needs CAP_SYS_RESOURCE; kept ${hard}, soft ${soft} (wanted ${r.cur})`);
+    i = n + 1;
+  }
 }
 
 export function restoreCreds(remote: Remote, core: CoreEntry, log: ModuleLog): void {

@@ -176,11 +176,37 @@ export class Remote {
    * Not for calls that make SIGTRAP ignored or pending (the loop ends in a trap).
    */
   loop(calls: readonly Call[]): bigint[] {
+    const out = this.loopUntilError(calls);
+    if (out.length < calls.length || (calls.length > 0 && isErr(out[out.length - 1]!))) {
+      const r = out[out.length - 1]!;
+      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[out.length - 1]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+    }
+    return out;
+  }
+
+  /**
+   * Runs calls in order as loop() does, but stops at the first that fails without
+   * throwing: the results of those that ran, the last one the failure's -errno when one
+   * failed (a caller handling some errors goes on from there).
+   */
+  loopUntilError(calls: readonly Call[]): bigint[] {
     const out: bigint[] = [];
     for (let i = 0; i < calls.length; i += LOOP_MAX) {
       const chunk = calls.slice(i, i + LOOP_MAX);
-      if (!this.exitStops) out.push(...this.loopOnce(chunk));
-      else out.push(...(this.loopTrapping(chunk) ?? this.batch(chunk)));
+      let res: bigint[] | undefined;
+      if (!this.exitStops) res = this.loopOnce(chunk);
+      else res = this.loopTrapping(chunk);
+      if (res === undefined) {
+        // one call at a time
+        res = [];
+        for (const c of chunk) {
+          const r = this.try(c.nr, c.args);
+          res.push(r);
+          if (isErr(r)) break;
+        }
+      }
+      out.push(...res);
+      if (res.length < chunk.length || isErr(res[res.length - 1]!)) break;
     }
     return out;
   }
@@ -200,15 +226,10 @@ export class Remote {
     return { codeAt, tableAt: this.write(LOOP_TABLE, table) };
   }
 
-  /** The results of the first `ran` of `calls` from the table; throws naming the call that failed when not all ran. */
+  /** The results of the calls that ran from the table: `ran` of them, and the one that failed. */
   private loopResults(calls: readonly Call[], ran: number): bigint[] {
     const back = this.read(LOOP_TABLE, calls.length * 64);
-    const res = calls.map((_, i) => back.readBigInt64LE(i * 64 + 56));
-    if (ran < calls.length) {
-      const r = res[ran]!;
-      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[ran]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
-    }
-    return res;
+    return calls.slice(0, Math.min(calls.length, ran + 1)).map((_, i) => back.readBigInt64LE(i * 64 + 56));
   }
 
   /**
@@ -353,3 +374,8 @@ export class Remote {
 }
 
 export { errnoName };
+
+/** A syscall's result that is an error (-4095..-1). */
+function isErr(r: bigint): boolean {
+  return r < 0n && r > -4096n;
+}
