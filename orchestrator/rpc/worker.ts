@@ -16,8 +16,10 @@ await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), i
 
 const logFile = process.env["TSCRIU_RPC_LOG"];
 const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
-// and run once, so that the first request does not run cold code
-await warmUp(log.module("service"));
+// and run a few times, so that the first request does not run cold code; a client that
+// connects meanwhile ends the warm-up
+const POLLIN = 1;
+await warmUp(log.module("service"), () => bridge().pollNow(LISTEN_FD, POLLIN) !== 0);
 const conn = bridge().accept(LISTEN_FD);
 writeSync(REPORT_FD, "accepted\n");
 closeSync(REPORT_FD);
