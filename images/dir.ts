@@ -2,7 +2,7 @@
 // pagemap, ids, fs and file descriptors, plus a page reader. This is what
 // `openImageDir` in the library API returns.
 
-import { readdir } from "node:fs/promises";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { decodeImage, type Image } from "./codec.js";
 import { ImageError } from "./errors.js";
@@ -60,8 +60,9 @@ export class ImageDir {
     return p;
   }
 
+  // A directory listing is one getdents: read at once, not through the thread pool.
   async has(name: string): Promise<boolean> {
-    return (await readdir(this.dir)).includes(name);
+    return readdirSync(this.dir).includes(name);
   }
 
   private async single<T>(name: string): Promise<T> {
@@ -132,7 +133,7 @@ export class ImageDir {
 
 export async function openImageDir(dir: string): Promise<ImageDir> {
   try {
-    await readdir(dir);
+    readdirSync(dir);
   } catch (e) {
     throw new ImageError(`cannot open image directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
   }

@@ -3,10 +3,11 @@
 // PE_PARENT: look in the parent dump; PE_LAZY: served by a page server), and the
 // raw pages file holds the bytes. Reads follow the `parent` symlink chain.
 
-import { lstat, open, readFile, realpath, type FileHandle } from "node:fs/promises";
+import { lstat, open, realpath, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeImage } from "./codec.js";
 import { ImageError } from "./errors.js";
+import { readWhole } from "./io.js";
 
 export const PAGE_SIZE = 4096;
 export const PE_PARENT = 1;
@@ -65,7 +66,7 @@ export async function readPagemap(dir: string, name: string): Promise<Pagemap> {
   const file = join(dir, name);
   let buf: Buffer;
   try {
-    buf = await readFile(file);
+    buf = await readWhole(file);
   } catch (e) {
     throw new ImageError(`cannot read pagemap: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
   }
