@@ -280,27 +280,41 @@ export function decodeMessage(def: MessageDef, buf: Uint8Array, start = 0, end =
 /** Encoding problems name the field path, e.g. "core_entry.tc.comm". */
 export class EncodeError extends Error {
   override readonly name = "EncodeError";
+  /** whether the message names its field yet (a value's check throws without, writeValue adds it) */
+  located = true;
+}
+
+/** A value's problem, before the field it is in is known. */
+function bad(msg: string): EncodeError {
+  const e = new EncodeError(msg);
+  e.located = false;
+  return e;
+}
+
+/** "core_entry.tc.comm", "mm_entry.vmas[3]" */
+function fieldPath(path: string, f: FieldInfo, i: number): string {
+  return i < 0 ? `${path}.${f.name}` : `${path}.${f.name}[${i}]`;
 }
 
 const I32_MIN = -0x8000_0000;
 const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 
-function asInt(v: unknown, path: string, min: number, max: number): number {
+function asInt(v: unknown, min: number, max: number): number {
   if (typeof v === "bigint") v = Number(v);
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new EncodeError(`${path}: expected an integer in [${min}, ${max}], got ${describe(v)}`);
+    throw bad(`expected an integer in [${min}, ${max}], got ${describe(v)}`);
   }
   return v;
 }
 
-function asBig(v: unknown, path: string, signed: boolean): bigint {
+function asBig(v: unknown, signed: boolean): bigint {
   let b: bigint;
   if (typeof v === "bigint") b = v;
   else if (typeof v === "number" && Number.isSafeInteger(v)) b = BigInt(v);
-  else throw new EncodeError(`${path}: expected a 64-bit integer, got ${describe(v)}`);
+  else throw bad(`expected a 64-bit integer, got ${describe(v)}`);
   if (signed ? b < I64_MIN || b > (1n << 63n) - 1n : b < 0n || b > U64_MAX) {
-    throw new EncodeError(`${path}: ${b} is out of range for a ${signed ? "signed" : "unsigned"} 64-bit field`);
+    throw bad(`${b} is out of range for a ${signed ? "signed" : "unsigned"} 64-bit field`);
   }
   return b;
 }
@@ -314,98 +328,108 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
-function writeScalar(w: WireWriter, s: ScalarType, v: unknown, path: string): void {
+function writeScalar(w: WireWriter, s: ScalarType, v: unknown): void {
   switch (s) {
     case "int32":
-      return w.int32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+      return w.int32(asInt(v, I32_MIN, 0x7fff_ffff));
     case "uint32":
-      return w.uint32(asInt(v, path, 0, 0xffff_ffff));
+      return w.uint32(asInt(v, 0, 0xffff_ffff));
     case "sint32":
-      return w.sint32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+      return w.sint32(asInt(v, I32_MIN, 0x7fff_ffff));
     case "fixed32":
-      return w.fixed32(asInt(v, path, 0, 0xffff_ffff));
+      return w.fixed32(asInt(v, 0, 0xffff_ffff));
     case "sfixed32":
-      return w.sfixed32(asInt(v, path, I32_MIN, 0x7fff_ffff));
+      return w.sfixed32(asInt(v, I32_MIN, 0x7fff_ffff));
     case "int64":
-      return w.uint64(BigInt.asUintN(64, asBig(v, path, true)));
+      return w.uint64(BigInt.asUintN(64, asBig(v, true)));
     case "uint64":
-      return w.uint64(asBig(v, path, false));
+      return w.uint64(asBig(v, false));
     case "sint64":
-      return w.sint64(asBig(v, path, true));
+      return w.sint64(asBig(v, true));
     case "fixed64":
-      return w.fixed64(asBig(v, path, false));
+      return w.fixed64(asBig(v, false));
     case "sfixed64":
-      return w.sfixed64(asBig(v, path, true));
+      return w.sfixed64(asBig(v, true));
     case "bool":
-      if (typeof v !== "boolean") throw new EncodeError(`${path}: expected a boolean, got ${describe(v)}`);
+      if (typeof v !== "boolean") throw bad(`expected a boolean, got ${describe(v)}`);
       return w.bool(v);
     case "string":
-      if (typeof v !== "string") throw new EncodeError(`${path}: expected a string, got ${describe(v)}`);
+      if (typeof v !== "string") throw bad(`expected a string, got ${describe(v)}`);
       return w.bytes(encodeUtf8(v));
     case "bytes":
-      if (!(v instanceof Uint8Array)) throw new EncodeError(`${path}: expected bytes, got ${describe(v)}`);
+      if (!(v instanceof Uint8Array)) throw bad(`expected bytes, got ${describe(v)}`);
       return w.bytes(v);
     case "float":
     case "double":
-      if (typeof v !== "number") throw new EncodeError(`${path}: expected a number, got ${describe(v)}`);
+      if (typeof v !== "number") throw bad(`expected a number, got ${describe(v)}`);
       return s === "float" ? w.float(v) : w.double(v);
   }
 }
 
-function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string): void {
-  if (f.kind === "message") {
-    if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array) {
-      throw new EncodeError(`${path}: expected an object (${f.message!.name}), got ${describe(v)}`);
-    }
-    const body = new WireWriter(64);
-    encodeFields(body, f.message!, v as Msg, path);
-    w.bytes(body.finish());
-  } else if (f.kind === "enum") {
-    const e = f.enumDef!;
-    let n: number;
-    if (typeof v === "string") {
-      const known = (e.values as Record<string, number>)[v];
-      if (known === undefined) throw new EncodeError(`${path}: ${JSON.stringify(v)} is not a value of enum ${e.name}`);
-      n = known;
+/** One value of field f (element i of a repeated one, or -1) of the message at `path`. */
+function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string, i: number): void {
+  try {
+    if (f.kind === "message") {
+      if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Uint8Array) {
+        throw bad(`expected an object (${f.message!.name}), got ${describe(v)}`);
+      }
+      // written in place, its length filled in after
+      const at = w.beginLen();
+      encodeFields(w, f.message!, v as Msg, fieldPath(path, f, i));
+      w.endLen(at);
+    } else if (f.kind === "enum") {
+      const e = f.enumDef!;
+      let n: number;
+      if (typeof v === "string") {
+        const known = (e.values as Record<string, number>)[v];
+        if (known === undefined) throw bad(`${JSON.stringify(v)} is not a value of enum ${e.name}`);
+        n = known;
+      } else {
+        n = asInt(v, I32_MIN, 0x7fff_ffff);
+      }
+      w.int32(n);
     } else {
-      n = asInt(v, path, I32_MIN, 0x7fff_ffff);
+      writeScalar(w, f.scalar!, v);
     }
-    w.int32(n);
-  } else {
-    writeScalar(w, f.scalar!, v, path);
+  } catch (e) {
+    if (e instanceof EncodeError && !e.located) {
+      e.message = `${fieldPath(path, f, i)}: ${e.message}`;
+      e.located = true;
+    }
+    throw e;
   }
 }
 
 function encodeFields(w: WireWriter, def: MessageDef, obj: Msg, path: string): void {
   for (const f of def.ordered) {
     const v = obj[f.name];
-    const fpath = `${path}.${f.name}`;
     if (v === undefined) {
-      if (f.label === "required") throw new EncodeError(`${fpath}: required field is missing`);
+      if (f.label === "required") throw new EncodeError(`${fieldPath(path, f, -1)}: required field is missing`);
       continue;
     }
     if (f.label === "repeated") {
-      if (!Array.isArray(v)) throw new EncodeError(`${fpath}: expected an array, got ${describe(v)}`);
+      if (!Array.isArray(v)) throw new EncodeError(`${fieldPath(path, f, -1)}: expected an array, got ${describe(v)}`);
       if (v.length === 0) continue;
       if (f.packed && f.kind !== "message") {
-        const body = new WireWriter(v.length * 2 + 8);
-        v.forEach((x, i) => writeValue(body, f, x, `${fpath}[${i}]`));
         w.tag(f.no, WT_LEN);
-        w.bytes(body.finish());
+        const at = w.beginLen();
+        for (let i = 0; i < v.length; i++) writeValue(w, f, v[i], path, i);
+        w.endLen(at);
       } else {
         const wt = f.kind === "message" ? WT_LEN : f.kind === "enum" ? WT_VARINT : wireTypeOf(f.scalar!);
-        v.forEach((x, i) => {
+        for (let i = 0; i < v.length; i++) {
           w.tag(f.no, wt);
-          writeValue(w, f, x, `${fpath}[${i}]`);
-        });
+          writeValue(w, f, v[i], path, i);
+        }
       }
     } else {
       const wt = f.kind === "message" ? WT_LEN : f.kind === "enum" ? WT_VARINT : wireTypeOf(f.scalar!);
       w.tag(f.no, wt);
-      writeValue(w, f, v, fpath);
+      writeValue(w, f, v, path, -1);
     }
   }
-  for (const k of Object.keys(obj)) {
+  // every key a field of the message (for-in: no array of the keys made)
+  for (const k in obj) {
     if (!def.byName.has(k)) throw new EncodeError(`${path}: ${def.name} has no field ${JSON.stringify(k)}`);
   }
 }

@@ -353,6 +353,36 @@ export class WireWriter {
     this.uint32(b.length);
     this.raw(b);
   }
+
+  /**
+   * Starts a length-delimited value written in place (a nested message, a packed list):
+   * one byte is kept for its length, which endLen fills in. Returns where it is.
+   */
+  beginLen(): number {
+    this.ensure(1);
+    return this.pos++;
+  }
+
+  /** Ends the value begun at `at`: its length written there, the value moved on when the length takes more than a byte. */
+  endLen(at: number): void {
+    const len = this.pos - at - 1;
+    if (len < 0x80) {
+      this.buf[at] = len;
+      return;
+    }
+    let n = 1;
+    for (let v = len; v >= 0x80; v >>>= 7) n++;
+    this.ensure(n - 1);
+    this.buf.copyWithin(at + n, at + 1, this.pos);
+    this.pos += n - 1;
+    let v = len;
+    let i = at;
+    while (v >= 0x80) {
+      this.buf[i++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[i] = v;
+  }
 }
 
 const utf8e = new TextEncoder();
