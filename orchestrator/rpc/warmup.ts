@@ -4,7 +4,7 @@
 // for the first time on its first request (parsed, compiled, its inline caches empty): a
 // small dump took ~55 ms that way, ~35 ms after two rounds, and ~20 ms after six, when V8
 // has optimised the hot paths. A client that connects meanwhile stops the warm-up at the
-// end of the round under way (`pending`), so that it waits for one round at most. Best
+// end of the step under way (`pending`), so that it waits for one dump or restore at most. Best
 // effort: anything that goes wrong here only costs the warmth, and is logged.
 
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -34,8 +34,8 @@ async function killAndWait(pid: number): Promise<void> {
   for (let i = 0; i < 1000 && existsSync(`/proc/${pid}`); i++) await sleep(2);
 }
 
-/** One round: a throwaway task dumped with -R, dumped again and killed, restored, killed. */
-async function round(dir: string, quiet: Logger): Promise<void> {
+/** One round: a throwaway task dumped with -R, dumped again and killed, restored, killed; cut short when a client waits. */
+async function round(dir: string, quiet: Logger, pending: () => boolean): Promise<void> {
   const [{ dump }, { restore }] = await Promise.all([import("../dump/dump.js"), import("../restore/restore.js")]);
   let pid = 0;
   let restored = 0;
@@ -43,8 +43,10 @@ async function round(dir: string, quiet: Logger): Promise<void> {
     pid = bridge().spawnDetached(["/bin/sleep", "3600"], { stdout: "/dev/null", killWithParent: true });
     for (let i = 0; i < 500 && !gone(pid) && readFileSync(`/proc/${pid}/comm`, "latin1").trim() !== "sleep"; i++) await sleep(2);
     await dump({ pid, imagesDir: join(dir, "r"), leaveRunning: true, log: quiet });
+    if (pending()) return;
     await dump({ pid, imagesDir: join(dir, "k"), log: quiet });
     await killAndWait(pid);
+    if (pending()) return;
     restored = (await restore({ imagesDir: join(dir, "k"), detached: true, log: quiet })).pid;
   } finally {
     if (restored) await killAndWait(restored);
@@ -62,7 +64,7 @@ export async function warmUp(log: ModuleLog, pending: () => boolean = () => fals
   const t0 = process.hrtime.bigint();
   let i = 0;
   try {
-    for (; i < ROUNDS && !pending(); i++) await round(mkdtempSync(join(tmpdir(), "tscriu-warmup-")), quiet);
+    for (; i < ROUNDS && !pending(); i++) await round(mkdtempSync(join(tmpdir(), "tscriu-warmup-")), quiet, pending);
   } catch (e) {
     log.debug(`warm-up: ${(e as Error).message}`);
   }
