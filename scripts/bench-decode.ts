@@ -7,10 +7,10 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { imageTypeByName } from "../images/codec.js";
 import { ImageWriter } from "../images/io.js";
-import { fmt, interleaved, selfTimed, timeCommand } from "./bench-util.js";
+import { fmt, interleaved, selfTimed, timeCommand, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const cli = join(root, "dist/orchestrator/cli/main.js");
+const cli = TSCRIU;
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 5;
 const crit = existsSync("/usr/bin/crit") ? "/usr/bin/crit" : undefined;
 if (!existsSync(cli)) throw new Error("build first: npm run build");
@@ -37,7 +37,7 @@ try {
   const all = (cmd: string, pre: string[], list: string[]) => () => list.reduce((s, f) => s + timeCommand(cmd, [...pre, "decode", "-i", f, "-o", "/dev/null"]), 0);
   console.log(`decode benchmark, median of ${runs} interleaved runs`);
   const fx = interleaved(
-    { tscriu: all(process.execPath, [cli], critOk.length ? critOk : files), ...(crit ? { crit: all("/usr/bin/python3", [crit], critOk) } : {}) },
+    { tscriu: all(cli, [], critOk.length ? critOk : files), ...(crit ? { crit: all("/usr/bin/python3", [crit], critOk) } : {}) },
     runs,
   );
   console.log(`  ${critOk.length || files.length} fixture files, one process each: tscriu ${fmt(fx["tscriu"]!)}${crit ? `, crit ${fmt(fx["crit"]!)}, ratio ${(fx["crit"]! / fx["tscriu"]!).toFixed(1)}x` : " (no /usr/bin/crit: apt-get install criu)"}`);
@@ -64,7 +64,7 @@ try {
   const one = (cmd: string, pre: string[], extra: string[]) => () => timeCommand(cmd, [...pre, "decode", ...extra, "-i", big, "-o", "/dev/null"]);
   for (const pretty of [false, true]) {
     const flag = pretty ? ["--pretty"] : [];
-    const r = interleaved({ tscriu: one(process.execPath, [cli], flag), ...(crit ? { crit: one("/usr/bin/python3", [crit], flag) } : {}) }, runs);
+    const r = interleaved({ tscriu: one(cli, [], flag), ...(crit ? { crit: one("/usr/bin/python3", [crit], flag) } : {}) }, runs);
     console.log(`  1,000,000-entry pagemap${pretty ? " --pretty" : ""}: tscriu ${fmt(r["tscriu"]!)}${crit ? `, crit ${fmt(r["crit"]!)}, ratio ${(r["crit"]! / r["tscriu"]!).toFixed(1)}x` : ""}`);
   }
 } finally {

@@ -5,14 +5,12 @@
 // Run: node --import=tsx scripts/bench-dedup.ts [--runs N]
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { imageTypeByName } from "../images/codec.js";
 import { ImageWriter } from "../images/io.js";
-import { fmt, median, timeCommand } from "./bench-util.js";
+import { fmt, median, timeCommand, TSCRIU } from "./bench-util.js";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const cli = join(root, "dist/orchestrator/cli/main.js");
+const cli = TSCRIU;
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 5;
 const PAGES = 128 * 1024;
 const P = 4096;
@@ -73,7 +71,7 @@ for (let i = 0; i < runs; i++) {
     total = layer(join(work, "d0"), 1, () => true);
     total += layer(join(work, "d1"), 2, freshMap(1), "../d0");
     total += layer(join(work, "d2"), 3, freshMap(2), "../d1");
-    times.push(timeCommand(process.execPath, [cli, "dedup", "-D", join(work, "d2")]));
+    times.push(timeCommand(cli, ["dedup", "-D", join(work, "d2")]));
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

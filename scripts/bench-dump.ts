@@ -13,10 +13,10 @@ import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { CRIU, criuEnv, fmt, gone, median, startWorkload } from "./bench-util.js";
+import { CRIU, criuEnv, fmt, gone, median, startWorkload, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+const CLI = TSCRIU;
 const BIN = join(root, "test/workloads/bin/bigmem");
 const runs = Number(process.argv[2] ?? 5);
 
@@ -71,7 +71,7 @@ async function once(mib: number, mode: Mode, tool: "tscriu" | "criu"): Promise<R
     const t0 = process.hrtime.bigint();
     const r =
       tool === "tscriu"
-        ? spawnSync(process.execPath, [CLI, ...common], { encoding: "utf8" })
+        ? spawnSync(CLI, common, { encoding: "utf8" })
         : spawnSync(CRIU, [...common, "-o", "dump.log"], { encoding: "utf8", env: criuEnv });
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     if (r.status !== 0) throw new Error(`${tool} dump failed: ${r.stderr}${r.stdout}`);

@@ -14,10 +14,10 @@ import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { fmt, median } from "./bench-util.js";
+import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+const CLI = TSCRIU;
 const BIN = join(root, "test/workloads/bin");
 const runs = Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? "1000,3000,10000").split(",").map(Number);
@@ -67,9 +67,9 @@ async function once(tool: "tscriu" | "criu", n: number): Promise<Times> {
   const env = { ...process.env, CRIU_FAULT: "130" };
   try {
     await until(`manyfds ${n} to be ready`, () => existsSync(out) && readFileSync(out, "utf8").startsWith("ready"));
-    const dump = tool === "tscriu" ? timed(process.execPath, [CLI, "dump", "-t", String(pid), "-D", images]) : timed(criu!, ["dump", "-t", String(pid), "-D", images], env);
+    const dump = tool === "tscriu" ? timed(CLI, ["dump", "-t", String(pid), "-D", images]) : timed(criu!, ["dump", "-t", String(pid), "-D", images], env);
     await until(`pid ${pid} to be free`, () => !existsSync(`/proc/${pid}`));
-    const restore = tool === "tscriu" ? timed(process.execPath, [CLI, "restore", "-D", images, "-d"]) : timed(criu!, ["restore", "-D", images, "-d"], env);
+    const restore = tool === "tscriu" ? timed(CLI, ["restore", "-D", images, "-d"]) : timed(criu!, ["restore", "-D", images, "-d"], env);
     await check(pid, work, n);
     return { dump, restore };
   } finally {

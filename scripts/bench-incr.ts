@@ -13,10 +13,10 @@ import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { fmt, median } from "./bench-util.js";
+import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+const CLI = TSCRIU;
 const BIN = join(root, "test/workloads/bin/incr");
 const runs = Number(process.argv[2] ?? 3);
 const mib = Number(process.argv[3] ?? 1024);
@@ -42,7 +42,7 @@ interface Pass {
 
 function pass(args: string[]): Pass {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [CLI, ...args, "--display-stats"], { encoding: "utf8" });
+  const r = spawnSync(CLI, [...args, "--display-stats"], { encoding: "utf8" });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`tscriu ${args.join(" ")} failed: ${r.stderr}`);
   const n = (what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(r.stdout)?.[1] ?? NaN);

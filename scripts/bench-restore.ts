@@ -17,10 +17,10 @@ import { findGap, readMaps } from "../orchestrator/restore/layout.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "../orchestrator/restore/remote.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { killCreated, seizeStub, spawnStub } from "../orchestrator/restore/spawn.js";
-import { fmt, median } from "./bench-util.js";
+import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+const CLI = TSCRIU;
 const BIN = join(root, "test/workloads/bin/bigmem");
 const runs = Number(process.argv[2] ?? 5);
 const CRIU_1G = 1.15;
@@ -71,7 +71,7 @@ function verify(pid: number, mem: bigint, mib: number): void {
 
 async function cliRun(dir: string, pid: number, mem: bigint, mib: number): Promise<number> {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [CLI, "restore", "-D", dir, "-d"], { encoding: "utf8" });
+  const r = spawnSync(CLI, ["restore", "-D", dir, "-d"], { encoding: "utf8" });
   const wall = secs(t0);
   if (r.status !== 0) throw new Error(`restore failed: ${r.stderr}`);
   verify(pid, mem, mib);

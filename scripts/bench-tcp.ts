@@ -14,16 +14,15 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { fmt, median } from "./bench-util.js";
+import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
 const BIN = join(root, "test/workloads/bin/inetsk");
 const runs = Number(process.argv[2] ?? 5);
 const conns = Number(process.argv[3] ?? 1000);
 const CRIU = process.env["TSCRIU_CRIU"];
-/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (node --cpu-prof). */
-const PROF = process.env["TSCRIU_PROF"] ? ["--cpu-prof", `--cpu-prof-dir=${process.env["TSCRIU_PROF"]}`] : [];
+/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (node --cpu-prof, through NODE_OPTIONS). */
+const PROF_ENV: NodeJS.ProcessEnv = process.env["TSCRIU_PROF"] ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env["TSCRIU_PROF"]}` } : process.env;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -94,8 +93,8 @@ type Tool = { dump: (pid: number, dir: string) => number; restore: (dir: string)
 const TOOLS: Record<string, Tool> = {};
 for (const lock of ["nftables", "skip"]) {
   TOOLS[`tscriu ${lock}`] = {
-    dump: (pid, dir) => timed("node", [...PROF, CLI, "dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock]),
-    restore: (dir) => timed("node", [...PROF, CLI, "restore", "-D", dir, "-d", "--tcp-established"]),
+    dump: (pid, dir) => timed(TSCRIU, ["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock], PROF_ENV),
+    restore: (dir) => timed(TSCRIU, ["restore", "-D", dir, "-d", "--tcp-established"], PROF_ENV),
   };
   if (CRIU) {
     const env = { ...process.env, CRIU_FAULT: "130" };

@@ -13,10 +13,10 @@ import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
-import { fmt, median } from "./bench-util.js";
+import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+const CLI = TSCRIU;
 const BIN = join(root, "test/workloads/bin");
 const runs = Number(process.argv[2] ?? 3);
 const criu = process.env["TSCRIU_BENCH_CRIU"];
@@ -52,9 +52,9 @@ async function once(tool: "tscriu" | "criu", name: string, n: number): Promise<{
   const images = mkdtempSync(join(tmpdir(), "bench-tree-i-"));
   const pid = await start(name, n, work);
   try {
-    const dump = tool === "tscriu" ? timed(process.execPath, [CLI, "dump", "-t", String(pid), "-D", images]) : timed(criu!, ["dump", "-t", String(pid), "-D", images]);
+    const dump = tool === "tscriu" ? timed(CLI, ["dump", "-t", String(pid), "-D", images]) : timed(criu!, ["dump", "-t", String(pid), "-D", images]);
     await gone(pid);
-    const restore = tool === "tscriu" ? timed(process.execPath, [CLI, "restore", "-D", images, "-d"]) : timed(criu!, ["restore", "-D", images, "-d"]);
+    const restore = tool === "tscriu" ? timed(CLI, ["restore", "-D", images, "-d"]) : timed(criu!, ["restore", "-D", images, "-d"]);
     return { dump, restore };
   } finally {
     try {

@@ -2,8 +2,17 @@
 // starting a workload and waiting for it, where criu is and how it must run here.
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/**
+ * The tscriu command as an operator runs it: package.json's bin (the bundled CLI, run
+ * through its launcher line), executed directly. Benchmarks time this, not the
+ * unbundled modules under dist/ (which load slower than what is shipped).
+ */
+export const TSCRIU = join(ROOT, (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: { tscriu: string } }).bin.tscriu);
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
