@@ -21,8 +21,9 @@ const BIN = join(root, "test/workloads/bin/inetsk");
 const runs = Number(process.argv[2] ?? 5);
 const conns = Number(process.argv[3] ?? 1000);
 const CRIU = process.env["TSCRIU_CRIU"];
-/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (node --cpu-prof, through NODE_OPTIONS). */
-const PROF_ENV: NodeJS.ProcessEnv = process.env["TSCRIU_PROF"] ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env["TSCRIU_PROF"]}` } : process.env;
+/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (the bundle run by node --cpu-prof, which NODE_OPTIONS may not carry). */
+const PROF = process.env["TSCRIU_PROF"];
+const tscriu = (args: string[]): [string, string[]] => (PROF ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${PROF}`, TSCRIU, ...args]] : [TSCRIU, args]);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -93,8 +94,8 @@ type Tool = { dump: (pid: number, dir: string) => number; restore: (dir: string)
 const TOOLS: Record<string, Tool> = {};
 for (const lock of ["nftables", "skip"]) {
   TOOLS[`tscriu ${lock}`] = {
-    dump: (pid, dir) => timed(TSCRIU, ["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock], PROF_ENV),
-    restore: (dir) => timed(TSCRIU, ["restore", "-D", dir, "-d", "--tcp-established"], PROF_ENV),
+    dump: (pid, dir) => timed(...tscriu(["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock])),
+    restore: (dir) => timed(...tscriu(["restore", "-D", dir, "-d", "--tcp-established"])),
   };
   if (CRIU) {
     const env = { ...process.env, CRIU_FAULT: "130" };
