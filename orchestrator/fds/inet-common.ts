@@ -88,8 +88,12 @@ export function parseSockaddr(b: Buffer): { family: number; port: number; addr: 
 
 /** "127.0.0.1:8080", "[::1]:8080" for messages. */
 export function showAddr(family: number, words: readonly number[], port: number): string {
+  if (family === AF_INET) {
+    // the word holds the address's bytes in memory order (little-endian here)
+    const w = (words[0] ?? 0) >>> 0;
+    return `${w & 0xff}.${(w >>> 8) & 0xff}.${(w >>> 16) & 0xff}.${w >>> 24}:${port}`;
+  }
   const b = addrBytes(words);
-  if (family === AF_INET) return `${[...b.subarray(0, 4)].join(".")}:${port}`;
   const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16));
   // The longest run of zero groups becomes "::", as inet_ntop writes it.
   let best = [-1, 0];

@@ -187,7 +187,7 @@ export class InetRestorer implements FdRestorer {
       const stream = s.stream;
       if (stream) {
         // criu's restore_one_tcp: nothing may block, then the connection in repair mode.
-        this.step(s, `restoring the connection to ${showAddr(e.family, s.dst, e.dst_port)}`, () => {
+        this.step(s, () => `restoring the connection to ${showAddr(e.family, s.dst, e.dst_port)}`, () => {
           widenBuffers(fd);
           b.fcntl(fd, F.SETFL, b.fcntl(fd, F.GETFL) | O.NONBLOCK);
           repairOn(fd);
@@ -199,9 +199,9 @@ export class InetRestorer implements FdRestorer {
           if (s.src.some((w) => w !== 0)) this.step(s, "bind", () => b.bindAddr(fd, sockaddr(e.family, 0, s.src, s.scopeId)));
         } else if (e.src_port !== 0) this.step(s, "bind", () => this.bind(s));
         if (e.state === TCP_STATE.LISTEN) this.step(s, "listen", () => b.listen(fd, e.backlog));
-        if (e.dst_port !== 0) this.step(s, `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
+        if (e.dst_port !== 0) this.step(s, () => `connect to ${showAddr(e.family, s.dst, e.dst_port)}`, () => b.connectAddr(fd, sockaddr(e.family, e.dst_port, s.dst)));
         // A raw socket's peer has no port (criu restores it unconnected; the address is kept).
-        else if (e.type === SOCK.RAW && s.dst.some((w) => w !== 0)) this.step(s, `connect to ${showAddr(e.family, s.dst, 0)}`, () => b.connectAddr(fd, sockaddr(e.family, 0, s.dst)));
+        else if (e.type === SOCK.RAW && s.dst.some((w) => w !== 0)) this.step(s, () => `connect to ${showAddr(e.family, s.dst, 0)}`, () => b.connectAddr(fd, sockaddr(e.family, 0, s.dst)));
       }
       this.step(s, "fcntl(F_SETFL)", () => b.fcntl(fd, F.SETFL, e.flags & ~3));
       this.step(s, "IP options", () => restoreIpOpts(fd, e));
@@ -241,11 +241,12 @@ export class InetRestorer implements FdRestorer {
     if (v6 && !e.ip_opts?.freebind) setInt(s.fd!, SOL_IP, IP.FREEBIND, "IP_FREEBIND", 0);
   }
 
-  private step(s: Sk, what: string, run: () => void): void {
+  /** Runs one step of making socket s; `what` (or what it gives, made only on a failure) names it. */
+  private step(s: Sk, what: string | (() => string), run: () => void): void {
     try {
       run();
     } catch (err) {
-      throw new Error(`${what} of ${s.label} for ${s.what}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`${typeof what === "string" ? what : what()} of ${s.label} for ${s.what}: ${(err as Error).message}`, { cause: err });
     }
   }
 
