@@ -4,7 +4,7 @@
 // listening socket as fd 3 (and --status-fd as fd 4); the foreground writes --pidfile
 // with the daemon's pid and exits 0.
 
-import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { closeSync, writeFileSync, writeSync } from "node:fs";
 
 /** the fds the daemon gets the listening socket and the status fd on */
@@ -70,6 +70,9 @@ export function startDaemon(listenFd: number, o: DaemonOptions): number {
     env[STATUS_ENV] = String(STATUS_FD);
     stdio.push(o.statusFd);
   }
+  // node:child_process (with node:net and node:dgram) only for the daemon's start: a dump
+  // that signals readiness through this module does not pay for it
+  const { spawn } = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process");
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...daemonArgv(o.argv)], { detached: true, stdio, env });
   if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${child.pid}`);
   child.unref();

@@ -6,13 +6,18 @@
 // their one connection on (listenTcp).
 
 import { readFileSync } from "node:fs";
-import { Socket } from "node:net";
-import { checkServerIdentity, connect as tlsConnect, createSecureContext, createServer, type PeerCertificate, type SecureContextOptions, type TLSSocket } from "node:tls";
+import { createRequire } from "node:module";
+import type { PeerCertificate, SecureContextOptions, TLSSocket } from "node:tls";
 import { bridge } from "../../host-bridge/load.js";
 import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
+
+// node:tls (with node:crypto) and node:net are loaded when a TLS channel is made: ~12 ms
+// of every dump's start otherwise, for a session most dumps never open.
+const tlsModule = (): typeof import("node:tls") => createRequire(import.meta.url)("node:tls") as typeof import("node:tls");
+const netModule = (): typeof import("node:net") => createRequire(import.meta.url)("node:net") as typeof import("node:net");
 
 export interface Channel {
   /** fills buf; the bytes read, fewer only when the peer closed (ETIMEDOUT after timeoutMs without data) */
@@ -111,7 +116,7 @@ function credentials(o: TlsOptions): SecureContextOptions {
   const ca = readPem(o.cacert ?? DEFAULTS.cacert, "CA certificate (--tls-cacert)", o.cacert !== undefined);
   const crl = readPem(o.cacrl ?? DEFAULTS.cacrl, "revocation list (--tls-cacrl)", o.cacrl !== undefined);
   const creds = { cert, key, ...(ca ? { ca } : {}), ...(crl ? { crl } : {}) };
-  createSecureContext(creds); // a key that does not match its certificate fails here, named
+  tlsModule().createSecureContext(creds); // a key that does not match its certificate fails here, named
   return creds;
 }
 
@@ -121,7 +126,7 @@ function credentials(o: TlsOptions): SecureContextOptions {
  */
 function nameCheck(name: string | undefined, cert: PeerCertificate): string | undefined {
   if (name === undefined) return undefined;
-  const err = checkServerIdentity(name, cert);
+  const err = tlsModule().checkServerIdentity(name, cert);
   return err ? err.message : undefined;
 }
 
@@ -162,7 +167,7 @@ export class TlsChannel implements Channel {
    * The socket is node:tls's from here on, closed with the channel (or at a failure).
    */
   static async open(fd: number, role: "client" | "server", address: string | undefined, o: TlsOptions): Promise<TlsChannel> {
-    const socket = new Socket({ fd, readable: true, writable: true });
+    const socket = new (netModule().Socket)({ fd, readable: true, writable: true });
     socket.setNoDelay(true);
     let creds: SecureContextOptions;
     try {
@@ -177,13 +182,13 @@ export class TlsChannel implements Channel {
         reject(new Error(`TLS handshake: ${e.message}`));
       };
       if (role === "client") {
-        const t = tlsConnect({ socket, ...creds, rejectUnauthorized: true, servername: undefined, checkServerIdentity: () => undefined }, () => resolve(t));
+        const t = tlsModule().connect({ socket, ...creds, rejectUnauthorized: true, servername: undefined, checkServerIdentity: () => undefined }, () => resolve(t));
         t.once("error", fail);
       } else {
         // through a tls.Server, which checks the client's certificate (a bare server-side
         // TLSSocket does not). TLS 1.2: a TLS 1.3 server sends session tickets after the handshake, which criu's
         // client reads as an error ("The page server doesn't answer: Resource temporarily unavailable")
-        const server = createServer({ ...creds, requestCert: true, rejectUnauthorized: true, maxVersion: "TLSv1.2" });
+        const server = tlsModule().createServer({ ...creds, requestCert: true, rejectUnauthorized: true, maxVersion: "TLSv1.2" });
         server.once("secureConnection", (t: TLSSocket) => resolve(t));
         server.once("tlsClientError", fail);
         server.emit("connection", socket);
