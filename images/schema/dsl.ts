@@ -150,17 +150,17 @@ export function message<const F extends Fields>(name: string, fields: F): Messag
   for (const [fname, spec] of Object.entries(fields)) {
     const t = spec.type;
     const kind = typeof t === "string" ? "scalar" : t.kind;
-    const { no, label, type: _t, packed, ...opts } = spec;
     infos.push({
       name: fname,
-      no,
-      label,
+      no: spec.no,
+      label: spec.label,
       kind,
       scalar: typeof t === "string" ? t : undefined,
       enumDef: typeof t !== "string" && t.kind === "enum" ? t : undefined,
       message: typeof t !== "string" && t.kind === "message" ? t : undefined,
-      packed: packed === true,
-      opts,
+      packed: spec.packed === true,
+      // the spec is its crit options (and no, label, type): no copy of each made at start-up
+      opts: spec,
     });
   }
   infos.sort((a, b) => a.no - b.no);
