@@ -28,13 +28,14 @@ import type { ModuleLog } from "../log.js";
 import { inheritedListenFd, signalReady, startDaemon, statusFdOf, type DaemonOptions } from "../cli/daemon.js";
 import { peerName } from "./send.js";
 import { HeaderReader } from "./headers.js";
-import { type Channel, listenTcp, PlainChannel, TlsChannel, type TlsOptions } from "./channel.js";
+import { type Channel, listenTcp, PlainChannel, tcpOption, TlsChannel, type TlsOptions } from "./channel.js";
 import { INFO_FD_ENV } from "./spawn.js";
 import { ImagePageStore } from "./lazy-images.js";
 import { serveLazy } from "./lazy-serve.js";
 import { commandName, decodeDst, entryFlags, layoutOf, pagemapName, PS_IOV, type Header } from "./wire.js";
 
 const PAGE = 4096;
+const TCP_CORK = 3;
 /** Page data is received and written in pieces of this size. */
 const CHUNK = 4 << 20;
 /** No user address space reaches past 2^57 (x86-64 with 5-level paging; arm64 52 bits). */
@@ -426,6 +427,8 @@ async function listenAndServe(o: PageServerCommand, dir: string, lazy: ImagePage
   }
   let ch: Channel | undefined;
   try {
+    // serving lazy pages, each answer's header and pages go out in full segments (pushed at flush), as dump --lazy-pages's
+    if (lazy && !o.tls) tcpOption(conn, TCP_CORK);
     ch = o.tls ? await TlsChannel.open(conn, "server", o.address, o.tls) : new PlainChannel(conn, o.psSocket !== undefined);
     if (o.tls) log.info(`TLS session with ${peer} set up, its certificate verified`);
     if (lazy) {
