@@ -372,6 +372,8 @@ class Session {
           }
           try {
             this.b.lazySupply(r.pid, got.vaddr, got.data.subarray(0, got.nrPages * PAGE_SIZE));
+            // copied into the tasks: its memory takes the next answer
+            src.recycle(got.data);
             // pages it did not send (a shorter answer) are asked for again
             if (got.nrPages < r.pages && !r.fault) this.cursors.set(r.pid, got.vaddr + BigInt(got.nrPages * PAGE_SIZE));
             this.pump();

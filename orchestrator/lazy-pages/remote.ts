@@ -14,6 +14,8 @@ export interface LazyPages {
 export interface LazySource {
   /** asks for `nrPages` pages of task `pid` from `vaddr`; answers come in the order asked */
   get(pid: number, vaddr: bigint, nrPages: number): Promise<LazyPages>;
+  /** an answer's data, used: its memory may take a later answer */
+  recycle(data: Buffer): void;
   /** the connection failed or closed under the requests */
   onError(cb: (e: Error) => void): void;
   /** tells the server the transfer is over, and closes */
@@ -26,6 +28,7 @@ export async function connectLazySource(o: FetchOptions, log: ModuleLog): Promis
   log.info(`fetching lazy pages from ${f.peer} (${f.layout}-byte headers${o.tls ? "; TLS, the server's certificate verified" : ""})`);
   return {
     get: (pid, vaddr, nrPages) => f.get(pid, vaddr, nrPages),
+    recycle: (data) => f.recycle(data),
     onError: (cb) => {
       void f.lost.then((e) => {
         if (e) cb(e);

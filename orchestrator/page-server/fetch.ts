@@ -83,6 +83,8 @@ export class PageFetcher extends EventEmitter {
   private got = 0;
   private slab: Buffer | undefined;
   private slabUsed = 0;
+  /** large answers' buffers given back (recycle()), by size */
+  private readonly spares = new Map<number, Buffer[]>();
   /**
    * Where the socket reads while no request is in flight. Node asks for the next read's
    * buffer after each read, so a request made meanwhile finds its answer here: it is taken
@@ -174,6 +176,20 @@ export class PageFetcher extends EventEmitter {
       (chunk) => this.take(chunk),
       (e) => (e ? this.fail(new Error(`lazy pages: ${this.peer}: ${e.message}`, { cause: e })) : this.ended()),
     );
+  }
+
+  /**
+   * Gives back the data of an answer once its pages are used (copied into the task): a
+   * large answer's buffer then takes a later answer. Pieces of a shared slab are left to
+   * the garbage collector.
+   */
+  recycle(data: Buffer): void {
+    const whole = data.buffer;
+    if (data.byteOffset !== 0 || whole.byteLength < SLAB || whole.byteLength % SLAB !== 0) return;
+    const list = this.spares.get(whole.byteLength) ?? [];
+    // a few per size: what is in flight at once
+    if (list.length < 8) list.push(Buffer.from(whole));
+    this.spares.set(whole.byteLength, list);
   }
 
   /** Requests in flight. */
@@ -298,9 +314,17 @@ export class PageFetcher extends EventEmitter {
     p.resolve({ vaddr: p.vaddr, nrPages: this.got, data });
   }
 
-  /** Page-aligned room for an answer: a piece of the current slab, or a buffer of its own when large. */
+  /**
+   * Page-aligned room for an answer: a piece of the current slab, or a buffer of its own
+   * when large (whole slabs, one given back by recycle() when there is one: fresh memory
+   * comes slowly on these machines, and a 1 GiB transfer would fault in every page of it).
+   */
   private room(len: number): Buffer {
-    if (len > SLAB / 4) return bridge().allocAligned(len);
+    if (len > SLAB / 4) {
+      const size = Math.ceil(len / SLAB) * SLAB;
+      const spare = this.spares.get(size)?.pop();
+      return (spare ?? bridge().allocAligned(size)).subarray(0, len);
+    }
     if (!this.slab || this.slabUsed + len > SLAB) {
       this.slab = bridge().allocAligned(SLAB);
       this.slabUsed = 0;
