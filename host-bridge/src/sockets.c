@@ -334,17 +334,23 @@ static int send_all(int fd, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* The (fd, data) arguments of sendFull and sendFullAsync. */
+static bool send_args(napi_env env, napi_callback_info info, const char *fn, napi_value *argv, int32_t *fd,
+		      uint8_t **data, size_t *len)
+{
+	return bridge_get_args(env, info, 2, argv, fn) &&
+	       bridge_arg_fd(env, argv[0], fd, fn, "fd must be a non-negative int32") &&
+	       bridge_arg_bytes(env, argv[1], data, len, fn, "data must be a Uint8Array");
+}
+
 /* sendFull(fd, data): sends all of data on a stream socket (MSG_NOSIGNAL). */
 static napi_value send_full(napi_env env, napi_callback_info info)
 {
-	const char *fn = "sendFull";
 	napi_value argv[2];
 	int32_t fd;
 	uint8_t *data;
 	size_t len;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
-	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Uint8Array"))
+	if (!send_args(env, info, "sendFull", argv, &fd, &data, &len))
 		return NULL;
 	int err = send_all(fd, data, len);
 	return err ? bridge_throw_errno(env, "send", err, 0, NULL) : NULL;
@@ -392,9 +398,7 @@ static napi_value send_full_async(napi_env env, napi_callback_info info)
 	int32_t fd;
 	uint8_t *data;
 	size_t len;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
-	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Uint8Array"))
+	if (!send_args(env, info, fn, argv, &fd, &data, &len))
 		return NULL;
 	struct send_job *j = calloc(1, sizeof(*j));
 	if (!j)
