@@ -29,6 +29,8 @@ const SMALL_CHUNK = 1 << 20;
 const SPARE_CHUNK = 2 << 20;
 /** Populated before a spare's pace is judged. */
 const SPARE_PROBE = 16 << 20;
+/** Populated before a pool's pace is judged again after its first buffer. */
+const PACE_PROBE = 256 << 20;
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
 
@@ -99,12 +101,14 @@ export class CapturePool implements Spare {
     // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
     const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
     const pool = new CapturePool(0, chunk);
-    // Judged after every buffer, not from the first alone: memory freed moments ago comes
-    // at 0.05 s per GiB here and the rest at 1.7, so a first buffer that came fast said
-    // little, and the choice flipped from run to run.
+    // Judged after the first buffer and then after every one from PACE_PROBE on, not from
+    // the first alone: memory freed moments ago comes at 0.05 s per GiB here and the rest
+    // at 1.7, so a first buffer that came fast said little, and the choice flipped from run
+    // to run; one buffer's pace alone is noise (a huge page compacted).
     for (let n = 0; n < bytes; n += chunk) {
       pool.populate(chunk);
-      if (mode !== "always" && bytes > CAPTURE_CHUNK && pool.pace > STREAM_S_PER_GIB) {
+      const judged = pool.populated === chunk || pool.populated >= PACE_PROBE;
+      if (mode !== "always" && bytes > CAPTURE_CHUNK && judged && pool.pace > STREAM_S_PER_GIB) {
         log?.info(`fresh memory comes at ${pool.pace.toFixed(2)} s/GiB here now: ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
         pool.complete = false;
         break;
