@@ -328,6 +328,11 @@ export interface NativeBridge {
   recvFull(fd: number, buf: Uint8Array, timeoutMs?: number | null): number;
   /** Sends all of `data` on a stream socket (MSG_NOSIGNAL). */
   sendFull(fd: number, data: Uint8Array): void;
+  /**
+   * `sendFull` on libuv's thread pool: resolves once all of `data` is sent (rejects with
+   * the send's error). `data` must not change until then.
+   */
+  sendFullAsync(fd: number, data: Uint8Array): Promise<void>;
   /** getsockopt(2): the option's bytes, at most `size`. */
   getsockopt(fd: number, level: number, name: number, size: number): Buffer;
   /** setsockopt(2) with the option's bytes. */

@@ -5,21 +5,26 @@
 // time (from stats-dump) and when the page server exits (its status must be 0).
 // criu's server holds TCP_CORK on the CLOSE header, which costs its client ~250 ms
 // at disconnect while the task is still frozen: that shows in criu's frozen time.
-// Runs of the two tools are interleaved; the kill mode (no -R) is done once per
-// tool, on its own task. The raw limit beside them: N MiB through a loopback TCP
-// socket between two processes.
+// Runs of the two tools are interleaved; the kill mode (no -R) too, each run on a task
+// of its own. The raw limits beside them: N MiB through a loopback TCP socket between
+// two processes, and N MiB written to this disk with O_DIRECT and fsynced.
+// tscriu's page server answers the dump's close once every page is fsynced, criu's
+// before anything is synced: "on disk" adds to criu's server exit the fsync of the
+// pages it received, for the same promise. The load average is printed before and after.
 // Run: node --import=tsx scripts/bench-pageserver.ts [MiB=1024] [runs=3]
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bridge } from "../host-bridge/load.js";
 import { readImage } from "../images/io.js";
 import { CRIU, criuEnv, fmt, gone, median, startWorkload } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(root, "dist/orchestrator/cli/main.js");
+// the bin, as an operator runs it (bundled, with its code cache: 40-100 ms less start-up than dist/orchestrator/cli/main.js)
+const CLI = join(root, (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { bin: { tscriu: string } }).bin.tscriu);
 const BIN = join(root, "test/workloads/bin/bigmem");
 const mib = Number(process.argv[2] ?? 1024);
 const runs = Number(process.argv[3] ?? 3);
@@ -81,6 +86,19 @@ interface Run {
   server: number;
   /** the page server's exit after the dump's (negative: before it) */
   tail: number;
+  /** from the dump's start until the pages are on disk (criu: its server's exit, then an fsync of them) */
+  durable: number;
+}
+
+/** fsync of every file in dir, then of dir; seconds. */
+function syncAll(dir: string): number {
+  const t0 = process.hrtime.bigint();
+  for (const f of [...readdirSync(dir).map((f) => join(dir, f)), dir]) {
+    const fd = openSync(f, "r");
+    fsyncSync(fd);
+    closeSync(fd);
+  }
+  return secs(t0, process.hrtime.bigint());
 }
 
 async function once(tool: Tool, pid: number, leaveRunning: boolean): Promise<Run> {
@@ -90,10 +108,10 @@ async function once(tool: Tool, pid: number, leaveRunning: boolean): Promise<Run
     const port = String(await freePort());
     const psArgs = ["page-server", "-D", recv, "--address", "127.0.0.1", "--port", port, "--status-fd", "3"];
     const dumpArgs = ["dump", "-t", String(pid), "-D", images, "--page-server", "--address", "127.0.0.1", "--port", port, ...(leaveRunning ? ["-R"] : [])];
-    const server = tool === "tscriu" ? launch(process.execPath, [CLI, ...psArgs], process.env, true) : launch(CRIU, [...psArgs, "-o", "ps.log"], criuEnv, true);
+    const server = tool === "tscriu" ? launch(CLI, psArgs, process.env, true) : launch(CRIU, [...psArgs, "-o", "ps.log"], criuEnv, true);
     await server.ready;
     const t0 = process.hrtime.bigint();
-    const dump = tool === "tscriu" ? launch(process.execPath, [CLI, ...dumpArgs], process.env, false) : launch(CRIU, [...dumpArgs, "-o", "dump.log"], criuEnv, false);
+    const dump = tool === "tscriu" ? launch(CLI, dumpArgs, process.env, false) : launch(CRIU, [...dumpArgs, "-o", "dump.log"], criuEnv, false);
     const d = await dump.exited;
     if (d.code !== 0) {
       server.kill();
@@ -112,9 +130,11 @@ async function once(tool: Tool, pid: number, leaveRunning: boolean): Promise<Run
     if (got < mib || got > mib + 64) throw new Error(`${tool}: the page server received ${got.toFixed(1)} MiB of pages for a task with ${mib} MiB`);
     if (pages(images) !== 0) throw new Error(`${tool}: pages written to the images dir ${images}, not sent`);
     if (leaveRunning && !existsSync(`/proc/${pid}`)) throw new Error(`${tool}: task ${pid} gone after dump -R`);
-    const r = { wall: secs(t0, d.at), frozen: stats.frozen_time / 1e6, server: secs(t0, s.at), tail: secs(d.at, s.at) };
+    // tscriu's server has fsynced them before it answered the close
+    const durable = secs(t0, s.at) + (tool === "criu" ? syncAll(recv) : 0);
+    const r = { wall: secs(t0, d.at), frozen: stats.frozen_time / 1e6, server: secs(t0, s.at), tail: secs(d.at, s.at), durable };
     // each run as it comes: this VM's noise shows in the spread
-    console.log(`        ${tool.padEnd(6)} ${leaveRunning ? "-R  " : "kill"}  wall ${fmt(r.wall).padStart(9)}  frozen ${fmt(r.frozen).padStart(9)}  server exit ${fmt(r.server).padStart(9)}`);
+    console.log(`        ${tool.padEnd(6)} ${leaveRunning ? "-R  " : "kill"}  wall ${fmt(r.wall).padStart(9)}  frozen ${fmt(r.frozen).padStart(9)}  server exit ${fmt(r.server).padStart(9)}  on disk ${fmt(r.durable).padStart(9)}`);
     return r;
   } finally {
     rmSync(recv, { recursive: true, force: true });
@@ -148,6 +168,29 @@ async function loopback(): Promise<number> {
   return secs(t0, process.hrtime.bigint());
 }
 
+/** The disk's limit: `mib` MiB written with O_DIRECT in 4 MiB pieces, then fsynced (seconds). */
+function disk(): number {
+  const dir = mkdtempSync(join(tmpdir(), "bench-ps-disk-"));
+  try {
+    // O_DIRECT (as tscriu's page server writes) wants a page-aligned buffer
+    const buf = bridge().allocAligned(4 << 20).fill(0xa5);
+    const t0 = process.hrtime.bigint();
+    let fd: number;
+    try {
+      fd = openSync(join(dir, "f"), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o600);
+    } catch {
+      // a file system without O_DIRECT
+      fd = openSync(join(dir, "f"), "w");
+    }
+    for (let off = 0; off < mib << 20; off += buf.length) writeSync(fd, buf, 0, buf.length, off);
+    fsyncSync(fd);
+    closeSync(fd);
+    return secs(t0, process.hrtime.bigint());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function task(work: string): Promise<number> {
   return startWorkload([BIN, work, String(mib)], work);
 }
@@ -161,37 +204,42 @@ async function kill(pid: number): Promise<void> {
   await gone(pid);
 }
 
-if (!existsSync(CLI)) throw new Error("build the CLI first: node scripts/build-ts.mjs");
+if (!existsSync(CLI)) throw new Error(`build the CLI first (${CLI}): node scripts/build-ts.mjs`);
 if (!existsSync(CRIU)) throw new Error(`no criu at ${CRIU} (TSCRIU_CRIU=/path/to/criu): this benchmark compares with it`);
-console.log(`dump over the page server on loopback, ${mib} MiB: medians of ${runs} interleaved runs, tscriu side by side with ${CRIU}`);
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(" ");
+console.log(`dump over the page server on loopback, ${mib} MiB: medians of ${runs} interleaved runs, tscriu side by side with ${CRIU}; load average ${load()}`);
 const res: Record<string, Run[]> = {};
 const limits: number[] = [];
+const disks: number[] = [];
 const work = mkdtempSync(join(tmpdir(), "bench-ps-w-"));
 const pid = await task(work);
 try {
   for (let i = 0; i < runs; i++) {
     limits.push(await loopback());
+    disks.push(disk());
     for (const tool of ["tscriu", "criu"] as const) (res[`${tool} -R`] ??= []).push(await once(tool, pid, true));
   }
 } finally {
   await kill(pid);
   rmSync(work, { recursive: true, force: true });
 }
-// the kill mode once per tool, each on a task of its own
-for (const tool of ["tscriu", "criu"] as const) {
-  const w = mkdtempSync(join(tmpdir(), "bench-ps-w-"));
-  const p = await task(w);
-  try {
-    (res[`${tool} kill`] ??= []).push(await once(tool, p, false));
-  } finally {
-    await kill(p);
-    rmSync(w, { recursive: true, force: true });
+// the kill mode, each run on a task of its own
+for (let i = 0; i < runs; i++) {
+  for (const tool of ["tscriu", "criu"] as const) {
+    const w = mkdtempSync(join(tmpdir(), "bench-ps-w-"));
+    const p = await task(w);
+    try {
+      (res[`${tool} kill`] ??= []).push(await once(tool, p, false));
+    } finally {
+      await kill(p);
+      rmSync(w, { recursive: true, force: true });
+    }
   }
 }
 
 const gib = mib / 1024;
 const lim = median(limits);
-console.log(`${String(mib).padStart(5)} MiB  raw: loopback TCP between two processes ${fmt(lim)} (${(gib / lim).toFixed(2)} GiB/s)`);
+console.log(`${String(mib).padStart(5)} MiB  raw: loopback TCP between two processes ${fmt(lim)} (${(gib / lim).toFixed(2)} GiB/s); O_DIRECT write and fsync ${fmt(median(disks))}; load average now ${load()}`);
 for (const mode of ["-R", "kill"] as const) {
   const m = (tool: Tool, k: keyof Run): number => median(res[`${tool} ${mode}`]!.map((r) => r[k]));
   const n = res[`tscriu ${mode}`]!.length;
@@ -199,8 +247,9 @@ for (const mode of ["-R", "kill"] as const) {
     const tail = m(tool, "tail");
     const when = `${fmt(Math.abs(tail))} ${tail < 0 ? "before" : "after"} the dump's`;
     console.log(
-      `${String(mib).padStart(5)} MiB  ${tool.padEnd(6)} ${mode.padEnd(4)} (${n}x)  wall ${fmt(m(tool, "wall")).padStart(9)}  frozen ${fmt(m(tool, "frozen")).padStart(9)}  server exit ${fmt(m(tool, "server")).padStart(9)} (${when})  throughput ${(gib / m(tool, "wall")).toFixed(2)} GiB/s (wall)`,
+      `${String(mib).padStart(5)} MiB  ${tool.padEnd(6)} ${mode.padEnd(4)} (${n}x)  wall ${fmt(m(tool, "wall")).padStart(9)}  frozen ${fmt(m(tool, "frozen")).padStart(9)}  server exit ${fmt(m(tool, "server")).padStart(9)} (${when})  on disk ${fmt(m(tool, "durable")).padStart(9)}  throughput ${(gib / m(tool, "wall")).toFixed(2)} GiB/s (wall)`,
     );
   }
-  console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(20)}tscriu/criu: wall ${(m("tscriu", "wall") / m("criu", "wall")).toFixed(2)}x, frozen ${(m("tscriu", "frozen") / m("criu", "frozen")).toFixed(2)}x, server exit ${(m("tscriu", "server") / m("criu", "server")).toFixed(2)}x`);
+  const ratio = (k: keyof Run): string => `${(m("tscriu", k) / m("criu", k)).toFixed(2)}x`;
+  console.log(`${String(mib).padStart(5)} MiB  ${mode.padEnd(20)}tscriu/criu: wall ${ratio("wall")}, frozen ${ratio("frozen")}, server exit ${ratio("server")}, on disk ${ratio("durable")}`);
 }

@@ -13,7 +13,7 @@ static void set_prop(napi_env env, napi_value obj, const char *key, napi_value v
 	napi_set_named_property(env, obj, key, v);
 }
 
-napi_value bridge_throw_errno(napi_env env, const char *syscall, int err, int pid, const char *path)
+napi_value bridge_errno_error(napi_env env, const char *syscall, int err, int pid, const char *path)
 {
 	const char *code = strerrorname_np(err);
 	char msg[512];
@@ -42,7 +42,12 @@ napi_value bridge_throw_errno(napi_env env, const char *syscall, int err, int pi
 		napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
 		set_prop(env, error, "path", v);
 	}
-	napi_throw(env, error);
+	return error;
+}
+
+napi_value bridge_throw_errno(napi_env env, const char *syscall, int err, int pid, const char *path)
+{
+	napi_throw(env, bridge_errno_error(env, syscall, err, pid, path));
 	return NULL;
 }
 

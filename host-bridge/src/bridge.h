@@ -11,6 +11,8 @@
 /* Throws an Error with .code ("ESRCH"), .errno (positive), .syscall, and
  * .pid (when pid > 0) or .path (when path != NULL). Returns NULL. */
 napi_value bridge_throw_errno(napi_env env, const char *syscall, int err, int pid, const char *path);
+/* The same error, returned instead of thrown (to reject a promise with). */
+napi_value bridge_errno_error(napi_env env, const char *syscall, int err, int pid, const char *path);
 
 /* Throws a TypeError naming the function and argument. Returns NULL. */
 napi_value bridge_throw_arg(napi_env env, const char *fn, const char *what);

@@ -319,28 +319,109 @@ static napi_value recv_full(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, (int64_t)got);
 }
 
-/* sendFull(fd, data): sends all of data on a stream socket (MSG_NOSIGNAL). */
-static napi_value send_full(napi_env env, napi_callback_info info)
+/* All of data[0, len) on a stream socket; 0 or an errno. */
+static int send_all(int fd, const uint8_t *data, size_t len)
 {
-	const char *fn = "sendFull";
-	napi_value argv[2];
-	int32_t fd;
-	uint8_t *data;
-	size_t len;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
-	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Uint8Array"))
-		return NULL;
 	size_t sent = 0;
 	while (sent < len) {
 		ssize_t n = send(fd, data + sent, len - sent, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return bridge_throw_errno(env, "send", errno, 0, NULL);
+			return errno;
 		sent += (size_t)n;
 	}
-	return NULL;
+	return 0;
+}
+
+/* The (fd, data) arguments of sendFull and sendFullAsync. */
+static bool send_args(napi_env env, napi_callback_info info, const char *fn, napi_value *argv, int32_t *fd,
+		      uint8_t **data, size_t *len)
+{
+	return bridge_get_args(env, info, 2, argv, fn) &&
+	       bridge_arg_fd(env, argv[0], fd, fn, "fd must be a non-negative int32") &&
+	       bridge_arg_bytes(env, argv[1], data, len, fn, "data must be a Uint8Array");
+}
+
+/* sendFull(fd, data): sends all of data on a stream socket (MSG_NOSIGNAL). */
+static napi_value send_full(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	int32_t fd;
+	uint8_t *data;
+	size_t len;
+	if (!send_args(env, info, "sendFull", argv, &fd, &data, &len))
+		return NULL;
+	int err = send_all(fd, data, len);
+	return err ? bridge_throw_errno(env, "send", err, 0, NULL) : NULL;
+}
+
+/* A send on libuv's thread pool: the data stays referenced until it is sent. */
+struct send_job {
+	napi_async_work work;
+	napi_deferred deferred;
+	napi_ref data_ref;
+	int fd;
+	const uint8_t *data;
+	size_t len;
+	int err;
+};
+
+static void send_job_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct send_job *j = arg;
+	j->err = send_all(j->fd, j->data, j->len);
+}
+
+static void send_job_done(napi_env env, napi_status status, void *arg)
+{
+	struct send_job *j = arg;
+	napi_value v;
+	int err = status == napi_cancelled ? ECANCELED : j->err;
+	if (err)
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, "send", err, 0, NULL));
+	else if (napi_get_undefined(env, &v) == napi_ok)
+		napi_resolve_deferred(env, j->deferred, v);
+	napi_delete_reference(env, j->data_ref);
+	napi_delete_async_work(env, j->work);
+	free(j);
+}
+
+/* sendFullAsync(fd, data): sendFull on libuv's thread pool (the page server's client
+ * reads the next pages out of the task meanwhile); data must not change until the
+ * promise settles. */
+static napi_value send_full_async(napi_env env, napi_callback_info info)
+{
+	const char *fn = "sendFullAsync";
+	napi_value argv[2], name, promise;
+	int32_t fd;
+	uint8_t *data;
+	size_t len;
+	if (!send_args(env, info, fn, argv, &fd, &data, &len))
+		return NULL;
+	struct send_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	j->fd = fd;
+	j->data = data;
+	j->len = len;
+	if (napi_create_reference(env, argv[1], 1, &j->data_ref) != napi_ok) {
+		free(j);
+		return bridge_throw_errno(env, "napi_create_reference", ENOMEM, 0, NULL);
+	}
+	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
+	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+	    napi_create_async_work(env, NULL, name, send_job_run, send_job_done, j, &j->work) != napi_ok ||
+	    napi_queue_async_work(env, j->work) != napi_ok) {
+		/* a promise made before the failure stays pending: nobody holds it */
+		if (j->work)
+			napi_delete_async_work(env, j->work);
+		napi_delete_reference(env, j->data_ref);
+		free(j);
+		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
+	}
+	return promise;
 }
 
 void bridge_init_sockets(napi_env env, napi_value exports)
@@ -353,6 +434,7 @@ void bridge_init_sockets(napi_env env, napi_value exports)
 		{ "send", send_ },
 		{ "recvFull", recv_full },
 		{ "sendFull", send_full },
+		{ "sendFullAsync", send_full_async },
 		{ "getsockopt", getsockopt_ },
 		{ "setsockopt", setsockopt_ },
 		{ "getsockoptInts", getsockopt_ints },

@@ -7,15 +7,17 @@
 //
 // Fresh memory is not free: this VM's host backs it page by page, and populating 1 GiB
 // took 0.1-0.3 s on a quiet machine but 3-5 s under load (where the pages file, written
-// with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB). So the first chunk is
-// timed: when the whole pool would take longer to populate than writing the pages while
-// frozen (about 1 s per GiB), the pages are written while frozen instead.
-// TSCRIU_CAPTURE=always|never overrides that guess (benchmarks, tests).
+// with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB); memory freed moments
+// before comes at 0.05 s per GiB. So populating is timed buffer by buffer: once it goes
+// slower than writing the pages while frozen (about 1 s per GiB), it stops, and the pages
+// are written while frozen instead, the buffers populated so far kept as a spare: the
+// task is let go as soon as the spare holds the pages not written yet (memory.ts,
+// copyPages). TSCRIU_CAPTURE=always|never overrides that guess (benchmarks, tests).
 
 import { readFileSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
 import type { Faults } from "./faults.js";
-import { readBatch, readMem, readFailed, type PagePlan, type Segment } from "./memory.js";
+import { readBatch, readMem, readFailed, type PagePlan, type Segment, type Spare } from "./memory.js";
 import { threadsAndChildren } from "./proc.js";
 
 const PAGE = 4096;
@@ -23,6 +25,12 @@ const PAGE = 4096;
 export const CAPTURE_CHUNK = 64 << 20;
 /** The smallest buffer of a pool: pages beyond a small estimate come in buffers this big. */
 const SMALL_CHUNK = 1 << 20;
+/** A spare pool's buffers (one transparent huge page each, where the kernel gives them). */
+const SPARE_CHUNK = 2 << 20;
+/** Populated before a spare's pace is judged. */
+const SPARE_PROBE = 16 << 20;
+/** Populated before a pool's pace is judged again after its first buffer. */
+const PACE_PROBE = 256 << 20;
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
 
@@ -47,10 +55,18 @@ export interface Captured {
 }
 
 /** Populated buffers, taken one by one while the task is frozen. */
-export class CapturePool {
+export class CapturePool implements Spare {
   private readonly free: Buffer[] = [];
   /** bytes taken beyond what was populated before the freeze */
   extra = 0;
+  /** holds what it was asked for (forCapture stops early when memory comes slowly) */
+  complete = true;
+  /** grow() stopped: memory came slowly, or not at all, or the limit was reached */
+  private full = false;
+  /** the most bytes grow() populates in all */
+  private limit = Infinity;
+  private populated = 0;
+  private populateNs = 0n;
 
   constructor(
     bytes: number,
@@ -59,9 +75,23 @@ export class CapturePool {
     for (let n = 0; n < bytes; n += chunk) this.free.push(bridge().allocPopulated(chunk));
   }
 
+  /** One more populated buffer of `size`, timed. */
+  private populate(size: number): void {
+    const t0 = process.hrtime.bigint();
+    this.free.push(bridge().allocPopulated(size));
+    this.populateNs += process.hrtime.bigint() - t0;
+    this.populated += size;
+  }
+
+  /** Seconds per GiB that populating has taken so far. */
+  private get pace(): number {
+    return (Number(this.populateNs) / 1e9) * ((1 << 30) / this.populated);
+  }
+
   /**
-   * A pool for `bytes` of pages, or undefined when populating it would take longer than
-   * writing the pages while the task is frozen (see the top of this file).
+   * A pool for `bytes` of pages, populated a buffer at a time as long as memory comes
+   * faster than the pages would be written while the task is frozen (see the top of this
+   * file); `complete` says whether it got there. Undefined with TSCRIU_CAPTURE=never.
    */
   static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
     const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
@@ -71,15 +101,59 @@ export class CapturePool {
     // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
     const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
     const pool = new CapturePool(0, chunk);
-    const t0 = process.hrtime.bigint();
-    if (bytes > 0) pool.free.push(bridge().allocPopulated(chunk));
-    const sPerGiB = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / chunk);
-    if (mode !== "always" && bytes > CAPTURE_CHUNK && sPerGiB > STREAM_S_PER_GIB) {
-      log?.info(`fresh memory comes at ${sPerGiB.toFixed(2)} s/GiB here now: the pages are written while the task is frozen`);
-      return undefined;
+    // Judged after the first buffer and then after every one from PACE_PROBE on, not from
+    // the first alone: memory freed moments ago comes at 0.05 s per GiB here and the rest
+    // at 1.7, so a first buffer that came fast said little, and the choice flipped from run
+    // to run; one buffer's pace alone is noise (a huge page compacted).
+    for (let n = 0; n < bytes; n += chunk) {
+      pool.populate(chunk);
+      const judged = pool.populated === chunk || pool.populated >= PACE_PROBE;
+      if (mode !== "always" && bytes > CAPTURE_CHUNK && judged && pool.pace > STREAM_S_PER_GIB) {
+        log?.info(`fresh memory comes at ${pool.pace.toFixed(2)} s/GiB here now: ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
+        pool.complete = false;
+        break;
+      }
     }
-    for (let n = CAPTURE_CHUNK; n < bytes; n += CAPTURE_CHUNK) pool.free.push(bridge().allocPopulated(CAPTURE_CHUNK));
     return pool;
+  }
+
+  /**
+   * A pool grown while the pages stream (memory.ts' Spare), starting from what this one
+   * holds (a pool forCapture stopped early) or from nothing, in buffers of SPARE_CHUNK:
+   * a populate between two writes must not hold the stream up long.
+   */
+  static spare(limit: number, from?: CapturePool): CapturePool | undefined {
+    if (process.env["TSCRIU_CAPTURE"] === "never") return undefined;
+    const pool = new CapturePool(0, SPARE_CHUNK);
+    if (from) {
+      pool.free.push(...from.free.splice(0));
+      pool.populated = from.populated;
+      pool.populateNs = from.populateNs;
+      pool.full = !from.complete;
+    }
+    pool.limit = limit;
+    return pool;
+  }
+
+  get room(): number {
+    return this.free.reduce((n, b) => n + b.length, 0);
+  }
+
+  grow(want: number): boolean {
+    if (this.full || this.room >= want) return false;
+    if (this.populated + SPARE_CHUNK > this.limit) this.full = true;
+    else {
+      try {
+        this.populate(SPARE_CHUNK);
+      } catch {
+        // no more memory now: the pages stream as they would without a spare
+        this.full = true;
+      }
+      // Memory that comes slower than the pages stream only takes CPU from the stream (on
+      // 2 cores, fresh memory at 1.7 s per GiB made the freeze longer than without it).
+      if (this.populated >= SPARE_PROBE && this.pace > STREAM_S_PER_GIB) this.full = true;
+    }
+    return !this.full;
   }
 
   take(): Buffer {
@@ -141,7 +215,6 @@ export function estimateAnon(pid: number): number {
 export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults, later?: (s: Segment) => boolean): Captured {
   const runs: CapturedRun[] = [];
   const reserved = new Set<number>();
-  const CHUNK = pool.chunk;
   let buf = pool.take();
   let fill = 0;
   let queuedFrom = 0;
@@ -158,12 +231,12 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
       let at = s.addr;
       let left = s.len;
       while (left > 0) {
-        if (fill === CHUNK) {
+        if (fill === buf.length) {
           flush();
           buf = pool.take();
           fill = 0;
         }
-        const n = Math.min(left, CHUNK - fill);
+        const n = Math.min(left, buf.length - fill);
         if (later?.(s)) {
           // the queued ranges are read packed one after another: not across this gap
           flush();

@@ -486,9 +486,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     onEvent({ type: "memory-start", bytes: total * PAGE });
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
-    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; snap?: WpSnapshot | undefined }[] = [];
-    const fits = pool !== undefined && total * PAGE <= limit;
-    if (pool && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
+    /** `base`: the bytes of the dump's pages before these (the progress events count them all) */
+    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; base: number; snap?: WpSnapshot | undefined }[] = [];
+    const fits = pool?.complete === true && total * PAGE <= limit;
+    if (pool?.complete && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
+    // Otherwise the pages stream while the task is frozen, into a spare pool (what was
+    // populated already, grown while the writes are waited for): the task is let go once
+    // it holds the rest (copyPages).
+    const spare = early && !fits ? CapturePool.spare(limit, pool) : undefined;
     let before = 0;
     const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
     for (const [i, c] of memProcs.entries()) {
@@ -514,13 +519,24 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const snap = opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
         if (snap) snaps.push(snap);
         const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
-        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, unchanged: plan.parentRanges, snap });
+        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, unchanged: plan.parentRanges, base, snap });
         readNs += process.hrtime.bigint() - t0;
         tracking.arm(c.pid, c.vmas, plan);
         continue;
       }
       if (!parent && plan.parentRanges.length === 0) {
-        readNs += await copyPages(c.pid, plan, out, faults, progress(base));
+        const r = await copyPages(c.pid, plan, out, faults, progress(base), spare);
+        readNs += r.readNs;
+        if (r.rest) {
+          const t0 = process.hrtime.bigint();
+          const streamed = (plan.pages - r.rest.pages) * PAGE;
+          deferred.push({ c: capturePages(c.pid, r.rest, spare!, faults), out, parent: undefined, unchanged: [], base: base + streamed });
+          readNs += process.hrtime.bigint() - t0;
+          stats.pages_written += BigInt(plan.pages - r.rest.pages);
+          log.info(`pid ${c.pid}: ${plan.pages - r.rest.pages} pages written while frozen, the other ${r.rest.pages} copied into memory populated meanwhile`);
+          tracking.arm(c.pid, c.vmas, plan);
+          continue;
+        }
         stats.pages_written += BigInt(plan.pages);
       } else {
         const slices = new CapturePool(SLICE, SLICE);
@@ -547,6 +563,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       tracking.arm(c.pid, c.vmas, plan);
     }
     pool?.drop();
+    spare?.drop();
     if (deferred.length) log.info(`${total} pages copied in ${Number(readNs / 1000n)} us; written once the task is let go`);
 
     enter("images");
@@ -640,7 +657,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
-      const r = await writeCaptured(d.c, d.out, d.parent, progress(0), d.unchanged);
+      const r = await writeCaptured(d.c, d.out, d.parent, progress(d.base), d.unchanged);
       stats.pages_written += BigInt(r.written);
       stats.pages_skipped_parent += BigInt(r.skipped);
       await d.out.close(false);

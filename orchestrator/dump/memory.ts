@@ -213,10 +213,31 @@ export function readBatch(pid: number, ranges: readonly number[], buf: Buffer, s
 const BUFFERS = 4;
 
 /**
- * Copies the planned pages into the transport, reading one chunk while the previous
- * ones are written. Returns the nanoseconds spent reading.
+ * Memory populated while the pages stream out of a frozen task that is to run on (dump.ts):
+ * once it can hold the pages not streamed yet, they are left to it (copied at memory speed,
+ * the task let go, then written), so the task stands still for what the transport takes in
+ * that time, not for all of it.
  */
-export async function copyPages(pid: number, plan: PagePlan, out: PageTransport, faults: Faults, progress?: CopyProgress): Promise<bigint> {
+export interface Spare {
+  /** populates a little more room while it has less than `want` bytes; false when it will not */
+  grow(want: number): boolean;
+  /** bytes it can take */
+  readonly room: number;
+}
+
+export interface Copied {
+  /** nanoseconds spent reading */
+  readNs: bigint;
+  /** the pages left to `spare`, not copied (their runs not given to the transport either) */
+  rest?: PagePlan | undefined;
+}
+
+/**
+ * Copies the planned pages into the transport, reading one chunk while the previous
+ * ones are written; with `spare`, fills it while waiting for a write and stops once
+ * it can hold the rest.
+ */
+export async function copyPages(pid: number, plan: PagePlan, out: PageTransport, faults: Faults, progress?: CopyProgress, spare?: Spare): Promise<Copied> {
   const b = bridge();
   // Buffers for what there is: a small process does not get 4 x 8 MiB (fifty of them made
   // V8 spend a fifth of a tree's dump in collections the external memory asked for).
@@ -224,10 +245,13 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
   const chunk = Math.max(PAGE, Math.min(CHUNK, Math.ceil(total / PAGE) * PAGE));
   const bufs = Array.from({ length: Math.max(1, Math.min(BUFFERS, Math.ceil(total / chunk))) }, () => b.allocAligned(chunk));
   const pending: (Promise<void> | undefined)[] = bufs.map(() => undefined);
+  const settled: boolean[] = bufs.map(() => true);
   let which = 0;
   let fill = 0;
   let readNs = 0n;
   let done = 0;
+  /** bytes given to the transport (read or queued) */
+  let taken = 0;
   const ranges: number[] = [];
 
   const flushRanges = (buf: Buffer): void => {
@@ -246,27 +270,42 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     flushRanges(buf);
     readNs += process.hrtime.bigint() - t0;
     const len = fill;
-    pending[which] = out.write(buf, len).then(() => {
+    const slot = which;
+    settled[slot] = false;
+    pending[slot] = out.write(buf, len).then(() => {
+      settled[slot] = true;
       done += len;
       progress?.(done);
     });
     which = (which + 1) % bufs.length;
     fill = 0;
-    // The next buffer must be written out before it is filled again.
+    // The next buffer must be written out before it is filled again; the wait fills the spare.
     const prev = pending[which];
     pending[which] = undefined;
-    if (prev) await prev;
+    if (!prev) return;
+    while (spare && !settled[which] && spare.grow(total - taken)) await new Promise(setImmediate);
+    await prev;
   };
 
+  let rest: PagePlan | undefined;
   try {
-    for (const s of plan.segments) {
-      out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
+    segments: for (const [i, s] of plan.segments.entries()) {
       // a lazy run of a --lazy-pages dump: an entry without data
-      if (!(s.flags & PE_PRESENT)) continue;
+      if (!(s.flags & PE_PRESENT)) {
+        out.run({ vaddr: BigInt(s.addr), pages: s.len / PAGE, flags: s.flags });
+        continue;
+      }
       let at = s.addr;
       let left = s.len;
       while (left > 0) {
+        if (fill === 0 && spare && spare.room >= total - taken) {
+          const segments = [{ ...s, addr: at, len: left }, ...plan.segments.slice(i + 1)];
+          rest = { segments, scanned: 0, pages: (total - taken) / PAGE, parentRanges: [], holes: 0 };
+          break segments;
+        }
         const n = Math.min(left, chunk - fill);
+        // a run per piece: the transports join adjacent ones, and the rest may start at any piece
+        out.run({ vaddr: BigInt(at), pages: n / PAGE, flags: s.flags });
         if (s.procMem) {
           const t0 = process.hrtime.bigint();
           flushRanges(bufs[which]!);
@@ -279,6 +318,7 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
         // fill counts the queued ranges before they are flushed: flushRanges places
         // them at fill - (their total).
         fill += n;
+        taken += n;
         at += n;
         left -= n;
         if (fill === chunk) await emit();
@@ -295,7 +335,7 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     await Promise.allSettled(pending.filter((p) => p !== undefined));
     throw readFailed(e);
   }
-  return readNs;
+  return { readNs, rest };
 }
 
 export function readMem(pid: number, addr: number, len: number, buf: Buffer, off: number): void {

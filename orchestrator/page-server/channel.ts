@@ -1,9 +1,10 @@
 // The byte stream of a page-server session: the TCP socket itself, or TLS over it
 // (criu's --tls: X.509 both ways, each side checking the other's certificate against the
 // CA). The plain channel reads and writes the socket with blocking calls (page data goes
-// from and to buffers without a copy through Node's streams); the TLS one goes through
-// node:tls, the same calls awaited. And the listening socket the serving sides accept
-// their one connection on (listenTcp).
+// from and to buffers without a copy through Node's streams), and sends page data on
+// libuv's thread pool (sendAsync) so that the dump reads the next pages out of the task
+// meanwhile; the TLS one goes through node:tls, the same calls awaited. And the listening
+// socket the serving sides accept their one connection on (listenTcp).
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -24,10 +25,15 @@ export interface Channel {
   recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number>;
   /** sends all of data (TLS: queued; `flush` waits until it is taken) */
   send(data: Uint8Array): void;
-  /** pushes what is queued and corked out now: an answer is awaited */
-  flush(): Promise<void>;
+  /**
+   * sends all of data after what was given before; resolves once data may be reused
+   * and the channel can take more (TLS buffers what it has not sent)
+   */
+  sendAsync(data: Uint8Array): Promise<void>;
   /** waits while much is queued and not sent (TLS): page data must not pile up in memory */
   flushIfBehind(): Promise<void>;
+  /** pushes what is queued and corked out now: an answer is awaited */
+  flush(): Promise<void>;
   /** ends the session (TLS: close_notify) */
   end(): Promise<void>;
   /** lets go of the socket: closed, unless it was given (--ps-socket) to a plain channel */
@@ -46,19 +52,37 @@ export function tcpOption(fd: number, name: number): void {
 }
 
 export class PlainChannel implements Channel {
+  /** the sends on the thread pool, in order: a later send waits for them */
+  private sending: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+  /** the first failed send: every later one fails with it */
+  private failed: Error | undefined;
+  private closed = false;
+
   constructor(
     private readonly fd: number,
     /** a --ps-socket: the caller's, shut down rather than closed */
     private readonly given = false,
   ) {}
 
+  /** The fd is closed once no send of the thread pool can still use it (its number could be reused meanwhile). */
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.given) return;
+    const fd = this.fd;
+    if (this.inFlight === 0) bridge().close(fd);
+    else void this.sending.finally(() => bridge().close(fd));
+  }
+
   close(): void {
-    if (!this.given) bridge().close(this.fd);
+    this.release();
   }
 
   abort(): void {
-    if (this.given) bridge().shutdown(this.fd, 2);
-    else bridge().close(this.fd);
+    // wakes a send blocked on a peer that stopped reading
+    if (this.given || this.inFlight > 0) bridge().shutdown(this.fd, 2);
+    this.release();
   }
 
   recvFull(buf: Uint8Array, timeoutMs?: number): Promise<number> {
@@ -66,12 +90,33 @@ export class PlainChannel implements Channel {
   }
 
   send(data: Uint8Array): void {
-    bridge().sendFull(this.fd, data);
+    if (this.failed) throw this.failed;
+    if (this.inFlight === 0) return bridge().sendFull(this.fd, data);
+    // behind the sends in flight; a copy, the caller reuses its buffer
+    this.sendAsync(Buffer.from(data)).catch(() => undefined);
   }
 
-  flush(): Promise<void> {
+  sendAsync(data: Uint8Array): Promise<void> {
+    this.inFlight++;
+    const sent = this.sending.then(() => {
+      if (this.failed) throw this.failed;
+      if (this.closed) throw new Error("send: the page-server connection is closed");
+      return bridge().sendFullAsync(this.fd, data);
+    });
+    this.sending = sent.then(
+      () => void this.inFlight--,
+      (e: unknown) => {
+        this.inFlight--;
+        this.failed ??= e instanceof Error ? e : new Error(String(e));
+      },
+    );
+    return sent;
+  }
+
+  async flush(): Promise<void> {
+    await this.sending;
+    if (this.failed) throw this.failed;
     tcpOption(this.fd, TCP_NODELAY);
-    return Promise.resolve();
   }
 
   flushIfBehind(): Promise<void> {
@@ -289,6 +334,11 @@ export class TlsChannel implements Channel {
     if (this.error) throw this.error;
     while (this.running) await this.pumping;
     await this.pumping;
+  }
+
+  async sendAsync(data: Uint8Array): Promise<void> {
+    this.send(data);
+    await this.flushIfBehind();
   }
 
   async flushIfBehind(): Promise<void> {

@@ -133,12 +133,11 @@ export class PageServerClient {
     this.queued = 0;
   }
 
-  /** Page data; resolves when the channel can take more (TLS buffers what it has not sent). */
+  /** Page data; resolves once buf may be reused and the channel can take more. */
   async sendData(buf: Uint8Array): Promise<void> {
     if (buf.length <= SMALL_DATA && !this.tls) return this.queue(buf);
     this.sendQueued();
-    this.ch.send(buf);
-    await this.ch.flushIfBehind();
+    await this.ch.sendAsync(buf);
   }
 
   /** Sends what is gathered and pushes what is corked: an answer is awaited. */

@@ -38,6 +38,11 @@ const PAGE = 4096;
 const TCP_CORK = 3;
 /** Page data is received and written in pieces of this size. */
 const CHUNK = 4 << 20;
+/**
+ * Staging buffers: one is received into while the others are written. O_DIRECT writes
+ * wait for the disk, and several in flight keep it busy (libuv has 4 threads).
+ */
+const STAGES = 4;
 /** No user address space reaches past 2^57 (x86-64 with 5-level paging; arm64 52 bits). */
 const ADDRESS_LIMIT = 1n << 57n;
 /** Where criu's page server starts its pages ids. */
@@ -98,7 +103,7 @@ class Session {
   /** the staging buffer being filled, its fill, and the write of each buffer in flight */
   private which = 0;
   private fill = 0;
-  private readonly pending: (Promise<void> | undefined)[] = [undefined, undefined];
+  private readonly pending: (Promise<void> | undefined)[] = Array.from({ length: STAGES }, () => undefined);
   private pagemaps = 0;
   private pages = 0n;
   private last = "the first header";
@@ -216,13 +221,13 @@ class Session {
   }
 
   /**
-   * Receives a run's data into the staging buffer, written out a chunk at a time while
+   * Receives a run's data into the staging buffers, written out a chunk at a time while
    * the next fills: the runs of a pagemap are contiguous in its pages file, and a pass
    * sends many small ones (the pages a task wrote since its parent), each of which would
    * otherwise wait for a write of its own.
    */
   private async receive(h: Header, len: number): Promise<void> {
-    if (this.bufs.length === 0) this.bufs = [this.b.allocAligned(CHUNK), this.b.allocAligned(CHUNK)];
+    if (this.bufs.length === 0) this.bufs = Array.from({ length: STAGES }, () => this.b.allocAligned(CHUNK));
     let done = 0;
     while (done < len) {
       const n = Math.min(CHUNK - this.fill, len - done);
@@ -234,7 +239,7 @@ class Session {
     }
   }
 
-  /** Writes what is staged; the other buffer is free once this returns. */
+  /** Writes what is staged; the next buffer is free once this returns. */
   private async flush(): Promise<void> {
     const out = this.cur?.out;
     if (out && this.fill > 0) {
@@ -242,7 +247,7 @@ class Session {
       // awaited at the next flush; a failure meanwhile is not an unhandled rejection
       w.catch(() => undefined);
       this.pending[this.which] = w;
-      this.which ^= 1;
+      this.which = (this.which + 1) % STAGES;
       this.fill = 0;
     }
     const prev = this.pending[this.which];
@@ -250,10 +255,11 @@ class Session {
     await prev;
   }
 
-  /** Everything staged written, both buffers free. */
+  /** Everything staged written, every buffer free. */
   private async drain(): Promise<void> {
     await this.flush();
-    await this.flush();
+    await Promise.all(this.pending.filter((p) => p !== undefined));
+    for (let i = 0; i < STAGES; i++) this.pending[i] = undefined;
   }
 
   /** Writes the open pagemap (its pages file synced when asked). */
