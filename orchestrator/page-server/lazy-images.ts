@@ -11,6 +11,7 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
+import { bridge } from "../../host-bridge/load.js";
 import { ImageDir } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { PageResolver } from "../restore/pagesegs.js";
@@ -30,6 +31,9 @@ interface FileRun extends LazyRun {
 /** The lazy pages of the dump in an images dir, read from its pages files as they are asked for. */
 export class ImagePageStore extends LazyRuns<FileRun> {
   private readonly files = new Map<string, number>();
+  /** the two buffers pieces are read into */
+  private readonly ring: (Buffer | undefined)[] = [undefined, undefined];
+  private turn = 0;
 
   private constructor(readonly dir: string) {
     super();
@@ -72,8 +76,11 @@ export class ImagePageStore extends LazyRuns<FileRun> {
     let off = r.off + skip * PAGE;
     let left = n * PAGE;
     while (left > 0) {
-      // a fresh buffer for each piece: a TLS channel holds what it was given until it is sent
-      const piece = Buffer.allocUnsafe(Math.min(PIECE, left));
+      // two buffers taken in turn (a piece stays good until two more are taken: Found):
+      // fresh memory for every piece faults in every page of a transfer, slowly here
+      const buf = (this.ring[this.turn] ??= bridge().allocAligned(PIECE));
+      this.turn ^= 1;
+      const piece = buf.subarray(0, Math.min(PIECE, left));
       const got = readSync(r.fd, piece, 0, piece.length, off);
       if (got !== piece.length) throw new Error(`${r.file}: ${got} of ${piece.length} bytes read at offset ${off} (the file was cut short after the server read its pagemap)`);
       yield piece;

@@ -44,7 +44,10 @@ export interface HeldRun extends LazyRun {
   off: number;
 }
 
-/** What answers a GET: `pages` pages whose data are `pieces` one after another. */
+/**
+ * What answers a GET: `pages` pages whose data are `pieces` one after another. A piece may
+ * be a buffer the store reuses: it stays good until two more pieces have been taken.
+ */
 export interface Found {
   pages: number;
   pieces: Iterable<Buffer>;
@@ -308,19 +311,27 @@ class LazySession {
     const found = this.store.find(Number(h.dstId), h.vaddr, h.nrPages);
     if (typeof found === "string") this.fail(h, `${where}, ${h.nrPages} pages: ${found}`);
     this.ch.send(encodeHeader(this.layout!, { cmd: PS_IOV.ADD_F, flags: PE_PRESENT, nrPages: BigInt(found.pages), vaddr: h.vaddr, dstId: h.dstId }));
+    // Each piece goes out on the thread pool while the next is read (a piece stays good
+    // until two more are taken: see Found); the send before it is awaited first.
     const pieces = found.pieces[Symbol.iterator]();
-    for (;;) {
-      let p: IteratorResult<Buffer>;
-      try {
-        p = pieces.next();
-      } catch (e) {
-        // the data could not be read (a pages file cut short): the daemon gets no more
-        this.fail(h, `${where}: ${(e as Error).message}`);
+    let sending: Promise<void> | undefined;
+    try {
+      for (;;) {
+        let p: IteratorResult<Buffer>;
+        try {
+          p = pieces.next();
+        } catch (e) {
+          // the data could not be read (a pages file cut short): the daemon gets no more
+          this.fail(h, `${where}: ${(e as Error).message}`);
+        }
+        if (p.done) break;
+        await sending;
+        sending = this.ch.sendAsync(p.value);
       }
-      if (p.done) break;
-      this.ch.send(p.value);
-      await this.ch.flushIfBehind();
+    } finally {
+      await sending?.catch(() => undefined);
     }
+    await sending;
     await this.ch.flush();
     this.requests++;
     this.pagesSent += found.pages;
