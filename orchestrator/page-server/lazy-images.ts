@@ -9,7 +9,7 @@
 // when the images are read, before the server listens. criu's server would splice
 // whatever lies at that offset of the pages file.
 
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants as fsc, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { ImageDir } from "../../images/dir.js";
@@ -66,9 +66,21 @@ export class ImagePageStore extends LazyRuns<FileRun> {
     return store;
   }
 
+  /**
+   * The pages file, opened with O_DIRECT where its file system takes it: read straight
+   * into the two buffers, not through page cache pages that would have to be found fresh
+   * memory for (slow here, and the restored tasks want as much at the same time).
+   */
   private open(file: string): number {
     let fd = this.files.get(file);
-    if (fd === undefined) this.files.set(file, (fd = openSync(file, "r")));
+    if (fd !== undefined) return fd;
+    try {
+      fd = openSync(file, fsc.O_RDONLY | fsc.O_DIRECT);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e;
+      fd = openSync(file, "r");
+    }
+    this.files.set(file, fd);
     return fd;
   }
 
