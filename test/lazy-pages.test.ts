@@ -24,6 +24,8 @@ import { bigmemWord, procState, RUNS_ON, startWorkload, waitFor, type Workload }
 interface Daemon {
   /** resolves when the daemon exits: its code and what it logged */
   done: Promise<{ code: number | null; log: string }>;
+  /** what it logged so far */
+  log(): string;
 }
 
 /** A lazy-pages daemon for `dir` (tscriu's or criu's; `extra`: more options, --page-server…), once its socket is there. */
@@ -45,7 +47,7 @@ async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "cri
     if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
     return existsSync(join(workDir ?? dir, "lazy-pages.socket"));
   });
-  return { done };
+  return { done, log: read };
 }
 
 /** The daemon's end: exit 0, every page in. */
@@ -58,7 +60,11 @@ async function allIn(t: ExecutionContext, d: Daemon, how: "tscriu" | "criu" = "t
 
 /** Checks at once (pages still missing), then after the daemon is done. */
 async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check">, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
-  t.regex(await w.check(30_000), /^PASS /);
+  const first = await w.check(30_000).catch((e: Error) => {
+    // a task that does not answer waits on a fault: what the daemon did says which
+    throw new Error(`${e.message}; the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}`, { cause: e });
+  });
+  t.regex(first, /^PASS /);
   await allIn(t, d, how);
   t.regex(procState(w.pid) ?? "gone", RUNS_ON);
   t.regex(await w.check(30_000), /^PASS /);
