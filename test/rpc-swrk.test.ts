@@ -84,7 +84,11 @@ test("swrk: requests and options tscriu cannot do yet are refused by name, a mis
   const dir = tempDir(t);
   const refused = (type: string, opts: Record<string, unknown>): Record<string, unknown> => pycriu(SWRK, "req", type, JSON.stringify(opts));
   t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}`, ps: { fd: 0 } }), { success: false, type: "PAGE_SERVER", cr_errmsg: "criu_opts.ps.fd is not supported yet by tscriu page-server over the RPC (give the address and port)" });
-  t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}`, lazy_pages: true }), { success: false, type: "PAGE_SERVER", cr_errmsg: "criu_opts.lazy_pages (--lazy-pages) is not supported yet by tscriu page-server" });
+  t.like(refused("PAGE_SERVER", { images_dir: `fd:${dir}`, lazy_pages: true, parent_img: "../p" }), { success: false, type: "PAGE_SERVER", cr_errmsg: "criu_opts.parent_img is for receiving a dump, not for lazy_pages (serving one)" });
+  // a lazy page server needs a dump to serve: an empty dir is named with its missing pstree.img
+  const empty = refused("PAGE_SERVER", { images_dir: `fd:${dir}`, lazy_pages: true, log_file: "ps.log" });
+  t.like(empty, { success: false, type: "PAGE_SERVER" });
+  t.regex(String(empty["cr_errmsg"]), /the page server exited with 1 before it listened: .*pstree\.img: cannot read image: ENOENT/);
   t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, ext_unix_sk: true, skip_mnt: ["/mnt"] }), {
     success: false,
     type: "DUMP",

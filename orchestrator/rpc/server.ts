@@ -415,6 +415,11 @@ async function pageServer(type: "PAGE_SERVER" | "PAGE_SERVER_CHLD", opts: CriuOp
   const work = dirs.work !== undefined ? realpathSync(dirs.work) : images;
   if (opts.ps?.fd !== undefined) throw new RpcError("criu_opts.ps.fd is not supported yet by tscriu page-server over the RPC (give the address and port)", EBADRQC);
   if (opts.log_file?.includes("/")) throw new RpcError(`criu_opts.log_file ${JSON.stringify(opts.log_file)}: no subdirectories are allowed in the log file name (use work_dir_fd)`, EBADRQC);
+  if (opts.lazy_pages) {
+    // as page-server --lazy-pages: the served dump is read, not written
+    const wrong = [opts.parent_img !== undefined && "parent_img", opts.auto_dedup === true && "auto_dedup"].filter(Boolean);
+    if (wrong.length) throw new RpcError(`criu_opts.${wrong.join(" and criu_opts.")} ${wrong.length > 1 ? "are" : "is"} for receiving a dump, not for lazy_pages (serving one)`, EBADRQC);
+  }
   const { startPageServer } = await import("../page-server/spawn.js");
   const r = await startPageServer({
     imagesDir: images,
