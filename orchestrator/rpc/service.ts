@@ -87,6 +87,9 @@ export async function runService(o: ServiceOptions, ctx: CliContext): Promise<nu
   return await acceptLoop(listenFd, statusFdOf(o), o.logFile, ctx);
 }
 
+/** How long after a worker took its client the next spare is started at the latest. */
+const NEXT_SPARE_MS = 100;
+
 async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
   const log = ctx.log.module("service");
   const w = workerCommand();
@@ -101,15 +104,26 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     const child = spawn(process.execPath, [...w.execArgv, w.file], { stdio: ["ignore", "ignore", "inherit", listenFd, "pipe"], env });
     spare = child;
     let accepted = false;
+    let next: NodeJS.Timeout | undefined;
+    const startNext = (): void => {
+      if (next === undefined) return;
+      clearTimeout(next);
+      next = undefined;
+      start();
+    };
     (child.stdio[REPORT_FD] as NodeJS.ReadableStream).on("data", () => {
       if (accepted) return;
       accepted = true;
       quickFailures = 0;
       log.info(`worker ${child.pid} took a connection`);
-      if (spare === child) start();
+      // The next spare boots (Node, the modules, the warm-up: a CPU's worth for a while)
+      // once this worker is done, or NEXT_SPARE_MS after it took its client: not on the
+      // CPUs that client's request runs on, unless it runs long.
+      if (spare === child) next = setTimeout(startNext, NEXT_SPARE_MS);
     });
     child.on("exit", (code, signal) => {
       log.info(`worker ${child.pid} exited with ${code ?? `signal ${signal}`}`);
+      startNext();
       if (accepted || stopping || spare !== child) return;
       // the spare died before taking a connection: start another, slowly if it keeps failing
       quickFailures = Date.now() - t0 < 1000 ? quickFailures + 1 : 0;
