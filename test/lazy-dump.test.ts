@@ -4,7 +4,7 @@
 // served in criu's protocol until the daemon closes. The workload (test/workloads/bigmem.c)
 // fills its memory with a pattern of each word's index, so every fetched byte is checked.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -15,6 +15,7 @@ import { decodeHeader, encodeHeader, PS_IOV, type Layout } from "../orchestrator
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuLogTail, criuShell, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { pki } from "./helpers/pki.js";
 import { bigmemWord, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 const PAGE = 4096;
@@ -202,19 +203,9 @@ test.serial("dump --lazy-pages: a GET for a page not held, a lost connection and
 test.serial("dump --lazy-pages --tls: fetched over TLS with a CA made here; --status-fd's byte comes when it listens", async (t) => {
   const w = await startWorkload(t, "bigmem", ["4"]);
   const mem = BigInt(w.addr("mem"));
-  const dir = tempDir(t, "tscriu-pki-");
-  const run = (args: string[]): void => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
-  };
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tscriu test CA"]);
-  for (const who of ["server", "client"]) {
-    run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", "/CN=127.0.0.1"]);
-    writeFileSync(join(dir, `${who}.ext`), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n");
-    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${who}.pem`, "-days", "2", "-extfile", `${who}.ext`]);
-  }
-  const d = await lazyDump(t, w, ["-R", "--tls", "--tls-cacert", join(dir, "ca.pem"), "--tls-cert", join(dir, "server.pem"), "--tls-key", join(dir, "server.key")]);
-  const f = await PageFetcher.connect({ address: "127.0.0.1", port: d.port, tls: { cacert: join(dir, "ca.pem"), cert: join(dir, "client.pem"), key: join(dir, "client.key") } });
+  const ca = pki(tempDir(t, "tscriu-pki-"));
+  const d = await lazyDump(t, w, ["-R", ...ca.cert("server")]);
+  const f = await PageFetcher.connect({ address: "127.0.0.1", port: d.port, tls: { cacert: ca.ca, ...ca.files("client") } });
   t.is(f.layout, 32);
   const asks = Array.from({ length: 16 }, (_, i) => f.get(w.pid, mem + BigInt(i * 64 * PAGE), 64));
   for (const [i, g] of (await Promise.all(asks)).entries()) {

@@ -7,7 +7,7 @@
 // restore against criu 4.1.1's (CI's root), both ways; a failed restore and a missing
 // daemon.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { PAGE_SIZE } from "../images/pages.js";
@@ -18,6 +18,7 @@ import { criuDumps, criuShell, haveRoot, runCriuShell } from "./helpers/criu-roo
 import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, restoreTask } from "./helpers/restore.js";
 import { freePort } from "./helpers/programs.js";
+import { pki } from "./helpers/pki.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { bigmemWord, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -203,18 +204,8 @@ test.serial("post-copy: a page server lost in the middle kills the restored task
 });
 
 test.serial("post-copy over TLS with the daemon in the background: lazy-pages -d --pidfile --status-fd --tls (a CA made here)", async (t) => {
-  const pki = tempDir(t, "tscriu-pki-");
-  const run = (args: string[]): void => {
-    const r = spawnSync("openssl", args, { cwd: pki, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
-  };
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tscriu test CA"]);
-  for (const who of ["server", "client"]) {
-    run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", "/CN=127.0.0.1"]);
-    writeFileSync(join(pki, `${who}.ext`), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n");
-    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${who}.pem`, "-days", "2", "-extfile", `${who}.ext`]);
-  }
-  const tls = (who: string): string[] => ["--tls", "--tls-cacert", join(pki, "ca.pem"), "--tls-cert", join(pki, `${who}.pem`), "--tls-key", join(pki, `${who}.key`)];
+  const ca = pki(tempDir(t, "tscriu-pki-"));
+  const tls = (who: string): string[] => ca.cert(who);
   const w = await startWorkload(t, "incr", ["64"]);
   const dir = tempDir(t);
   const d = await lazyDump(t, w.pid, dir, tls("server"));

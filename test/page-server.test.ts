@@ -16,6 +16,7 @@ import { CLI, tscriu } from "./helpers/cli.js";
 import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { freePort } from "./helpers/programs.js";
+import { crls, pki } from "./helpers/pki.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { restore } from "../orchestrator/restore/restore.js";
@@ -317,37 +318,6 @@ test("RPC: pycriu's PAGE_SERVER starts one (its pid and port in the answer), a D
   await restoreTask(t, remote);
   t.regex(await w.check(), /^PASS /);
 });
-
-/** A CA and certificates it signed for 127.0.0.1 (client and server), made with openssl in `dir`. */
-function pki(dir: string, name = "127.0.0.1"): { ca: string; cert: (who: string) => string[] } {
-  const run = (args: string[]): void => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr || r.error?.message}`);
-  };
-  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tscriu test CA"]);
-  for (const who of ["server", "client"]) {
-    run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${who}.key`, "-out", `${who}.csr`, "-subj", `/CN=${name}`]);
-    writeFileSync(join(dir, `${who}.ext`), `subjectAltName=IP:${name}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n`);
-    run(["x509", "-req", "-in", `${who}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${who}.pem`, "-days", "2", "-extfile", `${who}.ext`]);
-  }
-  return { ca: join(dir, "ca.pem"), cert: (who) => ["--tls", "--tls-cacert", join(dir, "ca.pem"), "--tls-cert", join(dir, `${who}.pem`), "--tls-key", join(dir, `${who}.key`)] };
-}
-
-/** CRLs of pki()'s CA in `dir`: one revoking nothing, one revoking the `revoke` certificate. */
-function crls(dir: string, revoke: string): { empty: string; revoked: string } {
-  const run = (args: string[]): void => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr || r.error?.message}`);
-  };
-  writeFileSync(join(dir, "ca.cnf"), "[ ca ]\ndefault_ca = testca\n[ testca ]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n");
-  writeFileSync(join(dir, "index.txt"), "");
-  writeFileSync(join(dir, "crlnumber"), "01\n");
-  const gen = (out: string): void => run(["ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out", out]);
-  gen("empty-crl.pem");
-  run(["ca", "-config", "ca.cnf", "-revoke", `${revoke}.pem`, "-keyfile", "ca.key", "-cert", "ca.pem"]);
-  gen("revoked-crl.pem");
-  return { empty: join(dir, "empty-crl.pem"), revoked: join(dir, "revoked-crl.pem") };
-}
 
 test.serial("--tls-cacrl: the page server refuses a dump whose certificate the list revokes; dump, pre-dump and the lazy-pages daemon a page server whose certificate it revokes; a list without them changes nothing", async (t) => {
   const dir = tempDir(t, "tscriu-pki-");
