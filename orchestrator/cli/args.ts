@@ -99,3 +99,8 @@ export function judgeConfigOption(written: string, command: CriuCommand | "crit"
   if (s === "not-yet" && !negated) return { refuse: notSupportedYet(o, command) };
   return "keep";
 }
+
+/** An option's value as a command reads it: a string option's, undefined when not given. */
+export const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+/** A number option's value, undefined when not given. */
+export const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);

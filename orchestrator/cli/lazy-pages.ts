@@ -2,11 +2,10 @@
 // with criu's options: -D, -W, -d/--daemon, --status-fd, --pidfile, and --page-server
 // with --address, --port and the TLS options to fetch the pages from a dump's page server.
 import { resolve } from "node:path";
+import { num, str } from "./args.js";
 import { tlsOf } from "./dump.js";
 import type { CommandSpec } from "./run.js";
 
-const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
-const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 
 export function lazyPagesCommand(): CommandSpec {
   return {

@@ -2,11 +2,10 @@
 // command with criu's options: -D, --address, --port, --ps-socket, -d/--daemon,
 // --status-fd, --pidfile, --prev-images-dir, --auto-dedup, --tls and its files; with
 // --lazy-pages it serves the lazy pages of the dump in -D to a lazy-pages daemon instead.
+import { num, str } from "./args.js";
 import { tlsOf } from "./dump.js";
 import type { CommandSpec } from "./run.js";
 
-const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
-const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 
 export function pageServerCommand(): CommandSpec {
   return {
