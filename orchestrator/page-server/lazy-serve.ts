@@ -30,7 +30,6 @@ import { commandName, decodeDst, encodeHeader, lazyLayoutOf, PS_IOV, type Header
 
 const PAGE = 4096;
 const TCP_CORK = 3;
-/** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
 
 /** A run of lazy pages a server holds: `pages` pages from `vaddr`. */
 export interface LazyRun {

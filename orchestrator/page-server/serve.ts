@@ -47,7 +47,6 @@ const STAGES = 4;
 const ADDRESS_LIMIT = 1n << 57n;
 /** Where criu's page server starts its pages ids. */
 const FIRST_PAGES_ID = 0x10001;
-/** How long to wait for the rest of a 32-byte header when a session opens with CLOSE. */
 
 export interface SessionOptions {
   /** the images dir (absolute) */
