@@ -682,6 +682,17 @@ export interface NativeBridge {
    * page outside the segments would wait until then).
    */
   uffdSnapshotCopy(fd: number, pid: number, segments: BigUint64Array, buffers: readonly Buffer[]): { bytes: number; early: number };
+  /**
+   * With the task running again: writes each (addr, length, file offset) triple of
+   * `segments` (page-aligned, in address order) of its memory into the file `out` at that
+   * offset, on threads of its own, reading one run while another is written and
+   * unprotecting each run once read; a page the task writes first is copied first (held
+   * in memory and written at the end, at most `hold` pages of them (16384 and at most
+   * that by default): the others are written at once). Resolves to the bytes written and those pages
+   * (`early`); rejects naming the syscall and address, or the address the task discarded
+   * before it was copied. `out` must stay open until it settles.
+   */
+  uffdSnapshotStream(fd: number, pid: number, segments: BigUint64Array, out: number, hold?: number): Promise<{ bytes: number; early: number }>;
 
   // ---- write tracking between incremental passes (src/uffd_track.c) ----
 

@@ -7,7 +7,13 @@
  * go on; every page copied is unprotected right away. So the copy holds each page as
  * it was at the freeze, while the task stood still only to be protected.
  *
- * Page states: 0 not copied, 1 being copied (by one of the two threads), 2 copied.
+ * Two ways out: uffdSnapshotCopy copies into tscriu's buffers (the page server's
+ * dump sends them after); uffdSnapshotStream writes straight into the pages file, each
+ * run at its place, on threads of its own: no memory of the task's size is populated
+ * (fresh memory is slow here), and reading overlaps writing. A page the task writes
+ * first is then copied into a store of its own and written at the end.
+ *
+ * Page states: 0 not copied, 1 being copied (by one of the threads), 2 copied.
  *
  * Memory the task discards meanwhile (munmap, MADV_DONTNEED, mremap) cannot be held
  * back: the kernel goes on as soon as the event is read. So such an event over a page
@@ -16,6 +22,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -32,15 +39,23 @@
 #define PAGE	    4096ULL
 #define RUN_PAGES   256
 #define MAX_BUFFERS 4096
+/* streaming: pages per read and write, and how many threads read and write */
+#define STREAM_PAGES   512
+#define STREAM_THREADS 3
+/* pages written first held in memory (64 MiB), in blocks; beyond, written one by one */
+#define EARLY_BLOCK 512
+#define EARLY_MAX   16384
 
 struct wp_seg {
 	uint64_t addr, len;
-	uint8_t *dst;
+	uint8_t *dst;	/* copy: where its pages go */
+	uint64_t foff;	/* stream: the file offset of its first page */
 	uint64_t first; /* index of its first page in the state array */
 };
 
 struct wp_snap {
 	int uffd, pid;
+	int out; /* stream: the pages file (-1: copy into the segments' buffers) */
 	struct wp_seg *segs;
 	size_t nsegs;
 	_Atomic uint8_t *state;
@@ -48,6 +63,21 @@ struct wp_snap {
 	int err;	/* first error of the fault thread */
 	uint64_t early; /* pages copied first because the task wrote them */
 	uint64_t torn;	/* an address the task discarded before it was copied (0: none) */
+	/* stream: the pages written first, held until the end (offsets in the file) */
+	uint8_t *early_blocks[EARLY_MAX / EARLY_BLOCK];
+	uint64_t *early_off;
+	size_t held;
+	size_t hold;   /* how many of them are held at most (<= EARLY_MAX) */
+	uint8_t *page; /* an aligned page for those written at once */
+	/* stream: the next page to claim, and the first error of the copiers */
+	pthread_mutex_t lock;
+	size_t cur_seg;
+	uint64_t cur_page;
+	atomic_bool failed;
+	int copy_err;
+	uint64_t copy_addr;
+	const char *copy_what;
+	_Atomic uint64_t bytes;
 };
 
 static int unprotect(int uffd, uint64_t addr, uint64_t len)
@@ -60,13 +90,14 @@ static int unprotect(int uffd, uint64_t addr, uint64_t len)
 	return 0;
 }
 
-static int copy_run(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t len)
+/* [addr, addr + len) of the task into dst, whole, or -1 with errno. */
+static int read_task(int pid, uint8_t *dst, uint64_t addr, uint64_t len)
 {
-	struct iovec l = { g->dst + (addr - g->addr), len };
+	struct iovec l = { dst, len };
 	struct iovec r = { (void *)(uintptr_t)addr, len };
 	uint64_t done = 0;
 	while (done < len) {
-		ssize_t n = process_vm_readv(s->pid, &l, 1, &r, 1, 0);
+		ssize_t n = process_vm_readv(pid, &l, 1, &r, 1, 0);
 		if (n <= 0)
 			return n < 0 ? -1 : (errno = EFAULT, -1);
 		done += (uint64_t)n;
@@ -76,6 +107,45 @@ static int copy_run(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t
 		r.iov_len -= (size_t)n;
 	}
 	return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : (errno = EIO, -1);
+		buf += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int copy_run(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t len)
+{
+	return read_task(s->pid, g->dst + (addr - g->addr), addr, len);
+}
+
+/* Stream: a page the task is about to write, copied before the write goes on; held in
+ * memory (written at the end), or, once EARLY_MAX are held, written now. */
+static int copy_early(struct wp_snap *s, struct wp_seg *g, uint64_t addr)
+{
+	uint64_t off = g->foff + (addr - g->addr);
+	if (s->held < s->hold) {
+		size_t b = s->held / EARLY_BLOCK;
+		if (!s->early_blocks[b] && posix_memalign((void **)&s->early_blocks[b], PAGE, EARLY_BLOCK * PAGE))
+			return errno = ENOMEM, -1;
+		if (read_task(s->pid, s->early_blocks[b] + (s->held % EARLY_BLOCK) * PAGE, addr, PAGE) < 0)
+			return -1;
+		s->early_off[s->held++] = off;
+		return 0;
+	}
+	if (read_task(s->pid, s->page, addr, PAGE) < 0)
+		return -1;
+	return pwrite_all(s->out, s->page, PAGE, off);
 }
 
 static struct wp_seg *find_seg(struct wp_snap *s, uint64_t addr)
@@ -124,7 +194,8 @@ static void *faults(void *arg)
 			_Atomic uint8_t *st = &s->state[g->first + (addr - g->addr) / PAGE];
 			uint8_t zero = 0;
 			if (atomic_compare_exchange_strong(st, &zero, 1)) {
-				if (copy_run(s, g, addr, PAGE) < 0 && !s->err)
+				int rc = s->out < 0 ? copy_run(s, g, addr, PAGE) : copy_early(s, g, addr);
+				if (rc < 0 && !s->err)
 					s->err = errno;
 				atomic_store(st, 2);
 				s->early++;
@@ -229,10 +300,10 @@ static napi_value uffd_snapshot_copy(napi_env env, napi_callback_info info)
 			free(segs);
 			return bridge_throw_arg(env, fn, "a segment is unaligned, out of its buffer or out of order");
 		}
-		segs[i] = (struct wp_seg){ a, l, bufs[bi] + off, pages };
+		segs[i] = (struct wp_seg){ a, l, bufs[bi] + off, 0, pages };
 		pages += l / PAGE;
 	}
-	struct wp_snap s = { .uffd = fd, .pid = pid, .segs = segs, .nsegs = nsegs };
+	struct wp_snap s = { .uffd = fd, .pid = pid, .out = -1, .segs = segs, .nsegs = nsegs };
 	s.state = calloc(pages ? pages : 1, 1);
 	if (!s.state) {
 		free(segs);
@@ -309,11 +380,256 @@ static napi_value uffd_snapshot_copy(napi_env env, napi_callback_info info)
 	return res;
 }
 
+/* Stream: the next run of pages nobody has taken (at most STREAM_PAGES, contiguous). */
+static bool claim(struct wp_snap *s, struct wp_seg **gp, uint64_t *pp, uint64_t *kp)
+{
+	pthread_mutex_lock(&s->lock);
+	for (; s->cur_seg < s->nsegs; s->cur_seg++, s->cur_page = 0) {
+		struct wp_seg *g = &s->segs[s->cur_seg];
+		uint64_t n = g->len / PAGE;
+		while (s->cur_page < n) {
+			uint64_t p = s->cur_page, k = 0;
+			while (p + k < n && k < STREAM_PAGES) {
+				uint8_t zero = 0;
+				if (!atomic_compare_exchange_strong(&s->state[g->first + p + k], &zero, 1))
+					break;
+				k++;
+			}
+			if (k == 0) {
+				s->cur_page++;
+				continue;
+			}
+			s->cur_page = p + k;
+			pthread_mutex_unlock(&s->lock);
+			*gp = g;
+			*pp = p;
+			*kp = k;
+			return true;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return false;
+}
+
+static void stream_fail(struct wp_snap *s, int err, uint64_t addr, const char *what)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->copy_err) {
+		s->copy_err = err;
+		s->copy_addr = addr;
+		s->copy_what = what;
+	}
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->failed, true);
+}
+
+/* A copier: reads a run, lets the task write it again, writes it at its place in the file. */
+static void *stream_copier(void *arg)
+{
+	struct wp_snap *s = arg;
+	uint8_t *buf;
+	if (posix_memalign((void **)&buf, PAGE, STREAM_PAGES * PAGE)) {
+		stream_fail(s, ENOMEM, 0, "posix_memalign");
+		return NULL;
+	}
+	struct wp_seg *g;
+	uint64_t p, k;
+	while (!atomic_load(&s->failed) && claim(s, &g, &p, &k)) {
+		uint64_t addr = g->addr + p * PAGE;
+		int rc = read_task(s->pid, buf, addr, k * PAGE);
+		int err = errno;
+		for (uint64_t j = 0; j < k; j++)
+			atomic_store(&s->state[g->first + p + j], 2);
+		if (rc < 0) {
+			stream_fail(s, err, addr, "process_vm_readv");
+			break;
+		}
+		if (unprotect(s->uffd, addr, k * PAGE) < 0) {
+			stream_fail(s, errno, addr, "ioctl(UFFDIO_WRITEPROTECT)");
+			break;
+		}
+		if (pwrite_all(s->out, buf, k * PAGE, g->foff + p * PAGE) < 0) {
+			stream_fail(s, errno, addr, "pwrite");
+			break;
+		}
+		atomic_fetch_add(&s->bytes, k * PAGE);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* The pages the task wrote first, at their places, through the page cache (a 4 KiB
+ * O_DIRECT write each would wait for the disk); the copiers' writes are all done. */
+static int write_early(struct wp_snap *s)
+{
+	if (s->held == 0)
+		return 0;
+	char path[40];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->out);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (size_t i = 0; i < s->held; i++) {
+		if (pwrite_all(fd, s->early_blocks[i / EARLY_BLOCK] + (i % EARLY_BLOCK) * PAGE, PAGE, s->early_off[i]) <
+		    0) {
+			int err = errno;
+			close(fd);
+			return errno = err, -1;
+		}
+	}
+	return close(fd);
+}
+
+struct stream_job {
+	napi_async_work work;
+	napi_deferred deferred;
+	struct wp_snap s;
+};
+
+static void stream_job_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct wp_snap *s = &((struct stream_job *)arg)->s;
+	pthread_t fault_th, th[STREAM_THREADS - 1];
+	int perr = pthread_create(&fault_th, NULL, faults, s);
+	if (perr) {
+		stream_fail(s, perr, 0, "pthread_create");
+		return;
+	}
+	size_t started = 0;
+	for (; started < STREAM_THREADS - 1; started++) {
+		perr = pthread_create(&th[started], NULL, stream_copier, s);
+		if (perr)
+			break; /* fewer copiers: slower, not wrong */
+	}
+	stream_copier(s);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	atomic_store(&s->stop, true);
+	pthread_join(fault_th, NULL);
+	if (!s->copy_err && s->err)
+		stream_fail(s, s->err, 0, "the write fault of a page not copied yet");
+	if (!s->copy_err && !s->torn && write_early(s) < 0)
+		stream_fail(s, errno, 0, "pwrite of the pages written first");
+}
+
+static void stream_job_free(struct stream_job *j)
+{
+	struct wp_snap *s = &j->s;
+	for (size_t i = 0; i < EARLY_MAX / EARLY_BLOCK; i++)
+		free(s->early_blocks[i]);
+	free(s->early_off);
+	free(s->page);
+	free((void *)s->state);
+	free(s->segs);
+	pthread_mutex_destroy(&s->lock);
+	free(j);
+}
+
+static void stream_job_done(napi_env env, napi_status status, void *arg)
+{
+	struct stream_job *j = arg;
+	struct wp_snap *s = &j->s;
+	if (status == napi_cancelled) {
+		napi_reject_deferred(env, j->deferred,
+				     bridge_errno_error(env, "uffdSnapshotStream", ECANCELED, 0, NULL));
+	} else if (s->copy_err) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "write-protect snapshot: %s at 0x%" PRIx64, s->copy_what, s->copy_addr);
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, msg, s->copy_err, s->pid, NULL));
+	} else if (s->torn) {
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "write-protect snapshot: the task discarded memory at 0x%" PRIx64
+			 " (munmap, MADV_DONTNEED or mremap) before it was copied",
+			 s->torn);
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, msg, EAGAIN, s->pid, NULL));
+	} else {
+		napi_value res, v;
+		napi_create_object(env, &res);
+		napi_create_double(env, (double)atomic_load(&s->bytes), &v);
+		napi_set_named_property(env, res, "bytes", v);
+		napi_create_double(env, (double)s->early, &v);
+		napi_set_named_property(env, res, "early", v);
+		napi_resolve_deferred(env, j->deferred, res);
+	}
+	napi_delete_async_work(env, j->work);
+	stream_job_free(j);
+}
+
+/* uffdSnapshotStream(fd, pid, segments, out[, hold]): with the task running, writes
+ * each (addr, length, file offset) triple of its memory into the file `out` at that
+ * offset, on threads of its own; pages the task writes first are copied first (at most
+ * `hold` of them held in memory, EARLY_MAX by default). Resolves to { bytes, early }. */
+static napi_value uffd_snapshot_stream(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdSnapshotStream";
+	napi_value argv[5], name, promise;
+	int32_t fd, pid, out;
+	uint32_t hold = EARLY_MAX;
+	uint64_t *q;
+	size_t nsegs;
+	if (!bridge_get_args_range(env, info, 4, 5, argv, NULL, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_pid(env, argv[1], &pid, fn) ||
+	    !bridge_arg_u64s(env, argv[2], &q, &nsegs, 3, fn,
+			     "segments must be a BigUint64Array of (addr, length, file offset) triples") ||
+	    !bridge_arg_fd(env, argv[3], &out, fn, "out must be the pages file's fd") ||
+	    (!bridge_is_nullish(env, argv[4]) &&
+	     !bridge_arg_uint32(env, argv[4], &hold, fn, "hold must be a count of pages")))
+		return NULL;
+	struct stream_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	struct wp_snap *s = &j->s;
+	pthread_mutex_init(&s->lock, NULL);
+	s->uffd = fd;
+	s->pid = pid;
+	s->out = out;
+	s->hold = hold < EARLY_MAX ? hold : EARLY_MAX;
+	atomic_init(&s->stop, false);
+	atomic_init(&s->failed, false);
+	atomic_init(&s->bytes, 0);
+	s->segs = calloc(nsegs ? nsegs : 1, sizeof(*s->segs));
+	s->early_off = malloc(EARLY_MAX * sizeof(*s->early_off));
+	if (!s->segs || !s->early_off || posix_memalign((void **)&s->page, PAGE, PAGE)) {
+		stream_job_free(j);
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	}
+	uint64_t pages = 0;
+	for (size_t i = 0; i < nsegs; i++) {
+		uint64_t a = q[3 * i], l = q[3 * i + 1], off = q[3 * i + 2];
+		if (a % PAGE || l % PAGE || off % PAGE || (i > 0 && a < s->segs[i - 1].addr + s->segs[i - 1].len)) {
+			stream_job_free(j);
+			return bridge_throw_arg(env, fn, "a segment is unaligned or out of order");
+		}
+		s->segs[i] = (struct wp_seg){ a, l, NULL, off, pages };
+		pages += l / PAGE;
+	}
+	s->nsegs = nsegs;
+	s->state = calloc(pages ? pages : 1, 1);
+	if (!s->state) {
+		stream_job_free(j);
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	}
+	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
+	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+	    napi_create_async_work(env, NULL, name, stream_job_run, stream_job_done, j, &j->work) != napi_ok ||
+	    napi_queue_async_work(env, j->work) != napi_ok) {
+		if (j->work)
+			napi_delete_async_work(env, j->work);
+		stream_job_free(j);
+		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
+	}
+	return promise;
+}
+
 void bridge_init_uffd_wp(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "uffdWriteProtect", uffd_write_protect },
 		{ "uffdSnapshotCopy", uffd_snapshot_copy },
+		{ "uffdSnapshotStream", uffd_snapshot_stream },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -33,6 +33,8 @@ const SPARE_PROBE = 16 << 20;
 const PACE_PROBE = 256 << 20;
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
+/** The buffer of a run that has no room (written in place by a snapshot). */
+const NO_ROOM = Buffer.alloc(0);
 
 /** A run of pages copied out of the task: its data at buf[off, off + pages * 4096). */
 export interface CapturedRun {
@@ -189,16 +191,15 @@ export function captureLimit(): number {
   return Math.floor(memAvailable() / 2);
 }
 
-/** The anonymous memory of the tree under pid (smaps_rollup), read before the freeze to size the pool. */
-export function estimateAnon(pid: number): number {
+/** The sum of `each` over the processes of the tree under pid (those gone meanwhile count 0). */
+function sumTree(pid: number, each: (p: number) => number): number {
   let bytes = 0;
   const seen = new Set<number>();
   const visit = (p: number): void => {
     if (seen.has(p) || seen.size > 4096) return;
     seen.add(p);
     try {
-      const m = /^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, "utf8"));
-      if (m) bytes += Number(m[1]) * 1024;
+      bytes += each(p);
       for (const c of threadsAndChildren(p).children) visit(c);
     } catch {
       // gone, or a zombie: nothing to copy
@@ -208,11 +209,42 @@ export function estimateAnon(pid: number): number {
   return bytes;
 }
 
+/** The anonymous memory of the tree under pid (smaps_rollup), read before the freeze to size the pool. */
+export function estimateAnon(pid: number): number {
+  return sumTree(pid, (p) => {
+    const m = /^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  });
+}
+
+/**
+ * The anonymous memory of the tree under pid outside writable private anonymous VMAs
+ * (smaps): what a write-protect snapshot still copies while the task is frozen
+ * (copy-on-written pages of private file mappings, read-only anonymous memory).
+ */
+export function estimateUnprotected(pid: number): number {
+  return sumTree(pid, (p) => {
+    let bytes = 0;
+    let counted = false;
+    for (const line of readFileSync(`/proc/${p}/smaps`, "utf8").split("\n")) {
+      const vma = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+      if (vma) {
+        const [, perms, inode, path] = vma;
+        counted = !(perms === "rw-p" && inode === "0" && (path === "" || /^\[(heap|stack|anon:)/.test(path!)));
+        continue;
+      }
+      if (counted && line.startsWith("Anonymous:")) bytes += Number(/(\d+) kB/.exec(line)?.[1] ?? 0) * 1024;
+    }
+    return bytes;
+  });
+}
+
 /**
  * Copies the planned pages of a frozen task into buffers of the pool; the segments
- * `later` picks get their room but are not read.
+ * `later` picks are not read, and get their room only with `laterRoom` (a snapshot that
+ * copies them into it; one that writes them in place needs none).
  */
-export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults, later?: (s: Segment) => boolean): Captured {
+export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, faults: Faults, later?: (s: Segment) => boolean, laterRoom = true): Captured {
   const runs: CapturedRun[] = [];
   const reserved = new Set<number>();
   let buf = pool.take();
@@ -231,6 +263,11 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
       let at = s.addr;
       let left = s.len;
       while (left > 0) {
+        if (later?.(s) && !laterRoom) {
+          reserved.add(runs.length);
+          runs.push({ vaddr: at, pages: left / PAGE, flags: s.flags, fresh: false, buf: NO_ROOM, off: 0 });
+          break;
+        }
         if (fill === buf.length) {
           flush();
           buf = pool.take();

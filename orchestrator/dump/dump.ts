@@ -23,7 +23,7 @@ import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } 
 import { SharedIds, type TaskIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages, slicePlan, takeLazy, type PagePlan, type Segment } from "./memory.js";
-import { CapturePool, captureLimit, capturePages, estimateAnon, type Captured } from "./capture.js";
+import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
@@ -267,6 +267,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let pool: CapturePool | undefined;
   // Writes tracked since the parent pass, and whether to track them for the next one.
   const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
+  // A write-protect snapshot into local pages files writes the protected pages in place
+  // (wpsnap.ts): only the others are held in memory.
+  const streamSnap = opts.wpSnapshot === true && finalState === "resume" && !preDump && !tracking.active && !opts.pageServer;
   let remote: PageServerClient | undefined;
   let lazyServer: LazyPagesServer | undefined;
   /** the lazy pages' buffers, populated before the freeze (capture.ts) */
@@ -286,7 +289,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
-    const want = early ? Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes) : 0;
+    const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes);
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
     tracking.release();
@@ -365,6 +368,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   };
   let released = false;
   const snaps: WpSnapshot[] = [];
+  /** snapshots writing in place: settled before anything they use is closed */
+  const inPlace: { sink: PageSink; streamed: Promise<number> }[] = [];
   const lazyStore = new LazyPageStore();
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
@@ -487,13 +492,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
     /** `base`: the bytes of the dump's pages before these (the progress events count them all) */
-    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; base: number; snap?: WpSnapshot | undefined }[] = [];
-    const fits = pool?.complete === true && total * PAGE <= limit;
+    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; base: number; snap?: WpSnapshot | undefined; sink?: PageSink; streamed?: Promise<number> }[] = [];
+    // (a snapshot written in place holds only the unprotected pages: the pool's estimate)
+    const fits = pool?.complete === true && (streamSnap || total * PAGE <= limit);
     if (pool?.complete && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     // Otherwise the pages stream while the task is frozen, into a spare pool (what was
     // populated already, grown while the writes are waited for): the task is let go once
     // it holds the rest (copyPages).
-    const spare = early && !fits ? CapturePool.spare(limit, pool) : undefined;
+    let spare = early && !fits ? CapturePool.spare(limit, pool) : undefined;
     let before = 0;
     const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
     for (const [i, c] of memProcs.entries()) {
@@ -514,16 +520,19 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const parent = parents[i];
       const base = before;
       before += plan.pages * PAGE;
-      if (fits) {
-        const t0 = process.hrtime.bigint();
-        const snap = opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
-        if (snap) snaps.push(snap);
+      const t0 = process.hrtime.bigint();
+      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
+      if (snap) snaps.push(snap);
+      // A snapshot that could not protect falls back to the pool, which holds everything
+      // unless it was sized for a snapshot written in place: then the pages stream now.
+      if (snap || (fits && !streamSnap)) {
         const later = snap ? (s: Segment): boolean => !s.procMem && !s.fresh && snap.covers(s.addr, s.len) : undefined;
-        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later), out, parent, unchanged: plan.parentRanges, base, snap });
+        deferred.push({ c: capturePages(c.pid, plan, pool!, faults, later, !streamSnap), out, parent, unchanged: plan.parentRanges, base, snap });
         readNs += process.hrtime.bigint() - t0;
         tracking.arm(c.pid, c.vmas, plan);
         continue;
       }
+      if (early && !spare) spare = CapturePool.spare(limit, pool);
       if (!parent && plan.parentRanges.length === 0) {
         const r = await copyPages(c.pid, plan, out, faults, progress(base), spare);
         readNs += r.readNs;
@@ -650,6 +659,18 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const d of deferred) {
       if (!d.snap) continue;
       const t0 = process.hrtime.bigint();
+      if (streamSnap) {
+        // its pagemap and the unprotected pages queued; the protected ones written in place meanwhile
+        const sink = new PageSink(d.out, d.parent, progress(d.base), d.unchanged);
+        d.sink = sink;
+        const { holes, fd } = await sink.add(d.c);
+        const streamed = d.snap.stream(holes, fd);
+        // awaited below, or on failure; a rejection meanwhile is not unhandled
+        void streamed.catch(() => undefined);
+        d.streamed = streamed;
+        inPlace.push({ sink, streamed });
+        continue;
+      }
       const early = d.snap.copy(d.c, d.c.reserved);
       readNs += process.hrtime.bigint() - t0;
       log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
@@ -657,6 +678,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
+      if (d.sink) {
+        const r = await d.sink.finish();
+        const early = await d.streamed!;
+        log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} pages copied first because it wrote them`);
+        stats.pages_written += BigInt(r.written);
+        await d.out.close(false);
+        d.c.runs.length = 0;
+        continue;
+      }
       const r = await writeCaptured(d.c, d.out, d.parent, progress(d.base), d.unchanged);
       stats.pages_written += BigInt(r.written);
       stats.pages_skipped_parent += BigInt(r.skipped);
@@ -690,6 +720,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     const err = asDumpError(step, pid, e);
     lazyServer?.close();
+    // the threads writing in place done before their userfaultfd and pages file close
+    await Promise.allSettled(inPlace.map((x) => x.streamed));
+    for (const x of inPlace) await x.sink.abort();
     // Unprotected before the task may run (or, let go already, before it waits on a write for good).
     for (const s of snaps) {
       const why = s.end();

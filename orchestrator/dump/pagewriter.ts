@@ -32,6 +32,12 @@ export interface PageTransport {
   write(buf: Uint8Array, len: number): Promise<void>;
   /** appends a pagemap entry; data for PE_PRESENT entries comes through write() in order */
   run(r: PagemapRun): void;
+  /**
+   * Takes the next `len` bytes of the pages file, to be written in place by someone else
+   * (a write-protect snapshot's threads, wpsnap.ts): the file's fd and the offset.
+   * Only a transport into a local file has it.
+   */
+  hole?(len: number): { fd: number; at: number };
   /** flushes, writes the pagemap, fsyncs when asked */
   close(sync: boolean): Promise<void>;
   /** removes what was written (after a failure) */
@@ -98,6 +104,12 @@ export class LocalPages implements PageTransport {
         this.flushing = undefined;
       });
     }
+  }
+
+  hole(len: number): { fd: number; at: number } {
+    const at = this.pos;
+    this.pos += len;
+    return { fd: this.fh!.fd, at };
   }
 
   run(r: PagemapRun): void {

@@ -163,6 +163,12 @@ class Writer {
     if (this.error !== undefined) throw this.error;
   }
 
+  /** Starts what is queued (its place in the file is taken), without waiting for it. */
+  async seal(): Promise<void> {
+    await this.issue();
+    await this.flushStage();
+  }
+
   async flush(): Promise<void> {
     await this.issue();
     await this.flushStage();
@@ -265,11 +271,29 @@ export class PageSink {
     await this.w.add(buf, off, pages * PAGE);
   }
 
-  /** Queues the runs of `c` (their buffers stay in use until drain()). */
-  async add(c: Captured): Promise<void> {
+  /**
+   * Queues the runs of `c` (their buffers stay in use until drain()). Its reserved runs
+   * (not copied: a write-protect snapshot writes them in place) get their pagemap entry
+   * and their place in the pages file only; returned as (addr, length, file offset)
+   * triples, with the file's fd. Reserved runs need a transport with hole() and no parent.
+   */
+  async add(c: Captured): Promise<{ holes: bigint[]; fd: number }> {
     const parent = this.parent;
-    for (const r of c.runs) {
+    const holes: bigint[] = [];
+    let fd = -1;
+    for (const [i, r] of c.runs.entries()) {
       this.unchangedBelow(r.vaddr);
+      if (c.reserved.has(i)) {
+        if (!this.out.hole || parent) throw new Error("reserved pages need a local pages file and no parent");
+        this.out.run({ vaddr: BigInt(r.vaddr), pages: r.pages, flags: r.flags });
+        this.stats.written += r.pages;
+        await this.w.seal();
+        const place = this.out.hole(r.pages * PAGE);
+        fd = place.fd;
+        const at = place.at;
+        holes.push(BigInt(r.vaddr), BigInt(r.pages * PAGE), BigInt(at));
+        continue;
+      }
       if (!parent || r.fresh) {
         await this.present(r.vaddr, r.pages, r.flags, r.buf, r.off);
         continue;
@@ -306,6 +330,7 @@ export class PageSink {
         }
       }
     }
+    return { holes, fd };
   }
 
   /** Waits until every write queued so far is done: the captured buffers may be used again. */

@@ -4,6 +4,10 @@
 // page it writes before it was copied waits in the fault until a thread of tscriu has
 // copied it (host-bridge/src/uffd_wp.c), so the copy is the memory of the frozen instant.
 // The task stands still for the protection (page tables, not data), not for the copy.
+// Into a local pages file the protected pages are written in place by threads of the
+// bridge (stream), so no memory of their size is populated for them (fresh memory is
+// what costs here) and reading overlaps writing; for the page server they are copied
+// into tscriu's buffers first (copy) and sent after, in order.
 //
 // Limits: only writable private anonymous VMAs (heap, stacks, anonymous mappings) are
 // protected; the other pages that a dump takes (copy-on-written pages of private file
@@ -93,6 +97,22 @@ export class WpSnapshot {
     return new WpSnapshot(pid, uffd, ranges);
   }
 
+  /**
+   * Writes the reserved runs of a capture in place in the pages file `out` while the task
+   * runs (`holes`: (addr, length, file offset) triples, PageSink.add's); resolves to the
+   * pages copied early (the task wrote them first). Ends the protection either way.
+   */
+  async stream(holes: readonly bigint[], out: number): Promise<number> {
+    try {
+      if (holes.length === 0) return 0;
+      // TSCRIU_WP_HOLD: fewer pages written first held in memory (tests of the path past it)
+      const hold = process.env["TSCRIU_WP_HOLD"];
+      return (await bridge().uffdSnapshotStream(this.uffd, this.pid, new BigUint64Array(holes), out, hold === undefined ? undefined : Number(hold))).early;
+    } finally {
+      this.end();
+    }
+  }
+
   /** Copies the reserved runs of `c` while the task runs; returns pages copied early (the task wrote them). */
   copy(c: Captured, reserved: ReadonlySet<number>): number {
     const bufs: Buffer[] = [];
@@ -105,7 +125,9 @@ export class WpSnapshot {
       quads.push(BigInt(r.vaddr), BigInt(r.pages * 4096), BigInt(bi), BigInt(r.off));
     });
     try {
-      return bridge().uffdSnapshotCopy(this.uffd, this.pid, new BigUint64Array(quads), bufs).early;
+      const early = bridge().uffdSnapshotCopy(this.uffd, this.pid, new BigUint64Array(quads), bufs).early;
+      for (const i of [...reserved]) c.reserved.delete(i);
+      return early;
     } finally {
       this.end();
     }
