@@ -265,6 +265,35 @@ test.serial("dump -R --wp-snapshot of a task that writes faster than its pages a
   t.regex(await w.check(), /^PASS /);
 });
 
+test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot written in place in turn, the tree runs on and restores", async (t) => {
+  const w = await startWorkload(t, "tree");
+  const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
+  t.teardown(() => {
+    for (const p of others) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+  t.is(await w.check(), "PASS tree=5");
+  const base = tempDir(t, "tscriu-wp-");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
+  t.is(r.code, 0, r.stderr);
+  t.is(readFileSync(join(base, "dump.log"), "utf8").match(/write-protect snapshot written in place/g)?.length, 5);
+  // running on, unprotected (a check now would change the file the images hold)
+  for (const p of [w.pid, ...others]) {
+    t.regex(readFileSync(`/proc/${p}/stat`, "utf8"), /^\d+ \(\S+\) [RS] /, `pid ${p} runs on`);
+    noUffd(t, p);
+  }
+  for (const p of others) process.kill(p, "SIGKILL");
+  await killAndReap(w.pid);
+  for (const p of others) await waitFor(`pid ${p} to be gone`, () => goneOrZombie(p));
+  await restoreTask(t, join(base, "d"));
+  t.is(await w.check(), "PASS tree=5");
+});
+
 test.serial("dump -R --wp-snapshot that fails before or after the task is let go: write-protection removed, the task runs on", async (t) => {
   const w = await startWorkload(t, "incr", ["16", "5"]);
   const base = tempDir(t, "tscriu-wp-");

@@ -656,6 +656,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
       log.info(`task let go after ${stats.frozen_time} us frozen; writing its pages`);
     }
+    // Snapshots written in place go one process after another (each runs threads of its
+    // own); a write of a later process waits until its own copy has started.
+    let previous: Promise<unknown> = Promise.resolve();
     for (const d of deferred) {
       if (!d.snap) continue;
       const t0 = process.hrtime.bigint();
@@ -664,7 +667,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const sink = new PageSink(d.out, d.parent, progress(d.base), d.unchanged);
         d.sink = sink;
         const { holes, fd } = await sink.add(d.c);
-        const streamed = d.snap.stream(holes, fd);
+        const snap = d.snap;
+        // (after a failure of an earlier one, not started: the failure ends every protection)
+        const streamed = previous.then(() => snap.stream(holes, fd));
+        previous = streamed;
         // awaited below, or on failure; a rejection meanwhile is not unhandled
         void streamed.catch(() => undefined);
         d.streamed = streamed;
