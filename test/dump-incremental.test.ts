@@ -203,7 +203,8 @@ test.serial("a damaged parent fails the dump naming its file; the task runs on, 
   await runsOn(t, w);
 });
 
-test.serial("a process tree through pre-dump and dump: a pagemap per process, each restored from the chain", async (t) => {
+/** The tree workload (five processes); the four besides the root are killed when the test ends. */
+async function startTree(t: ExecutionContext): Promise<{ w: Awaited<ReturnType<typeof startWorkload>>; others: number[] }> {
   const w = await startWorkload(t, "tree");
   const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
   t.teardown(() => {
@@ -215,6 +216,11 @@ test.serial("a process tree through pre-dump and dump: a pagemap per process, ea
       }
     }
   });
+  return { w, others };
+}
+
+test.serial("a process tree through pre-dump and dump: a pagemap per process, each restored from the chain", async (t) => {
+  const { w, others } = await startTree(t);
   t.is(await w.check(), "PASS tree=5");
   const base = tempDir(t, "tscriu-chain-");
   await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
@@ -266,17 +272,7 @@ test.serial("dump -R --wp-snapshot of a task that writes faster than its pages a
 });
 
 test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot written in place in turn, the tree runs on and restores", async (t) => {
-  const w = await startWorkload(t, "tree");
-  const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
-  t.teardown(() => {
-    for (const p of others) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  });
+  const { w, others } = await startTree(t);
   t.is(await w.check(), "PASS tree=5");
   const base = tempDir(t, "tscriu-wp-");
   const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
