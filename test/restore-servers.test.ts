@@ -17,8 +17,9 @@ import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { dump } from "../orchestrator/dump/dump.js";
 import { freePort, startProgram } from "./helpers/programs.js";
-import { waitFor } from "./helpers/workloads.js";
+import { killAndReap, waitFor } from "./helpers/workloads.js";
 
 /** Where a program is, or a failure naming the Debian package that has it. */
 function need(t: ExecutionContext, program: string, pkg: string): string | undefined {
@@ -245,6 +246,67 @@ test("node: an HTTP server with a timer counts on after the restore; its libuv t
   t.true(ticks > second.ticks, "the timer ticks on after the restore");
 });
 
+
+/**
+ * dump -R --wp-snapshot of a running server: it serves on while its pages are copied; then
+ * it is killed, and the restore has the state of the freeze, not what came after.
+ */
+async function snapshotThenKill(t: ExecutionContext, pid: number, after: () => Promise<void>): Promise<string> {
+  const dir = tempDir(t);
+  const r = await dump({ pid, imagesDir: dir, leaveRunning: true, wpSnapshot: true });
+  t.true(r.stats.frozen_time > 0);
+  await after();
+  await killAndReap(pid);
+  await waitFor(`pid ${pid} to be free after it was killed`, () => !existsSync(`/proc/${pid}`));
+  return dir;
+}
+
+test("redis-server and dump -R --wp-snapshot: it serves on while its pages are copied; the restore has the keys of the freeze", async (t) => {
+  const bin = need(t, "redis-server", "redis-server");
+  if (!bin) return;
+  const port = await freePort();
+  const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
+  await listening(port);
+  const redis = (cmd: string): Promise<string> => ask(port, `${cmd}\r\n`, (r) => r.endsWith("\r\n"));
+  t.is(await redis("SET greeting hello"), "+OK\r\n");
+  // a few MiB of values: pages for the snapshot to copy
+  for (let i = 0; i < 64; i++) t.is(await redis(`SET big${i} ${String(i % 10).repeat(64 << 10)}`), "+OK\r\n");
+  await quiet(port);
+  const dir = await snapshotThenKill(t, w.pid, async () => {
+    t.is(await redis("SET later written-after-the-freeze"), "+OK\r\n", "the original serves on");
+    await quiet(port);
+  });
+  await restoreTask(t, dir);
+  t.is(await redis("GET greeting"), "$5\r\nhello\r\n");
+  t.is(await redis("STRLEN big63"), `:${64 << 10}\r\n`);
+  t.is(await redis("GET later"), "$-1\r\n", "nothing from after the freeze");
+});
+
+test("node and dump -R --wp-snapshot: a timer writing every 5 ms through the copy; the restore counts on from the freeze", async (t) => {
+  const port = await freePort();
+  const js = [
+    "const http = require('http');",
+    "let hits = 0, ticks = 0;",
+    "const junk = [];",
+    "setInterval(() => { ticks++; junk.push(Buffer.alloc(4096, ticks & 255)); if (junk.length > 4096) junk.shift(); }, 5);",
+    `http.createServer((req, res) => { hits++; res.end(JSON.stringify({ hits, ticks })); }).listen(${port}, '127.0.0.1');`,
+  ].join("\n");
+  const w = await startProgram(t, [process.execPath, "-e", js], () => true);
+  await listening(port);
+  const body = async (): Promise<{ hits: number; ticks: number }> => JSON.parse((await get(port)).split("\r\n\r\n")[1]!) as { hits: number; ticks: number };
+  t.is((await body()).hits, 1);
+  const threads = threadsOf(w.pid);
+  await quiet(port);
+  const dir = await snapshotThenKill(t, w.pid, async () => {
+    t.is((await body()).hits, 2, "the original serves on");
+    await quiet(port);
+  });
+  await restoreTask(t, dir);
+  t.is(threadsOf(w.pid), threads);
+  const again = await body();
+  t.is(again.hits, 2, "the hit count goes on from the freeze, not from after it");
+  t.true(again.ticks > 0);
+});
 
 test("redis-server with a client connected through dump and restore (--tcp-established): the same connection carries the next commands; what the client sent while the server was gone is answered", async (t) => {
   const bin = need(t, "redis-server", "redis-server");
