@@ -345,6 +345,12 @@ export interface NativeBridge {
   /** Int options set in order, `spec` holding (level, name, value) triples; throws at the first that fails. */
   setsockoptInts(fd: number, spec: Int32Array): void;
 
+  /**
+   * The whole file at `path`, read to its end on libuv's thread pool, read after read
+   * without the event loop between them (a /proc file comes a page per read): started
+   * before this returns. Rejects naming the path (EFBIG past 256 MiB).
+   */
+  readWholeAsync(path: string): Promise<Buffer>;
   /** syncfs(2): writes out the file system `fd` is on. */
   syncfs(fd: number): void;
 
@@ -668,10 +674,11 @@ export interface NativeBridge {
   /**
    * On a userfaultfd of a frozen task (made in it, taken with pidfdGetfd): UFFDIO_API with
    * UFFD_FEATURE_PAGEFAULT_FLAG_WP (sync write-protect), then UFFDIO_REGISTER (MODE_WP) and
-   * UFFDIO_WRITEPROTECT of each (start, length) of `ranges`. Unregister with uffdRegister(fd,
-   * ranges, false).
+   * UFFDIO_WRITEPROTECT of each (start, length) of `ranges`, on libuv's thread pool
+   * (resolves when done; rejects naming the ioctl and range). Unregister with
+   * uffdRegister(fd, ranges, false), also after a failure.
    */
-  uffdWriteProtect(fd: number, ranges: BigUint64Array): void;
+  uffdWriteProtect(fd: number, ranges: BigUint64Array): Promise<void>;
   /**
    * With the task running again: copies each (addr, length, buffer index, offset) quad of
    * `segments` (page-aligned, in address order) into buffers[index] at offset with

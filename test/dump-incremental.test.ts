@@ -203,20 +203,21 @@ test.serial("a damaged parent fails the dump naming its file; the task runs on, 
   await runsOn(t, w);
 });
 
-/** The tree workload (five processes); the four besides the root are killed when the test ends. */
-async function startTree(t: ExecutionContext): Promise<{ w: Awaited<ReturnType<typeof startWorkload>>; others: number[] }> {
+/** The tree workload (five processes); the four besides the root are killed when the test ends (kill(), sooner). */
+async function startTree(t: ExecutionContext): Promise<{ w: Awaited<ReturnType<typeof startWorkload>>; others: number[]; kill: () => void }> {
   const w = await startWorkload(t, "tree");
   const others = ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
-  t.teardown(() => {
+  const kill = (): void => {
     for (const p of others) {
       try {
         process.kill(p, "SIGKILL");
       } catch {
-        // gone
+        // gone, maybe with its parent (each has a death signal)
       }
     }
-  });
-  return { w, others };
+  };
+  t.teardown(kill);
+  return { w, others, kill };
 }
 
 test.serial("a process tree through pre-dump and dump: a pagemap per process, each restored from the chain", async (t) => {
@@ -272,7 +273,7 @@ test.serial("dump -R --wp-snapshot of a task that writes faster than its pages a
 });
 
 test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot written in place in turn, the tree runs on and restores", async (t) => {
-  const { w, others } = await startTree(t);
+  const { w, others, kill } = await startTree(t);
   t.is(await w.check(), "PASS tree=5");
   const base = tempDir(t, "tscriu-wp-");
   const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
@@ -283,7 +284,7 @@ test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot wr
     t.regex(readFileSync(`/proc/${p}/stat`, "utf8"), /^\d+ \(\S+\) [RS] /, `pid ${p} runs on`);
     noUffd(t, p);
   }
-  for (const p of others) process.kill(p, "SIGKILL");
+  kill();
   await killAndReap(w.pid);
   for (const p of others) await waitFor(`pid ${p} to be gone`, () => goneOrZombie(p));
   await restoreTask(t, join(base, "d"));

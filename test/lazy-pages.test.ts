@@ -34,18 +34,21 @@ async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "cri
   const log = join(tempDir(t, "tscriu-lazylog-"), "lazy.log");
   const c =
     how === "tscriu"
-      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : []), ...extra], { stdio: "ignore" })
+      ? spawn(process.execPath, [CLI, "lazy-pages", "-D", dir, "-v4", "-o", log, ...(workDir ? ["-W", workDir] : []), ...extra], { stdio: ["ignore", "ignore", "pipe"] })
       : (() => {
           const sh = criuShell(`exec criu lazy-pages -D ${dir} -v4 -o ${log} ${extra.join(" ")}`);
-          return spawn(sh.cmd, sh.args, { stdio: "ignore", env: sh.env });
+          return spawn(sh.cmd, sh.args, { stdio: ["ignore", "ignore", "pipe"], env: sh.env });
         })();
+  // what it says before its log is open (a usage error, a crash) is in the failure
+  let stderr = "";
+  c.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
   t.teardown(() => {
     c.kill("SIGKILL");
   });
   const read = (): string => (existsSync(log) ? readFileSync(log, "utf8") : "");
   const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
   await waitFor(`the ${how} lazy-pages daemon to listen`, () => {
-    if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}`);
+    if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}${stderr}`);
     return existsSync(join(workDir ?? dir, "lazy-pages.socket"));
   });
   return { done, log: read };

@@ -1,11 +1,13 @@
 /* File-level syscalls Node has no call for: hole punching for dedup,
- * SEEK_DATA/SEEK_HOLE (dedup's checks, sparse ghost files) and mknod (ghost
- * FIFOs and device nodes come back as the nodes they were). */
+ * SEEK_DATA/SEEK_HOLE (dedup's checks, sparse ghost files), mknod (ghost
+ * FIFOs and device nodes come back as the nodes they were), and a whole file
+ * read on the thread pool without the event loop between reads (readWholeAsync). */
 #include "bridge.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,11 +93,108 @@ static napi_value syncfs_(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* Most a whole-file read takes (a /proc file of a task with very many mappings is some MiB). */
+#define WHOLE_MAX (256U << 20)
+
+struct whole_job {
+	napi_async_work work;
+	napi_deferred deferred;
+	char *path;
+	uint8_t *data;
+	size_t len;
+	int err;
+	const char *what;
+};
+
+static void whole_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct whole_job *j = arg;
+	int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		j->err = errno;
+		j->what = "open";
+		return;
+	}
+	size_t cap = 0;
+	for (;;) {
+		if (j->len == cap) {
+			size_t ncap = cap ? cap * 2 : 64 << 10;
+			uint8_t *p = ncap <= WHOLE_MAX ? realloc(j->data, ncap) : NULL;
+			if (!p) {
+				j->err = ncap <= WHOLE_MAX ? ENOMEM : EFBIG;
+				j->what = "read";
+				break;
+			}
+			j->data = p;
+			cap = ncap;
+		}
+		ssize_t n = read(fd, j->data + j->len, cap - j->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			j->err = errno;
+			j->what = "read";
+			break;
+		}
+		if (n == 0)
+			break;
+		j->len += (size_t)n;
+	}
+	close(fd);
+}
+
+static void whole_done(napi_env env, napi_status status, void *arg)
+{
+	struct whole_job *j = arg;
+	napi_value v;
+	if (status == napi_cancelled)
+		j->err = ECANCELED, j->what = "read";
+	if (j->err)
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, j->what, j->err, 0, j->path));
+	else if (napi_create_buffer_copy(env, j->len, j->data ? (const void *)j->data : "", NULL, &v) == napi_ok)
+		napi_resolve_deferred(env, j->deferred, v);
+	else
+		napi_reject_deferred(env, j->deferred,
+				     bridge_errno_error(env, "napi_create_buffer_copy", ENOMEM, 0, j->path));
+	napi_delete_async_work(env, j->work);
+	free(j->data);
+	free(j->path);
+	free(j);
+}
+
+/* readWholeAsync(path): the file read to its end on libuv's thread pool, read after
+ * read without the event loop between them (a /proc file comes a page per read). */
+static napi_value read_whole_async(napi_env env, napi_callback_info info)
+{
+	const char *fn = "readWholeAsync";
+	napi_value argv[1], name, promise;
+	struct whole_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_string(env, argv[0], &j->path, fn, "path must be a string")) {
+		free(j);
+		return NULL;
+	}
+	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
+	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+	    napi_create_async_work(env, NULL, name, whole_run, whole_done, j, &j->work) != napi_ok ||
+	    napi_queue_async_work(env, j->work) != napi_ok) {
+		if (j->work)
+			napi_delete_async_work(env, j->work);
+		free(j->path);
+		free(j);
+		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
+	}
+	return promise;
+}
+
 void bridge_init_files(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "punchHole", punch_hole }, { "seekData", seek_data }, { "seekHole", seek_hole },
-		{ "mknod", mknod_ },	     { "syncfs", syncfs_ },
+		{ "mknod", mknod_ },	     { "syncfs", syncfs_ },	{ "readWholeAsync", read_whole_async },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

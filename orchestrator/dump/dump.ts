@@ -32,10 +32,10 @@ import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
 import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeResult } from "../page-server/lazy-serve.js";
-import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
+import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, vmaEntry, type Vma } from "./vmas.js";
+import { collectVmas, sameVmas, vmaEntry, withoutVma, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
@@ -368,6 +368,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   };
   let released = false;
   const snaps: WpSnapshot[] = [];
+  /** snapshots being protected, by pid: started once a process's VMAs are read */
+  const protecting = new Map<number, Promise<WpSnapshot | undefined>>();
   /** snapshots writing in place: settled before anything they use is closed */
   const inPlace: { sink: PageSink; streamed: Promise<number> }[] = [];
   const lazyStore = new LazyPageStore();
@@ -402,6 +404,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         memProcs.push({ pid: p, vmas });
         continue;
       }
+      // smaps is made (a walk of every page table) on the thread pool while the state
+      // below is read; checked against maps once the scratch area of `inside` is gone
+      const smapsAhead = readProcAhead(p, "smaps");
+      void smapsAhead.catch(() => undefined);
       enter("proc");
       const stat = parseStat(readProc(p, "stat"));
       const creds = statusCreds(parseStatus(readProc(p, "status")));
@@ -435,9 +441,22 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const inside = collectInside(p, timers, fp.tids);
 
       enter("vmas");
-      const vmas = collectVmas(p, files, shm);
+      // (read while the scratch area of `inside` was mapped, it lists that too: taken out;
+      // merged into a neighbour, it is not the same as maps, and read again)
+      const scratch = inside.scratch;
+      const ahead = await smapsAhead.then((text) => (scratch ? withoutVma(text, ...scratch) : text)).catch(() => undefined);
+      const smaps = ahead !== undefined && sameVmas(ahead, readProc(p, "maps")) ? ahead : undefined;
+      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed" : "it changed while read ahead"})`);
+      const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
+      // A snapshot written in place with room for the rest: certain now, so its protection
+      // runs on the thread pool while the rest of the task is collected.
+      if (streamSnap && pool?.complete === true) {
+        const protection = WpSnapshot.protect(p, vmas.filter(protectable), log);
+        void protection.catch(() => undefined); // awaited in "memory", or on failure
+        protecting.set(p, protection);
+      }
 
       enter("files");
       const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
@@ -521,7 +540,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const base = before;
       before += plan.pages * PAGE;
       const t0 = process.hrtime.bigint();
-      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log) : undefined;
+      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? await (protecting.get(c.pid) ?? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log)) : undefined;
       if (snap) snaps.push(snap);
       // A snapshot that could not protect falls back to the pool, which holds everything
       // unless it was sized for a snapshot written in place: then the pages stream now.
@@ -726,6 +745,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     const err = asDumpError(step, pid, e);
     lazyServer?.close();
+    // protections still under way finished (then removed below with the others)
+    for (const p of protecting.values()) {
+      const s = await p.catch(() => undefined);
+      if (s && !snaps.includes(s)) snaps.push(s);
+    }
     // the threads writing in place done before their userfaultfd and pages file close
     await Promise.allSettled(inPlace.map((x) => x.streamed));
     for (const x of inPlace) await x.sink.abort();

@@ -2,6 +2,7 @@
 // it) or reads the file itself; numbers that may pass 2^53 are bigints.
 
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { bridge } from "../../host-bridge/load.js";
 
 export function procPath(pid: number, file: string): string {
   return `/proc/${pid}/${file}`;
@@ -9,6 +10,16 @@ export function procPath(pid: number, file: string): string {
 
 export function readProc(pid: number, file: string): string {
   return readFileSync(procPath(pid, file), "utf8");
+}
+
+/**
+ * Reads /proc/PID/<file> on libuv's thread pool, started before this returns: a file
+ * whose making costs (smaps walks every page table: 6-9 ms for 1 GiB here) is made while
+ * the caller does something else. The kernel makes it a page per read, each under its
+ * own hold of the task's mmap lock: what changed meanwhile is the caller's to check.
+ */
+export async function readProcAhead(pid: number, file: string): Promise<string> {
+  return (await bridge().readWholeAsync(procPath(pid, file))).toString("utf8");
 }
 
 /** The fields of /proc/PID/stat criu records (numbering as in proc(5)). */

@@ -68,6 +68,27 @@ export function parseSmaps(text: string): SmapsVma[] {
   return out;
 }
 
+/**
+ * Whether a smaps text lists exactly the VMAs of a maps text (the same header lines):
+ * a smaps read while the task had a scratch area mapped (dump/inside.ts) does not.
+ */
+export function sameVmas(smaps: string, maps: string): boolean {
+  const heads = smaps.split("\n").filter((l) => /^[0-9a-f]+-[0-9a-f]+ /.test(l));
+  const lines = maps.split("\n").filter((l) => l !== "");
+  return heads.length === lines.length && heads.every((h, i) => h === lines[i]);
+}
+
+/** A smaps text without the VMA [start, end) (its header line and the lines up to the next). */
+export function withoutVma(smaps: string, start: bigint, end: bigint): string {
+  const head = `${start.toString(16)}-${end.toString(16)} `;
+  const lines = smaps.split("\n");
+  const at = lines.findIndex((l) => l.startsWith(head));
+  if (at < 0) return smaps;
+  let to = at + 1;
+  while (to < lines.length && !/^[0-9a-f]+-[0-9a-f]+ /.test(lines[to]!)) to++;
+  return [...lines.slice(0, at), ...lines.slice(to)].join("\n");
+}
+
 export class UnsupportedVma extends Error {}
 
 const hex = (v: bigint): string => v.toString(16);
@@ -83,12 +104,12 @@ function mapFileFlags(path: string): number | undefined {
 }
 
 /**
- * Reads and classifies the VMAs of a stopped task. File-backed ones are registered in
- * `files` (and shmem objects in `shm`, with MEMFD entries) in address order, as criu
- * numbers them.
+ * Reads and classifies the VMAs of a stopped task (`smaps`: its smaps read already).
+ * File-backed ones are registered in `files` (and shmem objects in `shm`, with MEMFD
+ * entries) in address order, as criu numbers them.
  */
-export function collectVmas(pid: number, files: FileTable, shm: ShmemTable): Vma[] {
-  const raw = parseSmaps(readProc(pid, "smaps"));
+export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smaps = readProc(pid, "smaps")): Vma[] {
+  const raw = parseSmaps(smaps);
   const vmas: Vma[] = [];
   for (const r of raw) {
     const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
