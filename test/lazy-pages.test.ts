@@ -63,10 +63,12 @@ async function allIn(t: ExecutionContext, d: Daemon, how: "tscriu" | "criu" = "t
 }
 
 /** Checks at once (pages still missing), then after the daemon is done. */
-async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check">, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
+async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check"> & { results?: () => string[] }, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
   const first = await w.check(30_000).catch((e: Error) => {
-    // a task that does not answer waits on a fault: what the daemon did says which
-    throw new Error(`${e.message}; the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}`, { cause: e });
+    // a task that does not answer waits on a fault: what the daemon did says which; a
+    // task that died wrote why in its results (lazyfork reports fatal signals)
+    const said = w.results?.().join("\n") ?? "";
+    throw new Error(`${e.message}; the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}\nits results: ${said}`, { cause: e });
   });
   t.regex(first, /^PASS /);
   await allIn(t, d, how);

@@ -42,6 +42,7 @@ int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
 	wl_install_check_handler();
+	wl_report_fatal_signals();
 	size_t mib = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
 	size_t apages = (mib << 20) / 4096, bpages = (8 << 20) / 4096;
 	uint64_t *a = mmap(NULL, apages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
