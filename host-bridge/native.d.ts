@@ -656,6 +656,12 @@ export interface NativeBridge {
    */
   lazyStart(noteFd: number, threads: number): void;
   /**
+   * The restore has finished (every VMA in place and registered): the fill threads start
+   * copying in the background. Until then only faults are served: criu's restore hands a
+   * task's userfaultfd over before its VMAs are registered.
+   */
+  lazyFill(): void;
+  /**
    * A task's userfaultfd (the engine owns it from here on) and the pages it lacks:
    * (address, pages, pages-file fd or 2n**64n-1n when the data is remote, file offset)
    * quadruples in address order. Returns the space's id.
@@ -733,6 +739,8 @@ export interface LazyStatus {
   faultPages: number;
   fillPages: number;
   zeroPages: number;
+  /** where the first (up to four) zero pages went */
+  zeroAt: (number | bigint)[];
   suppliedPages: number;
   /** fork, mremap, munmap and madvise events */
   events: number;

@@ -104,6 +104,13 @@ static struct {
 	uint32_t nmaps;
 	/* statistics, atomic */
 	uint64_t faults, fault_pages, fill_pages, zero_pages, supplied_pages, events;
+	/* the fill threads wait until the restore has finished (lazyFill, under mu): criu's
+	 * restore hands a task's userfaultfd over before its restorer has moved the VMAs into
+	 * place and registered them, and a copy there meanwhile fails with ENOENT, which
+	 * later means "gone" */
+	int fill_open;
+	/* where the first zero pages went (the fault thread writes them): said in the summary */
+	uint64_t zero_at[4];
 } E = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .note_fd = -1, .ctl_fd = -1 };
 
 static void note(uint32_t type, uint32_t space, uint64_t image, uint64_t addr)
@@ -327,7 +334,9 @@ static void on_fault(struct space *s, uint64_t address)
 		z.range.start = addr;
 		z.range.len = PG;
 		if (ioctl(s->uffd, UFFDIO_ZEROPAGE, &z) == 0) {
-			__atomic_add_fetch(&E.zero_pages, 1, __ATOMIC_RELAXED);
+			uint64_t k = __atomic_fetch_add(&E.zero_pages, 1, __ATOMIC_RELAXED);
+			if (k < sizeof(E.zero_at) / sizeof(E.zero_at[0]))
+				__atomic_store_n(&E.zero_at[k], addr, __ATOMIC_RELAXED);
 			return;
 		}
 		if (errno == ESRCH) {
@@ -601,6 +610,10 @@ static void *fill_main(void *arg)
 		const uint8_t *src;
 		uint8_t *st;
 		bool busy = false;
+		if (!E.fill_open) {
+			pthread_cond_wait(&E.work, &E.mu);
+			continue;
+		}
 		if (!next_chunk(&s, &addr, &src, &st, &n, &busy)) {
 			if (busy) {
 				pthread_mutex_unlock(&E.mu);
@@ -722,6 +735,7 @@ static napi_value lazy_start(napi_env env, napi_callback_info info)
 		return bridge_throw_errno(env, "eventfd", errno, 0, NULL);
 	E.note_fd = nfd;
 	E.stop = 0;
+	E.fill_open = 0;
 	int rc = pthread_create(&E.fault_thr, NULL, fault_main, NULL);
 	if (rc) {
 		close(E.ctl_fd);
@@ -944,6 +958,18 @@ static void set_num(napi_env env, napi_value o, const char *k, double v)
 	napi_set_named_property(env, o, k, x);
 }
 
+/* lazyFill(): the restore has finished, every VMA is in place: the fill threads start. */
+static napi_value lazy_fill(napi_env env, napi_callback_info info)
+{
+	(void)env;
+	(void)info;
+	pthread_mutex_lock(&E.mu);
+	E.fill_open = 1;
+	pthread_cond_broadcast(&E.work);
+	pthread_mutex_unlock(&E.mu);
+	return NULL;
+}
+
 /* lazyStatus(): what is left and what was done. */
 static napi_value lazy_status(napi_env env, napi_callback_info info)
 {
@@ -956,6 +982,12 @@ static napi_value lazy_status(napi_env env, napi_callback_info info)
 	set_num(env, o, "faultPages", (double)__atomic_load_n(&E.fault_pages, __ATOMIC_RELAXED));
 	set_num(env, o, "fillPages", (double)__atomic_load_n(&E.fill_pages, __ATOMIC_RELAXED));
 	set_num(env, o, "zeroPages", (double)__atomic_load_n(&E.zero_pages, __ATOMIC_RELAXED));
+	napi_value at;
+	napi_create_array(env, &at);
+	uint64_t nz = __atomic_load_n(&E.zero_pages, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < nz && i < sizeof(E.zero_at) / sizeof(E.zero_at[0]); i++)
+		napi_set_element(env, at, i, bridge_make_u64(env, __atomic_load_n(&E.zero_at[i], __ATOMIC_RELAXED)));
+	napi_set_named_property(env, o, "zeroAt", at);
 	set_num(env, o, "suppliedPages", (double)__atomic_load_n(&E.supplied_pages, __ATOMIC_RELAXED));
 	set_num(env, o, "events", (double)__atomic_load_n(&E.events, __ATOMIC_RELAXED));
 	return o;
@@ -1001,7 +1033,8 @@ void bridge_init_lazy(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
 		{ "lazyStart", lazy_start },   { "lazyAddSpace", lazy_add_space }, { "lazySupply", lazy_supply },
-		{ "lazyWanted", lazy_wanted }, { "lazyStatus", lazy_status },	   { "lazyStop", lazy_stop },
+		{ "lazyWanted", lazy_wanted }, { "lazyStatus", lazy_status },	   { "lazyFill", lazy_fill },
+		{ "lazyStop", lazy_stop },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

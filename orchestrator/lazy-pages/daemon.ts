@@ -221,6 +221,10 @@ class Session {
         else {
           this.finished = true;
           this.log.info("the restore finished; the tasks run");
+          // the background fill starts now: before, criu's restore may not have moved
+          // and registered the VMAs yet (a copy there fails, and the page was lost)
+          this.b.lazyFill();
+          this.pump();
           this.check();
         }
       }
@@ -328,7 +332,7 @@ class Session {
     }
   }
 
-  /** Remote: faults first, then the next background runs, IN_FLIGHT requests at most. */
+  /** Remote: faults first, then (once the restore finished) the next background runs, IN_FLIGHT requests at most. */
   private pump(): void {
     const src = this.source;
     if (!src || this.failure !== undefined) return;
@@ -340,7 +344,7 @@ class Session {
         const w = this.b.lazyWanted(f.pid, f.at, FAULT_PAGES);
         if (w && w[0] === f.at) req = { pid: f.pid, at: w[0], pages: w[1], fault: true };
       }
-      if (!req) {
+      if (!req && this.finished) {
         for (const [pid, from] of this.cursors) {
           const w = this.b.lazyWanted(pid, from, FILL_PAGES);
           if (!w) {
@@ -407,7 +411,7 @@ class Session {
     const ms = Number(process.hrtime.bigint() - this.t0) / 1e6;
     const pages = this.tasks.reduce((n, t) => n + t.pages, 0);
     this.log.info(
-      `all lazy pages in: ${pages} pages of ${this.tasks.length} task(s) in ${ms.toFixed(0)} ms; ${s.faults} faults (${s.faultPages} pages), ${s.fillPages} pages filled in the background, ${s.suppliedPages} from the page server, ${s.zeroPages} zero pages, ${s.events} fork/mremap/munmap events`,
+      `all lazy pages in: ${pages} pages of ${this.tasks.length} task(s) in ${ms.toFixed(0)} ms; ${s.faults} faults (${s.faultPages} pages), ${s.fillPages} pages filled in the background, ${s.suppliedPages} from the page server, ${s.zeroPages} zero pages${s.zeroAt.length ? ` (at ${s.zeroAt.map((a) => `0x${a.toString(16)}`).join(", ")}${s.zeroPages > s.zeroAt.length ? ", …" : ""})` : ""}, ${s.events} fork/mremap/munmap events`,
     );
   }
 
