@@ -120,13 +120,35 @@ async function get(port: number): Promise<string> {
   });
 }
 
-test("redis-server: the keys set before the dump are there after the restore, and it takes new ones", async (t) => {
+/** redis-server on a free port, no persistence; undefined (the test failed by need()) where it is missing. */
+async function startRedis(t: ExecutionContext): Promise<{ w: Awaited<ReturnType<typeof startProgram>>; port: number; redis: (cmd: string) => Promise<string> } | undefined> {
   const bin = need(t, "redis-server", "redis-server");
-  if (!bin) return;
+  if (!bin) return undefined;
   const port = await freePort();
   const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
   await listening(port);
-  const redis = (cmd: string): Promise<string> => ask(port, `${cmd}\r\n`, (r) => r.endsWith("\r\n"));
+  return { w, port, redis: (cmd) => ask(port, `${cmd}\r\n`, (r) => r.endsWith("\r\n")) };
+}
+
+/** node's HTTP server answering its hit count and the ticks of a 5 ms timer (which also runs `tick`). */
+async function startNodeCounter(t: ExecutionContext, setup = "", tick = ""): Promise<{ w: Awaited<ReturnType<typeof startProgram>>; port: number; body: () => Promise<{ hits: number; ticks: number }> }> {
+  const port = await freePort();
+  const js = [
+    "const http = require('http');",
+    "let hits = 0, ticks = 0;",
+    setup,
+    `setInterval(() => { ticks++; ${tick} }, 5);`,
+    `http.createServer((req, res) => { hits++; res.end(JSON.stringify({ hits, ticks })); }).listen(${port}, '127.0.0.1');`,
+  ].join("\n");
+  const w = await startProgram(t, [process.execPath, "-e", js], () => true);
+  await listening(port);
+  return { w, port, body: async () => JSON.parse((await get(port)).split("\r\n\r\n")[1]!) as { hits: number; ticks: number } };
+}
+
+test("redis-server: the keys set before the dump are there after the restore, and it takes new ones", async (t) => {
+  const server = await startRedis(t);
+  if (!server) return;
+  const { w, port, redis } = server;
   t.is(await redis("SET greeting hello"), "+OK\r\n");
   t.is(await redis("RPUSH list a b c"), ":3\r\n");
   const threads = threadsOf(w.pid);
@@ -217,16 +239,7 @@ test("nginx: a master and two workers running as www-data serve the page after t
 });
 
 test("node: an HTTP server with a timer counts on after the restore; its libuv threads are back", async (t) => {
-  const port = await freePort();
-  const js = [
-    "const http = require('http');",
-    "let hits = 0, ticks = 0;",
-    "setInterval(() => { ticks++; }, 5);",
-    `http.createServer((req, res) => { hits++; res.end(JSON.stringify({ hits, ticks })); }).listen(${port}, '127.0.0.1');`,
-  ].join("\n");
-  const w = await startProgram(t, [process.execPath, "-e", js], () => true);
-  await listening(port);
-  const body = async (): Promise<{ hits: number; ticks: number }> => JSON.parse((await get(port)).split("\r\n\r\n")[1]!) as { hits: number; ticks: number };
+  const { w, port, body } = await startNodeCounter(t);
   const first = await body();
   t.is(first.hits, 1);
   const threads = threadsOf(w.pid);
@@ -262,12 +275,9 @@ async function snapshotThenKill(t: ExecutionContext, pid: number, after: () => P
 }
 
 test("redis-server and dump -R --wp-snapshot: it serves on while its pages are copied; the restore has the keys of the freeze", async (t) => {
-  const bin = need(t, "redis-server", "redis-server");
-  if (!bin) return;
-  const port = await freePort();
-  const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
-  await listening(port);
-  const redis = (cmd: string): Promise<string> => ask(port, `${cmd}\r\n`, (r) => r.endsWith("\r\n"));
+  const server = await startRedis(t);
+  if (!server) return;
+  const { w, port, redis } = server;
   t.is(await redis("SET greeting hello"), "+OK\r\n");
   // a few MiB of values: pages for the snapshot to copy
   for (let i = 0; i < 64; i++) t.is(await redis(`SET big${i} ${String(i % 10).repeat(64 << 10)}`), "+OK\r\n");
@@ -283,17 +293,8 @@ test("redis-server and dump -R --wp-snapshot: it serves on while its pages are c
 });
 
 test("node and dump -R --wp-snapshot: a timer writing every 5 ms through the copy; the restore counts on from the freeze", async (t) => {
-  const port = await freePort();
-  const js = [
-    "const http = require('http');",
-    "let hits = 0, ticks = 0;",
-    "const junk = [];",
-    "setInterval(() => { ticks++; junk.push(Buffer.alloc(4096, ticks & 255)); if (junk.length > 4096) junk.shift(); }, 5);",
-    `http.createServer((req, res) => { hits++; res.end(JSON.stringify({ hits, ticks })); }).listen(${port}, '127.0.0.1');`,
-  ].join("\n");
-  const w = await startProgram(t, [process.execPath, "-e", js], () => true);
-  await listening(port);
-  const body = async (): Promise<{ hits: number; ticks: number }> => JSON.parse((await get(port)).split("\r\n\r\n")[1]!) as { hits: number; ticks: number };
+  // the timer also writes a page of garbage every tick, kept for a while
+  const { w, port, body } = await startNodeCounter(t, "const junk = [];", "junk.push(Buffer.alloc(4096, ticks & 255)); if (junk.length > 4096) junk.shift();");
   t.is((await body()).hits, 1);
   const threads = threadsOf(w.pid);
   await quiet(port);
@@ -309,11 +310,9 @@ test("node and dump -R --wp-snapshot: a timer writing every 5 ms through the cop
 });
 
 test("redis-server with a client connected through dump and restore (--tcp-established): the same connection carries the next commands; what the client sent while the server was gone is answered", async (t) => {
-  const bin = need(t, "redis-server", "redis-server");
-  if (!bin) return;
-  const port = await freePort();
-  const w = await startProgram(t, [bin, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], () => true);
-  await listening(port);
+  const server = await startRedis(t);
+  if (!server) return;
+  const { w, port } = server;
   const sock = connect(port, "127.0.0.1");
   t.teardown(() => sock.destroy());
   let got = "";
