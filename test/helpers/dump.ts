@@ -5,12 +5,46 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
+import { readImage } from "../../images/io.js";
+import { NetworkLock } from "../../orchestrator/net/lock.js";
 
 /** A new empty directory removed by t.teardown. */
 export function tempDir(t: ExecutionContext, prefix = "tscriu-img-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(async () => {
+    await unlockDumps(dir);
+    rmSync(dir, { recursive: true, force: true });
+  });
   return dir;
+}
+
+/**
+ * Removes the network lock of every dump in dir (or a directory right under it) that a
+ * test left locked (a restore refused, or none made): its connections are gone with the
+ * test, and a lock table left behind drops any later connection that happens to reuse
+ * one of its address and port pairs (criu's own self-check of TCP repair timed out on
+ * one). The lock stays while the test runs, as a dump leaves it.
+ */
+async function unlockDumps(dir: string): Promise<void> {
+  let subdirs: string[] = [];
+  try {
+    subdirs = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(dir, e.name));
+  } catch {
+    return;
+  }
+  for (const d of [dir, ...subdirs]) {
+    const inv = join(d, "inventory.img");
+    if (!existsSync(inv)) continue;
+    try {
+      const e = (await readImage(inv)).entries[0];
+      const runId = e?.["dump_criu_run_id"];
+      if (e?.["network_lock_method"] === 1 && typeof runId === "string" && runId !== "") new NetworkLock("nftables", runId).unlock();
+    } catch {
+      // not an inventory tscriu reads, or no libnftables: nothing of ours to unlock
+    }
+  }
 }
 
 /** A path under a new temp dir that does not exist yet (tscriu creates it). */
