@@ -416,3 +416,21 @@ bool bridge_wait_readable(int fd, int32_t timeout_ms)
 		errno = ETIMEDOUT;
 	return r > 0;
 }
+
+napi_value bridge_queue_job(napi_env env, const char *name, napi_async_execute_callback execute,
+			    napi_async_complete_callback complete, void *data, napi_async_work *work,
+			    napi_deferred *deferred)
+{
+	napi_value n, promise;
+	*work = NULL;
+	napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &n);
+	if (napi_create_promise(env, deferred, &promise) != napi_ok ||
+	    napi_create_async_work(env, NULL, n, execute, complete, data, work) != napi_ok ||
+	    napi_queue_async_work(env, *work) != napi_ok) {
+		/* a promise made before the failure stays pending: nobody holds it */
+		if (*work)
+			napi_delete_async_work(env, *work);
+		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
+	}
+	return promise;
+}

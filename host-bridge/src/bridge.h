@@ -66,6 +66,14 @@ typedef struct {
 
 void bridge_register(napi_env env, napi_value exports, const bridge_fn *fns, size_t n);
 
+/* Queues execute, then complete, on libuv's thread pool for `data`, whose async work and
+ * deferred are stored in *work and *deferred (complete resolves or rejects, and deletes
+ * the work). Returns the promise, or NULL after throwing: nothing was queued, and the
+ * caller frees what data holds. */
+napi_value bridge_queue_job(napi_env env, const char *name, napi_async_execute_callback execute,
+			    napi_async_complete_callback complete, void *data, napi_async_work *work,
+			    napi_deferred *deferred);
+
 /* Per-area registration, one per source file. */
 void bridge_init_files(napi_env env, napi_value exports);
 void bridge_init_anonfd(napi_env env, napi_value exports);

@@ -168,7 +168,7 @@ static void whole_done(napi_env env, napi_status status, void *arg)
 static napi_value read_whole_async(napi_env env, napi_callback_info info)
 {
 	const char *fn = "readWholeAsync";
-	napi_value argv[1], name, promise;
+	napi_value argv[1];
 	struct whole_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
@@ -177,15 +177,10 @@ static napi_value read_whole_async(napi_env env, napi_callback_info info)
 		free(j);
 		return NULL;
 	}
-	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
-	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-	    napi_create_async_work(env, NULL, name, whole_run, whole_done, j, &j->work) != napi_ok ||
-	    napi_queue_async_work(env, j->work) != napi_ok) {
-		if (j->work)
-			napi_delete_async_work(env, j->work);
+	napi_value promise = bridge_queue_job(env, fn, whole_run, whole_done, j, &j->work, &j->deferred);
+	if (!promise) {
 		free(j->path);
 		free(j);
-		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
 	}
 	return promise;
 }

@@ -394,7 +394,7 @@ static void send_job_done(napi_env env, napi_status status, void *arg)
 static napi_value send_full_async(napi_env env, napi_callback_info info)
 {
 	const char *fn = "sendFullAsync";
-	napi_value argv[2], name, promise;
+	napi_value argv[2];
 	int32_t fd;
 	uint8_t *data;
 	size_t len;
@@ -410,16 +410,10 @@ static napi_value send_full_async(napi_env env, napi_callback_info info)
 		free(j);
 		return bridge_throw_errno(env, "napi_create_reference", ENOMEM, 0, NULL);
 	}
-	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
-	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-	    napi_create_async_work(env, NULL, name, send_job_run, send_job_done, j, &j->work) != napi_ok ||
-	    napi_queue_async_work(env, j->work) != napi_ok) {
-		/* a promise made before the failure stays pending: nobody holds it */
-		if (j->work)
-			napi_delete_async_work(env, j->work);
+	napi_value promise = bridge_queue_job(env, fn, send_job_run, send_job_done, j, &j->work, &j->deferred);
+	if (!promise) {
 		napi_delete_reference(env, j->data_ref);
 		free(j);
-		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
 	}
 	return promise;
 }

@@ -283,7 +283,7 @@ static void protect_done(napi_env env, napi_status status, void *arg)
 static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
 {
 	const char *fn = "uffdWriteProtect";
-	napi_value argv[2], name, promise;
+	napi_value argv[2];
 	int32_t fd;
 	uint64_t *r;
 	size_t n;
@@ -299,15 +299,10 @@ static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
 	memcpy(j->r, r, n * 16);
 	j->n = n;
 	j->fd = fd;
-	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
-	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-	    napi_create_async_work(env, NULL, name, protect_run, protect_done, j, &j->work) != napi_ok ||
-	    napi_queue_async_work(env, j->work) != napi_ok) {
-		if (j->work)
-			napi_delete_async_work(env, j->work);
+	napi_value promise = bridge_queue_job(env, fn, protect_run, protect_done, j, &j->work, &j->deferred);
+	if (!promise) {
 		free(j->r);
 		free(j);
-		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
 	}
 	return promise;
 }
@@ -619,7 +614,7 @@ static void stream_job_done(napi_env env, napi_status status, void *arg)
 static napi_value uffd_snapshot_stream(napi_env env, napi_callback_info info)
 {
 	const char *fn = "uffdSnapshotStream";
-	napi_value argv[5], name, promise;
+	napi_value argv[5];
 	int32_t fd, pid, out;
 	uint32_t hold = EARLY_MAX;
 	uint64_t *q;
@@ -667,15 +662,9 @@ static napi_value uffd_snapshot_stream(napi_env env, napi_callback_info info)
 		stream_job_free(j);
 		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 	}
-	napi_create_string_utf8(env, fn, NAPI_AUTO_LENGTH, &name);
-	if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-	    napi_create_async_work(env, NULL, name, stream_job_run, stream_job_done, j, &j->work) != napi_ok ||
-	    napi_queue_async_work(env, j->work) != napi_ok) {
-		if (j->work)
-			napi_delete_async_work(env, j->work);
+	napi_value promise = bridge_queue_job(env, fn, stream_job_run, stream_job_done, j, &j->work, &j->deferred);
+	if (!promise)
 		stream_job_free(j);
-		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
-	}
 	return promise;
 }
 
