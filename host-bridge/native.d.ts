@@ -634,9 +634,10 @@ export interface NativeBridge {
   /**
    * On a userfaultfd (taken from the task with pidfdGetfd): with `register`, the UFFDIO_API
    * handshake and UFFDIO_REGISTER (missing pages) of each (start, length) of `ranges`;
-   * without, UFFDIO_UNREGISTER of each. `features` (UFFD_FEATURE_* bits) go with the handshake.
+   * without, UFFDIO_UNREGISTER of each. `features` (UFFD_FEATURE_* bits) go with the handshake;
+   * `handshake` false registers on a userfaultfd whose handshake was made already.
    */
-  uffdRegister(fd: number, ranges: BigUint64Array, register: boolean, features?: bigint | number): void;
+  uffdRegister(fd: number, ranges: BigUint64Array, register: boolean, features?: bigint | number, handshake?: boolean): void;
   /**
    * UFFDIO_COPY of (address, file offset, length) page-aligned triples from the pages file
    * `pagesFd` (mapped) into the registered ranges, on `threads` threads (default 2). Returns

@@ -60,12 +60,12 @@ static void *ucopy(void *arg)
 static napi_value uffd_register(napi_env env, napi_callback_info info)
 {
 	const char *fn = "uffdRegister";
-	napi_value argv[4];
+	napi_value argv[5];
 	int32_t fd;
 	uint64_t *r, features = 0;
 	size_t n;
-	bool reg = false;
-	if (!bridge_get_args_range(env, info, 3, 4, argv, NULL, fn) ||
+	bool reg = false, handshake = true;
+	if (!bridge_get_args_range(env, info, 3, 5, argv, NULL, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
 	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs") ||
 	    napi_get_value_bool(env, argv[2], &reg) != napi_ok)
@@ -73,7 +73,9 @@ static napi_value uffd_register(napi_env env, napi_callback_info info)
 	if (!bridge_is_nullish(env, argv[3]) &&
 	    !bridge_arg_word(env, argv[3], &features, fn, "features must be UFFD_FEATURE_* bits"))
 		return NULL;
-	if (reg) {
+	if (!bridge_is_nullish(env, argv[4]) && napi_get_value_bool(env, argv[4], &handshake) != napi_ok)
+		return bridge_throw_arg(env, fn, "handshake must be a boolean");
+	if (reg && handshake) {
 		struct uffdio_api api;
 		memset(&api, 0, sizeof(api));
 		api.api = UFFD_API;

@@ -18,7 +18,7 @@
 import { closeSync, constants as fsc, openSync } from "node:fs";
 import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
-import { MAP } from "../../host-bridge/constants.js";
+import { F, MAP } from "../../host-bridge/constants.js";
 import type { MmEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "./errors.js";
@@ -282,6 +282,25 @@ export interface LazyTaker {
  * with the fork/mremap/munmap/madvise events on, to the lazy-pages daemon (`lazy`), which
  * fills the PE_LAZY pages the plan left out while the task runs.
  */
+/**
+ * TSCRIU_LAZY_HANDOFF=early (tests): hands the userfaultfd over in criu's order, before
+ * the lazy VMAs are registered (criu's restorer registers them as it moves them into
+ * place, after criu sent the fd): unregistered, given, registered again 300 ms later
+ * through a duplicate. The daemon must not fill until the restore has finished.
+ */
+function giveEarly(uffd: number, lazyRanges: BigUint64Array, give: () => void): void {
+  const b = bridge();
+  b.uffdRegister(uffd, lazyRanges, false);
+  const keep = b.fcntl(uffd, F.DUPFD_CLOEXEC, 0);
+  try {
+    give();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    b.uffdRegister(keep, lazyRanges, true, undefined, false);
+  } finally {
+    b.close(keep);
+  }
+}
+
 export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void, lazy?: LazyTaker): number {
   const b = bridge();
   const pieces = perVma(plan);
@@ -324,7 +343,8 @@ export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, lo
         }
         if (plan.lazy) {
           given = true;
-          lazy!.give(remote.pid, uffd);
+          if (process.env["TSCRIU_LAZY_HANDOFF"] === "early") giveEarly(uffd, rangesOf(lazyVmas), () => lazy!.give(remote.pid, uffd));
+          else lazy!.give(remote.pid, uffd);
           log.debug(`${lazyVmas.length} VMAs with ${plan.lazyPages} lazy pages handed to the lazy-pages daemon`);
         }
       } finally {
