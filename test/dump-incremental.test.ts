@@ -291,6 +291,18 @@ test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot wr
   t.is(await w.check(), "PASS tree=5");
 });
 
+test.serial("criu restores a dump -R --wp-snapshot written in place while the task wrote its pages", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "incr", ["64", "20"], { static: true });
+  const base = tempDir(t, "tscriu-wp-");
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true });
+  t.true(r.stats.pages_written > 0n);
+  await killAndReap(w.pid);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoredByCriu(t, w.pid, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
+
 test.serial("dump -R --wp-snapshot that fails before or after the task is let go: write-protection removed, the task runs on", async (t) => {
   const w = await startWorkload(t, "incr", ["16", "5"]);
   const base = tempDir(t, "tscriu-wp-");

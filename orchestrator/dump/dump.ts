@@ -44,6 +44,12 @@ import { seccompImage } from "./seccomp.js";
 import { hostCpuinfo } from "../cpuinfo/host.js";
 import { CPU_CAP_IMAGE, parseCpuCaps } from "../../wasm/index.js";
 
+/** A write-protect snapshot written in place: its sink (pagemap, unprotected pages) and its stream. */
+interface InPlace {
+  sink: PageSink;
+  streamed: Promise<number>;
+}
+
 export interface DumpOptions {
   /** the task to dump (-t) */
   pid: number;
@@ -371,7 +377,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   /** snapshots being protected, by pid: started once a process's VMAs are read */
   const protecting = new Map<number, Promise<WpSnapshot | undefined>>();
   /** snapshots writing in place: settled before anything they use is closed */
-  const inPlace: { sink: PageSink; streamed: Promise<number> }[] = [];
+  const inPlace: InPlace[] = [];
   const lazyStore = new LazyPageStore();
   try {
     const files = new FileTable(opts.ghostLimit ?? 1 << 20);
@@ -511,7 +517,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // Copied now, written once the task is let go; or, when that is not possible or does
     // not fit in memory, written now (in slices, when compared with a parent).
     /** `base`: the bytes of the dump's pages before these (the progress events count them all) */
-    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; base: number; snap?: WpSnapshot | undefined; sink?: PageSink; streamed?: Promise<number> }[] = [];
+    const deferred: { c: Captured; out: PageTransport; parent: PageResolver | undefined; unchanged: BigUint64Array[]; base: number; snap?: WpSnapshot | undefined; inPlace?: InPlace }[] = [];
     // (a snapshot written in place holds only the unprotected pages: the pool's estimate)
     const fits = pool?.complete === true && (streamSnap || total * PAGE <= limit);
     if (pool?.complete && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
@@ -680,11 +686,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     let previous: Promise<unknown> = Promise.resolve();
     for (const d of deferred) {
       if (!d.snap) continue;
-      const t0 = process.hrtime.bigint();
       if (streamSnap) {
         // its pagemap and the unprotected pages queued; the protected ones written in place meanwhile
         const sink = new PageSink(d.out, d.parent, progress(d.base), d.unchanged);
-        d.sink = sink;
         const { holes, fd } = await sink.add(d.c);
         const snap = d.snap;
         // (after a failure of an earlier one, not started: the failure ends every protection)
@@ -692,10 +696,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         previous = streamed;
         // awaited below, or on failure; a rejection meanwhile is not unhandled
         void streamed.catch(() => undefined);
-        d.streamed = streamed;
-        inPlace.push({ sink, streamed });
+        d.inPlace = { sink, streamed };
+        inPlace.push(d.inPlace);
         continue;
       }
+      const t0 = process.hrtime.bigint();
       const early = d.snap.copy(d.c, d.c.reserved);
       readNs += process.hrtime.bigint() - t0;
       log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
@@ -703,9 +708,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
     for (const d of deferred) {
-      if (d.sink) {
-        const r = await d.sink.finish();
-        const early = await d.streamed!;
+      if (d.inPlace) {
+        const r = await d.inPlace.sink.finish();
+        const early = await d.inPlace.streamed;
+        // the sink counted the unprotected pages only: now all of this process's are out
+        progress(d.base)(d.c.pages * PAGE);
         log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} pages copied first because it wrote them`);
         stats.pages_written += BigInt(r.written);
         await d.out.close(false);
