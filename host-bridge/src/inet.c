@@ -14,6 +14,8 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -275,7 +277,14 @@ static napi_value nft_run(napi_env env, napi_callback_info info)
 	}
 	nft.buffer_output(ctx);
 	nft.buffer_error(ctx);
+	/* libnftables gives up on a netlink call a signal interrupts (EINTR), possibly after the
+	 * kernel applied the batch: no signal (a profiler's SIGPROF, a child's SIGCHLD) is taken
+	 * by this thread until the transaction is over. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int rc = nft.run(ctx, cmd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		const char *err = nft.get_error(ctx);
 		char msg[1024];
