@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
-// Writing the image files of a dump through the images/ codec, each complete or not
-// at all, optionally fsynced, and remembered so a failed dump can remove them.
+// Writing the image files of a dump through the images/ codec (each new: an existing file is
+// refused), optionally fsynced, and remembered so a failed dump can remove them.
 
 import { open } from "node:fs/promises";
 import { join } from "node:path";
