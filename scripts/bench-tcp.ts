@@ -5,15 +5,18 @@
 // criu where one is given (TSCRIU_CRIU=/path/to/criu; it runs with CRIU_FAULT=130, see
 // test/helpers/criu-root.ts). Each tool restores its own dump; after every restore each
 // client sends a line and must get its answer, so a run that loses a connection fails.
-// Wall times, medians of interleaved runs.
+// Wall times, medians of interleaved runs. The same requests go through each tool's RPC
+// service too (`service --address`, the way runc and podman drive criu; with the network
+// lock skipped): a client's time from its connection to the answer, the worker warm.
 // Run: node --import=tsx scripts/bench-tcp.ts [runs] [connections]
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bridge } from "../host-bridge/load.js";
+import { RpcClient } from "../orchestrator/rpc/client.js";
 import { fmt, median, TSCRIU } from "./bench-util.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -90,7 +93,7 @@ async function gone(pid: number): Promise<void> {
   for (let i = 0; i < 2000 && existsSync(`/proc/${pid}`); i++) await sleep(5);
 }
 
-type Tool = { dump: (pid: number, dir: string) => number; restore: (dir: string) => number };
+type Tool = { dump: (pid: number, dir: string) => number | Promise<number>; restore: (dir: string) => number | Promise<number> };
 const TOOLS: Record<string, Tool> = {};
 for (const lock of ["nftables", "skip"]) {
   TOOLS[`tscriu ${lock}`] = {
@@ -106,6 +109,32 @@ for (const lock of ["nftables", "skip"]) {
   }
 }
 
+/** A tool's `service --address SOCK`, and requests to it timed from the client's side. */
+const services: ChildProcess[] = [];
+const serviceDir = mkdtempSync(join(tmpdir(), "bench-tcp-svc-"));
+async function service(name: string, cmd: string, env: NodeJS.ProcessEnv): Promise<Tool> {
+  const sock = join(serviceDir, `${name}.sock`);
+  services.push(spawn(cmd, ["service", "--address", sock], { stdio: "ignore", env }));
+  for (let i = 0; i < 2000 && !existsSync(sock); i++) await sleep(5);
+  const ask = async (req: (c: RpcClient) => Promise<unknown>): Promise<number> => {
+    // The worker that takes a connection has loaded by now (start() takes seconds).
+    const c = RpcClient.connect(sock);
+    const t0 = process.hrtime.bigint();
+    try {
+      await req(c);
+    } finally {
+      await c.close();
+    }
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  };
+  return {
+    dump: async (pid, dir) => ask((c) => c.dump({ images_dir: dir, pid, tcp_established: true, network_lock: "SKIP", log_file: "dump.log" })),
+    restore: async (dir) => ask((c) => c.restore({ images_dir: dir, tcp_established: true, log_file: "restore.log" })),
+  };
+}
+TOOLS["tscriu service"] = await service("tscriu", TSCRIU, process.env);
+if (CRIU) TOOLS["criu service"] = await service("criu", CRIU, { ...process.env, CRIU_FAULT: "130" });
+
 const times: Record<string, { dump: number[]; restore: number[] }> = {};
 const failed: Record<string, string> = {};
 // The images dirs are removed at the end, not between runs: on an ext4 without a journal
@@ -119,9 +148,9 @@ for (let i = 0; i < runs; i++) {
     const dir = mkdtempSync(join(tmpdir(), "bench-tcp-img-"));
     dirs.push(dir);
     try {
-      const d = tool.dump(srv.pid, dir);
+      const d = await tool.dump(srv.pid, dir);
       await gone(srv.pid);
-      const r = tool.restore(dir);
+      const r = await tool.restore(dir);
       await roundTrip(srv, `after the restore ${i}\n`);
       (times[name] ??= { dump: [], restore: [] }).dump.push(d);
       times[name].restore.push(r);
@@ -134,11 +163,12 @@ for (let i = 0; i < runs; i++) {
     }
   }
 }
-for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+for (const svc of services) svc.kill("SIGTERM");
+for (const dir of [...dirs, serviceDir]) rmSync(dir, { recursive: true, force: true });
 console.log(`${conns} established connections from clients outside the tree, ${runs} runs each, medians (every connection answered after each restore):`);
 for (const [name, t] of Object.entries(times)) console.log(`  ${name.padEnd(16)} dump ${fmt(median(t.dump)).padStart(9)}   restore ${fmt(median(t.restore)).padStart(9)}`);
 for (const [name, why] of Object.entries(failed)) console.log(`  ${name.padEnd(16)} FAILED: ${why}`);
-for (const lock of ["nftables", "skip"]) {
+for (const lock of ["nftables", "skip", "service"]) {
   const [a, b] = [times[`tscriu ${lock}`], times[`criu ${lock}`]];
   if (a && b) console.log(`  tscriu/criu (${lock}): dump ${(median(a.dump) / median(b.dump)).toFixed(2)}x, restore ${(median(a.restore) / median(b.restore)).toFixed(2)}x`);
 }
