@@ -14,6 +14,10 @@ import { LockDump } from "./locks.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty.js";
+import { getsockoptInts } from "./sockopts.js";
+import { SO, SOL_SOCKET } from "../../host-bridge/constants.js";
+
+const DOMAIN = [[SOL_SOCKET, SO.DOMAIN]] as const;
 
 export { UnsupportedFd };
 
@@ -135,7 +139,20 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
           fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
           continue;
         }
-        const facts: FdFacts = { pid, fd, copy, st, fmt: Number(st.mode) & fsc.S_IFMT, link, flags: info.flags & ~O_CLOEXEC, info, fown: () => owner(copy) };
+        const fmt = Number(st.mode) & fsc.S_IFMT;
+        let domain: number | undefined;
+        const facts: FdFacts = {
+          pid,
+          fd,
+          copy,
+          st,
+          fmt,
+          link,
+          flags: info.flags & ~O_CLOEXEC,
+          info,
+          fown: () => owner(copy),
+          domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
+        };
         const kind = state.dumpers.find((d) => d.matches(facts));
         if (!kind) throw new UnsupportedFd(`unsupported fd ${fd}: ${whatItIs(facts)}`);
         const { id, type } = kind.dump(facts);

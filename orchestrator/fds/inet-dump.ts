@@ -18,7 +18,7 @@
 // are dropped, as criu drops them (the kernel gives no way to put a datagram back with
 // its sender's address); the dump says so in the log.
 
-import { constants as fsc, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { InetDiag } from "../../host-bridge/native.js";
@@ -64,8 +64,7 @@ export class InetDumper implements FdDumper {
   constructor(private readonly ctx: DumpContext) {}
 
   matches(f: FdFacts): boolean {
-    if (f.fmt !== fsc.S_IFSOCK) return false;
-    const family = getInt(f.copy, SOL_SOCKET, SO.DOMAIN);
+    const family = f.domain();
     return family === AF_INET || family === AF_INET6;
   }
 
@@ -139,7 +138,8 @@ export class InetDumper implements FdDumper {
 
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
-    const [family, proto, type] = getsockoptInts(f.copy, KIND_OPTS) as [number, number, number];
+    const family = f.domain();
+    const [proto, type] = getsockoptInts(f.copy, KIND_OPTS) as unknown as [number, number];
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
     // A raw socket may carry any protocol (criu's can_dump_ipproto).
@@ -286,7 +286,6 @@ export class InetDumper implements FdDumper {
 
 /** criu's dump_ip_opts: each one written only when set (IP_TTL reads as the default TTL when unset, so it always is). */
 const KIND_OPTS = [
-  [SOL_SOCKET, SO.DOMAIN],
   [SOL_SOCKET, SO.PROTOCOL],
   [SOL_SOCKET, SO.TYPE],
 ] as const;

@@ -16,7 +16,7 @@ import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { restoreSockOpts, setsockoptInts, widenBuffers } from "./sockopts.js";
+import { restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
@@ -28,15 +28,9 @@ function shutdownOf(e: InetSkEntry): number {
   return typeof v === "number" ? v : (SHUTDOWN[v] ?? -1);
 }
 
-function int32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(v | 0, 0);
-  return b;
-}
-
 function setInt(fd: number, level: number, name: number, label: string, v: number): void {
   try {
-    bridge().setsockopt(fd, level, name, int32(v));
+    setsockoptInt(fd, level, name, v);
   } catch (e) {
     throw new Error(`setsockopt(${label}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }

@@ -33,6 +33,8 @@ export interface FdFacts {
   info: FdInfo;
   /** its owner (F_GETOWN_EX, F_GETSIG), as criu's fown_entry */
   fown(): Fown;
+  /** a socket's address family (SO_DOMAIN), read once for the kinds that ask; -1 for any other file */
+  domain(): number;
 }
 
 export interface DumpContext {

@@ -44,10 +44,6 @@ const UNKEPT = [
   ["NETLINK_GET_STRICT_CHK", NETLINK_OPT.GET_STRICT_CHK],
 ] as const;
 
-function domainOf(fd: number): number {
-  return getsockoptInts(fd, [[SOL_SOCKET, SO.DOMAIN]])[0]!;
-}
-
 /** A sockaddr_nl: family, port id, groups mask. */
 function sockaddrNl(portid: number, groups: number): Buffer {
   const sa = Buffer.alloc(12);
@@ -61,7 +57,7 @@ class NetlinkDumper implements FdDumper {
   constructor(private readonly ctx: DumpContext) {}
 
   matches(f: FdFacts): boolean {
-    return f.link.startsWith("socket:") && domainOf(f.copy) === AF_NETLINK;
+    return f.domain() === AF_NETLINK;
   }
 
   dump(f: FdFacts): { id: number; type: string } {

@@ -13,7 +13,7 @@
 // (PACKET_QDISC_BYPASS, PACKET_TX_HAS_OFF, PACKET_IGNORE_OUTGOING).
 
 import { readdirSync, readFileSync } from "node:fs";
-import { AF_PACKET, PACKET_OPT, POLL, SO, SOCK, SOL_PACKET, SOL_SOCKET } from "../../host-bridge/constants.js";
+import { AF_PACKET, PACKET_OPT, POLL, SOCK, SOL_PACKET } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { PacketDiag, PacketDiagRing } from "../../host-bridge/native.js";
 import type { FileEntry } from "../../images/dir.js";
@@ -68,7 +68,7 @@ class PacketDumper implements FdDumper {
   constructor(private readonly ctx: DumpContext) {}
 
   matches(f: FdFacts): boolean {
-    return f.link.startsWith("socket:") && getsockoptInts(f.copy, [[SOL_SOCKET, SO.DOMAIN]])[0] === AF_PACKET;
+    return f.domain() === AF_PACKET;
   }
 
   dump(f: FdFacts): { id: number; type: string } {

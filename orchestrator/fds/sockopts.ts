@@ -34,9 +34,8 @@ export function hasSocketFilter(fd: number): boolean {
 export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet"): SkOpts {
   const unix = family === "unix";
   const creds = unix || family === "netlink";
-  const v = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
-  const bool = (name: number): boolean => v.get(name)! !== 0;
-  const int = (name: number): number => v.get(name)!;
+  const int = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
+  const bool = (name: number): boolean => int(name) !== 0;
   const [sndSec, sndUsec] = getTimeval(fd, SO.SNDTIMEO);
   const [rcvSec, rcvUsec] = getTimeval(fd, SO.RCVTIMEO);
   const mark = int(SO.MARK);
@@ -71,26 +70,58 @@ export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "
 }
 
 /** The SOL_SOCKET int options every socket's entry has. */
-const COMMON_OPTS = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK];
+const COMMON_OPTS: readonly number[] = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK];
 const INET_OPTS = [...COMMON_OPTS];
 const NETLINK_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC];
 const UNIX_OPTS = [...NETLINK_OPTS, SO.PASSPIDFD, SO.PASSRIGHTS];
+/** Each list as getsockoptInts takes it, and where each option's value comes back. */
+const SOCKET_LISTS = new Map<readonly number[], { opts: (readonly [number, number])[]; at: Map<number, number> }>(
+  [INET_OPTS, NETLINK_OPTS, UNIX_OPTS].map((names) => [names, { opts: names.map((n) => [SOL_SOCKET, n] as const), at: new Map(names.map((n, i) => [n, i])) }]),
+);
 
-/** SOL_SOCKET int options by name, read in one call. */
-function readInts(fd: number, names: readonly number[]): Map<number, number> {
-  return new Map(getsockoptInts(fd, names.map((n) => [SOL_SOCKET, n] as const)).map((v, i) => [names[i]!, v]));
+/** SOL_SOCKET int options of one of the lists above, read in one call: the value of each by name. */
+function readInts(fd: number, names: readonly number[]): (name: number) => number {
+  const { opts, at } = SOCKET_LISTS.get(names)!;
+  const v = getsockoptInts(fd, opts);
+  return (name) => v[at.get(name)!]!;
+}
+
+/** The spec of each option list met (most are constants: built once). */
+const specs = new WeakMap<readonly (readonly number[])[], Int32Array>();
+
+function specOf(opts: readonly (readonly number[])[], per: number): Int32Array {
+  let spec = specs.get(opts);
+  if (!spec) {
+    spec = new Int32Array(per * opts.length);
+    opts.forEach((o, i) => spec!.set(o, per * i));
+    specs.set(opts, spec);
+  }
+  return spec;
 }
 
 /** Int options of any level set in one call, in order: (level, name, value). */
 export function setsockoptInts(fd: number, opts: readonly (readonly [level: number, name: number, value: number])[]): void {
-  if (opts.length > 0) bridge().setsockoptInts(fd, Int32Array.from(opts.flat()));
+  if (opts.length === 0) return;
+  const spec = new Int32Array(3 * opts.length);
+  opts.forEach((o, i) => spec.set(o, 3 * i));
+  bridge().setsockoptInts(fd, spec);
 }
 
-/** Int options of any level, read in one call, in the order asked. */
-export function getsockoptInts(fd: number, opts: readonly (readonly [level: number, name: number])[]): number[] {
+const one = new Int32Array(3);
+
+/** One int option set (setsockopt with an int; no Buffer made for it). */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  one[0] = level;
+  one[1] = name;
+  one[2] = value | 0;
+  bridge().setsockoptInts(fd, one);
+}
+
+/** Int options of any level, read in one call, in the order asked (a constant list's spec is built once). */
+export function getsockoptInts(fd: number, opts: readonly (readonly [level: number, name: number])[]): Int32Array {
   const out = new Int32Array(opts.length);
-  bridge().getsockoptInts(fd, Int32Array.from(opts.flat()), out);
-  return Array.from(out);
+  bridge().getsockoptInts(fd, specOf(opts, 2), out);
+  return out;
 }
 
 /** An int option's value as setsockopt takes it. */
@@ -111,8 +142,10 @@ function set(fd: number, name: number, label: string, value: Buffer): void {
 /** SO_SNDBUFFORCE/SO_RCVBUFFORCE (past net.core.*mem_max), SO_SNDBUF/SO_RCVBUF without CAP_NET_ADMIN. */
 export function setBuffers(fd: number, snd: number, rcv: number): void {
   try {
-    bridge().setsockopt(fd, SOL_SOCKET, SO.SNDBUFFORCE, int32(snd));
-    bridge().setsockopt(fd, SOL_SOCKET, SO.RCVBUFFORCE, int32(rcv));
+    setsockoptInts(fd, [
+      [SOL_SOCKET, SO.SNDBUFFORCE, snd],
+      [SOL_SOCKET, SO.RCVBUFFORCE, rcv],
+    ]);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
     set(fd, SO.SNDBUF, "SO_SNDBUF", int32(snd));

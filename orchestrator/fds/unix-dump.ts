@@ -6,9 +6,9 @@
 // (sk-queues.img, one entry per message, in order). Every peer must be a socket of the
 // task: a connection to anything outside is refused by name, as are fds in flight.
 
-import { closeSync, constants as fsc, fstatSync } from "node:fs";
+import { closeSync, fstatSync } from "node:fs";
 import { posix } from "node:path";
-import { AF_UNIX, SK_STATE, SO, SOCK, SOL_SOCKET } from "../../host-bridge/constants.js";
+import { AF_UNIX, SK_STATE, SOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { UnixDiag } from "../../host-bridge/native.js";
 import type { Entry } from "../../images/schema/dsl.js";
@@ -30,10 +30,6 @@ export function showUnixName(name: Uint8Array): string {
   if (b.length === 0) return "";
   if (b[0] === 0) return `@${b.toString("latin1", 1).replace(/\0/g, "@")}`;
   return b.toString("utf8").replace(/\0$/, "");
-}
-
-function socketDomain(fd: number): number {
-  return bridge().getsockopt(fd, SOL_SOCKET, SO.DOMAIN, 4).readInt32LE(0);
 }
 
 /** Where a path-bound socket's file is: its mode and owner, removed or not, and its directory. */
@@ -94,7 +90,7 @@ export class UnixDumper implements FdDumper {
   }
 
   matches(f: FdFacts): boolean {
-    return f.fmt === fsc.S_IFSOCK && socketDomain(f.copy) === AF_UNIX;
+    return f.domain() === AF_UNIX;
   }
 
   dump(f: FdFacts): { id: number; type: string } {

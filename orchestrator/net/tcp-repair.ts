@@ -23,6 +23,7 @@ import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
 import { STATE_NAME } from "../fds/inet-common.js";
 import { injectSegment, TH } from "./tcp-segment.js";
+import { getsockoptInts, setsockoptInt } from "../fds/sockopts.js";
 
 export type TcpStreamEntry = Entry<typeof tcp_stream_entry>;
 
@@ -34,22 +35,21 @@ export interface TcpStream {
   outq: Buffer;
 }
 
-function int32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(v | 0, 0);
-  return b;
-}
-
 function setInt(fd: number, name: number, v: number, label: string): void {
   try {
-    bridge().setsockopt(fd, SOL_TCP, name, int32(v));
+    setsockoptInt(fd, SOL_TCP, name, v);
   } catch (e) {
     throw new Error(`setsockopt(${label}, ${v}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
 }
 
+/** One option list per SOL_TCP option read alone (getsockoptInts builds each one's spec once). */
+const TCP_ONE = new Map<number, readonly (readonly [number, number])[]>();
+
 function getU32(fd: number, name: number): number {
-  return bridge().getsockopt(fd, SOL_TCP, name, 4).readUInt32LE(0);
+  let opts = TCP_ONE.get(name);
+  if (!opts) TCP_ONE.set(name, (opts = [[SOL_TCP, name]]));
+  return getsockoptInts(fd, opts)[0]! >>> 0;
 }
 
 export function repairOn(fd: number): void {
@@ -288,5 +288,5 @@ function awaitState(fd: number, want: number, what: string): void {
 /** Out of repair mode for good, with the task's SO_REUSEADDR back (repair mode changes it). */
 export function leaveRepair(fd: number, reuseaddr: boolean): void {
   repairOff(fd);
-  bridge().setsockopt(fd, SOL_SOCKET, SO.REUSEADDR, int32(reuseaddr ? 1 : 0));
+  setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, reuseaddr ? 1 : 0);
 }
