@@ -87,14 +87,15 @@ export class InetDumper implements FdDumper {
   }
 
   /** criu's gen_uncon_sk: a socket sock_diag does not list is closed; its addresses are its own. */
-  private unlisted(f: FdFacts, proto: number, refuse: (why: string) => UnsupportedFd): SkView {
+  private unlisted(f: FdFacts, proto: number, raw: boolean, refuse: (why: string) => UnsupportedFd): SkView {
     const b = bridge();
     const src = parseSockaddr(b.sockName(f.copy));
     const peer = b.peerName(f.copy);
     const dst = peer ? parseSockaddr(peer) : { port: 0, addr: Buffer.alloc(16) };
     let wqlen = 0;
     let shutdown = 0;
-    if (proto === IPPROTO.TCP) {
+    // A raw socket of protocol TCP is no TCP socket: it has no TCP state (TCP_INFO: EOPNOTSUPP).
+    if (proto === IPPROTO.TCP && !raw) {
       const info = b.getsockopt(f.copy, SOL_TCP, TCP.INFO, 8);
       if (info[0] !== TCP_STATE.CLOSE) throw refuse(`is in TCP state ${STATE_NAME[info[0]!] ?? info[0]}, which sock_diag does not list`);
       // criu keeps tcpi_backoff in the backlog field of such a socket.
@@ -152,7 +153,7 @@ export class InetDumper implements FdDumper {
     const ino = Number(f.st.ino);
     // sock_diag lists neither raw nor ping sockets here: they are read from the socket, as criu's gen_uncon_sk does.
     const d = raw || ICMP_PROTOS.has(proto) ? undefined : this.table(family, proto).get(ino);
-    const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, refuse);
+    const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, raw, refuse);
     if (raw) this.rawPeer(family, ino, sk);
     const local = showAddr(family, addrWords(sk.src, family), sk.sport);
 

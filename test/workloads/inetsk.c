@@ -33,7 +33,8 @@
  *              IPPROTO_RAW (IP_HDRINCL); fd 6: raw UDP socket bound to
  *              127.0.0.1 and connected to 127.0.0.2, IP_NODEFRAG on; fd 7 (with
  *              ping=1 in argv[3]): a ping socket (ICMP datagrams, echo id = its
- *              port). The check reads each filter and option back and pings
+ *              port); fd 8: a raw socket of protocol TCP (no TCP socket: it
+ *              has no TCP state). The check reads each filter and option back and pings
  *              127.0.0.1 through fd 3 (and fd 7), reading the replies.
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
@@ -740,6 +741,9 @@ static void setup_raw(void)
 	if (connect(6, (struct sockaddr *)&to, sizeof(to)) < 0)
 		wl_die("connect raw");
 	wl_set_int(6, SOL_IP, IP_NODEFRAG, 1, "IP_NODEFRAG");
+	/* A raw socket of protocol TCP: no TCP socket (it has no TCP state to read). */
+	if (sock_at(8, AF_INET, SOCK_RAW, IPPROTO_TCP) < 0)
+		wl_die("raw tcp");
 	if (with_ping) {
 		if (sock_at(7, AF_INET, SOCK_DGRAM, IPPROTO_ICMP) < 0)
 			wl_die("ping socket");
@@ -787,7 +791,8 @@ static int check_raw(void)
 	if (wl_get_int(5, SOL_IP, IP_HDRINCL) != 1)
 		return wl_fail("fd 5 lost IP_HDRINCL");
 	if (wl_get_int(5, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW ||
-	    wl_get_int(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP)
+	    wl_get_int(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP ||
+	    wl_get_int(8, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP || wl_get_int(8, SOL_SOCKET, SO_TYPE) != SOCK_RAW)
 		return wl_fail("a raw socket's protocol changed");
 	if (wl_get_int(6, SOL_IP, IP_NODEFRAG) != 1)
 		return wl_fail("fd 6 lost IP_NODEFRAG");
