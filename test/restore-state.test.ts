@@ -41,7 +41,7 @@ test("memkinds: private/shared anonymous, PROT_NONE, read-only, file private/sha
   t.deepEqual(readdirSync(w.dir).filter((f) => f.startsWith("deleted") || f.startsWith(".tscriu")), [], "the recreated unlinked file is gone again");
 });
 
-test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file", async (t) => {
+test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file, O_PATH file and directory", async (t) => {
   const w = await startWorkload(t, "fdkinds");
   // Stopped first, so that the table read here is the one the dump sees: the workload
   // opens counter.tmp for a moment at every count, and a running task may have it open

@@ -22,6 +22,7 @@ const DOMAIN = [[SOL_SOCKET, SO.DOMAIN]] as const;
 export { UnsupportedFd };
 
 const O_CLOEXEC = 0o2000000;
+const O_PATH = 0o10000000;
 
 function owner(fd: number): Fown {
   const o = bridge().fdOwner(fd);
@@ -150,7 +151,8 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
           link,
           flags: info.flags & ~O_CLOEXEC,
           info,
-          fown: () => owner(copy),
+          // An O_PATH fd has no owner to ask about (F_GETOWN_EX: EBADF); criu writes none.
+          fown: () => (info.flags & O_PATH ? { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } : owner(copy)),
           domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
         };
         const kind = state.dumpers.find((d) => d.matches(facts));

@@ -1,7 +1,8 @@
 /* The fd kinds a dump saves, pinned to fixed numbers: 10 rw.dat O_RDWR at offset 37,
  * 11 append.log O_WRONLY|O_APPEND, 12 /dev/zero O_CLOEXEC, 13/14 a pipe holding
  * "pipe data unread\n", 15/16 a FIFO holding "fifo data unread\n" (read end
- * O_NONBLOCK), 17 a dup of 10 (same open file), 18 ghost.dat unlinked while open.
+ * O_NONBLOCK), 17 a dup of 10 (same open file), 18 ghost.dat unlinked while open,
+ * 19 rw.dat and 20 the workload's dir opened O_PATH.
  * Self-check (SIGUSR1): offsets, flags and unread data are as set up ("PASS"). */
 #include "workload.h"
 
@@ -24,6 +25,13 @@ static const char *path(const char *name)
 {
 	snprintf(path_buf, sizeof(path_buf), "%s/%s", wl_dir, name);
 	return path_buf;
+}
+
+/* fd is the file name opened relative to the directory dirfd (both O_PATH fds). */
+static int same_file(int fd, int dirfd, const char *name)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && fstatat(dirfd, name, &b, 0) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
 int main(int argc, char **argv)
@@ -65,9 +73,11 @@ int main(int argc, char **argv)
 	pin(fd, 18);
 	if (unlink(path("ghost.dat")) < 0)
 		wl_die("unlink ghost");
+	pin(open(path("rw.dat"), O_PATH), 19);
+	pin(open(wl_dir, O_PATH | O_DIRECTORY), 20);
 	wl_install_check_handler();
 	wl_write_counter(0);
-	wl_ready("rw=10 append=11 zero=12 pipe=13,14 fifo=15,16 dup=17 ghost=18");
+	wl_ready("rw=10 append=11 zero=12 pipe=13,14 fifo=15,16 dup=17 ghost=18 opath=19,20");
 	unsigned long long n = 0;
 	for (;;) {
 		wl_write_counter(++n);
@@ -85,6 +95,10 @@ int main(int argc, char **argv)
 				bad = "fifo nonblock";
 			else if (pread(18, buf, 34, 0) != 34 || memcmp(buf, "this file was", 13) != 0)
 				bad = "ghost data";
+			else if (!(fcntl(19, F_GETFL) & O_PATH) || !(fcntl(20, F_GETFL) & O_PATH))
+				bad = "O_PATH flag";
+			else if (!same_file(19, 20, "rw.dat"))
+				bad = "O_PATH file or directory";
 			if (!bad) {
 				/* read the queued data, then put it back for the next check */
 				fcntl(13, F_SETFL, O_NONBLOCK);
