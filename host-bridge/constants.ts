@@ -103,6 +103,9 @@ export const O = {
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
+/** The signals whose default action stops a task: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU. */
+export const STOP_SIGNALS: ReadonlySet<number> = new Set([19, 20, 21, 22]);
+
 /** clock ids of clockGettime */
 export const CLOCK = { REALTIME: 0, MONOTONIC: 1, BOOTTIME: 7 } as const;
 

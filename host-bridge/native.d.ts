@@ -34,6 +34,8 @@ export interface NativeBridge {
   ptraceCont(pid: number, signal?: number): void;
   /** PTRACE_DETACH, delivering `signal` (default 0). The task must be in a ptrace-stop. */
   ptraceDetach(pid: number, signal?: number): void;
+  /** The signal of the stop a seized tracee reports (PTRACE_GETSIGINFO si_signo): for one in a group-stop, the signal that stopped it. */
+  ptraceStopSignal(pid: number): number;
   /** PTRACE_SYSCALL: resume until the next syscall entry/exit stop. */
   ptraceSyscall(pid: number, signal?: number): void;
   /** PTRACE_LISTEN: leave a group-stopped task stopped but let it report further events. */

@@ -13,7 +13,7 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { goneOrZombie, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 function others(w: Workload): number[] {
   return ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
@@ -59,6 +59,27 @@ test("tree: five processes and two zombies come back with their PIDs, parents, g
   await restoreTask(t, dir);
   killOthersAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5", "after the restore");
+});
+
+test("tree: a child stopped by SIGTSTP comes back stopped by SIGTSTP (criu's stop_signo), the others running", async (t) => {
+  const w = await tree(t);
+  // A is in a group of its own in the root's session: no orphaned group, so SIGTSTP stops it.
+  const a = Number(w.info["a"]);
+  process.kill(a, "SIGTSTP");
+  await waitFor("A to stop", () => procState(a) === "T");
+  const dir = await dumpGone(t, w);
+  t.like((await readImage(join(dir, `core-${a}.img`))).entries[0]!["tc"], { task_state: 3, stop_signo: 20 });
+  await restoreTask(t, dir);
+  killOthersAtEnd(t, others(w));
+  await waitFor("A to be stopped again", () => procState(a) === "T");
+  t.regex(procState(w.pid) ?? "", /^[RS]/, "the root runs");
+  // Which signal stopped it again: a second dump reads it back.
+  const again = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: again, leaveRunning: true });
+  t.like((await readImage(join(again, `core-${a}.img`))).entries[0]!["tc"], { task_state: 3, stop_signo: 20 });
+  process.kill(a, "SIGCONT");
+  await waitFor("A to run again", () => procState(a) !== "T");
+  t.is(await w.check(), "PASS tree=5", "after the restore, A continued");
 });
 
 test("tree: dump -R leaves every process running untraced; the tree dumps and restores twice", async (t) => {

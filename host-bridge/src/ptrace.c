@@ -6,6 +6,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
@@ -239,6 +240,23 @@ static napi_value get_event_msg(napi_env env, napi_callback_info info)
 	return bridge_make_u64(env, msg);
 }
 
+/* ptraceStopSignal(pid): the signal of the stop a seized tracee reports (PTRACE_GETSIGINFO's
+ * si_signo): for a task that was in a group-stop, the signal that stopped it. */
+static napi_value stop_signal(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], r;
+	int32_t pid;
+	if (!bridge_get_args(env, info, 1, argv, "ptraceStopSignal") ||
+	    !bridge_arg_pid(env, argv[0], &pid, "ptraceStopSignal"))
+		return NULL;
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	if (ptrace(PTRACE_GETSIGINFO, pid, NULL, &si) < 0)
+		return bridge_throw_errno(env, "ptrace(PTRACE_GETSIGINFO)", errno, pid, NULL);
+	napi_create_int32(env, si.si_signo, &r);
+	return r;
+}
+
 void bridge_init_ptrace(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
@@ -252,6 +270,7 @@ void bridge_init_ptrace(napi_env env, napi_value exports)
 		{ "ptracePeekData", peek_data },
 		{ "ptracePokeData", poke_data },
 		{ "ptraceGetEventMsg", get_event_msg },
+		{ "ptraceStopSignal", stop_signal },
 		{ "waitpid", wait_ },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));

@@ -6,7 +6,7 @@
 // (cgroup-freezer.ts). Every ptrace call is made synchronously from this (the main JS) thread.
 
 import { constants } from "node:os";
-import { PTRACE_EVENT, PTRACE_O } from "../../host-bridge/constants.js";
+import { PTRACE_EVENT, PTRACE_O, STOP_SIGNALS } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { frozenCgroupOf, seizeFrozen, type CgroupFreezer } from "./cgroup-freezer.js";
 import { DumpError } from "./errors.js";
@@ -104,6 +104,20 @@ function waitStop(pid: number, tid: number, deadline: number, timeoutMs: number)
   }
 }
 
+/**
+ * The signal that stopped a task found stopped (criu's stop_signo): a seized task in a
+ * group-stop reports it as its stop's signal. SIGSTOP when it tells none that stops.
+ */
+function stopSignalOf(pid: number): number {
+  let signo = SIGSTOP;
+  try {
+    signo = bridge().ptraceStopSignal(pid);
+  } catch {
+    // (the task was seized and is stopped: no reason to fail here)
+  }
+  return STOP_SIGNALS.has(signo) ? signo : SIGSTOP;
+}
+
 /** Seizes and stops every thread of the task within timeoutMs. */
 export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>): Frozen {
   const t0 = process.hrtime.bigint();
@@ -131,7 +145,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
     ppid: 0,
     tids,
     wasStopped,
-    stopSignal: wasStopped ? SIGSTOP : 0,
+    stopSignal: wasStopped ? stopSignalOf(pid) : 0,
     freezingUs: Number((frozenAt - t0) / 1000n),
     frozenAt,
   };

@@ -5,6 +5,8 @@
 // and that the dumped PID is free. Any "no" here is an error naming the image or file,
 // and nothing has changed on the machine.
 
+import { constants as os } from "node:os";
+import { STOP_SIGNALS } from "../../host-bridge/constants.js";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { lockMethodOf, NetworkLock } from "../net/lock.js";
 import { join, resolve } from "node:path";
@@ -29,6 +31,7 @@ import { missingXfeatures, xfeatureNames } from "./xstate.js";
 const TASK_ALIVE = 1;
 const TASK_DEAD = 2;
 const TASK_STOPPED = 3;
+const SIGSTOP = os.signals.SIGSTOP;
 const NS_KEYS = ["pid_ns_id", "net_ns_id", "ipc_ns_id", "uts_ns_id", "mnt_ns_id", "user_ns_id", "cgroup_ns_id", "time_ns_id"] as const;
 
 export interface PlanOptions {
@@ -90,8 +93,10 @@ export interface ProcPlan extends TreeNode {
   fds: FdPlan;
   /** cwd, root and umask */
   dirs: FsPlan;
-  /** the task was stopped (SIGSTOP) at dump time */
+  /** the task was stopped at dump time */
   stopped: boolean;
+  /** the signal that stopped it (the image's stop_signo; SIGSTOP when it has none), 0 when it ran */
+  stopSignal: number;
   /** the signal mask to give back */
   blocked: bigint;
   seccomp: SeccompPlan | undefined;
@@ -262,6 +267,8 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   checkRegisters(pid, core);
   const state = Number(core.tc?.task_state ?? TASK_ALIVE);
   if (state !== TASK_ALIVE && state !== TASK_STOPPED) throw fail(`the task's state ${state} (dead or a helper) cannot be restored`, `core-${pid}.img`, pid);
+  const stopSignal = state !== TASK_STOPPED ? 0 : (core.tc?.stop_signo ?? SIGSTOP);
+  if (stopSignal !== 0 && !STOP_SIGNALS.has(stopSignal)) throw fail(`the task was stopped by signal ${stopSignal}, which stops no task (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU do)`, `core-${pid}.img`, pid);
   checkSignals(pid, core);
   const ids = await images.ids(pid);
   const root = inv.root_ids as Record<string, unknown> | undefined;
@@ -327,6 +334,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     fds,
     dirs,
     stopped: state === TASK_STOPPED,
+    stopSignal,
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
     threads,

@@ -160,7 +160,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let lazy: LazyHandoff | undefined;
   const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
-  const stopped = opts.leaveStopped || root.stopped;
+  /** -s: every process left stopped (SIGSTOP); otherwise those dumped stopped, each by its own signal */
+  const stopped = opts.leaveStopped === true;
   /** the process being rebuilt, named when a step fails */
   let current = pid;
   try {
@@ -349,11 +350,12 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     // TCP connections leave repair mode just before the tasks run (the lock goes once they do).
     maker.beforeResume();
     // Children first, each process's other threads before its leader: a process runs on
-    // as a whole once its leader goes too (a SIGSTOP given to the leader's detach stops
-    // every thread).
+    // as a whole once its leader goes too (a stop signal given to the leader's detach stops
+    // every thread). A task dumped stopped is stopped again by the signal that stopped it
+    // (criu's stop_signo): its parent's waitpid(WUNTRACED) tells the same signal.
     for (const task of [...tasks].reverse()) {
       for (const t of task.threads) bridge().ptraceDetach(t.plan.tid, 0);
-      bridge().ptraceDetach(task.plan.pid, stopped || task.plan.stopped ? os.signals.SIGSTOP : 0);
+      bridge().ptraceDetach(task.plan.pid, stopped ? os.signals.SIGSTOP : task.plan.stopSignal);
     }
     awaitStopped(tasks.filter((x) => stopped || x.plan.stopped).map((x) => x.plan.pid), log);
   } catch (e) {
@@ -391,7 +393,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     log.error(`the tasks run, but their connections are still locked: ${(e as Error).message} (remove the lock with: nft delete table ${plan.netLock.table})`);
   }
   stats.restore_time = us(t0);
-  log.info(`Restore finished successfully; pid ${pid} resumed${stopped ? " (stopped)" : ""}`);
+  log.info(`Restore finished successfully; pid ${pid} resumed${stopped || root.stopped ? " (stopped)" : ""}`);
   if (opts.autoDedup) {
     // criu punches each page once restored, freeing the images' disk space (they restore no
     // more); tscriu does it once the tree runs, so a failed restore leaves them whole.
