@@ -163,6 +163,8 @@ export const PACKET_OPT = {
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, PACKET: 10 } as const;
 /** IP protocol numbers (netinet/in.h) */
 export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58, UDPLITE: 136, RAW: 255, MPTCP: 262 } as const;
+/** One past the last protocol socket() takes (a raw socket may have any below it, MPTCP's number too). */
+export const IPPROTO_MAX = 263;
 /** Option levels and the IP, IPv6, TCP and UDP options tscriu keeps (linux/in.h, in6.h, tcp.h, udp.h). */
 export const SOL_IP = 0;
 export const SOL_IPV6 = 41;

@@ -193,7 +193,7 @@ function allowPing(t: ExecutionContext): void {
   t.teardown(() => writeFileSync(file, old));
 }
 
-test.serial("raw: ICMP and ICMPv6 raw sockets with their type filters, IPPROTO_RAW (IP_HDRINCL), a raw UDP socket bound and connected (IP_NODEFRAG), a raw TCP socket, a ping socket: back, and pinging", async (t) => {
+test.serial("raw: ICMP and ICMPv6 raw sockets with their type filters, IPPROTO_RAW (IP_HDRINCL), a raw UDP socket bound and connected (IP_NODEFRAG), raw TCP and raw protocol-262 sockets, a ping socket: back, and pinging", async (t) => {
   allowPing(t);
   const w = await startWorkload(t, "inetsk", ["raw", "ping=1"]);
   t.is(await w.check(), "PASS raw");

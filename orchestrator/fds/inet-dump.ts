@@ -145,7 +145,7 @@ export class InetDumper implements FdDumper {
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
     // A raw socket may carry any protocol (criu's can_dump_ipproto).
     const raw = type === SOCK.RAW;
-    if (proto === IPPROTO.MPTCP) throw refuse("is a multipath TCP socket, which criu does not dump either (Go programs: GODEBUG=multipathtcp=0 turns it off)");
+    if (!raw && proto === IPPROTO.MPTCP) throw refuse("is a multipath TCP socket, which criu does not dump either (Go programs: GODEBUG=multipathtcp=0 turns it off)");
     if (!raw && PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
     if (!raw && type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream, datagram and raw sockets are dumped`);
     if (hasSocketFilter(f.copy)) throw refuse("has a socket filter (SO_ATTACH_FILTER); dumping one is not supported yet");

@@ -10,7 +10,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, O, SHUT, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPPROTO_MAX, IPV6, O, SHUT, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
@@ -99,7 +99,7 @@ export class InetRestorer implements FdRestorer {
     const raw = e.type === SOCK.RAW;
     if (e.type !== SOCK.STREAM && e.type !== SOCK.DGRAM && !raw) throw this.fail(`${sock} has the type ${e.type}; only stream, datagram and raw sockets are restored`);
     const icmp = e.family === AF_INET6 ? IPPROTO.ICMPV6 : IPPROTO.ICMP;
-    if (raw ? e.proto > 255 : e.type === SOCK.STREAM ? e.proto !== IPPROTO.TCP : e.proto !== IPPROTO.UDP && e.proto !== IPPROTO.UDPLITE && e.proto !== icmp) {
+    if (raw ? e.proto >= IPPROTO_MAX : e.type === SOCK.STREAM ? e.proto !== IPPROTO.TCP : e.proto !== IPPROTO.UDP && e.proto !== IPPROTO.UDPLITE && e.proto !== icmp) {
       throw this.fail(`${sock} is a ${typeName(e.type)} socket of protocol ${e.proto}; only TCP streams, UDP, UDP-Lite and ICMP datagrams and raw IP sockets are restored`);
     }
     const words = ADDR_WORDS[e.family]!;

@@ -34,7 +34,8 @@
  *              127.0.0.1 and connected to 127.0.0.2, IP_NODEFRAG on; fd 7 (with
  *              ping=1 in argv[3]): a ping socket (ICMP datagrams, echo id = its
  *              port); fd 8: a raw socket of protocol TCP (no TCP socket: it
- *              has no TCP state). The check reads each filter and option back and pings
+ *              has no TCP state); fd 9: an IPv6 raw socket of protocol 262
+ *              (IPPROTO_MPTCP's number). The check reads each filter and option back and pings
  *              127.0.0.1 through fd 3 (and fd 7), reading the replies.
  *   echo       a server: fd 3 listens on 127.0.0.1 (p3), and every connection
  *              gets back what it sends, upper-cased.
@@ -744,6 +745,9 @@ static void setup_raw(void)
 	/* A raw socket of protocol TCP: no TCP socket (it has no TCP state to read). */
 	if (sock_at(8, AF_INET, SOCK_RAW, IPPROTO_TCP) < 0)
 		wl_die("raw tcp");
+	/* and one of MPTCP's protocol number, past 255 (a raw socket takes any below IPPROTO_MAX) */
+	if (sock_at(9, AF_INET6, SOCK_RAW, IPPROTO_MPTCP) < 0)
+		wl_die("raw mptcp");
 	if (with_ping) {
 		if (sock_at(7, AF_INET, SOCK_DGRAM, IPPROTO_ICMP) < 0)
 			wl_die("ping socket");
@@ -792,7 +796,8 @@ static int check_raw(void)
 		return wl_fail("fd 5 lost IP_HDRINCL");
 	if (wl_get_int(5, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_RAW ||
 	    wl_get_int(6, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP ||
-	    wl_get_int(8, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP || wl_get_int(8, SOL_SOCKET, SO_TYPE) != SOCK_RAW)
+	    wl_get_int(8, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP || wl_get_int(8, SOL_SOCKET, SO_TYPE) != SOCK_RAW ||
+	    wl_get_int(9, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_MPTCP || wl_get_int(9, SOL_SOCKET, SO_DOMAIN) != AF_INET6)
 		return wl_fail("a raw socket's protocol changed");
 	if (wl_get_int(6, SOL_IP, IP_NODEFRAG) != 1)
 		return wl_fail("fd 6 lost IP_NODEFRAG");
