@@ -39,7 +39,7 @@ async function tree(t: ExecutionContext): Promise<Workload> {
   return w;
 }
 
-test("tree: five processes and two zombies come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset and a pipe", async (t) => {
+test("tree: five processes and two zombies come back with their PIDs, parents, groups and sessions, shared memory, a shared file offset, a pipe and a file of /proc/C", async (t) => {
   const w = await tree(t);
   const dir = await dumpGone(t, w);
   for (const p of others(w)) await waitFor(`pid ${p} to be gone after the dump`, () => goneOrZombie(p));

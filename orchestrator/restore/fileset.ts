@@ -40,6 +40,9 @@ export function underRoot(root: string | undefined, path: string): string {
   return join(root, path);
 }
 
+/** A file in a process's /proc directory (/proc/PID/...). */
+const PROC_PID_FILE = /^\/proc\/\d+\//;
+
 export class FileSet {
   private readonly remaps = new Map<number, { remapId: number; type: string }>();
   private readonly opened = new Map<string, number>();
@@ -117,8 +120,13 @@ export class FileSet {
     return out;
   }
 
-  /** criu's file validation: present, same size, same ELF build-id. */
+  /**
+   * criu's file validation: present, same size, same ELF build-id. A file of a process's
+   * /proc directory (a child's /proc/PID/stat held open) is looked at when it is opened: its
+   * process may be one the restore has not made yet.
+   */
   private check(f: RegFile, what: string): void {
+    if (PROC_PID_FILE.test(f.name)) return;
     const path = f.linkedFrom ?? f.path;
     let fd: number;
     try {
@@ -152,18 +160,7 @@ export class FileSet {
     const key = `${f.id}:${flags}`;
     const known = this.opened.get(key);
     if (known !== undefined) return known;
-    let fd: number;
-    if (f.ghost) {
-      const g = this.ghostFd(f);
-      fd = openSync(`/proc/self/fd/${g}`, flags | O_CLOEXEC);
-    } else {
-      const path = f.linkedFrom ?? f.path;
-      try {
-        fd = openSync(path, flags | O_CLOEXEC | fsc.O_NOCTTY);
-      } catch (e) {
-        throw Object.assign(new Error(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`), { file: path });
-      }
-    }
+    const fd = this.openNew(f, flags);
     this.opened.set(key, fd);
     return fd;
   }
@@ -171,9 +168,19 @@ export class FileSet {
   /** A fresh open file description (an fd of the task: offset and flags of its own). */
   openFresh(f: RegFile, flags: number): number {
     const key = `${f.id}:${flags}:fresh:${this.opened.size}`;
-    const fd = f.ghost ? openSync(`/proc/self/fd/${this.ghostFd(f)}`, flags | O_CLOEXEC) : openSync(f.linkedFrom ?? f.path, flags | O_CLOEXEC | fsc.O_NOCTTY);
+    const fd = this.openNew(f, flags);
     this.opened.set(key, fd);
     return fd;
+  }
+
+  private openNew(f: RegFile, flags: number): number {
+    if (f.ghost) return openSync(`/proc/self/fd/${this.ghostFd(f)}`, flags | O_CLOEXEC);
+    const path = f.linkedFrom ?? f.path;
+    try {
+      return openSync(path, flags | O_CLOEXEC | fsc.O_NOCTTY);
+    } catch (e) {
+      throw Object.assign(new Error(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`), { file: path });
+    }
   }
 
   private ghostFd(f: RegFile): number {

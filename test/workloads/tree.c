@@ -7,7 +7,7 @@
  *    +- child C   stays in P's group
  *
  * and two zombies of P's: one that exited with status 7, one killed by SIGTERM, which P
- * never reaps.
+ * never reaps. P holds /proc/C/stat open (a file of another process of the tree).
  *
  * They share a MAP_SHARED anonymous region (made before the forks) where each counts
  * and notes its own pid, ppid, pgid and sid; a file opened once before the forks (one
@@ -40,6 +40,7 @@ static int shared_fd; /* one open file description for all */
 static int pipe_fds[2];
 static int a_read_fd; /* A's read end of the pipe (the number P had for it) */
 static pid_t zombie_exit, zombie_signal;
+static int c_stat_fd; /* P's fd of /proc/C/stat: a file of another process of the tree */
 
 /* A zombie child of ours: state Z, its parent us, the wait status `status`. */
 static int zombie_ok(pid_t pid, int status, char *why, size_t len)
@@ -165,6 +166,12 @@ static int check(char *why, size_t len)
 	}
 	if (zombie_ok(zombie_exit, 7 << 8, why, len) || zombie_ok(zombie_signal, SIGTERM, why, len))
 		return -1;
+	/* P's fd of /proc/C/stat tells C's own pid (opened again at restore, once C was made) */
+	char stat[256];
+	ssize_t got = pread(c_stat_fd, stat, sizeof(stat) - 1, 0);
+	stat[got > 0 ? got : 0] = 0;
+	if (got <= 0 || atoi(stat) != s[C].pid)
+		return snprintf(why, len, "P's fd of /proc/C/stat reads \"%.20s\"", stat), -1;
 	/* the shared offset: a write here moves it for all (one description) */
 	off_t at = lseek(shared_fd, 0, SEEK_CUR);
 	if (write(shared_fd, "x", 1) != 1)
@@ -211,7 +218,11 @@ int main(int argc, char **argv)
 	note(P);
 	fork_as(A, own_group);
 	fork_as(B, own_session);
-	fork_as(C, NULL);
+	pid_t c = fork_as(C, NULL);
+	snprintf(path, sizeof(path), "/proc/%d/stat", c);
+	c_stat_fd = open(path, O_RDONLY);
+	if (c_stat_fd < 0)
+		wl_die("open /proc/C/stat");
 	zombie_exit = fork();
 	if (zombie_exit == 0)
 		_exit(7);
