@@ -90,6 +90,9 @@ export function normalizeVerbosity(argv: readonly string[]): string[] {
     let m: RegExpExecArray | null;
     if ((m = /^-v(\d+)$/.exec(a))) level = Number(m[1]);
     else if ((m = /^-(v+)$/.exec(a))) level = (level ?? 2) + m[1]!.length;
+    // Anything else glued to -v is -v's value to criu (getopt "v::"), read by atoi: the
+    // number it starts with, else 0. zdtm's probes pass "-verbosity=0" so.
+    else if ((m = /^-v([^v].*)$/.exec(a))) level = Number(/^\s*[+-]?\d+/.exec(m[1]!)?.[0] ?? 0);
     else if ((m = /^--verbosity=(\d+)$/.exec(a))) level = Number(m[1]);
     else if (a === "--verbosity") level = (level ?? 2) + 1;
     else {

@@ -50,6 +50,20 @@ test.serial("--feature NAME checks that one; --feature list names them all in cr
   t.regex(bad.stderr, /unknown feature nope/);
 });
 
+test.serial("criu's feature names zdtm asks about: answered for tscriu, as zdtm asks them (-verbosity=0 is criu's -v with a value atoi reads as 0)", (t) => {
+  for (const name of ["mnt_id", "ns_pid", "loginuid"]) {
+    const r = tscriu(["check", "--no-default-config", "-verbosity=0", "--feature", name], { env: NO_CONF });
+    t.is(r.code, 0, `${name}: ${r.stderr}`);
+    t.is(r.stdout, `${name} is supported\n`);
+  }
+  for (const name of ["userns", "aio_remap"]) {
+    const r = tscriu(["check", "--feature", name], { env: NO_CONF });
+    t.is(r.code, 1, name);
+    t.regex(r.stderr, new RegExp(`${name} is not supported: tscriu does not`));
+  }
+  t.false(tscriu(["check", "--feature", "list"], { env: NO_CONF }).stdout.includes("mnt_id"), "criu's names are not tscriu's list");
+});
+
 test.serial("a missing category 1 feature: 'Does not look good.', exit 1, and the check stops there", (t) => {
   // Without CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE, clone3 may not pick the PID.
   const r = spawnSync("setpriv", ["--bounding-set", "-sys_admin,-checkpoint_restore", process.execPath, CLI, "check", "--all", "-v4"], { env: { ...process.env, ...NO_CONF }, encoding: "utf8" });
