@@ -1,0 +1,34 @@
+#!/bin/bash
+# criu's zdtm test harness (criu's source tree, test/zdtm.py) driving tscriu: zdtm.py runs
+# this file as its criu (`--criu-bin scripts/zdtm-shim.sh`), and it runs tscriu's bin with
+# zdtm's arguments, except two that zdtm passes to every dump and that criu accepts there
+# without using them: `--pidfile FILE` (criu writes a pidfile on restore and for daemons
+# only) and `--pre-dump-mode MODE` (read by pre-dump only). tscriu refuses an option on a
+# command where it does nothing, so they are dropped here. A dump also gets
+# `--network-lock nftables` unless zdtm gives a method: criu's default lock is iptables,
+# which these machines do not have.
+#
+# Use, from criu's test directory (zdtm imports pycriu: build it first with `make lib` in
+# criu's tree; zdtm wants Debian's python3, which has protobuf):
+#   python3 zdtm.py run -t zdtm/static/NAME -f h --criu-bin /path/to/tscriu/scripts/zdtm-shim.sh \
+#     --crit-bin /path/to/criu/crit/crit -k always
+# Only the host flavour (-f h) makes sense today: tscriu does not restore namespaces yet.
+here=$(dirname "$(readlink -f "$0")")
+bin=${TSCRIU_BIN:-$here/../dist/cli/tscriu.cjs}
+if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
+	cmd=$1
+	shift
+	args=()
+	lock=
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--pidfile) shift 2 ;;
+		--pre-dump-mode) [ "$cmd" = pre-dump ] && args+=("$1" "$2"); shift 2 ;;
+		--network-lock) lock=1; args+=("$1" "$2"); shift 2 ;;
+		*) args+=("$1"); shift ;;
+		esac
+	done
+	[ -n "$lock" ] || [ "$cmd" != dump ] || args+=(--network-lock nftables)
+	exec "$bin" "$cmd" "${args[@]}"
+fi
+exec "$bin" "$@"
