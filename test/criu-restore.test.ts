@@ -22,6 +22,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["r-seccomp", [], /^PASS filters=1/],
   ["r-vdso", [], /^PASS/],
   ["sleeper", [], /^PASS/],
+  ["threadtimers", [], /^PASS thread=\d+ process=\d+/],
 ];
 
 for (const [name, args, pass] of CASES) {
@@ -64,6 +65,7 @@ const FROM_CRIU: [name: string, pass: RegExp][] = [
   ["memkinds", /^PASS/],
   ["pipe", /^PASS read=10000/],
   ["r-vdso", /^PASS/],
+  ["threadtimers", /^PASS thread=\d+ process=\d+/],
 ];
 
 for (const [name, pass] of FROM_CRIU) {

@@ -81,6 +81,17 @@ test("sigstate: handlers, masks, pending signals, altstack, itimer and POSIX tim
   t.regex(line, /^PASS alarms=[1-9]\d* rt=[1-9]/, "ITIMER_REAL and the POSIX timer fire after the restore");
 });
 
+test("threadtimers: a POSIX timer aimed at a thread (SIGEV_THREAD_ID), made once that thread is back, signals it; ids (with the hole of a deleted one), intervals and time left kept", async (t) => {
+  const w = await startWorkload(t, "threadtimers");
+  t.regex(await w.check(), /^PASS/);
+  const timers = readFileSync(`/proc/${w.pid}/timers`, "utf8");
+  t.regex(timers, new RegExp(`^notify: signal/tid\\.${w.info["worker"]}$`, "m"), "the thread's timer is aimed at the worker, not the leader");
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.is(readFileSync(`/proc/${w.pid}/timers`, "utf8"), timers, "ids, signals, values, targets and clocks");
+  t.regex(await w.check(), /^PASS thread=\d+ process=\d+/);
+});
+
 test("rlimits: a hard limit the restore may not raise (no CAP_SYS_RESOURCE) is kept as high as it goes, with a warning; the limits after it are set", async (t) => {
   const w = await startWorkload(t, "counter");
   // lowered in the task (as root may), so that the image's are known: STACK before

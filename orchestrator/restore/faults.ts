@@ -15,8 +15,8 @@
 //   restore:mm          PR_SET_MM_MAP (exe, brk, arguments, auxv), name, madvise
 //   restore:locks       file locks (--file-locks), taken by the process that held them
 //   restore:signals     sigactions, sigaltstack, pending signals
-//   restore:timers      itimers and POSIX timers
 //   restore:threads     the audit login uid and rlimits, then the other threads made
+//   restore:timers      itimers and POSIX timers (a timer may signal one of the threads)
 //   restore:creds       per thread: altstack, seccomp, scheduling, credentials, task
 //                       flags, pending signals
 //   restore:post-restore the post-restore action scripts
@@ -42,8 +42,8 @@ export const RESTORE_STEPS = [
   "mm",
   "locks",
   "signals",
-  "timers",
   "threads",
+  "timers",
   "creds",
   "post-restore",
   "registers",

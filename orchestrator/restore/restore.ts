@@ -291,10 +291,6 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       r.useExitStops();
       restoreSigactions(r, p.core);
 
-      enter("timers");
-      restoreItimers(r, p.core);
-      restorePosixTimers(r, p.core);
-
       enter("threads");
       // Process-wide, and what new threads must inherit (the audit login uid), while the
       // task still has every capability: then the threads, which need it for their TIDs.
@@ -302,6 +298,14 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       restoreLoginuid(r, p.core, log);
       makeThreads(r, p.threads, task.threads);
       for (const t of task.threads) t.remote.useExitStops();
+
+      // Once every thread exists: a timer of SIGEV_THREAD_ID names the thread its signal
+      // goes to (glibc's SIGEV_THREAD helper thread, for one), and timer_create refuses a
+      // TID that is not yet there (EINVAL). Before the credentials and seccomp, as criu's
+      // restorer does: CLOCK_*_ALARM needs CAP_WAKE_ALARM.
+      enter("timers");
+      restoreItimers(r, p.core);
+      restorePosixTimers(r, p.core);
 
       enter("creds");
       const seccompOf = new Map([[p.pid, p.seccomp], ...task.threads.map((t) => [t.plan.tid, t.plan.seccomp] as const)]);
