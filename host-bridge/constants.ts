@@ -109,6 +109,9 @@ export const STOP_SIGNALS: ReadonlySet<number> = new Set([19, 20, 21, 22]);
 /** clock ids of clockGettime */
 export const CLOCK = { REALTIME: 0, MONOTONIC: 1, BOOTTIME: 7 } as const;
 
+/** Scheduling policies; sched_getscheduler ORs RESET_ON_FORK into the policy, and criu's sched_policy keeps it. */
+export const SCHED = { OTHER: 0, FIFO: 1, RR: 2, BATCH: 3, IDLE: 5, DEADLINE: 6, RESET_ON_FORK: 0x40000000 } as const;
+
 /** kcmp types */
 export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, EPOLL_TFD: 7 } as const;
 

@@ -21,6 +21,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["r-fpu", [], /^PASS/],
   ["r-seccomp", [], /^PASS filters=1/],
   ["r-vdso", [], /^PASS/],
+  ["sched", [], /^PASS sched=6/],
   ["sleeper", [], /^PASS/],
   ["threadtimers", [], /^PASS thread=\d+ process=\d+/],
 ];
@@ -65,6 +66,7 @@ const FROM_CRIU: [name: string, pass: RegExp][] = [
   ["memkinds", /^PASS/],
   ["pipe", /^PASS read=10000/],
   ["r-vdso", /^PASS/],
+  ["sched", /^PASS sched=6/],
   ["threadtimers", /^PASS thread=\d+ process=\d+/],
 ];
 

@@ -198,3 +198,29 @@ test("large memory: 40 MiB written by the task read back word by word, the pages
   t.is(bad, -1, "every word as the workload wrote it");
   t.regex(readFileSync(`/proc/${w.pid}/stat`, "utf8").split(") ")[1]!.slice(0, 1), RUNS_ON, "the task runs on (-R)");
 });
+
+test("sched: each thread's sched_policy is sched_getscheduler's answer, SCHED_RESET_ON_FORK included (as criu writes it), with priority and nice", async (t) => {
+  const w = await startWorkload(t, "sched");
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  if (critInstalled(t)) t.deepEqual(critDecodeAll(dir).failed, []);
+  const img = await openImageDir(dir);
+  t.teardown(() => img.close());
+  const got = [];
+  for (const tid of String(w.info["tids"]).split(",").map(Number)) {
+    const th = (await img.core(tid)).thread_core!;
+    got.push([th.sched_policy, th.sched_prio, th.sched_nice]);
+  }
+  const RESET_ON_FORK = 0x40000000;
+  // RR|RESET 7, FIFO 3, OTHER|RESET, OTHER, BATCH, IDLE; nice as set (IDLE's not compared)
+  t.deepEqual(got.slice(0, 5), [
+    [2 | RESET_ON_FORK, 7, 2],
+    [1, 3, 0],
+    [RESET_ON_FORK, undefined, 4],
+    [0, undefined, 5],
+    [3, undefined, 3],
+  ]);
+  t.is(got[5]![0], 5);
+  t.is(got[5]![1], undefined);
+  t.regex(await w.check(), /^PASS sched=6/);
+});

@@ -92,6 +92,14 @@ test("threadtimers: a POSIX timer aimed at a thread (SIGEV_THREAD_ID), made once
   t.regex(await w.check(), /^PASS thread=\d+ process=\d+/);
 });
 
+test("sched: policies with SCHED_RESET_ON_FORK (RR, OTHER), FIFO, BATCH, IDLE, priorities and nice, thread by thread", async (t) => {
+  const w = await startWorkload(t, "sched");
+  t.regex(await w.check(), /^PASS/);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.regex(await w.check(), /^PASS sched=6/);
+});
+
 test("rlimits: a hard limit the restore may not raise (no CAP_SYS_RESOURCE) is kept as high as it goes, with a warning; the limits after it are set", async (t) => {
   const w = await startWorkload(t, "counter");
   // lowered in the task (as root may), so that the image's are known: STACK before

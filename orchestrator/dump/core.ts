@@ -3,7 +3,7 @@
 // credentials, rseq, robust list and the task-wide fields of the leader's tc.
 
 import { bridge } from "../../host-bridge/load.js";
-import { ERESTART } from "../../host-bridge/constants.js";
+import { ERESTART, SCHED } from "../../host-bridge/constants.js";
 import { decodeRegs, REG_NAMES, type UserRegs } from "../../host-bridge/regs.js";
 import type { InsideState, ThreadInside } from "./inside.js";
 import type { ProcCreds, ProcStat } from "./proc.js";
@@ -187,7 +187,7 @@ export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string,
     futex_rla: robust.head,
     futex_rla_len: robust.len,
     sched_nice: stat.nice,
-    sched_policy: stat.policy,
+    sched_policy: inside.schedPolicy,
   };
   if (!leader) threadCore["blk_sigset"] = t.regs.blocked;
   Object.assign(threadCore, {
@@ -197,7 +197,8 @@ export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string,
     comm: t.comm,
     cg_set: 1,
   });
-  if (stat.policy !== 0 && stat.policy !== 3 && stat.policy !== 5) threadCore["sched_prio"] = stat.rtPriority;
+  const policy = inside.schedPolicy & ~SCHED.RESET_ON_FORK;
+  if (policy === SCHED.FIFO || policy === SCHED.RR) threadCore["sched_prio"] = stat.rtPriority;
   if (inside.pdeathSig) threadCore["pdeath_sig"] = inside.pdeathSig;
   if (creds.seccomp !== 0) {
     threadCore["seccomp_mode"] = creds.seccomp === 1 ? "strict" : "filter";

@@ -15,6 +15,7 @@ const SYS_X = {
   getitimer: 36,
   timer_gettime: 224,
   timer_getoverrun: 225,
+  sched_getscheduler: 145,
   membarrier: 324,
 } as const;
 
@@ -64,6 +65,8 @@ export interface ThreadInside {
   tidAddress: bigint;
   pdeathSig: number;
   securebits: number;
+  /** sched_getscheduler's answer: the policy with SCHED_RESET_ON_FORK, which /proc/PID/stat leaves out */
+  schedPolicy: number;
 }
 
 export interface InsideState {
@@ -236,11 +239,12 @@ function membarrierRegistrations(pid: number, r: bigint): number {
 /** A thread's own state, by syscalls run in that thread; answers go to the (shared) scratch area. */
 function threadInside(tid: number, s: Scratch): ThreadInside {
   const at = s.base + BigInt(OFF.thread);
-  const [, , , securebits] = s.run(tid, [
+  const [, , , securebits, policy] = s.run(tid, [
     { what: "sigaltstack", nr: SYS.sigaltstack, args: [0, at] },
     { what: "prctl(PR_GET_PDEATHSIG)", nr: SYS.prctl, args: [PR.GET_PDEATHSIG, at + 24n] },
     { what: "prctl(PR_GET_TID_ADDRESS)", nr: SYS.prctl, args: [PR.GET_TID_ADDRESS, at + 32n] },
     { what: "prctl(PR_GET_SECUREBITS)", nr: SYS.prctl, args: [PR.GET_SECUREBITS] },
+    { what: "sched_getscheduler(0)", nr: SYS_X.sched_getscheduler, args: [0] },
   ]);
   const b = s.read(OFF.thread, 40);
   return {
@@ -248,6 +252,7 @@ function threadInside(tid: number, s: Scratch): ThreadInside {
     pdeathSig: b.readInt32LE(24),
     tidAddress: b.readBigUInt64LE(32),
     securebits: Number(securebits),
+    schedPolicy: Number(policy),
   };
 }
 

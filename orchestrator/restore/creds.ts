@@ -7,6 +7,7 @@
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { setPriority } from "node:os";
+import { SCHED } from "../../host-bridge/constants.js";
 import type { CoreEntry, MmEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "./errors.js";
@@ -159,13 +160,20 @@ export function restoreTaskFlags(remote: Remote, core: CoreEntry, mm: MmEntry): 
   remote.loop(calls);
 }
 
-/** The scheduling policy, while the task still has CAP_SYS_NICE (before the credentials). */
+/**
+ * The scheduling policy, while the task still has CAP_SYS_NICE (before the credentials).
+ * sched_policy is what sched_getscheduler told at dump (criu's and tscriu's images alike),
+ * SCHED_RESET_ON_FORK included, and sched_setscheduler takes it back as it is. The nice
+ * value is set from outside afterwards (restoreFromOutside); the legacy call keeps it.
+ */
 export function restoreSched(remote: Remote, core: CoreEntry): void {
   const th = core.thread_core;
-  if (th?.sched_policy === undefined || th.sched_policy === 0) return;
+  if (th?.sched_policy === undefined || th.sched_policy === SCHED.OTHER) return;
   const param = Buffer.alloc(4);
   param.writeInt32LE(th.sched_prio ?? 0, 0);
-  remote.call(`sched_setscheduler(policy ${th.sched_policy}, priority ${th.sched_prio ?? 0})`, NR.sched_setscheduler, [0, th.sched_policy, remote.write(0, param)]);
+  const flag = th.sched_policy & SCHED.RESET_ON_FORK ? "|SCHED_RESET_ON_FORK" : "";
+  const what = `sched_setscheduler(policy ${th.sched_policy & ~SCHED.RESET_ON_FORK}${flag}, priority ${th.sched_prio ?? 0})`;
+  remote.call(what, NR.sched_setscheduler, [0, th.sched_policy, remote.write(0, param)]);
 }
 
 const AUDIT_UID_UNSET = 4294967295;
