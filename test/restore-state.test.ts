@@ -199,3 +199,14 @@ test("r-seccomp: the seccomp filter is back (getppid still fails with EPERM) and
   t.is(status(w.pid).get("Seccomp"), "2");
   t.is(await w.check(), "PASS filters=1");
 });
+
+test("seccomp-threads: threads whose own filters fail the calls a dump runs inside them are dumped and restored, each filter still acting", async (t) => {
+  const w = await startWorkload(t, "seccomp-threads");
+  t.is(await w.check(), "PASS seccomp-threads");
+  const tids = w.info["tids"]!.split(",").map(Number);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  for (const tid of tids) t.is(status(tid).get("Seccomp"), "2", `thread ${tid}`);
+  t.is(status(w.pid).get("Seccomp"), "0");
+  t.is(await w.check(), "PASS seccomp-threads");
+});

@@ -101,14 +101,14 @@ export class CgroupFreezer {
 /**
  * Seizes and interrupts every thread of the frozen cgroup (a thread gone meanwhile is
  * skipped, a kernel thread cannot be seized and is skipped too), adding each to `seized`
- * at once. `optionsOf` gives the ptrace options for a thread's process.
+ * at once (seccomp is suspended once each has stopped, freeze.ts).
  */
-export function seizeFrozen(freezer: CgroupFreezer, optionsOf: (tid: number) => number, seized: number[]): void {
+export function seizeFrozen(freezer: CgroupFreezer, seized: number[]): void {
   const b = bridge();
   for (const tid of freezer.threads()) {
     if (tid === process.pid) continue;
     try {
-      b.ptraceSeize(tid, optionsOf(tid));
+      b.ptraceSeize(tid, 0);
       b.ptraceInterrupt(tid);
       seized.push(tid);
     } catch (e) {

@@ -444,7 +444,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const regs = new Map(fp.tids.map((tid) => [tid, readRegs(tid)]));
 
       enter("inside");
-      const inside = collectInside(p, timers, fp.tids);
+      let inside: InsideState;
+      try {
+        inside = collectInside(p, timers, fp.tids);
+      } catch (e) {
+        // Without PTRACE_O_SUSPEND_SECCOMP the task's own filters judge our calls.
+        const active = fp.seccompActive;
+        if (!active || (e as { errno?: number }).errno === undefined) throw e;
+        const why = [...active].map(([tid, r]) => `thread ${tid}: ${r}`).join("; ");
+        throw new DumpError("inside", p, `${(e as Error).message}; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended (${why})`, { cause: e });
+      }
 
       enter("vmas");
       // (read while the scratch area of `inside` was mapped, it lists that too: taken out;

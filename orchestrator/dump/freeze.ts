@@ -26,6 +26,8 @@ export interface Frozen {
   wasStopped: boolean;
   /** the stop signal of that group-stop */
   stopSignal: number;
+  /** threads under seccomp whose filters still apply to our calls: why they could not be suspended */
+  seccompActive?: Map<number, string> | undefined;
   /** microseconds spent freezing */
   freezingUs: number;
   /** when the task became frozen (process.hrtime.bigint) */
@@ -63,21 +65,33 @@ function checkTimeNs(pid: number): void {
   }
 }
 
-/** The ptrace options a thread of `pid` is seized with. */
-function seizeOptions(pid: number): number {
-  // A task under a seccomp filter could be killed by the syscalls we run inside it.
-  return statusCreds(parseStatus(readProc(pid, "status"))).seccomp !== 0 ? PTRACE_O.SUSPEND_SECCOMP : 0;
+/**
+ * Suspends seccomp for a stopped thread under it (PTRACE_O_SUSPEND_SECCOMP, CAP_SYS_ADMIN
+ * only; it lasts while the thread is traced), so that its filters neither fail nor kill
+ * the calls we run inside it. Read per thread and once it is stopped: threads of one task
+ * carry different filters, and a stopped thread cannot install one any more. Returns why
+ * the kernel refused it, for a thread whose filters then still apply.
+ */
+function suspendSeccomp(tid: number): string | undefined {
+  if (statusCreds(parseStatus(readProc(tid, "status"))).seccomp === 0) return undefined;
+  try {
+    bridge().ptraceSetOptions(tid, PTRACE_O.SUSPEND_SECCOMP);
+    return undefined;
+  } catch (e) {
+    if (isNativeError(e) && (e.code === "EPERM" || e.code === "EINVAL")) return `PTRACE_O_SUSPEND_SECCOMP refused with ${e.code}`;
+    throw e;
+  }
 }
 
 /**
  * Seizes one thread and waits for its stop; false when it is gone (a thread that exited
  * meanwhile). A thread in `preSeized` (seized while its cgroup was frozen) is only waited for.
  */
-function seizeThread(pid: number, tid: number, opts: number, wasStopped: boolean, deadline: number, timeoutMs: number, preSeized?: Set<number>): boolean {
+function seizeThread(pid: number, tid: number, wasStopped: boolean, deadline: number, timeoutMs: number, preSeized?: Set<number>): boolean {
   const b = bridge();
   if (!preSeized?.delete(tid)) {
     try {
-      b.ptraceSeize(tid, opts);
+      b.ptraceSeize(tid, 0);
     } catch (e) {
       if (isNativeError(e) && e.code === "ESRCH" && tid !== pid) return false;
       throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
@@ -122,16 +136,21 @@ function stopSignalOf(pid: number): number {
 export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>): Frozen {
   const t0 = process.hrtime.bigint();
   const wasStopped = statusCreds(parseStatus(readProc(pid, "status"))).state === "T";
-  const opts = seizeOptions(pid);
   const tids: number[] = [];
+  const seccompActive = new Map<number, string>();
+  const seized = (tid: number): void => {
+    tids.push(tid);
+    const refused = suspendSeccomp(tid);
+    if (refused !== undefined) seccompActive.set(tid, refused);
+  };
   try {
-    if (seizeThread(pid, pid, opts, wasStopped, deadline, timeoutMs, preSeized)) tids.push(pid);
+    if (seizeThread(pid, pid, wasStopped, deadline, timeoutMs, preSeized)) seized(pid);
     // Threads made while others were being seized: read the list until it holds no new one.
     for (let again = true; again; ) {
       again = false;
       for (const tid of threadsAndChildren(pid).threads) {
         if (tids.includes(tid)) continue;
-        if (seizeThread(pid, tid, opts, wasStopped, deadline, timeoutMs, preSeized)) tids.push(tid);
+        if (seizeThread(pid, tid, wasStopped, deadline, timeoutMs, preSeized)) seized(tid);
         again = true;
       }
     }
@@ -146,6 +165,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
     tids,
     wasStopped,
     stopSignal: wasStopped ? stopSignalOf(pid) : 0,
+    seccompActive: seccompActive.size ? seccompActive : undefined,
     freezingUs: Number((frozenAt - t0) / 1000n),
     frozenAt,
   };
@@ -305,7 +325,7 @@ function seizeCgroup(pid: number, freezer: CgroupFreezer, deadline: number, time
   }
   const seized: number[] = [];
   try {
-    seizeFrozen(freezer, (tid) => seizeOptions(tid), seized);
+    seizeFrozen(freezer, seized);
   } catch (e) {
     freezer.thaw();
     for (const tid of seized) detach(tid);
