@@ -118,6 +118,8 @@ export const KCMP = { FILE: 0, VM: 1, FILES: 2, FS: 3, SIGHAND: 4, EPOLL_TFD: 7 
 export const MAP = {
   SHARED: 0x01,
   PRIVATE: 0x02,
+  /** Linux 6.11+: private anonymous memory the kernel may empty under pressure ("dp" in VmFlags) */
+  DROPPABLE: 0x08,
   FIXED: 0x10,
   ANONYMOUS: 0x20,
   FIXED_NOREPLACE: 0x100000,

@@ -25,6 +25,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["loginuid", ["3"], /^PASS loginuid=3$/],
   ["madvise", [], /^PASS regions=14 /],
   ["membarrier", [], /^PASS registered=0x/],
+  ["droppable", [], /^PASS droppable$/],
   ...["memfd-priv", "shmem-priv", "mmap", "holes", "attrs", "dirs", "fifo", "devices"].map((c): [string, string[], RegExp] => ["unlinked", [c], new RegExp(`^PASS ${c}$`)]),
   // issue 15: threads and a process tree
   ["threads", ["4"], /^PASS threads=4$/],
@@ -42,6 +43,7 @@ const CASES: [name: string, args: string[], pass: RegExp][] = [
 /** What an older criu loses in its own dump (tscriu restores what the images hold). */
 const CRIU_LOSES: Record<string, { versions: RegExp; result: RegExp; why: string }> = {
   madvise: { versions: /^4\.1(\.|$)/, result: /^FAIL wipeonfork: VmFlags , was wf,$/, why: "criu 4.1 does not dump MADV_WIPEONFORK (criu 4.2 does)" },
+  droppable: { versions: /^4\.1(\.|$)/, result: /^FAIL droppable: VmFlags of 0x[0-9a-f]+ are .*, no dp$/, why: "criu 4.1 dumps a MAP_DROPPABLE mapping as a plain private one (criu 4.2 records MAP_DROPPABLE)" },
 };
 
 /** What criu's restore loses of a state, from its own dump as well (checked by hand with criu 4.1.1 and 4.2). */

@@ -8,6 +8,7 @@
 // itself (PROT_NONE).
 
 import { closeSync, openSync, readSync } from "node:fs";
+import { MAP } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
@@ -121,6 +122,9 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
   let holes = 0;
   for (const v of vmas) {
     if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.SOCKET)) continue;
+    // The kernel may drop a droppable VMA's pages at any time (they read back as zeros):
+    // nothing of it is dumped, as criu does.
+    if (v.flags & MAP.DROPPABLE) continue;
     const filePrivate = (v.status & VMA.FILE_PRIVATE) !== 0;
     const flags = PE_PRESENT | (lazyVma(v) ? PE_LAZY : 0);
     const procMem = (v.prot & 1) === 0;

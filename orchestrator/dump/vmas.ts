@@ -8,6 +8,7 @@ import type { FileTable } from "./filetable.js";
 import { procPath, readProc } from "./proc.js";
 import { ShmemTable } from "./shmem.js";
 
+import { MAP } from "../../host-bridge/constants.js";
 import { VMA } from "../../images/vma-status.js";
 
 export { VMA };
@@ -113,7 +114,7 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smap
   const vmas: Vma[] = [];
   for (const r of raw) {
     const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
-    let flags = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
+    let flags: number = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
     let madv = 0n;
     let special = false;
     for (const f of r.vmflags) {
@@ -121,6 +122,9 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smap
       else if (f === "lo") flags |= MAPF.LOCKED;
       else if (f === "nr") flags |= MAPF.NORESERVE;
       else if (f === "ht") flags |= MAPF.HUGETLB;
+      // criu's image: a droppable VMA is MAP_DROPPABLE, not MAP_PRIVATE (the kernel takes
+      // no map type with it), and still VMA_ANON_PRIVATE in its status.
+      else if (f === "dp") flags = (flags & ~MAPF.PRIVATE) | MAP.DROPPABLE;
       const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, wf: MADV.WIPEONFORK }[f];
       if (adv !== undefined) madv |= 1n << BigInt(adv);
       if (f === "io" || f === "pf") special = true;

@@ -1,7 +1,7 @@
 // The address space from mm-PID.img and the pages images: every VMA mapped at its address
 // with its protection, flags and file backing, then the dumped pages written into it.
 //
-//   anonymous private (heap, stack, …)   mmap MAP_PRIVATE|MAP_ANONYMOUS
+//   anonymous private (heap, stack, …)   mmap MAP_PRIVATE|MAP_ANONYMOUS (MAP_DROPPABLE|…: no pages)
 //   private / shared file mappings       the file opened by tscriu, handed to the task,
 //                                        mmap at the dumped offset
 //   shared anonymous / memfd memory      one object per memfd.img entry (shmem.ts), each
@@ -149,12 +149,12 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
 
 /**
  * Whether a lazy restore registers the VMA with the task's userfaultfd for its daemon:
- * criu's rule (private anonymous memory, not locked, not the kernel's vDSO/vvar/vsyscall,
- * not hugetlb), as the dump marks its pages PE_LAZY.
+ * criu's rule (private anonymous memory, not locked, not droppable, not the kernel's
+ * vDSO/vvar/vsyscall, not hugetlb), as the dump marks its pages PE_LAZY.
  */
 export function lazyVma(p: VmaPlan): boolean {
   const v = p.vma;
-  return p.kind === "anon" && !p.shared && !(v.flags & (MAP_LOCKED | MAP_HUGETLB)) && !(v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL));
+  return p.kind === "anon" && !p.shared && !(v.flags & (MAP_LOCKED | MAP_HUGETLB | MAP.DROPPABLE)) && !(v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL));
 }
 
 /** How to open a mapped file: as the mapping's own fd was (fdflags), or as its protection needs. */
@@ -166,6 +166,8 @@ function openFlags(v: Vma, shared: boolean): number {
 /** mmap flags for the VMA at its address: its own flags, never replacing anything. */
 function mmapFlags(v: Vma, anon: boolean): number {
   let f = (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE;
+  // MAP_DROPPABLE is a map type of its own: no MAP_PRIVATE with it
+  if (f & MAP.DROPPABLE) f &= ~MAP.PRIVATE;
   if (anon) f |= MAP.ANONYMOUS;
   return f;
 }
@@ -190,7 +192,9 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
   for (const p of plan.vmas) {
     const v = p.vma;
     if (p.kind === "anon") {
-      calls.push({ what: `mmap of the anonymous VMA ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, true), -1, 0] });
+      // A kernel before 6.11 takes MAP_DROPPABLE for an unknown map type: EINVAL.
+      const what = v.flags & MAP.DROPPABLE ? `mmap of the droppable VMA ${range(v)} (MAP_DROPPABLE, Linux 6.11+)` : `mmap of the anonymous VMA ${range(v)}`;
+      calls.push({ what, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, true), -1, 0] });
     } else if (p.kind === "socket") {
       // its place kept until the socket is made (mapSocketRings)
       calls.push({ what: `placeholder of the packet ring ${range(v)}`, nr: NR.mmap, args: [v.start, v.end - v.start, 0, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED_NOREPLACE | MAP_NORESERVE, -1, 0] });
