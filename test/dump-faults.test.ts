@@ -84,3 +84,26 @@ test("an unknown fault name is an error", async (t) => {
   await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t), faults: "nope" }), { message: /unknown fault "nope"/ });
   await counterAdvances(w);
 });
+
+test("seccomp not suspendable (TSCRIU_FAULT=seccomp-suspend): a thread's filter failing an inside call fails the dump naming it, every thread keeps its filter", async (t) => {
+  const w = await startWorkload(t, "seccomp-threads");
+  const tids = w.info["tids"]!.split(",").map(Number);
+  const before = snapshot(w);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: freshDir(t), faults: "seccomp-suspend" }));
+  t.like(err, { step: "inside", pid: w.pid });
+  t.regex(err?.message ?? "", /inside the task returned errno 123[45]; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended \(thread \d+: PTRACE_O_SUSPEND_SECCOMP refused with EPERM/);
+  for (const tid of tids) t.regex(readFileSync(`/proc/${w.pid}/task/${tid}/status`, "utf8"), /^Seccomp:\t2$/m, `thread ${tid}`);
+  // (no counter: its threads answering the check show it runs on)
+  await waitFor(`pid ${w.pid} to run on`, () => procState(w.pid) !== "t" && procState(w.pid) !== "T");
+  t.deepEqual(snapshot(w), before, "same code bytes and mappings: nothing injected is left");
+  t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/TracerPid:\s+(\d+)/)?.[1], "0", "detached");
+  t.is(await w.check(), "PASS seccomp-threads", "each thread's filter still acts");
+});
+
+test("seccomp not suspendable: a filter that fails none of the inside calls does not fail the dump", async (t) => {
+  const w = await startWorkload(t, "r-seccomp");
+  const dir = freshDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, faults: "seccomp-suspend", leaveRunning: true });
+  t.true(existsSync(`${dir}/seccomp.img`));
+  t.regex(await w.check(), /^PASS filters=1/);
+});

@@ -317,7 +317,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let tree: FrozenTree;
   try {
     enter("seize");
-    tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer);
+    tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer, faults);
   } catch (e) {
     tracking.release();
     remote?.abort();

@@ -10,6 +10,7 @@ import { PTRACE_EVENT, PTRACE_O, STOP_SIGNALS } from "../../host-bridge/constant
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { frozenCgroupOf, seizeFrozen, type CgroupFreezer } from "./cgroup-freezer.js";
 import { DumpError } from "./errors.js";
+import type { Faults } from "./faults.js";
 import { nsInode, parseStat, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
 
 const { SIGKILL, SIGSTOP } = constants.signals;
@@ -72,8 +73,9 @@ function checkTimeNs(pid: number): void {
  * carry different filters, and a stopped thread cannot install one any more. Returns why
  * the kernel refused it, for a thread whose filters then still apply.
  */
-function suspendSeccomp(tid: number): string | undefined {
+function suspendSeccomp(tid: number, faults?: Faults): string | undefined {
   if (statusCreds(parseStatus(readProc(tid, "status"))).seccomp === 0) return undefined;
+  if (faults?.has("seccomp-suspend")) return "PTRACE_O_SUSPEND_SECCOMP refused with EPERM (fault injected by TSCRIU_FAULT=seccomp-suspend)";
   try {
     bridge().ptraceSetOptions(tid, PTRACE_O.SUSPEND_SECCOMP);
     return undefined;
@@ -133,14 +135,14 @@ function stopSignalOf(pid: number): number {
 }
 
 /** Seizes and stops every thread of the task within timeoutMs. */
-export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>): Frozen {
+export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>, faults?: Faults): Frozen {
   const t0 = process.hrtime.bigint();
   const wasStopped = statusCreds(parseStatus(readProc(pid, "status"))).state === "T";
   const tids: number[] = [];
   const seccompActive = new Map<number, string>();
   const seized = (tid: number): void => {
     tids.push(tid);
-    const refused = suspendSeccomp(tid);
+    const refused = suspendSeccomp(tid, faults);
     if (refused !== undefined) seccompActive.set(tid, refused);
   };
   try {
@@ -260,7 +262,7 @@ export interface FrozenTree {
  * a zombie is kept as one (its exit status); one that ends while it is being seized is
  * refused by name; everything frozen so far is let go again on any failure.
  */
-export function freezeTree(pid: number, timeoutMs: number, freezer?: CgroupFreezer): FrozenTree {
+export function freezeTree(pid: number, timeoutMs: number, freezer?: CgroupFreezer, faults?: Faults): FrozenTree {
   const t0 = process.hrtime.bigint();
   const deadline = Date.now() + timeoutMs;
   const processes: Frozen[] = [];
@@ -286,7 +288,7 @@ export function freezeTree(pid: number, timeoutMs: number, freezer?: CgroupFreez
     }
     let f: Frozen;
     try {
-      f = freeze(p, timeoutMs, deadline, preSeized);
+      f = freeze(p, timeoutMs, deadline, preSeized, faults);
     } catch (e) {
       // It exited while being seized: a zombie now.
       if (asZombie()) return;
