@@ -82,6 +82,41 @@ test("tree: a child stopped by SIGTSTP comes back stopped by SIGTSTP (criu's sto
   t.is(await w.check(), "PASS tree=5", "after the restore, A continued");
 });
 
+test("zombies: children dead of exit codes 0, 7, 255 and of SIGKILL, SIGTERM, SIGSEGV and a real-time signal come back as zombies whose parent waits the same statuses", async (t) => {
+  const w = await startWorkload(t, "zombies");
+  t.is(await w.check(), "PASS zombies=7", "before the dump");
+  const pids = w.info["pids"]!.split(",").map(Number);
+  const dir = await dumpGone(t, w);
+  const want = [0, 7 << 8, 255 << 8, 9, 15, 11, Number(w.info["rt"])];
+  for (const [i, z] of pids.entries()) {
+    const core = (await readImage(join(dir, `core-${z}.img`))).entries[0]!;
+    const tc = core["tc"] as Record<string, unknown>;
+    t.is(tc["task_state"], 2, `zombie ${z}: TASK_DEAD`);
+    t.is(tc["exit_code"], want[i], `zombie ${z}: its wait status in the image`);
+  }
+  for (const p of pids) await waitFor(`zombie ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS zombies=7", "after the restore: each a zombie with its status, as waitid sees it");
+});
+
+test("zombies: an image whose zombie died of a signal that ends no process (SIGSTOP) is refused at plan, naming the core image; restored as it was, it passes", async (t) => {
+  const w = await startWorkload(t, "zombies");
+  const z = Number(w.info["pids"]!.split(",")[4]);
+  const dir = await dumpGone(t, w);
+  const file = join(dir, `core-${z}.img`);
+  const img = await readImage(file);
+  const tc = img.entries[0]!["tc"] as Record<string, unknown>;
+  const was = tc["exit_code"];
+  tc["exit_code"] = 19;
+  await writeImage(file, img, { overwrite: true });
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.regex(err?.message ?? "", new RegExp(`plan of pid ${z} failed: zombie ${z}: exit status 19 names signal 19, whose default action does not end a process .*core-${z}\\.img`));
+  tc["exit_code"] = was;
+  await writeImage(file, img, { overwrite: true });
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS zombies=7");
+});
+
 test("tree: dump -R leaves every process running untraced; the tree dumps and restores twice", async (t) => {
   const w = await tree(t);
   await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });

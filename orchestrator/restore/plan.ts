@@ -219,6 +219,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
       if ((entry.threads ?? []).length !== 1) throw fail(`zombie ${pid} has ${(entry.threads ?? []).length} threads`, "pstree.img", pid);
     }
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
+      const why = badZombieStatus(Number(core.tc!.exit_code));
+      if (why) throw fail(`zombie ${pid}: exit status ${core.tc!.exit_code} ${why}`, `core-${pid}.img`, pid);
       order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], forker: Number(entry.ppid ?? 0), zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
       continue;
     }
@@ -427,4 +429,18 @@ function withHelpers(order: TreeNode[], helpers: HelperPlan[]): TreeNode[] {
   };
   for (const n of order) place(n);
   return out;
+}
+
+/** Signals whose default action is not to end the process: no zombie died of one. */
+const NOT_FATAL = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
+
+/** Why a zombie's wait status cannot be made again (undefined when it can): an exit code, or a fatal signal with or without the core-dump bit. */
+function badZombieStatus(status: number): string | undefined {
+  if (status < 0 || status > 0xffff) return "is no wait status";
+  const signal = status & 0x7f;
+  if (signal === 0) return status & 0x80 ? "has the core-dump bit without a signal" : undefined;
+  if (status >> 8) return "has both an exit code and a signal";
+  if (signal > 64) return "is a stopped or continued status, no death";
+  if (NOT_FATAL.has(signal)) return `names signal ${signal}, whose default action does not end a process`;
+  return undefined;
 }

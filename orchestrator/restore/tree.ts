@@ -7,7 +7,8 @@
 // made to exit as it had. A helper (a gone session or group leader) is forked the same
 // way, forks the processes of its session or group, and exits once all exist.
 
-import { bridge } from "../../host-bridge/load.js";
+import { bridge, isNativeError } from "../../host-bridge/load.js";
+import type { WaitStatus } from "../../host-bridge/native.js";
 import { decodeRegs, encodeRegs } from "../../host-bridge/regs.js";
 import { RestoreError } from "./errors.js";
 import { NR, Remote } from "./remote.js";
@@ -47,13 +48,15 @@ export function forkChild(parent: Remote, pid: number, session: TreeNode["sessio
 }
 
 const NR_EXIT_GROUP = 231;
+const SIGKILL = 9;
 const PR_SET_NAME = 15;
 const PR_SET_DUMPABLE = 4;
 
 /**
  * Makes a forked stub the zombie it was: its name, then its death -- exit_group with its
- * code, or its fatal signal (no core file: not dumpable). Its parent, still a stub, does
- * not reap it; as its tracer tscriu collects the exit, so the parent finds it later.
+ * code, or its fatal signal (no core file: not dumpable, so a status with the core-dump
+ * bit comes back without it, as with criu). Its parent, still a stub, does not reap it; as
+ * its tracer tscriu collects the exit, so the parent finds it later.
  */
 export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
   const b = bridge();
@@ -65,14 +68,19 @@ export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
     r.call("prctl(PR_SET_DUMPABLE, 0)", NR.prctl, [PR_SET_DUMPABLE, 0, 0, 0, 0]);
     b.setSigmask(r.pid, 0n);
     process.kill(r.pid, signal);
-    // The signal-delivery stop: pass the signal on, its default action ends the process.
-    for (let sig = 0; ; ) {
-      b.ptraceCont(r.pid, sig);
-      const st = b.waitpid(r.pid, 0, 10_000);
-      if (!st) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} did not die of signal ${signal} within 10 s`);
-      if (st.exited || st.signaled) return;
-      sig = st.stopped && st.event === 0 ? st.stopSig : 0;
+    // SIGKILL takes the tracee out of its ptrace stop and kills it: there is no
+    // signal-delivery stop to pass it on from, and PTRACE_CONT would find no stopped task.
+    // Any other signal waits in the stopped stub for a PTRACE_CONT, then stops it at its
+    // delivery, where it is passed on and its default action ends the process.
+    let st = signal === SIGKILL ? null : contOrDead(r.pid, 0);
+    while (!st) {
+      const w = b.waitpid(r.pid, 0, 10_000);
+      if (!w) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} did not die of signal ${signal} within 10 s`);
+      if (w.exited || w.signaled) st = w;
+      else st = contOrDead(r.pid, w.stopped && w.event === 0 ? w.stopSig : 0);
     }
+    if (!st.signaled || st.signal !== signal) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} ended with status 0x${st.status.toString(16)}, not by signal ${signal}`);
+    return;
   }
   const regs = decodeRegs(b.getRegs(r.pid));
   regs.rip = r.tramp;
@@ -86,6 +94,23 @@ export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
     if (!st) throw new RestoreError("spawn", r.pid, `zombie ${r.pid} did not exit within 10 s`);
     if (st.exited || st.signaled) return;
     b.ptraceCont(r.pid, 0);
+  }
+}
+
+/**
+ * PTRACE_CONT of a tracee on its way to die of a signal. ESRCH there is a task the signal
+ * killed already: its exit is collected and returned. Anything else is an error (so is an
+ * ESRCH behind which no exit is found).
+ */
+function contOrDead(pid: number, sig: number): WaitStatus | null {
+  try {
+    bridge().ptraceCont(pid, sig);
+    return null;
+  } catch (e) {
+    if (!(isNativeError(e) && e.code === "ESRCH")) throw e;
+    const st = bridge().waitpid(pid, 0, 10_000);
+    if (st && (st.exited || st.signaled)) return st;
+    throw e;
   }
 }
 

@@ -1,0 +1,115 @@
+/* Zombie children of every kind of death, never reaped: exit codes 0, 7 and 255, and
+ * deaths by SIGKILL (sent by us: a process cannot catch it to say goodbye), SIGTERM,
+ * SIGSEGV (not dumpable, so no core file and no core-dump bit) and a real-time signal.
+ * On SIGUSR1 each must still be a zombie of ours whose wait status is the one it died
+ * with: /proc/PID/stat's exit code, and what waitid(WNOWAIT) -- the parent's view --
+ * reports: "PASS zombies=7" or "FAIL zombies: why". The ready line names the pids:
+ * "pids=p1,p2,... rt=N" (N the real-time signal's number). */
+#include "workload.h"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+enum { EXIT, SIGNAL, KILLED };
+
+static struct {
+	int how, value;
+	pid_t pid;
+} kids[] = {
+	{ EXIT, 0, 0 },
+	{ EXIT, 7, 0 },
+	{ EXIT, 255, 0 },
+	{ KILLED, SIGKILL, 0 },
+	{ SIGNAL, SIGTERM, 0 },
+	{ SIGNAL, SIGSEGV, 0 },
+	{ SIGNAL, 0 /* SIGRTMIN+3 */, 0 },
+};
+enum { N = sizeof(kids) / sizeof(kids[0]) };
+
+static int status_of(int i)
+{
+	return kids[i].how == EXIT ? kids[i].value << 8 : kids[i].value;
+}
+
+/* /proc/PID/stat: state, ppid and exit code (fields 3, 4, 52) */
+static int stat_ok(int i)
+{
+	char path[64], buf[1024];
+	pid_t pid = kids[i].pid;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return wl_fail("zombie %d is gone", pid);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	char state = 0;
+	int ppid = 0, field = 3;
+	long code = -1;
+	for (char *tok = p ? strtok(p + 2, " ") : NULL; tok; tok = strtok(NULL, " "), field++) {
+		if (field == 3)
+			state = tok[0];
+		else if (field == 4)
+			ppid = atoi(tok);
+		else if (field == 52)
+			code = strtol(tok, NULL, 10);
+	}
+	if (state != 'Z' || ppid != getpid() || code != status_of(i))
+		return wl_fail("zombie %d: state %c, ppid %d, exit code %ld (want Z, %d, %d)", pid, state, ppid, code,
+			       getpid(), status_of(i));
+	return 0;
+}
+
+static int check(void)
+{
+	for (int i = 0; i < N; i++) {
+		if (stat_ok(i))
+			return -1;
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)kids[i].pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+			return wl_fail("waitid(%d): %s", kids[i].pid, strerror(errno));
+		int code = kids[i].how == EXIT ? CLD_EXITED : CLD_KILLED;
+		if (si.si_pid != kids[i].pid || si.si_code != code || si.si_status != kids[i].value)
+			return wl_fail("waitid(%d): pid %d code %d status %d (want %d %d)", kids[i].pid, si.si_pid,
+				       si.si_code, si.si_status, code, kids[i].value);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	wl_init(argc, argv);
+	wl_install_check_handler();
+	kids[N - 1].value = SIGRTMIN + 3;
+	char list[256] = "";
+	for (int i = 0; i < N; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			wl_die("fork");
+		if (pid == 0) {
+			/* no core file, wherever core_pattern points */
+			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+			if (kids[i].how == EXIT)
+				_exit(kids[i].value);
+			if (kids[i].how == SIGNAL) {
+				signal(kids[i].value, SIG_DFL);
+				raise(kids[i].value);
+			}
+			for (;;)
+				pause();
+		}
+		kids[i].pid = pid;
+		if (kids[i].how == KILLED)
+			kill(pid, SIGKILL);
+		siginfo_t si;
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0)
+			wl_die("waitid");
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%d", i ? "," : "", pid);
+	}
+	wl_ready("pids=%s rt=%d", list, kids[N - 1].value);
+	char name[32];
+	snprintf(name, sizeof(name), "zombies=%d", N);
+	wl_serve_checks(name, check);
+}
