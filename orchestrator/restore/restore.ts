@@ -255,7 +255,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       if (task === tasks[0]) onEvent({ type: "memory-start", bytes });
       const fault = faults.has("pages-write") ? () => { throw Object.assign(new Error("writePages: EIO (fault injected by TSCRIU_FAULT=restore:pages-write)"), { code: "EIO" }); } : undefined;
       // Shared memory objects first: a private mapping of one gets its written pages below.
-      shmPages += plan.shm.restore(r, threadsOut, log);
+      shmPages += plan.shm.restore(r, threadsOut);
       adviseShm(r, p.memory);
       fillMemory(r, p.memory, threadsOut, log, (done) => onEvent({ type: "memory-progress", done }), fault, lazy);
       if (p.memory.vdso.mode === "proxy") {
@@ -278,6 +278,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       restoreLocks(r, p.locks);
       r.closePidfd();
     }
+    plan.shm.seal(log);
     onEvent({ type: "memory-done" });
     stats.pages_restored = BigInt(bytes / 4096 + shmPages);
     // Every fd and mapping holds the recreated unlinked files now.

@@ -47,6 +47,13 @@ export interface ShmObject {
   vmas: { pid: number; vma: Vma }[];
   /** tscriu's fd of the object, once made */
   local: number;
+  /**
+   * True once a memfd's own open file description (memfd_create's) went to a task's fd.
+   * Only that one lets the task execveat() the memfd: a description opened writable
+   * through /proc/self/fd counts as a writer of the inode (i_writecount), and exec of an
+   * inode with writers is ETXTBSY. memfd_create's does not count.
+   */
+  given: boolean;
 }
 
 const hex = (v: bigint): string => v.toString(16);
@@ -69,7 +76,7 @@ export class ShmTable {
     return t;
   }
 
-  private async object(key: string, make: () => Omit<ShmObject, "segs" | "pages" | "vmas" | "local" | "key">): Promise<ShmObject> {
+  private async object(key: string, make: () => Omit<ShmObject, "segs" | "pages" | "vmas" | "local" | "key" | "given">): Promise<ShmObject> {
     let o = this.objects.get(key);
     if (o) return o;
     const base = make();
@@ -82,7 +89,7 @@ export class ShmTable {
         throw new RestoreError("plan", this.pid, `${pagemap} has data at offset 0x${hex(s.vaddr)}, past the object's ${base.size} bytes`, { file: join(this.dir, pagemap) });
       }
     }
-    o = { ...base, key, segs, pages, vmas: [], local: -1 };
+    o = { ...base, key, segs, pages, vmas: [], local: -1, given: false };
     this.objects.set(key, o);
     return o;
   }
@@ -134,7 +141,7 @@ export class ShmTable {
    * its fd of each object (memfd fds, and the other processes' mappings, are opened from
    * there). Returns the pages written.
    */
-  restore(remote: Remote, threads: number, log: ModuleLog): number {
+  restore(remote: Remote, threads: number): number {
     let pages = 0;
     for (const o of this.objects.values()) {
       // (shared anonymous memory is never empty; an empty memfd is made all the same)
@@ -143,13 +150,6 @@ export class ShmTable {
         if (o.devZero) this.makeDevZero(remote, o, threads);
         else this.makeMemfd(o);
         pages += o.pages;
-        if (!o.devZero && o.seals & ~F_SEAL_SEAL) {
-          try {
-            bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
-          } catch (e) {
-            log.warn(`memfd ${o.name}: seals 0x${o.seals.toString(16)} not restored: ${(e as Error).message}`);
-          }
-        }
       }
       const mine = o.vmas.filter((m) => m.pid === remote.pid).map((m) => m.vma);
       if (mine.length === 0) continue;
@@ -202,6 +202,22 @@ export class ShmTable {
       fchownSync(o.local, o.uid, o.gid);
     } catch {
       // keep our owner when the id does not exist here
+    }
+  }
+
+  /**
+   * Seals the memfds, once every process has its mappings and fds of them: F_SEAL_WRITE
+   * and F_SEAL_FUTURE_WRITE refuse the writable shared mappings made after them, which
+   * the original made before it sealed.
+   */
+  seal(log: ModuleLog): void {
+    for (const o of this.objects.values()) {
+      if (o.devZero || o.local < 0 || !(o.seals & ~F_SEAL_SEAL)) continue;
+      try {
+        bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
+      } catch (e) {
+        log.warn(`memfd ${o.name}: seals 0x${o.seals.toString(16)} not restored: ${(e as Error).message}`);
+      }
     }
   }
 
