@@ -69,11 +69,15 @@ export interface TreeNode {
 /**
  * A process that exists only while the tree is made: it takes the PID of a session or
  * group leader that is gone, makes that session (setsid) or group (setpgid), forks the
- * processes that belong to it, and exits once all are made; its parent, a child subreaper
- * in the images, inherits them and reaps it.
+ * processes that belong to it, and exits once all are made; its parent reaps it. A parent
+ * that is a child subreaper in the images inherits the helper's children; any other gets
+ * them at once: the helper forks them with CLONE_PARENT (so a process whose group leader
+ * was its sibling, made with CLONE_PARENT and reaped, is made as the kernel made it).
  */
 export interface HelperPlan extends TreeNode {
   helper: "session" | "group";
+  /** its processes are forked with CLONE_PARENT: its parent is no child subreaper */
+  adopt: boolean;
 }
 
 /** A child that had exited and was not reaped at dump time: it comes back as a zombie. */
@@ -378,10 +382,12 @@ function sessions(root: ProcPlan, shellJob: boolean, treeIds: ReadonlySet<number
       return known;
     }
     if (treeIds.has(id)) throw fail(`pid ${c.pid}'s ${kind} leader ${id} is in the images but not made before it; that order of the tree is not supported`, "pstree.img", c.pid);
-    if (!("core" in p) || (p as ProcPlan).core.tc?.child_subreaper !== true) {
-      throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, yet its parent ${p.pid} is no child subreaper: the images do not describe a tree the kernel makes`, "pstree.img", c.pid);
+    const adopt = !("core" in p) || (p as ProcPlan).core.tc?.child_subreaper !== true;
+    // A helper forked by a helper would hand its processes to that one, not to `p`.
+    if (adopt && forker !== p.pid) {
+      throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, inside a session whose leader is gone too, and its parent ${p.pid} is no child subreaper; that is not supported`, "pstree.img", c.pid);
     }
-    const h: HelperPlan = { pid: id, ppid: p.pid, pstree: { pid: id, ppid: p.pid, pgid: id, sid: kind === "session" ? id : where.get(forker)!.sid, threads: [id] }, session: kind === "session" ? "setsid" : "setpgid", children: [], forker, helper: kind };
+    const h: HelperPlan = { pid: id, ppid: p.pid, pstree: { pid: id, ppid: p.pid, pgid: id, sid: kind === "session" ? id : where.get(forker)!.sid, threads: [id] }, session: kind === "session" ? "setsid" : "setpgid", children: [], forker, helper: kind, adopt };
     helpers.set(id, h);
     where.set(id, { sid: h.pstree.sid, pgid: id });
     return h;

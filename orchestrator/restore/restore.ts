@@ -201,25 +201,26 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     const helpers: HelperPlan[] = [];
     for (const node of plan.order.slice(1)) {
       const forker = makers.get(node.forker)!;
+      const adopted = (helpers.find((h) => h.pid === node.forker)?.adopt ?? false) ? CLONE.PARENT : 0;
       current = node.pid;
       if ("zombie" in node) {
         const z = node as ZombiePlan;
-        const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid));
+        const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid), adopted);
         becomeZombie(r, z.zombie.exitCode, z.zombie.comm);
         lazy?.zombie(z.pid);
         continue;
       }
       if ("helper" in node) {
         helpers.push(node as HelperPlan);
-        makers.set(node.pid, forkChild(forker, node.pid, node.session, () => zombies.push(node.pid)));
+        makers.set(node.pid, forkChild(forker, node.pid, node.session, () => zombies.push(node.pid), adopted));
         continue;
       }
       const p = node as ProcPlan;
-      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), p.sharesFiles ? CLONE.FILES : 0));
+      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | adopted));
     }
     for (const h of helpers.reverse()) {
       current = h.pid;
-      endHelper(makers.get(h.pid)!, makers.get(h.forker)!, makers.get(h.ppid)!);
+      endHelper(makers.get(h.pid)!, makers.get(h.forker)!, h.adopt ? undefined : makers.get(h.ppid)!);
       zombies.splice(zombies.indexOf(h.pid), 1);
     }
     current = pid;

@@ -14,7 +14,7 @@ import { RestoreError } from "./errors.js";
 import { NR, Remote } from "./remote.js";
 import type { SeccompPlan } from "./seccomp.js";
 
-export const CLONE = { VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, THREAD: 0x10000, SYSVSEM: 0x40000 } as const;
+export const CLONE = { VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, PARENT: 0x8000, THREAD: 0x10000, SYSVSEM: 0x40000 } as const;
 const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;
 const NR_CLONE3 = 435;
 const NR_PAUSE = 34;

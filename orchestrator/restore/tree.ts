@@ -13,7 +13,7 @@ import { decodeRegs, encodeRegs } from "../../host-bridge/regs.js";
 import { RestoreError } from "./errors.js";
 import { NR, Remote } from "./remote.js";
 import type { ProcPlan, TreeNode } from "./plan.js";
-import { cloneFrom, seizeMade, type MadeThread } from "./threads.js";
+import { CLONE, cloneFrom, seizeMade, type MadeThread } from "./threads.js";
 import type { ParkedVdso } from "./vdso.js";
 
 const SIGCHLD = 17;
@@ -32,11 +32,13 @@ export interface Task {
 
 /**
  * Forks process `pid` from its parent's stub (with `flags`: CLONE_FILES for a child that
- * shares its parent's fd table), seizes it and puts it into its session and group. `made` hears of the child as soon as it exists, so that a failure after the fork
+ * shares its parent's fd table, CLONE_PARENT for one a helper forks for its parent), seizes it and puts it into its session and group. `made` hears of the child as soon as it exists, so that a failure after the fork
  * still kills it.
  */
 export function forkChild(parent: Remote, pid: number, session: TreeNode["session"], made: (r: Remote) => void, flags = 0): Remote {
-  cloneFrom(parent, flags, SIGCHLD, pid, "process");
+  // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the child takes its
+  // forker's, SIGCHLD, as the parent it goes to expects.
+  cloneFrom(parent, flags, flags & CLONE.PARENT ? 0 : SIGCHLD, pid, "process");
   const r = new Remote(pid, parent.tramp);
   made(r);
   seizeMade(pid, pid, "spawn", "process");
@@ -120,11 +122,12 @@ const WALL = 0x40000000;
 
 /**
  * Ends a helper once every process it forked exists: its parent in the images becomes
- * the child subreaper the images say it is, so that the helper's children go to it; the
- * helper exits, and the process that forked it reaps it, which frees its PID.
+ * the child subreaper the images say it is, so that the helper's children go to it
+ * (`subreaper`; none when the helper forked them with CLONE_PARENT); the helper exits,
+ * and the process that forked it reaps it, which frees its PID.
  */
-export function endHelper(helper: Remote, forker: Remote, parent: Remote): void {
-  parent.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
+export function endHelper(helper: Remote, forker: Remote, subreaper: Remote | undefined): void {
+  subreaper?.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
   becomeZombie(helper, 0, "tscriu-helper");
   const reaped = forker.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
   if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", forker.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
