@@ -329,6 +329,14 @@ const CRIU_FEATURES: readonly Feature[] = [
     probe: () => void readFileSync("/proc/self/loginuid", "utf8"),
   },
   {
+    name: "net_diag_raw",
+    category: 2,
+    use: "raw sockets (criu reads them from sock_diag; tscriu from /proc/net/raw and raw6, which this probes)",
+    probe: () => {
+      for (const f of ["/proc/net/raw", "/proc/net/raw6"]) readFileSync(f, "utf8");
+    },
+  },
+  {
     name: "userns",
     category: 3,
     use: "user namespaces",
