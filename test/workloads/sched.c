@@ -90,12 +90,5 @@ int main(int argc, char **argv)
 	wl_install_check_handler();
 	wl_ready("tids=%d,%d,%d,%d,%d,%d", wants[0].tid, wants[1].tid, wants[2].tid, wants[3].tid, wants[4].tid,
 		 wants[5].tid);
-	for (;;) {
-		wl_wait_check();
-		wl_failure[0] = 0;
-		if (check() == 0)
-			wl_result("PASS %s", wl_failure);
-		else
-			wl_result("FAIL sched: %s", wl_failure);
-	}
+	wl_serve_checks("sched", check);
 }

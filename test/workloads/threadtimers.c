@@ -147,12 +147,5 @@ int main(int argc, char **argv)
 	wl_install_check_handler();
 	wl_ready("worker=%d thread_timer=%ld gone=%ld process_timer=%ld far=%ld", (int)worker_tid, (long)t_thread,
 		 (long)t_gone, (long)t_proc, (long)t_far);
-	for (;;) {
-		wl_wait_check();
-		wl_failure[0] = 0;
-		if (check() == 0)
-			wl_result("PASS %s", wl_failure);
-		else
-			wl_result("FAIL threadtimers: %s", wl_failure);
-	}
+	wl_serve_checks("threadtimers", check);
 }

@@ -45,26 +45,11 @@ static int c_stat_fd; /* P's fd of /proc/C/stat: a file of another process of th
 /* A zombie child of ours: state Z, its parent us, the wait status `status`. */
 static int zombie_ok(pid_t pid, int status, char *why, size_t len)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
+	char state;
+	int ppid;
+	long exit_code;
+	if (wl_proc_stat(pid, &state, &ppid, &exit_code))
 		return snprintf(why, len, "zombie %d is gone", pid), -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	char state = 0;
-	int ppid = 0, field = 3;
-	long exit_code = -1;
-	for (char *tok = p ? strtok(p + 2, " ") : NULL; tok; tok = strtok(NULL, " "), field++) {
-		if (field == 3)
-			state = tok[0];
-		else if (field == 4)
-			ppid = atoi(tok);
-		else if (field == 52)
-			exit_code = strtol(tok, NULL, 10);
-	}
 	if (state != 'Z' || ppid != getpid() || exit_code != status)
 		return snprintf(why, len, "zombie %d: state %c, ppid %d, exit code %ld (want Z, %d, %d)", pid, state,
 				ppid, exit_code, getpid(), status),

@@ -191,14 +191,42 @@ static inline int wl_fail(const char *fmt, ...)
 	return -1;
 }
 
-/* Runs `check` on every SIGUSR1, forever: "PASS NAME" or "FAIL NAME: why". */
+/* State, parent and exit code (fields 3, 4 and 52) of /proc/PID/stat; -1 when it is gone. */
+static inline int wl_proc_stat(pid_t pid, char *state, int *ppid, long *exit_code)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	int field = 3;
+	*state = 0;
+	*ppid = 0;
+	*exit_code = -1;
+	for (char *tok = p ? strtok(p + 2, " ") : NULL; tok; tok = strtok(NULL, " "), field++) {
+		if (field == 3)
+			*state = tok[0];
+		else if (field == 4)
+			*ppid = atoi(tok);
+		else if (field == 52)
+			*exit_code = strtol(tok, NULL, 10);
+	}
+	return 0;
+}
+
+/* Runs `check` on every SIGUSR1, forever: "PASS NAME" (or "PASS what the check wrote in
+ * wl_failure", its figures) or "FAIL NAME: why". */
 static inline void wl_serve_checks(const char *name, int (*check)(void))
 {
 	for (;;) {
 		wl_wait_check();
 		wl_failure[0] = 0;
 		if (check() == 0)
-			wl_result("PASS %s", name);
+			wl_result("PASS %s", wl_failure[0] ? wl_failure : name);
 		else
 			wl_result("FAIL %s: %s", name, wl_failure);
 	}

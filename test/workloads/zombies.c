@@ -44,27 +44,12 @@ static int status_of(int i)
 /* /proc/PID/stat: state, ppid and exit code (fields 3, 4, 52) */
 static int stat_ok(int i)
 {
-	char path[64], buf[1024];
 	pid_t pid = kids[i].pid;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
+	char state;
+	int ppid;
+	long code;
+	if (wl_proc_stat(pid, &state, &ppid, &code))
 		return wl_fail("zombie %d is gone", pid);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	char state = 0;
-	int ppid = 0, field = 3;
-	long code = -1;
-	for (char *tok = p ? strtok(p + 2, " ") : NULL; tok; tok = strtok(NULL, " "), field++) {
-		if (field == 3)
-			state = tok[0];
-		else if (field == 4)
-			ppid = atoi(tok);
-		else if (field == 52)
-			code = strtol(tok, NULL, 10);
-	}
 	if (state != 'Z' || ppid != getpid() || code != status_of(i))
 		return wl_fail("zombie %d: state %c, ppid %d, exit code %ld (want Z, %d, %d)", pid, state, ppid, code,
 			       getpid(), status_of(i));
