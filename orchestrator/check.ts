@@ -6,7 +6,9 @@
 // the check: "Does not look good."); 2 is what only some tasks need or what tscriu can do
 // without, slower (checked with --extra or --all); 3 is experimental (none yet).
 
-import { closeSync, openSync, readFileSync, readlinkSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { CLOCK, KCMP, O } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
@@ -327,6 +329,49 @@ const CRIU_FEATURES: readonly Feature[] = [
     category: 2,
     use: "a task's audit login uid (/proc/PID/loginuid)",
     probe: () => void readFileSync("/proc/self/loginuid", "utf8"),
+  },
+  {
+    name: "fdinfo_lock",
+    category: 2,
+    use: "--file-locks (each lock read from the lock: lines of the fd's fdinfo)",
+    probe: (p) => {
+      // A lock taken by the stub on a file of tscriu's: its fdinfo must show it.
+      const dir = mkdtempSync(join(tmpdir(), "tscriu-check-"));
+      const local = openSync(join(dir, "locked"), "w");
+      try {
+        const r = p.remote;
+        r.openPidfd(100);
+        const fd = r.takeFd(local, "a file to lock");
+        r.closePidfd();
+        try {
+          r.call("flock(LOCK_EX)", NR.flock, [fd, 2]);
+          if (!/^lock:/m.test(readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, "utf8"))) throw new Error("the fdinfo of a locked file has no lock: line");
+        } finally {
+          r.call("close", NR.close, [fd]);
+        }
+      } finally {
+        closeSync(local);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  },
+  {
+    name: "kcmp_epoll",
+    category: 2,
+    use: "an epoll's targets told apart (kcmp KCMP_EPOLL_TFD)",
+    probe: () => {
+      const b = bridge();
+      const ep = b.epollCreate1(0);
+      try {
+        // An epoll watching nothing: ENOENT says the kernel looked for the target.
+        b.kcmpEpollTfd(process.pid, ep, process.pid, ep, ep, 0);
+        throw new Error("kcmp found a target in an empty epoll");
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      } finally {
+        b.close(ep);
+      }
+    },
   },
   {
     name: "net_diag_raw",
