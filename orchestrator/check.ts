@@ -9,7 +9,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLOCK, KCMP, O } from "../host-bridge/constants.js";
+import { CLOCK, KCMP, O, PTRACE_O } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
 import { isRestoreError } from "./restore/errors.js";
@@ -371,6 +371,15 @@ const CRIU_FEATURES: readonly Feature[] = [
       } finally {
         b.close(ep);
       }
+    },
+  },
+  {
+    name: "seccomp_suspend",
+    category: 2,
+    use: "calls run inside a task under a seccomp filter (PTRACE_O_SUSPEND_SECCOMP while it is seized)",
+    probe: (p) => {
+      const pid = p.spawn({});
+      bridge().ptraceSeize(pid, PTRACE_O.SUSPEND_SECCOMP | PTRACE_O.EXITKILL);
     },
   },
   {
