@@ -9,7 +9,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLOCK, KCMP, O, PTRACE_O } from "../host-bridge/constants.js";
+import { CLOCK, KCMP, O, PTRACE_O, TFD } from "../host-bridge/constants.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
 import { isRestoreError } from "./restore/errors.js";
@@ -380,6 +380,30 @@ const CRIU_FEATURES: readonly Feature[] = [
     probe: (p) => {
       const pid = p.spawn({});
       bridge().ptraceSeize(pid, PTRACE_O.SUSPEND_SECCOMP | PTRACE_O.EXITKILL);
+    },
+  },
+  {
+    name: "timerfd",
+    category: 2,
+    use: "a timerfd's expirations not read yet (TFD_IOC_SET_TICKS inside the task)",
+    probe: (p) => {
+      const local = bridge().timerfdCreate(CLOCK.MONOTONIC, 0);
+      try {
+        const r = p.remote;
+        r.openPidfd(100);
+        const fd = r.takeFd(local, "a timerfd");
+        r.closePidfd();
+        try {
+          const ticks = Buffer.alloc(8);
+          ticks.writeBigUInt64LE(3n);
+          r.call("ioctl(TFD_IOC_SET_TICKS)", NR.ioctl, [fd, TFD.IOC_SET_TICKS, r.write(32, ticks)]);
+          if (!/^ticks:\s*3$/m.test(readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, "utf8"))) throw new Error("the timerfd's fdinfo does not show the ticks set");
+        } finally {
+          r.call("close", NR.close, [fd]);
+        }
+      } finally {
+        closeSync(local);
+      }
     },
   },
   {
