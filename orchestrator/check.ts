@@ -70,6 +70,19 @@ export class Probe {
     return this.remoteArea;
   }
 
+  /** tscriu's fd `local` copied into the stub (pidfd_getfd run there) for `use`, and closed there after. */
+  withFd(local: number, what: string, use: (fd: number, r: Remote) => void): void {
+    const r = this.remote;
+    r.openPidfd(100);
+    const fd = r.takeFd(local, what);
+    r.closePidfd();
+    try {
+      use(fd, r);
+    } finally {
+      r.call("close", NR.close, [fd]);
+    }
+  }
+
   async close(): Promise<void> {
     for (const pid of [...this.extra, ...(this.stub ? [this.stub.pid] : [])]) {
       const why = await killCreated([{ pid, tids: [] }]);
@@ -125,22 +138,18 @@ export const FEATURES: readonly Feature[] = [
     probe: (p) => {
       const local = openSync("/dev/null", "r");
       try {
-        const r = p.remote;
-        r.openPidfd(100);
-        const fd = r.takeFd(local, "/dev/null");
-        const seen = readlinkSync(`/proc/${p.pid}/fd/${fd}`);
-        r.closePidfd();
-        if (seen !== "/dev/null") throw new Error(`the copied fd is ${seen}, not /dev/null`);
-        // and the dump's direction: tscriu takes the task's fd
-        const b = bridge();
-        const pidfd = b.pidfdOpen(p.pid);
-        try {
-          const mine = b.pidfdGetfd(pidfd, fd);
-          b.close(mine);
-        } finally {
-          b.close(pidfd);
-        }
-        r.call("close", NR.close, [fd]);
+        p.withFd(local, "/dev/null", (fd) => {
+          const seen = readlinkSync(`/proc/${p.pid}/fd/${fd}`);
+          if (seen !== "/dev/null") throw new Error(`the copied fd is ${seen}, not /dev/null`);
+          // and the dump's direction: tscriu takes the task's fd
+          const b = bridge();
+          const pidfd = b.pidfdOpen(p.pid);
+          try {
+            b.close(b.pidfdGetfd(pidfd, fd));
+          } finally {
+            b.close(pidfd);
+          }
+        });
       } finally {
         closeSync(local);
       }
@@ -339,16 +348,10 @@ const CRIU_FEATURES: readonly Feature[] = [
       const dir = mkdtempSync(join(tmpdir(), "tscriu-check-"));
       const local = openSync(join(dir, "locked"), "w");
       try {
-        const r = p.remote;
-        r.openPidfd(100);
-        const fd = r.takeFd(local, "a file to lock");
-        r.closePidfd();
-        try {
+        p.withFd(local, "a file to lock", (fd, r) => {
           r.call("flock(LOCK_EX)", NR.flock, [fd, 2]);
           if (!/^lock:/m.test(readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, "utf8"))) throw new Error("the fdinfo of a locked file has no lock: line");
-        } finally {
-          r.call("close", NR.close, [fd]);
-        }
+        });
       } finally {
         closeSync(local);
         rmSync(dir, { recursive: true, force: true });
@@ -362,15 +365,17 @@ const CRIU_FEATURES: readonly Feature[] = [
     probe: () => {
       const b = bridge();
       const ep = b.epollCreate1(0);
+      // An epoll watching nothing: ENOENT says the kernel looked for the target (EINVAL: no KCMP_EPOLL_TFD).
+      let found = true;
       try {
-        // An epoll watching nothing: ENOENT says the kernel looked for the target.
         b.kcmpEpollTfd(process.pid, ep, process.pid, ep, ep, 0);
-        throw new Error("kcmp found a target in an empty epoll");
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        found = false;
       } finally {
         b.close(ep);
       }
+      if (found) throw new Error("kcmp found a target in an empty epoll");
     },
   },
   {
@@ -389,18 +394,12 @@ const CRIU_FEATURES: readonly Feature[] = [
     probe: (p) => {
       const local = bridge().timerfdCreate(CLOCK.MONOTONIC, 0);
       try {
-        const r = p.remote;
-        r.openPidfd(100);
-        const fd = r.takeFd(local, "a timerfd");
-        r.closePidfd();
-        try {
+        p.withFd(local, "a timerfd", (fd, r) => {
           const ticks = Buffer.alloc(8);
           ticks.writeBigUInt64LE(3n);
           r.call("ioctl(TFD_IOC_SET_TICKS)", NR.ioctl, [fd, TFD.IOC_SET_TICKS, r.write(32, ticks)]);
           if (!/^ticks:\s*3$/m.test(readFileSync(`/proc/${p.pid}/fdinfo/${fd}`, "utf8"))) throw new Error("the timerfd's fdinfo does not show the ticks set");
-        } finally {
-          r.call("close", NR.close, [fd]);
-        }
+        });
       } finally {
         closeSync(local);
       }

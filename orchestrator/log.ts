@@ -90,9 +90,10 @@ export function normalizeVerbosity(argv: readonly string[]): string[] {
     let m: RegExpExecArray | null;
     if ((m = /^-v(\d+)$/.exec(a))) level = Number(m[1]);
     else if ((m = /^-(v+)$/.exec(a))) level = (level ?? 2) + m[1]!.length;
-    // Anything else glued to -v is -v's value to criu (getopt "v::"), read by atoi: the
-    // number it starts with, else 0. zdtm's probes pass "-verbosity=0" so.
-    else if ((m = /^-v([^v].*)$/.exec(a))) level = Number(/^\s*[+-]?\d+/.exec(m[1]!)?.[0] ?? 0);
+    // "-verbosity=0" (zdtm's probes write it so) is -v with the value "erbosity=0" to criu's
+    // getopt ("v::"), which atoi reads as 0. Only that shape, with its "=", is read so: a
+    // group of letters such as "-vR" is still an error here, not a silent -v0 without -R.
+    else if ((m = /^-v([^v\d][^=]*=.*)$/.exec(a))) level = Number(/^\s*[+-]?\d+/.exec(m[1]!)?.[0] ?? 0);
     else if ((m = /^--verbosity=(\d+)$/.exec(a))) level = Number(m[1]);
     else if (a === "--verbosity") level = (level ?? 2) + 1;
     else {

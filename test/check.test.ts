@@ -62,6 +62,10 @@ test.serial("criu's feature names zdtm asks about: answered for tscriu, as zdtm 
     t.regex(r.stderr, new RegExp(`${name} is not supported: tscriu does not`));
   }
   t.false(tscriu(["check", "--feature", "list"], { env: NO_CONF }).stdout.includes("mnt_id"), "criu's names are not tscriu's list");
+  // only the "-verbosity=N" shape: a group of letters after -v stays an error (not -v0 with -R lost)
+  const group = tscriu(["dump", "-vR", "-t", "1", "-D", "/nonexistent"], { env: NO_CONF });
+  t.is(group.code, 1);
+  t.regex(group.stderr, /--verbosity takes a number, not "R"/);
 });
 
 test.serial("a missing category 1 feature: 'Does not look good.', exit 1, and the check stops there", (t) => {
