@@ -184,10 +184,10 @@ export class ImageWriter {
     // a syscall instead of a trip through libuv's thread pool and back (about a
     // millisecond each on a busy machine; a dump writes a dozen images or more).
     if (bytes.length <= SMALL_IMAGE) return saveSync(path, bytes, opts);
-    const { target, create } = placing(path, opts);
+    const target = placing(path, opts);
     let fh;
     try {
-      fh = await open(target, create, 0o600);
+      fh = await open(target, CREATE, 0o600);
     } catch (e) {
       throw createError(e, path);
     }
@@ -214,17 +214,19 @@ export class ImageWriter {
 const SMALL_IMAGE = 256 << 10;
 
 /**
- * Where an image is written first, and how it is opened. A new image is created in place
+ * Where an image is written first. A new image is created in place
  * with O_EXCL, which fails on an existing file (and is removed again if it cannot be written
  * whole). A replacement is written beside it and renamed over it, so that the old one stays
  * whole until the new one is. A temp file per new image would cost a create and an unlink
  * each: on an ext4 without a journal, every create then skips past the inodes freed in the
- * last seconds, and a dump of a thousand connections spent a third of a second so.
+ * last minute, and a dump of a thousand connections spent a third of a second so.
  */
-function placing(path: string, opts: WriteOptions): { target: string; create: number } {
-  const create = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
-  return { target: opts.overwrite ? `${path}.tmp-${process.pid}-${basename(path)}` : path, create };
+function placing(path: string, opts: WriteOptions): string {
+  return opts.overwrite ? `${path}.tmp-${process.pid}-${basename(path)}` : path;
 }
+
+/** Every image file is made new (O_EXCL): the image itself, or the temp file of a replacement. */
+const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
 
 function createError(e: unknown, path: string): ImageError {
   if ((e as NodeJS.ErrnoException).code === "EEXIST") return existsError(path);
@@ -233,10 +235,10 @@ function createError(e: unknown, path: string): ImageError {
 
 /** ImageWriter.save's steps with synchronous calls, the same errors. */
 function saveSync(path: string, bytes: Uint8Array, opts: WriteOptions): void {
-  const { target, create } = placing(path, opts);
+  const target = placing(path, opts);
   let fd: number;
   try {
-    fd = openSync(target, create, 0o600);
+    fd = openSync(target, CREATE, 0o600);
   } catch (e) {
     throw createError(e, path);
   }
