@@ -13,7 +13,7 @@ import { tscriu, type CliResult } from "./helpers/cli.js";
 import { haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { restoreTask } from "./helpers/restore.js";
-import { goneOrZombie, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, killAndReap, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 interface Chain {
   w: Workload;
@@ -82,6 +82,8 @@ test.serial("pre-dump, pre-dump, dump: the second and third passes copy only wha
   t.is(p2.code, 0, p2.stderr);
   t.regex(p2.stderr, /write tracking of pid \d+ holds since the parent/);
   t.regex(p2.stderr, /pid \d+: [1-9]\d* VMAs with their writes tracked since the parent/);
+  // a pre-dump lets the task go before writing: what it wrote was copied before the freeze
+  t.regex(p2.stderr, /pid \d+: \d+ pages written since the parent copied before the freeze/);
   // written since: a few % of 8192 pages (under half even on a loaded machine); the rest
   // from the parent, neither copied nor compared
   t.true(stat(p2.stdout, "Memory pages skipped from parent") > 4096, p2.stdout);
@@ -129,6 +131,41 @@ test.serial("a tracked chain ending in dump -R --track-mem goes on; after dedup 
   t.is(dd.code, 0, dd.stderr);
   await restoredByCriu(t, c.w.pid, c.d(3));
   t.regex(await c.w.check(), /^PASS /);
+});
+
+/**
+ * A pre-dump, then dump -R on top of it with `env`, the task writing 2 % of its pages every
+ * 10 ms all along (so it also writes pages while they are pre-copied); then the task is
+ * killed, the dump restored, and the task checks every page.
+ */
+async function preCopiedChain(t: ExecutionContext, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const c = await chain(t, ["32", "20"]);
+  t.is(c.run(["pre-dump", "-t", String(c.w.pid), "-D", c.d(1)]).code, 0);
+  await passes(t, c.w);
+  const r = tscriu(["dump", "-R", "-t", String(c.w.pid), "-D", c.d(2), "--prev-images-dir", "../d1", "--display-stats", "-v4"], { env: { ...c.env, ...env } });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /holds since the parent/);
+  await passes(t, c.w);
+  await killAndReap(c.w.pid);
+  await restoreTask(t, c.d(2));
+  t.regex(await c.w.check(), /^PASS /);
+  return r;
+}
+
+test.serial("dump -R after a pre-dump: pages written since the parent are copied before the freeze, those written during that copy while frozen; every page restores as last written", async (t) => {
+  const r = await preCopiedChain(t);
+  const pre = Number(/(\d+) pages written since the parent copied before the freeze/.exec(r.stderr)?.[1] ?? NaN);
+  t.true(pre > 0, r.stderr);
+  // the pre-copied pages are written from that copy, not taken from the parent
+  t.true(stat(r.stdout, "Memory pages written") >= pre, r.stdout);
+  t.true(stat(r.stdout, "Memory pages skipped from parent") > 0, r.stdout);
+});
+
+test.serial("a pre-copy that fails after protecting pages again: that task's tracking is not trusted, every page is copied while frozen, the dump restores", async (t) => {
+  const r = await preCopiedChain(t, { TSCRIU_FAULT: "pre-copy" });
+  t.regex(r.stderr, /no pre-copy \(.*fault injected by TSCRIU_FAULT=pre-copy.*\): every page of it is copied while frozen/);
+  // all 8192 pages of the workload's memory (the parent still serves bytes found equal elsewhere)
+  t.true(stat(r.stdout, "Memory pages written") >= 8192, r.stdout);
 });
 
 test.serial("a pass that fails after protecting ends the tracking: the task runs on unprotected, the next pass compares pages and restores", async (t) => {

@@ -59,6 +59,8 @@ export interface Captured {
 /** Populated buffers, taken one by one while the task is frozen. */
 export class CapturePool implements Spare {
   private readonly free: Buffer[] = [];
+  /** the buffers this pool populated or was given: recycle() takes back no others */
+  private readonly owned = new WeakSet<Buffer>();
   /** bytes taken beyond what was populated before the freeze */
   extra = 0;
   /** holds what it was asked for (forCapture stops early when memory comes slowly) */
@@ -74,13 +76,18 @@ export class CapturePool implements Spare {
     bytes: number,
     readonly chunk = CAPTURE_CHUNK,
   ) {
-    for (let n = 0; n < bytes; n += chunk) this.free.push(bridge().allocPopulated(chunk));
+    for (let n = 0; n < bytes; n += chunk) this.free.push(this.own(bridge().allocPopulated(chunk)));
+  }
+
+  private own(b: Buffer): Buffer {
+    this.owned.add(b);
+    return b;
   }
 
   /** One more populated buffer of `size`, timed. */
   private populate(size: number): void {
     const t0 = process.hrtime.bigint();
-    this.free.push(bridge().allocPopulated(size));
+    this.free.push(this.own(bridge().allocPopulated(size)));
     this.populateNs += process.hrtime.bigint() - t0;
     this.populated += size;
   }
@@ -128,7 +135,7 @@ export class CapturePool implements Spare {
     if (process.env["TSCRIU_CAPTURE"] === "never") return undefined;
     const pool = new CapturePool(0, SPARE_CHUNK);
     if (from) {
-      pool.free.push(...from.free.splice(0));
+      for (const b of from.free.splice(0)) pool.free.push(pool.own(b));
       pool.populated = from.populated;
       pool.populateNs = from.populateNs;
       pool.full = !from.complete;
@@ -162,12 +169,12 @@ export class CapturePool implements Spare {
     const b = this.free.pop();
     if (b) return b;
     this.extra += this.chunk;
-    return bridge().allocPopulated(this.chunk);
+    return this.own(bridge().allocPopulated(this.chunk));
   }
 
-  /** gives the buffers of a capture back once its pages are written */
+  /** gives the buffers of a capture back once its pages are written (not those it does not own: a pre-copy's) */
   recycle(c: Captured): void {
-    for (const b of new Set(c.runs.map((r) => r.buf))) this.free.push(b);
+    for (const b of new Set(c.runs.map((r) => r.buf))) if (this.owned.has(b)) this.free.push(b);
     c.runs.length = 0;
   }
 
@@ -260,6 +267,11 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
   };
   try {
     for (const s of plan.segments) {
+      if (s.pre) {
+        // copied before the freeze: the run points at that copy
+        runs.push({ vaddr: s.addr, pages: s.len / PAGE, flags: s.flags, fresh: true, buf: s.pre.buf, off: s.addr - s.pre.at });
+        continue;
+      }
       let at = s.addr;
       let left = s.len;
       while (left > 0) {

@@ -295,7 +295,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
-    const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes);
+    // What was written since the parent is copied now, while the task runs (precopy.ts).
+    if (early && tracking.valid) tracking.preCopy(limit, faults);
+    const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes + tracking.writtenMeanwhile);
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
   } catch (e) {
     tracking.release();
@@ -516,7 +518,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
       const sps = procs.find((x) => x.pid === c.pid)?.threads.map((th) => th.regs.regs.rsp) ?? [];
-      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid), sps);
+      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid), sps, tracking.preCopied(c.pid));
       if (plan.holes) log.info(`pid ${c.pid}: ${plan.holes} unwritten pages have no entry in the parent's pagemap: copied`);
       plans.push(plan);
     }
@@ -605,6 +607,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       writeNs += out.writeNs;
       tracking.arm(c.pid, c.vmas, plan);
     }
+    if (pool?.extra) log.info(`${pool.extra} bytes of memory populated while frozen: more pages to copy than estimated before the freeze`);
     pool?.drop();
     spare?.drop();
     if (deferred.length) log.info(`${total} pages copied in ${Number(readNs / 1000n)} us; written once the task is let go`);

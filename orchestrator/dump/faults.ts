@@ -18,7 +18,7 @@
 export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump", "page-server"] as const;
 export type DumpStep = (typeof DUMP_STEPS)[number];
 
-const KNOWN = new Set<string>(["vm-read", "write", "enospc", "task-exit", "seccomp-suspend", ...DUMP_STEPS]);
+const KNOWN = new Set<string>(["vm-read", "pre-copy", "write", "enospc", "task-exit", "seccomp-suspend", ...DUMP_STEPS]);
 
 export class InjectedFault extends Error {
   override readonly name = "InjectedFault";
@@ -60,6 +60,11 @@ export class Faults {
 
   vmRead(): void {
     if (this.set.has("vm-read")) throw new InjectedFault("vm-read", "EFAULT", 14, "process_vm_readv");
+  }
+
+  /** After an incremental pass's pre-copy protected pages again, before they are read (precopy.ts). */
+  preCopy(): void {
+    if (this.set.has("pre-copy")) throw new InjectedFault("pre-copy", "EFAULT", 14, "pre-copy");
   }
 
   taskExit(): void {

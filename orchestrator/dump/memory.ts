@@ -13,6 +13,7 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
 import type { Faults } from "./faults.js";
+import { splitPreCopied, type PreCopy, type PreData } from "./precopy.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
 import type { ShmemObject } from "./shmem.js";
 import { VMA, type Vma } from "./vmas.js";
@@ -34,6 +35,8 @@ export interface Segment {
   procMem: boolean;
   /** never compared with the parent: the vDSO, whose symbols a restore reads from this dump; pages written since a tracked parent */
   fresh?: boolean;
+  /** copied before the freeze (precopy.ts): not read from the task again */
+  pre?: PreData;
 }
 
 export interface PagePlan {
@@ -66,17 +69,27 @@ function lazyVma(v: Vma): boolean {
 function unlazyStackPages(segments: Segment[], stackPointers: readonly bigint[]): Segment[] {
   if (stackPointers.length === 0) return segments;
   const pages = [...new Set(stackPointers.map((sp) => Number(sp & ~BigInt(PAGE - 1))))].sort((a, b) => a - b);
-  const out: Segment[] = [];
-  for (const s of segments) {
-    if (!(s.flags & PE_LAZY)) {
-      out.push(s);
-      continue;
+  // The segments that hold a stack pointer's page, found by bisection: the others stay as
+  // they are (a dump of scattered written pages has ten thousand runs, and a look at each
+  // took milliseconds of the freeze).
+  const hit = new Set<number>();
+  for (const p of pages) {
+    let lo = 0;
+    let hi = segments.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (segments[mid]!.addr + segments[mid]!.len <= p) lo = mid + 1;
+      else hi = mid;
     }
-    // most runs hold no stack pointer's page: kept as they are (a dump of scattered
-    // written pages has ten thousand runs, each copied here took 9 ms while frozen)
-    if (!pages.some((p) => p >= s.addr && p < s.addr + s.len)) {
+    const s = segments[lo];
+    if (s && s.addr <= p && s.flags & PE_LAZY) hit.add(lo);
+  }
+  if (hit.size === 0) return segments;
+  const out: Segment[] = [];
+  segments.forEach((s, i) => {
+    if (!hit.has(i)) {
       out.push(s);
-      continue;
+      return;
     }
     let at = s.addr;
     for (const p of pages) {
@@ -86,7 +99,7 @@ function unlazyStackPages(segments: Segment[], stackPointers: readonly bigint[])
       at = p + PAGE;
     }
     if (at < s.addr + s.len) out.push({ ...s, addr: at, len: s.addr + s.len - at });
-  }
+  });
   return out;
 }
 
@@ -112,14 +125,16 @@ export function takeLazy(plan: PagePlan): PagePlan {
  * the parent dump, write-tracking.ts), only the pages written since are copied (`fresh`),
  * and those the parent's pagemap does not cover (`covered`: sorted (start, end) pairs);
  * the others go to `parentRanges`, found in one pass of the bridge (a region per written
- * run is too many objects for a task that stands frozen meanwhile).
+ * run is too many objects for a task that stands frozen meanwhile). Of those, the pages
+ * in `pre` were copied before the freeze (precopy.ts): written from that copy.
  */
-export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED, stackPointers: readonly bigint[] = []): PagePlan {
+export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED, stackPointers: readonly bigint[] = [], pre?: PreCopy): PagePlan {
   const segments: Segment[] = [];
   const parentRanges: BigUint64Array[] = [];
   let scanned = 0;
   let pages = 0;
   let holes = 0;
+  let preAt = 0;
   for (const v of vmas) {
     if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.SOCKET)) continue;
     // The kernel may drop a droppable VMA's pages at any time (they read back as zeros):
@@ -140,13 +155,25 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       const split = bridge().pagemapSplit(pid, v.start, v.end, covered);
       scanned += split.scanned;
       holes += split.holes;
+      let parent = split.parent;
+      let copied: { addr: number; len: number; data: PreData }[] = [];
+      if (pre && parent.length) ({ parent, copied, next: preAt } = splitPreCopied(parent, pre, preAt));
+      // the pages read now and those read before, merged in address order
       const h = u64Halves(split.copy);
-      for (let i = 0; i < split.copy.length; i += 2) {
-        const len = u64At(h, i + 1);
-        segments.push({ addr: u64At(h, i), len, flags, procMem, fresh: true });
-        pages += len / PAGE;
+      for (let i = 0, j = 0; i < split.copy.length || j < copied.length; ) {
+        const c = copied[j];
+        if (i < split.copy.length && (!c || u64At(h, i) < c.addr)) {
+          const len = u64At(h, i + 1);
+          segments.push({ addr: u64At(h, i), len, flags, procMem, fresh: true });
+          pages += len / PAGE;
+          i += 2;
+        } else {
+          segments.push({ addr: c!.addr, len: c!.len, flags, procMem, fresh: true, pre: c!.data });
+          pages += c!.len / PAGE;
+          j++;
+        }
       }
-      if (split.parent.length) parentRanges.push(split.parent);
+      if (parent.length) parentRanges.push(parent);
       continue;
     }
     for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
@@ -316,7 +343,10 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
         const n = Math.min(left, chunk - fill);
         // a run per piece: the transports join adjacent ones, and the rest may start at any piece
         out.run({ vaddr: BigInt(at), pages: n / PAGE, flags: s.flags });
-        if (s.procMem) {
+        if (s.pre) {
+          flushRanges(bufs[which]!);
+          s.pre.buf.copy(bufs[which]!, fill, at - s.pre.at, at - s.pre.at + n);
+        } else if (s.procMem) {
           const t0 = process.hrtime.bigint();
           flushRanges(bufs[which]!);
           faults.vmRead();

@@ -27,7 +27,9 @@ import type { ModuleLog } from "../log.js";
 import { coverageOf, pagemapCoverage } from "../../images/pages.js";
 import type { PagemapRun } from "./pagewriter.js";
 import type { PagePlan } from "./memory.js";
-import type { Vma } from "./vmas.js";
+import type { Faults } from "./faults.js";
+import { copyRuns, rearmWritten, type PreCopy } from "./precopy.js";
+import { parseSmaps, type Vma } from "./vmas.js";
 import { protectable, takeUserfaultfd } from "./wpsnap.js";
 
 const EBUSY = 16;
@@ -119,6 +121,16 @@ function unwrittenNow(pid: number): number {
   }
 }
 
+/** Bytes of written (unprotected) pages in `ranges` ((start, length) pairs), counted with the task running. */
+function writtenBytes(pid: number, ranges: readonly number[]): number {
+  let bytes = 0;
+  const w = PAGE_IS.WRITTEN;
+  for (let i = 0; i < ranges.length; i += 2) {
+    for (const r of pagemapScan(pid, ranges[i]!, ranges[i]! + ranges[i + 1]!, { categoryMask: w, categoryAnyofMask: PAGE_IS.PRESENT | PAGE_IS.SWAPPED, returnMask: w })) bytes += r.end - r.start;
+  }
+  return bytes;
+}
+
 /** The state file, or undefined (with a warning naming it, when it is there but not a state tscriu wrote). */
 function readState(path: string, log: ModuleLog): TrackState | undefined {
   let v: unknown;
@@ -181,9 +193,16 @@ export class WriteTracking {
   private readonly tasks = new Map<number, TaskTrack>();
   /** the address ranges each task's parent pagemap has entries for (or why not) */
   private readonly covered_ = new Map<number, BigUint64Array | string>();
+  /** what preCopy copied, by pid */
+  private readonly pre = new Map<number, PreCopy>();
   private ended = false;
   /** before the freeze: bytes of tracked pages not written since the parent (what this pass will likely not copy) */
   unwrittenBytes = 0;
+  /**
+   * bytes the tasks wrote again while their pages were pre-copied: about as much again comes
+   * before the freeze, which copies it (the pool is sized for both)
+   */
+  writtenMeanwhile = 0;
 
   private constructor(
     private readonly root: number,
@@ -267,6 +286,7 @@ export class WriteTracking {
   /** The parent holds no pages of `pid` after all: every page of it is copied. */
   noParent(pid: number, why: string): void {
     this.covered_.set(pid, why);
+    this.pre.delete(pid);
   }
 
   /**
@@ -275,25 +295,11 @@ export class WriteTracking {
    * of the task's own (EBUSY) is not.
    */
   trackedVmas(pid: number, vmas: readonly Vma[]): (v: Vma) => boolean {
-    const none = (): boolean => false;
-    const entry = this.old?.tasks[String(pid)];
-    if (!this.old || !entry || entry.start !== startTime(pid)) return none;
-    const b = bridge();
-    let fd: number;
-    const pidfd = b.pidfdOpen(this.old.holder.pid);
-    try {
-      fd = b.pidfdGetfd(pidfd, entry.fd);
-    } catch (e) {
-      this.log.info(`pid ${pid}: the tracking userfaultfd cannot be taken from its holder (${(e as Error).message}): compared with the parent`);
-      return none;
-    } finally {
-      b.close(pidfd);
-    }
-    const t: TaskTrack = { fd, tracked: new Set(), registered: [] };
-    this.tasks.set(pid, t);
+    const t = this.taskFd(pid);
+    if (!t) return () => false;
     const candidates = vmas.filter((v) => v.uffdWp && protectable(v));
     if (candidates.length) {
-      const errs = b.uffdTrackRegister(fd, rangesOf(candidates.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }))));
+      const errs = bridge().uffdTrackRegister(t.fd, rangesOf(candidates.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }))));
       candidates.forEach((v, i) => {
         if (errs[i] === 0) t.tracked.add(v.start);
         else if (errs[i] !== EBUSY) this.log.info(`pid ${pid}: re-registering ${v.start.toString(16)}-${v.end.toString(16)} failed (errno ${errs[i]}): compared with the parent`);
@@ -301,6 +307,76 @@ export class WriteTracking {
     }
     this.log.info(`pid ${pid}: ${t.tracked.size} VMAs with their writes tracked since the parent`);
     return (v) => t.tracked.has(v.start);
+  }
+
+  /** The tracking userfaultfd of `pid`, taken from the holder once; undefined when the tracking of it does not hold. */
+  private taskFd(pid: number): TaskTrack | undefined {
+    const have = this.tasks.get(pid);
+    if (have) return have;
+    const entry = this.old?.tasks[String(pid)];
+    if (!this.old || !entry || entry.start !== startTime(pid)) return undefined;
+    const b = bridge();
+    const pidfd = b.pidfdOpen(this.old.holder.pid);
+    try {
+      const t: TaskTrack = { fd: b.pidfdGetfd(pidfd, entry.fd), tracked: new Set(), registered: [] };
+      this.tasks.set(pid, t);
+      return t;
+    } catch (e) {
+      this.log.info(`pid ${pid}: the tracking userfaultfd cannot be taken from its holder (${(e as Error).message}): compared with the parent`);
+      return undefined;
+    } finally {
+      b.close(pidfd);
+    }
+  }
+
+  /**
+   * Before the freeze (precopy.ts): each tracked task's pages written since the parent are
+   * protected again and copied, at most `limit` bytes in all; the freeze then copies only
+   * what is written after. A task whose pre-copy fails after protecting pages trusts none
+   * of its tracking (its pages are all copied while frozen).
+   */
+  preCopy(limit: number, faults: Faults): void {
+    if (!this.old) return;
+    let held = 0;
+    for (const pid of this.trackedPids()) {
+      if (typeof this.covered_.get(pid) === "string") continue;
+      const t = this.taskFd(pid);
+      if (!t) continue;
+      const t0 = process.hrtime.bigint();
+      let protectedSome = false;
+      try {
+        // The VMAs registered on this tree's userfaultfd (re-registering on the same one is
+        // allowed; a userfaultfd of the task's own says EBUSY).
+        const candidates = parseSmaps(readFileSync(`/proc/${pid}/smaps`, "latin1")).filter(
+          (v) => v.vmflags.includes("uw") && v.perms === "rw-p" && v.ino === 0n && (v.name === "" || /^\[(heap|stack|anon:)/.test(v.name)),
+        );
+        const ranges = candidates.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }));
+        const errs = ranges.length ? bridge().uffdTrackRegister(t.fd, rangesOf(ranges)) : new Int32Array(0);
+        const ours = ranges.filter((_, i) => errs[i] === 0).flatMap((r) => [r.start, r.len]);
+        const written = writtenBytes(pid, ours);
+        if (held + written > limit) {
+          this.log.info(`pid ${pid}: ${written} bytes written since the parent: more than tscriu may hold, copied while frozen`);
+          continue;
+        }
+        protectedSome = true;
+        const runs = rearmWritten(pid, ours);
+        faults.preCopy();
+        const pre = copyRuns(pid, runs, faults);
+        held += pre.bytes;
+        this.pre.set(pid, pre);
+        this.writtenMeanwhile += writtenBytes(pid, ours);
+        this.log.info(`pid ${pid}: ${pre.bytes / PAGE} pages written since the parent copied before the freeze in ${(process.hrtime.bigint() - t0) / 1000n} us`);
+      } catch (e) {
+        if (protectedSome) this.noParent(pid, `its pre-copy failed (${(e as Error).message})`);
+        this.log.info(`pid ${pid}: no pre-copy (${(e as Error).message})${protectedSome ? ": every page of it is copied while frozen" : ""}`);
+      }
+    }
+    this.unwrittenBytes = this.trackedPids().reduce((n, pid) => n + unwrittenNow(pid), 0);
+  }
+
+  /** What preCopy copied of `pid` (none once the parent is not trusted for it). */
+  preCopied(pid: number): PreCopy | undefined {
+    return typeof this.covered_.get(pid) === "string" ? undefined : this.pre.get(pid);
   }
 
   /**
@@ -465,6 +541,8 @@ function writtenIn(plan: PagePlan, tracked: readonly Vma[]): { start: number; le
   let i = 0;
   let lastVma = -1;
   for (const s of plan.segments) {
+    // pre-copied pages were protected again before the freeze, and not written since
+    if (s.pre) continue;
     const end = s.addr + s.len;
     while (i < tracked.length && Number(tracked[i]!.end) <= s.addr) i++;
     for (let j = i; j < tracked.length && Number(tracked[j]!.start) < end; j++) {

@@ -1,0 +1,121 @@
+// The pre-copy of an incremental pass: with the task still running, the pages it wrote
+// since the parent pass are write-protected again and copied out, so that the freeze only
+// has to copy what it writes after that (pages written while the task ran are most of
+// what the freeze of a chain's last pass used to copy: 60 MB of a task writing 1 % of
+// 1 GiB per 100 ms, 30 ms of its 56 ms frozen here).
+//
+// The order is what makes it safe: PAGEMAP_SCAN with PM_SCAN_WP_MATCHING reports the
+// written pages and protects them again in one walk, and only then are they read. A page
+// the task writes after that is written (unprotected) again when the freeze looks, and the
+// freeze copies it; a page it does not write still holds what was read. So of the pages the
+// freeze finds unwritten and in the parent, those pre-copied are written from the copy
+// (planPages), the others as PE_PARENT. A pre-copy that fails half-way has protected pages
+// whose data is not held: the pass then trusts none of that task's tracking
+// (WriteTracking.noParent), and every page of it is copied while frozen.
+
+import { bridge } from "../../host-bridge/load.js";
+import { PAGE_IS, PM_SCAN } from "../../host-bridge/pagemap.js";
+import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
+import type { Faults } from "./faults.js";
+import { readBatch } from "./memory.js";
+
+const PAGE = 4096;
+
+/** Where a pre-copied page's data is: address `a` at `buf[a - at]`. */
+export interface PreData {
+  buf: Buffer;
+  at: number;
+}
+
+/** The pages of one task copied before the freeze, in address order. */
+export interface PreCopy {
+  /** (start, length) of each run, in bytes */
+  runs: number[];
+  /** the data of every run, packed in order */
+  buf: Buffer;
+  /** where each run starts in buf */
+  offs: number[];
+  bytes: number;
+}
+
+/**
+ * Protects again and reports the pages written in `ranges` ((start, length) pairs of VMAs
+ * registered on this pass's userfaultfd for asynchronous write-protect), as (start,
+ * length) runs in address order.
+ */
+export function rearmWritten(pid: number, ranges: readonly number[]): number[] {
+  const runs: number[] = [];
+  for (let i = 0; i < ranges.length; i += 2) {
+    const start = ranges[i]!;
+    const found = bridge().pagemapScan(pid, start, start + ranges[i + 1]!, {
+      categoryMask: PAGE_IS.WRITTEN,
+      categoryAnyofMask: PAGE_IS.PRESENT | PAGE_IS.SWAPPED,
+      returnMask: PAGE_IS.WRITTEN,
+      // PM_SCAN_CHECK_WPASYNC: a VMA that is not registered for asynchronous write-protect
+      // (unregistered meanwhile) fails the scan rather than be skipped unprotected
+      flags: PM_SCAN.WP_MATCHING | PM_SCAN.CHECK_WPASYNC,
+    });
+    const h = u64Halves(found);
+    for (let j = 0; j < found.length; j += 3) {
+      const s = u64At(h, j);
+      const e = u64At(h, j + 1);
+      const last = runs.length - 2;
+      if (last >= 0 && runs[last]! + runs[last + 1]! === s) runs[last + 1]! += e - s;
+      else runs.push(s, e - s);
+    }
+  }
+  return runs;
+}
+
+/** Copies `runs` out of the running task into one populated buffer. */
+export function copyRuns(pid: number, runs: readonly number[], faults: Faults): PreCopy {
+  let bytes = 0;
+  const offs: number[] = [];
+  for (let i = 0; i < runs.length; i += 2) {
+    offs.push(bytes);
+    bytes += runs[i + 1]!;
+  }
+  const buf = bridge().allocPopulated(Math.max(PAGE, bytes));
+  // batches of at most 1024 runs (readBatch's ranges go to one process_vm_readv each)
+  for (let i = 0; i < runs.length; i += 2048) {
+    faults.vmRead();
+    readBatch(pid, runs.slice(i, i + 2048), buf, offs[i / 2]!);
+  }
+  return { runs: [...runs], buf, offs, bytes };
+}
+
+/**
+ * `parent` ((start, length) pairs of unwritten pages the parent holds, in address order)
+ * split by `pre`: the pieces pre-copied (with their data) and the rest, still PE_PARENT.
+ * `from` is the index of the first run of `pre` that may meet `parent` (runs end before it
+ * otherwise); returns the index to go on from.
+ */
+export function splitPreCopied(parent: BigUint64Array, pre: PreCopy, from: number): { parent: BigUint64Array; copied: { addr: number; len: number; data: PreData }[]; next: number } {
+  const rest: number[] = [];
+  const copied: { addr: number; len: number; data: PreData }[] = [];
+  const h = u64Halves(parent);
+  const runs = pre.runs;
+  const n = runs.length;
+  // one PreData per run, shared by its pieces
+  const data: (PreData | undefined)[] = [];
+  let k = from;
+  for (let i = 0; i < parent.length; i += 2) {
+    let at = u64At(h, i);
+    const end = at + u64At(h, i + 1);
+    while (k < n && runs[k]! + runs[k + 1]! <= at) k += 2;
+    for (let j = k; at < end && j < n; j += 2) {
+      const rs = runs[j]!;
+      if (rs >= end) break;
+      const re = rs + runs[j + 1]!;
+      if (re <= at) continue;
+      if (rs > at) rest.push(at, rs - at);
+      const lo = rs > at ? rs : at;
+      const to = re < end ? re : end;
+      const d = (data[j >> 1] ??= { buf: pre.buf, at: rs - pre.offs[j >> 1]! });
+      copied.push({ addr: lo, len: to - lo, data: d });
+      at = to;
+    }
+    if (at < end) rest.push(at, end - at);
+  }
+  return { parent: toU64Array(rest), copied, next: k };
+}
