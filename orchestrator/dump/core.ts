@@ -2,6 +2,7 @@
 // user_x86_fpregs_entry holds it), TLS descriptors, signal state, timers, rlimits,
 // credentials, rseq, robust list and the task-wide fields of the leader's tc.
 
+import { constants as os } from "node:os";
 import { bridge } from "../../host-bridge/load.js";
 import { ERESTART, SCHED } from "../../host-bridge/constants.js";
 import { decodeRegs, REG_NAMES, type UserRegs } from "../../host-bridge/regs.js";
@@ -9,6 +10,7 @@ import type { InsideState, ThreadInside } from "./inside.js";
 import type { ProcCreds, ProcStat } from "./proc.js";
 
 const EINTR = 4;
+const { SIGSTOP } = os.signals;
 /** GDT TLS entries of x86_64 (GDT_ENTRY_TLS_MIN..MAX). */
 const TLS_ENTRIES = [12, 13, 14];
 
@@ -107,8 +109,15 @@ function tlsEntries(pid: number): Record<string, unknown>[] {
   });
 }
 
+/**
+ * A pending-signal queue as criu writes it, without SIGSTOP: as criu (which takes every
+ * pending SIGSTOP out of the queues when it seizes a task), a task with one pending is
+ * dumped stopped instead (freeze.ts). SIGSTOP cannot be blocked: queued again at restore it
+ * would stop the task there -- criu's restore fails on it ("Task N stopped with 19").
+ */
 function siginfos(list: Buffer[]): Record<string, unknown> {
-  return list.length ? { signals: list.map((s) => ({ siginfo: new Uint8Array(s) })) } : {};
+  const kept = list.filter((s) => s.readInt32LE(0) !== SIGSTOP);
+  return kept.length ? { signals: kept.map((s) => ({ siginfo: new Uint8Array(s) })) } : {};
 }
 
 /** The process-wide part of the leader's core (criu's tc). */

@@ -25,7 +25,10 @@ export interface Frozen {
   tids: number[];
   /** the task was in a group-stop (state T) before we seized it */
   wasStopped: boolean;
-  /** the stop signal of that group-stop */
+  /**
+   * what stopped it: the signal of that group-stop, or SIGSTOP when one is pending (it
+   * stops the task as soon as it runs); 0 for a task that runs
+   */
   stopSignal: number;
   /** threads under seccomp whose filters still apply to our calls: why they could not be suspended */
   seccompActive?: Map<number, string> | undefined;
@@ -134,6 +137,20 @@ function stopSignalOf(pid: number): number {
   return STOP_SIGNALS.has(signo) ? signo : SIGSTOP;
 }
 
+/**
+ * Whether a SIGSTOP waits in the process's queue or in one of its threads': sent to a task
+ * already stopped (zdtm's stopped01), or while it slept where no signal reaches it. SIGSTOP
+ * cannot be blocked, so the task stops as soon as it runs. (The dump's calls inside the
+ * task take such a SIGSTOP and send it again, host-bridge/src/remote.c: it stays pending.)
+ */
+function sigstopPending(tids: readonly number[]): boolean {
+  const bit = 1n << BigInt(SIGSTOP - 1);
+  return tids.some((tid) => {
+    const st = statusCreds(parseStatus(readProc(tid, "status")));
+    return ((st.sigPnd | st.shdPnd) & bit) !== 0n;
+  });
+}
+
 /** Seizes and stops every thread of the task within timeoutMs. */
 export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + timeoutMs, preSeized?: Set<number>, faults?: Faults): Frozen {
   const t0 = process.hrtime.bigint();
@@ -166,7 +183,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
     ppid: 0,
     tids,
     wasStopped,
-    stopSignal: wasStopped ? stopSignalOf(pid) : 0,
+    stopSignal: wasStopped ? stopSignalOf(pid) : sigstopPending(tids) ? SIGSTOP : 0,
     seccompActive: seccompActive.size ? seccompActive : undefined,
     freezingUs: Number((frozenAt - t0) / 1000n),
     frozenAt,
