@@ -25,7 +25,7 @@ import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
 import type { ThreadPlan } from "./threads.js";
 import { planSeccomp, type SeccompPlan } from "./seccomp.js";
-import { checkSignals } from "./signals.js";
+import { checkSignals, sigstopQueued } from "./signals.js";
 import { missingXfeatures, xfeatureNames } from "./xstate.js";
 
 const TASK_ALIVE = 1;
@@ -99,7 +99,10 @@ export interface ProcPlan extends TreeNode {
   dirs: FsPlan;
   /** the task was stopped at dump time */
   stopped: boolean;
-  /** the signal that stopped it (the image's stop_signo; SIGSTOP when it has none), 0 when it ran */
+  /**
+   * the signal that stopped it (the image's stop_signo; SIGSTOP when it has none, or when it
+   * ran with a SIGSTOP pending), 0 when it ran
+   */
   stopSignal: number;
   /** the signal mask to give back */
   blocked: bigint;
@@ -326,6 +329,10 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
       if (!r.ok) throw fail(`the CPU is not compatible with the image (--cpu-cap ${cap === null ? "" : cap}): ${r.messages.join("; ")}`, "cpuinfo.img", pid);
     }
   }
+  // A SIGSTOP in the queues is not queued again (no mask holds it off the restore's calls):
+  // the task is stopped by it instead, as it would have been as soon as it ran.
+  const sigstop = state === TASK_ALIVE && sigstopQueued([core, ...threads.map((t) => t.core)]);
+  if (sigstop) log.info(`pid ${pid}: a SIGSTOP is pending in core-${pid}.img or its threads': restored stopped by it`);
   const plan: ProcPlan = {
     pid,
     ppid,
@@ -339,8 +346,8 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     memory,
     fds,
     dirs,
-    stopped: state === TASK_STOPPED,
-    stopSignal,
+    stopped: state === TASK_STOPPED || sigstop,
+    stopSignal: sigstop ? SIGSTOP : stopSignal,
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
     threads,

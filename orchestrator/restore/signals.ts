@@ -3,13 +3,16 @@
 // thread's own (thread_core.signals_p) -- queued again with their full siginfo. A task may
 // queue any siginfo to itself (the kernel refuses forged si_codes only between tasks), so
 // they are queued from inside the task, while every signal is still blocked there; the
-// dumped mask is set at the very end (registers.ts).
+// dumped mask is set at the very end (registers.ts). All but SIGSTOP, which no mask blocks:
+// a task with one pending is stopped by it instead (plan.ts), as it would have been.
 
+import { constants as os } from "node:os";
 import type { CoreEntry } from "../../images/dir.js";
 import { RestoreError } from "./errors.js";
 import { DATA_OFFSET, NR, TRAMPOLINE_SIZE, type Call, type Remote } from "./remote.js";
 
 const SIGTRAP = 5;
+const { SIGSTOP } = os.signals;
 
 const SIGINFO_SIZE = 128;
 const SS_DISABLE = 2;
@@ -29,6 +32,17 @@ export function checkSignals(pid: number, core: CoreEntry): void {
   for (const q of [core.tc?.signals_s?.signals ?? [], core.thread_core?.signals_p?.signals ?? []]) {
     for (const s of q) if (s.siginfo.length !== SIGINFO_SIZE) throw new RestoreError("plan", pid, `a pending siginfo is ${s.siginfo.length} bytes, not ${SIGINFO_SIZE}`);
   }
+}
+
+const signo = (info: Uint8Array): number => Buffer.from(info.buffer, info.byteOffset, info.byteLength).readInt32LE(0);
+
+/**
+ * Whether these cores (a process's leader and threads) queue a SIGSTOP: tscriu's dumps did
+ * until 2026-12 (criu's never do: it takes a pending SIGSTOP out when it seizes the task,
+ * and dumps the task stopped).
+ */
+export function sigstopQueued(cores: readonly CoreEntry[]): boolean {
+  return cores.some((c) => [...(c.tc?.signals_s?.signals ?? []), ...(c.thread_core?.signals_p?.signals ?? [])].some((s) => signo(s.siginfo) === SIGSTOP));
 }
 
 /** Every sigaction that is not SIG_DFL with no flags and no mask (the stub has only those). */
@@ -66,13 +80,13 @@ export function restoreAltstack(remote: Remote, core: CoreEntry): void {
 
 /**
  * Queues the pending signals again, in their order: the process's (tc, the leader's core
- * only) and thread `tid`'s own. Returns how many.
+ * only) and thread `tid`'s own, but a SIGSTOP (see sigstopQueued). Returns how many.
  */
 export function restorePending(remote: Remote, core: CoreEntry, pid: number, tid = pid): number {
   const items: { info: Uint8Array; shared: boolean }[] = [
     ...(core.tc?.signals_s?.signals ?? []).map((s) => ({ info: s.siginfo, shared: true })),
     ...(core.thread_core?.signals_p?.signals ?? []).map((s) => ({ info: s.siginfo, shared: false })),
-  ];
+  ].filter((s) => signo(s.info) !== SIGSTOP);
   const room = Math.floor((TRAMPOLINE_SIZE - DATA_OFFSET) / SIGINFO_SIZE);
   for (let start = 0; start < items.length; start += room) {
     const part = items.slice(start, start + room);
