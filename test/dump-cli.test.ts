@@ -7,7 +7,7 @@ import test from "ava";
 import { spawnSync } from "node:child_process";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
-import { counterAdvances, procState, RUNS_ON, startWorkload, waitFor } from "./helpers/workloads.js";
+import { counterAdvances, procState, RUNS_ON, startWorkload, vforkWaiting, waitFor } from "./helpers/workloads.js";
 import { scratchDir } from "./helpers/tmp.js";
 
 const NO_CONF = { HOME: scratchDir("tscriu-home-"), CRIU_CONFIG_FILE: "" };
@@ -118,11 +118,7 @@ test("on a terminal, a dump of over 100 MiB draws a progress bar on stderr and e
 test("--timeout N: a task that cannot stop fails the dump after N s (not criu's default 10) and runs on untouched", async (t) => {
   // The child sleeps a minute (however slow a busy machine makes the dump); killed after.
   const w = await startWorkload(t, "vforker", ["60"]);
-  process.kill(w.pid, "SIGUSR2");
-  const child = await waitFor("the vfork child to exist and its parent to wait for it", () => {
-    const kids = readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim();
-    return kids !== "" && procState(w.pid) === "D" ? Number(kids) : undefined;
-  });
+  const child = await vforkWaiting(w);
   t.teardown(() => {
     try {
       process.kill(child, "SIGKILL");

@@ -158,6 +158,18 @@ export async function startWorkload(t: ExecutionContext, name: string, args: rea
   };
 }
 
+/**
+ * vforker (test/workloads/vforker.c): has it vfork and waits until it waits for its child
+ * (state D, where no signal but a fatal one reaches it); returns the child's PID.
+ */
+export async function vforkWaiting(w: Workload): Promise<number> {
+  process.kill(w.pid, "SIGUSR2");
+  return waitFor("the vfork child to exist and its parent to wait for it", () => {
+    const kids = readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim();
+    return kids !== "" && procState(w.pid) === "D" ? Number(kids) : undefined;
+  });
+}
+
 /** Waits until the counter file has gone up by `by` from its current value. */
 export async function counterAdvances(w: Workload, by = 3): Promise<void> {
   const start = w.counter();
