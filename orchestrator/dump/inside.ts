@@ -83,8 +83,6 @@ export interface InsideState {
   brk: bigint;
   /** the MEMBARRIER_CMD_REGISTER_* commands the mm was registered with (criu's tc.membarrier_registration_mask) */
   membarrierMask: number;
-  /** where the scratch area was, [start, end) (unmapped again): a smaps read meanwhile lists it */
-  scratch: [bigint, bigint] | undefined;
 }
 
 const PAGE = 4096;
@@ -119,8 +117,6 @@ function call(pid: number, what: string, nr: number, args: readonly (number | bi
  */
 export class Scratch {
   private addr = 0n;
-  /** the area's address, kept after it is unmapped */
-  private mapped = 0n;
   private size = 0;
   private tableAt = 0;
   private looping = false;
@@ -133,12 +129,12 @@ export class Scratch {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS;
     const r = bridge().remoteSyscall(this.pid, SYS.mmap, [0, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0]);
     if (r >= 0n || r <= -4096n) {
-      this.addr = this.mapped = r;
+      this.addr = r;
       this.size = size;
       this.looping = bridge().processVmWritev(this.pid, this.codeAt, LOOP_CODE) === LOOP_CODE.length;
     } else {
       // Writable code denied (memory-deny-write-execute): answers only.
-      this.addr = this.mapped = call(this.pid, "mmap(scratch area)", SYS.mmap, [0, this.tableAt, PROT.READ | PROT.WRITE, flags, -1, 0]);
+      this.addr = call(this.pid, "mmap(scratch area)", SYS.mmap, [0, this.tableAt, PROT.READ | PROT.WRITE, flags, -1, 0]);
       this.size = this.tableAt;
     }
     return this.addr;
@@ -196,11 +192,6 @@ export class Scratch {
     return buf;
   }
 
-  /** [start, end) of the area, while it is or was mapped */
-  get range(): [bigint, bigint] | undefined {
-    return this.size ? [this.mapped, this.mapped + BigInt(this.size)] : undefined;
-  }
-
   /** Unmaps the area; safe to call twice and after a failed map. */
   unmap(): void {
     if (this.addr === 0n) return;
@@ -236,23 +227,27 @@ function membarrierRegistrations(pid: number, r: bigint): number {
   return mask;
 }
 
-/** A thread's own state, by syscalls run in that thread; answers go to the (shared) scratch area. */
-function threadInside(tid: number, s: Scratch): ThreadInside {
+/** The calls that tell a thread's own state, run in that thread; answers go to the (shared) scratch area. */
+function threadCalls(s: Scratch): Call[] {
   const at = s.base + BigInt(OFF.thread);
-  const [, , , securebits, policy] = s.run(tid, [
+  return [
     { what: "sigaltstack", nr: SYS.sigaltstack, args: [0, at] },
     { what: "prctl(PR_GET_PDEATHSIG)", nr: SYS.prctl, args: [PR.GET_PDEATHSIG, at + 24n] },
     { what: "prctl(PR_GET_TID_ADDRESS)", nr: SYS.prctl, args: [PR.GET_TID_ADDRESS, at + 32n] },
     { what: "prctl(PR_GET_SECUREBITS)", nr: SYS.prctl, args: [PR.GET_SECUREBITS] },
     { what: "sched_getscheduler(0)", nr: SYS_X.sched_getscheduler, args: [0] },
-  ]);
+  ];
+}
+
+/** A thread's state from the results of threadCalls (in order) and the scratch area they wrote. */
+function threadAnswers(s: Scratch, res: readonly bigint[]): ThreadInside {
   const b = s.read(OFF.thread, 40);
   return {
     altstack: { sp: b.readBigUInt64LE(0), flags: b.readInt32LE(8), size: b.readBigUInt64LE(16) },
     pdeathSig: b.readInt32LE(24),
     tidAddress: b.readBigUInt64LE(32),
-    securebits: Number(securebits),
-    schedPolicy: Number(policy),
+    securebits: Number(res[3]),
+    schedPolicy: Number(res[4]),
   };
 }
 
@@ -265,7 +260,7 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
   const s = new Scratch(pid);
   try {
     const calls: Call[] = [];
-    const base = s.map(OFF.timers + 32 * timers.length, 64 + 3 + 5 + 2 * timers.length + 1);
+    const base = s.map(OFF.timers + 32 * timers.length, 64 + 3 + 5 + 2 * timers.length + 5 + 1);
     for (let sig = 1; sig <= 64; sig++) {
       // SIGKILL and SIGSTOP cannot be queried (EINVAL) and are never changed.
       if (sig === 9 || sig === 19) continue;
@@ -286,9 +281,13 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
       calls.push({ what: `timer_gettime(${t.id})`, nr: SYS_X.timer_gettime, args: [t.id, base + BigInt(OFF.timers + 32 * i)] });
       calls.push({ what: `timer_getoverrun(${t.id})`, nr: SYS_X.timer_getoverrun, args: [t.id] });
     });
+    // The leader's own state in the same run (the other threads' each in its own, below).
+    const leaderAt = calls.length;
+    calls.push(...threadCalls(s));
     // Last, as it may fail (kernels before 6.3).
     calls.push({ what: "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)", nr: SYS_X.membarrier, args: [MEMBARRIER.GET_REGISTRATIONS, 0, 0], mayFail: true });
     const res = s.run(pid, calls);
+    const leader = threadAnswers(s, res.slice(leaderAt, leaderAt + 5));
     const [, dumpable, thp, slack, brk] = res.slice(first, first + 5) as [bigint, bigint, bigint, bigint, bigint];
     const membarrierMask = membarrierRegistrations(pid, res[res.length - 1]!);
 
@@ -317,7 +316,8 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
     const rest = s.read(OFF.itimer, OFF.thread - OFF.itimer);
     const at = (o: number): number => o - OFF.itimer;
     const threads = new Map<number, ThreadInside>();
-    for (const tid of tids) threads.set(tid, threadInside(tid, s));
+    threads.set(pid, leader);
+    for (const tid of tids) if (tid !== pid) threads.set(tid, threadAnswers(s, s.run(tid, threadCalls(s))));
     return {
       sigactions,
       itimers: { real: itimer(rest, at(OFF.itimer)), virt: itimer(rest, at(OFF.itimer) + 32), prof: itimer(rest, at(OFF.itimer) + 64) },
@@ -329,7 +329,6 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
       timerslackNs: slack,
       brk,
       membarrierMask,
-      scratch: s.range,
     };
   } finally {
     s.unmap();

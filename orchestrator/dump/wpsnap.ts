@@ -41,6 +41,27 @@ export function protectable(v: Vma): boolean {
 }
 
 /**
+ * The ranges protectable() picks, read off /proc/PID/maps of the frozen task (no page walk,
+ * where smaps walks them all): writable private mappings of no file, unnamed or heap,
+ * stack, or named anonymous memory. maps cannot tell a MAP_DROPPABLE VMA (the kernel
+ * refuses to register it): a protection from these ranges that fails is tried again from
+ * smaps' VMAs.
+ */
+export function protectableInMaps(maps: string): { start: bigint; end: bigint }[] {
+  const out: { start: bigint; end: bigint }[] = [];
+  for (const line of maps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\d+)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const [, start, end, perms, dev, ino, name] = m;
+    if (perms![1] !== "w" || perms![3] !== "p" || ino !== "0") continue;
+    if (name !== "" && name !== "[heap]" && name !== "[stack]" && !name!.startsWith("[anon:")) continue;
+    if (dev !== "00:00") continue;
+    out.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`) });
+  }
+  return out;
+}
+
+/**
  * A userfaultfd of the frozen task's address space, made inside it (a userfaultfd serves
  * the memory of whoever made it), taken here with pidfd_getfd and closed in the task
  * again: the task's fd table is as it was. A string says why there is none.
@@ -75,7 +96,7 @@ export class WpSnapshot {
    * the dump spends on the rest of the task meanwhile); undefined (and the task as it was)
    * when the kernel or the task does not allow it.
    */
-  static async protect(pid: number, vmas: readonly Vma[], log: ModuleLog): Promise<WpSnapshot | undefined> {
+  static async protect(pid: number, vmas: readonly { start: bigint; end: bigint }[], log: ModuleLog, firstTry = false): Promise<WpSnapshot | undefined> {
     const b = bridge();
     if (vmas.length === 0) return undefined;
     const uffd = takeUserfaultfd(pid, log);
@@ -87,7 +108,7 @@ export class WpSnapshot {
     try {
       await b.uffdWriteProtect(uffd, ranges);
     } catch (e) {
-      log.info(`pid ${pid}: write-protect refused (${(e as Error).message}): its pages are copied while it is frozen`);
+      log.info(`pid ${pid}: write-protect refused (${(e as Error).message})${firstTry ? ": tried again from the VMAs of smaps" : ": its pages are copied while it is frozen"}`);
       try {
         b.uffdRegister(uffd, ranges, false);
       } catch {
