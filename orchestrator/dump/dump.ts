@@ -424,11 +424,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const oomScoreAdj = Number(readProc(p, "oom_score_adj").trim());
       const auxv = parseAuxv(readFileSync(procPath(p, "auxv")));
       const taskIds = ids.of(p, procs.map((x) => x.pid));
-      // An fd table shared with the parent (CLONE_FILES) is dumped once, with the parent's,
-      // and shared again on restore, as criu does. Any other sharing is refused, not split
-      // silently in two (criu refuses it too).
-      const sharesFiles = procs.find((x) => x.ids.files_id === taskIds.files_id);
-      if (sharesFiles && sharesFiles.pid !== fp.ppid) throw new DumpError("proc", pid, `pid ${p} shares an fd table (CLONE_FILES) with pid ${sharesFiles.pid}, which is not its parent; only a table shared with the parent can be restored`);
+      // An fd table shared with the parent (CLONE_FILES) is dumped once, with the table's
+      // first holder, and shared again on restore by forking with CLONE_FILES from the
+      // parent, as criu does: a grandchild of the table's holder gets it through its parent
+      // that holds it too. A table the parent does not hold has no process to be forked
+      // from with it; that is refused, not split silently in two (criu refuses it too).
+      const parent = procs.find((x) => x.pid === fp.ppid);
+      const sharesFiles = parent?.ids.files_id === taskIds.files_id ? parent : undefined;
+      const holder = procs.find((x) => x.ids.files_id === taskIds.files_id);
+      if (holder && !sharesFiles) throw new DumpError("proc", pid, `pid ${p} shares an fd table (CLONE_FILES) with pid ${holder.pid} but not with its parent ${fp.ppid}; only a table shared along parent and child can be restored (criu refuses it too)`);
       for (const [key, what] of [
         ["vm_id", "an address space (CLONE_VM, vfork)"],
         ["fs_id", "a cwd and root (CLONE_FS)"],

@@ -219,6 +219,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
+  const idsOf = new Map<number, IdsEntry>();
   for (const { pid, entry } of tasks) {
     const core = await images.core(pid);
     if (Number(core.tc?.task_state ?? TASK_ALIVE) === TASK_DEAD) {
@@ -231,7 +232,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
       order.push({ pid, ppid: Number(entry.ppid ?? 0), pstree: entry, session: "inherit", children: [], forker: Number(entry.ppid ?? 0), zombie: { exitCode: Number(core.tc!.exit_code), comm: core.tc!.comm } } as ZombiePlan);
       continue;
     }
-    order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv, filesOwners }));
+    order.push(await planProcess(pid, entry, { images, dir, files, shm, fdPlanner, opts, log, fail, inv, filesOwners, idsOf }));
   }
   await fdPlanner.finish();
   const byPid = new Map(order.map((p) => [p.pid, p]));
@@ -267,6 +268,8 @@ interface PlanShared {
   inv: Awaited<ReturnType<ImageDir["inventory"]>>;
   /** the process that restores each fd table (files_id), for children sharing it */
   filesOwners: Map<number, ProcPlan>;
+  /** the ids of each process planned so far (each after its parent) */
+  idsOf: Map<number, IdsEntry>;
 }
 
 async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Promise<ProcPlan> {
@@ -310,10 +313,15 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
   const exe = await files.reg(mm.exe_file_id, "the exe link");
   const memory = await planMemory(pid, dir, mm, files, shm, log, sh.opts.lazyPages === true);
   const dirs = await planFs(fs, files);
-  // An fd table shared with the parent (CLONE_FILES) is the parent's plan: it restores it.
+  // An fd table shared with the parent (CLONE_FILES) is forked with it, and restored once,
+  // by the first process that holds it; down a line of sharers (a grandchild of the holder
+  // whose parent shares it too) each gets it from its parent, as criu does. A table the
+  // parent does not hold has no process to be forked from with it (criu cannot either).
   const owner = sh.filesOwners.get(ids.files_id);
   const ppid = Number(pstree.ppid ?? 0);
-  if (owner && owner.pid !== ppid) throw fail(`pid ${pid} shares its fd table (files_id ${ids.files_id}) with pid ${owner.pid}, which is not its parent; only a table shared with the parent can be restored`, `ids-${pid}.img`, pid);
+  const parentIds = sh.idsOf.get(ppid);
+  if (owner && parentIds?.files_id !== ids.files_id) throw fail(`pid ${pid} shares its fd table (files_id ${ids.files_id}) with pid ${owner.pid} but not with its parent ${ppid}; only a table shared along parent and child can be restored`, `ids-${pid}.img`, pid);
+  sh.idsOf.set(pid, ids);
   const fds = owner ? owner.fds : await sh.fdPlanner.plan(pid, fdinfo, `fdinfo-${String(ids.files_id)}.img`);
   log.debug(`pid ${pid}: ${memory.vmas.length} VMAs, ${memory.pages} pages, ${fds.fds.length} fds, ${tids.length} threads`);
 
