@@ -101,6 +101,18 @@ export const O = {
   DIRECT: 0o40000,
 } as const;
 
+/** The clone flag of each kind of namespace, by its name in /proc/PID/ns (criu's ns_cflag). */
+export const CLONE_NEW = {
+  mnt: 0x00020000,
+  cgroup: 0x02000000,
+  uts: 0x04000000,
+  ipc: 0x08000000,
+  user: 0x10000000,
+  pid: 0x20000000,
+  net: 0x40000000,
+  time: 0x00000080,
+} as const;
+
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
 /** The signals whose default action stops a task: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU. */

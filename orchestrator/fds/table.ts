@@ -13,6 +13,7 @@ import { inetKind } from "./inet.js";
 import { inotifyKind } from "./inotify.js";
 import { memfdKind } from "./memfd.js";
 import { netlinkKind } from "./netlink.js";
+import { nsfsKind } from "./nsfs.js";
 import { packetKind } from "./packet.js";
 import { pidfdKind } from "./pidfd.js";
 import { pipeKind } from "./pipe.js";
@@ -22,7 +23,7 @@ import { timerfdKind } from "./timerfd.js";
 import { ttyKind } from "./tty.js";
 import { unixKind } from "./unix.js";
 
-export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, inetKind, netlinkKind, packetKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, pidfdKind, epollKind];
+export const FD_KINDS: readonly FdKind[] = [memfdKind, regularKind, ttyKind, pipeKind, fifoKind, unixKind, inetKind, netlinkKind, packetKind, eventfdKind, signalfdKind, timerfdKind, inotifyKind, fanotifyKind, pidfdKind, nsfsKind, epollKind];
 
 /** The kind that restores files.img entries of `type`. */
 export function kindOf(type: string): FdKind | undefined {
