@@ -283,7 +283,7 @@ export interface NativeBridge {
   getRobustList(pid: number): { head: bigint; len: number };
   /** clock_gettime(2) in nanoseconds (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
   clockGettime(clockId: number): bigint;
-  /** PTRACE_SECCOMP_GET_FILTER: the BPF program (8-byte sock_filter each) of filter `index` (0 = newest), null past the last one. */
+  /** PTRACE_SECCOMP_GET_FILTER: the BPF program (8-byte sock_filter each) of filter `index` (0 = the oldest), null past the last one. */
   seccompGetFilter(pid: number, index: number): Buffer | null;
   /** A terminal's termios, window size, pty index (-1 if none), session, foreground group and modes. */
   ttyInfo(fd: number): TtyInfo;

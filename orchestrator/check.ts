@@ -248,7 +248,7 @@ export const FEATURES: readonly Feature[] = [
       const allow = Buffer.alloc(8);
       allow.writeUInt16LE(0x06, 0); // BPF_RET | BPF_K
       allow.writeUInt32LE(0x7fff0000, 4); // SECCOMP_RET_ALLOW
-      restoreSeccomp(p.remote, { mode: "filter", filters: [{ prog: allow, flags: 0 }] });
+      restoreSeccomp([{ remote: p.remote, plan: { mode: "filter", filters: [{ prog: allow, flags: 0 }] } }], 0);
       const back = bridge().seccompGetFilter(p.pid, 0);
       if (!back?.equals(allow)) throw new Error("PTRACE_SECCOMP_GET_FILTER did not give back the filter installed");
     },

@@ -155,8 +155,9 @@ static napi_value clock_gettime_(napi_env env, napi_callback_info info)
 	return r;
 }
 
-/* PTRACE_SECCOMP_GET_FILTER: the BPF program of filter `index` (0 = the most
- * recently installed) as bytes, or null past the last one. */
+/* PTRACE_SECCOMP_GET_FILTER: the BPF program of filter `index` (0 = the oldest, as the
+ * kernel's get_nth_filter counts, though ptrace(2) says the newest) as bytes, or null
+ * past the last one. */
 static napi_value seccomp_get_filter(napi_env env, napi_callback_info info)
 {
 	const char *fn = "seccompGetFilter";

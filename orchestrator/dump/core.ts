@@ -8,6 +8,7 @@ import { ERESTART, SCHED } from "../../host-bridge/constants.js";
 import { decodeRegs, REG_NAMES, type UserRegs } from "../../host-bridge/regs.js";
 import type { InsideState, ThreadInside } from "./inside.js";
 import type { ProcCreds, ProcStat } from "./proc.js";
+import type { ThreadSeccomp } from "./seccomp.js";
 
 const EINTR = 4;
 const { SIGSTOP } = os.signals;
@@ -143,8 +144,8 @@ export interface ThreadInput {
   stat: ProcStat;
   creds: ProcCreds;
   comm: string;
-  /** index of the thread's newest filter in seccomp.img */
-  seccompFilter: number | undefined;
+  /** its seccomp mode as the core says it, and its newest filter in seccomp.img */
+  seccomp: ThreadSeccomp;
 }
 
 export interface RegState {
@@ -209,9 +210,9 @@ export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string,
   const policy = inside.schedPolicy & ~SCHED.RESET_ON_FORK;
   if (policy === SCHED.FIFO || policy === SCHED.RR) threadCore["sched_prio"] = stat.rtPriority;
   if (inside.pdeathSig) threadCore["pdeath_sig"] = inside.pdeathSig;
-  if (creds.seccomp !== 0) {
-    threadCore["seccomp_mode"] = creds.seccomp === 1 ? "strict" : "filter";
-    if (t.seccompFilter !== undefined) threadCore["seccomp_filter"] = t.seccompFilter;
+  if (t.seccomp.mode !== 0) {
+    threadCore["seccomp_mode"] = t.seccomp.mode === 1 ? "strict" : "filter";
+    if (t.seccomp.filter !== undefined) threadCore["seccomp_filter"] = t.seccomp.filter;
   }
   if (rseq.rseqAbiPointer !== 0n) {
     threadCore["rseq_entry"] = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };

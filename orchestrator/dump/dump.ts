@@ -171,7 +171,7 @@ interface Collected {
   exeId: number;
   cwdId: number;
   rootId: number;
-  threads: Omit<ThreadInput, "seccompFilter">[];
+  threads: Omit<ThreadInput, "seccomp">[];
   ids: TaskIds;
 }
 
@@ -626,9 +626,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       image(`inventory.img`, "INVENTORY", [{ ...inventoryEntry(namespaceIds(pid), runId, LOCK_METHOD_ID[netLock.method]), dump_uptime: uptimeUs(), pre_dump_mode: opts.preDumpMode === "read" ? 2 : 1 }]);
     }
     if (!preDump) {
-      const seccomp = seccompImage(procs.flatMap((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
+      const seccomp = seccompImage(procs.map((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
       for (const c of procs) {
-        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccompFilter: seccomp.filterIndex.get(t.tid) });
+        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccomp: seccomp.of.get(t.tid)! });
         const core = buildCore(
           { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
           threadInput(c.threads[0]!),

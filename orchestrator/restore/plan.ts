@@ -24,7 +24,7 @@ import { pidHolder } from "./pids.js";
 import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
 import type { ThreadPlan } from "./threads.js";
-import { planSeccomp, type SeccompPlan } from "./seccomp.js";
+import { planSeccomp, sharedFilters, type SeccompPlan } from "./seccomp.js";
 import { checkSignals, sigstopQueued } from "./signals.js";
 import { missingXfeatures, xfeatureNames } from "./xstate.js";
 
@@ -107,6 +107,8 @@ export interface ProcPlan extends TreeNode {
   /** the signal mask to give back */
   blocked: bigint;
   seccomp: SeccompPlan | undefined;
+  /** how many of the oldest filters every thread has alike: the leader installs them for all (TSYNC) */
+  seccompShared: number;
   /** the other threads, in pstree order */
   threads: ThreadPlan[];
   /** its fd table is its parent's (CLONE_FILES): forked sharing it; the parent restores it */
@@ -358,6 +360,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     stopSignal: sigstop ? SIGSTOP : stopSignal,
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,
+    seccompShared: sharedFilters([seccomp, ...threads.map((t) => t.seccomp)]),
     threads,
     locks: [],
     sharesFiles: owner !== undefined,

@@ -310,11 +310,12 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       restorePosixTimers(r, p.core);
 
       enter("creds");
-      const seccompOf = new Map([[p.pid, p.seccomp], ...task.threads.map((t) => [t.plan.tid, t.plan.seccomp] as const)]);
+      // Every thread's at once, once all exist: the leader gives the filters they share
+      // to all of them with TSYNC (seccomp.ts).
+      restoreSeccomp([{ remote: r, plan: p.seccomp }, ...task.threads.map((t) => ({ remote: t.remote, plan: t.plan.seccomp }))], p.seccompShared);
       eachThread(r, p.core, task.threads, (tr, core, tid) => {
         if (tid !== p.pid) restoreThreadName(tr, core);
         restoreAltstack(tr, core);
-        restoreSeccomp(tr, seccompOf.get(tid));
         restoreSched(tr, core);
         restoreCreds(tr, core, log);
         restoreTaskFlags(tr, core, p.mm);
