@@ -9,8 +9,9 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { readImage } from "../images/io.js";
+import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
+import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask, status } from "./helpers/restore.js";
@@ -100,3 +101,20 @@ for (const args of [[], ["prefix"]]) {
     t.is(await c.check(), "PASS seccomp-tsync 1");
   });
 }
+
+test("seccomp-tsync: a filter whose flags ask for a notification listener (an fd nobody would hold) is refused at plan naming seccomp.img; as dumped, the images restore", async (t) => {
+  const w = await startWorkload(t, "seccomp-tsync");
+  const dir = await dumpGone(t, w);
+  const file = join(dir, "seccomp.img");
+  const img = await readImage(file);
+  const first = (img.entries[0]!["seccomp_filters"] as Entry[])[0]!;
+  const was = first["flags"];
+  first["flags"] = 8; // SECCOMP_FILTER_FLAG_NEW_LISTENER
+  await writeImage(file, img, { overwrite: true });
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.regex(err?.message ?? "", /seccomp filter 0 has flags 0x8; .*seccomp\.img/);
+  first["flags"] = was;
+  await writeImage(file, img, { overwrite: true });
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS seccomp-tsync 1");
+});
