@@ -24,9 +24,13 @@ const BIN = join(root, "test/workloads/bin/inetsk");
 const runs = Number(process.argv[2] ?? 5);
 const conns = Number(process.argv[3] ?? 1000);
 const CRIU = process.env["TSCRIU_CRIU"];
-/** TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there (the bundle run by node --cpu-prof, which NODE_OPTIONS may not carry). */
+/**
+ * TSCRIU_PROF=DIR: tscriu's runs write V8 CPU profiles there; TSCRIU_NODE_ARGS: node options
+ * for tscriu's runs (the bundle run by node with them, which NODE_OPTIONS may not carry).
+ */
 const PROF = process.env["TSCRIU_PROF"];
-const tscriu = (args: string[]): [string, string[]] => (PROF ? [process.execPath, ["--cpu-prof", `--cpu-prof-dir=${PROF}`, TSCRIU, ...args]] : [TSCRIU, args]);
+const NODE_ARGS = [...(process.env["TSCRIU_NODE_ARGS"]?.split(" ").filter((a) => a !== "") ?? []), ...(PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROF}`] : [])];
+const tscriu = (args: string[]): [string, string[]] => (NODE_ARGS.length ? [process.execPath, [...NODE_ARGS, TSCRIU, ...args]] : [TSCRIU, args]);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -19,6 +19,7 @@ import { bridge } from "../../host-bridge/load.js";
 import type { Faults } from "./faults.js";
 import { readBatch, readMem, readFailed, type PagePlan, type Segment, type Spare } from "./memory.js";
 import { threadsAndChildren } from "./proc.js";
+import { anonWritableLine } from "./vmas.js";
 
 const PAGE = 4096;
 /** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
@@ -237,7 +238,7 @@ export function estimateUnprotected(pid: number): number {
       const vma = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
       if (vma) {
         const [, perms, inode, path] = vma;
-        counted = !(perms === "rw-p" && inode === "0" && (path === "" || /^\[(heap|stack|anon:)/.test(path!)));
+        counted = !anonWritableLine(perms!, inode!, path!);
         continue;
       }
       if (counted && line.startsWith("Anonymous:")) bytes += Number(/(\d+) kB/.exec(line)?.[1] ?? 0) * 1024;

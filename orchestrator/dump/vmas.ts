@@ -70,6 +70,15 @@ export function parseSmaps(text: string): SmapsVma[] {
 }
 
 /**
+ * Whether a VMA, as a maps or smaps line shows it, is writable private anonymous memory
+ * (unnamed, heap, stack or named anonymous memory, no file): what write tracking and a
+ * write-protect snapshot protect, told from the text alone (protectable() judges a Vma).
+ */
+export function anonWritableLine(perms: string, ino: bigint | string, name: string): boolean {
+  return perms[1] === "w" && perms[3] === "p" && String(ino) === "0" && (name === "" || /^\[(heap|stack|anon:)/.test(name));
+}
+
+/**
  * Whether a smaps text lists exactly the VMAs of a maps text (the same header lines):
  * a smaps read while the task had a scratch area mapped (dump/inside.ts) does not.
  */

@@ -20,7 +20,7 @@
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
 import type { Captured } from "./capture.js";
-import { VMA, type Vma } from "./vmas.js";
+import { anonWritableLine, VMA, type Vma } from "./vmas.js";
 
 const NR_USERFAULTFD = 323;
 const NR_CLOSE = 3;
@@ -50,13 +50,8 @@ export function protectable(v: Vma): boolean {
 export function protectableInMaps(maps: string): { start: bigint; end: bigint }[] {
   const out: { start: bigint; end: bigint }[] = [];
   for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\d+)\s*(.*)$/.exec(line);
-    if (!m) continue;
-    const [, start, end, perms, dev, ino, name] = m;
-    if (perms![1] !== "w" || perms![3] !== "p" || ino !== "0") continue;
-    if (name !== "" && name !== "[heap]" && name !== "[stack]" && !name!.startsWith("[anon:")) continue;
-    if (dev !== "00:00") continue;
-    out.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`) });
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (m && anonWritableLine(m[3]!, m[4]!, m[5]!)) out.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`) });
   }
   return out;
 }

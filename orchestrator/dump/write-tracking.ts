@@ -29,7 +29,7 @@ import type { PagemapRun } from "./pagewriter.js";
 import type { PagePlan } from "./memory.js";
 import type { Faults } from "./faults.js";
 import { copyRuns, rearmWritten, type PreCopy } from "./precopy.js";
-import { parseSmaps, type Vma } from "./vmas.js";
+import { anonWritableLine, parseSmaps, type Vma } from "./vmas.js";
 import { protectable, takeUserfaultfd } from "./wpsnap.js";
 
 const EBUSY = 16;
@@ -347,9 +347,7 @@ export class WriteTracking {
       try {
         // The VMAs registered on this tree's userfaultfd (re-registering on the same one is
         // allowed; a userfaultfd of the task's own says EBUSY).
-        const candidates = parseSmaps(readFileSync(`/proc/${pid}/smaps`, "latin1")).filter(
-          (v) => v.vmflags.includes("uw") && v.perms === "rw-p" && v.ino === 0n && (v.name === "" || /^\[(heap|stack|anon:)/.test(v.name)),
-        );
+        const candidates = parseSmaps(readFileSync(`/proc/${pid}/smaps`, "latin1")).filter((v) => v.vmflags.includes("uw") && anonWritableLine(v.perms, v.ino, v.name));
         const ranges = candidates.map((v) => ({ start: Number(v.start), len: Number(v.end - v.start) }));
         const errs = ranges.length ? bridge().uffdTrackRegister(t.fd, rangesOf(ranges)) : new Int32Array(0);
         const ours = ranges.filter((_, i) => errs[i] === 0).flatMap((r) => [r.start, r.len]);
