@@ -19,6 +19,7 @@
         "src/spawn.c",
         "src/dumpsys.c",
         "src/tty.c",
+        "src/pty.c",
         "src/sockets.c",
         "src/rpc.c",
         "src/unix.c",

@@ -289,6 +289,14 @@ export interface NativeBridge {
   ttyInfo(fd: number): TtyInfo;
   /** Sets locked termios (TIOCSLCKTRMIOS), termios (TCSETS) and window size (TIOCSWINSZ), each when given, in that order. */
   ttySetParams(fd: number, params: TtyParams): void;
+  /** Opens ptmx at `path` until the kernel gives pty index `index` (lower free ones held meanwhile); fd -1 when it is taken (`got` came instead). */
+  ptmxOpen(path: string, flags: number, index: number): { fd: number; got: number };
+  /** TIOCSPTLCK, TIOCPKT and TIOCEXCL/TIOCNXCL, each when given. */
+  ttySetModes(fd: number, modes: { locked?: boolean; packetMode?: boolean; exclusive?: boolean }): void;
+  /** The bytes queued for reading on a terminal (at most `max`; partial lines too, packet status bytes stripped); flags and termios as before. */
+  ttyDrain(fd: number, max: number): Buffer;
+  /** Puts bytes into a terminal's read queue with TIOCSTI, echo and input processing off meanwhile; false if TIOCSTI is refused. */
+  ttyInject(fd: number, data: Uint8Array): boolean;
 
   // ---- sockets (src/unix.c, src/sockets.c) ----
 

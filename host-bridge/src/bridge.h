@@ -90,6 +90,7 @@ void bridge_init_pidfd(napi_env env, napi_value exports);
 void bridge_init_spawn(napi_env env, napi_value exports);
 void bridge_init_dumpsys(napi_env env, napi_value exports);
 void bridge_init_tty(napi_env env, napi_value exports);
+void bridge_init_pty(napi_env env, napi_value exports);
 void bridge_init_sockets(napi_env env, napi_value exports);
 
 /* Shared by the socket kinds (sockets.c): a Buffer holding a copy of `len` bytes, and one

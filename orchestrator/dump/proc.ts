@@ -30,6 +30,9 @@ export interface ProcStat {
   ppid: number;
   pgid: number;
   sid: number;
+  /** the controlling terminal's device (0: none) and its foreground group (-1: none) */
+  ttyNr: number;
+  tpgid: number;
   flags: number;
   nice: number;
   numThreads: number;
@@ -64,6 +67,8 @@ export function parseStat(text: string): ProcStat {
     ppid: n(4),
     pgid: n(5),
     sid: n(6),
+    ttyNr: n(7),
+    tpgid: n(8),
     flags: n(9),
     nice: n(19),
     numThreads: n(20),

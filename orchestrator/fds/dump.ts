@@ -13,7 +13,7 @@ import { listFds, parseFdinfo, procPath, readProc } from "../dump/proc.js";
 import { LockDump } from "./locks.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
-import { deviceNumbers } from "./tty.js";
+import { deviceNumbers } from "./tty-facts.js";
 import { getsockoptInts } from "./sockopts.js";
 import { SO, SOL_SOCKET } from "../../host-bridge/constants.js";
 

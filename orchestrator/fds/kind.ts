@@ -132,6 +132,17 @@ export interface FdRestorer {
   plan(e: FileEntry, what: string): Promise<FdSource>;
   /** Called once every fd of the task is planned, for checks across entries (a unix socket's peer among the task's fds). No side effects. */
   planned?(): void | Promise<void>;
+  /**
+   * Process `pid` was just made (its session and group set), before it forks any other:
+   * a session leader takes its controlling terminal, which the processes it forks inherit.
+   */
+  processMade?(pid: number, remote: Remote): void;
+  /**
+   * Once every process exists and before any fd is installed: what needs several tasks
+   * at once (/dev/tty is opened by a task of its session). Open file descriptions made
+   * here are open()'s results later.
+   */
+  beforeFiles?(tasks: ReadonlyMap<number, Remote>): void;
   /** The names --inherit-fd fd[N]:NAME gives a file of this kind (criu's resource keys). */
   inheritKeys(e: FileEntry): string[] | Promise<string[]>;
   /** Closes every fd it made (the task has its copies by then). */

@@ -11,7 +11,7 @@ import { RestoreError } from "../restore/errors.js";
 import { reopenFlags } from "../restore/fileset.js";
 import { ShmemTable } from "../dump/shmem.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { deviceNumbers } from "./tty.js";
+import { deviceNumbers } from "./tty-facts.js";
 
 /** The memory devices (mem, null, zero, full, random, urandom, …): major 1. */
 const MEM_MAJOR = 1;

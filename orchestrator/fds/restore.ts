@@ -227,6 +227,16 @@ export class FdMaker {
     return fd;
   }
 
+  /** Process `pid` was just made, before it forks any other (a session leader takes its terminal). */
+  processMade(pid: number, remote: Remote): void {
+    for (const r of this.planner.all) r.processMade?.(pid, remote);
+  }
+
+  /** Every process exists, no fd is installed yet: the kinds' work across tasks (/dev/tty opened in its session). */
+  beforeFiles(tasks: ReadonlyMap<number, Remote>): void {
+    for (const r of this.planner.all) r.beforeFiles?.(tasks);
+  }
+
   /** Every task is about to run: the kinds' last changes (TCP repair mode off, the network unlocked). */
   beforeResume(): void {
     for (const r of this.planner.all) r.beforeResume?.();

@@ -8,6 +8,7 @@
 //   restore:spawn       starting the stub with the dumped PID
 //   restore:seize       seizing the stub
 //   restore:trampoline  mapping the trampoline page
+//   restore:ttys        pty pairs made again, controlling terminals, /dev/tty (once)
 //   restore:vdso        moving [vvar]/[vdso] onto the dumped addresses
 //   restore:vmas        mapping every VMA
 //   restore:pages       filling memory from the pages images
@@ -35,6 +36,7 @@ export const RESTORE_STEPS = [
   "spawn",
   "seize",
   "trampoline",
+  "ttys",
   "vdso",
   "vmas",
   "pages",

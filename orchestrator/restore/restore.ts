@@ -198,6 +198,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     // The other processes, each forked by its parent while all are still stubs.
     // Helpers (gone session and group leaders) fork theirs, then go, newest first.
     const makers = new Map<number, Remote>([[pid, remote]]);
+    // A session leader takes its controlling terminal before it forks: a process inherits
+    // the terminal at fork, one forked before it was set never has it (/dev/tty: ENXIO).
+    maker.processMade(pid, remote);
     const helpers: HelperPlan[] = [];
     for (const node of plan.order.slice(1)) {
       const forker = makers.get(node.forker)!;
@@ -217,6 +220,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       }
       const p = node as ProcPlan;
       makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | adopted));
+      maker.processMade(p.pid, makers.get(p.pid)!);
     }
     for (const h of helpers.reverse()) {
       current = h.pid;
@@ -229,6 +233,11 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     // made with the root: an action script or RPC client may still set things up here.
     await runActions(scripts, opts.onAction, "setup-namespaces", dir, pid);
     await runActions(scripts, opts.onAction, "post-setup-namespaces", dir, pid);
+
+    // Before any task gets its fds: /dev/tty is opened inside a task of its session (the
+    // session has its terminal by now), before the tasks' own memory is in place.
+    enter("ttys");
+    maker.beforeFiles(new Map(tasks.map((t) => [t.plan.pid, t.remote])));
 
     const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
     const bytes = plan.processes.reduce((sum, p) => sum + p.memory.segs.reduce((s2, x) => s2 + x.len, 0), 0);
