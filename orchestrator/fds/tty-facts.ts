@@ -42,14 +42,40 @@ export function ttyInfoId(d: TtyDriver): number {
   return (d.index << 1) + (d.master ? 1 : 0);
 }
 
+/** criu's TERMIOS_NCC: the values of termios_entry.c_cc (its check wants at least that many). */
+const TERMIOS_NCC = 19;
+
+/**
+ * criu copies glibc's 32 bytes of c_cc over its uint32 array (termios_copy's memcpy)
+ * and back: 4 control characters a value, little-endian, in the first 8 of the 19
+ * values (criu leaves the others uninitialised; tscriu writes 0).
+ */
+function packCc(cc: readonly number[]): number[] {
+  const bytes = Buffer.alloc(TERMIOS_NCC * 4);
+  cc.slice(0, 32).forEach((c, i) => bytes.writeUInt8(c & 0xff, i));
+  return Array.from({ length: TERMIOS_NCC }, (_, i) => (i < 8 ? bytes.readUInt32LE(i * 4) : 0));
+}
+
+/**
+ * The control characters of a termios_entry. tscriu's images before it followed criu
+ * held one character a value: none of their first 8 is past 255, while criu's first
+ * packs VINTR, VQUIT, VERASE and VKILL (VQUIT alone makes it one).
+ */
+function unpackCc(values: readonly number[]): number[] {
+  if (!values.slice(0, 8).some((v) => v > 0xff)) return values.slice(0, TERMIOS_NCC);
+  const bytes = Buffer.alloc(32);
+  values.slice(0, 8).forEach((v, i) => bytes.writeUInt32LE(v >>> 0, i * 4));
+  return [...bytes.subarray(0, TERMIOS_NCC)];
+}
+
 export function termiosEntry(t: Termios): Record<string, unknown> {
-  return { c_iflag: t.iflag, c_oflag: t.oflag, c_cflag: t.cflag, c_lflag: t.lflag, c_line: t.line, c_ispeed: 0, c_ospeed: 0, c_cc: t.cc };
+  return { c_iflag: t.iflag, c_oflag: t.oflag, c_cflag: t.cflag, c_lflag: t.lflag, c_line: t.line, c_ispeed: 0, c_ospeed: 0, c_cc: packCc(t.cc) };
 }
 
 type TermiosEntry = { c_iflag: number; c_oflag: number; c_cflag: number; c_lflag: number; c_line: number; c_cc: number[] };
 
 function termios(e: TermiosEntry | undefined): Termios | undefined {
-  return e && { iflag: e.c_iflag, oflag: e.c_oflag, cflag: e.c_cflag, lflag: e.c_lflag, line: e.c_line, cc: e.c_cc };
+  return e && { iflag: e.c_iflag, oflag: e.c_oflag, cflag: e.c_cflag, lflag: e.c_lflag, line: e.c_line, cc: unpackCc(e.c_cc) };
 }
 
 /** What of a tty-info.img entry goes back onto the terminal (each part is optional there). */

@@ -3,7 +3,7 @@
  *   P  a session leader (the test's spawn makes it one): the master (in packet mode
  *      with the argument "packet", locked with "locked") and a slave description, opened as its
  *      session's controlling terminal, whose owner is 1234:5678 and whose termios (no
- *      echo, VINTR ^A) and window size (40x120) were changed; and /dev/tty
+ *      echo, VINTR ^A, VEOF ^E) and window size (40x120) were changed; and /dev/tty
  *   C  its child, in its session: a slave description, and /dev/tty of its own with the
  *      argument "child-tty"
  *
@@ -92,8 +92,11 @@ static int check(void)
 	int pkt = -1, lck = -1;
 	if (tcgetattr(slave, &t) < 0 || ioctl(slave, TIOCGWINSZ, &ws) < 0 || fstat(slave, &st) < 0)
 		return wl_fail("terminal state: %s", strerror(errno));
-	if ((t.c_lflag & ECHO) || !(t.c_lflag & ICANON) || t.c_cc[VINTR] != 1 || !(t.c_oflag & ONLCR))
-		return wl_fail("slave termios lflag %#x oflag %#x VINTR %d", t.c_lflag, t.c_oflag, t.c_cc[VINTR]);
+	if ((t.c_lflag & ECHO) || !(t.c_lflag & ICANON) || !(t.c_oflag & ONLCR) || t.c_cc[VINTR] != 1 ||
+	    t.c_cc[VQUIT] != 034 || t.c_cc[VERASE] != 0177 || t.c_cc[VEOF] != 5 || t.c_cc[VSUSP] != 032)
+		return wl_fail("slave termios lflag %#x oflag %#x VINTR %d VQUIT %d VERASE %d VEOF %d VSUSP %d",
+			       t.c_lflag, t.c_oflag, t.c_cc[VINTR], t.c_cc[VQUIT], t.c_cc[VERASE], t.c_cc[VEOF],
+			       t.c_cc[VSUSP]);
 	if (ws.ws_row != 40 || ws.ws_col != 120)
 		return wl_fail("window %dx%d, want 40x120", ws.ws_row, ws.ws_col);
 	if (st.st_uid != 1234 || st.st_gid != 5678)
@@ -168,6 +171,7 @@ int main(int argc, char **argv)
 		wl_die("tcgetattr");
 	t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
 	t.c_cc[VINTR] = 1;
+	t.c_cc[VEOF] = 5;
 	struct winsize ws = { .ws_row = 40, .ws_col = 120 };
 	if (tcsetattr(slave, TCSANOW, &t) < 0 || ioctl(slave, TIOCSWINSZ, &ws) < 0 || fchown(slave, 1234, 5678) < 0)
 		wl_die("terminal settings");
