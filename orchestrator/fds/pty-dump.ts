@@ -18,13 +18,8 @@ export function mastersInTree(pids: readonly number[]): Set<number> {
   const out = new Set<number>();
   for (const pid of pids) {
     for (const fd of listFds(pid)) {
-      let link: string;
-      try {
-        link = b.readlink(procPath(pid, `fd/${fd}`));
-      } catch {
-        continue; // closed meanwhile (a task that is not frozen yet cannot be: this is one that exited)
-      }
-      if (!link.endsWith("/ptmx")) continue;
+      // (the tasks are frozen: their fd tables hold still)
+      if (!b.readlink(procPath(pid, `fd/${fd}`)).endsWith("/ptmx")) continue;
       const index = parseFdinfo(readProc(pid, `fdinfo/${fd}`)).lines.get("tty-index")?.[0];
       if (index !== undefined) out.add(Number(index));
     }

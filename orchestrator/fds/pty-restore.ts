@@ -142,8 +142,13 @@ export class PtyPairs {
     };
   }
 
-  /** The sessions whose controlling terminal is one of the pairs (a master's word over its slave's, as criu). */
+  /** The sessions whose controlling terminal is one of the pairs and whose leader is among the tasks. */
   cttys(): Ctty[] {
+    return this.allCttys().filter((c) => this.sids.get(c.sid) === c.sid);
+  }
+
+  /** The sessions whose controlling terminal is one of the pairs (a master's word over its slave's, as criu). */
+  private allCttys(): Ctty[] {
     const out = new Map<number, Ctty>();
     for (const info of [...this.infos.values()].sort((a, b) => (b.id & 1) - (a.id & 1))) {
       if (!info.pty || !info.termios || info.sid === 0 || !this.isPaired(info) || out.has(info.sid)) continue;
@@ -154,7 +159,7 @@ export class PtyPairs {
 
   /** criu's "No task found with sid": a session's terminal needs its leader among the tasks (with -j it stays tscriu's). */
   check(): void {
-    for (const c of this.cttys()) {
+    for (const c of this.allCttys()) {
       if (this.sids.get(c.sid) === c.sid || this.ctx.shellJob) continue;
       throw new RestoreError("plan", this.ctx.pid, `pty ${c.index} is the controlling terminal of session ${c.sid}, whose leader is not among the restored tasks`, { file: join(this.ctx.dir, "tty-info.img") });
     }
@@ -162,7 +167,6 @@ export class PtyPairs {
 
   /** A session leader just made takes its terminal (every pair is made on the first). */
   processMade(pid: number, r: Remote): void {
-    if (this.sids.get(pid) !== pid) return;
     const c = this.cttys().find((x) => x.sid === pid);
     if (!c) return;
     this.makeAll();

@@ -1,5 +1,5 @@
-// Terminals on restore: pty pairs and /dev/tty go to pty-restore.ts; any other terminal
-// is a shell job's, which comes back on tscriu's own terminal (as criu), given the dumped
+// Terminals on restore: pty pairs and /dev/tty go to pty-restore.ts; a console, virtual
+// terminal or serial line is opened by its path again; any other terminal is a shell job's, which comes back on tscriu's own terminal (as criu), given the dumped
 // settings so that a program in raw mode stays in raw mode; without a terminal of
 // tscriu's, the image's device path is opened.
 
@@ -67,6 +67,8 @@ export class TtyRestorer implements FdRestorer {
       const ptys = await this.ptys();
       if (info.pty && ptys.isPaired(info)) return ptys.planEnd(e, reg, info);
       if (info.type === "CTTY" && ptys.hasCtty(this.ctx.pid)) return ptys.planCtty(e, info);
+      // criu's open_simple_tty; with -j a VT or serial line is the job's terminal (criu's __tty_is_master)
+      if (info.type === "CONSOLE" || (!this.ctx.shellJob && (info.type === "VT" || info.type === "SERIAL"))) return this.byPath(e, name || "/dev/console", info);
     }
     if (!this.ctx.shellJob) {
       if (!info) throw new RestoreError("plan", this.ctx.pid, `${what}: tty-info.img has no entry ${t.tty_info_id} for terminal ${name || "?"}`, { file: join(this.ctx.dir, "tty-info.img") });
@@ -81,6 +83,25 @@ export class TtyRestorer implements FdRestorer {
         const fd = shellTty(name, t.flags);
         this.mine.push(fd);
         bridge().ttySetParams(fd, params);
+        return fd;
+      },
+    };
+  }
+
+  /** A terminal opened by its path again, with its dumped settings. */
+  private byPath(e: FileEntry, path: string, info: TtyInfo): FdSource {
+    return {
+      describe: path,
+      fown: e.tty!.fown,
+      open: () => {
+        let fd: number;
+        try {
+          fd = openSync(path, reopenFlags(e.tty!.flags) | O_CLOEXEC | fsc.O_NOCTTY);
+        } catch (err) {
+          throw new RestoreError("files", this.ctx.pid, `the ${String(info.type)} terminal ${path} cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+        }
+        this.mine.push(fd);
+        bridge().ttySetParams(fd, ttyParams(info));
         return fd;
       },
     };

@@ -5,12 +5,12 @@
 //
 // A Unix98 pty whose master is open in the tree (or whose slave was hung up when its
 // master went) comes back as a pty pair at the same index (pty-restore.ts), and so does
-// /dev/tty of a task whose controlling terminal is such a pty. Any other terminal is a
-// shell job's (--shell-job): it comes back on tscriu's own terminal (tty-restore.ts).
+// /dev/tty of a task whose controlling terminal is such a pty; a console, a virtual
+// terminal or a serial line is opened by its path again. Any other terminal is a shell
+// job's (--shell-job): it comes back on tscriu's own terminal (tty-restore.ts).
 
 import { constants as fsc } from "node:fs";
-import { bridge } from "../../host-bridge/load.js";
-import { isNativeError } from "../../host-bridge/load.js";
+import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { readProc, parseStat } from "../dump/proc.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind } from "./kind.js";
 import { mastersInTree, PtyQueues, sessionOf } from "./pty-dump.js";
@@ -78,10 +78,12 @@ class TtyDumper implements FdDumper {
   /**
    * Whether the terminal comes back without --shell-job: a pty master, a slave whose
    * master is in the tree or gone (hung up), /dev/tty of a task whose controlling
-   * terminal is such a pty.
+   * terminal is such a pty, a console, virtual terminal or serial line.
    */
   private restorableHere(f: FdFacts, d: TtyDriver, hung: boolean): boolean {
     if (d.type === "PTY") return d.master || hung || this.paired(d.index);
+    // criu opens a console, a virtual terminal or a serial line by its path again (with -j, a VT or a serial line is the job's terminal)
+    if (d.type === "CONSOLE" || d.type === "VT" || d.type === "SERIAL") return !hung;
     if (d.type !== "CTTY" || hung) return false;
     const [maj, min] = deviceNumbers(BigInt(parseStat(readProc(f.pid, "stat")).ttyNr));
     return maj >= 136 && maj <= 143 && this.paired((maj - 136) * 256 + min);
@@ -129,7 +131,11 @@ class TtyDumper implements FdDumper {
   images(): ExtraImage[] {
     if (!this.infos.length) return [];
     const data = this.queues.entries();
-    return [{ name: "tty-info.img", type: "TTY_INFO", entries: this.infos }, ...(data.length ? [{ name: "tty-data.img", type: "TTY_DATA", entries: data }] : [])];
+    // Masters first: criu pairs the pty ends in tty-info.img's order, and two slaves that
+    // come before their master are paired with each other (its restore then writes each
+    // end's queued data the wrong way).
+    const infos = [...this.infos].sort((a, b) => (Number(b["id"]) & 1) - (Number(a["id"]) & 1));
+    return [{ name: "tty-info.img", type: "TTY_INFO", entries: infos }, ...(data.length ? [{ name: "tty-data.img", type: "TTY_DATA", entries: data }] : [])];
   }
 
   release(outcome: "resume" | "kill" | "stop"): void {
