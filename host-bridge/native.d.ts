@@ -15,6 +15,8 @@ export interface NativeBridge {
   seekHole(fd: number, offset: number | bigint): number;
   /** mknod(path, mode, dev): a FIFO, device node or empty file; mode holds the type bits. */
   mknod(path: string, mode: number, dev: number | bigint): void;
+  /** linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH): a new hard link to the inode fd is open on (needs CAP_DAC_READ_SEARCH). */
+  linkFd(fd: number, path: string): void;
   /** CPUID(leaf, subleaf) as [eax, ebx, ecx, edx]. */
   cpuid(leaf: number, subleaf: number): [number, number, number, number];
   /** XGETBV(index), e.g. XCR0 for index 0. */

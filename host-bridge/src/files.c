@@ -1,7 +1,8 @@
 /* File-level syscalls Node has no call for: hole punching for dedup,
  * SEEK_DATA/SEEK_HOLE (dedup's checks, sparse ghost files), mknod (ghost
- * FIFOs and device nodes come back as the nodes they were), and a whole file
- * read on the thread pool without the event loop between reads (readWholeAsync). */
+ * FIFOs and device nodes come back as the nodes they were), linkat of an fd
+ * (--link-remap gives an unlinked file a name again), and a whole file read on
+ * the thread pool without the event loop between reads (readWholeAsync). */
 #include "bridge.h"
 
 #include <errno.h>
@@ -76,6 +77,25 @@ static napi_value mknod_(napi_env env, napi_callback_info info)
 out:
 	free(path);
 	return ret;
+}
+
+/* linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH): a new name for the inode fd
+ * is open on, also when its old name is gone (the kernel refuses only an
+ * inode with no link left: ENOENT). Needs CAP_DAC_READ_SEARCH. */
+static napi_value link_fd(napi_env env, napi_callback_info info)
+{
+	const char *fn = "linkFd";
+	napi_value argv[2];
+	int32_t fd;
+	char *path = NULL;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_string(env, argv[1], &path, fn, "path must be a string"))
+		return NULL;
+	if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) < 0)
+		bridge_throw_errno(env, "linkat", errno, 0, path);
+	free(path);
+	return NULL;
 }
 
 /* syncfs(fd): writes out the whole file system fd is on, in one call (many
@@ -190,6 +210,7 @@ void bridge_init_files(napi_env env, napi_value exports)
 	static const bridge_fn fns[] = {
 		{ "punchHole", punch_hole }, { "seekData", seek_data }, { "seekHole", seek_hole },
 		{ "mknod", mknod_ },	     { "syncfs", syncfs_ },	{ "readWholeAsync", read_whole_async },
+		{ "linkFd", link_fd },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }
