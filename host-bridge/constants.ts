@@ -84,6 +84,9 @@ export const F = {
   GET_SEALS: 1034,
 } as const;
 
+/** F_SETFD's flag. */
+export const FD_CLOEXEC = 1;
+
 /** splice/tee flags. */
 export const SPLICE_F = {
   MOVE: 1,

@@ -2,7 +2,7 @@
 // instances. Each case of the anonfds workload checks itself before the dump and after
 // the restore; the images are checked against what criu 4.2 writes for the same state
 // (its fds fixture), and damaged entries are refused at plan with nothing created.
-import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { toCrit } from "../images/crit-json.js";
@@ -108,8 +108,20 @@ test("inotify: watch descriptors 2 and 3 with their masks, events after the rest
   ]);
 });
 
+/** The "fanotify flags:" line of the task's fanotify group, as the task reads it (zdtm's fanotify00 compares it). */
+function fanotifyFlags(pid: number): string | undefined {
+  const fd = readdirSync(`/proc/${pid}/fd`).find((n) => readlinkSync(`/proc/${pid}/fd/${n}`) === "anon_inode:[fanotify]");
+  return fd === undefined ? undefined : /^fanotify flags:.*$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))?.[0];
+}
+
 test("fanotify: an inode mark for a directory's children, an ignored mask, a mount mark; events after the restore", async (t) => {
-  const { w, dir } = await roundTrip(t, "fanotify");
+  let flags: string | undefined;
+  const { w, dir } = await roundTrip(t, "fanotify", (x) => {
+    flags = fanotifyFlags(x.pid);
+    return Promise.resolve();
+  });
+  t.truthy(flags);
+  t.is(fanotifyFlags(w.pid), flags, "the group's init and event flags as the task made them (not tscriu's FAN_CLOEXEC)");
   const [ffy] = await parts(dir, "FANOTIFY", "ffy");
   t.is(Number(ffy!["faflags"]) & 0x2, 0x2, "FAN_NONBLOCK among the init flags");
   const marks = (ffy!["mark"] as Entry[]).map((m) => [m["type"], m["mask"], m["ignored_mask"], ((m["ie"] as Entry | undefined)?.["f_handle"] as Entry | undefined)?.["path"] ?? (m["me"] as Entry)["path"]]);

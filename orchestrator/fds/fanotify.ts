@@ -12,7 +12,7 @@
 // waiting on is answered by the kernel when the group goes (allowed).
 
 import { readFileSync, statSync } from "node:fs";
-import { O } from "../../host-bridge/constants.js";
+import { F, FD_CLOEXEC, O } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { underRoot } from "../restore/fileset.js";
@@ -20,7 +20,6 @@ import { badEntry, field, isAnon, MadeFds, part } from "./anon.js";
 import { handleBytes, handleWords, HANDLE_WORDS, pathOfHandle } from "./inotify.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
 
-const FAN_CLOEXEC = 0x1;
 const FAN_NONBLOCK = 0x2;
 const FAN_MARK_ADD = 0x1;
 const FAN_MARK_MOUNT = 0x10;
@@ -129,13 +128,17 @@ class FanotifyRestorer implements FdRestorer {
       }
       marks.push({ path, flags, mask: m.mask >>> 0, ignored: m.ignored_mask >>> 0, what: name });
     }
-    const init = (ffy.faflags & ~(FAN_CLOEXEC | FAN_NONBLOCK)) | FAN_CLOEXEC | (ffy.flags & O.NONBLOCK ? FAN_NONBLOCK : 0);
+    // The init flags as dumped (fdinfo shows them to the task): tscriu's own fd is made
+    // close-on-exec afterwards, not by adding FAN_CLOEXEC to them (criu adds what the file's flags say).
+    const init = ffy.faflags | (ffy.flags & O.NONBLOCK ? FAN_NONBLOCK : 0);
     return Promise.resolve({
       describe: `fanotify (${marks.length} mark${marks.length === 1 ? "" : "s"})`,
       fown: ffy.fown,
       open: () => {
         const b = bridge();
-        const fd = this.made.add(b.fanotifyInit(init >>> 0, ffy.evflags >>> 0), ffy.flags);
+        const fd = b.fanotifyInit(init >>> 0, ffy.evflags >>> 0);
+        b.fcntl(fd, F.SETFD, FD_CLOEXEC);
+        this.made.add(fd, ffy.flags);
         for (const m of marks) {
           if (m.mask) b.fanotifyMark(fd, m.flags, m.mask, m.path);
           if (m.ignored) b.fanotifyMark(fd, m.flags | FAN_MARK_IGNORED_MASK, m.ignored, m.path);

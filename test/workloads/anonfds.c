@@ -23,7 +23,7 @@
  *                    events after the restore come with them, a new watch gets 4 or more.
  *   fixture          fds 6..14 of criu 4.2's fds fixture (test/fixtures/src/fds.c): pipe,
  *                    eventfd 42, epoll, timerfd 1000 s/5 s, signalfd, inotify.
- *   fanotify         a fanotify group (non-blocking): an inode mark on directory fd1 for
+ *   fanotify         a fanotify group (non-blocking, not close-on-exec): an inode mark on directory fd1 for
  *                    its children's FAN_CLOSE_WRITE, an ignored mask on fd1/ignored, a
  *                    mount mark on the state directory's mount: a write to fd1/f and to
  *                    a file outside fd1 come as events, one to fd1/ignored does not.
@@ -644,7 +644,8 @@ static void setup_fanotify(void)
 	mkdir(d, 0755);
 	dir_path(ign, sizeof(ign), "fd1/ignored");
 	close(open(ign, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-	fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE);
+	/* without FAN_CLOEXEC: the group's flags (fdinfo) must not gain the one tscriu's fd has */
+	fan_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE);
 	if (fan_fd < 0)
 		wl_die("fanotify_init");
 	/* an inode mark on a directory for its children, an ignored mask on one of them, and
