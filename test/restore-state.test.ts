@@ -58,6 +58,16 @@ test("fdkinds: offsets, flags, cloexec, pipe and FIFO data, dup, unlinked file, 
   t.regex(await w.check(), /^PASS/, "the check puts the data back: a second one passes too");
 });
 
+test("procself: files of the task's own /proc directory that name its fds (/proc/self/fdinfo/N above and below N, as zdtm's fanotify00) are opened once those fds are there", async (t) => {
+  const w = await startWorkload(t, "procself");
+  t.is(await w.check(), "PASS procself");
+  const fds = fdTable(w.pid);
+  const dir = await dumpGone(t, w);
+  await restoreTask(t, dir);
+  t.deepEqual(fdTable(w.pid), fds);
+  t.is(await w.check(), "PASS procself");
+});
+
 test("sigstate: handlers, masks, pending signals, altstack, itimer and POSIX timer firing, rlimits, creds, comm", async (t) => {
   const w = await startWorkload(t, "sigstate");
   const keys = ["SigBlk", "SigPnd", "ShdPnd", "SigIgn", "SigCgt", "Umask", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "Name"];

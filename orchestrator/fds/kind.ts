@@ -124,6 +124,12 @@ export interface FdSource {
   afterInstall?: (remote: Remote, fd: number) => void;
   /** file ids whose afterInstall must run before this one's (an epoll watching an epoll) */
   after?: readonly number[];
+  /**
+   * Opened only once every other fd of the task is installed: a file of a task's /proc
+   * directory, whose open looks at the task as it is then (/proc/PID/fdinfo/N is there only
+   * while the task has fd N).
+   */
+  late?: boolean;
 }
 
 /** The restore side of a kind, one per restore. */

@@ -2,13 +2,14 @@
 // REG entries, as criu writes them (files-reg.c): path, flags, offset, owner, mode, size
 // and ELF build-id; an unlinked one points at a ghost (dump/ghost.ts). On restore the
 // file is checked at plan (fileset.ts: present, same size and build-id) and opened anew
-// for each open file description.
+// for each open file description; a file of a task's /proc directory once the task's
+// other fds are installed (its /proc/self/fdinfo/N needs fd N).
 
 import { constants as fsc } from "node:fs";
 import { join } from "node:path";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
-import { reopenFlags } from "../restore/fileset.js";
+import { inProcDir, reopenFlags } from "../restore/fileset.js";
 import { ShmemTable } from "../dump/shmem.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { deviceNumbers } from "./tty-facts.js";
@@ -54,6 +55,7 @@ class RegularRestorer implements FdRestorer {
       describe: file.name,
       pos: file.pos,
       fown: e.reg.fown,
+      late: inProcDir(file.name),
       open: () => this.ctx.files.openFresh(file, reopenFlags(file.flags)),
     };
   }

@@ -262,7 +262,9 @@ const OWNER_AREA = LOOP_TABLE;
  * so that lowest number is known beforehand from its fd table: the installs of many fds
  * go in one run of the trampoline's syscall loop (Remote.loop: one ptrace stop for a
  * hundred calls, where a JavaScript round trip per fd cost 20 times criu's time), and
- * each number pidfd_getfd gave is checked against the one expected.
+ * each number pidfd_getfd gave is checked against the one expected. A file of a task's
+ * /proc directory (FdSource.late) is opened only after every other fd is installed: a task
+ * holding its own /proc/self/fdinfo/N has it opened by tscriu once the task has fd N.
  */
 export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   const open = new Set(readdirSync(`/proc/${remote.pid}/fd`).map(Number));
@@ -286,8 +288,15 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
     while (open.has(low)) low++;
     return low;
   };
-  for (const { fd, id, cloexec } of plan.fds) {
+  // Files that look at the task as it is when opened come after the others, installed by then.
+  const late = plan.fds.filter((x) => plan.sources.get(x.id)!.late === true);
+  let lateStarted = false;
+  for (const { fd, id, cloexec } of [...plan.fds.filter((x) => plan.sources.get(x.id)!.late !== true), ...late]) {
     const src = plan.sources.get(id)!;
+    if (src.late === true && !lateStarted) {
+      flush();
+      lateStarted = true;
+    }
     const local = maker.make(id, src);
     const what = `fd ${fd} (${src.describe})`;
     const shared = first.get(id);

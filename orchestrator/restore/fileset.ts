@@ -43,6 +43,11 @@ export function underRoot(root: string | undefined, path: string): string {
 /** A file in a process's /proc directory (/proc/PID/...). */
 const PROC_PID_FILE = /^\/proc\/\d+\//;
 
+/** Whether an image's path is a file of a process's /proc directory (/proc/PID/fdinfo/3, /proc/PID/stat). */
+export function inProcDir(name: string): boolean {
+  return PROC_PID_FILE.test(name);
+}
+
 export class FileSet {
   private readonly remaps = new Map<number, { remapId: number; type: string }>();
   private readonly opened = new Map<string, number>();
