@@ -136,6 +136,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
             freezeCgroup: typeof args["freeze-cgroup"] === "string" ? args["freeze-cgroup"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
+            linkRemap: args["link-remap"] === true,
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,
             actionScripts: Array.isArray(args["action-script"]) ? (args["action-script"] as string[]) : [],
             preDump,

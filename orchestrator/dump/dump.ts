@@ -74,6 +74,8 @@ export interface DumpOptions {
   timeoutSec?: number | undefined;
   /** largest unlinked file copied into the images, bytes (--ghost-limit, default 1 MiB) */
   ghostLimit?: number | undefined;
+  /** --link-remap: an unlinked file with other hard links gets a link for the restore (link-remap.ts) */
+  linkRemap?: boolean | undefined;
   /** --file-locks: dump the tasks' file locks (without it a task holding one is refused) */
   fileLocks?: boolean | undefined;
   /** --cpu-cap given: also write cpuinfo.img */
@@ -381,8 +383,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   /** snapshots writing in place: settled before anything they use is closed */
   const inPlace: InPlace[] = [];
   const lazyStore = new LazyPageStore();
+  const files = new FileTable({ ghostLimit: opts.ghostLimit ?? 1 << 20, linkRemap: opts.linkRemap === true, preDump });
   try {
-    const files = new FileTable(opts.ghostLimit ?? 1 << 20);
     const shm = new ShmemTable(files);
     fdState = newFdDumpState({
       pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid),
@@ -795,6 +797,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // Let go early, the task runs on (or stays stopped, -s) as asked: only the images failed.
     const why = released ? undefined : releaseTree(tree, "resume");
     if (why) err.notes.push(`resuming the dumped processes after the failure: ${why}`);
+    files.links.remove(log);
     if (createdDir) rmSync(dir, { recursive: true, force: true });
     else rmSync(join(dir, "parent"), { force: true });
     throw err;
@@ -802,6 +805,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
   if (!released) stats.frozen_time = us(frozen.frozenAt);
   const why = released ? undefined : letGo(finalState);
+  // As criu: the links made for the restore go when the tasks run on (a post-dump script
+  // keeps the file system as the images need it); killed or stopped, they stay.
+  if (finalState === "resume") files.links.remove(log);
   if (why) {
     tracking.release();
     lazyServer?.close();

@@ -2,10 +2,13 @@
 // order the dump meets them: mapped files, then fds, then cwd and root). Files that
 // are not opened through an fd (mappings, exe, cwd, root) are shared by device and
 // inode; files open in fds by open file description. Unlinked files point at a ghost
-// (remap-fpath.img + ghost-file-N.img, ghost.ts), as criu does, within --ghost-limit.
+// (remap-fpath.img + ghost-file-N.img, ghost.ts), as criu does, within --ghost-limit;
+// those that keep other hard links at a link made for the restore (--link-remap,
+// link-remap.ts).
 
 import { lstatSync, readSync, type BigIntStats } from "node:fs";
 import { Ghosts } from "./ghost.js";
+import { LinkRemaps } from "./link-remap.js";
 
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
@@ -82,9 +85,14 @@ export class FileTable {
   /** the file id of each packet socket dumped, by inode (a mapped ring names its socket by it) */
   readonly sockets = new Map<bigint, number>();
   readonly ghosts: Ghosts;
+  readonly links: LinkRemaps;
+  /** a pre-dump writes no file image: unlinked files get no ghost or link */
+  private readonly remapping: boolean;
 
-  constructor(ghostLimit: number) {
-    this.ghosts = new Ghosts(ghostLimit);
+  constructor(opts: { ghostLimit: number; linkRemap: boolean; preDump: boolean }) {
+    this.ghosts = new Ghosts(opts.ghostLimit);
+    this.links = new LinkRemaps(opts.linkRemap);
+    this.remapping = !opts.preDump;
   }
 
   newId(): number {
@@ -115,9 +123,6 @@ export class FileTable {
     // (A file really named "x (deleted)" is that file, not an unlinked "x".)
     const deleted = linkName.endsWith(" (deleted)") && !sameInode(linkName, st);
     const name = deleted ? linkName.slice(0, -" (deleted)".length) : linkName;
-    if (deleted && st.nlink > 0n) {
-      throw new Error(`${name} of pid ${pid} was unlinked but has ${st.nlink} other links; criu keeps such files with --link-remap, which tscriu dump does not support yet`);
-    }
     const reg: Record<string, unknown> = { id, flags, pos, fown, name, mode: Number(st.mode) };
     const isReg = (Number(st.mode) & 0o170000) === 0o100000;
     // criu skips the size check of append-only logs: they grow after the dump.
@@ -126,13 +131,21 @@ export class FileTable {
       const bid = elfBuildId(fd);
       if (bid) reg["build_id"] = bid;
     }
-    if (deleted) {
+    if (deleted && this.remapping) {
       try {
-        this.remaps.push({ orig_id: id, remap_id: this.ghosts.of(fd, st, name), remap_type: "GHOST" });
+        this.remaps.push(st.nlink > 0n ? { orig_id: id, remap_id: this.linkRemap(fd, st, name), remap_type: "LINKED" } : { orig_id: id, remap_id: this.ghosts.of(fd, st, name), remap_type: "GHOST" });
       } catch (e) {
-        throw new Error(`pid ${pid}: ${(e as Error).message}`);
+        throw new Error(`pid ${pid}: ${(e as Error).message}`, { cause: e });
       }
     }
     return reg;
+  }
+
+  /** The id of the REG entry of the link made for an unlinked file with other links (written once per inode). */
+  private linkRemap(fd: number, st: BigIntStats, name: string): number {
+    const { remap, made } = this.links.of(fd, st, name, () => this.newId());
+    // As criu writes it: the name only, no flags, offset, owner, mode or size.
+    if (made) this.add({ type: "REG", id: remap.id, reg: { id: remap.id, flags: 0, pos: 0n, fown: NO_OWNER, name: remap.path } });
+    return remap.id;
   }
 }

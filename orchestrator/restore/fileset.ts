@@ -3,9 +3,11 @@
 // them. As criu: a regular file must have the size it had at dump time and, for ELF files
 // with a build-id, the same build-id; a missing file is an error naming it. Files that
 // were unlinked while in use come back from their ghost images (ghost.ts), made again,
-// opened, and removed again at the end of the restore.
+// opened, and removed again at the end of the restore. Those dumped with --link-remap
+// are opened through the link the dump made, which a successful restore removes (a
+// failed one leaves it for the next try, as criu does).
 
-import { closeSync, constants as fsc, existsSync, openSync, fstatSync } from "node:fs";
+import { closeSync, constants as fsc, existsSync, openSync, fstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { readImage } from "../../images/io.js";
 import type { FileEntry } from "../../images/dir.js";
@@ -194,10 +196,26 @@ export class FileSet {
 
   /**
    * Removes the names of made-again unlinked files (once every fd and mapping holds
-   * them). Link-remap files stay: the images still need them for the next restore.
+   * them). Link-remap files stay: a failed restore needs them for the next try.
    */
   unlinkTemporaries(log: ModuleLog): void {
     this.ghosts.remove(log);
+  }
+
+  /** The restore succeeded: the links --link-remap made at dump go, as criu removes them. */
+  removeLinkRemaps(log: ModuleLog): void {
+    const done = new Set<string>();
+    for (const f of this.regs.values()) {
+      if (f.linkedFrom === undefined || done.has(f.linkedFrom)) continue;
+      done.add(f.linkedFrom);
+      try {
+        unlinkSync(f.linkedFrom);
+        log.info(`link remap ${f.linkedFrom} removed`);
+      } catch (e) {
+        // The tasks hold the file already: nothing of the restore is lost.
+        log.warn(`pid ${this.pid}: the link remap ${f.linkedFrom} of ${f.name} was not removed: ${(e as Error).message}`);
+      }
+    }
   }
 
   /** Closes every fd tscriu opened (the task holds its own copies by now). */

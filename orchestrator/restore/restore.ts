@@ -363,6 +363,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
+    // Every task holds its files: the names the dump linked them under go (criu: before resuming).
+    plan.files.removeLinkRemaps(log);
     // TCP connections leave repair mode just before the tasks run (the lock goes once they do).
     maker.beforeResume();
     // Children first, each process's other threads before its leader: a process runs on

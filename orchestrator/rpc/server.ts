@@ -365,6 +365,7 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       autoDedup: opts.auto_dedup === true,
       timeoutSec: opts.timeout,
       ghostLimit: opts.ghost_limit,
+      linkRemap: opts.link_remap === true,
       cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
       onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
       pageServer: opts.lazy_pages ? undefined : pageServerOf(opts, o),
