@@ -3,7 +3,7 @@
 // directory left when that is gone too), opened through that link on restore, which then
 // removes it. The link is a change to the file system: it stays only while images need it
 // (tasks killed or left stopped), and goes when the dump fails or the tasks run on (-R);
-// a failed restore leaves it for the next one.
+// a failed restore leaves it for the next one. Watches on such inodes come back on them.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
@@ -73,4 +73,19 @@ test("linked: -R and a failed dump leave no link; a failed restore keeps it for 
   await restoreTask(t, dir);
   t.is(await w.check(), "PASS files");
   t.deepEqual(leftovers(w), []);
+});
+
+test("inotify: watches on an unlinked file (a ghost) and on one linked back come back on those inodes, with their descriptors", async (t) => {
+  const w = await startWorkload(t, "linkremap", ["inotify"]);
+  // No check before the dump: it looks keep/l up, which would make that the name the
+  // kernel gives the inode's handle (its newest dentry) instead of "l (deleted)".
+  const dir = await dumpGone(t, w, { linkRemap: true });
+  const ify = (await entries(dir, "files.img")).find((f) => f["type"] === "INOTIFY")?.["ify"] as { wd: { wd: number; f_handle: { path?: string } }[] };
+  const paths = new Map(ify.wd.map((x) => [x.wd, x.f_handle.path]));
+  t.is(paths.get(1), w.dir);
+  t.is(paths.get(2), undefined, "the ghost's watch has its handle only (criu finds the ghost by device and inode)");
+  t.regex(paths.get(3) ?? "", /\/link_remap\.\d+$/, "the linked file's watch names its link");
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS inotify", "after the restore");
+  t.deepEqual(leftovers(w), [], "the ghost and the link are gone");
 });

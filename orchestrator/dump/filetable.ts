@@ -95,6 +95,16 @@ export class FileTable {
     this.remapping = !opts.preDump;
   }
 
+  /**
+   * How the dump keeps an unlinked inode (by the kernel's device number, as fdinfo shows
+   * it): a ghost, a link made for it, or nothing (no file of the dump holds it).
+   */
+  remapOfInode(dev: number, ino: bigint): { ghost: true } | { link: string } | undefined {
+    if (this.ghosts.has(dev, ino)) return { ghost: true };
+    const link = this.links.ofInode(dev, ino);
+    return link ? { link: link.path } : undefined;
+  }
+
   newId(): number {
     return this.next++;
   }

@@ -43,6 +43,11 @@ export class Ghosts {
 
   constructor(private readonly limit: number) {}
 
+  /** Whether the dump keeps a ghost of this inode (dev: the kernel's device number, as fdinfo shows it). */
+  has(dev: number, ino: bigint): boolean {
+    return this.byInode.has(`${dev}:${ino}`);
+  }
+
   /**
    * The ghost id of the unlinked inode behind tscriu's `fd` (a copy of the task's fd, or a
    * map_files/proc link opened by tscriu), saved on first use. `name` is the path it had.

@@ -1,7 +1,7 @@
 // fanotify groups (FANOTIFY entries, criu's fsnotify.c): the group's init flags and
 // event flags (fdinfo "fanotify flags:… event-flags:…") and one mark per "fanotify ino:"
 // (an inode mark: the inode by its file handle, given a path on dump as inotify's watches
-// are) or "fanotify mnt_id:" line (a mount mark: the mount's path, from the task's
+// are, watched.ts) or "fanotify mnt_id:" line (a mount mark: the mount's path, from the task's
 // mountinfo), each with its mark flags, mask and ignored mask. Filesystem marks
 // (FAN_MARK_FILESYSTEM), which criu 4.2 does not keep either, are refused by name.
 //
@@ -11,14 +11,14 @@
 // mask). Events queued at dump are lost, as with criu; a permission event a task was
 // waiting on is answered by the kernel when the group goes (allowed).
 
-import { readFileSync, statSync } from "node:fs";
+import { closeSync, readFileSync, statSync } from "node:fs";
 import { F, FD_CLOEXEC, O } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { underRoot } from "../restore/fileset.js";
 import { badEntry, field, isAnon, MadeFds, part } from "./anon.js";
-import { handleBytes, handleWords, HANDLE_WORDS, pathOfHandle } from "./inotify.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts, type FdKind, type FdRestorer, type FdSource, type PlanContext } from "./kind.js";
+import { WatchedInodes, watchTarget, type WatchTarget } from "./watched.js";
 
 const FAN_NONBLOCK = 0x2;
 const FAN_MARK_ADD = 0x1;
@@ -42,7 +42,11 @@ function mountPoint(pid: number, id: number): string | undefined {
 }
 
 class FanotifyDumper implements FdDumper {
-  constructor(private readonly ctx: DumpContext) {}
+  private readonly inodes: WatchedInodes;
+
+  constructor(private readonly ctx: DumpContext) {
+    this.inodes = new WatchedInodes(ctx.files);
+  }
 
   matches(f: FdFacts): boolean {
     return isAnon(f, "[fanotify]");
@@ -56,8 +60,6 @@ class FanotifyDumper implements FdDumper {
       if (!m) throw new Error(`fd ${f.fd} (${f.link}): fdinfo has "fanotify ino:${line}", which tscriu does not read`);
       const [ino, sdev, bytes, type] = [BigInt(`0x${m[1]}`), Number.parseInt(m[2]!, 16), Number.parseInt(m[6]!, 16), Number.parseInt(m[7]!, 16)];
       const handle = Buffer.from(m[8]!, "hex").subarray(0, bytes);
-      const path = pathOfHandle(sdev, ino, type, handle);
-      if (path === undefined) throw new UnsupportedFd(`unsupported fd ${f.fd}: ${f.link} marks inode 0x${ino.toString(16)} of device ${sdev >>> 20}:${sdev & 0xfffff}, which has no path tscriu can find (removed?)`);
       mark.push({
         id: 0,
         type: "INODE",
@@ -65,7 +67,7 @@ class FanotifyDumper implements FdDumper {
         mask: Number.parseInt(m[4]!, 16) >>> 0,
         ignored_mask: Number.parseInt(m[5]!, 16) >>> 0,
         s_dev: sdev,
-        ie: { i_ino: ino, f_handle: { bytes, type, handle: handleWords(handle), path } },
+        ie: { i_ino: ino, f_handle: this.inodes.entry(sdev, ino, type, handle, `an inode mark of fd ${f.fd} (${f.link}) of pid ${f.pid}`) },
       });
     }
     for (const line of f.info.lines.get("fanotify mnt_id") ?? []) {
@@ -87,65 +89,70 @@ class FanotifyDumper implements FdDumper {
   }
 
   images(): ExtraImage[] {
+    this.inodes.settle();
     return [];
   }
 }
 
-type Mark = { path: string; flags: number; mask: number; ignored: number; what: string };
+/** A mark: on an inode (its target) or on the mount at a path. */
+type Mark = { on: WatchTarget | string; flags: number; mask: number; ignored: number; what: string };
 
 class FanotifyRestorer implements FdRestorer {
   private readonly made = new MadeFds();
 
   constructor(private readonly ctx: PlanContext) {}
 
-  plan(e: FileEntry, what: string): Promise<FdSource> {
+  async plan(e: FileEntry, what: string): Promise<FdSource> {
     const ffy = part(this.ctx, e.ffy, "FANOTIFY", what);
     const marks: Mark[] = [];
     for (const [i, m] of (ffy.mark ?? []).entries()) {
       const name = `fanotify mark ${i}`;
       const type = m.type as unknown;
-      let found: string | undefined;
-      let flags = FAN_MARK_ADD | (m.mflags & KEPT_MFLAGS);
+      if (m.mflags & ~KEPT_MFLAGS) throw badEntry(this.ctx, what, `${name}: mark flags 0x${m.mflags.toString(16)}`);
+      if (m.mask === 0 && m.ignored_mask === 0) throw badEntry(this.ctx, what, `${name} asks for nothing (mask and ignored mask 0)`);
+      const mark = { flags: FAN_MARK_ADD | (m.mflags & KEPT_MFLAGS), mask: m.mask >>> 0, ignored: m.ignored_mask >>> 0, what: name };
       if (type === "INODE" || type === MARK_INODE) {
         if (!m.ie) throw badEntry(this.ctx, what, `${name}: an inode mark without its inode`);
-        const h = m.ie.f_handle;
-        found = h.path ?? pathOfHandle(m.s_dev, m.ie.i_ino, h.type, handleBytes(h.handle ?? [], Math.min(h.bytes, HANDLE_WORDS * 8)));
-        if (found === undefined) throw badEntry(this.ctx, what, `${name}: inode 0x${m.ie.i_ino.toString(16)} has no path in the image and its handle opens nothing here`);
+        marks.push({ ...mark, on: await watchTarget(this.ctx, m.s_dev, m.ie.i_ino, m.ie.f_handle, `${what}: ${name}`) });
       } else if (type === "MOUNT" || type === MARK_MOUNT) {
-        found = m.me?.path;
-        if (found === undefined) throw badEntry(this.ctx, what, `${name}: a mount mark without its mount's path`);
-        flags |= FAN_MARK_MOUNT;
+        if (m.me?.path === undefined) throw badEntry(this.ctx, what, `${name}: a mount mark without its mount's path`);
+        const path = underRoot(this.ctx.files.root, m.me.path);
+        try {
+          statSync(path);
+        } catch (err) {
+          throw badEntry(this.ctx, what, `${name}: cannot find ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        }
+        marks.push({ ...mark, on: path, flags: mark.flags | FAN_MARK_MOUNT });
       } else {
         throw badEntry(this.ctx, what, `${name}: mark type ${String(type)} (1 inode, 2 mount)`);
       }
-      if (m.mflags & ~KEPT_MFLAGS) throw badEntry(this.ctx, what, `${name}: mark flags 0x${m.mflags.toString(16)}`);
-      if (m.mask === 0 && m.ignored_mask === 0) throw badEntry(this.ctx, what, `${name} asks for nothing (mask and ignored mask 0)`);
-      const path = underRoot(this.ctx.files.root, found);
-      try {
-        statSync(path);
-      } catch (err) {
-        throw badEntry(this.ctx, what, `${name}: cannot find ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-      }
-      marks.push({ path, flags, mask: m.mask >>> 0, ignored: m.ignored_mask >>> 0, what: name });
     }
     // The init flags as dumped (fdinfo shows them to the task): tscriu's own fd is made
     // close-on-exec afterwards, not by adding FAN_CLOEXEC to them (criu adds what the file's flags say).
     const init = ffy.faflags | (ffy.flags & O.NONBLOCK ? FAN_NONBLOCK : 0);
-    return Promise.resolve({
+    return {
       describe: `fanotify (${marks.length} mark${marks.length === 1 ? "" : "s"})`,
       fown: ffy.fown,
       open: () => {
         const b = bridge();
-        const fd = b.fanotifyInit(init >>> 0, ffy.evflags >>> 0);
-        b.fcntl(fd, F.SETFD, FD_CLOEXEC);
-        this.made.add(fd, ffy.flags);
-        for (const m of marks) {
-          if (m.mask) b.fanotifyMark(fd, m.flags, m.mask, m.path);
-          if (m.ignored) b.fanotifyMark(fd, m.flags | FAN_MARK_IGNORED_MASK, m.ignored, m.path);
+        // Every inode first: a ghost made again here is no event for the group's other marks.
+        const targets = marks.map((m) => (typeof m.on === "string" ? undefined : m.on.open()));
+        try {
+          const fd = b.fanotifyInit(init >>> 0, ffy.evflags >>> 0);
+          b.fcntl(fd, F.SETFD, FD_CLOEXEC);
+          this.made.add(fd, ffy.flags);
+          for (const [i, m] of marks.entries()) {
+            const t = targets[i];
+            const path = t ? `/proc/self/fd/${t.fd}` : (m.on as string);
+            if (m.mask) b.fanotifyMark(fd, m.flags, m.mask, path);
+            if (m.ignored) b.fanotifyMark(fd, m.flags | FAN_MARK_IGNORED_MASK, m.ignored, path);
+          }
+          return fd;
+        } finally {
+          for (const t of targets) if (t?.owned) closeSync(t.fd);
         }
-        return fd;
       },
-    });
+    };
   }
 
   inheritKeys(): string[] {

@@ -195,6 +195,27 @@ export class FileSet {
   }
 
   /**
+   * The ghost of an unlinked inode (the kernel's device number and the inode number, as an
+   * inotify watch names it), as the file that points at it; undefined when no ghost was
+   * that inode. As criu's lookup_ghost_remap: a watch on a file that was unlinked comes
+   * back on the file made again.
+   */
+  async ghostOfInode(dev: number, ino: bigint): Promise<RegFile | undefined> {
+    for (const [origId, remap] of this.remaps) {
+      if (remap.type !== "GHOST") continue;
+      const f = await this.reg(origId, `the ghost of inode 0x${ino.toString(16)}`);
+      if (f.ghost?.dev === dev && f.ghost.ino === ino) return f;
+    }
+    return undefined;
+  }
+
+  /** tscriu's read-only fd of a ghost's node (made on first use); it stays tscriu's. */
+  ghostNode(f: RegFile): number {
+    if (!f.ghost) throw new Error(`${f.name} is not a ghost file`);
+    return this.ghostFd(f);
+  }
+
+  /**
    * Removes the names of made-again unlinked files (once every fd and mapping holds
    * them). Link-remap files stay: a failed restore needs them for the next try.
    */

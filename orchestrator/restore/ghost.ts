@@ -21,6 +21,9 @@ const O_PATH = 0o10000000;
 
 export interface Ghost {
   remapId: number;
+  /** the inode it was (the kernel's device number, as fdinfo shows it), where the image says */
+  dev: number | undefined;
+  ino: bigint | undefined;
   mode: number;
   uid: number;
   gid: number;
@@ -47,6 +50,8 @@ export async function readGhost(dir: string, remapId: number, pid: number): Prom
   const type = mode & fsc.S_IFMT;
   const g: Ghost = {
     remapId,
+    dev: head["dev"] === undefined ? undefined : Number(head["dev"]),
+    ino: head["ino"] === undefined ? undefined : BigInt(head["ino"] as bigint | number),
     mode,
     uid: Number(head["uid"] ?? 0),
     gid: Number(head["gid"] ?? 0),
