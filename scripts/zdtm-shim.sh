@@ -3,8 +3,9 @@
 # this file as its criu (`--criu-bin scripts/zdtm-shim.sh`), and it runs tscriu's bin with
 # zdtm's arguments, except two that zdtm passes to every dump and that criu accepts there
 # without using them: `--pidfile FILE` (criu writes a pidfile on restore and for daemons
-# only) and `--pre-dump-mode MODE` (read by pre-dump only). tscriu refuses an option on a
-# command where it does nothing, so they are dropped here. A dump also gets
+# only) and `--pre-dump-mode MODE` (read by pre-dump only); and `--link-remap`, which zdtm
+# gives a test's restore as well as its dump (criu reads it at dump only). tscriu refuses an
+# option on a command where it does nothing, so they are dropped here. A dump also gets
 # `--network-lock nftables` unless zdtm gives a method: criu's default lock is iptables,
 # which these machines do not have.
 #
@@ -30,5 +31,10 @@ if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
 	done
 	[ -n "$lock" ] || [ "$cmd" != dump ] || args+=(--network-lock nftables)
 	exec "$bin" "$cmd" "${args[@]}"
+fi
+if [ "$1" = restore ]; then
+	args=()
+	for a in "$@"; do [ "$a" = --link-remap ] || args+=("$a"); done
+	exec "$bin" "${args[@]}"
 fi
 exec "$bin" "$@"
