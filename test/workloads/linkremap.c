@@ -20,17 +20,6 @@
 
 #define PAGE 4096L
 
-static char failure[512];
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(failure, sizeof(failure), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static char path_buf[4096];
 static const char *path(const char *name)
 {
@@ -64,12 +53,12 @@ static int same_as_kept(int fd, const char *keep, nlink_t nlink, const char *wha
 	char other[4096];
 	snprintf(other, sizeof(other), "%s/keep/%s", wl_dir, keep);
 	if (fstat(fd, &a) < 0 || stat(other, &b) < 0)
-		return fail("%s: stat: %s", what, strerror(errno));
+		return wl_fail("%s: stat: %s", what, strerror(errno));
 	if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
-		return fail("%s is inode %lu, keep/%s is %lu", what, (unsigned long)a.st_ino, keep,
-			    (unsigned long)b.st_ino);
+		return wl_fail("%s is inode %lu, keep/%s is %lu", what, (unsigned long)a.st_ino, keep,
+			       (unsigned long)b.st_ino);
 	if (b.st_nlink != nlink)
-		return fail("keep/%s has %lu links, not %lu", keep, (unsigned long)b.st_nlink, (unsigned long)nlink);
+		return wl_fail("keep/%s has %lu links, not %lu", keep, (unsigned long)b.st_nlink, (unsigned long)nlink);
 	return 0;
 }
 
@@ -98,25 +87,25 @@ static int check_files(void)
 	    same_as_kept(fa_ro, "a", 1, "fd a (read-only)") || same_as_kept(fb, "b", 1, "fd b"))
 		return -1;
 	if (lseek(fa_dup, 0, SEEK_CUR) != 5)
-		return fail("the dup of fd a is at %ld, not 5 (its offset is shared)",
-			    (long)lseek(fa_dup, 0, SEEK_CUR));
+		return wl_fail("the dup of fd a is at %ld, not 5 (its offset is shared)",
+			       (long)lseek(fa_dup, 0, SEEK_CUR));
 	char buf[32] = { 0 };
 	if (pread(fb, buf, 3, 0) != 3 || memcmp(buf, "bee", 3) != 0)
-		return fail("b holds \"%.3s\"", buf);
+		return wl_fail("b holds \"%.3s\"", buf);
 	if (memcmp(map_a, "hello, link remap", 17) != 0)
-		return fail("the mapping of a holds \"%.17s\"", map_a);
+		return wl_fail("the mapping of a holds \"%.17s\"", map_a);
 	/* a write through each way in shows through the others */
 	map_a[PAGE] = 'm';
 	if (pwrite(fa, "f", 1, PAGE + 1) != 1)
-		return fail("pwrite: %s", strerror(errno));
+		return wl_fail("pwrite: %s", strerror(errno));
 	char kept[4096];
 	snprintf(kept, sizeof(kept), "%s/keep/a", wl_dir);
 	int k = open(kept, O_RDONLY);
 	if (k < 0 || pread(k, buf, 2, PAGE) != 2 || buf[0] != 'm' || buf[1] != 'f')
-		return fail("keep/a does not see the writes to the mapping and the fd (\"%.2s\")", buf);
+		return wl_fail("keep/a does not see the writes to the mapping and the fd (\"%.2s\")", buf);
 	close(k);
 	if (pread(fa_ro, buf, 2, PAGE) != 2 || buf[0] != 'm' || buf[1] != 'f')
-		return fail("the read-only fd does not see the writes");
+		return wl_fail("the read-only fd does not see the writes");
 	return 0;
 }
 
@@ -175,64 +164,40 @@ static int check_inotify(void)
 {
 	struct stat st;
 	if (fstat(ghost_fd, &st) < 0 || st.st_nlink != 0)
-		return fail("g has %lu links", (unsigned long)st.st_nlink);
+		return wl_fail("g has %lu links", (unsigned long)st.st_nlink);
 	if (same_as_kept(linked_fd, "l", 1, "fd l"))
 		return -1;
 	drain(0);
 	if (pwrite(ghost_fd, "g", 1, 0) != 1)
-		return fail("pwrite g: %s", strerror(errno));
+		return wl_fail("pwrite g: %s", strerror(errno));
 	if (!(drain(wd_ghost) & IN_MODIFY))
-		return fail("no IN_MODIFY on watch %d for a write to the unlinked g", wd_ghost);
+		return wl_fail("no IN_MODIFY on watch %d for a write to the unlinked g", wd_ghost);
 	if (pwrite(linked_fd, "l", 1, 0) != 1)
-		return fail("pwrite l: %s", strerror(errno));
+		return wl_fail("pwrite l: %s", strerror(errno));
 	if (!(drain(wd_linked) & IN_MODIFY))
-		return fail("no IN_MODIFY on watch %d for a write to l", wd_linked);
+		return wl_fail("no IN_MODIFY on watch %d for a write to l", wd_linked);
 	char kept[4096];
 	snprintf(kept, sizeof(kept), "%s/keep/l", wl_dir);
 	int k = open(kept, O_WRONLY);
 	if (k < 0 || pwrite(k, "k", 1, 1) != 1)
-		return fail("write through keep/l: %s", strerror(errno));
+		return wl_fail("write through keep/l: %s", strerror(errno));
 	close(k);
 	if (!(drain(wd_linked) & IN_MODIFY))
-		return fail("no IN_MODIFY on watch %d for a write through keep/l", wd_linked);
+		return wl_fail("no IN_MODIFY on watch %d for a write through keep/l", wd_linked);
 	int made = open(path("new"), O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (made < 0 || close(made) < 0 || unlink(path("new")) < 0)
-		return fail("create and unlink new: %s", strerror(errno));
+		return wl_fail("create and unlink new: %s", strerror(errno));
 	if ((drain(wd_dir) & (IN_CREATE | IN_DELETE)) != (IN_CREATE | IN_DELETE))
-		return fail("watch %d on the directory missed the creation or removal of a file", wd_dir);
+		return wl_fail("watch %d on the directory missed the creation or removal of a file", wd_dir);
 	return 0;
 }
 
-struct kase {
-	const char *name;
-	void (*setup)(void);
-	int (*check)(void);
-};
-
-static const struct kase cases[] = {
+static const struct wl_case cases[] = {
 	{ "files", setup_files, check_files },
 	{ "inotify", setup_inotify, check_inotify },
 };
 
 int main(int argc, char **argv)
 {
-	wl_init(argc, argv);
-	const struct kase *k = NULL;
-	for (size_t i = 0; argc > 2 && i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (strcmp(argv[2], cases[i].name) == 0)
-			k = &cases[i];
-	if (!k) {
-		fprintf(stderr, "linkremap: which case? (files inotify)\n");
-		return 2;
-	}
-	wl_install_check_handler();
-	k->setup();
-	wl_ready("case=%s", k->name);
-	for (;;) {
-		wl_wait_check();
-		if (k->check())
-			wl_result("FAIL %s: %s", k->name, failure);
-		else
-			wl_result("PASS %s", k->name);
-	}
+	return wl_run_case(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -6,28 +6,6 @@
  * its fd, status reads the task's pid ("PASS procself"). */
 #include "workload.h"
 
-static void pin(int fd, int want)
-{
-	if (fd < 0)
-		wl_die("open");
-	if (fd != want) {
-		if (dup2(fd, want) < 0)
-			wl_die("dup2");
-		close(fd);
-	}
-}
-
-static char failure[512];
-
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(failure, sizeof(failure), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* fd `fd` is the task's /proc/PID/`name` and reads a line `line`. */
 static int proc_file(int fd, const char *name, const char *line)
 {
@@ -37,40 +15,40 @@ static int proc_file(int fd, const char *name, const char *line)
 	link[n < 0 ? 0 : n] = 0;
 	snprintf(want, sizeof(want), "/proc/%d/%s", (int)getpid(), name);
 	if (strcmp(link, want) != 0)
-		return fail("fd %d is %s, not %s", fd, link, want);
+		return wl_fail("fd %d is %s, not %s", fd, link, want);
 	n = pread(fd, buf, sizeof(buf) - 1, 0);
 	if (n < 0)
-		return fail("fd %d (%s): pread: %s", fd, link, strerror(errno));
+		return wl_fail("fd %d (%s): pread: %s", fd, link, strerror(errno));
 	buf[n] = 0;
 	if (!strstr(buf, line))
-		return fail("fd %d (%s) has no line \"%s\"", fd, link, line);
+		return wl_fail("fd %d (%s) has no line \"%s\"", fd, link, line);
 	return 0;
+}
+
+static int check(void)
+{
+	char pid[64];
+	snprintf(pid, sizeof(pid), "Pid:\t%d\n", (int)getpid());
+	return proc_file(21, "fdinfo/20", "pos:\t1234\n") || proc_file(7, "fdinfo/22", "pos:\t77\n") ||
+	       proc_file(8, "status", pid);
 }
 
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
-	char data[4096], name[64];
+	char data[4096];
 	snprintf(data, sizeof(data), "%s/data", wl_dir);
 	int fd = open(data, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || ftruncate(fd, 4096) < 0)
 		wl_die("make data");
-	pin(fd, 20);
-	pin(open(data, O_RDONLY), 22);
+	wl_fd_at(20, fd, "open data");
+	wl_fd_at(22, open(data, O_RDONLY), "open data");
 	if (lseek(20, 1234, SEEK_SET) != 1234 || lseek(22, 77, SEEK_SET) != 77)
 		wl_die("lseek");
-	pin(open("/proc/self/fdinfo/20", O_RDONLY), 21);
-	pin(open("/proc/self/fdinfo/22", O_RDONLY), 7);
-	pin(open("/proc/self/status", O_RDONLY), 8);
+	wl_fd_at(21, open("/proc/self/fdinfo/20", O_RDONLY), "open /proc/self/fdinfo/20");
+	wl_fd_at(7, open("/proc/self/fdinfo/22", O_RDONLY), "open /proc/self/fdinfo/22");
+	wl_fd_at(8, open("/proc/self/status", O_RDONLY), "open /proc/self/status");
 	wl_install_check_handler();
 	wl_ready("");
-	for (;;) {
-		wl_wait_check();
-		snprintf(name, sizeof(name), "Pid:\t%d\n", (int)getpid());
-		if (proc_file(21, "fdinfo/20", "pos:\t1234\n") || proc_file(7, "fdinfo/22", "pos:\t77\n") ||
-		    proc_file(8, "status", name))
-			wl_result("FAIL procself: %s", failure);
-		else
-			wl_result("PASS procself");
-	}
+	wl_serve_checks("procself", check);
 }

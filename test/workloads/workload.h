@@ -232,6 +232,34 @@ static inline void wl_serve_checks(const char *name, int (*check)(void))
 	}
 }
 
+/* A workload of several cases, one per run, named by argv[2]: each sets its state up, and
+ * its check returns 0 or wl_fail(...). */
+struct wl_case {
+	const char *name;
+	void (*setup)(void);
+	int (*check)(void);
+};
+
+/* Runs case argv[2] of `cases`: its setup, the ready line ("case=NAME"), then its check
+ * on every SIGUSR1, forever. An unknown case exits 2 with the names. */
+static inline int wl_run_case(int argc, char **argv, const struct wl_case *cases, size_t n)
+{
+	wl_init(argc, argv);
+	for (size_t i = 0; argc > 2 && i < n; i++) {
+		if (strcmp(argv[2], cases[i].name) != 0)
+			continue;
+		wl_install_check_handler();
+		cases[i].setup();
+		wl_ready("case=%s", cases[i].name);
+		wl_serve_checks(cases[i].name, cases[i].check);
+	}
+	fprintf(stderr, "%s: which case?", argv[0]);
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %s", cases[i].name);
+	fputc('\n', stderr);
+	return 2;
+}
+
 /* Moves the new fd `s` (a socket just made) to the number `fd`. */
 static inline int wl_fd_at(int fd, int s, const char *what)
 {
