@@ -89,3 +89,13 @@ test("inotify: watches on an unlinked file (a ghost) and on one linked back come
   t.is(await w.check(), "PASS inotify", "after the restore");
   t.deepEqual(leftovers(w), [], "the ghost and the link are gone");
 });
+
+test("outside: a watch on an unlinked inode that only a process outside the tree holds fails the dump, naming the watch; the task runs on", async (t) => {
+  const w = await startWorkload(t, "linkremap", ["outside"]);
+  t.is(await w.check(), "PASS outside");
+  const err = await t.throwsAsync(dumpGone(t, w, { linkRemap: true }));
+  t.true(isDumpError(err));
+  t.regex(err?.message ?? "", /watch 1 of fd \d+ \(anon_inode:inotify\) of pid \d+ is on the unlinked inode 0x[0-9a-f]+ of device \d+:\d+, which no task of the dump holds open/);
+  t.is(await w.check(), "PASS outside", "the task runs on, its watch kept");
+  t.deepEqual(leftovers(w), [], "nothing made");
+});

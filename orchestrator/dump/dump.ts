@@ -15,7 +15,7 @@ import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
-import { collectFds, fdImages, newFdDumpState, releaseFds, type FdDumpState } from "../fds/dump.js";
+import { collectFds, fdImages, newFdDumpState, releaseFds, settleFds, type FdDumpState } from "../fds/dump.js";
 import { LOCK_METHOD_ID, NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
 import { CgroupFreezer } from "./cgroup-freezer.js";
@@ -503,6 +503,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, sharesFiles: sharesFiles !== undefined, exeId, cwdId, rootId, threads, ids: taskIds });
       memProcs.push({ pid: p, vmas });
     }
+    if (!preDump) settleFds(fdState);
 
     enter("memory");
     const memStart = process.hrtime.bigint();

@@ -110,6 +110,11 @@ export function releaseFds(state: FdDumpState, outcome: "resume" | "kill" | "sto
   if (first !== undefined) throw first;
 }
 
+/** Every fd of the tree is dumped: the kinds complete what depends on other files (FdDumper.settle). */
+export function settleFds(state: FdDumpState): void {
+  for (const d of state.dumpers) d.settle?.();
+}
+
 /** The kinds' own images (pipe data, tty info), for the whole tree. */
 export function fdImages(state: FdDumpState): ExtraImage[] {
   return [...state.dumpers.flatMap((d) => d.images()), ...state.locks.images()];

@@ -88,8 +88,11 @@ class FanotifyDumper implements FdDumper {
     return { id, type: "FANOTIFY" };
   }
 
-  images(): ExtraImage[] {
+  settle(): void {
     this.inodes.settle();
+  }
+
+  images(): ExtraImage[] {
     return [];
   }
 }

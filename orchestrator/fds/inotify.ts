@@ -57,8 +57,11 @@ class InotifyDumper implements FdDumper {
     return { id, type: "INOTIFY" };
   }
 
-  images(): ExtraImage[] {
+  settle(): void {
     this.inodes.settle();
+  }
+
+  images(): ExtraImage[] {
     return [];
   }
 }

@@ -72,6 +72,11 @@ export interface FdDumper {
   matches(f: FdFacts): boolean;
   /** Adds the fd's files.img entries (and whatever it keeps for its own images); returns the entry's id and type. */
   dump(f: FdFacts): { id: number; type: string };
+  /**
+   * Every fd of the tree is dumped: what depends on the other files is completed (a watch
+   * on an unlinked inode takes the ghost or link the inode got, whichever fd met it first).
+   */
+  settle?(): void;
   /** Its own images, written after files.img. */
   images(): ExtraImage[];
   /**

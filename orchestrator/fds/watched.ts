@@ -7,7 +7,7 @@
 // criu's way applies: a ghost (nlink 0) is found again by device and inode on restore and
 // watched once made again; an inode linked back for the restore (--link-remap) is watched
 // through that link. Which it is is known only once every file of the dump is, so such a
-// watch is settled at the end (WatchedInodes.settle). An inode that keeps other links is
+// watch is settled then (WatchedInodes.settle, from FdDumper.settle). An inode that keeps other links is
 // left to its handle, as criu leaves it; one with no link that no file of the dump holds
 // cannot come back, and the dump says so.
 

@@ -11,12 +11,16 @@
  *            link held open (wd 2: a ghost) and DIR/l, unlinked with keep/l left and
  *            held open (wd 3: linked back, its handle names it "l (deleted)"): writes
  *            to each file reach their watch.
+ *   outside  an inotify watch on DIR/o, unlinked with no other link and held open only by
+ *            a process outside the workload's tree (a grandchild given to the subreaper,
+ *            which lives as long as the workload): no dump of the tree can make o again.
  */
 #include "workload.h"
 
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define PAGE 4096L
 
@@ -192,9 +196,61 @@ static int check_inotify(void)
 	return 0;
 }
 
+/* ---- outside ---- */
+
+static int out_ify;
+
+static void setup_outside(void)
+{
+	int hold[2], opened[2];
+	char c = 0;
+	out_ify = inotify_init1(IN_NONBLOCK);
+	int fd = open(path("o"), O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (out_ify < 0 || fd < 0 || inotify_add_watch(out_ify, path("o"), IN_MODIFY) != 1 || pipe(hold) < 0 ||
+	    pipe(opened) < 0)
+		wl_die("inotify, open o, pipes");
+	pid_t child = fork();
+	if (child < 0)
+		wl_die("fork");
+	if (child == 0) {
+		/* a grandchild, given to the subreaper: outside the tree a dump of this one takes */
+		if (fork() == 0) {
+			close(hold[1]);
+			if (write(opened[1], "o", 1) != 1)
+				_exit(1);
+			/* holds o (its fd from the workload) until the workload is gone */
+			while (read(hold[0], &c, 1) > 0)
+				;
+			_exit(0);
+		}
+		_exit(0);
+	}
+	waitpid(child, NULL, 0);
+	if (read(opened[0], &c, 1) != 1 || unlink(path("o")) < 0)
+		wl_die("wait for the holder, unlink o");
+	close(fd);
+	close(opened[0]);
+	close(opened[1]);
+	close(hold[0]);
+}
+
+static int check_outside(void)
+{
+	char info[64], buf[4096];
+	snprintf(info, sizeof(info), "/proc/self/fdinfo/%d", out_ify);
+	int fd = open(info, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n < 0 ? 0 : n] = 0;
+	if (!strstr(buf, "inotify wd:1 "))
+		return wl_fail("the watch on the unlinked o is gone: %s", buf);
+	return 0;
+}
+
 static const struct wl_case cases[] = {
 	{ "files", setup_files, check_files },
 	{ "inotify", setup_inotify, check_inotify },
+	{ "outside", setup_outside, check_outside },
 };
 
 int main(int argc, char **argv)
