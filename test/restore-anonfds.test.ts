@@ -242,6 +242,11 @@ test("hostile anonymous-file entries are refused at plan, naming files.img, noth
     const wd = (part(f, "INOTIFY", "ify")["wd"] as Entry[])[0]!;
     (wd["f_handle"] as Entry)["path"] = "/nonexistent/tscriu-watched";
   }, /inotify watch \d: cannot find \/nonexistent\/tscriu-watched: ENOENT/);
+  await hostile(t, iw, iDir, "an inotify watch without a path whose handle opens nothing (no ghost was its inode)", (f) => {
+    const h = (part(f, "INOTIFY", "ify")["wd"] as Entry[])[0]!["f_handle"] as Entry;
+    delete h["path"];
+    h["handle"] = (h["handle"] as bigint[]).map(() => 0xdeadn);
+  }, /inotify watch \d: inode 0x[0-9a-f]+ has no path in the image, no ghost file was that inode, and its handle opens no such inode here/);
 });
 
 test("what the kernel would refuse in the task is refused at plan: owners, fd numbers, epoll watching a regular file or EPOLLEXCLUSIVE misused", async (t) => {

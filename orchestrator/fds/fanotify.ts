@@ -67,7 +67,7 @@ class FanotifyDumper implements FdDumper {
         mask: Number.parseInt(m[4]!, 16) >>> 0,
         ignored_mask: Number.parseInt(m[5]!, 16) >>> 0,
         s_dev: sdev,
-        ie: { i_ino: ino, f_handle: this.inodes.entry(sdev, ino, type, handle, `an inode mark of fd ${f.fd} (${f.link}) of pid ${f.pid}`) },
+        ie: { i_ino: ino, f_handle: this.inodes.entry(sdev, ino, type, handle, { pid: f.pid, fd: f.fd, what: `${f.link} inode mark` }) },
       });
     }
     for (const line of f.info.lines.get("fanotify mnt_id") ?? []) {

@@ -50,7 +50,7 @@ class InotifyDumper implements FdDumper {
         ignored_mask: Number.parseInt(m[5]!, 16) >>> 0,
         s_dev: sdev,
         wd: watch,
-        f_handle: this.inodes.entry(sdev, ino, type, handle, `watch ${watch} of fd ${f.fd} (${f.link}) of pid ${f.pid}`),
+        f_handle: this.inodes.entry(sdev, ino, type, handle, { pid: f.pid, fd: f.fd, what: `${f.link} watch ${watch}` }),
       };
     });
     this.ctx.files.add({ type: "INOTIFY", id, ify: { id, flags: f.flags, fown: f.fown(), wd } });

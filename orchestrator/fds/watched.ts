@@ -40,8 +40,12 @@ function mountsOf(sdev: number): string[] {
     .map((f) => f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))));
 }
 
-/** An O_PATH fd of the inode a file handle names (tscriu's to close), or undefined when no mount of its device opens it. */
-function openHandle(sdev: number, type: number, handle: Uint8Array): number | undefined {
+/**
+ * An O_PATH fd of inode `ino` by its file handle (tscriu's to close), or undefined when no
+ * mount of its device opens it. A handle that opens another inode is not it: ext4 skips the
+ * generation check of a handle whose generation is 0, so a damaged one can open anything.
+ */
+function openHandle(sdev: number, ino: bigint, type: number, handle: Uint8Array): number | undefined {
   const b = bridge();
   for (const mnt of mountsOf(sdev)) {
     let mfd: number;
@@ -52,7 +56,9 @@ function openHandle(sdev: number, type: number, handle: Uint8Array): number | un
       continue;
     }
     try {
-      return b.openByHandleAt(mfd, type, handle, O.PATH | O.CLOEXEC);
+      const fd = b.openByHandleAt(mfd, type, handle, O.PATH | O.CLOEXEC);
+      if (fstatSync(fd, { bigint: true }).ino === ino) return fd;
+      closeSync(fd);
     } catch (e) {
       // ESTALE (the inode is gone), a filesystem without handles
       if (!isNativeError(e)) throw e;
@@ -65,7 +71,7 @@ function openHandle(sdev: number, type: number, handle: Uint8Array): number | un
 
 /** The path of the inode a file handle names, checked against its inode number; undefined when none is found. */
 export function pathOfHandle(sdev: number, ino: bigint, type: number, handle: Uint8Array): string | undefined {
-  const fd = openHandle(sdev, type, handle);
+  const fd = openHandle(sdev, ino, type, handle);
   if (fd === undefined) return undefined;
   try {
     const path = readlinkSync(`/proc/self/fd/${fd}`);
@@ -97,6 +103,14 @@ interface Pending {
   sdev: number;
   ino: bigint;
   nlink: bigint;
+  /** the watch, for messages: its task and fd, and what it is */
+  at: WatchedBy;
+}
+
+export interface WatchedBy {
+  pid: number;
+  fd: number;
+  /** "anon_inode:inotify watch 2" */
   what: string;
 }
 
@@ -106,20 +120,20 @@ export class WatchedInodes {
 
   constructor(private readonly files: FileTable) {}
 
-  /** The fh_entry of inode `ino` of device `sdev` (kernel dev_t); `what` names the watch for messages. */
-  entry(sdev: number, ino: bigint, type: number, handle: Buffer, what: string): HandleEntry {
+  /** The fh_entry of inode `ino` of device `sdev` (kernel dev_t), watched as `at` says. */
+  entry(sdev: number, ino: bigint, type: number, handle: Buffer, at: WatchedBy): HandleEntry {
     const entry: HandleEntry = { bytes: handle.length, type, handle: handleWords(handle) };
     const path = pathOfHandle(sdev, ino, type, handle);
     if (path !== undefined) return { ...entry, path };
-    const fd = openHandle(sdev, type, handle);
-    if (fd === undefined) throw new UnsupportedFd(`${what} is on inode 0x${ino.toString(16)} of device ${sdev >>> 20}:${sdev & 0xfffff}, which has no path tscriu can find and whose handle opens nothing`);
+    const fd = openHandle(sdev, ino, type, handle);
+    if (fd === undefined) throw new UnsupportedFd(`unsupported fd ${at.fd}: ${at.what} is on inode 0x${ino.toString(16)} of device ${sdev >>> 20}:${sdev & 0xfffff}, which has no path tscriu can find and whose handle does not open it`);
     let nlink: bigint;
     try {
       nlink = fstatSync(fd, { bigint: true }).nlink;
     } finally {
       closeSync(fd);
     }
-    this.pending.push({ entry, sdev, ino, nlink, what });
+    this.pending.push({ entry, sdev, ino, nlink, at });
     return entry;
   }
 
@@ -129,7 +143,7 @@ export class WatchedInodes {
       const remap = this.files.remapOfInode(p.sdev, p.ino);
       if (remap && "link" in remap) p.entry.path = remap.link;
       else if (!remap && p.nlink === 0n) {
-        throw new Error(`${p.what} is on the unlinked inode 0x${p.ino.toString(16)} of device ${p.sdev >>> 20}:${p.sdev & 0xfffff}, which no task of the dump holds open: it cannot be made again for the restore`);
+        throw new Error(`pid ${p.at.pid}: fd ${p.at.fd}: ${p.at.what} is on the unlinked inode 0x${p.ino.toString(16)} of device ${p.sdev >>> 20}:${p.sdev & 0xfffff}, which no task of the dump holds open: it cannot be made again for the restore`);
       }
     }
   }
@@ -160,14 +174,14 @@ export async function watchTarget(ctx: PlanContext, sdev: number, ino: bigint, h
   const ghost = await ctx.files.ghostOfInode(sdev, ino);
   if (ghost) return { describe: `${ghost.name} (unlinked, made again)`, open: () => ({ fd: ctx.files.ghostNode(ghost), owned: false }) };
   const handle = handleBytes(h.handle ?? [], Math.min(h.bytes, HANDLE_WORDS * 8));
-  const probe = openHandle(sdev, h.type, handle);
-  if (probe === undefined) throw badEntry(ctx, what, `inode 0x${ino.toString(16)} has no path in the image, no ghost file was that inode, and its handle opens nothing here`);
+  const probe = openHandle(sdev, ino, h.type, handle);
+  if (probe === undefined) throw badEntry(ctx, what, `inode 0x${ino.toString(16)} has no path in the image, no ghost file was that inode, and its handle opens no such inode here`);
   closeSync(probe);
   const describe = `inode 0x${ino.toString(16)} (by its handle)`;
   return {
     describe,
     open: () => {
-      const fd = openHandle(sdev, h.type, handle);
+      const fd = openHandle(sdev, ino, h.type, handle);
       if (fd === undefined) throw new Error(`${what}: the handle of ${describe} opens nothing any more`);
       return { fd, owned: true };
     },
