@@ -27,7 +27,7 @@ import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotec
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
-import { protectable, protectableInMaps, WpSnapshot } from "./wpsnap.js";
+import { protectable, WpSnapshot } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
@@ -35,7 +35,7 @@ import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeRe
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, sameVmas, vmaEntry, type Vma } from "./vmas.js";
+import { collectVmas, sameVmas, vmaEntry, withoutVma, type Vma } from "./vmas.js";
 import { ghostImageEntries } from "./ghost.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
@@ -414,6 +414,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         memProcs.push({ pid: p, vmas });
         continue;
       }
+      // smaps is made (a walk of every page table) on the thread pool while the state
+      // below is read; checked against maps once the scratch area of `inside` is gone
+      const smapsAhead = readProcAhead(p, "smaps");
+      void smapsAhead.catch(() => undefined);
       enter("proc");
       const stat = parseStat(readProc(p, "stat"));
       const creds = statusCreds(parseStatus(readProc(p, "status")));
@@ -458,28 +462,24 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const why = [...active].map(([tid, r]) => `thread ${tid}: ${r}`).join("; ");
         throw new DumpError("inside", p, `${(e as Error).message}; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended (${why})`, { cause: e });
       }
-      // A snapshot written in place with room for the rest: its protection (a walk of the
-      // page tables, ~10 ms per GiB here) starts now on the thread pool, from maps (no page
-      // walk), and goes on while the rest of the task is collected. Not before `inside`,
-      // whose scratch mmap would wait for it (the mmap lock).
-      if (streamSnap && pool?.complete === true) {
-        const protection = WpSnapshot.protect(p, protectableInMaps(readProc(p, "maps")), log, true);
-        void protection.catch(() => undefined); // awaited in "memory", or on failure
-        protecting.set(p, protection);
-      }
-      // smaps is made (a walk of every page table) on the thread pool meanwhile, after the
-      // scratch area of `inside` is gone; checked against maps once read
-      const smapsAhead = readProcAhead(p, "smaps");
-      void smapsAhead.catch(() => undefined);
 
       enter("vmas");
-      // (a smaps that does not list the VMAs maps lists now is read again)
-      const ahead = await smapsAhead.catch(() => undefined);
+      // (read while the scratch area of `inside` was mapped, it lists that too: taken out;
+      // merged into a neighbour, it is not the same as maps, and read again)
+      const scratch = inside.scratch;
+      const ahead = await smapsAhead.then((text) => (scratch ? withoutVma(text, ...scratch) : text)).catch(() => undefined);
       const smaps = ahead !== undefined && sameVmas(ahead, readProc(p, "maps")) ? ahead : undefined;
       if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed" : "it changed while read ahead"})`);
       const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
+      // A snapshot written in place with room for the rest: certain now, so its protection
+      // runs on the thread pool while the rest of the task is collected.
+      if (streamSnap && pool?.complete === true) {
+        const protection = WpSnapshot.protect(p, vmas.filter(protectable), log);
+        void protection.catch(() => undefined); // awaited in "memory", or on failure
+        protecting.set(p, protection);
+      }
 
       enter("files");
       const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
@@ -564,7 +564,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const base = before;
       before += plan.pages * PAGE;
       const t0 = process.hrtime.bigint();
-      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? ((await protecting.get(c.pid)) ?? (await WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log))) : undefined;
+      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? await (protecting.get(c.pid) ?? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log)) : undefined;
       if (snap) snaps.push(snap);
       // A snapshot that could not protect falls back to the pool, which holds everything
       // unless it was sized for a snapshot written in place: then the pages stream now.

@@ -20,7 +20,7 @@
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
 import type { Captured } from "./capture.js";
-import { anonWritableLine, VMA, type Vma } from "./vmas.js";
+import { VMA, type Vma } from "./vmas.js";
 
 const NR_USERFAULTFD = 323;
 const NR_CLOSE = 3;
@@ -38,22 +38,6 @@ export function protectable(v: Vma): boolean {
     (v.flags & (MAP_PRIVATE | MAP_ANON)) === (MAP_PRIVATE | MAP_ANON) &&
     (v.prot & PROT_WRITE) !== 0
   );
-}
-
-/**
- * The ranges protectable() picks, read off /proc/PID/maps of the frozen task (no page walk,
- * where smaps walks them all): writable private mappings of no file, unnamed or heap,
- * stack, or named anonymous memory. maps cannot tell a MAP_DROPPABLE VMA (the kernel
- * refuses to register it): a protection from these ranges that fails is tried again from
- * smaps' VMAs.
- */
-export function protectableInMaps(maps: string): { start: bigint; end: bigint }[] {
-  const out: { start: bigint; end: bigint }[] = [];
-  for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
-    if (m && anonWritableLine(m[3]!, m[4]!, m[5]!)) out.push({ start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`) });
-  }
-  return out;
 }
 
 /**
@@ -91,7 +75,7 @@ export class WpSnapshot {
    * the dump spends on the rest of the task meanwhile); undefined (and the task as it was)
    * when the kernel or the task does not allow it.
    */
-  static async protect(pid: number, vmas: readonly { start: bigint; end: bigint }[], log: ModuleLog, firstTry = false): Promise<WpSnapshot | undefined> {
+  static async protect(pid: number, vmas: readonly Vma[], log: ModuleLog): Promise<WpSnapshot | undefined> {
     const b = bridge();
     if (vmas.length === 0) return undefined;
     const uffd = takeUserfaultfd(pid, log);
@@ -103,7 +87,7 @@ export class WpSnapshot {
     try {
       await b.uffdWriteProtect(uffd, ranges);
     } catch (e) {
-      log.info(`pid ${pid}: write-protect refused (${(e as Error).message})${firstTry ? ": tried again from the VMAs of smaps" : ": its pages are copied while it is frozen"}`);
+      log.info(`pid ${pid}: write-protect refused (${(e as Error).message}): its pages are copied while it is frozen`);
       try {
         b.uffdRegister(uffd, ranges, false);
       } catch {
