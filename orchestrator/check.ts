@@ -9,7 +9,8 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLOCK, KCMP, O, PTRACE_O, TFD } from "../host-bridge/constants.js";
+import { AF_INET, CLOCK, KCMP, O, PTRACE_O, SHUT, SOCK, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
+import { sockaddr } from "./fds/inet-common.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
 import { isRestoreError } from "./restore/errors.js";
@@ -411,6 +412,48 @@ const CRIU_FEATURES: readonly Feature[] = [
     use: "raw sockets (criu reads them from sock_diag; tscriu from /proc/net/raw and raw6, which this probes)",
     probe: () => {
       for (const f of ["/proc/net/raw", "/proc/net/raw6"]) readFileSync(f, "utf8");
+    },
+  },
+  {
+    name: "tcp_half_closed",
+    category: 2,
+    use: "--tcp-established with a connection shut down for writing (repair mode of a half-closed socket)",
+    probe: () => {
+      // As criu's kerndat: a loopback connection shut down for writing must take TCP_REPAIR.
+      const b = bridge();
+      const fds: number[] = [];
+      try {
+        const srv = b.socket(AF_INET, SOCK.STREAM, 0);
+        fds.push(srv);
+        b.bindAddr(srv, sockaddr(AF_INET, 0, [0x0100007f]));
+        b.listen(srv, 1);
+        const cli = b.socket(AF_INET, SOCK.STREAM, 0);
+        fds.push(cli);
+        b.connectAddr(cli, b.sockName(srv));
+        b.shutdown(cli, SHUT.WR);
+        const yes = Buffer.alloc(4);
+        yes.writeInt32LE(1);
+        b.setsockopt(cli, SOL_TCP, TCP.REPAIR, yes);
+      } finally {
+        for (const fd of fds) closeSync(fd);
+      }
+    },
+  },
+  {
+    name: "network_lock_nftables",
+    category: 2,
+    use: "--network-lock nftables (a table with sets of concatenated address and port pairs)",
+    probe: () => {
+      // A table of its own, as the lock makes one, removed again (criu's kerndat makes one in
+      // a network namespace of its own; this one's name is this process's).
+      const t = `inet tscriu-check-${process.pid}`;
+      const b = bridge();
+      b.nftRun(`create table ${t}`);
+      try {
+        b.nftRun(`add set ${t} conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }`);
+      } finally {
+        b.nftRun(`delete table ${t}`);
+      }
     },
   },
   {

@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import test from "ava";
+import { bridge } from "../host-bridge/load.js";
 import { FEATURES } from "../orchestrator/check.js";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { scratchDir } from "./helpers/tmp.js";
@@ -51,7 +52,7 @@ test.serial("--feature NAME checks that one; --feature list names them all in cr
 });
 
 test.serial("criu's feature names zdtm asks about: answered for tscriu, as zdtm asks them (-verbosity=0 is criu's -v with a value atoi reads as 0)", (t) => {
-  for (const name of ["mnt_id", "ns_pid", "loginuid", "net_diag_raw", "fdinfo_lock", "kcmp_epoll", "seccomp_suspend", "timerfd"]) {
+  for (const name of ["mnt_id", "ns_pid", "loginuid", "net_diag_raw", "fdinfo_lock", "kcmp_epoll", "seccomp_suspend", "timerfd", "tcp_half_closed", "network_lock_nftables"]) {
     const r = tscriu(["check", "--no-default-config", "-verbosity=0", "--feature", name], { env: NO_CONF });
     t.is(r.code, 0, `${name}: ${r.stderr}`);
     t.is(r.stdout, `${name} is supported\n`);
@@ -62,6 +63,8 @@ test.serial("criu's feature names zdtm asks about: answered for tscriu, as zdtm 
     t.regex(r.stderr, new RegExp(`${name} is not supported: tscriu does not`));
   }
   t.false(tscriu(["check", "--feature", "list"], { env: NO_CONF }).stdout.includes("mnt_id"), "criu's names are not tscriu's list");
+  // the nftables probe's table is gone again
+  t.notRegex(bridge().nftRun("list tables"), /tscriu-check/);
   // only the "-verbosity=N" shape: a group of letters after -v stays an error (not -v0 with -R lost)
   const group = tscriu(["dump", "-vR", "-t", "1", "-D", "/nonexistent"], { env: NO_CONF });
   t.is(group.code, 1);
