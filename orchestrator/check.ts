@@ -9,7 +9,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AF_INET, CLOCK, KCMP, O, PTRACE_O, SHUT, SOCK, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
+import { AF_INET, AF_INET6, CLOCK, IPV6, KCMP, O, PTRACE_O, SHUT, SOCK, SOL_IPV6, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
 import { sockaddr } from "./fds/inet-common.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
@@ -436,6 +436,23 @@ const CRIU_FEATURES: readonly Feature[] = [
         b.setsockopt(cli, SOL_TCP, TCP.REPAIR, yes);
       } finally {
         for (const fd of fds) closeSync(fd);
+      }
+    },
+  },
+  {
+    name: "ipv6_freebind",
+    category: 2,
+    use: "an IPv6 socket's IPV6_FREEBIND, dumped and set again",
+    probe: () => {
+      const b = bridge();
+      const fd = b.socket(AF_INET6, SOCK.DGRAM, 0);
+      try {
+        const on = Buffer.alloc(4);
+        on.writeInt32LE(1);
+        b.setsockopt(fd, SOL_IPV6, IPV6.FREEBIND, on);
+        if (b.getsockopt(fd, SOL_IPV6, IPV6.FREEBIND, 4).readInt32LE(0) !== 1) throw new Error("IPV6_FREEBIND does not read back as set");
+      } finally {
+        closeSync(fd);
       }
     },
   },
