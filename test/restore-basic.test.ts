@@ -4,6 +4,7 @@
 // (pattern pages, the PROT_NONE page, its SIGUSR1 handler). The same images restore again
 // once that task is gone; a restore while the PID is taken fails before creating anything
 // and names the holder; stats-restore is written.
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { bridge } from "../host-bridge/load.js";
 import { join } from "node:path";
@@ -11,6 +12,8 @@ import test from "ava";
 import { readImage } from "../images/io.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore, waitRestored } from "../orchestrator/restore/restore.js";
+import { CLI } from "./helpers/cli.js";
+import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, mapsSummary, restoreTask, status } from "./helpers/restore.js";
 import { counterAdvances, killAndReap, procPpid, procState, startWorkload, waitFor } from "./helpers/workloads.js";
 
@@ -111,6 +114,22 @@ test("-R dump: restoring while the original still runs names the original", asyn
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
   t.false(existsSync(join(dir, "stats-restore")), "a failed restore writes nothing into the images dir");
+});
+
+test("a dump run in a time namespace of its own (as zdtm runs criu) records the task's clocks: ours less our offsets, plus the task's", async (t) => {
+  // tscriu in a time namespace 1,000,000 s ahead (monotonic) and 500,000 s (boottime), the
+  // task in the root one: its clocks are the host's (they were ours plus 1,000,000 s)
+  const w = await startWorkload(t, "counter");
+  const dir = tempDir(t);
+  const hostNs = bridge().clockGettime(1);
+  const r = spawnSync("unshare", ["-T", "--monotonic", "1000000", "--boottime", "500000", process.execPath, CLI, "dump", "-t", String(w.pid), "-D", dir], { encoding: "utf8" });
+  t.is(r.status, 0, r.stderr);
+  const timens = (await readImage(join(dir, "timens-0.img"))).entries[0] as { monotonic: { tv_sec: bigint; tv_nsec: bigint } };
+  const drift = timens.monotonic.tv_sec * 1_000_000_000n + timens.monotonic.tv_nsec - hostNs;
+  t.true(drift >= 0n && drift < 30_000_000_000n, `timens-0.img holds the host's monotonic clock, drift ${drift} ns`);
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, dir);
+  t.regex(await w.check(), /^PASS/);
 });
 
 test("detached (-d): the task's parent is a subreaper that reaps it at once", async (t) => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readlinkSync, readSync } from "node:fs";
 // Writing the image files of a dump through the images/ codec (each new: an existing file is
 // refused), optionally fsynced, and remembered so a failed dump can remove them.
 
@@ -148,15 +148,12 @@ export function inventoryEntry(nsIds: Record<string, number>, runId: string, net
   };
 }
 
-/**
- * CLOCK_MONOTONIC and CLOCK_BOOTTIME as the task sees them: ours plus the offsets
- * of its time namespace (/proc/PID/timens_offsets; zero in the root namespace).
- */
-export function taskClocks(pid: number, now: { monotonic: bigint; boottime: bigint }): { monotonic: bigint; boottime: bigint } {
+/** The offsets of a time namespace, from /proc/`who`/timens_offsets (none where the kernel has no time namespaces). */
+function timensOffsets(who: string): { monotonic: bigint; boottime: bigint } {
   const off = { monotonic: 0n, boottime: 0n };
   let text = "";
   try {
-    text = readFileSync(`/proc/${pid}/timens_offsets`, "utf8");
+    text = readFileSync(`/proc/${who}/timens_offsets`, "utf8");
   } catch {
     // kernels without time namespaces: no offsets
   }
@@ -164,5 +161,29 @@ export function taskClocks(pid: number, now: { monotonic: bigint; boottime: bigi
     const m = /^(monotonic|boottime)\s+(-?\d+)\s+(\d+)/.exec(line);
     if (m) off[m[1] as "monotonic" | "boottime"] = BigInt(m[2]!) * 1_000_000_000n + BigInt(m[3]!);
   }
-  return { monotonic: now.monotonic + off.monotonic, boottime: now.boottime + off.boottime };
+  return off;
+}
+
+/**
+ * CLOCK_MONOTONIC and CLOCK_BOOTTIME as the task sees them, from ours (`now`): ours as they
+ * are when it is in our time namespace; otherwise ours less our namespace's offsets, plus
+ * its namespace's (/proc/PID/timens_offsets; zero in the root namespace). tscriu may run
+ * in a time namespace itself: zdtm runs criu and its tests in one of +110 days, where
+ * adding the task's offsets to our clock counted them twice.
+ */
+export function taskClocks(pid: number, now: { monotonic: bigint; boottime: bigint }): { monotonic: bigint; boottime: bigint } {
+  const ns = (who: string): string | undefined => {
+    try {
+      return readlinkSync(`/proc/${who}/ns/time`);
+    } catch {
+      return undefined;
+    }
+  };
+  const theirs = ns(String(pid));
+  if (theirs !== undefined && theirs === ns("self")) return now;
+  // (our timens_offsets are those of the namespace our children get: ours, as tscriu never
+  // leaves one pending)
+  const ours = timensOffsets("self");
+  const task = timensOffsets(String(pid));
+  return { monotonic: now.monotonic - ours.monotonic + task.monotonic, boottime: now.boottime - ours.boottime + task.boottime };
 }
