@@ -12,7 +12,9 @@
 // Restore: tscriu makes the epoll; once every fd of the task is in place the task itself
 // adds the targets (remote epoll_ctl, afterInstall) -- the items must be keyed by the
 // task's fd numbers, not tscriu's -- after the hooks of the other kinds (timers armed)
-// and after any epoll it watches. Readiness is the kernel's to work out on EPOLL_CTL_ADD:
+// and after any epoll it watches. An epoll several processes share (made before a fork)
+// is planned and filled by the first of them in pstree.img, the one its dump looked in:
+// a child may have closed its copy of a target. Readiness is the kernel's to work out on EPOLL_CTL_ADD:
 // a target ready at dump is ready again, and an edge-triggered one reports once more.
 
 import { EPOLL, O } from "../../host-bridge/constants.js";

@@ -67,6 +67,15 @@ export class FdPlanner {
   private readonly ctx: PlanContext;
   private readonly inherit: { fd: number; key: string }[];
   private readonly restorers = new Map<string, FdRestorer>();
+  /**
+   * Every open file description planned so far, by files.img id, for the whole tree: one
+   * that several processes hold (inherited across fork) is planned once, by the first of
+   * them, as it is made once. The kinds check it against that process's fd table (an
+   * epoll's targets are that process's fd numbers, the one its dump looked in: criu's
+   * and tscriu's dumps write a shared file with the first process of pstree.img that
+   * holds it), and a kind that makes its files all at once must not see it twice.
+   */
+  private readonly planned = new Map<number, FdSource>();
 
   private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: FileEntry[]) {
     const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
@@ -127,6 +136,8 @@ export class FdPlanner {
     }
     const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1, hooks: [] };
     const rank = new Map<number, number>();
+    /** the descriptions this process is the first to hold: their afterInstall hooks run in it */
+    const own = new Set<number>();
     const sorted = [...fdinfo].sort((a, b) => a.fd - b.fd);
     const fdinfoFile = join(ctx.dir, fdinfoName);
     for (const [i, e] of sorted.entries()) {
@@ -137,6 +148,11 @@ export class FdPlanner {
       plan.fds.push({ fd: e.fd, id: e.id, cloexec: (e.flags & 1) !== 0 });
       plan.maxFd = Math.max(plan.maxFd, e.fd);
       if (plan.sources.has(e.id)) continue;
+      const known = this.planned.get(e.id);
+      if (known) {
+        plan.sources.set(e.id, known);
+        continue;
+      }
       const what = `fd ${e.fd}`;
       const type = String(e.type);
       const f = ctx.entries(e.id).find((x) => x.type === e.type) ?? ctx.files.files.get(e.id);
@@ -149,14 +165,18 @@ export class FdPlanner {
       const keys = inherit.length ? await r.inheritKeys(f) : [];
       const inh = inherit.find((i) => keys.includes(i.key));
       if (inh) {
-        plan.sources.set(e.id, { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd });
+        const src = { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd };
+        plan.sources.set(e.id, src);
+        this.planned.set(e.id, src);
         continue;
       }
       const src = await r.plan(f, what);
       checkOwner(src, what, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
       plan.sources.set(e.id, src);
+      this.planned.set(e.id, src);
+      own.add(e.id);
     }
-    plan.hooks = hookOrder(plan, rank, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
+    plan.hooks = hookOrder(plan, own, rank, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
     // A damaged image is an error even where no fd needs it (as criu, which reads them all).
     for (const k of FD_KINDS) for (const name of k.images ?? []) await ctx.optional(name);
     return plan;
@@ -178,15 +198,16 @@ function checkOwner(src: FdSource, what: string, fail: (msg: string) => Error): 
 }
 
 /**
- * The order of the afterInstall hooks: kinds in the table's order (epoll last), then by fd;
- * a hook whose `after` have not run yet waits for them. An `after` that names no file of
- * the task, or a cycle (the kernel allows no epoll loop), is an error.
+ * The order of the afterInstall hooks of the descriptions `own` (those the process is the
+ * first to hold): kinds in the table's order (epoll last), then by fd; a hook whose
+ * `after` have not run yet waits for them. An `after` that names no file of the task, or
+ * a cycle (the kernel allows no epoll loop), is an error.
  */
-function hookOrder(plan: FdPlan, rank: ReadonlyMap<number, number>, fail: (msg: string) => Error): number[] {
+function hookOrder(plan: FdPlan, own: ReadonlySet<number>, rank: ReadonlyMap<number, number>, fail: (msg: string) => Error): number[] {
   const firstFd = new Map<number, number>();
   for (const { fd, id } of plan.fds) if (!firstFd.has(id)) firstFd.set(id, fd);
   const pending = [...plan.sources]
-    .filter(([, src]) => src.afterInstall !== undefined)
+    .filter(([id, src]) => own.has(id) && src.afterInstall !== undefined)
     .map(([id]) => id)
     .sort((a, b) => rank.get(a)! - rank.get(b)! || firstFd.get(a)! - firstFd.get(b)!);
   for (const id of pending) {
