@@ -146,6 +146,8 @@ export interface ThreadInput {
   comm: string;
   /** its seccomp mode as the core says it, and its newest filter in seccomp.img */
   seccomp: ThreadSeccomp;
+  /** the rseq_cs of a thread the freeze left inside its rseq critical section (rseq.ts) */
+  rseqCs?: bigint | undefined;
 }
 
 export interface RegState {
@@ -215,7 +217,7 @@ export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string,
     if (t.seccomp.filter !== undefined) threadCore["seccomp_filter"] = t.seccomp.filter;
   }
   if (rseq.rseqAbiPointer !== 0n) {
-    threadCore["rseq_entry"] = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
+    threadCore["rseq_entry"] = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature, ...(t.rseqCs !== undefined ? { rseq_cs_pointer: t.rseqCs } : {}) };
   }
   return {
     mtype: "X86_64",

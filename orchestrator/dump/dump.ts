@@ -405,6 +405,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (fp.zombie) continue;
       const p = fp.pid;
       log.info(`Collecting pid ${p}${fp.tids.length > 1 ? ` (${fp.tids.length} threads)` : ""}`);
+      for (const [tid, fix] of fp.rseq ?? []) {
+        if (fix.aborted) log.warn(`thread ${tid} was frozen inside an rseq critical section (at 0x${fix.aborted.from.toString(16)}): it goes on at the section's abort handler 0x${fix.aborted.to.toString(16)}`);
+        else log.warn(`thread ${tid} was frozen inside an rseq critical section that asks not to be restarted (RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL): left there, its rseq_cs saved`);
+      }
       if (preDump) {
         // A pre-dump takes memory only: no fd is looked at, and no syscall runs inside the
         // task but the one that makes its write tracking the first time (write-tracking.ts).
@@ -498,7 +502,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       // Scheduling, credentials, name and seccomp are each thread's own.
       const threads = fp.tids.map((tid) => {
         const task = (f: string): string => readProc(p, `task/${tid}/${f}`);
-        return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, ""), regs: regs.get(tid)!, inside: inside.threads.get(tid)! };
+        return { tid, stat: parseStat(task("stat")), creds: statusCreds(parseStatus(task("status"))), comm: task("comm").replace(/\n$/, ""), regs: regs.get(tid)!, inside: inside.threads.get(tid)!, rseqCs: fp.rseq?.get(tid)?.kept?.cs };
       });
       procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, sharesFiles: sharesFiles !== undefined, exeId, cwdId, rootId, threads, ids: taskIds });
       memProcs.push({ pid: p, vmas });

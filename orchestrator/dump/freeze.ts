@@ -12,6 +12,7 @@ import { frozenCgroupOf, seizeFrozen, type CgroupFreezer } from "./cgroup-freeze
 import { DumpError } from "./errors.js";
 import type { Faults } from "./faults.js";
 import { nsInode, parseStat, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
+import { abortRseqSection, putBackRseqCs, type RseqFix } from "./rseq.js";
 
 const { SIGKILL, SIGSTOP } = constants.signals;
 
@@ -32,6 +33,8 @@ export interface Frozen {
   stopSignal: number;
   /** threads under seccomp whose filters still apply to our calls: why they could not be suspended */
   seccompActive?: Map<number, string> | undefined;
+  /** threads frozen inside an rseq critical section, by tid (rseq.ts) */
+  rseq?: Map<number, RseqFix> | undefined;
   /** microseconds spent freezing */
   freezingUs: number;
   /** when the task became frozen (process.hrtime.bigint) */
@@ -157,6 +160,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
   const wasStopped = statusCreds(parseStatus(readProc(pid, "status"))).state === "T";
   const tids: number[] = [];
   const seccompActive = new Map<number, string>();
+  const rseq = new Map<number, RseqFix>();
   const seized = (tid: number): void => {
     tids.push(tid);
     const refused = suspendSeccomp(tid, faults);
@@ -173,6 +177,11 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
         again = true;
       }
     }
+    // Before anything runs inside a thread (see rseq.ts).
+    for (const tid of tids) {
+      const fix = abortRseqSection(tid);
+      if (fix) rseq.set(tid, fix);
+    }
   } catch (e) {
     release(pid, "resume", tids);
     throw e instanceof DumpError ? e : new DumpError("seize", pid, (e as Error).message, { cause: e });
@@ -185,6 +194,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
     wasStopped,
     stopSignal: wasStopped ? stopSignalOf(pid) : sigstopPending(tids) ? SIGSTOP : 0,
     seccompActive: seccompActive.size ? seccompActive : undefined,
+    rseq: rseq.size ? rseq : undefined,
     freezingUs: Number((frozenAt - t0) / 1000n),
     frozenAt,
   };
@@ -193,10 +203,11 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
 /**
  * Lets the task go: "resume" detaches every thread so it runs on, "stop" detaches into a
  * stop (-s), "kill" kills it and collects each thread's exit as its tracer so that its
- * parent can reap it at once. Returns an error message instead of throwing (used on error
+ * parent can reap it at once. A thread the freeze kept in an rseq critical section gets
+ * its `rseq_cs` back first. Returns an error message instead of throwing (used on error
  * paths).
  */
-export function release(pid: number, how: "resume" | "stop" | "kill", tids: readonly number[] = [pid]): string | undefined {
+export function release(pid: number, how: "resume" | "stop" | "kill", tids: readonly number[] = [pid], rseq?: ReadonlyMap<number, RseqFix>): string | undefined {
   const b = bridge();
   if (how === "kill") {
     try {
@@ -228,6 +239,12 @@ export function release(pid: number, how: "resume" | "stop" | "kill", tids: read
   }
   const errors: string[] = [];
   for (const tid of tids) {
+    const kept = rseq?.get(tid)?.kept;
+    try {
+      if (kept) putBackRseqCs(tid, kept);
+    } catch (e) {
+      errors.push(`thread ${tid}: ${(e as Error).message}`);
+    }
     const why = detach(tid);
     if (why) errors.push(tids.length > 1 ? `thread ${tid}: ${why}` : why);
   }
@@ -377,7 +394,7 @@ export function releaseTree(tree: FrozenTree, how: "resume" | "stop" | "kill"): 
   }
   for (const f of [...tree.processes].reverse()) {
     if (f.zombie || (how !== "kill" && !alive(f.pid))) continue;
-    const why = release(f.pid, how === "resume" && f.wasStopped ? "stop" : how, f.tids);
+    const why = release(f.pid, how === "resume" && f.wasStopped ? "stop" : how, f.tids, f.rseq);
     if (why) errors.push(tree.processes.length > 1 ? `pid ${f.pid}: ${why}` : why);
   }
   return errors.length ? errors.join("; ") : undefined;

@@ -1,7 +1,8 @@
 // The thread's own state, last: rseq (only once memory is back, else EFAULT), robust
 // futex list, clear-tid address and TLS descriptors from inside the task; then the final
 // step, which must never return into the trampoline: munmap of the trampoline runs to its
-// syscall-exit stop, and there the dumped signal mask, registers and xsave area are set.
+// syscall-exit stop, and there the dumped signal mask, registers and xsave area are set
+// (and the rseq_cs of a thread dumped inside an rseq critical section, see dump/rseq.ts).
 // Detaching then resumes the task where it was dumped. The registers were fixed up at dump
 // time for syscall restarts (-ERESTART* codes), so orig_rax is -1 here.
 
@@ -55,26 +56,6 @@ export function checkRegisters(pid: number, core: CoreEntry): void {
   const ti = core.thread_info;
   if (!ti) throw new RestoreError("plan", pid, "the core image has no x86 thread_info");
   if (ti.gpregs.mode === "COMPAT") throw new RestoreError("plan", pid, "32-bit (compat) tasks are not supported");
-}
-
-/**
- * If the task was stopped inside an rseq critical section, it resumes at the section's
- * abort handler, as the kernel would have sent it there on preemption.
- */
-function rseqFixup(pid: number, core: CoreEntry, regs: UserRegs): void {
-  const r = core.thread_core?.rseq_entry;
-  if (!r || r.rseq_abi_pointer === 0n) return;
-  const b = bridge();
-  const word = Buffer.alloc(8);
-  if (b.processVmReadv(pid, r.rseq_abi_pointer + 8n, 8, word) !== 8) return;
-  const csPtr = word.readBigUInt64LE(0);
-  if (csPtr === 0n) return;
-  const cs = Buffer.alloc(32);
-  if (b.processVmReadv(pid, csPtr, 32, cs) !== 32) return;
-  const start = cs.readBigUInt64LE(8);
-  const len = cs.readBigUInt64LE(16);
-  const abort = cs.readBigUInt64LE(24);
-  if (regs.rip >= start && regs.rip < start + len) regs.rip = abort;
 }
 
 const NR_NANOSLEEP = 35;
@@ -139,7 +120,6 @@ export function restoreThreadState(remote: Remote, core: CoreEntry): void {
 export function threadRegisters(tid: number, core: CoreEntry, blocked: bigint, xstateTemplate: Buffer): void {
   const b = bridge();
   const regs = userRegs(core.thread_info!.gpregs);
-  rseqFixup(tid, core, regs);
   restartSleep(tid, regs, core.thread_info!.gpregs.orig_ax);
   const xstate = buildXstate(core.thread_info!.fpregs, xstateTemplate.length);
   b.setSigmask(tid, blocked);
@@ -149,6 +129,21 @@ export function threadRegisters(tid: number, core: CoreEntry, blocked: bigint, x
   } catch (e) {
     throw new RestoreError("registers", tid, `the FPU/xsave state of the image was refused: ${(e as Error).message}`, { cause: e });
   }
+  putBackRseqCs(tid, core);
+}
+
+/**
+ * A thread dumped inside an rseq critical section that asks not to be restarted (criu's
+ * rseq_cs_pointer, see dump/rseq.ts) gets its struct rseq's rseq_cs back last, once
+ * nothing runs in it any more: the kernel cleared it when the restore's calls returned
+ * to user space outside the section.
+ */
+function putBackRseqCs(tid: number, core: CoreEntry): void {
+  const r = core.thread_core?.rseq_entry;
+  if (!r?.rseq_cs_pointer || r.rseq_abi_pointer === 0n) return;
+  const word = Buffer.alloc(8);
+  word.writeBigUInt64LE(r.rseq_cs_pointer);
+  if (bridge().processVmWritev(tid, r.rseq_abi_pointer + 8n, word) !== 8) throw new RestoreError("registers", tid, `writing rseq_cs (0x${r.rseq_cs_pointer.toString(16)}) back into struct rseq at 0x${r.rseq_abi_pointer.toString(16)} failed`);
 }
 
 /**
