@@ -314,6 +314,13 @@ export const FEATURES: readonly Feature[] = [
  */
 const CRIU_FEATURES: readonly Feature[] = [
   {
+    // criu's soft-dirty; zdtm runs no pre-dump (--pre) nor snapshot (--snaps) without it
+    name: "mem_dirty_track",
+    category: 2,
+    use: "memory changes tracked between a pre-dump and the dump after it (tscriu's userfaultfd write tracking, as uffd_wp_async)",
+    probe: (p) => featureByName("uffd_wp_async")!.probe(p),
+  },
+  {
     name: "mnt_id",
     category: 2,
     use: "each file's mount (fdinfo's mnt_id)",
