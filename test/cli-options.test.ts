@@ -86,6 +86,7 @@ const EFFECT: Record<string, string> = {
   "dump --leave-running": DUMP_STATS,
   "dump --leave-stopped": "dump-untouched.test.ts: dump -s leaves the task stopped with its signal state, registers and maps",
   "dump --timeout": "dump-cli.test.ts: --timeout N: a task that cannot stop fails the dump after N s",
+  "pre-dump --timeout": "dump-cli.test.ts: --timeout N: a task that cannot stop fails the dump after N s",
   "dump --freeze-cgroup": "dump-freeze-cgroup.test.ts: dump -R --freeze-cgroup leaves the tree and a bystander of the cgroup running untraced",
   "dump --ghost-limit": "dump-cli.test.ts: errors exit 1 and name step and pid; --ghost-limit is enforced",
   "dump --link-remap": "restore-link-remap.test.ts: linked: an unlinked file with another hard link, open and mapped, comes back as the same inode through a link made at dump; without --link-remap the dump is refused",

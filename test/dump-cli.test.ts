@@ -115,7 +115,7 @@ test("on a terminal, a dump of over 100 MiB draws a progress bar on stderr and e
 // A task waiting for its vfork to complete does not stop for ptrace until the child
 // exits: the one way here to make a freeze outlast --timeout. (A task in a frozen cgroup
 // is refused before the seize: test/dump-freeze-cgroup.test.ts.)
-test("--timeout N: a task that cannot stop fails the dump after N s (not criu's default 10) and runs on untouched", async (t) => {
+test("--timeout N: a task that cannot stop fails the dump after N s (not criu's default 10) and runs on untouched; a pre-dump too", async (t) => {
   // The child sleeps a minute (however slow a busy machine makes the dump); killed after.
   const w = await startWorkload(t, "vforker", ["60"]);
   const child = await vforkWaiting(w);
@@ -126,14 +126,16 @@ test("--timeout N: a task that cannot stop fails the dump after N s (not criu's 
       // gone
     }
   });
-  const dir = join(tempDir(t), "img");
-  const t0 = Date.now();
-  const r = tscriu(["dump", "-t", String(w.pid), "-D", dir, "--timeout", "1"], { env: NO_CONF });
-  const took = Date.now() - t0;
-  t.is(r.code, 1);
-  t.regex(r.stderr, new RegExp(`dump: seize of pid ${w.pid} failed: the task did not stop within 1000 ms \\(--timeout\\)`));
-  t.true(took < 9000, `gave up after ${took} ms`);
-  t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/^TracerPid:\s+(\d+)/m)?.[1], "0");
+  for (const cmd of ["dump", "pre-dump"]) {
+    const dir = join(tempDir(t), "img");
+    const t0 = Date.now();
+    const r = tscriu([cmd, "-t", String(w.pid), "-D", dir, "--timeout", "1"], { env: NO_CONF });
+    const took = Date.now() - t0;
+    t.is(r.code, 1, cmd);
+    t.regex(r.stderr, new RegExp(`dump: seize of pid ${w.pid} failed: the task did not stop within 1000 ms \\(--timeout\\)`));
+    t.true(took < 9000, `${cmd} gave up after ${took} ms`);
+    t.is(readFileSync(`/proc/${w.pid}/status`, "utf8").match(/^TracerPid:\s+(\d+)/m)?.[1], "0");
+  }
   process.kill(child, "SIGKILL");
   await waitFor("the vfork to complete", () => readFileSync(`/proc/${w.pid}/task/${w.pid}/children`, "utf8").trim() === "", 10_000);
   await counterAdvances(w);

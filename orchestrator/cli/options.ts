@@ -101,7 +101,8 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump, page-server); punch each page once restored (restore)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore", "page-server"] },
   { name: "file-locks", rpc: "file_locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "link-remap", rpc: "link_remap", kind: "boolean", describe: "give an unlinked file that has other hard links a temporary link (link_remap.N) next to its old name for the restore", takes: ["dump"], tscriu: ["dump"] },
-  { name: "timeout", rpc: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump"], tscriu: ["dump"] },
+  // criu freezes with it for pre-dump too (zdtm gives it to both)
+  { name: "timeout", rpc: "timeout", kind: "number", describe: "seconds to wait for the tasks to freeze (default 10)", takes: ["dump", "pre-dump"], tscriu: ["dump", "pre-dump"] },
   { name: "ghost-limit", rpc: "ghost_limit", kind: "string", describe: "most data of one deleted file to carry in the images (K, M, G suffixes; default 1M; holes not counted)", takes: ["dump"], tscriu: ["dump"] },
   // criu 4.x: copy only the data of a sparse ghost file (FIEMAP). tscriu always copies only
   // the data (SEEK_DATA/SEEK_HOLE) and counts only the data against --ghost-limit.
