@@ -101,13 +101,24 @@ function seizeThread(pid: number, tid: number, wasStopped: boolean, deadline: nu
     try {
       b.ptraceSeize(tid, 0);
     } catch (e) {
-      if (isNativeError(e) && e.code === "ESRCH" && tid !== pid) return false;
+      // A thread that has exited: gone (ESRCH), or not reaped yet (EPERM: the kernel
+      // refuses to attach to a task with an exit state; a thread another tracer has to reap).
+      if (isNativeError(e) && tid !== pid && (e.code === "ESRCH" || (e.code === "EPERM" && hasExited(pid, tid)))) return false;
       throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
     }
     // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
     if (!wasStopped) b.ptraceInterrupt(tid);
   }
   return waitStop(pid, tid, deadline, timeoutMs);
+}
+
+/** Whether thread `tid` of `pid` is gone or has exited (state Z or X). */
+function hasExited(pid: number, tid: number): boolean {
+  try {
+    return /^[ZX]/.test(parseStat(readProc(pid, `task/${tid}/stat`)).state);
+  } catch {
+    return true;
+  }
 }
 
 /** Waits for a seized thread's PTRACE_EVENT_STOP, passing on signals that come first. */
@@ -169,11 +180,14 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
   try {
     if (seizeThread(pid, pid, wasStopped, deadline, timeoutMs, preSeized)) seized(pid);
     // Threads made while others were being seized: read the list until it holds no new one.
+    // (A thread that exited stays in it until reaped, by another tracer maybe: tried once.)
+    const exited = new Set<number>();
     for (let again = true; again; ) {
       again = false;
       for (const tid of threadsAndChildren(pid).threads) {
-        if (tids.includes(tid)) continue;
+        if (tids.includes(tid) || exited.has(tid)) continue;
         if (seizeThread(pid, tid, wasStopped, deadline, timeoutMs, preSeized)) seized(tid);
+        else exited.add(tid);
         again = true;
       }
     }
