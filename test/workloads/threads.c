@@ -8,7 +8,9 @@
  * and that none has seen a wrong value: "PASS threads=N" (or "FAIL why").
  * The ready line names the TIDs: "tids=T1,T2,…". With argv[3] "churn" one more thread
  * makes and joins short-lived threads without a pause, so that a dump meets threads
- * that appear and end while it freezes the process (its count is "churned=N"). */
+ * that appear and end while it freezes the process (its count is "churned=N"). With
+ * argv[3] "exiter" one more thread waits for SIGUSR2 (blocked everywhere) and exits when
+ * it comes; the ready line names it: "exiter=TID". */
 #include "workload.h"
 
 #include <pthread.h>
@@ -63,6 +65,21 @@ static void note_failure(struct worker *w, const char *fmt, ...)
 	vsnprintf(w->failure, sizeof(w->failure), fmt, ap);
 	va_end(ap);
 	atomic_store(&w->failed, 1);
+}
+
+static pid_t exiter_tid;
+
+static void *exiter(void *arg)
+{
+	(void)arg;
+	sigset_t usr2;
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	exiter_tid = (pid_t)syscall(SYS_gettid);
+	atomic_fetch_add(&ready_count, 1);
+	while (sigwaitinfo(&usr2, NULL) != SIGUSR2)
+		;
+	return NULL;
 }
 
 /* 0 when r12-r15 and xmm8 kept the seed-derived values for `iters` rounds. */
@@ -217,7 +234,13 @@ int main(int argc, char **argv)
 	sigset_t block, old;
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
+	int exiting = argc > 3 && strcmp(argv[3], "exiter") == 0;
+	if (exiting)
+		sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, &old);
+	/* sigsuspend lets SIGUSR1 in, never the exiter's SIGUSR2 */
+	if (exiting)
+		sigaddset(&old, SIGUSR2);
 	for (int i = 0; i < nworkers; i++) {
 		pthread_t th;
 		workers[i].index = i;
@@ -232,10 +255,19 @@ int main(int argc, char **argv)
 		if (pthread_create(&th, NULL, churn, NULL) != 0)
 			wl_die("pthread_create churn");
 	}
+	char extra[32] = "";
+	if (exiting) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, exiter, NULL) != 0)
+			wl_die("pthread_create exiter");
+		while (atomic_load(&ready_count) < nworkers + 1)
+			usleep(1000);
+		snprintf(extra, sizeof(extra), " exiter=%d", exiter_tid);
+	}
 	char tids[MAXT * 12] = "";
 	for (int i = 0; i < nworkers; i++)
 		snprintf(tids + strlen(tids), sizeof(tids) - strlen(tids), "%s%d", i ? "," : "", workers[i].tid);
-	wl_ready("threads=%d tids=%s", nworkers, tids);
+	wl_ready("threads=%d tids=%s%s", nworkers, tids, extra);
 	for (;;) {
 		sigsuspend(&old);
 		if (!wl_check_requested)
