@@ -59,13 +59,7 @@ static void put(int fd, const char *s)
 static int drained_is(int fd, const char *want, const char *what)
 {
 	char buf[512];
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = recv(fd, buf + n, sizeof(buf) - n, MSG_DONTWAIT);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
+	size_t n = wl_recv_all(fd, buf, sizeof(buf));
 	if (n != strlen(want) || memcmp(buf, want, n) != 0)
 		return wl_fail("%s holds %zu bytes \"%.*s\", not \"%s\"", what, n, (int)n, buf, want);
 	return 0;

@@ -104,13 +104,7 @@ static int name_is(int fd, const char *name, size_t len, const char *what)
 static int stream_queue(int fd, int from, const char *want, const char *what)
 {
 	char buf[4096];
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = recv(fd, buf + n, sizeof(buf) - n, MSG_DONTWAIT);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
+	size_t n = wl_recv_all(fd, buf, sizeof(buf));
 	if (n != strlen(want) || memcmp(buf, want, n) != 0)
 		return fail("%s holds %zu bytes \"%.*s\", not \"%s\"", what, n, (int)n, buf, want);
 	put(from, want, n);

@@ -191,6 +191,18 @@ static inline int wl_fail(const char *fmt, ...)
 	return -1;
 }
 
+/* Everything a socket has queued, read out into buf (at most cap bytes) without waiting: its length. */
+static inline size_t wl_recv_all(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = recv(fd, buf + n, cap - n, MSG_DONTWAIT);
+		if (r <= 0)
+			return n;
+		n += (size_t)r;
+	}
+}
+
 /* State, parent and exit code (fields 3, 4 and 52) of /proc/PID/stat; -1 when it is gone. */
 static inline int wl_proc_stat(pid_t pid, char *state, int *ppid, long *exit_code)
 {
