@@ -17,7 +17,7 @@ import { CLI } from "./helpers/cli.js";
 import { criuDumps, criuShell, haveRoot, runCriuShell } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, restoreTask } from "./helpers/restore.js";
-import { freePort } from "./helpers/programs.js";
+import { freePort, unixListening } from "./helpers/programs.js";
 import { pki } from "./helpers/pki.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { bigmemWord, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
@@ -49,7 +49,7 @@ async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "cri
   const done = new Promise<{ code: number | null; log: string }>((resolve) => c.on("exit", (code) => resolve({ code, log: read() })));
   await waitFor(`the ${how} lazy-pages daemon to listen`, () => {
     if (c.exitCode !== null) throw new Error(`the daemon exited with ${c.exitCode}: ${read()}${stderr}`);
-    return existsSync(join(workDir ?? dir, "lazy-pages.socket"));
+    return unixListening(join(workDir ?? dir, "lazy-pages.socket"));
   });
   return { done, log: read };
 }

@@ -15,7 +15,7 @@ import { encodeDst, encodeHeader, PS_IOV, type Layout } from "../orchestrator/pa
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuDumps, criuShell, criuVersion, haveRoot } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { freePort } from "./helpers/programs.js";
+import { freePort, unixListening } from "./helpers/programs.js";
 import { crls, pki } from "./helpers/pki.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { dump } from "../orchestrator/dump/dump.js";
@@ -358,7 +358,7 @@ test.serial("--tls-cacrl: the page server refuses a dump whose certificate the l
     daemon.kill("SIGKILL");
   });
   const ended = new Promise<number | null>((resolve) => daemon.on("exit", resolve));
-  await waitFor("the lazy-pages daemon to listen", () => existsSync(join(images, "lazy-pages.socket")));
+  await waitFor("the lazy-pages daemon to listen", () => unixListening(join(images, "lazy-pages.socket")));
   const restored = await restore({ imagesDir: images, lazyPages: true, detached: true }).catch((e: Error) => e);
   t.teardown(() => (restored instanceof Error ? undefined : killAndReap(restored.pid)));
   t.is(await ended, 1);

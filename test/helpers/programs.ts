@@ -1,6 +1,6 @@
 // Programs nobody here wrote, started for a test: under the test reaper (never with
 // child_process.spawn, whose children tscriu must not ptrace), in a directory of their own.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,4 +33,23 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+const TCP_LISTEN = 10;
+
+/**
+ * Does a socket listen on the unix socket file `path`? The file is there from bind on,
+ * and a client connecting between the server's bind and its listen gets ECONNREFUSED;
+ * sock_diag names the listener by the bound file's inode.
+ */
+export function unixListening(path: string): boolean {
+  let ino: number;
+  try {
+    ino = statSync(path).ino;
+  } catch {
+    return false;
+  }
+  return bridge()
+    .unixDiag()
+    .some((s) => s.vfsIno === ino && s.state === TCP_LISTEN);
 }
