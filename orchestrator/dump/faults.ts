@@ -8,6 +8,9 @@
 //   task-exit   the task seems to exit in the middle of the memory dump (ESRCH)
 //   seccomp-suspend  the kernel refuses PTRACE_O_SUSPEND_SECCOMP (EPERM, as without
 //               CAP_SYS_ADMIN): the task's seccomp filters judge the calls run inside it
+//   thread-missed  the reads of a task's thread list leave out its highest new thread
+//               until one finds no other, as the kernel's read of /proc/PID/task may
+//               when threads end meanwhile: the last read seems to find nothing new
 //   STEP or N   the dump step of that name or number fails when it starts:
 //                 1 seize, 2 proc, 3 inside, 4 registers, 5 vmas, 6 files,
 //                 7 memory, 8 images, 9 sync, 10 post-dump, 11 page-server
@@ -18,7 +21,7 @@
 export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump", "page-server"] as const;
 export type DumpStep = (typeof DUMP_STEPS)[number];
 
-const KNOWN = new Set<string>(["vm-read", "pre-copy", "write", "enospc", "task-exit", "seccomp-suspend", ...DUMP_STEPS]);
+const KNOWN = new Set<string>(["vm-read", "pre-copy", "write", "enospc", "task-exit", "seccomp-suspend", "thread-missed", ...DUMP_STEPS]);
 
 export class InjectedFault extends Error {
   override readonly name = "InjectedFault";

@@ -6,13 +6,14 @@
 // (cgroup-freezer.ts). Every ptrace call is made synchronously from this (the main JS) thread.
 
 import { constants } from "node:os";
-import { PTRACE_EVENT, PTRACE_O, STOP_SIGNALS } from "../../host-bridge/constants.js";
+import { PTRACE_O, STOP_SIGNALS } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { frozenCgroupOf, seizeFrozen, type CgroupFreezer } from "./cgroup-freezer.js";
 import { DumpError } from "./errors.js";
 import type { Faults } from "./faults.js";
 import { nsInode, parseStat, parseStatus, readProc, statusCreds, threadsAndChildren } from "./proc.js";
 import { abortRseqSection, putBackRseqCs, type RseqFix } from "./rseq.js";
+import { seizeThreads, waitStop } from "./seize.js";
 
 const { SIGKILL, SIGSTOP } = constants.signals;
 
@@ -92,52 +93,6 @@ function suspendSeccomp(tid: number, faults?: Faults): string | undefined {
 }
 
 /**
- * Seizes one thread and waits for its stop; false when it is gone (a thread that exited
- * meanwhile). A thread in `preSeized` (seized while its cgroup was frozen) is only waited for.
- */
-function seizeThread(pid: number, tid: number, wasStopped: boolean, deadline: number, timeoutMs: number, preSeized?: Set<number>): boolean {
-  const b = bridge();
-  if (!preSeized?.delete(tid)) {
-    try {
-      b.ptraceSeize(tid, 0);
-    } catch (e) {
-      // A thread that has exited: gone (ESRCH), or not reaped yet (EPERM: the kernel
-      // refuses to attach to a task with an exit state; a thread another tracer has to reap).
-      if (isNativeError(e) && tid !== pid && (e.code === "ESRCH" || (e.code === "EPERM" && hasExited(pid, tid)))) return false;
-      throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
-    }
-    // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
-    if (!wasStopped) b.ptraceInterrupt(tid);
-  }
-  return waitStop(pid, tid, deadline, timeoutMs);
-}
-
-/** Whether thread `tid` of `pid` is gone or has exited (state Z or X). */
-function hasExited(pid: number, tid: number): boolean {
-  try {
-    return /^[ZX]/.test(parseStat(readProc(pid, `task/${tid}/stat`)).state);
-  } catch {
-    return true;
-  }
-}
-
-/** Waits for a seized thread's PTRACE_EVENT_STOP, passing on signals that come first. */
-function waitStop(pid: number, tid: number, deadline: number, timeoutMs: number): boolean {
-  const b = bridge();
-  for (;;) {
-    const st = b.waitpid(tid, 0, Math.max(1, deadline - Date.now()));
-    if (!st) throw new DumpError("seize", pid, `${tid === pid ? "the task" : `thread ${tid}`} did not stop within ${timeoutMs} ms (--timeout)`);
-    if (st.exited || st.signaled) {
-      if (tid === pid) throw new DumpError("seize", pid, "the task exited while being frozen");
-      return false;
-    }
-    if (st.stopped && st.event === PTRACE_EVENT.STOP) return true;
-    // A signal arrived before our interrupt: let it through and keep waiting.
-    b.ptraceCont(tid, st.stopped && st.event === 0 ? st.stopSig : 0);
-  }
-}
-
-/**
  * The signal that stopped a task found stopped (criu's stop_signo): a seized task in a
  * group-stop reports it as its stop's signal. SIGSTOP when it tells none that stops.
  */
@@ -178,19 +133,7 @@ export function freeze(pid: number, timeoutMs: number, deadline = Date.now() + t
     if (refused !== undefined) seccompActive.set(tid, refused);
   };
   try {
-    if (seizeThread(pid, pid, wasStopped, deadline, timeoutMs, preSeized)) seized(pid);
-    // Threads made while others were being seized: read the list until it holds no new one.
-    // (A thread that exited stays in it until reaped, by another tracer maybe: tried once.)
-    const exited = new Set<number>();
-    for (let again = true; again; ) {
-      again = false;
-      for (const tid of threadsAndChildren(pid).threads) {
-        if (tids.includes(tid) || exited.has(tid)) continue;
-        if (seizeThread(pid, tid, wasStopped, deadline, timeoutMs, preSeized)) seized(tid);
-        else exited.add(tid);
-        again = true;
-      }
-    }
+    seizeThreads(pid, wasStopped, { deadline, timeoutMs }, seized, preSeized, faults);
     // Before anything runs inside a thread (see rseq.ts).
     for (const tid of tids) {
       const fix = abortRseqSection(tid);
@@ -350,7 +293,7 @@ export function freezeTree(pid: number, timeoutMs: number, freezer?: CgroupFreez
     // The cgroup's threads outside the tree: stopped too, let go at the release.
     if (cgroup) {
       cgroup.others = [...preSeized!];
-      for (const tid of cgroup.others) waitStop(pid, tid, deadline, timeoutMs);
+      for (const tid of cgroup.others) waitStop(pid, tid, { deadline, timeoutMs });
     }
   } catch (e) {
     if (cgroup) cgroup.others = [...preSeized!];
