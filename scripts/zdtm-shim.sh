@@ -1,11 +1,13 @@
 #!/bin/bash
 # criu's zdtm test harness (criu's source tree, test/zdtm.py) driving tscriu: zdtm.py runs
 # this file as its criu (`--criu-bin scripts/zdtm-shim.sh`), and it runs tscriu's bin with
-# zdtm's arguments, except two that zdtm passes to every dump and that criu accepts there
-# without using them: `--pidfile FILE` (criu writes a pidfile on restore and for daemons
-# only) and `--pre-dump-mode MODE` (read by pre-dump only); and `--link-remap`, which zdtm
-# gives a test's restore as well as its dump (criu reads it at dump only). tscriu refuses an
-# option on a command where it does nothing, so they are dropped here. A dump also gets
+# zdtm's arguments, except those that criu accepts where it does not use them: two that
+# zdtm passes to every dump, `--pidfile FILE` (criu writes a pidfile on restore and for daemons
+# only) and `--pre-dump-mode MODE` (read by pre-dump only); `--link-remap`, which zdtm
+# gives a test's restore as well as its dump (criu reads it at dump only); and a test's own
+# dump options that zdtm gives its pre-dumps too, where criu takes them without using them
+# (`--tcp-established`: a pre-dump takes memory only). tscriu refuses an option on a
+# command where it does nothing, so they are dropped here. A dump also gets
 # `--network-lock nftables` unless zdtm gives a method: criu's default lock is iptables,
 # which these machines do not have.
 #
@@ -25,6 +27,7 @@ if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
 		case "$1" in
 		--pidfile) shift 2 ;;
 		--pre-dump-mode) [ "$cmd" = pre-dump ] && args+=("$1" "$2"); shift 2 ;;
+		--tcp-established) [ "$cmd" = dump ] && args+=("$1"); shift ;;
 		--network-lock) lock=1; args+=("$1" "$2"); shift 2 ;;
 		*) args+=("$1"); shift ;;
 		esac
