@@ -12,25 +12,13 @@ import test, { type ExecutionContext } from "ava";
 import { readImage } from "../images/io.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { startWorkload, type Workload } from "./helpers/workloads.js";
+import { killAtEnd, startWorkload, type Workload } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
 
-/** Kills the children at teardown (they die with their parent too: PR_SET_PDEATHSIG). */
-function killAtEnd(t: ExecutionContext, pids: number[]): void {
-  t.teardown(() => {
-    for (const p of pids) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  });
-}
-
 async function forkshare(t: ExecutionContext, args: string[] = [], opts: { static?: boolean } = {}): Promise<Workload> {
   const w = await startWorkload(t, "forkshare", args, opts);
+  // (they die with their parent too: PR_SET_PDEATHSIG)
   killAtEnd(t, [Number(w.info["c1"]), Number(w.info["c2"])]);
   t.is(await w.check(), "PASS forkshare", "before the dump");
   return w;

@@ -14,28 +14,15 @@ import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { goneOrZombie, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, killAtEnd, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 function others(w: Workload): number[] {
   return ["a", "b", "g", "c"].map((k) => Number(w.info[k]));
 }
 
-/** Kills the tree's other processes at teardown (the root's own teardown kills it). */
-function killOthersAtEnd(t: ExecutionContext, pids: number[]): void {
-  t.teardown(() => {
-    for (const p of pids) {
-      try {
-        process.kill(p, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  });
-}
-
 async function tree(t: ExecutionContext): Promise<Workload> {
   const w = await startWorkload(t, "tree");
-  killOthersAtEnd(t, others(w));
+  killAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5", "before the dump");
   return w;
 }
@@ -58,7 +45,7 @@ test("tree: five processes and two zombies come back with their PIDs, parents, g
   t.is(new Set(ids.map((i) => i["vm_id"])).size, 5, "five address spaces");
   t.true(existsSync(join(dir, `fdinfo-${String(ids[0]!["files_id"])}.img`)));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, others(w));
+  killAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5", "after the restore");
 });
 
@@ -71,7 +58,7 @@ test("tree: a child stopped by SIGTSTP comes back stopped by SIGTSTP (criu's sto
   const dir = await dumpGone(t, w);
   t.like((await readImage(join(dir, `core-${a}.img`))).entries[0]!["tc"], { task_state: 3, stop_signo: 20 });
   await restoreTask(t, dir);
-  killOthersAtEnd(t, others(w));
+  killAtEnd(t, others(w));
   await waitFor("A to be stopped again", () => procState(a) === "T");
   t.regex(procState(w.pid) ?? "", /^[RS]/, "the root runs");
   // Which signal stopped it again: a second dump reads it back.
@@ -121,14 +108,14 @@ test("zombies: an image whose zombie died of a signal that ends no process (SIGS
 test("zombies: a group whose leader was reaped, holding a zombie and a live process its leader forked with CLONE_PARENT, comes back (a helper forks both with CLONE_PARENT; the parent is no subreaper)", async (t) => {
   const w = await startWorkload(t, "zombies", ["group"]);
   const [zombie, live] = w.info["grouped"]!.split(",").map(Number) as [number, number];
-  killOthersAtEnd(t, [live]);
+  killAtEnd(t, [live]);
   t.is(await w.check(), "PASS zombies=7 group", "before the dump");
   const dir = await dumpGone(t, w);
   const pstree = (await readImage(join(dir, "pstree.img"))).entries;
   for (const p of [zombie, live]) t.like(pstree.find((e) => e["pid"] === p), { ppid: w.pid, pgid: Number(w.info["leader"]) }, `pid ${p}: the root's child, in the gone leader's group`);
   await waitFor(`pid ${live} to go with its parent`, () => !existsSync(`/proc/${live}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, [live]);
+  killAtEnd(t, [live]);
   t.is(await w.check(), "PASS zombies=7 group", "after the restore");
   t.false(existsSync(`/proc/${w.info["leader"]!}`), "the helper that made the group is gone");
 });
@@ -136,7 +123,7 @@ test("zombies: a group whose leader was reaped, holding a zombie and a live proc
 test.serial("criu restores tscriu's images: zombies group", async (t) => {
   if (!haveRoot(t)) return;
   const w = await startWorkload(t, "zombies", ["group"], { static: true });
-  killOthersAtEnd(t, [Number(w.info["grouped"]!.split(",")[1])]);
+  killAtEnd(t, [Number(w.info["grouped"]!.split(",")[1])]);
   const dir = await dumpGone(t, w);
   await restoredByCriu(t, w.pid, dir, 60_000);
   // criu's zombie exits with (code >> 8) & 0x7f: 255 comes back as 127. The workload
@@ -160,7 +147,7 @@ test("tree: dump -R leaves every process running untraced; the tree dumps and re
   t.is(await w.check(), "PASS tree=5", "after dump -R");
   const dir = await dumpGone(t, w);
   await restoreTask(t, dir);
-  killOthersAtEnd(t, others(w));
+  killAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5", "after the first restore");
   const again = await dumpGone(t, w);
   await restoreTask(t, again);
@@ -174,14 +161,14 @@ test("tree: a restore that fails part-way (creds) leaves no process behind; the 
   t.regex(err?.message ?? "", /creds/);
   for (const p of [w.pid, ...others(w)]) await waitFor(`PID ${p} to be free`, () => !existsSync(`/proc/${p}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, others(w));
+  killAtEnd(t, others(w));
   t.is(await w.check(), "PASS tree=5");
 });
 
 test("tree: a restore that fails at the fifth of ten processes kills the four made before it and frees every PID", async (t) => {
   const w = await startWorkload(t, "fan", ["10"]);
   const kids = w.info["pids"]!.split(",").map(Number);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=10");
   const dir = await dumpGone(t, w);
   for (const p of kids) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
@@ -190,7 +177,7 @@ test("tree: a restore that fails at the fifth of ten processes kills the four ma
   t.regex(err?.message ?? "", new RegExp(`of pid ${kids[3]} failed`), "the fifth process is named");
   for (const p of [w.pid, ...kids]) await waitFor(`PID ${p} to be free`, () => !existsSync(`/proc/${p}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=10", "the images restore after the failed try");
 });
 
@@ -198,19 +185,19 @@ test("tree: a root master with workers running as another user (as nginx's) dump
   const uid = 40000 + (process.pid % 20000);
   const w = await startWorkload(t, "fan", ["4", `uid=${uid}`]);
   const kids = w.info["pids"]!.split(",").map(Number);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=4");
   for (const k of kids) t.regex(readFileSync(`/proc/${k}/status`, "utf8"), new RegExp(`^Uid:\\s+${uid}\\s+${uid}`, "m"));
   const dir = await dumpGone(t, w);
   await restoreTask(t, dir);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=4", "after the restore: counting, and uid as before");
 });
 
 test("tree: a child sharing its cwd and root (CLONE_FS) is refused by name, as criu refuses it; both run on untraced", async (t) => {
   const w = await startWorkload(t, "shared", ["fs"]);
   const child = Number(w.info["child"]);
-  killOthersAtEnd(t, [child]);
+  killAtEnd(t, [child]);
   const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: tempDir(t) }));
   t.regex(err?.message ?? "", new RegExp(`pid ${child} shares a cwd and root \\(CLONE_FS\\) with pid ${w.pid} without being its thread`));
   for (const p of [w.pid, child]) t.is(/TracerPid:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1], "0");
@@ -220,7 +207,7 @@ test("tree: a child sharing its cwd and root (CLONE_FS) is refused by name, as c
 test("tree: a child sharing its parent's fd table (CLONE_FILES) is dumped with one fdinfo image and shares the table again after the restore", async (t) => {
   const w = await startWorkload(t, "shared", ["files"]);
   const child = Number(w.info["child"]);
-  killOthersAtEnd(t, [child]);
+  killAtEnd(t, [child]);
   t.is(await w.check(), "PASS shared", "before the dump: an fd the root opens is open in the child");
   const dir = await dumpGone(t, w);
   const ids = await Promise.all([w.pid, child].map(async (p) => (await readImage(join(dir, `ids-${p}.img`))).entries[0]!));
@@ -228,7 +215,7 @@ test("tree: a child sharing its parent's fd table (CLONE_FILES) is dumped with o
   t.deepEqual(readdirSync(dir).filter((f) => f.startsWith("fdinfo-")), [`fdinfo-${String(ids[0]!["files_id"])}.img`], "one fdinfo image, the table's");
   await waitFor(`pid ${child} to go with its parent`, () => !existsSync(`/proc/${child}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, [child]);
+  killAtEnd(t, [child]);
   t.is(await w.check(), "PASS shared", "after the restore: still one table");
   const again = await dumpGone(t, w);
   await waitFor(`pid ${child} to go with its parent`, () => !existsSync(`/proc/${child}`));
@@ -239,26 +226,26 @@ test("tree: a child sharing its parent's fd table (CLONE_FILES) is dumped with o
 test("tree: a daemon whose session leader is gone and a process whose group leader is gone come back in that session and group (a helper makes each and goes)", async (t) => {
   const w = await startWorkload(t, "daemon");
   const live = ["d", "e", "m"].map((k) => Number(w.info[k]));
-  killOthersAtEnd(t, live);
+  killAtEnd(t, live);
   t.is(await w.check(), "PASS daemon=3", "before the dump");
   const dir = await dumpGone(t, w);
   const pstree = (await readImage(join(dir, "pstree.img"))).entries;
   t.deepEqual(pstree.map((e) => e["pid"] as number).sort(), [w.pid, ...live].sort(), "the gone leaders are not in the images");
   for (const p of live) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, live);
+  killAtEnd(t, live);
   for (const leader of [Number(w.info["a"]), Number(w.info["l"])]) t.false(existsSync(`/proc/${leader}`), `no helper left with pid ${leader}`);
   t.is(await w.check(), "PASS daemon=3", "after the restore: sessions, groups and parents as they were, nothing to reap");
   const again = await dumpGone(t, w);
   await restoreTask(t, again);
-  killOthersAtEnd(t, live);
+  killAtEnd(t, live);
   t.is(await w.check(), "PASS daemon=3", "dumped and restored again");
 });
 
 test("tree: the daemon tree under a parent that is no child subreaper is made by helpers that fork with CLONE_PARENT (as the kernel could have made it)", async (t) => {
   const w = await startWorkload(t, "daemon");
   const live = ["d", "e", "m"].map((k) => Number(w.info[k]));
-  killOthersAtEnd(t, live);
+  killAtEnd(t, live);
   const dir = await dumpGone(t, w);
   for (const p of live) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
   // The root's core without the child-subreaper flag: no process was handed to it, a
@@ -268,7 +255,7 @@ test("tree: the daemon tree under a parent that is no child subreaper is made by
   (img.entries[0]!["tc"] as Record<string, unknown>)["child_subreaper"] = false;
   await writeImage(core, img, { overwrite: true });
   await restoreTask(t, dir);
-  killOthersAtEnd(t, live);
+  killAtEnd(t, live);
   for (const leader of [Number(w.info["a"]), Number(w.info["l"])]) t.false(existsSync(`/proc/${leader}`), `no helper left with pid ${leader}`);
   t.is(await w.check(), "PASS daemon=3", "sessions, groups and parents as they were");
 });
@@ -276,7 +263,7 @@ test("tree: the daemon tree under a parent that is no child subreaper is made by
 test("tree: children born and ended without a pause during the freeze are caught alive or kept as zombies; five dumps -R succeed and the tree restores", async (t) => {
   const w = await startWorkload(t, "fan", ["4", "churn"]);
   const kids = w.info["pids"]!.split(",").map(Number);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=4", "before the dumps");
   for (let i = 0; i < 5; i++) {
     await dump({ pid: w.pid, imagesDir: tempDir(t), leaveRunning: true });
@@ -287,6 +274,6 @@ test("tree: children born and ended without a pause during the freeze are caught
   t.true(pstree.length >= 4, "the root, its three workers, and the churned child of the moment if any (alive or a zombie)");
   for (const p of kids) await waitFor(`pid ${p} to go with its parent`, () => !existsSync(`/proc/${p}`));
   await restoreTask(t, dir);
-  killOthersAtEnd(t, kids);
+  killAtEnd(t, kids);
   t.is(await w.check(), "PASS fan=4", "after the restore: the churning thread reaps what it had forked and goes on");
 });

@@ -104,6 +104,19 @@ export async function killAndReap(pid: number): Promise<void> {
   });
 }
 
+/** Kills `pids` at teardown (a workload's other processes; its own teardown kills the root). */
+export function killAtEnd(t: ExecutionContext, pids: readonly number[]): void {
+  t.teardown(() => {
+    for (const p of pids) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  });
+}
+
 /** Starts test/workloads/bin/NAME (bin/static/NAME with `static`) with a fresh state dir and waits for its ready line. */
 export async function startWorkload(t: ExecutionContext, name: string, args: readonly string[] = [], opts: { static?: boolean } = {}): Promise<Workload> {
   buildWorkloads();
