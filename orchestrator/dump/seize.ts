@@ -12,7 +12,9 @@
 // those that exited and wait to be reaped; otherwise a thread was missed, and it may be
 // running still. A thread that has exited is left out: PTRACE_SEIZE gives ESRCH when it
 // is gone, EPERM while it waits to be reaped (by another tracer maybe, for as long as it
-// likes), and a thread seized as it exits reports its exit instead of a stop.
+// likes), and a thread seized as it exits reports its exit instead of a stop. Threads
+// that come and go all the time wrap pid_max around within a freeze: a number once seen
+// gone or exited may name a new thread on the next pass.
 
 import { readdirSync } from "node:fs";
 import { PTRACE_EVENT } from "../../host-bridge/constants.js";
@@ -36,19 +38,23 @@ export function seizeThreads(pid: number, wasStopped: boolean, times: SeizeTimes
   if (!start(pid, pid, wasStopped, preSeized) || !waitStop(pid, pid, times)) throw new DumpError("seize", pid, "the task exited while being frozen");
   seized(pid);
   const known = new Set([pid]);
-  const exited = new Set<number>();
+  /** threads that have exited and wait to be reaped (EPERM) */
+  const zombies = new Set<number>();
   let miss = faults?.has("thread-missed") === true;
   for (;;) {
+    // One reaped since: gone, or its number given to a new thread already (threads that
+    // come and go all the time wrap pid_max around within a freeze).
+    for (const tid of zombies) if (threadState(pid, tid) !== "exited") zombies.delete(tid);
     let fresh = readdirSync(procPath(pid, "task"))
       .map(Number)
-      .filter((tid) => !known.has(tid) && !exited.has(tid));
+      .filter((tid) => !known.has(tid) && !zombies.has(tid));
     if (miss && fresh.length > 0) {
       const last = Math.max(...fresh);
       fresh = fresh.filter((tid) => tid !== last);
       miss = fresh.length > 0;
     }
     if (fresh.length === 0) {
-      if (threadCount(pid) <= known.size + [...exited].filter((tid) => listed(pid, tid)).length) return;
+      if (threadCount(pid) <= known.size + zombies.size) return;
       if (Date.now() > times.deadline) throw new DumpError("seize", pid, `the task has ${threadCount(pid)} threads, and only ${known.size} could be found and stopped within ${times.timeoutMs} ms (--timeout)`);
       continue;
     }
@@ -56,16 +62,16 @@ export function seizeThreads(pid: number, wasStopped: boolean, times: SeizeTimes
     const pending: number[] = [];
     try {
       for (const tid of fresh) {
-        if (start(pid, tid, wasStopped, preSeized)) pending.push(tid);
-        else exited.add(tid);
+        const r = start(pid, tid, wasStopped, preSeized);
+        if (r === "seized") pending.push(tid);
+        else if (r === "exited") zombies.add(tid);
       }
+      // (one that exits instead of stopping is reaped by its wait: gone)
       while (pending.length > 0) {
         const tid = pending[0]!;
         if (waitStop(pid, tid, times)) {
           known.add(tid);
           seized(tid);
-        } else {
-          exited.add(tid);
         }
         pending.shift();
       }
@@ -87,19 +93,24 @@ function letGo(tid: number): void {
   }
 }
 
-/** PTRACE_SEIZE and PTRACE_INTERRUPT of one thread; false when it has exited. */
-function start(pid: number, tid: number, wasStopped: boolean, preSeized?: Set<number>): boolean {
-  if (preSeized?.delete(tid)) return true;
+/** PTRACE_SEIZE and PTRACE_INTERRUPT of one thread, unless it is gone or has exited. */
+function start(pid: number, tid: number, wasStopped: boolean, preSeized?: Set<number>): "seized" | "gone" | "exited" {
+  if (preSeized?.delete(tid)) return "seized";
   const b = bridge();
   try {
     b.ptraceSeize(tid, 0);
   } catch (e) {
-    if (isNativeError(e) && tid !== pid && (e.code === "ESRCH" || (e.code === "EPERM" && hasExited(pid, tid)))) return false;
+    // (a number seen again on a later pass is tried again: another thread may have it by then)
+    if (isNativeError(e) && tid !== pid && e.code === "ESRCH") return "gone";
+    if (isNativeError(e) && tid !== pid && e.code === "EPERM") {
+      const state = threadState(pid, tid);
+      if (state !== "live") return state;
+    }
     throw new DumpError("seize", pid, `thread ${tid}: ${(e as Error).message}`, { cause: e });
   }
   // Seizing a task in group-stop queues its own PTRACE_EVENT_STOP: no interrupt then.
   if (!wasStopped) b.ptraceInterrupt(tid);
-  return true;
+  return "seized";
 }
 
 /** Waits for a seized thread's PTRACE_EVENT_STOP, passing on signals that come first; false when it exited instead. */
@@ -118,22 +129,15 @@ export function waitStop(pid: number, tid: number, times: SeizeTimes): boolean {
   }
 }
 
-/** Whether thread `tid` of `pid` is gone or has exited (state Z or X). */
-function hasExited(pid: number, tid: number): boolean {
+/** Whether thread `tid` of `pid` is gone, has exited (state Z or X) or lives. */
+function threadState(pid: number, tid: number): "gone" | "exited" | "live" {
+  let stat: string;
   try {
-    return /^[ZX]/.test(parseStat(readProc(pid, `task/${tid}/stat`)).state);
+    stat = readProc(pid, `task/${tid}/stat`);
   } catch {
-    return true;
+    return "gone";
   }
-}
-
-function listed(pid: number, tid: number): boolean {
-  try {
-    readProc(pid, `task/${tid}/stat`);
-    return true;
-  } catch {
-    return false;
-  }
+  return /^[ZX]/.test(parseStat(stat).state) ? "exited" : "live";
 }
 
 /** The kernel's count of the process's threads, those that exited and wait to be reaped included. */
