@@ -93,6 +93,9 @@ const EFFECT: Record<string, string> = {
   "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",
   "dump --skip-in-flight": "restore-inetsk.test.ts: a listener with a connection not yet accepted is refused with criu's hint, the task untouched; --skip-in-flight leaves the connection out",
+  "dump --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
+  "restore --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
+  "dump --external": "restore-unixext.test.ts: --external unix[INO]: a stream connection to a service outside is dumped, --ext-unix-sk alone refuses it",
   "dump --file-locks": "restore-locks.test.ts: without --file-locks a task holding a lock is refused, naming the fd and the option, and runs on",
   "restore --file-locks": "restore-locks.test.ts: locks: POSIX ranges, OFD ranges, an exclusive and a shared flock come back with --file-locks",
   "dump --tcp-established": "restore-tcp.test.ts: a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF",
@@ -275,10 +278,10 @@ test("an option that is not criu's stays a usage error", async (t) => {
 });
 
 test("a short alias is refused by its long name; several refusals are all named; criu's no- prefix passes; a repeated option's last value wins", async (t) => {
-  const r = await cli(["restore", "-D", "/tmp", "-M", "a:b", "-J", "net:1", "--ext-unix-sk"]);
+  const r = await cli(["restore", "-D", "/tmp", "-M", "a:b", "-J", "net:1", "--log-pid"]);
   t.is(r.code, 1);
   // in the table's order
-  t.is(r.stderr, ["--join-ns", "--ext-unix-sk", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
+  t.is(r.stderr, ["--log-pid", "--join-ns", "--ext-mount-map"].map((n) => `tscriu: ${n} is not supported yet by tscriu restore\n`).join(""));
   const p = parseCommandLine(["dump", "-t", "1", "-D", "/tmp", "--no-lazy-pages", "--no-restore-detached", "--timeout", "5", "--timeout", "1"], NO_CONF);
   t.is(p.kind, "run", p.kind === "exit" ? p.stderr : "");
   // (yargs-parser, the parser before, added a repeated number option's later 1 to it: 6 here)
@@ -291,20 +294,20 @@ test("a config file's unsupported option is refused naming file and line, before
   const home = tempDir(t);
   const env = { HOME: home, CRIU_CONFIG_FILE: "", TSCRIU_SYSTEM_CONFIG: join(home, "none") };
   const conf = join(home, "x.conf");
-  writeFileSync(conf, "# mine\nleave-running\next-unix-sk\n");
+  writeFileSync(conf, "# mine\nleave-running\nevasive-devices\n");
   const dump = ["dump", "-t", String(w.pid), "-D", dir];
   const r = await cli([...dump, "--config", conf], env);
-  t.deepEqual([r.code, r.stderr, r.stdout], [1, `tscriu: ${conf}:3: --ext-unix-sk is not supported yet by tscriu dump\n`, ""]);
+  t.deepEqual([r.code, r.stderr, r.stdout], [1, `tscriu: ${conf}:3: --evasive-devices is not supported yet by tscriu dump\n`, ""]);
   const short = join(home, "short.conf");
   writeFileSync(short, "R\nM a:b\n");
   t.is((await cli([...dump, "--config", short], env)).stderr, `tscriu: ${short}:2: --ext-mount-map is not supported yet by tscriu dump\n`);
   const viaEnv = await cli(dump, { ...env, CRIU_CONFIG_FILE: conf });
-  t.is(viaEnv.stderr, `tscriu: ${conf}:3: --ext-unix-sk is not supported yet by tscriu dump\n`);
+  t.is(viaEnv.stderr, `tscriu: ${conf}:3: --evasive-devices is not supported yet by tscriu dump\n`);
   mkdirSync(join(home, ".criu"));
   const def = join(home, ".criu/default.conf");
-  writeFileSync(def, 'work-dir "/tmp"\next-unix-sk\n');
+  writeFileSync(def, 'work-dir "/tmp"\nevasive-devices\n');
   const viaDefault = await cli(dump, env);
-  t.deepEqual([viaDefault.code, viaDefault.stderr], [1, `tscriu: ${def}:2: --ext-unix-sk is not supported yet by tscriu dump\n`]);
+  t.deepEqual([viaDefault.code, viaDefault.stderr], [1, `tscriu: ${def}:2: --evasive-devices is not supported yet by tscriu dump\n`]);
   await untouched(t, w, dir);
 });
 
@@ -384,7 +387,8 @@ test("--help lists what tscriu implements for the command, then what it refuses;
   const [options, refused] = dump.stdout.split("criu options tscriu does not support yet (refused):") as [string, string];
   t.regex(options, /-t, --tree/);
   t.regex(options, /--ghost-limit/);
-  t.regex(refused, /--ext-unix-sk/);
+  t.regex(refused, /--evasive-devices/);
+  t.regex(options, /-x, --ext-unix-sk/);
   t.regex(options, /--lazy-pages/);
   t.regex(options, /--tls-cacrl/);
   t.regex(options, /--link-remap/);

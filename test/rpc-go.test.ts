@@ -90,8 +90,8 @@ test("go-criu: options tscriu cannot do yet are refused by name, in the answer a
   const w = await startWorkload(t, "counter");
   const dir = tempDir(t);
   const refusals = [
-    "criu_opts.ext_unix_sk (--ext-unix-sk) is not supported yet by tscriu dump",
     "criu_opts.manage_cgroups (--manage-cgroups (soft)) is not supported yet by tscriu dump",
+    "criu_opts.auto_ext_mnt (external mounts found automatically) is not supported yet by tscriu dump",
   ];
   // a config_file that does not exist is skipped, as criu skips it
   t.deepEqual(gocriu("refused", String(w.pid), dir, join(dir, "no-such.conf")), { success: false, error: `operation failed (msg:${refusals.join("; ")} err:56)` });

@@ -89,11 +89,11 @@ test("swrk: requests and options tscriu cannot do yet are refused by name, a mis
   const empty = refused("PAGE_SERVER", { images_dir: `fd:${dir}`, lazy_pages: true, log_file: "ps.log" });
   t.like(empty, { success: false, type: "PAGE_SERVER" });
   t.regex(String(empty["cr_errmsg"]), /the page server exited with 1 before it listened: .*pstree\.img: cannot read image: ENOENT/);
-  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, ext_unix_sk: true, skip_mnt: ["/mnt"] }), {
+  t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, evasive_devices: true, skip_mnt: ["/mnt"] }), {
     success: false,
     type: "DUMP",
     cr_errno: 56,
-    cr_errmsg: "criu_opts.ext_unix_sk (--ext-unix-sk) is not supported yet by tscriu dump; criu_opts.skip_mnt (--skip-mnt) is not supported yet by tscriu dump",
+    cr_errmsg: "criu_opts.evasive_devices (--evasive-devices) is not supported yet by tscriu dump; criu_opts.skip_mnt (--skip-mnt) is not supported yet by tscriu dump",
   });
   t.like(refused("DUMP", { images_dir: `fd:${dir}`, pid: w.pid, exec_cmd: ["true"] }), { success: false, cr_errmsg: "criu_opts.exec_cmd (a command to exec once the restore is done) is not an option of dump" });
   t.like(refused("RESTORE", { images_dir: `fd:${dir}`, orphan_pts_master: true }), { success: false, cr_errmsg: "criu_opts.orphan_pts_master (the master of an orphan pty sent to the client) is not supported yet by tscriu restore" });

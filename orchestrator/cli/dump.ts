@@ -3,6 +3,7 @@
 // The dump machinery is imported when the command runs: other commands start faster.
 import type { DumpEvent } from "../dump/dump.js";
 import type { TlsOptions } from "../page-server/channel.js";
+import { listValue } from "./parse.js";
 import type { CommandSpec } from "./run.js";
 
 /** criu's size syntax: a number with an optional K, M or G suffix. */
@@ -82,6 +83,14 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         return 1;
       }
       const prev = args["prev-images-dir"];
+      const { parseExternalUnix } = await import("../fds/unix-external.js");
+      let externalUnix;
+      try {
+        externalUnix = parseExternalUnix(args["ext-unix-sk"] as string | undefined, listValue(args["external"]));
+      } catch (e) {
+        ctx.err(`tscriu ${command}: ${(e as Error).message}\n`);
+        return 1;
+      }
       if (args["wp-snapshot"] === true && args["leave-running"] !== true) {
         ctx.err(`tscriu ${command}: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n`);
         return 1;
@@ -130,6 +139,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             shellJob: args["shell-job"] === true,
             skipInFlight: args["skip-in-flight"] === true,
             fileLocks: args["file-locks"] === true,
+            externalUnix,
             tcpEstablished: args["tcp-established"] === true,
             tcpClose: args["tcp-close"] === true,
             networkLock,

@@ -82,7 +82,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "tree", rpc: "pid", alias: "t", kind: "number", describe: "pid of the root of the process tree", takes: ["dump", "pre-dump", "exec"], tscriu: ["dump", "pre-dump"] },
   { name: "leave-running", rpc: "leave_running", alias: "R", kind: "boolean", describe: "let the tasks run on after the dump", takes: ["dump"], tscriu: ["dump"] },
   { name: "leave-stopped", rpc: "leave_stopped", alias: "s", kind: "boolean", describe: "leave the tasks stopped after the dump or restore", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
-  { name: "external", rpc: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan)", takes: ["dump", "restore"], tscriu: [] },
+  { name: "external", rpc: "external", kind: "array", describe: "an external resource: type[id]:value (mnt, dev, file, tty, unix, net, pid, veth, macvlan; tscriu: unix[INODE] at dump)", takes: ["dump", "restore"], tscriu: ["dump"] },
   { name: "freeze-cgroup", rpc: "freeze_cgroup", kind: "string", describe: "freeze the tasks through this freezer cgroup", takes: ["dump"], tscriu: ["dump"] },
   { name: "manage-cgroups", rpc: "manage_cgroups_mode", kind: "string", optionalValue: true, describe: "dump or restore the tasks' cgroups (restore mode: none, props, soft, full, strict, ignore)", takes: ["dump", "restore"], tscriu: [] },
   { name: "cgroup-props", rpc: "cgroup_props", kind: "string", describe: "controllers and properties to dump, as YAML", takes: ["dump"], tscriu: [] },
@@ -152,7 +152,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "tls-no-cn-verify", rpc: "tls_no_cn_verify", kind: "boolean", describe: "do not check that the peer's certificate names the page server's address", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
 
   // criu 4.x options that the criu(8) page of 3.17 does not list.
-  { name: "ext-unix-sk", rpc: "ext_unix_sk", kind: "boolean", describe: "allow unix sockets connected to peers outside the tree", takes: ["dump", "restore"], tscriu: [] },
+  { name: "ext-unix-sk", rpc: "ext_unix_sk", alias: "x", kind: "string", optionalValue: true, describe: "[=INODE,...] allow datagram unix sockets connected to named sockets outside the tree (and the sockets of these inodes, of any kind)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "skip-mnt", rpc: "skip_mnt", kind: "array", describe: "leave this mount point out of the dump", takes: ["dump"], tscriu: [] },
   { name: "ext-mount-map", rpc: "ext_mnt", alias: "M", kind: "array", describe: "KEY:VALUE for an external mount (older form of --external mnt[])", takes: ["dump", "restore"], tscriu: [] },
   { name: "empty-ns", rpc: "empty_ns", kind: "string", describe: "dump a namespace empty and let an action script fill it (net)", takes: ["dump", "restore"], tscriu: [] },

@@ -130,3 +130,8 @@ export function parseLine(tokens: readonly string[], table: readonly OptionSpec[
   }
   return out;
 }
+
+/** An array option's values (one given in a config file may be a single string). */
+export function listValue(v: unknown): string[] {
+  return Array.isArray(v) ? v.map(String) : typeof v === "string" ? [v] : [];
+}

@@ -5,9 +5,8 @@
 import { isAbsolute, join } from "node:path";
 // The restore machinery is imported when the command runs: other commands start faster.
 import type { RestoreEvent } from "../restore/restore.js";
+import { listValue as list } from "./parse.js";
 import type { CommandSpec } from "./run.js";
-
-const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === "string" ? [v] : []);
 
 export function restoreCommand(): CommandSpec {
   return {
@@ -50,6 +49,7 @@ export function restoreCommand(): CommandSpec {
             fileLocks: args["file-locks"] === true,
             tcpEstablished: args["tcp-established"] === true,
             tcpClose: args["tcp-close"] === true,
+            extUnixSk: args["ext-unix-sk"] !== undefined,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

@@ -15,6 +15,7 @@ import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
+import { NO_EXTERNAL_UNIX, type ExternalUnix } from "../fds/unix-external.js";
 import { collectFds, fdImages, newFdDumpState, releaseFds, settleFds, type FdDumpState } from "../fds/dump.js";
 import { LOCK_METHOD_ID, NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
@@ -78,6 +79,8 @@ export interface DumpOptions {
   linkRemap?: boolean | undefined;
   /** --file-locks: dump the tasks' file locks (without it a task holding one is refused) */
   fileLocks?: boolean | undefined;
+  /** unix sockets allowed a peer outside the tree (--ext-unix-sk, --external unix[INO]: fds/unix-external.ts) */
+  externalUnix?: ExternalUnix | undefined;
   /** --cpu-cap given: also write cpuinfo.img */
   cpuCap?: string | undefined;
   actionScripts?: readonly string[] | undefined;
@@ -393,6 +396,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       shm,
       shellJob: opts.shellJob === true,
       fileLocks: opts.fileLocks === true,
+      externalUnix: opts.externalUnix ?? NO_EXTERNAL_UNIX,
       tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true },
       netLock,
       log,

@@ -7,6 +7,7 @@
 import { closeSync, type BigIntStats } from "node:fs";
 import type { FileEntry } from "../../images/dir.js";
 import type { FdInfo } from "../dump/proc.js";
+import type { ExternalUnix } from "./unix-external.js";
 import type { FileTable, Fown } from "../dump/filetable.js";
 import type { ShmemTable } from "../dump/shmem.js";
 import type { ModuleLog } from "../log.js";
@@ -52,6 +53,8 @@ export interface DumpContext {
   log: ModuleLog;
   /** --file-locks: locks are dumped (otherwise a task holding one is refused) */
   fileLocks: boolean;
+  /** which unix sockets may have a peer outside the tree (--ext-unix-sk, --external unix[INO]) */
+  externalUnix: ExternalUnix;
   /**
    * This host's CLOCK_MONOTONIC and CLOCK_BOOTTIME when the task was frozen, in ns: the
    * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).
@@ -95,6 +98,8 @@ export interface PlanContext {
   shellJob: boolean;
   /** --tcp-established, --tcp-close */
   tcp: { established: boolean; close: boolean };
+  /** --ext-unix-sk */
+  extUnixSk: boolean;
   log: ModuleLog;
   /** every process of the images, zombies included */
   tree: ReadonlySet<number>;

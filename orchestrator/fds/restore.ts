@@ -43,6 +43,8 @@ export interface FdOptions {
   shellJob: boolean;
   /** --tcp-established, --tcp-close */
   tcp?: { established: boolean; close: boolean };
+  /** --ext-unix-sk: unix sockets connected to a named socket outside the tree connect to it again */
+  extUnixSk?: boolean;
   /** --inherit-fd fd[N]:resource */
   inheritFds: readonly string[];
   /** the task's clocks at dump (timens-0.img) */
@@ -92,6 +94,7 @@ export class FdPlanner {
       shm,
       shellJob: opts.shellJob,
       tcp: opts.tcp ?? { established: false, close: false },
+      extUnixSk: opts.extUnixSk === true,
       log,
       tree: new Set(opts.pids ?? []),
       fds: new Map(),

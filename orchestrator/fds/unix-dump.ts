@@ -3,8 +3,8 @@
 // connections a listener has not accepted yet, queue lengths, shutdown); options from
 // getsockopt; the bound file (mode, owner, whether it was removed, the directory of a
 // relative name) from SIOCUNIXFILE; the receive queue from a peek that leaves it in place
-// (sk-queues.img, one entry per message, in order). Every peer must be a socket of the
-// task: a connection to anything outside is refused by name, as are fds in flight.
+// (sk-queues.img, one entry per message, in order). A peer outside the tree is allowed
+// only as the options say (unix-external.ts); fds in flight are refused by name.
 
 import { closeSync, fstatSync } from "node:fs";
 import { posix } from "node:path";
@@ -17,6 +17,7 @@ import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
+import { OutsidePeers } from "./unix-external.js";
 
 export type UnixSkEntry = Entry<typeof unix_sk_entry>;
 type SkPacket = Entry<typeof sk_packet_entry> & { extra: Uint8Array };
@@ -63,8 +64,11 @@ export class UnixDumper implements FdDumper {
   private readonly done = new Set<number>();
   /** entries held back until their peer's is written, by the peer's inode (criu's order) */
   private readonly waiting = new Map<number, Record<string, unknown>[]>();
+  private readonly outside: OutsidePeers;
 
-  constructor(private readonly ctx: DumpContext) {}
+  constructor(private readonly ctx: DumpContext) {
+    this.outside = new OutsidePeers(ctx.externalUnix);
+  }
 
   /** sock_diag's table, read once: the task is frozen, its sockets do not change. */
   private table(): Map<number, UnixDiag> {
@@ -96,8 +100,7 @@ export class UnixDumper implements FdDumper {
   dump(f: FdFacts): { id: number; type: string } {
     const ino = Number(f.st.ino);
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: unix socket ${f.link} ${why}`);
-    const outside = (peer: number): UnsupportedFd =>
-      new UnsupportedFd(`unsupported fd ${f.fd}: unix socket connected to a peer outside the dumped task (inode ${peer}); criu's --ext-unix-sk is not supported yet`);
+    const outside = (peer: number): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: unix socket ${f.link} waits to be accepted by socket ${peer}, which is outside the dumped tree`);
     const d = this.table().get(ino);
     if (!d) throw refuse("is not in sock_diag's table of tscriu's network namespace");
     if (d.type !== SOCK.STREAM && d.type !== SOCK.DGRAM && d.type !== SOCK.SEQPACKET) throw refuse(`of type ${d.type}: only stream, datagram and seqpacket sockets are dumped`);
@@ -122,8 +125,8 @@ export class UnixDumper implements FdDumper {
     let peer = d.peer;
     if (peer !== 0) {
       const p = this.table().get(peer);
-      if (!p || !this.heldByTask().has(peer)) throw outside(peer);
-      if (p.peer !== ino && !p.name) throw refuse(`is connected to socket inode ${peer}, which is neither connected back to it nor bound to a name`);
+      if (!p || !this.heldByTask().has(peer)) this.outside.admit(f.fd, ino, d, peer, p);
+      else if (p.peer !== ino && !p.name) throw refuse(`is connected to socket inode ${peer}, which is neither connected back to it nor bound to a name`);
     } else if (d.state === SK_STATE.ESTABLISHED && d.type !== SOCK.DGRAM) {
       // No peer inode: a connection the listener has not accepted yet (the peer is the
       // kernel's embryo socket), or one whose peer is closed (both ends shut down).
@@ -182,10 +185,19 @@ export class UnixDumper implements FdDumper {
     return { id, type: "UNIXSK" };
   }
 
-  images(): ExtraImage[] {
-    // Every peer is a socket the task holds (checked in dump), so nothing should wait by now.
+  settle(): void {
+    // The sockets connected to a peer outside waited for its stand-in entry.
+    this.outside.entries(this.ctx.files, (peer, entry) => {
+      this.ctx.files.add(entry);
+      for (const e of this.waiting.get(peer) ?? []) this.ctx.files.add(e);
+      this.waiting.delete(peer);
+    });
+    // Every other peer is a socket the task holds (checked in dump), so nothing should wait by now.
     for (const list of this.waiting.values()) for (const e of list) this.ctx.files.add(e);
     this.waiting.clear();
+  }
+
+  images(): ExtraImage[] {
     return this.packets.length ? [{ name: "sk-queues.img", type: "SK_QUEUES", entries: this.packets }] : [];
   }
 }

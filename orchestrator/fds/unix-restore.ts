@@ -28,9 +28,8 @@ import { underRoot } from "../restore/fileset.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { restoreSockOpts, widenBuffers } from "./sockopts.js";
 import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
+import { USK_EXTERN } from "./unix-external.js";
 
-/** criu's unix_sk_entry.uflags: a peer outside the dump (--ext-unix-sk), criu's own service socket, a plugin's, an inherited one. */
-const USK_EXTERN = 1;
 const UNIX_PATH_MAX = 108;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -53,8 +52,10 @@ interface Sk {
   path: { file: string; base: string | undefined } | undefined;
   queue: Uint8Array[];
   /** decided when every fd is planned */
-  how?: "pair" | "connect" | "closed-peer" | "alone";
+  how?: "pair" | "connect" | "closed-peer" | "alone" | "outside";
   peer?: Sk;
+  /** the name of the socket outside the tree it connects to (--ext-unix-sk), and where a path name is */
+  outside?: { name: Buffer; base: string | undefined };
   /** who sends its queue: its pair, or a helper socket of tscriu's closed once it is sent */
   sender?: Sk | "helper";
   fd?: number;
@@ -125,10 +126,11 @@ export class UnixRestorer implements FdRestorer {
     const name = Buffer.from(u.name);
     if (name.length > UNIX_PATH_MAX) throw this.fail(`${sock} has a name of ${name.length} bytes, more than sun_path's ${UNIX_PATH_MAX}`);
     if (u.deleted && (name.length === 0 || name[0] === 0)) throw this.fail(`${sock} is marked as bound to a removed file, but has no path name`);
+    let outside: Sk["outside"];
     if (u.peer !== 0) {
       const p = this.entryByIno(u.peer);
       if (!p) throw this.fail(`${sock}'s peer (inode ${u.peer}) is not in files.img`);
-      if (p.uflags & USK_EXTERN) throw this.fail(`${sock} is connected to a peer outside the dumped task (inode ${u.peer}${p.name.length ? `, ${showUnixName(p.name)}` : ""}); criu's --ext-unix-sk is not supported yet`);
+      if (p.uflags & USK_EXTERN) outside = this.outsidePeer(sock, u, p);
     }
     let path: Sk["path"];
     if (name.length > 0 && name[0] !== 0) {
@@ -144,7 +146,7 @@ export class UnixRestorer implements FdRestorer {
     }
     // Checked now, not when the task exists: bind would fail there.
     if (path && bindsName(u) && !u.deleted && !existsSync(dirname(path.file))) throw this.fail(`${sock} is bound to ${path.file}, whose directory does not exist`);
-    const sk: Sk = { id: e.id, u, what, name, path, queue: await this.queueOf(e.id) };
+    const sk: Sk = { id: e.id, u, what, name, path, queue: await this.queueOf(e.id), ...(outside ? { outside } : {}) };
     this.sockets.push(sk);
     const shown = showUnixName(name);
     return {
@@ -157,11 +159,34 @@ export class UnixRestorer implements FdRestorer {
     };
   }
 
+  /**
+   * A socket whose peer is outside the dump (criu's USK_EXTERN stand-in, `p`): only a
+   * datagram socket connects to a name again, and only with --ext-unix-sk (criu's rule);
+   * any other comes from --inherit-fd, which was looked for before this plan.
+   */
+  private outsidePeer(sock: string, u: UnixSkEntry, p: UnixSkEntry): Sk["outside"] {
+    const peer = `${sock} is connected to socket ${u.peer} outside the dumped tree${p.name.length ? ` (${showUnixName(p.name)})` : ""}`;
+    const inherit = `--inherit-fd fd[N]:socket:[${u.ino}]`;
+    if (u.type !== SOCK.DGRAM) throw this.fail(`${peer}: a ${typeName(u.type)} connection is restored only from ${inherit}`);
+    if (p.name.length === 0) throw this.fail(`${peer}, which has no name to connect to: it is restored only from ${inherit}`);
+    if (!this.ctx.extUnixSk) throw this.fail(`${peer}: --ext-unix-sk connects it again (or ${inherit} gives it)`);
+    const name = Buffer.from(p.name);
+    if (name[0] === 0) return { name, base: undefined };
+    const text = showUnixName(name);
+    if (!text.startsWith("/")) throw this.fail(`${peer}, bound to the relative name ${text}: the directory to resolve it from is unknown`);
+    const root = this.ctx.files.root;
+    return { name, base: root && root !== "/" ? root : undefined };
+  }
+
   /** Decides how each socket is made, now that every fd of the task is planned. No side effects. */
   async planned(): Promise<void> {
     const byIno = new Map(this.sockets.map((s) => [s.u.ino, s]));
     for (const s of this.sockets) {
       const sock = `${s.what}: unix ${typeName(s.u.type)} socket ${s.u.ino}`;
+      if (s.outside) {
+        s.how = "outside";
+        continue;
+      }
       if (s.u.peer === 0) {
         if (s.u.state === SK_STATE.ESTABLISHED && s.u.type !== SOCK.DGRAM) {
           // criu dumps a connection without a peer only when its peer is closed (both ways shut down).
@@ -246,6 +271,10 @@ export class UnixRestorer implements FdRestorer {
     while (connecting.length) {
       const next = connecting.findIndex((s) => !connecting.some((o) => o !== s && o.peer === s));
       this.connect(connecting.splice(Math.max(next, 0), 1)[0]!);
+    }
+    for (const s of this.sockets) {
+      const o = s.outside;
+      if (o) this.step(s, `connect to ${showUnixName(o.name)} outside the tree`, () => b.unixConnect(s.fd!, o.name, o.base ?? null));
     }
     for (const s of this.sockets) if (s.queue.length && !(s.u.type === SOCK.DGRAM && s.how !== "pair")) this.fill(s);
     for (const s of this.sockets) {

@@ -39,6 +39,8 @@ export interface PlanOptions {
   shellJob?: boolean | undefined;
   tcpEstablished?: boolean | undefined;
   tcpClose?: boolean | undefined;
+  /** --ext-unix-sk */
+  extUnixSk?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
   /** --file-locks: take the locks of filelocks.img again */
@@ -218,7 +220,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
   const idsOf = new Map<number, IdsEntry>();

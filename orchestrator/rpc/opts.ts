@@ -34,7 +34,7 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   auto_ext_mnt: { takes: ["dump", "restore"], tscriu: [], what: "external mounts found automatically" },
   ext_sharing: { takes: ["dump", "restore"], tscriu: [], what: "external mount sharing" },
   ext_masters: { takes: ["dump", "restore"], tscriu: [], what: "external mount masters" },
-  unix_sk_ino: { takes: ["dump"], tscriu: [], what: "external unix sockets by inode" },
+  unix_sk_ino: { takes: ["dump"], tscriu: ["dump"], what: "external unix sockets by inode" },
   irmap_scan_paths: { takes: ["dump", "pre-dump"], tscriu: [], what: "--irmap-scan-path" },
   // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
   orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },

@@ -15,6 +15,7 @@ import { fileSink, Logger, type LogLevel, type LogSink, stderrSink } from "../lo
 import { VERSION } from "../version.js";
 import type { CriuCommand } from "../cli/options.js";
 import { BadRequest, type CriuReq, type CriuResp, RpcChannel } from "./channel.js";
+import { parseExternalUnix } from "../fds/unix-external.js";
 import { cpuCapText, type CriuOpts, refuseOpts, type RpcMode } from "./opts.js";
 import type { PeerCheck } from "./peer.js";
 
@@ -358,6 +359,7 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       skipInFlight: opts.tcp_skip_in_flight === true,
       networkLock: lockMethodOf(opts.network_lock),
       fileLocks: opts.file_locks === true,
+      externalUnix: parseExternalUnix(opts.ext_unix_sk, opts.external, opts.unix_sk_ino?.map((u) => u.inode)),
       prevImagesDir: opts.parent_img,
       preDump: preDump !== undefined,
       trackMem: opts.track_mem === true,
@@ -449,6 +451,7 @@ async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise
       shellJob: opts.shell_job === true,
       tcpEstablished: opts.tcp_established === true,
       tcpClose: opts.tcp_close === true,
+      extUnixSk: opts.ext_unix_sk === true,
       fileLocks: opts.file_locks === true,
       autoDedup: opts.auto_dedup === true,
       lazyPages: opts.lazy_pages === true,

@@ -219,7 +219,7 @@ func main() {
 			Pid:           pidArg(args[0]),
 			LogFile:       proto.String("refused.log"),
 			ManageCgroups: proto.Bool(true),
-			ExtUnixSk:     proto.Bool(true),
+			AutoExtMnt:    proto.Bool(true),
 		}
 		if len(args) > 2 {
 			// as runc sends /etc/criu/runc.conf with every request
