@@ -142,7 +142,7 @@ export interface CriuDumped {
  */
 export async function criuDumps(t: ExecutionContext, name: string, args: readonly string[], extra = ""): Promise<CriuDumped> {
   buildWorkloads();
-  const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-")}-`);
+  const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-").replace(/\//g, "_")}-`);
   const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
   const script = [
     `mkdir -p ${state} ${images}`,
