@@ -2,7 +2,7 @@
 // to a path (also a removed one) or an abstract name, listeners with connections not yet
 // accepted, connections to a listener or a named datagram socket of the task, queued
 // messages (sk-queues.img), shutdown state and options. unix-dump.ts writes them,
-// unix-restore.ts makes them again; a peer outside the task is refused on both sides.
+// unix-restore.ts makes them again; a peer outside the tree only as unix-external.ts allows.
 
 import type { FdKind } from "./kind.js";
 import { UnixDumper } from "./unix-dump.js";
