@@ -96,6 +96,7 @@ const EFFECT: Record<string, string> = {
   "dump --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
   "restore --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
   "dump --external": "restore-unixext.test.ts: --external unix[INO]: a stream connection to a service outside is dumped, --ext-unix-sk alone refuses it",
+  "restore --skip-file-rwx-check": "restore-errors.test.ts: a file whose mode changed since the dump is refused, as criu does; --skip-file-rwx-check lets other permission bits through",
   "dump --file-locks": "restore-locks.test.ts: without --file-locks a task holding a lock is refused, naming the fd and the option, and runs on",
   "restore --file-locks": "restore-locks.test.ts: locks: POSIX ranges, OFD ranges, an exclusive and a shared flock come back with --file-locks",
   "dump --tcp-established": "restore-tcp.test.ts: a client outside the tree keeps its connection: what it sent while the task was gone is answered after the restore, no reset, no EOF",

@@ -1,6 +1,6 @@
 // One negative test per refusal of the plan step: each error names the file or the kind,
 // and nothing was created (the PID stays free).
-import { appendFileSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
+import { appendFileSync, chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, truncateSync, statSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { readImage, writeImage } from "../images/io.js";
@@ -32,6 +32,25 @@ test("a file whose size changed since the dump is refused, as criu does", async 
   const dir = await dumpGone(t, w);
   appendFileSync(join(w.dir, "shared.dat"), "x");
   await refused(t, dir, w.pid, new RegExp(`file ${w.dir}/shared.dat has bad size 16385 \\(expect 16384\\)`));
+});
+
+test("a file whose mode changed since the dump is refused, as criu does; --skip-file-rwx-check lets other permission bits through, not another type or set-id bit", async (t) => {
+  const w = await startWorkload(t, "memkinds");
+  const dir = await dumpGone(t, w);
+  const file = join(w.dir, "shared.dat");
+  const mode = statSync(file).mode;
+  chmodSync(file, (mode ^ 0o070) & 0o7777);
+  const want = (mode & 0o177777).toString(8);
+  const now = (mode ^ 0o070).toString(8);
+  await refused(t, dir, w.pid, new RegExp(`file ${file} has bad mode 0${now} \\(expect 0${want}\\) \\(.*\\); --skip-file-rwx-check restores it with other permission bits`));
+  chmodSync(file, ((mode ^ 0o070) | 0o4000) & 0o7777);
+  const err = await t.throwsAsync(restore({ imagesDir: dir, skipFileRwxCheck: true }));
+  t.regex(err?.message ?? "", new RegExp(`file ${file} has bad mode 0${((mode | 0o4000) & ~0o777).toString(8)} \\(expect 0${(mode & ~0o777).toString(8)}\\)`));
+  t.false(existsSync(`/proc/${w.pid}`), "nothing was created");
+  chmodSync(file, (mode ^ 0o070) & 0o7777);
+  const r = await restore({ imagesDir: dir, skipFileRwxCheck: true, detached: true });
+  t.teardown(() => killAndReap(r.pid));
+  t.regex(await w.check(), /^PASS/);
 });
 
 test("a truncated pages file is refused before anything is read into the task", async (t) => {

@@ -127,6 +127,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "veth-pair", rpc: "veths", kind: "array", describe: "IN=OUT: outside name of a veth device", takes: ["restore"], tscriu: [] },
   { name: "lsm-profile", rpc: "lsm_profile", kind: "string", describe: "type:name: the AppArmor or SELinux profile to restore with", takes: ["restore"], tscriu: [] },
   { name: "lsm-mount-context", rpc: "lsm_mount_context", kind: "string", describe: "a new SELinux context= for mounts that had one", takes: ["restore"], tscriu: [] },
+  { name: "skip-file-rwx-check", rpc: "skip_file_rwx_check", kind: "boolean", describe: "restore files whose permission bits changed since the dump", takes: ["restore"], tscriu: ["restore"] },
   { name: "weak-sysctls", rpc: "weak_sysctls", kind: "boolean", describe: "skip the sysctls this kernel lacks", takes: ["restore"], tscriu: [] },
 
   // check

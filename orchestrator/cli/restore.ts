@@ -50,6 +50,7 @@ export function restoreCommand(): CommandSpec {
             tcpEstablished: args["tcp-established"] === true,
             tcpClose: args["tcp-close"] === true,
             extUnixSk: args["ext-unix-sk"] !== undefined,
+            skipFileRwxCheck: args["skip-file-rwx-check"] === true,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

@@ -61,12 +61,14 @@ export class FileSet {
     readonly files: Map<number, FileEntry>,
     readonly root: string | undefined,
     readonly pid: number,
+    /** --skip-file-rwx-check: the permission bits are left out of the mode check */
+    private readonly skipRwx: boolean,
   ) {
     this.ghosts = new GhostNodes(pid);
   }
 
-  static async load(dir: string, files: Map<number, FileEntry>, root: string | undefined, pid: number): Promise<FileSet> {
-    const set = new FileSet(dir, files, root, pid);
+  static async load(dir: string, files: Map<number, FileEntry>, root: string | undefined, pid: number, skipRwx = false): Promise<FileSet> {
+    const set = new FileSet(dir, files, root, pid, skipRwx);
     if (existsSync(join(dir, "remap-fpath.img"))) {
       for (const e of (await readImage(join(dir, "remap-fpath.img"))).entries) {
         set.remaps.set(Number(e["orig_id"]), { remapId: Number(e["remap_id"]), type: typeof e["remap_type"] === "string" ? e["remap_type"] : e["remap_type"] === 1 ? "GHOST" : e["remap_type"] === 2 ? "PROCFS" : "LINKED" });
@@ -128,7 +130,8 @@ export class FileSet {
   }
 
   /**
-   * criu's file validation: present, same size, same ELF build-id. A file of a process's
+   * criu's file validation: present, same size, same mode (type, permission bits unless
+   * --skip-file-rwx-check, set-id and sticky bits), same ELF build-id. A file of a process's
    * /proc directory (a child's /proc/PID/stat held open) is looked at when it is opened: its
    * process may be one the restore has not made yet.
    */
@@ -147,6 +150,15 @@ export class FileSet {
       const isReg = (Number(st.mode) & fsc.S_IFMT) === fsc.S_IFREG;
       if (isReg && f.size !== undefined && st.size !== f.size) {
         throw new RestoreError("plan", this.pid, `file ${path} has bad size ${st.size} (expect ${f.size}) (${what})`, { file: path });
+      }
+      if (f.mode !== undefined) {
+        const ignored = this.skipRwx ? 0o777 : 0;
+        const now = Number(st.mode) & ~ignored;
+        const then = f.mode & ~ignored;
+        if (now !== then) {
+          const hint = this.skipRwx ? "" : "; --skip-file-rwx-check restores it with other permission bits";
+          throw new RestoreError("plan", this.pid, `file ${path} has bad mode 0${now.toString(8)} (expect 0${then.toString(8)}) (${what})${hint}`, { file: path });
+        }
       }
       if (isReg && f.buildId) {
         const now = elfBuildId(fd);

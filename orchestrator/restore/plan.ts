@@ -41,6 +41,8 @@ export interface PlanOptions {
   tcpClose?: boolean | undefined;
   /** --ext-unix-sk */
   extUnixSk?: boolean | undefined;
+  /** --skip-file-rwx-check */
+  skipFileRwxCheck?: boolean | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
   /** --file-locks: take the locks of filelocks.img again */
@@ -217,7 +219,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   }
   for (const t of tasks) if (!dead.has(t.pid)) for (const tid of (t.entry.threads ?? []).slice(1)) await free(tid, t.pid);
   const filesById = await images.files();
-  const files = await FileSet.load(dir, filesById, opts.root, rootPid);
+  const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);

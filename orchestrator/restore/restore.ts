@@ -53,6 +53,8 @@ export interface RestoreOptions {
   tcpClose?: boolean | undefined;
   /** --ext-unix-sk: connect datagram unix sockets to their named peers outside the tree again */
   extUnixSk?: boolean | undefined;
+  /** --skip-file-rwx-check: a file's permission bits may differ from the dumped ones */
+  skipFileRwxCheck?: boolean | undefined;
   /** -s: leave the task stopped (SIGSTOP) */
   leaveStopped?: boolean | undefined;
   pidfile?: string | undefined;
@@ -149,7 +151,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let plan: Plan;
   try {
     enter("plan");
-    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, extUnixSk: opts.extUnixSk, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
+    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, extUnixSk: opts.extUnixSk, skipFileRwxCheck: opts.skipFileRwxCheck, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
   } catch (e) {
     const err = asRestoreError("plan", 0, e);
     log.error(err.message);

@@ -39,7 +39,6 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
   orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
   pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: [], what: "a pidfd store socket" },
-  skip_file_rwx_check: { takes: ["restore"], tscriu: [], what: "--skip-file-rwx-check" },
 };
 
 /** A field that asks for nothing: unset, false, or an empty list. */

@@ -452,6 +452,7 @@ async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise
       tcpEstablished: opts.tcp_established === true,
       tcpClose: opts.tcp_close === true,
       extUnixSk: opts.ext_unix_sk === true,
+      skipFileRwxCheck: opts.skip_file_rwx_check === true,
       fileLocks: opts.file_locks === true,
       autoDedup: opts.auto_dedup === true,
       lazyPages: opts.lazy_pages === true,
