@@ -2,7 +2,7 @@
 // --display-stats; -W; without -d tscriu waits and exits with the task's status; action
 // scripts in criu's order; -S; --inherit-fd; -r; --cpu-cap; the progress bar.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import test from "ava";
 import { readImage } from "../images/io.js";
@@ -140,7 +140,7 @@ test("-r ROOT: files are opened under ROOT and the task is chrooted there", asyn
   const w = await startWorkload(t, "counter");
   const dir = await dumpGone(t, w);
   const root = tempDir(t, "tscriu-root-");
-  // Everything the images name, copied under ROOT (same sizes and build-ids).
+  // Everything the images name, copied under ROOT (same sizes, modes and build-ids).
   for (const e of (await readImage(join(dir, "files.img"))).entries) {
     const reg = e["reg"] as { name: string; mode?: number } | undefined;
     if (!reg) continue;
@@ -154,6 +154,8 @@ test("-r ROOT: files are opened under ROOT and the task is chrooted there", asyn
       mkdirSync(dirname(to), { recursive: true });
       cpSync(reg.name, to);
     }
+    // with their dumped modes too (criu's check); ROOT itself may have any
+    if (reg.name !== "/") chmodSync(to, (reg.mode ?? 0) & 0o7777);
   }
   const r = tscriu(["restore", "-D", dir, "-d", "-r", root], { env: NO_CONF });
   t.teardown(() => killAndReap(w.pid));

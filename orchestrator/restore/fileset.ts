@@ -151,7 +151,8 @@ export class FileSet {
       if (isReg && f.size !== undefined && st.size !== f.size) {
         throw new RestoreError("plan", this.pid, `file ${path} has bad size ${st.size} (expect ${f.size}) (${what})`, { file: path });
       }
-      if (f.mode !== undefined) {
+      // Under --root the root is the directory given for it, whatever its mode.
+      if (f.mode !== undefined && !(this.root && f.name === "/")) {
         const ignored = this.skipRwx ? 0o777 : 0;
         const now = Number(st.mode) & ~ignored;
         const then = f.mode & ~ignored;
