@@ -2,14 +2,13 @@
 // --display-stats; -W; without -d tscriu waits and exits with the task's status; action
 // scripts in criu's order; -S; --inherit-fd; -r; --cpu-cap; the progress bar.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import test from "ava";
-import { readImage } from "../images/io.js";
 import { progressBar } from "../orchestrator/progress.js";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone } from "./helpers/restore.js";
+import { dumpGone, filesUnderRoot } from "./helpers/restore.js";
 import { counterAdvances, killAndReap, procPpid, procState, startWorkload, waitFor } from "./helpers/workloads.js";
 import { scratchDir } from "./helpers/tmp.js";
 
@@ -140,23 +139,7 @@ test("-r ROOT: files are opened under ROOT and the task is chrooted there", asyn
   const w = await startWorkload(t, "counter");
   const dir = await dumpGone(t, w);
   const root = tempDir(t, "tscriu-root-");
-  // Everything the images name, copied under ROOT (same sizes, modes and build-ids).
-  for (const e of (await readImage(join(dir, "files.img"))).entries) {
-    const reg = e["reg"] as { name: string; mode?: number } | undefined;
-    if (!reg) continue;
-    const to = join(root, reg.name);
-    const fmt = (reg.mode ?? 0) & 0o170000;
-    if (fmt === 0o040000) mkdirSync(to, { recursive: true });
-    else if (fmt === 0o020000) {
-      mkdirSync(dirname(to), { recursive: true });
-      spawnSync("mknod", [to, "c", "1", "3"]);
-    } else {
-      mkdirSync(dirname(to), { recursive: true });
-      cpSync(reg.name, to);
-    }
-    // with their dumped modes too (criu's check); ROOT itself may have any
-    if (reg.name !== "/") chmodSync(to, (reg.mode ?? 0) & 0o7777);
-  }
+  await filesUnderRoot(dir, root);
   const r = tscriu(["restore", "-D", dir, "-d", "-r", root], { env: NO_CONF });
   t.teardown(() => killAndReap(w.pid));
   t.is(r.code, 0, r.stderr);

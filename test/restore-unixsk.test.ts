@@ -4,10 +4,10 @@
 // own (the fds fixture's UNIXSK entries and sk-queues.img); criu's fixture restored with
 // its sockets; a peer outside the task refused with the task untouched; hostile images
 // refused at plan.
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { spawnSync } from "node:child_process";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
@@ -16,7 +16,7 @@ import { restore } from "../orchestrator/restore/restore.js";
 import { readRunFile, stageFixture } from "./helpers/criu-fixtures.js";
 import { tempDir } from "./helpers/dump.js";
 import { FIXTURES } from "./helpers/fixtures.js";
-import { dumpGone, restoreTask, status } from "./helpers/restore.js";
+import { dumpGone, filesUnderRoot, restoreTask, status } from "./helpers/restore.js";
 import { killAndReap, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
@@ -171,21 +171,7 @@ test("--root: path names, relative and absolute, are bound under ROOT as the tas
   t.is(await w.check(), "PASS listen");
   const dir = await dumpGone(t, w);
   const root = tempDir(t, "tscriu-root-");
-  // Everything the images name, copied under ROOT (same sizes and build-ids).
-  for (const e of await entries(dir, "files.img")) {
-    const reg = e["reg"] as { name: string; mode?: number } | undefined;
-    if (!reg) continue;
-    const to = join(root, reg.name);
-    const fmt = (reg.mode ?? 0) & 0o170000;
-    if (fmt === 0o040000) mkdirSync(to, { recursive: true });
-    else if (fmt === 0o020000) {
-      mkdirSync(dirname(to), { recursive: true });
-      spawnSync("mknod", [to, "c", "1", "3"]);
-    } else {
-      mkdirSync(dirname(to), { recursive: true });
-      cpSync(reg.name, to);
-    }
-  }
+  await filesUnderRoot(dir, root);
   const r = await restoreTask(t, dir, { root });
   t.true(statSync(join(root, w.dir, "listen.sock")).isSocket(), "the relative name, in its directory under ROOT");
   t.true(statSync(join(root, w.dir, "abs.sock")).isSocket(), "the absolute name, under ROOT");

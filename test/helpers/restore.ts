@@ -2,8 +2,9 @@
 // it through the library with cleanup registered, and fingerprint an images directory to
 // show it was not changed.
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { dump, type DumpOptions } from "../../orchestrator/dump/dump.js";
 import { isRestoreError } from "../../orchestrator/restore/errors.js";
@@ -128,5 +129,28 @@ export async function refusedAtPlan(t: ExecutionContext, dir: string, type: stri
     t.like(err, { step: "plan" }, what);
     t.regex(err?.message ?? "", re, what);
     t.true((err?.message ?? "").includes(join(copy, "files.img")), `${what}: names the file`);
+  }
+}
+
+/**
+ * A root for `restore --root`: every file the images name (files.img's REG entries),
+ * copied under `root` with its size, build-id and mode (criu's checks); a character device
+ * is made as /dev/null's. ROOT itself keeps its own mode.
+ */
+export async function filesUnderRoot(dir: string, root: string): Promise<void> {
+  for (const e of (await readImage(join(dir, "files.img"))).entries) {
+    const reg = e["reg"] as { name: string; mode?: number } | undefined;
+    if (!reg) continue;
+    const to = join(root, reg.name);
+    const fmt = (reg.mode ?? 0) & 0o170000;
+    if (fmt === 0o040000) mkdirSync(to, { recursive: true });
+    else if (fmt === 0o020000) {
+      mkdirSync(dirname(to), { recursive: true });
+      spawnSync("mknod", [to, "c", "1", "3"]);
+    } else {
+      mkdirSync(dirname(to), { recursive: true });
+      cpSync(reg.name, to);
+    }
+    if (reg.name !== "/") chmodSync(to, (reg.mode ?? 0) & 0o7777);
   }
 }
