@@ -5,7 +5,8 @@
 // with a client outside the tree (tscriu's own socket) that keeps its connection: what it
 // sent while the task was gone is answered after the restore, with no reset and no EOF.
 // A failed dump leaves the connections working and the lock removed; -R too. Without a
-// lock that works here, the dump is refused; --tcp-close; hostile tcp-stream images.
+// lock that works here, the dump is refused; --tcp-close (connections restored closed:
+// EOF, POLLHUP, EPIPE, as criu leaves them); hostile tcp-stream images.
 import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
@@ -250,6 +251,29 @@ test.serial("--tcp-close: a connection dumped without its state, restored closed
   const c2 = await client(t, Number(w.info["p3"]));
   await ask(c2, "a new client\n");
   t.is(await w.check(), "PASS echo");
+});
+
+test.serial("--tcp-close at dump and restore: connections come back closed (recv EOF, POLLHUP, EPIPE), one closed before the dump with its peer kept and not bound over its port's TIME_WAIT", async (t) => {
+  const w = await startWorkload(t, "tcpclosed", ["closed"]);
+  t.regex(await w.check(), /^FAIL closed: fd 4 is in TCP state 1, not CLOSE/, "the established ends are not closed before the dump");
+  const dir = await dumpGone(t, w, { tcpClose: true });
+  const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
+  const client = files.find((f) => f["src_port"] === Number(w.info["p6"]))!;
+  // As criu's gen_uncon_sk reads it (SO_PEERNAME): the peer of a connection gone to CLOSE.
+  t.like(client, { state: 7, dst_port: Number(w.info["p3"]), shutdown: "READ" });
+  t.is(files.filter((f) => f["state"] === 7 && f["dst_port"] !== 0).length, 2, "both ends of the closed connection keep their peer");
+  await restoreTask(t, dir, { tcpClose: true });
+  t.is(await w.check(), "PASS closed");
+});
+
+test.serial("--tcp-established at dump, --tcp-close at restore: the connections come back closed, their lock removed", async (t) => {
+  const w = await startWorkload(t, "tcpclosed", ["open"]);
+  const dir = await dumpGone(t, w, LOCK);
+  const table = await dropLockAtTeardown(t, dir);
+  t.is(readdirSync(dir).filter((f) => f.startsWith("tcp-stream-")).length, 2);
+  await restoreTask(t, dir, { tcpClose: true });
+  t.false(tables().includes(table), "the restore removed the lock");
+  t.is(await w.check(), "PASS open");
 });
 
 test.serial("hostile tcp-stream images: queues that do not match their lengths, unsent data past the queue, a missing image: refused at plan naming the file", async (t) => {

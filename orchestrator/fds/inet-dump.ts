@@ -90,7 +90,7 @@ export class InetDumper implements FdDumper {
   private unlisted(f: FdFacts, proto: number, raw: boolean, refuse: (why: string) => UnsupportedFd): SkView {
     const b = bridge();
     const src = parseSockaddr(b.sockName(f.copy));
-    const peer = b.peerName(f.copy);
+    const peer = peerOf(f.copy, f.domain());
     const dst = peer ? parseSockaddr(peer) : { port: 0, addr: Buffer.alloc(16) };
     let wqlen = 0;
     let shutdown = 0;
@@ -181,6 +181,18 @@ export class InetDumper implements FdDumper {
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
+    } else if (sk.dport !== 0 && !raw) {
+      const conn = `(${local} -> ${showAddr(family, addrWords(sk.dst, family), sk.dport)}, CLOSE)`;
+      if (this.ctx.tcp.close) {
+        // criu's --tcp-close: the end of a connection closed; a restore makes it so again (recv: EOF, send: EPIPE).
+        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: closed TCP connection ${conn} dumped without its state (--tcp-close)`);
+      } else {
+        // criu keeps such a socket through repair mode (its FINs sent again on restore), which
+        // tscriu does not do yet: it is dumped as a socket that never connected, its address kept.
+        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: closed TCP connection ${conn} dumped as a socket that never connected (--tcp-close keeps it closed)`);
+        sk.dport = 0;
+        sk.dst = Buffer.alloc(16);
+      }
     }
 
     const id = this.ctx.files.newId();
@@ -282,6 +294,22 @@ export class InetDumper implements FdDumper {
       }
     }
     if (first !== undefined) throw first;
+  }
+}
+
+/**
+ * The peer of a socket sock_diag does not list, as criu's gen_uncon_sk reads it: by
+ * SO_PEERNAME, which (unlike getpeername) still gives the peer of a TCP connection gone
+ * to CLOSE (both FINs exchanged, or reset), so that such a socket is dumped as the
+ * connection it was and not as a socket that never connected.
+ */
+function peerOf(fd: number, family: number): Buffer | undefined {
+  try {
+    // The size asked must be the address's exactly (more is EINVAL): sockaddr_in, sockaddr_in6.
+    return bridge().getsockopt(fd, SOL_SOCKET, SO.PEERNAME, family === AF_INET6 ? 28 : 16);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOTCONN") return undefined;
+    throw e;
   }
 }
 

@@ -126,6 +126,7 @@ export class InetRestorer implements FdRestorer {
         } else if (!this.ctx.tcp.established) {
           throw this.fail(`${conn}: restore it with --tcp-established, or closed with --tcp-close`);
         } else {
+          if (e.state === TCP_STATE.CLOSE) throw this.fail(`${conn}: tscriu restores a closed connection with --tcp-close only (criu's repair of its FINs is not done yet)`);
           if (!(REPAIRED_STATES & (1 << e.state))) throw this.fail(`${conn}; only connections that are established or half-closed are restored`);
           stream = await this.stream(e, conn);
         }
@@ -187,7 +188,11 @@ export class InetRestorer implements FdRestorer {
           repairOn(fd);
           restoreConnection(fd, sockaddr(e.family, e.src_port, s.src, s.scopeId), sockaddr(e.family, e.dst_port, s.dst), stream);
         });
-      } else if (!s.closed) {
+      } else if (s.closed) {
+        // criu's restore_one_tcp with --tcp-close: neither bound nor connected, both ways shut
+        // (ENOTCONN, but the kernel marks it shut all the same): recv gives EOF, send EPIPE, poll POLLHUP.
+        this.step(s, "shutdown", () => shutdownUnconnected(fd, SHUT.RDWR));
+      } else {
         // A raw socket's "port" is its protocol, given by socket(): only an address is bound.
         if (e.type === SOCK.RAW) {
           if (s.src.some((w) => w !== 0)) this.step(s, "bind", () => b.bindAddr(fd, sockaddr(e.family, 0, s.src, s.scopeId)));
@@ -202,16 +207,7 @@ export class InetRestorer implements FdRestorer {
       this.step(s, "options", () => restoreSockOpts(fd, e.opts));
       if (e.proto === IPPROTO.TCP && e.type !== SOCK.RAW) this.step(s, "TCP options", () => restoreTcpOpts(fd, e));
       const how = HOW[shutdownOf(e)];
-      if (how !== undefined) {
-        this.step(s, "shutdown", () => {
-          try {
-            b.shutdown(fd, how);
-          } catch (err) {
-            // A socket that never connected has nothing to shut down (criu lets it be).
-            if ((err as NodeJS.ErrnoException).code !== "ENOTCONN") throw err;
-          }
-        });
-      }
+      if (how !== undefined) this.step(s, "shutdown", () => shutdownUnconnected(fd, how));
     }
     // Every socket is made: each gets back its own SO_REUSEADDR and SO_REUSEPORT (criu's
     // post_open_inet_sk); a connection's waits until it leaves repair mode (beforeResume).
@@ -267,6 +263,15 @@ export class InetRestorer implements FdRestorer {
         // closed already
       }
     }
+  }
+}
+
+/** shutdown(2), where a socket that never connected answers ENOTCONN (criu lets it be). */
+function shutdownUnconnected(fd: number, how: number): void {
+  try {
+    bridge().shutdown(fd, how);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOTCONN") throw err;
   }
 }
 
