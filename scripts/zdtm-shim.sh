@@ -3,8 +3,9 @@
 # this file as its criu (`--criu-bin scripts/zdtm-shim.sh`), and it runs tscriu's bin with
 # zdtm's arguments, except those that criu accepts where it does not use them: two that
 # zdtm passes to every dump, `--pidfile FILE` (criu writes a pidfile on restore and for daemons
-# only) and `--pre-dump-mode MODE` (read by pre-dump only); `--link-remap`, which zdtm
-# gives a test's restore as well as its dump (criu reads it at dump only); and a test's own
+# only) and `--pre-dump-mode MODE` (read by pre-dump only); `--link-remap` and
+# `--skip-in-flight`, which zdtm gives a test's restore as well as its dump (criu reads
+# them at dump only: in-flight connections are a listener's, left out of the images); and a test's own
 # dump options that zdtm gives its pre-dumps too, where criu takes them without using them
 # (`--tcp-established`: a pre-dump takes memory only). tscriu refuses an option on a
 # command where it does nothing, so they are dropped here. A dump also gets
@@ -37,7 +38,12 @@ if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
 fi
 if [ "$1" = restore ]; then
 	args=()
-	for a in "$@"; do [ "$a" = --link-remap ] || args+=("$a"); done
+	for a in "$@"; do
+		case "$a" in
+		--link-remap | --skip-in-flight) ;;
+		*) args+=("$a") ;;
+		esac
+	done
 	exec "$bin" "${args[@]}"
 fi
 exec "$bin" "$@"
