@@ -6,11 +6,13 @@
 // The same both ways for half-closed connections (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT,
 // LAST_ACK, CLOSING), whose FINs each tool puts back with a marked raw segment, and for
 // a connection still opening (SYN_SENT), whose SYN goes again after the restore.
+// And with --tcp-close: connections (one of them gone to CLOSE before the dump, its peer
+// kept) come back closed, shut down both ways, whichever tool dumped them.
 import type { SpawnSyncReturns } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
-import { criuLogTail, criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
+import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dropLockAtTeardown, dropSegments, tables } from "./helpers/nft.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
@@ -20,7 +22,7 @@ import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN, type
  * Whether criu's dump into `images` worked; criu 4.1's known failure on this kernel is
  * logged and passes (criu 4.2 has not got it), any other fails the test.
  */
-function criuDumpedTcp(t: ExecutionContext, r: SpawnSyncReturns<string>, images: string): boolean {
+function criuDumpedTcp(t: ExecutionContext, r: Pick<SpawnSyncReturns<string>, "status" | "stderr">, images: string): boolean {
   if (r.status !== 0 && /^4\.1(\.|$)/.test(criuVersion()) && /Can't get 1:16 opt: Operation not supported/.test(criuLogTail(images, "dump.log"))) {
     t.log(`criu ${criuVersion()}'s own limit, not tscriu's: it asks TCP sockets for SO_PASSCRED, which Linux 6.16 and later refuse (criu 4.2 does not)`);
     t.pass();
@@ -119,3 +121,19 @@ for (const [name, what, drops] of CASES) {
     t.is(await w.check(90_000), `PASS ${name}`);
   });
 }
+
+test.serial("criu restores tscriu's --tcp-close dump of connections, one gone to CLOSE: closed, recv EOF, POLLHUP, EPIPE", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "tcpclosed", ["closed"], { static: true });
+  const dir = await dumpGone(t, w, { tcpClose: true });
+  await restoredByCriu(t, w.pid, dir, 60_000, "--tcp-close");
+  t.is(await w.check(30_000), "PASS closed");
+});
+
+test.serial("tscriu restores criu's --tcp-close dump of connections, one gone to CLOSE: closed, recv EOF, POLLHUP, EPIPE", async (t) => {
+  if (!haveRoot(t)) return;
+  const c = await criuDumps(t, "tcpclosed", ["closed"], "--tcp-close");
+  if (!criuDumpedTcp(t, c, c.images)) return;
+  await restoreTask(t, c.images, { tcpClose: true });
+  t.is(await c.check(), "PASS closed");
+});
