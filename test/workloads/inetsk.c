@@ -525,24 +525,15 @@ static const char *hc_data[12] = {
 static int hc_port[12];
 static int hc_phase;
 
-static int tcp_state(int fd)
-{
-	struct tcp_info ti;
-	socklen_t l = sizeof(ti);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
-		return -1;
-	return ti.tcpi_state;
-}
-
 /* Waits up to 10 s for fd to reach TCP state `want`. */
 static int await_state(int fd, int want)
 {
 	for (int i = 0; i < 1000; i++) {
-		if (tcp_state(fd) == want)
+		if (wl_tcp_state(fd) == want)
 			return 0;
 		usleep(10000);
 	}
-	return wl_fail("fd %d is in TCP state %d, not %d", fd, tcp_state(fd), want);
+	return wl_fail("fd %d is in TCP state %d, not %d", fd, wl_tcp_state(fd), want);
 }
 
 /* A connected pair at fds c (client) and s (accepted), data written each way. */
@@ -677,7 +668,7 @@ static int check_connecting(void)
 	/* the SYN dropped before the dump goes again after the restore */
 	struct pollfd p = { .fd = 4, .events = POLLOUT };
 	if (poll(&p, 1, 30000) != 1)
-		return wl_fail("the connect did not complete (TCP state %d)", tcp_state(4));
+		return wl_fail("the connect did not complete (TCP state %d)", wl_tcp_state(4));
 	int err = wl_get_int(4, SOL_SOCKET, SO_ERROR);
 	if (err)
 		return wl_fail("the connect failed: %s", strerror(err));

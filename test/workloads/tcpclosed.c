@@ -30,15 +30,6 @@ static int port_of(int fd)
 	return ntohs(a.sin_port);
 }
 
-static int tcp_state(int fd)
-{
-	struct tcp_info ti;
-	socklen_t l = sizeof(ti);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
-		return -1;
-	return ti.tcpi_state;
-}
-
 /* A connection to listener fd 3 at fd c, its accepted end at fd s. */
 static void pair_at(int c, int s)
 {
@@ -88,16 +79,16 @@ static void setup_closed(void)
 		wl_die("fd 7 never had fd 6's FIN");
 	if (shutdown(7, SHUT_WR) < 0)
 		wl_die("shutdown 7");
-	for (int i = 0; i < 1000 && (tcp_state(6) != TCP_CLOSE || tcp_state(7) != TCP_CLOSE); i++)
+	for (int i = 0; i < 1000 && (wl_tcp_state(6) != TCP_CLOSE || wl_tcp_state(7) != TCP_CLOSE); i++)
 		usleep(10000);
-	if (tcp_state(6) != TCP_CLOSE || tcp_state(7) != TCP_CLOSE)
+	if (wl_tcp_state(6) != TCP_CLOSE || wl_tcp_state(7) != TCP_CLOSE)
 		wl_die("fds 6 and 7 never both reached CLOSE");
 }
 
 /* What a closed connection's end answers: state CLOSE, EOF, POLLHUP, EPIPE. */
 static int closed_end(int fd)
 {
-	int st = tcp_state(fd);
+	int st = wl_tcp_state(fd);
 	if (st != TCP_CLOSE)
 		return wl_fail("fd %d is in TCP state %d, not CLOSE (%d)", fd, st, TCP_CLOSE);
 	char buf[4];

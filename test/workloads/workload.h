@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -299,6 +301,16 @@ static inline int wl_get_int(int fd, int level, int name)
 	if (getsockopt(fd, level, name, &v, &l) < 0)
 		return -1;
 	return v;
+}
+
+/* A TCP socket's state (TCP_ESTABLISHED, TCP_CLOSE...), -1 when it has none. */
+static inline int wl_tcp_state(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
+		return -1;
+	return ti.tcpi_state;
 }
 
 /* DIR/counter holds the value as text, replaced atomically (write + rename)
