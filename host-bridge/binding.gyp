@@ -21,6 +21,7 @@
         "src/tty.c",
         "src/pty.c",
         "src/sockets.c",
+        "src/sockfilter.c",
         "src/rpc.c",
         "src/unix.c",
         "src/inet.c",

@@ -255,7 +255,9 @@ export const SO = {
   RCVTIMEO: 20,
   SNDTIMEO: 21,
   BINDTODEVICE: 25,
+  /** SO_GET_FILTER and SO_ATTACH_FILTER share the number (get and set). */
   GET_FILTER: 26,
+  ATTACH_FILTER: 26,
   PEERNAME: 28,
   SNDBUFFORCE: 32,
   RCVBUFFORCE: 33,
@@ -264,6 +266,8 @@ export const SO = {
   PROTOCOL: 38,
   DOMAIN: 39,
   PEEK_OFF: 42,
+  LOCK_FILTER: 44,
+  ATTACH_BPF: 50,
   BUF_LOCK: 72,
   PASSPIDFD: 76,
   PASSRIGHTS: 83,

@@ -350,6 +350,14 @@ export interface NativeBridge {
   /** setsockopt(2) with the option's bytes. */
   setsockopt(fd: number, level: number, name: number, value: Uint8Array): void;
   /**
+   * The classic BPF filter attached to a socket (SO_GET_FILTER), as the kernel's struct
+   * sock_filter array (8 bytes each); empty when none. Throws EACCES for an eBPF program
+   * (SO_ATTACH_BPF), which has no classic form.
+   */
+  getSocketFilter(fd: number): Buffer;
+  /** SO_ATTACH_FILTER with 1..4096 struct sock_filter instructions; EINVAL when the kernel's checker refuses them. */
+  attachSocketFilter(fd: number, insns: Uint8Array): void;
+  /**
    * Int options in one call: `spec` holds (level, name) pairs, `out[i]` gets the i-th
    * value. Throws at the first that fails, its syscall naming the level and name.
    */

@@ -392,6 +392,7 @@ static napi_value init(napi_env env, napi_value exports)
 	bridge_init_tty(env, exports);
 	bridge_init_pty(env, exports);
 	bridge_init_sockets(env, exports);
+	bridge_init_sockfilter(env, exports);
 	bridge_init_unix(env, exports);
 	bridge_init_inet(env, exports);
 	bridge_init_rpc(env, exports);

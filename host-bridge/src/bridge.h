@@ -92,6 +92,7 @@ void bridge_init_dumpsys(napi_env env, napi_value exports);
 void bridge_init_tty(napi_env env, napi_value exports);
 void bridge_init_pty(napi_env env, napi_value exports);
 void bridge_init_sockets(napi_env env, napi_value exports);
+void bridge_init_sockfilter(napi_env env, napi_value exports);
 
 /* Shared by the socket kinds (sockets.c): a Buffer holding a copy of `len` bytes, and one
  * sock_diag dump (NETLINK_SOCK_DIAG): `req` (`req_len` bytes after the netlink header) is

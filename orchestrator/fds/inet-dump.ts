@@ -26,7 +26,7 @@ import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
-import { dumpSockOpts, getsockoptInts, hasSocketFilter } from "./sockopts.js";
+import { dumpSockOpts, getsockoptInts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
@@ -148,7 +148,6 @@ export class InetDumper implements FdDumper {
     if (!raw && proto === IPPROTO.MPTCP) throw refuse("is a multipath TCP socket, which criu does not dump either (Go programs: GODEBUG=multipathtcp=0 turns it off)");
     if (!raw && PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
     if (!raw && type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream, datagram and raw sockets are dumped`);
-    if (hasSocketFilter(f.copy)) throw refuse("has a socket filter (SO_ATTACH_FILTER); dumping one is not supported yet");
 
     const ino = Number(f.st.ino);
     // sock_diag lists neither raw nor ping sockets here: they are read from the socket, as criu's gen_uncon_sk does.
@@ -211,7 +210,7 @@ export class InetDumper implements FdDumper {
       src_addr: addrWords(sk.src, family),
       dst_addr: addrWords(sk.dst, family),
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, "inet"),
+      opts: dumpSockOpts(f.copy, "inet", refuse),
       ip_opts: { ...ipOpts(f.copy, family), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
       tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOpts(f.copy) : {},
       ...(sk.listed ? { ns_id: NET_NS_ID } : {}),

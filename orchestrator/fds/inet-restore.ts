@@ -16,7 +16,7 @@ import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
+import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
@@ -138,7 +138,8 @@ export class InetRestorer implements FdRestorer {
     }
     const sh = shutdownOf(e);
     if (sh < 0 || sh > 3) throw this.fail(`${state} has the shutdown state ${String(e.shutdown)}, which is none of NONE, READ, WRITE, BOTH`);
-    if (e.opts.so_filter?.length) throw this.fail(`${state} has a socket filter (SO_ATTACH_FILTER); restoring one is not supported yet`);
+    const filter = filterProblem(e.opts);
+    if (filter) throw this.fail(`${state} ${filter}`);
     let scopeId = 0;
     if (e.ifname !== undefined) {
       const file = `/sys/class/net/${e.ifname}/ifindex`;

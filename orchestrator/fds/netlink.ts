@@ -21,7 +21,7 @@ import { NET_NS_ID } from "../dump/write.js";
 import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
-import { dumpSockOpts, getsockoptInts, restoreSockOpts } from "./sockopts.js";
+import { dumpSockOpts, filterProblem, getsockoptInts, restoreSockOpts } from "./sockopts.js";
 
 type NetlinkSkEntry = Entry<typeof netlink_sk_entry>;
 
@@ -93,7 +93,7 @@ class NetlinkDumper implements FdDumper {
       dst_portid: dstPortid,
       dst_group: dstGroup,
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, "netlink"),
+      opts: dumpSockOpts(f.copy, "netlink", refuse),
       ...(listed ? { ns_id: NET_NS_ID } : {}),
     };
     this.ctx.files.add({ type: "NETLINKSK", id, nlsk: entry });
@@ -119,7 +119,8 @@ class NetlinkRestorer implements FdRestorer {
     const groups = nl.groups ?? [];
     if (groups.length > MAX_GROUP_WORDS) throw bad(`lists ${groups.length} words of groups, more than the ${MAX_GROUP_WORDS * 32} groups tscriu takes`);
     if (nl.dst_group > 32) throw bad(`is connected to the group ${nl.dst_group}; a connection names a group up to 32`);
-    if (nl.opts.so_filter?.length) throw bad("has a socket filter (SO_ATTACH_FILTER); restoring one is not supported yet");
+    const filter = filterProblem(nl.opts);
+    if (filter) throw bad(filter);
     return Promise.resolve({
       describe: `netlink socket ${nl.ino} (protocol ${nl.protocol}, port ${nl.portid})`,
       fown: nl.fown,

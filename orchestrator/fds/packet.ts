@@ -23,7 +23,7 @@ import { NET_NS_ID } from "../dump/write.js";
 import { badEntry, MadeFds, part, stepsOf } from "./anon.js";
 import type { DumpContext, ExtraImage, FdDumper, FdFacts, FdKind, FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { UnsupportedFd } from "./kind.js";
-import { dumpSockOpts, getsockoptInts, int32, restoreSockOpts } from "./sockopts.js";
+import { dumpSockOpts, filterProblem, getsockoptInts, int32, restoreSockOpts } from "./sockopts.js";
 
 type PacketSkEntry = Entry<typeof packet_sock_entry>;
 type PacketRing = Entry<typeof packet_ring>;
@@ -94,7 +94,7 @@ class PacketDumper implements FdDumper {
       flags: f.flags,
       ifindex: d.ifindex ?? 0,
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, "packet"),
+      opts: dumpSockOpts(f.copy, "packet", refuse),
       version: d.version ?? 0,
       reserve: d.reserve ?? 0,
       aux_data: (flags & PDI.AUXDATA) !== 0,
@@ -160,7 +160,8 @@ class PacketRestorer implements FdRestorer {
     for (const [name, r] of [["PACKET_RX_RING", p.rx_ring], ["PACKET_TX_RING", p.tx_ring]] as const) {
       if (r && r.block_size * r.block_nr > MAX_RING) throw bad(`has a ${name} of ${r.block_nr} blocks of ${r.block_size} bytes, more than ${MAX_RING} bytes`);
     }
-    if (p.opts.so_filter?.length) throw bad("has a socket filter (SO_ATTACH_FILTER); restoring one is not supported yet");
+    const filter = filterProblem(p.opts);
+    if (filter) throw bad(filter);
     return Promise.resolve({
       describe: `packet socket ${p.id} (${typeName(p.type)}, protocol 0x${p.protocol.toString(16)}, ifindex ${p.ifindex})`,
       fown: p.fown,

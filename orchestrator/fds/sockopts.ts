@@ -18,9 +18,53 @@ function getTimeval(fd: number, name: number): [bigint, bigint] {
   return [b.readBigInt64LE(0), b.readBigInt64LE(8)];
 }
 
-/** Whether a classic BPF filter is attached (SO_GET_FILTER gives back its length in blocks). */
-export function hasSocketFilter(fd: number): boolean {
-  return bridge().getsockopt(fd, SOL_SOCKET, SO.GET_FILTER, 8 * 4096).length > 0;
+/** The most instructions a classic filter has (the kernel's BPF_MAXINSNS). */
+export const MAX_FILTER_INSNS = 4096;
+
+/**
+ * A socket's classic BPF filter in criu's packing (code<<48 | jt<<40 | jf<<32 | k, so that
+ * the image does not depend on the byte order); refused when it cannot be kept: an eBPF
+ * program (SO_ATTACH_BPF) has no classic form to read back, and a locked filter
+ * (SO_LOCK_FILTER) has no field in criu's image (criu 4.2 loses the lock).
+ */
+function dumpFilter(fd: number, locked: boolean, refuse: (why: string) => Error): bigint[] {
+  if (locked) throw refuse("has its socket filter locked (SO_LOCK_FILTER), which criu's image has no field for (the lock would be lost)");
+  let raw: Buffer;
+  try {
+    raw = bridge().getSocketFilter(fd);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EACCES") throw refuse("has an eBPF socket filter (SO_ATTACH_BPF), which neither criu nor tscriu dumps (SO_GET_FILTER gives back classic filters only)");
+    throw e;
+  }
+  return Array.from({ length: raw.length / 8 }, (_, i) => {
+    const at = 8 * i;
+    return (BigInt(raw.readUInt16LE(at)) << 48n) | (BigInt(raw[at + 2]!) << 40n) | (BigInt(raw[at + 3]!) << 32n) | BigInt(raw.readUInt32LE(at + 4));
+  });
+}
+
+/** Attaches an image's classic filter (SO_ATTACH_FILTER); the kernel's checker refuses a bad program. */
+function attachFilter(fd: number, words: readonly bigint[]): void {
+  const raw = Buffer.alloc(8 * words.length);
+  words.forEach((w, i) => {
+    const at = 8 * i;
+    raw.writeUInt16LE(Number((w >> 48n) & 0xffffn), at);
+    raw[at + 2] = Number((w >> 40n) & 0xffn);
+    raw[at + 3] = Number((w >> 32n) & 0xffn);
+    raw.writeUInt32LE(Number(w & 0xffffffffn), at + 4);
+  });
+  try {
+    bridge().attachSocketFilter(fd, raw);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "EINVAL" ? " (the kernel's checker refused the program)" : "";
+    throw new Error(`setsockopt(SO_ATTACH_FILTER) of ${words.length} instructions: ${code ?? (e as Error).message}${why}`, { cause: e });
+  }
+}
+
+/** Why an image's filter cannot be attached, found before anything is made (undefined when it can be tried). */
+export function filterProblem(o: SkOpts): string | undefined {
+  const n = o.so_filter?.length ?? 0;
+  return n > MAX_FILTER_INSNS ? `has a socket filter of ${n} instructions, more than the kernel's ${MAX_FILTER_INSNS}` : undefined;
 }
 
 /**
@@ -31,7 +75,7 @@ export function hasSocketFilter(fd: number): boolean {
  * are written only when they differ from the default (SO_PASSPIDFD on, SO_PASSRIGHTS
  * off), so that a plain socket's entry is criu's.
  */
-export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet"): SkOpts {
+export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet", refuse: (why: string) => Error): SkOpts {
   const unix = family === "unix";
   const creds = unix || family === "netlink";
   const int = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
@@ -43,6 +87,7 @@ export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "
   const dev = bridge().getsockopt(fd, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
   const passpidfd = unix && bool(SO.PASSPIDFD);
   const passrights = !unix || bool(SO.PASSRIGHTS);
+  const filter = dumpFilter(fd, bool(SO.LOCK_FILTER), refuse);
   return {
     so_sndbuf: int(SO.SNDBUF),
     so_rcvbuf: int(SO.RCVBUF),
@@ -66,11 +111,12 @@ export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "
     so_buf_lock: int(SO.BUF_LOCK),
     ...(passpidfd ? { so_passpidfd: true } : {}),
     ...(!passrights ? { so_passrights: false } : {}),
+    ...(filter.length ? { so_filter: filter } : {}),
   };
 }
 
 /** The SOL_SOCKET int options every socket's entry has. */
-const COMMON_OPTS: readonly number[] = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK];
+const COMMON_OPTS: readonly number[] = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEADDR, SO.PRIORITY, SO.RCVLOWAT, SO.DONTROUTE, SO.NO_CHECK, SO.REUSEPORT, SO.BROADCAST, SO.KEEPALIVE, SO.OOBINLINE, SO.BUF_LOCK, SO.LOCK_FILTER];
 const INET_OPTS = [...COMMON_OPTS];
 const NETLINK_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC];
 const UNIX_OPTS = [...NETLINK_OPTS, SO.PASSPIDFD, SO.PASSRIGHTS];
@@ -165,9 +211,12 @@ function timeval(sec: bigint, usec: bigint): Buffer {
   return b;
 }
 
-/** Sets the options of an image entry, in criu's order (restore_socket_opts). */
+/**
+ * Sets the options of an image entry, in criu's order (restore_socket_opts). The filter
+ * comes last, as criu's: once attached it filters what arrives, so a socket's receive
+ * queue must be refilled before this runs.
+ */
 export function restoreSockOpts(fd: number, o: SkOpts): void {
-  if (o.so_filter?.length) throw new Error("a socket filter (SO_ATTACH_FILTER) cannot be restored yet");
   setBuffers(fd, Math.floor(o.so_sndbuf / 2), Math.floor(o.so_rcvbuf / 2));
   // The int options in one call, in criu's order; linger, timeouts and the device after.
   const ints: [number, number][] = [];
@@ -198,4 +247,5 @@ export function restoreSockOpts(fd: number, o: SkOpts): void {
   set(fd, SO.SNDTIMEO, "SO_SNDTIMEO", timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
   set(fd, SO.RCVTIMEO, "SO_RCVTIMEO", timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
   if (o.so_bound_dev) set(fd, SO.BINDTODEVICE, "SO_BINDTODEVICE", Buffer.from(`${o.so_bound_dev}\0`, "latin1"));
+  if (o.so_filter?.length) attachFilter(fd, o.so_filter);
 }

@@ -16,7 +16,7 @@ import type { sk_packet_entry, unix_sk_entry } from "../../images/schema/index.j
 import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
-import { dumpSockOpts, hasSocketFilter } from "./sockopts.js";
+import { dumpSockOpts } from "./sockopts.js";
 import { OutsidePeers } from "./unix-external.js";
 
 export type UnixSkEntry = Entry<typeof unix_sk_entry>;
@@ -105,7 +105,6 @@ export class UnixDumper implements FdDumper {
     if (!d) throw refuse("is not in sock_diag's table of tscriu's network namespace");
     if (d.type !== SOCK.STREAM && d.type !== SOCK.DGRAM && d.type !== SOCK.SEQPACKET) throw refuse(`of type ${d.type}: only stream, datagram and seqpacket sockets are dumped`);
     if (d.state !== SK_STATE.LISTEN && d.state !== SK_STATE.ESTABLISHED && d.state !== SK_STATE.CLOSE) throw refuse(`in state ${d.state}`);
-    if (hasSocketFilter(f.copy)) throw refuse("has a socket filter (SO_ATTACH_FILTER); dumping one is not supported yet");
 
     const name = d.name ?? Buffer.alloc(0);
     const named: Partial<UnixSkEntry> = {};
@@ -163,7 +162,7 @@ export class UnixDumper implements FdDumper {
       backlog: d.wqlen,
       peer,
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, "unix"),
+      opts: dumpSockOpts(f.copy, "unix", refuse),
       name: new Uint8Array(name),
       ...(d.shutdown !== 0 ? { shutdown: d.shutdown } : {}),
       ...named,

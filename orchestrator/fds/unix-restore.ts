@@ -26,7 +26,7 @@ import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { underRoot } from "../restore/fileset.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { restoreSockOpts, widenBuffers } from "./sockopts.js";
+import { filterProblem, restoreSockOpts, widenBuffers } from "./sockopts.js";
 import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
 import { USK_EXTERN } from "./unix-external.js";
 
@@ -123,6 +123,8 @@ export class UnixRestorer implements FdRestorer {
     if (u.uflags !== 0) throw this.fail(`${sock} has criu's flags 0x${u.uflags.toString(16)} (its service socket, a plugin's, an inherited one); restoring them is not supported`);
     const sh = shutdownOf(u);
     if (sh < 0 || sh > 3) throw this.fail(`${sock} has the shutdown state ${String(u.shutdown)}, which is none of NONE, READ, WRITE, BOTH`);
+    const filter = filterProblem(u.opts);
+    if (filter) throw this.fail(`${sock} ${filter}`);
     const name = Buffer.from(u.name);
     if (name.length > UNIX_PATH_MAX) throw this.fail(`${sock} has a name of ${name.length} bytes, more than sun_path's ${UNIX_PATH_MAX}`);
     if (u.deleted && (name.length === 0 || name[0] === 0)) throw this.fail(`${sock} is marked as bound to a removed file, but has no path name`);
@@ -285,6 +287,7 @@ export class UnixRestorer implements FdRestorer {
     }
     for (const s of this.sockets) {
       this.step(s, "fcntl(F_SETFL)", () => b.fcntl(s.fd!, F.SETFL, s.u.flags & ~3));
+      // After every queue is refilled: a filter attached earlier would judge the refill.
       this.step(s, "options", () => restoreSockOpts(s.fd!, s.u.opts));
       const how = HOW[shutdownOf(s.u)];
       if (how !== undefined) this.step(s, "shutdown", () => b.shutdown(s.fd!, how));
