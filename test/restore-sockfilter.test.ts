@@ -5,9 +5,11 @@
 // tscriu's images and tscriu criu's. An eBPF program or a locked filter is refused at
 // dump by name with the task left running; a filter the kernel's checker refuses fails
 // the restore naming the socket and the step, and nothing made is left.
-import { copyFileSync, existsSync, readdirSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
+import { AF_INET, SOCK } from "../host-bridge/constants.js";
+import { bridge } from "../host-bridge/load.js";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
@@ -25,6 +27,23 @@ const lenIs = (n: number): bigint[] => [0x80n << 48n, (0x15n << 48n) | (1n << 32
 async function socketEntries(dir: string, type: string, part: string): Promise<E[]> {
   return (await readImage(join(dir, "files.img"))).entries.filter((e) => e["type"] === type).map((e) => e[part] as E);
 }
+
+test("the bridge's filter calls: none reads as empty, a filter reads back as set, bad arguments and programs are refused", (t) => {
+  const b = bridge();
+  const fd = b.socket(AF_INET, SOCK.DGRAM, 0);
+  t.teardown(() => closeSync(fd));
+  t.is(b.getSocketFilter(fd).length, 0, "no filter");
+  const prog = Buffer.from([0x06, 0, 0, 0, 0xff, 0xff, 0, 0]); // ret #0xffff
+  b.attachSocketFilter(fd, prog);
+  t.deepEqual(b.getSocketFilter(fd), prog);
+  t.throws(() => b.attachSocketFilter(fd, Buffer.alloc(0)), { instanceOf: TypeError }, "no instruction");
+  t.throws(() => b.attachSocketFilter(fd, Buffer.alloc(12)), { instanceOf: TypeError }, "not whole instructions");
+  t.throws(() => b.attachSocketFilter(fd, Buffer.alloc(8 * 4097)), { instanceOf: TypeError }, "past BPF_MAXINSNS");
+  const bad = t.throws(() => b.attachSocketFilter(fd, Buffer.from([0xff, 0xff, 0, 0, 0, 0, 0, 0])), undefined, "an unknown opcode");
+  t.like(bad, { code: "EINVAL", syscall: "setsockopt(SO_ATTACH_FILTER)" });
+  t.deepEqual(b.getSocketFilter(fd), prog, "the filter set before stays");
+  t.throws(() => b.getSocketFilter(0x7ffffff0), { code: "EBADF" });
+});
 
 test("socket filters are dumped in criu's packing and come back equal and working, a unix queue before its filter", async (t) => {
   const w = await startWorkload(t, "sockfilter");
