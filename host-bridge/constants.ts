@@ -138,7 +138,19 @@ export const MAP = {
   FIXED: 0x10,
   ANONYMOUS: 0x20,
   FIXED_NOREPLACE: 0x100000,
+  HUGETLB: 0x40000,
 } as const;
+
+/**
+ * hugetlb's page size in mmap and memfd_create flags: log2(size) << 26 (the same bits in
+ * both, MAP_HUGE_SHIFT = MFD_HUGE_SHIFT); criu keeps them in vma_entry.flags and in
+ * memfd_inode_entry.hugetlb_flag (with MFD_HUGETLB).
+ */
+export const HUGE_SHIFT = 26;
+export const HUGE_SIZE_MASK = 0x3f << HUGE_SHIFT;
+/** the page sizes criu knows (hugetlb.c), as log2 of bytes: 16K .. 16G */
+export const HUGE_SIZE_LOG2 = [14, 16, 19, 20, 21, 23, 24, 25, 28, 29, 30, 31, 34] as const;
+export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
 
 /** Sockets (asm-generic/socket.h, linux/net.h): the family, types and options tscriu uses. */
 export const AF_UNIX = 1;

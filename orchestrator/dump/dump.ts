@@ -9,7 +9,7 @@
 
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { CLOCK } from "../../host-bridge/constants.js";
+import { CLOCK, MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
@@ -419,7 +419,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         enter("vmas");
         const vmas = collectVmas(p, files, shm);
         unproxyVdso(p, vmas, log);
-        memProcs.push({ pid: p, vmas });
+        // hugetlb memory is left to the dump, as criu's pre-dump does (memory.ts)
+        memProcs.push({ pid: p, vmas: vmas.filter((v) => !(v.flags & MAP.HUGETLB)) });
         continue;
       }
       // smaps is made (a walk of every page table) on the thread pool while the state

@@ -22,7 +22,7 @@ const PAGE = 4096;
 const MAP_PRIVATE = 0x2;
 const MAP_ANON = 0x20;
 const MAP_LOCKED = 0x2000;
-const MAP_HUGETLB = 0x40000;
+const MAP_HUGETLB = MAP.HUGETLB;
 const NOTHING_COVERED = new BigUint64Array(0);
 /** Bytes per read batch (BUFFERS such buffers take turns between reading and writing). */
 const CHUNK = 8 << 20;
@@ -176,14 +176,17 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       if (parent.length) parentRanges.push(parent);
       continue;
     }
+    // hugetlb pages are never left to the parent (criu's restorer reads a hugetlb VMA's
+    // pages from this dump's pages image alone: such a VMA is not premapped).
+    const huge = (v.flags & MAP_HUGETLB) !== 0;
     for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
       const n = (r.end - r.start) / PAGE;
       scanned += n;
       if (r.categories & PAGE_IS.PFNZERO) continue;
       if (filePrivate && r.categories & PAGE_IS.FILE) continue;
       const last = segments[segments.length - 1];
-      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && !last.fresh) last.len += r.end - r.start;
-      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem });
+      if (last && last.addr + last.len === r.start && last.flags === flags && last.procMem === procMem && !last.fresh && !huge) last.len += r.end - r.start;
+      else segments.push({ addr: r.start, len: r.end - r.start, flags, procMem, ...(huge ? { fresh: true } : {}) });
       pages += n;
     }
   }

@@ -6,13 +6,20 @@
 // files.img entry shared by the object's mappings (MAP_SHARED and MAP_PRIVATE alike: a
 // private mapping keeps reading the object's pages it has not written), and one MEMFD
 // entry per open file description of it.
+//
+// hugetlb objects the same way, as criu does when the kernel has MFD_HUGETLB: a memfd made
+// with MFD_HUGETLB, and a shared MAP_HUGETLB region ("/anon_hugepage (deleted)"), both
+// files of the kernel's internal hugetlbfs mount of their page size. Their inode entry
+// carries the page size (hugetlb_flag); a private MAP_HUGETLB region is private anonymous
+// memory (vmas.ts).
 
 import { fstatSync, type BigIntStats } from "node:fs";
-import { bridge } from "../../host-bridge/load.js";
+import { HUGE_SHIFT, HUGE_SIZE_LOG2, MFD } from "../../host-bridge/constants.js";
+import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { NO_OWNER, type FileTable, type Fown } from "./filetable.js";
 
 const F_GET_SEALS = 1034;
-const MFD_CLOEXEC = 1;
+const MFD_CLOEXEC = MFD.CLOEXEC;
 
 export interface ShmemObject {
   ino: bigint;
@@ -20,8 +27,10 @@ export interface ShmemObject {
   size: bigint;
   /** a path tscriu can open the object through (map_files or /proc/PID/fd) */
   readPath: string;
-  /** the memfd's name, or "/dev/zero" for shared anonymous memory */
+  /** the memfd's name, or "/dev/zero" ("/anon_hugepage") for shared anonymous (hugetlb) memory */
   name: string;
+  /** a hugetlb object: MFD_HUGETLB and its page size bits (criu's hugetlb_flag), else 0 */
+  hugetlbFlag: number;
   uid: number;
   gid: number;
   mode: number;
@@ -45,15 +54,55 @@ function internalShmemDev(): bigint {
   return shmemDev;
 }
 
+let hugetlbDevs: Map<bigint, number> | undefined;
+
+/**
+ * The devices of the kernel's internal hugetlbfs mounts, one per huge page size, each with
+ * its size bits (log2(size) << 26). criu maps a huge page of each size to stat it, which
+ * needs a free one; an empty memfd made with MFD_HUGETLB lives on the same mount and
+ * needs none. A size the kernel lacks is EINVAL, a kernel without hugetlb ENOENT/EINVAL.
+ */
+export function hugetlbDevices(): Map<bigint, number> {
+  if (hugetlbDevs) return hugetlbDevs;
+  const devs = new Map<bigint, number>();
+  for (const log2 of HUGE_SIZE_LOG2) {
+    const bits = log2 * 2 ** HUGE_SHIFT;
+    let fd: number;
+    try {
+      fd = bridge().memfdCreate("tscriu-probe", (MFD_CLOEXEC | MFD.HUGETLB | bits) >>> 0);
+    } catch (e) {
+      if (isNativeError(e)) continue;
+      throw e;
+    }
+    try {
+      devs.set(fstatSync(fd, { bigint: true }).dev, bits);
+    } finally {
+      bridge().close(fd);
+    }
+  }
+  hugetlbDevs = devs;
+  return devs;
+}
+
+/** The size bits of the hugetlb object with stat `st`, or undefined when it is none. */
+export function hugetlbBits(st: BigIntStats): number | undefined {
+  return hugetlbDevices().get(st.dev);
+}
+
 export class ShmemTable {
   readonly objects = new Map<bigint, ShmemObject>();
 
   constructor(private readonly files: FileTable) {}
 
-  /** Whether `link` (the kernel's name for the file) with stat `st` is a memfd or shared anonymous memory. */
+  /**
+   * Whether `link` (the kernel's name for the file) with stat `st` is a memfd or shared
+   * anonymous memory, hugetlb ones included.
+   */
   static isShmem(link: string, st: BigIntStats): boolean {
-    if (!link.startsWith("/memfd:") && !link.startsWith("/dev/zero")) return false;
-    return st.dev === internalShmemDev();
+    if (link.startsWith("/memfd:")) return st.dev === internalShmemDev() || hugetlbBits(st) !== undefined;
+    if (link.startsWith("/dev/zero")) return st.dev === internalShmemDev();
+    if (link.startsWith("/anon_hugepage")) return hugetlbBits(st) !== undefined;
+    return false;
   }
 
   /** The object behind tscriu's `fd` of it, recorded on first sight. */
@@ -74,6 +123,7 @@ export class ShmemTable {
       size: st.size,
       readPath,
       name,
+      hugetlbFlag: st.dev === internalShmemDev() ? 0 : (MFD.HUGETLB | (hugetlbBits(st) ?? 0)) >>> 0,
       uid: Number(st.uid),
       gid: Number(st.gid),
       mode: Number(st.mode),
@@ -103,6 +153,6 @@ export class ShmemTable {
 
   /** memfd.img's entries. */
   inodeEntries(): Record<string, unknown>[] {
-    return [...this.objects.values()].map((o) => ({ name: o.name, uid: o.uid, gid: o.gid, size: o.size, shmid: Number(o.ino), seals: o.seals, inode_id: BigInt(o.inodeId), mode: o.mode }));
+    return [...this.objects.values()].map((o) => ({ name: o.name, uid: o.uid, gid: o.gid, size: o.size, shmid: Number(o.ino), seals: o.seals, inode_id: BigInt(o.inodeId), ...(o.hugetlbFlag ? { hugetlb_flag: o.hugetlbFlag } : {}), mode: o.mode }));
   }
 }

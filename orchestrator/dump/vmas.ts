@@ -1,12 +1,12 @@
 // The address space as criu's vma_entry list: /proc/PID/smaps parsed and each VMA
 // classified (anonymous, heap, file private/shared, shared anonymous as a memfd,
-// vdso, vvar, vsyscall) with the flags, madvise bits and status bits criu stores.
+// hugetlb, vdso, vvar, vsyscall) with the flags, madvise bits and status bits criu stores.
 // File-backed VMAs get their files.img ids from the file table.
 
 import { fstatSync, openSync, closeSync, lstatSync, type BigIntStats } from "node:fs";
 import type { FileTable } from "./filetable.js";
 import { procPath, readProc } from "./proc.js";
-import { ShmemTable } from "./shmem.js";
+import { hugetlbBits, ShmemTable } from "./shmem.js";
 
 import { MAP } from "../../host-bridge/constants.js";
 import { VMA } from "../../images/vma-status.js";
@@ -191,11 +191,19 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smap
     try {
       st = fstatSync(fd, { bigint: true });
       if (r.name.startsWith("/SYSV") && r.dev.startsWith("00:")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
+      // criu's image of hugetlb memory: the page size's bits next to MAP_HUGETLB in the
+      // flags; private MAP_HUGETLB memory is private anonymous memory, its pages dumped as
+      // any (the kernel names its file "/anon_hugepage" all the same).
+      const huge = hugetlbBits(st) ?? 0;
+      if (huge && !(flags & MAPF.SHARED) && r.name.startsWith("/anon_hugepage")) {
+        vmas.push({ ...base, flags: (flags | MAPF.ANON | huge) >>> 0, status: VMA.REGULAR | VMA.ANON_PRIVATE, fdflags });
+        continue;
+      }
       if (ShmemTable.isShmem(r.name, st)) {
         // Shared or private, a mapping of a memfd or of shared anonymous memory maps the object.
         const obj = shm.object(fd, st, r.name, mapFile);
         const status = VMA.REGULAR | VMA.MEMFD | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
-        vmas.push({ ...base, flags, status, shmid: BigInt(shm.mappingFile(obj)), fdflags, shmemIno: st.ino });
+        vmas.push({ ...base, flags: (flags | huge) >>> 0, status, shmid: BigInt(shm.mappingFile(obj)), fdflags, shmemIno: st.ino });
         continue;
       }
       const isReg = (Number(st.mode) & 0o170000) === 0o100000;

@@ -17,6 +17,7 @@
 // Only with -R: a task that runs on while its pages are copied must not be killed after
 // (what it did meanwhile would be lost) or left stopped (-s).
 
+import { MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
 import type { Captured } from "./capture.js";
@@ -30,10 +31,15 @@ const MAP_PRIVATE = 0x2;
 const MAP_ANON = 0x20;
 const PROT_WRITE = 2;
 
-/** The VMAs a snapshot protects: writable, private, anonymous, none of the kernel's special ones. */
+/**
+ * The VMAs a snapshot protects (and write tracking follows): writable, private, anonymous,
+ * none of the kernel's special ones, not hugetlb (criu never leaves hugetlb pages to a
+ * parent dump, and write-protect faults there want huge-page-sized copies).
+ */
 export function protectable(v: Vma): boolean {
   return (
     (v.status & VMA.ANON_PRIVATE) !== 0 &&
+    (v.flags & MAP.HUGETLB) === 0 &&
     (v.status & (VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) === 0 &&
     (v.flags & (MAP_PRIVATE | MAP_ANON)) === (MAP_PRIVATE | MAP_ANON) &&
     (v.prot & PROT_WRITE) !== 0
