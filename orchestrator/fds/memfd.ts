@@ -1,4 +1,4 @@
-// memfds and shared anonymous memory opened as files (MEMFD entries, criu's memfd.c):
+// memfds (MFD_HUGETLB ones too) and shared anonymous memory opened as files (MEMFD entries, criu's memfd.c):
 // each open file description an entry of its own (flags, offset, owner) naming the
 // object's memfd.img inode; the object itself -- contents, size, seals, mappings -- is
 // dump/shmem.ts's and restore/shmem.ts's. On restore each description is opened anew
@@ -46,7 +46,7 @@ class MemfdDumper implements FdDumper {
   }
 
   dump(f: FdFacts): { id: number; type: string } {
-    if (!ShmemTable.isShmem(f.link, f.st)) throw new UnsupportedFd(`unsupported fd ${f.fd}: a memfd outside the shmem mount (hugetlb?) (${f.link})`);
+    if (!ShmemTable.isShmem(f.link, f.st)) throw new UnsupportedFd(`unsupported fd ${f.fd}: a memfd on neither the kernel's shmem mount nor its hugetlbfs mounts (${f.link})`);
     const shm = this.ctx.shm;
     const id = shm.fdFile(shm.object(f.copy, f.st, f.link, procPath(f.pid, `fd/${f.fd}`)), f.flags, f.info.pos, f.fown());
     return { id, type: "MEMFD" };
@@ -76,7 +76,7 @@ class MemfdRestorer implements FdRestorer {
         // memfd_create's own description, once, to the first read-write fd (as criu): the
         // one a task can execveat() (see ShmObject.given). Its flags are the fd's; the
         // offset is set in the task and mmap of tscriu's fd does not look at either.
-        if (!obj.devZero && !obj.given && (flags & O_ACCMODE) === fsc.O_RDWR && setFlags(obj.local, flags)) {
+        if (!obj.anonymous && !obj.given && (flags & O_ACCMODE) === fsc.O_RDWR && setFlags(obj.local, flags)) {
           obj.given = true;
           return obj.local;
         }

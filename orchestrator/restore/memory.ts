@@ -1,7 +1,8 @@
 // The address space from mm-PID.img and the pages images: every VMA mapped at its address
 // with its protection, flags and file backing, then the dumped pages written into it.
 //
-//   anonymous private (heap, stack, …)   mmap MAP_PRIVATE|MAP_ANONYMOUS (MAP_DROPPABLE|…: no pages)
+//   anonymous private (heap, stack, …)   mmap MAP_PRIVATE|MAP_ANONYMOUS (MAP_DROPPABLE|…: no pages;
+//                                        MAP_HUGETLB with its page size bits: hugetlb memory)
 //   private / shared file mappings       the file opened by tscriu, handed to the task,
 //                                        mmap at the dumped offset
 //   shared anonymous / memfd memory      one object per memfd.img entry (shmem.ts), each
@@ -26,7 +27,7 @@ import type { FdPlan } from "../fds/restore.js";
 import type { FileSet, RegFile } from "./fileset.js";
 import { PageResolver, type PageSeg } from "./pagesegs.js";
 import { NR, type Call, type Remote } from "./remote.js";
-import type { ShmObject, ShmTable } from "./shmem.js";
+import { hugePageBytes, type ShmObject, type ShmTable } from "./shmem.js";
 import { planVdso, type VdsoPlan } from "./vdso.js";
 
 export type Vma = NonNullable<MmEntry["vmas"]>[number];
@@ -35,7 +36,7 @@ import { VMA } from "../../images/vma-status.js";
 
 export { VMA };
 
-const MAP_HUGETLB = 0x40000;
+const MAP_HUGETLB = MAP.HUGETLB;
 const MAP_LOCKED = 0x2000;
 const MAP_NORESERVE = 0x4000;
 const PROT_WRITE = 2;
@@ -92,7 +93,7 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
     else if (s & VMA.AIORING) throw unsupported(v, "an AIO ring");
     else if (s & VMA.SHSTK) throw unsupported(v, "a shadow stack");
     else if (s & VMA.UNSUPP || !(s & VMA.REGULAR)) throw unsupported(v, `status 0x${s.toString(16)}`);
-    else if (v.flags & MAP_HUGETLB) throw unsupported(v, "a hugetlbfs mapping");
+    else if (v.flags & MAP_HUGETLB && !(s & (VMA.MEMFD | VMA.ANON_SHARED | VMA.ANON_PRIVATE))) throw unsupported(v, "a mapping of a file on a hugetlbfs mount");
     else if (s & VMA.MEMFD || s & VMA.ANON_SHARED) {
       const obj = await shm.forVma(v, pid);
       vmas.push({ vma: v, kind: "shm", shared, shm: obj });
@@ -169,7 +170,15 @@ function mmapFlags(v: Vma, anon: boolean): number {
   // MAP_DROPPABLE is a map type of its own: no MAP_PRIVATE with it
   if (f & MAP.DROPPABLE) f &= ~MAP.PRIVATE;
   if (anon) f |= MAP.ANONYMOUS;
-  return f;
+  // (the page size bits of MAP_HUGETLB reach bit 31: as the unsigned flags they are)
+  return f >>> 0;
+}
+
+/** The mmap of a private hugetlb VMA, as an error names it: the kernel reserves its huge pages there. */
+function hugeWhat(v: Vma): string {
+  const page = hugePageBytes(v.flags);
+  const reserve = v.flags & MAP_NORESERVE ? "" : `, ${(v.end - v.start + page - 1n) / page} free huge pages reserved`;
+  return `mmap of the hugetlb VMA ${range(v)} (${page >> 10n} kB pages${reserve})`;
 }
 
 /** madvise calls for the VMA's saved advice bits (criu stores 1 << MADV_x). */
@@ -193,7 +202,7 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
     const v = p.vma;
     if (p.kind === "anon") {
       // A kernel before 6.11 takes MAP_DROPPABLE for an unknown map type: EINVAL.
-      const what = v.flags & MAP.DROPPABLE ? `mmap of the droppable VMA ${range(v)} (MAP_DROPPABLE, Linux 6.11+)` : `mmap of the anonymous VMA ${range(v)}`;
+      const what = v.flags & MAP.DROPPABLE ? `mmap of the droppable VMA ${range(v)} (MAP_DROPPABLE, Linux 6.11+)` : v.flags & MAP_HUGETLB ? hugeWhat(v) : `mmap of the anonymous VMA ${range(v)}`;
       calls.push({ what, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, mmapFlags(v, true), -1, 0] });
     } else if (p.kind === "socket") {
       // its place kept until the socket is made (mapSocketRings)
@@ -308,7 +317,8 @@ function giveEarly(uffd: number, lazyRanges: BigUint64Array, give: () => void): 
 export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void, lazy?: LazyTaker): number {
   const b = bridge();
   const pieces = perVma(plan);
-  const viaUffd = pieces.filter((p) => p.vma.kind === "anon" && !(p.vma.vma.flags & MAP_LOCKED));
+  // (UFFDIO_COPY into hugetlb memory takes whole huge pages only: that goes the other way)
+  const viaUffd = pieces.filter((p) => p.vma.kind === "anon" && !(p.vma.vma.flags & (MAP_LOCKED | MAP_HUGETLB)));
   let rest = pieces.filter((p) => !viaUffd.includes(p)).map((p) => p.seg);
   let done = 0;
   const lazyVmas = plan.lazy ? plan.vmas.filter(lazyVma) : [];

@@ -7,11 +7,18 @@
 // task (at a spot the kernel picks), filled there; its other mappings take the same object
 // through /proc/PID/map_files, so /proc shows "/dev/zero (deleted)" as before. A memfd is
 // made by tscriu (memfd_create with its name), filled with pwrite and handed over.
+//
+// hugetlb objects (memfd.img's hugetlb_flag, or MAP_HUGETLB in an old-style VMA's flags):
+// "/anon_hugepage" is made as the kernel makes it, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB
+// with the page size, in the task; a hugetlb memfd by memfd_create(MFD_HUGETLB) here.
+// hugetlbfs has no write(): both are filled through a mapping in the task. The kernel
+// takes their huge pages when they are mapped (a shared mapping reserves them): with too
+// few free, that mmap fails ENOMEM, named with the VMA it is for.
 
-import { closeSync, existsSync, fchmodSync, fchownSync, ftruncateSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
+import { closeSync, existsSync, readFileSync, fchmodSync, fchownSync, ftruncateSync, openSync, readSync, writeSync, constants as fsc } from "node:fs";
 import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
-import { MAP, PROT } from "../../host-bridge/constants.js";
+import { HUGE_SHIFT, HUGE_SIZE_MASK, MAP, MFD, PROT } from "../../host-bridge/constants.js";
 import type { FileEntry } from "../../images/dir.js";
 import { readImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
@@ -27,14 +34,17 @@ const F_ADD_SEALS = 1033;
 const F_SEAL_SEAL = 1;
 /** F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE, EXEC */
 const ALL_SEALS = 0x3f;
-const MFD_CLOEXEC = 1;
-const MFD_ALLOW_SEALING = 2;
+const MFD_CLOEXEC = MFD.CLOEXEC;
+const MFD_ALLOW_SEALING = MFD.ALLOW_SEALING;
 
 export interface ShmObject {
   key: string;
-  /** "/dev/zero" for shared anonymous memory, else the memfd's name */
+  /** "/dev/zero" ("/anon_hugepage") for shared anonymous (hugetlb) memory, else the memfd's name */
   name: string;
-  devZero: boolean;
+  /** shared anonymous memory, made by an mmap in a task */
+  anonymous: boolean;
+  /** a hugetlb object: MFD_HUGETLB and its page size bits, else 0 */
+  hugetlb: number;
   size: bigint;
   seals: number;
   mode: number;
@@ -57,6 +67,23 @@ export interface ShmObject {
 }
 
 const hex = (v: bigint): string => v.toString(16);
+
+/** The huge page size of hugetlb flags (mmap's or memfd_create's); 0 asks for the default size. */
+export function hugePageBytes(flags: number): bigint {
+  const log2 = ((flags & HUGE_SIZE_MASK) >>> HUGE_SHIFT) & 0x3f;
+  return log2 ? 1n << BigInt(log2) : defaultHugePage();
+}
+
+let defaultHuge: bigint | undefined;
+function defaultHugePage(): bigint {
+  if (defaultHuge === undefined) {
+    const m = /^Hugepagesize:\s+(\d+) kB/m.exec(readFileSync("/proc/meminfo", "latin1"));
+    defaultHuge = m ? BigInt(m[1]!) * 1024n : 2n << 20n;
+  }
+  return defaultHuge;
+}
+
+const roundUp = (v: bigint, to: bigint): bigint => ((v + to - 1n) / to) * to;
 
 export class ShmTable {
   readonly objects = new Map<string, ShmObject>();
@@ -101,15 +128,22 @@ export class ShmTable {
     if (inode === undefined) throw new RestoreError("plan", this.pid, `${what}: file id ${id} is not a MEMFD entry of files.img`, { file: join(this.dir, "files.img") });
     const e = this.memfds.get(inode);
     if (!e) throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} is not in memfd.img`, { file: join(this.dir, "memfd.img") });
-    if (e["hugetlb_flag"]) throw new RestoreError("plan", this.pid, `${what}: hugetlb memfds are not supported`);
+    const hugetlb = Number(e["hugetlb_flag"] ?? 0);
+    if (hugetlb && (!(hugetlb & MFD.HUGETLB) || (hugetlb & ~(HUGE_SIZE_MASK | MFD.HUGETLB)) !== 0)) {
+      throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} has hugetlb_flag 0x${(hugetlb >>> 0).toString(16)} (MFD_HUGETLB and a page size expected)`, { file: join(this.dir, "memfd.img") });
+    }
     // F_ADD_SEALS would refuse other bits (EINVAL) and the seals would be lost with a warning.
     const seals = Number(e["seals"] ?? F_SEAL_SEAL);
     if (seals & ~ALL_SEALS) throw new RestoreError("plan", this.pid, `${what}: memfd inode ${inode} has seals 0x${seals.toString(16)} (known: 0x${ALL_SEALS.toString(16)})`, { file: join(this.dir, "memfd.img") });
     const name = String(e["name"]);
+    const size = BigInt(e["size"] as bigint | number);
+    // hugetlbfs takes no other size (ftruncate EINVAL)
+    if (hugetlb && size % hugePageBytes(hugetlb) !== 0n) throw new RestoreError("plan", this.pid, `${what}: the hugetlb memfd inode ${inode} has ${size} bytes, not a multiple of its ${hugePageBytes(hugetlb)}-byte pages`, { file: join(this.dir, "memfd.img") });
     return this.object(`memfd:${inode}`, () => ({
       name,
-      devZero: name === "/dev/zero",
-      size: BigInt(e["size"] as bigint | number),
+      anonymous: name === "/dev/zero" || (hugetlb !== 0 && name === "/anon_hugepage"),
+      hugetlb: hugetlb >>> 0,
+      size,
       seals: Number(e["seals"] ?? F_SEAL_SEAL),
       mode: Number(e["mode"] ?? 0o100666),
       uid: Number(e["uid"] ?? 0),
@@ -127,7 +161,9 @@ export class ShmTable {
     } else {
       // old-style VMA_ANON_SHARED: the shmid names the object, its size is what is mapped
       const shmid = Number(v.shmid);
-      o = await this.object(`anon:${shmid}`, () => ({ name: "/dev/zero", devZero: true, size: 0n, seals: F_SEAL_SEAL, mode: 0o100666, uid: 0, gid: 0, shmid }));
+      const hugetlb = v.flags & MAP.HUGETLB ? (MFD.HUGETLB | (v.flags & HUGE_SIZE_MASK)) >>> 0 : 0;
+      const name = hugetlb ? "/anon_hugepage" : "/dev/zero";
+      o = await this.object(`anon:${shmid}`, () => ({ name, anonymous: true, hugetlb, size: 0n, seals: F_SEAL_SEAL, mode: 0o100666, uid: 0, gid: 0, shmid }));
       const need = v.pgoff + (v.end - v.start);
       if (need > o.size) o.size = need;
     }
@@ -145,9 +181,10 @@ export class ShmTable {
     let pages = 0;
     for (const o of this.objects.values()) {
       // (shared anonymous memory is never empty; an empty memfd is made all the same)
-      if (o.size === 0n && o.devZero) continue;
+      if (o.size === 0n && o.anonymous) continue;
       if (o.local < 0) {
-        if (o.devZero) this.makeDevZero(remote, o, threads);
+        if (o.anonymous) this.makeAnonymous(remote, o, threads);
+        else if (o.hugetlb) this.makeHugetlbMemfd(remote, o, threads);
         else this.makeMemfd(o);
         pages += o.pages;
       }
@@ -155,9 +192,9 @@ export class ShmTable {
       if (mine.length === 0) continue;
       const rfd = remote.takeFd(o.local, o.name);
       const calls: Call[] = mine.map((v) => ({
-        what: `mmap of ${o.name} at ${hex(v.start)}-${hex(v.end)}`,
+        what: `mmap of ${o.name}${o.hugetlb ? ` (hugetlb, ${hugePageBytes(o.hugetlb) >> 10n} kB pages)` : ""} at ${hex(v.start)}-${hex(v.end)}`,
         nr: NR.mmap,
-        args: [v.start, v.end - v.start, v.prot, (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE, rfd, v.pgoff],
+        args: [v.start, v.end - v.start, v.prot, ((v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE) >>> 0, rfd, v.pgoff],
       }));
       calls.push({ what: `close(${rfd})`, nr: NR.close, args: [rfd] });
       const res = remote.batch(calls);
@@ -168,12 +205,52 @@ export class ShmTable {
     return pages;
   }
 
-  private makeDevZero(remote: Remote, o: ShmObject, threads: number): void {
-    const size = (o.size + 4095n) & ~4095n;
-    const at = remote.call(`mmap of a ${size}-byte shared anonymous object`, NR.mmap, [0, size, PROT.READ | PROT.WRITE, MAP.SHARED | MAP.ANONYMOUS, -1, 0]);
-    writeSegments(remote.pid, o.segs.map((s) => ({ ...s, vaddr: at + s.vaddr })), threads);
+  /** What the object is made for, in an error: its first mapping. */
+  private forWhat(o: ShmObject): string {
+    const m = o.vmas[0];
+    return m ? ` for the VMA ${hex(m.vma.start)}-${hex(m.vma.end)} of pid ${m.pid}` : "";
+  }
+
+  private makeAnonymous(remote: Remote, o: ShmObject, threads: number): void {
+    const huge = o.hugetlb ? (MAP.HUGETLB | (o.hugetlb & HUGE_SIZE_MASK)) >>> 0 : 0;
+    const size = roundUp(o.size, huge ? hugePageBytes(huge) : 4096n);
+    const kind = huge ? `hugetlb (${hugePageBytes(huge) >> 10n} kB pages)` : "anonymous";
+    const at = remote.call(`mmap of a ${size}-byte shared ${kind} object${this.forWhat(o)}`, NR.mmap, [0, size, PROT.READ | PROT.WRITE, (MAP.SHARED | MAP.ANONYMOUS | huge) >>> 0, -1, 0]);
+    this.fillMapped(remote, o, at, size, threads);
     o.local = openSync(`/proc/${remote.pid}/map_files/${hex(at)}-${hex(at + size)}`, fsc.O_RDWR | O_CLOEXEC);
     remote.call("munmap of the shared object's first mapping", NR.munmap, [at, size]);
+  }
+
+  /** Writes the object's pages into its mapping at `at` in the task; a failure names the object. */
+  private fillMapped(remote: Remote, o: ShmObject, at: bigint, size: bigint, threads: number): void {
+    try {
+      writeSegments(remote.pid, o.segs.map((s) => ({ ...s, vaddr: at + s.vaddr })), threads);
+    } catch (e) {
+      remote.try(NR.munmap, [at, size]);
+      throw new RestoreError("pages", remote.pid, `filling ${o.name}${this.forWhat(o)}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** A hugetlb memfd: made here, filled through a mapping in the task (hugetlbfs has no write()). */
+  private makeHugetlbMemfd(remote: Remote, o: ShmObject, threads: number): void {
+    const sealing = (o.seals & ~F_SEAL_SEAL) !== 0 || (o.seals & F_SEAL_SEAL) === 0;
+    try {
+      o.local = bridge().memfdCreate(o.name, (MFD_CLOEXEC | o.hugetlb | (sealing ? MFD_ALLOW_SEALING : 0)) >>> 0);
+    } catch (e) {
+      throw new RestoreError("shmem", remote.pid, `memfd_create(${o.name}, MFD_HUGETLB with ${hugePageBytes(o.hugetlb) >> 10n} kB pages)${this.forWhat(o)}: ${(e as Error).message}`, { cause: e });
+    }
+    ftruncateSync(o.local, Number(o.size));
+    if (o.segs.length) {
+      const rfd = remote.takeFd(o.local, o.name);
+      try {
+        const at = remote.call(`mmap of the hugetlb memfd ${o.name} (${o.size} bytes, ${hugePageBytes(o.hugetlb) >> 10n} kB pages) to fill it${this.forWhat(o)}`, NR.mmap, [0, o.size, PROT.READ | PROT.WRITE, MAP.SHARED, rfd, 0]);
+        this.fillMapped(remote, o, at, o.size, threads);
+        remote.call("munmap of the hugetlb memfd's filling mapping", NR.munmap, [at, o.size]);
+      } finally {
+        remote.try(NR.close, [rfd]);
+      }
+    }
+    this.setOwner(o);
   }
 
   private makeMemfd(o: ShmObject): void {
@@ -197,6 +274,10 @@ export class ShmTable {
     // Pages go in whole: the last one written grows a memfd whose size is not a page multiple.
     ftruncateSync(o.local, Number(o.size));
     // A sealable memfd that had no seals: F_SEAL_SEAL is all memfd_create sets by default.
+    this.setOwner(o);
+  }
+
+  private setOwner(o: ShmObject): void {
     fchmodSync(o.local, o.mode & 0o7777);
     try {
       fchownSync(o.local, o.uid, o.gid);
@@ -212,7 +293,7 @@ export class ShmTable {
    */
   seal(log: ModuleLog): void {
     for (const o of this.objects.values()) {
-      if (o.devZero || o.local < 0 || !(o.seals & ~F_SEAL_SEAL)) continue;
+      if (o.anonymous || o.local < 0 || !(o.seals & ~F_SEAL_SEAL)) continue;
       try {
         bridge().fcntl(o.local, F_ADD_SEALS, o.seals);
       } catch (e) {
