@@ -183,3 +183,30 @@ test.serial("tscriu restores criu's images: hugetlb (criu's layout as tscriu wri
   await restoreTask(t, c.images);
   t.is(await c.check(), "PASS hugetlb");
 });
+
+/** The hugetlb pages of a dump's pagemap that are left to the parent (PE_PARENT): none may be. */
+async function hugeInParent(dir: string, pid: number, w: Workload): Promise<number> {
+  const pm = (await readImage(join(dir, `pagemap-${pid}.img`))).entries.slice(1);
+  const lo = w.addr("private");
+  return pm.filter((e) => Number(e["vaddr"]) >= lo && Number(e["vaddr"]) < lo + (4 << 20) && Number(e["flags"]) & 1).length;
+}
+
+test.serial("hugetlb: a pre-dump leaves hugetlb memory to the dump, which takes it whole (no PE_PARENT); tscriu and criu restore the chain", async (t) => {
+  hugePages(t, 2 * PER_WORKLOAD);
+  for (const by of ["tscriu", "criu"] as const) {
+    if (by === "criu" && !haveRoot(t)) return;
+    const w = await hugetlbWorkload(t, { static: by === "criu" });
+    const base = tempDir(t, "tscriu-chain-");
+    await dump({ pid: w.pid, imagesDir: join(base, "d1"), preDump: true });
+    const pre = (await readImage(join(base, "d1", `pagemap-${w.pid}.img`))).entries.slice(1);
+    t.false(pre.some((e) => Number(e["vaddr"]) >= w.addr("private") && Number(e["vaddr"]) < w.addr("private") + (4 << 20)), `${by}: the pre-dump has no hugetlb page`);
+    t.is(await w.check(), "PASS hugetlb", `${by}: after the pre-dump`);
+    await dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" });
+    t.is(await hugeInParent(join(base, "d2"), w.pid, w), 0, `${by}: no hugetlb page left to the parent`);
+    await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+    if (by === "tscriu") await restoreTask(t, join(base, "d2"));
+    else await restoredByCriu(t, w.pid, join(base, "d2"), 60_000);
+    t.is(await w.check(30_000), "PASS hugetlb", `${by} restored the chain`);
+    await killAndReap(w.pid);
+  }
+});
