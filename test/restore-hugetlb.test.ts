@@ -7,17 +7,17 @@
 // The tests set vm.nr_hugepages to what they need (they run as root) and put the old value
 // back at the end; a kernel without hugetlb fails them, saying so. They run serially: the
 // pool of huge pages is the machine's.
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
-import { readImage, writeImage } from "../images/io.js";
+import { readImage } from "../images/io.js";
 import { VMA } from "../images/vma-status.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone, restoreTask } from "./helpers/restore.js";
+import { dumpGone, refusedAtPlanOf, restoreTask } from "./helpers/restore.js";
 import { killAndReap, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
@@ -101,24 +101,12 @@ async function checkImages(t: ExecutionContext, dir: string, pid: number, w: Wor
 
 /** Damaged hugetlb entries of memfd.img (in copies of `dir`): refused at plan, naming memfd.img. */
 async function refusedHostile(t: ExecutionContext, dir: string): Promise<void> {
-  const img = await readImage(join(dir, "memfd.img"));
   const cases: [string, (e: Entry) => void, RegExp][] = [
     ["a page size without MFD_HUGETLB", (e) => (e["hugetlb_flag"] = MAP_HUGE_2MB), /has hugetlb_flag 0x54000000 \(MFD_HUGETLB and a page size expected\)/],
     ["unknown bits", (e) => (e["hugetlb_flag"] = (MFD_HUGETLB | MAP_HUGE_2MB | 0x10) >>> 0), /has hugetlb_flag 0x54000014/],
     ["a size that is no multiple of the page", (e) => (e["size"] = (4n << 20n) + 4096n), /has 4198400 bytes, not a multiple of its 2097152-byte pages/],
   ];
-  for (const [what, change, re] of cases) {
-    const copy = tempDir(t);
-    for (const f of readdirSync(dir)) if (f !== "memfd.img") copyFileSync(join(dir, f), join(copy, f));
-    const entries = img.entries.map((e) => structuredClone(e));
-    change(entries.find((e) => e["name"] === "wl-huge")!);
-    await writeImage(join(copy, "memfd.img"), { type: img.type, entries });
-    const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
-    t.true(isRestoreError(err), what);
-    t.like(err, { step: "plan" }, what);
-    t.regex(err?.message ?? "", re, what);
-    t.true((err?.message ?? "").includes(join(copy, "memfd.img")), `${what}: names the file`);
-  }
+  await refusedAtPlanOf(t, dir, "memfd.img", (entries) => entries.find((e) => e["name"] === "wl-huge")!, cases);
 }
 
 test.serial("hugetlb: private and shared MAP_HUGETLB and a MFD_HUGETLB memfd come back with their pages, still hugetlb and shared", async (t) => {

@@ -117,18 +117,26 @@ export type FileFields = Record<string, unknown>;
  * naming the copy's files.img.
  */
 export async function refusedAtPlan(t: ExecutionContext, dir: string, type: string, part: string, cases: readonly [what: string, change: (e: FileFields) => void, re: RegExp][]): Promise<void> {
-  const img = await readImage(join(dir, "files.img"));
+  await refusedAtPlanOf(t, dir, "files.img", (entries) => entries.find((e) => e["type"] === type)![part] as FileFields, cases);
+}
+
+/**
+ * Each case changes the entry `pick` finds in image `image` in a copy of the images in
+ * `dir`; the restore of the copy must be refused at plan with `re`, naming the copy's image.
+ */
+export async function refusedAtPlanOf(t: ExecutionContext, dir: string, image: string, pick: (entries: FileFields[]) => FileFields, cases: readonly [what: string, change: (e: FileFields) => void, re: RegExp][]): Promise<void> {
+  const img = await readImage(join(dir, image));
   for (const [what, change, re] of cases) {
     const copy = tempDir(t);
     const entries = img.entries.map((e) => structuredClone(e));
-    change(entries.find((e) => e["type"] === type)![part] as FileFields);
-    for (const f of readdirSync(dir)) if (f !== "files.img") copyFileSync(join(dir, f), join(copy, f));
-    await writeImage(join(copy, "files.img"), { type: img.type, entries });
+    change(pick(entries));
+    for (const f of readdirSync(dir)) if (f !== image) copyFileSync(join(dir, f), join(copy, f));
+    await writeImage(join(copy, image), { type: img.type, entries });
     const err = await t.throwsAsync(restore({ imagesDir: copy }), undefined, what);
     t.true(isRestoreError(err), what);
     t.like(err, { step: "plan" }, what);
     t.regex(err?.message ?? "", re, what);
-    t.true((err?.message ?? "").includes(join(copy, "files.img")), `${what}: names the file`);
+    t.true((err?.message ?? "").includes(join(copy, image)), `${what}: names the file`);
   }
 }
 
