@@ -9,7 +9,7 @@
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AF_INET, AF_INET6, CLOCK, IPV6, KCMP, O, PTRACE_O, SHUT, SOCK, SOL_IPV6, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
+import { AF_INET, AF_INET6, CLOCK, IPV6, KCMP, MFD, O, PTRACE_O, SHUT, SOCK, SOL_IPV6, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
 import { sockaddr } from "./fds/inet-common.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
@@ -478,6 +478,15 @@ const CRIU_FEATURES: readonly Feature[] = [
       } finally {
         b.nftRun(`delete table ${t}`);
       }
+    },
+  },
+  {
+    // criu's kerndat: memfd_create("", MFD_HUGETLB); zdtm's memfd02-hugetlb asks for it
+    name: "memfd_hugetlb",
+    category: 2,
+    use: "hugetlb memfds and shared MAP_HUGETLB memory (memfd_create with MFD_HUGETLB)",
+    probe: () => {
+      closeSync(bridge().memfdCreate("tscriu-check", MFD.CLOEXEC | MFD.HUGETLB));
     },
   },
   {
