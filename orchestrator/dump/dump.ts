@@ -120,6 +120,11 @@ export interface DumpOptions {
   lazyPages?: LazyServeOptions | undefined;
   /** --status-fd: \0 is written there when the lazy pages are ready to be fetched */
   statusFd?: number | undefined;
+  /**
+   * criu's pidfd store of an RPC client (rpc/pidfd-store.ts): a pass with a parent asks it
+   * whether each process's pid was reused; a pre-dump leaves each one's pidfd in it
+   */
+  pidfdStore?: { reused(pid: number): boolean; add(pid: number): void } | undefined;
 }
 
 export type DumpEvent =
@@ -413,6 +418,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         if (fix.aborted) log.warn(`thread ${tid} was frozen inside an rseq critical section (at 0x${fix.aborted.from.toString(16)}): it goes on at the section's abort handler 0x${fix.aborted.to.toString(16)}`);
         else log.warn(`thread ${tid} was frozen inside an rseq critical section that asks not to be restarted (RSEQ_CS_FLAG_NO_RESTART_ON_SIGNAL): left there, its rseq_cs saved`);
       }
+      // criu's pidfd store (an RPC client's, between passes): told of each process, frozen
+      if (opts.pidfdStore && opts.prevImagesDir !== undefined) opts.pidfdStore.reused(p);
+      if (preDump) opts.pidfdStore?.add(p);
       if (preDump) {
         // A pre-dump takes memory only: no fd is looked at, and no syscall runs inside the
         // task but the one that makes its write tracking the first time (write-tracking.ts).

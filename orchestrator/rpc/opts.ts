@@ -38,7 +38,7 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   irmap_scan_paths: { takes: ["dump", "pre-dump"], tscriu: [], what: "--irmap-scan-path" },
   // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
   orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
-  pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: [], what: "a pidfd store socket" },
+  pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: ["dump", "pre-dump"], what: "a pidfd store socket" },
 };
 
 /** A field that asks for nothing: unset, false, or an empty list. */

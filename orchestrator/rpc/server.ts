@@ -16,6 +16,7 @@ import { VERSION } from "../version.js";
 import type { CriuCommand } from "../cli/options.js";
 import { BadRequest, type CriuReq, type CriuResp, RpcChannel } from "./channel.js";
 import { parseExternalUnix } from "../fds/unix-external.js";
+import { PidfdStore } from "./pidfd-store.js";
 import { cpuCapText, type CriuOpts, refuseOpts, type RpcMode } from "./opts.js";
 import type { PeerCheck } from "./peer.js";
 
@@ -48,13 +49,13 @@ const REQUESTS: Readonly<Record<string, { command?: CriuCommand; keepOpen: boole
  * mem_track: clients ask it before iterative pre-dumps, which tscriu makes on any kernel
  * (it finds changed pages by comparing them with the parent's, not by soft-dirty bits).
  * lazy_pages: a lazy restore needs userfaultfd (its sysctl is there when the kernel has
- * it; the fork/mremap/munmap events came with Linux 4.11). pidfd_store is not built yet, so
- * it is false whatever the kernel has.
+ * it; the fork/mremap/munmap events came with Linux 4.11). pidfd_store: pidfd_open and
+ * pidfd_getfd (Linux 5.6), which tscriu needs anyway.
  */
 const FEATURES: Readonly<Record<"mem_track" | "lazy_pages" | "pidfd_store", () => boolean>> = {
   mem_track: () => true,
   lazy_pages: () => existsSync("/proc/sys/vm/unprivileged_userfaultfd"),
-  pidfd_store: () => false,
+  pidfd_store: () => true,
 };
 
 /** An error of a request: answered with cr_errno (when known) and the message. */
@@ -268,6 +269,8 @@ async function withLog(opts: CriuOpts, dirs: Dirs, body: (log: Logger) => Promis
     if (!r.success && r.cr_errmsg === undefined && rl.first !== undefined) r.cr_errmsg = rl.first;
     return r;
   } catch (e) {
+    // what failed before the work logged anything (a refused option) is in its log too
+    if (rl.first === undefined && e instanceof Error) rl.logger.module("rpc").error(e.message);
     if (rl.first !== undefined && e instanceof Error && !(e instanceof RpcError)) {
       // the log's first error names the step; the thrown one may repeat it
       throw Object.assign(new RpcError(rl.first, errnoOf(e)), { cause: e });
@@ -345,7 +348,8 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
   // as criu: no pid dumps the client itself
   const pid = opts.pid ?? o.peer.pid;
   return withLog(opts, dirs, async (log) => {
-    const [{ dump }, { formatStats }] = await Promise.all([import("../dump/dump.js"), import("../dump/stats.js")]);
+    const [{ dump }, { formatStats }, { newRunId }] = await Promise.all([import("../dump/dump.js"), import("../dump/stats.js"), import("../dump/write.js")]);
+    const store = opts.pidfd_store_sk !== undefined ? PidfdStore.open(o.peer.pid, opts.pidfd_store_sk, newRunId(), opts.parent_img !== undefined, log.module("rpc")) : undefined;
     const r = await dump({
       pid,
       imagesDir: dirs.images!,
@@ -372,8 +376,9 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
       pageServer: opts.lazy_pages ? undefined : pageServerOf(opts, o),
       lazyPages: opts.lazy_pages ? lazyPagesOf(opts, log.module("rpc")) : undefined,
+      pidfdStore: store,
       log,
-    });
+    }).finally(() => store?.close());
     if (opts.display_stats) log.log(0, "", formatStats(r.stats).trimEnd());
     if (preDump) return { type: preDump, success: true };
     return { type: "DUMP", success: true, dump: { restored: false } };
