@@ -30,7 +30,7 @@ test("go-criu: GetCriuVersion is criu 4.2, IsCriuAtLeast(3.0) as runc asks, Feat
   // criu 4.2 = 40200: go-criu adds one to the minor number when a gitid comes (a git build)
   t.deepEqual(gocriu("version"), { success: true, version: 40200, at_least_3_0: true });
   // FeatureCheck succeeds; the answer itself read as runc reads it (go-criu 5.3 hands back the request)
-  t.deepEqual(gocriu("features"), { success: true, mem_track: true, lazy_pages: true, pidfd_store: false });
+  t.deepEqual(gocriu("features"), { success: true, mem_track: true, lazy_pages: true, pidfd_store: true });
 });
 
 /** Dumps pid through go-criu, waits for its PID to be free, restores it through go-criu. */

@@ -17,8 +17,8 @@ const pycriu = (how: string, ...args: string[]): Record<string, unknown> => driv
 test("swrk: pycriu's VERSION, FEATURE_CHECK and CHECK", (t) => {
   pycriuInstalled(t);
   t.deepEqual(pycriu(SWRK, "version"), { success: true, major: 4, minor: 2, name: "tscriu 0.1.0 (criu 4.2 compatible)" });
-  // pre-dumps work on any kernel (no soft-dirty needed); no lazy pages or pidfd store yet
-  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: true, lazy_pages: true, pidfd_store: false });
+  // pre-dumps work on any kernel (no soft-dirty needed)
+  t.deepEqual(pycriu(SWRK, "features"), { success: true, mem_track: true, lazy_pages: true, pidfd_store: true });
   t.deepEqual(pycriu(SWRK, "check"), { success: true });
 });
 
@@ -50,6 +50,33 @@ test("swrk: pycriu dumps and restores a process tree and a process with threads"
   const th = await startWorkload(t, "threads", ["3"]);
   await dumpRestore(t, th.pid);
   t.is(await th.check(), "PASS threads=3", "after the restore");
+});
+
+test("swrk: criu's pidfd store (pidfd_store_sk): two pre-dumps and a dump keep the tree's pidfds in the client's socket between passes; a pass with a parent and another socket is refused", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "tree");
+  const work = tempDir(t);
+  const dirs = ["p1", "p2", "full"].map((d) => join(work, d));
+  for (const d of dirs) mkdirSync(d);
+  const r = pycriu(SWRK, "pidfd_store", String(w.pid), ...dirs);
+  t.like(r, { success: true }, readFileSync(join(dirs[2]!, "dump.log"), "utf8").slice(-1500));
+  // bound on first use to criu's abstract name: the client pid, its fd and the run's id
+  t.regex(String(r["store"]), /^\0X\/criu-pidfd-store-\d+-\d+-[0-9a-f-]+$/);
+  for (const d of dirs.slice(1)) t.notRegex(readFileSync(join(d, "dump.log"), "utf8"), /Pid reuse detected/, d);
+  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  const restored = pycriu(SWRK, "restore", dirs[2]!);
+  if (restored["success"] === true) t.teardown(() => killAndReap(w.pid));
+  t.like(restored, { success: true, pid: w.pid });
+  t.is(await w.check(), "PASS tree=5");
+
+  // a new socket (the store of nobody's last pass) for a pass with a parent
+  const [first, other] = [join(work, "first"), join(work, "other")];
+  mkdirSync(first);
+  mkdirSync(other);
+  const bad = pycriu(SWRK, "pidfd_store", "each", String(w.pid), first, other);
+  t.like(bad, { success: false });
+  t.regex(readFileSync(join(other, "dump.log"), "utf8"), /no pidfds found in the pidfd store \(criu_opts\.pidfd_store_sk\): the same socket as the previous pass's must be passed/);
+  t.is(await w.check(), "PASS tree=5", "untouched");
 });
 
 test("swrk: pycriu's pre_dump, then dump with parent_img: the task runs on after the pre-dump, the chain restores", async (t) => {

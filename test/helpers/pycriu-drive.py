@@ -4,6 +4,9 @@
 #   ACTION: version | check | features | dump PID DIR [leave_running] [parent=REL] | restore DIR
 #           | pre_dump PID DIR [parent=REL]
 #           | req TYPE [OPTS_JSON] (images_dir "fd:PATH" is sent as images_dir_fd) | raw HEX (sk: only)
+#           | pidfd_store [each] PID DIR... (pre-dumps into each DIR but the last, a dump into
+#             that, each with the previous as parent, all with one pidfd store socket; with
+#             "each", only pre-dumps, each with a new socket)
 import json, os, sys
 import pycriu
 
@@ -61,6 +64,29 @@ try:
         out = {"success": r.success, "type": pycriu.rpc.criu_req_type.Name(r.type), "cr_errno": r.cr_errno, "cr_errmsg": r.cr_errmsg}
         if r.HasField("ps"):
             out["ps"] = {"pid": r.ps.pid, "port": r.ps.port}
+    elif action == "pidfd_store":
+        import socket
+        each = args[0] == "each"
+        if each:
+            args = args[1:]
+        sk = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pid, dirs = int(args[0]), args[1:]
+        for i, d in enumerate(dirs):
+            if each and i > 0:
+                sk = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            c.opts.Clear()
+            c.opts.images_dir_fd = os.open(d, os.O_DIRECTORY)
+            c.opts.pid = pid
+            c.opts.log_file = "dump.log"
+            c.opts.log_level = 4
+            c.opts.pidfd_store_sk = sk.fileno()
+            if i > 0:
+                c.opts.parent_img = "../" + os.path.basename(dirs[i - 1])
+            if each or i < len(dirs) - 1:
+                c.pre_dump()
+            else:
+                c.dump()
+        out = {"success": True, "store": sk.getsockname().decode("latin1") if isinstance(sk.getsockname(), bytes) else sk.getsockname()}
     elif action == "raw":
         # raw HEX: these bytes as the request (fields this pycriu's rpc.proto predates), the answer back
         import socket
