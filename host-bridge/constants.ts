@@ -249,6 +249,8 @@ export const TCP_STATE = {
 /** poll(2) events */
 export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000 } as const;
 export const SOL_SOCKET = 1;
+/** The control message of a unix socket that passes fds (SOL_SOCKET level); criu's scm_entry.type. */
+export const SCM_RIGHTS = 1;
 export const SO = {
   REUSEADDR: 2,
   TYPE: 3,

@@ -13,6 +13,8 @@ export interface NativeBridge {
   seekData(fd: number, offset: number | bigint): number;
   /** lseek(fd, offset, SEEK_HOLE); -1 when offset is past the end. */
   seekHole(fd: number, offset: number | bigint): number;
+  /** lseek(fd, offset, SEEK_SET): the new offset. */
+  seekSet(fd: number, offset: number | bigint): number;
   /** mknod(path, mode, dev): a FIFO, device node or empty file; mode holds the type bits. */
   mknod(path: string, mode: number, dev: number | bigint): void;
   /** linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH): a new hard link to the inode fd is open on (needs CAP_DAC_READ_SEARCH). */
@@ -308,10 +310,11 @@ export interface NativeBridge {
   unixDiag(): UnixDiag[];
   /**
    * The receive queue of a socket, message by message, left in place (MSG_PEEK walked by
-   * SO_PEEK_OFF, which is put back). Datagrams come whole, a stream in chunks. `fds` counts
-   * the descriptors a message carries (SCM_RIGHTS; they are closed at once in tscriu).
+   * SO_PEEK_OFF, which is put back). Datagrams come whole, a stream in chunks. `fds` are
+   * the descriptors a message carries (SCM_RIGHTS), as tscriu's own close-on-exec fds of the
+   * same open file descriptions: the caller closes them.
    */
-  unixPeekQueue(fd: number): { data: Buffer; fds: number }[];
+  unixPeekQueue(fd: number): { data: Buffer; fds: number[] }[];
   /** ioctl(SIOCUNIXFILE): an O_PATH fd of the file a unix socket is bound to; ENOENT when there is none. */
   unixSocketFile(fd: number): number;
   /**
@@ -331,8 +334,8 @@ export interface NativeBridge {
   listen(fd: number, backlog: number): void;
   /** shutdown(fd, SHUT_RD = 0 | SHUT_WR = 1 | SHUT_RDWR = 2). */
   shutdown(fd: number, how: number): void;
-  /** One sendmsg of the whole buffer (MSG_NOSIGNAL added); the bytes the kernel took. */
-  send(fd: number, data: Uint8Array, flags?: number): number;
+  /** One sendmsg of the whole buffer (MSG_NOSIGNAL added), passing `fds` (SCM_RIGHTS, at most 253); the bytes the kernel took. */
+  send(fd: number, data: Uint8Array, flags?: number | null, fds?: readonly number[] | null): number;
   /**
    * Fills `buf` from a stream socket; the bytes read, fewer only when the peer closed.
    * With `timeoutMs`, each wait for more data may last that long (ETIMEDOUT).

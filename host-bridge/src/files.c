@@ -58,6 +58,11 @@ static napi_value seek_hole(napi_env env, napi_callback_info info)
 	return seek_common(env, info, SEEK_HOLE, "seekHole");
 }
 
+static napi_value seek_set(napi_env env, napi_callback_info info)
+{
+	return seek_common(env, info, SEEK_SET, "seekSet");
+}
+
 /* mknod(path, mode, dev): mode carries the file type (S_IFIFO, S_IFCHR, ...). */
 static napi_value mknod_(napi_env env, napi_callback_info info)
 {
@@ -208,8 +213,13 @@ static napi_value read_whole_async(napi_env env, napi_callback_info info)
 void bridge_init_files(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
-		{ "punchHole", punch_hole }, { "seekData", seek_data }, { "seekHole", seek_hole },
-		{ "mknod", mknod_ },	     { "syncfs", syncfs_ },	{ "readWholeAsync", read_whole_async },
+		{ "punchHole", punch_hole },
+		{ "seekData", seek_data },
+		{ "seekHole", seek_hole },
+		{ "seekSet", seek_set },
+		{ "mknod", mknod_ },
+		{ "syncfs", syncfs_ },
+		{ "readWholeAsync", read_whole_async },
 		{ "linkFd", link_fd },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));

@@ -153,24 +153,58 @@ static napi_value shutdown_(napi_env env, napi_callback_info info)
 			"shutdown");
 }
 
-/* send(fd, data, flags): one sendmsg of the whole buffer (one datagram);
- * returns the bytes the kernel took. MSG_NOSIGNAL is always added. */
+/* The kernel's SCM_MAX_FD: the most fds one message can pass. */
+#define SCM_MAX_FDS 253
+
+/* send(fd, data, flags, fds): one sendmsg of the whole buffer (one datagram),
+ * with `fds` passed along (SCM_RIGHTS) when given; returns the bytes the kernel
+ * took. MSG_NOSIGNAL is always added. */
 static napi_value send_(napi_env env, napi_callback_info info)
 {
 	const char *fn = "send";
-	napi_value argv[3];
+	napi_value argv[4];
 	int32_t fd, flags = 0;
 	uint8_t *data;
 	size_t len;
-	if (!bridge_get_args_range(env, info, 2, 3, argv, NULL, fn) ||
+	if (!bridge_get_args_range(env, info, 2, 4, argv, NULL, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
 	    !bridge_arg_bytes(env, argv[1], &data, &len, fn, "data must be a Buffer"))
 		return NULL;
 	if (!bridge_is_nullish(env, argv[2]) && !bridge_arg_int32(env, argv[2], &flags, fn, "flags must be an int32"))
 		return NULL;
+	union {
+		char buf[CMSG_SPACE(SCM_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { data, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (!bridge_is_nullish(env, argv[3])) {
+		bool is_array = false;
+		uint32_t nfds = 0;
+		if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array ||
+		    napi_get_array_length(env, argv[3], &nfds) != napi_ok || nfds > SCM_MAX_FDS)
+			return bridge_throw_arg(env, fn, "fds must be an array of at most 253 fds");
+		if (nfds > 0) {
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.buf;
+			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+			for (uint32_t i = 0; i < nfds; i++) {
+				napi_value v;
+				int32_t one;
+				if (napi_get_element(env, argv[3], i, &v) != napi_ok ||
+				    !bridge_arg_fd(env, v, &one, fn, "fds must hold non-negative int32s"))
+					return NULL;
+				memcpy(CMSG_DATA(c) + i * sizeof(int), &one, sizeof(int));
+			}
+		}
+	}
 	ssize_t n;
 	do
-		n = send(fd, data, len, flags | MSG_NOSIGNAL);
+		n = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return bridge_throw_errno(env, "sendmsg", errno, 0, NULL);

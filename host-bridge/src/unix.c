@@ -117,11 +117,27 @@ static napi_value unix_diag(napi_env env, napi_callback_info info)
 	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct unix_diag_msg), diag_entry);
 }
 
-/* Closes the fds a peek put into tscriu's table (SCM_RIGHTS, SCM_PIDFD);
- * returns how many SCM_RIGHTS carried. */
-static uint32_t drop_passed_fds(struct msghdr *mh)
+/* The fds a peek put into tscriu's table, kept in one list so that an error
+ * closes every one of them. */
+struct passed {
+	int *fd;
+	size_t n, cap;
+};
+
+static void passed_close(struct passed *p, size_t from)
 {
-	uint32_t rights = 0;
+	for (size_t i = from; i < p->n; i++)
+		close(p->fd[i]);
+	p->n = from;
+}
+
+/* Takes the fds of a peeked message into `p`: SCM_RIGHTS are kept (the
+ * caller's), SCM_PIDFD closed at once. Returns how many SCM_RIGHTS carried, or
+ * -1 when `p` could not grow (the message's fds are closed then). */
+static ssize_t take_passed_fds(struct msghdr *mh, struct passed *p)
+{
+	ssize_t rights = 0;
+	bool failed = false;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || (c->cmsg_type != SCM_RIGHTS && c->cmsg_type != SCM_PIDFD))
 			continue;
@@ -129,12 +145,26 @@ static uint32_t drop_passed_fds(struct msghdr *mh)
 		for (size_t i = 0; i < n; i++) {
 			int fd;
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			close(fd);
+			if (c->cmsg_type != SCM_RIGHTS || failed) {
+				close(fd);
+				continue;
+			}
+			if (p->n == p->cap) {
+				size_t cap = p->cap ? 2 * p->cap : 64;
+				int *grown = realloc(p->fd, cap * sizeof(int));
+				if (!grown) {
+					failed = true;
+					close(fd);
+					continue;
+				}
+				p->fd = grown;
+				p->cap = cap;
+			}
+			p->fd[p->n++] = fd;
+			rights++;
 		}
-		if (c->cmsg_type == SCM_RIGHTS)
-			rights += (uint32_t)n;
 	}
-	return rights;
+	return failed ? -1 : rights;
 }
 
 /* unixPeekQueue(fd): the receive queue of a socket, message by message
@@ -143,8 +173,12 @@ static uint32_t drop_passed_fds(struct msghdr *mh)
  * length; a larger buffer rereads it from the same offset); a stream comes in
  * chunks. Zero-length datagrams are kept (the kernel marks one peeked, and a
  * later peek from offset 0 skips it: only the first dump sees it); on a
- * seqpacket socket 0 means end of data (its EOF looks the same). Passed fds
- * that the peek installs in tscriu are closed at once and only counted. */
+ * seqpacket socket 0 means end of data (its EOF looks the same). The fds a
+ * message carries (SCM_RIGHTS) come as tscriu's own fds, which the peek gave
+ * it (close-on-exec): the same open file descriptions as the ones in flight.
+ * The caller closes them; on an error none is left open. A stream peek runs on
+ * over messages without fds into the next one that has them and stops after
+ * it, as a read does: the chunk carries them (criu's images have the same). */
 static napi_value unix_peek_queue(napi_env env, napi_callback_info info)
 {
 	const char *fn = "unixPeekQueue";
@@ -168,6 +202,7 @@ static napi_value unix_peek_queue(napi_env env, napi_callback_info info)
 	char *buf = malloc(cap);
 	napi_value arr, out = NULL;
 	uint32_t count = 0;
+	struct passed held = { 0 };
 	napi_create_array(env, &arr);
 	if (!buf) {
 		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
@@ -195,11 +230,20 @@ static napi_value unix_peek_queue(napi_env env, napi_callback_info info)
 			bridge_throw_errno(env, "recvmsg(MSG_PEEK)", errno, 0, NULL);
 			goto out;
 		}
-		uint32_t rights = drop_passed_fds(&mh);
-		/* Control data cut short may have held fds: counted as fds in flight. */
-		if (mh.msg_flags & MSG_CTRUNC)
-			rights = rights ? rights : 1;
+		size_t first = held.n;
+		ssize_t rights = take_passed_fds(&mh, &held);
+		if (rights < 0) {
+			bridge_throw_errno(env, "realloc", ENOMEM, 0, NULL);
+			goto out;
+		}
+		/* Control data cut short: fds in flight tscriu did not get. */
+		if (mh.msg_flags & MSG_CTRUNC) {
+			bridge_throw_errno(env, "recvmsg(MSG_PEEK): control data truncated", EMSGSIZE, 0, NULL);
+			goto out;
+		}
 		if (!stream && (size_t)n > cap) {
+			/* Peeked again whole: the fds come again. */
+			passed_close(&held, first);
 			if ((size_t)n > PEEK_MAX_DGRAM) {
 				bridge_throw_errno(env, "recvmsg(MSG_PEEK)", EMSGSIZE, 0, NULL);
 				goto out;
@@ -230,7 +274,14 @@ static napi_value unix_peek_queue(napi_env env, napi_callback_info info)
 		napi_value m;
 		napi_create_object(env, &m);
 		napi_set_named_property(env, m, "data", bridge_make_buffer(env, buf, (size_t)n));
-		bridge_set_u32(env, m, "fds", rights);
+		napi_value fds;
+		napi_create_array_with_length(env, (size_t)rights, &fds);
+		for (size_t i = 0; i < (size_t)rights; i++) {
+			napi_value v;
+			napi_create_int32(env, held.fd[first + i], &v);
+			napi_set_element(env, fds, (uint32_t)i, v);
+		}
+		napi_set_named_property(env, m, "fds", fds);
 		napi_set_element(env, arr, count++, m);
 	}
 out:
@@ -239,6 +290,9 @@ out:
 		out = NULL;
 		bridge_throw_errno(env, "setsockopt(SO_PEEK_OFF)", errno, 0, NULL);
 	}
+	if (!out)
+		passed_close(&held, 0);
+	free(held.fd);
 	return out;
 }
 

@@ -9,9 +9,9 @@ import { constants as fsc } from "node:fs";
 import { KCMP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Fown } from "../dump/filetable.js";
-import { listFds, parseFdinfo, procPath, readProc } from "../dump/proc.js";
+import { listFds, parseFdinfo, procPath, readProc, type FdInfo } from "../dump/proc.js";
 import { LockDump } from "./locks.js";
-import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
+import { closeFds, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty-facts.js";
 import { getsockoptInts } from "./sockopts.js";
@@ -91,14 +91,20 @@ export interface FdDumpState {
   /** "pid:id" of every open file description met in each process */
   inProcess: Set<string>;
   locks: LockDump;
+  /** tscriu's fds received from sockets' queues, open until the dump is over */
+  inFlight: number[];
 }
 
-export function newFdDumpState(ctx: DumpContext): FdDumpState {
-  return { dumpers: FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : [])), known: new Descriptions(), inProcess: new Set(), locks: new LockDump(ctx.fileLocks) };
+export function newFdDumpState(base: Omit<DumpContext, "inFlight">): FdDumpState {
+  const state: FdDumpState = { dumpers: [], known: new Descriptions(), inProcess: new Set(), locks: new LockDump(base.fileLocks), inFlight: [] };
+  const ctx: DumpContext = { ...base, inFlight: (fds) => dumpInFlight(state, fds) };
+  state.dumpers = FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : []));
+  return state;
 }
 
 /** The dump is over (see FdDumper.release); every kind is told, the first error is thrown once all are. */
 export function releaseFds(state: FdDumpState, outcome: "resume" | "kill" | "stop"): void {
+  closeFds(state.inFlight);
   let first: Error | undefined;
   for (const d of state.dumpers) {
     try {
@@ -120,6 +126,52 @@ export function fdImages(state: FdDumpState): ExtraImage[] {
   return [...state.dumpers.flatMap((d) => d.images()), ...state.locks.images()];
 }
 
+/**
+ * The files.img entry of the open file description `pid`'s fd `fd` holds (tscriu's copy:
+ * `copy`): one met before (kcmp), or a new one its kind writes. `inFlight` when the fd is
+ * tscriu's own, received from a socket's queue.
+ */
+function describe(state: FdDumpState, pid: number, fd: number, copy: number, info: FdInfo, link: string, inFlight: boolean): { id: number; type: string; known: boolean } {
+  const st = fstatSync(copy, { bigint: true });
+  // The same open file description under another fd number, or in another process
+  // (dup, fork), or in flight: the same entry. kcmp only where device and inode agree.
+  const found = state.known.find(`${st.dev}:${st.ino}`, pid, fd);
+  if ("id" in found) return { id: found.id, type: found.type, known: true };
+  const fmt = Number(st.mode) & fsc.S_IFMT;
+  let domain: number | undefined;
+  const facts: FdFacts = {
+    pid,
+    fd,
+    copy,
+    st,
+    fmt,
+    link,
+    flags: info.flags & ~O_CLOEXEC,
+    info,
+    inFlight,
+    // An O_PATH fd has no owner to ask about (F_GETOWN_EX: EBADF); criu writes none.
+    fown: () => (info.flags & O_PATH ? { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } : owner(copy)),
+    domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
+  };
+  const kind = state.dumpers.find((d) => d.matches(facts));
+  if (!kind) throw new UnsupportedFd(`unsupported ${inFlight ? "file in flight" : `fd ${fd}`}: ${whatItIs(facts)}`);
+  const { id, type } = kind.dump(facts);
+  found.list.splice(found.at, 0, { pid, fd, id, type });
+  return { id, type, known: false };
+}
+
+/**
+ * The files.img entries of fds received from a socket's queue (SCM_RIGHTS, criu's
+ * dump_my_file): each is a file of the dump like a task's, the same entry as a task's fd
+ * of the same description. tscriu keeps the fds open until the dump is over: kcmp
+ * compares later fds with them by number.
+ */
+function dumpInFlight(state: FdDumpState, fds: readonly number[]): number[] {
+  state.inFlight.push(...fds);
+  const b = bridge();
+  return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), b.readlink(procPath(process.pid, `fd/${fd}`)), true).id);
+}
+
 /** The fdinfo entries of process `pid`; files.img entries go to the shared file table. */
 export function collectFds(pid: number, state: FdDumpState): Record<string, unknown>[] {
   const b = bridge();
@@ -132,40 +184,10 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);
       try {
-        const st = fstatSync(copy, { bigint: true });
-        // The same open file description under another fd number, or in another process
-        // (dup, fork): the same entry. kcmp only where device and inode agree.
-        const key = `${st.dev}:${st.ino}`;
-        const found = state.known.find(key, pid, fd);
+        const { id, type, known } = describe(state, pid, fd, copy, info, link, false);
         const locks = info.lines.get("lock");
-        if ("id" in found) {
-          const same = found;
-          if (locks) state.locks.note(pid, fd, link, locks, false, !state.inProcess.has(`${pid}:${same.id}`));
-          state.inProcess.add(`${pid}:${same.id}`);
-          fdinfo.push({ id: same.id, flags: fdflags, type: same.type, fd });
-          continue;
-        }
-        const fmt = Number(st.mode) & fsc.S_IFMT;
-        let domain: number | undefined;
-        const facts: FdFacts = {
-          pid,
-          fd,
-          copy,
-          st,
-          fmt,
-          link,
-          flags: info.flags & ~O_CLOEXEC,
-          info,
-          // An O_PATH fd has no owner to ask about (F_GETOWN_EX: EBADF); criu writes none.
-          fown: () => (info.flags & O_PATH ? { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } : owner(copy)),
-          domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
-        };
-        const kind = state.dumpers.find((d) => d.matches(facts));
-        if (!kind) throw new UnsupportedFd(`unsupported fd ${fd}: ${whatItIs(facts)}`);
-        const { id, type } = kind.dump(facts);
-        if (locks) state.locks.note(pid, fd, link, locks, true, true);
+        if (locks) state.locks.note(pid, fd, link, locks, !known, !state.inProcess.has(`${pid}:${id}`));
         state.inProcess.add(`${pid}:${id}`);
-        found.list.splice(found.at, 0, { pid, fd, id, type });
         fdinfo.push({ id, flags: fdflags, type, fd });
       } finally {
         b.close(copy);

@@ -41,6 +41,9 @@ class EpollDumper implements FdDumper {
   }
 
   dump(f: FdFacts): { id: number; type: string } {
+    // Its targets are fd numbers of the task that added them, which tscriu's copy cannot
+    // check, and on restore a task adds them under its own numbers: one no task holds has none.
+    if (f.inFlight) throw new UnsupportedFd(`unsupported file in flight: ${f.link} is passed in a unix socket's queue (SCM_RIGHTS); an epoll in flight is not supported`);
     const seen = new Map<number, number>();
     const tfd: Record<string, unknown>[] = [];
     for (const line of f.info.lines.get("tfd") ?? []) {

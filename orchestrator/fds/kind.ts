@@ -32,6 +32,11 @@ export interface FdFacts {
   /** f_flags without O_CLOEXEC */
   flags: number;
   info: FdInfo;
+  /**
+   * A file in flight: `fd` is tscriu's own, received from a socket's queue (SCM_RIGHTS),
+   * and `pid` tscriu's; no task holds it under a number.
+   */
+  inFlight: boolean;
   /** its owner (F_GETOWN_EX, F_GETSIG), as criu's fown_entry */
   fown(): Fown;
   /** a socket's address family (SO_DOMAIN), read once for the kinds that ask; -1 for any other file */
@@ -60,6 +65,12 @@ export interface DumpContext {
    * moment timens-0.img's clocks are of (the task's clocks continue from there on restore).
    */
   frozenAt: { monotonic: bigint; boottime: bigint };
+  /**
+   * The files.img ids of fds received from a socket's queue (SCM_RIGHTS), dumped as files
+   * of the dump (the entry of a task's fd of the same description, or a new one). Takes the
+   * fds: they stay open until the dump is over.
+   */
+  inFlight(fds: readonly number[]): number[];
 }
 
 /** An image a kind writes besides its files.img entries (pipe data, tty info). */
@@ -112,6 +123,12 @@ export interface PlanContext {
   clocks: { monotonicNs: bigint; boottimeNs: bigint } | undefined;
   /** every files.img entry with this id (a TTY and the REG naming its device share one) */
   entries(id: number): FileEntry[];
+  /**
+   * tscriu's fd of the description of file id `id`, for passing it in a socket's queue
+   * (SCM_RIGHTS): the one a task gets when it holds it too, made on first use. Only once
+   * every process is planned.
+   */
+  openFile(id: number): number;
   /** an optional image's entries, read once (undefined when the file does not exist) */
   optional(name: string): Promise<Record<string, unknown>[] | undefined>;
 }

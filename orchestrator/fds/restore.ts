@@ -8,6 +8,7 @@
 import { fstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { F } from "../../host-bridge/constants.js";
+import { bridge } from "../../host-bridge/load.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
 import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
@@ -78,6 +79,12 @@ export class FdPlanner {
    * holds it), and a kind that makes its files all at once must not see it twice.
    */
   private readonly planned = new Map<number, FdSource>();
+  /** the process that planned each description first, with its fd table */
+  private readonly plannedBy = new Map<number, { pid: number; fds: PlanContext["fds"] }>();
+  /** descriptions no task holds, planned for a socket's queue (files in flight) */
+  private readonly inFlight = new Set<number>();
+  /** tscriu's fd of each description made so far, by files.img id, for the whole restore */
+  private readonly opened = new Map<number, number>();
 
   private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: FileEntry[]) {
     const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
@@ -100,6 +107,7 @@ export class FdPlanner {
       fds: new Map(),
       clocks: opts.clocks,
       entries: (id) => byId.get(id) ?? [],
+      openFile: (id) => this.openInFlight(id),
       optional: (name) => {
         let p = optional.get(name);
         if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
@@ -114,9 +122,74 @@ export class FdPlanner {
     return new FdPlanner(dir, files, shm, opts, log, all);
   }
 
-  /** Once every process is planned: the kinds' checks across entries (a unix socket's peer among the tree's fds). */
+  /** Once every process is planned: the files in flight, then the kinds' checks across entries (a unix socket's peer among the tree's fds). */
   async finish(): Promise<void> {
+    await this.planInFlight();
     for (const r of this.restorers.values()) await r.planned?.();
+  }
+
+  /**
+   * The files passed in sockets' queues (sk-queues.img's SCM_RIGHTS) that no task holds:
+   * each is planned as a task's fd would be, in the process that plans the socket whose
+   * queue it is in (criu gives that task a fake fd of it). A socket in flight may carry
+   * files in flight in its own queue: planned until none is new. No side effects.
+   */
+  private async planInFlight(): Promise<void> {
+    const { ctx } = this;
+    const img = join(ctx.dir, "sk-queues.img");
+    const packets = (await ctx.optional("sk-queues.img")) ?? [];
+    for (let more = true; more; ) {
+      more = false;
+      for (const p of packets) {
+        const idFor = Number(p["id_for"]);
+        const holder = this.plannedBy.get(idFor);
+        for (const scm of (p["scm"] as { type: number; rights: number[] }[] | undefined) ?? []) {
+          for (const id of scm.rights) {
+            if (this.planned.has(id)) continue;
+            // A queue of a socket no one plans (yet) is the unix kind's to refuse.
+            if (!holder) continue;
+            const ino = ctx.entries(idFor).find((x) => x.usk)?.usk?.ino;
+            const what = `a file in flight in the queue of ${ino === undefined ? `file id ${idFor}` : `unix socket ${ino} (file id ${idFor})`}`;
+            const fail = (msg: string): RestoreError => new RestoreError("plan", holder.pid, msg, { file: img });
+            const all = ctx.entries(id);
+            if (all.length === 0 && !ctx.files.files.has(id)) throw fail(`a message queued for ${ino === undefined ? `file id ${idFor}` : `unix socket ${ino} (file id ${idFor})`} passes file id ${id} (SCM_RIGHTS), which files.img does not have`);
+            // A terminal and the REG naming its device share an id: the REG only names it.
+            const f = all.find((x) => x.type !== "REG" && kindOf(String(x.type))) ?? all[0] ?? ctx.files.files.get(id)!;
+            const type = String(f.type);
+            const kind = kindOf(type);
+            if (!kind) throw fail(`${what} (file id ${id}): restoring ${type} files is not supported`);
+            ctx.pid = holder.pid;
+            ctx.fds = holder.fds;
+            let r = this.restorers.get(type);
+            if (!r) this.restorers.set(type, (r = kind.restorer(ctx)));
+            const src = await r.plan(f, what);
+            // Set up inside the task that holds it, or opened once the task has its fds: a file no task holds gets neither.
+            if (src.afterInstall || src.late) throw fail(`${what} (file id ${id}, ${src.describe}) is held by no task; restoring it in flight is not supported`);
+            this.planned.set(id, src);
+            this.plannedBy.set(id, holder);
+            this.inFlight.add(id);
+            more = true;
+          }
+        }
+      }
+    }
+  }
+
+  /** tscriu's fd of description `id`, made once for the whole restore (shared with the tasks' fds of it). */
+  open(id: number, src: FdSource): number {
+    let fd = this.opened.get(id);
+    if (fd === undefined) this.opened.set(id, (fd = src.open()));
+    return fd;
+  }
+
+  /** A file passed in a queue: made if no task made it yet, at its offset when no task will set it. */
+  private openInFlight(id: number): number {
+    const src = this.planned.get(id);
+    if (!src) throw new Error(`file id ${id} is passed in a socket's queue, but was not planned`);
+    const made = this.opened.has(id);
+    const fd = this.open(id, src);
+    if (!made && this.inFlight.has(id) && src.pos !== undefined && src.pos > 0n) bridge().seekSet(fd, src.pos);
+    return fd;
   }
 
   /** Every restorer made so far: they close what they made. */
@@ -177,6 +250,7 @@ export class FdPlanner {
       checkOwner(src, what, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
       plan.sources.set(e.id, src);
       this.planned.set(e.id, src);
+      this.plannedBy.set(e.id, { pid, fds: ctx.fds });
       own.add(e.id);
     }
     plan.hooks = hookOrder(plan, own, rank, (msg) => new RestoreError("plan", pid, msg, { file: join(ctx.dir, "files.img") }));
@@ -233,7 +307,6 @@ function hookOrder(plan: FdPlan, own: ReadonlySet<number>, rank: ReadonlyMap<num
 
 /** tscriu's fds of the open file descriptions, made on first use, one per files.img id for the whole restore. */
 export class FdMaker {
-  private readonly locals = new Map<number, number>();
   private readonly hooked = new Set<number>();
 
   /** True the first time: a description two processes share is set up inside a task once. */
@@ -246,9 +319,7 @@ export class FdMaker {
   constructor(private readonly planner: FdPlanner) {}
 
   make(id: number, src: FdSource): number {
-    let fd = this.locals.get(id);
-    if (fd === undefined) this.locals.set(id, (fd = src.open()));
-    return fd;
+    return this.planner.open(id, src);
   }
 
   /** Process `pid` was just made, before it forks any other (a session leader takes its terminal). */

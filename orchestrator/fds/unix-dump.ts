@@ -3,12 +3,18 @@
 // connections a listener has not accepted yet, queue lengths, shutdown); options from
 // getsockopt; the bound file (mode, owner, whether it was removed, the directory of a
 // relative name) from SIOCUNIXFILE; the receive queue from a peek that leaves it in place
-// (sk-queues.img, one entry per message, in order). A peer outside the tree is allowed
-// only as the options say (unix-external.ts); fds in flight are refused by name.
+// (sk-queues.img, one entry per message, in order). The fds a message carries (SCM_RIGHTS)
+// come with the peek as tscriu's own and are dumped as files of the dump (criu's
+// dump_my_file): the message lists their ids. A socket in flight is dumped like one a task
+// holds, its own queue too; one met again in its own queue (directly or through sockets
+// in flight there: a loop, which the kernel's garbage collector keeps) is the entry being
+// written, as criu gives a file its id before it dumps it. A peer no task holds may be in
+// flight, met later; one that is not is outside the tree, allowed only as the options say
+// (unix-external.ts).
 
 import { closeSync, fstatSync } from "node:fs";
 import { posix } from "node:path";
-import { AF_UNIX, SK_STATE, SOCK } from "../../host-bridge/constants.js";
+import { AF_UNIX, SCM_RIGHTS, SK_STATE, SOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { UnixDiag } from "../../host-bridge/native.js";
 import type { Entry } from "../../images/schema/dsl.js";
@@ -65,6 +71,10 @@ export class UnixDumper implements FdDumper {
   /** entries held back until their peer's is written, by the peer's inode (criu's order) */
   private readonly waiting = new Map<number, Record<string, unknown>[]>();
   private readonly outside: OutsidePeers;
+  /** sockets whose queue is being read, and their ids (met in flight there: a loop) */
+  private readonly peeking = new Map<number, number>();
+  /** sockets connected to a peer no task holds, which must be in flight or allowed outside (settle) */
+  private readonly unheld: { fd: number; ino: number; d: UnixDiag; peer: number; p: UnixDiag | undefined }[] = [];
 
   constructor(private readonly ctx: DumpContext) {
     this.outside = new OutsidePeers(ctx.externalUnix);
@@ -99,8 +109,11 @@ export class UnixDumper implements FdDumper {
 
   dump(f: FdFacts): { id: number; type: string } {
     const ino = Number(f.st.ino);
-    const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: unix socket ${f.link} ${why}`);
-    const outside = (peer: number): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: unix socket ${f.link} waits to be accepted by socket ${peer}, which is outside the dumped tree`);
+    const which = f.inFlight ? "file in flight" : `fd ${f.fd}`;
+    const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported ${which}: unix socket ${f.link} ${why}`);
+    const outside = (peer: number): UnsupportedFd => new UnsupportedFd(`unsupported ${which}: unix socket ${f.link} waits to be accepted by socket ${peer}, which is outside the dumped tree`);
+    const looped = this.peeking.get(ino);
+    if (looped !== undefined) return { id: looped, type: "UNIXSK" };
     const d = this.table().get(ino);
     if (!d) throw refuse("is not in sock_diag's table of tscriu's network namespace");
     if (d.type !== SOCK.STREAM && d.type !== SOCK.DGRAM && d.type !== SOCK.SEQPACKET) throw refuse(`of type ${d.type}: only stream, datagram and seqpacket sockets are dumped`);
@@ -124,7 +137,8 @@ export class UnixDumper implements FdDumper {
     let peer = d.peer;
     if (peer !== 0) {
       const p = this.table().get(peer);
-      if (!p || !this.heldByTask().has(peer)) this.outside.admit(f.fd, ino, d, peer, p);
+      // A peer no task holds may be in flight, met later: settle() looks.
+      if (!p || !this.heldByTask().has(peer)) this.unheld.push({ fd: f.fd, ino, d, peer, p });
       else if (p.peer !== ino && !p.name) throw refuse(`is connected to socket inode ${peer}, which is neither connected back to it nor bound to a name`);
     } else if (d.state === SK_STATE.ESTABLISHED && d.type !== SOCK.DGRAM) {
       // No peer inode: a connection the listener has not accepted yet (the peer is the
@@ -144,12 +158,7 @@ export class UnixDumper implements FdDumper {
     }
 
     const id = this.ctx.files.newId();
-    if (d.state !== SK_STATE.LISTEN && (d.rqlen > 0 || d.type === SOCK.DGRAM)) {
-      for (const m of bridge().unixPeekQueue(f.copy)) {
-        if (m.fds > 0) throw refuse("has file descriptors in flight (SCM_RIGHTS) in its receive queue; passing fds is not supported yet");
-        this.packets.push({ id_for: id, length: m.data.length, extra: new Uint8Array(m.data) });
-      }
-    }
+    if (d.state !== SK_STATE.LISTEN && (d.rqlen > 0 || d.type === SOCK.DGRAM)) this.dumpQueue(f, ino, id, refuse);
 
     const usk: UnixSkEntry = {
       id,
@@ -184,14 +193,37 @@ export class UnixDumper implements FdDumper {
     return { id, type: "UNIXSK" };
   }
 
+  /** The socket's receive queue, message by message, with the files in flight in it. */
+  private dumpQueue(f: FdFacts, ino: number, id: number, refuse: (why: string) => UnsupportedFd): void {
+    const queue = bridge().unixPeekQueue(f.copy);
+    const all = queue.flatMap((m) => m.fds);
+    this.peeking.set(ino, id);
+    try {
+      // The dump closes every fd the peek gave from here on, whatever fails.
+      const rights = all.length ? this.ctx.inFlight(all) : [];
+      let at = 0;
+      for (const m of queue) {
+        const scm = m.fds.length ? [{ type: SCM_RIGHTS, rights: rights.slice(at, (at += m.fds.length)) }] : [];
+        this.packets.push({ id_for: id, length: m.data.length, ...(scm.length ? { scm } : {}), extra: new Uint8Array(m.data) });
+      }
+    } catch (e) {
+      if (e instanceof UnsupportedFd && all.length) throw refuse(`has files in flight (SCM_RIGHTS) in its receive queue, and one cannot be dumped: ${e.message}`);
+      throw e;
+    } finally {
+      this.peeking.delete(ino);
+    }
+  }
+
   settle(): void {
+    // A peer no task holds and no queue had is outside the tree.
+    for (const u of this.unheld) if (!this.done.has(u.peer)) this.outside.admit(u.fd, u.ino, u.d, u.peer, u.p);
     // The sockets connected to a peer outside waited for its stand-in entry.
     this.outside.entries(this.ctx.files, (peer, entry) => {
       this.ctx.files.add(entry);
       for (const e of this.waiting.get(peer) ?? []) this.ctx.files.add(e);
       this.waiting.delete(peer);
     });
-    // Every other peer is a socket the task holds (checked in dump), so nothing should wait by now.
+    // Every other peer is a socket of the tree (held or in flight), so nothing should wait by now.
     for (const list of this.waiting.values()) for (const e of list) this.ctx.files.add(e);
     this.waiting.clear();
   }

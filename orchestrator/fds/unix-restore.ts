@@ -17,10 +17,14 @@
 // against the directory it was bound in (name_dir, for a relative name) or the root, both
 // under --root. A socket bound to a removed file is bound, then its file removed again
 // (criu's way); sockets connect to it through an O_PATH fd of the file, kept meanwhile.
+//
+// Files in flight (a message's SCM_RIGHTS, file ids of files.img): the planner plans those
+// no task holds (FdPlanner.finish); a message is sent with tscriu's fds of them, the very
+// descriptions the tasks get when they hold them too.
 
 import { closeSync, chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { AF_UNIX, F, O, SHUT, SK_STATE, SOCK } from "../../host-bridge/constants.js";
+import { AF_UNIX, F, O, SCM_RIGHTS, SHUT, SK_STATE, SOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
@@ -31,6 +35,8 @@ import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
 import { USK_EXTERN } from "./unix-external.js";
 
 const UNIX_PATH_MAX = 108;
+/** The kernel's SCM_MAX_FD: the most fds one message passes. */
+const SCM_MAX_FD = 253;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
 const HOW: Record<number, number> = { 1: SHUT.RD, 2: SHUT.WR, 3: SHUT.RDWR };
@@ -39,6 +45,12 @@ const HOW: Record<number, number> = { 1: SHUT.RD, 2: SHUT.WR, 3: SHUT.RDWR };
 function shutdownOf(u: UnixSkEntry): number {
   const v = u.shutdown ?? 0;
   return typeof v === "number" ? v : (SHUTDOWN[v] ?? -1);
+}
+
+/** A queued message: its bytes and the file ids of the fds it passes (SCM_RIGHTS). */
+interface Message {
+  data: Uint8Array;
+  rights: number[];
 }
 
 /** One socket of the plan, and what its making needs. */
@@ -50,7 +62,7 @@ interface Sk {
   name: Buffer;
   /** a path name: where its file is in tscriu's view, and the directory bind resolves it from */
   path: { file: string; base: string | undefined } | undefined;
-  queue: Uint8Array[];
+  queue: Message[];
   /** decided when every fd is planned */
   how?: "pair" | "connect" | "closed-peer" | "alone" | "outside";
   peer?: Sk;
@@ -76,7 +88,7 @@ function typeName(t: number): string {
 export class UnixRestorer implements FdRestorer {
   private readonly sockets: Sk[] = [];
   private byIno: Map<number, UnixSkEntry> | undefined;
-  private queues: Promise<Map<number, Uint8Array[]>> | undefined;
+  private queues: Promise<Map<number, Message[]>> | undefined;
   private made = false;
   private readonly mine: number[] = [];
 
@@ -96,16 +108,21 @@ export class UnixRestorer implements FdRestorer {
   }
 
   /** sk-queues.img by the id of the socket whose receive queue each message is in, in order. */
-  private async queueOf(id: number): Promise<Uint8Array[]> {
+  private async queueOf(id: number): Promise<Message[]> {
     this.queues ??= (async () => {
-      const out = new Map<number, Uint8Array[]>();
+      const out = new Map<number, Message[]>();
       for (const p of (await this.ctx.optional("sk-queues.img")) ?? []) {
         const bytes = (p["extra"] as Uint8Array | undefined) ?? new Uint8Array(0);
         const idFor = Number(p["id_for"]);
         if (bytes.length !== Number(p["length"])) throw this.fail(`a message queued for file id ${idFor} holds ${bytes.length} bytes, its entry says ${String(p["length"])}`, "sk-queues.img");
-        if (((p["scm"] as unknown[] | undefined) ?? []).length > 0) throw this.fail(`a message queued for file id ${idFor} carries file descriptors (SCM_RIGHTS); restoring fds in flight is not supported yet`, "sk-queues.img");
+        const scm = (p["scm"] as { type: number; rights: number[] }[] | undefined) ?? [];
+        // The kernel hands all of a message's fds over as one SCM_RIGHTS (criu keeps one too).
+        if (scm.length > 1) throw this.fail(`a message queued for file id ${idFor} has ${scm.length} control messages; the kernel gives one (SCM_RIGHTS)`, "sk-queues.img");
+        const rights = scm[0]?.rights ?? [];
+        if (scm.length && scm[0]!.type !== SCM_RIGHTS) throw this.fail(`a message queued for file id ${idFor} has a control message of type ${scm[0]!.type}; only SCM_RIGHTS (${SCM_RIGHTS}) passes files`, "sk-queues.img");
+        if (rights.length > SCM_MAX_FD) throw this.fail(`a message queued for file id ${idFor} passes ${rights.length} files; the kernel passes at most ${SCM_MAX_FD} in one`, "sk-queues.img");
         const list = out.get(idFor) ?? [];
-        list.push(bytes);
+        list.push({ data: bytes, rights: [...rights] });
         out.set(idFor, list);
       }
       return out;
@@ -384,8 +401,10 @@ export class UnixRestorer implements FdRestorer {
     this.step(s, `restoring ${s.queue.length} queued messages`, () => {
       widenBuffers(from);
       for (const m of s.queue) {
-        const n = bridge().send(from, m);
-        if (n !== m.length) throw new Error(`sendmsg took ${n} of ${m.length} bytes`);
+        // The files in flight: the descriptions the tasks get too, when they hold them.
+        const fds = m.rights.map((id) => this.ctx.openFile(id));
+        const n = bridge().send(from, m.data, null, fds);
+        if (n !== m.data.length) throw new Error(`sendmsg took ${n} of ${m.data.length} bytes`);
       }
     });
   }

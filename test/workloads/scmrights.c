@@ -1,0 +1,241 @@
+/* Files in flight (SCM_RIGHTS) in a unix socket's receive queue, one case per run
+ * (argv[2]): stream, dgram or seqpacket -- the socket type of the pair the messages
+ * wait in. Six messages wait on sk[1], sent from sk[0]:
+ *
+ *   1 "plain-one"    no fds
+ *   2 "held"         the write end of a pipe the task holds too (both ends)
+ *   3 "gone-pipe"    both ends of a pipe no one holds any more (two fds in one message)
+ *   4 "plain-two"    no fds
+ *   5 "file+sock"    a regular file (STATE_DIR/data, offset 5) and one end of a
+ *                    socketpair, neither held any more; the socket has "inner"
+ *                    queued from the other end, which the task holds
+ *   6 "plain-three"  no fds
+ *
+ * The check (SIGUSR1) receives them one by one (a stream, which has no boundaries, as a
+ * reader with a large buffer does: a read runs on over messages without fds into the
+ * next that has them and stops after it, so 1+2, 3, 4+5, 6) and checks each fd: the pipe end
+ * received is the task's own description (kcmp) and what it writes reads back from
+ * the task's read end; the two ends of the gone pipe are one pipe; the file is the
+ * same inode at offset 5 with its bytes; the socket reads "inner" and reaches the
+ * task's end. Then it sends the six messages again, with the same fds, and closes its
+ * copies: the queue is as it was, and the check can run again.
+ *
+ * The case "loop": a datagram socketpair whose end lp[1] is in flight in its own
+ * queue (sent to itself through lp[0], then closed); its check peeks at nothing the
+ * kernel could not give back and only says lp[0] still sends (a loop no task reaches).
+ */
+#include "workload.h"
+
+#include <linux/kcmp.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#define NMSG   6
+#define MAXFDS 4
+
+static int sk[2], hp[2], op1, lp0, sk_type;
+static ino_t file_ino;
+
+struct msg {
+	const char *data;
+	int nfds;
+	int fds[MAXFDS];
+};
+
+static struct msg msgs[NMSG];
+
+static void send_msg(const struct msg *m)
+{
+	union {
+		char buf[CMSG_SPACE(MAXFDS * sizeof(int))];
+		struct cmsghdr align;
+	} c;
+	memset(&c, 0, sizeof(c));
+	struct iovec iov = { (void *)m->data, strlen(m->data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (m->nfds) {
+		mh.msg_control = c.buf;
+		mh.msg_controllen = CMSG_SPACE((size_t)m->nfds * sizeof(int));
+		struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+		ch->cmsg_level = SOL_SOCKET;
+		ch->cmsg_type = SCM_RIGHTS;
+		ch->cmsg_len = CMSG_LEN((size_t)m->nfds * sizeof(int));
+		memcpy(CMSG_DATA(ch), m->fds, (size_t)m->nfds * sizeof(int));
+	}
+	if (sendmsg(sk[0], &mh, 0) != (ssize_t)iov.iov_len)
+		wl_die("sendmsg");
+}
+
+static void setup(int type)
+{
+	sk_type = type;
+	int gp[2], op[2];
+	if (socketpair(AF_UNIX, type, 0, sk) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, op) < 0)
+		wl_die("socketpair");
+	if (pipe(hp) < 0 || pipe(gp) < 0)
+		wl_die("pipe");
+	int f = open("data", O_RDWR | O_CREAT | O_TRUNC, 0644);
+	struct stat st;
+	if (f < 0 || write(f, "0123456789abcdef", 16) != 16 || lseek(f, 5, SEEK_SET) != 5 || fstat(f, &st) < 0)
+		wl_die("data file");
+	file_ino = st.st_ino;
+	if (write(op[1], "inner", 5) != 5)
+		wl_die("write inner");
+	op1 = op[1];
+	msgs[0] = (struct msg){ "plain-one", 0, { 0 } };
+	msgs[1] = (struct msg){ "held", 1, { hp[1] } };
+	msgs[2] = (struct msg){ "gone-pipe", 2, { gp[0], gp[1] } };
+	msgs[3] = (struct msg){ "plain-two", 0, { 0 } };
+	msgs[4] = (struct msg){ "file+sock", 2, { f, op[0] } };
+	msgs[5] = (struct msg){ "plain-three", 0, { 0 } };
+	for (int i = 0; i < NMSG; i++)
+		send_msg(&msgs[i]);
+	close(gp[0]);
+	close(gp[1]);
+	close(f);
+	close(op[0]);
+}
+
+static void setup_stream(void)
+{
+	setup(SOCK_STREAM);
+}
+
+static void setup_dgram(void)
+{
+	setup(SOCK_DGRAM);
+}
+
+static void setup_seqpacket(void)
+{
+	setup(SOCK_SEQPACKET);
+}
+
+/* Message i into got[]: on a stream, with the messages without fds before it (see above). */
+static int recv_msg(int i, int *got)
+{
+	char want[64] = { 0 };
+	int from = i;
+	if (sk_type == SOCK_STREAM)
+		while (from > 0 && msgs[from - 1].nfds == 0)
+			from--;
+	for (int k = from; k <= i; k++)
+		strcat(want, msgs[k].data);
+	union {
+		char buf[CMSG_SPACE(MAXFDS * sizeof(int))];
+		struct cmsghdr align;
+	} c;
+	char data[64];
+	size_t len = strlen(want);
+	/* A larger buffer: a message that came out longer is seen. */
+	struct iovec iov = { data, sizeof(data) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf) };
+	ssize_t n = recvmsg(sk[1], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n != (ssize_t)len || memcmp(data, want, len) != 0)
+		return wl_fail("message %d (%s): got %zd bytes", i + 1, want, n);
+	int nfds = 0;
+	for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
+		if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+			return wl_fail("message %d: a control message of type %d", i + 1, ch->cmsg_type);
+		int k = (int)((ch->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int j = 0; j < k && nfds < MAXFDS; j++)
+			memcpy(&got[nfds++], CMSG_DATA(ch) + (size_t)j * sizeof(int), sizeof(int));
+	}
+	if (nfds != msgs[i].nfds)
+		return wl_fail("message %d (%s): %d fds, not %d", i + 1, msgs[i].data, nfds, msgs[i].nfds);
+	return 0;
+}
+
+/* Writes `what` into w and reads it back from r. */
+static int through(int w, int r, const char *what, const char *where)
+{
+	char buf[32] = { 0 };
+	size_t n = strlen(what);
+	if (write(w, what, n) != (ssize_t)n || read(r, buf, sizeof(buf)) != (ssize_t)n || memcmp(buf, what, n) != 0)
+		return wl_fail("%s: wrote %s, read back %s", where, what, buf);
+	return 0;
+}
+
+static int check_fds(int got[NMSG][MAXFDS])
+{
+	pid_t me = getpid();
+	if (syscall(SYS_kcmp, me, me, KCMP_FILE, got[1][0], hp[1]) != 0)
+		return wl_fail("the pipe end received is not the task's own (kcmp)");
+	if (through(got[1][0], hp[0], "held", "the held pipe"))
+		return -1;
+	if (through(got[2][1], got[2][0], "gone", "the pipe in flight"))
+		return -1;
+	struct stat st;
+	if (fstat(got[4][0], &st) < 0 || st.st_ino != file_ino)
+		return wl_fail("the file received is not STATE_DIR/data");
+	char b[4] = { 0 };
+	if (lseek(got[4][0], 0, SEEK_CUR) != 5 || pread(got[4][0], b, 3, 5) != 3 || memcmp(b, "567", 3) != 0)
+		return wl_fail("the file received is not at offset 5 (%ld), or its bytes are not there (%s)",
+			       (long)lseek(got[4][0], 0, SEEK_CUR), b);
+	char in[8] = { 0 };
+	if (recv(got[4][1], in, sizeof(in), MSG_DONTWAIT) != 5 || memcmp(in, "inner", 5) != 0)
+		return wl_fail("the socket in flight does not hold \"inner\" (%s)", in);
+	if (write(op1, "inner", 5) != 5)
+		return wl_fail("write inner again");
+	if (through(got[4][1], op1, "ping", "the socket in flight"))
+		return -1;
+	return 0;
+}
+
+static int check(void)
+{
+	int got[NMSG][MAXFDS];
+	memset(got, -1, sizeof(got));
+	int r = 0;
+	for (int i = 0; i < NMSG && r == 0; i++)
+		if (sk_type != SOCK_STREAM || msgs[i].nfds > 0 || i == NMSG - 1)
+			r = recv_msg(i, got[i]);
+	char extra[8];
+	if (r == 0 && recv(sk[1], extra, sizeof(extra), MSG_DONTWAIT) >= 0)
+		r = wl_fail("more than the six messages were queued");
+	if (r == 0)
+		r = check_fds(got);
+	/* Back in the queue as they were, whatever was found. */
+	for (int i = 0; i < NMSG; i++) {
+		struct msg m = msgs[i];
+		memcpy(m.fds, got[i], sizeof(m.fds));
+		if (r == 0)
+			send_msg(&m);
+		for (int j = 0; j < MAXFDS; j++)
+			if (got[i][j] >= 0)
+				close(got[i][j]);
+	}
+	return r;
+}
+
+static void setup_loop(void)
+{
+	int lp[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, lp) < 0)
+		wl_die("socketpair");
+	struct msg m = { "loop", 1, { lp[1] } };
+	sk[0] = lp[0];
+	send_msg(&m);
+	close(lp[1]);
+	lp0 = lp[0];
+}
+
+static int check_loop(void)
+{
+	if (send(lp0, "x", 1, MSG_DONTWAIT) != 1)
+		return wl_fail("lp[0] cannot send: %s", strerror(errno));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && chdir(argv[1]) < 0)
+		wl_die("chdir");
+	static const struct wl_case cases[] = {
+		{ "stream", setup_stream, check },
+		{ "dgram", setup_dgram, check },
+		{ "seqpacket", setup_seqpacket, check },
+		{ "loop", setup_loop, check_loop },
+	};
+	return wl_run_case(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
