@@ -23,8 +23,8 @@
  *   deleted    a datagram socket bound to gone.sock, then removed, with messages
  *              from a socket connected to it; another bound to taken.sock,
  *              removed, and a regular file made with that name since.
- *   inflight   a stream pair with an fd in flight (SCM_RIGHTS), which the dump
- *              must refuse, leaving the message and its fd where they were.
+ *   inflight   a stream pair with an fd in flight (SCM_RIGHTS): the message
+ *              and its fd (a pipe's read end no one else holds) are there.
  *   outside PATH  a stream socket connected to PATH, a listener of someone else's
  *              (the dump must refuse it); its check only says the task runs.
  */
