@@ -1,7 +1,7 @@
 // Files in flight (SCM_RIGHTS) in a unix socket's queue: the scmrights workload's six
 // messages, with and without fds, on a stream, datagram and seqpacket pair -- a pipe end
 // the task holds too, both ends of a pipe no one holds, a regular file at an offset and a
-// socket (with its own queue) no one holds. Each is dumped with -R (queue and fds left as
+// socket (with its own queue) no one holds; an epoll and a timerfd no one holds. Each is dumped with -R (queue and fds left as
 // they were), dumped and restored, and checked by the workload (the fds it receives work
 // and are the same files); the images as criu lays them out (one file entry per
 // description, the message naming their ids); criu 4.1.1 restores tscriu's images and
@@ -89,6 +89,21 @@ test("stream: a read runs on into the next message with fds; the queue comes bac
   ]);
 });
 
+test("timerfd: an epoll (watching the socket whose queue passes it) and an armed timerfd in flight, held by no task: set up in the task that holds the queue", async (t) => {
+  const dir = await roundTrip(t, "timerfd");
+  const { msgs, files } = await queue(dir);
+  t.deepEqual(msgs, [
+    ["ep", ["EVENTPOLL", "TIMERFD"]],
+    ["after", []],
+  ]);
+  const ep = [...files.values()].find((f) => f["type"] === "EVENTPOLL")!["epfd"] as E;
+  t.deepEqual(
+    (ep["tfd"] as E[]).map((x) => [x["tfd"], x["data"]]),
+    [[4, 42n]],
+    "its target by the number in the task that holds the queue",
+  );
+});
+
 test("a socket in flight in its own queue, which no task reaches, is refused by name; the task runs on", async (t) => {
   const w = await startWorkload(t, "scmrights", ["loop"]);
   t.is(await w.check(), "PASS loop");
@@ -112,19 +127,23 @@ test("a message passing a file id files.img does not have is refused at plan, na
   t.regex(err?.message ?? "", new RegExp(`a message queued for unix socket ${String(ino)} \\(file id ${String(p["id_for"])}\\) passes file id 4242 \\(SCM_RIGHTS\\), which files.img does not have`));
 });
 
-test.serial("criu restores tscriu's images of fds in flight", async (t) => {
-  if (!haveRoot(t)) return;
-  const w = await startWorkload(t, "scmrights", ["dgram"], { static: true });
-  const dir = await dumpGone(t, w);
-  await restoredByCriu(t, w.pid, dir);
-  t.is(await w.check(), "PASS dgram", `criu ${criuVersion()}`);
-});
+// (The timerfd case is not among them: criu 4.1.1 arms a timerfd in flight in its restorer
+// through the fake fd it has closed by then, "Can't restore timerfd -9".)
+for (const type of ["dgram", "stream", "epoll"]) {
+  test.serial(`criu restores tscriu's images of fds in flight: ${type}`, async (t) => {
+    if (!haveRoot(t)) return;
+    const w = await startWorkload(t, "scmrights", [type], { static: true });
+    const dir = await dumpGone(t, w);
+    await restoredByCriu(t, w.pid, dir);
+    t.is(await w.check(), `PASS ${type}`, `criu ${criuVersion()}`);
+  });
 
-test.serial("tscriu restores criu's images of fds in flight", async (t) => {
-  if (!haveRoot(t)) return;
-  const c = await criuDumps(t, "scmrights", ["dgram"]);
-  t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(c.images, "dump.log")}`);
-  if (c.status !== 0) return;
-  await restoreTask(t, c.images);
-  t.is(await c.check(), "PASS dgram");
-});
+  test.serial(`tscriu restores criu's images of fds in flight: ${type}`, async (t) => {
+    if (!haveRoot(t)) return;
+    const c = await criuDumps(t, "scmrights", [type]);
+    t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(c.images, "dump.log")}`);
+    if (c.status !== 0) return;
+    await restoreTask(t, c.images);
+    t.is(await c.check(), `PASS ${type}`);
+  });
+}

@@ -97,7 +97,7 @@ export interface FdDumpState {
 
 export function newFdDumpState(base: Omit<DumpContext, "inFlight">): FdDumpState {
   const state: FdDumpState = { dumpers: [], known: new Descriptions(), inProcess: new Set(), locks: new LockDump(base.fileLocks), inFlight: [] };
-  const ctx: DumpContext = { ...base, inFlight: (fds) => dumpInFlight(state, fds) };
+  const ctx: DumpContext = { ...base, inFlight: (fds, holder) => dumpInFlight(state, fds, holder) };
   state.dumpers = FD_KINDS.flatMap((k) => (k.dumper ? [k.dumper(ctx)] : []));
   return state;
 }
@@ -131,7 +131,8 @@ export function fdImages(state: FdDumpState): ExtraImage[] {
  * `copy`): one met before (kcmp), or a new one its kind writes. `inFlight` when the fd is
  * tscriu's own, received from a socket's queue.
  */
-function describe(state: FdDumpState, pid: number, fd: number, copy: number, info: FdInfo, link: string, inFlight: boolean): { id: number; type: string; known: boolean } {
+function describe(state: FdDumpState, pid: number, fd: number, copy: number, info: FdInfo, link: string, holder: number): { id: number; type: string; known: boolean } {
+  const inFlight = holder !== pid;
   const st = fstatSync(copy, { bigint: true });
   // The same open file description under another fd number, or in another process
   // (dup, fork), or in flight: the same entry. kcmp only where device and inode agree.
@@ -149,6 +150,7 @@ function describe(state: FdDumpState, pid: number, fd: number, copy: number, inf
     flags: info.flags & ~O_CLOEXEC,
     info,
     inFlight,
+    holder,
     // An O_PATH fd has no owner to ask about (F_GETOWN_EX: EBADF); criu writes none.
     fown: () => (info.flags & O_PATH ? { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } : owner(copy)),
     domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
@@ -166,10 +168,10 @@ function describe(state: FdDumpState, pid: number, fd: number, copy: number, inf
  * of the same description. tscriu keeps the fds open until the dump is over: kcmp
  * compares later fds with them by number.
  */
-function dumpInFlight(state: FdDumpState, fds: readonly number[]): number[] {
+function dumpInFlight(state: FdDumpState, fds: readonly number[], holder: number): number[] {
   state.inFlight.push(...fds);
   const b = bridge();
-  return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), b.readlink(procPath(process.pid, `fd/${fd}`)), true).id);
+  return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), b.readlink(procPath(process.pid, `fd/${fd}`)), holder).id);
 }
 
 /** The fdinfo entries of process `pid`; files.img entries go to the shared file table. */
@@ -184,7 +186,7 @@ export function collectFds(pid: number, state: FdDumpState): Record<string, unkn
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);
       try {
-        const { id, type, known } = describe(state, pid, fd, copy, info, link, false);
+        const { id, type, known } = describe(state, pid, fd, copy, info, link, pid);
         const locks = info.lines.get("lock");
         if (locks) state.locks.note(pid, fd, link, locks, !known, !state.inProcess.has(`${pid}:${id}`));
         state.inProcess.add(`${pid}:${id}`);

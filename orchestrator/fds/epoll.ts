@@ -41,9 +41,6 @@ class EpollDumper implements FdDumper {
   }
 
   dump(f: FdFacts): { id: number; type: string } {
-    // Its targets are fd numbers of the task that added them, which tscriu's copy cannot
-    // check, and on restore a task adds them under its own numbers: one no task holds has none.
-    if (f.inFlight) throw new UnsupportedFd(`unsupported file in flight: ${f.link} is passed in a unix socket's queue (SCM_RIGHTS); an epoll in flight is not supported`);
     const seen = new Map<number, number>();
     const tfd: Record<string, unknown>[] = [];
     for (const line of f.info.lines.get("tfd") ?? []) {
@@ -63,12 +60,16 @@ class EpollDumper implements FdDumper {
     return { id, type: "EVENTPOLL" };
   }
 
-  /** The task's fd that is target `tfd` (the toff-th of that number) of epoll f: `tfd` itself unless it was closed or reused. */
+  /**
+   * The task's fd that is target `tfd` (the toff-th of that number) of epoll f: `tfd` itself
+   * unless it was closed or reused. An epoll in flight is looked at in the task that holds
+   * the queue (criu takes its numbers unchecked), which adds its targets on restore.
+   */
   private holder(f: FdFacts, tfd: number, toff: number, ino: string | undefined): number {
     const b = bridge();
     const same = (fd: number): boolean => {
       try {
-        return b.kcmpEpollTfd(f.pid, fd, f.pid, f.fd, tfd, toff) === 0;
+        return b.kcmpEpollTfd(f.holder, fd, f.pid, f.fd, tfd, toff) === 0;
       } catch (e) {
         // EBADF: no such fd in the task
         if (isNativeError(e) && (e.code === "EBADF" || e.code === "ENOENT")) return false;
@@ -76,8 +77,8 @@ class EpollDumper implements FdDumper {
       }
     };
     if (same(tfd)) return tfd;
-    const other = listFds(f.pid).find((fd) => fd !== tfd && same(fd));
-    if (other === undefined) throw new UnsupportedFd(`unsupported fd ${f.fd}: ${f.link} watches a file the task no longer holds (added as fd ${tfd}${ino ? `, inode 0x${ino}` : ""})`);
+    const other = listFds(f.holder).find((fd) => fd !== tfd && same(fd));
+    if (other === undefined) throw new UnsupportedFd(`unsupported ${f.inFlight ? `file in flight (in a queue of pid ${f.holder})` : `fd ${f.fd}`}: ${f.link} watches a file the task no longer holds (added as fd ${tfd}${ino ? `, inode 0x${ino}` : ""})`);
     return other;
   }
 

@@ -34,9 +34,11 @@ export interface FdFacts {
   info: FdInfo;
   /**
    * A file in flight: `fd` is tscriu's own, received from a socket's queue (SCM_RIGHTS),
-   * and `pid` tscriu's; no task holds it under a number.
+   * and `pid` tscriu's; no task need hold it under a number.
    */
   inFlight: boolean;
+  /** the process whose fd numbers the file's own refer to (an epoll's targets): `pid`, or for a file in flight the one that holds the queue */
+  holder: number;
   /** its owner (F_GETOWN_EX, F_GETSIG), as criu's fown_entry */
   fown(): Fown;
   /** a socket's address family (SO_DOMAIN), read once for the kinds that ask; -1 for any other file */
@@ -70,7 +72,7 @@ export interface DumpContext {
    * of the dump (the entry of a task's fd of the same description, or a new one). Takes the
    * fds: they stay open until the dump is over.
    */
-  inFlight(fds: readonly number[]): number[];
+  inFlight(fds: readonly number[], holder: number): number[];
 }
 
 /** An image a kind writes besides its files.img entries (pipe data, tty info). */

@@ -38,6 +38,11 @@ export interface FdPlan {
   maxFd: number;
   /** file ids whose afterInstall runs once every fd is installed, in this order */
   hooks: number[];
+  /**
+   * files in flight no task holds whose afterInstall runs in this task (an epoll adds its
+   * targets by the task's numbers): installed for it, then closed again (criu's fake fd)
+   */
+  passed: number[];
 }
 
 export interface FdOptions {
@@ -83,6 +88,8 @@ export class FdPlanner {
   private readonly plannedBy = new Map<number, { pid: number; fds: PlanContext["fds"] }>();
   /** descriptions no task holds, planned for a socket's queue (files in flight) */
   private readonly inFlight = new Set<number>();
+  /** each process's plan, by pid: a file in flight may have to be set up in one */
+  private readonly plans = new Map<number, FdPlan>();
   /** tscriu's fd of each description made so far, by files.img id, for the whole restore */
   private readonly opened = new Map<number, number>();
 
@@ -163,8 +170,10 @@ export class FdPlanner {
             let r = this.restorers.get(type);
             if (!r) this.restorers.set(type, (r = kind.restorer(ctx)));
             const src = await r.plan(f, what);
-            // Set up inside the task that holds it, or opened once the task has its fds: a file no task holds gets neither.
-            if (src.afterInstall || src.late) throw fail(`${what} (file id ${id}, ${src.describe}) is held by no task; restoring it in flight is not supported`);
+            // Opened once the task has its fds: a file no task holds is never opened so.
+            if (src.late) throw fail(`${what} (file id ${id}, ${src.describe}) is held by no task; restoring it in flight is not supported`);
+            // Set up inside the task that holds the queue, as the task that held it did.
+            if (src.afterInstall) this.plans.get(holder.pid)?.passed.push(id);
             this.planned.set(id, src);
             this.plannedBy.set(id, holder);
             this.inFlight.add(id);
@@ -173,6 +182,12 @@ export class FdPlanner {
         }
       }
     }
+  }
+
+  source(id: number): FdSource {
+    const src = this.planned.get(id);
+    if (!src) throw new Error(`file id ${id} was not planned`);
+    return src;
   }
 
   /** tscriu's fd of description `id`, made once for the whole restore (shared with the tasks' fds of it). */
@@ -210,7 +225,8 @@ export class FdPlanner {
         throw new RestoreError("plan", pid, `--inherit-fd fd[${i.fd}]:${i.key}: tscriu has no fd ${i.fd}`);
       }
     }
-    const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1, hooks: [] };
+    const plan: FdPlan = { fds: [], sources: new Map(), maxFd: -1, hooks: [], passed: [] };
+    this.plans.set(pid, plan);
     const rank = new Map<number, number>();
     /** the descriptions this process is the first to hold: their afterInstall hooks run in it */
     const own = new Set<number>();
@@ -322,6 +338,11 @@ export class FdMaker {
     return this.planner.open(id, src);
   }
 
+  /** The plan of description `id` (a file in flight no task holds). */
+  source(id: number): FdSource {
+    return this.planner.source(id);
+  }
+
   /** Process `pid` was just made, before it forks any other (a session leader takes its terminal). */
   processMade(pid: number, remote: Remote): void {
     for (const r of this.planner.all) r.processMade?.(pid, remote);
@@ -425,6 +446,14 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   }
   flush();
   for (const id of plan.hooks) if (maker.firstHook(id)) plan.sources.get(id)!.afterInstall!(remote, first.get(id)!);
+  for (const id of plan.passed) {
+    if (!maker.firstHook(id)) continue;
+    const src = plan.sources.get(id) ?? maker.source(id);
+    const what = `file in flight ${src.describe}`;
+    const fd = remote.takeFd(maker.make(id, src), what);
+    src.afterInstall!(remote, fd);
+    remote.call(`close(${fd}) of ${what}`, NR.close, [fd]);
+  }
 }
 
 /** Offset and owner of a freshly installed description; `place` gives room for 8 bytes in the data area. */

@@ -200,7 +200,7 @@ export class UnixDumper implements FdDumper {
     this.peeking.set(ino, id);
     try {
       // The dump closes every fd the peek gave from here on, whatever fails.
-      const rights = all.length ? this.ctx.inFlight(all) : [];
+      const rights = all.length ? this.ctx.inFlight(all, f.holder) : [];
       let at = 0;
       for (const m of queue) {
         const scm = m.fds.length ? [{ type: SCM_RIGHTS, rights: rights.slice(at, (at += m.fds.length)) }] : [];

@@ -20,6 +20,11 @@
  * task's end. Then it sends the six messages again, with the same fds, and closes its
  * copies: the queue is as it was, and the check can run again.
  *
+ * The case "epoll": on a datagram pair, a message passing an epoll watching sk[1] (EPOLLIN,
+ * data 42), not held any more, then "after"; the check receives the first, finds the
+ * epoll ready (sk[1] holds "after"), and sends both again. The case "timerfd": the same
+ * message passes a timerfd too (100 s, interval 7 s), which the check finds armed.
+ *
  * The case "loop": a datagram socketpair whose end lp[1] is in flight in its own
  * queue (sent to itself through lp[0], then closed); its check peeks at nothing the
  * kernel could not give back and only says lp[0] still sends (a loop no task reaches).
@@ -27,7 +32,9 @@
 #include "workload.h"
 
 #include <linux/kcmp.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/syscall.h>
 
 #define NMSG   6
@@ -68,8 +75,8 @@ static void send_msg(const struct msg *m)
 
 static void setup(int type)
 {
-	sk_type = type;
 	int gp[2], op[2];
+	sk_type = type;
 	if (socketpair(AF_UNIX, type, 0, sk) < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, op) < 0)
 		wl_die("socketpair");
 	if (pipe(hp) < 0 || pipe(gp) < 0)
@@ -208,6 +215,60 @@ static int check(void)
 	return r;
 }
 
+static int with_timer;
+
+static void setup_epoll(void)
+{
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sk) < 0)
+		wl_die("socketpair");
+	int ep = epoll_create1(0), t = timerfd_create(CLOCK_MONOTONIC, 0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 };
+	struct itimerspec its = { .it_interval = { 7, 0 }, .it_value = { 100, 0 } };
+	if (ep < 0 || t < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sk[1], &ev) < 0 || timerfd_settime(t, 0, &its, NULL) < 0)
+		wl_die("epoll, timerfd");
+	msgs[0] = (struct msg){ "ep", with_timer ? 2 : 1, { ep, t } };
+	msgs[1] = (struct msg){ "after", 0, { 0 } };
+	send_msg(&msgs[0]);
+	send_msg(&msgs[1]);
+	close(ep);
+	close(t);
+}
+
+static int check_epoll(void)
+{
+	int got[2][MAXFDS];
+	memset(got, -1, sizeof(got));
+	int r = recv_msg(0, got[0]);
+	struct epoll_event ev = { 0 };
+	struct itimerspec its = { 0 };
+	if (r == 0 && (epoll_wait(got[0][0], &ev, 1, 0) != 1 || ev.data.u64 != 42 || !(ev.events & EPOLLIN)))
+		r = wl_fail("the epoll received does not report sk[1] ready (data %llu)",
+			    (unsigned long long)ev.data.u64);
+	if (r == 0 && with_timer &&
+	    (timerfd_gettime(got[0][1], &its) < 0 || its.it_interval.tv_sec != 7 || its.it_value.tv_sec > 100 ||
+	     (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)))
+		r = wl_fail("the timerfd received is not armed (%lds, interval %lds)", (long)its.it_value.tv_sec,
+			    (long)its.it_interval.tv_sec);
+	if (r == 0)
+		r = recv_msg(1, got[1]);
+	if (r == 0) {
+		struct msg m = msgs[0];
+		memcpy(m.fds, got[0], sizeof(m.fds));
+		send_msg(&m);
+		send_msg(&msgs[1]);
+	}
+	for (int j = 0; j < 2; j++)
+		if (got[0][j] >= 0)
+			close(got[0][j]);
+	return r;
+}
+
+static void setup_timerfd(void)
+{
+	with_timer = 1;
+	setup_epoll();
+}
+
 static void setup_loop(void)
 {
 	int lp[2];
@@ -232,10 +293,9 @@ int main(int argc, char **argv)
 	if (argc > 1 && chdir(argv[1]) < 0)
 		wl_die("chdir");
 	static const struct wl_case cases[] = {
-		{ "stream", setup_stream, check },
-		{ "dgram", setup_dgram, check },
-		{ "seqpacket", setup_seqpacket, check },
-		{ "loop", setup_loop, check_loop },
+		{ "stream", setup_stream, check },	   { "dgram", setup_dgram, check },
+		{ "seqpacket", setup_seqpacket, check },   { "epoll", setup_epoll, check_epoll },
+		{ "timerfd", setup_timerfd, check_epoll }, { "loop", setup_loop, check_loop },
 	};
 	return wl_run_case(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
