@@ -25,9 +25,10 @@
  * epoll ready (sk[1] holds "after"), and sends both again. The case "timerfd": the same
  * message passes a timerfd too (100 s, interval 7 s), which the check finds armed.
  *
- * The case "loop": a datagram socketpair whose end lp[1] is in flight in its own
- * queue (sent to itself through lp[0], then closed); its check peeks at nothing the
- * kernel could not give back and only says lp[0] still sends (a loop no task reaches).
+ * The case "nested": a datagram socket a[1] in flight in its own queue (sent to itself
+ * through a[0], a loop), and in flight in the queue of b[1] (sent through b[0]); the
+ * task holds a[0], b[0] and b[1]. The check receives a[1] from b[1], a[1] again from
+ * a[1]'s queue (the same socket: kcmp), checks a[0] reaches it, and sends both back.
  */
 #include "workload.h"
 
@@ -40,7 +41,7 @@
 #define NMSG   6
 #define MAXFDS 4
 
-static int sk[2], hp[2], op1, lp0, sk_type;
+static int sk[2], hp[2], op1, sk_type;
 static ino_t file_ino;
 
 struct msg {
@@ -269,23 +270,58 @@ static void setup_timerfd(void)
 	setup_epoll();
 }
 
-static void setup_loop(void)
+static int a0, b0, b1;
+
+/* Sends fd over `via` with the one-byte message `tag`. */
+static void pass(int via, int fd, const char *tag)
 {
-	int lp[2];
-	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, lp) < 0)
-		wl_die("socketpair");
-	struct msg m = { "loop", 1, { lp[1] } };
-	sk[0] = lp[0];
+	struct msg m = { tag, 1, { fd } };
+	sk[0] = via;
 	send_msg(&m);
-	close(lp[1]);
-	lp0 = lp[0];
 }
 
-static int check_loop(void)
+/* One message from `from`: its single fd, or -1. */
+static int take(int from)
 {
-	if (send(lp0, "x", 1, MSG_DONTWAIT) != 1)
-		return wl_fail("lp[0] cannot send: %s", strerror(errno));
-	return 0;
+	int got[MAXFDS];
+	memset(got, -1, sizeof(got));
+	msgs[0] = (struct msg){ "n", 1, { 0 } };
+	sk[1] = from;
+	return recv_msg(0, got) == 0 ? got[0] : -1;
+}
+
+static void setup_nested(void)
+{
+	int a[2], b[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, a) < 0 || socketpair(AF_UNIX, SOCK_DGRAM, 0, b) < 0)
+		wl_die("socketpair");
+	pass(a[0], a[1], "n");
+	pass(b[0], a[1], "n");
+	close(a[1]);
+	a0 = a[0];
+	b0 = b[0];
+	b1 = b[1];
+}
+
+static int check_nested(void)
+{
+	int r = 0, outer = take(b1), inner = outer < 0 ? -1 : take(outer);
+	pid_t me = getpid();
+	if (outer < 0 || inner < 0)
+		r = wl_fail("a[1] is not in b[1]'s queue, or not in its own");
+	else if (syscall(SYS_kcmp, me, me, KCMP_FILE, outer, inner) != 0)
+		r = wl_fail("the socket in a[1]'s queue is not a[1] itself (kcmp)");
+	else if (through(a0, outer, "hi", "a[0] to a[1]"))
+		r = -1;
+	if (inner >= 0) {
+		pass(a0, inner, "n");
+		close(inner);
+	}
+	if (outer >= 0) {
+		pass(b0, outer, "n");
+		close(outer);
+	}
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -295,7 +331,7 @@ int main(int argc, char **argv)
 	static const struct wl_case cases[] = {
 		{ "stream", setup_stream, check },	   { "dgram", setup_dgram, check },
 		{ "seqpacket", setup_seqpacket, check },   { "epoll", setup_epoll, check_epoll },
-		{ "timerfd", setup_timerfd, check_epoll }, { "loop", setup_loop, check_loop },
+		{ "timerfd", setup_timerfd, check_epoll }, { "nested", setup_nested, check_nested },
 	};
 	return wl_run_case(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
