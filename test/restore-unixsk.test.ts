@@ -264,6 +264,7 @@ test("hostile images: a peer that is not there, messages for no socket, control 
     ["a peer inode that does not exist", "files.img", (e) => void ((e.find((f) => f["type"] === "UNIXSK")!["usk"] as E)["peer"] = 4000000000), /fd \d: unix socket \d+'s peer \(inode 4000000000\) is not in files\.img \(.*files\.img\)/],
     ["messages for a file id no socket has", "sk-queues.img", (e) => void (e[0]!["id_for"] = 9999), /messages are queued for file id 9999, which is no unix socket of the task \(.*sk-queues\.img\)/],
     ["a control message other than SCM_RIGHTS", "sk-queues.img", (e) => void (e[0]!["scm"] = [{ type: 2, rights: [3] }]), /a message queued for file id \d+ has a control message of type 2; only SCM_RIGHTS \(1\) passes files \(.*sk-queues\.img\)/],
+    ["more files than one message passes", "sk-queues.img", (e) => void (e[0]!["scm"] = [{ type: 1, rights: new Array<number>(254).fill(3) }]), /a message queued for file id \d+ passes 254 files; the kernel passes at most 253 in one \(.*sk-queues\.img\)/],
     ["two control messages", "sk-queues.img", (e) => void (e[0]!["scm"] = [{ type: 1, rights: [3] }, { type: 1, rights: [3] }]), /a message queued for file id \d+ has 2 control messages; the kernel gives one \(SCM_RIGHTS\) \(.*sk-queues\.img\)/],
     ["a peer of another type", "files.img", (e) => void ((e.find((f) => f["type"] === "UNIXSK")!["usk"] as E)["type"] = 2), /unix datagram socket \d+ and its peer \d+ are of different types|unix stream socket \d+ and its peer \d+ are of different types/],
   ];
