@@ -16,7 +16,7 @@ import { adviseShm, fillMemory, mapSocketRings, mapVmas } from "./memory.js";
 import { LazyHandoff } from "./lazy-handoff.js";
 import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
-import { FdMaker, restoreFds } from "../fds/restore.js";
+import { FdMaker, restoreFds } from "../fds/install.js";
 import { restoreFs } from "./fs.js";
 import { restoreLocks } from "../fds/locks.js";
 import { findGap, readMaps } from "./layout.js";
