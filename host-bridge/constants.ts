@@ -251,6 +251,8 @@ export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000 } as
 export const SOL_SOCKET = 1;
 /** The control message of a unix socket that passes fds (SOL_SOCKET level); criu's scm_entry.type. */
 export const SCM_RIGHTS = 1;
+/** The kernel's SCM_MAX_FD: the most fds one message passes. */
+export const SCM_MAX_FD = 253;
 export const SO = {
   REUSEADDR: 2,
   TYPE: 3,

@@ -24,7 +24,7 @@
 
 import { closeSync, chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { AF_UNIX, F, O, SCM_RIGHTS, SHUT, SK_STATE, SOCK } from "../../host-bridge/constants.js";
+import { AF_UNIX, F, O, SCM_MAX_FD, SCM_RIGHTS, SHUT, SK_STATE, SOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
@@ -35,8 +35,6 @@ import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
 import { USK_EXTERN } from "./unix-external.js";
 
 const UNIX_PATH_MAX = 108;
-/** The kernel's SCM_MAX_FD: the most fds one message passes. */
-const SCM_MAX_FD = 253;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
 const HOW: Record<number, number> = { 1: SHUT.RD, 2: SHUT.WR, 3: SHUT.RDWR };
