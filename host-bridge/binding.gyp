@@ -6,6 +6,7 @@
         "src/bridge.c",
         "src/files.c",
         "src/anonfd.c",
+        "src/mount.c",
         "src/cpu.c",
         "src/ptrace.c",
         "src/regset.c",

@@ -252,6 +252,12 @@ export interface NativeBridge {
   inotifySetNextWd(fd: number, wd: number): void;
   /** open_by_handle_at(mountFd, {handle.length, type, handle}, flags); needs CAP_DAC_READ_SEARCH. */
   openByHandleAt(mountFd: number, type: number, handle: Uint8Array, flags: number): number;
+  /**
+   * A cgroup hierarchy mounted detached (fsopen, fsconfig, fsmount): `fstype` "cgroup" or
+   * "cgroup2", `options` its name as in /proc/PID/cgroup ("cpu,cpuacct", "name=systemd", "").
+   * Returns an fd of its root (close-on-exec), reached through /proc/self/fd/N.
+   */
+  cgroupMount(fstype: string, options: string): number;
 
   // ---- processes (src/spawn.c, src/reaper.c) ----
 

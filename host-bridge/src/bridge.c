@@ -377,6 +377,7 @@ static napi_value init(napi_env env, napi_value exports)
 {
 	bridge_init_files(env, exports);
 	bridge_init_anonfd(env, exports);
+	bridge_init_mount(env, exports);
 	bridge_init_cpu(env, exports);
 	bridge_init_ptrace(env, exports);
 	bridge_init_regset(env, exports);

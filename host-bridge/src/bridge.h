@@ -77,6 +77,7 @@ napi_value bridge_queue_job(napi_env env, const char *name, napi_async_execute_c
 /* Per-area registration, one per source file. */
 void bridge_init_files(napi_env env, napi_value exports);
 void bridge_init_anonfd(napi_env env, napi_value exports);
+void bridge_init_mount(napi_env env, napi_value exports);
 void bridge_init_cpu(napi_env env, napi_value exports);
 void bridge_init_ptrace(napi_env env, napi_value exports);
 void bridge_init_regset(napi_env env, napi_value exports);
