@@ -90,8 +90,8 @@ test("go-criu: options tscriu cannot do yet are refused by name, in the answer a
   const w = await startWorkload(t, "counter");
   const dir = tempDir(t);
   const refusals = [
-    "criu_opts.manage_cgroups (--manage-cgroups (soft)) is not supported yet by tscriu dump",
     "criu_opts.auto_ext_mnt (external mounts found automatically) is not supported yet by tscriu dump",
+    "criu_opts.ext_sharing (external mount sharing) is not supported yet by tscriu dump",
   ];
   // a config_file that does not exist is skipped, as criu skips it
   t.deepEqual(gocriu("refused", String(w.pid), dir, join(dir, "no-such.conf")), { success: false, error: `operation failed (msg:${refusals.join("; ")} err:56)` });
@@ -191,7 +191,6 @@ test("runc checkpoint: past the version check (criu 4.2), DUMP refused by name i
   t.deepEqual(logLines(join(work, "dump.log")), [
     "Error (rpc): DUMP: criu_opts.root (--root) is not an option of dump (criu takes it with restore)",
     "Error (rpc): DUMP: criu_opts.ext_mnt (--ext-mount-map) is not supported yet by tscriu dump",
-    "Error (rpc): DUMP: criu_opts.manage_cgroups (--manage-cgroups (soft)) is not supported yet by tscriu dump",
     "Error (rpc): DUMP: criu_opts.empty_ns (--empty-ns) is not supported yet by tscriu dump",
     "Error (rpc): DUMP: criu_opts.orphan_pts_master (the master of an orphan pty sent to the client) is not supported yet by tscriu dump",
   ]);

@@ -4,6 +4,7 @@
 import type { DumpEvent } from "../dump/dump.js";
 import type { TlsOptions } from "../page-server/channel.js";
 import { listValue } from "./parse.js";
+import { parseCgroupMode, parseCgroupRoot, type CgroupRoot } from "../cgroup/options.js";
 import type { CommandSpec } from "./run.js";
 
 /** criu's size syntax: a number with an optional K, M or G suffix. */
@@ -120,8 +121,12 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         import("../net/lock.js"),
       ]);
       let networkLock;
+      let cgroupsIgnore: boolean;
+      let cgroupRoots: CgroupRoot[];
       try {
         networkLock = parseLockMethod(typeof args["network-lock"] === "string" ? args["network-lock"] : undefined);
+        cgroupsIgnore = parseCgroupMode(typeof args["manage-cgroups"] === "string" ? args["manage-cgroups"] : undefined) === "ignore";
+        cgroupRoots = listValue(args["cgroup-root"]).map(parseCgroupRoot);
       } catch (e) {
         ctx.err(`tscriu dump: ${(e as Error).message}\n`);
         return 1;
@@ -145,6 +150,9 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             networkLock,
             timeoutSec: typeof args["timeout"] === "number" ? args["timeout"] : undefined,
             freezeCgroup: typeof args["freeze-cgroup"] === "string" ? args["freeze-cgroup"] : undefined,
+            cgroupsIgnore,
+            cgroupRoots,
+            cgroupYard: typeof args["cgroup-yard"] === "string" ? args["cgroup-yard"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
             linkRemap: args["link-remap"] === true,
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,

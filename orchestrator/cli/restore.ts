@@ -6,6 +6,7 @@ import { isAbsolute, join } from "node:path";
 // The restore machinery is imported when the command runs: other commands start faster.
 import type { RestoreEvent } from "../restore/restore.js";
 import { listValue as list } from "./parse.js";
+import { parseCgroupMode, parseCgroupRoot, type CgroupMode, type CgroupRoot } from "../cgroup/options.js";
 import type { CommandSpec } from "./run.js";
 
 export function restoreCommand(): CommandSpec {
@@ -36,6 +37,15 @@ export function restoreCommand(): CommandSpec {
         import("../restore/stats.js"),
       ]);
       const cap = args["cpu-cap"];
+      let cgroupMode: CgroupMode;
+      let cgroupRoots: CgroupRoot[];
+      try {
+        cgroupMode = parseCgroupMode(typeof args["manage-cgroups"] === "string" ? args["manage-cgroups"] : undefined);
+        cgroupRoots = list(args["cgroup-root"]).map(parseCgroupRoot);
+      } catch (e) {
+        ctx.err(`tscriu restore: ${(e as Error).message}\n`);
+        return 1;
+      }
       let pid = 0;
       try {
         const bar = progressBar(() => process.stderr, "restoring memory");
@@ -59,6 +69,9 @@ export function restoreCommand(): CommandSpec {
             cpuCap: typeof cap === "string" ? (cap === "" ? null : cap) : undefined,
             autoDedup: args["auto-dedup"] === true,
             lazyPages: args["lazy-pages"] === true,
+            cgroupMode,
+            cgroupRoots,
+            cgroupYard: typeof args["cgroup-yard"] === "string" ? args["cgroup-yard"] : undefined,
             actionScripts: list(args["action-script"]),
             log,
           },

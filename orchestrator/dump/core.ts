@@ -148,6 +148,8 @@ export interface ThreadInput {
   seccomp: ThreadSeccomp;
   /** the rseq_cs of a thread the freeze left inside its rseq critical section (rseq.ts) */
   rseqCs?: bigint | undefined;
+  /** its cgroup set in cgroup.img (1: the dumper's own) */
+  cgSet: number;
 }
 
 export interface RegState {
@@ -207,7 +209,7 @@ export function buildThreadCore(t: ThreadInput, leader: boolean): Record<string,
     signals_p: siginfos(b.peekSiginfo(t.tid, false)),
     creds: credsEntry(creds, inside.securebits),
     comm: t.comm,
-    cg_set: 1,
+    cg_set: t.cgSet,
   });
   const policy = inside.schedPolicy & ~SCHED.RESET_ON_FORK;
   if (policy === SCHED.FIFO || policy === SCHED.RR) threadCore["sched_prio"] = stat.rtPriority;

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { CLOCK, MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
+import { CgroupDump } from "./cgroups.js";
 import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
@@ -63,6 +64,12 @@ export interface DumpOptions {
   shellJob?: boolean | undefined;
   /** --freeze-cgroup: the cgroup (v1 freezer or v2) that stops the tasks first */
   freezeCgroup?: string | undefined;
+  /** --manage-cgroups=ignore: cgroup.img names the sets only, no cgroup is walked */
+  cgroupsIgnore?: boolean | undefined;
+  /** --cgroup-root [controller:]/path: the path walked instead of the task's */
+  cgroupRoots?: readonly { controller?: string | undefined; root: string }[] | undefined;
+  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them */
+  cgroupYard?: string | undefined;
   /** --tcp-established: dump established TCP connections (TCP_REPAIR) */
   tcpEstablished?: boolean | undefined;
   /** --tcp-close: leave established TCP connections out, to restore them closed */
@@ -181,7 +188,7 @@ interface Collected {
   exeId: number;
   cwdId: number;
   rootId: number;
-  threads: Omit<ThreadInput, "seccomp">[];
+  threads: Omit<ThreadInput, "seccomp" | "cgSet">[];
   ids: TaskIds;
 }
 
@@ -647,8 +654,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     if (!preDump) {
       const seccomp = seccompImage(procs.map((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
+      const cgroups = new CgroupDump(opts.cgroupsIgnore !== true, opts.cgroupRoots ?? [], opts.cgroupYard);
       for (const c of procs) {
-        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccomp: seccomp.of.get(t.tid)! });
+        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccomp: seccomp.of.get(t.tid)!, cgSet: cgroups.setOf(c.pid, t.tid) });
         const core = buildCore(
           { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
           threadInput(c.threads[0]!),
@@ -700,6 +708,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (files.remaps.length) image(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
       for (const g of files.ghosts.files) image(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
       image(`seccomp.img`, "SECCOMP", [seccomp.entry]);
+      const cgroupEntry = cgroups.entry();
+      cgroups.close();
+      if (cgroupEntry) image(`cgroup.img`, "CGROUP", [cgroupEntry]);
       const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
       const clocks = taskClocks(pid, frozenAt);
       image(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);

@@ -5,9 +5,11 @@
 //
 //   restore:plan        reading and checking the images, before anything is created
 //   restore:pre-restore the pre-restore action scripts
+//   restore:cgroups     the cgroups of cgroup.img made (cgroups.ts), before any task
 //   restore:spawn       starting the stub with the dumped PID
 //   restore:seize       seizing the stub
 //   restore:trampoline  mapping the trampoline page
+//   restore:cgroup-move every process moved into its cgroups, once all are forked
 //   restore:ttys        pty pairs made again, controlling terminals, /dev/tty (once)
 //   restore:vdso        moving [vvar]/[vdso] onto the dumped addresses
 //   restore:vmas        mapping every VMA
@@ -20,6 +22,7 @@
 //   restore:timers      itimers and POSIX timers (a timer may signal one of the threads)
 //   restore:creds       per thread: altstack, seccomp, scheduling, credentials, task
 //                       flags, pending signals
+//   restore:cgroup-props threads with cgroups of their own moved, the cgroups' properties set
 //   restore:post-restore the post-restore action scripts
 //   restore:registers   rseq, robust list, TLS, registers, FPU state, signal mask
 //   restore:pre-resume  the pre-resume action scripts (criu: must not fail; a fault here
@@ -33,9 +36,11 @@
 export const RESTORE_STEPS = [
   "plan",
   "pre-restore",
+  "cgroups",
   "spawn",
   "seize",
   "trampoline",
+  "cgroup-move",
   "ttys",
   "vdso",
   "vmas",
@@ -47,6 +52,7 @@ export const RESTORE_STEPS = [
   "threads",
   "timers",
   "creds",
+  "cgroup-props",
   "post-restore",
   "registers",
   "pre-resume",

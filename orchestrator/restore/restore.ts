@@ -18,6 +18,8 @@ import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/install.js";
 import { restoreFs } from "./fs.js";
+import { CgroupRestore, cgSetOf } from "./cgroups.js";
+import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
 import { restoreLocks } from "../fds/locks.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
@@ -78,6 +80,12 @@ export interface RestoreOptions {
   faults?: string | undefined;
   /** punch the restored pages out of the pages files once the tree runs (--auto-dedup) */
   autoDedup?: boolean | undefined;
+  /** --manage-cgroups (default soft: cgroups.ts) */
+  cgroupMode?: CgroupMode | undefined;
+  /** --cgroup-root [controller:]/newroot */
+  cgroupRoots?: readonly CgroupRoot[] | undefined;
+  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them */
+  cgroupYard?: string | undefined;
 }
 
 export type RestoreEvent =
@@ -161,6 +169,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   const pid = root.pid;
   log.info(`Restoring pid ${pid}${plan.processes.length > 1 ? ` and ${plan.processes.length - 1} more processes` : ""} from ${dir} (${mode})`);
   let spawned: Spawned | undefined;
+  let cgroups: CgroupRestore | undefined;
   let lazy: LazyHandoff | undefined;
   const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
@@ -172,6 +181,10 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     if (opts.lazyPages) lazy = LazyHandoff.connect(resolve(opts.workDir ?? dir), pid);
     enter("pre-restore");
     await runActions(scripts, opts.onAction, "pre-restore", dir, undefined);
+
+    enter("cgroups");
+    cgroups = await CgroupRestore.load(plan.images, { mode: opts.cgroupMode ?? "soft", roots: opts.cgroupRoots ?? [], yard: opts.cgroupYard }, log);
+    cgroups?.prepare();
 
     enter("spawn");
     const tSpawn = process.hrtime.bigint();
@@ -233,6 +246,13 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     current = pid;
     stats.forking_time = us(tSpawn);
+    // before any memory is charged: the processes are stubs still
+    enter("cgroup-move");
+    for (const task of tasks) {
+      current = task.plan.pid;
+      cgroups?.moveProcess(task.plan.pid, cgSetOf(task.plan.core));
+    }
+    current = pid;
     // criu's stages once every task exists; tscriu makes no namespace but the time one,
     // made with the root: an action script or RPC client may still set things up here.
     await runActions(scripts, opts.onAction, "setup-namespaces", dir, pid);
@@ -341,6 +361,16 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       });
     }
 
+    enter("cgroup-props");
+    if (cgroups) {
+      for (const task of tasks) {
+        current = task.plan.pid;
+        for (const t of task.threads) cgroups.moveThread(t.plan.tid, cgSetOf(t.plan.core), cgSetOf(task.plan.core));
+      }
+      current = pid;
+      cgroups.setProperties();
+    }
+
     enter("post-restore");
     await runActions(scripts, opts.onAction, "post-restore", dir, pid);
 
@@ -389,6 +419,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       const why = await killCreated(created);
       if (why) log.error(`cleaning up after the failure: ${why}`);
     }
+    const left = cgroups?.undo();
+    if (left) log.error(`cleaning up after the failure: ${left}`);
     plan.files.unlinkTemporaries(log);
     if (pidfileWritten && opts.pidfile) {
       try {
@@ -401,6 +433,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   } finally {
     // without "restore finished" first, the daemon takes the hangup for a failed restore
     lazy?.close();
+    cgroups?.close();
     maker.closeAll();
     plan.files.closeAll();
     plan.shm.closeAll();

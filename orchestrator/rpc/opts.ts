@@ -30,7 +30,7 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   notify_scripts: { takes: ["dump", "pre-dump", "restore"], tscriu: ["dump", "pre-dump", "restore"], what: "the action-script stages sent to the client (NOTIFY)" },
   log_to_stderr: { takes: [...IMAGE_COMMANDS, "check"], tscriu: ["dump", "pre-dump", "restore", "page-server", "check", "cpuinfo dump", "cpuinfo check"], what: "log to stderr instead of a file" },
   exec_cmd: { takes: ["restore"], tscriu: [], what: "a command to exec once the restore is done" },
-  manage_cgroups: { takes: ["dump", "restore"], tscriu: [], what: "--manage-cgroups (soft)" },
+  manage_cgroups: { takes: ["dump", "restore"], tscriu: ["dump", "restore"], what: "--manage-cgroups (soft)" },
   auto_ext_mnt: { takes: ["dump", "restore"], tscriu: [], what: "external mounts found automatically" },
   ext_sharing: { takes: ["dump", "restore"], tscriu: [], what: "external mount sharing" },
   ext_masters: { takes: ["dump", "restore"], tscriu: [], what: "external mount masters" },

@@ -17,6 +17,7 @@ import type { CriuCommand } from "../cli/options.js";
 import { BadRequest, type CriuReq, type CriuResp, RpcChannel } from "./channel.js";
 import { parseExternalUnix } from "../fds/unix-external.js";
 import { PidfdStore } from "./pidfd-store.js";
+import { rpcCgroupMode, rpcCgroupRoots } from "../cgroup/options.js";
 import { cpuCapText, type CriuOpts, refuseOpts, type RpcMode } from "./opts.js";
 import type { PeerCheck } from "./peer.js";
 
@@ -358,6 +359,9 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       leaveStopped: opts.leave_stopped === true,
       shellJob: opts.shell_job === true,
       freezeCgroup: opts.freeze_cgroup,
+      cgroupsIgnore: rpcCgroupMode(opts.manage_cgroups_mode) === "ignore",
+      cgroupRoots: rpcCgroupRoots(opts.cg_root),
+      cgroupYard: opts.cgroup_yard,
       tcpEstablished: opts.tcp_established === true,
       tcpClose: opts.tcp_close === true,
       skipInFlight: opts.tcp_skip_in_flight === true,
@@ -462,6 +466,9 @@ async function restore(ch: RpcChannel, opts: CriuOpts, o: ServeOptions): Promise
       autoDedup: opts.auto_dedup === true,
       lazyPages: opts.lazy_pages === true,
       leaveStopped: opts.leave_stopped === true,
+      cgroupMode: rpcCgroupMode(opts.manage_cgroups_mode),
+      cgroupRoots: rpcCgroupRoots(opts.cg_root),
+      cgroupYard: opts.cgroup_yard,
       root: opts.root,
       inheritFds: (opts.inherit_fd ?? []).map((x) => `fd[${x.fd}]:${x.key}`),
       cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,

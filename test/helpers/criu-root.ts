@@ -138,9 +138,10 @@ export interface CriuDumped {
 
 /**
  * Starts the static build of workload `name` in the criu root, has criu dump it (`extra`:
- * more of criu's options) and waits for its PID to be free. The task is killed at teardown.
+ * more of criu's options; `setup`: shell run before the dump, the task's PID in $pid) and
+ * waits for its PID to be free. The task is killed at teardown.
  */
-export async function criuDumps(t: ExecutionContext, name: string, args: readonly string[], extra = ""): Promise<CriuDumped> {
+export async function criuDumps(t: ExecutionContext, name: string, args: readonly string[], extra = "", setup = ""): Promise<CriuDumped> {
   buildWorkloads();
   const work = scratchDir(`tscriu-fromcriu-${name}-${args.join("-").replace(/\//g, "_")}-`);
   const [state, images, out] = [join(work, "state"), join(work, "images"), join(work, "out")];
@@ -149,7 +150,9 @@ export async function criuDumps(t: ExecutionContext, name: string, args: readonl
     `cd ${work}`,
     `setsid ${join(WORKLOAD_BIN, "static", name)} ${state} ${args.join(" ")} >${out} 2>&1 </dev/null &`,
     `for i in $(seq 200); do grep -q '^ready ' ${out} 2>/dev/null && break; sleep 0.05; done`,
-    `criu dump -t "$(awk '/^ready /{print $2}' ${out})" -D ${images} -v4 -o dump.log${extra ? ` ${extra}` : ""}`,
+    `pid=$(awk '/^ready /{print $2}' ${out})`,
+    setup,
+    `criu dump -t "$pid" -D ${images} -v4 -o dump.log${extra ? ` ${extra}` : ""}`,
   ].join("\n");
   const r = runCriuShell(script);
   const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);

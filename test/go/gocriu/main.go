@@ -215,11 +215,11 @@ func main() {
 			fail(errors.New("refused PID DIR [CONFIG_FILE]"))
 		}
 		opts := &rpc.CriuOpts{
-			ImagesDirFd:   imagesDir(args[1]),
-			Pid:           pidArg(args[0]),
-			LogFile:       proto.String("refused.log"),
-			ManageCgroups: proto.Bool(true),
-			AutoExtMnt:    proto.Bool(true),
+			ImagesDirFd: imagesDir(args[1]),
+			Pid:         pidArg(args[0]),
+			LogFile:     proto.String("refused.log"),
+			AutoExtMnt:  proto.Bool(true),
+			ExtSharing:  proto.Bool(true),
 		}
 		if len(args) > 2 {
 			// as runc sends /etc/criu/runc.conf with every request
