@@ -3,9 +3,10 @@
 // it starts (the dump reads the other entries). Tests use it to check that a failure at
 // any step leaves nothing running, frees the PID and leaves the images as they were.
 //
-//   restore:plan        reading and checking the images, before anything is created
+//   restore:cgroups     the cgroups of cgroup.img made (cgroups.ts), before the plan opens
+//                       the tasks' files (one may be in a cgroup)
+//   restore:plan        reading and checking the images, before any task is created
 //   restore:pre-restore the pre-restore action scripts
-//   restore:cgroups     the cgroups of cgroup.img made (cgroups.ts), before any task
 //   restore:spawn       starting the stub with the dumped PID
 //   restore:seize       seizing the stub
 //   restore:trampoline  mapping the trampoline page
@@ -34,9 +35,9 @@
 // signals to creds run once per process of a tree, so #5 is the fifth process.
 
 export const RESTORE_STEPS = [
+  "cgroups",
   "plan",
   "pre-restore",
-  "cgroups",
   "spawn",
   "seize",
   "trampoline",

@@ -18,6 +18,7 @@ import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/install.js";
 import { restoreFs } from "./fs.js";
+import { ImageDir } from "../../images/dir.js";
 import { CgroupRestore, cgSetOf } from "./cgroups.js";
 import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
 import { restoreLocks } from "../fds/locks.js";
@@ -84,7 +85,7 @@ export interface RestoreOptions {
   cgroupMode?: CgroupMode | undefined;
   /** --cgroup-root [controller:]/newroot */
   cgroupRoots?: readonly CgroupRoot[] | undefined;
-  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them */
+  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them (relative: to the work dir, as criu) */
   cgroupYard?: string | undefined;
 }
 
@@ -157,19 +158,31 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   };
 
   let plan: Plan;
+  let cgroups: CgroupRestore | undefined;
+  // The cgroups before the plan: the plan opens the tasks' files, and a file or directory
+  // inside a cgroup (an fd on a cgroup's directory) is there once the cgroup is made again.
+  const rootPid = await new ImageDir(dir).pstree().then(
+    (p) => p[0]?.pid ?? 0,
+    () => 0,
+  );
   try {
+    enter("cgroups");
+    cgroups = await CgroupRestore.load(new ImageDir(dir), { mode: opts.cgroupMode ?? "soft", roots: opts.cgroupRoots ?? [], yard: opts.cgroupYard !== undefined ? resolve(opts.workDir ?? dir, opts.cgroupYard) : undefined }, log);
+    cgroups?.prepare();
     enter("plan");
     plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, extUnixSk: opts.extUnixSk, skipFileRwxCheck: opts.skipFileRwxCheck, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
   } catch (e) {
-    const err = asRestoreError("plan", 0, e);
+    const err = asRestoreError(step, step === "plan" ? 0 : rootPid, e);
     log.error(err.message);
+    const left = cgroups?.undo();
+    if (left) log.error(`cleaning up after the failure: ${left}`);
+    cgroups?.close();
     throw err;
   }
   const root = plan.root;
   const pid = root.pid;
   log.info(`Restoring pid ${pid}${plan.processes.length > 1 ? ` and ${plan.processes.length - 1} more processes` : ""} from ${dir} (${mode})`);
   let spawned: Spawned | undefined;
-  let cgroups: CgroupRestore | undefined;
   let lazy: LazyHandoff | undefined;
   const maker = new FdMaker(plan.fdPlanner);
   let pidfileWritten = false;
@@ -181,10 +194,6 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     if (opts.lazyPages) lazy = LazyHandoff.connect(resolve(opts.workDir ?? dir), pid);
     enter("pre-restore");
     await runActions(scripts, opts.onAction, "pre-restore", dir, undefined);
-
-    enter("cgroups");
-    cgroups = await CgroupRestore.load(plan.images, { mode: opts.cgroupMode ?? "soft", roots: opts.cgroupRoots ?? [], yard: opts.cgroupYard }, log);
-    cgroups?.prepare();
 
     enter("spawn");
     const tSpawn = process.hrtime.bigint();
