@@ -68,7 +68,7 @@ export interface DumpOptions {
   cgroupsIgnore?: boolean | undefined;
   /** --cgroup-root [controller:]/path: the path walked instead of the task's */
   cgroupRoots?: readonly { controller?: string | undefined; root: string }[] | undefined;
-  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them */
+  /** --cgroup-yard: a directory with one mount per hierarchy, named as criu names them (relative: to the work dir) */
   cgroupYard?: string | undefined;
   /** --tcp-established: dump established TCP connections (TCP_REPAIR) */
   tcpEstablished?: boolean | undefined;
@@ -654,7 +654,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     if (!preDump) {
       const seccomp = seccompImage(procs.map((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
-      const cgroups = new CgroupDump(opts.cgroupsIgnore !== true, opts.cgroupRoots ?? [], opts.cgroupYard);
+      // criu works in its work dir: a relative yard is found from there (zdtm's cgroup_yard)
+      const cgroups = new CgroupDump(opts.cgroupsIgnore !== true, opts.cgroupRoots ?? [], opts.cgroupYard !== undefined ? resolve(workDir, opts.cgroupYard) : undefined);
       for (const c of procs) {
         const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccomp: seccomp.of.get(t.tid)!, cgSet: cgroups.setOf(c.pid, t.tid) });
         const core = buildCore(
