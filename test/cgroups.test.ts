@@ -11,6 +11,7 @@ import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
+import type { CgroupMode } from "../orchestrator/cgroup/options.js";
 import { RpcClient } from "../orchestrator/rpc/client.js";
 import { CLI, tscriu } from "./helpers/cli.js";
 import { criuDumps, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
@@ -66,6 +67,23 @@ async function placed(t: ExecutionContext, opts: { static?: boolean } = {}): Pro
   return { w, name, pids, v2 };
 }
 
+/** The placed counter dumped (and gone), its pids cgroup removed after the dump. */
+async function dumpedPidsGone(t: ExecutionContext): Promise<{ p: Placed; dir: string }> {
+  const p = await placed(t);
+  const dir = await dumpGone(t, p.w);
+  rmdirSync(p.pids);
+  return { p, dir };
+}
+
+/** A restore in `mode` refused at the cgroups step, with `re`; no task left. */
+async function refusedAtCgroups(t: ExecutionContext, dir: string, mode: CgroupMode, pid: number, re: RegExp): Promise<void> {
+  const err = await t.throwsAsync(restore({ imagesDir: dir, cgroupMode: mode }));
+  t.true(isRestoreError(err));
+  t.like(err, { step: "cgroups", pid });
+  t.regex(err?.message ?? "", re);
+  t.false(existsSync(`/proc/${pid}`), "no task left");
+}
+
 function inPlace(t: ExecutionContext, pid: number, name: string, what: string): void {
   const cg = cgroupsOf(pid);
   t.is(cg.get("pids"), `/${name}`, `${what}: in the pids cgroup`);
@@ -113,9 +131,7 @@ test("dump -R leaves the cgroups and the task as they were", async (t) => {
 });
 
 test("full: the removed cgroups come back with their properties, the task inside; an existing one gets its dumped property", async (t) => {
-  const p = await placed(t);
-  const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids);
+  const { p, dir } = await dumpedPidsGone(t);
   writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
   const r = await restoreTask(t, dir, { cgroupMode: "full" });
   inPlace(t, r.pid, p.name, "restored");
@@ -125,9 +141,7 @@ test("full: the removed cgroups come back with their properties, the task inside
 });
 
 test("soft (the default): a missing cgroup is made with its properties, an existing one is left as it is", async (t) => {
-  const p = await placed(t);
-  const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids);
+  const { p, dir } = await dumpedPidsGone(t);
   writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
   const r = tscriu(["restore", "-D", dir, "-d", "--manage-cgroups"]);
   t.is(r.code, 0, r.stderr);
@@ -139,14 +153,8 @@ test("soft (the default): a missing cgroup is made with its properties, an exist
 });
 
 test("none: the cgroups must exist (the restore names the missing one, and made nothing); the task moves in, nothing set", async (t) => {
-  const p = await placed(t);
-  const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids);
-  const err = await t.throwsAsync(restore({ imagesDir: dir, cgroupMode: "none" }));
-  t.true(isRestoreError(err));
-  t.like(err, { step: "cgroups" });
-  t.regex(err?.message ?? "", new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=none makes none\\)`));
-  t.false(existsSync(`/proc/${p.w.pid}`), "no task left");
+  const { p, dir } = await dumpedPidsGone(t);
+  await refusedAtCgroups(t, dir, "none", p.w.pid, new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=none makes none\\)`));
   mkdirSync(p.pids);
   const r = await restoreTask(t, dir, { cgroupMode: "none" });
   inPlace(t, r.pid, p.name, "restored");
@@ -155,12 +163,8 @@ test("none: the cgroups must exist (the restore names the missing one, and made 
 });
 
 test("strict: an existing cgroup is refused by name; once gone, all are made", async (t) => {
-  const p = await placed(t);
-  const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids);
-  const err = await t.throwsAsync(restore({ imagesDir: dir, cgroupMode: "strict" }));
-  t.like(err, { step: "cgroups" });
-  t.regex(err?.message ?? "", new RegExp(`the cgroup v2:/${p.name} exists already \\(--manage-cgroups=strict\\)`));
+  const { p, dir } = await dumpedPidsGone(t);
+  await refusedAtCgroups(t, dir, "strict", p.w.pid, new RegExp(`the cgroup v2:/${p.name} exists already \\(--manage-cgroups=strict\\)`));
   t.false(existsSync(p.pids), "the pids cgroup it made first is removed again");
   rmdirSync(p.v2);
   const r = await restoreTask(t, dir, { cgroupMode: "strict" });
@@ -310,7 +314,7 @@ test("criu 4.1.1 restores tscriu's images into the dumped cgroups, made again wi
   if (!haveRoot(t)) return;
   const p = await placed(t, { static: true });
   const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids);
+  rmdirSync(p.pids); // made again by criu
   await restoredByCriu(t, p.w.pid, dir, 20_000, "--manage-cgroups=full");
   inPlace(t, p.w.pid, p.name, "restored by criu");
   t.is(prop(p.pids, "pids.max"), "57");
