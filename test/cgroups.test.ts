@@ -162,6 +162,17 @@ test("none: the cgroups must exist (the restore names the missing one, and made 
   t.regex(await p.w.check(), /^PASS/);
 });
 
+test("props: the cgroups must exist; the properties are set on all of them", async (t) => {
+  const { p, dir } = await dumpedPidsGone(t);
+  await refusedAtCgroups(t, dir, "props", p.w.pid, new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=props makes none\\)`));
+  mkdirSync(p.pids);
+  writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
+  const r = await restoreTask(t, dir, { cgroupMode: "props" });
+  inPlace(t, r.pid, p.name, "restored");
+  t.is(prop(p.pids, "pids.max"), "57");
+  t.is(prop(p.v2, "cgroup.max.descendants"), "3");
+});
+
 test("strict: an existing cgroup is refused by name; once gone, all are made", async (t) => {
   const { p, dir } = await dumpedPidsGone(t);
   await refusedAtCgroups(t, dir, "strict", p.w.pid, new RegExp(`the cgroup v2:/${p.name} exists already \\(--manage-cgroups=strict\\)`));
@@ -338,4 +349,28 @@ test("tscriu restores criu 4.1.1's images with their cgroup.img", async (t) => {
   t.is(cgroupsOf(r.pid).get("pids"), `/${name}`);
   t.is(prop(pids, "pids.max"), "43");
   t.regex(await c.check(), /^PASS/);
+});
+
+test("dump --freeze-cgroup of a frozen v1 freezer cgroup: the restore makes it again and freezes it last, the task inside", async (t) => {
+  const name = `tscriu-cg-${process.pid}-frz`;
+  const cg = join("/sys/fs/cgroup/freezer", name);
+  mkdirSync(cg);
+  t.teardown(async () => {
+    if (existsSync(cg)) writeFileSync(join(cg, "freezer.state"), "THAWED");
+    await removeCgroup(cg);
+  });
+  const w = await startWorkload(t, "counter");
+  writeFileSync(join(cg, "cgroup.procs"), String(w.pid));
+  writeFileSync(join(cg, "freezer.state"), "FROZEN");
+  await waitFor("the cgroup to freeze", () => prop(cg, "freezer.state") === "FROZEN");
+  const dir = await dumpGone(t, w, { freezeCgroup: cg });
+  const img = (await readImage(join(dir, "cgroup.img"))).entries[0] as { controllers: { cnames: string[]; dirs?: { properties?: { name: string; value: string }[] }[] }[] };
+  t.is(img.controllers.find((c) => c.cnames.includes("freezer"))?.dirs?.[0]?.properties?.find((x) => x.name === "freezer.state")?.value, "FROZEN");
+  rmdirSync(cg);
+  const r = await restoreTask(t, dir);
+  t.is(cgroupsOf(r.pid).get("freezer"), `/${name}`);
+  await waitFor("the cgroup to be frozen again", () => prop(cg, "freezer.state") === "FROZEN");
+  writeFileSync(join(cg, "freezer.state"), "THAWED");
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
 });

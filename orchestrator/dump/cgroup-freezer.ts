@@ -19,7 +19,7 @@ export class CgroupFreezer {
 
   private constructor(
     readonly path: string,
-    private readonly v2: boolean,
+    readonly v2: boolean,
   ) {
     const s = this.state();
     this.origin = s === "FREEZING" ? "FROZEN" : s;

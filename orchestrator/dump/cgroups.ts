@@ -161,6 +161,16 @@ export class CgroupDump {
     this.hier.close();
   }
 
+  /**
+   * --freeze-cgroup with a v1 freezer: the state the cgroup had before the dump goes into
+   * freezer.state of the freezer hierarchy's top cgroups (criu's add_freezer_state), for the
+   * restore to put back last.
+   */
+  freezerState(state: string): void {
+    const ctl = this.controllers.find((c) => c.cnames.includes("freezer"));
+    for (const d of ctl?.heads ?? []) d.props.push({ name: "freezer.state", value: state, perms: perms(`${this.hier.dirOf("freezer", d.path)}/freezer.state`) });
+  }
+
   /** The cgroup.img entry, or undefined when every thread is in the dumper's set. */
   entry(): Record<string, unknown> | undefined {
     if (this.sets.length === 1) return undefined;

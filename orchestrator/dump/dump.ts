@@ -709,6 +709,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (files.remaps.length) image(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
       for (const g of files.ghosts.files) image(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
       image(`seccomp.img`, "SECCOMP", [seccomp.entry]);
+      if (freezer && !freezer.v2) cgroups.freezerState(freezer.origin);
       const cgroupEntry = cgroups.entry();
       cgroups.close();
       if (cgroupEntry) image(`cgroup.img`, "CGROUP", [cgroupEntry]);

@@ -3,8 +3,9 @@
 // properties the kernel takes only while a cgroup is empty (cpuset.cpus and .mems first:
 // an empty cpuset refuses tasks); each process is moved in once forked, before its memory
 // is charged; a thread with a set of its own once made; the other properties last, once
-// every thread is in (a low pids.max would refuse the threads). --manage-cgroups says what
-// is made and set (criu's modes):
+// every thread is in (a low pids.max would refuse the threads); a freezer's state just before
+// the tasks are let go, as criu (frozen earlier, they would stop tscriu's own work in them).
+// --manage-cgroups says what is made and set (criu's modes):
 //   none   every cgroup must exist; nothing set
 //   props  every cgroup must exist; properties set on all
 //   soft   missing cgroups made, properties set only on those (the default)
@@ -19,6 +20,9 @@ import type { ImageDir } from "../../images/dir.js";
 import { EARLY_PROPS, Hierarchies, readMembers, type Member } from "../cgroup/hierarchy.js";
 import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
 import type { ModuleLog } from "../log.js";
+
+/** Set just before the tasks are let go: the freezers */
+const LATE_PROPS = new Set(["freezer.state", "cgroup.freeze"]);
 
 interface Perms {
   mode: number;
@@ -183,20 +187,28 @@ export class CgroupRestore {
     }
   }
 
-  /** The other properties, once every task is in: all (props, full, strict) or on the made cgroups only (soft). */
-  setProperties(): void {
+  /** The properties set by `setProperties` (late: only the freezer's), by the mode. */
+  private eachProp(late: boolean, f: (cg: Cgroup, p: PropEntry) => void): void {
     if (this.mode === "none") return;
-    const freezer: [Cgroup, PropEntry][] = [];
     for (const cg of this.cgroups) {
       if (cg.entry.dir_name === "" || (this.mode === "soft" && !cg.made)) continue;
       for (const p of cg.entry.properties ?? []) {
-        if (EARLY_PROPS.has(p.name)) continue;
-        if (p.name === "freezer.state") freezer.push([cg, p]);
-        else this.setProp(cg, p);
+        if (!EARLY_PROPS.has(p.name) && LATE_PROPS.has(p.name) === late) f(cg, p);
       }
     }
-    // frozen last: nothing may be written into a cgroup once frozen
-    for (const [cg, p] of freezer) this.setProp(cg, p);
+  }
+
+  /** The other properties, once every task is in: all (props, full, strict) or on the made cgroups only (soft). */
+  setProperties(): void {
+    this.eachProp(false, (cg, p) => this.setProp(cg, p));
+  }
+
+  /**
+   * A frozen cgroup frozen again, just before the tasks are let go (criu: after pre-resume):
+   * a task frozen earlier would stop tscriu's own work inside it.
+   */
+  setFreezers(): void {
+    this.eachProp(true, (cg, p) => this.setProp(cg, p));
   }
 
   private setProp(cg: Cgroup, p: PropEntry): void {

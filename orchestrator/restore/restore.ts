@@ -406,6 +406,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
 
     enter("resume");
+    cgroups?.setFreezers();
     // Every task holds its files: the names the dump linked them under go (criu: before resuming).
     plan.files.removeLinkRemaps(log);
     // TCP connections leave repair mode just before the tasks run (the lock goes once they do).
