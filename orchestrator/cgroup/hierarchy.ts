@@ -48,18 +48,21 @@ interface Mount {
 }
 
 /**
- * Where each hierarchy can be reached: the mounts of cgroup and cgroup2 of this mount
- * namespace, or a yard directory. `dirOf` gives the directory of a cgroup path, or
- * undefined when no mount of the hierarchy shows that path.
+ * Where each hierarchy can be reached: a yard directory, else the mounts of cgroup and
+ * cgroup2 of this mount namespace, else a detached mount made here. `dirOf` gives the
+ * directory of a cgroup path.
  */
 export class Hierarchies {
   /** detached mounts made for hierarchies no mount shows: name → root fd */
   private readonly own = new Map<string, number>();
+  /** the cgroup mounts of mountinfo, read at the first lookup (a dump in the dumper's cgroups needs none) */
+  private mounts: Mount[] | undefined;
 
-  private constructor(
-    private readonly mounts: Mount[],
-    private readonly yard: string | undefined,
-  ) {}
+  private constructor(private readonly yard: string | undefined) {}
+
+  static current(yard?: string): Hierarchies {
+    return new Hierarchies(yard);
+  }
 
   /** Closes the detached mounts (they go with their last fd). */
   close(): void {
@@ -67,22 +70,20 @@ export class Hierarchies {
     this.own.clear();
   }
 
-  static current(yard?: string): Hierarchies {
+  private readMounts(): Mount[] {
     const mounts: Mount[] = [];
-    if (yard === undefined) {
-      for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-        const sep = line.indexOf(" - ");
-        if (sep < 0) continue;
-        const f = line.slice(0, sep).split(" ");
-        const [fstype, , superOpts] = line.slice(sep + 3).split(" ");
-        if (fstype === "cgroup2") mounts.push({ root: unescapeMount(f[3]!), dir: unescapeMount(f[4]!), names: [""] });
-        else if (fstype === "cgroup") {
-          const names = (superOpts ?? "").split(",").filter((o) => o !== "rw" && o !== "ro" && o !== "xattr" && !o.startsWith("release_agent=") && o !== "noprefix" && o !== "clone_children" && o !== "cpuset_v2_mode");
-          mounts.push({ root: unescapeMount(f[3]!), dir: unescapeMount(f[4]!), names });
-        }
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      const sep = line.indexOf(" - ");
+      if (sep < 0) continue;
+      const f = line.slice(0, sep).split(" ");
+      const [fstype, , superOpts] = line.slice(sep + 3).split(" ");
+      if (fstype === "cgroup2") mounts.push({ root: unescapeMount(f[3]!), dir: unescapeMount(f[4]!), names: [""] });
+      else if (fstype === "cgroup") {
+        const names = (superOpts ?? "").split(",").filter((o) => o !== "rw" && o !== "ro" && o !== "xattr" && !o.startsWith("release_agent=") && o !== "noprefix" && o !== "clone_children" && o !== "cpuset_v2_mode");
+        mounts.push({ root: unescapeMount(f[3]!), dir: unescapeMount(f[4]!), names });
       }
     }
-    return new Hierarchies(mounts, yard);
+    return mounts;
   }
 
   /** The directory of `path` in the hierarchy `name` ("cpu,cpuacct", "name=systemd", ""). */
@@ -104,6 +105,7 @@ export class Hierarchies {
   private mountedDir(name: string, path: string): string | undefined {
     if (this.yard !== undefined) return `${this.yard}/${yardName(name.split(","))}${path === "/" ? "" : path}`;
     const want = name.split(",");
+    this.mounts ??= this.readMounts();
     for (const m of this.mounts) {
       if (m.names.length !== want.length || !want.every((w) => m.names.includes(w))) continue;
       if (m.root === "/") return `${m.dir}${path === "/" ? "" : path}`;
