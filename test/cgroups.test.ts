@@ -374,3 +374,30 @@ test("dump --freeze-cgroup of a frozen v1 freezer cgroup: the restore makes it a
   await counterAdvances(w);
   t.regex(await w.check(), /^PASS/);
 });
+
+test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the task moves in (an empty cpuset takes no task), cpu.shares after", async (t) => {
+  const name = `tscriu-cg-${process.pid}-cpu`;
+  const cpuset = join("/sys/fs/cgroup/cpuset", name);
+  const cpu = join("/sys/fs/cgroup/cpu", name);
+  t.teardown(async () => {
+    await removeCgroup(cpuset);
+    await removeCgroup(cpu);
+  });
+  mkdirSync(cpuset);
+  mkdirSync(cpu);
+  writeFileSync(join(cpuset, "cpuset.cpus"), "0");
+  writeFileSync(join(cpuset, "cpuset.mems"), "0");
+  writeFileSync(join(cpu, "cpu.shares"), "333");
+  const w = await startWorkload(t, "counter");
+  for (const d of [cpuset, cpu]) writeFileSync(join(d, "cgroup.procs"), String(w.pid));
+  const dir = await dumpGone(t, w);
+  rmdirSync(cpuset);
+  rmdirSync(cpu);
+  const r = await restoreTask(t, dir);
+  t.is(cgroupsOf(r.pid).get("cpuset"), `/${name}`);
+  t.is(cgroupsOf(r.pid).get("cpu"), `/${name}`);
+  t.is(prop(cpuset, "cpuset.cpus"), "0");
+  t.is(prop(cpu, "cpu.shares"), "333");
+  await counterAdvances(w);
+  t.regex(await w.check(), /^PASS/);
+});
