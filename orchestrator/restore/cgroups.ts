@@ -15,7 +15,7 @@
 // A task in the dumper's own set (inventory's root_cg_set) stays in the restorer's cgroups.
 // A directory this restore made is removed again if the restore fails.
 
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import type { ImageDir } from "../../images/dir.js";
 import { EARLY_PROPS, Hierarchies, readMembers, type Member } from "../cgroup/hierarchy.js";
 import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
@@ -63,10 +63,14 @@ export function cgSetOf(core: { thread_core?: { cg_set?: number | undefined } | 
   return core.thread_core?.cg_set ?? core.tc?.cg_set ?? 0;
 }
 
-function applyPerms(path: string, p: Perms | undefined): void {
-  if (!p) return;
+/** Gives `path` the dumped owner and mode; says what it had when that changed. */
+function applyPerms(path: string, p: Perms | undefined): string | undefined {
+  if (!p) return undefined;
+  const st = statSync(path);
+  if (st.uid === p.uid && st.gid === p.gid && (st.mode & 0o7777) === (p.mode & 0o7777)) return undefined;
   chownSync(path, p.uid, p.gid);
   chmodSync(path, p.mode & 0o7777);
+  return `owner ${st.uid}:${st.gid} mode ${(st.mode & 0o7777).toString(8)} made ${p.uid}:${p.gid} ${(p.mode & 0o7777).toString(8)}`;
 }
 
 /** --cgroup-root at restore: the first cgroup of a hierarchy in the image (its head) is renamed, and every set path under it. */
@@ -131,7 +135,8 @@ export class CgroupRestore {
           if (existsSync(dir)) {
             if (this.mode === "strict" && e.dir_name !== "") throw new Error(`${where} exists already (--manage-cgroups=strict)`);
             this.cgroups.push({ name, path, dir, entry: e, made: false });
-            if (this.mode !== "none" && e.dir_name !== "") applyPerms(dir, e.dir_perms);
+            const was = this.mode !== "none" && e.dir_name !== "" ? applyPerms(dir, e.dir_perms) : undefined;
+            if (was) this.log.info(`${where} exists: its ${was} as dumped (--manage-cgroups=${this.mode})`);
           } else {
             if (this.mode === "none" || this.mode === "props") throw new Error(`${where} does not exist (--manage-cgroups=${this.mode} makes none)`);
             try {
