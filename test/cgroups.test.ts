@@ -1,10 +1,9 @@
 // cgroup.img (dump/cgroups.ts, restore/cgroups.ts): a counter put by the test into a fresh
 // cgroup of the v1 pids hierarchy (pids.max set) and one of cgroup v2 (cgroup.max.descendants
 // set; criu dumps only v2's own cgroup.* files) is dumped; the restore puts it back by
-// --manage-cgroups mode, --cgroup-root renames the cgroup, a failed restore removes what
-// it made; criu 4.1.1 restores tscriu's images and tscriu criu's.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+// --manage-cgroups mode, and a failed restore removes what it made. The options, the RPC
+// and criu: cgroups-options.test.ts.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
@@ -12,60 +11,11 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import type { CgroupMode } from "../orchestrator/cgroup/options.js";
-import { RpcClient } from "../orchestrator/rpc/client.js";
-import { CLI, tscriu } from "./helpers/cli.js";
-import { criuDumps, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
+import { tscriu } from "./helpers/cli.js";
+import { cgroupsOf, inPlace, placed, prop, removeCgroup, type Placed } from "./helpers/cgroups.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { counterAdvances, killAndReap, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
-
-const PIDS = "/sys/fs/cgroup/pids";
-const V2 = "/sys/fs/cgroup/unified";
-
-/** The lines of /proc/PID/cgroup by hierarchy name ("" for v2). */
-function cgroupsOf(pid: number): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const l of readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").filter(Boolean)) {
-    const [, name, path] = /^\d+:([^:]*):(.*)$/.exec(l)!;
-    m.set(name!, path!);
-  }
-  return m;
-}
-
-const prop = (dir: string, name: string): string => readFileSync(join(dir, name), "utf8").trim();
-
-/** Removes a cgroup directory (and its sub-cgroups) once no task is left in it. */
-async function removeCgroup(dir: string): Promise<void> {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) await removeCgroup(join(dir, e.name));
-  await waitFor(`cgroup ${dir} to be empty`, () => prop(dir, "cgroup.procs") === "");
-  rmdirSync(dir);
-}
-
-interface Placed {
-  w: Workload;
-  name: string;
-  pids: string;
-  v2: string;
-}
-
-/** A counter in a fresh pids cgroup (pids.max 57) and a fresh v2 cgroup (cgroup.max.descendants 3). */
-async function placed(t: ExecutionContext, opts: { static?: boolean } = {}): Promise<Placed> {
-  const name = `tscriu-cg-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const pids = join(PIDS, name);
-  const v2 = join(V2, name);
-  t.teardown(async () => {
-    await removeCgroup(pids);
-    await removeCgroup(v2);
-  });
-  mkdirSync(pids);
-  mkdirSync(v2);
-  writeFileSync(join(pids, "pids.max"), "57");
-  writeFileSync(join(v2, "cgroup.max.descendants"), "3");
-  const w = await startWorkload(t, "counter", [], opts);
-  for (const d of [pids, v2]) writeFileSync(join(d, "cgroup.procs"), String(w.pid));
-  return { w, name, pids, v2 };
-}
+import { counterAdvances, killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
 
 /** The placed counter dumped (and gone), its pids cgroup removed after the dump. */
 async function dumpedPidsGone(t: ExecutionContext): Promise<{ p: Placed; dir: string }> {
@@ -84,11 +34,6 @@ async function refusedAtCgroups(t: ExecutionContext, dir: string, mode: CgroupMo
   t.false(existsSync(`/proc/${pid}`), "no task left");
 }
 
-function inPlace(t: ExecutionContext, pid: number, name: string, what: string): void {
-  const cg = cgroupsOf(pid);
-  t.is(cg.get("pids"), `/${name}`, `${what}: in the pids cgroup`);
-  t.is(cg.get(""), `/${name}`, `${what}: in the v2 cgroup`);
-}
 
 test("the dump writes the task's set and its cgroups with their properties; none when the task shares tscriu's cgroups", async (t) => {
   const p = await placed(t);
@@ -194,19 +139,6 @@ test("ignore: cgroup.img is not read, the task stays in the restorer's cgroups",
   t.regex(await p.w.check(), /^PASS/);
 });
 
-test("--cgroup-root pids:/NEW puts the pids cgroup under another name, with its property", async (t) => {
-  const p = await placed(t);
-  const dir = await dumpGone(t, p.w);
-  const other = join(PIDS, `${p.name}-new`);
-  t.teardown(() => removeCgroup(other));
-  const r = tscriu(["restore", "-D", dir, "-d", "--cgroup-root", `pids:/${p.name}-new`]);
-  t.is(r.code, 0, r.stderr);
-  t.teardown(() => killAndReap(p.w.pid));
-  t.is(cgroupsOf(p.w.pid).get("pids"), `/${p.name}-new`);
-  t.is(cgroupsOf(p.w.pid).get(""), `/${p.name}`, "the other hierarchies as dumped");
-  t.is(prop(other, "pids.max"), "57");
-});
-
 test("a failed restore kills the task and removes the cgroups it made: a property the kernel refuses, a fault after the move", async (t) => {
   const p = await placed(t);
   const dir = await dumpGone(t, p.w);
@@ -236,143 +168,6 @@ test("a failed restore kills the task and removes the cgroups it made: a propert
   t.like(err3, { step: "cgroup-move" });
   t.true(existsSync(p.v2), "the cgroup it did not make stays");
   t.false(existsSync(p.pids));
-});
-
-test("dump --cgroup-root pids:/PARENT walks the pids hierarchy from there; dump --manage-cgroups=ignore names the sets only", async (t) => {
-  const p = await placed(t);
-  const sub = join(p.pids, "sub");
-  mkdirSync(sub);
-  writeFileSync(join(sub, "cgroup.procs"), String(p.w.pid));
-  const dirs = async (dir: string): Promise<{ dir_name: string; children?: { dir_name: string }[] }[] | undefined> => {
-    const cg = (await readImage(join(dir, "cgroup.img"))).entries[0] as { controllers: { cnames: string[]; dirs?: { dir_name: string; children?: { dir_name: string }[] }[] }[] };
-    return cg.controllers.find((c) => c.cnames.includes("pids"))!.dirs;
-  };
-  const d1 = tempDir(t);
-  t.is(tscriu(["dump", "-t", String(p.w.pid), "-D", d1, "-R"]).code, 0);
-  t.deepEqual((await dirs(d1))?.map((d) => d.dir_name), [`${p.name}/sub`]);
-  const d2 = tempDir(t);
-  const r = tscriu(["dump", "-t", String(p.w.pid), "-D", d2, "-R", "--cgroup-root", `pids:/${p.name}`]);
-  t.is(r.code, 0, r.stderr);
-  const walked = await dirs(d2);
-  t.deepEqual(walked?.map((d) => d.dir_name), [p.name]);
-  t.deepEqual(walked?.[0]?.children?.map((d) => d.dir_name), ["sub"]);
-  const d3 = tempDir(t);
-  t.is(tscriu(["dump", "-t", String(p.w.pid), "-D", d3, "-R", "--manage-cgroups=ignore"]).code, 0);
-  t.is(await dirs(d3), undefined, "no cgroup walked");
-  const core = (await readImage(join(d3, `core-${p.w.pid}.img`))).entries[0] as { thread_core: { cg_set: number } };
-  t.is(core.thread_core.cg_set, 2, "the set is still named");
-  t.regex(await p.w.check(), /^PASS/);
-});
-
-test("--cgroup-yard: dump and restore reach the hierarchies through a directory of mounts named as criu names them", async (t) => {
-  const p = await placed(t);
-  const yard = tempDir(t, "tscriu-yard-");
-  mkdirSync(join(yard, "pids"));
-  mkdirSync(join(yard, "unified"));
-  const mount = (args: string[]): void => {
-    const r = spawnSync("mount", args, { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`mount ${args.join(" ")}: ${r.stderr}`);
-  };
-  mount(["-t", "cgroup", "-o", "pids", "none", join(yard, "pids")]);
-  t.teardown(() => void spawnSync("umount", [join(yard, "pids")]));
-  mount(["-t", "cgroup2", "none", join(yard, "unified")]);
-  t.teardown(() => void spawnSync("umount", [join(yard, "unified")]));
-  const dir = tempDir(t);
-  const d = tscriu(["dump", "-t", String(p.w.pid), "-D", dir, "--cgroup-yard", yard]);
-  t.is(d.code, 0, d.stderr);
-  await waitFor("the pid to be free", () => !existsSync(`/proc/${p.w.pid}`));
-  rmdirSync(p.pids);
-  const bad = tscriu(["restore", "-D", dir, "--cgroup-yard", join(yard, "none")]);
-  t.is(bad.code, 1);
-  t.regex(bad.stderr, new RegExp(`cgroups of pid \\d+ failed: making the cgroup pids:/${p.name}: ENOENT`), "a yard without the hierarchies is named at the cgroups step");
-  const r = tscriu(["restore", "-D", dir, "-d", "--cgroup-yard", yard]);
-  t.is(r.code, 0, r.stderr);
-  t.teardown(() => killAndReap(p.w.pid));
-  inPlace(t, p.w.pid, p.name, "restored");
-  t.is(prop(p.pids, "pids.max"), "57");
-
-});
-
-test("RPC: manage_cgroups at dump; manage_cgroups_mode FULL and cg_root at restore", async (t) => {
-  const p = await placed(t);
-  const dir = tempDir(t);
-  const c = RpcClient.swrk(CLI);
-  await c.dump({ images_dir: dir, pid: p.w.pid, manage_cgroups: true });
-  t.is(await c.close(), 0);
-  await waitFor("the pid to be free", () => !existsSync(`/proc/${p.w.pid}`));
-  const other = join(PIDS, `${p.name}-rpc`);
-  t.teardown(() => removeCgroup(other));
-  writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
-  const r = RpcClient.swrk(CLI);
-  const pid = await r.restore({ images_dir: dir, manage_cgroups_mode: "FULL", cg_root: [{ ctrl: "pids", path: `/${p.name}-rpc` }] });
-  t.teardown(() => killAndReap(pid));
-  t.is(await r.close(), 0);
-  t.is(cgroupsOf(pid).get("pids"), `/${p.name}-rpc`);
-  t.is(prop(other, "pids.max"), "57");
-  t.is(prop(p.v2, "cgroup.max.descendants"), "3", "FULL sets the existing cgroup's property");
-});
-
-test("bad --manage-cgroups and --cgroup-root values are named", (t) => {
-  const r = tscriu(["restore", "-D", "/nonexistent", "--manage-cgroups=sometimes"]);
-  t.is(r.code, 1);
-  t.regex(r.stderr, /--manage-cgroups sometimes: not a mode \(ignore, none, props, soft, full, strict\)/);
-  const r2 = tscriu(["restore", "-D", "/nonexistent", "--cgroup-root", "pids:relative"]);
-  t.is(r2.code, 1);
-  t.regex(r2.stderr, /--cgroup-root pids:relative: the new root must be an absolute cgroup path/);
-});
-
-test("criu 4.1.1 restores tscriu's images into the dumped cgroups, made again with their properties", async (t) => {
-  if (!haveRoot(t)) return;
-  const p = await placed(t, { static: true });
-  const dir = await dumpGone(t, p.w);
-  rmdirSync(p.pids); // made again by criu
-  await restoredByCriu(t, p.w.pid, dir, 20_000, "--manage-cgroups=full");
-  inPlace(t, p.w.pid, p.name, "restored by criu");
-  t.is(prop(p.pids, "pids.max"), "57");
-  t.is(prop(p.v2, "cgroup.max.descendants"), "3");
-  t.regex(await p.w.check(), /^PASS/);
-});
-
-test("tscriu restores criu 4.1.1's images with their cgroup.img", async (t) => {
-  if (!haveRoot(t)) return;
-  const name = `tscriu-cg-${process.pid}-criu`;
-  const pids = join(PIDS, name);
-  t.teardown(() => removeCgroup(pids));
-  mkdirSync(pids);
-  writeFileSync(join(pids, "pids.max"), "43");
-  // the criu root has no /sys: its shell mounts the pids hierarchy to move the task in
-  const c = await criuDumps(t, "counter", [], "", `mkdir -p /tmp/${name}.mnt && mount -t cgroup -o pids none /tmp/${name}.mnt && echo "$pid" > /tmp/${name}.mnt/${name}/cgroup.procs; umount /tmp/${name}.mnt; rmdir /tmp/${name}.mnt`);
-  t.is(c.status, 0, c.stderr);
-  t.true(existsSync(join(c.images, "cgroup.img")));
-  rmdirSync(pids);
-  const r = await restoreTask(t, c.images);
-  t.is(cgroupsOf(r.pid).get("pids"), `/${name}`);
-  t.is(prop(pids, "pids.max"), "43");
-  t.regex(await c.check(), /^PASS/);
-});
-
-test("dump --freeze-cgroup of a frozen v1 freezer cgroup: the restore makes it again and freezes it last, the task inside", async (t) => {
-  const name = `tscriu-cg-${process.pid}-frz`;
-  const cg = join("/sys/fs/cgroup/freezer", name);
-  mkdirSync(cg);
-  t.teardown(async () => {
-    if (existsSync(cg)) writeFileSync(join(cg, "freezer.state"), "THAWED");
-    await removeCgroup(cg);
-  });
-  const w = await startWorkload(t, "counter");
-  writeFileSync(join(cg, "cgroup.procs"), String(w.pid));
-  writeFileSync(join(cg, "freezer.state"), "FROZEN");
-  await waitFor("the cgroup to freeze", () => prop(cg, "freezer.state") === "FROZEN");
-  const dir = await dumpGone(t, w, { freezeCgroup: cg });
-  const img = (await readImage(join(dir, "cgroup.img"))).entries[0] as { controllers: { cnames: string[]; dirs?: { properties?: { name: string; value: string }[] }[] }[] };
-  t.is(img.controllers.find((c) => c.cnames.includes("freezer"))?.dirs?.[0]?.properties?.find((x) => x.name === "freezer.state")?.value, "FROZEN");
-  rmdirSync(cg);
-  const r = await restoreTask(t, dir);
-  t.is(cgroupsOf(r.pid).get("freezer"), `/${name}`);
-  await waitFor("the cgroup to be frozen again", () => prop(cg, "freezer.state") === "FROZEN");
-  writeFileSync(join(cg, "freezer.state"), "THAWED");
-  await counterAdvances(w);
-  t.regex(await w.check(), /^PASS/);
 });
 
 test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the task moves in (an empty cpuset takes no task), cpu.shares after", async (t) => {
