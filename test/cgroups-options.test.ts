@@ -8,7 +8,7 @@ import test from "ava";
 import { readImage } from "../images/io.js";
 import { RpcClient } from "../orchestrator/rpc/client.js";
 import { CLI, tscriu } from "./helpers/cli.js";
-import { cgroupsOf, inPlace, PIDS, placed, prop, removeCgroup } from "./helpers/cgroups.js";
+import { cgroupsOf, freshCgroups, inPlace, PIDS, placed, prop, removeCgroup } from "./helpers/cgroups.js";
 import { criuDumps, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
@@ -125,10 +125,7 @@ test("criu 4.1.1 restores tscriu's images into the dumped cgroups, made again wi
 test("tscriu restores criu 4.1.1's images with their cgroup.img", async (t) => {
   if (!haveRoot(t)) return;
   const name = `tscriu-cg-${process.pid}-criu`;
-  const pids = join(PIDS, name);
-  t.teardown(() => removeCgroup(pids));
-  mkdirSync(pids);
-  writeFileSync(join(pids, "pids.max"), "43");
+  const [pids] = freshCgroups(t, name, { [PIDS]: { "pids.max": "43" } }) as [string];
   // the criu root has no /sys: its shell mounts the pids hierarchy to move the task in
   const c = await criuDumps(t, "counter", [], "", `mkdir -p /tmp/${name}.mnt && mount -t cgroup -o pids none /tmp/${name}.mnt && echo "$pid" > /tmp/${name}.mnt/${name}/cgroup.procs; umount /tmp/${name}.mnt; rmdir /tmp/${name}.mnt`);
   t.is(c.status, 0, c.stderr);

@@ -12,7 +12,7 @@ import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import type { CgroupMode } from "../orchestrator/cgroup/options.js";
 import { tscriu } from "./helpers/cli.js";
-import { cgroupsOf, inPlace, placed, prop, removeCgroup, type Placed } from "./helpers/cgroups.js";
+import { cgroupsOf, enter, freshCgroups, inPlace, placed, prop, type Placed } from "./helpers/cgroups.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { counterAdvances, killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
@@ -97,26 +97,22 @@ test("soft (the default): a missing cgroup is made with its properties, an exist
   t.regex(await p.w.check(), /^PASS/);
 });
 
-test("none: the cgroups must exist (the restore names the missing one, and made nothing); the task moves in, nothing set", async (t) => {
-  const { p, dir } = await dumpedPidsGone(t);
-  await refusedAtCgroups(t, dir, "none", p.w.pid, new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=none makes none\\)`));
-  mkdirSync(p.pids);
-  const r = await restoreTask(t, dir, { cgroupMode: "none" });
-  inPlace(t, r.pid, p.name, "restored");
-  t.is(prop(p.pids, "pids.max"), "max", "no property set");
-  t.regex(await p.w.check(), /^PASS/);
-});
-
-test("props: the cgroups must exist; the properties are set on all of them", async (t) => {
-  const { p, dir } = await dumpedPidsGone(t);
-  await refusedAtCgroups(t, dir, "props", p.w.pid, new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=props makes none\\)`));
-  mkdirSync(p.pids);
-  writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
-  const r = await restoreTask(t, dir, { cgroupMode: "props" });
-  inPlace(t, r.pid, p.name, "restored");
-  t.is(prop(p.pids, "pids.max"), "57");
-  t.is(prop(p.v2, "cgroup.max.descendants"), "3");
-});
+for (const [mode, set] of [
+  ["none", false],
+  ["props", true],
+] as const) {
+  test(`${mode}: the cgroups must exist (the restore names the missing one, and made nothing); the task moves in, ${set ? "the properties set on all" : "nothing set"}`, async (t) => {
+    const { p, dir } = await dumpedPidsGone(t);
+    await refusedAtCgroups(t, dir, mode, p.w.pid, new RegExp(`the cgroup pids:/${p.name} does not exist \\(--manage-cgroups=${mode} makes none\\)`));
+    mkdirSync(p.pids);
+    writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
+    const r = await restoreTask(t, dir, { cgroupMode: mode });
+    inPlace(t, r.pid, p.name, "restored");
+    t.is(prop(p.pids, "pids.max"), set ? "57" : "max");
+    t.is(prop(p.v2, "cgroup.max.descendants"), set ? "3" : "5");
+    t.regex(await p.w.check(), /^PASS/);
+  });
+}
 
 test("strict: an existing cgroup is refused by name; once gone, all are made", async (t) => {
   const { p, dir } = await dumpedPidsGone(t);
@@ -172,19 +168,9 @@ test("a failed restore kills the task and removes the cgroups it made: a propert
 
 test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the task moves in (an empty cpuset takes no task), cpu.shares after", async (t) => {
   const name = `tscriu-cg-${process.pid}-cpu`;
-  const cpuset = join("/sys/fs/cgroup/cpuset", name);
-  const cpu = join("/sys/fs/cgroup/cpu", name);
-  t.teardown(async () => {
-    await removeCgroup(cpuset);
-    await removeCgroup(cpu);
-  });
-  mkdirSync(cpuset);
-  mkdirSync(cpu);
-  writeFileSync(join(cpuset, "cpuset.cpus"), "0");
-  writeFileSync(join(cpuset, "cpuset.mems"), "0");
-  writeFileSync(join(cpu, "cpu.shares"), "333");
+  const [cpuset, cpu] = freshCgroups(t, name, { "/sys/fs/cgroup/cpuset": { "cpuset.cpus": "0", "cpuset.mems": "0" }, "/sys/fs/cgroup/cpu": { "cpu.shares": "333" } }) as [string, string];
   const w = await startWorkload(t, "counter");
-  for (const d of [cpuset, cpu]) writeFileSync(join(d, "cgroup.procs"), String(w.pid));
+  enter([cpuset, cpu], w.pid);
   const dir = await dumpGone(t, w);
   rmdirSync(cpuset);
   rmdirSync(cpu);

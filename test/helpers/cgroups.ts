@@ -36,21 +36,33 @@ export interface Placed {
   v2: string;
 }
 
+/**
+ * Fresh cgroups named `name` under each mount of `props` (a hierarchy's directory), each with
+ * its properties written in order; removed at teardown once empty.
+ */
+export function freshCgroups(t: ExecutionContext, name: string, props: Record<string, Record<string, string>>): string[] {
+  const dirs = Object.keys(props).map((m) => join(m, name));
+  t.teardown(async () => {
+    for (const d of dirs) await removeCgroup(d);
+  });
+  for (const [mount, values] of Object.entries(props)) {
+    mkdirSync(join(mount, name));
+    for (const [k, v] of Object.entries(values)) writeFileSync(join(mount, name, k), v);
+  }
+  return dirs;
+}
+
+/** Moves `pid` into each cgroup directory of `dirs`. */
+export function enter(dirs: readonly string[], pid: number): void {
+  for (const d of dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+}
+
 /** A counter in a fresh pids cgroup (pids.max 57) and a fresh v2 cgroup (cgroup.max.descendants 3). */
 export async function placed(t: ExecutionContext, opts: { static?: boolean } = {}): Promise<Placed> {
   const name = `tscriu-cg-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const pids = join(PIDS, name);
-  const v2 = join(V2, name);
-  t.teardown(async () => {
-    await removeCgroup(pids);
-    await removeCgroup(v2);
-  });
-  mkdirSync(pids);
-  mkdirSync(v2);
-  writeFileSync(join(pids, "pids.max"), "57");
-  writeFileSync(join(v2, "cgroup.max.descendants"), "3");
+  const [pids, v2] = freshCgroups(t, name, { [PIDS]: { "pids.max": "57" }, [V2]: { "cgroup.max.descendants": "3" } }) as [string, string];
   const w = await startWorkload(t, "counter", [], opts);
-  for (const d of [pids, v2]) writeFileSync(join(d, "cgroup.procs"), String(w.pid));
+  enter([pids, v2], w.pid);
   return { w, name, pids, v2 };
 }
 
