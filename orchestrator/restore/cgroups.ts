@@ -58,6 +58,22 @@ interface Cgroup {
   made: boolean;
 }
 
+/**
+ * rmdir of a cgroup whose tasks were just killed: a v2 cgroup stays busy (EBUSY) a moment
+ * after its last task is reaped, while the kernel lets the task go.
+ */
+function rmdirBusy(dir: string): void {
+  for (let i = 0; ; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EBUSY" || i === 50) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
 /** A task's set in cgroup.img (criu's older images have it in tc); 0: none (zombies). */
 export function cgSetOf(core: { thread_core?: { cg_set?: number | undefined } | undefined; tc?: { cg_set?: number | undefined } | undefined }): number {
   return core.thread_core?.cg_set ?? core.tc?.cg_set ?? 0;
@@ -261,7 +277,7 @@ export class CgroupRestore {
     for (const cg of [...this.cgroups].reverse()) {
       if (!cg.made) continue;
       try {
-        rmdirSync(cg.dir);
+        rmdirBusy(cg.dir);
       } catch (e) {
         errors.push(`removing the cgroup ${cg.name || "v2"}:${cg.path} it made: ${(e as Error).message}`);
       }

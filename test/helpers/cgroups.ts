@@ -26,7 +26,16 @@ export async function removeCgroup(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
   for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) await removeCgroup(join(dir, e.name));
   await waitFor(`cgroup ${dir} to be empty`, () => prop(dir, "cgroup.procs") === "");
-  rmdirSync(dir);
+  // a v2 cgroup stays busy a moment after its last task left cgroup.procs (it is still exiting)
+  await waitFor(`cgroup ${dir} to be removed`, () => {
+    try {
+      rmdirSync(dir);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EBUSY") return false;
+      throw e;
+    }
+  });
 }
 
 export interface Placed {
