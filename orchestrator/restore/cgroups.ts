@@ -147,11 +147,17 @@ export class CgroupRestore {
         for (const e of entries) {
           const path = parent === "/" ? `/${e.dir_name}` : `${parent}/${e.dir_name}`;
           const where = `the cgroup ${name || "v2"}:${path}`;
+          if (e.dir_name === "") {
+            // a hierarchy's root is there (and gets no property): no mount needed for it
+            this.cgroups.push({ name, path, dir: "", entry: e, made: false });
+            walk(e.children ?? [], path);
+            continue;
+          }
           const dir = this.hier.dirOf(name, path);
           if (existsSync(dir)) {
-            if (this.mode === "strict" && e.dir_name !== "") throw new Error(`${where} exists already (--manage-cgroups=strict)`);
+            if (this.mode === "strict") throw new Error(`${where} exists already (--manage-cgroups=strict)`);
             this.cgroups.push({ name, path, dir, entry: e, made: false });
-            const was = this.mode !== "none" && e.dir_name !== "" ? applyPerms(dir, e.dir_perms) : undefined;
+            const was = this.mode !== "none" ? applyPerms(dir, e.dir_perms) : undefined;
             if (was) this.log.info(`${where} exists: its ${was} as dumped (--manage-cgroups=${this.mode})`);
           } else {
             if (this.mode === "none" || this.mode === "props") throw new Error(`${where} does not exist (--manage-cgroups=${this.mode} makes none)`);
@@ -181,8 +187,9 @@ export class CgroupRestore {
 
   private targets(set: number): Member[] {
     if (!set || set === this.rootSet) return [];
-    // a hierarchy where the restorer is in that cgroup already: the stub inherited it
-    return this.setOf(set).ctls.filter((m) => this.mine.find((x) => x.name === m.name)?.path !== m.path);
+    // a hierarchy where the restorer is in that cgroup already: the stub inherited it; one
+    // the restorer is in no cgroup of (no mount left it alive), the same for its root
+    return this.setOf(set).ctls.filter((m) => (this.mine.find((x) => x.name === m.name)?.path ?? "/") !== m.path);
   }
 
   /** Moves process `pid` (every thread of it) into its set's cgroups. */
