@@ -110,7 +110,7 @@ test("hostile lock entries are refused at plan, naming filelocks.img, nothing cr
   const posix = (e: Entry[]): Entry => e.find((x) => x["flag"] === FL_POSIX)!;
   await hostile(t, w, dir, "a lock of a process not in the images", (e) => void (posix(e)["pid"] = 4000000), /lock \d: pid 4000000 is not a live process of the images/);
   await hostile(t, w, dir, "a lock on an fd the task does not have", (e) => void (posix(e)["fd"] = 999), /lock \d: fd 999 is not an fd of pid \d+/);
-  await hostile(t, w, dir, "a lease", (e) => void (posix(e)["flag"] = 8), /a file lease; tscriu does not restore leases/);
+  await hostile(t, w, dir, "a lease of a lock's type", (e) => void (Object.assign(posix(e), { flag: 8, type: 7 })), /lock \d: a lease of type 7/);
   await hostile(t, w, dir, "an unknown kind", (e) => void (posix(e)["flag"] = 16), /unknown lock kind 16/);
   await hostile(t, w, dir, "an unknown type", (e) => void (posix(e)["type"] = 2), /a POSIX lock of type 2/);
   await hostile(t, w, dir, "a negative range", (e) => void (posix(e)["len"] = -5n), /a lock on bytes 0\+-5/);
