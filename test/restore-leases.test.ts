@@ -4,15 +4,13 @@
 // breaking its read and write leases with the lease signal for that fd. tscriu restores
 // them, a dump that leaves the task running leaves them as they were, criu restores
 // tscriu's images and tscriu criu's, and hostile lease entries are refused at plan.
-import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { readImage, writeImage } from "../images/io.js";
+import { readImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { isRestoreError } from "../orchestrator/restore/errors.js";
-import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { hostileLocks } from "./helpers/filelocks.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { startWorkload } from "./helpers/workloads.js";
 
@@ -62,19 +60,7 @@ test("hostile lease entries are refused at plan, naming filelocks.img, nothing c
     ["a bad type", (e) => void (e[0]!["type"] = 3), /lock \d: a lease of type 3/],
     ["breaking to write", (e) => void (e[0]!["type"] = 5), /lock \d: a lease of type 5/],
   ];
-  for (const [what, mutate, re] of cases) {
-    const copy = tempDir(t);
-    for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
-    const img = await readImage(join(copy, "filelocks.img"));
-    mutate(img.entries);
-    rmSync(join(copy, "filelocks.img"));
-    await writeImage(join(copy, "filelocks.img"), img);
-    const err = await t.throwsAsync(restore({ imagesDir: copy, fileLocks: true }), undefined, what);
-    t.true(isRestoreError(err), `${what}: ${String(err)}`);
-    t.regex(err?.message ?? "", re, what);
-    t.regex(err?.message ?? "", /filelocks\.img/, `${what}: names the file`);
-    t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
-  }
+  for (const [what, mutate, re] of cases) await hostileLocks(t, w.pid, dir, what, mutate, re);
 });
 
 test.serial("criu restores tscriu's leases", async (t) => {

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { hostileLocks } from "./helpers/filelocks.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { startWorkload, type Workload } from "./helpers/workloads.js";
 
@@ -88,21 +88,7 @@ test("restore without --file-locks leaves the locks out, as criu does", async (t
   t.regex(await w.check(), /^FAIL locks: prober check 10 /, "the first lock is not held");
 });
 
-/** A copy of `dir` whose filelocks.img `mutate` changed: refused at plan naming it, nothing created. */
-async function hostile(t: ExecutionContext, w: Workload, dir: string, what: string, mutate: (e: Entry[]) => void, re: RegExp): Promise<void> {
-  const copy = tempDir(t);
-  for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
-  const img = await readImage(join(copy, "filelocks.img"));
-  mutate(img.entries);
-  rmSync(join(copy, "filelocks.img"));
-  await writeImage(join(copy, "filelocks.img"), img);
-  const err = await t.throwsAsync(restore({ imagesDir: copy, fileLocks: true }), undefined, what);
-  t.true(isRestoreError(err), `${what}: ${String(err)}`);
-  t.like(err, { step: "plan" }, what);
-  t.regex(err?.message ?? "", re, what);
-  t.regex(err?.message ?? "", /filelocks\.img/, `${what}: names the file`);
-  t.false(existsSync(`/proc/${w.pid}`), `${what}: nothing was created`);
-}
+const hostile = (t: ExecutionContext, w: Workload, dir: string, what: string, mutate: (e: Entry[]) => void, re: RegExp): Promise<void> => hostileLocks(t, w.pid, dir, what, mutate, re);
 
 test("hostile lock entries are refused at plan, naming filelocks.img, nothing created", async (t) => {
   const w = await startWorkload(t, "locks");
