@@ -217,8 +217,12 @@ export interface NativeBridge {
   fcntl(fd: number, cmd: number, arg?: number): number;
   /** ioctl(fd, FIONREAD): bytes queued in a pipe, socket, tty or inotify fd. */
   fionread(fd: number): number;
-  /** readlink(2) (e.g. /proc/PID/fd/N, which fs.readlinkSync also does). */
-  readlink(path: string): string;
+  /**
+   * readlinkat(2): `path` from the working directory (e.g. /proc/PID/fd/N, which
+   * fs.readlinkSync also does), or from `dirfd`; ("", an O_PATH fd of a symlink) reads that
+   * symlink itself, even unlinked.
+   */
+  readlink(path: string, dirfd?: number): string;
   /** fstat(2), summarised. */
   fstat(fd: number): FdStat;
 

@@ -244,10 +244,15 @@ static napi_value fionread(napi_env env, napi_callback_info info)
 
 static napi_value readlink_(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1];
+	napi_value argv[2];
 	char *path;
-	if (!bridge_get_args(env, info, 1, argv, "readlink") ||
-	    !bridge_arg_string(env, argv[0], &path, "readlink", "path must be a string without NUL"))
+	int32_t dirfd = AT_FDCWD;
+	if (!bridge_get_args_range(env, info, 1, 2, argv, NULL, "readlink"))
+		return NULL;
+	if (!bridge_is_nullish(env, argv[1]) &&
+	    !bridge_arg_fd(env, argv[1], &dirfd, "readlink", "dirfd must be a non-negative int32"))
+		return NULL;
+	if (!bridge_arg_string(env, argv[0], &path, "readlink", "path must be a string without NUL"))
 		return NULL;
 	size_t cap = PATH_MAX;
 	for (;;) {
@@ -256,7 +261,7 @@ static napi_value readlink_(napi_env env, napi_callback_info info)
 			free(path);
 			return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
 		}
-		ssize_t n = readlink(path, buf, cap);
+		ssize_t n = readlinkat(dirfd, path, buf, cap);
 		if (n < 0) {
 			int err = errno;
 			free(buf);

@@ -5,7 +5,8 @@
 // data. A regular file of three pages or more is stored in chunks that leave its holes
 // out (SEEK_DATA/SEEK_HOLE), so a sparse file comes back sparse and costs only its
 // data; --ghost-limit bounds the data, not the apparent size. Directories, FIFOs and
-// device nodes have no data: they come back as empty nodes of their kind.
+// device nodes have no data: they come back as empty nodes of their kind; a symlink (held
+// by an O_PATH fd) keeps its target (symlnk_target), as criu 4.2 does.
 
 import { closeSync, constants as fsc, openSync, readSync, type BigIntStats } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
@@ -82,8 +83,11 @@ export class Ghosts {
     } else if (type === fsc.S_IFCHR || type === fsc.S_IFBLK) {
       // criu keeps the node's number as glibc's st_rdev (old encoding for small numbers)
       entry["rdev"] = Number(st.rdev & 0xffffffffn);
+    } else if (type === fsc.S_IFLNK) {
+      // Only an O_PATH|O_NOFOLLOW fd holds a symlink; readlinkat(fd, "") reads it unlinked.
+      entry["symlnk_target"] = bridge().readlink("", fd);
     } else if (type !== fsc.S_IFDIR && type !== fsc.S_IFIFO) {
-      throw new Error(`unlinked ${name} is a ${type === fsc.S_IFLNK ? "symbolic link" : type === fsc.S_IFSOCK ? "socket" : `file of type 0${type.toString(8)}`}; tscriu keeps unlinked regular files, directories, FIFOs and device nodes`);
+      throw new Error(`unlinked ${name} is a ${type === fsc.S_IFSOCK ? "socket" : `file of type 0${type.toString(8)}`}; tscriu keeps unlinked regular files, directories, symlinks, FIFOs and device nodes`);
     }
     const id = this.files.length + 1;
     this.files.push({ id, entry, chunks });

@@ -1,4 +1,4 @@
-// Regular files, directories and memory character devices (/dev/null, /dev/zero, …):
+// Regular files, directories, symlinks held by O_PATH fds and memory character devices (/dev/null, /dev/zero, …):
 // REG entries, as criu writes them (files-reg.c): path, flags, offset, owner, mode, size
 // and ELF build-id; an unlinked one points at a ghost (dump/ghost.ts). On restore the
 // file is checked at plan (fileset.ts: present, same size and build-id) and opened anew
@@ -28,7 +28,8 @@ class RegularDumper implements FdDumper {
 
   matches(f: FdFacts): boolean {
     if (f.fmt === fsc.S_IFCHR) return deviceNumbers(f.st.rdev)[0] === MEM_MAJOR;
-    if (f.fmt !== fsc.S_IFREG && f.fmt !== fsc.S_IFDIR) return false;
+    // A symlink itself is open only as O_PATH|O_NOFOLLOW: criu keeps it as a REG entry too.
+    if (f.fmt !== fsc.S_IFREG && f.fmt !== fsc.S_IFDIR && f.fmt !== fsc.S_IFLNK) return false;
     // A memfd or shared anonymous memory is memfd.ts's; anything else without a path is no file of ours.
     return f.link.startsWith("/") && !f.link.startsWith("/memfd:") && !ShmemTable.isShmem(f.link, f.st);
   }
@@ -71,7 +72,7 @@ class RegularRestorer implements FdRestorer {
 
 export const regularKind: FdKind = {
   type: "REG",
-  describe: "regular files, directories and memory devices (/dev/null …), unlinked ones as ghosts",
+  describe: "regular files, directories, O_PATH symlinks and memory devices (/dev/null …), unlinked ones as ghosts",
   dumper: (ctx) => new RegularDumper(ctx),
   restorer: (ctx) => new RegularRestorer(ctx),
 };

@@ -7,7 +7,7 @@
 // are opened through the link the dump made, which a successful restore removes (a
 // failed one leaves it for the next try, as criu does).
 
-import { closeSync, constants as fsc, existsSync, openSync, fstatSync, unlinkSync } from "node:fs";
+import { closeSync, constants as fsc, existsSync, lstatSync, openSync, fstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { readImage } from "../../images/io.js";
 import type { FileEntry } from "../../images/dir.js";
@@ -138,6 +138,17 @@ export class FileSet {
   private check(f: RegFile, what: string): void {
     if (PROC_PID_FILE.test(f.name)) return;
     const path = f.linkedFrom ?? f.path;
+    if (((f.mode ?? 0) & fsc.S_IFMT) === fsc.S_IFLNK) {
+      // An O_PATH fd of the symlink itself: the link must be there, whatever it points at.
+      let st;
+      try {
+        st = lstatSync(path);
+      } catch (e) {
+        throw new RestoreError("plan", this.pid, `cannot find the symlink ${path} (${what}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: path, cause: e });
+      }
+      if (!st.isSymbolicLink()) throw new RestoreError("plan", this.pid, `${path} is no longer a symlink (${what})`, { file: path });
+      return;
+    }
     let fd: number;
     try {
       fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
@@ -194,7 +205,9 @@ export class FileSet {
   }
 
   private openNew(f: RegFile, flags: number): number {
-    if (f.ghost) return openSync(`/proc/self/fd/${this.ghostFd(f)}`, flags | O_CLOEXEC);
+    // With O_NOFOLLOW, /proc/self/fd/N opens as the magic link itself; without it, as the
+    // ghost's node, a symlink included (the jump through /proc is not followed again).
+    if (f.ghost) return openSync(`/proc/self/fd/${this.ghostFd(f)}`, (flags & ~fsc.O_NOFOLLOW) | O_CLOEXEC);
     const path = f.linkedFrom ?? f.path;
     try {
       return openSync(path, flags | O_CLOEXEC | fsc.O_NOCTTY);

@@ -1,6 +1,6 @@
 // Ghost files on restore: the unlinked files the task used (remap-fpath.img GHOST
 // entries, ghost-file-N.img) are made again -- a regular file with its data (its holes
-// left as holes), an empty directory, a FIFO or a device node -- under their old name
+// left as holes), an empty directory, a symlink to its target, a FIFO or a device node -- under their old name
 // when it is free (so /proc shows the same "(deleted)" path), else under a name beside
 // it; where the old directory is gone too, one level up, as criu does. Owner, mode and
 // times are set through tscriu's own fd of the node, never by a path another process
@@ -8,7 +8,7 @@
 // the restore the names are removed again. One node per ghost, shared by every file
 // that points at it.
 
-import { chmodSync, chownSync, closeSync, constants as fsc, ftruncateSync, mkdirSync, openSync, rmdirSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, constants as fsc, ftruncateSync, mkdirSync, openSync, rmdirSync, symlinkSync, unlinkSync, utimesSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { readImage } from "../../images/io.js";
@@ -33,6 +33,8 @@ export interface Ghost {
   /** a regular file's data pieces and its size */
   chunks: { off: number; data: Uint8Array }[];
   size: number;
+  /** a symlink's target */
+  target: string | undefined;
 }
 
 const timeval = (t: unknown): number | undefined => {
@@ -60,11 +62,15 @@ export async function readGhost(dir: string, remapId: number, pid: number): Prom
     mtime: timeval(head["mtim"]),
     chunks: [],
     size: 0,
+    target: head["symlnk_target"] === undefined ? undefined : String(head["symlnk_target"]),
   };
   if (type === fsc.S_IFCHR || type === fsc.S_IFBLK) {
     if (head["rdev"] === undefined) throw new RestoreError("plan", pid, "a ghost device node without its device number (rdev)", { file });
+  } else if (type === fsc.S_IFLNK) {
+    // criu before 3.x wrote none (its restore refuses such an image too).
+    if (g.target === undefined) throw new RestoreError("plan", pid, "a ghost symlink without its target (symlnk_target)", { file });
   } else if (type !== fsc.S_IFREG && type !== fsc.S_IFDIR && type !== fsc.S_IFIFO) {
-    throw new RestoreError("plan", pid, `a ghost of type 0${type.toString(8)} (mode 0${mode.toString(8)}): tscriu makes regular files, directories, FIFOs and device nodes`, { file });
+    throw new RestoreError("plan", pid, `a ghost of type 0${type.toString(8)} (mode 0${mode.toString(8)}): tscriu makes regular files, directories, symlinks, FIFOs and device nodes`, { file });
   }
   if (type !== fsc.S_IFREG) return g;
   if (head["chunks"] === true) {
@@ -117,9 +123,13 @@ export class GhostNodes {
       } catch {
         // keep tscriu's owner when the id cannot be had here
       }
-      // After the chown, which clears set-user-ID and set-group-ID bits.
-      chmodSync(self, g.mode & 0o7777);
-      if (g.atime !== undefined || g.mtime !== undefined) utimesSync(self, g.atime ?? Date.now() / 1000, g.mtime ?? Date.now() / 1000);
+      // A symlink's mode is always 0777 and its times follow the link (utimes through
+      // /proc/self/fd reaches the target): only its owner is set, as criu's lchown.
+      if (type !== fsc.S_IFLNK) {
+        // After the chown, which clears set-user-ID and set-group-ID bits.
+        chmodSync(self, g.mode & 0o7777);
+        if (g.atime !== undefined || g.mtime !== undefined) utimesSync(self, g.atime ?? Date.now() / 1000, g.mtime ?? Date.now() / 1000);
+      }
       if (type === fsc.S_IFREG) {
         // Kept read-only from here: the kernel refuses a file open for writing as a task's
         // exe (PR_SET_MM_MAP: EACCES), and the task's own fds reopen it with their flags.
@@ -138,7 +148,7 @@ export class GhostNodes {
     let at = path;
     for (let i = 0; ; i++) {
       try {
-        return this.node(type, at, g.rdev);
+        return this.node(type, at, g);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === "ENOENT" && dirname(dirname(at)) !== dirname(at)) {
@@ -153,13 +163,14 @@ export class GhostNodes {
     }
   }
 
-  private node(type: number, path: string, rdev: number): Made {
+  private node(type: number, path: string, g: Ghost): Made {
     if (type === fsc.S_IFREG) return { path, fd: openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | O_CLOEXEC, 0o600), dir: false };
     if (type === fsc.S_IFDIR) {
       mkdirSync(path, 0o700);
       return { path, fd: openSync(path, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW | O_CLOEXEC), dir: true };
     }
-    bridge().mknod(path, type | 0o600, type === fsc.S_IFIFO ? 0 : rdev);
+    if (type === fsc.S_IFLNK) symlinkSync(g.target!, path);
+    else bridge().mknod(path, type | 0o600, type === fsc.S_IFIFO ? 0 : g.rdev);
     return { path, fd: openSync(path, O_PATH | fsc.O_NOFOLLOW | O_CLOEXEC), dir: false };
   }
 
