@@ -205,9 +205,11 @@ export class FileSet {
   }
 
   private openNew(f: RegFile, flags: number): number {
-    // With O_NOFOLLOW, /proc/self/fd/N opens as the magic link itself; without it, as the
-    // ghost's node, a symlink included (the jump through /proc is not followed again).
-    if (f.ghost) return openSync(`/proc/self/fd/${this.ghostFd(f)}`, (flags & ~fsc.O_NOFOLLOW) | O_CLOEXEC);
+    if (f.ghost) {
+      const ghostFd = this.ghostFd(f);
+      if (flags & fsc.O_NOFOLLOW) return this.ghosts.openByName(f.ghost, flags | O_CLOEXEC);
+      return openSync(`/proc/self/fd/${ghostFd}`, flags | O_CLOEXEC);
+    }
     const path = f.linkedFrom ?? f.path;
     try {
       return openSync(path, flags | O_CLOEXEC | fsc.O_NOCTTY);

@@ -8,7 +8,7 @@
 // the restore the names are removed again. One node per ghost, shared by every file
 // that points at it.
 
-import { chmodSync, chownSync, closeSync, constants as fsc, ftruncateSync, mkdirSync, openSync, rmdirSync, symlinkSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, constants as fsc, fstatSync, ftruncateSync, mkdirSync, openSync, rmdirSync, symlinkSync, unlinkSync, utimesSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import { readImage } from "../../images/io.js";
@@ -62,13 +62,14 @@ export async function readGhost(dir: string, remapId: number, pid: number): Prom
     mtime: timeval(head["mtim"]),
     chunks: [],
     size: 0,
-    target: head["symlnk_target"] === undefined ? undefined : String(head["symlnk_target"]),
+    target: typeof head["symlnk_target"] === "string" ? head["symlnk_target"] : undefined,
   };
   if (type === fsc.S_IFCHR || type === fsc.S_IFBLK) {
     if (head["rdev"] === undefined) throw new RestoreError("plan", pid, "a ghost device node without its device number (rdev)", { file });
   } else if (type === fsc.S_IFLNK) {
-    // criu before 3.x wrote none (its restore refuses such an image too).
-    if (g.target === undefined) throw new RestoreError("plan", pid, "a ghost symlink without its target (symlnk_target)", { file });
+    // criu before 3.x wrote none (its restore refuses such an image too); symlink(2)
+    // refuses an empty target with ENOENT, which would read as a missing directory.
+    if (g.target === undefined || g.target === "") throw new RestoreError("plan", pid, "a ghost symlink without its target (symlnk_target)", { file });
   } else if (type !== fsc.S_IFREG && type !== fsc.S_IFDIR && type !== fsc.S_IFIFO) {
     throw new RestoreError("plan", pid, `a ghost of type 0${type.toString(8)} (mode 0${mode.toString(8)}): tscriu makes regular files, directories, symlinks, FIFOs and device nodes`, { file });
   }
@@ -172,6 +173,23 @@ export class GhostNodes {
     if (type === fsc.S_IFLNK) symlinkSync(g.target!, path);
     else bridge().mknod(path, type | 0o600, type === fsc.S_IFIFO ? 0 : g.rdev);
     return { path, fd: openSync(path, O_PATH | fsc.O_NOFOLLOW | O_CLOEXEC), dir: false };
+  }
+
+  /**
+   * Opens the node of ghost `g` (made by fd() first) by its name with `flags`, for an fd
+   * with O_NOFOLLOW (an O_PATH fd of a symlink): through /proc/self/fd that flag would open
+   * the magic link itself, and without it the fd would lack the flag the task had. The node
+   * opened is checked to be the one tscriu made.
+   */
+  openByName(g: Ghost, flags: number): number {
+    const made = this.made.get(g.remapId)!;
+    const fd = openSync(made.path, flags);
+    const [a, b] = [fstatSync(fd), fstatSync(made.fd)];
+    if (a.dev !== b.dev || a.ino !== b.ino) {
+      closeSync(fd);
+      throw new Error(`the ghost ${made.path} was replaced while tscriu restored`);
+    }
+    return fd;
   }
 
   /** Removes the names again (files first, then directories, the newest first). */
