@@ -23,7 +23,9 @@ import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { dumpSockOpts } from "./sockopts.js";
-import { OutsidePeers } from "./unix-external.js";
+import { OutsidePeers, showUnixName } from "./unix-external.js";
+
+export { showUnixName };
 
 export type UnixSkEntry = Entry<typeof unix_sk_entry>;
 type SkPacket = Entry<typeof sk_packet_entry> & { extra: Uint8Array };
@@ -31,13 +33,6 @@ type SkPacket = Entry<typeof sk_packet_entry> & { extra: Uint8Array };
 /** sk_shutdown BOTH: the kernel's RCV_SHUTDOWN | SEND_SHUTDOWN, as sock_diag reports them. */
 const SHUTDOWN_BOTH = 3;
 
-/** A unix socket name for messages: a path as it is, an abstract one with criu's "@". */
-export function showUnixName(name: Uint8Array): string {
-  const b = Buffer.from(name);
-  if (b.length === 0) return "";
-  if (b[0] === 0) return `@${b.toString("latin1", 1).replace(/\0/g, "@")}`;
-  return b.toString("utf8").replace(/\0$/, "");
-}
 
 /** Where a path-bound socket's file is: its mode and owner, removed or not, and its directory. */
 interface BoundFile {

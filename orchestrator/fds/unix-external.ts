@@ -15,6 +15,14 @@ import type { UnixDiag } from "../../host-bridge/native.js";
 import type { FileTable } from "../dump/filetable.js";
 import { UnsupportedFd } from "./kind.js";
 
+/** A unix socket name for messages: a path as it is, an abstract one with criu's "@". */
+export function showUnixName(name: Uint8Array): string {
+  const b = Buffer.from(name);
+  if (b.length === 0) return "";
+  if (b[0] === 0) return `@${b.toString("latin1", 1).replace(/\0/g, "@")}`;
+  return b.toString("utf8").replace(/\0$/, "");
+}
+
 /** criu's unix_sk_entry.uflags bit of the stand-in for a socket outside the dump. */
 export const USK_EXTERN = 1;
 
@@ -102,4 +110,28 @@ export class OutsidePeers {
       each(ino, { type: "UNIXSK", id, usk });
     }
   }
+}
+
+/** The name a restored socket connects to outside the tree, and the root a path name is resolved under (--root). */
+export interface OutsideName {
+  name: Buffer;
+  base: string | undefined;
+}
+
+/**
+ * On restore: socket `u` (`sock`, for messages) has criu's USK_EXTERN stand-in `p` for its
+ * peer. Only a datagram socket connects to a name again, and only with --ext-unix-sk
+ * (criu's rule); any other comes from --inherit-fd, which was looked for before the plan.
+ */
+export function outsidePeer(sock: string, u: { ino: number; type: number; peer: number }, p: { name: Uint8Array }, extUnixSk: boolean, root: string | undefined, fail: (msg: string) => Error): OutsideName {
+  const peer = `${sock} is connected to socket ${u.peer} outside the dumped tree${p.name.length ? ` (${showUnixName(p.name)})` : ""}`;
+  const inherit = `--inherit-fd fd[N]:socket:[${u.ino}]`;
+  if (u.type !== SOCK.DGRAM) throw fail(`${peer}: a ${typeName(u.type)} connection is restored only from ${inherit}`);
+  if (p.name.length === 0) throw fail(`${peer}, which has no name to connect to: it is restored only from ${inherit}`);
+  if (!extUnixSk) throw fail(`${peer}: --ext-unix-sk connects it again (or ${inherit} gives it)`);
+  const name = Buffer.from(p.name);
+  if (name[0] === 0) return { name, base: undefined };
+  const text = showUnixName(name);
+  if (!text.startsWith("/")) throw fail(`${peer}, bound to the relative name ${text}: the directory to resolve it from is unknown`);
+  return { name, base: root && root !== "/" ? root : undefined };
 }

@@ -32,7 +32,7 @@ import { underRoot } from "../restore/fileset.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { filterProblem, restoreSockOpts, widenBuffers } from "./sockopts.js";
 import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
-import { USK_EXTERN } from "./unix-external.js";
+import { outsidePeer, USK_EXTERN, type OutsideName } from "./unix-external.js";
 
 const UNIX_PATH_MAX = 108;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
@@ -65,7 +65,7 @@ interface Sk {
   how?: "pair" | "connect" | "closed-peer" | "alone" | "outside";
   peer?: Sk;
   /** the name of the socket outside the tree it connects to (--ext-unix-sk), and where a path name is */
-  outside?: { name: Buffer; base: string | undefined };
+  outside?: OutsideName;
   /** who sends its queue: its pair, or a helper socket of tscriu's closed once it is sent */
   sender?: Sk | "helper";
   fd?: number;
@@ -147,7 +147,7 @@ export class UnixRestorer implements FdRestorer {
     if (u.peer !== 0) {
       const p = this.entryByIno(u.peer);
       if (!p) throw this.fail(`${sock}'s peer (inode ${u.peer}) is not in files.img`);
-      if (p.uflags & USK_EXTERN) outside = this.outsidePeer(sock, u, p);
+      if (p.uflags & USK_EXTERN) outside = outsidePeer(sock, u, p, this.ctx.extUnixSk, this.ctx.files.root, (m) => this.fail(m));
     }
     let path: Sk["path"];
     if (name.length > 0 && name[0] !== 0) {
@@ -174,25 +174,6 @@ export class UnixRestorer implements FdRestorer {
         return sk.fd!;
       },
     };
-  }
-
-  /**
-   * A socket whose peer is outside the dump (criu's USK_EXTERN stand-in, `p`): only a
-   * datagram socket connects to a name again, and only with --ext-unix-sk (criu's rule);
-   * any other comes from --inherit-fd, which was looked for before this plan.
-   */
-  private outsidePeer(sock: string, u: UnixSkEntry, p: UnixSkEntry): Sk["outside"] {
-    const peer = `${sock} is connected to socket ${u.peer} outside the dumped tree${p.name.length ? ` (${showUnixName(p.name)})` : ""}`;
-    const inherit = `--inherit-fd fd[N]:socket:[${u.ino}]`;
-    if (u.type !== SOCK.DGRAM) throw this.fail(`${peer}: a ${typeName(u.type)} connection is restored only from ${inherit}`);
-    if (p.name.length === 0) throw this.fail(`${peer}, which has no name to connect to: it is restored only from ${inherit}`);
-    if (!this.ctx.extUnixSk) throw this.fail(`${peer}: --ext-unix-sk connects it again (or ${inherit} gives it)`);
-    const name = Buffer.from(p.name);
-    if (name[0] === 0) return { name, base: undefined };
-    const text = showUnixName(name);
-    if (!text.startsWith("/")) throw this.fail(`${peer}, bound to the relative name ${text}: the directory to resolve it from is unknown`);
-    const root = this.ctx.files.root;
-    return { name, base: root && root !== "/" ? root : undefined };
   }
 
   /** Decides how each socket is made, now that every fd of the task is planned. No side effects. */
