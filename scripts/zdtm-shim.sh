@@ -5,9 +5,10 @@
 # zdtm passes to every dump, `--pidfile FILE` (criu writes a pidfile on restore and for daemons
 # only) and `--pre-dump-mode MODE` (read by pre-dump only); `--link-remap` and
 # `--skip-in-flight`, which zdtm gives a test's restore as well as its dump (criu reads
-# them at dump only: in-flight connections are a listener's, left out of the images); and a test's own
-# dump options that zdtm gives its pre-dumps too, where criu takes them without using them
-# (`--tcp-established`: a pre-dump takes memory only). tscriu refuses an option on a
+# them at dump only: in-flight connections are a listener's, left out of the images), as are
+# `--force-irmap` and `--irmap-scan-path DIR`; and a test's own dump options that zdtm gives
+# its pre-dumps too, where criu takes them without using them (`--tcp-established`: a pre-dump
+# takes memory only; the irmap options, which fill only criu's irmap cache at pre-dump). tscriu refuses an option on a
 # command where it does nothing, so they are dropped here. A dump also gets
 # `--network-lock nftables` unless zdtm gives a method: criu's default lock is iptables,
 # which these machines do not have.
@@ -28,7 +29,8 @@ if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
 		case "$1" in
 		--pidfile) shift 2 ;;
 		--pre-dump-mode) [ "$cmd" = pre-dump ] && args+=("$1" "$2"); shift 2 ;;
-		--tcp-established) [ "$cmd" = dump ] && args+=("$1"); shift ;;
+		--tcp-established | --force-irmap) [ "$cmd" = dump ] && args+=("$1"); shift ;;
+		--irmap-scan-path) [ "$cmd" = dump ] && args+=("$1" "$2"); shift 2 ;;
 		--network-lock) lock=1; args+=("$1" "$2"); shift 2 ;;
 		*) args+=("$1"); shift ;;
 		esac
@@ -38,10 +40,11 @@ if [ "$1" = dump ] || [ "$1" = pre-dump ]; then
 fi
 if [ "$1" = restore ]; then
 	args=()
-	for a in "$@"; do
-		case "$a" in
-		--link-remap | --skip-in-flight) ;;
-		*) args+=("$a") ;;
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--link-remap | --skip-in-flight | --force-irmap) shift ;;
+		--irmap-scan-path) shift 2 ;;
+		*) args+=("$1"); shift ;;
 		esac
 	done
 	exec "$bin" "${args[@]}"

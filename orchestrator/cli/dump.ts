@@ -155,6 +155,8 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             cgroupYard: typeof args["cgroup-yard"] === "string" ? args["cgroup-yard"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
             linkRemap: args["link-remap"] === true,
+            forceIrmap: args["force-irmap"] === true,
+            irmapScanPaths: Array.isArray(args["irmap-scan-path"]) ? (args["irmap-scan-path"] as string[]) : [],
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,
             actionScripts: Array.isArray(args["action-script"]) ? (args["action-script"] as string[]) : [],
             preDump,

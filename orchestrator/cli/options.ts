@@ -96,7 +96,9 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "evasive-devices", rpc: "evasive_devices", kind: "boolean", describe: "use any path to a device file when the original one is gone", takes: ["dump"], tscriu: [] },
   // criu's lazy-pages daemon fetches from a remote page server with --page-server too.
   { name: "page-server", rpc: "ps", kind: "boolean", describe: "send pages to (or fetch them from) a page server at --address:--port", takes: ["dump", "pre-dump", "lazy-pages"], tscriu: ["dump", "pre-dump", "lazy-pages"] },
-  { name: "force-irmap", rpc: "force_irmap", kind: "boolean", describe: "resolve the paths of inotify and fanotify watches", takes: ["dump"], tscriu: [] },
+  { name: "force-irmap", rpc: "force_irmap", kind: "boolean", describe: "find the path of a watched inode whose file handle does not open by walking directories (criu's irmap)", takes: ["dump"], tscriu: ["dump"] },
+  // criu's pre-dump fills its irmap cache with them; tscriu's pre-dump walks nothing
+  { name: "irmap-scan-path", rpc: "irmap_scan_paths", kind: "array", describe: "a directory walked first for the path of a watched inode (--force-irmap)", takes: ["dump", "pre-dump"], tscriu: ["dump"] },
   // criu's page server punches its parent's pages with --auto-dedup too (the manual lists it for dump and restore).
   { name: "auto-dedup", rpc: "auto_dedup", kind: "boolean", describe: "punch the parent's pages this dump replaces (dump, page-server); punch each page once restored (restore)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore", "page-server"] },
   { name: "file-locks", rpc: "file_locks", alias: "l", kind: "boolean", describe: "dump or restore file locks", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },

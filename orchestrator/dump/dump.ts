@@ -43,6 +43,7 @@ import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
 import { ImageSet, inventoryEntry, namespaceIds, newRunId, taskClocks } from "./write.js";
 import { seccompImage } from "./seccomp.js";
+import { Irmap } from "../fds/irmap.js";
 import { hostCpuinfo } from "../cpuinfo/host.js";
 import { CPU_CAP_IMAGE, parseCpuCaps } from "../../wasm/index.js";
 
@@ -84,6 +85,10 @@ export interface DumpOptions {
   ghostLimit?: number | undefined;
   /** --link-remap: an unlinked file with other hard links gets a link for the restore (link-remap.ts) */
   linkRemap?: boolean | undefined;
+  /** --force-irmap: walk for the path of a watched inode whose handle does not open (fds/irmap.ts) */
+  forceIrmap?: boolean | undefined;
+  /** --irmap-scan-path: where that walk looks first */
+  irmapScanPaths?: readonly string[] | undefined;
   /** --file-locks: dump the tasks' file locks (without it a task holding one is refused) */
   fileLocks?: boolean | undefined;
   /** unix sockets allowed a peer outside the tree (--ext-unix-sk, --external unix[INO]: fds/unix-external.ts) */
@@ -406,6 +411,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       zombies: tree.processes.filter((f) => f.zombie).map((f) => f.pid),
       files,
       shm,
+      irmap: new Irmap({ force: opts.forceIrmap === true, scanPaths: opts.irmapScanPaths ?? [] }),
       shellJob: opts.shellJob === true,
       fileLocks: opts.fileLocks === true,
       externalUnix: opts.externalUnix ?? NO_EXTERNAL_UNIX,

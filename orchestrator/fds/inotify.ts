@@ -28,7 +28,7 @@ class InotifyDumper implements FdDumper {
   private readonly inodes: WatchedInodes;
 
   constructor(private readonly ctx: DumpContext) {
-    this.inodes = new WatchedInodes(ctx.files);
+    this.inodes = new WatchedInodes(ctx.files, ctx.irmap);
   }
 
   matches(f: FdFacts): boolean {

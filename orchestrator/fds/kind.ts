@@ -8,6 +8,7 @@ import { closeSync, type BigIntStats } from "node:fs";
 import type { FileEntry } from "../../images/dir.js";
 import type { FdInfo } from "../dump/proc.js";
 import type { ExternalUnix } from "./unix-external.js";
+import type { Irmap } from "./irmap.js";
 import type { FileTable, Fown } from "../dump/filetable.js";
 import type { ShmemTable } from "../dump/shmem.js";
 import type { ModuleLog } from "../log.js";
@@ -52,6 +53,8 @@ export interface DumpContext {
   zombies: readonly number[];
   files: FileTable;
   shm: ShmemTable;
+  /** paths of watched inodes whose handles do not open (--force-irmap, --irmap-scan-path) */
+  irmap: Irmap;
   shellJob: boolean;
   /** what to do with TCP connections (--tcp-established, --tcp-close, --skip-in-flight) */
   tcp: { established: boolean; close: boolean; skipInFlight: boolean };

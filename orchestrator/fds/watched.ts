@@ -1,7 +1,8 @@
 // The inode an inotify watch or a fanotify inode mark is on (criu's fh_entry, fsnotify.c):
 // fdinfo names it by device, inode number and file handle, and the dump gives it a path,
 // as criu does -- the handle is opened (open_by_handle_at on a mount of its device,
-// CAP_DAC_READ_SEARCH) and the kernel's name for it read back.
+// CAP_DAC_READ_SEARCH) and the kernel's name for it read back. A handle that opens nothing
+// leaves the walk of irmap.ts (criu's irmap), when criu would walk.
 //
 // A watched inode whose name was removed has no path. If a file of the dump holds it,
 // criu's way applies: a ghost (nlink 0) is found again by device and inode on restore and
@@ -17,6 +18,7 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { FileTable } from "../dump/filetable.js";
 import { underRoot } from "../restore/fileset.js";
 import { badEntry } from "./anon.js";
+import type { Irmap } from "./irmap.js";
 import { UnsupportedFd, type PlanContext } from "./kind.js";
 
 /** criu's fh_entry keeps the handle as 16 u64 (FH_ENTRY_SIZES__min_entries), the kernel's MAX_HANDLE_SZ. */
@@ -30,14 +32,17 @@ export interface HandleEntry {
   path?: string;
 }
 
-/** The mount points of a device (kernel dev_t: major << 20 | minor) in tscriu's mount table. */
-function mountsOf(sdev: number): string[] {
+/** The mounts of a device (kernel dev_t: major << 20 | minor) in tscriu's mount table: mount point and filesystem type. */
+function mountsOf(sdev: number): { point: string; fstype: string }[] {
   const want = `${sdev >>> 20}:${sdev & 0xfffff}`;
   return readFileSync("/proc/self/mountinfo", "utf8")
     .split("\n")
     .map((l) => l.split(" "))
     .filter((f) => f[2] === want && f[4] !== undefined)
-    .map((f) => f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))));
+    .map((f) => ({
+      point: f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))),
+      fstype: f[f.indexOf("-") + 1] ?? "",
+    }));
 }
 
 /**
@@ -47,7 +52,7 @@ function mountsOf(sdev: number): string[] {
  */
 function openHandle(sdev: number, ino: bigint, type: number, handle: Uint8Array): number | undefined {
   const b = bridge();
-  for (const mnt of mountsOf(sdev)) {
+  for (const { point: mnt } of mountsOf(sdev)) {
     let mfd: number;
     try {
       // Not O_PATH: open_by_handle_at takes no O_PATH fd for its mount (EBADF).
@@ -118,7 +123,10 @@ export interface WatchedBy {
 export class WatchedInodes {
   private readonly pending: Pending[] = [];
 
-  constructor(private readonly files: FileTable) {}
+  constructor(
+    private readonly files: FileTable,
+    private readonly irmap: Irmap,
+  ) {}
 
   /** The fh_entry of inode `ino` of device `sdev` (kernel dev_t), watched as `at` says. */
   entry(sdev: number, ino: bigint, type: number, handle: Buffer, at: WatchedBy): HandleEntry {
@@ -126,7 +134,7 @@ export class WatchedInodes {
     const path = pathOfHandle(sdev, ino, type, handle);
     if (path !== undefined) return { ...entry, path };
     const fd = openHandle(sdev, ino, type, handle);
-    if (fd === undefined) throw new UnsupportedFd(`unsupported fd ${at.fd}: ${at.what} is on inode 0x${ino.toString(16)} of device ${sdev >>> 20}:${sdev & 0xfffff}, which has no path tscriu can find and whose handle does not open it`);
+    if (fd === undefined) return { ...entry, path: this.irmapPath(sdev, ino, at) };
     let nlink: bigint;
     try {
       nlink = fstatSync(fd, { bigint: true }).nlink;
@@ -135,6 +143,21 @@ export class WatchedInodes {
     }
     this.pending.push({ entry, sdev, ino, nlink, at });
     return entry;
+  }
+
+  /**
+   * The handle does not open: as criu (check_open_handle), the inode is looked for by walking
+   * (irmap.ts) when no mount of its device is tscriu's to open it by, or with --force-irmap
+   * unless it is on tmpfs -- whose inode numbers a path found now would not carry over.
+   */
+  private irmapPath(sdev: number, ino: bigint, at: WatchedBy): string {
+    const inode = `inode 0x${ino.toString(16)} of device ${sdev >>> 20}:${sdev & 0xfffff}`;
+    const mounts = mountsOf(sdev);
+    if (mounts.length > 0 && !this.irmap.opts.force) throw new UnsupportedFd(`unsupported fd ${at.fd}: ${at.what} is on ${inode}, which has no path tscriu can find and whose handle does not open it (--force-irmap looks for its path)`);
+    if (mounts.some((m) => m.fstype === "tmpfs" || m.fstype === "devtmpfs")) throw new UnsupportedFd(`unsupported fd ${at.fd}: ${at.what} is on ${inode}, a ${mounts[0]!.fstype} file whose handle does not open it`);
+    const path = this.irmap.lookup(sdev, ino);
+    if (path === undefined) throw new UnsupportedFd(`unsupported fd ${at.fd}: ${at.what} is on ${inode}: its handle does not open it and no place walked for it has it (${[...this.irmap.opts.scanPaths, "criu's hints"].join(", ")}; --irmap-scan-path adds one)`);
+    return path;
   }
 
   /** Every file of the dump is known: each unlinked watched inode gets its way back, or the dump fails naming it. */

@@ -376,6 +376,8 @@ async function dump(ch: RpcChannel, opts: CriuOpts, o: ServeOptions, preDump?: "
       timeoutSec: opts.timeout,
       ghostLimit: opts.ghost_limit,
       linkRemap: opts.link_remap === true,
+      forceIrmap: opts.force_irmap === true,
+      irmapScanPaths: opts.irmap_scan_paths ?? [],
       cpuCap: opts.cpu_cap !== undefined ? cpuCapText(opts.cpu_cap) : undefined,
       onAction: opts.notify_scripts ? notifier(ch, log) : undefined,
       pageServer: opts.lazy_pages ? undefined : pageServerOf(opts, o),
