@@ -8,8 +8,10 @@ import { join } from "node:path";
 import test from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
 import { readImage } from "../images/io.js";
+import { CLI } from "./helpers/cli.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { startWorkload } from "./helpers/workloads.js";
 
@@ -26,6 +28,19 @@ async function watchedPaths(dir: string): Promise<(string | undefined)[]> {
   const files = (await readImage(join(dir, "files.img"))).entries as WatchEntries[];
   return files.flatMap((f) => [...(f.ify?.wd.map((w) => w.f_handle.path) ?? []), ...(f.ffy?.mark ?? []).flatMap((m) => (m.ie ? [m.ie.f_handle.path] : []))]);
 }
+
+test.serial("irmap over criu's RPC: force_irmap and irmap_scan_paths (pycriu, swrk)", async (t) => {
+  pycriuInstalled(t);
+  const w = await startWorkload(t, "irmap", ["inotify"]);
+  const dir = tempDir(t);
+  const req = (opts: Record<string, unknown>): Record<string, unknown> => pycriu(`swrk:${CLI}`, ["req", "DUMP", JSON.stringify({ images_dir: `fd:${dir}`, pid: w.pid, leave_running: true, ...opts })]);
+  const bare = req({});
+  t.like(bare, { success: false, type: "DUMP" });
+  t.regex(String(bare["cr_errmsg"]), /--force-irmap/);
+  t.like(req({ force_irmap: true, irmap_scan_paths: IRMAP.irmapScanPaths }), { success: true, type: "DUMP" });
+  t.deepEqual(await watchedPaths(dir), [WATCHED]);
+  t.is(await w.check(), "PASS inotify");
+});
 
 for (const kind of ["inotify", "fanotify"]) {
   test.serial(`irmap ${kind}: a watch whose handle does not open is refused without --force-irmap, the task left running`, async (t) => {

@@ -35,7 +35,6 @@ const RPC_ONLY: Readonly<Record<string, RpcOnlyField>> = {
   ext_sharing: { takes: ["dump", "restore"], tscriu: [], what: "external mount sharing" },
   ext_masters: { takes: ["dump", "restore"], tscriu: [], what: "external mount masters" },
   unix_sk_ino: { takes: ["dump"], tscriu: ["dump"], what: "external unix sockets by inode" },
-  irmap_scan_paths: { takes: ["dump", "pre-dump"], tscriu: ["dump"], what: "--irmap-scan-path" },
   // at dump too: criu then lets a pty slave's master be outside the tree (runc sends it with every DUMP)
   orphan_pts_master: { takes: ["dump", "restore"], tscriu: [], what: "the master of an orphan pty sent to the client" },
   pidfd_store_sk: { takes: ["dump", "pre-dump"], tscriu: ["dump", "pre-dump"], what: "a pidfd store socket" },
