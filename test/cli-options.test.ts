@@ -95,6 +95,8 @@ const EFFECT: Record<string, string> = {
   "dump --cgroup-yard": "cgroups-options.test.ts: --cgroup-yard: dump and restore reach the hierarchies through a directory of mounts named as criu names them",
   "restore --cgroup-yard": "cgroups-options.test.ts: --cgroup-yard: dump and restore reach the hierarchies through a directory of mounts named as criu names them",
   "dump --ghost-limit": "dump-cli.test.ts: errors exit 1 and name step and pid; --ghost-limit is enforced",
+  "dump --force-irmap": "restore-irmap.test.ts: a watch found by walking --irmap-scan-path is restored on that path",
+  "dump --irmap-scan-path": "restore-irmap.test.ts: the walk finds nothing outside the places it is given",
   "dump --link-remap": "restore-link-remap.test.ts: linked: an unlinked file with another hard link, open and mapped, comes back as the same inode through a link made at dump; without --link-remap the dump is refused",
   "dump --ghost-fiemap": "restore-unlinked.test.ts: holes: --ghost-limit counts data, not apparent size",
   "dump --shell-job": "dump-tty.test.ts: a shell job on a pty: -j dumps its terminal as TTY files with tty-info",
