@@ -2,17 +2,21 @@
 // interface (test/workloads/packetsk.c) with their protocol, interface, PACKET_* options,
 // multicast membership, fanout group and socket
 // options come back, and the one bound to lo sees a datagram sent to 127.0.0.1. criu
-// restores tscriu's images and tscriu criu's, a mapped ring too. A socket with an option
+// restores tscriu's images and tscriu criu's, a mapped ring too, shared and private (zdtm's
+// packet_sock_mmap: a ring mapped MAP_PRIVATE is mapped from the restored socket again, no
+// page of it dumped, as criu does). A socket with an option
 // criu's entry has no field for is refused by name and the task runs on; hostile entries
 // are refused at plan naming files.img.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
-import { readImage } from "../images/io.js";
+import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
+import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, refusedAtPlan, restoreTask, status, type FileFields } from "./helpers/restore.js";
-import { startWorkload } from "./helpers/workloads.js";
+import { killAndReap, maps, startWorkload, waitFor } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
 
@@ -54,6 +58,72 @@ test.serial("a mapped PACKET_RX_RING comes back where it was, mapped from the re
   t.is(await w.check(), "PASS packetsk", "the ring at its address, a datagram seen in one of its frames");
 });
 
+/** VMA_AREA_SOCKET */
+const SOCKET_MAP = 1 << 11;
+const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+
+/** The socket maps of the task's mm image: [flags & (MAP_SHARED | MAP_PRIVATE), shmid]. */
+async function socketMapsOf(dir: string, pid: number): Promise<[number, bigint][]> {
+  const mm = (await readImage(join(dir, `mm-${pid}.img`))).entries[0]!["vmas"] as E[];
+  return mm.filter((v) => (Number(v["status"]) & SOCKET_MAP) !== 0).map((v) => [Number(v["flags"]) & (MAP_SHARED | MAP_PRIVATE), v["shmid"] as bigint]);
+}
+
+/** The pagemap's runs of the task that lie in [start, end). */
+async function pagesIn(dir: string, pid: number, start: bigint, end: bigint): Promise<E[]> {
+  return (await readImage(join(dir, `pagemap-${pid}.img`))).entries.slice(1).filter((e) => {
+    const at = e["vaddr"] as bigint;
+    return at < end && at + BigInt(e["nr_pages"] as bigint) * 4096n > start;
+  });
+}
+
+test.serial("a ring mapped MAP_PRIVATE comes back private, mapped from the restored socket, no page of it dumped", async (t) => {
+  const w = await startWorkload(t, "packetsk", ["private"]);
+  t.is(await w.check(), "PASS packetsk");
+  const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["));
+  t.truthy(priv, "the private mapping of the ring");
+  const dir = await dumpGone(t, w);
+  const ring = (await packetEntries(dir)).find((e) => e["rx_ring"]);
+  const id = BigInt(ring!["id"] as number);
+  t.deepEqual((await socketMapsOf(dir, w.pid)).sort(([a], [b]) => a - b), [[MAP_SHARED, id], [MAP_PRIVATE, id]], "both mappings are socket maps naming the ring's socket");
+  t.deepEqual(await pagesIn(dir, w.pid, BigInt(priv!.start), BigInt(priv!.end)), [], "criu's socket map has no pages: none dumped of the private mapping");
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS packetsk", "both mappings at their addresses, the private one showing the frame the datagram came in");
+});
+
+test.serial("dump -R of a task with a privately mapped ring: the task runs on with it, and the images restore", async (t) => {
+  const w = await startWorkload(t, "packetsk", ["private"]);
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  t.is(await w.check(), "PASS packetsk", "the task and its rings work on after the dump");
+  await killAndReap(w.pid);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS packetsk");
+});
+
+test.serial("pages for a socket map in the pagemap are refused at plan naming the pages image, as criu refuses them", async (t) => {
+  const w = await startWorkload(t, "packetsk", ["private"]);
+  const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["))!;
+  const dir = await dumpGone(t, w);
+  const at = BigInt(priv.start);
+  // the last page of the run before the private ring moved onto it (the data in
+  // pages-*.img stays in order)
+  const file = join(dir, `pagemap-${w.pid}.img`);
+  const img = await readImage(file);
+  const runs = img.entries.map((e, i) => [e["vaddr"] as bigint | undefined, i] as const).filter(([v]) => v !== undefined && v < at);
+  const i = runs.at(-1)![1];
+  const run = img.entries[i]!;
+  const moved = { ...run, vaddr: at, nr_pages: 1n, compat_nr_pages: 1 };
+  run["nr_pages"] = (run["nr_pages"] as bigint) - 1n;
+  run["compat_nr_pages"] = Number(run["nr_pages"]);
+  await writeImage(file, { type: img.type, entries: [...img.entries.slice(0, i), ...(run["nr_pages"] !== 0n ? [run] : []), moved, ...img.entries.slice(i + 1)] }, { overwrite: true });
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.like(err, { step: "plan" });
+  t.regex(err?.message ?? "", new RegExp(`the pagemap has data for 0x${at.toString(16)}, in the packet ring mapping ${at.toString(16)}-${priv.end.toString(16)}, which takes none`));
+  t.regex(err?.message ?? "", new RegExp(`\\(${dir}/pages-\\d+\\.img\\)`), "names the image");
+});
+
 test.serial("a packet socket with PACKET_QDISC_BYPASS on is refused by name; the task runs on", async (t) => {
   const w = await startWorkload(t, "packetsk", ["bypass"]);
   const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img") }));
@@ -75,17 +145,17 @@ test.serial("hostile packet entries (an unknown type, a protocol past 16 bits, a
 
 });
 
-test.serial("criu restores tscriu's images of packet sockets, a mapped ring too", async (t) => {
+test.serial("criu restores tscriu's images of packet sockets, a ring mapped shared and private too", async (t) => {
   if (!haveRoot(t)) return;
-  const w = await startWorkload(t, "packetsk", ["ring"], { static: true });
+  const w = await startWorkload(t, "packetsk", ["private"], { static: true });
   const dir = await dumpGone(t, w);
   await restoredByCriu(t, w.pid, dir, 60_000);
   t.is(await w.check(30_000), "PASS packetsk");
 });
 
-test.serial("tscriu restores criu's images of packet sockets, a mapped ring too", async (t) => {
+test.serial("tscriu restores criu's images of packet sockets, a ring mapped shared and private too", async (t) => {
   if (!haveRoot(t)) return;
-  const c = await criuDumps(t, "packetsk", ["ring"]);
+  const c = await criuDumps(t, "packetsk", ["private"]);
   if (c.status !== 0 && /^4\.1(\.|$)/.test(criuVersion()) && /Can't get 1:16 opt: Operation not supported/.test(criuLogTail(c.images, "dump.log"))) {
     // as with TCP (criu-tcp.test.ts): criu 4.2 has not got it; TSCRIU_CRIU=criu 4.2 runs it whole
     t.log(`criu ${criuVersion()}'s own limit, not tscriu's: it asks packet sockets for SO_PASSCRED, which Linux 6.16 and later refuse`);

@@ -163,12 +163,12 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smap
     if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
       throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
     }
-    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task.
-    // Its pages are the ring's (not dumped); its shmid names the socket's file, filled in
-    // once the fds are dumped (socketMaps).
+    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task,
+    // shared or private. Its pages are the ring's (not dumped, a private mapping's neither:
+    // criu's restore takes no pages for a socket map); its shmid names the socket's file,
+    // filled in once the fds are dumped (socketMaps).
     const sock = /^socket:\[(\d+)\]$/.exec(r.name);
     if (sock) {
-      if (!(flags & MAPF.SHARED)) throw new UnsupportedVma(`private mapping ${where} of ${r.name}`);
       vmas.push({ ...base, flags, status: VMA.REGULAR | VMA.SOCKET, socketIno: BigInt(sock[1]!) });
       continue;
     }

@@ -7,9 +7,10 @@
 // show) and getsockopt. As criu, frames queued to read are dropped (with a warning): a
 // capture socket loses what arrived while the tree was frozen, as it would lose frames on
 // a busy link. A mapped ring (PACKET_RX_RING/PACKET_TX_RING) keeps its geometry here; the
-// task's mapping of it is a VMA naming this socket (criu's socket map), mapped again from
-// the restored socket (restore/memory.ts); the frames in it are dropped as the queue's
-// are. Refused by name rather than lost: an option criu's entry has no field for
+// task's mapping of it, shared or private, is a VMA naming this socket (criu's socket map),
+// mapped again from the restored socket (restore/memory.ts); the frames in it are dropped
+// as the queue's are, and so are the pages a task wrote in a private mapping of it (criu
+// keeps no page of a socket map). Refused by name rather than lost: an option criu's entry has no field for
 // (PACKET_QDISC_BYPASS, PACKET_TX_HAS_OFF, PACKET_IGNORE_OUTGOING).
 
 import { readdirSync, readFileSync } from "node:fs";

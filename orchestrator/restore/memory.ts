@@ -87,7 +87,6 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
     else if (s & VMA.SYSVIPC) throw unsupported(v, "System V shared memory");
     else if (s & VMA.SOCKET) {
       // criu's socket map: a packet socket's ring, mapped from the socket once it exists
-      if (!shared) throw unsupported(v, "a private mapping of a socket");
       vmas.push({ vma: v, kind: "socket", shared });
     }
     else if (s & VMA.AIORING) throw unsupported(v, "an AIO ring");
@@ -132,6 +131,8 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
       while (i < vmas.length && vmas[i]!.vma.end <= at) i++;
       const p = vmas[i];
       if (!p || p.vma.start > at) throw new RestoreError("plan", pid, `the pagemap has data for 0x${hex(at)}, which is in no VMA`, { address: at, file: seg.file });
+      // criu's restore refuses them too: a socket map's pages are the restored socket's ring
+      if (p.kind === "socket") throw new RestoreError("plan", pid, `the pagemap has data for 0x${hex(at)}, in the packet ring mapping ${range(p.vma)}, which takes none`, { address: at, file: seg.file });
       const stop = p.vma.end < end ? p.vma.end : end;
       const keep = (p.kind === "anon" || p.kind === "file" || (p.kind === "shm" && !p.shared)) && !p.shared;
       if (keep) {
@@ -241,7 +242,9 @@ export function mapSocketRings(remote: Remote, plan: MemoryPlan, fds: FdPlan): v
     const v = p.vma;
     const fd = fds.fds.find((f) => f.id === Number(v.shmid))?.fd;
     if (fd === undefined) throw new RestoreError("vmas", remote.pid, `the packet ring ${range(v)} maps the socket of file id ${v.shmid}, which the task has no fd of`, { address: v.start });
-    const flags = (v.flags & ~(MAP.FIXED_NOREPLACE | MAP.ANONYMOUS | MAP.PRIVATE)) | MAP.SHARED | MAP.FIXED;
+    // MAP_PRIVATE as it was (criu's restorer maps it with the entry's flags): the ring's
+    // pages again, copied only where the task writes them.
+    const flags = (v.flags & ~(MAP.FIXED_NOREPLACE | MAP.ANONYMOUS | MAP.SHARED | MAP.PRIVATE)) | (p.shared ? MAP.SHARED : MAP.PRIVATE) | MAP.FIXED;
     calls.push({ what: `mmap of the packet ring ${range(v)} from fd ${fd}`, nr: NR.mmap, args: [v.start, v.end - v.start, v.prot, flags, fd, v.pgoff] }, ...madviseCalls(v));
   }
   if (calls.length === 0) return;

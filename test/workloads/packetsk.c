@@ -13,8 +13,11 @@
  *   fd 6  SOCK_PACKET (the old interface), ETH_P_ALL, bound to lo by name.
  * With argv[2] = "ring", fd 7 (ETH_P_ALL, bound to lo, TPACKET_V2) has a PACKET_RX_RING
  * of 4 blocks of 8 KiB mapped: the check finds the mapping where it was and the datagram
- * it sends in a frame of the ring. With "bypass", fd 7 has PACKET_QDISC_BYPASS on (which
- * the dump refuses). */
+ * it sends in a frame of the ring. With "private", the same ring is mapped a second time
+ * MAP_PRIVATE (as zdtm's packet_sock_mmap), never written: the check finds that mapping
+ * where it was, private and of fd 7's socket, and the frame with the datagram in it too
+ * (the restore maps the restored socket's ring again, no copy of the dumped pages). With
+ * "bypass", fd 7 has PACKET_QDISC_BYPASS on (which the dump refuses). */
 #include "workload.h"
 
 #include <arpa/inet.h>
@@ -25,6 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #define MAGIC "packetsk magic payload"
 
@@ -37,6 +41,8 @@ static int lo;
 static char mcast[13];
 /* fd 7's mapped ring ("ring"), or NULL */
 static unsigned char *ring;
+/* the same ring mapped MAP_PRIVATE ("private"), or NULL */
+static unsigned char *private_ring;
 /* the fanout group id: the pid's, so that no other workload shares the group */
 static int fanout;
 
@@ -83,7 +89,7 @@ static void setup(const char *mode)
 	strcpy(old.sa_data, "lo");
 	if (bind(6, &old, sizeof(old)) < 0)
 		wl_die("bind(SOCK_PACKET, lo)");
-	if (!strcmp(mode, "ring")) {
+	if (!strcmp(mode, "ring") || !strcmp(mode, "private")) {
 		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
 		if (bind(7, (struct sockaddr *)&a, sizeof(a)) < 0)
 			wl_die("bind(lo) of the ring's socket");
@@ -97,6 +103,11 @@ static void setup(const char *mode)
 		ring = mmap(NULL, RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_SHARED, 7, 0);
 		if (ring == MAP_FAILED)
 			wl_die("mmap(ring)");
+	}
+	if (!strcmp(mode, "private")) {
+		private_ring = mmap(NULL, RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_PRIVATE, 7, 0);
+		if (private_ring == MAP_FAILED)
+			wl_die("mmap(ring, MAP_PRIVATE)");
 	}
 	if (!strcmp(mode, "bypass")) {
 		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
@@ -142,21 +153,37 @@ static int lo_has_mcast(void)
 	return found;
 }
 
-/* The ring is where it was, mapped from a socket, and a datagram to 127.0.0.1 shows in one
- * of its frames (each frame given back to the kernel once looked at). */
-static int ring_sees(void)
+/* Whether /proc/self/maps has a mapping at `at` with the protection and sharing `perms`
+ * (as "rw-s") of fd 7's socket. */
+static int ring_mapped(const unsigned char *at, const char *perms)
 {
-	char line[512], want[32];
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)ring);
+	char line[512], want[64], name[64];
+	struct stat st;
+	if (fstat(7, &st) < 0)
+		return 0;
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)at);
+	snprintf(name, sizeof(name), "socket:[%lu]", (unsigned long)st.st_ino);
 	FILE *m = fopen("/proc/self/maps", "re");
 	int mapped = 0;
-	while (m && fgets(line, sizeof(line), m))
-		if (!strncmp(line, want, strlen(want)) && strstr(line, "socket:["))
+	while (m && fgets(line, sizeof(line), m)) {
+		char *sp = strchr(line, ' ');
+		if (!strncmp(line, want, strlen(want)) && sp && !strncmp(sp + 1, perms, 4) && strstr(line, name))
 			mapped = 1;
+	}
 	if (m)
 		fclose(m);
-	if (!mapped)
-		return wl_fail("the ring at %p is not a socket mapping any more", (void *)ring);
+	return mapped;
+}
+
+/* The ring is where it was, mapped from fd 7's socket, and a datagram to 127.0.0.1 shows in
+ * one of its frames (each frame given back to the kernel once looked at); the private
+ * mapping of it, if any, shows the same frame. */
+static int ring_sees(void)
+{
+	if (!ring_mapped(ring, "rw-s"))
+		return wl_fail("the ring at %p is not a shared mapping of fd 7 any more", (void *)ring);
+	if (private_ring && !ring_mapped(private_ring, "rw-p"))
+		return wl_fail("the ring at %p is not a private mapping of fd 7 any more", (void *)private_ring);
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9), .sin_addr = { htonl(INADDR_LOOPBACK) } };
 	if (u < 0 || sendto(u, MAGIC, sizeof(MAGIC), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
@@ -169,7 +196,12 @@ static int ring_sees(void)
 				continue;
 			int seen = h->tp_mac + h->tp_snaplen <= RING_FRAME &&
 				   memmem(ring + i * RING_FRAME + h->tp_mac, h->tp_snaplen, MAGIC, sizeof(MAGIC));
+			int same =
+			    !private_ring || !memcmp(private_ring + i * RING_FRAME, ring + i * RING_FRAME, RING_FRAME);
 			h->tp_status = TP_STATUS_KERNEL;
+			if (seen && !same)
+				return wl_fail("the private mapping at %p does not show frame %d of the ring",
+					       (void *)private_ring, i);
 			if (seen)
 				return 0;
 		}
