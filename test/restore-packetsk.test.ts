@@ -10,8 +10,10 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
+import { bridge } from "../host-bridge/load.js";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
+import { Logger, LOG_WARN } from "../orchestrator/log.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
@@ -19,6 +21,8 @@ import { dumpGone, refusedAtPlan, restoreTask, status, type FileFields } from ".
 import { killAndReap, maps, startWorkload, waitFor } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
+
+const escape = (s: string): string => s.replace(/[[\]]/g, "\\$&");
 
 async function packetEntries(dir: string): Promise<E[]> {
   return (await readImage(join(dir, "files.img"))).entries.filter((e) => e["type"] === "PACKETSK").map((e) => e["psk"] as E);
@@ -82,13 +86,30 @@ test.serial("a ring mapped MAP_PRIVATE comes back private, mapped from the resto
   t.is(await w.check(), "PASS packetsk");
   const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["));
   t.truthy(priv, "the private mapping of the ring");
-  const dir = await dumpGone(t, w);
+  const warned: string[] = [];
+  const dir = await dumpGone(t, w, { log: new Logger(LOG_WARN, { write: (l) => void warned.push(l), close: () => undefined }) });
+  t.deepEqual(warned.filter((l) => l.includes("packet ring")), [], "no page of the unwritten private mapping taken for the task's own");
   const ring = (await packetEntries(dir)).find((e) => e["rx_ring"]);
   const id = BigInt(ring!["id"] as number);
   t.deepEqual((await socketMapsOf(dir, w.pid)).sort(([a], [b]) => a - b), [[MAP_SHARED, id], [MAP_PRIVATE, id]], "both mappings are socket maps naming the ring's socket");
   t.deepEqual(await pagesIn(dir, w.pid, BigInt(priv!.start), BigInt(priv!.end)), [], "criu's socket map has no pages: none dumped of the private mapping");
   await restoreTask(t, dir);
   t.is(await w.check(), "PASS packetsk", "both mappings at their addresses, the private one showing the frame the datagram came in");
+});
+
+test.serial("a page the task wrote in its private ring mapping is its own copy: the dump says it is lost (criu keeps none), the restore maps the ring again", async (t) => {
+  const w = await startWorkload(t, "packetsk", ["private"]);
+  const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["))!;
+  // (process_vm_writev breaks the copy-on-write as the task's own store would)
+  bridge().processVmWritev(w.pid, priv.end - 1, Buffer.from([0x5a]));
+  const lines: string[] = [];
+  const dir = await dumpGone(t, w, { log: new Logger(LOG_WARN, { write: (l) => void lines.push(l), close: () => undefined }) });
+  const warned = lines.filter((l) => l.includes("packet ring"));
+  t.is(warned.length, 1, lines.join(""));
+  t.regex(warned[0] ?? "", new RegExp(`pid ${w.pid}: 1 page\\(s\\) written in the private mapping ${priv.start.toString(16)}-${priv.end.toString(16)} of the packet ring of ${escape(priv.name)} are lost`));
+  t.false(lines.some((l) => l.includes("shared")), "none for the shared mapping");
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS packetsk", "the private mapping shows the ring's frames again");
 });
 
 test.serial("dump -R of a task with a privately mapped ring: the task runs on with it, and the images restore", async (t) => {

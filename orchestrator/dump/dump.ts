@@ -10,6 +10,7 @@
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CLOCK, MAP } from "../../host-bridge/constants.js";
+import { PAGE_IS, PAGE_SIZE, presentPages } from "../../host-bridge/pagemap.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
 import { CgroupDump } from "./cgroups.js";
@@ -234,7 +235,7 @@ export async function dump(opts: DumpOptions, onEvent: (e: DumpEvent) => void = 
  * A mapped packet ring names its socket's file (shmid), as criu's socket map: the socket
  * must be an fd of the same process, which the restore maps the ring from again.
  */
-function socketMaps(pid: number, vmas: readonly Vma[], fdinfo: readonly Record<string, unknown>[], files: FileTable): void {
+function socketMaps(pid: number, vmas: readonly Vma[], fdinfo: readonly Record<string, unknown>[], files: FileTable, log: ModuleLog): void {
   for (const v of vmas) {
     if (v.socketIno === undefined) continue;
     const id = files.sockets.get(v.socketIno);
@@ -242,7 +243,20 @@ function socketMaps(pid: number, vmas: readonly Vma[], fdinfo: readonly Record<s
       throw new DumpError("files", pid, `the packet ring mapped at ${v.start.toString(16)}-${v.end.toString(16)} belongs to socket:[${v.socketIno}], which pid ${pid} has no fd of (criu refuses it too)`);
     }
     v.shmid = BigInt(id);
+    if (!(v.flags & MAP.SHARED)) warnWrittenRing(pid, v, log);
   }
+}
+
+/**
+ * A page the task wrote in a private mapping of a ring is its own copy (anonymous), not
+ * the ring's: criu's socket map keeps no page, so it is lost, as with criu; said, not
+ * silently. The ring's own pages show as file pages.
+ */
+function warnWrittenRing(pid: number, v: Vma, log: ModuleLog): void {
+  const own = presentPages(pid, Number(v.start), Number(v.end))
+    .filter((r) => !(r.categories & PAGE_IS.FILE))
+    .reduce((n, r) => n + (r.end - r.start) / PAGE_SIZE, 0);
+  if (own) log.warn(`pid ${pid}: ${own} page(s) written in the private mapping ${v.start.toString(16)}-${v.end.toString(16)} of the packet ring of socket:[${v.socketIno}] are lost: criu's socket map keeps no page, the restore maps the ring again`);
 }
 
 async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEvent) => void): Promise<DumpResult> {
@@ -513,7 +527,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
       enter("files");
       const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
-      socketMaps(p, vmas, fdinfo, files);
+      socketMaps(p, vmas, fdinfo, files, log);
       const special = (name: string): number => {
         const fd = openSync(procPath(p, name), "r");
         try {

@@ -13,11 +13,11 @@
  *   fd 6  SOCK_PACKET (the old interface), ETH_P_ALL, bound to lo by name.
  * With argv[2] = "ring", fd 7 (ETH_P_ALL, bound to lo, TPACKET_V2) has a PACKET_RX_RING
  * of 4 blocks of 8 KiB mapped: the check finds the mapping where it was and the datagram
- * it sends in a frame of the ring. With "private", the same ring is mapped a second time
- * MAP_PRIVATE (as zdtm's packet_sock_mmap), never written: the check finds that mapping
- * where it was, private and of fd 7's socket, and the frame with the datagram in it too
- * (the restore maps the restored socket's ring again, no copy of the dumped pages). With
- * "bypass", fd 7 has PACKET_QDISC_BYPASS on (which the dump refuses). */
+ * it sends in a frame of the ring. With "private", the same ring is mapped a second time,
+ * a page apart, MAP_PRIVATE (as zdtm's packet_sock_mmap), never written: the check finds
+ * that mapping where it was, private and of fd 7's socket, and the frame with the datagram
+ * in it too (the restore maps the restored socket's ring again, no copy of the dumped
+ * pages). With "bypass", fd 7 has PACKET_QDISC_BYPASS on (which the dump refuses). */
 #include "workload.h"
 
 #include <arpa/inet.h>
@@ -100,14 +100,24 @@ static void setup(const char *mode)
 					   .tp_frame_nr = RING_BLOCK / RING_FRAME * RING_BLOCKS };
 		if (setsockopt(7, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
 			wl_die("PACKET_RX_RING");
-		ring = mmap(NULL, RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_SHARED, 7, 0);
+		size_t len = RING_BLOCK * RING_BLOCKS;
+		if (!strcmp(mode, "private")) {
+			/* the private mapping a page of other memory apart from the shared one:
+			 * criu 4.2 takes a mapping of a socket right after another of the
+			 * same socket for anonymous memory, and fails to dump it */
+			unsigned char *area = mmap(NULL, 2 * len + 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (area == MAP_FAILED)
+				wl_die("mmap(room for the rings)");
+			ring = mmap(area, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, 7, 0);
+			private_ring =
+			    mmap(area + len + 4096, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, 7, 0);
+			if (private_ring == MAP_FAILED)
+				wl_die("mmap(ring, MAP_PRIVATE)");
+		} else {
+			ring = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, 7, 0);
+		}
 		if (ring == MAP_FAILED)
 			wl_die("mmap(ring)");
-	}
-	if (!strcmp(mode, "private")) {
-		private_ring = mmap(NULL, RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_PRIVATE, 7, 0);
-		if (private_ring == MAP_FAILED)
-			wl_die("mmap(ring, MAP_PRIVATE)");
 	}
 	if (!strcmp(mode, "bypass")) {
 		packet_at(7, SOCK_RAW, htons(ETH_P_ALL));
