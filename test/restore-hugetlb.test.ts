@@ -17,7 +17,7 @@ import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone, refusedAtPlanOf, restoreTask } from "./helpers/restore.js";
+import { dumpGone, dumpRunningThenRestore, refusedAtPlanOf, restoreTask } from "./helpers/restore.js";
 import { killAndReap, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 const NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages";
@@ -122,14 +122,7 @@ test.serial("hugetlb: private and shared MAP_HUGETLB and a MFD_HUGETLB memfd com
 
 test.serial("hugetlb: dump -R leaves the task running as it was; its images restore", async (t) => {
   hugePages(t, 2 * PER_WORKLOAD);
-  const w = await hugetlbWorkload(t);
-  const dir = tempDir(t);
-  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
-  t.is(await w.check(), "PASS hugetlb", "the task dumped with -R runs on");
-  await killAndReap(w.pid);
-  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
-  await restoreTask(t, dir);
-  t.is(await w.check(), "PASS hugetlb", "after the restore");
+  await dumpRunningThenRestore(t, await hugetlbWorkload(t), "PASS hugetlb");
 });
 
 test.serial("hugetlb: with no free huge page the restore fails at the private VMA's mmap, named, and kills what it made", async (t) => {

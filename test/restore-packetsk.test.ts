@@ -7,7 +7,6 @@
 // page of it dumped, as criu does). A socket with an option
 // criu's entry has no field for is refused by name and the task runs on; hostile entries
 // are refused at plan naming files.img.
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { bridge } from "../host-bridge/load.js";
@@ -17,8 +16,8 @@ import { Logger, LOG_WARN } from "../orchestrator/log.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
-import { dumpGone, refusedAtPlan, restoreTask, status, type FileFields } from "./helpers/restore.js";
-import { killAndReap, maps, startWorkload, waitFor } from "./helpers/workloads.js";
+import { dumpGone, dumpRunningThenRestore, refusedAtPlan, restoreTask, status, type FileFields } from "./helpers/restore.js";
+import { maps, startWorkload } from "./helpers/workloads.js";
 
 type E = Record<string, unknown>;
 
@@ -113,14 +112,7 @@ test.serial("a page the task wrote in its private ring mapping is its own copy: 
 });
 
 test.serial("dump -R of a task with a privately mapped ring: the task runs on with it, and the images restore", async (t) => {
-  const w = await startWorkload(t, "packetsk", ["private"]);
-  const dir = tempDir(t);
-  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
-  t.is(await w.check(), "PASS packetsk", "the task and its rings work on after the dump");
-  await killAndReap(w.pid);
-  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
-  await restoreTask(t, dir);
-  t.is(await w.check(), "PASS packetsk");
+  await dumpRunningThenRestore(t, await startWorkload(t, "packetsk", ["private"]), "PASS packetsk");
 });
 
 test.serial("pages for a socket map in the pagemap are refused at plan naming the pages image, as criu refuses them", async (t) => {

@@ -23,6 +23,20 @@ export async function dumpGone(t: ExecutionContext, w: Pick<Workload, "pid">, op
   return dir;
 }
 
+/**
+ * dump -R: the workload must pass its check after the dump (it runs on), then is killed;
+ * its images must restore into a task that passes again.
+ */
+export async function dumpRunningThenRestore(t: ExecutionContext, w: Pick<Workload, "pid" | "check">, pass: string): Promise<void> {
+  const dir = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
+  t.is(await w.check(), pass, "the task dumped with -R runs on");
+  await killAndReap(w.pid);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoreTask(t, dir);
+  t.is(await w.check(), pass, "after the restore");
+}
+
 /** Restores through the library; the restored task is killed and reaped at teardown. */
 export async function restoreTask(t: ExecutionContext, dir: string, opts: Partial<RestoreOptions> = {}): Promise<RestoreResult> {
   const r = await restore({ imagesDir: dir, ...opts });
