@@ -104,6 +104,12 @@ export const O = {
   DIRECT: 0o40000,
 } as const;
 
+/** pidfd_open(2) flags (f_flags bits of the pidfd: PIDFD_NONBLOCK is O_NONBLOCK, PIDFD_THREAD O_EXCL). */
+export const PIDFD = {
+  NONBLOCK: 0o4000,
+  THREAD: 0o200,
+} as const;
+
 /** The clone flag of each kind of namespace, by its name in /proc/PID/ns (criu's ns_cflag). */
 export const CLONE_NEW = {
   mnt: 0x00020000,

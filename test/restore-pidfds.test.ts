@@ -1,18 +1,21 @@
 // pidfds (issue 8): a pidfd of a live process of the tree, of the task itself, of a zombie
 // of the tree and of a process that is gone come back referring to the same processes,
-// written as criu 4.2 writes PIDFD entries; a pidfd of a process outside the tree, a
-// thread pidfd, io_uring and userfaultfd are refused at dump by name with the task left
-// running; hostile PIDFD entries are refused at plan.
+// written as criu 4.2 writes PIDFD entries; thread pidfds (PIDFD_THREAD) of a second
+// thread, of the main thread and of a thread that exits after the restore (and, dumped
+// again, of that thread gone) come back too, with tscriu and with criu; a pidfd of a
+// process or thread outside the tree, io_uring and userfaultfd are refused at dump by name
+// with the task left running; hostile PIDFD entries are refused at plan.
 import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
+import { dump } from "../orchestrator/dump/dump.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { startWorkload } from "./helpers/workloads.js";
+import { killAndReap, startWorkload } from "./helpers/workloads.js";
 
 type Entry = Record<string, unknown>;
 
@@ -35,9 +38,29 @@ test("pidfd: pidfds of a live child, of the task itself (non-blocking), of a zom
   t.is(await w.check(), "PASS pidfd", "and again");
 });
 
+const THREAD = 0o200;
+
+test("thread: thread pidfds of a second thread and of the main thread come back; one of a thread that exits reports its exit, and dumped again (-R) comes back as one of a thread gone", async (t) => {
+  const w = await startWorkload(t, "pidfds", ["thread"]);
+  const [second, third] = [Number(w.info["second"]), Number(w.info["third"])];
+  const dir = await dumpGone(t, w);
+  const entries = await pidfds(dir);
+  t.deepEqual(entries.map((e) => [e["nspid"], e["flags"]]).sort(), [[second, THREAD], [w.pid, THREAD], [third, THREAD]].sort(), "the TIDs and PIDFD_THREAD");
+  await restoreTask(t, dir);
+  t.is(await w.check(), "PASS thread", "after the restore: the third thread exits, its pidfd reports it");
+  // The third thread is gone now: its pidfd is one of a thread that has exited.
+  const again = tempDir(t);
+  await dump({ pid: w.pid, imagesDir: again, leaveRunning: true });
+  t.is(await w.check(), "PASS thread", "left running by -R");
+  t.deepEqual((await pidfds(again)).map((e) => [e["nspid"], e["flags"]]).sort(), [[-1, THREAD], [second, THREAD], [w.pid, THREAD]].sort(), "the thread gone: nspid -1, PIDFD_THREAD kept");
+  await killAndReap(w.pid);
+  await restoreTask(t, again);
+  t.is(await w.check(), "PASS thread", "restored from the -R dump");
+});
+
 for (const [kind, re] of [
   ["outside", /unsupported fd 20: a pidfd of pid 1, which is outside the dumped tree/],
-  ["thread", /unsupported fd 20: a thread pidfd \(PIDFD_THREAD\), which tscriu does not dump/],
+  ["outside_thread", /unsupported fd 20: a thread pidfd \(PIDFD_THREAD\) of thread 1, which is not a thread of the dumped tree/],
   ["io_uring", /unsupported fd 20: anon_inode:\[io_uring\]/],
   ["userfaultfd", /unsupported fd 20: anon_inode:\[userfaultfd\]/],
 ] as const) {
@@ -56,7 +79,8 @@ test("hostile pidfd entries are refused at plan, naming files.img, nothing creat
   const dir = await dumpGone(t, w);
   for (const [what, mutate, re] of [
     ["a pidfd of a process not in the images", (p: Entry) => void (p["nspid"] = 4000000), /a pidfd of pid 4000000, which is not a process of the images/],
-    ["a thread pidfd", (p: Entry) => void (p["flags"] = 0o200), /a pidfd with flags 0o200/],
+    ["unknown flags", (p: Entry) => void (p["flags"] = 0o1000), /a pidfd with flags 0o1000 \(only PIDFD_NONBLOCK and PIDFD_THREAD are restored\)/],
+    ["a thread pidfd of a TID not in the images", (p: Entry) => void ((p["flags"] = THREAD), (p["nspid"] = 4000000)), /a thread pidfd of TID 4000000, which is not a thread of the images/],
   ] as const) {
     const copy = tempDir(t);
     for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
@@ -79,6 +103,19 @@ test.serial("criu restores tscriu's images: pidfds pidfd", async (t) => {
   const dir = await dumpGone(t, w);
   await restoredByCriu(t, w.pid, dir, 60_000);
   t.is(await w.check(30_000), "PASS pidfd");
+});
+
+// criu (4.1.1 and 4.2) opens a pidfd with the entry's flags, a thread pidfd too, but before
+// it makes the threads: one of a thread other than the leader fails there (ESRCH). Those
+// of the main thread and of a thread gone it restores.
+test.serial("criu restores tscriu's images: thread pidfds of the main thread and of a thread gone", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "pidfds", ["thread_main"], { static: true });
+  t.is(await w.check(), "PASS thread_main", "before the dump: the third thread is gone");
+  const dir = await dumpGone(t, w);
+  t.deepEqual((await pidfds(dir)).map((e) => [e["nspid"], e["flags"]]).sort(), [[-1, THREAD], [w.pid, THREAD]].sort());
+  await restoredByCriu(t, w.pid, dir, 60_000);
+  t.is(await w.check(30_000), "PASS thread_main");
 });
 
 test.serial("tscriu restores criu's images: pidfds pidfd", async (t) => {

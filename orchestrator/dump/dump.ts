@@ -423,6 +423,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     fdState = newFdDumpState({
       pids: tree.processes.filter((f) => !f.zombie).map((f) => f.pid),
       zombies: tree.processes.filter((f) => f.zombie).map((f) => f.pid),
+      threads: new Map(tree.processes.filter((f) => !f.zombie).flatMap((f) => f.tids.map((tid) => [tid, f.pid] as const))),
       files,
       shm,
       irmap: new Irmap({ force: opts.forceIrmap === true, scanPaths: opts.irmapScanPaths ?? [] }),

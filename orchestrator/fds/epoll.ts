@@ -17,7 +17,7 @@
 // a child may have closed its copy of a target. Readiness is the kernel's to work out on EPOLL_CTL_ADD:
 // a target ready at dump is ready again, and an edge-triggered one reports once more.
 
-import { EPOLL, O } from "../../host-bridge/constants.js";
+import { EPOLL, O, PIDFD } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { listFds } from "../dump/proc.js";
@@ -105,6 +105,10 @@ class EpollRestorer implements FdRestorer {
       if (numbers.has(t.tfd)) throw badEntry(this.ctx, what, `epoll target fd ${t.tfd} is listed twice`);
       numbers.add(t.tfd);
       if (target.type === "EVENTPOLL") after.add(target.id);
+      // A thread pidfd of a thread other than a leader is a stand-in until the threads
+      // exist (pidfd.ts), long after the epolls are filled: the watch would be on the stand-in.
+      const pidfd = target.type === "PIDFD" ? this.ctx.entries(target.id).find((x) => x.type === "PIDFD")?.pidfd : undefined;
+      if (pidfd && pidfd.flags & PIDFD.THREAD && this.ctx.threads.has(pidfd.nspid)) throw badEntry(this.ctx, what, `epoll target fd ${t.tfd} is a thread pidfd of TID ${pidfd.nspid}, which tscriu does not restore in an epoll`);
       // What EPOLL_CTL_ADD would refuse in the task, refused here: a regular file (EPERM),
       // EPOLLEXCLUSIVE on an epoll or with other events than in, out, err, hup (EINVAL).
       const reg = target.type === "REG" ? this.ctx.entries(target.id).find((x) => x.type === "REG")?.reg : undefined;

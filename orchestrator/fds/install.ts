@@ -15,9 +15,20 @@ const F_SETOWN_EX = 15;
 const F_SETSIG = 10;
 const O_CLOEXEC = 0o2000000;
 
+/** A task's fd that holds a stand-in until the threads exist (FdSource.afterThreads). */
+interface StandIn {
+  remote: Remote;
+  fd: number;
+  cloexec: boolean;
+  /** above the task's fds: where its pidfd of tscriu goes while it takes the real one */
+  above: number;
+}
+
 /** tscriu's fds of the open file descriptions, made on first use, one per files.img id for the whole restore. */
 export class FdMaker {
   private readonly hooked = new Set<number>();
+  /** the descriptions installed as stand-ins, by files.img id, with every task's fd that holds one */
+  private readonly standIns = new Map<number, { src: FdSource; holders: StandIn[] }>();
 
   /** True the first time: a description two processes share is set up inside a task once. */
   firstHook(id: number): boolean {
@@ -45,6 +56,38 @@ export class FdMaker {
   /** Every process exists, no fd is installed yet: the kinds' work across tasks (/dev/tty opened in its session). */
   beforeFiles(tasks: ReadonlyMap<number, Remote>): void {
     for (const r of this.planner.all) r.beforeFiles?.(tasks);
+  }
+
+  /** Task fd `holder.fd` holds the stand-in of description `id` (restoreFds). */
+  holdsStandIn(id: number, src: FdSource, holder: StandIn): void {
+    let known = this.standIns.get(id);
+    if (!known) this.standIns.set(id, (known = { src, holders: [] }));
+    known.holders.push(holder);
+  }
+
+  /**
+   * Every thread of every process exists: each description that waited for them is made
+   * (FdSource.afterThreads) and put in place of its stand-in at each fd that holds it, the
+   * task taking it as at install (pidfd_getfd) and dup3ing it over the stand-in, which keeps
+   * the fd's number and close-on-exec flag. A table shared by processes (CLONE_FILES) was
+   * filled by one of them, which replaces it for all. The stand-in itself goes once
+   * tscriu closes its copy (closeAll).
+   */
+  afterThreads(): void {
+    for (const { src, holders } of this.standIns.values()) {
+      const local = src.afterThreads!();
+      for (const h of holders) {
+        const what = `fd ${h.fd} (${src.describe})`;
+        h.remote.openPidfd(h.above);
+        const got = h.remote.takeFd(local, what);
+        h.remote.loop([
+          { what: `dup3 of ${what} over its stand-in`, nr: NR.dup3, args: [got, h.fd, h.cloexec ? O_CLOEXEC : 0] },
+          { what: `close(${got})`, nr: NR.close, args: [got] },
+          ...settle(h.fd, src, h.remote, what, () => 0),
+        ]);
+        h.remote.closePidfd();
+      }
+    }
   }
 
   /** Every task is about to run: the kinds' last changes (TCP repair mode off, the network unlocked). */
@@ -113,6 +156,7 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
     if (shared !== undefined) {
       calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [shared, fd, cloexec ? O_CLOEXEC : 0] });
       open.add(fd);
+      if (src.afterThreads) maker.holdsStandIn(id, src, { remote, fd, cloexec, above: Math.max(3, plan.maxFd + 1) });
     } else {
       const got = lowestFree();
       expected.push({ at: calls.length, fd: got, what });
@@ -128,6 +172,7 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
         calls.push({ what: `fcntl(F_SETFD) of ${what}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
       }
       first.set(id, fd);
+      if (src.afterThreads) maker.holdsStandIn(id, src, { remote, fd, cloexec, above: Math.max(3, plan.maxFd + 1) });
       // (settle may flush the batch to make room for an owner: its calls go after)
       const then = settle(fd, src, remote, what, () => {
         if (area + 8 > OWNER_AREA) flush();

@@ -51,6 +51,8 @@ export interface DumpContext {
   pids: readonly number[];
   /** the zombies of the dumped tree (a pidfd may refer to one) */
   zombies: readonly number[];
+  /** every thread of the live processes of the tree, leaders included: TID -> its process (a thread pidfd refers to one) */
+  threads: ReadonlyMap<number, number>;
   files: FileTable;
   shm: ShmemTable;
   /** paths of watched inodes whose handles do not open (--force-irmap, --irmap-scan-path) */
@@ -119,6 +121,8 @@ export interface PlanContext {
   log: ModuleLog;
   /** every process of the images, zombies included */
   tree: ReadonlySet<number>;
+  /** the threads of the images other than the leaders: TID -> its process (a thread pidfd may refer to one) */
+  threads: ReadonlyMap<number, number>;
   /** the task's fd table (fdinfo-N.img): fd number -> file id and type */
   fds: ReadonlyMap<number, { id: number; type: string }>;
   /**
@@ -162,6 +166,16 @@ export interface FdSource {
    * while the task has fd N).
    */
   late?: boolean;
+  /**
+   * The description cannot be made before the threads of the tree exist (a thread pidfd of
+   * a thread other than a leader: pidfd_open of a TID that is not there yet is ESRCH), and
+   * the fds are installed before the threads are made (a thread is cloned with its
+   * process's fd table already filled). open() then gives a stand-in, installed at the
+   * task's numbers as any fd; once every thread of every process exists, this makes the
+   * real description, and it replaces the stand-in at each of those numbers (dup3 inside
+   * each task that holds it). Called once.
+   */
+  afterThreads?: () => number;
 }
 
 /** The restore side of a kind, one per restore. */

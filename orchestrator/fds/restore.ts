@@ -50,6 +50,8 @@ export interface FdOptions {
   clocks?: PlanContext["clocks"];
   /** every process of the images, zombies included */
   pids?: readonly number[];
+  /** the threads of the images other than the leaders: TID -> its process */
+  threads?: ReadonlyMap<number, number>;
 }
 
 /** --inherit-fd fd[N]:resource as criu writes it. */
@@ -104,6 +106,7 @@ export class FdPlanner {
       extUnixSk: opts.extUnixSk === true,
       log,
       tree: new Set(opts.pids ?? []),
+      threads: opts.threads ?? new Map(),
       fds: new Map(),
       clocks: opts.clocks,
       entries: (id) => byId.get(id) ?? [],
@@ -194,6 +197,8 @@ export class FdPlanner {
   private openInFlight(id: number): number {
     const src = this.planned.get(id);
     if (!src) throw new Error(`file id ${id} is passed in a socket's queue, but was not planned`);
+    // The queues are filled with the files, before the threads it waits for exist.
+    if (src.afterThreads) throw new Error(`file id ${id} (${src.describe}) is passed in a socket's queue: it can be made only once the threads exist, and tscriu does not restore it in a queue`);
     const made = this.opened.has(id);
     const fd = this.open(id, src);
     if (!made && this.inFlight.has(id) && src.pos !== undefined && src.pos > 0n) bridge().seekSet(fd, src.pos);

@@ -20,6 +20,8 @@
 //   restore:locks       file locks (--file-locks), taken by the process that held them
 //   restore:signals     sigactions, sigaltstack, pending signals
 //   restore:threads     the audit login uid and rlimits, then the other threads made
+//   restore:thread-files once every thread of the tree exists: the files that wait for a
+//                       thread (a thread pidfd) put in place of their stand-ins (once)
 //   restore:timers      itimers and POSIX timers (a timer may signal one of the threads)
 //   restore:creds       per thread: altstack, seccomp, scheduling, credentials, task
 //                       flags, pending signals
@@ -51,6 +53,7 @@ export const RESTORE_STEPS = [
   "locks",
   "signals",
   "threads",
+  "thread-files",
   "timers",
   "creds",
   "cgroup-props",

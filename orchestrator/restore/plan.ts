@@ -222,7 +222,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid) }, log);
+  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
   const idsOf = new Map<number, IdsEntry>();

@@ -342,7 +342,18 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       restoreLoginuid(r, p.core, log);
       makeThreads(r, p.threads, task.threads);
       for (const t of task.threads) t.remote.useExitStops();
+    }
 
+    // Once every thread of every process exists, before any task drops its credentials (a
+    // task takes the file from tscriu with pidfd_getfd): the files that refer to a thread
+    // (a thread pidfd of another process's thread too) replace their stand-ins.
+    enter("thread-files");
+    maker.afterThreads();
+
+    for (const task of tasks) {
+      const p = task.plan;
+      const r = task.remote;
+      current = p.pid;
       // Once every thread exists: a timer of SIGEV_THREAD_ID names the thread its signal
       // goes to (glibc's SIGEV_THREAD helper thread, for one), and timer_create refuses a
       // TID that is not yet there (EINVAL). Before the credentials and seccomp, as criu's

@@ -8,16 +8,26 @@
  *              ones are not readable and take signal 0, the zombie's is readable and
  *              waitid(P_PIDFD) sees its status 7, the gone one's is readable and a signal
  *              to it fails with ESRCH; the flags are as opened.
+ *   thread     thread pidfds (PIDFD_THREAD): fd 20 of a second thread (it blocks in read),
+ *              fd 21 of the main thread, fd 22 of a third thread that each check tells to
+ *              exit (through the pipe at fds 23, 24). Checks: fdinfo "Pid:" names each
+ *              TID and the flags have PIDFD_THREAD, signal 0 goes through 20 and 21, neither
+ *              is readable; then the third thread is told to exit and fd 22 must report it
+ *              (poll readable, "Pid: -1", a signal to it fails with ESRCH). Dumped again
+ *              after a check, fd 22 is a thread pidfd of a thread that is gone.
+ *   thread_main as thread, without fd 20: what criu can restore (its restore opens the
+ *              pidfds before it makes the threads) once the third thread is gone
  *   outside    a pidfd of pid 1, outside any tree we are dumped in
- *   thread     a thread pidfd of ourselves (PIDFD_THREAD)
+ *   outside_thread a thread pidfd of pid 1 (PIDFD_THREAD)
  *   io_uring   an io_uring instance
  *   userfaultfd a userfaultfd
  *
- * The cases other than pidfd are refused by a dump: their check says the fd is there and
+ * The cases other than pidfd and thread are refused by a dump: their check says the fd is there and
  * the task runs ("PASS <case>"). The ready line names the pids: "live=… zombie=…". */
 #include "workload.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,6 +44,8 @@
 
 static const char *which;
 static pid_t live, zombie, gone;
+static volatile pid_t second, third;
+static int exit_pipe[2] = { 23, 24 };
 static char why[256];
 
 static int fail(const char *fmt, ...)
@@ -118,11 +130,52 @@ static int check_pidfd(void)
 	return 0;
 }
 
+static int check_thread(void)
+{
+	const struct {
+		int fd;
+		pid_t tid;
+	} want[] = { { 20, second }, { 21, getpid() } };
+	for (size_t i = strcmp(which, "thread_main") == 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		int fd = want[i].fd;
+		int got = fdinfo_pid(fd);
+		if (got != want[i].tid)
+			return fail("fd %d: Pid %d, want TID %d", fd, got, (int)want[i].tid);
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || !(fl & PIDFD_THREAD))
+			return fail("fd %d: flags %#x without PIDFD_THREAD", fd, fl);
+		if (readable(fd))
+			return fail("fd %d: readable while its thread runs", fd);
+		if (syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) < 0)
+			return fail("signal 0 through fd %d: %s", fd, strerror(errno));
+	}
+	if (fdinfo_pid(22) == third) {
+		if (!(fcntl(22, F_GETFL) & PIDFD_THREAD))
+			return fail("fd 22: no PIDFD_THREAD");
+		if (readable(22))
+			return fail("fd 22: readable before its thread exits");
+		if (write(exit_pipe[1], "x", 1) != 1)
+			return fail("telling the third thread to exit: %s", strerror(errno));
+		struct pollfd p = { .fd = 22, .events = POLLIN };
+		if (poll(&p, 1, 60000) != 1 || !(p.revents & POLLIN))
+			return fail("fd 22 does not report its thread's exit");
+	}
+	if (fdinfo_pid(22) != -1)
+		return fail("fd 22: Pid %d once its thread exited", fdinfo_pid(22));
+	if (!readable(22))
+		return fail("fd 22: not readable once its thread exited");
+	if (syscall(SYS_pidfd_send_signal, 22, 0, NULL, 0) == 0 || errno != ESRCH)
+		return fail("signal 0 to the thread that is gone: not ESRCH");
+	return 0;
+}
+
 static void check(void)
 {
 	int r = 0;
 	if (strcmp(which, "pidfd") == 0)
 		r = check_pidfd();
+	else if (strncmp(which, "thread", 6) == 0)
+		r = check_thread();
 	else if (fcntl(20, F_GETFD) < 0)
 		r = fail("fd 20 is gone");
 	if (r == 0)
@@ -159,6 +212,43 @@ static void setup_pidfd(void)
 		wl_die("wait");
 }
 
+static void *second_thread(void *arg)
+{
+	(void)arg;
+	second = (pid_t)syscall(SYS_gettid);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void *third_thread(void *arg)
+{
+	(void)arg;
+	char c;
+	third = (pid_t)syscall(SYS_gettid);
+	while (read(exit_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void setup_thread(void)
+{
+	int p[2];
+	if (pipe(p) < 0)
+		wl_die("pipe");
+	pin(p[0], exit_pipe[0]);
+	pin(p[1], exit_pipe[1]);
+	pthread_t th;
+	if (pthread_create(&th, NULL, second_thread, NULL) != 0 || pthread_create(&th, NULL, third_thread, NULL) != 0)
+		wl_die("pthread_create");
+	while (!second || !third)
+		usleep(1000);
+	if (strcmp(which, "thread") == 0)
+		pin(pidfd_open(second, PIDFD_THREAD), 20);
+	pin(pidfd_open(getpid(), PIDFD_THREAD), 21);
+	pin(pidfd_open(third, PIDFD_THREAD), 22);
+}
+
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
@@ -167,8 +257,10 @@ int main(int argc, char **argv)
 		setup_pidfd();
 	else if (strcmp(which, "outside") == 0)
 		pin(pidfd_open(1, 0), 20);
-	else if (strcmp(which, "thread") == 0)
-		pin(pidfd_open(getpid(), PIDFD_THREAD), 20);
+	else if (strncmp(which, "thread", 6) == 0)
+		setup_thread();
+	else if (strcmp(which, "outside_thread") == 0)
+		pin(pidfd_open(1, PIDFD_THREAD), 20);
 	else if (strcmp(which, "io_uring") == 0) {
 		char params[120];
 		memset(params, 0, sizeof(params));
@@ -180,7 +272,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	wl_install_check_handler();
-	wl_ready("case=%s live=%d zombie=%d", which, (int)live, (int)zombie);
+	wl_ready("case=%s live=%d zombie=%d second=%d third=%d", which, (int)live, (int)zombie, (int)second,
+		 (int)third);
 	for (;;) {
 		wl_wait_check();
 		check();
