@@ -1,8 +1,9 @@
 // pidfds (issue 8): a pidfd of a live process of the tree, of the task itself, of a zombie
 // of the tree and of a process that is gone come back referring to the same processes,
 // written as criu 4.2 writes PIDFD entries; thread pidfds (PIDFD_THREAD) of a second
-// thread, of the main thread and of a thread that exits after the restore (and, dumped
-// again, of that thread gone) come back too, with tscriu and with criu; a pidfd of a
+// thread, of the main thread and of a thread that exits after the restore, held by the task
+// and a child it forked (each task's fds replaced), and, dumped again, of that thread gone,
+// come back too (criu restores those of the main thread and of a thread gone); a pidfd of a
 // process or thread outside the tree, io_uring and userfaultfd are refused at dump by name
 // with the task left running; hostile PIDFD entries are refused at plan.
 import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";

@@ -347,6 +347,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     // Once every thread of every process exists, before any task drops its credentials (a
     // task takes the file from tscriu with pidfd_getfd): the files that refer to a thread
     // (a thread pidfd of another process's thread too) replace their stand-ins.
+    current = pid;
     enter("thread-files");
     maker.afterThreads();
 

@@ -14,7 +14,8 @@
  *              TID and the flags have PIDFD_THREAD, signal 0 goes through 20 and 21, neither
  *              is readable; then the third thread is told to exit and fd 22 must report it
  *              (poll readable, "Pid: -1", a signal to it fails with ESRCH). Dumped again
- *              after a check, fd 22 is a thread pidfd of a thread that is gone.
+ *              after a check, fd 22 is a thread pidfd of a thread that is gone. A child
+ *              (live=) holds fds 20-22 too (inherited): its fd 20 must name the TID.
  *   thread_main as thread, without fd 20: what criu can restore (its restore opens the
  *              pidfds before it makes the threads) once the third thread is gone
  *   outside    a pidfd of pid 1, outside any tree we are dumped in
@@ -73,11 +74,14 @@ static void pin(int fd, int want)
 	close(fd);
 }
 
-/* The "Pid:" of fd's fdinfo, or -2. */
-static int fdinfo_pid(int fd)
+/* The "Pid:" of the fdinfo of fd of process pid (0: ourselves), or -2. */
+static int fdinfo_pid_of(pid_t pid, int fd)
 {
 	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
+	else
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	int f = open(path, O_RDONLY | O_CLOEXEC);
 	if (f < 0)
 		return -2;
@@ -88,6 +92,11 @@ static int fdinfo_pid(int fd)
 	buf[n] = 0;
 	char *p = strstr(buf, "\nPid:");
 	return p ? atoi(p + 5) : -2;
+}
+
+static int fdinfo_pid(int fd)
+{
+	return fdinfo_pid_of(0, fd);
 }
 
 static int readable(int fd)
@@ -149,6 +158,8 @@ static int check_thread(void)
 		if (syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) < 0)
 			return fail("signal 0 through fd %d: %s", fd, strerror(errno));
 	}
+	if (live && fdinfo_pid_of(live, 20) != second)
+		return fail("the child's fd 20: Pid %d, want TID %d", fdinfo_pid_of(live, 20), (int)second);
 	if (fdinfo_pid(22) == third) {
 		if (!(fcntl(22, F_GETFL) & PIDFD_THREAD))
 			return fail("fd 22: no PIDFD_THREAD");
@@ -184,16 +195,23 @@ static void check(void)
 		wl_result("FAIL %s: %s", which, why);
 }
 
-static void setup_pidfd(void)
+/* A child that pauses until killed, and dies with us. */
+static pid_t paused_child(void)
 {
-	live = fork();
-	if (live < 0)
+	pid_t pid = fork();
+	if (pid < 0)
 		wl_die("fork");
-	if (live == 0) {
+	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		for (;;)
 			pause();
 	}
+	return pid;
+}
+
+static void setup_pidfd(void)
+{
+	live = paused_child();
 	zombie = fork();
 	if (zombie == 0)
 		_exit(7);
@@ -247,6 +265,10 @@ static void setup_thread(void)
 		pin(pidfd_open(second, PIDFD_THREAD), 20);
 	pin(pidfd_open(getpid(), PIDFD_THREAD), 21);
 	pin(pidfd_open(third, PIDFD_THREAD), 22);
+	if (strcmp(which, "thread") != 0)
+		return;
+	/* a child holds them too (inherited): each task's fd of them is replaced */
+	live = paused_child();
 }
 
 int main(int argc, char **argv)
