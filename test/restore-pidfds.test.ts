@@ -5,7 +5,8 @@
 // and a child it forked (each task's fds replaced), and, dumped again, of that thread gone,
 // come back too (criu restores those of the main thread and of a thread gone); a pidfd of a
 // process or thread outside the tree, io_uring and userfaultfd are refused at dump by name
-// with the task left running; hostile PIDFD entries are refused at plan.
+// with the task left running; hostile PIDFD entries, and an epoll watching a thread pidfd
+// of a thread other than a leader, are refused at plan.
 import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
@@ -104,6 +105,22 @@ test.serial("criu restores tscriu's images: pidfds pidfd", async (t) => {
   const dir = await dumpGone(t, w);
   await restoredByCriu(t, w.pid, dir, 60_000);
   t.is(await w.check(30_000), "PASS pidfd");
+});
+
+test("an epoll watching a thread pidfd of a thread other than a leader is refused at plan by name (it is made after the epolls are filled)", async (t) => {
+  const w = await startWorkload(t, "pidfds", ["thread_epoll"]);
+  const third = Number(w.info["third"]);
+  const dir = await dumpGone(t, w);
+  const img = await readImage(join(dir, "files.img"));
+  // The main thread's pidfd (fd 21, which the epoll watches) turned into the third thread's.
+  (img.entries.find((e) => e["type"] === "PIDFD" && (e["pidfd"] as Entry)["nspid"] === w.pid)!["pidfd"] as Entry)["nspid"] = third;
+  rmSync(join(dir, "files.img"));
+  await writeImage(join(dir, "files.img"), img);
+  const err = await t.throwsAsync(restore({ imagesDir: dir }));
+  t.true(isRestoreError(err), String(err));
+  t.like(err, { step: "plan" });
+  t.regex(err?.message ?? "", new RegExp(`epoll target fd 21 is a thread pidfd of TID ${third}, which tscriu does not restore in an epoll`));
+  t.false(existsSync(`/proc/${w.pid}`), "nothing was created");
 });
 
 // criu (4.1.1 and 4.2) opens a pidfd with the entry's flags, a thread pidfd too, but before

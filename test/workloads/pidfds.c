@@ -18,6 +18,8 @@
  *              (live=) holds fds 20-22 too (inherited): its fd 20 must name the TID.
  *   thread_main as thread, without fd 20: what criu can restore (its restore opens the
  *              pidfds before it makes the threads) once the third thread is gone
+ *   thread_epoll as thread_main, with an epoll at fd 25 that watches fd 21: a restore refuses
+ *              it only for a thread other than a leader, so the test rewrites the image
  *   outside    a pidfd of pid 1, outside any tree we are dumped in
  *   outside_thread a thread pidfd of pid 1 (PIDFD_THREAD)
  *   io_uring   an io_uring instance
@@ -29,6 +31,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -145,7 +148,7 @@ static int check_thread(void)
 		int fd;
 		pid_t tid;
 	} want[] = { { 20, second }, { 21, getpid() } };
-	for (size_t i = strcmp(which, "thread_main") == 0; i < sizeof(want) / sizeof(want[0]); i++) {
+	for (size_t i = strcmp(which, "thread") != 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		int fd = want[i].fd;
 		int got = fdinfo_pid(fd);
 		if (got != want[i].tid)
@@ -265,6 +268,12 @@ static void setup_thread(void)
 		pin(pidfd_open(second, PIDFD_THREAD), 20);
 	pin(pidfd_open(getpid(), PIDFD_THREAD), 21);
 	pin(pidfd_open(third, PIDFD_THREAD), 22);
+	if (strcmp(which, "thread_epoll") == 0) {
+		struct epoll_event ev = { .events = EPOLLIN };
+		pin(epoll_create1(0), 25);
+		if (epoll_ctl(25, EPOLL_CTL_ADD, 21, &ev) < 0)
+			wl_die("epoll_ctl");
+	}
 	if (strcmp(which, "thread") != 0)
 		return;
 	/* a child holds them too (inherited): each task's fd of them is replaced */
