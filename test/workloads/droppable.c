@@ -20,28 +20,16 @@ static char *below, *drop, *above;
 /* The VmFlags line of the VMA starting at addr, into out; -1 if there is none. */
 static int vmflags(void *addr, char *out, size_t len)
 {
-	FILE *f = fopen("/proc/self/smaps", "r");
-	if (!f)
+	char smaps[4096];
+	const char *v;
+	if (wl_smaps_of(addr, smaps, sizeof(smaps)) < 0 || !(v = strstr(smaps, "\nVmFlags:")))
 		return -1;
-	char line[512];
-	int in = 0, found = -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
-			in = start == (unsigned long)addr;
-			continue;
-		}
-		if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			size_t n = strcspn(line + 8, "\n");
-			n = n < len - 1 ? n : len - 1;
-			memcpy(out, line + 8, n);
-			out[n] = 0;
-			found = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return found;
+	v += strlen("\nVmFlags:");
+	size_t n = strcspn(v, "\n");
+	n = n < len - 1 ? n : len - 1;
+	memcpy(out, v, n);
+	out[n] = 0;
+	return 0;
 }
 
 static int has_flag(const char *flags, const char *flag)

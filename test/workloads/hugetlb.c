@@ -38,32 +38,16 @@ static void fill(unsigned char *p, int kind)
 		p[i] = pattern(kind, i);
 }
 
-/* The smaps lines of the VMA starting at addr: its end, perms, KernelPageSize (kB). */
+/* The VMA starting at addr: its end, perms, KernelPageSize (kB). */
 static int vma_of(void *addr, unsigned long *end, char perms[5], unsigned long *kps)
 {
-	FILE *f = fopen("/proc/self/smaps", "r");
-	if (!f)
+	char smaps[4096];
+	unsigned long s;
+	const char *k;
+	if (wl_smaps_of(addr, smaps, sizeof(smaps)) < 0 || sscanf(smaps, "%lx-%lx %4s ", &s, end, perms) != 3 ||
+	    !(k = strstr(smaps, "\nKernelPageSize:")) || sscanf(k, "\nKernelPageSize: %lu kB", kps) != 1)
 		return -1;
-	char line[512];
-	int in = 0, found = -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		char pm[5];
-		if (sscanf(line, "%lx-%lx %4s ", &s, &e, pm) == 3) {
-			if (in)
-				break;
-			in = s == (unsigned long)addr;
-			if (in) {
-				*end = e;
-				memcpy(perms, pm, 5);
-			}
-			continue;
-		}
-		if (in && sscanf(line, "KernelPageSize: %lu kB", kps) == 1)
-			found = 0;
-	}
-	fclose(f);
-	return found;
+	return 0;
 }
 
 static int check_one(const char *what, unsigned char *p, int kind, char type)

@@ -205,6 +205,34 @@ static inline size_t wl_recv_all(int fd, char *buf, size_t cap)
 	}
 }
 
+/* The /proc/self/smaps entry of the VMA starting at addr (its header line and its fields),
+ * into buf as one string; -1 when no VMA starts there. */
+static inline int wl_smaps_of(void *addr, char *buf, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return -1;
+	char line[512];
+	size_t n = 0;
+	int in = 0, found = -1;
+	buf[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2) {
+			if (in)
+				break;
+			in = s == (unsigned long)addr;
+			found = in ? 0 : found;
+		}
+		if (in && n + strlen(line) < cap) {
+			memcpy(buf + n, line, strlen(line) + 1);
+			n += strlen(line);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* State, parent and exit code (fields 3, 4 and 52) of /proc/PID/stat; -1 when it is gone. */
 static inline int wl_proc_stat(pid_t pid, char *state, int *ppid, long *exit_code)
 {
