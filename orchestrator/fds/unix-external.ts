@@ -58,7 +58,8 @@ export function parseExternalUnix(extUnixSk: string | boolean | undefined, exter
   return { extUnixSk: extUnixSk !== undefined && extUnixSk !== false, inodes: out };
 }
 
-function typeName(t: number): string {
+/** A unix socket type for messages. */
+export function unixTypeName(t: number): string {
   return t === SOCK.STREAM ? "stream" : t === SOCK.DGRAM ? "datagram" : t === SOCK.SEQPACKET ? "seqpacket" : `type ${t}`;
 }
 
@@ -75,10 +76,10 @@ export class OutsidePeers {
    * reasons.
    */
   admit(fd: number, ino: number, d: UnixDiag, peer: number, p: UnixDiag | undefined): void {
-    const sock = `unsupported fd ${fd}: unix ${typeName(d.type)} socket ${ino} is connected to socket ${peer} outside the dumped tree`;
+    const sock = `unsupported fd ${fd}: unix ${unixTypeName(d.type)} socket ${ino} is connected to socket ${peer} outside the dumped tree`;
     if (!this.allow.inodes.has(ino)) {
       if (!this.allow.extUnixSk) throw new UnsupportedFd(`${sock}; --ext-unix-sk allows a datagram socket connected to a named one, --external unix[${ino}] this socket (restored from --inherit-fd)`);
-      if (d.type !== SOCK.DGRAM) throw new UnsupportedFd(`${sock}: half of a ${typeName(d.type)} connection cannot be dumped with --ext-unix-sk (criu's rule); --external unix[${ino}] dumps it to be restored from --inherit-fd`);
+      if (d.type !== SOCK.DGRAM) throw new UnsupportedFd(`${sock}: half of a ${unixTypeName(d.type)} connection cannot be dumped with --ext-unix-sk (criu's rule); --external unix[${ino}] dumps it to be restored from --inherit-fd`);
       const name = p?.name;
       if (!name || name.length === 0) throw new UnsupportedFd(`${sock}, which has no name to connect to again; --external unix[${ino}] dumps it to be restored from --inherit-fd`);
       if (name[0] !== 0 && name[0] !== 0x2f) throw new UnsupportedFd(`${sock}, bound to the relative name ${Buffer.from(name).toString("utf8")}: the directory it was bound in is unknown`);
@@ -126,7 +127,7 @@ export interface OutsideName {
 export function outsidePeer(sock: string, u: { ino: number; type: number; peer: number }, p: { name: Uint8Array }, extUnixSk: boolean, root: string | undefined, fail: (msg: string) => Error): OutsideName {
   const peer = `${sock} is connected to socket ${u.peer} outside the dumped tree${p.name.length ? ` (${showUnixName(p.name)})` : ""}`;
   const inherit = `--inherit-fd fd[N]:socket:[${u.ino}]`;
-  if (u.type !== SOCK.DGRAM) throw fail(`${peer}: a ${typeName(u.type)} connection is restored only from ${inherit}`);
+  if (u.type !== SOCK.DGRAM) throw fail(`${peer}: a ${unixTypeName(u.type)} connection is restored only from ${inherit}`);
   if (p.name.length === 0) throw fail(`${peer}, which has no name to connect to: it is restored only from ${inherit}`);
   if (!extUnixSk) throw fail(`${peer}: --ext-unix-sk connects it again (or ${inherit} gives it)`);
   const name = Buffer.from(p.name);

@@ -32,7 +32,7 @@ import { underRoot } from "../restore/fileset.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { filterProblem, restoreSockOpts, widenBuffers } from "./sockopts.js";
 import { showUnixName, type UnixSkEntry } from "./unix-dump.js";
-import { outsidePeer, USK_EXTERN, type OutsideName } from "./unix-external.js";
+import { outsidePeer, unixTypeName, USK_EXTERN, type OutsideName } from "./unix-external.js";
 
 const UNIX_PATH_MAX = 108;
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
@@ -77,10 +77,6 @@ interface Sk {
 /** An accepted connection shares its listener's name, which bind cannot give it: it is left unnamed (criu's limit too). */
 function bindsName(u: UnixSkEntry): boolean {
   return u.type === SOCK.DGRAM || u.state !== SK_STATE.ESTABLISHED;
-}
-
-function typeName(t: number): string {
-  return t === SOCK.STREAM ? "stream" : t === SOCK.DGRAM ? "datagram" : t === SOCK.SEQPACKET ? "seqpacket" : `type ${t}`;
 }
 
 export class UnixRestorer implements FdRestorer {
@@ -180,7 +176,7 @@ export class UnixRestorer implements FdRestorer {
   async planned(): Promise<void> {
     const byIno = new Map(this.sockets.map((s) => [s.u.ino, s]));
     for (const s of this.sockets) {
-      const sock = `${s.what}: unix ${typeName(s.u.type)} socket ${s.u.ino}`;
+      const sock = `${s.what}: unix ${unixTypeName(s.u.type)} socket ${s.u.ino}`;
       if (s.outside) {
         s.how = "outside";
         continue;
