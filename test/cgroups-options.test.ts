@@ -8,7 +8,7 @@ import test from "ava";
 import { readImage } from "../images/io.js";
 import { RpcClient } from "../orchestrator/rpc/client.js";
 import { CLI, tscriu } from "./helpers/cli.js";
-import { cgroupsOf, freshCgroups, inPlace, PIDS, placed, prop, removeCgroup } from "./helpers/cgroups.js";
+import { cgroupMount, cgroupsOf, freshCgroups, inPlace, placed, prop, removeCgroup } from "./helpers/cgroups.js";
 import { criuDumps, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
@@ -17,7 +17,7 @@ import { counterAdvances, killAndReap, startWorkload, waitFor } from "./helpers/
 test("--cgroup-root pids:/NEW puts the pids cgroup under another name, with its property", async (t) => {
   const p = await placed(t);
   const dir = await dumpGone(t, p.w);
-  const other = join(PIDS, `${p.name}-new`);
+  const other = join(cgroupMount("pids"), `${p.name}-new`);
   t.teardown(() => removeCgroup(other));
   const r = tscriu(["restore", "-D", dir, "-d", "--cgroup-root", `pids:/${p.name}-new`]);
   t.is(r.code, 0, r.stderr);
@@ -89,7 +89,7 @@ test("RPC: manage_cgroups at dump; manage_cgroups_mode FULL and cg_root at resto
   await c.dump({ images_dir: dir, pid: p.w.pid, manage_cgroups: true });
   t.is(await c.close(), 0);
   await waitFor("the pid to be free", () => !existsSync(`/proc/${p.w.pid}`));
-  const other = join(PIDS, `${p.name}-rpc`);
+  const other = join(cgroupMount("pids"), `${p.name}-rpc`);
   t.teardown(() => removeCgroup(other));
   writeFileSync(join(p.v2, "cgroup.max.descendants"), "5");
   const r = RpcClient.swrk(CLI);
@@ -125,7 +125,7 @@ test("criu 4.1.1 restores tscriu's images into the dumped cgroups, made again wi
 test("tscriu restores criu 4.1.1's images with their cgroup.img", async (t) => {
   if (!haveRoot(t)) return;
   const name = `tscriu-cg-${process.pid}-criu`;
-  const [pids] = freshCgroups(t, name, { [PIDS]: { "pids.max": "43" } }) as [string];
+  const [pids] = freshCgroups(t, name, { [cgroupMount("pids")]: { "pids.max": "43" } }) as [string];
   // the criu root has no /sys: its shell mounts the pids hierarchy to move the task in
   const c = await criuDumps(t, "counter", [], "", `mkdir -p /tmp/${name}.mnt && mount -t cgroup -o pids none /tmp/${name}.mnt && echo "$pid" > /tmp/${name}.mnt/${name}/cgroup.procs; umount /tmp/${name}.mnt; rmdir /tmp/${name}.mnt`);
   t.is(c.status, 0, c.stderr);
@@ -139,7 +139,7 @@ test("tscriu restores criu 4.1.1's images with their cgroup.img", async (t) => {
 
 test("dump --freeze-cgroup of a frozen v1 freezer cgroup: the restore makes it again and freezes it last, the task inside", async (t) => {
   const name = `tscriu-cg-${process.pid}-frz`;
-  const cg = join("/sys/fs/cgroup/freezer", name);
+  const cg = join(cgroupMount("freezer"), name);
   mkdirSync(cg);
   t.teardown(async () => {
     if (existsSync(cg)) writeFileSync(join(cg, "freezer.state"), "THAWED");

@@ -12,7 +12,7 @@ import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import type { CgroupMode } from "../orchestrator/cgroup/options.js";
 import { tscriu } from "./helpers/cli.js";
-import { cgroupsOf, enter, freshCgroups, inPlace, placed, prop, type Placed } from "./helpers/cgroups.js";
+import { cgroupMount, cgroupsOf, enter, freshCgroups, inPlace, placed, prop, type Placed } from "./helpers/cgroups.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { counterAdvances, killAndReap, startWorkload, waitFor } from "./helpers/workloads.js";
@@ -168,7 +168,7 @@ test("a failed restore kills the task and removes the cgroups it made: a propert
 
 test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the task moves in (an empty cpuset takes no task), cpu.shares after", async (t) => {
   const name = `tscriu-cg-${process.pid}-cpu`;
-  const [cpuset, cpu] = freshCgroups(t, name, { "/sys/fs/cgroup/cpuset": { "cpuset.cpus": "0", "cpuset.mems": "0" }, "/sys/fs/cgroup/cpu": { "cpu.shares": "333" } }) as [string, string];
+  const [cpuset, cpu] = freshCgroups(t, name, { [cgroupMount("cpuset")]: { "cpuset.cpus": "0", "cpuset.mems": "0" }, [cgroupMount("cpu")]: { "cpu.shares": "333" } }) as [string, string];
   const w = await startWorkload(t, "counter");
   enter([cpuset, cpu], w.pid);
   const dir = await dumpGone(t, w);

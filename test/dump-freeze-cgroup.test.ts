@@ -7,24 +7,15 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
+import { cgroupMount } from "./helpers/cgroups.js";
 import { tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { counterAdvances, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
-/** Where the kernel mounted cgroup v2 and the v1 freezer (from /proc/self/mounts). */
-function mountOf(version: "v2" | "v1"): string {
-  for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
-    const [, dir, type, opts] = line.split(" ");
-    if (version === "v2" && type === "cgroup2") return dir!;
-    if (version === "v1" && type === "cgroup" && opts!.split(",").includes("freezer")) return dir!;
-  }
-  throw new Error(`no cgroup ${version === "v2" ? "v2" : "v1 freezer"} is mounted: this machine kind has both`);
-}
-
 /** A new cgroup of this test, removed at teardown once its tasks are gone. */
 function newCgroup(t: ExecutionContext, version: "v2" | "v1"): string {
-  const dir = join(mountOf(version), `tscriu-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const dir = join(cgroupMount(version === "v2" ? "v2" : "freezer"), `tscriu-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   mkdirSync(dir);
   t.teardown(async () => {
     thaw(dir, version);

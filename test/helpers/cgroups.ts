@@ -1,13 +1,23 @@
-// cgroups for the tests of cgroup.img (cgroups.test.ts, cgroups-options.test.ts): a fresh
-// cgroup of the v1 pids hierarchy and of cgroup v2 (both mounted on this machine kind), a
-// task's cgroups as /proc says them, a cgroup removed once empty.
+// cgroups for the tests of cgroup.img (cgroups.test.ts, cgroups-options.test.ts) and of
+// --freeze-cgroup: where the kernel mounted each hierarchy, a fresh cgroup of the v1 pids
+// hierarchy and of cgroup v2 (both mounted on this machine kind), a task's cgroups as
+// /proc says them, a cgroup removed once empty.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { startWorkload, waitFor, type Workload } from "./workloads.js";
 
-export const PIDS = "/sys/fs/cgroup/pids";
-export const V2 = "/sys/fs/cgroup/unified";
+/**
+ * Where the kernel mounted cgroup v2 (`"v2"`), or the v1 hierarchy of `controller`, from
+ * /proc/self/mounts; a machine without it fails the test that needs it, naming it.
+ */
+export function cgroupMount(controller: string): string {
+  for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+    const [, dir, type, opts] = line.split(" ");
+    if (controller === "v2" ? type === "cgroup2" : type === "cgroup" && opts!.split(",").includes(controller)) return dir!;
+  }
+  throw new Error(`no ${controller === "v2" ? "cgroup v2" : `cgroup v1 ${controller} hierarchy`} is mounted (/proc/self/mounts): this machine kind has it`);
+}
 
 /** The lines of /proc/PID/cgroup by hierarchy name ("" for v2). */
 export function cgroupsOf(pid: number): Map<string, string> {
@@ -69,7 +79,7 @@ export function enter(dirs: readonly string[], pid: number): void {
 /** A counter in a fresh pids cgroup (pids.max 57) and a fresh v2 cgroup (cgroup.max.descendants 3). */
 export async function placed(t: ExecutionContext, opts: { static?: boolean } = {}): Promise<Placed> {
   const name = `tscriu-cg-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const [pids, v2] = freshCgroups(t, name, { [PIDS]: { "pids.max": "57" }, [V2]: { "cgroup.max.descendants": "3" } }) as [string, string];
+  const [pids, v2] = freshCgroups(t, name, { [cgroupMount("pids")]: { "pids.max": "57" }, [cgroupMount("v2")]: { "cgroup.max.descendants": "3" } }) as [string, string];
   const w = await startWorkload(t, "counter", [], opts);
   enter([pids, v2], w.pid);
   return { w, name, pids, v2 };
