@@ -166,6 +166,33 @@ test("a failed restore kills the task and removes the cgroups it made: a propert
   t.false(existsSync(p.pids));
 });
 
+test("a hostile cgroup.img: a cgroup name or property name that leaves its hierarchy, or a set's path with .., is refused before anything is made", async (t) => {
+  const { p, dir } = await dumpedPidsGone(t);
+  const img = await readImage(join(dir, "cgroup.img"));
+  type Img = { sets: { ctls: { name: string; path: string }[] }[]; controllers: { cnames: string[]; dirs: { dir_name: string; properties: { name: string; value: string }[] }[] }[] };
+  const outside = join(tempDir(t), "escaped");
+  const cases: [what: string, change: (e: Img) => void, re: RegExp][] = [
+    ["a top directory's name with ..", (e) => void (pidsDirs(e)[0]!.dir_name = `${p.name}/../../../..${outside}`), /cgroup\.img: the cgroup pids:".*" is named by ".*", which leaves its hierarchy or is no name/],
+    ["a property's name with /", (e) => void (pidsDirs(e)[0]!.properties[0]!.name = `../../../..${outside}`), /cgroup\.img: the cgroup pids:\/.* has a property named ".*", which is no file name/],
+    ["a set's path with ..", (e) => void (e.sets.flatMap((s) => s.ctls).find((m) => m.name === "pids")!.path = `/${p.name}/../..`), /cgroup\.img: set \d+ names the cgroup pids:".*", which is no absolute path inside its hierarchy/],
+  ];
+  function pidsDirs(e: Img): Img["controllers"][number]["dirs"] {
+    return e.controllers.find((c) => c.cnames.includes("pids"))!.dirs;
+  }
+  for (const [what, change, re] of cases) {
+    const copy = tempDir(t);
+    for (const f of readdirSync(dir)) if (f !== "cgroup.img") copyFileSync(join(dir, f), join(copy, f));
+    const e = structuredClone(img.entries[0]!) as unknown as Img;
+    change(e);
+    await writeImage(join(copy, "cgroup.img"), { type: img.type, entries: [e] });
+    const err = await t.throwsAsync(restore({ imagesDir: copy, cgroupMode: "full" }), undefined, what);
+    t.regex(err?.message ?? "", re, what);
+    t.false(existsSync(`/proc/${p.w.pid}`), `${what}: no task made`);
+    t.false(existsSync(outside), `${what}: nothing made outside the hierarchy`);
+    t.false(existsSync(p.pids), `${what}: no cgroup made`);
+  }
+});
+
 test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the task moves in (an empty cpuset takes no task), cpu.shares after", async (t) => {
   const name = `tscriu-cg-${process.pid}-cpu`;
   const [cpuset, cpu] = freshCgroups(t, name, { [cgroupMount("cpuset")]: { "cpuset.cpus": "0", "cpuset.mems": "0" }, [cgroupMount("cpu")]: { "cpu.shares": "333" } }) as [string, string];

@@ -49,6 +49,34 @@ interface SetEntry {
   ctls: { name: string; path: string; cgns_prefix?: number }[];
 }
 
+/** A cgroup path of the image: "/" or absolute with each part a name (no "", "." or ".."): it stays inside its hierarchy. */
+function goodPath(path: string): boolean {
+  return path === "/" || (path.startsWith("/") && path.slice(1).split("/").every(goodName));
+}
+
+/** A file name inside a cgroup directory: a directory's own name, a property's. */
+function goodName(name: string): boolean {
+  return name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0");
+}
+
+/**
+ * The image's directories, checked before anything is made: a name that leaves its
+ * hierarchy (a hostile image's "../x") would make a directory, or write a file, outside
+ * the cgroup file system. criu names a top directory by its path from the hierarchy's
+ * root ("" for the root itself), each one below by its own name.
+ */
+function checkDirs(dirs: readonly DirEntry[], hierarchy: string, parent?: string): void {
+  for (const d of dirs) {
+    const top = parent === undefined;
+    const path = top ? `/${d.dir_name}` : `${parent === "/" ? "" : parent}/${d.dir_name}`;
+    if (top ? !goodPath(path) : !goodName(d.dir_name)) throw new Error(`cgroup.img: the cgroup ${hierarchy}:${JSON.stringify(path)} is named by ${JSON.stringify(d.dir_name)}, which leaves its hierarchy or is no name`);
+    for (const p of d.properties ?? []) {
+      if (!goodName(p.name)) throw new Error(`cgroup.img: the cgroup ${hierarchy}:${path} has a property named ${JSON.stringify(p.name)}, which is no file name`);
+    }
+    checkDirs(d.children ?? [], hierarchy, path);
+  }
+}
+
 /** A cgroup of the image: its hierarchy, path, and whether this restore made it. */
 interface Cgroup {
   name: string;
@@ -132,8 +160,10 @@ export class CgroupRestore {
       s.ctls ??= [];
       for (const m of s.ctls) {
         if (m.cgns_prefix) throw new Error(`cgroup.img: set ${s.id} has a cgroup namespace (${m.name}:${m.path}); tscriu restores no cgroup namespace`);
+        if (!goodPath(m.path)) throw new Error(`cgroup.img: set ${s.id} names the cgroup ${m.name}:${JSON.stringify(m.path)}, which is no absolute path inside its hierarchy`);
       }
     }
+    for (const c of controllers) checkDirs(c.dirs, c.cnames.join(",") || "v2");
     rewriteRoots(controllers, e.sets, opts.roots);
     const rootSet = (await images.inventory()).root_cg_set ?? 0;
     return new CgroupRestore(opts.mode, controllers, e.sets, rootSet, Hierarchies.current(opts.yard), log);
