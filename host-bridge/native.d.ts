@@ -170,11 +170,12 @@ export interface NativeBridge {
   allocAligned(size: number): Buffer;
   /**
    * A Buffer of `size` bytes (a multiple of 4096, up to 2^32) of fresh anonymous memory whose
-   * pages are already allocated (MADV_POPULATE_WRITE),
-   * unmapped by the GC. Zero-filled. Faulting pages in one by one costs ~30x more on nested
-   * paging: this is the buffer to copy a frozen task's memory into.
+   * pages are already allocated (MADV_POPULATE_WRITE), in transparent huge pages where
+   * `huge` asks and the kernel gives them; unmapped by the GC. Zero-filled. Faulting pages
+   * in one by one costs ~30x more on nested paging: this is the buffer to copy a frozen
+   * task's memory into.
    */
-  allocPopulated(size: number): Buffer;
+  allocPopulated(size: number, huge: boolean): Buffer;
 
   // ---- present pages (src/pagemap.c; host-bridge/pagemap.ts wraps it) ----
 

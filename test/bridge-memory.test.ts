@@ -195,14 +195,18 @@ test("page fills refuse bad segments before touching anything, and a pages file 
   t.regex(await w.check(), /^PASS count=\d+ inbox=$/, "the task's memory is as it was");
 });
 
-test("allocPopulated: zero-filled whole pages a task's memory reads into; sizes that are not whole pages are refused", async (t) => {
+test("allocPopulated: zero-filled whole pages a task's memory reads into, in small or huge pages; sizes that are not whole pages are refused", async (t) => {
   const w = await startWorkload(t, "counter");
   const pattern = w.addr("pattern");
-  const buf = b.allocPopulated(3 * PAGE);
-  t.is(buf.length, 3 * PAGE);
-  t.is(buf.byteOffset, 0);
-  t.true(buf.every((x) => x === 0));
-  t.is(b.processVmReadv(w.pid, pattern, PAGE, buf, PAGE), PAGE);
-  t.deepEqual(buf.subarray(PAGE, 2 * PAGE), patternBytes(0, PAGE));
-  for (const size of [0, 100, PAGE + 1, 2 ** 32 + PAGE]) t.throws(() => b.allocPopulated(size), { code: "ERR_INVALID_ARG_TYPE", message: /allocPopulated: size must be a multiple of 4096/ });
+  for (const huge of [false, true]) {
+    const size = huge ? 2 << 20 : 3 * PAGE;
+    const buf = b.allocPopulated(size, huge);
+    t.is(buf.length, size);
+    t.is(buf.byteOffset, 0);
+    t.true(buf.every((x) => x === 0));
+    t.is(b.processVmReadv(w.pid, pattern, PAGE, buf, PAGE), PAGE);
+    t.deepEqual(buf.subarray(PAGE, 2 * PAGE), patternBytes(0, PAGE));
+  }
+  for (const size of [0, 100, PAGE + 1, 2 ** 32 + PAGE]) t.throws(() => b.allocPopulated(size, false), { code: "ERR_INVALID_ARG_TYPE", message: /allocPopulated: size must be a multiple of 4096/ });
+  t.throws(() => b.allocPopulated(PAGE, 1 as unknown as boolean), { code: "ERR_INVALID_ARG_TYPE", message: /allocPopulated: huge must be a boolean/ });
 });

@@ -318,18 +318,22 @@ static void free_mapped(napi_env env, void *data, void *hint)
 #define HUGE_ALIGN (2ULL << 20)
 
 /* A Buffer of memory the kernel has already allocated and mapped, for copying a frozen
- * task's memory into. Under this VM's nested paging the first touch of every 4 KiB page
- * from user space (or by process_vm_readv) costs ~8 us even after MADV_POPULATE_WRITE:
- * 1 GiB of fresh memory took 2 s to fill. Transparent huge pages make it one touch per
- * 2 MiB (the fill then took 0.06 s), so the mapping starts on a 2 MiB boundary and asks
- * for them; the kernel may still give small pages (fragmented memory, THP off). */
+ * task's memory into; `huge` asks for transparent huge pages (the mapping then starts on
+ * a 2 MiB boundary). Which kind comes faster varies on this VM: its host backs guest
+ * memory lazily, and a huge page is taken from a large free block, often never touched
+ * since the host reclaimed it (1 GiB took 5-8 s to populate one hour, 0.06 s another),
+ * while small pages mostly come from memory freed moments ago (0.25 s one hour, 2 s
+ * another). The caller times both and keeps the faster (capture.ts). */
 static napi_value alloc_populated(napi_env env, napi_callback_info info)
 {
-	napi_value argv[1];
+	napi_value argv[2];
 	uint64_t size;
-	if (!bridge_get_args(env, info, 1, argv, "allocPopulated") ||
+	bool huge = false;
+	if (!bridge_get_args(env, info, 2, argv, "allocPopulated") ||
 	    !bridge_arg_u64(env, argv[0], &size, "allocPopulated", "size must be a non-negative integer"))
 		return NULL;
+	if (napi_get_value_bool(env, argv[1], &huge) != napi_ok)
+		return bridge_throw_arg(env, "allocPopulated", "huge must be a boolean");
 	if (size == 0 || size > (1ULL << 32) || size % ALIGN)
 		return bridge_throw_arg(env, "allocPopulated", "size must be a multiple of 4096 in 4096..2^32");
 	size_t len = (size_t)size;
@@ -341,7 +345,8 @@ static napi_value alloc_populated(napi_env env, napi_callback_info info)
 		munmap(raw, (size_t)(p - raw));
 	if (raw + len + HUGE_ALIGN > p + len)
 		munmap(p + len, (size_t)(raw + len + HUGE_ALIGN - (p + len)));
-	(void)madvise(p, len, MADV_HUGEPAGE);
+	if (huge)
+		(void)madvise(p, len, MADV_HUGEPAGE);
 	if (madvise(p, len, MADV_POPULATE_WRITE) < 0) {
 		int err = errno;
 		if (err != EINVAL) {

@@ -8,7 +8,9 @@
 // Fresh memory is not free: this VM's host backs it page by page, and populating 1 GiB
 // took 0.1-0.3 s on a quiet machine but 3-5 s under load (where the pages file, written
 // with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB); memory freed moments
-// before comes at 0.05 s per GiB. So populating is timed buffer by buffer: once it goes
+// before comes at 0.05 s per GiB. Small pages or huge ones may come faster (host-bridge's
+// memory.c): huge ones are tried when small ones come slowly, and the faster kind kept
+// (Populator). Populating is timed buffer by buffer: once it goes
 // slower than writing the pages while frozen (about 1 s per GiB), it stops, and the pages
 // are written while frozen instead, the buffers populated so far kept as a spare: the
 // task is let go as soon as the spare holds the pages not written yet (memory.ts,
@@ -34,6 +36,8 @@ const SPARE_PROBE = 16 << 20;
 const PACE_PROBE = 256 << 20;
 /** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
 const STREAM_S_PER_GIB = 1;
+/** Small pages that come this fast (seconds per GiB) are kept without trying huge ones. */
+const SMALL_PAGES_FAST = 0.5;
 /** The buffer of a run that has no room (written in place by a snapshot). */
 const NO_ROOM = Buffer.alloc(0);
 
@@ -57,6 +61,50 @@ export interface Captured {
   reserved: Set<number>;
 }
 
+/**
+ * Buffers of fresh memory in small or huge pages, whichever comes faster now, timed. The
+ * pace of each kind follows its latest buffers (half weight to the last one): memory
+ * freed moments ago comes first and fast, and a pool that goes on past it meets slower
+ * memory, where the other kind may come faster.
+ */
+class Populator {
+  /** Seconds per GiB of [small pages, huge pages]: NaN until tried. */
+  private readonly paces = [NaN, NaN];
+  populated = 0;
+
+  /** Seconds per GiB of the kind used from now on. */
+  get pace(): number {
+    return this.paces[this.kind()]!;
+  }
+
+  /** Its pace says what memory costs now: small pages came fast, or both kinds were tried. */
+  get settled(): boolean {
+    return this.paces[0]! <= SMALL_PAGES_FAST || !Number.isNaN(this.paces[1]);
+  }
+
+  /** Small pages until they come slowly, then huge ones while those come faster. */
+  private kind(): 0 | 1 {
+    const [small, huge] = this.paces as [number, number];
+    return small > SMALL_PAGES_FAST && !(huge >= small) ? 1 : 0;
+  }
+
+  describe(): string {
+    const name = ["small", "huge"] as const;
+    return this.paces.flatMap((p, k) => (Number.isNaN(p) ? [] : [`${name[k]} pages ${p.toFixed(2)} s/GiB`])).join(", ");
+  }
+
+  alloc(size: number): Buffer {
+    const kind = this.kind();
+    const t0 = process.hrtime.bigint();
+    const b = bridge().allocPopulated(size, kind === 1);
+    const pace = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / size);
+    const was = this.paces[kind]!;
+    this.paces[kind] = Number.isNaN(was) ? pace : (was + pace) / 2;
+    this.populated += size;
+    return b;
+  }
+}
+
 /** Populated buffers, taken one by one while the task is frozen. */
 export class CapturePool implements Spare {
   private readonly free: Buffer[] = [];
@@ -70,14 +118,13 @@ export class CapturePool implements Spare {
   private full = false;
   /** the most bytes grow() populates in all */
   private limit = Infinity;
-  private populated = 0;
-  private populateNs = 0n;
+  private populator = new Populator();
 
   constructor(
     bytes: number,
     readonly chunk = CAPTURE_CHUNK,
   ) {
-    for (let n = 0; n < bytes; n += chunk) this.free.push(this.own(bridge().allocPopulated(chunk)));
+    for (let n = 0; n < bytes; n += chunk) this.free.push(this.own(this.populator.alloc(chunk)));
   }
 
   private own(b: Buffer): Buffer {
@@ -85,17 +132,18 @@ export class CapturePool implements Spare {
     return b;
   }
 
-  /** One more populated buffer of `size`, timed. */
+  /** One more populated buffer of `size`. */
   private populate(size: number): void {
-    const t0 = process.hrtime.bigint();
-    this.free.push(this.own(bridge().allocPopulated(size)));
-    this.populateNs += process.hrtime.bigint() - t0;
-    this.populated += size;
+    this.free.push(this.own(this.populator.alloc(size)));
   }
 
-  /** Seconds per GiB that populating has taken so far. */
+  private get populated(): number {
+    return this.populator.populated;
+  }
+
+  /** Seconds per GiB that populating takes now. */
   private get pace(): number {
-    return (Number(this.populateNs) / 1e9) * ((1 << 30) / this.populated);
+    return this.populator.pace;
   }
 
   /**
@@ -111,19 +159,21 @@ export class CapturePool implements Spare {
     // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
     const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
     const pool = new CapturePool(0, chunk);
-    // Judged after the first buffer and then after every one from PACE_PROBE on, not from
-    // the first alone: memory freed moments ago comes at 0.05 s per GiB here and the rest
-    // at 1.7, so a first buffer that came fast said little, and the choice flipped from run
-    // to run; one buffer's pace alone is noise (a huge page compacted).
+    // Judged once the kind of pages is chosen (after one or two buffers) and then after
+    // every one from PACE_PROBE on, not from the first alone: memory freed moments ago
+    // comes at 0.05 s per GiB here and the rest at 1.7, so a first buffer that came fast
+    // said little, and the choice flipped from run to run; one buffer's pace alone is
+    // noise (a huge page compacted).
     for (let n = 0; n < bytes; n += chunk) {
       pool.populate(chunk);
-      const judged = pool.populated === chunk || pool.populated >= PACE_PROBE;
+      const judged = pool.populator.settled && (pool.populated <= 2 * chunk || pool.populated >= PACE_PROBE);
       if (mode !== "always" && bytes > CAPTURE_CHUNK && judged && pool.pace > STREAM_S_PER_GIB) {
-        log?.info(`fresh memory comes at ${pool.pace.toFixed(2)} s/GiB here now: ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
+        log?.info(`fresh memory comes slowly here now (${pool.populator.describe()}): ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
         pool.complete = false;
         break;
       }
     }
+    if (pool.complete) log?.info(`${pool.populated} bytes populated for the pages (${pool.populator.describe()})`);
     return pool;
   }
 
@@ -137,8 +187,7 @@ export class CapturePool implements Spare {
     const pool = new CapturePool(0, SPARE_CHUNK);
     if (from) {
       for (const b of from.free.splice(0)) pool.free.push(pool.own(b));
-      pool.populated = from.populated;
-      pool.populateNs = from.populateNs;
+      pool.populator = from.populator;
       pool.full = !from.complete;
     }
     pool.limit = limit;
@@ -170,7 +219,7 @@ export class CapturePool implements Spare {
     const b = this.free.pop();
     if (b) return b;
     this.extra += this.chunk;
-    return this.own(bridge().allocPopulated(this.chunk));
+    return this.own(this.populator.alloc(this.chunk));
   }
 
   /** gives the buffers of a capture back once its pages are written (not those it does not own: a pre-copy's) */

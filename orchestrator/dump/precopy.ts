@@ -75,7 +75,7 @@ export function copyRuns(pid: number, runs: readonly number[], faults: Faults): 
     offs.push(bytes);
     bytes += runs[i + 1]!;
   }
-  const buf = bridge().allocPopulated(Math.max(PAGE, bytes));
+  const buf = bridge().allocPopulated(Math.max(PAGE, bytes), false);
   // batches of at most 1024 runs (readBatch's ranges go to one process_vm_readv each)
   for (let i = 0; i < runs.length; i += 2048) {
     faults.vmRead();
