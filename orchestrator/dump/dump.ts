@@ -9,7 +9,7 @@
 
 import { closeSync, fstatSync, mkdirSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { CLOCK, MAP } from "../../host-bridge/constants.js";
+import { CLOCK, MAP, O } from "../../host-bridge/constants.js";
 import { PAGE_IS, PAGE_SIZE, presentPages } from "../../host-bridge/pagemap.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
@@ -417,7 +417,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   /** snapshots writing in place: settled before anything they use is closed */
   const inPlace: InPlace[] = [];
   const lazyStore = new LazyPageStore();
-  const files = new FileTable({ ghostLimit: opts.ghostLimit ?? 1 << 20, linkRemap: opts.linkRemap === true, preDump });
+  const files = new FileTable({ ghostLimit: opts.ghostLimit ?? 1 << 20, linkRemap: opts.linkRemap === true, preDump, treeIds: new Set(tree.processes.flatMap((f) => [f.pid, ...f.tids])) });
   try {
     const shm = new ShmemTable(files);
     fdState = newFdDumpState({
@@ -529,17 +529,18 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       enter("files");
       const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
       socketMaps(p, vmas, fdinfo, files, log);
-      const special = (name: string): number => {
-        const fd = openSync(procPath(p, name), "r");
+      // cwd and root as O_PATH, as criu: a directory of a gone process's /proc refuses open (ESRCH).
+      const special = (name: string, flags: number | string): number => {
+        const fd = openSync(procPath(p, name), flags);
         try {
           return files.mappedFile(fd, fstatSync(fd, { bigint: true }), readlinkSync(procPath(p, name)), p);
         } finally {
           closeSync(fd);
         }
       };
-      const exeId = special("exe");
-      const cwdId = special("cwd");
-      const rootId = special("root");
+      const exeId = special("exe", "r");
+      const cwdId = special("cwd", O.PATH);
+      const rootId = special("root", O.PATH);
       // Scheduling, credentials, name and seccomp are each thread's own.
       const threads = fp.tids.map((tid) => {
         const task = (f: string): string => readProc(p, `task/${tid}/${f}`);

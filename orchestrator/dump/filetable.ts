@@ -4,11 +4,13 @@
 // inode; files open in fds by open file description. Unlinked files point at a ghost
 // (remap-fpath.img + ghost-file-N.img, ghost.ts), as criu does, within --ghost-limit;
 // those that keep other hard links at a link made for the restore (--link-remap,
-// link-remap.ts).
+// link-remap.ts). Files of a gone process's /proc directory get a PROCFS remap
+// (procfs-remap.ts).
 
 import { lstatSync, readSync, type BigIntStats } from "node:fs";
 import { Ghosts } from "./ghost.js";
 import { LinkRemaps } from "./link-remap.js";
+import { ProcfsRemaps } from "./procfs-remap.js";
 
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
@@ -86,12 +88,15 @@ export class FileTable {
   readonly sockets = new Map<bigint, number>();
   readonly ghosts: Ghosts;
   readonly links: LinkRemaps;
+  private readonly procfs: ProcfsRemaps;
   /** a pre-dump writes no file image: unlinked files get no ghost or link */
   private readonly remapping: boolean;
 
-  constructor(opts: { ghostLimit: number; linkRemap: boolean; preDump: boolean }) {
+  /** `treeIds`: the PIDs and TIDs of the dumped tree */
+  constructor(opts: { ghostLimit: number; linkRemap: boolean; preDump: boolean; treeIds: ReadonlySet<number> }) {
     this.ghosts = new Ghosts(opts.ghostLimit);
     this.links = new LinkRemaps(opts.linkRemap);
+    this.procfs = new ProcfsRemaps(opts.treeIds);
     this.remapping = !opts.preDump;
   }
 
@@ -130,9 +135,15 @@ export class FileTable {
 
   /** The reg_file_entry of an open file; registers a ghost copy when it is unlinked. */
   regEntry(id: number, fd: number, st: BigIntStats, linkName: string, flags: number, pos: bigint, fown: Fown, pid: number): Record<string, unknown> {
+    let proc;
+    try {
+      proc = this.procfs.classify(st, linkName);
+    } catch (e) {
+      throw new Error(`pid ${pid}: ${(e as Error).message}`, { cause: e });
+    }
     // (A file really named "x (deleted)" is that file, not an unlinked "x".)
-    const deleted = linkName.endsWith(" (deleted)") && !sameInode(linkName, st);
-    const name = deleted ? linkName.slice(0, -" (deleted)".length) : linkName;
+    const deleted = !proc && linkName.endsWith(" (deleted)") && !sameInode(linkName, st);
+    const name = proc ? proc.name : deleted ? linkName.slice(0, -" (deleted)".length) : linkName;
     const reg: Record<string, unknown> = { id, flags, pos, fown, name, mode: Number(st.mode) };
     const isReg = (Number(st.mode) & 0o170000) === 0o100000;
     // criu skips the size check of append-only logs: they grow after the dump.
@@ -140,6 +151,10 @@ export class FileTable {
       reg["size"] = st.size;
       const bid = elfBuildId(fd);
       if (bid) reg["build_id"] = bid;
+    }
+    if (proc?.deadPid !== undefined && this.remapping) {
+      const remap = this.procfs.remapOf(id, proc.deadPid);
+      if (remap) this.remaps.push(remap);
     }
     if (deleted && this.remapping) {
       try {
