@@ -5,7 +5,9 @@
 // were unlinked while in use come back from their ghost images (ghost.ts), made again,
 // opened, and removed again at the end of the restore. Those dumped with --link-remap
 // are opened through the link the dump made, which a successful restore removes (a
-// failed one leaves it for the next try, as criu does).
+// failed one leaves it for the next try, as criu does). A file of a gone process's /proc
+// directory (a PROCFS remap) keeps its name: a helper process with that PID lives while
+// it is opened (procfs-helpers.ts).
 
 import { closeSync, constants as fsc, existsSync, lstatSync, openSync, fstatSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -42,10 +44,21 @@ export function underRoot(root: string | undefined, path: string): string {
   return join(root, path);
 }
 
-/** A file in a process's /proc directory (/proc/PID/...). */
-const PROC_PID_FILE = /^\/proc\/\d+\//;
+/** A process's /proc directory or a file in it (/proc/PID, /proc/PID/...). */
+const PROC_PID_FILE = /^\/proc\/\d+(?:\/|$)/;
 
-/** Whether an image's path is a file of a process's /proc directory (/proc/PID/fdinfo/3, /proc/PID/stat). */
+/** The largest PID the kernel can have (PID_MAX_LIMIT on 64-bit). */
+const PID_MAX_LIMIT = 4194304;
+
+/** A file of a gone process's /proc directory (remap-fpath.img's PROCFS entry). */
+export interface DeadProcFile {
+  /** the gone process's PID */
+  pid: number;
+  /** the file's name in the images */
+  name: string;
+}
+
+/** Whether an image's path is a process's /proc directory or a file in it (/proc/PID, /proc/PID/fdinfo/3, /proc/PID/stat). */
 export function inProcDir(name: string): boolean {
   return PROC_PID_FILE.test(name);
 }
@@ -111,6 +124,8 @@ export class FileSet {
       linkedFrom: undefined,
     };
     const remap = this.remaps.get(id);
+    // Opened while the helper with the PID lives, not before: nothing to look at now.
+    if (remap?.type === "PROCFS") return out;
     if (remap?.type === "GHOST") {
       // Files that share a ghost share one read of it.
       let g = this.ghostImages.get(remap.remapId);
@@ -127,6 +142,25 @@ export class FileSet {
     }
     this.check(out, what);
     return out;
+  }
+
+  /**
+   * The files of gone processes' /proc directories (PROCFS remaps), one per PID, checked:
+   * the remap names a PID, and its file is in that PID's /proc directory.
+   */
+  deadProcFiles(): DeadProcFile[] {
+    const out = new Map<number, DeadProcFile>();
+    const image = join(this.dir, "remap-fpath.img");
+    for (const [origId, remap] of this.remaps) {
+      if (remap.type !== "PROCFS") continue;
+      const pid = remap.remapId;
+      const name = this.entry(origId, `the PROCFS remap of PID ${pid}`).reg?.name;
+      if (name === undefined) throw new RestoreError("plan", this.pid, `the PROCFS remap of PID ${pid} points at file id ${origId}, which is no regular file entry`, { file: image });
+      if (!(Number.isInteger(pid) && pid > 0 && pid <= PID_MAX_LIMIT)) throw new RestoreError("plan", this.pid, `the PROCFS remap of ${name} names PID ${pid}, which is no PID`, { file: image });
+      if (PROC_PID_FILE.exec(name)?.[0].replace(/\/$/, "") !== `/proc/${pid}`) throw new RestoreError("plan", this.pid, `the PROCFS remap of PID ${pid} is for ${name}, which is not in /proc/${pid}`, { file: image });
+      if (!out.has(pid)) out.set(pid, { pid, name });
+    }
+    return [...out.values()];
   }
 
   /**

@@ -21,6 +21,7 @@ import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { pidHolder } from "./pids.js";
+import { procfsHelpers } from "./procfs-helpers.js";
 import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
 import type { ThreadPlan } from "./threads.js";
@@ -79,7 +80,8 @@ export interface TreeNode {
  * was its sibling, made with CLONE_PARENT and reaped, is made as the kernel made it).
  */
 export interface HelperPlan extends TreeNode {
-  helper: "session" | "group";
+  /** what it is there for: a gone leader's session or group, or a gone process's /proc directory (procfs-helpers.ts) */
+  helper: "session" | "group" | "procfs";
   /** its processes are forked with CLONE_PARENT: its parent is no child subreaper */
   adopt: boolean;
 }
@@ -131,7 +133,7 @@ export interface Plan {
   root: ProcPlan;
   /** every live process, each after its parent (pstree order) */
   processes: ProcPlan[];
-  /** every process, zombies and helpers too, each after the process that forks it */
+  /** every process, zombies and helpers too, each after the process that forks it (the helpers of gone processes' /proc directories last) */
   order: TreeNode[];
   /** the network lock the dump left (inventory.img), removed once the connections are back */
   netLock: NetworkLock;
@@ -192,14 +194,14 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
-  const free = async (id: number, owner: number | undefined): Promise<void> => {
+  const free = async (id: number, owner: number | undefined, purpose?: string): Promise<void> => {
     let holder = pidHolder(id, false);
     for (let waited = 0; holder && isZombie(id) && waited < ZOMBIE_WAIT_MS; waited += 50) {
       if (waited === 0) log.info(`PID ${id} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
       await new Promise((r) => setTimeout(r, 50));
       holder = pidHolder(id, false);
     }
-    if (holder) throw fail(`${holder}; it must be free to restore ${owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID"}`, undefined, owner ?? id);
+    if (holder) throw fail(`${holder}; it must be free to restore ${purpose ?? (owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID")}`, undefined, owner ?? id);
   };
   // The processes' PIDs first, then the thread lists, then the threads' TIDs.
   for (const t of tasks) await free(t.pid, undefined);
@@ -248,8 +250,11 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     parent.children.push(p);
   }
   const root = order[0] as ProcPlan;
-  const helpers = sessions(root, opts.shellJob === true, new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])])), fail);
+  const treeIds = new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])]));
+  const helpers = sessions(root, opts.shellJob === true, treeIds, fail);
   for (const h of helpers) await free(h.pid, undefined);
+  const procfs = procfsHelpers(files, root, treeIds, helpers, fail);
+  for (const { helper, file } of procfs) await free(helper.pid, undefined, `${file.name}, a file of a process gone at dump time (a PROCFS remap of remap-fpath.img): a helper takes the PID while the file is opened`);
   for (const p of order) {
     if ("sharesFiles" in p && p.sharesFiles && p.forker !== p.ppid) throw fail(`pid ${p.pid} shares its parent's fd table but must be forked by a helper (its session or group leader is gone); that is not supported`, "pstree.img", p.pid);
   }
@@ -259,7 +264,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   for (const p of processes) p.locks = locks.get(p.pid) ?? [];
   // criu's images from before run ids name the nftables table by the root pid.
   const netLock = new NetworkLock(lockMethod, typeof inv.dump_criu_run_id === "string" && inv.dump_criu_run_id !== "" ? inv.dump_criu_run_id : String(rootPid), log);
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: withHelpers(order, helpers), netLock };
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: [...withHelpers(order, helpers), ...procfs.map((p) => p.helper)], netLock };
 }
 
 interface PlanShared {

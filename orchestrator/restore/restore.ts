@@ -248,11 +248,16 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | adopted));
       maker.processMade(p.pid, makers.get(p.pid)!);
     }
-    for (const h of helpers.reverse()) {
-      current = h.pid;
-      endHelper(makers.get(h.pid)!, makers.get(h.forker)!, h.adopt ? undefined : makers.get(h.ppid)!);
-      zombies.splice(zombies.indexOf(h.pid), 1);
-    }
+    const endHelpers = (list: HelperPlan[]): void => {
+      for (const h of list) {
+        current = h.pid;
+        // (one of a /proc directory forks nothing: no children to hand on)
+        endHelper(makers.get(h.pid)!, makers.get(h.forker)!, h.adopt || h.helper === "procfs" ? undefined : makers.get(h.ppid)!);
+        zombies.splice(zombies.indexOf(h.pid), 1);
+      }
+    };
+    // Those of gone processes' /proc directories stay until every task has its files.
+    endHelpers(helpers.filter((h) => h.helper !== "procfs").reverse());
     current = pid;
     stats.forking_time = us(tSpawn);
     // before any memory is charged: the processes are stubs still
@@ -326,6 +331,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     stats.pages_restored = BigInt(bytes / 4096 + shmPages);
     // Every fd and mapping holds the recreated unlinked files now.
     plan.files.unlinkTemporaries(log);
+    // and the files of gone processes' /proc directories: those go again with their helpers.
+    endHelpers(helpers.filter((h) => h.helper === "procfs"));
+    current = pid;
 
     for (const task of tasks) {
       const p = task.plan;
