@@ -131,6 +131,23 @@ export function endHelper(helper: Remote, forker: Remote, subreaper: Remote | un
   becomeZombie(helper, 0, "tscriu-helper");
   const reaped = forker.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
   if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", forker.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
+  takeSigchld(forker);
+}
+
+const NR_RT_SIGTIMEDWAIT = 128;
+const EAGAIN = 11;
+
+/**
+ * Takes the SIGCHLD a helper's end queued for the process that reaped it back out: the
+ * stub blocks every signal, and a traced task queues even those it ignores, so the task
+ * would run with a SIGCHLD it never had (its handler called for no child; criu's restore
+ * leaves none either). The images' own pending signals are queued later (signals.ts).
+ */
+function takeSigchld(r: Remote): void {
+  const set = Buffer.alloc(8);
+  set.writeBigUInt64LE(1n << BigInt(SIGCHLD - 1));
+  const got = r.try(NR_RT_SIGTIMEDWAIT, [r.write(0, set), 0, r.write(8, Buffer.alloc(16)), 8]);
+  if (got !== BigInt(SIGCHLD) && got !== BigInt(-EAGAIN)) throw new RestoreError("spawn", r.pid, `rt_sigtimedwait(SIGCHLD) after a helper's end returned ${got}`);
 }
 
 export { NR };

@@ -5,8 +5,8 @@
  * "/proc/A (deleted)", fd 21 keeps its name but has no task behind it.
  * Self-check (SIGUSR1): getcwd fails with ENOENT, the cwd and fd 20 are one procfs
  * directory named "/proc/A (deleted)" in which a lookup fails with ESRCH, fd 21 is
- * "/proc/B/status" and its read fails with ESRCH, /proc/A and /proc/B do not exist
- * ("PASS unhashedproc").
+ * "/proc/B/status" and its read fails with ESRCH, /proc/A and /proc/B do not exist, and
+ * no SIGCHLD came once the children were reaped ("PASS unhashedproc").
  * The ready line gives a=A b=B. */
 #include "workload.h"
 #include <sys/stat.h>
@@ -16,6 +16,14 @@
 #define PROC_SUPER_MAGIC 0x9fa0
 
 static pid_t a, b;
+/* SIGCHLDs since the children were reaped: none, a restore's helpers end unseen */
+static volatile sig_atomic_t chld;
+
+static void on_chld(int sig)
+{
+	(void)sig;
+	chld++;
+}
 
 /* fd `fd` (AT_FDCWD: the cwd) is a directory on procfs whose link reads `want`. A path
  * lookup through a dead process's directory fails (procfs revalidates it: ESRCH); stat of
@@ -58,6 +66,8 @@ static int check(void)
 		return wl_fail("fd 21 is \"%s\", not \"%s\"", buf, want);
 	if (pread(21, buf, sizeof(buf), 0) >= 0 || errno != ESRCH)
 		return wl_fail("a read of fd 21 (%s) gives %s, not ESRCH", want, strerror(errno));
+	if (chld)
+		return wl_fail("%d SIGCHLD since the children were reaped", (int)chld);
 	for (int i = 0; i < 2; i++) {
 		snprintf(path, sizeof(path), "/proc/%d", i ? b : a);
 		if (access(path, F_OK) == 0 || errno != ENOENT)
@@ -94,6 +104,8 @@ int main(int argc, char **argv)
 	kill(b, SIGKILL);
 	if (waitpid(a, NULL, 0) != a || waitpid(b, NULL, 0) != b)
 		wl_die("waitpid");
+	if (signal(SIGCHLD, on_chld) == SIG_ERR)
+		wl_die("signal");
 	wl_install_check_handler();
 	wl_ready("a=%d b=%d", a, b);
 	wl_serve_checks("unhashedproc", check);
