@@ -194,14 +194,15 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
   // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
-  const free = async (id: number, owner: number | undefined, purpose?: string): Promise<void> => {
+  /** `purpose`: what else the PID is for (and the image that says so) */
+  const free = async (id: number, owner: number | undefined, purpose?: { what: string; image: string }): Promise<void> => {
     let holder = pidHolder(id, false);
     for (let waited = 0; holder && isZombie(id) && waited < ZOMBIE_WAIT_MS; waited += 50) {
       if (waited === 0) log.info(`PID ${id} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
       await new Promise((r) => setTimeout(r, 50));
       holder = pidHolder(id, false);
     }
-    if (holder) throw fail(`${holder}; it must be free to restore ${purpose ?? (owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID")}`, undefined, owner ?? id);
+    if (holder) throw fail(`${holder}; it must be free to restore ${purpose?.what ?? (owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID")}`, purpose?.image, owner ?? id);
   };
   // The processes' PIDs first, then the thread lists, then the threads' TIDs.
   for (const t of tasks) await free(t.pid, undefined);
@@ -254,7 +255,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const helpers = sessions(root, opts.shellJob === true, treeIds, fail);
   for (const h of helpers) await free(h.pid, undefined);
   const procfs = procfsHelpers(files, root, treeIds, helpers, fail);
-  for (const { helper, file } of procfs) await free(helper.pid, undefined, `${file.name}, a file of a process gone at dump time (a PROCFS remap of remap-fpath.img): a helper takes the PID while the file is opened`);
+  for (const { helper, file } of procfs) await free(helper.pid, undefined, { what: `${file.name}, a file of a process gone at dump time (a PROCFS remap): a helper takes the PID while the file is opened`, image: "remap-fpath.img" });
   for (const p of order) {
     if ("sharesFiles" in p && p.sharesFiles && p.forker !== p.ppid) throw fail(`pid ${p.pid} shares its parent's fd table but must be forked by a helper (its session or group leader is gone); that is not supported`, "pstree.img", p.pid);
   }
