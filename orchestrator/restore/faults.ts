@@ -10,7 +10,9 @@
 //   restore:spawn       starting the stub with the dumped PID
 //   restore:seize       seizing the stub
 //   restore:trampoline  mapping the trampoline page
-//   restore:cgroup-move every process moved into its cgroups, once all are forked
+//   restore:cgroup-move each process moved into its cgroups as soon as it is made
+//   restore:premap      each process's memory that its children share (cow.ts, premap.ts),
+//                       made before it forks them
 //   restore:ttys        pty pairs made again, controlling terminals, /dev/tty (once)
 //   restore:vdso        moving [vvar]/[vdso] onto the dumped addresses
 //   restore:vmas        mapping every VMA
@@ -44,6 +46,7 @@ export const RESTORE_STEPS = [
   "seize",
   "trampoline",
   "cgroup-move",
+  "premap",
   "ttys",
   "vdso",
   "vmas",

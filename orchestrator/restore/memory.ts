@@ -29,6 +29,7 @@ import { PageResolver, type PageSeg } from "./pagesegs.js";
 import { NR, type Call, type Remote } from "./remote.js";
 import { hugePageBytes, type ShmObject, type ShmTable } from "./shmem.js";
 import { planVdso, type VdsoPlan } from "./vdso.js";
+import type { CowVma } from "./cow.js";
 
 export type Vma = NonNullable<MmEntry["vmas"]>[number];
 
@@ -64,6 +65,8 @@ export interface MemoryPlan {
   /** a lazy restore: the PE_LAZY pages (this many) are the lazy-pages daemon's */
   lazy: boolean;
   lazyPages: number;
+  /** the VMAs that go through the premap area (cow.ts): mapped and filled there, not by mapVmas and fillMemory */
+  cow: CowVma[];
 }
 
 const hex = (v: bigint): string => v.toString(16);
@@ -146,7 +149,7 @@ export async function planMemory(pid: number, dir: string, mm: MmEntry, files: F
       at = stop;
     }
   }
-  return { vmas, segs, pages, vdso, lazy, lazyPages };
+  return { vmas, segs, pages, vdso, lazy, lazyPages, cow: [] };
 }
 
 /**
@@ -166,7 +169,7 @@ function openFlags(v: Vma, shared: boolean): number {
 }
 
 /** mmap flags for the VMA at its address: its own flags, never replacing anything. */
-function mmapFlags(v: Vma, anon: boolean): number {
+export function mmapFlags(v: Vma, anon: boolean): number {
   let f = (v.flags & ~(MAP.FIXED | MAP.ANONYMOUS)) | MAP.FIXED_NOREPLACE;
   // MAP_DROPPABLE is a map type of its own: no MAP_PRIVATE with it
   if (f & MAP.DROPPABLE) f &= ~MAP.PRIVATE;
@@ -183,7 +186,7 @@ function hugeWhat(v: Vma): string {
 }
 
 /** madvise calls for the VMA's saved advice bits (criu stores 1 << MADV_x). */
-function madviseCalls(v: Vma): Call[] {
+export function madviseCalls(v: Vma): Call[] {
   const calls: Call[] = [];
   const bits = v.madv ?? 0n;
   for (let b = 0; b < 64; b++) {
@@ -199,8 +202,10 @@ function madviseCalls(v: Vma): Call[] {
 export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: ModuleLog): void {
   const remoteFds = new Map<number, number>();
   const calls: Call[] = [];
+  const premapped = new Set(plan.cow.map((c) => c.vma));
   for (const p of plan.vmas) {
     const v = p.vma;
+    if (premapped.has(p)) continue;
     if (p.kind === "anon") {
       // A kernel before 6.11 takes MAP_DROPPABLE for an unknown map type: EINVAL.
       const what = v.flags & MAP.DROPPABLE ? `mmap of the droppable VMA ${range(v)} (MAP_DROPPABLE, Linux 6.11+)` : v.flags & MAP_HUGETLB ? hugeWhat(v) : `mmap of the anonymous VMA ${range(v)}`;
@@ -319,7 +324,8 @@ function giveEarly(uffd: number, lazyRanges: BigUint64Array, give: () => void): 
 
 export function fillMemory(remote: Remote, plan: MemoryPlan, threads: number, log: ModuleLog, progress?: FillProgress, fault?: () => void, lazy?: LazyTaker): number {
   const b = bridge();
-  const pieces = perVma(plan);
+  const premapped = new Set(plan.cow.map((c) => c.vma));
+  const pieces = perVma(plan).filter((p) => !premapped.has(p.vma));
   // (UFFDIO_COPY into hugetlb memory takes whole huge pages only: that goes the other way)
   const viaUffd = pieces.filter((p) => p.vma.kind === "anon" && !(p.vma.vma.flags & (MAP_LOCKED | MAP_HUGETLB)));
   let rest = pieces.filter((p) => !viaUffd.includes(p)).map((p) => p.seg);

@@ -20,6 +20,7 @@ import { FdPlanner, type FdPlan } from "../fds/restore.js";
 import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
+import { planCow, type CowSummary } from "./cow.js";
 import { pidHolder } from "./pids.js";
 import { procfsHelpers } from "./procfs-helpers.js";
 import { checkRegisters } from "./registers.js";
@@ -137,6 +138,8 @@ export interface Plan {
   order: TreeNode[];
   /** the network lock the dump left (inventory.img), removed once the connections are back */
   netLock: NetworkLock;
+  /** the premap area's size and the pages left shared between parents and children (cow.ts) */
+  cow: CowSummary;
 }
 
 /**
@@ -260,12 +263,13 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     if ("sharesFiles" in p && p.sharesFiles && p.forker !== p.ppid) throw fail(`pid ${p.pid} shares its parent's fd table but must be forked by a helper (its session or group leader is gone); that is not supported`, "pstree.img", p.pid);
   }
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
+  const cow = planCow(processes, byPid, opts.lazyPages === true);
   const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
   const locks = planLocks(dir, lockImage?.entries as FileLockEntry[] | undefined, opts.fileLocks === true, processes, (id) => filesById.get(id), log);
   for (const p of processes) p.locks = locks.get(p.pid) ?? [];
   // criu's images from before run ids name the nftables table by the root pid.
   const netLock = new NetworkLock(lockMethod, typeof inv.dump_criu_run_id === "string" && inv.dump_criu_run_id !== "" ? inv.dump_criu_run_id : String(rootPid), log);
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: [...withHelpers(order, helpers), ...procfs.map((p) => p.helper)], netLock };
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: [...withHelpers(order, helpers), ...procfs.map((p) => p.helper)], netLock, cow };
 }
 
 interface PlanShared {

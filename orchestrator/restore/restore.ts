@@ -26,6 +26,7 @@ import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
 import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
 import { pidHolder, processState } from "./pids.js";
+import { inSlot, moveSlots, premap, slotRanges } from "./premap.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
 import { CLONE, eachThread, makeThreads, restoreThreadName } from "./threads.js";
@@ -145,15 +146,19 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   const tasks: Task[] = [];
   /** the zombies and helpers made so far (a helper leaves once reaped) */
   const zombies: number[] = [];
-  const enter = (s: RestoreStep): void => {
+  /** names step `s` in errors from now on */
+  const name = (s: RestoreStep): void => {
     step = s;
-    onEvent({ type: "step", step: s });
-    log.info(`step: ${s}`);
     remote?.enter(s);
     for (const t of tasks) {
       t.remote.enter(s);
       for (const th of t.threads) th.remote.enter(s);
     }
+  };
+  const enter = (s: RestoreStep): void => {
+    name(s);
+    onEvent({ type: "step", step: s });
+    log.info(`step: ${s}`);
     faults.step(s);
   };
 
@@ -221,12 +226,29 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     remote.enter("trampoline");
     tasks.push({ plan: root, remote, threads: [] });
     log.debug(`trampoline at 0x${remote.tramp.toString(16)}`);
+    // The slots of the memory parents share with their children (cow.ts), free in every layout.
+    const slotBase = plan.cow.span > 0n ? findGap([...stubMaps, ...imageVmas, { start: remote.tramp, end: remote.tramp + BigInt(TRAMPOLINE_SIZE) }], Number(plan.cow.span)) : 0n;
+    if (plan.cow.span > 0n) log.debug(`premap area at 0x${slotBase.toString(16)}, ${plan.cow.span} bytes; ${plan.cow.shared} of ${plan.cow.compared} compared pages stay shared`);
+    const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
+    let premapBytes = 0;
+    // Each process as soon as it exists, before it forks: into its cgroups before any of
+    // its memory is charged (a page is charged where it is first made), then its slots,
+    // which the children forked after it inherit.
+    const made = (p: ProcPlan, r: Remote): void => {
+      current = p.pid;
+      enter("cgroup-move");
+      cgroups?.moveProcess(p.pid, cgSetOf(p.core));
+      enter("premap");
+      premapBytes += premap(r, p.memory, slotBase, plan.files, Math.max(3, p.fds.maxFd + 1), threadsOut);
+      name("spawn");
+    };
     // The other processes, each forked by its parent while all are still stubs.
     // Helpers (gone session and group leaders) fork theirs, then go, newest first.
     const makers = new Map<number, Remote>([[pid, remote]]);
     // A session leader takes its controlling terminal before it forks: a process inherits
     // the terminal at fork, one forked before it was set never has it (/dev/tty: ENXIO).
     maker.processMade(pid, remote);
+    made(root, remote);
     const helpers: HelperPlan[] = [];
     for (const node of plan.order.slice(1)) {
       const forker = makers.get(node.forker)!;
@@ -247,6 +269,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       const p = node as ProcPlan;
       makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | adopted));
       maker.processMade(p.pid, makers.get(p.pid)!);
+      made(p, makers.get(p.pid)!);
     }
     const endHelpers = (list: HelperPlan[]): void => {
       for (const h of list) {
@@ -260,13 +283,6 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     endHelpers(helpers.filter((h) => h.helper !== "procfs").reverse());
     current = pid;
     stats.forking_time = us(tSpawn);
-    // before any memory is charged: the processes are stubs still
-    enter("cgroup-move");
-    for (const task of tasks) {
-      current = task.plan.pid;
-      cgroups?.moveProcess(task.plan.pid, cgSetOf(task.plan.core));
-    }
-    current = pid;
     // criu's stages once every task exists; tscriu makes no namespace but the time one,
     // made with the root: an action script or RPC client may still set things up here.
     await runActions(scripts, opts.onAction, "setup-namespaces", dir, pid);
@@ -277,7 +293,6 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     enter("ttys");
     maker.beforeFiles(new Map(tasks.map((t) => [t.plan.pid, t.remote])));
 
-    const threadsOut = opts.pageThreads ?? Math.max(2, Math.min(4, availableParallelism()));
     const bytes = plan.processes.reduce((sum, p) => sum + p.memory.segs.reduce((s2, x) => s2 + x.len, 0), 0);
     let shmPages = 0;
     for (const task of tasks) {
@@ -288,16 +303,19 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
       enter("vdso");
       const maps = readMaps(p.pid);
+      // (its slots stay: they become its VMAs at the vmas step; the others it inherited go)
+      const slots = slotRanges(slotBase, p.memory);
       const special = new Set(["[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]"]);
       r.batch(
         maps
-          .filter((m) => !special.has(m.name) && m.start !== r.tramp)
+          .filter((m) => !special.has(m.name) && m.start !== r.tramp && !inSlot(m, slots))
           .map((m) => ({ what: `munmap of the stub's ${m.name || "anonymous memory"} ${m.start.toString(16)}-${m.end.toString(16)}`, nr: NR.munmap, args: [m.start, m.end - m.start] })),
       );
       task.parked = moveVdso(r, p.memory.vdso, maps, [...p.memory.vmas.map((v) => v.vma), { start: r.tramp, end: r.tramp + BigInt(TRAMPOLINE_SIZE) }]);
 
       enter("vmas");
       mapVmas(r, p.memory, plan.files, log);
+      moveSlots(r, p.memory, slotBase);
 
       enter("pages");
       if (task === tasks[0]) onEvent({ type: "memory-start", bytes });
@@ -328,7 +346,10 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     plan.shm.seal(log);
     onEvent({ type: "memory-done" });
-    stats.pages_restored = BigInt(bytes / 4096 + shmPages);
+    stats.pages_restored = BigInt(bytes / 4096 - plan.cow.shared + shmPages);
+    stats.pages_compared = BigInt(plan.cow.compared);
+    stats.pages_skipped_cow = BigInt(plan.cow.shared);
+    log.debug(`${premapBytes} bytes written into the premap area`);
     // Every fd and mapping holds the recreated unlinked files now.
     plan.files.unlinkTemporaries(log);
     // and the files of gone processes' /proc directories: those go again with their helpers.
