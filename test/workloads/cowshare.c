@@ -180,6 +180,22 @@ static void link_child(int child_end[2])
 	child_end[1] = up[1];
 }
 
+/* fork() after link_child(), with a pipe `sync` the child tells its parent it is set up on;
+ * the child closes the parent's ends of the link. */
+static pid_t fork_linked(int sync[2])
+{
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		wl_die("pipe2");
+	pid_t pid = fork();
+	if (pid < 0)
+		wl_die("fork");
+	if (pid == 0) {
+		close(req_fd);
+		close(ans_fd);
+	}
+	return pid;
+}
+
 static uint8_t *guarded(unsigned long pages)
 {
 	uint8_t *m = mmap(NULL, (pages + 2) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -225,14 +241,8 @@ int main(int argc, char **argv)
 	int to_c[2], to_g[2];
 	link_child(to_c);
 	int sync_pipe[2];
-	if (pipe2(sync_pipe, O_CLOEXEC) < 0)
-		wl_die("pipe2");
-	c_pid = fork();
-	if (c_pid < 0)
-		wl_die("fork");
+	c_pid = fork_linked(sync_pipe);
 	if (c_pid == 0) {
-		close(req_fd);
-		close(ans_fd);
 		close(sync_pipe[0]);
 		for (int k = 0; k < PER_CLASS; k++) {
 			fill(area, (unsigned long)(1 * PER_CLASS + k), BY_C);
@@ -249,14 +259,8 @@ int main(int argc, char **argv)
 			fill(gone, p, BY_C);
 		link_child(to_g);
 		int g_sync[2];
-		if (pipe2(g_sync, O_CLOEXEC) < 0)
-			wl_die("pipe2");
-		g_pid = fork();
-		if (g_pid < 0)
-			wl_die("fork");
+		g_pid = fork_linked(g_sync);
 		if (g_pid == 0) {
-			close(req_fd);
-			close(ans_fd);
 			for (int k = 0; k < PER_CLASS; k++)
 				fill(area, (unsigned long)(6 * PER_CLASS + k), BY_G);
 			if (write(g_sync[1], "g", 1) != 1) /* G is set up */
