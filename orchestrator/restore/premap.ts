@@ -13,7 +13,8 @@ import type { CowVma } from "./cow.js";
 import { RestoreError } from "./errors.js";
 import type { FileSet } from "./fileset.js";
 import type { Mapping } from "./layout.js";
-import { madviseCalls, mmapFlags, writeSegments, type MemoryPlan } from "./memory.js";
+import type { ModuleLog } from "../log.js";
+import { fillMemory, madviseCalls, mmapFlags, writeSegments, type MemoryPlan, type VmaPlan } from "./memory.js";
 import type { PageSeg } from "./pagesegs.js";
 import { NR, type Call, type Remote } from "./remote.js";
 
@@ -44,7 +45,7 @@ export function inSlot(m: Mapping, slots: readonly { start: bigint; end: bigint 
  * handed over through a pidfd of tscriu at fd `fdAbove` or higher, closed again before
  * anything is forked), drops and writes pages. Returns the bytes written.
  */
-export function premap(remote: Remote, memory: MemoryPlan, base: bigint, files: FileSet, fdAbove: number, threads: number): number {
+export function premap(remote: Remote, memory: MemoryPlan, base: bigint, files: FileSet, fdAbove: number, threads: number, log: ModuleLog): number {
   const cow = memory.cow;
   if (cow.length === 0) return 0;
   const calls: Call[] = [];
@@ -84,12 +85,17 @@ export function premap(remote: Remote, memory: MemoryPlan, base: bigint, files: 
     if (taken.length) remote.loop(taken.map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
     remote.closePidfd();
   }
-  const segs: PageSeg[] = cow.flatMap((c) => {
-    const delta = slotAt(base, c) - c.vma.vma.start;
-    return c.write.map((s) => ({ ...s, vaddr: s.vaddr + delta }));
-  });
-  // process_vm_writev: a page shared with the parent is copied for this process alone
-  return writeSegments(remote.pid, segs, threads);
+  const segsOf = (list: readonly CowVma[]): PageSeg[] =>
+    list.flatMap((c) => {
+      const delta = slotAt(base, c) - c.vma.vma.start;
+      return c.write.map((s) => ({ ...s, vaddr: s.vaddr + delta }));
+    });
+  // The slots of its own are fresh memory, filled as the VMAs of the pages step are (a
+  // userfaultfd where the kernel gives one); in an inherited slot a page may be the parent's
+  // still: process_vm_writev copies it for this process alone.
+  const slotVma = (c: CowVma): VmaPlan => ({ ...c.vma, vma: { ...c.vma.vma, start: slotAt(base, c), end: slotAt(base, c) + len(c) } });
+  const fresh: MemoryPlan = { ...memory, vmas: own.map(slotVma), segs: segsOf(own), lazy: false, lazyPages: 0, cow: [] };
+  return fillMemory(remote, fresh, threads, log) + writeSegments(remote.pid, segsOf(cow.filter((c) => c.inherited)), threads);
 }
 
 /** With the stub's mappings gone: every slot moved onto its VMA, with the VMA's protection and advice. */

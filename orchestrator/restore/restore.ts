@@ -239,7 +239,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       enter("cgroup-move");
       cgroups?.moveProcess(p.pid, cgSetOf(p.core));
       enter("premap");
-      premapBytes += premap(r, p.memory, slotBase, plan.files, Math.max(3, p.fds.maxFd + 1), threadsOut);
+      premapBytes += premap(r, p.memory, slotBase, plan.files, Math.max(3, p.fds.maxFd + 1), threadsOut, log);
       name("spawn");
     };
     // The other processes, each forked by its parent while all are still stubs.
