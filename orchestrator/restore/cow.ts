@@ -95,10 +95,18 @@ function clip(segs: readonly PageSeg[], start: bigint, end: bigint): PageSeg[] {
 /** Reads page data out of pages files, each opened once. */
 class PageReader {
   private readonly fds = new Map<string, number>();
-  readonly a = Buffer.alloc(CHUNK);
-  readonly b = Buffer.alloc(CHUNK);
+  private bufs: [Buffer, Buffer] | undefined;
 
   constructor(private readonly pid: number) {}
+
+  /** two buffers of CHUNK bytes, made at the first comparison */
+  get a(): Buffer {
+    return (this.bufs ??= [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)])[0];
+  }
+
+  get b(): Buffer {
+    return (this.bufs ??= [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)])[1];
+  }
 
   read(into: Buffer, file: string, off: number, len: number): void {
     let fd = this.fds.get(file);

@@ -35,8 +35,9 @@
 //   restore:resume      detaching from the restored task
 //
 // A "restore:pages-write" fault makes the page copy itself fail part-way (EIO).
-// "restore:STEP#N" fails the N-th time STEP starts: the steps from vdso to locks and from
-// signals to creds run once per process of a tree, so #5 is the fifth process.
+// "restore:STEP#N" fails the N-th time STEP starts: cgroup-move and premap, the steps from
+// vdso to locks and from signals to creds run once per process of a tree, so #5 is the
+// fifth process.
 
 export const RESTORE_STEPS = [
   "cgroups",
