@@ -13,17 +13,16 @@ import { CLOCK, MAP, O } from "../../host-bridge/constants.js";
 import { PAGE_IS, PAGE_SIZE, presentPages } from "../../host-bridge/pagemap.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Logger, ModuleLog } from "../log.js";
-import { CgroupDump } from "./cgroups.js";
-import { buildCore, buildThreadCore, readRegs, type ThreadInput } from "./core.js";
+import { readRegs } from "./core.js";
 import { asDumpError, DumpError } from "./errors.js";
 import { Faults, type DumpStep } from "./faults.js";
 import { NO_EXTERNAL_UNIX, type ExternalUnix } from "../fds/unix-external.js";
-import { collectFds, fdImages, newFdDumpState, releaseFds, settleFds, type FdDumpState } from "../fds/dump.js";
-import { LOCK_METHOD_ID, NetworkLock, type LockMethod } from "../net/lock.js";
+import { collectFds, newFdDumpState, releaseFds, settleFds, type FdDumpState } from "../fds/dump.js";
+import { NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
 import { CgroupFreezer } from "./cgroup-freezer.js";
-import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
-import { SharedIds, type TaskIds } from "./ids.js";
+import { checkDumpable, freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
+import { SharedIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages, slicePlan, takeLazy, type PagePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, type Captured } from "./capture.js";
@@ -35,18 +34,15 @@ import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
 import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeResult } from "../page-server/lazy-serve.js";
-import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds, type ProcCreds, type ProcStat } from "./proc.js";
+import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, sameVmas, vmaEntry, withoutVma, type Vma } from "./vmas.js";
-import { ghostImageEntries } from "./ghost.js";
+import { collectVmas, sameVmas, withoutVma, type Vma } from "./vmas.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
-import { ImageSet, inventoryEntry, namespaceIds, newRunId, taskClocks } from "./write.js";
-import { seccompImage } from "./seccomp.js";
+import { ImageSet, namespaceIds, newRunId } from "./write.js";
+import { treeImages, type Collected } from "./task-images.js";
 import { Irmap } from "../fds/irmap.js";
-import { hostCpuinfo } from "../cpuinfo/host.js";
-import { CPU_CAP_IMAGE, parseCpuCaps } from "../../wasm/index.js";
 
 /** A write-protect snapshot written in place: its sink (pagemap, unprotected pages) and its stream. */
 interface InPlace {
@@ -173,33 +169,7 @@ function refuseOldImages(pid: number, dir: string): void {
 }
 
 /** What is collected of one process before its memory is copied and its images written. */
-interface Collected {
-  pid: number;
-  ppid: number;
-  frozen: Frozen;
-  stat: ProcStat;
-  creds: ProcCreds;
-  nsIds: Record<string, number>;
-  rlimits: { cur: bigint; max: bigint }[];
-  comm: string;
-  personality: number;
-  loginuid: number;
-  oomScoreAdj: number;
-  auxv: bigint[];
-  inside: InsideState;
-  vmas: Vma[];
-  fdinfo: Record<string, unknown>[];
-  /** its fd table is its parent's (CLONE_FILES): one fdinfo image, written with the parent's */
-  sharesFiles: boolean;
-  exeId: number;
-  cwdId: number;
-  rootId: number;
-  threads: Omit<ThreadInput, "seccomp" | "cgSet">[];
-  ids: TaskIds;
-}
 
-/** criu's task_state of a zombie. */
-const TASK_DEAD = 2;
 
 const PAGE = 4096;
 /**
@@ -207,12 +177,6 @@ const PAGE = 4096;
  * size, used again and again: fresh memory is what costs here (see capture.ts).
  */
 const SLICE = 16 << 20;
-
-/** /proc/uptime in microseconds, as criu records it in a pre-dump's inventory. */
-function uptimeUs(): bigint {
-  const [sec, frac] = readFileSync("/proc/uptime", "utf8").split(" ")[0]!.split(".");
-  return BigInt(sec!) * 1_000_000n + BigInt((frac ?? "0").padEnd(2, "0").slice(0, 2)) * 10_000n;
-}
 
 function us(from: bigint, to = process.hrtime.bigint()): number {
   return Number((to - from) / 1000n);
@@ -668,82 +632,25 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     enter("images");
     // Built now, from the tree as it stands frozen (some entries read the tasks: pending
     // signals, robust lists, rseq); encoded and written below, after a task let go early.
-    const built: [name: string, type: string, entries: Record<string, unknown>[]][] = [];
-    const image = (name: string, type: string, entries: Record<string, unknown>[]): void => void built.push([name, type, entries]);
-    if (preDump) {
-      // criu's pre-dump inventory: the uptime (criu checks a pid was not reused with it) and the mode.
-      image(`inventory.img`, "INVENTORY", [{ ...inventoryEntry(namespaceIds(pid), runId, LOCK_METHOD_ID[netLock.method]), dump_uptime: uptimeUs(), pre_dump_mode: opts.preDumpMode === "read" ? 2 : 1 }]);
-    }
-    if (!preDump) {
-      const seccomp = seccompImage(procs.map((c) => c.threads.map((t) => ({ tid: t.tid, mode: t.creds.seccomp }))));
-      // criu works in its work dir: a relative yard is found from there (zdtm's cgroup_yard)
-      const cgroups = new CgroupDump(opts.cgroupsIgnore !== true, opts.cgroupRoots ?? [], opts.cgroupYard !== undefined ? resolve(workDir, opts.cgroupYard) : undefined);
-      for (const c of procs) {
-        const threadInput = (t: Collected["threads"][number]): ThreadInput => ({ ...t, seccomp: seccomp.of.get(t.tid)!, cgSet: cgroups.setOf(c.pid, t.tid) });
-        const core = buildCore(
-          { pid: c.pid, stat: c.stat, inside: c.inside, comm: c.comm, personality: c.personality, rlimits: c.rlimits, loginuid: c.loginuid, oomScoreAdj: c.oomScoreAdj, stopSignal: c.frozen.stopSignal },
-          threadInput(c.threads[0]!),
-        );
-        image(`core-${c.pid}.img`, "CORE", [core]);
-        for (const t of c.threads.slice(1)) image(`core-${t.tid}.img`, "CORE", [buildThreadCore(threadInput(t), false)]);
-        image(`mm-${c.pid}.img`, "MM", [
-          {
-            mm_start_code: c.stat.startCode,
-            mm_end_code: c.stat.endCode,
-            mm_start_data: c.stat.startData,
-            mm_end_data: c.stat.endData,
-            mm_start_stack: c.stat.startStack,
-            mm_start_brk: c.stat.startBrk,
-            mm_brk: c.inside.brk,
-            mm_arg_start: c.stat.argStart,
-            mm_arg_end: c.stat.argEnd,
-            mm_env_start: c.stat.envStart,
-            mm_env_end: c.stat.envEnd,
-            exe_file_id: c.exeId,
-            mm_saved_auxv: c.auxv,
-            vmas: c.vmas.map(vmaEntry),
-            dumpable: c.inside.dumpable,
-            thp_disabled: c.inside.thpDisabled,
-          },
-        ]);
-        image(`ids-${c.pid}.img`, "IDS", [{ ...c.ids, ...c.nsIds }]);
-        image(`fs-${c.pid}.img`, "FS", [{ cwd_id: c.cwdId, root_id: c.rootId, umask: c.creds.umask }]);
-        if (!c.sharesFiles) image(`fdinfo-${c.ids.files_id}.img`, "FDINFO", c.fdinfo);
-      }
-      // Zombies: a core with only their exit status and name (criu's layout), nothing else.
-      for (const z of tree.processes) {
-        if (!z.zombie) continue;
-        const tc = { task_state: TASK_DEAD, exit_code: z.zombie.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: z.zombie.comm };
-        image(`core-${z.pid}.img`, "CORE", [{ mtype: "X86_64", tc }]);
-      }
-      image(
-        `pstree.img`,
-        "PSTREE",
-        tree.processes.map((f) => {
-          const c = procs.find((x) => x.pid === f.pid);
-          // criu writes a zombie's thread list as [0]
-          return { pid: f.pid, ppid: f.ppid, pgid: c?.stat.pgid ?? f.zombie!.pgid, sid: c?.stat.sid ?? f.zombie!.sid, threads: f.zombie ? [0] : f.tids };
-        }),
-      );
-      image(`files.img`, "FILES", files.entries);
-      for (const x of fdImages(fdState)) image(x.name, x.type, x.entries);
-      if (shm.objects.size) image(`memfd.img`, "MEMFD_INODE", shm.inodeEntries());
-      if (files.remaps.length) image(`remap-fpath.img`, "REMAP_FPATH", files.remaps);
-      for (const g of files.ghosts.files) image(`ghost-file-${g.id.toString(16)}.img`, "GHOST_FILE", ghostImageEntries(g));
-      image(`seccomp.img`, "SECCOMP", [seccomp.entry]);
-      if (freezer && !freezer.v2) cgroups.freezerState(freezer.origin);
-      const cgroupEntry = cgroups.entry();
-      cgroups.close();
-      if (cgroupEntry) image(`cgroup.img`, "CGROUP", [cgroupEntry]);
-      const ts = (ns: bigint): Record<string, bigint> => ({ tv_sec: ns / 1_000_000_000n, tv_nsec: ns % 1_000_000_000n });
-      const clocks = taskClocks(pid, frozenAt);
-      image(`timens-0.img`, "TIMENS", [{ monotonic: ts(clocks.monotonic), boottime: ts(clocks.boottime) }]);
-      // criu writes cpuinfo.img when --cpu-cap asks for any check ("none" does not).
-      if (opts.cpuCap !== undefined && parseCpuCaps(opts.cpuCap === "" ? undefined : opts.cpuCap) & CPU_CAP_IMAGE) {
-        image(`cpuinfo.img`, "CPUINFO", [{ x86_entry: [hostCpuinfo()] }]);
-      }
-      image(`inventory.img`, "INVENTORY", [inventoryEntry(procs[0]!.nsIds, runId, LOCK_METHOD_ID[netLock.method])]);
-    }
+    const built = treeImages({
+      preDump,
+      preDumpMode: opts.preDumpMode,
+      pid,
+      runId,
+      lockMethod: netLock.method,
+      procs,
+      tree,
+      files,
+      fdState,
+      shm,
+      freezer,
+      frozenAt,
+      workDir,
+      cgroupsIgnore: opts.cgroupsIgnore,
+      cgroupRoots: opts.cgroupRoots,
+      cgroupYard: opts.cgroupYard,
+      cpuCap: opts.cpuCap,
+    });
 
     if (early) {
       stats.frozen_time = us(frozen.frozenAt);
