@@ -16,7 +16,7 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TSCRIU=(node "$ROOT/dist/cli/tscriu.cjs")
+TSCRIU=("$ROOT/dist/cli/tscriu.cjs")
 CRIU=${CRIU:-/work/criu-4.2/criu/criu}
 WORKLOAD=$ROOT/test/workloads/bin/static/bigmem
 PAIRS=${1:-3}

@@ -6,7 +6,7 @@
 // compiles as usual): build-ts.mjs runs this after bundling, the package's install script
 // again where it is installed (`npm rebuild tscriu` after a Node upgrade).
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,9 @@ const cli = resolve(dirname(fileURLToPath(import.meta.url)), "../dist/cli");
 const bin = join(cli, "tscriu.cjs");
 // A fresh clone's install runs before the build has made dist/.
 if (!existsSync(bin)) process.exit(0);
+// V8 takes a cache made with the same flags only: those the launcher line gives Node.
+const launcher = readFileSync(bin, "utf8").split("\n", 1)[0];
+const launcherFlags = launcher.split(/\s+/).slice(launcher.split(/\s+/).indexOf("node") + 1);
 const cache = join(cli, "main.cache");
 rmSync(cache, { force: true });
 const scratch = mkdtempSync(join(tmpdir(), "tscriu-cache-"));
@@ -25,7 +28,7 @@ for (const argv of [
   ["decode", "-i", "/dev/null"],
   ["check", "--feature", "list"],
 ]) {
-  spawnSync(process.execPath, [bin, ...argv], { env, stdio: "ignore" });
+  spawnSync(process.execPath, [...launcherFlags, bin, ...argv], { env, stdio: "ignore" });
 }
 rmSync(scratch, { recursive: true, force: true });
 if (!existsSync(cache)) console.warn("cli-cache: no code cache was written (dist/cli/main.cache): the CLI starts slower");

@@ -97,7 +97,7 @@ test("commands not built yet say so and exit 1", (t) => {
   t.regex(r.stderr, /exec: not implemented yet/);
 });
 
-test("the bin runs the same without its code cache and with one that is not its own, and writes one when asked", (t) => {
+test("the bin runs the same without its code cache and with one that is not its own, and writes one when asked; the build's is taken", (t) => {
   // A copy of the bundle's directory: decode needs neither the addon nor the package around it.
   const bin = join(tmp(), "cli", "tscriu.cjs");
   cpSync(dirname(CLI), dirname(bin), { recursive: true });
@@ -107,13 +107,18 @@ test("the bin runs the same without its code cache and with one that is not its 
   const expected = decode();
   t.is(expected.status, 0, expected.stderr);
   t.deepEqual(parseJson(expected.stdout), parseJson(readFileSync(fx("counter/crit/pstree.img.json"), "utf8")));
+  // made by the build with the launcher line's Node flags, which V8 checks
+  t.is(decode({ TSCRIU_CODE_CACHE: "report" }).stderr, "code cache: taken\n", "the build's cache is taken through the launcher");
   writeFileSync(cache, Buffer.alloc(4096, 0x5a));
+  t.is(decode({ TSCRIU_CODE_CACHE: "report" }).stderr, "code cache: rejected\n");
   t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "a cache V8 refuses");
   rmSync(cache);
   t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "no cache");
+  t.is(decode({ TSCRIU_CODE_CACHE: "report" }).stderr, "code cache: none\n");
   t.is(decode({ TSCRIU_WRITE_CODE_CACHE: "1" }).stdout, expected.stdout);
   t.true(statSync(cache).size > 10_000, "TSCRIU_WRITE_CODE_CACHE=1 wrote one");
   t.deepEqual([decode().stdout, decode().stderr], [expected.stdout, ""], "the cache it wrote");
+  t.is(decode({ TSCRIU_CODE_CACHE: "report" }).stderr, "code cache: taken\n");
 });
 
 test("the version matches package.json", (t) => {

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=64 --min-semi-space-size=16
 // The tscriu command as package.json's "bin" names it: dist/cli/tscriu.cjs, which starts
 // the CLI (main.ts) bundled into one file, dist/cli/main.cjs (scripts/build-ts.mjs). Both
 // are CommonJS: an ES module as the main script costs Node ~6 ms more to start.
@@ -11,12 +11,19 @@
 // ${VAR}: GNU coreutils 8.30, FreeBSD; busybox's env lacks it. Unset and empty read the
 // same there, and mean the same to Node.)
 //
+// Node's flags there give V8 a young generation of 16 MiB from the start (up to 64): a
+// dump allocates tens of MiB of short-lived objects (a page plan's runs, a thousand
+// sockets' entries), and with V8's default (1 MiB growing to 16) five or six scavenges
+// ran while the tasks were frozen in a final incremental dump; one with these (~3 MiB more
+// RSS for a small dump). A service's workers, spawned with its execArgv, get them too.
+//
 // The bundle runs from V8's code cache of it, main.cache, which scripts/cli-cache.mjs
 // writes at build and install time by running a few commands with
 // TSCRIU_WRITE_CODE_CACHE=1: compiling the bundle's code was the largest part of a small
 // dump's start-up after Node's own. Where the cache is missing, or was made by another
-// Node or with other V8 flags (V8 checks both), the code compiles as usual. -V is
-// answered before the bundle is read.
+// Node or with other V8 flags (V8 checks both: cli-cache.mjs runs the bin with the
+// launcher line's flags), the code compiles as usual. TSCRIU_CODE_CACHE=report says on
+// stderr whether V8 took the cache. -V is answered before the bundle is read.
 
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -53,6 +60,7 @@ const script = new Script(`(function (exports, require, module, __filename, __di
   filename: file,
   ...(cachedData !== undefined ? { cachedData } : {}),
 });
+if (process.env["TSCRIU_CODE_CACHE"] === "report") process.stderr.write(`code cache: ${cachedData === undefined ? "none" : script.cachedDataRejected === true ? "rejected" : "taken"}\n`);
 if (process.env["TSCRIU_WRITE_CODE_CACHE"] === "1") {
   // Everything compiled by the time the command exits: what was in the cache and what
   // ran. Renamed into place, so that no run reads half a cache.
