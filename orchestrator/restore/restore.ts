@@ -257,7 +257,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       if ("zombie" in node) {
         const z = node as ZombiePlan;
         const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid), adopted);
-        becomeZombie(r, z.zombie.exitCode, z.zombie.comm);
+        // (one forked with CLONE_PARENT tells the helper's parent of its death)
+        becomeZombie(r, z.zombie.exitCode, z.zombie.comm, adopted ? makers.get(z.ppid)! : forker);
         lazy?.zombie(z.pid);
         continue;
       }

@@ -58,9 +58,15 @@ const PR_SET_DUMPABLE = 4;
  * Makes a forked stub the zombie it was: its name, then its death -- exit_group with its
  * code, or its fatal signal (no core file: not dumpable, so a status with the core-dump
  * bit comes back without it, as with criu). Its parent, still a stub, does not reap it; as
- * its tracer tscriu collects the exit, so the parent finds it later.
+ * its tracer tscriu collects the exit, so the parent finds it later. The SIGCHLD of the
+ * death is taken back out of `parent`, the process told of it (takeSigchld).
  */
-export function becomeZombie(r: Remote, exitCode: number, comm: string): void {
+export function becomeZombie(r: Remote, exitCode: number, comm: string, parent: Remote): void {
+  dieAs(r, exitCode, comm);
+  takeSigchld(parent);
+}
+
+function dieAs(r: Remote, exitCode: number, comm: string): void {
   const b = bridge();
   const name = Buffer.alloc(16);
   Buffer.from(comm, "utf8").copy(name, 0, 0, 15);
@@ -124,30 +130,34 @@ const WALL = 0x40000000;
  * Ends a helper once every process it forked exists: its parent in the images becomes
  * the child subreaper the images say it is, so that the helper's children go to it
  * (`subreaper`; none when the helper forked them with CLONE_PARENT); the helper exits,
- * and the process that forked it reaps it, which frees its PID.
+ * and the process that forked it reaps it, which frees its PID. A zombie handed to the
+ * subreaper tells it with a SIGCHLD too: taken out as the helper's own.
  */
 export function endHelper(helper: Remote, forker: Remote, subreaper: Remote | undefined): void {
   subreaper?.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
-  becomeZombie(helper, 0, "tscriu-helper");
+  becomeZombie(helper, 0, "tscriu-helper", forker);
+  if (subreaper && subreaper.pid !== forker.pid) takeSigchld(subreaper);
   const reaped = forker.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
   if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", forker.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
-  takeSigchld(forker);
 }
 
 const NR_RT_SIGTIMEDWAIT = 128;
 const EAGAIN = 11;
 
 /**
- * Takes the SIGCHLD a helper's end queued for the process that reaped it back out: the
- * stub blocks every signal, and a traced task queues even those it ignores, so the task
- * would run with a SIGCHLD it never had (its handler called for no child; criu's restore
- * leaves none either). The images' own pending signals are queued later (signals.ts).
+ * Takes the SIGCHLD that a death in the making of the tree (a zombie's, a helper's) queued
+ * for its parent back out: the stub blocks every signal, and a traced task queues even
+ * those it ignores, so the task would run with a SIGCHLD it never had (its handler called
+ * for no child; criu's restore leaves none either). The parent is still a stub of one
+ * thread, and the images' own pending signals (a SIGCHLD among them, with the siginfo it
+ * had) are queued later (signals.ts), so none of those is taken, and none is dropped as
+ * a second SIGCHLD while one is pending.
  */
 function takeSigchld(r: Remote): void {
   const set = Buffer.alloc(8);
   set.writeBigUInt64LE(1n << BigInt(SIGCHLD - 1));
   const got = r.try(NR_RT_SIGTIMEDWAIT, [r.write(0, set), 0, r.write(8, Buffer.alloc(16)), 8]);
-  if (got !== BigInt(SIGCHLD) && got !== BigInt(-EAGAIN)) throw new RestoreError("spawn", r.pid, `rt_sigtimedwait(SIGCHLD) after a helper's end returned ${got}`);
+  if (got !== BigInt(SIGCHLD) && got !== BigInt(-EAGAIN)) throw new RestoreError("spawn", r.pid, `rt_sigtimedwait(SIGCHLD) after a death in the tree returned ${got}`);
 }
 
 export { NR };
