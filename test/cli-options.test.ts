@@ -104,6 +104,8 @@ const EFFECT: Record<string, string> = {
   "dump --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
   "restore --ext-unix-sk": "restore-unixext.test.ts: --ext-unix-sk: a datagram socket connected to a named socket outside (as /dev/log) is dumped with criu's stand-in for its peer and connected to it again",
   "dump --external": "restore-unixext.test.ts: --external unix[INO]: a stream connection to a service outside is dumped, --ext-unix-sk alone refuses it",
+  "dump --file-validation": "restore-errors.test.ts: a file whose ELF build-id changed since the dump is refused, as criu does; --file-validation filesize compares sizes only, and a dump with it records no build-id",
+  "restore --file-validation": "restore-errors.test.ts: a file whose ELF build-id changed since the dump is refused, as criu does; --file-validation filesize compares sizes only",
   "restore --skip-file-rwx-check": "restore-errors.test.ts: a file whose mode changed since the dump is refused, as criu does; --skip-file-rwx-check lets other permission bits through",
   "dump --file-locks": "restore-locks.test.ts: without --file-locks a task holding a lock is refused, naming the fd and the option, and runs on",
   "restore --file-locks": "restore-locks.test.ts: locks: POSIX ranges, OFD ranges, an exclusive and a shared flock come back with --file-locks",

@@ -53,6 +53,31 @@ test("a file whose mode changed since the dump is refused, as criu does; --skip-
   t.regex(await w.check(), /^PASS/);
 });
 
+test("a file whose ELF build-id changed since the dump is refused, as criu does; --file-validation filesize compares sizes only, and a dump with it records no build-id", async (t) => {
+  type Reg = { name: string; build_id?: number[] };
+  const regs = (e: Record<string, unknown>[]): Reg[] => e.map((f) => f["reg"] as Reg | undefined).filter((r): r is Reg => r !== undefined);
+  const w = await startWorkload(t, "counter");
+  const dir = await dumpGone(t, w);
+  const files = await readImage(join(dir, "files.img"));
+  const ided = regs(files.entries).filter((r) => r.build_id?.length);
+  t.true(ided.length > 0, "the dump recorded the ELF files' build-ids (criu's default, buildid)");
+  // as if each of those files had been rebuilt to another binary of the same size
+  for (const r of ided) r.build_id![0] = (r.build_id![0]! ^ 1) >>> 0;
+  rmSync(join(dir, "files.img"));
+  await writeImage(join(dir, "files.img"), files);
+  await refused(t, dir, w.pid, /has another ELF build-id than at dump time \(.*\); --file-validation filesize checks its size only/);
+  const r = await restore({ imagesDir: dir, fileValidation: "filesize", detached: true });
+  t.regex(await w.check(), /^PASS/, "restored with the sizes compared only");
+  await killAndReap(r.pid);
+  const w2 = await startWorkload(t, "counter");
+  const dir2 = await dumpGone(t, w2, { fileValidation: "filesize" });
+  t.deepEqual(
+    regs((await readImage(join(dir2, "files.img"))).entries).filter((x) => x.build_id?.length),
+    [],
+    "--file-validation filesize records no build-id",
+  );
+});
+
 test("a truncated pages file is refused before anything is read into the task", async (t) => {
   const w = await startWorkload(t, "counter");
   const dir = await dumpGone(t, w);

@@ -4,6 +4,7 @@
 import type { DumpEvent } from "../dump/dump.js";
 import type { TlsOptions } from "../page-server/channel.js";
 import { listValue } from "./parse.js";
+import { parseFileValidation } from "../fds/file-validation.js";
 import { parseCgroupMode, parseCgroupRoot, type CgroupRoot } from "../cgroup/options.js";
 import type { CommandSpec } from "./run.js";
 
@@ -121,10 +122,12 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         import("../net/lock.js"),
       ]);
       let networkLock;
+      let fileValidation;
       let cgroupsIgnore: boolean;
       let cgroupRoots: CgroupRoot[];
       try {
         networkLock = parseLockMethod(typeof args["network-lock"] === "string" ? args["network-lock"] : undefined);
+        fileValidation = parseFileValidation(typeof args["file-validation"] === "string" ? args["file-validation"] : undefined);
         cgroupsIgnore = parseCgroupMode(typeof args["manage-cgroups"] === "string" ? args["manage-cgroups"] : undefined) === "ignore";
         cgroupRoots = listValue(args["cgroup-root"]).map(parseCgroupRoot);
       } catch (e) {
@@ -155,6 +158,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
             cgroupYard: typeof args["cgroup-yard"] === "string" ? args["cgroup-yard"] : undefined,
             ghostLimit: typeof ghost === "string" ? parseSize(ghost) : undefined,
             linkRemap: args["link-remap"] === true,
+            fileValidation,
             forceIrmap: args["force-irmap"] === true,
             irmapScanPaths: Array.isArray(args["irmap-scan-path"]) ? (args["irmap-scan-path"] as string[]) : [],
             cpuCap: typeof args["cpu-cap"] === "string" ? args["cpu-cap"] : undefined,

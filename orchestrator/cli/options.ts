@@ -115,7 +115,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   // dump --lazy-pages listens on --address/--port (or --ps-socket) for the daemon once the dump is done;
   // page-server --lazy-pages serves the lazy pages of the dump in -D to the daemon.
   { name: "lazy-pages", rpc: "lazy_pages", kind: "boolean", describe: "leave memory to a lazy-pages daemon (post-copy migration)", takes: ["dump", "restore", "page-server"], tscriu: ["dump", "restore", "page-server"] },
-  { name: "file-validation", kind: "string", optionalValue: true, describe: "how to check that a file is the one dumped: filesize or buildid", takes: ["dump", "restore"], tscriu: [] },
+  { name: "file-validation", kind: "string", describe: "how to check that a file is the one dumped: filesize, or buildid (also its ELF build-id; the default)", takes: ["dump", "restore"], tscriu: ["dump", "restore"] },
   { name: "network-lock", rpc: "network_lock", kind: "string", optionalValue: true, describe: "how to lock the network between dump and restore: iptables, nftables or skip", takes: ["dump"], tscriu: ["dump"] },
 
   // restore

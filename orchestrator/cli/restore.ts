@@ -6,6 +6,7 @@ import { isAbsolute, join } from "node:path";
 // The restore machinery is imported when the command runs: other commands start faster.
 import type { RestoreEvent } from "../restore/restore.js";
 import { listValue as list } from "./parse.js";
+import { parseFileValidation, type FileValidation } from "../fds/file-validation.js";
 import { parseCgroupMode, parseCgroupRoot, type CgroupMode, type CgroupRoot } from "../cgroup/options.js";
 import type { CommandSpec } from "./run.js";
 
@@ -37,9 +38,11 @@ export function restoreCommand(): CommandSpec {
         import("../restore/stats.js"),
       ]);
       const cap = args["cpu-cap"];
+      let fileValidation: FileValidation;
       let cgroupMode: CgroupMode;
       let cgroupRoots: CgroupRoot[];
       try {
+        fileValidation = parseFileValidation(typeof args["file-validation"] === "string" ? args["file-validation"] : undefined);
         cgroupMode = parseCgroupMode(typeof args["manage-cgroups"] === "string" ? args["manage-cgroups"] : undefined);
         cgroupRoots = list(args["cgroup-root"]).map(parseCgroupRoot);
       } catch (e) {
@@ -61,6 +64,7 @@ export function restoreCommand(): CommandSpec {
             tcpClose: args["tcp-close"] === true,
             extUnixSk: args["ext-unix-sk"] !== undefined,
             skipFileRwxCheck: args["skip-file-rwx-check"] === true,
+            fileValidation,
             leaveStopped: args["leave-stopped"] === true,
             // criu works in the work dir: a relative pid file lands there, like the log
             pidfile: typeof args["pidfile"] === "string" ? (isAbsolute(args["pidfile"]) ? args["pidfile"] : join(workDir ?? dir, args["pidfile"])) : undefined,

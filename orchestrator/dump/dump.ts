@@ -20,6 +20,7 @@ import { NO_EXTERNAL_UNIX, type ExternalUnix } from "../fds/unix-external.js";
 import { collectFds, newFdDumpState, releaseFds, settleFds, type FdDumpState } from "../fds/dump.js";
 import { NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
+import type { FileValidation } from "../fds/file-validation.js";
 import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
 import { SharedIds } from "./ids.js";
@@ -82,6 +83,8 @@ export interface DumpOptions {
   ghostLimit?: number | undefined;
   /** --link-remap: an unlinked file with other hard links gets a link for the restore (link-remap.ts) */
   linkRemap?: boolean | undefined;
+  /** --file-validation: filesize records no ELF build-id of the regular files (buildid, criu's default, does) */
+  fileValidation?: FileValidation | undefined;
   /** --force-irmap: walk for the path of a watched inode whose handle does not open (fds/irmap.ts) */
   forceIrmap?: boolean | undefined;
   /** --irmap-scan-path: where that walk looks first */
@@ -381,7 +384,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   /** snapshots writing in place: settled before anything they use is closed */
   const inPlace: InPlace[] = [];
   const lazyStore = new LazyPageStore();
-  const files = new FileTable({ ghostLimit: opts.ghostLimit ?? 1 << 20, linkRemap: opts.linkRemap === true, preDump, treeIds: new Set(tree.processes.flatMap((f) => [f.pid, ...f.tids])) });
+  const files = new FileTable({ ghostLimit: opts.ghostLimit ?? 1 << 20, linkRemap: opts.linkRemap === true, preDump, treeIds: new Set(tree.processes.flatMap((f) => [f.pid, ...f.tids])), fileValidation: opts.fileValidation });
   try {
     const shm = new ShmemTable(files);
     fdState = newFdDumpState({

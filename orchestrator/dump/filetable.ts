@@ -7,6 +7,7 @@
 // link-remap.ts). Files of a gone process's /proc directory get a PROCFS remap
 // (procfs-remap.ts).
 
+import type { FileValidation } from "../fds/file-validation.js";
 import { lstatSync, readSync, type BigIntStats } from "node:fs";
 import { Ghosts } from "./ghost.js";
 import { LinkRemaps } from "./link-remap.js";
@@ -93,7 +94,11 @@ export class FileTable {
   private readonly remapping: boolean;
 
   /** `treeIds`: the PIDs and TIDs of the dumped tree */
-  constructor(opts: { ghostLimit: number; linkRemap: boolean; preDump: boolean; treeIds: ReadonlySet<number> }) {
+  /** --file-validation filesize: no build-id recorded */
+  private readonly buildIds: boolean;
+
+  constructor(opts: { ghostLimit: number; linkRemap: boolean; preDump: boolean; treeIds: ReadonlySet<number>; fileValidation?: FileValidation | undefined }) {
+    this.buildIds = opts.fileValidation !== "filesize";
     this.ghosts = new Ghosts(opts.ghostLimit);
     this.links = new LinkRemaps(opts.linkRemap);
     this.procfs = new ProcfsRemaps(opts.treeIds);
@@ -149,7 +154,7 @@ export class FileTable {
     // criu skips the size check of append-only logs: they grow after the dump.
     if (isReg && !((flags & O_ACCMODE) === O_WRONLY && flags & O_APPEND)) {
       reg["size"] = st.size;
-      const bid = elfBuildId(fd);
+      const bid = this.buildIds ? elfBuildId(fd) : undefined;
       if (bid) reg["build_id"] = bid;
     }
     if (proc?.deadPid !== undefined && this.remapping) {

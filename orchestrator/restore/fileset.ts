@@ -15,6 +15,7 @@ import { readImage } from "../../images/io.js";
 import type { FileEntry } from "../../images/dir.js";
 import type { ModuleLog } from "../log.js";
 import { elfBuildId } from "../dump/filetable.js";
+import type { FileValidation } from "../fds/file-validation.js";
 import { RestoreError } from "./errors.js";
 import { GhostNodes, readGhost, type Ghost } from "./ghost.js";
 
@@ -76,12 +77,14 @@ export class FileSet {
     readonly pid: number,
     /** --skip-file-rwx-check: the permission bits are left out of the mode check */
     private readonly skipRwx: boolean,
+    /** --file-validation filesize: the recorded ELF build-ids are not compared */
+    private readonly buildIds: boolean,
   ) {
     this.ghosts = new GhostNodes(pid);
   }
 
-  static async load(dir: string, files: Map<number, FileEntry>, root: string | undefined, pid: number, skipRwx = false): Promise<FileSet> {
-    const set = new FileSet(dir, files, root, pid, skipRwx);
+  static async load(dir: string, files: Map<number, FileEntry>, root: string | undefined, pid: number, skipRwx = false, validation: FileValidation = "buildid"): Promise<FileSet> {
+    const set = new FileSet(dir, files, root, pid, skipRwx, validation === "buildid");
     if (existsSync(join(dir, "remap-fpath.img"))) {
       for (const e of (await readImage(join(dir, "remap-fpath.img"))).entries) {
         set.remaps.set(Number(e["orig_id"]), { remapId: Number(e["remap_id"]), type: typeof e["remap_type"] === "string" ? e["remap_type"] : e["remap_type"] === 1 ? "GHOST" : e["remap_type"] === 2 ? "PROCFS" : "LINKED" });
@@ -206,10 +209,10 @@ export class FileSet {
           throw new RestoreError("plan", this.pid, `file ${path} has bad mode 0${now.toString(8)} (expect 0${then.toString(8)}) (${what})${hint}`, { file: path });
         }
       }
-      if (isReg && f.buildId) {
+      if (isReg && f.buildId && this.buildIds) {
         const now = elfBuildId(fd);
         if (now && now.join(",") !== f.buildId.join(",")) {
-          throw new RestoreError("plan", this.pid, `file ${path} has another ELF build-id than at dump time (${what})`, { file: path });
+          throw new RestoreError("plan", this.pid, `file ${path} has another ELF build-id than at dump time (${what}); --file-validation filesize checks its size only`, { file: path });
         }
       }
     } finally {

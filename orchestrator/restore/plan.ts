@@ -16,6 +16,7 @@ import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
 import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
+import type { FileValidation } from "../fds/file-validation.js";
 import { FdPlanner, type FdPlan } from "../fds/restore.js";
 import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
@@ -45,6 +46,8 @@ export interface PlanOptions {
   extUnixSk?: boolean | undefined;
   /** --skip-file-rwx-check */
   skipFileRwxCheck?: boolean | undefined;
+  /** --file-validation */
+  fileValidation?: FileValidation | undefined;
   root?: string | undefined;
   inheritFds?: readonly string[] | undefined;
   /** --file-locks: take the locks of filelocks.img again */
@@ -225,7 +228,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   }
   for (const t of tasks) if (!dead.has(t.pid)) for (const tid of (t.entry.threads ?? []).slice(1)) await free(tid, t.pid);
   const filesById = await images.files();
-  const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true);
+  const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true, opts.fileValidation);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
   const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log);

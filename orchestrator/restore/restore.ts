@@ -39,6 +39,7 @@ import { killCreated, seizeStub, spawnStub, type Spawned } from "./spawn.js";
 import { emptyStats, writeStats, type RestoreStats } from "./stats.js";
 import { restoreItimers, restorePosixTimers } from "./timers.js";
 import { moveVdso, writeVdsoProxy } from "./vdso.js";
+import type { FileValidation } from "../fds/file-validation.js";
 
 export interface RestoreOptions {
   /** -D */
@@ -59,6 +60,8 @@ export interface RestoreOptions {
   extUnixSk?: boolean | undefined;
   /** --skip-file-rwx-check: a file's permission bits may differ from the dumped ones */
   skipFileRwxCheck?: boolean | undefined;
+  /** --file-validation: filesize compares no ELF build-id (buildid, criu's default, does) */
+  fileValidation?: FileValidation | undefined;
   /** -s: leave the task stopped (SIGSTOP) */
   leaveStopped?: boolean | undefined;
   pidfile?: string | undefined;
@@ -175,7 +178,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     cgroups = await CgroupRestore.load(new ImageDir(dir), { mode: opts.cgroupMode ?? "soft", roots: opts.cgroupRoots ?? [], yard: opts.cgroupYard !== undefined ? resolve(opts.workDir ?? dir, opts.cgroupYard) : undefined }, log);
     cgroups?.prepare();
     enter("plan");
-    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, extUnixSk: opts.extUnixSk, skipFileRwxCheck: opts.skipFileRwxCheck, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
+    plan = await planRestore({ imagesDir: dir, shellJob: opts.shellJob, tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, extUnixSk: opts.extUnixSk, skipFileRwxCheck: opts.skipFileRwxCheck, fileValidation: opts.fileValidation, root: opts.root, inheritFds: opts.inheritFds, fileLocks: opts.fileLocks, cpuCap: opts.cpuCap, lazyPages: opts.lazyPages }, log);
   } catch (e) {
     const err = asRestoreError(step, step === "plan" ? 0 : rootPid, e);
     log.error(err.message);
