@@ -24,6 +24,7 @@ import { planMemory, type MemoryPlan } from "./memory.js";
 import { planCow, type CowSummary } from "./cow.js";
 import { pidHolder } from "./pids.js";
 import { procfsHelpers } from "./procfs-helpers.js";
+import { planTree, TreeError, type BuildStep, type TreeTask } from "./pstree-plan.js";
 import { checkRegisters } from "./registers.js";
 import { ShmTable } from "./shmem.js";
 import type { ThreadPlan } from "./threads.js";
@@ -64,30 +65,11 @@ export interface TreeNode {
   /** its parent in the images (0 for the root) */
   ppid: number;
   pstree: PstreeEntry;
-  /**
-   * How it joins its session and group: the root as the stub starts ("setsid",
-   * "setpgid", "inherit" for a shell job); a child after its fork (setsid, setpgid to
-   * itself, setpgid into a group made before it, or nothing: its parent's).
-   */
-  session: "setsid" | "setpgid" | "inherit" | { join: number };
+  /** the root only: how the stub starts ("setsid"; "inherit" for a shell job: tscriu's session) */
+  session: "setsid" | "inherit";
   children: TreeNode[];
-  /** the process that forks it: its parent, or a helper that makes its session or group */
+  /** the process that forks it (pstree-plan.ts): its parent, or a process of its session, a helper or a courier */
   forker: number;
-}
-
-/**
- * A process that exists only while the tree is made: it takes the PID of a session or
- * group leader that is gone, makes that session (setsid) or group (setpgid), forks the
- * processes that belong to it, and exits once all are made; its parent reaps it. A parent
- * that is a child subreaper in the images inherits the helper's children; any other gets
- * them at once: the helper forks them with CLONE_PARENT (so a process whose group leader
- * was its sibling, made with CLONE_PARENT and reaped, is made as the kernel made it).
- */
-export interface HelperPlan extends TreeNode {
-  /** what it is there for: a gone leader's session or group, or a gone process's /proc directory (procfs-helpers.ts) */
-  helper: "session" | "group" | "procfs";
-  /** its processes are forked with CLONE_PARENT: its parent is no child subreaper */
-  adopt: boolean;
 }
 
 /** A child that had exited and was not reaped at dump time: it comes back as a zombie. */
@@ -137,8 +119,12 @@ export interface Plan {
   root: ProcPlan;
   /** every live process, each after its parent (pstree order) */
   processes: ProcPlan[];
-  /** every process, zombies and helpers too, each after the process that forks it (the helpers of gone processes' /proc directories last) */
+  /** every process of the images, zombies too, each after its parent (pstree order) */
   order: TreeNode[];
+  /** how the tree is made: forks (helpers and couriers too), late setsids and joins, exits, deaths */
+  build: BuildStep[];
+  /** the PIDs of gone processes whose /proc directories files of the images are in: helpers, the root's children, take them until every task has its files (procfs-helpers.ts) */
+  procfs: number[];
   /** the network lock the dump left (inventory.img), removed once the connections are back */
   netLock: NetworkLock;
   /** the premap area's size and the pages left shared between parents and children (cow.ts) */
@@ -257,14 +243,14 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
     parent.children.push(p);
   }
   const root = order[0] as ProcPlan;
+  root.session = opts.shellJob === true ? "inherit" : "setsid";
   const treeIds = new Set(tasks.flatMap((t) => [t.pid, ...(t.entry.threads ?? [])]));
-  const helpers = sessions(root, opts.shellJob === true, treeIds, fail);
-  for (const h of helpers) await free(h.pid, undefined);
-  const procfs = procfsHelpers(files, root, treeIds, helpers, fail);
-  for (const { helper, file } of procfs) await free(helper.pid, undefined, { what: `${file.name}, a file of a process gone at dump time (a PROCFS remap): a helper takes the PID while the file is opened`, image: "remap-fpath.img" });
-  for (const p of order) {
-    if ("sharesFiles" in p && p.sharesFiles && p.forker !== p.ppid) throw fail(`pid ${p.pid} shares its parent's fd table but must be forked by a helper (its session or group leader is gone); that is not supported`, "pstree.img", p.pid);
-  }
+  const goneProcs = files.deadProcFiles();
+  const build = await buildSteps(order, opts.shellJob === true, treeIds, new Set(goneProcs.map((f) => f.pid)), fail, free);
+  const procfs = procfsHelpers(goneProcs, treeIds, build, fail);
+  for (const file of procfs) await free(file.pid, undefined, { what: `${file.name}, a file of a process gone at dump time (a PROCFS remap): a helper takes the PID while the file is opened`, image: "remap-fpath.img" });
+  // (a child forked by another than its parent inherits none of its parent's memory: cow.ts)
+  for (const s of build) if (s.op === "fork" && s.kind === "task") byPid.get(s.pid)!.forker = s.by;
   const processes = order.filter((p): p is ProcPlan => !("zombie" in p));
   const cow = planCow(processes, byPid, opts.lazyPages === true);
   const lockImage = await readOptionalImage(join(dir, "filelocks.img"));
@@ -272,7 +258,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   for (const p of processes) p.locks = locks.get(p.pid) ?? [];
   // criu's images from before run ids name the nftables table by the root pid.
   const netLock = new NetworkLock(lockMethod, typeof inv.dump_criu_run_id === "string" && inv.dump_criu_run_id !== "" ? inv.dump_criu_run_id : String(rootPid), log);
-  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order: [...withHelpers(order, helpers), ...procfs.map((p) => p.helper)], netLock, cow };
+  return { dir, images, files, shm, fdPlanner, timens: clocks, root, processes, order, build, procfs: procfs.map((f) => f.pid), netLock, cow };
 }
 
 interface PlanShared {
@@ -390,86 +376,28 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
 }
 
 /**
- * How each process gets its session and process group, as the kernel allows them to be
- * made: a child starts in its parent's; it makes a session of its own (setsid), a group of
- * its own (setpgid to itself), or joins a group made earlier in the same session. A
- * session or group whose leader is gone (a daemon's, reparented to a child subreaper) is
- * made by a helper process with the leader's PID, as criu does; the helpers are returned.
- * What cannot be made so is refused by name.
+ * The steps that make the tree (pstree-plan.ts), each helper's and courier's PID checked
+ * free (a courier's none of `dead`, the PIDs the helpers of gone processes' /proc
+ * directories take); a tree no steps can make is refused naming pstree.img.
  */
-function sessions(root: ProcPlan, shellJob: boolean, treeIds: ReadonlySet<number>, fail: PlanShared["fail"]): HelperPlan[] {
-  const pid = root.pid;
-  const sid = taskId(root.pstree, "sid");
-  const pgid = taskId(root.pstree, "pgid");
-  if (shellJob) root.session = "inherit";
-  else if (sid === pid) root.session = "setsid";
-  else throw fail(`the task's session leader (sid ${sid}) is not in the images: restore it as a shell job (--shell-job) to put it into tscriu's session`, "pstree.img", pid);
-  if (!shellJob && pgid !== pid && pgid !== sid) throw fail(`the task's process group leader (pgid ${pgid}) is not in the images`, "pstree.img", pid);
-  // Where each process (and helper) is once made: its session and group.
-  const where = new Map<number, { sid: number; pgid: number }>();
-  where.set(pid, { sid, pgid });
-  const helpers = new Map<number, HelperPlan>();
-  /** The helper with PID `id` under `p` (made once), placed in `at`. */
-  const helper = (id: number, kind: HelperPlan["helper"], p: TreeNode, forker: number, c: TreeNode): HelperPlan => {
-    const known = helpers.get(id);
-    if (known) {
-      if (known.ppid !== p.pid) throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, as are processes under another parent (${known.ppid}): one helper cannot make it for both`, "pstree.img", c.pid);
-      return known;
-    }
-    if (treeIds.has(id)) throw fail(`pid ${c.pid}'s ${kind} leader ${id} is in the images but not made before it; that order of the tree is not supported`, "pstree.img", c.pid);
-    const adopt = !("core" in p) || (p as ProcPlan).core.tc?.child_subreaper !== true;
-    // A helper forked by a helper would hand its processes to that one, not to `p`.
-    if (adopt && forker !== p.pid) {
-      throw fail(`pid ${c.pid} is in the ${kind} of ${id}, whose leader is gone, inside a session whose leader is gone too, and its parent ${p.pid} is no child subreaper; that is not supported`, "pstree.img", c.pid);
-    }
-    const h: HelperPlan = { pid: id, ppid: p.pid, pstree: { pid: id, ppid: p.pid, pgid: id, sid: kind === "session" ? id : where.get(forker)!.sid, threads: [id] }, session: kind === "session" ? "setsid" : "setpgid", children: [], forker, helper: kind, adopt };
-    helpers.set(id, h);
-    where.set(id, { sid: h.pstree.sid, pgid: id });
-    return h;
+async function buildSteps(order: TreeNode[], shellJob: boolean, taken: ReadonlySet<number>, dead: ReadonlySet<number>, fail: PlanShared["fail"], free: (id: number, owner: undefined) => Promise<void>): Promise<BuildStep[]> {
+  const tasks: TreeTask[] = order.map((n) => ({ pid: n.pid, ppid: n.ppid, sid: taskId(n.pstree, "sid"), pgid: taskId(n.pstree, "pgid"), zombie: "zombie" in n, sharesFiles: "sharesFiles" in n && (n as ProcPlan).sharesFiles }));
+  const max = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8").trim());
+  let next = max;
+  // Couriers take free PIDs from the top, away from where the kernel hands out new ones.
+  const spare = (): number => {
+    for (next--; next > 300; next--) if (!taken.has(next) && !dead.has(next) && !pidHolder(next, false)) return next;
+    throw fail("no free PID is left for a courier process", "pstree.img");
   };
-  const walk = (p: TreeNode): void => {
-    for (const c of p.children) {
-      const csid = taskId(c.pstree, "sid");
-      const cpgid = taskId(c.pstree, "pgid");
-      let forker = p.pid;
-      if (csid === c.pid) {
-        if (cpgid !== c.pid) throw fail(`pid ${c.pid} leads session ${csid} but is in group ${cpgid}, which the kernel does not allow`, "pstree.img", c.pid);
-        c.session = "setsid";
-      } else {
-        if (csid !== where.get(forker)!.sid) forker = helper(csid, "session", p, forker, c).pid;
-        const at = where.get(forker)!;
-        if (cpgid === c.pid) c.session = "setpgid";
-        else if (cpgid === at.pgid) c.session = "inherit";
-        else if (where.get(cpgid)?.sid === csid && where.get(cpgid)?.pgid === cpgid) c.session = { join: cpgid };
-        else {
-          forker = helper(cpgid, "group", p, forker, c).pid;
-          c.session = "inherit";
-        }
-      }
-      c.forker = forker;
-      where.set(c.pid, { sid: csid, pgid: cpgid });
-      walk(c);
-    }
-  };
-  walk(root);
-  return [...helpers.values()];
-}
-
-/** The order of making: each helper just before the first process it forks. */
-function withHelpers(order: TreeNode[], helpers: HelperPlan[]): TreeNode[] {
-  const byPid = new Map(helpers.map((h) => [h.pid, h]));
-  const out: TreeNode[] = [];
-  const placed = new Set<number>();
-  const place = (n: TreeNode): void => {
-    const h = byPid.get(n.forker);
-    if (h && !placed.has(h.pid)) {
-      placed.add(h.pid);
-      place(h);
-    }
-    out.push(n);
-  };
-  for (const n of order) place(n);
-  return out;
+  let steps: BuildStep[];
+  try {
+    steps = planTree(tasks, shellJob, taken, spare);
+  } catch (e) {
+    if (e instanceof TreeError) throw fail(e.message, "pstree.img", e.pid);
+    throw e;
+  }
+  for (const s of steps) if (s.op === "fork" && s.kind !== "task") await free(s.pid, undefined);
+  return steps;
 }
 
 /** Signals whose default action is not to end the process: no zombie died of one. */

@@ -5,25 +5,21 @@
 // files are opened; once every task has its files the helper exits and the root reaps it,
 // and the kernel unhashes /proc/PID again under the files that hold it.
 
-import { taskId } from "../../images/dir.js";
-import type { DeadProcFile, FileSet } from "./fileset.js";
-import type { HelperPlan, ProcPlan } from "./plan.js";
+import type { DeadProcFile } from "./fileset.js";
 import type { RestoreError } from "./errors.js";
+import type { BuildStep } from "./pstree-plan.js";
 
 /**
- * The helpers the PROCFS remaps need, one per dead PID. A dead PID that the tree uses (a
+ * The files the helpers are for, one helper per dead PID. A dead PID that the tree uses (a
  * task, a thread, a helper of a gone session or group leader) is refused naming
  * remap-fpath.img: the images cannot have both.
  */
-export function procfsHelpers(files: FileSet, root: ProcPlan, treeIds: ReadonlySet<number>, sessionHelpers: readonly HelperPlan[], fail: (msg: string, file?: string, pid?: number) => RestoreError): { helper: HelperPlan; file: DeadProcFile }[] {
-  const sid = taskId(root.pstree, "sid");
-  const pgid = taskId(root.pstree, "pgid");
-  return files.deadProcFiles().map((file) => {
+export function procfsHelpers(dead: readonly DeadProcFile[], treeIds: ReadonlySet<number>, build: readonly BuildStep[], fail: (msg: string, file?: string, pid?: number) => RestoreError): DeadProcFile[] {
+  return dead.map((file) => {
     const { pid } = file;
     if (treeIds.has(pid)) throw fail(`${file.name} is of a process that was gone at dump time, but PID ${pid} is a task of the images`, "remap-fpath.img", pid);
-    const other = sessionHelpers.find((h) => h.pid === pid);
-    if (other) throw fail(`${file.name} is of a process that was gone at dump time, but PID ${pid} leads a ${other.helper} of the images as well`, "remap-fpath.img", pid);
-    const helper: HelperPlan = { pid, ppid: root.pid, pstree: { pid, ppid: root.pid, pgid, sid, threads: [pid] }, session: "inherit", children: [], forker: root.pid, helper: "procfs", adopt: false };
-    return { helper, file };
+    const other = build.find((s) => s.op === "fork" && s.pid === pid);
+    if (other?.op === "fork") throw fail(`${file.name} is of a process that was gone at dump time, but PID ${pid} leads a ${other.kind} of the images as well`, "remap-fpath.img", pid);
+    return file;
   });
 }

@@ -24,13 +24,13 @@ import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
 import { restoreLocks } from "../fds/locks.js";
 import { findGap, readMaps } from "./layout.js";
 import { restoreMembarrier, restoreMm } from "./mm.js";
-import { planRestore, type HelperPlan, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
+import { planRestore, type Plan, type ProcPlan, type ZombiePlan } from "./plan.js";
 import { pidHolder, processState } from "./pids.js";
 import { inSlot, moveSlots, premap, slotRanges } from "./premap.js";
 import { restoreCreds, restoreFromOutside, restoreLoginuid, restoreRlimits, restoreSched, restoreTaskFlags } from "./creds.js";
 import { finalRegisters, restoreThreadState, threadRegisters } from "./registers.js";
 import { CLONE, eachThread, makeThreads, restoreThreadName } from "./threads.js";
-import { becomeZombie, endHelper, forkChild, type Task } from "./tree.js";
+import { becomeZombie, endHelper, forkChild, setSession, type Task } from "./tree.js";
 import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
@@ -205,9 +205,8 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
     enter("spawn");
     const tSpawn = process.hrtime.bigint();
-    const session = typeof root.session === "string" ? root.session : "inherit";
     try {
-      spawned = spawnStub({ pid, mode, session, ...(plan.timens ? { timens: plan.timens } : {}) });
+      spawned = spawnStub({ pid, mode, session: root.session, ...(plan.timens ? { timens: plan.timens } : {}) });
     } catch (e) {
       if (isNativeError(e) && e.code === "EEXIST") {
         throw new RestoreError("spawn", pid, `${pidHolder(pid) ?? `PID ${pid} is in use`}; it must be free to restore the task with its PID`, { cause: e });
@@ -245,46 +244,47 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       premapBytes += premap(r, p.memory, slotBase, plan.files, Math.max(3, p.fds.maxFd + 1), threadsOut, log);
       name("spawn");
     };
-    // The other processes, each forked by its parent while all are still stubs.
-    // Helpers (gone session and group leaders) fork theirs, then go, newest first.
+    // The other processes, forked while all are still stubs, as pstree-plan.ts lays out.
     const makers = new Map<number, Remote>([[pid, remote]]);
     // A session leader takes its controlling terminal before it forks: a process inherits
-    // the terminal at fork, one forked before it was set never has it (/dev/tty: ENXIO).
+    // the terminal at fork, one forked before it was set never has it (/dev/tty: ENXIO). A
+    // leader born in another session takes it at its setsid.
     maker.processMade(pid, remote);
     made(root, remote);
-    const helpers: HelperPlan[] = [];
-    for (const node of plan.order.slice(1)) {
-      const forker = makers.get(node.forker)!;
-      const adopted = (helpers.find((h) => h.pid === node.forker)?.adopt ?? false) ? CLONE.PARENT : 0;
-      current = node.pid;
-      if ("zombie" in node) {
+    const nodes = new Map(plan.order.map((n) => [n.pid, n]));
+    const lateLeaders = new Set(plan.build.flatMap((s) => (s.op === "setsid" ? [s.pid] : [])));
+    for (const s of plan.build) {
+      current = s.pid;
+      const node = nodes.get(s.pid);
+      if (s.op === "fork") {
+        const forker = makers.get(s.by)!;
+        const flags = s.parent ? CLONE.PARENT : 0;
+        if (!node || "zombie" in node) {
+          makers.set(s.pid, forkChild(forker, s.pid, s.then, () => zombies.push(s.pid), flags));
+          continue;
+        }
+        const p = node as ProcPlan;
+        makers.set(p.pid, forkChild(forker, p.pid, s.then, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | flags));
+        if (!lateLeaders.has(p.pid)) maker.processMade(p.pid, makers.get(p.pid)!);
+        made(p, makers.get(p.pid)!);
+      } else if (s.op === "setsid" || s.op === "join") {
+        setSession(makers.get(s.pid)!, s.op === "join" ? s.pgid : undefined);
+        if (s.op === "setsid" && node && !("zombie" in node)) maker.processMade(s.pid, makers.get(s.pid)!);
+      } else if (s.op === "exit") {
+        endHelper(makers.get(s.pid)!, makers.get(s.reaper)!, s.deliver === undefined ? undefined : makers.get(s.deliver)!);
+        zombies.splice(zombies.indexOf(s.pid), 1);
+      } else {
         const z = node as ZombiePlan;
-        const r = forkChild(forker, z.pid, z.session, () => zombies.push(z.pid), adopted);
-        // (one forked with CLONE_PARENT tells the helper's parent of its death)
-        becomeZombie(r, z.zombie.exitCode, z.zombie.comm, adopted ? makers.get(z.ppid)! : forker);
+        becomeZombie(makers.get(z.pid)!, z.zombie.exitCode, z.zombie.comm, makers.get(z.ppid)!);
         lazy?.zombie(z.pid);
-        continue;
       }
-      if ("helper" in node) {
-        helpers.push(node as HelperPlan);
-        makers.set(node.pid, forkChild(forker, node.pid, node.session, () => zombies.push(node.pid), adopted));
-        continue;
-      }
-      const p = node as ProcPlan;
-      makers.set(p.pid, forkChild(forker, p.pid, p.session, (child) => tasks.push({ plan: p, remote: child, threads: [] }), (p.sharesFiles ? CLONE.FILES : 0) | adopted));
-      maker.processMade(p.pid, makers.get(p.pid)!);
-      made(p, makers.get(p.pid)!);
     }
-    const endHelpers = (list: HelperPlan[]): void => {
-      for (const h of list) {
-        current = h.pid;
-        // (one of a /proc directory forks nothing: no children to hand on)
-        endHelper(makers.get(h.pid)!, makers.get(h.forker)!, h.adopt || h.helper === "procfs" ? undefined : makers.get(h.ppid)!);
-        zombies.splice(zombies.indexOf(h.pid), 1);
-      }
-    };
-    // Those of gone processes' /proc directories stay until every task has its files.
-    endHelpers(helpers.filter((h) => h.helper !== "procfs").reverse());
+    // Helpers of gone processes' /proc directories: the root's children in its session and
+    // group, until every task has its files.
+    for (const h of plan.procfs) {
+      current = h;
+      makers.set(h, forkChild(remote, h, "inherit", () => zombies.push(h)));
+    }
     current = pid;
     stats.forking_time = us(tSpawn);
     // criu's stages once every task exists; tscriu makes no namespace but the time one,
@@ -356,8 +356,13 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     log.debug(`${premapBytes} bytes written into the premap area`);
     // Every fd and mapping holds the recreated unlinked files now.
     plan.files.unlinkTemporaries(log);
-    // and the files of gone processes' /proc directories: those go again with their helpers.
-    endHelpers(helpers.filter((h) => h.helper === "procfs"));
+    // and the files of gone processes' /proc directories: those go again with their helpers
+    // (which fork nothing: no children to hand on).
+    for (const h of plan.procfs) {
+      current = h;
+      endHelper(makers.get(h)!, remote, undefined);
+      zombies.splice(zombies.indexOf(h), 1);
+    }
     current = pid;
 
     for (const task of tasks) {

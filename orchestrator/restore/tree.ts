@@ -1,18 +1,19 @@
 // The processes of the tree: the root is the stub tscriu spawns; every other process is
-// forked by its parent (clone3 with set_tid = its PID and SIGCHLD as its exit signal,
-// from the clone snippet of threads.ts) while all of them are still stubs, so that each
-// starts with the stub's mappings and the trampoline at the same address. A forked child
-// parks in pause() until tscriu seizes it, then makes or joins its session and process
-// group (plan.ts decided how). A zombie of the images is forked the same way and then
-// made to exit as it had. A helper (a gone session or group leader) is forked the same
-// way, forks the processes of its session or group, and exits once all exist.
+// forked (clone3 with set_tid = its PID and SIGCHLD as its exit signal, from the clone
+// snippet of threads.ts) while all of them are still stubs, so that each starts with the
+// stub's mappings and the trampoline at the same address. A forked child parks in pause()
+// until tscriu seizes it, then makes or joins its session and process group. The order and
+// the forkers are pstree-plan.ts's: a process's parent, or a helper (a gone session or group
+// leader's PID) or a courier that hands it to its parent by exiting. A zombie of the images
+// is forked the same way and made to exit as it had once the tree stands.
 
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { WaitStatus } from "../../host-bridge/native.js";
 import { decodeRegs, encodeRegs } from "../../host-bridge/regs.js";
 import { RestoreError } from "./errors.js";
 import { NR, Remote } from "./remote.js";
-import type { ProcPlan, TreeNode } from "./plan.js";
+import type { ProcPlan } from "./plan.js";
+import type { Then } from "./pstree-plan.js";
 import { CLONE, cloneFrom, seizeMade, type MadeThread } from "./threads.js";
 import type { ParkedVdso } from "./vdso.js";
 
@@ -31,11 +32,12 @@ export interface Task {
 }
 
 /**
- * Forks process `pid` from its parent's stub (with `flags`: CLONE_FILES for a child that
- * shares its parent's fd table, CLONE_PARENT for one a helper forks for its parent), seizes it and puts it into its session and group. `made` hears of the child as soon as it exists, so that a failure after the fork
- * still kills it.
+ * Forks process `pid` from `parent`'s stub (with `flags`: CLONE_FILES for a child that
+ * shares its parent's fd table, CLONE_PARENT for one forked for its forker's parent),
+ * seizes it and puts it into its session and group. `made` hears of the child as soon as
+ * it exists, so that a failure after the fork still kills it.
  */
-export function forkChild(parent: Remote, pid: number, session: TreeNode["session"], made: (r: Remote) => void, flags = 0): Remote {
+export function forkChild(parent: Remote, pid: number, session: Then, made: (r: Remote) => void, flags = 0): Remote {
   // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the child takes its
   // forker's, SIGCHLD, as the parent it goes to expects.
   cloneFrom(parent, flags, flags & CLONE.PARENT ? 0 : SIGCHLD, pid, "process");
@@ -127,18 +129,19 @@ const NR_WAIT4 = 61;
 const WALL = 0x40000000;
 
 /**
- * Ends a helper once every process it forked exists: its parent in the images becomes
- * the child subreaper the images say it is, so that the helper's children go to it
- * (`subreaper`; none when the helper forked them with CLONE_PARENT); the helper exits,
- * and the process that forked it reaps it, which frees its PID. A zombie handed to the
- * subreaper tells it with a SIGCHLD too: taken out as the helper's own.
+ * Ends a helper or courier: `deliver`, when given, is a child subreaper while it exits, so
+ * that its children go to that process (the kernel hands orphans to the nearest child
+ * subreaper above; no other process is one while the tree is made, creds.ts sets the
+ * images' flags later); its parent `reaper` reaps it, which frees its PID. A zombie handed
+ * over tells `deliver` with a SIGCHLD too: taken out as the helper's own.
  */
-export function endHelper(helper: Remote, forker: Remote, subreaper: Remote | undefined): void {
-  subreaper?.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
-  becomeZombie(helper, 0, "tscriu-helper", forker);
-  if (subreaper && subreaper.pid !== forker.pid) takeSigchld(subreaper);
-  const reaped = forker.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
-  if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", forker.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
+export function endHelper(helper: Remote, reaper: Remote, deliver: Remote | undefined): void {
+  deliver?.call("prctl(PR_SET_CHILD_SUBREAPER, 1)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0]);
+  becomeZombie(helper, 0, "tscriu-helper", reaper);
+  if (deliver && deliver.pid !== reaper.pid) takeSigchld(deliver);
+  deliver?.call("prctl(PR_SET_CHILD_SUBREAPER, 0)", NR.prctl, [PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0]);
+  const reaped = reaper.call(`wait4(${helper.pid}) of the helper`, NR_WAIT4, [helper.pid, 0, WALL, 0]);
+  if (reaped !== BigInt(helper.pid)) throw new RestoreError("spawn", reaper.pid, `wait4 for helper ${helper.pid} returned ${reaped}`);
 }
 
 const NR_RT_SIGTIMEDWAIT = 128;
@@ -158,6 +161,12 @@ function takeSigchld(r: Remote): void {
   set.writeBigUInt64LE(1n << BigInt(SIGCHLD - 1));
   const got = r.try(NR_RT_SIGTIMEDWAIT, [r.write(0, set), 0, r.write(8, Buffer.alloc(16)), 8]);
   if (got !== BigInt(SIGCHLD) && got !== BigInt(-EAGAIN)) throw new RestoreError("spawn", r.pid, `rt_sigtimedwait(SIGCHLD) after a death in the tree returned ${got}`);
+}
+
+/** A late step of the tree: a leader born in another session makes its own; a process joins a group made after it. */
+export function setSession(r: Remote, join: number | undefined): void {
+  if (join === undefined) r.call("setsid", NR_SETSID, []);
+  else r.call(`setpgid(0, ${join})`, NR_SETPGID, [0, join]);
 }
 
 export { NR };
