@@ -12,42 +12,17 @@
  * helper process that exits again). Each counts in a MAP_SHARED region and notes its
  * pid, ppid, pgid and sid; on SIGUSR1 the root checks that all count on and sit where
  * they sat: "PASS daemon=3" or "FAIL why". The ready line: "a=… d=… e=… l=… m=…". */
-#include "workload.h"
-
-#include <stdatomic.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
+#include "slots.h"
 
 enum { P, D, E, M, N };
 static const char *names[N] = { "P", "D", "E", "M" };
 
-struct slot {
-	atomic_ulong count;
-	atomic_int pid, ppid, pgid, sid;
-};
-
-static struct slot *shared;
+static struct wl_slot *shared;
 static atomic_int *leaders; /* [0] A's pid, [1] L's pid, [2] P's pid */
-
-static void tick(int who)
-{
-	struct slot *s = &shared[who];
-	atomic_store(&s->pid, getpid());
-	atomic_store(&s->ppid, getppid());
-	atomic_store(&s->pgid, getpgid(0));
-	atomic_store(&s->sid, getsid(0));
-	atomic_fetch_add(&s->count, 1);
-}
 
 static void run(int who)
 {
-	for (;;) {
-		tick(who);
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	wl_tick_forever(&shared[who]);
 }
 
 /* A short-lived leader: makes a session (or a group), forks `who` into it, exits. */
@@ -84,61 +59,28 @@ static pid_t leader(int session, int who)
 
 static int check(char *why, size_t len)
 {
-	unsigned long before[N];
-	for (int i = 0; i < N; i++)
-		before[i] = atomic_load(&shared[i].count);
-	for (int tries = 0; tries < 1000; tries++) {
-		int all = 1;
-		tick(P);
-		for (int i = 0; i < N; i++)
-			if (atomic_load(&shared[i].count) < before[i] + 2)
-				all = 0;
-		if (all)
-			break;
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	for (int i = 0; i < N; i++)
-		if (atomic_load(&shared[i].count) < before[i] + 2)
-			return snprintf(why, len, "%s stands still", names[i]), -1;
-	struct slot *s = shared;
+	struct wl_slot *s = shared;
 	int a = leaders[0], l = leaders[1];
-	struct {
-		int who, ppid, pgid, sid;
-	} want[] = {
+	struct wl_where want[] = {
 		{ D, s[P].pid, a, a },
 		{ E, s[D].pid, a, a },
 		{ M, s[P].pid, l, s[P].sid },
 	};
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		struct slot *x = &s[want[i].who];
-		if (x->ppid != want[i].ppid || x->pgid != want[i].pgid || x->sid != want[i].sid)
-			return snprintf(why, len, "%s: ppid %d pgid %d sid %d, want %d %d %d", names[want[i].who],
-					x->ppid, x->pgid, x->sid, want[i].ppid, want[i].pgid, want[i].sid),
-			       -1;
-	}
+	if (wl_slots_check(shared, N, P, names, want, sizeof(want) / sizeof(want[0]), why, len))
+		return -1;
 	/* the leaders' pids are free again: nobody is left of the helpers a restore made */
 	if (kill(a, 0) == 0 || kill(l, 0) == 0)
 		return snprintf(why, len, "a process has the pid of a gone leader (%d or %d)", a, l), -1;
-	pid_t left = waitpid(-1, NULL, WNOHANG);
-	if (left != 0)
-		return snprintf(why, len, "P had a child to reap (%d)", left), -1;
-	return 0;
+	return wl_nothing_to_reap(why, len);
 }
 
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
-	wl_install_check_handler();
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		wl_die("PR_SET_CHILD_SUBREAPER");
-	void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		wl_die("mmap");
-	shared = mem;
+	shared = wl_slots_root();
 	leaders = (atomic_int *)(shared + N);
 	leaders[2] = getpid();
-	tick(P);
+	wl_tick(&shared[P]);
 	leaders[0] = leader(1, D);
 	leaders[1] = leader(0, M);
 	for (int i = 0; i < 2; i++)

@@ -17,45 +17,24 @@
  * root checks that all count on and sit where they sat, and that no process has the pid
  * of B, G or Q (no helper left): "PASS sessions=8" or "FAIL why". The ready line gives
  * every pid: "a=… b=… c=… g=… h=… j=… k=… m=… n=… q=… r=…". */
-#include "workload.h"
+#include "slots.h"
 
 #include <sched.h>
-#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 
 enum { P, A, C, K, N, H, J, M, R, NLIVE };
 static const char *names[NLIVE] = { "P", "A", "C", "K", "N", "H", "J", "M", "R" };
 enum { B, G, Q, NGONE };
 
-struct slot {
-	atomic_ulong count;
-	atomic_int pid, ppid, pgid, sid;
-};
-
-static struct slot *shared;
+static struct wl_slot *shared;
 static atomic_int *gone; /* B's, G's and Q's pids */
-
-static void tick(int who)
-{
-	struct slot *s = &shared[who];
-	atomic_store(&s->pid, getpid());
-	atomic_store(&s->ppid, getppid());
-	atomic_store(&s->pgid, getpgid(0));
-	atomic_store(&s->sid, getsid(0));
-	atomic_fetch_add(&s->count, 1);
-}
 
 static void run(int who)
 {
-	for (;;) {
-		tick(who);
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
+	wl_tick_forever(&shared[who]);
 }
 
 /* Waits until `who` noted itself (its pid and where it sits at that moment). */
@@ -136,60 +115,27 @@ static void make_a(pid_t p)
 
 static int check(char *why, size_t len)
 {
-	unsigned long before[NLIVE];
-	for (int i = 0; i < NLIVE; i++)
-		before[i] = atomic_load(&shared[i].count);
-	for (int tries = 0; tries < 1000; tries++) {
-		int all = 1;
-		tick(P);
-		for (int i = 0; i < NLIVE; i++)
-			if (atomic_load(&shared[i].count) < before[i] + 2)
-				all = 0;
-		if (all)
-			break;
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	for (int i = 0; i < NLIVE; i++)
-		if (atomic_load(&shared[i].count) < before[i] + 2)
-			return snprintf(why, len, "%s stands still", names[i]), -1;
-	struct slot *s = shared;
+	struct wl_slot *s = shared;
 	int p = s[P].pid, a = s[A].pid, b = gone[B], h = s[H].pid, m = s[M].pid, q = gone[Q];
-	struct {
-		int who, ppid, pgid, sid;
-	} want[] = {
+	struct wl_where want[] = {
 		{ A, p, a, a }, { C, a, b, b }, { K, a, p, p }, { N, s[K].pid, m, p },
 		{ H, p, h, h }, { J, h, b, b }, { M, p, m, p }, { R, p, q, p },
 	};
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		struct slot *x = &s[want[i].who];
-		if (x->ppid != want[i].ppid || x->pgid != want[i].pgid || x->sid != want[i].sid)
-			return snprintf(why, len, "%s: ppid %d pgid %d sid %d, want %d %d %d", names[want[i].who],
-					x->ppid, x->pgid, x->sid, want[i].ppid, want[i].pgid, want[i].sid),
-			       -1;
-	}
+	if (wl_slots_check(shared, NLIVE, P, names, want, sizeof(want) / sizeof(want[0]), why, len))
+		return -1;
 	for (int i = 0; i < NGONE; i++)
 		if (kill(gone[i], 0) == 0)
 			return snprintf(why, len, "a process has the pid %d of a gone process", gone[i]), -1;
-	pid_t left = waitpid(-1, NULL, WNOHANG);
-	if (left != 0)
-		return snprintf(why, len, "P had a child to reap (%d)", left), -1;
-	return 0;
+	return wl_nothing_to_reap(why, len);
 }
 
 int main(int argc, char **argv)
 {
 	wl_init(argc, argv);
-	wl_install_check_handler();
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		wl_die("PR_SET_CHILD_SUBREAPER");
-	void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		wl_die("mmap");
-	shared = mem;
+	shared = wl_slots_root();
 	gone = (atomic_int *)(shared + NLIVE);
 	pid_t p = getpid();
-	tick(P);
+	wl_tick(&shared[P]);
 	if (fork_or_die(0) == 0) {
 		if (setpgid(0, 0) < 0)
 			wl_die("setpgid of M");
