@@ -77,3 +77,14 @@ test("what no process can make is refused by name: a session whose leader's PID 
   const e3 = plan([task(10, 0, 10), task(11, 10, 11, 10)]);
   t.regex((e3 as TreeError).message, /pid 11 leads session 11 but is in group 10/);
 });
+
+test("a chain of 20000 processes and one of 200 chains of 100 are planned (no recursion runs out of stack); a session no one makes at their bottom is refused", (t) => {
+  for (const branch of [20000, 100]) {
+    const tasks = [task(10, 0, 10)];
+    for (let i = 1; i < 20000; i++) tasks.push(task(10 + i, i % branch === 0 ? 10 : 9 + i, 10));
+    t.is(planTree(tasks, false, new Set(tasks.map((x) => x.pid)), () => 0).length, 19999, "a fork each");
+    tasks.push(task(30010, 30009 - 10000, 11));
+    const err = t.throws(() => planTree(tasks, false, new Set(tasks.map((x) => x.pid)), () => 0));
+    t.regex(err.message, /pid 30010 is in session 11, but no process of that session can be made/);
+  }
+});

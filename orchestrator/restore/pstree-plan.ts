@@ -68,14 +68,20 @@ interface Made {
  * tscriu's session) with their sessions, groups and parents. `spare` gives a free PID for
  * a courier; `taken` holds every PID and TID of the images.
  */
+/** Trees bigger than this are planned the plain way only. */
+const MANY = 3000;
+
 export function planTree(tasks: readonly TreeTask[], shellJob: boolean, taken: ReadonlySet<number>, spare: () => number): BuildStep[] {
   // Each process forked by its parent when it can be; when that leaves a session no one
   // place serves, each forked as deep as its session allows, so that the parents of a
   // session's members come to lie on one line below which its helper serves all; then
   // leaders (and helpers) made below the parents their members were handed to. The first
   // that makes the tree is taken; the first refusal is the one told.
+  // The other ways cost up to the square of the tree's size: a big tree (or a hostile
+  // image) is planned the plain way only.
+  const ways = [{ deep: false, hosted: false }, { deep: true, hosted: false }, { deep: false, hosted: true }, { deep: true, hosted: true }];
   let first: unknown;
-  for (const how of [{ deep: false, hosted: false }, { deep: true, hosted: false }, { deep: false, hosted: true }, { deep: true, hosted: true }]) {
+  for (const how of tasks.length > MANY ? ways.slice(0, 1) : ways) {
     try {
       return tryTree(tasks, shellJob, taken, spare, how);
     } catch (e) {
@@ -99,25 +105,45 @@ function tryTree(tasks: readonly TreeTask[], shellJob: boolean, taken: ReadonlyS
   const made = new Map<number, Made>([[root.pid, { pid: root.pid, kind: "root", up: 0, depth: 0, sid: root.sid, kids: [] }]]);
   const leads = (t: TreeTask): boolean => t !== root && t.sid === t.pid;
   const couriers = new Map<number, number>();
-  const under = (anc: number, m: Made): boolean => {
-    for (let x: Made | undefined = m; x; x = made.get(x.up)) if (x.pid === anc) return true;
-    return false;
+  /** `m` is `anc` or below it (walked up no higher than `anc`'s depth) */
+  const under = (anc: Made, m: Made): boolean => {
+    let x: Made | undefined = m;
+    while (x && x.depth > anc.depth) x = made.get(x.up);
+    return x === anc;
   };
-  /** the processes that fork into each session (a leader born elsewhere into two) */
-  const forkers = new Map<number, Made[]>([[root.sid, [made.get(root.pid)!]]]);
+  /** the processes that fork into each session (a leader born elsewhere into two), by depth; each session's depths in order */
+  const forkers = new Map<number, { at: Map<number, Made[]>; depths: number[] }>();
+  const forks = (n: Made): void => {
+    for (const s of new Set([n.sid, n.born ?? n.sid])) {
+      const f = forkers.get(s) ?? { at: new Map<number, Made[]>(), depths: [] };
+      forkers.set(s, f);
+      const same = f.at.get(n.depth);
+      if (same) same.push(n);
+      else {
+        f.at.set(n.depth, [n]);
+        let i = f.depths.length;
+        while (i > 0 && f.depths[i - 1]! > n.depth) i--;
+        f.depths.splice(i, 0, n.depth);
+      }
+    }
+  };
+  forks(made.get(root.pid)!);
   /** The process that can fork into session `s` below `p`: `p` itself, else the deepest. */
   const forker = (s: number, p: number): Made | undefined => {
-    const all = forkers.get(s) ?? [];
-    if (!deep && all.some((m) => m.pid === p)) return made.get(p);
-    let best: Made | undefined;
-    for (const m of all) if ((!best || m.depth > best.depth) && under(p, m)) best = m;
-    return best;
+    const pm = made.get(p)!;
+    if (!deep && (pm.sid === s || pm.born === s) && pm.kind !== "group" && pm.kind !== "courier") return pm;
+    const f = forkers.get(s);
+    for (let i = (f?.depths.length ?? 0) - 1; i >= 0 && f!.depths[i]! >= pm.depth; i--) {
+      const found = f!.at.get(f!.depths[i]!)!.find((m) => under(pm, m));
+      if (found) return found;
+    }
+    return undefined;
   };
   const add = (m: Omit<Made, "depth" | "kids">, by: Made, session: number | undefined): Made => {
     const n: Made = { ...m, depth: made.get(m.up)!.depth + 1, kids: [] };
     made.set(n.pid, n);
     by.kids.push({ pid: n.pid, session });
-    if (n.kind === "task" || n.kind === "session") for (const s of new Set([n.sid, n.born ?? n.sid])) forkers.set(s, [...(forkers.get(s) ?? []), n]);
+    if (n.kind === "task" || n.kind === "session") forks(n);
     return n;
   };
   const groupHelpers = new Set<number>();
@@ -207,33 +233,56 @@ function shapeOf(tasks: readonly TreeTask[], hosted: boolean): Shape {
   const root = tasks[0]!;
   const byPid = new Map(tasks.map((t) => [t.pid, t]));
   const children = new Map<number, TreeTask[]>();
-  for (const t of tasks.slice(1)) children.set(t.ppid, [...(children.get(t.ppid) ?? []), t]);
+  for (const t of tasks.slice(1)) {
+    const all = children.get(t.ppid) ?? [];
+    all.push(t);
+    children.set(t.ppid, all);
+  }
   // Where each process's subtree of the images begins and ends (preorder).
   const span = new Map<number, [number, number]>();
-  const number = (t: TreeTask): void => {
-    const from = span.size;
-    span.set(t.pid, [from, from]);
-    for (const c of children.get(t.pid) ?? []) number(c);
-    span.get(t.pid)![1] = span.size - 1;
-  };
-  number(root);
+  const walk: [TreeTask, boolean][] = [[root, false]];
+  for (let w = walk.pop(); w; w = walk.pop()) {
+    const [t, done] = w;
+    if (done) span.get(t.pid)![1] = span.size - 1;
+    else {
+      span.set(t.pid, [span.size, span.size]);
+      walk.push([t, true], ...[...(children.get(t.pid) ?? [])].reverse().map((c): [TreeTask, boolean] => [c, false]));
+    }
+  }
   const inside = (pid: number, of: number): boolean => span.get(pid)![0] >= span.get(of)![0] && span.get(pid)![0] <= span.get(of)![1];
   const members = new Map<number, number[]>();
-  for (const t of tasks) members.set(t.sid, [...(members.get(t.sid) ?? []), t.pid]);
+  for (const t of tasks) {
+    const all = members.get(t.sid) ?? [];
+    all.push(t.pid);
+    members.set(t.sid, all);
+  }
+  // The first and last place (preorder) of a session's members: all inside a subtree or not.
+  const reach = new Map<number, [number, number]>();
+  for (const t of tasks) {
+    const at = span.get(t.pid)![0];
+    const r = reach.get(t.sid);
+    reach.set(t.sid, r ? [Math.min(r[0], at), Math.max(r[1], at)] : [at, at]);
+  }
   // A leader whose members were handed to parents of other sessions outside its subtree
   // (subreapers that got them), all on one line below its own parent, can be made below
   // them and hand the members up as a helper would, instead of those parents being born
   // in its session.
-  const hosts = new Map<number, number[]>();
+  const hostSets = new Map<number, Set<number>>();
   for (const t of hosted ? tasks : []) {
     const l = byPid.get(t.sid);
-    if (l && l !== t && l !== root && byPid.get(t.ppid)!.sid !== l.pid && !inside(t.pid, l.pid)) hosts.set(l.pid, [...new Set([...(hosts.get(l.pid) ?? []), t.ppid])]);
+    if (l && l !== t && l !== root && byPid.get(t.ppid)!.sid !== l.pid && !inside(t.pid, l.pid)) hostSets.set(l.pid, (hostSets.get(l.pid) ?? new Set()).add(t.ppid));
   }
+  const hosts = new Map([...hostSets].map(([l, at]) => [l, [...at]]));
   for (const [l, at] of hosts) {
     const line = at.every((h) => inside(h, byPid.get(l)!.ppid)) && at.some((low) => at.every((h) => inside(low, h)));
     if (!line) hosts.delete(l);
   }
-  const hostsOf = (s: number): number[] => [...new Set(members.get(s)!.filter((m) => m !== root.pid && byPid.get(byPid.get(m)!.ppid)!.sid !== s).map((m) => byPid.get(m)!.ppid))];
+  const hostsBySession = new Map<number, number[]>();
+  const hostsOf = (s: number): number[] => {
+    let at = hostsBySession.get(s);
+    if (!at) hostsBySession.set(s, (at = [...new Set(members.get(s)!.filter((m) => m !== root.pid && byPid.get(byPid.get(m)!.ppid)!.sid !== s).map((m) => byPid.get(m)!.ppid))]));
+    return at;
+  };
   // So is a gone leader's helper (hosted strategy): below the lowest of those parents
   // when they lie on one line.
   const lowest = new Map<number, number>();
@@ -246,7 +295,8 @@ function shapeOf(tasks: readonly TreeTask[], hosted: boolean): Shape {
   const outside = (s: number, l: number): boolean => {
     if (byPid.has(s)) return !inside(s, l) && !(hosts.get(s) ?? []).some((h) => inside(h, l));
     const low = lowest.get(s);
-    return low !== undefined ? !inside(low, l) : members.get(s)!.some((m) => !inside(m, l));
+    const [from, to] = reach.get(s)!;
+    return low !== undefined ? !inside(low, l) : from < span.get(l)![0] || to > span.get(l)![1];
   };
   // The sessions from outside that a leader's children are in or are born in (a leader
   // child forks its own before its setsid): the leader is born in one of them. A session
@@ -267,10 +317,19 @@ function sequence(tasks: readonly TreeTask[], made: Map<number, Made>, couriers:
   const steps: BuildStep[] = [];
   const late: { pid: number; pgid: number }[] = [];
   const exits: BuildStep[] = [];
-  const groupIn = (g: number, s: number): boolean => [...now.values()].some((x) => x.pgid === g && x.sid === s);
+  // How many processes are in each group of each session, kept with `now`.
+  const count = new Map<string, number>([[`${root.pgid}:${root.sid}`, 1]]);
+  const groupIn = (g: number, s: number): boolean => (count.get(`${g}:${s}`) ?? 0) > 0;
+  const moveTo = (pid: number, at: { sid: number; pgid: number }): void => {
+    const was = now.get(pid);
+    if (was) count.set(`${was.pgid}:${was.sid}`, count.get(`${was.pgid}:${was.sid}`)! - 1);
+    now.set(pid, at);
+    count.set(`${at.pgid}:${at.sid}`, (count.get(`${at.pgid}:${at.sid}`) ?? 0) + 1);
+  };
   // A process that made a group and left it for another of its session: it makes its
   // group at its fork, and goes to the other once the members joined.
-  const movers = new Set(tasks.filter((t) => t.pgid !== t.pid && tasks.some((m) => m.pgid === t.pid && m.sid === t.sid)).map((t) => t.pid));
+  const grouped = new Set(tasks.map((m) => `${m.pgid}:${m.sid}`));
+  const movers = new Set(tasks.filter((t) => t.pgid !== t.pid && grouped.has(`${t.pid}:${t.sid}`)).map((t) => t.pid));
   const moves: { pid: number; pgid: number }[] = [];
   const make = (m: Made, by: Made): void => {
     const at = { ...now.get(by.pid)! };
@@ -294,23 +353,28 @@ function sequence(tasks: readonly TreeTask[], made: Map<number, Made>, couriers:
     if (then === "setsid") Object.assign(at, { sid: m.pid, pgid: m.pid });
     else if (then === "setpgid") at.pgid = m.pid;
     else if (typeof then === "object") at.pgid = then.join;
-    now.set(m.pid, at);
+    moveTo(m.pid, at);
+    // Then, in this order: the children of the session it is born in, its setsid, the
+    // others, its exit (a helper's or courier's): on a stack, as a tree can be deep.
     const own = (k: { session: number | undefined }): boolean => m.born === undefined || k.session !== m.born;
-    for (const k of m.kids.filter((k) => !own(k))) make(made.get(k.pid)!, m);
-    if (m.born !== undefined) {
-      steps.push({ op: "setsid", pid: m.pid });
-      now.set(m.pid, { sid: m.pid, pgid: m.pid });
-    }
-    for (const k of m.kids.filter(own)) make(made.get(k.pid)!, m);
-    if (m.kind === "courier" || m.kind === "session" || m.kind === "group") exits.push({ op: "exit", pid: m.pid, reaper: m.up, deliver: couriers.get(m.pid) });
+    const next: Work[] = [...m.kids.filter((k) => !own(k)).map((k) => ({ m: made.get(k.pid)!, by: m })), ...(m.born !== undefined ? [{ setsid: m }] : []), ...m.kids.filter(own).map((k) => ({ m: made.get(k.pid)!, by: m })), { exit: m }];
+    work.push(...next.reverse());
   };
+  type Work = { m: Made; by: Made } | { setsid: Made } | { exit: Made };
   const r = made.get(root.pid)!;
-  for (const k of r.kids) make(made.get(k.pid)!, r);
+  const work: Work[] = r.kids.map((k) => ({ m: made.get(k.pid)!, by: r })).reverse();
+  for (let w = work.pop(); w; w = work.pop()) {
+    if ("by" in w) make(w.m, w.by);
+    else if ("setsid" in w) {
+      steps.push({ op: "setsid", pid: w.setsid.pid });
+      moveTo(w.setsid.pid, { sid: w.setsid.pid, pgid: w.setsid.pid });
+    } else if (w.exit.kind === "courier" || w.exit.kind === "session" || w.exit.kind === "group") exits.push({ op: "exit", pid: w.exit.pid, reaper: w.exit.up, deliver: couriers.get(w.exit.pid) });
+  }
   for (const j of [...late, ...moves]) {
     const t = byPid.get(j.pid)!;
     if (!groupIn(j.pgid, t.sid)) throw new TreeError(`pid ${t.pid} is in process group ${j.pgid}, which no process of its session ${t.sid} makes (its leader ${j.pgid} is ${byPid.has(j.pgid) ? `in session ${byPid.get(j.pgid)!.sid}, group ${byPid.get(j.pgid)!.pgid}` : "gone"})`, t.pid);
     steps.push({ op: "join", pid: t.pid, pgid: j.pgid });
-    now.get(t.pid)!.pgid = j.pgid;
+    moveTo(t.pid, { sid: t.sid, pgid: j.pgid });
   }
   steps.push(...exits);
   for (const t of tasks) if (t.zombie) steps.push({ op: "die", pid: t.pid });
