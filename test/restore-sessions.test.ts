@@ -4,7 +4,7 @@
 // one whose leader is in another branch. tscriu makes them with helpers and couriers
 // (orchestrator/restore/pstree-plan.ts); the workload checks every process's parent,
 // session and group and that no helper is left.
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
@@ -70,6 +70,28 @@ test("sessions: a pstree.img whose session or group no process can make is refus
   for (const p of [w.pid, ...live]) t.false(existsSync(`/proc/${p}`), `pid ${p} is free`);
   n["pgid"] = was.npgid;
   await writeImage(file, img, { overwrite: true });
+  await restoreTask(t, dir);
+  killAtEnd(t, live);
+  t.is(await w.check(), "PASS sessions=8");
+});
+
+test("sessions: a restore that fails after the tree is made (creds) leaves no process behind, helper or courier; the images restore afterwards", async (t) => {
+  const { w, live } = await sessions(t);
+  const dir = await dumpGone(t, w);
+  await allGone(live);
+  const before = new Set(readdirSync("/proc").filter((d) => /^\d+$/.test(d)));
+  const err = await t.throwsAsync(restore({ imagesDir: dir, faults: "restore:creds" }));
+  t.regex(err?.message ?? "", /creds/);
+  await allGone([w.pid, ...live, ...GONE.map((k) => Number(w.info[k]))]);
+  const comm = (d: string): string => {
+    try {
+      return readFileSync(`/proc/${d}/comm`, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const left = readdirSync("/proc").filter((d) => /^\d+$/.test(d) && !before.has(d) && /tscriu|sessions/.test(comm(d)));
+  t.deepEqual(left, [], "no process of the restore is left");
   await restoreTask(t, dir);
   killAtEnd(t, live);
   t.is(await w.check(), "PASS sessions=8");
