@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { ROOT } from "./fixtures.js";
 import { scratchDir } from "./tmp.js";
-import { buildWorkloads, procState, RUNS_ON, waitFor, WORKLOAD_BIN } from "./workloads.js";
+import { buildWorkloads, procState, RUNS_ON, waitFor, waitTreeFree, WORKLOAD_BIN } from "./workloads.js";
 
 export const CRIU_ROOT = process.env["TSCRIU_CRIU_ROOT"] ?? join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "tscriu/criu-root-trixie");
 export const SCRIPT = join(ROOT, "scripts/criu-root.sh");
@@ -163,7 +163,7 @@ export async function criuDumps(t: ExecutionContext, name: string, args: readonl
       // gone
     }
   });
-  if (r.status === 0) await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+  if (r.status === 0) await waitTreeFree(images, [pid]);
   const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);
   return {
     pid,

@@ -11,7 +11,7 @@ import { isRestoreError } from "../../orchestrator/restore/errors.js";
 import { restore, type RestoreOptions, type RestoreResult } from "../../orchestrator/restore/restore.js";
 import { readImage, writeImage } from "../../images/io.js";
 import { tempDir } from "./dump.js";
-import { killAndReap, seizeAndStop, waitFor, type Workload } from "./workloads.js";
+import { killAndReap, seizeAndStop, waitFor, waitTreeFree, type Workload } from "./workloads.js";
 import { bridge } from "../../host-bridge/load.js";
 import { decodeRegs } from "../../host-bridge/regs.js";
 
@@ -19,7 +19,7 @@ import { decodeRegs } from "../../host-bridge/regs.js";
 export async function dumpGone(t: ExecutionContext, w: Pick<Workload, "pid">, opts: Partial<DumpOptions> = {}): Promise<string> {
   const dir = tempDir(t);
   await dump({ pid: w.pid, imagesDir: dir, ...opts });
-  await waitFor(`pid ${w.pid} to be free after the dump`, () => !existsSync(`/proc/${w.pid}`));
+  await waitTreeFree(dir, [w.pid]);
   return dir;
 }
 

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ExecutionContext } from "ava";
+import { readImage } from "../../images/io.js";
 import { WAIT } from "../../host-bridge/constants.js";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
 import type { WaitStatus } from "../../host-bridge/native.js";
@@ -37,6 +38,17 @@ export async function waitFor<T>(what: string, probe: () => T | undefined | fals
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Waits until every process and thread of a dumped tree (pstree.img in `images`) and each
+ * of `also` is gone: after a dump killed the tree, a zombie of it may still be in its
+ * parent's reaping when the root is gone, and a restore would find its PID taken.
+ */
+export async function waitTreeFree(images: string, also: readonly number[] = []): Promise<void> {
+  const tree = existsSync(join(images, "pstree.img")) ? (await readImage(join(images, "pstree.img"))).entries : [];
+  const pids = new Set([...also, ...tree.flatMap((e) => [e["pid"] as number, ...((e["threads"] as number[] | undefined) ?? [])])].filter((p) => p > 0));
+  for (const p of pids) await waitFor(`pid ${p} to be free after the dump`, () => !existsSync(`/proc/${p}`));
 }
 
 function readOr(path: string, fallback: string): string {
