@@ -19,6 +19,16 @@ function statFields(text: string): { comm: string; state: string; ppid: number; 
   return { comm: text.slice(open + 1, close), state: f[0] ?? "?", ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]) };
 }
 
+/** Whether /proc/PID goes within half a second (looked at every millisecond). */
+function goneSoon(pid: number): boolean {
+  const tick = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 500; i++) {
+    if (read(`/proc/${pid}/stat`) === undefined) return true;
+    Atomics.wait(tick, 0, 0, 1);
+  }
+  return false;
+}
+
 /**
  * Why `pid` cannot be taken, or undefined when it is free. Without `groups` only processes
  * and threads are looked at (one /proc lookup); with it every process is read to find a
@@ -35,6 +45,9 @@ export function pidHolder(pid: number, groups = true): string | undefined {
       const owner = read(`/proc/${tgid}/stat`);
       return `PID ${pid} is taken by a thread of process ${tgid} (${owner ? statFields(owner).comm : "?"})`;
     }
+    // A zombie whose parent reads as 0 is being released (the kernel's reaping of it under
+    // way: a tree just killed by a dump): gone in moments.
+    if (s.state === "Z" && s.ppid === 0 && goneSoon(pid)) return pidHolder(pid, groups);
     if (s.state === "Z") return `PID ${pid} is taken by a zombie (${s.comm}) that its parent ${s.ppid} has not reaped yet`;
     return `PID ${pid} is taken by process ${pid} (${s.comm}, parent ${s.ppid})`;
   }
