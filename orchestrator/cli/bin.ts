@@ -1,4 +1,4 @@
-#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=64 --min-semi-space-size=16
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=64 --min-semi-space-size=16 --interrupt-budget=1081344
 // The tscriu command as package.json's "bin" names it: dist/cli/tscriu.cjs, which starts
 // the CLI (main.ts) bundled into one file, dist/cli/main.cjs (scripts/build-ts.mjs). Both
 // are CommonJS: an ES module as the main script costs Node ~6 ms more to start.
@@ -15,7 +15,12 @@
 // dump allocates tens of MiB of short-lived objects (a page plan's runs, a thousand
 // sockets' entries), and with V8's default (1 MiB growing to 16) five or six scavenges
 // ran while the tasks were frozen in a final incremental dump; one with these (~3 MiB more
-// RSS for a small dump). A service's workers, spawned with its execArgv, get them too.
+// RSS for a small dump). And 16 times V8's interrupt budget (67584): a command is
+// short-lived, most of its code runs a few hundred or thousand times (once per fd, per
+// image, per connection), and TurboFan's compilations of it on V8's background threads
+// cost more CPU than they saved (a dump of a server with a thousand connections: ~90 ms
+// of ~350); only code that keeps running (pages, large images) is optimised. A service's
+// workers, spawned with its execArgv, get these flags too.
 //
 // The bundle runs from V8's code cache of it, main.cache, which scripts/cli-cache.mjs
 // writes at build and install time by running a few commands with
