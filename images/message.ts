@@ -5,7 +5,8 @@
 // image encodes back to the same bytes.
 
 import { WireError } from "./errors.js";
-import type { FieldInfo, MessageDef, ScalarType } from "./schema/dsl.js";
+import { type EncodeHelpers, fastEncoder } from "./encoder.js";
+import type { EnumDef, FieldInfo, MessageDef, ScalarType } from "./schema/dsl.js";
 import { encodeUtf8, WireReader, WireWriter, WT_I32, WT_I64, WT_LEN, WT_VARINT } from "./wire.js";
 
 export type Msg = Record<string, unknown>;
@@ -308,12 +309,14 @@ function asInt(v: unknown, min: number, max: number): number {
   return v;
 }
 
+const I64_MAX = (1n << 63n) - 1n;
+
 function asBig(v: unknown, signed: boolean): bigint {
   let b: bigint;
   if (typeof v === "bigint") b = v;
   else if (typeof v === "number" && Number.isSafeInteger(v)) b = BigInt(v);
   else throw bad(`expected a 64-bit integer, got ${describe(v)}`);
-  if (signed ? b < I64_MIN || b > (1n << 63n) - 1n : b < 0n || b > U64_MAX) {
+  if (signed ? b < I64_MIN || b > I64_MAX : b < 0n || b > U64_MAX) {
     throw bad(`${b} is out of range for a ${signed ? "signed" : "unsigned"} 64-bit field`);
   }
   return b;
@@ -340,9 +343,12 @@ function writeScalar(w: WireWriter, s: ScalarType, v: unknown): void {
       return w.fixed32(asInt(v, 0, 0xffff_ffff));
     case "sfixed32":
       return w.sfixed32(asInt(v, I32_MIN, 0x7fff_ffff));
+    // A value below 2^32 (most: sizes, times, flags) is the varint of its uint32: no BigInt arithmetic.
     case "int64":
+      if (typeof v === "bigint" && v >= 0n && v <= 0xffffffffn) return w.uint32(Number(v));
       return w.uint64(BigInt.asUintN(64, asBig(v, true)));
     case "uint64":
+      if (typeof v === "bigint" && v >= 0n && v <= 0xffffffffn) return w.uint32(Number(v));
       return w.uint64(asBig(v, false));
     case "sint64":
       return w.sint64(asBig(v, true));
@@ -366,6 +372,19 @@ function writeScalar(w: WireWriter, s: ScalarType, v: unknown): void {
   }
 }
 
+/** An enum's value: its name, or a number. */
+function writeEnum(w: WireWriter, e: EnumDef, v: unknown): void {
+  let n: number;
+  if (typeof v === "string") {
+    const known = (e.values as Record<string, number>)[v];
+    if (known === undefined) throw bad(`${JSON.stringify(v)} is not a value of enum ${e.name}`);
+    n = known;
+  } else {
+    n = asInt(v, I32_MIN, 0x7fff_ffff);
+  }
+  w.int32(n);
+}
+
 /** One value of field f (element i of a repeated one, or -1) of the message at `path`. */
 function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string, i: number): void {
   try {
@@ -378,16 +397,7 @@ function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string, i: nu
       encodeFields(w, f.message!, v as Msg, fieldPath(path, f, i));
       w.endLen(at);
     } else if (f.kind === "enum") {
-      const e = f.enumDef!;
-      let n: number;
-      if (typeof v === "string") {
-        const known = (e.values as Record<string, number>)[v];
-        if (known === undefined) throw bad(`${JSON.stringify(v)} is not a value of enum ${e.name}`);
-        n = known;
-      } else {
-        n = asInt(v, I32_MIN, 0x7fff_ffff);
-      }
-      w.int32(n);
+      writeEnum(w, f.enumDef!, v);
     } else {
       writeScalar(w, f.scalar!, v);
     }
@@ -400,9 +410,10 @@ function writeValue(w: WireWriter, f: FieldInfo, v: unknown, path: string, i: nu
   }
 }
 
-function encodeFields(w: WireWriter, def: MessageDef, obj: Msg, path: string): void {
+/** `ignore`: a key of obj that is no field, whatever the message says (an image entry's "extra", its raw data). */
+function encodeFields(w: WireWriter, def: MessageDef, obj: Msg, path: string, ignore?: string): void {
   for (const f of def.ordered) {
-    const v = obj[f.name];
+    const v = f.name === ignore ? undefined : obj[f.name];
     if (v === undefined) {
       if (f.label === "required") throw new EncodeError(`${fieldPath(path, f, -1)}: required field is missing`);
       continue;
@@ -430,13 +441,34 @@ function encodeFields(w: WireWriter, def: MessageDef, obj: Msg, path: string): v
   }
   // every key a field of the message (for-in: no array of the keys made)
   for (const k in obj) {
-    if (!def.byName.has(k)) throw new EncodeError(`${path}: ${def.name} has no field ${JSON.stringify(k)}`);
+    if (!def.byName.has(k) && k !== ignore) throw new EncodeError(`${path}: ${def.name} has no field ${JSON.stringify(k)}`);
   }
 }
 
-/** Encodes one message body (without the size prefix). */
-export function encodeMessage(def: MessageDef, obj: Msg, w: WireWriter = new WireWriter()): Uint8Array {
+const FAST: EncodeHelpers = {
+  scalar: writeScalar,
+  enumValue: writeEnum,
+  wireType: (f) => (f.kind === "message" ? WT_LEN : f.kind === "enum" ? WT_VARINT : wireTypeOf(f.scalar!)),
+};
+/** Encodings of a type the general way before its encoder is made (as decodings, BY_TABLE). */
+const GENERAL = 16;
+const encodedGenerally = new WeakMap<MessageDef, number>();
+
+/** Encodes one message body (without the size prefix); `ignore`: see encodeFields. */
+export function encodeMessage(def: MessageDef, obj: Msg, w: WireWriter = new WireWriter(), ignore?: string): Uint8Array {
   const start = w.pos;
-  encodeFields(w, def, obj, def.name);
+  const n = encodedGenerally.get(def) ?? 0;
+  if (n >= GENERAL) {
+    try {
+      fastEncoder(def, FAST)(w, obj, ignore);
+      return w.buf.subarray(start, w.pos);
+    } catch {
+      // not a plain message: the general way below writes it or says what is wrong
+      w.pos = start;
+    }
+  } else {
+    encodedGenerally.set(def, n + 1);
+  }
+  encodeFields(w, def, obj, def.name, ignore);
   return w.buf.subarray(start, w.pos);
 }
