@@ -297,21 +297,20 @@ function padTo(w: WireWriter, n: number, a: number): void {
   if (p) w.raw(new Uint8Array(p));
 }
 
-function asBytes(v: unknown, what: string): Uint8Array {
-  if (!(v instanceof Uint8Array)) throw new EncodeError(`${what}: expected bytes in "extra"`);
+/** The raw data of entry `index` of an image of `type` (`part` of it: " inq"), checked to be bytes. */
+function asBytes(v: unknown, type: ImageType, index: number, part = ""): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new EncodeError(`${type.name} entry ${index}${part}: expected bytes in "extra"`);
   return v;
 }
 
 /** Appends one framed entry (size, message, raw data) to w. `index` is its place in the file. */
 export function encodeEntry(w: WireWriter, type: ImageType, entry: ImageEntry, index: number, ghostChunks: boolean): void {
-  const { extra, ...fields } = entry;
+  const extra = entry.extra;
   const layout = type.layout;
   const def = entryDef(type, index, ghostChunks);
-  const sizeAt = w.pos;
-  w.raw(new Uint8Array(4));
-  const body = encodeMessage(def, fields, w);
-  new DataView(w.buf.buffer, w.buf.byteOffset).setUint32(sizeAt, body.length, true);
-  const where = `${type.name} entry ${index}`;
+  const sizeAt = w.reserve32();
+  const body = encodeMessage(def, entry, w, "extra");
+  w.setUint32At(sizeAt, body.length);
   switch (layout.kind) {
     case "plain":
     case "pagemap":
@@ -319,19 +318,19 @@ export function encodeEntry(w: WireWriter, type: ImageType, entry: ImageEntry, i
     case "blob":
     case "ipc-shm":
       if (extra !== undefined) {
-        const b = asBytes(extra, where);
+        const b = asBytes(extra, type, index);
         w.raw(b);
         if (layout.kind === "ipc-shm") padTo(w, b.length, 4);
       }
       return;
     case "ghost":
-      if (extra !== undefined) w.raw(asBytes(extra, where));
+      if (extra !== undefined) w.raw(asBytes(extra, type, index));
       return;
     case "tcp": {
       const q = extra as { inq?: unknown; outq?: unknown } | undefined;
       if (q) {
-        w.raw(asBytes(q.inq, `${where} inq`));
-        w.raw(asBytes(q.outq, `${where} outq`));
+        w.raw(asBytes(q.inq, type, index, " inq"));
+        w.raw(asBytes(q.outq, type, index, " outq"));
       }
       return;
     }
@@ -353,7 +352,7 @@ export function encodeEntry(w: WireWriter, type: ImageType, entry: ImageEntry, i
         w.raw(new Uint8Array(4));
         const mb = encodeMessage(layout.msg, m, w);
         new DataView(w.buf.buffer, w.buf.byteOffset).setUint32(at, mb.length, true);
-        const data = asBytes(list[i + 1], `${where} message ${i / 2}`);
+        const data = asBytes(list[i + 1], type, index, ` message ${i / 2}`);
         const len = num(m["msize"]);
         const out = new Uint8Array(pad(len, 8));
         out.set(data.subarray(0, len));

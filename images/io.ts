@@ -157,14 +157,20 @@ export async function writeImage(path: string, img: { type: ImageType; entries: 
   await w.save(path, opts);
 }
 
+/** The head of each type's images, made once (ImageWriter copies it). */
+const HEADS = new WeakMap<ImageType, Uint8Array>();
+
 /** Builds an image entry by entry in memory, then saves it. */
 export class ImageWriter {
-  private readonly w = new WireWriter(4096);
+  // Most images are a few hundred bytes (a server's thousand tcp-stream images): grown when needed.
+  private readonly w = new WireWriter(512);
   private index = 0;
   private ghostChunks = false;
 
   constructor(readonly type: ImageType) {
-    this.w.raw(headBytes(type));
+    let head = HEADS.get(type);
+    if (!head) HEADS.set(type, (head = headBytes(type)));
+    this.w.raw(head);
   }
 
   add(entry: ImageEntry): this {

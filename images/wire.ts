@@ -343,6 +343,18 @@ export class WireWriter {
     this.pos += 8;
   }
 
+  /** Four bytes kept for a size written later (setUint32At); returns where they are. */
+  reserve32(): number {
+    this.ensure(4);
+    this.pos += 4;
+    return this.pos - 4;
+  }
+
+  /** A little-endian uint32 written at `at`, before pos. */
+  setUint32At(at: number, v: number): void {
+    this.view.setUint32(at, v >>> 0, true);
+  }
+
   raw(b: Uint8Array): void {
     this.ensure(b.length);
     this.buf.set(b, this.pos);
