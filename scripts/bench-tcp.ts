@@ -5,7 +5,8 @@
 // criu where one is given (TSCRIU_CRIU=/path/to/criu; it runs with CRIU_FAULT=130, see
 // test/helpers/criu-root.ts). Each tool restores its own dump; after every restore each
 // client sends a line and must get its answer, so a run that loses a connection fails.
-// Wall times, medians of interleaved runs. The same requests go through each tool's RPC
+// Wall times, medians of interleaved runs, and the CPU time of the CLI runs (the figure
+// that holds on a busy machine). The same requests go through each tool's RPC
 // service too (`service --address`, the way runc and podman drive criu; with the network
 // lock skipped): a client's time from its connection to the answer, the worker warm.
 // Run: node --import=tsx scripts/bench-tcp.ts [runs] [connections]
@@ -85,11 +86,29 @@ function stop(srv: Server): void {
   rmSync(srv.work, { recursive: true, force: true });
 }
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+/**
+ * CPU time (user + system, seconds) of this script's children it has waited for, and of
+ * theirs: /proc/self/stat's cutime and cstime, in clock ticks (100 a second), what
+ * /usr/bin/time would give without a process of its own. A CPU figure stands where wall
+ * times do not, on a busy machine; criu's restore does most of its work in the restored
+ * task, which is not counted (nor waited for).
+ */
+function childrenCpu(): number {
+  const stat = readFileSync("/proc/self/stat", "latin1");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[13]) + Number(f[14])) / 100;
+}
+
+/** CPU time of each CLI run, by tool and step ("tscriu nftables dump"). */
+const cpu: Record<string, number[]> = {};
+
+function timed(key: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const c0 = childrenCpu();
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"], env });
   const dt = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr.toString().slice(0, 400)}`);
+  (cpu[key] ??= []).push(childrenCpu() - c0);
   return dt;
 }
 
@@ -101,14 +120,14 @@ type Tool = { dump: (pid: number, dir: string) => number | Promise<number>; rest
 const TOOLS: Record<string, Tool> = {};
 for (const lock of ["nftables", "skip"]) {
   TOOLS[`tscriu ${lock}`] = {
-    dump: (pid, dir) => timed(...tscriu(["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock])),
-    restore: (dir) => timed(...tscriu(["restore", "-D", dir, "-d", "--tcp-established"])),
+    dump: (pid, dir) => timed(`tscriu ${lock} dump`, ...tscriu(["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock])),
+    restore: (dir) => timed(`tscriu ${lock} restore`, ...tscriu(["restore", "-D", dir, "-d", "--tcp-established"])),
   };
   if (CRIU) {
     const env = { ...process.env, CRIU_FAULT: "130" };
     TOOLS[`criu ${lock}`] = {
-      dump: (pid, dir) => timed(CRIU, ["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock, "-o", "dump.log"], env),
-      restore: (dir) => timed(CRIU, ["restore", "-D", dir, "-d", "--tcp-established", "-o", "restore.log"], env),
+      dump: (pid, dir) => timed(`criu ${lock} dump`, CRIU, ["dump", "-t", String(pid), "-D", dir, "--tcp-established", "--network-lock", lock, "-o", "dump.log"], env),
+      restore: (dir) => timed(`criu ${lock} restore`, CRIU, ["restore", "-D", dir, "-d", "--tcp-established", "-o", "restore.log"], env),
     };
   }
 }
@@ -175,5 +194,10 @@ for (const [name, why] of Object.entries(failed)) console.log(`  ${name.padEnd(1
 for (const lock of ["nftables", "skip", "service"]) {
   const [a, b] = [times[`tscriu ${lock}`], times[`criu ${lock}`]];
   if (a && b) console.log(`  tscriu/criu (${lock}): dump ${(median(a.dump) / median(b.dump)).toFixed(2)}x, restore ${(median(a.restore) / median(b.restore)).toFixed(2)}x`);
+}
+console.log("CPU time (user + system) of the CLI runs, medians (criu's restore: without the restored task's own work):");
+for (const name of Object.keys(times)) {
+  const [d, r] = [cpu[`${name} dump`], cpu[`${name} restore`]];
+  if (d?.length && r?.length) console.log(`  ${name.padEnd(16)} dump ${fmt(median(d)).padStart(9)}   restore ${fmt(median(r)).padStart(9)}`);
 }
 process.exit(0);
