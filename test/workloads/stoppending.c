@@ -102,10 +102,19 @@ static int stopped_ok(int i)
 		return wl_fail("%s %d is gone", names[i], pid);
 	if (state != 'T' || ppid != getpid())
 		return wl_fail("%s %d: state %c, ppid %d (want T, %d)", names[i], pid, state, ppid, getpid());
+	/* The leader reads T once it has stopped itself; the stop is reported to the parent
+	 * only once every thread has (a restored "thread" child's second thread may still be
+	 * on its way): asked again for up to 10 s while nothing is reported yet. */
 	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	if (waitid(P_PID, (id_t)pid, &si, WSTOPPED | WNOHANG | WNOWAIT) < 0 || si.si_pid != pid ||
-	    si.si_code != CLD_STOPPED || si.si_status != stop_sig[i])
+	int r;
+	for (int ms = 0;; ms++) {
+		memset(&si, 0, sizeof(si));
+		r = waitid(P_PID, (id_t)pid, &si, WSTOPPED | WNOHANG | WNOWAIT);
+		if (r < 0 || si.si_pid != 0 || ms == 10000)
+			break;
+		usleep(1000);
+	}
+	if (r < 0 || si.si_pid != pid || si.si_code != CLD_STOPPED || si.si_status != stop_sig[i])
 		return wl_fail("%s %d: waitid reports pid %d code %d status %d (want %d %d)", names[i], pid, si.si_pid,
 			       si.si_code, si.si_status, CLD_STOPPED, stop_sig[i]);
 	return 0;
