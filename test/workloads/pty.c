@@ -84,6 +84,28 @@ static int read_packet(char *buf, size_t len, size_t *got)
 	return 0;
 }
 
+/* A whole line from the master: the terminal may hand a line over in pieces (its output
+ * processing writes the text, then the CR-LF it makes of the newline), so pieces are read
+ * until one ends in a newline, for up to 5 s. */
+static int read_line(char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = 0;
+	while (at == 0 || buf[at - 1] != '\n') {
+		struct pollfd p = { .fd = master, .events = POLLIN };
+		int n;
+		while ((n = poll(&p, 1, 5000)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			return wl_fail("the master gave \"%s\" and no newline in 5 s", buf);
+		size_t got;
+		if (at + 1 >= len || read_packet(buf + at, len - at, &got))
+			return at + 1 >= len ? wl_fail("a line longer than %zu bytes from the master", len) : -1;
+		at += got;
+	}
+	return 0;
+}
+
 static int check(void)
 {
 	struct termios t;
@@ -133,7 +155,7 @@ static int check(void)
 		return wl_fail("the terminal's session %d and group %d, want %d", sid, pgrp, getpid());
 	if (write(master, "ping\n", 5) != 5 || kill(child, SIGUSR2) < 0)
 		return wl_fail("ping: %s", strerror(errno));
-	if (read_packet(buf, sizeof(buf), &got))
+	if (read_line(buf, sizeof(buf)))
 		return -1;
 	if (strcmp(buf, "pong ping ctty-ok\r\n") != 0)
 		return wl_fail("the child answered \"%s\"", buf);
