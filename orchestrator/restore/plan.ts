@@ -92,6 +92,11 @@ export interface ProcPlan extends TreeNode {
   /** the task was stopped at dump time */
   stopped: boolean;
   /**
+   * it was in a stop its parent had heard of (TASK_STOPPED in the image), not one still to
+   * come from a pending SIGSTOP: stopped again at restore without telling the parent (stops.ts)
+   */
+  stopKnown: boolean;
+  /**
    * the signal that stopped it (the image's stop_signo; SIGSTOP when it has none, or when it
    * ran with a SIGSTOP pending), 0 when it ran
    */
@@ -360,6 +365,7 @@ async function planProcess(pid: number, pstree: PstreeEntry, sh: PlanShared): Pr
     fds,
     dirs,
     stopped: state === TASK_STOPPED || sigstop,
+    stopKnown: state === TASK_STOPPED,
     stopSignal: sigstop ? SIGSTOP : stopSignal,
     blocked: core.tc?.blk_sigset ?? core.thread_core?.blk_sigset ?? 0n,
     seccomp,

@@ -35,6 +35,7 @@ import { NR, Remote, TRAMPOLINE_SIZE } from "./remote.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { restoreSeccomp } from "./seccomp.js";
 import { restoreAltstack, restorePending, restoreSigactions } from "./signals.js";
+import { parentsOfKnownStops, setSigchldAction, stopTraced } from "./stops.js";
 import { killCreated, seizeStub, spawnStub, type Spawned } from "./spawn.js";
 import { emptyStats, writeStats, type RestoreStats } from "./stats.js";
 import { restoreItimers, restorePosixTimers } from "./timers.js";
@@ -365,6 +366,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     }
     current = pid;
 
+    const quietParents = parentsOfKnownStops(tasks);
     for (const task of tasks) {
       const p = task.plan;
       const r = task.remote;
@@ -372,6 +374,7 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
       enter("signals");
       r.useExitStops();
       restoreSigactions(r, p.core);
+      if (quietParents.has(p.pid)) setSigchldAction(r, p.core, true);
 
       enter("threads");
       // Process-wide, and what new threads must inherit (the audit login uid), while the
@@ -434,12 +437,18 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     await runActions(scripts, opts.onAction, "post-restore", dir, pid);
 
     enter("registers");
-    for (const task of tasks) {
+    // Children first: a process dumped stopped stops here, still traced, while its parent's
+    // SIGCHLD action keeps the stop from telling it (stops.ts); the parent gets its own after.
+    for (const task of [...tasks].reverse()) {
       const p = task.plan;
+      current = p.pid;
+      if (quietParents.has(p.pid)) setSigchldAction(task.remote, p.core, false);
       eachThread(task.remote, p.core, task.threads, (r, core) => restoreThreadState(r, core));
       for (const t of task.threads) threadRegisters(t.plan.tid, t.plan.core, t.plan.blocked, xstateTemplate);
       finalRegisters(task.remote, p.core, p.blocked, xstateTemplate);
+      if (p.stopKnown) stopTraced(task, p.stopSignal);
     }
+    current = pid;
     if (opts.pidfile) {
       writeFileSync(opts.pidfile, `${pid}`);
       pidfileWritten = true;
@@ -463,11 +472,12 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
     maker.beforeResume();
     // Children first, each process's other threads before its leader: a process runs on
     // as a whole once its leader goes too (a stop signal given to the leader's detach stops
-    // every thread). A task dumped stopped is stopped again by the signal that stopped it
-    // (criu's stop_signo): its parent's waitpid(WUNTRACED) tells the same signal.
+    // every thread). A task dumped stopped is in its group stop already, by the signal that
+    // stopped it (criu's stop_signo), which its parent's waitpid(WUNTRACED) tells; one that
+    // was to stop by a pending SIGSTOP is stopped by it now.
     for (const task of [...tasks].reverse()) {
       for (const t of task.threads) bridge().ptraceDetach(t.plan.tid, 0);
-      bridge().ptraceDetach(task.plan.pid, stopped ? os.signals.SIGSTOP : task.plan.stopSignal);
+      bridge().ptraceDetach(task.plan.pid, stopped ? os.signals.SIGSTOP : task.plan.stopKnown ? 0 : task.plan.stopSignal);
     }
     awaitStopped(tasks.filter((x) => stopped || x.plan.stopped).map((x) => x.plan.pid), log);
   } catch (e) {
