@@ -64,7 +64,7 @@ export function stopTraced(task: Task, sig: number): void {
     if (st.event === 0 && st.stopSig === sig) break;
     // A signal pending for the thread alone, of a lower number, comes first: passed on, as
     // it would have been once the task ran (its handler runs once the task is continued).
-    if (st.event !== 0 || other >= 64) throw new RestoreError("resume", pid, `waiting for the delivery stop of its stop signal (${sig}): status 0x${st.status.toString(16)}`);
+    if (st.event !== 0 || other >= 64) throw new RestoreError("registers", pid, `waiting for the delivery stop of its stop signal (${sig}): status 0x${st.status.toString(16)}`);
     b.ptraceCont(pid, st.stopSig);
   }
   b.ptraceCont(pid, sig);
@@ -77,12 +77,12 @@ export function stopTraced(task: Task, sig: number): void {
 
 function waitStop(tid: number, sig: number, what: string): WaitStatus {
   const st = bridge().waitpid(tid, 0, 10_000);
-  if (!st) throw new RestoreError("resume", tid, `${what} (signal ${sig}) did not come within 10 s`);
-  if (!st.stopped) throw new RestoreError("resume", tid, `waiting for ${what} (signal ${sig}): status 0x${st.status.toString(16)}`);
+  if (!st) throw new RestoreError("registers", tid, `${what} (signal ${sig}) did not come within 10 s`);
+  if (!st.stopped) throw new RestoreError("registers", tid, `waiting for ${what} (signal ${sig}): status 0x${st.status.toString(16)}`);
   return st;
 }
 
 function expectGroupStop(tid: number, sig: number, what: string): void {
   const st = waitStop(tid, sig, what);
-  if (st.stopSig !== sig || st.event !== PTRACE_EVENT_STOP) throw new RestoreError("resume", tid, `waiting for ${what} (signal ${sig}): status 0x${st.status.toString(16)}`);
+  if (st.stopSig !== sig || st.event !== PTRACE_EVENT_STOP) throw new RestoreError("registers", tid, `waiting for ${what} (signal ${sig}): status 0x${st.status.toString(16)}`);
 }

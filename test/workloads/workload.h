@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static const char *wl_dir;
@@ -191,6 +192,34 @@ static inline int wl_fail(const char *fmt, ...)
 	vsnprintf(wl_failure, sizeof(wl_failure), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* Whether a SIGCHLD is pending (1 or 0; -1 by wl_fail when a second one is): the one there
+ * is taken into *si with sigtimedwait and queued again as it was, so that a check looks at
+ * it without consuming it. */
+static inline int wl_pending_sigchld(siginfo_t *si)
+{
+	sigset_t chld, set, old;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &old);
+	if (sigpending(&set) < 0)
+		wl_die("sigpending");
+	int have = sigismember(&set, SIGCHLD) == 1, second = -1;
+	siginfo_t again;
+	memset(si, 0, sizeof(*si));
+	if (have) {
+		struct timespec now = { 0, 0 };
+		if (sigtimedwait(&chld, si, &now) != SIGCHLD)
+			wl_die("sigtimedwait");
+		second = sigtimedwait(&chld, &again, &now);
+		if (syscall(SYS_rt_sigqueueinfo, getpid(), SIGCHLD, si) < 0)
+			wl_die("rt_sigqueueinfo");
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (second >= 0)
+		return wl_fail("a second SIGCHLD was pending (from %d, code %d)", again.si_pid, again.si_code);
+	return have;
 }
 
 /* Everything a socket has queued, read out into buf (at most cap bytes) without waiting: its length. */
