@@ -4,7 +4,9 @@
 // handler ran, or the signal is pending from the dump). The stop stays there for
 // waitpid(WUNTRACED), as at the dump -- also where the parent had taken it: no image says
 // it did (criu gives it back too). Both ways with criu 4.1.1.
+import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { readImage } from "../images/io.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { procState, startWorkload, waitFor } from "./helpers/workloads.js";
@@ -64,6 +66,7 @@ for (const [name, what] of CASES) {
     if (!haveRoot(t)) return;
     const c = await criuDumps(t, "stopsig", [name]);
     t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(c.images, "dump.log")}`);
+    killAtEnd(t, Number((await readImage(join(c.images, "pstree.img"))).entries[1]!["pid"]));
     await restoreTask(t, c.images);
     t.is(await c.check(), pass(name, true));
   });
