@@ -4,8 +4,8 @@
 // one whose leader is in another branch. tscriu makes them with helpers and couriers
 // (orchestrator/restore/pstree-plan.ts); the workload checks every process's parent,
 // session and group and that no helper is left.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { basename, join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { restore } from "../orchestrator/restore/restore.js";
@@ -83,16 +83,18 @@ test("sessions: a restore that fails after the tree is made (creds) leaves no pr
   const err = await t.throwsAsync(restore({ imagesDir: dir, faults: "restore:creds" }));
   t.regex(err?.message ?? "", /creds/);
   await allGone([w.pid, ...live, ...GONE.map((k) => Number(w.info[k]))]);
-  // This restore's processes, not those of the tests running beside it: a PID, session or
-  // group of the images (stubs and helpers are made in them), or a courier's PID, taken
-  // from the top of pid_max.
+  // This restore's processes, not those of the tests running beside it: a process running
+  // the stub or the workload whose PID, session or group is one of the images' (stubs,
+  // helpers and couriers are all made in the images' sessions). A PID range would not do:
+  // with pid_max at 32768, other tests' PIDs wrap through any range.
   const pstree = (await readImage(join(dir, "pstree.img"))).entries;
   const ids = new Set(pstree.flatMap((e) => [e["pid"], e["sid"], e["pgid"]] as number[]));
-  const couriers = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8")) - 4096;
+  const programs = new Set(["tscriu_stub", "sessions"]);
   const ours = (d: string): boolean => {
     try {
+      if (!programs.has(basename(readlinkSync(`/proc/${d}/exe`)).replace(/ \(deleted\)$/, ""))) return false;
       const [, pgid, sid] = readFileSync(`/proc/${d}/stat`, "utf8").split(") ")[1]!.split(" ").slice(1, 4).map(Number);
-      return ids.has(Number(d)) || ids.has(pgid!) || ids.has(sid!) || Number(d) >= couriers;
+      return ids.has(Number(d)) || ids.has(pgid!) || ids.has(sid!);
     } catch {
       return false;
     }
