@@ -2,6 +2,8 @@
 // about 100 MiB) moves; nothing when the stream is not a tty (logs and pipes get no
 // control characters).
 
+import { isatty } from "node:tty";
+
 /** The memory events dump() and restore() both report. */
 export type MemoryEvent =
   | { type: "memory-start"; bytes: number }
@@ -13,23 +15,24 @@ const THRESHOLD = 100 << 20;
 
 /**
  * `what` names the work: "dumping memory", "restoring memory". `output` is asked for
- * the stream only once the memory is large enough for a bar: process.stderr is made on
- * first use, which costs a few milliseconds (node:net, for a pipe) a small dump or
- * restore has no need to spend.
+ * the stream at the first progress of a memory large enough for a bar, and says
+ * undefined for none: process.stderr is made on first use, which costs milliseconds
+ * (node:net, for a pipe) that a dump must not spend while its task is frozen, so the CLI
+ * asks isatty(2) first (terminalStderr).
  */
-export function progressBar(output: () => NodeJS.WriteStream, what: string): (e: MemoryEvent) => void {
+export function progressBar(output: () => NodeJS.WriteStream | undefined, what: string): (e: MemoryEvent) => void {
   let total = 0;
   let shown = false;
   let lastDraw = 0;
-  let stream: NodeJS.WriteStream | undefined;
+  let stream: NodeJS.WriteStream | undefined | null;
   return (e) => {
     if (e.type === "memory-start" && "bytes" in e) {
       total = e.bytes;
       return;
     }
-    if (total < THRESHOLD) return;
-    stream ??= output();
-    if (!stream.isTTY) return;
+    if (total < THRESHOLD || (e.type !== "memory-progress" && !shown)) return;
+    if (stream === undefined) stream = output() ?? null;
+    if (stream === null || !stream.isTTY) return;
     if (e.type === "memory-progress" && "done" in e) {
       const now = Date.now();
       if (now - lastDraw < 100 && e.done < total) return;
@@ -44,4 +47,9 @@ export function progressBar(output: () => NodeJS.WriteStream, what: string): (e:
       shown = false;
     }
   };
+}
+
+/** process.stderr when fd 2 is a terminal; undefined otherwise, without making the stream. */
+export function terminalStderr(): NodeJS.WriteStream | undefined {
+  return isatty(2) ? process.stderr : undefined;
 }

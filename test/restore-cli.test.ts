@@ -185,6 +185,19 @@ test("the progress bar: drawn on a terminal for large restores only", (t) => {
   bar2({ type: "memory-progress", done: 1 << 20 });
   bar2({ type: "memory-done" });
   t.false(asked, "a small restore never asks for the stream (process.stderr costs milliseconds to make)");
+  // Nor a large one before its memory moves: the step events of a dump come while its task is frozen.
+  bar2({ type: "memory-start", bytes: 256 << 20 });
+  bar2({ type: "step" });
+  t.false(asked, "no stream asked for at an event other than the memory's progress");
+  bar2({ type: "memory-progress", done: 1 << 20 });
+  t.true(asked);
+  let asks = 0;
+  const none = progressBar(() => void asks++, "restoring memory");
+  none({ type: "memory-start", bytes: 256 << 20 });
+  none({ type: "memory-progress", done: 1 << 20 });
+  none({ type: "memory-progress", done: 256 << 20 });
+  none({ type: "memory-done" });
+  t.is(asks, 1, "no terminal: asked once, nothing drawn");
   const notty: string[] = [];
   const bar3 = progressBar(() => ({ isTTY: false, write: (s: string) => notty.push(s) }) as unknown as NodeJS.WriteStream, "restoring memory");
   bar3({ type: "memory-start", bytes: 256 << 20 });

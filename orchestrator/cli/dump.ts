@@ -114,7 +114,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
       const log = ctx.log;
       const file = args["log-file"];
-      const [{ dump }, { isDumpError }, { progressBar }, { formatStats }, { parseLockMethod }] = await Promise.all([
+      const [{ dump }, { isDumpError }, { progressBar, terminalStderr }, { formatStats }, { parseLockMethod }] = await Promise.all([
         import("../dump/dump.js"),
         import("../dump/errors.js"),
         import("../progress.js"),
@@ -136,7 +136,7 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       }
       try {
         const ghost = args["ghost-limit"];
-        const bar = progressBar(() => process.stderr, preDump ? "pre-dumping memory" : "dumping memory");
+        const bar = progressBar(terminalStderr, preDump ? "pre-dumping memory" : "dumping memory");
         const result = await dump(
           {
             pid,

@@ -30,7 +30,7 @@ export function restoreCommand(): CommandSpec {
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
       const log = ctx.log;
       const file = args["log-file"];
-      const [{ bridge }, { isRestoreError }, { progressBar }, { restore }, { formatStats }] = await Promise.all([
+      const [{ bridge }, { isRestoreError }, { progressBar, terminalStderr }, { restore }, { formatStats }] = await Promise.all([
         import("../../host-bridge/load.js"),
         import("../restore/errors.js"),
         import("../progress.js"),
@@ -51,7 +51,7 @@ export function restoreCommand(): CommandSpec {
       }
       let pid = 0;
       try {
-        const bar = progressBar(() => process.stderr, "restoring memory");
+        const bar = progressBar(terminalStderr, "restoring memory");
         const result = await restore(
           {
             imagesDir: dir,
