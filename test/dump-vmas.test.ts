@@ -1,9 +1,10 @@
 // The smaps a dump reads ahead (dump/proc.ts readProcAhead) is used only when it lists
-// exactly the VMAs of maps read after the syscalls inside the task: one read while the
-// scratch area was mapped (or merged into a neighbour) is read again.
+// exactly the VMAs of maps: one that lists another area (or a neighbour grown by it) is
+// read again. A write-protect snapshot starts from the ranges of maps (wpsnap.ts).
 import test from "ava";
 import { readProcAhead } from "../orchestrator/dump/proc.js";
-import { parseSmaps, sameVmas, withoutVma } from "../orchestrator/dump/vmas.js";
+import { parseSmaps, sameVmas } from "../orchestrator/dump/vmas.js";
+import { protectableInMaps } from "../orchestrator/dump/wpsnap.js";
 
 const smaps = (heads: string[]): string => heads.map((h) => `${h}\nSize:                  4 kB\nVmFlags: rd wr mr mw me ac \n`).join("");
 const A = "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ";
@@ -16,8 +17,6 @@ test("smaps read while nothing else was mapped is taken; one with the scratch ar
   t.false(sameVmas(smaps([A, SCRATCH, B]), maps), "an extra VMA");
   t.false(sameVmas(smaps(["7f0000000000-7f0000002000 rw-p 00000000 00:00 0 ", B]), maps), "a neighbour grown by the area");
   t.false(sameVmas(smaps([A]), maps), "one missing");
-  t.true(sameVmas(withoutVma(smaps([A, SCRATCH, B]), 0x7f0000001000n, 0x7f0000002000n), maps), "the scratch area taken out");
-  t.is(withoutVma(smaps([A, B]), 0x7f0000001000n, 0x7f0000002000n), smaps([A, B]), "nothing to take out");
 });
 
 test("readProcAhead reads a whole smaps (many pages of it) on the thread pool; a file that is not there is an error naming it", async (t) => {
@@ -28,4 +27,28 @@ test("readProcAhead reads a whole smaps (many pages of it) on the thread pool; a
   t.true(vmas.some((v) => v.name === "[stack]"));
   t.true(text.endsWith("\n"));
   await t.throwsAsync(readProcAhead(2 ** 22 + 12345, "smaps"), { code: "ENOENT", message: /open .*\/proc\/4206649\/smaps/ });
+});
+
+test("protectableInMaps: writable private memory of no file (unnamed, heap, stack, named anonymous), nothing else", (t) => {
+  const maps = [
+    "55d000000000-55d000001000 r--p 00000000 08:01 1234                       /usr/bin/x",
+    "55d000001000-55d000002000 rw-p 00001000 08:01 1234                       /usr/bin/x",
+    "55d000100000-55d000200000 rw-p 00000000 00:00 0                          [heap]",
+    "7f0000000000-7f0040000000 rw-p 00000000 00:00 0 ",
+    "7f0040000000-7f0040001000 ---p 00000000 00:00 0 ",
+    "7f0040001000-7f0040002000 r--p 00000000 00:00 0 ",
+    "7f0040002000-7f0040003000 rw-s 00000000 00:01 77                         /dev/zero (deleted)",
+    "7f0040003000-7f0040004000 rw-p 00000000 00:00 0                          [anon:my arena]",
+    "7f0040004000-7f0040005000 rw-s 00000000 00:01 78                         [anon_shmem:x]",
+    "7f0040200000-7f0040400000 rw-p 00000000 00:0f 4096                       /anon_hugepage (deleted)",
+    "7f0040400000-7f0040401000 rw-p 00000000 00:05 9                          /dev/mem",
+    "7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]",
+    "7ffc00100000-7ffc00104000 r--p 00000000 00:00 0                          [vvar]",
+    "7ffc00104000-7ffc00106000 r-xp 00000000 00:00 0                          [vdso]",
+    "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+    "",
+  ].join("\n");
+  const hex = (r: { start: bigint; end: bigint }): string => `${r.start.toString(16)}-${r.end.toString(16)}`;
+  t.deepEqual(protectableInMaps(maps).map(hex), ["55d000100000-55d000200000", "7f0000000000-7f0040000000", "7f0040003000-7f0040004000", "7ffc00000000-7ffc00021000"]);
+  t.deepEqual(protectableInMaps(""), []);
 });

@@ -30,7 +30,7 @@ import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotec
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
-import { protectable, WpSnapshot } from "./wpsnap.js";
+import { protectable, protectableInMaps, WpSnapshot } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
@@ -38,7 +38,7 @@ import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeRe
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, sameVmas, withoutVma, type Vma } from "./vmas.js";
+import { collectVmas, sameVmas, type Vma } from "./vmas.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
 import { ImageSet, namespaceIds, newRunId } from "./write.js";
@@ -426,10 +426,6 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         memProcs.push({ pid: p, vmas: vmas.filter((v) => !(v.flags & MAP.HUGETLB)) });
         continue;
       }
-      // smaps is made (a walk of every page table) on the thread pool while the state
-      // below is read; checked against maps once the scratch area of `inside` is gone
-      const smapsAhead = readProcAhead(p, "smaps");
-      void smapsAhead.catch(() => undefined);
       enter("proc");
       const stat = parseStat(readProc(p, "stat"));
       const creds = statusCreds(parseStatus(readProc(p, "status")));
@@ -475,22 +471,40 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         throw new DumpError("inside", p, `${(e as Error).message}; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended (${why})`, { cause: e });
       }
 
+      // Nothing of tscriu's is mapped in the task now, and nothing maps or unmaps there
+      // until it is let go. Two walks of every page table start on the thread pool while
+      // the rest is read: smaps, and a snapshot's protection (from maps, which needs no
+      // walk; checked against smaps' VMAs below). Neither could start before `inside`,
+      // whose scratch mmap would wait for them (the mmap lock).
+      const smapsAhead = readProcAhead(p, "smaps");
+      void smapsAhead.catch(() => undefined);
+      const maps = readProc(p, "maps");
+      let fromMaps: { start: bigint; end: bigint }[] | undefined;
+      if (streamSnap && pool?.complete === true) {
+        fromMaps = protectableInMaps(maps);
+        const protection = WpSnapshot.protect(p, fromMaps, log, "protected again if smaps' VMAs differ");
+        void protection.catch(() => undefined); // awaited in "memory", or on failure
+        protecting.set(p, protection);
+      }
+
       enter("vmas");
-      // (read while the scratch area of `inside` was mapped, it lists that too: taken out;
-      // merged into a neighbour, it is not the same as maps, and read again)
-      const scratch = inside.scratch;
-      const ahead = await smapsAhead.then((text) => (scratch ? withoutVma(text, ...scratch) : text)).catch(() => undefined);
-      const smaps = ahead !== undefined && sameVmas(ahead, readProc(p, "maps")) ? ahead : undefined;
-      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed" : "it changed while read ahead"})`);
+      const ahead = await smapsAhead.catch(() => undefined);
+      const smaps = ahead !== undefined && sameVmas(ahead, maps) ? ahead : undefined;
+      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed" : "it does not list the VMAs of maps"})`);
       const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
-      // A snapshot written in place with room for the rest: certain now, so its protection
-      // runs on the thread pool while the rest of the task is collected.
-      if (streamSnap && pool?.complete === true) {
-        const protection = WpSnapshot.protect(p, vmas.filter(protectable), log);
-        void protection.catch(() => undefined); // awaited in "memory", or on failure
-        protecting.set(p, protection);
+      const protectedFrom = fromMaps;
+      if (protectedFrom) {
+        // maps cannot tell every VMA protectable() leaves out (MAP_DROPPABLE, say): where
+        // smaps' VMAs differ, the protection is ended and made again from them.
+        const want = vmas.filter(protectable);
+        if (want.length !== protectedFrom.length || want.some((v, i) => v.start !== protectedFrom[i]!.start || v.end !== protectedFrom[i]!.end)) {
+          log.info(`pid ${p}: the protectable VMAs of smaps are not those of maps: protected again from smaps'`);
+          const again = protecting.get(p)!.then((first) => (first?.end(), WpSnapshot.protect(p, want, log)));
+          void again.catch(() => undefined);
+          protecting.set(p, again);
+        }
       }
 
       enter("files");

@@ -83,8 +83,6 @@ export interface InsideState {
   brk: bigint;
   /** the MEMBARRIER_CMD_REGISTER_* commands the mm was registered with (criu's tc.membarrier_registration_mask) */
   membarrierMask: number;
-  /** where the scratch area was, [start, end) (unmapped again): a smaps read meanwhile lists it */
-  scratch: [bigint, bigint] | undefined;
 }
 
 const PAGE = 4096;
@@ -119,8 +117,6 @@ function call(pid: number, what: string, nr: number, args: readonly (number | bi
  */
 export class Scratch {
   private addr = 0n;
-  /** the area's address, kept after it is unmapped */
-  private mapped = 0n;
   private size = 0;
   private tableAt = 0;
   private looping = false;
@@ -133,12 +129,12 @@ export class Scratch {
     const flags = MAP.PRIVATE | MAP.ANONYMOUS;
     const r = bridge().remoteSyscall(this.pid, SYS.mmap, [0, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0]);
     if (r >= 0n || r <= -4096n) {
-      this.addr = this.mapped = r;
+      this.addr = r;
       this.size = size;
       this.looping = bridge().processVmWritev(this.pid, this.codeAt, LOOP_CODE) === LOOP_CODE.length;
     } else {
       // Writable code denied (memory-deny-write-execute): answers only.
-      this.addr = this.mapped = call(this.pid, "mmap(scratch area)", SYS.mmap, [0, this.tableAt, PROT.READ | PROT.WRITE, flags, -1, 0]);
+      this.addr = call(this.pid, "mmap(scratch area)", SYS.mmap, [0, this.tableAt, PROT.READ | PROT.WRITE, flags, -1, 0]);
       this.size = this.tableAt;
     }
     return this.addr;
@@ -194,11 +190,6 @@ export class Scratch {
     const n = bridge().processVmReadv(this.pid, this.addr + BigInt(off), len, buf);
     if (n !== len) throw new Error(`short read of the scratch area at 0x${(this.addr + BigInt(off)).toString(16)}`);
     return buf;
-  }
-
-  /** [start, end) of the area, while it is or was mapped */
-  get range(): [bigint, bigint] | undefined {
-    return this.size ? [this.mapped, this.mapped + BigInt(this.size)] : undefined;
   }
 
   /** Unmaps the area; safe to call twice and after a failed map. */
@@ -338,7 +329,6 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
       timerslackNs: slack,
       brk,
       membarrierMask,
-      scratch: s.range,
     };
   } finally {
     s.unmap();

@@ -88,17 +88,6 @@ export function sameVmas(smaps: string, maps: string): boolean {
   return heads.length === lines.length && heads.every((h, i) => h === lines[i]);
 }
 
-/** A smaps text without the VMA [start, end) (its header line and the lines up to the next). */
-export function withoutVma(smaps: string, start: bigint, end: bigint): string {
-  const head = `${start.toString(16)}-${end.toString(16)} `;
-  const lines = smaps.split("\n");
-  const at = lines.findIndex((l) => l.startsWith(head));
-  if (at < 0) return smaps;
-  let to = at + 1;
-  while (to < lines.length && !/^[0-9a-f]+-[0-9a-f]+ /.test(lines[to]!)) to++;
-  return [...lines.slice(0, at), ...lines.slice(to)].join("\n");
-}
-
 export class UnsupportedVma extends Error {}
 
 const hex = (v: bigint): string => v.toString(16);

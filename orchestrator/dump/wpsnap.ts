@@ -47,6 +47,25 @@ export function protectable(v: Vma): boolean {
 }
 
 /**
+ * The ranges protectable() picks, read off /proc/PID/maps of the frozen task, which walks
+ * no page table where smaps walks them all: writable private mappings of no file, unnamed,
+ * heap, stack or named anonymous memory. maps cannot tell every VMA protectable() leaves
+ * out (MAP_DROPPABLE): the dump checks these ranges against smaps' VMAs once read.
+ */
+export function protectableInMaps(maps: string): { start: bigint; end: bigint }[] {
+  const out: { start: bigint; end: bigint }[] = [];
+  for (const line of maps.split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\d+)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const [, start, end, perms, dev, ino, name] = m as unknown as [string, string, string, string, string, string, string];
+    if (perms[1] !== "w" || perms[3] !== "p" || ino !== "0" || dev !== "00:00") continue;
+    if (name !== "" && name !== "[heap]" && name !== "[stack]" && !name.startsWith("[anon:")) continue;
+    out.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`) });
+  }
+  return out;
+}
+
+/**
  * A userfaultfd of the frozen task's address space, made inside it (a userfaultfd serves
  * the memory of whoever made it), taken here with pidfd_getfd and closed in the task
  * again: the task's fd table is as it was. A string says why there is none.
@@ -77,11 +96,11 @@ export class WpSnapshot {
 
   /**
    * Makes a userfaultfd in the frozen task and takes it (here, at once: ptrace), then
-   * protects `vmas` on the thread pool (the page tables of 1 GiB take ~16 ms here, which
-   * the dump spends on the rest of the task meanwhile); undefined (and the task as it was)
-   * when the kernel or the task does not allow it.
+   * protects the ranges `vmas` on the thread pool (the page tables of 1 GiB take ~12 ms
+   * here, which the dump spends on the rest of the task meanwhile); undefined (and the task as it was)
+   * when the kernel or the task does not allow it (`refused` tells the log what follows).
    */
-  static async protect(pid: number, vmas: readonly Vma[], log: ModuleLog): Promise<WpSnapshot | undefined> {
+  static async protect(pid: number, vmas: readonly { start: bigint; end: bigint }[], log: ModuleLog, refused = "its pages are copied while it is frozen"): Promise<WpSnapshot | undefined> {
     const b = bridge();
     if (vmas.length === 0) return undefined;
     const uffd = takeUserfaultfd(pid, log);
@@ -93,7 +112,7 @@ export class WpSnapshot {
     try {
       await b.uffdWriteProtect(uffd, ranges);
     } catch (e) {
-      log.info(`pid ${pid}: write-protect refused (${(e as Error).message}): its pages are copied while it is frozen`);
+      log.info(`pid ${pid}: write-protect refused (${(e as Error).message}): ${refused}`);
       try {
         b.uffdRegister(uffd, ranges, false);
       } catch {
