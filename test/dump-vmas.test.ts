@@ -2,8 +2,13 @@
 // exactly the VMAs of maps: one that lists another area (or a neighbour grown by it) is
 // read again. A write-protect snapshot starts from the ranges of maps (wpsnap.ts).
 import test from "ava";
+import { haveRoot } from "./helpers/criu-root.js";
+import { startWorkload } from "./helpers/workloads.js";
 import { readProcAhead } from "../orchestrator/dump/proc.js";
-import { parseSmaps, sameVmas } from "../orchestrator/dump/vmas.js";
+import { FileTable } from "../orchestrator/dump/filetable.js";
+import { planPages } from "../orchestrator/dump/memory.js";
+import { ShmemTable } from "../orchestrator/dump/shmem.js";
+import { collectVmas, parseSmaps, sameVmas } from "../orchestrator/dump/vmas.js";
 import { protectableInMaps } from "../orchestrator/dump/wpsnap.js";
 
 const smaps = (heads: string[]): string => heads.map((h) => `${h}\nSize:                  4 kB\nVmFlags: rd wr mr mw me ac \n`).join("");
@@ -51,4 +56,38 @@ test("protectableInMaps: writable private memory of no file (unnamed, heap, stac
   const hex = (r: { start: bigint; end: bigint }): string => `${r.start.toString(16)}-${r.end.toString(16)}`;
   t.deepEqual(protectableInMaps(maps).map(hex), ["55d000100000-55d000200000", "7f0000000000-7f0040000000", "7f0040003000-7f0040004000", "7ffc00000000-7ffc00021000"]);
   t.deepEqual(protectableInMaps(""), []);
+});
+
+test("parseSmaps: the Size, Rss and Swap of each VMA", (t) => {
+  const vma = (head: string, size: number, rss: number, swap: number): string => `${head}\nSize:           ${size} kB\nKernelPageSize:        4 kB\nRss:            ${rss} kB\nSwap:           ${swap} kB\nVmFlags: rd wr mr mw me ac \n`;
+  const text = [vma(A, 4, 4, 0), vma("7f0000010000-7f0000012000 rw-p 00000000 00:00 0 ", 8, 4, 0), vma("7f0000020000-7f0000022000 rw-p 00000000 00:00 0 ", 8, 4, 4)].join("");
+  t.deepEqual(
+    parseSmaps(text).map((v) => [v.sizeKb, v.rssKb, v.swapKb]),
+    [
+      [4, 4, 0],
+      [8, 4, 0],
+      [8, 4, 4],
+    ],
+  );
+});
+
+test("planPages: memory smaps finds all resident is one run, planned without a walk of its page table, as the walk plans it", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "bigmem", ["16"]);
+  const mem = BigInt(w.info["mem"]!);
+  const files = new FileTable({ ghostLimit: 0, linkRemap: false, preDump: false, treeIds: new Set([w.pid]) });
+  const vmas = collectVmas(w.pid, files, new ShmemTable(files));
+  const big = vmas.find((v) => v.start === mem);
+  t.is(big?.allPresent, true, "the 16 MiB the workload wrote");
+  const quick = planPages(w.pid, vmas);
+  const walked = planPages(
+    w.pid,
+    vmas.map((v) => {
+      const c = { ...v };
+      delete c.allPresent;
+      return c;
+    }),
+  );
+  t.deepEqual(quick, walked);
+  t.true(quick.segments.some((s) => BigInt(s.addr) === mem && s.len === 16 << 20));
 });

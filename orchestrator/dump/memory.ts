@@ -179,7 +179,9 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
     // hugetlb pages are never left to the parent (criu's restorer reads a hugetlb VMA's
     // pages from this dump's pages image alone: such a VMA is not premapped).
     const huge = (v.flags & MAP_HUGETLB) !== 0;
-    for (const r of presentPages(pid, Number(v.start), Number(v.end))) {
+    // anonymous memory smaps found all resident: one run, without a walk of its page table
+    const all = v.allPresent === true && !filePrivate && !huge ? [{ start: Number(v.start), end: Number(v.end), categories: 0 }] : undefined;
+    for (const r of all ?? presentPages(pid, Number(v.start), Number(v.end))) {
       const n = (r.end - r.start) / PAGE;
       scanned += n;
       if (r.categories & PAGE_IS.PFNZERO) continue;

@@ -34,6 +34,12 @@ export interface Vma {
   socketIno?: bigint;
   /** registered for userfaultfd write-protect ("uw" in smaps' VmFlags), by whichever userfaultfd */
   uffdWp?: boolean;
+  /**
+   * every page resident and none swapped (smaps' Rss is its Size, Swap 0): a page of the
+   * zero page is not counted in Rss, so each is a page of its own (memory.ts planPages
+   * needs no walk of the page table for it)
+   */
+  allPresent?: boolean;
 }
 
 interface SmapsVma {
@@ -45,7 +51,14 @@ interface SmapsVma {
   ino: bigint;
   name: string;
   vmflags: string[];
+  /** smaps' Size, Rss and Swap, kB (-1: not listed) */
+  sizeKb: number;
+  rssKb: number;
+  swapKb: number;
 }
+
+/** The number of a smaps line like "Rss:   1024 kB". */
+const kb = (line: string): number => Number.parseInt(line.slice(line.indexOf(":") + 1), 10);
 
 export function parseSmaps(text: string): SmapsVma[] {
   const out: SmapsVma[] = [];
@@ -61,9 +74,20 @@ export function parseSmaps(text: string): SmapsVma[] {
         ino: BigInt(m[6]!),
         name: m[7]!,
         vmflags: [],
+        sizeKb: -1,
+        rssKb: -1,
+        swapKb: -1,
       });
-    } else if (line.startsWith("VmFlags:") && out.length > 0) {
+    } else if (out.length === 0) {
+      continue;
+    } else if (line.startsWith("VmFlags:")) {
       out[out.length - 1]!.vmflags = line.slice(8).trim().split(/\s+/);
+    } else if (line.startsWith("Size:")) {
+      out[out.length - 1]!.sizeKb = kb(line);
+    } else if (line.startsWith("Rss:")) {
+      out[out.length - 1]!.rssKb = kb(line);
+    } else if (line.startsWith("Swap:")) {
+      out[out.length - 1]!.swapKb = kb(line);
     }
   }
   return out;
@@ -127,7 +151,7 @@ export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smap
       if (adv !== undefined) madv |= 1n << BigInt(adv);
       if (f === "io" || f === "pf") special = true;
     }
-    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined, ...(r.vmflags.includes("uw") ? { uffdWp: true } : {}) };
+    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined, ...(r.vmflags.includes("uw") ? { uffdWp: true } : {}), ...(r.sizeKb > 0 && r.rssKb === r.sizeKb && r.swapKb === 0 ? { allPresent: true } : {}) };
     // pgoff in smaps is in bytes already (hex offset column)
     const where = `${hex(r.start)}-${hex(r.end)}`;
     if (r.name === "[vsyscall]") {
