@@ -222,10 +222,14 @@ export function restoreSockOpts(fd: number, o: SkOpts): void {
   const ints: [number, number][] = [];
   const int = (name: number, v: number | undefined): void => void (v !== undefined && ints.push([name, v]));
   const on = (name: number, v: boolean | number | undefined): void => void (v && ints.push([name, 1]));
+  // What a new socket has already is not set again (a syscall each, for each of a
+  // server's thousand connections): priority 0, low-water mark 1, mark 0, no timeouts.
+  // SO_BUF_LOCK is, as the buffer sizes just set lock them.
+  const unless = (fresh: number, name: number, v: number | undefined): void => void (v !== undefined && v !== fresh && ints.push([name, v]));
   int(SO.BUF_LOCK, o.so_buf_lock);
-  int(SO.PRIORITY, o.so_priority);
-  int(SO.RCVLOWAT, o.so_rcvlowat);
-  int(SO.MARK, o.so_mark);
+  unless(0, SO.PRIORITY, o.so_priority);
+  unless(1, SO.RCVLOWAT, o.so_rcvlowat);
+  unless(0, SO.MARK, o.so_mark);
   on(SO.REUSEADDR, o.reuseaddr);
   on(SO.PASSCRED, o.so_passcred);
   on(SO.PASSSEC, o.so_passsec);
@@ -244,8 +248,8 @@ export function restoreSockOpts(fd: number, o: SkOpts): void {
   on(SO.PASSPIDFD, o.so_passpidfd);
   if (o.so_passrights === false) ints.push([SO.PASSRIGHTS, 0]);
   setsockoptInts(fd, ints.map(([n, v]) => [SOL_SOCKET, n, v] as const));
-  set(fd, SO.SNDTIMEO, "SO_SNDTIMEO", timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
-  set(fd, SO.RCVTIMEO, "SO_RCVTIMEO", timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
+  if (o.so_snd_tmo_sec || o.so_snd_tmo_usec) set(fd, SO.SNDTIMEO, "SO_SNDTIMEO", timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
+  if (o.so_rcv_tmo_sec || o.so_rcv_tmo_usec) set(fd, SO.RCVTIMEO, "SO_RCVTIMEO", timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
   if (o.so_bound_dev) set(fd, SO.BINDTODEVICE, "SO_BINDTODEVICE", Buffer.from(`${o.so_bound_dev}\0`, "latin1"));
   if (o.so_filter?.length) attachFilter(fd, o.so_filter);
 }
