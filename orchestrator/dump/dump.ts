@@ -482,7 +482,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       let fromMaps: { start: bigint; end: bigint }[] | undefined;
       if (streamSnap && pool?.complete === true) {
         fromMaps = protectableInMaps(maps);
-        const protection = WpSnapshot.protect(p, fromMaps, log, "protected again if smaps' VMAs differ");
+        const protection = WpSnapshot.protect(p, fromMaps, log, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
         void protection.catch(() => undefined); // awaited in "memory", or on failure
         protecting.set(p, protection);
       }
