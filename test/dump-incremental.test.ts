@@ -246,7 +246,7 @@ test.serial("dump -R --wp-snapshot: the task runs on while its pages are copied;
   const base = tempDir(t, "tscriu-wp-");
   const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
   t.is(r.code, 0, r.stderr);
-  t.regex(readFileSync(join(base, "dump.log"), "utf8"), /write-protect snapshot written in place with the task running, \d+ pages copied first because it wrote them/);
+  t.regex(readFileSync(join(base, "dump.log"), "utf8"), /write-protect snapshot written in place with the task running, \d+ pages copied first, at its writes/);
   noUffd(t, w.pid);
   await runsOn(t, w);
   await killAndReap(w.pid);
@@ -282,7 +282,7 @@ test.serial("dump -R --wp-snapshot of a task that writes faster than its pages a
   const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")], { env: { TSCRIU_WP_HOLD: "20" } });
   t.is(r.code, 0, r.stderr);
   const early = Number(/written in place with the task running, (\d+) pages copied first/.exec(readFileSync(join(base, "dump.log"), "utf8"))?.[1]);
-  t.log(`${early} pages copied first because the task wrote them`);
+  t.log(`${early} pages copied first, at the task's writes`);
   t.true(early > 20, "past what is held");
   noUffd(t, w.pid);
   await runsOn(t, w);

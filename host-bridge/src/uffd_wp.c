@@ -42,7 +42,11 @@
 /* streaming: pages per read and write, and how many threads read and write */
 #define STREAM_PAGES   512
 #define STREAM_THREADS 3
-/* pages written first held in memory (64 MiB), in blocks; beyond, written one by one */
+/* at a write to a page not copied yet, the pages of its aligned block of FAULT_RUN not
+ * taken yet that adjoin it are copied with it: a task that writes all over its memory
+ * waits in a fault per block, not per page */
+#define FAULT_RUN 16
+/* pages written first held in memory (64 MiB), in blocks; beyond, written at once */
 #define EARLY_BLOCK 512
 #define EARLY_MAX   16384
 
@@ -68,7 +72,7 @@ struct wp_snap {
 	uint64_t *early_off;
 	size_t held;
 	size_t hold;   /* how many of them are held at most (<= EARLY_MAX) */
-	uint8_t *page; /* an aligned page for those written at once */
+	uint8_t *page; /* FAULT_RUN aligned pages: a fault's run, read there */
 	/* stream: the next page to claim, and the first error of the copiers */
 	pthread_mutex_t lock;
 	size_t cur_seg;
@@ -129,23 +133,23 @@ static int copy_run(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t
 	return read_task(s->pid, g->dst + (addr - g->addr), addr, len);
 }
 
-/* Stream: a page the task is about to write, copied before the write goes on; held in
- * memory (written at the end), or, once EARLY_MAX are held, written now. */
-static int copy_early(struct wp_snap *s, struct wp_seg *g, uint64_t addr)
+/* Stream: n pages from addr, the task about to write one of them, copied before the write
+ * goes on; held in memory (written at the end) while there is room, else written now. */
+static int copy_early(struct wp_snap *s, struct wp_seg *g, uint64_t addr, uint64_t n)
 {
 	uint64_t off = g->foff + (addr - g->addr);
-	if (s->held < s->hold) {
+	if (read_task(s->pid, s->page, addr, n * PAGE) < 0)
+		return -1;
+	if (s->held + n > s->hold)
+		return pwrite_all(s->out, s->page, n * PAGE, off);
+	for (uint64_t i = 0; i < n; i++) {
 		size_t b = s->held / EARLY_BLOCK;
 		if (!s->early_blocks[b] && posix_memalign((void **)&s->early_blocks[b], PAGE, EARLY_BLOCK * PAGE))
 			return errno = ENOMEM, -1;
-		if (read_task(s->pid, s->early_blocks[b] + (s->held % EARLY_BLOCK) * PAGE, addr, PAGE) < 0)
-			return -1;
-		s->early_off[s->held++] = off;
-		return 0;
+		memcpy(s->early_blocks[b] + (s->held % EARLY_BLOCK) * PAGE, s->page + i * PAGE, PAGE);
+		s->early_off[s->held++] = off + i * PAGE;
 	}
-	if (read_task(s->pid, s->page, addr, PAGE) < 0)
-		return -1;
-	return pwrite_all(s->out, s->page, PAGE, off);
+	return 0;
 }
 
 static struct wp_seg *find_seg(struct wp_snap *s, uint64_t addr)
@@ -163,11 +167,103 @@ static struct wp_seg *find_seg(struct wp_snap *s, uint64_t addr)
 	return NULL;
 }
 
-/* The fault thread: a write to a page not copied yet copies it, then lets it go. */
+/* The fault thread reads the userfaultfd: its faults and its events, which the task waits on. */
+#define PEND_MAX 256
+struct fault_queue {
+	uint64_t addr[PEND_MAX];
+	size_t n;
+};
+
+/* An event the task waits on until it is read (memory it gives back): a page of it not
+ * copied yet makes the snapshot torn. */
+static void discarded(struct wp_snap *s, const struct uffd_msg *m)
+{
+	uint64_t start = m->event == UFFD_EVENT_REMAP ? m->arg.remap.from : m->arg.remove.start;
+	uint64_t end = m->event == UFFD_EVENT_REMAP ? m->arg.remap.from + m->arg.remap.len : m->arg.remove.end;
+	for (uint64_t a = start; a < end && !s->torn; a += PAGE) {
+		struct wp_seg *g = find_seg(s, a);
+		if (g && atomic_load(&s->state[g->first + (a - g->addr) / PAGE]) != 2)
+			s->torn = a;
+	}
+}
+
+/* Unprotects from the fault thread. The kernel refuses (EAGAIN) while an event waits to be
+ * read, and this thread is its reader: the events are read meanwhile, faults queued (one
+ * that does not fit is woken when its page is copied, or at the end). */
+static int unprotect_here(struct wp_snap *s, uint64_t addr, uint64_t len, struct fault_queue *q)
+{
+	struct uffdio_writeprotect wp = { { addr, len }, 0 };
+	while (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		if (errno != EAGAIN)
+			return -1;
+		struct uffd_msg m;
+		if (read(s->uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+			continue;
+		if (m.event == UFFD_EVENT_PAGEFAULT) {
+			if (q->n < PEND_MAX)
+				q->addr[q->n++] = m.arg.pagefault.address;
+		} else if (m.event == UFFD_EVENT_REMOVE || m.event == UFFD_EVENT_UNMAP || m.event == UFFD_EVENT_REMAP) {
+			discarded(s, &m);
+		}
+	}
+	return 0;
+}
+
+/* A write to a page not copied yet: copies it (with its block), then lets it go. */
+static void fault(struct wp_snap *s, uint64_t fault_addr, struct fault_queue *q)
+{
+	uint64_t addr = fault_addr & ~(PAGE - 1);
+	struct wp_seg *g = find_seg(s, addr);
+	if (g) {
+		_Atomic uint8_t *st = &s->state[g->first + (addr - g->addr) / PAGE];
+		uint8_t zero = 0;
+		if (atomic_compare_exchange_strong(st, &zero, 1)) {
+			/* with the pages of its block that adjoin it and nobody took */
+			uint64_t idx = (addr - g->addr) / PAGE, n = g->len / PAGE;
+			uint64_t blk = idx - idx % FAULT_RUN, blk_end = blk + FAULT_RUN < n ? blk + FAULT_RUN : n;
+			uint64_t lo = idx, hi = idx + 1;
+			while (lo > blk) {
+				uint8_t z = 0;
+				if (!atomic_compare_exchange_strong(&s->state[g->first + lo - 1], &z, 1))
+					break;
+				lo--;
+			}
+			while (hi < blk_end) {
+				uint8_t z = 0;
+				if (!atomic_compare_exchange_strong(&s->state[g->first + hi], &z, 1))
+					break;
+				hi++;
+			}
+			uint64_t from = g->addr + lo * PAGE;
+			int rc = s->out < 0 ? copy_run(s, g, from, (hi - lo) * PAGE) : copy_early(s, g, from, hi - lo);
+			if (rc < 0 && !s->err)
+				s->err = errno;
+			for (uint64_t k = lo; k < hi; k++)
+				atomic_store(&s->state[g->first + k], 2);
+			s->early += hi - lo;
+			if (hi - lo > 1 && unprotect_here(s, from, (hi - lo) * PAGE, q) < 0 && !s->err)
+				s->err = errno;
+		} else {
+			while (atomic_load(st) != 2)
+				sched_yield();
+		}
+	}
+	/* unprotects and wakes the writer (again, if the copier did already) */
+	if (unprotect_here(s, addr, PAGE, q) < 0 && !s->err)
+		s->err = errno;
+}
+
+/* The fault thread: faults and events, until the copy is done. */
 static void *faults(void *arg)
 {
 	struct wp_snap *s = arg;
+	struct fault_queue q = { .n = 0 };
 	while (!atomic_load(&s->stop)) {
+		if (q.n > 0) {
+			uint64_t a = q.addr[--q.n];
+			fault(s, a, &q);
+			continue;
+		}
 		struct pollfd p = { s->uffd, POLLIN, 0 };
 		int r = poll(&p, 1, 20);
 		if (r <= 0)
@@ -175,38 +271,10 @@ static void *faults(void *arg)
 		struct uffd_msg m;
 		if (read(s->uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
 			continue;
-		if (m.event == UFFD_EVENT_REMOVE || m.event == UFFD_EVENT_UNMAP || m.event == UFFD_EVENT_REMAP) {
-			uint64_t start = m.event == UFFD_EVENT_REMAP ? m.arg.remap.from : m.arg.remove.start;
-			uint64_t end =
-			    m.event == UFFD_EVENT_REMAP ? m.arg.remap.from + m.arg.remap.len : m.arg.remove.end;
-			for (uint64_t a = start; a < end && !s->torn; a += PAGE) {
-				struct wp_seg *g = find_seg(s, a);
-				if (g && atomic_load(&s->state[g->first + (a - g->addr) / PAGE]) != 2)
-					s->torn = a;
-			}
-			continue;
-		}
-		if (m.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		uint64_t addr = m.arg.pagefault.address & ~(PAGE - 1);
-		struct wp_seg *g = find_seg(s, addr);
-		if (g) {
-			_Atomic uint8_t *st = &s->state[g->first + (addr - g->addr) / PAGE];
-			uint8_t zero = 0;
-			if (atomic_compare_exchange_strong(st, &zero, 1)) {
-				int rc = s->out < 0 ? copy_run(s, g, addr, PAGE) : copy_early(s, g, addr);
-				if (rc < 0 && !s->err)
-					s->err = errno;
-				atomic_store(st, 2);
-				s->early++;
-			} else {
-				while (atomic_load(st) != 2)
-					sched_yield();
-			}
-		}
-		/* unprotects and wakes the writer (again, if the copier did already) */
-		if (unprotect(s->uffd, addr, PAGE) < 0 && !s->err)
-			s->err = errno;
+		if (m.event == UFFD_EVENT_REMOVE || m.event == UFFD_EVENT_UNMAP || m.event == UFFD_EVENT_REMAP)
+			discarded(s, &m);
+		else if (m.event == UFFD_EVENT_PAGEFAULT)
+			fault(s, m.arg.pagefault.address, &q);
 	}
 	return NULL;
 }
@@ -642,7 +710,7 @@ static napi_value uffd_snapshot_stream(napi_env env, napi_callback_info info)
 	atomic_init(&s->bytes, 0);
 	s->segs = calloc(nsegs ? nsegs : 1, sizeof(*s->segs));
 	s->early_off = malloc(EARLY_MAX * sizeof(*s->early_off));
-	if (!s->segs || !s->early_off || posix_memalign((void **)&s->page, PAGE, PAGE)) {
+	if (!s->segs || !s->early_off || posix_memalign((void **)&s->page, PAGE, FAULT_RUN * PAGE)) {
 		stream_job_free(j);
 		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 	}

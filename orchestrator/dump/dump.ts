@@ -698,7 +698,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const t0 = process.hrtime.bigint();
       const early = d.snap.copy(d.c, d.c.reserved);
       readNs += process.hrtime.bigint() - t0;
-      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first because it wrote them`);
+      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first, at its writes (each with the pages of its block of 16 not copied yet)`);
     }
     for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
@@ -708,7 +708,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const early = await d.inPlace.streamed;
         // the sink counted the unprotected pages only: now all of this process's are out
         progress(d.base)(d.c.pages * PAGE);
-        log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} pages copied first because it wrote them`);
+        log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} pages copied first, at its writes (each with the pages of its block of 16 not copied yet)`);
         stats.pages_written += BigInt(r.written);
         await d.out.close(false);
         d.c.runs.length = 0;
