@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const only = process.argv.slice(2).filter((a) => !a.startsWith("-"));
-const benches = ["bench-decode.ts", "bench-wasm.ts", "bench-dedup.ts", "bench-dump.ts", "bench-pageserver.ts", "bench-incr.ts", "bench-restore.ts", "bench-tree.ts", "bench-fds.ts", "bench-tcp.ts", "bench-startup.ts", "bench-lazy.sh"].filter(
+const benches = ["bench-decode.ts", "bench-wasm.ts", "bench-dedup.ts", "bench-dump.ts", "bench-snapshot-work.ts", "bench-pageserver.ts", "bench-incr.ts", "bench-restore.ts", "bench-tree.ts", "bench-fds.ts", "bench-tcp.ts", "bench-startup.ts", "bench-lazy.sh"].filter(
   (b) => existsSync(join(here, b)) && (only.length === 0 || only.some((o) => b.includes(o))),
 );
 spawnSync(process.execPath, [join(root, "scripts/build-ts.mjs")], { stdio: "inherit" });
