@@ -64,7 +64,11 @@ function warmWithDumps() {
   } finally {
     // the sleep, or the one restored with its pid
     const left = ours();
-    if (left !== undefined) process.kill(left, "SIGKILL");
+    try {
+      if (left !== undefined) process.kill(left, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
   }
 }
 if (!existsSync(cache)) console.warn("cli-cache: no code cache was written (dist/cli/main.cache): the CLI starts slower");

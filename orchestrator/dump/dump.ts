@@ -479,9 +479,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const smapsAhead = readProcAhead(p, "smaps");
       void smapsAhead.catch(() => undefined);
       const maps = readProc(p, "maps");
-      let fromMaps: { start: bigint; end: bigint }[] | undefined;
-      if (streamSnap && pool?.complete === true) {
-        fromMaps = protectableInMaps(maps);
+      const fromMaps = streamSnap && pool?.complete === true ? protectableInMaps(maps) : undefined;
+      if (fromMaps) {
         const protection = WpSnapshot.protect(p, fromMaps, log, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
         void protection.catch(() => undefined); // awaited in "memory", or on failure
         protecting.set(p, protection);
@@ -494,12 +493,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
-      const protectedFrom = fromMaps;
-      if (protectedFrom) {
+      if (fromMaps) {
         // maps cannot tell every VMA protectable() leaves out (MAP_DROPPABLE, say): where
         // smaps' VMAs differ, the protection is ended and made again from them.
         const want = vmas.filter(protectable);
-        if (want.length !== protectedFrom.length || want.some((v, i) => v.start !== protectedFrom[i]!.start || v.end !== protectedFrom[i]!.end)) {
+        if (want.length !== fromMaps.length || want.some((v, i) => v.start !== fromMaps[i]!.start || v.end !== fromMaps[i]!.end)) {
           log.info(`pid ${p}: the protectable VMAs of smaps are not those of maps: protected again from smaps'`);
           const again = protecting.get(p)!.then((first) => (first?.end(), WpSnapshot.protect(p, want, log)));
           void again.catch(() => undefined);

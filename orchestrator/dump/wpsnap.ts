@@ -21,7 +21,7 @@ import { MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
 import type { Captured } from "./capture.js";
-import { VMA, type Vma } from "./vmas.js";
+import { anonWritableLine, VMA, type Vma } from "./vmas.js";
 
 const NR_USERFAULTFD = 323;
 const NR_CLOSE = 3;
@@ -48,19 +48,15 @@ export function protectable(v: Vma): boolean {
 
 /**
  * The ranges protectable() picks, read off /proc/PID/maps of the frozen task, which walks
- * no page table where smaps walks them all: writable private mappings of no file, unnamed,
- * heap, stack or named anonymous memory. maps cannot tell every VMA protectable() leaves
- * out (MAP_DROPPABLE): the dump checks these ranges against smaps' VMAs once read.
+ * no page table where smaps walks them all (anonWritableLine: writable private memory of
+ * no file). maps cannot tell every VMA protectable() leaves out (MAP_DROPPABLE): the dump
+ * checks these ranges against smaps' VMAs once read.
  */
 export function protectableInMaps(maps: string): { start: bigint; end: bigint }[] {
   const out: { start: bigint; end: bigint }[] = [];
   for (const line of maps.split("\n")) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ (\S+) (\d+)\s*(.*)$/.exec(line);
-    if (!m) continue;
-    const [, start, end, perms, dev, ino, name] = m as unknown as [string, string, string, string, string, string, string];
-    if (perms[1] !== "w" || perms[3] !== "p" || ino !== "0" || dev !== "00:00") continue;
-    if (name !== "" && name !== "[heap]" && name !== "[stack]" && !name.startsWith("[anon:")) continue;
-    out.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`) });
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (m && anonWritableLine(m[3]!, m[4]!, m[5]!)) out.push({ start: BigInt(`0x${m[1]!}`), end: BigInt(`0x${m[2]!}`) });
   }
   return out;
 }
@@ -97,8 +93,9 @@ export class WpSnapshot {
   /**
    * Makes a userfaultfd in the frozen task and takes it (here, at once: ptrace), then
    * protects the ranges `vmas` on the thread pool (the page tables of 1 GiB take ~12 ms
-   * here, which the dump spends on the rest of the task meanwhile); undefined (and the task as it was)
-   * when the kernel or the task does not allow it (`refused` tells the log what follows).
+   * here, which the dump spends on the rest of the task meanwhile); undefined (and the
+   * task as it was) when the kernel or the task does not allow it (`refused` tells the
+   * log what follows).
    */
   static async protect(pid: number, vmas: readonly { start: bigint; end: bigint }[], log: ModuleLog, refused = "its pages are copied while it is frozen"): Promise<WpSnapshot | undefined> {
     const b = bridge();
