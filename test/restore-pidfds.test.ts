@@ -7,6 +7,10 @@
 // process or thread outside the tree, io_uring and userfaultfd are refused at dump by name
 // with the task left running; hostile PIDFD entries, and an epoll watching a thread pidfd
 // of a thread other than a leader, are refused at plan.
+// The tests run one at a time: each restores its processes with their own PIDs, and the
+// "pidfd" workload leaves a zombie child that pid 1 reaps late; with pid_max at 32768 the
+// PIDs wrap during the suite, and a PID one test restores may be one another test's
+// process had before (seen in CI: a restore found its PID held by the other's zombie).
 import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
@@ -25,7 +29,7 @@ async function pidfds(dir: string): Promise<Entry[]> {
   return (await readImage(join(dir, "files.img"))).entries.filter((e) => e["type"] === "PIDFD").map((e) => e["pidfd"] as Entry);
 }
 
-test("pidfd: pidfds of a live child, of the task itself (non-blocking), of a zombie child and of a reaped child come back", async (t) => {
+test.serial("pidfd: pidfds of a live child, of the task itself (non-blocking), of a zombie child and of a reaped child come back", async (t) => {
   const w = await startWorkload(t, "pidfds", ["pidfd"]);
   t.is(await w.check(), "PASS pidfd", "before the dump");
   const [live, zombie] = [Number(w.info["live"]), Number(w.info["zombie"])];
@@ -42,7 +46,7 @@ test("pidfd: pidfds of a live child, of the task itself (non-blocking), of a zom
 
 const THREAD = 0o200;
 
-test("thread: thread pidfds of a second thread and of the main thread come back; one of a thread that exits reports its exit, and dumped again (-R) comes back as one of a thread gone", async (t) => {
+test.serial("thread: thread pidfds of a second thread and of the main thread come back; one of a thread that exits reports its exit, and dumped again (-R) comes back as one of a thread gone", async (t) => {
   const w = await startWorkload(t, "pidfds", ["thread"]);
   const [second, third] = [Number(w.info["second"]), Number(w.info["third"])];
   const dir = await dumpGone(t, w);
@@ -76,7 +80,7 @@ for (const [kind, re] of [
   });
 }
 
-test("hostile pidfd entries are refused at plan, naming files.img, nothing created", async (t) => {
+test.serial("hostile pidfd entries are refused at plan, naming files.img, nothing created", async (t) => {
   const w = await startWorkload(t, "pidfds", ["pidfd"]);
   const dir = await dumpGone(t, w);
   for (const [what, mutate, re] of [
@@ -107,7 +111,7 @@ test.serial("criu restores tscriu's images: pidfds pidfd", async (t) => {
   t.is(await w.check(30_000), "PASS pidfd");
 });
 
-test("an epoll watching a thread pidfd of a thread other than a leader is refused at plan by name (it is made after the epolls are filled)", async (t) => {
+test.serial("an epoll watching a thread pidfd of a thread other than a leader is refused at plan by name (it is made after the epolls are filled)", async (t) => {
   const w = await startWorkload(t, "pidfds", ["thread_epoll"]);
   const third = Number(w.info["third"]);
   const dir = await dumpGone(t, w);
