@@ -122,6 +122,23 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
   t.is(await w.check(), "PASS established");
 });
 
+test.serial("a window last updated by a segment past the receive window (criu's dump after dropped segments): the restore takes it from the receive queue's end", async (t) => {
+  // The kernel's snd_wl1 can lie past rcv_nxt + rcv_wnd (a segment of the peer's dropped
+  // for memory or kept out of order, whose window was taken); TCP_REPAIR_WINDOW refuses it.
+  const w = await startWorkload(t, "inetsk", ["established"]);
+  const dir = await dumpGone(t, w, LOCK);
+  await dropLockAtTeardown(t, dir);
+  for (const s of readdirSync(dir).filter((f) => f.startsWith("tcp-stream-"))) {
+    const img = await readImage(join(dir, s));
+    const e = img.entries[0]!;
+    e["snd_wl1"] = (Number(e["inq_seq"]) + Number(e["rcv_wnd"]) + 327_415) >>> 0;
+    rmSync(join(dir, s));
+    await writeImage(join(dir, s), img);
+  }
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(await w.check(), "PASS established", "the unread data reads back, each way, and the connection carries more");
+});
+
 test.serial("half-closed connections (FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING), data unread each way: restored in their states; the FINs lost before the dump come after it", async (t) => {
   const w = await startWorkload(t, "inetsk", ["halfclosed"]);
   const port = (fd: number): number => Number(w.info[`p${fd}`]);

@@ -127,7 +127,25 @@ export function saveConnection(fd: number): TcpStream {
   const sq = readQueue(fd, TCP_QUEUE.SEND, outqLen, "send");
   entry.inq_seq = rq.seq;
   entry.outq_seq = sq.seq;
+  entry.snd_wl1 = windowUpdateSeq(entry, (1 << state) & RCVQ_FIN ? 1 : 0);
   return { state, entry, inq: rq.bytes, outq: sq.bytes };
+}
+
+/**
+ * snd_wl1 as TCP_REPAIR_WINDOW takes it: the sequence number of the peer's segment that
+ * last updated our send window. A segment past what came in order (one of the
+ * out-of-order queue, which is not dumped, or one dropped while the receive queue was
+ * full, whose acknowledgment and window were taken all the same) can leave it past
+ * rcv_nxt + rcv_wnd, which the kernel refuses (EINVAL; zdtm's socket-tcpbuf-local one dump
+ * in four here). It is then where the peer's next segment starts, rcv_nxt: the peer sends
+ * again what we did not keep, and its window is taken from that. `fin`: the peer's FIN
+ * follows the receive queue (the dumped inq_seq is past it).
+ */
+export function windowUpdateSeq(e: TcpStreamEntry, fin: number): number {
+  const wl1 = e.snd_wl1 ?? 0;
+  const rcvNxt = (e.inq_seq - fin) >>> 0;
+  // after(wl1, rcvNxt + fin + rcv_wnd), in sequence-number arithmetic
+  return ((rcvNxt + fin + (e.rcv_wnd ?? 0) - wl1) | 0) < 0 ? rcvNxt : wl1;
 }
 
 /** Sends `data` in chunks the kernel takes (a repair-mode receive queue wants linear buffers: a large one may fail with ENOMEM). */
@@ -227,7 +245,7 @@ export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpSt
     const w = Buffer.alloc(20);
     // The window was advanced past the peer's FIN; it is before it until the FIN comes again.
     const fin = m & RCVQ_FIN ? 1 : 0;
-    [e.snd_wl1 ?? 0, e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
+    [windowUpdateSeq(e, fin), e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
     try {
       b.setsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, w);
     } catch (err) {
