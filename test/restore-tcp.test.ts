@@ -113,6 +113,7 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
     const isClient = isk["dst_port"] === listener["src_port"];
     t.is(Buffer.from((e!["extra"] as { inq: Uint8Array }).inq).toString(), isClient ? "server to client, unread|" : "client to server, unread|");
     t.is(Number(e!["opt_mask"]) & 7, 7, "timestamps, SACK and window scaling, as loopback connections have them");
+    t.true(((Number(e!["inq_seq"]) - Number(e!["snd_wl1"])) | 0) >= 0, "the window was last updated by a segment up to rcv_nxt");
   }
   const inv = (await entries(dir, "inventory.img"))[0]!;
   t.is(inv["network_lock_method"], 1, "criu's number for nftables");
@@ -123,8 +124,9 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
 });
 
 test.serial("a window last updated by a segment past the receive window (criu's dump after dropped segments): the restore takes it from the receive queue's end", async (t) => {
-  // The kernel's snd_wl1 can lie past rcv_nxt + rcv_wnd (a segment of the peer's dropped
-  // for memory or kept out of order, whose window was taken); TCP_REPAIR_WINDOW refuses it.
+  // The kernel's snd_wl1 can lie past rcv_nxt, even past rcv_nxt + rcv_wnd (a segment of
+  // the peer's dropped for memory or kept out of order, whose window was taken), which
+  // TCP_REPAIR_WINDOW refuses.
   const w = await startWorkload(t, "inetsk", ["established"]);
   const dir = await dumpGone(t, w, LOCK);
   await dropLockAtTeardown(t, dir);

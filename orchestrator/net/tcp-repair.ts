@@ -132,20 +132,21 @@ export function saveConnection(fd: number): TcpStream {
 }
 
 /**
- * snd_wl1 as TCP_REPAIR_WINDOW takes it: the sequence number of the peer's segment that
- * last updated our send window. A segment past what came in order (one of the
- * out-of-order queue, which is not dumped, or one dropped while the receive queue was
- * full, whose acknowledgment and window were taken all the same) can leave it past
- * rcv_nxt + rcv_wnd, which the kernel refuses (EINVAL; zdtm's socket-tcpbuf-local one dump
- * in four here). It is then where the peer's next segment starts, rcv_nxt: the peer sends
- * again what we did not keep, and its window is taken from that. `fin`: the peer's FIN
- * follows the receive queue (the dumped inq_seq is past it).
+ * snd_wl1 as a dump writes it and a restore gives it back: the sequence number of the
+ * peer's segment that last updated our send window. A segment past what came in order
+ * (one of the out-of-order queue, which is not dumped, or one dropped while the receive
+ * queue was full, whose acknowledgment and window were taken all the same) leaves it past
+ * rcv_nxt. Restored so, it is refused when past rcv_nxt + rcv_wnd (TCP_REPAIR_WINDOW:
+ * EINVAL, zdtm's socket-tcpbuf-local one restore in four here), and otherwise makes the
+ * socket ignore the window of every segment the peer sends again from rcv_nxt: with both
+ * windows closed, each end then waits for the other's (the same test hung now and then).
+ * It is rcv_nxt instead, where the peer sends again what we did not keep. `fin`: the
+ * peer's FIN follows the receive queue (the dumped inq_seq is past it).
  */
 export function windowUpdateSeq(e: TcpStreamEntry, fin: number): number {
   const wl1 = e.snd_wl1 ?? 0;
-  const rcvNxt = (e.inq_seq - fin) >>> 0;
-  // after(wl1, rcvNxt + fin + rcv_wnd), in sequence-number arithmetic
-  return ((rcvNxt + fin + (e.rcv_wnd ?? 0) - wl1) | 0) < 0 ? rcvNxt : wl1;
+  // after(wl1, inq_seq), in sequence-number arithmetic
+  return ((e.inq_seq - wl1) | 0) < 0 ? (e.inq_seq - fin) >>> 0 : wl1;
 }
 
 /** Sends `data` in chunks the kernel takes (a repair-mode receive queue wants linear buffers: a large one may fail with ENOMEM). */
