@@ -3,7 +3,7 @@
 // SO_PEERCRED (a non-root one refused, root clients served meanwhile); bad input on a
 // connection is answered with an error and the service goes on serving the others.
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
@@ -174,4 +174,44 @@ test("bad input: a truncated message, an unknown type, a huge field, no images_d
   t.regex(String(noFd["cr_errmsg"]), /images_dir_fd \(1\) is missing/);
   t.like(rawRequest(s.sock, Uint8Array.from([0x08, 0x06])), { success: false, cr_errmsg: "a NOTIFY request outside a notification (a client answers NOTIFY only when tscriu sends one)" });
   t.is(version(s.sock), true, "the service serves on");
+});
+
+/** The nice value of each thread of `pid` (/proc/PID/task/TID/stat, field 19). */
+function nices(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "latin1");
+      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+    });
+  } catch {
+    return []; // gone
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, "latin1").split(" ").filter((p) => p !== "").map(Number));
+}
+
+test("the spare worker waits at the lowest priority; the worker that takes a client serves it at the normal one, every thread", async (t) => {
+  const s = await startService(t);
+  // (the service sets it right after the spare's exec)
+  const spare = await waitFor("the spare worker at nice 19", () => childrenOf(s.pid).find((p) => nices(p)[0] === 19));
+  const b = bridge();
+  const fd = b.socket(1, 5);
+  try {
+    b.unixConnect(fd, Buffer.from(`${s.sock}\0`));
+    b.seqpacketSend(fd, encodeMessage(criu_req, { type: "VERSION" }));
+    const answer = b.seqpacketRecv(fd, 1 << 20, 60_000);
+    t.like(answer && decodeMessage(criu_resp, answer), { success: true });
+    // the worker serves this client until it closes the connection
+    t.true(existsSync(`/proc/${spare}`));
+    t.deepEqual(
+      nices(spare).filter((n) => n !== 0),
+      [],
+      "every thread of the worker serving a client is back at nice 0",
+    );
+    await waitFor("the next spare, started at once, at nice 19", () => childrenOf(s.pid).find((p) => p !== spare && nices(p)[0] === 19));
+  } finally {
+    b.close(fd);
+  }
 });

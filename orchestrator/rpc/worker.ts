@@ -2,11 +2,12 @@
 // on the listening socket (fd 3), says so on its pipe (fd 4) so the service starts the next
 // one, checks its client (peer.ts) and serves it (server.ts), then exits.
 
-import { closeSync, writeSync } from "node:fs";
+import { closeSync, readdirSync, writeSync } from "node:fs";
+import { setPriority } from "node:os";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
 import { type Peer, PeerCheck, peerOf } from "./peer.js";
-import { LISTEN_FD, REPORT_FD } from "./service.js";
+import { LISTEN_FD, REPORT_FD, spareNiced } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
 import { warmUp } from "./warmup.js";
@@ -21,6 +22,16 @@ const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LE
 const POLLIN = 1;
 await warmUp(log.module("service"), () => bridge().pollNow(LISTEN_FD, POLLIN) !== 0);
 const conn = bridge().accept(LISTEN_FD);
+// The spare's low priority (service.ts) ends: each thread has its own.
+if (spareNiced()) {
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      setPriority(Number(tid), 0);
+    } catch (e) {
+      log.module("service").warn(`thread ${tid} keeps the spare's priority: ${(e as Error).message}`);
+    }
+  }
+}
 writeSync(REPORT_FD, "accepted\n");
 closeSync(REPORT_FD);
 closeSync(LISTEN_FD);
