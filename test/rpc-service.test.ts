@@ -21,12 +21,12 @@ interface Service {
 }
 
 /** Starts `tscriu service -d` and waits for the \0 on its status fd; stopped at teardown. */
-async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string): Promise<Service> {
+async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string, env: NodeJS.ProcessEnv = process.env): Promise<Service> {
   const dir = inDir ?? tempDir(t, "tscriu-svc-");
   chmodSync(dir, 0o755);
   const sock = join(dir, "criu.sock");
   const pidfile = join(dir, "service.pid");
-  const child = spawn(process.execPath, [CLI, "service", "-d", "--address", sock, "--status-fd", "3", "--pidfile", pidfile, ...extra], { stdio: ["ignore", "pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "service", "-d", "--address", sock, "--status-fd", "3", "--pidfile", pidfile, ...extra], { stdio: ["ignore", "pipe", "pipe", "pipe"], env });
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
   const ready = await new Promise<Buffer>((resolve, reject) => {
@@ -214,4 +214,18 @@ test("the spare worker waits at the lowest priority; the worker that takes a cli
   } finally {
     b.close(fd);
   }
+});
+
+// serial: it must catch the spare's warm-up (under a second), which a test beside it
+// blocking this process's event loop (pycriu through spawnSync) would hide
+test.serial("a service stopped while its spare warms up: the spare ends its step and removes what it made (its task, its images), then the service ends", async (t) => {
+  const tmp = tempDir(t, "tscriu-svc-tmp-");
+  const log = join(tempDir(t), "service.log");
+  const s = await startService(t, ["-v4", "-o", log], undefined, { ...process.env, TMPDIR: tmp });
+  // its warm-up makes its images under TMPDIR
+  const spare = await waitFor("the spare's warm-up", () => readdirSync(tmp).some((f) => f.startsWith("tscriu-warmup-")) && childrenOf(s.pid)[0]);
+  process.kill(s.pid, "SIGTERM");
+  await waitFor(`service ${s.pid} to end`, () => (procState(s.pid) ?? "Z") === "Z");
+  t.deepEqual(readdirSync(tmp), [], "the warm-up's images are removed");
+  t.regex(readFileSync(log, "utf8"), new RegExp(`worker ${spare} exited with 0$`, "m"), "the spare ended by itself, not killed");
 });

@@ -7,10 +7,11 @@
 // arrive while the next spare starts wait in the listen backlog.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, lstatSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { setPriority } from "node:os";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
+import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { CliContext } from "../cli/run.js";
 import { childEnv, inheritedListenFd, signalReady, startDaemon, statusFdOf } from "../cli/daemon.js";
@@ -102,6 +103,28 @@ const NEXT_SPARE_MS = 100;
  * once it has a client (worker.ts). Only as root: raising it back needs CAP_SYS_NICE.
  */
 export const SPARE_NICE = 19;
+/** How often the service looks for a client waiting while its spare is not ready. */
+const BOOST_POLL_MS = 20;
+
+/** Every thread of `pid` at nice `nice` (each thread has its own). */
+export function renice(pid: number, nice: number, warn?: (msg: string) => void): void {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // gone
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch (e) {
+      warn?.(`thread ${tid} of ${pid} keeps its priority: ${(e as Error).message}`);
+    }
+  }
+}
+
+/** How long a stopping service waits for its spare to clean up before it kills it. */
+const SPARE_STOP_MS = 5000;
 export const spareNiced = (): boolean => process.geteuid?.() === 0;
 
 async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
@@ -117,13 +140,23 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     const t0 = Date.now();
     const child = spawn(process.execPath, [...w.execArgv, w.file], { stdio: ["ignore", "ignore", "inherit", listenFd, "pipe"], env });
     spare = child;
+    let boost: NodeJS.Timeout | undefined;
     if (spareNiced() && child.pid !== undefined) {
+      const pid = child.pid;
       try {
         // its threads made from now on inherit it
-        setPriority(child.pid, SPARE_NICE);
+        setPriority(pid, SPARE_NICE);
       } catch {
         // gone already: its exit says so
       }
+      // A client that comes while the spare boots or warms up waits for it: on a busy
+      // machine the lowest priority would make that wait long.
+      boost = setInterval(() => {
+        if (bridge().pollNow(listenFd, POLL.IN) === 0) return;
+        clearInterval(boost);
+        log.debug(`a client waits for the spare ${pid}: back to the normal priority`);
+        renice(pid, 0);
+      }, BOOST_POLL_MS);
     }
     let accepted = false;
     let next: NodeJS.Timeout | undefined;
@@ -136,17 +169,23 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     (child.stdio[REPORT_FD] as NodeJS.ReadableStream).on("data", () => {
       if (accepted) return;
       accepted = true;
+      clearInterval(boost);
       quickFailures = 0;
       log.info(`worker ${child.pid} took a connection`);
       // The next spare boots (Node, the modules, the warm-up: a CPU's worth for a while)
       // once this worker is done, or NEXT_SPARE_MS after it took its client, or at once at
       // the lowest priority: not on the CPUs that client's request runs on.
-      if (spare === child) next = setTimeout(startNext, spareNiced() ? 0 : NEXT_SPARE_MS);
+      if (spare === child) {
+        // a worker now: a stop leaves it to serve its client
+        spare = undefined;
+        next = setTimeout(startNext, spareNiced() ? 0 : NEXT_SPARE_MS);
+      }
     });
     child.on("exit", (code, signal) => {
+      clearInterval(boost);
       log.info(`worker ${child.pid} exited with ${code ?? `signal ${signal}`}`);
       startNext();
-      if (accepted || stopping || spare !== child) return;
+      if (accepted || stopping) return;
       // the spare died before taking a connection: start another, slowly if it keeps failing
       quickFailures = Date.now() - t0 < 1000 ? quickFailures + 1 : 0;
       log.error(`the spare worker ${child.pid} exited before any connection (${code ?? `signal ${signal}`})`);
@@ -156,10 +195,19 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
   start();
   signalReady(statusFd);
   return await new Promise<number>((done) => {
+    // The spare is asked to stop: one warming up ends its step and removes what it made
+    // (its throwaway task, restored or not, and their images: a SIGKILL left them behind);
+    // one waiting for a client ends at once. It is killed if it takes too long.
     const stop = (): void => {
       stopping = true;
-      spare?.kill("SIGKILL");
-      done(0);
+      const s = spare;
+      if (!s || s.exitCode !== null || s.signalCode !== null) return done(0);
+      const force = setTimeout(() => s.kill("SIGKILL"), SPARE_STOP_MS);
+      s.once("exit", () => {
+        clearTimeout(force);
+        done(0);
+      });
+      s.kill("SIGTERM");
     };
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);

@@ -2,12 +2,12 @@
 // on the listening socket (fd 3), says so on its pipe (fd 4) so the service starts the next
 // one, checks its client (peer.ts) and serves it (server.ts), then exits.
 
-import { closeSync, readdirSync, writeSync } from "node:fs";
-import { setPriority } from "node:os";
+import { closeSync, writeSync } from "node:fs";
+import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
 import { type Peer, PeerCheck, peerOf } from "./peer.js";
-import { LISTEN_FD, REPORT_FD, spareNiced } from "./service.js";
+import { LISTEN_FD, renice, REPORT_FD, spareNiced } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
 import { warmUp } from "./warmup.js";
@@ -19,19 +19,17 @@ const logFile = process.env["TSCRIU_RPC_LOG"];
 const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
 // and run a few times, so that the first request does not run cold code; a client that
 // connects meanwhile ends the warm-up
-const POLLIN = 1;
-await warmUp(log.module("service"), () => bridge().pollNow(LISTEN_FD, POLLIN) !== 0);
+// The service stops its spare with SIGTERM: during the warm-up that ends the step under
+// way, which removes what it made; past it, the default action ends the spare at once.
+let stopped = false;
+const onStop = (): void => void (stopped = true);
+process.on("SIGTERM", onStop);
+await warmUp(log.module("service"), () => stopped || bridge().pollNow(LISTEN_FD, POLL.IN) !== 0);
+process.off("SIGTERM", onStop);
+if (stopped) process.exit(0);
 const conn = bridge().accept(LISTEN_FD);
 // The spare's low priority (service.ts) ends: each thread has its own.
-if (spareNiced()) {
-  for (const tid of readdirSync("/proc/self/task")) {
-    try {
-      setPriority(Number(tid), 0);
-    } catch (e) {
-      log.module("service").warn(`thread ${tid} keeps the spare's priority: ${(e as Error).message}`);
-    }
-  }
-}
+if (spareNiced()) renice(process.pid, 0, (msg) => log.module("service").warn(msg));
 writeSync(REPORT_FD, "accepted\n");
 closeSync(REPORT_FD);
 closeSync(LISTEN_FD);
