@@ -2,9 +2,10 @@
 // connection as criu forks one. Node cannot fork, so the service keeps one spare worker
 // started ahead, its modules loaded, blocked in accept(2) on the listening socket; the
 // worker that takes a connection tells the service (a line on a pipe), which starts the
-// next spare at once, and serves that one client with its own rights check (peer.ts)
-// until it closes, then exits. A warm request thus costs no start-up; connections that
-// arrive while the next spare starts wait in the listen backlog.
+// next spare (at once, at the lowest priority, when it runs as root), and serves that one
+// client with its own rights check (peer.ts) until it closes, then exits. A warm request
+// thus costs no start-up; connections that arrive while the next spare starts wait in the
+// listen backlog.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, lstatSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";

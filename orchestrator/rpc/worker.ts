@@ -18,9 +18,9 @@ await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), i
 const logFile = process.env["TSCRIU_RPC_LOG"];
 const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
 // and run a few times, so that the first request does not run cold code; a client that
-// connects meanwhile ends the warm-up
-// The service stops its spare with SIGTERM: during the warm-up that ends the step under
-// way, which removes what it made; past it, the default action ends the spare at once.
+// connects meanwhile ends the warm-up. The service stops its spare with SIGTERM: during
+// the warm-up that ends the step under way, which removes what it made; past it, the
+// default action ends the spare at once.
 let stopped = false;
 const onStop = (): void => void (stopped = true);
 process.on("SIGTERM", onStop);
