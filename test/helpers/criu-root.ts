@@ -132,6 +132,8 @@ export interface CriuDumped {
   /** criu's exit status */
   status: number | null;
   stderr: string;
+  /** the key=value pairs of its ready line */
+  info: Record<string, string>;
   /** asks the restored workload for its self-check (SIGUSR1) and returns its answer */
   check(timeoutMs?: number): Promise<string>;
 }
@@ -155,7 +157,9 @@ export async function criuDumps(t: ExecutionContext, name: string, args: readonl
     `criu dump -t "$pid" -D ${images} -v4 -o dump.log${extra ? ` ${extra}` : ""}`,
   ].join("\n");
   const r = runCriuShell(script);
-  const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
+  const ready = /^ready (\d+)(.*)$/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "");
+  const pid = Number(ready?.[1]);
+  const info = Object.fromEntries((ready?.[2] ?? "").split(" ").flatMap((p) => (p.indexOf("=") > 0 ? [[p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)]] : [])));
   t.teardown(() => {
     try {
       process.kill(pid, "SIGKILL");
@@ -170,6 +174,7 @@ export async function criuDumps(t: ExecutionContext, name: string, args: readonl
     images,
     status: r.status,
     stderr: r.stderr,
+    info,
     async check(timeoutMs = 30_000) {
       const before = results().length;
       process.kill(pid, "SIGUSR1");
