@@ -429,6 +429,8 @@ export interface NativeBridge {
   recvFd(fd: number, len: number, timeoutMs?: number | null): { data: Buffer; fd: number };
   /** accept4(fd, SOCK_CLOEXEC); blocks, or up to `timeoutMs` (ETIMEDOUT). */
   accept(fd: number, timeoutMs?: number | null): number;
+  /** prctl(PR_SET_PDEATHSIG): `sig` when the parent exits (0: nothing); the parent's pid as it is now. */
+  parentDeathSignal(sig: number): number;
   /**
    * Whether a process with these credentials (uid, gid and groups; `caps` its effective
    * capability mask) may open `path` for reading: 0, or the errno it would get. Opening

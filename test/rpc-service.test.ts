@@ -229,3 +229,13 @@ test.serial("a service stopped while its spare warms up: the spare ends its step
   t.deepEqual(readdirSync(tmp), [], "the warm-up's images are removed");
   t.regex(readFileSync(log, "utf8"), new RegExp(`worker ${spare} exited with 0$`, "m"), "the spare ended by itself, not killed");
 });
+
+test.serial("a service killed (SIGKILL) takes its spare with it: the spare ends as a stop would end it, nothing left in TMPDIR", async (t) => {
+  const tmp = tempDir(t, "tscriu-svc-tmp-");
+  const s = await startService(t, [], undefined, { ...process.env, TMPDIR: tmp });
+  const spare = await waitFor("the spare", () => childrenOf(s.pid)[0]);
+  process.kill(s.pid, "SIGKILL");
+  await waitFor(`spare ${spare} to end with its service`, () => (procState(spare) ?? "Z") === "Z");
+  // the spare, if it was warming up, removed its images before it ended
+  t.deepEqual(readdirSync(tmp), []);
+});

@@ -203,6 +203,24 @@ static napi_value accept_(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, c);
 }
 
+/* parentDeathSignal(sig): the signal this process gets when its parent exits (0: none),
+ * prctl(PR_SET_PDEATHSIG); returns the parent's pid as it is now, so that a parent gone
+ * before the call is seen. */
+static napi_value parent_death_signal(napi_env env, napi_callback_info info)
+{
+	const char *fn = "parentDeathSignal";
+	napi_value argv[1];
+	int32_t sig;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_int32(env, argv[0], &sig, fn, "sig must be an int32"))
+		return NULL;
+	if (sig < 0 || sig > 64)
+		return bridge_throw_arg(env, fn, "sig must be 0 or a signal number");
+	if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) < 0)
+		return bridge_throw_errno(env, "prctl(PR_SET_PDEATHSIG)", errno, 0, NULL);
+	return bridge_make_i64(env, getppid());
+}
+
 struct as_peer {
 	uint32_t uid, gid;
 	uint32_t ngroups;
@@ -312,6 +330,7 @@ void bridge_init_rpc(napi_env env, napi_value exports)
 		{ "recvFd", recv_fd },
 		{ "accept", accept_ },
 		{ "openAs", open_as },
+		{ "parentDeathSignal", parent_death_signal },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -124,6 +124,9 @@ export function renice(pid: number, nice: number, warn?: (msg: string) => void):
   }
 }
 
+/** Tells a worker its service's pid: a spare ends with the service (worker.ts). */
+export const SERVICE_PID_ENV = "TSCRIU_SERVICE_PID";
+
 /** How long a stopping service waits for its spare to clean up before it kills it. */
 const SPARE_STOP_MS = 5000;
 export const spareNiced = (): boolean => process.geteuid?.() === 0;
@@ -134,7 +137,7 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
   let spare: ChildProcess | undefined;
   let stopping = false;
   let quickFailures = 0;
-  const env = childEnv({ TSCRIU_RPC_LEVEL: String(ctx.log.level) });
+  const env = childEnv({ TSCRIU_RPC_LEVEL: String(ctx.log.level), [SERVICE_PID_ENV]: String(process.pid) });
   if (logFile !== undefined) env["TSCRIU_RPC_LOG"] = logFile;
   const start = (): void => {
     if (stopping) return;

@@ -3,14 +3,23 @@
 // one, checks its client (peer.ts) and serves it (server.ts), then exits.
 
 import { closeSync, writeSync } from "node:fs";
+import { constants } from "node:os";
 import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
 import { type Peer, PeerCheck, peerOf } from "./peer.js";
-import { LISTEN_FD, renice, REPORT_FD, spareNiced } from "./service.js";
+import { LISTEN_FD, renice, REPORT_FD, SERVICE_PID_ENV, spareNiced } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
 import { warmUp } from "./warmup.js";
+
+// A spare ends with its service, killed or not, as a stop ends it (SIGTERM, below): it
+// would wait in accept on a socket nobody serves any more. Its parent gone before this
+// call, it ends now.
+const SIGTERM = constants.signals.SIGTERM;
+const service = process.env[SERVICE_PID_ENV];
+delete process.env[SERVICE_PID_ENV];
+if (service !== undefined && bridge().parentDeathSignal(SIGTERM) !== Number(service)) process.exit(0);
 
 // Loaded before the connection comes, so that a request does not wait for them.
 await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), import("../dump/stats.js"), import("../restore/stats.js")]);
@@ -28,6 +37,8 @@ await warmUp(log.module("service"), () => stopped || bridge().pollNow(LISTEN_FD,
 process.off("SIGTERM", onStop);
 if (stopped) process.exit(0);
 const conn = bridge().accept(LISTEN_FD);
+// A worker serves its client to the end, whatever becomes of the service.
+if (service !== undefined) bridge().parentDeathSignal(0);
 // The spare's low priority (service.ts) ends: each thread has its own.
 if (spareNiced()) renice(process.pid, 0, (msg) => log.module("service").warn(msg));
 writeSync(REPORT_FD, "accepted\n");
