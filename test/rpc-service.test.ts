@@ -21,12 +21,14 @@ interface Service {
 }
 
 /** Starts `tscriu service -d` and waits for the \0 on its status fd; stopped at teardown. */
-async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string, env: NodeJS.ProcessEnv = process.env): Promise<Service> {
+async function startService(t: ExecutionContext, extra: string[] = [], inDir?: string, env: NodeJS.ProcessEnv = process.env, nice = 0): Promise<Service> {
   const dir = inDir ?? tempDir(t, "tscriu-svc-");
   chmodSync(dir, 0o755);
   const sock = join(dir, "criu.sock");
   const pidfile = join(dir, "service.pid");
-  const child = spawn(process.execPath, [CLI, "service", "-d", "--address", sock, "--status-fd", "3", "--pidfile", pidfile, ...extra], { stdio: ["ignore", "pipe", "pipe", "pipe"], env });
+  const argv = [process.execPath, CLI, "service", "-d", "--address", sock, "--status-fd", "3", "--pidfile", pidfile, ...extra];
+  const [cmd, ...args] = nice ? ["nice", "-n", String(nice), ...argv] : argv;
+  const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe", "pipe"], env });
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
   const ready = await new Promise<Buffer>((resolve, reject) => {
@@ -192,8 +194,10 @@ function childrenOf(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).flatMap((tid) => readFileSync(`/proc/${pid}/task/${tid}/children`, "latin1").split(" ").filter((p) => p !== "").map(Number));
 }
 
-test("the spare worker waits at the lowest priority; the worker that takes a client serves it at the normal one, every thread", async (t) => {
-  const s = await startService(t);
+test("the spare worker waits at the lowest priority; the worker that takes a client serves it at the service's own, every thread", async (t) => {
+  // a service started niced (nice -n 5) runs its workers at nice 5, not 0
+  const s = await startService(t, [], undefined, process.env, 5);
+  t.is(nices(s.pid)[0], 5);
   // (the service sets it right after the spare's exec)
   const spare = await waitFor("the spare worker at nice 19", () => childrenOf(s.pid).find((p) => nices(p)[0] === 19));
   const b = bridge();
@@ -206,9 +210,9 @@ test("the spare worker waits at the lowest priority; the worker that takes a cli
     // the worker serves this client until it closes the connection
     t.true(existsSync(`/proc/${spare}`));
     t.deepEqual(
-      nices(spare).filter((n) => n !== 0),
+      nices(spare).filter((n) => n !== 5),
       [],
-      "every thread of the worker serving a client is back at nice 0",
+      "every thread of the worker serving a client is back at the service's nice 5",
     );
     await waitFor("the next spare, started at once, at nice 19", () => childrenOf(s.pid).find((p) => p !== spare && nices(p)[0] === 19));
   } finally {

@@ -8,8 +8,8 @@
 // listen backlog.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, lstatSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
-import { setPriority } from "node:os";
+import { chmodSync, lstatSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { POLL } from "../../host-bridge/constants.js";
@@ -100,10 +100,29 @@ const NEXT_SPARE_MS = 100;
  * worker before it has taken its client and still take no CPU from that client's request.
  * A client's second request (a restore right after its dump) then finds it started: the
  * spare started later was still booting as it came, and made it wait (1,000 TCP
- * connections: 200 ms against 167 with the spare ready). It takes its normal priority back
- * once it has a client (worker.ts). Only as root: raising it back needs CAP_SYS_NICE.
+ * connections: 200 ms against 167 with the spare ready). It takes the service's own
+ * priority back once it has a client (worker.ts, told it by SPARE_NICE_BACK_ENV). Only
+ * where the service may raise a priority again (canRaisePriority).
  */
 export const SPARE_NICE = 19;
+/** The priority a worker takes back once it has a client; unset: it was never lowered. */
+export const SPARE_NICE_BACK_ENV = "TSCRIU_SPARE_NICE_BACK";
+
+/**
+ * Whether this process may raise a priority again: setpriority wants CAP_SYS_NICE in the
+ * initial user namespace for that (root in a container's user namespace may lower a
+ * priority and not raise it back: its worker would serve at the lowest one).
+ */
+export function canRaisePriority(): boolean {
+  try {
+    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "latin1"))?.[1];
+    const CAP_SYS_NICE = 23n;
+    if (capEff === undefined || !((BigInt(`0x${capEff}`) >> CAP_SYS_NICE) & 1n)) return false;
+    return readFileSync("/proc/self/uid_map", "latin1").trim().split(/\s+/).join(" ") === "0 0 4294967295";
+  } catch {
+    return false;
+  }
+}
 /** How often the service looks for a client waiting while its spare is not ready. */
 const BOOST_POLL_MS = 20;
 
@@ -129,7 +148,6 @@ export const SERVICE_PID_ENV = "TSCRIU_SERVICE_PID";
 
 /** How long a stopping service waits for its spare to clean up before it kills it. */
 const SPARE_STOP_MS = 5000;
-export const spareNiced = (): boolean => process.geteuid?.() === 0;
 
 async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
   const log = ctx.log.module("service");
@@ -138,6 +156,10 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
   let stopping = false;
   let quickFailures = 0;
   const env = childEnv({ TSCRIU_RPC_LEVEL: String(ctx.log.level), [SERVICE_PID_ENV]: String(process.pid) });
+  // the service's own priority is its workers' (`nice tscriu service` runs them niced too)
+  const normal = getPriority();
+  const niced = normal < SPARE_NICE && canRaisePriority();
+  if (niced) env[SPARE_NICE_BACK_ENV] = String(normal);
   if (logFile !== undefined) env["TSCRIU_RPC_LOG"] = logFile;
   const start = (): void => {
     if (stopping) return;
@@ -145,7 +167,7 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     const child = spawn(process.execPath, [...w.execArgv, w.file], { stdio: ["ignore", "ignore", "inherit", listenFd, "pipe"], env });
     spare = child;
     let boost: NodeJS.Timeout | undefined;
-    if (spareNiced() && child.pid !== undefined) {
+    if (niced && child.pid !== undefined) {
       const pid = child.pid;
       try {
         // its threads made from now on inherit it
@@ -158,8 +180,8 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
       boost = setInterval(() => {
         if (bridge().pollNow(listenFd, POLL.IN) === 0) return;
         clearInterval(boost);
-        log.debug(`a client waits for the spare ${pid}: back to the normal priority`);
-        renice(pid, 0);
+        log.debug(`a client waits for the spare ${pid}: back to the service's priority`);
+        renice(pid, normal);
       }, BOOST_POLL_MS);
     }
     let accepted = false;
@@ -182,7 +204,7 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
       if (spare === child) {
         // a worker now: a stop leaves it to serve its client
         spare = undefined;
-        next = setTimeout(startNext, spareNiced() ? 0 : NEXT_SPARE_MS);
+        next = setTimeout(startNext, niced ? 0 : NEXT_SPARE_MS);
       }
     });
     child.on("exit", (code, signal) => {

@@ -8,7 +8,7 @@ import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
 import { type Peer, PeerCheck, peerOf } from "./peer.js";
-import { LISTEN_FD, renice, REPORT_FD, SERVICE_PID_ENV, spareNiced } from "./service.js";
+import { LISTEN_FD, renice, REPORT_FD, SERVICE_PID_ENV, SPARE_NICE_BACK_ENV } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
 import { warmUp } from "./warmup.js";
@@ -18,7 +18,9 @@ import { warmUp } from "./warmup.js";
 // call, it ends now.
 const SIGTERM = constants.signals.SIGTERM;
 const service = process.env[SERVICE_PID_ENV];
+const niceBack = process.env[SPARE_NICE_BACK_ENV];
 delete process.env[SERVICE_PID_ENV];
+delete process.env[SPARE_NICE_BACK_ENV];
 if (service !== undefined && bridge().parentDeathSignal(SIGTERM) !== Number(service)) process.exit(0);
 
 // Loaded before the connection comes, so that a request does not wait for them.
@@ -40,7 +42,7 @@ const conn = bridge().accept(LISTEN_FD);
 // A worker serves its client to the end, whatever becomes of the service.
 if (service !== undefined) bridge().parentDeathSignal(0);
 // The spare's low priority (service.ts) ends: each thread has its own.
-if (spareNiced()) renice(process.pid, 0, (msg) => log.module("service").warn(msg));
+if (niceBack !== undefined) renice(process.pid, Number(niceBack), (msg) => log.module("service").warn(msg));
 writeSync(REPORT_FD, "accepted\n");
 closeSync(REPORT_FD);
 closeSync(LISTEN_FD);
