@@ -15,7 +15,7 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { parseExternalUnix } from "../orchestrator/fds/unix-external.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { CLI } from "./helpers/cli.js";
-import { criuDumps, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
+import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { digest, dumpGone, restoreTask, status } from "./helpers/restore.js";
@@ -124,7 +124,7 @@ test.serial("criu restores tscriu's --ext-unix-sk images, and tscriu criu's", as
   }
   {
     const c = await criuDumps(t, "unixext", ["dgram", srv], "--ext-unix-sk");
-    t.is(c.status, 0, c.stderr);
+    t.is(c.status, 0, `criu dump: ${c.stderr}\n${criuLogTail(c.images, "dump.log")}`);
     await restoreTask(t, c.images, { extUnixSk: true });
     await sendsToServer(t, c, srv, `dumped by criu ${criuVersion()}`);
   }
