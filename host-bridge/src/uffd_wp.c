@@ -241,12 +241,13 @@ static void fault(struct wp_snap *s, uint64_t fault_addr, struct fault_queue *q)
 			for (uint64_t k = lo; k < hi; k++)
 				atomic_store(&s->state[g->first + k], 2);
 			s->early += hi - lo;
-			if (hi - lo > 1 && unprotect_here(s, from, (hi - lo) * PAGE, q) < 0 && !s->err)
+			/* unprotects the run, and wakes the writer */
+			if (unprotect_here(s, from, (hi - lo) * PAGE, q) < 0 && !s->err)
 				s->err = errno;
-		} else {
-			while (atomic_load(st) != 2)
-				sched_yield();
+			return;
 		}
+		while (atomic_load(st) != 2)
+			sched_yield();
 	}
 	/* unprotects and wakes the writer (again, if the copier did already) */
 	if (unprotect_here(s, addr, PAGE, q) < 0 && !s->err)

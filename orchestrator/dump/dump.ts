@@ -180,6 +180,8 @@ const PAGE = 4096;
  * size, used again and again: fresh memory is what costs here (see capture.ts).
  */
 const SLICE = 16 << 20;
+/** How a write-protect snapshot's early copies are counted in the log (host-bridge's uffd_wp.c copies a fault's block of 16). */
+const AT_WRITES = "pages copied first, at its writes (each with the pages of its block of 16 not copied yet)";
 
 function us(from: bigint, to = process.hrtime.bigint()): number {
   return Number((to - from) / 1000n);
@@ -696,7 +698,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const t0 = process.hrtime.bigint();
       const early = d.snap.copy(d.c, d.c.reserved);
       readNs += process.hrtime.bigint() - t0;
-      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} pages copied first, at its writes (each with the pages of its block of 16 not copied yet)`);
+      log.info(`pid ${d.c.pid}: write-protect snapshot copied with the task running, ${early} ${AT_WRITES}`);
     }
     for (const [name, type, entries] of built) await images.write(name, type, entries);
     const writeStart = process.hrtime.bigint();
@@ -706,7 +708,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         const early = await d.inPlace.streamed;
         // the sink counted the unprotected pages only: now all of this process's are out
         progress(d.base)(d.c.pages * PAGE);
-        log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} pages copied first, at its writes (each with the pages of its block of 16 not copied yet)`);
+        log.info(`pid ${d.c.pid}: write-protect snapshot written in place with the task running, ${early} ${AT_WRITES}`);
         stats.pages_written += BigInt(r.written);
         await d.out.close(false);
         d.c.runs.length = 0;

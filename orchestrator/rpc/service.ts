@@ -2,7 +2,7 @@
 // connection as criu forks one. Node cannot fork, so the service keeps one spare worker
 // started ahead, its modules loaded, blocked in accept(2) on the listening socket; the
 // worker that takes a connection tells the service (a line on a pipe), which starts the
-// next spare (at once, at the lowest priority, when it runs as root), and serves that one
+// next spare (at once, at the lowest priority, where it may raise it back), and serves that one
 // client with its own rights check (peer.ts) until it closes, then exits. A warm request
 // thus costs no start-up; connections that arrive while the next spare starts wait in the
 // listen backlog.
@@ -169,12 +169,8 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
     let boost: NodeJS.Timeout | undefined;
     if (niced && child.pid !== undefined) {
       const pid = child.pid;
-      try {
-        // its threads made from now on inherit it
-        setPriority(pid, SPARE_NICE);
-      } catch {
-        // gone already: its exit says so
-      }
+      // (the threads it makes from now on inherit it; gone already, its exit says so)
+      renice(pid, SPARE_NICE);
       // A client that comes while the spare boots or warms up waits for it: on a busy
       // machine the lowest priority would make that wait long.
       boost = setInterval(() => {
