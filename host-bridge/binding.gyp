@@ -26,6 +26,7 @@
         "src/rpc.c",
         "src/unix.c",
         "src/inet.c",
+        "src/tcp_repair.c",
         "src/restore.c",
         "src/restore_timens.c",
         "src/restore_remote.c",

@@ -407,6 +407,37 @@ export interface NativeBridge {
   /** recv(MSG_PEEK | MSG_DONTWAIT) of at most `size` bytes: what is queued, left in place. */
   recvPeek(fd: number, size: number): Buffer;
   /**
+   * A TCP connection already in repair mode, read in one call (orchestrator/net/tcp-repair.ts
+   * says what of it is kept): TCP_INFO's state, options and window scales; the queue sizes
+   * (SIOCOUTQ and SIOCOUTQNSD count our FIN, SIOCINQ does not); the MSS clamp; the
+   * timestamp (0 without timestamps); TCP_REPAIR_WINDOW's snd_wl1, snd_wnd, max_window,
+   * rcv_wnd, rcv_wup; each queue's first sequence number and bytes (peeked one past its size).
+   */
+  tcpRepairSave(fd: number): {
+    state: number;
+    options: number;
+    sndWscale: number;
+    rcvWscale: number;
+    outq: number;
+    unsent: number;
+    inq: number;
+    mss: number;
+    timestamp: number;
+    window: [number, number, number, number, number];
+    inqSeq: number;
+    outqSeq: number;
+    inqData: Buffer;
+    outqData: Buffer;
+  };
+  /**
+   * A new TCP socket made the connection `conn`, in repair mode (criu's libsoccr_restore):
+   * see tcp_repair.c for the order of calls. Addresses are criu's address words (one for
+   * IPv4, four for IPv6); sequence numbers are where each queue starts; `unsent` is how many
+   * of outq's last bytes were never sent. An opening connection (SYN_SENT) is connected out
+   * of repair mode and gets only its timestamp. Left in repair mode.
+   */
+  tcpRepairRestore(fd: number, conn: TcpRepairConn, inq: Uint8Array, outq: Uint8Array): void;
+  /**
    * nft commands in nft's syntax, run through libnftables (loaded on first use): what they
    * print. Throws code ENFT with nft's message when they fail, ENOENT without the library.
    */
@@ -438,6 +469,33 @@ export interface NativeBridge {
    * credentials (raw syscalls: only that thread) and ends.
    */
   openAs(path: string, creds: { uid: number; gid: number; groups: readonly number[]; caps: bigint }): number;
+}
+
+/** A connection as tcpRepairRestore makes it. */
+export interface TcpRepairConn {
+  family: number;
+  srcPort: number;
+  dstPort: number;
+  /** criu's address words: 1 for IPv4, 4 for IPv6 */
+  src: readonly number[];
+  dst: readonly number[];
+  /** the interface index a link-local address binds with (0: none) */
+  scopeId: number;
+  /** 1: still opening (SYN_SENT) */
+  opening: 0 | 1;
+  /** the first sequence number of each queue */
+  recvSeq: number;
+  sendSeq: number;
+  /** TCPI_OPT_* agreed with the peer, the window scales and the MSS clamp */
+  optMask: number;
+  sndWscale: number;
+  rcvWscale: number;
+  mss: number;
+  timestamp: number;
+  /** outq's last bytes that were never sent */
+  unsent: number;
+  /** snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup; not set when absent */
+  window?: readonly number[];
 }
 
 /** One TCP, UDP or UDP-Lite socket as sock_diag reports it. */

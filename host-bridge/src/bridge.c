@@ -396,6 +396,7 @@ static napi_value init(napi_env env, napi_value exports)
 	bridge_init_sockfilter(env, exports);
 	bridge_init_unix(env, exports);
 	bridge_init_inet(env, exports);
+	bridge_init_tcp_repair(env, exports);
 	bridge_init_rpc(env, exports);
 	bridge_init_restore(env, exports);
 	bridge_init_lazy(env, exports);

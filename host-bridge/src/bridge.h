@@ -105,6 +105,7 @@ napi_value bridge_make_buffer(napi_env env, const void *data, size_t len);
 napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry);
 void bridge_init_unix(napi_env env, napi_value exports);
 void bridge_init_inet(napi_env env, napi_value exports);
+void bridge_init_tcp_repair(napi_env env, napi_value exports);
 void bridge_init_rpc(napi_env env, napi_value exports);
 void bridge_init_restore(napi_env env, napi_value exports);
 void bridge_init_lazy(napi_env env, napi_value exports);

@@ -17,13 +17,13 @@
 // non-blocking connect() not yet answered) is connected again out of repair mode from
 // the same first sequence number: its SYN goes again, as a retransmission would.
 
-import { SHUT, SIOC, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT, TCPOPT } from "../../host-bridge/constants.js";
+import { SHUT, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
-import { STATE_NAME } from "../fds/inet-common.js";
+import { sockaddr, STATE_NAME } from "../fds/inet-common.js";
 import { injectSegment, TH } from "./tcp-segment.js";
-import { getsockoptInts, setsockoptInt } from "../fds/sockopts.js";
+import { setsockoptInt, setsockoptInts } from "../fds/sockopts.js";
 
 export type TcpStreamEntry = Entry<typeof tcp_stream_entry>;
 
@@ -43,33 +43,8 @@ function setInt(fd: number, name: number, v: number, label: string): void {
   }
 }
 
-/** One option list per SOL_TCP option read alone (getsockoptInts builds each one's spec once). */
-const TCP_ONE = new Map<number, readonly (readonly [number, number])[]>();
-
-function getU32(fd: number, name: number): number {
-  let opts = TCP_ONE.get(name);
-  if (!opts) TCP_ONE.set(name, (opts = [[SOL_TCP, name]]));
-  return getsockoptInts(fd, opts)[0]! >>> 0;
-}
-
 export function repairOn(fd: number): void {
   setInt(fd, TCP.REPAIR, 1, "TCP_REPAIR");
-}
-
-/** Out of repair mode (the kernel then sends a window probe to resynchronise with the peer). */
-export function repairOff(fd: number): void {
-  setInt(fd, TCP.REPAIR, 0, "TCP_REPAIR");
-}
-
-/** The queue of a socket in repair mode: its sequence number and bytes (checked to be exactly `len`). */
-function readQueue(fd: number, queue: number, len: number, what: string): { seq: number; bytes: Buffer } {
-  setInt(fd, TCP.REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE");
-  const seq = getU32(fd, TCP.QUEUE_SEQ);
-  if (len === 0) return { seq, bytes: Buffer.alloc(0) };
-  // One byte more than expected: a queue that grew would show.
-  const bytes = bridge().recvPeek(fd, len + 1);
-  if (bytes.length !== len) throw new Error(`the ${what} queue holds ${bytes.length} bytes, its size said ${len}`);
-  return { seq, bytes };
 }
 
 const bit = (...states: number[]): number => states.reduce((m, st) => m | (1 << st), 0);
@@ -88,47 +63,44 @@ export function stateName(state: number): string {
   return STATE_NAME[state] ?? `state ${state}`;
 }
 
-/** libsoccr_save: the state of a connection already in repair mode. */
+/** libsoccr_save: the state of a connection already in repair mode (read in one call, tcp_repair.c). */
 export function saveConnection(fd: number): TcpStream {
-  const b = bridge();
-  const info = b.getsockopt(fd, SOL_TCP, TCP.INFO, 8);
-  const state = info[0]!;
+  const r = bridge().tcpRepairSave(fd);
+  const state = r.state;
   if (!(REPAIRED_STATES & (1 << state))) throw new Error(`the connection is in TCP state ${stateName(state)}, which tscriu does not dump`);
-  const options = info[5]!;
-  let outqLen = b.ioctlInt(fd, SIOC.OUTQ);
-  let unsqLen = b.ioctlInt(fd, SIOC.OUTQNSD);
+  const options = r.options;
+  let outqLen = r.outq;
+  let unsqLen = r.unsent;
   // Our FIN counts in the send queue's sizes (not yet acknowledged, maybe not yet sent) but is no byte of it.
   if ((1 << state) & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN)) {
     if (outqLen > 0) outqLen--;
     if (unsqLen > 0) unsqLen--;
   }
   // SIOCINQ leaves the peer's FIN out already.
-  const inqLen = b.ioctlInt(fd, SIOC.INQ);
+  const inqLen = r.inq;
   if (state === TCP_STATE.SYN_SENT && outqLen > 0) throw new Error(`the connection is still opening with ${outqLen} bytes queued to send with its SYN (TCP Fast Open), which tscriu does not dump`);
+  // A queue that grew since its size was read shows as one byte more (it is peeked one past).
+  if (r.inqData.length !== inqLen) throw new Error(`the receive queue holds ${r.inqData.length} bytes, its size said ${inqLen}`);
+  if (r.outqData.length !== outqLen) throw new Error(`the send queue holds ${r.outqData.length} bytes, its size said ${outqLen}`);
   const entry: TcpStreamEntry = {
     inq_len: inqLen,
-    inq_seq: 0,
+    inq_seq: r.inqSeq,
     outq_len: outqLen,
-    outq_seq: 0,
+    outq_seq: r.outqSeq,
     opt_mask: options,
     snd_wscale: 0,
-    // in repair mode TCP_MAXSEG gives the clamp the peer announced
-    mss_clamp: getU32(fd, TCP.MAXSEG),
+    mss_clamp: r.mss,
     unsq_len: unsqLen,
   };
   if (options & TCPI_OPT.WSCALE) {
-    entry.snd_wscale = info[6]! & 0x0f;
-    entry.rcv_wscale = info[6]! >> 4;
+    entry.snd_wscale = r.sndWscale;
+    entry.rcv_wscale = r.rcvWscale;
   }
-  if (options & TCPI_OPT.TIMESTAMPS) entry.timestamp = getU32(fd, TCP.TIMESTAMP);
-  const w = b.getsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, 20);
-  Object.assign(entry, { snd_wl1: w.readUInt32LE(0), snd_wnd: w.readUInt32LE(4), max_window: w.readUInt32LE(8), rcv_wnd: w.readUInt32LE(12), rcv_wup: w.readUInt32LE(16) });
-  const rq = readQueue(fd, TCP_QUEUE.RECV, inqLen, "receive");
-  const sq = readQueue(fd, TCP_QUEUE.SEND, outqLen, "send");
-  entry.inq_seq = rq.seq;
-  entry.outq_seq = sq.seq;
+  if (options & TCPI_OPT.TIMESTAMPS) entry.timestamp = r.timestamp;
+  const [snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup] = r.window;
+  Object.assign(entry, { snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup });
   entry.snd_wl1 = windowUpdateSeq(entry, (1 << state) & RCVQ_FIN ? 1 : 0);
-  return { state, entry, inq: rq.bytes, outq: sq.bytes };
+  return { state, entry, inq: r.inqData, outq: r.outqData };
 }
 
 /**
@@ -149,112 +121,62 @@ export function windowUpdateSeq(e: TcpStreamEntry, fin: number): number {
   return ((e.inq_seq - wl1) | 0) < 0 ? (e.inq_seq - fin) >>> 0 : wl1;
 }
 
-/** Sends `data` in chunks the kernel takes (a repair-mode receive queue wants linear buffers: a large one may fail with ENOMEM). */
-function sendAll(fd: number, data: Buffer, what: string): void {
-  let max = data.length;
-  let off = 0;
-  while (off < data.length) {
-    const chunk = data.subarray(off, off + Math.min(max, data.length - off));
-    let n: number;
-    try {
-      n = bridge().send(fd, chunk);
-    } catch (e) {
-      if (max > 1024 && ["ENOMEM", "EAGAIN", "ENOBUFS"].includes((e as NodeJS.ErrnoException).code ?? "")) {
-        max >>= 1;
-        continue;
-      }
-      throw new Error(`restoring the ${what} queue (${off} of ${data.length} bytes done): ${(e as Error).message}`, { cause: e });
-    }
-    if (n <= 0) throw new Error(`restoring the ${what} queue: send took nothing at ${off} of ${data.length} bytes`);
-    off += n;
-  }
+/** Where a connection is restored: its family, ports, address words (criu's) and the scope of a link-local one. */
+export interface ConnAddr {
+  family: number;
+  srcPort: number;
+  src: readonly number[];
+  scopeId: number;
+  dstPort: number;
+  dst: readonly number[];
 }
 
 /**
- * libsoccr_restore for an established connection: `fd` is a new socket of the family, in
- * repair mode; src and dst its sockaddrs. Leaves it in repair mode (repairOff when the
- * task is about to run).
+ * libsoccr_restore: `fd` is a new socket of the family, made the connection in repair mode
+ * by tcp_repair.c in one call (buffers widened, non-blocking, bound, sequence numbers,
+ * connected without a handshake, options, timestamp, queues, window); the FINs of a
+ * half-closed one are put back here. Leaves it in repair mode (leaveRepair when the task is
+ * about to run).
  */
-export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
-  const b = bridge();
+export function restoreConnection(fd: number, a: ConnAddr, s: TcpStream): void {
   const e = s.entry;
   const m = 1 << s.state;
   if (!(REPAIRED_STATES & m)) throw new Error(`a connection in TCP state ${stateName(s.state)} is not restored`);
   // The dumped sequence numbers are past the FINs; the queues end where each FIN begins.
   const inqSeq = (e.inq_seq - (m & RCVQ_FIN ? 1 : 0)) | 0;
   const outqSeq = (e.outq_seq - (m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN) ? 1 : 0)) | 0;
-  try {
-    b.bindAddr(fd, src);
-  } catch (err) {
-    throw new Error(`bind: ${(err as Error).message}`, { cause: err });
-  }
-  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
-  setInt(fd, TCP.QUEUE_SEQ, (inqSeq - e.inq_len) | 0, "TCP_QUEUE_SEQ");
-  setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
   const opening = s.state === TCP_STATE.SYN_SENT;
-  // An opening connection's send queue starts at its SYN, one before the first byte.
-  setInt(fd, TCP.QUEUE_SEQ, (outqSeq - e.outq_len - (opening ? 1 : 0)) | 0, "TCP_QUEUE_SEQ");
-  // Opening: connected for real (the SYN goes out, from the sequence number just set).
-  if (opening) repairOff(fd);
-  try {
-    b.connectAddr(fd, dst);
-  } catch (err) {
-    if (!opening || (err as NodeJS.ErrnoException).code !== "EINPROGRESS") throw new Error(`connect: ${(err as Error).message}`, { cause: err });
-  }
+  // The window was advanced past the peer's FIN; it is before it until the FIN comes again.
+  const fin = m & RCVQ_FIN ? 1 : 0;
+  bridge().tcpRepairRestore(
+    fd,
+    {
+      ...a,
+      opening: opening ? 1 : 0,
+      recvSeq: (inqSeq - e.inq_len) >>> 0,
+      // An opening connection's send queue starts at its SYN, one before the first byte.
+      sendSeq: (outqSeq - e.outq_len - (opening ? 1 : 0)) >>> 0,
+      optMask: e.opt_mask,
+      sndWscale: e.snd_wscale,
+      rcvWscale: e.rcv_wscale ?? 0,
+      mss: e.mss_clamp,
+      timestamp: (e.timestamp ?? 0) >>> 0,
+      unsent: e.unsq_len ?? 0,
+      ...(e.snd_wnd !== undefined ? { window: [windowUpdateSeq(e, fin), e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].map((v) => v >>> 0) } : {}),
+    },
+    s.inq,
+    s.outq,
+  );
   if (opening) {
-    repairOn(fd);
-    // Nothing was agreed with the peer yet: no options, no queues, no window.
-    if (e.opt_mask & TCPI_OPT.TIMESTAMPS) setInt(fd, TCP.TIMESTAMP, e.timestamp ?? 0, "TCP_TIMESTAMP");
     const now = tcpState(fd);
     // The peer may have answered already (nothing locks it): then it is established.
     if (now !== TCP_STATE.SYN_SENT && now !== TCP_STATE.ESTABLISHED) throw new Error(`the opening connection is in TCP state ${stateName(now)} after its connect()`);
     return;
   }
-  const opts: [number, number][] = [];
-  if (e.opt_mask & TCPI_OPT.SACK) opts.push([TCPOPT.SACK_PERM, 0]);
-  if (e.opt_mask & TCPI_OPT.WSCALE) opts.push([TCPOPT.WINDOW, e.snd_wscale + ((e.rcv_wscale ?? 0) << 16)]);
-  if (e.opt_mask & TCPI_OPT.TIMESTAMPS) opts.push([TCPOPT.TIMESTAMP, 0]);
-  opts.push([TCPOPT.MAXSEG, e.mss_clamp]);
-  const raw = Buffer.alloc(8 * opts.length);
-  opts.forEach(([code, val], i) => {
-    raw.writeUInt32LE(code, 8 * i);
-    raw.writeUInt32LE(val >>> 0, 8 * i + 4);
-  });
-  try {
-    b.setsockopt(fd, SOL_TCP, TCP.REPAIR_OPTIONS, raw);
-  } catch (err) {
-    throw new Error(`setsockopt(TCP_REPAIR_OPTIONS): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-  }
-  if (e.opt_mask & TCPI_OPT.TIMESTAMPS) setInt(fd, TCP.TIMESTAMP, e.timestamp ?? 0, "TCP_TIMESTAMP");
-  if (s.inq.length) {
-    setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.RECV, "TCP_REPAIR_QUEUE");
-    sendAll(fd, s.inq, "receive");
-  }
-  const unsent = e.unsq_len ?? 0;
-  const sent = s.outq.subarray(0, s.outq.length - unsent);
-  if (sent.length) {
-    setInt(fd, TCP.REPAIR_QUEUE, TCP_QUEUE.SEND, "TCP_REPAIR_QUEUE");
-    sendAll(fd, sent, "send");
-  }
-  if (unsent) {
-    // Never sent: it goes out as the task would have sent it.
-    repairOff(fd);
-    sendAll(fd, s.outq.subarray(s.outq.length - unsent), "unsent part of the send");
-    repairOn(fd);
-  }
-  if (e.snd_wnd !== undefined) {
-    const w = Buffer.alloc(20);
-    // The window was advanced past the peer's FIN; it is before it until the FIN comes again.
-    const fin = m & RCVQ_FIN ? 1 : 0;
-    [windowUpdateSeq(e, fin), e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].forEach((v, i) => w.writeUInt32LE(v >>> 0, 4 * i));
-    try {
-      b.setsockopt(fd, SOL_TCP, TCP.REPAIR_WINDOW, w);
-    } catch (err) {
-      throw new Error(`setsockopt(TCP_REPAIR_WINDOW): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-    }
-  }
   if (!(m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN | RCVQ_FIN))) return;
   // What the peer sends: from its sequence number (where our receive queue ends) with what it acknowledged.
+  const src = sockaddr(a.family, a.srcPort, a.src, a.scopeId);
+  const dst = sockaddr(a.family, a.dstPort, a.dst);
   const window = (e.snd_wnd ?? 0xffff) >>> (e.opt_mask & TCPI_OPT.WSCALE ? e.snd_wscale : 0);
   const peer = (flags: number, ack: number): void => injectSegment(src, dst, { seq: inqSeq, ack, flags, window });
   if (m & SNDQ_FIRST_FIN) finSent(fd);
@@ -304,8 +226,16 @@ function awaitState(fd: number, want: number, what: string): void {
   if (now !== want) throw new Error(`after ${what} was sent, the connection is in TCP state ${stateName(now)}, not ${stateName(want)} (a firewall dropping packets marked ${"0x"}c114?)`);
 }
 
-/** Out of repair mode for good, with the task's SO_REUSEADDR back (repair mode changes it). */
-export function leaveRepair(fd: number, reuseaddr: boolean): void {
-  repairOff(fd);
-  setsockoptInt(fd, SOL_SOCKET, SO.REUSEADDR, reuseaddr ? 1 : 0);
+/**
+ * Out of repair mode for good (the kernel then sends a window probe to resynchronise with
+ * the peer), with the task's SO_REUSEADDR back (repair mode changes it), and its
+ * SO_REUSEPORT when a restore turned it on to make the socket: one call.
+ */
+export function leaveRepair(fd: number, reuseaddr: boolean, reuseport?: boolean): void {
+  const opts: [number, number, number][] = [
+    [SOL_TCP, TCP.REPAIR, 0],
+    [SOL_SOCKET, SO.REUSEADDR, reuseaddr ? 1 : 0],
+  ];
+  if (reuseport === false) opts.push([SOL_SOCKET, SO.REUSEPORT, 0]);
+  setsockoptInts(fd, opts);
 }
