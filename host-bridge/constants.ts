@@ -233,10 +233,6 @@ export const TCP = {
 export const TCP_QUEUE = { NO: 0, RECV: 1, SEND: 2 } as const;
 /** tcp_info's tcpi_options bits */
 export const TCPI_OPT = { TIMESTAMPS: 1, SACK: 2, WSCALE: 4, ECN: 8 } as const;
-/** TCP option kinds, as TCP_REPAIR_OPTIONS takes them */
-export const TCPOPT = { MAXSEG: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
-/** Socket queue ioctls: bytes to read, bytes not yet acknowledged, bytes not yet sent. */
-export const SIOC = { INQ: 0x541b, OUTQ: 0x5411, OUTQNSD: 0x894b } as const;
 export const UDP_CORK = 1;
 /** TCP's states as sock_diag and TCP_INFO report them (net/tcp_states.h). */
 export const TCP_STATE = {

@@ -404,8 +404,6 @@ export interface NativeBridge {
   pollNow(fd: number, events: number): number;
   /** An ioctl that fills an int (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD): the int. */
   ioctlInt(fd: number, request: number): number;
-  /** recv(MSG_PEEK | MSG_DONTWAIT) of at most `size` bytes: what is queued, left in place. */
-  recvPeek(fd: number, size: number): Buffer;
   /**
    * A TCP connection already in repair mode, read in one call (orchestrator/net/tcp-repair.ts
    * says what of it is kept): TCP_INFO's state, options and window scales; the queue sizes
@@ -430,13 +428,14 @@ export interface NativeBridge {
     outqData: Buffer;
   };
   /**
-   * A new TCP socket made the connection `conn`, in repair mode (criu's libsoccr_restore):
-   * see tcp_repair.c for the order of calls. Addresses are criu's address words (one for
-   * IPv4, four for IPv6); sequence numbers are where each queue starts; `unsent` is how many
-   * of outq's last bytes were never sent. An opening connection (SYN_SENT) is connected out
-   * of repair mode and gets only its timestamp. Left in repair mode.
+   * A new TCP socket, made ready by the caller (buffers widened, non-blocking, in repair
+   * mode), made the connection `conn` between the sockaddrs `src` and `dst` (criu's
+   * libsoccr_restore; see tcp_repair.c for the order of calls). Sequence numbers are where
+   * each queue starts; `unsent` is how many of outq's last bytes were never sent. An
+   * opening connection (SYN_SENT) is connected out of repair mode and gets only its
+   * timestamp. Left in repair mode.
    */
-  tcpRepairRestore(fd: number, conn: TcpRepairConn, inq: Uint8Array, outq: Uint8Array): void;
+  tcpRepairRestore(fd: number, src: Uint8Array, dst: Uint8Array, conn: TcpRepairConn, inq: Uint8Array, outq: Uint8Array): void;
   /**
    * nft commands in nft's syntax, run through libnftables (loaded on first use): what they
    * print. Throws code ENFT with nft's message when they fail, ENOENT without the library.
@@ -471,16 +470,8 @@ export interface NativeBridge {
   openAs(path: string, creds: { uid: number; gid: number; groups: readonly number[]; caps: bigint }): number;
 }
 
-/** A connection as tcpRepairRestore makes it. */
+/** A connection as tcpRepairRestore makes it, besides its addresses. */
 export interface TcpRepairConn {
-  family: number;
-  srcPort: number;
-  dstPort: number;
-  /** criu's address words: 1 for IPv4, 4 for IPv6 */
-  src: readonly number[];
-  dst: readonly number[];
-  /** the interface index a link-local address binds with (0: none) */
-  scopeId: number;
   /** 1: still opening (SYN_SENT) */
   opening: 0 | 1;
   /** the first sequence number of each queue */

@@ -181,39 +181,6 @@ static napi_value ioctl_int(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, v);
 }
 
-/* The most recvPeek reads at once: more than any socket buffer can hold. */
-#define PEEK_MAX (1u << 30)
-
-/* recvPeek(fd, size): recv(MSG_PEEK | MSG_DONTWAIT) of at most size bytes; what
- * it gave (empty when nothing is queued). */
-static napi_value recv_peek(napi_env env, napi_callback_info info)
-{
-	const char *fn = "recvPeek";
-	napi_value argv[2];
-	int32_t fd;
-	uint32_t size;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
-	    !bridge_arg_uint32(env, argv[1], &size, fn, "size must be a uint32"))
-		return NULL;
-	if (size > PEEK_MAX)
-		return bridge_throw_arg(env, fn, "size must be at most 1 GiB");
-	char *buf = malloc(size ? size : 1);
-	if (!buf)
-		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
-	ssize_t n;
-	do
-		n = recv(fd, buf, size, MSG_PEEK | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	napi_value r = NULL;
-	if (n < 0 && errno != EAGAIN)
-		bridge_throw_errno(env, "recv(MSG_PEEK)", errno, 0, NULL);
-	else
-		r = bridge_make_buffer(env, buf, n < 0 ? 0 : (size_t)n);
-	free(buf);
-	return r;
-}
-
 /* libnftables, loaded when first needed: the network lock is the only user,
  * and a machine without it can still do everything else. */
 struct nft_ctx;
@@ -310,7 +277,7 @@ void bridge_init_inet(napi_env env, napi_value exports)
 	static const bridge_fn fns[] = {
 		{ "inetDiag", inet_diag }, { "sockName", sock_name },	    { "peerName", peer_name },
 		{ "bindAddr", bind_addr }, { "connectAddr", connect_addr }, { "pollNow", poll_now },
-		{ "ioctlInt", ioctl_int }, { "recvPeek", recv_peek },	    { "nftRun", nft_run },
+		{ "ioctlInt", ioctl_int }, { "nftRun", nft_run },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

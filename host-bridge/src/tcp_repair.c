@@ -1,15 +1,13 @@
 /* A TCP connection through the kernel's repair mode, one crossing into native
  * code each way: tcpRepairSave reads a connection already in repair mode (its
  * state, options, window, sequence numbers and both queues), tcpRepairRestore
- * makes one on a new socket. orchestrator/net/tcp-repair.ts decides what is
- * saved and restored, and why in this order; these run its kernel calls. A
- * server with a thousand clients is ~25 calls per connection each way: one call
- * from JavaScript each keeps that the kernel's time. */
+ * makes one of a new socket in repair mode. orchestrator/net/tcp-repair.ts decides
+ * what is saved and restored and why in this order; these run its kernel calls as
+ * one sequence (no wall-time change was measured against one bridge call each:
+ * at a thousand connections the kernel's part dominates). */
 #include "bridge.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -143,11 +141,8 @@ static napi_value tcp_repair_save(napi_env env, napi_callback_info info)
 	return r;
 }
 
-/* What tcpRepairRestore is given of a connection. */
+/* What tcpRepairRestore is given of a connection besides its addresses. */
 struct conn {
-	int32_t family;
-	uint32_t src_port, dst_port, scope_id;
-	uint8_t src[16], dst[16];
 	bool opening;
 	uint32_t recv_seq, send_seq;
 	uint32_t opt_mask, snd_wscale, rcv_wscale, mss, timestamp;
@@ -159,67 +154,26 @@ struct conn {
 static bool prop_u32(napi_env env, napi_value obj, const char *key, uint32_t *out)
 {
 	napi_value v;
+	char what[80];
 	if (!bridge_opt_prop(env, obj, key, &v)) {
-		char what[80];
 		snprintf(what, sizeof(what), "the connection's %s is missing", key);
 		bridge_throw_arg(env, RESTORE_FN, what);
 		return false;
 	}
-	char what[80];
 	snprintf(what, sizeof(what), "the connection's %s must be a uint32", key);
 	return bridge_arg_uint32(env, v, out, RESTORE_FN, what);
-}
-
-/* An address as the words of criu's inet entries (the address's bytes in memory
- * order, four to a word read little-endian): `n` of them into 4n bytes. */
-static bool prop_words(napi_env env, napi_value obj, const char *key, uint32_t n, uint8_t *out)
-{
-	napi_value arr, v;
-	uint32_t len = 0;
-	bool is = false;
-	if (!bridge_opt_prop(env, obj, key, &arr) || napi_is_array(env, arr, &is) != napi_ok || !is ||
-	    napi_get_array_length(env, arr, &len) != napi_ok || len != n) {
-		char what[80];
-		snprintf(what, sizeof(what), "the connection's %s must be an array of %u address words", key, n);
-		bridge_throw_arg(env, RESTORE_FN, what);
-		return false;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t w;
-		if (napi_get_element(env, arr, i, &v) != napi_ok ||
-		    !bridge_arg_uint32(env, v, &w, RESTORE_FN, "an address word must be a uint32"))
-			return false;
-		for (int b = 0; b < 4; b++)
-			out[4 * i + b] = (uint8_t)(w >> (8 * b));
-	}
-	return true;
 }
 
 static bool read_conn(napi_env env, napi_value obj, struct conn *c)
 {
 	memset(c, 0, sizeof(*c));
-	uint32_t family;
-	if (!prop_u32(env, obj, "family", &family))
-		return false;
-	if (family != AF_INET && family != AF_INET6) {
-		bridge_throw_arg(env, RESTORE_FN, "the connection's family must be AF_INET or AF_INET6");
-		return false;
-	}
-	c->family = (int32_t)family;
-	uint32_t words = family == AF_INET ? 1 : 4;
 	uint32_t opening = 0;
-	if (!prop_u32(env, obj, "srcPort", &c->src_port) || !prop_u32(env, obj, "dstPort", &c->dst_port) ||
-	    !prop_u32(env, obj, "scopeId", &c->scope_id) || !prop_words(env, obj, "src", words, c->src) ||
-	    !prop_words(env, obj, "dst", words, c->dst) || !prop_u32(env, obj, "opening", &opening) ||
-	    !prop_u32(env, obj, "recvSeq", &c->recv_seq) || !prop_u32(env, obj, "sendSeq", &c->send_seq) ||
-	    !prop_u32(env, obj, "optMask", &c->opt_mask) || !prop_u32(env, obj, "sndWscale", &c->snd_wscale) ||
-	    !prop_u32(env, obj, "rcvWscale", &c->rcv_wscale) || !prop_u32(env, obj, "mss", &c->mss) ||
-	    !prop_u32(env, obj, "timestamp", &c->timestamp) || !prop_u32(env, obj, "unsent", &c->unsent))
+	if (!prop_u32(env, obj, "opening", &opening) || !prop_u32(env, obj, "recvSeq", &c->recv_seq) ||
+	    !prop_u32(env, obj, "sendSeq", &c->send_seq) || !prop_u32(env, obj, "optMask", &c->opt_mask) ||
+	    !prop_u32(env, obj, "sndWscale", &c->snd_wscale) || !prop_u32(env, obj, "rcvWscale", &c->rcv_wscale) ||
+	    !prop_u32(env, obj, "mss", &c->mss) || !prop_u32(env, obj, "timestamp", &c->timestamp) ||
+	    !prop_u32(env, obj, "unsent", &c->unsent))
 		return false;
-	if (c->src_port > 0xffff || c->dst_port > 0xffff) {
-		bridge_throw_arg(env, RESTORE_FN, "a port must be below 65536");
-		return false;
-	}
 	c->opening = opening != 0;
 	napi_value win, v;
 	if (bridge_opt_prop(env, obj, "window", &win)) {
@@ -234,23 +188,21 @@ static bool read_conn(napi_env env, napi_value obj, struct conn *c)
 	return true;
 }
 
-static socklen_t sockaddr_of(struct sockaddr_storage *ss, int family, uint32_t port, const uint8_t *addr,
-			     uint32_t scope_id)
+/* A sockaddr given as its bytes (orchestrator/fds/inet-common.ts lays them out). */
+static bool arg_sockaddr(napi_env env, napi_value v, struct sockaddr_storage *ss, socklen_t *len, const char *what)
 {
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *s = (struct sockaddr_in *)ss;
-		s->sin_family = AF_INET;
-		s->sin_port = htons((uint16_t)port);
-		memcpy(&s->sin_addr, addr, 4);
-		return sizeof(*s);
+	uint8_t *addr;
+	size_t n;
+	if (!bridge_arg_bytes(env, v, &addr, &n, RESTORE_FN, what))
+		return false;
+	if (n < sizeof(sa_family_t) || n > sizeof(*ss)) {
+		bridge_throw_arg(env, RESTORE_FN, what);
+		return false;
 	}
-	struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-	s->sin6_family = AF_INET6;
-	s->sin6_port = htons((uint16_t)port);
-	memcpy(&s->sin6_addr, addr, 16);
-	s->sin6_scope_id = scope_id;
-	return sizeof(*s);
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, addr, n);
+	*len = (socklen_t)n;
+	return true;
 }
 
 /* A setsockopt of the restore that failed: thrown naming the option. */
@@ -296,53 +248,36 @@ static bool send_all(napi_env env, int fd, const uint8_t *data, size_t len, cons
 	return true;
 }
 
-/* Room for any queue to be sent through the socket without blocking (criu's
- * restore_prepare_socket): the forced sizes, the plain ones without CAP_NET_ADMIN. */
-static bool widen(napi_env env, int fd)
-{
-	const int max = INT_MAX / 2;
-	if (set_int(fd, SOL_SOCKET, SO_SNDBUFFORCE, max) == 0)
-		return set_or_throw(env, fd, SOL_SOCKET, SO_RCVBUFFORCE, max, "SO_RCVBUFFORCE");
-	if (errno != EPERM)
-		return set_or_throw(env, fd, SOL_SOCKET, SO_SNDBUFFORCE, max, "SO_SNDBUFFORCE");
-	return set_or_throw(env, fd, SOL_SOCKET, SO_SNDBUF, max, "SO_SNDBUF") &&
-	       set_or_throw(env, fd, SOL_SOCKET, SO_RCVBUF, max, "SO_RCVBUF");
-}
-
-/* tcpRepairRestore(fd, conn, inq, outq): a new TCP socket of conn.family made the
- * connection: buffers widened, non-blocking, into repair mode, bound to conn.src,
- * the queues' first sequence numbers (conn.recvSeq, conn.sendSeq) set, connected to
- * conn.dst without a handshake; then (not conn.opening) the options agreed with the
- * peer (conn.optMask: TCPI_OPT_*, the scales, conn.mss), the timestamp, the receive
- * queue (inq), the sent part of the send queue (outq but its last conn.unsent
- * bytes) and the window (conn.window, when given). The unsent bytes are sent out of
- * repair mode. An opening connection (SYN_SENT) is connected out of repair mode
- * instead (its SYN goes again) and gets only its timestamp. Left in repair mode. */
+/* tcpRepairRestore(fd, src, dst, conn, inq, outq): `fd`, a new TCP socket made ready
+ * by the caller (buffers widened, non-blocking, in repair mode), made the connection:
+ * bound to the sockaddr `src`, the queues' first sequence numbers (conn.recvSeq,
+ * conn.sendSeq) set, connected to `dst` without a handshake; then (not conn.opening)
+ * the options agreed with the peer (conn.optMask: TCPI_OPT_*, the scales, conn.mss),
+ * the timestamp, the receive queue (inq), the sent part of the send queue (outq but
+ * its last conn.unsent bytes) and the window (conn.window, when given). The unsent
+ * bytes are sent out of repair mode. An opening connection (SYN_SENT) is connected
+ * out of repair mode instead (its SYN goes again) and gets only its timestamp. Left
+ * in repair mode. */
 static napi_value tcp_repair_restore(napi_env env, napi_callback_info info)
 {
-	napi_value argv[4];
+	napi_value argv[6];
 	int32_t fd;
+	struct sockaddr_storage src, dst;
+	socklen_t src_len, dst_len;
 	struct conn c;
 	uint8_t *inq, *outq;
 	size_t inq_len, outq_len;
-	if (!bridge_get_args(env, info, 4, argv, RESTORE_FN) ||
+	if (!bridge_get_args(env, info, 6, argv, RESTORE_FN) ||
 	    !bridge_arg_fd(env, argv[0], &fd, RESTORE_FN, "fd must be a non-negative int32") ||
-	    !read_conn(env, argv[1], &c) ||
-	    !bridge_arg_bytes(env, argv[2], &inq, &inq_len, RESTORE_FN, "inq must be the receive queue's bytes") ||
-	    !bridge_arg_bytes(env, argv[3], &outq, &outq_len, RESTORE_FN, "outq must be the send queue's bytes"))
+	    !arg_sockaddr(env, argv[1], &src, &src_len, "src must be a sockaddr of 2 to 128 bytes") ||
+	    !arg_sockaddr(env, argv[2], &dst, &dst_len, "dst must be a sockaddr of 2 to 128 bytes") ||
+	    !read_conn(env, argv[3], &c) ||
+	    !bridge_arg_bytes(env, argv[4], &inq, &inq_len, RESTORE_FN, "inq must be the receive queue's bytes") ||
+	    !bridge_arg_bytes(env, argv[5], &outq, &outq_len, RESTORE_FN, "outq must be the send queue's bytes"))
 		return NULL;
 	if (c.unsent > outq_len)
 		return bridge_throw_arg(env, RESTORE_FN, "more bytes unsent than the send queue holds");
-	if (!widen(env, fd))
-		return NULL;
-	int fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return bridge_throw_errno(env, "fcntl(F_SETFL, O_NONBLOCK)", errno, 0, NULL);
-	if (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR"))
-		return NULL;
-	struct sockaddr_storage ss;
-	socklen_t len = sockaddr_of(&ss, c.family, c.src_port, c.src, c.scope_id);
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+	if (bind(fd, (struct sockaddr *)&src, src_len) < 0)
 		return bridge_throw_errno(env, "bind", errno, 0, NULL);
 	if (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE") ||
 	    !set_or_throw(env, fd, SOL_TCP, TCP_QUEUE_SEQ, (int)c.recv_seq, "TCP_QUEUE_SEQ") ||
@@ -352,10 +287,9 @@ static napi_value tcp_repair_restore(napi_env env, napi_callback_info info)
 	/* Opening: connected for real (the SYN goes out, from the sequence number just set). */
 	if (c.opening && !set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 0, "TCP_REPAIR"))
 		return NULL;
-	len = sockaddr_of(&ss, c.family, c.dst_port, c.dst, 0);
 	int r;
 	do
-		r = connect(fd, (struct sockaddr *)&ss, len);
+		r = connect(fd, (struct sockaddr *)&dst, dst_len);
 	while (r < 0 && errno == EINTR);
 	if (r < 0 && !(c.opening && errno == EINPROGRESS))
 		return bridge_throw_errno(env, "connect", errno, 0, NULL);

@@ -10,14 +10,14 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPPROTO_MAX, IPV6, SHUT, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPPROTO_MAX, IPV6, O, SHUT, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts } from "./sockopts.js";
-import { leaveRepair, REPAIRED_STATES, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
+import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
+import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -183,9 +183,12 @@ export class InetRestorer implements FdRestorer {
       const stream = s.stream;
       if (stream) {
         // criu's restore_one_tcp: nothing may block, then the connection in repair mode.
-        this.step(s, () => `restoring the connection to ${showAddr(e.family, s.dst, e.dst_port)}`, () =>
-          restoreConnection(fd, { family: e.family, srcPort: e.src_port, src: s.src, scopeId: s.scopeId, dstPort: e.dst_port, dst: s.dst }, stream),
-        );
+        this.step(s, () => `restoring the connection to ${showAddr(e.family, s.dst, e.dst_port)}`, () => {
+          widenBuffers(fd);
+          b.fcntl(fd, F.SETFL, b.fcntl(fd, F.GETFL) | O.NONBLOCK);
+          repairOn(fd);
+          restoreConnection(fd, sockaddr(e.family, e.src_port, s.src, s.scopeId), sockaddr(e.family, e.dst_port, s.dst), stream);
+        });
       } else if (s.closed) {
         // criu's restore_one_tcp with --tcp-close: neither bound nor connected, both ways shut
         // (ENOTCONN, but the kernel marks it shut all the same): recv gives EOF, send EPIPE, poll POLLHUP.

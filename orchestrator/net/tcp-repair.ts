@@ -21,7 +21,7 @@ import { SHUT, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT } fr
 import { bridge } from "../../host-bridge/load.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
-import { sockaddr, STATE_NAME } from "../fds/inet-common.js";
+import { STATE_NAME } from "../fds/inet-common.js";
 import { injectSegment, TH } from "./tcp-segment.js";
 import { setsockoptInt, setsockoptInts } from "../fds/sockopts.js";
 
@@ -121,24 +121,14 @@ export function windowUpdateSeq(e: TcpStreamEntry, fin: number): number {
   return ((e.inq_seq - wl1) | 0) < 0 ? (e.inq_seq - fin) >>> 0 : wl1;
 }
 
-/** Where a connection is restored: its family, ports, address words (criu's) and the scope of a link-local one. */
-export interface ConnAddr {
-  family: number;
-  srcPort: number;
-  src: readonly number[];
-  scopeId: number;
-  dstPort: number;
-  dst: readonly number[];
-}
-
 /**
- * libsoccr_restore: `fd` is a new socket of the family, made the connection in repair mode
- * by tcp_repair.c in one call (buffers widened, non-blocking, bound, sequence numbers,
- * connected without a handshake, options, timestamp, queues, window); the FINs of a
- * half-closed one are put back here. Leaves it in repair mode (leaveRepair when the task is
- * about to run).
+ * libsoccr_restore: `fd` is a new socket of the family, made ready (buffers widened,
+ * non-blocking, in repair mode); src and dst its sockaddrs. tcp_repair.c makes it the
+ * connection in one call (bound, sequence numbers, connected without a handshake,
+ * options, timestamp, queues, window); the FINs of a half-closed one are put back here.
+ * Leaves it in repair mode (leaveRepair when the task is about to run).
  */
-export function restoreConnection(fd: number, a: ConnAddr, s: TcpStream): void {
+export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
   const e = s.entry;
   const m = 1 << s.state;
   if (!(REPAIRED_STATES & m)) throw new Error(`a connection in TCP state ${stateName(s.state)} is not restored`);
@@ -150,8 +140,9 @@ export function restoreConnection(fd: number, a: ConnAddr, s: TcpStream): void {
   const fin = m & RCVQ_FIN ? 1 : 0;
   bridge().tcpRepairRestore(
     fd,
+    src,
+    dst,
     {
-      ...a,
       opening: opening ? 1 : 0,
       recvSeq: (inqSeq - e.inq_len) >>> 0,
       // An opening connection's send queue starts at its SYN, one before the first byte.
@@ -175,8 +166,6 @@ export function restoreConnection(fd: number, a: ConnAddr, s: TcpStream): void {
   }
   if (!(m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN | RCVQ_FIN))) return;
   // What the peer sends: from its sequence number (where our receive queue ends) with what it acknowledged.
-  const src = sockaddr(a.family, a.srcPort, a.src, a.scopeId);
-  const dst = sockaddr(a.family, a.dstPort, a.dst);
   const window = (e.snd_wnd ?? 0xffff) >>> (e.opt_mask & TCPI_OPT.WSCALE ? e.snd_wscale : 0);
   const peer = (flags: number, ack: number): void => injectSegment(src, dst, { seq: inqSeq, ack, flags, window });
   if (m & SNDQ_FIRST_FIN) finSent(fd);
