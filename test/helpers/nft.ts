@@ -12,6 +12,14 @@ export const tables = (): string[] =>
     .filter((l) => l.startsWith("table "))
     .map((l) => l.split(" ")[2]!);
 
+/**
+ * The lock tables (criu's CRIU-<run id>) whose rules or elements name port `port`: the
+ * locks of connections on it. Other test files run beside this one and lock their own
+ * connections meanwhile: a test looks for its own lock, not for a change in the whole list.
+ */
+export const locksOf = (port: number): string[] =>
+  tables().filter((n) => n.startsWith("CRIU-") && new RegExp(`(^|[^0-9])${port}([^0-9]|$)`).test(bridge().nftRun(`list table inet ${n}`)));
+
 /** The nftables table of a dump's lock (criu's name: CRIU-<run id>, 26 characters at most). */
 export async function lockTable(dir: string): Promise<string> {
   const inv = (await readImage(join(dir, "inventory.img"))).entries[0]!;
