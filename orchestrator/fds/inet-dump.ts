@@ -60,6 +60,8 @@ export class InetDumper implements FdDumper {
   private readonly streams: ExtraImage[] = [];
   /** the connections locked so far, by inode */
   private readonly lockedInos = new Set<number>();
+  /** lockTree ran */
+  private treeLocked = false;
 
   constructor(private readonly ctx: DumpContext) {}
 
@@ -257,7 +259,10 @@ export class InetDumper implements FdDumper {
    * tree is frozen, sock_diag's tables list them all.
    */
   private lockTree(): void {
-    if (this.lockedInos.size > 0) return;
+    if (this.treeLocked) return;
+    this.treeLocked = true;
+    // --network-lock skip locks nothing: the tree's fds are not walked for it.
+    if (this.ctx.netLock.method === "skip") return;
     const held = new Set<number>();
     for (const pid of this.ctx.pids) {
       for (const fd of listFds(pid)) {
