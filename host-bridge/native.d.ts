@@ -390,8 +390,12 @@ export interface NativeBridge {
 
   // ---- TCP and UDP sockets (src/inet.c) ----
 
-  /** Every socket of `family` and `protocol` in tscriu's network namespace whose state's bit is set in `states`, as sock_diag reports it. */
-  inetDiag(family: number, protocol: number, states: number): InetDiag[];
+  /**
+   * Every socket of `family` and `protocol` in tscriu's network namespace whose state's bit
+   * is set in `states`, as sock_diag reports it: a record of 52 bytes each (src/inet.c
+   * lays them out; orchestrator/fds/inet-diag.ts reads them).
+   */
+  inetDiag(family: number, protocol: number, states: number): Buffer;
   /** getsockname(2): the sockaddr's bytes. */
   sockName(fd: number): Buffer;
   /** getpeername(2): the sockaddr's bytes; null when the socket is not connected. */
@@ -487,25 +491,6 @@ export interface TcpRepairConn {
   unsent: number;
   /** snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup; not set when absent */
   window?: readonly number[];
-}
-
-/** One TCP, UDP or UDP-Lite socket as sock_diag reports it. */
-export interface InetDiag {
-  ino: number;
-  /** TCP's state numbers (a UDP socket: ESTABLISHED when connected, else CLOSE) */
-  state: number;
-  /** ports in host order */
-  sport: number;
-  dport: number;
-  /** the kernel's 16 address bytes (an IPv4 address in the first four) */
-  src: Buffer;
-  dst: Buffer;
-  /** a listener: connections waiting to be accepted; a connection: bytes not yet read */
-  rqlen: number;
-  /** a listener: its backlog; a connection: bytes not yet acknowledged */
-  wqlen: number;
-  /** RCV_SHUTDOWN = 1 | SEND_SHUTDOWN = 2; -1 when the kernel does not say */
-  shutdown: number;
 }
 
 /** A mapped ring of a packet socket (PACKET_RX_RING, PACKET_TX_RING), as packet_diag reports it. */

@@ -98,11 +98,13 @@ void bridge_init_sockfilter(napi_env env, napi_value exports);
 /* Shared by the socket kinds (sockets.c): a Buffer holding a copy of `len` bytes, and one
  * sock_diag dump (NETLINK_SOCK_DIAG): `req` (`req_len` bytes after the netlink header) is
  * sent, and every answer of at least `min_len` bytes becomes an element of the returned
- * array through `entry`; NULL with an exception pending on failure. */
+ * array through `entry` (given `ctx`; an entry that gives NULL adds none: it kept the
+ * answer in `ctx` itself); NULL with an exception pending on failure. */
 struct nlmsghdr;
-typedef napi_value (*bridge_diag_entry)(napi_env env, const struct nlmsghdr *h);
+typedef napi_value (*bridge_diag_entry)(napi_env env, const struct nlmsghdr *h, void *ctx);
 napi_value bridge_make_buffer(napi_env env, const void *data, size_t len);
-napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry);
+napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry,
+			    void *ctx);
 void bridge_init_unix(napi_env env, napi_value exports);
 void bridge_init_inet(napi_env env, napi_value exports);
 void bridge_init_tcp_repair(napi_env env, napi_value exports);

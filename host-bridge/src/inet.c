@@ -16,42 +16,71 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* One inet_diag_msg as {ino, state, sport, dport, src, dst, rqlen, wqlen,
- * shutdown}; the addresses as the kernel's 16 bytes (an IPv4 one in the first
- * four), ports in host order, shutdown -1 when the kernel did not say. */
-static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
+/* inetDiag's answer: one record of INET_DIAG_RECORD bytes per socket, little-endian:
+ * ino u32 @0, state u8 @4, shutdown i8 @5 (-1 when the kernel did not say), sport u16
+ * @8 and dport u16 @10 (host order), rqlen u32 @12, wqlen u32 @16, the source address
+ * @20 and the destination @36 as the kernel's 16 bytes (an IPv4 one in the first four).
+ * One Buffer, not an object per socket: a server's table has thousands, and making an
+ * object with its properties and two Buffers for each cost more than the dump itself. */
+#define INET_DIAG_RECORD 52
+
+struct diag_records {
+	uint8_t *data;
+	size_t len, cap;
+	bool nomem;
+};
+
+static napi_value diag_entry(napi_env env, const struct nlmsghdr *h, void *ctx)
 {
+	(void)env;
+	struct diag_records *out = ctx;
+	if (out->nomem)
+		return NULL;
+	if (out->len + INET_DIAG_RECORD > out->cap) {
+		size_t cap = out->cap ? 2 * out->cap : 256 * INET_DIAG_RECORD;
+		uint8_t *grown = realloc(out->data, cap);
+		if (!grown) {
+			out->nomem = true;
+			return NULL;
+		}
+		out->data = grown;
+		out->cap = cap;
+	}
 	const struct inet_diag_msg *m = NLMSG_DATA(h);
-	napi_value r;
-	napi_create_object(env, &r);
-	bridge_set_u32(env, r, "ino", m->idiag_inode);
-	bridge_set_u32(env, r, "state", m->idiag_state);
-	bridge_set_u32(env, r, "sport", ntohs(m->id.idiag_sport));
-	bridge_set_u32(env, r, "dport", ntohs(m->id.idiag_dport));
-	napi_set_named_property(env, r, "src", bridge_make_buffer(env, m->id.idiag_src, 16));
-	napi_set_named_property(env, r, "dst", bridge_make_buffer(env, m->id.idiag_dst, 16));
-	bridge_set_u32(env, r, "rqlen", m->idiag_rqueue);
-	bridge_set_u32(env, r, "wqlen", m->idiag_wqueue);
-	int32_t shutdown_ = -1;
+	int8_t shutdown_ = -1;
 	int len = (int)h->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
 	for (struct rtattr *a = (struct rtattr *)((char *)m + NLMSG_ALIGN(sizeof(*m))); RTA_OK(a, len);
 	     a = RTA_NEXT(a, len)) {
 		if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
-			shutdown_ = *(const uint8_t *)RTA_DATA(a);
+			shutdown_ = (int8_t) * (const uint8_t *)RTA_DATA(a);
 	}
-	bridge_set_i32(env, r, "shutdown", shutdown_);
-	return r;
+	uint8_t *r = out->data + out->len;
+	memset(r, 0, INET_DIAG_RECORD);
+	uint32_t ino = m->idiag_inode, rq = m->idiag_rqueue, wq = m->idiag_wqueue;
+	uint16_t sport = ntohs(m->id.idiag_sport), dport = ntohs(m->id.idiag_dport);
+	memcpy(r, &ino, 4);
+	r[4] = m->idiag_state;
+	r[5] = (uint8_t)shutdown_;
+	memcpy(r + 8, &sport, 2);
+	memcpy(r + 10, &dport, 2);
+	memcpy(r + 12, &rq, 4);
+	memcpy(r + 16, &wq, 4);
+	memcpy(r + 20, m->id.idiag_src, 16);
+	memcpy(r + 36, m->id.idiag_dst, 16);
+	out->len += INET_DIAG_RECORD;
+	return NULL;
 }
 
 /* inetDiag(family, protocol, states): every socket of that family and
- * protocol in tscriu's network namespace whose state is in the bit mask. */
+ * protocol in tscriu's network namespace whose state is in the bit mask, as
+ * records (above). */
 static napi_value inet_diag(napi_env env, napi_callback_info info)
 {
 	const char *fn = "inetDiag";
@@ -68,7 +97,14 @@ static napi_value inet_diag(napi_env env, napi_callback_info info)
 	struct inet_diag_req_v2 req = { .sdiag_family = (uint8_t)family,
 					.sdiag_protocol = (uint8_t)protocol,
 					.idiag_states = states };
-	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct inet_diag_msg), diag_entry);
+	struct diag_records out = { NULL, 0, 0, false };
+	napi_value r = bridge_sock_diag(env, &req, sizeof(req), sizeof(struct inet_diag_msg), diag_entry, &out);
+	if (r && out.nomem)
+		r = bridge_throw_errno(env, "inetDiag", ENOMEM, 0, NULL);
+	else if (r)
+		r = bridge_make_buffer(env, out.data, out.len);
+	free(out.data);
+	return r;
 }
 
 static napi_value name_common(napi_env env, napi_callback_info info, bool peer)

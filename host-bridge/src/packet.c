@@ -30,8 +30,9 @@ static napi_value ring_object(napi_env env, const struct packet_diag_ring *r)
 
 /* One packet_diag_msg and its attributes as {ino, type, num, ifindex, version, reserve,
  * copyThresh, tstamp, flags, mclist: [{index, type, addr}], fanout?, rxRing?, txRing?}. */
-static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
+static napi_value diag_entry(napi_env env, const struct nlmsghdr *h, void *ctx)
 {
+	(void)ctx;
 	const struct packet_diag_msg *m = NLMSG_DATA(h);
 	napi_value r, mclist;
 	napi_create_object(env, &r);
@@ -98,7 +99,7 @@ static napi_value packet_diag(napi_env env, napi_callback_info info)
 	struct packet_diag_req req = { .sdiag_family = AF_PACKET,
 				       .pdiag_show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG |
 						     PACKET_SHOW_FANOUT };
-	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct packet_diag_msg), diag_entry);
+	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct packet_diag_msg), diag_entry, NULL);
 }
 
 void bridge_init_packet(napi_env env, napi_value exports)

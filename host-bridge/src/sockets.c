@@ -25,7 +25,8 @@ napi_value bridge_make_buffer(napi_env env, const void *data, size_t len)
 	return b;
 }
 
-napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry)
+napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry,
+			    void *ctx)
 {
 	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nl < 0)
@@ -83,7 +84,9 @@ napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_
 			}
 			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(min_len))
 				continue;
-			napi_set_element(env, arr, count++, entry(env, h));
+			napi_value v = entry(env, h, ctx);
+			if (v)
+				napi_set_element(env, arr, count++, v);
 		}
 	}
 out:

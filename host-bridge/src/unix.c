@@ -40,8 +40,9 @@
 
 /* One unix_diag_msg and its attributes as {ino, type, state, peer, name,
  * vfsDev, vfsIno, icons, rqlen, wqlen, shutdown}. */
-static napi_value diag_entry(napi_env env, const struct nlmsghdr *h)
+static napi_value diag_entry(napi_env env, const struct nlmsghdr *h, void *ctx)
 {
+	(void)ctx;
 	const struct unix_diag_msg *m = NLMSG_DATA(h);
 	napi_value r, icons = NULL;
 	napi_create_object(env, &r);
@@ -114,7 +115,7 @@ static napi_value unix_diag(napi_env env, napi_callback_info info)
 				     .udiag_states = ~0u,
 				     .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER |
 						   UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN };
-	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct unix_diag_msg), diag_entry);
+	return bridge_sock_diag(env, &req, sizeof(req), sizeof(struct unix_diag_msg), diag_entry, NULL);
 }
 
 /* The fds a peek put into tscriu's table, kept in one list so that an error

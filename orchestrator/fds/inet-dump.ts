@@ -21,10 +21,10 @@
 import { readFileSync } from "node:fs";
 import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
-import type { InetDiag } from "../../host-bridge/native.js";
 import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
+import { DiagTable, EMPTY_TABLE } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
@@ -54,7 +54,7 @@ interface SkView {
 }
 
 export class InetDumper implements FdDumper {
-  private readonly tables = new Map<string, Map<number, InetDiag>>();
+  private readonly tables = new Map<string, Pick<DiagTable, "get" | "values">>();
   /** tscriu's copies of the connections it put in repair mode, and their SO_REUSEADDR */
   private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
   private readonly streams: ExtraImage[] = [];
@@ -71,19 +71,18 @@ export class InetDumper implements FdDumper {
   }
 
   /** sock_diag's table of one family and protocol, read once. */
-  private table(family: number, proto: number): Map<number, InetDiag> {
+  private table(family: number, proto: number): Pick<DiagTable, "get" | "values"> {
     const key = `${family}:${proto}`;
     let t = this.tables.get(key);
     if (!t) {
-      let list: InetDiag[];
       try {
-        list = bridge().inetDiag(family, proto, proto === IPPROTO.TCP ? TCP_DIAG_STATES : ALL_STATES);
+        t = new DiagTable(family, proto, proto === IPPROTO.TCP ? TCP_DIAG_STATES : ALL_STATES);
       } catch (e) {
         // A kernel without UDP-Lite's diag module: its sockets are looked at one by one.
         if (proto !== IPPROTO.UDPLITE) throw e;
-        list = [];
+        t = EMPTY_TABLE;
       }
-      this.tables.set(key, (t = new Map(list.map((d) => [d.ino, d]))));
+      this.tables.set(key, t);
     }
     return t;
   }
