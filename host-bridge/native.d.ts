@@ -376,6 +376,8 @@ export interface NativeBridge {
    * value. Throws at the first that fails, its syscall naming the level and name.
    */
   getsockoptInts(fd: number, spec: Int32Array, out: Int32Array): void;
+  /** Options of any size in one call: `spec` holds (level, name, size) triples; each option's bytes go to the next `size` bytes of `out` (zeros after a shorter answer). */
+  getsockoptsInto(fd: number, spec: Int32Array, out: Uint8Array): void;
   /** Int options set in order, `spec` holding (level, name, value) triples; throws at the first that fails. */
   setsockoptInts(fd: number, spec: Int32Array): void;
 

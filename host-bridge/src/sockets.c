@@ -269,12 +269,41 @@ static napi_value throw_opt(napi_env env, const char *call, int32_t level, int32
 	return bridge_throw_errno(env, what, err, 0, NULL);
 }
 
+/* Options read in order into `out`, each into the next `size` bytes (zeroed first: a
+ * shorter answer, SO_BINDTODEVICE's name, leaves zeros after it); `spec` holds (level,
+ * name) pairs of int options, or with `sized` (level, name, size) triples. */
+static napi_value read_opts(napi_env env, const char *fn, int32_t fd, const uint8_t *spec, size_t slen, bool sized,
+			    uint8_t *out, size_t olen)
+{
+	size_t per = sized ? 12 : 8, n = slen / per, off = 0;
+	if (slen % per)
+		return bridge_throw_arg(env, fn,
+					sized ? "spec must hold (level, name, size) triples"
+					      : "spec must hold (level, name) pairs");
+	for (size_t i = 0; i < n; i++) {
+		int32_t level, name, size = 4;
+		memcpy(&level, spec + per * i, 4);
+		memcpy(&name, spec + per * i + 4, 4);
+		if (sized)
+			memcpy(&size, spec + per * i + 8, 4);
+		if (size < 0 || size > 4096 || off + (size_t)size > olen)
+			return bridge_throw_arg(env, fn, "out must hold every option's size, each at most 4096");
+		memset(out + off, 0, (size_t)size);
+		socklen_t l = (socklen_t)size;
+		if (getsockopt(fd, level, name, out + off, &l) < 0)
+			return throw_opt(env, "getsockopt", level, name, errno);
+		off += (size_t)size;
+	}
+	return NULL;
+}
+
 /* getsockoptInts(fd, spec, out): int options by the pair, spec holding level, name,
  * level, name, ...; out[i] gets the i-th option's value. One call for the dozens of
- * options of a socket: a server's thousand connections are tens of thousands of them. */
-static napi_value getsockopt_ints(napi_env env, napi_callback_info info)
+ * options of a socket: a server's thousand connections are tens of thousands of them.
+ * getsockoptsInto(fd, spec, out): options of any size, spec holding (level, name, size)
+ * triples, each option's bytes in the next `size` bytes of out. */
+static napi_value getsockopts_common(napi_env env, napi_callback_info info, const char *fn, bool sized)
 {
-	const char *fn = "getsockoptInts";
 	napi_value argv[3];
 	int32_t fd;
 	uint8_t *spec, *out;
@@ -282,21 +311,19 @@ static napi_value getsockopt_ints(napi_env env, napi_callback_info info)
 	if (!bridge_get_args(env, info, 3, argv, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
 	    !bridge_arg_bytes(env, argv[1], &spec, &slen, fn, "spec must be an Int32Array") ||
-	    !bridge_arg_bytes(env, argv[2], &out, &olen, fn, "out must be an Int32Array"))
+	    !bridge_arg_bytes(env, argv[2], &out, &olen, fn, "out must be an Int32Array or a Buffer"))
 		return NULL;
-	size_t n = slen / 8;
-	if (slen % 8 || olen < n * 4)
-		return bridge_throw_arg(env, fn, "spec must hold (level, name) pairs and out one int for each");
-	for (size_t i = 0; i < n; i++) {
-		int32_t level, name, v = 0;
-		memcpy(&level, spec + 8 * i, 4);
-		memcpy(&name, spec + 8 * i + 4, 4);
-		socklen_t l = sizeof(v);
-		if (getsockopt(fd, level, name, &v, &l) < 0)
-			return throw_opt(env, "getsockopt", level, name, errno);
-		memcpy(out + 4 * i, &v, 4);
-	}
-	return NULL;
+	return read_opts(env, fn, fd, spec, slen, sized, out, olen);
+}
+
+static napi_value getsockopt_ints(napi_env env, napi_callback_info info)
+{
+	return getsockopts_common(env, info, "getsockoptInts", false);
+}
+
+static napi_value getsockopts_into(napi_env env, napi_callback_info info)
+{
+	return getsockopts_common(env, info, "getsockoptsInto", true);
 }
 
 /* setsockoptInts(fd, spec): int options set in order, spec holding level, name, value
@@ -469,6 +496,7 @@ void bridge_init_sockets(napi_env env, napi_value exports)
 		{ "getsockopt", getsockopt_ },
 		{ "setsockopt", setsockopt_ },
 		{ "getsockoptInts", getsockopt_ints },
+		{ "getsockoptsInto", getsockopts_into },
 		{ "setsockoptInts", setsockopt_ints },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));

@@ -26,7 +26,7 @@ import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { DiagTable, EMPTY_TABLE } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
-import { dumpSockOpts, getsockoptInts } from "./sockopts.js";
+import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
 
@@ -156,6 +156,8 @@ export class InetDumper implements FdDumper {
     const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, raw, refuse);
     if (raw) this.rawPeer(family, ino, sk);
     const local = showAddr(family, addrWords(sk.src, family), sk.sport);
+    /** the socket's options (read early for a connection: its SO_REUSEADDR comes back after repair mode) */
+    let opts: SkOpts | undefined;
 
     if (raw || ICMP_PROTOS.has(proto)) {
       if (b.pollNow(f.copy, POLL.IN) & POLL.IN) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the packets queued for ${raw ? "raw" : "ping"} socket ${local} are dropped, as criu drops them`);
@@ -177,7 +179,8 @@ export class InetDumper implements FdDumper {
         this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} dumped without its state (--tcp-close)`);
       } else {
         if (!(REPAIRED_STATES & (1 << sk.state))) throw refuse(`is a TCP connection ${conn} still opening; only connections that are established or half-closed are dumped`);
-        this.repair(f, ino, { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport }, conn);
+        opts = dumpSockOpts(f.copy, "inet", refuse);
+        this.repair(f, ino, { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport }, conn, opts.reuseaddr === true);
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
@@ -211,7 +214,7 @@ export class InetDumper implements FdDumper {
       src_addr: addrWords(sk.src, family),
       dst_addr: addrWords(sk.dst, family),
       fown: f.fown(),
-      opts: dumpSockOpts(f.copy, "inet", refuse),
+      opts: opts ?? dumpSockOpts(f.copy, "inet", refuse),
       ip_opts: { ...ipOpts(f.copy, family), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
       tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOpts(f.copy) : {},
       ...(sk.listed ? { ns_id: NET_NS_ID } : {}),
@@ -235,11 +238,10 @@ export class InetDumper implements FdDumper {
    * criu's tcp_repair_established and dump_tcp_conn_state: the connection is locked, put in
    * repair mode (through a copy of the socket kept until the dump is over) and read out.
    */
-  private repair(f: FdFacts, ino: number, c: LockedConn, conn: string): void {
+  private repair(f: FdFacts, ino: number, c: LockedConn, conn: string, reuseaddr: boolean): void {
     this.lockTree();
     if (!this.lockedInos.has(ino)) this.ctx.netLock.lock(c);
     const fd = bridge().fcntl(f.copy, F.DUPFD_CLOEXEC, 0);
-    const reuseaddr = getInt(fd, SOL_SOCKET, SO.REUSEADDR) !== 0;
     this.repaired.push({ fd, reuseaddr });
     repairOn(fd);
     let s: TcpStream;

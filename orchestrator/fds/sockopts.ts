@@ -13,11 +13,6 @@ export type SkOpts = Entry<typeof sk_opts_entry>;
 /** The kernel keeps a buffer size in an int and doubles what it is given. */
 const MAX_BUF = Math.floor(0x7fffffff / 2);
 
-function getTimeval(fd: number, name: number): [bigint, bigint] {
-  const b = bridge().getsockopt(fd, SOL_SOCKET, name, 16);
-  return [b.readBigInt64LE(0), b.readBigInt64LE(8)];
-}
-
 /** The most instructions a classic filter has (the kernel's BPF_MAXINSNS). */
 export const MAX_FILTER_INSNS = 4096;
 
@@ -78,23 +73,30 @@ export function filterProblem(o: SkOpts): string | undefined {
 export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet", refuse: (why: string) => Error): SkOpts {
   const unix = family === "unix";
   const creds = unix || family === "netlink";
-  const int = readInts(fd, unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS);
+  const { spec, size, at, tail } = LAYOUTS.get(unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS)!;
+  const raw = Buffer.allocUnsafe(size);
+  bridge().getsockoptsInto(fd, spec, raw);
+  const int = (name: number): number => {
+    const o = at.get(name);
+    if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
+    return raw.readInt32LE(o);
+  };
   const bool = (name: number): boolean => int(name) !== 0;
-  const [sndSec, sndUsec] = getTimeval(fd, SO.SNDTIMEO);
-  const [rcvSec, rcvUsec] = getTimeval(fd, SO.RCVTIMEO);
+  // the timeouts: two timevals (seconds, microseconds)
+  const tv = (o: number): bigint => raw.readBigInt64LE(tail + o);
   const mark = int(SO.MARK);
-  const linger = bridge().getsockopt(fd, SOL_SOCKET, SO.LINGER, 8);
-  const dev = bridge().getsockopt(fd, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
+  const linger = raw.subarray(tail + 32, tail + 40);
+  const dev = raw.toString("latin1", tail + 40, tail + 40 + DEV_SIZE).replace(/\0.*$/s, "");
   const passpidfd = unix && bool(SO.PASSPIDFD);
   const passrights = !unix || bool(SO.PASSRIGHTS);
   const filter = dumpFilter(fd, bool(SO.LOCK_FILTER), refuse);
   return {
     so_sndbuf: int(SO.SNDBUF),
     so_rcvbuf: int(SO.RCVBUF),
-    so_snd_tmo_sec: sndSec,
-    so_snd_tmo_usec: sndUsec,
-    so_rcv_tmo_sec: rcvSec,
-    so_rcv_tmo_usec: rcvUsec,
+    so_snd_tmo_sec: tv(0),
+    so_snd_tmo_usec: tv(8),
+    so_rcv_tmo_sec: tv(16),
+    so_rcv_tmo_usec: tv(24),
     reuseaddr: bool(SO.REUSEADDR),
     so_priority: int(SO.PRIORITY),
     so_rcvlowat: int(SO.RCVLOWAT),
@@ -120,17 +122,26 @@ const COMMON_OPTS: readonly number[] = [SO.MARK, SO.SNDBUF, SO.RCVBUF, SO.REUSEA
 const INET_OPTS = [...COMMON_OPTS];
 const NETLINK_OPTS = [...COMMON_OPTS, SO.PASSCRED, SO.PASSSEC];
 const UNIX_OPTS = [...NETLINK_OPTS, SO.PASSPIDFD, SO.PASSRIGHTS];
-/** Each list as getsockoptInts takes it, and where each option's value comes back. */
-const SOCKET_LISTS = new Map<readonly number[], { opts: (readonly [number, number])[]; at: Map<number, number> }>(
-  [INET_OPTS, NETLINK_OPTS, UNIX_OPTS].map((names) => [names, { opts: names.map((n) => [SOL_SOCKET, n] as const), at: new Map(names.map((n, i) => [n, i])) }]),
-);
+/** A device name's room (IFNAMSIZ is 16; criu reads up to 64 bytes too). */
+const DEV_SIZE = 64;
 
-/** SOL_SOCKET int options of one of the lists above, read in one call: the value of each by name. */
-function readInts(fd: number, names: readonly number[]): (name: number) => number {
-  const { opts, at } = SOCKET_LISTS.get(names)!;
-  const v = getsockoptInts(fd, opts);
-  return (name) => v[at.get(name)!]!;
-}
+/**
+ * Each list as one getsockoptsInto call: its int options (4 bytes each, where `at` says),
+ * then from `tail` the send and receive timeouts (a timeval each), SO_LINGER and the device.
+ */
+const LAYOUTS = new Map<readonly number[], { spec: Int32Array; size: number; at: Map<number, number>; tail: number }>(
+  [INET_OPTS, NETLINK_OPTS, UNIX_OPTS].map((names) => {
+    const tail = 4 * names.length;
+    const rest = [
+      [SO.SNDTIMEO, 16],
+      [SO.RCVTIMEO, 16],
+      [SO.LINGER, 8],
+      [SO.BINDTODEVICE, DEV_SIZE],
+    ] as const;
+    const spec = Int32Array.from([...names.flatMap((n) => [SOL_SOCKET, n, 4]), ...rest.flatMap(([n, size]) => [SOL_SOCKET, n, size])]);
+    return [names, { spec, size: tail + 40 + DEV_SIZE, at: new Map(names.map((n, i) => [n, 4 * i])), tail }];
+  }),
+);
 
 /** The spec of each option list met (most are constants: built once). */
 const specs = new WeakMap<readonly (readonly number[])[], Int32Array>();
