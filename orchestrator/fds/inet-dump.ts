@@ -24,7 +24,7 @@ import { bridge } from "../../host-bridge/load.js";
 import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
-import { DiagTable, EMPTY_TABLE } from "./inet-diag.js";
+import { DiagTable, EMPTY_TABLE, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
@@ -40,18 +40,10 @@ function getInt(fd: number, level: number, name: number): number {
 }
 
 /** One socket as the dump sees it: sock_diag's view, or the one made up for a socket it does not list. */
-interface SkView {
-  state: number;
-  sport: number;
-  dport: number;
-  src: Buffer;
-  dst: Buffer;
-  rqlen: number;
-  wqlen: number;
-  shutdown: number;
+type SkView = Omit<InetDiag, "ino"> & {
   /** listed by sock_diag (criu then writes the socket's network namespace) */
   listed: boolean;
-}
+};
 
 export class InetDumper implements FdDumper {
   private readonly tables = new Map<string, Pick<DiagTable, "get" | "values">>();
