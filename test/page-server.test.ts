@@ -411,10 +411,11 @@ test.serial("--tls: tscriu to tscriu (dump and pre-dump), and with criu 4.1.1 bo
   // tscriu → criu over TLS (no probe there: the layout is said)
   const into = tempDir(t);
   const cps = await pageServer(t, into, ["--address", "127.0.0.1", ...p.cert("server")], "criu");
-  const d = tscriu(["dump", "-t", String(w.pid), "-D", local + "-k", "--page-server", "--address", "127.0.0.1", "--port", String(cps.port), ...p.cert("client")], { env: { TSCRIU_PAGE_SERVER_HEADERS: v41 ? "24" : "32" } });
+  const kept = tempDir(t);
+  const d = tscriu(["dump", "-t", String(w.pid), "-D", kept, "--page-server", "--address", "127.0.0.1", "--port", String(cps.port), ...p.cert("client")], { env: { TSCRIU_PAGE_SERVER_HEADERS: v41 ? "24" : "32" } });
   t.is(d.code, 0, d.stderr);
   t.is((await cps.done).code, 0);
-  merge(local + "-k", into);
+  merge(kept, into);
   await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
   await restoreTask(t, into);
   t.regex(await w.check(), /^PASS /);
