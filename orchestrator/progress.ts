@@ -2,7 +2,7 @@
 // about 100 MiB) moves; nothing when the stream is not a tty (logs and pipes get no
 // control characters).
 
-import { isatty } from "node:tty";
+import { createRequire } from "node:module";
 
 /** The memory events dump() and restore() both report. */
 export type MemoryEvent =
@@ -49,7 +49,13 @@ export function progressBar(output: () => NodeJS.WriteStream | undefined, what: 
   };
 }
 
-/** process.stderr when fd 2 is a terminal; undefined otherwise, without making the stream. */
+/**
+ * process.stderr when fd 2 is a terminal; undefined otherwise, without making the stream.
+ * node:tty (and the node:net it loads) is asked for here, not at start: a command that
+ * shows no bar does not compile them (the launcher's V8 flags make Node compile its own
+ * modules anew, ~5 ms for these two).
+ */
 export function terminalStderr(): NodeJS.WriteStream | undefined {
+  const { isatty } = createRequire(import.meta.url)("node:tty") as typeof import("node:tty");
   return isatty(2) ? process.stderr : undefined;
 }
