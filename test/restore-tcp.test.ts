@@ -219,7 +219,16 @@ test.serial("a send queue full of what the client has not read (sent and not yet
   const total = 2048 * 1024;
   c.s.write(line.repeat(total / line.length));
   await waitFor("the server's send queue to hold data never sent", () => queued(w.pid, 4, 0x894b) > 0 || undefined);
+  // The window is shut and all the server sent is acknowledged. Data sent and not yet
+  // acknowledged comes from what the server sends next being lost: the client reads a
+  // chunk (its window opens) while the server's segments to it are dropped.
+  const undrop = dropSegments(t, [[Number(w.info["p3"]), c.s.localPort!]]);
+  c.s.once("data", () => c.s.pause());
+  c.s.resume();
+  // SIOCOUTQ (0x5411) counts every byte not acknowledged, SIOCOUTQNSD (0x894b) those never sent.
+  await waitFor("the server to have sent data that is lost", () => queued(w.pid, 4, 0x5411) > queued(w.pid, 4, 0x894b) || undefined);
   const dir = await dumpGone(t, w, LOCK);
+  undrop();
   const stream = readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!;
   const [e] = await entries(dir, stream);
   t.true(Number(e!["unsq_len"]) > 0, "some of it was never sent");
