@@ -52,10 +52,12 @@
 #include "workload.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -582,6 +584,27 @@ static void setup_halfclosed(void)
 	}
 }
 
+/* What the kernel says of fd's connection, for a failure's message: its state, what it
+ * has queued each way and its retransmission state (a check that waited in vain says
+ * which end held the data back). */
+static const char *hc_tcp(int fd, char *buf, size_t n)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+	int inq = -1, outq = -1;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0) {
+		snprintf(buf, n, "fd %d: no TCP_INFO", fd);
+		return buf;
+	}
+	ioctl(fd, SIOCINQ, &inq);
+	ioctl(fd, SIOCOUTQ, &outq);
+	snprintf(buf, n,
+		 "fd %d: state %u, inq %d, outq %d, unacked %u, retransmits %u, probes %u, backoff %u, rto %u us", fd,
+		 ti.tcpi_state, inq, outq, ti.tcpi_unacked, ti.tcpi_retransmits, ti.tcpi_probes, ti.tcpi_backoff,
+		 ti.tcpi_rto);
+	return buf;
+}
+
 /* Reads fd's peer's data, then EOF when `eof`. */
 static int hc_read(int fd, const char *want, int eof)
 {
@@ -590,8 +613,13 @@ static int hc_read(int fd, const char *want, int eof)
 	for (;;) {
 		/* what was lost before the dump comes with the next retransmission */
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 30000) != 1)
-			return wl_fail("fd %d: %zu of %zu bytes came%s", fd, got, n, got == n ? ", then no EOF" : "");
+		if (poll(&p, 1, 30000) != 1) {
+			char self[200], peer[200];
+			/* the pairs are 4-5, 6-7, 8-9, 10-11 */
+			return wl_fail("fd %d: %zu of %zu bytes came%s (%s; %s)", fd, got, n,
+				       got == n ? ", then no EOF" : "", hc_tcp(fd, self, sizeof(self)),
+				       hc_tcp(fd ^ 1, peer, sizeof(peer)));
+		}
 		ssize_t r = read(fd, buf + got, sizeof(buf) - got);
 		if (r < 0)
 			return wl_fail("fd %d: read: %s", fd, strerror(errno));
