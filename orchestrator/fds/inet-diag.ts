@@ -27,15 +27,18 @@ export interface InetDiag {
 /** The size of a record (host-bridge/src/inet.c lays it out). */
 const RECORD = 52;
 
-/** The sockets of one family and protocol whose states are in the mask `states`, by inode. */
+/** sock_diag's records of some sockets, by inode. */
 export class DiagTable {
   /** each socket's record, by inode */
   private readonly at = new Map<number, number>();
-  private readonly raw: Buffer;
 
-  constructor(family: number, proto: number, states: number) {
-    this.raw = bridge().inetDiag(family, proto, states);
-    for (let off = 0; off + RECORD <= this.raw.length; off += RECORD) this.at.set(this.raw.readUInt32LE(off), off);
+  constructor(private readonly raw: Buffer) {
+    for (let off = 0; off + RECORD <= raw.length; off += RECORD) this.at.set(raw.readUInt32LE(off), off);
+  }
+
+  /** The sockets of one family and protocol whose states are in the mask `states`. */
+  static read(family: number, proto: number, states: number): DiagTable {
+    return new DiagTable(bridge().inetDiag(family, proto, states));
   }
 
   /** The socket of inode `ino`, if the table lists it. */
@@ -65,6 +68,3 @@ export class DiagTable {
     };
   }
 }
-
-/** A table with no sockets (a kernel without UDP-Lite's diag module). */
-export const EMPTY_TABLE: Pick<DiagTable, "get" | "values"> = { get: () => undefined, values: () => [][Symbol.iterator]() };

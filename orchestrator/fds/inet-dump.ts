@@ -24,7 +24,7 @@ import { bridge } from "../../host-bridge/load.js";
 import { listFds, procPath } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
-import { DiagTable, EMPTY_TABLE, type InetDiag } from "./inet-diag.js";
+import { DiagTable, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
@@ -46,7 +46,7 @@ type SkView = Omit<InetDiag, "ino"> & {
 };
 
 export class InetDumper implements FdDumper {
-  private readonly tables = new Map<string, Pick<DiagTable, "get" | "values">>();
+  private readonly tables = new Map<string, DiagTable>();
   /** tscriu's copies of the connections it put in repair mode, and their SO_REUSEADDR */
   private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
   private readonly streams: ExtraImage[] = [];
@@ -63,16 +63,16 @@ export class InetDumper implements FdDumper {
   }
 
   /** sock_diag's table of one family and protocol, read once. */
-  private table(family: number, proto: number): Pick<DiagTable, "get" | "values"> {
+  private table(family: number, proto: number): DiagTable {
     const key = `${family}:${proto}`;
     let t = this.tables.get(key);
     if (!t) {
       try {
-        t = new DiagTable(family, proto, proto === IPPROTO.TCP ? TCP_DIAG_STATES : ALL_STATES);
+        t = DiagTable.read(family, proto, proto === IPPROTO.TCP ? TCP_DIAG_STATES : ALL_STATES);
       } catch (e) {
         // A kernel without UDP-Lite's diag module: its sockets are looked at one by one.
         if (proto !== IPPROTO.UDPLITE) throw e;
-        t = EMPTY_TABLE;
+        t = new DiagTable(Buffer.alloc(0));
       }
       this.tables.set(key, t);
     }

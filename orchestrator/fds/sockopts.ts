@@ -139,7 +139,7 @@ const LAYOUTS = new Map<readonly number[], { spec: Int32Array; size: number; at:
       [SO.BINDTODEVICE, DEV_SIZE],
     ] as const;
     const spec = Int32Array.from([...names.flatMap((n) => [SOL_SOCKET, n, 4]), ...rest.flatMap(([n, size]) => [SOL_SOCKET, n, size])]);
-    return [names, { spec, size: tail + 40 + DEV_SIZE, at: new Map(names.map((n, i) => [n, 4 * i])), tail }];
+    return [names, { spec, size: tail + rest.reduce((sum, [, size]) => sum + size, 0), at: new Map(names.map((n, i) => [n, 4 * i])), tail }];
   }),
 );
 
