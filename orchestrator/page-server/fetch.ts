@@ -86,6 +86,13 @@ export class PageFetcher extends EventEmitter {
   /** large answers' buffers given back (recycle()), by size */
   private readonly spares = new Map<number, Buffer[]>();
   /**
+   * The memory of the large answers' own buffers: only these are taken back by recycle().
+   * A small answer is a piece of the slab the next small answers are cut from: taken back
+   * as a spare, a large answer would be received over them (a lazy restore's page then
+   * held another page's data).
+   */
+  private readonly own = new WeakSet<ArrayBufferLike>();
+  /**
    * Where the socket reads while no request is in flight. Node asks for the next read's
    * buffer after each read, so a request made meanwhile finds its answer here: it is taken
    * from here with a copy (bytes before any request fail the session).
@@ -180,15 +187,17 @@ export class PageFetcher extends EventEmitter {
 
   /**
    * Gives back the data of an answer once its pages are used (copied into the task): a
-   * large answer's buffer then takes a later answer. Pieces of a shared slab are left to
-   * the garbage collector.
+   * large answer's buffer then takes a later answer. Pieces of a shared slab, and buffers
+   * given back already, are left alone (the garbage collector has them).
    */
   recycle(data: Buffer): void {
     const whole = data.buffer;
-    if (data.byteOffset !== 0 || whole.byteLength < SLAB || whole.byteLength % SLAB !== 0) return;
+    // once: a buffer given back twice would take two answers at once
+    if (!this.own.delete(whole)) return;
     const list = this.spares.get(whole.byteLength) ?? [];
     // a few per size: what is in flight at once
-    if (list.length < 8) list.push(Buffer.from(whole));
+    if (list.length >= 8) return;
+    list.push(Buffer.from(whole));
     this.spares.set(whole.byteLength, list);
   }
 
@@ -322,8 +331,9 @@ export class PageFetcher extends EventEmitter {
   private room(len: number): Buffer {
     if (len > SLAB / 4) {
       const size = Math.ceil(len / SLAB) * SLAB;
-      const spare = this.spares.get(size)?.pop();
-      return (spare ?? bridge().allocAligned(size)).subarray(0, len);
+      const buf = this.spares.get(size)?.pop() ?? bridge().allocAligned(size);
+      this.own.add(buf.buffer);
+      return buf.subarray(0, len);
     }
     if (!this.slab || this.slabUsed + len > SLAB) {
       this.slab = bridge().allocAligned(SLAB);
