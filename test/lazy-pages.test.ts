@@ -56,7 +56,9 @@ async function lazyDaemon(t: ExecutionContext, dir: string, how: "tscriu" | "cri
 
 /** The daemon's end: exit 0, every page in. */
 async function allIn(t: ExecutionContext, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
-  const r = await Promise.race([d.done, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the lazy-pages daemon did not finish in 60 s")), 60_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("the lazy-pages daemon did not finish in 60 s")), 60_000)));
+  const r = await Promise.race([d.done, late]).finally(() => clearTimeout(timer));
   t.is(r.code, 0, r.log.split("\n").slice(-5).join("\n"));
   if (how === "tscriu") t.regex(r.log, /all lazy pages in: \d+ pages/);
   else t.regex(r.log, /UFFD transferred pages: \((\d+)\/\1\)/);
@@ -70,7 +72,8 @@ async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check
     const said = w.results?.().join("\n") ?? "";
     throw new Error(`${e.message}; the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}\nits results: ${said}`, { cause: e });
   });
-  t.regex(first, /^PASS /);
+  // a task that fails says so with the daemon it had and what that daemon last did
+  t.regex(first, /^PASS /, `with the ${how} daemon, whose log ends:\n${d.log().split("\n").slice(-25).join("\n")}\nall results: ${w.results?.().join("\n") ?? ""}`);
   await allIn(t, d, how);
   t.regex(procState(w.pid) ?? "gone", RUNS_ON);
   t.regex(await w.check(30_000), /^PASS /);

@@ -19,6 +19,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static const char *wl_dir;
@@ -128,20 +129,35 @@ static inline void wl_result(const char *fmt, ...)
 	close(fd);
 }
 
-/* Appends "FATAL signal N code C at 0xADDR" to DIR/result (async-signal-safe), then
- * lets the signal take its default action: a test waiting for a check says why the
- * task died instead of only that it did not answer. */
+/* Appends "FATAL signal N code C at 0xADDR in pid P ip 0xIP sp 0xSP" to DIR/result
+ * (async-signal-safe), then lets the signal take its default action: a test waiting
+ * for a check says why the task died, in which process (a forked child writes to the
+ * same file) and where, instead of only that it did not answer. */
 static void wl_on_fatal(int sig, siginfo_t *si, void *uc)
 {
+	unsigned long ip = 0, sp = 0;
+#if defined(__x86_64__)
+	ip = (unsigned long)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+	sp = (unsigned long)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+	ip = (unsigned long)((ucontext_t *)uc)->uc_mcontext.pc;
+	sp = (unsigned long)((ucontext_t *)uc)->uc_mcontext.sp;
+#else
 	(void)uc;
-	char line[96] = "FATAL signal ", path[4096];
+#endif
+	char line[160] = "FATAL signal ", path[4096];
 	size_t n = strlen(line);
 	const char *dir = wl_dir;
-	unsigned long v[3] = { (unsigned long)sig, (unsigned long)si->si_code, (unsigned long)si->si_addr };
-	const char *sep[3] = { " code ", " at 0x", "\n" };
-	for (int i = 0; i < 3; i++) {
+	unsigned long v[6] = { (unsigned long)sig,
+			       (unsigned long)si->si_code,
+			       (unsigned long)si->si_addr,
+			       (unsigned long)syscall(SYS_getpid),
+			       ip,
+			       sp };
+	const char *sep[6] = { " code ", " at 0x", " in pid ", " ip 0x", " sp 0x", "\n" };
+	for (int i = 0; i < 6; i++) {
 		char digits[24];
-		int k = 0, base = i == 2 ? 16 : 10;
+		int k = 0, base = i == 0 || i == 1 || i == 3 ? 10 : 16;
 		unsigned long x = v[i];
 		do {
 			digits[k++] = "0123456789abcdef"[x % (unsigned long)base];
