@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { AF_INET, AF_INET6, CLOCK, IPV6, KCMP, MFD, O, PTRACE_O, SHUT, SOCK, SOL_IPV6, SOL_TCP, TCP, TFD } from "../host-bridge/constants.js";
 import { sockaddr } from "./fds/inet-common.js";
 import { bridge, isNativeError } from "../host-bridge/load.js";
+import { LAZY_UFFD_FEATURES } from "./restore/memory.js";
 import { MM_MAP_SIZE, PR_SET_MM } from "./restore/mm.js";
 import { isRestoreError } from "./restore/errors.js";
 import { findGap, readMaps } from "./restore/layout.js";
@@ -104,6 +105,25 @@ function mapping(pid: number, name: string): { start: bigint; end: bigint } {
   const m = readMaps(pid).find((x) => x.name === name);
   if (!m) throw new Error(`the stub has no ${name} mapping`);
   return m;
+}
+
+/** Runs `use` on a userfaultfd made in the probe's stub (as a dump or restore makes one in a task), taken with pidfd_getfd. */
+function withTaskUffd(p: Probe, use: (fd: number) => void): void {
+  const r = p.remote;
+  const fd = Number(r.call("userfaultfd", NR.userfaultfd, [O.CLOEXEC | O.NONBLOCK]));
+  const b = bridge();
+  const pidfd = b.pidfdOpen(p.pid);
+  try {
+    const mine = b.pidfdGetfd(pidfd, fd);
+    try {
+      use(mine);
+    } finally {
+      b.close(mine);
+    }
+  } finally {
+    b.close(pidfd);
+    r.call("close", NR.close, [fd]);
+  }
 }
 
 /** Every feature, in the order criu's check would run them: category 1 first. */
@@ -277,23 +297,7 @@ export const FEATURES: readonly Feature[] = [
     name: "uffd_wp_async",
     category: 2,
     use: "tracking writes between incremental dumps (userfaultfd UFFD_FEATURE_WP_ASYNC; else pages are compared with the parent)",
-    probe: (p) => {
-      const r = p.remote;
-      const fd = Number(r.call("userfaultfd", NR.userfaultfd, [O.CLOEXEC | O.NONBLOCK]));
-      const b = bridge();
-      const pidfd = b.pidfdOpen(p.pid);
-      try {
-        const mine = b.pidfdGetfd(pidfd, fd);
-        try {
-          b.uffdTrackStart(mine);
-        } finally {
-          b.close(mine);
-        }
-      } finally {
-        b.close(pidfd);
-        r.call("close", NR.close, [fd]);
-      }
-    },
+    probe: (p) => withTaskUffd(p, (fd) => bridge().uffdTrackStart(fd)),
   },
   {
     name: "memfd",
@@ -488,6 +492,14 @@ const CRIU_FEATURES: readonly Feature[] = [
     probe: () => {
       closeSync(bridge().memfdCreate("tscriu-check", MFD.CLOEXEC | MFD.HUGETLB));
     },
+  },
+  {
+    // criu's kerndat uffd_noncoop; zdtm's lazy-pages runs ask for it
+    name: "uffd-noncoop",
+    category: 2,
+    use: "lazy restores whose tasks fork, mremap, munmap or give pages back (userfaultfd's fork, remap, remove and unmap events)",
+    // the handshake a lazy restore makes (restore/memory.ts), no range registered
+    probe: (p) => withTaskUffd(p, (fd) => bridge().uffdRegister(fd, new BigUint64Array(0), true, LAZY_UFFD_FEATURES)),
   },
   {
     name: "userns",

@@ -52,7 +52,7 @@ test.serial("--feature NAME checks that one; --feature list names them all in cr
 });
 
 test.serial("criu's feature names zdtm asks about: answered for tscriu, as zdtm asks them (-verbosity=0 is criu's -v with a value atoi reads as 0)", (t) => {
-  for (const name of ["mnt_id", "ns_pid", "loginuid", "net_diag_raw", "fdinfo_lock", "kcmp_epoll", "seccomp_suspend", "timerfd", "tcp_half_closed", "network_lock_nftables", "ipv6_freebind", "mem_dirty_track", "memfd_hugetlb"]) {
+  for (const name of ["mnt_id", "ns_pid", "loginuid", "net_diag_raw", "fdinfo_lock", "kcmp_epoll", "seccomp_suspend", "timerfd", "tcp_half_closed", "network_lock_nftables", "ipv6_freebind", "mem_dirty_track", "memfd_hugetlb", "uffd-noncoop"]) {
     const r = tscriu(["check", "--no-default-config", "-verbosity=0", "--feature", name], { env: NO_CONF });
     t.is(r.code, 0, `${name}: ${r.stderr}`);
     t.is(r.stdout, `${name} is supported\n`);
