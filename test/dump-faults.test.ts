@@ -8,7 +8,10 @@ import test from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isDumpError } from "../orchestrator/dump/errors.js";
-import { DUMP_STEPS } from "../orchestrator/dump/faults.js";
+import { DUMP_STEPS, Faults } from "../orchestrator/dump/faults.js";
+import { copyPages } from "../orchestrator/dump/memory.js";
+import type { PageTransport } from "../orchestrator/dump/pagewriter.js";
+import { PE_PRESENT } from "../images/pages.js";
 import { freshDir, tempDir } from "./helpers/dump.js";
 import { counterAdvances, firstExecMapping, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -46,6 +49,66 @@ for (const fault of FAULTS) {
     await expectUnharmed(t, w, before);
   });
 }
+
+test("TSCRIU_FAULT=enospc-late: a write of page data that fails while the one before it is still under way fails the dump, which ends as any other (no unhandled rejection), the task unharmed", async (t) => {
+  // 64 MiB: more 8 MiB pieces than the copy has buffers, so that it waits on the first
+  // write, real and under way, while the second has failed already; a task that keeps
+  // writing its memory and checks it
+  const w = await startWorkload(t, "incr", ["64"]);
+  const before = snapshot(w);
+  const dir = freshDir(t);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: dir, faults: "enospc-late" }));
+  t.like(err, { step: "memory", pid: w.pid });
+  t.regex(err?.message ?? "", /ENOSPC \(fault injected by TSCRIU_FAULT=enospc-late\)/);
+  t.false(existsSync(dir), "the images dir tscriu created is removed");
+  await waitFor(`pid ${w.pid} to run on`, () => procState(w.pid) !== "t" && procState(w.pid) !== "T");
+  t.deepEqual(snapshot(w), before, "same code bytes and mappings: nothing injected is left");
+  t.regex(await w.check(), /^PASS/);
+});
+
+test("TSCRIU_FAULT=writeback: the writeback started while pages are written fails; the dump fails saying so when it closes the pages file (the final fsync would not see the error again), the task unharmed", async (t) => {
+  // a default-mode dump starts the writeback every 64 MiB
+  const w = await startWorkload(t, "incr", ["96"]);
+  const before = snapshot(w);
+  const dir = freshDir(t);
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: dir, faults: "writeback" }));
+  t.true(isDumpError(err), String(err));
+  t.regex(err?.message ?? "", new RegExp(`pages-\\d+\\.img: the writeback of the pages written failed: fdatasync: EIO \\(fault injected by TSCRIU_FAULT=writeback\\)`));
+  t.false(existsSync(dir), "the images dir tscriu created is removed");
+  await waitFor(`pid ${w.pid} to run on`, () => procState(w.pid) !== "t" && procState(w.pid) !== "T");
+  t.deepEqual(snapshot(w), before, "same code bytes and mappings: nothing injected is left");
+  t.regex(await w.check(), /^PASS/);
+});
+
+test.serial("a page write that fails while an earlier one is still under way fails the copy with its error, not as an unhandled rejection", async (t) => {
+  // (the CLI would die of it, before its cleanup; ava keeps a worker alive, so it is watched here)
+  const unhandled: unknown[] = [];
+  const watch = (e: unknown): void => void unhandled.push(e);
+  process.on("unhandledRejection", watch);
+  t.teardown(() => void process.off("unhandledRejection", watch));
+  // copyPages (the streaming copy of a dump whose pages do not fit in memory) keeps
+  // four writes under way: the second fails at once while the first takes 200 ms
+  const w = await startWorkload(t, "bigmem", ["64"]);
+  const mem = w.addr("mem");
+  const writes: number[] = [];
+  const out: Pick<PageTransport, "write" | "run" | "close" | "abort"> = {
+    write: (_buf, len) => {
+      writes.push(len);
+      if (writes.length === 2) return Promise.reject(Object.assign(new Error("write: ENOSPC (the test's)"), { code: "ENOSPC" }));
+      return new Promise((resolve) => setTimeout(resolve, writes.length === 1 ? 200 : 0));
+    },
+    run: () => undefined,
+    close: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+  };
+  const len = 64 << 20;
+  const plan = { segments: [{ addr: mem, len, flags: PE_PRESENT, procMem: false }], scanned: len / 4096, pages: len / 4096, parentRanges: [], holes: 0 };
+  await t.throwsAsync(copyPages(w.pid, plan, out as PageTransport, new Faults(undefined)), { message: /ENOSPC \(the test's\)/ });
+  t.true(writes.length >= 4, `the copy went on past the failed write while the first was under way (${writes.length} writes)`);
+  // what was under way has ended: nothing rejects later, unhandled
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.deepEqual(unhandled.map(String), []);
+});
 
 test("the failed step is named: a numbered step fails as that step", async (t) => {
   const w = await startWorkload(t, "counter");

@@ -5,6 +5,10 @@
 //   vm-read     process_vm_readv of task memory fails (EFAULT) while pages are read
 //   write       writing an image file fails (EIO)
 //   enospc      writing page data fails with ENOSPC (disk full)
+//   enospc-late the same from the second write of page data on (the disk fills during
+//               the dump: a write fails while the one before it is still under way)
+//   writeback   the writeback started while page data is still written (a default-mode
+//               dump's fdatasync every 64 MiB) fails with EIO
 //   task-exit   the task seems to exit in the middle of the memory dump (ESRCH)
 //   seccomp-suspend  the kernel refuses PTRACE_O_SUSPEND_SECCOMP (EPERM, as without
 //               CAP_SYS_ADMIN): the task's seccomp filters judge the calls run inside it
@@ -21,7 +25,7 @@
 export const DUMP_STEPS = ["seize", "proc", "inside", "registers", "vmas", "files", "memory", "images", "sync", "post-dump", "page-server"] as const;
 export type DumpStep = (typeof DUMP_STEPS)[number];
 
-const KNOWN = new Set<string>(["vm-read", "pre-copy", "write", "enospc", "task-exit", "seccomp-suspend", "thread-missed", ...DUMP_STEPS]);
+const KNOWN = new Set<string>(["vm-read", "pre-copy", "write", "enospc", "enospc-late", "writeback", "task-exit", "seccomp-suspend", "thread-missed", ...DUMP_STEPS]);
 
 export class InjectedFault extends Error {
   override readonly name = "InjectedFault";
@@ -38,6 +42,8 @@ export class InjectedFault extends Error {
 
 export class Faults {
   private readonly set: Set<string>;
+  /** writes of page data so far */
+  private pageWrites = 0;
 
   constructor(spec: string | undefined) {
     this.set = new Set();
@@ -70,12 +76,20 @@ export class Faults {
     if (this.set.has("pre-copy")) throw new InjectedFault("pre-copy", "EFAULT", 14, "pre-copy");
   }
 
+  /** The early writeback of page data: an injected failure, or the real call's. */
+  writeback(sync: () => Promise<void>): Promise<void> {
+    return this.set.has("writeback") ? Promise.reject(new InjectedFault("writeback", "EIO", 5, "fdatasync")) : sync();
+  }
+
   taskExit(): void {
     if (this.set.has("task-exit")) throw new InjectedFault("task-exit", "ESRCH", 3, "process_vm_readv (task exited)");
   }
 
   write(pagesWrite: boolean): void {
     if (this.set.has("write")) throw new InjectedFault("write", "EIO", 5, "write");
-    if (pagesWrite && this.set.has("enospc")) throw new InjectedFault("enospc", "ENOSPC", 28, "write");
+    if (!pagesWrite) return;
+    this.pageWrites++;
+    if (this.set.has("enospc")) throw new InjectedFault("enospc", "ENOSPC", 28, "write");
+    if (this.pageWrites > 1 && this.set.has("enospc-late")) throw new InjectedFault("enospc-late", "ENOSPC", 28, "write");
   }
 }

@@ -314,11 +314,16 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     const len = fill;
     const slot = which;
     settled[slot] = false;
-    pending[slot] = out.write(buf, len).then(() => {
+    const w = out.write(buf, len).then(() => {
       settled[slot] = true;
       done += len;
       progress?.(done);
     });
+    // awaited when its buffer comes round again, or at the end: a failure meanwhile (the
+    // copy waiting on an older write) is not an unhandled rejection, which would end the
+    // process before the task is let go
+    w.catch(() => undefined);
+    pending[slot] = w;
     which = (which + 1) % bufs.length;
     fill = 0;
     // The next buffer must be written out before it is filled again; the wait fills the spare.

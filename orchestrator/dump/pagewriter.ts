@@ -53,6 +53,8 @@ export class LocalPages implements PageTransport {
   private readonly runs: PagemapRun[] = [];
   private pos = 0;
   private flushing: Promise<void> | undefined;
+  /** the early writeback's failure, reported by close() */
+  private flushFailed: Error | undefined;
   private flushedAt = 0;
   /** start writeback while copying, so the final fsync has little left to do */
   syncEarly = false;
@@ -100,9 +102,16 @@ export class LocalPages implements PageTransport {
     this.writeNs += process.hrtime.bigint() - t0;
     if (this.syncEarly && !this.flushing && this.pos - this.flushedAt >= EARLY_SYNC) {
       this.flushedAt = this.pos;
-      this.flushing = this.fh!.datasync().finally(() => {
-        this.flushing = undefined;
-      });
+      // a failure is kept for close() (the kernel reports a writeback error to one sync
+      // only: the final fsync would not see it again), and is no unhandled rejection meanwhile
+      const fh = this.fh!;
+      this.flushing = this.faults.writeback(() => fh.datasync()).then(
+        () => void (this.flushing = undefined),
+        (e: unknown) => {
+          this.flushing = undefined;
+          this.flushFailed ??= e instanceof Error ? e : new Error(String(e));
+        },
+      );
     }
   }
 
@@ -124,6 +133,7 @@ export class LocalPages implements PageTransport {
 
   async close(sync: boolean): Promise<void> {
     await this.flushing;
+    if (this.flushFailed) throw Object.assign(new Error(`${this.pagesFile}: the writeback of the pages written failed: ${this.flushFailed.message}`, { cause: this.flushFailed }), { code: (this.flushFailed as NodeJS.ErrnoException).code });
     if (sync) await this.fh!.sync();
     await this.fh!.close();
     this.fh = undefined;
