@@ -204,10 +204,11 @@ test("the spare worker waits at the lowest priority; the worker that takes a cli
   const fd = b.socket(1, 5);
   try {
     b.unixConnect(fd, Buffer.from(`${s.sock}\0`));
-    b.seqpacketSend(fd, encodeMessage(criu_req, { type: "VERSION" }));
+    // keep_open: the worker serves this client until it closes the connection (after a
+    // request without it the worker ends at once, and may be gone before the look below)
+    b.seqpacketSend(fd, encodeMessage(criu_req, { type: "VERSION", keep_open: true }));
     const answer = b.seqpacketRecv(fd, 1 << 20, 60_000);
     t.like(answer && decodeMessage(criu_resp, answer), { success: true });
-    // the worker serves this client until it closes the connection
     t.true(existsSync(`/proc/${spare}`));
     t.deepEqual(
       nices(spare).filter((n) => n !== 5),
