@@ -66,14 +66,13 @@ async function allIn(t: ExecutionContext, d: Daemon, how: "tscriu" | "criu" = "t
 
 /** Checks at once (pages still missing), then after the daemon is done. */
 async function passesTwice(t: ExecutionContext, w: Pick<Workload, "pid" | "check"> & { results?: () => string[] }, d: Daemon, how: "tscriu" | "criu" = "tscriu"): Promise<void> {
+  // what the daemon did last, and what the task wrote: a task that does not answer waits
+  // on a fault, one that died or failed its check wrote why (lazyfork reports fatal signals)
+  const context = (): string => `the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}\nits results: ${w.results?.().join("\n") ?? ""}`;
   const first = await w.check(30_000).catch((e: Error) => {
-    // a task that does not answer waits on a fault: what the daemon did says which; a
-    // task that died wrote why in its results (lazyfork reports fatal signals)
-    const said = w.results?.().join("\n") ?? "";
-    throw new Error(`${e.message}; the ${how} daemon's log ends:\n${d.log().split("\n").slice(-25).join("\n")}\ntask state: ${procState(w.pid) ?? "gone"}\nits results: ${said}`, { cause: e });
+    throw new Error(`${e.message}; ${context()}`, { cause: e });
   });
-  // a task that fails says so with the daemon it had and what that daemon last did
-  t.regex(first, /^PASS /, `with the ${how} daemon, whose log ends:\n${d.log().split("\n").slice(-25).join("\n")}\nall results: ${w.results?.().join("\n") ?? ""}`);
+  t.regex(first, /^PASS /, context());
   await allIn(t, d, how);
   t.regex(procState(w.pid) ?? "gone", RUNS_ON);
   t.regex(await w.check(30_000), /^PASS /);
