@@ -176,6 +176,11 @@ export interface NativeBridge {
    * task's memory into.
    */
   allocPopulated(size: number, huge: boolean): Buffer;
+  /**
+   * allocPopulated on libuv's thread pool (another CPU than the one copying pages): the
+   * buffer, and the nanoseconds the populating took on its thread (not the wait for one).
+   */
+  allocPopulatedAsync(size: number, huge: boolean): Promise<{ buffer: Buffer; ns: number }>;
 
   // ---- present pages (src/pagemap.c; host-bridge/pagemap.ts wraps it) ----
 

@@ -6,15 +6,17 @@
 // may hold is dumped the old way (its pages written while it is frozen).
 //
 // Fresh memory is not free: this VM's host backs it page by page, and populating 1 GiB
-// took 0.1-0.3 s on a quiet machine but 3-5 s under load (where the pages file, written
-// with O_DIRECT, needs no fresh memory at all: 0.3 s per GiB); memory freed moments
-// before comes at 0.05 s per GiB. Small pages or huge ones may come faster (host-bridge's
-// memory.c): huge ones are tried when small ones come slowly, and the faster kind kept
-// (Populator). Populating is timed buffer by buffer: once it goes
-// slower than writing the pages while frozen (about 1 s per GiB), it stops, and the pages
-// are written while frozen instead, the buffers populated so far kept as a spare: the
-// task is let go as soon as the spare holds the pages not written yet (memory.ts,
-// copyPages). TSCRIU_CAPTURE=always|never overrides that guess (benchmarks, tests).
+// took 0.1-0.3 s on a quiet machine but 1.5-4 s on a new one or under load (where the
+// pages file, written with O_DIRECT, needs no fresh memory at all: 0.3-0.6 s per GiB);
+// memory freed moments before comes at 0.05 s per GiB. Small pages or huge ones may come
+// faster (host-bridge's memory.c, which also makes the populate cost what the memory
+// costs): huge ones are tried when small ones come slowly, and the faster kind kept
+// (Populator). Populating is timed buffer by buffer: once it goes slower than writing the
+// pages while frozen (about 0.5 s per GiB), it stops, and the pages are written while
+// frozen instead, into the pages file and, on the thread pool beside them, into a spare
+// grown from the buffers populated so far: the task is let go as soon as the spare holds
+// the pages not written yet (memory.ts, copyPages). TSCRIU_CAPTURE=always|never
+// overrides that guess (benchmarks, tests).
 
 import { readFileSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
@@ -28,14 +30,19 @@ const PAGE = 4096;
 export const CAPTURE_CHUNK = 64 << 20;
 /** The smallest buffer of a pool: pages beyond a small estimate come in buffers this big. */
 const SMALL_CHUNK = 1 << 20;
-/** A spare pool's buffers (one transparent huge page each, where the kernel gives them). */
-const SPARE_CHUNK = 2 << 20;
+/** A spare pool's buffers (populated on the thread pool: few jobs, each short beside the stream). */
+const SPARE_CHUNK = 8 << 20;
 /** Populated before a spare's pace is judged. */
 const SPARE_PROBE = 16 << 20;
 /** Populated before a pool's pace is judged again after its first buffer. */
 const PACE_PROBE = 256 << 20;
-/** Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped), measured here. */
-const STREAM_S_PER_GIB = 1;
+/**
+ * Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped),
+ * measured here: 0.37-0.55 s frozen for 1 GiB with TSCRIU_CAPTURE=never (2026-12-05).
+ */
+const STREAM_S_PER_GIB = 0.5;
+/** A spare stops growing when memory comes slower than this (seconds per GiB). */
+const SPARE_S_PER_GIB = 2;
 /** Small pages that come this fast (seconds per GiB) are kept without trying huge ones. */
 const SMALL_PAGES_FAST = 0.5;
 /** The buffer of a run that has no room (written in place by a snapshot). */
@@ -97,11 +104,23 @@ class Populator {
     const kind = this.kind();
     const t0 = process.hrtime.bigint();
     const b = bridge().allocPopulated(size, kind === 1);
-    const pace = (Number(process.hrtime.bigint() - t0) / 1e9) * ((1 << 30) / size);
+    this.timed(kind, size, Number(process.hrtime.bigint() - t0));
+    return b;
+  }
+
+  /** alloc() on the thread pool, timed there. */
+  async allocAsync(size: number): Promise<Buffer> {
+    const kind = this.kind();
+    const { buffer, ns } = await bridge().allocPopulatedAsync(size, kind === 1);
+    this.timed(kind, size, ns);
+    return buffer;
+  }
+
+  private timed(kind: 0 | 1, size: number, ns: number): void {
+    const pace = (ns / 1e9) * ((1 << 30) / size);
     const was = this.paces[kind]!;
     this.paces[kind] = Number.isNaN(was) ? pace : (was + pace) / 2;
     this.populated += size;
-    return b;
   }
 }
 
@@ -119,6 +138,11 @@ export class CapturePool implements Spare {
   /** the most bytes grow() populates in all */
   private limit = Infinity;
   private populator = new Populator();
+  /** the bytes a spare is to hold (want()) */
+  private wanted = 0;
+  /** a spare's buffer is being populated on the thread pool */
+  private growing = false;
+  private dropped = false;
 
   constructor(
     bytes: number,
@@ -179,8 +203,8 @@ export class CapturePool implements Spare {
 
   /**
    * A pool grown while the pages stream (memory.ts' Spare), starting from what this one
-   * holds (a pool forCapture stopped early) or from nothing, in buffers of SPARE_CHUNK:
-   * a populate between two writes must not hold the stream up long.
+   * holds (a pool forCapture stopped early) or from nothing, in buffers of SPARE_CHUNK
+   * populated on the thread pool while the main thread reads the pages.
    */
   static spare(limit: number, from?: CapturePool): CapturePool | undefined {
     if (process.env["TSCRIU_CAPTURE"] === "never") return undefined;
@@ -188,7 +212,6 @@ export class CapturePool implements Spare {
     if (from) {
       for (const b of from.free.splice(0)) pool.free.push(pool.own(b));
       pool.populator = from.populator;
-      pool.full = !from.complete;
     }
     pool.limit = limit;
     return pool;
@@ -198,21 +221,35 @@ export class CapturePool implements Spare {
     return this.free.reduce((n, b) => n + b.length, 0);
   }
 
-  grow(want: number): boolean {
-    if (this.full || this.room >= want) return false;
-    if (this.populated + SPARE_CHUNK > this.limit) this.full = true;
-    else {
-      try {
-        this.populate(SPARE_CHUNK);
-      } catch {
-        // no more memory now: the pages stream as they would without a spare
-        this.full = true;
-      }
-      // Memory that comes slower than the pages stream only takes CPU from the stream (on
-      // 2 cores, fresh memory at 1.7 s per GiB made the freeze longer than without it).
-      if (this.populated >= SPARE_PROBE && this.pace > STREAM_S_PER_GIB) this.full = true;
+  want(bytes: number): void {
+    this.wanted = bytes;
+    this.grow();
+  }
+
+  /** One more buffer populated on the thread pool, while the copy reads on the main thread. */
+  private grow(): void {
+    if (this.growing || this.full || this.room >= this.wanted) return;
+    if (this.populated + SPARE_CHUNK > this.limit) {
+      this.full = true;
+      return;
     }
-    return !this.full;
+    this.growing = true;
+    this.populator.allocAsync(SPARE_CHUNK).then(
+      (b) => {
+        this.growing = false;
+        if (this.dropped) return;
+        this.free.push(this.own(b));
+        // Memory that comes slower than the pages stream takes more CPU from the stream than
+        // it saves (on 2 cores under load, fresh memory came at 3-5 s per GiB).
+        if (this.populated >= SPARE_PROBE && this.pace > SPARE_S_PER_GIB && process.env["TSCRIU_CAPTURE"] !== "always") this.full = true;
+        this.grow();
+      },
+      () => {
+        // no more memory now: the pages stream as they would without a spare
+        this.growing = false;
+        this.full = true;
+      },
+    );
   }
 
   take(): Buffer {
@@ -228,8 +265,9 @@ export class CapturePool implements Spare {
     c.runs.length = 0;
   }
 
-  /** lets the GC have what was not used */
+  /** lets the GC have what was not used, and what is being populated now once it is */
   drop(): void {
+    this.dropped = true;
     this.free.length = 0;
   }
 }

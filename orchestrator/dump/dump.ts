@@ -567,7 +567,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const fits = pool?.complete === true && (streamSnap || total * PAGE <= limit);
     if (pool?.complete && !fits) log.info(`${total * PAGE} bytes of pages are more than tscriu may hold in memory (${limit}): writing them while the task is frozen`);
     // Otherwise the pages stream while the task is frozen, into a spare pool (what was
-    // populated already, grown while the writes are waited for): the task is let go once
+    // populated already, grown on the thread pool while they stream): the task is let go once
     // it holds the rest (copyPages).
     let spare = early && !fits ? CapturePool.spare(limit, pool) : undefined;
     let before = 0;

@@ -261,8 +261,8 @@ const BUFFERS = 4;
  * that time, not for all of it.
  */
 export interface Spare {
-  /** populates a little more room while it has less than `want` bytes; false when it will not */
-  grow(want: number): boolean;
+  /** goes on populating, on another thread than the copy's, while it holds less than `bytes` */
+  want(bytes: number): void;
   /** bytes it can take */
   readonly room: number;
 }
@@ -287,7 +287,6 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
   const chunk = Math.max(PAGE, Math.min(CHUNK, Math.ceil(total / PAGE) * PAGE));
   const bufs = Array.from({ length: Math.max(1, Math.min(BUFFERS, Math.ceil(total / chunk))) }, () => b.allocAligned(chunk));
   const pending: (Promise<void> | undefined)[] = bufs.map(() => undefined);
-  const settled: boolean[] = bufs.map(() => true);
   let which = 0;
   let fill = 0;
   let readNs = 0n;
@@ -312,10 +311,7 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     flushRanges(buf);
     readNs += process.hrtime.bigint() - t0;
     const len = fill;
-    const slot = which;
-    settled[slot] = false;
     const w = out.write(buf, len).then(() => {
-      settled[slot] = true;
       done += len;
       progress?.(done);
     });
@@ -323,18 +319,18 @@ export async function copyPages(pid: number, plan: PagePlan, out: PageTransport,
     // copy waiting on an older write) is not an unhandled rejection, which would end the
     // process before the task is let go
     w.catch(() => undefined);
-    pending[slot] = w;
+    pending[which] = w;
     which = (which + 1) % bufs.length;
     fill = 0;
-    // The next buffer must be written out before it is filled again; the wait fills the spare.
+    // The next buffer must be written out before it is filled again.
+    spare?.want(total - taken);
     const prev = pending[which];
     pending[which] = undefined;
-    if (!prev) return;
-    while (spare && !settled[which] && spare.grow(total - taken)) await new Promise(setImmediate);
     await prev;
   };
 
   let rest: PagePlan | undefined;
+  spare?.want(total);
   try {
     segments: for (const [i, s] of plan.segments.entries()) {
       // a lazy run of a --lazy-pages dump: an entry without data
