@@ -28,14 +28,15 @@ import { anonWritableLine } from "./vmas.js";
 const PAGE = 4096;
 /** One buffer of the pool: big enough for few syscalls, small enough to waste little. */
 export const CAPTURE_CHUNK = 64 << 20;
+/** The first PROBES buffers of a pool, which say how fast memory comes, are this big at most. */
+const PROBE_CHUNK = 8 << 20;
+const PROBES = 4;
 /** The smallest buffer of a pool: pages beyond a small estimate come in buffers this big. */
 const SMALL_CHUNK = 1 << 20;
 /** A spare pool's buffers (populated on the thread pool: few jobs, each short beside the stream). */
 const SPARE_CHUNK = 8 << 20;
 /** Populated before a spare's pace is judged. */
 const SPARE_PROBE = 16 << 20;
-/** Populated before a pool's pace is judged again after its first buffer. */
-const PACE_PROBE = 256 << 20;
 /**
  * Seconds per GiB to write pages while frozen (O_DIRECT, reading and writing overlapped),
  * measured here: 0.37-0.55 s frozen for 1 GiB with TSCRIU_CAPTURE=never (2026-12-05).
@@ -183,15 +184,20 @@ export class CapturePool implements Spare {
     // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
     const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
     const pool = new CapturePool(0, chunk);
-    // Judged once the kind of pages is chosen (after one or two buffers) and then after
-    // every one from PACE_PROBE on, not from the first alone: memory freed moments ago
-    // comes at 0.05 s per GiB here and the rest at 1.7, so a first buffer that came fast
-    // said little, and the choice flipped from run to run; one buffer's pace alone is
-    // noise (a huge page compacted).
-    for (let n = 0; n < bytes; n += chunk) {
-      pool.populate(chunk);
-      const judged = pool.populator.settled && (pool.populated <= 2 * chunk || pool.populated >= PACE_PROBE);
-      if (mode !== "always" && bytes > CAPTURE_CHUNK && judged && pool.pace > STREAM_S_PER_GIB) {
+    // Judged once the kind of pages is chosen (after one or two buffers), then after every
+    // buffer, by the pace of the latest ones (Populator): memory freed moments ago comes at
+    // 0.05 s per GiB here and the rest at 1-4, so a first buffer that came fast says little;
+    // one buffer's pace alone is noise (a huge page compacted). The last buffer is no
+    // bigger than what is left (a 256 MiB task got 320 MiB), and a pool that holds all it
+    // was asked for is complete, however slowly its last buffer came.
+    // The first buffers are small: at 2 s per GiB two probes of 64 MiB took a quarter of a
+    // second before the freeze, only to find that the pages should stream.
+    for (let n = 0, i = 0; n < bytes; i++) {
+      const size = Math.min(i < PROBES ? Math.min(chunk, PROBE_CHUNK) : chunk, Math.ceil((bytes - n) / PAGE) * PAGE);
+      pool.populate(size);
+      n += size;
+      if (pool.populated >= bytes) break;
+      if (mode !== "always" && bytes > CAPTURE_CHUNK && pool.populator.settled && pool.pace > STREAM_S_PER_GIB) {
         log?.info(`fresh memory comes slowly here now (${pool.populator.describe()}): ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
         pool.complete = false;
         break;
