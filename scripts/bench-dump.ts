@@ -8,7 +8,7 @@
 // interleaved, and the figures are given as ratios tscriu / criu.
 // Run: node --import=tsx scripts/bench-dump.ts [runs]
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,8 +31,20 @@ interface Run {
 
 const CHUNK = 8 << 20;
 
-/** The raw limits for `mib` MiB: readv of a live task's memory; page-cache write; the fsync after it. */
-async function raw(mib: number): Promise<{ readv: number; write: number; fsync: number }> {
+interface Limits {
+  readv: number;
+  write: number;
+  fsync: number;
+  direct: number;
+  flush: number;
+}
+
+/**
+ * The raw limits for `mib` MiB: readv of a live task's memory; page-cache write and the
+ * fsync after it; O_DIRECT write (as tscriu writes pages) and the fsync after it (the
+ * host's cache flushed: these VMs' disks cache writes).
+ */
+async function raw(mib: number): Promise<Limits> {
   const work = mkdtempSync(join(tmpdir(), "bench-dump-raw-"));
   const pid = await start(mib, work);
   const b = bridge();
@@ -50,7 +62,14 @@ async function raw(mib: number): Promise<{ readv: number; write: number; fsync: 
     fsyncSync(fd);
     const t3 = process.hrtime.bigint();
     closeSync(fd);
-    return { readv: Number(t1 - t0) / 1e9, write: Number(t2 - t1) / 1e9, fsync: Number(t3 - t2) / 1e9 };
+    const dfd = openSync(join(work, "direct.img"), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o600);
+    for (let off = 0; off < len; off += CHUNK) writeSync(dfd, buf, 0, CHUNK, off);
+    const t4 = process.hrtime.bigint();
+    fsyncSync(dfd);
+    const t5 = process.hrtime.bigint();
+    closeSync(dfd);
+    const s = (from: bigint, to: bigint): number => Number(to - from) / 1e9;
+    return { readv: s(t0, t1), write: s(t1, t2), fsync: s(t2, t3), direct: s(t3, t4), flush: s(t4, t5) };
   } finally {
     process.kill(pid, "SIGKILL");
     await gone(pid);
@@ -94,7 +113,7 @@ console.log(`tscriu dump benchmark: medians of ${runs} interleaved runs${haveCri
 const tools = haveCriu ? (["tscriu", "criu"] as const) : (["tscriu"] as const);
 for (const mib of [256, 1024]) {
   const res: Record<string, Run[]> = {};
-  const limits: { readv: number; write: number; fsync: number }[] = [];
+  const limits: Limits[] = [];
   for (let i = 0; i < runs; i++) {
     limits.push(await raw(mib));
     for (const mode of ["kill", "leave-running"] as const) for (const tool of tools) (res[`${tool} ${mode}`] ??= []).push(await once(mib, mode, tool));
@@ -102,9 +121,9 @@ for (const mib of [256, 1024]) {
     (res["tscriu wp-snapshot"] ??= []).push(await once(mib, "wp-snapshot", "tscriu"));
   }
   const gib = mib / 1024;
-  const lim = (k: "readv" | "write" | "fsync"): number => median(limits.map((l) => l[k]));
+  const lim = (k: keyof Limits): number => median(limits.map((l) => l[k]));
   console.log(
-    `${String(mib).padStart(5)} MiB  raw: process_vm_readv ${fmt(lim("readv"))} (${(gib / lim("readv")).toFixed(2)} GiB/s), page-cache write ${fmt(lim("write"))} = ${(lim("write") / gib).toFixed(2)} s/GiB, then fsync ${fmt(lim("fsync"))}`,
+    `${String(mib).padStart(5)} MiB  raw: process_vm_readv ${fmt(lim("readv"))} (${(gib / lim("readv")).toFixed(2)} GiB/s), page-cache write ${fmt(lim("write"))} = ${(lim("write") / gib).toFixed(2)} s/GiB, then fsync ${fmt(lim("fsync"))}; O_DIRECT write ${fmt(lim("direct"))}, then fsync ${fmt(lim("flush"))}`,
   );
   for (const mode of ["kill", "leave-running", "wp-snapshot"] as const) {
     const m = (tool: string, k: keyof Run, md: Mode = mode): number => median(res[`${tool} ${md}`]!.map((r) => r[k]));
