@@ -179,26 +179,28 @@ export class CapturePool implements Spare {
   static forCapture(bytes: number, log?: { info(m: string): void }, force = false): CapturePool | undefined {
     const mode = force ? "always" : (process.env["TSCRIU_CAPTURE"] ?? "auto");
     if (mode === "never") return undefined;
-    // A small task gets one buffer of its own size (and a quarter more: the estimate is
-    // taken while it runs, and a buffer taken while it is frozen costs its populating), not
-    // a chunk of 64 MiB to populate (that alone took 0.1 s of a small dump).
-    const chunk = bytes >= CAPTURE_CHUNK ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
+    // The estimate is taken while the task runs, and a buffer taken while it is frozen costs
+    // its populating: a little more is populated (a 256 MiB task had 12 KiB more at the
+    // freeze, and populated 64 MiB while frozen for them). A small task gets one buffer of
+    // its own size and a quarter more, not a chunk of 64 MiB (that alone took 0.1 s of a
+    // small dump).
+    const big = bytes > CAPTURE_CHUNK;
+    const chunk = big ? CAPTURE_CHUNK : Math.min(CAPTURE_CHUNK, Math.ceil((bytes * 1.25 + SMALL_CHUNK) / PAGE) * PAGE);
+    const target = big ? bytes + Math.ceil(bytes / 64 / PAGE) * PAGE + SMALL_CHUNK : chunk;
     const pool = new CapturePool(0, chunk);
     // Judged once the kind of pages is chosen (after one or two buffers), then after every
     // buffer, by the pace of the latest ones (Populator): memory freed moments ago comes at
     // 0.05 s per GiB here and the rest at 1-4, so a first buffer that came fast says little;
-    // one buffer's pace alone is noise (a huge page compacted). The last buffer is no
-    // bigger than what is left (a 256 MiB task got 320 MiB), and a pool that holds all it
-    // was asked for is complete, however slowly its last buffer came.
-    // The first buffers are small: at 2 s per GiB two probes of 64 MiB took a quarter of a
-    // second before the freeze, only to find that the pages should stream.
-    for (let n = 0, i = 0; n < bytes; i++) {
-      const size = Math.min(i < PROBES ? Math.min(chunk, PROBE_CHUNK) : chunk, Math.ceil((bytes - n) / PAGE) * PAGE);
-      pool.populate(size);
-      n += size;
-      if (pool.populated >= bytes) break;
-      if (mode !== "always" && bytes > CAPTURE_CHUNK && pool.populator.settled && pool.pace > STREAM_S_PER_GIB) {
-        log?.info(`fresh memory comes slowly here now (${pool.populator.describe()}): ${pool.populated} of ${bytes} bytes populated, the other pages are written while the task is frozen`);
+    // one buffer's pace alone is noise (a huge page compacted). A big pool's first buffers
+    // are small: at 2 s per GiB two probes of 64 MiB took a quarter of a second before the
+    // freeze, only to find that the pages should stream. The last buffer is no bigger than
+    // what is left (a 256 MiB task got 320 MiB), and a pool that holds all it was asked for
+    // is complete, however slowly its last buffer came.
+    for (let i = 0; pool.populated < target; i++) {
+      pool.populate(Math.min(big && i < PROBES ? PROBE_CHUNK : chunk, target - pool.populated));
+      if (pool.populated >= target) break;
+      if (mode !== "always" && big && pool.populator.settled && pool.pace > STREAM_S_PER_GIB) {
+        log?.info(`fresh memory comes slowly here now (${pool.populator.describe()}): ${pool.populated} of ${target} bytes populated, the other pages are written while the task is frozen`);
         pool.complete = false;
         break;
       }
@@ -261,8 +263,10 @@ export class CapturePool implements Spare {
   take(): Buffer {
     const b = this.free.pop();
     if (b) return b;
-    this.extra += this.chunk;
-    return this.own(this.populator.alloc(this.chunk));
+    // (while frozen: a buffer no bigger than a probe)
+    const size = Math.min(this.chunk, PROBE_CHUNK);
+    this.extra += size;
+    return this.own(this.populator.alloc(size));
   }
 
   /** gives the buffers of a capture back once its pages are written (not those it does not own: a pre-copy's) */
