@@ -194,11 +194,22 @@ export interface NativeBridge {
   pagemapScan(pid: number, start: number | bigint, end: number | bigint, options?: PagemapScanOptions): BigUint64Array;
   /**
    * The present or swapped pages of a VMA whose writes are tracked (userfaultfd async
-   * write-protect), but the zero page, split in one pass: `parent` the pages not written
-   * since they were protected that lie in `covered` (sorted (start, end) pairs), `copy` the
-   * others; (start, length) pairs in address order. `holes`: unwritten pages not covered.
+   * write-protect), but the zero page, split in one pass. `parent`: the pages not written
+   * since they were protected that lie in `covered` (sorted (start, end) pairs) and are
+   * not in `pre`, as (start, length) pairs. `runs`: the pages to dump, (start, length, tag)
+   * triples in address order; tag 0: read from the task (written, or not `covered`:
+   * `holes` pages), tag j + 1: unwritten pages of run j of `pre` ((start, length) pairs
+   * in address order: runs copied before the freeze), written from that copy. `from`: the
+   * first run of `pre` that may meet the VMA; `next`: where the next VMA goes on.
    */
-  pagemapSplit(pid: number, start: number | bigint, end: number | bigint, covered: BigUint64Array): { copy: BigUint64Array; parent: BigUint64Array; scanned: number; holes: number };
+  pagemapSplit(
+    pid: number,
+    start: number | bigint,
+    end: number | bigint,
+    covered: BigUint64Array,
+    pre: BigUint64Array,
+    from: number,
+  ): { runs: BigUint64Array; parent: BigUint64Array; scanned: number; holes: number; next: number };
 
   // ---- pidfds, pipes and fds (src/pidfd.c; host-bridge/pipe.ts wraps the peek) ----
 

@@ -13,7 +13,7 @@ import { bridge, isNativeError } from "../../host-bridge/load.js";
 import { PAGE_IS, presentPages } from "../../host-bridge/pagemap.js";
 import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
 import type { Faults } from "./faults.js";
-import { splitPreCopied, type PreCopy, type PreData } from "./precopy.js";
+import type { PreCopy, PreData } from "./precopy.js";
 import { PE_LAZY, PE_PRESENT, type PageTransport } from "./pagewriter.js";
 import type { ShmemObject } from "./shmem.js";
 import { VMA, type Vma } from "./vmas.js";
@@ -24,6 +24,7 @@ const MAP_ANON = 0x20;
 const MAP_LOCKED = 0x2000;
 const MAP_HUGETLB = MAP.HUGETLB;
 const NOTHING_COVERED = new BigUint64Array(0);
+const NO_RUNS = new BigUint64Array(0);
 /** Bytes per read batch (BUFFERS such buffers take turns between reading and writing). */
 const CHUNK = 8 << 20;
 
@@ -135,6 +136,8 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
   let pages = 0;
   let holes = 0;
   let preAt = 0;
+  /** one per run of `pre`, shared by its pieces */
+  const preData: PreData[] = [];
   for (const v of vmas) {
     if (v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.FILE_SHARED | VMA.ANON_SHARED | VMA.SOCKET)) continue;
     // The kernel may drop a droppable VMA's pages at any time (they read back as zeros):
@@ -152,28 +155,21 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       continue;
     }
     if (tracked?.(v) === true) {
-      const split = bridge().pagemapSplit(pid, v.start, v.end, covered);
+      const split = bridge().pagemapSplit(pid, v.start, v.end, covered, pre?.pairs ?? NO_RUNS, preAt);
       scanned += split.scanned;
       holes += split.holes;
-      let parent = split.parent;
-      let copied: { addr: number; len: number; data: PreData }[] = [];
-      if (pre && parent.length) ({ parent, copied, next: preAt } = splitPreCopied(parent, pre, preAt));
-      // the pages read now and those read before, merged in address order
-      const h = u64Halves(split.copy);
-      for (let i = 0, j = 0; i < split.copy.length || j < copied.length; ) {
-        const c = copied[j];
-        if (i < split.copy.length && (!c || u64At(h, i) < c.addr)) {
-          const len = u64At(h, i + 1);
-          segments.push({ addr: u64At(h, i), len, flags, procMem, fresh: true });
-          pages += len / PAGE;
-          i += 2;
-        } else {
-          segments.push({ addr: c!.addr, len: c!.len, flags, procMem, fresh: true, pre: c!.data });
-          pages += c!.len / PAGE;
-          j++;
-        }
+      preAt = split.next;
+      // the pages read now and those read before the freeze, in address order
+      const h = u64Halves(split.runs);
+      for (let i = 0; i < split.runs.length; i += 3) {
+        const addr = u64At(h, i);
+        const len = u64At(h, i + 1);
+        const tag = h[2 * (i + 2)]!;
+        if (tag === 0) segments.push({ addr, len, flags, procMem, fresh: true });
+        else segments.push({ addr, len, flags, procMem, fresh: true, pre: (preData[tag - 1] ??= { buf: pre!.buf, at: pre!.runs[2 * (tag - 1)]! - pre!.offs[tag - 1]! }) });
+        pages += len / PAGE;
       }
-      if (parent.length) parentRanges.push(parent);
+      if (split.parent.length) parentRanges.push(split.parent);
       continue;
     }
     // hugetlb pages are never left to the parent (criu's restorer reads a hugetlb VMA's

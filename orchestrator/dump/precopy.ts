@@ -31,6 +31,8 @@ export interface PreData {
 export interface PreCopy {
   /** (start, length) of each run, in bytes */
   runs: number[];
+  /** the same as a BigUint64Array (for pagemapSplit, built before the freeze) */
+  pairs: BigUint64Array;
   /** the data of every run, packed in order */
   buf: Buffer;
   /** where each run starts in buf */
@@ -81,41 +83,6 @@ export function copyRuns(pid: number, runs: readonly number[], faults: Faults): 
     faults.vmRead();
     readBatch(pid, runs.slice(i, i + 2048), buf, offs[i / 2]!);
   }
-  return { runs: [...runs], buf, offs, bytes };
+  return { runs: [...runs], pairs: toU64Array(runs), buf, offs, bytes };
 }
 
-/**
- * `parent` ((start, length) pairs of unwritten pages the parent holds, in address order)
- * split by `pre`: the pieces pre-copied (with their data) and the rest, still PE_PARENT.
- * `from` is the index of the first run of `pre` that may meet `parent` (runs end before it
- * otherwise); returns the index to go on from.
- */
-export function splitPreCopied(parent: BigUint64Array, pre: PreCopy, from: number): { parent: BigUint64Array; copied: { addr: number; len: number; data: PreData }[]; next: number } {
-  const rest: number[] = [];
-  const copied: { addr: number; len: number; data: PreData }[] = [];
-  const h = u64Halves(parent);
-  const runs = pre.runs;
-  const n = runs.length;
-  // one PreData per run, shared by its pieces
-  const data: (PreData | undefined)[] = [];
-  let k = from;
-  for (let i = 0; i < parent.length; i += 2) {
-    let at = u64At(h, i);
-    const end = at + u64At(h, i + 1);
-    while (k < n && runs[k]! + runs[k + 1]! <= at) k += 2;
-    for (let j = k; at < end && j < n; j += 2) {
-      const rs = runs[j]!;
-      if (rs >= end) break;
-      const re = rs + runs[j + 1]!;
-      if (re <= at) continue;
-      if (rs > at) rest.push(at, rs - at);
-      const lo = rs > at ? rs : at;
-      const to = re < end ? re : end;
-      const d = (data[j >> 1] ??= { buf: pre.buf, at: rs - pre.offs[j >> 1]! });
-      copied.push({ addr: lo, len: to - lo, data: d });
-      at = to;
-    }
-    if (at < end) rest.push(at, end - at);
-  }
-  return { parent: toU64Array(rest), copied, next: k };
-}
