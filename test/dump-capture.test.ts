@@ -4,9 +4,9 @@
 // slowly memory comes on the machine that runs this.
 import test from "ava";
 import { bridge } from "../host-bridge/load.js";
-import { CapturePool, capturePages } from "../orchestrator/dump/capture.js";
+import { CapturePool, capturePages, withPreCopied, type Captured } from "../orchestrator/dump/capture.js";
 import { Faults } from "../orchestrator/dump/faults.js";
-import { copyPages } from "../orchestrator/dump/memory.js";
+import { copyPages, withLateSegments } from "../orchestrator/dump/memory.js";
 import type { PageTransport } from "../orchestrator/dump/pagewriter.js";
 import { PE_PRESENT } from "../images/pages.js";
 import { startWorkload } from "./helpers/workloads.js";
@@ -60,4 +60,60 @@ test("copyPages with a spare: the spare grows while writes are waited for, then 
   t.is(bridge().processVmReadv(w.pid, mem, len, truth), len);
   t.true(copy.equals(truth), "the pages streamed and those the spare holds are the task's, in order");
   spare.drop();
+});
+
+test("pages copied before the freeze, left out of a plan's segments (late): put back among them in address order, or among a capture's runs once the task is let go (reserved runs keep their marks)", (t) => {
+  const P = 4096;
+  // two runs copied before the freeze: [10P, 12P) and [20P, 21P), packed in buf
+  const buf = Buffer.alloc(3 * P);
+  const pre = { runs: [10 * P, 2 * P, 20 * P, P], pairs: new BigUint64Array([10n * 4096n, 2n * 4096n, 20n * 4096n, 4096n]), buf, offs: [0, 2 * P], bytes: 3 * P };
+  // pagemapSplit's runs of a VMA: read now (tag 0) at 5P and 15P; pre-copied pieces (tags 1, 2)
+  const runs = new BigUint64Array([5n * 4096n, 4096n, 0n, 11n * 4096n, 4096n, 1n, 15n * 4096n, 4096n, 0n, 20n * 4096n, 4096n, 2n]);
+  const plan = {
+    segments: [
+      { addr: 5 * P, len: P, flags: PE_PRESENT, procMem: false, fresh: true },
+      { addr: 15 * P, len: P, flags: PE_PRESENT, procMem: false, fresh: true },
+    ],
+    scanned: 4,
+    pages: 4,
+    parentRanges: [],
+    holes: 0,
+    late: [{ runs, flags: PE_PRESENT, pre }],
+  };
+  const whole = withLateSegments(plan);
+  t.is(whole.late, undefined);
+  t.deepEqual(
+    whole.segments.map((s) => [s.addr / P, s.len / P, s.pre ? s.addr - s.pre.at : -1]),
+    [
+      [5, 1, -1],
+      [11, 1, P],
+      [15, 1, -1],
+      [20, 1, 2 * P],
+    ],
+    "in address order, each piece pointing at its place in the copy",
+  );
+  const own = Buffer.alloc(2 * P);
+  const c: Captured = {
+    pid: 1,
+    runs: [
+      { vaddr: 5 * P, pages: 1, flags: PE_PRESENT, fresh: true, buf: own, off: 0 },
+      { vaddr: 15 * P, pages: 1, flags: PE_PRESENT, fresh: true, buf: own, off: P },
+    ],
+    pages: 4,
+    scanned: 4,
+    reserved: new Set([1]),
+    late: plan.late,
+  };
+  withPreCopied(c);
+  t.deepEqual(
+    c.runs.map((r) => [r.vaddr / P, r.buf === buf ? "pre" : "own", r.off]),
+    [
+      [5, "own", 0],
+      [11, "pre", P],
+      [15, "own", P],
+      [20, "pre", 2 * P],
+    ],
+  );
+  t.deepEqual([...c.reserved], [2], "the reserved run is still marked at its new index");
+  t.is(c.late, undefined);
 });

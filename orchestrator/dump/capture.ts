@@ -21,7 +21,7 @@
 import { readFileSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
 import type { Faults } from "./faults.js";
-import { readBatch, readMem, readFailed, type PagePlan, type Segment, type Spare } from "./memory.js";
+import { preCopiedPieces, readBatch, readMem, readFailed, type PagePlan, type Segment, type Spare } from "./memory.js";
 import { threadsAndChildren } from "./proc.js";
 import { anonWritableLine } from "./vmas.js";
 
@@ -67,6 +67,35 @@ export interface Captured {
   scanned: number;
   /** runs given room but not read yet (a write-protect snapshot copies them later) */
   reserved: Set<number>;
+  /** pages copied before the freeze whose runs are not made yet (PagePlan.late: withPreCopied) */
+  late?: PagePlan["late"];
+}
+
+/**
+ * Makes the runs of the pages copied before the freeze that the plan left out (a task's
+ * scattered writes: ten thousand runs, made once it is let go), among the others in
+ * address order; the indices in `reserved` follow their runs.
+ */
+export function withPreCopied(c: Captured): void {
+  if (!c.late) return;
+  const pieces = preCopiedPieces({ segments: [], scanned: 0, pages: 0, parentRanges: [], holes: 0, late: c.late });
+  c.late = undefined;
+  const runs: CapturedRun[] = [];
+  const reserved = new Set<number>();
+  let j = 0;
+  for (const [i, r] of c.runs.entries()) {
+    for (; j < pieces.length && pieces[j]!.addr < r.vaddr; j++) runs.push(preRun(pieces[j]!));
+    if (c.reserved.has(i)) reserved.add(runs.length);
+    runs.push(r);
+  }
+  for (; j < pieces.length; j++) runs.push(preRun(pieces[j]!));
+  c.runs = runs;
+  c.reserved = reserved;
+}
+
+/** The run of a piece copied before the freeze: it points at that copy. */
+function preRun(s: Segment): CapturedRun {
+  return { vaddr: s.addr, pages: s.len / PAGE, flags: s.flags, fresh: true, buf: s.pre!.buf, off: s.addr - s.pre!.at };
 }
 
 /**
@@ -366,8 +395,7 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
   try {
     for (const s of plan.segments) {
       if (s.pre) {
-        // copied before the freeze: the run points at that copy
-        runs.push({ vaddr: s.addr, pages: s.len / PAGE, flags: s.flags, fresh: true, buf: s.pre.buf, off: s.addr - s.pre.at });
+        runs.push(preRun(s));
         continue;
       }
       let at = s.addr;
@@ -407,5 +435,5 @@ export function capturePages(pid: number, plan: PagePlan, pool: CapturePool, fau
   } catch (e) {
     throw readFailed(e);
   }
-  return { pid, runs, pages: plan.pages, scanned: plan.scanned, reserved };
+  return { pid, runs, pages: plan.pages, scanned: plan.scanned, reserved, ...(plan.late ? { late: plan.late } : {}) };
 }

@@ -25,8 +25,8 @@ import { CgroupFreezer } from "./cgroup-freezer.js";
 import { checkDumpable, freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
 import { SharedIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
-import { copyPages, copyShmem, planPages, slicePlan, takeLazy, type PagePlan, type Segment } from "./memory.js";
-import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, type Captured } from "./capture.js";
+import { copyPages, copyShmem, planPages, slicePlan, takeLazy, withLateSegments, type PagePlan, type Segment } from "./memory.js";
+import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, withPreCopied, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
@@ -552,7 +552,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
       const sps = procs.find((x) => x.pid === c.pid)?.threads.map((th) => th.regs.regs.rsp) ?? [];
-      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid), sps, tracking.preCopied(c.pid));
+      // (the pre-copied pages' runs made once the task is let go, where the pages are captured)
+      const plan = planPages(c.pid, c.vmas, tracked, tracking.covered(c.pid), sps, tracking.preCopied(c.pid), pool?.complete === true && !streamSnap);
       if (plan.holes) log.info(`pid ${c.pid}: ${plan.holes} unwritten pages have no entry in the parent's pagemap: copied`);
       plans.push(plan);
     }
@@ -573,7 +574,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     let before = 0;
     const progress = (base: number) => (done: number) => onEvent({ type: "memory-progress", done: base + done });
     for (const [i, c] of memProcs.entries()) {
-      const plan = plans[i]!;
+      let plan = plans[i]!;
       if (lazyPool) {
         // copied now, as the frozen task holds them; its pagemap gets PE_LAZY entries
         const lazy = takeLazy(plan);
@@ -603,6 +604,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         continue;
       }
       if (early && !spare) spare = CapturePool.spare(limit, pool);
+      plan = withLateSegments(plan);
       if (!parent && plan.parentRanges.length === 0) {
         const r = await copyPages(c.pid, plan, out, faults, progress(base), spare);
         readNs += r.readNs;
@@ -676,6 +678,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
       log.info(`task let go after ${stats.frozen_time} us frozen; writing its pages`);
     }
+    for (const d of deferred) withPreCopied(d.c);
     // Snapshots written in place go one process after another (each runs threads of its
     // own); a write of a later process waits until its own copy has started.
     let previous: Promise<unknown> = Promise.resolve();

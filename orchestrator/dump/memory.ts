@@ -52,6 +52,12 @@ export interface PagePlan {
   parentRanges: BigUint64Array[];
   /** tracked pages not written that the parent has no entry for (copied) */
   holes: number;
+  /**
+   * Pages copied before the freeze that planPages left out of `segments` (asked to: a plan
+   * that is captured, whose runs of them are made once the task is let go,
+   * withPreCopied): each tracked VMA's pagemapSplit runs, of which those tagged > 0
+   */
+  late?: { runs: BigUint64Array; flags: number; pre: PreCopy }[];
 }
 
 /** criu's vma_entry_can_be_lazy: private anonymous memory a lazy-pages daemon can fill with userfaultfd. */
@@ -127,11 +133,15 @@ export function takeLazy(plan: PagePlan): PagePlan {
  * and those the parent's pagemap does not cover (`covered`: sorted (start, end) pairs);
  * the others go to `parentRanges`, found in one pass of the bridge (a region per written
  * run is too many objects for a task that stands frozen meanwhile). Of those, the pages
- * in `pre` were copied before the freeze (precopy.ts): written from that copy.
+ * in `pre` were copied before the freeze (precopy.ts): written from that copy; with
+ * `lateRuns` they are left out of the segments, in `late` (a run of a task's scattered
+ * writes each, ten thousand objects made while it stands frozen: preCopiedPieces makes
+ * them after).
  */
-export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED, stackPointers: readonly bigint[] = [], pre?: PreCopy): PagePlan {
+export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) => boolean, covered: BigUint64Array = NOTHING_COVERED, stackPointers: readonly bigint[] = [], pre?: PreCopy, lateRuns = false): PagePlan {
   const segments: Segment[] = [];
   const parentRanges: BigUint64Array[] = [];
+  const late: NonNullable<PagePlan["late"]> = [];
   let scanned = 0;
   let pages = 0;
   let holes = 0;
@@ -161,14 +171,17 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       preAt = split.next;
       // the pages read now and those read before the freeze, in address order
       const h = u64Halves(split.runs);
+      let held = false;
       for (let i = 0; i < split.runs.length; i += 3) {
         const addr = u64At(h, i);
         const len = u64At(h, i + 1);
         const tag = h[2 * (i + 2)]!;
-        if (tag === 0) segments.push({ addr, len, flags, procMem, fresh: true });
-        else segments.push({ addr, len, flags, procMem, fresh: true, pre: (preData[tag - 1] ??= { buf: pre!.buf, at: pre!.runs[2 * (tag - 1)]! - pre!.offs[tag - 1]! }) });
         pages += len / PAGE;
+        if (tag === 0) segments.push({ addr, len, flags, procMem, fresh: true });
+        else if (lateRuns) held = true;
+        else segments.push({ addr, len, flags, procMem, fresh: true, pre: preDataOf(preData, pre!, tag - 1) });
       }
+      if (held) late.push({ runs: split.runs, flags, pre: pre! });
       if (split.parent.length) parentRanges.push(split.parent);
       continue;
     }
@@ -188,7 +201,41 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
       pages += n;
     }
   }
-  return { segments: unlazyStackPages(segments, stackPointers), scanned, pages, parentRanges, holes };
+  return { segments: unlazyStackPages(segments, stackPointers), scanned, pages, parentRanges, holes, ...(late.length ? { late } : {}) };
+}
+
+/** Where run `j` of a pre-copy has its data (one object per run, shared by its pieces). */
+function preDataOf(cache: PreData[], pre: PreCopy, j: number): PreData {
+  return (cache[j] ??= { buf: pre.buf, at: pre.runs[2 * j]! - pre.offs[j]! });
+}
+
+/** The pieces of pages copied before the freeze that planPages left in `plan.late`, in address order. */
+export function preCopiedPieces(plan: PagePlan): Segment[] {
+  const out: Segment[] = [];
+  for (const l of plan.late ?? []) {
+    const cache: PreData[] = [];
+    const h = u64Halves(l.runs);
+    for (let i = 0; i < l.runs.length; i += 3) {
+      const tag = h[2 * (i + 2)]!;
+      if (tag !== 0) out.push({ addr: u64At(h, i), len: u64At(h, i + 1), flags: l.flags, procMem: false, fresh: true, pre: preDataOf(cache, l.pre, tag - 1) });
+    }
+  }
+  return out;
+}
+
+/** `plan` with the pieces it left in `late` among its segments again (a plan to be streamed, not captured). */
+export function withLateSegments(plan: PagePlan): PagePlan {
+  if (!plan.late) return plan;
+  const pieces = preCopiedPieces(plan);
+  const segments: Segment[] = [];
+  let j = 0;
+  for (const s of plan.segments) {
+    while (j < pieces.length && pieces[j]!.addr < s.addr) segments.push(pieces[j++]!);
+    segments.push(s);
+  }
+  while (j < pieces.length) segments.push(pieces[j++]!);
+  const { late: _, ...rest } = plan;
+  return { ...rest, segments };
 }
 
 /** The plan cut into pieces of at most `bytes` (page-aligned) of pages each. */
