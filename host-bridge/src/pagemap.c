@@ -181,6 +181,20 @@ static napi_value pagemap_scan(napi_env env, napi_callback_info info)
 	return result;
 }
 
+/* Room in a growing array of n entries of `per` u64s for one more (doubling). */
+static bool room_for(uint64_t **v, size_t *cap, size_t n, size_t per)
+{
+	if (n < *cap)
+		return true;
+	size_t ncap = *cap ? *cap * 2 : 64;
+	uint64_t *nv = realloc(*v, ncap * per * sizeof(uint64_t));
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = ncap;
+	return true;
+}
+
 /* A growing array of (start, length) pairs; adjacent pairs merge. */
 struct pairs {
 	uint64_t *v;
@@ -195,14 +209,8 @@ static bool pairs_add(struct pairs *p, uint64_t start, uint64_t end)
 		p->v[2 * (p->n - 1) + 1] += end - start;
 		return true;
 	}
-	if (p->n == p->cap) {
-		size_t ncap = p->cap ? p->cap * 2 : 64;
-		uint64_t *v = realloc(p->v, ncap * 2 * sizeof(uint64_t));
-		if (!v)
-			return false;
-		p->v = v;
-		p->cap = ncap;
-	}
+	if (!room_for(&p->v, &p->cap, p->n, 2))
+		return false;
 	p->v[2 * p->n] = start;
 	p->v[2 * p->n + 1] = end - start;
 	p->n++;
@@ -235,14 +243,8 @@ static bool triples_add(struct triples *t, uint64_t start, uint64_t len, uint64_
 		t->v[3 * (t->n - 1) + 1] += len;
 		return true;
 	}
-	if (t->n == t->cap) {
-		size_t ncap = t->cap ? t->cap * 2 : 64;
-		uint64_t *v = realloc(t->v, ncap * 3 * sizeof(uint64_t));
-		if (!v)
-			return false;
-		t->v = v;
-		t->cap = ncap;
-	}
+	if (!room_for(&t->v, &t->cap, t->n, 3))
+		return false;
 	t->v[3 * t->n] = start;
 	t->v[3 * t->n + 1] = len;
 	t->v[3 * t->n + 2] = tag;
