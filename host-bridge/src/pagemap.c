@@ -217,15 +217,16 @@ static bool pairs_add(struct pairs *p, uint64_t start, uint64_t end)
 	return true;
 }
 
-static napi_value pairs_array(napi_env env, const struct pairs *p)
+/* A BigUint64Array of the `count` u64s at v; NULL when it cannot be made. */
+static napi_value u64_array(napi_env env, const uint64_t *v, size_t count)
 {
 	napi_value ab, arr;
 	void *data = NULL;
-	if (napi_create_arraybuffer(env, p->n * 2 * sizeof(uint64_t), &data, &ab) != napi_ok ||
-	    napi_create_typedarray(env, napi_biguint64_array, p->n * 2, ab, 0, &arr) != napi_ok)
+	if (napi_create_arraybuffer(env, count * sizeof(uint64_t), &data, &ab) != napi_ok ||
+	    napi_create_typedarray(env, napi_biguint64_array, count, ab, 0, &arr) != napi_ok)
 		return NULL;
-	if (p->n)
-		memcpy(data, p->v, p->n * 2 * sizeof(uint64_t));
+	if (count)
+		memcpy(data, v, count * sizeof(uint64_t));
 	return arr;
 }
 
@@ -388,28 +389,15 @@ static napi_value pagemap_split(napi_env env, napi_callback_info info)
 	close(fd);
 	struct pairs rest = { 0 };
 	struct triples got = { 0 }, runs = { 0 };
-	if (!err && ok && npre)
-		ok = split_pre(&parent, pre, npre, &k, &rest, &got);
-	else if (!err && ok) {
-		rest = parent;
-		parent = (struct pairs){ 0 };
-	}
 	if (!err && ok)
-		ok = merge_runs(&copy, &got, &runs);
+		ok = split_pre(&parent, pre, npre, &k, &rest, &got) && merge_runs(&copy, &got, &runs);
 	free(copy.v);
 	free(parent.v);
 	free(got.v);
 	napi_value out, v, runs_arr = NULL, parent_arr = NULL;
 	if (!err && ok) {
-		void *data = NULL;
-		napi_value ab;
-		if (napi_create_arraybuffer(env, runs.n * 3 * sizeof(uint64_t), &data, &ab) == napi_ok &&
-		    napi_create_typedarray(env, napi_biguint64_array, runs.n * 3, ab, 0, &runs_arr) == napi_ok) {
-			if (runs.n)
-				memcpy(data, runs.v, runs.n * 3 * sizeof(uint64_t));
-		} else
-			runs_arr = NULL;
-		parent_arr = pairs_array(env, &rest);
+		runs_arr = u64_array(env, runs.v, runs.n * 3);
+		parent_arr = u64_array(env, rest.v, rest.n * 2);
 	}
 	free(runs.v);
 	free(rest.v);

@@ -78,7 +78,7 @@ export interface Captured {
  */
 export function withPreCopied(c: Captured): void {
   if (!c.late) return;
-  const pieces = preCopiedPieces({ segments: [], scanned: 0, pages: 0, parentRanges: [], holes: 0, late: c.late });
+  const pieces = preCopiedPieces(c.late);
   c.late = undefined;
   const runs: CapturedRun[] = [];
   const reserved = new Set<number>();

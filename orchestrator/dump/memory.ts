@@ -209,11 +209,12 @@ function preDataOf(cache: PreData[], pre: PreCopy, j: number): PreData {
   return (cache[j] ??= { buf: pre.buf, at: pre.runs[2 * j]! - pre.offs[j]! });
 }
 
-/** The pieces of pages copied before the freeze that planPages left in `plan.late`, in address order. */
-export function preCopiedPieces(plan: PagePlan): Segment[] {
+/** The pieces of pages copied before the freeze that planPages left in a plan's `late`, in address order. */
+export function preCopiedPieces(late: NonNullable<PagePlan["late"]>): Segment[] {
   const out: Segment[] = [];
-  for (const l of plan.late ?? []) {
-    const cache: PreData[] = [];
+  // (every entry of one plan has the same pre-copy)
+  const cache: PreData[] = [];
+  for (const l of late) {
     const h = u64Halves(l.runs);
     for (let i = 0; i < l.runs.length; i += 3) {
       const tag = h[2 * (i + 2)]!;
@@ -226,7 +227,7 @@ export function preCopiedPieces(plan: PagePlan): Segment[] {
 /** `plan` with the pieces it left in `late` among its segments again (a plan to be streamed, not captured). */
 export function withLateSegments(plan: PagePlan): PagePlan {
   if (!plan.late) return plan;
-  const pieces = preCopiedPieces(plan);
+  const pieces = preCopiedPieces(plan.late);
   const segments: Segment[] = [];
   let j = 0;
   for (const s of plan.segments) {
