@@ -7,6 +7,7 @@ import { bridge } from "../host-bridge/load.js";
 import { CapturePool, capturePages, withPreCopied, type Captured } from "../orchestrator/dump/capture.js";
 import { Faults } from "../orchestrator/dump/faults.js";
 import { copyPages, withLateSegments } from "../orchestrator/dump/memory.js";
+import { copyRuns } from "../orchestrator/dump/precopy.js";
 import type { PageTransport } from "../orchestrator/dump/pagewriter.js";
 import { PE_PRESENT } from "../images/pages.js";
 import { startWorkload } from "./helpers/workloads.js";
@@ -62,11 +63,38 @@ test("copyPages with a spare: the spare grows while writes are waited for, then 
   spare.drop();
 });
 
+test("copyRuns: runs go into the memory populated for them while they fit, in order, and the rest into memory of their own; each run reads back as the task's", async (t) => {
+  const w = await startWorkload(t, "bigmem", ["4"]);
+  const mem = w.addr("mem");
+  const P = 4096;
+  const truth = Buffer.alloc(4 << 20);
+  t.is(bridge().processVmReadv(w.pid, mem, truth.length, truth), truth.length);
+  // 3 + 2 pages fit in 6; the next 4 do not, nor does the 1 after them (runs stay in order)
+  const runs = [mem, 3 * P, mem + 10 * P, 2 * P, mem + 20 * P, 4 * P, mem + 40 * P, P];
+  const ready = bridge().allocPopulated(6 * P, false);
+  const pre = copyRuns(w.pid, runs, new Faults(undefined), ready);
+  t.is(pre.bytes, 10 * P);
+  t.deepEqual(
+    pre.bufs.map((b) => b === ready),
+    [true, true, false, false],
+  );
+  t.deepEqual(pre.offs, [0, 3 * P, 0, 4 * P]);
+  for (let j = 0; j < 4; j++) {
+    const off = runs[2 * j]! - mem;
+    const len = runs[2 * j + 1]!;
+    t.true(pre.bufs[j]!.subarray(pre.offs[j]!, pre.offs[j]! + len).equals(truth.subarray(off, off + len)), `run ${j}`);
+  }
+  // without memory populated ahead, or with none of it needed
+  const own = copyRuns(w.pid, runs.slice(0, 2), new Faults(undefined));
+  t.true(own.bufs[0]!.subarray(0, 3 * P).equals(truth.subarray(0, 3 * P)));
+  t.is(copyRuns(w.pid, [], new Faults(undefined), ready).bufs.length, 0);
+});
+
 test("pages copied before the freeze, left out of a plan's segments (late): put back among them in address order, or among a capture's runs once the task is let go (reserved runs keep their marks)", (t) => {
   const P = 4096;
   // two runs copied before the freeze: [10P, 12P) and [20P, 21P), packed in buf
   const buf = Buffer.alloc(3 * P);
-  const pre = { runs: [10 * P, 2 * P, 20 * P, P], pairs: new BigUint64Array([10n * 4096n, 2n * 4096n, 20n * 4096n, 4096n]), buf, offs: [0, 2 * P], bytes: 3 * P };
+  const pre = { runs: [10 * P, 2 * P, 20 * P, P], pairs: new BigUint64Array([10n * 4096n, 2n * 4096n, 20n * 4096n, 4096n]), bufs: [buf, buf], offs: [0, 2 * P], bytes: 3 * P };
   // pagemapSplit's runs of a VMA: read now (tag 0) at 5P and 15P; pre-copied pieces (tags 1, 2)
   const runs = new BigUint64Array([5n * 4096n, 4096n, 0n, 11n * 4096n, 4096n, 1n, 15n * 4096n, 4096n, 0n, 20n * 4096n, 4096n, 2n]);
   const plan = {

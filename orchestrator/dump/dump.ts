@@ -300,10 +300,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     }
     if (opts.prevImagesDir !== undefined) linkParent(pid, dir, opts.prevImagesDir);
     await runActions(scripts, opts.onAction, "pre-dump", dir, pid);
-    // What was written since the parent is copied now, while the task runs (precopy.ts).
-    if (early && tracking.valid) tracking.preCopy(limit, faults);
-    const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes + tracking.writtenMeanwhile);
+    // What was written since the parent is copied while the task runs (precopy.ts): its
+    // memory and the capture pool's are populated first, the pages protected again and
+    // copied last, so that the task writes for as short a time as can be before the freeze.
+    const preCopying = early && tracking.valid;
+    if (preCopying) tracking.prepare(limit);
+    // Of the memory the pre-copy takes, what is written again before the freeze is copied
+    // by it: a quarter is counted (the pool grows while the pages stream if it falls short).
+    const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes - tracking.preCopyBytes + Math.ceil(tracking.preCopyBytes / 4));
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
+    if (preCopying) tracking.preCopy(faults);
   } catch (e) {
     tracking.release();
     remote?.abort();

@@ -206,7 +206,7 @@ export function planPages(pid: number, vmas: readonly Vma[], tracked?: (v: Vma) 
 
 /** Where run `j` of a pre-copy has its data (one object per run, shared by its pieces). */
 function preDataOf(cache: PreData[], pre: PreCopy, j: number): PreData {
-  return (cache[j] ??= { buf: pre.buf, at: pre.runs[2 * j]! - pre.offs[j]! });
+  return (cache[j] ??= { buf: pre.bufs[j]!, at: pre.runs[2 * j]! - pre.offs[j]! });
 }
 
 /** The pieces of pages copied before the freeze that planPages left in a plan's `late`, in address order. */

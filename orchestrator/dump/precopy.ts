@@ -19,8 +19,6 @@ import { toU64Array, u64At, u64Halves } from "../../host-bridge/u64.js";
 import type { Faults } from "./faults.js";
 import { readBatch } from "./memory.js";
 
-const PAGE = 4096;
-
 /** Where a pre-copied page's data is: address `a` at `buf[a - at]`. */
 export interface PreData {
   buf: Buffer;
@@ -33,9 +31,9 @@ export interface PreCopy {
   runs: number[];
   /** the same as a BigUint64Array (for pagemapSplit, built before the freeze) */
   pairs: BigUint64Array;
-  /** the data of every run, packed in order */
-  buf: Buffer;
-  /** where each run starts in buf */
+  /** the buffer that holds each run's data (the one populated ahead, or one made for what it could not take) */
+  bufs: Buffer[];
+  /** where each run starts in its buffer */
   offs: number[];
   bytes: number;
 }
@@ -69,20 +67,39 @@ export function rearmWritten(pid: number, ranges: readonly number[]): number[] {
   return runs;
 }
 
-/** Copies `runs` out of the running task into one populated buffer. */
-export function copyRuns(pid: number, runs: readonly number[], faults: Faults): PreCopy {
-  let bytes = 0;
+/**
+ * Copies `runs` out of the running task into `ready` (a buffer populated before the runs
+ * were known; see WriteTracking.prepare) and, for what does not fit there, into one more
+ * buffer populated now.
+ */
+export function copyRuns(pid: number, runs: readonly number[], faults: Faults, ready?: Buffer): PreCopy {
+  const bufs: Buffer[] = [];
   const offs: number[] = [];
+  let bytes = 0;
+  let fits = 0; // runs[0, fits) fit in `ready`, with inReady bytes
+  let inReady = 0;
   for (let i = 0; i < runs.length; i += 2) {
-    offs.push(bytes);
-    bytes += runs[i + 1]!;
+    const len = runs[i + 1]!;
+    if (ready && fits === i && bytes + len <= ready.length) {
+      fits = i + 2;
+      inReady = bytes + len;
+    }
+    bytes += len;
   }
-  const buf = bridge().allocPopulated(Math.max(PAGE, bytes), false);
-  // batches of at most 1024 runs (readBatch's ranges go to one process_vm_readv each)
-  for (let i = 0; i < runs.length; i += 2048) {
+  const more = bytes > inReady ? bridge().allocPopulated(bytes - inReady, false) : undefined;
+  let at = 0;
+  for (let i = 0; i < runs.length; i += 2) {
+    if (i === fits) at = 0;
+    bufs.push(i < fits ? ready! : more!);
+    offs.push(at);
+    at += runs[i + 1]!;
+  }
+  // batches of at most 1024 runs (readBatch's ranges go to one process_vm_readv each), each into one buffer
+  for (let i = 0; i < runs.length; ) {
+    const end = Math.min(runs.length, i + 2048, i < fits ? fits : runs.length);
     faults.vmRead();
-    readBatch(pid, runs.slice(i, i + 2048), buf, offs[i / 2]!);
+    readBatch(pid, runs.slice(i, end), bufs[i / 2]!, offs[i / 2]!);
+    i = end;
   }
-  return { runs: [...runs], pairs: toU64Array(runs), buf, offs, bytes };
+  return { runs: [...runs], pairs: toU64Array(runs), bufs, offs, bytes };
 }
-
