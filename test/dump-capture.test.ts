@@ -82,7 +82,7 @@ test("copyRuns: runs go into the memory populated for them while they fit, in or
   for (let j = 0; j < 4; j++) {
     const off = runs[2 * j]! - mem;
     const len = runs[2 * j + 1]!;
-    t.true(pre.bufs[j]!.subarray(pre.offs[j]!, pre.offs[j]! + len).equals(truth.subarray(off, off + len)), `run ${j}`);
+    t.true(pre.bufs[j]!.subarray(pre.offs[j], pre.offs[j]! + len).equals(truth.subarray(off, off + len)), `run ${j}`);
   }
   // without memory populated ahead, or with none of it needed
   const own = copyRuns(w.pid, runs.slice(0, 2), new Faults(undefined));
