@@ -668,6 +668,8 @@ export interface SpawnOptions {
   /** File for stdout and stderr, created/truncated. */
   stdout?: string | undefined;
   killWithParent?: boolean | undefined;
+  /** Open fds of this process the program gets as fds 4, 5, … (at most 64; the reaper keeps no copy). */
+  fds?: readonly number[] | undefined;
 }
 
 export interface NativeError extends Error {

@@ -46,6 +46,27 @@ test("the program runs under the reaper, in its own session, with the env and cw
   t.regex(status, /^SigIgn:\s+0+$/m, "no ignored signals (Node ignores SIGPIPE)");
 });
 
+test("fds passed (options.fds) are the program's 4, 5, …, in order, and the reaper keeps no copy of them", async (t) => {
+  const dir = tempDir(t);
+  const [a, c] = b.socketpair(1, 1); // AF_UNIX, SOCK_STREAM
+  t.teardown(() => (b.close(a), b.close(c)));
+  const out = join(dir, "out");
+  // fd 3 is the reaper's status pipe until the exec, closed on it
+  const pid = b.spawnDetached(["sleep", "1000"], { killWithParent: true, fds: [c, a, c], stdout: out });
+  t.teardown(() => killAndReap(pid));
+  await waitFor("sleep to exec", () => readlinkSync(`/proc/${pid}/exe`).endsWith("/sleep"));
+  const inode = (p: string): string => readlinkSync(p);
+  t.deepEqual(readdirSync(`/proc/${pid}/fd`).map(Number).sort((x, y) => x - y), [0, 1, 2, 4, 5, 6]);
+  t.is(inode(`/proc/${pid}/fd/4`), inode(`/proc/self/fd/${c}`));
+  t.is(inode(`/proc/${pid}/fd/5`), inode(`/proc/self/fd/${a}`));
+  t.is(inode(`/proc/${pid}/fd/6`), inode(`/proc/self/fd/${c}`));
+  const reaper = procPpid(pid);
+  const held = readdirSync(`/proc/${reaper}/fd`).map((fd) => readlinkSync(`/proc/${reaper}/fd/${fd}`));
+  t.false(held.includes(inode(`/proc/self/fd/${a}`)) || held.includes(inode(`/proc/self/fd/${c}`)), held.join(", "));
+  t.throws(() => b.spawnDetached(["true"], { fds: [1 << 20] }), { instanceOf: TypeError, message: /options\.fds must hold open fds/ });
+  t.throws(() => b.spawnDetached(["true"], { fds: Array.from({ length: 65 }, () => 0) }), { instanceOf: TypeError, message: /at most 64/ });
+});
+
 test("a killed workload is reaped at once, not by pid 1 a second and a half later", async (t) => {
   const pid = b.spawnDetached(["sleep", "1000"], { killWithParent: true });
   t.teardown(() => killAndReap(pid));

@@ -140,10 +140,13 @@ int main(int argc, char **argv)
 		}
 	}
 	status_fd = atoi(argv[1]);
-	/* Whatever Node left open without O_CLOEXEC is none of the workload's business. */
-	if (status_fd != 3 || close_range(4, ~0U, 0) < 0)
+	/* FLAGS: "k" to die with Node, then how many fds were passed for the workload
+	 * (4, 5, ...). Whatever else Node left open without O_CLOEXEC is none of the
+	 * workload's business. */
+	bool kill_with_parent = argv[2][0] == 'k';
+	int passed = atoi(argv[2] + (kill_with_parent ? 1 : 0));
+	if (status_fd != 3 || passed < 0 || passed > 64 || close_range(4 + passed, ~0U, 0) < 0)
 		return 2;
-	bool kill_with_parent = strchr(argv[2], 'k') != NULL;
 	int node_pid = atoi(argv[3]);
 	const char *out = argv[4], *cwd = argv[5];
 
@@ -179,6 +182,9 @@ int main(int argc, char **argv)
 		start_workload(argv + 6, out, cwd);
 	report(REAPER_PID, "fork", child);
 	close(status_fd);
+	/* The workload's own now: a socket the reaper kept open would outlive it. */
+	if (passed > 0)
+		close_range(4, 3 + passed, 0);
 	if (redirect("/dev/null", O_RDWR, 0) < 0 || dup2(0, 1) < 0 || dup2(0, 2) < 0) {
 		/* Keep going: reaping matters more than our own stdio. */
 	}

@@ -17,6 +17,9 @@
 
 extern char **environ;
 
+/* The most fds options.fds may pass. */
+#define MAX_PASSED 64
+
 /* The reaper is built next to the addon (build/Release/); TSCRIU_REAPER
  * overrides that for an installed layout we do not know of. */
 static int reaper_path(char *out, size_t len)
@@ -75,6 +78,30 @@ static char **get_strv(napi_env env, napi_value arr, size_t lead, const char *fn
 	return v;
 }
 
+/* options.fds: open fds of this process, each passed to the program. */
+static bool get_fds(napi_env env, napi_value arr, int *fds, int *n, const char *fn)
+{
+	bool is = false;
+	uint32_t len = 0;
+	if (napi_is_array(env, arr, &is) != napi_ok || !is || napi_get_array_length(env, arr, &len) != napi_ok ||
+	    len > MAX_PASSED) {
+		bridge_throw_arg(env, fn, "options.fds must be an array of at most 64 fds");
+		return false;
+	}
+	for (uint32_t i = 0; i < len; i++) {
+		napi_value e;
+		int32_t fd = -1;
+		if (napi_get_element(env, arr, i, &e) != napi_ok || napi_get_value_int32(env, e, &fd) != napi_ok ||
+		    fd < 0 || fcntl(fd, F_GETFD) < 0) {
+			bridge_throw_arg(env, fn, "options.fds must hold open fds");
+			return false;
+		}
+		fds[i] = fd;
+	}
+	*n = (int)len;
+	return true;
+}
+
 static napi_value spawn_detached(napi_env env, napi_callback_info info)
 {
 	const char *fn = "spawnDetached";
@@ -83,6 +110,7 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 		return NULL;
 	char **args = NULL, **envv = NULL, *cwd = NULL, *out = NULL;
 	bool kill_with_parent = false;
+	int pass[MAX_PASSED], npass = 0;
 	napi_value result = NULL, v;
 
 	/* Six leading slots: reaper, status fd, flags, node pid, stdout, cwd. */
@@ -112,9 +140,11 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 			}
 			napi_get_value_bool(env, v, &kill_with_parent);
 		}
+		if (bridge_opt_prop(env, argv[1], "fds", &v) && !get_fds(env, v, pass, &npass, fn))
+			goto out;
 	}
 
-	char reaper[4096], node_pid[16];
+	char reaper[4096], node_pid[16], flags[16];
 	if (reaper_path(reaper, sizeof(reaper)) < 0) {
 		bridge_throw_errno(env, "dladdr: cannot locate " REAPER_NAME, ENOENT, 0, NULL);
 		goto out;
@@ -126,7 +156,8 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 	snprintf(node_pid, sizeof(node_pid), "%d", (int)getpid());
 	args[0] = reaper;
 	args[1] = "3";
-	args[2] = kill_with_parent ? "k" : "";
+	snprintf(flags, sizeof(flags), "%s%d", kill_with_parent ? "k" : "", npass);
+	args[2] = flags;
 	args[3] = node_pid;
 	args[4] = out ? out : "";
 	args[5] = cwd ? cwd : "";
@@ -149,6 +180,19 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 	sigemptyset(&none);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 3);
+	/* The fds passed become 4, 5, ... From copies above those numbers: a source
+	 * among them would be overwritten before its own turn. */
+	int copies[MAX_PASSED], ncopies = 0;
+	for (int i = 0; i < npass && pfd[1] >= 0; i++) {
+		int c = fcntl(pass[i], F_DUPFD_CLOEXEC, 4 + npass);
+		if (c < 0) {
+			close(pfd[1]);
+			pfd[1] = -1;
+			break;
+		}
+		copies[ncopies++] = c;
+		posix_spawn_file_actions_adddup2(&fa, c, 4 + i);
+	}
 	posix_spawnattr_init(&attr);
 	/* Node ignores SIGPIPE and may block signals: the workload gets defaults. */
 	posix_spawnattr_setsigdefault(&attr, &all);
@@ -156,6 +200,8 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
 	pid_t first;
 	int err = pfd[1] < 0 ? EMFILE : posix_spawn(&first, reaper, &fa, &attr, args, envv ? envv : environ);
+	for (int i = 0; i < ncopies; i++)
+		close(copies[i]);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	if (pfd[1] >= 0)
