@@ -74,8 +74,11 @@ async function killAndWait(pid: number): Promise<void> {
   for (let i = 0; i < 1000 && existsSync(`/proc/${pid}`); i++) await sleep(2);
 }
 
-/** One round: a throwaway task dumped with -R, dumped again and killed, restored, killed; cut short when a client waits. */
-async function round(dir: string, quiet: Logger, log: ModuleLog, pending: () => boolean, tcp: boolean): Promise<void> {
+/**
+ * One round: a throwaway task dumped with -R, dumped again and killed, restored, killed;
+ * cut short when a client waits. Whether its task held TCP connections.
+ */
+async function round(dir: string, quiet: Logger, log: ModuleLog, pending: () => boolean, tcp: boolean): Promise<boolean> {
   const [{ dump }, { restore }] = await Promise.all([import("../dump/dump.js"), import("../restore/restore.js")]);
   let pid = 0;
   let restored = 0;
@@ -94,11 +97,12 @@ async function round(dir: string, quiet: Logger, log: ModuleLog, pending: () => 
     for (let i = 0; i < 500 && !gone(pid) && readFileSync(`/proc/${pid}/comm`, "latin1").trim() !== "sleep"; i++) await sleep(2);
     const established = { tcpEstablished: true, networkLock: "skip" } as const;
     await dump({ pid, imagesDir: join(dir, "r"), leaveRunning: true, log: quiet, ...established });
-    if (pending()) return;
-    await dump({ pid, imagesDir: join(dir, "k"), log: quiet, ...established });
-    await killAndWait(pid);
-    if (pending()) return;
-    restored = (await restore({ imagesDir: join(dir, "k"), detached: true, log: quiet, tcpEstablished: true })).pid;
+    if (!pending()) {
+      await dump({ pid, imagesDir: join(dir, "k"), log: quiet, ...established });
+      await killAndWait(pid);
+      if (!pending()) restored = (await restore({ imagesDir: join(dir, "k"), detached: true, log: quiet, tcpEstablished: true })).pid;
+    }
+    return fds.length > 0;
   } finally {
     if (restored) await killAndWait(restored);
     if (pid) await killAndWait(pid);
@@ -114,10 +118,11 @@ export async function warmUp(log: ModuleLog, pending: () => boolean = () => fals
   const quiet = new Logger(2, { write: () => undefined, close: () => undefined });
   const t0 = process.hrtime.bigint();
   let i = 0;
+  let tcp = 0;
   try {
-    for (; i < ROUNDS && !pending(); i++) await round(mkdtempSync(join(tmpdir(), "tscriu-warmup-")), quiet, log, pending, i > 0);
+    for (; i < ROUNDS && !pending(); i++) if (await round(mkdtempSync(join(tmpdir(), "tscriu-warmup-")), quiet, log, pending, i > 0)) tcp++;
   } catch (e) {
     log.debug(`warm-up: ${(e as Error).message}`);
   }
-  log.debug(`warm-up: ${i} rounds in ${Number((process.hrtime.bigint() - t0) / 1000000n)} ms`);
+  log.debug(`warm-up: ${i} rounds in ${Number((process.hrtime.bigint() - t0) / 1000000n)} ms (${tcp} with ${CONNECTIONS} loopback TCP connections)`);
 }
