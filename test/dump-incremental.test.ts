@@ -197,6 +197,11 @@ test.serial("a damaged parent fails the dump naming its file; the task runs on, 
     t.false(existsSync(join(base, "d2")));
     await runsOn(t, w);
   }
+  // A default dump (killed after) reads the chain's pagemaps before the freeze: it fails
+  // without having frozen the task.
+  const steps: string[] = [];
+  await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" }, (e) => void (e.type === "step" && steps.push(e.step))), { message: /the parent chain cannot be read/ });
+  t.false(steps.includes("seize"), steps.join(", "));
   writeFileSync(join(base, "d1", "pages-1.img"), Buffer.alloc(4096));
   writeFileSync(pm, good);
   await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d2"), prevImagesDir: "../d1" }), { message: /the parent chain cannot be read: the pages file ends at 4096 bytes, but the pagemap wants data up to \d+ .*pages-1\.img/ });

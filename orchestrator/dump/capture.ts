@@ -186,6 +186,15 @@ export class CapturePool implements Spare {
     return b;
   }
 
+  /**
+   * Every buffer written once from user space too (see parent.ts' stagingMemory): for a
+   * pool whose pages are read by JavaScript (compared, staged) while the tasks are frozen.
+   */
+  touched(): this {
+    for (const b of this.free) b.fill(0);
+    return this;
+  }
+
   /** One more populated buffer of `size`. */
   private populate(size: number): void {
     this.free.push(this.own(this.populator.alloc(size)));

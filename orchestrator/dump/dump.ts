@@ -27,7 +27,7 @@ import { SharedIds } from "./ids.js";
 import { collectInside, type InsideState } from "./inside.js";
 import { copyPages, copyShmem, planPages, slicePlan, takeLazy, withLateSegments, type PagePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, withPreCopied, type Captured } from "./capture.js";
-import { checkParentDir, linkParent, PageSink, parentPages, writeCaptured } from "./parent.js";
+import { checkParentDir, linkParent, PageSink, parentPages, preloadParent, stagingMemory, syncParentChain, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
 import { protectable, protectableInMaps, WpSnapshot } from "./wpsnap.js";
@@ -276,6 +276,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const early = finalState !== "kill" && scripts.length === 0 && !opts.lazyPages;
   const limit = captureLimit();
   let pool: CapturePool | undefined;
+  /** the memory of the slices a page sink takes while frozen, and its staging buffers */
+  let slicing: { pool: CapturePool; stage: Buffer[] } | undefined;
+  /** the parent chain's pagemaps of these processes, read before the freeze */
+  const parentsAhead = new Map<number, PageResolver>();
   // Writes tracked since the parent pass, and whether to track them for the next one.
   const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
   // A write-protect snapshot into local pages files writes the protected pages in place
@@ -309,6 +313,22 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // by it: a quarter is counted (the pool grows while the pages stream if it falls short).
     const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes - tracking.preCopyBytes + Math.ceil(tracking.preCopyBytes / 4));
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
+    // A default dump with a parent compares and writes its pages while frozen, a slice at
+    // a time, through staging buffers: the memory of both is made now.
+    // So are the parent chain's pagemaps read, those of the processes that had one (the tree
+    // may have others by the freeze: theirs are read then).
+    if (finalState === "kill" && parentDir !== undefined) {
+      slicing = { pool: new CapturePool(SLICE, SLICE).touched(), stage: stagingMemory() };
+      if (!opts.pageServer) {
+        for (const p of new Set([pid, ...tracking.trackedPids()])) {
+          const r = parentPages(dir, `pagemap-${p}.img`, p);
+          if (r) parentsAhead.set(p, (await preloadParent(r, p), r));
+        }
+      }
+      const t0 = process.hrtime.bigint();
+      const n = syncParentChain(dir);
+      log.info(`the parent chain's images synced (${n} file system${n === 1 ? "" : "s"}) in ${(process.hrtime.bigint() - t0) / 1000n} us`);
+    }
     if (preCopying) tracking.preCopy(faults);
   } catch (e) {
     tracking.release();
@@ -553,7 +573,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       stats.shpages_written += BigInt(r.written);
     }
     // The parent's pages are on the page server, out of reach of the byte comparison.
-    const parents = memProcs.map((c) => (opts.prevImagesDir !== undefined && !remote ? parentPages(dir, `pagemap-${c.pid}.img`, c.pid) : undefined));
+    const parents = memProcs.map((c) => (opts.prevImagesDir !== undefined && !remote ? (parentsAhead.get(c.pid) ?? parentPages(dir, `pagemap-${c.pid}.img`, c.pid)) : undefined));
     const plans: PagePlan[] = [];
     for (const c of memProcs) {
       const tracked = tracking.valid ? tracking.trackedVmas(c.pid, c.vmas) : undefined;
@@ -626,8 +646,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         }
         stats.pages_written += BigInt(plan.pages);
       } else {
-        const slices = new CapturePool(SLICE, SLICE);
-        const sink = new PageSink(out, parent, progress(base), plan.parentRanges);
+        const slices = slicing?.pool ?? new CapturePool(SLICE, SLICE);
+        const sink = new PageSink(out, parent, progress(base), plan.parentRanges, slicing?.stage);
         try {
           for (const slice of slicePlan(plan, SLICE)) {
             const t0 = process.hrtime.bigint();

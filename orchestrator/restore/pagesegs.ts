@@ -22,7 +22,7 @@ export interface PageSeg {
   off: number;
 }
 
-const MAX_CHAIN = 64;
+export const MAX_CHAIN = 64;
 
 function isLink(path: string): boolean {
   try {
@@ -76,6 +76,11 @@ export class PageResolver {
     const lvl = { dir, map };
     this.levels.push(lvl);
     return lvl;
+  }
+
+  /** Reads every pagemap of the chain now (a dump does it before its freeze, not while the tasks are frozen). */
+  async preload(): Promise<void> {
+    for (let i = 0; (await this.level(i)) !== null; i++);
   }
 
   /**
