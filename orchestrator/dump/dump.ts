@@ -314,9 +314,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes - tracking.preCopyBytes + Math.ceil(tracking.preCopyBytes / 4));
     if (early && want <= limit) pool = CapturePool.forCapture(want, log, opts.wpSnapshot === true);
     // A default dump with a parent compares and writes its pages while frozen, a slice at
-    // a time, through staging buffers: the memory of both is made now.
-    // So are the parent chain's pagemaps read, those of the processes that had one (the tree
-    // may have others by the freeze: theirs are read then).
+    // a time, through staging buffers, and is killed once its images and the chain's are
+    // on disk (parent.ts). Before the freeze: the memory of the slices and of the staging;
+    // the chain's pagemaps of the processes that had one (the tree may have others by the
+    // freeze: theirs are read then); and the chain's images synced.
     if (finalState === "kill" && parentDir !== undefined) {
       slicing = { pool: new CapturePool(SLICE, SLICE).touched(), stage: stagingMemory() };
       if (!opts.pageServer) {
