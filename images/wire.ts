@@ -298,6 +298,11 @@ export class WireWriter {
     this.varint64(Number(u & 0xffffffffn), Number(u >> 32n));
   }
 
+  /** A uint64 varint of a non-negative safe integer, without a BigInt. */
+  uint53(v: number): void {
+    this.varint64(v % 0x1_0000_0000, Math.floor(v / 0x1_0000_0000));
+  }
+
   sint64(v: bigint): void {
     this.uint64((v << 1n) ^ (v >> 63n));
   }

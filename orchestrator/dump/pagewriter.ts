@@ -142,7 +142,7 @@ export class LocalPages implements PageTransport {
     // criu 4.2 writes compat_nr_pages 0 and reads nr_pages; criu up to 4.1 reads only
     // compat_nr_pages (and restored none of the pages of 4.2's layout, tried here with
     // Debian's criu 4.1.1). Both carry the count, so every criu 4.x reads these.
-    for (const r of this.runs) w.add({ vaddr: r.vaddr, compat_nr_pages: r.pages <= 0xffffffff ? r.pages : 0, flags: r.flags, nr_pages: BigInt(r.pages) });
+    for (const r of this.runs) w.pagemapEntry(Number(r.vaddr), r.pages, r.flags);
     this.faults.write(false);
     await w.save(join(this.dir, this.pagemapName), { sync });
   }
