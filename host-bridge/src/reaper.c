@@ -145,7 +145,7 @@ int main(int argc, char **argv)
 	 * workload's business. */
 	bool kill_with_parent = argv[2][0] == 'k';
 	int passed = atoi(argv[2] + (kill_with_parent ? 1 : 0));
-	if (status_fd != 3 || passed < 0 || passed > 64 || close_range(4 + passed, ~0U, 0) < 0)
+	if (status_fd != 3 || passed < 0 || passed > REAPER_MAX_FDS || close_range(4 + passed, ~0U, 0) < 0)
 		return 2;
 	int node_pid = atoi(argv[3]);
 	const char *out = argv[4], *cwd = argv[5];

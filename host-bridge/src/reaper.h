@@ -16,4 +16,7 @@ struct reaper_record {
 
 #define REAPER_NAME "tscriu_reaper"
 
+/* The most fds spawnDetached passes to the workload (as 4, 5, ...). */
+#define REAPER_MAX_FDS 64
+
 #endif

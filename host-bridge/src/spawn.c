@@ -17,9 +17,6 @@
 
 extern char **environ;
 
-/* The most fds options.fds may pass. */
-#define MAX_PASSED 64
-
 /* The reaper is built next to the addon (build/Release/); TSCRIU_REAPER
  * overrides that for an installed layout we do not know of. */
 static int reaper_path(char *out, size_t len)
@@ -84,7 +81,7 @@ static bool get_fds(napi_env env, napi_value arr, int *fds, int *n, const char *
 	bool is = false;
 	uint32_t len = 0;
 	if (napi_is_array(env, arr, &is) != napi_ok || !is || napi_get_array_length(env, arr, &len) != napi_ok ||
-	    len > MAX_PASSED) {
+	    len > REAPER_MAX_FDS) {
 		bridge_throw_arg(env, fn, "options.fds must be an array of at most 64 fds");
 		return false;
 	}
@@ -110,7 +107,7 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 		return NULL;
 	char **args = NULL, **envv = NULL, *cwd = NULL, *out = NULL;
 	bool kill_with_parent = false;
-	int pass[MAX_PASSED], npass = 0;
+	int pass[REAPER_MAX_FDS], npass = 0;
 	napi_value result = NULL, v;
 
 	/* Six leading slots: reaper, status fd, flags, node pid, stdout, cwd. */
@@ -182,7 +179,7 @@ static napi_value spawn_detached(napi_env env, napi_callback_info info)
 	posix_spawn_file_actions_adddup2(&fa, pfd[1], 3);
 	/* The fds passed become 4, 5, ... From copies above those numbers: a source
 	 * among them would be overwritten before its own turn. */
-	int copies[MAX_PASSED], ncopies = 0;
+	int copies[REAPER_MAX_FDS], ncopies = 0;
 	for (int i = 0; i < npass && pfd[1] >= 0; i++) {
 		int c = fcntl(pass[i], F_DUPFD_CLOEXEC, 4 + npass);
 		if (c < 0) {

@@ -323,7 +323,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (!opts.pageServer) {
         for (const p of new Set([pid, ...tracking.trackedPids()])) {
           const r = parentPages(dir, `pagemap-${p}.img`, p);
-          if (r) parentsAhead.set(p, (await preloadParent(r, p), r));
+          if (!r) continue;
+          await preloadParent(r, p);
+          parentsAhead.set(p, r);
         }
       }
       const t0 = process.hrtime.bigint();

@@ -3,13 +3,13 @@
 // that, for a few rounds. A worker that has loaded the modules still runs every function
 // for the first time on its first request (parsed, compiled, its inline caches empty): a
 // small dump took ~55 ms that way, ~35 ms after two rounds, and ~20 ms after six, when V8
-// has optimised the hot paths. The `sleep` holds TCP connections on loopback (both ends,
-// data queued in each direction) and their listener, dumped and restored with
+// has optimised the hot paths. From the second round on (a first round's steps, all code
+// cold, are long enough without them) the `sleep` holds TCP connections on loopback (both
+// ends, data queued in each direction) and their listener, dumped and restored with
 // --tcp-established: runc and podman checkpoint servers, and a first dump of 1,000
-// connections in a process took ~300 ms cold, ~200 ms after a dozen dumps of 16 (from the
-// second round: a first round's steps, all code cold, are long enough without them). A
-// client that connects meanwhile stops the warm-up at the end of the step under way
-// (`pending`), so that it waits for one dump or restore at most. Best effort: anything that goes wrong
+// connections in a process took ~300 ms cold, ~200 ms after a dozen dumps of 16. A client
+// that connects meanwhile stops the warm-up at the end of the step under way (`pending`),
+// so that it waits for one dump or restore at most. Best effort: anything that goes wrong
 // here only costs the warmth, and is logged; without loopback TCP the `sleep` holds none.
 
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -17,13 +17,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AF_INET, SOCK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
-import { parseSockaddr, sockaddr } from "../fds/inet-common.js";
+import { addrWordsOf, parseSockaddr, sockaddr } from "../fds/inet-common.js";
 import { Logger, type ModuleLog } from "../log.js";
 
 const ROUNDS = 6;
 /** Loopback connections the throwaway task holds. */
 const CONNECTIONS = 16;
-const LOOPBACK = [0x0100007f]; // 127.0.0.1, as a little-endian word
+const LOOPBACK = addrWordsOf("127.0.0.1")!;
 
 /**
  * A listener on loopback and CONNECTIONS connections to it, both ends, with a few bytes
@@ -54,6 +54,7 @@ function loopbackConnections(): number[] {
     throw e;
   }
 }
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Whether pid is gone (or a zombie nobody reaped yet). */
