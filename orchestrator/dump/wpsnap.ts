@@ -92,8 +92,9 @@ export class WpSnapshot {
 
   /**
    * Makes a userfaultfd in the frozen task and takes it (here, at once: ptrace), then
-   * protects the ranges `vmas` on the thread pool (the page tables of 1 GiB take ~12 ms
-   * here, which the dump spends on the rest of the task meanwhile); undefined (and the
+   * protects the ranges `vmas` on the thread pool, in two halves at once past 64 MiB (the
+   * page tables of 1 GiB took 12-40 ms on these VMs, which the dump spends on the rest of
+   * the task meanwhile); undefined (and the
    * task as it was) when the kernel or the task does not allow it (`refused` tells the
    * log what follows).
    */
