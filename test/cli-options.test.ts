@@ -72,6 +72,7 @@ const EFFECT: Record<string, string> = {
   "pre-dump --ps-socket": PS_OPTS,
   ...Object.fromEntries(["swrk", "service"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, RPC_LOG]))),
   ...Object.fromEntries(["address", "daemon", "restore-detached", "status-fd", "pidfile"].map((o) => [`service --${o}`, SERVICE])),
+  "service --spare-workers": "rpc-service.test.ts: --spare-workers 2: a client's second request right after its first meets a second spare, ready and warmed up",
   ...Object.fromEntries(CRIU_COMMANDS.flatMap((c) => [[`${c} --help`, THIS], [`${c} --version`, THIS]])),
   ...Object.fromEntries(BUILT_COMMANDS.flatMap((c) => [[`${c} --config`, CONFIG_TEST], [`${c} --no-default-config`, CONFIG_TEST]])),
   ...Object.fromEntries(["check", "dedup", "cpuinfo dump", "cpuinfo check"].flatMap((c) => ["verbosity", "log-file", "work-dir"].map((o) => [`${c} --${o}`, FRAME_TEST]))),

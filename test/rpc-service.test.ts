@@ -244,3 +244,54 @@ test.serial("a service killed (SIGKILL) takes its spare with it: the spare ends 
   // the spare, if it was warming up, removed its images before it ended
   t.deepEqual(readdirSync(tmp), []);
 });
+
+/** Lines of a service's log that match `re`, their first group each. */
+function logged(log: string, re: RegExp): string[] {
+  return [...readFileSync(log, "utf8").matchAll(new RegExp(re.source, "gm"))].map((m) => m[1]!);
+}
+
+test("--spare-workers 2: a client's second request right after its first meets a second spare, ready and warmed up", async (t) => {
+  const log = join(tempDir(t), "service.log");
+  const s = await startService(t, ["-v4", "-o", log, "--spare-workers", "2"]);
+  const ready = await waitFor("two spares ready", () => {
+    const r = logged(log, /spare (\d+) is ready$/);
+    return r.length === 2 && r;
+  });
+  const packet = encodeMessage(criu_req, { type: "VERSION" });
+  t.like(rawRequest(s.sock, packet), { success: true });
+  t.like(rawRequest(s.sock, packet), { success: true });
+  const took = await waitFor("both workers to say so", () => {
+    const w = logged(log, /worker (\d+) took a connection$/);
+    return w.length === 2 && w;
+  });
+  t.deepEqual([...took].sort(), [...ready].sort(), "each request taken by a spare that was ready");
+  t.deepEqual(logged(log, /spare (\d+) ends its warm-up/), [], "no spare was hurried");
+  t.true(logged(log, /warm-up: (\d+) rounds/).filter((n) => n === "6").length >= 2, "both spares warmed up all their rounds");
+  // the third spare starts once a spare has taken its client
+  await waitFor("a third spare ready", () => logged(log, /spare (\d+) is ready$/).length === 3);
+});
+
+// serial: as the test above, it must come while the spare warms up
+test.serial("--spare-workers 1: a client that comes while the only spare warms up hurries it: it ends its warm-up and answers", async (t) => {
+  const log = join(tempDir(t), "service.log");
+  const s = await startService(t, ["-v4", "-o", log, "--spare-workers", "1"]);
+  t.like(rawRequest(s.sock, encodeMessage(criu_req, { type: "VERSION" })), { success: true });
+  const [hurried] = logged(log, /spare (\d+) ends its warm-up/);
+  t.truthy(hurried, `the spare was hurried: ${readFileSync(log, "utf8")}`);
+  t.deepEqual(logged(log, /worker (\d+) took a connection$/), [hurried]);
+  t.true(logged(log, /warm-up: (\d+) rounds/).every((n) => Number(n) < 6), "its warm-up was cut short");
+});
+
+test("--spare-workers out of 1-4 is refused by name, no socket made", (t) => {
+  const dir = tempDir(t);
+  for (const [n, re] of [
+    ["0", /--spare-workers 0: a number of workers from 1 to 4/],
+    ["5", /--spare-workers 5: a number of workers from 1 to 4/],
+    ["1.5", /--spare-workers takes a number, not "1\.5"/],
+  ] as const) {
+    const r = tscriu(["service", "--address", join(dir, "s.sock"), "--spare-workers", n]);
+    t.is(r.code, 1, n);
+    t.regex(r.stderr, re, n);
+    t.false(existsSync(join(dir, "s.sock")), `${n}: no socket`);
+  }
+});

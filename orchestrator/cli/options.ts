@@ -144,6 +144,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "daemon", kind: "boolean", describe: "run in the background", takes: ["page-server", "service", "lazy-pages"], tscriu: ["service", "page-server", "lazy-pages"] },
   { name: "status-fd", rpc: "status_fd", kind: "number", describe: "write \\0 to this fd once ready", takes: ["page-server", "service", "dump", "lazy-pages"], tscriu: ["service", "page-server", "dump", "lazy-pages"] },
   { name: "address", kind: "string", describe: "the page server's address (the service's socket path)", takes: [...PAGE_SERVER_PEERS, "service"], tscriu: ["service", "page-server", "dump", "pre-dump", "lazy-pages"] },
+  { name: "spare-workers", kind: "number", describe: "workers the service keeps started and warmed up for the next clients (1-4, default 2; tscriu's own)", takes: ["service"], tscriu: ["service"] },
   { name: "port", kind: "number", describe: "the page server's port", takes: PAGE_SERVER_PEERS, tscriu: ["page-server", "dump", "pre-dump", "lazy-pages"] },
   // criu's dump talks to its page server over --ps-socket too (the manual lists it for page-server).
   { name: "ps-socket", kind: "number", describe: "an fd already connected to the page server's peer", takes: ["page-server", "dump", "pre-dump"], tscriu: ["page-server", "dump", "pre-dump"] },

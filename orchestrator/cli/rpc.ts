@@ -49,6 +49,7 @@ export function rpcCommands(): CommandSpec[] {
             daemon: args["daemon"] === true || args["restore-detached"] === true,
             statusFd: typeof args["status-fd"] === "number" ? args["status-fd"] : undefined,
             pidfile: typeof args["pidfile"] === "string" ? args["pidfile"] : undefined,
+            spares: typeof args["spare-workers"] === "number" ? args["spare-workers"] : undefined,
             logFile: logPath(args),
             argv: process.argv.slice(2),
           },

@@ -1,17 +1,22 @@
 // tscriu service: criu's RPC on a unix SOCK_SEQPACKET socket, one worker process per
-// connection as criu forks one. Node cannot fork, so the service keeps one spare worker
-// started ahead, its modules loaded, blocked in accept(2) on the listening socket; the
-// worker that takes a connection tells the service (a line on a pipe), which starts the
-// next spare (at once, at the lowest priority, where it may raise it back), and serves that one
-// client with its own rights check (peer.ts) until it closes, then exits. A warm request
-// thus costs no start-up; connections that arrive while the next spare starts wait in the
-// listen backlog.
+// connection as criu forks one. Node cannot fork, so the service keeps spare workers
+// (--spare-workers, two by default) started ahead, their modules loaded and their code
+// warmed up, blocked in accept(2) on the listening socket. A worker says on its pipe when
+// it is ready and when it took a connection; the service then starts the next spare (at
+// once, at the lowest priority, where it may raise it back; one boots at a time) and the
+// worker serves that one client with its own rights check (peer.ts) until it closes, then
+// exits. A warm request thus costs no start-up, and neither does a client's second request
+// right after its first (a restore after its dump: 1,000 TCP connections restored in
+// 133-201 ms with a second spare ready, 346-503 ms when the only one was still warming up).
+// Connections that come while no spare is ready wait in the listen backlog, and hurry the
+// spare that started first: it ends its warm-up after the step under way.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, lstatSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
+import type { Duplex } from "node:stream";
 import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { CliContext } from "../cli/run.js";
@@ -30,6 +35,8 @@ export interface ServiceOptions {
   daemon: boolean;
   statusFd: number | undefined;
   pidfile: string | undefined;
+  /** --spare-workers: how many workers are kept ready (default DEFAULT_SPARES) */
+  spares?: number | undefined;
   /** the service's -o file, which its workers append to too (else their stderr) */
   logFile: string | undefined;
   /** the command line, for the daemon to run again without -d */
@@ -65,8 +72,17 @@ function workerCommand(): { file: string; execArgv: string[] } {
   return { file: fileURLToPath(url), execArgv: process.execArgv };
 }
 
+/** Spare workers kept ready by default, and at most (--spare-workers). */
+export const DEFAULT_SPARES = 2;
+export const MAX_SPARES = 4;
+
 export async function runService(o: ServiceOptions, ctx: CliContext): Promise<number> {
   const log = ctx.log.module("service");
+  const spares = o.spares ?? DEFAULT_SPARES;
+  if (!Number.isInteger(spares) || spares < 1 || spares > MAX_SPARES) {
+    log.error(`--spare-workers ${o.spares}: a number of workers from 1 to ${MAX_SPARES}`);
+    return 1;
+  }
   const inherited = inheritedListenFd();
   let listenFd: number;
   if (inherited !== undefined) {
@@ -87,7 +103,7 @@ export async function runService(o: ServiceOptions, ctx: CliContext): Promise<nu
     }
   }
   if (o.pidfile !== undefined) writeFileSync(o.pidfile, `${process.pid}`);
-  return await acceptLoop(listenFd, statusFdOf(o), o.logFile, ctx);
+  return await acceptLoop(listenFd, statusFdOf(o), o.logFile, spares, ctx);
 }
 
 /**
@@ -123,8 +139,11 @@ export function canRaisePriority(): boolean {
     return false;
   }
 }
-/** How often the service looks for a client waiting while its spare is not ready. */
+/** How often the service looks for a client waiting while no spare is ready. */
 const BOOST_POLL_MS = 20;
+
+/** What a worker writes on its pipe (REPORT_FD), and the service on it to a spare. */
+export const REPORT = { ready: "ready\n", accepted: "accepted\n", hurry: "hurry\n" } as const;
 
 /** Every thread of `pid` at nice `nice` (each thread has its own). */
 export function renice(pid: number, nice: number, warn?: (msg: string) => void): void {
@@ -149,10 +168,19 @@ export const SERVICE_PID_ENV = "TSCRIU_SERVICE_PID";
 /** How long a stopping service waits for its spare to clean up before it kills it. */
 const SPARE_STOP_MS = 5000;
 
-async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, ctx: CliContext): Promise<number> {
+/** A worker started ahead that has not taken a client yet. */
+interface Spare {
+  child: ChildProcess;
+  /** blocked in accept: its warm-up is done (or was cut short) */
+  ready: boolean;
+  /** told to end its warm-up, a client waiting */
+  hurried: boolean;
+}
+
+async function acceptLoop(listenFd: number, statusFd: number | undefined, logFile: string | undefined, count: number, ctx: CliContext): Promise<number> {
   const log = ctx.log.module("service");
   const w = workerCommand();
-  let spare: ChildProcess | undefined;
+  const spares = new Set<Spare>();
   let stopping = false;
   let quickFailures = 0;
   const env = childEnv({ TSCRIU_RPC_LEVEL: String(ctx.log.level), [SERVICE_PID_ENV]: String(process.pid) });
@@ -161,75 +189,98 @@ async function acceptLoop(listenFd: number, statusFd: number | undefined, logFil
   const niced = normal < SPARE_NICE && canRaisePriority();
   if (niced) env[SPARE_NICE_BACK_ENV] = String(normal);
   if (logFile !== undefined) env["TSCRIU_RPC_LOG"] = logFile;
+
+  // While a spare boots or warms up, a client that waits with no spare ready hurries the
+  // one started first: back to the service's priority (on a busy machine the lowest one
+  // would make that wait long), and told to end its warm-up after the step under way. A
+  // ready spare takes a client at once, so a connection pending beside one is no wait.
+  let watch: NodeJS.Timeout | undefined;
+  const watchWaiting = (): void => {
+    if (watch !== undefined || [...spares].every((s) => s.ready)) return;
+    watch = setInterval(() => {
+      const list = [...spares];
+      if (list.every((s) => s.ready)) {
+        clearInterval(watch);
+        watch = undefined;
+        return;
+      }
+      if (list.some((s) => s.ready) || bridge().pollNow(listenFd, POLL.IN) === 0) return;
+      const s = list.find((x) => !x.hurried);
+      if (!s) return;
+      s.hurried = true;
+      log.debug(`a client waits and no spare is ready: spare ${s.child.pid} ends its warm-up${niced ? ", back at the service's priority" : ""}`);
+      if (niced && s.child.pid !== undefined) renice(s.child.pid, normal);
+      const pipe = s.child.stdio[REPORT_FD] as Duplex;
+      pipe.write(REPORT.hurry);
+    }, BOOST_POLL_MS);
+  };
+
+  // Spares up to `count`, one booting at a time (Node, the modules, the warm-up: a CPU's
+  // worth for a while): the next starts once the others are ready.
+  const fill = (): void => {
+    if (!stopping && spares.size < count && [...spares].every((s) => s.ready)) start();
+  };
+
   const start = (): void => {
-    if (stopping) return;
     const t0 = Date.now();
     const child = spawn(process.execPath, [...w.execArgv, w.file], { stdio: ["ignore", "ignore", "inherit", listenFd, "pipe"], env });
-    spare = child;
-    let boost: NodeJS.Timeout | undefined;
-    if (niced && child.pid !== undefined) {
-      const pid = child.pid;
-      // (the threads it makes from now on inherit it; gone already, its exit says so)
-      renice(pid, SPARE_NICE);
-      // A client that comes while the spare boots or warms up waits for it: on a busy
-      // machine the lowest priority would make that wait long.
-      boost = setInterval(() => {
-        if (bridge().pollNow(listenFd, POLL.IN) === 0) return;
-        clearInterval(boost);
-        log.debug(`a client waits for the spare ${pid}: back to the service's priority`);
-        renice(pid, normal);
-      }, BOOST_POLL_MS);
-    }
+    const s: Spare = { child, ready: false, hurried: false };
+    spares.add(s);
+    // (the threads it makes from now on inherit it; gone already, its exit says so)
+    if (niced && child.pid !== undefined) renice(child.pid, SPARE_NICE);
+    watchWaiting();
     let accepted = false;
-    let next: NodeJS.Timeout | undefined;
-    const startNext = (): void => {
-      if (next === undefined) return;
-      clearTimeout(next);
-      next = undefined;
-      start();
-    };
-    (child.stdio[REPORT_FD] as NodeJS.ReadableStream).on("data", () => {
-      if (accepted) return;
+    let said = "";
+    const pipe = child.stdio[REPORT_FD] as Duplex;
+    pipe.on("error", () => undefined); // a hurry written as it exits: its exit says the rest
+    pipe.on("data", (d: Buffer) => {
+      said += d.toString("latin1");
+      if (!s.ready && said.includes(REPORT.ready)) {
+        s.ready = true;
+        log.debug(`spare ${child.pid} is ready`);
+        fill();
+      }
+      if (accepted || !said.includes(REPORT.accepted)) return;
       accepted = true;
-      clearInterval(boost);
+      spares.delete(s);
       quickFailures = 0;
       log.info(`worker ${child.pid} took a connection`);
-      // The next spare boots (Node, the modules, the warm-up: a CPU's worth for a while)
-      // once this worker is done, or NEXT_SPARE_MS after it took its client, or at once at
-      // the lowest priority: not on the CPUs that client's request runs on.
-      if (spare === child) {
-        // a worker now: a stop leaves it to serve its client
-        spare = undefined;
-        next = setTimeout(startNext, niced ? 0 : NEXT_SPARE_MS);
-      }
+      // The next spare starts at once at the lowest priority (not on the CPUs this
+      // client's request runs on), else once this worker is done or NEXT_SPARE_MS after
+      // it took its client.
+      setTimeout(fill, niced ? 0 : NEXT_SPARE_MS);
+      watchWaiting();
     });
     child.on("exit", (code, signal) => {
-      clearInterval(boost);
       log.info(`worker ${child.pid} exited with ${code ?? `signal ${signal}`}`);
-      startNext();
-      if (accepted || stopping) return;
-      // the spare died before taking a connection: start another, slowly if it keeps failing
+      if (accepted || stopping) return fill();
+      spares.delete(s);
+      // a spare died before taking a connection: another, slowly if they keep failing
       quickFailures = Date.now() - t0 < 1000 ? quickFailures + 1 : 0;
       log.error(`the spare worker ${child.pid} exited before any connection (${code ?? `signal ${signal}`})`);
-      setTimeout(start, quickFailures > 2 ? 1000 : 0);
+      setTimeout(fill, quickFailures > 2 ? 1000 : 0);
     });
   };
-  start();
+  fill();
   signalReady(statusFd);
   return await new Promise<number>((done) => {
-    // The spare is asked to stop: one warming up ends its step and removes what it made
+    // The spares are asked to stop: one warming up ends its step and removes what it made
     // (its throwaway task, restored or not, and their images: a SIGKILL left them behind);
-    // one waiting for a client ends at once. It is killed if it takes too long.
+    // one waiting for a client ends at once. One that takes too long is killed.
     const stop = (): void => {
       stopping = true;
-      const s = spare;
-      if (!s || s.exitCode !== null || s.signalCode !== null) return done(0);
-      const force = setTimeout(() => s.kill("SIGKILL"), SPARE_STOP_MS);
-      s.once("exit", () => {
-        clearTimeout(force);
-        done(0);
-      });
-      s.kill("SIGTERM");
+      clearInterval(watch);
+      const left = [...spares].map((s) => s.child).filter((c) => c.exitCode === null && c.signalCode === null);
+      if (left.length === 0) return done(0);
+      let running = left.length;
+      for (const c of left) {
+        const force = setTimeout(() => c.kill("SIGKILL"), SPARE_STOP_MS);
+        c.once("exit", () => {
+          clearTimeout(force);
+          if (--running === 0) done(0);
+        });
+        c.kill("SIGTERM");
+      }
     };
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);

@@ -1,6 +1,7 @@
-// A worker of `tscriu service` (service.ts): loads what requests need, blocks in accept(2)
-// on the listening socket (fd 3), says so on its pipe (fd 4) so the service starts the next
-// one, checks its client (peer.ts) and serves it (server.ts), then exits.
+// A worker of `tscriu service` (service.ts): loads what requests need and warms its code up,
+// says on its pipe (fd 4) that it is ready and blocks in accept(2) on the listening socket
+// (fd 3), says that it took a connection (the service starts the next spare), checks its
+// client (peer.ts) and serves it (server.ts), then exits.
 
 import { closeSync, writeSync } from "node:fs";
 import { constants } from "node:os";
@@ -8,7 +9,7 @@ import { POLL } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import { fileSink, Logger, type LogLevel, stderrSink } from "../log.js";
 import { type Peer, PeerCheck, peerOf } from "./peer.js";
-import { LISTEN_FD, renice, REPORT_FD, SERVICE_PID_ENV, SPARE_NICE_BACK_ENV } from "./service.js";
+import { LISTEN_FD, renice, REPORT, REPORT_FD, SERVICE_PID_ENV, SPARE_NICE_BACK_ENV } from "./service.js";
 import { serve } from "./server.js";
 import { RpcChannel } from "./channel.js";
 import { warmUp } from "./warmup.js";
@@ -28,22 +29,34 @@ await Promise.all([import("../dump/dump.js"), import("../restore/restore.js"), i
 
 const logFile = process.env["TSCRIU_RPC_LOG"];
 const log = new Logger(Math.max(0, Math.min(4, Number(process.env["TSCRIU_RPC_LEVEL"] ?? 2))) as LogLevel, logFile !== undefined ? fileSink(logFile) : stderrSink());
-// and run a few times, so that the first request does not run cold code; a client that
-// connects meanwhile ends the warm-up. The service stops its spare with SIGTERM: during
-// the warm-up that ends the step under way, which removes what it made; past it, the
-// default action ends the spare at once.
+// and run a few times, so that the first request does not run cold code; the service ends
+// the warm-up when a client waits and no other spare is ready (a line on the pipe, never
+// read: it stays readable). The service stops its spares with SIGTERM: during the warm-up
+// that ends the step under way, which removes what it made; past it, the default action
+// ends the spare at once.
 let stopped = false;
 const onStop = (): void => void (stopped = true);
 process.on("SIGTERM", onStop);
-await warmUp(log.module("service"), () => stopped || bridge().pollNow(LISTEN_FD, POLL.IN) !== 0);
+await warmUp(log.module("service"), () => stopped || bridge().pollNow(REPORT_FD, POLL.IN) !== 0);
 process.off("SIGTERM", onStop);
 if (stopped) process.exit(0);
-const conn = bridge().accept(LISTEN_FD);
+writeSync(REPORT_FD, REPORT.ready);
+// The other spares wait in accept too: one takes the connection, and where the listening
+// socket is non-blocking (one inherited) the others find none and wait again.
+let conn: number;
+for (;;) {
+  try {
+    conn = bridge().accept(LISTEN_FD);
+    break;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+  }
+}
 // A worker serves its client to the end, whatever becomes of the service.
 if (service !== undefined) bridge().parentDeathSignal(0);
 // The spare's low priority (service.ts) ends: each thread has its own.
 if (niceBack !== undefined) renice(process.pid, Number(niceBack), (msg) => log.module("service").warn(msg));
-writeSync(REPORT_FD, "accepted\n");
+writeSync(REPORT_FD, REPORT.accepted);
 closeSync(REPORT_FD);
 closeSync(LISTEN_FD);
 
