@@ -253,10 +253,15 @@ function logged(log: string, re: RegExp): string[] {
 test("--spare-workers 2: a client's second request right after its first meets a second spare, ready and warmed up", async (t) => {
   const log = join(tempDir(t), "service.log");
   const s = await startService(t, ["-v4", "-o", log, "--spare-workers", "2"]);
-  const ready = await waitFor("two spares ready", () => {
-    const r = logged(log, /spare (\d+) is ready$/);
-    return r.length === 2 && r;
-  });
+  // (each warms up at nice 19, one after the other: slow on a busy machine)
+  const ready = await waitFor(
+    "two spares ready",
+    () => {
+      const r = logged(log, /spare (\d+) is ready$/);
+      return r.length === 2 && r;
+    },
+    90_000,
+  );
   const packet = encodeMessage(criu_req, { type: "VERSION" });
   t.like(rawRequest(s.sock, packet), { success: true });
   t.like(rawRequest(s.sock, packet), { success: true });
@@ -268,7 +273,7 @@ test("--spare-workers 2: a client's second request right after its first meets a
   t.deepEqual(logged(log, /spare (\d+) ends its warm-up/), [], "no spare was hurried");
   t.true(logged(log, /warm-up: (\d+) rounds/).filter((n) => n === "6").length >= 2, "both spares warmed up all their rounds");
   // the third spare starts once a spare has taken its client
-  await waitFor("a third spare ready", () => logged(log, /spare (\d+) is ready$/).length === 3);
+  await waitFor("a third spare ready", () => logged(log, /spare (\d+) is ready$/).length === 3, 90_000);
 });
 
 // serial: as the test above, it must come while the spare warms up
