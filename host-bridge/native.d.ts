@@ -403,6 +403,14 @@ export interface NativeBridge {
    * before this returns. Rejects naming the path (EFBIG past 256 MiB).
    */
   readWholeAsync(path: string): Promise<Buffer>;
+  /**
+   * New files written on libuv's thread pool, one after another: file i is made at the
+   * i-th of the NUL-terminated `paths` (O_EXCL, mode 0600) and written with the next
+   * `lens[i]` bytes of `data` (all copied before this returns). Resolves to the count
+   * written; rejects at the first failure naming the syscall and the file, with `index`
+   * the count written whole before it (the failed file is not left behind).
+   */
+  writeNewFiles(paths: Uint8Array, data: Uint8Array, lens: BigUint64Array): Promise<number>;
   /** syncfs(2): writes out the file system `fd` is on. */
   syncfs(fd: number): void;
 

@@ -161,6 +161,11 @@ function existsError(path: string): ImageError {
   return new ImageError("refusing to overwrite an existing image", { file: path });
 }
 
+/** A new image's failure as its writer reports it: refused over an existing file, or the step that failed. */
+export function newImageError(e: unknown, path: string, step: "create" | "write"): ImageError {
+  return step === "create" ? createError(e, path) : ioError(e, path, "cannot write image");
+}
+
 /** Writes a whole image: a new file (an existing one is refused), or a replacement when asked (temp file + rename). */
 export async function writeImage(path: string, img: { type: ImageType; entries: readonly ImageEntry[] }, opts: WriteOptions = {}): Promise<void> {
   const w = new ImageWriter(img.type);

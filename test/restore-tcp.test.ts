@@ -7,7 +7,8 @@
 // A failed dump leaves the connections working and the lock removed; -R too. Without a
 // lock that works here, the dump is refused; --tcp-close (connections restored closed:
 // EOF, POLLHUP, EPIPE, as criu leaves them); hostile tcp-stream images.
-import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
@@ -254,6 +255,23 @@ test.serial("a failed dump (fault after the lock) leaves the connection working 
   t.deepEqual(locksOf(port), [], "-R: unlocked");
   await ask(c, "after dump -R\n");
   t.true(existsSync(join(dir, readdirSync(dir).find((f) => f.startsWith("tcp-stream-"))!)));
+  t.is(c.ended(), undefined);
+});
+
+test.serial("a connection's stream image that cannot be made (an immutable images dir) fails the dump naming it; the connection works on, unlocked", async (t) => {
+  const { w, c } = await echoServer(t);
+  const port = Number(w.info["p3"]);
+  const dir = join(tempDir(t), "img");
+  mkdirSync(dir);
+  // root creates files anywhere but in an immutable directory (chattr is e2fsprogs')
+  const attr = (flag: string): void => void execFileSync("chattr", [flag, dir]);
+  attr("+i");
+  t.teardown(() => attr("-i"));
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: dir, ...LOCK }));
+  t.regex(err?.message ?? "", new RegExp(`${dir}/tcp-stream-[0-9a-f]+\\.img: cannot create image: EPERM`));
+  t.deepEqual(locksOf(port), [], "no lock left behind");
+  t.is(status(w.pid).get("TracerPid"), "0");
+  await ask(c, "after the failed dump\n");
   t.is(c.ended(), undefined);
 });
 

@@ -432,6 +432,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       netLock,
       log,
       frozenAt,
+      writeSoon: (img) => images.writeSoon(img.name, img.type, img.entries),
     });
     const ids = new SharedIds();
     const procs: Collected[] = [];
@@ -560,6 +561,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       memProcs.push({ pid: p, vmas });
     }
     if (!preDump) settleFds(fdState);
+    // the images the fds' kinds wrote meanwhile (connections' streams) are on the disk, or
+    // their failure fails the dump here, naming its file
+    await images.flushSoon();
 
     enter("memory");
     const memStart = process.hrtime.bigint();
@@ -779,6 +783,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     const err = asDumpError(step, pid, e);
     lazyServer?.close();
+    // images being written on the thread pool done before anything is removed
+    await images.flushSoon().catch(() => undefined);
     // protections still under way finished (then removed below with the others)
     for (const p of protecting.values()) {
       const s = await p.catch(() => undefined);

@@ -5,10 +5,17 @@ import { closeSync, openSync, readFileSync, readlinkSync, readSync } from "node:
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { imageTypeByName, type ImageEntry } from "../../images/codec.js";
-import { ImageWriter } from "../../images/io.js";
+import { ImageWriter, newImageError } from "../../images/io.js";
 import type { Faults } from "./faults.js";
 import { nsInode } from "./proc.js";
 import { bridge } from "../../host-bridge/load.js";
+
+/**
+ * Images of writeSoon handed to the thread pool together: a batch is a job of its own,
+ * started as soon as it is full (the main thread, busy with the next connections, does not
+ * come back to the event loop to start the next), several running at once.
+ */
+const SOON_BATCH = 32;
 
 /** The number of image files from which a dump syncs their file system rather than each file. */
 const SYNCFS_FROM = 64;
@@ -33,6 +40,12 @@ function dirtyBytes(): number {
 
 export class ImageSet {
   readonly written: string[] = [];
+  /** images of writeSoon not handed to the thread pool yet */
+  private queued: { path: string; bytes: Uint8Array }[] = [];
+  /** the batches of them being written on the thread pool */
+  private readonly writing = new Set<Promise<void>>();
+  /** the first failure of a batch, thrown by flushSoon */
+  private soonFailed: Error | undefined;
 
   constructor(
     readonly dir: string,
@@ -67,6 +80,54 @@ export class ImageSet {
         }
       }),
     );
+  }
+
+  /**
+   * An image written on the thread pool while the dump goes on (a connection's tcp-stream
+   * image, met one after another while the tasks are frozen: a thousand creates are
+   * 30-300 ms here, which the main thread spends on the next connections meanwhile).
+   * Encoded now, written in batches, each file new (an existing one is an error);
+   * flushSoon waits for them all and throws the first failure, and so does a writeSoon
+   * after it is known (nothing more is written).
+   */
+  writeSoon(name: string, type: string, entries: readonly ImageEntry[]): void {
+    const t = imageTypeByName(type);
+    if (!t) throw new Error(`no image type ${type}`);
+    this.faults.write(false);
+    if (this.soonFailed) throw this.soonFailed;
+    const w = new ImageWriter(t);
+    for (const e of entries) w.add(e);
+    this.queued.push({ path: join(this.dir, name), bytes: w.bytes() });
+    if (this.queued.length >= SOON_BATCH) this.startBatch();
+  }
+
+  private startBatch(): void {
+    const batch = this.queued.splice(0);
+    if (batch.length === 0) return;
+    const paths = Buffer.from(batch.map((b) => `${b.path}\0`).join(""));
+    const data = Buffer.concat(batch.map((b) => b.bytes));
+    const lens = BigUint64Array.from(batch, (b) => BigInt(b.bytes.length));
+    const job: Promise<void> = bridge()
+      .writeNewFiles(paths, data, lens)
+      .then(
+        () => void this.written.push(...batch.map((b) => b.path)),
+        (e: unknown) => {
+          const err = e as NodeJS.ErrnoException & { index?: number };
+          const done = err.index ?? 0;
+          this.written.push(...batch.slice(0, done).map((b) => b.path));
+          this.soonFailed ??= newImageError(err, batch[done]?.path ?? this.dir, err.syscall === "open" ? "create" : "write");
+        },
+      )
+      .finally(() => void this.writing.delete(job));
+    this.writing.add(job);
+  }
+
+  /** Every image of writeSoon written (or failed): throws the first failure. */
+  async flushSoon(): Promise<void> {
+    if (!this.soonFailed) this.startBatch();
+    else this.queued.length = 0;
+    await Promise.all(this.writing);
+    if (this.soonFailed) throw this.soonFailed;
   }
 
   /** writes one image file; an existing file is an error (only stats-dump is replaced, as criu does) */

@@ -49,7 +49,6 @@ export class InetDumper implements FdDumper {
   private readonly tables = new Map<string, DiagTable>();
   /** tscriu's copies of the connections it put in repair mode, and their SO_REUSEADDR */
   private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
-  private readonly streams: ExtraImage[] = [];
   /** the connections locked so far, by inode */
   private readonly lockedInos = new Set<number>();
   /** lockTree ran */
@@ -243,7 +242,7 @@ export class InetDumper implements FdDumper {
       throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${(e as Error).message}`, { cause: e });
     }
     this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
-    this.streams.push({ name: `tcp-stream-${ino.toString(16)}.img`, type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+    this.ctx.writeSoon({ name: `tcp-stream-${ino.toString(16)}.img`, type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
   }
 
   /**
@@ -275,7 +274,7 @@ export class InetDumper implements FdDumper {
   }
 
   images(): ExtraImage[] {
-    return this.streams;
+    return []; // the connections' streams are written as they are read (writeSoon)
   }
 
   release(outcome: "resume" | "kill" | "stop"): void {

@@ -78,6 +78,12 @@ export interface DumpContext {
    * fds: they stay open until the dump is over.
    */
   inFlight(fds: readonly number[], holder: number): number[];
+  /**
+   * Writes an image of the kind's now, on the thread pool beside the rest of the dump (a
+   * connection's tcp-stream image: one per connection); the dump waits for it before its
+   * images are complete, and fails with its failure.
+   */
+  writeSoon(img: ExtraImage): void;
 }
 
 /** An image a kind writes besides its files.img entries (pipe data, tty info). */
