@@ -8,7 +8,7 @@ import { fstatSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
-import { readImage, readOptionalImage } from "../../images/io.js";
+import { readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "../restore/errors.js";
 import type { FileSet } from "../restore/fileset.js";
@@ -88,7 +88,7 @@ export class FdPlanner {
   /** tscriu's fd of each description made so far, by files.img id, for the whole restore */
   private readonly opened = new Map<number, number>();
 
-  private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: FileEntry[]) {
+  private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: readonly FileEntry[]) {
     const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
     const byId = new Map<number, FileEntry[]>();
     for (const x of all) {
@@ -120,8 +120,8 @@ export class FdPlanner {
     this.inherit = opts.inheritFds.map(parseInheritFd);
   }
 
-  static async create(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog): Promise<FdPlanner> {
-    const all = (await readImage(join(dir, "files.img"))).entries as FileEntry[];
+  /** `all`: files.img's entries, as the restore read them (the image is read and decoded once). */
+  static create(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: readonly FileEntry[]): FdPlanner {
     return new FdPlanner(dir, files, shm, opts, log, all);
   }
 

@@ -10,7 +10,7 @@ import { STOP_SIGNALS } from "../../host-bridge/constants.js";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { lockMethodOf, NetworkLock } from "../net/lock.js";
 import { join, resolve } from "node:path";
-import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
+import { openImageDir, taskId, type CoreEntry, type FdinfoEntry, type FileEntry, type FsEntry, type IdsEntry, type ImageDir, type MmEntry, type PstreeEntry } from "../../images/dir.js";
 import { readImage, readOptionalImage } from "../../images/io.js";
 import type { ModuleLog } from "../log.js";
 import { cpuinfoCheck } from "../cpuinfo/cpuinfo.js";
@@ -222,7 +222,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true, opts.fileValidation);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
-  const fdPlanner = await FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log);
+  const fdPlanner = FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log, (await images.image("files.img")).entries as FileEntry[]);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
   const idsOf = new Map<number, IdsEntry>();
