@@ -411,6 +411,13 @@ export interface NativeBridge {
    * the count written whole before it (the failed file is not left behind).
    */
   writeNewFiles(paths: Uint8Array, data: Uint8Array, lens: BigUint64Array): Promise<number>;
+  /**
+   * Small files read whole on libuv's thread pool, one after another: each of the
+   * NUL-terminated `paths`. Resolves to their bytes one after another and each one's
+   * length, or -errno (-EFBIG: a file past `each` bytes, or past `total` for them all, is
+   * not read: the caller reads it itself). Rejects only when it runs out of memory.
+   */
+  readFilesAsync(paths: Uint8Array, each: number, total: number): Promise<{ data: Buffer; lens: BigInt64Array }>;
   /** syncfs(2): writes out the file system `fd` is on. */
   syncfs(fd: number): void;
 

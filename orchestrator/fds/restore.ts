@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { bridge } from "../../host-bridge/load.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
 import { readOptionalImage } from "../../images/io.js";
+import { decodeImage } from "../../images/codec.js";
+import type { ReadAhead } from "../restore/read-ahead.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "../restore/errors.js";
 import type { FileSet } from "../restore/fileset.js";
@@ -38,10 +40,19 @@ export interface FdPlan {
   passed: number[];
 }
 
+/** An optional image's entries: read ahead, or read now (undefined: not in the images). */
+async function readOptional(dir: string, name: string, ahead: ReadAhead | undefined): Promise<Record<string, unknown>[] | undefined> {
+  const path = join(dir, name);
+  const bytes = await ahead?.take(name);
+  return bytes ? decodeImage(bytes, path).entries : (await readOptionalImage(path))?.entries;
+}
+
 export interface FdOptions {
   shellJob: boolean;
   /** --tcp-established, --tcp-close */
   tcp?: { established: boolean; close: boolean };
+  /** images read ahead (the connections' streams), taken by `optional` */
+  readAhead?: ReadAhead | undefined;
   /** --ext-unix-sk: unix sockets connected to a named socket outside the tree connect to it again */
   extUnixSk?: boolean;
   /** --inherit-fd fd[N]:resource */
@@ -113,7 +124,7 @@ export class FdPlanner {
       openFile: (id) => this.openInFlight(id),
       optional: (name) => {
         let p = optional.get(name);
-        if (!p) optional.set(name, (p = readOptionalImage(join(dir, name)).then((img) => img?.entries)));
+        if (!p) optional.set(name, (p = readOptional(dir, name, opts.readAhead)));
         return p;
       },
     };

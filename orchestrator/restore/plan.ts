@@ -18,6 +18,7 @@ import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
 import type { FileValidation } from "../fds/file-validation.js";
 import { FdPlanner, type FdPlan } from "../fds/restore.js";
+import { ReadAhead } from "./read-ahead.js";
 import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
@@ -176,6 +177,8 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   if (inv.fdinfo_per_id !== true) throw fail("images with per-task fdinfo files (fdinfo_per_id off) are not supported", "inventory.img");
   const lockMethod = lockMethodOf(inv.network_lock_method);
   if (!lockMethod) throw fail(`the network lock method ${String(inv.network_lock_method)} is none of criu's (0 iptables, 1 nftables, 2 skip)`, "inventory.img");
+  // the connections' streams read on the thread pool while the rest is planned
+  const readAhead = opts.tcpEstablished === true ? ReadAhead.start(dir, readdirSync(dir), (n) => /^tcp-stream-[0-9a-f]+\.img$/.test(n)) : undefined;
   const tasks = await images.tasks();
   if (tasks.length === 0) throw fail("the images hold no process", "pstree.img");
   const rootPid = tasks[0]!.pid;
@@ -222,7 +225,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const files = await FileSet.load(dir, filesById, opts.root, rootPid, opts.skipFileRwxCheck === true, opts.fileValidation);
   const shm = await ShmTable.load(dir, filesById, rootPid);
   const clocks = await timens(dir, fail);
-  const fdPlanner = FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log, (await images.image("files.img")).entries as FileEntry[]);
+  const fdPlanner = FdPlanner.create(dir, files, shm, { shellJob: opts.shellJob === true, tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true }, readAhead, extUnixSk: opts.extUnixSk === true, inheritFds: opts.inheritFds ?? [], clocks, pids: tasks.map((t) => t.pid), threads: new Map(tasks.flatMap((t) => (dead.has(t.pid) ? [] : (t.entry.threads ?? []).slice(1).map((tid) => [Number(tid), t.pid] as const)))) }, log, (await images.image("files.img")).entries as FileEntry[]);
   const order: TreeNode[] = [];
   const filesOwners = new Map<number, ProcPlan>();
   const idsOf = new Map<number, IdsEntry>();
