@@ -212,26 +212,76 @@ static napi_value read_whole_async(napi_env env, napi_callback_info info)
 	return promise;
 }
 
-/* New files written on the thread pool, one after another: a dump of a server writes
- * a tcp-stream image per connection, and a thousand creates (0.03-0.3 ms each on an
- * ext4 without a journal, by how many inodes were freed in the last minute) cost the
- * main thread nothing so. Each is made with O_EXCL (an existing file is an error) and
- * written whole; the first that fails stops the job, and is removed again if it was
- * made. */
-struct new_files_job {
+/* Many small files read or written on the thread pool, one after another, while the main
+ * thread goes on (readFilesAsync, writeNewFiles): a dump of a server writes a tcp-stream
+ * image per connection and its restore reads them (a thousand creates are 0.03-0.3 ms
+ * each on an ext4 without a journal, by how many inodes were freed in the last minute; a
+ * thousand opens, reads and closes ~35 us each here). */
+struct files_job {
 	napi_async_work work;
 	napi_deferred deferred;
 	char *paths; /* NUL-terminated, one after another */
-	uint8_t *data;
-	uint64_t *lens;
 	size_t n;
-	size_t done; /* files written whole */
-	int err;
-	const char *what;
-	const char *path; /* the file that failed */
+	int64_t *lens; /* write: the bytes of each; read: the bytes read, or -errno */
+	uint8_t *data; /* the files' bytes one after another */
+	size_t len, cap;
+	uint64_t each, total; /* read: most bytes of one file, of them all */
+	size_t done;	      /* write: files written whole */
+	int err;	      /* write: the failure; read: the job's own (memory) */
+	const char *what;     /* the syscall that failed */
+	const char *path;     /* the file that failed */
 };
 
-static int write_new_file(struct new_files_job *j, const char *path, const uint8_t *data, uint64_t len)
+static void files_job_free(struct files_job *j)
+{
+	free(j->paths);
+	free(j->lens);
+	free(j->data);
+	free(j);
+}
+
+/* A job for the NUL-terminated paths of Buffer `v` (copied), with room for a length of
+ * each; NULL after throwing. */
+static struct files_job *files_job_new(napi_env env, napi_value v, const char *fn)
+{
+	uint8_t *paths;
+	size_t len;
+	if (!bridge_arg_bytes(env, v, &paths, &len, fn, "paths must be NUL-terminated paths in a Buffer"))
+		return NULL;
+	if (len && paths[len - 1] != 0) {
+		bridge_throw_arg(env, fn, "paths must end with a NUL");
+		return NULL;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += paths[i] == 0;
+	struct files_job *j = calloc(1, sizeof(*j));
+	if (j) {
+		j->paths = malloc(len ? len : 1);
+		j->lens = calloc(n ? n : 1, sizeof(int64_t));
+	}
+	if (!j || !j->paths || !j->lens) {
+		if (j)
+			files_job_free(j);
+		bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
+		return NULL;
+	}
+	memcpy(j->paths, paths, len);
+	j->n = n;
+	return j;
+}
+
+static napi_value files_job_queue(napi_env env, const char *fn, napi_async_execute_callback run,
+				  napi_async_complete_callback done, struct files_job *j)
+{
+	napi_value promise = bridge_queue_job(env, fn, run, done, j, &j->work, &j->deferred);
+	if (!promise)
+		files_job_free(j);
+	return promise;
+}
+
+/* Makes `path` new (O_EXCL) and writes `len` bytes into it; an errno, the file removed. */
+static int write_new_file(struct files_job *j, const char *path, const uint8_t *data, uint64_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
@@ -263,11 +313,11 @@ static int write_new_file(struct new_files_job *j, const char *path, const uint8
 static void new_files_run(napi_env env, void *arg)
 {
 	(void)env;
-	struct new_files_job *j = arg;
+	struct files_job *j = arg;
 	const char *path = j->paths;
 	const uint8_t *data = j->data;
 	for (; j->done < j->n; j->done++) {
-		j->err = write_new_file(j, path, data, j->lens[j->done]);
+		j->err = write_new_file(j, path, data, (uint64_t)j->lens[j->done]);
 		if (j->err) {
 			j->path = path;
 			return;
@@ -279,7 +329,7 @@ static void new_files_run(napi_env env, void *arg)
 
 static void new_files_done(napi_env env, napi_status status, void *arg)
 {
-	struct new_files_job *j = arg;
+	struct files_job *j = arg;
 	if (status == napi_cancelled && !j->err)
 		j->err = ECANCELED, j->what = "open", j->path = j->paths;
 	if (j->err) {
@@ -293,84 +343,50 @@ static void new_files_done(napi_env env, napi_status status, void *arg)
 			napi_resolve_deferred(env, j->deferred, v);
 	}
 	napi_delete_async_work(env, j->work);
-	free(j->paths);
-	free(j->data);
-	free(j->lens);
-	free(j);
+	files_job_free(j);
 }
 
 /* writeNewFiles(paths, data, lens): on the thread pool, file i made at the i-th of the
  * NUL-terminated paths (O_EXCL, 0600) and written with the next lens[i] bytes of data;
  * resolves to the count written. A failure rejects naming the syscall and the file, its
- * `index` the count written whole before it (that file itself is not left behind). */
+ * `index` the count written whole before it (that file itself is not left behind). The
+ * first that fails stops the job. */
 static napi_value write_new_files(napi_env env, napi_callback_info info)
 {
 	const char *fn = "writeNewFiles";
 	napi_value argv[3];
-	uint8_t *paths, *data;
-	size_t paths_len, data_len, n;
+	uint8_t *data;
+	size_t data_len, n;
 	uint64_t *lens;
 	if (!bridge_get_args(env, info, 3, argv, fn) ||
-	    !bridge_arg_bytes(env, argv[0], &paths, &paths_len, fn, "paths must be NUL-terminated paths in a Buffer") ||
 	    !bridge_arg_bytes(env, argv[1], &data, &data_len, fn, "data must be a Buffer") ||
 	    !bridge_arg_u64s(env, argv[2], &lens, &n, 1, fn, "lens must be a BigUint64Array"))
 		return NULL;
-	size_t names = 0;
-	for (size_t i = 0; i < paths_len; i++)
-		names += paths[i] == 0;
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += lens[i] > data_len ? (uint64_t)data_len + 1 : lens[i];
-	if (names != n || (paths_len && paths[paths_len - 1] != 0))
-		return bridge_throw_arg(env, fn, "paths must hold one NUL-terminated path per length");
 	if (total != data_len)
 		return bridge_throw_arg(env, fn, "the lengths must add up to the data's");
-	struct new_files_job *j = calloc(1, sizeof(*j));
-	if (j) {
-		j->paths = malloc(paths_len ? paths_len : 1);
-		j->data = malloc(data_len ? data_len : 1);
-		j->lens = malloc(n ? n * sizeof(uint64_t) : 1);
+	struct files_job *j = files_job_new(env, argv[0], fn);
+	if (!j)
+		return NULL;
+	if (j->n != n) {
+		files_job_free(j);
+		return bridge_throw_arg(env, fn, "paths must hold one NUL-terminated path per length");
 	}
-	if (!j || !j->paths || !j->data || !j->lens) {
-		if (j) {
-			free(j->paths);
-			free(j->data);
-			free(j->lens);
-		}
-		free(j);
+	j->data = malloc(data_len ? data_len : 1);
+	if (!j->data) {
+		files_job_free(j);
 		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
 	}
-	memcpy(j->paths, paths, paths_len);
 	memcpy(j->data, data, data_len);
 	memcpy(j->lens, lens, n * sizeof(uint64_t));
-	j->n = n;
-	napi_value promise = bridge_queue_job(env, fn, new_files_run, new_files_done, j, &j->work, &j->deferred);
-	if (!promise) {
-		free(j->paths);
-		free(j->data);
-		free(j->lens);
-		free(j);
-	}
-	return promise;
+	return files_job_queue(env, fn, new_files_run, new_files_done, j);
 }
 
-/* Small files read on the thread pool, one after another, while the main thread goes
- * on: a restore of a server reads a tcp-stream image per connection (a thousand opens,
- * reads and closes of ~35 us each here). A file past `each` bytes, or past `total` of
- * them all, is not read (its length says -EFBIG): the caller reads it itself. */
-struct read_files_job {
-	napi_async_work work;
-	napi_deferred deferred;
-	char *paths; /* NUL-terminated, one after another */
-	size_t n;
-	uint64_t each, total;
-	int64_t *lens; /* bytes of each, or -errno */
-	uint8_t *data;
-	size_t len, cap;
-	int err; /* the job's own failure (memory) */
-};
-
-static int64_t read_one(struct read_files_job *j, const char *path)
+/* Reads `path` whole after the bytes read so far; its length, or -errno (-EFBIG: past
+ * `each`, or past `total` with the others, not read). */
+static int64_t read_one(struct files_job *j, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -421,7 +437,7 @@ static int64_t read_one(struct read_files_job *j, const char *path)
 static void read_files_run(napi_env env, void *arg)
 {
 	(void)env;
-	struct read_files_job *j = arg;
+	struct files_job *j = arg;
 	const char *path = j->paths;
 	for (size_t i = 0; i < j->n && !j->err; i++) {
 		j->lens[i] = read_one(j, path);
@@ -431,80 +447,49 @@ static void read_files_run(napi_env env, void *arg)
 
 static void read_files_done(napi_env env, napi_status status, void *arg)
 {
-	struct read_files_job *j = arg;
+	struct files_job *j = arg;
+	napi_value out, data, lens, ab;
+	void *mem;
 	if (status == napi_cancelled && !j->err)
 		j->err = ECANCELED;
+	if (!j->err &&
+	    (napi_create_object(env, &out) != napi_ok ||
+	     napi_create_buffer_copy(env, j->len, j->len ? (const void *)j->data : "", NULL, &data) != napi_ok ||
+	     napi_create_arraybuffer(env, j->n * sizeof(int64_t), &mem, &ab) != napi_ok))
+		j->err = ENOMEM;
 	if (j->err) {
 		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, "readFilesAsync", j->err, 0, NULL));
 	} else {
-		napi_value out, data, lens, ab;
-		void *mem;
-		if (napi_create_object(env, &out) != napi_ok ||
-		    napi_create_buffer_copy(env, j->len, j->len ? (const void *)j->data : "", NULL, &data) != napi_ok ||
-		    napi_create_arraybuffer(env, j->n * sizeof(int64_t), &mem, &ab) != napi_ok) {
-			napi_reject_deferred(env, j->deferred,
-					     bridge_errno_error(env, "readFilesAsync", ENOMEM, 0, NULL));
-		} else {
-			if (j->n)
-				memcpy(mem, j->lens, j->n * sizeof(int64_t));
-			napi_create_typedarray(env, napi_bigint64_array, j->n, ab, 0, &lens);
-			napi_set_named_property(env, out, "data", data);
-			napi_set_named_property(env, out, "lens", lens);
-			napi_resolve_deferred(env, j->deferred, out);
-		}
+		if (j->n)
+			memcpy(mem, j->lens, j->n * sizeof(int64_t));
+		napi_create_typedarray(env, napi_bigint64_array, j->n, ab, 0, &lens);
+		napi_set_named_property(env, out, "data", data);
+		napi_set_named_property(env, out, "lens", lens);
+		napi_resolve_deferred(env, j->deferred, out);
 	}
 	napi_delete_async_work(env, j->work);
-	free(j->paths);
-	free(j->lens);
-	free(j->data);
-	free(j);
+	files_job_free(j);
 }
 
 /* readFilesAsync(paths, each, total): on the thread pool, each of the NUL-terminated
  * paths read whole, one after another; resolves to { data, lens }: the files' bytes one
  * after another, and each one's length or -errno (-EFBIG: past `each` bytes, or past
- * `total` for them all, not read). */
+ * `total` for them all, not read). Rejects only when it runs out of memory. */
 static napi_value read_files_async(napi_env env, napi_callback_info info)
 {
 	const char *fn = "readFilesAsync";
 	napi_value argv[3];
-	uint8_t *paths;
-	size_t paths_len;
 	uint64_t each, total;
 	if (!bridge_get_args(env, info, 3, argv, fn) ||
-	    !bridge_arg_bytes(env, argv[0], &paths, &paths_len, fn, "paths must be NUL-terminated paths in a Buffer") ||
 	    !bridge_arg_u64(env, argv[1], &each, fn, "each must be a non-negative integer") ||
 	    !bridge_arg_u64(env, argv[2], &total, fn, "total must be a non-negative integer"))
 		return NULL;
-	if (paths_len && paths[paths_len - 1] != 0)
-		return bridge_throw_arg(env, fn, "paths must end with a NUL");
-	size_t n = 0;
-	for (size_t i = 0; i < paths_len; i++)
-		n += paths[i] == 0;
-	struct read_files_job *j = calloc(1, sizeof(*j));
-	if (j) {
-		j->paths = malloc(paths_len ? paths_len : 1);
-		j->lens = calloc(n ? n : 1, sizeof(int64_t));
-	}
-	if (!j || !j->paths || !j->lens) {
-		if (j) {
-			free(j->paths);
-			free(j->lens);
-		}
-		free(j);
-		return bridge_throw_errno(env, "malloc", ENOMEM, 0, NULL);
-	}
-	memcpy(j->paths, paths, paths_len);
-	j->n = n;
+	struct files_job *j = files_job_new(env, argv[0], fn);
+	if (!j)
+		return NULL;
 	j->each = each;
 	j->total = total;
-	napi_value promise = bridge_queue_job(env, fn, read_files_run, read_files_done, j, &j->work, &j->deferred);
-	if (!promise) {
-		free(j->paths);
-		free(j->lens);
-		free(j);
-	}
-	return promise;
+	return files_job_queue(env, fn, read_files_run, read_files_done, j);
 }
 
 void bridge_init_files(napi_env env, napi_value exports)
