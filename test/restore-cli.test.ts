@@ -268,3 +268,18 @@ test("--inherit-fd fd[N]:pipe[ID]: a pipeline stage writes on into tscriu's pipe
   const nums = got.split("\n").filter((l) => /^\d+$/.test(l)).map(Number);
   t.true(nums.every((n, i) => i === 0 || n === nums[i - 1]! + 1), `counting on: ${nums.slice(0, 5).join(" ")}`);
 });
+
+test("restore -D of a missing directory, or of a file: named before any step, exit 1", (t) => {
+  const dir = tempDir(t);
+  const missing = join(dir, "none");
+  const file = join(dir, "file");
+  writeFileSync(file, "");
+  for (const [d, code] of [
+    [missing, "ENOENT"],
+    [file, "ENOTDIR"],
+  ] as const) {
+    const r = tscriu(["restore", "-D", d]);
+    t.is(r.code, 1, d);
+    t.is(r.stderr, `Error (restore): restore: plan failed: cannot open the images directory: ${code} (${d})\n`, d);
+  }
+});

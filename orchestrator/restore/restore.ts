@@ -6,7 +6,7 @@
 // again, removes what tscriu made on the way (recreated ghost files, the pidfile) and
 // names the step; the images are only read.
 
-import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { availableParallelism, constants as os } from "node:os";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
@@ -168,6 +168,14 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
 
   let plan: Plan;
   let cgroups: CgroupRestore | undefined;
+  // An images directory that is missing, or no directory, is said so before any step.
+  try {
+    if (!statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+  } catch (e) {
+    const err = new RestoreError("plan", 0, `cannot open the images directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
+    log.error(err.message);
+    throw err;
+  }
   // The cgroups before the plan: the plan opens the tasks' files, and a file or directory
   // inside a cgroup (an fd on a cgroup's directory) is there once the cgroup is made again.
   const rootPid = await new ImageDir(dir).pstree().then(
