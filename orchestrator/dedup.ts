@@ -28,7 +28,14 @@ export interface DedupStats {
 
 /** The chain: dir, then its parent, grandparent… (real paths). */
 export async function imageChain(dir: string): Promise<string[]> {
-  const chain = [await realpath(dir)];
+  let top: string;
+  try {
+    top = await realpath(dir);
+    if (!(await stat(top)).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+  } catch (e) {
+    throw new ImageError(`cannot open the images directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
+  }
+  const chain = [top];
   for (;;) {
     const last = chain[chain.length - 1]!;
     let parent: string;

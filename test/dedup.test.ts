@@ -170,3 +170,11 @@ test("dedup of a dump without a parent does nothing", async (t) => {
   t.is(s.bytes, 0);
   t.true(readFileSync(join(root, "d0/pages-10.img")).equals(before));
 });
+
+test("dedup of a missing images directory, or of a file: named, nothing done", async (t) => {
+  const dir = scratchDir("tscriu-dedup-");
+  const file = join(dir, "file");
+  writeFileSync(file, "");
+  await t.throwsAsync(dedup(join(dir, "none")), { message: `${join(dir, "none")}: cannot open the images directory: ENOENT` });
+  await t.throwsAsync(dedup(file), { message: `${file}: cannot open the images directory: ENOTDIR` });
+});
