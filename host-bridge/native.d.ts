@@ -413,7 +413,8 @@ export interface NativeBridge {
   writeNewFiles(paths: Uint8Array, data: Uint8Array, lens: BigUint64Array): Promise<number>;
   /**
    * Small files read whole on libuv's thread pool, one after another: each of the
-   * NUL-terminated `paths`. Resolves to their bytes one after another and each one's
+   * NUL-terminated `paths`, to its end (a /proc file's size says 0, and is not asked).
+   * Resolves to their bytes one after another and each one's
    * length, or -errno (-EFBIG: a file past `each` bytes, or past `total` for them all, is
    * not read: the caller reads it itself). Rejects only when it runs out of memory.
    */

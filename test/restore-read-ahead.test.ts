@@ -24,6 +24,10 @@ test("readFilesAsync: each file's bytes in order; a missing one, one past `each`
   // "a" (5) and "c" (6) fit in 15 bytes; "d" would make 16
   t.deepEqual([...lens], [5n, -ENOENT, 0n, -EFBIG, 6n, -EFBIG]);
   t.is(data.toString("latin1"), "alphagamma!");
+  // a /proc file says its size is 0: it is read to its end all the same
+  const proc = await bridge().readFilesAsync(nul(["/proc/self/status"]), 1 << 20, 1 << 20);
+  t.true(proc.lens[0]! > 0n);
+  t.regex(proc.data.toString("latin1"), /^Name:/);
   const none = await bridge().readFilesAsync(Buffer.alloc(0), 64, 64);
   t.is(none.lens.length, 0);
   t.throws(() => bridge().readFilesAsync(Buffer.from("no-nul"), 1, 1), { message: /end with a NUL/ });

@@ -384,52 +384,49 @@ static napi_value write_new_files(napi_env env, napi_callback_info info)
 	return files_job_queue(env, fn, new_files_run, new_files_done, j);
 }
 
-/* Reads `path` whole after the bytes read so far; its length, or -errno (-EFBIG: past
- * `each`, or past `total` with the others, not read). */
+/* Reads `path` to its end after the bytes read so far (its size is not asked: a /proc
+ * file says 0); its length, or -errno (-EFBIG: past `each`, or past `total` with the
+ * others, and not kept). */
 static int64_t read_one(struct files_job *j, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	struct stat st;
+	size_t start = j->len;
+	uint64_t limit = j->total - j->len < j->each ? j->total - j->len : j->each;
 	int64_t r;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-	} else if ((uint64_t)st.st_size > j->each || j->len + (uint64_t)st.st_size > j->total) {
-		r = -EFBIG;
-	} else {
-		size_t want = (size_t)st.st_size, got = 0;
+	for (;;) {
+		uint64_t got = j->len - start;
+		if (got > limit) {
+			r = -EFBIG;
+			break;
+		}
+		/* one byte past the limit says the file is longer */
+		size_t want = limit + 1 - got < (64 << 10) ? (size_t)(limit + 1 - got) : 64 << 10;
 		if (j->len + want > j->cap) {
 			size_t ncap = j->cap ? j->cap : 64 << 10;
 			while (ncap < j->len + want)
 				ncap *= 2;
 			uint8_t *d = realloc(j->data, ncap);
 			if (!d) {
-				close(fd);
 				j->err = ENOMEM;
-				return -ENOMEM;
+				r = -ENOMEM;
+				break;
 			}
 			j->data = d;
 			j->cap = ncap;
 		}
-		r = 0;
-		while (got < want) {
-			ssize_t n = read(fd, j->data + j->len + got, want - got);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				r = -errno;
-				break;
-			}
-			if (n == 0)
-				break; /* shorter than it said: what there is */
-			got += (size_t)n;
+		ssize_t n = read(fd, j->data + j->len, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : (int64_t)got;
+			break;
 		}
-		if (r == 0) {
-			j->len += got;
-			r = (int64_t)got;
-		}
+		j->len += (size_t)n;
 	}
+	if (r < 0)
+		j->len = start;
 	close(fd);
 	return r;
 }

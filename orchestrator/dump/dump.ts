@@ -35,7 +35,7 @@ import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
 import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeResult } from "../page-server/lazy-serve.js";
-import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readProc, readProcAhead, statusCreds } from "./proc.js";
+import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readFdinfoAhead, readProc, readProcAhead, statusCreds } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
 import { collectVmas, sameVmas, type Vma } from "./vmas.js";
@@ -479,6 +479,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const sharesFiles = parent?.ids.files_id === taskIds.files_id ? parent : undefined;
       const holder = procs.find((x) => x.ids.files_id === taskIds.files_id);
       if (holder && !sharesFiles) throw new DumpError("proc", pid, `pid ${p} shares an fd table (CLONE_FILES) with pid ${holder.pid} but not with its parent ${fp.ppid}; only a table shared along parent and child can be restored (criu refuses it too)`);
+      // its fds' fdinfo read on the thread pool meanwhile (taken at "files"; the fd table
+      // of a frozen tree does not change)
+      const fdinfoAhead = sharesFiles ? undefined : readFdinfoAhead(p);
+      void fdinfoAhead?.catch(() => undefined);
       for (const [key, what] of [
         ["vm_id", "an address space (CLONE_VM, vfork)"],
         ["fs_id", "a cwd and root (CLONE_FS)"],
@@ -538,7 +542,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       }
 
       enter("files");
-      const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState);
+      const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState, await fdinfoAhead!.catch(() => undefined));
       socketMaps(p, vmas, fdinfo, files, log);
       // cwd and root as O_PATH, as criu: a directory of a gone process's /proc refuses open (ESRCH).
       const special = (name: string, flags: number | string): number => {

@@ -174,14 +174,17 @@ function dumpInFlight(state: FdDumpState, fds: readonly number[], holder: number
   return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), b.readlink(procPath(process.pid, `fd/${fd}`)), holder).id);
 }
 
-/** The fdinfo entries of process `pid`; files.img entries go to the shared file table. */
-export function collectFds(pid: number, state: FdDumpState): Record<string, unknown>[] {
+/**
+ * The fdinfo entries of process `pid`; files.img entries go to the shared file table.
+ * `fdinfoAhead`: the fds' /proc fdinfo texts read ahead (readFdinfoAhead).
+ */
+export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: ReadonlyMap<number, string>): Record<string, unknown>[] {
   const b = bridge();
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
   try {
     for (const fd of listFds(pid)) {
-      const info = parseFdinfo(readProc(pid, `fdinfo/${fd}`));
+      const info = parseFdinfo(fdinfoAhead?.get(fd) ?? readProc(pid, `fdinfo/${fd}`));
       const link = b.readlink(procPath(pid, `fd/${fd}`));
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);
