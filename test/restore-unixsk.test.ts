@@ -176,7 +176,11 @@ test("--root: path names, relative and absolute, are bound under ROOT as the tas
   t.true(statSync(join(root, w.dir, "listen.sock")).isSocket(), "the relative name, in its directory under ROOT");
   t.true(statSync(join(root, w.dir, "abs.sock")).isSocket(), "the absolute name, under ROOT");
   process.kill(r.pid, "SIGUSR1");
-  const result = await waitFor("the check under ROOT", () => existsSync(join(root, w.dir, "result")) && readFileSync(join(root, w.dir, "result"), "utf8"));
+  // a whole line: the file is there (empty) before the task's write into it
+  const result = await waitFor("the check under ROOT", () => {
+    const text = existsSync(join(root, w.dir, "result")) ? readFileSync(join(root, w.dir, "result"), "utf8") : "";
+    return text.endsWith("\n") && text;
+  });
   t.is(result, "PASS listen\n", "the task finds its names where they were (getsockname too)");
 });
 
