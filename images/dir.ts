@@ -2,7 +2,7 @@
 // pagemap, ids, fs and file descriptors, plus a page reader. This is what
 // `openImageDir` in the library API returns.
 
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { decodeImage, type Image } from "./codec.js";
 import { ImageError } from "./errors.js";
@@ -28,6 +28,18 @@ export type IdsEntry = Entry<typeof task_kobj_ids_entry>;
 export type FsEntry = Entry<typeof fs_entry>;
 export type FdinfoEntry = Entry<typeof fdinfo_entry>;
 export type FileEntry = Entry<typeof file_entry>;
+
+/**
+ * Why `dir` cannot be read as an images directory: the errno code of looking at it
+ * (ENOENT...), ENOTDIR for a file that is not one; undefined when it is a directory.
+ */
+export function imagesDirProblem(dir: string): string | undefined {
+  try {
+    return statSync(dir).isDirectory() ? undefined : "ENOTDIR";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+}
 
 /** crit's get_task_id: pid, or the first of ns_pid for images with pid namespaces. */
 export function taskId(p: PstreeEntry, key: "pid" | "pgid" | "sid"): number {

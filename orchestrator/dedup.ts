@@ -7,6 +7,7 @@
 import { open, readdir, realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { bridge } from "../host-bridge/load.js";
+import { imagesDirProblem } from "../images/dir.js";
 import { ImageError } from "../images/errors.js";
 import { PAGE_SIZE, readPagemap, type Pagemap } from "../images/pages.js";
 import { planDedup, type PagemapRun, type PunchRange } from "../wasm/index.js";
@@ -28,14 +29,9 @@ export interface DedupStats {
 
 /** The chain: dir, then its parent, grandparent… (real paths). */
 export async function imageChain(dir: string): Promise<string[]> {
-  let top: string;
-  try {
-    top = await realpath(dir);
-    if (!(await stat(top)).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-  } catch (e) {
-    throw new ImageError(`cannot open the images directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
-  }
-  const chain = [top];
+  const noDir = imagesDirProblem(dir);
+  if (noDir !== undefined) throw new ImageError(`cannot open the images directory: ${noDir}`, { file: dir });
+  const chain = [await realpath(dir)];
   for (;;) {
     const last = chain[chain.length - 1]!;
     let parent: string;

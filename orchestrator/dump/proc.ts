@@ -3,6 +3,7 @@
 
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { bridge } from "../../host-bridge/load.js";
+import { ReadAhead } from "../read-ahead.js";
 
 export function procPath(pid: number, file: string): string {
   return `/proc/${pid}/${file}`;
@@ -253,30 +254,13 @@ export function listFds(pid: number): number[] {
     .sort((a, b) => a - b);
 }
 
-/** A fdinfo file past this is read as usual (an epoll's or inotify's with very many lines). */
-const FDINFO_AHEAD_EACH = 1 << 20;
-const FDINFO_AHEAD_TOTAL = 64 << 20;
-
 /**
  * /proc/PID/fdinfo/N of every fd of a frozen process, read on libuv's thread pool while
- * the dump reads the rest of the process (a server's thousand connections: a thousand
- * opens, reads and closes, ~30 ms here): fd -> its text. An fd missing from it (too big,
- * gone, an error) is read as usual, which gives its errors their usual words.
+ * the dump reads the rest of the process (read-ahead.ts): by fd number, as a name. An fd
+ * missing from it is read as usual.
  */
-export async function readFdinfoAhead(pid: number): Promise<Map<number, string>> {
-  const fds = listFds(pid);
-  const got = new Map<number, string>();
-  if (fds.length === 0) return got;
-  const paths = Buffer.from(fds.map((fd) => `${procPath(pid, `fdinfo/${fd}`)}\0`).join(""));
-  const { data, lens } = await bridge().readFilesAsync(paths, FDINFO_AHEAD_EACH, FDINFO_AHEAD_TOTAL);
-  let off = 0;
-  fds.forEach((fd, i) => {
-    const len = Number(lens[i]);
-    if (len < 0) return;
-    got.set(fd, data.toString("utf8", off, off + len));
-    off += len;
-  });
-  return got;
+export async function readFdinfoAhead(pid: number): Promise<ReadonlyMap<string, Buffer>> {
+  return new ReadAhead(procPath(pid, "fdinfo"), listFds(pid).map(String)).all();
 }
 
 /** Thread ids and direct children of a process (from the leader's task entry). */

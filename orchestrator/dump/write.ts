@@ -91,12 +91,8 @@ export class ImageSet {
    * after it is known (nothing more is written).
    */
   writeSoon(name: string, type: string, entries: readonly ImageEntry[]): void {
-    const t = imageTypeByName(type);
-    if (!t) throw new Error(`no image type ${type}`);
-    this.faults.write(false);
+    const w = this.writer(type, entries);
     if (this.soonFailed) throw this.soonFailed;
-    const w = new ImageWriter(t);
-    for (const e of entries) w.add(e);
     this.queued.push({ path: join(this.dir, name), bytes: w.bytes() });
     if (this.queued.length >= SOON_BATCH) this.startBatch();
   }
@@ -130,13 +126,19 @@ export class ImageSet {
     if (this.soonFailed) throw this.soonFailed;
   }
 
-  /** writes one image file; an existing file is an error (only stats-dump is replaced, as criu does) */
-  async write(name: string, type: string, entries: readonly ImageEntry[], dir = this.dir): Promise<void> {
+  /** An image of `type` with `entries`, encoded (a write fault injected here). */
+  private writer(type: string, entries: readonly ImageEntry[]): ImageWriter {
     const t = imageTypeByName(type);
     if (!t) throw new Error(`no image type ${type}`);
     const w = new ImageWriter(t);
     for (const e of entries) w.add(e);
     this.faults.write(false);
+    return w;
+  }
+
+  /** writes one image file; an existing file is an error (only stats-dump is replaced, as criu does) */
+  async write(name: string, type: string, entries: readonly ImageEntry[], dir = this.dir): Promise<void> {
+    const w = this.writer(type, entries);
     const path = join(dir, name);
     await w.save(path, { overwrite: name === "stats-dump" });
     this.written.push(path);

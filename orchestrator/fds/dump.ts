@@ -178,13 +178,13 @@ function dumpInFlight(state: FdDumpState, fds: readonly number[], holder: number
  * The fdinfo entries of process `pid`; files.img entries go to the shared file table.
  * `fdinfoAhead`: the fds' /proc fdinfo texts read ahead (readFdinfoAhead).
  */
-export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: ReadonlyMap<number, string>): Record<string, unknown>[] {
+export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: ReadonlyMap<string, Buffer>): Record<string, unknown>[] {
   const b = bridge();
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
   try {
     for (const fd of listFds(pid)) {
-      const info = parseFdinfo(fdinfoAhead?.get(fd) ?? readProc(pid, `fdinfo/${fd}`));
+      const info = parseFdinfo(fdinfoAhead?.get(String(fd))?.toString("utf8") ?? readProc(pid, `fdinfo/${fd}`));
       const link = b.readlink(procPath(pid, `fd/${fd}`));
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);

@@ -28,7 +28,7 @@ import { DiagTable, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
 import type { LockedConn } from "../net/lock.js";
-import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, type TcpStream } from "../net/tcp-repair.js";
+import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, tcpStreamImage, type TcpStream } from "../net/tcp-repair.js";
 
 
 /** The TCP states criu asks sock_diag for: listeners and connections (not closed or bound-only ones). */
@@ -242,7 +242,7 @@ export class InetDumper implements FdDumper {
       throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${(e as Error).message}`, { cause: e });
     }
     this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
-    this.ctx.writeSoon({ name: `tcp-stream-${ino.toString(16)}.img`, type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+    this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
   }
 
   /**

@@ -17,7 +17,7 @@ import { RestoreError } from "../restore/errors.js";
 import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
 import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
-import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
+import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, tcpStreamImage, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -63,7 +63,7 @@ export class InetRestorer implements FdRestorer {
 
   /** tcp-stream-<inode>.img of a connection, checked: one entry whose queues are its data. */
   private async stream(e: InetSkEntry, conn: string): Promise<TcpStream> {
-    const name = `tcp-stream-${e.ino.toString(16)}.img`;
+    const name = tcpStreamImage(e.ino);
     const bad = (why: string): RestoreError => new RestoreError("plan", this.ctx.pid, `${conn}: ${why}`, { file: join(this.ctx.dir, name) });
     let list: Record<string, unknown>[] | undefined;
     try {

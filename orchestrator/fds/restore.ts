@@ -10,7 +10,7 @@ import { bridge } from "../../host-bridge/load.js";
 import type { FdinfoEntry, FileEntry } from "../../images/dir.js";
 import { readOptionalImage } from "../../images/io.js";
 import { decodeImage } from "../../images/codec.js";
-import type { ReadAhead } from "../restore/read-ahead.js";
+import type { ReadAhead } from "../read-ahead.js";
 import type { ModuleLog } from "../log.js";
 import { RestoreError } from "../restore/errors.js";
 import type { FileSet } from "../restore/fileset.js";

@@ -63,6 +63,14 @@ export function stateName(state: number): string {
   return STATE_NAME[state] ?? `state ${state}`;
 }
 
+/** The image of a connection's state and queues (criu's name for it). */
+export function tcpStreamImage(ino: number): string {
+  return `tcp-stream-${ino.toString(16)}.img`;
+}
+
+/** Whether a file of an images directory is a connection's tcp-stream image. */
+export const TCP_STREAM_IMAGE = /^tcp-stream-[0-9a-f]+\.img$/;
+
 /** libsoccr_save: the state of a connection already in repair mode (read in one call, tcp_repair.c). */
 export function saveConnection(fd: number): TcpStream {
   const r = bridge().tcpRepairSave(fd);

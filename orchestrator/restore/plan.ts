@@ -18,7 +18,8 @@ import { RestoreError } from "./errors.js";
 import { FileSet, type RegFile } from "./fileset.js";
 import type { FileValidation } from "../fds/file-validation.js";
 import { FdPlanner, type FdPlan } from "../fds/restore.js";
-import { ReadAhead } from "./read-ahead.js";
+import { ReadAhead } from "../read-ahead.js";
+import { TCP_STREAM_IMAGE } from "../net/tcp-repair.js";
 import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
@@ -178,7 +179,7 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   const lockMethod = lockMethodOf(inv.network_lock_method);
   if (!lockMethod) throw fail(`the network lock method ${String(inv.network_lock_method)} is none of criu's (0 iptables, 1 nftables, 2 skip)`, "inventory.img");
   // the connections' streams read on the thread pool while the rest is planned
-  const readAhead = opts.tcpEstablished === true ? ReadAhead.start(dir, readdirSync(dir), (n) => /^tcp-stream-[0-9a-f]+\.img$/.test(n)) : undefined;
+  const readAhead = opts.tcpEstablished === true ? new ReadAhead(dir, readdirSync(dir).filter((n) => TCP_STREAM_IMAGE.test(n))) : undefined;
   const tasks = await images.tasks();
   if (tasks.length === 0) throw fail("the images hold no process", "pstree.img");
   const rootPid = tasks[0]!.pid;

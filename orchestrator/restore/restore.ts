@@ -6,7 +6,7 @@
 // again, removes what tscriu made on the way (recreated ghost files, the pidfile) and
 // names the step; the images are only read.
 
-import { closeSync, openSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { availableParallelism, constants as os } from "node:os";
 import { bridge, isNativeError } from "../../host-bridge/load.js";
@@ -18,7 +18,7 @@ import { asRestoreError, RestoreError } from "./errors.js";
 import { RestoreFaults, type RestoreStep } from "./faults.js";
 import { FdMaker, restoreFds } from "../fds/install.js";
 import { restoreFs } from "./fs.js";
-import { ImageDir } from "../../images/dir.js";
+import { ImageDir, imagesDirProblem } from "../../images/dir.js";
 import { CgroupRestore, cgSetOf } from "./cgroups.js";
 import type { CgroupMode, CgroupRoot } from "../cgroup/options.js";
 import { restoreLocks } from "../fds/locks.js";
@@ -169,10 +169,9 @@ export async function restore(opts: RestoreOptions, onEvent: (e: RestoreEvent) =
   let plan: Plan;
   let cgroups: CgroupRestore | undefined;
   // An images directory that is missing, or no directory, is said so before any step.
-  try {
-    if (!statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-  } catch (e) {
-    const err = new RestoreError("plan", 0, `cannot open the images directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file: dir });
+  const noDir = imagesDirProblem(dir);
+  if (noDir !== undefined) {
+    const err = new RestoreError("plan", 0, `cannot open the images directory: ${noDir}`, { file: dir });
     log.error(err.message);
     throw err;
   }

@@ -1,12 +1,15 @@
-// Small images read ahead on the thread pool during a restore's plan (restore/read-ahead.ts,
-// the bridge's readFilesAsync): each file's bytes, or why it was not read, in which case
-// the restore reads it itself and its errors are the usual ones.
+// Small files read ahead on the thread pool (orchestrator/read-ahead.ts, the bridge's
+// readFilesAsync): a restore's tcp-stream images, a dump's fdinfo files. Each file's bytes,
+// or why it was not read, in which case its reader reads it itself and its errors are the
+// usual ones.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import test from "ava";
 import { bridge } from "../host-bridge/load.js";
-import { ReadAhead } from "../orchestrator/restore/read-ahead.js";
+import { listFds, readFdinfoAhead, readProc } from "../orchestrator/dump/proc.js";
+import { ReadAhead } from "../orchestrator/read-ahead.js";
 import { tempDir } from "./helpers/dump.js";
+import { procState, startWorkload, waitFor } from "./helpers/workloads.js";
 
 const nul = (paths: string[]): Buffer => Buffer.from(paths.map((p) => `${p}\0`).join(""));
 
@@ -33,16 +36,29 @@ test("readFilesAsync: each file's bytes in order; a missing one, one past `each`
   t.throws(() => bridge().readFilesAsync(Buffer.from("no-nul"), 1, 1), { message: /end with a NUL/ });
 });
 
-test("ReadAhead: the files picked, each given once by name; one not read ahead is undefined (read as usual)", async (t) => {
+test("ReadAhead: the files named, each given once by name; one not read ahead is undefined (read as usual)", async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, "tcp-stream-1.img"), "one");
   writeFileSync(join(dir, "tcp-stream-2.img"), "two");
   writeFileSync(join(dir, "core-1.img"), "core");
-  const ahead = ReadAhead.start(dir, ["tcp-stream-1.img", "tcp-stream-2.img", "core-1.img", "tcp-stream-3.img"], (n) => n.startsWith("tcp-stream-"))!;
+  const ahead = new ReadAhead(dir, ["tcp-stream-1.img", "tcp-stream-2.img", "tcp-stream-3.img"]);
+  t.deepEqual([...(await ahead.all()).keys()].sort(), ["tcp-stream-1.img", "tcp-stream-2.img"]);
   t.is((await ahead.take("tcp-stream-2.img"))?.toString(), "two");
   t.is(await ahead.take("tcp-stream-2.img"), undefined, "given once");
   t.is((await ahead.take("tcp-stream-1.img"))?.toString(), "one");
-  t.is(await ahead.take("core-1.img"), undefined, "not picked");
+  t.is(await ahead.take("core-1.img"), undefined, "not named");
   t.is(await ahead.take("tcp-stream-3.img"), undefined, "missing: read as usual");
-  t.is(ReadAhead.start(dir, ["core-1.img"], (n) => n.startsWith("tcp-stream-")), undefined);
+  t.is((await new ReadAhead(dir, []).all()).size, 0);
+});
+
+test("readFdinfoAhead: every fd of a stopped process, each text as /proc gives it", async (t) => {
+  const w = await startWorkload(t, "anonfds", ["epoll"]);
+  process.kill(w.pid, "SIGSTOP");
+  t.teardown(() => process.kill(w.pid, "SIGCONT"));
+  await waitFor("the workload stopped", () => procState(w.pid) === "T");
+  const ahead = await readFdinfoAhead(w.pid);
+  const fds = listFds(w.pid);
+  t.true(fds.length > 3);
+  t.deepEqual([...ahead.keys()], fds.map(String));
+  for (const fd of fds) t.is(ahead.get(String(fd))?.toString("utf8"), readProc(w.pid, `fdinfo/${fd}`), `fd ${fd}`);
 });
