@@ -12,6 +12,7 @@ import test from "ava";
 import { readImage } from "../images/io.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore, waitRestored } from "../orchestrator/restore/restore.js";
+import { isDying } from "../orchestrator/restore/pids.js";
 import { CLI } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { digest, dumpGone, mapsSummary, restoreTask, status } from "./helpers/restore.js";
@@ -101,6 +102,18 @@ test("restoring while the dumped task still runs fails before creating anything,
   t.deepEqual(digest(dir), images, "images untouched");
   t.regex(await w.check(), /^PASS/, "the running task is unharmed");
   t.is(r.pid, w.pid);
+});
+
+test("a PID held by a zombie counts as on its way out (a restore waits for it); a live process or a free PID does not", async (t) => {
+  const w = await startWorkload(t, "pidfds", ["pidfd"]);
+  const [live, zombie] = [Number(w.info["live"]), Number(w.info["zombie"])];
+  t.is(procState(zombie), "Z");
+  t.true(isDying(zombie), "the zombie child the workload does not reap");
+  t.false(isDying(live), "a child that pauses");
+  t.false(isDying(w.pid), "the workload itself");
+  await killAndReap(w.pid);
+  await waitFor(`pid ${zombie} to be reaped`, () => !existsSync(`/proc/${zombie}`));
+  t.false(isDying(zombie), "a PID no process has");
 });
 
 test("-R dump: restoring while the original still runs names the original", async (t) => {

@@ -21,7 +21,7 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { criuDumps, criuLogTail, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { killAndReap, startWorkload } from "./helpers/workloads.js";
+import { killAndReap, startWorkload, waitTreeFree } from "./helpers/workloads.js";
 
 type Entry = Record<string, unknown>;
 
@@ -59,7 +59,9 @@ test.serial("thread: thread pidfds of a second thread and of the main thread com
   await dump({ pid: w.pid, imagesDir: again, leaveRunning: true });
   t.is(await w.check(), "PASS thread", "left running by -R");
   t.deepEqual((await pidfds(again)).map((e) => [e["nspid"], e["flags"]]).sort(), [[-1, THREAD], [second, THREAD], [w.pid, THREAD]].sort(), "the thread gone: nspid -1, PIDFD_THREAD kept");
+  // the child dies of its parent's death signal after the parent: wait for the whole tree
   await killAndReap(w.pid);
+  await waitTreeFree(again, [w.pid]);
   await restoreTask(t, again);
   t.is(await w.check(), "PASS thread", "restored from the -R dump");
 });

@@ -12,11 +12,30 @@ function read(path: string): string | undefined {
   }
 }
 
-function statFields(text: string): { comm: string; state: string; ppid: number; pgrp: number; session: number } {
+function statFields(text: string): { comm: string; state: string; ppid: number; pgrp: number; session: number; flags: number } {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
   const f = text.slice(close + 2).split(" ");
-  return { comm: text.slice(open + 1, close), state: f[0] ?? "?", ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]) };
+  return { comm: text.slice(open + 1, close), state: f[0] ?? "?", ppid: Number(f[1]), pgrp: Number(f[2]), session: Number(f[3]), flags: Number(f[6]) };
+}
+
+/** the kernel's PF_EXITING in /proc/PID/stat's flags: the task is in its exit */
+const PF_EXITING = 0x4;
+/** SIGKILL's bit in /proc/PID/status's pending-signal masks */
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * Whether the process holding `pid` is on its way out: a zombie or a task being released,
+ * one in its exit, or one with SIGKILL pending (a child killed by its parent's death
+ * signal, say, just after its parent went).
+ */
+export function isDying(pid: number): boolean {
+  const stat = read(`/proc/${pid}/stat`);
+  if (stat === undefined) return false;
+  const s = statFields(stat);
+  if (s.state === "Z" || s.state === "X" || (s.flags & PF_EXITING) !== 0) return true;
+  const status = read(`/proc/${pid}/status`) ?? "";
+  return ["SigPnd", "ShdPnd"].some((k) => (BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, "m").exec(status)?.[1] ?? "0"}`) & SIGKILL_BIT) !== 0n);
 }
 
 /** Whether /proc/PID goes within half a second (looked at every millisecond). */

@@ -24,7 +24,7 @@ import { planLocks, type FileLockEntry } from "../fds/locks.js";
 import { planFs, type FsPlan } from "./fs.js";
 import { planMemory, type MemoryPlan } from "./memory.js";
 import { planCow, type CowSummary } from "./cow.js";
-import { pidHolder } from "./pids.js";
+import { isDying, pidHolder } from "./pids.js";
 import { procfsHelpers } from "./procfs-helpers.js";
 import { planTree, TreeError, type BuildStep, type TreeTask } from "./pstree-plan.js";
 import { checkRegisters } from "./registers.js";
@@ -158,16 +158,7 @@ async function timens(dir: string, fail: PlanShared["fail"]): Promise<Plan["time
   return { monotonicNs: ns(e["monotonic"]), boottimeNs: ns(e["boottime"]) };
 }
 
-const ZOMBIE_WAIT_MS = 5000;
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
-  } catch {
-    return false;
-  }
-}
+const DYING_WAIT_MS = 5000;
 
 export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Plan> {
   const dir = resolve(opts.imagesDir);
@@ -194,12 +185,13 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   }
   // First of the checks on this machine: a taken PID says more than what follows from it.
   // A dump that killed its task leaves a zombie for the task's parent to reap; pid 1
-  // on these machines reaps orphans ~1.5 s late, so give a dying PID a few seconds.
+  // on these machines reaps orphans ~1.5 s late, and a tree just killed may still have a
+  // child dying of its parent's death signal: give a dying PID a few seconds.
   /** `purpose`: what else the PID is for (and the image that says so) */
   const free = async (id: number, owner: number | undefined, purpose?: { what: string; image: string }): Promise<void> => {
     let holder = pidHolder(id, false);
-    for (let waited = 0; holder && isZombie(id) && waited < ZOMBIE_WAIT_MS; waited += 50) {
-      if (waited === 0) log.info(`PID ${id} is a zombie not reaped yet; waiting up to ${ZOMBIE_WAIT_MS / 1000} s for its parent to reap it`);
+    for (let waited = 0; holder && isDying(id) && waited < DYING_WAIT_MS; waited += 50) {
+      if (waited === 0) log.info(`PID ${id} is held by a process on its way out; waiting up to ${DYING_WAIT_MS / 1000} s for it to go`);
       await new Promise((r) => setTimeout(r, 50));
       holder = pidHolder(id, false);
     }

@@ -3,7 +3,7 @@
 // show it was not changed.
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ExecutionContext } from "ava";
 import { dump, type DumpOptions } from "../../orchestrator/dump/dump.js";
@@ -32,7 +32,7 @@ export async function dumpRunningThenRestore(t: ExecutionContext, w: Pick<Worklo
   await dump({ pid: w.pid, imagesDir: dir, leaveRunning: true });
   t.is(await w.check(), pass, "the task dumped with -R runs on");
   await killAndReap(w.pid);
-  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await waitTreeFree(dir, [w.pid]);
   await restoreTask(t, dir);
   t.is(await w.check(), pass, "after the restore");
 }
