@@ -8,7 +8,7 @@ import test from "ava";
 import { criuLogTail, criuVersion, haveRoot, HOST_CRIU, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, counterAdvances, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
+import { buildWorkloads, counterAdvances, killAndReap, startWorkload, waitFor, waitTreeFree, WORKLOAD_BIN } from "./helpers/workloads.js";
 
 
 // Left out, criu's own limits: a pending SIGTRAP (criu dump refuses the task, and criu
@@ -148,7 +148,7 @@ for (const [name, args, pass] of CASES) {
       return;
     }
     t.is(r.status, 0, `criu dump: ${r.stderr}\n${criuLogTail(images, "dump.log")}`);
-    await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+    await waitTreeFree(images, [pid]);
     await restoreTask(t, images);
     const results = (): string[] => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []);
     const before = results().length;

@@ -10,7 +10,7 @@ import test from "ava";
 import { criuVersion, haveRoot, restoredByCriu, runCriuShell } from "./helpers/criu-root.js";
 import { dumpGone, regsAsLeft, restoreTask } from "./helpers/restore.js";
 import { scratchDir } from "./helpers/tmp.js";
-import { buildWorkloads, killAndReap, startWorkload, waitFor, WORKLOAD_BIN } from "./helpers/workloads.js";
+import { buildWorkloads, killAndReap, startWorkload, waitFor, waitTreeFree, WORKLOAD_BIN } from "./helpers/workloads.js";
 
 const CASES: [name: string, args: string[], pass: RegExp][] = [
   ["counter", [], /^PASS count=\d+/],
@@ -101,7 +101,7 @@ for (const [name, pass] of FROM_CRIU) {
     const pid = Number(/^ready (\d+)/m.exec(existsSync(out) ? readFileSync(out, "utf8") : "")?.[1]);
     t.teardown(() => killAndReap(pid));
     t.is(r.status, 0, `criu dump: ${r.stderr}\n${existsSync(join(images, "dump.log")) ? readFileSync(join(images, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n") : ""}`);
-    await waitFor(`pid ${pid} to be free after criu's dump`, () => !existsSync(`/proc/${pid}`));
+    await waitTreeFree(images, [pid]);
     await restoreTask(t, images);
     const w = { pid, results: () => (existsSync(join(state, "result")) ? readFileSync(join(state, "result"), "utf8").split("\n").filter(Boolean) : []) };
     const before = w.results().length;

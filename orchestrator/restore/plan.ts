@@ -190,7 +190,11 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   /** `purpose`: what else the PID is for (and the image that says so) */
   const free = async (id: number, owner: number | undefined, purpose?: { what: string; image: string }): Promise<void> => {
     let holder = pidHolder(id, false);
-    for (let waited = 0; holder && isDying(id) && waited < DYING_WAIT_MS; waited += 50) {
+    for (let waited = 0; holder && waited < DYING_WAIT_MS; waited += 50) {
+      // dying first, the holder after: one that went in between is not taken for a live one
+      const dying = isDying(id);
+      holder = pidHolder(id, false);
+      if (!holder || !dying) break;
       if (waited === 0) log.info(`PID ${id} is held by a process on its way out; waiting up to ${DYING_WAIT_MS / 1000} s for it to go`);
       await new Promise((r) => setTimeout(r, 50));
       holder = pidHolder(id, false);
