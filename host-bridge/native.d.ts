@@ -813,6 +813,23 @@ export interface NativeBridge {
    * before it was copied. `out` must stay open until it settles.
    */
   uffdSnapshotStream(fd: number, pid: number, segments: BigUint64Array, out: number, hold?: number): Promise<{ bytes: number; early: number }>;
+  /**
+   * Armed ahead of the freeze, with the task running: on a userfaultfd of the task, the
+   * handshake of uffdWriteProtect, a thread of its own that serves the task's write faults
+   * by unprotecting the page (until uffdWpRearm or uffdWpDisarm), then UFFDIO_REGISTER
+   * (MODE_WP) and UFFDIO_WRITEPROTECT of each (start, length) of `ranges`, on the thread
+   * pool; a range the task unmapped meanwhile is passed over.
+   */
+  uffdWpArm(fd: number, ranges: BigUint64Array): Promise<void>;
+  /**
+   * The task frozen, on an armed userfaultfd: the armed thread stopped (what it had pending
+   * served), each (start, length) of `ranges` registered, and the present pages of them
+   * that are not protected (PAGEMAP_SCAN: written since, or in a VMA mapped since)
+   * protected. Resolves to how many pages that was; rejects naming the ioctl and range.
+   */
+  uffdWpRearm(fd: number, pid: number, ranges: BigUint64Array): Promise<number>;
+  /** Stops the armed thread of `fd` (its pending faults served first); whether there was one. */
+  uffdWpDisarm(fd: number): boolean;
 
   // ---- write tracking between incremental passes (src/uffd_track.c) ----
 

@@ -296,6 +296,25 @@ test.serial("dump -R --wp-snapshot of a task that writes faster than its pages a
   t.regex(await w.check(), /^PASS /);
 });
 
+test.serial("dump -R --wp-snapshot: the protection made ahead while the task runs; what it writes before the freeze is protected again at the freeze, every page as at the freeze", async (t) => {
+  // 5 % of 256 MiB every 10 ms, and 300 ms between the protection made ahead and the
+  // freeze: the task writes most of its pages in between (each unprotected at its fault)
+  const w = await startWorkload(t, "incr", ["256", "50"]);
+  const base = tempDir(t, "tscriu-wp-");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "-v4", "-o", join(base, "dump.log")], { env: { TSCRIU_WP_AHEAD_MS: "300" } });
+  t.is(r.code, 0, r.stderr);
+  const log = readFileSync(join(base, "dump.log"), "utf8");
+  t.regex(log, /write-protection made ahead for 1 of 1 processes; the tree stood still \d+ us for their userfaultfds/);
+  const again = Number(/write-protection made ahead; (\d+) pages written or mapped since protected at the freeze/.exec(log)?.[1]);
+  t.log(`${again} pages protected again at the freeze`);
+  t.true(again > 1000, "the pages written in between");
+  noUffd(t, w.pid);
+  await runsOn(t, w);
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
+
 test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot written in place in turn, the tree runs on and restores", async (t) => {
   const { w, others, kill } = await startTree(t);
   t.is(await w.check(), "PASS tree=5");
@@ -330,7 +349,8 @@ test.serial("criu restores a dump -R --wp-snapshot written in place while the ta
 test.serial("dump -R --wp-snapshot that fails before or after the task is let go: write-protection removed, the task runs on", async (t) => {
   const w = await startWorkload(t, "incr", ["16", "5"]);
   const base = tempDir(t, "tscriu-wp-");
-  for (const fault of ["images", "enospc", "post-dump"]) {
+  // proc and inside: after the protection was made ahead, before it is completed at the freeze
+  for (const fault of ["proc", "inside", "images", "enospc", "post-dump"]) {
     await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true, faults: fault }), { message: /dump: .* of pid \d+ failed/ });
     t.false(existsSync(join(base, "d")), fault);
     noUffd(t, w.pid);

@@ -20,6 +20,7 @@
  * not copied yet makes the copy fail, naming the address, rather than give that page's
  * later contents (zeros) as the frozen ones. */
 #include "bridge.h"
+#include "pagemap_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -293,6 +295,11 @@ struct protect_job {
 	int fd;
 	uint64_t *r; /* (start, length) pairs */
 	size_t n;
+	/* armed ahead (uffdWpArm): the task runs, so a range it unmapped meanwhile is passed
+	 * over and EAGAIN (an event read by the armed thread) tried again */
+	bool ahead;
+	int pid;	  /* rearm: the task */
+	uint64_t written; /* rearm: pages found unprotected and protected */
 	int err;
 	char msg[128];
 };
@@ -317,7 +324,12 @@ static void *protect_bytes(void *arg)
 		if (lo >= hi)
 			continue;
 		struct uffdio_writeprotect wp = { { start + lo, hi - lo }, UFFDIO_WRITEPROTECT_MODE_WP };
-		if (ioctl(h->j->fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		int r;
+		while ((r = ioctl(h->j->fd, UFFDIO_WRITEPROTECT, &wp)) < 0 && h->j->ahead && errno == EAGAIN)
+			sched_yield();
+		if (r < 0 && h->j->ahead)
+			continue;
+		if (r < 0) {
 			h->err = errno;
 			snprintf(h->msg, sizeof(h->msg), "ioctl(UFFDIO_WRITEPROTECT) of 0x%" PRIx64 "+0x%" PRIx64,
 				 start + lo, hi - lo);
@@ -327,11 +339,9 @@ static void *protect_bytes(void *arg)
 	return NULL;
 }
 
-/* UFFDIO_API with write-protect faults, then each range registered, then protected. */
-static void protect_run(napi_env env, void *arg)
+/* UFFDIO_API with write-protect faults (and the events of memory given back). */
+static bool handshake(struct protect_job *j)
 {
-	(void)env;
-	struct protect_job *j = arg;
 	struct uffdio_api api;
 	memset(&api, 0, sizeof(api));
 	api.api = UFFD_API;
@@ -340,8 +350,15 @@ static void protect_run(napi_env env, void *arg)
 	if (ioctl(j->fd, UFFDIO_API, &api) < 0) {
 		j->err = errno;
 		snprintf(j->msg, sizeof(j->msg), "ioctl(UFFDIO_API, UFFD_FEATURE_PAGEFAULT_FLAG_WP)");
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* Each range registered for write-protect faults; ahead of the freeze, a range that no
+ * longer is one VMA of the kind is left out (its length set to 0). Returns the bytes. */
+static uint64_t register_ranges(struct protect_job *j)
+{
 	uint64_t total = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		struct uffdio_register rg;
@@ -350,13 +367,23 @@ static void protect_run(napi_env env, void *arg)
 		rg.range.len = j->r[2 * i + 1];
 		rg.mode = UFFDIO_REGISTER_MODE_WP;
 		if (ioctl(j->fd, UFFDIO_REGISTER, &rg) < 0) {
+			if (j->ahead) {
+				j->r[2 * i + 1] = 0;
+				continue;
+			}
 			j->err = errno;
 			snprintf(j->msg, sizeof(j->msg), "ioctl(UFFDIO_REGISTER, MODE_WP) of 0x%" PRIx64 "+0x%" PRIx64,
 				 j->r[2 * i], j->r[2 * i + 1]);
-			return;
+			return total;
 		}
 		total += j->r[2 * i + 1];
 	}
+	return total;
+}
+
+/* The registered ranges protected, in two halves at once past PROTECT_SPLIT. */
+static void protect_halves(struct protect_job *j, uint64_t total)
+{
 	uint64_t mid = total > PROTECT_SPLIT ? total / 2 / PAGE * PAGE : total;
 	struct protect_half a = { .j = j, .from = 0, .to = mid }, b = { .j = j, .from = mid, .to = total };
 	pthread_t th;
@@ -373,6 +400,17 @@ static void protect_run(napi_env env, void *arg)
 		j->err = bad->err;
 		memcpy(j->msg, bad->msg, sizeof(j->msg));
 	}
+}
+
+static void protect_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct protect_job *j = arg;
+	if (!handshake(j))
+		return;
+	uint64_t total = register_ranges(j);
+	if (!j->err)
+		protect_halves(j, total);
 }
 
 static void protect_done(napi_env env, napi_status status, void *arg)
@@ -420,6 +458,303 @@ static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
 		free(j);
 	}
 	return promise;
+}
+
+/* Armed ahead of the freeze (uffdWpArm, uffdWpRearm, uffdWpDisarm).
+ *
+ * Protecting 1 GiB holds the page tables for 30-40 ms on these VMs. Done while the task
+ * still runs, that costs it only a fault at each first write to a page, which a thread
+ * here serves by unprotecting the page (nothing is copied yet: the snapshot's instant is
+ * the freeze). Once the task is frozen, rearm stops that thread, registers the ranges of
+ * the frozen task (a VMA mapped since is registered now; one registered already stays),
+ * asks PAGEMAP_SCAN which present pages of them are not protected (written meanwhile,
+ * faulted in fresh, or in a VMA new to the registration) and protects just those: every
+ * page the snapshot will copy is protected at the instant, as if protected then. */
+
+#define ARM_MAX 64
+
+struct wp_arm {
+	int uffd;
+	int wake; /* eventfd: the thread stops once it has read what is pending */
+	pthread_t th;
+	atomic_bool stop;
+};
+
+static struct wp_arm *arms[ARM_MAX];
+static pthread_mutex_t arms_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Unprotects a page a fault waits on (nothing copied yet) and wakes the writer. EAGAIN: an
+ * event waits to be read, read here meanwhile (faults queued). A page that cannot be
+ * unprotected (its VMA went) has its writer woken all the same, to fault again. */
+static void arm_unprotect(struct wp_arm *a, uint64_t addr, struct fault_queue *q)
+{
+	struct uffdio_writeprotect wp = { { addr & ~(PAGE - 1), PAGE }, 0 };
+	int r;
+	while ((r = ioctl(a->uffd, UFFDIO_WRITEPROTECT, &wp)) < 0 && errno == EAGAIN) {
+		struct uffd_msg m;
+		if (read(a->uffd, &m, sizeof(m)) == (ssize_t)sizeof(m) && m.event == UFFD_EVENT_PAGEFAULT &&
+		    q->n < PEND_MAX)
+			q->addr[q->n++] = m.arg.pagefault.address;
+	}
+	if (r < 0) {
+		struct uffdio_range w = { addr & ~(PAGE - 1), PAGE };
+		ioctl(a->uffd, UFFDIO_WAKE, &w);
+	}
+}
+
+/* The armed thread: faults unprotected, events read, until stopped and nothing is pending. */
+static void *arm_serve(void *arg)
+{
+	struct wp_arm *a = arg;
+	struct fault_queue q = { .n = 0 };
+	for (;;) {
+		if (q.n > 0) {
+			arm_unprotect(a, q.addr[--q.n], &q);
+			continue;
+		}
+		bool stopping = atomic_load(&a->stop);
+		struct pollfd p[2] = { { a->uffd, POLLIN, 0 }, { a->wake, POLLIN, 0 } };
+		int r = poll(p, stopping ? 1 : 2, stopping ? 0 : -1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 || (r == 0 && stopping) || (p[0].revents & (POLLERR | POLLNVAL)))
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		struct uffd_msg m;
+		if (read(a->uffd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+			continue;
+		if (m.event == UFFD_EVENT_PAGEFAULT)
+			arm_unprotect(a, m.arg.pagefault.address, &q);
+	}
+	return NULL;
+}
+
+/* Takes the armed state of `uffd` out of the table (NULL: none). */
+static struct wp_arm *arm_take(int uffd)
+{
+	struct wp_arm *a = NULL;
+	pthread_mutex_lock(&arms_lock);
+	for (int i = 0; i < ARM_MAX && !a; i++) {
+		if (arms[i] && arms[i]->uffd == uffd) {
+			a = arms[i];
+			arms[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&arms_lock);
+	return a;
+}
+
+/* Stops the armed thread once it has read what is pending, and frees its state. */
+static void arm_stop(struct wp_arm *a)
+{
+	if (!a)
+		return;
+	atomic_store(&a->stop, true);
+	uint64_t one = 1;
+	if (write(a->wake, &one, sizeof(one)) < 0) {
+		/* an eventfd write fails only past its maximum; the poll sees it readable anyway */
+	}
+	pthread_join(a->th, NULL);
+	close(a->wake);
+	free(a);
+}
+
+/* The armed thread started for `uffd` and put in the table; an errno on failure. */
+static int arm_start(int uffd)
+{
+	struct wp_arm *a = calloc(1, sizeof(*a));
+	if (!a)
+		return ENOMEM;
+	a->uffd = uffd;
+	atomic_init(&a->stop, false);
+	a->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (a->wake < 0) {
+		int e = errno;
+		free(a);
+		return e;
+	}
+	pthread_mutex_lock(&arms_lock);
+	int slot = -1;
+	for (int i = 0; i < ARM_MAX && slot < 0; i++) {
+		if (!arms[i])
+			slot = i;
+	}
+	int err = slot < 0 ? EMFILE : pthread_create(&a->th, NULL, arm_serve, a);
+	if (!err)
+		arms[slot] = a;
+	pthread_mutex_unlock(&arms_lock);
+	if (err) {
+		close(a->wake);
+		free(a);
+	}
+	return err;
+}
+
+static void arm_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct protect_job *j = arg;
+	if (!handshake(j))
+		return;
+	/* the thread first: the task writes while its pages are being protected */
+	int err = arm_start(j->fd);
+	if (err) {
+		j->err = err;
+		snprintf(j->msg, sizeof(j->msg), "starting the thread that serves the armed write faults");
+		return;
+	}
+	protect_halves(j, register_ranges(j));
+}
+
+/* uffdWpArm(fd, ranges): on the thread pool, with the task running, the handshake, a
+ * thread that serves its write faults until uffdWpRearm or uffdWpDisarm, then each range
+ * registered and protected (those the task unmapped meanwhile passed over). */
+static napi_value uffd_wp_arm(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdWpArm";
+	napi_value argv[2];
+	int32_t fd;
+	uint64_t *r;
+	size_t n;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
+		return NULL;
+	struct protect_job *j = calloc(1, sizeof(*j));
+	if (!j || !(j->r = malloc(n ? n * 16 : 16))) {
+		free(j);
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	}
+	memcpy(j->r, r, n * 16);
+	j->n = n;
+	j->fd = fd;
+	j->ahead = true;
+	napi_value promise = bridge_queue_job(env, fn, arm_run, protect_done, j, &j->work, &j->deferred);
+	if (!promise) {
+		free(j->r);
+		free(j);
+	}
+	return promise;
+}
+
+/* The task frozen: the armed thread stopped, the ranges registered, and the present pages
+ * of them that are not protected found by PAGEMAP_SCAN and protected. */
+static void rearm_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct protect_job *j = arg;
+	arm_stop(arm_take(j->fd));
+	register_ranges(j);
+	if (j->err)
+		return;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", j->pid);
+	int pm = open(path, O_RDONLY | O_CLOEXEC);
+	if (pm < 0) {
+		j->err = errno == ENOENT ? ESRCH : errno;
+		snprintf(j->msg, sizeof(j->msg), "open(%s)", path);
+		return;
+	}
+	struct page_region vec[512];
+	for (size_t i = 0; i < j->n && !j->err; i++) {
+		struct pm_scan_arg sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.size = sizeof(sa);
+		sa.start = j->r[2 * i];
+		sa.end = j->r[2 * i] + j->r[2 * i + 1];
+		sa.vec = (uint64_t)(uintptr_t)vec;
+		sa.vec_len = sizeof(vec) / sizeof(vec[0]);
+		sa.category_mask = PAGE_IS_WRITTEN;
+		sa.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		sa.return_mask = PAGE_IS_WRITTEN;
+		while (sa.start < sa.end && !j->err) {
+			int got = ioctl(pm, PAGEMAP_SCAN, &sa);
+			if (got < 0) {
+				j->err = errno;
+				snprintf(j->msg, sizeof(j->msg), "ioctl(PAGEMAP_SCAN) of %s", path);
+				break;
+			}
+			for (int k = 0; k < got && !j->err; k++) {
+				struct uffdio_writeprotect wp = { { vec[k].start, vec[k].end - vec[k].start },
+								  UFFDIO_WRITEPROTECT_MODE_WP };
+				if (ioctl(j->fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+					j->err = errno;
+					snprintf(j->msg, sizeof(j->msg),
+						 "ioctl(UFFDIO_WRITEPROTECT) of 0x%" PRIx64 "+0x%" PRIx64, vec[k].start,
+						 vec[k].end - vec[k].start);
+				}
+				j->written += (vec[k].end - vec[k].start) / PAGE;
+			}
+			if (sa.walk_end <= sa.start)
+				break;
+			sa.start = sa.walk_end;
+		}
+	}
+	close(pm);
+}
+
+static void rearm_done(napi_env env, napi_status status, void *arg)
+{
+	struct protect_job *j = arg;
+	napi_value v;
+	if (status == napi_cancelled && !j->err) {
+		j->err = ECANCELED;
+		snprintf(j->msg, sizeof(j->msg), "uffdWpRearm");
+	}
+	if (j->err)
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, j->msg, j->err, j->pid, NULL));
+	else if (napi_create_double(env, (double)j->written, &v) == napi_ok)
+		napi_resolve_deferred(env, j->deferred, v);
+	napi_delete_async_work(env, j->work);
+	free(j->r);
+	free(j);
+}
+
+/* uffdWpRearm(fd, pid, ranges): see above; resolves to the pages protected now. */
+static napi_value uffd_wp_rearm(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdWpRearm";
+	napi_value argv[3];
+	int32_t fd, pid;
+	uint64_t *r;
+	size_t n;
+	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
+	    !bridge_arg_pid(env, argv[1], &pid, fn) ||
+	    !bridge_arg_u64s(env, argv[2], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
+		return NULL;
+	struct protect_job *j = calloc(1, sizeof(*j));
+	if (!j || !(j->r = malloc(n ? n * 16 : 16))) {
+		free(j);
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	}
+	memcpy(j->r, r, n * 16);
+	j->n = n;
+	j->fd = fd;
+	j->pid = pid;
+	napi_value promise = bridge_queue_job(env, fn, rearm_run, rearm_done, j, &j->work, &j->deferred);
+	if (!promise) {
+		free(j->r);
+		free(j);
+	}
+	return promise;
+}
+
+/* uffdWpDisarm(fd): stops the armed thread of `fd` (its pending faults unprotected first);
+ * whether there was one. The ranges stay registered: unregister, then close. */
+static napi_value uffd_wp_disarm(napi_env env, napi_callback_info info)
+{
+	const char *fn = "uffdWpDisarm";
+	napi_value argv[1], v;
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd"))
+		return NULL;
+	struct wp_arm *a = arm_take(fd);
+	arm_stop(a);
+	napi_get_boolean(env, a != NULL, &v);
+	return v;
 }
 
 /* uffdSnapshotCopy(fd, pid, segments, buffers): copies (addr, length, buffer index,
@@ -789,6 +1124,9 @@ void bridge_init_uffd_wp(napi_env env, napi_value exports)
 		{ "uffdWriteProtect", uffd_write_protect },
 		{ "uffdSnapshotCopy", uffd_snapshot_copy },
 		{ "uffdSnapshotStream", uffd_snapshot_stream },
+		{ "uffdWpArm", uffd_wp_arm },
+		{ "uffdWpRearm", uffd_wp_rearm },
+		{ "uffdWpDisarm", uffd_wp_disarm },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -22,15 +22,15 @@ import { NetworkLock, type LockMethod } from "../net/lock.js";
 import { FileTable } from "./filetable.js";
 import type { FileValidation } from "../fds/file-validation.js";
 import { CgroupFreezer } from "./cgroup-freezer.js";
-import { checkDumpable, freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
+import { checkDumpable, freezeTree, releaseTree, type Frozen, type FrozenTree } from "./freeze.js";
 import { SharedIds } from "./ids.js";
-import { collectInside, type InsideState } from "./inside.js";
+import { collectInside, mapInsideScratch, type Scratch } from "./inside.js";
 import { copyPages, copyShmem, planPages, slicePlan, takeLazy, withLateSegments, type PagePlan, type Segment } from "./memory.js";
 import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotected, withPreCopied, type Captured } from "./capture.js";
 import { checkParentDir, linkParent, PageSink, parentPages, preloadParent, stagingMemory, syncParentChain, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
-import { protectable, protectableInMaps, WpSnapshot } from "./wpsnap.js";
+import { armAhead, protectable, protectableInMaps, WpSnapshot, type WpArmed } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
 import { PageServerClient, type PageServerAddress } from "../page-server/send.js";
@@ -38,7 +38,7 @@ import { LazyPagesServer, LazyPageStore, type LazyServeOptions, type LazyServeRe
 import { parseAuxv, parseLimits, parseStat, parseStatus, parseTimers, procPath, readFdinfoAhead, readProc, readProcAhead, statusCreds } from "./proc.js";
 import { runActions, type ActionHook } from "./scripts.js";
 import { emptyStats, statsEntry, type DumpStats } from "./stats.js";
-import { collectVmas, sameVmas, type Vma } from "./vmas.js";
+import { collectVmas, sameVmas, withoutVma, type Vma } from "./vmas.js";
 import { ShmemTable } from "./shmem.js";
 import { unproxyVdso } from "./vdso.js";
 import { ImageSet, namespaceIds, newRunId } from "./write.js";
@@ -185,6 +185,19 @@ const AT_WRITES = "pages copied first, at its writes (each with the pages of its
 
 function us(from: bigint, to = process.hrtime.bigint()): number {
   return Number((to - from) / 1000n);
+}
+
+/** Runs calls inside a frozen task; a failure its own seccomp filters may explain says so. */
+function callsInside<T>(fp: Frozen, calls: () => T): T {
+  try {
+    return calls();
+  } catch (e) {
+    // Without PTRACE_O_SUSPEND_SECCOMP the task's own filters judge our calls.
+    const active = fp.seccompActive;
+    if (!active || (e as { errno?: number }).errno === undefined) throw e;
+    const why = [...active].map(([tid, r]) => `thread ${tid}: ${r}`).join("; ");
+    throw new DumpError("inside", fp.pid, `${(e as Error).message}; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended (${why})`, { cause: e });
+  }
 }
 
 /** Dumps a task; every failure is logged here once, with what its cleanup ran into. */
@@ -351,10 +364,27 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     faults.step(s);
   };
   let tree: FrozenTree;
+  // --wp-snapshot: the protection made ahead, while the tree runs (wpsnap.ts armAhead)
+  let armed = new Map<number, WpArmed>();
+  let armedUs = 0;
+  const endArmed = (notes?: string[]): void => {
+    for (const a of armed.values()) {
+      const why = a.end();
+      if (why) (notes ?? []).push(`removing the write-protection made ahead in pid ${a.pid}: ${why}`);
+    }
+    armed.clear();
+  };
   try {
     enter("seize");
+    if (opts.wpSnapshot === true && finalState === "resume" && !preDump && !tracking.active && !freezer) {
+      ({ armed, frozenUs: armedUs } = await armAhead(pid, Math.round((opts.timeoutSec ?? 10) * 1000), log));
+      // TSCRIU_WP_AHEAD_MS: a wait between the two (tests: more written and mapped meanwhile)
+      const wait = Number(process.env["TSCRIU_WP_AHEAD_MS"] ?? 0);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer, faults);
   } catch (e) {
+    endArmed();
     tracking.release();
     remote?.abort();
     lazyServer?.close();
@@ -410,8 +440,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   };
   let released = false;
   const snaps: WpSnapshot[] = [];
+  /** scratch areas mapped in the frozen tasks (inside.ts): unmapped before they are let go */
+  const scratches = new Set<Scratch>();
   /** snapshots being protected, by pid: started once a process's VMAs are read */
   const protecting = new Map<number, Promise<WpSnapshot | undefined>>();
+  /** a frozen process's snapshot: its protection made ahead completed, or made now */
+  const protectFrozen = (p: number, vmas: readonly { start: bigint; end: bigint }[], refused?: string): Promise<WpSnapshot | undefined> => {
+    const a = armed.get(p);
+    armed.delete(p);
+    return a ? WpSnapshot.rearm(a, vmas, log, refused) : WpSnapshot.protect(p, vmas, log, refused);
+  };
   /** snapshots writing in place: settled before anything they use is closed */
   const inPlace: InPlace[] = [];
   const lazyStore = new LazyPageStore();
@@ -463,6 +501,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const creds = statusCreds(parseStatus(readProc(p, "status")));
       const nsIds = namespaceIds(p);
       const timers = parseTimers(readProc(p, "timers"));
+      // The scratch area for the calls inside the task first, then smaps read on the thread
+      // pool from now on (it walks every page table, holding the mmap lock that the area's
+      // mmap and munmap need): the area is left out of the VMAs by its range and unmapped
+      // once smaps is read.
+      const scratch = callsInside(fp, () => mapInsideScratch(p, timers));
+      scratches.add(scratch);
+      const smapsAhead = readProcAhead(p, "smaps");
+      void smapsAhead.catch(() => undefined);
       const rlimits = parseLimits(readProc(p, "limits"));
       const comm = readProc(p, "comm").replace(/\n$/, "");
       const personality = Number.parseInt(readProc(p, "personality").trim(), 16);
@@ -496,36 +542,27 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const regs = new Map(fp.tids.map((tid) => [tid, readRegs(tid)]));
 
       enter("inside");
-      let inside: InsideState;
-      try {
-        inside = collectInside(p, timers, fp.tids);
-      } catch (e) {
-        // Without PTRACE_O_SUSPEND_SECCOMP the task's own filters judge our calls.
-        const active = fp.seccompActive;
-        if (!active || (e as { errno?: number }).errno === undefined) throw e;
-        const why = [...active].map(([tid, r]) => `thread ${tid}: ${r}`).join("; ");
-        throw new DumpError("inside", p, `${(e as Error).message}; the task's seccomp filters apply to the calls tscriu runs inside it, as seccomp could not be suspended (${why})`, { cause: e });
-      }
+      const inside = callsInside(fp, () => collectInside(p, timers, fp.tids, scratch));
 
-      // Nothing of tscriu's is mapped in the task now, and nothing maps or unmaps there
-      // until it is let go. Two walks of every page table start on the thread pool while
-      // the rest is read: smaps, and a snapshot's protection (from maps, which needs no
-      // walk; checked against smaps' VMAs below). Neither could start before `inside`,
-      // whose scratch mmap would wait for them (the mmap lock).
-      const smapsAhead = readProcAhead(p, "smaps");
-      void smapsAhead.catch(() => undefined);
+      enter("vmas");
+      const read = await smapsAhead.catch(() => undefined);
+      const sr = scratch.range;
+      scratches.delete(scratch);
+      scratch.unmap();
+      // Nothing of tscriu's is mapped in the task now, and nothing runs there until it is
+      // let go: a write there (the kernel's own, to its rseq area, at the return from a call
+      // made inside it) would wait on the protection, which starts now on the thread pool
+      // (from maps, which needs no walk; checked against smaps' VMAs below).
       const maps = readProc(p, "maps");
       const fromMaps = streamSnap && pool?.complete === true ? protectableInMaps(maps) : undefined;
       if (fromMaps) {
-        const protection = WpSnapshot.protect(p, fromMaps, log, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
+        const protection = protectFrozen(p, fromMaps, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
         void protection.catch(() => undefined); // awaited in "memory", or on failure
         protecting.set(p, protection);
       }
-
-      enter("vmas");
-      const ahead = await smapsAhead.catch(() => undefined);
+      const ahead = read === undefined ? undefined : withoutVma(read, sr.start, sr.end);
       const smaps = ahead !== undefined && sameVmas(ahead, maps) ? ahead : undefined;
-      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed" : "it does not list the VMAs of maps"})`);
+      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${read === undefined ? "the read ahead failed" : ahead === undefined ? "the scratch area is not one VMA of it" : "it does not list the VMAs of maps"})`);
       const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
@@ -629,7 +666,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const base = before;
       before += plan.pages * PAGE;
       const t0 = process.hrtime.bigint();
-      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? await (protecting.get(c.pid) ?? WpSnapshot.protect(c.pid, c.vmas.filter(protectable), log)) : undefined;
+      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? await (protecting.get(c.pid) ?? protectFrozen(c.pid, c.vmas.filter(protectable))) : undefined;
       if (snap) snaps.push(snap);
       // A snapshot that could not protect falls back to the pool, which holds everything
       // unless it was sized for a snapshot written in place: then the pages stream now.
@@ -708,12 +745,13 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       cpuCap: opts.cpuCap,
     });
 
+    endArmed();
     if (early) {
-      stats.frozen_time = us(frozen.frozenAt);
+      stats.frozen_time = us(frozen.frozenAt) + armedUs;
       released = true;
       const why = letGo(finalState);
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
-      log.info(`task let go after ${stats.frozen_time} us frozen; writing its pages`);
+      log.info(`task let go after ${stats.frozen_time} us frozen${armedUs ? ` (${armedUs} us of it ahead, for its userfaultfds)` : ""}; writing its pages`);
     }
     for (const d of deferred) withPreCopied(d.c);
     // Snapshots written in place go one process after another (each runs threads of its
@@ -797,7 +835,16 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // the threads writing in place done before their userfaultfd and pages file close
     await Promise.allSettled(inPlace.map((x) => x.streamed));
     for (const x of inPlace) await x.sink.abort();
+    for (const sc of scratches) {
+      const at = sc.range.start;
+      try {
+        sc.unmap();
+      } catch (u) {
+        err.notes.push(`unmapping tscriu's scratch area at 0x${at.toString(16)} in the task: ${(u as Error).message}`);
+      }
+    }
     // Unprotected before the task may run (or, let go already, before it waits on a write for good).
+    endArmed(err.notes);
     for (const s of snaps) {
       const why = s.end();
       if (why) err.notes.push(`removing the write-protection of pid ${s.pid}: ${why}`);
@@ -822,7 +869,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     throw err;
   }
 
-  if (!released) stats.frozen_time = us(frozen.frozenAt);
+  if (!released) stats.frozen_time = us(frozen.frozenAt) + armedUs;
   const why = released ? undefined : letGo(finalState);
   // As criu: the links made for the restore go when the tasks run on (a post-dump script
   // keeps the file system as the images need it); killed or stopped, they stay.

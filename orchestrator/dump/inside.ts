@@ -122,11 +122,15 @@ export class Scratch {
   private looping = false;
   constructor(private readonly pid: number) {}
 
-  /** Maps `answers` bytes of answers and room for a loop of `calls` calls. */
-  map(answers: number, calls: number): bigint {
+  /**
+   * Maps `answers` bytes of answers and room for a loop of `calls` calls; `shared`: as
+   * shared memory, a VMA the kernel never merges with a neighbour (one that stays mapped
+   * while /proc lists the task's VMAs is then left out of the lists by its range).
+   */
+  map(answers: number, calls: number, shared = false): bigint {
     this.tableAt = Math.ceil(answers / PAGE) * PAGE;
     const size = Math.ceil((this.tableAt + calls * ENTRY + LOOP_CODE.length) / PAGE) * PAGE;
-    const flags = MAP.PRIVATE | MAP.ANONYMOUS;
+    const flags = (shared ? MAP.SHARED : MAP.PRIVATE) | MAP.ANONYMOUS;
     const r = bridge().remoteSyscall(this.pid, SYS.mmap, [0, size, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0]);
     if (r >= 0n || r <= -4096n) {
       this.addr = r;
@@ -146,6 +150,11 @@ export class Scratch {
 
   get base(): bigint {
     return this.addr;
+  }
+
+  /** [start, end) of the area (0n, 0n when none is mapped). */
+  get range(): { start: bigint; end: bigint } {
+    return { start: this.addr, end: this.addr === 0n ? 0n : this.addr + BigInt(this.size) };
   }
 
   /** Runs `calls` in thread `tid` in order; throws at the first that fails, naming it. Returns their results. */
@@ -256,11 +265,27 @@ function threadAnswers(s: Scratch, res: readonly bigint[]): ThreadInside {
  * the leader, each thread's own through that thread (`tids`, the leader first). The
  * scratch area is mapped here and unmapped on every path.
  */
-export function collectInside(pid: number, timers: readonly ProcTimer[], tids: readonly number[] = [pid]): InsideState {
+/**
+ * The scratch area collectInside needs for a task with `timers`, mapped shared (Scratch.map)
+ * so that the dump can read the task's VMAs while it is mapped: smaps walks every page table
+ * and holds the task's mmap lock meanwhile, which the area's mmap would wait for.
+ */
+export function mapInsideScratch(pid: number, timers: readonly ProcTimer[]): Scratch {
   const s = new Scratch(pid);
+  s.map(...insideSizes(timers), true);
+  return s;
+}
+
+function insideSizes(timers: readonly ProcTimer[]): [answers: number, calls: number] {
+  return [OFF.timers + 32 * timers.length, 64 + 3 + 5 + 2 * timers.length + 5 + 1];
+}
+
+/** `scratch`: an area mapInsideScratch made, which the caller unmaps (else one is made and unmapped here). */
+export function collectInside(pid: number, timers: readonly ProcTimer[], tids: readonly number[] = [pid], scratch?: Scratch): InsideState {
+  const s = scratch ?? new Scratch(pid);
   try {
     const calls: Call[] = [];
-    const base = s.map(OFF.timers + 32 * timers.length, 64 + 3 + 5 + 2 * timers.length + 5 + 1);
+    const base = scratch ? scratch.base : s.map(...insideSizes(timers));
     for (let sig = 1; sig <= 64; sig++) {
       // SIGKILL and SIGSTOP cannot be queried (EINVAL) and are never changed.
       if (sig === 9 || sig === 19) continue;
@@ -331,6 +356,6 @@ export function collectInside(pid: number, timers: readonly ProcTimer[], tids: r
       membarrierMask,
     };
   } finally {
-    s.unmap();
+    if (!scratch) s.unmap();
   }
 }

@@ -112,6 +112,21 @@ export function sameVmas(smaps: string, maps: string): boolean {
   return heads.length === lines.length && heads.every((h, i) => h === lines[i]);
 }
 
+/**
+ * A maps or smaps text without the VMA [start, end) (its line, and in smaps the lines of
+ * its fields); undefined when no VMA has exactly that range.
+ */
+export function withoutVma(text: string, start: bigint, end: bigint): string | undefined {
+  const head = `${start.toString(16).padStart(8, "0")}-${end.toString(16).padStart(8, "0")} `;
+  const lines = text.split("\n");
+  const at = lines.findIndex((l) => l.startsWith(head));
+  if (at < 0) return undefined;
+  let next = at + 1;
+  while (next < lines.length && lines[next] !== "" && !/^[0-9a-f]+-[0-9a-f]+ /.test(lines[next]!)) next++;
+  lines.splice(at, next - at);
+  return lines.join("\n");
+}
+
 export class UnsupportedVma extends Error {}
 
 const hex = (v: bigint): string => v.toString(16);

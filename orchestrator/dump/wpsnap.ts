@@ -9,6 +9,13 @@
 // what costs here) and reading overlaps writing; for the page server they are copied
 // into tscriu's buffers first (copy) and sent after, in order.
 //
+// The protection itself is made ahead (armAhead): the tree stands still only for a
+// userfaultfd to be made in each process, its memory is protected while it runs (a write
+// meanwhile faults, and a thread of the bridge unprotects the page), and at the freeze
+// only the pages not protected then (written since, or mapped since) are protected
+// (WpSnapshot.rearm, PAGEMAP_SCAN). Where that cannot be, the protection is made while
+// the task is frozen, as it first was.
+//
 // Limits: only writable private anonymous VMAs (heap, stacks, anonymous mappings) are
 // protected; the other pages that a dump takes (copy-on-written pages of private file
 // mappings, read-only anonymous memory, the vDSO, shared memory) are copied while the
@@ -21,6 +28,9 @@ import { MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
 import type { Captured } from "./capture.js";
+import { DumpError } from "./errors.js";
+import { freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
+import { readProc } from "./proc.js";
 import { anonWritableLine, VMA, type Vma } from "./vmas.js";
 
 const NR_USERFAULTFD = 323;
@@ -80,6 +90,98 @@ export function takeUserfaultfd(pid: number, log: ModuleLog): number | string {
   }
 }
 
+function asRanges(vmas: readonly { start: bigint; end: bigint }[]): BigUint64Array {
+  return new BigUint64Array(vmas.flatMap((v) => [v.start, v.end - v.start]));
+}
+
+/** Unregistered (every page unprotected, every waiting write let go) and closed; what went wrong. */
+function unregisterAndClose(uffd: number, ranges: BigUint64Array): string | undefined {
+  try {
+    bridge().uffdRegister(uffd, ranges, false);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    bridge().close(uffd);
+  }
+}
+
+/** A process's memory protected ahead of the freeze (armAhead), until WpSnapshot.rearm takes it over or it is ended. */
+export class WpArmed {
+  private done = false;
+
+  constructor(
+    readonly pid: number,
+    readonly uffd: number,
+    readonly ranges: BigUint64Array,
+  ) {}
+
+  /** Hands the userfaultfd over (to the snapshot), once. */
+  take(): number {
+    this.done = true;
+    return this.uffd;
+  }
+
+  /** The armed thread stopped, the ranges unregistered and the userfaultfd closed, once. */
+  end(): string | undefined {
+    if (this.done) return undefined;
+    this.done = true;
+    bridge().uffdWpDisarm(this.uffd);
+    return unregisterAndClose(this.uffd, this.ranges);
+  }
+}
+
+/**
+ * Arms the snapshot of the tree under `pid` ahead of its freeze: the tree is frozen only
+ * for a userfaultfd to be made in each process and is let go at once; each one's memory is
+ * then protected while it runs (the bridge's thread unprotects what it writes meanwhile).
+ * Returns the processes armed and how long the tree stood still for it; a process that
+ * cannot be armed is left out (its protection is made at the freeze, as without this).
+ */
+export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): Promise<{ armed: Map<number, WpArmed>; frozenUs: number }> {
+  const armed = new Map<number, WpArmed>();
+  const t0 = process.hrtime.bigint();
+  let tree: FrozenTree;
+  try {
+    tree = freezeTree(pid, timeoutMs);
+  } catch (e) {
+    log.info(`the write-protection is not made ahead (${(e as Error).message}): it is made at the freeze`);
+    return { armed, frozenUs: 0 };
+  }
+  const taken: WpArmed[] = [];
+  try {
+    for (const f of tree.processes) {
+      if (f.zombie) continue;
+      const ranges = protectableInMaps(readProc(f.pid, "maps"));
+      if (ranges.length === 0) continue;
+      const uffd = takeUserfaultfd(f.pid, log);
+      if (typeof uffd === "string") log.info(`pid ${f.pid}: ${uffd}: its write-protection is made at the freeze`);
+      else taken.push(new WpArmed(f.pid, uffd, asRanges(ranges)));
+    }
+  } catch (e) {
+    log.info(`the write-protection is not made ahead for every process (${(e as Error).message}): the others' is made at the freeze`);
+  }
+  const why = releaseTree(tree, "resume");
+  const frozenUs = Number((process.hrtime.bigint() - t0) / 1000n);
+  if (why) {
+    for (const a of taken) a.end();
+    throw new DumpError("seize", pid, `letting the tree go after making its userfaultfds: ${why}`);
+  }
+  await Promise.all(
+    taken.map(async (a) => {
+      try {
+        await bridge().uffdWpArm(a.uffd, a.ranges);
+        armed.set(a.pid, a);
+      } catch (e) {
+        log.info(`pid ${a.pid}: write-protection ahead refused (${(e as Error).message}): it is made at the freeze`);
+        a.end();
+      }
+    }),
+  );
+  log.info(`write-protection made ahead for ${armed.size} of ${taken.length} processes; the tree stood still ${frozenUs} us for their userfaultfds`);
+  return { armed, frozenUs };
+}
+
 /** One task's protected memory, from the freeze until the copy is done. */
 export class WpSnapshot {
   private done = false;
@@ -106,7 +208,7 @@ export class WpSnapshot {
       log.info(`pid ${pid}: ${uffd}: its pages are copied while it is frozen`);
       return undefined;
     }
-    const ranges = new BigUint64Array(vmas.flatMap((v) => [v.start, v.end - v.start]));
+    const ranges = asRanges(vmas);
     try {
       await b.uffdWriteProtect(uffd, ranges);
     } catch (e) {
@@ -120,6 +222,24 @@ export class WpSnapshot {
       return undefined;
     }
     return new WpSnapshot(pid, uffd, ranges);
+  }
+
+  /**
+   * The task frozen: takes over the protection `armed` made ahead (the pages not
+   * protected now, written or mapped since, protected: the memory of `vmas` is then as
+   * protect() leaves it). If that fails, the armed protection is ended and made anew.
+   */
+  static async rearm(armed: WpArmed, vmas: readonly { start: bigint; end: bigint }[], log: ModuleLog, refused?: string): Promise<WpSnapshot | undefined> {
+    const ranges = asRanges(vmas);
+    try {
+      const pages = await bridge().uffdWpRearm(armed.uffd, armed.pid, ranges);
+      log.info(`pid ${armed.pid}: write-protection made ahead; ${pages} pages written or mapped since protected at the freeze`);
+      return new WpSnapshot(armed.pid, armed.take(), ranges);
+    } catch (e) {
+      log.info(`pid ${armed.pid}: the write-protection made ahead could not be completed (${(e as Error).message}): made anew`);
+      armed.end();
+      return WpSnapshot.protect(armed.pid, vmas, log, refused);
+    }
   }
 
   /**
@@ -165,14 +285,7 @@ export class WpSnapshot {
   end(): string | undefined {
     if (this.done) return undefined;
     this.done = true;
-    try {
-      bridge().uffdRegister(this.uffd, this.ranges, false);
-      return undefined;
-    } catch (e) {
-      return (e as Error).message;
-    } finally {
-      bridge().close(this.uffd);
-    }
+    return unregisterAndClose(this.uffd, this.ranges);
   }
 
   /** Whether [addr, addr + len) lies inside the protected ranges. */
