@@ -413,36 +413,40 @@ static void protect_run(napi_env env, void *arg)
 		protect_halves(j, total);
 }
 
+/* Settles a protect job's promise: rejected naming the ioctl and range; resolved to
+ * nothing, or for a rearm (which has the task's pid) to the pages it protected. */
 static void protect_done(napi_env env, napi_status status, void *arg)
 {
 	struct protect_job *j = arg;
 	napi_value v;
 	if (status == napi_cancelled && !j->err) {
 		j->err = ECANCELED;
-		snprintf(j->msg, sizeof(j->msg), "uffdWriteProtect");
+		snprintf(j->msg, sizeof(j->msg), "the protection's job");
 	}
 	if (j->err)
-		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, j->msg, j->err, 0, NULL));
-	else if (napi_get_undefined(env, &v) == napi_ok)
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, j->msg, j->err, j->pid, NULL));
+	else if ((j->pid ? napi_create_double(env, (double)j->written, &v) : napi_get_undefined(env, &v)) == napi_ok)
 		napi_resolve_deferred(env, j->deferred, v);
 	napi_delete_async_work(env, j->work);
 	free(j->r);
 	free(j);
 }
 
-/* uffdWriteProtect(fd, ranges): on the thread pool, UFFDIO_API with write-protect
- * faults, then each (start, length) registered for write-protect and protected;
- * resolves when done, rejects naming the ioctl and range that failed. */
-static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
+/* The calls that protect on the thread pool: (fd, [pid,] ranges) read, and a job of
+ * `execute` queued with them; its promise. */
+static napi_value queue_protect(napi_env env, napi_callback_info info, const char *fn, bool with_pid, bool ahead,
+				napi_async_execute_callback execute, napi_async_complete_callback complete)
 {
-	const char *fn = "uffdWriteProtect";
-	napi_value argv[2];
-	int32_t fd;
+	size_t nargs = with_pid ? 3 : 2;
+	napi_value argv[3];
+	int32_t fd, pid = 0;
 	uint64_t *r;
 	size_t n;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	if (!bridge_get_args(env, info, nargs, argv, fn) ||
 	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
-	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
+	    (with_pid && !bridge_arg_pid(env, argv[1], &pid, fn)) ||
+	    !bridge_arg_u64s(env, argv[nargs - 1], &r, &n, 2, fn,
+			     "ranges must be a BigUint64Array of (start, length) pairs"))
 		return NULL;
 	struct protect_job *j = calloc(1, sizeof(*j));
 	if (!j || !(j->r = malloc(n ? n * 16 : 16))) {
@@ -452,12 +456,22 @@ static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
 	memcpy(j->r, r, n * 16);
 	j->n = n;
 	j->fd = fd;
-	napi_value promise = bridge_queue_job(env, fn, protect_run, protect_done, j, &j->work, &j->deferred);
+	j->pid = pid;
+	j->ahead = ahead;
+	napi_value promise = bridge_queue_job(env, fn, execute, complete, j, &j->work, &j->deferred);
 	if (!promise) {
 		free(j->r);
 		free(j);
 	}
 	return promise;
+}
+
+/* uffdWriteProtect(fd, ranges): on the thread pool, UFFDIO_API with write-protect
+ * faults, then each (start, length) registered for write-protect and protected;
+ * resolves when done, rejects naming the ioctl and range that failed. */
+static napi_value uffd_write_protect(napi_env env, napi_callback_info info)
+{
+	return queue_protect(env, info, "uffdWriteProtect", false, false, protect_run, protect_done);
 }
 
 /* Armed ahead of the freeze (uffdWpArm, uffdWpRearm, uffdWpDisarm).
@@ -612,30 +626,7 @@ static void arm_run(napi_env env, void *arg)
  * registered and protected (those the task unmapped meanwhile passed over). */
 static napi_value uffd_wp_arm(napi_env env, napi_callback_info info)
 {
-	const char *fn = "uffdWpArm";
-	napi_value argv[2];
-	int32_t fd;
-	uint64_t *r;
-	size_t n;
-	if (!bridge_get_args(env, info, 2, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
-	    !bridge_arg_u64s(env, argv[1], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
-		return NULL;
-	struct protect_job *j = calloc(1, sizeof(*j));
-	if (!j || !(j->r = malloc(n ? n * 16 : 16))) {
-		free(j);
-		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
-	}
-	memcpy(j->r, r, n * 16);
-	j->n = n;
-	j->fd = fd;
-	j->ahead = true;
-	napi_value promise = bridge_queue_job(env, fn, arm_run, protect_done, j, &j->work, &j->deferred);
-	if (!promise) {
-		free(j->r);
-		free(j);
-	}
-	return promise;
+	return queue_protect(env, info, "uffdWpArm", false, true, arm_run, protect_done);
 }
 
 /* The task frozen: the armed thread stopped, the ranges registered, and the present pages
@@ -694,51 +685,10 @@ static void rearm_run(napi_env env, void *arg)
 	close(pm);
 }
 
-static void rearm_done(napi_env env, napi_status status, void *arg)
-{
-	struct protect_job *j = arg;
-	napi_value v;
-	if (status == napi_cancelled && !j->err) {
-		j->err = ECANCELED;
-		snprintf(j->msg, sizeof(j->msg), "uffdWpRearm");
-	}
-	if (j->err)
-		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, j->msg, j->err, j->pid, NULL));
-	else if (napi_create_double(env, (double)j->written, &v) == napi_ok)
-		napi_resolve_deferred(env, j->deferred, v);
-	napi_delete_async_work(env, j->work);
-	free(j->r);
-	free(j);
-}
-
 /* uffdWpRearm(fd, pid, ranges): see above; resolves to the pages protected now. */
 static napi_value uffd_wp_rearm(napi_env env, napi_callback_info info)
 {
-	const char *fn = "uffdWpRearm";
-	napi_value argv[3];
-	int32_t fd, pid;
-	uint64_t *r;
-	size_t n;
-	if (!bridge_get_args(env, info, 3, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a userfaultfd") ||
-	    !bridge_arg_pid(env, argv[1], &pid, fn) ||
-	    !bridge_arg_u64s(env, argv[2], &r, &n, 2, fn, "ranges must be a BigUint64Array of (start, length) pairs"))
-		return NULL;
-	struct protect_job *j = calloc(1, sizeof(*j));
-	if (!j || !(j->r = malloc(n ? n * 16 : 16))) {
-		free(j);
-		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
-	}
-	memcpy(j->r, r, n * 16);
-	j->n = n;
-	j->fd = fd;
-	j->pid = pid;
-	napi_value promise = bridge_queue_job(env, fn, rearm_run, rearm_done, j, &j->work, &j->deferred);
-	if (!promise) {
-		free(j->r);
-		free(j);
-	}
-	return promise;
+	return queue_protect(env, info, "uffdWpRearm", true, false, rearm_run, protect_done);
 }
 
 /* uffdWpDisarm(fd): stops the armed thread of `fd` (its pending faults unprotected first);
