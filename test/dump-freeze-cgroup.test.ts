@@ -11,7 +11,7 @@ import { cgroupMount } from "./helpers/cgroups.js";
 import { tscriu } from "./helpers/cli.js";
 import { tempDir } from "./helpers/dump.js";
 import { dumpGone, restoreTask } from "./helpers/restore.js";
-import { counterAdvances, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { counterAdvances, killAndReap, RUNS_ON, procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 /** A new cgroup of this test, removed at teardown once its tasks are gone. */
 function newCgroup(t: ExecutionContext, version: "v2" | "v1"): string {
@@ -94,6 +94,23 @@ for (const version of ["v2", "v1"] as const) {
     t.is(await w.check(), "PASS tree=5", "thawed after the dump");
   });
 }
+
+test("cgroup v2: dump -R --wp-snapshot --freeze-cgroup makes the write-protection at the freeze, not ahead; every page as at the freeze", async (t) => {
+  const cg = newCgroup(t, "v2");
+  // 5 % of 64 MiB every 10 ms
+  const w = await startWorkload(t, "incr", ["64", "50"]);
+  enter(cg, w.pid);
+  const base = tempDir(t);
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "-R", "--wp-snapshot", "--freeze-cgroup", cg, "-v4", "-o", join(base, "dump.log")]);
+  t.is(r.code, 0, r.stderr);
+  const log = readFileSync(join(base, "dump.log"), "utf8");
+  t.notRegex(log, /made ahead/);
+  t.regex(log, /write-protect snapshot written in place with the task running/);
+  t.false(frozen(cg, "v2"), "thawed as it was");
+  await killAndReap(w.pid);
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
 
 for (const version of ["v2", "v1"] as const) {
   test(`cgroup ${version}: a task in a frozen cgroup, dumped without --freeze-cgroup, is refused naming the cgroup (no hang); it stays frozen, untraced`, async (t) => {

@@ -504,11 +504,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       // The scratch area for the calls inside the task first, then smaps read on the thread
       // pool from now on (it walks every page table, holding the mmap lock that the area's
       // mmap and munmap need): the area is left out of the VMAs by its range and unmapped
-      // once smaps is read.
-      const scratch = callsInside(fp, () => mapInsideScratch(p, timers));
-      scratches.add(scratch);
-      const smapsAhead = readProcAhead(p, "smaps");
-      void smapsAhead.catch(() => undefined);
+      // once smaps is read. A snapshot's protection starts once nothing runs in the task any
+      // more: after that unmap, or, when the whole of it is made now (not ahead), right
+      // after the calls inside, with smaps read from then on (the old order: the two walks
+      // side by side).
+      const protectNow = streamSnap && pool?.complete === true && !armed.has(p);
+      const scratch = protectNow ? undefined : callsInside(fp, () => mapInsideScratch(p, timers));
+      if (scratch) scratches.add(scratch);
+      let smapsAhead = scratch ? readProcAhead(p, "smaps") : undefined;
+      void smapsAhead?.catch(() => undefined);
       const rlimits = parseLimits(readProc(p, "limits"));
       const comm = readProc(p, "comm").replace(/\n$/, "");
       const personality = Number.parseInt(readProc(p, "personality").trim(), 16);
@@ -544,25 +548,39 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       enter("inside");
       const inside = callsInside(fp, () => collectInside(p, timers, fp.tids, scratch));
 
-      enter("vmas");
-      const read = await smapsAhead.catch(() => undefined);
-      const sr = scratch.range;
-      scratches.delete(scratch);
-      scratch.unmap();
-      // Nothing of tscriu's is mapped in the task now, and nothing runs there until it is
-      // let go: a write there (the kernel's own, to its rseq area, at the return from a call
-      // made inside it) would wait on the protection, which starts now on the thread pool
-      // (from maps, which needs no walk; checked against smaps' VMAs below).
-      const maps = readProc(p, "maps");
-      const fromMaps = streamSnap && pool?.complete === true ? protectableInMaps(maps) : undefined;
-      if (fromMaps) {
-        const protection = protectFrozen(p, fromMaps, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
-        void protection.catch(() => undefined); // awaited in "memory", or on failure
-        protecting.set(p, protection);
+      /** The snapshot's protection started on the thread pool (from maps, which needs no walk; checked against smaps' VMAs below). */
+      const startProtection = (): { maps: string; fromMaps: { start: bigint; end: bigint }[] | undefined } => {
+        const maps = readProc(p, "maps");
+        const fromMaps = streamSnap && pool?.complete === true ? protectableInMaps(maps) : undefined;
+        if (fromMaps) {
+          const protection = protectFrozen(p, fromMaps, "protected again from smaps' VMAs if they differ, else its pages are copied while it is frozen");
+          void protection.catch(() => undefined); // awaited in "memory", or on failure
+          protecting.set(p, protection);
+        }
+        return { maps, fromMaps };
+      };
+      let started: ReturnType<typeof startProtection> | undefined;
+      if (!smapsAhead) {
+        smapsAhead = readProcAhead(p, "smaps");
+        void smapsAhead.catch(() => undefined);
+        started = startProtection();
       }
-      const ahead = read === undefined ? undefined : withoutVma(read, sr.start, sr.end);
+
+      enter("vmas");
+      let ahead = await smapsAhead.catch(() => undefined);
+      if (scratch) {
+        const sr = scratch.range;
+        scratches.delete(scratch);
+        scratch.unmap();
+        // Nothing of tscriu's is mapped in the task now, and nothing runs there until it is
+        // let go: a write there (the kernel's own, to its rseq area, at the return from a
+        // call made inside it) would wait on the protection, which starts now.
+        started = startProtection();
+        if (ahead !== undefined) ahead = withoutVma(ahead, sr.start, sr.end);
+      }
+      const { maps, fromMaps } = started!;
       const smaps = ahead !== undefined && sameVmas(ahead, maps) ? ahead : undefined;
-      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${read === undefined ? "the read ahead failed" : ahead === undefined ? "the scratch area is not one VMA of it" : "it does not list the VMAs of maps"})`);
+      if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed, or the scratch area is not one VMA of it" : "it does not list the VMAs of maps"})`);
       const vmas = collectVmas(p, files, shm, smaps);
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
