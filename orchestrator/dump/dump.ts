@@ -367,10 +367,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // --wp-snapshot: the protection made ahead, while the tree runs (wpsnap.ts armAhead)
   let armed = new Map<number, WpArmed>();
   let armedUs = 0;
+  /** Ends what was armed and not taken over; what went wrong goes to `notes` (a failed dump's), else to the log. */
   const endArmed = (notes?: string[]): void => {
     for (const a of armed.values()) {
       const why = a.end();
-      if (why) (notes ?? []).push(`removing the write-protection made ahead in pid ${a.pid}: ${why}`);
+      if (!why) continue;
+      const note = `removing the write-protection made ahead in pid ${a.pid}: ${why}`;
+      if (notes) notes.push(note);
+      else log.warn(note);
     }
     armed.clear();
   };

@@ -35,7 +35,7 @@ export function isDying(pid: number): boolean {
   const s = statFields(stat);
   if (s.state === "Z" || s.state === "X" || (s.flags & PF_EXITING) !== 0) return true;
   const status = read(`/proc/${pid}/status`) ?? "";
-  return ["SigPnd", "ShdPnd"].some((k) => (BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, "m").exec(status)?.[1] ?? "0"}`) & SIGKILL_BIT) !== 0n);
+  return [...status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].some((m) => (BigInt(`0x${m[1]!}`) & SIGKILL_BIT) !== 0n);
 }
 
 /** Whether /proc/PID goes within half a second (looked at every millisecond). */

@@ -189,15 +189,14 @@ export async function planRestore(opts: PlanOptions, log: ModuleLog): Promise<Pl
   // child dying of its parent's death signal: give a dying PID a few seconds.
   /** `purpose`: what else the PID is for (and the image that says so) */
   const free = async (id: number, owner: number | undefined, purpose?: { what: string; image: string }): Promise<void> => {
-    let holder = pidHolder(id, false);
-    for (let waited = 0; holder && waited < DYING_WAIT_MS; waited += 50) {
+    let holder: string | undefined;
+    for (let waited = 0; ; waited += 50) {
       // dying first, the holder after: one that went in between is not taken for a live one
       const dying = isDying(id);
       holder = pidHolder(id, false);
-      if (!holder || !dying) break;
+      if (!holder || !dying || waited >= DYING_WAIT_MS) break;
       if (waited === 0) log.info(`PID ${id} is held by a process on its way out; waiting up to ${DYING_WAIT_MS / 1000} s for it to go`);
       await new Promise((r) => setTimeout(r, 50));
-      holder = pidHolder(id, false);
     }
     if (holder) throw fail(`${holder}; it must be free to restore ${purpose?.what ?? (owner ? `thread ${id} of pid ${owner} with its TID` : "the task with its PID")}`, purpose?.image, owner ?? id);
   };
