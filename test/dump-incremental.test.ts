@@ -7,6 +7,8 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSyn
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
+import { firstRun } from "../orchestrator/dump/wpsnap.js";
+import { Logger } from "../orchestrator/log.js";
 import { readImage } from "../images/io.js";
 import { PE_PARENT, readPagemap } from "../images/pages.js";
 import { tscriu } from "./helpers/cli.js";
@@ -34,6 +36,10 @@ async function runsOn(t: ExecutionContext, w: Workload): Promise<void> {
   t.fail(`${w.name} (pid ${w.pid}) wrote nothing in 5 s`);
 }
 
+function capture(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { log: new Logger(4, { write: (l) => void lines.push(l), close: () => undefined }), lines };
+}
 const stat = (out: string, what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(out)?.[1] ?? NaN);
 
 async function pagemapOf(dir: string, pid: number): Promise<{ parent: number; present: number }> {
@@ -309,11 +315,29 @@ test.serial("dump -R --wp-snapshot: the protection made ahead while the task run
   t.log(`${again} pages protected again at the freeze`);
   // 4,003 on a quiet machine, 966 in a loaded full run: each first write waits on a fault
   t.true(again > 100, "the pages written in between");
+  // it writes every 10 ms: it ran once after its protection, before the freeze
+  t.regex(log, /pid \d+ ran \d+ us after its protection was made/);
   noUffd(t, w.pid);
   await runsOn(t, w);
   await killAndReap(w.pid);
   await restoreTask(t, join(base, "d"));
   t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("the wait for a task's first run after its protection: seen for a task that runs, given up after the cap for a stopped one", async (t) => {
+  const { log, lines } = capture();
+  const busy = await startWorkload(t, "incr", ["4", "5"]);
+  t.true(await firstRun(busy.pid, 2000, log.module("dump")));
+  const idle = await startWorkload(t, "incr", ["4", "5"]);
+  process.kill(idle.pid, "SIGSTOP");
+  const t0 = Date.now();
+  t.false(await firstRun(idle.pid, 50, log.module("dump")));
+  t.true(Date.now() - t0 >= 50, "waited the cap");
+  process.kill(idle.pid, "SIGCONT");
+  t.false(await firstRun(2 ** 22 + 1, 50, log.module("dump")), "no such pid: no wait");
+  t.regex(lines.join(""), new RegExp(`pid ${idle.pid} did not run within 50 ms of its protection`));
+  await killAndReap(busy.pid);
+  await killAndReap(idle.pid);
 });
 
 test.serial("dump -R --wp-snapshot of a process tree: each process's snapshot written in place in turn, the tree runs on and restores", async (t) => {

@@ -24,6 +24,7 @@
 // Only with -R: a task that runs on while its pages are copied must not be killed after
 // (what it did meanwhile would be lost) or left stopped (-s).
 
+import { readdirSync, readFileSync } from "node:fs";
 import { MAP } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
 import type { ModuleLog } from "../log.js";
@@ -175,11 +176,65 @@ export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): 
       } catch (e) {
         log.info(`pid ${a.pid}: write-protection ahead refused (${(e as Error).message}): it is made at the freeze`);
         a.end();
+        return;
       }
+      await firstRun(a.pid, FIRST_RUN_WAIT_MS, log);
     }),
   );
   log.info(`write-protection made ahead for ${armed.size} of ${taken.length} processes; the tree stood still ${frozenUs} us for their userfaultfds`);
   return { armed, frozenUs };
+}
+
+/** How long the dump waits, at most, for a process to run once after its protection was made ahead. */
+const FIRST_RUN_WAIT_MS = 100;
+
+/**
+ * Waits until a thread of `pid` has been on a CPU since now, at most `capMs`. Where the
+ * VM keeps shadow page tables (a PVM guest, as here), the first time a task runs after
+ * its page tables were rewritten, as the protection of each page rewrites them, it pays
+ * for all of it at once: 15-20 ms per GiB protected. A task frozen before it ran again
+ * paid that inside the freeze, at the first call made inside it; one that runs once
+ * before (a 50 ms timer, a request served) pays it on its own time. An idle task pays it
+ * in the freeze still, after this wait. Counted by each thread's timeslices
+ * (/proc/PID/task/TID/schedstat), of its first 64 threads; no wait without schedstat.
+ * Whether it ran.
+ */
+export async function firstRun(pid: number, capMs: number, log: ModuleLog): Promise<boolean> {
+  const t0 = process.hrtime.bigint();
+  const before = timeslices(pid);
+  if (before.size === 0) return false;
+  const ran = (): boolean => {
+    for (const [tid, n] of timeslices(pid)) if ((before.get(tid) ?? -1) < n) return true;
+    return false;
+  };
+  let did = ran();
+  while (!did && Number(process.hrtime.bigint() - t0) / 1e6 < capMs) {
+    await new Promise((r) => setTimeout(r, 1));
+    did = ran();
+  }
+  const us = Number((process.hrtime.bigint() - t0) / 1000n);
+  log.info(did ? `pid ${pid} ran ${us} us after its protection was made (the first run after it is paid before the freeze)` : `pid ${pid} did not run within ${capMs} ms of its protection: the first run after it is paid inside the freeze`);
+  return did;
+}
+
+/** Timeslices each thread of `pid` has run (the first 64 threads; none when gone or without schedstat). */
+function timeslices(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`).slice(0, 64);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const n = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "latin1").split(" ")[2]);
+      if (Number.isFinite(n)) out.set(Number(tid), n);
+    } catch {
+      // gone meanwhile, or no schedstat
+    }
+  }
+  return out;
 }
 
 /** One task's protected memory, from the freeze until the copy is done. */
