@@ -501,9 +501,6 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         continue;
       }
       enter("proc");
-      const stat = parseStat(readProc(p, "stat"));
-      const creds = statusCreds(parseStatus(readProc(p, "status")));
-      const nsIds = namespaceIds(p);
       const timers = parseTimers(readProc(p, "timers"));
       // The scratch area for the calls inside the task first, then smaps read on the thread
       // pool from now on (it walks every page table, holding the mmap lock that the area's
@@ -517,6 +514,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       if (scratch) scratches.add(scratch);
       let smapsAhead = scratch ? readProcAhead(p, "smaps") : undefined;
       void smapsAhead?.catch(() => undefined);
+      const stat = parseStat(readProc(p, "stat"));
+      const creds = statusCreds(parseStatus(readProc(p, "status")));
+      const nsIds = namespaceIds(p);
       const rlimits = parseLimits(readProc(p, "limits"));
       const comm = readProc(p, "comm").replace(/\n$/, "");
       const personality = Number.parseInt(readProc(p, "personality").trim(), 16);
@@ -570,6 +570,23 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         started = startProtection();
       }
 
+      // The fds before the VMAs: meanwhile smaps walks the page tables on the thread pool
+      // (and the fds get their files.img ids before the mapped files, as with criu).
+      enter("files");
+      const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState, await fdinfoAhead!.catch(() => undefined));
+      // cwd and root as O_PATH, as criu: a directory of a gone process's /proc refuses open (ESRCH).
+      const special = (name: string, flags: number | string): number => {
+        const fd = openSync(procPath(p, name), flags);
+        try {
+          return files.mappedFile(fd, fstatSync(fd, { bigint: true }), readlinkSync(procPath(p, name)), p);
+        } finally {
+          closeSync(fd);
+        }
+      };
+      const exeId = special("exe", "r");
+      const cwdId = special("cwd", O.PATH);
+      const rootId = special("root", O.PATH);
+
       enter("vmas");
       let ahead = await smapsAhead.catch(() => undefined);
       if (scratch) {
@@ -600,21 +617,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         }
       }
 
-      enter("files");
-      const fdinfo = sharesFiles ? sharesFiles.fdinfo : collectFds(p, fdState, await fdinfoAhead!.catch(() => undefined));
       socketMaps(p, vmas, fdinfo, files, log);
-      // cwd and root as O_PATH, as criu: a directory of a gone process's /proc refuses open (ESRCH).
-      const special = (name: string, flags: number | string): number => {
-        const fd = openSync(procPath(p, name), flags);
-        try {
-          return files.mappedFile(fd, fstatSync(fd, { bigint: true }), readlinkSync(procPath(p, name)), p);
-        } finally {
-          closeSync(fd);
-        }
-      };
-      const exeId = special("exe", "r");
-      const cwdId = special("cwd", O.PATH);
-      const rootId = special("root", O.PATH);
       // Scheduling, credentials, name and seccomp are each thread's own.
       const threads = fp.tids.map((tid) => {
         const task = (f: string): string => readProc(p, `task/${tid}/${f}`);
