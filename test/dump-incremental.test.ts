@@ -330,6 +330,8 @@ test.serial("the wait for a task's first run after its protection: seen for a ta
   t.true(await firstRun(busy.pid, 2000, log.module("dump")));
   const idle = await startWorkload(t, "incr", ["4", "5"]);
   process.kill(idle.pid, "SIGSTOP");
+  // (the stop is taken when it next runs)
+  await waitFor(`pid ${idle.pid} to stop`, () => procState(idle.pid) === "T");
   const t0 = Date.now();
   t.false(await firstRun(idle.pid, 50, log.module("dump")));
   t.true(Date.now() - t0 >= 50, "waited the cap");

@@ -626,6 +626,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       procs.push({ pid: p, ppid: fp.ppid, frozen: fp, stat, creds, nsIds, rlimits, comm, personality, loginuid, oomScoreAdj, auxv, inside, vmas, fdinfo, sharesFiles: sharesFiles !== undefined, exeId, cwdId, rootId, threads, ids: taskIds });
       memProcs.push({ pid: p, vmas });
     }
+    // (what the whole tree's fds tell, a unix socket's peer outside it, belongs to the files
+    // step, though the VMAs came after it)
+    step = "files";
     if (!preDump) settleFds(fdState);
     // the images the fds' kinds wrote meanwhile (connections' streams) are on the disk, or
     // their failure fails the dump here, naming its file
