@@ -163,7 +163,8 @@ export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): 
     log.info(`the write-protection is not made ahead for every process (${(e as Error).message}): the others' is made at the freeze`);
   }
   const why = releaseTree(tree, "resume");
-  const frozenUs = Number((process.hrtime.bigint() - t0) / 1000n);
+  // from the moment it stood still, as the freeze's own frozen time counts (not the seize before)
+  const frozenUs = Number((process.hrtime.bigint() - (tree.processes[0]?.frozenAt ?? t0)) / 1000n);
   if (why) {
     for (const a of taken) a.end();
     throw new DumpError("seize", pid, `letting the tree go after making its userfaultfds: ${why}`);
