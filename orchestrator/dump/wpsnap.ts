@@ -177,60 +177,79 @@ export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): 
       } catch (e) {
         log.info(`pid ${a.pid}: write-protection ahead refused (${(e as Error).message}): it is made at the freeze`);
         a.end();
-        return;
       }
-      await firstRun(a.pid, FIRST_RUN_WAIT_MS, log);
     }),
   );
+  await firstRuns([...armed.keys()], FIRST_RUN_WAIT_MS, log);
   log.info(`write-protection made ahead for ${armed.size} of ${taken.length} processes; the tree stood still ${frozenUs} us for their userfaultfds`);
   return { armed, frozenUs };
 }
 
 /** How long the dump waits, at most, for a process to run once after its protection was made ahead. */
 const FIRST_RUN_WAIT_MS = 100;
+/** The threads whose timeslices are read at each look, over all the processes waited for. */
+const THREADS_WATCHED = 64;
 
 /**
- * Waits until a thread of `pid` has been on a CPU since now, at most `capMs`. Where the
- * VM keeps shadow page tables (a PVM guest, as here), the first time a task runs after
- * its page tables were rewritten, as the protection of each page rewrites them, it pays
- * for all of it at once: 15-20 ms per GiB protected. A task frozen before it ran again
- * paid that inside the freeze, at the first call made inside it; one that runs once
- * before (a 50 ms timer, a request served) pays it on its own time. An idle task pays it
- * in the freeze still, after this wait. Counted by each thread's timeslices
- * (/proc/PID/task/TID/schedstat), of its first 64 threads; no wait without schedstat.
- * Whether it ran.
+ * Waits until a thread of each of `pids` has been on a CPU since now, at most `capMs` in
+ * all. Where the VM keeps shadow page tables (a PVM guest, as here), the first time a task
+ * runs after it was stopped and its page tables rewritten (making the userfaultfd stops it,
+ * the protection of each page rewrites them) costs 15-20 ms per GiB at once. A task frozen
+ * before it ran again paid that inside the freeze, at the first call made inside it; one
+ * that runs once before (a 50 ms timer, a request served) pays it on its own time. An idle
+ * task pays it in the freeze still, after this wait. Counted by the timeslices each thread
+ * has run (/proc/PID/task/TID/schedstat), of the first threads of each process (64 over
+ * them all, at least one each), looked at every millisecond; no wait without schedstat.
+ * Returns the processes that ran.
  */
-export async function firstRun(pid: number, capMs: number, log: ModuleLog): Promise<boolean> {
+export async function firstRuns(pids: readonly number[], capMs: number, log: ModuleLog): Promise<Set<number>> {
   const t0 = process.hrtime.bigint();
-  const before = timeslices(pid);
-  if (before.size === 0) return false;
-  const ran = (): boolean => {
-    for (const [tid, n] of timeslices(pid)) if ((before.get(tid) ?? -1) < n) return true;
-    return false;
-  };
-  let did = ran();
-  while (!did && Number(process.hrtime.bigint() - t0) / 1e6 < capMs) {
-    await new Promise((r) => setTimeout(r, 1));
-    did = ran();
+  const per = Math.max(1, Math.floor(THREADS_WATCHED / Math.max(1, pids.length)));
+  const waiting = new Map<number, Map<string, number>>();
+  for (const pid of pids) {
+    const before = timeslices(threadsOf(pid, per));
+    if (before.size) waiting.set(pid, before);
   }
-  const us = Number((process.hrtime.bigint() - t0) / 1000n);
-  log.info(did ? `pid ${pid} ran ${us} us after its protection was made (the first run after it is paid before the freeze)` : `pid ${pid} did not run within ${capMs} ms of its protection: the first run after it is paid inside the freeze`);
-  return did;
+  const ran = new Set<number>();
+  const elapsedUs = (): number => Number((process.hrtime.bigint() - t0) / 1000n);
+  const look = (): void => {
+    for (const [pid, before] of waiting) {
+      for (const [path, n] of timeslices([...before.keys()])) {
+        if (n <= before.get(path)!) continue;
+        waiting.delete(pid);
+        ran.add(pid);
+        log.info(`pid ${pid} ran ${elapsedUs()} us after its protection was made (the first run after it is paid before the freeze)`);
+        break;
+      }
+    }
+  };
+  look();
+  while (waiting.size && elapsedUs() < capMs * 1000) {
+    await new Promise((r) => setTimeout(r, 1));
+    look();
+  }
+  for (const pid of waiting.keys()) log.info(`pid ${pid} did not run within ${capMs} ms of its protection: the first run after it is paid inside the freeze`);
+  return ran;
 }
 
-/** Timeslices each thread of `pid` has run (the first 64 threads; none when gone or without schedstat). */
-function timeslices(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  let tids: string[];
+/** The schedstat files of the first `n` threads of `pid` (none when it is gone). */
+function threadsOf(pid: number, n: number): string[] {
   try {
-    tids = readdirSync(`/proc/${pid}/task`).slice(0, 64);
+    return readdirSync(`/proc/${pid}/task`)
+      .slice(0, n)
+      .map((tid) => `/proc/${pid}/task/${tid}/schedstat`);
   } catch {
-    return out;
+    return [];
   }
-  for (const tid of tids) {
+}
+
+/** The timeslices each of `files` (schedstat files) counts; a thread gone, or no schedstat, is left out. */
+function timeslices(files: readonly string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const f of files) {
     try {
-      const n = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "latin1").split(" ")[2]);
-      if (Number.isFinite(n)) out.set(Number(tid), n);
+      const n = Number(readFileSync(f, "latin1").split(" ")[2]);
+      if (Number.isFinite(n)) out.set(f, n);
     } catch {
       // gone meanwhile, or no schedstat
     }
