@@ -124,6 +124,30 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
   t.is(await w.check(), "PASS established");
 });
 
+test.serial("a dump that kills the server locks its listener too: a client connecting while it is gone is not refused, and the restored listener takes it", async (t) => {
+  const w = await startWorkload(t, "inetsk", ["established"]);
+  const dir = await dumpGone(t, w, LOCK);
+  await dropLockAtTeardown(t, dir);
+  const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
+  const port = Number(files.find((f) => f["state"] === 10)!["src_port"]);
+  // Without the lock the kernel would refuse it at once (no listener): its SYN is dropped
+  // instead, and sent again until the restored listener answers.
+  const client = connect({ port, host: "127.0.0.1" });
+  let outcome = "pending";
+  const done = new Promise<void>((resolve) => {
+    client.once("connect", () => ((outcome = "connected"), resolve()));
+    client.once("error", (e) => ((outcome = (e as NodeJS.ErrnoException).code ?? "error"), resolve()));
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(outcome, "pending", "neither refused nor connected while the server is gone");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  await done;
+  t.is(outcome, "connected", "the retried SYN met the restored listener");
+  client.destroy();
+  // (the workload's check talks through its listener, where this client now waits first)
+  t.regex(procState(w.pid) ?? "gone", /^[RS]$/, "the restored server runs");
+});
+
 test.serial("a window last updated by a segment past the receive window (criu's dump after dropped segments): the restore takes it from the receive queue's end", async (t) => {
   // The kernel's snd_wl1 can lie past rcv_nxt, even past rcv_nxt + rcv_wnd (a segment of
   // the peer's dropped for memory or kept out of order, whose window was taken), which

@@ -470,7 +470,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       shellJob: opts.shellJob === true,
       fileLocks: opts.fileLocks === true,
       externalUnix: opts.externalUnix ?? NO_EXTERNAL_UNIX,
-      tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true },
+      tcp: { established: opts.tcpEstablished === true, close: opts.tcpClose === true, skipInFlight: opts.skipInFlight === true, lockListeners: finalState === "kill" },
       netLock,
       log,
       frozenAt,

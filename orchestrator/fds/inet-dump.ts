@@ -27,13 +27,15 @@ import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type F
 import { DiagTable, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
-import type { LockedConn } from "../net/lock.js";
+import type { LockedConn, LockedListener } from "../net/lock.js";
 import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, tcpStreamImage, type TcpStream } from "../net/tcp-repair.js";
 
 
 /** The TCP states criu asks sock_diag for: listeners and connections (not closed or bound-only ones). */
 const TCP_DIAG_STATES = [TCP_STATE.LISTEN, ...[TCP_STATE.ESTABLISHED, TCP_STATE.FIN_WAIT1, TCP_STATE.FIN_WAIT2, TCP_STATE.CLOSE_WAIT, TCP_STATE.LAST_ACK, TCP_STATE.CLOSING, TCP_STATE.SYN_SENT]].reduce((m, s) => m | (1 << s), 0);
 const ALL_STATES = 0xffffffff;
+/** struct tcp_info's tcpi_unacked: a listener's accept queue, as the kernel fills it in for one. */
+const TCPI_UNACKED = 24;
 
 function getInt(fd: number, level: number, name: number): number {
   return bridge().getsockopt(fd, level, name, 4).readInt32LE(0);
@@ -157,6 +159,12 @@ export class InetDumper implements FdDumper {
       if (sk.wqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the write queue of UDP socket ${local} is not empty (${sk.wqlen} bytes); it is not kept`);
       if (sk.rqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the datagrams queued for UDP socket ${local} (${sk.rqlen} bytes) are dropped, as criu drops them`);
     } else if (sk.state === TCP_STATE.LISTEN) {
+      if (this.locksListeners()) {
+        // Locked first, then its accept queue counted again: a handshake that ended since
+        // sock_diag's table was read is counted, and none can end after it.
+        this.lockTree();
+        sk.rqlen = b.getsockopt(f.copy, SOL_TCP, TCP.INFO, 32).readUInt32LE(TCPI_UNACKED);
+      }
       if (sk.rqlen !== 0) {
         if (!this.ctx.tcp.skipInFlight) throw refuse(`listening on ${local} has ${sk.rqlen} connection${sk.rqlen === 1 ? "" : "s"} not yet accepted (in flight); criu's --skip-in-flight leaves them out`);
         this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: skipping ${sk.rqlen} connection(s) in flight on ${local} (--skip-in-flight)`);
@@ -246,9 +254,18 @@ export class InetDumper implements FdDumper {
   }
 
   /**
+   * The tree's listeners are locked with its connections: a dump that kills it, of TCP
+   * connections (--tcp-established), locked by nftables (net/lock.ts). Not by a dump that
+   * lets it run on, which they would only keep from new clients for a while.
+   */
+  private locksListeners(): boolean {
+    return this.ctx.tcp.lockListeners && this.ctx.tcp.established && this.ctx.netLock.method === "nftables";
+  }
+
+  /**
    * Locks every connection of the dumped tree at once, at the first one met (one nftables
-   * transaction rather than one per connection: a server with a thousand clients): the
-   * tree is frozen, sock_diag's tables list them all.
+   * transaction rather than one per connection: a server with a thousand clients), and
+   * its listeners where it locks them: the tree is frozen, sock_diag's tables list them all.
    */
   private lockTree(): void {
     if (this.treeLocked) return;
@@ -263,14 +280,17 @@ export class InetDumper implements FdDumper {
       }
     }
     const conns: LockedConn[] = [];
+    const listeners: LockedListener[] = [];
     for (const family of [AF_INET, AF_INET6]) {
       for (const d of this.table(family, IPPROTO.TCP).values()) {
-        if (!held.has(d.ino) || !(REPAIRED_STATES & (1 << d.state)) || this.lockedInos.has(d.ino)) continue;
+        if (!held.has(d.ino)) continue;
+        if (d.state === TCP_STATE.LISTEN && this.locksListeners()) listeners.push({ family, addr: d.src, port: d.sport });
+        if (!(REPAIRED_STATES & (1 << d.state)) || this.lockedInos.has(d.ino)) continue;
         conns.push({ family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport });
         this.lockedInos.add(d.ino);
       }
     }
-    this.ctx.netLock.lockAll(conns);
+    this.ctx.netLock.lockAll(conns, listeners);
   }
 
   images(): ExtraImage[] {

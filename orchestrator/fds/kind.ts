@@ -59,7 +59,8 @@ export interface DumpContext {
   irmap: Irmap;
   shellJob: boolean;
   /** what to do with TCP connections (--tcp-established, --tcp-close, --skip-in-flight) */
-  tcp: { established: boolean; close: boolean; skipInFlight: boolean };
+  /** `lockListeners`: the tree's TCP listeners are locked too (a dump that kills it, see net/lock.ts) */
+  tcp: { established: boolean; close: boolean; skipInFlight: boolean; lockListeners: boolean };
   /** locks each TCP connection dumped with its state (--network-lock) */
   netLock: NetworkLock;
   log: ModuleLog;

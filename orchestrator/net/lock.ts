@@ -8,6 +8,13 @@
 // and output chains that accept criu's packet mark and drop every packet of the locked
 // connections, kept in one set per family (address . port . address . port, both
 // directions). The run id is the dump's (inventory.img), so the restore finds the table.
+// A dump that kills the tree (with nftables) locks its TCP listeners too: every packet to
+// a listener's port is dropped (its address too, where it is bound to one), from before the
+// dump counts the connections waiting to be accepted until the restore unlocks. A client's
+// handshake that would end during the freeze, in the accept queue of a listener about to
+// be closed with its task (and reset then), is retried by the client instead and meets the
+// restored listener. criu locks connections only. The table's layout is criu's and these
+// sets besides: either tool's restore removes the whole table.
 // skip: no lock (the connections must be quiet, or their peers reset them). iptables,
 // criu's default, needs iptables-restore; where it is missing the dump refuses and says
 // which method works. The method goes into inventory.img as criu numbers it.
@@ -49,6 +56,14 @@ export interface LockedConn {
   sport: number;
   dst: Buffer;
   dport: number;
+}
+
+/** A listening TCP socket, as the lock names it: its address (all zeros: any) and port. */
+export interface LockedListener {
+  family: number;
+  /** address bytes (4 or 16) */
+  addr: Buffer;
+  port: number;
 }
 
 function ipText(family: number, b: Buffer): string {
@@ -96,9 +111,12 @@ export class NetworkLock {
     this.lockAll([c]);
   }
 
-  /** Locks connections (both directions each) in one nftables transaction; the first call makes the table. */
-  lockAll(conns: readonly LockedConn[]): void {
-    if (this.method === "skip" || conns.length === 0) return;
+  /**
+   * Locks connections (both directions each) and listeners (what comes in to each) in one
+   * nftables transaction; the first call makes the table.
+   */
+  lockAll(conns: readonly LockedConn[], listeners: readonly LockedListener[] = []): void {
+    if (this.method === "skip" || conns.length + listeners.length === 0) return;
     this.check();
     const nft = bridge();
     if (!this.tableMade) {
@@ -116,12 +134,18 @@ export class NetworkLock {
           `add set ${t} conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }`,
           `add rule ${t} output ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop`,
           `add rule ${t} input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop`,
+          `add set ${t} lports { type inet_service; }`,
+          `add rule ${t} input tcp dport @lports drop`,
+          `add set ${t} listen4 { type ipv4_addr . inet_service; }`,
+          `add rule ${t} input ip daddr . tcp dport @listen4 drop`,
+          `add set ${t} listen6 { type ipv6_addr . inet_service; }`,
+          `add rule ${t} input ip6 daddr . tcp dport @listen6 drop`,
         ].join("\n"),
       );
       this.tableMade = true;
       this.log?.info(`network locked with nftables (table ${t})`);
     }
-    const elements: Record<string, string[]> = { conns4: [], conns6: [] };
+    const elements: Record<string, string[]> = { conns4: [], conns6: [], lports: [], listen4: [], listen6: [] };
     for (const c of conns) {
       let { family, src, dst } = c;
       if (family !== AF_INET && mapped(dst)) {
@@ -132,6 +156,16 @@ export class NetworkLock {
       const [s, d] = [ipText(family, src), ipText(family, dst)];
       elements[family === AF_INET ? "conns4" : "conns6"]!.push(`${d} . ${c.dport} . ${s} . ${c.sport}`, `${s} . ${c.sport} . ${d} . ${c.dport}`);
     }
+    for (const l of listeners) {
+      let { family, addr } = l;
+      if (family !== AF_INET && mapped(addr)) {
+        family = AF_INET;
+        addr = addr.subarray(12);
+      }
+      // bound to any address (an IPv6 one takes IPv4 too, unless IPV6_V6ONLY: locked all the same)
+      if (addr.every((x) => x === 0)) elements["lports"]!.push(String(l.port));
+      else elements[family === AF_INET ? "listen4" : "listen6"]!.push(`${ipText(family, addr)} . ${l.port}`);
+    }
     nft.nftRun(
       Object.entries(elements)
         .filter(([, list]) => list.length > 0)
@@ -139,6 +173,7 @@ export class NetworkLock {
         .join("\n"),
     );
     this.locked.push(...conns);
+    if (listeners.length) this.log?.info(`${listeners.length} TCP listener${listeners.length === 1 ? "" : "s"} locked: ${listeners.map((l) => `${ipText(l.family, l.addr)}:${l.port}`).join(", ")}`);
   }
 
   /** Removes the lock of this run (criu's network_unlock); a lock already gone is no error. */
