@@ -9,15 +9,17 @@
 // EOF, POLLHUP, EPIPE, as criu leaves them); hostile tcp-stream images.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { bridge } from "../host-bridge/load.js";
-import { SOL_SOCKET, SO } from "../host-bridge/constants.js";
+import { AF_INET, SOL_SOCKET, SO } from "../host-bridge/constants.js";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
+import { NetworkLock } from "../orchestrator/net/lock.js";
+import { Logger } from "../orchestrator/log.js";
 import { tempDir } from "./helpers/dump.js";
 import { dropLockAtTeardown, dropSegments, lockTable, locksOf, tables } from "./helpers/nft.js";
 import { dumpGone, restoreTask, status } from "./helpers/restore.js";
@@ -124,28 +126,50 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
   t.is(await w.check(), "PASS established");
 });
 
-test.serial("a dump that kills the server locks its listener too: a client connecting while it is gone is not refused, and the restored listener takes it", async (t) => {
+test.serial("a dump that kills the server locks its listener for the freeze: unlocked once the tree is gone (a client is then refused, not left waiting), its connections locked until the restore", async (t) => {
   const w = await startWorkload(t, "inetsk", ["established"]);
-  const dir = await dumpGone(t, w, LOCK);
-  await dropLockAtTeardown(t, dir);
+  const lines: string[] = [];
+  const dir = await dumpGone(t, w, { ...LOCK, log: new Logger(4, { write: (l) => void lines.push(l), close: () => undefined }) });
+  const table = await dropLockAtTeardown(t, dir);
   const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
   const port = Number(files.find((f) => f["state"] === 10)!["src_port"]);
-  // Without the lock the kernel would refuse it at once (no listener): its SYN is dropped
-  // instead, and sent again until the restored listener answers.
+  const log = lines.join("");
+  t.regex(log, new RegExp(`1 TCP listener locked: 127\\.0\\.0\\.1:${port}`));
+  t.regex(log, /1 TCP listener unlocked \(the tree is gone\)/);
+  t.true(log.indexOf("TCP listener locked") < log.indexOf("in repair mode"), "locked before the connections are read");
+  t.true(tables().includes(table), "the connections stay locked");
+  // no listener, and no lock left on its port: refused at once
   const client = connect({ port, host: "127.0.0.1" });
+  const code = await new Promise<string>((resolve) => {
+    client.once("connect", () => resolve("connected"));
+    client.once("error", (e) => resolve((e as NodeJS.ErrnoException).code ?? "error"));
+  });
+  t.is(code, "ECONNREFUSED");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(await w.check(), "PASS established");
+});
+
+test.serial("the listeners' lock: a SYN to a locked listener is dropped (its client waits and sends it again), and unlocking the listeners lets it through", async (t) => {
+  const server = createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => void server.close());
+  const port = (server.address() as { port: number }).port;
+  const lock = new NetworkLock("nftables", `test-listen-${process.pid}`);
+  t.teardown(() => lock.unlock());
+  lock.lockAll([], [{ family: AF_INET, addr: Buffer.from([127, 0, 0, 1]), port }]);
+  const client = connect({ port, host: "127.0.0.1" });
+  t.teardown(() => client.destroy());
   let outcome = "pending";
   const done = new Promise<void>((resolve) => {
     client.once("connect", () => ((outcome = "connected"), resolve()));
     client.once("error", (e) => ((outcome = (e as NodeJS.ErrnoException).code ?? "error"), resolve()));
   });
   await new Promise((r) => setTimeout(r, 500));
-  t.is(outcome, "pending", "neither refused nor connected while the server is gone");
-  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(outcome, "pending", "its SYN dropped");
+  lock.unlockListeners();
   await done;
-  t.is(outcome, "connected", "the retried SYN met the restored listener");
-  client.destroy();
-  // (the workload's check talks through its listener, where this client now waits first)
-  t.regex(procState(w.pid) ?? "gone", /^[RS]$/, "the restored server runs");
+  t.is(outcome, "connected", "the SYN sent again went through");
+  t.true(tables().includes(`CRIU-test-listen-${process.pid}`.slice(0, 26)), "the table stays for the connections");
 });
 
 test.serial("a window last updated by a segment past the receive window (criu's dump after dropped segments): the restore takes it from the receive queue's end", async (t) => {

@@ -440,6 +440,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (how === "resume") freeConnections();
     const why = releaseTree(tree, how);
     if (how !== "resume" && fdState) releaseFds(fdState, how);
+    // the listeners closed with their tasks: their ports are no longer locked (net/lock.ts)
+    if (how === "kill") {
+      try {
+        netLock.unlockListeners();
+      } catch (e) {
+        log.error(`the tree is gone, but its listeners' ports are still locked: ${(e as Error).message} (remove that part of the lock with: nft flush set ${netLock.table} lports; nft flush set ${netLock.table} listen4; nft flush set ${netLock.table} listen6)`);
+      }
+    }
     return why;
   };
   let released = false;

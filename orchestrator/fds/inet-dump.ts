@@ -254,9 +254,9 @@ export class InetDumper implements FdDumper {
   }
 
   /**
-   * The tree's listeners are locked with its connections: a dump that kills it, of TCP
-   * connections (--tcp-established), locked by nftables (net/lock.ts). Not by a dump that
-   * lets it run on, which they would only keep from new clients for a while.
+   * The tree's listeners are locked with its connections, until it is killed: a dump that
+   * kills it, of TCP connections (--tcp-established), locked by nftables (net/lock.ts). Not
+   * by a dump that lets it run on, which they would only keep from new clients for a while.
    */
   private locksListeners(): boolean {
     return this.ctx.tcp.lockListeners && this.ctx.tcp.established && this.ctx.netLock.method === "nftables";

@@ -8,13 +8,16 @@
 // and output chains that accept criu's packet mark and drop every packet of the locked
 // connections, kept in one set per family (address . port . address . port, both
 // directions). The run id is the dump's (inventory.img), so the restore finds the table.
-// A dump that kills the tree (with nftables) locks its TCP listeners too: every packet to
-// a listener's port is dropped (its address too, where it is bound to one), from before the
-// dump counts the connections waiting to be accepted until the restore unlocks. A client's
-// handshake that would end during the freeze, in the accept queue of a listener about to
-// be closed with its task (and reset then), is retried by the client instead and meets the
-// restored listener. criu locks connections only. The table's layout is criu's and these
-// sets besides: either tool's restore removes the whole table.
+// A dump that kills the tree (with nftables) locks its TCP listeners too, for the freeze:
+// every packet to a listener's port is dropped (its address too, where it is bound to
+// one), from before the dump counts the connections waiting to be accepted until the tree
+// is killed. A handshake that would end during the freeze, in the accept queue of a
+// listener about to be closed with its task (which resets it then: its client thought it
+// connected), is retried by its client instead, and finds the restored listener or none
+// (refused, as by any server that is down). They are unlocked once the tree is gone: a
+// port locked until a restore that happens on another host would stay dead here. criu
+// locks connections only. The table's layout is criu's and these sets besides: either
+// tool's restore removes the whole table.
 // skip: no lock (the connections must be quiet, or their peers reset them). iptables,
 // criu's default, needs iptables-restore; where it is missing the dump refuses and says
 // which method works. The method goes into inventory.img as criu numbers it.
@@ -78,6 +81,8 @@ function mapped(b: Buffer): boolean {
 
 export class NetworkLock {
   private tableMade = false;
+  /** listeners locked by this run, until unlockListeners */
+  private listenersLocked = 0;
   /** connections locked by this run (criu unlocks them all at once by deleting its table) */
   readonly locked: LockedConn[] = [];
 
@@ -173,7 +178,17 @@ export class NetworkLock {
         .join("\n"),
     );
     this.locked.push(...conns);
+    this.listenersLocked += listeners.length;
     if (listeners.length) this.log?.info(`${listeners.length} TCP listener${listeners.length === 1 ? "" : "s"} locked: ${listeners.map((l) => `${ipText(l.family, l.addr)}:${l.port}`).join(", ")}`);
+  }
+
+  /** Removes the listeners' part of the lock (their tree gone), the connections' kept for the restore. */
+  unlockListeners(): void {
+    if (!this.tableMade || this.listenersLocked === 0) return;
+    const t = this.table;
+    bridge().nftRun([`flush set ${t} lports`, `flush set ${t} listen4`, `flush set ${t} listen6`].join("\n"));
+    this.log?.info(`${this.listenersLocked} TCP listener${this.listenersLocked === 1 ? "" : "s"} unlocked (the tree is gone)`);
+    this.listenersLocked = 0;
   }
 
   /** Removes the lock of this run (criu's network_unlock); a lock already gone is no error. */
@@ -186,5 +201,6 @@ export class NetworkLock {
       if (!/No such file or directory/.test((e as Error).message)) throw e;
     }
     this.tableMade = false;
+    this.listenersLocked = 0;
   }
 }
