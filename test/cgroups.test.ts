@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
-import { Logger } from "../orchestrator/log.js";
+import { capturedLog } from "./helpers/log.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import type { CgroupMode } from "../orchestrator/cgroup/options.js";
 import { tscriu } from "./helpers/cli.js";
@@ -201,8 +201,7 @@ test("cpuset and cpu v1: a made cpuset gets cpuset.cpus and .mems before the tas
   enter([cpuset, cpu], w.pid);
   // both logs, and the image's cpu hierarchy, go with a failure: this test failed once in a
   // full run (cpu.shares 1024) and never again in 50 runs of it since
-  const lines: string[] = [];
-  const log = new Logger(4, { write: (l: string) => void lines.push(l), close: () => undefined });
+  const { log, lines } = capturedLog();
   const dir = await dumpGone(t, w, { log });
   rmdirSync(cpuset);
   rmdirSync(cpu);

@@ -8,10 +8,10 @@ import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
 import { firstRuns } from "../orchestrator/dump/wpsnap.js";
-import { Logger } from "../orchestrator/log.js";
 import { readImage } from "../images/io.js";
 import { PE_PARENT, readPagemap } from "../images/pages.js";
 import { tscriu } from "./helpers/cli.js";
+import { capturedLog } from "./helpers/log.js";
 import { haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
 import { restoreTask, status } from "./helpers/restore.js";
@@ -36,10 +36,6 @@ async function runsOn(t: ExecutionContext, w: Workload): Promise<void> {
   t.fail(`${w.name} (pid ${w.pid}) wrote nothing in 5 s`);
 }
 
-function capture(): { log: Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { log: new Logger(4, { write: (l) => void lines.push(l), close: () => undefined }), lines };
-}
 const stat = (out: string, what: string): number => Number(new RegExp(`${what}: (\\d+)`).exec(out)?.[1] ?? NaN);
 
 async function pagemapOf(dir: string, pid: number): Promise<{ parent: number; present: number }> {
@@ -326,7 +322,7 @@ test.serial("dump -R --wp-snapshot: the protection made ahead while the task run
 });
 
 test.serial("the wait for a task's first run after its protection: seen for tasks that run, given up after the cap for a stopped one", async (t) => {
-  const { log, lines } = capture();
+  const { log, lines } = capturedLog();
   const busy = await startWorkload(t, "incr", ["4", "5"]);
   const busy2 = await startWorkload(t, "incr", ["4", "5"]);
   // (in the order they were seen to run)

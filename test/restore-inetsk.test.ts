@@ -15,6 +15,7 @@ import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
+import { locksOf } from "./helpers/nft.js";
 import { dumpGone, restoreTask, status } from "./helpers/restore.js";
 import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
@@ -144,6 +145,7 @@ test("a listener with a connection not yet accepted is refused with criu's hint,
   const locked = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img"), tcpEstablished: true, networkLock: "nftables" }));
   t.regex(locked?.message ?? "", /listening on \[::1\]:\d+ has 1 connection not yet accepted \(in flight\)/);
   t.not(procState(w.pid), undefined, "the task runs");
+  t.deepEqual(locksOf(Number(w.info["p4"])), [], "the listener's lock removed with the failed dump");
 
   const dir = await dumpGone(t, w, { skipInFlight: true });
   // The connection in flight died with the task: its client sees it closed.

@@ -12,7 +12,8 @@ import test from "ava";
 import { bridge } from "../host-bridge/load.js";
 import { readImage, writeImage } from "../images/io.js";
 import { dump } from "../orchestrator/dump/dump.js";
-import { Logger, LOG_WARN } from "../orchestrator/log.js";
+import { LOG_WARN } from "../orchestrator/log.js";
+import { capturedLog } from "./helpers/log.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { criuDumps, criuLogTail, criuVersion, haveRoot, restoredByCriu } from "./helpers/criu-root.js";
 import { tempDir } from "./helpers/dump.js";
@@ -85,8 +86,8 @@ test.serial("a ring mapped MAP_PRIVATE comes back private, mapped from the resto
   t.is(await w.check(), "PASS packetsk");
   const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["));
   t.truthy(priv, "the private mapping of the ring");
-  const warned: string[] = [];
-  const dir = await dumpGone(t, w, { log: new Logger(LOG_WARN, { write: (l) => void warned.push(l), close: () => undefined }) });
+  const { log, lines: warned } = capturedLog(LOG_WARN);
+  const dir = await dumpGone(t, w, { log });
   t.deepEqual(warned.filter((l) => l.includes("packet ring")), [], "no page of the unwritten private mapping taken for the task's own");
   const ring = (await packetEntries(dir)).find((e) => e["rx_ring"]);
   const id = BigInt(ring!["id"] as number);
@@ -101,8 +102,8 @@ test.serial("a page the task wrote in its private ring mapping is its own copy: 
   const priv = maps(w.pid).find((m) => m.perms === "rw-p" && m.name.startsWith("socket:["))!;
   // (process_vm_writev breaks the copy-on-write as the task's own store would)
   bridge().processVmWritev(w.pid, priv.end - 1, Buffer.from([0x5a]));
-  const lines: string[] = [];
-  const dir = await dumpGone(t, w, { log: new Logger(LOG_WARN, { write: (l) => void lines.push(l), close: () => undefined }) });
+  const { log, lines } = capturedLog(LOG_WARN);
+  const dir = await dumpGone(t, w, { log });
   const warned = lines.filter((l) => l.includes("packet ring"));
   t.is(warned.length, 1, lines.join(""));
   t.regex(warned[0] ?? "", new RegExp(`pid ${w.pid}: 1 page\\(s\\) written in the private mapping ${priv.start.toString(16)}-${priv.end.toString(16)} of the packet ring of ${escape(priv.name)} are lost`));

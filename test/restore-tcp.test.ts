@@ -19,8 +19,8 @@ import { dump } from "../orchestrator/dump/dump.js";
 import { isRestoreError } from "../orchestrator/restore/errors.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { NetworkLock } from "../orchestrator/net/lock.js";
-import { Logger } from "../orchestrator/log.js";
 import { tempDir } from "./helpers/dump.js";
+import { capturedLog } from "./helpers/log.js";
 import { dropLockAtTeardown, dropSegments, lockTable, locksOf, tables } from "./helpers/nft.js";
 import { dumpGone, restoreTask, status } from "./helpers/restore.js";
 import { procState, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
@@ -128,8 +128,8 @@ test.serial("both ends in the task, data unread each way: dumped with their queu
 
 test.serial("a dump that kills the server locks its listener for the freeze: unlocked once the tree is gone (a client is then refused, not left waiting), its connections locked until the restore", async (t) => {
   const w = await startWorkload(t, "inetsk", ["established"]);
-  const lines: string[] = [];
-  const dir = await dumpGone(t, w, { ...LOCK, log: new Logger(4, { write: (l) => void lines.push(l), close: () => undefined }) });
+  const { log: logger, lines } = capturedLog();
+  const dir = await dumpGone(t, w, { ...LOCK, log: logger });
   const table = await dropLockAtTeardown(t, dir);
   const files = (await entries(dir, "files.img")).filter((f) => f["type"] === "INETSK").map((f) => f["isk"] as E);
   const port = Number(files.find((f) => f["state"] === 10)!["src_port"]);

@@ -261,11 +261,6 @@ function threadAnswers(s: Scratch, res: readonly bigint[]): ThreadInside {
 }
 
 /**
- * Everything gathered through syscalls inside the task: the process-wide state through
- * the leader, each thread's own through that thread (`tids`, the leader first). The
- * scratch area is mapped here and unmapped on every path.
- */
-/**
  * The scratch area collectInside needs for a task with `timers`, mapped shared (Scratch.map)
  * so that the dump can read the task's VMAs while it is mapped: smaps walks every page table
  * and holds the task's mmap lock meanwhile, which the area's mmap would wait for.
@@ -280,7 +275,12 @@ function insideSizes(timers: readonly ProcTimer[]): [answers: number, calls: num
   return [OFF.timers + 32 * timers.length, 64 + 3 + 5 + 2 * timers.length + 5 + 1];
 }
 
-/** `scratch`: an area mapInsideScratch made, which the caller unmaps (else one is made and unmapped here). */
+/**
+ * Everything gathered through syscalls inside the task: the process-wide state through
+ * the leader, each thread's own through that thread (`tids`, the leader first). In
+ * `scratch`, an area mapInsideScratch made, which the caller unmaps; without it an area
+ * is mapped here and unmapped on every path.
+ */
 export function collectInside(pid: number, timers: readonly ProcTimer[], tids: readonly number[] = [pid], scratch?: Scratch): InsideState {
   const s = scratch ?? new Scratch(pid);
   try {
