@@ -14,6 +14,7 @@
         "src/memory.c",
         "src/uffd_wp.c",
         "src/uffd_track.c",
+        "src/syscall_watch.c",
         "src/packet.c",
         "src/pagemap.c",
         "src/pidfd.c",

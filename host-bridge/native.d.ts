@@ -822,6 +822,17 @@ export interface NativeBridge {
    */
   uffdWpArm(fd: number, ranges: BigUint64Array): Promise<void>;
   /**
+   * A perf counter on each thread of `tids`, counting the syscalls numbered in `nrs` (1 to
+   * 64 of them) through the raw_syscalls:sys_enter tracepoint (`tracepoint`: its id in
+   * tracefs), inherited by the threads and processes each starts; `fds[i]` gets thread i's,
+   * or -1 for a thread gone. Throws (having closed those opened) on any other failure.
+   */
+  syscallWatch(tids: Int32Array, nrs: Int32Array, tracepoint: number, fds: Int32Array): void;
+  /** What the counters of `fds` (made by syscallWatch; -1 passed over) counted so far, summed. */
+  syscallWatchCount(fds: Int32Array): number;
+  /** The counters of `fds` (-1 passed over) closed on the thread pool (the last one's close takes tens of ms). */
+  syscallWatchClose(fds: Int32Array): Promise<void>;
+  /**
    * The task frozen, on an armed userfaultfd: the armed thread stopped (what it had pending
    * served), each (start, length) of `ranges` registered, and the present pages of them
    * that are not protected (PAGEMAP_SCAN: written since, or in a VMA mapped since)

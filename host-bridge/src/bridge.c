@@ -385,6 +385,7 @@ static napi_value init(napi_env env, napi_value exports)
 	bridge_init_memory(env, exports);
 	bridge_init_uffd_wp(env, exports);
 	bridge_init_uffd_track(env, exports);
+	bridge_init_syscall_watch(env, exports);
 	bridge_init_packet(env, exports);
 	bridge_init_pagemap(env, exports);
 	bridge_init_pidfd(env, exports);

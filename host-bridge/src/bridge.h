@@ -85,6 +85,7 @@ void bridge_init_remote(napi_env env, napi_value exports);
 void bridge_init_memory(napi_env env, napi_value exports);
 void bridge_init_uffd_wp(napi_env env, napi_value exports);
 void bridge_init_uffd_track(napi_env env, napi_value exports);
+void bridge_init_syscall_watch(napi_env env, napi_value exports);
 void bridge_init_packet(napi_env env, napi_value exports);
 void bridge_init_pagemap(napi_env env, napi_value exports);
 void bridge_init_pidfd(napi_env env, napi_value exports);
