@@ -3,7 +3,7 @@
 // hugetlb, vdso, vvar, vsyscall) with the flags, madvise bits and status bits criu stores.
 // File-backed VMAs get their files.img ids from the file table.
 
-import { fstatSync, openSync, closeSync, lstatSync, type BigIntStats } from "node:fs";
+import { fstatSync, openSync, closeSync, lstatSync } from "node:fs";
 import type { FileTable } from "./filetable.js";
 import { procPath, readProc } from "./proc.js";
 import { hugetlbBits, ShmemTable } from "./shmem.js";
@@ -141,109 +141,152 @@ function mapFileFlags(path: string): number | undefined {
   }
 }
 
+/** A VMA classified from smaps; a file-backed one holds its mapped file open until it is registered. */
+interface Classified {
+  vma: Vma;
+  file?: { fd: number; kind: "shmem" | "reg"; mapFile: string };
+}
+
+/**
+ * The VMAs of a task's smaps classified, each mapped file open (map_files), not yet given
+ * its files.img id: read() while the task is frozen, or ahead of the freeze with the smaps
+ * read then (smaps-ahead.ts). register() gives the file-backed ones their ids (a shmem
+ * object's, or a regular file's from the file table) in address order, as criu numbers
+ * them, from each file as it stands then (its size, say).
+ */
+export class VmaRead {
+  private constructor(
+    private readonly pid: number,
+    private readonly list: Classified[],
+  ) {}
+
+  /** Classifies the VMAs of `smaps` (the text of pid's); throws UnsupportedVma for one tscriu cannot dump. */
+  static read(pid: number, smaps: string): VmaRead {
+    const list: Classified[] = [];
+    try {
+      for (const r of parseSmaps(smaps)) classify(pid, r, list);
+    } catch (e) {
+      new VmaRead(pid, list).close();
+      throw e;
+    }
+    return new VmaRead(pid, list);
+  }
+
+  /** The VMAs, the file-backed ones registered in `files` (or `shm`); the files closed. */
+  register(files: FileTable, shm: ShmemTable): Vma[] {
+    try {
+      for (const { vma, file } of this.list) {
+        if (!file) continue;
+        const st = fstatSync(file.fd, { bigint: true });
+        if (file.kind === "shmem") {
+          vma.shmid = BigInt(shm.mappingFile(shm.object(file.fd, st, vma.name, file.mapFile)));
+          vma.shmemIno = st.ino;
+        } else {
+          vma.shmid = BigInt(files.mappedFile(file.fd, st, vma.name, this.pid));
+        }
+      }
+      return this.list.map((c) => c.vma);
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Closes the mapped files still open (safe to call twice). */
+  close(): void {
+    for (const c of this.list) {
+      if (c.file) closeSync(c.file.fd);
+      delete c.file;
+    }
+  }
+}
+
 /**
  * Reads and classifies the VMAs of a stopped task (`smaps`: its smaps read already).
  * File-backed ones are registered in `files` (and shmem objects in `shm`, with MEMFD
  * entries) in address order, as criu numbers them.
  */
 export function collectVmas(pid: number, files: FileTable, shm: ShmemTable, smaps = readProc(pid, "smaps")): Vma[] {
-  const raw = parseSmaps(smaps);
-  const vmas: Vma[] = [];
-  for (const r of raw) {
-    const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
-    let flags: number = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
-    let madv = 0n;
-    let special = false;
-    for (const f of r.vmflags) {
-      if (f === "gd") flags |= MAPF.GROWSDOWN;
-      else if (f === "lo") flags |= MAPF.LOCKED;
-      else if (f === "nr") flags |= MAPF.NORESERVE;
-      else if (f === "ht") flags |= MAPF.HUGETLB;
-      // criu's image: a droppable VMA is MAP_DROPPABLE, not MAP_PRIVATE (the kernel takes
-      // no map type with it), and still VMA_ANON_PRIVATE in its status.
-      else if (f === "dp") flags = (flags & ~MAPF.PRIVATE) | MAP.DROPPABLE;
-      const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, wf: MADV.WIPEONFORK }[f];
-      if (adv !== undefined) madv |= 1n << BigInt(adv);
-      if (f === "io" || f === "pf") special = true;
+  return VmaRead.read(pid, smaps).register(files, shm);
+}
+
+/** One smaps VMA classified onto `out` (the vvar_vclock half merged into the [vvar] before it). */
+function classify(pid: number, r: SmapsVma, out: Classified[]): void {
+  const push = (vma: Vma, file?: Classified["file"]): void => void out.push(file ? { vma, file } : { vma });
+  const prot = (r.perms[0] === "r" ? 1 : 0) | (r.perms[1] === "w" ? 2 : 0) | (r.perms[2] === "x" ? 4 : 0);
+  let flags: number = r.perms[3] === "s" ? MAPF.SHARED : MAPF.PRIVATE;
+  let madv = 0n;
+  let special = false;
+  for (const f of r.vmflags) {
+    if (f === "gd") flags |= MAPF.GROWSDOWN;
+    else if (f === "lo") flags |= MAPF.LOCKED;
+    else if (f === "nr") flags |= MAPF.NORESERVE;
+    else if (f === "ht") flags |= MAPF.HUGETLB;
+    // criu's image: a droppable VMA is MAP_DROPPABLE, not MAP_PRIVATE (the kernel takes
+    // no map type with it), and still VMA_ANON_PRIVATE in its status.
+    else if (f === "dp") flags = (flags & ~MAPF.PRIVATE) | MAP.DROPPABLE;
+    const adv = { sr: MADV.SEQUENTIAL, rr: MADV.RANDOM, dc: MADV.DONTFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE, hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, wf: MADV.WIPEONFORK }[f];
+    if (adv !== undefined) madv |= 1n << BigInt(adv);
+    if (f === "io" || f === "pf") special = true;
+  }
+  const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined, ...(r.vmflags.includes("uw") ? { uffdWp: true } : {}), ...(r.sizeKb > 0 && r.rssKb === r.sizeKb && r.swapKb === 0 ? { allPresent: true } : {}) };
+  // pgoff in smaps is in bytes already (hex offset column)
+  const where = `${hex(r.start)}-${hex(r.end)}`;
+  if (r.name === "[vsyscall]") return push({ ...base, flags: flags | MAPF.ANON, status: VMA.VSYSCALL | VMA.ANON_PRIVATE });
+  if (r.name === "[vvar]" || r.name === "[vvar_vclock]") {
+    // criu >= 4.1 treats [vvar] and [vvar_vclock] as one region (kernel >= 6.16 splits them).
+    const prev = out[out.length - 1]?.vma;
+    if (r.name === "[vvar_vclock]" && prev && prev.status & VMA.VVAR && prev.end === r.start) {
+      prev.end = r.end;
+      return;
     }
-    const base = { start: r.start, end: r.end, pgoff: r.pgoff * 1n, prot, madv, name: r.name, shmid: 0n, fdflags: undefined as number | undefined, ...(r.vmflags.includes("uw") ? { uffdWp: true } : {}), ...(r.sizeKb > 0 && r.rssKb === r.sizeKb && r.swapKb === 0 ? { allPresent: true } : {}) };
-    // pgoff in smaps is in bytes already (hex offset column)
-    const where = `${hex(r.start)}-${hex(r.end)}`;
-    if (r.name === "[vsyscall]") {
-      vmas.push({ ...base, flags: flags | MAPF.ANON, status: VMA.VSYSCALL | VMA.ANON_PRIVATE });
-      continue;
-    }
-    if (r.name === "[vvar]" || r.name === "[vvar_vclock]") {
-      // criu >= 4.1 treats [vvar] and [vvar_vclock] as one region (kernel >= 6.16 splits them).
-      const prev = vmas[vmas.length - 1];
-      if (r.name === "[vvar_vclock]" && prev && prev.status & VMA.VVAR && prev.end === r.start) {
-        prev.end = r.end;
-        continue;
-      }
-      vmas.push({ ...base, name: "[vvar]", flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR });
-      continue;
-    }
-    if (special) throw new UnsupportedVma(`VM_IO/VM_PFNMAP mapping ${where} ${r.name}`);
-    if (r.name === "[vdso]") {
-      vmas.push({ ...base, flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | ((prot & 5) === 5 ? VMA.VDSO : 0) });
-      continue;
-    }
-    if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
-      throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
-    }
-    // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task,
-    // shared or private. Its pages are the ring's (not dumped, a private mapping's neither:
-    // criu's restore takes no pages for a socket map); its shmid names the socket's file,
-    // filled in once the fds are dumped (socketMaps).
-    const sock = /^socket:\[(\d+)\]$/.exec(r.name);
-    if (sock) {
-      vmas.push({ ...base, flags, status: VMA.REGULAR | VMA.SOCKET, socketIno: BigInt(sock[1]!) });
-      continue;
-    }
-    const mapFile = procPath(pid, `map_files/${where}`);
-    const hasFile = r.ino !== 0n || (r.name.startsWith("/") && r.dev !== "00:00");
-    if (!hasFile) {
-      const status = VMA.REGULAR | VMA.ANON_PRIVATE | (r.name === "[heap]" ? VMA.HEAP : 0);
-      if (flags & MAPF.SHARED) throw new UnsupportedVma(`shared anonymous mapping without a file ${where}`);
-      vmas.push({ ...base, flags: flags | MAPF.ANON, status });
-      continue;
-    }
-    const fdflags = mapFileFlags(mapFile);
-    let st: BigIntStats;
-    let fd: number;
-    try {
-      fd = openSync(mapFile, "r");
-    } catch (e) {
-      throw new UnsupportedVma(`cannot open ${mapFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}) for ${r.name}`);
-    }
-    try {
-      st = fstatSync(fd, { bigint: true });
-      if (r.name.startsWith("/SYSV") && r.dev.startsWith("00:")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
-      // criu's image of hugetlb memory: the page size's bits next to MAP_HUGETLB in the
-      // flags; private MAP_HUGETLB memory is private anonymous memory, its pages dumped as
-      // any (the kernel names its file "/anon_hugepage" all the same).
-      const huge = hugetlbBits(st) ?? 0;
-      if (huge && !(flags & MAPF.SHARED) && r.name.startsWith("/anon_hugepage")) {
-        vmas.push({ ...base, flags: (flags | MAPF.ANON | huge) >>> 0, status: VMA.REGULAR | VMA.ANON_PRIVATE, fdflags });
-        continue;
-      }
-      if (ShmemTable.isShmem(r.name, st)) {
-        // Shared or private, a mapping of a memfd or of shared anonymous memory maps the object.
-        const obj = shm.object(fd, st, r.name, mapFile);
-        const status = VMA.REGULAR | VMA.MEMFD | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
-        vmas.push({ ...base, flags: (flags | huge) >>> 0, status, shmid: BigInt(shm.mappingFile(obj)), fdflags, shmemIno: st.ino });
-        continue;
-      }
+    return push({ ...base, name: "[vvar]", flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR });
+  }
+  if (special) throw new UnsupportedVma(`VM_IO/VM_PFNMAP mapping ${where} ${r.name}`);
+  if (r.name === "[vdso]") return push({ ...base, flags: flags | MAPF.ANON, status: VMA.REGULAR | VMA.ANON_PRIVATE | ((prot & 5) === 5 ? VMA.VDSO : 0) });
+  if (r.name.startsWith("[") && r.name !== "[heap]" && r.name !== "[stack]" && !r.name.startsWith("[anon:")) {
+    throw new UnsupportedVma(`special mapping ${where} ${r.name}`);
+  }
+  // criu's socket map: a packet socket's PACKET_RX_RING/PACKET_TX_RING mapped in the task,
+  // shared or private. Its pages are the ring's (not dumped, a private mapping's neither:
+  // criu's restore takes no pages for a socket map); its shmid names the socket's file,
+  // filled in once the fds are dumped (socketMaps).
+  const sock = /^socket:\[(\d+)\]$/.exec(r.name);
+  if (sock) return push({ ...base, flags, status: VMA.REGULAR | VMA.SOCKET, socketIno: BigInt(sock[1]!) });
+  const mapFile = procPath(pid, `map_files/${where}`);
+  const hasFile = r.ino !== 0n || (r.name.startsWith("/") && r.dev !== "00:00");
+  if (!hasFile) {
+    const status = VMA.REGULAR | VMA.ANON_PRIVATE | (r.name === "[heap]" ? VMA.HEAP : 0);
+    if (flags & MAPF.SHARED) throw new UnsupportedVma(`shared anonymous mapping without a file ${where}`);
+    return push({ ...base, flags: flags | MAPF.ANON, status });
+  }
+  const fdflags = mapFileFlags(mapFile);
+  let fd: number;
+  try {
+    fd = openSync(mapFile, "r");
+  } catch (e) {
+    throw new UnsupportedVma(`cannot open ${mapFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}) for ${r.name}`);
+  }
+  let kept = false;
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (r.name.startsWith("/SYSV") && r.dev.startsWith("00:")) throw new UnsupportedVma(`System V shared memory ${where} ${r.name}`);
+    // criu's image of hugetlb memory: the page size's bits next to MAP_HUGETLB in the
+    // flags; private MAP_HUGETLB memory is private anonymous memory, its pages dumped as
+    // any (the kernel names its file "/anon_hugepage" all the same).
+    const huge = hugetlbBits(st) ?? 0;
+    if (huge && !(flags & MAPF.SHARED) && r.name.startsWith("/anon_hugepage")) return push({ ...base, flags: (flags | MAPF.ANON | huge) >>> 0, status: VMA.REGULAR | VMA.ANON_PRIVATE, fdflags });
+    // Shared or private, a mapping of a memfd or of shared anonymous memory maps the object.
+    if (ShmemTable.isShmem(r.name, st)) {
+      push({ ...base, flags: (flags | huge) >>> 0, status: VMA.REGULAR | VMA.MEMFD | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE), fdflags }, { fd, kind: "shmem", mapFile });
+    } else {
       const isReg = (Number(st.mode) & 0o170000) === 0o100000;
       if (!isReg) throw new UnsupportedVma(`mapping of a non-regular file ${where} ${r.name}`);
-      const id = files.mappedFile(fd, st, r.name, pid);
-      const status = VMA.REGULAR | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE);
-      vmas.push({ ...base, flags, status, shmid: BigInt(id), fdflags });
-    } finally {
-      closeSync(fd);
+      push({ ...base, flags, status: VMA.REGULAR | (flags & MAPF.SHARED ? VMA.FILE_SHARED : VMA.FILE_PRIVATE), fdflags }, { fd, kind: "reg", mapFile });
     }
+    kept = true;
+  } finally {
+    if (!kept) closeSync(fd);
   }
-  return vmas;
 }
 
 /** The mm image's vma_entry for a VMA. */
