@@ -30,6 +30,7 @@ import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotec
 import { checkParentDir, linkParent, PageSink, parentPages, preloadParent, stagingMemory, syncParentChain, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
+import type { Ahead, SmapsAhead } from "./smaps-ahead.js";
 import { armAhead, protectable, protectableInMaps, WpSnapshot, type WpArmed } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
@@ -367,6 +368,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // --wp-snapshot: the protection made ahead, while the tree runs (wpsnap.ts armAhead)
   let armed = new Map<number, WpArmed>();
   let armedUs = 0;
+  /** the armed processes' smaps, read ahead (smaps-ahead.ts) */
+  let smapsAhead: SmapsAhead | undefined;
   /** Ends what was armed and not taken over; what went wrong goes to `notes` (a failed dump's), else to the log. */
   const endArmed = (notes?: string[]): void => {
     for (const a of armed.values()) {
@@ -381,13 +384,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   try {
     enter("seize");
     if (opts.wpSnapshot === true && finalState === "resume" && !preDump && !tracking.active && !freezer) {
-      ({ armed, frozenUs: armedUs } = await armAhead(pid, Math.round((opts.timeoutSec ?? 10) * 1000), log));
+      ({ armed, frozenUs: armedUs, smaps: smapsAhead } = await armAhead(pid, Math.round((opts.timeoutSec ?? 10) * 1000), log));
       // TSCRIU_WP_AHEAD_MS: a wait between the two (tests: more written and mapped meanwhile)
       const wait = Number(process.env["TSCRIU_WP_AHEAD_MS"] ?? 0);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     tree = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000), freezer, faults);
   } catch (e) {
+    await smapsAhead?.close();
     endArmed();
     tracking.release();
     remote?.abort();
@@ -396,6 +400,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     throw asDumpError("seize", pid, e);
   }
   const frozen = tree.processes[0]!;
+  // (counted before anything runs inside the tree: the calls made there are tscriu's)
+  const smapsKept = (await smapsAhead?.atFreeze()) ?? new Map<number, Ahead>();
   stats.freezing_time = tree.freezingUs;
   // The clocks the task saw when it stopped: a restore continues them from here (timens),
   // so however long the memory takes to write, the task sees no jump for it.
@@ -520,8 +526,10 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const protectNow = streamSnap && pool?.complete === true && !armed.has(p);
       const scratch = protectNow ? undefined : callsInside(fp, () => mapInsideScratch(p, timers));
       if (scratch) scratches.add(scratch);
-      let smapsAhead = scratch ? readProcAhead(p, "smaps") : undefined;
-      void smapsAhead?.catch(() => undefined);
+      // (or read before the freeze, while the task ran, when it made no mapping call since: smaps-ahead.ts)
+      const kept = smapsKept.get(p);
+      let smapsRead = kept !== undefined ? Promise.resolve(kept.text) : scratch ? readProcAhead(p, "smaps") : undefined;
+      void smapsRead?.catch(() => undefined);
       const stat = parseStat(readProc(p, "stat"));
       const creds = statusCreds(parseStatus(readProc(p, "status")));
       const nsIds = namespaceIds(p);
@@ -572,9 +580,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         return { maps, fromMaps };
       };
       let started: ReturnType<typeof startProtection> | undefined;
-      if (!smapsAhead) {
-        smapsAhead = readProcAhead(p, "smaps");
-        void smapsAhead.catch(() => undefined);
+      if (!smapsRead) {
+        smapsRead = readProcAhead(p, "smaps");
+        void smapsRead.catch(() => undefined);
         started = startProtection();
       }
 
@@ -596,7 +604,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const rootId = special("root", O.PATH);
 
       enter("vmas");
-      let ahead = await smapsAhead.catch(() => undefined);
+      let ahead = await smapsRead.catch(() => undefined);
       if (scratch) {
         const sr = scratch.range;
         scratches.delete(scratch);
@@ -605,12 +613,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         // let go: a write there (the kernel's own, to its rseq area, at the return from a
         // call made inside it) would wait on the protection, which starts now.
         started = startProtection();
-        if (ahead !== undefined) ahead = withoutVma(ahead, sr.start, sr.end);
+        if (ahead !== undefined && kept === undefined) ahead = withoutVma(ahead, sr.start, sr.end);
       }
       const { maps, fromMaps } = started!;
       const smaps = ahead !== undefined && sameVmas(ahead, maps) ? ahead : undefined;
       if (smaps === undefined) log.debug(`pid ${p}: smaps read again (${ahead === undefined ? "the read ahead failed, or the scratch area is not one VMA of it" : "it does not list the VMAs of maps"})`);
-      const vmas = collectVmas(p, files, shm, smaps);
+      // (classified ahead too, when the smaps kept is the one of maps)
+      const vmas = smaps !== undefined && smaps === kept?.text && kept.vmas ? kept.vmas.register(files, shm) : collectVmas(p, files, shm, smaps);
+      kept?.vmas?.close();
       unproxyVdso(p, vmas, log);
       log.debug(`pid ${p}: ${vmas.length} VMAs`);
       if (fromMaps) {
@@ -788,6 +798,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const why = letGo(finalState);
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
       log.info(`task let go after ${stats.frozen_time} us frozen${armedUs ? ` (${armedUs} us of it ahead, for its userfaultfds)` : ""}; writing its pages`);
+      // (meanwhile: awaited at the end)
+      void smapsAhead?.close();
     }
     for (const d of deferred) withPreCopied(d.c);
     // Snapshots written in place go one process after another (each runs threads of its
@@ -861,6 +873,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   } catch (e) {
     const err = asDumpError(step, pid, e);
     lazyServer?.close();
+    await smapsAhead?.close();
     // images being written on the thread pool done before anything is removed
     await images.flushSoon().catch(() => undefined);
     // protections still under way finished (then removed below with the others)
@@ -907,6 +920,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
 
   if (!released) stats.frozen_time = us(frozen.frozenAt) + armedUs;
   const why = released ? undefined : letGo(finalState);
+  await smapsAhead?.close();
   // As criu: the links made for the restore go when the tasks run on (a post-dump script
   // keeps the file system as the images need it); killed or stopped, they stay.
   if (finalState === "resume") files.links.remove(log);

@@ -32,6 +32,7 @@ import type { Captured } from "./capture.js";
 import { DumpError } from "./errors.js";
 import { freezeTree, releaseTree, type FrozenTree } from "./freeze.js";
 import { readProc } from "./proc.js";
+import { SmapsAhead } from "./smaps-ahead.js";
 import { anonWritableLine, VMA, type Vma } from "./vmas.js";
 
 const NR_USERFAULTFD = 323;
@@ -138,8 +139,9 @@ export class WpArmed {
  * then protected while it runs (the bridge's thread unprotects what it writes meanwhile).
  * Returns the processes armed and how long the tree stood still for it; a process that
  * cannot be armed is left out (its protection is made at the freeze, as without this).
+ * Their smaps is read meanwhile (smaps-ahead.ts), for the freeze to keep where it may.
  */
-export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): Promise<{ armed: Map<number, WpArmed>; frozenUs: number }> {
+export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): Promise<{ armed: Map<number, WpArmed>; frozenUs: number; smaps?: SmapsAhead }> {
   const armed = new Map<number, WpArmed>();
   const t0 = process.hrtime.bigint();
   let tree: FrozenTree;
@@ -180,9 +182,12 @@ export async function armAhead(pid: number, timeoutMs: number, log: ModuleLog): 
       }
     }),
   );
+  // smaps read meanwhile, once the protection is made (its VmFlags say so)
+  const smaps = SmapsAhead.start([...armed.keys()], log);
   await firstRuns([...armed.keys()], FIRST_RUN_WAIT_MS, log);
+  await smaps?.settled();
   log.info(`write-protection made ahead for ${armed.size} of ${taken.length} processes; the tree stood still ${frozenUs} us for their userfaultfds`);
-  return { armed, frozenUs };
+  return { armed, frozenUs, ...(smaps ? { smaps } : {}) };
 }
 
 /** How long the dump waits, at most, for a process to run once after its protection was made ahead. */
@@ -191,10 +196,12 @@ const FIRST_RUN_WAIT_MS = 100;
 const THREADS_WATCHED = 64;
 
 /**
- * Waits until a thread of each of `pids` has been on a CPU since now, at most `capMs` in
- * all. Where the VM keeps shadow page tables (a PVM guest, as here), the first time a task
- * runs after it was stopped and its page tables rewritten (making the userfaultfd stops it,
- * the protection of each page rewrites them) costs 15-20 ms per GiB at once. A task frozen
+ * Waits until a thread of each of `pids` has been on a CPU since now and that run is over
+ * (the thread is off the CPU, or was switched in twice), at most `capMs` in all. Where the
+ * VM keeps shadow page tables (a PVM guest, as here), the first time a task runs after it
+ * was stopped and its page tables rewritten (making the userfaultfd stops it, the
+ * protection of each page rewrites them) costs 15-20 ms per GiB at once, as it starts (a
+ * freeze as soon as it was switched in found the cost still being paid). A task frozen
  * before it ran again paid that inside the freeze, at the first call made inside it; one
  * that runs once before (a 50 ms timer, a request served) pays it on its own time. An idle
  * task pays it in the freeze still, after this wait. Counted by the timeslices each thread
@@ -215,7 +222,9 @@ export async function firstRuns(pids: readonly number[], capMs: number, log: Mod
   const look = (): void => {
     for (const [pid, before] of waiting) {
       for (const [path, n] of timeslices([...before.keys()])) {
-        if (n <= before.get(path)!) continue;
+        const was = before.get(path)!;
+        // switched in since; and that run over (the cost is paid as it starts): off the CPU now, or switched in again
+        if (n <= was || (n === was + 1 && onCpu(path))) continue;
         waiting.delete(pid);
         ran.add(pid);
         log.info(`pid ${pid} ran ${elapsedUs()} us after its protection was made (the first run after it is paid before the freeze)`);
@@ -230,6 +239,16 @@ export async function firstRuns(pids: readonly number[], capMs: number, log: Mod
   }
   for (const pid of waiting.keys()) log.info(`pid ${pid} did not run within ${capMs} ms of its protection: the first run after it is paid inside the freeze`);
   return ran;
+}
+
+/** Whether the thread of a schedstat file is running or runnable (R in its stat); not when it is gone. */
+function onCpu(schedstat: string): boolean {
+  try {
+    const stat = readFileSync(schedstat.replace(/schedstat$/, "stat"), "latin1");
+    return stat[stat.lastIndexOf(")") + 2] === "R";
+  } catch {
+    return false;
+  }
 }
 
 /** The schedstat files of the first `n` threads of `pid` (none when it is gone). */
