@@ -30,7 +30,7 @@ import { CapturePool, captureLimit, capturePages, estimateAnon, estimateUnprotec
 import { checkParentDir, linkParent, PageSink, parentPages, preloadParent, stagingMemory, syncParentChain, writeCaptured } from "./parent.js";
 import type { PageResolver } from "../restore/pagesegs.js";
 import { dedup } from "../dedup.js";
-import type { Ahead, SmapsAhead } from "./smaps-ahead.js";
+import { SmapsAhead, type Ahead } from "./smaps-ahead.js";
 import { armAhead, protectable, protectableInMaps, WpSnapshot, type WpArmed } from "./wpsnap.js";
 import { WriteTracking } from "./write-tracking.js";
 import { LocalPages, type PageTransport } from "./pagewriter.js";
@@ -303,6 +303,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   let lazyServer: LazyPagesServer | undefined;
   /** the lazy pages' buffers, populated before the freeze (capture.ts) */
   let lazyPool: CapturePool | undefined;
+  /** the smaps of the processes protected ahead or tracked, read while they run (smaps-ahead.ts) */
+  let smapsAhead: SmapsAhead | undefined;
   try {
     if (opts.lazyPages) {
       // Listening before the freeze: a port in use fails the dump with the tasks untouched.
@@ -323,6 +325,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // copied last, so that the task writes for as short a time as can be before the freeze.
     const preCopying = early && tracking.valid;
     if (preCopying) tracking.prepare(limit);
+    // (their smaps read while their pages are pre-copied, once prepare() registered what it
+    // registers: the VmFlags it changes are in it)
+    if (preCopying) smapsAhead = SmapsAhead.start(tracking.trackedPids(), log);
     // Of the memory the pre-copy takes, what is written again before the freeze is copied
     // by it: a quarter is counted (the pool grows while the pages stream if it falls short).
     const want = !early ? 0 : streamSnap ? estimateUnprotected(pid) : Math.max(0, estimateAnon(pid) - tracking.unwrittenBytes - tracking.preCopyBytes + Math.ceil(tracking.preCopyBytes / 4));
@@ -347,7 +352,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       log.info(`the parent chain's images synced (${n} file system${n === 1 ? "" : "s"}) in ${(process.hrtime.bigint() - t0) / 1000n} us`);
     }
     if (preCopying) tracking.preCopy(faults);
+    await smapsAhead?.settled();
   } catch (e) {
+    await smapsAhead?.close();
     tracking.release();
     remote?.abort();
     lazyServer?.close();
@@ -368,8 +375,6 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   // --wp-snapshot: the protection made ahead, while the tree runs (wpsnap.ts armAhead)
   let armed = new Map<number, WpArmed>();
   let armedUs = 0;
-  /** the armed processes' smaps, read ahead (smaps-ahead.ts) */
-  let smapsAhead: SmapsAhead | undefined;
   /** Ends what was armed and not taken over; what went wrong goes to `notes` (a failed dump's), else to the log. */
   const endArmed = (notes?: string[]): void => {
     for (const a of armed.values()) {
@@ -508,7 +513,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
         // A pre-dump takes memory only: no fd is looked at, and no syscall runs inside the
         // task but the one that makes its write tracking the first time (write-tracking.ts).
         enter("vmas");
-        const vmas = collectVmas(p, files, shm);
+        const kept = smapsKept.get(p);
+        const vmas = kept?.vmas && sameVmas(kept.text, readProc(p, "maps")) ? kept.vmas.register(files, shm) : collectVmas(p, files, shm);
         unproxyVdso(p, vmas, log);
         // hugetlb memory is left to the dump, as criu's pre-dump does (memory.ts)
         memProcs.push({ pid: p, vmas: vmas.filter((v) => !(v.flags & MAP.HUGETLB)) });
