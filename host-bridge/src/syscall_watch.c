@@ -93,19 +93,33 @@ static napi_value syscall_watch(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* The one argument of syscallWatchCount and syscallWatchClose: an Int32Array of fds, as
+ * bytes and a count. */
+static bool fds_arg(napi_env env, napi_callback_info info, const char *fn, uint8_t **fds, size_t *n)
+{
+	napi_value argv[1];
+	size_t len;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_bytes(env, argv[0], fds, &len, fn, "fds must be an Int32Array"))
+		return false;
+	if (len % 4) {
+		bridge_throw_arg(env, fn, "fds must be an Int32Array");
+		return false;
+	}
+	*n = len / 4;
+	return true;
+}
+
 /* syscallWatchCount(fds): the calls the counters of `fds` (Int32Array; -1 passed over)
  * counted so far, summed (their children's included), as a number. */
 static napi_value syscall_watch_count(napi_env env, napi_callback_info info)
 {
-	const char *fn = "syscallWatchCount";
-	napi_value argv[1];
 	uint8_t *fds_b;
-	size_t len;
-	if (!bridge_get_args(env, info, 1, argv, fn) ||
-	    !bridge_arg_bytes(env, argv[0], &fds_b, &len, fn, "fds must be an Int32Array"))
+	size_t n;
+	if (!fds_arg(env, info, "syscallWatchCount", &fds_b, &n))
 		return NULL;
 	uint64_t total = 0;
-	for (size_t i = 0; i < len / 4; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int32_t fd;
 		memcpy(&fd, fds_b + 4 * i, 4);
 		if (fd < 0)
@@ -152,19 +166,17 @@ static void close_done(napi_env env, napi_status status, void *arg)
  * code, tens of milliseconds here, which a frozen task should not wait for. */
 static napi_value syscall_watch_close(napi_env env, napi_callback_info info)
 {
-	const char *fn = "syscallWatchClose";
-	napi_value argv[1];
 	uint8_t *fds_b;
-	size_t len;
-	if (!bridge_get_args(env, info, 1, argv, fn) ||
-	    !bridge_arg_bytes(env, argv[0], &fds_b, &len, fn, "fds must be an Int32Array"))
+	size_t n;
+	if (!fds_arg(env, info, "syscallWatchClose", &fds_b, &n))
 		return NULL;
-	struct close_job *j = calloc(1, sizeof(*j) + len);
+	struct close_job *j = calloc(1, sizeof(*j) + 4 * n);
 	if (!j)
 		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
-	j->n = len / 4;
-	memcpy(j->fds, fds_b, j->n * 4);
-	napi_value promise = bridge_queue_job(env, fn, close_run, close_done, j, &j->work, &j->deferred);
+	j->n = n;
+	memcpy(j->fds, fds_b, 4 * n);
+	napi_value promise =
+	    bridge_queue_job(env, "syscallWatchClose", close_run, close_done, j, &j->work, &j->deferred);
 	if (!promise)
 		free(j);
 	return promise;

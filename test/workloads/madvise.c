@@ -48,31 +48,17 @@ static struct region regions[] = {
 static int vmflags_of(uint8_t *addr, char *out, size_t outlen)
 {
 	static const char *ours[] = { "dc", "dd", "wf", "hg", "nh", "mg", "rr", "sr" };
-	FILE *f = fopen("/proc/self/smaps", "re");
-	if (!f)
-		return -1;
 	char line[1024];
-	int in = 0, found = -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = s == (unsigned long)addr;
-			continue;
-		}
-		if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			out[0] = 0;
-			for (char *tok = strtok(line + 8, " \n"); tok; tok = strtok(NULL, " \n"))
-				for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
-					if (strcmp(tok, ours[i]) == 0 && strlen(out) + 4 < outlen) {
-						strcat(out, tok);
-						strcat(out, ",");
-					}
-			found = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return found;
+	if (wl_vmflags(addr, line, sizeof(line)) < 0)
+		return -1;
+	out[0] = 0;
+	for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n"))
+		for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+			if (strcmp(tok, ours[i]) == 0 && strlen(out) + 4 < outlen) {
+				strcat(out, tok);
+				strcat(out, ",");
+			}
+	return 0;
 }
 
 static uint8_t byte_of(size_t r, size_t i)

@@ -23,27 +23,13 @@ static void on_usr2(int sig)
 	advise_requested = 1;
 }
 
-/* Whether the region's VmFlags in /proc/self/smaps hold "dc" (-1: the region is not listed). */
+/* Whether the region's VmFlags hold "dc" (-1: the region is not listed). */
 static int dontfork(void)
 {
-	FILE *f = fopen("/proc/self/smaps", "re");
-	if (!f)
-		return -1;
 	char line[1024];
-	int in = 0, found = -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			in = s == (unsigned long)region;
-			continue;
-		}
-		if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			found = strstr(line, " dc") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	return found;
+	if (wl_vmflags(region, line, sizeof(line)) < 0)
+		return -1;
+	return strstr(line, " dc") != NULL;
 }
 
 int main(int argc, char **argv)

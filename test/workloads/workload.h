@@ -129,6 +129,30 @@ static inline void wl_result(const char *fmt, ...)
 	close(fd);
 }
 
+/* The VmFlags line (after "VmFlags:") of the VMA that starts at addr, from
+ * /proc/self/smaps, into line (of size len): 0, or -1 when no VMA starts there. */
+static inline int wl_vmflags(const void *addr, char *line, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	if (!f)
+		return -1;
+	int in = 0, found = -1;
+	while (fgets(line, (int)len, f)) {
+		unsigned long s, e;
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = s == (unsigned long)addr;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			memmove(line, line + 8, strlen(line + 8) + 1);
+			found = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* Appends "FATAL signal N code C at 0xADDR in pid P ip 0xIP sp 0xSP" to DIR/result
  * (async-signal-safe), then lets the signal take its default action: a test waiting
  * for a check says why the task died, in which process (a forked child writes to the
