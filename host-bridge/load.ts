@@ -7,7 +7,6 @@ import type { NativeBridge, NativeError } from "./native.js";
 
 export type {
   BatchReadResult,
-  FdOwner,
   FdStat,
   NativeBridge,
   NativeError,

@@ -308,8 +308,12 @@ export interface NativeBridge {
    * (no such target).
    */
   kcmpEpollTfd(pid1: number, fd: number, pid2: number, efd: number, tfd: number, toff: number): number;
-  /** The owner of an open file description: F_GETOWN_EX, F_GETSIG and F_GETOWNER_UIDS. */
-  fdOwner(fd: number): FdOwner;
+  /**
+   * The owner of an open file description into `out` (5 ints): F_GETOWN_EX's type
+   * (F_OWNER_TID = 0, F_OWNER_PID = 1, F_OWNER_PGRP = 2) and pid, F_GETSIG's signal,
+   * F_GETOWNER_UIDS' uid and euid (the last two unsigned).
+   */
+  fdOwner(fd: number, out: Int32Array): void;
   /** get_robust_list(2) of thread `pid`. */
   getRobustList(pid: number): { head: bigint; len: number };
   /** clock_gettime(2) in nanoseconds (CLOCK_MONOTONIC = 1, CLOCK_BOOTTIME = 7). */
@@ -580,15 +584,6 @@ export interface UnixDiag {
   wqlen: number;
   /** RCV_SHUTDOWN = 1, SEND_SHUTDOWN = 2 */
   shutdown: number;
-}
-
-export interface FdOwner {
-  /** F_OWNER_TID = 0, F_OWNER_PID = 1, F_OWNER_PGRP = 2 */
-  pidType: number;
-  pid: number;
-  signum: number;
-  uid: number;
-  euid: number;
 }
 
 export interface Termios {

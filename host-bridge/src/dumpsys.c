@@ -93,14 +93,22 @@ static napi_value kcmp_epoll_tfd(napi_env env, napi_callback_info info)
 
 /* The owner of an open file description: F_GETOWN_EX, F_GETSIG and the
  * owner's uids (F_GETOWNER_UIDS, a CONFIG_CHECKPOINT_RESTORE fcntl). */
+/* fdOwner(fd, out): the owner of an open file description into out (an Int32Array of 5):
+ * F_GETOWN_EX's type and pid, F_GETSIG's signal, F_GETOWNER_UIDS' uid and euid. Into an
+ * array rather than an object made here: called for every fd of a dump. */
 static napi_value fd_owner(napi_env env, napi_callback_info info)
 {
 	const char *fn = "fdOwner";
-	napi_value argv[1];
+	napi_value argv[2];
 	int32_t fd;
-	if (!bridge_get_args(env, info, 1, argv, fn) ||
-	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+	uint8_t *out;
+	size_t len;
+	if (!bridge_get_args(env, info, 2, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32") ||
+	    !bridge_arg_bytes(env, argv[1], &out, &len, fn, "out must be an Int32Array of 5"))
 		return NULL;
+	if (len != 5 * sizeof(int32_t))
+		return bridge_throw_arg(env, fn, "out must be an Int32Array of 5");
 	struct f_owner_ex owner = { 0, 0 };
 	if (fcntl(fd, F_GETOWN_EX, &owner) < 0)
 		return bridge_throw_errno(env, "fcntl(F_GETOWN_EX)", errno, 0, NULL);
@@ -110,14 +118,9 @@ static napi_value fd_owner(napi_env env, napi_callback_info info)
 	uint32_t uids[2] = { 0, 0 };
 	if (fcntl(fd, F_GETOWNER_UIDS, uids) < 0 && errno != EINVAL)
 		return bridge_throw_errno(env, "fcntl(F_GETOWNER_UIDS)", errno, 0, NULL);
-	napi_value r;
-	napi_create_object(env, &r);
-	bridge_set_u32(env, r, "pidType", (uint32_t)owner.type);
-	bridge_set_i32(env, r, "pid", owner.pid);
-	bridge_set_u32(env, r, "signum", (uint32_t)sig);
-	bridge_set_u32(env, r, "uid", uids[0]);
-	bridge_set_u32(env, r, "euid", uids[1]);
-	return r;
+	int32_t v[5] = { owner.type, owner.pid, sig, (int32_t)uids[0], (int32_t)uids[1] };
+	memcpy(out, v, sizeof(v));
+	return NULL;
 }
 
 static napi_value get_robust_list(napi_env env, napi_callback_info info)

@@ -24,11 +24,14 @@ export { UnsupportedFd };
 const O_CLOEXEC = 0o2000000;
 const O_PATH = 0o10000000;
 
+const ownerOut = new Int32Array(5);
+
 function owner(fd: number): Fown {
-  const o = bridge().fdOwner(fd);
+  bridge().fdOwner(fd, ownerOut);
+  const [pidType, pid, signum, uid, euid] = ownerOut as unknown as [number, number, number, number, number];
   // An fd without an owner keeps zeros, as criu writes them.
-  if (o.pid === 0) return { uid: 0, euid: 0, signum: o.signum, pid_type: 0, pid: 0 };
-  return { uid: o.uid, euid: o.euid, signum: o.signum, pid_type: o.pidType, pid: o.pid };
+  if (pid === 0) return { uid: 0, euid: 0, signum, pid_type: 0, pid: 0 };
+  return { uid: uid >>> 0, euid: euid >>> 0, signum, pid_type: pidType, pid };
 }
 
 /** What an fd of no kind is, for the refusal. */

@@ -134,7 +134,10 @@ export class InetDumper implements FdDumper {
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
     const family = f.domain();
-    const [proto, type] = getsockoptInts(f.copy, KIND_OPTS) as unknown as [number, number];
+    const ino = Number(f.st.ino);
+    // One in sock_diag's TCP table is a TCP stream socket (no call asks it: a server's thousand connections)
+    const listedTcp = this.table(family, IPPROTO.TCP).get(ino);
+    const [proto, type] = listedTcp ? [IPPROTO.TCP, SOCK.STREAM] : (getsockoptInts(f.copy, KIND_OPTS) as unknown as [number, number]);
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
     // A raw socket may carry any protocol (criu's can_dump_ipproto).
@@ -143,9 +146,8 @@ export class InetDumper implements FdDumper {
     if (!raw && PROTO_NAME[proto] === undefined) throw refuse("has a protocol tscriu does not dump");
     if (!raw && type !== SOCK.STREAM && type !== SOCK.DGRAM) throw refuse(`is of type ${type}: only stream, datagram and raw sockets are dumped`);
 
-    const ino = Number(f.st.ino);
     // sock_diag lists neither raw nor ping sockets here: they are read from the socket, as criu's gen_uncon_sk does.
-    const d = raw || ICMP_PROTOS.has(proto) ? undefined : this.table(family, proto).get(ino);
+    const d = listedTcp ?? (raw || ICMP_PROTOS.has(proto) ? undefined : this.table(family, proto).get(ino));
     const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, raw, refuse);
     if (raw) this.rawPeer(family, ino, sk);
     const local = showAddr(family, addrWords(sk.src, family), sk.sport);
