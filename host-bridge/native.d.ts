@@ -274,11 +274,13 @@ export interface NativeBridge {
   /** open_by_handle_at(mountFd, {handle.length, type, handle}, flags); needs CAP_DAC_READ_SEARCH. */
   openByHandleAt(mountFd: number, type: number, handle: Uint8Array, flags: number): number;
   /**
-   * A cgroup hierarchy mounted detached (fsopen, fsconfig, fsmount): `fstype` "cgroup" or
-   * "cgroup2", `options` its name as in /proc/PID/cgroup ("cpu,cpuacct", "name=systemd", "").
-   * Returns an fd of its root (close-on-exec), reached through /proc/self/fd/N.
+   * A file system mounted detached (fsopen, fsconfig, fsmount), no mount table showing it:
+   * `fstype` ("cgroup", "cgroup2", "tracefs"), `options` its comma-separated flags and
+   * name=VALUE (a cgroup hierarchy's name as in /proc/PID/cgroup: "cpu,cpuacct",
+   * "name=systemd", ""). Returns an fd of its root (close-on-exec), reached through
+   * /proc/self/fd/N; the mount is gone once it is closed.
    */
-  cgroupMount(fstype: string, options: string): number;
+  detachedMount(fstype: string, options: string): number;
 
   // ---- processes (src/spawn.c, src/reaper.c) ----
 

@@ -1,6 +1,7 @@
-/* A cgroup hierarchy mounted detached (fsopen, fsconfig, fsmount): an fd of its root that
- * no mount table shows, gone once closed. tscriu reaches a hierarchy no mount of its mount
- * namespace shows (criu does the same for each hierarchy it dumps or restores). */
+/* A file system mounted detached (fsopen, fsconfig, fsmount): an fd of its root that no
+ * mount table shows, gone once closed. tscriu reaches a cgroup hierarchy no mount of its
+ * mount namespace shows (criu does the same for each hierarchy it dumps or restores), and
+ * tracefs where nothing mounted it (dump/smaps-ahead.ts). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,12 @@ static int fsconfig_(int fd, unsigned int cmd, const char *key, const char *valu
 	return (int)syscall(SYS_fsconfig, fd, cmd, key, value, 0);
 }
 
-/* cgroupMount(fstype, options): options as in /proc/self/cgroup ("cpu,cpuacct",
- * "name=systemd", "" for cgroup2). Returns the mount's root fd (O_CLOEXEC). */
-static napi_value cgroup_mount(napi_env env, napi_callback_info info)
+/* detachedMount(fstype, options): options comma-separated flags and name=VALUE, as in
+ * /proc/self/cgroup for a cgroup hierarchy ("cpu,cpuacct", "name=systemd", "" for cgroup2).
+ * Returns the mount's root fd (O_CLOEXEC). */
+static napi_value detached_mount(napi_env env, napi_callback_info info)
 {
-	const char *fn = "cgroupMount";
+	const char *fn = "detachedMount";
 	napi_value argv[2];
 	char *fstype = NULL, *opts = NULL;
 	if (!bridge_get_args(env, info, 2, argv, fn) ||
@@ -60,7 +62,7 @@ out:
 void bridge_init_mount(napi_env env, napi_value exports)
 {
 	static const bridge_fn fns[] = {
-		{ "cgroupMount", cgroup_mount },
+		{ "detachedMount", detached_mount },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

@@ -93,7 +93,7 @@ export class Hierarchies {
     let fd = this.own.get(name);
     if (fd === undefined) {
       try {
-        fd = bridge().cgroupMount(name === "" ? "cgroup2" : "cgroup", name);
+        fd = bridge().detachedMount(name === "" ? "cgroup2" : "cgroup", name);
       } catch (e) {
         throw new Error(`mounting the cgroup hierarchy ${name || "v2"}: ${(e as Error).message}`, { cause: e });
       }

@@ -20,7 +20,7 @@
 // What the counters do not see (README, limits): a change made to the task's mappings by
 // another process (one it passed a userfaultfd to, registering ranges of it), and a 32-bit
 // call of a 64-bit task (int 0x80: the numbers are i386's). Where the kernel cannot count
-// (no tracefs, no perf tracepoints) or a process has more threads than are watched, smaps
+// (no syscall tracepoints, no perf) or a process has more threads than are watched, smaps
 // is read in the freeze, as before.
 
 import { readdirSync, readFileSync } from "node:fs";
@@ -71,19 +71,38 @@ const LIST_ROUNDS = 8;
 
 const TRACEFS = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-/** The ids of raw_syscalls:sys_enter and sys_exit, or why there are none. */
+/** The ids of raw_syscalls:sys_enter and sys_exit in the tracefs at `root`; undefined where it has none. */
+function idsIn(root: string): { enter: number; exit: number } | undefined {
+  try {
+    const id = (name: string): number => Number(readFileSync(`${root}/events/raw_syscalls/${name}/id`, "latin1"));
+    const ids = { enter: id("sys_enter"), exit: id("sys_exit") };
+    return Number.isInteger(ids.enter) && Number.isInteger(ids.exit) ? ids : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The ids of raw_syscalls:sys_enter and sys_exit, or why there are none: from tracefs where
+ * it is mounted, else from one mounted detached for the purpose (no mount table shows it;
+ * a machine that boots without systemd mounts none).
+ */
 function tracepoints(): { enter: number; exit: number } | string {
   for (const root of TRACEFS) {
-    try {
-      const id = (name: string): number => Number(readFileSync(`${root}/events/raw_syscalls/${name}/id`, "latin1"));
-      const enter = id("sys_enter");
-      const exit = id("sys_exit");
-      if (Number.isInteger(enter) && Number.isInteger(exit)) return { enter, exit };
-    } catch {
-      // not mounted here, or no syscall tracepoints
-    }
+    const ids = idsIn(root);
+    if (ids) return ids;
   }
-  return `no raw_syscalls tracepoints in ${TRACEFS.join(" or ")}`;
+  let fd: number;
+  try {
+    fd = bridge().detachedMount("tracefs", "");
+  } catch (e) {
+    return `tracefs is not mounted, and mounting it failed (${(e as Error).message})`;
+  }
+  try {
+    return idsIn(`/proc/self/fd/${fd}`) ?? "tracefs has no raw_syscalls tracepoints (a kernel without CONFIG_FTRACE_SYSCALLS)";
+  } finally {
+    bridge().close(fd);
+  }
 }
 
 function tidsOf(pid: number): number[] {
