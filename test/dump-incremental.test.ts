@@ -259,7 +259,35 @@ test.serial("dump -R --wp-snapshot: the task runs on while its pages are copied;
   await killAndReap(w.pid);
   await restoreTask(t, join(base, "d"));
   t.regex(await w.check(), /^PASS /);
-  t.is(tscriu(["dump", "-t", "1", "-D", join(base, "x"), "--wp-snapshot"]).stderr, "tscriu dump: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n");
+  const s = tscriu(["dump", "-t", "1", "-D", join(base, "x"), "--wp-snapshot", "-s"]);
+  t.is(s.code, 1);
+  t.regex(s.stderr, /--wp-snapshot with -s \(a tree that ran on while its pages were copied would be left stopped elsewhere than its images\) is not supported by tscriu/);
+  t.false(existsSync(join(base, "x")));
+});
+
+test.serial("dump --wp-snapshot without -R: the task runs while its pages are copied, then is killed once its images are on disk; restored as at the freeze", async (t) => {
+  const w = await startWorkload(t, "incr", ["64", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  const r = tscriu(["dump", "-t", String(w.pid), "-D", join(base, "d"), "--wp-snapshot", "-v4", "-o", join(base, "dump.log")]);
+  t.is(r.code, 0, r.stderr);
+  const log = readFileSync(join(base, "dump.log"), "utf8");
+  t.regex(log, /task let go after \d+ us frozen .*; writing its pages/);
+  t.regex(log, /write-protect snapshot written in place with the task running, \d+ pages copied first, at its writes/);
+  t.regex(log, /Dumping finished successfully \(task killed\)/);
+  await waitFor(`pid ${w.pid} to be gone`, () => goneOrZombie(w.pid));
+  await restoreTask(t, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("dump --wp-snapshot without -R that fails after the task is let go: it is not killed, runs on unprotected", async (t) => {
+  const w = await startWorkload(t, "incr", ["16", "5"]);
+  const base = tempDir(t, "tscriu-wp-");
+  for (const fault of ["inside", "enospc", "sync"]) {
+    await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(base, "d"), wpSnapshot: true, faults: fault }), { message: /dump: .* of pid \d+ failed/ });
+    t.false(existsSync(join(base, "d")), fault);
+    noUffd(t, w.pid);
+    await runsOn(t, w);
+  }
 });
 
 test.serial("dump -R --wp-snapshot of a task with a MAP_DROPPABLE mapping (which userfaultfd refuses to register): the rest snapshotted, the task restores", async (t) => {

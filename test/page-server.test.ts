@@ -21,7 +21,7 @@ import { pycriu, pycriuInstalled } from "./helpers/pycriu.js";
 import { dump } from "../orchestrator/dump/dump.js";
 import { restore } from "../orchestrator/restore/restore.js";
 import { restoreTask } from "./helpers/restore.js";
-import { killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
+import { goneOrZombie, killAndReap, procState, RUNS_ON, startWorkload, waitFor, type Workload } from "./helpers/workloads.js";
 
 interface Server {
   port: number;
@@ -96,6 +96,21 @@ test("dump -R --page-server: the pages go to tscriu's page server, the rest stay
   t.true(stat(r.stdout, "Memory pages written") >= 4096, r.stdout);
   t.regex(await w.check(), /^PASS /);
   await killAndReap(w.pid);
+  merge(local, remote);
+  await restoreTask(t, remote);
+  t.regex(await w.check(), /^PASS /);
+});
+
+test("dump --wp-snapshot --page-server without -R: the pages copied while the task runs, then sent; the task killed after; restored from both, every page right", async (t) => {
+  const w = await startWorkload(t, "incr", ["16", "5"]);
+  const [local, remote] = [tempDir(t), tempDir(t)];
+  const ps = await pageServer(t, remote, ["--address", "127.0.0.1"]);
+  const r = tscriu(["dump", "--wp-snapshot", "-t", String(w.pid), "-D", local, "--page-server", "--address", "127.0.0.1", "--port", String(ps.port), "-v4"]);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /write-protect snapshot copied with the task running/);
+  t.regex(r.stderr, /Dumping finished successfully \(task killed\)/);
+  t.is((await ps.done).code, 0);
+  await waitFor(`pid ${w.pid} to be gone`, () => goneOrZombie(w.pid));
   merge(local, remote);
   await restoreTask(t, remote);
   t.regex(await w.check(), /^PASS /);

@@ -256,6 +256,20 @@ test.serial("a client outside the tree keeps its connection: what it sent while 
   t.is(await w.check(), "PASS echo");
 });
 
+test.serial("--wp-snapshot without -R: the server runs while its pages are copied, its connection locked, then is killed; restored, the connection goes on", async (t) => {
+  const { w, c } = await echoServer(t);
+  const dir = await dumpGone(t, w, { ...LOCK, wpSnapshot: true });
+  t.deepEqual(locksOf(Number(w.info["p3"])), [await lockTable(dir)], "its connection is still in the dump's lock");
+  c.s.write("sent while it was gone\n");
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(c.ended(), undefined, "the client saw nothing happen");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  await waitFor("the answer", () => c.got() === "HELLO\nSENT WHILE IT WAS GONE\n" || undefined, 20_000);
+  await ask(c, "and the next one\n");
+  t.is(c.ended(), undefined, "no reset, no EOF");
+  t.is(await w.check(), "PASS echo");
+});
+
 test.serial("a send queue full of what the client has not read (sent and not yet sent parts kept apart) is all delivered after the restore", async (t) => {
   const { w, c } = await echoServer(t);
   // A small receive window on the client, which stops reading: the server's echo fills its send queue.

@@ -93,10 +93,6 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
         ctx.err(`tscriu ${command}: ${(e as Error).message}\n`);
         return 1;
       }
-      if (args["wp-snapshot"] === true && args["leave-running"] !== true) {
-        ctx.err(`tscriu ${command}: --wp-snapshot needs -R (a task that ran on while its pages were copied must not be killed or stopped after)\n`);
-        return 1;
-      }
       if (args["leave-running"] === true && args["leave-stopped"] === true) {
         ctx.err("tscriu dump: --leave-running and --leave-stopped exclude each other\n");
         return 1;

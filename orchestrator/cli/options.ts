@@ -164,7 +164,7 @@ export const CRIU_OPTIONS: readonly CriuOption[] = [
   { name: "mntns-compat-mode", rpc: "mntns_compat_mode", kind: "boolean", describe: "restore mount namespaces the old way", takes: ["restore"], tscriu: [] },
 
   // tscriu's own: criu has no such option (orchestrator/dump/wpsnap.ts).
-  { name: "wp-snapshot", kind: "boolean", describe: "with -R: write-protect the task's anonymous memory and copy it while the task runs (tscriu's own)", takes: ["dump"], tscriu: ["dump"] },
+  { name: "wp-snapshot", kind: "boolean", describe: "write-protect the task's anonymous memory and copy it while the task runs, then kill it once its images are on disk (with -R: it runs on) (tscriu's own)", takes: ["dump"], tscriu: ["dump"] },
 ];
 
 const byName = new Map<string, CriuOption>();

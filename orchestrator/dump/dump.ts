@@ -112,8 +112,10 @@ export interface DumpOptions {
   /** punch the pages this dump holds out of the parent chain's pages files (--auto-dedup) */
   autoDedup?: boolean | undefined;
   /**
-   * with leaveRunning: write-protect the task's private anonymous memory and copy it while
-   * the task runs (wpsnap.ts); the frozen time no longer grows with that memory
+   * write-protect the task's private anonymous memory and copy it while the task runs
+   * (wpsnap.ts); the frozen time no longer grows with that memory. With leaveRunning it
+   * runs on; without, it is frozen again and killed once its images are on disk (its
+   * connections locked meanwhile). Not with leaveStopped, a pre-dump or action scripts.
    */
   wpSnapshot?: boolean | undefined;
   /**
@@ -260,6 +262,11 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     const not = [preDump && "pre-dump", opts.prevImagesDir !== undefined && "--prev-images-dir", opts.trackMem && "--track-mem", opts.wpSnapshot && "--wp-snapshot"].filter(Boolean);
     if (not.length) throw new DumpError("check", pid, `--lazy-pages with ${not.join(", ")} is not supported yet by tscriu`);
   }
+  // --wp-snapshot: the tree runs while its pages are copied; without -R it is killed after.
+  if (opts.wpSnapshot === true) {
+    const not = [preDump && "a pre-dump", finalState === "stop" && "-s (a tree that ran on while its pages were copied would be left stopped elsewhere than its images)", (opts.actionScripts?.length ?? 0) > 0 && "--action-script (criu runs post-dump with the tree frozen)"].filter(Boolean);
+    if (not.length) throw new DumpError("check", pid, `--wp-snapshot with ${not.join(", ")} is not supported by tscriu`);
+  }
   const freezer = opts.freezeCgroup !== undefined ? CgroupFreezer.open(opts.freezeCgroup) : undefined;
   if (typeof freezer === "string") throw new DumpError("check", pid, freezer);
   checkDumpable(pid);
@@ -281,13 +288,15 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     throw new DumpError("images", pid, `cannot create the work dir ${workDir}: ${(e as Error).message}`, { cause: e });
   }
   const scripts = opts.actionScripts ?? [];
+  /** --wp-snapshot without -R: the tree is let go early to run while its pages are copied, then frozen again and killed */
+  const snapKill = opts.wpSnapshot === true && finalState === "kill";
   // The task goes before its pages are written when nothing needs it frozen until the
   // end: not killed (that waits for the images on disk), no post-dump script (criu runs
   // it with the task still frozen). Its pages are then copied into memory populated
   // before the freeze, as much as its anonymous memory, if that fits and the machine
   // gives memory fast enough (capture.ts).
   // A --lazy-pages dump copies its lazy pages while frozen anyway, and serves them after.
-  const early = finalState !== "kill" && scripts.length === 0 && !opts.lazyPages;
+  const early = (finalState !== "kill" || snapKill) && scripts.length === 0 && !opts.lazyPages;
   const limit = captureLimit();
   let pool: CapturePool | undefined;
   /** the memory of the slices a page sink takes while frozen, and its staging buffers */
@@ -298,7 +307,9 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   const tracking = await WriteTracking.open(pid, parentDir, (preDump || opts.trackMem === true) && finalState === "resume", log);
   // A write-protect snapshot into local pages files writes the protected pages in place
   // (wpsnap.ts): only the others are held in memory.
-  const streamSnap = opts.wpSnapshot === true && finalState === "resume" && !preDump && !tracking.active && !opts.pageServer;
+  /** the write-protect snapshot is taken (not when the incremental dump's tracking protects the memory) */
+  const snapshot = opts.wpSnapshot === true && !tracking.active;
+  const streamSnap = snapshot && !opts.pageServer;
   let remote: PageServerClient | undefined;
   let lazyServer: LazyPagesServer | undefined;
   /** the lazy pages' buffers, populated before the freeze (capture.ts) */
@@ -388,7 +399,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   };
   try {
     enter("seize");
-    if (opts.wpSnapshot === true && finalState === "resume" && !preDump && !tracking.active && !freezer) {
+    if (snapshot && !freezer) {
       ({ armed, frozenUs: armedUs, smaps: smapsAhead } = await armAhead(pid, Math.round((opts.timeoutSec ?? 10) * 1000), log));
       // TSCRIU_WP_AHEAD_MS: a wait between the two (tests: more written and mapped meanwhile)
       const wait = Number(process.env["TSCRIU_WP_AHEAD_MS"] ?? 0);
@@ -443,6 +454,14 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (fdState) releaseFds(fdState, "resume");
     netLock.unlock();
   };
+  /** The listeners closed with their tasks: their ports are no longer locked (net/lock.ts). */
+  const unlockListeners = (): void => {
+    try {
+      netLock.unlockListeners();
+    } catch (e) {
+      log.error(`the tree is gone, but its listeners' ports are still locked: ${(e as Error).message} (remove that part of the lock with: nft flush set ${netLock.table} lports; nft flush set ${netLock.table} listen4; nft flush set ${netLock.table} listen6)`);
+    }
+  };
   /**
    * Lets the tree go: with -R its connections go on as they were before their tasks run
    * (criu unlocks too); killed or stopped, they stay in repair mode and locked until a restore.
@@ -451,17 +470,28 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (how === "resume") freeConnections();
     const why = releaseTree(tree, how);
     if (how !== "resume" && fdState) releaseFds(fdState, how);
-    // the listeners closed with their tasks: their ports are no longer locked (net/lock.ts)
-    if (how === "kill") {
-      try {
-        netLock.unlockListeners();
-      } catch (e) {
-        log.error(`the tree is gone, but its listeners' ports are still locked: ${(e as Error).message} (remove that part of the lock with: nft flush set ${netLock.table} lports; nft flush set ${netLock.table} listen4; nft flush set ${netLock.table} listen6)`);
-      }
-    }
+    if (how === "kill") unlockListeners();
     return why;
   };
   let released = false;
+  /**
+   * The end of a snapshot without -R: the tree, let go to run while its pages were copied,
+   * frozen again (with what it started meanwhile) and killed now that its images are on
+   * disk; what went wrong, or undefined. A tree gone meanwhile has nothing left to kill.
+   */
+  const killRunOn = (): string | undefined => {
+    let again: FrozenTree | undefined;
+    try {
+      again = freezeTree(pid, Math.round((opts.timeoutSec ?? 10) * 1000));
+    } catch (e) {
+      if (existsSync(`/proc/${pid}`)) return `freezing it again to kill it: ${(e as Error).message}`;
+      log.warn(`pid ${pid} exited while its pages were copied: nothing left to kill`);
+    }
+    const why = again ? releaseTree(again, "kill") : undefined;
+    if (fdState) releaseFds(fdState, "kill");
+    unlockListeners();
+    return why;
+  };
   const snaps: WpSnapshot[] = [];
   /** scratch areas mapped in the frozen tasks (inside.ts): unmapped before they are let go */
   const scratches = new Set<Scratch>();
@@ -718,7 +748,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
       const base = before;
       before += plan.pages * PAGE;
       const t0 = process.hrtime.bigint();
-      const snap = fits && opts.wpSnapshot && finalState === "resume" && !preDump && !tracking.active ? await (protecting.get(c.pid) ?? protectFrozen(c.pid, c.vmas.filter(protectable))) : undefined;
+      const snap = fits && snapshot ? await (protecting.get(c.pid) ?? protectFrozen(c.pid, c.vmas.filter(protectable))) : undefined;
       if (snap) snaps.push(snap);
       // A snapshot that could not protect falls back to the pool, which holds everything
       // unless it was sized for a snapshot written in place: then the pages stream now.
@@ -801,7 +831,8 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     if (early) {
       stats.frozen_time = us(frozen.frozenAt) + armedUs;
       released = true;
-      const why = letGo(finalState);
+      // (a snapshot without -R: the tree runs on until its images are on disk, its connections still locked)
+      const why = snapKill ? releaseTree(tree, "resume") : letGo(finalState);
       if (why) throw new DumpError("release", pid, `the task could not be ${finalState === "stop" ? "left stopped" : "released"} before its pages were written: ${why}`);
       log.info(`task let go after ${stats.frozen_time} us frozen${armedUs ? ` (${armedUs} us of it ahead, for its userfaultfds)` : ""}; writing its pages`);
       // (meanwhile: awaited at the end)
@@ -925,7 +956,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
   }
 
   if (!released) stats.frozen_time = us(frozen.frozenAt) + armedUs;
-  const why = released ? undefined : letGo(finalState);
+  const why = !released ? letGo(finalState) : snapKill ? killRunOn() : undefined;
   await smapsAhead?.close();
   // As criu: the links made for the restore go when the tasks run on (a post-dump script
   // keeps the file system as the images need it); killed or stopped, they stay.
