@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, readdirSync, statSyn
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { dump } from "../orchestrator/dump/dump.js";
+import { SmapsAhead } from "../orchestrator/dump/smaps-ahead.js";
 import { firstRuns } from "../orchestrator/dump/wpsnap.js";
 import { readImage } from "../images/io.js";
 import { PE_PARENT, readPagemap } from "../images/pages.js";
@@ -393,6 +394,19 @@ test.serial("dump -R --wp-snapshot of a task that madvises between the smaps rea
   await killAndReap(w.pid);
   await restoreTask(t, dir);
   t.is(await w.check(), "PASS advised=1 dc=1");
+});
+
+test.serial("smaps read ahead: a process gone before it is watched is left out, the others are watched and kept", async (t) => {
+  const { log, lines } = capturedLog();
+  const w = await startWorkload(t, "madvlate");
+  const gone = 2 ** 22 + 1;
+  const ahead = SmapsAhead.start([gone, w.pid], log.module("dump"));
+  if (!ahead) return t.fail(lines.join(""));
+  await ahead.settled();
+  const kept = await ahead.atFreeze();
+  await ahead.close();
+  t.deepEqual([...kept.keys()], [w.pid]);
+  t.regex(lines.join(""), new RegExp(`pid ${gone}: smaps is read in the freeze \\(gone`));
 });
 
 test.serial("the wait for a task's first run after its protection: seen for tasks that run, given up after the cap for a stopped one", async (t) => {

@@ -105,8 +105,13 @@ function tracepoints(): { enter: number; exit: number } | string {
   }
 }
 
-function tidsOf(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).map(Number);
+/** The threads of pid; undefined when it is gone. */
+function tidsOf(pid: number): number[] | undefined {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return undefined;
+  }
 }
 
 /** One process's counters and its read. */
@@ -149,7 +154,8 @@ function watch(pid: number, ids: { enter: number; exit: number }): Int32Array[] 
   const seen = new Set<number>();
   try {
     for (let round = 0; round < LIST_ROUNDS; round++) {
-      const fresh = tidsOf(pid).filter((t) => !seen.has(t));
+      const fresh = tidsOf(pid)?.filter((t) => !seen.has(t));
+      if (!fresh) break;
       if (fresh.length === 0) return fds;
       if (seen.size + fresh.length > MAX_THREADS) break;
       const tids = Int32Array.from(fresh);
