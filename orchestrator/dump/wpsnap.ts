@@ -21,8 +21,9 @@
 // mappings, read-only anonymous memory, the vDSO, shared memory) are copied while the
 // task is frozen, as without the snapshot. A task that uses userfaultfd itself on those
 // VMAs, or a kernel without write-protect faults, falls back to copying while frozen.
-// Only with -R: a task that runs on while its pages are copied must not be killed after
-// (what it did meanwhile would be lost) or left stopped (-s).
+// With -R the task runs on; without, it runs while its pages are copied (its connections
+// locked) and is frozen again and killed once its images are on disk (dump.ts). Not with
+// -s: a task that ran on would be left stopped elsewhere than its images.
 
 import { readdirSync, readFileSync } from "node:fs";
 import { MAP } from "../../host-bridge/constants.js";
