@@ -820,8 +820,8 @@ export interface NativeBridge {
   uffdWpArm(fd: number, ranges: BigUint64Array): Promise<void>;
   /**
    * A perf counter on each thread of `tids`, counting the syscalls numbered in `nrs` (1 to
-   * 64 of them) through the raw_syscalls:sys_enter tracepoint (`tracepoint`: its id in
-   * tracefs), inherited by the threads and processes each starts; `fds[i]` gets thread i's,
+   * 64 numbers, each 0 to 65535) through a raw_syscalls tracepoint (`tracepoint`: the id of
+   * sys_enter or sys_exit in tracefs), inherited by the threads and processes each starts; `fds[i]` gets thread i's,
    * or -1 for a thread gone. Throws (having closed those opened) on any other failure.
    */
   syscallWatch(tids: Int32Array, nrs: Int32Array, tracepoint: number, fds: Int32Array): void;

@@ -1,10 +1,9 @@
 /* A count of chosen syscalls made by threads, and by the threads and processes they start
- * from then on: a perf counter on the raw_syscalls:sys_enter tracepoint of each thread,
- * filtered by syscall number (the kernel's tracepoint filter, "id == N || ..."), inherited
- * by its children. The dump reads a task's smaps ahead of its freeze and keeps that read
- * when the task made none of the calls that change its mappings since
- * (dump/smaps-ahead.ts). A child's counter may come without the filter (then it counts
- * every call: the read ahead is not kept, never wrongly kept). */
+ * from then on: a perf counter on a raw_syscalls tracepoint (sys_enter or sys_exit) of
+ * each thread, filtered by syscall number (the kernel's tracepoint filter, "id == N ||
+ * ..."), inherited with its filter by its children. The dump reads a task's smaps ahead
+ * of its freeze and keeps that read when the task made none of the calls that change its
+ * mappings since (dump/smaps-ahead.ts). */
 #include "bridge.h"
 
 #include <errno.h>
@@ -16,8 +15,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The most syscall numbers a filter names (each term "id == NNN || " is at most 15 bytes). */
+/* The most syscall numbers a filter names, and the largest number (each term "id == NNNNN || "
+ * then takes at most 15 bytes). */
 #define MAX_NRS 64
+#define MAX_NR	0xffff
 
 static int open_counter(int tid, uint64_t tracepoint, const char *filter)
 {
@@ -41,7 +42,7 @@ static int open_counter(int tid, uint64_t tracepoint, const char *filter)
 
 /* syscallWatch(tids, nrs, tracepoint, fds): a counter on each thread of `tids`
  * (Int32Array) counting the syscalls numbered in `nrs` (Int32Array), `tracepoint` the id
- * of raw_syscalls:sys_enter; fds[i] (Int32Array, as long as tids) gets thread i's, or -1
+ * of raw_syscalls:sys_enter or sys_exit; fds[i] (Int32Array, as long as tids) gets thread i's, or -1
  * for a thread gone (ESRCH). On any other failure the counters opened are closed and it
  * throws, naming the thread. */
 static napi_value syscall_watch(napi_env env, napi_callback_info info)
@@ -67,8 +68,8 @@ static napi_value syscall_watch(napi_env env, napi_callback_info info)
 	for (size_t i = 0; i < k; i++) {
 		int32_t nr;
 		memcpy(&nr, nrs_b + 4 * i, 4);
-		if (nr < 0)
-			return bridge_throw_arg(env, fn, "a syscall number must not be negative");
+		if (nr < 0 || nr > MAX_NR)
+			return bridge_throw_arg(env, fn, "a syscall number must be 0 to 65535");
 		at += (size_t)snprintf(filter + at, sizeof(filter) - at, "%sid == %d", i ? " || " : "", nr);
 	}
 	int32_t *fds = (int32_t *)(void *)fds_b;
@@ -88,7 +89,7 @@ static napi_value syscall_watch(napi_env env, napi_callback_info info)
 		for (size_t j = 0; j < i; j++)
 			if (fds[j] >= 0)
 				close(fds[j]);
-		return bridge_throw_errno(env, "perf_event_open(raw_syscalls:sys_enter)", e, tid, NULL);
+		return bridge_throw_errno(env, "perf_event_open(a raw_syscalls tracepoint)", e, tid, NULL);
 	}
 	return NULL;
 }

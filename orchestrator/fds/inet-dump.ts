@@ -80,6 +80,15 @@ export class InetDumper implements FdDumper {
     return t;
   }
 
+  /** sock_diag's entry of a TCP socket of `family` by inode; undefined when it lists none, or its table cannot be read. */
+  private tcpListed(family: number, ino: number): InetDiag | undefined {
+    try {
+      return this.table(family, IPPROTO.TCP).get(ino);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** criu's gen_uncon_sk: a socket sock_diag does not list is closed; its addresses are its own. */
   private unlisted(f: FdFacts, proto: number, raw: boolean, refuse: (why: string) => UnsupportedFd): SkView {
     const b = bridge();
@@ -135,8 +144,10 @@ export class InetDumper implements FdDumper {
     const b = bridge();
     const family = f.domain();
     const ino = Number(f.st.ino);
-    // One in sock_diag's TCP table is a TCP stream socket (no call asks it: a server's thousand connections)
-    const listedTcp = this.table(family, IPPROTO.TCP).get(ino);
+    // One in sock_diag's TCP table is a TCP stream socket (no call asks it: a server's thousand
+    // connections). A table that cannot be read is no answer: asked below, and a TCP
+    // socket then fails at its own table, naming it (not a UDP one, which needs none).
+    const listedTcp = this.tcpListed(family, ino);
     const [proto, type] = listedTcp ? [IPPROTO.TCP, SOCK.STREAM] : (getsockoptInts(f.copy, KIND_OPTS) as unknown as [number, number]);
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
