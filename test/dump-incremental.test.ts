@@ -280,7 +280,7 @@ test.serial("dump --wp-snapshot without -R: the task runs while its pages are co
   t.regex(await w.check(), /^PASS /);
 });
 
-test.serial("dump --wp-snapshot without -R that fails after the task is let go: it is not killed, runs on unprotected", async (t) => {
+test.serial("dump --wp-snapshot without -R that fails before or after the task is let go: it is not killed, runs on unprotected", async (t) => {
   const w = await startWorkload(t, "incr", ["16", "5"]);
   const base = tempDir(t, "tscriu-wp-");
   for (const fault of ["inside", "enospc", "sync"]) {
@@ -453,6 +453,17 @@ test.serial("criu restores a dump -R --wp-snapshot written in place while the ta
   const r = await dump({ pid: w.pid, imagesDir: join(base, "d"), leaveRunning: true, wpSnapshot: true });
   t.true(r.stats.pages_written > 0n);
   await killAndReap(w.pid);
+  await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
+  await restoredByCriu(t, w.pid, join(base, "d"));
+  t.regex(await w.check(), /^PASS /);
+});
+
+test.serial("criu restores a dump --wp-snapshot without -R (the task killed once its images were on disk)", async (t) => {
+  if (!haveRoot(t)) return;
+  const w = await startWorkload(t, "incr", ["64", "20"], { static: true });
+  const base = tempDir(t, "tscriu-wp-");
+  const r = await dump({ pid: w.pid, imagesDir: join(base, "d"), wpSnapshot: true });
+  t.true(r.stats.pages_written > 0n);
   await waitFor(`pid ${w.pid} to be free`, () => !existsSync(`/proc/${w.pid}`));
   await restoredByCriu(t, w.pid, join(base, "d"));
   t.regex(await w.check(), /^PASS /);
