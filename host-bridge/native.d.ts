@@ -448,29 +448,20 @@ export interface NativeBridge {
   pollNow(fd: number, events: number): number;
   /** An ioctl that fills an int (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD): the int. */
   ioctlInt(fd: number, request: number): number;
-  /**
-   * A TCP connection already in repair mode, read in one call (orchestrator/net/tcp-repair.ts
-   * says what of it is kept): TCP_INFO's state, options and window scales; the queue sizes
-   * (SIOCOUTQ and SIOCOUTQNSD count our FIN, SIOCINQ does not); the MSS clamp; the
-   * timestamp (0 without timestamps); TCP_REPAIR_WINDOW's snd_wl1, snd_wnd, max_window,
-   * rcv_wnd, rcv_wup; each queue's first sequence number and bytes (peeked one past its size).
+ /**
+   * The connections at `fds` of process `pid` read as a dump reads each (tcp_repair.c), on
+   * two threads, in one crossing: each fd's copy (pidfd_getfd; a copy whose inode is not
+   * inos[i] is closed, its record's first word -1 and no error), its options by `spec`'s
+   * (level, name, size) triples, its filter's length, then the copy put in repair mode and
+   * read out (TCP_INFO, the queues' sizes, the MSS, the timestamp, TCP_REPAIR_WINDOW, each
+   * queue's first sequence number and bytes, peeked one past its size). Connection i's record is `out` from word i * (21 +
+   * the options' bytes / 4): failed (-1) or not (0); the copy in repair mode (-1: none);
+   * the filter's instruction count; state, options, window scales' byte, outq, unsent, inq,
+   * mss, timestamp, window (5), inqSeq, outqSeq; the receive queue's offset in `data`, its
+   * length, the send queue's; the options. A copy in repair mode is kept in its record
+   * also when its reading failed (errors[i]): the caller leaves repair mode and closes it.
    */
-  tcpRepairSave(fd: number): {
-    state: number;
-    options: number;
-    sndWscale: number;
-    rcvWscale: number;
-    outq: number;
-    unsent: number;
-    inq: number;
-    mss: number;
-    timestamp: number;
-    window: [number, number, number, number, number];
-    inqSeq: number;
-    outqSeq: number;
-    inqData: Buffer;
-    outqData: Buffer;
-  };
+  tcpRepairSaveMany(pid: number, fds: Int32Array, inos: Float64Array, spec: Int32Array, out: Int32Array): { data: Buffer; errors: (Error | undefined)[] };
   /**
    * A new TCP socket, made ready by the caller (buffers widened, non-blocking, in repair
    * mode), made the connection `conn` between the sockaddrs `src` and `dst` (criu's

@@ -186,8 +186,9 @@ export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: Readon
   const pidfd = b.pidfdOpen(pid);
   const fdinfo: Record<string, unknown>[] = [];
   try {
-    for (const fd of listFds(pid)) {
-      const info = parseFdinfo(fdinfoAhead?.get(String(fd))?.toString("utf8") ?? readProc(pid, `fdinfo/${fd}`));
+    const fds = listFds(pid).map((fd) => ({ fd, info: parseFdinfo(fdinfoAhead?.get(String(fd))?.toString("utf8") ?? readProc(pid, `fdinfo/${fd}`)) }));
+    for (const d of state.dumpers) d.begin?.(pid, fds);
+    for (const { fd, info } of fds) {
       const link = b.readlink(procPath(pid, `fd/${fd}`));
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);

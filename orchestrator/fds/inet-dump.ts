@@ -19,16 +19,16 @@
 // its sender's address); the dump says so in the log.
 
 import { readFileSync } from "node:fs";
-import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
+import { AF_INET, AF_INET6, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_ICMPV6, SOL_IP, SOL_IPV6, SOL_RAW, SOL_SOCKET, SOL_TCP, SOL_UDP, TCP, TCP_STATE, UDP_CORK } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
-import { listFds, procPath } from "../dump/proc.js";
+import { fdinfoValue, listFds, procPath, type FdInfo } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
 import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { DiagTable, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
-import { dumpSockOpts, getsockoptInts, type SkOpts } from "./sockopts.js";
+import { dumpFilter, dumpSockOpts, getsockoptInts, sockOptInt, sockOptsOf, sockOptsSpec, type SkOpts } from "./sockopts.js";
 import type { LockedConn, LockedListener } from "../net/lock.js";
-import { leaveRepair, REPAIRED_STATES, repairOn, saveConnection, tcpStreamImage, type TcpStream } from "../net/tcp-repair.js";
+import { leaveRepair, REPAIRED_STATES, savedConnection, tcpStreamImage, type TcpStream } from "../net/tcp-repair.js";
 
 
 /** The TCP states criu asks sock_diag for: listeners and connections (not closed or bound-only ones). */
@@ -53,6 +53,10 @@ export class InetDumper implements FdDumper {
   private readonly repaired: { fd: number; reuseaddr: boolean }[] = [];
   /** the connections locked so far, by inode */
   private readonly lockedInos = new Set<number>();
+  /** the connections put in repair mode so far, by inode (a socket in several fds or processes is read once) */
+  private readonly repairedInos = new Set<number>();
+  /** connections read in a batch as their process's fd walk began, by inode, until their fd is met */
+  private readonly ahead = new Map<number, Ahead>();
   /** lockTree ran */
   private treeLocked = false;
 
@@ -140,6 +144,59 @@ export class InetDumper implements FdDumper {
     sk.dst = r.dst;
   }
 
+  /**
+   * A process's TCP connections, with --tcp-established, read in one batch before its fds
+   * are walked (readConnections), each taken when its fd is met. Which fds they are:
+   * fdinfo's inode (Linux 5.14 on) listed in sock_diag's TCP table, in a state that is
+   * dumped. Without fdinfo's inodes each connection is read as its fd is met.
+   */
+  begin(pid: number, fds: readonly { fd: number; info: FdInfo }[]): void {
+    if (!this.ctx.tcp.established || this.ctx.tcp.close) return;
+    const byFamily = new Map<number, Connection[]>();
+    for (const { fd, info } of fds) {
+      const ino = Number(fdinfoValue(info, "ino"));
+      if (!Number.isSafeInteger(ino) || ino <= 0 || this.repairedInos.has(ino) || this.ahead.has(ino)) continue;
+      for (const family of [AF_INET, AF_INET6]) {
+        const d = this.tcpListed(family, ino);
+        if (!d) continue;
+        if (REPAIRED_STATES & (1 << d.state)) {
+          let list = byFamily.get(family);
+          if (!list) byFamily.set(family, (list = []));
+          // (an inode met again, under another fd: read once)
+          if (!list.some((c) => c.ino === ino)) list.push({ fd, ino, lock: { family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport } });
+        }
+        break;
+      }
+    }
+    for (const [family, conns] of byFamily) this.readConnections(pid, family, conns);
+  }
+
+  /**
+   * criu's tcp_repair_established and dump_tcp_conn_state, for many connections in one
+   * crossing into native code (tcpRepairSaveMany: on two threads; a server's thousand
+   * connections are fifty-odd calls each): they are locked, each with its options read,
+   * then put in repair mode (through a copy of the socket kept until the dump is over) and
+   * read out. What was read waits in `ahead` for the connection's fd to be met; a failure
+   * is thrown then, naming the fd. `pid`'s fds (tscriu's own for a socket in flight).
+   */
+  private readConnections(pid: number, family: number, conns: readonly Connection[]): void {
+    this.lockTree();
+    for (const { ino, lock } of conns) if (!this.lockedInos.has(ino)) this.ctx.netLock.lock(lock);
+    const layout = batchLayout(family);
+    const out = new Int32Array(conns.length * layout.words);
+    const { data, errors } = bridge().tcpRepairSaveMany(pid, Int32Array.from(conns, (c) => c.fd), Float64Array.from(conns, (c) => c.ino), layout.spec, out);
+    conns.forEach(({ ino }, i) => {
+      const rec = out.subarray(i * layout.words, (i + 1) * layout.words);
+      const raw = Buffer.from(rec.buffer, rec.byteOffset + 4 * REC.OPTS, layout.sockSize);
+      if (rec[REC.FD]! >= 0) {
+        this.repaired.push({ fd: rec[REC.FD]!, reuseaddr: sockOptInt(raw, "inet", SO.REUSEADDR) !== 0 });
+        this.repairedInos.add(ino);
+      }
+      // (neither read nor failed: the fd is not that socket; it is read when met)
+      if (rec[REC.ERR] === 0 || errors[i]) this.ahead.set(ino, { rec, raw, layout, data, error: errors[i] });
+    });
+  }
+
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
     const family = f.domain();
@@ -164,6 +221,8 @@ export class InetDumper implements FdDumper {
     const local = showAddr(family, addrWords(sk.src, family), sk.sport);
     /** the socket's options (read early for a connection: its SO_REUSEADDR comes back after repair mode) */
     let opts: SkOpts | undefined;
+    /** the connection as its process's batch read it (begin) */
+    let pre: Ahead | undefined;
 
     if (raw || ICMP_PROTOS.has(proto)) {
       if (b.pollNow(f.copy, POLL.IN) & POLL.IN) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the packets queued for ${raw ? "raw" : "ping"} socket ${local} are dropped, as criu drops them`);
@@ -191,8 +250,11 @@ export class InetDumper implements FdDumper {
         this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} dumped without its state (--tcp-close)`);
       } else {
         if (!(REPAIRED_STATES & (1 << sk.state))) throw refuse(`is a TCP connection ${conn} still opening; only connections that are established or half-closed are dumped`);
-        opts = dumpSockOpts(f.copy, "inet", refuse);
-        this.repair(f, ino, { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport }, conn, opts.reuseaddr === true);
+        if (!this.ahead.has(ino)) this.readConnections(process.pid, family, [{ fd: f.copy, ino, lock: { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport } }]);
+        pre = this.ahead.get(ino);
+        this.ahead.delete(ino);
+        if (!pre) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: tscriu's copy of it is not socket:[${ino}]`);
+        opts = this.take(f, ino, conn, pre, refuse);
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
@@ -227,12 +289,12 @@ export class InetDumper implements FdDumper {
       dst_addr: addrWords(sk.dst, family),
       fown: f.fown(),
       opts: opts ?? dumpSockOpts(f.copy, "inet", refuse),
-      ip_opts: { ...ipOpts(f.copy, family), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
-      tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOpts(f.copy) : {},
+      ip_opts: { ...ipOptsOf(pre ? pre.rec.subarray(pre.layout.ipAt) : getsockoptInts(f.copy, family === AF_INET6 ? IP6_OPTS : IP4_OPTS)), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
+      tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOptsOf(pre ? pre.rec.subarray(pre.layout.tcpAt) : getsockoptInts(f.copy, TCP_OPTS)) : {},
       ...(sk.listed ? { ns_id: NET_NS_ID } : {}),
     };
     if (family === AF_INET6) {
-      entry.v6only = getInt(f.copy, SOL_IPV6, IPV6.V6ONLY) !== 0;
+      entry.v6only = (pre ? pre.rec[pre.layout.v6onlyAt]! : getInt(f.copy, SOL_IPV6, IPV6.V6ONLY)) !== 0;
       // A link-local address binds only with its interface (the scope id).
       if (sk.sport !== 0 && needsScopeId(sk.src)) {
         const dev = b.getsockopt(f.copy, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
@@ -246,24 +308,40 @@ export class InetDumper implements FdDumper {
     return { id, type: "INETSK" };
   }
 
-  /**
-   * criu's tcp_repair_established and dump_tcp_conn_state: the connection is locked, put in
-   * repair mode (through a copy of the socket kept until the dump is over) and read out.
-   */
-  private repair(f: FdFacts, ino: number, c: LockedConn, conn: string, reuseaddr: boolean): void {
-    this.lockTree();
-    if (!this.lockedInos.has(ino)) this.ctx.netLock.lock(c);
-    const fd = bridge().fcntl(f.copy, F.DUPFD_CLOEXEC, 0);
-    this.repaired.push({ fd, reuseaddr });
-    repairOn(fd);
+  /** A connection read by readConnections: its options; its state checked and kept. */
+  private take(f: FdFacts, ino: number, conn: string, pre: Ahead, refuse: (why: string) => UnsupportedFd): SkOpts {
+    const { rec, raw, data, error } = pre;
+    if (error) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${error.message}`, { cause: error });
+    const copy = rec[REC.FD]!;
+    const filter = rec[REC.FILTER]!;
+    const opts = sockOptsOf(raw, "inet", (locked) => (locked || filter > 0 ? dumpFilter(copy, locked, refuse) : []));
+    const u = (w: number): number => rec[w]! >>> 0;
+    const at = u(REC.DATA);
+    const inqEnd = at + u(REC.DATA + 1);
     let s: TcpStream;
     try {
-      s = saveConnection(fd);
+      s = savedConnection({
+        state: u(REC.SAVED),
+        options: u(REC.SAVED + 1),
+        sndWscale: u(REC.SAVED + 2) & 0x0f,
+        rcvWscale: u(REC.SAVED + 2) >> 4,
+        outq: u(REC.SAVED + 3),
+        unsent: u(REC.SAVED + 4),
+        inq: u(REC.SAVED + 5),
+        mss: u(REC.SAVED + 6),
+        timestamp: u(REC.SAVED + 7),
+        window: [u(REC.SAVED + 8), u(REC.SAVED + 9), u(REC.SAVED + 10), u(REC.SAVED + 11), u(REC.SAVED + 12)],
+        inqSeq: u(REC.SAVED + 13),
+        outqSeq: u(REC.SAVED + 14),
+        inqData: data.subarray(at, inqEnd),
+        outqData: data.subarray(inqEnd, inqEnd + u(REC.DATA + 2)),
+      });
     } catch (e) {
       throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${(e as Error).message}`, { cause: e });
     }
     this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
     this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+    return opts;
   }
 
   /**
@@ -358,9 +436,10 @@ const IP6_OPTS = [
   [SOL_IPV6, IPV6.RECVPKTINFO],
 ] as const;
 
-function ipOpts(fd: number, family: number): NonNullable<InetSkEntry["ip_opts"]> {
+/** The IP options of IP4_OPTS or IP6_OPTS, as read in that order. */
+function ipOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["ip_opts"]> {
   const o: NonNullable<InetSkEntry["ip_opts"]> = {};
-  const [freebind, pktinfo, tos, ttl] = getsockoptInts(fd, family === AF_INET6 ? IP6_OPTS : IP4_OPTS);
+  const [freebind, pktinfo, tos, ttl] = [ints[0], ints[1], ints[2], ints[3]];
   if (freebind) o.freebind = true;
   if (pktinfo) o.pktinfo = true;
   if (tos) o.tos = tos;
@@ -391,9 +470,9 @@ function rawOpts(fd: number, family: number, proto: number): NonNullable<NonNull
 
 const TCP_OPTS = [TCP.NODELAY, TCP.CORK, TCP.KEEPCNT, TCP.KEEPIDLE, TCP.KEEPINTVL].map((n) => [SOL_TCP, n] as const);
 
-/** criu's dump_tcp_opts: each one written only when not zero. */
-function tcpOpts(fd: number): NonNullable<InetSkEntry["tcp_opts"]> {
-  const [nodelay, cork, cnt, idle, intvl] = getsockoptInts(fd, TCP_OPTS);
+/** criu's dump_tcp_opts (TCP_OPTS as read in that order): each one written only when not zero. */
+function tcpOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["tcp_opts"]> {
+  const [nodelay, cork, cnt, idle, intvl] = [ints[0], ints[1], ints[2], ints[3], ints[4]];
   const o: NonNullable<InetSkEntry["tcp_opts"]> = {};
   if (nodelay) o.nodelay = true;
   if (cork) o.cork = true;
@@ -407,4 +486,58 @@ function tcpOpts(fd: number): NonNullable<InetSkEntry["tcp_opts"]> {
 function needsScopeId(addr: Buffer): boolean {
   if (addr[0] === 0xff) return (addr[1]! & 0x0f) === 0x01 || (addr[1]! & 0x0f) === 0x02;
   return addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80;
+}
+
+/** The words of a connection's record in tcpRepairSaveMany's out (tcp_repair.c's REC_*). */
+const REC = { ERR: 0, FD: 1, FILTER: 2, SAVED: 3, DATA: 18, OPTS: 21 } as const;
+
+/** A batch's spec for one family: the socket options, then the IP ones, the TCP ones and (IPv6) IPV6_V6ONLY, each where its record holds it. */
+interface BatchLayout {
+  spec: Int32Array;
+  /** a record's words */
+  words: number;
+  /** the socket options' bytes (sockOptsSpec) */
+  sockSize: number;
+  /** the words of the IP options, the TCP options, IPV6_V6ONLY */
+  ipAt: number;
+  tcpAt: number;
+  v6onlyAt: number;
+}
+
+const layouts = new Map<number, BatchLayout>();
+
+function batchLayout(family: number): BatchLayout {
+  let l = layouts.get(family);
+  if (!l) {
+    const sock = sockOptsSpec("inet");
+    const ip = family === AF_INET6 ? IP6_OPTS : IP4_OPTS;
+    const ints = [...ip, ...TCP_OPTS, ...(family === AF_INET6 ? [[SOL_IPV6, IPV6.V6ONLY] as const] : [])];
+    const ipAt = REC.OPTS + sock.size / 4;
+    l = {
+      spec: Int32Array.from([...sock.spec, ...ints.flatMap(([level, name]) => [level, name, 4])]),
+      words: ipAt + ints.length,
+      sockSize: sock.size,
+      ipAt,
+      tcpAt: ipAt + ip.length,
+      v6onlyAt: ipAt + ip.length + TCP_OPTS.length,
+    };
+    layouts.set(family, l);
+  }
+  return l;
+}
+
+/** A connection to read: its fd (of the process read), its inode, what locks it. */
+interface Connection {
+  fd: number;
+  ino: number;
+  lock: LockedConn;
+}
+
+/** A connection of a batch, until its fd is met: its record, its socket options' bytes, the queues' bytes, its failure. */
+interface Ahead {
+  rec: Int32Array;
+  raw: Buffer;
+  layout: BatchLayout;
+  data: Buffer;
+  error: Error | undefined;
 }

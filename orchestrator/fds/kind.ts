@@ -98,6 +98,11 @@ export interface ExtraImage {
 export interface FdDumper {
   /** Whether the fd is of this kind; the first kind of the table that says yes takes it. */
   matches(f: FdFacts): boolean;
+  /**
+   * A process's fd table is about to be walked, fd by fd (its fdinfo, in fd order): what
+   * the kind reads of many fds at once, it may read now (a server's connections).
+   */
+  begin?(pid: number, fds: readonly { fd: number; info: FdInfo }[]): void;
   /** Adds the fd's files.img entries (and whatever it keeps for its own images); returns the entry's id and type. */
   dump(f: FdFacts): { id: number; type: string };
   /**

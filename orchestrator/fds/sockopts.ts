@@ -22,7 +22,7 @@ export const MAX_FILTER_INSNS = 4096;
  * program (SO_ATTACH_BPF) has no classic form to read back, and a locked filter
  * (SO_LOCK_FILTER) has no field in criu's image (criu 4.2 loses the lock).
  */
-function dumpFilter(fd: number, locked: boolean, refuse: (why: string) => Error): bigint[] {
+export function dumpFilter(fd: number, locked: boolean, refuse: (why: string) => Error): bigint[] {
   if (locked) throw refuse("has its socket filter locked (SO_LOCK_FILTER), which criu's image has no field for (the lock would be lost)");
   let raw: Buffer;
   try {
@@ -70,17 +70,43 @@ export function filterProblem(o: SkOpts): string | undefined {
  * are written only when they differ from the default (SO_PASSPIDFD on, SO_PASSRIGHTS
  * off), so that a plain socket's entry is criu's.
  */
-export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "packet", refuse: (why: string) => Error): SkOpts {
-  const unix = family === "unix";
-  const creds = unix || family === "netlink";
-  const { spec, size, at, tail } = LAYOUTS.get(unix ? UNIX_OPTS : creds ? NETLINK_OPTS : INET_OPTS)!;
+export function dumpSockOpts(fd: number, family: SkFamily, refuse: (why: string) => Error): SkOpts {
+  const { spec, size } = sockOptsSpec(family);
   const raw = Buffer.allocUnsafe(size);
   bridge().getsockoptsInto(fd, spec, raw);
-  const int = (name: number): number => {
-    const o = at.get(name);
-    if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
-    return raw.readInt32LE(o);
-  };
+  return sockOptsOf(raw, family, (locked) => dumpFilter(fd, locked, refuse));
+}
+
+type SkFamily = "unix" | "netlink" | "inet" | "packet";
+
+function layoutOf(family: SkFamily): Layout {
+  const unix = family === "unix";
+  return LAYOUTS.get(unix ? UNIX_OPTS : family === "netlink" ? NETLINK_OPTS : INET_OPTS)!;
+}
+
+/** The getsockoptsInto spec of a family's socket options ((level, name, size) triples) and the bytes it fills. */
+export function sockOptsSpec(family: SkFamily): { spec: Int32Array; size: number } {
+  const { spec, size } = layoutOf(family);
+  return { spec, size };
+}
+
+/** One int option of those sockOptsSpec's spec read into `raw`. */
+export function sockOptInt(raw: Buffer, family: SkFamily, name: number): number {
+  const o = layoutOf(family).at.get(name);
+  if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
+  return raw.readInt32LE(o);
+}
+
+/**
+ * dumpSockOpts of options already read by sockOptsSpec's spec into `raw` (a batch of
+ * sockets read at once: tcpRepairSaveMany); `filter` reads the socket's classic filter
+ * (refusing a locked one).
+ */
+export function sockOptsOf(raw: Buffer, family: SkFamily, filter: (locked: boolean) => bigint[]): SkOpts {
+  const unix = family === "unix";
+  const creds = unix || family === "netlink";
+  const { tail } = layoutOf(family);
+  const int = (name: number): number => sockOptInt(raw, family, name);
   const bool = (name: number): boolean => int(name) !== 0;
   // the timeouts: two timevals (seconds, microseconds)
   const tv = (o: number): bigint => raw.readBigInt64LE(tail + o);
@@ -89,7 +115,7 @@ export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "
   const dev = raw.toString("latin1", tail + 40, tail + 40 + DEV_SIZE).replace(/\0.*$/s, "");
   const passpidfd = unix && bool(SO.PASSPIDFD);
   const passrights = !unix || bool(SO.PASSRIGHTS);
-  const filter = dumpFilter(fd, bool(SO.LOCK_FILTER), refuse);
+  const filters = filter(bool(SO.LOCK_FILTER));
   return {
     so_sndbuf: int(SO.SNDBUF),
     so_rcvbuf: int(SO.RCVBUF),
@@ -113,7 +139,7 @@ export function dumpSockOpts(fd: number, family: "unix" | "netlink" | "inet" | "
     so_buf_lock: int(SO.BUF_LOCK),
     ...(passpidfd ? { so_passpidfd: true } : {}),
     ...(!passrights ? { so_passrights: false } : {}),
-    ...(filter.length ? { so_filter: filter } : {}),
+    ...(filters.length ? { so_filter: filters } : {}),
   };
 }
 
@@ -129,7 +155,14 @@ const DEV_SIZE = 64;
  * Each list as one getsockoptsInto call: its int options (4 bytes each, where `at` says),
  * then from `tail` the send and receive timeouts (a timeval each), SO_LINGER and the device.
  */
-const LAYOUTS = new Map<readonly number[], { spec: Int32Array; size: number; at: Map<number, number>; tail: number }>(
+interface Layout {
+  spec: Int32Array;
+  size: number;
+  at: Map<number, number>;
+  tail: number;
+}
+
+const LAYOUTS = new Map<readonly number[], Layout>(
   [INET_OPTS, NETLINK_OPTS, UNIX_OPTS].map((names) => {
     const tail = 4 * names.length;
     const rest = [

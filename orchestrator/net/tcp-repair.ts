@@ -71,9 +71,32 @@ export function tcpStreamImage(ino: number): string {
 /** Whether a file of an images directory is a connection's tcp-stream image. */
 export const TCP_STREAM_IMAGE = /^tcp-stream-[0-9a-f]+\.img$/;
 
-/** libsoccr_save: the state of a connection already in repair mode (read in one call, tcp_repair.c). */
-export function saveConnection(fd: number): TcpStream {
-  const r = bridge().tcpRepairSave(fd);
+/**
+ * What tcp_repair.c reads of a connection in repair mode (a record of tcpRepairSaveMany):
+ * TCP_INFO's state, options and window scales; the queue sizes (SIOCOUTQ and SIOCOUTQNSD
+ * count our FIN, SIOCINQ does not); the MSS clamp; the timestamp (0 without timestamps);
+ * TCP_REPAIR_WINDOW's snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup; each queue's first
+ * sequence number and bytes (peeked one past its size).
+ */
+export interface SavedConnection {
+  state: number;
+  options: number;
+  sndWscale: number;
+  rcvWscale: number;
+  outq: number;
+  unsent: number;
+  inq: number;
+  mss: number;
+  timestamp: number;
+  window: [number, number, number, number, number];
+  inqSeq: number;
+  outqSeq: number;
+  inqData: Buffer;
+  outqData: Buffer;
+}
+
+/** libsoccr_save: what a dump keeps of a connection read out in repair mode, checked. */
+export function savedConnection(r: SavedConnection): TcpStream {
   const state = r.state;
   if (!(REPAIRED_STATES & (1 << state))) throw new Error(`the connection is in TCP state ${stateName(state)}, which tscriu does not dump`);
   const options = r.options;

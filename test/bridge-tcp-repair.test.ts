@@ -1,0 +1,135 @@
+// tcpRepairSaveMany, the bridge's read of a process's TCP connections in one crossing
+// (tcp_repair.c): loopback connections made in this process, their records read back
+// (state, queues, options), what fails named per connection, a fd that is not the socket
+// asked for passed over, and every connection working again once out of repair mode.
+import { fstatSync } from "node:fs";
+import test from "ava";
+import { AF_INET, SO, SOCK, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE } from "../host-bridge/constants.js";
+import { bridge } from "../host-bridge/load.js";
+
+const b = bridge();
+
+/** The words of a record before its options (tcp_repair.c's REC_OPTS), and where each part is. */
+const REC = { ERR: 0, FD: 1, FILTER: 2, STATE: 3, INQ: 8, DATA: 18, OPTS: 21 } as const;
+/** Two int options: SO_REUSEADDR and TCP_NODELAY. */
+const SPEC = Int32Array.from([SOL_SOCKET, SO.REUSEADDR, 4, SOL_TCP, TCP.NODELAY, 4]);
+const WORDS = REC.OPTS + 2;
+
+const loopback = (port: number): Buffer => {
+  const a = Buffer.alloc(16);
+  a.writeUInt16LE(AF_INET, 0);
+  a.writeUInt16BE(port, 2);
+  a.set([127, 0, 0, 1], 4);
+  return a;
+};
+
+/** A listener and `n` connections to it: each client's and accepted end's fds, with data unread each way. */
+function connections(t: { teardown(f: () => void): void }, n: number): { listener: number; pairs: { client: number; server: number }[] } {
+  const listener = b.socket(AF_INET, SOCK.STREAM);
+  t.teardown(() => b.close(listener));
+  b.bindAddr(listener, loopback(0));
+  b.listen(listener, n + 1);
+  const pairs = Array.from({ length: n }, (_, i) => {
+    const client = b.socket(AF_INET, SOCK.STREAM);
+    b.connectAddr(client, b.sockName(listener));
+    const server = b.accept(listener, 2000);
+    t.teardown(() => (b.close(client), b.close(server)));
+    b.sendFull(client, Buffer.from(`to server ${i}`));
+    b.sendFull(server, Buffer.from(`to client number ${i}`));
+    return { client, server };
+  });
+  return { listener, pairs };
+}
+
+const ino = (fd: number): number => Number(fstatSync(fd).ino);
+
+function saveMany(fds: number[], inos: number[]): { out: Int32Array; data: Buffer; errors: (Error | undefined)[] } {
+  const out = new Int32Array(fds.length * WORDS);
+  const { data, errors } = b.tcpRepairSaveMany(process.pid, Int32Array.from(fds), Float64Array.from(inos), SPEC, out);
+  return { out, data, errors };
+}
+
+/** Each copy the batch left in repair mode: out of it and closed. */
+function release(out: Int32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const fd = out[i * WORDS + REC.FD]!;
+    if (fd < 0) continue;
+    b.setsockoptInts(fd, Int32Array.from([SOL_TCP, TCP.REPAIR, 0]));
+    b.close(fd);
+  }
+}
+
+/** The receive queue a record read. */
+function inq(out: Int32Array, data: Buffer, i: number): string {
+  const r = out.subarray(i * WORDS, (i + 1) * WORDS);
+  return data.toString("latin1", r[REC.DATA], r[REC.DATA]! + r[REC.DATA + 1]!);
+}
+
+test("connections are read with their queues and options; a listener fails by name, a fd that is not the socket asked for is passed over; the connections work on", (t) => {
+  const { listener, pairs } = connections(t, 2);
+  const [p] = pairs as [{ client: number; server: number }];
+  b.setsockoptInts(p.client, Int32Array.from([SOL_TCP, TCP.NODELAY, 1]));
+  const fds = [p.server, p.client, listener, p.client];
+  const { out, data, errors } = saveMany(fds, [ino(p.server), ino(p.client), ino(listener), ino(p.server)]);
+  try {
+    const rec = (i: number): Int32Array => out.subarray(i * WORDS, (i + 1) * WORDS);
+    for (const i of [0, 1]) {
+      t.is(errors[i], undefined);
+      t.is(rec(i)[REC.ERR], 0);
+      t.true(rec(i)[REC.FD]! >= 0, "a copy in repair mode");
+      t.is(rec(i)[REC.STATE], TCP_STATE.ESTABLISHED);
+      t.is(rec(i)[REC.FILTER], 0);
+    }
+    t.is(inq(out, data, 0), "to server 0");
+    t.is(inq(out, data, 1), "to client number 0");
+    t.is(rec(0)[REC.INQ], "to server 0".length);
+    t.is(rec(1)[REC.OPTS + 1], 1, "the client's TCP_NODELAY");
+    t.is(rec(0)[REC.OPTS + 1], 0, "the server's");
+    // A listener cannot be put in repair mode: its copy is closed, the call named.
+    t.regex(errors[2]?.message ?? "", /^setsockopt\(TCP_REPAIR, 1\): EPERM/);
+    t.is((errors[2] as NodeJS.ErrnoException | undefined)?.code, "EPERM");
+    t.is(rec(2)[REC.FD], -1);
+    // The client's fd asked for as the server's socket: neither read nor failed.
+    t.is(rec(3)[REC.ERR], -1);
+    t.is(rec(3)[REC.FD], -1);
+    t.is(errors[3], undefined);
+  } finally {
+    release(out, fds.length);
+  }
+  // Out of repair mode the connection carries data again, the unread bytes first.
+  b.sendFull(p.client, Buffer.from("!"));
+  const got = Buffer.alloc(12);
+  t.is(b.recvFull(p.server, got, 2000), 12);
+  t.is(got.toString(), "to server 0!");
+});
+
+test("a batch of many connections is split between two threads: each record has its own connection's queues", (t) => {
+  const { pairs } = connections(t, 40);
+  const fds = pairs.flatMap((p) => [p.server, p.client]);
+  const { out, data, errors } = saveMany(fds, fds.map(ino));
+  try {
+    t.deepEqual(
+      errors.filter((e) => e !== undefined),
+      [],
+    );
+    pairs.forEach((_, i) => {
+      t.is(inq(out, data, 2 * i), `to server ${i}`);
+      t.is(inq(out, data, 2 * i + 1), `to client number ${i}`);
+    });
+  } finally {
+    release(out, fds.length);
+  }
+});
+
+test("bad arguments are refused before anything is read", (t) => {
+  const { pairs } = connections(t, 1);
+  const fd = pairs[0]!.server;
+  const call = (inos: number[], spec: Int32Array, out: Int32Array): unknown => b.tcpRepairSaveMany(process.pid, Int32Array.from([fd]), Float64Array.from(inos), spec, out);
+  t.throws(() => call([], SPEC, new Int32Array(WORDS)), { message: /inos must hold one inode per fd/ });
+  t.throws(() => call([ino(fd)], Int32Array.from([SOL_SOCKET, SO.REUSEADDR, 3]), new Int32Array(WORDS)), { message: /multiple of 4/ });
+  t.throws(() => call([ino(fd)], SPEC, new Int32Array(WORDS - 1)), { message: /out must hold a record of each connection/ });
+  // Nothing was put in repair mode: the connection's queue is read as usual.
+  const got = Buffer.alloc(11);
+  t.is(b.recvFull(fd, got, 2000), 11);
+  t.is(got.toString(), "to server 0");
+});
