@@ -79,6 +79,8 @@ export const F = {
   SETFD: 2,
   GETFL: 3,
   SETFL: 4,
+  SETOWN: 8,
+  SETSIG: 10,
   SETPIPE_SZ: 1031,
   GETPIPE_SZ: 1032,
   GET_SEALS: 1034,

@@ -448,18 +448,20 @@ export interface NativeBridge {
   pollNow(fd: number, events: number): number;
   /** An ioctl that fills an int (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD): the int. */
   ioctlInt(fd: number, request: number): number;
- /**
+  /**
    * The connections at `fds` of process `pid` read as a dump reads each (tcp_repair.c), on
    * two threads, in one crossing: each fd's copy (pidfd_getfd; a copy whose inode is not
    * inos[i] is closed, its record's first word -1 and no error), its options by `spec`'s
-   * (level, name, size) triples, its filter's length, then the copy put in repair mode and
-   * read out (TCP_INFO, the queues' sizes, the MSS, the timestamp, TCP_REPAIR_WINDOW, each
-   * queue's first sequence number and bytes, peeked one past its size). Connection i's record is `out` from word i * (21 +
-   * the options' bytes / 4): failed (-1) or not (0); the copy in repair mode (-1: none);
-   * the filter's instruction count; state, options, window scales' byte, outq, unsent, inq,
-   * mss, timestamp, window (5), inqSeq, outqSeq; the receive queue's offset in `data`, its
-   * length, the send queue's; the options. A copy in repair mode is kept in its record
-   * also when its reading failed (errors[i]): the caller leaves repair mode and closes it.
+   * (level, name, size) triples, its filter's length, its owner, then the copy put in
+   * repair mode and read out (TCP_INFO, the queues' sizes, the MSS, the timestamp,
+   * TCP_REPAIR_WINDOW, each queue's first sequence number and bytes, peeked one past its
+   * size). Connection i's record is `out` from word i * (26 + the options' bytes / 4):
+   * failed (-1) or not (0); the copy in repair mode (-1: none); the filter's instruction
+   * count; state, options, window scales' byte, outq, unsent, inq, mss, timestamp, window
+   * (5), inqSeq, outqSeq; the receive queue's offset in `data`, its length, the send
+   * queue's; the owner as fdOwner reads it (5); the options. A copy in repair mode is kept
+   * in its record also when its reading failed (errors[i]): the caller leaves repair mode
+   * and closes it.
    */
   tcpRepairSaveMany(pid: number, fds: Int32Array, inos: Float64Array, spec: Int32Array, out: Int32Array): { data: Buffer; errors: (Error | undefined)[] };
   /**

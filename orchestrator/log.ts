@@ -71,11 +71,12 @@ export class ModuleLog {
   warn(msg: string): void {
     this.root.log(LOG_WARN, this.prefix, msg);
   }
-  info(msg: string): void {
-    this.root.log(LOG_INFO, this.prefix, msg);
+  /** `msg`, or what it makes: made only when the level is logged (a line per connection of a server). */
+  info(msg: string | (() => string)): void {
+    if (this.root.level >= LOG_INFO) this.root.log(LOG_INFO, this.prefix, typeof msg === "string" ? msg : msg());
   }
-  debug(msg: string): void {
-    this.root.log(LOG_DEBUG, this.prefix, msg);
+  debug(msg: string | (() => string)): void {
+    if (this.root.level >= LOG_DEBUG) this.root.log(LOG_DEBUG, this.prefix, typeof msg === "string" ? msg : msg());
   }
 }
 

@@ -4,13 +4,14 @@
 // asked for passed over, and every connection working again once out of repair mode.
 import { fstatSync } from "node:fs";
 import test from "ava";
-import { AF_INET, SO, SOCK, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE } from "../host-bridge/constants.js";
+import { AF_INET, F, SO, SOCK, SOL_SOCKET, SOL_TCP, TCP, TCP_STATE } from "../host-bridge/constants.js";
 import { bridge } from "../host-bridge/load.js";
 
 const b = bridge();
+const SIGUSR1 = 10;
 
 /** The words of a record before its options (tcp_repair.c's REC_OPTS), and where each part is. */
-const REC = { ERR: 0, FD: 1, FILTER: 2, STATE: 3, INQ: 8, DATA: 18, OPTS: 21 } as const;
+const REC = { ERR: 0, FD: 1, FILTER: 2, STATE: 3, INQ: 8, DATA: 18, OWNER: 21, OPTS: 26 } as const;
 /** Two int options: SO_REUSEADDR and TCP_NODELAY. */
 const SPEC = Int32Array.from([SOL_SOCKET, SO.REUSEADDR, 4, SOL_TCP, TCP.NODELAY, 4]);
 const WORDS = REC.OPTS + 2;
@@ -65,10 +66,12 @@ function inq(out: Int32Array, data: Buffer, i: number): string {
   return data.toString("latin1", r[REC.DATA], r[REC.DATA]! + r[REC.DATA + 1]!);
 }
 
-test("connections are read with their queues and options; a listener fails by name, a fd that is not the socket asked for is passed over; the connections work on", (t) => {
+test("connections are read with their queues, options and owner; a listener fails by name, a fd that is not the socket asked for is passed over; the connections work on", (t) => {
   const { listener, pairs } = connections(t, 2);
   const [p] = pairs as [{ client: number; server: number }];
   b.setsockoptInts(p.client, Int32Array.from([SOL_TCP, TCP.NODELAY, 1]));
+  b.fcntl(p.server, F.SETOWN, process.pid);
+  b.fcntl(p.server, F.SETSIG, SIGUSR1);
   const fds = [p.server, p.client, listener, p.client];
   const { out, data, errors } = saveMany(fds, [ino(p.server), ino(p.client), ino(listener), ino(p.server)]);
   try {
@@ -85,6 +88,8 @@ test("connections are read with their queues and options; a listener fails by na
     t.is(rec(0)[REC.INQ], "to server 0".length);
     t.is(rec(1)[REC.OPTS + 1], 1, "the client's TCP_NODELAY");
     t.is(rec(0)[REC.OPTS + 1], 0, "the server's");
+    t.deepEqual([...rec(0).subarray(REC.OWNER, REC.OWNER + 5)], [1, process.pid, SIGUSR1, 0, 0], "the server's owner (F_OWNER_PID), its signal");
+    t.deepEqual([...rec(1).subarray(REC.OWNER, REC.OWNER + 5)], [0, 0, 0, 0, 0], "the client has none");
     // A listener cannot be put in repair mode: its copy is closed, the call named.
     t.regex(errors[2]?.message ?? "", /^setsockopt\(TCP_REPAIR, 1\): EPERM/);
     t.is((errors[2] as NodeJS.ErrnoException | undefined)?.code, "EPERM");

@@ -104,6 +104,9 @@ void bridge_init_sockfilter(napi_env env, napi_value exports);
 struct nlmsghdr;
 typedef napi_value (*bridge_diag_entry)(napi_env env, const struct nlmsghdr *h, void *ctx);
 napi_value bridge_make_buffer(napi_env env, const void *data, size_t len);
+/* An fd's owner (F_GETOWN_EX type and pid, F_GETSIG, F_GETOWNER_UIDS uid and euid): 0, or
+ * the errno of the call named in *call (dumpsys.c). */
+int bridge_fd_owner(int fd, int32_t out[5], const char **call);
 napi_value bridge_sock_diag(napi_env env, const void *req, size_t req_len, size_t min_len, bridge_diag_entry entry,
 			    void *ctx);
 void bridge_init_unix(napi_env env, napi_value exports);

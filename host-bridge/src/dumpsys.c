@@ -91,11 +91,28 @@ static napi_value kcmp_epoll_tfd(napi_env env, napi_callback_info info)
 	return bridge_make_i64(env, r);
 }
 
-/* The owner of an open file description: F_GETOWN_EX, F_GETSIG and the
- * owner's uids (F_GETOWNER_UIDS, a CONFIG_CHECKPOINT_RESTORE fcntl). */
-/* fdOwner(fd, out): the owner of an open file description into out (an Int32Array of 5):
- * F_GETOWN_EX's type and pid, F_GETSIG's signal, F_GETOWNER_UIDS' uid and euid. Into an
- * array rather than an object made here: called for every fd of a dump. */
+/* The owner of an open file description into out: F_GETOWN_EX's type and pid, F_GETSIG's
+ * signal, F_GETOWNER_UIDS' uid and euid (a CONFIG_CHECKPOINT_RESTORE fcntl; zeros without
+ * it). 0, or the errno of the call named in *call. */
+int bridge_fd_owner(int fd, int32_t out[5], const char **call)
+{
+	struct f_owner_ex owner = { 0, 0 };
+	if (fcntl(fd, F_GETOWN_EX, &owner) < 0)
+		return *call = "fcntl(F_GETOWN_EX)", errno;
+	int sig = fcntl(fd, F_GETSIG);
+	if (sig < 0)
+		return *call = "fcntl(F_GETSIG)", errno;
+	uint32_t uids[2] = { 0, 0 };
+	if (fcntl(fd, F_GETOWNER_UIDS, uids) < 0 && errno != EINVAL)
+		return *call = "fcntl(F_GETOWNER_UIDS)", errno;
+	int32_t v[5] = { owner.type, owner.pid, sig, (int32_t)uids[0], (int32_t)uids[1] };
+	memcpy(out, v, sizeof(v));
+	return 0;
+}
+
+/* fdOwner(fd, out): the owner of an open file description into out (an Int32Array of 5),
+ * as bridge_fd_owner reads it. Into an array rather than an object made here: called for
+ * every fd of a dump. */
 static napi_value fd_owner(napi_env env, napi_callback_info info)
 {
 	const char *fn = "fdOwner";
@@ -109,16 +126,11 @@ static napi_value fd_owner(napi_env env, napi_callback_info info)
 		return NULL;
 	if (len != 5 * sizeof(int32_t))
 		return bridge_throw_arg(env, fn, "out must be an Int32Array of 5");
-	struct f_owner_ex owner = { 0, 0 };
-	if (fcntl(fd, F_GETOWN_EX, &owner) < 0)
-		return bridge_throw_errno(env, "fcntl(F_GETOWN_EX)", errno, 0, NULL);
-	int sig = fcntl(fd, F_GETSIG);
-	if (sig < 0)
-		return bridge_throw_errno(env, "fcntl(F_GETSIG)", errno, 0, NULL);
-	uint32_t uids[2] = { 0, 0 };
-	if (fcntl(fd, F_GETOWNER_UIDS, uids) < 0 && errno != EINVAL)
-		return bridge_throw_errno(env, "fcntl(F_GETOWNER_UIDS)", errno, 0, NULL);
-	int32_t v[5] = { owner.type, owner.pid, sig, (int32_t)uids[0], (int32_t)uids[1] };
+	int32_t v[5];
+	const char *call = NULL;
+	int err = bridge_fd_owner(fd, v, &call);
+	if (err)
+		return bridge_throw_errno(env, call, err, 0, NULL);
 	memcpy(out, v, sizeof(v));
 	return NULL;
 }

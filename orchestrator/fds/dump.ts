@@ -11,7 +11,7 @@ import { bridge } from "../../host-bridge/load.js";
 import type { Fown } from "../dump/filetable.js";
 import { listFds, parseFdinfo, procPath, readProc, type FdInfo } from "../dump/proc.js";
 import { LockDump } from "./locks.js";
-import { closeFds, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
+import { closeFds, fownOf, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { FD_KINDS } from "./table.js";
 import { deviceNumbers } from "./tty-facts.js";
 import { getsockoptInts } from "./sockopts.js";
@@ -28,10 +28,7 @@ const ownerOut = new Int32Array(5);
 
 function owner(fd: number): Fown {
   bridge().fdOwner(fd, ownerOut);
-  const [pidType, pid, signum, uid, euid] = ownerOut as unknown as [number, number, number, number, number];
-  // An fd without an owner keeps zeros, as criu writes them.
-  if (pid === 0) return { uid: 0, euid: 0, signum, pid_type: 0, pid: 0 };
-  return { uid: uid >>> 0, euid: euid >>> 0, signum, pid_type: pidType, pid };
+  return fownOf(ownerOut);
 }
 
 /** What an fd of no kind is, for the refusal. */
@@ -134,13 +131,15 @@ export function fdImages(state: FdDumpState): ExtraImage[] {
  * `copy`): one met before (kcmp), or a new one its kind writes. `inFlight` when the fd is
  * tscriu's own, received from a socket's queue.
  */
-function describe(state: FdDumpState, pid: number, fd: number, copy: number, info: FdInfo, link: string, holder: number): { id: number; type: string; known: boolean } {
+function describe(state: FdDumpState, pid: number, fd: number, copy: number, info: FdInfo, holder: number): { id: number; type: string; known: boolean; link: string } {
   const inFlight = holder !== pid;
   const st = fstatSync(copy, { bigint: true });
+  // A socket's link is its inode's name (sockfs names every socket so): no readlink for a server's thousand connections.
+  const link = (Number(st.mode) & fsc.S_IFMT) === fsc.S_IFSOCK ? `socket:[${st.ino}]` : bridge().readlink(procPath(pid, `fd/${fd}`));
   // The same open file description under another fd number, or in another process
   // (dup, fork), or in flight: the same entry. kcmp only where device and inode agree.
   const found = state.known.find(`${st.dev}:${st.ino}`, pid, fd);
-  if ("id" in found) return { id: found.id, type: found.type, known: true };
+  if ("id" in found) return { id: found.id, type: found.type, known: true, link };
   const fmt = Number(st.mode) & fsc.S_IFMT;
   let domain: number | undefined;
   const facts: FdFacts = {
@@ -162,7 +161,7 @@ function describe(state: FdDumpState, pid: number, fd: number, copy: number, inf
   if (!kind) throw new UnsupportedFd(`unsupported ${inFlight ? "file in flight" : `fd ${fd}`}: ${whatItIs(facts)}`);
   const { id, type } = kind.dump(facts);
   found.list.splice(found.at, 0, { pid, fd, id, type });
-  return { id, type, known: false };
+  return { id, type, known: false, link };
 }
 
 /**
@@ -173,8 +172,7 @@ function describe(state: FdDumpState, pid: number, fd: number, copy: number, inf
  */
 function dumpInFlight(state: FdDumpState, fds: readonly number[], holder: number): number[] {
   state.inFlight.push(...fds);
-  const b = bridge();
-  return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), b.readlink(procPath(process.pid, `fd/${fd}`)), holder).id);
+  return fds.map((fd) => describe(state, process.pid, fd, fd, parseFdinfo(readProc(process.pid, `fdinfo/${fd}`)), holder).id);
 }
 
 /**
@@ -189,11 +187,10 @@ export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: Readon
     const fds = listFds(pid).map((fd) => ({ fd, info: parseFdinfo(fdinfoAhead?.get(String(fd))?.toString("utf8") ?? readProc(pid, `fdinfo/${fd}`)) }));
     for (const d of state.dumpers) d.begin?.(pid, fds);
     for (const { fd, info } of fds) {
-      const link = b.readlink(procPath(pid, `fd/${fd}`));
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);
       try {
-        const { id, type, known } = describe(state, pid, fd, copy, info, link, pid);
+        const { id, type, known, link } = describe(state, pid, fd, copy, info, pid);
         const locks = info.lines.get("lock");
         if (locks) state.locks.note(pid, fd, link, locks, !known, !state.inProcess.has(`${pid}:${id}`));
         state.inProcess.add(`${pid}:${id}`);

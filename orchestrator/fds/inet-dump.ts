@@ -23,7 +23,7 @@ import { AF_INET, AF_INET6, ICMP_FILTER, IP, IPPROTO, IPV6, POLL, SO, SOCK, SOL_
 import { bridge } from "../../host-bridge/load.js";
 import { fdinfoValue, listFds, procPath, type FdInfo } from "../dump/proc.js";
 import { NET_NS_ID } from "../dump/write.js";
-import { UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
+import { fownOf, UnsupportedFd, type DumpContext, type ExtraImage, type FdDumper, type FdFacts } from "./kind.js";
 import { DiagTable, type InetDiag } from "./inet-diag.js";
 import { addrWords, CONNECTED_STATES, parseSockaddr, PROTO_NAME, showAddr, STATE_NAME, type InetSkEntry } from "./inet-common.js";
 import { dumpFilter, dumpSockOpts, getsockoptInts, sockOptInt, sockOptsOf, sockOptsSpec, type SkOpts } from "./sockopts.js";
@@ -218,18 +218,19 @@ export class InetDumper implements FdDumper {
     const d = listedTcp ?? (raw || ICMP_PROTOS.has(proto) ? undefined : this.table(family, proto).get(ino));
     const sk: SkView = d ? { ...d, listed: true } : this.unlisted(f, proto, raw, refuse);
     if (raw) this.rawPeer(family, ino, sk);
-    const local = showAddr(family, addrWords(sk.src, family), sk.sport);
+    // (the addresses as text: made for a message only, a server's connections log none by default)
+    const local = (): string => showAddr(family, addrWords(sk.src, family), sk.sport);
     /** the socket's options (read early for a connection: its SO_REUSEADDR comes back after repair mode) */
     let opts: SkOpts | undefined;
     /** the connection as its process's batch read it (begin) */
     let pre: Ahead | undefined;
 
     if (raw || ICMP_PROTOS.has(proto)) {
-      if (b.pollNow(f.copy, POLL.IN) & POLL.IN) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the packets queued for ${raw ? "raw" : "ping"} socket ${local} are dropped, as criu drops them`);
+      if (b.pollNow(f.copy, POLL.IN) & POLL.IN) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the packets queued for ${raw ? "raw" : "ping"} socket ${local()} are dropped, as criu drops them`);
     } else if (type === SOCK.DGRAM) {
       if (getInt(f.copy, SOL_UDP, UDP_CORK) !== 0) throw refuse("is corked (UDP_CORK): what it holds back cannot be dumped (criu refuses it too)");
-      if (sk.wqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the write queue of UDP socket ${local} is not empty (${sk.wqlen} bytes); it is not kept`);
-      if (sk.rqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the datagrams queued for UDP socket ${local} (${sk.rqlen} bytes) are dropped, as criu drops them`);
+      if (sk.wqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the write queue of UDP socket ${local()} is not empty (${sk.wqlen} bytes); it is not kept`);
+      if (sk.rqlen !== 0) this.ctx.log.warn(`fd ${f.fd} of pid ${f.pid}: the datagrams queued for UDP socket ${local()} (${sk.rqlen} bytes) are dropped, as criu drops them`);
     } else if (sk.state === TCP_STATE.LISTEN) {
       if (this.locksListeners()) {
         // Locked first, then its accept queue counted again: a handshake that ended since
@@ -238,28 +239,27 @@ export class InetDumper implements FdDumper {
         sk.rqlen = b.getsockopt(f.copy, SOL_TCP, TCP.INFO, 32).readUInt32LE(TCPI_UNACKED);
       }
       if (sk.rqlen !== 0) {
-        if (!this.ctx.tcp.skipInFlight) throw refuse(`listening on ${local} has ${sk.rqlen} connection${sk.rqlen === 1 ? "" : "s"} not yet accepted (in flight); criu's --skip-in-flight leaves them out`);
-        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: skipping ${sk.rqlen} connection(s) in flight on ${local} (--skip-in-flight)`);
+        if (!this.ctx.tcp.skipInFlight) throw refuse(`listening on ${local()} has ${sk.rqlen} connection${sk.rqlen === 1 ? "" : "s"} not yet accepted (in flight); criu's --skip-in-flight leaves them out`);
+        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: skipping ${sk.rqlen} connection(s) in flight on ${local()} (--skip-in-flight)`);
       }
     } else if (CONNECTED_STATES.has(sk.state)) {
-      const peer = showAddr(family, addrWords(sk.dst, family), sk.dport);
-      const conn = `(${local} -> ${peer}, ${STATE_NAME[sk.state]})`;
-      if (!this.ctx.tcp.established && !this.ctx.tcp.close) throw refuse(`is a connected TCP socket ${conn}; consider using --tcp-established`);
+      const conn = (): string => `(${local()} -> ${showAddr(family, addrWords(sk.dst, family), sk.dport)}, ${STATE_NAME[sk.state]})`;
+      if (!this.ctx.tcp.established && !this.ctx.tcp.close) throw refuse(`is a connected TCP socket ${conn()}; consider using --tcp-established`);
       if (this.ctx.tcp.close) {
         // criu's --tcp-close: the connection is neither locked nor kept; a restore makes it closed.
-        this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} dumped without its state (--tcp-close)`);
+        this.ctx.log.info(() => `fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()} dumped without its state (--tcp-close)`);
       } else {
-        if (!(REPAIRED_STATES & (1 << sk.state))) throw refuse(`is a TCP connection ${conn} still opening; only connections that are established or half-closed are dumped`);
+        if (!(REPAIRED_STATES & (1 << sk.state))) throw refuse(`is a TCP connection ${conn()} still opening; only connections that are established or half-closed are dumped`);
         if (!this.ahead.has(ino)) this.readConnections(process.pid, family, [{ fd: f.copy, ino, lock: { family, src: sk.src, sport: sk.sport, dst: sk.dst, dport: sk.dport } }]);
         pre = this.ahead.get(ino);
         this.ahead.delete(ino);
-        if (!pre) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: tscriu's copy of it is not socket:[${ino}]`);
+        if (!pre) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: tscriu's copy of it is not socket:[${ino}]`);
         opts = this.take(f, ino, conn, pre, refuse);
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
     } else if (sk.dport !== 0 && !raw) {
-      const conn = `(${local} -> ${showAddr(family, addrWords(sk.dst, family), sk.dport)}, CLOSE)`;
+      const conn = `(${local()} -> ${showAddr(family, addrWords(sk.dst, family), sk.dport)}, CLOSE)`;
       if (this.ctx.tcp.close) {
         // criu's --tcp-close: the end of a connection closed; a restore makes it so again (recv: EOF, send: EPIPE).
         this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: closed TCP connection ${conn} dumped without its state (--tcp-close)`);
@@ -287,7 +287,7 @@ export class InetDumper implements FdDumper {
       backlog: sk.wqlen,
       src_addr: addrWords(sk.src, family),
       dst_addr: addrWords(sk.dst, family),
-      fown: f.fown(),
+      fown: pre ? fownOf(pre.rec.subarray(REC.OWNER, REC.OWNER + 5)) : f.fown(),
       opts: opts ?? dumpSockOpts(f.copy, "inet", refuse),
       ip_opts: { ...ipOptsOf(pre ? pre.rec.subarray(pre.layout.ipAt) : getsockoptInts(f.copy, family === AF_INET6 ? IP6_OPTS : IP4_OPTS)), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
       tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOptsOf(pre ? pre.rec.subarray(pre.layout.tcpAt) : getsockoptInts(f.copy, TCP_OPTS)) : {},
@@ -298,7 +298,7 @@ export class InetDumper implements FdDumper {
       // A link-local address binds only with its interface (the scope id).
       if (sk.sport !== 0 && needsScopeId(sk.src)) {
         const dev = b.getsockopt(f.copy, SOL_SOCKET, SO.BINDTODEVICE, 64).toString("latin1").replace(/\0.*$/s, "");
-        if (!dev) throw refuse(`is bound to the link-local address ${local} without a device to say which link`);
+        if (!dev) throw refuse(`is bound to the link-local address ${local()} without a device to say which link`);
         entry.ifname = dev;
       }
     }
@@ -309,9 +309,9 @@ export class InetDumper implements FdDumper {
   }
 
   /** A connection read by readConnections: its options; its state checked and kept. */
-  private take(f: FdFacts, ino: number, conn: string, pre: Ahead, refuse: (why: string) => UnsupportedFd): SkOpts {
+  private take(f: FdFacts, ino: number, conn: () => string, pre: Ahead, refuse: (why: string) => UnsupportedFd): SkOpts {
     const { rec, raw, data, error } = pre;
-    if (error) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${error.message}`, { cause: error });
+    if (error) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: ${error.message}`, { cause: error });
     const copy = rec[REC.FD]!;
     const filter = rec[REC.FILTER]!;
     const opts = sockOptsOf(raw, "inet", (locked) => (locked || filter > 0 ? dumpFilter(copy, locked, refuse) : []));
@@ -337,9 +337,9 @@ export class InetDumper implements FdDumper {
         outqData: data.subarray(inqEnd, inqEnd + u(REC.DATA + 2)),
       });
     } catch (e) {
-      throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn}: ${(e as Error).message}`, { cause: e });
+      throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: ${(e as Error).message}`, { cause: e });
     }
-    this.ctx.log.info(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
+    this.ctx.log.info(() => `fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
     this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
     return opts;
   }
@@ -489,7 +489,7 @@ function needsScopeId(addr: Buffer): boolean {
 }
 
 /** The words of a connection's record in tcpRepairSaveMany's out (tcp_repair.c's REC_*). */
-const REC = { ERR: 0, FD: 1, FILTER: 2, SAVED: 3, DATA: 18, OPTS: 21 } as const;
+const REC = { ERR: 0, FD: 1, FILTER: 2, SAVED: 3, DATA: 18, OWNER: 21, OPTS: 26 } as const;
 
 /** A batch's spec for one family: the socket options, then the IP ones, the TCP ones and (IPv6) IPV6_V6ONLY, each where its record holds it. */
 interface BatchLayout {

@@ -19,6 +19,14 @@ import type { ShmTable } from "../restore/shmem.js";
 
 export type { Fown };
 
+/** An fd's owner as the bridge's fdOwner reads it (type, pid, signal, uid, euid) in files.img's form. */
+export function fownOf(v: ArrayLike<number>): Fown {
+  const [pidType, pid, signum, uid, euid] = [v[0]!, v[1]!, v[2]!, v[3]!, v[4]!];
+  // An fd without an owner keeps zeros, as criu writes them.
+  if (pid === 0) return { uid: 0, euid: 0, signum, pid_type: 0, pid: 0 };
+  return { uid: uid >>> 0, euid: euid >>> 0, signum, pid_type: pidType, pid };
+}
+
 /** Everything the dump knows of one fd of the task when it asks which kind it is. */
 export interface FdFacts {
   pid: number;
