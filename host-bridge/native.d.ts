@@ -474,6 +474,23 @@ export interface NativeBridge {
    */
   tcpRepairRestore(fd: number, src: Uint8Array, dst: Uint8Array, conn: TcpRepairConn, inq: Uint8Array, outq: Uint8Array): void;
   /**
+   * Established connections made as a restore makes each (tcp_repair.c), on two threads, in
+   * one crossing. `conns` holds a record of 27 words for each: family; IPV6_V6ONLY (-1: not
+   * set); opening, recvSeq, sendSeq, optMask, sndWscale, rcvWscale, mss, timestamp,
+   * unsent, whether the window is given, the window (5) as TcpRepairConn has them; the
+   * offset and length in `data` of its src and dst sockaddrs, its receive queue and send
+   * queue; the index and count of its options in `sets`. `sets` holds 4 words for each
+   * option set once the connection is made, in order: level, name, size (0: the value is
+   * an int), the value or its bytes' offset in `data` (level -1: fcntl F_SETFL to the
+   * value). Each is a new TCP socket, its port shared (SO_REUSEADDR and SO_REUSEPORT
+   * on), its buffers forced wide, non-blocking and in repair mode, made the connection as
+   * tcpRepairRestore makes one, then given its options; left in repair mode. out[2i] is
+   * connection i's fd (-1: none; the caller closes it), out[2i + 1] the index among its
+   * options of the one that failed (-1: none did). Returns each failed connection's error
+   * at its index (empty when none failed).
+   */
+  tcpRestoreMany(conns: Int32Array, sets: Int32Array, data: Uint8Array, out: Int32Array): (Error | undefined)[];
+  /**
    * nft commands in nft's syntax, run through libnftables (loaded on first use): what they
    * print. Throws code ENFT with nft's message when they fail, ENOENT without the library.
    */

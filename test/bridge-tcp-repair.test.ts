@@ -24,6 +24,12 @@ const loopback = (port: number): Buffer => {
   return a;
 };
 
+/** The fds a test closed itself, which its teardown leaves alone (their numbers may be another's by then). */
+const closed = new Set<number>();
+const closeOnce = (fd: number): void => {
+  if (!closed.delete(fd)) b.close(fd);
+};
+
 /** A listener and `n` connections to it: each client's and accepted end's fds, with data unread each way. */
 function connections(t: { teardown(f: () => void): void }, n: number): { listener: number; pairs: { client: number; server: number }[] } {
   const listener = b.socket(AF_INET, SOCK.STREAM);
@@ -34,7 +40,7 @@ function connections(t: { teardown(f: () => void): void }, n: number): { listene
     const client = b.socket(AF_INET, SOCK.STREAM);
     b.connectAddr(client, b.sockName(listener));
     const server = b.accept(listener, 2000);
-    t.teardown(() => (b.close(client), b.close(server)));
+    t.teardown(() => (closeOnce(client), closeOnce(server)));
     b.sendFull(client, Buffer.from(`to server ${i}`));
     b.sendFull(server, Buffer.from(`to client number ${i}`));
     return { client, server };
@@ -137,4 +143,66 @@ test("bad arguments are refused before anything is read", (t) => {
   const got = Buffer.alloc(11);
   t.is(b.recvFull(fd, got, 2000), 11);
   t.is(got.toString(), "to server 0");
+});
+
+/** tcpRestoreMany's record of a connection saved by tcpRepairSaveMany (its record `s`, queues in `data`): bound and connected as it was. */
+function restoreRecord(s: Int32Array, data: Buffer, src: Buffer, dst: Buffer, parts: Buffer[], sets: [number, number]): Int32Array {
+  let at = parts.reduce((n, p) => n + p.length, 0);
+  const put = (b: Buffer): [number, number] => {
+    parts.push(b);
+    at += b.length;
+    return [at - b.length, b.length];
+  };
+  const u = (w: number): number => s[w]!;
+  const inq = data.subarray(u(REC.DATA), u(REC.DATA) + u(REC.DATA + 1));
+  const outq = data.subarray(u(REC.DATA) + u(REC.DATA + 1), u(REC.DATA) + u(REC.DATA + 1) + u(REC.DATA + 2));
+  const [inqSeq, outqSeq] = [u(REC.STATE + 13), u(REC.STATE + 14)];
+  const wscale = u(REC.STATE + 2);
+  const window = [u(REC.STATE + 8), u(REC.STATE + 9), u(REC.STATE + 10), u(REC.STATE + 11), u(REC.STATE + 12)];
+  // opening, recvSeq, sendSeq, optMask, sndWscale, rcvWscale, mss, timestamp, unsent, window given, window
+  const conn = [0, inqSeq - inq.length, outqSeq - outq.length, u(REC.STATE + 1), wscale & 15, wscale >> 4, u(REC.STATE + 6), u(REC.STATE + 7), 0, 1, ...window];
+  return Int32Array.from([AF_INET, -1, ...conn, ...put(src), ...put(dst), ...put(Buffer.from(inq)), ...put(Buffer.from(outq)), ...sets]);
+}
+
+test("connections saved, closed in repair mode and made again in one crossing carry their unread data; an option that fails is named with its index", (t) => {
+  const { pairs } = connections(t, 1);
+  const p = pairs[0]!;
+  const ends = [p.server, p.client];
+  const addrs = ends.map((fd) => [b.sockName(fd), b.getsockopt(fd, SOL_SOCKET, SO.PEERNAME, 16)] as const);
+  const { out, data, errors } = saveMany(ends, ends.map(ino));
+  t.deepEqual(
+    errors.filter((e) => e !== undefined),
+    [],
+  );
+  // Closed in repair mode, the ends go without a word to each other; the copies too.
+  for (const fd of ends) {
+    b.close(fd);
+    closed.add(fd);
+  }
+  for (let i = 0; i < 2; i++) b.close(out[i * WORDS + REC.FD]!);
+  const parts: Buffer[] = [];
+  // The server's end gets TCP_NODELAY back; the client's end an option the kernel refuses.
+  const sets = Int32Array.from([SOL_TCP, TCP.NODELAY, 0, 1, SOL_SOCKET, 9999, 0, 1]);
+  const records = [restoreRecord(out.subarray(0, WORDS), data, addrs[0]![0], addrs[0]![1], parts, [0, 1]), restoreRecord(out.subarray(WORDS), data, addrs[1]![0], addrs[1]![1], parts, [0, 2])];
+  const made = new Int32Array(4);
+  const failed = b.tcpRestoreMany(Int32Array.from(records.flatMap((r) => [...r])), sets, Buffer.concat(parts), made);
+  const [server, client] = [made[0]!, made[2]!];
+  t.teardown(() => (b.close(server), b.close(client)));
+  t.is(failed[0], undefined);
+  t.regex(failed[1]?.message ?? "", /^setsockopt\(level 1, name 9999\): ENOPROTOOPT/);
+  t.deepEqual([made[1], made[3]], [-1, 1], "the client's second option failed");
+  for (const fd of [server, client]) b.setsockoptInts(fd, Int32Array.from([SOL_TCP, TCP.REPAIR, 0]));
+  t.is(b.getsockopt(server, SOL_TCP, TCP.NODELAY, 4).readInt32LE(0), 1, "TCP_NODELAY set");
+  const got = Buffer.alloc(11);
+  t.is(b.recvFull(server, got, 2000), 11);
+  t.is(got.toString(), "to server 0");
+  const back = Buffer.alloc(18);
+  t.is(b.recvFull(client, back, 2000), 18);
+  t.is(back.toString(), "to client number 0");
+  // And the connection goes on.
+  b.sendFull(client, Buffer.from("again"));
+  const again = Buffer.alloc(5);
+  t.is(b.recvFull(server, again, 2000), 5);
+  t.is(again.toString(), "again");
+  t.throws(() => b.tcpRestoreMany(Int32Array.from(records[0]!.map((w, i) => (i === 17 ? 1 << 20 : w))), sets, Buffer.concat(parts), new Int32Array(2)), { message: /out of its arrays' bounds/ });
 });

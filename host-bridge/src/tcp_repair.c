@@ -9,6 +9,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -28,6 +29,9 @@
 #endif
 
 #define RESTORE_FN "tcpRepairRestore"
+
+/* The room for a failed call's name. */
+#define CALL_LEN 128
 
 static int set_int(int fd, int level, int name, int v)
 {
@@ -145,7 +149,7 @@ struct save_many {
 	int32_t *out;
 	/* each connection's failure (errno, the call) and queues' bytes */
 	int *err;
-	char (*call)[64];
+	char (*call)[CALL_LEN];
 	struct saved_conn *saved;
 };
 
@@ -397,20 +401,17 @@ static bool arg_sockaddr(napi_env env, napi_value v, struct sockaddr_storage *ss
 	return true;
 }
 
-/* A setsockopt of the restore that failed: thrown naming the option. */
-static bool set_or_throw(napi_env env, int fd, int level, int name, int v, const char *label)
+/* A failed call of a restore: its errno, its name in call (CALL_LEN bytes). */
+static int failed(char *call, int err, const char *fmt, const char *what)
 {
-	if (set_int(fd, level, name, v) == 0)
-		return true;
-	char call[64];
-	snprintf(call, sizeof(call), "setsockopt(%s)", label);
-	bridge_throw_errno(env, call, errno, 0, NULL);
-	return false;
+	snprintf(call, CALL_LEN, fmt, what);
+	return err;
 }
 
 /* Sends `len` bytes in chunks the kernel takes: a repair-mode queue wants linear
- * buffers, and a large one may fail with ENOMEM (the chunk is then halved). */
-static bool send_all(napi_env env, int fd, const uint8_t *data, size_t len, const char *what)
+ * buffers, and a large one may fail with ENOMEM (the chunk is then halved). 0, or the
+ * errno of the send named in call. */
+static int send_all(int fd, const uint8_t *data, size_t len, const char *what, char *call)
 {
 	size_t max = len, off = 0;
 	while (off < len) {
@@ -423,21 +424,99 @@ static bool send_all(napi_env env, int fd, const uint8_t *data, size_t len, cons
 			max >>= 1;
 			continue;
 		}
-		char call[128];
 		if (r < 0) {
-			snprintf(call, sizeof(call), "send to the %s queue (%zu of %zu bytes done)", what, off, len);
-			bridge_throw_errno(env, call, errno, 0, NULL);
-			return false;
+			int err = errno;
+			snprintf(call, CALL_LEN, "send to the %s queue (%zu of %zu bytes done)", what, off, len);
+			return err;
 		}
 		if (r == 0) {
-			snprintf(call, sizeof(call), "send to the %s queue took nothing at %zu of %zu bytes", what, off,
-				 len);
-			napi_throw_error(env, "EIO", call);
-			return false;
+			snprintf(call, CALL_LEN, "send to the %s queue (took nothing at %zu of %zu)", what, off, len);
+			return EIO;
 		}
 		off += (size_t)r;
 	}
-	return true;
+	return 0;
+}
+
+#define SET(level, name, v, label)                                                                                     \
+	do {                                                                                                           \
+		if (set_int(fd, level, name, (int)(v)) < 0)                                                            \
+			return failed(call, errno, "setsockopt(%s)", label);                                           \
+	} while (0)
+
+/* What tcpRepairRestore does (see there) of a socket in repair mode, without N-API: 0,
+ * or the errno of the call named in call (CALL_LEN bytes). */
+static int restore_conn(int fd, const struct sockaddr_storage *src, socklen_t src_len,
+			const struct sockaddr_storage *dst, socklen_t dst_len, const struct conn *c, const uint8_t *inq,
+			size_t inq_len, const uint8_t *outq, size_t outq_len, char *call)
+{
+	if (c->unsent > outq_len)
+		return failed(call, EINVAL, "%s", "more bytes unsent than the send queue holds");
+	if (bind(fd, (const struct sockaddr *)src, src_len) < 0)
+		return failed(call, errno, "%s", "bind");
+	SET(SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE");
+	SET(SOL_TCP, TCP_QUEUE_SEQ, c->recv_seq, "TCP_QUEUE_SEQ");
+	SET(SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE");
+	SET(SOL_TCP, TCP_QUEUE_SEQ, c->send_seq, "TCP_QUEUE_SEQ");
+	/* Opening: connected for real (the SYN goes out, from the sequence number just set). */
+	if (c->opening)
+		SET(SOL_TCP, TCP_REPAIR, 0, "TCP_REPAIR");
+	int r;
+	do
+		r = connect(fd, (const struct sockaddr *)dst, dst_len);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && !(c->opening && errno == EINPROGRESS))
+		return failed(call, errno, "%s", "connect");
+	bool timestamps = (c->opt_mask & TCPI_OPT_TIMESTAMPS) != 0;
+	/* Opening: nothing was agreed with the peer yet (no options, no queues, no window). */
+	if (c->opening) {
+		SET(SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR");
+		if (timestamps)
+			SET(SOL_TCP, TCP_TIMESTAMP, c->timestamp, "TCP_TIMESTAMP");
+		return 0;
+	}
+	struct tcp_repair_opt opts[4];
+	int n = 0;
+	if (c->opt_mask & TCPI_OPT_SACK)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
+	if (c->opt_mask & TCPI_OPT_WSCALE)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_WINDOW, c->snd_wscale + (c->rcv_wscale << 16) };
+	if (timestamps)
+		opts[n++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
+	opts[n++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, c->mss };
+	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(n * sizeof(opts[0]))) < 0)
+		return failed(call, errno, "%s", "setsockopt(TCP_REPAIR_OPTIONS)");
+	if (timestamps)
+		SET(SOL_TCP, TCP_TIMESTAMP, c->timestamp, "TCP_TIMESTAMP");
+	int err;
+	if (inq_len) {
+		SET(SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE");
+		if ((err = send_all(fd, inq, inq_len, "receive", call)))
+			return err;
+	}
+	size_t sent = outq_len - c->unsent;
+	if (sent) {
+		SET(SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE");
+		if ((err = send_all(fd, outq, sent, "send", call)))
+			return err;
+	}
+	/* Never sent: it goes out as the task would have sent it. */
+	if (c->unsent) {
+		SET(SOL_TCP, TCP_REPAIR, 0, "TCP_REPAIR");
+		if ((err = send_all(fd, outq + sent, c->unsent, "unsent part of the send", call)))
+			return err;
+		SET(SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR");
+	}
+	if (c->has_window) {
+		struct tcp_repair_window w = { .snd_wl1 = c->window[0],
+					       .snd_wnd = c->window[1],
+					       .max_window = c->window[2],
+					       .rcv_wnd = c->window[3],
+					       .rcv_wup = c->window[4] };
+		if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
+			return failed(call, errno, "%s", "setsockopt(TCP_REPAIR_WINDOW)");
+	}
+	return 0;
 }
 
 /* tcpRepairRestore(fd, src, dst, conn, inq, outq): `fd`, a new TCP socket made ready
@@ -469,64 +548,197 @@ static napi_value tcp_repair_restore(napi_env env, napi_callback_info info)
 		return NULL;
 	if (c.unsent > outq_len)
 		return bridge_throw_arg(env, RESTORE_FN, "more bytes unsent than the send queue holds");
-	if (bind(fd, (struct sockaddr *)&src, src_len) < 0)
-		return bridge_throw_errno(env, "bind", errno, 0, NULL);
-	if (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE") ||
-	    !set_or_throw(env, fd, SOL_TCP, TCP_QUEUE_SEQ, (int)c.recv_seq, "TCP_QUEUE_SEQ") ||
-	    !set_or_throw(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE") ||
-	    !set_or_throw(env, fd, SOL_TCP, TCP_QUEUE_SEQ, (int)c.send_seq, "TCP_QUEUE_SEQ"))
-		return NULL;
-	/* Opening: connected for real (the SYN goes out, from the sequence number just set). */
-	if (c.opening && !set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 0, "TCP_REPAIR"))
-		return NULL;
-	int r;
-	do
-		r = connect(fd, (struct sockaddr *)&dst, dst_len);
-	while (r < 0 && errno == EINTR);
-	if (r < 0 && !(c.opening && errno == EINPROGRESS))
-		return bridge_throw_errno(env, "connect", errno, 0, NULL);
-	bool timestamps = (c.opt_mask & TCPI_OPT_TIMESTAMPS) != 0;
-	/* Opening: nothing was agreed with the peer yet (no options, no queues, no window). */
-	if (c.opening) {
-		if (set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR") && timestamps)
-			set_or_throw(env, fd, SOL_TCP, TCP_TIMESTAMP, (int)c.timestamp, "TCP_TIMESTAMP");
-		return NULL;
+	char call[CALL_LEN];
+	int err = restore_conn(fd, &src, src_len, &dst, dst_len, &c, inq, inq_len, outq, outq_len, call);
+	return err ? bridge_throw_errno(env, call, err, 0, NULL) : NULL;
+}
+
+/* tcpRestoreMany: one connection's record in `conns`, in int32 words. */
+enum {
+	RST_FAMILY,
+	RST_V6ONLY,		   /* -1: not set; 0 or 1 */
+	RST_CONN,		   /* opening, recvSeq, sendSeq, optMask, sndWscale, rcvWscale, mss, timestamp, unsent,
+				    * hasWindow, window (5): 15 words */
+	RST_BYTES = RST_CONN + 15, /* offset and length in data of src, dst, inq, outq */
+	RST_SETS = RST_BYTES + 8,  /* offset and count in sets of the options set once made */
+	RST_WORDS = RST_SETS + 2,
+};
+
+/* What tcpRestoreMany does, each thread a part of the connections. */
+struct restore_many {
+	size_t n;
+	const int32_t *conns, *sets;
+	const uint8_t *data;
+	size_t data_len, nsets;
+	int32_t *out;
+	int *err;
+	char (*call)[CALL_LEN];
+};
+
+/* sets' entries: level, name, size (0: the value is an int) and the value or its offset in data */
+#define SET_WORDS 4
+
+static bool in_data(const struct restore_many *m, int32_t off, int32_t len)
+{
+	return off >= 0 && len >= 0 && (size_t)off <= m->data_len && (size_t)len <= m->data_len - (size_t)off;
+}
+
+/* Connection i of m made: out[2i] its fd (-1: none), out[2i + 1] the option of sets that
+ * failed (-1: none did). 0, or the errno of the call named in m->call[i]. */
+static int restore_one(struct restore_many *m, size_t i)
+{
+	const int32_t *r = m->conns + i * RST_WORDS;
+	char *call = m->call[i];
+	int32_t *out = m->out + 2 * i;
+	out[0] = out[1] = -1;
+	int fd = socket(r[RST_FAMILY], SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return failed(call, errno, "%s", "socket");
+	out[0] = fd;
+	/* criu's restore_prepare_socket and restore_one_tcp: IPV6_V6ONLY, the port shared while
+	 * sockets are made, room for any queue, nothing that blocks, then repair mode */
+	if (r[RST_V6ONLY] >= 0)
+		SET(SOL_IPV6, IPV6_V6ONLY, r[RST_V6ONLY], "IPV6_V6ONLY");
+	SET(SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+	SET(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+	SET(SOL_SOCKET, SO_SNDBUFFORCE, INT32_MAX / 2, "SO_SNDBUFFORCE");
+	SET(SOL_SOCKET, SO_RCVBUFFORCE, INT32_MAX / 2, "SO_RCVBUFFORCE");
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return failed(call, errno, "%s", "fcntl(O_NONBLOCK)");
+	SET(SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR");
+	const int32_t *cw = r + RST_CONN, *b = r + RST_BYTES;
+	struct conn c = { .opening = cw[0] != 0,
+			  .recv_seq = (uint32_t)cw[1],
+			  .send_seq = (uint32_t)cw[2],
+			  .opt_mask = (uint32_t)cw[3],
+			  .snd_wscale = (uint32_t)cw[4],
+			  .rcv_wscale = (uint32_t)cw[5],
+			  .mss = (uint32_t)cw[6],
+			  .timestamp = (uint32_t)cw[7],
+			  .unsent = (uint32_t)cw[8],
+			  .has_window = cw[9] != 0 };
+	for (int k = 0; k < 5; k++)
+		c.window[k] = (uint32_t)cw[10 + k];
+	struct sockaddr_storage src, dst;
+	memset(&src, 0, sizeof(src));
+	memset(&dst, 0, sizeof(dst));
+	memcpy(&src, m->data + b[0], (size_t)b[1]);
+	memcpy(&dst, m->data + b[2], (size_t)b[3]);
+	int err = restore_conn(fd, &src, (socklen_t)b[1], &dst, (socklen_t)b[3], &c, m->data + b[4], (size_t)b[5],
+			       m->data + b[6], (size_t)b[7], call);
+	if (err)
+		return err;
+	/* the task's options, in the order the caller gave (criu's: flags, IP, socket, TCP) */
+	for (int32_t k = 0; k < r[RST_SETS + 1]; k++) {
+		const int32_t *o = m->sets + (size_t)(r[RST_SETS] + k) * SET_WORDS;
+		int rc;
+		if (o[0] == -1) {
+			rc = fcntl(fd, F_SETFL, o[3]);
+		} else if (o[2] == 0) {
+			rc = set_int(fd, o[0], o[1], o[3]);
+		} else {
+			rc = setsockopt(fd, o[0], o[1], m->data + o[3], (socklen_t)o[2]);
+		}
+		if (rc < 0) {
+			out[1] = k;
+			if (o[0] == -1)
+				return failed(call, errno, "%s", "fcntl(F_SETFL)");
+			snprintf(call, CALL_LEN, "setsockopt(level %d, name %d)", (int)o[0], (int)o[1]);
+			return errno;
+		}
 	}
-	struct tcp_repair_opt opts[4];
-	int n = 0;
-	if (c.opt_mask & TCPI_OPT_SACK)
-		opts[n++] = (struct tcp_repair_opt){ TCPOPT_SACK_PERMITTED, 0 };
-	if (c.opt_mask & TCPI_OPT_WSCALE)
-		opts[n++] = (struct tcp_repair_opt){ TCPOPT_WINDOW, c.snd_wscale + (c.rcv_wscale << 16) };
-	if (timestamps)
-		opts[n++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
-	opts[n++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, c.mss };
-	if (setsockopt(fd, SOL_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(n * sizeof(opts[0]))) < 0)
-		return bridge_throw_errno(env, "setsockopt(TCP_REPAIR_OPTIONS)", errno, 0, NULL);
-	if (timestamps && !set_or_throw(env, fd, SOL_TCP, TCP_TIMESTAMP, (int)c.timestamp, "TCP_TIMESTAMP"))
-		return NULL;
-	if (inq_len && (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE") ||
-			!send_all(env, fd, inq, inq_len, "receive")))
-		return NULL;
-	size_t sent = outq_len - c.unsent;
-	if (sent && (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE") ||
-		     !send_all(env, fd, outq, sent, "send")))
-		return NULL;
-	/* Never sent: it goes out as the task would have sent it. */
-	if (c.unsent && (!set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 0, "TCP_REPAIR") ||
-			 !send_all(env, fd, outq + sent, c.unsent, "unsent part of the send") ||
-			 !set_or_throw(env, fd, SOL_TCP, TCP_REPAIR, 1, "TCP_REPAIR")))
-		return NULL;
-	if (c.has_window) {
-		struct tcp_repair_window w = { .snd_wl1 = c.window[0],
-					       .snd_wnd = c.window[1],
-					       .max_window = c.window[2],
-					       .rcv_wnd = c.window[3],
-					       .rcv_wup = c.window[4] };
-		if (setsockopt(fd, SOL_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
-			return bridge_throw_errno(env, "setsockopt(TCP_REPAIR_WINDOW)", errno, 0, NULL);
-	}
+	return 0;
+}
+
+#undef SET
+
+struct restore_part {
+	struct restore_many *m;
+	size_t from, to;
+};
+
+static void *restore_part(void *arg)
+{
+	struct restore_part *p = arg;
+	for (size_t i = p->from; i < p->to; i++)
+		p->m->err[i] = restore_one(p->m, i);
 	return NULL;
+}
+
+/* tcpRestoreMany(conns, sets, data, out): established connections made as a restore
+ * makes each (criu's restore_one_tcp), on two threads, in one crossing: conns holds
+ * each one's record (RST_* above: family, IPV6_V6ONLY, what tcpRepairRestore is given,
+ * where its sockaddrs and queues are in data, where its options are in sets), sets
+ * the options set once it is made, in order (level, name, size, value: an int when
+ * size is 0, else size bytes of data at value; level -1: fcntl(F_SETFL, value)). Each
+ * is a new TCP socket, its port shared (SO_REUSEADDR, SO_REUSEPORT), its buffers
+ * forced wide, non-blocking, in repair mode, made the connection as tcpRepairRestore
+ * makes one, then given its options; left in repair mode. out[2i] is connection i's
+ * fd (-1: none; the caller closes it), out[2i + 1] the index of its option that failed
+ * (-1: none). Returns each failed connection's error (errors[i]; empty when none). */
+static napi_value tcp_restore_many(napi_env env, napi_callback_info info)
+{
+	const char *fn = "tcpRestoreMany";
+	napi_value argv[4];
+	uint8_t *conns_b, *sets_b, *data_b, *out_b;
+	size_t conns_len, sets_len, data_len, out_len;
+	if (!bridge_get_args(env, info, 4, argv, fn) ||
+	    !bridge_arg_bytes(env, argv[0], &conns_b, &conns_len, fn, "conns must be an Int32Array") ||
+	    !bridge_arg_bytes(env, argv[1], &sets_b, &sets_len, fn, "sets must be an Int32Array") ||
+	    !bridge_arg_bytes(env, argv[2], &data_b, &data_len, fn, "data must be a Uint8Array") ||
+	    !bridge_arg_bytes(env, argv[3], &out_b, &out_len, fn, "out must be an Int32Array"))
+		return NULL;
+	struct restore_many m = { .n = conns_len / (4 * RST_WORDS), .nsets = sets_len / (4 * SET_WORDS) };
+	if (conns_len % (4 * RST_WORDS) || sets_len % (4 * SET_WORDS) || (uintptr_t)conns_b % 4 ||
+	    (uintptr_t)sets_b % 4 || (uintptr_t)out_b % 4)
+		return bridge_throw_arg(env, fn, "conns and sets must be Int32Arrays of whole records");
+	if (out_len < 8 * m.n)
+		return bridge_throw_arg(env, fn, "out must hold two words per connection");
+	m.conns = (const int32_t *)conns_b;
+	m.sets = (const int32_t *)sets_b;
+	m.data = data_b;
+	m.data_len = data_len;
+	m.out = (int32_t *)out_b;
+	/* every offset checked before anything is made */
+	for (size_t i = 0; i < m.n; i++) {
+		const int32_t *r = m.conns + i * RST_WORDS, *b = r + RST_BYTES;
+		bool ok = (r[RST_FAMILY] == AF_INET || r[RST_FAMILY] == AF_INET6) && b[1] >= 2 &&
+			  b[1] <= (int32_t)sizeof(struct sockaddr_storage) && b[3] >= 2 &&
+			  b[3] <= (int32_t)sizeof(struct sockaddr_storage) && r[RST_SETS] >= 0 &&
+			  r[RST_SETS + 1] >= 0 && (size_t)r[RST_SETS] + (size_t)r[RST_SETS + 1] <= m.nsets;
+		for (int k = 0; ok && k < 4; k++)
+			ok = in_data(&m, b[2 * k], b[2 * k + 1]);
+		for (int32_t k = 0; ok && k < r[RST_SETS + 1]; k++) {
+			const int32_t *o = m.sets + (size_t)(r[RST_SETS] + k) * SET_WORDS;
+			ok = o[2] >= 0 && (o[2] == 0 || in_data(&m, o[3], o[2]));
+		}
+		if (!ok)
+			return bridge_throw_arg(env, fn, "a connection's record is out of its arrays' bounds");
+	}
+	m.err = calloc(m.n ? m.n : 1, sizeof(*m.err));
+	m.call = calloc(m.n ? m.n : 1, sizeof(*m.call));
+	napi_value errors = NULL;
+	if (!m.err || !m.call) {
+		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+		goto out;
+	}
+	struct restore_part second = { &m, m.n / 2, m.n };
+	pthread_t t;
+	bool split = m.n >= SAVE_MANY_SPLIT && pthread_create(&t, NULL, restore_part, &second) == 0;
+	struct restore_part first = { &m, 0, split ? m.n / 2 : m.n };
+	restore_part(&first);
+	if (split)
+		pthread_join(t, NULL);
+	napi_create_array(env, &errors);
+	for (size_t i = 0; i < m.n; i++)
+		if (m.err[i])
+			napi_set_element(env, errors, (uint32_t)i,
+					 bridge_errno_error(env, m.call[i], m.err[i], 0, NULL));
+out:
+	free(m.err);
+	free(m.call);
+	return errors;
 }
 
 void bridge_init_tcp_repair(napi_env env, napi_value exports)
@@ -534,6 +746,7 @@ void bridge_init_tcp_repair(napi_env env, napi_value exports)
 	static const bridge_fn fns[] = {
 		{ "tcpRepairSaveMany", tcp_repair_save_many },
 		{ RESTORE_FN, tcp_repair_restore },
+		{ "tcpRestoreMany", tcp_restore_many },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

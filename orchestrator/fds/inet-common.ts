@@ -63,19 +63,27 @@ export function addrWordsOf(text: string): number[] | undefined {
 
 /** A sockaddr_in or sockaddr_in6 as bind and connect take it. */
 export function sockaddr(family: number, port: number, words: readonly number[], scopeId = 0): Buffer {
-  if (family === AF_INET) {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    addrBytes(words.slice(0, 1)).copy(b, 4);
-    return b;
-  }
-  const b = Buffer.alloc(28);
-  b.writeUInt16LE(AF_INET6, 0);
-  b.writeUInt16BE(port, 2);
-  addrBytes(words).copy(b, 8);
-  b.writeUInt32LE(scopeId, 24);
+  const b = Buffer.alloc(sockaddrSize(family));
+  writeSockaddr(b, 0, family, port, words, scopeId);
   return b;
+}
+
+/** The bytes of a family's sockaddr (sockaddr_in, sockaddr_in6). */
+export function sockaddrSize(family: number): number {
+  return family === AF_INET ? 16 : 28;
+}
+
+/** sockaddr() written into `b` at `at` (its sockaddrSize bytes, zeroed here). */
+export function writeSockaddr(b: Buffer, at: number, family: number, port: number, words: readonly number[], scopeId = 0): void {
+  b.fill(0, at, at + sockaddrSize(family));
+  b.writeUInt16LE(family === AF_INET ? AF_INET : AF_INET6, at);
+  b.writeUInt16BE(port, at + 2);
+  if (family === AF_INET) {
+    b.writeUInt32LE((words[0] ?? 0) >>> 0, at + 4);
+    return;
+  }
+  for (let i = 0; i < 4; i++) b.writeUInt32LE((words[i] ?? 0) >>> 0, at + 8 + 4 * i);
+  b.writeUInt32LE(scopeId, at + 24);
 }
 
 /** A sockaddr's family, port and address bytes (getsockname, getpeername). */

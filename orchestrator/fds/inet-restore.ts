@@ -14,10 +14,10 @@ import { AF_INET, AF_INET6, F, ICMP_FILTER, IP, IPPROTO, IPPROTO_MAX, IPV6, O, S
 import { bridge } from "../../host-bridge/load.js";
 import type { FileEntry } from "../../images/dir.js";
 import { RestoreError } from "../restore/errors.js";
-import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, STATE_NAME, typeName, type InetSkEntry } from "./inet-common.js";
+import { ADDR_WORDS, PROTO_NAME, showAddr, sockaddr, sockaddrSize, STATE_NAME, typeName, writeSockaddr, type InetSkEntry } from "./inet-common.js";
 import type { FdRestorer, FdSource, PlanContext } from "./kind.js";
-import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts, widenBuffers } from "./sockopts.js";
-import { leaveRepair, REPAIRED_STATES, repairOn, restoreConnection, tcpStreamImage, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
+import { filterProblem, restoreSockOpts, setsockoptInt, setsockoptInts, sockOptSets, widenBuffers, type SockSet } from "./sockopts.js";
+import { CONN_WORDS, leaveRepair, repairConnWords, REPAIRED_STATES, repairOn, restoreConnection, tcpStreamImage, type TcpStream, type TcpStreamEntry } from "../net/tcp-repair.js";
 
 const SHUTDOWN: Record<string, number> = { NONE: 0, READ: 1, WRITE: 2, BOTH: 3 };
 /** sk_shutdown → shutdown(2)'s how */
@@ -163,7 +163,11 @@ export class InetRestorer implements FdRestorer {
     if (this.made) return;
     this.made = true;
     const b = bridge();
+    // A server's established connections are made in one crossing (makeConnections), the other sockets one by one.
+    const many = this.sockets.filter(madeMany);
+    if (many.length > 0) this.makeConnections(many);
     for (const s of this.sockets) {
+      if (s.fd !== undefined) continue;
       const e = s.e;
       this.step(s, "socket", () => {
         s.fd = b.socket(e.family, e.type, e.proto);
@@ -221,6 +225,98 @@ export class InetRestorer implements FdRestorer {
         if (!o.so_reuseport) setInt(s.fd!, SOL_SOCKET, SO.REUSEPORT, "SO_REUSEPORT", 0);
       });
     }
+  }
+
+  /**
+   * Established connections made as make() makes each, in one crossing into native code
+   * (tcpRestoreMany: on two threads; a server's thousand connections are thirty-odd calls
+   * each): the socket made ready and in repair mode, the connection restored, then its
+   * file flags, IP, socket and TCP options, in criu's order. A failure names the step of
+   * make() it belongs to.
+   */
+  private makeConnections(list: readonly Sk[]): void {
+    const conns = new Int32Array(list.length * RST_WORDS);
+    const sets: number[] = [];
+    /** each connection's options after the connection, and the step each belongs to */
+    const after = list.map((s) => {
+      const e = s.e;
+      // (a connection is made by a process that may force its buffers: repair mode needs CAP_NET_ADMIN)
+      const buffers: SockSet[] = [
+        [SOL_SOCKET, SO.SNDBUFFORCE, Math.floor(e.opts.so_sndbuf / 2)],
+        [SOL_SOCKET, SO.RCVBUFFORCE, Math.floor(e.opts.so_rcvbuf / 2)],
+      ];
+      const steps: [string, SockSet[]][] = [
+        ["fcntl(F_SETFL)", [[SET_FL, 0, e.flags & ~3]]],
+        ["IP options", ipOptSets(e)],
+        ["options", [...buffers, ...sockOptSets(e.opts)]],
+        ["TCP options", tcpOptSets(e)],
+      ];
+      return steps;
+    });
+    // The call's data: each connection's sockaddrs and queues, then the options' bytes.
+    let size = 0;
+    for (const [i, s] of list.entries()) {
+      size += 2 * sockaddrSize(s.e.family) + s.stream!.inq.length + s.stream!.outq.length;
+      for (const [, group] of after[i]!) for (const o of group) if (typeof o[2] !== "number") size += o[2].length;
+    }
+    const data = Buffer.allocUnsafe(size);
+    let at = 0;
+    const put = (r: Int32Array, word: number, bytes: Uint8Array): void => {
+      data.set(bytes, at);
+      r[word] = at;
+      r[word + 1] = bytes.length;
+      at += bytes.length;
+    };
+    list.forEach((s, i) => {
+      const e = s.e;
+      const stream = s.stream!;
+      const r = conns.subarray(i * RST_WORDS, (i + 1) * RST_WORDS);
+      r[0] = e.family;
+      r[1] = e.family === AF_INET6 && e.v6only !== undefined ? Number(e.v6only) : -1;
+      repairConnWords(stream, r, 2);
+      const len = sockaddrSize(e.family);
+      writeSockaddr(data, at, e.family, e.src_port, s.src, s.scopeId);
+      writeSockaddr(data, at + len, e.family, e.dst_port, s.dst);
+      r.set([at, len, at + len, len], 17);
+      at += 2 * len;
+      put(r, 21, stream.inq);
+      put(r, 23, stream.outq);
+      r[25] = sets.length / 4;
+      for (const [, group] of after[i]!) {
+        for (const [level, name, value] of group) {
+          if (typeof value === "number") {
+            sets.push(level, name, 0, value);
+          } else {
+            sets.push(level, name, value.length, at);
+            data.set(value, at);
+            at += value.length;
+          }
+        }
+      }
+      r[26] = sets.length / 4 - r[25];
+    });
+    const out = new Int32Array(2 * list.length);
+    const errors = bridge().tcpRestoreMany(conns, Int32Array.from(sets), data, out);
+    list.forEach((s, i) => {
+      if (out[2 * i]! < 0) return;
+      s.fd = out[2 * i]!;
+      this.mine.push(s.fd);
+    });
+    list.forEach((s, i) => {
+      const err = errors[i];
+      if (!err) return;
+      // the step of the option that failed (-1: the connection itself)
+      let k = out[2 * i + 1]!;
+      let what = `restoring the connection to ${showAddr(s.e.family, s.dst, s.e.dst_port)}`;
+      for (const [step, group] of k >= 0 ? after[i]! : []) {
+        if (k < group.length) {
+          what = step;
+          break;
+        }
+        k -= group.length;
+      }
+      throw new Error(`${what} of ${s.label} for ${s.what}: ${err.message}`, { cause: err });
+    });
   }
 
   /** criu's inet_bind: an IPv6 address binds with IP_FREEBIND on (it may still be tentative), turned off again unless the task had it. */
@@ -293,9 +389,15 @@ function restoreRawOpts(fd: number, e: InetSkEntry): void {
 
 /** criu's restore_ip_opts: what the entry has. */
 function restoreIpOpts(fd: number, e: InetSkEntry): void {
-  const o = e.ip_opts;
-  if (!o) return;
+  if (!e.ip_opts) return;
   restoreRawOpts(fd, e);
+  setsockoptInts(fd, ipOptSets(e));
+}
+
+/** The IP options of an entry (a raw socket's own ones apart). */
+function ipOptSets(e: InetSkEntry): [number, number, number][] {
+  const o = e.ip_opts;
+  if (!o) return [];
   const set: [number, number, number][] = [];
   const flag = (level: number, name: number, v: boolean | undefined): void => void (v !== undefined && set.push([level, name, v ? 1 : 0]));
   if (e.family === AF_INET6) {
@@ -307,11 +409,15 @@ function restoreIpOpts(fd: number, e: InetSkEntry): void {
     if (o.tos !== undefined) set.push([SOL_IP, IP.TOS, o.tos]);
     if (o.ttl !== undefined) set.push([SOL_IP, IP.TTL, o.ttl]);
   }
-  setsockoptInts(fd, set);
+  return set;
 }
 
 /** criu's restore_tcp_opts (and the older copies of the keepalive ones in sk_opts). */
 function restoreTcpOpts(fd: number, e: InetSkEntry): void {
+  setsockoptInts(fd, tcpOptSets(e));
+}
+
+function tcpOptSets(e: InetSkEntry): [number, number, number][] {
   const o = e.tcp_opts ?? {};
   const s = e.opts;
   const set: [number, number, number][] = [];
@@ -321,5 +427,17 @@ function restoreTcpOpts(fd: number, e: InetSkEntry): void {
   int(TCP.KEEPCNT, o.keepcnt ?? s.tcp_keepcnt);
   int(TCP.KEEPIDLE, o.keepidle ?? s.tcp_keepidle);
   int(TCP.KEEPINTVL, o.keepintvl ?? s.tcp_keepintvl);
-  setsockoptInts(fd, set);
+  return set;
+}
+
+/** A record of tcpRestoreMany's conns, in words (the connection's from word 2). */
+const RST_WORDS = 2 + CONN_WORDS + 10;
+/** tcpRestoreMany's level for fcntl(F_SETFL) among the options. */
+const SET_FL = -1;
+
+/** A socket make() makes with the other established connections, in one crossing (makeConnections). */
+function madeMany(s: Sk): boolean {
+  const e = s.e;
+  // (the others: half-closed or opening connections, whose FINs and SYN are put back after; a filter or a shutdown after the options)
+  return s.stream?.state === TCP_STATE.ESTABLISHED && e.type === SOCK.STREAM && !e.opts.so_filter?.length && shutdownOf(e) === 0;
 }

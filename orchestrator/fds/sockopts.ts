@@ -262,14 +262,44 @@ function timeval(sec: bigint, usec: bigint): Buffer {
  */
 export function restoreSockOpts(fd: number, o: SkOpts): void {
   setBuffers(fd, Math.floor(o.so_sndbuf / 2), Math.floor(o.so_rcvbuf / 2));
-  // The int options in one call, in criu's order; linger, timeouts and the device after.
-  const ints: [number, number][] = [];
-  const int = (name: number, v: number | undefined): void => void (v !== undefined && ints.push([name, v]));
-  const on = (name: number, v: boolean | number | undefined): void => void (v && ints.push([name, 1]));
+  applySets(fd, sockOptSets(o));
+  if (o.so_filter?.length) attachFilter(fd, o.so_filter);
+}
+
+/** A setsockopt of a restore: an int option, or one of bytes named by `label` (SO_LINGER). */
+export type SockSet = readonly [level: number, name: number, value: number] | readonly [level: number, name: number, value: Buffer, label: string];
+
+/** The sets of one call after another: the ints in one crossing between the others. */
+export function applySets(fd: number, sets: readonly SockSet[]): void {
+  let ints: (readonly [number, number, number])[] = [];
+  for (const o of sets) {
+    if (typeof o[2] === "number") {
+      ints.push(o as readonly [number, number, number]);
+      continue;
+    }
+    setsockoptInts(fd, ints);
+    ints = [];
+    try {
+      bridge().setsockopt(fd, o[0], o[1], o[2]);
+    } catch (e) {
+      throw new Error(`setsockopt(${o[3]!}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    }
+  }
+  setsockoptInts(fd, ints);
+}
+
+/**
+ * What restoreSockOpts sets between the buffers and the filter, in criu's order: the int
+ * options, with linger among them; the timeouts and the device after.
+ */
+export function sockOptSets(o: SkOpts): SockSet[] {
+  const sets: SockSet[] = [];
+  const int = (name: number, v: number | undefined): void => void (v !== undefined && sets.push([SOL_SOCKET, name, v]));
+  const on = (name: number, v: boolean | number | undefined): void => void (v && sets.push([SOL_SOCKET, name, 1]));
   // What a new socket has already is not set again (a syscall each, for each of a
   // server's thousand connections): priority 0, low-water mark 1, mark 0, no timeouts.
   // SO_BUF_LOCK is, as the buffer sizes just set lock them.
-  const unless = (fresh: number, name: number, v: number | undefined): void => void (v !== undefined && v !== fresh && ints.push([name, v]));
+  const unless = (fresh: number, name: number, v: number | undefined): void => void (v !== undefined && v !== fresh && sets.push([SOL_SOCKET, name, v]));
   int(SO.BUF_LOCK, o.so_buf_lock);
   unless(0, SO.PRIORITY, o.so_priority);
   unless(1, SO.RCVLOWAT, o.so_rcvlowat);
@@ -282,18 +312,16 @@ export function restoreSockOpts(fd: number, o: SkOpts): void {
   on(SO.BROADCAST, o.so_broadcast);
   on(SO.OOBINLINE, o.so_oobinline);
   if (o.so_linger !== undefined) {
-    setsockoptInts(fd, ints.splice(0).map(([n, v]) => [SOL_SOCKET, n, v] as const));
     const l = Buffer.alloc(8);
     l.writeInt32LE(1, 0);
     l.writeInt32LE(o.so_linger | 0, 4);
-    set(fd, SO.LINGER, "SO_LINGER", l);
+    sets.push([SOL_SOCKET, SO.LINGER, l, "SO_LINGER"]);
   }
   on(SO.KEEPALIVE, o.so_keepalive);
   on(SO.PASSPIDFD, o.so_passpidfd);
-  if (o.so_passrights === false) ints.push([SO.PASSRIGHTS, 0]);
-  setsockoptInts(fd, ints.map(([n, v]) => [SOL_SOCKET, n, v] as const));
-  if (o.so_snd_tmo_sec || o.so_snd_tmo_usec) set(fd, SO.SNDTIMEO, "SO_SNDTIMEO", timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec));
-  if (o.so_rcv_tmo_sec || o.so_rcv_tmo_usec) set(fd, SO.RCVTIMEO, "SO_RCVTIMEO", timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec));
-  if (o.so_bound_dev) set(fd, SO.BINDTODEVICE, "SO_BINDTODEVICE", Buffer.from(`${o.so_bound_dev}\0`, "latin1"));
-  if (o.so_filter?.length) attachFilter(fd, o.so_filter);
+  if (o.so_passrights === false) sets.push([SOL_SOCKET, SO.PASSRIGHTS, 0]);
+  if (o.so_snd_tmo_sec || o.so_snd_tmo_usec) sets.push([SOL_SOCKET, SO.SNDTIMEO, timeval(o.so_snd_tmo_sec, o.so_snd_tmo_usec), "SO_SNDTIMEO"]);
+  if (o.so_rcv_tmo_sec || o.so_rcv_tmo_usec) sets.push([SOL_SOCKET, SO.RCVTIMEO, timeval(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec), "SO_RCVTIMEO"]);
+  if (o.so_bound_dev) sets.push([SOL_SOCKET, SO.BINDTODEVICE, Buffer.from(`${o.so_bound_dev}\0`, "latin1"), "SO_BINDTODEVICE"]);
+  return sets;
 }

@@ -19,6 +19,7 @@
 
 import { SHUT, SOL_SOCKET, SO, SOL_TCP, TCP, TCP_QUEUE, TCP_STATE, TCPI_OPT } from "../../host-bridge/constants.js";
 import { bridge } from "../../host-bridge/load.js";
+import type { TcpRepairConn } from "../../host-bridge/native.js";
 import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
 import { STATE_NAME } from "../fds/inet-common.js";
@@ -153,13 +154,36 @@ export function windowUpdateSeq(e: TcpStreamEntry, fin: number): number {
 }
 
 /**
- * libsoccr_restore: `fd` is a new socket of the family, made ready (buffers widened,
- * non-blocking, in repair mode); src and dst its sockaddrs. tcp_repair.c makes it the
- * connection in one call (bound, sequence numbers, connected without a handshake,
- * options, timestamp, queues, window); the FINs of a half-closed one are put back here.
- * Leaves it in repair mode (leaveRepair when the task is about to run).
+ * What tcp_repair.c is given to make a dumped connection (tcpRepairRestore,
+ * tcpRestoreMany): where each queue starts, the options agreed with the peer, the window.
  */
-export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
+export function repairConn(s: TcpStream): TcpRepairConn {
+  const w = new Int32Array(CONN_WORDS);
+  repairConnWords(s, w, 0);
+  const u = (k: number): number => w[k]! >>> 0;
+  return {
+    opening: w[0] ? 1 : 0,
+    recvSeq: u(1),
+    sendSeq: u(2),
+    optMask: u(3),
+    sndWscale: u(4),
+    rcvWscale: u(5),
+    mss: u(6),
+    timestamp: u(7),
+    unsent: u(8),
+    ...(w[9] ? { window: [u(10), u(11), u(12), u(13), u(14)] } : {}),
+  };
+}
+
+/** The words of repairConn's fields, as tcpRestoreMany's records hold them. */
+export const CONN_WORDS = 15;
+
+/**
+ * repairConn's fields written into `out` from `at` (a server's thousand connections: no
+ * object made for each): opening, recvSeq, sendSeq, optMask, sndWscale, rcvWscale, mss,
+ * timestamp, unsent, whether the window is given, the window (5).
+ */
+export function repairConnWords(s: TcpStream, out: Int32Array, at: number): void {
   const e = s.entry;
   const m = 1 << s.state;
   if (!(REPAIRED_STATES & m)) throw new Error(`a connection in TCP state ${stateName(s.state)} is not restored`);
@@ -169,26 +193,40 @@ export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpSt
   const opening = s.state === TCP_STATE.SYN_SENT;
   // The window was advanced past the peer's FIN; it is before it until the FIN comes again.
   const fin = m & RCVQ_FIN ? 1 : 0;
-  bridge().tcpRepairRestore(
-    fd,
-    src,
-    dst,
-    {
-      opening: opening ? 1 : 0,
-      recvSeq: (inqSeq - e.inq_len) >>> 0,
-      // An opening connection's send queue starts at its SYN, one before the first byte.
-      sendSeq: (outqSeq - e.outq_len - (opening ? 1 : 0)) >>> 0,
-      optMask: e.opt_mask,
-      sndWscale: e.snd_wscale,
-      rcvWscale: e.rcv_wscale ?? 0,
-      mss: e.mss_clamp,
-      timestamp: (e.timestamp ?? 0) >>> 0,
-      unsent: e.unsq_len ?? 0,
-      ...(e.snd_wnd !== undefined ? { window: [windowUpdateSeq(e, fin), e.snd_wnd, e.max_window ?? 0, (e.rcv_wnd ?? 0) + fin, (e.rcv_wup ?? 0) - fin].map((v) => v >>> 0) } : {}),
-    },
-    s.inq,
-    s.outq,
-  );
+  out[at] = opening ? 1 : 0;
+  out[at + 1] = inqSeq - e.inq_len;
+  // An opening connection's send queue starts at its SYN, one before the first byte.
+  out[at + 2] = outqSeq - e.outq_len - (opening ? 1 : 0);
+  out[at + 3] = e.opt_mask;
+  out[at + 4] = e.snd_wscale;
+  out[at + 5] = e.rcv_wscale ?? 0;
+  out[at + 6] = e.mss_clamp;
+  out[at + 7] = e.timestamp ?? 0;
+  out[at + 8] = e.unsq_len ?? 0;
+  const win = e.snd_wnd !== undefined;
+  out[at + 9] = win ? 1 : 0;
+  out[at + 10] = win ? windowUpdateSeq(e, fin) : 0;
+  out[at + 11] = win ? e.snd_wnd! : 0;
+  out[at + 12] = win ? (e.max_window ?? 0) : 0;
+  out[at + 13] = win ? (e.rcv_wnd ?? 0) + fin : 0;
+  out[at + 14] = win ? (e.rcv_wup ?? 0) - fin : 0;
+}
+
+/**
+ * libsoccr_restore: `fd` is a new socket of the family, made ready (buffers widened,
+ * non-blocking, in repair mode); src and dst its sockaddrs. tcp_repair.c makes it the
+ * connection in one call (bound, sequence numbers, connected without a handshake,
+ * options, timestamp, queues, window); the FINs of a half-closed one are put back here.
+ * Leaves it in repair mode (leaveRepair when the task is about to run).
+ */
+export function restoreConnection(fd: number, src: Buffer, dst: Buffer, s: TcpStream): void {
+  const e = s.entry;
+  const m = 1 << s.state;
+  bridge().tcpRepairRestore(fd, src, dst, repairConn(s), s.inq, s.outq);
+  // The dumped sequence numbers are past the FINs; the queues end where each FIN begins.
+  const inqSeq = (e.inq_seq - (m & RCVQ_FIN ? 1 : 0)) | 0;
+  const outqSeq = (e.outq_seq - (m & (SNDQ_FIRST_FIN | SNDQ_SECOND_FIN) ? 1 : 0)) | 0;
+  const opening = s.state === TCP_STATE.SYN_SENT;
   if (opening) {
     const now = tcpState(fd);
     // The peer may have answered already (nothing locks it): then it is established.
