@@ -220,21 +220,42 @@ static void save_one(struct save_many *m, size_t i)
 	rec[REC_ERR] = 0;
 }
 
-struct save_part {
-	struct save_many *m;
+/* Connection i of a struct save_many (on_two_threads' item). */
+static void save_item(void *m, size_t i)
+{
+	save_one(m, i);
+}
+
+/* The halves of on_two_threads' items. */
+struct halves {
+	void (*one)(void *ctx, size_t i);
+	void *ctx;
 	size_t from, to;
 };
 
-static void *save_part(void *arg)
+static void *run_half(void *arg)
 {
-	struct save_part *p = arg;
-	for (size_t i = p->from; i < p->to; i++)
-		save_one(p->m, i);
+	struct halves *h = arg;
+	for (size_t i = h->from; i < h->to; i++)
+		h->one(h->ctx, i);
 	return NULL;
 }
 
-/* From this many connections, the second half is read on a thread of its own. */
-#define SAVE_MANY_SPLIT 16
+/* From this many items, the second half runs on a thread of its own. */
+#define SPLIT_FROM 16
+
+/* one(ctx, i) for each i below n: the second half on a thread of its own from SPLIT_FROM
+ * items on (on this one alone where a thread cannot be made). */
+static void on_two_threads(size_t n, void (*one)(void *ctx, size_t i), void *ctx)
+{
+	struct halves second = { one, ctx, n / 2, n };
+	pthread_t t;
+	bool split = n >= SPLIT_FROM && pthread_create(&t, NULL, run_half, &second) == 0;
+	struct halves first = { one, ctx, 0, split ? n / 2 : n };
+	run_half(&first);
+	if (split)
+		pthread_join(t, NULL);
+}
 
 /* tcpRepairSaveMany(pid, fds, inos, spec, out): the connections at `fds` of process
  * `pid` (each checked to be the socket of inode inos[i]) read as a dump reads one, on
@@ -289,13 +310,7 @@ static napi_value tcp_repair_save_many(napi_env env, napi_callback_info info)
 		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 		goto out;
 	}
-	struct save_part second = { &m, m.n / 2, m.n };
-	pthread_t t;
-	bool split = m.n >= SAVE_MANY_SPLIT && pthread_create(&t, NULL, save_part, &second) == 0;
-	struct save_part first = { &m, 0, split ? m.n / 2 : m.n };
-	save_part(&first);
-	if (split)
-		pthread_join(t, NULL);
+	on_two_threads(m.n, save_item, &m);
 
 	size_t total = 0;
 	for (size_t i = 0; i < m.n; i++)
@@ -653,17 +668,11 @@ static int restore_one(struct restore_many *m, size_t i)
 
 #undef SET
 
-struct restore_part {
-	struct restore_many *m;
-	size_t from, to;
-};
-
-static void *restore_part(void *arg)
+/* Connection i of a struct restore_many (on_two_threads' item). */
+static void restore_item(void *arg, size_t i)
 {
-	struct restore_part *p = arg;
-	for (size_t i = p->from; i < p->to; i++)
-		p->m->err[i] = restore_one(p->m, i);
-	return NULL;
+	struct restore_many *m = arg;
+	m->err[i] = restore_one(m, i);
 }
 
 /* tcpRestoreMany(conns, sets, data, out): established connections made as a restore
@@ -723,13 +732,7 @@ static napi_value tcp_restore_many(napi_env env, napi_callback_info info)
 		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 		goto out;
 	}
-	struct restore_part second = { &m, m.n / 2, m.n };
-	pthread_t t;
-	bool split = m.n >= SAVE_MANY_SPLIT && pthread_create(&t, NULL, restore_part, &second) == 0;
-	struct restore_part first = { &m, 0, split ? m.n / 2 : m.n };
-	restore_part(&first);
-	if (split)
-		pthread_join(t, NULL);
+	on_two_threads(m.n, restore_item, &m);
 	napi_create_array(env, &errors);
 	for (size_t i = 0; i < m.n; i++)
 		if (m.err[i])
