@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -310,21 +311,30 @@ static int write_new_file(struct files_job *j, const char *path, const uint8_t *
 	return 0;
 }
 
+/* writeNewFiles' jobs create one after another: creates side by side in a directory
+ * contend in the file system's inode allocator. On an ext4 without a journal after 3,000
+ * files were removed, 1,000 creates in 32 jobs at once took 150-175 ms and 285-337 ms of
+ * system time, one job after another 118-128 ms and 115-126 ms, leaving the main
+ * thread its CPU. */
+static pthread_mutex_t creating = PTHREAD_MUTEX_INITIALIZER;
+
 static void new_files_run(napi_env env, void *arg)
 {
 	(void)env;
 	struct files_job *j = arg;
 	const char *path = j->paths;
 	const uint8_t *data = j->data;
+	pthread_mutex_lock(&creating);
 	for (; j->done < j->n; j->done++) {
 		j->err = write_new_file(j, path, data, (uint64_t)j->lens[j->done]);
 		if (j->err) {
 			j->path = path;
-			return;
+			break;
 		}
 		data += j->lens[j->done];
 		path += strlen(path) + 1;
 	}
+	pthread_mutex_unlock(&creating);
 }
 
 static void new_files_done(napi_env env, napi_status status, void *arg)
