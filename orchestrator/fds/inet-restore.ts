@@ -237,64 +237,73 @@ export class InetRestorer implements FdRestorer {
   private makeConnections(list: readonly Sk[]): void {
     const conns = new Int32Array(list.length * RST_WORDS);
     const sets: number[] = [];
-    /** each connection's options after the connection, and the step each belongs to */
-    const after = list.map((s) => {
-      const e = s.e;
-      // (a connection is made by a process that may force its buffers: repair mode needs CAP_NET_ADMIN)
-      const buffers: SockSet[] = [
-        [SOL_SOCKET, SO.SNDBUFFORCE, Math.floor(e.opts.so_sndbuf / 2)],
-        [SOL_SOCKET, SO.RCVBUFFORCE, Math.floor(e.opts.so_rcvbuf / 2)],
-      ];
-      const steps: [string, SockSet[]][] = [
-        ["fcntl(F_SETFL)", [[SET_FL, 0, e.flags & ~3]]],
-        ["IP options", ipOptSets(e)],
-        ["options", [...buffers, ...sockOptSets(e.opts)]],
-        ["TCP options", tcpOptSets(e)],
-      ];
-      return steps;
-    });
-    // The call's data: each connection's sockaddrs and queues, then the options' bytes.
+    // (indexed loops, no destructuring: this code runs cold, once per connection, where each
+    // iterator V8's interpreter makes counts)
+    /** each connection's options after the connection, in order, and where each step ends among them */
+    const after: { sets: SockSet[]; ends: number[] }[] = [];
     let size = 0;
-    for (const [i, s] of list.entries()) {
-      size += 2 * sockaddrSize(s.e.family) + s.stream!.inq.length + s.stream!.outq.length;
-      for (const [, group] of after[i]!) for (const o of group) if (typeof o[2] !== "number") size += o[2].length;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!.e;
+      const stream = list[i]!.stream!;
+      const mine: SockSet[] = [[SET_FL, 0, e.flags & ~3]];
+      const ends = [1];
+      pushAll(mine, ipOptSets(e));
+      ends.push(mine.length);
+      // (a connection is made by a process that may force its buffers: repair mode needs CAP_NET_ADMIN)
+      mine.push([SOL_SOCKET, SO.SNDBUFFORCE, Math.floor(e.opts.so_sndbuf / 2)], [SOL_SOCKET, SO.RCVBUFFORCE, Math.floor(e.opts.so_rcvbuf / 2)]);
+      pushAll(mine, sockOptSets(e.opts));
+      ends.push(mine.length);
+      pushAll(mine, tcpOptSets(e));
+      ends.push(mine.length);
+      after.push({ sets: mine, ends });
+      // the call's data: the sockaddrs and queues, then the options' bytes
+      size += 2 * sockaddrSize(e.family) + stream.inq.length + stream.outq.length;
+      for (let k = 0; k < mine.length; k++) {
+        const v = mine[k]![2];
+        if (typeof v !== "number") size += v.length;
+      }
     }
     const data = Buffer.allocUnsafe(size);
     let at = 0;
-    const put = (r: Int32Array, word: number, bytes: Uint8Array): void => {
-      data.set(bytes, at);
-      r[word] = at;
-      r[word + 1] = bytes.length;
-      at += bytes.length;
-    };
-    list.forEach((s, i) => {
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
       const e = s.e;
       const stream = s.stream!;
-      const r = conns.subarray(i * RST_WORDS, (i + 1) * RST_WORDS);
-      r[0] = e.family;
-      r[1] = e.family === AF_INET6 && e.v6only !== undefined ? Number(e.v6only) : -1;
-      repairConnWords(stream, r, 2);
+      const w = i * RST_WORDS;
+      conns[w] = e.family;
+      conns[w + 1] = e.family === AF_INET6 && e.v6only !== undefined ? Number(e.v6only) : -1;
+      repairConnWords(stream, conns, w + 2);
       const len = sockaddrSize(e.family);
       writeSockaddr(data, at, e.family, e.src_port, s.src, s.scopeId);
       writeSockaddr(data, at + len, e.family, e.dst_port, s.dst);
-      r.set([at, len, at + len, len], 17);
+      conns[w + 17] = at;
+      conns[w + 18] = len;
+      conns[w + 19] = at + len;
+      conns[w + 20] = len;
       at += 2 * len;
-      put(r, 21, stream.inq);
-      put(r, 23, stream.outq);
-      r[25] = sets.length / 4;
-      for (const [, group] of after[i]!) {
-        for (const [level, name, value] of group) {
-          if (typeof value === "number") {
-            sets.push(level, name, 0, value);
-          } else {
-            sets.push(level, name, value.length, at);
-            data.set(value, at);
-            at += value.length;
-          }
+      data.set(stream.inq, at);
+      conns[w + 21] = at;
+      conns[w + 22] = stream.inq.length;
+      at += stream.inq.length;
+      data.set(stream.outq, at);
+      conns[w + 23] = at;
+      conns[w + 24] = stream.outq.length;
+      at += stream.outq.length;
+      const mine = after[i]!.sets;
+      conns[w + 25] = sets.length / 4;
+      conns[w + 26] = mine.length;
+      for (let k = 0; k < mine.length; k++) {
+        const o = mine[k]!;
+        const v = o[2];
+        if (typeof v === "number") {
+          sets.push(o[0], o[1], 0, v);
+        } else {
+          sets.push(o[0], o[1], v.length, at);
+          data.set(v, at);
+          at += v.length;
         }
       }
-      r[26] = sets.length / 4 - r[25];
-    });
+    }
     const out = new Int32Array(2 * list.length);
     const errors = bridge().tcpRestoreMany(conns, Int32Array.from(sets), data, out);
     list.forEach((s, i) => {
@@ -306,15 +315,9 @@ export class InetRestorer implements FdRestorer {
       const err = errors[i];
       if (!err) return;
       // the step of the option that failed (-1: the connection itself)
-      let k = out[2 * i + 1]!;
-      let what = `restoring the connection to ${showAddr(s.e.family, s.dst, s.e.dst_port)}`;
-      for (const [step, group] of k >= 0 ? after[i]! : []) {
-        if (k < group.length) {
-          what = step;
-          break;
-        }
-        k -= group.length;
-      }
+      const k = out[2 * i + 1]!;
+      const step = after[i]!.ends.findIndex((end) => k < end);
+      const what = k < 0 || step < 0 ? `restoring the connection to ${showAddr(s.e.family, s.dst, s.e.dst_port)}` : AFTER_STEPS[step]!;
       throw new Error(`${what} of ${s.label} for ${s.what}: ${err.message}`, { cause: err });
     });
   }
@@ -428,6 +431,13 @@ function tcpOptSets(e: InetSkEntry): [number, number, number][] {
   int(TCP.KEEPIDLE, o.keepidle ?? s.tcp_keepidle);
   int(TCP.KEEPINTVL, o.keepintvl ?? s.tcp_keepintvl);
   return set;
+}
+
+/** The steps of make() a connection's options belong to, as makeConnections orders them. */
+const AFTER_STEPS = ["fcntl(F_SETFL)", "IP options", "options", "TCP options"];
+
+function pushAll<T>(to: T[], from: readonly T[]): void {
+  for (let k = 0; k < from.length; k++) to.push(from[k]!);
 }
 
 /** A record of tcpRestoreMany's conns, in words (the connection's from word 2). */
