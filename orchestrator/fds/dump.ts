@@ -186,7 +186,9 @@ export function collectFds(pid: number, state: FdDumpState, fdinfoAhead?: Readon
   try {
     const fds = listFds(pid).map((fd) => ({ fd, info: parseFdinfo(fdinfoAhead?.get(String(fd))?.toString("utf8") ?? readProc(pid, `fdinfo/${fd}`)) }));
     for (const d of state.dumpers) d.begin?.(pid, fds);
-    for (const { fd, info } of fds) {
+    // (indexed: the walk's code runs once per fd, cold)
+    for (let i = 0; i < fds.length; i++) {
+      const { fd, info } = fds[i]!;
       const fdflags = info.flags & O_CLOEXEC ? 1 : 0;
       const copy = b.pidfdGetfd(pidfd, fd);
       try {

@@ -153,20 +153,21 @@ export class InetDumper implements FdDumper {
   begin(pid: number, fds: readonly { fd: number; info: FdInfo }[]): void {
     if (!this.ctx.tcp.established || this.ctx.tcp.close) return;
     const byFamily = new Map<number, Connection[]>();
-    for (const { fd, info } of fds) {
+    const seen = new Set<number>();
+    // (indexed: this loop runs once per fd, cold)
+    for (let i = 0; i < fds.length; i++) {
+      const { fd, info } = fds[i]!;
       const ino = Number(fdinfoValue(info, "ino"));
-      if (!Number.isSafeInteger(ino) || ino <= 0 || this.repairedInos.has(ino) || this.ahead.has(ino)) continue;
-      for (const family of [AF_INET, AF_INET6]) {
-        const d = this.tcpListed(family, ino);
-        if (!d) continue;
-        if (REPAIRED_STATES & (1 << d.state)) {
-          let list = byFamily.get(family);
-          if (!list) byFamily.set(family, (list = []));
-          // (an inode met again, under another fd: read once)
-          if (!list.some((c) => c.ino === ino)) list.push({ fd, ino, lock: { family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport } });
-        }
-        break;
-      }
+      // (an inode met again, under another fd: read once)
+      if (!Number.isSafeInteger(ino) || ino <= 0 || seen.has(ino) || this.repairedInos.has(ino) || this.ahead.has(ino)) continue;
+      seen.add(ino);
+      const v4 = this.tcpListed(AF_INET, ino);
+      const family = v4 ? AF_INET : AF_INET6;
+      const d = v4 ?? this.tcpListed(AF_INET6, ino);
+      if (!d || !(REPAIRED_STATES & (1 << d.state))) continue;
+      let list = byFamily.get(family);
+      if (!list) byFamily.set(family, (list = []));
+      list.push({ fd, ino, lock: { family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport } });
     }
     for (const [family, conns] of byFamily) this.readConnections(pid, family, conns);
   }
@@ -205,7 +206,9 @@ export class InetDumper implements FdDumper {
     // connections). A table that cannot be read is no answer: asked below, and a TCP
     // socket then fails at its own table, naming it (not a UDP one, which needs none).
     const listedTcp = this.tcpListed(family, ino);
-    const [proto, type] = listedTcp ? [IPPROTO.TCP, SOCK.STREAM] : (getsockoptInts(f.copy, KIND_OPTS) as unknown as [number, number]);
+    const kind = listedTcp ? undefined : getsockoptInts(f.copy, KIND_OPTS);
+    const proto = kind ? kind[0]! : IPPROTO.TCP;
+    const type = kind ? kind[1]! : SOCK.STREAM;
     const v = family === AF_INET6 ? "IPv6" : "IPv4";
     const refuse = (why: string): UnsupportedFd => new UnsupportedFd(`unsupported fd ${f.fd}: ${v} ${PROTO_NAME[proto] ?? `protocol ${proto}`} socket ${f.link} ${why}`);
     // A raw socket may carry any protocol (criu's can_dump_ipproto).
@@ -439,7 +442,10 @@ const IP6_OPTS = [
 /** The IP options of IP4_OPTS or IP6_OPTS, as read in that order. */
 function ipOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["ip_opts"]> {
   const o: NonNullable<InetSkEntry["ip_opts"]> = {};
-  const [freebind, pktinfo, tos, ttl] = [ints[0], ints[1], ints[2], ints[3]];
+  const freebind = ints[0];
+  const pktinfo = ints[1];
+  const tos = ints[2];
+  const ttl = ints[3];
   if (freebind) o.freebind = true;
   if (pktinfo) o.pktinfo = true;
   if (tos) o.tos = tos;
@@ -472,7 +478,11 @@ const TCP_OPTS = [TCP.NODELAY, TCP.CORK, TCP.KEEPCNT, TCP.KEEPIDLE, TCP.KEEPINTV
 
 /** criu's dump_tcp_opts (TCP_OPTS as read in that order): each one written only when not zero. */
 function tcpOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["tcp_opts"]> {
-  const [nodelay, cork, cnt, idle, intvl] = [ints[0], ints[1], ints[2], ints[3], ints[4]];
+  const nodelay = ints[0];
+  const cork = ints[1];
+  const cnt = ints[2];
+  const idle = ints[3];
+  const intvl = ints[4];
   const o: NonNullable<InetSkEntry["tcp_opts"]> = {};
   if (nodelay) o.nodelay = true;
   if (cork) o.cork = true;

@@ -21,7 +21,11 @@ export type { Fown };
 
 /** An fd's owner as the bridge's fdOwner reads it (type, pid, signal, uid, euid) in files.img's form. */
 export function fownOf(v: ArrayLike<number>): Fown {
-  const [pidType, pid, signum, uid, euid] = [v[0]!, v[1]!, v[2]!, v[3]!, v[4]!];
+  const pidType = v[0]!;
+  const pid = v[1]!;
+  const signum = v[2]!;
+  const uid = v[3]!;
+  const euid = v[4]!;
   // An fd without an owner keeps zeros, as criu writes them.
   if (pid === 0) return { uid: 0, euid: 0, signum, pid_type: 0, pid: 0 };
   return { uid: uid >>> 0, euid: euid >>> 0, signum, pid_type: pidType, pid };

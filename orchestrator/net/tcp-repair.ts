@@ -129,8 +129,12 @@ export function savedConnection(r: SavedConnection): TcpStream {
     entry.rcv_wscale = r.rcvWscale;
   }
   if (options & TCPI_OPT.TIMESTAMPS) entry.timestamp = r.timestamp;
-  const [snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup] = r.window;
-  Object.assign(entry, { snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup });
+  const w = r.window;
+  entry.snd_wl1 = w[0];
+  entry.snd_wnd = w[1];
+  entry.max_window = w[2];
+  entry.rcv_wnd = w[3];
+  entry.rcv_wup = w[4];
   entry.snd_wl1 = windowUpdateSeq(entry, (1 << state) & RCVQ_FIN ? 1 : 0);
   return { state, entry, inq: r.inqData, outq: r.outqData };
 }
