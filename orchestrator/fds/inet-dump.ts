@@ -7,9 +7,11 @@
 // TCP ones (tcp_opts).
 //
 // A TCP connection, with --tcp-established, is locked (net/lock.ts), put in repair mode
-// and read out into tcp-stream-<inode>.img (net/tcp-repair.ts); it stays so until the dump
-// is over: killed, its socket goes without a word to the peer; left running (-R) or after
-// a failure, it leaves repair mode and is unlocked before the task runs again.
+// and read out into tcp-stream-<inode>.img (net/tcp-repair.ts); a process's connections
+// are read in one crossing into the bridge as its fd walk begins (readConnections), each
+// kept when its fd is met. It stays so until the dump is over: killed, its socket goes
+// without a word to the peer; left running (-R) or after a failure, it leaves repair mode
+// and is unlocked before the task runs again.
 //
 // What is refused, with criu's hints: a connected TCP socket (--tcp-established), a
 // listener with connections it has not accepted yet (--skip-in-flight leaves them out:

@@ -6,7 +6,9 @@
 // did in the task), bind (an IPv6 one with IP_FREEBIND on, as criu binds it: a fresh
 // address may still be tentative), listen, connect (a UDP socket's peer), then file
 // flags, IP options, socket options, TCP options and shutdown; once all are made,
-// SO_REUSEADDR and SO_REUSEPORT are put back to what the task had.
+// SO_REUSEADDR and SO_REUSEPORT are put back to what the task had. Established
+// connections are made in one crossing into the bridge (makeConnections), the same calls
+// in the same order for each.
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
