@@ -402,6 +402,12 @@ export interface NativeBridge {
   getsockoptsInto(fd: number, spec: Int32Array, out: Uint8Array): void;
   /** Int options set in order, `spec` holding (level, name, value) triples; throws at the first that fails. */
   setsockoptInts(fd: number, spec: Int32Array): void;
+  /**
+   * Int options of many fds in one crossing, on two threads: fd i's are counts[i] (level,
+   * name, value) triples of spec, after those of the fds before it, set in order; an fd's
+   * first failure stops its own. Each failed fd's error at its index (empty when none).
+   */
+  setsockoptIntsMany(fds: Int32Array, counts: Int32Array, spec: Int32Array): (Error | undefined)[];
 
   /**
    * The whole file at `path`, read to its end on libuv's thread pool, read after read

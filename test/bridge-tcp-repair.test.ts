@@ -206,3 +206,29 @@ test("connections saved, closed in repair mode and made again in one crossing ca
   t.is(again.toString(), "again");
   t.throws(() => b.tcpRestoreMany(Int32Array.from(records[0]!.map((w, i) => (i === 17 ? 1 << 20 : w))), sets, Buffer.concat(parts), new Int32Array(2)), { message: /out of its arrays' bounds/ });
 });
+
+test("setsockoptIntsMany sets each fd's options in order on two threads; an fd's first failure is named and stops its own only", (t) => {
+  const fds = Array.from({ length: 20 }, () => b.socket(AF_INET, SOCK.STREAM));
+  t.teardown(() => fds.forEach((fd) => b.close(fd)));
+  const spec: number[] = [];
+  const counts = fds.map((_, i) => {
+    if (i === 3) {
+      spec.push(SOL_SOCKET, 9999, 1, SOL_TCP, TCP.NODELAY, 1);
+      return 2;
+    }
+    spec.push(SOL_TCP, TCP.NODELAY, 1, SOL_SOCKET, SO.KEEPALIVE, 1);
+    return 2;
+  });
+  const errors = b.setsockoptIntsMany(Int32Array.from(fds), Int32Array.from(counts), Int32Array.from(spec));
+  const opt = (fd: number, level: number, name: number): number => b.getsockopt(fd, level, name, 4).readInt32LE(0);
+  fds.forEach((fd, i) => {
+    if (i === 3) return;
+    t.is(errors[i], undefined);
+    t.is(opt(fd, SOL_TCP, TCP.NODELAY), 1);
+    t.is(opt(fd, SOL_SOCKET, SO.KEEPALIVE), 1);
+  });
+  t.regex(errors[3]?.message ?? "", /^setsockopt\(level 1, name 9999\): ENOPROTOOPT/);
+  t.is(opt(fds[3]!, SOL_TCP, TCP.NODELAY), 0, "the option after the failure is not set");
+  t.throws(() => b.setsockoptIntsMany(Int32Array.from(fds), Int32Array.from(counts.map((c) => c + 1)), Int32Array.from(spec)), { message: /add up to more triples than spec holds/ });
+  t.throws(() => b.setsockoptIntsMany(Int32Array.from(fds), Int32Array.from([1]), Int32Array.from(spec)), { message: /one count per fd/ });
+});

@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,4 +439,35 @@ napi_value bridge_queue_job(napi_env env, const char *name, napi_async_execute_c
 		return bridge_throw_errno(env, "napi_queue_async_work", ENOMEM, 0, NULL);
 	}
 	return promise;
+}
+
+/* The halves of bridge_on_two_threads' items. */
+struct halves {
+	void (*one)(void *ctx, size_t i);
+	void *ctx;
+	size_t from, to;
+};
+
+static void *run_half(void *arg)
+{
+	struct halves *h = arg;
+	for (size_t i = h->from; i < h->to; i++)
+		h->one(h->ctx, i);
+	return NULL;
+}
+
+/* From this many items, the second half runs on a thread of its own. */
+#define SPLIT_FROM 16
+
+/* one(ctx, i) for each i below n: the second half on a thread of its own from SPLIT_FROM
+ * items on (on this one alone where a thread cannot be made). */
+void bridge_on_two_threads(size_t n, void (*one)(void *ctx, size_t i), void *ctx)
+{
+	struct halves second = { one, ctx, n / 2, n };
+	pthread_t t;
+	bool split = n >= SPLIT_FROM && pthread_create(&t, NULL, run_half, &second) == 0;
+	struct halves first = { one, ctx, 0, split ? n / 2 : n };
+	run_half(&first);
+	if (split)
+		pthread_join(t, NULL);
 }

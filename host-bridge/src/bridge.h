@@ -74,6 +74,11 @@ napi_value bridge_queue_job(napi_env env, const char *name, napi_async_execute_c
 			    napi_async_complete_callback complete, void *data, napi_async_work *work,
 			    napi_deferred *deferred);
 
+/* one(ctx, i) for each i below n: the second half on a thread of its own from 16 items on
+ * (on the caller's alone where a thread cannot be made). A batch of a server's thousand
+ * sockets spends its time in kernel calls, which two threads share out. */
+void bridge_on_two_threads(size_t n, void (*one)(void *ctx, size_t i), void *ctx);
+
 /* Per-area registration, one per source file. */
 void bridge_init_files(napi_env env, napi_value exports);
 void bridge_init_anonfd(napi_env env, napi_value exports);

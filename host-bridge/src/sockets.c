@@ -350,6 +350,83 @@ static napi_value setsockopt_ints(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* What setsockoptIntsMany does, each thread a part of the fds. */
+struct ints_many {
+	const int32_t *fds, *counts, *spec;
+	size_t *first; /* each fd's first triple in spec */
+	int *err;
+	int32_t (*failed)[2]; /* the level and name of the option that failed */
+};
+
+static void ints_item(void *arg, size_t i)
+{
+	struct ints_many *m = arg;
+	for (int32_t k = 0; k < m->counts[i]; k++) {
+		const int32_t *t = m->spec + 3 * (m->first[i] + (size_t)k);
+		if (setsockopt(m->fds[i], t[0], t[1], &t[2], sizeof(t[2])) < 0) {
+			m->err[i] = errno;
+			m->failed[i][0] = t[0];
+			m->failed[i][1] = t[1];
+			return;
+		}
+	}
+}
+
+/* setsockoptIntsMany(fds, counts, spec): fd i's int options set, counts[i] (level, name,
+ * value) triples of spec after those of the fds before it, in order, on two threads; an
+ * fd's first failure stops its own. Returns each failed fd's error at its index (empty
+ * when none failed). A server's thousand connections leave repair mode in one crossing. */
+static napi_value setsockopt_ints_many(napi_env env, napi_callback_info info)
+{
+	const char *fn = "setsockoptIntsMany";
+	napi_value argv[3];
+	uint8_t *fds_b, *counts_b, *spec_b;
+	size_t fds_len, counts_len, spec_len;
+	if (!bridge_get_args(env, info, 3, argv, fn) ||
+	    !bridge_arg_bytes(env, argv[0], &fds_b, &fds_len, fn, "fds must be an Int32Array") ||
+	    !bridge_arg_bytes(env, argv[1], &counts_b, &counts_len, fn, "counts must be an Int32Array") ||
+	    !bridge_arg_bytes(env, argv[2], &spec_b, &spec_len, fn, "spec must be an Int32Array"))
+		return NULL;
+	size_t n = fds_len / 4, total = 0;
+	if (fds_len % 4 || counts_len != fds_len || spec_len % 12 || (uintptr_t)fds_b % 4 || (uintptr_t)counts_b % 4 ||
+	    (uintptr_t)spec_b % 4)
+		return bridge_throw_arg(env, fn,
+					"counts must hold one count per fd, spec (level, name, value) triples");
+	struct ints_many m = {
+		(const int32_t *)fds_b, (const int32_t *)counts_b, (const int32_t *)spec_b, NULL, NULL, NULL
+	};
+	m.first = calloc(n ? n : 1, sizeof(*m.first));
+	m.err = calloc(n ? n : 1, sizeof(*m.err));
+	m.failed = calloc(n ? n : 1, sizeof(*m.failed));
+	napi_value errors = NULL;
+	if (!m.first || !m.err || !m.failed) {
+		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (m.counts[i] < 0 || (size_t)m.counts[i] > spec_len / 12 - total) {
+			bridge_throw_arg(env, fn, "the counts add up to more triples than spec holds");
+			goto out;
+		}
+		m.first[i] = total;
+		total += (size_t)m.counts[i];
+	}
+	bridge_on_two_threads(n, ints_item, &m);
+	napi_create_array(env, &errors);
+	for (size_t i = 0; i < n; i++) {
+		if (!m.err[i])
+			continue;
+		char what[64];
+		snprintf(what, sizeof(what), "setsockopt(level %d, name %d)", (int)m.failed[i][0], (int)m.failed[i][1]);
+		napi_set_element(env, errors, (uint32_t)i, bridge_errno_error(env, what, m.err[i], 0, NULL));
+	}
+out:
+	free(m.first);
+	free(m.err);
+	free(m.failed);
+	return errors;
+}
+
 /* recvFull(fd, buf, timeoutMs): fills buf from a stream socket; returns the bytes
  * read, fewer than buf holds only when the peer closed. With a timeout, each wait
  * for more data may last that long (ETIMEDOUT). */
@@ -498,6 +575,7 @@ void bridge_init_sockets(napi_env env, napi_value exports)
 		{ "getsockoptInts", getsockopt_ints },
 		{ "getsockoptsInto", getsockopts_into },
 		{ "setsockoptInts", setsockopt_ints },
+		{ "setsockoptIntsMany", setsockopt_ints_many },
 	};
 	bridge_register(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }

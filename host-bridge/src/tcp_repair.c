@@ -220,41 +220,10 @@ static void save_one(struct save_many *m, size_t i)
 	rec[REC_ERR] = 0;
 }
 
-/* Connection i of a struct save_many (on_two_threads' item). */
+/* Connection i of a struct save_many (bridge_on_two_threads' item). */
 static void save_item(void *m, size_t i)
 {
 	save_one(m, i);
-}
-
-/* The halves of on_two_threads' items. */
-struct halves {
-	void (*one)(void *ctx, size_t i);
-	void *ctx;
-	size_t from, to;
-};
-
-static void *run_half(void *arg)
-{
-	struct halves *h = arg;
-	for (size_t i = h->from; i < h->to; i++)
-		h->one(h->ctx, i);
-	return NULL;
-}
-
-/* From this many items, the second half runs on a thread of its own. */
-#define SPLIT_FROM 16
-
-/* one(ctx, i) for each i below n: the second half on a thread of its own from SPLIT_FROM
- * items on (on this one alone where a thread cannot be made). */
-static void on_two_threads(size_t n, void (*one)(void *ctx, size_t i), void *ctx)
-{
-	struct halves second = { one, ctx, n / 2, n };
-	pthread_t t;
-	bool split = n >= SPLIT_FROM && pthread_create(&t, NULL, run_half, &second) == 0;
-	struct halves first = { one, ctx, 0, split ? n / 2 : n };
-	run_half(&first);
-	if (split)
-		pthread_join(t, NULL);
 }
 
 /* tcpRepairSaveMany(pid, fds, inos, spec, out): the connections at `fds` of process
@@ -310,7 +279,7 @@ static napi_value tcp_repair_save_many(napi_env env, napi_callback_info info)
 		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 		goto out;
 	}
-	on_two_threads(m.n, save_item, &m);
+	bridge_on_two_threads(m.n, save_item, &m);
 
 	size_t total = 0;
 	for (size_t i = 0; i < m.n; i++)
@@ -668,7 +637,7 @@ static int restore_one(struct restore_many *m, size_t i)
 
 #undef SET
 
-/* Connection i of a struct restore_many (on_two_threads' item). */
+/* Connection i of a struct restore_many (bridge_on_two_threads' item). */
 static void restore_item(void *arg, size_t i)
 {
 	struct restore_many *m = arg;
@@ -732,7 +701,7 @@ static napi_value tcp_restore_many(napi_env env, napi_callback_info info)
 		bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
 		goto out;
 	}
-	on_two_threads(m.n, restore_item, &m);
+	bridge_on_two_threads(m.n, restore_item, &m);
 	napi_create_array(env, &errors);
 	for (size_t i = 0; i < m.n; i++)
 		if (m.err[i])

@@ -394,17 +394,11 @@ export class InetDumper implements FdDumper {
   }
 
   release(outcome: "resume" | "kill" | "stop"): void {
-    let first: Error | undefined;
-    for (const r of this.repaired.splice(0)) {
-      try {
-        // Killed or stopped: repair mode stays on, so that the socket goes without a word to its peer.
-        if (outcome === "resume") leaveRepair(r.fd, r.reuseaddr);
-      } catch (e) {
-        first ??= e as Error;
-      } finally {
-        bridge().close(r.fd);
-      }
-    }
+    const repaired = this.repaired.splice(0);
+    // Killed or stopped: repair mode stays on, so that the socket goes without a word to its peer.
+    const errors = outcome === "resume" ? leaveRepair(repaired) : [];
+    for (const r of repaired) bridge().close(r.fd);
+    const first = errors.find((e) => e !== undefined);
     if (first !== undefined) throw first;
   }
 }

@@ -344,12 +344,12 @@ export class InetRestorer implements FdRestorer {
 
   /** The connections leave repair mode, with their SO_REUSEADDR back (criu's rst_unlock_tcp_connections); restore.ts then removes the dump's lock. */
   beforeResume(): void {
-    for (const s of this.sockets) {
-      if (!s.stream || s.fd === undefined) continue;
-      this.step(s, "leaving repair mode", () => {
-        leaveRepair(s.fd!, s.e.opts.reuseaddr === true, s.e.opts.so_reuseport === true);
-      });
-    }
+    const conns = this.sockets.filter((s) => s.stream && s.fd !== undefined);
+    const errors = leaveRepair(conns.map((s) => ({ fd: s.fd!, reuseaddr: s.e.opts.reuseaddr === true, reuseport: s.e.opts.so_reuseport === true })));
+    conns.forEach((s, i) => {
+      const err = errors[i];
+      if (err) throw new Error(`leaving repair mode of ${s.label} for ${s.what}: ${err.message}`, { cause: err });
+    });
   }
 
   inheritKeys(f: FileEntry): string[] {

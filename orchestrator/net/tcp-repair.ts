@@ -24,7 +24,7 @@ import type { Entry } from "../../images/schema/dsl.js";
 import type { tcp_stream_entry } from "../../images/schema/index.js";
 import { STATE_NAME } from "../fds/inet-common.js";
 import { injectSegment, TH } from "./tcp-segment.js";
-import { setsockoptInt, setsockoptInts } from "../fds/sockopts.js";
+import { setsockoptInt } from "../fds/sockopts.js";
 
 export type TcpStreamEntry = Entry<typeof tcp_stream_entry>;
 
@@ -289,15 +289,25 @@ function awaitState(fd: number, want: number, what: string): void {
 }
 
 /**
- * Out of repair mode for good (the kernel then sends a window probe to resynchronise with
- * the peer), with the task's SO_REUSEADDR back (repair mode changes it), and its
- * SO_REUSEPORT when a restore turned it on to make the socket: one call.
+ * Connections out of repair mode for good (the kernel then sends each a window probe to
+ * resynchronise with the peer), each with the task's SO_REUSEADDR back (repair mode
+ * changes it), and its SO_REUSEPORT off when a restore turned it on to make the socket:
+ * one crossing for them all (setsockoptIntsMany, on two threads). Each one's error at
+ * its index.
  */
-export function leaveRepair(fd: number, reuseaddr: boolean, reuseport?: boolean): void {
-  const opts: [number, number, number][] = [
-    [SOL_TCP, TCP.REPAIR, 0],
-    [SOL_SOCKET, SO.REUSEADDR, reuseaddr ? 1 : 0],
-  ];
-  if (reuseport === false) opts.push([SOL_SOCKET, SO.REUSEPORT, 0]);
-  setsockoptInts(fd, opts);
+export function leaveRepair(conns: readonly { fd: number; reuseaddr: boolean; reuseport?: boolean }[]): (Error | undefined)[] {
+  const fds = new Int32Array(conns.length);
+  const counts = new Int32Array(conns.length);
+  const spec: number[] = [];
+  for (let i = 0; i < conns.length; i++) {
+    const c = conns[i]!;
+    fds[i] = c.fd;
+    spec.push(SOL_TCP, TCP.REPAIR, 0, SOL_SOCKET, SO.REUSEADDR, c.reuseaddr ? 1 : 0);
+    counts[i] = 2;
+    if (c.reuseport === false) {
+      spec.push(SOL_SOCKET, SO.REUSEPORT, 0);
+      counts[i] = 3;
+    }
+  }
+  return bridge().setsockoptIntsMany(fds, counts, Int32Array.from(spec));
 }
