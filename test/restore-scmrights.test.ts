@@ -5,8 +5,10 @@
 // they were), dumped and restored, and checked by the workload (the fds it receives work
 // and are the same files); the images as criu lays them out (one file entry per
 // description, the message naming their ids); a socket in flight in its own queue and in
-// another's; criu 4.1.1 restores tscriu's images and tscriu criu's; a hostile image is
-// refused at plan naming sk-queues.img and the socket.
+// another's; a TCP connection in flight, which no process's fd walk meets (its state read
+// in a batch of its own); criu 4.1.1 restores tscriu's images and tscriu criu's; a hostile
+// image is refused at plan naming sk-queues.img and the socket.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { readImage, writeImage } from "../images/io.js";
@@ -123,6 +125,24 @@ test("nested: a socket in flight in its own queue (a loop) and in another's: one
     [[a1]],
     "b[1]'s queue passes it",
   );
+});
+
+test("tcp: a TCP connection in flight, unread data in its queue, is read in repair mode on its own (no process holds it) and comes back working", async (t) => {
+  const w = await startWorkload(t, "scmrights", ["tcp"]);
+  t.is(await w.check(), "PASS tcp", "before the dump");
+  const opts = { tcpEstablished: true, networkLock: "skip" as const };
+  await dump({ pid: w.pid, imagesDir: join(tempDir(t), "left"), leaveRunning: true, ...opts });
+  t.is(await w.check(), "PASS tcp", "dump -R: out of repair mode again, working");
+  const dir = await dumpGone(t, w, opts);
+  const { msgs, files } = await queue(dir);
+  t.deepEqual(msgs, [["tcp", ["INETSK"]]]);
+  const passed = (await entries(dir, "sk-queues.img")).flatMap((p) => ((p["scm"] as E[] | undefined) ?? []).flatMap((x) => x["rights"] as number[]));
+  const isk = files.get(passed[0]!)?.["isk"] as E | undefined;
+  t.like(isk, { state: 1, proto: 6 }, "an established TCP connection");
+  t.true(existsSync(join(dir, `tcp-stream-${Number(isk?.["ino"]).toString(16)}.img`)), "its state and queues kept");
+  await restoreTask(t, dir, { tcpEstablished: true });
+  t.is(await w.check(), "PASS tcp", "after the restore");
+  t.is(await w.check(), "PASS tcp", "and again");
 });
 
 test("a message passing a file id files.img does not have is refused at plan, naming sk-queues.img and the socket", async (t) => {

@@ -25,6 +25,11 @@
  * epoll ready (sk[1] holds "after"), and sends both again. The case "timerfd": the same
  * message passes a timerfd too (100 s, interval 7 s), which the check finds armed.
  *
+ * The case "tcp": on a datagram pair, a message passing the client end of a loopback TCP
+ * connection, not held any more, with "inner" unread in its receive queue; the task
+ * holds the listener and the accepted end. The check receives it, reads "inner", has the
+ * accepted end send it again, sends "ping" through the connection, and passes it back.
+ *
  * The case "nested": a datagram socket a[1] in flight in its own queue (sent to itself
  * through a[0], a loop), and in flight in the queue of b[1] (sent through b[0]); the
  * task holds a[0], b[0] and b[1]. The check receives a[1] from b[1], a[1] again from
@@ -32,7 +37,9 @@
  */
 #include "workload.h"
 
+#include <arpa/inet.h>
 #include <linux/kcmp.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -270,6 +277,51 @@ static void setup_timerfd(void)
 	setup_epoll();
 }
 
+static int tcp_server;
+
+static void setup_tcp(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	/* the pair first: sk[1] is fd 4, as in the other cases */
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sk) < 0)
+		wl_die("socketpair");
+	int lsk = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
+	if (lsk < 0 || c < 0)
+		wl_die("socket");
+	if (bind(lsk, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lsk, 1) < 0 ||
+	    getsockname(lsk, (struct sockaddr *)&a, &l) < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0)
+		wl_die("connect");
+	tcp_server = accept(lsk, NULL, NULL);
+	if (tcp_server < 0 || write(tcp_server, "inner", 5) != 5)
+		wl_die("accept");
+	msgs[0] = (struct msg){ "tcp", 1, { c } };
+	send_msg(&msgs[0]);
+	close(c);
+}
+
+static int check_tcp(void)
+{
+	int got[MAXFDS];
+	memset(got, -1, sizeof(got));
+	int r = recv_msg(0, got);
+	char in[8] = { 0 };
+	if (r == 0 && (recv(got[0], in, sizeof(in), MSG_DONTWAIT) != 5 || memcmp(in, "inner", 5) != 0))
+		r = wl_fail("the connection in flight does not hold \"inner\" (%s)", in);
+	if (r == 0 && write(tcp_server, "inner", 5) != 5)
+		r = wl_fail("write inner again");
+	if (r == 0 && through(got[0], tcp_server, "ping", "the connection in flight"))
+		r = -1;
+	if (r == 0) {
+		struct msg m = msgs[0];
+		m.fds[0] = got[0];
+		send_msg(&m);
+	}
+	if (got[0] >= 0)
+		close(got[0]);
+	return r;
+}
+
 static int a0, b0, b1;
 
 /* Sends fd over `via` with the one-byte message `tag`. */
@@ -332,6 +384,7 @@ int main(int argc, char **argv)
 		{ "stream", setup_stream, check },	   { "dgram", setup_dgram, check },
 		{ "seqpacket", setup_seqpacket, check },   { "epoll", setup_epoll, check_epoll },
 		{ "timerfd", setup_timerfd, check_epoll }, { "nested", setup_nested, check_nested },
+		{ "tcp", setup_tcp, check_tcp },
 	};
 	return wl_run_case(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
