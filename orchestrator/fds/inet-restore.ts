@@ -237,7 +237,7 @@ export class InetRestorer implements FdRestorer {
    * make() it belongs to.
    */
   private makeConnections(list: readonly Sk[]): void {
-    const conns = new Int32Array(list.length * RST_WORDS);
+    const conns = new Int32Array(list.length * RST.WORDS);
     const sets: number[] = [];
     // (indexed loops, no destructuring: this code runs cold, once per connection, where each
     // iterator V8's interpreter makes counts)
@@ -271,29 +271,29 @@ export class InetRestorer implements FdRestorer {
       const s = list[i]!;
       const e = s.e;
       const stream = s.stream!;
-      const w = i * RST_WORDS;
-      conns[w] = e.family;
-      conns[w + 1] = e.family === AF_INET6 && e.v6only !== undefined ? Number(e.v6only) : -1;
-      repairConnWords(stream, conns, w + 2);
+      const w = i * RST.WORDS;
+      conns[w + RST.FAMILY] = e.family;
+      conns[w + RST.V6ONLY] = e.family === AF_INET6 && e.v6only !== undefined ? Number(e.v6only) : -1;
+      repairConnWords(stream, conns, w + RST.CONN);
       const len = sockaddrSize(e.family);
       writeSockaddr(data, at, e.family, e.src_port, s.src, s.scopeId);
       writeSockaddr(data, at + len, e.family, e.dst_port, s.dst);
-      conns[w + 17] = at;
-      conns[w + 18] = len;
-      conns[w + 19] = at + len;
-      conns[w + 20] = len;
+      conns[w + RST.SRC] = at;
+      conns[w + RST.SRC + 1] = len;
+      conns[w + RST.DST] = at + len;
+      conns[w + RST.DST + 1] = len;
       at += 2 * len;
       data.set(stream.inq, at);
-      conns[w + 21] = at;
-      conns[w + 22] = stream.inq.length;
+      conns[w + RST.INQ] = at;
+      conns[w + RST.INQ + 1] = stream.inq.length;
       at += stream.inq.length;
       data.set(stream.outq, at);
-      conns[w + 23] = at;
-      conns[w + 24] = stream.outq.length;
+      conns[w + RST.OUTQ] = at;
+      conns[w + RST.OUTQ + 1] = stream.outq.length;
       at += stream.outq.length;
       const mine = after[i]!.sets;
-      conns[w + 25] = sets.length / 4;
-      conns[w + 26] = mine.length;
+      conns[w + RST.SETS] = sets.length / 4;
+      conns[w + RST.SETS + 1] = mine.length;
       for (let k = 0; k < mine.length; k++) {
         const o = mine[k]!;
         const v = o[2];
@@ -442,8 +442,12 @@ function pushAll<T>(to: T[], from: readonly T[]): void {
   for (let k = 0; k < from.length; k++) to.push(from[k]!);
 }
 
-/** A record of tcpRestoreMany's conns, in words (the connection's from word 2). */
-const RST_WORDS = 2 + CONN_WORDS + 10;
+/**
+ * A record of tcpRestoreMany's conns, in words (tcp_repair.c's RST_*): the family,
+ * IPV6_V6ONLY, the connection (repairConnWords), the offset and length in the call's data
+ * of the src and dst sockaddrs and of each queue, the index and count of its options.
+ */
+const RST = { FAMILY: 0, V6ONLY: 1, CONN: 2, SRC: 2 + CONN_WORDS, DST: 4 + CONN_WORDS, INQ: 6 + CONN_WORDS, OUTQ: 8 + CONN_WORDS, SETS: 10 + CONN_WORDS, WORDS: 12 + CONN_WORDS } as const;
 /** tcpRestoreMany's level for fcntl(F_SETFL) among the options. */
 const SET_FL = -1;
 
