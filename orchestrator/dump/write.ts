@@ -47,10 +47,15 @@ export class ImageSet {
   /** the first failure of a batch, thrown by flushSoon */
   private soonFailed: Error | undefined;
 
+  /** the directory's path with a slash after it, which a file name completes (no path.join per image) */
+  private readonly prefix: string;
+
   constructor(
     readonly dir: string,
     private readonly faults: Faults,
-  ) {}
+  ) {
+    this.prefix = join(dir, "/");
+  }
 
   /**
    * Everything written on disk, and the directory. One syncfs of the images' file system
@@ -88,12 +93,12 @@ export class ImageSet {
    * 30-300 ms here, which the main thread spends on the next connections meanwhile).
    * Encoded now, written in batches, each file new (an existing one is an error);
    * flushSoon waits for them all and throws the first failure, and so does a writeSoon
-   * after it is known (nothing more is written).
+   * after it is known (nothing more is written). `name`: a file name, without a slash.
    */
   writeSoon(name: string, type: string, entries: readonly ImageEntry[]): void {
     const w = this.writer(type, entries);
     if (this.soonFailed) throw this.soonFailed;
-    this.queued.push({ path: join(this.dir, name), bytes: w.bytes() });
+    this.queued.push({ path: this.prefix + name, bytes: w.bytes() });
     if (this.queued.length >= SOON_BATCH) this.startBatch();
   }
 

@@ -126,6 +126,15 @@ export function fdImages(state: FdDumpState): ExtraImage[] {
   return [...state.dumpers.flatMap((d) => d.images()), ...state.locks.images()];
 }
 
+/** A socket's address family as a kind knows it already (FdDumper.knownFamily), if one does. */
+function knownFamily(state: FdDumpState, ino: number): number | undefined {
+  for (let i = 0; i < state.dumpers.length; i++) {
+    const family = state.dumpers[i]!.knownFamily?.(ino);
+    if (family !== undefined) return family;
+  }
+  return undefined;
+}
+
 /**
  * The files.img entry of the open file description `pid`'s fd `fd` holds (tscriu's copy:
  * `copy`): one met before (kcmp), or a new one its kind writes. `inFlight` when the fd is
@@ -155,7 +164,7 @@ function describe(state: FdDumpState, pid: number, fd: number, copy: number, inf
     holder,
     // An O_PATH fd has no owner to ask about (F_GETOWN_EX: EBADF); criu writes none.
     fown: () => (info.flags & O_PATH ? { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 } : owner(copy)),
-    domain: () => (domain ??= fmt === fsc.S_IFSOCK ? getsockoptInts(copy, DOMAIN)[0]! : -1),
+    domain: () => (domain ??= fmt === fsc.S_IFSOCK ? (knownFamily(state, Number(st.ino)) ?? getsockoptInts(copy, DOMAIN)[0]!) : -1),
   };
   const kind = state.dumpers.find((d) => d.matches(facts));
   if (!kind) throw new UnsupportedFd(`unsupported ${inFlight ? "file in flight" : `fd ${fd}`}: ${whatItIs(facts)}`);

@@ -200,6 +200,10 @@ export class InetDumper implements FdDumper {
     });
   }
 
+  knownFamily(ino: number): number | undefined {
+    return this.ahead.get(ino)?.layout.family;
+  }
+
   dump(f: FdFacts): { id: number; type: string } {
     const b = bridge();
     const family = f.domain();
@@ -292,12 +296,13 @@ export class InetDumper implements FdDumper {
       backlog: sk.wqlen,
       src_addr: addrWords(sk.src, family),
       dst_addr: addrWords(sk.dst, family),
-      fown: pre ? fownOf(pre.rec.subarray(REC.OWNER, REC.OWNER + 5)) : f.fown(),
+      fown: pre ? fownOf(pre.rec, REC.OWNER) : f.fown(),
       opts: opts ?? dumpSockOpts(f.copy, "inet", refuse),
-      ip_opts: { ...ipOptsOf(pre ? pre.rec.subarray(pre.layout.ipAt) : getsockoptInts(f.copy, family === AF_INET6 ? IP6_OPTS : IP4_OPTS)), ...(raw ? { raw: rawOpts(f.copy, family, proto) } : {}) },
-      tcp_opts: proto === IPPROTO.TCP && !raw ? tcpOptsOf(pre ? pre.rec.subarray(pre.layout.tcpAt) : getsockoptInts(f.copy, TCP_OPTS)) : {},
-      ...(sk.listed ? { ns_id: NET_NS_ID } : {}),
+      ip_opts: pre ? ipOptsOf(pre.rec, pre.layout.ipAt) : ipOptsOf(getsockoptInts(f.copy, family === AF_INET6 ? IP6_OPTS : IP4_OPTS), 0),
+      tcp_opts: proto === IPPROTO.TCP && !raw ? (pre ? tcpOptsOf(pre.rec, pre.layout.tcpAt) : tcpOptsOf(getsockoptInts(f.copy, TCP_OPTS), 0)) : {},
     };
+    if (sk.listed) entry.ns_id = NET_NS_ID;
+    if (raw) entry.ip_opts!.raw = rawOpts(f.copy, family, proto);
     if (family === AF_INET6) {
       entry.v6only = (pre ? pre.rec[pre.layout.v6onlyAt]! : getInt(f.copy, SOL_IPV6, IPV6.V6ONLY)) !== 0;
       // A link-local address binds only with its interface (the scope id).
@@ -435,13 +440,13 @@ const IP6_OPTS = [
   [SOL_IPV6, IPV6.RECVPKTINFO],
 ] as const;
 
-/** The IP options of IP4_OPTS or IP6_OPTS, as read in that order. */
-function ipOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["ip_opts"]> {
+/** The IP options of IP4_OPTS or IP6_OPTS, as read in that order (from ints[at]). */
+function ipOptsOf(ints: ArrayLike<number>, at: number): NonNullable<InetSkEntry["ip_opts"]> {
   const o: NonNullable<InetSkEntry["ip_opts"]> = {};
-  const freebind = ints[0];
-  const pktinfo = ints[1];
-  const tos = ints[2];
-  const ttl = ints[3];
+  const freebind = ints[at];
+  const pktinfo = ints[at + 1];
+  const tos = ints[at + 2];
+  const ttl = ints[at + 3];
   if (freebind) o.freebind = true;
   if (pktinfo) o.pktinfo = true;
   if (tos) o.tos = tos;
@@ -472,13 +477,13 @@ function rawOpts(fd: number, family: number, proto: number): NonNullable<NonNull
 
 const TCP_OPTS = [TCP.NODELAY, TCP.CORK, TCP.KEEPCNT, TCP.KEEPIDLE, TCP.KEEPINTVL].map((n) => [SOL_TCP, n] as const);
 
-/** criu's dump_tcp_opts (TCP_OPTS as read in that order): each one written only when not zero. */
-function tcpOptsOf(ints: ArrayLike<number>): NonNullable<InetSkEntry["tcp_opts"]> {
-  const nodelay = ints[0];
-  const cork = ints[1];
-  const cnt = ints[2];
-  const idle = ints[3];
-  const intvl = ints[4];
+/** criu's dump_tcp_opts (TCP_OPTS as read in that order, from ints[at]): each one written only when not zero. */
+function tcpOptsOf(ints: ArrayLike<number>, at: number): NonNullable<InetSkEntry["tcp_opts"]> {
+  const nodelay = ints[at];
+  const cork = ints[at + 1];
+  const cnt = ints[at + 2];
+  const idle = ints[at + 3];
+  const intvl = ints[at + 4];
   const o: NonNullable<InetSkEntry["tcp_opts"]> = {};
   if (nodelay) o.nodelay = true;
   if (cork) o.cork = true;
@@ -499,6 +504,7 @@ const REC = { ERR: 0, FD: 1, FILTER: 2, SAVED: 3, DATA: 18, OWNER: 21, OPTS: 26 
 
 /** A batch's spec for one family: the socket options, then the IP ones, the TCP ones and (IPv6) IPV6_V6ONLY, each where its record holds it. */
 interface BatchLayout {
+  family: number;
   spec: Int32Array;
   /** a record's words */
   words: number;
@@ -520,6 +526,7 @@ function batchLayout(family: number): BatchLayout {
     const ints = [...ip, ...TCP_OPTS, ...(family === AF_INET6 ? [[SOL_IPV6, IPV6.V6ONLY] as const] : [])];
     const ipAt = REC.OPTS + sock.size / 4;
     l = {
+      family,
       spec: Int32Array.from([...sock.spec, ...ints.flatMap(([level, name]) => [level, name, 4])]),
       words: ipAt + ints.length,
       sockSize: sock.size,

@@ -19,13 +19,13 @@ import type { ShmTable } from "../restore/shmem.js";
 
 export type { Fown };
 
-/** An fd's owner as the bridge's fdOwner reads it (type, pid, signal, uid, euid) in files.img's form. */
-export function fownOf(v: ArrayLike<number>): Fown {
-  const pidType = v[0]!;
-  const pid = v[1]!;
-  const signum = v[2]!;
-  const uid = v[3]!;
-  const euid = v[4]!;
+/** An fd's owner as the bridge's fdOwner reads it (type, pid, signal, uid, euid; from v[at]) in files.img's form. */
+export function fownOf(v: ArrayLike<number>, at = 0): Fown {
+  const pidType = v[at]!;
+  const pid = v[at + 1]!;
+  const signum = v[at + 2]!;
+  const uid = v[at + 3]!;
+  const euid = v[at + 4]!;
   // An fd without an owner keeps zeros, as criu writes them.
   if (pid === 0) return { uid: 0, euid: 0, signum, pid_type: 0, pid: 0 };
   return { uid: uid >>> 0, euid: euid >>> 0, signum, pid_type: pidType, pid };
@@ -115,6 +115,12 @@ export interface FdDumper {
    * the kind reads of many fds at once, it may read now (a server's connections).
    */
   begin?(pid: number, fds: readonly { fd: number; info: FdInfo }[]): void;
+  /**
+   * The address family of the socket of inode `ino`, where the kind knows it already (a
+   * connection its begin read, from sock_diag's table): FdFacts.domain then asks no
+   * getsockopt (a server's thousand connections).
+   */
+  knownFamily?(ino: number): number | undefined;
   /** Adds the fd's files.img entries (and whatever it keeps for its own images); returns the entry's id and type. */
   dump(f: FdFacts): { id: number; type: string };
   /**

@@ -108,15 +108,14 @@ export function sockOptsOf(raw: Buffer, family: SkFamily, filter: (locked: boole
   const { tail } = layoutOf(family);
   const int = (name: number): number => sockOptInt(raw, family, name);
   const bool = (name: number): boolean => int(name) !== 0;
-  // the timeouts: two timevals (seconds, microseconds)
-  const tv = (o: number): bigint => raw.readBigInt64LE(tail + o);
+  // the timeouts: two timevals (seconds, microseconds); most are 0 (no BigInt read then)
+  const tv = (o: number): bigint => (raw.readInt32LE(tail + o) === 0 && raw.readInt32LE(tail + o + 4) === 0 ? 0n : raw.readBigInt64LE(tail + o));
   const mark = int(SO.MARK);
-  const linger = raw.subarray(tail + 32, tail + 40);
-  const dev = raw.toString("latin1", tail + 40, tail + 40 + DEV_SIZE).replace(/\0.*$/s, "");
-  const passpidfd = unix && bool(SO.PASSPIDFD);
-  const passrights = !unix || bool(SO.PASSRIGHTS);
+  const lingerOn = raw.readInt32LE(tail + 32) !== 0;
+  const dev = raw[tail + 40] === 0 ? "" : raw.toString("latin1", tail + 40, tail + 40 + DEV_SIZE).replace(/\0.*$/s, "");
   const filters = filter(bool(SO.LOCK_FILTER));
-  return {
+  // (the optional fields set one by one, not spread in: this runs once per socket, cold)
+  const o: SkOpts = {
     so_sndbuf: int(SO.SNDBUF),
     so_rcvbuf: int(SO.RCVBUF),
     so_snd_tmo_sec: tv(0),
@@ -126,21 +125,25 @@ export function sockOptsOf(raw: Buffer, family: SkFamily, filter: (locked: boole
     reuseaddr: bool(SO.REUSEADDR),
     so_priority: int(SO.PRIORITY),
     so_rcvlowat: int(SO.RCVLOWAT),
-    ...(mark !== 0 ? { so_mark: mark } : {}),
-    ...(creds ? { so_passcred: bool(SO.PASSCRED), so_passsec: bool(SO.PASSSEC) } : {}),
-    so_dontroute: bool(SO.DONTROUTE),
-    so_no_check: bool(SO.NO_CHECK),
-    ...(dev !== "" ? { so_bound_dev: dev } : {}),
-    so_reuseport: bool(SO.REUSEPORT),
-    so_broadcast: bool(SO.BROADCAST),
-    so_keepalive: bool(SO.KEEPALIVE),
-    so_oobinline: int(SO.OOBINLINE) !== 0 ? 1 : 0,
-    ...(linger.readInt32LE(0) !== 0 ? { so_linger: linger.readInt32LE(4) } : {}),
-    so_buf_lock: int(SO.BUF_LOCK),
-    ...(passpidfd ? { so_passpidfd: true } : {}),
-    ...(!passrights ? { so_passrights: false } : {}),
-    ...(filters.length ? { so_filter: filters } : {}),
   };
+  if (mark !== 0) o.so_mark = mark;
+  if (creds) {
+    o.so_passcred = bool(SO.PASSCRED);
+    o.so_passsec = bool(SO.PASSSEC);
+  }
+  o.so_dontroute = bool(SO.DONTROUTE);
+  o.so_no_check = bool(SO.NO_CHECK);
+  if (dev !== "") o.so_bound_dev = dev;
+  o.so_reuseport = bool(SO.REUSEPORT);
+  o.so_broadcast = bool(SO.BROADCAST);
+  o.so_keepalive = bool(SO.KEEPALIVE);
+  o.so_oobinline = int(SO.OOBINLINE) !== 0 ? 1 : 0;
+  if (lingerOn) o.so_linger = raw.readInt32LE(tail + 36);
+  o.so_buf_lock = int(SO.BUF_LOCK);
+  if (unix && bool(SO.PASSPIDFD)) o.so_passpidfd = true;
+  if (unix && !bool(SO.PASSRIGHTS)) o.so_passrights = false;
+  if (filters.length) o.so_filter = filters;
+  return o;
 }
 
 /** The SOL_SOCKET int options every socket's entry has. */
