@@ -45,8 +45,8 @@ interface Sk {
   src: number[];
   dst: number[];
   what: string;
-  /** "TCP socket 1234 (0.0.0.0:8080)" */
-  label: string;
+  /** "TCP socket 1234 (0.0.0.0:8080)" (made for a message only: a server's thousand connections log none) */
+  label(): string;
   /** the interface index a link-local address binds with (0: none) */
   scopeId: number;
   /** a connection restored closed (--tcp-close) */
@@ -64,9 +64,9 @@ export class InetRestorer implements FdRestorer {
   constructor(private readonly ctx: PlanContext) {}
 
   /** tcp-stream-<inode>.img of a connection, checked: one entry whose queues are its data. */
-  private async stream(e: InetSkEntry, conn: string): Promise<TcpStream> {
+  private async stream(e: InetSkEntry, conn: () => string): Promise<TcpStream> {
     const name = tcpStreamImage(e.ino);
-    const bad = (why: string): RestoreError => new RestoreError("plan", this.ctx.pid, `${conn}: ${why}`, { file: join(this.ctx.dir, name) });
+    const bad = (why: string): RestoreError => new RestoreError("plan", this.ctx.pid, `${conn()}: ${why}`, { file: join(this.ctx.dir, name) });
     let list: Record<string, unknown>[] | undefined;
     try {
       list = await this.ctx.optional(name);
@@ -113,45 +113,47 @@ export class InetRestorer implements FdRestorer {
       throw this.fail(`${sock}: its addresses have ${src.length} and ${dst.length} words, not the ${words} of an ${e.family === AF_INET ? "IPv4" : "IPv6"} address`);
     }
     if (e.src_port > 0xffff || e.dst_port > 0xffff) throw this.fail(`${sock} has the port ${Math.max(e.src_port, e.dst_port)}, past 65535`);
-    const label = `${raw ? `raw (protocol ${e.proto})` : PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
-    const state = `${what}: ${label}`;
+    const label = (): string => `${raw ? `raw (protocol ${e.proto})` : PROTO_NAME[e.proto]} socket ${e.ino} (${showAddr(e.family, src.slice(0, words), e.src_port)})`;
+    const state = (): string => `${what}: ${label()}`;
     // --tcp-close: a connection comes back as a socket closed; --tcp-established: with its stream.
     let closed = false;
     let stream: TcpStream | undefined;
     if (e.proto === IPPROTO.TCP && !raw) {
       if (e.state === TCP_STATE.LISTEN) {
-        if (e.src_port === 0) throw this.fail(`${state} is listening without a port`);
+        if (e.src_port === 0) throw this.fail(`${state()} is listening without a port`);
       } else if (e.dst_port !== 0) {
-        const conn = `${state} is a TCP connection to ${showAddr(e.family, dst.slice(0, words), e.dst_port)} (${STATE_NAME[e.state] ?? e.state})`;
+        const conn = (): string => `${state()} is a TCP connection to ${showAddr(e.family, dst.slice(0, words), e.dst_port)} (${STATE_NAME[e.state] ?? e.state})`;
         if (this.ctx.tcp.close) {
           closed = true;
         } else if (!this.ctx.tcp.established) {
-          throw this.fail(`${conn}: restore it with --tcp-established, or closed with --tcp-close`);
+          throw this.fail(`${conn()}: restore it with --tcp-established, or closed with --tcp-close`);
         } else {
-          if (e.state === TCP_STATE.CLOSE) throw this.fail(`${conn}: tscriu restores a closed connection with --tcp-close only (criu's repair of its FINs is not done yet)`);
-          if (!(REPAIRED_STATES & (1 << e.state))) throw this.fail(`${conn}; only connections that are established or half-closed are restored`);
+          if (e.state === TCP_STATE.CLOSE) throw this.fail(`${conn()}: tscriu restores a closed connection with --tcp-close only (criu's repair of its FINs is not done yet)`);
+          if (!(REPAIRED_STATES & (1 << e.state))) throw this.fail(`${conn()}; only connections that are established or half-closed are restored`);
           stream = await this.stream(e, conn);
         }
       } else if (e.state !== TCP_STATE.CLOSE) {
-        throw this.fail(`${state} is in the state ${STATE_NAME[e.state] ?? e.state}, which criu does not dump for a socket without a peer`);
+        throw this.fail(`${state()} is in the state ${STATE_NAME[e.state] ?? e.state}, which criu does not dump for a socket without a peer`);
       }
     } else if (e.state === TCP_STATE.LISTEN) {
-      throw this.fail(`${state} is listening, which a datagram socket cannot`);
+      throw this.fail(`${state()} is listening, which a datagram socket cannot`);
     }
     const sh = shutdownOf(e);
-    if (sh < 0 || sh > 3) throw this.fail(`${state} has the shutdown state ${String(e.shutdown)}, which is none of NONE, READ, WRITE, BOTH`);
+    if (sh < 0 || sh > 3) throw this.fail(`${state()} has the shutdown state ${String(e.shutdown)}, which is none of NONE, READ, WRITE, BOTH`);
     const filter = filterProblem(e.opts);
-    if (filter) throw this.fail(`${state} ${filter}`);
+    if (filter) throw this.fail(`${state()} ${filter}`);
     let scopeId = 0;
     if (e.ifname !== undefined) {
       const file = `/sys/class/net/${e.ifname}/ifindex`;
-      if (e.ifname.includes("/") || !existsSync(file)) throw this.fail(`${state} is bound on the interface ${e.ifname}, which this host does not have`);
+      if (e.ifname.includes("/") || !existsSync(file)) throw this.fail(`${state()} is bound on the interface ${e.ifname}, which this host does not have`);
       scopeId = Number(readFileSync(file, "utf8").trim());
     }
     const sk: Sk = { e, src: src.slice(0, words), dst: dst.slice(0, words), what, label, scopeId, closed, stream };
     this.sockets.push(sk);
     return {
-      describe: `socket:[${e.ino}] ${label}`,
+      get describe() {
+        return `socket:[${e.ino}] ${label()}`;
+      },
       fown: e.fown,
       open: () => {
         this.make();
@@ -320,7 +322,7 @@ export class InetRestorer implements FdRestorer {
       const k = out[2 * i + 1]!;
       const step = after[i]!.ends.findIndex((end) => k < end);
       const what = k < 0 || step < 0 ? `restoring the connection to ${showAddr(s.e.family, s.dst, s.e.dst_port)}` : AFTER_STEPS[step]!;
-      throw new Error(`${what} of ${s.label} for ${s.what}: ${err.message}`, { cause: err });
+      throw new Error(`${what} of ${s.label()} for ${s.what}: ${err.message}`, { cause: err });
     });
   }
 
@@ -338,7 +340,7 @@ export class InetRestorer implements FdRestorer {
     try {
       run();
     } catch (err) {
-      throw new Error(`${typeof what === "string" ? what : what()} of ${s.label} for ${s.what}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`${typeof what === "string" ? what : what()} of ${s.label()} for ${s.what}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -348,7 +350,7 @@ export class InetRestorer implements FdRestorer {
     const errors = leaveRepair(conns.map((s) => ({ fd: s.fd!, reuseaddr: s.e.opts.reuseaddr === true, reuseport: s.e.opts.so_reuseport === true })));
     conns.forEach((s, i) => {
       const err = errors[i];
-      if (err) throw new Error(`leaving repair mode of ${s.label} for ${s.what}: ${err.message}`, { cause: err });
+      if (err) throw new Error(`leaving repair mode of ${s.label()} for ${s.what}: ${err.message}`, { cause: err });
     });
   }
 

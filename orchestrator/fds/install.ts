@@ -83,7 +83,7 @@ export class FdMaker {
         h.remote.loop([
           { what: `dup3 of ${what} over its stand-in`, nr: NR.dup3, args: [got, h.fd, h.cloexec ? O_CLOEXEC : 0] },
           { what: `close(${got})`, nr: NR.close, args: [got] },
-          ...settle(h.fd, src, h.remote, what, () => 0),
+          ...settle(h.fd, src, h.remote, () => what, () => 0),
         ]);
         h.remote.closePidfd();
       }
@@ -124,12 +124,12 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
   const first = new Map<number, number>();
   let calls: Call[] = [];
   /** index in `calls` of each pidfd_getfd, and the number it must give */
-  let expected: { at: number; fd: number; what: string }[] = [];
+  let expected: { at: number; fd: number; what: () => string }[] = [];
   let area = 0;
   const flush = (): void => {
     const res = remote.loop(calls);
     for (const e of expected) {
-      if (Number(res[e.at]) !== e.fd) throw new RestoreError("files", remote.pid, `pidfd_getfd of ${e.what} gave fd ${String(res[e.at])}, not the lowest free fd ${e.fd}`);
+      if (Number(res[e.at]) !== e.fd) throw new RestoreError("files", remote.pid, `pidfd_getfd of ${e.what()} gave fd ${String(res[e.at])}, not the lowest free fd ${e.fd}`);
     }
     calls = [];
     expected = [];
@@ -151,25 +151,26 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
       lateStarted = true;
     }
     const local = maker.make(id, src);
-    const what = `fd ${fd} (${src.describe})`;
+    // (the calls' words made only for an error: four template strings per fd, a thousand fds)
+    const what = (): string => `fd ${fd} (${src.describe})`;
     const shared = first.get(id);
     if (shared !== undefined) {
-      calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [shared, fd, cloexec ? O_CLOEXEC : 0] });
+      calls.push({ what: () => `dup3 of ${what()}`, nr: NR.dup3, args: [shared, fd, cloexec ? O_CLOEXEC : 0] });
       open.add(fd);
       if (src.afterThreads) maker.holdsStandIn(id, src, { remote, fd, cloexec, above: Math.max(3, plan.maxFd + 1) });
     } else {
       const got = lowestFree();
       expected.push({ at: calls.length, fd: got, what });
-      calls.push({ what: `pidfd_getfd of ${what}`, nr: NR.pidfd_getfd, args: [remote.pidfdNumber, local, 0] });
+      calls.push({ what: () => `pidfd_getfd of ${what()}`, nr: NR.pidfd_getfd, args: [remote.pidfdNumber, local, 0] });
       open.add(got);
       if (got !== fd) {
-        calls.push({ what: `dup3 of ${what}`, nr: NR.dup3, args: [got, fd, cloexec ? O_CLOEXEC : 0] });
-        calls.push({ what: `close(${got})`, nr: NR.close, args: [got] });
+        calls.push({ what: () => `dup3 of ${what()}`, nr: NR.dup3, args: [got, fd, cloexec ? O_CLOEXEC : 0] });
+        calls.push({ what: () => `close(${got})`, nr: NR.close, args: [got] });
         open.delete(got);
         low = Math.min(low, got);
         open.add(fd);
       } else if (!cloexec) {
-        calls.push({ what: `fcntl(F_SETFD) of ${what}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
+        calls.push({ what: () => `fcntl(F_SETFD) of ${what()}`, nr: NR.fcntl, args: [fd, F.SETFD, 0] });
       }
       first.set(id, fd);
       if (src.afterThreads) maker.holdsStandIn(id, src, { remote, fd, cloexec, above: Math.max(3, plan.maxFd + 1) });
@@ -196,16 +197,16 @@ export function restoreFds(remote: Remote, plan: FdPlan, maker: FdMaker): void {
 }
 
 /** Offset and owner of a freshly installed description; `place` gives room for 8 bytes in the data area. */
-function settle(fd: number, src: FdSource, remote: Remote, what: string, place: () => number): Call[] {
+function settle(fd: number, src: FdSource, remote: Remote, what: () => string, place: () => number): Call[] {
   const calls: Call[] = [];
-  if (src.pos !== undefined && src.pos > 0n) calls.push({ what: `lseek of ${what} to ${src.pos}`, nr: NR.lseek, args: [fd, src.pos, SEEK_SET] });
+  if (src.pos !== undefined && src.pos > 0n) calls.push({ what: () => `lseek of ${what()} to ${src.pos}`, nr: NR.lseek, args: [fd, src.pos, SEEK_SET] });
   const fown = src.fown;
   if (fown && fown.pid !== 0) {
     const owner = Buffer.alloc(8);
     owner.writeInt32LE(fown.pid_type === 2 ? 2 : fown.pid_type === 1 ? 1 : 0, 0);
     owner.writeInt32LE(fown.pid, 4);
-    calls.push({ what: `fcntl(F_SETOWN_EX) of ${what}`, nr: NR.fcntl, args: [fd, F_SETOWN_EX, remote.write(place(), owner)] });
+    calls.push({ what: () => `fcntl(F_SETOWN_EX) of ${what()}`, nr: NR.fcntl, args: [fd, F_SETOWN_EX, remote.write(place(), owner)] });
   }
-  if (fown && fown.signum !== 0) calls.push({ what: `fcntl(F_SETSIG) of ${what}`, nr: NR.fcntl, args: [fd, F_SETSIG, fown.signum] });
+  if (fown && fown.signum !== 0) calls.push({ what: () => `fcntl(F_SETSIG) of ${what()}`, nr: NR.fcntl, args: [fd, F_SETSIG, fown.signum] });
   return calls;
 }

@@ -26,7 +26,7 @@ import { RestoreError } from "./errors.js";
 import type { FdPlan } from "../fds/restore.js";
 import type { FileSet, RegFile } from "./fileset.js";
 import { PageResolver, type PageSeg } from "./pagesegs.js";
-import { NR, type Call, type Remote } from "./remote.js";
+import { callWhat, NR, type Call, type Remote } from "./remote.js";
 import { hugePageBytes, type ShmObject, type ShmTable } from "./shmem.js";
 import { planVdso, type VdsoPlan } from "./vdso.js";
 import type { CowVma } from "./cow.js";
@@ -229,7 +229,7 @@ export function mapVmas(remote: Remote, plan: MemoryPlan, files: FileSet, log: M
   }
   const results = remote.loop(calls);
   calls.forEach((c, i) => {
-    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${c.what} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
+    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${callWhat(c)} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
   });
   remote.loop([...remoteFds.values()].map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
   log.debug(`${calls.filter((c) => c.nr === NR.mmap).length} VMAs mapped`);
@@ -255,7 +255,7 @@ export function mapSocketRings(remote: Remote, plan: MemoryPlan, fds: FdPlan): v
   if (calls.length === 0) return;
   const results = remote.loop(calls);
   calls.forEach((c, i) => {
-    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${c.what}: ${results[i]! < 0n && results[i]! > -4096n ? `errno ${-results[i]!}` : `landed at 0x${hex(results[i]!)}`}`, { address: BigInt(c.args[0]!) });
+    if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("vmas", remote.pid, `${callWhat(c)}: ${results[i]! < 0n && results[i]! > -4096n ? `errno ${-results[i]!}` : `landed at 0x${hex(results[i]!)}`}`, { address: BigInt(c.args[0]!) });
   });
 }
 

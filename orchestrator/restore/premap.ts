@@ -16,7 +16,7 @@ import type { Mapping } from "./layout.js";
 import type { ModuleLog } from "../log.js";
 import { fillMemory, madviseCalls, mmapFlags, writeSegments, type MemoryPlan, type VmaPlan } from "./memory.js";
 import type { PageSeg } from "./pagesegs.js";
-import { NR, type Call, type Remote } from "./remote.js";
+import { callWhat, NR, type Call, type Remote } from "./remote.js";
 
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
@@ -79,7 +79,7 @@ export function premap(remote: Remote, memory: MemoryPlan, base: bigint, files: 
     }
     const results = remote.loop(calls);
     calls.forEach((c, i) => {
-      if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("premap", remote.pid, `${c.what} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
+      if (c.nr === NR.mmap && results[i] !== BigInt(c.args[0]!)) throw new RestoreError("premap", remote.pid, `${callWhat(c)} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[0]!) });
     });
   } finally {
     if (taken.length) remote.loop(taken.map((fd) => ({ what: `close(${fd})`, nr: NR.close, args: [fd] })));
@@ -111,6 +111,6 @@ export function moveSlots(remote: Remote, memory: MemoryPlan, base: bigint): voi
   }
   const results = remote.loop(calls);
   calls.forEach((c, i) => {
-    if (c.nr === NR.mremap && results[i] !== BigInt(c.args[4]!)) throw new RestoreError("vmas", remote.pid, `${c.what} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[4]!) });
+    if (c.nr === NR.mremap && results[i] !== BigInt(c.args[4]!)) throw new RestoreError("vmas", remote.pid, `${callWhat(c)} landed at 0x${hex(results[i]!)}`, { address: BigInt(c.args[4]!) });
   });
 }

@@ -79,10 +79,18 @@ export const NR = {
 } as const;
 
 export interface Call {
-  /** what the call does, for error messages ("mmap of 7f..-7f..") */
-  what: string;
+  /**
+   * what the call does, for error messages ("mmap of 7f..-7f.."); or what makes it, when
+   * one is needed (a server's thousand fds install with four calls each, none of which fails)
+   */
+  what: string | (() => string);
   nr: number;
   args: readonly (number | bigint)[];
+}
+
+/** What a call does, for an error message. */
+export function callWhat(c: Call): string {
+  return typeof c.what === "string" ? c.what : c.what();
 }
 
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
@@ -162,7 +170,7 @@ export class Remote {
     const r = res[last]!;
     if (r < 0n && r > -4096n) {
       const c = calls[last]!;
-      throw Object.assign(new RestoreError(this.step, this.pid, `${c.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+      throw Object.assign(new RestoreError(this.step, this.pid, `${callWhat(c)}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
     }
     return Array.from(res);
   }
@@ -179,7 +187,7 @@ export class Remote {
     const out = this.loopUntilError(calls);
     if (out.length < calls.length || (calls.length > 0 && isErr(out[out.length - 1]!))) {
       const r = out[out.length - 1]!;
-      throw Object.assign(new RestoreError(this.step, this.pid, `${calls[out.length - 1]!.what}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
+      throw Object.assign(new RestoreError(this.step, this.pid, `${callWhat(calls[out.length - 1]!)}: ${errnoName(Number(-r))}`), { errno: Number(-r) });
     }
     return out;
   }
@@ -267,12 +275,12 @@ export class Remote {
       b.ptraceCont(this.pid, 0);
       for (;;) {
         const st = b.waitpid(this.pid, 0);
-        if (!st || !st.stopped) throw fail(`the task ended while running ${calls.length} calls (${calls[0]!.what}, …)`);
+        if (!st || !st.stopped) throw fail(`the task ended while running ${calls.length} calls (${callWhat(calls[0]!)}, …)`);
         if (st.event === PTRACE_EVENT_STOP) {
           b.ptraceCont(this.pid, 0);
           continue;
         }
-        if (st.stopSig !== SIGTRAP) throw fail(`the syscall loop stopped with signal ${st.stopSig} (${calls[0]!.what}, …)`);
+        if (st.stopSig !== SIGTRAP) throw fail(`the syscall loop stopped with signal ${st.stopSig} (${callWhat(calls[0]!)}, …)`);
         break;
       }
       regs = b.getRegs(this.pid);
