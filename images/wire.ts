@@ -78,8 +78,8 @@ export class WireReader {
 
   /** int32: negative values are sign-extended to 10 bytes on the wire. */
   int32(): number {
-    this.varint64();
-    return this.lo | 0;
+    // (one byte: 0..127, read as uint32 reads it)
+    return this.uint32() | 0;
   }
 
   sint32(): number {
@@ -118,6 +118,15 @@ export class WireReader {
   }
 
   bool(): boolean {
+    const p = this.pos;
+    // Fast path: one byte (0 or 1, as every encoder writes a bool).
+    if (p < this.end) {
+      const b = this.buf[p]!;
+      if (b < 0x80) {
+        this.pos = p + 1;
+        return b !== 0;
+      }
+    }
     this.varint64();
     return this.lo !== 0 || this.hi !== 0;
   }
