@@ -88,6 +88,15 @@ export class WireReader {
   }
 
   uint64(): bigint {
+    const p = this.pos;
+    // Fast path: one byte (most 64-bit fields are small: timeouts of 0, counts).
+    if (p < this.end) {
+      const b = this.buf[p]!;
+      if (b < 0x80) {
+        this.pos = p + 1;
+        return b === 0 ? 0n : BigInt(b);
+      }
+    }
     this.varint64();
     // One BigInt allocation when the value fits a double exactly (addresses, sizes).
     return this.hi < 0x200000 ? BigInt(this.hi * TWO32 + this.lo) : (BigInt(this.hi) << 32n) | BigInt(this.lo);

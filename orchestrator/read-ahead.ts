@@ -22,7 +22,9 @@ export class ReadAhead {
       this.files = Promise.resolve(new Map<string, Buffer>());
       return;
     }
-    const paths = Buffer.from(names.map((n) => `${join(dir, n)}\0`).join(""));
+    // (the directory's path joined once: a thousand path.joins were ~7 ms of a restore)
+    const prefix = join(dir, "/");
+    const paths = Buffer.from(names.map((n) => `${prefix}${n}\0`).join(""));
     this.files = bridge()
       .readFilesAsync(paths, EACH, TOTAL)
       .then(

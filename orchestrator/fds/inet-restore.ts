@@ -38,6 +38,11 @@ function setInt(fd: number, level: number, name: number, label: string, v: numbe
   }
 }
 
+/** A queue's bytes as a Buffer over the same memory (none: empty). */
+function asBuffer(b: Uint8Array | undefined): Buffer {
+  return b ? Buffer.from(b.buffer, b.byteOffset, b.byteLength) : Buffer.alloc(0);
+}
+
 /** One socket of the plan. */
 interface Sk {
   e: InetSkEntry;
@@ -76,8 +81,9 @@ export class InetRestorer implements FdRestorer {
     if (!list) throw bad(`its state (${name}) is not in the images`);
     if (list.length !== 1) throw bad(`${name} holds ${list.length} entries, not one`);
     const { extra, ...entry } = list[0] as TcpStreamEntry & { extra?: { inq?: Uint8Array; outq?: Uint8Array } };
-    const inq = Buffer.from(extra?.inq ?? new Uint8Array(0));
-    const outq = Buffer.from(extra?.outq ?? new Uint8Array(0));
+    // (the decoded queues are the image's own copies: Buffers over them, not copies again)
+    const inq = asBuffer(extra?.inq);
+    const outq = asBuffer(extra?.outq);
     if (inq.length !== entry.inq_len || outq.length !== entry.outq_len) throw bad(`its queues hold ${inq.length} and ${outq.length} bytes, the entry says ${entry.inq_len} and ${entry.outq_len}`);
     if (entry.unsq_len === undefined) throw bad("the length of its unsent data (unsq_len) is missing");
     if (entry.unsq_len > entry.outq_len) throw bad(`${entry.unsq_len} bytes are said to be unsent of a send queue of ${entry.outq_len}`);

@@ -42,7 +42,8 @@ export interface FdPlan {
 
 /** An optional image's entries: read ahead, or read now (undefined: not in the images). */
 async function readOptional(dir: string, name: string, ahead: ReadAhead | undefined): Promise<Record<string, unknown>[] | undefined> {
-  const path = join(dir, name);
+  // (`dir` ends with a slash: no path.join per connection's stream)
+  const path = dir + name;
   const bytes = await ahead?.take(name);
   return bytes ? decodeImage(bytes, path).entries : (await readOptionalImage(path))?.entries;
 }
@@ -101,6 +102,7 @@ export class FdPlanner {
 
   private constructor(dir: string, files: FileSet, shm: ShmTable, opts: FdOptions, log: ModuleLog, all: readonly FileEntry[]) {
     const optional = new Map<string, Promise<Record<string, unknown>[] | undefined>>();
+    const prefix = join(dir, "/");
     const byId = new Map<number, FileEntry[]>();
     for (const x of all) {
       const list = byId.get(x.id);
@@ -124,7 +126,7 @@ export class FdPlanner {
       openFile: (id) => this.openInFlight(id),
       optional: (name) => {
         let p = optional.get(name);
-        if (!p) optional.set(name, (p = readOptional(dir, name, opts.readAhead)));
+        if (!p) optional.set(name, (p = readOptional(prefix, name, opts.readAhead)));
         return p;
       },
     };
@@ -241,7 +243,9 @@ export class FdPlanner {
     const own = new Set<number>();
     const sorted = [...fdinfo].sort((a, b) => a.fd - b.fd);
     const fdinfoFile = join(ctx.dir, fdinfoName);
-    for (const [i, e] of sorted.entries()) {
+    // (indexed: this loop runs once per fd, cold)
+    for (let i = 0; i < sorted.length; i++) {
+      const e = sorted[i]!;
       // An fd number the kernel cannot have, or one listed twice (the second dup3 would
       // silently replace the first).
       if (!Number.isInteger(e.fd) || e.fd < 0 || e.fd >= NR_OPEN) throw new RestoreError("plan", pid, `fd ${e.fd} is not an fd number (0..${NR_OPEN - 1})`, { file: fdinfoFile });
