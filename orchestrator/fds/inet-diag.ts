@@ -47,6 +47,12 @@ export class DiagTable {
     return off === undefined ? undefined : this.record(off);
   }
 
+  /** The state of the socket of inode `ino`, if the table lists it (no record made). */
+  state(ino: number): number | undefined {
+    const off = this.at.get(ino);
+    return off === undefined ? undefined : this.raw[off + 4];
+  }
+
   /** Every socket the table lists. */
   *values(): IterableIterator<InetDiag> {
     for (const off of this.at.values()) yield this.record(off);

@@ -86,13 +86,18 @@ export class InetDumper implements FdDumper {
     return t;
   }
 
-  /** sock_diag's entry of a TCP socket of `family` by inode; undefined when it lists none, or its table cannot be read. */
-  private tcpListed(family: number, ino: number): InetDiag | undefined {
+  /** sock_diag's TCP table of `family`; undefined when it cannot be read. */
+  private tcpTable(family: number): DiagTable | undefined {
     try {
-      return this.table(family, IPPROTO.TCP).get(ino);
+      return this.table(family, IPPROTO.TCP);
     } catch {
       return undefined;
     }
+  }
+
+  /** sock_diag's entry of a TCP socket of `family` by inode; undefined when it lists none, or its table cannot be read. */
+  private tcpListed(family: number, ino: number): InetDiag | undefined {
+    return this.tcpTable(family)?.get(ino);
   }
 
   /** criu's gen_uncon_sk: a socket sock_diag does not list is closed; its addresses are its own. */
@@ -163,13 +168,18 @@ export class InetDumper implements FdDumper {
       // (an inode met again, under another fd: read once)
       if (!Number.isSafeInteger(ino) || ino <= 0 || seen.has(ino) || this.repairedInos.has(ino) || this.ahead.has(ino)) continue;
       seen.add(ino);
-      const v4 = this.tcpListed(AF_INET, ino);
-      const family = v4 ? AF_INET : AF_INET6;
-      const d = v4 ?? this.tcpListed(AF_INET6, ino);
-      if (!d || !(REPAIRED_STATES & (1 << d.state))) continue;
+      // (the state first: a record is made only for a connection)
+      let family = AF_INET;
+      let state = this.tcpTable(AF_INET)?.state(ino);
+      if (state === undefined) {
+        family = AF_INET6;
+        state = this.tcpTable(AF_INET6)?.state(ino);
+      }
+      if (state === undefined || !(REPAIRED_STATES & (1 << state))) continue;
+      const d = this.tcpListed(family, ino)!;
       let list = byFamily.get(family);
       if (!list) byFamily.set(family, (list = []));
-      list.push({ fd, ino, lock: { family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport } });
+      list.push({ fd, ino, diag: d, lock: { family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport } });
     }
     for (const [family, conns] of byFamily) this.readConnections(pid, family, conns);
   }
@@ -188,7 +198,7 @@ export class InetDumper implements FdDumper {
     const layout = batchLayout(family);
     const out = new Int32Array(conns.length * layout.words);
     const { data, errors } = bridge().tcpRepairSaveMany(pid, Int32Array.from(conns, (c) => c.fd), Float64Array.from(conns, (c) => c.ino), layout.spec, out);
-    conns.forEach(({ ino }, i) => {
+    conns.forEach(({ ino, diag }, i) => {
       const rec = out.subarray(i * layout.words, (i + 1) * layout.words);
       const raw = Buffer.from(rec.buffer, rec.byteOffset + 4 * REC.OPTS, layout.sockSize);
       if (rec[REC.FD]! >= 0) {
@@ -196,7 +206,7 @@ export class InetDumper implements FdDumper {
         this.repairedInos.add(ino);
       }
       // (neither read nor failed: the fd is not that socket; it is read when met)
-      if (rec[REC.ERR] === 0 || errors[i]) this.ahead.set(ino, { rec, raw, layout, data, error: errors[i] });
+      if (rec[REC.ERR] === 0 || errors[i]) this.ahead.set(ino, { rec, raw, layout, data, error: errors[i], diag });
     });
   }
 
@@ -211,7 +221,7 @@ export class InetDumper implements FdDumper {
     // One in sock_diag's TCP table is a TCP stream socket (no call asks it: a server's thousand
     // connections). A table that cannot be read is no answer: asked below, and a TCP
     // socket then fails at its own table, naming it (not a UDP one, which needs none).
-    const listedTcp = this.tcpListed(family, ino);
+    const listedTcp = this.ahead.get(ino)?.diag ?? this.tcpListed(family, ino);
     const kind = listedTcp ? undefined : getsockoptInts(f.copy, KIND_OPTS);
     const proto = kind ? kind[0]! : IPPROTO.TCP;
     const type = kind ? kind[1]! : SOCK.STREAM;
@@ -543,6 +553,8 @@ function batchLayout(family: number): BatchLayout {
 interface Connection {
   fd: number;
   ino: number;
+  /** its record in sock_diag's table, where begin found it there */
+  diag?: InetDiag;
   lock: LockedConn;
 }
 
@@ -553,4 +565,6 @@ interface Ahead {
   layout: BatchLayout;
   data: Buffer;
   error: Error | undefined;
+  /** its record in sock_diag's table (Connection.diag) */
+  diag: InetDiag | undefined;
 }
