@@ -176,14 +176,25 @@ export async function writeImage(path: string, img: { type: ImageType; entries: 
 /** The head of each type's images, made once (ImageWriter copies it). */
 const HEADS = new WeakMap<ImageType, Uint8Array>();
 
-/** Builds an image entry by entry in memory, then saves it. */
+/**
+ * Builds an image entry by entry in memory, then saves it. `into`: a writer it appends
+ * to, after what is there (many small images in one buffer: a dump's batch of tcp-stream
+ * images, written together).
+ */
 export class ImageWriter {
-  // Most images are a few hundred bytes (a server's thousand tcp-stream images): grown when needed.
-  private readonly w = new WireWriter(512);
+  private readonly w: WireWriter;
+  /** where the image starts in w */
+  private readonly start: number;
   private index = 0;
   private ghostChunks = false;
 
-  constructor(readonly type: ImageType) {
+  constructor(
+    readonly type: ImageType,
+    into?: WireWriter,
+  ) {
+    // Most images are a few hundred bytes (a server's thousand tcp-stream images): grown when needed.
+    this.w = into ?? new WireWriter(512);
+    this.start = this.w.pos;
     let head = HEADS.get(type);
     if (!head) HEADS.set(type, (head = headBytes(type)));
     this.w.raw(head);
@@ -221,7 +232,7 @@ export class ImageWriter {
   }
 
   bytes(): Uint8Array {
-    return this.w.finish();
+    return this.w.buf.subarray(this.start, this.w.pos);
   }
 
   async save(path: string, opts: WriteOptions = {}): Promise<void> {

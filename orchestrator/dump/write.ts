@@ -6,6 +6,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { imageTypeByName, type ImageEntry } from "../../images/codec.js";
 import { ImageWriter, newImageError } from "../../images/io.js";
+import { WireWriter } from "../../images/wire.js";
 import type { Faults } from "./faults.js";
 import { nsInode } from "./proc.js";
 import { bridge } from "../../host-bridge/load.js";
@@ -40,8 +41,9 @@ function dirtyBytes(): number {
 
 export class ImageSet {
   readonly written: string[] = [];
-  /** images of writeSoon not handed to the thread pool yet */
-  private queued: { path: string; bytes: Uint8Array }[] = [];
+  /** images of writeSoon not handed to the thread pool yet: their paths and lengths, their bytes one after another in `soon` */
+  private queued: { path: string; length: number }[] = [];
+  private soon = new WireWriter(SOON_BATCH * 512);
   /** the batches of them being written on the thread pool */
   private readonly writing = new Set<Promise<void>>();
   /** the first failure of a batch, thrown by flushSoon */
@@ -96,9 +98,17 @@ export class ImageSet {
    * after it is known (nothing more is written). `name`: a file name, without a slash.
    */
   writeSoon(name: string, type: string, entries: readonly ImageEntry[]): void {
-    const w = this.writer(type, entries);
-    if (this.soonFailed) throw this.soonFailed;
-    this.queued.push({ path: this.prefix + name, bytes: w.bytes() });
+    const at = this.soon.pos;
+    let length: number;
+    try {
+      length = this.writer(type, entries, this.soon).bytes().length;
+      if (this.soonFailed) throw this.soonFailed;
+    } catch (e) {
+      // (what was encoded of it goes: the batch holds whole images only)
+      this.soon.pos = at;
+      throw e;
+    }
+    this.queued.push({ path: this.prefix + name, length });
     if (this.queued.length >= SOON_BATCH) this.startBatch();
   }
 
@@ -106,8 +116,10 @@ export class ImageSet {
     const batch = this.queued.splice(0);
     if (batch.length === 0) return;
     const paths = Buffer.from(batch.map((b) => `${b.path}\0`).join(""));
-    const data = Buffer.concat(batch.map((b) => b.bytes));
-    const lens = BigUint64Array.from(batch, (b) => BigInt(b.bytes.length));
+    const bytes = this.soon.finish();
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.soon = new WireWriter(SOON_BATCH * 512);
+    const lens = BigUint64Array.from(batch, (b) => BigInt(b.length));
     const job: Promise<void> = bridge()
       .writeNewFiles(paths, data, lens)
       .then(
@@ -126,16 +138,19 @@ export class ImageSet {
   /** Every image of writeSoon written (or failed): throws the first failure. */
   async flushSoon(): Promise<void> {
     if (!this.soonFailed) this.startBatch();
-    else this.queued.length = 0;
+    else {
+      this.queued.length = 0;
+      this.soon.pos = 0;
+    }
     await Promise.all(this.writing);
     if (this.soonFailed) throw this.soonFailed;
   }
 
-  /** An image of `type` with `entries`, encoded (a write fault injected here). */
-  private writer(type: string, entries: readonly ImageEntry[]): ImageWriter {
+  /** An image of `type` with `entries`, encoded (a write fault injected here); `into`: see ImageWriter. */
+  private writer(type: string, entries: readonly ImageEntry[], into?: WireWriter): ImageWriter {
     const t = imageTypeByName(type);
     if (!t) throw new Error(`no image type ${type}`);
-    const w = new ImageWriter(t);
+    const w = new ImageWriter(t, into);
     for (const e of entries) w.add(e);
     this.faults.write(false);
     return w;
