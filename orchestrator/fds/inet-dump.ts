@@ -8,8 +8,8 @@
 //
 // A TCP connection, with --tcp-established, is locked (net/lock.ts), put in repair mode
 // and read out into tcp-stream-<inode>.img (net/tcp-repair.ts); a process's connections
-// are read in one crossing into the bridge as its fd walk begins (readConnections), each
-// kept when its fd is met. It stays so until the dump is over: killed, its socket goes
+// are read in one crossing into the bridge as its fd walk begins (readConnections), their
+// streams written at once and the rest kept until each fd is met. It stays so until the dump is over: killed, its socket goes
 // without a word to the peer; left running (-R) or after a failure, it leaves repair mode
 // and is unlocked before the task runs again.
 //
@@ -189,8 +189,9 @@ export class InetDumper implements FdDumper {
    * crossing into native code (tcpRepairSaveMany: on two threads; a server's thousand
    * connections are fifty-odd calls each): they are locked, each with its options read,
    * then put in repair mode (through a copy of the socket kept until the dump is over) and
-   * read out. What was read waits in `ahead` for the connection's fd to be met; a failure
-   * is thrown then, naming the fd. `pid`'s fds (tscriu's own for a socket in flight).
+   * read out. Each stream is written at once (writeSoon); what else was read waits in
+   * `ahead` for the connection's fd to be met, and a failure is thrown then, naming the fd.
+   * `pid`'s fds (tscriu's own for a socket in flight).
    */
   private readConnections(pid: number, family: number, conns: readonly Connection[]): void {
     this.lockTree();
@@ -198,7 +199,9 @@ export class InetDumper implements FdDumper {
     const layout = batchLayout(family);
     const out = new Int32Array(conns.length * layout.words);
     const { data, errors } = bridge().tcpRepairSaveMany(pid, Int32Array.from(conns, (c) => c.fd), Float64Array.from(conns, (c) => c.ino), layout.spec, out);
-    conns.forEach(({ ino, diag }, i) => {
+    // (indexed: this loop runs once per connection, cold)
+    for (let i = 0; i < conns.length; i++) {
+      const ino = conns[i]!.ino;
       const rec = out.subarray(i * layout.words, (i + 1) * layout.words);
       const raw = Buffer.from(rec.buffer, rec.byteOffset + 4 * REC.OPTS, layout.sockSize);
       if (rec[REC.FD]! >= 0) {
@@ -206,8 +209,20 @@ export class InetDumper implements FdDumper {
         this.repairedInos.add(ino);
       }
       // (neither read nor failed: the fd is not that socket; it is read when met)
-      if (rec[REC.ERR] === 0 || errors[i]) this.ahead.set(ino, { rec, raw, layout, data, error: errors[i], diag });
-    });
+      if (rec[REC.ERR] !== 0 && !errors[i]) continue;
+      const pre: Ahead = { rec, raw, layout, error: errors[i], diag: conns[i]!.diag, stream: undefined };
+      if (!pre.error) {
+        try {
+          pre.stream = streamOf(rec, data);
+        } catch (e) {
+          pre.error = e as Error;
+        }
+      }
+      // Its stream goes to the disk now, while the fds are walked: a thousand creates
+      // were the longest part of such a dump, and waited for the walk to start.
+      if (pre.stream) this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...pre.stream.entry, extra: { inq: pre.stream.inq, outq: pre.stream.outq } }] });
+      this.ahead.set(ino, pre);
+    }
   }
 
   knownFamily(ino: number): number | undefined {
@@ -273,7 +288,7 @@ export class InetDumper implements FdDumper {
         pre = this.ahead.get(ino);
         this.ahead.delete(ino);
         if (!pre) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: tscriu's copy of it is not socket:[${ino}]`);
-        opts = this.take(f, ino, conn, pre, refuse);
+        opts = this.take(f, conn, pre, refuse);
       }
     } else if (sk.state !== TCP_STATE.CLOSE) {
       throw refuse(`is in the unknown state ${sk.state}`);
@@ -328,39 +343,14 @@ export class InetDumper implements FdDumper {
     return { id, type: "INETSK" };
   }
 
-  /** A connection read by readConnections: its options; its state checked and kept. */
-  private take(f: FdFacts, ino: number, conn: () => string, pre: Ahead, refuse: (why: string) => UnsupportedFd): SkOpts {
-    const { rec, raw, data, error } = pre;
-    if (error) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: ${error.message}`, { cause: error });
+  /** A connection read by readConnections (its stream written already): its options. */
+  private take(f: FdFacts, conn: () => string, pre: Ahead, refuse: (why: string) => UnsupportedFd): SkOpts {
+    const { rec, raw, error, stream } = pre;
+    if (error || !stream) throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: ${error?.message ?? "not read"}`, { cause: error });
     const copy = rec[REC.FD]!;
     const filter = rec[REC.FILTER]!;
     const opts = sockOptsOf(raw, "inet", (locked) => (locked || filter > 0 ? dumpFilter(copy, locked, refuse) : []));
-    const u = (w: number): number => rec[w]! >>> 0;
-    const at = u(REC.DATA);
-    const inqEnd = at + u(REC.DATA + 1);
-    let s: TcpStream;
-    try {
-      s = savedConnection({
-        state: u(REC.SAVED),
-        options: u(REC.SAVED + 1),
-        sndWscale: u(REC.SAVED + 2) & 0x0f,
-        rcvWscale: u(REC.SAVED + 2) >> 4,
-        outq: u(REC.SAVED + 3),
-        unsent: u(REC.SAVED + 4),
-        inq: u(REC.SAVED + 5),
-        mss: u(REC.SAVED + 6),
-        timestamp: u(REC.SAVED + 7),
-        window: [u(REC.SAVED + 8), u(REC.SAVED + 9), u(REC.SAVED + 10), u(REC.SAVED + 11), u(REC.SAVED + 12)],
-        inqSeq: u(REC.SAVED + 13),
-        outqSeq: u(REC.SAVED + 14),
-        inqData: data.subarray(at, inqEnd),
-        outqData: data.subarray(inqEnd, inqEnd + u(REC.DATA + 2)),
-      });
-    } catch (e) {
-      throw new Error(`fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()}: ${(e as Error).message}`, { cause: e });
-    }
-    this.ctx.log.info(() => `fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()} in repair mode: ${s.inq.length} bytes to read, ${s.outq.length} to send (${s.entry.unsq_len ?? 0} never sent)`);
-    this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...s.entry, extra: { inq: s.inq, outq: s.outq } }] });
+    this.ctx.log.info(() => `fd ${f.fd} of pid ${f.pid}: TCP connection ${conn()} in repair mode: ${stream.inq.length} bytes to read, ${stream.outq.length} to send (${stream.entry.unsq_len ?? 0} never sent)`);
     return opts;
   }
 
@@ -509,6 +499,29 @@ function needsScopeId(addr: Buffer): boolean {
   return addr[0] === 0xfe && (addr[1]! & 0xc0) === 0x80;
 }
 
+/** A connection's stream from its record in a batch and the batch's queue bytes (checked: savedConnection). */
+function streamOf(rec: Int32Array, data: Buffer): TcpStream {
+  const u = (w: number): number => rec[w]! >>> 0;
+  const at = u(REC.DATA);
+  const inqEnd = at + u(REC.DATA + 1);
+  return savedConnection({
+    state: u(REC.SAVED),
+    options: u(REC.SAVED + 1),
+    sndWscale: u(REC.SAVED + 2) & 0x0f,
+    rcvWscale: u(REC.SAVED + 2) >> 4,
+    outq: u(REC.SAVED + 3),
+    unsent: u(REC.SAVED + 4),
+    inq: u(REC.SAVED + 5),
+    mss: u(REC.SAVED + 6),
+    timestamp: u(REC.SAVED + 7),
+    window: [u(REC.SAVED + 8), u(REC.SAVED + 9), u(REC.SAVED + 10), u(REC.SAVED + 11), u(REC.SAVED + 12)],
+    inqSeq: u(REC.SAVED + 13),
+    outqSeq: u(REC.SAVED + 14),
+    inqData: data.subarray(at, inqEnd),
+    outqData: data.subarray(inqEnd, inqEnd + u(REC.DATA + 2)),
+  });
+}
+
 /** The words of a connection's record in tcpRepairSaveMany's out (tcp_repair.c's REC_*). */
 const REC = { ERR: 0, FD: 1, FILTER: 2, SAVED: 3, DATA: 18, OWNER: 21, OPTS: 26 } as const;
 
@@ -558,12 +571,12 @@ interface Connection {
   lock: LockedConn;
 }
 
-/** A connection of a batch, until its fd is met: its record, its socket options' bytes, the queues' bytes, its failure. */
+/** A connection of a batch, until its fd is met: its record, its socket options' bytes, its stream (written already) or its failure. */
 interface Ahead {
   rec: Int32Array;
   raw: Buffer;
   layout: BatchLayout;
-  data: Buffer;
+  stream: TcpStream | undefined;
   error: Error | undefined;
   /** its record in sock_diag's table (Connection.diag) */
   diag: InetDiag | undefined;
