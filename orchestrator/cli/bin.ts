@@ -1,4 +1,4 @@
-#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=64 --min-semi-space-size=32 --interrupt-budget=1081344
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS TSCRIU_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node --max-semi-space-size=64 --min-semi-space-size=16 --interrupt-budget=1081344
 // The tscriu command as package.json's "bin" names it: dist/cli/tscriu.cjs, which starts
 // the CLI (main.ts) bundled into one file, dist/cli/main.cjs (scripts/build-ts.mjs). Both
 // are CommonJS: an ES module as the main script costs Node ~6 ms more to start.
@@ -11,13 +11,12 @@
 // ${VAR}: GNU coreutils 8.30, FreeBSD; busybox's env lacks it. Unset and empty read the
 // same there, and mean the same to Node.)
 //
-// Node's flags there give V8 a young generation of 32 MiB from the start (up to 64): a
+// Node's flags there give V8 a young generation of 16 MiB from the start (up to 64): a
 // dump allocates tens of MiB of short-lived objects (a page plan's runs, a thousand
 // sockets' entries), and with V8's default (1 MiB growing to 16) five or six scavenges
-// ran while the tasks were frozen in a final incremental dump; one with 16 MiB (~3 MiB
-// more RSS for a small dump). 32 rather than 16: a restore of 1,000 TCP connections took
-// 322 ms instead of 339 (CPU 340 instead of 370 ms, medians of 8 A/B triples, 64 no
-// better), for 0.6 MiB more RSS in a small dump. And 16 times V8's interrupt budget (67584): a command is
+// ran while the tasks were frozen in a final incremental dump; one with these (~3 MiB more
+// RSS for a small dump). 32 MiB took 5 % off a CLI restore of 1,000 TCP connections but
+// made a service's warm dump and restore of them 20-40 % slower. And 16 times V8's interrupt budget (67584): a command is
 // short-lived, most of its code runs a few hundred or thousand times (once per fd, per
 // image, per connection), and TurboFan's compilations of it on V8's background threads
 // cost more CPU than they saved (a dump of a server with a thousand connections: ~90 ms
