@@ -223,6 +223,12 @@ export class FdPlanner {
     return [...this.restorers.values()];
   }
 
+  /** The --inherit-fd that names file `f`, if one does. */
+  private async inherited(r: FdRestorer, f: FileEntry): Promise<{ fd: number; key: string } | undefined> {
+    const keys = await r.inheritKeys(f);
+    return this.inherit.find((i) => keys.includes(i.key));
+  }
+
   /** Reads and checks the fd table of process `pid` (read from `fdinfoName`). No side effects. */
   async plan(pid: number, fdinfo: readonly FdinfoEntry[], fdinfoName = "fdinfo.img"): Promise<FdPlan> {
     const { ctx, inherit } = this;
@@ -267,8 +273,7 @@ export class FdPlanner {
       rank.set(e.id, FD_KINDS.indexOf(kind));
       let r = this.restorers.get(type);
       if (!r) this.restorers.set(type, (r = kind.restorer(ctx)));
-      const keys = inherit.length ? await r.inheritKeys(f) : [];
-      const inh = inherit.find((i) => keys.includes(i.key));
+      const inh = inherit.length ? await this.inherited(r, f) : undefined;
       if (inh) {
         const src = { describe: `--inherit-fd fd[${inh.fd}]:${inh.key}`, open: () => inh.fd };
         plan.sources.set(e.id, src);
