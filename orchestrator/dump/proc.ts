@@ -229,14 +229,19 @@ export function fdinfoValue(info: FdInfo, key: string): string | undefined {
 
 export function parseFdinfo(text: string): FdInfo {
   const lines = new Map<string, string[]>();
-  for (const line of text.split("\n")) {
-    const c = line.indexOf(":");
-    if (c <= 0) continue;
-    const key = line.slice(0, c);
-    const value = line.slice(c + 1).trim();
-    const all = lines.get(key);
-    if (all) all.push(value);
-    else lines.set(key, [value]);
+  // (scanned line by line, not split: this runs once per fd, cold)
+  for (let at = 0; at < text.length; ) {
+    let end = text.indexOf("\n", at);
+    if (end < 0) end = text.length;
+    const c = text.indexOf(":", at);
+    if (c > at && c < end) {
+      const key = text.slice(at, c);
+      const value = text.slice(c + 1, end).trim();
+      const all = lines.get(key);
+      if (all) all.push(value);
+      else lines.set(key, [value]);
+    }
+    at = end + 1;
   }
   const first = (k: string): string | undefined => lines.get(k)?.[0];
   return {

@@ -220,7 +220,8 @@ export class InetDumper implements FdDumper {
       }
       // Its stream goes to the disk now, while the fds are walked: a thousand creates
       // were the longest part of such a dump, and waited for the walk to start.
-      if (pre.stream) this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [{ ...pre.stream.entry, extra: { inq: pre.stream.inq, outq: pre.stream.outq } }] });
+      // (its queues go in the entry's "extra" itself: the entry is this stream's own, and a copy of it with them cost a spread of its fields)
+      if (pre.stream) this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [Object.assign(pre.stream.entry, { extra: { inq: pre.stream.inq, outq: pre.stream.outq } })] });
       this.ahead.set(ino, pre);
     }
   }
