@@ -320,6 +320,19 @@ test.serial("a failed dump (fault after the lock) leaves the connection working 
   t.is(c.ended(), undefined);
 });
 
+test.serial("a failed image write while a process's connections are read in their batch (fault: write) leaves every one of them working, none left in repair mode", async (t) => {
+  const { w, c } = await echoServer(t);
+  const port = Number(w.info["p3"]);
+  const others = [await client(t, port), await client(t, port)];
+  for (const o of others) await ask(o, "hello\n");
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img"), ...LOCK, faults: "write" }));
+  t.regex(err?.message ?? "", /write: EIO \(fault injected by TSCRIU_FAULT=write\)/);
+  t.deepEqual(locksOf(port), [], "no lock left behind");
+  t.is(status(w.pid).get("TracerPid"), "0");
+  for (const [i, k] of [c, ...others].entries()) await ask(k, `after the failed dump ${i}\n`);
+  for (const k of [c, ...others]) t.is(k.ended(), undefined);
+});
+
 test.serial("a connection's stream image that cannot be made (an immutable images dir) fails the dump naming it; the connection works on, unlocked", async (t) => {
   const { w, c } = await echoServer(t);
   const port = Number(w.info["p3"]);

@@ -9,9 +9,9 @@
 // A TCP connection, with --tcp-established, is locked (net/lock.ts), put in repair mode
 // and read out into tcp-stream-<inode>.img (net/tcp-repair.ts); a process's connections
 // are read in one crossing into the bridge as its fd walk begins (readConnections), their
-// streams written at once and the rest kept until each fd is met. It stays so until the dump is over: killed, its socket goes
-// without a word to the peer; left running (-R) or after a failure, it leaves repair mode
-// and is unlocked before the task runs again.
+// streams written at once and the rest kept until each fd is met. It stays so until the
+// dump is over: killed, its socket goes without a word to the peer; left running (-R) or
+// after a failure, it leaves repair mode and is unlocked before the task runs again.
 //
 // What is refused, with criu's hints: a connected TCP socket (--tcp-established), a
 // listener with connections it has not accepted yet (--skip-in-flight leaves them out:
@@ -199,15 +199,25 @@ export class InetDumper implements FdDumper {
     const layout = batchLayout(family);
     const out = new Int32Array(conns.length * layout.words);
     const { data, errors } = bridge().tcpRepairSaveMany(pid, Int32Array.from(conns, (c) => c.fd), Float64Array.from(conns, (c) => c.ino), layout.spec, out);
-    // (indexed: this loop runs once per connection, cold)
+    const recs: Int32Array[] = [];
+    const raws: Buffer[] = [];
+    // Every copy the batch put in repair mode is kept first, before anything that may
+    // throw (a stream's write): release() must take each out of it again.
+    // (indexed: these loops run once per connection, cold)
     for (let i = 0; i < conns.length; i++) {
-      const ino = conns[i]!.ino;
       const rec = out.subarray(i * layout.words, (i + 1) * layout.words);
       const raw = Buffer.from(rec.buffer, rec.byteOffset + 4 * REC.OPTS, layout.sockSize);
+      recs.push(rec);
+      raws.push(raw);
       if (rec[REC.FD]! >= 0) {
         this.repaired.push({ fd: rec[REC.FD]!, reuseaddr: sockOptInt(raw, "inet", SO.REUSEADDR) !== 0 });
-        this.repairedInos.add(ino);
+        this.repairedInos.add(conns[i]!.ino);
       }
+    }
+    for (let i = 0; i < conns.length; i++) {
+      const ino = conns[i]!.ino;
+      const rec = recs[i]!;
+      const raw = raws[i]!;
       // (neither read nor failed: the fd is not that socket; it is read when met)
       if (rec[REC.ERR] !== 0 && !errors[i]) continue;
       const pre: Ahead = { rec, raw, layout, error: errors[i], diag: conns[i]!.diag, stream: undefined };
@@ -219,8 +229,9 @@ export class InetDumper implements FdDumper {
         }
       }
       // Its stream goes to the disk now, while the fds are walked: a thousand creates
-      // were the longest part of such a dump, and waited for the walk to start.
-      // (its queues go in the entry's "extra" itself: the entry is this stream's own, and a copy of it with them cost a spread of its fields)
+      // were the longest part of such a dump, and waited for the walk to start. (Its
+      // queues go in the entry's "extra" itself: the entry is this stream's own, and a
+      // copy of it with them cost a spread of its fields.)
       if (pre.stream) this.ctx.writeSoon({ name: tcpStreamImage(ino), type: "TCP_STREAM", entries: [Object.assign(pre.stream.entry, { extra: { inq: pre.stream.inq, outq: pre.stream.outq } })] });
       this.ahead.set(ino, pre);
     }
