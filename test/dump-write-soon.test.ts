@@ -58,3 +58,18 @@ test("ImageSet.writeSoon: images written in batches (32 a job, several at once) 
   for (let i = 6; i < 10; i++) t.false(existsSync(join(other, `tcp-stream-${i}.img`)));
   t.throws(() => failing.writeSoon("tcp-stream-99.img", "TCP_STREAM", entry(99)), { message: /tcp-stream-5\.img: refusing to overwrite/ });
 });
+
+test("ImageSet.writeSoon: an image that cannot be encoded is refused naming its field and leaves nothing of itself in its batch; the images around it are written whole", async (t) => {
+  const dir = tempDir(t);
+  const set = new ImageSet(dir, new Faults(undefined));
+  const entry = (i: number): Record<string, unknown>[] => [{ inq_len: 0, inq_seq: i, outq_len: 0, outq_seq: i, opt_mask: 0, snd_wscale: 0, mss_clamp: 1460, unsq_len: 0 }];
+  set.writeSoon("tcp-stream-1.img", "TCP_STREAM", entry(1));
+  // its fields come first, then the one that cannot be encoded: some of it was in the batch's buffer
+  t.throws(() => set.writeSoon("tcp-stream-2.img", "TCP_STREAM", [{ ...entry(2)[0], mss_clamp: "wide" }]), { message: /mss_clamp/ });
+  set.writeSoon("tcp-stream-3.img", "TCP_STREAM", entry(3));
+  await set.flushSoon();
+  t.deepEqual(set.written.map((p) => p.slice(dir.length + 1)).sort(), ["tcp-stream-1.img", "tcp-stream-3.img"]);
+  t.false(existsSync(join(dir, "tcp-stream-2.img")));
+  t.like((await readImage(join(dir, "tcp-stream-1.img"))).entries, [{ inq_seq: 1, mss_clamp: 1460 }]);
+  t.like((await readImage(join(dir, "tcp-stream-3.img"))).entries, [{ inq_seq: 3, mss_clamp: 1460 }]);
+});

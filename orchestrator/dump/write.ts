@@ -17,6 +17,8 @@ import { bridge } from "../../host-bridge/load.js";
  * come back to the event loop to start the next), several running at once.
  */
 const SOON_BATCH = 32;
+/** A batch's first buffer: a tcp-stream image is a few hundred bytes (grown when needed). */
+const SOON_BYTES = SOON_BATCH * 512;
 
 /** The number of image files from which a dump syncs their file system rather than each file. */
 const SYNCFS_FROM = 64;
@@ -43,7 +45,7 @@ export class ImageSet {
   readonly written: string[] = [];
   /** images of writeSoon not handed to the thread pool yet: their paths and lengths, their bytes one after another in `soon` */
   private queued: { path: string; length: number }[] = [];
-  private soon = new WireWriter(SOON_BATCH * 512);
+  private soon = new WireWriter(SOON_BYTES);
   /** the batches of them being written on the thread pool */
   private readonly writing = new Set<Promise<void>>();
   /** the first failure of a batch, thrown by flushSoon */
@@ -118,7 +120,7 @@ export class ImageSet {
     const paths = Buffer.from(batch.map((b) => `${b.path}\0`).join(""));
     const bytes = this.soon.finish();
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.soon = new WireWriter(SOON_BATCH * 512);
+    this.soon = new WireWriter(SOON_BYTES);
     const lens = BigUint64Array.from(batch, (b) => BigInt(b.length));
     const job: Promise<void> = bridge()
       .writeNewFiles(paths, data, lens)

@@ -41,9 +41,9 @@ export interface FdPlan {
 }
 
 /** An optional image's entries: read ahead, or read now (undefined: not in the images). */
-async function readOptional(dir: string, name: string, ahead: ReadAhead | undefined): Promise<Record<string, unknown>[] | undefined> {
-  // (`dir` ends with a slash: no path.join per connection's stream)
-  const path = dir + name;
+async function readOptional(dirSlash: string, name: string, ahead: ReadAhead | undefined): Promise<Record<string, unknown>[] | undefined> {
+  // (the images dir with a slash after it: no path.join per connection's stream)
+  const path = dirSlash + name;
   const bytes = await ahead?.take(name);
   return bytes ? decodeImage(bytes, path).entries : (await readOptionalImage(path))?.entries;
 }

@@ -90,11 +90,16 @@ export function sockOptsSpec(family: SkFamily): { spec: Int32Array; size: number
   return { spec, size };
 }
 
+/** Where an int option of `family`'s layout is, in bytes. */
+function optionAt(l: Layout, family: SkFamily, name: number): number {
+  const o = l.at.get(name);
+  if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
+  return o;
+}
+
 /** One int option of those sockOptsSpec's spec read into `raw`. */
 export function sockOptInt(raw: Buffer, family: SkFamily, name: number): number {
-  const o = layoutOf(family).at.get(name);
-  if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
-  return raw.readInt32LE(o);
+  return raw.readInt32LE(optionAt(layoutOf(family), family, name));
 }
 
 /**
@@ -105,15 +110,12 @@ export function sockOptInt(raw: Buffer, family: SkFamily, name: number): number 
 export function sockOptsOf(raw: Buffer, family: SkFamily, filter: (locked: boolean) => bigint[]): SkOpts {
   const unix = family === "unix";
   const creds = unix || family === "netlink";
-  const { tail, at } = layoutOf(family);
+  const layout = layoutOf(family);
+  const tail = layout.tail;
   // The ints as the kernel gave them, in the host's order (read through an Int32Array: a
   // Buffer read per option was ~20 µs of each socket of a thousand, in cold code).
   const words = raw.byteOffset % 4 === 0 ? new Int32Array(raw.buffer, raw.byteOffset, raw.length >> 2) : new Int32Array(Uint8Array.from(raw).buffer);
-  const int = (name: number): number => {
-    const o = at.get(name);
-    if (o === undefined) throw new Error(`socket option ${name} is not read for ${family} sockets`);
-    return words[o >> 2]!;
-  };
+  const int = (name: number): number => words[optionAt(layout, family, name) >> 2]!;
   const bool = (name: number): boolean => int(name) !== 0;
   // the timeouts: two timevals (seconds, microseconds); most are 0 (no BigInt read then)
   const tv = (o: number): bigint => (words[(tail + o) >> 2] === 0 && words[(tail + o + 4) >> 2] === 0 ? 0n : raw.readBigInt64LE(tail + o));
