@@ -12,6 +12,7 @@
         "src/regset.c",
         "src/remote.c",
         "src/memory.c",
+        "src/prefault.c",
         "src/uffd_wp.c",
         "src/uffd_track.c",
         "src/syscall_watch.c",

@@ -402,6 +402,7 @@ static napi_value init(napi_env env, napi_value exports)
 	bridge_init_rpc(env, exports);
 	bridge_init_restore(env, exports);
 	bridge_init_lazy(env, exports);
+	bridge_init_prefault(env, exports);
 	return exports;
 }
 

@@ -120,6 +120,7 @@ void bridge_init_tcp_repair(napi_env env, napi_value exports);
 void bridge_init_rpc(napi_env env, napi_value exports);
 void bridge_init_restore(napi_env env, napi_value exports);
 void bridge_init_lazy(napi_env env, napi_value exports);
+void bridge_init_prefault(napi_env env, napi_value exports);
 
 /* Shared between ptrace.c and remote.c. */
 
