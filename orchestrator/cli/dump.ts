@@ -110,17 +110,13 @@ export function dumpCommand(command: "dump" | "pre-dump" = "dump"): CommandSpec 
       const workDir = typeof args["work-dir"] === "string" ? args["work-dir"] : undefined;
       const log = ctx.log;
       const file = args["log-file"];
-      const [{ bridge }, { dump }, { isDumpError }, { progressBar, terminalStderr }, { formatStats }, { parseLockMethod }] = await Promise.all([
-        import("../../host-bridge/load.js"),
+      const [{ dump }, { isDumpError }, { progressBar, terminalStderr }, { formatStats }, { parseLockMethod }] = await Promise.all([
         import("../dump/dump.js"),
         import("../dump/errors.js"),
         import("../progress.js"),
         import("../dump/stats.js"),
         import("../net/lock.js"),
       ]);
-      // This process's fresh memory (V8's young generation) faulted in on the other CPU
-      // while the dump runs: host-bridge/src/prefault.c.
-      bridge().prefaultStart();
       let networkLock;
       let fileValidation;
       let cgroupsIgnore: boolean;

@@ -37,9 +37,6 @@ export function restoreCommand(): CommandSpec {
         import("../restore/restore.js"),
         import("../restore/stats.js"),
       ]);
-      // This process's fresh memory (V8's young generation) faulted in on the other CPU
-      // while the restore runs: host-bridge/src/prefault.c.
-      bridge().prefaultStart();
       const cap = args["cpu-cap"];
       let fileValidation: FileValidation;
       let cgroupMode: CgroupMode;
