@@ -449,6 +449,8 @@ export interface NativeBridge {
   readFilesAsync(paths: Uint8Array, each: number, total: number): Promise<{ data: Buffer; lens: BigInt64Array }>;
   /** syncfs(2): writes out the file system `fd` is on. */
   syncfs(fd: number): void;
+  /** syncfs(2) on libuv's thread pool; `fd` must stay open until the promise settles. */
+  syncfsAsync(fd: number): Promise<void>;
 
   // ---- TCP and UDP sockets (src/inet.c) ----
 

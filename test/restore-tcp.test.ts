@@ -333,6 +333,20 @@ test.serial("a failed image write while a process's connections are read in thei
   for (const k of [c, ...others]) t.is(k.ended(), undefined);
 });
 
+test.serial("the images' writeback started once a server's fds are done (70 connections) fails (fault: writeback): the dump fails at its sync saying so, every connection works on, unlocked", async (t) => {
+  const { w, c } = await echoServer(t);
+  const port = Number(w.info["p3"]);
+  const others = await Promise.all(Array.from({ length: 69 }, () => client(t, port)));
+  await Promise.all(others.map((o) => ask(o, "hello\n")));
+  const err = await t.throwsAsync(dump({ pid: w.pid, imagesDir: join(tempDir(t), "img"), ...LOCK, faults: "writeback" }));
+  t.like(err, { step: "sync" });
+  t.regex(err?.message ?? "", /the writeback of the images written so far failed: syncfs: EIO \(fault injected by TSCRIU_FAULT=writeback\)/);
+  t.deepEqual(locksOf(port), [], "no lock left behind");
+  t.is(status(w.pid).get("TracerPid"), "0");
+  await Promise.all([c, ...others].map((k, i) => ask(k, `after the failed dump ${i}\n`)));
+  for (const k of [c, ...others]) t.is(k.ended(), undefined);
+});
+
 test.serial("a connection's stream image that cannot be made (an immutable images dir) fails the dump naming it; the connection works on, unlocked", async (t) => {
   const { w, c } = await echoServer(t);
   const port = Number(w.info["p3"]);

@@ -121,6 +121,55 @@ static napi_value syncfs_(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+struct syncfs_job {
+	napi_async_work work;
+	napi_deferred deferred;
+	int fd;
+	int err;
+};
+
+static void syncfs_run(napi_env env, void *arg)
+{
+	(void)env;
+	struct syncfs_job *j = arg;
+	if (syncfs(j->fd) < 0)
+		j->err = errno;
+}
+
+static void syncfs_done(napi_env env, napi_status status, void *arg)
+{
+	struct syncfs_job *j = arg;
+	if (status == napi_cancelled)
+		j->err = ECANCELED;
+	napi_value undef;
+	napi_get_undefined(env, &undef);
+	if (j->err)
+		napi_reject_deferred(env, j->deferred, bridge_errno_error(env, "syncfs", j->err, 0, NULL));
+	else
+		napi_resolve_deferred(env, j->deferred, undef);
+	napi_delete_async_work(env, j->work);
+	free(j);
+}
+
+/* syncfsAsync(fd): syncfs on libuv's thread pool; fd stays open until it settles. */
+static napi_value syncfs_async(napi_env env, napi_callback_info info)
+{
+	const char *fn = "syncfsAsync";
+	napi_value argv[1];
+	int32_t fd;
+	if (!bridge_get_args(env, info, 1, argv, fn) ||
+	    !bridge_arg_fd(env, argv[0], &fd, fn, "fd must be a non-negative int32"))
+		return NULL;
+	struct syncfs_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return bridge_throw_errno(env, "calloc", ENOMEM, 0, NULL);
+	j->fd = fd;
+	napi_value promise = bridge_queue_job(env, fn, syncfs_run, syncfs_done, j, &j->work, &j->deferred);
+	if (!promise)
+		free(j);
+	return promise;
+}
+
 /* Most a whole-file read takes (a /proc file of a task with very many mappings is some MiB). */
 #define WHOLE_MAX (256U << 20)
 
@@ -508,6 +557,7 @@ void bridge_init_files(napi_env env, napi_value exports)
 		{ "seekSet", seek_set },
 		{ "mknod", mknod_ },
 		{ "syncfs", syncfs_ },
+		{ "syncfsAsync", syncfs_async },
 		{ "readWholeAsync", read_whole_async },
 		{ "writeNewFiles", write_new_files },
 		{ "readFilesAsync", read_files_async },

@@ -687,6 +687,7 @@ async function dumpTask(opts: DumpOptions, log: ModuleLog, onEvent: (e: DumpEven
     // the images the fds' kinds wrote meanwhile (connections' streams) are on the disk, or
     // their failure fails the dump here, naming its file
     await images.flushSoon();
+    if (finalState === "kill") images.startWriteback();
 
     enter("memory");
     const memStart = process.hrtime.bigint();

@@ -8,7 +8,8 @@
 //   enospc-late the same from the second write of page data on (the disk fills during
 //               the dump: a write fails while the one before it is still under way)
 //   writeback   the writeback started while page data is still written (a default-mode
-//               dump's fdatasync every 64 MiB) fails with EIO
+//               dump's fdatasync every 64 MiB), or the images' started once the fds are
+//               done (a syncfs, where they are many), fails with EIO
 //   task-exit   the task seems to exit in the middle of the memory dump (ESRCH)
 //   seccomp-suspend  the kernel refuses PTRACE_O_SUSPEND_SECCOMP (EPERM, as without
 //               CAP_SYS_ADMIN): the task's seccomp filters judge the calls run inside it
@@ -76,9 +77,9 @@ export class Faults {
     if (this.set.has("pre-copy")) throw new InjectedFault("pre-copy", "EFAULT", 14, "pre-copy");
   }
 
-  /** The early writeback of page data: an injected failure, or the real call's. */
-  writeback(sync: () => Promise<void>): Promise<void> {
-    return this.set.has("writeback") ? Promise.reject(new InjectedFault("writeback", "EIO", 5, "fdatasync")) : sync();
+  /** An early writeback (of page data, of the images written so far): an injected failure, or the real call's. */
+  writeback(sync: () => Promise<void>, syscall = "fdatasync"): Promise<void> {
+    return this.set.has("writeback") ? Promise.reject(new InjectedFault("writeback", "EIO", 5, syscall)) : sync();
   }
 
   taskExit(): void {

@@ -50,6 +50,8 @@ export class ImageSet {
   private readonly writing = new Set<Promise<void>>();
   /** the first failure of a batch, thrown by flushSoon */
   private soonFailed: Error | undefined;
+  /** the syncfs startWriteback started */
+  private writeback: Promise<void> | undefined;
 
   /** the directory's path with a slash after it, which a file name completes (no path.join per image) */
   private readonly prefix: string;
@@ -70,6 +72,12 @@ export class ImageSet {
    * the file system's journal commits, one after another each would wait for its own.
    */
   async syncAll(): Promise<void> {
+    // (a failure of the early writeback is not seen again by a later syncfs: thrown here)
+    if (this.writeback) {
+      await this.writeback.catch((e: unknown) => {
+        throw new Error(`${this.dir}: the writeback of the images written so far failed: ${(e as Error).message}`, { cause: e });
+      });
+    }
     if (this.written.length > SYNCFS_FROM || dirtyBytes() <= SYNCFS_DIRTY) {
       const fd = openSync(this.dir, "r");
       try {
@@ -89,6 +97,19 @@ export class ImageSet {
         }
       }),
     );
+  }
+
+  /**
+   * Where many images were written already (a server's tcp-stream images, once the fds are
+   * done), their file system's writeback starts now on the thread pool (a syncfs) while the
+   * dump goes on with the memory; syncAll waits for it, and then syncs what came after.
+   */
+  startWriteback(): void {
+    if (this.writeback || this.written.length <= SYNCFS_FROM) return;
+    const fd = openSync(this.dir, "r");
+    this.writeback = this.faults.writeback(() => bridge().syncfsAsync(fd), "syncfs").finally(() => closeSync(fd));
+    // (awaited by syncAll; a dump that fails first does not wait for it)
+    this.writeback.catch(() => undefined);
   }
 
   /**
