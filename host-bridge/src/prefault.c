@@ -12,7 +12,9 @@
  * runs both on a thread of its own, for every private anonymous writable mapping that is
  * not a thread's stack, at once and every 10 ms for half a second (V8 commits its second
  * semi-space at its first scavenge): on the other CPU while the command starts. A page is
- * never written, so the memory reads as it did; pages already there are left alone.
+ * never written, so the memory reads as it did; pages already there are left alone. The
+ * brk heap is filled too, in windows of REGION_MAX, and malloc told to serve blocks up to
+ * 4 MiB from it and to grow it ahead (below).
  *
  * V8 may unmap a region between the scan and the read (its unmapper runs on threads of
  * its own). The read of a page no longer mapped raises SIGSEGV on this thread: a handler
@@ -21,6 +23,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -43,6 +46,10 @@
 /* At most this much not yet there is filled by one pass. */
 #define PASS_BUDGET (64UL << 20)
 #define MAX_RANGES  4096
+/* malloc: blocks up to this from its heap (not mmap), never trimmed below this, grown this far ahead */
+#define MALLOC_MMAP_FROM (4 << 20)
+#define MALLOC_TRIM_FROM (256 << 20)
+#define MALLOC_TOP_PAD	 (8 << 20)
 
 struct range {
 	uintptr_t start, end;
@@ -148,9 +155,14 @@ static size_t candidates(struct range *out, size_t max)
 			field++;
 		bool anon = *field == 0 || strcmp(field, "[heap]") == 0;
 		bool guarded = prev_guard && prev_end == start;
-		if (end > start && anon && !guarded && end - start <= REGION_MAX && memcmp(perms, "rw-p", 4) == 0) {
-			out[n].start = start, out[n].end = end;
-			n++;
+		bool heap = strcmp(field, "[heap]") == 0;
+		if (end > start && anon && !guarded && (end - start <= REGION_MAX || heap) &&
+		    memcmp(perms, "rw-p", 4) == 0) {
+			/* (the heap in windows of REGION_MAX, mincore's vector) */
+			for (uintptr_t a = start; a < end && n < max; a += REGION_MAX) {
+				out[n].start = a, out[n].end = end - a > REGION_MAX ? a + REGION_MAX : end;
+				n++;
+			}
 		}
 		prev_guard = memcmp(perms, "---p", 4) == 0;
 		prev_end = end;
@@ -276,6 +288,13 @@ static void *run_passes(void *arg)
 
 static void start_thread(void)
 {
+	/* malloc's larger blocks come from its heap, which grows 8 MiB ahead and never gives
+	 * memory back: the passes fill what is ahead, where a block of its own (mmap) would
+	 * be new memory written at once (the bundle's source and code cache read in, a
+	 * thousand small files read ahead, the sock_diag table). */
+	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_FROM);
+	mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_FROM);
+	mallopt(M_TOP_PAD, MALLOC_TOP_PAD);
 	pthread_t t;
 	pthread_attr_t attr;
 	if (pthread_attr_init(&attr) != 0)
