@@ -67,9 +67,20 @@ function listenOn(path: string): number {
   return fd;
 }
 
+/**
+ * A worker's V8 flags besides the service's own: a young generation of 32 MiB (the CLI's
+ * 16), emptied by a full collection once the warm-up is done (worker.ts; `gc` exposed for
+ * it). A request then allocates into an empty young generation its warm-up has touched
+ * through, and a dump or restore of a server's thousand connections (~20 MB) runs without
+ * a scavenge. 14 requests each of a service with and without it (2026-12-06): dump
+ * 161 -> 156 ms, restore 121 -> 107 ms (medians, time spent serving). 32 MiB without the
+ * collection was slower than 16 (restore 171 ms): the warm-up's garbage filled it first.
+ */
+const WORKER_V8_FLAGS = ["--min-semi-space-size=32", "--expose-gc"];
+
 function workerCommand(): { file: string; execArgv: string[] } {
   const url = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
-  return { file: fileURLToPath(url), execArgv: process.execArgv };
+  return { file: fileURLToPath(url), execArgv: [...process.execArgv.filter((a) => !a.startsWith("--min-semi-space-size=")), ...WORKER_V8_FLAGS] };
 }
 
 /** Spare workers kept ready by default, and at most (--spare-workers). */

@@ -40,6 +40,8 @@ process.on("SIGTERM", onStop);
 await warmUp(log.module("service"), () => stopped || bridge().pollNow(REPORT_FD, POLL.IN) !== 0);
 process.off("SIGTERM", onStop);
 if (stopped) process.exit(0);
+// The warm-up's garbage goes before a request comes (service.ts, WORKER_V8_FLAGS).
+(globalThis as { gc?: () => void }).gc?.();
 writeSync(REPORT_FD, REPORT.ready);
 // The other spares wait in accept too: one takes the connection, and where the listening
 // socket is non-blocking (one inherited) the others find none and wait again.
