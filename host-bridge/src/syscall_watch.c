@@ -28,10 +28,14 @@ static int open_counter(int tid, uint64_t tracepoint, const char *filter)
 	a.size = sizeof(a);
 	a.config = tracepoint;
 	a.inherit = 1;
+	/* Enabled once filtered: an enabled counter counts every call of the thread until its
+	 * filter is set, and a call that ended in that window (a sleeping task's nanosleep,
+	 * on a busy machine) read as a mapping call. */
+	a.disabled = 1;
 	int fd = (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	if (ioctl(fd, PERF_EVENT_IOC_SET_FILTER, filter) < 0) {
+	if (ioctl(fd, PERF_EVENT_IOC_SET_FILTER, filter) < 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) < 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
