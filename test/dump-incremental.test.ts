@@ -405,7 +405,7 @@ test.serial("smaps read ahead: a process gone before it is watched is left out, 
   await ahead.settled();
   const kept = await ahead.atFreeze();
   await ahead.close();
-  t.deepEqual([...kept.keys()], [w.pid]);
+  t.deepEqual([...kept.keys()], [w.pid], lines.join(""));
   t.regex(lines.join(""), new RegExp(`pid ${gone}: smaps is read in the freeze \\(gone`));
 });
 
