@@ -153,9 +153,9 @@ static size_t candidates(struct range *out, size_t max)
 		}
 		while (*field == ' ')
 			field++;
-		bool anon = *field == 0 || strcmp(field, "[heap]") == 0;
-		bool guarded = prev_guard && prev_end == start;
 		bool heap = strcmp(field, "[heap]") == 0;
+		bool anon = *field == 0 || heap;
+		bool guarded = prev_guard && prev_end == start;
 		if (end > start && anon && !guarded && (end - start <= REGION_MAX || heap) &&
 		    memcmp(perms, "rw-p", 4) == 0) {
 			/* (the heap in windows of REGION_MAX, mincore's vector) */

@@ -15,13 +15,15 @@
 // dump allocates tens of MiB of short-lived objects (a page plan's runs, a thousand
 // sockets' entries), and with V8's default (1 MiB growing to 16) five or six scavenges
 // ran while the tasks were frozen in a final incremental dump; one with these (~3 MiB more
-// RSS for a small dump). 32 MiB took 5 % off a CLI restore of 1,000 TCP connections but
-// made a service's warm dump and restore of them 20-40 % slower. And 16 times V8's interrupt budget (67584): a command is
-// short-lived, most of its code runs a few hundred or thousand times (once per fd, per
-// image, per connection), and TurboFan's compilations of it on V8's background threads
-// cost more CPU than they saved (a dump of a server with a thousand connections: ~90 ms
-// of ~350); only code that keeps running (pages, large images) is optimised. A service's
-// workers, spawned with its execArgv, get these flags too.
+// RSS for a small dump). 32 MiB took 5 % off a CLI restore of 1,000 TCP connections, and
+// more with the prefault thread below, but small commands were slower (a service's
+// workers have 32, emptied after their warm-up: rpc/service.ts). And 16 times V8's
+// interrupt budget (67584): a command is short-lived, most of its code runs a few hundred
+// or thousand times (once per fd, per image, per connection), and TurboFan's compilations
+// of it on V8's background threads cost more CPU than they saved (a dump of a server with
+// a thousand connections: ~90 ms of ~350); only code that keeps running (pages, large
+// images) is optimised. A service's workers, spawned with its execArgv, get these flags
+// too, but for the young generation's size.
 //
 // The bundle runs from V8's code cache of it, main.cache, which scripts/cli-cache.mjs
 // writes at build and install time by running a few commands with
@@ -51,7 +53,7 @@ if (argv.includes("-V") || argv.includes("--version")) {
   process.exit(0);
 }
 
-// A dump's, a restore's and swrk's process has its fresh memory (V8's young generation)
+// A dump's, a detached restore's and swrk's process has its fresh memory (V8's young generation)
 // faulted in ahead by a thread of the host bridge's on the other CPU (src/prefault.c),
 // started before the bundle is read: the bundle's own set-up allocates there too. A dump
 // and a restore of 1,000 connections 370 -> 346 and 276 -> 259 ms from here, against the
